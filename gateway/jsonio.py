@@ -1,0 +1,76 @@
+"""Strict JSON reading for everything that arrives from outside.
+
+Rejects what RFC 8259 leaves undefined or what would hurt the node: NaN/Infinity,
+duplicate keys, absurd nesting, non-object roots where an object is required. Each
+problem becomes an `Issue` with line and column, so HTTP and CLI report it alike.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from gateway.issues import Issue
+
+
+class JSONInputError(ValueError):
+    def __init__(self, issue: Issue):
+        super().__init__(issue.message)
+        self.issue = issue
+
+
+def _no_constants(name: str) -> Any:
+    raise _Reject("json-nan", f"{name} is not a JSON number")
+
+
+class _Reject(Exception):
+    def __init__(self, code: str, message: str):
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+def _pairs(pairs: list[tuple[str, Any]]) -> dict:
+    out = dict(pairs)
+    if len(out) != len(pairs):
+        seen: set[str] = set()
+        dup = next(k for k, _ in pairs if k in seen or seen.add(k))
+        raise _Reject("json-duplicate-key", f"duplicate key {dup!r} in an object")
+    return out
+
+
+def _depth_exceeds(doc: Any, limit: int) -> bool:
+    stack = [(doc, 1)]
+    while stack:
+        node, depth = stack.pop()
+        if depth > limit:
+            return True
+        if isinstance(node, dict):
+            stack.extend((v, depth + 1) for v in node.values() if isinstance(v, (dict, list)))
+        elif isinstance(node, list):
+            stack.extend((v, depth + 1) for v in node if isinstance(v, (dict, list)))
+    return False
+
+
+def loads_strict(data: bytes | str, *, max_depth: int = 64, require_object: bool = True) -> Any:
+    """Parse JSON strictly or raise JSONInputError carrying one Issue."""
+    if isinstance(data, bytes):
+        try:
+            data = data.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise JSONInputError(Issue.error("json-syntax", f"body is not UTF-8 text (byte {exc.start})")) from exc
+    try:
+        doc = json.loads(data, object_pairs_hook=_pairs, parse_constant=_no_constants)
+    except _Reject as exc:
+        raise JSONInputError(Issue.error(exc.code, exc.message)) from None
+    except json.JSONDecodeError as exc:
+        raise JSONInputError(
+            Issue.error("json-syntax", f"not valid JSON: {exc.msg}", f"line {exc.lineno}, column {exc.colno}")
+        ) from None
+    except RecursionError:
+        raise JSONInputError(Issue.error("json-too-deep", f"JSON nested deeper than {max_depth} levels")) from None
+    if _depth_exceeds(doc, max_depth):
+        raise JSONInputError(Issue.error("json-too-deep", f"JSON nested deeper than {max_depth} levels"))
+    if require_object and not isinstance(doc, dict):
+        raise JSONInputError(Issue.error("json-syntax", "the document must be a JSON object"))
+    return doc

@@ -1,0 +1,1 @@
+"""Who may do what: keys and pseudonyms, operator credentials, (later) tokens, policy and audit."""

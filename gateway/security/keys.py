@@ -1,0 +1,56 @@
+"""The node's secrets: the pseudonymisation key and the operator token.
+
+Both come from configuration when given, else are generated once into the data
+directory with mode 0600. Neither is ever logged or stored in the database.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from pathlib import Path
+
+from gateway.config import Config
+
+KEY_FILE = "secret.key"
+OPERATOR_TOKEN_FILE = "operator.token"
+
+
+def _read_or_create(path: Path, make: callable) -> str:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        return path.read_text(encoding="utf-8").strip()
+    except FileNotFoundError:
+        pass
+    value = make()
+    # O_EXCL: when two workers start at once, exactly one writes and both read the same value.
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        return path.read_text(encoding="utf-8").strip()
+    with os.fdopen(fd, "w", encoding="utf-8") as fh:
+        fh.write(value + "\n")
+    return value
+
+
+def secret_key(cfg: Config) -> bytes:
+    """The pseudonymisation key as bytes (hex strings are decoded, other text used as UTF-8)."""
+    text = cfg.secret_key or _read_or_create(Path(cfg.data_dir) / KEY_FILE, lambda: secrets.token_hex(32))
+    try:
+        return bytes.fromhex(text)
+    except ValueError:
+        return text.encode("utf-8")
+
+
+def operator_tokens(cfg: Config) -> tuple[str, ...]:
+    """Bearer tokens that may write. Generated into the data directory when none is configured."""
+    if cfg.operator_tokens:
+        return cfg.operator_tokens
+    return (_read_or_create(Path(cfg.data_dir) / OPERATOR_TOKEN_FILE, lambda: secrets.token_urlsafe(32)),)
+
+
+def is_operator(cfg_tokens: tuple[str, ...], presented: str | None) -> bool:
+    """Constant-time comparison of a presented bearer token with the operator tokens."""
+    if not presented:
+        return False
+    return any(secrets.compare_digest(presented.encode(), t.encode()) for t in cfg_tokens)

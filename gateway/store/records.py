@@ -1,0 +1,47 @@
+"""What crosses the store's boundary: plain, immutable records."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+
+@dataclass(frozen=True)
+class PhenopacketRecord:
+    """A validated phenopacket on its way into the store.
+
+    `subject_id` is the keyed pseudonym of the patient. One phenopacket per
+    (dataset_id, subject_id): saving again replaces the earlier version.
+    """
+
+    id: str
+    dataset_id: str
+    subject_id: str
+    document: dict[str, Any]
+    source: str = ""  # identity of the source document, e.g. "Bundle/<id>" or "sha256:<digest>"
+    issues: tuple[dict[str, Any], ...] = ()  # Issue.to_dict() of the warnings met on the way in
+
+
+@dataclass(frozen=True)
+class SaveResult:
+    id: str
+    subject_id: str
+    created: bool  # False when an earlier version was replaced
+
+
+@dataclass(frozen=True)
+class StoredPhenopacket:
+    id: str
+    dataset_id: str
+    subject_id: str
+    sex: str | None
+    phenotypes: tuple[str, ...]  # observed HPO ids
+    excluded_phenotypes: tuple[str, ...]
+    diseases: tuple[str, ...]
+    document: dict[str, Any]
+    source: str
+    issues: tuple[dict[str, Any], ...]
+    created_at: datetime
+    updated_at: datetime
+    extra: dict[str, Any] = field(default_factory=dict)
