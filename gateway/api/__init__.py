@@ -1,0 +1,1 @@
+"""HTTP only: one blueprint per surface. Blueprints never build documents by hand."""
