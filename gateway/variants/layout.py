@@ -1,0 +1,217 @@
+"""On-disk layout of the variant store, its schema, and the builder that writes one version.
+
+    data_dir/variants/<dataset>/CURRENT              name of the live version file (switched by rename)
+    data_dir/variants/<dataset>/v<ns>-<pid>.sqlite   one immutable version per ingest
+    data_dir/variants/<dataset>/.build-<pid>-<rand>.sqlite   a version being built (removed if its pid is dead)
+
+A version is built in a temporary file, fsynced, renamed into place, and only then
+named by CURRENT (itself written to a temp file, fsynced and renamed): a killed ingest
+leaves the previous version live and at most a stale build file behind.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import secrets
+import sqlite3
+import time
+from pathlib import Path
+
+import numpy as np
+
+DATASET_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+POINTER = "CURRENT"
+LONG_SPAN = 1000  # variants longer than this are found through their own partial index in range queries
+
+# Zygosity codes in the carriers blobs, and their GENO terms.
+HET, HOM, HEMI = 1, 2, 3
+ZYGOSITY_GENO = {HET: "GENO:0000135", HOM: "GENO:0000136", HEMI: "GENO:0000134"}
+
+SCHEMA = """
+CREATE TABLE meta(key TEXT PRIMARY KEY, value TEXT) WITHOUT ROWID;
+CREATE TABLE samples(idx INTEGER PRIMARY KEY, name TEXT NOT NULL, individual_id TEXT, biosample_id TEXT);
+CREATE TABLE variants(
+    id INTEGER PRIMARY KEY, vkey TEXT NOT NULL, chrom TEXT NOT NULL, start INTEGER NOT NULL, end INTEGER NOT NULL,
+    ref TEXT NOT NULL, alt TEXT NOT NULL, vclass TEXT NOT NULL, length INTEGER NOT NULL,
+    ac INTEGER NOT NULL, an INTEGER NOT NULL, carriers INTEGER NOT NULL,
+    genes TEXT, aa TEXT, effects TEXT, ids TEXT);
+-- sample indexes (uint32 little-endian) and zygosity codes (uint8) of each variant's carriers
+CREATE TABLE carriers(vid INTEGER PRIMARY KEY, samples BLOB NOT NULL, zyg BLOB NOT NULL);
+CREATE TABLE annotations(gene TEXT NOT NULL, aa TEXT NOT NULL, vid INTEGER NOT NULL, PRIMARY KEY(gene, aa, vid))
+    WITHOUT ROWID;
+-- the reverse of carriers: per sample, the variant ids it carries (uint32), in chunks written as ingest goes
+CREATE TABLE sample_variants(sample INTEGER NOT NULL, chunk INTEGER NOT NULL, vids BLOB NOT NULL,
+    PRIMARY KEY(sample, chunk)) WITHOUT ROWID;
+"""
+
+INDEXES = f"""
+CREATE UNIQUE INDEX variants_key ON variants(vkey);
+CREATE INDEX variants_pos ON variants(chrom, start, ref, alt);
+CREATE INDEX variants_long ON variants(chrom, start, end) WHERE end - start > {LONG_SPAN};
+"""
+
+
+def dataset_dir(data_dir: Path, dataset_id: str) -> Path:
+    if not DATASET_ID.match(dataset_id):
+        raise ValueError(f"invalid dataset id {dataset_id!r}")
+    return Path(data_dir) / "variants" / dataset_id
+
+
+def current_version(ds_dir: Path) -> str | None:
+    try:
+        name = (ds_dir / POINTER).read_text().strip()
+    except FileNotFoundError:
+        return None
+    return name or None
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def switch_pointer(ds_dir: Path, version: str | None) -> None:
+    """Atomically make `version` the live one (None: the dataset has no live version)."""
+    pointer = ds_dir / POINTER
+    if version is None:
+        with contextlib.suppress(FileNotFoundError):
+            pointer.unlink()
+        _fsync_dir(ds_dir)
+        return
+    tmp = ds_dir / f".{POINTER}-{os.getpid()}-{secrets.token_hex(4)}"
+    with open(tmp, "w") as f:
+        f.write(version + "\n")
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, pointer)
+    _fsync_dir(ds_dir)
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _writer_pid(name: str) -> int | None:
+    """The pid in `.build-<pid>-<hex>.sqlite`, `.CURRENT-<pid>-<hex>` or `v<ns>-<pid>.sqlite`."""
+    match = re.match(r"^(?:\.build-(\d+)-|\.CURRENT-(\d+)-|v\d+-(\d+)\.sqlite$)", name)
+    if not match:
+        return None
+    return int(next(g for g in match.groups() if g))
+
+
+def cleanup_dataset_dir(ds_dir: Path) -> list[str]:
+    """Remove files of dead writers that are not the live version; return the names removed.
+
+    A writer that is still alive may be about to switch the pointer to its file, so its files stay.
+    """
+    removed: list[str] = []
+    if not ds_dir.is_dir():
+        return removed
+    live = current_version(ds_dir)
+    for entry in ds_dir.iterdir():
+        if entry.name in (POINTER, live):
+            continue
+        pid = _writer_pid(entry.name)
+        if pid is not None and not _pid_alive(pid):
+            with contextlib.suppress(FileNotFoundError):
+                entry.unlink()
+            removed.append(entry.name)
+    if live is None:
+        with contextlib.suppress(OSError):
+            ds_dir.rmdir()  # only succeeds when empty
+    return removed
+
+
+class VersionBuilder:
+    """Writes one new version of a dataset; `commit()` switches it live, `abort()` (or a crash) leaves no trace."""
+
+    SAMPLE_CHUNK_PAIRS = 4_000_000  # (sample, variant) pairs buffered before a reverse-index chunk is written
+
+    def __init__(self, data_dir: Path, dataset_id: str):
+        self.dataset_id = dataset_id
+        self.dir = dataset_dir(data_dir, dataset_id)
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.path = self.dir / f".build-{os.getpid()}-{secrets.token_hex(4)}.sqlite"
+        self.conn = sqlite3.connect(self.path, isolation_level=None)
+        # A build file is private until commit: no journal, no syncs; durability comes from the fsync at commit.
+        self.conn.executescript("PRAGMA journal_mode=OFF; PRAGMA synchronous=OFF; PRAGMA cache_size=-65536;")
+        self.conn.executescript(SCHEMA)
+        self.conn.execute("BEGIN")
+        self._pair_samples: list[np.ndarray] = []
+        self._pair_vids: list[np.ndarray] = []
+        self._pairs = 0
+        self._chunk = 0
+
+    def add_samples(self, rows: list[tuple[int, str, str | None, str | None]]) -> None:
+        self.conn.executemany("INSERT INTO samples VALUES (?,?,?,?)", rows)
+
+    def add_variants(
+        self, rows: list[tuple], carriers: list[tuple[int, bytes, bytes]], annotations: list[tuple]
+    ) -> None:
+        self.conn.executemany("INSERT INTO variants VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)", rows)
+        self.conn.executemany("INSERT INTO carriers VALUES (?,?,?)", carriers)
+        if annotations:
+            self.conn.executemany("INSERT OR IGNORE INTO annotations VALUES (?,?,?)", annotations)
+
+    def add_carrier_pairs(self, samples: np.ndarray, vids: np.ndarray) -> None:
+        """Buffer (sample, variant) pairs for the per-sample reverse index; flush a chunk when the buffer is full."""
+        self._pair_samples.append(samples)
+        self._pair_vids.append(vids)
+        self._pairs += len(samples)
+        if self._pairs >= self.SAMPLE_CHUNK_PAIRS:
+            self._flush_pairs()
+
+    def _flush_pairs(self) -> None:
+        if not self._pairs:
+            return
+        samples = np.concatenate(self._pair_samples)
+        vids = np.concatenate(self._pair_vids).astype("<u4")
+        order = np.argsort(samples, kind="stable")  # stable: vids stay ascending within a sample
+        samples, vids = samples[order], vids[order]
+        bounds = np.flatnonzero(np.diff(samples)) + 1
+        starts = np.concatenate(([0], bounds))
+        ends = np.concatenate((bounds, [len(samples)]))
+        self.conn.executemany(
+            "INSERT INTO sample_variants VALUES (?,?,?)",
+            ((int(samples[s]), self._chunk, vids[s:e].tobytes()) for s, e in zip(starts, ends, strict=True)),
+        )
+        self._chunk += 1
+        self._pair_samples, self._pair_vids, self._pairs = [], [], 0
+
+    def commit(self, meta: dict[str, str]) -> str:
+        self._flush_pairs()
+        self.conn.executemany("INSERT INTO meta VALUES (?,?)", sorted(meta.items()))
+        self.conn.execute("COMMIT")
+        self.conn.executescript(INDEXES + "ANALYZE;")
+        self.conn.close()
+        with open(self.path, "rb+") as f:
+            os.fsync(f.fileno())
+        version = f"v{time.time_ns()}-{os.getpid()}.sqlite"
+        os.replace(self.path, self.dir / version)
+        _fsync_dir(self.dir)
+        previous = current_version(self.dir)
+        switch_pointer(self.dir, version)
+        if previous and previous != version:
+            with contextlib.suppress(FileNotFoundError):
+                (self.dir / previous).unlink()  # open readers keep their file until they close it
+        return version
+
+    def abort(self) -> None:
+        with contextlib.suppress(Exception):
+            self.conn.close()
+        with contextlib.suppress(FileNotFoundError):
+            self.path.unlink()
+        if current_version(self.dir) is None:
+            with contextlib.suppress(OSError):
+                self.dir.rmdir()

@@ -1,0 +1,470 @@
+"""The variant store: one immutable SQLite file per dataset version, queried with raw sqlite3.
+
+Every answer comes from indexed tables filled at ingest (allele counts, carrier lists,
+the per-sample reverse index): no query path decodes a genotype or scans a dataset.
+See layout.py for the files and schema.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import sqlite3
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+
+from .layout import (
+    DATASET_ID,
+    HEMI,
+    HET,
+    HOM,
+    LONG_SPAN,
+    ZYGOSITY_GENO,
+    cleanup_dataset_dir,
+    current_version,
+    dataset_dir,
+    switch_pointer,
+)
+from .query import Carrier, VariantHit, VariantQuery
+
+_COLUMNS = "id, vkey, chrom, start, end, ref, alt, vclass, length, ac, an, carriers, genes, aa, effects, ids"
+_POINTER_RECHECK_S = 0.5  # how stale a reader may be after another process switched a version
+
+
+def variant_id(dataset_id: str, assembly: str, vkey: str) -> str:
+    return f"{dataset_id}:{assembly}:{vkey}"
+
+
+def split_variant_id(value: str) -> tuple[str, str, str] | None:
+    parts = value.split(":", 2)
+    if len(parts) != 3 or not DATASET_ID.match(parts[0]):
+        return None
+    return parts[0], parts[1], parts[2]
+
+
+def _split(text: str | None) -> tuple[str, ...]:
+    return tuple(text.split("|")) if text else ()
+
+
+def _glob(bases: str) -> tuple[str, bool]:
+    """Beacon's "N" matches any base: turn it into a GLOB pattern (True) or keep an exact match (False)."""
+    upper = bases.upper()
+    if "N" in upper and not upper.startswith("<"):
+        escaped = upper.replace("[", "[[]").replace("*", "[*]").replace("?", "[?]")
+        return escaped.replace("N", "?"), True
+    return upper if not upper.startswith("<") else bases, False
+
+
+def build_where(q: VariantQuery) -> tuple[str, list]:
+    """The SQL condition (over table `variants`) for a query inside one dataset, and its parameters."""
+    clauses: list[str] = []
+    params: list = []
+    if q.reference_name is not None:
+        clauses.append("chrom = ?")
+        params.append(q.reference_name)
+    if q.start is not None and q.end is None:
+        clauses.append("start = ?")
+        params.append(q.start)
+    elif q.start is not None and q.end is not None:
+        # Overlap of [start, end): short variants through (chrom, start) bounded by LONG_SPAN, long ones
+        # through their partial index, so no query scans a whole chromosome.
+        chrom_clause = "chrom = ? AND " if q.reference_name is not None else ""
+        chrom_param = [q.reference_name] if q.reference_name is not None else []
+        clauses.append(
+            "id IN (SELECT id FROM variants WHERE "
+            + chrom_clause
+            + "start > ? AND start < ? AND end > ? AND end - start <= ? UNION ALL SELECT id FROM variants WHERE "
+            + chrom_clause
+            + f"end - start > {LONG_SPAN} AND start < ? AND end > ?)"
+        )
+        params += [*chrom_param, q.start - LONG_SPAN - 1, q.end, q.start, LONG_SPAN]
+        params += [*chrom_param, q.end, q.start]
+    elif q.end is not None:
+        clauses.append("end = ?")
+        params.append(q.end)
+    if q.start_range is not None:
+        clauses.append("start BETWEEN ? AND ?")
+        params += list(q.start_range)
+    if q.end_range is not None:
+        clauses.append("end BETWEEN ? AND ?")
+        params += list(q.end_range)
+    for column, bases in (("ref", q.reference_bases), ("alt", q.alternate_bases)):
+        if bases:
+            pattern, wildcard = _glob(bases)
+            clauses.append(f"{column} GLOB ?" if wildcard else f"{column} = ?")
+            params.append(pattern)
+    if q.variant_types:
+        clauses.append(f"vclass IN ({','.join('?' * len(q.variant_types))})")
+        params += list(q.variant_types)
+    if q.min_length is not None:
+        clauses.append("length >= ?")
+        params.append(q.min_length)
+    if q.max_length is not None:
+        clauses.append("length <= ?")
+        params.append(q.max_length)
+    if q.gene_id or q.aa_change:
+        sub = "SELECT vid FROM annotations WHERE "
+        conds, sub_params = [], []
+        if q.gene_id:
+            conds.append("gene = ?")
+            sub_params.append(q.gene_id)
+        if q.aa_change:
+            conds.append("aa = ?")
+            sub_params.append(q.aa_change)
+        clauses.append(f"id IN ({sub}{' AND '.join(conds)})")
+        params += sub_params
+    return (" AND ".join(clauses) or "1"), params
+
+
+class _Dataset:
+    """An open version of one dataset (per thread)."""
+
+    __slots__ = ("assembly", "conn", "dataset_id", "samples", "version")
+
+    def __init__(self, dataset_id: str, path: Path, version: str):
+        self.dataset_id = dataset_id
+        self.version = version
+        self.conn = sqlite3.connect(f"file:{path}?mode=ro&immutable=1", uri=True, check_same_thread=False)
+        self.conn.execute("PRAGMA cache_size=-2048")  # small per-dataset cache: memory must not grow with datasets
+        self.assembly = self.conn.execute("SELECT value FROM meta WHERE key='assembly'").fetchone()[0]
+        self.samples: list[tuple[str, str | None, str | None]] | None = None
+
+    def sample_table(self) -> list[tuple[str, str | None, str | None]]:
+        if self.samples is None:
+            rows = self.conn.execute(
+                "SELECT idx, name, individual_id, biosample_id FROM samples ORDER BY idx"
+            ).fetchall()
+            table: list = [("", None, None)] * (rows[-1][0] + 1 if rows else 0)
+            for idx, name, individual, biosample in rows:
+                table[idx] = (name, individual, biosample)
+            self.samples = table
+        return self.samples
+
+    def hit(self, row: tuple) -> VariantHit:
+        (_, vkey, chrom, start, end, ref, alt, vclass, length, ac, an, carriers, genes, aa, effects, ids) = row
+        return VariantHit(
+            variant_id=variant_id(self.dataset_id, self.assembly, vkey),
+            dataset_id=self.dataset_id,
+            assembly=self.assembly,
+            reference_name=chrom,
+            start=start,
+            end=end,
+            reference_bases=ref,
+            alternate_bases=alt,
+            variant_type=vclass,
+            genes=_split(genes),
+            aa_changes=_split(aa),
+            molecular_effects=_split(effects),
+            identifiers=_split(ids),
+            allele_count=ac,
+            allele_number=an,
+            carrier_count=carriers,
+            extra={"length": length},
+        )
+
+
+class VariantStore:
+    """Reads every dataset's live version under `data_dir/variants/`; safe to share across threads."""
+
+    def __init__(self, data_dir: Path):
+        self.data_dir = Path(data_dir)
+        self.root = self.data_dir / "variants"
+        self._local = threading.local()
+        self._pointer_cache: dict[str, tuple[float, str | None]] = {}
+        self.cleanup()
+
+    # --- housekeeping -----------------------------------------------------------------
+
+    def cleanup(self) -> list[str]:
+        """Remove leftovers of killed ingests (and superseded versions); return what was removed."""
+        removed: list[str] = []
+        if self.root.is_dir():
+            for ds_dir in self.root.iterdir():
+                if ds_dir.is_dir():
+                    removed += [f"{ds_dir.name}/{name}" for name in cleanup_dataset_dir(ds_dir)]
+        return removed
+
+    def refresh(self) -> None:
+        """Forget cached version pointers (call after an ingest in this process)."""
+        self._pointer_cache.clear()
+
+    def datasets(self) -> list[str]:
+        if not self.root.is_dir():
+            return []
+        return sorted(d.name for d in self.root.iterdir() if DATASET_ID.match(d.name) and (d / "CURRENT").exists())
+
+    def _version(self, dataset_id: str) -> str | None:
+        now = time.monotonic()
+        cached = self._pointer_cache.get(dataset_id)
+        if cached and now - cached[0] < _POINTER_RECHECK_S:
+            return cached[1]
+        version = current_version(dataset_dir(self.data_dir, dataset_id))
+        self._pointer_cache[dataset_id] = (now, version)
+        return version
+
+    def _open(self, dataset_id: str) -> _Dataset | None:
+        if not DATASET_ID.match(dataset_id):
+            return None
+        version = self._version(dataset_id)
+        conns: dict[str, _Dataset] | None = getattr(self._local, "datasets", None)
+        if conns is None:
+            conns = self._local.datasets = {}
+        ds = conns.get(dataset_id)
+        if ds is not None and ds.version == version:
+            return ds
+        if ds is not None:
+            ds.conn.close()
+            del conns[dataset_id]
+        if version is None:
+            return None
+        try:
+            ds = _Dataset(dataset_id, dataset_dir(self.data_dir, dataset_id) / version, version)
+        except sqlite3.OperationalError:  # switched or deleted between reading the pointer and opening
+            self._pointer_cache.pop(dataset_id, None)
+            return None
+        conns[dataset_id] = ds
+        return ds
+
+    def _targets(self, q: VariantQuery) -> list[_Dataset]:
+        names = q.dataset_ids if q.dataset_ids is not None else self.datasets()
+        out = []
+        for name in sorted(set(names)):
+            ds = self._open(name)
+            if ds is not None and (q.assembly is None or ds.assembly == q.assembly):
+                out.append(ds)
+        return out
+
+    @staticmethod
+    def _ids_clause(ds: _Dataset, q: VariantQuery) -> tuple[str, list] | None:
+        """Restrict to the requested variant ids of this dataset; None when none of them is in it."""
+        if not q.variant_ids:
+            return "", []
+        keys = []
+        for value in q.variant_ids:
+            parts = split_variant_id(value)
+            if parts and parts[0] == ds.dataset_id and parts[1] == ds.assembly:
+                keys.append(parts[2])
+        if not keys:
+            return None
+        return f" AND vkey IN ({','.join('?' * len(keys))})", keys
+
+    # --- queries ----------------------------------------------------------------------
+
+    def search(self, q: VariantQuery, *, skip: int = 0, limit: int = 10) -> tuple[list[VariantHit], int]:
+        where, params = build_where(q)
+        hits: list[VariantHit] = []
+        total = 0
+        for ds in self._targets(q):
+            ids = self._ids_clause(ds, q)
+            if ids is None:
+                continue
+            sql_where = where + ids[0]
+            sql_params = params + ids[1]
+            n = ds.conn.execute(f"SELECT count(*) FROM variants WHERE {sql_where}", sql_params).fetchone()[0]
+            # Pagination runs over the datasets in name order, each in file order.
+            if limit > len(hits) and skip < total + n:
+                offset = max(skip - total, 0)
+                rows = ds.conn.execute(
+                    f"SELECT {_COLUMNS} FROM variants WHERE {sql_where} ORDER BY id LIMIT ? OFFSET ?",
+                    [*sql_params, limit - len(hits), offset],
+                ).fetchall()
+                hits += [ds.hit(r) for r in rows]
+            total += n
+        return hits, total
+
+    def count(self, q: VariantQuery) -> int:
+        where, params = build_where(q)
+        total = 0
+        for ds in self._targets(q):
+            ids = self._ids_clause(ds, q)
+            if ids is not None:
+                total += ds.conn.execute(
+                    f"SELECT count(*) FROM variants WHERE {where}{ids[0]}", params + ids[1]
+                ).fetchone()[0]
+        return total
+
+    def exists(self, q: VariantQuery) -> bool:
+        where, params = build_where(q)
+        for ds in self._targets(q):
+            ids = self._ids_clause(ds, q)
+            if (
+                ids is not None
+                and ds.conn.execute(f"SELECT 1 FROM variants WHERE {where}{ids[0]} LIMIT 1", params + ids[1]).fetchone()
+            ):
+                return True
+        return False
+
+    def carrier_count(self, q: VariantQuery) -> int:
+        """Distinct samples carrying any matching variant (summed over datasets)."""
+        where, params = build_where(q)
+        total = 0
+        for ds in self._targets(q):
+            ids = self._ids_clause(ds, q)
+            if ids is None:
+                continue
+            rows = ds.conn.execute(
+                f"SELECT v.carriers, c.samples FROM variants v JOIN carriers c ON c.vid = v.id "
+                f"WHERE v.id IN (SELECT id FROM variants WHERE {where}{ids[0]})",
+                params + ids[1],
+            ).fetchall()
+            if len(rows) == 1:
+                total += rows[0][0]
+            elif rows:
+                blobs = b"".join(r[1] for r in rows)
+                total += len(np.unique(np.frombuffer(blobs, dtype="<u4")))
+        return total
+
+    def get(self, variant_id: str) -> VariantHit | None:
+        parts = split_variant_id(variant_id)
+        if parts is None:
+            return None
+        ds = self._open(parts[0])
+        if ds is None or ds.assembly != parts[1]:
+            return None
+        row = ds.conn.execute(f"SELECT {_COLUMNS} FROM variants WHERE vkey = ?", (parts[2],)).fetchone()
+        return ds.hit(row) if row else None
+
+    def carriers(self, variant_id: str) -> list[Carrier]:
+        parts = split_variant_id(variant_id)
+        ds = self._open(parts[0]) if parts else None
+        if ds is None or ds.assembly != parts[1]:
+            return []
+        row = ds.conn.execute(
+            "SELECT c.samples, c.zyg FROM variants v JOIN carriers c ON c.vid = v.id WHERE v.vkey = ?", (parts[2],)
+        ).fetchone()
+        if row is None:
+            return []
+        table = ds.sample_table()
+        idxs = np.frombuffer(row[0], dtype="<u4").tolist()
+        zygs = row[1]
+        out = []
+        for idx, zyg in zip(idxs, zygs, strict=True):
+            name, individual, biosample = table[idx]
+            out.append(Carrier(name, biosample, individual, ZYGOSITY_GENO[zyg]))
+        return out
+
+    def _sample_indexes(self, ds: _Dataset, individual_id: str) -> list[int]:
+        return [r[0] for r in ds.conn.execute("SELECT idx FROM samples WHERE individual_id = ?", (individual_id,))]
+
+    def variants_of_individual(
+        self, individual_id: str, *, skip: int = 0, limit: int = 10
+    ) -> tuple[list[VariantHit], int]:
+        hits: list[VariantHit] = []
+        total = 0
+        for name in self.datasets():
+            ds = self._open(name)
+            if ds is None:
+                continue
+            idxs = self._sample_indexes(ds, individual_id)
+            if not idxs:
+                continue
+            blobs = [
+                r[0]
+                for r in ds.conn.execute(
+                    f"SELECT vids FROM sample_variants WHERE sample IN ({','.join('?' * len(idxs))}) ORDER BY chunk",
+                    idxs,
+                )
+            ]
+            vids = np.frombuffer(b"".join(blobs), dtype="<u4")
+            if len(idxs) > 1:
+                vids = np.unique(vids)
+            n = len(vids)
+            if limit > len(hits) and skip < total + n:
+                offset = max(skip - total, 0)
+                page = vids[offset : offset + limit - len(hits)].tolist()
+                rows = ds.conn.execute(
+                    f"SELECT {_COLUMNS} FROM variants WHERE id IN ({','.join('?' * len(page))}) ORDER BY id", page
+                ).fetchall()
+                hits += [ds.hit(r) for r in rows]
+            total += n
+        return hits, total
+
+    # --- changes ----------------------------------------------------------------------
+
+    def delete_dataset(self, dataset_id: str) -> None:
+        ds_dir = dataset_dir(self.data_dir, dataset_id)
+        if not ds_dir.is_dir():
+            return
+        switch_pointer(ds_dir, None)
+        self._pointer_cache.pop(dataset_id, None)
+        for entry in ds_dir.iterdir():
+            entry.unlink(missing_ok=True)  # open readers keep their unlinked file until they close it
+        ds_dir.rmdir()
+
+    def erase_individual(self, individual_id: str) -> int:
+        """Remove an individual's genotypes and links from every dataset; return the number of samples erased.
+
+        Written as a new version (copy, change, switch), so readers never see a half-erased dataset. AC and
+        carrier counts are corrected exactly; AN drops by the sample's alleles at the variants it carried only.
+        """
+        erased = 0
+        for name in self.datasets():
+            ds = self._open(name)
+            if ds is None:
+                continue
+            idxs = self._sample_indexes(ds, individual_id)
+            if not idxs:
+                continue
+            erased += len(idxs)
+            self._rewrite_without(name, ds, idxs)
+        self.refresh()
+        return erased
+
+    def _rewrite_without(self, dataset_id: str, ds: _Dataset, idxs: list[int]) -> None:
+        ds_dir = dataset_dir(self.data_dir, dataset_id)
+        tmp = ds_dir / f".build-{os.getpid()}-{secrets.token_hex(4)}.sqlite"
+        try:
+            with sqlite3.connect(tmp) as target:
+                ds.conn.backup(target)
+            conn = sqlite3.connect(tmp, isolation_level=None)
+            conn.execute("BEGIN")
+            drop = np.array(idxs, dtype="<u4")
+            place = ",".join("?" * len(idxs))
+            vids = {
+                v
+                for (blob,) in conn.execute(f"SELECT vids FROM sample_variants WHERE sample IN ({place})", idxs)
+                for v in np.frombuffer(blob, dtype="<u4").tolist()
+            }
+            for vid in sorted(vids):
+                samples_blob, zyg_blob = conn.execute(
+                    "SELECT samples, zyg FROM carriers WHERE vid=?", (vid,)
+                ).fetchone()
+                samples = np.frombuffer(samples_blob, dtype="<u4")
+                zyg = np.frombuffer(zyg_blob, dtype=np.uint8)
+                gone = np.isin(samples, drop)
+                alleles = int((zyg[gone] == HOM).sum() * 2 + (zyg[gone] == HET).sum() + (zyg[gone] == HEMI).sum())
+                called = int(((zyg[gone] == HOM) | (zyg[gone] == HET)).sum() * 2 + (zyg[gone] == HEMI).sum())
+                conn.execute(
+                    "UPDATE carriers SET samples=?, zyg=? WHERE vid=?",
+                    (samples[~gone].tobytes(), zyg[~gone].tobytes(), vid),
+                )
+                conn.execute(
+                    "UPDATE variants SET ac=ac-?, an=max(an-?,0), carriers=carriers-? WHERE id=?",
+                    (alleles, called, int(gone.sum()), vid),
+                )
+            conn.execute(f"DELETE FROM sample_variants WHERE sample IN ({place})", idxs)
+            conn.execute(
+                f"UPDATE samples SET name='erased-'||idx, individual_id=NULL, biosample_id=NULL WHERE idx IN ({place})",
+                idxs,
+            )
+            conn.execute("COMMIT")
+            conn.close()
+            with open(tmp, "rb+") as f:
+                os.fsync(f.fileno())
+            version = f"v{time.time_ns()}-{os.getpid()}.sqlite"
+            os.replace(tmp, ds_dir / version)
+            previous = current_version(ds_dir)
+            switch_pointer(ds_dir, version)
+            if previous and previous != version:
+                (ds_dir / previous).unlink(missing_ok=True)
+        finally:
+            tmp.unlink(missing_ok=True)
+
+    def close(self) -> None:
+        conns: dict[str, _Dataset] | None = getattr(self._local, "datasets", None)
+        for ds in (conns or {}).values():
+            ds.conn.close()
+        self._local = threading.local()
