@@ -4,6 +4,16 @@ The store never knows about HTTP or FHIR. It receives finished, validated docume
 (`PhenopacketRecord`) and keeps them, all-or-nothing.
 """
 
+from gateway.store.indexing import index_fields
+from gateway.store.metadata import MetadataStore, StoreError, UnknownDatasetError
 from gateway.store.records import PhenopacketRecord, SaveResult, StoredPhenopacket
 
-__all__ = ["PhenopacketRecord", "SaveResult", "StoredPhenopacket"]
+__all__ = [
+    "MetadataStore",
+    "PhenopacketRecord",
+    "SaveResult",
+    "StoreError",
+    "StoredPhenopacket",
+    "UnknownDatasetError",
+    "index_fields",
+]

@@ -1,0 +1,75 @@
+"""Engines for the metadata store: SQLite with zero set-up, PostgreSQL for production."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy import event
+from sqlalchemy.engine import URL, Engine, make_url
+from sqlalchemy.pool import StaticPool
+
+# Seconds a writer waits for another writer's lock before SQLite gives up.
+SQLITE_BUSY_TIMEOUT_S = 60.0
+# Execution option: begin this connection's transactions as a writer (SQLite BEGIN IMMEDIATE).
+WRITE = "gateway_write"
+
+
+def _json_dumps(value: Any) -> str:
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+
+
+def create_store_engine(url: str | URL) -> Engine:
+    url = make_url(url)
+    if url.get_backend_name() == "sqlite":
+        return _sqlite_engine(url)
+    if url.get_backend_name() == "postgresql":
+        return sa.create_engine(
+            url, json_serializer=_json_dumps, pool_pre_ping=True, pool_size=5, max_overflow=10, future=True
+        )
+    raise ValueError(f"unsupported database URL scheme {url.drivername!r}: use sqlite:/// or postgresql+psycopg://")
+
+
+def _sqlite_engine(url: URL) -> Engine:
+    in_memory = url.database in (None, "", ":memory:")
+    if in_memory:
+        # One shared connection, or every checkout would see a fresh empty database.
+        engine = sa.create_engine(
+            url,
+            json_serializer=_json_dumps,
+            poolclass=StaticPool,
+            connect_args={"check_same_thread": False},
+        )
+    else:
+        Path(url.database).expanduser().resolve().parent.mkdir(parents=True, exist_ok=True)
+        engine = sa.create_engine(
+            url,
+            json_serializer=_json_dumps,
+            connect_args={"timeout": SQLITE_BUSY_TIMEOUT_S, "check_same_thread": False},
+        )
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        # Let SQLAlchemy, not the sqlite3 module, decide where transactions begin
+        # (the module's implicit BEGIN would defer and then fail to upgrade a read lock).
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        cursor.execute(f"PRAGMA busy_timeout = {int(SQLITE_BUSY_TIMEOUT_S * 1000)}")
+        cursor.execute("PRAGMA foreign_keys = ON")
+        if not in_memory:
+            # WAL: readers never block the writer. NORMAL sync keeps the database consistent
+            # after any crash; a power cut may lose only the last commits.
+            cursor.execute("PRAGMA journal_mode = WAL")
+            cursor.execute("PRAGMA synchronous = NORMAL")
+        cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(connection: sa.Connection) -> None:
+        # A writer takes the write lock up front, so concurrent writers queue on the busy
+        # timeout instead of failing with SQLITE_BUSY when upgrading a read lock.
+        write = connection.get_execution_options().get(WRITE, False)
+        connection.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
+
+    return engine

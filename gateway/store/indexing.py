@@ -1,0 +1,132 @@
+"""What the store indexes from a phenopacket: a pure function over its JSON form.
+
+`index_fields(document)` returns the columns and term rows that later queries filter on
+(Beacon individuals/biosamples: HPO terms, diseases, sex, age). It trusts that the
+document was validated on the way in, but never fails on a missing or odd-shaped
+element: what is not there is simply not indexed.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Iterator
+from typing import Any
+
+from gateway.store.tables import (
+    BIOSAMPLE_PHENOTYPE,
+    DISEASE,
+    EXCLUDED_DISEASE,
+    EXCLUDED_PHENOTYPE,
+    MEASUREMENT,
+    MEDICAL_ACTION,
+    PHENOTYPE,
+    SAMPLED_TISSUE,
+)
+
+# ISO 8601 duration as phenopackets use it (PnYnMnWnD with an optional time part).
+_DURATION = re.compile(
+    r"^P(?!$)(?:(?P<y>\d+(?:\.\d+)?)Y)?(?:(?P<mo>\d+(?:\.\d+)?)M)?(?:(?P<w>\d+(?:\.\d+)?)W)?(?:(?P<d>\d+(?:\.\d+)?)D)?"
+    r"(?:T(?=\d)(?:(?P<h>\d+(?:\.\d+)?)H)?(?:(?P<mi>\d+(?:\.\d+)?)M)?(?:(?P<s>\d+(?:\.\d+)?)S)?)?$"
+)
+# Mean Gregorian year and month, so that P1Y and P12M compare equal.
+_DAYS_PER = {"y": 365.2425, "mo": 365.2425 / 12, "w": 7.0, "d": 1.0, "h": 1 / 24, "mi": 1 / 1440, "s": 1 / 86400}
+
+
+def duration_days(value: Any) -> float | None:
+    """An ISO 8601 duration (`P3Y6M`) in days; None when it is not one."""
+    if not isinstance(value, str):
+        return None
+    match = _DURATION.match(value)
+    if match is None:
+        return None
+    return sum(float(v) * _DAYS_PER[k] for k, v in match.groupdict().items() if v is not None)
+
+
+def index_fields(document: dict[str, Any]) -> dict[str, Any]:
+    """The indexed view of one phenopacket (pure; no I/O).
+
+    Returns `sex`, `age_iso`, `age_days`, `vital_status`, `phenotypes` (observed),
+    `excluded_phenotypes`, `diseases`, `excluded_diseases`, `biosample_ids`,
+    `biosamples` (id + sampled tissue) and `terms`: every (kind, term, label) row for
+    `phenopacket_terms`, without duplicates, in document order.
+    """
+    subject = _dict(document.get("subject"))
+    terms = list(_unique(_terms(document)))
+    biosample_rows = []
+    seen_biosamples: set[str] = set()
+    for biosample in _dicts(document.get("biosamples")):
+        biosample_id = biosample.get("id")
+        if isinstance(biosample_id, str) and biosample_id and biosample_id not in seen_biosamples:
+            seen_biosamples.add(biosample_id)
+            biosample_rows.append({"id": biosample_id, "sampled_tissue": _term_id(biosample.get("sampledTissue"))})
+    age_iso = _dict(_dict(subject.get("timeAtLastEncounter")).get("age")).get("iso8601duration")
+    age_iso = age_iso if isinstance(age_iso, str) else None
+    sex = subject.get("sex")
+    vital_status = _dict(subject.get("vitalStatus")).get("status")
+    return {
+        "sex": sex if isinstance(sex, str) and sex else None,
+        "age_iso": age_iso,
+        "age_days": duration_days(age_iso),
+        "vital_status": vital_status if isinstance(vital_status, str) and vital_status else None,
+        "phenotypes": [t for k, t, _ in terms if k == PHENOTYPE],
+        "excluded_phenotypes": [t for k, t, _ in terms if k == EXCLUDED_PHENOTYPE],
+        "diseases": [t for k, t, _ in terms if k == DISEASE],
+        "excluded_diseases": [t for k, t, _ in terms if k == EXCLUDED_DISEASE],
+        "biosample_ids": [b["id"] for b in biosample_rows],
+        "biosamples": biosample_rows,
+        "terms": terms,
+    }
+
+
+def _terms(document: dict[str, Any]) -> Iterator[tuple[str, str, str | None]]:
+    for feature in _dicts(document.get("phenotypicFeatures")):
+        yield from _term(EXCLUDED_PHENOTYPE if feature.get("excluded") is True else PHENOTYPE, feature.get("type"))
+    for disease in _dicts(document.get("diseases")):
+        yield from _term(EXCLUDED_DISEASE if disease.get("excluded") is True else DISEASE, disease.get("term"))
+    for measurement in _dicts(document.get("measurements")):
+        yield from _term(MEASUREMENT, measurement.get("assay"))
+    for action in _dicts(document.get("medicalActions")):
+        yield from _term(MEDICAL_ACTION, _dict(action.get("procedure")).get("code"))
+        yield from _term(MEDICAL_ACTION, _dict(action.get("treatment")).get("agent"))
+        yield from _term(MEDICAL_ACTION, _dict(action.get("radiationTherapy")).get("modality"))
+        yield from _term(MEDICAL_ACTION, _dict(action.get("therapeuticRegimen")).get("ontologyClass"))
+    for biosample in _dicts(document.get("biosamples")):
+        yield from _term(SAMPLED_TISSUE, biosample.get("sampledTissue"))
+        for feature in _dicts(biosample.get("phenotypicFeatures")):
+            if feature.get("excluded") is not True:
+                yield from _term(BIOSAMPLE_PHENOTYPE, feature.get("type"))
+        for measurement in _dicts(biosample.get("measurements")):
+            yield from _term(MEASUREMENT, measurement.get("assay"))
+        yield from _term(MEDICAL_ACTION, _dict(biosample.get("procedure")).get("code"))
+
+
+def _term(kind: str, ontology_class: Any) -> Iterator[tuple[str, str, str | None]]:
+    term_id = _term_id(ontology_class)
+    if term_id is not None:
+        label = ontology_class.get("label")
+        yield kind, term_id, label if isinstance(label, str) and label else None
+
+
+def _term_id(ontology_class: Any) -> str | None:
+    if isinstance(ontology_class, dict):
+        term_id = ontology_class.get("id")
+        if isinstance(term_id, str) and term_id:
+            return term_id
+    return None
+
+
+def _unique(rows: Iterable[tuple[str, str, str | None]]) -> Iterator[tuple[str, str, str | None]]:
+    seen: set[tuple[str, str]] = set()
+    for kind, term, label in rows:
+        if (kind, term) not in seen:
+            seen.add((kind, term))
+            yield kind, term, label
+
+
+def _dict(value: Any) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
+
+
+def _dicts(value: Any) -> Iterator[dict[str, Any]]:
+    if isinstance(value, list):
+        yield from (item for item in value if isinstance(item, dict))

@@ -1,0 +1,367 @@
+"""The metadata store: phenopackets, their datasets and the fields queries filter on.
+
+One small interface over SQLAlchemy Core (no ORM on the hot path). SQLite by default,
+with zero set-up; PostgreSQL (`postgresql+psycopg://…`) in production. The schema comes
+only from the Alembic migrations (`migrate()`), never from `create_all`.
+
+Saving is all-or-nothing and idempotent: one transaction per call; a patient is keyed
+by (dataset_id, subject_id) and saving it again replaces its document and index terms
+(INSERT … ON CONFLICT DO UPDATE, so concurrent saves from threads or processes never
+duplicate and never hit an integrity error).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql as pg_dialect
+from sqlalchemy.dialects import sqlite as sqlite_dialect
+
+from gateway.store import migrate as migrations
+from gateway.store.engine import WRITE, create_store_engine
+from gateway.store.indexing import index_fields
+from gateway.store.records import PhenopacketRecord, SaveResult, StoredPhenopacket
+from gateway.store.tables import (
+    DISEASE,
+    EXCLUDED_DISEASE,
+    EXCLUDED_PHENOTYPE,
+    PHENOTYPE,
+    biosamples,
+    datasets,
+    phenopacket_terms,
+    phenopackets,
+)
+
+__all__ = ["MetadataStore", "StoreError", "UnknownDatasetError", "index_fields"]
+
+MAX_PAGE_SIZE = 1000
+_IN_CHUNK = 500  # ids per IN (...) list: far below every backend's bound-parameter limit
+_DEADLOCK_RETRIES = 3
+_RETRYABLE_SQLSTATES = {"40P01", "40001"}  # PostgreSQL deadlock / serialization failure
+
+
+class StoreError(Exception):
+    """A request the store refuses before touching the database."""
+
+
+class UnknownDatasetError(StoreError, LookupError):
+    def __init__(self, dataset_ids: Sequence[str]):
+        super().__init__(f"unknown dataset(s): {', '.join(sorted(dataset_ids))}; declare them first (ensure_dataset)")
+        self.dataset_ids = tuple(sorted(dataset_ids))
+
+
+class MetadataStore:
+    def __init__(self, url: str):
+        self.url = url
+        self.engine = create_store_engine(url)
+        self._insert = pg_dialect.insert if self.engine.dialect.name == "postgresql" else sqlite_dialect.insert
+
+    @classmethod
+    def open(cls, url: str, *, migrate: bool = True) -> MetadataStore:
+        store = cls(url)
+        if migrate:
+            store.migrate()
+        return store
+
+    # -- schema ---------------------------------------------------------------------
+
+    def migrate(self) -> None:
+        migrations.upgrade(self.engine)
+
+    def migrations_current(self) -> bool:
+        return migrations.current_revision(self.engine) == migrations.head_revision()
+
+    def ping(self) -> bool:
+        try:
+            with self.engine.connect() as connection:
+                return connection.execute(sa.text("SELECT 1")).scalar() == 1
+        except sa.exc.SQLAlchemyError:
+            return False
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    @contextmanager
+    def transaction(self) -> Iterator[sa.Connection]:
+        """A write transaction (committed on exit, rolled back on error) for callers that
+        must change the store together with their own rows (erasure + audit record)."""
+        with self.engine.connect() as connection:
+            connection.execution_options(**{WRITE: True})
+            with connection.begin():
+                yield connection
+
+    # -- datasets -------------------------------------------------------------------
+
+    def ensure_dataset(self, dataset_id: str, *, name: str = "", description: str = "") -> None:
+        """Create the dataset if missing; update its name/description when given."""
+        _require_text("dataset_id", dataset_id)
+        now = _now()
+        statement = self._insert(datasets).values(
+            id=dataset_id, name=name, description=description, created_at=now, updated_at=now
+        )
+        changes = {k: v for k, v in (("name", name), ("description", description)) if v}
+        if changes:
+            statement = statement.on_conflict_do_update(index_elements=["id"], set_={**changes, "updated_at": now})
+        else:
+            statement = statement.on_conflict_do_nothing(index_elements=["id"])
+        with self.transaction() as connection:
+            connection.execute(statement)
+
+    def list_datasets(self) -> list[dict[str, Any]]:
+        count = sa.func.count(phenopackets.c.pk).label("phenopackets")
+        query = (
+            sa.select(datasets, count)
+            .select_from(datasets.outerjoin(phenopackets, phenopackets.c.dataset_id == datasets.c.id))
+            .group_by(*datasets.c)
+            .order_by(datasets.c.id)
+        )
+        with self.engine.connect() as connection:
+            rows = connection.execute(query).mappings().all()
+        return [
+            {**row, "created_at": _aware(row["created_at"]), "updated_at": _aware(row["updated_at"])} for row in rows
+        ]
+
+    def delete_dataset(self, dataset_id: str) -> int:
+        """Withdraw a dataset and everything in it; returns the number of phenopackets removed."""
+        with self.transaction() as connection:
+            removed = connection.execute(
+                sa.delete(phenopackets).where(phenopackets.c.dataset_id == dataset_id)
+            ).rowcount
+            connection.execute(sa.delete(datasets).where(datasets.c.id == dataset_id))
+        return removed
+
+    # -- phenopackets ---------------------------------------------------------------
+
+    def save_phenopackets(self, records: Sequence[PhenopacketRecord]) -> list[SaveResult]:
+        """Store all records in one transaction, or none of them.
+
+        Results follow the input order. Within one call the same (dataset_id, subject_id)
+        may appear more than once: the last one is stored, and only its first mention
+        can report `created=True`.
+        """
+        records = list(records)
+        for position, record in enumerate(records):
+            _check_record(position, record)
+        if not records:
+            return []
+        # Last mention of a patient wins; rows in key order so that concurrent batches
+        # lock patients in the same order (no deadlocks on PostgreSQL).
+        latest = {(r.dataset_id, r.subject_id): r for r in records}
+        keys = sorted(latest)
+        now = _now()
+        fields = {key: index_fields(latest[key].document) for key in keys}
+        rows = [_phenopacket_row(latest[key], fields[key], now) for key in keys]
+        stored = self._retry_deadlocks(lambda: self._save_rows(rows, fields, now))
+
+        results: list[SaveResult] = []
+        reported: set[tuple[str, str]] = set()
+        for record in records:
+            key = (record.dataset_id, record.subject_id)
+            created = stored[key] and key not in reported
+            reported.add(key)
+            results.append(SaveResult(id=latest[key].id, subject_id=record.subject_id, created=created))
+        return results
+
+    def _save_rows(
+        self, rows: list[dict[str, Any]], fields: dict[tuple[str, str], dict[str, Any]], now: datetime
+    ) -> dict[tuple[str, str], bool]:
+        table = phenopackets.c
+        with self.transaction() as connection:
+            wanted = {row["dataset_id"] for row in rows}
+            known = set(connection.execute(sa.select(datasets.c.id).where(datasets.c.id.in_(wanted))).scalars())
+            if wanted - known:
+                raise UnknownDatasetError(sorted(wanted - known))
+
+            statement = self._insert(phenopackets)
+            statement = statement.on_conflict_do_update(
+                index_elements=["dataset_id", "subject_id"],
+                set_={
+                    "id": statement.excluded.id,
+                    "sex": statement.excluded.sex,
+                    "age_iso": statement.excluded.age_iso,
+                    "age_days": statement.excluded.age_days,
+                    "vital_status": statement.excluded.vital_status,
+                    "document": statement.excluded.document,
+                    "source": statement.excluded.source,
+                    "issues": statement.excluded.issues,
+                    "revision": table.revision + 1,
+                    "updated_at": statement.excluded.updated_at,
+                },
+            ).returning(table.pk, table.dataset_id, table.subject_id, table.revision)
+            pk_of: dict[tuple[str, str], int] = {}
+            created: dict[tuple[str, str], bool] = {}
+            for pk, dataset_id, subject_id, revision in connection.execute(statement, rows):
+                pk_of[dataset_id, subject_id] = pk
+                created[dataset_id, subject_id] = revision == 1
+
+            replaced = [pk_of[key] for key, is_new in created.items() if not is_new]
+            for chunk in _chunks(replaced):
+                connection.execute(sa.delete(phenopacket_terms).where(phenopacket_terms.c.phenopacket_pk.in_(chunk)))
+                connection.execute(sa.delete(biosamples).where(biosamples.c.phenopacket_pk.in_(chunk)))
+
+            term_rows = [
+                {"phenopacket_pk": pk_of[key], "dataset_id": key[0], "kind": kind, "term": term, "label": label}
+                for key, indexed in fields.items()
+                for kind, term, label in indexed["terms"]
+            ]
+            if term_rows:
+                connection.execute(sa.insert(phenopacket_terms), term_rows)
+            biosample_rows = [
+                {
+                    "phenopacket_pk": pk_of[key],
+                    "dataset_id": key[0],
+                    "biosample_id": sample["id"],
+                    "sampled_tissue": sample["sampled_tissue"],
+                }
+                for key, indexed in fields.items()
+                for sample in indexed["biosamples"]
+            ]
+            if biosample_rows:
+                connection.execute(sa.insert(biosamples), biosample_rows)
+        return created
+
+    def get_phenopacket(self, phenopacket_id: str) -> StoredPhenopacket | None:
+        found = self._select(sa.select(phenopackets).where(phenopackets.c.id == phenopacket_id))
+        return found[0] if found else None
+
+    def list_phenopackets(
+        self, *, dataset_id: str | None = None, offset: int = 0, limit: int = 100
+    ) -> tuple[list[StoredPhenopacket], int]:
+        """One page in storage order (oldest first) and the total before paging."""
+        if not isinstance(offset, int) or offset < 0:
+            raise StoreError(f"offset must be a non-negative integer, got {offset!r}")
+        if not isinstance(limit, int) or not 0 <= limit <= MAX_PAGE_SIZE:
+            raise StoreError(f"limit must be an integer from 0 to {MAX_PAGE_SIZE}, got {limit!r}")
+        where = [] if dataset_id is None else [phenopackets.c.dataset_id == dataset_id]
+        with self.engine.connect() as connection:
+            total = connection.execute(sa.select(sa.func.count()).select_from(phenopackets).where(*where)).scalar_one()
+            page = self._select(
+                sa.select(phenopackets).where(*where).order_by(phenopackets.c.pk).offset(offset).limit(limit),
+                connection,
+            )
+        return page, total
+
+    def find_by_subject(self, subject_id: str, dataset_id: str | None = None) -> list[StoredPhenopacket]:
+        query = sa.select(phenopackets).where(phenopackets.c.subject_id == subject_id)
+        if dataset_id is not None:
+            query = query.where(phenopackets.c.dataset_id == dataset_id)
+        return self._select(query.order_by(phenopackets.c.dataset_id))
+
+    def delete_subject(self, subject_id: str, dataset_id: str | None = None) -> int:
+        """Erase a subject's phenopackets (and by cascade their terms and biosamples) in
+        one transaction; returns how many phenopackets were removed."""
+        with self.transaction() as connection:
+            return self.delete_subject_in(connection, subject_id, dataset_id)
+
+    @staticmethod
+    def delete_subject_in(connection: sa.Connection, subject_id: str, dataset_id: str | None = None) -> int:
+        """The same inside a caller's `transaction()`, e.g. together with an audit record."""
+        statement = sa.delete(phenopackets).where(phenopackets.c.subject_id == subject_id)
+        if dataset_id is not None:
+            statement = statement.where(phenopackets.c.dataset_id == dataset_id)
+        return connection.execute(statement).rowcount
+
+    # -- internals ------------------------------------------------------------------
+
+    def _select(self, query: sa.Select, connection: sa.Connection | None = None) -> list[StoredPhenopacket]:
+        if connection is None:
+            with self.engine.connect() as own:
+                return self._select(query, own)
+        rows = connection.execute(query).mappings().all()
+        terms: dict[int, dict[str, list[str]]] = {row["pk"]: {} for row in rows}
+        for chunk in _chunks(list(terms)):
+            found = connection.execute(
+                sa.select(phenopacket_terms.c.phenopacket_pk, phenopacket_terms.c.kind, phenopacket_terms.c.term)
+                .where(phenopacket_terms.c.phenopacket_pk.in_(chunk))
+                .order_by(phenopacket_terms.c.phenopacket_pk, phenopacket_terms.c.kind, phenopacket_terms.c.term)
+            )
+            for pk, kind, term in found:
+                terms[pk].setdefault(kind, []).append(term)
+        return [_stored(row, terms[row["pk"]]) for row in rows]
+
+    def _retry_deadlocks(self, work):
+        for attempt in range(_DEADLOCK_RETRIES):
+            try:
+                return work()
+            except sa.exc.OperationalError as error:
+                sqlstate = getattr(error.orig, "sqlstate", None)
+                if sqlstate not in _RETRYABLE_SQLSTATES or attempt == _DEADLOCK_RETRIES - 1:
+                    raise
+                time.sleep(0.01 * (attempt + 1))
+        raise AssertionError("unreachable")
+
+
+def _check_record(position: int, record: Any) -> None:
+    if not isinstance(record, PhenopacketRecord):
+        raise StoreError(f"record {position}: expected PhenopacketRecord, got {type(record).__name__}")
+    for name in ("id", "dataset_id", "subject_id"):
+        _require_text(f"record {position}: {name}", getattr(record, name))
+    if not isinstance(record.document, dict):
+        raise StoreError(f"record {position}: document must be a JSON object")
+
+
+def _require_text(name: str, value: Any) -> None:
+    if not isinstance(value, str) or not value or len(value) > 255:
+        raise StoreError(f"{name} must be a non-empty string of at most 255 characters, got {value!r}")
+
+
+def _phenopacket_row(record: PhenopacketRecord, indexed: dict[str, Any], now: datetime) -> dict[str, Any]:
+    return {
+        "id": record.id,
+        "dataset_id": record.dataset_id,
+        "subject_id": record.subject_id,
+        "sex": indexed["sex"],
+        "age_iso": indexed["age_iso"],
+        "age_days": indexed["age_days"],
+        "vital_status": indexed["vital_status"],
+        "document": record.document,
+        "source": record.source,
+        "issues": list(record.issues),
+        "revision": 1,
+        "created_at": now,
+        "updated_at": now,
+    }
+
+
+def _stored(row: Any, terms: dict[str, list[str]]) -> StoredPhenopacket:
+    return StoredPhenopacket(
+        id=row["id"],
+        dataset_id=row["dataset_id"],
+        subject_id=row["subject_id"],
+        sex=row["sex"],
+        phenotypes=tuple(terms.get(PHENOTYPE, ())),
+        excluded_phenotypes=tuple(terms.get(EXCLUDED_PHENOTYPE, ())),
+        diseases=tuple(terms.get(DISEASE, ())),
+        document=row["document"],
+        source=row["source"],
+        issues=tuple(row["issues"] or ()),
+        created_at=_aware(row["created_at"]),
+        updated_at=_aware(row["updated_at"]),
+        extra={
+            "revision": row["revision"],
+            "age_iso": row["age_iso"],
+            "age_days": row["age_days"],
+            "vital_status": row["vital_status"],
+            "excluded_diseases": tuple(terms.get(EXCLUDED_DISEASE, ())),
+            "terms": {kind: tuple(values) for kind, values in terms.items()},
+        },
+    )
+
+
+def _chunks(values: list[Any]) -> Iterator[list[Any]]:
+    for start in range(0, len(values), _IN_CHUNK):
+        yield values[start : start + _IN_CHUNK]
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _aware(value: datetime) -> datetime:
+    # SQLite keeps no zone; everything is written in UTC.
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)

@@ -1,0 +1,119 @@
+"""The metadata store's tables, as SQLAlchemy Core objects.
+
+These definitions are what queries are written against (the Beacon layer builds its
+filters on them). They never create anything: the schema is made by the Alembic
+migrations in `gateway/store/migrations/`, and a test checks that the migrated
+database and these definitions agree.
+
+Beacon filters become indexed look-ups: an HPO/disease filter is
+`phenopacket_terms WHERE kind = ? AND term IN (...) [AND dataset_id = ?]` on
+`ix_terms_lookup`, which also covers `phenopacket_pk` so the join needs no table read;
+sex and age are columns of `phenopackets` indexed per dataset.
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql import JSONB
+
+# Term kinds in `phenopacket_terms.kind` (see gateway.store.indexing).
+PHENOTYPE = "phenotype"
+EXCLUDED_PHENOTYPE = "excluded_phenotype"
+DISEASE = "disease"
+EXCLUDED_DISEASE = "excluded_disease"
+BIOSAMPLE_PHENOTYPE = "biosample_phenotype"
+SAMPLED_TISSUE = "sampled_tissue"
+MEASUREMENT = "measurement"
+MEDICAL_ACTION = "medical_action"
+TERM_KINDS = (
+    PHENOTYPE,
+    EXCLUDED_PHENOTYPE,
+    DISEASE,
+    EXCLUDED_DISEASE,
+    BIOSAMPLE_PHENOTYPE,
+    SAMPLED_TISSUE,
+    MEASUREMENT,
+    MEDICAL_ACTION,
+)
+
+# JSONB on PostgreSQL (indexable, compact); JSON text elsewhere.
+Document = sa.JSON().with_variant(JSONB(), "postgresql")
+# SQLite only auto-increments a column declared exactly INTEGER PRIMARY KEY.
+SurrogateKey = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
+Timestamp = sa.DateTime(timezone=True)
+
+metadata = sa.MetaData()
+
+datasets = sa.Table(
+    "datasets",
+    metadata,
+    sa.Column("id", sa.String(255), primary_key=True),
+    sa.Column("name", sa.String(1024), nullable=False, server_default=""),
+    sa.Column("description", sa.Text(), nullable=False, server_default=""),
+    sa.Column("created_at", Timestamp, nullable=False),
+    sa.Column("updated_at", Timestamp, nullable=False),
+)
+
+phenopackets = sa.Table(
+    "phenopackets",
+    metadata,
+    # Surrogate key: the phenopacket id may change between versions of the same
+    # patient, and the term rows should not have to follow it.
+    sa.Column("pk", SurrogateKey, primary_key=True, autoincrement=True),
+    sa.Column("id", sa.String(255), nullable=False),
+    sa.Column(
+        "dataset_id",
+        sa.String(255),
+        sa.ForeignKey("datasets.id", name="fk_phenopackets_dataset", ondelete="CASCADE"),
+        nullable=False,
+    ),
+    sa.Column("subject_id", sa.String(255), nullable=False),
+    sa.Column("sex", sa.String(32), nullable=True),
+    sa.Column("age_iso", sa.String(64), nullable=True),  # subject.timeAtLastEncounter as given
+    sa.Column("age_days", sa.Float(), nullable=True),  # the same, in days, for range filters
+    sa.Column("vital_status", sa.String(32), nullable=True),
+    sa.Column("document", Document, nullable=False),
+    sa.Column("source", sa.String(1024), nullable=False, server_default=""),
+    sa.Column("issues", Document, nullable=False),
+    sa.Column("revision", sa.Integer(), nullable=False),  # 1 on insert, +1 on every replacement
+    sa.Column("created_at", Timestamp, nullable=False),
+    sa.Column("updated_at", Timestamp, nullable=False),
+    sa.UniqueConstraint("id", name="uq_phenopackets_id"),
+    sa.UniqueConstraint("dataset_id", "subject_id", name="uq_phenopackets_dataset_subject"),
+    sa.Index("ix_phenopackets_subject", "subject_id"),
+    sa.Index("ix_phenopackets_dataset_sex", "dataset_id", "sex"),
+    sa.Index("ix_phenopackets_dataset_age", "dataset_id", "age_days"),
+)
+
+phenopacket_terms = sa.Table(
+    "phenopacket_terms",
+    metadata,
+    sa.Column(
+        "phenopacket_pk",
+        SurrogateKey,
+        sa.ForeignKey("phenopackets.pk", name="fk_terms_phenopacket", ondelete="CASCADE"),
+        nullable=False,
+    ),
+    sa.Column("dataset_id", sa.String(255), nullable=False),  # copied so a per-dataset filter needs no join
+    sa.Column("kind", sa.String(32), nullable=False),
+    sa.Column("term", sa.String(255), nullable=False),
+    sa.Column("label", sa.String(1024), nullable=True),
+    sa.PrimaryKeyConstraint("phenopacket_pk", "kind", "term", name="pk_phenopacket_terms"),
+    sa.Index("ix_terms_lookup", "kind", "term", "dataset_id", "phenopacket_pk"),
+)
+
+biosamples = sa.Table(
+    "biosamples",
+    metadata,
+    sa.Column(
+        "phenopacket_pk",
+        SurrogateKey,
+        sa.ForeignKey("phenopackets.pk", name="fk_biosamples_phenopacket", ondelete="CASCADE"),
+        nullable=False,
+    ),
+    sa.Column("biosample_id", sa.String(255), nullable=False),
+    sa.Column("dataset_id", sa.String(255), nullable=False),
+    sa.Column("sampled_tissue", sa.String(255), nullable=True),
+    sa.PrimaryKeyConstraint("phenopacket_pk", "biosample_id", name="pk_biosamples"),
+    sa.Index("ix_biosamples_dataset_biosample", "dataset_id", "biosample_id"),
+)
