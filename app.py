@@ -1,0 +1,112 @@
+"""The application factory: wires configuration, stores, security and blueprints.
+
+Nothing happens at import time, and no state lives at module level: every call
+of `create_app` builds an independent node (tests run several in one process).
+Production: `gunicorn -w 2 -b 0.0.0.0:8080 'app:create_app()'`.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import Mapping
+from typing import Any
+
+from flask import Flask, g, request
+from werkzeug.exceptions import HTTPException
+
+from gateway.api.context import Services
+from gateway.api.render import json_response, problem
+from gateway.config import Config, load_config
+from gateway.issues import Issue, to_operation_outcome
+
+log = logging.getLogger("gateway")
+
+SECURITY_HEADERS = {
+    "X-Content-Type-Options": "nosniff",
+    "X-Frame-Options": "DENY",
+    "Referrer-Policy": "no-referrer",
+    "Cache-Control": "no-store",
+    "Content-Security-Policy": "default-src 'none'; frame-ancestors 'none'",
+}
+
+
+def _build_services(cfg: Config) -> Services:
+    from gateway.security.keys import operator_tokens, secret_key
+    from gateway.store.metadata import MetadataStore
+
+    cfg.data_dir.mkdir(parents=True, exist_ok=True)
+    store = MetadataStore.open(cfg.resolved_database_url, migrate=True)
+    for dataset in cfg.datasets:
+        store.ensure_dataset(dataset.id, name=dataset.name, description=dataset.description)
+    services = Services(config=cfg, key=secret_key(cfg), operator_tokens=operator_tokens(cfg), store=store)
+    try:
+        from gateway.variants.store import VariantStore
+    except ImportError:  # the genomic half is optional at this stage of the build
+        VariantStore = None
+    if VariantStore is not None:
+        services.variants = VariantStore(cfg.data_dir)
+    return services
+
+
+def _register_blueprints(app: Flask) -> None:
+    from gateway.api.fhir import fhir_blueprint
+    from gateway.api.health import health_blueprint
+    from gateway.api.phenopackets import phenopackets_blueprint
+
+    app.register_blueprint(health_blueprint())
+    app.register_blueprint(fhir_blueprint())
+    app.register_blueprint(phenopackets_blueprint())
+    try:
+        from gateway.api.beacon import beacon_blueprint
+    except ImportError:
+        return
+    app.register_blueprint(beacon_blueprint(), url_prefix="/api")
+
+
+def _error_body(path: str, status: int, message: str):
+    """Errors outside a blueprint's own handlers, in the dialect of the surface asked."""
+    if path.startswith("/fhir"):
+        code = "not-found" if status == 404 else "internal" if status >= 500 else "body-too-large" if status == 413 else "fhir-value"
+        return json_response(to_operation_outcome([Issue.error(code, message)]), status, mimetype="application/fhir+json")
+    if path.startswith("/api"):
+        from gateway.api.render import json_response as _json
+
+        return _json({"meta": {"apiVersion": "v2.0.0"}, "error": {"errorCode": status, "errorMessage": message}}, status)
+    return problem(status, message)
+
+
+def create_app(config: Config | Mapping[str, Any] | None = None) -> Flask:
+    """Build a gateway node. `config` may be a Config, a mapping of overrides, or None (file + env)."""
+    cfg = config if isinstance(config, Config) else load_config(overrides=config)
+    logging.basicConfig(level=cfg.log_level)
+    app = Flask("gateway")
+    app.config["MAX_CONTENT_LENGTH"] = cfg.max_body_bytes
+    app.config["TESTING"] = cfg.testing
+    app.json.sort_keys = False
+    app.extensions["gateway"] = _build_services(cfg)
+    _register_blueprints(app)
+
+    @app.before_request
+    def request_id():
+        g.request_id = request.headers.get("X-Request-ID") or uuid.uuid4().hex
+
+    @app.after_request
+    def headers(response):
+        for name, value in SECURITY_HEADERS.items():
+            response.headers.setdefault(name, value)
+        response.headers["X-Request-ID"] = g.get("request_id", "")
+        return response
+
+    @app.errorhandler(HTTPException)
+    def http_error(exc: HTTPException):
+        message = exc.description if exc.code != 413 else f"request body larger than {cfg.max_body_bytes} bytes"
+        return _error_body(request.path, exc.code or 500, message)
+
+    @app.errorhandler(Exception)
+    def unexpected(exc: Exception):
+        # Logged with its request id; the client sees no stack trace and no internal path.
+        log.exception("unhandled error in request %s", g.get("request_id"))
+        return _error_body(request.path, 500, f"internal error (request id {g.get('request_id', '-')})")
+
+    return app

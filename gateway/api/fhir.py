@@ -1,0 +1,153 @@
+"""The FHIR surface: POST /fhir, POST /fhir/Bundle/$validate, GET /fhir/metadata.
+
+Errors are FHIR OperationOutcomes: 400 for a body that is not a FHIR document,
+422 for a document that parses but is not valid R4 or breaks a profile rule.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from flask import Blueprint, Response, request
+
+import mappings
+from gateway.api.auth import Unauthorised, require_operator
+from gateway.api.context import services
+from gateway.api.render import json_response
+from gateway.issues import Issue, to_operation_outcome
+from gateway.jsonio import JSONInputError, loads_strict
+from gateway.services.ingest import ATOMIC_BUNDLE_TYPES, IngestOutcome, ingest_fhir, process_fhir
+
+FHIR_JSON = "application/fhir+json"
+ACCEPTED_TYPES = ("application/fhir+json", "application/json")
+# Issue codes that mean "this is not a FHIR document at all" (400); everything else is 422.
+NOT_A_DOCUMENT = {"json-syntax", "json-nan", "json-duplicate-key", "json-too-deep", "not-fhir"}
+
+
+def fhir_response(body: dict, status: int = 200) -> Response:
+    return json_response(body, status, mimetype=FHIR_JSON)
+
+
+def outcome_response(issues: list[Issue], status: int) -> Response:
+    return fhir_response(to_operation_outcome(issues), status)
+
+
+def _read_document() -> dict:
+    content_type = (request.mimetype or "").lower()
+    if content_type not in ACCEPTED_TYPES:
+        raise JSONInputError(
+            Issue.error("not-fhir", f"Content-Type must be application/fhir+json or application/json, not {content_type or 'empty'}")
+        )
+    return loads_strict(request.get_data(cache=False), max_depth=services().config.max_json_depth)
+
+
+def _status_for(issues: list[Issue]) -> int:
+    return 400 if any(i.code in NOT_A_DOCUMENT for i in issues if i.is_error) else 422
+
+
+def _entry_outcome(issues: list[Issue]) -> dict | None:
+    return to_operation_outcome(issues) if issues else None
+
+
+def transaction_response(outcome: IngestOutcome) -> dict:
+    """One response entry per input entry, in order; each entry's issues in its outcome."""
+    by_entry = outcome.issues_by_entry()
+    packet_of_entry = {i: p for p in outcome.packets for i in p.entry_indexes}
+    entries = []
+    for index in range(outcome.entry_count):
+        packet = packet_of_entry.get(index)
+        issues = by_entry.get(index, [])
+        if index == 0:
+            issues = [*by_entry.get(None, []), *issues]  # bundle-level issues travel with the first entry
+        response: dict = {}
+        if packet is None:
+            response["status"] = "200 OK"
+        elif packet.saved is None:
+            response["status"] = "422 Unprocessable Entity"
+            issues = [*issues, *(i for i in packet.issues if i.target == "output")]
+        else:
+            is_patient_entry = packet.entry_indexes and packet.entry_indexes[0] == index
+            response["status"] = "201 Created" if packet.saved.created and is_patient_entry else "200 OK"
+            response["location"] = f"phenopackets/{packet.saved.id}"
+        if issues:
+            response["outcome"] = _entry_outcome(issues)
+        entries.append({"response": response})
+    kind = "batch-response" if outcome.bundle_type not in ATOMIC_BUNDLE_TYPES else "transaction-response"
+    return {"resourceType": "Bundle", "type": kind, "entry": entries}
+
+
+def capability_statement() -> dict:
+    cfg = services().config
+    return {
+        "resourceType": "CapabilityStatement",
+        "status": "active",
+        "date": datetime.now(UTC).date().isoformat(),
+        "kind": "instance",
+        "software": {"name": "genomic-gateway", "version": cfg.node.version},
+        "implementation": {"description": cfg.node.name, "url": cfg.node.base_url.rstrip("/") + "/fhir"},
+        "fhirVersion": "4.0.1",
+        "format": [FHIR_JSON, "application/json"],
+        "implementationGuide": [
+            "http://hl7.org/fhir/uv/genomics-reporting/ImplementationGuide/hl7.fhir.uv.genomics-reporting",
+            "https://www.medizininformatik-initiative.de/fhir/ext/modul-seltene/ImplementationGuide",
+        ],
+        "rest": [
+            {
+                "mode": "server",
+                "documentation": (
+                    "POST a Bundle (transaction, batch, collection or document) to the base: each Patient becomes "
+                    f"a GA4GH Phenopacket v2. Profiles: {', '.join(mappings.profile_names())}."
+                ),
+                "security": {"description": "Writing needs an operator bearer token."},
+                "interaction": [{"code": "transaction"}, {"code": "batch"}],
+                "resource": [
+                    {"type": "Bundle", "operation": [{"name": "validate", "definition": "http://hl7.org/fhir/OperationDefinition/Resource-validate"}]},
+                    *({"type": t, "documentation": "translated when inside a Bundle"} for t in mappings.translated_resource_types()),
+                ],
+            }
+        ],
+    }
+
+
+def fhir_blueprint() -> Blueprint:
+    bp = Blueprint("fhir", __name__, url_prefix="/fhir")
+
+    @bp.errorhandler(JSONInputError)
+    def bad_json(exc: JSONInputError):
+        return outcome_response([exc.issue], 400)
+
+    @bp.errorhandler(Unauthorised)
+    def unauthorised(exc: Unauthorised):
+        issue = Issue.error("login" if exc.status == 401 else "forbidden", exc.message)
+        resp = outcome_response([issue], exc.status)
+        if exc.status == 401:
+            resp.headers["WWW-Authenticate"] = 'Bearer realm="gateway"'
+        return resp
+
+    @bp.get("/metadata")
+    def metadata():
+        return fhir_response(capability_statement())
+
+    @bp.post("")
+    @bp.post("/")
+    @require_operator
+    def ingest():
+        svc = services()
+        doc = _read_document()
+        dataset = request.args.get("dataset") or svc.config.default_dataset
+        outcome = ingest_fhir(
+            doc, store=svc.store, key=svc.key, dataset_id=dataset, profile=request.args.get("profile") or svc.config.profile
+        )
+        if outcome.rejected:
+            return outcome_response(outcome.report.errors + outcome.report.warnings, _status_for(outcome.report.errors))
+        return fhir_response(transaction_response(outcome))
+
+    @bp.post("/Bundle/$validate")
+    @bp.post("/$validate")
+    def validate():
+        svc = services()
+        doc = _read_document()
+        outcome = process_fhir(doc, key=svc.key, dataset_id=svc.config.default_dataset, profile=request.args.get("profile") or svc.config.profile)
+        return outcome_response(list(outcome.report), 200)
+
+    return bp

@@ -1,0 +1,266 @@
+"""The `gateway` command: serve, ingest, convert.
+
+Exit codes: 0 success, 1 input rejected, 2 usage error (argparse's own convention).
+The CLI acts locally as the operator: it opens the store named by the configuration.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+
+from gateway.config import ConfigError, load_config
+from gateway.issues import Issue, Report
+from gateway.jsonio import JSONInputError, loads_strict
+
+EXIT_OK, EXIT_REJECTED, EXIT_USAGE = 0, 1, 2
+
+
+def _err(text: str) -> None:
+    print(text, file=sys.stderr)
+
+
+def _print_issues(source: str, issues: Iterable[Issue]) -> None:
+    text = Report(list(issues)).to_text(source)
+    if text:
+        _err(text)
+
+
+def _read_json(path: str, max_depth: int) -> dict | list:
+    data = sys.stdin.buffer.read() if path == "-" else Path(path).read_bytes()
+    return loads_strict(data, max_depth=max_depth, require_object=False)
+
+
+def _open_store(cfg):
+    from gateway.store.metadata import MetadataStore
+
+    cfg.data_dir.mkdir(parents=True, exist_ok=True)
+    return MetadataStore.open(cfg.resolved_database_url, migrate=True)
+
+
+# --- serve -------------------------------------------------------------------------------
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    overrides = {}
+    if args.demo:
+        overrides["demo"] = True
+    if args.network:
+        overrides["network"] = args.network
+    bind = f"{args.host}:{args.port}"
+    if args.workers <= 0:  # development server, one process
+        from app import create_app
+
+        create_app(overrides or None).run(host=args.host, port=args.port)
+        return EXIT_OK
+    from gunicorn.app.base import BaseApplication
+
+    class GatewayServer(BaseApplication):
+        def load_config(self):
+            self.cfg.set("bind", bind)
+            self.cfg.set("workers", args.workers)
+            self.cfg.set("accesslog", "-")
+
+        def load(self):
+            from app import create_app
+
+            return create_app(overrides or None)
+
+    load_config()  # fail early, in the parent, on a broken configuration
+    GatewayServer().run()
+    return EXIT_OK
+
+
+# --- ingest / convert: FHIR ---------------------------------------------------------------
+
+
+def _fhir_documents(paths: Sequence[str], max_depth: int):
+    for path in paths:
+        try:
+            yield path, _read_json(path, max_depth), None
+        except OSError as exc:
+            yield path, None, Issue.error("io", f"cannot read: {exc.strerror}")
+        except JSONInputError as exc:
+            yield path, None, exc.issue
+
+
+def cmd_convert_fhir(args: argparse.Namespace) -> int:
+    from gateway.security.keys import secret_key
+    from gateway.services.ingest import process_fhir
+
+    cfg = load_config()
+    key = secret_key(cfg)
+    packets, rejected = [], False
+    for path, doc, issue in _fhir_documents(args.files, cfg.max_json_depth):
+        if issue:
+            _print_issues(path, [issue])
+            rejected = True
+            continue
+        outcome = process_fhir(doc, key=key, dataset_id=args.dataset or cfg.default_dataset, profile=args.profile or cfg.profile)
+        _print_issues(path, outcome.report)
+        if not outcome.report.ok:
+            rejected = True
+            continue
+        packets.extend(p.phenopacket for p in outcome.packets)
+    json.dump(packets, sys.stdout, indent=2, ensure_ascii=False)
+    sys.stdout.write("\n")
+    return EXIT_REJECTED if rejected else EXIT_OK
+
+
+def cmd_ingest_fhir(args: argparse.Namespace) -> int:
+    from gateway.security.keys import secret_key
+    from gateway.services.ingest import ingest_fhir
+
+    cfg = load_config()
+    key, store = secret_key(cfg), _open_store(cfg)
+    dataset = args.dataset or cfg.default_dataset
+    rejected = False
+    for path, doc, issue in _fhir_documents(args.files, cfg.max_json_depth):
+        if issue:
+            _print_issues(path, [issue])
+            rejected = True
+            continue
+        outcome = ingest_fhir(doc, store=store, key=key, dataset_id=dataset, profile=args.profile or cfg.profile)
+        _print_issues(path, outcome.report)
+        saved = [p.saved for p in outcome.packets if p.saved]
+        if outcome.rejected or not outcome.report.ok:
+            rejected = True
+        for result in saved:
+            print(f"{path}: stored phenopacket {result.id} ({'new' if result.created else 'updated'}) in dataset {dataset}")
+        if outcome.rejected:
+            _err(f"{path}: rejected; nothing stored")
+    store.close()
+    return EXIT_REJECTED if rejected else EXIT_OK
+
+
+def cmd_ingest_phenopacket(args: argparse.Namespace) -> int:
+    from gateway.security.keys import secret_key
+    from gateway.services.ingest import ingest_phenopackets
+
+    cfg = load_config()
+    key, store = secret_key(cfg), _open_store(cfg)
+    dataset = args.dataset or cfg.default_dataset
+    docs, rejected = [], False
+    for path, doc, issue in _fhir_documents(args.files, cfg.max_json_depth):
+        if issue:
+            _print_issues(path, [issue])
+            rejected = True
+        elif isinstance(doc, list):
+            docs.extend((f"{path}#/{n}", d) for n, d in enumerate(doc))
+        else:
+            docs.append((path, doc))
+    if rejected:
+        _err("rejected; nothing stored")
+        return EXIT_REJECTED
+    results, reports = ingest_phenopackets([d for _, d in docs], store=store, key=key, dataset_id=dataset)
+    for (path, _), report in zip(docs, reports, strict=True):
+        _print_issues(path, report)
+    store.close()
+    if not results:
+        _err("rejected; nothing stored")
+        return EXIT_REJECTED
+    for (path, _), result in zip(docs, results, strict=True):
+        print(f"{path}: stored phenopacket {result.id} ({'new' if result.created else 'updated'}) in dataset {dataset}")
+    return EXIT_OK
+
+
+# --- ingest: VCF -------------------------------------------------------------------------
+
+
+def _read_sample_map(path: str | None) -> dict[str, str] | None:
+    if not path:
+        return None
+    mapping = {}
+    for number, line in enumerate(Path(path).read_text(encoding="utf-8").splitlines(), 1):
+        if not line.strip() or line.startswith("#"):
+            continue
+        parts = line.rstrip("\n").split("\t")
+        if len(parts) < 2:
+            raise ValueError(f"{path}:{number}: expected 'sample<TAB>identifier'")
+        mapping[parts[0]] = parts[1]
+    return mapping
+
+
+def cmd_ingest_vcf(args: argparse.Namespace) -> int:
+    from gateway.services.genomic import run_vcf_ingest
+
+    cfg = load_config()
+    try:
+        sample_map = _read_sample_map(args.sample_map)
+    except (OSError, ValueError) as exc:
+        _err(str(exc))
+        return EXIT_USAGE
+    return run_vcf_ingest(
+        cfg,
+        path=args.file,
+        dataset_id=args.dataset,
+        assembly=args.assembly,
+        sample_map=sample_map,
+        skip_invalid=args.skip_invalid,
+        show_progress=sys.stderr.isatty() or args.progress,
+    )
+
+
+# --- parser ------------------------------------------------------------------------------
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="gateway", description="Genomic interoperability gateway (FHIR R4 / VCF → GA4GH)")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    serve = sub.add_parser("serve", help="run the node (gunicorn, or the development server with --workers 0)")
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=8080)
+    serve.add_argument("--workers", type=int, default=2, help="gunicorn worker processes (0: Flask development server)")
+    serve.add_argument("--demo", action="store_true", help="preload a synthetic demo cohort")
+    serve.add_argument("--network", metavar="FILE", help="serve as a network node over the peers in FILE")
+    serve.set_defaults(func=cmd_serve)
+
+    ingest = sub.add_parser("ingest", help="validate, translate and store documents").add_subparsers(dest="kind", required=True)
+    fhir = ingest.add_parser("fhir", help="FHIR R4 Bundles or resources (JSON)")
+    fhir.add_argument("files", nargs="+", metavar="FILE")
+    fhir.add_argument("--dataset")
+    fhir.add_argument("--profile", help="national profile (default: detected)")
+    fhir.set_defaults(func=cmd_ingest_fhir)
+    pxf = ingest.add_parser("phenopacket", help="GA4GH Phenopacket v2 JSON files")
+    pxf.add_argument("files", nargs="+", metavar="FILE")
+    pxf.add_argument("--dataset")
+    pxf.set_defaults(func=cmd_ingest_phenopacket)
+    vcf = ingest.add_parser("vcf", help="a VCF/BCF file into a dataset's variant store")
+    vcf.add_argument("file", metavar="FILE")
+    vcf.add_argument("--dataset", required=True)
+    vcf.add_argument("--assembly", choices=["GRCh37", "GRCh38"])
+    vcf.add_argument("--sample-map", metavar="TSV", help="sample<TAB>patient identifier (system|value or value)")
+    vcf.add_argument("--skip-invalid", action="store_true", help="skip invalid records instead of rejecting the file")
+    vcf.add_argument("--progress", action="store_true", help="show progress even when stderr is not a terminal")
+    vcf.set_defaults(func=cmd_ingest_vcf)
+
+    convert = sub.add_parser("convert", help="translate without storing").add_subparsers(dest="kind", required=True)
+    cfhir = convert.add_parser("fhir", help="FHIR R4 → JSON array of phenopackets on stdout, issues on stderr")
+    cfhir.add_argument("files", nargs="+", metavar="FILE")
+    cfhir.add_argument("--profile")
+    cfhir.add_argument("--dataset", help="namespace of the phenopacket ids (default: the node's default dataset)")
+    cfhir.set_defaults(func=cmd_convert_fhir)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except ConfigError as exc:
+        _err(f"configuration error: {exc}")
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        _err("interrupted; nothing half-written was kept")
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
+
+
+

@@ -1,0 +1,204 @@
+"""The FHIR and phenopacket ingest pipeline, shared by HTTP and CLI.
+
+validate input → translate (pure) → validate output → store (one transaction).
+Nothing here knows about Flask: the API and the CLI render the outcome.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from collections import defaultdict
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+import mappings
+from gateway.issues import Issue, Report
+from gateway.security.pseudonym import derived_id, pseudonymise
+from gateway.store.records import PhenopacketRecord, SaveResult
+from gateway.validation.fhir import validate_fhir
+from gateway.validation.phenopacket import validate_phenopacket
+from translators.fhir_to_phenopacket import as_bundle, translate_bundle
+
+# Bundle types whose entries stand or fall together; a batch is judged patient by patient.
+ATOMIC_BUNDLE_TYPES = {"transaction", "collection", "document"}
+_ENTRY_POINTER = re.compile(r"^/entry/(\d+)(?:/|$)")
+
+
+@dataclass
+class PacketOutcome:
+    subject_id: str
+    phenopacket: dict
+    entry_indexes: list[int]
+    issues: list[Issue]
+    saved: SaveResult | None = None
+
+    @property
+    def ok(self) -> bool:
+        return not any(i.is_error for i in self.issues)
+
+
+@dataclass
+class IngestOutcome:
+    """What happened to one submitted document."""
+
+    bundle_type: str
+    profile: str
+    report: Report  # every issue, input and output side
+    packets: list[PacketOutcome] = field(default_factory=list)
+    stored: bool = False
+    entry_count: int = 0
+
+    @property
+    def rejected(self) -> bool:
+        """Nothing was (or would be) stored because of errors."""
+        return not self.report.ok and not any(p.saved for p in self.packets)
+
+    def issues_by_entry(self) -> dict[int | None, list[Issue]]:
+        """Input-side issues grouped by the bundle entry their pointer falls in (None: bundle level)."""
+        grouped: dict[int | None, list[Issue]] = defaultdict(list)
+        for issue in self.report:
+            match = _ENTRY_POINTER.match(issue.location) if issue.target == "input" else None
+            grouped[int(match.group(1)) if match else None].append(issue)
+        return grouped
+
+
+def source_identity(doc: dict) -> str:
+    """Identity of a submitted document: its Bundle.identifier or id, else a digest of its content."""
+    ident = doc.get("identifier")
+    if isinstance(ident, dict) and ident.get("value"):
+        return f"{doc.get('resourceType', 'Bundle')}/identifier/{ident.get('system', '')}|{ident['value']}"
+    if doc.get("id"):
+        return f"{doc.get('resourceType', 'Bundle')}/{doc['id']}"
+    digest = hashlib.sha256(json.dumps(doc, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+    return f"sha256:{digest}"
+
+
+def _resolve_profile(doc: dict, requested: str | None) -> tuple[str, Issue | None]:
+    name = requested if requested and requested != "auto" else mappings.detect_profile(doc)
+    if name not in mappings.profile_names():
+        return "generic", Issue.error("profile-unknown", f"unknown profile {name!r}; known: {', '.join(mappings.profile_names())}")
+    return name, None
+
+
+def process_fhir(
+    doc: dict,
+    *,
+    key: bytes,
+    dataset_id: str,
+    profile: str | None = None,
+    now: datetime | None = None,
+    created_by: str = "genomic-gateway",
+) -> IngestOutcome:
+    """Validate and translate a FHIR document; store nothing (see `ingest_fhir`)."""
+    now = now or datetime.now(UTC)
+    report = Report()
+    report.extend(validate_fhir(doc))
+    if doc.get("resourceType") != "Bundle" and report.ok:
+        doc = as_bundle(doc)
+    bundle_type = doc.get("type", "collection") if doc.get("resourceType") == "Bundle" else "collection"
+    profile_name, profile_issue = _resolve_profile(doc, profile)
+    if profile_issue:
+        report.add(profile_issue)
+    outcome = IngestOutcome(bundle_type, profile_name, report, entry_count=len(doc.get("entry") or ()))
+    if not report.ok:
+        return outcome  # structurally broken input is never translated
+
+    translation = translate_bundle(
+        doc, profile=mappings.load_profile(profile_name), key=key, now=now, namespace=dataset_id, created_by=created_by
+    )
+    report.extend(translation.issues)
+    for packet in translation.packets:
+        checked = validate_phenopacket(packet.phenopacket, target="output")
+        issues = [*packet.issues, *checked]
+        report.extend(issues)
+        outcome.packets.append(PacketOutcome(packet.subject_id, packet.phenopacket, packet.entry_indexes, issues))
+    if not translation.packets:
+        report.add(Issue.warning("no-patient", "the document holds no Patient, so no phenopacket was made"))
+    return outcome
+
+
+def records_for(packets: list[PacketOutcome], dataset_id: str, source: str) -> list[PhenopacketRecord]:
+    return [
+        PhenopacketRecord(
+            id=p.phenopacket["id"],
+            dataset_id=dataset_id,
+            subject_id=p.subject_id,
+            document=p.phenopacket,
+            source=source,
+            issues=tuple(i.to_dict() for i in p.issues),
+        )
+        for p in packets
+    ]
+
+
+def ingest_fhir(doc: dict, *, store, key: bytes, dataset_id: str, profile: str | None = None, now=None) -> IngestOutcome:
+    """Validate, translate and store: atomic bundles all or nothing, batches per patient."""
+    outcome = process_fhir(doc, key=key, dataset_id=dataset_id, profile=profile, now=now)
+    if outcome.bundle_type in ATOMIC_BUNDLE_TYPES or not outcome.packets:
+        if not outcome.report.ok:
+            return outcome
+        to_save = outcome.packets
+    else:  # batch: input-level errors reject all; otherwise each patient stands alone
+        if any(i.is_error for i in outcome.report if i not in _packet_issue_set(outcome)):
+            return outcome
+        to_save = [p for p in outcome.packets if p.ok]
+    if to_save:
+        store.ensure_dataset(dataset_id)
+        results = store.save_phenopackets(records_for(to_save, dataset_id, source_identity(doc)))
+        for packet, result in zip(to_save, results, strict=True):
+            packet.saved = result
+        outcome.stored = True
+    return outcome
+
+
+def _packet_issue_set(outcome: IngestOutcome) -> set[Issue]:
+    return {i for p in outcome.packets for i in p.issues}
+
+
+# --- phenopackets posted as they are (registries) --------------------------------------
+
+
+def prepare_phenopacket(doc: dict, *, key: bytes, dataset_id: str) -> tuple[dict | None, str, Report]:
+    """Validate a submitted phenopacket and pseudonymise it; (packet, subject pseudonym, report)."""
+    report = Report()
+    report.extend(validate_phenopacket(doc, target="input"))
+    if not report.ok:
+        return None, "", report
+    packet = json.loads(json.dumps(doc))  # our own copy: the caller's document stays untouched
+    subject = packet.get("subject") or {}
+    raw_subject = subject.get("id") or packet.get("id")
+    subject_id = pseudonymise(key, raw_subject, "phenopacket")
+    subject["id"] = subject_id
+    packet["subject"] = subject
+    if subject.pop("dateOfBirth", None) is not None:
+        report.add(
+            Issue.warning("minimised", "subject.dateOfBirth removed (data minimisation)", "/subject/dateOfBirth")
+        )
+    for biosample in packet.get("biosamples") or ():
+        if biosample.get("individualId") == raw_subject:
+            biosample["individualId"] = subject_id
+    packet["id"] = derived_id(key, "phenopacket", dataset_id, subject_id)
+    return packet, subject_id, report
+
+
+def ingest_phenopackets(docs: list[dict], *, store, key: bytes, dataset_id: str, source: str = "") -> tuple[list[SaveResult], list[Report]]:
+    """Store phenopackets all or nothing: any invalid document rejects the whole request."""
+    prepared = [prepare_phenopacket(d, key=key, dataset_id=dataset_id) for d in docs]
+    reports = [r for _, _, r in prepared]
+    if not all(r.ok for r in reports):
+        return [], reports
+    records = [
+        PhenopacketRecord(
+            id=packet["id"],
+            dataset_id=dataset_id,
+            subject_id=subject_id,
+            document=packet,
+            source=source or source_identity(packet),
+            issues=tuple(i.to_dict() for i in report),
+        )
+        for packet, subject_id, report in prepared
+    ]
+    store.ensure_dataset(dataset_id)
+    return store.save_phenopackets(records), reports
