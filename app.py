@@ -50,6 +50,7 @@ def _build_services(cfg: Config) -> Services:
 
 
 def _register_blueprints(app: Flask) -> None:
+    from gateway.api.datasets import datasets_blueprint
     from gateway.api.fhir import fhir_blueprint
     from gateway.api.health import health_blueprint
     from gateway.api.phenopackets import phenopackets_blueprint
@@ -57,6 +58,7 @@ def _register_blueprints(app: Flask) -> None:
     app.register_blueprint(health_blueprint())
     app.register_blueprint(fhir_blueprint())
     app.register_blueprint(phenopackets_blueprint())
+    app.register_blueprint(datasets_blueprint())
     try:
         from gateway.api.beacon import beacon_blueprint
     except ImportError:

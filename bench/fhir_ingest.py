@@ -1,0 +1,203 @@
+"""FHIR ingest benchmark: floor vs translate+validate vs full POST /fhir, in one run.
+
+    python bench/fhir_ingest.py [--seconds 3] [--clients 4] [--workers 2]
+
+Corpus: every real Bundle under ../shared/reference/fhir (IPS, Genomics Reporting,
+MII), with Patient identifiers varied per post so that the end-to-end phase creates
+new patients rather than updating the same ones.
+
+- floor:             `fhir.resources` R4B parse of every entry resource, nothing else
+- translate+validate: the gateway's pipeline without storage (structure, references,
+                      translation, phenopacket protobuf + schema + semantic checks)
+- end to end:         POST /fhir to `gateway serve` (gunicorn, N workers) from concurrent
+                      client threads, SQLite store, operator token
+
+Not a test: it prints figures and ratios and writes bench/out/fhir_ingest.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import http.client
+import json
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+REFERENCE = (REPO / ".." / "shared" / "reference" / "fhir").resolve()
+
+
+def load_corpus() -> list[dict]:
+    bundles = []
+    for path in sorted(REFERENCE.rglob("Bundle-*.json")):
+        if "vcf2fhir" in path.parts:
+            continue
+        bundles.append(json.loads(path.read_text()))
+    return bundles
+
+
+def resource_count(bundles: list[dict]) -> int:
+    return sum(len(b.get("entry") or ()) for b in bundles)
+
+
+def timed_rounds(fn, seconds: float) -> tuple[int, float]:
+    """Run fn() repeatedly for at least `seconds`; (rounds, elapsed)."""
+    rounds, start = 0, time.perf_counter()
+    while True:
+        fn()
+        rounds += 1
+        elapsed = time.perf_counter() - start
+        if elapsed >= seconds:
+            return rounds, elapsed
+
+
+def floor_parse(bundles: list[dict]) -> None:
+    from fhir.resources.R4B import get_fhir_model_class
+
+    for bundle in bundles:
+        for entry in bundle.get("entry") or ():
+            resource = entry["resource"]
+            get_fhir_model_class(resource["resourceType"]).model_validate(resource)
+
+
+def pipeline(bundles: list[dict], key: bytes) -> None:
+    from gateway.services.ingest import process_fhir
+
+    for bundle in bundles:
+        outcome = process_fhir(bundle, key=key, dataset_id="bench")
+        assert outcome.packets or not any(e["resource"]["resourceType"] == "Patient" for e in bundle.get("entry") or ())
+
+
+def varied(bundle: dict, n: int) -> dict:
+    """The bundle with its patients' identifiers and ids made unique for post number n."""
+    doc = copy.deepcopy(bundle)
+    if doc.get("type") == "document":
+        doc["type"] = "collection"  # documents need a Composition first; collections keep the same content
+    for entry in doc.get("entry") or ():
+        resource = entry["resource"]
+        if resource["resourceType"] == "Patient":
+            for ident in resource.get("identifier") or ():
+                if "value" in ident:
+                    ident["value"] = f"{ident['value']}-{n}"
+    return doc
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def end_to_end(bundles: list[dict], seconds: float, clients: int, workers: int) -> dict:
+    token = "bench-operator"
+    with tempfile.TemporaryDirectory() as data_dir:
+        port = free_port()
+        env = {**os.environ, "GATEWAY_DATA_DIR": data_dir, "GATEWAY_OPERATOR_TOKEN": token, "GATEWAY_LOG_LEVEL": "WARNING"}
+        server = subprocess.Popen(
+            [sys.executable, "-m", "gunicorn", "-w", str(workers), "-b", f"127.0.0.1:{port}", "--log-level", "warning", "app:create_app()"],
+            cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+        )
+        try:
+            deadline = time.time() + 60
+            while time.time() < deadline:
+                try:
+                    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
+                    conn.request("GET", "/ready")
+                    if conn.getresponse().status == 200:
+                        break
+                except OSError:
+                    time.sleep(0.2)
+            else:
+                raise RuntimeError("server did not become ready")
+            # Pre-serialise the request bodies: the client's own JSON work is not the server's cost.
+            bodies = [
+                (json.dumps(varied(b, n)).encode(), len(b.get("entry") or ()))
+                for n in range(8)
+                for b in bundles
+            ]
+            stop = time.perf_counter() + seconds
+            totals = {"resources": 0, "requests": 0, "errors": 0}
+            lock = threading.Lock()
+
+            def client(offset: int) -> None:
+                conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+                i = offset
+                while time.perf_counter() < stop:
+                    body, count = bodies[i % len(bodies)]
+                    i += clients
+                    conn.request("POST", "/fhir", body=body, headers={"Content-Type": "application/fhir+json", "Authorization": f"Bearer {token}"})
+                    resp = conn.getresponse()
+                    resp.read()
+                    with lock:
+                        totals["requests"] += 1
+                        if resp.status == 200:
+                            totals["resources"] += count
+                        else:
+                            totals["errors"] += 1
+
+            start = time.perf_counter()
+            threads = [threading.Thread(target=client, args=(k,)) for k in range(clients)]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join()
+            elapsed = time.perf_counter() - start
+        finally:
+            server.terminate()
+            server.wait(10)
+    return {**totals, "seconds": elapsed, "resources_per_s": totals["resources"] / elapsed}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seconds", type=float, default=3.0)
+    parser.add_argument("--clients", type=int, default=4)
+    parser.add_argument("--workers", type=int, default=2)
+    args = parser.parse_args()
+
+    bundles = load_corpus()
+    n = resource_count(bundles)
+    key = bytes(32)
+    pipeline(bundles, key)  # warm caches (mappings, schemas, model classes)
+    floor_parse(bundles)
+
+    rounds, t_floor = timed_rounds(lambda: floor_parse(bundles), args.seconds)
+    floor_rate = n * rounds / t_floor
+    rounds, t_pipe = timed_rounds(lambda: pipeline(bundles, key), args.seconds)
+    pipe_rate = n * rounds / t_pipe
+    e2e = end_to_end(bundles, args.seconds * 2, args.clients, args.workers)
+
+    result = {
+        "bundles": len(bundles),
+        "resources_per_pass": n,
+        "floor_parse_resources_per_s": round(floor_rate),
+        "translate_validate_resources_per_s": round(pipe_rate),
+        "translate_validate_time_ratio_to_floor": round(floor_rate / pipe_rate, 2),
+        "end_to_end": {k: round(v, 2) if isinstance(v, float) else v for k, v in e2e.items()},
+        "end_to_end_vs_hapi_2214": round(e2e["resources_per_s"] / 2214, 2),
+        "workers": args.workers,
+        "clients": args.clients,
+    }
+    out = REPO / "bench" / "out"
+    out.mkdir(exist_ok=True)
+    (out / "fhir_ingest.json").write_text(json.dumps(result, indent=2))
+    print(f"corpus: {len(bundles)} real bundles, {n} resources per pass")
+    print(f"floor (fhir.resources R4B parse only): {floor_rate:10,.0f} resources/s")
+    print(f"translate + validate:                  {pipe_rate:10,.0f} resources/s  = {floor_rate / pipe_rate:.2f}x the floor's time (target <= 2x)")
+    print(
+        f"end to end POST /fhir ({args.workers} workers, {args.clients} clients): {e2e['resources_per_s']:10,.0f} resources/s"
+        f"  ({e2e['requests']} requests, {e2e['errors']} errors; HAPI 20 threads: 2,214/s)"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,185 @@
+"""VCF ingest glue shared by the CLI and the HTTP upload: sample linking, progress, jobs.
+
+The variant store's `ingest_vcf` does the work; this module decides how samples
+meet individuals (the same keyed pseudonyms as the FHIR side) and how long runs
+are reported (a progress line on the CLI, a job file for HTTP uploads).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+
+from gateway.config import Config
+from gateway.issues import Report
+from gateway.security.pseudonym import pseudonymise
+
+JOBS_DIR = "jobs"
+
+
+def sample_linker(store, key: bytes, sample_map: dict[str, str] | None) -> Callable[[str], tuple[str | None, str | None]]:
+    """Link a VCF sample to (individual id, biosample id) through keyed pseudonyms.
+
+    With a sample map, the mapped identifier is `system|value` or a bare value; without
+    one, the sample name itself is taken as the patient's identifier. A sample whose
+    pseudonym matches no stored individual stays unlinked (reported, never guessed).
+    """
+
+    def link(sample: str) -> tuple[str | None, str | None]:
+        identifier = (sample_map or {}).get(sample, sample if sample_map is None else None)
+        if not identifier:
+            return None, None
+        system, sep, value = identifier.rpartition("|")
+        candidates = [pseudonymise(key, value, system)] if sep else [pseudonymise(key, identifier)]
+        for subject_id in candidates:
+            found = store.find_by_subject(subject_id)
+            if found:
+                packet = found[0].document
+                biosamples = [b.get("id") for b in packet.get("biosamples") or () if b.get("id")]
+                return subject_id, (biosamples[0] if biosamples else None)
+        return None, None
+
+    return link
+
+
+class _ProgressLine:
+    """records/s and percent of file on one terminal line."""
+
+    def __init__(self, enabled: bool):
+        self.enabled = enabled
+        self.started = time.monotonic()
+        self.last = 0.0
+
+    def __call__(self, records: int, percent: float) -> None:
+        now = time.monotonic()
+        if not self.enabled or now - self.last < 0.5:
+            return
+        self.last = now
+        rate = records / max(now - self.started, 1e-9)
+        sys.stderr.write(f"\r{records:>12,} records  {rate:>10,.0f} records/s  {percent:5.1f}%")
+        sys.stderr.flush()
+
+    def done(self) -> None:
+        if self.enabled:
+            sys.stderr.write("\n")
+
+
+def run_vcf_ingest(
+    cfg: Config,
+    *,
+    path: str,
+    dataset_id: str,
+    assembly: str | None,
+    sample_map: dict[str, str] | None,
+    skip_invalid: bool,
+    show_progress: bool,
+    progress_hook: Callable[[int, float], None] | None = None,
+) -> int:
+    """Ingest one VCF as the CLI does; returns the CLI exit code (0 ok, 1 rejected)."""
+    from gateway.security.keys import secret_key
+    from gateway.store.metadata import MetadataStore
+    from gateway.variants.ingest import VCFRejected, ingest_vcf
+
+    cfg.data_dir.mkdir(parents=True, exist_ok=True)
+    store = MetadataStore.open(cfg.resolved_database_url, migrate=True)
+    progress = _ProgressLine(show_progress)
+
+    def report_progress(records: int, percent: float) -> None:
+        progress(records, percent)
+        if progress_hook:
+            progress_hook(records, percent)
+
+    try:
+        store.ensure_dataset(dataset_id)
+        summary = ingest_vcf(
+            path,
+            dataset_id=dataset_id,
+            data_dir=cfg.data_dir,
+            assembly=assembly,
+            sample_map=sample_map,
+            link_sample=sample_linker(store, secret_key(cfg), sample_map),
+            skip_invalid=skip_invalid,
+            progress=report_progress,
+        )
+    except VCFRejected as exc:
+        progress.done()
+        print(exc.report.to_text(path), file=sys.stderr)
+        print(f"{path}: rejected; dataset {dataset_id} unchanged", file=sys.stderr)
+        return 1
+    finally:
+        store.close()
+    progress.done()
+    print(summary_text(path, dataset_id, summary))
+    return 0
+
+
+def summary_text(path: str, dataset_id: str, summary) -> str:
+    lines = [
+        f"{path}: ingested into dataset {dataset_id} ({summary.assembly})",
+        f"  records read {summary.records_read:,}, variants written {summary.records_written:,}, "
+        f"multi-allelic splits {summary.split:,}, skipped {len(summary.skipped):,}",
+        f"  samples {summary.samples:,}, linked {summary.samples_linked:,}, unlinked {len(summary.unlinked_samples):,}",
+        f"  {summary.seconds:.1f} s",
+    ]
+    lines.extend(f"  {issue.to_text()}" for issue in list(summary.skipped)[:50])
+    if len(summary.skipped) > 50:
+        lines.append(f"  … and {len(summary.skipped) - 50} more skipped records")
+    return "\n".join(lines)
+
+
+# --- jobs for HTTP uploads ----------------------------------------------------------------
+
+
+def _job_path(data_dir: Path, job_id: str) -> Path:
+    return Path(data_dir) / JOBS_DIR / f"{job_id}.json"
+
+
+def write_job(data_dir: Path, job_id: str, state: dict) -> None:
+    """Atomically replace a job's state file (readers never see half a file)."""
+    path = _job_path(data_dir, job_id)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(f".{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(state), encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def read_job(data_dir: Path, job_id: str) -> dict | None:
+    if not job_id.replace("-", "").isalnum():
+        return None
+    try:
+        state = json.loads(_job_path(data_dir, job_id).read_text(encoding="utf-8"))
+    except (FileNotFoundError, json.JSONDecodeError):
+        return None
+    if state.get("status") == "running" and not _alive(state.get("pid")):
+        state["status"] = "failed"
+        state["error"] = "the ingest process ended unexpectedly; the dataset is unchanged"
+    return state
+
+
+def _alive(pid: int | None) -> bool:
+    if not pid:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:  # a zombie child counts as ended
+        done, _ = os.waitpid(pid, os.WNOHANG)
+        return done == 0
+    except ChildProcessError:
+        return True
+
+
+def new_job_id() -> str:
+    return uuid.uuid4().hex
+
+
+def report_json(report: Report) -> list[dict]:
+    return report.to_json()
