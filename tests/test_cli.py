@@ -1,0 +1,82 @@
+"""The `gateway` command: convert, ingest, exit codes (run in-process through main())."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from gateway.cli import main
+
+TEST_KEY_HEX = "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff"
+
+
+@pytest.fixture
+def env(tmp_path, monkeypatch):
+    monkeypatch.setenv("GATEWAY_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.setenv("GATEWAY_SECRET_KEY", TEST_KEY_HEX)
+    monkeypatch.delenv("GATEWAY_CONFIG", raising=False)
+    monkeypatch.delenv("GATEWAY_DATABASE_URL", raising=False)
+    return tmp_path
+
+
+@pytest.fixture
+def marfan_path(reference_dir):
+    return str(reference_dir / "fhir" / "mii-seltene-erkrankungen" / "Bundle-bundle-marfan-complete.json")
+
+
+def test_convert_prints_phenopackets_and_stores_nothing(env, marfan_path, capsys):
+    assert main(["convert", "fhir", marfan_path]) == 0
+    out = capsys.readouterr()
+    packets = json.loads(out.out)
+    assert len(packets) == 1 and packets[0]["subject"]["id"].startswith("pid-")
+    assert not (env / "data" / "gateway.sqlite").exists()
+
+
+def test_convert_is_deterministic_for_the_same_key(env, marfan_path, capsys):
+    main(["convert", "fhir", marfan_path])
+    first = json.loads(capsys.readouterr().out)
+    main(["convert", "fhir", marfan_path])
+    second = json.loads(capsys.readouterr().out)
+    for packet in (*first, *second):
+        packet["metaData"].pop("created")
+    assert first == second
+
+
+def test_ingest_then_reingest_is_idempotent(env, marfan_path, capsys):
+    assert main(["ingest", "fhir", marfan_path, "--dataset", "rd"]) == 0
+    assert "(new)" in capsys.readouterr().out
+    assert main(["ingest", "fhir", marfan_path, "--dataset", "rd"]) == 0
+    assert "(updated)" in capsys.readouterr().out
+
+
+def test_rejected_input_exits_1_with_file_and_location(env, tmp_path, capsys):
+    bad = tmp_path / "bad.json"
+    bad.write_text('{"resourceType": "Bundle",\n "type": "collection", "entry": [}')
+    assert main(["ingest", "fhir", str(bad)]) == 1
+    err = capsys.readouterr().err
+    assert str(bad) in err and "line 2" in err
+
+
+def test_usage_errors_exit_2(env, capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(["ingest", "fhir"])
+    assert exc.value.code == 2
+    with pytest.raises(SystemExit) as exc:
+        main(["frobnicate"])
+    assert exc.value.code == 2
+
+
+def test_ingest_phenopacket_files(env, reference_dir, capsys):
+    files = sorted((reference_dir / "phenopackets").glob("*/PMID_*.json"))[:3]
+    assert main(["ingest", "phenopacket", *map(str, files), "--dataset", "registry"]) == 0
+    out = capsys.readouterr().out
+    assert out.count("stored phenopacket") == 3
+
+
+def test_ingest_phenopacket_rejects_all_when_one_is_invalid(env, reference_dir, tmp_path, capsys):
+    good = sorted((reference_dir / "phenopackets").glob("*/PMID_*.json"))[0]
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps({"subject": {"id": "x"}}))
+    assert main(["ingest", "phenopacket", str(good), str(bad)]) == 1
+    assert "nothing stored" in capsys.readouterr().err
