@@ -1,0 +1,364 @@
+"""Validation of FHIR R4 input: a Bundle or a single resource.
+
+Structure is checked by the `fhir.resources.R4B` pydantic models (the package has no plain R4; R4B is wire-compatible
+for the resources the gateway reads). Each resource is parsed exactly once, and the parsed models are handed back
+(`check_fhir`) so that the translator need not parse again. On top of the models, this module checks what they
+leave out: the Bundle's own rules (type, fullUrl, request), and references that must resolve inside the Bundle.
+
+Bundle types: transaction, batch, collection and document are accepted for ingest. searchset and history are
+rejected by default: they are read results describing a server's state (search matches and includes, past versions
+and deletions), not a submission of one patient's record. `gateway validate` passes `bundle_types=ALL_BUNDLE_TYPES`.
+
+Every issue carries a JSON pointer into the input document.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from functools import cache
+from typing import Any
+from urllib.parse import parse_qsl
+
+from fhir.resources.R4B import get_fhir_model_class
+from pydantic import ValidationError
+
+from gateway.issues import Issue, Report, pointer_to_fhirpath
+from schemas import load_schema, pointer
+
+INGEST_BUNDLE_TYPES = frozenset({"transaction", "batch", "collection", "document"})
+ALL_BUNDLE_TYPES = frozenset(
+    {
+        "document",
+        "message",
+        "transaction",
+        "transaction-response",
+        "batch",
+        "batch-response",
+        "history",
+        "searchset",
+        "collection",
+    }
+)
+REQUEST_BUNDLE_TYPES = frozenset({"transaction", "batch", "history"})  # bdl-3: entry.request mandatory
+RESPONSE_BUNDLE_TYPES = frozenset({"transaction-response", "batch-response", "history"})  # bdl-4
+HTTP_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "DELETE", "PATCH"})
+
+# References the translator needs to attach data to a patient: dangling ones are errors, the others warnings.
+PATIENT_LINKS = frozenset({"subject", "patient"})
+
+UUID_URN = re.compile(r"urn:uuid:[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
+OID_URN = re.compile(r"urn:oid:[0-2](\.(0|[1-9][0-9]*))+")
+ABSOLUTE_URL = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*:\S+")
+RELATIVE_REF = re.compile(r"([A-Z][A-Za-z]+)/([A-Za-z0-9\-.]{1,64})(/_history/[A-Za-z0-9\-.]{1,64})?")
+TYPE_ID_TAIL = re.compile(r"(?:^|/)([A-Z][A-Za-z]+/[A-Za-z0-9\-.]{1,64})(?:/_history/[A-Za-z0-9\-.]{1,64})?$")
+
+
+@dataclass
+class FhirCheck:
+    """The outcome of checking one FHIR document, with the models parsed on the way.
+
+    `resource` is the parsed top-level resource when the document is not a Bundle. For a Bundle, `entries[i]` is
+    the parsed resource of `entry[i]` (None where it is absent, failed, or has no R4B model) and `bundle_types`
+    names the Bundle's type.
+    """
+
+    report: Report = field(default_factory=Report)
+    resource: Any = None
+    entries: list[Any] = field(default_factory=list)
+    bundle_type: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.report.ok
+
+
+def validate_fhir(doc: dict, *, bundle_types: frozenset[str] = INGEST_BUNDLE_TYPES) -> Report:
+    """All findings about a FHIR R4 Bundle or single resource (already parsed from JSON)."""
+    return check_fhir(doc, bundle_types=bundle_types).report
+
+
+def check_fhir(doc: dict, *, bundle_types: frozenset[str] = INGEST_BUNDLE_TYPES) -> FhirCheck:
+    """Like `validate_fhir`, and also returns the parsed models for reuse."""
+    check = FhirCheck()
+    report = check.report
+    if not isinstance(doc, dict) or "resourceType" not in doc:
+        report.add(Issue.error("not-fhir", "not a FHIR resource: the document has no resourceType", ""))
+        return check
+    resource_type = doc["resourceType"]
+    if resource_type != "Bundle":
+        model, issues = parse_resource(doc, "")
+        report.extend(issues)
+        check.resource = model
+        report.extend(_reference_issues([(doc, "")], _BundleIndex.empty(), bundle=False))
+        return check
+    _check_bundle(doc, check, bundle_types)
+    return check
+
+
+# --- one resource ----------------------------------------------------------------------------------------------
+
+
+@cache
+def r4_resource_types() -> frozenset[str]:
+    return frozenset(load_schema("fhir-r4-resource-type")["enum"])
+
+
+@cache
+def _model_class(resource_type: str) -> Any:
+    try:
+        return get_fhir_model_class(resource_type)
+    except (KeyError, ValueError):
+        return None  # an R4 type that R4B dropped (e.g. MedicinalProduct)
+
+
+def parse_resource(resource: Any, location: str) -> tuple[Any, list[Issue]]:
+    """Parse one resource with its R4B model: (model or None, issues located under `location`)."""
+    if not isinstance(resource, dict):
+        return None, [Issue.error("fhir-structure", "a resource must be a JSON object", location)]
+    resource_type = resource.get("resourceType")
+    if resource_type is None:
+        return None, [Issue.error("fhir-required", "the resource has no resourceType", location + "/resourceType")]
+    if not isinstance(resource_type, str) or resource_type not in r4_resource_types():
+        return None, [
+            Issue.error(
+                "unknown-resource-type", f"{resource_type!r} is not a FHIR R4 resource type", location + "/resourceType"
+            )
+        ]
+    model_class = _model_class(resource_type)
+    if model_class is None:
+        message = f"{resource_type} is valid R4 but has no R4B model: its structure was not checked"
+        return None, [Issue.warning("fhir-not-checked", message, location)]
+    try:
+        return model_class.model_validate(resource), []
+    except ValidationError as exc:
+        return None, [_pydantic_issue(err, resource_type, location) for err in exc.errors()]
+
+
+_MISSING = frozenset({"missing", "model_field_validation.missing"})
+
+
+def _pydantic_issue(err: dict, resource_type: str, location: str) -> Issue:
+    # pydantic may insert validator names (e.g. "function-after[...]") into loc: keep only element names/indices
+    path = [t for t in err["loc"] if isinstance(t, int) or re.fullmatch(r"_?[A-Za-z][A-Za-z0-9_]*", t)]
+    kind = err["type"]
+    where = pointer_to_fhirpath(pointer(path), resource_type)
+    if kind in _MISSING:
+        code, message = "fhir-required", f"{where} is required"
+    elif kind == "extra_forbidden":
+        code, message = "fhir-structure", f"{where} is not an element of {resource_type} in FHIR R4"
+    elif kind.endswith("_type") or (kind == "value_error" and not path):
+        code, message = "fhir-structure", f"{where}: {_clean(err['msg'])}"
+    else:
+        code, message = "fhir-value", f"{where}: {_clean(err['msg'])}"
+    return Issue.error(code, message, location + pointer(path))
+
+
+def _clean(message: str) -> str:
+    return " ".join(message.removeprefix("Value error, ").split())
+
+
+# --- Bundles ---------------------------------------------------------------------------------------------------
+
+
+def _check_bundle(doc: dict, check: FhirCheck, bundle_types: frozenset[str]) -> None:
+    report = check.report
+    bundle_type = doc.get("type")
+    check.bundle_type = bundle_type if isinstance(bundle_type, str) else None
+    if bundle_type is None:
+        report.add(Issue.error("fhir-required", "Bundle.type is required", "/type"))
+    elif bundle_type not in ALL_BUNDLE_TYPES:
+        report.add(Issue.error("fhir-value", f"{bundle_type!r} is not a Bundle type", "/type"))
+    elif bundle_type not in bundle_types:
+        accepted = ", ".join(sorted(bundle_types))
+        report.add(
+            Issue.error(
+                "unsupported-bundle-type", f"Bundle type {bundle_type!r} is not accepted here ({accepted})", "/type"
+            )
+        )
+
+    entries = doc.get("entry", [])
+    if not isinstance(entries, list):
+        report.add(Issue.error("fhir-structure", "Bundle.entry must be an array", "/entry"))
+        entries = []
+
+    # The shell: the Bundle without its entries' resources, which are parsed one by one below.
+    shell_entries = []
+    for i, entry in enumerate(entries):
+        if not isinstance(entry, dict):
+            report.add(Issue.error("fhir-structure", "a Bundle entry must be a JSON object", f"/entry/{i}"))
+            shell_entries.append({})
+            continue
+        shell_entries.append({k: v for k, v in entry.items() if k != "resource"})
+    _, shell_issues = parse_resource({**doc, "entry": shell_entries} if entries else doc, "")
+    report.extend(shell_issues)
+
+    resources: list[tuple[dict, str]] = []
+    for i, entry in enumerate(entries):
+        check.entries.append(None)
+        if not isinstance(entry, dict):
+            continue
+        where = f"/entry/{i}"
+        report.extend(_entry_rules(entry, where, check.bundle_type))
+        if "resource" in entry:
+            model, issues = parse_resource(entry["resource"], where + "/resource")
+            check.entries[i] = model
+            report.extend(issues)
+            if isinstance(entry["resource"], dict):
+                resources.append((entry["resource"], where + "/resource"))
+
+    if check.bundle_type == "document":
+        first = entries[0].get("resource") if entries and isinstance(entries[0], dict) else None
+        if not isinstance(first, dict) or first.get("resourceType") != "Composition":
+            report.add(Issue.error("fhir-structure", "a document Bundle must start with a Composition", "/entry/0"))
+
+    index = _BundleIndex.build(entries, report, check.bundle_type)
+    report.extend(_reference_issues(resources, index, bundle=True))
+
+
+def _entry_rules(entry: dict, where: str, bundle_type: str | None) -> list[Issue]:
+    issues = []
+    full_url = entry.get("fullUrl")
+    if isinstance(full_url, str):
+        if full_url.startswith("urn:uuid:") and not UUID_URN.fullmatch(full_url):
+            issues.append(Issue.error("fhir-value", f"{full_url!r} is not a well-formed urn:uuid", where + "/fullUrl"))
+        elif full_url.startswith("urn:oid:") and not OID_URN.fullmatch(full_url):
+            issues.append(Issue.error("fhir-value", f"{full_url!r} is not a well-formed urn:oid", where + "/fullUrl"))
+        elif not ABSOLUTE_URL.fullmatch(full_url):
+            issues.append(
+                Issue.error("fhir-value", f"fullUrl {full_url!r} must be an absolute URI", where + "/fullUrl")
+            )
+        elif "/_history/" in full_url:
+            issues.append(
+                Issue.error("fhir-value", "fullUrl cannot be a version-specific reference", where + "/fullUrl")
+            )
+    if not any(k in entry for k in ("resource", "request", "response")):
+        issues.append(Issue.error("fhir-structure", "an entry must have a resource, a request or a response", where))
+    if bundle_type in REQUEST_BUNDLE_TYPES:
+        if "request" not in entry:
+            issues.append(
+                Issue.error("fhir-required", f"entry.request is required in a {bundle_type}", where + "/request")
+            )
+        elif isinstance(entry["request"], dict) and isinstance(entry["request"].get("method"), str):
+            method = entry["request"]["method"]
+            if method not in HTTP_METHODS:
+                issues.append(Issue.error("fhir-value", f"{method!r} is not an HTTP verb", where + "/request/method"))
+    elif bundle_type is not None and "request" in entry:
+        issues.append(
+            Issue.error("fhir-structure", f"entry.request is not allowed in a {bundle_type}", where + "/request")
+        )
+    if bundle_type not in RESPONSE_BUNDLE_TYPES and bundle_type is not None and "response" in entry:
+        issues.append(
+            Issue.error("fhir-structure", f"entry.response is not allowed in a {bundle_type}", where + "/response")
+        )
+    return issues
+
+
+@dataclass
+class _BundleIndex:
+    """Where each entry can be found: by fullUrl, by Type/id, and by identifier (for conditional references)."""
+
+    by_full_url: dict[str, int]
+    by_type_id: dict[str, int]
+    by_identifier: dict[tuple[str, str, str], int]
+    full_urls: dict[str, str]  # pointer of each entry's resource → its fullUrl
+
+    @classmethod
+    def empty(cls) -> _BundleIndex:
+        return cls({}, {}, {}, {})
+
+    @classmethod
+    def build(cls, entries: list, report: Report, bundle_type: str | None) -> _BundleIndex:
+        index = cls.empty()
+        for i, entry in enumerate(entries):
+            if not isinstance(entry, dict):
+                continue
+            resource = entry.get("resource")
+            full_url = entry.get("fullUrl")
+            if isinstance(full_url, str):
+                if full_url in index.by_full_url and bundle_type != "history":
+                    first = index.by_full_url[full_url]
+                    report.add(
+                        Issue.error(
+                            "duplicate", f"fullUrl {full_url!r} is also used by entry {first}", f"/entry/{i}/fullUrl"
+                        )
+                    )
+                index.by_full_url.setdefault(full_url, i)
+                index.full_urls[f"/entry/{i}/resource"] = full_url
+                tail = TYPE_ID_TAIL.search(full_url)
+                if tail and not full_url.startswith("urn:"):
+                    index.by_type_id.setdefault(tail.group(1), i)
+            if not isinstance(resource, dict):
+                continue
+            resource_type, resource_id = resource.get("resourceType"), resource.get("id")
+            if isinstance(resource_type, str) and isinstance(resource_id, str):
+                index.by_type_id.setdefault(f"{resource_type}/{resource_id}", i)
+            for ident in resource.get("identifier", []) if isinstance(resource.get("identifier"), list) else []:
+                if isinstance(ident, dict) and isinstance(ident.get("value"), str):
+                    key = (str(resource_type), str(ident.get("system", "")), ident["value"])
+                    index.by_identifier.setdefault(key, i)
+        return index
+
+    def resolves(self, ref: str, source: str) -> bool:
+        if ref in self.by_full_url:
+            return True
+        relative = RELATIVE_REF.fullmatch(ref)
+        if relative:
+            if f"{relative.group(1)}/{relative.group(2)}" in self.by_type_id:
+                return True
+            # Relative to the referencing entry's base URL (FHIR R4 §2.36.4.1).
+            base = self.full_urls.get(source, "")
+            tail = TYPE_ID_TAIL.search(base)
+            return bool(tail) and base[: tail.start(1)] + ref in self.by_full_url
+        if "?" in ref:  # a conditional reference in a transaction: Patient?identifier=system|value
+            resource_type, _, query = ref.partition("?")
+            params = parse_qsl(query)
+            if len(params) == 1 and params[0][0] == "identifier":
+                system, _, value = params[0][1].rpartition("|")
+                return (resource_type, system, value) in self.by_identifier
+            return False
+        absolute = TYPE_ID_TAIL.search(ref)
+        return bool(absolute) and ref.split("/_history/")[0] in self.by_full_url
+
+
+def _references(node: Any, path: tuple) -> Iterator[tuple[tuple, str]]:
+    """Every Reference.reference string under `node`, with its path (contained resources included)."""
+    if isinstance(node, dict):
+        for key, value in node.items():
+            if key == "reference" and isinstance(value, str):
+                yield (*path, key), value
+            elif isinstance(value, (dict, list)):
+                yield from _references(value, (*path, key))
+    elif isinstance(node, list):
+        for i, value in enumerate(node):
+            if isinstance(value, (dict, list)):
+                yield from _references(value, (*path, i))
+
+
+def _reference_issues(resources: list[tuple[dict, str]], index: _BundleIndex, *, bundle: bool) -> list[Issue]:
+    issues = []
+    for resource, where in resources:
+        contained_ids = (
+            {c.get("id") for c in resource.get("contained", []) if isinstance(c, dict)}
+            if isinstance(resource.get("contained"), list)
+            else set()
+        )
+        for path, ref in _references(resource, ()):
+            if ref.startswith("#"):
+                resolved = ref == "#" or ref[1:] in contained_ids
+            elif not bundle:
+                continue  # a lone resource's references point outside it by design
+            else:
+                resolved = index.resolves(ref, where)
+            if resolved:
+                continue
+            location = where + pointer(path)
+            if len(path) == 2 and path[0] in PATIENT_LINKS:
+                message = f"{path[0]} reference {ref!r} does not resolve to an entry of the Bundle"
+                issues.append(Issue.error("reference-dangling", message, location))
+            else:
+                scope = "a contained resource" if ref.startswith("#") else "an entry of the Bundle"
+                message = f"reference {ref!r} does not resolve to {scope}"
+                issues.append(Issue.warning("reference-dangling", message, location))
+    return issues

@@ -1,0 +1,372 @@
+"""Validation of GA4GH Phenopacket v2 documents (and Family, Cohort) in their JSON form.
+
+Three layers, each reported with JSON pointers into the document:
+1. a strict protobuf round trip (`json_format.ParseDict`, unknown fields rejected): the official classes decide
+   what is a phenopacket at all;
+2. the project's JSON Schema (`schemas/phenopacket-v2.schema.json`): required fields, enum spellings, ISO 8601
+   ages, timestamps, CURIE ids — stricter than protobuf where the spec says MUST;
+3. semantic rules that no schema can express: every ontology id's prefix is declared in `metaData.resources`,
+   HPO ids are well formed, ids are unique, cross references point at something.
+
+The same engine serves emitted packets (`target="output"`) and packets posted by registries (`target="input"`).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+from functools import cache
+
+import phenopackets
+from google.protobuf import json_format
+from google.protobuf.descriptor import Descriptor
+
+from gateway.issues import Issue, Report
+from schemas import dotted, pointer, schema_issues
+
+# kind → (protobuf class, schema name)
+KINDS = {
+    "phenopacket": (phenopackets.Phenopacket, "phenopacket-v2"),
+    "family": (phenopackets.Family, "family-v2"),
+    "cohort": (phenopackets.Cohort, "cohort-v2"),
+}
+
+ONTOLOGY_CLASS = phenopackets.OntologyClass.DESCRIPTOR.full_name
+HPO_ID = re.compile(r"HP:\d{7}")
+CURIE = re.compile(r"([A-Za-z][A-Za-z0-9_.-]*):\S+")
+
+
+def validate_phenopacket(doc: dict, *, target: str = "output") -> Report:
+    """All findings about one Phenopacket v2 JSON document (already parsed into a dict)."""
+    return validate_document(doc, "phenopacket", target=target)
+
+
+def validate_family(doc: dict, *, target: str = "input") -> Report:
+    return validate_document(doc, "family", target=target)
+
+
+def validate_cohort(doc: dict, *, target: str = "input") -> Report:
+    return validate_document(doc, "cohort", target=target)
+
+
+def validate_document(doc: dict, kind: str, *, target: str = "output") -> Report:
+    """Protobuf round trip + JSON Schema + semantic rules for a `kind` in KINDS."""
+    report = Report()
+    if not isinstance(doc, dict):
+        report.add(Issue.error("wrong-type", f"a {kind} must be a JSON object", "", target))
+        return report
+    message_class, schema_name = KINDS[kind]
+    structural = schema_issues(schema_name, doc, target=target)
+    parse_issue = protobuf_issue(doc, message_class, target=target)
+    # The schema pinpoints most problems better than protobuf's message; keep the protobuf issue only when
+    # it says something the schema did not (e.g. an unknown field).
+    if parse_issue is not None and not _covered(parse_issue, structural):
+        report.add(parse_issue)
+    report.extend(structural)
+    report.extend(semantic_issues(doc, kind, target=target))
+    return report
+
+
+# --- 1. protobuf round trip ------------------------------------------------------------------------------------
+
+_NO_FIELD = re.compile(r'has no field named "([^"]+)" at "[A-Za-z]+((?:\.\w+|\[\d+\])*)"')
+_AT_PATH = re.compile(r' at "?[A-Za-z]+((?:\.\w+|\[\d+\])+)')
+_FAILED_FIELD = re.compile(r"Failed to parse (\w+) field: ")
+
+
+def protobuf_issue(doc: dict, message_class: type, *, target: str = "output") -> Issue | None:
+    """None if `doc` parses strictly into `message_class`, else one Issue locating the failure."""
+    try:
+        json_format.ParseDict(doc, message_class(), ignore_unknown_fields=False)
+    except json_format.ParseError as exc:
+        text = str(exc)
+        path = _protobuf_error_path(text, doc)
+        innermost = _FAILED_FIELD.split(text)[-1].split("\n")[0].strip().rstrip(".")
+        code = "unknown-field" if "has no field named" in text else "protobuf-parse"
+        where = dotted(path) or "the document"
+        return Issue.error(code, f"{where}: not a valid {message_class.__name__}: {innermost}", pointer(path), target)
+    return None
+
+
+def _dotted_to_path(text: str) -> list:
+    return [int(t) if t.isdigit() else t for t in re.findall(r"\w+", text)]
+
+
+def _protobuf_error_path(text: str, doc: dict) -> list:
+    found = _NO_FIELD.search(text)
+    if found:
+        return [*_dotted_to_path(found.group(2)), found.group(1)]
+    found = _AT_PATH.search(text)
+    if found:
+        return _dotted_to_path(found.group(1))
+    # Only the chain of field names is known: follow it through the document, stopping at the first list
+    # (protobuf does not say which element failed).
+    path: list = []
+    node = doc
+    for name in _FAILED_FIELD.findall(text):
+        if not isinstance(node, dict) or name not in node:
+            break
+        path.append(name)
+        node = node[name]
+        if isinstance(node, list):
+            break
+    return path
+
+
+def _strip_indices(location: str) -> str:
+    return re.sub(r"/\d+(?=/|$)", "", location)
+
+
+def _covered(issue: Issue, others: list[Issue]) -> bool:
+    where = _strip_indices(issue.location)
+    return any(_strip_indices(o.location).startswith(where) for o in others if o.is_error)
+
+
+# --- 3. semantic rules -----------------------------------------------------------------------------------------
+
+
+@cache
+def _message_fields(message_name: str) -> dict[str, tuple[str, bool]]:
+    """For one protobuf message: JSON key (camelCase and snake_case) → (child message name, repeated),
+    keeping only fields that can lead to an OntologyClass."""
+    descriptor = _DESCRIPTORS[message_name]
+    out = {}
+    for field in descriptor.fields:
+        child = field.message_type
+        if child is None or child.GetOptions().map_entry or child.full_name not in _REACHING:
+            continue
+        entry = (child.full_name, field.is_repeated)
+        out[field.json_name] = entry
+        out[field.name] = entry
+    return out
+
+
+def _collect_descriptors() -> dict[str, Descriptor]:
+    found: dict[str, Descriptor] = {}
+    stack = [cls.DESCRIPTOR for cls, _ in KINDS.values()]
+    while stack:
+        descriptor = stack.pop()
+        if descriptor.full_name in found:
+            continue
+        found[descriptor.full_name] = descriptor
+        stack.extend(f.message_type for f in descriptor.fields if f.message_type is not None)
+    return found
+
+
+_DESCRIPTORS = _collect_descriptors()
+
+
+def _reaching_ontology_class() -> frozenset[str]:
+    """Names of the messages from which an OntologyClass can be reached (a fixpoint over the descriptors)."""
+    reaching = {ONTOLOGY_CLASS}
+    grew = True
+    while grew:
+        grew = False
+        for name, descriptor in _DESCRIPTORS.items():
+            if name not in reaching and any(
+                f.message_type is not None and f.message_type.full_name in reaching for f in descriptor.fields
+            ):
+                reaching.add(name)
+                grew = True
+    return frozenset(reaching)
+
+
+_REACHING = _reaching_ontology_class()
+
+
+def ontology_ids(doc: dict, message_name: str, path: tuple = ()) -> Iterator[tuple[tuple, str]]:
+    """Every OntologyClass id in `doc` (a JSON object of protobuf type `message_name`) with its path."""
+    fields = _message_fields(message_name)
+    for key, value in doc.items():
+        spec = fields.get(key)
+        if spec is None:
+            continue
+        child, repeated = spec
+        items = enumerate(value) if repeated and isinstance(value, list) else [(None, value)]
+        for index, item in items:
+            if not isinstance(item, dict):
+                continue
+            where = (*path, key) if index is None else (*path, key, index)
+            if child == ONTOLOGY_CLASS:
+                term = item.get("id")
+                if isinstance(term, str):
+                    yield (*where, "id"), term
+            else:
+                yield from ontology_ids(item, child, where)
+
+
+def _declared_prefixes(meta: object) -> set[str]:
+    if not isinstance(meta, dict) or not isinstance(meta.get("resources"), list):
+        return set()
+    return {r["namespacePrefix"] for r in meta["resources"] if isinstance(r, dict) and "namespacePrefix" in r}
+
+
+@dataclass(frozen=True)
+class _Rules:
+    target: str
+
+    def error(self, code: str, message: str, path: tuple) -> Issue:
+        return Issue.error(code, message, pointer(path), self.target)
+
+    def warning(self, code: str, message: str, path: tuple) -> Issue:
+        return Issue.warning(code, message, pointer(path), self.target)
+
+
+def semantic_issues(doc: dict, kind: str = "phenopacket", *, target: str = "output") -> list[Issue]:
+    rules = _Rules(target)
+    issues: list[Issue] = []
+    meta = doc.get("metaData")
+    issues += _resource_rules(rules, meta, ("metaData",))
+    outer = _declared_prefixes(meta)
+    if kind == "phenopacket":
+        issues += _packet_rules(rules, doc, (), outer)
+        return issues
+    members = (
+        [("proband",), *((("relatives", i),) for i in range(len(_list(doc.get("relatives")))))]
+        if kind == "family"
+        else [("members", i) for i in range(len(_list(doc.get("members"))))]
+    )
+    seen_ids: dict[str, tuple] = {}
+    for path in members:
+        packet = doc.get(path[0]) if len(path) == 1 else doc[path[0]][path[1]]
+        if not isinstance(packet, dict):
+            continue
+        issues += _resource_rules(rules, packet.get("metaData"), (*path, "metaData"))
+        issues += _packet_rules(rules, packet, path, outer | _declared_prefixes(packet.get("metaData")))
+        packet_id = packet.get("id")
+        if isinstance(packet_id, str):
+            if packet_id in seen_ids:
+                issues.append(rules.error("duplicate-id", f"phenopacket id {packet_id!r} used twice", (*path, "id")))
+            seen_ids.setdefault(packet_id, path)
+    if kind == "family":
+        issues += _pedigree_rules(rules, doc.get("pedigree"))
+    return issues
+
+
+def _list(value: object) -> list:
+    return value if isinstance(value, list) else []
+
+
+def _resource_rules(rules: _Rules, meta: object, path: tuple) -> list[Issue]:
+    issues = []
+    seen: set[str] = set()
+    for i, resource in enumerate(_list(meta.get("resources")) if isinstance(meta, dict) else []):
+        prefix = resource.get("namespacePrefix") if isinstance(resource, dict) else None
+        if isinstance(prefix, str):
+            if prefix in seen:
+                issues.append(
+                    rules.warning(
+                        "duplicate-resource",
+                        f"namespacePrefix {prefix!r} is declared twice in metaData.resources",
+                        (*path, "resources", i, "namespacePrefix"),
+                    )
+                )
+            seen.add(prefix)
+    return issues
+
+
+def _packet_rules(rules: _Rules, packet: dict, path: tuple, declared: set[str]) -> list[Issue]:
+    issues = []
+    message_name = phenopackets.Phenopacket.DESCRIPTOR.full_name
+    for where, term in ontology_ids(packet, message_name, path):
+        match = CURIE.fullmatch(term)
+        if match is None:
+            continue  # the schema reports malformed CURIEs
+        prefix = match.group(1)
+        if prefix not in declared:
+            issues.append(
+                rules.error("undeclared-prefix", f"No ontology corresponding to ID '{term}' found in MetaData", where)
+            )
+        if prefix == "HP" and not HPO_ID.fullmatch(term):
+            issues.append(rules.error("malformed-hpo-id", f"{term!r} is not a well-formed HPO id (HP:nnnnnnn)", where))
+
+    issues += _feature_rules(rules, _list(packet.get("phenotypicFeatures")), (*path, "phenotypicFeatures"))
+    biosample_ids = _unique_ids(rules, _list(packet.get("biosamples")), (*path, "biosamples"), "biosample", issues)
+    _unique_ids(rules, _list(packet.get("interpretations")), (*path, "interpretations"), "interpretation", issues)
+
+    subject = packet.get("subject")
+    subject_id = subject.get("id") if isinstance(subject, dict) else None
+    known = biosample_ids | ({subject_id} if isinstance(subject_id, str) else set())
+    for i, biosample in enumerate(_list(packet.get("biosamples"))):
+        individual = biosample.get("individualId") if isinstance(biosample, dict) else None
+        if isinstance(individual, str) and subject_id is not None and individual != subject_id:
+            issues.append(
+                rules.warning(
+                    "unknown-reference",
+                    f"biosample individualId {individual!r} is not the subject ({subject_id!r})",
+                    (*path, "biosamples", i, "individualId"),
+                )
+            )
+    for i, interpretation in enumerate(_list(packet.get("interpretations"))):
+        diagnosis = interpretation.get("diagnosis") if isinstance(interpretation, dict) else None
+        calls = _list(diagnosis.get("genomicInterpretations")) if isinstance(diagnosis, dict) else []
+        for j, call in enumerate(calls):
+            ref = call.get("subjectOrBiosampleId") if isinstance(call, dict) else None
+            if isinstance(ref, str) and ref not in known:
+                where = (*path, "interpretations", i, "diagnosis", "genomicInterpretations", j, "subjectOrBiosampleId")
+                issues.append(
+                    rules.warning(
+                        "unknown-reference",
+                        f"subjectOrBiosampleId {ref!r} is neither the subject nor a biosample",
+                        where,
+                    )
+                )
+    return issues
+
+
+def _unique_ids(rules: _Rules, items: list, path: tuple, what: str, issues: list[Issue]) -> set[str]:
+    seen: set[str] = set()
+    for i, item in enumerate(items):
+        item_id = item.get("id") if isinstance(item, dict) else None
+        if not isinstance(item_id, str):
+            continue
+        if item_id in seen:
+            issues.append(rules.error("duplicate-id", f"{what} id {item_id!r} is used twice", (*path, i, "id")))
+        seen.add(item_id)
+    return seen
+
+
+def _feature_rules(rules: _Rules, features: list, path: tuple) -> list[Issue]:
+    issues = []
+    state: dict[str, bool] = {}
+    for i, feature in enumerate(features):
+        term = feature.get("type") if isinstance(feature, dict) else None
+        term_id = term.get("id") if isinstance(term, dict) else None
+        if not isinstance(term_id, str):
+            continue
+        excluded = bool(feature.get("excluded", False))
+        if term_id in state:
+            where = (*path, i, "type", "id")
+            if state[term_id] == excluded:
+                issues.append(
+                    rules.warning("duplicate-feature", f"phenotypic feature {term_id} is listed twice", where)
+                )
+            else:
+                issues.append(
+                    rules.warning(
+                        "conflicting-feature", f"phenotypic feature {term_id} is both observed and excluded", where
+                    )
+                )
+        state.setdefault(term_id, excluded)
+    return issues
+
+
+def _pedigree_rules(rules: _Rules, pedigree: object) -> list[Issue]:
+    issues: list[Issue] = []
+    persons = _list(pedigree.get("persons")) if isinstance(pedigree, dict) else []
+    seen: set[tuple] = set()
+    for i, person in enumerate(persons):
+        if not isinstance(person, dict):
+            continue
+        key = (person.get("familyId"), person.get("individualId"))
+        if key in seen:
+            issues.append(
+                rules.error(
+                    "duplicate-id",
+                    f"pedigree person {key[1]!r} of family {key[0]!r} is listed twice",
+                    ("pedigree", "persons", i, "individualId"),
+                )
+            )
+        seen.add(key)
+    return issues
