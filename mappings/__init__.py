@@ -1,0 +1,312 @@
+"""Mappings as data: the code-system registry, answer lists and national profiles, and their loader.
+
+Every table lives in a YAML file next to this module (the file format is documented at the top of
+each file). This module only reads them, once, into lookup structures the translators use:
+
+- `load_registry()`  -> CodeSystemRegistry: FHIR system URI <-> CURIE prefix, metaData resources
+- `load_profile(name)`, `profile_names()`, `detect_profile(bundle)`: national / generic profiles
+- `load_tables()`    -> Tables: gender -> sex, LOINC answer lists, specimen types, RefSeq chromosomes
+
+YAML is read with a loader that rejects duplicate keys, so a table cannot silently lose a row.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import re
+from dataclasses import dataclass, field
+from functools import cache
+from pathlib import Path
+
+import yaml
+
+MAPPINGS_DIR = Path(__file__).resolve().parent
+PROFILES_DIR = MAPPINGS_DIR / "profiles"
+CURIE_RE = re.compile(r"^([A-Za-z][A-Za-z0-9_.-]*):([^\s:]+)$")
+
+
+class DuplicateKeyError(ValueError):
+    pass
+
+
+class _StrictLoader(yaml.SafeLoader):
+    """SafeLoader that refuses a key twice in one mapping."""
+
+
+def _construct_mapping(loader: _StrictLoader, node: yaml.MappingNode, deep: bool = False) -> dict:
+    seen: set = set()
+    for key_node, _ in node.value:
+        key = loader.construct_object(key_node, deep=deep)
+        if key in seen:
+            raise DuplicateKeyError(f"duplicate key {key!r} at line {key_node.start_mark.line + 1}")
+        seen.add(key)
+    return loader.construct_mapping(node, deep=deep)
+
+
+_StrictLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
+
+
+def load_yaml(path: Path) -> dict:
+    """One mapping file, duplicate keys rejected."""
+    with open(path, encoding="utf-8") as fh:
+        data = yaml.load(fh, Loader=_StrictLoader)  # a SafeLoader subclass
+    if not isinstance(data, dict):
+        raise ValueError(f"{path.name}: expected a mapping at the top level")
+    return data
+
+
+def normalise_system(uri: str) -> str:
+    """The matching key of a system URI: no scheme, no leading 'www.', no trailing '/', lower case."""
+    key = uri.strip().lower()
+    for scheme in ("https://", "http://"):
+        if key.startswith(scheme):
+            key = key[len(scheme) :]
+            break
+    if key.startswith("www."):
+        key = key[4:]
+    return key.rstrip("/")
+
+
+# --- code systems ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class CodeSystem:
+    prefix: str
+    name: str
+    id: str
+    url: str
+    version: str
+    iri_prefix: str
+    uris: tuple[str, ...]
+    local_id: re.Pattern
+
+    def resource(self, version: str | None = None) -> dict:
+        """The Phenopacket `metaData.resources` entry (protobuf JSON names)."""
+        return {
+            "id": self.id,
+            "name": self.name,
+            "url": self.url,
+            "version": version or self.version,
+            "namespacePrefix": self.prefix,
+            "iriPrefix": self.iri_prefix,
+        }
+
+
+class CodeSystemRegistry:
+    """FHIR system URIs <-> CURIE prefixes, with each prefix's resource metadata."""
+
+    def __init__(self, systems: dict[str, CodeSystem]):
+        self.systems = systems
+        self._by_uri: dict[str, CodeSystem] = {}
+        self._by_prefix_lower = {p.lower(): s for p, s in systems.items()}
+        for system in systems.values():
+            for uri in system.uris:
+                key = normalise_system(uri)
+                other = self._by_uri.get(key)
+                if other is not None and other is not system:
+                    raise ValueError(f"system URI {uri} claimed by both {other.prefix} and {system.prefix}")
+                self._by_uri[key] = system
+
+    @property
+    def prefixes(self) -> frozenset[str]:
+        return frozenset(self.systems)
+
+    def lookup(self, system_uri: str | None) -> CodeSystem | None:
+        if not system_uri or not isinstance(system_uri, str):
+            return None
+        return self._by_uri.get(normalise_system(system_uri))
+
+    def prefix_for(self, system_uri: str | None) -> str | None:
+        found = self.lookup(system_uri)
+        return found.prefix if found else None
+
+    def curie(self, system_uri: str | None, code: str | None) -> str | None:
+        """`PREFIX:local` for a coding, or None when the system is unknown or the code malformed.
+
+        Bare codes gain their prefix (`558` under Orphanet -> `ORPHA:558`); codes already written as a
+        CURIE keep their local part under the registry's canonical prefix spelling.
+        """
+        system = self.lookup(system_uri)
+        if system is None or not isinstance(code, str) or not code:
+            return None
+        return self.curie_in(system, code)
+
+    @staticmethod
+    def curie_in(system: CodeSystem, code: str) -> str | None:
+        code = code.strip()
+        head, sep, tail = code.partition(":")
+        if sep and head.lower() in (system.prefix.lower(), "orphanet" if system.prefix == "ORPHA" else ""):
+            code = tail
+        if not system.local_id.match(code):
+            return None
+        return f"{system.prefix}:{code}"
+
+    def system_for_prefix(self, prefix: str) -> CodeSystem | None:
+        return self.systems.get(prefix) or self._by_prefix_lower.get(prefix.lower())
+
+
+@cache
+def load_registry() -> CodeSystemRegistry:
+    raw = load_yaml(MAPPINGS_DIR / "code_systems.yaml")
+    systems = {}
+    for prefix, entry in raw.items():
+        if not CURIE_RE.match(f"{prefix}:x"):
+            raise ValueError(f"code_systems.yaml: {prefix!r} is not a valid CURIE prefix")
+        systems[prefix] = CodeSystem(
+            prefix=prefix,
+            name=entry["name"],
+            id=entry["id"],
+            url=entry["url"],
+            version=str(entry.get("version") or "unspecified"),
+            iri_prefix=entry["iri_prefix"],
+            uris=tuple(entry["uris"]),
+            local_id=re.compile(entry["local_id"]),
+        )
+    return CodeSystemRegistry(systems)
+
+
+# --- profiles -------------------------------------------------------------------------------
+
+PROFILE_LIST_KEYS = (
+    "detect",
+    "identifier_systems",
+    "disease_coding_priority",
+    "phenotype_prefixes",
+    "phenotype_condition_profiles",
+    "procedure_coding_priority",
+    "medication_coding_priority",
+    "variant_observation_codes",
+    "diagnostic_implication_codes",
+    "presence_component_codes",
+    "severity_component_codes",
+    "sex_extensions",
+)
+
+
+@dataclass(frozen=True)
+class Profile:
+    """A translation profile (see mappings/profiles/generic.yaml for the meaning of each field)."""
+
+    name: str
+    description: str
+    detect: tuple[str, ...]
+    identifier_systems: tuple[str, ...]
+    disease_coding_priority: tuple[str, ...]
+    phenotype_prefixes: frozenset[str]
+    phenotype_condition_profiles: frozenset[str]
+    procedure_coding_priority: tuple[str, ...]
+    medication_coding_priority: tuple[str, ...]
+    variant_observation_codes: frozenset[str]
+    diagnostic_implication_codes: frozenset[str]
+    presence_component_codes: frozenset[str]
+    severity_component_codes: frozenset[str]
+    sex_extensions: dict[str, dict[str, str]] = field(default_factory=dict)  # url -> code -> Sex
+
+    def identifier_rank(self, system: str) -> int | None:
+        """Position of an identifier system in the priority list (lower is better), None if not listed."""
+        for rank, pattern in enumerate(self.identifier_systems):
+            if pattern == "*" or pattern == system or fnmatch.fnmatchcase(system, pattern):
+                return rank
+        return None
+
+
+def _raw_profile(name: str, seen: tuple[str, ...] = ()) -> dict:
+    path = PROFILES_DIR / f"{name}.yaml"
+    if not path.is_file():
+        raise KeyError(f"unknown profile {name!r}; known profiles: {', '.join(profile_names())}")
+    raw = load_yaml(path)
+    if raw.get("name") != name:
+        raise ValueError(f"{path.name}: name must be {name!r}")
+    parent = raw.get("extends")
+    if parent:
+        if parent in seen:
+            raise ValueError(f"profile inheritance cycle: {' -> '.join((*seen, name, parent))}")
+        merged = _raw_profile(parent, (*seen, name))
+        merged.update({k: v for k, v in raw.items() if k != "extends"})
+        return merged
+    return raw
+
+
+@cache
+def load_profile(name: str) -> Profile:
+    raw = _raw_profile(name)
+    lists = {key: raw.get(key) or [] for key in PROFILE_LIST_KEYS}
+    return Profile(
+        name=name,
+        description=raw.get("description", ""),
+        detect=tuple(lists["detect"]),
+        identifier_systems=tuple(lists["identifier_systems"]),
+        disease_coding_priority=tuple(lists["disease_coding_priority"]),
+        phenotype_prefixes=frozenset(lists["phenotype_prefixes"]),
+        phenotype_condition_profiles=frozenset(lists["phenotype_condition_profiles"]),
+        procedure_coding_priority=tuple(lists["procedure_coding_priority"]),
+        medication_coding_priority=tuple(lists["medication_coding_priority"]),
+        variant_observation_codes=frozenset(lists["variant_observation_codes"]),
+        diagnostic_implication_codes=frozenset(lists["diagnostic_implication_codes"]),
+        presence_component_codes=frozenset(lists["presence_component_codes"]),
+        severity_component_codes=frozenset(lists["severity_component_codes"]),
+        sex_extensions={ext["url"]: dict(ext["codes"]) for ext in lists["sex_extensions"]},
+    )
+
+
+def profile_names() -> list[str]:
+    return sorted(p.stem for p in PROFILES_DIR.glob("*.yaml"))
+
+
+def _meta_profiles(bundle: dict):
+    def of(resource) -> list:
+        meta = resource.get("meta") if isinstance(resource, dict) else None
+        urls = meta.get("profile") if isinstance(meta, dict) else None
+        return urls if isinstance(urls, list) else []
+
+    yield from of(bundle)
+    entries = bundle.get("entry") if isinstance(bundle, dict) else None
+    for entry in entries if isinstance(entries, list) else ():
+        if isinstance(entry, dict):
+            yield from of(entry.get("resource"))
+
+
+def detect_profile(bundle: dict) -> str:
+    """The profile whose `detect` prefixes match a meta.profile URL of the bundle or its resources.
+
+    National profiles are tried before "generic"; no match at all gives "generic".
+    """
+    candidates = [load_profile(n) for n in profile_names() if n != "generic"]
+    for url in _meta_profiles(bundle):
+        if not isinstance(url, str):
+            continue
+        for profile in candidates:
+            if any(url.startswith(prefix) for prefix in profile.detect):
+                return profile.name
+    return "generic"
+
+
+# --- other tables ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Tables:
+    gender_to_sex: dict[str, str]
+    answers: dict[str, dict]  # section -> {answer CURIE -> target}
+    sampled_tissue: dict[str, dict]  # "system|code" -> {id, label}
+    chromosomes: dict[str, str]  # NC_ accession (no version) -> chromosome name
+
+
+@cache
+def load_tables() -> Tables:
+    sex = load_yaml(MAPPINGS_DIR / "sex.yaml")
+    answers = load_yaml(MAPPINGS_DIR / "loinc_answers.yaml")
+    specimens = load_yaml(MAPPINGS_DIR / "specimen_types.yaml")
+    chromosomes = load_yaml(MAPPINGS_DIR / "refseq_chromosomes.yaml")
+    return Tables(
+        gender_to_sex=dict(sex["administrative_gender"]),
+        answers={section: dict(body["answers"]) for section, body in answers.items()},
+        sampled_tissue=dict(specimens["sampled_tissue"]),
+        chromosomes={k: str(v) for k, v in chromosomes["chromosomes"].items()},
+    )
+
+
+def mapping_files() -> list[Path]:
+    """Every YAML file under mappings/ (for the tests that walk them all)."""
+    return sorted(MAPPINGS_DIR.rglob("*.yaml"))

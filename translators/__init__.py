@@ -1,0 +1,1 @@
+"""Pure translators, one module per source -> target pair (no I/O, no Flask, no database)."""
