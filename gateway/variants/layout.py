@@ -189,7 +189,8 @@ class VersionBuilder:
         self._chunk += 1
         self._pair_samples, self._pair_vids, self._pairs = [], [], 0
 
-    def commit(self, meta: dict[str, str]) -> str:
+    def finish(self, meta: dict[str, str]) -> Path:
+        """Complete and fsync the build file (in the parsing process); `publish` then makes it live."""
         self._flush_pairs()
         self.conn.executemany("INSERT INTO meta VALUES (?,?)", sorted(meta.items()))
         self.conn.execute("COMMIT")
@@ -197,15 +198,10 @@ class VersionBuilder:
         self.conn.close()
         with open(self.path, "rb+") as f:
             os.fsync(f.fileno())
-        version = f"v{time.time_ns()}-{os.getpid()}.sqlite"
-        os.replace(self.path, self.dir / version)
-        _fsync_dir(self.dir)
-        previous = current_version(self.dir)
-        switch_pointer(self.dir, version)
-        if previous and previous != version:
-            with contextlib.suppress(FileNotFoundError):
-                (self.dir / previous).unlink()  # open readers keep their file until they close it
-        return version
+        return self.path
+
+    def commit(self, meta: dict[str, str]) -> str:
+        return publish(self.finish(meta))
 
     def abort(self) -> None:
         with contextlib.suppress(Exception):
@@ -215,3 +211,17 @@ class VersionBuilder:
         if current_version(self.dir) is None:
             with contextlib.suppress(OSError):
                 self.dir.rmdir()
+
+
+def publish(build_path: Path) -> str:
+    """Rename a finished build file into a version and switch the dataset's pointer to it; return the version."""
+    ds_dir = build_path.parent
+    version = f"v{time.time_ns()}-{os.getpid()}.sqlite"
+    os.replace(build_path, ds_dir / version)
+    _fsync_dir(ds_dir)
+    previous = current_version(ds_dir)
+    switch_pointer(ds_dir, version)
+    if previous and previous != version:
+        with contextlib.suppress(FileNotFoundError):
+            (ds_dir / previous).unlink()  # open readers keep their file until they close it
+    return version
