@@ -88,7 +88,7 @@ def variant_classes(value: str) -> tuple[str, ...] | None:
 
 
 def _coordinates(raw: Any, where: str, name: str, minimum: int) -> list[int]:
-    items = read_list(raw, where, name, max_items=2)
+    items = read_list(raw, where, name, max_items=16)
     if not 1 <= len(items) <= 2:
         raise _fail(f"{name} takes one value or two ([min,max]) for a bracket query", where)
     return [read_int(v, where, name, minimum) for v in items]

@@ -90,7 +90,7 @@ def _error(message: str, location: str) -> BeaconRequestError:
 def read_int(value: Any, where: str, name: str, minimum: int = 0) -> int:
     if isinstance(value, bool):
         raise _error(f"{name} must be an integer, not a boolean", where)
-    if isinstance(value, str) and re.fullmatch(r"\s*\d{1,18}\s*", value):
+    if isinstance(value, str) and re.fullmatch(r"\s*-?\d{1,18}\s*", value):
         value = int(value)
     if not isinstance(value, int):
         raise _error(f"{name} must be an integer, got {_show(value)}", where)
@@ -134,8 +134,8 @@ def read_list(value: Any, where: str, name: str, max_items: int = 100) -> list:
         items: list = [v.strip() for v in value.split(",")]
     elif isinstance(value, list):
         items = value
-    elif isinstance(value, (int, dict)) and not isinstance(value, bool):
-        items = [value]
+    elif value is not None and not isinstance(value, dict):
+        items = [value]  # a scalar: its own reader reports a wrong type precisely
     else:
         raise _error(f"{name} must be a list, got {_show(value)}", where)
     if len(items) > max_items:
