@@ -242,8 +242,11 @@ class _BundleTranslator:
             if resource is None or resource["resourceType"] == "Patient":
                 continue
             rtype = resource["resourceType"]
+            issues_before = len(self.issues)
             owner = self._owner(i, resource, builders)
             if owner is None:
+                if len(self.issues) > issues_before:
+                    consumed.add(i)  # _owner has already said why it is left out
                 continue
             owner.add(i, resource)
         for builder in builders.values():
@@ -809,13 +812,15 @@ class _PatientBuilder:
             return k, component.get("valueCodeableConcept") or {}
 
         def text(loinc: str) -> str | None:
-            found = concept(loinc)
-            if found is None:
-                items = components.get(loinc)
-                if items and isinstance(items[0][1].get("valueString"), str):
-                    return items[0][1]["valueString"].strip()
+            items = components.get(loinc)
+            if not items:
                 return None
-            value = found[1]
+            component = items[0][1]
+            if isinstance(component.get("valueString"), str):
+                return component["valueString"].strip()
+            value = component.get("valueCodeableConcept")
+            if not isinstance(value, dict):
+                return None
             for coding in _codings(value):
                 if isinstance(coding, dict) and isinstance(coding.get("code"), str):
                     return coding["code"].strip()
