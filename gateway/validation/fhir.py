@@ -148,6 +148,8 @@ def _pydantic_issue(err: dict, resource_type: str, location: str) -> Issue:
         code, message = "fhir-required", f"{where} is required"
     elif kind == "extra_forbidden":
         code, message = "fhir-structure", f"{where} is not an element of {resource_type} in FHIR R4"
+    elif kind in ("json_invalid", "model_attributes_type"):  # pydantic tried to read a string as an object
+        code, message = "fhir-structure", f"{where} must be a JSON object"
     elif kind.endswith("_type") or (kind == "value_error" and not path):
         code, message = "fhir-structure", f"{where}: {_clean(err['msg'])}"
     else:

@@ -223,7 +223,7 @@ def semantic_issues(doc: dict, kind: str = "phenopacket", *, target: str = "outp
         issues += _packet_rules(rules, doc, (), outer)
         return issues
     members = (
-        [("proband",), *((("relatives", i),) for i in range(len(_list(doc.get("relatives")))))]
+        [("proband",), *(("relatives", i) for i in range(len(_list(doc.get("relatives")))))]
         if kind == "family"
         else [("members", i) for i in range(len(_list(doc.get("members"))))]
     )
