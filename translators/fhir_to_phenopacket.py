@@ -1132,3 +1132,8 @@ class _PatientBuilder:
                 treatment["routeOfAdministration"] = route
         self.consumed.add(i)
         self.actions.append({"treatment": treatment})
+
+
+def translated_resource_types() -> list[str]:
+    """Resource types that reach a phenopacket (for the CapabilityStatement)."""
+    return sorted({"Patient", *_PatientBuilder.HANDLED, *SUPPORTING_TYPES})

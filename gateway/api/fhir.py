@@ -17,6 +17,7 @@ from gateway.api.render import json_response
 from gateway.issues import Issue, to_operation_outcome
 from gateway.jsonio import JSONInputError, loads_strict
 from gateway.services.ingest import ATOMIC_BUNDLE_TYPES, IngestOutcome, ingest_fhir, process_fhir
+from translators.fhir_to_phenopacket import translated_resource_types
 
 FHIR_JSON = "application/fhir+json"
 ACCEPTED_TYPES = ("application/fhir+json", "application/json")
@@ -102,7 +103,7 @@ def capability_statement() -> dict:
                 "interaction": [{"code": "transaction"}, {"code": "batch"}],
                 "resource": [
                     {"type": "Bundle", "operation": [{"name": "validate", "definition": "http://hl7.org/fhir/OperationDefinition/Resource-validate"}]},
-                    *({"type": t, "documentation": "translated when inside a Bundle"} for t in mappings.translated_resource_types()),
+                    *({"type": t, "documentation": "translated when inside a Bundle"} for t in translated_resource_types()),
                 ],
             }
         ],

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import json
+import uuid
 
 import pytest
 
@@ -147,7 +148,7 @@ def test_resources_without_target_give_warnings_not_errors(client, app, operator
 def test_batch_is_judged_patient_by_patient(client, app, operator):
     def patient(pid, birth):
         return {
-            "fullUrl": f"urn:uuid:{pid}",
+            "fullUrl": f"urn:uuid:{uuid.uuid5(uuid.NAMESPACE_URL, pid)}",
             "resource": {"resourceType": "Patient", "id": pid, "gender": "female", "birthDate": birth},
             "request": {"method": "POST", "url": "Patient"},
         }
