@@ -59,7 +59,9 @@ class MetadataStore:
     def __init__(self, url: str):
         self.url = url
         self.engine = create_store_engine(url)
-        self._insert = pg_dialect.insert if self.engine.dialect.name == "postgresql" else sqlite_dialect.insert
+        self._postgres = self.engine.dialect.name == "postgresql"
+        self._insert = pg_dialect.insert if self._postgres else sqlite_dialect.insert
+        self._upsert = self._upsert_statement()  # built once: constructing it costs more than running it
 
     @classmethod
     def open(cls, url: str, *, migrate: bool = True) -> MetadataStore:
@@ -105,6 +107,11 @@ class MetadataStore:
             id=dataset_id, name=name, description=description, created_at=now, updated_at=now
         )
         changes = {k: v for k, v in (("name", name), ("description", description)) if v}
+        if not changes:
+            # Called on every ingest: a read is enough when the dataset exists already.
+            with self.engine.connect() as connection:
+                if connection.execute(sa.select(datasets.c.id).where(datasets.c.id == dataset_id)).first():
+                    return
         if changes:
             statement = statement.on_conflict_do_update(index_elements=["id"], set_={**changes, "updated_at": now})
         else:
@@ -156,7 +163,7 @@ class MetadataStore:
         now = _now()
         fields = {key: index_fields(latest[key].document) for key in keys}
         rows = [_phenopacket_row(latest[key], fields[key], now) for key in keys]
-        stored = self._retry_deadlocks(lambda: self._save_rows(rows, fields, now))
+        stored = self._retry_deadlocks(lambda: self._save_rows(rows, fields))
 
         results: list[SaveResult] = []
         reported: set[tuple[str, str]] = set()
@@ -168,34 +175,17 @@ class MetadataStore:
         return results
 
     def _save_rows(
-        self, rows: list[dict[str, Any]], fields: dict[tuple[str, str], dict[str, Any]], now: datetime
+        self, rows: list[dict[str, Any]], fields: dict[tuple[str, str], dict[str, Any]]
     ) -> dict[tuple[str, str], bool]:
-        table = phenopackets.c
         with self.transaction() as connection:
             wanted = {row["dataset_id"] for row in rows}
             known = set(connection.execute(sa.select(datasets.c.id).where(datasets.c.id.in_(wanted))).scalars())
             if wanted - known:
                 raise UnknownDatasetError(sorted(wanted - known))
 
-            statement = self._insert(phenopackets)
-            statement = statement.on_conflict_do_update(
-                index_elements=["dataset_id", "subject_id"],
-                set_={
-                    "id": statement.excluded.id,
-                    "sex": statement.excluded.sex,
-                    "age_iso": statement.excluded.age_iso,
-                    "age_days": statement.excluded.age_days,
-                    "vital_status": statement.excluded.vital_status,
-                    "document": statement.excluded.document,
-                    "source": statement.excluded.source,
-                    "issues": statement.excluded.issues,
-                    "revision": table.revision + 1,
-                    "updated_at": statement.excluded.updated_at,
-                },
-            ).returning(table.pk, table.dataset_id, table.subject_id, table.revision)
             pk_of: dict[tuple[str, str], int] = {}
             created: dict[tuple[str, str], bool] = {}
-            for pk, dataset_id, subject_id, revision in connection.execute(statement, rows):
+            for pk, dataset_id, subject_id, revision in connection.execute(self._upsert, rows):
                 pk_of[dataset_id, subject_id] = pk
                 created[dataset_id, subject_id] = revision == 1
 
@@ -209,8 +199,7 @@ class MetadataStore:
                 for key, indexed in fields.items()
                 for kind, term, label in indexed["terms"]
             ]
-            if term_rows:
-                connection.execute(sa.insert(phenopacket_terms), term_rows)
+            self._insert_rows(connection, phenopacket_terms, term_rows)
             biosample_rows = [
                 {
                     "phenopacket_pk": pk_of[key],
@@ -221,8 +210,7 @@ class MetadataStore:
                 for key, indexed in fields.items()
                 for sample in indexed["biosamples"]
             ]
-            if biosample_rows:
-                connection.execute(sa.insert(biosamples), biosample_rows)
+            self._insert_rows(connection, biosamples, biosample_rows)
         return created
 
     def get_phenopacket(self, phenopacket_id: str) -> StoredPhenopacket | None:
@@ -267,6 +255,27 @@ class MetadataStore:
         return connection.execute(statement).rowcount
 
     # -- internals ------------------------------------------------------------------
+
+    def _upsert_statement(self) -> sa.Insert:
+        table = phenopackets.c
+        statement = self._insert(phenopackets)
+        replaced = ("id", "sex", "age_iso", "age_days", "vital_status", "document", "source", "issues", "updated_at")
+        return statement.on_conflict_do_update(
+            index_elements=["dataset_id", "subject_id"],
+            set_={**{name: statement.excluded[name] for name in replaced}, "revision": table.revision + 1},
+        ).returning(table.pk, table.dataset_id, table.subject_id, table.revision)
+
+    def _insert_rows(self, connection: sa.Connection, table: sa.Table, rows: list[dict[str, Any]]) -> None:
+        if not rows:
+            return
+        if not self._postgres:
+            connection.execute(sa.insert(table), rows)  # sqlite3's executemany: one C loop
+            return
+        # PostgreSQL: one statement over arrays instead of a round trip per row.
+        names = list(rows[0])
+        arrays = ", ".join(f"CAST(:{name} AS {_pg_array_type(table.c[name])})" for name in names)
+        statement = sa.text(f"INSERT INTO {table.name} ({', '.join(names)}) SELECT * FROM unnest({arrays})")
+        connection.execute(statement, {name: [row[name] for row in rows] for name in names})
 
     def _select(self, query: sa.Select, connection: sa.Connection | None = None) -> list[StoredPhenopacket]:
         if connection is None:
@@ -351,6 +360,10 @@ def _stored(row: Any, terms: dict[str, list[str]]) -> StoredPhenopacket:
             "terms": {kind: tuple(values) for kind, values in terms.items()},
         },
     )
+
+
+def _pg_array_type(column: sa.Column) -> str:
+    return "bigint[]" if isinstance(column.type, sa.BigInteger | sa.Integer) else "text[]"
 
 
 def _chunks(values: list[Any]) -> Iterator[list[Any]]:
