@@ -441,7 +441,10 @@ def _read_records(
             note(Issue.warning("vcf-contig-undeclared", f"contig {chrom_raw!r} is not declared in the header", loc))
         alleles = None
         if has_gt:
-            gt = v.genotype
+            try:
+                gt = v.genotype
+            except Exception:  # cyvcf2 raises for a record whose FORMAT has no GT
+                gt = None
             if gt is not None:
                 arr = gt.array()
                 alleles = arr[:, :-1]
@@ -465,9 +468,7 @@ def _read_records(
             continue  # a reference-only site: nothing to store
         start = pos - 1
         if alleles is not None:
-            called = alleles >= 0
-            an = int(called.sum())
-            ploidy = (alleles != -2).sum(axis=1)
+            an = int(np.count_nonzero(alleles >= 0))
         else:
             an = _info_int(v, "AN")
         ann_value = v.INFO.get(ann_fmt.info_id) if ann_fmt else None
@@ -481,7 +482,9 @@ def _read_records(
             symbolic = alt.startswith("<")
             svlen = None
             if symbolic:
-                end = int(v.end)
+                # INFO END is authoritative (VCF 4.3); htslib versions differ on deriving it from SVLEN.
+                info_end = v.INFO.get("END")
+                end = int(info_end) if isinstance(info_end, int) else int(v.end)
                 raw_svlen = v.INFO.get("SVLEN")
                 if isinstance(raw_svlen, tuple):
                     raw_svlen = raw_svlen[a - 1] if a - 1 < len(raw_svlen) else None
@@ -499,18 +502,21 @@ def _read_records(
             seen_keys.add(vkey)
             vid += 1
             if alleles is not None:
+                # Full-width passes only for the allele match; zygosity is worked out on the carriers alone.
                 counts = (alleles == a).sum(axis=1)
-                carrier_idx = np.flatnonzero(counts)
-                c_counts = counts[carrier_idx]
-                c_ploidy = ploidy[carrier_idx]
-                zyg = np.where(c_ploidy == 1, HEMI, np.where(c_counts >= c_ploidy, HOM, HET)).astype(np.uint8)
-                ac = int(c_counts.sum())
+                carrier_idx = np.flatnonzero(counts).astype("<u4")
                 n_carriers = len(carrier_idx)
-                idx_u4 = carrier_idx.astype("<u4")
-                carrier_rows.append((vid, idx_u4.tobytes(), zyg.tobytes()))
                 if n_carriers:
-                    pair_samples.append(idx_u4)
+                    c_counts = counts[carrier_idx]
+                    c_ploidy = (alleles[carrier_idx] != -2).sum(axis=1)
+                    zyg = np.where(c_ploidy == 1, HEMI, np.where(c_counts >= c_ploidy, HOM, HET)).astype(np.uint8)
+                    ac = int(c_counts.sum())
+                    pair_samples.append(carrier_idx)
                     pair_vids.append(np.full(n_carriers, vid, dtype="<u4"))
+                    carrier_rows.append((vid, carrier_idx.tobytes(), zyg.tobytes()))
+                else:
+                    ac = 0
+                    carrier_rows.append((vid, b"", b""))
             else:
                 ac = _info_int(v, "AC", a - 1)
                 n_carriers = 0
