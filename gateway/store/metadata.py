@@ -76,7 +76,11 @@ class MetadataStore:
         migrations.upgrade(self.engine)
 
     def migrations_current(self) -> bool:
-        return migrations.current_revision(self.engine) == migrations.head_revision()
+        """True when the database is at the code's head revision (False if unreachable)."""
+        try:
+            return migrations.current_revision(self.engine) == migrations.head_revision()
+        except sa.exc.SQLAlchemyError:
+            return False
 
     def ping(self) -> bool:
         try:

@@ -198,6 +198,11 @@ def test_datasets_are_listed_with_their_sizes(store):
     assert (listed["ds1"]["name"], listed["ds1"]["phenopackets"]) == ("Dataset one", 2)
     assert (listed["ds2"]["description"], listed["ds2"]["phenopackets"]) == ("second", 0)
 
+    store.ensure_dataset("ds2", name="Renamed")  # configuration changed: name updated, description kept
+    renamed = {d["id"]: d for d in store.list_datasets()}["ds2"]
+    assert (renamed["name"], renamed["description"]) == ("Renamed", "second")
+    assert renamed["updated_at"] > renamed["created_at"]
+
 
 def test_delete_subject_removes_every_trace(store, retinoblastoma):
     store.ensure_dataset("ds2")
@@ -237,6 +242,7 @@ def test_ping_is_false_when_the_server_is_unreachable():
     unreachable = MetadataStore("postgresql+psycopg://postgres@127.0.0.1:1/test?connect_timeout=2")
     try:
         assert unreachable.ping() is False
+        assert unreachable.migrations_current() is False
     finally:
         unreachable.close()
 
