@@ -363,13 +363,26 @@ class _PatientBuilder:
         self.issues.append(Issue.info(code, message, location))
 
     # terms
-    def term_of(self, coding: dict, curie: str, prefix: str) -> dict:
+    def term_of(self, coding: dict, curie: str, prefix: str, concept: object = None, location: str = "") -> dict:
         self.used.add(prefix)
         version = coding.get("version")
         if isinstance(version, str) and version and prefix not in self.versions:
             self.versions[prefix] = version
         display = coding.get("display")
-        return {"id": curie, "label": display if isinstance(display, str) else ""}
+        if isinstance(display, str) and display.strip():
+            return {"id": curie, "label": display}
+        # Phenopackets require a label. Take the sender's own words for the same concept
+        # (its text, or another coding's display); the bare CURIE is the last resort.
+        label = concept.get("text") if isinstance(concept, dict) else None
+        if not (isinstance(label, str) and label.strip()):
+            label = next(
+                (c["display"] for c in _codings(concept) if isinstance(c, dict) and isinstance(c.get("display"), str) and c["display"].strip()),
+                None,
+            )
+        if not label:
+            label = curie
+            self.warn("label-missing", f"{curie} has no display; its label is the code itself", location)
+        return {"id": curie, "label": label}
 
     def known_codings(self, concept: object):
         """(index, coding, curie, prefix) for every coding of a known system with a well-formed code."""
@@ -403,14 +416,14 @@ class _PatientBuilder:
                 location,
             )
             return None
-        _, _, coding, curie, prefix = best
-        return self.term_of(coding, curie, prefix), codes
+        _, j, coding, curie, prefix = best
+        return self.term_of(coding, curie, prefix, concept, f"{location}/coding/{j}"), codes
 
     def ontology(self, concept: object, prefixes=None) -> dict | None:
         """The first known coding (of `prefixes`, if given) as an OntologyClass, silently None otherwise."""
         for _, coding, curie, prefix in self.known_codings(concept):
             if prefixes is None or prefix in prefixes:
-                return self.term_of(coding, curie, prefix)
+                return self.term_of(coding, curie, prefix, concept)
         return None
 
     def age_at(self, value: object, location: str) -> dict | None:
@@ -633,7 +646,8 @@ class _PatientBuilder:
             if excluded is None:
                 continue
             _, coding, curie, prefix = found
-            self.add_feature(self.term_of(coding, curie, prefix), excluded, f"{base}/component/{k}")
+            location = f"{base}/component/{k}"
+            self.add_feature(self.term_of(coding, curie, prefix, component.get("code"), location), excluded, location)
             mapped = True
         if mapped:
             self.note(
@@ -685,7 +699,7 @@ class _PatientBuilder:
                 self.note("unmapped-element", "component has no phenopacket target", location)
         if excluded is None:
             excluded = self.excluded_by_value(obs, base)
-        self.add_feature(self.term_of(coding, curie, prefix), excluded, base, severity=severity)
+        self.add_feature(self.term_of(coding, curie, prefix, obs.get("code"), base + "/code"), excluded, base, severity=severity)
 
     # --- conditions ---
     def condition(self, i: int, cond: dict) -> None:
@@ -712,7 +726,7 @@ class _PatientBuilder:
         onset = self.condition_time(cond, "onset", base)
         if as_phenotype:
             _, coding, curie, prefix = phenotype
-            self.add_feature(self.term_of(coding, curie, prefix), excluded, base + "/code", onset=onset)
+            self.add_feature(self.term_of(coding, curie, prefix, code, base + "/code"), excluded, base + "/code", onset=onset)
             return
         picked = self.pick(code, disease_priority, base + "/code", "the Condition")
         if picked is None:
@@ -1028,10 +1042,27 @@ class _PatientBuilder:
                         self.tr.key, "interpretation", self.tr.namespace, self.subject_id, "unlinked-variants"
                     ),
                     "progressStatus": "UNKNOWN_PROGRESS",
-                    "diagnosis": {"genomicInterpretations": [genomic(v, "UNKNOWN_STATUS") for v in rest]},
+                    "diagnosis": {
+                        "disease": self.unspecified_disease(),
+                        "genomicInterpretations": [genomic(v, "UNKNOWN_STATUS") for v in rest],
+                    },
                 }
             )
         return out
+
+    def unspecified_disease(self) -> dict:
+        """Diagnosis.disease is required, but the source tied these variants to no condition.
+
+        The root of MONDO ("disease") claims nothing beyond what the report itself says;
+        naming a specific disease would be a guess.
+        """
+        self.used.add("MONDO")
+        self.note(
+            "unlinked-variants",
+            "variants not linked to a Condition are reported under the unspecified disease MONDO:0000001",
+            "",
+        )
+        return {"id": "MONDO:0000001", "label": "disease"}
 
     def entry_key(self, i: int) -> str:
         """A stable name of an entry for derived ids: Type/id, else its fullUrl, else its position."""

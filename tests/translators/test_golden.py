@@ -12,6 +12,7 @@ import phenopackets
 import pytest
 from google.protobuf import json_format
 
+from gateway.validation.phenopacket import validate_phenopacket
 from mappings import detect_profile, load_profile
 from tests.translators.conftest import NOW, TEST_KEY, read_fhir
 from translators.fhir_to_phenopacket import as_bundle, translate_bundle
@@ -73,8 +74,10 @@ def test_golden(name):
     bundle = build_input(files)
     assert detect_profile(bundle) == profile_name
     result = translate_bundle(bundle, profile=load_profile(profile_name), key=TEST_KEY, now=NOW)
-    for packet in result.packets:  # every output is a valid Phenopacket v2 (strict protobuf parse)
+    for packet in result.packets:  # every output is a valid Phenopacket v2: strict protobuf, schema, semantics
         json_format.ParseDict(packet.phenopacket, phenopackets.Phenopacket(), ignore_unknown_fields=False)
+        report = validate_phenopacket(packet.phenopacket)
+        assert report.ok, report.to_text(name)
     actual = render(result)
     path = GOLDEN / f"{name}.json"
     if UPDATE:
