@@ -69,12 +69,24 @@ def _register_blueprints(app: Flask) -> None:
 def _error_body(path: str, status: int, message: str):
     """Errors outside a blueprint's own handlers, in the dialect of the surface asked."""
     if path.startswith("/fhir"):
-        code = "not-found" if status == 404 else "internal" if status >= 500 else "body-too-large" if status == 413 else "fhir-value"
-        return json_response(to_operation_outcome([Issue.error(code, message)]), status, mimetype="application/fhir+json")
+        code = (
+            "not-found"
+            if status == 404
+            else "internal"
+            if status >= 500
+            else "body-too-large"
+            if status == 413
+            else "fhir-value"
+        )
+        return json_response(
+            to_operation_outcome([Issue.error(code, message)]), status, mimetype="application/fhir+json"
+        )
     if path.startswith("/api"):
         from gateway.api.render import json_response as _json
 
-        return _json({"meta": {"apiVersion": "v2.0.0"}, "error": {"errorCode": status, "errorMessage": message}}, status)
+        return _json(
+            {"meta": {"apiVersion": "v2.0.0"}, "error": {"errorCode": status, "errorMessage": message}}, status
+        )
     return problem(status, message)
 
 

@@ -100,10 +100,29 @@ def end_to_end(bundles: list[dict], seconds: float, clients: int, workers: int) 
     token = "bench-operator"
     with tempfile.TemporaryDirectory() as data_dir:
         port = free_port()
-        env = {**os.environ, "GATEWAY_DATA_DIR": data_dir, "GATEWAY_OPERATOR_TOKEN": token, "GATEWAY_LOG_LEVEL": "WARNING"}
+        env = {
+            **os.environ,
+            "GATEWAY_DATA_DIR": data_dir,
+            "GATEWAY_OPERATOR_TOKEN": token,
+            "GATEWAY_LOG_LEVEL": "WARNING",
+        }
         server = subprocess.Popen(
-            [sys.executable, "-m", "gunicorn", "-w", str(workers), "-b", f"127.0.0.1:{port}", "--log-level", "warning", "app:create_app()"],
-            cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+            [
+                sys.executable,
+                "-m",
+                "gunicorn",
+                "-w",
+                str(workers),
+                "-b",
+                f"127.0.0.1:{port}",
+                "--log-level",
+                "warning",
+                "app:create_app()",
+            ],
+            cwd=REPO,
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
         )
         try:
             deadline = time.time() + 60
@@ -118,11 +137,7 @@ def end_to_end(bundles: list[dict], seconds: float, clients: int, workers: int) 
             else:
                 raise RuntimeError("server did not become ready")
             # Pre-serialise the request bodies: the client's own JSON work is not the server's cost.
-            bodies = [
-                (json.dumps(varied(b, n)).encode(), len(b.get("entry") or ()))
-                for n in range(8)
-                for b in bundles
-            ]
+            bodies = [(json.dumps(varied(b, n)).encode(), len(b.get("entry") or ())) for n in range(8) for b in bundles]
             stop = time.perf_counter() + seconds
             totals = {"resources": 0, "requests": 0, "errors": 0}
             lock = threading.Lock()
@@ -133,7 +148,12 @@ def end_to_end(bundles: list[dict], seconds: float, clients: int, workers: int) 
                 while time.perf_counter() < stop:
                     body, count = bodies[i % len(bodies)]
                     i += clients
-                    conn.request("POST", "/fhir", body=body, headers={"Content-Type": "application/fhir+json", "Authorization": f"Bearer {token}"})
+                    conn.request(
+                        "POST",
+                        "/fhir",
+                        body=body,
+                        headers={"Content-Type": "application/fhir+json", "Authorization": f"Bearer {token}"},
+                    )
                     resp = conn.getresponse()
                     resp.read()
                     with lock:
@@ -191,7 +211,9 @@ def main() -> int:
     (out / "fhir_ingest.json").write_text(json.dumps(result, indent=2))
     print(f"corpus: {len(bundles)} real bundles, {n} resources per pass")
     print(f"floor (fhir.resources R4B parse only): {floor_rate:10,.0f} resources/s")
-    print(f"translate + validate:                  {pipe_rate:10,.0f} resources/s  = {floor_rate / pipe_rate:.2f}x the floor's time (target <= 2x)")
+    print(
+        f"translate + validate:                  {pipe_rate:10,.0f} resources/s  = {floor_rate / pipe_rate:.2f}x the floor's time (target <= 2x)"
+    )
     print(
         f"end to end POST /fhir ({args.workers} workers, {args.clients} clients): {e2e['resources_per_s']:10,.0f} resources/s"
         f"  ({e2e['requests']} requests, {e2e['errors']} errors; HAPI 20 threads: 2,214/s)"

@@ -99,7 +99,9 @@ def cmd_convert_fhir(args: argparse.Namespace) -> int:
             _print_issues(path, [issue])
             rejected = True
             continue
-        outcome = process_fhir(doc, key=key, dataset_id=args.dataset or cfg.default_dataset, profile=args.profile or cfg.profile)
+        outcome = process_fhir(
+            doc, key=key, dataset_id=args.dataset or cfg.default_dataset, profile=args.profile or cfg.profile
+        )
         _print_issues(path, outcome.report)
         if not outcome.report.ok:
             rejected = True
@@ -129,7 +131,9 @@ def cmd_ingest_fhir(args: argparse.Namespace) -> int:
         if outcome.rejected or not outcome.report.ok:
             rejected = True
         for result in saved:
-            print(f"{path}: stored phenopacket {result.id} ({'new' if result.created else 'updated'}) in dataset {dataset}")
+            print(
+                f"{path}: stored phenopacket {result.id} ({'new' if result.created else 'updated'}) in dataset {dataset}"
+            )
         if outcome.rejected:
             _err(f"{path}: rejected; nothing stored")
     store.close()
@@ -208,7 +212,9 @@ def cmd_ingest_vcf(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="gateway", description="Genomic interoperability gateway (FHIR R4 / VCF → GA4GH)")
+    parser = argparse.ArgumentParser(
+        prog="gateway", description="Genomic interoperability gateway (FHIR R4 / VCF → GA4GH)"
+    )
     sub = parser.add_subparsers(dest="command", required=True)
 
     serve = sub.add_parser("serve", help="run the node (gunicorn, or the development server with --workers 0)")
@@ -219,7 +225,9 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--network", metavar="FILE", help="serve as a network node over the peers in FILE")
     serve.set_defaults(func=cmd_serve)
 
-    ingest = sub.add_parser("ingest", help="validate, translate and store documents").add_subparsers(dest="kind", required=True)
+    ingest = sub.add_parser("ingest", help="validate, translate and store documents").add_subparsers(
+        dest="kind", required=True
+    )
     fhir = ingest.add_parser("fhir", help="FHIR R4 Bundles or resources (JSON)")
     fhir.add_argument("files", nargs="+", metavar="FILE")
     fhir.add_argument("--dataset")
@@ -261,6 +269,3 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 if __name__ == "__main__":
     sys.exit(main())
-
-
-

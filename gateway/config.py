@@ -138,9 +138,7 @@ def config_from_mapping(raw: Mapping[str, Any]) -> Config:
         elif key == "node":
             values["node"] = value if isinstance(value, NodeInfo) else _node_from(value or {})
         elif key == "datasets":
-            values["datasets"] = tuple(
-                d if isinstance(d, DatasetConfig) else _dataset_from(d) for d in (value or ())
-            )
+            values["datasets"] = tuple(d if isinstance(d, DatasetConfig) else _dataset_from(d) for d in (value or ()))
         elif key == "operator_tokens":
             values["operator_tokens"] = tuple(str(t) for t in (value or ()))
         elif key == "testing":
@@ -163,7 +161,9 @@ def _apply_env(cfg: Config, env: Mapping[str, str]) -> Config:
     token = env.get(ENV_PREFIX + "OPERATOR_TOKEN")
     if token:
         changes["operator_tokens"] = (token,)
-    node_changes = {field_: env[ENV_PREFIX + suffix] for suffix, field_ in _NODE_ENV.items() if env.get(ENV_PREFIX + suffix)}
+    node_changes = {
+        field_: env[ENV_PREFIX + suffix] for suffix, field_ in _NODE_ENV.items() if env.get(ENV_PREFIX + suffix)
+    }
     if node_changes:
         changes["node"] = replace(cfg.node, **node_changes)
     return replace(cfg, **changes) if changes else cfg

@@ -376,7 +376,11 @@ class _PatientBuilder:
         label = concept.get("text") if isinstance(concept, dict) else None
         if not (isinstance(label, str) and label.strip()):
             label = next(
-                (c["display"] for c in _codings(concept) if isinstance(c, dict) and isinstance(c.get("display"), str) and c["display"].strip()),
+                (
+                    c["display"]
+                    for c in _codings(concept)
+                    if isinstance(c, dict) and isinstance(c.get("display"), str) and c["display"].strip()
+                ),
                 None,
             )
         if not label:
@@ -699,7 +703,9 @@ class _PatientBuilder:
                 self.note("unmapped-element", "component has no phenopacket target", location)
         if excluded is None:
             excluded = self.excluded_by_value(obs, base)
-        self.add_feature(self.term_of(coding, curie, prefix, obs.get("code"), base + "/code"), excluded, base, severity=severity)
+        self.add_feature(
+            self.term_of(coding, curie, prefix, obs.get("code"), base + "/code"), excluded, base, severity=severity
+        )
 
     # --- conditions ---
     def condition(self, i: int, cond: dict) -> None:
@@ -726,7 +732,9 @@ class _PatientBuilder:
         onset = self.condition_time(cond, "onset", base)
         if as_phenotype:
             _, coding, curie, prefix = phenotype
-            self.add_feature(self.term_of(coding, curie, prefix, code, base + "/code"), excluded, base + "/code", onset=onset)
+            self.add_feature(
+                self.term_of(coding, curie, prefix, code, base + "/code"), excluded, base + "/code", onset=onset
+            )
             return
         picked = self.pick(code, disease_priority, base + "/code", "the Condition")
         if picked is None:

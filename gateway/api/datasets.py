@@ -17,8 +17,13 @@ from gateway.services.genomic import new_job_id, read_job, write_job
 
 DATASET_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$")
 CHUNK = 1 << 20
-UPLOAD_TYPES = {"application/gzip": ".vcf.gz", "application/x-gzip": ".vcf.gz", "text/plain": ".vcf",
-                "text/x-vcf": ".vcf", "application/octet-stream": ".bin"}
+UPLOAD_TYPES = {
+    "application/gzip": ".vcf.gz",
+    "application/x-gzip": ".vcf.gz",
+    "text/plain": ".vcf",
+    "text/x-vcf": ".vcf",
+    "application/octet-stream": ".bin",
+}
 MAX_UPLOAD_BYTES = 50 * 1024**3
 
 
@@ -117,7 +122,9 @@ def datasets_blueprint() -> Blueprint:
         job_file = Path(svc.config.data_dir) / "jobs" / f"{job_id}.json"
         proc = subprocess.Popen(  # its own process: htslib trouble cannot reach this worker
             [sys.executable, "-m", "gateway.services.vcf_job", str(job_file)],
-            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
             start_new_session=True,
             env=_job_environment(svc),
         )

@@ -37,7 +37,10 @@ def _read_document() -> dict:
     content_type = (request.mimetype or "").lower()
     if content_type not in ACCEPTED_TYPES:
         raise JSONInputError(
-            Issue.error("not-fhir", f"Content-Type must be application/fhir+json or application/json, not {content_type or 'empty'}")
+            Issue.error(
+                "not-fhir",
+                f"Content-Type must be application/fhir+json or application/json, not {content_type or 'empty'}",
+            )
         )
     return loads_strict(request.get_data(cache=False), max_depth=services().config.max_json_depth)
 
@@ -102,8 +105,19 @@ def capability_statement() -> dict:
                 "security": {"description": "Writing needs an operator bearer token."},
                 "interaction": [{"code": "transaction"}, {"code": "batch"}],
                 "resource": [
-                    {"type": "Bundle", "operation": [{"name": "validate", "definition": "http://hl7.org/fhir/OperationDefinition/Resource-validate"}]},
-                    *({"type": t, "documentation": "translated when inside a Bundle"} for t in translated_resource_types()),
+                    {
+                        "type": "Bundle",
+                        "operation": [
+                            {
+                                "name": "validate",
+                                "definition": "http://hl7.org/fhir/OperationDefinition/Resource-validate",
+                            }
+                        ],
+                    },
+                    *(
+                        {"type": t, "documentation": "translated when inside a Bundle"}
+                        for t in translated_resource_types()
+                    ),
                 ],
             }
         ],
@@ -137,7 +151,11 @@ def fhir_blueprint() -> Blueprint:
         doc = _read_document()
         dataset = request.args.get("dataset") or svc.config.default_dataset
         outcome = ingest_fhir(
-            doc, store=svc.store, key=svc.key, dataset_id=dataset, profile=request.args.get("profile") or svc.config.profile
+            doc,
+            store=svc.store,
+            key=svc.key,
+            dataset_id=dataset,
+            profile=request.args.get("profile") or svc.config.profile,
         )
         if outcome.rejected:
             return outcome_response(outcome.report.errors + outcome.report.warnings, _status_for(outcome.report.errors))
@@ -148,7 +166,12 @@ def fhir_blueprint() -> Blueprint:
     def validate():
         svc = services()
         doc = _read_document()
-        outcome = process_fhir(doc, key=svc.key, dataset_id=svc.config.default_dataset, profile=request.args.get("profile") or svc.config.profile)
+        outcome = process_fhir(
+            doc,
+            key=svc.key,
+            dataset_id=svc.config.default_dataset,
+            profile=request.args.get("profile") or svc.config.profile,
+        )
         return outcome_response(list(outcome.report), 200)
 
     return bp

@@ -74,7 +74,7 @@ def phenopackets_blueprint() -> Blueprint:
         doc = loads_strict(request.get_data(cache=False), max_depth=svc.config.max_json_depth, require_object=False)
         docs = doc if isinstance(doc, list) else doc.get("phenopackets", [doc]) if isinstance(doc, dict) else None
         if not docs or not all(isinstance(d, dict) for d in docs):
-            return problem(400, "send a phenopacket, a JSON array of phenopackets, or {\"phenopackets\": [...]}")
+            return problem(400, 'send a phenopacket, a JSON array of phenopackets, or {"phenopackets": [...]}')
         dataset = request.args.get("dataset") or svc.config.default_dataset
         results, reports = ingest_phenopackets(docs, store=svc.store, key=svc.key, dataset_id=dataset)
         if not results:

@@ -17,4 +17,6 @@ def json_response(body, status: int = 200, mimetype: str = "application/json") -
 
 def problem(status: int, message: str, issues: list[Issue] | tuple[Issue, ...] = ()) -> Response:
     """The gateway's plain error body: {"error": {"status", "message", "issues": [...]}}."""
-    return json_response({"error": {"status": status, "message": message, "issues": [i.to_dict() for i in issues]}}, status)
+    return json_response(
+        {"error": {"status": status, "message": message, "issues": [i.to_dict() for i in issues]}}, status
+    )

@@ -22,7 +22,9 @@ from gateway.security.pseudonym import pseudonymise
 JOBS_DIR = "jobs"
 
 
-def sample_linker(store, key: bytes, sample_map: dict[str, str] | None) -> Callable[[str], tuple[str | None, str | None]]:
+def sample_linker(
+    store, key: bytes, sample_map: dict[str, str] | None
+) -> Callable[[str], tuple[str | None, str | None]]:
     """Link a VCF sample to (individual id, biosample id) through keyed pseudonyms.
 
     With a sample map, the mapped identifier is `system|value` or a bare value; without

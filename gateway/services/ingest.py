@@ -78,7 +78,9 @@ def source_identity(doc: dict) -> str:
 def _resolve_profile(doc: dict, requested: str | None) -> tuple[str, Issue | None]:
     name = requested if requested and requested != "auto" else mappings.detect_profile(doc)
     if name not in mappings.profile_names():
-        return "generic", Issue.error("profile-unknown", f"unknown profile {name!r}; known: {', '.join(mappings.profile_names())}")
+        return "generic", Issue.error(
+            "profile-unknown", f"unknown profile {name!r}; known: {', '.join(mappings.profile_names())}"
+        )
     return name, None
 
 
@@ -133,7 +135,9 @@ def records_for(packets: list[PacketOutcome], dataset_id: str, source: str) -> l
     ]
 
 
-def ingest_fhir(doc: dict, *, store, key: bytes, dataset_id: str, profile: str | None = None, now=None) -> IngestOutcome:
+def ingest_fhir(
+    doc: dict, *, store, key: bytes, dataset_id: str, profile: str | None = None, now=None
+) -> IngestOutcome:
     """Validate, translate and store: atomic bundles all or nothing, batches per patient."""
     outcome = process_fhir(doc, key=key, dataset_id=dataset_id, profile=profile, now=now)
     if outcome.bundle_type in ATOMIC_BUNDLE_TYPES or not outcome.packets:
@@ -183,7 +187,9 @@ def prepare_phenopacket(doc: dict, *, key: bytes, dataset_id: str) -> tuple[dict
     return packet, subject_id, report
 
 
-def ingest_phenopackets(docs: list[dict], *, store, key: bytes, dataset_id: str, source: str = "") -> tuple[list[SaveResult], list[Report]]:
+def ingest_phenopackets(
+    docs: list[dict], *, store, key: bytes, dataset_id: str, source: str = ""
+) -> tuple[list[SaveResult], list[Report]]:
     """Store phenopackets all or nothing: any invalid document rejects the whole request."""
     prepared = [prepare_phenopacket(d, key=key, dataset_id=dataset_id) for d in docs]
     reports = [r for _, _, r in prepared]

@@ -48,7 +48,9 @@ def main(job_file: str) -> int:
             progress=hook,
         )
     except VCFRejected as exc:
-        write_job(data_dir, job_id, {**state, "status": "rejected", "issues": exc.report.to_json(), "finished": time.time()})
+        write_job(
+            data_dir, job_id, {**state, "status": "rejected", "issues": exc.report.to_json(), "finished": time.time()}
+        )
         return 1
     except Exception as exc:  # reported in the job, never raised into a server
         write_job(data_dir, job_id, {**state, "status": "failed", "error": type(exc).__name__, "finished": time.time()})

@@ -153,7 +153,11 @@ def test_batch_is_judged_patient_by_patient(client, app, operator):
             "request": {"method": "POST", "url": "Patient"},
         }
 
-    batch = {"resourceType": "Bundle", "type": "batch", "entry": [patient("a1", "1990-01-01"), patient("b2", "1985-05-05")]}
+    batch = {
+        "resourceType": "Bundle",
+        "type": "batch",
+        "entry": [patient("a1", "1990-01-01"), patient("b2", "1985-05-05")],
+    }
     resp = _post(client, batch, operator)
     assert resp.status_code == 200
     body = resp.get_json()
