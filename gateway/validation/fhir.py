@@ -170,7 +170,7 @@ def _check_bundle(doc: dict, check: FhirCheck, bundle_types: frozenset[str]) -> 
     check.bundle_type = bundle_type if isinstance(bundle_type, str) else None
     if bundle_type is None:
         report.add(Issue.error("fhir-required", "Bundle.type is required", "/type"))
-    elif bundle_type not in ALL_BUNDLE_TYPES:
+    elif not isinstance(bundle_type, str) or bundle_type not in ALL_BUNDLE_TYPES:
         report.add(Issue.error("fhir-value", f"{bundle_type!r} is not a Bundle type", "/type"))
     elif bundle_type not in bundle_types:
         accepted = ", ".join(sorted(bundle_types))

@@ -79,7 +79,7 @@ def protobuf_issue(doc: dict, message_class: type, *, target: str = "output") ->
     """None if `doc` parses strictly into `message_class`, else one Issue locating the failure."""
     try:
         json_format.ParseDict(doc, message_class(), ignore_unknown_fields=False)
-    except json_format.ParseError as exc:
+    except (json_format.ParseError, ValueError, TypeError, RecursionError) as exc:
         text = str(exc)
         path = _protobuf_error_path(text, doc)
         innermost = _FAILED_FIELD.split(text)[-1].split("\n")[0].strip().rstrip(".")
@@ -199,7 +199,11 @@ def ontology_ids(doc: dict, message_name: str, path: tuple = ()) -> Iterator[tup
 def _declared_prefixes(meta: object) -> set[str]:
     if not isinstance(meta, dict) or not isinstance(meta.get("resources"), list):
         return set()
-    return {r["namespacePrefix"] for r in meta["resources"] if isinstance(r, dict) and "namespacePrefix" in r}
+    return {
+        r["namespacePrefix"]
+        for r in meta["resources"]
+        if isinstance(r, dict) and isinstance(r.get("namespacePrefix"), str)
+    }
 
 
 @dataclass(frozen=True)
