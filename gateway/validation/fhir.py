@@ -9,6 +9,9 @@ Bundle types: transaction, batch, collection and document are accepted for inges
 rejected by default: they are read results describing a server's state (search matches and includes, past versions
 and deletions), not a submission of one patient's record. `gateway validate` passes `bundle_types=ALL_BUNDLE_TYPES`.
 
+Required code bindings of the elements the translator reads (status codes, gender, Condition statuses) are checked
+against `schemas/fhir-r4-bindings.schema.json`, since the models check a code's shape but not its value set.
+
 Every issue carries a JSON pointer into the input document.
 """
 
@@ -25,7 +28,7 @@ from fhir.resources.R4B import get_fhir_model_class
 from pydantic import ValidationError
 
 from gateway.issues import Issue, Report, pointer_to_fhirpath
-from schemas import load_schema, pointer
+from schemas import load_schema, pointer, schema_issues
 
 INGEST_BUNDLE_TYPES = frozenset({"transaction", "batch", "collection", "document"})
 ALL_BUNDLE_TYPES = frozenset(
@@ -131,9 +134,20 @@ def parse_resource(resource: Any, location: str) -> tuple[Any, list[Issue]]:
         message = f"{resource_type} is valid R4 but has no R4B model: its structure was not checked"
         return None, [Issue.warning("fhir-not-checked", message, location)]
     try:
-        return model_class.model_validate(resource), []
+        model = model_class.model_validate(resource)
     except ValidationError as exc:
         return None, [_pydantic_issue(err, resource_type, location) for err in exc.errors()]
+    return model, _binding_issues(resource, resource_type, location)
+
+
+def _binding_issues(resource: dict, resource_type: str, location: str) -> list[Issue]:
+    """Required value-set bindings that the models leave unchecked (schemas/fhir-r4-bindings.schema.json)."""
+    issues = []
+    for issue in schema_issues("fhir-r4-bindings", resource, target="input"):
+        where = pointer_to_fhirpath(issue.location, resource_type)
+        message = f"{where}: {issue.message.split(': ', 1)[-1]} (required binding in FHIR R4)"
+        issues.append(Issue.error("fhir-value", message, location + issue.location))
+    return issues
 
 
 _MISSING = frozenset({"missing", "model_field_validation.missing"})

@@ -227,3 +227,16 @@ def test_contained_references():
     assert [(i.severity, i.code, i.location) for i in report] == [
         (Severity.WARNING, "reference-dangling", "/device/reference"),
     ]
+
+
+def test_required_code_bindings(marfan):
+    marfan["entry"][0]["resource"]["gender"] = "M"
+    marfan["entry"][5]["resource"]["status"] = "done"
+    marfan["entry"][1]["resource"]["verificationStatus"]["coding"][0]["code"] = "maybe"
+    report = validate_fhir(marfan)
+    assert set(codes_at(report)) == {
+        ("fhir-value", "/entry/0/resource/gender"),
+        ("fhir-value", "/entry/5/resource/status"),
+        ("fhir-value", "/entry/1/resource/verificationStatus/coding/0/code"),
+    }
+    assert "Patient.gender" in report.to_text()
