@@ -5,13 +5,20 @@
 """
 
 from gateway.validation.fhir import ALL_BUNDLE_TYPES, INGEST_BUNDLE_TYPES, FhirCheck, check_fhir, validate_fhir
-from gateway.validation.phenopacket import validate_cohort, validate_document, validate_family, validate_phenopacket
+from gateway.validation.phenopacket import (
+    detect_kind,
+    validate_cohort,
+    validate_document,
+    validate_family,
+    validate_phenopacket,
+)
 
 __all__ = [
     "ALL_BUNDLE_TYPES",
     "INGEST_BUNDLE_TYPES",
     "FhirCheck",
     "check_fhir",
+    "detect_kind",
     "validate_cohort",
     "validate_document",
     "validate_family",

@@ -12,7 +12,9 @@ and deletions), not a submission of one patient's record. `gateway validate` pas
 Required code bindings of the elements the translator reads (status codes, gender, Condition statuses) are checked
 against `schemas/fhir-r4-bindings.schema.json`, since the models check a code's shape but not its value set.
 
-Every issue carries a JSON pointer into the input document.
+Every issue carries a JSON pointer into the input document. Issue codes (stable): not-fhir, unknown-resource-type,
+unsupported-bundle-type, fhir-structure, fhir-required, fhir-value, duplicate (fullUrl), reference-dangling (an error
+for `subject`/`patient`, a warning elsewhere), fhir-not-checked (warning: an R4 type without an R4B model).
 """
 
 from __future__ import annotations
@@ -63,7 +65,7 @@ class FhirCheck:
     """The outcome of checking one FHIR document, with the models parsed on the way.
 
     `resource` is the parsed top-level resource when the document is not a Bundle. For a Bundle, `entries[i]` is
-    the parsed resource of `entry[i]` (None where it is absent, failed, or has no R4B model) and `bundle_types`
+    the parsed resource of `entry[i]` (None where it is absent, failed, or has no R4B model) and `bundle_type`
     names the Bundle's type.
     """
 

@@ -9,6 +9,10 @@ Three layers, each reported with JSON pointers into the document:
    HPO ids are well formed, ids are unique, cross references point at something.
 
 The same engine serves emitted packets (`target="output"`) and packets posted by registries (`target="input"`).
+
+Issue codes (stable): missing-field, invalid-enum, invalid-format, wrong-type, invalid-choice, invalid-value,
+unknown-field, protobuf-parse (layers 1-2); undeclared-prefix, malformed-hpo-id, duplicate-id (errors) and
+duplicate-resource, duplicate-feature, conflicting-feature, unknown-reference (warnings) (layer 3).
 """
 
 from __future__ import annotations
@@ -35,6 +39,16 @@ KINDS = {
 ONTOLOGY_CLASS = phenopackets.OntologyClass.DESCRIPTOR.full_name
 HPO_ID = re.compile(r"HP:\d{7}")
 CURIE = re.compile(r"([A-Za-z][A-Za-z0-9_.-]*):\S+")
+
+
+def detect_kind(doc: dict) -> str:
+    """ "family", "cohort" or "phenopacket", from the members only a Family or a Cohort has."""
+    if isinstance(doc, dict):
+        if "proband" in doc or "pedigree" in doc:
+            return "family"
+        if "members" in doc:
+            return "cohort"
+    return "phenopacket"
 
 
 def validate_phenopacket(doc: dict, *, target: str = "output") -> Report:

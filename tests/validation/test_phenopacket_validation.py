@@ -8,7 +8,7 @@ import json
 import pytest
 
 from gateway.issues import Severity
-from gateway.validation import validate_cohort, validate_family, validate_phenopacket
+from gateway.validation import detect_kind, validate_cohort, validate_family, validate_phenopacket
 
 
 def load(path):
@@ -270,3 +270,25 @@ def test_schema_version_must_be_2(packet):
 def test_not_an_object():
     report = validate_phenopacket([])  # type: ignore[arg-type]
     assert codes_at(report) == [("wrong-type", "")]
+
+
+def test_detect_kind(pxf_dir):
+    assert [detect_kind(load(pxf_dir / "io-test-v2" / f"{k}.json")) for k in ("phenopacket", "family", "cohort")] == [
+        "phenopacket",
+        "family",
+        "cohort",
+    ]
+
+
+def test_protobuf_issue_locations(packet):
+    import phenopackets
+
+    from gateway.validation.phenopacket import protobuf_issue
+
+    assert protobuf_issue(packet, phenopackets.Phenopacket) is None
+    packet["subject"]["sex"] = "MAL"
+    assert protobuf_issue(packet, phenopackets.Phenopacket).location == "/subject/sex"
+    packet["subject"]["sex"] = "MALE"
+    packet["phenotypicFeatures"][2]["type"]["id"] = 7  # protobuf names the fields but not the list index
+    issue = protobuf_issue(packet, phenopackets.Phenopacket, target="input")
+    assert (issue.code, issue.location, issue.target) == ("protobuf-parse", "/phenotypicFeatures", "input")
