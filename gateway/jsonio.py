@@ -8,6 +8,8 @@ problem becomes an `Issue` with line and column, so HTTP and CLI report it alike
 from __future__ import annotations
 
 import json
+import re
+from itertools import accumulate
 from typing import Any
 
 from gateway.issues import Issue
@@ -39,17 +41,15 @@ def _pairs(pairs: list[tuple[str, Any]]) -> dict:
     return out
 
 
-def _depth_exceeds(doc: Any, limit: int) -> bool:
-    stack = [(doc, 1)]
-    while stack:
-        node, depth = stack.pop()
-        if depth > limit:
-            return True
-        if isinstance(node, dict):
-            stack.extend((v, depth + 1) for v in node.values() if isinstance(v, (dict, list)))
-        elif isinstance(node, list):
-            stack.extend((v, depth + 1) for v in node if isinstance(v, (dict, list)))
-    return False
+_STRINGS = re.compile(r'"(?:[^"\\]|\\.)*"')
+_NOT_BRACKETS = re.compile(r"[^\[\]{}]+")
+_BRACKET_STEP = {"{": 1, "[": 1, "}": -1, "]": -1}
+
+
+def _max_depth(text: str) -> int:
+    """Deepest nesting of a (syntactically valid) JSON text, found with C-speed regex passes."""
+    brackets = _NOT_BRACKETS.sub("", _STRINGS.sub("", text))
+    return max(accumulate(map(_BRACKET_STEP.__getitem__, brackets)), default=0)
 
 
 def loads_strict(data: bytes | str, *, max_depth: int = 64, require_object: bool = True) -> Any:
@@ -69,7 +69,7 @@ def loads_strict(data: bytes | str, *, max_depth: int = 64, require_object: bool
         ) from None
     except RecursionError:
         raise JSONInputError(Issue.error("json-too-deep", f"JSON nested deeper than {max_depth} levels")) from None
-    if _depth_exceeds(doc, max_depth):
+    if _max_depth(data) > max_depth:
         raise JSONInputError(Issue.error("json-too-deep", f"JSON nested deeper than {max_depth} levels"))
     if require_object and not isinstance(doc, dict):
         raise JSONInputError(Issue.error("json-syntax", "the document must be a JSON object"))
