@@ -177,6 +177,8 @@ class VersionBuilder:
             return
         samples = np.concatenate(self._pair_samples)
         vids = np.concatenate(self._pair_vids).astype("<u4")
+        if samples.max() < 1 << 16:
+            samples = samples.astype(np.uint16)  # numpy's stable sort is a radix sort for 16-bit keys
         order = np.argsort(samples, kind="stable")  # stable: vids stay ascending within a sample
         samples, vids = samples[order], vids[order]
         bounds = np.flatnonzero(np.diff(samples)) + 1

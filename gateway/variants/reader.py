@@ -13,9 +13,11 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import io
 import os
 import re
 import time
+import zlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,6 +27,7 @@ import numpy as np
 from gateway.issues import Issue
 
 from .annotations import annotation_format, parse_annotations, short_protein_change
+from .genotypes import GenotypeError, decode_calls
 from .layout import HEMI, HET, HOM, VersionBuilder
 from .normalise import (
     assembly_from_lengths,
@@ -291,18 +294,18 @@ def read_vcf(
     if samples and not has_gt:
         issues.append(Issue.warning("vcf-no-genotypes", "the file has sample columns but no GT field", f"{label}:1"))
     ann_fmt = annotation_format("\n".join(header))
-    first_line = len(header) + 1 if kind == "vcf" else None
 
     builder = None if validate_only else VersionBuilder(data_dir, dataset_id)
     try:
         if builder is not None:
             links = link(samples) if link else [(None, None)] * len(samples)
             builder.add_samples([(i, name, *links[i]) for i, name in enumerate(samples)])
-        result_counts = _read_records(
+        _read_records(
             vcf,
             path,
             label,
-            first_line,
+            kind,
+            len(header),
             result,
             builder,
             has_gt,
@@ -324,7 +327,6 @@ def read_vcf(
                 "samples": str(len(samples)),
             }
             result.build_path = str(builder.finish(meta))
-        del result_counts
     except BaseException:
         if builder is not None:
             builder.abort()
@@ -334,11 +336,50 @@ def read_vcf(
     return result
 
 
+def _record_lines(path: Path, kind: str, vcf, n_header: int, watch: _StderrWatch):
+    """(location number, line bytes, compressed bytes read) for every record; text files are read directly."""
+    if kind == "bcf":
+        for i, v in enumerate(vcf, start=1):
+            yield i, str(v).encode(), 0
+        for message in watch.new_messages():
+            if message.startswith("[E::"):
+                raise OSError(message[:300])
+        return
+    with open(path, "rb") as raw:
+        gz = raw.read(2) == b"\x1f\x8b"
+        raw.seek(0)
+        stream = io.BufferedReader(gzip.GzipFile(fileobj=raw), 1 << 20) if gz else raw
+        for number, line in enumerate(stream, start=1):
+            if number > n_header:
+                yield number, line, raw.tell()
+
+
+def _info(info: str, key: str) -> str | None:
+    """One INFO value from the raw INFO column (None when absent)."""
+    prefix = key + "="
+    for item in info.split(";"):
+        if item.startswith(prefix):
+            return item[len(prefix) :]
+    return None
+
+
+def _info_int(info: str, key: str, i: int = 0) -> int | None:
+    value = _info(info, key)
+    if value is None:
+        return None
+    parts = value.split(",")
+    try:
+        return int(parts[i]) if i < len(parts) else None
+    except ValueError:
+        return None
+
+
 def _read_records(
     vcf,
     path,
     label,
-    first_line,
+    kind,
+    n_header,
     result,
     builder,
     has_gt,
@@ -350,7 +391,7 @@ def _read_records(
     watch,
 ):
     issues = result.issues
-    n_issues_cap = MAX_ISSUES
+    n_samples = len(result.samples)
     vid = 0
     rows: list[tuple] = []
     carrier_rows: list[tuple] = []
@@ -362,20 +403,18 @@ def _read_records(
     seen_chroms: set[str] = set()
     undeclared: set[str] = set()
     warned: dict[str, int] = {}
-    bytes_done = _bytes_progress(path)
     total_bytes = max(os.path.getsize(path), 1)
-    index = 0
-    iterator = iter(vcf)
+    empty = b""
 
-    def where(i: int) -> str:
-        return f"{label}:{first_line + i}" if first_line else f"{label}:record {i + 1}"
+    def where(number: int) -> str:
+        return f"{label}:{number}" if kind == "vcf" else f"{label}:record {number}"
 
     def note(issue: Issue) -> None:
-        if len(issues) < n_issues_cap:
+        if len(issues) < MAX_ISSUES:
             issues.append(issue)
-        elif len(issues) == n_issues_cap:
+        elif len(issues) == MAX_ISSUES:
             issues.append(
-                Issue.warning("vcf-too-many-issues", f"more than {n_issues_cap} issues; the rest are not listed")
+                Issue.warning("vcf-too-many-issues", f"more than {MAX_ISSUES} issues; the rest are not listed")
             )
 
     def warn_once(code: str, message: str, loc: str) -> None:
@@ -402,33 +441,50 @@ def _read_records(
         pair_samples.clear()
         pair_vids.clear()
 
+    number = n_header
+    lines = _record_lines(path, kind, vcf, n_header, watch)
     while True:
         try:
-            v = next(iterator)
+            number, line, done_bytes = next(lines)
         except StopIteration:
             break
-        except Exception as exc:
+        except (OSError, EOFError, zlib.error) as exc:
             raise Rejected(
-                [*issues, Issue.error("vcf-record", f"unreadable record: {exc}{_detail(watch)}", where(index))]
+                [*issues, Issue.error("vcf-compression", f"the file is truncated or corrupt: {exc}", where(number + 1))]
             ) from None
-        loc = where(index)
-        index += 1
         result.records_read += 1
-        for message in watch.new_messages():
-            if message.startswith("[E::"):
-                invalid("vcf-htslib", message[:300], loc)
-            else:
-                warn_once("vcf-htslib-warning", message[:300], loc)
-        chrom_raw = v.CHROM
-        pos = v.POS
-        ref = v.REF
-        alts = v.ALT
+        loc = where(number)
+        if progress is not None and result.records_read % 8192 == 0:
+            progress(result.records_read, min(99, done_bytes * 100 // total_bytes) if done_bytes else 0)
+        text = line.rstrip(b"\r\n")
+        if not text:
+            result.records_read -= 1
+            continue
+        fields = text.split(b"\t", 9)
+        if len(fields) < 8 or (n_samples and len(fields) < 10):
+            raise Rejected(
+                [
+                    *issues,
+                    Issue.error(
+                        "vcf-columns",
+                        f"{len(fields)} columns; the #CHROM line has {9 + n_samples if n_samples else 8}",
+                        loc,
+                    ),
+                ]
+            )
+        try:
+            chrom_raw, pos_text, ident, ref, alt_text, _, _, info = (f.decode("ascii") for f in fields[:8])
+            pos = int(pos_text)
+        except (UnicodeDecodeError, ValueError):
+            invalid("vcf-record", "CHROM, POS, REF, ALT or INFO is not ASCII text, or POS is not a number", loc)
+            continue
         if pos < 1:
             invalid("vcf-pos", f"POS must be ≥ 1, not {pos}", loc)
             continue
         if not _BASES.match(ref):
             invalid("vcf-ref", f"REF {ref[:50]!r} has characters other than A, C, G, T, N", loc)
             continue
+        alts = [] if alt_text == "." else alt_text.split(",")
         bad_alt = next(
             (a for a in alts if not (_ALT_BASES.match(a) or _SYMBOLIC.match(a) or a == "*" or _BREAKEND.search(a))),
             None,
@@ -441,14 +497,20 @@ def _read_records(
             note(Issue.warning("vcf-contig-undeclared", f"contig {chrom_raw!r} is not declared in the header", loc))
         alleles = None
         if has_gt:
-            try:
-                gt = v.genotype
-            except Exception:  # cyvcf2 raises for a record whose FORMAT has no GT
-                gt = None
-            if gt is not None:
-                arr = gt.array()
-                alleles = arr[:, :-1]
-                if alleles.size and alleles.max() > len(alts):
+            fmt = fields[8]
+            gt_index = 0 if fmt[:2] == b"GT" and fmt[2:3] in (empty, b":") else None
+            if gt_index is None:
+                keys = fmt.split(b":")
+                gt_index = keys.index(b"GT") if b"GT" in keys else None
+            if gt_index is not None:
+                try:
+                    other, alleles, an = decode_calls(fields[9], n_samples, gt_index)
+                except GenotypeError as exc:
+                    if "sample columns" in str(exc):
+                        raise Rejected([*issues, Issue.error("vcf-columns", str(exc), loc)]) from None
+                    invalid("vcf-gt", str(exc), loc)
+                    continue
+                if alleles.size and int(alleles.max()) > len(alts):
                     invalid(
                         "vcf-gt", f"a GT names allele {int(alleles.max())} but the record has {len(alts)} ALT(s)", loc
                     )
@@ -468,32 +530,31 @@ def _read_records(
             continue  # a reference-only site: nothing to store
         start = pos - 1
         if alleles is not None:
-            an = int(np.count_nonzero(alleles >= 0))
+            columns = [alleles[:, j] for j in range(alleles.shape[1])]
         else:
-            an = _info_int(v, "AN")
-        ann_value = v.INFO.get(ann_fmt.info_id) if ann_fmt else None
+            an = _info_int(info, "AN") or 0
+        ann_value = _info(info, ann_fmt.info_id) if ann_fmt else None
         written_here = 0
+        ref_u = ref.upper()
         for a, alt in enumerate(alts, start=1):
             if alt == "*":
                 continue
-            if _BREAKEND.search(alt) and not _SYMBOLIC.match(alt):
+            symbolic = alt.startswith("<")
+            if not symbolic and _BREAKEND.search(alt):
                 warn_once("vcf-breakend-skipped", "breakend alleles are not supported and were skipped", loc)
                 continue
-            symbolic = alt.startswith("<")
             svlen = None
             if symbolic:
-                # INFO END is authoritative (VCF 4.3); htslib versions differ on deriving it from SVLEN.
-                info_end = v.INFO.get("END")
-                end = int(info_end) if isinstance(info_end, int) else int(v.end)
-                raw_svlen = v.INFO.get("SVLEN")
-                if isinstance(raw_svlen, tuple):
-                    raw_svlen = raw_svlen[a - 1] if a - 1 < len(raw_svlen) else None
-                svlen = int(raw_svlen) if raw_svlen not in (None, ".") else None
-                if end <= start + len(ref) - 1 and svlen:
+                svlen = _info_int(info, "SVLEN", a - 1) if "SVLEN=" in info else None
+                info_end = _info_int(info, "END")  # END is authoritative for symbolic alleles (VCF 4.3)
+                if info_end is not None:
+                    end = info_end
+                elif svlen:
                     end = start + 1 + abs(svlen)
+                else:
+                    end = start + len(ref)
             else:
                 end = start + len(ref)
-            ref_u = ref.upper()
             alt_u = alt if symbolic else alt.upper()
             vkey = _vkey(chrom, pos, ref_u, alt_u, end)
             if vkey in seen_keys:
@@ -502,13 +563,16 @@ def _read_records(
             seen_keys.add(vkey)
             vid += 1
             if alleles is not None:
-                # Full-width passes only for the allele match; zygosity is worked out on the carriers alone.
-                counts = (alleles == a).sum(axis=1)
-                carrier_idx = np.flatnonzero(counts).astype("<u4")
+                hit = columns[0] == a
+                for col in columns[1:]:
+                    hit |= col == a
+                rows_hit = np.flatnonzero(hit)
+                carrier_idx = other[rows_hit]
                 n_carriers = len(carrier_idx)
                 if n_carriers:
-                    c_counts = counts[carrier_idx]
-                    c_ploidy = (alleles[carrier_idx] != -2).sum(axis=1)
+                    carried = alleles[rows_hit]
+                    c_counts = (carried == a).sum(axis=1)
+                    c_ploidy = (carried != -2).sum(axis=1)
                     zyg = np.where(c_ploidy == 1, HEMI, np.where(c_counts >= c_ploidy, HOM, HET)).astype(np.uint8)
                     ac = int(c_counts.sum())
                     pair_samples.append(carrier_idx)
@@ -516,11 +580,11 @@ def _read_records(
                     carrier_rows.append((vid, carrier_idx.tobytes(), zyg.tobytes()))
                 else:
                     ac = 0
-                    carrier_rows.append((vid, b"", b""))
+                    carrier_rows.append((vid, empty, empty))
             else:
-                ac = _info_int(v, "AC", a - 1)
+                ac = _info_int(info, "AC", a - 1) or 0
                 n_carriers = 0
-                carrier_rows.append((vid, b"", b""))
+                carrier_rows.append((vid, empty, empty))
             genes = changes = effects = ()
             if ann_value:
                 genes, changes, effects = parse_annotations(ann_fmt, ann_value, ref_u, alt_u, len(alts))
@@ -531,13 +595,12 @@ def _read_records(
                             short = short_protein_change(change) if change else None
                             if short:
                                 ann_rows.append((gene, short, vid))
-            ids = v.ID
             rows.append(
                 (
                     vid, vkey, chrom, start, end, ref_u, alt_u, variant_class(ref_u, alt_u),
                     variant_length(ref_u, alt_u, start, end, svlen), ac, an, n_carriers,
                     "|".join(genes) or None, "|".join(changes) or None, "|".join(effects) or None,
-                    ids.replace(";", "|") if ids else None,
+                    ident.replace(";", "|") if ident != "." else None,
                 )
             )  # fmt: skip
             written_here += 1
@@ -546,30 +609,9 @@ def _read_records(
             result.split += 1
         if len(rows) >= BATCH_ROWS:
             flush()
-        if progress is not None and index % 8192 == 0:
-            progress(index, min(100, bytes_done() * 100 // total_bytes))
-    for message in watch.new_messages():
-        if message.startswith("[E::"):
-            raise Rejected([*issues, Issue.error("vcf-htslib", message[:300], where(index))])
     flush()
     for code, n in warned.items():
         if n > 20:
             note(Issue.warning(code, f"{n - 20} more records like this were not listed"))
     if progress is not None:
-        progress(index, 100)
-    return index
-
-
-def _detail(watch: _StderrWatch) -> str:
-    messages = watch.new_messages()
-    return f" (htslib: {messages[-1][:300]})" if messages else ""
-
-
-def _info_int(v, key: str, i: int = 0) -> int:
-    value = v.INFO.get(key)
-    if isinstance(value, tuple):
-        value = value[i] if i < len(value) else None
-    try:
-        return int(value) if value is not None else 0
-    except (TypeError, ValueError):
-        return 0
+        progress(result.records_read, 100)
