@@ -43,6 +43,7 @@ _BASES = re.compile(r"^[ACGTNacgtn]+$")
 _ALT_BASES = re.compile(r"^[ACGTNacgtn]+$")
 _SYMBOLIC = re.compile(r"^<[^<>,\s]+>$")
 _BREAKEND = re.compile(r"[\[\]]|^\.[ACGTNacgtn]+$|^[ACGTNacgtn]+\.$")
+_CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
 _CONTIG = re.compile(r"^##contig=<(.*)>$")
 _VERSION = re.compile(r"^##fileformat=VCFv(\d+\.\d+)$")
 MAX_ISSUES = 1000
@@ -97,6 +98,10 @@ def _header_lines(path: Path) -> tuple[str, list[str]]:
     if magic[:3] == b"BCF":
         return "bcf", []
     opener = gzip.open if magic[:2] == b"\x1f\x8b" else open
+    if opener is gzip.open:
+        with gzip.open(path, "rb") as f:
+            if f.read(3) == b"BCF":
+                return "bcf", []
     lines: list[str] = []
     with opener(path, "rb") as f:
         for raw_line in f:
@@ -105,10 +110,6 @@ def _header_lines(path: Path) -> tuple[str, list[str]]:
             lines.append(raw_line.decode("utf-8", "replace").rstrip("\r\n"))
             if raw_line.startswith(b"#CHROM"):
                 break
-    if magic[:2] == b"\x1f\x8b" and lines:
-        with gzip.open(path, "rb") as f:
-            if f.read(4) == b"BCF\x02":
-                return "bcf", []
     return "vcf", lines
 
 
@@ -143,6 +144,10 @@ def _check_header(label: str, kind: str, header: list[str], raw_header: str, sam
         issues.append(Issue.error("vcf-fileformat", "the first line must be ##fileformat=VCFv4.x", f"{label}:1"))
     elif match.group(1) not in ("4.1", "4.2", "4.3"):
         issues.append(Issue.warning("vcf-version", f"VCF {match.group(1)} is not one of 4.1 to 4.3", f"{label}:1"))
+    for number, line in enumerate(lines, start=1):
+        if _CONTROL.search(line):
+            issues.append(Issue.error("vcf-header", "control characters in a header line", f"{label}:{number}"))
+            break
     chrom_line = lines[-1] if lines and lines[-1].startswith("#CHROM") else None
     if chrom_line is None:
         issues.append(Issue.error("vcf-chrom-line", "the header has no #CHROM line", f"{label}:{len(lines)}"))
