@@ -59,6 +59,9 @@ def _register_blueprints(app: Flask) -> None:
     app.register_blueprint(fhir_blueprint())
     app.register_blueprint(phenopackets_blueprint())
     app.register_blueprint(datasets_blueprint())
+    from gateway.api.validate import validate_blueprint
+
+    app.register_blueprint(validate_blueprint())
     try:
         from gateway.api.beacon import beacon_blueprint
     except ImportError:

@@ -252,6 +252,12 @@ def build_parser() -> argparse.ArgumentParser:
     cfhir.add_argument("--profile")
     cfhir.add_argument("--dataset", help="namespace of the phenopacket ids (default: the node's default dataset)")
     cfhir.set_defaults(func=cmd_convert_fhir)
+
+    from gateway.conformance.cli import add_verify_parser
+    from gateway.validation.cli import add_validate_parser
+
+    add_validate_parser(sub)
+    add_verify_parser(sub)
     return parser
 
 
