@@ -17,7 +17,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import urljoin, urlsplit
 
 from gateway.conformance.client import Answer, HttpClient
 from gateway.validation.beacon import validate_beacon_response
@@ -199,7 +199,8 @@ class _Verifier:
         for endpoint in self.map_sets.values():
             root = endpoint.get("rootUrl")
             if isinstance(root, str):
-                roots[self.http.url(root) if not _absolute(root) else root] = str(endpoint.get("entryType", ""))
+                # A relative URL is a defect (reported above) but still followed, as a browser would resolve it.
+                roots[urljoin(self.http.base_url + "/", root)] = str(endpoint.get("entryType", ""))
         if roots:
             return roots
         for path in DEFAULT_MODEL_PATHS:
@@ -254,7 +255,11 @@ class _Verifier:
         pages = []
         for skip in (0, 1):
             answer = self.http.get(root, {"requestedGranularity": "record", "limit": 1, "skip": skip})
-            if not self.schema_check(f"page-skip-{skip}", answer, key):
+            # Only HTTP and JSON here: schema defects are reported by the get-record check, and must not hide
+            # pagination defects.
+            if not self.check(
+                f"page-skip-{skip}", answer.status == 200 and answer.json_ok, f"HTTP {answer.status}", answer.url, key
+            ):
                 return
             pages.append(answer)
         for answer in pages:
@@ -292,7 +297,7 @@ class _Verifier:
             for url in _endpoint_urls(mapped)
         ]
         for template in links[:MAX_CROSS_LINKS]:
-            url = template.replace("{id}", record_id)
+            url = urljoin(self.http.base_url + "/", template.replace("{id}", record_id))
             self.schema_check(f"cross-link {template.rsplit('/', 1)[-1]}", self.http.get(url), key)
 
     def _filters(self, root: str, key: str, entity: str) -> None:

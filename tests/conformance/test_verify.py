@@ -1,0 +1,81 @@
+"""`gateway verify` against the gateway's own node (must pass) and against a broken Beacon (each defect reported)."""
+
+from __future__ import annotations
+
+import json
+
+from broken_beacon import create_broken_app
+
+from gateway.cli import main
+from gateway.conformance import verify
+
+
+def names(checks, *, failed=True):
+    return {c.name for c in checks if (not c.ok) == failed}
+
+
+def test_own_node_passes_everything_it_serves(gateway_node, app):
+    report = verify(gateway_node, timeout=5)
+    served = {r.rule for r in app.url_map.iter_rules()}
+    informational = {"info", "service-info", "map", "configuration", "entry_types", "filtering_terms"}
+    expected_failures = {n for n in informational if f"/api/{n}" not in served}
+    if "/api/" not in served:
+        expected_failures.add("root")
+    # Only the informational endpoints the node does not serve yet may fail; every entry type must pass.
+    assert {c.name for c in report.failures} <= expected_failures | {"entry-types-discovered"}
+    assert "g_variants" in report.entities
+    entity_checks = [c for c in report.checks if c.entity == "g_variants"]
+    assert len(entity_checks) >= 30 and all(c.ok or c.warning for c in entity_checks)
+    for required in (
+        "get-record",
+        "post-count",
+        "limit-honoured",
+        "total-stable-across-pages",
+        "single-entry-id",
+        "error-unparsable-body-envelope",
+        "test-mode-echoed",
+        "get-post-agree-count",
+    ):
+        assert required in {c.name for c in entity_checks if c.ok}, required
+    [node] = report.to_json()
+    assert node["entities"]["g_variants"]["valid"] is True and node["entities"]["g_variants"]["error"] is None
+
+
+def test_broken_beacon_defects_are_all_reported(live_url, capsys):
+    base = live_url(create_broken_app()) + "/api"
+    report = verify(base, timeout=5)
+    failed = names(report.checks)
+    assert not report.ok
+    assert "info" in failed  # wrong schema
+    assert "map-urls-absolute" in failed  # relative URLs
+    assert "limit-honoured" in failed  # ignores limit
+    assert "total-stable-across-pages" in failed  # numTotalResults changes between pages
+    assert {"error-bad-limit", "error-bad-granularity", "error-unparsable-body"} <= failed  # 200 on malformed
+    assert "get-boolean-granularity" in failed  # answered above the granularity asked
+    assert "single-entry" in failed  # /{id} for an id the node itself returned
+    assert "service-info" in failed and "configuration" in failed  # endpoints missing
+    info = next(c for c in report.checks if c.name == "info")
+    assert "/response/organization" in info.message and "/response/environment" in info.message
+
+    code = main(["verify", base, "--format", "json", "--timeout", "5"])
+    out = json.loads(capsys.readouterr().out)
+    assert code == 1
+    [node] = out
+    assert node["url"] == base and node["valid"] is False
+    individuals = node["entities"]["individuals"]
+    assert individuals["valid"] is False and "limit-honoured" in individuals["error"]
+    assert any(c["name"] == "limit-honoured" and c["result"] == "fail" for c in individuals["checks"])
+
+
+def test_text_summary_and_usage(live_url, capsys):
+    base = live_url(create_broken_app()) + "/api"
+    assert main(["verify", base, "--timeout", "5"]) == 1
+    out = capsys.readouterr().out
+    assert "NOT conformant" in out and "FAIL limit-honoured" in out
+    assert main(["verify", "ftp://example.org"]) == 2
+    assert main(["verify", base, "--timeout", "0"]) == 2
+
+
+def test_unreachable_node_fails_quickly():
+    report = verify("http://127.0.0.1:9", timeout=1)  # the discard port: nothing listens
+    assert not report.ok and "info" in names(report.checks)
