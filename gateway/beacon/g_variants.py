@@ -10,7 +10,7 @@ import json
 import re
 from collections.abc import Mapping
 from dataclasses import replace
-from functools import cache
+from functools import cache, lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -325,7 +325,8 @@ def vrs_variation(hit: VariantHit) -> dict:
     }
 
 
-def _term(curie: str) -> dict:
+@lru_cache(maxsize=4096)
+def _term(curie: str) -> dict:  # shared, read-only: responses are serialised, never mutated
     label = ontology_labels().get(curie)
     return {"id": curie, "label": label} if label else {"id": curie}
 
@@ -357,11 +358,16 @@ def _identifiers(hit: VariantHit) -> dict:
     return out
 
 
+@lru_cache(maxsize=65536)
+def _unlinked_biosample(key: bytes, dataset_id: str, sample_id: str) -> str:
+    return derived_id(key, "biosample", dataset_id, sample_id)
+
+
 def _case_level(ctx, hit: VariantHit, carriers: list[Carrier]) -> list[dict]:
     out = []
     for carrier in carriers[:MAX_CASE_LEVEL]:
         # An unlinked sample still gets a stable, non-identifying id.
-        biosample = carrier.biosample_id or derived_id(ctx.key, "biosample", hit.dataset_id, carrier.sample_id)
+        biosample = carrier.biosample_id or _unlinked_biosample(ctx.key, hit.dataset_id, carrier.sample_id)
         case: dict = {"biosampleId": biosample}
         if carrier.individual_id:
             case["individualId"] = carrier.individual_id
