@@ -13,9 +13,11 @@ from __future__ import annotations
 
 import contextlib
 import os
+import queue
 import re
 import secrets
 import sqlite3
+import threading
 import time
 from pathlib import Path
 
@@ -37,11 +39,11 @@ CREATE TABLE variants(
     ref TEXT NOT NULL, alt TEXT NOT NULL, vclass TEXT NOT NULL, length INTEGER NOT NULL,
     ac INTEGER NOT NULL, an INTEGER NOT NULL, carriers INTEGER NOT NULL,
     genes TEXT, aa TEXT, effects TEXT, ids TEXT);
--- sample indexes (uint32 little-endian) and zygosity codes (uint8) of each variant's carriers
+-- each variant's carriers as an encoded sample set (see encode_set) and their zygosity codes (uint8), in sample order
 CREATE TABLE carriers(vid INTEGER PRIMARY KEY, samples BLOB NOT NULL, zyg BLOB NOT NULL);
 CREATE TABLE annotations(gene TEXT NOT NULL, aa TEXT NOT NULL, vid INTEGER NOT NULL, PRIMARY KEY(gene, aa, vid))
     WITHOUT ROWID;
--- the reverse of carriers: per sample, the variant ids it carries (uint32), in chunks written as ingest goes
+-- the reverse of carriers: per sample and chunk of CHUNK_VARIANTS variant ids, the set of offsets it carries
 CREATE TABLE sample_variants(sample INTEGER NOT NULL, chunk INTEGER NOT NULL, vids BLOB NOT NULL,
     PRIMARY KEY(sample, chunk)) WITHOUT ROWID;
 """
@@ -137,67 +139,112 @@ def cleanup_dataset_dir(ds_dir: Path) -> list[str]:
     return removed
 
 
-class VersionBuilder:
-    """Writes one new version of a dataset; `commit()` switches it live, `abort()` (or a crash) leaves no trace."""
+CHUNK_VARIANTS = 8192  # variant ids per reverse-index chunk
 
-    SAMPLE_CHUNK_PAIRS = 4_000_000  # (sample, variant) pairs buffered before a reverse-index chunk is written
+
+def encode_set(members: np.ndarray, universe: int) -> bytes:
+    """A set of indexes below `universe`: b"L" + uint32 list when sparse, b"B" + little-endian bitmap when dense."""
+    if 4 * len(members) <= (universe + 7) // 8:
+        return b"L" + members.astype("<u4").tobytes()
+    mask = np.zeros(universe, dtype=bool)
+    mask[members] = True
+    return b"B" + np.packbits(mask, bitorder="little").tobytes()
+
+
+def decode_set(blob: bytes) -> np.ndarray:
+    """The ascending uint32 indexes of an encode_set blob."""
+    if blob[:1] == b"B":
+        return np.flatnonzero(np.unpackbits(np.frombuffer(blob, dtype=np.uint8, offset=1), bitorder="little")).astype(
+            "<u4"
+        )
+    return np.frombuffer(blob, dtype="<u4", offset=1) if len(blob) > 1 else np.empty(0, dtype="<u4")
+
+
+class VersionBuilder:
+    """Writes one new version of a dataset; `finish()` + `publish()` make it live, `abort()` (or a crash) leaves no trace.
+
+    SQLite writes run on a writer thread (sqlite3 releases the GIL while it works), so storing overlaps parsing.
+    """
 
     def __init__(self, data_dir: Path, dataset_id: str):
         self.dataset_id = dataset_id
         self.dir = dataset_dir(data_dir, dataset_id)
         self.dir.mkdir(parents=True, exist_ok=True)
         self.path = self.dir / f".build-{os.getpid()}-{secrets.token_hex(4)}.sqlite"
-        self.conn = sqlite3.connect(self.path, isolation_level=None)
-        # A build file is private until commit: no journal, no syncs; durability comes from the fsync at commit.
-        self.conn.executescript("PRAGMA journal_mode=OFF; PRAGMA synchronous=OFF; PRAGMA cache_size=-65536;")
+        self.conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+        # A build file is private until published: no journal, no syncs; durability comes from the fsync in finish().
+        self.conn.executescript("PRAGMA journal_mode=OFF; PRAGMA synchronous=OFF; PRAGMA cache_size=-32768;")
         self.conn.executescript(SCHEMA)
         self.conn.execute("BEGIN")
-        self._pair_samples: list[np.ndarray] = []
-        self._pair_vids: list[np.ndarray] = []
-        self._pairs = 0
+        self.n_samples = 0
+        self._matrix: np.ndarray | None = None  # carriers of the current chunk: variant offset x sample
         self._chunk = 0
+        self._queue: queue.Queue = queue.Queue(maxsize=8)
+        self._error: BaseException | None = None
+        self._writer = threading.Thread(target=self._write_loop, name="variant-store-writer", daemon=True)
+        self._writer.start()
+
+    def _write_loop(self) -> None:
+        while True:
+            item = self._queue.get()
+            if item is None:
+                return
+            if self._error is not None:
+                continue
+            try:
+                for sql, rows in item:
+                    if rows:
+                        self.conn.executemany(sql, rows)
+            except BaseException as exc:  # surfaced to the parsing thread at its next call
+                self._error = exc
+
+    def _submit(self, item: list[tuple[str, list]]) -> None:
+        if self._error is not None:
+            raise self._error
+        self._queue.put(item)
 
     def add_samples(self, rows: list[tuple[int, str, str | None, str | None]]) -> None:
-        self.conn.executemany("INSERT INTO samples VALUES (?,?,?,?)", rows)
+        self.n_samples = len(rows)
+        self._matrix = np.zeros((CHUNK_VARIANTS, max(self.n_samples, 1)), dtype=bool)
+        self._submit([("INSERT INTO samples VALUES (?,?,?,?)", rows)])
 
     def add_variants(
         self, rows: list[tuple], carriers: list[tuple[int, bytes, bytes]], annotations: list[tuple]
     ) -> None:
-        self.conn.executemany("INSERT INTO variants VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)", rows)
-        self.conn.executemany("INSERT INTO carriers VALUES (?,?,?)", carriers)
-        if annotations:
-            self.conn.executemany("INSERT OR IGNORE INTO annotations VALUES (?,?,?)", annotations)
-
-    def add_carrier_pairs(self, samples: np.ndarray, vids: np.ndarray) -> None:
-        """Buffer (sample, variant) pairs for the per-sample reverse index; flush a chunk when the buffer is full."""
-        self._pair_samples.append(samples)
-        self._pair_vids.append(vids)
-        self._pairs += len(samples)
-        if self._pairs >= self.SAMPLE_CHUNK_PAIRS:
-            self._flush_pairs()
-
-    def _flush_pairs(self) -> None:
-        if not self._pairs:
-            return
-        samples = np.concatenate(self._pair_samples)
-        vids = np.concatenate(self._pair_vids).astype("<u4")
-        if samples.max() < 1 << 16:
-            samples = samples.astype(np.uint16)  # numpy's stable sort is a radix sort for 16-bit keys
-        order = np.argsort(samples, kind="stable")  # stable: vids stay ascending within a sample
-        samples, vids = samples[order], vids[order]
-        bounds = np.flatnonzero(np.diff(samples)) + 1
-        starts = np.concatenate(([0], bounds))
-        ends = np.concatenate((bounds, [len(samples)]))
-        self.conn.executemany(
-            "INSERT INTO sample_variants VALUES (?,?,?)",
-            ((int(samples[s]), self._chunk, vids[s:e].tobytes()) for s, e in zip(starts, ends, strict=True)),
+        self._submit(
+            [
+                ("INSERT INTO variants VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)", rows),
+                ("INSERT INTO carriers VALUES (?,?,?)", carriers),
+                ("INSERT OR IGNORE INTO annotations VALUES (?,?,?)", annotations),
+            ]
         )
-        self._chunk += 1
-        self._pair_samples, self._pair_vids, self._pairs = [], [], 0
+
+    def add_carriers(self, vid: int, samples: np.ndarray) -> None:
+        """Note that variant `vid` (ids ascend from 1) is carried by `samples`, for the per-sample reverse index."""
+        chunk, offset = divmod(vid - 1, CHUNK_VARIANTS)
+        if chunk != self._chunk:
+            self._flush_chunk()
+            self._chunk = chunk
+        self._matrix[offset, samples] = True
+
+    def _flush_chunk(self) -> None:
+        if self._matrix is None:
+            return
+        by_sample = np.ascontiguousarray(self._matrix.T)
+        counts = by_sample.sum(axis=1)
+        rows = []
+        for sample in np.flatnonzero(counts).tolist():
+            rows.append((sample, self._chunk, encode_set(np.flatnonzero(by_sample[sample]), CHUNK_VARIANTS)))
+        self._submit([("INSERT INTO sample_variants VALUES (?,?,?)", rows)])
+        self._matrix[:] = False
 
     def finish(self, meta: dict[str, str]) -> Path:
         """Complete and fsync the build file (in the parsing process); `publish` then makes it live."""
-        self._flush_pairs()
+        self._flush_chunk()
+        self._queue.put(None)
+        self._writer.join()
+        if self._error is not None:
+            raise self._error
         self.conn.executemany("INSERT INTO meta VALUES (?,?)", sorted(meta.items()))
         self.conn.execute("COMMIT")
         self.conn.executescript(INDEXES + "ANALYZE;")
@@ -210,6 +257,10 @@ class VersionBuilder:
         return publish(self.finish(meta))
 
     def abort(self) -> None:
+        with contextlib.suppress(Exception):
+            self._error = self._error or RuntimeError("aborted")
+            self._queue.put_nowait(None)
+            self._writer.join(timeout=5)
         with contextlib.suppress(Exception):
             self.conn.close()
         with contextlib.suppress(FileNotFoundError):

@@ -28,7 +28,7 @@ from gateway.issues import Issue
 
 from .annotations import annotation_format, parse_annotations, short_protein_change
 from .genotypes import GenotypeError, decode_calls
-from .layout import HEMI, HET, HOM, VersionBuilder
+from .layout import HEMI, HET, HOM, VersionBuilder, encode_set
 from .normalise import (
     assembly_from_lengths,
     assembly_from_text,
@@ -47,7 +47,7 @@ _CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
 _CONTIG = re.compile(r"^##contig=<(.*)>$")
 _VERSION = re.compile(r"^##fileformat=VCFv(\d+\.\d+)$")
 MAX_ISSUES = 1000
-BATCH_ROWS = 20_000
+BATCH_ROWS = 5_000
 LONG_KEY = 48  # alleles longer than this are hashed in variant keys (URLs stay short)
 
 
@@ -401,8 +401,6 @@ def _read_records(
     rows: list[tuple] = []
     carrier_rows: list[tuple] = []
     ann_rows: list[tuple] = []
-    pair_samples: list[np.ndarray] = []
-    pair_vids: list[np.ndarray] = []
     seen_keys: set[str] = set()
     last_pos = (None, -1)
     seen_chroms: set[str] = set()
@@ -436,15 +434,10 @@ def _read_records(
             raise Rejected([*issues, Issue.error(code, message, loc)])
 
     def flush() -> None:
+        nonlocal rows, carrier_rows, ann_rows
         if builder is not None and rows:
-            builder.add_variants(rows, carrier_rows, ann_rows)
-            if pair_samples:
-                builder.add_carrier_pairs(np.concatenate(pair_samples), np.concatenate(pair_vids))
-        rows.clear()
-        carrier_rows.clear()
-        ann_rows.clear()
-        pair_samples.clear()
-        pair_vids.clear()
+            builder.add_variants(rows, carrier_rows, ann_rows)  # handed to the writer thread: fresh lists from here
+        rows, carrier_rows, ann_rows = [], [], []
 
     number = n_header
     lines = _record_lines(path, kind, vcf, n_header, watch)
@@ -580,16 +573,16 @@ def _read_records(
                     c_ploidy = (carried != -2).sum(axis=1)
                     zyg = np.where(c_ploidy == 1, HEMI, np.where(c_counts >= c_ploidy, HOM, HET)).astype(np.uint8)
                     ac = int(c_counts.sum())
-                    pair_samples.append(carrier_idx)
-                    pair_vids.append(np.full(n_carriers, vid, dtype="<u4"))
-                    carrier_rows.append((vid, carrier_idx.tobytes(), zyg.tobytes()))
+                    if builder is not None:
+                        builder.add_carriers(vid, carrier_idx)
+                    carrier_rows.append((vid, encode_set(carrier_idx, n_samples), zyg.tobytes()))
                 else:
                     ac = 0
-                    carrier_rows.append((vid, empty, empty))
+                    carrier_rows.append((vid, b"L", empty))
             else:
                 ac = _info_int(info, "AC", a - 1) or 0
                 n_carriers = 0
-                carrier_rows.append((vid, empty, empty))
+                carrier_rows.append((vid, b"L", empty))
             genes = changes = effects = ()
             if ann_value:
                 genes, changes, effects = parse_annotations(ann_fmt, ann_value, ref_u, alt_u, len(alts))

@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from .layout import (
+    CHUNK_VARIANTS,
     DATASET_ID,
     HEMI,
     HET,
@@ -26,6 +27,8 @@ from .layout import (
     cleanup_dataset_dir,
     current_version,
     dataset_dir,
+    decode_set,
+    encode_set,
     switch_pointer,
 )
 from .query import Carrier, VariantHit, VariantQuery
@@ -117,6 +120,18 @@ def build_where(q: VariantQuery) -> tuple[str, list]:
         clauses.append(f"id IN ({sub}{' AND '.join(conds)})")
         params += sub_params
     return (" AND ".join(clauses) or "1"), params
+
+
+def _carried_variants(conn: sqlite3.Connection, sample_idxs: list[int]) -> np.ndarray:
+    """Ascending ids of the variants any of these samples carries, from the per-sample reverse index."""
+    rows = conn.execute(
+        f"SELECT chunk, vids FROM sample_variants WHERE sample IN ({','.join('?' * len(sample_idxs))}) ORDER BY chunk",
+        sample_idxs,
+    ).fetchall()
+    if not rows:
+        return np.empty(0, dtype=np.int64)
+    vids = np.concatenate([decode_set(blob).astype(np.int64) + chunk * CHUNK_VARIANTS + 1 for chunk, blob in rows])
+    return np.unique(vids) if len(sample_idxs) > 1 else vids
 
 
 class _Dataset:
@@ -313,8 +328,7 @@ class VariantStore:
             if len(rows) == 1:
                 total += rows[0][0]
             elif rows:
-                blobs = b"".join(r[1] for r in rows)
-                total += len(np.unique(np.frombuffer(blobs, dtype="<u4")))
+                total += len(np.unique(np.concatenate([decode_set(r[1]) for r in rows])))
         return total
 
     def get(self, variant_id: str) -> VariantHit | None:
@@ -338,7 +352,7 @@ class VariantStore:
         if row is None:
             return []
         table = ds.sample_table()
-        idxs = np.frombuffer(row[0], dtype="<u4").tolist()
+        idxs = decode_set(row[0]).tolist()
         zygs = row[1]
         out = []
         for idx, zyg in zip(idxs, zygs, strict=True):
@@ -361,16 +375,7 @@ class VariantStore:
             idxs = self._sample_indexes(ds, individual_id)
             if not idxs:
                 continue
-            blobs = [
-                r[0]
-                for r in ds.conn.execute(
-                    f"SELECT vids FROM sample_variants WHERE sample IN ({','.join('?' * len(idxs))}) ORDER BY chunk",
-                    idxs,
-                )
-            ]
-            vids = np.frombuffer(b"".join(blobs), dtype="<u4")
-            if len(idxs) > 1:
-                vids = np.unique(vids)
+            vids = _carried_variants(ds.conn, idxs)
             n = len(vids)
             if limit > len(hits) and skip < total + n:
                 offset = max(skip - total, 0)
@@ -423,23 +428,18 @@ class VariantStore:
             conn.execute("BEGIN")
             drop = np.array(idxs, dtype="<u4")
             place = ",".join("?" * len(idxs))
-            vids = {
-                v
-                for (blob,) in conn.execute(f"SELECT vids FROM sample_variants WHERE sample IN ({place})", idxs)
-                for v in np.frombuffer(blob, dtype="<u4").tolist()
-            }
-            for vid in sorted(vids):
+            for vid in _carried_variants(conn, idxs).tolist():
                 samples_blob, zyg_blob = conn.execute(
                     "SELECT samples, zyg FROM carriers WHERE vid=?", (vid,)
                 ).fetchone()
-                samples = np.frombuffer(samples_blob, dtype="<u4")
+                samples = decode_set(samples_blob)
                 zyg = np.frombuffer(zyg_blob, dtype=np.uint8)
                 gone = np.isin(samples, drop)
                 alleles = int((zyg[gone] == HOM).sum() * 2 + (zyg[gone] == HET).sum() + (zyg[gone] == HEMI).sum())
                 called = int(((zyg[gone] == HOM) | (zyg[gone] == HET)).sum() * 2 + (zyg[gone] == HEMI).sum())
                 conn.execute(
                     "UPDATE carriers SET samples=?, zyg=? WHERE vid=?",
-                    (samples[~gone].tobytes(), zyg[~gone].tobytes(), vid),
+                    (encode_set(samples[~gone], len(ds.sample_table())), zyg[~gone].tobytes(), vid),
                 )
                 conn.execute(
                     "UPDATE variants SET ac=ac-?, an=max(an-?,0), carriers=carriers-? WHERE id=?",
