@@ -22,29 +22,25 @@ from gateway.security.pseudonym import pseudonymise
 JOBS_DIR = "jobs"
 
 
-def sample_linker(
-    store, key: bytes, sample_map: dict[str, str] | None
-) -> Callable[[str], tuple[str | None, str | None]]:
-    """Link a VCF sample to (individual id, biosample id) through keyed pseudonyms.
+def sample_linker(store, key: bytes) -> Callable[[str], tuple[str | None, str | None]]:
+    """Link a VCF sample's identifier to (individual id, biosample id) through keyed pseudonyms.
 
-    With a sample map, the mapped identifier is `system|value` or a bare value; without
-    one, the sample name itself is taken as the patient's identifier. A sample whose
-    pseudonym matches no stored individual stays unlinked (reported, never guessed).
+    The identifier (the sample map's value, else the sample name itself) is `system|value`
+    or a bare value such as the Patient's id; it is pseudonymised exactly as the FHIR
+    translator does. A pseudonym that matches no stored individual stays unlinked
+    (reported, never guessed).
     """
 
-    def link(sample: str) -> tuple[str | None, str | None]:
-        identifier = (sample_map or {}).get(sample, sample if sample_map is None else None)
+    def link(identifier: str) -> tuple[str | None, str | None]:
         if not identifier:
             return None, None
         system, sep, value = identifier.rpartition("|")
-        candidates = [pseudonymise(key, value, system)] if sep else [pseudonymise(key, identifier)]
-        for subject_id in candidates:
-            found = store.find_by_subject(subject_id)
-            if found:
-                packet = found[0].document
-                biosamples = [b.get("id") for b in packet.get("biosamples") or () if b.get("id")]
-                return subject_id, (biosamples[0] if biosamples else None)
-        return None, None
+        subject_id = pseudonymise(key, value, system) if sep and system else pseudonymise(key, identifier)
+        found = store.find_by_subject(subject_id)
+        if not found:
+            return None, None
+        biosamples = [b.get("id") for b in found[0].document.get("biosamples") or () if b.get("id")]
+        return subject_id, (biosamples[0] if biosamples else None)
 
     return link
 
@@ -104,7 +100,7 @@ def run_vcf_ingest(
             data_dir=cfg.data_dir,
             assembly=assembly,
             sample_map=sample_map,
-            link_sample=sample_linker(store, secret_key(cfg), sample_map),
+            link_sample=sample_linker(store, secret_key(cfg)),
             skip_invalid=skip_invalid,
             progress=report_progress,
         )
@@ -116,22 +112,8 @@ def run_vcf_ingest(
     finally:
         store.close()
     progress.done()
-    print(summary_text(path, dataset_id, summary))
+    print(summary.to_text())
     return 0
-
-
-def summary_text(path: str, dataset_id: str, summary) -> str:
-    lines = [
-        f"{path}: ingested into dataset {dataset_id} ({summary.assembly})",
-        f"  records read {summary.records_read:,}, variants written {summary.records_written:,}, "
-        f"multi-allelic splits {summary.split:,}, skipped {len(summary.skipped):,}",
-        f"  samples {summary.samples:,}, linked {summary.samples_linked:,}, unlinked {len(summary.unlinked_samples):,}",
-        f"  {summary.seconds:.1f} s",
-    ]
-    lines.extend(f"  {issue.to_text()}" for issue in list(summary.skipped)[:50])
-    if len(summary.skipped) > 50:
-        lines.append(f"  … and {len(summary.skipped) - 50} more skipped records")
-    return "\n".join(lines)
 
 
 # --- jobs for HTTP uploads ----------------------------------------------------------------

@@ -43,7 +43,7 @@ def main(job_file: str) -> int:
             data_dir=data_dir,
             assembly=spec.get("assembly"),
             sample_map=spec.get("sample_map"),
-            link_sample=sample_linker(store, secret_key(cfg), spec.get("sample_map")),
+            link_sample=sample_linker(store, secret_key(cfg)),
             skip_invalid=bool(spec.get("skip_invalid")),
             progress=hook,
         )
@@ -66,17 +66,7 @@ def main(job_file: str) -> int:
             "status": "done",
             "percent": 100.0,
             "finished": time.time(),
-            "summary": {
-                "records_read": summary.records_read,
-                "records_written": summary.records_written,
-                "split": summary.split,
-                "skipped": [i.to_dict() for i in summary.skipped],
-                "samples": summary.samples,
-                "samples_linked": summary.samples_linked,
-                "unlinked_samples": list(summary.unlinked_samples),
-                "assembly": summary.assembly,
-                "seconds": summary.seconds,
-            },
+            "summary": summary.to_dict(),
         },
     )
     return 0

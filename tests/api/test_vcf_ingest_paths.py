@@ -1,0 +1,134 @@
+"""VCF ingest through the CLI and the HTTP upload job, with samples linked to FHIR patients."""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+
+import pytest
+
+from gateway.cli import main
+from tests.variants.vcfgen import write_vcf
+
+IDENTIFIER_SYSTEM = "https://hospital.example.org/sid/patient-id"
+TEST_KEY_HEX = "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff"
+
+
+def patients_bundle(values: list[str]) -> dict:
+    """A transaction of bare Patients carrying hospital identifiers (what a hospital's EHR sends)."""
+    entries = []
+    for value in values:
+        entries.append(
+            {
+                "fullUrl": f"urn:uuid:{uuid.uuid5(uuid.NAMESPACE_URL, value)}",
+                "resource": {
+                    "resourceType": "Patient",
+                    "identifier": [{"system": IDENTIFIER_SYSTEM, "value": value}],
+                    "gender": "female",
+                    "birthDate": "1980-02-03",
+                },
+                "request": {"method": "POST", "url": "Patient"},
+            }
+        )
+    return {"resourceType": "Bundle", "type": "transaction", "entry": entries}
+
+
+@pytest.fixture
+def cohort(tmp_path):
+    """A 12-sample VCF, a sample map naming 10 of its samples' patients, and their bundle."""
+    vcf = write_vcf(tmp_path / "cohort.vcf", seed=5, n_records=60, n_samples=12)
+    values = [f"MRN-{i:04d}" for i in range(10)]
+    sample_map = tmp_path / "samples.tsv"
+    sample_map.write_text("".join(f"SAMPLE{i:03d}\t{IDENTIFIER_SYSTEM}|{v}\n" for i, v in enumerate(values)))
+    return vcf, sample_map, patients_bundle(values)
+
+
+def test_cli_ingest_vcf_links_samples_to_fhir_patients(tmp_path, monkeypatch, cohort, capsys):
+    vcf, sample_map, bundle = cohort
+    monkeypatch.setenv("GATEWAY_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.setenv("GATEWAY_SECRET_KEY", TEST_KEY_HEX)
+    bundle_path = tmp_path / "patients.json"
+    bundle_path.write_text(json.dumps(bundle))
+    assert main(["ingest", "fhir", str(bundle_path), "--dataset", "cohort"]) == 0
+    capsys.readouterr()
+    assert main(["ingest", "vcf", str(vcf), "--dataset", "cohort", "--sample-map", str(sample_map)]) == 0
+    out = capsys.readouterr().out
+    assert "samples: 12, linked: 10, unlinked: 2" in out
+    assert "SAMPLE010" in out and "SAMPLE011" in out  # the unlinked ones are named, not guessed
+
+
+def test_cli_rejects_a_broken_vcf_and_leaves_the_dataset_unchanged(tmp_path, monkeypatch, cohort, capsys):
+    vcf, _, _ = cohort
+    monkeypatch.setenv("GATEWAY_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.setenv("GATEWAY_SECRET_KEY", TEST_KEY_HEX)
+    assert main(["ingest", "vcf", str(vcf), "--dataset", "d1"]) == 0
+    capsys.readouterr()
+    broken = tmp_path / "broken.vcf"
+    lines = vcf.read_text().splitlines()
+    lines.insert(len(lines) // 2, "chr1\t0\t.\tA\tG\t50\tPASS\t.\tGT" + "\t0/1" * 12)  # POS 0 is invalid
+    broken.write_text("\n".join(lines) + "\n")
+    assert main(["ingest", "vcf", str(broken), "--dataset", "d1"]) == 1
+    err = capsys.readouterr().err
+    assert f"{broken}:" in err and "unchanged" in err
+
+    from gateway.config import load_config
+    from gateway.variants.query import VariantQuery
+    from gateway.variants.store import VariantStore
+
+    store = VariantStore(load_config().data_dir)
+    assert store.count(VariantQuery(dataset_ids=("d1",))) > 0  # the earlier version still answers
+    store.close()
+
+
+def _wait_for(client, href, headers, seconds=60.0):
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        state = client.get(href, headers=headers).get_json()
+        if state["status"] not in ("queued", "running"):
+            return state
+        time.sleep(0.1)
+    pytest.fail(f"job {href} still running after {seconds} s")
+
+
+def test_http_upload_is_a_job_that_ingests_and_links(client, app, operator, cohort):
+    vcf, sample_map, bundle = cohort
+    resp = client.post(
+        "/fhir?dataset=cohort", data=json.dumps(bundle), headers={**operator, "Content-Type": "application/fhir+json"}
+    )
+    assert resp.status_code == 200
+    upload = client.post(
+        "/uploads", data=sample_map.read_text(), headers={**operator, "Content-Type": "text/tab-separated-values"}
+    )
+    assert upload.status_code == 201 and upload.get_json()["samples"] == 10
+
+    resp = client.post(
+        f"/datasets/cohort/vcf?assembly=GRCh38&sample_map={upload.get_json()['id']}",
+        data=vcf.read_bytes(),
+        headers={**operator, "Content-Type": "text/plain"},
+    )
+    assert resp.status_code == 202, resp.get_data(as_text=True)
+    state = _wait_for(client, resp.headers["Location"], operator)
+    assert state["status"] == "done", state
+    assert state["summary"]["samplesLinked"] == 10
+    assert state["summary"]["recordsRead"] == 60
+    assert "upload" not in state and "pid" not in state  # internal paths never leave the node
+
+
+def test_http_upload_of_garbage_is_rejected_in_the_job_not_the_server(client, operator):
+    resp = client.post(
+        "/datasets/junk/vcf",
+        data=b"\x1f\x8b\x08\x00garbage-not-bgzf",
+        headers={**operator, "Content-Type": "application/gzip"},
+    )
+    assert resp.status_code == 202
+    state = _wait_for(client, resp.headers["Location"], operator)
+    assert state["status"] in ("rejected", "failed")
+    assert client.get("/health").status_code == 200
+
+
+def test_upload_needs_an_operator_and_a_sane_dataset_id(client, operator):
+    assert client.post("/datasets/x/vcf", data=b"x", headers={"Content-Type": "text/plain"}).status_code == 401
+    bad = client.post("/datasets/..%2Fetc/vcf", data=b"x", headers={**operator, "Content-Type": "text/plain"})
+    assert bad.status_code in (400, 404)
+    assert client.get("/jobs/../../secret.key", headers=operator).status_code == 404
