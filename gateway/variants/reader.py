@@ -27,7 +27,7 @@ import numpy as np
 from gateway.issues import Issue
 
 from .annotations import annotation_format, parse_annotations, short_protein_change
-from .genotypes import GenotypeError, decode_calls
+from .genotypes import GenotypeError, decode_biallelic_batch, decode_calls
 from .layout import HEMI, HET, HOM, VersionBuilder, encode_set
 from .normalise import (
     assembly_from_lengths,
@@ -48,6 +48,7 @@ _CONTIG = re.compile(r"^##contig=<(.*)>$")
 _VERSION = re.compile(r"^##fileformat=VCFv(\d+\.\d+)$")
 MAX_ISSUES = 1000
 BATCH_ROWS = 5_000
+BATCH_LINES = 128  # records decoded together in the vectorised GT path
 LONG_KEY = 48  # alleles longer than this are hashed in variant keys (URLs stay short)
 
 
@@ -439,11 +440,44 @@ def _read_records(
             builder.add_variants(rows, carrier_rows, ann_rows)  # handed to the writer thread: fresh lists from here
         rows, carrier_rows, ann_rows = [], [], []
 
+    fast_width = 4 * n_samples - 1
+
+    def batched():
+        """Lines in blocks, with the GT-only biallelic records of each block decoded together."""
+        block: list = []
+        for item in _record_lines(path, kind, vcf, n_header, watch):
+            block.append(item)
+            if len(block) == BATCH_LINES:
+                yield from decode_block(block)
+                block = []
+        yield from decode_block(block)
+
+    def decode_block(block):
+        prepared = []
+        eligible = []
+        for number, line, done in block:
+            fields = line.rstrip(b"\r\n").split(b"\t", 9)
+            fast = (
+                has_gt
+                and len(fields) == 10
+                and fields[8] == b"GT"
+                and len(fields[9]) == fast_width
+                and b"," not in fields[4]
+            )
+            if fast:
+                eligible.append(len(prepared))
+            prepared.append([number, line, done, fields, None])
+        if eligible and n_samples:
+            decoded = decode_biallelic_batch([prepared[i][3][9] for i in eligible], n_samples, HET, HOM)
+            for i, calls in zip(eligible, decoded, strict=True):
+                prepared[i][4] = calls
+        return prepared
+
     number = n_header
-    lines = _record_lines(path, kind, vcf, n_header, watch)
+    lines = batched()
     while True:
         try:
-            number, line, done_bytes = next(lines)
+            number, line, done_bytes, fields, batch_calls = next(lines)
         except StopIteration:
             break
         except (OSError, EOFError, zlib.error) as exc:
@@ -454,11 +488,9 @@ def _read_records(
         loc = where(number)
         if progress is not None and result.records_read % 8192 == 0:
             progress(result.records_read, min(99, done_bytes * 100 // total_bytes) if done_bytes else 0)
-        text = line.rstrip(b"\r\n")
-        if not text:
+        if not line.strip():
             result.records_read -= 1
             continue
-        fields = text.split(b"\t", 9)
         if len(fields) < 8 or (n_samples and len(fields) < 10):
             raise Rejected(
                 [
@@ -494,7 +526,11 @@ def _read_records(
             undeclared.add(chrom_raw)
             note(Issue.warning("vcf-contig-undeclared", f"contig {chrom_raw!r} is not declared in the header", loc))
         alleles = None
-        if has_gt:
+        if batch_calls is not None:
+            if batch_calls[4] > len(alts):
+                invalid("vcf-gt", f"a GT names allele {batch_calls[4]} but the record has {len(alts)} ALT(s)", loc)
+                continue
+        elif has_gt:
             fmt = fields[8]
             gt_index = 0 if fmt[:2] == b"GT" and fmt[2:3] in (empty, b":") else None
             if gt_index is None:
@@ -527,7 +563,9 @@ def _read_records(
         if not alts:
             continue  # a reference-only site: nothing to store
         start = pos - 1
-        if alleles is not None:
+        if batch_calls is not None:
+            an = batch_calls[0]
+        elif alleles is not None:
             columns = [alleles[:, j] for j in range(alleles.shape[1])]
         else:
             an = _info_int(info, "AN") or 0
@@ -560,7 +598,13 @@ def _read_records(
                 continue
             seen_keys.add(vkey)
             vid += 1
-            if alleles is not None:
+            if batch_calls is not None:
+                _, ac, carrier_idx, zyg, _ = batch_calls
+                n_carriers = len(carrier_idx)
+                if builder is not None and n_carriers:
+                    builder.add_carriers(vid, carrier_idx)
+                carrier_rows.append((vid, encode_set(carrier_idx, n_samples), zyg.tobytes()))
+            elif alleles is not None:
                 hit = columns[0] == a
                 for col in columns[1:]:
                     hit |= col == a
