@@ -9,16 +9,13 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
-from enum import Enum
+from enum import StrEnum
 
 
-class Severity(str, Enum):
+class Severity(StrEnum):
     ERROR = "error"  # a MUST is broken: the document is rejected
     WARNING = "warning"  # a SHOULD is broken, or something could not be mapped
     INFO = "information"
-
-    def __str__(self) -> str:  # so f-strings print "error", not "Severity.ERROR"
-        return self.value
 
 
 @dataclass(frozen=True, slots=True)
