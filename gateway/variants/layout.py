@@ -39,7 +39,7 @@ CREATE TABLE variants(
     ref TEXT NOT NULL, alt TEXT NOT NULL, vclass TEXT NOT NULL, length INTEGER NOT NULL,
     ac INTEGER NOT NULL, an INTEGER NOT NULL, carriers INTEGER NOT NULL,
     genes TEXT, aa TEXT, effects TEXT, ids TEXT);
--- each variant's carriers as an encoded sample set (see encode_set) and their zygosity codes (uint8), in sample order
+-- carriers of each variant that has any: an encoded sample set (see encode_set) and zygosity codes (uint8), in sample order
 CREATE TABLE carriers(vid INTEGER PRIMARY KEY, samples BLOB NOT NULL, zyg BLOB NOT NULL);
 CREATE TABLE annotations(gene TEXT NOT NULL, aa TEXT NOT NULL, vid INTEGER NOT NULL, PRIMARY KEY(gene, aa, vid))
     WITHOUT ROWID;

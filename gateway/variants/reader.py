@@ -355,9 +355,12 @@ def _record_lines(path: Path, kind: str, vcf, n_header: int, watch: _StderrWatch
         gz = raw.read(2) == b"\x1f\x8b"
         raw.seek(0)
         stream = io.BufferedReader(gzip.GzipFile(fileobj=raw), 1 << 20) if gz else raw
+        done = 0
         for number, line in enumerate(stream, start=1):
             if number > n_header:
-                yield number, line, raw.tell()
+                if not number & 1023:
+                    done = raw.tell()  # for progress only: not worth a call per line
+                yield number, line, done
 
 
 def _info(info: str, key: str) -> str | None:
@@ -503,8 +506,8 @@ def _read_records(
                 ]
             )
         try:
-            chrom_raw, pos_text, ident, ref, alt_text, _, _, info = (f.decode("ascii") for f in fields[:8])
-            pos = int(pos_text)
+            chrom_raw, ident, ref, alt_text, info = (fields[i].decode("ascii") for i in (0, 2, 3, 4, 7))
+            pos = int(fields[1])
         except (UnicodeDecodeError, ValueError):
             invalid("vcf-record", "CHROM, POS, REF, ALT or INFO is not ASCII text, or POS is not a number", loc)
             continue
@@ -568,7 +571,7 @@ def _read_records(
         elif alleles is not None:
             columns = [alleles[:, j] for j in range(alleles.shape[1])]
         else:
-            an = _info_int(info, "AN") or 0
+            an = (_info_int(info, "AN") or 0) if "AN=" in info else 0
         ann_value = _info(info, ann_fmt.info_id) if ann_fmt else None
         written_here = 0
         ref_u = ref.upper()
@@ -603,7 +606,8 @@ def _read_records(
                 n_carriers = len(carrier_idx)
                 if builder is not None and n_carriers:
                     builder.add_carriers(vid, carrier_idx)
-                carrier_rows.append((vid, encode_set(carrier_idx, n_samples), zyg.tobytes()))
+                if n_carriers:
+                    carrier_rows.append((vid, encode_set(carrier_idx, n_samples), zyg.tobytes()))
             elif alleles is not None:
                 hit = columns[0] == a
                 for col in columns[1:]:
@@ -622,11 +626,9 @@ def _read_records(
                     carrier_rows.append((vid, encode_set(carrier_idx, n_samples), zyg.tobytes()))
                 else:
                     ac = 0
-                    carrier_rows.append((vid, b"L", empty))
             else:
-                ac = _info_int(info, "AC", a - 1) or 0
+                ac = (_info_int(info, "AC", a - 1) or 0) if "AC=" in info else 0
                 n_carriers = 0
-                carrier_rows.append((vid, b"L", empty))
             genes = changes = effects = ()
             if ann_value:
                 genes, changes, effects = parse_annotations(ann_fmt, ann_value, ref_u, alt_u, len(alts))
