@@ -66,6 +66,15 @@ def _register_blueprints(app: Flask) -> None:
         from gateway.api.beacon import beacon_blueprint
     except ImportError:
         return
+    network_source = app.extensions["gateway"].config.extra.get("network")
+    if network_source:  # network mode: the network answers at /api, the node's own Beacon at /local/api
+        from gateway.api.network import LOCAL_PREFIX, build_network, network_blueprint
+
+        services = app.extensions["gateway"]
+        network = services.extra["network"] = build_network(app, network_source, services.config.node)
+        app.register_blueprint(network_blueprint(network), url_prefix="/api")
+        app.register_blueprint(beacon_blueprint(), url_prefix=LOCAL_PREFIX)
+        return
     app.register_blueprint(beacon_blueprint(), url_prefix="/api")
 
 
