@@ -579,14 +579,38 @@ class _PatientBuilder:
         if self.actions:
             packet["medicalActions"] = self.actions
         registry = self.tr.registry
+        alternates = self.alternate_codings()
         packet["metaData"] = {
             "created": _rfc3339(self.tr.now),
             "createdBy": self.tr.created_by,
             "resources": [registry.systems[p].resource(self.versions.get(p)) for p in sorted(self.used)],
             "phenopacketSchemaVersion": SCHEMA_VERSION,
         }
+        if alternates:
+            packet["metaData"]["externalReferences"] = alternates
         entries = [self.index, *sorted(set(self.entries[1:]) | self.consumed)]
         return PatientTranslation(self.subject_id, packet, self.issues, entries)
+
+    def alternate_codings(self) -> list[dict]:
+        """The codings a disease carried beside the one chosen, kept as references.
+
+        Phenopacket v2 `Disease` holds one term; the sender's other codes for the same
+        condition (ICD-10-GM beside ORPHA, say) stay findable in `metaData.externalReferences`.
+        """
+        registry, out = self.tr.registry, []
+        for disease in self.diseases:
+            primary = disease.record["term"]["id"]
+            for code in sorted(disease.codes - {primary}):
+                prefix, _, local = code.partition(":")
+                system = registry.system_for_prefix(prefix)
+                reference = {"id": code, "description": f"alternative coding of {primary} in the source record"}
+                if system is not None:
+                    iri = system.resource().get("iriPrefix")
+                    if iri:
+                        reference["reference"] = iri + local
+                    self.used.add(system.prefix)
+                out.append(reference)
+        return out
 
     # --- phenotypes ---
     def add_feature(self, term: dict, excluded: bool, location: str, **extra) -> None:
