@@ -50,7 +50,7 @@ CREATE TABLE sample_variants(sample INTEGER NOT NULL, chunk INTEGER NOT NULL, vi
 
 INDEXES = f"""
 CREATE UNIQUE INDEX variants_key ON variants(vkey);
-CREATE INDEX variants_pos ON variants(chrom, start, ref, alt);
+CREATE INDEX variants_pos ON variants(chrom, start, end, ref, alt);  -- covering for range counts
 CREATE INDEX variants_long ON variants(chrom, start, end) WHERE end - start > {LONG_SPAN};
 """
 

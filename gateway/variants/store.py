@@ -61,10 +61,14 @@ def _glob(bases: str) -> tuple[str, bool]:
     return upper if not upper.startswith("<") else bases, False
 
 
-def build_where(q: VariantQuery) -> tuple[str, list]:
-    """The SQL condition (over table `variants`) for a query inside one dataset, and its parameters."""
+def build_where(q: VariantQuery) -> list[tuple[str, list]]:
+    """The SQL conditions (over table `variants`) for a query inside one dataset, with their parameters.
+
+    More than one condition means disjoint branches whose rows together answer the query.
+    """
     clauses: list[str] = []
     params: list = []
+    range_branches: list[tuple[str, list]] = []
     if q.reference_name is not None:
         clauses.append("chrom = ?")
         params.append(q.reference_name)
@@ -72,19 +76,15 @@ def build_where(q: VariantQuery) -> tuple[str, list]:
         clauses.append("start = ?")
         params.append(q.start)
     elif q.start is not None and q.end is not None:
-        # Overlap of [start, end): short variants through (chrom, start) bounded by LONG_SPAN, long ones
-        # through their partial index, so no query scans a whole chromosome.
-        chrom_clause = "chrom = ? AND " if q.reference_name is not None else ""
-        chrom_param = [q.reference_name] if q.reference_name is not None else []
-        clauses.append(
-            "id IN (SELECT id FROM variants WHERE "
-            + chrom_clause
-            + "start > ? AND start < ? AND end > ? AND end - start <= ? UNION ALL SELECT id FROM variants WHERE "
-            + chrom_clause
-            + f"end - start > {LONG_SPAN} AND start < ? AND end > ?)"
-        )
-        params += [*chrom_param, q.start - LONG_SPAN - 1, q.end, q.start, LONG_SPAN]
-        params += [*chrom_param, q.end, q.start]
+        # Overlap of [start, end), in two disjoint branches so that no query scans a chromosome: short variants
+        # through (chrom, start, end) with start bounded by LONG_SPAN, long ones through their partial index.
+        range_branches = [
+            (
+                f"start > ? AND start < ? AND end > ? AND end - start <= {LONG_SPAN}",
+                [q.start - LONG_SPAN - 1, q.end, q.start],
+            ),
+            (f"end - start > {LONG_SPAN} AND start < ? AND end > ?", [q.end, q.start]),
+        ]
     elif q.end is not None:
         clauses.append("end = ?")
         params.append(q.end)
@@ -119,7 +119,11 @@ def build_where(q: VariantQuery) -> tuple[str, list]:
             sub_params.append(q.aa_change)
         clauses.append(f"id IN ({sub}{' AND '.join(conds)})")
         params += sub_params
-    return (" AND ".join(clauses) or "1"), params
+    common = " AND ".join(clauses)
+    if not range_branches:
+        return [(common or "1", params)]
+    # The chromosome goes first in each branch so the (chrom, start, ...) indexes serve it.
+    return [(f"{common} AND {cond}" if common else cond, params + extra) for cond, extra in range_branches]
 
 
 def _carried_variants(conn: sqlite3.Connection, sample_idxs: list[int]) -> np.ndarray:
@@ -268,62 +272,63 @@ class VariantStore:
 
     # --- queries ----------------------------------------------------------------------
 
+    def _branches(
+        self, ds: _Dataset, q: VariantQuery, branches: list[tuple[str, list]]
+    ) -> list[tuple[str, list]] | None:
+        ids = self._ids_clause(ds, q)
+        if ids is None:
+            return None
+        return [(where + ids[0], params + ids[1]) for where, params in branches]
+
     def search(self, q: VariantQuery, *, skip: int = 0, limit: int = 10) -> tuple[list[VariantHit], int]:
-        where, params = build_where(q)
+        branches = build_where(q)
         hits: list[VariantHit] = []
         total = 0
         for ds in self._targets(q):
-            ids = self._ids_clause(ds, q)
-            if ids is None:
+            parts = self._branches(ds, q, branches)
+            if parts is None:
                 continue
-            sql_where = where + ids[0]
-            sql_params = params + ids[1]
-            n = ds.conn.execute(f"SELECT count(*) FROM variants WHERE {sql_where}", sql_params).fetchone()[0]
+            n = sum(ds.conn.execute(f"SELECT count(*) FROM variants WHERE {w}", p).fetchone()[0] for w, p in parts)
             # Pagination runs over the datasets in name order, each in file order.
-            if limit > len(hits) and skip < total + n:
+            if n and limit > len(hits) and skip < total + n:
                 offset = max(skip - total, 0)
+                union = " UNION ALL ".join(f"SELECT {_COLUMNS} FROM variants WHERE {w}" for w, _ in parts)
                 rows = ds.conn.execute(
-                    f"SELECT {_COLUMNS} FROM variants WHERE {sql_where} ORDER BY id LIMIT ? OFFSET ?",
-                    [*sql_params, limit - len(hits), offset],
+                    f"{union} ORDER BY id LIMIT ? OFFSET ?",
+                    [*(x for _, p in parts for x in p), limit - len(hits), offset],
                 ).fetchall()
                 hits += [ds.hit(r) for r in rows]
             total += n
         return hits, total
 
     def count(self, q: VariantQuery) -> int:
-        where, params = build_where(q)
+        branches = build_where(q)
         total = 0
         for ds in self._targets(q):
-            ids = self._ids_clause(ds, q)
-            if ids is not None:
-                total += ds.conn.execute(
-                    f"SELECT count(*) FROM variants WHERE {where}{ids[0]}", params + ids[1]
-                ).fetchone()[0]
+            for where, params in self._branches(ds, q, branches) or ():
+                total += ds.conn.execute(f"SELECT count(*) FROM variants WHERE {where}", params).fetchone()[0]
         return total
 
     def exists(self, q: VariantQuery) -> bool:
-        where, params = build_where(q)
+        branches = build_where(q)
         for ds in self._targets(q):
-            ids = self._ids_clause(ds, q)
-            if (
-                ids is not None
-                and ds.conn.execute(f"SELECT 1 FROM variants WHERE {where}{ids[0]} LIMIT 1", params + ids[1]).fetchone()
-            ):
-                return True
+            for where, params in self._branches(ds, q, branches) or ():
+                if ds.conn.execute(f"SELECT 1 FROM variants WHERE {where} LIMIT 1", params).fetchone():
+                    return True
         return False
 
     def carrier_count(self, q: VariantQuery) -> int:
         """Distinct samples carrying any matching variant (summed over datasets)."""
-        where, params = build_where(q)
+        branches = build_where(q)
         total = 0
         for ds in self._targets(q):
-            ids = self._ids_clause(ds, q)
-            if ids is None:
+            parts = self._branches(ds, q, branches)
+            if parts is None:
                 continue
+            union = " UNION ALL ".join(f"SELECT id FROM variants WHERE {w}" for w, _ in parts)
             rows = ds.conn.execute(
-                f"SELECT v.carriers, c.samples FROM variants v JOIN carriers c ON c.vid = v.id "
-                f"WHERE v.id IN (SELECT id FROM variants WHERE {where}{ids[0]})",
-                params + ids[1],
+                f"SELECT v.carriers, c.samples FROM variants v JOIN carriers c ON c.vid = v.id WHERE v.id IN ({union})",
+                [x for _, p in parts for x in p],
             ).fetchall()
             if len(rows) == 1:
                 total += rows[0][0]
