@@ -34,6 +34,7 @@ from .layout import (
 from .query import Carrier, VariantHit, VariantQuery
 
 _COLUMNS = "id, vkey, chrom, start, end, ref, alt, vclass, length, ac, an, carriers, genes, aa, effects, ids"
+_MAX_OPEN_PER_THREAD = 64  # open dataset connections kept per thread (least recently opened closed first)
 _POINTER_RECHECK_S = 0.5  # how stale a reader may be after another process switched a version
 
 
@@ -244,6 +245,9 @@ class VariantStore:
         except sqlite3.OperationalError:  # switched or deleted between reading the pointer and opening
             self._pointer_cache.pop(dataset_id, None)
             return None
+        if len(conns) >= _MAX_OPEN_PER_THREAD:  # memory must not grow with the number of datasets
+            oldest = next(iter(conns))
+            conns.pop(oldest).conn.close()
         conns[dataset_id] = ds
         return ds
 

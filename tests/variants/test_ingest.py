@@ -303,3 +303,19 @@ def test_bcf_input_equals_vcf(tmp_path):
 
     assert answers("v") == answers("b")
     store.close()
+
+
+def test_open_datasets_are_bounded(tmp_path, monkeypatch):
+    import gateway.variants.store as store_module
+
+    monkeypatch.setattr(store_module, "_MAX_OPEN_PER_THREAD", 2)
+    path = write(tmp_path / "one.vcf", lines_of(body=[rec("100")]))
+    for name in ("d1", "d2", "d3"):
+        ingest(path, tmp_path / "data", dataset_id=name)
+    store = VariantStore(tmp_path / "data")
+    q = VariantQuery(reference_name="1", start=99, reference_bases="A", alternate_bases="G")
+    for _ in range(2):
+        assert store.count(q) == 3
+        assert [store.get(f"{d}:GRCh38:1-100-A-G").dataset_id for d in ("d1", "d2", "d3")] == ["d1", "d2", "d3"]
+    assert len(store._local.datasets) == 2
+    store.close()
