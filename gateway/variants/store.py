@@ -12,6 +12,7 @@ import secrets
 import sqlite3
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -251,14 +252,13 @@ class VariantStore:
         conns[dataset_id] = ds
         return ds
 
-    def _targets(self, q: VariantQuery) -> list[_Dataset]:
+    def _targets(self, q: VariantQuery) -> Iterator[_Dataset]:
+        """The datasets a query covers, opened one at a time (lazily: the open-connection cap may close earlier ones)."""
         names = q.dataset_ids if q.dataset_ids is not None else self.datasets()
-        out = []
         for name in sorted(set(names)):
             ds = self._open(name)
             if ds is not None and (q.assembly is None or ds.assembly == q.assembly):
-                out.append(ds)
-        return out
+                yield ds
 
     @staticmethod
     def _ids_clause(ds: _Dataset, q: VariantQuery) -> tuple[str, list] | None:
