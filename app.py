@@ -46,6 +46,10 @@ def _build_services(cfg: Config) -> Services:
         VariantStore = None
     if VariantStore is not None:
         services.variants = VariantStore(cfg.data_dir)
+    if cfg.extra.get("demo"):  # `gateway serve --demo`: a synthetic cohort through the real pipelines
+        from gateway.demo import load_demo
+
+        load_demo(services)
     return services
 
 
@@ -135,4 +139,7 @@ def create_app(config: Config | Mapping[str, Any] | None = None) -> Flask:
         log.exception("unhandled error in request %s", g.get("request_id"))
         return _error_body(request.path, 500, f"internal error (request id {g.get('request_id', '-')})")
 
+    from gateway.security.http import install as install_security
+
+    install_security(app, _error_body)  # authentication, audit, CORS and headers on every request
     return app

@@ -1,4 +1,4 @@
-"""Operator credentials for writing. The security issue extends this to JWTs and visas."""
+"""Operator credentials for writing: an operator token, or a verified JWT with a configured operator role."""
 
 from __future__ import annotations
 
@@ -7,7 +7,9 @@ from functools import wraps
 from flask import request
 
 from gateway.api.context import services
+from gateway.security.http import current_caller
 from gateway.security.keys import is_operator
+from gateway.security.tokens import TokenError
 
 
 class Unauthorised(Exception):
@@ -34,7 +36,12 @@ def require_operator(view):
         if token is None:
             raise Unauthorised("this operation needs an operator bearer token", 401)
         if not is_operator(services().operator_tokens, token):
-            raise Unauthorised("the presented token is not an operator credential", 403)
+            try:  # a verified token with a configured operator role (gateway.security)
+                caller = current_caller()
+            except TokenError as exc:
+                raise Unauthorised(f"the bearer token was rejected: {exc.reason}", 401) from exc
+            if not caller.operator:
+                raise Unauthorised("the presented token does not carry an operator role", 403)
         return view(*args, **kwargs)
 
     return wrapped

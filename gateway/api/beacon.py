@@ -6,6 +6,8 @@ Routes are generated from the entry-type registry: /{entry}, /{entry}/{id} and
 
 from __future__ import annotations
 
+from collections import ChainMap
+
 from flask import Blueprint, request
 
 from gateway.api.context import services
@@ -16,11 +18,16 @@ from gateway.beacon.request import BeaconRequest, BeaconRequestError, parse_get,
 from gateway.beacon.response import build_error
 from gateway.issues import Issue
 from gateway.jsonio import JSONInputError, loads_strict
+from gateway.security.http import audit_notes, current_caller
+from gateway.security.tokens import TokenError
 
 
 def _context() -> QueryContext:
     s = services()
-    return QueryContext(config=s.config, key=s.key, variants=s.variants, store=s.store, extra=s.extra)
+    # Per request: who asks (verified, gateway.security) and the notes their audit record is built from;
+    # reads fall through to them, writes (per-application caches) still land in the shared `extra`.
+    extra = ChainMap(s.extra, {"caller": current_caller(), "audit": audit_notes()})
+    return QueryContext(config=s.config, key=s.key, variants=s.variants, store=s.store, extra=extra)
 
 
 def _parse(entry: EntryType) -> BeaconRequest:
@@ -45,7 +52,12 @@ def _serve(path: str, record_id: str | None = None, cross_link: str | None = Non
         parsed = _parse(entry)
     except BeaconRequestError as exc:
         return json_response(build_error(node, exc.issues, 400, entry), 400)
-    body, status = answer(_context(), entry, parsed, record_id, cross_link)
+    try:
+        context = _context()
+    except TokenError as exc:  # only reached where the app-wide hook is not installed
+        issue = Issue.error("unauthorised", f"the bearer token was rejected: {exc.reason}")
+        return json_response(build_error(node, [issue], 401, entry, parsed), 401)
+    body, status = answer(context, entry, parsed, record_id, cross_link)
     return json_response(body, status)
 
 

@@ -9,13 +9,13 @@ import logging
 from dataclasses import dataclass, field
 from typing import Any
 
-from gateway.beacon.granularity import returned_granularity
 from gateway.beacon.registry import EntryType
 from gateway.beacon.request import BeaconRequest, BeaconRequestError
 from gateway.beacon.response import EntryAnswer, build_error, build_response
 from gateway.beacon.validation import ResponseInvalid, validate_response
 from gateway.config import Config
 from gateway.issues import Issue
+from gateway.security.guard import AccessDenied, admit, protect
 
 log = logging.getLogger(__name__)
 
@@ -68,11 +68,16 @@ def answer(
     node = ctx.config.node
     try:
         datasets = resolve_datasets(ctx, request)
-        granularity = returned_granularity(request.requested_granularity, ctx.config, datasets)
+        # The security hook: who may see which datasets at which granularity (gateway.security.guard).
+        admission = admit(ctx, entry, request, datasets, record_id, cross_link)
+        datasets, granularity = admission.datasets, admission.granularity
         handler = entry.handler if cross_link is None else entry.cross_links.get(cross_link)
         if handler is None:
             raise NotFound(f"/{entry.path}/{{id}}/{cross_link} is not served by this node")
         result: EntryAnswer = handler(ctx, request, granularity, datasets, record_id)
+        result, granularity = protect(ctx, entry, request, admission, result)
+    except AccessDenied as exc:
+        return build_error(node, [Issue.error(exc.code, exc.message)], exc.status, entry, request), exc.status
     except BeaconRequestError as exc:
         return build_error(node, exc.issues, 400, entry, request), 400
     except NotFound as exc:

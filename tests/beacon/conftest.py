@@ -18,7 +18,15 @@ from gateway.config import config_from_mapping
 TEST_KEY = b"k" * 32
 
 
-def make_client(variants, datasets=({"id": "ds1", "name": "Cohort one"}, {"id": "ds2", "name": "Cohort two"})):
+# These tests are about the Beacon framework, not disclosure control: their datasets declare an open
+# policy explicitly (gateway.security.policy; the defaults would hide small test cohorts).
+OPEN = {"security_level": "PUBLIC", "policy": {"profile": "open"}}
+
+
+def make_client(
+    variants,
+    datasets=({"id": "ds1", "name": "Cohort one", **OPEN}, {"id": "ds2", "name": "Cohort two", **OPEN}),
+):
     config = config_from_mapping(
         {
             "node": {"id": "org.example.test", "base_url": "http://localhost"},

@@ -4,7 +4,7 @@ conformant to the official schemas and answers what the store holds."""
 from __future__ import annotations
 
 import pytest
-from conftest import make_client
+from conftest import OPEN, make_client
 from fake_store import sample_store
 
 # (name, flat parameters, expected number of matching variants in both datasets)
@@ -119,7 +119,11 @@ def test_include_resultset_responses(beacon_client, official, include, ids):
 
 def test_granularity_is_capped_by_the_dataset_policy(official):
     client = make_client(
-        sample_store(), datasets=[{"id": "ds1", "policy": {"max_granularity": "count"}}, {"id": "ds2"}]
+        sample_store(),
+        datasets=[
+            {"id": "ds1", "security_level": "PUBLIC", "policy": {"profile": "open", "max_granularity": "count"}},
+            {"id": "ds2", **OPEN},
+        ],
     )
     body = client.get("/api/g_variants?geneId=BRCA1&requestedGranularity=record").json
     assert body["meta"]["returnedGranularity"] == "count"

@@ -6,7 +6,7 @@ import random
 
 import pysam
 import pytest
-from conftest import make_client
+from conftest import OPEN, make_client
 
 from gateway.variants.normalise import chromosome_length, normalise_reference_name
 
@@ -74,7 +74,7 @@ def cohort(tmp_path_factory):
     _write_vcf(vcf)
     ingest_vcf(vcf, dataset_id="cohort", data_dir=root / "data", assembly="GRCh38")
     store = VariantStore(root / "data")
-    client = make_client(store, datasets=[{"id": "cohort", "name": "Cohort"}])
+    client = make_client(store, datasets=[{"id": "cohort", "name": "Cohort", **OPEN}])
     yield client, _truth(vcf)
     store.close()
 

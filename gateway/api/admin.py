@@ -1,0 +1,57 @@
+"""Operator-only HTTP calls of the security room: erasure and the audit chain check."""
+
+from __future__ import annotations
+
+from flask import Blueprint, g
+
+from gateway.api.auth import Unauthorised, require_operator
+from gateway.api.context import services
+from gateway.api.render import json_response, problem
+from gateway.security.erasure import erase_dataset, erase_subject
+from gateway.security.http import audit_notes, security
+
+_ID_MAX = 255
+
+
+def admin_blueprint() -> Blueprint:
+    bp = Blueprint("admin", __name__, url_prefix="/admin")
+
+    @bp.errorhandler(Unauthorised)
+    def unauthorised(exc: Unauthorised):
+        return problem(exc.status, exc.message)
+
+    @bp.delete("/subjects/<subject_id>")
+    @require_operator
+    def delete_subject(subject_id: str):
+        if len(subject_id) > _ID_MAX:
+            return problem(400, "subject pseudonym too long")
+        svc = services()
+        result = erase_subject(
+            svc.store, svc.variants, subject_id, key=svc.key, audit=security().audit, security=security(),
+            request_id=g.get("request_id"), caller=g.caller.sub or "operator", endpoint="/admin/subjects/<subject_id>",
+        )
+        audit_notes()["decision"] = "allowed"
+        return json_response({"erased": result.reference, "phenopackets": result.phenopackets, "samples": result.samples})
+
+    @bp.delete("/datasets/<dataset_id>")
+    @require_operator
+    def delete_dataset(dataset_id: str):
+        svc = services()
+        result = erase_dataset(
+            svc.store, svc.variants, dataset_id, key=svc.key, audit=security().audit, security=security(),
+            request_id=g.get("request_id"), caller=g.caller.sub or "operator", endpoint="/admin/datasets/<dataset_id>",
+        )
+        audit_notes()["datasets"] = [dataset_id]
+        return json_response({"erased": dataset_id, "phenopackets": result.phenopackets})
+
+    @bp.get("/audit/verify")
+    @require_operator
+    def verify_audit():
+        log = security().audit
+        if log is None:
+            return problem(404, "the audit log is switched off")
+        result = log.verify()
+        return json_response({"ok": result.ok, "records": result.records, "message": result.message},
+                             200 if result.ok else 409)
+
+    return bp

@@ -1,0 +1,178 @@
+"""Per-dataset disclosure policy: what each tier may see, and the re-identification defences.
+
+Read from a dataset's `policy:` mapping in the configuration; every key has a safe default:
+
+    security_level (on the dataset itself)   PUBLIC | REGISTERED | CONTROLLED   (default CONTROLLED)
+    max_granularity   a granularity (a ceiling for every tier), or per tier:
+                      {public: boolean, registered: count, controlled: record}, a tier's value may be
+                      `none` (not served) or per entry type: {public: {g_variants: boolean, "*": none}}
+    count_threshold   k: counts 1 … k-1 are never shown, the answer becomes boolean   (default 5)
+    rounding          counts shown to PUBLIC/REGISTERED callers are rounded to this     (default 10)
+    min_public_size   datasets with fewer individuals are not served to PUBLIC callers  (default 50)
+    rare_allele_max_count   alleles seen at most this often are answered as absent to PUBLIC (default 2)
+    allow_anonymous_phenotype_variant   count/record answers to anonymous callers for queries that combine
+                      a variant with phenotype filters                                   (default false)
+    grants            visa values granting CONTROLLED access besides the dataset's id and URL
+    profile: open     everything above switched off (tests, demo data): record for every tier, no thresholds
+
+Defaults by security level (a tier below the level is not served unless `max_granularity` opens it):
+    PUBLIC      public boolean, registered count, controlled record
+    REGISTERED  public none,    registered count, controlled record
+    CONTROLLED  public none,    registered none,  controlled record
+CONTROLLED callers see exact counts and records; the defences apply to PUBLIC and REGISTERED.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from gateway.beacon.granularity import GRANULARITIES, coarsest
+from gateway.config import Config, ConfigError, DatasetConfig
+from gateway.security.caller import CONTROLLED, PUBLIC, REGISTERED, TIERS, dataset_config
+
+DEFAULT_COUNT_THRESHOLD = 5
+DEFAULT_ROUNDING = 10
+DEFAULT_MIN_PUBLIC_SIZE = 50
+DEFAULT_RARE_ALLELE_MAX_COUNT = 2
+NOT_SERVED = None
+
+_LEVEL_DEFAULTS: dict[str, dict[str, str | None]] = {
+    PUBLIC: {PUBLIC: "boolean", REGISTERED: "count", CONTROLLED: "record"},
+    REGISTERED: {PUBLIC: None, REGISTERED: "count", CONTROLLED: "record"},
+    CONTROLLED: {PUBLIC: None, REGISTERED: None, CONTROLLED: "record"},
+}
+_KEYS = {
+    "max_granularity",
+    "count_threshold",
+    "rounding",
+    "min_public_size",
+    "rare_allele_max_count",
+    "allow_anonymous_phenotype_variant",
+    "grants",
+    "profile",
+}
+_OPEN = {
+    "count_threshold": 0,
+    "rounding": 1,
+    "min_public_size": 0,
+    "rare_allele_max_count": 0,
+    "allow_anonymous_phenotype_variant": True,
+}
+
+
+@dataclass(frozen=True)
+class DatasetPolicy:
+    dataset_id: str
+    security_level: str = CONTROLLED
+    # tier -> entry path (or "*") -> granularity | None
+    ceilings: Mapping[str, Mapping[str, str | None]] = field(default_factory=dict)
+    count_threshold: int = DEFAULT_COUNT_THRESHOLD
+    rounding: int = DEFAULT_ROUNDING
+    min_public_size: int = DEFAULT_MIN_PUBLIC_SIZE
+    rare_allele_max_count: int = DEFAULT_RARE_ALLELE_MAX_COUNT
+    allow_anonymous_phenotype_variant: bool = False
+
+    def ceiling(self, tier: str, entry_path: str | None) -> str | None:
+        """The most detailed granularity `tier` may see for `entry_path`; None: the dataset is not served."""
+        per_entry = self.ceilings[tier]
+        if entry_path is not None and entry_path in per_entry:
+            return per_entry[entry_path]
+        return per_entry.get("*")
+
+    def defended(self, tier: str) -> bool:
+        return tier != CONTROLLED
+
+
+def _granularity(value: Any, where: str) -> str | None:
+    if value is None or (isinstance(value, str) and value.lower() == "none"):
+        return None
+    if isinstance(value, str) and value.lower() in GRANULARITIES:
+        return value.lower()
+    raise ConfigError(f"{where}: expected one of {', '.join(GRANULARITIES)} or none, got {value!r}")
+
+
+def _int(raw: Mapping[str, Any], key: str, default: int, where: str, minimum: int = 0) -> int:
+    value = raw.get(key, default)
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise ConfigError(f"{where}/{key}: expected an integer ≥ {minimum}, got {value!r}")
+    return value
+
+
+def policy_of(dataset: DatasetConfig) -> DatasetPolicy:
+    """The policy of one dataset; raises ConfigError with the offending key's location."""
+    where = f"datasets/{dataset.id}/policy"
+    raw = dict(dataset.policy or {})
+    unknown = set(raw) - _KEYS
+    if unknown:
+        raise ConfigError(f"{where}: unknown key(s) {', '.join(sorted(unknown))}")
+    profile = raw.get("profile")
+    if profile not in (None, "open", "default"):
+        raise ConfigError(f"{where}/profile: expected 'open' or 'default', got {profile!r}")
+    if profile == "open":
+        base: dict[str, dict[str, str | None]] = {t: {"*": "record"} for t in TIERS}
+        raw = {**_OPEN, **raw}
+    else:
+        base = {t: {"*": g} for t, g in _LEVEL_DEFAULTS[dataset.security_level].items()}
+    ceilings = {t: dict(v) for t, v in base.items()}
+    spec = raw.get("max_granularity")
+    if isinstance(spec, str):
+        cap = _granularity(spec, f"{where}/max_granularity")
+        for tier in TIERS:
+            ceilings[tier] = {e: (None if g is None or cap is None else coarsest(g, cap)) for e, g in ceilings[tier].items()}
+    elif isinstance(spec, Mapping):
+        for tier_name, value in spec.items():
+            tier = str(tier_name).upper()
+            if tier not in TIERS:
+                raise ConfigError(f"{where}/max_granularity: unknown tier {tier_name!r}")
+            if isinstance(value, Mapping):
+                ceilings[tier] = {
+                    **ceilings[tier],
+                    **{str(e): _granularity(g, f"{where}/max_granularity/{tier_name}/{e}") for e, g in value.items()},
+                }
+            else:
+                ceilings[tier] = {"*": _granularity(value, f"{where}/max_granularity/{tier_name}")}
+    elif spec is not None:
+        raise ConfigError(f"{where}/max_granularity: expected a granularity or a mapping per tier")
+    allow = raw.get("allow_anonymous_phenotype_variant", False)
+    if not isinstance(allow, bool):
+        raise ConfigError(f"{where}/allow_anonymous_phenotype_variant: expected true or false")
+    return DatasetPolicy(
+        dataset_id=dataset.id,
+        security_level=dataset.security_level,
+        ceilings=ceilings,
+        count_threshold=_int(raw, "count_threshold", DEFAULT_COUNT_THRESHOLD, where),
+        rounding=_int(raw, "rounding", DEFAULT_ROUNDING, where, minimum=1),
+        min_public_size=_int(raw, "min_public_size", DEFAULT_MIN_PUBLIC_SIZE, where),
+        rare_allele_max_count=_int(raw, "rare_allele_max_count", DEFAULT_RARE_ALLELE_MAX_COUNT, where),
+        allow_anonymous_phenotype_variant=allow,
+    )
+
+
+def policy_for(config: Config, dataset_id: str) -> DatasetPolicy:
+    return policy_of(dataset_config(config, dataset_id))
+
+
+def check_policies(config: Config) -> None:
+    """Fail at start-up, not at the first query, on a malformed policy."""
+    for dataset in config.datasets:
+        policy_of(dataset)
+
+
+# --- the count rules, as pure functions (property-tested) -------------------------------------
+
+
+def suppressed(count: int | None, threshold: int) -> bool:
+    """A count that may not be shown: 1 … threshold-1 (0 is a plain "no")."""
+    return count is not None and 0 < count < threshold
+
+
+def rounded(count: int, step: int, threshold: int) -> int:
+    """`count` (≥ threshold, or 0) to the nearest multiple of `step`, never below the threshold."""
+    if count <= 0 or step <= 1:
+        return count
+    value = step * int((count + step / 2) // step)
+    while value < max(threshold, 1):
+        value += step
+    return value
