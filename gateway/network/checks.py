@@ -11,7 +11,7 @@ from gateway.network.merge import PeerAnswer
 from gateway.network.peers import Peer
 from gateway.validation.beacon import response_kind, validate_beacon_response
 
-QUERY_KINDS = ("boolean", "count", "record")
+QUERY_KINDS = ("boolean", "count", "record", "collections")
 _MAX_DEPTH = 64
 
 

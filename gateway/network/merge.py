@@ -4,8 +4,9 @@ The rules (README "Federation" documents them for users):
 - only peers whose answer passed the checks (`PeerAnswer.status == "ok"`) contribute; the others
   are listed in `info.network.peers` with their status and reason, never passed through;
 - `exists` is true when any contributing peer says so, boolean-only answers included;
-- the returned granularity is the coarsest of what was asked and what every contributor returned,
-  so the network never gives more detail than any peer gave;
+- the returned granularity is the coarsest of what was asked and what every contributor that found
+  something returned, so the network never gives more detail than such a peer gave (a peer's
+  `exists: false` is an exact zero at any granularity and contributes 0 and no result sets);
 - `numTotalResults` is the sum of the contributors' own `numTotalResults` — never recounted from
   records, so a count a peer suppressed or rounded stays as the peer gave it;
 - result sets are concatenated in peer order, each tagged with its peer's `beaconId` (and the
@@ -62,7 +63,15 @@ class _Entry:
 
 
 def merged_granularity(requested: str, answers: Iterable[PeerAnswer]) -> str:
-    return coarsest(requested, *(a.granularity for a in answers if a.status == "ok"))
+    """The coarsest of what was asked and what every contributor that found something returned.
+
+    A peer that answered `exists: false` (at any granularity) said "zero" exactly, so it does not
+    coarsen the others: otherwise one peer without the caller's datasets would hide every record-level
+    answer of the peers that hold them. When nobody found anything, every answer counts.
+    """
+    ok = [a for a in answers if a.status == "ok"]
+    found = [a for a in ok if a.summary.get("exists") is True] or ok
+    return coarsest(requested, *(a.granularity for a in found))
 
 
 def peer_status(answer: PeerAnswer, show_counts: bool) -> dict:
@@ -97,7 +106,9 @@ def merge_query(
     if granularity != "boolean":
         summary["numTotalResults"] = sum(_count(a) for a in ok)
     body: dict = {"meta": build_meta(node, entry, request, granularity), "responseSummary": summary}
-    if granularity == "record":
+    if granularity == "record" and any("collections" in ((a.body or {}).get("response") or {}) for a in ok):
+        body["response"] = {"collections": list(_collections(ok))}
+    elif granularity == "record":
         body["response"] = {"resultSets": list(_result_sets(ok, request.include_resultset_responses))}
     body["info"] = network_info(answers, show_counts=granularity != "boolean")
     return body, 200
@@ -118,6 +129,8 @@ def network_info(answers: Sequence[PeerAnswer], show_counts: bool) -> dict:
 
 
 def _count(answer: PeerAnswer) -> int:
+    if answer.summary.get("exists") is not True:
+        return 0
     value = answer.summary.get("numTotalResults", 0)
     return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else 0
 
@@ -140,6 +153,16 @@ def _result_sets(ok: Sequence[PeerAnswer], include: str) -> Iterable[dict]:
             info["peerUrl"] = answer.peer_url
             out["info"] = info
             yield out
+
+
+def _collections(ok: Sequence[PeerAnswer]) -> Iterable[dict]:
+    """Collection entry types (datasets, cohorts) answer with records, not result sets: each is tagged in `info`."""
+    for answer in ok:
+        for record in ((answer.body or {}).get("response") or {}).get("collections") or ():
+            if isinstance(record, dict):
+                info = dict(record.get("info") or {}) if isinstance(record.get("info"), dict) else {}
+                info["beaconId"] = answer.beacon_id or answer.peer_url
+                yield {**record, "info": info}
 
 
 def _no_answer(

@@ -104,16 +104,16 @@ def network_from_mapping(raw: Any, where: str = "") -> NetworkConfig:
     for key in sorted(set(raw) - _TOP_KEYS):
         bad(f"unknown key {key!r} (known: {', '.join(sorted(_TOP_KEYS))})", f"/{key}")
     peers_raw = raw.get("peers")
-    if not isinstance(peers_raw, list):
-        bad("peers must be a list of {url, beaconId?, timeout?, assemblyId?}", "/peers")
-        peers_raw = []
     include_local = raw.get("include_local", False)
     if not isinstance(include_local, bool):
         bad("include_local must be true or false", "/include_local")
-    if not peers_raw and include_local is not True:
+    if not isinstance(peers_raw, list):
+        bad("peers must be a list of {url, beaconId?, timeout?, assemblyId?}", "/peers")
+        peers_raw = None
+    elif not peers_raw and include_local is not True:
         bad("a network needs at least one peer (or include_local: true)", "/peers")
     peers = []
-    for index, item in enumerate(peers_raw):
+    for index, item in enumerate(peers_raw or ()):
         peer = _peer(item, f"/peers/{index}", bad)
         if peer is not None:
             peers.append(peer)

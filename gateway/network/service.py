@@ -26,6 +26,7 @@ from gateway.network.client import Call, FanOut
 from gateway.network.directory import PeerDirectory, PeerMetadata
 from gateway.network.merge import PeerAnswer, merge_query
 from gateway.network.peers import LOCAL_URL, NetworkConfig, Peer
+from gateway.validation.beacon import validate_beacon_response
 from gateway.variants.normalise import assembly_of_accession, normalise_assembly
 
 log = logging.getLogger(__name__)
@@ -106,10 +107,13 @@ class Network:
 
     def _checked(self, body: dict, status: int, entry: EntryType) -> tuple[dict, int]:
         entity = (body["meta"].get("returnedSchemas") or [{}])[0].get("entityType", "")
-        kind = "errorResponse" if "error" in body else _ENVELOPE[body["meta"]["returnedGranularity"]]
-        errors = list(validator(entity, kind).iter_errors(body))
+        if "collections" in (body.get("response") or {}):
+            errors = [i.message for i in validate_beacon_response(body, kind="collections") if i.is_error]
+        else:
+            kind = "errorResponse" if "error" in body else _ENVELOPE[body["meta"]["returnedGranularity"]]
+            errors = [f"{e.message} at {list(e.instance_path)}" for e in validator(entity, kind).iter_errors(body)]
         if errors:  # our own merge broke our schema: a bug, never sent
-            log.error("invalid merged response: %s at %s", errors[0].message, list(errors[0].instance_path))
+            log.error("invalid merged response: %s", errors[0])
             issue = Issue.error("internal", "the merged response failed validation against the node's Beacon schema")
             return build_error(self.node, [issue], 500, entry), 500
         return body, status
@@ -153,7 +157,8 @@ class Network:
     # --- calls ----------------------------------------------------------------------------------
 
     def _query_call(self, peer: Peer, raw: RawRequest, inject: str | None) -> Call:
-        headers = {k: v for k, v in (raw.headers or {}).items() if k in FORWARDED_HEADERS}
+        wanted = {h.lower(): h for h in FORWARDED_HEADERS}
+        headers = {wanted[k.lower()]: v for k, v in (raw.headers or {}).items() if k.lower() in wanted}
         query_string, body = raw.query_string, raw.body
         if inject:
             query_string, body = with_assembly(raw.method, query_string, body, inject)

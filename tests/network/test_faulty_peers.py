@@ -1,0 +1,120 @@
+"""Bad peers on loopback: refused, black-holed, slow, HTML, 500, invalid JSON, schema-invalid, 50 MB.
+Each time the network answers within its budget, flags the peer with a reason, merges only the healthy
+peer, and its answer meets the official schemas."""
+
+from __future__ import annotations
+
+import time
+from contextlib import ExitStack
+
+import pytest
+from conftest import faulty_peer, free_port, network_app
+
+from gateway.network.client import Call, FanOut
+
+QUERY = {"referenceName": "17", "start": "43045711", "alternateBases": "A", "requestedGranularity": "count"}
+# behaviour -> (expected status, words in the reason)
+FAULTS = {
+    "refused": ("error", "refused"),
+    "hang": ("timeout", "within"),
+    "slow": ("timeout", "within"),
+    "html": ("error", "text/html"),
+    "500": ("error", "500"),
+    "invalid-json": ("error", "invalid JSON"),
+    "schema-invalid": ("error", "not a valid Beacon"),
+    "huge": ("error", "byte limit"),
+}
+
+
+def _peer_url(stack: ExitStack, behaviour: str) -> str:
+    if behaviour == "refused":
+        return f"http://127.0.0.1:{free_port()}/api"  # bound, then released: nobody listens
+    return stack.enter_context(faulty_peer(behaviour))
+
+
+@pytest.mark.parametrize("behaviour", sorted(FAULTS))
+def test_a_faulty_peer_is_flagged_and_the_network_still_answers(behaviour, tmp_path, official):
+    with ExitStack() as stack:
+        healthy = stack.enter_context(faulty_peer("ok", beacon_id="org.example.healthy"))
+        bad = _peer_url(stack, behaviour)
+        network = {"peers": [{"url": healthy}, {"url": bad, "timeout": 1}], "budget": 1.2}
+        client = network_app(network, tmp_path=tmp_path).test_client()
+        started = time.monotonic()
+        response = client.get("/api/g_variants", query_string=QUERY)
+        elapsed = time.monotonic() - started
+    body = response.get_json()
+    assert response.status_code == 200 and official(body) == []
+    assert elapsed < 1.2 + 0.5, f"answered after {elapsed:.2f} s"
+    healthy_line, bad_line = body["info"]["network"]["peers"]
+    assert healthy_line["status"] == "ok" and healthy_line["beaconId"] == "org.example.healthy"
+    status, words = FAULTS[behaviour]
+    assert bad_line["status"] == status and words in bad_line["reason"], bad_line
+    assert body["responseSummary"]["exists"] is True  # the healthy fixture's answer survives
+
+
+def test_all_faults_at_once_with_the_default_timeout(tmp_path, official):
+    """Eight bad peers and one good one, default 5 s timeouts: one answer, within the budget."""
+    with ExitStack() as stack:
+        healthy = stack.enter_context(faulty_peer("ok", beacon_id="org.example.healthy"))
+        urls = [_peer_url(stack, b) for b in sorted(FAULTS)]
+        client = network_app({"peers": [healthy, *urls]}, tmp_path=tmp_path).test_client()
+        started = time.monotonic()
+        response = client.post(
+            "/api/g_variants", json={"meta": {"apiVersion": "v2.0"}, "query": {"requestedGranularity": "boolean"}}
+        )
+        elapsed = time.monotonic() - started
+    body = response.get_json()
+    assert response.status_code == 200 and official(body) == []
+    assert 4.9 < elapsed < 5.0 + 0.6, f"answered after {elapsed:.2f} s"  # the black-holed peers cost the timeout
+    lines = body["info"]["network"]["peers"]
+    assert [line["status"] for line in lines] == ["ok"] + [FAULTS[b][0] for b in sorted(FAULTS)]
+    assert body["info"]["network"]["peersAnswered"] == 1
+
+
+def test_no_healthy_peer_gives_a_schema_valid_gateway_error(tmp_path, official):
+    with faulty_peer("html") as html, faulty_peer("500") as broken:
+        client = network_app({"peers": [html, broken]}, tmp_path=tmp_path).test_client()
+        response = client.get("/api/g_variants", query_string=QUERY)
+    body = response.get_json()
+    assert response.status_code == 502 and official(body) == []
+    assert "text/html" in body["error"]["errorMessage"] and "500" in body["error"]["errorMessage"]
+
+
+def test_a_peer_answering_as_another_beacon_is_refused(tmp_path, official):
+    with faulty_peer("ok", beacon_id="org.example.impostor") as impostor, faulty_peer("ok") as good:
+        network = {"peers": [{"url": impostor, "beaconId": "org.example.expected"}, {"url": good}]}
+        body = network_app(network, tmp_path=tmp_path).test_client().get("/api/g_variants", query_string=QUERY)
+    body = body.get_json()
+    assert official(body) == []
+    first = body["info"]["network"]["peers"][0]
+    assert first["status"] == "error" and "org.example.impostor" in first["reason"]
+
+
+def test_a_trickling_peer_is_really_cancelled():
+    """One pool thread only: if the cancelled read kept it busy, the next call could not start in time."""
+    fanout = FanOut(max_workers=1)
+    try:
+        with faulty_peer("trickle") as trickle, faulty_peer("ok") as ok:
+            started = time.monotonic()
+            (reply,) = fanout.run([Call("t", "GET", trickle + "/g_variants", timeout=0.5)], budget=5)
+            assert reply.status == "timeout" and time.monotonic() - started < 0.8
+            started = time.monotonic()
+            (reply,) = fanout.run([Call("o", "GET", ok + "/g_variants", timeout=1)], budget=5)
+            assert reply.status == "ok" and reply.http_status == 200, reply
+            assert time.monotonic() - started < 0.3
+    finally:
+        fanout.close()
+
+
+def test_kept_alive_connections_are_reused_and_a_closed_one_is_retried():
+    fanout = FanOut(max_workers=2)
+    seen: list = []
+    try:
+        with faulty_peer("ok", seen=seen) as ok:
+            replies = [fanout.run([Call("o", "GET", ok + "/info", timeout=1)], budget=1)[0] for _ in range(3)]
+            assert [r.status for r in replies] == ["ok"] * 3 and len(seen) == 3
+        with faulty_peer("ok") as again:  # the old server is gone: its idle connections are dead
+            (reply,) = fanout.run([Call("o", "GET", again + "/info", timeout=1)], budget=1)
+            assert reply.status == "ok"
+    finally:
+        fanout.close()
