@@ -258,13 +258,20 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_validate_parser(sub)
     add_verify_parser(sub)
+    from gateway.security.cli import add_security_parsers
+
+    add_security_parsers(sub)  # keys rotate, erase, audit verify / export
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        return args.func(args)
+        status = args.func(args)
+        from gateway.security.cli import audit_cli_command
+
+        audit_cli_command(args, status)  # every CLI access to stored data is audited
+        return status
     except ConfigError as exc:
         _err(f"configuration error: {exc}")
         return EXIT_USAGE

@@ -27,19 +27,35 @@ def admin_blueprint() -> Blueprint:
             return problem(400, "subject pseudonym too long")
         svc = services()
         result = erase_subject(
-            svc.store, svc.variants, subject_id, key=svc.key, audit=security().audit, security=security(),
-            request_id=g.get("request_id"), caller=g.caller.sub or "operator", endpoint="/admin/subjects/<subject_id>",
+            svc.store,
+            svc.variants,
+            subject_id,
+            key=svc.key,
+            audit=security().audit,
+            security=security(),
+            request_id=g.get("request_id"),
+            caller=g.caller.sub or "operator",
+            endpoint="/admin/subjects/<subject_id>",
         )
         audit_notes()["decision"] = "allowed"
-        return json_response({"erased": result.reference, "phenopackets": result.phenopackets, "samples": result.samples})
+        return json_response(
+            {"erased": result.reference, "phenopackets": result.phenopackets, "samples": result.samples}
+        )
 
     @bp.delete("/datasets/<dataset_id>")
     @require_operator
     def delete_dataset(dataset_id: str):
         svc = services()
         result = erase_dataset(
-            svc.store, svc.variants, dataset_id, key=svc.key, audit=security().audit, security=security(),
-            request_id=g.get("request_id"), caller=g.caller.sub or "operator", endpoint="/admin/datasets/<dataset_id>",
+            svc.store,
+            svc.variants,
+            dataset_id,
+            key=svc.key,
+            audit=security().audit,
+            security=security(),
+            request_id=g.get("request_id"),
+            caller=g.caller.sub or "operator",
+            endpoint="/admin/datasets/<dataset_id>",
         )
         audit_notes()["datasets"] = [dataset_id]
         return json_response({"erased": dataset_id, "phenopackets": result.phenopackets})
@@ -51,7 +67,8 @@ def admin_blueprint() -> Blueprint:
         if log is None:
             return problem(404, "the audit log is switched off")
         result = log.verify()
-        return json_response({"ok": result.ok, "records": result.records, "message": result.message},
-                             200 if result.ok else 409)
+        return json_response(
+            {"ok": result.ok, "records": result.records, "message": result.message}, 200 if result.ok else 409
+        )
 
     return bp

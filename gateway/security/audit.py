@@ -115,7 +115,12 @@ class AuditLog:
                     return VerifyResult(False, count, number, f"line {number} is not JSON")
                 stored = record.pop("hash", None)
                 if record.get("prev") != previous:
-                    return VerifyResult(False, count, number, f"line {number}: chain broken (a record before it changed or went missing)")
+                    return VerifyResult(
+                        False,
+                        count,
+                        number,
+                        f"line {number}: chain broken (a record before it changed or went missing)",
+                    )
                 if stored != _digest(previous, record):
                     return VerifyResult(False, count, number, f"line {number}: record altered")
                 previous = stored

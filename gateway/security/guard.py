@@ -97,7 +97,15 @@ def admit(
     served_ids = tuple(d for d in datasets if d in tiers)
     granularity = returned_granularity(request.requested_granularity, ctx.config, served_ids, caller, entry.path)
     admission = Admission(
-        caller, security, served_ids, granularity, tiers, policies, audit=audit, record_id=record_id, cross_link=cross_link
+        caller,
+        security,
+        served_ids,
+        granularity,
+        tiers,
+        policies,
+        audit=audit,
+        record_id=record_id,
+        cross_link=cross_link,
     )
     if hidden:
         admission.notes.append("some datasets are not available at your access level and were not queried")
@@ -180,7 +188,9 @@ def _hide_rare_alleles(ctx, request, admission: Admission, answer: EntryAnswer, 
     # No note says a rare allele was hidden: the answer must look exactly like a true "absent".
     counts_dropped = {k: v for k, v in answer.info.items() if k not in _count_fields(answer.info)}
     if not common:
-        return EntryAnswer(exists=False, total=None if granularity == "boolean" else 0, info=counts_dropped), granularity
+        return EntryAnswer(
+            exists=False, total=None if granularity == "boolean" else 0, info=counts_dropped
+        ), granularity
     if granularity == "boolean" or admission.cross_link or kept == answer.total:
         return answer, granularity
     if total is None or scanned < total:  # too many hits to count the common ones exactly: yes/no only
@@ -200,4 +210,4 @@ def _hide_rare_alleles(ctx, request, admission: Admission, answer: EntryAnswer, 
     return EntryAnswer(exists=True, total=kept, result_sets=result_sets, info=counts_dropped), granularity
 
 
-__all__ = ["AccessDenied", "Admission", "admit", "protect", "coarsest"]
+__all__ = ["AccessDenied", "Admission", "admit", "coarsest", "protect"]

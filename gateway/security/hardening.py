@@ -29,8 +29,17 @@ EXTRA_HEADERS = {
     "X-Permitted-Cross-Domain-Policies": "none",
 }
 # Endpoints that serve nothing protected: the only ones a configured CORS origin may read.
-PUBLIC_PATHS = ("/api/info", "/api/service-info", "/api/map", "/api/configuration", "/api/entry_types",
-                "/api/filtering_terms", "/service-info", "/health", "/ready")
+PUBLIC_PATHS = (
+    "/api/info",
+    "/api/service-info",
+    "/api/map",
+    "/api/configuration",
+    "/api/entry_types",
+    "/api/filtering_terms",
+    "/service-info",
+    "/health",
+    "/ready",
+)
 
 
 def filter_issues(filters: Sequence[dict], where: str = "/query/filters") -> list[Issue]:
@@ -45,7 +54,9 @@ def filter_issues(filters: Sequence[dict], where: str = "/query/filters") -> lis
             issues.append(Issue.error("beacon-request", "filter id must be a CURIE or a field name", f"{at}/id"))
         if "operator" in f and f["operator"] not in FILTER_OPERATORS:
             issues.append(
-                Issue.error("beacon-request", f"filter operator must be one of {' '.join(FILTER_OPERATORS)}", f"{at}/operator")
+                Issue.error(
+                    "beacon-request", f"filter operator must be one of {' '.join(FILTER_OPERATORS)}", f"{at}/operator"
+                )
             )
         if "value" in f:
             value = f["value"]
@@ -53,15 +64,25 @@ def filter_issues(filters: Sequence[dict], where: str = "/query/filters") -> lis
                 isinstance(value, str) and _VALUE.fullmatch(value)
             )
             if not ok:
-                issues.append(Issue.error("beacon-request", "filter value must be a short plain string or a number", f"{at}/value"))
+                issues.append(
+                    Issue.error(
+                        "beacon-request", "filter value must be a short plain string or a number", f"{at}/value"
+                    )
+                )
         if "similarity" in f and f["similarity"] not in FILTER_SIMILARITIES:
             issues.append(
-                Issue.error("beacon-request", f"similarity must be one of {', '.join(FILTER_SIMILARITIES)}", f"{at}/similarity")
+                Issue.error(
+                    "beacon-request", f"similarity must be one of {', '.join(FILTER_SIMILARITIES)}", f"{at}/similarity"
+                )
             )
         if "scope" in f and not (isinstance(f["scope"], str) and _SCOPE.fullmatch(f["scope"])):
             issues.append(Issue.error("beacon-request", "filter scope must be an entry type name", f"{at}/scope"))
         if "includeDescendantTerms" in f and not isinstance(f["includeDescendantTerms"], bool):
-            issues.append(Issue.error("beacon-request", "includeDescendantTerms must be true or false", f"{at}/includeDescendantTerms"))
+            issues.append(
+                Issue.error(
+                    "beacon-request", "includeDescendantTerms must be true or false", f"{at}/includeDescendantTerms"
+                )
+            )
     return issues
 
 

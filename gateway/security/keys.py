@@ -13,6 +13,7 @@ from pathlib import Path
 from gateway.config import Config
 
 KEY_FILE = "secret.key"
+KEY_CHAIN_FILE = "key-chain"  # rotation keys, oldest first, one hex key a line (gateway keys rotate)
 OPERATOR_TOKEN_FILE = "operator.token"
 
 
@@ -34,12 +35,23 @@ def _read_or_create(path: Path, make: callable) -> str:
 
 
 def secret_key(cfg: Config) -> bytes:
-    """The pseudonymisation key as bytes (hex strings are decoded, other text used as UTF-8)."""
+    """The pseudonymisation key (hex strings are decoded, other text used as UTF-8), with its rotation chain."""
+    from gateway.security.pseudonym import ChainedKey
+
     text = cfg.secret_key or _read_or_create(Path(cfg.data_dir) / KEY_FILE, lambda: secrets.token_hex(32))
     try:
-        return bytes.fromhex(text)
+        first = bytes.fromhex(text)
     except ValueError:
-        return text.encode("utf-8")
+        first = text.encode("utf-8")
+    return ChainedKey(first, key_chain(Path(cfg.data_dir)))
+
+
+def key_chain(data_dir: Path) -> tuple[bytes, ...]:
+    try:
+        lines = (Path(data_dir) / KEY_CHAIN_FILE).read_text(encoding="utf-8").split()
+    except FileNotFoundError:
+        return ()
+    return tuple(bytes.fromhex(line) for line in lines)
 
 
 def operator_tokens(cfg: Config) -> tuple[str, ...]:

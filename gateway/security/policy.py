@@ -120,7 +120,9 @@ def policy_of(dataset: DatasetConfig) -> DatasetPolicy:
     if isinstance(spec, str):
         cap = _granularity(spec, f"{where}/max_granularity")
         for tier in TIERS:
-            ceilings[tier] = {e: (None if g is None or cap is None else coarsest(g, cap)) for e, g in ceilings[tier].items()}
+            ceilings[tier] = {
+                e: (None if g is None or cap is None else coarsest(g, cap)) for e, g in ceilings[tier].items()
+            }
     elif isinstance(spec, Mapping):
         for tier_name, value in spec.items():
             tier = str(tier_name).upper()

@@ -85,7 +85,11 @@ def bearer(token: str) -> dict:
 def security_section(jwks_files, **overrides) -> dict:
     section = {
         "issuers": [
-            {"issuer": ISSUER, "jwks_file": str(jwks_files["login"]), "allowed_jku": ["https://login.example.org/jwks"]},
+            {
+                "issuer": ISSUER,
+                "jwks_file": str(jwks_files["login"]),
+                "allowed_jku": ["https://login.example.org/jwks"],
+            },
             {"issuer": VISA_ISSUER, "jwks_file": str(jwks_files["visas"]), "visas_only": True},
         ],
         "audiences": [AUDIENCE, NETWORK_AUDIENCE],

@@ -20,7 +20,9 @@ def _matches(q: VariantQuery, h: VariantHit) -> bool:
 
 
 class FakeVariantStore:
-    def __init__(self, hits: list[VariantHit], samples: dict[str, int], carriers: dict[str, list[Carrier]] | None = None):
+    def __init__(
+        self, hits: list[VariantHit], samples: dict[str, int], carriers: dict[str, list[Carrier]] | None = None
+    ):
         self.hits = hits
         self.samples = samples
         self._carriers = carriers or {}

@@ -57,12 +57,25 @@ def test_hs256_with_the_public_key_is_401(secure_node, keys):
 
     from cryptography.hazmat.primitives import serialization
 
-    pem = keys["rsa"].public_key().public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+    pem = (
+        keys["rsa"]
+        .public_key()
+        .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+    )
     enc = lambda b: base64.urlsafe_b64encode(b).rstrip(b"=").decode()  # noqa: E731
     now = int(time.time())
     header = enc(json.dumps({"alg": "HS256", "kid": "rsa-1"}).encode())
-    payload = enc(json.dumps({"iss": "https://login.example.org/", "sub": "x", "aud": "https://node.example.org",
-                              "iat": now, "exp": now + 60}).encode())
+    payload = enc(
+        json.dumps(
+            {
+                "iss": "https://login.example.org/",
+                "sub": "x",
+                "aud": "https://node.example.org",
+                "iat": now,
+                "exp": now + 60,
+            }
+        ).encode()
+    )
     sig = enc(hmac.new(pem, f"{header}.{payload}".encode(), hashlib.sha256).digest())
     resp = secure_node.test_client().get(Q, headers=bearer(f"{header}.{payload}.{sig}"))
     assert resp.status_code == 401
@@ -98,7 +111,9 @@ def test_valid_visa_for_another_dataset_grants_nothing(secure_node, mint):
 
 
 def test_visa_with_conditions_is_not_honoured(secure_node, mint):
-    token = mint.passport(mint.visa("urn:grant:controlled", conditions=[[{"type": "AffiliationAndRole", "value": "x"}]]))
+    token = mint.passport(
+        mint.visa("urn:grant:controlled", conditions=[[{"type": "AffiliationAndRole", "value": "x"}]])
+    )
     resp = secure_node.test_client().get(Q + "&datasetIds=ds-controlled", headers=bearer(token))
     assert resp.status_code == 403
     assert _last_audit(secure_node)["decision"] == "denied"
@@ -117,7 +132,9 @@ def test_a_granting_visa_gives_exact_counts_and_records(secure_node, mint):
 
 def test_the_dataset_url_is_a_grant_value_too(secure_node, mint):
     token = mint.passport(mint.visa("https://node.example.org/api/datasets/ds-controlled"))
-    resp = secure_node.test_client().get(Q + "&datasetIds=ds-controlled&requestedGranularity=count", headers=bearer(token))
+    resp = secure_node.test_client().get(
+        Q + "&datasetIds=ds-controlled&requestedGranularity=count", headers=bearer(token)
+    )
     assert resp.get_json()["responseSummary"]["numTotalResults"] == 12
 
 
@@ -190,7 +207,10 @@ def test_budget_exhaustion_per_ip_and_per_subject(tmp_path, jwks_files, fake_var
     from conftest import make_node
 
     app = make_node(
-        tmp_path, jwks_files, [{"id": "ds-public", "security_level": "PUBLIC"}], fake_variants,
+        tmp_path,
+        jwks_files,
+        [{"id": "ds-public", "security_level": "PUBLIC"}],
+        fake_variants,
         budget={"window_seconds": 60, "anonymous": 3, "registered": 4},
     )
     client = app.test_client()

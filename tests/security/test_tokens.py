@@ -58,7 +58,11 @@ def test_alg_none(verifier, mint):
 def test_hs256_signed_with_the_public_key(verifier, mint, keys):
     from cryptography.hazmat.primitives import serialization
 
-    pem = keys["rsa"].public_key().public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+    pem = (
+        keys["rsa"]
+        .public_key()
+        .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+    )
     header = _b64(json.dumps({"alg": "HS256", "typ": "JWT", "kid": "rsa-1"}).encode())
     payload = mint.token().split(".")[1]
     import hashlib
@@ -153,7 +157,11 @@ def test_pyjwt_refuses_hmac_with_pem_keys_anyway(keys):
     # Defence in depth: even if an algorithm list were misconfigured, PyJWT rejects a PEM key as HMAC secret.
     from cryptography.hazmat.primitives import serialization
 
-    pem = keys["rsa"].public_key().public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+    pem = (
+        keys["rsa"]
+        .public_key()
+        .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+    )
     with pytest.raises(jwt.InvalidKeyError):
         jwt.encode({"a": 1}, pem, algorithm="HS256")
 

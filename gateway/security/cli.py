@@ -1,0 +1,141 @@
+"""The security subcommands of `gateway`: keys rotate, erase, audit verify / export.
+
+The CLI acts locally as the operator; what it changes is audited like an HTTP call
+(caller `cli`, the login name of the process owner as issuer).
+"""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import sys
+
+from gateway.config import load_config
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+AUDITED_COMMANDS = ("ingest", "erase", "keys")
+
+
+def _open(cfg):
+    from gateway.store.metadata import MetadataStore
+
+    cfg.data_dir.mkdir(parents=True, exist_ok=True)
+    return MetadataStore.open(cfg.resolved_database_url, migrate=True)
+
+
+def _variants(cfg):
+    try:
+        from gateway.variants.store import VariantStore
+    except ImportError:
+        return None
+    return VariantStore(cfg.data_dir)
+
+
+def _audit(cfg):
+    from gateway.security.audit import AuditLog
+
+    return AuditLog(cfg.data_dir)
+
+
+def _who() -> dict:
+    try:
+        user = getpass.getuser()
+    except (KeyError, OSError):
+        user = "unknown"
+    return {"caller": "cli", "issuer": f"local:{user}"}
+
+
+def cmd_keys_rotate(args: argparse.Namespace) -> int:
+    from gateway.security.rotation import RotationError, rotate_keys
+
+    cfg = load_config()
+    store = _open(cfg)
+    try:
+        result = rotate_keys(cfg.data_dir, store, _audit(cfg))
+    except RotationError as exc:
+        print(str(exc), file=sys.stderr)
+        return EXIT_FAILED
+    finally:
+        store.close()
+    print(
+        f"rotated: {result['phenopackets']} phenopacket(s), {result['linked_samples']} linked sample(s); "
+        f"key chain length {result['chain_length']}. Restart the node's workers now."
+    )
+    return EXIT_OK
+
+
+def cmd_erase(args: argparse.Namespace) -> int:
+    from gateway.security.erasure import erase_dataset, erase_subject
+    from gateway.security.keys import secret_key
+
+    cfg = load_config()
+    store, variants, key = _open(cfg), _variants(cfg), secret_key(cfg)
+    try:
+        if args.subject:
+            result = erase_subject(store, variants, args.subject, key=key, audit=_audit(cfg), **_who())
+            print(
+                f"erased subject ({result.reference}): {result.phenopackets} phenopacket(s), {result.samples} sample(s)"
+            )
+        else:
+            result = erase_dataset(store, variants, args.dataset, key=key, audit=_audit(cfg), **_who())
+            print(f"withdrew dataset {args.dataset}: {result.phenopackets} phenopacket(s)")
+    except ValueError as exc:
+        print(str(exc), file=sys.stderr)
+        return EXIT_USAGE
+    finally:
+        store.close()
+    return EXIT_OK
+
+
+def cmd_audit_verify(args: argparse.Namespace) -> int:
+    result = _audit(load_config()).verify()
+    print(("OK: " if result.ok else "BROKEN: ") + result.message)
+    return EXIT_OK if result.ok else EXIT_FAILED
+
+
+def cmd_audit_export(args: argparse.Namespace) -> int:
+    log = _audit(load_config())
+    if args.output == "-":
+        log.export(sys.stdout, since=args.since)
+    else:
+        with open(args.output, "w", encoding="utf-8") as out:
+            n = log.export(out, since=args.since)
+        print(f"{n} record(s) written to {args.output}", file=sys.stderr)
+    return EXIT_OK
+
+
+def add_security_parsers(sub) -> None:
+    keys = sub.add_parser("keys", help="the pseudonymisation key").add_subparsers(dest="keys_command", required=True)
+    rotate = keys.add_parser("rotate", help="chain a new key onto the old ones and carry every stored id forward")
+    rotate.set_defaults(func=cmd_keys_rotate)
+
+    erase = sub.add_parser("erase", help="erase a subject (consent withdrawn) or withdraw a dataset")
+    what = erase.add_mutually_exclusive_group(required=True)
+    what.add_argument("--subject", metavar="PSEUDONYM", help="the subject's pseudonym (pid-…)")
+    what.add_argument("--dataset", metavar="ID")
+    erase.set_defaults(func=cmd_erase)
+
+    audit = sub.add_parser("audit", help="the audit log").add_subparsers(dest="audit_command", required=True)
+    verify = audit.add_parser("verify", help="check the hash chain; exit 1 when broken")
+    verify.set_defaults(func=cmd_audit_verify)
+    export = audit.add_parser("export", help="write the records as JSON lines")
+    export.add_argument("--output", "-o", default="-")
+    export.add_argument("--since", help="ISO time: only records from then on")
+    export.set_defaults(func=cmd_audit_export)
+
+
+def audit_cli_command(args: argparse.Namespace, status: int) -> None:
+    """One audit record for a CLI command that touched stored data (ingest; erase and keys audit themselves)."""
+    if getattr(args, "command", None) != "ingest":
+        return
+    cfg = load_config()
+    _audit(cfg).append(
+        decision="allowed" if status == 0 else "denied",
+        action=f"cli ingest {getattr(args, 'kind', '')}".strip(),
+        datasets=[d for d in [getattr(args, "dataset", None) or cfg.default_dataset] if d],
+        status=status,
+        **_who(),
+    )
+
+
+__all__ = ["add_security_parsers", "audit_cli_command"]
