@@ -1,7 +1,10 @@
 """The Beacon v2 HTTP surface (mounted at /api): parse, answer, send. No query logic here.
 
 Routes are generated from the entry-type registry: /{entry}, /{entry}/{id} and
-/{entry}/{id}/{other} for every registered entry type, GET and POST.
+/{entry}/{id}/{other} for every registered entry type, GET and POST; the informational
+endpoints (/, /info, /service-info, /configuration, /map, /entry_types, /filtering_terms,
+/{entry}/filtering_terms, /{collection}/{id}/filtering_terms) and /openapi.json are generated
+from the same registry.
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ from flask import Blueprint, request
 
 from gateway.api.context import services
 from gateway.api.render import json_response
+from gateway.beacon import informational, openapi
 from gateway.beacon.engine import QueryContext, answer
 from gateway.beacon.registry import EntryType, entry_type_for_path, entry_types
 from gateway.beacon.request import BeaconRequest, BeaconRequestError, parse_get, parse_post
@@ -26,7 +30,7 @@ def _context() -> QueryContext:
     s = services()
     # Per request: who asks (verified, gateway.security) and the notes their audit record is built from;
     # reads fall through to them, writes (per-application caches) still land in the shared `extra`.
-    extra = ChainMap(s.extra, {"caller": current_caller(), "audit": audit_notes()})
+    extra = ChainMap(s.extra, {"caller": current_caller(), "audit": audit_notes(), "services": s})
     return QueryContext(config=s.config, key=s.key, variants=s.variants, store=s.store, extra=extra)
 
 
@@ -48,10 +52,14 @@ def _serve(path: str, record_id: str | None = None, cross_link: str | None = Non
     node = services().config.node
     if entry is None:  # a route exists only for registered types; this guards a registry change at runtime
         return json_response(build_error(node, [Issue.error("not-found", f"/{path} is not served")], 404), 404)
+    # A cross-link takes the target entry type's parameters and answers with its records.
+    target = entry_type_for_path(cross_link) if cross_link is not None else entry
+    if target is None:
+        target = entry
     try:
-        parsed = _parse(entry)
+        parsed = _parse(target)
     except BeaconRequestError as exc:
-        return json_response(build_error(node, exc.issues, 400, entry), 400)
+        return json_response(build_error(node, exc.issues, 400, target), 400)
     try:
         context = _context()
     except TokenError as exc:  # only reached where the app-wide hook is not installed
@@ -61,9 +69,65 @@ def _serve(path: str, record_id: str | None = None, cross_link: str | None = Non
     return json_response(body, status)
 
 
+def _prefix(suffix: str) -> str:
+    """The mount point of this blueprint (/api, or /local/api in network mode), from the request path."""
+    path = request.path.rstrip("/")
+    return (
+        path[: len(path) - len(suffix.rstrip("/"))]
+        if suffix.rstrip("/") and path.endswith(suffix.rstrip("/"))
+        else path
+    )
+
+
+def _informational(build):
+    """Run an informational builder; the request body of a POST is read strictly but has nothing to ask."""
+    node = services().config.node
+    if request.method == "POST":
+        data = request.get_data(cache=False)
+        if data.strip():
+            try:
+                loads_strict(data, max_depth=services().config.max_json_depth)
+            except JSONInputError as exc:
+                return json_response(build_error(node, [exc.issue], 400), 400)
+    return json_response(build())
+
+
+def _visible_datasets(context: QueryContext, only: tuple[str, ...] | None = None) -> tuple[str, ...]:
+    """The datasets whose terms this caller may learn: those the security policy serves them for individuals."""
+    from gateway.beacon.engine import known_dataset_ids
+
+    known = known_dataset_ids(context)
+    datasets = known if only is None else tuple(d for d in only if d in known)
+    try:
+        from gateway.security.guard import AccessDenied, admit
+    except ImportError:  # a build without the security layer
+        return datasets
+    entry = entry_type_for_path("individuals")
+    probe = BeaconRequest(entry_type="individuals", requested_granularity="count")
+    try:
+        return admit(context, entry, probe, datasets).datasets
+    except AccessDenied:
+        return ()
+
+
+def _filtering_terms(scope: str | None = None, collection: str | None = None, record_id: str | None = None):
+    from gateway.beacon import collections
+
+    context = _context()
+    only = None
+    if collection == "datasets":
+        only = (record_id,)
+    elif collection == "cohorts":
+        only = (collections.dataset_of_cohort(record_id) or "",)
+    datasets = _visible_datasets(context, only)
+    terms = collections.filtering_terms(context, datasets, scope)
+    return _informational(lambda: informational.filtering_terms_response(context.config, terms))
+
+
 def beacon_blueprint() -> Blueprint:
     bp = Blueprint("beacon", __name__)
     methods = ["GET", "POST"]
+    _add_informational(bp, methods)
     for entry in entry_types():
         bp.add_url_rule(f"/{entry.path}", f"{entry.path}_list", _bind(entry.path), methods=methods)
         bp.add_url_rule(f"/{entry.path}/<record_id>", f"{entry.path}_one", _bind(entry.path), methods=methods)
@@ -71,6 +135,57 @@ def beacon_blueprint() -> Blueprint:
             f"/{entry.path}/<record_id>/<cross_link>", f"{entry.path}_cross", _bind(entry.path), methods=methods
         )
     return bp
+
+
+def _add_informational(bp: Blueprint, methods: list[str]) -> None:
+    def cfg():
+        return services().config
+
+    views = {
+        "/": lambda: _informational(lambda: informational.info(cfg(), _prefix("/"))),
+        "/info": lambda: _informational(lambda: informational.info(cfg(), _prefix("/info"))),
+        "/service-info": lambda: _informational(lambda: informational.service_info(cfg(), _prefix("/service-info"))),
+        "/configuration": lambda: _informational(lambda: informational.configuration(cfg())),
+        "/map": lambda: _informational(lambda: informational.beacon_map(cfg(), _prefix("/map"))),
+        "/entry_types": lambda: _informational(lambda: informational.entry_types_response(cfg())),
+        "/filtering_terms": lambda: _filtering_terms(),
+        "/openapi.json": lambda: json_response(openapi.openapi_document(cfg(), _prefix("/openapi.json"))),
+    }
+    for rule, view in views.items():
+        name = "info_" + (rule.strip("/").replace("-", "_").replace(".", "_") or "root")
+        view.__name__ = name
+        bp.add_url_rule(rule, name, view, methods=methods if rule != "/openapi.json" else ["GET"])
+    for entry in entry_types():
+        if entry.accepts_filters:
+            bp.add_url_rule(
+                f"/{entry.path}/filtering_terms",
+                f"{entry.path}_filtering_terms",
+                _scoped_terms(entry.path),
+                methods=methods,
+            )
+        if entry.collection:
+            bp.add_url_rule(
+                f"/{entry.path}/<record_id>/filtering_terms",
+                f"{entry.path}_id_filtering_terms",
+                _collection_terms(entry.path),
+                methods=methods,
+            )
+
+
+def _scoped_terms(path: str):
+    def view():
+        return _filtering_terms(scope=path)
+
+    view.__name__ = f"filtering_terms_{path}"
+    return view
+
+
+def _collection_terms(path: str):
+    def view(record_id: str):
+        return _filtering_terms(collection=path, record_id=record_id)
+
+    view.__name__ = f"filtering_terms_of_{path}"
+    return view
 
 
 def _bind(path: str):

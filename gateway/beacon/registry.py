@@ -38,6 +38,7 @@ class EntryType:
     handler: Callable[..., Any]  # (context, request, granularity, record_id) -> EntryAnswer
     cross_links: Mapping[str, Callable[..., Any]] = field(default_factory=dict)  # target path -> handler
     accepts_filters: bool = False  # False: filters are reported as unanswerable (a warning), not applied
+    collection: bool = False  # datasets/cohorts: record granularity answers beaconCollectionsResponse
 
     @property
     def returned_schema(self) -> dict[str, str]:
@@ -73,5 +74,5 @@ def register_cross_link(source_path: str, target_path: str, handler: Callable[..
 
 
 def _load_builtin() -> None:
-    # Importing the module registers the entry type; done lazily to avoid an import cycle.
-    from gateway.beacon import g_variants  # noqa: F401
+    # Importing the modules registers the entry types; done lazily to avoid an import cycle.
+    from gateway.beacon import links  # noqa: F401  (imports every entry type, then adds the cross-links)

@@ -84,7 +84,9 @@ def build_response(
     if granularity != "boolean":
         summary["numTotalResults"] = answer.total or 0
     response["responseSummary"] = summary
-    if granularity == "record":
+    if granularity == "record" and entry.collection:
+        response["response"] = {"collections": [r for rs in answer.result_sets for r in rs.records or ()]}
+    elif granularity == "record":
         response["response"] = {"resultSets": list(_result_sets(node, answer.result_sets, request))}
     if answer.info:
         response["info"] = answer.info

@@ -53,6 +53,8 @@ def validator(entity_id: str, kind: str):
 
 def validate_response(entry: EntryType, granularity: str, body: dict) -> None:
     kind = "errorResponse" if "error" in body else _ENVELOPE[granularity]
+    if kind == "resultsetsResponse" and entry.collection:
+        kind = "collectionsResponse"
     errors = list(validator(entry.id, kind).iter_errors(body))
     if errors:
         first = errors[0]

@@ -191,10 +191,10 @@ def test_single_variant_by_id(beacon_client, official):
     assert missing.status_code == 200 and missing.json["responseSummary"] == {"exists": False}
 
 
-def test_cross_link_not_yet_served_is_a_conformant_404(beacon_client, official):
-    response = beacon_client.get("/api/g_variants/ds1:GRCh38:22-1000-C-T/individuals")
+def test_unknown_cross_link_is_a_conformant_404(beacon_client, official):
+    response = beacon_client.get("/api/g_variants/ds1:GRCh38:22-1000-C-T/cohorts")
     assert response.status_code == 404
-    assert "individuals" in response.json["error"]["errorMessage"]
+    assert "cohorts" in response.json["error"]["errorMessage"]
     assert official(response.json) == []
 
 

@@ -38,7 +38,21 @@ def live_url():
 @pytest.fixture
 def gateway_node(app, live_url):
     """The gateway's own server with the Beacon tests' in-memory variants, over real HTTP."""
+    from dataclasses import replace
+
     from fake_store import sample_store
 
-    app.extensions["gateway"].variants = sample_store()
-    return live_url(app) + "/api"
+    services = app.extensions["gateway"]
+    services.variants = sample_store()
+    url = live_url(app)
+    # /map names absolute URLs from the node's configured base URL: make it the live server's.
+    # The fake store's datasets, declared open (as a test node's are) so that every granularity is served.
+    from gateway.config import DatasetConfig
+
+    declared = tuple(
+        DatasetConfig(id=d, name=d, security_level="PUBLIC", policy={"profile": "open"}) for d in ("ds1", "ds2")
+    )
+    services.config = replace(
+        services.config, node=replace(services.config.node, base_url=url), datasets=services.config.datasets + declared
+    )
+    return url + "/api"

@@ -1,0 +1,195 @@
+"""The `analyses` and `runs` entry types, derived from what each VCF ingest recorded.
+
+An ingest writes one immutable version of a dataset (gateway/variants/layout.py) whose `meta`
+table holds the assembly, the creation time and the record counts, and whose `samples` table
+holds each VCF sample with its linked individual and biosample. Each sample of the live version
+is one run (the sequencing that produced its genotypes) and one analysis (the variant calls
+ingested from the VCF).
+
+Limit, documented: a VCF does not say how it was sequenced or called, so runs carry no
+platform/library fields and analyses name the ingest pipeline, not the upstream caller; the
+dates are the ingest date. Ids are keyed derivations of (dataset, sample): sample names never leave.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from dataclasses import dataclass
+
+from gateway.beacon.engine import cache_of
+from gateway.beacon.individuals import check_record_id, no_parameters
+from gateway.beacon.registry import EntryType, register_entry_type
+from gateway.beacon.response import EntryAnswer, ResultSet
+from gateway.security.pseudonym import derived_id
+from gateway.variants.layout import current_version, dataset_dir
+
+PIPELINE = "gateway VCF ingest"
+
+
+@dataclass(frozen=True)
+class SampleRun:
+    dataset_id: str
+    run_id: str
+    analysis_id: str
+    biosample_id: str
+    individual_id: str | None
+    date: str  # YYYY-MM-DD
+    assembly: str
+    linked: bool
+    records: int
+
+
+def _version_samples(ctx, dataset_id: str) -> tuple[SampleRun, ...]:
+    """The runs of a dataset's live version (cached per version: versions are immutable)."""
+    data_dir = getattr(ctx.variants, "data_dir", None)
+    if data_dir is None:
+        return ()
+    try:
+        ds_dir = dataset_dir(data_dir, dataset_id)
+    except ValueError:
+        return ()
+    version = current_version(ds_dir)
+    if version is None:
+        return ()
+    cache = cache_of(ctx).setdefault("runs", {})
+    key = (dataset_id, version)
+    if key in cache:
+        return cache[key]
+    try:
+        conn = sqlite3.connect(f"file:{ds_dir / version}?mode=ro&immutable=1", uri=True)
+    except sqlite3.OperationalError:
+        return ()
+    try:
+        meta = dict(conn.execute("SELECT key, value FROM meta").fetchall())
+        samples = conn.execute("SELECT idx, name, individual_id, biosample_id FROM samples ORDER BY idx").fetchall()
+    except sqlite3.DatabaseError:
+        return ()
+    finally:
+        conn.close()
+    date = (meta.get("created") or "1970-01-01")[:10]
+    runs = []
+    for _, name, individual, biosample in samples:
+        if name.startswith("erased-"):  # an erased individual's sample keeps no trace
+            continue
+        runs.append(
+            SampleRun(
+                dataset_id=dataset_id,
+                run_id=derived_id(ctx.key, "run", dataset_id, name),
+                analysis_id=derived_id(ctx.key, "analysis", dataset_id, name),
+                # the same stable id g_variants gives an unlinked sample
+                biosample_id=biosample or derived_id(ctx.key, "biosample", dataset_id, name),
+                individual_id=individual,
+                date=date,
+                assembly=meta.get("assembly", ""),
+                linked=individual is not None,
+                records=int(meta.get("records_written") or 0),
+            )
+        )
+    result = tuple(runs)
+    if len(cache) > 256:
+        cache.clear()
+    cache[key] = result
+    return result
+
+
+def run_record(run: SampleRun) -> dict:
+    record = {"id": run.run_id, "biosampleId": run.biosample_id, "runDate": run.date}
+    if run.individual_id:
+        record["individualId"] = run.individual_id
+    record["info"] = {"datasetId": run.dataset_id, "source": "VCF genotypes", "assemblyId": run.assembly}
+    return record
+
+
+def analysis_record(run: SampleRun) -> dict:
+    record = {
+        "id": run.analysis_id,
+        "analysisDate": run.date,
+        "pipelineName": PIPELINE,
+        "runId": run.run_id,
+        "biosampleId": run.biosample_id,
+    }
+    if run.individual_id:
+        record["individualId"] = run.individual_id
+    record["info"] = {"datasetId": run.dataset_id, "assemblyId": run.assembly, "variantRecords": run.records}
+    return record
+
+
+def _answer(ctx, request, granularity, datasets, select, to_record) -> EntryAnswer:
+    result_sets = []
+    total = 0
+    for dataset_id in datasets:
+        runs = [r for r in _version_samples(ctx, dataset_id) if select(r)]
+        page = runs[request.offset : request.offset + request.limit] if granularity == "record" else []
+        result_sets.append(ResultSet(id=dataset_id, count=len(runs), records=[to_record(r) for r in page]))
+        total += len(runs)
+    return EntryAnswer(exists=total > 0, total=total, result_sets=result_sets)
+
+
+def _by(field: str, value: str):
+    return lambda run: getattr(run, field) == value
+
+
+def answer_runs(ctx, request, granularity, datasets, record_id=None) -> EntryAnswer:
+    select = _by("run_id", check_record_id(record_id)) if record_id is not None else (lambda run: True)
+    return _answer(ctx, request, granularity, datasets, select, run_record)
+
+
+def answer_analyses(ctx, request, granularity, datasets, record_id=None) -> EntryAnswer:
+    select = _by("analysis_id", check_record_id(record_id)) if record_id is not None else (lambda run: True)
+    return _answer(ctx, request, granularity, datasets, select, analysis_record)
+
+
+def runs_of(field: str, to_record):
+    def handler(ctx, request, granularity, datasets, record_id) -> EntryAnswer:
+        return _answer(ctx, request, granularity, datasets, _by(field, check_record_id(record_id)), to_record)
+
+    return handler
+
+
+def runs_of_biosample(to_record):
+    """Runs/analyses whose VCF sample is linked to the biosample."""
+
+    def handler(ctx, request, granularity, datasets, record_id) -> EntryAnswer:
+        return _answer(ctx, request, granularity, datasets, _by("biosample_id", check_record_id(record_id)), to_record)
+
+    return handler
+
+
+def find_run(ctx, datasets, field: str, value: str) -> SampleRun | None:
+    for dataset_id in datasets:
+        for run in _version_samples(ctx, dataset_id):
+            if getattr(run, field) == value:
+                return run
+    return None
+
+
+ANALYSES = register_entry_type(
+    EntryType(
+        id="analysis",
+        path="analyses",
+        name="Bioinformatics analyses",
+        description="One analysis per VCF sample of the live version of each dataset (the ingested variant calls).",
+        schema_id="beacon-analysis-v2.0.0",
+        default_schema="analyses/defaultSchema.json",
+        ontology_term={"id": "edam:operation_2945", "label": "Analysis"},
+        parameter_group="analysis",
+        parse_parameters=no_parameters("analyses"),
+        handler=answer_analyses,
+    )
+)
+
+RUNS = register_entry_type(
+    EntryType(
+        id="run",
+        path="runs",
+        name="Sequencing runs",
+        description="One run per VCF sample of the live version of each dataset; platform and library are not "
+        "recorded in a VCF and are therefore not reported.",
+        schema_id="beacon-run-v2.0.0",
+        default_schema="runs/defaultSchema.json",
+        ontology_term={"id": "NCIT:C148088", "label": "Sequencing run"},
+        parameter_group="run",
+        parse_parameters=no_parameters("runs"),
+        handler=answer_runs,
+    )
+)

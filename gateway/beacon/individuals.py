@@ -1,0 +1,243 @@
+"""The `individuals` and `biosamples` entry types, answered from the metadata store.
+
+Counts and existence are single SQL statements over the indexed columns and `phenopacket_terms`
+(never a document load); only the page of records asked for at record granularity reads its
+phenopacket documents, which the pure translator turns into Beacon records. Individual ids are the
+subjects' keyed pseudonyms, the same ids the variant store links VCF samples to.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+import sqlalchemy as sa
+
+from gateway.beacon.filters import FilterPlan, missing_terms, plan_filters
+from gateway.beacon.registry import EntryType, ParsedParameters, register_entry_type
+from gateway.beacon.request import BeaconRequest, BeaconRequestError
+from gateway.beacon.response import EntryAnswer, ResultSet
+from gateway.issues import Issue
+from gateway.store.tables import biosamples, phenopackets
+from translators.phenopacket_to_beacon import biosample_records, individual_record
+
+_RECORD_ID = re.compile(r"^[^\s/\\]{1,255}$")
+
+
+def no_parameters(group: str) -> Callable[[Mapping[str, Any], str], ParsedParameters]:
+    """A parser for entry types without request parameters of their own: anything given is an error."""
+
+    def parse(raw: Mapping[str, Any], prefix: str) -> ParsedParameters:
+        if raw:
+            name = sorted(raw)[0]
+            raise BeaconRequestError(
+                [
+                    Issue.error(
+                        "beacon-request",
+                        f"{group} takes no request parameter {name!r} (use filters; datasetIds selects datasets)",
+                        prefix + name,
+                    )
+                ]
+            )
+        return ParsedParameters(None, {})
+
+    return parse
+
+
+def check_record_id(record_id: str) -> str:
+    if not _RECORD_ID.fullmatch(record_id):
+        raise BeaconRequestError([Issue.error("beacon-request", "the id in the path is malformed", "/path/id")])
+    return record_id
+
+
+def require_store(ctx):
+    return ctx.store
+
+
+def filter_prefix(request: BeaconRequest) -> str:
+    return "/query/filters/"
+
+
+# --- the shared query ----------------------------------------------------------------------
+
+
+class Selection:
+    """What one request selects: the FROM clause, the conditions, the record builder."""
+
+    def __init__(self, kind: str, datasets: tuple[str, ...], plan: FilterPlan, extra: Sequence = ()):
+        self.kind = kind
+        self.datasets = datasets
+        self.plan = plan
+        p = phenopackets.c
+        if kind == "individuals":
+            self.source = phenopackets
+            self.dataset_col = p.dataset_id
+            self.order = p.pk
+        else:
+            self.source = biosamples.join(phenopackets, biosamples.c.phenopacket_pk == p.pk)
+            self.dataset_col = biosamples.c.dataset_id
+            self.order = (biosamples.c.phenopacket_pk, biosamples.c.biosample_id)
+        self.where = [self.dataset_col.in_(datasets), *plan.conditions, *extra]
+
+    def count_by_dataset(self, connection) -> dict[str, int]:
+        query = (
+            sa.select(self.dataset_col, sa.func.count())
+            .select_from(self.source)
+            .where(*self.where)
+            .group_by(self.dataset_col)
+        )
+        return {d: n for d, n in connection.execute(query)}
+
+    def count(self, connection) -> int:
+        return connection.execute(sa.select(sa.func.count()).select_from(self.source).where(*self.where)).scalar_one()
+
+    def exists(self, connection) -> bool:
+        return (
+            connection.execute(sa.select(sa.literal(1)).select_from(self.source).where(*self.where).limit(1)).first()
+            is not None
+        )
+
+    def page(self, connection, dataset_id: str, offset: int, limit: int) -> list[dict]:
+        p = phenopackets.c
+        order = self.order if isinstance(self.order, tuple) else (self.order,)
+        columns = [p.subject_id, p.document]
+        if self.kind == "biosamples":
+            columns.append(biosamples.c.biosample_id)
+        query = (
+            sa.select(*columns)
+            .select_from(self.source)
+            .where(*self.where, self.dataset_col == dataset_id)
+            .order_by(*order)
+            .offset(offset)
+            .limit(limit)
+        )
+        out = []
+        for row in connection.execute(query):
+            document = row.document if isinstance(row.document, dict) else {}
+            if self.kind == "individuals":
+                record = individual_record(document, individual_id=row.subject_id)
+                record.setdefault("info", {})["datasetId"] = dataset_id
+                out.append(record)
+            else:
+                wanted = [
+                    b for b in biosample_records(document, individual_id=row.subject_id) if b["id"] == row.biosample_id
+                ]
+                out.extend(wanted[:1])
+        return out
+
+
+def answer_selection(ctx, request: BeaconRequest, granularity: str, selection: Selection) -> EntryAnswer:
+    store = require_store(ctx)
+    info: dict = {}
+    if selection.plan.warnings:
+        info["warnings"] = list(selection.plan.warnings)
+    if store is None or selection.plan.unanswerable or not selection.datasets:  # no metadata store: nothing held
+        return EntryAnswer(exists=False, total=0, result_sets=_empty_sets(selection.datasets), info=info)
+    with store.engine.connect() as connection:
+        if granularity == "boolean":
+            exists = selection.exists(connection)
+            total = None
+            result_sets: list[ResultSet] = []
+        elif granularity == "count":
+            total = selection.count(connection)
+            exists = total > 0
+            result_sets = []
+        else:
+            counts = selection.count_by_dataset(connection)
+            total = sum(counts.values())
+            exists = total > 0
+            result_sets = []
+            for dataset_id in selection.datasets:
+                n = counts.get(dataset_id, 0)
+                records = (
+                    selection.page(connection, dataset_id, request.offset, request.limit) if n > request.offset else []
+                )
+                result_sets.append(ResultSet(id=dataset_id, count=n, records=records))
+        if not exists and selection.plan.term_checks:
+            absent = missing_terms(connection, selection.plan, selection.datasets)
+            if absent:
+                info.setdefault("warnings", []).append(
+                    f"no individual in the queried datasets is annotated with {', '.join(absent)} "
+                    "(or a descendant); see /filtering_terms for the terms present"
+                )
+    return EntryAnswer(exists=exists, total=total, result_sets=result_sets, info=info)
+
+
+def _empty_sets(datasets: tuple[str, ...]) -> list[ResultSet]:
+    return [ResultSet(id=d, count=0, records=[]) for d in datasets]
+
+
+def selection_for(kind: str, request: BeaconRequest, datasets: tuple[str, ...], extra: Sequence = ()) -> Selection:
+    plan = plan_filters(request.filters, datasets, kind, filter_prefix(request))
+    return Selection(kind, datasets, plan, extra)
+
+
+# --- handlers ------------------------------------------------------------------------------
+
+
+def answer_individuals(ctx, request, granularity, datasets, record_id=None) -> EntryAnswer:
+    extra = [phenopackets.c.subject_id == check_record_id(record_id)] if record_id is not None else []
+    return answer_selection(ctx, request, granularity, selection_for("individuals", request, datasets, extra))
+
+
+def answer_biosamples(ctx, request, granularity, datasets, record_id=None) -> EntryAnswer:
+    extra = [biosamples.c.biosample_id == check_record_id(record_id)] if record_id is not None else []
+    return answer_selection(ctx, request, granularity, selection_for("biosamples", request, datasets, extra))
+
+
+def individuals_with_ids(ctx, request, granularity, datasets, individual_ids: Sequence[str]) -> EntryAnswer:
+    ids = sorted(set(individual_ids))
+    extra = [phenopackets.c.subject_id.in_(ids)]
+    return answer_selection(ctx, request, granularity, selection_for("individuals", request, datasets, extra))
+
+
+def biosamples_of_individual(ctx, request, granularity, datasets, record_id) -> EntryAnswer:
+    extra = [phenopackets.c.subject_id == check_record_id(record_id)]
+    return answer_selection(ctx, request, granularity, selection_for("biosamples", request, datasets, extra))
+
+
+def individual_of_biosample(ctx, biosample_id: str, datasets: tuple[str, ...]) -> list[str]:
+    store = require_store(ctx)
+    if store is None:
+        return []
+    query = (
+        sa.select(phenopackets.c.subject_id)
+        .select_from(biosamples.join(phenopackets, biosamples.c.phenopacket_pk == phenopackets.c.pk))
+        .where(biosamples.c.biosample_id == check_record_id(biosample_id), biosamples.c.dataset_id.in_(datasets))
+    )
+    with store.engine.connect() as connection:
+        return [r[0] for r in connection.execute(query)]
+
+
+INDIVIDUALS = register_entry_type(
+    EntryType(
+        id="individual",
+        path="individuals",
+        name="Individuals",
+        description="The individuals of the node's datasets, derived from their stored phenopackets.",
+        schema_id="beacon-individual-v2.0.0",
+        default_schema="individuals/defaultSchema.json",
+        ontology_term={"id": "NCIT:C25190", "label": "Person"},
+        parameter_group="individual",
+        parse_parameters=no_parameters("individuals"),
+        handler=answer_individuals,
+        accepts_filters=True,
+    )
+)
+
+BIOSAMPLES = register_entry_type(
+    EntryType(
+        id="biosample",
+        path="biosamples",
+        name="Biosamples",
+        description="The biosamples of the node's individuals, derived from their stored phenopackets.",
+        schema_id="beacon-biosample-v2.0.0",
+        default_schema="biosamples/defaultSchema.json",
+        ontology_term={"id": "NCIT:C70699", "label": "Biospecimen"},
+        parameter_group="biosample",
+        parse_parameters=no_parameters("biosamples"),
+        handler=answer_biosamples,
+        accepts_filters=True,
+    )
+)

@@ -1,0 +1,132 @@
+"""The default model's cross-links between entry types (/{source}/{id}/{target}).
+
+Importing this module registers every entry type and then their cross-links, so the registry
+(and everything generated from it: routes, /map, /configuration, OpenAPI) is complete.
+A cross-link answers with the *target* entry type's records; the engine builds its envelope,
+validates it, and applies the security policy exactly as for a direct query.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+from gateway.beacon import analyses, collections, g_variants, individuals
+from gateway.beacon.registry import entry_type_for_path, register_cross_link
+from gateway.beacon.response import EntryAnswer, ResultSet
+from gateway.variants.store import split_variant_id
+
+ALL_CARRIED = 100_000  # variants of one individual read at once when they must be filtered by dataset
+
+
+def _variants_of_individual(ctx, request, granularity, datasets, individual_id: str) -> EntryAnswer:
+    store = ctx.variants
+    if store is None or not datasets:
+        return EntryAnswer(exists=False, total=0)
+    held_in = {
+        r.dataset_id
+        for d in store.datasets()
+        for r in analyses._version_samples(ctx, d)
+        if r.individual_id == individual_id
+    }
+    if held_in <= set(datasets):  # every dataset holding the individual may be shown: the store pages for us
+        hits, total = store.variants_of_individual(individual_id, skip=request.offset, limit=request.limit)
+    else:
+        every, _ = store.variants_of_individual(individual_id, skip=0, limit=ALL_CARRIED)
+        allowed = [h for h in every if h.dataset_id in datasets]
+        total = len(allowed)
+        hits = allowed[request.offset : request.offset + request.limit]
+    if granularity != "record":
+        return EntryAnswer(exists=total > 0, total=total)
+    by_dataset: dict[str, list] = {}
+    for hit in hits:
+        dataset = ctx.config.dataset(hit.dataset_id)
+        name = dataset.name if dataset and dataset.name else hit.dataset_id
+        by_dataset.setdefault(hit.dataset_id, []).append(
+            g_variants.variant_record(ctx, hit, store.carriers(hit.variant_id), name)
+        )
+    # One dataset holds the individual's genotypes (the usual case): its count is the total.
+    counts = {next(iter(held_in)): total} if len(held_in) == 1 else {d: len(v) for d, v in by_dataset.items()}
+    result_sets = [ResultSet(id=d, count=counts.get(d, 0), records=by_dataset.get(d, [])) for d in datasets]
+    return EntryAnswer(exists=total > 0, total=total, result_sets=result_sets)
+
+
+def individual_g_variants(ctx, request, granularity, datasets, record_id) -> EntryAnswer:
+    return _variants_of_individual(ctx, request, granularity, datasets, individuals.check_record_id(record_id))
+
+
+def biosample_g_variants(ctx, request, granularity, datasets, record_id) -> EntryAnswer:
+    owners = individuals.individual_of_biosample(ctx, record_id, datasets) if ctx.store is not None else []
+    runs = [r for d in datasets for r in analyses._version_samples(ctx, d) if r.biosample_id == record_id]
+    owners = sorted({*owners, *(r.individual_id for r in runs if r.individual_id)})
+    if not owners:
+        return EntryAnswer(exists=False, total=0, result_sets=[ResultSet(id=d, count=0, records=[]) for d in datasets])
+    return _variants_of_individual(ctx, request, granularity, datasets, owners[0])
+
+
+def _run_g_variants(field: str):
+    def handler(ctx, request, granularity, datasets, record_id) -> EntryAnswer:
+        run = analyses.find_run(ctx, datasets, field, individuals.check_record_id(record_id))
+        if run is None or run.individual_id is None:
+            info = {} if run is None else {"warnings": ["the VCF sample of this record is not linked to an individual"]}
+            return EntryAnswer(exists=False, total=0, info=info)
+        return _variants_of_individual(ctx, request, granularity, (run.dataset_id,), run.individual_id)
+
+    return handler
+
+
+def _carriers(ctx, datasets, record_id: str):
+    parts = split_variant_id(g_variants.check_variant_id(record_id))
+    if ctx.variants is None or parts is None or parts[0] not in datasets:
+        return []
+    return ctx.variants.carriers(record_id)
+
+
+def g_variant_individuals(ctx, request, granularity, datasets, record_id) -> EntryAnswer:
+    ids = [c.individual_id for c in _carriers(ctx, datasets, record_id) if c.individual_id]
+    return individuals.individuals_with_ids(ctx, request, granularity, datasets, ids)
+
+
+def g_variant_biosamples(ctx, request, granularity, datasets, record_id) -> EntryAnswer:
+    ids = sorted({c.biosample_id for c in _carriers(ctx, datasets, record_id) if c.biosample_id})
+    selection = individuals.selection_for(
+        "biosamples", request, datasets, [individuals.biosamples.c.biosample_id.in_(ids)]
+    )
+    return individuals.answer_selection(ctx, request, granularity, selection)
+
+
+def _within(select_datasets, target: str):
+    """/{collection}/{id}/{target}: the target's own handler over the collection's datasets."""
+
+    def handler(ctx, request, granularity, datasets, record_id) -> EntryAnswer:
+        chosen = select_datasets(record_id, datasets)
+        entry = entry_type_for_path(target)
+        return entry.handler(ctx, replace(request, dataset_ids=chosen), granularity, chosen, None)
+
+    return handler
+
+
+def _dataset_only(record_id: str, datasets: tuple[str, ...]) -> tuple[str, ...]:
+    wanted = individuals.check_record_id(record_id)
+    return tuple(d for d in datasets if d == wanted)
+
+
+_LINKS = {
+    ("individuals", "g_variants"): individual_g_variants,
+    ("individuals", "biosamples"): individuals.biosamples_of_individual,
+    ("individuals", "analyses"): analyses.runs_of("individual_id", analyses.analysis_record),
+    ("individuals", "runs"): analyses.runs_of("individual_id", analyses.run_record),
+    ("biosamples", "g_variants"): biosample_g_variants,
+    ("biosamples", "analyses"): analyses.runs_of_biosample(analyses.analysis_record),
+    ("biosamples", "runs"): analyses.runs_of_biosample(analyses.run_record),
+    ("g_variants", "individuals"): g_variant_individuals,
+    ("g_variants", "biosamples"): g_variant_biosamples,
+    ("analyses", "g_variants"): _run_g_variants("analysis_id"),
+    ("runs", "g_variants"): _run_g_variants("run_id"),
+    ("runs", "analyses"): analyses.runs_of("run_id", analyses.analysis_record),
+}
+for _target in ("individuals", "biosamples", "g_variants", "analyses", "runs"):
+    _LINKS[("datasets", _target)] = _within(_dataset_only, _target)
+    _LINKS[("cohorts", _target)] = _within(collections.cohort_datasets, _target)
+
+for (_source, _target), _handler in _LINKS.items():
+    register_cross_link(_source, _target, _handler)
