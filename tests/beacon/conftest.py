@@ -1,19 +1,15 @@
-"""Fixtures for the Beacon tests: a node over the in-memory fake store, and the official-schema check.
-
-The node is a minimal Flask app with only the Beacon blueprint, so these tests do not
-depend on the other surfaces; app.create_app registers the same blueprint at /api.
-"""
+"""Fixtures for the Beacon tests: a node (app.create_app) over the in-memory fake variant store,
+nodes over real ingested data, and the official-schema check."""
 
 from __future__ import annotations
 
+import atexit
+import shutil
+import tempfile
+
 import pytest
 from fake_store import sample_store
-from flask import Flask
 from official_schemas import BEACON, check_response
-
-from gateway.api.beacon import beacon_blueprint
-from gateway.api.context import Services
-from gateway.config import config_from_mapping
 
 TEST_KEY = b"k" * 32
 
@@ -23,21 +19,33 @@ TEST_KEY = b"k" * 32
 OPEN = {"security_level": "PUBLIC", "policy": {"profile": "open"}}
 
 
-def make_client(
-    variants,
-    datasets=({"id": "ds1", "name": "Cohort one", **OPEN}, {"id": "ds2", "name": "Cohort two", **OPEN}),
-):
-    config = config_from_mapping(
+UNLIMITED = {"budget": {"anonymous": None, "registered": None}}  # many queries from one test caller
+FAKE_DATASETS = ({"id": "ds1", "name": "Cohort one", **OPEN}, {"id": "ds2", "name": "Cohort two", **OPEN})
+
+
+def make_app(variants, datasets=FAKE_DATASETS, **overrides):
+    from app import create_app
+
+    data_dir = tempfile.mkdtemp(prefix="beacon-test-")
+    atexit.register(shutil.rmtree, data_dir, ignore_errors=True)
+    app = create_app(
         {
+            "data_dir": data_dir,
+            "secret_key": TEST_KEY.hex(),
             "node": {"id": "org.example.test", "base_url": "http://localhost"},
             "datasets": list(datasets),
             "testing": True,
+            "security": UNLIMITED,
+            **overrides,
         }
     )
-    app = Flask(__name__)
-    app.extensions["gateway"] = Services(config=config, key=TEST_KEY, operator_tokens=(), store=None, variants=variants)
-    app.register_blueprint(beacon_blueprint(), url_prefix="/api")
-    return app.test_client()
+    if variants is not None:
+        app.extensions["gateway"].variants = variants  # the in-memory store stands in for the VCF-backed one
+    return app
+
+
+def make_client(variants, datasets=FAKE_DATASETS):
+    return make_app(variants, datasets).test_client()
 
 
 @pytest.fixture(scope="session")
@@ -51,6 +59,14 @@ def fake_store():
     return sample_store()
 
 
+@pytest.fixture(scope="session")
+def fake_node():
+    app = make_app(sample_store())
+    yield app
+    app.extensions["gateway"].store.close()
+
+
 @pytest.fixture
-def beacon_client(fake_store):
-    return make_client(fake_store)
+def beacon_client(fake_node, fake_store):
+    fake_node.extensions["gateway"].variants = fake_store  # a fresh fake store per test, one app per session
+    return fake_node.test_client()

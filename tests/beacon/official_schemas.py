@@ -5,7 +5,8 @@ The upstream defects are worked around here, in resolution only, never by relaxi
 - `https://w3id.org/ga4gh/schema/vrs/1.3/vrs.json` → ../shared/reference/vrs-1.3/vrs.json (draft-07);
 - the dangling `models/.../common/info.json` → framework/json/common/info.json;
 - the OpenAPI `oneOf` over the three result envelopes always fails (the schemas are open), so the
-  envelope is chosen by `meta.returnedGranularity`, as beacon-verifier does.
+  envelope is chosen by `meta.returnedGranularity`, as beacon-verifier does (and beaconCollectionsResponse
+  when a record answer holds `response.collections`, as /datasets and /cohorts do).
 Usable from any test: `check_response(body)` returns the list of error messages (empty: conformant).
 """
 
@@ -77,15 +78,41 @@ def errors_against(path: Path, instance) -> list[str]:
     return [f"{'/'.join(map(str, e.absolute_path))}: {e.message}" for e in validator(path).iter_errors(instance)]
 
 
+INFORMATIONAL = {
+    "info": "responses/beaconInfoResponse.json",
+    "configuration": "responses/beaconConfigurationResponse.json",
+    "map": "responses/beaconMapResponse.json",
+    "entry_types": "responses/beaconEntryTypesResponse.json",
+    "filtering_terms": "responses/beaconFilteringTermsResponse.json",
+    "service-info": "responses/ga4gh-service-info-1-0-0-schema.json",
+}
+
+
+def check_informational(kind: str, body: dict) -> list[str]:
+    """Conformance errors of an informational response (`kind` names the endpoint, as in INFORMATIONAL)."""
+    return errors_against(FRAMEWORK / INFORMATIONAL[kind], body)
+
+
 def check_response(body: dict) -> list[str]:
-    """Every conformance error of a Beacon entry-type response (boolean, count, record or error)."""
+    """Every conformance error of a Beacon entry-type response (boolean, count, record, collections or error)."""
     if "error" in body:
         return errors_against(FRAMEWORK / "responses" / "beaconErrorResponse.json", body)
     meta = body.get("meta") or {}
     granularity = meta.get("returnedGranularity")
     if granularity not in ENVELOPES:
         return [f"meta.returnedGranularity is {granularity!r}"]
-    errors = errors_against(FRAMEWORK / ENVELOPES[granularity], body)
+    collections = granularity == "record" and "collections" in (body.get("response") or {})
+    envelope = "responses/beaconCollectionsResponse.json" if collections else ENVELOPES[granularity]
+    errors = errors_against(FRAMEWORK / envelope, body)
+    if collections:
+        entities = {s.get("entityType") for s in meta.get("returnedSchemas", [])}
+        schemas = [MODELS / RECORD_SCHEMAS[e] for e in entities if e in RECORD_SCHEMAS]
+        if not schemas:
+            errors.append(f"no official record schema for returnedSchemas {sorted(map(str, entities))}")
+        for j, record in enumerate(body["response"]["collections"]):
+            for schema in schemas:
+                errors += [f"collections/{j}/{e}" for e in errors_against(schema, record)]
+        return errors
     if granularity == "record":
         entities = {s.get("entityType") for s in meta.get("returnedSchemas", [])}
         record_schemas = [MODELS / RECORD_SCHEMAS[e] for e in entities if e in RECORD_SCHEMAS]
