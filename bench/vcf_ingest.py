@@ -78,9 +78,13 @@ def compare(label: str, path: Path, fmt: str, floor: float, repeat: int, assembl
     their_rate = statistics.median(r["records"] / r["seconds"] for r in theirs)
     ratio = our_rate / their_rate
     rss = max(max(r["rss_parent_mb"], r["rss_child_mb"]) for r in ours)
-    print(f"{label}: {path.name}, {records} records, {ours[0]['variants']} variants, store {ours[0]['store_mb']:.1f} MB")
+    print(
+        f"{label}: {path.name}, {records} records, {ours[0]['variants']} variants, store {ours[0]['store_mb']:.1f} MB"
+    )
     print(f"  bcftools query        {their_rate:10,.0f} records/s")
-    print(f"  ingest (query-ready)  {our_rate:10,.0f} records/s   ratio {ratio:.2f}x  (floor {floor}x)  {'OK' if ratio >= floor else 'BELOW FLOOR'}")
+    print(
+        f"  ingest (query-ready)  {our_rate:10,.0f} records/s   ratio {ratio:.2f}x  (floor {floor}x)  {'OK' if ratio >= floor else 'BELOW FLOOR'}"
+    )
     print(f"  ingest peak RSS       {rss:10.0f} MB (parent or parsing child; target <= 500 MB)")
 
 
