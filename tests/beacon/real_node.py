@@ -38,7 +38,7 @@ def build_real_node(data_dir: Path):
     services = app.extensions["gateway"]
     stored = 0
     for doc in reference_phenopackets():
-        results, reports = ingest_phenopackets([doc], store=services.store, key=services.key, dataset_id=PXF_DATASET)
+        results, _ = ingest_phenopackets([doc], store=services.store, key=services.key, dataset_id=PXF_DATASET)
         stored += len(results)
     assert stored >= 250, stored  # nearly all reference files are valid phenopackets
     return app

@@ -1,4 +1,4 @@
-"""The complete Beacon v2 API over real data: every endpoint × GET/POST × granularity against the OFFICIAL
+"""The complete Beacon v2 API over real data: every endpoint, GET and POST, and granularity against the OFFICIAL
 schemas, cross-links with real ids, informational endpoints, and filter semantics checked against an
 independent computation over the stored phenopackets."""
 
