@@ -8,7 +8,7 @@ import os
 import uuid
 
 import pytest
-from conftest import OPERATOR_TOKEN, audit_records, bearer
+from sechelpers import OPERATOR_TOKEN, audit_records, bearer
 
 from gateway.security.audit import AuditLog
 from gateway.security.budget import MemoryBudget, QueryBudget, RedisBudget
@@ -180,7 +180,7 @@ def test_oversized_and_deeply_nested_bodies(secure_node):
 
 
 def test_security_headers_and_no_cors_on_protected_endpoints(tmp_path, jwks_files, fake_variants):
-    from conftest import make_node
+    from sechelpers import make_node
 
     app = make_node(
         tmp_path,

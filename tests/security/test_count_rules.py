@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import pytest
-from conftest import bearer, make_node
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from secfakes import FakeVariantStore
+from sechelpers import bearer, make_node
 
 from gateway.security.policy import rounded, suppressed
 from gateway.variants.query import VariantHit

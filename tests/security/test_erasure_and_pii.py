@@ -7,7 +7,7 @@ import logging
 from pathlib import Path
 
 import pytest
-from conftest import OPERATOR_TOKEN, audit_records, bearer, make_node
+from sechelpers import OPERATOR_TOKEN, audit_records, bearer, make_node
 
 FHIR = Path(__file__).resolve().parents[2] / ".." / "shared" / "reference" / "fhir"
 MARFAN = "mii-seltene-erkrankungen/Bundle-bundle-marfan-complete.json"

@@ -8,7 +8,7 @@ import time
 
 import jwt
 import pytest
-from conftest import AUDIENCE, ISSUER, NETWORK_AUDIENCE, security_section
+from sechelpers import AUDIENCE, ISSUER, NETWORK_AUDIENCE, security_section
 
 from gateway.security.tokens import JWKSCache, TokenError, TokenVerifier
 

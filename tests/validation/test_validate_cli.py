@@ -225,9 +225,17 @@ def test_fhir_examples_and_profile(capsys, fhir_dir, tmp_path):
 
 @pytest.fixture
 def beacon_answers(app):
+    from dataclasses import replace
+
     from fake_store import sample_store  # the Beacon tests' in-memory variant store (tests/beacon)
 
-    app.extensions["gateway"].variants = sample_store()
+    from gateway.config import DatasetConfig
+
+    services = app.extensions["gateway"]
+    services.variants = sample_store()
+    # The fake store's datasets, declared with an open policy (gateway.security.policy) so every granularity is served.
+    declared = tuple(DatasetConfig(id=d, security_level="PUBLIC", policy={"profile": "open"}) for d in ("ds1", "ds2"))
+    services.config = replace(services.config, datasets=services.config.datasets + declared)
     client = app.test_client()
     return {
         granularity: client.get(f"/api/g_variants?requestedGranularity={granularity}").get_json()
