@@ -18,6 +18,7 @@ from pathlib import Path
 from gateway.config import Config
 from gateway.issues import Report
 from gateway.security.pseudonym import pseudonymise
+from gateway.variants.layout import pid_alive
 
 JOBS_DIR = "jobs"
 
@@ -139,26 +140,10 @@ def read_job(data_dir: Path, job_id: str) -> dict | None:
         state = json.loads(_job_path(data_dir, job_id).read_text(encoding="utf-8"))
     except (FileNotFoundError, json.JSONDecodeError):
         return None
-    if state.get("status") == "running" and not _alive(state.get("pid")):
+    if state.get("status") == "running" and not (state.get("pid") and pid_alive(state["pid"])):
         state["status"] = "failed"
         state["error"] = "the ingest process ended unexpectedly; the dataset is unchanged"
     return state
-
-
-def _alive(pid: int | None) -> bool:
-    if not pid:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    try:  # a zombie child counts as ended
-        done, _ = os.waitpid(pid, os.WNOHANG)
-        return done == 0
-    except ChildProcessError:
-        return True
 
 
 def new_job_id() -> str:

@@ -94,7 +94,7 @@ def switch_pointer(ds_dir: Path, version: str | None) -> None:
     _fsync_dir(ds_dir)
 
 
-def _pid_alive(pid: int) -> bool:
+def pid_alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -129,7 +129,7 @@ def cleanup_dataset_dir(ds_dir: Path) -> list[str]:
         if entry.name in (POINTER, live):
             continue
         pid = _writer_pid(entry.name)
-        if pid is not None and not _pid_alive(pid):
+        if pid is not None and not pid_alive(pid):
             with contextlib.suppress(FileNotFoundError):
                 entry.unlink()
             removed.append(entry.name)
