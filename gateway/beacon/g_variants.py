@@ -446,7 +446,7 @@ def answer_g_variants(ctx, request, granularity: str, datasets: tuple[str, ...],
         )
         dataset = ctx.config.dataset(dataset_id)
         name = dataset.name if dataset and dataset.name else dataset_id
-        records = [variant_record(ctx, h, store.carriers(h.variant_id), name) for h in hits]
+        records = [variant_record(ctx, h, store.carriers(h.variant_id, limit=MAX_CASE_LEVEL), name) for h in hits]
         result_sets.append(ResultSet(id=dataset_id, count=dataset_total, records=records))
         total += dataset_total
     return EntryAnswer(exists=total > 0, total=total, result_sets=result_sets)

@@ -350,7 +350,8 @@ class VariantStore:
         row = ds.conn.execute(f"SELECT {_COLUMNS} FROM variants WHERE vkey = ?", (parts[2],)).fetchone()
         return ds.hit(row) if row else None
 
-    def carriers(self, variant_id: str) -> list[Carrier]:
+    def carriers(self, variant_id: str, limit: int | None = None) -> list[Carrier]:
+        """The variant's carriers in sample order; `limit` builds only the first ones (records show 100)."""
         parts = split_variant_id(variant_id)
         ds = self._open(parts[0]) if parts else None
         if ds is None or ds.assembly != parts[1]:
@@ -361,10 +362,10 @@ class VariantStore:
         if row is None:
             return []
         table = ds.sample_table()
-        idxs = decode_set(row[0]).tolist()
+        idxs = decode_set(row[0])[:limit].tolist()
         zygs = row[1]
         out = []
-        for idx, zyg in zip(idxs, zygs, strict=True):
+        for idx, zyg in zip(idxs, zygs, strict=False):  # zygs is longer when limited
             name, individual, biosample = table[idx]
             out.append(Carrier(name, biosample, individual, ZYGOSITY_GENO[zyg]))
         return out

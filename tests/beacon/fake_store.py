@@ -67,8 +67,8 @@ class FakeVariantStore:
     def get(self, variant_id):
         return next((h for h in self.hits if h.variant_id == variant_id), None)
 
-    def carriers(self, variant_id):
-        return list(self._carriers.get(variant_id, []))
+    def carriers(self, variant_id, limit=None):
+        return list(self._carriers.get(variant_id, []))[:limit]
 
 
 def hit(dataset, chrom, start, ref, alt, vtype, end=None, **kw) -> VariantHit:
