@@ -74,6 +74,7 @@ def free_port() -> int:
 
 class _Faulty(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
+    disable_nagle_algorithm = True
     behaviour = "html"
     release: threading.Event
 
