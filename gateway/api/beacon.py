@@ -125,6 +125,12 @@ def _filtering_terms(scope: str | None = None, collection: str | None = None, re
 
 
 def beacon_blueprint() -> Blueprint:
+    import threading
+
+    from gateway.beacon import ontology
+
+    # Load the embedded HPO (≈1.5 s) now, off the request path: the first descendant filter must not pay it.
+    threading.Thread(target=ontology.warm, name="hpo-warm", daemon=True).start()
     bp = Blueprint("beacon", __name__)
     methods = ["GET", "POST"]
     _add_informational(bp, methods)

@@ -9,6 +9,7 @@ subjects' keyed pseudonyms, the same ids the variant store links VCF samples to.
 from __future__ import annotations
 
 import re
+import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -19,7 +20,7 @@ from gateway.beacon.registry import EntryType, ParsedParameters, register_entry_
 from gateway.beacon.request import BeaconRequest, BeaconRequestError
 from gateway.beacon.response import EntryAnswer, ResultSet
 from gateway.issues import Issue
-from gateway.store.tables import biosamples, phenopackets
+from gateway.store.tables import biosamples, phenopacket_terms, phenopackets
 from translators.phenopacket_to_beacon import biosample_records, individual_record
 
 _RECORD_ID = re.compile(r"^[^\s/\\]{1,255}$")
@@ -168,8 +169,45 @@ def _empty_sets(datasets: tuple[str, ...]) -> list[ResultSet]:
     return [ResultSet(id=d, count=0, records=[]) for d in datasets]
 
 
-def selection_for(kind: str, request: BeaconRequest, datasets: tuple[str, ...], extra: Sequence = ()) -> Selection:
-    plan = plan_filters(request.filters, datasets, kind, filter_prefix(request))
+PRESENT_TERMS_TTL_S = 5.0  # PostgreSQL: how long the set of present terms is reused
+
+
+def present_terms(ctx) -> frozenset[str] | None:
+    """Every term in `phenopacket_terms`, cached until the table changes.
+
+    SQLite: keyed on max(rowid), which grows with every insert (a replaced patient's terms are
+    re-inserted), so a new term is never missed. PostgreSQL has no such cheap marker: the set is
+    reused for PRESENT_TERMS_TTL_S seconds (a term first stored within that window may be missed by a
+    broad descendant filter; exact and narrow filters never use the set).
+    """
+    store = ctx.store
+    if store is None:
+        return None
+    from gateway.beacon.engine import cache_of
+
+    cache = cache_of(ctx)
+    now = time.monotonic()
+    cached = cache.get("present_terms")
+    sqlite = store.engine.dialect.name == "sqlite"
+    with store.engine.connect() as connection:
+        if sqlite:
+            marker = connection.execute(sa.text("SELECT max(rowid) FROM phenopacket_terms")).scalar()
+            if cached is not None and cached[0] == marker:
+                return cached[1]
+        elif cached is not None and now - cached[2] < PRESENT_TERMS_TTL_S:
+            return cached[1]
+        else:
+            marker = now
+        terms = frozenset(r[0] for r in connection.execute(sa.select(phenopacket_terms.c.term).distinct()))
+    cache["present_terms"] = (marker, terms, now)
+    return terms
+
+
+def selection_for(
+    kind: str, request: BeaconRequest, datasets: tuple[str, ...], extra: Sequence = (), ctx=None
+) -> Selection:
+    present = (lambda: present_terms(ctx)) if ctx is not None else None
+    plan = plan_filters(request.filters, datasets, kind, filter_prefix(request), present=present)
     return Selection(kind, datasets, plan, extra)
 
 
@@ -178,23 +216,23 @@ def selection_for(kind: str, request: BeaconRequest, datasets: tuple[str, ...], 
 
 def answer_individuals(ctx, request, granularity, datasets, record_id=None) -> EntryAnswer:
     extra = [phenopackets.c.subject_id == check_record_id(record_id)] if record_id is not None else []
-    return answer_selection(ctx, request, granularity, selection_for("individuals", request, datasets, extra))
+    return answer_selection(ctx, request, granularity, selection_for("individuals", request, datasets, extra, ctx))
 
 
 def answer_biosamples(ctx, request, granularity, datasets, record_id=None) -> EntryAnswer:
     extra = [biosamples.c.biosample_id == check_record_id(record_id)] if record_id is not None else []
-    return answer_selection(ctx, request, granularity, selection_for("biosamples", request, datasets, extra))
+    return answer_selection(ctx, request, granularity, selection_for("biosamples", request, datasets, extra, ctx))
 
 
 def individuals_with_ids(ctx, request, granularity, datasets, individual_ids: Sequence[str]) -> EntryAnswer:
     ids = sorted(set(individual_ids))
     extra = [phenopackets.c.subject_id.in_(ids)]
-    return answer_selection(ctx, request, granularity, selection_for("individuals", request, datasets, extra))
+    return answer_selection(ctx, request, granularity, selection_for("individuals", request, datasets, extra, ctx))
 
 
 def biosamples_of_individual(ctx, request, granularity, datasets, record_id) -> EntryAnswer:
     extra = [phenopackets.c.subject_id == check_record_id(record_id)]
-    return answer_selection(ctx, request, granularity, selection_for("biosamples", request, datasets, extra))
+    return answer_selection(ctx, request, granularity, selection_for("biosamples", request, datasets, extra, ctx))
 
 
 def individual_of_biosample(ctx, biosample_id: str, datasets: tuple[str, ...]) -> list[str]:

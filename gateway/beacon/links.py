@@ -89,7 +89,7 @@ def g_variant_individuals(ctx, request, granularity, datasets, record_id) -> Ent
 def g_variant_biosamples(ctx, request, granularity, datasets, record_id) -> EntryAnswer:
     ids = sorted({c.biosample_id for c in _carriers(ctx, datasets, record_id) if c.biosample_id})
     selection = individuals.selection_for(
-        "biosamples", request, datasets, [individuals.biosamples.c.biosample_id.in_(ids)]
+        "biosamples", request, datasets, [individuals.biosamples.c.biosample_id.in_(ids)], ctx
     )
     return individuals.answer_selection(ctx, request, granularity, selection)
 
