@@ -77,7 +77,7 @@ class FakeVariantStore:
     def carrier_count(self, q):
         return sum(h.carrier_count for h in self._matching(q))
 
-    def carriers(self, variant_id):
+    def carriers(self, variant_id, limit=None):
         return self._carriers.get(variant_id, [])
 
     def get(self, variant_id):
