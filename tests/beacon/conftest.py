@@ -8,8 +8,9 @@ import shutil
 import tempfile
 
 import pytest
-from fake_store import sample_store
-from official_schemas import BEACON, check_response
+
+from tests.beacon.fake_store import sample_store
+from tests.beacon.official_schemas import BEACON, check_response
 
 TEST_KEY = b"k" * 32
 

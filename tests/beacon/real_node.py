@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from official_schemas import REFERENCE
+from tests.beacon.official_schemas import REFERENCE
 
 PXF_DATASET = "pxf"
 OPEN = {"security_level": "PUBLIC", "policy": {"profile": "open"}}
@@ -23,9 +23,8 @@ def reference_phenopackets() -> list[dict]:
 
 
 def build_real_node(data_dir: Path):
-    from conftest import make_app
-
     from gateway.services.ingest import ingest_phenopackets
+    from tests.beacon.conftest import make_app
 
     app = make_app(
         None,

@@ -7,10 +7,10 @@ from __future__ import annotations
 import itertools
 
 import pytest
-from official_schemas import check_informational, check_response
-from real_node import PXF_DATASET, build_real_node
 
 from gateway.demo import DEMO_DATASET_ID
+from tests.beacon.official_schemas import check_informational, check_response
+from tests.beacon.real_node import PXF_DATASET, build_real_node
 
 ENTRIES = ("individuals", "biosamples", "g_variants", "analyses", "runs", "datasets", "cohorts")
 GRANULARITIES = ("boolean", "count", "record")

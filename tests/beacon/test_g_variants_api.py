@@ -4,8 +4,9 @@ conformant to the official schemas and answers what the store holds."""
 from __future__ import annotations
 
 import pytest
-from conftest import OPEN, make_client
-from fake_store import sample_store
+
+from tests.beacon.conftest import OPEN, make_client
+from tests.beacon.fake_store import sample_store
 
 # (name, flat parameters, expected number of matching variants in both datasets)
 QUERIES = [

@@ -6,9 +6,9 @@ import random
 
 import pysam
 import pytest
-from conftest import OPEN, make_client
 
 from gateway.variants.normalise import chromosome_length, normalise_reference_name
+from tests.beacon.conftest import OPEN, make_client
 
 SAMPLES = [f"S{i:02d}" for i in range(12)]
 CONTIGS = ("chr21", "chr22")

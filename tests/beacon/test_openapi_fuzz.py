@@ -21,7 +21,7 @@ schema = schemathesis.pytest.from_fixture("beacon_schema")
 
 @pytest.fixture(scope="module")
 def beacon_schema():
-    from conftest import make_app
+    from tests.beacon.conftest import make_app
 
     # The synthetic cohort (FHIR patients, their VCF) ingested through the real pipelines behind one node.
     app = make_app(None, demo=True)

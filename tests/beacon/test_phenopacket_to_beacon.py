@@ -5,8 +5,7 @@ from __future__ import annotations
 
 import json
 
-from official_schemas import MODELS, REFERENCE, errors_against
-
+from tests.beacon.official_schemas import MODELS, REFERENCE, errors_against
 from translators.phenopacket_to_beacon import biosample_records, individual_record, sex_term, time_element
 
 

@@ -2,14 +2,10 @@
 
 from __future__ import annotations
 
-import sys
 import threading
-from pathlib import Path
 
 import pytest
 from werkzeug.serving import make_server
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "beacon"))
 
 
 def _serve(app):
@@ -40,7 +36,7 @@ def gateway_node(app, live_url):
     """The gateway's own server with the Beacon tests' in-memory variants, over real HTTP."""
     from dataclasses import replace
 
-    from fake_store import sample_store
+    from tests.beacon.fake_store import sample_store
 
     services = app.extensions["gateway"]
     services.variants = sample_store()

@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import json
 
-from broken_beacon import create_broken_app
-
 from gateway.cli import main
 from gateway.conformance import verify
+from tests.conformance.broken_beacon import create_broken_app
 
 
 def names(checks, *, failed=True):

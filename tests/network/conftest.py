@@ -9,25 +9,20 @@ from __future__ import annotations
 
 import json
 import socket
-import sys
 import threading
 import time
 from contextlib import contextmanager, suppress
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import Path
 
 import pytest
 from flask import Flask
 from werkzeug.serving import make_server
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "beacon"))
-
-from fake_store import sample_store
-from official_schemas import check_response
-
 from gateway.api.beacon import beacon_blueprint
 from gateway.api.context import Services
 from gateway.config import config_from_mapping
+from tests.beacon.fake_store import sample_store
+from tests.beacon.official_schemas import check_response
 
 TEST_KEY = b"n" * 32
 # declared explicitly so the security defaults (thresholds, rounding) do not change the answers

@@ -9,9 +9,10 @@ import time
 
 import jwt
 import pytest
-from conftest import faulty_peer, network_app, serve
 from cryptography.hazmat.primitives.asymmetric import rsa
-from fake_store import sample_store
+
+from tests.beacon.fake_store import sample_store
+from tests.network.conftest import faulty_peer, network_app, serve
 
 ISSUER = "https://aai.example.org/"
 VISA_ISSUER = "https://visas.example.org/"

@@ -19,7 +19,8 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-from conftest import free_port
+
+from tests.network.conftest import free_port
 
 REPO = Path(__file__).resolve().parents[2]
 REFERENCE = (REPO / ".." / "shared" / "reference").resolve()

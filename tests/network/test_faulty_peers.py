@@ -8,9 +8,9 @@ import time
 from contextlib import ExitStack
 
 import pytest
-from conftest import faulty_peer, free_port, network_app
 
 from gateway.network.client import Call, FanOut
+from tests.network.conftest import faulty_peer, free_port, network_app
 
 QUERY = {"referenceName": "17", "start": "43045711", "alternateBases": "A", "requestedGranularity": "count"}
 # behaviour -> (expected status, words in the reason)

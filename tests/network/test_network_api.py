@@ -5,8 +5,9 @@ assembly rule, local data, pagination. Every body is checked against the officia
 from __future__ import annotations
 
 import pytest
-from conftest import faulty_peer, network_app, peer_app, serve
-from official_schemas import FRAMEWORK, errors_against
+
+from tests.beacon.official_schemas import FRAMEWORK, errors_against
+from tests.network.conftest import faulty_peer, network_app, peer_app, serve
 
 BRCA1 = {"referenceName": "17", "start": "43045711", "alternateBases": "A"}
 CHR22 = {"referenceName": "22", "start": "0", "end": "100000"}

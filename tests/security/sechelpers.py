@@ -12,7 +12,8 @@ from pathlib import Path
 import jwt
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
-from secfakes import FakeVariantStore
+
+from tests.security.secfakes import FakeVariantStore
 
 ISSUER = "https://login.example.org/"
 VISA_ISSUER = "https://visas.example.org/"

@@ -5,7 +5,8 @@ from __future__ import annotations
 import time
 
 import pytest
-from sechelpers import OPERATOR_TOKEN, audit_records, bearer
+
+from tests.security.sechelpers import OPERATOR_TOKEN, audit_records, bearer
 
 Q = "/api/g_variants?referenceName=1&start=1000&end=1012&assemblyId=GRCh38"
 
@@ -204,7 +205,7 @@ def test_phenotype_plus_variant_is_yes_no_for_anonymous(secure_node):
 
 
 def test_budget_exhaustion_per_ip_and_per_subject(tmp_path, jwks_files, fake_variants, mint):
-    from sechelpers import make_node
+    from tests.security.sechelpers import make_node
 
     app = make_node(
         tmp_path,

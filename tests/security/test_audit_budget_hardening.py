@@ -8,11 +8,11 @@ import os
 import uuid
 
 import pytest
-from sechelpers import OPERATOR_TOKEN, audit_records, bearer
 
 from gateway.security.audit import AuditLog
 from gateway.security.budget import MemoryBudget, QueryBudget, RedisBudget
 from gateway.security.caller import Caller, client_ip, parse_networks
+from tests.security.sechelpers import OPERATOR_TOKEN, audit_records, bearer
 
 
 def _append_many(path: str, n: int) -> None:
@@ -180,7 +180,7 @@ def test_oversized_and_deeply_nested_bodies(secure_node):
 
 
 def test_security_headers_and_no_cors_on_protected_endpoints(tmp_path, jwks_files, fake_variants):
-    from sechelpers import make_node
+    from tests.security.sechelpers import make_node
 
     app = make_node(
         tmp_path,

@@ -5,11 +5,11 @@ from __future__ import annotations
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from secfakes import FakeVariantStore
-from sechelpers import bearer, make_node
 
 from gateway.security.policy import rounded, suppressed
 from gateway.variants.query import VariantHit
+from tests.security.secfakes import FakeVariantStore
+from tests.security.sechelpers import bearer, make_node
 
 
 @given(st.integers(min_value=0, max_value=10**6), st.integers(1, 100), st.integers(1, 20))

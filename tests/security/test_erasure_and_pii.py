@@ -7,7 +7,8 @@ import logging
 from pathlib import Path
 
 import pytest
-from sechelpers import OPERATOR_TOKEN, audit_records, bearer, make_node
+
+from tests.security.sechelpers import OPERATOR_TOKEN, audit_records, bearer, make_node
 
 FHIR = Path(__file__).resolve().parents[2] / ".." / "shared" / "reference" / "fhir"
 MARFAN = "mii-seltene-erkrankungen/Bundle-bundle-marfan-complete.json"

@@ -8,9 +8,9 @@ import time
 
 import jwt
 import pytest
-from sechelpers import AUDIENCE, ISSUER, NETWORK_AUDIENCE, security_section
 
 from gateway.security.tokens import JWKSCache, TokenError, TokenVerifier
+from tests.security.sechelpers import AUDIENCE, ISSUER, NETWORK_AUDIENCE, security_section
 
 
 @pytest.fixture

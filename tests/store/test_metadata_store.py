@@ -9,10 +9,10 @@ from datetime import UTC
 
 import pytest
 import sqlalchemy as sa
-from store_workers import document, run_in_processes, save_same_subject
 
 from gateway.store import MetadataStore, PhenopacketRecord, StoreError, UnknownDatasetError
 from gateway.store.tables import biosamples, phenopacket_terms, phenopackets
+from tests.store.store_workers import document, run_in_processes, save_same_subject
 
 
 def record(subject: str, *, dataset: str = "ds1", phenotype: str = "HP:0001250", **changes) -> PhenopacketRecord:

@@ -5,11 +5,11 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
-from store_workers import open_store, run_in_processes
 
 from gateway.store import MetadataStore
 from gateway.store import migrate as migrations
 from gateway.store.tables import metadata
+from tests.store.store_workers import open_store, run_in_processes
 
 TABLES = {"datasets", "phenopackets", "phenopacket_terms", "biosamples"}
 

@@ -16,8 +16,6 @@ from gateway.cli import main
 from gateway.validation.engine import Options, detect_kind, validate_bytes, validate_path
 from gateway.validation.hpo import OboGraphOntology, hpo_issues
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "beacon"))
-
 
 def run(capsys, *argv: str) -> tuple[int, str]:
     code = main(["validate", *argv])
@@ -227,9 +225,8 @@ def test_fhir_examples_and_profile(capsys, fhir_dir, tmp_path):
 def beacon_answers(app):
     from dataclasses import replace
 
-    from fake_store import sample_store  # the Beacon tests' in-memory variant store (tests/beacon)
-
     from gateway.config import DatasetConfig
+    from tests.beacon.fake_store import sample_store  # the Beacon tests' in-memory variant store (tests/beacon)
 
     services = app.extensions["gateway"]
     services.variants = sample_store()
