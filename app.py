@@ -34,18 +34,19 @@ SECURITY_HEADERS = {
 def _build_services(cfg: Config) -> Services:
     from gateway.security.keys import operator_tokens, secret_key
     from gateway.store.metadata import MetadataStore
+    from gateway.variants.store import VariantStore
 
     cfg.data_dir.mkdir(parents=True, exist_ok=True)
     store = MetadataStore.open(cfg.resolved_database_url, migrate=True)
     for dataset in cfg.datasets:
         store.ensure_dataset(dataset.id, name=dataset.name, description=dataset.description)
-    services = Services(config=cfg, key=secret_key(cfg), operator_tokens=operator_tokens(cfg), store=store)
-    try:
-        from gateway.variants.store import VariantStore
-    except ImportError:  # the genomic half is optional at this stage of the build
-        VariantStore = None
-    if VariantStore is not None:
-        services.variants = VariantStore(cfg.data_dir)
+    services = Services(
+        config=cfg,
+        key=secret_key(cfg),
+        operator_tokens=operator_tokens(cfg),
+        store=store,
+        variants=VariantStore(cfg.data_dir),
+    )
     if cfg.extra.get("demo"):  # `gateway serve --demo`: a synthetic cohort through the real pipelines
         from gateway.demo import load_demo
 
@@ -54,22 +55,15 @@ def _build_services(cfg: Config) -> Services:
 
 
 def _register_blueprints(app: Flask) -> None:
+    from gateway.api.beacon import beacon_blueprint
     from gateway.api.datasets import datasets_blueprint
     from gateway.api.fhir import fhir_blueprint
     from gateway.api.health import health_blueprint
     from gateway.api.phenopackets import phenopackets_blueprint
-
-    app.register_blueprint(health_blueprint())
-    app.register_blueprint(fhir_blueprint())
-    app.register_blueprint(phenopackets_blueprint())
-    app.register_blueprint(datasets_blueprint())
     from gateway.api.validate import validate_blueprint
 
-    app.register_blueprint(validate_blueprint())
-    try:
-        from gateway.api.beacon import beacon_blueprint
-    except ImportError:
-        return
+    for blueprint in (health_blueprint, fhir_blueprint, phenopackets_blueprint, datasets_blueprint, validate_blueprint):
+        app.register_blueprint(blueprint())
     network_source = app.extensions["gateway"].config.extra.get("network")
     if network_source:  # network mode: the network answers at /api, the node's own Beacon at /local/api
         from gateway.api.network import LOCAL_PREFIX, build_network, network_blueprint
@@ -97,12 +91,13 @@ def _error_body(path: str, status: int, message: str):
         return json_response(
             to_operation_outcome([Issue.error(code, message)]), status, mimetype="application/fhir+json"
         )
-    if path.startswith("/api"):
-        from gateway.api.render import json_response as _json
+    if path.startswith(("/api", "/local/api")):  # a Beacon error envelope with the node's full meta
+        from flask import current_app
 
-        return _json(
-            {"meta": {"apiVersion": "v2.0.0"}, "error": {"errorCode": status, "errorMessage": message}}, status
-        )
+        from gateway.beacon.response import build_error
+
+        node = current_app.extensions["gateway"].config.node
+        return json_response(build_error(node, [Issue.error("http", message)], status), status)
     return problem(status, message)
 
 
