@@ -54,7 +54,9 @@ def first_id(client, path):
 # --- conformance matrix ---------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(("entry", "method", "granularity"), itertools.product(ENTRIES, ("GET", "POST"), GRANULARITIES))
+@pytest.mark.parametrize(
+    ("entry", "method", "granularity"), list(itertools.product(ENTRIES, ("GET", "POST"), GRANULARITIES))
+)
 def test_every_entry_type_method_and_granularity_is_conformant(client, entry, method, granularity):
     response = ask(client, entry, method, granularity)
     assert response.status_code == 200, response.json
@@ -86,7 +88,7 @@ def test_single_entry_by_id_and_every_cross_link(client, real_app, entry):
             assert schema == entry_type_for_path(target).id  # the target's records, not the source's
 
 
-@pytest.mark.parametrize(("kind", "method"), itertools.product(INFORMATIONAL, ("GET", "POST")))
+@pytest.mark.parametrize(("kind", "method"), list(itertools.product(INFORMATIONAL, ("GET", "POST"))))
 def test_informational_endpoints_are_conformant(client, kind, method):
     response = client.get(f"/api/{kind}") if method == "GET" else client.post(f"/api/{kind}", json={})
     assert response.status_code == 200
