@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 
 from gateway.security import audit as audit_module
@@ -16,7 +17,7 @@ def test_interleaved_writers_keep_one_chain(tmp_path):
     result = first.verify()
     assert result.ok and result.records == 30
     lines = [json.loads(line) for line in first.path.read_text().splitlines()]
-    assert all(b["prev"] == a["hash"] for a, b in zip(lines, lines[1:], strict=False))
+    assert all(b["prev"] == a["hash"] for a, b in itertools.pairwise(lines))
 
 
 def test_a_file_replaced_behind_the_writer_is_read_back(tmp_path):
