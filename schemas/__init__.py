@@ -90,9 +90,14 @@ def dotted(path: list | tuple) -> str:
     return out
 
 
-def schema_issues(name: str, doc: Any, target: str = "output") -> list[Issue]:
-    """Every violation of schema `name` by `doc`, one Issue each, located by JSON pointer."""
-    compiled = validator(name)
+def compiled_issues(
+    compiled: Any, doc: Any, *, target: str = "output", open_objects: bool = False, prefix: str = ""
+) -> list[Issue]:
+    """jsonschema-rs errors as Issues located by JSON pointer (under `prefix`).
+
+    With `open_objects`, members a closed schema does not expect are warnings: other
+    nodes may add them, and the official schemas allow them.
+    """
     if compiled.is_valid(doc):  # the fast path: no error objects are built
         return []
     issues = []
@@ -101,11 +106,15 @@ def schema_issues(name: str, doc: Any, target: str = "output") -> list[Issue]:
         kind = type(err.kind).__name__
         code = _KIND_CODES.get(kind, "schema-violation")
         if kind == "Required":
-            missing = err.kind.property
-            path.append(missing)
+            path.append(err.kind.property)
             message = f"`{dotted(path)}` is missing but it is required"
         else:
-            where = dotted(path) or "the document"
-            message = f"{where}: {err.message}"
-        issues.append(Issue.error(code, message, pointer(path), target))
+            message = f"{dotted(path) or 'the document'}: {err.message}"
+        make = Issue.warning if open_objects and code == "unknown-field" else Issue.error
+        issues.append(make(code, message, prefix + pointer(path), target))
     return issues
+
+
+def schema_issues(name: str, doc: Any, target: str = "output") -> list[Issue]:
+    """Every violation of schema `name` by `doc`, one Issue each, located by JSON pointer."""
+    return compiled_issues(validator(name), doc, target=target)

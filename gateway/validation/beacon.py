@@ -22,7 +22,7 @@ import jsonschema_rs
 from gateway.beacon.validation import SCHEMA_DIR
 from gateway.beacon.validation import validator as envelope_validator
 from gateway.issues import Issue, Report
-from schemas import _KIND_CODES, dotted, pointer
+from schemas import compiled_issues
 
 INFORMATIONAL_URI = "urn:gateway:beacon:informational"
 _ENVELOPES = {"boolean": "booleanResponse", "count": "countResponse", "record": "resultsetsResponse"}
@@ -51,25 +51,6 @@ def informational_validator(definition: str) -> Any:
         "$ref": f"{INFORMATIONAL_URI}#/$defs/{definition}",
     }
     return jsonschema_rs.validator_for(schema, registry=registry, validate_formats=True)
-
-
-def compiled_issues(compiled: Any, doc: Any, *, open_objects: bool = False, prefix: str = "") -> list[Issue]:
-    """jsonschema-rs errors as Issues (JSON pointers); with `open_objects`, unknown members are warnings."""
-    if compiled.is_valid(doc):
-        return []
-    issues = []
-    for err in compiled.iter_errors(doc):
-        path = list(err.instance_path)
-        kind = type(err.kind).__name__
-        code = _KIND_CODES.get(kind, "schema-violation")
-        if kind == "Required":
-            path.append(err.kind.property)
-            message = f"`{dotted(path)}` is missing but it is required"
-        else:
-            message = f"{dotted(path) or 'the document'}: {err.message}"
-        make = Issue.warning if open_objects and code == "unknown-field" else Issue.error
-        issues.append(make(code, message, prefix + pointer(path)))
-    return issues
 
 
 def is_beacon_response(doc: Any) -> bool:
@@ -130,14 +111,14 @@ def validate_beacon_response(doc: Any, *, kind: str | None = None) -> Report:
         compiled = envelope_validator(_entity(doc), _ENVELOPES[kind])
     else:
         compiled = informational_validator(INFORMATIONAL_KINDS[kind])
-    return Report(compiled_issues(compiled, doc, open_objects=True))
+    return Report(compiled_issues(compiled, doc, target="input", open_objects=True))
 
 
 def validate_beacon_request(doc: Any) -> Report:
     """A Beacon v2 POST request body: the framework's request schema (meta.apiVersion, query members)."""
     if not isinstance(doc, dict):
         return Report([Issue.error("wrong-type", "a Beacon request body must be a JSON object", "")])
-    report = Report(compiled_issues(informational_validator("requestBody"), doc, open_objects=True))
+    report = Report(compiled_issues(informational_validator("requestBody"), doc, target="input", open_objects=True))
     query = doc.get("query") if isinstance(doc.get("query"), dict) else {}
     pagination = query.get("pagination") if isinstance(query.get("pagination"), dict) else {}
     if pagination.get("limit") == 0:

@@ -102,11 +102,11 @@ def _required_schema(path: str) -> Any:
 
 
 def _require_issues(doc: Any, schema_paths: tuple[str, ...]) -> list[Issue]:
-    from gateway.validation.beacon import compiled_issues
+    from schemas import compiled_issues
 
     issues = []
     for path in schema_paths:
-        for issue in compiled_issues(_required_schema(path), doc):
+        for issue in compiled_issues(_required_schema(path), doc, target="input"):
             label = Path(path).name
             issues.append(Issue.error("required-schema", f"{issue.message} ({label})", issue.location))
     return issues
