@@ -96,6 +96,17 @@ def decode_calls(blob: bytes, n_samples: int, gt_index: int = 0) -> tuple[np.nda
     Cohort files are mostly "0|0": those cells are recognised as 4-byte words in one pass and
     only the others are decoded, so the cost follows the number of non-reference calls.
     """
+    other, alleles, an, _ = decode_calls_counted(blob, n_samples, gt_index)
+    return other, alleles, an
+
+
+CalledExceptions = tuple[np.ndarray, np.ndarray]  # samples whose call has other than 2 called alleles, and how many
+
+
+def decode_calls_counted(
+    blob: bytes, n_samples: int, gt_index: int = 0
+) -> tuple[np.ndarray, np.ndarray, int, CalledExceptions]:
+    """decode_calls, plus the samples with other than 2 called alleles (for exact AN after an erasure)."""
     if gt_index == 0 and len(blob) + 1 == 4 * n_samples:
         padded = blob + b"\t"
         words = np.frombuffer(padded, dtype="<u4")
@@ -105,14 +116,19 @@ def decode_calls(blob: bytes, n_samples: int, gt_index: int = 0) -> tuple[np.nda
         a1 = _ALLELE[cells[:, 2]]
         if (cells[:, 3] == _TAB).all() and _SEPARATOR[cells[:, 1]].all() and (a0 > -3).all() and (a1 > -3).all():
             alleles = np.column_stack((a0, a1)) if len(other) else np.empty((0, 2), dtype=np.int16)
-            missing = int(np.count_nonzero(a0 == -1)) + int(np.count_nonzero(a1 == -1))
-            return other.astype("<u4"), alleles, 2 * n_samples - missing
+            called = (a0 >= 0).view(np.int8) + (a1 >= 0).view(np.int8)
+            odd = np.flatnonzero(called != 2)
+            an = 2 * n_samples - (len(other) * 2 - int(called.sum()))
+            return other.astype("<u4"), alleles, an, (other[odd].astype("<u4"), called[odd].astype(np.uint8))
     full = decode_gt(blob, n_samples, gt_index)
     other = np.flatnonzero(((full != 0) & (full != -2)).any(axis=1))
-    return other.astype("<u4"), full[other], int(np.count_nonzero(full >= 0))
+    called = (full >= 0).sum(axis=1)
+    odd = np.flatnonzero(called != 2)
+    return other.astype("<u4"), full[other], int(called.sum()), (odd.astype("<u4"), called[odd].astype(np.uint8))
 
 
-BiallelicCalls = tuple[int, int, np.ndarray, np.ndarray, int]  # AN, AC, carrier indexes, zygosity codes, max allele
+# AN, AC, carrier indexes, zygosity codes, max allele, samples with other than 2 called alleles
+BiallelicCalls = tuple[int, int, np.ndarray, np.ndarray, int, CalledExceptions]
 
 
 def decode_biallelic_batch(blobs: list[bytes], n_samples: int, het: int, hom: int) -> list[BiallelicCalls | None]:
@@ -126,7 +142,12 @@ def decode_biallelic_batch(blobs: list[bytes], n_samples: int, het: int, hom: in
     a0 = _ALLELE[cells[:, :, 0]]
     a1 = _ALLELE[cells[:, :, 2]]
     row_ok = (_SEPARATOR[cells[:, :, 1]] & (cells[:, :, 3] == _TAB) & (a0 > -3) & (a1 > -3)).all(axis=1)
-    an = 2 * n_samples - (a0 == -1).sum(axis=1) - (a1 == -1).sum(axis=1)
+    called = (a0 >= 0).view(np.int8) + (a1 >= 0).view(np.int8)
+    an = called.sum(axis=1)
+    odd_rows, odd_cols = np.nonzero(called != 2)
+    odd_counts = called[odd_rows, odd_cols].astype(np.uint8)
+    odd_cols = odd_cols.astype("<u4")
+    odd_bounds = np.searchsorted(odd_rows, np.arange(m + 1)).tolist()
     count = (a0 == 1).view(np.int8) + (a1 == 1).view(np.int8)
     ac = count.sum(axis=1)
     max_allele = np.maximum(a0.max(axis=1), a1.max(axis=1))
@@ -136,7 +157,14 @@ def decode_biallelic_batch(blobs: list[bytes], n_samples: int, het: int, hom: in
     bounds = np.searchsorted(rows, np.arange(m + 1)).tolist()
     an_list, ac_list, max_list, ok_list = an.tolist(), ac.tolist(), max_allele.tolist(), row_ok.tolist()
     return [
-        (an_list[i], ac_list[i], cols[bounds[i] : bounds[i + 1]], zygosity[bounds[i] : bounds[i + 1]], max_list[i])
+        (
+            an_list[i],
+            ac_list[i],
+            cols[bounds[i] : bounds[i + 1]],
+            zygosity[bounds[i] : bounds[i + 1]],
+            max_list[i],
+            (odd_cols[odd_bounds[i] : odd_bounds[i + 1]], odd_counts[odd_bounds[i] : odd_bounds[i + 1]]),
+        )
         if ok_list[i]
         else None
         for i in range(m)

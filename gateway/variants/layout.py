@@ -37,20 +37,28 @@ CREATE TABLE samples(idx INTEGER PRIMARY KEY, name TEXT NOT NULL, individual_id 
 CREATE TABLE variants(
     id INTEGER PRIMARY KEY, vkey TEXT NOT NULL, chrom TEXT NOT NULL, start INTEGER NOT NULL, end INTEGER NOT NULL,
     ref TEXT NOT NULL, alt TEXT NOT NULL, vclass TEXT NOT NULL, length INTEGER NOT NULL,
-    ac INTEGER NOT NULL, an INTEGER NOT NULL, carriers INTEGER NOT NULL,
+    ac INTEGER NOT NULL, an INTEGER NOT NULL, carriers INTEGER NOT NULL DEFAULT 0,
     genes TEXT, aa TEXT, effects TEXT, ids TEXT);
--- carriers of each variant that has any: an encoded sample set (see encode_set) and zygosity codes (uint8), in sample order
+-- carriers of each variant that has any: an encoded sample set (see encode_set) and zygosity codes in sample order
+-- (pack_codes: 2 bits each)
 CREATE TABLE carriers(vid INTEGER PRIMARY KEY, samples BLOB NOT NULL, zyg BLOB NOT NULL);
 CREATE TABLE annotations(gene TEXT NOT NULL, aa TEXT NOT NULL, vid INTEGER NOT NULL, PRIMARY KEY(gene, aa, vid))
     WITHOUT ROWID;
--- the reverse of carriers: per sample and chunk of CHUNK_VARIANTS variant ids, the set of offsets it carries
+-- the reverse of carriers: per sample and chunk of CHUNK_VARIANTS variant ids, the set of offsets it carries.
+-- A rowid table: its ~1 KB bitmaps would each spill into a 4 KB overflow page in a WITHOUT ROWID b-tree.
 CREATE TABLE sample_variants(sample INTEGER NOT NULL, chunk INTEGER NOT NULL, vids BLOB NOT NULL,
-    PRIMARY KEY(sample, chunk)) WITHOUT ROWID;
+    PRIMARY KEY(sample, chunk));
+-- per sample and chunk, the variants where the sample has other than 2 called alleles (missing, haploid, ...):
+-- with them, erasing a sample corrects AN exactly at every variant, carried or not
+CREATE TABLE sample_called(sample INTEGER NOT NULL, chunk INTEGER NOT NULL, alleles INTEGER NOT NULL,
+    vids BLOB NOT NULL, PRIMARY KEY(sample, chunk, alleles));
 """
 
+UNIQUE_INDEX = "CREATE UNIQUE INDEX variants_key ON variants(vkey)"
 INDEXES = f"""
-CREATE UNIQUE INDEX variants_key ON variants(vkey);
-CREATE INDEX variants_pos ON variants(chrom, start, end, ref, alt);  -- covering for range counts
+CREATE INDEX variants_pos ON variants(chrom, start, end, ref, alt);
+-- range counts: short variants by start alone (no per-row test), long ones through their own small index
+CREATE INDEX variants_short ON variants(chrom, start) WHERE end - start <= {LONG_SPAN};
 CREATE INDEX variants_long ON variants(chrom, start, end) WHERE end - start > {LONG_SPAN};
 """
 
@@ -160,6 +168,33 @@ def decode_set(blob: bytes) -> np.ndarray:
     return np.frombuffer(blob, dtype="<u4", offset=1) if len(blob) > 1 else np.empty(0, dtype="<u4")
 
 
+def pack_codes(codes: np.ndarray) -> bytes:
+    """Zygosity codes (1..3) at 2 bits each, four to a byte, behind a b"P" tag (old versions: 1 byte per code)."""
+    padded = np.zeros((len(codes) + 3) // 4 * 4, dtype=np.uint8)
+    padded[: len(codes)] = codes
+    quads = padded.reshape(-1, 4)
+    return b"P" + (quads[:, 0] | quads[:, 1] << 2 | quads[:, 2] << 4 | quads[:, 3] << 6).tobytes()
+
+
+def unpack_codes(blob: bytes, n: int) -> np.ndarray:
+    """The first `n` codes of a pack_codes blob (or of an unpacked one, written before packing)."""
+    if blob[:1] != b"P":
+        return np.frombuffer(blob, dtype=np.uint8)[:n]
+    packed = np.frombuffer(blob, dtype=np.uint8, offset=1)
+    return (packed[:, None] >> np.array([0, 2, 4, 6], dtype=np.uint8) & 3).reshape(-1)[:n]
+
+
+SITE_COLUMNS = ("id", "vkey", "chrom", "start", "end", "ref", "alt", "vclass", "length", "ac", "an", "ids")
+
+
+class DuplicateVariants(Exception):
+    """The same variant was written more than once: (vkey, first id, later ids) each."""
+
+    def __init__(self, duplicates: list[tuple[str, int, list[int]]]):
+        super().__init__(f"{len(duplicates)} variants appear more than once")
+        self.duplicates = duplicates
+
+
 class VersionBuilder:
     """Writes one new version of a dataset; `finish()` + `publish()` make it live, `abort()` (or a crash) leaves no trace.
 
@@ -178,6 +213,8 @@ class VersionBuilder:
         self.conn.execute("BEGIN")
         self.n_samples = 0
         self._matrix: np.ndarray | None = None  # carriers of the current chunk: variant offset x sample
+        self._called: np.ndarray | None = None  # called alleles in the current chunk where not 2: offset x sample
+        self._any_called = False
         self._chunk = 0
         self._queue: queue.Queue = queue.Queue(maxsize=8)
         self._error: BaseException | None = None
@@ -206,26 +243,46 @@ class VersionBuilder:
     def add_samples(self, rows: list[tuple[int, str, str | None, str | None]]) -> None:
         self.n_samples = len(rows)
         self._matrix = np.zeros((CHUNK_VARIANTS, max(self.n_samples, 1)), dtype=bool)
+        self._called = np.full((CHUNK_VARIANTS, max(self.n_samples, 1)), 2, dtype=np.uint8)
         self._submit([("INSERT INTO samples VALUES (?,?,?,?)", rows)])
 
     def add_variants(
-        self, rows: list[tuple], carriers: list[tuple[int, bytes, bytes]], annotations: list[tuple]
+        self,
+        rows: list[tuple],
+        carriers: list[tuple[int, bytes, bytes]],
+        annotations: list[tuple],
+        sites: list[tuple] = (),
     ) -> None:
+        """Full variant rows, their carriers and annotations; `sites`: rows of SITE_COLUMNS (no carriers, no
+        annotations), bound with fewer parameters (binding is most of a bulk insert's cost)."""
         self._submit(
             [
                 ("INSERT INTO variants VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)", rows),
+                (
+                    f"INSERT INTO variants({', '.join(SITE_COLUMNS)}) VALUES ({','.join('?' * len(SITE_COLUMNS))})",
+                    sites,
+                ),
                 ("INSERT INTO carriers VALUES (?,?,?)", carriers),
                 ("INSERT OR IGNORE INTO annotations VALUES (?,?,?)", annotations),
             ]
         )
 
-    def add_carriers(self, vid: int, samples: np.ndarray) -> None:
-        """Note that variant `vid` (ids ascend from 1) is carried by `samples`, for the per-sample reverse index."""
+    def _offset(self, vid: int) -> int:
         chunk, offset = divmod(vid - 1, CHUNK_VARIANTS)
         if chunk != self._chunk:
             self._flush_chunk()
             self._chunk = chunk
-        self._matrix[offset, samples] = True
+        return offset
+
+    def add_carriers(self, vid: int, samples: np.ndarray) -> None:
+        """Note that variant `vid` (ids ascend from 1) is carried by `samples`, for the per-sample reverse index."""
+        self._matrix[self._offset(vid), samples] = True
+
+    def add_called(self, vid: int, samples: np.ndarray, alleles: np.ndarray) -> None:
+        """Note the samples whose call at `vid` has other than 2 called alleles (ids ascend, as for add_carriers)."""
+        if len(samples):
+            self._called[self._offset(vid), samples] = alleles
+            self._any_called = True
 
     def _flush_chunk(self) -> None:
         if self._matrix is None:
@@ -237,21 +294,77 @@ class VersionBuilder:
             rows.append((sample, self._chunk, encode_set(np.flatnonzero(by_sample[sample]), CHUNK_VARIANTS)))
         self._submit([("INSERT INTO sample_variants VALUES (?,?,?)", rows)])
         self._matrix[:] = False
+        if self._any_called:
+            offsets, samples = np.nonzero(self._called != 2)
+            counts = self._called[offsets, samples]
+            order = np.lexsort((offsets, counts, samples))
+            keys = np.stack((samples[order], counts[order]), axis=1)
+            cuts = np.flatnonzero((keys[1:] != keys[:-1]).any(axis=1)) + 1
+            called_rows = [
+                (int(keys[g[0], 0]), self._chunk, int(keys[g[0], 1]), encode_set(offsets[order][g], CHUNK_VARIANTS))
+                for g in np.split(np.arange(len(order)), cuts)
+                if len(g)
+            ]
+            self._submit([("INSERT INTO sample_called VALUES (?,?,?,?)", called_rows)])
+            self._called[:] = 2
+            self._any_called = False
 
     def finish(self, meta: dict[str, str]) -> Path:
-        """Complete and fsync the build file (in the parsing process); `publish` then makes it live."""
-        self._flush_chunk()
-        self._queue.put(None)
-        self._writer.join()
+        """Complete and fsync the build file (in the parsing process); `publish` then makes it live.
+
+        Raises DuplicateVariants when the unique key index finds a variant twice; after drop_variants, call again.
+        """
+        if self._writer.is_alive():
+            self._flush_chunk()
+            self._queue.put(None)
+            self._writer.join()
         if self._error is not None:
             raise self._error
-        self.conn.executemany("INSERT INTO meta VALUES (?,?)", sorted(meta.items()))
-        self.conn.execute("COMMIT")
+        if self.conn.in_transaction:
+            self.conn.execute("COMMIT")
+        self.conn.executemany("INSERT OR REPLACE INTO meta VALUES (?,?)", sorted(meta.items()))
+        # Indexes are built after the load, in one pass each (faster than maintaining them row by row).
+        try:
+            self.conn.execute(UNIQUE_INDEX)
+        except sqlite3.IntegrityError:
+            rows = self.conn.execute(
+                "SELECT vkey, group_concat(id) FROM variants WHERE vkey IN "
+                "(SELECT vkey FROM variants GROUP BY vkey HAVING count(*) > 1) GROUP BY vkey"
+            ).fetchall()
+            duplicates = []
+            for vkey, ids in rows:
+                ordered = sorted(int(i) for i in ids.split(","))
+                duplicates.append((vkey, ordered[0], ordered[1:]))
+            raise DuplicateVariants(sorted(duplicates, key=lambda d: d[2][0])) from None
         self.conn.executescript(INDEXES + "ANALYZE;")
         self.conn.close()
         with open(self.path, "rb+") as f:
             os.fsync(f.fileno())
         return self.path
+
+    def drop_variants(self, vids: list[int]) -> None:
+        """Remove variants written in error (later duplicates) with their carriers, annotations and reverse index."""
+        conn = self.conn
+        conn.execute("BEGIN")
+        for vid in vids:
+            chunk, offset = divmod(vid - 1, CHUNK_VARIANTS)
+            row = conn.execute("SELECT samples FROM carriers WHERE vid = ?", (vid,)).fetchone()
+            for sample in decode_set(row[0]).tolist() if row else ():
+                (blob,) = conn.execute(
+                    "SELECT vids FROM sample_variants WHERE sample = ? AND chunk = ?", (sample, chunk)
+                ).fetchone()
+                kept = decode_set(blob)
+                kept = kept[kept != offset]
+                if len(kept):
+                    conn.execute(
+                        "UPDATE sample_variants SET vids = ? WHERE sample = ? AND chunk = ?",
+                        (encode_set(kept, CHUNK_VARIANTS), sample, chunk),
+                    )
+                else:
+                    conn.execute("DELETE FROM sample_variants WHERE sample = ? AND chunk = ?", (sample, chunk))
+            for table, column in (("variants", "id"), ("carriers", "vid"), ("annotations", "vid")):
+                conn.execute(f"DELETE FROM {table} WHERE {column} = ?", (vid,))
+        conn.execute("COMMIT")
 
     def commit(self, meta: dict[str, str]) -> str:
         return publish(self.finish(meta))

@@ -18,6 +18,7 @@ import os
 import re
 import time
 import zlib
+from array import array
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,8 +28,8 @@ import numpy as np
 from gateway.issues import Issue
 
 from .annotations import annotation_format, parse_annotations, short_protein_change
-from .genotypes import GenotypeError, decode_biallelic_batch, decode_calls
-from .layout import HEMI, HET, HOM, VersionBuilder, encode_set
+from .genotypes import GenotypeError, decode_biallelic_batch, decode_calls_counted
+from .layout import HEMI, HET, HOM, DuplicateVariants, VersionBuilder, encode_set, pack_codes
 from .normalise import (
     assembly_from_lengths,
     assembly_from_text,
@@ -67,6 +68,7 @@ class ReadResult:
     assembly: str | None = None
     issues: list[Issue] = field(default_factory=list)
     build_path: str | None = None
+    line_of: array | None = None
 
 
 class _StderrWatch:
@@ -331,8 +333,9 @@ def read_vcf(
                 "records_read": str(result.records_read),
                 "records_written": str(result.records_written),
                 "samples": str(len(samples)),
+                "called_index": "1" if has_gt else "0",  # sample_called is complete: erasure fixes AN everywhere
             }
-            result.build_path = str(builder.finish(meta))
+            result.build_path = str(_finish(builder, meta, result, label, kind, skip_invalid))
     except BaseException:
         if builder is not None:
             builder.abort()
@@ -340,6 +343,33 @@ def read_vcf(
     finally:
         vcf.close()
     return result
+
+
+def _finish(builder: VersionBuilder, meta: dict, result: ReadResult, label: str, kind: str, skip_invalid: bool):
+    """Complete the build; the same variant twice far apart (an unsorted file) is found here, by the unique index."""
+    try:
+        return builder.finish(meta)
+    except DuplicateVariants as dup:
+        line_of = result.line_of
+
+        def where(vid: int) -> str:
+            number = line_of[vid] if vid < len(line_of) else 0
+            return f"{label}:{number}" if kind == "vcf" else f"{label}:record {number}"
+
+        found = [
+            (f"variant {vkey} appears again (first at {where(first)})", where(vid))
+            for vkey, first, later in dup.duplicates
+            for vid in later
+        ]
+        if not skip_invalid:
+            issues = [Issue.error("vcf-duplicate-variant", message, loc) for message, loc in found[:MAX_ISSUES]]
+            raise Rejected([*result.issues, *issues]) from None
+        for message, loc in found[:MAX_ISSUES]:
+            result.issues.append(Issue.warning("vcf-duplicate-variant", f"skipped: {message}", loc))
+        dropped = [vid for _, _, later in dup.duplicates for vid in later]
+        builder.drop_variants(dropped)
+        result.records_written -= len(dropped)
+        return builder.finish({**meta, "records_written": str(result.records_written)})
 
 
 def _record_lines(path: Path, kind: str, vcf, n_header: int, watch: _StderrWatch):
@@ -361,6 +391,41 @@ def _record_lines(path: Path, kind: str, vcf, n_header: int, watch: _StderrWatch
                 if not number & 1023:
                     done = raw.tell()  # for progress only: not worth a call per line
                 yield number, line, done
+
+
+# One line of a sites-only VCF: a simple record (POS >= 1, one ALT of bases; the 8 columns captured) needs no
+# per-record check beyond this pattern; anything else comes back whole in the last group, for the per-line path.
+_SITE_LINE = re.compile(
+    r"([^\t\n]+)\t([1-9][0-9]{0,9})\t([^\t\n]*)\t([ACGTNacgtn]+)\t([ACGTNacgtn]+)\t([^\t\n]*)\t([^\t\n]*)"
+    r"\t([^\t\n\r]*)\r?\n|(.*)\n"
+)
+_TEXT_BLOCK = 1 << 22
+
+
+def _text_blocks(path: Path, n_header: int):
+    """(number of the first line, bytes of whole lines, compressed bytes read) after the header of a text VCF."""
+    with open(path, "rb") as raw:
+        gz = raw.read(2) == b"\x1f\x8b"
+        raw.seek(0)
+        stream = io.BufferedReader(gzip.GzipFile(fileobj=raw), 1 << 20) if gz else raw
+        for _ in range(n_header):
+            stream.readline()
+        number = n_header + 1
+        rest = b""
+        while True:
+            chunk = stream.read(_TEXT_BLOCK)
+            if not chunk:
+                break
+            data = rest + chunk
+            cut = data.rfind(b"\n") + 1
+            if not cut:
+                rest = data
+                continue
+            block, rest = data[:cut], data[cut:]
+            yield number, block, raw.tell()
+            number += block.count(b"\n")
+        if rest:
+            yield number, rest + b"\n", raw.tell()
 
 
 def _info(info: str, key: str) -> str | None:
@@ -405,6 +470,7 @@ def _read_records(
     rows: list[tuple] = []
     carrier_rows: list[tuple] = []
     ann_rows: list[tuple] = []
+    site_rows: list[tuple] = []  # layout.SITE_COLUMNS
     seen_keys: set[str] = set()
     last_pos = (None, -1)
     seen_chroms: set[str] = set()
@@ -412,6 +478,7 @@ def _read_records(
     warned: dict[str, int] = {}
     total_bytes = max(os.path.getsize(path), 1)
     empty = b""
+    line_of = result.line_of = array("I", [0])  # vid → line (or BCF record) number, to locate far duplicates
 
     def where(number: int) -> str:
         return f"{label}:{number}" if kind == "vcf" else f"{label}:record {number}"
@@ -438,15 +505,20 @@ def _read_records(
             raise Rejected([*issues, Issue.error(code, message, loc)])
 
     def flush() -> None:
-        nonlocal rows, carrier_rows, ann_rows
-        if builder is not None and rows:
-            builder.add_variants(rows, carrier_rows, ann_rows)  # handed to the writer thread: fresh lists from here
-        rows, carrier_rows, ann_rows = [], [], []
+        nonlocal rows, carrier_rows, ann_rows, site_rows
+        if builder is not None and (rows or site_rows):
+            # handed to the writer thread: fresh lists from here
+            builder.add_variants(rows, carrier_rows, ann_rows, site_rows)
+        rows, carrier_rows, ann_rows, site_rows = [], [], [], []
 
     fast_width = 4 * n_samples - 1
+    no_calls = (np.arange(n_samples, dtype="<u4"), np.zeros(n_samples, dtype=np.uint8))
 
     def batched():
         """Lines in blocks, with the GT-only biallelic records of each block decoded together."""
+        if kind == "vcf" and not n_samples:
+            yield from sites_blocks()
+            return
         block: list = []
         for item in _record_lines(path, kind, vcf, n_header, watch):
             block.append(item)
@@ -476,6 +548,110 @@ def _read_records(
                 prepared[i][4] = calls
         return prepared
 
+    def sites_blocks():
+        """A sites-only text VCF in blocks of lines. Runs of simple records (one base-only ALT, no annotations, one
+        chromosome, ascending positions) are yielded whole for store_simple; every other line alone, as usual."""
+        ann_tag = f"{ann_fmt.info_id}=" if ann_fmt else None
+        normalised: dict[str, str] = {}
+        for first, block, done in _text_blocks(path, n_header):
+            n_lines = block.count(b"\n")
+            if not block.isascii():
+                for number, line in enumerate(block.split(b"\n")[:n_lines], start=first):
+                    yield number, line, done, line.rstrip(b"\r\n").split(b"\t", 9), None
+                continue
+            text = block.decode("ascii")
+            records = _SITE_LINE.findall(text)
+            check_ann = ann_tag is not None and ann_tag in text
+            # Runs of simple records, each in ascending order; None marks a line for the per-line path.
+            runs: list[tuple[int, int] | int] = []
+            run_start, prev_chrom, prev_pos = -1, None, 0
+            for i, r in enumerate(records):
+                chrom = r[0]
+                if not chrom or (check_ann and ann_tag in r[7]):
+                    if run_start >= 0:
+                        runs.append((run_start, i))
+                    runs.append(i)
+                    run_start, prev_chrom = -1, None
+                    continue
+                pos = int(r[1])
+                if run_start >= 0 and (chrom != prev_chrom or pos <= prev_pos):
+                    runs.append((run_start, i))
+                    run_start = -1
+                if run_start < 0:
+                    run_start = i
+                prev_chrom, prev_pos = chrom, pos
+            if run_start >= 0:
+                runs.append((run_start, len(records)))
+            for run in runs:
+                if isinstance(run, int):
+                    r = records[run]
+                    line = (r[8] if not r[0] else "\t".join(r[:8])).encode()
+                    yield first + run, line, done, line.rstrip(b"\r\n").split(b"\t", 9), None
+                    continue
+                i, j = run
+                chrom = records[i][0]
+                if chrom not in normalised:
+                    normalised[chrom] = normalise_reference_name(chrom)
+                if normalised[chrom] == last_pos[0] and int(records[i][1]) <= last_pos[1]:
+                    # Not after the record before it (read at run time): the per-line path warns or drops.
+                    line = "\t".join(records[i][:8]).encode()
+                    yield first + i, line, done, line.split(b"\t", 9), None
+                    i += 1
+                if i < j:
+                    yield first + j - 1, None, done, records[i:j], None
+
+    def store_simple(first: int, records: list[tuple[str, ...]]) -> None:
+        """Write a block of simple site records (checked by _SIMPLE_SITE and _simple_order) column by column."""
+        nonlocal vid, last_pos, site_rows
+        n = len(records)
+        chrom_raw = records[0][0]
+        chrom = normalise_reference_name(chrom_raw)
+        if contigs and chrom_raw not in contigs and chrom_raw not in undeclared:
+            undeclared.add(chrom_raw)
+            note(
+                Issue.warning(
+                    "vcf-contig-undeclared", f"contig {chrom_raw!r} is not declared in the header", where(first)
+                )
+            )
+        if chrom != last_pos[0] and chrom in seen_chroms:
+            warn_once("vcf-unsorted", "records of a contig are not contiguous", where(first))
+        seen_chroms.add(chrom)
+        _, pos_text, ids, refs, alts, _, _, infos, _ = zip(*records, strict=True)
+        starts = [int(p) - 1 for p in pos_text]
+        refs = [r.upper() for r in refs]
+        alts = [a.upper() for a in alts]
+        ends = [st + len(r) for st, r in zip(starts, refs, strict=True)]
+        keys = [f"{chrom}-{st + 1}-{r}-{a}" for st, r, a in zip(starts, refs, alts, strict=True)]
+        classes, lengths = [], []
+        for r, a in zip(refs, alts, strict=True):
+            if len(r) == 1 and len(a) == 1:
+                classes.append("SNP")
+                lengths.append(1)
+            else:
+                classes.append(variant_class(r, a))
+                lengths.append(variant_length(r, a, 0, 0))
+        long_keys = [i for i, k in enumerate(keys) if len(refs[i]) + len(alts[i]) > LONG_KEY]
+        for i in long_keys:
+            keys[i] = _vkey(chrom, starts[i] + 1, refs[i], alts[i], ends[i])
+        ac = [0] * n
+        an = [0] * n
+        for i, info in enumerate(infos):
+            if "AC=" in info or "AN=" in info:  # allele counts of a sites-only file come from INFO
+                ac[i] = _info_int(info, "AC") or 0
+                an[i] = _info_int(info, "AN") or 0
+        id_values = [None if i == "." else i.replace(";", "|") for i in ids]
+        vids = range(vid + 1, vid + n + 1)
+        site_rows += zip(
+            vids, keys, [chrom] * n, starts, ends, refs, alts, classes, lengths, ac, an, id_values, strict=True
+        )
+        line_of.extend(range(first, first + n))
+        vid += n
+        last_pos = (chrom, starts[-1] + 1)
+        seen_keys.clear()
+        seen_keys.add(keys[-1])
+        result.records_read += n
+        result.records_written += n
+
     number = n_header
     lines = batched()
     while True:
@@ -487,6 +663,13 @@ def _read_records(
             raise Rejected(
                 [*issues, Issue.error("vcf-compression", f"the file is truncated or corrupt: {exc}", where(number + 1))]
             ) from None
+        if line is None:  # a block of simple sites, `number` being its last line
+            store_simple(number - len(fields) + 1, fields)
+            if progress is not None:
+                progress(result.records_read, min(99, done_bytes * 100 // total_bytes))
+            if len(site_rows) >= BATCH_ROWS:
+                flush()
+            continue
         result.records_read += 1
         loc = where(number)
         if progress is not None and result.records_read % 8192 == 0:
@@ -529,7 +712,9 @@ def _read_records(
             undeclared.add(chrom_raw)
             note(Issue.warning("vcf-contig-undeclared", f"contig {chrom_raw!r} is not declared in the header", loc))
         alleles = None
+        odd_calls = no_calls if has_gt else None  # a record without GT: no sample's alleles are known
         if batch_calls is not None:
+            odd_calls = batch_calls[5]
             if batch_calls[4] > len(alts):
                 invalid("vcf-gt", f"a GT names allele {batch_calls[4]} but the record has {len(alts)} ALT(s)", loc)
                 continue
@@ -541,7 +726,7 @@ def _read_records(
                 gt_index = keys.index(b"GT") if b"GT" in keys else None
             if gt_index is not None:
                 try:
-                    other, alleles, an = decode_calls(fields[9], n_samples, gt_index)
+                    other, alleles, an, odd_calls = decode_calls_counted(fields[9], n_samples, gt_index)
                 except GenotypeError as exc:
                     if "sample columns" in str(exc):
                         raise Rejected([*issues, Issue.error("vcf-columns", str(exc), loc)]) from None
@@ -572,7 +757,12 @@ def _read_records(
             columns = [alleles[:, j] for j in range(alleles.shape[1])]
         else:
             an = (_info_int(info, "AN") or 0) if "AN=" in info else 0
-        ann_value = _info(info, ann_fmt.info_id) if ann_fmt else None
+        if "END=" in info and any(a.startswith("<") for a in alts):
+            info_end = _info_int(info, "END")
+            if info_end is not None and info_end < pos:  # range queries rely on end > start
+                invalid("vcf-end", f"END {info_end} is before POS {pos}", loc)
+                continue
+        ann_value = _info(info, ann_fmt.info_id) if ann_fmt and ann_fmt.info_id in info else None
         written_here = 0
         ref_u = ref.upper()
         for a, alt in enumerate(alts, start=1):
@@ -601,13 +791,17 @@ def _read_records(
                 continue
             seen_keys.add(vkey)
             vid += 1
+            if odd_calls is not None and builder is not None:
+                builder.add_called(vid, *odd_calls)
+            if line_of is not None:
+                line_of.append(number)
             if batch_calls is not None:
-                _, ac, carrier_idx, zyg, _ = batch_calls
+                _, ac, carrier_idx, zyg, _, _ = batch_calls
                 n_carriers = len(carrier_idx)
                 if builder is not None and n_carriers:
                     builder.add_carriers(vid, carrier_idx)
                 if n_carriers:
-                    carrier_rows.append((vid, encode_set(carrier_idx, n_samples), zyg.tobytes()))
+                    carrier_rows.append((vid, encode_set(carrier_idx, n_samples), pack_codes(zyg)))
             elif alleles is not None:
                 hit = columns[0] == a
                 for col in columns[1:]:
@@ -623,7 +817,7 @@ def _read_records(
                     ac = int(c_counts.sum())
                     if builder is not None:
                         builder.add_carriers(vid, carrier_idx)
-                    carrier_rows.append((vid, encode_set(carrier_idx, n_samples), zyg.tobytes()))
+                    carrier_rows.append((vid, encode_set(carrier_idx, n_samples), pack_codes(zyg)))
                 else:
                     ac = 0
             else:

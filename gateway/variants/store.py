@@ -30,7 +30,9 @@ from .layout import (
     dataset_dir,
     decode_set,
     encode_set,
+    pack_codes,
     switch_pointer,
+    unpack_codes,
 )
 from .query import Carrier, VariantHit, VariantQuery
 
@@ -78,12 +80,14 @@ def build_where(q: VariantQuery) -> list[tuple[str, list]]:
         clauses.append("start = ?")
         params.append(q.start)
     elif q.start is not None and q.end is not None:
-        # Overlap of [start, end), in two disjoint branches so that no query scans a chromosome: short variants
-        # through (chrom, start, end) with start bounded by LONG_SPAN, long ones through their partial index.
+        # Overlap of [start, end), in three disjoint branches so that no query scans a chromosome and the bulk of
+        # the rows is counted without a per-row test: short variants starting inside the range (end > start is
+        # guaranteed at ingest), short ones starting at most LONG_SPAN before it, and long ones (own partial index).
         range_branches = [
+            (f"start >= ? AND start < ? AND end - start <= {LONG_SPAN}", [q.start, q.end]),
             (
-                f"start > ? AND start < ? AND end > ? AND end - start <= {LONG_SPAN}",
-                [q.start - LONG_SPAN - 1, q.end, q.start],
+                f"start >= ? AND start < ? AND end > ? AND end - start <= {LONG_SPAN}",
+                [q.start - LONG_SPAN, min(q.start, q.end), q.start],
             ),
             (f"end - start > {LONG_SPAN} AND start < ? AND end > ?", [q.end, q.start]),
         ]
@@ -309,8 +313,10 @@ class VariantStore:
         branches = build_where(q)
         total = 0
         for ds in self._targets(q):
-            for where, params in self._branches(ds, q, branches) or ():
-                total += ds.conn.execute(f"SELECT count(*) FROM variants WHERE {where}", params).fetchone()[0]
+            parts = self._branches(ds, q, branches)
+            if parts:  # one statement for all branches: one round trip
+                sql = "SELECT " + " + ".join(f"(SELECT count(*) FROM variants WHERE {w})" for w, _ in parts)
+                total += ds.conn.execute(sql, [x for _, p in parts for x in p]).fetchone()[0]
         return total
 
     def exists(self, q: VariantQuery) -> bool:
@@ -363,9 +369,9 @@ class VariantStore:
             return []
         table = ds.sample_table()
         idxs = decode_set(row[0])[:limit].tolist()
-        zygs = row[1]
+        zygs = unpack_codes(row[1], len(idxs)).tolist()
         out = []
-        for idx, zyg in zip(idxs, zygs, strict=False):  # zygs is longer when limited
+        for idx, zyg in zip(idxs, zygs, strict=True):
             name, individual, biosample = table[idx]
             out.append(Carrier(name, biosample, individual, ZYGOSITY_GENO[zyg]))
         return out
@@ -413,7 +419,8 @@ class VariantStore:
         """Remove an individual's genotypes and links from every dataset; return the number of samples erased.
 
         Written as a new version (copy, change, switch), so readers never see a half-erased dataset. AC and
-        carrier counts are corrected exactly; AN drops by the sample's alleles at the variants it carried only.
+        carrier counts are corrected exactly, and AN at every variant (from the per-sample called-allele exceptions;
+        versions written before those existed correct AN at the carried variants only).
         """
         erased = 0
         for name in self.datasets():
@@ -438,18 +445,35 @@ class VariantStore:
             conn.execute("BEGIN")
             drop = np.array(idxs, dtype="<u4")
             place = ",".join("?" * len(idxs))
+            exact_an = conn.execute("SELECT value FROM meta WHERE key = 'called_index'").fetchone() == ("1",)
+            if exact_an:
+                # Every variant loses the erased samples' called alleles: 2 each, except where sample_called says
+                # otherwise (missing or haploid calls, records without GT).
+                conn.execute("UPDATE variants SET an = an - ?", (2 * len(idxs),))
+                for chunk, alleles, blob in conn.execute(
+                    f"SELECT chunk, alleles, vids FROM sample_called WHERE sample IN ({place})", idxs
+                ).fetchall():
+                    vids = decode_set(blob).astype(np.int64) + chunk * CHUNK_VARIANTS + 1
+                    conn.executemany(
+                        "UPDATE variants SET an = an + ? WHERE id = ?", ((2 - alleles, v) for v in vids.tolist())
+                    )
+                conn.execute(f"DELETE FROM sample_called WHERE sample IN ({place})", idxs)
             for vid in _carried_variants(conn, idxs).tolist():
                 samples_blob, zyg_blob = conn.execute(
                     "SELECT samples, zyg FROM carriers WHERE vid=?", (vid,)
                 ).fetchone()
                 samples = decode_set(samples_blob)
-                zyg = np.frombuffer(zyg_blob, dtype=np.uint8)
+                zyg = unpack_codes(zyg_blob, len(samples))
                 gone = np.isin(samples, drop)
                 alleles = int((zyg[gone] == HOM).sum() * 2 + (zyg[gone] == HET).sum() + (zyg[gone] == HEMI).sum())
-                called = int(((zyg[gone] == HOM) | (zyg[gone] == HET)).sum() * 2 + (zyg[gone] == HEMI).sum())
+                called = (
+                    0
+                    if exact_an
+                    else int(((zyg[gone] == HOM) | (zyg[gone] == HET)).sum() * 2 + (zyg[gone] == HEMI).sum())
+                )
                 conn.execute(
                     "UPDATE carriers SET samples=?, zyg=? WHERE vid=?",
-                    (encode_set(samples[~gone], len(ds.sample_table())), zyg[~gone].tobytes(), vid),
+                    (encode_set(samples[~gone], len(ds.sample_table())), pack_codes(zyg[~gone]), vid),
                 )
                 conn.execute(
                     "UPDATE variants SET ac=ac-?, an=max(an-?,0), carriers=carriers-? WHERE id=?",
