@@ -62,11 +62,29 @@ _NUMBER = re.compile(r"^\d+(\.\d+)?$")
 
 @dataclass
 class FilterPlan:
-    conditions: list = field(default_factory=list)  # SQLAlchemy conditions on phenopackets
     warnings: list[str] = field(default_factory=list)
     unanswerable: bool = False  # some filter cannot be answered: nothing matches
     term_checks: list[tuple[str, tuple[str, ...], tuple[str, ...]]] = field(default_factory=list)  # (id, kinds, terms)
     echo: list[str] = field(default_factory=list)
+    # The same conditions for the in-memory index (term_index.py): sex groups and term sets of PRESENT_KINDS.
+    # `indexable` turns False when a filter has no index form (age, vital status, excluded terms).
+    sexes: list[tuple[str, ...]] = field(default_factory=list)
+    term_sets: list[frozenset[str]] = field(default_factory=list)
+    indexable: bool = True
+    # SQLAlchemy conditions are built only when the SQL path needs them (binding thousands of terms costs ~1 ms).
+    _builders: list = field(default_factory=list)
+    _built: list | None = None
+
+    def add(self, build) -> None:
+        self._builders.append(build)
+        self._built = None
+
+    @property
+    def conditions(self) -> list:
+        """SQLAlchemy conditions on phenopackets, ANDed."""
+        if self._built is None:
+            self._built = [build() for build in self._builders]
+        return self._built
 
 
 @lru_cache(maxsize=2048)
@@ -159,20 +177,23 @@ def plan_filters(
             if not is_curie(term):
                 raise _fail(f"custom filter {fid!r}: expected excluded:<CURIE>", f"{where}/id")
             terms = _expand(plan, item, term, where)
-            plan.conditions.append(_term_condition(EXCLUDED_KINDS, terms, datasets))
-            plan.term_checks.append((fid, EXCLUDED_KINDS, tuple(sorted(terms))))
+            plan.add(lambda terms=terms: _term_condition(EXCLUDED_KINDS, terms, datasets))
+            plan.term_checks.append((fid, EXCLUDED_KINDS, tuple(_sorted(terms))))
+            plan.indexable = False
         elif is_curie(fid):
             sexes = _sex_values_for(fid)
             if sexes is not None:
-                plan.conditions.append(phenopackets.c.sex.in_(sexes))
+                plan.add(lambda sexes=sexes: phenopackets.c.sex.in_(sexes))
+                plan.sexes.append(sexes)
                 continue
             terms = _expand(plan, item, fid, where)
             if len(terms) > BROAD and present is not None:
                 held = present()
                 if held is not None:
                     terms = _cut(terms, held) or frozenset({fid})
-            plan.conditions.append(_term_condition(PRESENT_KINDS, terms, datasets))
-            plan.term_checks.append((fid, PRESENT_KINDS, tuple(sorted(terms))))
+            plan.add(lambda terms=terms: _term_condition(PRESENT_KINDS, terms, datasets))
+            plan.term_checks.append((fid, PRESENT_KINDS, tuple(_sorted(terms))))
+            plan.term_sets.append(terms)
         else:
             plan.unanswerable = True
             plan.warnings.append(
@@ -209,10 +230,11 @@ def _alphanumeric(plan: FilterPlan, item: dict, fid: str, where: str) -> None:
     value = item["value"]
     if not isinstance(value, str | int | float) or isinstance(value, bool):
         raise _fail("value must be a string or a number", f"{where}/value")
+    plan.indexable = False
     if fid in AGE_IDS:
         days = _age_days(value, f"{where}/value")
-        plan.conditions.append(phenopackets.c.age_days.is_not(None))
-        plan.conditions.append(_compare(phenopackets.c.age_days, operator, days))
+        plan.add(lambda: phenopackets.c.age_days.is_not(None))
+        plan.add(lambda: _compare(phenopackets.c.age_days, operator, days))
         return
     if fid in (SEX_ID, VITAL_ID):
         if operator not in ("=", "!"):
@@ -226,8 +248,7 @@ def _alphanumeric(plan: FilterPlan, item: dict, fid: str, where: str) -> None:
             if str(value).upper() not in VITAL_VALUES:
                 raise _fail(f"vitalStatus value must be one of {', '.join(VITAL_VALUES)}", f"{where}/value")
             values, column = (str(value).upper(),), phenopackets.c.vital_status
-        condition = column.in_(values)
-        plan.conditions.append(condition if operator == "=" else sa.and_(column.is_not(None), ~condition))
+        plan.add(lambda: column.in_(values) if operator == "=" else sa.and_(column.is_not(None), ~column.in_(values)))
         return
     plan.unanswerable = True
     plan.warnings.append(

@@ -15,10 +15,11 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from gateway.beacon.filters import FilterPlan, missing_terms, plan_filters
+from gateway.beacon.filters import PRESENT_KINDS, FilterPlan, missing_terms, plan_filters
 from gateway.beacon.registry import EntryType, ParsedParameters, register_entry_type
 from gateway.beacon.request import BeaconRequest, BeaconRequestError
 from gateway.beacon.response import EntryAnswer, ResultSet
+from gateway.beacon.term_index import Snapshot, index_for
 from gateway.issues import Issue
 from gateway.store.tables import biosamples, phenopacket_terms, phenopackets
 from translators.phenopacket_to_beacon import biosample_records, individual_record
@@ -66,10 +67,20 @@ def filter_prefix(request: BeaconRequest) -> str:
 class Selection:
     """What one request selects: the FROM clause, the conditions, the record builder."""
 
-    def __init__(self, kind: str, datasets: tuple[str, ...], plan: FilterPlan, extra: Sequence = ()):
+    def __init__(
+        self,
+        kind: str,
+        datasets: tuple[str, ...],
+        plan: FilterPlan,
+        extra: Sequence = (),
+        snapshot: Snapshot | None = None,
+    ):
         self.kind = kind
         self.datasets = datasets
         self.plan = plan
+        self.extra = extra
+        # The in-memory index answers individuals selections whose every condition it holds; else SQL.
+        self.snapshot = snapshot if kind == "individuals" and not extra and plan.indexable else None
         p = phenopackets.c
         if kind == "individuals":
             self.source = phenopackets
@@ -79,7 +90,10 @@ class Selection:
             self.source = biosamples.join(phenopackets, biosamples.c.phenopacket_pk == p.pk)
             self.dataset_col = biosamples.c.dataset_id
             self.order = (biosamples.c.phenopacket_pk, biosamples.c.biosample_id)
-        self.where = [self.dataset_col.in_(datasets), *plan.conditions, *extra]
+
+    @property
+    def where(self) -> list:
+        return [self.dataset_col.in_(self.datasets), *self.plan.conditions, *self.extra]
 
     def count_by_dataset(self, connection) -> dict[str, int]:
         query = (
@@ -113,8 +127,19 @@ class Selection:
             .offset(offset)
             .limit(limit)
         )
+        return self._records(connection.execute(query), dataset_id)
+
+    def page_of_pks(self, connection, dataset_id: str, pks: list[int]) -> list[dict]:
+        """Individuals' records by pk (the index chose the page), in pk order."""
+        if not pks:
+            return []
+        p = phenopackets.c
+        query = sa.select(p.subject_id, p.document).where(p.pk.in_(pks)).order_by(p.pk)
+        return self._records(connection.execute(query), dataset_id)
+
+    def _records(self, rows, dataset_id: str) -> list[dict]:
         out = []
-        for row in connection.execute(query):
+        for row in rows:
             document = row.document if isinstance(row.document, dict) else {}
             if self.kind == "individuals":
                 record = individual_record(document, individual_id=row.subject_id)
@@ -135,6 +160,8 @@ def answer_selection(ctx, request: BeaconRequest, granularity: str, selection: S
         info["warnings"] = list(selection.plan.warnings)
     if store is None or selection.plan.unanswerable or not selection.datasets:  # no metadata store: nothing held
         return EntryAnswer(exists=False, total=0, result_sets=_empty_sets(selection.datasets), info=info)
+    if selection.snapshot is not None:
+        return _answer_from_index(store, request, granularity, selection, info)
     with store.engine.connect() as connection:
         if granularity == "boolean":
             exists = selection.exists(connection)
@@ -162,6 +189,41 @@ def answer_selection(ctx, request: BeaconRequest, granularity: str, selection: S
                     f"no individual in the queried datasets is annotated with {', '.join(absent)} "
                     "(or a descendant); see /filtering_terms for the terms present"
                 )
+    return EntryAnswer(exists=exists, total=total, result_sets=result_sets, info=info)
+
+
+def _answer_from_index(store, request: BeaconRequest, granularity: str, selection: Selection, info: dict):
+    """The same answer as the SQL path, from the in-memory index; only a record page reads the database."""
+    snapshot, plan, datasets = selection.snapshot, selection.plan, selection.datasets
+    mask = snapshot.select(datasets, plan.sexes, plan.term_sets)
+    result_sets: list[ResultSet] = []
+    total: int | None
+    if granularity == "boolean":
+        exists, total = bool(mask.any()), None
+    elif granularity == "count":
+        total = int(mask.sum())
+        exists = total > 0
+    else:
+        counts = snapshot.count_by_dataset(mask)
+        total = sum(counts.values())
+        exists = total > 0
+        with store.engine.connect() as connection:
+            for dataset_id in datasets:
+                n = counts.get(dataset_id, 0)
+                pks = snapshot.page(mask, dataset_id, request.offset, request.limit) if n > request.offset else []
+                result_sets.append(
+                    ResultSet(id=dataset_id, count=n, records=selection.page_of_pks(connection, dataset_id, pks))
+                )
+    if not exists and plan.term_checks:
+        in_datasets = snapshot.dataset_mask(datasets)
+        absent = [
+            fid for fid, _, terms in plan.term_checks if not (snapshot.terms_mask(frozenset(terms)) & in_datasets).any()
+        ]
+        if absent:
+            info.setdefault("warnings", []).append(
+                f"no individual in the queried datasets is annotated with {', '.join(absent)} "
+                "(or a descendant); see /filtering_terms for the terms present"
+            )
     return EntryAnswer(exists=exists, total=total, result_sets=result_sets, info=info)
 
 
@@ -203,12 +265,26 @@ def present_terms(ctx) -> frozenset[str] | None:
     return terms
 
 
+def current_snapshot(ctx) -> Snapshot | None:
+    """The in-memory index of the store if it is up to date (see term_index.py), else None."""
+    if ctx is None or ctx.store is None:
+        return None
+    from gateway.beacon.engine import cache_of
+
+    index = index_for(ctx.store, cache_of(ctx), PRESENT_KINDS)
+    return index.current() if index is not None else None
+
+
 def selection_for(
     kind: str, request: BeaconRequest, datasets: tuple[str, ...], extra: Sequence = (), ctx=None
 ) -> Selection:
-    present = (lambda: present_terms(ctx)) if ctx is not None else None
+    snapshot = current_snapshot(ctx) if kind == "individuals" and not extra else None
+    if snapshot is not None:
+        present = snapshot.present_terms
+    else:
+        present = (lambda: present_terms(ctx)) if ctx is not None else None
     plan = plan_filters(request.filters, datasets, kind, filter_prefix(request), present=present)
-    return Selection(kind, datasets, plan, extra)
+    return Selection(kind, datasets, plan, extra, snapshot)
 
 
 # --- handlers ------------------------------------------------------------------------------

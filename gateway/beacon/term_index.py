@@ -1,0 +1,231 @@
+"""An in-memory inverted index of the metadata store for individuals counts, per worker process.
+
+Why: on 100,000 individuals one SQL count with broad HPO filters costs 5 ms at the median and
+over 100 ms at the tail (SQLite materialises tens of thousands of phenopacket keys per filter).
+Here every individual is one position in numpy arrays (pk, dataset, sex), and every present
+term (the kinds a filter matches: phenotype, disease, …) a sorted array of positions; a filter
+is a boolean mask (cached per term set), a query the AND of its masks.
+
+Correctness over speed: a snapshot is used only while the database is unchanged since it was
+read. On SQLite that is `PRAGMA data_version` on a dedicated connection that never writes: it
+changes whenever any other connection — another thread, worker or CLI process — commits. A
+stale snapshot is never consulted: the request falls back to SQL while a new one is built
+(inline for small stores, in a background thread for large ones). On PostgreSQL and in-memory
+SQLite there is no such marker: the index is off and every query is SQL.
+Memory: ≈ 4 bytes per (individual, term) plus the mask cache (MASK_CACHE_BYTES).
+"""
+
+from __future__ import annotations
+
+import logging
+import sqlite3
+import threading
+import urllib.parse
+from collections import OrderedDict
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+import numpy as np
+
+log = logging.getLogger(__name__)
+
+INLINE_BUILD_MAX_ROWS = 20_000  # smaller stores are rebuilt on the request that finds them changed
+MASK_CACHE_BYTES = 32 * 1024 * 1024
+
+
+@dataclass
+class Snapshot:
+    """The store as it was at `version`: immutable once built."""
+
+    version: int
+    pks: np.ndarray  # phenopackets.pk, ascending
+    dataset_codes: np.ndarray  # int32 per position
+    dataset_code: dict[str, int]
+    sex_codes: np.ndarray  # int32 per position
+    sex_code: dict[str | None, int]
+    postings: dict[str, np.ndarray]  # term -> ascending positions (rows of the matched kinds)
+    _masks: OrderedDict = field(default_factory=OrderedDict)
+    _mask_lock: threading.Lock = field(default_factory=threading.Lock)
+
+    @property
+    def size(self) -> int:
+        return len(self.pks)
+
+    def present_terms(self) -> frozenset[str]:
+        """The terms a filter can match (cuts broad descendant sets, as `individuals.present_terms` does)."""
+        found = self.__dict__.get("_present")
+        if found is None:
+            found = self.__dict__["_present"] = frozenset(self.postings)
+        return found
+
+    def dataset_mask(self, datasets: Iterable[str]) -> np.ndarray:
+        codes = [self.dataset_code[d] for d in datasets if d in self.dataset_code]
+        return self._cached(("datasets", tuple(codes)), lambda: np.isin(self.dataset_codes, codes))
+
+    def sex_mask(self, sexes: Iterable[str]) -> np.ndarray:
+        codes = [self.sex_code[s] for s in sexes if s in self.sex_code]
+        return self._cached(("sex", tuple(codes)), lambda: np.isin(self.sex_codes, codes))
+
+    def terms_mask(self, terms: frozenset[str]) -> np.ndarray:
+        def build() -> np.ndarray:
+            mask = np.zeros(self.size, dtype=bool)
+            for term in terms:
+                positions = self.postings.get(term)
+                if positions is not None:
+                    mask[positions] = True
+            return mask
+
+        return self._cached(("terms", terms), build)
+
+    def _cached(self, key, build) -> np.ndarray:
+        with self._mask_lock:
+            found = self._masks.get(key)
+            if found is not None:
+                self._masks.move_to_end(key)
+                return found
+        mask = build()
+        mask.setflags(write=False)
+        with self._mask_lock:
+            self._masks[key] = mask
+            limit = max(8, MASK_CACHE_BYTES // max(self.size, 1))
+            while len(self._masks) > limit:
+                self._masks.popitem(last=False)
+        return mask
+
+    def select(self, datasets: tuple[str, ...], sexes: list[tuple[str, ...]], term_sets: list[frozenset[str]]):
+        """The mask of individuals in `datasets` with one of each `sexes` and a term of each `term_sets`."""
+        mask = self.dataset_mask(datasets)
+        for group in sexes:
+            mask = mask & self.sex_mask(group)
+        for terms in term_sets:
+            mask = mask & self.terms_mask(terms)
+        return mask
+
+    def count_by_dataset(self, mask: np.ndarray) -> dict[str, int]:
+        counts = np.bincount(self.dataset_codes[mask], minlength=len(self.dataset_code))
+        return {d: int(counts[c]) for d, c in self.dataset_code.items() if counts[c]}
+
+    def page(self, mask: np.ndarray, dataset_id: str, offset: int, limit: int) -> list[int]:
+        """The pks of one dataset's matches, in pk order, from `offset` on."""
+        code = self.dataset_code.get(dataset_id)
+        if code is None:
+            return []
+        positions = np.flatnonzero(mask & (self.dataset_codes == code))
+        return [int(p) for p in self.pks[positions[offset : offset + limit]]]
+
+
+def build_snapshot(connection: sqlite3.Connection, version: int, kinds: tuple[str, ...]) -> Snapshot:
+    """Read the store in one read transaction (the snapshot is consistent with itself)."""
+    connection.execute("BEGIN")
+    try:
+        rows = connection.execute("SELECT pk, dataset_id, sex FROM phenopackets ORDER BY pk").fetchall()
+        marks = ",".join("?" * len(kinds))
+        # Term rows count only where they sit in their individual's dataset, as the SQL filter requires.
+        term_rows = connection.execute(
+            "SELECT t.term, t.phenopacket_pk FROM phenopacket_terms t JOIN phenopackets p ON p.pk = t.phenopacket_pk"
+            f" WHERE t.kind IN ({marks}) AND t.dataset_id = p.dataset_id",
+            kinds,
+        ).fetchall()
+    finally:
+        connection.execute("COMMIT")
+    pks = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
+    dataset_code: dict[str, int] = {}
+    sex_code: dict[str | None, int] = {}
+    dataset_codes = np.fromiter(
+        (dataset_code.setdefault(r[1], len(dataset_code)) for r in rows), dtype=np.int32, count=len(rows)
+    )
+    sex_codes = np.fromiter((sex_code.setdefault(r[2], len(sex_code)) for r in rows), dtype=np.int32, count=len(rows))
+    postings: dict[str, np.ndarray] = {}
+    if term_rows:
+        terms = np.array([r[0] for r in term_rows], dtype=object)
+        positions = np.searchsorted(pks, np.fromiter((r[1] for r in term_rows), dtype=np.int64, count=len(term_rows)))
+        order = np.lexsort((positions, terms))
+        terms, positions = terms[order], positions[order].astype(np.int32)
+        starts = np.flatnonzero(np.r_[True, terms[1:] != terms[:-1]])
+        ends = np.r_[starts[1:], len(terms)]
+        for start, end in zip(starts, ends, strict=True):
+            postings[terms[start]] = np.unique(positions[start:end])
+    return Snapshot(version, pks, dataset_codes, dataset_code, sex_codes, sex_code, postings)
+
+
+class TermIndex:
+    """The current snapshot of one SQLite store, or None while it is being (re)built."""
+
+    def __init__(self, database_path: str, kinds: tuple[str, ...]):
+        self.database_path = database_path
+        self.kinds = kinds
+        self._lock = threading.Lock()
+        self._monitor: sqlite3.Connection | None = None
+        self._snapshot: Snapshot | None = None
+        self._building = False
+
+    def _connect(self) -> sqlite3.Connection:
+        connection = sqlite3.connect(
+            f"file:{urllib.parse.quote(self.database_path)}?mode=ro",
+            uri=True,
+            check_same_thread=False,
+            isolation_level=None,
+        )
+        connection.execute("PRAGMA busy_timeout = 5000")
+        return connection
+
+    def _version(self) -> int:
+        # Caller holds self._lock. data_version is meaningful only on this one connection, which never writes.
+        if self._monitor is None:
+            self._monitor = self._connect()
+        return int(self._monitor.execute("PRAGMA data_version").fetchone()[0])
+
+    def current(self) -> Snapshot | None:
+        """The snapshot if it matches the database as it is now; else None (use SQL) and a rebuild starts."""
+        try:
+            with self._lock:
+                version = self._version()
+                snapshot = self._snapshot
+                if snapshot is not None and snapshot.version == version:
+                    return snapshot
+                if self._building:
+                    return None
+                self._building = True
+                inline = snapshot is None or snapshot.size <= INLINE_BUILD_MAX_ROWS
+        except sqlite3.Error:
+            log.debug("term index: no version marker for %s", self.database_path, exc_info=True)
+            return None
+        if inline:
+            return self._rebuild(version)
+        threading.Thread(target=self._rebuild, args=(version,), name="term-index", daemon=True).start()
+        return None
+
+    def _rebuild(self, version: int) -> Snapshot | None:
+        try:
+            connection = self._connect()
+            try:
+                snapshot = build_snapshot(connection, version, self.kinds)
+            finally:
+                connection.close()
+        except (sqlite3.Error, ValueError):
+            log.warning("term index: rebuild failed; queries use SQL", exc_info=True)
+            snapshot = None
+        with self._lock:
+            self._building = False
+            if snapshot is not None:
+                self._snapshot = snapshot
+        return snapshot
+
+    def close(self) -> None:
+        with self._lock:
+            if self._monitor is not None:
+                self._monitor.close()
+                self._monitor = None
+            self._snapshot = None
+
+
+def index_for(store, cache: dict, kinds: tuple[str, ...]) -> TermIndex | None:
+    """The store's TermIndex (created once per application cache), or None where the index cannot be kept."""
+    found = cache.get("term_index")
+    if found is not None or "term_index" in cache:
+        return found
+    engine = store.engine
+    database = engine.url.database if engine.dialect.name == "sqlite" else None
+    index = TermIndex(database, kinds) if database and database != ":memory:" else None
+    cache["term_index"] = index
+    return index
