@@ -82,7 +82,9 @@ def main(argv: list[str] | None = None) -> int:
     lookup = sqlite3.connect(f"file:{store_file}?mode=ro&immutable=1", uri=True)
     rng = random.Random(1)
     probes = [
-        lookup.execute("SELECT chrom, start, ref, alt FROM variants WHERE id = ?", (rng.randint(1, len(rows)),)).fetchone()
+        lookup.execute(
+            "SELECT chrom, start, ref, alt FROM variants WHERE id = ?", (rng.randint(1, len(rows)),)
+        ).fetchone()
         for _ in range(500)
     ]
     print(f"store {store_file.stat().st_size / 1e6:.0f} MB, {len(rows)} variants on {chrom}, {args.repeat} calls each")
@@ -109,21 +111,29 @@ def main(argv: list[str] | None = None) -> int:
     for span, target in ((10_000, "p50 <= 0.1 ms"), (1_000_000, "<= 1.5x floor")):
         starts = [rng.randint(0, max(hi - span, 1)) for _ in range(500)]
         expected = sum(
-            floor.execute("SELECT count(*) FROM v WHERE chrom=? AND start<? AND end>?", (chrom, s + span, s)).fetchone()[0]
+            floor.execute(
+                "SELECT count(*) FROM v WHERE chrom=? AND start<? AND end>?", (chrom, s + span, s)
+            ).fetchone()[0]
             for s in starts[:50]
         )
-        got = sum(store.count(VariantQuery(dataset_ids=ds, reference_name=chrom, start=s, end=s + span)) for s in starts[:50])
+        got = sum(
+            store.count(VariantQuery(dataset_ids=ds, reference_name=chrom, start=s, end=s + span)) for s in starts[:50]
+        )
         assert got == expected, (got, expected)  # the store's answer is the overlap count, checked here too
 
         def ours(s, span=span):
             store.count(VariantQuery(dataset_ids=ds, reference_name=chrom, start=s, end=s + span))
 
         def base(s, span=span):
-            floor.execute("SELECT count(*) FROM v WHERE chrom=? AND start>=? AND start<?", (chrom, s, s + span)).fetchone()
+            floor.execute(
+                "SELECT count(*) FROM v WHERE chrom=? AND start>=? AND start<?", (chrom, s, s + span)
+            ).fetchone()
 
         (a50, a99), (b50, b99) = timed(ours, starts, args.repeat), timed(base, starts, args.repeat)
         rows_in = statistics.median(
-            floor.execute("SELECT count(*) FROM v WHERE chrom=? AND start>=? AND start<?", (chrom, s, s + span)).fetchone()[0]
+            floor.execute(
+                "SELECT count(*) FROM v WHERE chrom=? AND start>=? AND start<?", (chrom, s, s + span)
+            ).fetchone()[0]
             for s in starts[:100]
         )
         label = f"range count {span // 1000} kb (~{rows_in:.0f} rows)"
