@@ -4,16 +4,23 @@ Tiers (ascending): PUBLIC (no token), REGISTERED (a verified token of a trusted 
 CONTROLLED (a ControlledAccessGrants visa whose value is one of the grant values the
 dataset's configuration lists: its URL or id, or `policy.grants`). The operator (operator
 token, or a verified token carrying a configured operator role) sees every dataset exactly.
+
+Data use: where the passport names an intended use (a visa of the configured use type, or the
+use a grant's `conditions` are bound to), the grant is honoured only when one of its uses is
+permitted by the dataset's DUO terms (gateway.security.data_use). Without a named use, a
+grant is honoured as before.
 """
 
 from __future__ import annotations
 
 import ipaddress
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from functools import lru_cache
 from typing import Any
 
 from gateway.config import Config, DatasetConfig
+from gateway.security.data_use import DEFAULT_USE_VISA_TYPE, parse_use, use_refusal
 
 PUBLIC, REGISTERED, CONTROLLED = "PUBLIC", "REGISTERED", "CONTROLLED"
 TIERS = (PUBLIC, REGISTERED, CONTROLLED)
@@ -30,6 +37,8 @@ class Caller:
     operator: bool = False
     visas_ignored: int = 0
     roles: frozenset[str] = field(default_factory=frozenset)
+    # (grant value, the intended uses it is bound to); a grant absent here or with no uses: no use named
+    grant_uses: tuple[tuple[str, tuple[str, ...]], ...] = ()
 
     @property
     def anonymous(self) -> bool:
@@ -47,9 +56,26 @@ class Caller:
             return CONTROLLED
         if self.sub is None:
             return PUBLIC
-        if self.grants & grant_values(dataset, node_base_url):
-            return CONTROLLED
-        return REGISTERED
+        honoured, _ = self.grant_decision(dataset, node_base_url)
+        return CONTROLLED if honoured else REGISTERED
+
+    def grant_decision(self, dataset: DatasetConfig, node_base_url: str = "") -> tuple[bool, str | None]:
+        """Whether a grant of this caller opens `dataset`, and when one matches but is refused, why (data use)."""
+        matching = self.grants & grant_values(dataset, node_base_url)
+        if not matching:
+            return False, None
+        uses_of = dict(self.grant_uses)
+        reasons: list[str] = []
+        for value in sorted(matching):
+            uses = uses_of.get(value, ())
+            if not uses:
+                return True, None
+            for use in uses:
+                reason = _refusal(tuple(dataset.data_use_conditions), use)
+                if reason is None:
+                    return True, None
+                reasons.append(reason)
+        return False, "; ".join(dict.fromkeys(reasons))
 
     @property
     def best_tier(self) -> str:
@@ -57,6 +83,11 @@ class Caller:
 
 
 ANONYMOUS = Caller()
+
+
+@lru_cache(maxsize=4096)
+def _refusal(dataset_terms: tuple[str, ...], use_value: str) -> str | None:
+    return use_refusal(dataset_terms, parse_use(use_value))
 
 
 def grant_values(dataset: DatasetConfig, node_base_url: str = "") -> frozenset[str]:
@@ -98,9 +129,23 @@ def client_ip(remote_addr: str | None, forwarded_for: str | None, trusted: Seque
     return address
 
 
-def caller_from_token(verified: Any, ip: str, operator_roles: Iterable[str] = ()) -> Caller:
-    """A Caller from a VerifiedToken: grants from its visas, operator from a configured role."""
-    grants = frozenset(v.value for v in verified.visas if v.type == GRANT_VISA)
+def caller_from_token(
+    verified: Any, ip: str, operator_roles: Iterable[str] = (), use_visa_type: str = DEFAULT_USE_VISA_TYPE
+) -> Caller:
+    """A Caller from a VerifiedToken: grants from its visas (each bound to the uses its conditions name, else
+    to the passport's unconditioned use visas), operator from a configured role."""
+    grant_visas = [v for v in verified.visas if v.type == GRANT_VISA]
+    grants = frozenset(v.value for v in grant_visas)
+    passport_uses = tuple(
+        dict.fromkeys(v.value for v in verified.visas if v.type == use_visa_type and not v.conditions)
+    )
+    bound: dict[str, list[str]] = {}
+    unrestricted: set[str] = set()
+    for visa in grant_visas:
+        uses = visa.condition_uses if visa.conditions else passport_uses
+        if not uses:
+            unrestricted.add(visa.value)  # a grant with no use named is honoured as before
+        bound.setdefault(visa.value, []).extend(uses)
     roles = frozenset(_roles(verified.claims))
     is_operator = bool(roles & set(operator_roles))
     return Caller(
@@ -111,6 +156,10 @@ def caller_from_token(verified: Any, ip: str, operator_roles: Iterable[str] = ()
         operator=is_operator,
         visas_ignored=verified.visas_ignored,
         roles=roles,
+        grant_uses=tuple(
+            (value, () if value in unrestricted else tuple(dict.fromkeys(uses)))
+            for value, uses in sorted(bound.items())
+        ),
     )
 
 
@@ -127,4 +176,9 @@ def _roles(claims: Mapping[str, Any]) -> list[str]:
 
 def dataset_config(config: Config, dataset_id: str) -> DatasetConfig:
     """A dataset's configuration; one the operator did not declare gets the safe default (CONTROLLED)."""
-    return config.dataset(dataset_id) or DatasetConfig(id=dataset_id)
+    dataset = config.dataset(dataset_id) or DatasetConfig(id=dataset_id)
+    if not dataset.data_use_conditions:  # the terms /datasets shows for it are the ones checked
+        default = tuple(config.extra.get("default_data_use_conditions", ()) or ())
+        if default:
+            dataset = replace(dataset, data_use_conditions=default)
+    return dataset

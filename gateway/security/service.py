@@ -15,6 +15,7 @@ Configuration (`security:` at the top level of the YAML file, all optional):
       redis_url: redis://127.0.0.1:6379/0               # query budget shared by workers; else in-process
       budget: {window_seconds: 3600, anonymous: 300, registered: 3000, controlled: null}
       cors_origins: []                                   # origins allowed on the public endpoints only
+      data_use: {visa_type: ResearchPurpose}            # the visa type that names an intended use (DUO CURIEs)
       audit: true
 """
 
@@ -94,7 +95,7 @@ class Security:
             raise TokenError("the Authorization header must be 'Bearer <token>'")
         if is_operator(self.operator_tokens, token):
             return Caller(ip=ip, operator=True, sub="operator", issuer="local")
-        return caller_from_token(self.verifier.verify(token), ip, self.operator_roles)
+        return caller_from_token(self.verifier.verify(token), ip, self.operator_roles, self.verifier.use_visa_type)
 
     def dataset_size(self, store: Any, variants: Any, dataset_id: str) -> int:
         """Individuals in a dataset: the larger of its phenopackets and its VCF samples (cached briefly)."""

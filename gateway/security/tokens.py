@@ -7,8 +7,10 @@ issuer the operator listed. In particular the token never chooses:
   from the configured JWKS otherwise),
 - the audience (it must name one of the node's configured audiences).
 Each GA4GH visa inside a passport is verified on its own; a visa that fails is ignored
-and logged (by reason only, never its content), and visas carrying `conditions` are not
-honoured until conditions are supported.
+and logged (by reason only, never its content). A visa carrying `conditions` is honoured
+only when every condition clause is one this node understands (a clause on the configured
+intended-use visa type, `const:` values) and one of its alternatives is met by the passport's
+other verified visas; any other condition makes the visa ignored and logged.
 """
 
 from __future__ import annotations
@@ -19,12 +21,14 @@ import threading
 import time
 import urllib.request
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import jwt
 from jwt import PyJWK
+
+from gateway.security.data_use import DEFAULT_USE_VISA_TYPE
 
 log = logging.getLogger(__name__)
 
@@ -64,6 +68,8 @@ class Visa:
     by: str | None
     issuer: str
     conditions: bool
+    # the intended uses (visa values of the use type) a conditioned visa was honoured on
+    condition_uses: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -131,6 +137,7 @@ class TokenVerifier:
     audiences: tuple[str, ...]
     leeway: int = DEFAULT_LEEWAY_S
     jwks: JWKSCache = field(default_factory=JWKSCache)
+    use_visa_type: str = DEFAULT_USE_VISA_TYPE
 
     @classmethod
     def from_settings(cls, settings: Mapping[str, Any], jwks: JWKSCache | None = None) -> TokenVerifier:
@@ -152,6 +159,7 @@ class TokenVerifier:
             audiences=tuple(str(a) for a in settings.get("audiences") or ()),
             leeway=int(settings.get("leeway_seconds", DEFAULT_LEEWAY_S)),
             jwks=jwks or JWKSCache(),
+            use_visa_type=str((settings.get("data_use") or {}).get("visa_type") or DEFAULT_USE_VISA_TYPE),
         )
 
     def _signing_key(self, token: str, *, for_visa: bool) -> tuple[PyJWK, str, IssuerConfig]:
@@ -222,15 +230,63 @@ class TokenVerifier:
         ignored = 0
         if not isinstance(raw_visas, Sequence) or isinstance(raw_visas, str):
             raw_visas, ignored = (), 1
+        conditioned: list[tuple[Visa, Any]] = []
         for raw in list(raw_visas)[:MAX_VISAS]:
-            visa = self._visa(raw)
-            if visa is None:
+            parsed = self._visa(raw)
+            if parsed is None:
+                ignored += 1
+            elif parsed[0].conditions:
+                conditioned.append(parsed)
+            else:
+                visas.append(parsed[0])
+        # Conditions are met by unconditioned visas only: no visa can vouch for itself, no cycles.
+        for visa, conditions in conditioned:
+            uses = self._conditions_met(conditions, visas)
+            if uses is None:
                 ignored += 1
             else:
-                visas.append(visa)
+                visas.append(replace(visa, condition_uses=uses))
         return VerifiedToken(claims=claims, visas=tuple(visas), visas_ignored=ignored)
 
-    def _visa(self, raw: Any) -> Visa | None:
+    def _conditions_met(self, conditions: Any, visas: list[Visa]) -> tuple[str, ...] | None:
+        """The use values of the first met alternative of `conditions` (OR of ANDs), or None (logged)."""
+        if not isinstance(conditions, list) or not all(isinstance(alt, list) and alt for alt in conditions):
+            log.warning("a visa with malformed conditions is ignored")
+            return None
+        clauses = [clause for alt in conditions for clause in alt]
+        not_understood = sorted({self._clause_problem(c) or "" for c in clauses} - {""})
+        if not_understood:
+            log.warning("a visa with conditions is not honoured: %s", "; ".join(not_understood))
+            return None
+        for alternative in conditions:
+            matched = [self._matching_visa(clause, visas) for clause in alternative]
+            if all(m is not None for m in matched):
+                return tuple(m.value for m in matched)
+        log.warning("a visa is not honoured: its conditions are not met by the passport's other visas")
+        return None
+
+    def _clause_problem(self, clause: Any) -> str | None:
+        if not isinstance(clause, dict) or not isinstance(clause.get("type"), str):
+            return "a condition clause is malformed"
+        if clause["type"] != self.use_visa_type:
+            return f"conditions on {clause['type'][:64]!r} visas are not supported"
+        for name in ("value", "source", "by"):
+            if name in clause and not (isinstance(clause[name], str) and clause[name].startswith("const:")):
+                return f"only const: condition values are supported ({name})"
+        if "value" not in clause:
+            return "a condition clause without a value is not supported"
+        return None
+
+    @staticmethod
+    def _matching_visa(clause: dict, visas: list[Visa]) -> Visa | None:
+        for visa in visas:
+            if visa.type == clause["type"] and all(
+                name not in clause or clause[name][6:] == getattr(visa, name) for name in ("value", "source", "by")
+            ):
+                return visa
+        return None
+
+    def _visa(self, raw: Any) -> tuple[Visa, Any] | None:
         if not isinstance(raw, str):
             log.warning("a passport visa is not a JWT and is ignored")
             return None
@@ -255,7 +311,4 @@ class TokenVerifier:
             issuer=str(claims["iss"]),
             conditions=bool(body.get("conditions")),
         )
-        if visa.conditions:
-            log.warning("a %s visa with conditions is not honoured (conditions are not supported)", visa.type)
-            return None
-        return visa
+        return visa, body.get("conditions")
