@@ -135,16 +135,13 @@ def build_snapshot(connection: sqlite3.Connection, version: int, kinds: tuple[st
         (dataset_code.setdefault(r[1], len(dataset_code)) for r in rows), dtype=np.int32, count=len(rows)
     )
     sex_codes = np.fromiter((sex_code.setdefault(r[2], len(sex_code)) for r in rows), dtype=np.int32, count=len(rows))
-    postings: dict[str, np.ndarray] = {}
-    if term_rows:
-        terms = np.array([r[0] for r in term_rows], dtype=object)
-        positions = np.searchsorted(pks, np.fromiter((r[1] for r in term_rows), dtype=np.int64, count=len(term_rows)))
-        order = np.lexsort((positions, terms))
-        terms, positions = terms[order], positions[order].astype(np.int32)
-        starts = np.flatnonzero(np.r_[True, terms[1:] != terms[:-1]])
-        ends = np.r_[starts[1:], len(terms)]
-        for start, end in zip(starts, ends, strict=True):
-            postings[terms[start]] = np.unique(positions[start:end])
+    grouped: dict[str, list[int]] = {}
+    for term, pk in term_rows:
+        grouped.setdefault(term, []).append(pk)
+    postings = {
+        term: np.unique(np.searchsorted(pks, np.array(members, dtype=np.int64))).astype(np.int32)
+        for term, members in grouped.items()
+    }
     return Snapshot(version, pks, dataset_codes, dataset_code, sex_codes, sex_code, postings)
 
 
