@@ -399,7 +399,7 @@ _SITE_LINE = re.compile(
     r"([^\t\n]+)\t([1-9][0-9]{0,9})\t([^\t\n]*)\t([ACGTNacgtn]+)\t([ACGTNacgtn]+)\t([^\t\n]*)\t([^\t\n]*)"
     r"\t([^\t\n\r]*)\r?\n|(.*)\n"
 )
-_TEXT_BLOCK = 1 << 22
+_TEXT_BLOCK = 1 << 20  # bounds the memory of a block's parsed columns (~20 MB)
 
 
 def _text_blocks(path: Path, n_header: int):
