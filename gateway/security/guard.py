@@ -13,12 +13,13 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from gateway.beacon.collections import dataset_of_cohort
 from gateway.beacon.granularity import _RANK, coarsest, returned_granularity
 from gateway.beacon.request import BeaconRequestError
 from gateway.beacon.response import EntryAnswer, ResultSet
 from gateway.security.caller import ANONYMOUS, CONTROLLED, PUBLIC, TIER_RANK, Caller, dataset_config
 from gateway.security.hardening import filter_issues
-from gateway.security.policy import DatasetPolicy, policy_for, rounded, suppressed
+from gateway.security.policy import DatasetPolicy, policy_for, protect_record, rounded, suppressed
 from gateway.security.service import Security, security_of
 
 RARE_SCAN_LIMIT = 10_000  # hits looked at to tell rare from common alleles for PUBLIC callers
@@ -79,9 +80,15 @@ def admit(
     tiers: dict[str, str] = {}
     policies: dict[str, DatasetPolicy] = {}
     hidden: list[str] = []
+    refusals: list[str] = []
     for dataset_id in datasets:
         policy = policy_for(ctx.config, dataset_id)
-        tier = caller.tier_for(dataset_config(ctx.config, dataset_id), base_url)
+        dataset = dataset_config(ctx.config, dataset_id)
+        tier = caller.tier_for(dataset, base_url)
+        if tier != CONTROLLED and caller.grants:
+            _, why = caller.grant_decision(dataset, base_url)
+            if why:
+                refusals.append(f"{dataset_id}: grant not honoured for the intended use: {why}")
         served = policy.ceiling(tier, entry.path) is not None
         if served and tier == PUBLIC and policy.min_public_size > 0:
             served = security.dataset_size(ctx.store, ctx.variants, dataset_id) >= policy.min_public_size
@@ -90,6 +97,8 @@ def admit(
         else:
             hidden.append(dataset_id)
     audit["datasets"] = list(datasets)
+    if refusals:
+        audit["reason"] = "; ".join(refusals)[:1000]
     if hidden and request.dataset_ids is not None:
         raise AccessDenied(
             403, "forbidden", f"dataset(s) not available at your access level: {', '.join(hidden)}", "denied"
@@ -140,7 +149,11 @@ def protect(ctx: Any, entry: Any, request: Any, admission: Admission, answer: En
     if defended:
         k = max(admission.policies[d].count_threshold for d in defended)
         step = max(admission.policies[d].rounding for d in defended)
-        counts = [answer.total, *(rs.count for rs in answer.result_sets), *(info[f] for f in _count_fields(info))]
+        # A collection's total counts catalogue entries (datasets, cohorts), not people: the counts about
+        # people are inside its records (protected below).
+        catalogue = bool(getattr(entry, "collection", False))
+        totals = [] if catalogue else [answer.total, *(rs.count for rs in answer.result_sets)]
+        counts = [*totals, *(info[f] for f in _count_fields(info))]
         if granularity != "boolean" and any(suppressed(c, k) for c in counts):
             for name in _count_fields(info):
                 info.pop(name)
@@ -148,11 +161,14 @@ def protect(ctx: Any, entry: Any, request: Any, admission: Admission, answer: En
             granularity = "boolean"
             notes.append(f"counts below {k} are not shown: the answer is given as yes/no")
             audit["decision"] = "suppressed"
-        elif granularity == "count" and step > 1:
+        elif granularity == "count" and step > 1 and (totals or _count_fields(info)):
             for name in _count_fields(info):
                 info[name] = rounded(info[name], step, k)
-            answer = replace(answer, total=rounded(answer.total or 0, step, k), info=info)
+            total = answer.total if catalogue else rounded(answer.total or 0, step, k)
+            answer = replace(answer, total=total, info=info)
             notes.append(f"counts are rounded to the nearest {step}")
+    if defended and granularity == "record" and answer.result_sets:
+        answer = _protect_records(admission, answer, notes)
     if notes:
         info = dict(answer.info)
         info["privacy"] = [*info.get("privacy", []), *notes]
@@ -160,6 +176,57 @@ def protect(ctx: Any, entry: Any, request: Any, admission: Admission, answer: En
     audit["returned_granularity"] = granularity
     audit.setdefault("decision", "allowed")
     return answer, granularity
+
+
+_RECORD_NOTES = {
+    "suppressed": "counts below {k} inside records are not shown",
+    "rounded": "counts inside records are rounded to the nearest {step}",
+    "cases": "case-level data are not shown: their length would be an exact count",
+    "derived": "frequencies are not shown where their counts are not shown exactly",
+}
+
+
+def _record_dataset(rs: ResultSet, record: dict, tiers: dict[str, str]) -> str | None:
+    """The dataset a record belongs to: its result set's, or for a collection the dataset (or cohort) it describes."""
+    if rs.set_type != "collection":
+        return rs.id
+    record_id = record.get("id")
+    if not isinstance(record_id, str) or record_id in tiers:
+        return record_id
+    return dataset_of_cohort(record_id)
+
+
+def _protect_records(admission: Admission, answer: EntryAnswer, notes: list[str]) -> EntryAnswer:
+    """The small-count rule (and rounding) applied to the counts inside each record a defended caller sees."""
+    defended = {d: p for d, p in admission.policies.items() if p.defended(admission.tiers[d])}
+    strictest = (max(p.count_threshold for p in defended.values()), max(p.rounding for p in defended.values()))
+    changes: set[str] = set()
+    result_sets = []
+    for rs in answer.result_sets:
+        if not rs.records:
+            result_sets.append(rs)
+            continue
+        records = []
+        for record in rs.records:
+            dataset = _record_dataset(rs, record, admission.tiers)
+            if dataset in admission.tiers and dataset not in defended:
+                records.append(record)  # a CONTROLLED caller's own dataset: exact
+                continue
+            policy = defended.get(dataset)
+            k, step = (policy.count_threshold, policy.rounding) if policy else strictest
+            shown, changed = protect_record(record, k, step)
+            changes |= changed
+            records.append(shown)
+        result_sets.append(replace(rs, records=records))
+    if not changes:
+        return answer
+    k, step = strictest
+    notes.extend(
+        _RECORD_NOTES[c].format(k=k, step=step) for c in ("suppressed", "rounded", "cases", "derived") if c in changes
+    )
+    if changes - {"rounded"}:
+        admission.audit["decision"] = "suppressed"
+    return replace(answer, result_sets=tuple(result_sets))
 
 
 def _hide_rare_alleles(ctx, request, admission: Admission, answer: EntryAnswer, granularity: str, notes: list[str]):

@@ -24,8 +24,11 @@ CONTROLLED callers see exact counts and records; the defences apply to PUBLIC an
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from functools import cache
+from pathlib import Path
 from typing import Any
 
 from gateway.beacon.granularity import GRANULARITIES, coarsest
@@ -178,3 +181,101 @@ def rounded(count: int, step: int, threshold: int) -> int:
     while value < max(threshold, 1):
         value += step
     return value
+
+
+# --- counts inside records (data/record_counts.json says where they are) ----------------------
+
+_RECORD_COUNTS = Path(__file__).with_name("data") / "record_counts.json"
+_DROP = object()
+
+
+@dataclass(frozen=True)
+class RecordCountRules:
+    count_keys: frozenset[str]
+    count_suffixes: tuple[str, ...]
+    count_maps: frozenset[str]
+    case_lists: frozenset[str]
+    derived: frozenset[str]
+
+    def is_count_key(self, key: str) -> bool:
+        return key in self.count_keys or key.endswith(self.count_suffixes)
+
+
+@cache
+def record_count_rules() -> RecordCountRules:
+    raw = json.loads(_RECORD_COUNTS.read_text())
+    return RecordCountRules(
+        count_keys=frozenset(raw["count_keys"]),
+        count_suffixes=tuple(raw["count_suffixes"]),
+        count_maps=frozenset(raw["count_maps"]),
+        case_lists=frozenset(raw["case_lists"]),
+        derived=frozenset(raw["derived"]),
+    )
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def protect_record(record: dict, threshold: int, step: int) -> tuple[dict, frozenset[str]]:
+    """A record as a PUBLIC/REGISTERED caller may see it, and what was changed.
+
+    Counts 1 … threshold-1 are removed, others rounded to `step`; a list of cases is removed when its
+    length is small or would have to be rounded (a list cannot be); values derived from counts
+    (frequencies) are removed from a record whose counts were not all shown exactly. Changes:
+    "suppressed", "rounded", "cases", "derived".
+    """
+    rules = record_count_rules()
+    changes: set[str] = set()
+
+    def count(value: int) -> Any:
+        if suppressed(value, threshold):
+            changes.add("suppressed")
+            return _DROP
+        shown = rounded(value, step, threshold)
+        if shown != value:
+            changes.add("rounded")
+        return shown
+
+    def walk(node: Any, counting: bool) -> Any:
+        if isinstance(node, dict):
+            out = {}
+            for key, value in node.items():
+                if key in rules.case_lists and isinstance(value, list):
+                    if value and (suppressed(len(value), threshold) or step > 1):
+                        changes.add("cases")
+                        continue
+                    shown = walk(value, counting)
+                elif _is_int(value) and (counting or rules.is_count_key(key) or key in rules.count_maps):
+                    shown = count(value)
+                else:
+                    # every integer below a count map, or below a count key (a list of counts), is a count
+                    shown = walk(value, counting or key in rules.count_maps or rules.is_count_key(key))
+                if shown is not _DROP:
+                    out[key] = shown
+            return out
+        if isinstance(node, list):
+            items = [count(v) if counting and _is_int(v) else walk(v, counting) for v in node]
+            return [v for v in items if v is not _DROP]
+        return node
+
+    def strip_derived(node: Any) -> Any:
+        if isinstance(node, dict):
+            return {k: strip_derived(v) for k, v in node.items() if k not in rules.derived}
+        if isinstance(node, list):
+            return [strip_derived(v) for v in node]
+        return node
+
+    shown = walk(record, False)
+    if changes & {"suppressed", "rounded"} and _has_key(shown, rules.derived):
+        shown = strip_derived(shown)
+        changes.add("derived")
+    return shown, frozenset(changes)
+
+
+def _has_key(node: Any, keys: frozenset[str]) -> bool:
+    if isinstance(node, dict):
+        return any(k in keys or _has_key(v, keys) for k, v in node.items())
+    if isinstance(node, list):
+        return any(_has_key(v, keys) for v in node)
+    return False
