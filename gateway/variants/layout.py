@@ -58,7 +58,7 @@ UNIQUE_INDEX = "CREATE UNIQUE INDEX variants_key ON variants(vkey)"
 INDEXES = f"""
 CREATE INDEX variants_pos ON variants(chrom, start, end, ref, alt);
 -- range counts: short variants by start alone (no per-row test), long ones through their own small index
-CREATE INDEX variants_short ON variants(chrom, start) WHERE end - start <= {LONG_SPAN};
+CREATE INDEX variants_short ON variants(chrom, start, end) WHERE end - start <= {LONG_SPAN};
 CREATE INDEX variants_long ON variants(chrom, start, end) WHERE end - start > {LONG_SPAN};
 """
 
