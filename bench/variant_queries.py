@@ -2,7 +2,7 @@
 
     python bench/variant_queries.py /tmp/vbench/cohort2500.vcf.gz [--data /tmp/vq] [--repeat 2000]
 
-Ingests the VCF once (kept in --data for later runs), then measures p50/p99 in process:
+Ingests the VCF once (kept in --data for later runs), then measures p50/p99 in process, store and floor calls alternating:
 range counts over 10 kb and 1 Mb through `VariantStore.count` (the whole API path: query object,
 dataset pointer, three index branches) against the floor, `SELECT count(*)` over an index on
 (chrom, start) of a table holding only (chrom, start, end) of the same variants, in a file opened
@@ -31,18 +31,24 @@ from gateway.variants.store import VariantStore  # noqa: E402
 DATASET = "bench"
 
 
-def timed(fn, args: list, repeat: int) -> tuple[float, float]:
-    """(p50, p99) in milliseconds over `repeat` calls, each with the next argument."""
+def paired(ours, base, args: list, repeat: int) -> tuple[tuple[float, float], tuple[float, float]]:
+    """((p50, p99) of ours, (p50, p99) of the floor) in ms; calls alternate, so machine load hits both alike."""
     for a in args[:50]:
-        fn(a)
-    samples = []
+        ours(a)
+        base(a)
+    mine, floor = [], []
     for i in range(repeat):
         a = args[i % len(args)]
         t = time.perf_counter()
-        fn(a)
-        samples.append((time.perf_counter() - t) * 1000)
-    samples.sort()
-    return statistics.median(samples), samples[int(len(samples) * 0.99)]
+        ours(a)
+        t1 = time.perf_counter()
+        base(a)
+        t2 = time.perf_counter()
+        mine.append((t1 - t) * 1000)
+        floor.append((t2 - t1) * 1000)
+    mine.sort()
+    floor.sort()
+    return (statistics.median(mine), mine[int(repeat * 0.99)]), (statistics.median(floor), floor[int(repeat * 0.99)])
 
 
 def floor_db(store_file: Path, out: Path) -> sqlite3.Connection:
@@ -106,7 +112,7 @@ def main(argv: list[str] | None = None) -> int:
         ("exact lookup", exact, exact_floor, "p50 <= 0.05 ms"),
         ("carrier count (exact)", carriers, exact_floor, "p50 <= 0.1 ms"),
     ]:
-        (a50, a99), (b50, b99) = timed(ours, probes, args.repeat), timed(base, probes, args.repeat)
+        (a50, a99), (b50, b99) = paired(ours, base, probes, args.repeat)
         print(f"{name:28s} {a50:7.4f}/{a99:7.4f} {b50:7.4f}/{b99:7.4f} {a50 / b50:10.2f}  {target}")
     for span, target in ((10_000, "p50 <= 0.1 ms"), (1_000_000, "<= 1.5x floor")):
         starts = [rng.randint(0, max(hi - span, 1)) for _ in range(500)]
@@ -129,7 +135,7 @@ def main(argv: list[str] | None = None) -> int:
                 "SELECT count(*) FROM v WHERE chrom=? AND start>=? AND start<?", (chrom, s, s + span)
             ).fetchone()
 
-        (a50, a99), (b50, b99) = timed(ours, starts, args.repeat), timed(base, starts, args.repeat)
+        (a50, a99), (b50, b99) = paired(ours, base, starts, args.repeat)
         rows_in = statistics.median(
             floor.execute(
                 "SELECT count(*) FROM v WHERE chrom=? AND start>=? AND start<?", (chrom, s, s + span)
