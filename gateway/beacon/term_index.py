@@ -217,12 +217,12 @@ class TermIndex:
 
 
 def index_for(store, cache: dict, kinds: tuple[str, ...]) -> TermIndex | None:
-    """The store's TermIndex (created once per application cache), or None where the index cannot be kept."""
+    """The store's TermIndex (one per store and application cache), or None where the index cannot be kept."""
     found = cache.get("term_index")
-    if found is not None or "term_index" in cache:
-        return found
+    if found is not None and found[0] is store:
+        return found[1]
     engine = store.engine
     database = engine.url.database if engine.dialect.name == "sqlite" else None
     index = TermIndex(database, kinds) if database and database != ":memory:" else None
-    cache["term_index"] = index
+    cache["term_index"] = (store, index)
     return index
