@@ -35,9 +35,14 @@ def _duo() -> tuple[str, dict[str, str]]:
 
 
 def duo_terms(curies) -> list[dict]:
+    """DUO terms as Beacon `DUODataUse`; a non-DUO CURIE (the disease of DUO:0000007
+    disease-specific research, say) is a modifier of the DUO term before it."""
     version, labels = _duo()
-    out = []
+    out: list[dict] = []
     for curie in curies:
+        if not curie.startswith("DUO:") and out:
+            out[-1].setdefault("modifiers", []).append({"id": curie})
+            continue
         term = {"id": curie, "version": version}
         if curie in labels:
             term["label"] = labels[curie]
