@@ -191,6 +191,18 @@ class _Dataset:
         )
 
 
+def _count(ds: _Dataset, parts: list[tuple[str, list]]) -> int:
+    """Rows matching any of the disjoint branches, in one statement (one round trip)."""
+    sql = "SELECT " + " + ".join(f"(SELECT count(*) FROM variants WHERE {w})" for w, _ in parts)
+    return ds.conn.execute(sql, [x for _, p in parts for x in p]).fetchone()[0]
+
+
+def _page(ds: _Dataset, parts: list[tuple[str, list]], n_rows: int, offset: int) -> list[tuple]:
+    union = " UNION ALL ".join(f"SELECT {_COLUMNS} FROM variants WHERE {w}" for w, _ in parts)
+    params = [x for _, p in parts for x in p]
+    return ds.conn.execute(f"{union} ORDER BY id LIMIT ? OFFSET ?", [*params, n_rows, offset]).fetchall()
+
+
 class VariantStore:
     """Reads every dataset's live version under `data_dir/variants/`; safe to share across threads."""
 
@@ -296,16 +308,15 @@ class VariantStore:
             parts = self._branches(ds, q, branches)
             if parts is None:
                 continue
-            n = sum(ds.conn.execute(f"SELECT count(*) FROM variants WHERE {w}", p).fetchone()[0] for w, p in parts)
             # Pagination runs over the datasets in name order, each in file order.
-            if n and limit > len(hits) and skip < total + n:
-                offset = max(skip - total, 0)
-                union = " UNION ALL ".join(f"SELECT {_COLUMNS} FROM variants WHERE {w}" for w, _ in parts)
-                rows = ds.conn.execute(
-                    f"{union} ORDER BY id LIMIT ? OFFSET ?",
-                    [*(x for _, p in parts for x in p), limit - len(hits), offset],
-                ).fetchall()
-                hits += [ds.hit(r) for r in rows]
+            need, offset = limit - len(hits), max(skip - total, 0)
+            if need > 0 and offset == 0:
+                rows = _page(ds, parts, need, 0)
+                n = len(rows) if len(rows) < need else _count(ds, parts)  # a short first page is the whole answer
+            else:
+                n = _count(ds, parts)
+                rows = _page(ds, parts, need, offset) if n and need > 0 and offset < n else []
+            hits += [ds.hit(r) for r in rows]
             total += n
         return hits, total
 
@@ -314,9 +325,8 @@ class VariantStore:
         total = 0
         for ds in self._targets(q):
             parts = self._branches(ds, q, branches)
-            if parts:  # one statement for all branches: one round trip
-                sql = "SELECT " + " + ".join(f"(SELECT count(*) FROM variants WHERE {w})" for w, _ in parts)
-                total += ds.conn.execute(sql, [x for _, p in parts for x in p]).fetchone()[0]
+            if parts:
+                total += _count(ds, parts)
         return total
 
     def exists(self, q: VariantQuery) -> bool:
