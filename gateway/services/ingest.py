@@ -16,6 +16,7 @@ from datetime import UTC, datetime
 import mappings
 from gateway.issues import Issue, Report
 from gateway.security.pseudonym import derived_id, pseudonymise
+from gateway.store.metadata import UnknownDatasetError
 from gateway.store.records import PhenopacketRecord, SaveResult
 from gateway.validation.fhir import validate_fhir
 from gateway.validation.phenopacket import validate_phenopacket
@@ -149,12 +150,23 @@ def ingest_fhir(
             return outcome
         to_save = [p for p in outcome.packets if p.ok]
     if to_save:
-        store.ensure_dataset(dataset_id)
-        results = store.save_phenopackets(records_for(to_save, dataset_id, source_identity(doc)))
+        results = _save_creating_dataset(store, dataset_id, records_for(to_save, dataset_id, source_identity(doc)))
         for packet, result in zip(to_save, results, strict=True):
             packet.saved = result
         outcome.stored = True
     return outcome
+
+
+def _save_creating_dataset(store, dataset_id: str, records: list[PhenopacketRecord]) -> list[SaveResult]:
+    """Save; a dataset nobody declared yet is created on first use (the store refuses unknown ones).
+
+    Trying first keeps the common case to one transaction instead of a look-up per request.
+    """
+    try:
+        return store.save_phenopackets(records)
+    except UnknownDatasetError:
+        store.ensure_dataset(dataset_id)
+        return store.save_phenopackets(records)
 
 
 def _packet_issue_set(outcome: IngestOutcome) -> set[Issue]:
@@ -206,5 +218,4 @@ def ingest_phenopackets(
         )
         for packet, subject_id, report in prepared
     ]
-    store.ensure_dataset(dataset_id)
-    return store.save_phenopackets(records), reports
+    return _save_creating_dataset(store, dataset_id, records), reports
