@@ -389,18 +389,22 @@ class VariantStore:
     def _sample_indexes(self, ds: _Dataset, individual_id: str) -> list[int]:
         return [r[0] for r in ds.conn.execute("SELECT idx FROM samples WHERE individual_id = ?", (individual_id,))]
 
-    def variants_of_individual(
-        self, individual_id: str, *, skip: int = 0, limit: int = 10
-    ) -> tuple[list[VariantHit], int]:
-        hits: list[VariantHit] = []
-        total = 0
+    def _datasets_holding(self, individual_id: str):
+        """(dataset name, open dataset, sample indexes) for every dataset with samples of this individual."""
         for name in self.datasets():
             ds = self._open(name)
             if ds is None:
                 continue
             idxs = self._sample_indexes(ds, individual_id)
-            if not idxs:
-                continue
+            if idxs:
+                yield name, ds, idxs
+
+    def variants_of_individual(
+        self, individual_id: str, *, skip: int = 0, limit: int = 10
+    ) -> tuple[list[VariantHit], int]:
+        hits: list[VariantHit] = []
+        total = 0
+        for _, ds, idxs in self._datasets_holding(individual_id):
             vids = _carried_variants(ds.conn, idxs)
             n = len(vids)
             if limit > len(hits) and skip < total + n:
@@ -433,13 +437,7 @@ class VariantStore:
         versions written before those existed correct AN at the carried variants only).
         """
         erased = 0
-        for name in self.datasets():
-            ds = self._open(name)
-            if ds is None:
-                continue
-            idxs = self._sample_indexes(ds, individual_id)
-            if not idxs:
-                continue
+        for name, ds, idxs in list(self._datasets_holding(individual_id)):
             erased += len(idxs)
             self._rewrite_without(name, ds, idxs)
         self.refresh()
