@@ -1,4 +1,4 @@
-"""The `gateway` command: serve, ingest, convert.
+"""The `gateway` command: serve, ingest, convert, validate, verify, erase, keys, audit.
 
 Exit codes: 0 success, 1 input rejected, 2 usage error (argparse's own convention).
 The CLI acts locally as the operator: it opens the store named by the configuration.
