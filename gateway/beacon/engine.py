@@ -6,6 +6,7 @@ HTTP-free: the blueprint parses, calls `answer`, and sends what comes back.
 from __future__ import annotations
 
 import logging
+import os
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -19,6 +20,7 @@ from gateway.beacon.validation import ResponseInvalid, validate_response
 from gateway.config import Config
 from gateway.issues import Issue
 from gateway.security.guard import AccessDenied, admit, protect
+from gateway.variants.layout import DATASET_ID, POINTER
 
 log = logging.getLogger(__name__)
 
@@ -62,6 +64,39 @@ def _store_dataset_ids(ctx: QueryContext) -> list[str]:
     return ids
 
 
+_STABLE_DIR_S = 1.0  # a directory listing is reused once the directory has not changed for this long
+
+
+def _variant_dataset_ids(ctx: QueryContext) -> list[str]:
+    """The variant store's datasets (those with a live version), as `VariantStore.datasets()` lists them.
+
+    The directory listing is reused while the store's directory is unchanged (its mtime; trusted only
+    when older than the filesystem's timestamp granularity); whether each dataset has a live version
+    (its CURRENT pointer) is still checked on every call, so a finished ingest shows at once.
+    """
+    store = ctx.variants
+    listing = getattr(store, "datasets", None) if store is not None else None
+    if not callable(listing):
+        return []
+    root = getattr(store, "root", None)
+    if not isinstance(root, (str, os.PathLike)):
+        return list(listing())
+    root = os.fspath(root)
+    try:
+        mtime = os.stat(root).st_mtime_ns
+    except OSError:
+        return list(listing())
+    cache = cache_of(ctx)
+    cached = cache.get("variant_dirs")
+    if cached is None or cached[0] != root or cached[1] != mtime:
+        names = sorted(n for n in os.listdir(root) if DATASET_ID.match(n))
+        if time.time_ns() - mtime < _STABLE_DIR_S * 1e9:  # a change within the same timestamp tick is invisible
+            return [n for n in names if os.path.exists(os.path.join(root, n, POINTER))]
+        cached = (root, mtime, names)
+        cache["variant_dirs"] = cached
+    return [n for n in cached[2] if os.path.exists(os.path.join(root, n, POINTER))]
+
+
 def known_dataset_ids(ctx: QueryContext, test_mode: bool = False) -> tuple[str, ...]:
     """Datasets declared in the configuration, held by the metadata store or the variant store, in a stable order.
 
@@ -73,9 +108,7 @@ def known_dataset_ids(ctx: QueryContext, test_mode: bool = False) -> tuple[str, 
         return (DEMO_DATASET_ID,)
     ids = [d.id for d in ctx.config.datasets]
     ids.extend(_store_dataset_ids(ctx))
-    listing = getattr(ctx.variants, "datasets", None) if ctx.variants is not None else None
-    if callable(listing):
-        ids.extend(listing())
+    ids.extend(_variant_dataset_ids(ctx))
     if not ctx.config.extra.get("demo"):
         ids = [d for d in ids if d != DEMO_DATASET_ID]
     return tuple(dict.fromkeys(ids))

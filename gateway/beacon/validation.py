@@ -55,7 +55,10 @@ def validate_response(entry: EntryType, granularity: str, body: dict) -> None:
     kind = "errorResponse" if "error" in body else _ENVELOPE[granularity]
     if kind == "resultsetsResponse" and entry.collection:
         kind = "collectionsResponse"
-    errors = list(validator(entry.id, kind).iter_errors(body))
+    check = validator(entry.id, kind)
+    if check.is_valid(body):  # the fast path: one pass, no error objects
+        return
+    errors = list(check.iter_errors(body))
     if errors:
         first = errors[0]
         where = "/" + "/".join(str(p) for p in first.instance_path)

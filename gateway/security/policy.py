@@ -155,8 +155,20 @@ def policy_of(dataset: DatasetConfig) -> DatasetPolicy:
     )
 
 
+_POLICY_CACHE: dict[tuple[int, str], tuple[Config, DatasetPolicy]] = {}
+
+
 def policy_for(config: Config, dataset_id: str) -> DatasetPolicy:
-    return policy_of(dataset_config(config, dataset_id))
+    # Config is frozen: a dataset's policy is read once per configuration object (the entry keeps
+    # `config` alive, so its id cannot be reused while cached), not on every request.
+    cached = _POLICY_CACHE.get((id(config), dataset_id))
+    if cached is not None and cached[0] is config:
+        return cached[1]
+    policy = policy_of(dataset_config(config, dataset_id))
+    if len(_POLICY_CACHE) > 4096:
+        _POLICY_CACHE.clear()
+    _POLICY_CACHE[(id(config), dataset_id)] = (config, policy)
+    return policy
 
 
 def check_policies(config: Config) -> None:
@@ -197,8 +209,17 @@ class RecordCountRules:
     case_lists: frozenset[str]
     derived: frozenset[str]
 
+    key_kinds: dict[str, tuple[bool, bool]] = field(default_factory=dict, compare=False)  # memo of key_kind
+
     def is_count_key(self, key: str) -> bool:
         return key in self.count_keys or key.endswith(self.count_suffixes)
+
+    def key_kind(self, key: str) -> tuple[bool, bool]:
+        """(names a case list, is a count key or count map: integers at and below it are counts)."""
+        kind = (key in self.case_lists, self.is_count_key(key) or key in self.count_maps)
+        if len(self.key_kinds) < 100_000:
+            self.key_kinds[key] = kind
+        return kind
 
 
 @cache
@@ -225,7 +246,10 @@ def protect_record(record: dict, threshold: int, step: int) -> tuple[dict, froze
     (frequencies) are removed from a record whose counts were not all shown exactly. Changes:
     "suppressed", "rounded", "cases", "derived".
     """
+    if threshold <= 1 and step <= 1:
+        return record, frozenset()  # no count can be suppressed or rounded, no case list dropped: unchanged
     rules = record_count_rules()
+    kinds = rules.key_kinds
     changes: set[str] = set()
 
     def count(value: int) -> Any:
@@ -238,25 +262,33 @@ def protect_record(record: dict, threshold: int, step: int) -> tuple[dict, froze
         return shown
 
     def walk(node: Any, counting: bool) -> Any:
-        if isinstance(node, dict):
+        kind = type(node)
+        if kind is dict:
             out = {}
             for key, value in node.items():
-                if key in rules.case_lists and isinstance(value, list):
+                key_kind = kinds.get(key) or rules.key_kind(key)
+                vtype = type(value)
+                if vtype is str or value is None:  # the common leaves, skipped without a call
+                    out[key] = value
+                    continue
+                if key_kind[0] and isinstance(value, list):
                     if value and (suppressed(len(value), threshold) or step > 1):
                         changes.add("cases")
                         continue
                     shown = walk(value, counting)
-                elif _is_int(value) and (counting or rules.is_count_key(key) or key in rules.count_maps):
+                elif _is_int(value) and (counting or key_kind[1]):
                     shown = count(value)
                 else:
                     # every integer below a count map, or below a count key (a list of counts), is a count
-                    shown = walk(value, counting or key in rules.count_maps or rules.is_count_key(key))
+                    shown = walk(value, counting or key_kind[1])
                 if shown is not _DROP:
                     out[key] = shown
             return out
-        if isinstance(node, list):
+        if kind is list or isinstance(node, list):
             items = [count(v) if counting and _is_int(v) else walk(v, counting) for v in node]
             return [v for v in items if v is not _DROP]
+        if isinstance(node, dict):  # a dict subclass: the same walk
+            return walk(dict(node), counting)
         return node
 
     def strip_derived(node: Any) -> Any:
