@@ -358,26 +358,69 @@ def _identifiers(hit: VariantHit) -> dict:
     return out
 
 
-@lru_cache(maxsize=65536)
+_UNLINKED_IDS_MAX = 200_000  # remembered derived ids per dataset (one per VCF sample)
+
+
+@lru_cache(maxsize=256)
+def _unlinked_ids(key: bytes, dataset_id: str) -> dict[str, str]:
+    """sample id → its derived biosample id, filled as samples are seen (one key hash per record, not per carrier)."""
+    return {}
+
+
 def _unlinked_biosample(key: bytes, dataset_id: str, sample_id: str) -> str:
-    return derived_id(key, "biosample", dataset_id, sample_id)
+    ids = _unlinked_ids(key, dataset_id)
+    found = ids.get(sample_id)
+    if found is None:
+        found = derived_id(key, "biosample", dataset_id, sample_id)
+        if len(ids) >= _UNLINKED_IDS_MAX:
+            ids.clear()
+        ids[sample_id] = found
+    return found
 
 
-def _case_level(ctx, hit: VariantHit, carriers: list[Carrier]) -> list[dict]:
+# A carrier as the record builder reads it: (sample_id, biosample_id, individual_id, zygosity CURIE).
+CarrierRow = tuple[str, "str | None", "str | None", str]
+
+
+def carrier_rows(store, variant_id: str, limit: int | None = MAX_CASE_LEVEL) -> list[CarrierRow]:
+    """A variant's carriers as tuples: the store's tuple form when it has one (no object per carrier)."""
+    rows = getattr(store, "carrier_rows", None)
+    if callable(rows):
+        return rows(variant_id, limit=limit)
+    return [_as_row(c) for c in store.carriers(variant_id, limit=limit)]
+
+
+def _as_row(carrier: Carrier | CarrierRow) -> CarrierRow:
+    if isinstance(carrier, tuple):
+        return carrier
+    return (carrier.sample_id, carrier.biosample_id, carrier.individual_id, carrier.zygosity)
+
+
+_UNSPECIFIED_ZYGOSITY = "GENO:0000137"
+
+
+def _case_level(ctx, hit: VariantHit, carriers: list[CarrierRow] | list[Carrier]) -> list[dict]:
+    ids = _unlinked_ids(ctx.key, hit.dataset_id)
+    terms: dict[str, dict] = {}  # zygosity CURIE → its (shared, read-only) term
     out = []
     for carrier in carriers[:MAX_CASE_LEVEL]:
+        sample_id, biosample, individual, zygosity = _as_row(carrier)
         # An unlinked sample still gets a stable, non-identifying id.
-        biosample = carrier.biosample_id or _unlinked_biosample(ctx.key, hit.dataset_id, carrier.sample_id)
-        case: dict = {"biosampleId": biosample}
-        if carrier.individual_id:
-            case["individualId"] = carrier.individual_id
-        case["zygosity"] = _term(carrier.zygosity or "GENO:0000137")  # unspecified zygosity
-        out.append(case)
+        if not biosample:
+            biosample = ids.get(sample_id) or _unlinked_biosample(ctx.key, hit.dataset_id, sample_id)
+        zygosity = zygosity or _UNSPECIFIED_ZYGOSITY
+        term = terms.get(zygosity)
+        if term is None:
+            term = terms[zygosity] = _term(zygosity)
+        if individual:
+            out.append({"biosampleId": biosample, "individualId": individual, "zygosity": term})
+        else:
+            out.append({"biosampleId": biosample, "zygosity": term})
     return out
 
 
-def variant_record(ctx, hit: VariantHit, carriers: list[Carrier], dataset_name: str) -> dict:
-    """A genomicVariations default-model record."""
+def variant_record(ctx, hit: VariantHit, carriers: list[CarrierRow] | list[Carrier], dataset_name: str) -> dict:
+    """A genomicVariations default-model record; `carriers` as Carrier objects or `carrier_rows` tuples."""
     record: dict = {"variantInternalId": hit.variant_id, "variation": vrs_variation(hit)}
     identifiers = _identifiers(hit)
     if identifiers:
@@ -446,7 +489,7 @@ def answer_g_variants(ctx, request, granularity: str, datasets: tuple[str, ...],
         )
         dataset = ctx.config.dataset(dataset_id)
         name = dataset.name if dataset and dataset.name else dataset_id
-        records = [variant_record(ctx, h, store.carriers(h.variant_id, limit=MAX_CASE_LEVEL), name) for h in hits]
+        records = [variant_record(ctx, h, carrier_rows(store, h.variant_id), name) for h in hits]
         result_sets.append(ResultSet(id=dataset_id, count=dataset_total, records=records))
         total += dataset_total
     return EntryAnswer(exists=total > 0, total=total, result_sets=result_sets)

@@ -368,6 +368,11 @@ class VariantStore:
 
     def carriers(self, variant_id: str, limit: int | None = None) -> list[Carrier]:
         """The variant's carriers in sample order; `limit` builds only the first ones (records show 100)."""
+        return [Carrier(*row) for row in self.carrier_rows(variant_id, limit)]
+
+    def carrier_rows(self, variant_id: str, limit: int | None = None) -> list[tuple[str, str | None, str | None, str]]:
+        """`carriers` as plain tuples in Carrier's field order (sample_id, biosample_id, individual_id, zygosity):
+        the record builder's fast path (a frozen dataclass per carrier costs ~1 µs, ~50 µs a record)."""
         parts = split_variant_id(variant_id)
         ds = self._open(parts[0]) if parts else None
         if ds is None or ds.assembly != parts[1]:
@@ -383,7 +388,7 @@ class VariantStore:
         out = []
         for idx, zyg in zip(idxs, zygs, strict=True):
             name, individual, biosample = table[idx]
-            out.append(Carrier(name, biosample, individual, ZYGOSITY_GENO[zyg]))
+            out.append((name, biosample, individual, ZYGOSITY_GENO[zyg]))
         return out
 
     def _sample_indexes(self, ds: _Dataset, individual_id: str) -> list[int]:
