@@ -32,6 +32,7 @@ _BASES = re.compile(r"[ACGTUNRYSWKMBDHV]*")
 _CONTIG = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:\-]{0,63}")
 _GENE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:\-]{0,63}")
 _AA_CHANGE = re.compile(r"(p\.)?\(?[A-Za-z*]{1,3}\d{1,6}[A-Za-z*=]{0,3}(_[A-Za-z]{1,3}\d{1,6})?[A-Za-z0-9*=]{0,40}\)?")
+_DBSNP = re.compile(r"rs\d+")
 _VARIANT_ID = re.compile(r"[A-Za-z0-9][^\s/\\]{0,299}")  # the store's ids: dataset:assembly:key
 _HGVS = re.compile(
     r"(?:refseq:)?(?P<acc>NC_\d{6}\.\d{1,2}):g\."
@@ -347,7 +348,7 @@ def _identifiers(hit: VariantHit) -> dict:
         out["genomicHGVSId"] = hgvs
     alternatives = []
     for identifier in hit.identifiers:
-        if re.fullmatch(r"rs\d+", identifier):
+        if _DBSNP.fullmatch(identifier):
             alternatives.append(
                 {"id": f"dbSNP:{identifier}", "reference": f"https://www.ncbi.nlm.nih.gov/snp/{identifier}"}
             )

@@ -80,6 +80,10 @@ class BeaconRequest:
         return self.skip * self.limit
 
 
+_INT_TEXT = re.compile(r"\s*-?\d{1,18}\s*")
+_API_VERSION_TEXT = re.compile(r"v?\d+(\.\d+){0,2}")
+
+
 def _error(message: str, location: str) -> BeaconRequestError:
     return BeaconRequestError([Issue.error("beacon-request", message, location)])
 
@@ -90,7 +94,7 @@ def _error(message: str, location: str) -> BeaconRequestError:
 def read_int(value: Any, where: str, name: str, minimum: int = 0) -> int:
     if isinstance(value, bool):
         raise _error(f"{name} must be an integer, not a boolean", where)
-    if isinstance(value, str) and re.fullmatch(r"\s*-?\d{1,18}\s*", value):
+    if isinstance(value, str) and _INT_TEXT.fullmatch(value):
         value = int(value)
     if not isinstance(value, int):
         raise _error(f"{name} must be an integer, got {_show(value)}", where)
@@ -264,7 +268,7 @@ def _build(
     typed = entry.parse_parameters(_flatten(entry, parameters, prefix), _param_prefix(prefix))
     return BeaconRequest(
         entry_type=entry.path,
-        api_version=read_string(api_version, at("apiVersion"), "apiVersion", re.compile(r"v?\d+(\.\d+){0,2}"), 16)
+        api_version=read_string(api_version, at("apiVersion"), "apiVersion", _API_VERSION_TEXT, 16)
         if api_version is not None
         else API_VERSION,
         requested_schemas=tuple(_read_schema(s, i) for i, s in enumerate(requested_schemas)),
