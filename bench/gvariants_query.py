@@ -188,8 +188,8 @@ def _client(port: int, paths: list[str], seconds: float, clients: int, out: Queu
         while time.monotonic() < deadline:
             kind = KINDS[i % 3]
             path = paths[i % len(paths)]
-            if kind == "empty":
-                path = "/api/_empty"
+            if kind == "empty":  # the same request (query string included) to a route that does nothing
+                path = path.replace("/api/g_variants?", "/api/_empty?")
             elif kind == "empty_entry":
                 path = path.replace("/api/g_variants?", "/api/_empty_entry?")
             t = time.perf_counter()
