@@ -301,12 +301,27 @@ class MetadataStore:
         for attempt in range(_DEADLOCK_RETRIES):
             try:
                 return work()
-            except sa.exc.OperationalError as error:
-                sqlstate = getattr(error.orig, "sqlstate", None)
-                if sqlstate not in _RETRYABLE_SQLSTATES or attempt == _DEADLOCK_RETRIES - 1:
+            except (sa.exc.OperationalError, sa.exc.IntegrityError) as error:
+                if not _is_transient(error) or attempt == _DEADLOCK_RETRIES - 1:
                     raise
                 time.sleep(0.01 * (attempt + 1))
         raise AssertionError("unreachable")
+
+
+def _is_transient(error: sa.exc.DBAPIError) -> bool:
+    """A failure that the same transaction, run again, will not meet.
+
+    Besides deadlocks: on PostgreSQL, `ON CONFLICT (dataset_id, subject_id)` arbitrates only
+    that index. Two transactions inserting the same new patient at once can both pass it and
+    then collide on the phenopacket id's unique index instead; run again, the row exists and the
+    upsert takes its update path.
+    """
+    orig = error.orig
+    sqlstate = getattr(orig, "sqlstate", None)
+    if sqlstate in _RETRYABLE_SQLSTATES:
+        return True
+    diag = getattr(orig, "diag", None)
+    return sqlstate == "23505" and getattr(diag, "constraint_name", None) == "uq_phenopackets_id"
 
 
 def _check_record(position: int, record: Any) -> None:
