@@ -250,8 +250,14 @@ def load_profile(name: str) -> Profile:
     )
 
 
+@cache
+def _profile_names() -> tuple[str, ...]:
+    return tuple(sorted(p.stem for p in PROFILES_DIR.glob("*.yaml")))
+
+
 def profile_names() -> list[str]:
-    return sorted(p.stem for p in PROFILES_DIR.glob("*.yaml"))
+    """The installed profiles (package data: read from disk once per process, not per request)."""
+    return list(_profile_names())
 
 
 def _meta_profiles(bundle: dict):

@@ -13,6 +13,19 @@ from gateway.security.http import audit_notes, security
 _ID_MAX = 255
 
 
+def _erasure_context(endpoint: str) -> dict:
+    """Who erases, for the audit record: the same for every erasure call."""
+    sec = security()
+    return {
+        "key": services().key,
+        "audit": sec.audit,
+        "security": sec,
+        "request_id": g.get("request_id"),
+        "caller": g.caller.sub or "operator",
+        "endpoint": endpoint,
+    }
+
+
 def admin_blueprint() -> Blueprint:
     bp = Blueprint("admin", __name__, url_prefix="/admin")
 
@@ -26,17 +39,7 @@ def admin_blueprint() -> Blueprint:
         if len(subject_id) > _ID_MAX:
             return problem(400, "subject pseudonym too long")
         svc = services()
-        result = erase_subject(
-            svc.store,
-            svc.variants,
-            subject_id,
-            key=svc.key,
-            audit=security().audit,
-            security=security(),
-            request_id=g.get("request_id"),
-            caller=g.caller.sub or "operator",
-            endpoint="/admin/subjects/<subject_id>",
-        )
+        result = erase_subject(svc.store, svc.variants, subject_id, **_erasure_context("/admin/subjects/<subject_id>"))
         audit_notes()["decision"] = "allowed"
         return json_response(
             {"erased": result.reference, "phenopackets": result.phenopackets, "samples": result.samples}
@@ -46,17 +49,7 @@ def admin_blueprint() -> Blueprint:
     @require_operator
     def delete_dataset(dataset_id: str):
         svc = services()
-        result = erase_dataset(
-            svc.store,
-            svc.variants,
-            dataset_id,
-            key=svc.key,
-            audit=security().audit,
-            security=security(),
-            request_id=g.get("request_id"),
-            caller=g.caller.sub or "operator",
-            endpoint="/admin/datasets/<dataset_id>",
-        )
+        result = erase_dataset(svc.store, svc.variants, dataset_id, **_erasure_context("/admin/datasets/<dataset_id>"))
         audit_notes()["datasets"] = [dataset_id]
         return json_response({"erased": dataset_id, "phenopackets": result.phenopackets})
 

@@ -11,7 +11,6 @@ from flask import Blueprint, request, url_for
 from gateway.api.auth import Unauthorised, require_operator
 from gateway.api.context import services
 from gateway.api.render import json_response, problem
-from gateway.issues import Issue
 from gateway.jsonio import JSONInputError, loads_strict
 from gateway.services.ingest import ingest_phenopackets
 
@@ -90,6 +89,3 @@ def phenopackets_blueprint() -> Blueprint:
         )
 
     return bp
-
-
-__all__ = ["Issue", "phenopackets_blueprint"]

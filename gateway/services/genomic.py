@@ -16,7 +16,6 @@ from collections.abc import Callable
 from pathlib import Path
 
 from gateway.config import Config
-from gateway.issues import Report
 from gateway.security.pseudonym import pseudonymise
 from gateway.variants.layout import pid_alive
 
@@ -148,7 +147,3 @@ def read_job(data_dir: Path, job_id: str) -> dict | None:
 
 def new_job_id() -> str:
     return uuid.uuid4().hex
-
-
-def report_json(report: Report) -> list[dict]:
-    return report.to_json()

@@ -89,23 +89,7 @@ def node(tmp_path_factory, jwks_files):
     who=st.sampled_from(["anonymous", "registered"]),
 )
 def test_no_small_count_ever_appears(node, mint, allele_counts, window, granularity, who):
-    hits = [
-        VariantHit(
-            variant_id=f"ds-public:GRCh38:1-{i}-A-G",
-            dataset_id="ds-public",
-            assembly="GRCh38",
-            reference_name="1",
-            start=i,
-            end=i + 1,
-            reference_bases="A",
-            alternate_bases="G",
-            variant_type="SNP",
-            allele_count=ac,
-            allele_number=200,
-            carrier_count=ac,
-        )
-        for i, ac in enumerate(allele_counts)
-    ]
+    hits = [_hit(i, ac) for i, ac in enumerate(allele_counts)]
     carriers = {
         h.variant_id: [Carrier(f"S{j}", None, None, "GENO:0000135") for j in range(h.carrier_count)] for h in hits
     }
