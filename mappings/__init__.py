@@ -181,6 +181,8 @@ PROFILE_LIST_KEYS = (
     "presence_component_codes",
     "severity_component_codes",
     "sex_extensions",
+    "transcript_reference_prefixes",
+    "implementation_guides",
 )
 
 
@@ -202,6 +204,8 @@ class Profile:
     presence_component_codes: frozenset[str]
     severity_component_codes: frozenset[str]
     sex_extensions: dict[str, dict[str, str]] = field(default_factory=dict)  # url -> code -> Sex
+    transcript_reference_prefixes: tuple[str, ...] = ()
+    implementation_guides: tuple[str, ...] = ()
 
     def identifier_rank(self, system: str) -> int | None:
         """Position of an identifier system in the priority list (lower is better), None if not listed."""
@@ -247,6 +251,8 @@ def load_profile(name: str) -> Profile:
         presence_component_codes=frozenset(lists["presence_component_codes"]),
         severity_component_codes=frozenset(lists["severity_component_codes"]),
         sex_extensions={ext["url"]: dict(ext["codes"]) for ext in lists["sex_extensions"]},
+        transcript_reference_prefixes=tuple(lists["transcript_reference_prefixes"]),
+        implementation_guides=tuple(lists["implementation_guides"]),
     )
 
 
@@ -258,6 +264,14 @@ def _profile_names() -> tuple[str, ...]:
 def profile_names() -> list[str]:
     """The installed profiles (package data: read from disk once per process, not per request)."""
     return list(_profile_names())
+
+
+def implementation_guides() -> list[str]:
+    """The FHIR implementation guides the installed profiles follow (for the CapabilityStatement)."""
+    found: dict[str, None] = {}
+    for name in profile_names():
+        found.update(dict.fromkeys(load_profile(name).implementation_guides))
+    return list(found)
 
 
 def _meta_profiles(bundle: dict):

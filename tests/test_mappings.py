@@ -105,3 +105,15 @@ def test_detect_profile():
     }
     assert mappings.detect_profile(bundle) == "mii"
     assert mappings.detect_profile({"resourceType": "Bundle", "entry": []}) == "generic"
+
+
+def test_implementation_guides_come_from_the_profiles():
+    """National quirks are data: the CapabilityStatement's IG list is the union of the profile files."""
+    from mappings import implementation_guides, load_profile
+
+    guides = implementation_guides()
+    assert guides[0].startswith("http://hl7.org/fhir/uv/genomics-reporting/")
+    assert any("medizininformatik-initiative.de" in g for g in guides)
+    assert len(guides) == len(set(guides))
+    assert load_profile("generic").transcript_reference_prefixes == ()
+    assert "NM_" in load_profile("mii").transcript_reference_prefixes
