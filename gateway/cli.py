@@ -13,6 +13,8 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 from gateway.config import ConfigError, load_config
+from gateway.errors import BadInput
+from gateway.ids import check_dataset_id
 from gateway.issues import Issue, Report
 from gateway.jsonio import JSONInputError, loads_strict
 
@@ -92,16 +94,16 @@ def cmd_convert_fhir(args: argparse.Namespace) -> int:
     from gateway.services.ingest import process_fhir
 
     cfg = load_config()
+    dataset = check_dataset_id(args.dataset or cfg.default_dataset)
     key = secret_key(cfg)
-    packets, rejected = [], False
+    packets: list[dict] = []
+    rejected = False
     for path, doc, issue in _fhir_documents(args.files, cfg.max_json_depth):
         if issue:
             _print_issues(path, [issue])
             rejected = True
             continue
-        outcome = process_fhir(
-            doc, key=key, dataset_id=args.dataset or cfg.default_dataset, profile=args.profile or cfg.profile
-        )
+        outcome = process_fhir(doc, key=key, dataset_id=dataset, profile=args.profile or cfg.profile)
         _print_issues(path, outcome.report)
         if not outcome.report.ok:
             rejected = True
@@ -117,8 +119,8 @@ def cmd_ingest_fhir(args: argparse.Namespace) -> int:
     from gateway.services.ingest import ingest_fhir
 
     cfg = load_config()
+    dataset = check_dataset_id(args.dataset or cfg.default_dataset)  # before the key or the store is written
     key, store = secret_key(cfg), _open_store(cfg)
-    dataset = args.dataset or cfg.default_dataset
     rejected = False
     for path, doc, issue in _fhir_documents(args.files, cfg.max_json_depth):
         if issue:
@@ -145,9 +147,10 @@ def cmd_ingest_phenopacket(args: argparse.Namespace) -> int:
     from gateway.services.ingest import ingest_phenopackets
 
     cfg = load_config()
+    dataset = check_dataset_id(args.dataset or cfg.default_dataset)
     key, store = secret_key(cfg), _open_store(cfg)
-    dataset = args.dataset or cfg.default_dataset
-    docs, rejected = [], False
+    docs: list[tuple[str, dict]] = []
+    rejected = False
     for path, doc, issue in _fhir_documents(args.files, cfg.max_json_depth):
         if issue:
             _print_issues(path, [issue])
@@ -192,6 +195,7 @@ def cmd_ingest_vcf(args: argparse.Namespace) -> int:
     from gateway.services.genomic import run_vcf_ingest
 
     cfg = load_config()
+    check_dataset_id(args.dataset)
     try:
         sample_map = _read_sample_map(args.sample_map)
     except (OSError, ValueError) as exc:
@@ -274,6 +278,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return status
     except ConfigError as exc:
         _err(f"configuration error: {exc}")
+        return EXIT_USAGE
+    except BadInput as exc:  # e.g. a malformed dataset id: refused before anything was written
+        _err(exc.message)
         return EXIT_USAGE
     except KeyboardInterrupt:
         _err("interrupted; nothing half-written was kept")

@@ -20,7 +20,9 @@ PACKAGES = ("gateway", "translators", "mappings", "schemas")
 # Floors, lowest first. A room is a top-level package, a `gateway` sub-package or a
 # `gateway` top-level module.
 FLOORS: tuple[frozenset[str], ...] = (
-    frozenset({"gateway", "gateway.issues", "gateway.errors", "gateway.ids"}),  # ground floor: no imports up
+    frozenset({"gateway", "gateway.issues"}),  # the ground floor: the one Issue type
+    frozenset({"gateway.errors"}),  # the one exception root
+    frozenset({"gateway.ids"}),  # the one dataset-id rule
     frozenset({"gateway.config", "gateway.jsonio"}),
     frozenset({"gateway.store", "gateway.variants", "mappings", "schemas"}),  # storage and reference data
     frozenset({"translators"}),  # pure functions over documents
@@ -39,15 +41,6 @@ FLOOR = {room: level for level, rooms in enumerate(FLOORS) for room in rooms}
 KNOWN_UPWARD: set[tuple[str, str]] = {
     # helper `translators` makes the translator take a pseudonymiser as an argument
     ("translators.fhir_to_phenopacket", "gateway.security.pseudonym"),
-    # untangled on branch `arch` (step by step; each removal drops its line)
-    ("gateway.beacon.engine", "gateway.demo"),
-    ("gateway.security.guard", "gateway.beacon.collections"),
-    ("gateway.security.guard", "gateway.beacon.granularity"),
-    ("gateway.security.guard", "gateway.beacon.request"),
-    ("gateway.security.guard", "gateway.beacon.response"),
-    ("gateway.security.http", "gateway.api.admin"),
-    ("gateway.security.http", "gateway.api.context"),
-    ("gateway.security.policy", "gateway.beacon.granularity"),
 }
 TRANSLATOR_ALLOWED = {"gateway.issues"}
 KNOWN_TRANSLATOR_IMPORTS = {"gateway.security.pseudonym"}  # helper `translators` removes it
@@ -190,3 +183,19 @@ def test_the_rules_see_real_imports():
     assert "gateway.issues" in IMPORTS["gateway.jsonio"]
     assert "gateway.beacon.response" in IMPORTS["gateway.beacon.engine"]
     assert room_of("gateway.beacon.engine") == "gateway.beacon" and room_of("app") == "app"
+
+
+def test_every_gateway_exception_has_the_one_root():
+    import importlib
+    import inspect
+
+    from gateway.errors import GatewayError
+
+    rootless = []
+    for name in sorted(MODULES):
+        if room_of(name) not in {"app", "translators", "mappings", "schemas"} and not name.endswith("__main__"):
+            module = importlib.import_module(name)
+            for _, cls in inspect.getmembers(module, inspect.isclass):
+                if cls.__module__ == name and issubclass(cls, BaseException) and not issubclass(cls, GatewayError):
+                    rootless.append(f"{name}.{cls.__qualname__}")
+    assert rootless == [], f"exceptions outside GatewayError: {rootless}"

@@ -17,7 +17,7 @@ import sqlalchemy as sa
 from gateway.beacon import ontology
 from gateway.beacon.filters import AGE_IDS, EXCLUDED_KINDS, EXCLUDED_PREFIX, PRESENT_KINDS, SEX_ID, VITAL_ID
 from gateway.beacon.individuals import check_record_id, no_parameters
-from gateway.beacon.registry import EntryType, register_entry_type
+from gateway.beacon.registry import EntryType
 from gateway.beacon.response import EntryAnswer, ResultSet
 from gateway.store.tables import BIOSAMPLE_PHENOTYPE, DISEASE, SAMPLED_TISSUE, datasets, phenopacket_terms, phenopackets
 from translators.phenopacket_to_beacon import sex_term
@@ -93,7 +93,7 @@ def dataset_record(ctx, dataset_id: str, row: dict | None) -> dict:
                 record[key] = stamp
     conditions = tuple(declared.data_use_conditions) if declared else ()
     if not conditions:
-        conditions = tuple(ctx.config.extra.get("default_data_use_conditions", ()) or ())
+        conditions = ctx.config.default_data_use_conditions
     if conditions:
         record["dataUseConditions"] = {"duoDataUse": duo_terms(conditions)}
     variants = ctx.variants.datasets() if ctx.variants is not None else []
@@ -326,34 +326,30 @@ def filtering_terms(ctx, dataset_ids: tuple[str, ...], scope: str | None = None)
     return {"filteringTerms": listed, "resources": [_resource(p) for p in prefixes]}
 
 
-DATASETS = register_entry_type(
-    EntryType(
-        id="dataset",
-        path="datasets",
-        name="Datasets",
-        description="The datasets of this node, with their data-use conditions (DUO).",
-        schema_id="beacon-dataset-v2.0.0",
-        default_schema="datasets/defaultSchema.json",
-        ontology_term={"id": "NCIT:C47824", "label": "Data set"},
-        parameter_group="dataset",
-        parse_parameters=no_parameters("datasets"),
-        handler=answer_datasets,
-        collection=True,
-    )
+DATASETS = EntryType(
+    id="dataset",
+    path="datasets",
+    name="Datasets",
+    description="The datasets of this node, with their data-use conditions (DUO).",
+    schema_id="beacon-dataset-v2.0.0",
+    default_schema="datasets/defaultSchema.json",
+    ontology_term={"id": "NCIT:C47824", "label": "Data set"},
+    parameter_group="dataset",
+    parse_parameters=no_parameters("datasets"),
+    handler=answer_datasets,
+    collection=True,
 )
 
-COHORTS = register_entry_type(
-    EntryType(
-        id="cohort",
-        path="cohorts",
-        name="Cohorts",
-        description="One beacon-defined cohort per dataset (all its individuals), with criteria and counts.",
-        schema_id="beacon-cohort-v2.0.0",
-        default_schema="cohorts/defaultSchema.json",
-        ontology_term={"id": "NCIT:C61512", "label": "Cohort"},
-        parameter_group="cohort",
-        parse_parameters=no_parameters("cohorts"),
-        handler=answer_cohorts,
-        collection=True,
-    )
+COHORTS = EntryType(
+    id="cohort",
+    path="cohorts",
+    name="Cohorts",
+    description="One beacon-defined cohort per dataset (all its individuals), with criteria and counts.",
+    schema_id="beacon-cohort-v2.0.0",
+    default_schema="cohorts/defaultSchema.json",
+    ontology_term={"id": "NCIT:C61512", "label": "Cohort"},
+    parameter_group="cohort",
+    parse_parameters=no_parameters("cohorts"),
+    handler=answer_cohorts,
+    collection=True,
 )

@@ -16,7 +16,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from gateway.beacon.filters import PRESENT_KINDS, FilterPlan, missing_terms, plan_filters
-from gateway.beacon.registry import EntryType, ParsedParameters, register_entry_type
+from gateway.beacon.registry import EntryType, ParsedParameters
 from gateway.beacon.request import BeaconRequest, BeaconRequestError
 from gateway.beacon.response import EntryAnswer, ResultSet
 from gateway.beacon.term_index import Snapshot, index_for
@@ -82,6 +82,8 @@ class Selection:
         # The in-memory index answers individuals selections whose every condition it holds; else SQL.
         self.snapshot = snapshot if kind == "individuals" and not extra and plan.indexable else None
         p = phenopackets.c
+        self.source: sa.FromClause
+        self.order: sa.ColumnElement[Any] | tuple[sa.ColumnElement[Any], ...]
         if kind == "individuals":
             self.source = phenopackets
             self.dataset_col = p.dataset_id
@@ -195,6 +197,7 @@ def answer_selection(ctx, request: BeaconRequest, granularity: str, selection: S
 def _answer_from_index(store, request: BeaconRequest, granularity: str, selection: Selection, info: dict):
     """The same answer as the SQL path, from the in-memory index; only a record page reads the database."""
     snapshot, plan, datasets = selection.snapshot, selection.plan, selection.datasets
+    assert snapshot is not None  # the caller chose this path because the selection has a snapshot
     mask = snapshot.select(datasets, plan.sexes, plan.term_sets)
     result_sets: list[ResultSet] = []
     total: int | None
@@ -245,9 +248,7 @@ def present_terms(ctx) -> frozenset[str] | None:
     store = ctx.store
     if store is None:
         return None
-    from gateway.beacon.engine import cache_of
-
-    cache = cache_of(ctx)
+    cache = ctx.cache
     now = time.monotonic()
     cached = cache.get("present_terms")
     sqlite = store.engine.dialect.name == "sqlite"
@@ -269,9 +270,7 @@ def current_snapshot(ctx) -> Snapshot | None:
     """The in-memory index of the store if it is up to date (see term_index.py), else None."""
     if ctx is None or ctx.store is None:
         return None
-    from gateway.beacon.engine import cache_of
-
-    index = index_for(ctx.store, cache_of(ctx), PRESENT_KINDS)
+    index = index_for(ctx.store, ctx.cache, PRESENT_KINDS)
     return index.current() if index is not None else None
 
 
@@ -279,6 +278,7 @@ def selection_for(
     kind: str, request: BeaconRequest, datasets: tuple[str, ...], extra: Sequence = (), ctx=None
 ) -> Selection:
     snapshot = current_snapshot(ctx) if kind == "individuals" and not extra else None
+    present: Callable[[], frozenset[str] | None] | None
     if snapshot is not None:
         present = snapshot.present_terms
     else:
@@ -324,34 +324,30 @@ def individual_of_biosample(ctx, biosample_id: str, datasets: tuple[str, ...]) -
         return [r[0] for r in connection.execute(query)]
 
 
-INDIVIDUALS = register_entry_type(
-    EntryType(
-        id="individual",
-        path="individuals",
-        name="Individuals",
-        description="The individuals of the node's datasets, derived from their stored phenopackets.",
-        schema_id="beacon-individual-v2.0.0",
-        default_schema="individuals/defaultSchema.json",
-        ontology_term={"id": "NCIT:C25190", "label": "Person"},
-        parameter_group="individual",
-        parse_parameters=no_parameters("individuals"),
-        handler=answer_individuals,
-        accepts_filters=True,
-    )
+INDIVIDUALS = EntryType(
+    id="individual",
+    path="individuals",
+    name="Individuals",
+    description="The individuals of the node's datasets, derived from their stored phenopackets.",
+    schema_id="beacon-individual-v2.0.0",
+    default_schema="individuals/defaultSchema.json",
+    ontology_term={"id": "NCIT:C25190", "label": "Person"},
+    parameter_group="individual",
+    parse_parameters=no_parameters("individuals"),
+    handler=answer_individuals,
+    accepts_filters=True,
 )
 
-BIOSAMPLES = register_entry_type(
-    EntryType(
-        id="biosample",
-        path="biosamples",
-        name="Biosamples",
-        description="The biosamples of the node's individuals, derived from their stored phenopackets.",
-        schema_id="beacon-biosample-v2.0.0",
-        default_schema="biosamples/defaultSchema.json",
-        ontology_term={"id": "NCIT:C70699", "label": "Biospecimen"},
-        parameter_group="biosample",
-        parse_parameters=no_parameters("biosamples"),
-        handler=answer_biosamples,
-        accepts_filters=True,
-    )
+BIOSAMPLES = EntryType(
+    id="biosample",
+    path="biosamples",
+    name="Biosamples",
+    description="The biosamples of the node's individuals, derived from their stored phenopackets.",
+    schema_id="beacon-biosample-v2.0.0",
+    default_schema="biosamples/defaultSchema.json",
+    ontology_term={"id": "NCIT:C70699", "label": "Biospecimen"},
+    parameter_group="biosample",
+    parse_parameters=no_parameters("biosamples"),
+    handler=answer_biosamples,
+    accepts_filters=True,
 )

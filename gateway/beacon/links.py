@@ -1,8 +1,7 @@
 """The default model's cross-links between entry types (/{source}/{id}/{target}).
 
-Importing this module registers every entry type and then their cross-links, so the registry
-(and everything generated from it: routes, /map, /configuration, OpenAPI) is complete.
-A cross-link answers with the *target* entry type's records; the engine builds its envelope,
+`CROSS_LINKS` maps (source path, target path) to the handler; gateway.beacon.entry_types adds them
+to the built-in entry types. A cross-link answers with the *target* entry type's records; the engine builds its envelope,
 validates it, and applies the security policy exactly as for a direct query.
 """
 
@@ -11,7 +10,9 @@ from __future__ import annotations
 from dataclasses import replace
 
 from gateway.beacon import analyses, collections, g_variants, individuals
-from gateway.beacon.registry import entry_type_for_path, register_cross_link
+from gateway.beacon.context import EntryHandler, QueryContext
+from gateway.beacon.registry import EntryType
+from gateway.beacon.request import BeaconRequest
 from gateway.beacon.response import EntryAnswer, ResultSet
 from gateway.variants.store import split_variant_id
 
@@ -94,13 +95,14 @@ def g_variant_biosamples(ctx, request, granularity, datasets, record_id) -> Entr
     return individuals.answer_selection(ctx, request, granularity, selection)
 
 
-def _within(select_datasets, target: str):
+def _within(select_datasets, target: EntryType) -> EntryHandler:
     """/{collection}/{id}/{target}: the target's own handler over the collection's datasets."""
 
-    def handler(ctx, request, granularity, datasets, record_id) -> EntryAnswer:
+    def handler(
+        ctx: QueryContext, request: BeaconRequest, granularity, datasets: tuple[str, ...], record_id: str | None
+    ) -> EntryAnswer:
         chosen = select_datasets(record_id, datasets)
-        entry = entry_type_for_path(target)
-        return entry.handler(ctx, replace(request, dataset_ids=chosen), granularity, chosen, None)
+        return target.handler(ctx, replace(request, dataset_ids=chosen), granularity, chosen, None)
 
     return handler
 
@@ -110,7 +112,14 @@ def _dataset_only(record_id: str, datasets: tuple[str, ...]) -> tuple[str, ...]:
     return tuple(d for d in datasets if d == wanted)
 
 
-_LINKS = {
+_TARGETS = (
+    individuals.INDIVIDUALS,
+    individuals.BIOSAMPLES,
+    g_variants.G_VARIANTS,
+    analyses.ANALYSES,
+    analyses.RUNS,
+)
+CROSS_LINKS: dict[tuple[str, str], EntryHandler] = {
     ("individuals", "g_variants"): individual_g_variants,
     ("individuals", "biosamples"): individuals.biosamples_of_individual,
     ("individuals", "analyses"): analyses.runs_of("individual_id", analyses.analysis_record),
@@ -123,10 +132,6 @@ _LINKS = {
     ("analyses", "g_variants"): _run_g_variants("analysis_id"),
     ("runs", "g_variants"): _run_g_variants("run_id"),
     ("runs", "analyses"): analyses.runs_of("run_id", analyses.analysis_record),
+    **{("datasets", t.path): _within(_dataset_only, t) for t in _TARGETS},
+    **{("cohorts", t.path): _within(collections.cohort_datasets, t) for t in _TARGETS},
 }
-for _target in ("individuals", "biosamples", "g_variants", "analyses", "runs"):
-    _LINKS[("datasets", _target)] = _within(_dataset_only, _target)
-    _LINKS[("cohorts", _target)] = _within(collections.cohort_datasets, _target)
-
-for (_source, _target), _handler in _LINKS.items():
-    register_cross_link(_source, _target, _handler)
