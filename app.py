@@ -45,8 +45,11 @@ SECURITY_HEADERS = {
 }
 
 
-def _build_services(cfg: Config) -> Services:
-    """Every service of one node, built once: stores, key, security, the testMode data."""
+def build_services(cfg: Config) -> Services:
+    """Every service of one node, built once: stores, key, security, the testMode data.
+
+    `create_app` serves them over HTTP; the `gateway` command's ingest commands use the same services.
+    """
     demo = cfg.demo  # `gateway serve --demo`: a synthetic cohort through the real pipelines
     if demo:
         cfg = demo_config(cfg)
@@ -103,7 +106,7 @@ def create_app(
     app.config["MAX_CONTENT_LENGTH"] = cfg.max_body_bytes
     app.config["TESTING"] = cfg.testing
     app.json.sort_keys = False  # type: ignore[attr-defined]  # the default provider has it
-    services = app.extensions["gateway"] = _build_services(cfg)
+    services = app.extensions["gateway"] = build_services(cfg)
     _register_blueprints(app, services, entry_types)
 
     @app.before_request

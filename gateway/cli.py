@@ -11,12 +11,16 @@ import json
 import sys
 from collections.abc import Iterable, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from gateway.config import ConfigError, load_config
+from gateway.config import Config, ConfigError, load_config
 from gateway.errors import BadInput
 from gateway.ids import check_dataset_id
 from gateway.issues import Issue, Report
 from gateway.jsonio import JSONInputError, loads_strict
+
+if TYPE_CHECKING:
+    from gateway.api.context import Services
 
 EXIT_OK, EXIT_REJECTED, EXIT_USAGE = 0, 1, 2
 
@@ -36,11 +40,11 @@ def _read_json(path: str, max_depth: int) -> dict | list:
     return loads_strict(data, max_depth=max_depth, require_object=False)
 
 
-def _open_store(cfg):
-    from gateway.store.metadata import MetadataStore
+def _services(cfg: Config) -> Services:
+    """The node's services, wired exactly as `gateway serve` wires them (app.build_services)."""
+    from app import build_services
 
-    cfg.data_dir.mkdir(parents=True, exist_ok=True)
-    return MetadataStore.open(cfg.resolved_database_url, migrate=True)
+    return build_services(cfg)
 
 
 # --- serve -------------------------------------------------------------------------------
@@ -115,12 +119,12 @@ def cmd_convert_fhir(args: argparse.Namespace) -> int:
 
 
 def cmd_ingest_fhir(args: argparse.Namespace) -> int:
-    from gateway.security.keys import secret_key
     from gateway.services.ingest import ingest_fhir
 
     cfg = load_config()
     dataset = check_dataset_id(args.dataset or cfg.default_dataset)  # before the key or the store is written
-    key, store = secret_key(cfg), _open_store(cfg)
+    services = _services(cfg)
+    key, store = services.key, services.store
     rejected = False
     for path, doc, issue in _fhir_documents(args.files, cfg.max_json_depth):
         if issue:
@@ -143,12 +147,12 @@ def cmd_ingest_fhir(args: argparse.Namespace) -> int:
 
 
 def cmd_ingest_phenopacket(args: argparse.Namespace) -> int:
-    from gateway.security.keys import secret_key
     from gateway.services.ingest import ingest_phenopackets
 
     cfg = load_config()
     dataset = check_dataset_id(args.dataset or cfg.default_dataset)
-    key, store = secret_key(cfg), _open_store(cfg)
+    services = _services(cfg)
+    key, store = services.key, services.store
     docs: list[tuple[str, dict]] = []
     rejected = False
     for path, doc, issue in _fhir_documents(args.files, cfg.max_json_depth):
