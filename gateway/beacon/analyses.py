@@ -19,7 +19,9 @@ from typing import Any
 from gateway.beacon.context import QueryContext
 from gateway.beacon.individuals import check_record_id, no_parameters
 from gateway.beacon.registry import EntryType
+from gateway.beacon.request import BeaconRequest
 from gateway.beacon.response import EntryAnswer, ResultSet
+from gateway.security.policy import Granularity
 from gateway.security.pseudonym import derived_id
 
 PIPELINE = "gateway VCF ingest"
@@ -112,18 +114,36 @@ def _by(field: str, value: str):
     return lambda run: getattr(run, field) == value
 
 
-def answer_runs(ctx, request, granularity, datasets, record_id=None) -> EntryAnswer:
+def answer_runs(
+    ctx: QueryContext,
+    request: BeaconRequest,
+    granularity: Granularity,
+    datasets: tuple[str, ...],
+    record_id: str | None = None,
+) -> EntryAnswer:
     select = _by("run_id", check_record_id(record_id)) if record_id is not None else (lambda run: True)
     return _answer(ctx, request, granularity, datasets, select, run_record)
 
 
-def answer_analyses(ctx, request, granularity, datasets, record_id=None) -> EntryAnswer:
+def answer_analyses(
+    ctx: QueryContext,
+    request: BeaconRequest,
+    granularity: Granularity,
+    datasets: tuple[str, ...],
+    record_id: str | None = None,
+) -> EntryAnswer:
     select = _by("analysis_id", check_record_id(record_id)) if record_id is not None else (lambda run: True)
     return _answer(ctx, request, granularity, datasets, select, analysis_record)
 
 
 def runs_of(field: str, to_record):
-    def handler(ctx, request, granularity, datasets, record_id) -> EntryAnswer:
+    def handler(
+        ctx: QueryContext,
+        request: BeaconRequest,
+        granularity: Granularity,
+        datasets: tuple[str, ...],
+        record_id: str | None,
+    ) -> EntryAnswer:
         return _answer(ctx, request, granularity, datasets, _by(field, check_record_id(record_id)), to_record)
 
     return handler
@@ -132,7 +152,13 @@ def runs_of(field: str, to_record):
 def runs_of_biosample(to_record):
     """Runs/analyses whose VCF sample is linked to the biosample."""
 
-    def handler(ctx, request, granularity, datasets, record_id) -> EntryAnswer:
+    def handler(
+        ctx: QueryContext,
+        request: BeaconRequest,
+        granularity: Granularity,
+        datasets: tuple[str, ...],
+        record_id: str | None,
+    ) -> EntryAnswer:
         return _answer(ctx, request, granularity, datasets, _by("biosample_id", check_record_id(record_id)), to_record)
 
     return handler

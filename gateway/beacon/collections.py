@@ -15,10 +15,13 @@ from pathlib import Path
 import sqlalchemy as sa
 
 from gateway.beacon import ontology
+from gateway.beacon.context import QueryContext
 from gateway.beacon.filters import AGE_IDS, EXCLUDED_KINDS, EXCLUDED_PREFIX, PRESENT_KINDS, SEX_ID, VITAL_ID
 from gateway.beacon.individuals import check_record_id, no_parameters
 from gateway.beacon.registry import EntryType
+from gateway.beacon.request import BeaconRequest
 from gateway.beacon.response import EntryAnswer, ResultSet
+from gateway.security.policy import Granularity
 from gateway.store.tables import BIOSAMPLE_PHENOTYPE, DISEASE, SAMPLED_TISSUE, datasets, phenopacket_terms, phenopackets
 from translators.phenopacket_to_beacon import sex_term
 
@@ -106,7 +109,13 @@ def dataset_record(ctx, dataset_id: str, row: dict | None) -> dict:
     return record
 
 
-def answer_datasets(ctx, request, granularity, dataset_ids, record_id=None) -> EntryAnswer:
+def answer_datasets(
+    ctx: QueryContext,
+    request: BeaconRequest,
+    granularity: Granularity,
+    dataset_ids: tuple[str, ...],
+    record_id: str | None = None,
+) -> EntryAnswer:
     selected = dataset_ids if record_id is None else tuple(d for d in dataset_ids if d == check_record_id(record_id))
     return _collection_answer(request, granularity, selected, lambda ids: [dataset_record(ctx, d, r) for d, r in ids])(
         _store_rows(ctx, selected)
@@ -210,7 +219,13 @@ def cohort_record(ctx, dataset_id: str, row: dict | None) -> dict:
     return record
 
 
-def answer_cohorts(ctx, request, granularity, dataset_ids, record_id=None) -> EntryAnswer:
+def answer_cohorts(
+    ctx: QueryContext,
+    request: BeaconRequest,
+    granularity: Granularity,
+    dataset_ids: tuple[str, ...],
+    record_id: str | None = None,
+) -> EntryAnswer:
     if record_id is not None:
         wanted = dataset_of_cohort(check_record_id(record_id))
         selected = tuple(d for d in dataset_ids if d == wanted)

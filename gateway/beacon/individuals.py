@@ -15,12 +15,14 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from gateway.beacon.context import QueryContext
 from gateway.beacon.filters import PRESENT_KINDS, FilterPlan, missing_terms, plan_filters
 from gateway.beacon.registry import EntryType, ParsedParameters
 from gateway.beacon.request import BeaconRequest, BeaconRequestError
 from gateway.beacon.response import EntryAnswer, ResultSet
 from gateway.beacon.term_index import Snapshot, index_for
 from gateway.issues import Issue
+from gateway.security.policy import Granularity
 from gateway.store.tables import biosamples, phenopacket_terms, phenopackets
 from translators.phenopacket_to_beacon import biosample_records, individual_record
 
@@ -47,8 +49,9 @@ def no_parameters(group: str) -> Callable[[Mapping[str, Any], str], ParsedParame
     return parse
 
 
-def check_record_id(record_id: str) -> str:
-    if not _RECORD_ID.fullmatch(record_id):
+def check_record_id(record_id: str | None) -> str:
+    """The id of /{entry}/{id}…; a cross-link handler always has one, so None is as malformed as a bad id."""
+    if record_id is None or not _RECORD_ID.fullmatch(record_id):
         raise BeaconRequestError([Issue.error("beacon-request", "the id in the path is malformed", "/path/id")])
     return record_id
 
@@ -290,12 +293,24 @@ def selection_for(
 # --- handlers ------------------------------------------------------------------------------
 
 
-def answer_individuals(ctx, request, granularity, datasets, record_id=None) -> EntryAnswer:
+def answer_individuals(
+    ctx: QueryContext,
+    request: BeaconRequest,
+    granularity: Granularity,
+    datasets: tuple[str, ...],
+    record_id: str | None = None,
+) -> EntryAnswer:
     extra = [phenopackets.c.subject_id == check_record_id(record_id)] if record_id is not None else []
     return answer_selection(ctx, request, granularity, selection_for("individuals", request, datasets, extra, ctx))
 
 
-def answer_biosamples(ctx, request, granularity, datasets, record_id=None) -> EntryAnswer:
+def answer_biosamples(
+    ctx: QueryContext,
+    request: BeaconRequest,
+    granularity: Granularity,
+    datasets: tuple[str, ...],
+    record_id: str | None = None,
+) -> EntryAnswer:
     extra = [biosamples.c.biosample_id == check_record_id(record_id)] if record_id is not None else []
     return answer_selection(ctx, request, granularity, selection_for("biosamples", request, datasets, extra, ctx))
 
@@ -306,7 +321,13 @@ def individuals_with_ids(ctx, request, granularity, datasets, individual_ids: Se
     return answer_selection(ctx, request, granularity, selection_for("individuals", request, datasets, extra, ctx))
 
 
-def biosamples_of_individual(ctx, request, granularity, datasets, record_id) -> EntryAnswer:
+def biosamples_of_individual(
+    ctx: QueryContext,
+    request: BeaconRequest,
+    granularity: Granularity,
+    datasets: tuple[str, ...],
+    record_id: str | None,
+) -> EntryAnswer:
     extra = [phenopackets.c.subject_id == check_record_id(record_id)]
     return answer_selection(ctx, request, granularity, selection_for("biosamples", request, datasets, extra, ctx))
 

@@ -14,6 +14,8 @@ from gateway.beacon.context import EntryHandler, QueryContext
 from gateway.beacon.registry import EntryType
 from gateway.beacon.request import BeaconRequest
 from gateway.beacon.response import EntryAnswer, ResultSet
+from gateway.security.policy import Granularity
+from gateway.variants.query import Carrier
 from gateway.variants.store import split_variant_id
 
 ALL_CARRIED = 100_000  # variants of one individual read at once when they must be filtered by dataset
@@ -51,13 +53,26 @@ def _variants_of_individual(ctx, request, granularity, datasets, individual_id: 
     return EntryAnswer(exists=total > 0, total=total, result_sets=result_sets)
 
 
-def individual_g_variants(ctx, request, granularity, datasets, record_id) -> EntryAnswer:
+def individual_g_variants(
+    ctx: QueryContext,
+    request: BeaconRequest,
+    granularity: Granularity,
+    datasets: tuple[str, ...],
+    record_id: str | None,
+) -> EntryAnswer:
     return _variants_of_individual(ctx, request, granularity, datasets, individuals.check_record_id(record_id))
 
 
-def biosample_g_variants(ctx, request, granularity, datasets, record_id) -> EntryAnswer:
-    owners = individuals.individual_of_biosample(ctx, record_id, datasets) if ctx.store is not None else []
-    runs = [r for d in datasets for r in analyses._version_samples(ctx, d) if r.biosample_id == record_id]
+def biosample_g_variants(
+    ctx: QueryContext,
+    request: BeaconRequest,
+    granularity: Granularity,
+    datasets: tuple[str, ...],
+    record_id: str | None,
+) -> EntryAnswer:
+    biosample_id = record_id or ""  # a cross-link always has an id
+    owners = individuals.individual_of_biosample(ctx, biosample_id, datasets) if ctx.store is not None else []
+    runs = [r for d in datasets for r in analyses._version_samples(ctx, d) if r.biosample_id == biosample_id]
     owners = sorted({*owners, *(r.individual_id for r in runs if r.individual_id)})
     if not owners:
         return EntryAnswer(exists=False, total=0, result_sets=[ResultSet(id=d, count=0, records=[]) for d in datasets])
@@ -65,7 +80,13 @@ def biosample_g_variants(ctx, request, granularity, datasets, record_id) -> Entr
 
 
 def _run_g_variants(field: str):
-    def handler(ctx, request, granularity, datasets, record_id) -> EntryAnswer:
+    def handler(
+        ctx: QueryContext,
+        request: BeaconRequest,
+        granularity: Granularity,
+        datasets: tuple[str, ...],
+        record_id: str | None,
+    ) -> EntryAnswer:
         run = analyses.find_run(ctx, datasets, field, individuals.check_record_id(record_id))
         if run is None or run.individual_id is None:
             info = {} if run is None else {"warnings": ["the VCF sample of this record is not linked to an individual"]}
@@ -75,19 +96,33 @@ def _run_g_variants(field: str):
     return handler
 
 
-def _carriers(ctx, datasets, record_id: str):
+def _carriers(ctx: QueryContext, datasets: tuple[str, ...], record_id: str | None) -> list[Carrier]:
+    if record_id is None:  # reached only through /g_variants/{id}/…, which always has an id
+        return []
     parts = split_variant_id(g_variants.check_variant_id(record_id))
     if ctx.variants is None or parts is None or parts[0] not in datasets:
         return []
     return ctx.variants.carriers(record_id)
 
 
-def g_variant_individuals(ctx, request, granularity, datasets, record_id) -> EntryAnswer:
+def g_variant_individuals(
+    ctx: QueryContext,
+    request: BeaconRequest,
+    granularity: Granularity,
+    datasets: tuple[str, ...],
+    record_id: str | None,
+) -> EntryAnswer:
     ids = [c.individual_id for c in _carriers(ctx, datasets, record_id) if c.individual_id]
     return individuals.individuals_with_ids(ctx, request, granularity, datasets, ids)
 
 
-def g_variant_biosamples(ctx, request, granularity, datasets, record_id) -> EntryAnswer:
+def g_variant_biosamples(
+    ctx: QueryContext,
+    request: BeaconRequest,
+    granularity: Granularity,
+    datasets: tuple[str, ...],
+    record_id: str | None,
+) -> EntryAnswer:
     ids = sorted({c.biosample_id for c in _carriers(ctx, datasets, record_id) if c.biosample_id})
     selection = individuals.selection_for(
         "biosamples", request, datasets, [individuals.biosamples.c.biosample_id.in_(ids)], ctx
