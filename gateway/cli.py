@@ -268,7 +268,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_verify_parser(sub)
     from gateway.security.cli import add_security_parsers
 
-    add_security_parsers(sub)  # keys rotate, erase, audit verify / export
+    add_security_parsers(sub, _services)  # keys rotate, erase, audit verify / export: the same wiring
     return parser
 
 
