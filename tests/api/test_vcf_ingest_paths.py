@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import time
 import uuid
+from pathlib import Path
 
 import pytest
 
@@ -192,3 +193,13 @@ def test_configuration_refuses_an_unknown_key_and_keeps_the_known_sections_typed
     cfg = config_from_mapping({"security": {"audit": False}, "demo": 1, "default_data_use_conditions": ["DUO:0000042"]})
     assert cfg.security == {"audit": False} and cfg.demo is True
     assert cfg.default_data_use_conditions == ("DUO:0000042",)
+
+
+def test_the_environment_and_the_example_file_follow_the_same_rules():
+    from gateway.config import ConfigError, load_config
+
+    with pytest.raises(ConfigError, match="GATEWAY_DEFAULT_DATASET: dataset id 'a:b'"):
+        load_config(env={"GATEWAY_DEFAULT_DATASET": "a:b"})
+    example = Path(__file__).resolve().parents[2] / "gateway.example.yaml"
+    cfg = load_config(env={"GATEWAY_CONFIG": str(example)})  # every key the example documents is known
+    assert cfg.default_dataset == "default"
