@@ -24,7 +24,8 @@ FLOORS: tuple[frozenset[str], ...] = (
     frozenset({"gateway.errors"}),  # the one exception root
     frozenset({"gateway.ids"}),  # the one dataset-id rule
     frozenset({"gateway.config", "gateway.jsonio"}),
-    frozenset({"gateway.store", "gateway.variants", "mappings", "schemas"}),  # storage and reference data
+    frozenset({"mappings", "schemas"}),  # reference data: mapping tables and their loader, JSON Schemas
+    frozenset({"gateway.store", "gateway.variants"}),  # storage: metadata store, VCF ingest and variant store
     frozenset({"translators"}),  # pure functions over documents
     frozenset({"gateway.security"}),  # tokens, callers, policy, budget, audit, pseudonyms
     frozenset({"gateway.beacon"}),  # Beacon engine and its access decisions
