@@ -421,7 +421,7 @@ def _info_int(info: str, key: str, i: int = 0) -> int | None:
         return None
 
 
-class _SkipRecord(Exception):
+class _SkipRecord(GatewayError):
     """An invalid record that is skipped (--skip-invalid) or only listed (validation): the reader goes on."""
 
 
