@@ -10,7 +10,7 @@ import time
 from dataclasses import replace
 from typing import Any
 
-from gateway.beacon.access import AccessDenied, admit, protect
+from gateway.beacon.access import AccessDenied, admit, not_available, protect
 from gateway.beacon.context import QueryContext
 from gateway.beacon.registry import EntryType
 from gateway.beacon.request import BeaconRequest, BeaconRequestError
@@ -57,6 +57,9 @@ def resolve_datasets(ctx: QueryContext, request: BeaconRequest) -> tuple[str, ..
     if request.dataset_ids is None:
         return known
     unknown = [d for d in request.dataset_ids if d not in known]
+    if unknown and not ctx.caller.operator:
+        # The same refusal as for a dataset the caller may not see: a name's existence is not disclosed.
+        raise not_available(unknown)
     if unknown:
         where = "datasetIds"
         raise BeaconRequestError(
@@ -93,12 +96,13 @@ def answer(
     try:
         datasets = resolve_datasets(ctx, request)
         # Who may see which datasets at which granularity (gateway.beacon.access).
-        admission = admit(ctx, target, request, datasets, record_id, cross_link)
-        datasets, granularity = admission.datasets, admission.granularity
+        admission = admit(ctx, target, request, datasets, record_id, cross_link, source=entry.path)
+        datasets, request = admission.datasets, admission.request or request
         handler = entry.handler if cross_link is None else entry.cross_links.get(cross_link)
         if handler is None:
             raise NotFound(f"/{entry.path}/{{id}}/{cross_link} is not served by this node")
-        result: EntryAnswer = handler(ctx, request, granularity, datasets, record_id)
+        # What is disclosed is decided after the handler, on what it found (gateway.beacon.access.protect).
+        result: EntryAnswer = handler(ctx, request, admission.handler_granularity(target), datasets, record_id)
         result, granularity = protect(ctx, target, request, admission, result)
     except AccessDenied as exc:
         return build_error(node, [Issue.error(exc.code, exc.message)], exc.status, target, request), exc.status

@@ -1,8 +1,16 @@
-"""Per-caller query budgets over a sliding window.
+"""Per-caller privacy budgets over a sliding window.
 
 Shringarpure & Bustamante needed thousands of queries to re-identify a genome; a budget
-per caller (token subject, or address for anonymous callers) makes that slow and visible.
-The window slides: each query's time is kept and those older than the window fall out.
+per caller makes that slow and visible. The budget accounts for information disclosed
+(Raisaro et al. 2017): a query costs 1 when admitted, and once answered, more the smaller
+the group its answer rests on (gateway.security.policy.information_cost). An answer is
+never refused after the fact: the extra cost is charged even beyond the limit, and the
+caller's next query is refused until the window frees enough.
+
+Budgets are kept by verified identity (issuer and subject) *and* by address: a registered
+caller spends from both, so neither new tokens from one address nor one token from many
+addresses sheds the budget. Anonymous callers are kept by address.
+The window slides: each unit's time is kept and those older than the window fall out.
 
 Two backends with one interface: Redis (shared by every gunicorn worker and node
 process; a sorted set per caller, updated in one MULTI) and an in-process one for the
@@ -25,8 +33,9 @@ DEFAULT_LIMITS = {"anonymous": 300, "registered": 3000, "controlled": None}  # N
 
 
 class BudgetBackend(Protocol):
-    def hit(self, key: str, limit: int, window_s: float) -> tuple[bool, int]:
-        """Record one query for `key` if within `limit`; (allowed, queries in the window)."""
+    def hit(self, key: str, limit: int | None, window_s: float, cost: int = 1) -> tuple[bool, int]:
+        """Record `cost` units for `key` if fewer than `limit` are spent in the window (None: always);
+        (allowed, units spent in the window)."""
 
 
 class MemoryBudget:
@@ -35,15 +44,15 @@ class MemoryBudget:
         self._lock = threading.Lock()
         self._hits: dict[str, deque[float]] = {}
 
-    def hit(self, key: str, limit: int, window_s: float) -> tuple[bool, int]:
+    def hit(self, key: str, limit: int | None, window_s: float, cost: int = 1) -> tuple[bool, int]:
         now = self._clock()
         with self._lock:
             times = self._hits.setdefault(key, deque())
             while times and times[0] <= now - window_s:
                 times.popleft()
-            if len(times) >= limit:
+            if limit is not None and len(times) >= limit:
                 return False, len(times)
-            times.append(now)
+            times.extend([now] * cost)
             return True, len(times)
 
 
@@ -56,20 +65,26 @@ class RedisBudget:
         self.client = client or redis.Redis.from_url(url, socket_timeout=2, socket_connect_timeout=2)
         self.prefix = prefix
 
-    def hit(self, key: str, limit: int, window_s: float) -> tuple[bool, int]:
+    def hit(self, key: str, limit: int | None, window_s: float, cost: int = 1) -> tuple[bool, int]:
         name = self.prefix + hashlib.sha256(key.encode()).hexdigest()[:32]  # no address or subject in Redis
         now = time.time()
-        member = uuid.uuid4().hex
+        if cost <= 0:  # a look only: is anything left?
+            self.client.zremrangebyscore(name, 0, now - window_s)
+            spent = int(self.client.zcard(name))
+            return limit is None or spent < limit, spent
+        batch = uuid.uuid4().hex
+        members = {f"{batch}:{i}": now for i in range(cost)}  # one member per unit of cost
         pipe = self.client.pipeline(transaction=True)
         pipe.zremrangebyscore(name, 0, now - window_s)
-        pipe.zadd(name, {member: now})
+        pipe.zadd(name, members)
         pipe.zcard(name)
         pipe.expire(name, int(window_s) + 1)
         _, _, count, _ = pipe.execute()
-        if count > limit:
+        before = count - len(members)
+        if limit is not None and before >= limit:
             # Over budget: this query does not count against the window (the refusal is not a query).
-            self.client.zrem(name, member)
-            return False, count - 1
+            self.client.zrem(name, *members)
+            return False, before
         return True, count
 
 
@@ -91,17 +106,35 @@ class QueryBudget:
         limits = {k: (None if raw[k] is None else int(raw[k])) for k in DEFAULT_LIMITS if k in raw}
         return cls(backend=backend, window_s=float(raw.get("window_seconds", DEFAULT_WINDOW_S)), limits=limits)
 
-    def limit_for(self, caller: Any) -> int | None:
+    def limit_for(self, caller: Any, controlled: bool = False) -> int | None:
+        """The caller's limit; `controlled` only when every dataset the query reads is CONTROLLED for them
+        (a grant lifts the budget for the granted datasets' queries, never for the caller as a whole)."""
         if caller.operator:
             return None
         if caller.sub is None:
             return self.limits["anonymous"]
-        return self.limits["controlled"] if caller.grants else self.limits["registered"]
+        return self.limits["controlled"] if controlled else self.limits["registered"]
 
-    def charge(self, caller: Any) -> bool:
-        """Count one query against the caller's budget; False when the budget is spent."""
-        limit = self.limit_for(caller)
-        if limit is None:
+    @staticmethod
+    def keys_for(caller: Any) -> tuple[str, ...]:
+        """The budgets a query spends from: the identity's and, for a registered caller, its address's too."""
+        if caller.sub is None or caller.operator:
+            return (caller.budget_key,)
+        return (caller.budget_key, f"addr:{caller.ip}")
+
+    def charge(self, caller: Any, cost: int = 1, *, controlled: bool = False, after_answer: bool = False) -> bool:
+        """Spend `cost` units of the caller's budget; False (nothing spent) when it is already spent.
+
+        `after_answer`: the information cost of an answer already given, charged whatever is left."""
+        limit = self.limit_for(caller, controlled)
+        if limit is None or cost <= 0:
             return True
-        allowed, _ = self.backend.hit(caller.budget_key, limit, self.window_s)
-        return allowed
+        keys = self.keys_for(caller)
+        if not after_answer:
+            for key in keys:  # refuse before spending anything when any of the budgets is spent
+                allowed, _ = self.backend.hit(key, limit, self.window_s, 0)
+                if not allowed:
+                    return False
+        for key in keys:
+            self.backend.hit(key, None, self.window_s, cost)
+        return True

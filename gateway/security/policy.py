@@ -13,6 +13,12 @@ Read from a dataset's `policy:` mapping in the configuration; every key has a sa
     allow_anonymous_phenotype_variant   count/record answers to anonymous callers for queries that combine
                       a variant with phenotype filters                                   (default false)
     grants            visa values granting CONTROLLED access besides the dataset's id and URL
+    small_groups      how an answer about 1 … k-1 individuals is given to PUBLIC/REGISTERED callers:
+                      `empty` (as if nobody matched: bisection over filters learns nothing) or `boolean`
+                      (a bare "yes": rare-disease matchmaking keeps finding single patients, at the cost
+                      of letting yes/no bisection isolate them)                         (default empty)
+    age_band_years    age filters and cohort age ranges are answered in bands of this many years to
+                      PUBLIC/REGISTERED callers (0: exact)                              (default 10)
     profile: open     everything above switched off (tests, demo data): record for every tier, no thresholds
 
 Defaults by security level (a tier below the level is not served unless `max_granularity` opens it):
@@ -24,6 +30,8 @@ CONTROLLED callers see exact counts and records; the defences apply to PUBLIC an
 
 from __future__ import annotations
 
+import math
+import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -68,6 +76,7 @@ DEFAULT_COUNT_THRESHOLD = 5
 DEFAULT_ROUNDING = 10
 DEFAULT_MIN_PUBLIC_SIZE = 50
 DEFAULT_RARE_ALLELE_MAX_COUNT = 2
+DEFAULT_AGE_BAND_YEARS = 10
 NOT_SERVED = None
 
 _LEVEL_DEFAULTS: dict[str, dict[str, str | None]] = {
@@ -84,13 +93,17 @@ _KEYS = {
     "allow_anonymous_phenotype_variant",
     "grants",
     "profile",
+    "small_groups",
+    "age_band_years",
 }
+SMALL_GROUP_ANSWERS = ("empty", "boolean")
 _OPEN = {
     "count_threshold": 0,
     "rounding": 1,
     "min_public_size": 0,
     "rare_allele_max_count": 0,
     "allow_anonymous_phenotype_variant": True,
+    "age_band_years": 0,
 }
 
 
@@ -105,6 +118,8 @@ class DatasetPolicy:
     min_public_size: int = DEFAULT_MIN_PUBLIC_SIZE
     rare_allele_max_count: int = DEFAULT_RARE_ALLELE_MAX_COUNT
     allow_anonymous_phenotype_variant: bool = False
+    small_groups: str = "empty"
+    age_band_years: int = DEFAULT_AGE_BAND_YEARS
 
     def ceiling(self, tier: str, entry_path: str | None) -> str | None:
         """The most detailed granularity `tier` may see for `entry_path`; None: the dataset is not served."""
@@ -172,6 +187,9 @@ def policy_of(dataset: DatasetConfig) -> DatasetPolicy:
     allow = raw.get("allow_anonymous_phenotype_variant", False)
     if not isinstance(allow, bool):
         raise ConfigError(f"{where}/allow_anonymous_phenotype_variant: expected true or false")
+    small_groups = raw.get("small_groups", "empty")
+    if small_groups not in SMALL_GROUP_ANSWERS:
+        raise ConfigError(f"{where}/small_groups: expected one of {', '.join(SMALL_GROUP_ANSWERS)}")
     return DatasetPolicy(
         dataset_id=dataset.id,
         security_level=dataset.security_level,
@@ -181,6 +199,8 @@ def policy_of(dataset: DatasetConfig) -> DatasetPolicy:
         min_public_size=_int(raw, "min_public_size", DEFAULT_MIN_PUBLIC_SIZE, where),
         rare_allele_max_count=_int(raw, "rare_allele_max_count", DEFAULT_RARE_ALLELE_MAX_COUNT, where),
         allow_anonymous_phenotype_variant=allow,
+        small_groups=small_groups,
+        age_band_years=_int(raw, "age_band_years", DEFAULT_AGE_BAND_YEARS, where),
     )
 
 
@@ -249,6 +269,44 @@ def rounded(count: int, step: int, threshold: int) -> int:
     while value < max(threshold, 1):
         value += step
     return value
+
+
+def information_cost(people: int | None, population: int, threshold: int) -> int:
+    """What one answer costs from a caller's privacy budget: 1 plus the bits by which it narrows the population.
+
+    After Raisaro et al. 2017 (JAMIA, "Addressing Beacon re-identification attacks"): the budget accounts
+    for information disclosed, not for queries. An answer about `people` of `population` individuals
+    narrows by log2(population / people) bits; a group smaller than the threshold counts as the
+    threshold's size (whatever the caller was shown), and an answer about nobody, or not about people,
+    costs the base 1.
+    """
+    if people is None or people <= 0 or population <= 0:
+        return 1
+    narrowed = max(people, threshold, 1)
+    if narrowed >= population:
+        return 1
+    return 1 + int(math.log2(population / narrowed))
+
+
+_YEARS_DAYS = re.compile(r"^P(\d+)Y(?:(\d+)D)?$")
+
+
+def band_age_range(age_range: Mapping[str, Any], band_years: int) -> dict[str, Any]:
+    """A cohort's `ageRange` widened to whole bands: the youngest and oldest person's exact ages are not shown."""
+    if band_years <= 0:
+        return dict(age_range)
+    out: dict[str, Any] = {}
+    for end, round_up in (("start", False), ("end", True)):
+        value = (age_range.get(end) or {}).get("iso8601duration")
+        match = _YEARS_DAYS.match(value) if isinstance(value, str) else None
+        if match is None:
+            continue  # not a duration this node writes: left out rather than shown exactly
+        years = int(match.group(1)) + (1 if round_up and match.group(2) else 0)
+        banded = (years // band_years) * band_years
+        if round_up and banded < years:
+            banded += band_years
+        out[end] = {"iso8601duration": f"P{banded}Y"}
+    return out
 
 
 # --- counts inside records (mappings/security/record_counts.yaml says where) ----------------------

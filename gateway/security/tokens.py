@@ -11,6 +11,11 @@ and logged (by reason only, never its content). A visa carrying `conditions` is 
 only when every condition clause is one this node understands (a clause on the configured
 intended-use visa type, `const:` values) and one of its alternatives is met by the passport's
 other verified visas; any other condition makes the visa ignored and logged.
+
+Visas are bound to the passport's subject (GA4GH AAI/Passport "Visa Identity"): a visa whose
+{sub, iss} is not the passport's is ignored — unless a `LinkedIdentities` visa that is itself bound
+to the passport lists that identity (value: `sub,iss;sub,iss…`, each part URL-encoded). So a visa
+issued to one person cannot be replayed inside another person's passport.
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ import json
 import logging
 import threading
 import time
+import urllib.parse
 import urllib.request
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
@@ -71,6 +77,7 @@ class Visa:
     by: str | None
     issuer: str
     conditions: bool
+    subject: str = ""  # the visa's `sub`: with `issuer`, its Visa Identity
     # the intended uses (visa values of the use type) a conditioned visa was honoured on
     condition_uses: tuple[str, ...] = ()
 
@@ -132,6 +139,36 @@ class JWKSCache:
                         return None
                     self._keys[source] = (now, loaded[1])  # keep the old keys; retry after the cool-down
             return self._keys[source][1].get(kid)
+
+
+LINKED_IDENTITIES = "LinkedIdentities"
+MAX_LINKED = 64  # identities one passport may link
+
+
+def _linked(value: str) -> set[tuple[str, str]]:
+    """The identities a LinkedIdentities visa value lists (`sub,iss;…`, each part URL-encoded)."""
+    out: set[tuple[str, str]] = set()
+    for pair in value.split(";")[:MAX_LINKED]:
+        sub, sep, iss = pair.partition(",")
+        if sep and sub and iss:
+            out.add((urllib.parse.unquote(sub), urllib.parse.unquote(iss)))
+    return out
+
+
+def _bound_to(sub: str, iss: str, visas: list[Visa]) -> set[int]:
+    """The ids of the visas whose identity is the passport's, or linked to it by a bound LinkedIdentities visa."""
+    identities = {(sub, iss)}
+    links = [v for v in visas if v.type == LINKED_IDENTITIES and not v.conditions]
+    grew = True
+    while grew:  # a link vouches only once its own identity is bound: follow links to a fixed point
+        grew = False
+        for visa in links:
+            if (visa.subject, visa.issuer) in identities:
+                new = _linked(visa.value) - identities
+                if new and len(identities) < MAX_LINKED:
+                    identities |= new
+                    grew = True
+    return {id(v) for v in visas if (v.subject, v.issuer) in identities}
 
 
 @dataclass
@@ -238,10 +275,15 @@ class TokenVerifier:
             parsed = self._visa(raw)
             if parsed is None:
                 ignored += 1
-            elif parsed[0].conditions:
-                conditioned.append(parsed)
             else:
-                visas.append(parsed[0])
+                conditioned.append(parsed)
+        bound = _bound_to(str(claims["sub"]), str(claims["iss"]), [v for v, _ in conditioned])
+        if len(bound) < len(conditioned):
+            log.warning("%d passport visa(s) issued to another identity are ignored", len(conditioned) - len(bound))
+            ignored += len(conditioned) - len(bound)
+        conditioned = [(v, c) for v, c in conditioned if id(v) in bound]
+        visas.extend(v for v, _ in conditioned if not v.conditions)
+        conditioned = [(v, c) for v, c in conditioned if v.conditions]
         # Conditions are met by unconditioned visas only: no visa can vouch for itself, no cycles.
         for visa, conditions in conditioned:
             uses = self._conditions_met(conditions, visas)
@@ -314,5 +356,6 @@ class TokenVerifier:
             by=body.get("by"),
             issuer=str(claims["iss"]),
             conditions=bool(body.get("conditions")),
+            subject=str(claims["sub"]),
         )
         return visa, body.get("conditions")

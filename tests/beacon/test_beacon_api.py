@@ -120,11 +120,14 @@ def test_malformed_requests_are_conformant_errors(client):
         client.post("/api/individuals", json={"query": {"filters": [{"id": "age", "operator": "~", "value": "P1Y"}]}}),
         client.post("/api/individuals", json={"query": {"filters": [{"id": "age", "operator": "<", "value": "old"}]}}),
         client.post("/api/individuals", json={"query": {"requestParameters": {"referenceName": "1"}}}),
-        client.get("/api/biosamples?datasetIds=nope"),
     ):
         assert response.status_code == 400, response.json
         assert check_response(response.json) == []
         assert response.json["error"]["errorMessage"]
+    # an unknown dataset is refused as a hidden one is (issue 12): the name's existence is not disclosed
+    response = client.get("/api/biosamples?datasetIds=nope")
+    assert response.status_code == 403 and check_response(response.json) == []
+    assert "not available" in response.json["error"]["errorMessage"]
 
 
 def test_datasets_carry_duo_and_cohorts_criteria_and_counts(client):

@@ -33,9 +33,23 @@ BAD_GET = [
     ("geneId=BRAF&includeResultsetResponses=SOME", "?includeResultsetResponses", "one of"),
     ("geneId=BRAF&limit=-3", "?limit", "≥ 0"),
     ("geneId=BRAF&testMode=maybe", "?testMode", "true or false"),
-    ("geneId=BRAF&datasetIds=nope", "datasetIds", "unknown dataset"),
     ("geneId=BRAF&mateName=chr9", "?mateName", "not supported"),
 ]
+
+
+def test_an_unknown_dataset_is_a_precise_400_for_the_operator_only(official):
+    from tests.beacon.conftest import make_app
+    from tests.beacon.fake_store import sample_store
+    from tests.conftest import OPERATOR_TOKEN
+
+    beacon_client = make_app(sample_store(), operator_tokens=[OPERATOR_TOKEN]).test_client()
+    operator = {"Authorization": f"Bearer {OPERATOR_TOKEN}"}
+    response = beacon_client.get("/api/g_variants?geneId=BRAF&datasetIds=nope", headers=operator)
+    assert response.status_code == 400 and "unknown dataset" in response.json["error"]["errorMessage"]
+    assert "datasetIds" in response.json["error"]["errorMessage"] and official(response.json) == []
+    # anyone else gets the refusal a dataset they may not see gets: unknown and hidden look the same
+    response = beacon_client.get("/api/g_variants?geneId=BRAF&datasetIds=nope")
+    assert response.status_code == 403 and official(response.json) == []
 
 
 @pytest.mark.parametrize(("query", "where", "words"), BAD_GET, ids=[b[0][:40] for b in BAD_GET])

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import time
+from urllib.parse import quote
 
 import jwt
 import pytest
@@ -44,7 +45,10 @@ def issuer(tmp_path_factory):
             "by": "dac",
             "asserted": 1,
         }
-        return sign(ga4gh_passport_v1=[sign(iss=VISA_ISSUER, aud=None, ga4gh_visa_v1=visa)])
+        # the broker links the holder's identity at the visa issuer (GA4GH LinkedIdentities), or the visa is not theirs
+        link = {**visa, "type": "LinkedIdentities", "value": f"researcher-7,{quote(VISA_ISSUER, safe='')}"}
+        grant = sign(iss=VISA_ISSUER, aud=None, ga4gh_visa_v1=visa)
+        return sign(ga4gh_passport_v1=[grant, sign(aud=None, ga4gh_visa_v1=link)])
 
     section = {
         "issuers": [

@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import time
 from pathlib import Path
+from urllib.parse import quote
 
 import jwt
 import pytest
@@ -70,8 +71,17 @@ class Minter:
         claims.setdefault("aud", None)
         return self.token(key=key, ga4gh_visa_v1=body, **claims)
 
-    def passport(self, *visas: str, **claims) -> str:
+    def passport(self, *visas: str, link: bool = True, **claims) -> str:
+        """A passport; as a broker would, it links the holder's identity at the visa issuer (`link`)."""
+        if link and visas:
+            visas = (*visas, self.linked_identities(claims.get("sub", "researcher-1")))
         return self.token(ga4gh_passport_v1=list(visas), **claims)
+
+    def linked_identities(self, sub: str, *identities: tuple[str, str]) -> str:
+        """A LinkedIdentities visa by the passport issuer: `sub` there is `identities` (default: `sub` at VISA_ISSUER)."""
+        pairs = identities or ((sub, VISA_ISSUER),)
+        value = ";".join(f"{quote(s, safe='')},{quote(i, safe='')}" for s, i in pairs)
+        return self.visa(value, type_="LinkedIdentities", key="rsa", iss=ISSUER, sub=sub)
 
 
 @pytest.fixture(scope="session")

@@ -248,3 +248,91 @@ def test_fhir_surface_answers_401_as_operation_outcome(secure_node, mint):
     resp = secure_node.test_client().post("/fhir", json={"resourceType": "Bundle"}, headers=bearer(mint.token(kid="x")))
     assert resp.status_code == 401
     assert resp.get_json()["resourceType"] == "OperationOutcome"
+
+
+# --- budgets that cannot be shed (issue 12, section 3) ---------------------------------------------
+
+
+def _budgeted_node(tmp_path, jwks_files, fake_variants, **budget):
+    from tests.security.sechelpers import make_node
+
+    datasets = [
+        {"id": "ds-public", "security_level": "PUBLIC", "policy": {"min_public_size": 0}},
+        {"id": "ds-controlled", "security_level": "CONTROLLED", "policy": {"grants": ["urn:grant:controlled"]}},
+    ]
+    return make_node(
+        tmp_path, jwks_files, datasets, fake_variants, budget={"window_seconds": 60, "anonymous": 3, **budget}
+    )
+
+
+def test_a_grant_for_a_dataset_the_node_does_not_hold_lifts_no_budget(tmp_path, jwks_files, fake_variants, mint):
+    app = _budgeted_node(tmp_path, jwks_files, fake_variants, registered=3)
+    client = app.test_client()
+    foreign = bearer(mint.passport(mint.visa("urn:grant:some-other-dataset")))
+    assert [client.get(Q, headers=foreign).status_code for _ in range(4)] == [200, 200, 200, 429]
+    app.extensions["gateway"].store.close()
+
+
+def test_a_grant_lifts_the_budget_only_for_its_own_datasets_queries(tmp_path, jwks_files, fake_variants, mint):
+    app = _budgeted_node(tmp_path, jwks_files, fake_variants, registered=3)
+    client = app.test_client()
+    granted = bearer(mint.passport(mint.visa("urn:grant:controlled", sub="granted-user"), sub="granted-user"))
+    own = Q + "&datasetIds=ds-controlled"
+    assert all(client.get(own, headers=granted).status_code == 200 for _ in range(6))  # unbudgeted: CONTROLLED
+    # the same caller's queries over the public dataset (or over both) are budgeted like any registered caller's
+    statuses = [client.get(Q + "&datasetIds=ds-public", headers=granted).status_code for _ in range(3)]
+    statuses.append(client.get(Q, headers=granted).status_code)
+    assert statuses == [200, 200, 200, 429]
+    app.extensions["gateway"].store.close()
+
+
+def test_registered_callers_spend_from_their_address_budget_too(tmp_path, jwks_files, fake_variants, mint):
+    app = _budgeted_node(tmp_path, jwks_files, fake_variants, registered=4)
+    client = app.test_client()
+    env = {"REMOTE_ADDR": "192.0.2.77"}
+    statuses = [
+        client.get(Q, headers=bearer(mint.token(sub=f"sock-puppet-{i}")), environ_base=env).status_code
+        for i in range(5)
+    ]
+    assert statuses == [200, 200, 200, 200, 429]  # new identities from one address shed nothing
+    app.extensions["gateway"].store.close()
+
+
+def test_a_visa_issued_to_another_subject_is_ignored(secure_node, mint):
+    client = secure_node.test_client()
+    url = Q + "&datasetIds=ds-controlled&requestedGranularity=count"
+    stolen = mint.visa("urn:grant:controlled", sub="someone-else")
+    resp = client.get(url, headers=bearer(mint.passport(stolen)))
+    assert resp.status_code == 403
+    # without a LinkedIdentities visa, even the holder's own identity at the visa issuer is another identity
+    own_unlinked = mint.passport(mint.visa("urn:grant:controlled"), link=False)
+    assert client.get(url, headers=bearer(own_unlinked)).status_code == 403
+    # a LinkedIdentities visa from the passport's issuer binds the other identity to the holder
+    linked = mint.passport(
+        stolen, mint.linked_identities("researcher-1", ("someone-else", "https://visas.example.org/")), link=False
+    )
+    assert client.get(url, headers=bearer(linked)).status_code == 200
+    # a LinkedIdentities visa issued to another identity links nothing
+    forged_link = mint.visa("someone-else,https%3A%2F%2Fvisas.example.org%2F", type_="LinkedIdentities", sub="intruder")
+    assert client.get(url, headers=bearer(mint.passport(stolen, forged_link, link=False))).status_code == 403
+
+
+VALIDATION = [
+    ("/validate?type=phenopacket", {"id": "x"}),
+    ("/fhir/Bundle/$validate", {"resourceType": "Bundle", "type": "collection", "entry": []}),
+]
+
+
+@pytest.mark.parametrize("path,document", VALIDATION)
+def test_validation_endpoints_spend_the_budget(tmp_path, jwks_files, fake_variants, path, document):
+    app = _budgeted_node(tmp_path, jwks_files, fake_variants)
+    client = app.test_client()
+    statuses = [client.post(path, json=document).status_code for _ in range(4)]
+    assert statuses[:3] != [429] * 3 and statuses[3] == 429, statuses
+    assert _last_audit(app)["decision"] == "budget-exceeded"
+    if path.startswith("/fhir"):
+        assert client.post(path, json=document).get_json()["resourceType"] == "OperationOutcome"
+    # informational documents stay free (a verifier reads them many times)
+    assert client.get("/api/filtering_terms").status_code == 200
+    assert client.get("/api/map").status_code == 200
+    app.extensions["gateway"].store.close()

@@ -99,7 +99,9 @@ def test_budget_limits_by_tier():
     budget = QueryBudget(MemoryBudget(), limits={"anonymous": 1, "registered": 2, "controlled": None})
     assert budget.limit_for(Caller(ip="x")) == 1
     assert budget.limit_for(Caller(sub="a", issuer="i")) == 2
-    assert budget.limit_for(Caller(sub="a", issuer="i", grants=frozenset({"g"}))) is None
+    # a grant alone lifts nothing: only a query that reads nothing but datasets it opens (access.admit says)
+    assert budget.limit_for(Caller(sub="a", issuer="i", grants=frozenset({"g"}))) == 2
+    assert budget.limit_for(Caller(sub="a", issuer="i", grants=frozenset({"g"})), controlled=True) is None
     assert budget.limit_for(Caller(operator=True)) is None
 
 
