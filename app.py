@@ -58,12 +58,14 @@ def _register_blueprints(app: Flask) -> None:
     from gateway.api.beacon import beacon_blueprint
     from gateway.api.datasets import datasets_blueprint
     from gateway.api.fhir import fhir_blueprint
+    from gateway.api.fhir_export import fhir_export_blueprint
     from gateway.api.health import health_blueprint
     from gateway.api.phenopackets import phenopackets_blueprint
     from gateway.api.validate import validate_blueprint
 
     for blueprint in (health_blueprint, fhir_blueprint, phenopackets_blueprint, datasets_blueprint, validate_blueprint):
         app.register_blueprint(blueprint())
+    app.register_blueprint(fhir_export_blueprint())  # POST /fhir/$convert-beacon-response
     network_source = app.extensions["gateway"].config.extra.get("network")
     if network_source:  # network mode: the network answers at /api, the node's own Beacon at /local/api
         from gateway.api.network import LOCAL_PREFIX, build_network, network_blueprint
