@@ -10,6 +10,9 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from pathlib import Path
+
+from gateway.issues import Issue, Report
 
 EXIT_OK, EXIT_REJECTED = 0, 1
 
@@ -33,13 +36,26 @@ def add_export_parsers(convert) -> None:
 
 
 def _documents(paths, max_depth: int):
-    from gateway.cli import _fhir_documents
+    """(path, document or None, the issue that stopped reading it or None) for each path ('-' = stdin)."""
+    from gateway.jsonio import JSONInputError, loads_strict
 
-    yield from _fhir_documents(paths, max_depth)  # (path, document or None, read issue or None)
+    for path in paths:
+        try:
+            data = sys.stdin.buffer.read() if path == "-" else Path(path).read_bytes()
+            yield path, loads_strict(data, max_depth=max_depth, require_object=False), None
+        except OSError as exc:
+            yield path, None, Issue.error("io", f"cannot read: {exc.strerror}")
+        except JSONInputError as exc:
+            yield path, None, exc.issue
+
+
+def _print_issues(source: str, issues) -> None:
+    text = Report(list(issues)).to_text(source)
+    if text:
+        print(text, file=sys.stderr)
 
 
 def _run(args: argparse.Namespace, export_one) -> int:
-    from gateway.cli import _print_issues
     from gateway.config import load_config
 
     cfg = load_config()

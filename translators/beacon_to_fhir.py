@@ -204,7 +204,7 @@ def genomic_variation(writer: BundleWriter, record: dict, location: str, patient
             "resourceType": "Observation",
             "status": "final",
             "category": [{"coding": [{"system": OBSERVATION_CATEGORY, "code": "laboratory"}]}],
-            "code": _variant_code(writer),
+            "code": writer.variant_code(),
             "valueCodeableConcept": writer.answer("presence", "present", "Present"),
             "component": list(components),
         }
@@ -218,12 +218,6 @@ def genomic_variation(writer: BundleWriter, record: dict, location: str, patient
         elif zygosity:
             writer.note("unmapped-code", f"zygosity {zygosity.get('id')!r} has no LOINC answer", location)
         writer.add(obs, "variant", f"{location}/caseLevelData/{c}")
-
-
-def _variant_code(writer: BundleWriter) -> dict:
-    prefix, _, code = writer.export.variant_code.partition(":")
-    system = writer.registry.system_for_prefix(prefix)
-    return {"coding": [{"system": writer.export.system_uri(system), "code": code}]}
 
 
 def _variation_components(writer: BundleWriter, record: dict, location: str) -> list[dict]:

@@ -260,6 +260,15 @@ class BundleWriter:
             coding["display"] = display
         return {"coding": [coding]}
 
+    def variant_code(self) -> dict:
+        """Observation.code of a variant: the profile's first variant code (LOINC 69548-6)."""
+        prefix, _, code = self.export.variant_code.partition(":")
+        system = self.registry.system_for_prefix(prefix)
+        coding = {"system": self.export.system_uri(system), "code": code}
+        if code == VARIANT_ASSESSMENT[0]:
+            coding["display"] = VARIANT_ASSESSMENT[1]
+        return {"coding": [coding]}
+
     def warn(self, code: str, message: str, location: str) -> None:
         self.issues.append(Issue.warning(code, message, location))
 
@@ -544,25 +553,8 @@ class PacketWriter:
             coding = w.coding({"id": gene["valueId"], "label": gene.get("symbol")}, base + "/geneContext", "gene")
             if coding:
                 components.append(self.component(GENE_STUDIED, valueCodeableConcept={"coding": [coding]}))
-        accession = None
-        transcript = None
-        for e, expression in enumerate(_list(vd.get("expressions"))):
-            expression = _dict(expression)
-            syntax, value = expression.get("syntax"), expression.get("value")
-            code = {"hgvs.c": CDNA_HGVS, "hgvs.g": GENOMIC_HGVS, "hgvs.p": PROTEIN_HGVS}.get(syntax)
-            if code is None or not isinstance(value, str):
-                w.warn("unmapped-element", f"expression syntax {syntax!r} is not exported", f"{base}/expressions/{e}")
-                continue
-            head = HGVS_ACCESSION_RE.match(value)
-            if head and syntax == "hgvs.g":
-                accession = head.group(1)
-            if head and syntax == "hgvs.c":
-                transcript = head.group(1)
-            hgvs = {"coding": [{"system": HGVS, "code": value}]}
-            components.append(self.component(code, valueCodeableConcept=hgvs))
-        if transcript:
-            refseq = {"coding": [{"system": REFSEQ, "code": transcript}]}
-            components.append(self.component(TRANSCRIPT_REF_SEQ, valueCodeableConcept=refseq))
+        expressions, accession = self.expression_components(vd, base)
+        components.extend(expressions)
         components.extend(self.vcf_components(_dict(vd.get("vcfRecord")), base + "/vcfRecord", accession))
         xrefs = [x for x in _list(vd.get("xrefs")) if isinstance(x, str)]
         rs_id = _dict(vd.get("vcfRecord")).get("id")
@@ -608,7 +600,7 @@ class PacketWriter:
             "resourceType": "Observation",
             "status": "final",
             "category": [{"coding": [{"system": OBSERVATION_CATEGORY, "code": "laboratory"}]}],
-            "code": self.variant_code(),
+            "code": w.variant_code(),
             "subject": self.subject_ref(),
             "valueCodeableConcept": w.answer("presence", "present", "Present"),
             "component": components,
@@ -621,10 +613,29 @@ class PacketWriter:
         self.report_results.append(full_url)
         return full_url
 
-    def variant_code(self) -> dict:
-        prefix, _, code = self.w.export.variant_code.partition(":")
-        system = self.w.registry.system_for_prefix(prefix)
-        return {"coding": [{"system": self.w.export.system_uri(system), "code": code}]}
+    def expression_components(self, vd: dict, base: str) -> tuple[list[dict], str | None]:
+        """The c./g./p.HGVS components, the transcript, and the genomic accession the g.HGVS names."""
+        out: list[dict] = []
+        accession = transcript = None
+        for e, expression in enumerate(_list(vd.get("expressions"))):
+            expression = _dict(expression)
+            syntax, value = expression.get("syntax"), expression.get("value")
+            code = {"hgvs.c": CDNA_HGVS, "hgvs.g": GENOMIC_HGVS, "hgvs.p": PROTEIN_HGVS}.get(syntax)
+            if code is None or not isinstance(value, str):
+                self.w.warn(
+                    "unmapped-element", f"expression syntax {syntax!r} is not exported", f"{base}/expressions/{e}"
+                )
+                continue
+            head = HGVS_ACCESSION_RE.match(value)
+            if head and syntax == "hgvs.g":
+                accession = head.group(1)
+            if head and syntax == "hgvs.c":
+                transcript = head.group(1)
+            out.append(self.component(code, valueCodeableConcept={"coding": [{"system": HGVS, "code": value}]}))
+        if transcript:
+            refseq = {"coding": [{"system": REFSEQ, "code": transcript}]}
+            out.append(self.component(TRANSCRIPT_REF_SEQ, valueCodeableConcept=refseq))
+        return out, accession
 
     def vcf_components(self, vcf: dict, base: str, accession: str | None) -> list[dict]:
         if not vcf:
