@@ -49,6 +49,9 @@ RECORD_PATHS = (
     (re.compile(r"^/subject/sex"), "/sex"),
     (re.compile(r"^/subject"), ""),
 )
+# Biosample record elements that reach the Specimen (the rest is warned about; `biosampleStatus` is the
+# sample's reference/abnormal status, not a Specimen status).
+BIOSAMPLE_KEYS_WRITTEN = frozenset({"id", "individualId", "sampleOriginType", "sampleOriginDetail"})
 
 
 def _dict(value: Any) -> dict:
@@ -181,8 +184,8 @@ def biosample(writer: BundleWriter, record: dict, location: str, patients: dict[
     if record.get("sampleOriginDetail"):
         site = writer.concept(record["sampleOriginDetail"], location + "/sampleOriginDetail", "tissue")
         spec["collection"] = {"bodySite": site}
-    for key in ("histologicalDiagnosis", "tumorProgression", "pathologicalStage", "measurements"):
-        if record.get(key):
+    for key, value in record.items():
+        if value and key not in BIOSAMPLE_KEYS_WRITTEN:
             writer.warn("unmapped-element", f"biosample {key} is not exported", f"{location}/{key}")
     writer.add(spec, "specimen", location)
 

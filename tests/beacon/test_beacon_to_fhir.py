@@ -9,7 +9,7 @@ from fhir.resources.R4B.bundle import Bundle
 from gateway.validation.fhir import validate_fhir
 from tests.beacon.official_schemas import REFERENCE
 from translators.beacon_to_fhir import translate_beacon_response
-from translators.phenopacket_to_beacon import individual_record
+from translators.phenopacket_to_beacon import biosample_records, individual_record
 
 
 def _components(obs: dict) -> dict:
@@ -77,3 +77,42 @@ def test_unsupported_record_sets_are_warned_about():
     bundle, issues = translate_beacon_response(response)
     assert "entry" not in bundle
     assert [i.location for i in issues] == ["/response/resultSets/0/results/0"]
+
+
+def _answer(entity: str, records: list[dict]) -> dict:
+    return {"meta": {"returnedSchemas": [{"entityType": entity}]}, "response": {"resultSets": [{"results": records}]}}
+
+
+def test_biosample_records_become_specimens_of_their_patient():
+    path = REFERENCE / "phenopackets" / "_phenopacket-tools" / "phenopackets" / "retinoblastoma.json"
+    packet = json.loads(path.read_text())
+    samples = biosample_records(packet)
+    assert samples
+    bundle, issues = translate_beacon_response(
+        [_answer("biosample", samples), _answer("individual", [individual_record(packet)])]
+    )
+    assert validate_fhir(bundle).ok
+    (patient,) = [e for e in bundle["entry"] if e["resource"]["resourceType"] == "Patient"]
+    specimens = [e["resource"] for e in bundle["entry"] if e["resource"]["resourceType"] == "Specimen"]
+    assert len(specimens) == len(samples)
+    assert all(s["subject"]["reference"] == patient["fullUrl"] for s in specimens)
+    tissue = samples[0]["sampleOriginDetail"]["id"]
+    assert specimens[0]["collection"]["bodySite"]["coding"][0]["code"] == tissue
+    assert any(i.location == "/0/response/resultSets/0/results/0/tumorProgression" for i in issues)
+
+
+def test_individual_issues_point_into_the_beacon_record():
+    packet = json.loads((REFERENCE / "phenopackets" / "PAX3" / "PMID_12949970_proposita.json").read_text())
+    record = individual_record(packet)
+    record["phenotypicFeatures"][2]["featureType"] = {"id": "LOCAL:1", "label": "a local finding"}
+    bundle, issues = translate_beacon_response(_answer("individual", [record]))
+    assert validate_fhir(bundle).ok
+    where = "/response/resultSets/0/results/0/phenotypicFeatures/2/featureType/id"
+    assert [i.code for i in issues if i.location == where] == ["unmapped-code"]
+    excluded = [f for f in record["phenotypicFeatures"] if f.get("excluded")]
+    absent = [
+        e
+        for e in bundle["entry"]
+        if e["resource"].get("valueCodeableConcept", {}).get("coding", [{}])[0].get("code") == "LA9634-2"
+    ]
+    assert excluded and len(absent) == len(excluded)

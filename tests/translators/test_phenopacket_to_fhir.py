@@ -165,16 +165,17 @@ def carried(bundle: dict, name: str, fact: tuple) -> bool:
     )
 
 
-def test_real_phenopackets_keep_every_fact_fhir_can_carry():
+@pytest.mark.parametrize("profile", mappings.profile_names())
+def test_real_phenopackets_keep_every_fact_fhir_can_carry(profile):
     files = real_phenopackets()
     assert len(files) == 300
     lost_total: dict[str, int] = {}
     for path in files:
         packet = json.loads(path.read_text(encoding="utf-8"))
-        bundle, issues = translate_phenopacket(packet, profile="generic")
+        bundle, issues = translate_phenopacket(packet, profile=profile)
         assert not [i for i in issues if i.is_error], path
         checked(bundle, path.name)
-        (again,) = forward(bundle, "generic")
+        (again,) = forward(bundle, profile)
         for name, count in assert_lost_facts_announced(packet, bundle, issues, again, path.name).items():
             lost_total[name] = lost_total.get(name, 0) + count
     # What is lost today, and why: structural variants named only by a label (a note in FHIR; when they
