@@ -90,8 +90,21 @@ UNSPECIFIED_DISEASE = "MONDO:0000001"
 ISO_DURATION_RE = re.compile(r"^P(?:(\d+)Y)?(?:(\d+)M)?(?:(\d+)W)?(?:(\d+)D)?$")
 ALTERNATE_RE = re.compile(r"^alternative coding of (\S+) in the source record$")
 HGVS_ACCESSION_RE = re.compile(r"^((?:NC|NG|NM|NR|XM|XR|ENST|LRG)_?[A-Za-z0-9.]*?):[cgnmrp]\.")
-STRUCTURAL_KEYS = ("structuralType", "label")
 SUBJECT_IGNORED = ("id", "sex", "vitalStatus", "taxonomy")
+# VariationDescriptor elements written (the rest is warned about; `id` is the sender's own name for it).
+DESCRIPTOR_KEYS_WRITTEN = frozenset(
+    {
+        "id",
+        "geneContext",
+        "expressions",
+        "vcfRecord",
+        "xrefs",
+        "allelicState",
+        "structuralType",
+        "label",
+        "moleculeContext",
+    }
+)
 
 
 class FhirTranslation(NamedTuple):
@@ -112,7 +125,9 @@ def translate_phenopacket(
     return FhirTranslation(writer.bundle(now), writer.issues)
 
 
-def translate_family(family: dict, *, profile: str | ExportProfile = "generic", now: datetime | None = None):
+def translate_family(
+    family: dict, *, profile: str | ExportProfile = "generic", now: datetime | None = None
+) -> FhirTranslation:
     """A Family message: the proband as `translate_phenopacket`, each relative as a FamilyMemberHistory."""
     export = profile if isinstance(profile, ExportProfile) else load_export_profile(profile)
     writer = BundleWriter(export)
@@ -328,9 +343,8 @@ class PacketWriter:
                 "report",
                 "report",
             )
-        for name in ("files",):
-            if packet.get(name):
-                self.w.warn("unmapped-element", f"{name} have no FHIR target in this export", f"{base}/{name}")
+        if packet.get("files"):
+            self.w.warn("unmapped-element", "files have no FHIR target in this export", f"{base}/files")
 
     # --- subject ---
     def patient(self) -> None:
@@ -584,18 +598,18 @@ class PacketWriter:
         if isinstance(vd.get("label"), str) and vd["label"]:
             notes.append(vd["label"])
             w.warn("unmapped-element", "the variant's label is written as a note only", base + "/label")
+        for key, value in vd.items():
+            if value and key not in DESCRIPTOR_KEYS_WRITTEN:
+                w.warn("unmapped-element", f"variationDescriptor.{key} is not exported", f"{base}/{key}")
+        if not components:
+            w.warn("unmapped-element", "the variant has nothing FHIR Genomics Reporting can describe", location)
+            return None
         if not (gene.get("valueId") or vd.get("expressions") or vd.get("vcfRecord")):
             w.warn(
                 "unmapped-element",
                 "no gene, HGVS or VCF record: nothing in this variant Observation names the variant",
                 location,  # the whole interpretation (class, zygosity) goes with it
             )
-        for key in ("variation", "description", "alternateLabels", "extensions", "structuralType", "vrsRefAlleleSeq"):
-            if vd.get(key) and key not in ("structuralType",):
-                w.warn("unmapped-element", f"variationDescriptor.{key} is not exported", f"{base}/{key}")
-        if not components:
-            w.warn("unmapped-element", "the variant has nothing FHIR Genomics Reporting can describe", location)
-            return None
         obs: dict = {
             "resourceType": "Observation",
             "status": "final",
