@@ -28,10 +28,12 @@ NOW = datetime(2026, 1, 1, tzinfo=UTC)
 
 
 def forward(bundle: dict, profile: str) -> list[dict]:
+    from gateway.security.pseudonym import id_functions
     from mappings import load_profile
     from translators.fhir_to_phenopacket import translate_bundle
 
-    return [p.phenopacket for p in translate_bundle(bundle, profile=load_profile(profile), key=KEY, now=NOW).packets]
+    result = translate_bundle(bundle, profile=load_profile(profile), ids=id_functions(KEY), now=NOW)
+    return [p.phenopacket for p in result.packets]
 
 
 def measurements_in_fhir(bundle: dict, packet: dict) -> int:

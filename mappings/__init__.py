@@ -1,13 +1,16 @@
-"""Mappings as data: the code-system registry, answer lists and national profiles, and their loader.
+"""Mappings as data: every code table of the project, and their one loader.
 
-Every table lives in a YAML file next to this module (the file format is documented at the top of
-each file). This module only reads them, once, into lookup structures the translators use:
+Every table is a YAML file under this folder (its format, source and version are documented at the top
+of each file); the tables one part of the gateway reads sit in a subfolder named after it (beacon/,
+security/, validation/, variants/, translators/; profiles/ holds the translation profiles). This module
+only reads them:
 
 - `load_registry()`  -> CodeSystemRegistry: FHIR system URI <-> CURIE prefix, metaData resources
 - `load_profile(name)`, `profile_names()`, `detect_profile(bundle)`: national / generic profiles
 - `load_tables()`    -> Tables: gender -> sex, LOINC answer lists, specimen types, RefSeq chromosomes
 - `load_reverse_tables()`, `load_export_profile(name)`: the same tables read backwards, and what the
   phenopacket -> FHIR direction writes per profile
+- `load_table(name)` -> one table as plain data, e.g. `load_table("variants/chromosomes")`
 
 YAML is read with a loader that rejects duplicate keys, so a table cannot silently lose a row.
 """
@@ -190,6 +193,8 @@ PROFILE_LIST_KEYS = (
     "presence_component_codes",
     "severity_component_codes",
     "sex_extensions",
+    "transcript_reference_prefixes",
+    "implementation_guides",
 )
 
 
@@ -211,6 +216,8 @@ class Profile:
     presence_component_codes: frozenset[str]
     severity_component_codes: frozenset[str]
     sex_extensions: dict[str, dict[str, str]] = field(default_factory=dict)  # url -> code -> Sex
+    transcript_reference_prefixes: tuple[str, ...] = ()
+    implementation_guides: tuple[str, ...] = ()
 
     def identifier_rank(self, system: str) -> int | None:
         """Position of an identifier system in the priority list (lower is better), None if not listed."""
@@ -256,6 +263,8 @@ def load_profile(name: str) -> Profile:
         presence_component_codes=frozenset(lists["presence_component_codes"]),
         severity_component_codes=frozenset(lists["severity_component_codes"]),
         sex_extensions={ext["url"]: dict(ext["codes"]) for ext in lists["sex_extensions"]},
+        transcript_reference_prefixes=tuple(lists["transcript_reference_prefixes"]),
+        implementation_guides=tuple(lists["implementation_guides"]),
     )
 
 
@@ -267,6 +276,14 @@ def _profile_names() -> tuple[str, ...]:
 def profile_names() -> list[str]:
     """The installed profiles (package data: read from disk once per process, not per request)."""
     return list(_profile_names())
+
+
+def implementation_guides() -> list[str]:
+    """The FHIR implementation guides the installed profiles follow (for the CapabilityStatement)."""
+    found: dict[str, None] = {}
+    for name in profile_names():
+        found.update(dict.fromkeys(load_profile(name).implementation_guides))
+    return list(found)
 
 
 def _meta_profiles(bundle: dict):
@@ -313,13 +330,26 @@ def load_tables() -> Tables:
     sex = load_yaml(MAPPINGS_DIR / "sex.yaml")
     answers = load_yaml(MAPPINGS_DIR / "loinc_answers.yaml")
     specimens = load_yaml(MAPPINGS_DIR / "specimen_types.yaml")
-    chromosomes = load_yaml(MAPPINGS_DIR / "refseq_chromosomes.yaml")
+    chromosomes = load_table("variants/chromosomes")
+    ucsc = chromosomes["ucsc_names"]
     return Tables(
         gender_to_sex=dict(sex["administrative_gender"]),
         answers={section: dict(body["answers"]) for section, body in answers.items()},
         sampled_tissue=dict(specimens["sampled_tissue"]),
-        chromosomes={k: str(v) for k, v in chromosomes["chromosomes"].items()},
+        chromosomes={
+            accession.split(".")[0]: ucsc.get(chrom, chrom)
+            for chroms in chromosomes["assemblies"].values()
+            for chrom, (accession, _) in chroms.items()
+        },
     )
+
+
+def load_table(name: str) -> dict:
+    """One data table by its path under mappings/ without the suffix (read afresh: callers cache)."""
+    path = (MAPPINGS_DIR / f"{name}.yaml").resolve()
+    if MAPPINGS_DIR not in path.parents:
+        raise KeyError(f"no table {name!r} under mappings/")
+    return load_yaml(path)
 
 
 def mapping_files() -> list[Path]:
@@ -352,7 +382,8 @@ class ReverseTables:
     answers: dict[str, dict]  # section -> {target (CURIE id, enum name or keyword) -> answer CURIE}
     assembly_aliases: dict[str, str]  # hg38 -> GRCh38
     sampled_tissue: dict[str, str]  # UBERON id -> "<system URI>|<code>"
-    chromosomes: dict[str, str]  # chromosome name ("2", "X", "MT") -> NC_ accession without version
+    chromosomes: dict[tuple[str, str], str]  # (assembly, name: "2", "X", "MT" or "M") -> versioned NC_ accession
+    chromosome_names: dict[str, str]  # NC_ accession without version -> name (the forward table)
 
 
 @cache
@@ -361,6 +392,12 @@ def load_reverse_tables() -> ReverseTables:
     answers = load_yaml(MAPPINGS_DIR / "loinc_answers.yaml")
     specimens = load_yaml(MAPPINGS_DIR / "specimen_types.yaml")
     tables = load_tables()
+    chromosome_table = load_table("variants/chromosomes")
+    ucsc = chromosome_table["ucsc_names"]
+    accessions = {}
+    for assembly, chroms in chromosome_table["assemblies"].items():
+        for chrom, (accession, _) in chroms.items():
+            accessions[(assembly, chrom)] = accessions[(assembly, ucsc.get(chrom, chrom))] = accession
     return ReverseTables(
         sex_to_gender=invert(sex["administrative_gender"], None, "sex.yaml"),
         answers={
@@ -369,7 +406,8 @@ def load_reverse_tables() -> ReverseTables:
         },
         assembly_aliases=dict(answers["genome_assembly"].get("aliases") or {}),
         sampled_tissue=invert(specimens["sampled_tissue"], specimens.get("reverse"), "specimen_types.yaml"),
-        chromosomes=invert(tables.chromosomes, None, "refseq_chromosomes.yaml"),
+        chromosomes=accessions,
+        chromosome_names=dict(tables.chromosomes),
     )
 
 
@@ -416,3 +454,8 @@ def load_export_profile(name: str) -> ExportProfile:
         severity_component=raw["severity_component_codes"][0],
         profile=load_profile(name),
     )
+
+
+def data_tables() -> list[Path]:
+    """Every data table: the mapping files less the translation profiles (those have their own checks)."""
+    return [p for p in mapping_files() if PROFILES_DIR not in p.parents]

@@ -49,6 +49,7 @@ def variant_identity(descriptor: dict) -> tuple:
         assembly = vcf.get("genomeAssembly")
         chrom = str(vcf["chrom"]).removeprefix("chr")
         chrom = load_tables().chromosomes.get(chrom.split(".", 1)[0], chrom)  # NC_000013.11 = 13
+        chrom = {"MT": "M"}.get(chrom, chrom)  # chrM and chrMT are one chromosome
         return ("vcf", ASSEMBLY_ALIASES.get(assembly, assembly), chrom, str(vcf["pos"]), vcf.get("ref"), vcf.get("alt"))
     expressions = {_dict(e).get("syntax"): _dict(e).get("value") for e in _list(descriptor.get("expressions"))}
     for syntax in ("hgvs.g", "hgvs.c", "hgvs.p"):

@@ -664,15 +664,14 @@ class PacketWriter:
         else:
             out.append(self.component(ASSEMBLY, valueCodeableConcept=answer))
         chrom = str(vcf.get("chrom", "")).removeprefix("chr")
-        chrom = {"M": "MT"}.get(chrom, chrom)
-        nc = w.tables.chromosomes.get(chrom)
-        if nc is None and chrom.split(".", 1)[0] in w.tables.chromosomes.values():
-            nc = accession = chrom  # the record names its chromosome by RefSeq accession already
+        nc = w.tables.chromosomes.get((assembly, chrom))
+        if nc is None and chrom.split(".", 1)[0] in w.tables.chromosome_names:
+            nc = chrom  # the record names its chromosome by RefSeq accession already
+        elif nc is None and accession and w.tables.chromosome_names.get(accession.split(".", 1)[0]) == chrom:
+            nc = accession  # assembly unknown: the accession the record's own g.HGVS names
         if nc is None:
             w.warn("unmapped-code", f"chromosome {vcf.get('chrom')!r} has no RefSeq accession", base + "/chrom")
         else:
-            if accession and accession.split(".", 1)[0] == nc:
-                nc = accession  # the versioned accession the record's own g.HGVS names
             out.append(
                 self.component(GENOMIC_REF_SEQ, valueCodeableConcept={"coding": [{"system": REFSEQ, "code": nc}]})
             )

@@ -21,7 +21,7 @@ from fhir.resources.R4B.bundle import Bundle
 import mappings
 from gateway.validation.fhir import validate_fhir
 from mappings import detect_profile, load_profile
-from tests.translators.conftest import NOW, REFERENCE, TEST_KEY
+from tests.translators.conftest import NOW, REFERENCE, TEST_IDS
 from tests.translators.test_golden import CASES, build_input
 from translators.fhir_to_phenopacket import translate_bundle
 from translators.phenopacket_facts import FACT_CLASSES, fact_pointers, facts
@@ -37,7 +37,7 @@ DERIVED = re.compile(r"(^|/)(id|subjectOrBiosampleId|individualId)$|^/metaData/"
 
 def forward(bundle: dict, profile: str) -> list[dict]:
     """The forward translator, through its public entry point only."""
-    result = translate_bundle(bundle, profile=load_profile(profile), key=TEST_KEY, now=NOW)
+    result = translate_bundle(bundle, profile=load_profile(profile), ids=TEST_IDS, now=NOW)
     return [p.phenopacket for p in result.packets]
 
 
