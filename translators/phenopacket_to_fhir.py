@@ -198,17 +198,20 @@ class BundleWriter:
         self.tables: ReverseTables = load_reverse_tables()
         self.entries: list[dict] = []
         self.issues: list[Issue] = []
+        self.written: dict[str, dict] = {}  # fullUrl -> the resource in the Bundle (still open to additions)
         self.seed = ""
 
     def add(self, resource: dict, kind: str, key: str) -> str:
-        """Append `resource` (its id derived from `key`), tagging it with the profile's URLs for `kind`."""
+        """Append `resource` (its id derived from `key`), tagged with the profile's URLs for `kind`: its fullUrl."""
         rid = str(uuid.uuid5(ID_NAMESPACE, f"{self.seed}|{key}"))
+        entry: dict = {"resourceType": resource["resourceType"], "id": rid}
         profiles = self.export.meta_profiles.get(kind)
-        head = {"resourceType": resource.pop("resourceType"), "id": rid}
         if profiles:
-            head["meta"] = {"profile": list(profiles)}
+            entry["meta"] = {"profile": list(profiles)}
+        entry.update((k, v) for k, v in resource.items() if k != "resourceType")
         full_url = f"urn:uuid:{rid}"
-        self.entries.append({"fullUrl": full_url, "resource": {**head, **resource}})
+        self.entries.append({"fullUrl": full_url, "resource": entry})
+        self.written[full_url] = entry
         return full_url
 
     def bundle(self, now: datetime | None) -> dict:
@@ -515,8 +518,7 @@ class PacketWriter:
             "code": self.w.concept(term, location + "/term", "disease", extra),
             "subject": self.subject_ref(),
         }
-        self.w.add(cond, "disease", location)
-        self.disease_conditions[key] = self.w.entries[-1]["resource"]
+        self.disease_conditions[key] = self.w.written[self.w.add(cond, "disease", location)]
         return self.disease_conditions[key]
 
     # --- interpretations ---
