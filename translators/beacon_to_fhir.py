@@ -15,7 +15,6 @@ Issue locations are JSON pointers into the Beacon response; the sex table is the
 
 from __future__ import annotations
 
-import re
 from datetime import datetime
 from typing import Any
 
@@ -39,15 +38,9 @@ from translators.phenopacket_to_fhir import (
     PacketWriter,
 )
 
-# Where a phenopacket-shaped path of an individual lies in the Beacon record (for issue locations).
-RECORD_PATHS = (
-    (re.compile(r"^/phenotypicFeatures/(\d+)/type"), r"/phenotypicFeatures/\1/featureType"),
-    (re.compile(r"^/diseases/(\d+)/term"), r"/diseases/\1/diseaseCode"),
-    (re.compile(r"^/measurements/(\d+)/assay"), r"/measures/\1/assayCode"),
-    (re.compile(r"^/measurements/(\d+)/value"), r"/measures/\1/measurementValue"),
-    (re.compile(r"^/measurements/"), "/measures/"),
-    (re.compile(r"^/subject/sex"), "/sex"),
-    (re.compile(r"^/subject"), ""),
+# Individual record elements that reach FHIR (the rest is warned about).
+INDIVIDUAL_KEYS_WRITTEN = frozenset(
+    {"id", "sex", "phenotypicFeatures", "diseases", "measures", "treatments", "interventionsOrProcedures", "info"}
 )
 # Biosample record elements that reach the Specimen (the rest is warned about; `biosampleStatus` is the
 # sample's reference/abnormal status, not a Specimen status).
@@ -116,14 +109,18 @@ def record_type(record: Any) -> str | None:
     return None
 
 
-def _relocated(issues: list[Issue], start: int, location: str) -> None:
-    """Issues written from the phenopacket-shaped view of a record, moved onto the record's own paths."""
+def _relocated(issues: list[Issue], start: int, location: str, paths: dict[str, str]) -> None:
+    """Issues written from the phenopacket-shaped view of a record, moved onto the record's own paths.
+
+    `paths` maps a phenopacket-shaped path to the record's path for the same element; the longest
+    one that an issue's location starts with is swapped.
+    """
     for k in range(start, len(issues)):
         issue = issues[k]
         path = issue.location
-        for pattern, replacement in RECORD_PATHS:
-            path, hits = pattern.subn(replacement, path)
-            if hits:
+        for shaped in sorted(paths, key=len, reverse=True):
+            if path == shaped or path.startswith(shaped + "/"):
+                path = paths[shaped] + path[len(shaped) :]
                 break
         issues[k] = Issue(issue.severity, issue.code, issue.message, location + path, issue.target)
 
@@ -139,23 +136,45 @@ def individual(writer: BundleWriter, record: dict, location: str, patients: dict
     if info.get("vitalStatus") in ("ALIVE", "DECEASED"):
         subject["vitalStatus"] = {"status": info["vitalStatus"]}
     packet: dict = {"id": record.get("id"), "subject": subject}
-    packet["phenotypicFeatures"] = [
-        {"type": f.get("featureType"), **({"excluded": True} if f.get("excluded") else {})}
-        for f in map(_dict, _list(record.get("phenotypicFeatures")))
-    ]
-    packet["diseases"] = [{"term": d.get("diseaseCode")} for d in map(_dict, _list(record.get("diseases")))]
-    packet["diseases"] += [{"term": t, "excluded": True} for t in _list(info.get("excludedDiseases"))]
-    packet["measurements"] = [_measurement(m) for m in map(_dict, _list(record.get("measures")))]
-    packet["medicalActions"] = [
-        {"treatment": {"agent": t.get("treatmentCode")}} for t in map(_dict, _list(record.get("treatments")))
-    ] + [
-        {"procedure": {"code": p.get("procedureCode")}}
-        for p in map(_dict, _list(record.get("interventionsOrProcedures")))
-    ]
+    paths = {"/subject/sex": "/sex", "/subject/vitalStatus": "/info/vitalStatus", "/subject": ""}
+    features = packet["phenotypicFeatures"] = []
+    for n, feature in enumerate(map(_dict, _list(record.get("phenotypicFeatures")))):
+        features.append({"type": feature.get("featureType"), **({"excluded": True} if feature.get("excluded") else {})})
+        paths[f"/phenotypicFeatures/{n}/type"] = f"/phenotypicFeatures/{n}/featureType"
+    diseases = packet["diseases"] = []
+    for n, disease in enumerate(map(_dict, _list(record.get("diseases")))):
+        paths[f"/diseases/{len(diseases)}/term"] = f"/diseases/{n}/diseaseCode"
+        paths[f"/diseases/{len(diseases)}"] = f"/diseases/{n}"
+        diseases.append({"term": disease.get("diseaseCode")})
+    for n, term in enumerate(_list(info.get("excludedDiseases"))):
+        paths[f"/diseases/{len(diseases)}/term"] = paths[f"/diseases/{len(diseases)}"] = f"/info/excludedDiseases/{n}"
+        diseases.append({"term": term, "excluded": True})
+    packet["measurements"] = []
+    for n, measure in enumerate(map(_dict, _list(record.get("measures")))):
+        paths[f"/measurements/{n}/assay"] = f"/measures/{n}/assayCode"
+        paths[f"/measurements/{n}/value"] = f"/measures/{n}/measurementValue"
+        paths[f"/measurements/{n}"] = f"/measures/{n}"
+        packet["measurements"].append(_measurement(measure))
+    actions = packet["medicalActions"] = []
+    for key, kind, code, element in (
+        ("treatments", "treatment", "treatmentCode", "agent"),
+        ("interventionsOrProcedures", "procedure", "procedureCode", "code"),
+    ):
+        for n, item in enumerate(map(_dict, _list(record.get(key)))):
+            paths[f"/medicalActions/{len(actions)}/{kind}/{element}"] = f"/{key}/{n}/{code}"
+            paths[f"/medicalActions/{len(actions)}"] = f"/{key}/{n}"
+            actions.append({kind: {element: item.get(code)}})
     start = len(writer.issues)
+    for key, value in record.items():
+        if value and key not in INDIVIDUAL_KEYS_WRITTEN:
+            writer.warn("unmapped-element", f"individual {key} is not exported", f"/{key}")
+    if info.get("ageAtLastEncounter"):
+        writer.warn(
+            "unmapped-element", "an age cannot become a date without the birth date", "/info/ageAtLastEncounter"
+        )
     packet_writer = PacketWriter(writer, packet, "")
     packet_writer.write()
-    _relocated(writer.issues, start, location)
+    _relocated(writer.issues, start, location, paths)
     if isinstance(record.get("id"), str):
         patients[record["id"]] = packet_writer.patient_ref
 

@@ -98,7 +98,11 @@ def test_biosample_records_become_specimens_of_their_patient():
     assert all(s["subject"]["reference"] == patient["fullUrl"] for s in specimens)
     tissue = samples[0]["sampleOriginDetail"]["id"]
     assert specimens[0]["collection"]["bodySite"]["coding"][0]["code"] == tissue
-    assert any(i.location == "/0/response/resultSets/0/results/0/tumorProgression" for i in issues)
+    locations = {i.location for i in issues}
+    assert "/0/response/resultSets/0/results/0/tumorProgression" in locations
+    # the individual's warnings sit on the Beacon record's own elements, not the phenopacket's
+    assert "/1/response/resultSets/0/results/0/treatments/0/treatmentCode/id" in locations  # DrugCentral
+    assert "/1/response/resultSets/0/results/0/info/ageAtLastEncounter" in locations
 
 
 def test_individual_issues_point_into_the_beacon_record():
