@@ -36,6 +36,7 @@ from translators.phenopacket_to_fhir import (
     BundleWriter,
     FhirTranslation,
     PacketWriter,
+    _text,
 )
 
 # Individual record elements that reach FHIR (the rest is warned about).
@@ -72,7 +73,7 @@ def translate_beacon_response(
             )
             continue
         schemas = _list(_dict(_dict(response).get("meta")).get("returnedSchemas"))
-        entity = next((_dict(x).get("entityType") for x in schemas if _dict(x).get("entityType")), None)
+        entity = next((_text(_dict(x).get("entityType")) for x in schemas if _text(_dict(x).get("entityType"))), None)
         sets.extend((f"{base}/response/resultSets/{s}", entity, _dict(rs)) for s, rs in enumerate(result_sets))
     patients: dict[str, str] = {}  # individual id -> Patient fullUrl
     # Individuals first, so that biosamples and variant carriers can name their Patient.
@@ -130,7 +131,7 @@ def individual(writer: BundleWriter, record: dict, location: str, patients: dict
     sex_by_term = {term["id"]: sex for sex, term in sex_terms().items()}
     info = _dict(record.get("info"))
     subject: dict = {"id": record.get("id")}
-    sex = sex_by_term.get(_dict(record.get("sex")).get("id"))
+    sex = sex_by_term.get(_text(_dict(record.get("sex")).get("id")))
     if sex:
         subject["sex"] = sex
     if info.get("vitalStatus") in ("ALIVE", "DECEASED"):
@@ -195,7 +196,7 @@ def _measurement(measure: dict) -> dict:
 def biosample(writer: BundleWriter, record: dict, location: str, patients: dict[str, str]) -> None:
     writer.seed = f"biosample|{record.get('id')}"
     spec: dict = {"resourceType": "Specimen"}
-    patient = patients.get(record.get("individualId"))
+    patient = patients.get(_text(record.get("individualId")))
     if patient:
         spec["subject"] = {"reference": patient}
     if record.get("sampleOriginType"):
@@ -230,7 +231,7 @@ def genomic_variation(writer: BundleWriter, record: dict, location: str, patient
             "valueCodeableConcept": writer.answer("presence", "present", "Present"),
             "component": list(components),
         }
-        patient = patients.get(carrier.get("individualId"))
+        patient = patients.get(_text(carrier.get("individualId")))
         if patient:
             obs["subject"] = {"reference": patient}
         zygosity = _dict(carrier.get("zygosity"))
@@ -259,7 +260,8 @@ def _variation_components(writer: BundleWriter, record: dict, location: str) -> 
             out.append(_component(COORDINATE_SYSTEM, valueCodeableConcept=system))
     elif variation:
         writer.note("unmapped-element", "the variation is not on a RefSeq sequence", location + "/variation")
-    assembly = writer.tables.assembly_aliases.get(info.get("assemblyId"), info.get("assemblyId"))
+    assembly = _text(info.get("assemblyId"))
+    assembly = writer.tables.assembly_aliases.get(assembly, assembly)
     answer = writer.answer("genome_assembly", assembly, assembly) if assembly else None
     if answer:
         out.append(_component(ASSEMBLY, valueCodeableConcept=answer))

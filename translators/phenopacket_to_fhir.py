@@ -138,9 +138,9 @@ def translate_family(
     proband_writer = PacketWriter(writer, proband, "/proband")
     proband_writer.write()
     pedigree = {
-        p.get("individualId"): p
+        _text(p.get("individualId")): p
         for p in _list(_dict(family.get("pedigree")).get("persons"))
-        if isinstance(p, dict) and p.get("individualId")
+        if isinstance(p, dict) and _text(p.get("individualId"))
     }
     for r, relative in enumerate(_list(family.get("relatives"))):
         if isinstance(relative, dict):
@@ -157,6 +157,11 @@ def _list(value: Any) -> list:
 
 def _dict(value: Any) -> dict:
     return value if isinstance(value, dict) else {}
+
+
+def _text(value: Any) -> str | None:
+    """The value when it is a non-empty string (JSON of the wrong type is read as absent, never used as a key)."""
+    return value if isinstance(value, str) and value else None
 
 
 def _loinc(code: tuple[str, str]) -> dict:
@@ -266,9 +271,10 @@ class BundleWriter:
                 location + "/id",
             )
 
-    def answer(self, section: str, target: str, display: str | None = None) -> dict | None:
+    def answer(self, section: str, target: Any, display: Any = None) -> dict | None:
         """The LOINC/SNOMED answer the reverse table gives for a phenopacket value, as a CodeableConcept."""
-        curie = self.tables.answers[section].get(target)
+        curie = self.tables.answers[section].get(_text(target))
+        display = _text(display)
         if curie is None:
             return None
         prefix, _, code = curie.partition(":")
@@ -360,7 +366,7 @@ class PacketWriter:
             w.warn("unmapped-element", "subject has no id: the Patient carries no pseudonym", base + "/id")
         sex = subject.get("sex")
         if sex is not None:
-            gender = w.tables.sex_to_gender.get(sex)
+            gender = w.tables.sex_to_gender.get(_text(sex))
             if gender is None:
                 w.warn("unmapped-code", f"sex {sex!r} has no administrative gender", base + "/sex")
             else:
@@ -490,7 +496,7 @@ class PacketWriter:
         w = self.w
         term = _dict(disease.get("term"))
         extra = []
-        for curie in alternates.get(term.get("id"), []):
+        for curie in alternates.get(_text(term.get("id")), []):
             coding = w.coding({"id": curie}, location + "/term", "alternative coding")
             if coding:
                 extra.append(coding)
@@ -541,7 +547,7 @@ class PacketWriter:
             status = item.get("interpretationStatus", "UNKNOWN_STATUS")
             if disease.get("id") == UNSPECIFIED_DISEASE and status == "UNKNOWN_STATUS":
                 continue  # the forward direction's "no disease given": the variant stays unlinked
-            verification = INTERPRETATION_VERIFICATION.get(status)
+            verification = INTERPRETATION_VERIFICATION.get(_text(status))
             if verification is None:
                 w.warn(
                     "unmapped-element",
@@ -636,8 +642,8 @@ class PacketWriter:
         for e, expression in enumerate(_list(vd.get("expressions"))):
             expression = _dict(expression)
             syntax, value = expression.get("syntax"), expression.get("value")
-            code = {"hgvs.c": CDNA_HGVS, "hgvs.g": GENOMIC_HGVS, "hgvs.p": PROTEIN_HGVS}.get(syntax)
-            if code is None or not isinstance(value, str):
+            code = {"hgvs.c": CDNA_HGVS, "hgvs.g": GENOMIC_HGVS, "hgvs.p": PROTEIN_HGVS}.get(_text(syntax))
+            if code is None or not _text(value):
                 self.w.warn(
                     "unmapped-element", f"expression syntax {syntax!r} is not exported", f"{base}/expressions/{e}"
                 )
@@ -658,7 +664,7 @@ class PacketWriter:
             return []
         w = self.w
         out = []
-        assembly = vcf.get("genomeAssembly")
+        assembly = _text(vcf.get("genomeAssembly"))
         assembly = w.tables.assembly_aliases.get(assembly, assembly)
         answer = w.answer("genome_assembly", assembly, assembly)
         if answer is None:
@@ -706,7 +712,7 @@ class PacketWriter:
             )
         if acmg in (None, "NOT_PROVIDED"):
             return
-        answer = w.answer("clinical_significance", acmg, acmg.replace("_", " ").capitalize())
+        answer = w.answer("clinical_significance", acmg, str(acmg).replace("_", " ").capitalize())
         if answer is None:
             w.warn(
                 "unmapped-code",
@@ -786,7 +792,7 @@ class PacketWriter:
         if isinstance(quantity.get("value"), int | float) and not isinstance(quantity.get("value"), bool):
             out["value"] = quantity["value"]
         unit = _dict(quantity.get("unit"))
-        if unit.get("label"):
+        if _text(unit.get("label")):
             out["unit"] = unit["label"]
         coding = self.w.coding(unit, location + "/unit", "unit") if unit else None
         if coding:
@@ -859,7 +865,7 @@ class PacketWriter:
         tissue = _dict(sample.get("sampledTissue"))
         if sample.get("sampleType"):
             spec["type"] = w.concept(sample["sampleType"], location + "/sampleType", "sample type")
-        elif tissue.get("id") in w.tables.sampled_tissue:
+        elif _text(tissue.get("id")) in w.tables.sampled_tissue:
             system, _, code = w.tables.sampled_tissue[tissue["id"]].partition("|")
             spec["type"] = {"coding": [{"system": system, "code": code}]}
         collection: dict = {}
@@ -872,7 +878,7 @@ class PacketWriter:
             w.warn("unmapped-element", "an age cannot become a collection date", location + "/timeOfCollection")
         if collection:
             spec["collection"] = collection
-        parent = self.specimen_refs.get(sample.get("derivedFromId"))
+        parent = self.specimen_refs.get(_text(sample.get("derivedFromId")))
         if parent:
             spec["parent"] = [self.ref(parent)]
         if isinstance(sample.get("description"), str) and sample["description"]:
@@ -904,7 +910,7 @@ class PacketWriter:
             "patient": self.subject_ref(),
             "relationship": {"coding": [{"system": ROLE_CODE, "code": relationship[0], "display": relationship[1]}]},
         }
-        gender = w.tables.sex_to_gender.get(subject.get("sex"))
+        gender = w.tables.sex_to_gender.get(_text(subject.get("sex")))
         if gender:
             history["sex"] = {"coding": [{"system": "http://hl7.org/fhir/administrative-gender", "code": gender}]}
         if _dict(subject.get("vitalStatus")).get("status") == "DECEASED":
@@ -930,7 +936,7 @@ class PacketWriter:
 
     def relationship(self, relative_id: Any, pedigree: dict) -> tuple[str, str]:
         """The relative's role towards the proband (v3 RoleCode) from the pedigree's parent links."""
-        me, them = _dict(pedigree.get(self.subject.get("id"))), _dict(pedigree.get(relative_id))
+        me, them = _dict(pedigree.get(_text(self.subject.get("id")))), _dict(pedigree.get(_text(relative_id)))
         if relative_id and relative_id == me.get("paternalId"):
             return "FTH", "father"
         if relative_id and relative_id == me.get("maternalId"):

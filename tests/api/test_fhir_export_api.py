@@ -106,3 +106,31 @@ def test_beacon_response_becomes_a_collection_bundle(client, reference_dir, pack
 def test_beacon_conversion_errors_are_operation_outcomes(client, body, status):
     resp = client.post("/fhir/$convert-beacon-response", data=body, content_type="application/json")
     assert resp.status_code == status and resp.get_json()["resourceType"] == "OperationOutcome"
+
+
+def _answer(entity, records):
+    return {"meta": {"returnedSchemas": [{"entityType": entity}]}, "response": {"resultSets": [{"results": records}]}}
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        _answer("individual", [{"id": "i1", "sex": ["NCIT:C16576"], "phenotypicFeatures": "HP:1", "info": []}]),
+        _answer("individual", [{"id": {"x": 1}, "diseases": [{"diseaseCode": {"id": ["OMIM:1"]}}]}]),
+        _answer(
+            "genomicVariation",
+            [{"variation": {"location": {"sequence_id": 5}}, "caseLevelData": [{"individualId": {}}]}],
+        ),
+        _answer(["individual"], [{"id": "i2"}]),
+        {"meta": {}, "response": {"resultSets": "none"}},
+        _answer("biosample", [{"id": "b1", "individualId": [], "sampleOriginType": "blood"}]),
+    ],
+)
+def test_malformed_beacon_answers_are_never_a_server_error(client, body):
+    resp = client.post("/fhir/$convert-beacon-response", data=json.dumps(body), content_type="application/json")
+    assert resp.status_code in (200, 422), resp.get_data(as_text=True)
+    result = resp.get_json()
+    if resp.status_code == 200:
+        assert validate_fhir(result).ok
+    else:
+        assert result["resourceType"] == "OperationOutcome"

@@ -338,3 +338,43 @@ def test_translator_imports_nothing_from_gateway_but_issues():
         elif isinstance(node, ast.Import):
             imported |= {a.name for a in node.names}
     assert {m for m in imported if m.split(".")[0] == "gateway"} == {"gateway.issues"}
+
+
+# --- malformed input: warnings or an error, never an exception, never invalid FHIR sent ----------
+
+GENOMIC = "/interpretations/0/diagnosis/genomicInterpretations/0"
+MALFORMED = {
+    "sex is an object": ("/subject/sex", {"id": "MALE"}),
+    "interpretation status is an object": (f"{GENOMIC}/interpretationStatus", {"x": 1}),
+    "ACMG class is a number": (f"{GENOMIC}/variantInterpretation/acmgPathogenicityClassification", 2.5),
+    "allelic state id is a list": (f"{GENOMIC}/variantInterpretation/variationDescriptor/allelicState/id", ["x"]),
+    "disease term id is a list": ("/diseases/0/term/id", ["OMIM:1"]),
+    "HGVS value is empty": (f"{GENOMIC}/variantInterpretation/variationDescriptor/expressions/0/value", ""),
+    "expression syntax is a list": (f"{GENOMIC}/variantInterpretation/variationDescriptor/expressions/0/syntax", []),
+    "assembly is an object": (f"{GENOMIC}/variantInterpretation/variationDescriptor/vcfRecord/genomeAssembly", {}),
+    "a resource entry is an object": ("/metaData/resources/0", {"a": 1}),
+    "a phenotype is a string": ("/phenotypicFeatures/0", "HP:0000001"),
+}
+
+
+def mutated(pointer: str, value) -> dict:
+    packet = one_packet()
+    *parents, last = pointer.strip("/").split("/")
+    node = packet
+    for token in parents:
+        node = node[int(token)] if isinstance(node, list) else node[token]
+    node[int(last) if isinstance(node, list) else last] = value
+    return packet
+
+
+@pytest.mark.parametrize("case", sorted(MALFORMED))
+def test_malformed_elements_are_warnings_and_the_rest_is_sent(case):
+    from gateway.services.fhir_export import export_phenopacket
+
+    pointer, value = MALFORMED[case]
+    outcome = export_phenopacket(mutated(pointer, value), profile="generic")
+    assert outcome.ok, outcome.report.to_text(case)
+    checked(outcome.bundle, case)
+    if not pointer.startswith("/metaData/resources"):  # not read by the export at all
+        near = [i for i in outcome.report if i.location.startswith(pointer) or pointer.startswith(i.location + "/")]
+        assert near, f"{case}: no issue at {pointer}"
