@@ -145,6 +145,8 @@ def translate_family(
     for r, relative in enumerate(_list(family.get("relatives"))):
         if isinstance(relative, dict):
             proband_writer.relative(relative, f"/relatives/{r}", pedigree)
+        else:
+            writer.warn("unmapped-element", "a relative must be a phenopacket", f"/relatives/{r}")
     return FhirTranslation(writer.bundle(now), writer.issues)
 
 
@@ -936,14 +938,16 @@ class PacketWriter:
 
     def relationship(self, relative_id: Any, pedigree: dict) -> tuple[str, str]:
         """The relative's role towards the proband (v3 RoleCode) from the pedigree's parent links."""
-        me, them = _dict(pedigree.get(_text(self.subject.get("id")))), _dict(pedigree.get(_text(relative_id)))
-        if relative_id and relative_id == me.get("paternalId"):
+        me_id, relative_id = _text(self.subject.get("id")), _text(relative_id)
+        me, them = _dict(pedigree.get(me_id)), _dict(pedigree.get(relative_id))
+        my_parents = (_text(me.get("paternalId")), _text(me.get("maternalId")))
+        their_parents = (_text(them.get("paternalId")), _text(them.get("maternalId")))
+        if relative_id and relative_id == my_parents[0]:
             return "FTH", "father"
-        if relative_id and relative_id == me.get("maternalId"):
+        if relative_id and relative_id == my_parents[1]:
             return "MTH", "mother"
-        if self.subject.get("id") in (them.get("paternalId"), them.get("maternalId")):
+        if me_id and me_id in their_parents:
             return "CHILD", "child"
-        parents = {me.get("paternalId"), me.get("maternalId")} - {None, "", "0"}
-        if parents & {them.get("paternalId"), them.get("maternalId")}:
+        if (set(my_parents) - {None, "0"}) & set(their_parents):
             return "SIB", "sibling"
         return "FAMMEMB", "family member"

@@ -378,3 +378,16 @@ def test_malformed_elements_are_warnings_and_the_rest_is_sent(case):
     if not pointer.startswith("/metaData/resources"):  # not read by the export at all
         near = [i for i in outcome.report if i.location.startswith(pointer) or pointer.startswith(i.location + "/")]
         assert near, f"{case}: no issue at {pointer}"
+
+
+def test_family_with_a_malformed_pedigree_still_exports():
+    path = PHENOPACKETS / "_phenopacket-tools" / "io-test-v2" / "family.json"
+    family = json.loads(path.read_text(encoding="utf-8"))
+    family["pedigree"]["persons"][0]["paternalId"] = {"id": "FATHER"}  # an object where an id belongs
+    family["relatives"].append("not a relative")
+    bundle, issues = translate_family(family)
+    assert not [i for i in issues if i.is_error]
+    checked(bundle, "malformed pedigree")
+    roles = sorted(h["relationship"]["coding"][0]["code"] for h in resources(bundle, "FamilyMemberHistory"))
+    assert roles == ["FAMMEMB", "MTH"]  # the father can no longer be told from the pedigree
+    assert warned(issues, f"/relatives/{len(family['relatives']) - 1}")
