@@ -20,6 +20,7 @@ from gateway.api.context import Services
 from gateway.api.datasets import datasets_blueprint
 from gateway.api.errors import install_error_handlers
 from gateway.api.fhir import fhir_blueprint
+from gateway.api.fhir_export import fhir_export_blueprint
 from gateway.api.health import health_blueprint
 from gateway.api.hooks import install_security_hooks
 from gateway.api.network import LOCAL_PREFIX, build_network, network_blueprint
@@ -82,6 +83,7 @@ def _register_blueprints(app: Flask, services: Services, entry_types: EntryTypes
         datasets_blueprint,
         validate_blueprint,
         admin_blueprint,
+        fhir_export_blueprint,  # POST /fhir/$convert-beacon-response
     ):
         app.register_blueprint(blueprint())
     network_source = services.config.network
