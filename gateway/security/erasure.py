@@ -13,7 +13,13 @@ from __future__ import annotations
 import hashlib
 import hmac
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from gateway.security.audit import AuditLog
+    from gateway.security.service import Security
+    from gateway.store.metadata import MetadataStore
+    from gateway.variants.protocol import VariantStore
 
 
 @dataclass(frozen=True)
@@ -28,7 +34,14 @@ def erasure_reference(key: bytes, kind: str, value: str) -> str:
 
 
 def erase_subject(
-    store: Any, variants: Any, subject_id: str, *, key: bytes, audit: Any = None, security: Any = None, **who: Any
+    store: MetadataStore,
+    variants: VariantStore | None,
+    subject_id: str,
+    *,
+    key: bytes,
+    audit: AuditLog | None = None,
+    security: Security | None = None,
+    **who: Any,  # caller, issuer, request_id, endpoint: for the audit record
 ) -> ErasureResult:
     if not subject_id or len(subject_id) > 255:
         raise ValueError("give the subject's pseudonym (1-255 characters)")
@@ -49,7 +62,14 @@ def erase_subject(
 
 
 def erase_dataset(
-    store: Any, variants: Any, dataset_id: str, *, key: bytes, audit: Any = None, security: Any = None, **who: Any
+    store: MetadataStore,
+    variants: VariantStore | None,
+    dataset_id: str,
+    *,
+    key: bytes,
+    audit: AuditLog | None = None,
+    security: Security | None = None,
+    **who: Any,  # caller, issuer, request_id, endpoint: for the audit record
 ) -> ErasureResult:
     removed = store.delete_dataset(dataset_id)
     had_variants = variants is not None and dataset_id in variants.datasets()
