@@ -8,7 +8,6 @@ Production: `gunicorn -w 2 -b 0.0.0.0:8080 'app:create_app()'`.
 from __future__ import annotations
 
 import logging
-import uuid
 from collections.abc import Mapping
 from typing import Any
 
@@ -114,7 +113,12 @@ def create_app(config: Config | Mapping[str, Any] | None = None) -> Flask:
 
     @app.before_request
     def request_id():
-        g.request_id = request.headers.get("X-Request-ID") or uuid.uuid4().hex
+        from gateway.security.inputs import nul_in_request, request_id_from
+
+        g.request_id = request_id_from(request.headers.get("X-Request-ID"))  # never an unchecked value echoed
+        if nul_in_request(request.path, request.args.items(multi=True)):
+            return _error_body(request.path, 400, "NUL characters are not accepted in the path or query string")
+        return None
 
     @app.after_request
     def headers(response):
