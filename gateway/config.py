@@ -72,6 +72,10 @@ class Config:
     datasets: tuple[DatasetConfig, ...] = ()
     max_body_bytes: int = 32 * 1024 * 1024
     max_json_depth: int = 64
+    # Each validation or translation of a request body runs in a child with these limits (gateway.bounded):
+    # below gunicorn's 30 s worker timeout, so a costly document costs one answer (413), never a worker.
+    work_seconds: float = 20.0
+    work_memory_mb: int = 1024
     log_level: str = "INFO"
     testing: bool = False
     extra: Mapping[str, Any] = field(default_factory=dict)  # sections later rooms own (peers, issuers…)
@@ -97,6 +101,8 @@ _SIMPLE_KEYS = {  # YAML key / env suffix → (Config field, converter)
     "default_dataset": ("default_dataset", str),
     "max_body_bytes": ("max_body_bytes", int),
     "max_json_depth": ("max_json_depth", int),
+    "work_seconds": ("work_seconds", float),
+    "work_memory_mb": ("work_memory_mb", int),
     "log_level": ("log_level", str),
 }
 

@@ -21,6 +21,9 @@ class JSONInputError(ValueError):
         super().__init__(issue.message)
         self.issue = issue
 
+    def __reduce__(self):  # raised in a bounded child (gateway.bounded) and re-raised in the server
+        return (type(self), (self.issue,))
+
 
 # A JSON string escape for U+0000 that is not itself an escaped backslash followed by "u0000".
 _NUL_ESCAPE = re.compile(r"(?<!\\)(?:\\\\)*\\u0000")

@@ -184,3 +184,49 @@ def test_fifty_broad_hpo_filters_are_refused_not_expanded(client):
     # Without descendants the same filters cost nothing and are answered.
     body = {"query": {"filters": [{"id": "HP:0000118", "includeDescendantTerms": False}] * 50}}
     assert client.post("/api/individuals", json=body).status_code == 200
+
+
+# --- time and memory limits: a costly document costs one answer, never a worker ---------------------------------
+
+
+@pytest.fixture
+def tight_node(gateway_config):
+    """A node whose validation children get 1 MB on top of what they inherit: every real document is too costly."""
+    from app import create_app
+
+    app = create_app({**gateway_config, "work_memory_mb": 1})
+    yield app
+    app.extensions["gateway"].store.close()
+
+
+def test_validation_over_the_memory_limit_is_413_and_the_worker_lives(tight_node, reference_dir):
+    client = tight_node.test_client()
+    body = (reference_dir / "fhir" / "mii-seltene-erkrankungen" / "Bundle-bundle-marfan-complete.json").read_bytes()
+    resp = client.post("/validate", data=body)
+    assert resp.status_code == 413 and resp.get_json()["error"]["issues"][0]["code"] == "too-costly"
+    resp = client.post("/fhir/Bundle/$validate", data=body, content_type=FHIR)
+    assert resp.status_code == 413 and resp.get_json()["issue"][0]["code"] == "too-costly"
+    resp = client.post("/fhir", data=body, content_type=FHIR, headers=OPERATOR)
+    assert resp.status_code == 413 and resp.get_json()["resourceType"] == "OperationOutcome"
+    assert tight_node.extensions["gateway"].store.list_phenopackets(limit=1)[1] == 0  # nothing stored
+    assert client.get("/health").status_code == 200  # this process (the "worker") is still here
+
+
+def test_validation_over_the_time_limit_is_413(gateway_config, reference_dir):
+    from app import create_app
+
+    app = create_app({**gateway_config, "work_seconds": 0.001})
+    body = (reference_dir / "fhir" / "mii-seltene-erkrankungen" / "Bundle-bundle-marfan-complete.json").read_bytes()
+    started = time.monotonic()
+    resp = app.test_client().post("/fhir/Bundle/$validate", data=body, content_type=FHIR)
+    assert resp.status_code == 413 and "longer than" in resp.get_json()["issue"][0]["diagnostics"]
+    assert time.monotonic() - started < 5
+    app.extensions["gateway"].store.close()
+
+
+def test_within_the_limits_validation_answers_as_before(client, reference_dir):
+    body = (reference_dir / "fhir" / "mii-seltene-erkrankungen" / "Bundle-bundle-marfan-complete.json").read_bytes()
+    resp = client.post("/fhir/Bundle/$validate", data=body, content_type=FHIR)
+    assert resp.status_code == 200 and resp.get_json()["resourceType"] == "OperationOutcome"
+    resp = client.post("/validate", data=body)
+    assert resp.status_code == 200 and resp.get_json()[0]["kind"] == "fhir"
