@@ -76,6 +76,7 @@ class Config:
     # below gunicorn's 30 s worker timeout, so a costly document costs one answer (413), never a worker.
     work_seconds: float = 20.0
     work_memory_mb: int = 1024
+    vcf_job_seconds: float = 4 * 3600.0  # an uploaded VCF's ingest job is stopped (and rejected) after this
     log_level: str = "INFO"
     testing: bool = False
     extra: Mapping[str, Any] = field(default_factory=dict)  # sections later rooms own (peers, issuers…)
@@ -103,6 +104,7 @@ _SIMPLE_KEYS = {  # YAML key / env suffix → (Config field, converter)
     "max_json_depth": ("max_json_depth", int),
     "work_seconds": ("work_seconds", float),
     "work_memory_mb": ("work_memory_mb", int),
+    "vcf_job_seconds": ("vcf_job_seconds", float),
     "log_level": ("log_level", str),
 }
 

@@ -57,6 +57,7 @@ def _job_environment(svc) -> dict[str, str]:
     env["GATEWAY_DATA_DIR"] = str(Path(svc.config.data_dir).resolve())
     env["GATEWAY_DATABASE_URL"] = svc.config.resolved_database_url
     env["GATEWAY_SECRET_KEY"] = svc.key.hex()
+    env["GATEWAY_VCF_JOB_SECONDS"] = repr(float(svc.config.vcf_job_seconds))
     return env
 
 

@@ -7,13 +7,38 @@ holds the arguments; progress and the result are written back to it atomically.
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
+import signal
 import sys
 import time
 from pathlib import Path
 
 from gateway.config import load_config
+from gateway.issues import Issue
 from gateway.services.genomic import write_job
+
+_timed_out = []
+
+
+def _time_limit(signum, frame) -> None:
+    """SIGALRM after `vcf_job_seconds`: kill the parsing child, whose end rejects the ingest.
+
+    Nothing is raised here: an exception could land anywhere, even inside the publishing step; a dead child
+    is the ordinary "parser stopped" path, and a job already past parsing simply finishes.
+    """
+    _timed_out.append(True)
+    pid = os.getpid()
+    try:
+        children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    except OSError:
+        children = []
+    for child in children:
+        with contextlib.suppress(ProcessLookupError, ValueError):
+            os.kill(int(child), signal.SIGKILL)
+    if not children:  # between steps (the child not started yet): look again shortly
+        signal.setitimer(signal.ITIMER_REAL, 0.2)
 
 
 def main(job_file: str) -> int:
@@ -35,6 +60,8 @@ def main(job_file: str) -> int:
     from gateway.variants.ingest import VCFRejected, ingest_vcf
 
     store = MetadataStore.open(cfg.resolved_database_url, migrate=False)
+    signal.signal(signal.SIGALRM, _time_limit)
+    signal.setitimer(signal.ITIMER_REAL, max(cfg.vcf_job_seconds, 0.001))  # the parsing child dies with us
     try:
         store.ensure_dataset(spec["dataset_id"])
         summary = ingest_vcf(
@@ -48,14 +75,17 @@ def main(job_file: str) -> int:
             progress=hook,
         )
     except VCFRejected as exc:
-        write_job(
-            data_dir, job_id, {**state, "status": "rejected", "issues": exc.report.to_json(), "finished": time.time()}
-        )
+        issues = exc.report.to_json()
+        if _timed_out:
+            message = f"the ingest took longer than {cfg.vcf_job_seconds:g} s (vcf_job_seconds) and was stopped"
+            issues = [Issue.error("vcf-time-limit", message).to_dict()]
+        write_job(data_dir, job_id, {**state, "status": "rejected", "issues": issues, "finished": time.time()})
         return 1
     except Exception as exc:  # reported in the job, never raised into a server
         write_job(data_dir, job_id, {**state, "status": "failed", "error": type(exc).__name__, "finished": time.time()})
         return 1
     finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
         store.close()
         Path(spec["upload"]).unlink(missing_ok=True)
     write_job(
