@@ -267,9 +267,14 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        status = args.func(args)
         from gateway.security.cli import audit_cli_command
 
+        try:
+            audit_cli_command(args, None)  # write-ahead: the intent is on disk before anything changes
+        except OSError as exc:
+            _err(f"the audit log cannot be written ({exc.strerror or exc}); nothing was changed")
+            return EXIT_REJECTED
+        status = args.func(args)
         audit_cli_command(args, status)  # every CLI access to stored data is audited
         return status
     except ConfigError as exc:
