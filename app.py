@@ -16,7 +16,7 @@ from werkzeug.exceptions import HTTPException
 
 from gateway.api.context import Services
 from gateway.api.render import json_response, problem
-from gateway.config import Config, load_config
+from gateway.config import Config, load_config, private_data_dir
 from gateway.issues import Issue, to_operation_outcome
 
 log = logging.getLogger("gateway")
@@ -32,10 +32,12 @@ SECURITY_HEADERS = {
 
 def _build_services(cfg: Config) -> Services:
     from gateway.security.keys import operator_tokens, secret_key
+    from gateway.services.genomic import clean_job_leftovers
     from gateway.store.metadata import MetadataStore
     from gateway.variants.store import VariantStore
 
-    cfg.data_dir.mkdir(parents=True, exist_ok=True)
+    private_data_dir(cfg.data_dir)  # files 0600, directories 0700 from here on
+    clean_job_leftovers(cfg.data_dir)  # uploads and sample maps of jobs killed with the last run
     store = MetadataStore.open(cfg.resolved_database_url, migrate=True)
     for dataset in cfg.datasets:
         store.ensure_dataset(dataset.id, name=dataset.name, description=dataset.description)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from collections.abc import Iterable, Sequence
 from pathlib import Path
@@ -265,6 +266,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    os.umask(0o077)  # whatever the CLI writes into the data directory is private to its user (files 0600)
     args = build_parser().parse_args(argv)
     try:
         from gateway.security.cli import audit_cli_command

@@ -18,6 +18,7 @@ Environment overrides (the documented prefix is GATEWAY_):
 
 from __future__ import annotations
 
+import contextlib
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, replace
@@ -203,3 +204,16 @@ def _as_mapping(cfg: Config) -> dict[str, Any]:
     out = {f.name: getattr(cfg, f.name) for f in fields(cfg) if f.name != "extra"}
     out.update(cfg.extra)
     return out
+
+
+def private_data_dir(data_dir: Path) -> None:
+    """Create the data directory 0700 and make everything this process creates private (umask 077).
+
+    The data directory holds pseudonymised records, keys, uploads with hospital identifiers and the
+    audit log: nothing in it is for other users of the machine. Called first by the server and the CLI.
+    """
+    os.umask(0o077)
+    path = Path(data_dir)
+    path.mkdir(parents=True, exist_ok=True, mode=0o700)
+    with contextlib.suppress(OSError):  # a directory the operator owns otherwise is left as it is
+        os.chmod(path, 0o700)

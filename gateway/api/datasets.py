@@ -8,12 +8,20 @@ import subprocess
 import sys
 from pathlib import Path
 
-from flask import Blueprint, request, url_for
+from flask import Blueprint, g, request, url_for
 
 from gateway.api.auth import Unauthorised, require_operator
 from gateway.api.context import services
 from gateway.api.render import json_response, problem
-from gateway.services.genomic import new_job_id, read_job, write_job
+from gateway.services.genomic import (
+    UPLOADS_DIR,
+    new_job_id,
+    parse_sample_map,
+    read_job,
+    sample_map_path,
+    store_sample_map,
+    write_job,
+)
 
 DATASET_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$")
 CHUNK = 1 << 20
@@ -30,25 +38,14 @@ MAX_UPLOAD_BYTES = 50 * 1024**3
 def _stream_to(path: Path) -> int:
     """Copy the request body to disk in chunks: never the whole file in memory."""
     size = 0
-    with open(path, "wb") as out:
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with open(fd, "wb") as out:
         while chunk := request.stream.read(CHUNK):
             size += len(chunk)
             out.write(chunk)
         out.flush()
         os.fsync(out.fileno())
     return size
-
-
-def _parse_sample_map(text: str) -> dict[str, str]:
-    mapping = {}
-    for number, line in enumerate(text.splitlines(), 1):
-        if not line.strip() or line.startswith("#"):
-            continue
-        parts = line.split("\t")
-        if len(parts) < 2 or not parts[0] or not parts[1]:
-            raise ValueError(f"sample map line {number}: expected 'sample<TAB>identifier'")
-        mapping[parts[0]] = parts[1].strip()
-    return mapping
 
 
 def _job_environment(svc) -> dict[str, str]:
@@ -72,12 +69,13 @@ def datasets_blueprint() -> Blueprint:
     @require_operator
     def upload_sample_map():
         svc = services()
+        text = request.get_data(as_text=True)
         try:
-            mapping = _parse_sample_map(request.get_data(as_text=True))
+            mapping = parse_sample_map(text)
         except ValueError as exc:
             return problem(400, str(exc))
         upload_id = new_job_id()
-        write_job(svc.config.data_dir, f"samplemap-{upload_id}", {"sample_map": mapping})
+        store_sample_map(svc.config.data_dir, upload_id, text)  # the upload itself, 0600; nowhere else
         return json_response({"id": upload_id, "samples": len(mapping)}, 201)
 
     @bp.post("/datasets/<dataset_id>/vcf")
@@ -89,36 +87,45 @@ def datasets_blueprint() -> Blueprint:
         assembly = request.args.get("assembly")
         if assembly not in (None, "GRCh37", "GRCh38"):
             return problem(400, "assembly must be GRCh37 or GRCh38")
-        sample_map = None
+        sample_map_file = None
         if request.args.get("sample_map"):
-            held = read_job(svc.config.data_dir, f"samplemap-{request.args['sample_map']}")
-            if held is None:
+            sample_map_file = sample_map_path(svc.config.data_dir, request.args["sample_map"])
+            if sample_map_file is None:
                 return problem(400, "unknown sample_map upload id")
-            sample_map = held["sample_map"]
         suffix = UPLOAD_TYPES.get((request.mimetype or "").lower())
         if suffix is None:
             return problem(415, "send the VCF as application/gzip (BGZF or BCF) or text/plain")
         request.max_content_length = MAX_UPLOAD_BYTES
         job_id = new_job_id()
-        uploads = Path(svc.config.data_dir) / "uploads"
-        uploads.mkdir(parents=True, exist_ok=True)
+        uploads = Path(svc.config.data_dir) / UPLOADS_DIR
+        uploads.mkdir(parents=True, exist_ok=True, mode=0o700)
         upload = uploads / f"{job_id}{suffix}"
-        size = _stream_to(upload)
-        if size == 0:
-            upload.unlink(missing_ok=True)
-            return problem(400, "empty body: send the VCF file as the request body")
         spec = {
             "id": job_id,
             "kind": "vcf-ingest",
-            "status": "queued",
+            "status": "receiving",
+            "pid": os.getpid(),  # while this worker streams: a worker starting meanwhile leaves the upload alone
             "dataset_id": dataset_id,
             "assembly": assembly,
-            "sample_map": sample_map,
+            "sample_map_file": str(sample_map_file) if sample_map_file else None,
             "skip_invalid": request.args.get("skip_invalid", "false").lower() == "true",
             "upload": str(upload),
-            "bytes": size,
             "data_dir": str(Path(svc.config.data_dir).resolve()),
+            "request_id": g.get("request_id"),  # the job's audit outcome names the request that started it
+            "caller": g.caller.sub if g.get("caller") is not None and g.caller.sub else "operator",
         }
+        write_job(svc.config.data_dir, job_id, spec)
+        try:
+            size = _stream_to(upload)
+        except BaseException:
+            upload.unlink(missing_ok=True)
+            write_job(svc.config.data_dir, job_id, {**spec, "status": "failed", "error": "the upload broke off"})
+            raise
+        if size == 0:
+            upload.unlink(missing_ok=True)
+            write_job(svc.config.data_dir, job_id, {**spec, "status": "failed", "error": "empty body"})
+            return problem(400, "empty body: send the VCF file as the request body")
+        spec = {**spec, "status": "queued", "bytes": size}
         write_job(svc.config.data_dir, job_id, spec)
         job_file = Path(svc.config.data_dir) / "jobs" / f"{job_id}.json"
         proc = subprocess.Popen(  # its own process: htslib trouble cannot reach this worker
@@ -140,7 +147,7 @@ def datasets_blueprint() -> Blueprint:
         state = read_job(services().config.data_dir, job_id)
         if state is None or state.get("kind") != "vcf-ingest":
             return problem(404, f"no job {job_id!r}")
-        hidden = {"upload", "data_dir", "sample_map", "pid"}
+        hidden = {"upload", "data_dir", "sample_map_file", "pid"}
         return json_response({k: v for k, v in state.items() if k not in hidden})
 
     return bp

@@ -20,6 +20,7 @@ from gateway.security.pseudonym import pseudonymise
 from gateway.variants.layout import pid_alive
 
 JOBS_DIR = "jobs"
+LIVE = ("receiving", "queued", "running")  # a job in these states has a process (its pid) working on it
 
 
 def sample_linker(store, key: bytes) -> Callable[[str], tuple[str | None, str | None]]:
@@ -93,7 +94,6 @@ def run_vcf_ingest(
             progress_hook(records, percent)
 
     try:
-        store.ensure_dataset(dataset_id)
         summary = ingest_vcf(
             path,
             dataset_id=dataset_id,
@@ -104,6 +104,7 @@ def run_vcf_ingest(
             skip_invalid=skip_invalid,
             progress=report_progress,
         )
+        store.ensure_dataset(dataset_id)  # only now: a rejected ingest leaves no empty dataset row
     except VCFRejected as exc:
         progress.done()
         print(exc.report.to_text(path), file=sys.stderr)
@@ -124,12 +125,105 @@ def _job_path(data_dir: Path, job_id: str) -> Path:
 
 
 def write_job(data_dir: Path, job_id: str, state: dict) -> None:
-    """Atomically replace a job's state file (readers never see half a file)."""
+    """Atomically replace a job's state file (readers never see half a file); private to the node (0600)."""
     path = _job_path(data_dir, job_id)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
     tmp = path.with_suffix(f".{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(state), encoding="utf-8")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as fh:
+        fh.write(json.dumps(state))
     os.replace(tmp, path)
+
+
+_ENDED = {"error": "the ingest process ended unexpectedly; the dataset is unchanged"}
+
+
+# --- sample maps and leftovers -------------------------------------------------------------
+#
+# A sample map names patients by their hospital identifiers: the upload is kept as it came
+# (0600, uploads/samplemap-<id>.tsv) and nowhere else, read by the ingest job that uses it and
+# deleted when that job ends. Job files hold only its path.
+
+UPLOADS_DIR = "uploads"
+SAMPLE_MAP_PREFIX = "samplemap-"
+SAMPLE_MAP_TTL_S = 24 * 3600  # an uploaded map no job used is removed at the next start after a day
+
+
+def parse_sample_map(text: str) -> dict[str, str]:
+    """`sample<TAB>identifier` lines (blank lines and # comments skipped); ValueError names the bad line."""
+    mapping = {}
+    for number, line in enumerate(text.splitlines(), 1):
+        if not line.strip() or line.startswith("#"):
+            continue
+        parts = line.split("\t")
+        if len(parts) < 2 or not parts[0] or not parts[1]:
+            raise ValueError(f"sample map line {number}: expected 'sample<TAB>identifier'")
+        if "\x00" in line:
+            raise ValueError(f"sample map line {number}: NUL characters are not accepted")
+        mapping[parts[0]] = parts[1].strip()
+    return mapping
+
+
+def sample_map_path(data_dir: Path, upload_id: str) -> Path | None:
+    """The stored sample map of an upload id, or None (unknown or malformed id)."""
+    if not upload_id.isalnum():
+        return None
+    path = Path(data_dir) / UPLOADS_DIR / f"{SAMPLE_MAP_PREFIX}{upload_id}.tsv"
+    return path if path.is_file() else None
+
+
+def store_sample_map(data_dir: Path, upload_id: str, text: str) -> Path:
+    uploads = Path(data_dir) / UPLOADS_DIR
+    uploads.mkdir(parents=True, exist_ok=True, mode=0o700)
+    path = uploads / f"{SAMPLE_MAP_PREFIX}{upload_id}.tsv"
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as fh:
+        fh.write(text)
+    return path
+
+
+def clean_job_leftovers(data_dir: Path, now: float | None = None) -> list[str]:
+    """At start: what killed jobs left behind, removed; returns the names removed.
+
+    A job whose process is gone is marked failed and its upload and sample map deleted; an upload no
+    live job holds is deleted (a sample map only after SAMPLE_MAP_TTL_S: it waits for its VCF);
+    job files of the old format that carried a sample map's identifiers are deleted.
+    """
+    data_dir = Path(data_dir)
+    now = time.time() if now is None else now
+    removed: list[str] = []
+    held: set[str] = set()
+    jobs = data_dir / JOBS_DIR
+    for job_file in sorted(jobs.glob("*.json")) if jobs.is_dir() else ():
+        if job_file.name.startswith(SAMPLE_MAP_PREFIX):  # written before sample maps stayed in their upload
+            job_file.unlink(missing_ok=True)
+            removed.append(job_file.name)
+            continue
+        try:
+            state = json.loads(job_file.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            continue
+        if state.get("status") not in LIVE:
+            continue
+        if state.get("pid") and pid_alive(state["pid"]):
+            held.update(Path(f).name for f in (state.get("upload"), state.get("sample_map_file")) if f)
+        else:  # killed with the last run: it ended, and what it held goes with it
+            write_job(data_dir, job_file.stem, {**state, "status": "failed", **_ENDED})
+            for name in (state.get("upload"), state.get("sample_map_file")):
+                if name and Path(name).resolve().parent == (data_dir / UPLOADS_DIR).resolve():
+                    Path(name).unlink(missing_ok=True)
+                    removed.append(Path(name).name)
+    for stale in jobs.glob("*.tmp") if jobs.is_dir() else ():
+        stale.unlink(missing_ok=True)
+    uploads = data_dir / UPLOADS_DIR
+    for upload in sorted(uploads.iterdir()) if uploads.is_dir() else ():
+        if upload.name in held:
+            continue
+        if upload.name.startswith(SAMPLE_MAP_PREFIX) and now - upload.stat().st_mtime < SAMPLE_MAP_TTL_S:
+            continue
+        upload.unlink(missing_ok=True)
+        removed.append(upload.name)
+    return removed
 
 
 def read_job(data_dir: Path, job_id: str) -> dict | None:
@@ -139,9 +233,8 @@ def read_job(data_dir: Path, job_id: str) -> dict | None:
         state = json.loads(_job_path(data_dir, job_id).read_text(encoding="utf-8"))
     except (FileNotFoundError, json.JSONDecodeError):
         return None
-    if state.get("status") == "running" and not (state.get("pid") and pid_alive(state["pid"])):
-        state["status"] = "failed"
-        state["error"] = "the ingest process ended unexpectedly; the dataset is unchanged"
+    if state.get("status") in LIVE and not (state.get("pid") and pid_alive(state["pid"])):
+        state.update(status="failed", **_ENDED)
     return state
 
 
