@@ -115,12 +115,13 @@ def create_app(config: Config | Mapping[str, Any] | None = None) -> Flask:
 
     @app.before_request
     def request_id():
-        from gateway.security.inputs import nul_in_request, request_id_from
+        from gateway.security.inputs import bad_dataset_arg, nul_in_request, request_id_from
 
         g.request_id = request_id_from(request.headers.get("X-Request-ID"))  # never an unchecked value echoed
         if nul_in_request(request.path, request.args.items(multi=True)):
             return _error_body(request.path, 400, "NUL characters are not accepted in the path or query string")
-        return None
+        problem = bad_dataset_arg(request.args.getlist("dataset"))
+        return _error_body(request.path, 400, problem) if problem else None
 
     @app.after_request
     def headers(response):

@@ -230,3 +230,18 @@ def test_within_the_limits_validation_answers_as_before(client, reference_dir):
     assert resp.status_code == 200 and resp.get_json()["resourceType"] == "OperationOutcome"
     resp = client.post("/validate", data=body)
     assert resp.status_code == 200 and resp.get_json()[0]["kind"] == "fhir"
+
+
+@pytest.mark.parametrize("path", ["/fhir", "/phenopackets"])
+def test_a_300_character_dataset_id_on_postgresql_is_400(pg_node, reference_dir, path):
+    if path == "/fhir":
+        body = (reference_dir / "fhir" / "mii-seltene-erkrankungen" / "Bundle-bundle-marfan-complete.json").read_bytes()
+    else:
+        body = json.dumps(_with_excluded_feature(reference_dir)).encode()
+    client = pg_node.test_client()
+    resp = client.post(f"{path}?dataset={'a' * 300}", data=body, content_type=FHIR, headers=OPERATOR)
+    assert resp.status_code == 400, resp.get_data(as_text=True)[:300]
+    assert resp.get_json()["resourceType" if path == "/fhir" else "error"]
+    assert pg_node.extensions["gateway"].store.list_phenopackets(limit=1)[1] == 0
+    resp = client.get(f"/phenopackets?dataset={'a' * 300}", headers=OPERATOR)
+    assert resp.status_code == 400
