@@ -16,6 +16,7 @@ from pathlib import Path
 from gateway.config import ConfigError, load_config
 from gateway.issues import Issue, Report
 from gateway.jsonio import JSONInputError, loads_strict
+from gateway.security.inputs import bad_dataset_arg
 
 EXIT_OK, EXIT_REJECTED, EXIT_USAGE = 0, 1, 2
 
@@ -81,7 +82,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
 def _fhir_documents(paths: Sequence[str], max_depth: int):
     for path in paths:
         try:
-            yield path, _read_json(path, max_depth), None
+            doc = _read_json(path, max_depth)
+            if not isinstance(doc, dict):
+                raise JSONInputError(Issue.error("json-syntax", "a FHIR document must be a JSON object"))
+            yield path, doc, None
         except OSError as exc:
             yield path, None, Issue.error("io", f"cannot read: {exc.strerror}")
         except JSONInputError as exc:
@@ -191,7 +195,11 @@ def _read_sample_map(path: str | None) -> dict[str, str] | None:
 
 def cmd_ingest_vcf(args: argparse.Namespace) -> int:
     from gateway.services.genomic import run_vcf_ingest
+    from gateway.variants.layout import DATASET_ID
 
+    if not DATASET_ID.match(args.dataset):  # the variant store names datasets by directory: no ':' or '/'
+        _err(f"--dataset {args.dataset!r}: a variant dataset id is 1-128 letters, digits, '.', '_' or '-'")
+        return EXIT_USAGE
     cfg = load_config()
     try:
         sample_map = _read_sample_map(args.sample_map)
@@ -268,6 +276,10 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     os.umask(0o077)  # whatever the CLI writes into the data directory is private to its user (files 0600)
     args = build_parser().parse_args(argv)
+    dataset = getattr(args, "dataset", None)
+    if dataset is not None and bad_dataset_arg([dataset] if dataset else ["-"]):
+        _err(f"--dataset {dataset!r}: {bad_dataset_arg([dataset or '-'])}")
+        return EXIT_USAGE
     try:
         from gateway.security.cli import audit_cli_command
 
