@@ -119,6 +119,7 @@ FHIR_ISSUE_TYPE = {
     "json-too-deep": "too-costly",
     "body-too-large": "too-costly",
     "too-costly": "too-costly",
+    "throttled": "throttled",
     "not-fhir": "structure",
     "fhir-structure": "structure",
     "fhir-required": "required",

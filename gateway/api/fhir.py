@@ -15,6 +15,7 @@ import mappings
 from gateway.api.auth import Unauthorised, require_operator
 from gateway.api.context import services
 from gateway.api.render import json_response
+from gateway.api.validate import over_budget
 from gateway.bounded import WorkLimitExceeded, limits_of, run_bounded
 from gateway.issues import Issue, to_operation_outcome
 from gateway.jsonio import JSONInputError
@@ -171,6 +172,8 @@ def fhir_blueprint() -> Blueprint:
     @bp.post("/Bundle/$validate")
     @bp.post("/$validate")
     def validate():
+        if over_budget():  # validation is work on anonymous input: it is counted like a query
+            return outcome_response([Issue.error("throttled", "query budget exhausted; try again later")], 429)
         outcome, _ = _process_bounded(services().config.default_dataset)
         return outcome_response(list(outcome.report), 200)
 

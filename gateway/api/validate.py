@@ -45,11 +45,20 @@ def _options() -> Options:
     )
 
 
+def over_budget() -> bool:
+    """Charge one query to the caller's budget (validation is work on anonymous input); True when spent."""
+    from gateway.security.http import current_caller, security
+
+    return not security().budget.charge(current_caller())
+
+
 def validate_blueprint() -> Blueprint:
     bp = Blueprint("validate", __name__)
 
     @bp.post("/validate")
     def validate():
+        if over_budget():
+            return problem(429, "query budget exhausted; try again later")
         try:
             options = _options()
         except ValueError as exc:

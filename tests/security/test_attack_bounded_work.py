@@ -245,3 +245,18 @@ def test_a_300_character_dataset_id_on_postgresql_is_400(pg_node, reference_dir,
     assert pg_node.extensions["gateway"].store.list_phenopackets(limit=1)[1] == 0
     resp = client.get(f"/phenopackets?dataset={'a' * 300}", headers=OPERATOR)
     assert resp.status_code == 400
+
+
+def test_validation_is_budgeted_like_a_query(tmp_path, jwks_files):
+    from tests.security.sechelpers import OPERATOR_TOKEN as SECURE_OPERATOR
+    from tests.security.sechelpers import make_node
+
+    node = make_node(tmp_path, jwks_files, [], budget={"window_seconds": 60, "anonymous": 2, "registered": 10})
+    client = node.test_client()
+    body = b'{"subject": {"id": "x"}}'
+    assert [client.post("/validate", data=body).status_code for _ in range(3)] == [200, 200, 429]
+    resp = client.post("/fhir/Bundle/$validate", data=b'{"resourceType": "Bundle"}', content_type=FHIR)
+    assert resp.status_code == 429 and resp.get_json()["issue"][0]["code"] == "throttled"
+    operator = {"Authorization": f"Bearer {SECURE_OPERATOR}"}
+    assert client.post("/validate", data=body, headers=operator).status_code == 200  # operators are not counted
+    node.extensions["gateway"].store.close()
