@@ -72,8 +72,8 @@ def admin_blueprint() -> Blueprint:
         if log is None:
             return problem(404, "the audit log is switched off")
         result = log.verify()
-        return json_response(
-            {"ok": result.ok, "records": result.records, "message": result.message}, 200 if result.ok else 409
-        )
+        body = {"ok": result.ok, "records": result.records, "message": result.message}
+        body.update({"problem": result.problem} if result.problem else {"head": result.head})
+        return json_response(body, 200 if result.ok else 409)
 
     return bp
