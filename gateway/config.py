@@ -77,6 +77,9 @@ class Config:
     # below gunicorn's 30 s worker timeout, so a costly document costs one answer (413), never a worker.
     work_seconds: float = 20.0
     work_memory_mb: int = 1024
+    # FHIR bodies up to this size are processed in the worker: their work is bounded by their size (≈ 1 ms per
+    # KB), and a fork per request would cost more than the work (≈ 60-100 ms for a 250 MB worker).
+    work_inline_bytes: int = 256 * 1024
     vcf_job_seconds: float = 4 * 3600.0  # an uploaded VCF's ingest job is stopped (and rejected) after this
     log_level: str = "INFO"
     testing: bool = False
@@ -105,6 +108,7 @@ _SIMPLE_KEYS = {  # YAML key / env suffix → (Config field, converter)
     "max_json_depth": ("max_json_depth", int),
     "work_seconds": ("work_seconds", float),
     "work_memory_mb": ("work_memory_mb", int),
+    "work_inline_bytes": ("work_inline_bytes", int),
     "vcf_job_seconds": ("vcf_job_seconds", float),
     "log_level": ("log_level", str),
 }

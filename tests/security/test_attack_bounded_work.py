@@ -191,17 +191,26 @@ def test_fifty_broad_hpo_filters_are_refused_not_expanded(client):
 
 @pytest.fixture
 def tight_node(gateway_config):
-    """A node whose validation children get 1 MB on top of what they inherit: every real document is too costly."""
+    """A node whose validation children get 1 MB on top of what they inherit (and every FHIR body goes to one)."""
     from app import create_app
 
-    app = create_app({**gateway_config, "work_memory_mb": 1})
+    app = create_app({**gateway_config, "work_memory_mb": 1, "work_inline_bytes": 0})
     yield app
     app.extensions["gateway"].store.close()
 
 
+def _big_bundle(reference_dir) -> bytes:
+    """The Marfan bundle's entries 60 times over (~3 MB): parsing it alone needs far more than 1 MB."""
+    doc = json.loads(
+        (reference_dir / "fhir" / "mii-seltene-erkrankungen" / "Bundle-bundle-marfan-complete.json").read_text()
+    )
+    doc["entry"] = doc["entry"] * 60
+    return json.dumps(doc).encode()
+
+
 def test_validation_over_the_memory_limit_is_413_and_the_worker_lives(tight_node, reference_dir):
     client = tight_node.test_client()
-    body = (reference_dir / "fhir" / "mii-seltene-erkrankungen" / "Bundle-bundle-marfan-complete.json").read_bytes()
+    body = _big_bundle(reference_dir)
     resp = client.post("/validate", data=body)
     assert resp.status_code == 413 and resp.get_json()["error"]["issues"][0]["code"] == "too-costly"
     resp = client.post("/fhir/Bundle/$validate", data=body, content_type=FHIR)
@@ -215,7 +224,7 @@ def test_validation_over_the_memory_limit_is_413_and_the_worker_lives(tight_node
 def test_validation_over_the_time_limit_is_413(gateway_config, reference_dir):
     from app import create_app
 
-    app = create_app({**gateway_config, "work_seconds": 0.001})
+    app = create_app({**gateway_config, "work_seconds": 0.001, "work_inline_bytes": 0})
     body = (reference_dir / "fhir" / "mii-seltene-erkrankungen" / "Bundle-bundle-marfan-complete.json").read_bytes()
     started = time.monotonic()
     resp = app.test_client().post("/fhir/Bundle/$validate", data=body, content_type=FHIR)
@@ -260,3 +269,16 @@ def test_validation_is_budgeted_like_a_query(tmp_path, jwks_files):
     operator = {"Authorization": f"Bearer {SECURE_OPERATOR}"}
     assert client.post("/validate", data=body, headers=operator).status_code == 200  # operators are not counted
     node.extensions["gateway"].store.close()
+
+
+def test_a_fhir_body_above_the_inline_size_goes_to_the_bounded_child(gateway_config, reference_dir):
+    from app import create_app
+
+    app = create_app({**gateway_config, "work_seconds": 0.001})  # default work_inline_bytes (256 KiB)
+    body = (reference_dir / "fhir" / "mii-seltene-erkrankungen" / "Bundle-bundle-marfan-complete.json").read_bytes()
+    client = app.test_client()
+    assert client.post("/fhir/Bundle/$validate", data=body, content_type=FHIR).status_code == 200  # 50 KB: inline
+    padded = body + b" " * (300 * 1024)  # the same document past the inline size
+    resp = client.post("/fhir/Bundle/$validate", data=padded, content_type=FHIR)
+    assert resp.status_code == 413 and resp.get_json()["issue"][0]["code"] == "too-costly"
+    app.extensions["gateway"].store.close()
