@@ -200,11 +200,11 @@ def tight_node(gateway_config):
 
 
 def _big_bundle(reference_dir) -> bytes:
-    """The Marfan bundle's entries 60 times over (~3 MB): parsing it alone needs far more than 1 MB."""
+    """The Marfan bundle's entries 150 times over (~7 MB): parsing it alone needs far more than 1 MB."""
     doc = json.loads(
         (reference_dir / "fhir" / "mii-seltene-erkrankungen" / "Bundle-bundle-marfan-complete.json").read_text()
     )
-    doc["entry"] = doc["entry"] * 60
+    doc["entry"] = doc["entry"] * 150
     return json.dumps(doc).encode()
 
 
