@@ -28,18 +28,22 @@ import time
 from collections.abc import Callable
 from typing import Any, TypeVar
 
+from gateway.errors import GatewayError
+
 T = TypeVar("T")
 
 _OK, _ERROR, _MEMORY = b"K", b"E", b"M"
 
 
-class WorkLimitExceeded(Exception):
-    """The work needed more time or memory than allowed (`limit`: "time" | "memory" | "crash")."""
+class WorkLimitExceeded(GatewayError):
+    """The work needed more time or memory than allowed (`limit`: "time" | "memory" | "crash"): 413."""
+
+    status = 413
+    code = "too-costly"
 
     def __init__(self, limit: str, message: str):
         super().__init__(message)
         self.limit = limit
-        self.message = message
 
 
 def _address_space() -> int:

@@ -15,16 +15,19 @@ from typing import Any
 
 import yaml
 
+from gateway.errors import BadInput
 from gateway.issues import Issue
 from gateway.jsonio import JSONInputError
 
 DEFAULT_MAX_DEPTH = 64
 
 
-class _Refused(Exception):
+class _Refused(BadInput):
+    """A limit hit while composing; becomes a JSONInputError with the document's name and line."""
+
     def __init__(self, code: str, message: str, mark: Any = None):
-        super().__init__(message)
-        self.code, self.message, self.mark = code, message, mark
+        super().__init__(message, code=code)
+        self.mark = mark
 
 
 class _BoundedLoader(yaml.SafeLoader):

@@ -8,10 +8,11 @@ from __future__ import annotations
 
 from flask import Blueprint, request, url_for
 
-from gateway.api.auth import Unauthorised, require_operator
+from gateway.api.auth import require_operator
 from gateway.api.context import services
 from gateway.api.render import json_response, problem
-from gateway.jsonio import JSONInputError, loads_strict
+from gateway.errors import BadInput
+from gateway.jsonio import loads_strict
 from gateway.services.ingest import ingest_phenopackets
 
 MAX_PAGE = 1000
@@ -22,24 +23,12 @@ def _int_arg(name: str, default: int, low: int, high: int) -> int:
     if raw is None:
         return default
     if not raw.isdigit() or not low <= int(raw) <= high:
-        raise ValueError(f"query parameter {name!r} must be an integer from {low} to {high}")
+        raise BadInput(f"query parameter {name!r} must be an integer from {low} to {high}")
     return int(raw)
 
 
 def phenopackets_blueprint() -> Blueprint:
     bp = Blueprint("phenopackets", __name__, url_prefix="/phenopackets")
-
-    @bp.errorhandler(JSONInputError)
-    def bad_json(exc: JSONInputError):
-        return problem(400, exc.issue.message, [exc.issue])
-
-    @bp.errorhandler(Unauthorised)
-    def unauthorised(exc: Unauthorised):
-        return problem(exc.status, exc.message)
-
-    @bp.errorhandler(ValueError)
-    def bad_parameter(exc: ValueError):
-        return problem(400, str(exc))
 
     @bp.get("")
     @require_operator

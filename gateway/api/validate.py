@@ -47,7 +47,7 @@ def _options() -> Options:
 
 def over_budget() -> bool:
     """Charge one query to the caller's budget (validation is work on anonymous input); True when spent."""
-    from gateway.security.http import current_caller, security
+    from gateway.api.hooks import current_caller, security
 
     return not security().budget.charge(current_caller())
 

@@ -9,13 +9,17 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
 import sys
 import time
 import uuid
 from collections.abc import Callable
 from pathlib import Path
+from typing import IO
 
 from gateway.config import Config
+from gateway.errors import BadInput
+from gateway.ids import check_dataset_id
 from gateway.security.pseudonym import pseudonymise
 from gateway.variants.layout import pid_alive
 
@@ -84,6 +88,7 @@ def run_vcf_ingest(
     from gateway.store.metadata import MetadataStore
     from gateway.variants.ingest import VCFRejected, ingest_vcf
 
+    check_dataset_id(dataset_id)  # before the data directory or the store is touched
     cfg.data_dir.mkdir(parents=True, exist_ok=True)
     store = MetadataStore.open(cfg.resolved_database_url, migrate=True)
     progress = _ProgressLine(show_progress)
@@ -240,3 +245,113 @@ def read_job(data_dir: Path, job_id: str) -> dict | None:
 
 def new_job_id() -> str:
     return uuid.uuid4().hex
+
+
+# --- an HTTP upload becomes a job: the body streamed to disk, a child process ingests it --------------
+
+UPLOAD_CHUNK = 1 << 20
+
+
+def _stream_to(source: IO[bytes], path: Path) -> int:
+    """Copy an upload to disk in chunks (0600): never the whole file in memory."""
+    size = 0
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with open(fd, "wb") as out:
+        while chunk := source.read(UPLOAD_CHUNK):
+            size += len(chunk)
+            out.write(chunk)
+        out.flush()
+        os.fsync(out.fileno())
+    return size
+
+
+def _job_environment(cfg: Config, key: bytes) -> dict[str, str]:
+    """The child sees this node's store and key through its environment, never through files."""
+    env = dict(os.environ)
+    env["GATEWAY_DATA_DIR"] = str(Path(cfg.data_dir).resolve())
+    env["GATEWAY_DATABASE_URL"] = cfg.resolved_database_url
+    env["GATEWAY_SECRET_KEY"] = key.hex()
+    env["GATEWAY_VCF_JOB_SECONDS"] = repr(float(cfg.vcf_job_seconds))
+    return env
+
+
+def keep_sample_map(cfg: Config, text: str) -> tuple[str, int]:
+    """Keep a sample map for one later VCF upload (POST /uploads): (its upload id, samples).
+
+    Only the upload itself is written (0600); ValueError names a malformed line.
+    """
+    mapping = parse_sample_map(text)
+    upload_id = new_job_id()
+    store_sample_map(cfg.data_dir, upload_id, text)
+    return upload_id, len(mapping)
+
+
+def held_sample_map(cfg: Config, upload_id: str) -> Path:
+    """The file of a sample map uploaded before (POST /uploads); BadInput when there is none with that id."""
+    path = sample_map_path(cfg.data_dir, upload_id)
+    if path is None:
+        raise BadInput("unknown sample_map upload id")
+    return path
+
+
+def start_vcf_job(
+    cfg: Config,
+    key: bytes,
+    body: IO[bytes],
+    *,
+    dataset_id: str,
+    suffix: str,
+    assembly: str | None,
+    sample_map_file: Path | None,
+    skip_invalid: bool,
+    audit: dict | None = None,
+) -> str:
+    """Keep an uploaded VCF and start its ingest in a child process; the job's id.
+
+    The dataset id is checked before anything is written; an empty body is refused (BadInput) and
+    leaves nothing behind. The job file exists (status `receiving`, this process's pid) before the body
+    is streamed, so a worker starting meanwhile leaves the upload alone (`clean_job_leftovers`). The
+    job file names the sample map's file, never its identifiers. `audit`: request id and caller for the
+    outcome record the job writes.
+    """
+    check_dataset_id(dataset_id)
+    job_id = new_job_id()
+    uploads = Path(cfg.data_dir) / UPLOADS_DIR
+    uploads.mkdir(parents=True, exist_ok=True, mode=0o700)
+    upload = uploads / f"{job_id}{suffix}"
+    spec = {
+        "id": job_id,
+        "kind": "vcf-ingest",
+        "status": "receiving",
+        "pid": os.getpid(),
+        "dataset_id": dataset_id,
+        "assembly": assembly,
+        "sample_map_file": str(sample_map_file) if sample_map_file else None,
+        "skip_invalid": skip_invalid,
+        "upload": str(upload),
+        "data_dir": str(Path(cfg.data_dir).resolve()),
+        **(audit or {}),
+    }
+    write_job(cfg.data_dir, job_id, spec)
+    try:
+        size = _stream_to(body, upload)
+    except BaseException:
+        upload.unlink(missing_ok=True)
+        write_job(cfg.data_dir, job_id, {**spec, "status": "failed", "error": "the upload broke off"})
+        raise
+    if size == 0:
+        upload.unlink(missing_ok=True)
+        write_job(cfg.data_dir, job_id, {**spec, "status": "failed", "error": "empty body"})
+        raise BadInput("empty body: send the VCF file as the request body")
+    spec = {**spec, "status": "queued", "bytes": size}
+    write_job(cfg.data_dir, job_id, spec)
+    proc = subprocess.Popen(  # its own process: htslib trouble cannot reach this worker
+        [sys.executable, "-m", "gateway.services.vcf_job", str(_job_path(cfg.data_dir, job_id))],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+        env=_job_environment(cfg, key),
+    )
+    write_job(cfg.data_dir, job_id, {**spec, "status": "running", "pid": proc.pid})
+    return job_id

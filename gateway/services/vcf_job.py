@@ -115,7 +115,7 @@ def main(job_file: str) -> int:
 
 def _audit_outcome(cfg, spec: dict, decision: str, reason: str) -> None:
     """The outcome of the upload whose intent the server wrote before it started this job."""
-    settings = cfg.extra.get("security") or {}
+    settings = cfg.security or {}
     if not settings.get("audit", True):
         return
     from gateway.security.audit import AuditLog

@@ -178,7 +178,7 @@ def test_cli_audit_verify_names_the_tampering(tmp_path, monkeypatch, capsys):
 
 def _break_log(app) -> AuditLog:
     """Make appends fail with OSError whoever runs the tests (root ignores file modes): the path becomes a directory."""
-    log = app.extensions["gateway"].extra["security"].audit
+    log = app.extensions["gateway"].security.audit
     log.path.unlink(missing_ok=True)
     log.path.mkdir()
     log._tail = None
@@ -203,7 +203,7 @@ def test_a_broken_audit_log_refuses_ingest_and_erasure_before_anything_commits(a
 
 
 def test_an_outcome_that_cannot_be_written_does_not_turn_a_done_change_into_a_failure(app, client, monkeypatch):
-    log = app.extensions["gateway"].extra["security"].audit
+    log = app.extensions["gateway"].security.audit
     real = log.append
 
     def intent_only(**fields):
@@ -222,7 +222,7 @@ def test_an_outcome_that_cannot_be_written_does_not_turn_a_done_change_into_a_fa
 def test_deleting_a_dataset_id_the_variant_store_cannot_name_is_not_a_500(app, client):
     resp = client.delete("/admin/datasets/x:y", headers=OPERATOR)
     assert resp.status_code == 200, resp.get_data(as_text=True)[:300]
-    records = list(app.extensions["gateway"].extra["security"].audit.records())
+    records = list(app.extensions["gateway"].security.audit.records())
     erasures = [r for r in records if r.get("action") == "erase-dataset"]
     assert [r["phase"] for r in erasures] == ["intent", "outcome"]
     resp = client.delete("/admin/datasets/" + "a" * 300, headers=OPERATOR)
@@ -233,7 +233,7 @@ def test_every_change_has_its_intent_before_its_outcome(app, client, reference_d
     body = (reference_dir / "fhir" / "mii-seltene-erkrankungen" / "Bundle-bundle-marfan-complete.json").read_bytes()
     client.post("/fhir", data=body, headers={**OPERATOR, "Content-Type": "application/fhir+json"})
     client.post("/api/individuals", json={})  # a read with a body: no intent
-    records = list(app.extensions["gateway"].extra["security"].audit.records())
+    records = list(app.extensions["gateway"].security.audit.records())
     fhir = [r for r in records if r.get("endpoint") == "/fhir"]
     assert [r.get("phase") for r in fhir] == ["intent", "outcome"]
     assert fhir[0]["request_id"] == fhir[1]["request_id"] and fhir[1]["status"] == 200
