@@ -48,7 +48,8 @@ def main(job_file: str) -> int:
     spec = json.loads(Path(job_file).read_text(encoding="utf-8"))
     cfg = load_config()  # data dir, store and key come from the environment the server set
     job_id, data_dir = spec["id"], Path(spec["data_dir"])
-    state = {**spec, "status": "running", "started": time.time(), "records": 0, "percent": 0.0}
+    # Its own pid: the job file must name the process that works on it (the server may not have written it yet).
+    state = {**spec, "status": "running", "pid": os.getpid(), "started": time.time(), "records": 0, "percent": 0.0}
     write_job(data_dir, job_id, state)
     last = [0.0]
 
