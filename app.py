@@ -8,7 +8,6 @@ Production: `gunicorn -w 2 -b 0.0.0.0:8080 'app:create_app()'`.
 from __future__ import annotations
 
 import logging
-import uuid
 from collections.abc import Mapping
 from typing import Any
 
@@ -18,8 +17,9 @@ from gateway.api.admin import admin_blueprint
 from gateway.api.beacon import beacon_blueprint
 from gateway.api.context import Services
 from gateway.api.datasets import datasets_blueprint
-from gateway.api.errors import install_error_handlers
+from gateway.api.errors import error_body, install_error_handlers
 from gateway.api.fhir import fhir_blueprint
+from gateway.api.fhir_export import fhir_export_blueprint
 from gateway.api.health import health_blueprint
 from gateway.api.hooks import install_security_hooks
 from gateway.api.network import LOCAL_PREFIX, build_network, network_blueprint
@@ -27,10 +27,12 @@ from gateway.api.phenopackets import phenopackets_blueprint
 from gateway.api.validate import validate_blueprint
 from gateway.beacon.entry_types import BEACON_ENTRY_TYPES
 from gateway.beacon.registry import EntryTypes
-from gateway.config import Config, load_config
+from gateway.config import Config, load_config, private_data_dir
 from gateway.demo import SyntheticTestData, demo_config, load_demo
+from gateway.security.inputs import nul_in_request, request_id_from
 from gateway.security.keys import operator_tokens, secret_key
 from gateway.security.service import Security
+from gateway.services.genomic import clean_job_leftovers
 from gateway.store.metadata import MetadataStore
 from gateway.variants.store import VariantStore as SQLiteVariantStore
 
@@ -53,7 +55,8 @@ def build_services(cfg: Config) -> Services:
     demo = cfg.demo  # `gateway serve --demo`: a synthetic cohort through the real pipelines
     if demo:
         cfg = demo_config(cfg)
-    cfg.data_dir.mkdir(parents=True, exist_ok=True)
+    private_data_dir(cfg.data_dir)  # files 0600, directories 0700 from here on
+    clean_job_leftovers(cfg.data_dir)  # uploads and sample maps of jobs killed with the last run
     store = MetadataStore.open(cfg.resolved_database_url, migrate=True)
     for dataset in cfg.datasets:
         store.ensure_dataset(dataset.id, name=dataset.name, description=dataset.description)
@@ -82,6 +85,7 @@ def _register_blueprints(app: Flask, services: Services, entry_types: EntryTypes
         datasets_blueprint,
         validate_blueprint,
         admin_blueprint,
+        fhir_export_blueprint,  # POST /fhir/$convert-beacon-response
     ):
         app.register_blueprint(blueprint())
     network_source = services.config.network
@@ -110,8 +114,11 @@ def create_app(
     _register_blueprints(app, services, entry_types)
 
     @app.before_request
-    def request_id() -> None:
-        g.request_id = request.headers.get("X-Request-ID") or uuid.uuid4().hex
+    def request_id() -> Response | None:
+        g.request_id = request_id_from(request.headers.get("X-Request-ID"))  # never an unchecked value echoed
+        if nul_in_request(request.path, request.args.items(multi=True)):
+            return error_body(request.path, 400, "NUL characters are not accepted in the path or query string")
+        return None
 
     @app.after_request
     def headers(response: Response) -> Response:

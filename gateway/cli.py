@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from collections.abc import Iterable, Sequence
 from pathlib import Path
@@ -86,7 +87,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
 def _fhir_documents(paths: Sequence[str], max_depth: int):
     for path in paths:
         try:
-            yield path, _read_json(path, max_depth), None
+            doc = _read_json(path, max_depth)
+            if not isinstance(doc, dict):
+                raise JSONInputError(Issue.error("json-syntax", "a FHIR document must be a JSON object"))
+            yield path, doc, None
         except OSError as exc:
             yield path, None, Issue.error("io", f"cannot read: {exc.strerror}")
         except JSONInputError as exc:
@@ -260,6 +264,9 @@ def build_parser() -> argparse.ArgumentParser:
     cfhir.add_argument("--profile")
     cfhir.add_argument("--dataset", help="namespace of the phenopacket ids (default: the node's default dataset)")
     cfhir.set_defaults(func=cmd_convert_fhir)
+    from gateway.export_cli import add_export_parsers
+
+    add_export_parsers(convert)  # convert phenopacket / beacon-response --to fhir
 
     from gateway.conformance.cli import add_verify_parser
     from gateway.validation.cli import add_validate_parser
@@ -273,11 +280,17 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    os.umask(0o077)  # whatever the CLI writes into the data directory is private to its user (files 0600)
     args = build_parser().parse_args(argv)
     try:
-        status = args.func(args)
         from gateway.security.cli import audit_cli_command
 
+        try:
+            audit_cli_command(args, None)  # write-ahead: the intent is on disk before anything changes
+        except OSError as exc:
+            _err(f"the audit log cannot be written ({exc.strerror or exc}); nothing was changed")
+            return EXIT_REJECTED
+        status = args.func(args)
         audit_cli_command(args, status)  # every CLI access to stored data is audited
         return status
     except ConfigError as exc:

@@ -18,6 +18,7 @@ Environment overrides (the documented prefix is GATEWAY_):
 
 from __future__ import annotations
 
+import contextlib
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, replace
@@ -84,6 +85,14 @@ class Config:
     datasets: tuple[DatasetConfig, ...] = ()
     max_body_bytes: int = 32 * 1024 * 1024
     max_json_depth: int = 64
+    # Each validation or translation of a request body runs in a child with these limits (gateway.bounded):
+    # below gunicorn's 30 s worker timeout, so a costly document costs one answer (413), never a worker.
+    work_seconds: float = 20.0
+    work_memory_mb: int = 1024
+    # FHIR bodies up to this size are processed in the worker: their work is bounded by their size (≈ 1 ms per
+    # KB), and a fork per request would cost more than the work (≈ 60-100 ms for a 250 MB worker).
+    work_inline_bytes: int = 256 * 1024
+    vcf_job_seconds: float = 4 * 3600.0  # an uploaded VCF's ingest job is stopped (and rejected) after this
     log_level: str = "INFO"
     testing: bool = False
     # Sections other rooms read, kept as given and checked by their owners at start-up:
@@ -113,6 +122,10 @@ _SIMPLE_KEYS = {  # YAML key / env suffix → (Config field, converter)
     "default_dataset": ("default_dataset", str),
     "max_body_bytes": ("max_body_bytes", int),
     "max_json_depth": ("max_json_depth", int),
+    "work_seconds": ("work_seconds", float),
+    "work_memory_mb": ("work_memory_mb", int),
+    "work_inline_bytes": ("work_inline_bytes", int),
+    "vcf_job_seconds": ("vcf_job_seconds", float),
     "log_level": ("log_level", str),
 }
 
@@ -222,3 +235,16 @@ def load_config(overrides: Mapping[str, Any] | None = None, env: Mapping[str, st
 
 def _as_mapping(cfg: Config) -> dict[str, Any]:
     return {f.name: getattr(cfg, f.name) for f in fields(cfg)}
+
+
+def private_data_dir(data_dir: Path) -> None:
+    """Create the data directory 0700 and make everything this process creates private (umask 077).
+
+    The data directory holds pseudonymised records, keys, uploads with hospital identifiers and the
+    audit log: nothing in it is for other users of the machine. Called first by the server and the CLI.
+    """
+    os.umask(0o077)
+    path = Path(data_dir)
+    path.mkdir(parents=True, exist_ok=True, mode=0o700)
+    with contextlib.suppress(OSError):  # a directory the operator owns otherwise is left as it is
+        os.chmod(path, 0o700)

@@ -118,6 +118,8 @@ FHIR_ISSUE_TYPE = {
     "json-duplicate-key": "structure",
     "json-too-deep": "too-costly",
     "body-too-large": "too-costly",
+    "too-costly": "too-costly",
+    "throttled": "throttled",
     "not-fhir": "structure",
     "fhir-structure": "structure",
     "fhir-required": "required",

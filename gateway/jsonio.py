@@ -1,13 +1,16 @@
 """Strict JSON reading for everything that arrives from outside.
 
 Rejects what RFC 8259 leaves undefined or what would hurt the node: NaN/Infinity,
-duplicate keys, absurd nesting, non-object roots where an object is required. Each
-problem becomes an `Issue` with line and column, so HTTP and CLI report it alike.
+duplicate keys, absurd nesting, numbers too long to convert (Python refuses integers of
+more than 4,300 digits), NUL characters (PostgreSQL text and JSONB cannot hold them),
+non-object roots where an object is required. Each problem becomes an `Issue` with line
+and column, so HTTP and CLI report it alike. YAML input goes through `gateway.yamlio`.
 """
 
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 from gateway.errors import BadInput
@@ -20,6 +23,13 @@ class JSONInputError(BadInput, ValueError):
     def __init__(self, issue: Issue):
         super().__init__(issue.message, issues=(issue,))
         self.issue = issue
+
+    def __reduce__(self):  # raised in a bounded child (gateway.bounded) and re-raised in the server
+        return (type(self), (self.issue,))
+
+
+# A JSON string escape for U+0000 that is not itself an escaped backslash followed by "u0000".
+_NUL_ESCAPE = re.compile(r"(?<!\\)(?:\\\\)*\\u0000")
 
 
 def _no_constants(name: str) -> Any:
@@ -71,6 +81,10 @@ def loads_strict(data: bytes | str, *, max_depth: int = 64, require_object: bool
         ) from None
     except RecursionError:
         raise JSONInputError(Issue.error("json-too-deep", f"JSON nested deeper than {max_depth} levels")) from None
+    except ValueError as exc:  # int() refuses more than sys.get_int_max_str_digits() digits
+        raise JSONInputError(Issue.error("json-number", f"a number in the JSON is too long: {exc}"[:200])) from None
+    if "\\u0000" in data and _NUL_ESCAPE.search(data):
+        raise JSONInputError(Issue.error("json-nul", "NUL characters (\\u0000) are not accepted in JSON text"))
     if isinstance(doc, (dict, list)) and _deeper_than(doc, max_depth):
         raise JSONInputError(Issue.error("json-too-deep", f"JSON nested deeper than {max_depth} levels"))
     if require_object and not isinstance(doc, dict):

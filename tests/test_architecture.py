@@ -24,6 +24,7 @@ FLOORS: tuple[frozenset[str], ...] = (
     frozenset({"gateway.errors"}),  # the one exception root
     frozenset({"gateway.ids"}),  # the one dataset-id rule
     frozenset({"gateway.config", "gateway.jsonio"}),
+    frozenset({"gateway.yamlio", "gateway.bounded"}),  # bounded YAML reading; bounded work in a child process
     frozenset({"mappings", "schemas"}),  # reference data: mapping tables and their loader, JSON Schemas
     frozenset({"gateway.ontology"}),  # the HPO loaded once per process, for filters and validation alike
     frozenset({"gateway.store", "gateway.variants"}),  # storage: metadata store, VCF ingest and variant store
@@ -33,7 +34,7 @@ FLOORS: tuple[frozenset[str], ...] = (
     frozenset({"gateway.validation"}),
     frozenset({"gateway.services"}),  # ingest pipelines shared by HTTP and CLI
     frozenset({"gateway.demo", "gateway.network", "gateway.conformance"}),
-    frozenset({"gateway.api"}),  # HTTP only
+    frozenset({"gateway.api", "gateway.export_cli"}),  # HTTP only; the export subcommands of the CLI
     frozenset({"app"}),  # the composition root
     frozenset({"gateway.cli"}),  # the command line, wired by app.create_app
 )

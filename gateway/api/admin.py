@@ -35,7 +35,12 @@ def admin_blueprint() -> Blueprint:
         if len(subject_id) > _ID_MAX:
             return problem(400, "subject pseudonym too long")
         svc = services()
-        result = erase_subject(svc.store, svc.variants, subject_id, **_erasure_context("/admin/subjects/<subject_id>"))
+        try:
+            result = erase_subject(
+                svc.store, svc.variants, subject_id, **_erasure_context("/admin/subjects/<subject_id>")
+            )
+        except OSError:
+            return problem(503, "the audit log is unavailable; nothing was erased")
         audit_notes()["decision"] = "allowed"
         return json_response(
             {"erased": result.reference, "phenopackets": result.phenopackets, "samples": result.samples}
@@ -45,7 +50,14 @@ def admin_blueprint() -> Blueprint:
     @require_operator
     def delete_dataset(dataset_id: str):
         svc = services()
-        result = erase_dataset(svc.store, svc.variants, dataset_id, **_erasure_context("/admin/datasets/<dataset_id>"))
+        try:
+            result = erase_dataset(
+                svc.store, svc.variants, dataset_id, **_erasure_context("/admin/datasets/<dataset_id>")
+            )
+        except ValueError as exc:
+            return problem(400, str(exc))
+        except OSError:
+            return problem(503, "the audit log is unavailable; nothing was erased")
         audit_notes()["datasets"] = [dataset_id]
         return json_response({"erased": dataset_id, "phenopackets": result.phenopackets})
 
@@ -56,8 +68,8 @@ def admin_blueprint() -> Blueprint:
         if log is None:
             return problem(404, "the audit log is switched off")
         result = log.verify()
-        return json_response(
-            {"ok": result.ok, "records": result.records, "message": result.message}, 200 if result.ok else 409
-        )
+        body = {"ok": result.ok, "records": result.records, "message": result.message}
+        body.update({"problem": result.problem} if result.problem else {"head": result.head})
+        return json_response(body, 200 if result.ok else 409)
 
     return bp

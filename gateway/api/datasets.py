@@ -5,7 +5,7 @@ HTTP only: the upload is kept and its ingest job started by gateway.services.gen
 
 from __future__ import annotations
 
-from flask import Blueprint, request, url_for
+from flask import Blueprint, g, request, url_for
 
 from gateway.api.auth import require_operator
 from gateway.api.context import services
@@ -23,18 +23,6 @@ UPLOAD_TYPES = {
 MAX_UPLOAD_BYTES = 50 * 1024**3
 
 
-def _parse_sample_map(text: str) -> dict[str, str]:
-    mapping = {}
-    for number, line in enumerate(text.splitlines(), 1):
-        if not line.strip() or line.startswith("#"):
-            continue
-        parts = line.split("\t")
-        if len(parts) < 2 or not parts[0] or not parts[1]:
-            raise ValueError(f"sample map line {number}: expected 'sample<TAB>identifier'")
-        mapping[parts[0]] = parts[1].strip()
-    return mapping
-
-
 def datasets_blueprint() -> Blueprint:
     bp = Blueprint("datasets", __name__)
 
@@ -42,12 +30,11 @@ def datasets_blueprint() -> Blueprint:
     @require_operator
     def upload_sample_map():
         svc = services()
-        try:
-            mapping = _parse_sample_map(request.get_data(as_text=True))
+        try:  # only the upload itself is kept (0600), until the job that uses it ends
+            upload_id, samples = keep_sample_map(svc.config, request.get_data(as_text=True))
         except ValueError as exc:
             return problem(400, str(exc))
-        upload_id = keep_sample_map(svc.config, mapping)
-        return json_response({"id": upload_id, "samples": len(mapping)}, 201)
+        return json_response({"id": upload_id, "samples": samples}, 201)
 
     @bp.post("/datasets/<dataset_id>/vcf")
     @require_operator
@@ -58,6 +45,7 @@ def datasets_blueprint() -> Blueprint:
         if assembly not in (None, "GRCh37", "GRCh38"):
             return problem(400, "assembly must be GRCh37 or GRCh38")
         sample_map = held_sample_map(svc.config, request.args["sample_map"]) if request.args.get("sample_map") else None
+        caller = g.get("caller")
         suffix = UPLOAD_TYPES.get((request.mimetype or "").lower())
         if suffix is None:
             return problem(415, "send the VCF as application/gzip (BGZF or BCF) or text/plain")
@@ -69,8 +57,12 @@ def datasets_blueprint() -> Blueprint:
             dataset_id=dataset_id,
             suffix=suffix,
             assembly=assembly,
-            sample_map=sample_map,
+            sample_map_file=sample_map,
             skip_invalid=request.args.get("skip_invalid", "false").lower() == "true",
+            audit={  # the job's audit outcome names the request that started it
+                "request_id": g.get("request_id"),
+                "caller": caller.sub if caller is not None and caller.sub else "operator",
+            },
         )
         resp = json_response({"id": job_id, "status": "running", "href": url_for(".job", job_id=job_id)}, 202)
         resp.headers["Location"] = url_for(".job", job_id=job_id)
@@ -82,7 +74,7 @@ def datasets_blueprint() -> Blueprint:
         state = read_job(services().config.data_dir, job_id)
         if state is None or state.get("kind") != "vcf-ingest":
             return problem(404, f"no job {job_id!r}")
-        hidden = {"upload", "data_dir", "sample_map", "pid"}
+        hidden = {"upload", "data_dir", "sample_map_file", "pid", "caller"}
         return json_response({k: v for k, v in state.items() if k not in hidden})
 
     return bp

@@ -1,7 +1,8 @@
 """The FHIR surface: POST /fhir, POST /fhir/Bundle/$validate, GET /fhir/metadata.
 
 Errors are FHIR OperationOutcomes: 400 for a body that is not a FHIR document,
-422 for a document that parses but is not valid R4 or breaks a profile rule.
+422 for a document that parses but is not valid R4 or breaks a profile rule, 413 (`too-costly`)
+for one whose parsing and translation exceed the node's time or memory limits (gateway.bounded).
 """
 
 from __future__ import annotations
@@ -14,9 +15,11 @@ import mappings
 from gateway.api.auth import require_operator
 from gateway.api.context import services
 from gateway.api.render import json_response
+from gateway.api.validate import over_budget
+from gateway.bounded import WorkLimitExceeded, limits_of, run_bounded
 from gateway.issues import Issue, to_operation_outcome
-from gateway.jsonio import JSONInputError, loads_strict
-from gateway.services.ingest import ATOMIC_BUNDLE_TYPES, IngestOutcome, ingest_fhir, process_fhir
+from gateway.jsonio import JSONInputError
+from gateway.services.ingest import ATOMIC_BUNDLE_TYPES, IngestOutcome, process_fhir_bytes, store_fhir_outcome
 from translators.fhir_to_phenopacket import translated_resource_types
 
 FHIR_JSON = "application/fhir+json"
@@ -33,7 +36,8 @@ def outcome_response(issues: list[Issue], status: int) -> Response:
     return fhir_response(to_operation_outcome(issues), status)
 
 
-def _read_document() -> dict:
+def _process_bounded(dataset_id: str) -> tuple[IngestOutcome, str]:
+    """Parse, validate and translate the body; above `work_inline_bytes`, in a child with the node's limits."""
     content_type = (request.mimetype or "").lower()
     if content_type not in ACCEPTED_TYPES:
         raise JSONInputError(
@@ -42,7 +46,17 @@ def _read_document() -> dict:
                 f"Content-Type must be application/fhir+json or application/json, not {content_type or 'empty'}",
             )
         )
-    return loads_strict(request.get_data(cache=False), max_depth=services().config.max_json_depth)
+    svc = services()
+    data = request.get_data(cache=False)
+    arguments = {
+        "max_depth": svc.config.max_json_depth,
+        "key": svc.key,
+        "dataset_id": dataset_id,
+        "profile": request.args.get("profile") or svc.config.profile,
+    }
+    if len(data) <= svc.config.work_inline_bytes:  # small JSON: bounded by its size, cheaper than a fork
+        return process_fhir_bytes(data, **arguments)
+    return run_bounded(process_fhir_bytes, data, **arguments, **limits_of(svc.config))
 
 
 def _status_for(issues: list[Issue]) -> int:
@@ -130,20 +144,18 @@ def fhir_blueprint() -> Blueprint:
     def metadata():
         return fhir_response(capability_statement())
 
+    @bp.errorhandler(WorkLimitExceeded)
+    def too_costly(exc: WorkLimitExceeded):
+        return outcome_response([Issue.error("too-costly", f"{exc.message}; send a smaller document")], 413)
+
     @bp.post("")
     @bp.post("/")
     @require_operator
     def ingest():
         svc = services()
-        doc = _read_document()
         dataset = request.args.get("dataset") or svc.config.default_dataset
-        outcome = ingest_fhir(
-            doc,
-            store=svc.store,
-            key=svc.key,
-            dataset_id=dataset,
-            profile=request.args.get("profile") or svc.config.profile,
-        )
+        outcome, source = _process_bounded(dataset)  # parse, validate, translate: in a child with limits
+        outcome = store_fhir_outcome(outcome, store=svc.store, dataset_id=dataset, source=source)
         if outcome.rejected:
             return outcome_response(outcome.report.errors + outcome.report.warnings, _status_for(outcome.report.errors))
         return fhir_response(transaction_response(outcome))
@@ -151,14 +163,9 @@ def fhir_blueprint() -> Blueprint:
     @bp.post("/Bundle/$validate")
     @bp.post("/$validate")
     def validate():
-        svc = services()
-        doc = _read_document()
-        outcome = process_fhir(
-            doc,
-            key=svc.key,
-            dataset_id=svc.config.default_dataset,
-            profile=request.args.get("profile") or svc.config.profile,
-        )
+        if over_budget():  # validation is work on anonymous input: it is counted like a query
+            return outcome_response([Issue.error("throttled", "query budget exhausted; try again later")], 429)
+        outcome, _ = _process_bounded(services().config.default_dataset)
         return outcome_response(list(outcome.report), 200)
 
     return bp

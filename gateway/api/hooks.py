@@ -16,7 +16,7 @@ from flask import Flask, Response, g, request
 
 from gateway.api.context import services
 from gateway.api.errors import error_body
-from gateway.security.audit import hash_ip
+from gateway.security.audit import hash_ip, is_change
 from gateway.security.caller import Caller
 from gateway.security.hardening import EXTRA_HEADERS, cors_headers
 from gateway.security.service import Security
@@ -59,7 +59,7 @@ def install_security_hooks(app: Flask) -> None:
     @app.before_request
     def authenticate() -> Response | None:
         try:
-            current_caller()
+            caller = current_caller()
         except TokenError as exc:
             audit_notes()["reason"] = exc.reason
             response = error_body(request.path, 401, f"the bearer token was rejected: {exc.reason}")
@@ -68,8 +68,16 @@ def install_security_hooks(app: Flask) -> None:
         rule = request.url_rule.rule if request.url_rule is not None else None
         if rule in BUDGETED_RULES:
             cost = 1 + (request.content_length or 0) // _MIB
-            if not security().budget.charge(current_caller(), cost):
+            if not security().budget.charge(caller, cost):
                 return error_body(request.path, 429, "query budget exhausted; try again later", "budget-exceeded")
+        sec = security()
+        if sec.audit is not None and caller.operator and is_change(request.method, request.path):
+            try:  # write-ahead: the intent is on disk before the handler can commit anything
+                write_audit(sec, 0, phase="intent")
+            except OSError:
+                log.exception("audit intent not written for request %s", g.get("request_id"))
+                g.audit_refused = True
+                return error_body(request.path, 503, "the audit log is unavailable; nothing was changed")
         return None
 
     @app.after_request
@@ -79,16 +87,20 @@ def install_security_hooks(app: Flask) -> None:
         sec = security()
         response.headers.remove("Access-Control-Allow-Origin")  # nobody opens CORS but this hook
         response.headers.update(cors_headers(request.path, request.headers.get("Origin"), sec.cors_origins))
-        if sec.audit is not None and not request.path.startswith(UNAUDITED):
+        if sec.audit is not None and not request.path.startswith(UNAUDITED) and not g.get("audit_refused"):
+            change = is_change(request.method, request.path)
             try:
-                write_audit(sec, response.status_code)
+                write_audit(sec, response.status_code, phase="outcome" if change else None)
             except OSError:  # an unwritable audit log must be seen, and must not leak into the response
                 log.exception("audit record not written for request %s", g.get("request_id"))
+                if change:  # what was done is done (its intent is on disk): the caller must not hear "failed"
+                    return response
                 return error_body(request.path, 503, "the audit log is unavailable; the request was not answered")
         return response
 
 
-def write_audit(sec: Security, status: int) -> None:
+def write_audit(sec: Security, status: int, phase: str | None = None) -> None:
+    """One record for this request; `phase="intent"` (status 0) is written durably before a change."""
     notes = audit_notes()
     caller: Caller | None = g.get("caller")
     decision = notes.get("decision") or _DECISION_BY_STATUS.get(status, "allowed")
@@ -101,13 +113,15 @@ def write_audit(sec: Security, status: int) -> None:
     if sec.audit is None:
         return
     sec.audit.append(
+        durable=phase == "intent",
+        phase=phase,
         request_id=g.get("request_id"),
         caller=(caller.sub if caller and caller.sub else "anonymous"),
         issuer=caller.issuer if caller else None,
         ip_hash=hash_ip(sec.key, ip),
         endpoint=request.url_rule.rule if request.url_rule is not None else "(no route)",
         method=request.method,
-        status=status,
+        status=status or None,
         datasets=datasets,
         requested_granularity=notes.get("requested_granularity"),
         returned_granularity=notes.get("returned_granularity"),

@@ -14,6 +14,7 @@ from flask import Blueprint, request
 
 from gateway.api.context import services
 from gateway.api.render import json_response, problem
+from gateway.bounded import WorkLimitExceeded, limits_of, run_bounded
 from gateway.issues import Issue
 from gateway.validation.engine import KINDS, Options, validate_bytes
 
@@ -44,11 +45,20 @@ def _options() -> Options:
     )
 
 
+def over_budget() -> bool:
+    """Charge one query to the caller's budget (validation is work on anonymous input); True when spent."""
+    from gateway.api.hooks import current_caller, security
+
+    return not security().budget.charge(current_caller())
+
+
 def validate_blueprint() -> Blueprint:
     bp = Blueprint("validate", __name__)
 
     @bp.post("/validate")
     def validate():
+        if over_budget():
+            return problem(429, "query budget exhausted; try again later")
         try:
             options = _options()
         except ValueError as exc:
@@ -57,7 +67,11 @@ def validate_blueprint() -> Blueprint:
         if not data.strip():
             return problem(400, "empty body: send the document to validate")
         name = request.args.get("name") or "request-body"
-        result = validate_bytes(data, name, options)
+        svc = services()
+        try:  # in a child with the node's time and memory limits: a costly document never costs a worker
+            result = run_bounded(validate_bytes, data, name, options, **limits_of(svc.config))
+        except WorkLimitExceeded as exc:
+            return problem(413, f"{exc.message}; send a smaller document", [Issue.error("too-costly", exc.message)])
         return json_response([result.to_dict()])
 
     return bp

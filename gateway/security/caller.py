@@ -164,13 +164,27 @@ def caller_from_token(
 
 
 def _roles(claims: Mapping[str, Any]) -> list[str]:
-    """Roles as OIDC providers commonly carry them: `roles`, `groups`, or Keycloak's `realm_access.roles`."""
+    """Roles as OIDC providers commonly carry them: `roles`, `groups`, or Keycloak's `realm_access.roles`.
+
+    A claim of another shape (a signed token whose `realm_access` is a list) is a malformed token: 401.
+    """
+    from gateway.security.tokens import TokenError
+
+    realm_access = claims.get("realm_access")
+    if realm_access is not None and not isinstance(realm_access, Mapping):
+        raise TokenError("the realm_access claim must be an object")
     out: list[str] = []
-    for value in (claims.get("roles"), claims.get("groups"), (claims.get("realm_access") or {}).get("roles")):
+    for name, value in (
+        ("roles", claims.get("roles")),
+        ("groups", claims.get("groups")),
+        ("realm_access.roles", (realm_access or {}).get("roles")),
+    ):
         if isinstance(value, str):
             out.append(value)
         elif isinstance(value, list):
             out.extend(str(v) for v in value if isinstance(v, str | int))
+        elif value is not None:
+            raise TokenError(f"the {name} claim must be a string or a list")
     return out
 
 

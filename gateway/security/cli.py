@@ -97,7 +97,9 @@ def cmd_erase(args: argparse.Namespace) -> int:
 
 def cmd_audit_verify(args: argparse.Namespace) -> int:
     result = _audit(load_config()).verify()
-    print(("OK: " if result.ok else "BROKEN: ") + result.message)
+    print(("OK: " if result.ok else f"TAMPERED ({result.problem}): ") + result.message)
+    if result.ok and result.head:  # keep this line somewhere else: it pins the log against a key holder
+        print(f"head: seq {result.head['seq']} hash {result.head['hash']}")
     return EXIT_OK if result.ok else EXIT_FAILED
 
 
@@ -132,13 +134,19 @@ def add_security_parsers(sub: argparse._SubParsersAction, open_node: OpenNode) -
     export.set_defaults(func=cmd_audit_export)
 
 
-def audit_cli_command(args: argparse.Namespace, status: int) -> None:
-    """One audit record for a CLI command that touched stored data (ingest; erase and keys audit themselves)."""
+def audit_cli_command(args: argparse.Namespace, status: int | None) -> None:
+    """Audit a CLI command that changes stored data (ingest; erase and keys audit themselves).
+
+    Called twice: with `status=None` before the command (the intent, fsynced: an OSError refuses the
+    command before it changes anything) and with its exit status after (the outcome).
+    """
     if getattr(args, "command", None) != "ingest":
         return
     cfg = load_config()
     _audit(cfg).append(
-        decision="allowed" if status == 0 else "denied",
+        durable=status is None,
+        phase="intent" if status is None else "outcome",
+        decision="allowed" if not status else "denied",
         action=f"cli ingest {getattr(args, 'kind', '')}".strip(),
         datasets=[d for d in [getattr(args, "dataset", None) or cfg.default_dataset] if d],
         status=status,

@@ -5,15 +5,43 @@ samples' genotypes in every variant dataset (allele and carrier counts corrected
 one metadata transaction: the variant store writes its new versions inside it, so a
 failure there rolls the metadata deletion back. Cached dataset sizes are dropped. The
 audit record names the subject only by a keyed hash, so the log keeps no pseudonym of a
-person who left.
+person who left. The audit is write-ahead: the intent is on disk (fsynced) before anything
+is deleted, and an unwritable log refuses the erasure (OSError) before it starts; the
+outcome follows, and failing to write it does not undo or hide an erasure that happened.
 """
 
 from __future__ import annotations
 
 import hashlib
 import hmac
+import logging
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from gateway.security.audit import AuditLog
+    from gateway.security.service import Security
+    from gateway.store.metadata import MetadataStore
+    from gateway.variants.protocol import VariantStore
+
+log = logging.getLogger(__name__)
+MAX_ID = 255
+
+
+def _audit_intent(audit: Any, action: str, reference: str, who: dict, datasets: list[str] | None = None) -> None:
+    if audit is not None:  # raises OSError when the log cannot be written: nothing has been erased yet
+        audit.append(
+            durable=True, phase="intent", decision="allowed", action=action, reason=reference, datasets=datasets, **who
+        )
+
+
+def _audit_outcome(audit: Any, who: dict, **fields: Any) -> None:
+    if audit is None:
+        return
+    try:
+        audit.append(phase="outcome", decision="allowed", **fields, **who)
+    except OSError:  # the erasure happened and its intent is on disk: report it done, log the gap
+        log.exception("audit outcome of an erasure not written (its intent record is on disk)")
 
 
 @dataclass(frozen=True)
@@ -28,43 +56,58 @@ def erasure_reference(key: bytes, kind: str, value: str) -> str:
 
 
 def erase_subject(
-    store: Any, variants: Any, subject_id: str, *, key: bytes, audit: Any = None, security: Any = None, **who: Any
+    store: MetadataStore,
+    variants: VariantStore | None,
+    subject_id: str,
+    *,
+    key: bytes,
+    audit: AuditLog | None = None,
+    security: Security | None = None,
+    **who: Any,  # caller, issuer, request_id, endpoint: for the audit record
 ) -> ErasureResult:
-    if not subject_id or len(subject_id) > 255:
-        raise ValueError("give the subject's pseudonym (1-255 characters)")
+    if not subject_id or len(subject_id) > MAX_ID:
+        raise ValueError(f"give the subject's pseudonym (1-{MAX_ID} characters)")
+    reference = erasure_reference(key, "subject", subject_id)
+    _audit_intent(audit, "erase-subject", reference, who)
     with store.transaction() as connection:
         removed = store.delete_subject_in(connection, subject_id)
         samples = variants.erase_individual(subject_id) if variants is not None else 0
     if security is not None:
         security.forget_sizes()
-    result = ErasureResult(removed, samples, erasure_reference(key, "subject", subject_id))
-    if audit is not None:
-        audit.append(
-            decision="allowed",
-            action="erase-subject",
-            reason=f"{result.reference}: {removed} phenopacket(s), {samples} sample(s)",
-            **who,
-        )
+    result = ErasureResult(removed, samples, reference)
+    _audit_outcome(
+        audit, who, action="erase-subject", reason=f"{result.reference}: {removed} phenopacket(s), {samples} sample(s)"
+    )
     return result
 
 
 def erase_dataset(
-    store: Any, variants: Any, dataset_id: str, *, key: bytes, audit: Any = None, security: Any = None, **who: Any
+    store: MetadataStore,
+    variants: VariantStore | None,
+    dataset_id: str,
+    *,
+    key: bytes,
+    audit: AuditLog | None = None,
+    security: Security | None = None,
+    **who: Any,  # caller, issuer, request_id, endpoint: for the audit record
 ) -> ErasureResult:
-    removed = store.delete_dataset(dataset_id)
+    if not dataset_id or len(dataset_id) > MAX_ID or any(ord(c) < 32 for c in dataset_id):
+        raise ValueError(f"give the dataset id (1-{MAX_ID} printable characters)")
+    # Only a name the variant store holds is handed to it: an id it cannot name (x:y) has no variants to erase.
     had_variants = variants is not None and dataset_id in variants.datasets()
-    if variants is not None:
+    _audit_intent(audit, "erase-dataset", "", who, datasets=[dataset_id])
+    removed = store.delete_dataset(dataset_id)
+    if had_variants:
         variants.delete_dataset(dataset_id)
         variants.refresh()
     if security is not None:
         security.forget_sizes()
     result = ErasureResult(removed, int(had_variants), dataset_id)
-    if audit is not None:
-        audit.append(
-            decision="allowed",
-            action="erase-dataset",
-            datasets=[dataset_id],
-            reason=f"{removed} phenopacket(s), variant store {'removed' if had_variants else 'absent'}",
-            **who,
-        )
+    _audit_outcome(
+        audit,
+        who,
+        action="erase-dataset",
+        datasets=[dataset_id],
+        reason=f"{removed} phenopacket(s), variant store {'removed' if had_variants else 'absent'}",
+    )
     return result

@@ -129,6 +129,8 @@ def rotate_keys(data_dir: Path, store: Any, audit: Any = None) -> dict:
             f"{pending} exists: an earlier rotation stopped half-way; restore the backup of the store, "
             "remove the file, and rotate again"
         )
+    if audit is not None:  # write-ahead: an unwritable audit log refuses the rotation before it starts
+        audit.append(durable=True, phase="intent", decision="allowed", action="keys-rotate")
     new_key = secrets.token_bytes(32)
     fd = os.open(pending, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, "w") as fh:
@@ -150,6 +152,9 @@ def rotate_keys(data_dir: Path, store: Any, audit: Any = None) -> dict:
     result = {"phenopackets": phenopackets, "linked_samples": samples, "chain_length": len(key_chain(data_dir))}
     if audit is not None:
         audit.append(
-            decision="allowed", action="keys-rotate", reason=f"{phenopackets} phenopacket(s), {samples} sample link(s)"
+            phase="outcome",
+            decision="allowed",
+            action="keys-rotate",
+            reason=f"{phenopackets} phenopacket(s), {samples} sample link(s)",
         )
     return result

@@ -21,6 +21,7 @@ Configuration (`security:` at the top level of the YAML file, all optional):
 
 from __future__ import annotations
 
+import ipaddress
 import threading
 import time
 from collections.abc import Mapping
@@ -52,7 +53,7 @@ class Security:
     verifier: TokenVerifier
     budget: QueryBudget
     audit: AuditLog | None
-    trusted_networks: tuple = ()
+    trusted_networks: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = ()
     operator_roles: tuple[str, ...] = ()
     cors_origins: tuple[str, ...] = ()
     _sizes: dict[str, tuple[float, int]] = field(default_factory=dict)

@@ -24,6 +24,7 @@ from gateway.security.pseudonym import pseudonymise
 from gateway.variants.layout import pid_alive
 
 JOBS_DIR = "jobs"
+LIVE = ("receiving", "queued", "running")  # a job in these states has a process (its pid) working on it
 
 
 def sample_linker(store, key: bytes) -> Callable[[str], tuple[str | None, str | None]]:
@@ -98,7 +99,6 @@ def run_vcf_ingest(
             progress_hook(records, percent)
 
     try:
-        store.ensure_dataset(dataset_id)
         summary = ingest_vcf(
             path,
             dataset_id=dataset_id,
@@ -109,6 +109,7 @@ def run_vcf_ingest(
             skip_invalid=skip_invalid,
             progress=report_progress,
         )
+        store.ensure_dataset(dataset_id)  # only now: a rejected ingest leaves no empty dataset row
     except VCFRejected as exc:
         progress.done()
         print(exc.report.to_text(path), file=sys.stderr)
@@ -129,12 +130,105 @@ def _job_path(data_dir: Path, job_id: str) -> Path:
 
 
 def write_job(data_dir: Path, job_id: str, state: dict) -> None:
-    """Atomically replace a job's state file (readers never see half a file)."""
+    """Atomically replace a job's state file (readers never see half a file); private to the node (0600)."""
     path = _job_path(data_dir, job_id)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
     tmp = path.with_suffix(f".{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(state), encoding="utf-8")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as fh:
+        fh.write(json.dumps(state))
     os.replace(tmp, path)
+
+
+_ENDED = {"error": "the ingest process ended unexpectedly; the dataset is unchanged"}
+
+
+# --- sample maps and leftovers -------------------------------------------------------------
+#
+# A sample map names patients by their hospital identifiers: the upload is kept as it came
+# (0600, uploads/samplemap-<id>.tsv) and nowhere else, read by the ingest job that uses it and
+# deleted when that job ends. Job files hold only its path.
+
+UPLOADS_DIR = "uploads"
+SAMPLE_MAP_PREFIX = "samplemap-"
+SAMPLE_MAP_TTL_S = 24 * 3600  # an uploaded map no job used is removed at the next start after a day
+
+
+def parse_sample_map(text: str) -> dict[str, str]:
+    """`sample<TAB>identifier` lines (blank lines and # comments skipped); ValueError names the bad line."""
+    mapping = {}
+    for number, line in enumerate(text.splitlines(), 1):
+        if not line.strip() or line.startswith("#"):
+            continue
+        parts = line.split("\t")
+        if len(parts) < 2 or not parts[0] or not parts[1]:
+            raise ValueError(f"sample map line {number}: expected 'sample<TAB>identifier'")
+        if "\x00" in line:
+            raise ValueError(f"sample map line {number}: NUL characters are not accepted")
+        mapping[parts[0]] = parts[1].strip()
+    return mapping
+
+
+def sample_map_path(data_dir: Path, upload_id: str) -> Path | None:
+    """The stored sample map of an upload id, or None (unknown or malformed id)."""
+    if not upload_id.isalnum():
+        return None
+    path = Path(data_dir) / UPLOADS_DIR / f"{SAMPLE_MAP_PREFIX}{upload_id}.tsv"
+    return path if path.is_file() else None
+
+
+def store_sample_map(data_dir: Path, upload_id: str, text: str) -> Path:
+    uploads = Path(data_dir) / UPLOADS_DIR
+    uploads.mkdir(parents=True, exist_ok=True, mode=0o700)
+    path = uploads / f"{SAMPLE_MAP_PREFIX}{upload_id}.tsv"
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as fh:
+        fh.write(text)
+    return path
+
+
+def clean_job_leftovers(data_dir: Path, now: float | None = None) -> list[str]:
+    """At start: what killed jobs left behind, removed; returns the names removed.
+
+    A job whose process is gone is marked failed and its upload and sample map deleted; an upload no
+    live job holds is deleted (a sample map only after SAMPLE_MAP_TTL_S: it waits for its VCF);
+    job files of the old format that carried a sample map's identifiers are deleted.
+    """
+    data_dir = Path(data_dir)
+    now = time.time() if now is None else now
+    removed: list[str] = []
+    held: set[str] = set()
+    jobs = data_dir / JOBS_DIR
+    for job_file in sorted(jobs.glob("*.json")) if jobs.is_dir() else ():
+        if job_file.name.startswith(SAMPLE_MAP_PREFIX):  # written before sample maps stayed in their upload
+            job_file.unlink(missing_ok=True)
+            removed.append(job_file.name)
+            continue
+        try:
+            state = json.loads(job_file.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            continue
+        if state.get("status") not in LIVE:
+            continue
+        if state.get("pid") and pid_alive(state["pid"]):
+            held.update(Path(f).name for f in (state.get("upload"), state.get("sample_map_file")) if f)
+        else:  # killed with the last run: it ended, and what it held goes with it
+            write_job(data_dir, job_file.stem, {**state, "status": "failed", **_ENDED})
+            for name in (state.get("upload"), state.get("sample_map_file")):
+                if name and Path(name).resolve().parent == (data_dir / UPLOADS_DIR).resolve():
+                    Path(name).unlink(missing_ok=True)
+                    removed.append(Path(name).name)
+    for stale in jobs.glob("*.tmp") if jobs.is_dir() else ():
+        stale.unlink(missing_ok=True)
+    uploads = data_dir / UPLOADS_DIR
+    for upload in sorted(uploads.iterdir()) if uploads.is_dir() else ():
+        if upload.name in held:
+            continue
+        if upload.name.startswith(SAMPLE_MAP_PREFIX) and now - upload.stat().st_mtime < SAMPLE_MAP_TTL_S:
+            continue
+        upload.unlink(missing_ok=True)
+        removed.append(upload.name)
+    return removed
 
 
 def read_job(data_dir: Path, job_id: str) -> dict | None:
@@ -144,9 +238,8 @@ def read_job(data_dir: Path, job_id: str) -> dict | None:
         state = json.loads(_job_path(data_dir, job_id).read_text(encoding="utf-8"))
     except (FileNotFoundError, json.JSONDecodeError):
         return None
-    if state.get("status") == "running" and not (state.get("pid") and pid_alive(state["pid"])):
-        state["status"] = "failed"
-        state["error"] = "the ingest process ended unexpectedly; the dataset is unchanged"
+    if state.get("status") in LIVE and not (state.get("pid") and pid_alive(state["pid"])):
+        state.update(status="failed", **_ENDED)
     return state
 
 
@@ -160,9 +253,10 @@ UPLOAD_CHUNK = 1 << 20
 
 
 def _stream_to(source: IO[bytes], path: Path) -> int:
-    """Copy an upload to disk in chunks: never the whole file in memory."""
+    """Copy an upload to disk in chunks (0600): never the whole file in memory."""
     size = 0
-    with open(path, "wb") as out:
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with open(fd, "wb") as out:
         while chunk := source.read(UPLOAD_CHUNK):
             size += len(chunk)
             out.write(chunk)
@@ -177,22 +271,27 @@ def _job_environment(cfg: Config, key: bytes) -> dict[str, str]:
     env["GATEWAY_DATA_DIR"] = str(Path(cfg.data_dir).resolve())
     env["GATEWAY_DATABASE_URL"] = cfg.resolved_database_url
     env["GATEWAY_SECRET_KEY"] = key.hex()
+    env["GATEWAY_VCF_JOB_SECONDS"] = repr(float(cfg.vcf_job_seconds))
     return env
 
 
-def keep_sample_map(cfg: Config, mapping: dict[str, str]) -> str:
-    """Keep a sample map for later VCF uploads (POST /uploads); its upload id."""
+def keep_sample_map(cfg: Config, text: str) -> tuple[str, int]:
+    """Keep a sample map for one later VCF upload (POST /uploads): (its upload id, samples).
+
+    Only the upload itself is written (0600); ValueError names a malformed line.
+    """
+    mapping = parse_sample_map(text)
     upload_id = new_job_id()
-    write_job(cfg.data_dir, f"samplemap-{upload_id}", {"sample_map": mapping})
-    return upload_id
+    store_sample_map(cfg.data_dir, upload_id, text)
+    return upload_id, len(mapping)
 
 
-def held_sample_map(cfg: Config, upload_id: str) -> dict[str, str]:
-    """A sample map uploaded before (POST /uploads); BadInput when there is none with that id."""
-    held = read_job(cfg.data_dir, f"samplemap-{upload_id}")
-    if held is None:
+def held_sample_map(cfg: Config, upload_id: str) -> Path:
+    """The file of a sample map uploaded before (POST /uploads); BadInput when there is none with that id."""
+    path = sample_map_path(cfg.data_dir, upload_id)
+    if path is None:
         raise BadInput("unknown sample_map upload id")
-    return dict(held["sample_map"])
+    return path
 
 
 def start_vcf_job(
@@ -203,35 +302,48 @@ def start_vcf_job(
     dataset_id: str,
     suffix: str,
     assembly: str | None,
-    sample_map: dict[str, str] | None,
+    sample_map_file: Path | None,
     skip_invalid: bool,
+    audit: dict | None = None,
 ) -> str:
     """Keep an uploaded VCF and start its ingest in a child process; the job's id.
 
     The dataset id is checked before anything is written; an empty body is refused (BadInput) and
-    leaves nothing behind.
+    leaves nothing behind. The job file exists (status `receiving`, this process's pid) before the body
+    is streamed, so a worker starting meanwhile leaves the upload alone (`clean_job_leftovers`). The
+    job file names the sample map's file, never its identifiers. `audit`: request id and caller for the
+    outcome record the job writes.
     """
     check_dataset_id(dataset_id)
     job_id = new_job_id()
-    uploads = Path(cfg.data_dir) / "uploads"
-    uploads.mkdir(parents=True, exist_ok=True)
+    uploads = Path(cfg.data_dir) / UPLOADS_DIR
+    uploads.mkdir(parents=True, exist_ok=True, mode=0o700)
     upload = uploads / f"{job_id}{suffix}"
-    size = _stream_to(body, upload)
-    if size == 0:
-        upload.unlink(missing_ok=True)
-        raise BadInput("empty body: send the VCF file as the request body")
     spec = {
         "id": job_id,
         "kind": "vcf-ingest",
-        "status": "queued",
+        "status": "receiving",
+        "pid": os.getpid(),
         "dataset_id": dataset_id,
         "assembly": assembly,
-        "sample_map": sample_map,
+        "sample_map_file": str(sample_map_file) if sample_map_file else None,
         "skip_invalid": skip_invalid,
         "upload": str(upload),
-        "bytes": size,
         "data_dir": str(Path(cfg.data_dir).resolve()),
+        **(audit or {}),
     }
+    write_job(cfg.data_dir, job_id, spec)
+    try:
+        size = _stream_to(body, upload)
+    except BaseException:
+        upload.unlink(missing_ok=True)
+        write_job(cfg.data_dir, job_id, {**spec, "status": "failed", "error": "the upload broke off"})
+        raise
+    if size == 0:
+        upload.unlink(missing_ok=True)
+        write_job(cfg.data_dir, job_id, {**spec, "status": "failed", "error": "empty body"})
+        raise BadInput("empty body: send the VCF file as the request body")
+    spec = {**spec, "status": "queued", "bytes": size}
     write_job(cfg.data_dir, job_id, spec)
     proc = subprocess.Popen(  # its own process: htslib trouble cannot reach this worker
         [sys.executable, "-m", "gateway.services.vcf_job", str(_job_path(cfg.data_dir, job_id))],

@@ -143,11 +143,26 @@ def records_for(packets: list[PacketOutcome], dataset_id: str, source: str) -> l
     ]
 
 
+def process_fhir_bytes(
+    data: bytes, *, max_depth: int, key: bytes, dataset_id: str, profile: str | None = None
+) -> tuple[IngestOutcome, str]:
+    """Parse, validate and translate a FHIR body; (outcome, source identity). Pure: run in a bounded child."""
+    from gateway.jsonio import loads_strict
+
+    doc = loads_strict(data, max_depth=max_depth)
+    return process_fhir(doc, key=key, dataset_id=dataset_id, profile=profile), source_identity(doc)
+
+
 def ingest_fhir(
     doc: dict, *, store, key: bytes, dataset_id: str, profile: str | None = None, now=None
 ) -> IngestOutcome:
     """Validate, translate and store: atomic bundles all or nothing, batches per patient."""
     outcome = process_fhir(doc, key=key, dataset_id=dataset_id, profile=profile, now=now)
+    return store_fhir_outcome(outcome, store=store, dataset_id=dataset_id, source=source_identity(doc))
+
+
+def store_fhir_outcome(outcome: IngestOutcome, *, store, dataset_id: str, source: str) -> IngestOutcome:
+    """Store what `process_fhir` made: atomic bundles all or nothing, batches per patient."""
     if outcome.bundle_type in ATOMIC_BUNDLE_TYPES or not outcome.packets:
         if not outcome.report.ok:
             return outcome
@@ -157,7 +172,7 @@ def ingest_fhir(
             return outcome
         to_save = [p for p in outcome.packets if p.ok]
     if to_save:
-        results = _save_creating_dataset(store, dataset_id, records_for(to_save, dataset_id, source_identity(doc)))
+        results = _save_creating_dataset(store, dataset_id, records_for(to_save, dataset_id, source))
         for packet, result in zip(to_save, results, strict=True):
             packet.saved = result
         outcome.stored = True

@@ -16,10 +16,9 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from gateway.issues import Issue, Report
 from gateway.jsonio import JSONInputError, loads_strict
+from gateway.yamlio import load_bounded
 
 KINDS = ("fhir", "phenopacket", "family", "cohort", "beacon-request", "beacon-response", "vcf")
 PHENOPACKET_KINDS = ("phenopacket", "family", "cohort")
@@ -201,12 +200,7 @@ def _parse_text(data: bytes, name: str, options: Options) -> Any:
     """JSON (strict: no NaN, no duplicate keys, bounded depth), or YAML for .yaml/.yml and non-JSON text."""
     stripped = data.lstrip()
     if name.lower().endswith(YAML_SUFFIXES) or stripped[:1] not in (b"{", b"["):
-        try:
-            return yaml.safe_load(data.decode("utf-8"))
-        except (yaml.YAMLError, UnicodeDecodeError) as exc:
-            mark = getattr(exc, "problem_mark", None)
-            where = f"{name}:{mark.line + 1}" if mark is not None else name
-            raise JSONInputError(Issue.error("yaml-syntax", f"not valid YAML: {exc}".split("\n")[0], where)) from exc
+        return load_bounded(data, name, max_depth=options.max_depth)  # no aliases, bounded depth
     return loads_strict(data, max_depth=options.max_depth, require_object=False)
 
 

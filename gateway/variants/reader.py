@@ -28,6 +28,7 @@ import numpy as np
 from gateway.errors import GatewayError  # the one exception root
 from gateway.issues import Issue
 
+from . import limits
 from .annotations import annotation_format, parse_annotations, short_protein_change
 from .genotypes import GenotypeError, decode_biallelic_batch, decode_calls_counted
 from .layout import HEMI, HET, HOM, DuplicateVariants, VersionBuilder, encode_set, pack_codes
@@ -117,22 +118,36 @@ class _StderrWatch:
         return [line for line in data.decode("utf-8", "replace").splitlines() if line.strip()]
 
 
-def _header_lines(path: Path) -> tuple[str, list[str]]:
-    """("vcf" | "bcf", the header lines as written in the file; [] for BCF)."""
+def _header_lines(path: Path, label: str = "") -> tuple[str, list[str]]:
+    """("vcf" | "bcf", the header lines as written in the file; [] for BCF); raises Rejected past the limits."""
+    label = label or path.name
     with open(path, "rb") as raw:
         magic = raw.read(4)
     if magic[:3] == b"BCF":
         return "bcf", []
-    opener = gzip.open if magic[:2] == b"\x1f\x8b" else open
-    if opener is gzip.open:
+    gz = magic[:2] == b"\x1f\x8b"
+    if gz:
         with gzip.open(path, "rb") as f:
             if f.read(3) == b"BCF":
                 return "bcf", []
     lines: list[str] = []
-    with opener(path, "rb") as f:
-        for raw_line in f:
+    total = 0
+    with open(path, "rb") as raw:
+        stream = gzip.GzipFile(fileobj=raw) if gz else raw
+        while raw_line := stream.readline(limits.MAX_LINE_BYTES + 1):  # never one unbounded line in memory
             if not raw_line.startswith(b"#"):
                 break
+            where = f"{label}:{len(lines) + 1}"
+            total += len(raw_line)
+            problem = (
+                limits.line_issue(len(raw_line) - 1 if raw_line.endswith(b"\n") else len(raw_line), where)
+                or limits.header_issue(total, where)
+                or (limits.inflation_issue(total, raw.tell(), where) if gz else None)
+            )
+            if raw_line.startswith(b"#CHROM") and problem is None:
+                problem = limits.samples_issue(max(raw_line.count(b"\t") - 8, 0), where)
+            if problem is not None:
+                raise Rejected([problem])
             lines.append(raw_line.decode("utf-8", "replace").rstrip("\r\n"))
             if raw_line.startswith(b"#CHROM"):
                 break
@@ -257,7 +272,7 @@ def read_vcf(path: Path, options: ReadOptions) -> ReadResult:
         return f" (htslib: {messages[-1][:300]})" if messages else ""
 
     try:
-        kind, header = _header_lines(path)
+        kind, header = _header_lines(path, label)
     except (OSError, EOFError, gzip.BadGzipFile) as exc:
         raise Rejected([Issue.error("vcf-unreadable", f"cannot read the file: {exc}", f"{label}:1")]) from None
     try:
@@ -267,6 +282,10 @@ def read_vcf(path: Path, options: ReadOptions) -> ReadResult:
             [Issue.error("vcf-header", f"cannot parse the VCF header: {exc}{htslib_detail()}", f"{label}:1")]
         ) from None
     samples = list(vcf.samples)
+    too_many = limits.samples_issue(len(samples), f"{label}:1")
+    if too_many is not None:  # a BCF's binary header is only counted here
+        vcf.close()
+        raise Rejected([too_many])
     result.samples = samples
     raw_header = vcf.raw_header
     if kind == "bcf":
@@ -358,11 +377,17 @@ def _record_lines(path: Path, kind: str, vcf, n_header: int, watch: _StderrWatch
         gz = raw.read(2) == b"\x1f\x8b"
         raw.seek(0)
         stream = io.BufferedReader(gzip.GzipFile(fileobj=raw), 1 << 20) if gz else raw
-        done = 0
-        for number, line in enumerate(stream, start=1):
+        done = inflated = 0
+        bound = limits.MAX_LINE_BYTES + 1
+        for number, line in enumerate(iter(lambda: stream.readline(bound), b""), start=1):
+            inflated += len(line)
+            if len(line) == bound and not line.endswith(b"\n"):
+                raise Rejected([limits.line_issue(len(line), f"{path.name}:{number}")])
+            if not number & 1023:
+                done = raw.tell()  # for progress and the inflation bound only: not worth a call per line
+                if gz and (bomb := limits.inflation_issue(inflated, done, f"{path.name}:{number}")):
+                    raise Rejected([bomb])
             if number > n_header:
-                if not number & 1023:
-                    done = raw.tell()  # for progress only: not worth a call per line
                 yield number, line, done
 
 
@@ -385,14 +410,20 @@ def _text_blocks(path: Path, n_header: int):
             stream.readline()
         number = n_header + 1
         rest = b""
+        inflated = 0
         while True:
             chunk = stream.read(_TEXT_BLOCK)
             if not chunk:
                 break
+            inflated += len(chunk)
+            if gz and (bomb := limits.inflation_issue(inflated, raw.tell(), f"{path.name}:{number}")):
+                raise Rejected([bomb])
             data = rest + chunk
             cut = data.rfind(b"\n") + 1
             if not cut:
                 rest = data
+                if too_long := limits.line_issue(len(rest), f"{path.name}:{number}"):
+                    raise Rejected([too_long])
                 continue
             block, rest = data[:cut], data[cut:]
             yield number, block, raw.tell()

@@ -221,7 +221,12 @@ def test_cli_audit_verify_export_and_erase(tmp_path, monkeypatch, capsys):
     out = tmp_path / "audit.jsonl"
     assert main(["audit", "export", "--output", str(out)]) == 0
     records = [json.loads(line) for line in out.read_text().splitlines()]
-    assert [r["action"] for r in records] == ["erase-subject", "erase-dataset"]
+    assert [(r["action"], r["phase"]) for r in records] == [
+        ("erase-subject", "intent"),
+        ("erase-subject", "outcome"),
+        ("erase-dataset", "intent"),
+        ("erase-dataset", "outcome"),
+    ]
     assert all(r["caller"] == "cli" for r in records) and "pid-" not in out.read_text()
     assert main(["keys", "rotate"]) == 0
     assert (tmp_path / "data" / "key-chain").exists()

@@ -22,23 +22,26 @@ def test_interleaved_writers_keep_one_chain(tmp_path):
 
 def test_a_file_replaced_behind_the_writer_is_read_back(tmp_path):
     log = AuditLog(tmp_path)
-    log.append(decision="allowed", endpoint="/x")
-    log.path.unlink()  # e.g. rotated away by the operator: a new file starts a new chain
+    first = log.append(decision="allowed", endpoint="/x")
+    log.path.unlink()  # removed behind the writer: the chain goes on from the signed head, so the loss shows
     record = log.append(decision="denied", endpoint="/y")
-    assert record["prev"] == audit_module.GENESIS
-    assert log.verify().ok
+    assert record["prev"] == first["hash"] and record["seq"] == first["seq"] + 1
+    result = log.verify()
+    assert not result.ok and result.problem == "deleted"
 
 
 def test_fsync_is_rate_limited_and_can_be_per_record(tmp_path, monkeypatch):
     calls = []
     real = audit_module.os.fsync
+    relaxed = AuditLog(tmp_path / "a", sync_interval_s=3600)  # (its keys are created, and synced, here)
+    strict = AuditLog(tmp_path / "b", sync_interval_s=0)
     monkeypatch.setattr(audit_module.os, "fsync", lambda fd: calls.append(fd) or real(fd))
-    relaxed = AuditLog(tmp_path / "a", sync_interval_s=3600)
     for _ in range(20):
         relaxed.append(decision="allowed", endpoint="/x")
     assert len(calls) == 1  # the first record syncs, the rest of the interval does not
-    strict = AuditLog(tmp_path / "b", sync_interval_s=0)
     for _ in range(5):
         strict.append(decision="allowed", endpoint="/x")
     assert len(calls) == 6
-    assert relaxed.verify().records == 20 and strict.verify().records == 5
+    relaxed.append(decision="allowed", endpoint="/x", phase="intent", durable=True)
+    assert len(calls) == 7  # a write-ahead intent is always synced
+    assert relaxed.verify().records == 21 and strict.verify().records == 5

@@ -1,0 +1,92 @@
+"""Bounded YAML reading for everything that arrives from outside (request bodies, CLI files).
+
+`yaml.safe_load` builds no objects but still does unbounded work: an alias bomb (a few
+hundred bytes whose anchors refer to each other) expands to billions of nodes as soon as
+anything walks the document, and deep nesting overflows the composer's recursion (→ 500).
+Here aliases and anchors are refused outright (no JSON-shaped document needs them), nesting
+is limited to `max_depth`, integers longer than Python converts are refused, and NUL
+characters (which PostgreSQL cannot store) are refused. Problems become `JSONInputError`
+with one `Issue` carrying `name:line`, as for JSON.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import yaml
+
+from gateway.errors import BadInput
+from gateway.issues import Issue
+from gateway.jsonio import JSONInputError
+
+DEFAULT_MAX_DEPTH = 64
+
+
+class _Refused(BadInput):
+    """A limit hit while composing; becomes a JSONInputError with the document's name and line."""
+
+    def __init__(self, code: str, message: str, mark: Any = None):
+        super().__init__(message, code=code)
+        self.mark = mark
+
+
+class _BoundedLoader(yaml.SafeLoader):
+    """A SafeLoader that composes no aliases and no structure deeper than `max_depth`."""
+
+    max_depth = DEFAULT_MAX_DEPTH
+
+    def __init__(self, stream):
+        super().__init__(stream)
+        self._depth = 0
+
+    def compose_node(self, parent, index):
+        if self.check_event(yaml.AliasEvent):
+            event = self.peek_event()
+            raise _Refused("yaml-alias", "YAML aliases (*name) are not accepted", event.start_mark)
+        event = self.peek_event()
+        if getattr(event, "anchor", None):
+            raise _Refused("yaml-alias", "YAML anchors (&name) are not accepted", event.start_mark)
+        if self.check_event(yaml.SequenceStartEvent, yaml.MappingStartEvent):
+            self._depth += 1
+            if self._depth > self.max_depth:
+                raise _Refused("yaml-too-deep", f"YAML nested deeper than {self.max_depth} levels", event.start_mark)
+            try:
+                return super().compose_node(parent, index)
+            finally:
+                self._depth -= 1
+        return super().compose_node(parent, index)
+
+    def construct_scalar(self, node):
+        value = super().construct_scalar(node)
+        if isinstance(value, str) and "\x00" in value:
+            raise _Refused("yaml-nul", "NUL characters are not accepted in YAML text", node.start_mark)
+        return value
+
+
+def load_bounded(text: str | bytes, name: str = "input", *, max_depth: int = DEFAULT_MAX_DEPTH) -> Any:
+    """Parse one YAML document with the limits above; raise JSONInputError carrying one Issue."""
+    if isinstance(text, bytes):
+        try:
+            text = text.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise JSONInputError(Issue.error("yaml-syntax", f"not UTF-8 text (byte {exc.start})", name)) from None
+    loader = _BoundedLoader(text)
+    loader.max_depth = max_depth
+    try:
+        return loader.get_single_data()
+    except _Refused as exc:
+        raise JSONInputError(Issue.error(exc.code, exc.message, _where(name, exc.mark))) from None
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        message = f"not valid YAML: {exc}".split("\n")[0]
+        raise JSONInputError(Issue.error("yaml-syntax", message, _where(name, mark))) from None
+    except ValueError as exc:  # an integer longer than int() converts
+        raise JSONInputError(Issue.error("yaml-number", f"a number is too long: {exc}"[:200], name)) from None
+    except RecursionError:  # a defence in depth: the depth limit should stop it first
+        raise JSONInputError(Issue.error("yaml-too-deep", "YAML nested too deeply", name)) from None
+    finally:
+        loader.dispose()
+
+
+def _where(name: str, mark: Any) -> str:
+    return f"{name}:{mark.line + 1}" if mark is not None else name

@@ -1,0 +1,284 @@
+"""The attack matrix, hostile inputs (issue 12 §4): every one answers a 4xx (or a report) in the surface's
+own error dialect, quickly, and never a 500. Each case failed (500, or a dead worker) before its fix."""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+
+import pytest
+import sqlalchemy as sa
+from sqlalchemy.engine import make_url
+
+from tests.conftest import OPERATOR_TOKEN
+from tests.security.sechelpers import audit_records, bearer
+
+OPERATOR = {"Authorization": f"Bearer {OPERATOR_TOKEN}"}
+FHIR = "application/fhir+json"
+
+# 342 bytes that expand to 9**6 (531,441) nodes when anything walks the document.
+ALIAS_BOMB = (
+    b'a: &a ["lol","lol","lol","lol","lol","lol","lol","lol","lol"]\n'
+    b"b: &b [*a,*a,*a,*a,*a,*a,*a,*a,*a]\nc: &c [*b,*b,*b,*b,*b,*b,*b,*b,*b]\n"
+    b"d: &d [*c,*c,*c,*c,*c,*c,*c,*c,*c]\ne: &e [*d,*d,*d,*d,*d,*d,*d,*d,*d]\n"
+    b"f: &f [*e,*e,*e,*e,*e,*e,*e,*e,*e]\nmetaData: *f\n"
+)
+BIG_INT = b"1" * 5000
+
+
+def _not_a_500(resp) -> None:
+    text = resp.get_data(as_text=True)
+    assert resp.status_code < 500, text[:300]
+    assert "Traceback" not in text
+
+
+def _report_issue_codes(resp) -> set[str]:
+    assert resp.status_code == 200, resp.get_data(as_text=True)[:300]
+    return {i["code"] for i in resp.get_json()[0]["issues"]}
+
+
+def test_a_yaml_alias_bomb_is_refused_before_anything_walks_it(client):
+    started = time.monotonic()
+    resp = client.post("/validate?type=phenopacket", data=ALIAS_BOMB)
+    assert "yaml-alias" in _report_issue_codes(resp)
+    assert time.monotonic() - started < 5
+
+
+@pytest.mark.parametrize("closed", [False, True])
+def test_deeply_nested_yaml_is_a_report_not_a_500(client, closed):
+    body = b"a: " + b"[" * 5000 + (b"]" * 5000 if closed else b"")
+    resp = client.post("/validate?type=phenopacket", data=body)
+    assert _report_issue_codes(resp) & {"yaml-too-deep", "yaml-syntax"}
+
+
+def test_a_5000_digit_integer_is_refused_on_every_json_surface(client):
+    resp = client.post("/validate", data=b'{"subject": {"id": "x"}, "a": ' + BIG_INT + b"}")
+    assert "json-number" in _report_issue_codes(resp)
+    resp = client.post("/validate", data=b"subject: {id: x}\na: " + BIG_INT)
+    assert "yaml-number" in _report_issue_codes(resp)
+    resp = client.post(
+        "/api/individuals",
+        data=b'{"query": {"pagination": {"limit": ' + BIG_INT + b"}}}",
+        content_type="application/json",
+    )
+    assert resp.status_code == 400 and resp.get_json()["error"]["errorCode"] == 400
+    resp = client.post(
+        "/fhir/Bundle/$validate", data=b'{"resourceType": "Bundle", "total": ' + BIG_INT + b"}", content_type=FHIR
+    )
+    assert resp.status_code == 400 and resp.get_json()["resourceType"] == "OperationOutcome"
+    resp = client.post(
+        "/phenopackets", data=b'{"id": "p", "x": ' + BIG_INT + b"}", content_type="application/json", headers=OPERATOR
+    )
+    assert resp.status_code == 400 and "error" in resp.get_json()
+
+
+def test_nul_escapes_in_json_are_refused_and_escaped_backslashes_are_not(client):
+    resp = client.post("/validate", data=b'{"id": "a\\u0000b", "subject": {"id": "x"}}')
+    assert "json-nul" in _report_issue_codes(resp)
+    resp = client.post("/validate", data=b'{"id": "a\\\\u0000b", "subject": {"id": "x"}}')
+    assert "json-nul" not in _report_issue_codes(resp)
+
+
+def test_an_8000_character_request_id_is_neither_echoed_nor_logged(secure_node):
+    client = secure_node.test_client()
+    resp = client.get("/api/info", headers={"X-Request-ID": "x" * 8000})
+    assert resp.status_code == 200
+    assert len(resp.headers["X-Request-ID"]) <= 128 and "xxxx" not in resp.headers["X-Request-ID"]
+    assert all(len(r.get("request_id") or "") <= 128 for r in audit_records(secure_node))
+    resp = client.get("/api/info", headers={"X-Request-ID": "abc def<script>"})
+    assert resp.headers["X-Request-ID"] != "abc"
+    resp = client.get("/api/info", headers={"X-Request-ID": "trace-42.a_b:c"})
+    assert resp.headers["X-Request-ID"] == "trace-42.a_b:c"  # a well-formed id is kept for tracing
+
+
+@pytest.mark.parametrize("shape", [["gateway-operator"], "admin", 7])
+def test_a_signed_token_with_a_malformed_realm_access_is_401(secure_node, mint, shape):
+    resp = secure_node.test_client().get("/api/info", headers=bearer(mint.token(realm_access=shape)))
+    assert resp.status_code == 401, resp.get_data(as_text=True)[:300]
+    assert resp.get_json()["error"]["errorCode"] == 401
+
+
+def test_malformed_roles_claim_is_401(secure_node, mint):
+    resp = secure_node.test_client().get("/api/info", headers=bearer(mint.token(roles={"a": 1})))
+    assert resp.status_code == 401
+
+
+# --- PostgreSQL: what SQLite lets through -----------------------------------------------------------------------
+
+
+@pytest.fixture
+def pg_node(tmp_path, postgres_url, gateway_config):
+    """A node on its own PostgreSQL schema (dropped afterwards)."""
+    from app import create_app
+
+    base = make_url(postgres_url)
+    schema = f"gw_attack_{uuid.uuid4().hex[:12]}"
+    admin = sa.create_engine(base, poolclass=sa.pool.NullPool)
+    with admin.begin() as connection:
+        connection.exec_driver_sql(f'CREATE SCHEMA "{schema}"')
+    url = base.update_query_dict({"options": f"-csearch_path={schema}"}).render_as_string(hide_password=False)
+    datasets = [{"id": "default", "security_level": "PUBLIC"}]
+    app = create_app({**gateway_config, "database_url": url, "datasets": datasets})
+    try:
+        yield app
+    finally:
+        app.extensions["gateway"].store.close()
+        with admin.begin() as connection:
+            connection.exec_driver_sql(f'DROP SCHEMA "{schema}" CASCADE')
+        admin.dispose()
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/api/individuals/a%00b",
+        "/api/biosamples/a%00b",
+        "/api/individuals?filters=HP:0001250&skip=0%00",
+        "/phenopackets/a%00b",
+        "/fhir/Patient/a%00b",
+    ],
+)
+def test_nul_in_ids_on_postgresql_is_400(pg_node, path):
+    resp = pg_node.test_client().get(path, headers=OPERATOR)
+    assert resp.status_code == 400, resp.get_data(as_text=True)[:300]
+    if path.startswith("/api"):
+        assert resp.get_json()["error"]["errorCode"] == 400
+    if path.startswith("/fhir"):
+        assert resp.get_json()["resourceType"] == "OperationOutcome"
+
+
+def _with_excluded_feature(reference_dir) -> dict:
+    path = reference_dir / "phenopackets" / "TRIM63" / "PMID_25801283_proband_III_4.json"
+    doc = json.loads(path.read_text())
+    assert any(f.get("excluded") for f in doc["phenotypicFeatures"])
+    return doc
+
+
+def test_broad_excluded_filters_beyond_the_bind_parameter_limit_are_answered(pg_node, reference_dir):
+    client = pg_node.test_client()
+    resp = client.post("/phenopackets", json=_with_excluded_feature(reference_dir), headers=OPERATOR)
+    assert resp.status_code in (200, 201), resp.get_data(as_text=True)[:300]
+    # Four filters whose descendant sets hold ~18,000 terms each: > 65,535 parameters as IN lists.
+    broad = ["HP:0000118", "HP:0000001", "HP:0000118", "HP:0000001"]
+    body = {"query": {"filters": [{"id": f"excluded:{t}"} for t in broad]}}
+    resp = client.post("/api/individuals", json=body, headers=OPERATOR)
+    _not_a_500(resp)
+    assert resp.status_code == 200
+    assert resp.get_json()["responseSummary"]["exists"] is True, resp.get_json()
+
+
+def test_broad_excluded_filters_on_sqlite_too(app, client, reference_dir):
+    resp = client.post("/phenopackets", json=_with_excluded_feature(reference_dir), headers=OPERATOR)
+    assert resp.status_code in (200, 201)
+    body = {"query": {"filters": [{"id": f"excluded:{t}"} for t in ["HP:0000118", "HP:0000001"] * 2]}}
+    resp = client.post("/api/individuals", json=body, headers=OPERATOR)
+    assert resp.status_code == 200 and resp.get_json()["responseSummary"]["exists"] is True
+
+
+def test_fifty_broad_hpo_filters_are_refused_not_expanded(client):
+    body = {"query": {"filters": [{"id": "HP:0000118"}] * 50}}
+    resp = client.post("/api/individuals", json=body)
+    assert resp.status_code == 400
+    assert "expand to more than" in resp.get_json()["error"]["errorMessage"]
+    # Without descendants the same filters cost nothing and are answered.
+    body = {"query": {"filters": [{"id": "HP:0000118", "includeDescendantTerms": False}] * 50}}
+    assert client.post("/api/individuals", json=body).status_code == 200
+
+
+# --- time and memory limits: a costly document costs one answer, never a worker ---------------------------------
+
+
+@pytest.fixture
+def tight_node(gateway_config):
+    """A node whose validation children get 1 MB on top of what they inherit (and every FHIR body goes to one)."""
+    from app import create_app
+
+    app = create_app({**gateway_config, "work_memory_mb": 1, "work_inline_bytes": 0})
+    yield app
+    app.extensions["gateway"].store.close()
+
+
+def _big_bundle(reference_dir) -> bytes:
+    """The Marfan bundle's entries 150 times over (~7 MB): parsing it alone needs far more than 1 MB."""
+    doc = json.loads(
+        (reference_dir / "fhir" / "mii-seltene-erkrankungen" / "Bundle-bundle-marfan-complete.json").read_text()
+    )
+    doc["entry"] = doc["entry"] * 150
+    return json.dumps(doc).encode()
+
+
+def test_validation_over_the_memory_limit_is_413_and_the_worker_lives(tight_node, reference_dir):
+    client = tight_node.test_client()
+    body = _big_bundle(reference_dir)
+    resp = client.post("/validate", data=body)
+    assert resp.status_code == 413 and resp.get_json()["error"]["issues"][0]["code"] == "too-costly"
+    resp = client.post("/fhir/Bundle/$validate", data=body, content_type=FHIR)
+    assert resp.status_code == 413 and resp.get_json()["issue"][0]["code"] == "too-costly"
+    resp = client.post("/fhir", data=body, content_type=FHIR, headers=OPERATOR)
+    assert resp.status_code == 413 and resp.get_json()["resourceType"] == "OperationOutcome"
+    assert tight_node.extensions["gateway"].store.list_phenopackets(limit=1)[1] == 0  # nothing stored
+    assert client.get("/health").status_code == 200  # this process (the "worker") is still here
+
+
+def test_validation_over_the_time_limit_is_413(gateway_config, reference_dir):
+    from app import create_app
+
+    app = create_app({**gateway_config, "work_seconds": 0.001, "work_inline_bytes": 0})
+    body = (reference_dir / "fhir" / "mii-seltene-erkrankungen" / "Bundle-bundle-marfan-complete.json").read_bytes()
+    started = time.monotonic()
+    resp = app.test_client().post("/fhir/Bundle/$validate", data=body, content_type=FHIR)
+    assert resp.status_code == 413 and "longer than" in resp.get_json()["issue"][0]["diagnostics"]
+    assert time.monotonic() - started < 5
+    app.extensions["gateway"].store.close()
+
+
+def test_within_the_limits_validation_answers_as_before(client, reference_dir):
+    body = (reference_dir / "fhir" / "mii-seltene-erkrankungen" / "Bundle-bundle-marfan-complete.json").read_bytes()
+    resp = client.post("/fhir/Bundle/$validate", data=body, content_type=FHIR)
+    assert resp.status_code == 200 and resp.get_json()["resourceType"] == "OperationOutcome"
+    resp = client.post("/validate", data=body)
+    assert resp.status_code == 200 and resp.get_json()[0]["kind"] == "fhir"
+
+
+@pytest.mark.parametrize("path", ["/fhir", "/phenopackets"])
+def test_a_300_character_dataset_id_on_postgresql_is_400(pg_node, reference_dir, path):
+    if path == "/fhir":
+        body = (reference_dir / "fhir" / "mii-seltene-erkrankungen" / "Bundle-bundle-marfan-complete.json").read_bytes()
+    else:
+        body = json.dumps(_with_excluded_feature(reference_dir)).encode()
+    client = pg_node.test_client()
+    resp = client.post(f"{path}?dataset={'a' * 300}", data=body, content_type=FHIR, headers=OPERATOR)
+    assert resp.status_code == 400, resp.get_data(as_text=True)[:300]
+    assert resp.get_json()["resourceType" if path == "/fhir" else "error"]
+    assert pg_node.extensions["gateway"].store.list_phenopackets(limit=1)[1] == 0
+    resp = client.get(f"/phenopackets?dataset={'a' * 300}", headers=OPERATOR)
+    assert resp.status_code < 500
+
+
+def test_validation_is_budgeted_like_a_query(tmp_path, jwks_files):
+    from tests.security.sechelpers import OPERATOR_TOKEN as SECURE_OPERATOR
+    from tests.security.sechelpers import make_node
+
+    node = make_node(tmp_path, jwks_files, [], budget={"window_seconds": 60, "anonymous": 2, "registered": 10})
+    client = node.test_client()
+    body = b'{"subject": {"id": "x"}}'
+    assert [client.post("/validate", data=body).status_code for _ in range(3)] == [200, 200, 429]
+    resp = client.post("/fhir/Bundle/$validate", data=b'{"resourceType": "Bundle"}', content_type=FHIR)
+    assert resp.status_code == 429 and resp.get_json()["issue"][0]["code"] == "throttled"
+    operator = {"Authorization": f"Bearer {SECURE_OPERATOR}"}
+    assert client.post("/validate", data=body, headers=operator).status_code == 200  # operators are not counted
+    node.extensions["gateway"].store.close()
+
+
+def test_a_fhir_body_above_the_inline_size_goes_to_the_bounded_child(gateway_config, reference_dir):
+    from app import create_app
+
+    app = create_app({**gateway_config, "work_seconds": 0.001})  # default work_inline_bytes (256 KiB)
+    body = (reference_dir / "fhir" / "mii-seltene-erkrankungen" / "Bundle-bundle-marfan-complete.json").read_bytes()
+    client = app.test_client()
+    assert client.post("/fhir/Bundle/$validate", data=body, content_type=FHIR).status_code == 200  # 50 KB: inline
+    padded = body + b" " * (300 * 1024)  # the same document past the inline size
+    resp = client.post("/fhir/Bundle/$validate", data=padded, content_type=FHIR)
+    assert resp.status_code == 413 and resp.get_json()["issue"][0]["code"] == "too-costly"
+    app.extensions["gateway"].store.close()

@@ -1,0 +1,104 @@
+"""The attack matrix, hostile VCFs (issue 12 §4): a gzip bomb, a huge INFO field, a 1e6-sample header and an
+endless job are refused by the reader's limits (gateway/variants/limits.py) or the job's wall time, quickly, with
+an issue that names the limit; the server answers throughout."""
+
+from __future__ import annotations
+
+import random
+import time
+import zlib
+
+import pytest
+
+from tests.conftest import OPERATOR_TOKEN
+from tests.variants.vcfgen import header, write_vcf
+
+OPERATOR = {"Authorization": f"Bearer {OPERATOR_TOKEN}"}
+MB = 2**20
+
+
+def _gzip(parts, repeat: int = 1) -> bytes:
+    """A gzip member of `parts` (bytes), the last part repeated `repeat` times, compressed as it streams."""
+    squeeze = zlib.compressobj(9, zlib.DEFLATED, 31)
+    out = [squeeze.compress(p) for p in parts[:-1]]
+    out += [squeeze.compress(parts[-1]) for _ in range(repeat)]
+    out.append(squeeze.flush())
+    return b"".join(out)
+
+
+def _validate(client, body: bytes, name: str) -> tuple[set[str], float]:
+    started = time.monotonic()
+    resp = client.post(f"/validate?type=vcf&name={name}", data=body)
+    assert resp.status_code == 200, resp.get_data(as_text=True)[:300]
+    return {i["code"] for i in resp.get_json()[0]["issues"]}, time.monotonic() - started
+
+
+def _head(samples: list[str]) -> bytes:
+    return ("\n".join(header(samples)) + "\n").encode()
+
+
+@pytest.mark.parametrize("samples", [[], ["S1", "S2"]])
+def test_a_gzip_bomb_stops_at_the_inflation_bound(client, samples):
+    gt = "\tGT\t0/1\t0/0" if samples else ""
+    block = "".join(f"chr1\t{1000 + i}\t.\tA\tG\t50\tPASS\t.{gt}\n" for i in range(1)).encode() * 8192
+    body = _gzip([_head(samples), block], repeat=40)  # ~10 MB inflated from 20 kB
+    assert len(body) < 2 * MB
+    codes, seconds = _validate(client, body, "bomb.vcf.gz")
+    assert "vcf-decompression-bomb" in codes
+    assert seconds < 30
+
+
+@pytest.mark.parametrize("samples", [[], ["S1"]])
+def test_a_huge_info_field_is_refused_without_reading_it_whole(client, samples, monkeypatch):
+    # The bound lowered to 2 MB (the reader's child reads it from its environment), so that a line over it fits
+    # a request body; the field is incompressible hex, so that the inflation bound does not answer first.
+    monkeypatch.setenv("GATEWAY_VCF_MAX_LINE_BYTES", str(2 * MB))
+    gt = b"\tGT\t0/1" if samples else b""
+    field = random.Random(7).randbytes(3 * MB // 2).hex().encode()
+    body = _gzip([_head(samples) + b"chr1\t1000\t.\tA\tG\t50\tPASS\tX=" + field + gt + b"\n"])
+    codes, _ = _validate(client, body, "info.vcf.gz")
+    assert "vcf-line-too-long" in codes
+    header_line = _gzip([b"##fileformat=VCFv4.2\n##x=" + field + b"\n" + _head(samples)])
+    codes, _ = _validate(client, header_line, "header.vcf.gz")
+    assert "vcf-line-too-long" in codes
+
+
+def test_a_million_sample_header_is_refused_before_htslib_parses_it(client):
+    names = "\t".join(f"S{i:07d}" for i in range(1_000_000))
+    body = _gzip([_head([])[:-1] + b"\tFORMAT\t" + names.encode() + b"\n"])
+    codes, seconds = _validate(client, body, "wide.vcf.gz")
+    assert "vcf-too-many-samples" in codes
+    assert seconds < 30
+
+
+def test_limits_leave_real_files_alone(client, reference_dir):
+    for path in sorted((reference_dir / "vcf" / "cyvcf2").glob("*.vcf.gz"))[:4]:
+        codes, _ = _validate(client, path.read_bytes(), path.name)
+        assert not codes & {"vcf-decompression-bomb", "vcf-line-too-long", "vcf-too-many-samples"}, path
+
+
+def _wait_for(client, href, seconds=60.0) -> dict:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        state = client.get(href, headers=OPERATOR).get_json()
+        if state["status"] not in ("queued", "running"):
+            return state
+        time.sleep(0.1)
+    pytest.fail(f"job {href} still running after {seconds} s")
+
+
+def test_a_vcf_job_has_a_wall_time_limit(gateway_config, tmp_path):
+    from app import create_app
+
+    app = create_app({**gateway_config, "vcf_job_seconds": 0.3})
+    client = app.test_client()
+    vcf = write_vcf(tmp_path / "slow.vcf", seed=3, n_records=200, n_samples=8)
+    resp = client.post(
+        "/datasets/slow/vcf?assembly=GRCh38", data=vcf.read_bytes(), headers={**OPERATOR, "Content-Type": "text/plain"}
+    )
+    assert resp.status_code == 202
+    state = _wait_for(client, resp.headers["Location"])
+    assert state["status"] == "rejected", state
+    assert state["issues"][0]["code"] == "vcf-time-limit"
+    assert client.get("/health").status_code == 200
+    app.extensions["gateway"].store.close()
