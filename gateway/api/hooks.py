@@ -23,13 +23,7 @@ from gateway.security.service import Security
 from gateway.security.tokens import TokenError
 
 log = logging.getLogger(__name__)
-UNAUDITED = ("/health", "/ready")
-# Endpoints that do work on anonymous input outside the Beacon engine (which charges its own queries):
-# each request spends from the caller's query budget, one unit plus one per started MiB of body.
-# Informational documents (/api, /api/map, /api/filtering_terms …) stay free: they are the same for
-# every caller and disclose nothing a query could narrow.
-BUDGETED_RULES = frozenset({"/validate", "/fhir/Bundle/$validate", "/fhir/$validate"})
-_MIB = 1 << 20  # probes every few seconds: noise, and nothing is disclosed
+UNAUDITED = ("/health", "/ready")  # probes every few seconds: noise, and nothing is disclosed
 _DECISION_BY_STATUS = {401: "denied", 403: "denied", 429: "budget-exceeded"}
 
 
@@ -65,11 +59,6 @@ def install_security_hooks(app: Flask) -> None:
             response = error_body(request.path, 401, f"the bearer token was rejected: {exc.reason}")
             response.headers["WWW-Authenticate"] = 'Bearer realm="gateway", error="invalid_token"'
             return response
-        rule = request.url_rule.rule if request.url_rule is not None else None
-        if rule in BUDGETED_RULES:
-            cost = 1 + (request.content_length or 0) // _MIB
-            if not security().budget.charge(caller, cost):
-                return error_body(request.path, 429, "query budget exhausted; try again later", "budget-exceeded")
         sec = security()
         if sec.audit is not None and caller.operator and is_change(request.method, request.path):
             try:  # write-ahead: the intent is on disk before the handler can commit anything
