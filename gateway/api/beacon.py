@@ -14,6 +14,7 @@ from collections import ChainMap
 from flask import Blueprint, request
 
 from gateway.api.context import services
+from gateway.api.public_url import advertised_config, public_base_url
 from gateway.api.render import json_response
 from gateway.beacon import informational, openapi
 from gateway.beacon.engine import QueryContext, answer
@@ -30,7 +31,10 @@ def _context() -> QueryContext:
     s = services()
     # Per request: who asks (verified, gateway.security) and the notes their audit record is built from;
     # reads fall through to them, writes (per-application caches) still land in the shared `extra`.
-    extra = ChainMap(s.extra, {"caller": current_caller(), "audit": audit_notes(), "services": s})
+    extra = ChainMap(
+        s.extra,
+        {"caller": current_caller(), "audit": audit_notes(), "services": s, "public_base_url": public_base_url()},
+    )
     return QueryContext(config=s.config, key=s.key, variants=s.variants, store=s.store, extra=extra)
 
 
@@ -144,8 +148,8 @@ def beacon_blueprint() -> Blueprint:
 
 
 def _add_informational(bp: Blueprint, methods: list[str]) -> None:
-    def cfg():
-        return services().config
+    def cfg():  # the documents below advertise absolute URLs: the configured base URL or the request's
+        return advertised_config()
 
     views = {
         "/": lambda: _informational(lambda: informational.info(cfg(), _prefix("/"))),
@@ -160,7 +164,10 @@ def _add_informational(bp: Blueprint, methods: list[str]) -> None:
     for rule, view in views.items():
         name = "info_" + (rule.strip("/").replace("-", "_").replace(".", "_") or "root")
         view.__name__ = name
-        bp.add_url_rule(rule, name, view, methods=methods if rule != "/openapi.json" else ["GET"])
+        # `GET /api` (no trailing slash) answers the root document too, not a redirect with an HTML body.
+        bp.add_url_rule(
+            rule, name, view, methods=methods if rule != "/openapi.json" else ["GET"], strict_slashes=rule != "/"
+        )
     for entry in entry_types():
         if entry.accepts_filters:
             bp.add_url_rule(

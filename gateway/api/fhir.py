@@ -13,6 +13,7 @@ from flask import Blueprint, Response, request
 import mappings
 from gateway.api.auth import Unauthorised, require_operator
 from gateway.api.context import services
+from gateway.api.public_url import public_base_url
 from gateway.api.render import json_response
 from gateway.issues import Issue, to_operation_outcome
 from gateway.jsonio import JSONInputError, loads_strict
@@ -88,7 +89,7 @@ def capability_statement() -> dict:
         "date": datetime.now(UTC).date().isoformat(),
         "kind": "instance",
         "software": {"name": "genomic-gateway", "version": cfg.node.version},
-        "implementation": {"description": cfg.node.name, "url": cfg.node.base_url.rstrip("/") + "/fhir"},
+        "implementation": {"description": cfg.node.name, "url": public_base_url() + "/fhir"},
         "fhirVersion": "4.0.1",
         "format": [FHIR_JSON, "application/json"],
         "implementationGuide": [

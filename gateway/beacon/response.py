@@ -88,8 +88,11 @@ def build_response(
         response["response"] = {"collections": [r for rs in answer.result_sets for r in rs.records or ()]}
     elif granularity == "record":
         response["response"] = {"resultSets": list(_result_sets(node, answer.result_sets, request))}
-    if answer.info:
-        response["info"] = answer.info
+    info = dict(answer.info)
+    if request.warnings:  # members the request carried that this node does not read: never silently dropped
+        info["warnings"] = [*request.warnings, *info.get("warnings", ())]
+    if info:
+        response["info"] = info
     return response
 
 

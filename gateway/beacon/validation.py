@@ -19,7 +19,7 @@ SCHEMA_DIR = Path(__file__).resolve().parents[2] / "schemas" / "beacon"
 FRAMEWORK_URI = "urn:gateway:beacon:framework"
 _ENVELOPE = {"boolean": "booleanResponse", "count": "countResponse", "record": "resultsetsResponse"}
 # Entity id → the file of our record schema; entry types without one are checked at envelope level only.
-RECORD_SCHEMAS = {"genomicVariation": "genomicVariation.json"}
+RECORD_SCHEMAS = {"genomicVariant": "genomicVariant.json"}
 
 
 class ResponseInvalid(ValueError):

@@ -1,7 +1,7 @@
 """Beacon v2 request bodies and responses, checked against the gateway's own Beacon schemas.
 
 The official schemas live outside the package (../shared/reference, tests only); at runtime the envelope and
-record schemas of the Beacon layer (`schemas/beacon/framework.json`, `genomicVariation.json`) and the request and
+record schemas of the Beacon layer (`schemas/beacon/framework.json`, `genomicVariant.json`) and the request and
 informational schemas of `schemas/beacon/informational.json` are used. The schema is chosen by content, as
 beacon-verifier does: `error` → error envelope; `meta.returnedGranularity` → boolean / count / result-set
 envelope (and the entity's record schema, from `meta.returnedSchemas`); otherwise the shape of `response` tells
