@@ -106,12 +106,29 @@ def _visible_datasets(context: QueryContext, only: tuple[str, ...] | None = None
         from gateway.security.guard import AccessDenied, admit
     except ImportError:  # a build without the security layer
         return datasets
+    from dataclasses import replace
+
+    from gateway.security.service import security_of
+
     entry = entry_type_for_path("individuals")
     probe = BeaconRequest(entry_type="individuals", requested_granularity="count")
+    # Filtering terms are informational: asking which datasets the caller may see costs no query budget.
+    security = security_of(context.extra, context.config, context.key)
+    free = replace(context, extra=ChainMap({"security": replace(security, budget=_NO_CHARGE)}, context.extra))
     try:
-        return admit(context, entry, probe, datasets).datasets
+        return admit(free, entry, probe, datasets).datasets
     except AccessDenied:
         return ()
+
+
+class _NoCharge:
+    """A query budget that never charges (informational endpoints)."""
+
+    def charge(self, caller) -> bool:
+        return True
+
+
+_NO_CHARGE = _NoCharge()
 
 
 def _filtering_terms(scope: str | None = None, collection: str | None = None, record_id: str | None = None):

@@ -316,7 +316,7 @@ def _build(
             granularity, at("requestedGranularity"), "requestedGranularity", GRANULARITIES
         )
         if granularity is not None
-        else "boolean",
+        else _default_granularity(entry),
         include_resultset_responses=read_choice(
             include,
             at("includeResultsetResponses"),
@@ -335,6 +335,12 @@ def _build(
         echo_parameters={entry.parameter_group: typed.echo} if typed.echo else {},
         warnings=tuple(warnings),
     )
+
+
+def _default_granularity(entry: EntryType) -> str:
+    # The official OpenAPI answers /datasets and /cohorts with a collections response (records); entry
+    # types answer boolean unless asked. The dataset's policy still caps what is returned.
+    return "record" if entry.collection else "boolean"
 
 
 def _param_prefix(prefix: str) -> str:

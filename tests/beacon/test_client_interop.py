@@ -161,3 +161,41 @@ def test_type_errors_are_refused_with_a_located_400(beacon_client, official, bod
     assert response.status_code == 400
     assert where in response.json["error"]["errorMessage"]
     assert official(response.json) == []
+
+
+@pytest.mark.parametrize("path", ["/api/datasets", "/api/cohorts"])
+def test_collections_answer_collection_records_by_default(beacon_client, official, path):
+    body = beacon_client.get(path).json
+    assert body["meta"]["returnedGranularity"] == "record"
+    assert body["response"]["collections"], body
+    assert official(body) == []
+    asked = beacon_client.get(path + "?requestedGranularity=boolean").json
+    assert "response" not in asked and asked["responseSummary"]["exists"] is True
+
+
+def test_collection_records_by_default_still_follow_the_dataset_policy():
+    from tests.beacon.conftest import make_app
+    from tests.beacon.fake_store import sample_store
+
+    public = {"id": "ds1", "security_level": "PUBLIC", "policy": {"min_public_size": 0}}  # public tier: boolean
+    app = make_app(sample_store(), datasets=(public,))
+    body = app.test_client().get("/api/datasets").json
+    assert body["meta"]["returnedGranularity"] == "boolean" and "response" not in body
+    assert body["responseSummary"]["exists"] is True
+    app.extensions["gateway"].store.close()
+
+
+def test_informational_endpoints_cost_no_query_budget():
+    from tests.beacon.conftest import make_app
+    from tests.beacon.fake_store import sample_store
+
+    app = make_app(sample_store(), security={"budget": {"anonymous": 3}})
+    client = app.test_client()
+    for _ in range(5):
+        for path in ("/api", "/api/info", "/api/map", "/api/configuration", "/api/entry_types"):
+            assert client.get(path).status_code == 200, path
+        for path in ("/api/filtering_terms", "/api/individuals/filtering_terms", "/api/datasets/ds1/filtering_terms"):
+            assert client.get(path).status_code == 200, path
+    statuses = [client.get("/api/individuals").status_code for _ in range(4)]
+    assert statuses == [200, 200, 200, 429]
+    app.extensions["gateway"].store.close()
