@@ -67,3 +67,23 @@ def hpo_descendants(curie: str) -> frozenset[str]:
         out.add(node.id)
         stack.extend(node.children)
     return frozenset(out)
+
+
+@lru_cache(maxsize=4096)
+def hpo_ancestors(curie: str) -> frozenset[str]:
+    """The term and all its ancestors (is_a, transitively); just the term when HPO does not know it.
+
+    Excluding a term excludes its descendants too, so `excluded:x` holds for whoever excluded x or an ancestor of x.
+    """
+    term = _hpo_term(curie)
+    if term is None:
+        return frozenset({curie})
+    out: set[str] = set()
+    stack = [term]
+    while stack:
+        node = stack.pop()
+        if node.id in out:
+            continue
+        out.add(node.id)
+        stack.extend(node.parents)
+    return frozenset(out)
