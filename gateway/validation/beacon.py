@@ -109,6 +109,8 @@ def validate_beacon_response(doc: Any, *, kind: str | None = None) -> Report:
         compiled = envelope_validator(_entity(doc), "errorResponse")
     elif kind in _ENVELOPES:
         compiled = envelope_validator(_entity(doc), _ENVELOPES[kind])
+    elif kind == "collections" and _entity(doc) in ("dataset", "cohort"):  # the records too, by their schema
+        compiled = envelope_validator(_entity(doc), "collectionsResponse")
     else:
         compiled = informational_validator(INFORMATIONAL_KINDS[kind])
     return Report(compiled_issues(compiled, doc, target="input", open_objects=True))
