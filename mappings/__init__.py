@@ -1,11 +1,14 @@
-"""Mappings as data: the code-system registry, answer lists and national profiles, and their loader.
+"""Mappings as data: every code table of the project, and their one loader.
 
-Every table lives in a YAML file next to this module (the file format is documented at the top of
-each file). This module only reads them, once, into lookup structures the translators use:
+Every table is a YAML file under this folder (its format, source and version are documented at the top
+of each file); the tables one part of the gateway reads sit in a subfolder named after it (beacon/,
+security/, validation/, variants/, translators/; profiles/ holds the translation profiles). This module
+only reads them:
 
 - `load_registry()`  -> CodeSystemRegistry: FHIR system URI <-> CURIE prefix, metaData resources
 - `load_profile(name)`, `profile_names()`, `detect_profile(bundle)`: national / generic profiles
 - `load_tables()`    -> Tables: gender -> sex, LOINC answer lists, specimen types, RefSeq chromosomes
+- `load_table(name)` -> one table as plain data, e.g. `load_table("variants/chromosomes")`
 
 YAML is read with a loader that rejects duplicate keys, so a table cannot silently lose a row.
 """
@@ -181,6 +184,8 @@ PROFILE_LIST_KEYS = (
     "presence_component_codes",
     "severity_component_codes",
     "sex_extensions",
+    "transcript_reference_prefixes",
+    "implementation_guides",
 )
 
 
@@ -202,6 +207,8 @@ class Profile:
     presence_component_codes: frozenset[str]
     severity_component_codes: frozenset[str]
     sex_extensions: dict[str, dict[str, str]] = field(default_factory=dict)  # url -> code -> Sex
+    transcript_reference_prefixes: tuple[str, ...] = ()
+    implementation_guides: tuple[str, ...] = ()
 
     def identifier_rank(self, system: str) -> int | None:
         """Position of an identifier system in the priority list (lower is better), None if not listed."""
@@ -247,6 +254,8 @@ def load_profile(name: str) -> Profile:
         presence_component_codes=frozenset(lists["presence_component_codes"]),
         severity_component_codes=frozenset(lists["severity_component_codes"]),
         sex_extensions={ext["url"]: dict(ext["codes"]) for ext in lists["sex_extensions"]},
+        transcript_reference_prefixes=tuple(lists["transcript_reference_prefixes"]),
+        implementation_guides=tuple(lists["implementation_guides"]),
     )
 
 
@@ -258,6 +267,14 @@ def _profile_names() -> tuple[str, ...]:
 def profile_names() -> list[str]:
     """The installed profiles (package data: read from disk once per process, not per request)."""
     return list(_profile_names())
+
+
+def implementation_guides() -> list[str]:
+    """The FHIR implementation guides the installed profiles follow (for the CapabilityStatement)."""
+    found: dict[str, None] = {}
+    for name in profile_names():
+        found.update(dict.fromkeys(load_profile(name).implementation_guides))
+    return list(found)
 
 
 def _meta_profiles(bundle: dict):
@@ -304,15 +321,33 @@ def load_tables() -> Tables:
     sex = load_yaml(MAPPINGS_DIR / "sex.yaml")
     answers = load_yaml(MAPPINGS_DIR / "loinc_answers.yaml")
     specimens = load_yaml(MAPPINGS_DIR / "specimen_types.yaml")
-    chromosomes = load_yaml(MAPPINGS_DIR / "refseq_chromosomes.yaml")
+    chromosomes = load_table("variants/chromosomes")
+    ucsc = chromosomes["ucsc_names"]
     return Tables(
         gender_to_sex=dict(sex["administrative_gender"]),
         answers={section: dict(body["answers"]) for section, body in answers.items()},
         sampled_tissue=dict(specimens["sampled_tissue"]),
-        chromosomes={k: str(v) for k, v in chromosomes["chromosomes"].items()},
+        chromosomes={
+            accession.split(".")[0]: ucsc.get(chrom, chrom)
+            for chroms in chromosomes["assemblies"].values()
+            for chrom, (accession, _) in chroms.items()
+        },
     )
+
+
+def load_table(name: str) -> dict:
+    """One data table by its path under mappings/ without the suffix (read afresh: callers cache)."""
+    path = (MAPPINGS_DIR / f"{name}.yaml").resolve()
+    if MAPPINGS_DIR not in path.parents:
+        raise KeyError(f"no table {name!r} under mappings/")
+    return load_yaml(path)
 
 
 def mapping_files() -> list[Path]:
     """Every YAML file under mappings/ (for the tests that walk them all)."""
     return sorted(MAPPINGS_DIR.rglob("*.yaml"))
+
+
+def data_tables() -> list[Path]:
+    """Every data table: the mapping files less the translation profiles (those have their own checks)."""
+    return [p for p in mapping_files() if PROFILES_DIR not in p.parents]

@@ -71,6 +71,71 @@ def test_answer_tables_targets():
         assert_curie(tissue["id"], key)
 
 
+def _strings(node, path: str = ""):
+    """(JSON-pointer-like path, string) for every key and string value in a table."""
+    if isinstance(node, dict):
+        for key, value in node.items():
+            yield f"{path}/{key}", str(key)
+            yield from _strings(value, f"{path}/{key}")
+    elif isinstance(node, list):
+        for i, value in enumerate(node):
+            yield from _strings(value, f"{path}/{i}")
+    elif isinstance(node, str):
+        yield path, node
+
+
+def test_every_data_table_is_under_mappings():
+    """No table of codes outside mappings/ (the demo cohort's generator inputs are not a code table)."""
+    root = mappings.MAPPINGS_DIR.parent
+    elsewhere = [
+        str(p.relative_to(root))
+        for package in ("gateway", "translators")
+        for pattern in ("*.json", "*.tsv", "*.yaml", "*.csv")
+        for p in (root / package).rglob(pattern)
+        if "demo" not in p.parts and "__pycache__" not in p.parts
+    ]
+    assert not elsewhere, f"data tables outside mappings/: {elsewhere}"
+
+
+@pytest.mark.parametrize("path", mappings.data_tables(), ids=lambda p: str(p.relative_to(mappings.MAPPINGS_DIR)))
+def test_every_data_table_notes_its_source_and_version_and_uses_declared_curies(path):
+    header = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        if not line.startswith("#"):
+            break
+        header.append(line)
+    assert any(line.startswith("# source:") for line in header), f"{path.name}: no '# source:' line in the header"
+    assert any(line.startswith("# version:") for line in header), f"{path.name}: no '# version:' line in the header"
+    table = load_yaml(path)
+    name = str(path.relative_to(mappings.MAPPINGS_DIR).with_suffix(""))
+    assert mappings.load_table(name) == table
+    checked = 0
+    for where, text in _strings(table):
+        # URIs are not CURIEs; `target` (loinc_answers.yaml) names how answers map, e.g. "enum:Sex".
+        if "://" in text or where.endswith("/target") or not CURIE_RE.match(text):
+            continue
+        assert_curie(text, f"{path.name}{where}")
+        checked += 1
+    if path.name not in (
+        "sex.yaml",
+        "record_counts.yaml",
+        "validator_ids.yaml",
+        "code_systems.yaml",
+        "chromosomes.yaml",
+    ):
+        assert checked, f"{path.name}: a code table without a single CURIE?"
+
+
+def test_the_one_chromosome_table_serves_reader_and_translator():
+    from gateway.variants.normalise import normalise_reference_name, refseq_accession
+
+    chromosomes = load_tables().chromosomes
+    assert chromosomes["NC_000022"] == "22" and chromosomes["NC_000023"] == "X" and chromosomes["NC_012920"] == "M"
+    assert normalise_reference_name("NC_000022.11") == "22"
+    assert normalise_reference_name("NC_012920.1") == "MT"
+    assert refseq_accession("22", "GRCh37") == "NC_000022.10"
+
+
 @pytest.mark.parametrize("name", mappings.profile_names())
 def test_every_profile_loads_and_names_declared_prefixes(name):
     profile = mappings.load_profile(name)
@@ -105,3 +170,15 @@ def test_detect_profile():
     }
     assert mappings.detect_profile(bundle) == "mii"
     assert mappings.detect_profile({"resourceType": "Bundle", "entry": []}) == "generic"
+
+
+def test_implementation_guides_come_from_the_profiles():
+    """National quirks are data: the CapabilityStatement's IG list is the union of the profile files."""
+    from mappings import implementation_guides, load_profile
+
+    guides = implementation_guides()
+    assert guides[0].startswith("http://hl7.org/fhir/uv/genomics-reporting/")
+    assert any("medizininformatik-initiative.de" in g for g in guides)
+    assert len(guides) == len(set(guides))
+    assert load_profile("generic").transcript_reference_prefixes == ()
+    assert "NM_" in load_profile("mii").transcript_reference_prefixes

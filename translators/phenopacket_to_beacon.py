@@ -1,6 +1,6 @@
 """Phenopacket v2 (JSON form) → Beacon v2 default-model `individual` and `biosample` records.
 
-Pure: no I/O beyond the code table read once from `translators/data/`, no Flask, no store.
+Pure: no I/O beyond the code table read once from `mappings/translators/`, no Flask, no store.
 Elements that have no Beacon counterpart are dropped, never invented; a required Beacon
 field the phenopacket leaves empty gets the explicit "unknown" term of the code table.
 
@@ -11,17 +11,15 @@ timestamps have no object form in Beacon and are left out.
 
 from __future__ import annotations
 
-import json
 from functools import cache
-from pathlib import Path
 from typing import Any
 
-_TABLE = Path(__file__).with_name("data") / "phenopacket_to_beacon.json"
+from mappings import load_table
 
 
 @cache
 def _codes() -> dict[str, Any]:
-    return json.loads(_TABLE.read_text(encoding="utf-8"))
+    return load_table("translators/phenopacket_to_beacon")
 
 
 def sex_term(sex: str | None) -> dict[str, str]:

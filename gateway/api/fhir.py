@@ -92,10 +92,7 @@ def capability_statement() -> dict:
         "implementation": {"description": cfg.node.name, "url": public_base_url() + "/fhir"},
         "fhirVersion": "4.0.1",
         "format": [FHIR_JSON, "application/json"],
-        "implementationGuide": [
-            "http://hl7.org/fhir/uv/genomics-reporting/ImplementationGuide/hl7.fhir.uv.genomics-reporting",
-            "https://www.medizininformatik-initiative.de/fhir/ext/modul-seltene/ImplementationGuide",
-        ],
+        "implementationGuide": mappings.implementation_guides(),
         "rest": [
             {
                 "mode": "server",

@@ -8,9 +8,7 @@ aggregate SQL (no document is read). `/filtering_terms` lists exactly the terms 
 
 from __future__ import annotations
 
-import json
 from functools import cache
-from pathlib import Path
 
 import sqlalchemy as sa
 
@@ -20,9 +18,9 @@ from gateway.beacon.individuals import check_record_id, no_parameters
 from gateway.beacon.registry import EntryType, register_entry_type
 from gateway.beacon.response import EntryAnswer, ResultSet
 from gateway.store.tables import BIOSAMPLE_PHENOTYPE, DISEASE, SAMPLED_TISSUE, datasets, phenopacket_terms, phenopackets
+from mappings import load_table
 from translators.phenopacket_to_beacon import sex_term
 
-_DATA = Path(__file__).with_name("data")
 COHORT_SUFFIX = "-all"
 MAX_COHORT_DISEASES = 20
 _DAYS_PER_YEAR = 365.2425
@@ -30,7 +28,7 @@ _DAYS_PER_YEAR = 365.2425
 
 @cache
 def _duo() -> tuple[str, dict[str, str]]:
-    table = json.loads((_DATA / "duo.json").read_text())
+    table = load_table("beacon/duo")
     return table["_version"], {k: v for k, v in table.items() if not k.startswith("_")}
 
 

@@ -6,12 +6,10 @@ the HGVS positions in `genomicAlleleShortForm`, converted here.
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Mapping
 from dataclasses import replace
 from functools import cache, lru_cache
-from pathlib import Path
 from typing import Any
 
 from gateway.beacon.registry import EntryType, ParsedParameters, register_entry_type
@@ -26,8 +24,8 @@ from gateway.variants.normalise import (
     refseq_accession,
 )
 from gateway.variants.query import Carrier, VariantHit, VariantQuery
+from mappings import load_table
 
-_DATA = Path(__file__).with_name("data")
 _BASES = re.compile(r"[ACGTUNRYSWKMBDHV]*")
 _CONTIG = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:\-]{0,63}")
 _GENE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:\-]{0,63}")
@@ -64,7 +62,7 @@ def _fail(message: str, where: str) -> BeaconRequestError:
 
 @cache
 def _variant_types() -> tuple[dict[str, tuple[str, ...]], dict[str, dict]]:
-    table = json.loads((_DATA / "variant_types.json").read_text())
+    table = load_table("beacon/variant_types")
     vcf = {k.upper(): tuple(v) for k, v in table["vcf"].items()}
     ontology = {k.upper(): v for k, v in table["ontology"].items()}
     return vcf, ontology
@@ -72,7 +70,7 @@ def _variant_types() -> tuple[dict[str, tuple[str, ...]], dict[str, dict]]:
 
 @cache
 def ontology_labels() -> dict[str, str]:
-    return {k: v for k, v in json.loads((_DATA / "ontology_labels.json").read_text()).items() if not k.startswith("_")}
+    return {k: v for k, v in load_table("beacon/ontology_labels").items() if not k.startswith("_")}
 
 
 def variant_classes(value: str) -> tuple[str, ...] | None:

@@ -5,20 +5,19 @@ A passport names an intended use with a visa of the configured use type (default
 health/medical/biomedical, disease-specific + the disease's MONDO term, population origins,
 clinical care) and the DUO requirements the researcher attests (not-for-profit, non-commercial,
 ethics approval …). Where a use is named, a grant for a dataset is honoured only when the use is
-permitted by the dataset's terms; the rules are data (data/duo_use.json). Pure functions.
+permitted by the dataset's terms; the rules are data (mappings/security/duo_use.yaml). Pure functions.
 """
 
 from __future__ import annotations
 
-import json
 import re
 from dataclasses import dataclass
 from functools import cache
-from pathlib import Path
+
+from mappings import load_table
 
 DEFAULT_USE_VISA_TYPE = "ResearchPurpose"
 _CURIE = re.compile(r"[A-Za-z][A-Za-z0-9_.-]*:[A-Za-z0-9_.-]+")
-_TABLE = Path(__file__).with_name("data") / "duo_use.json"
 
 
 @dataclass(frozen=True)
@@ -34,7 +33,7 @@ class UseRules:
 
 @cache
 def rules() -> UseRules:
-    raw = json.loads(_TABLE.read_text())
+    raw = load_table("security/duo_use")
     return UseRules(
         purposes=frozenset(raw["purposes"]),
         permits={k: frozenset(v) for k, v in raw["permits"].items()},

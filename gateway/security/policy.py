@@ -24,16 +24,15 @@ CONTROLLED callers see exact counts and records; the defences apply to PUBLIC an
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import cache
-from pathlib import Path
 from typing import Any
 
 from gateway.beacon.granularity import GRANULARITIES, coarsest
 from gateway.config import Config, ConfigError, DatasetConfig
 from gateway.security.caller import CONTROLLED, PUBLIC, REGISTERED, TIERS, dataset_config
+from mappings import load_table
 
 DEFAULT_COUNT_THRESHOLD = 5
 DEFAULT_ROUNDING = 10
@@ -195,9 +194,8 @@ def rounded(count: int, step: int, threshold: int) -> int:
     return value
 
 
-# --- counts inside records (data/record_counts.json says where they are) ----------------------
+# --- counts inside records (mappings/security/record_counts.yaml says where) ----------------------
 
-_RECORD_COUNTS = Path(__file__).with_name("data") / "record_counts.json"
 _DROP = object()
 
 
@@ -224,7 +222,7 @@ class RecordCountRules:
 
 @cache
 def record_count_rules() -> RecordCountRules:
-    raw = json.loads(_RECORD_COUNTS.read_text())
+    raw = load_table("security/record_counts")
     return RecordCountRules(
         count_keys=frozenset(raw["count_keys"]),
         count_suffixes=tuple(raw["count_suffixes"]),

@@ -16,6 +16,9 @@ from __future__ import annotations
 import hashlib
 import hmac
 import re
+from functools import partial
+
+from translators.fhir.common import IdFunctions
 
 PSEUDONYM_PREFIX = "pid-"  # marks ids as pseudonyms in outputs and logs
 
@@ -70,3 +73,8 @@ def derived_id(key: bytes, kind: str, *parts: str) -> str:
     """A pseudonymous id for a non-patient object (specimen, bundle entry …) of a pseudonymised subject."""
     message = "\x1f".join((kind, *parts))
     return _chained(key, f"{kind}-" + hmac.new(bytes(key), message.encode("utf-8"), hashlib.sha256).hexdigest()[:24])
+
+
+def id_functions(key: bytes) -> IdFunctions:
+    """The translators' id functions, keyed with the node key (translators never see the key)."""
+    return IdFunctions(subject=partial(pseudonymise, key), derived=partial(derived_id, key))

@@ -15,7 +15,7 @@ from datetime import UTC, datetime
 
 import mappings
 from gateway.issues import Issue, Report
-from gateway.security.pseudonym import derived_id, pseudonymise
+from gateway.security.pseudonym import derived_id, id_functions, pseudonymise
 from gateway.store.metadata import UnknownDatasetError
 from gateway.store.records import PhenopacketRecord, SaveResult
 from gateway.validation.fhir import validate_fhir
@@ -109,7 +109,12 @@ def process_fhir(
         return outcome  # structurally broken input is never translated
 
     translation = translate_bundle(
-        doc, profile=mappings.load_profile(profile_name), key=key, now=now, namespace=dataset_id, created_by=created_by
+        doc,
+        profile=mappings.load_profile(profile_name),
+        ids=id_functions(key),
+        now=now,
+        namespace=dataset_id,
+        created_by=created_by,
     )
     report.extend(translation.issues)
     for packet in translation.packets:

@@ -125,14 +125,15 @@ def _fhir_issues(doc: dict, options: Options) -> list[Issue]:
 def _profile_issues(doc: dict, profile_name: str) -> list[Issue]:
     """What the selected national profile says about the document: the translator's findings under it."""
     import mappings
-    from translators.fhir_to_phenopacket import as_bundle, translate_bundle
+    from translators.fhir_to_phenopacket import IdFunctions, as_bundle, translate_bundle
 
     try:
         profile = mappings.load_profile(profile_name)
     except (KeyError, ValueError) as exc:
         return [Issue.error("profile-rule", str(exc).strip("'\""))]
-    # The key only pseudonymises identifiers of packets that are thrown away: nothing leaves this function.
-    translation = translate_bundle(as_bundle(doc), profile=profile, key=bytes(32), now=datetime.now(UTC))
+    # Only the translator's findings are kept, never its packets: placeholder ids, no key needed.
+    ids = IdFunctions(subject=lambda value, system=None: "pid-unused", derived=lambda kind, *parts: f"{kind}-unused")
+    translation = translate_bundle(as_bundle(doc), profile=profile, ids=ids, now=datetime.now(UTC))
     issues = [i for i in translation.issues if i.target == "input"]
     for packet in translation.packets:
         issues += [i for i in packet.issues if i.target == "input"]

@@ -24,28 +24,15 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from functools import cache
 from typing import Any
-from urllib.parse import parse_qsl
 
 from fhir.resources.R4B import get_fhir_model_class
 from pydantic import ValidationError
 
 from gateway.issues import Issue, Report, pointer_to_fhirpath
 from schemas import load_schema, pointer, schema_issues
+from translators.fhir.references import ACCEPTED_BUNDLE_TYPES, ALL_BUNDLE_TYPES, BundleIndex
 
-INGEST_BUNDLE_TYPES = frozenset({"transaction", "batch", "collection", "document"})
-ALL_BUNDLE_TYPES = frozenset(
-    {
-        "document",
-        "message",
-        "transaction",
-        "transaction-response",
-        "batch",
-        "batch-response",
-        "history",
-        "searchset",
-        "collection",
-    }
-)
+INGEST_BUNDLE_TYPES = ACCEPTED_BUNDLE_TYPES  # the translator's rule: one home, translators/fhir/references.py
 REQUEST_BUNDLE_TYPES = frozenset({"transaction", "batch", "history"})  # bdl-3: entry.request mandatory
 RESPONSE_BUNDLE_TYPES = frozenset({"transaction-response", "batch-response", "history"})  # bdl-4
 HTTP_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "DELETE", "PATCH"})
@@ -56,8 +43,6 @@ PATIENT_LINKS = frozenset({"subject", "patient"})
 UUID_URN = re.compile(r"urn:uuid:[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
 OID_URN = re.compile(r"urn:oid:[0-2](\.(0|[1-9][0-9]*))+")
 ABSOLUTE_URL = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*:\S+")
-RELATIVE_REF = re.compile(r"([A-Z][A-Za-z]+)/([A-Za-z0-9\-.]{1,64})(/_history/[A-Za-z0-9\-.]{1,64})?")
-TYPE_ID_TAIL = re.compile(r"(?:^|/)([A-Z][A-Za-z]+/[A-Za-z0-9\-.]{1,64})(?:/_history/[A-Za-z0-9\-.]{1,64})?$")
 
 
 @dataclass
@@ -96,7 +81,7 @@ def check_fhir(doc: dict, *, bundle_types: frozenset[str] = INGEST_BUNDLE_TYPES)
         model, issues = parse_resource(doc, "")
         report.extend(issues)
         check.resource = model
-        report.extend(_reference_issues([(doc, "")], _BundleIndex.empty(), bundle=False))
+        report.extend(_reference_issues([(doc, "", None)], BundleIndex(), bundle=False))
         return check
     _check_bundle(doc, check, bundle_types)
     return check
@@ -212,7 +197,7 @@ def _check_bundle(doc: dict, check: FhirCheck, bundle_types: frozenset[str]) -> 
     _, shell_issues = parse_resource({**doc, "entry": shell_entries} if entries else doc, "")
     report.extend(shell_issues)
 
-    resources: list[tuple[dict, str]] = []
+    resources: list[tuple[dict, str, int | None]] = []
     for i, entry in enumerate(entries):
         check.entries.append(None)
         if not isinstance(entry, dict):
@@ -224,14 +209,18 @@ def _check_bundle(doc: dict, check: FhirCheck, bundle_types: frozenset[str]) -> 
             check.entries[i] = model
             report.extend(issues)
             if isinstance(entry["resource"], dict):
-                resources.append((entry["resource"], where + "/resource"))
+                resources.append((entry["resource"], where + "/resource", i))
 
     if check.bundle_type == "document":
         first = entries[0].get("resource") if entries and isinstance(entries[0], dict) else None
         if not isinstance(first, dict) or first.get("resourceType") != "Composition":
             report.add(Issue.error("fhir-structure", "a document Bundle must start with a Composition", "/entry/0"))
 
-    index = _BundleIndex.build(entries, report, check.bundle_type)
+    index = BundleIndex.build(entries)
+    if check.bundle_type != "history":  # a history may list one resource's versions under one fullUrl
+        for i, first in index.duplicates:
+            message = f"fullUrl {index.full_urls[i]!r} is also used by entry {first}"
+            report.add(Issue.error("duplicate", message, f"/entry/{i}/fullUrl"))
     report.extend(_reference_issues(resources, index, bundle=True))
 
 
@@ -273,73 +262,6 @@ def _entry_rules(entry: dict, where: str, bundle_type: str | None) -> list[Issue
     return issues
 
 
-@dataclass
-class _BundleIndex:
-    """Where each entry can be found: by fullUrl, by Type/id, and by identifier (for conditional references)."""
-
-    by_full_url: dict[str, int]
-    by_type_id: dict[str, int]
-    by_identifier: dict[tuple[str, str, str], int]
-    full_urls: dict[str, str]  # pointer of each entry's resource → its fullUrl
-
-    @classmethod
-    def empty(cls) -> _BundleIndex:
-        return cls({}, {}, {}, {})
-
-    @classmethod
-    def build(cls, entries: list, report: Report, bundle_type: str | None) -> _BundleIndex:
-        index = cls.empty()
-        for i, entry in enumerate(entries):
-            if not isinstance(entry, dict):
-                continue
-            resource = entry.get("resource")
-            full_url = entry.get("fullUrl")
-            if isinstance(full_url, str):
-                if full_url in index.by_full_url and bundle_type != "history":
-                    first = index.by_full_url[full_url]
-                    report.add(
-                        Issue.error(
-                            "duplicate", f"fullUrl {full_url!r} is also used by entry {first}", f"/entry/{i}/fullUrl"
-                        )
-                    )
-                index.by_full_url.setdefault(full_url, i)
-                index.full_urls[f"/entry/{i}/resource"] = full_url
-                tail = TYPE_ID_TAIL.search(full_url)
-                if tail and not full_url.startswith("urn:"):
-                    index.by_type_id.setdefault(tail.group(1), i)
-            if not isinstance(resource, dict):
-                continue
-            resource_type, resource_id = resource.get("resourceType"), resource.get("id")
-            if isinstance(resource_type, str) and isinstance(resource_id, str):
-                index.by_type_id.setdefault(f"{resource_type}/{resource_id}", i)
-            for ident in resource.get("identifier", []) if isinstance(resource.get("identifier"), list) else []:
-                if isinstance(ident, dict) and isinstance(ident.get("value"), str):
-                    key = (str(resource_type), str(ident.get("system", "")), ident["value"])
-                    index.by_identifier.setdefault(key, i)
-        return index
-
-    def resolves(self, ref: str, source: str) -> bool:
-        if ref in self.by_full_url:
-            return True
-        relative = RELATIVE_REF.fullmatch(ref)
-        if relative:
-            if f"{relative.group(1)}/{relative.group(2)}" in self.by_type_id:
-                return True
-            # Relative to the referencing entry's base URL (FHIR R4 §2.36.4.1).
-            base = self.full_urls.get(source, "")
-            tail = TYPE_ID_TAIL.search(base)
-            return bool(tail) and base[: tail.start(1)] + ref in self.by_full_url
-        if "?" in ref:  # a conditional reference in a transaction: Patient?identifier=system|value
-            resource_type, _, query = ref.partition("?")
-            params = parse_qsl(query)
-            if len(params) == 1 and params[0][0] == "identifier":
-                system, _, value = params[0][1].rpartition("|")
-                return (resource_type, system, value) in self.by_identifier
-            return False
-        absolute = TYPE_ID_TAIL.search(ref)
-        return bool(absolute) and ref.split("/_history/")[0] in self.by_full_url
-
-
 def _references(node: Any, path: tuple) -> Iterator[tuple[tuple, str]]:
     """Every Reference.reference string under `node`, with its path (contained resources included)."""
     if isinstance(node, dict):
@@ -354,9 +276,11 @@ def _references(node: Any, path: tuple) -> Iterator[tuple[tuple, str]]:
                 yield from _references(value, (*path, i))
 
 
-def _reference_issues(resources: list[tuple[dict, str]], index: _BundleIndex, *, bundle: bool) -> list[Issue]:
+def _reference_issues(
+    resources: list[tuple[dict, str, int | None]], index: BundleIndex, *, bundle: bool
+) -> list[Issue]:
     issues = []
-    for resource, where in resources:
+    for resource, where, entry in resources:
         contained_ids = (
             {c.get("id") for c in resource.get("contained", []) if isinstance(c, dict)}
             if isinstance(resource.get("contained"), list)
@@ -368,7 +292,7 @@ def _reference_issues(resources: list[tuple[dict, str]], index: _BundleIndex, *,
             elif not bundle:
                 continue  # a lone resource's references point outside it by design
             else:
-                resolved = index.resolves(ref, where)
+                resolved = index.resolve(ref, entry) is not None
             if resolved:
                 continue
             location = where + pointer(path)

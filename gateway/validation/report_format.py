@@ -7,10 +7,10 @@ import io
 import json
 from collections.abc import Iterable
 from functools import cache
-from pathlib import Path
 
 from gateway.issues import Severity
 from gateway.validation.engine import FileResult
+from mappings import load_table
 
 FORMATS = ("text", "json", "csv")
 CSV_HEADER = ("PATH", "LEVEL", "VALIDATOR_ID", "CATEGORY", "MESSAGE")
@@ -20,7 +20,7 @@ _OK, _RESET, _BOLD = "\033[32m", "\033[0m", "\033[1m"
 
 @cache
 def _validator_ids() -> dict[str, str]:
-    return json.loads((Path(__file__).parent / "data" / "validator_ids.json").read_text(encoding="utf-8"))
+    return load_table("validation/validator_ids")
 
 
 def validator_id(code: str) -> str:

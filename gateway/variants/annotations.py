@@ -1,7 +1,7 @@
 """Gene symbols, protein changes and SO effects from SnpEff `ANN` or VEP `CSQ` INFO fields.
 
 ANN has a fixed field order (SnpEff's spec); CSQ declares its order in the header
-("… Format: Allele|Consequence|…"). Consequence names map to SO ids through data/so_effects.tsv.
+("… Format: Allele|Consequence|…"). Consequence names map to SO ids through mappings/variants/so_effects.yaml.
 """
 
 from __future__ import annotations
@@ -9,7 +9,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from functools import cache
-from pathlib import Path
+
+from mappings import load_table
 
 ANN_FIELDS = (
     "allele",
@@ -35,12 +36,7 @@ _SIMPLE_PROTEIN_CHANGE = re.compile(r"^p\.\(?([A-Z][a-z]{2})(\d+)([A-Z][a-z]{2}|
 
 @cache
 def so_effects() -> dict[str, str]:
-    table = {}
-    for line in Path(__file__).with_name("data").joinpath("so_effects.tsv").read_text().splitlines():
-        if line and not line.startswith("#"):
-            term, so_id = line.split("\t")
-            table[term] = so_id
-    return table
+    return dict(load_table("variants/so_effects")["effects"])
 
 
 def short_protein_change(hgvs_p: str) -> str | None:

@@ -14,12 +14,13 @@ import os
 import tempfile
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from gateway.issues import Issue, Report
 
 from .layout import dataset_dir, publish
+from .reader import ReadOptions
 
 CHILD_MEMORY_LIMIT = 4 << 30  # address-space cap for the parsing child: a hostile file cannot exhaust the host
 
@@ -82,14 +83,12 @@ def _issue_from(d: dict) -> Issue:
     return Issue(Severity(d["severity"]), d["code"], d["message"], d["location"], d["target"])
 
 
-def _child(
-    conn, path: str, dataset_id: str | None, data_dir: str | None, assembly, skip_invalid, validate_only, stderr_path
-):
+def _child(conn, path: str, options: ReadOptions):
     """Entry point of the parsing process: messages go back over `conn` as plain tuples."""
     import resource
 
     # htslib's messages go to a file the parent can read even if this process dies.
-    fd = os.open(stderr_path, os.O_WRONLY | os.O_APPEND)
+    fd = os.open(options.stderr_path, os.O_WRONLY | os.O_APPEND)
     os.dup2(fd, 2)
     os.close(fd)
     with contextlib.suppress(ValueError, OSError):
@@ -112,17 +111,7 @@ def _child(
         conn.send(("progress", done, percent))
 
     try:
-        result = read_vcf(
-            Path(path),
-            dataset_id=dataset_id,
-            data_dir=Path(data_dir) if data_dir else None,
-            assembly=assembly,
-            skip_invalid=skip_invalid,
-            validate_only=validate_only,
-            link=link,
-            progress=progress,
-            stderr_path=stderr_path,
-        )
+        result = read_vcf(Path(path), replace(options, link=link, progress=progress))
     except Rejected as exc:
         conn.send(("rejected", [i.to_dict() for i in exc.issues]))
         return
@@ -150,38 +139,20 @@ def _child(
     )
 
 
-def _run_child(
-    path: Path,
-    *,
-    dataset_id: str | None,
-    data_dir: Path | None,
-    assembly: str | None,
-    skip_invalid: bool,
-    validate_only: bool,
-    link_names: Callable[[list[str]], list[tuple[str | None, str | None]]],
-    progress: Callable[[int, int], None] | None,
-) -> dict:
-    """Run the parsing child to completion; return its 'done' payload or raise VCFRejected."""
+def _run_child(path: Path, options: ReadOptions) -> dict:
+    """Run the parsing child to completion; return its 'done' payload or raise VCFRejected.
+
+    `options.link` answers the child's request for sample links; `options.progress` gets its progress.
+    """
     if not path.is_file():
         raise VCFRejected(Report([Issue.error("vcf-unreadable", f"no such file: {path}", str(path))]))
     ctx = mp.get_context("spawn")  # never fork a (threaded) server process
     parent_conn, child_conn = ctx.Pipe()
     fd, stderr_name = tempfile.mkstemp(prefix="vcf-stderr-")
     os.close(fd)
-    proc = ctx.Process(
-        target=_child,
-        args=(
-            child_conn,
-            str(path),
-            dataset_id,
-            str(data_dir) if data_dir else None,
-            assembly,
-            skip_invalid,
-            validate_only,
-            stderr_name,
-        ),
-        daemon=True,
-    )
+    portable = replace(options.portable(), stderr_path=stderr_name)
+    proc = ctx.Process(target=_child, args=(child_conn, str(path), portable), daemon=True)
+    link_names, progress = options.link, options.progress
     payload = None
     try:
         proc.start()
@@ -192,7 +163,8 @@ def _run_child(
             except EOFError:
                 break
             if message[0] == "samples":
-                parent_conn.send(("links", link_names(message[1])))
+                links = link_names(message[1]) if link_names else [(None, None)] * len(message[1])
+                parent_conn.send(("links", links))
             elif message[0] == "progress":
                 if progress is not None:
                     progress(message[1], message[2])
@@ -264,16 +236,15 @@ def ingest_vcf(
         computed["links"] = out
         return out
 
-    payload = _run_child(
-        path,
+    options = ReadOptions(
         dataset_id=dataset_id,
         data_dir=Path(data_dir),
         assembly=assembly,
         skip_invalid=skip_invalid,
-        validate_only=False,
-        link_names=link_names,
+        link=link_names,
         progress=progress,
     )
+    payload = _run_child(path, options)
     build_path = Path(payload["build_path"])
     try:
         version = publish(build_path)
@@ -305,16 +276,7 @@ def ingest_vcf(
 def validate_file(path: str | Path, *, assembly: str | None = None) -> Report:
     """Every check the ingest makes, storing nothing; all record problems are listed (up to a cap)."""
     try:
-        payload = _run_child(
-            Path(path),
-            dataset_id=None,
-            data_dir=None,
-            assembly=assembly,
-            skip_invalid=True,
-            validate_only=True,
-            link_names=lambda names: [(None, None)] * len(names),
-            progress=None,
-        )
+        payload = _run_child(Path(path), ReadOptions(assembly=assembly, skip_invalid=True, validate_only=True))
     except VCFRejected as exc:
         return exc.report
     return Report([_issue_from(d) for d in payload["issues"]])

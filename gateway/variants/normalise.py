@@ -2,16 +2,16 @@
 
 Internally a chromosome is "1".."22", "X", "Y" or "MT". Outside, clients say "chr22",
 "NC_000022.11" or "refseq:NC_000022.11"; the RefSeq accession also names the assembly.
-The accession and length tables live in data/chromosomes.tsv.
+The accession and length table is mappings/variants/chromosomes.yaml (shared with the FHIR translator).
 """
 
 from __future__ import annotations
 
 import re
 from functools import cache
-from pathlib import Path
 
-_DATA = Path(__file__).with_name("data")
+from mappings import load_table
+
 ASSEMBLIES = ("GRCh37", "GRCh38")
 _ASSEMBLY_ALIASES = {
     "grch37": "GRCh37",
@@ -29,13 +29,11 @@ _ASSEMBLY_ALIASES = {
 @cache
 def _chromosome_table() -> dict[str, dict[str, tuple[str, int]]]:
     """assembly → chromosome → (refseq accession, length)."""
-    table: dict[str, dict[str, tuple[str, int]]] = {}
-    for line in (_DATA / "chromosomes.tsv").read_text().splitlines():
-        if not line or line.startswith("#"):
-            continue
-        assembly, chrom, accession, length = line.split("\t")
-        table.setdefault(assembly, {})[chrom] = (accession, int(length))
-    return table
+    table = load_table("variants/chromosomes")["assemblies"]
+    return {
+        assembly: {chrom: (accession, int(length)) for chrom, (accession, length) in chroms.items()}
+        for assembly, chroms in table.items()
+    }
 
 
 @cache

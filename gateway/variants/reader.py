@@ -20,7 +20,7 @@ import time
 import zlib
 from array import array
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -69,6 +69,28 @@ class ReadResult:
     issues: list[Issue] = field(default_factory=list)
     build_path: str | None = None
     line_of: array | None = None
+
+
+@dataclass(frozen=True)
+class ReadOptions:
+    """What one read of a VCF is asked to do, from the caller of ingest down to the record reader.
+
+    The plain fields cross to the parsing child as they are; the callables are per process (the child
+    puts its own in, which talk to the parent over a pipe) and are left out when it is sent.
+    """
+
+    dataset_id: str | None = None
+    data_dir: Path | None = None
+    assembly: str | None = None
+    skip_invalid: bool = False
+    validate_only: bool = False
+    link: Callable[[list[str]], list[tuple[str | None, str | None]]] | None = None  # sample names → links
+    progress: Callable[[int, int], None] | None = None  # (records done, percent of the file)
+    stderr_path: str | None = None  # where htslib's fd 2 goes (read back for error details)
+
+    def portable(self) -> ReadOptions:
+        """Without the callables: what is pickled to the parsing child."""
+        return replace(self, link=None, progress=None)
 
 
 class _StderrWatch:
@@ -218,52 +240,16 @@ def resolve_assembly(label: str, flag: str | None, header: list[str], contigs: d
     return wanted or header_asm, issues
 
 
-def _bytes_progress(path: Path) -> Callable[[], int]:
-    """How far htslib has read the file, from the offset of its file descriptor (Linux /proc)."""
-    target = os.path.realpath(path)
-    fds = []
-    try:
-        for fd in os.listdir("/proc/self/fd"):
-            try:
-                if os.readlink(f"/proc/self/fd/{fd}") == target:
-                    fds.append(int(fd))
-            except OSError:
-                continue
-    except OSError:
-        return lambda: 0
-    if not fds:
-        return lambda: 0
-    fd = fds[-1]
-
-    def offset() -> int:
-        try:
-            return os.lseek(fd, 0, os.SEEK_CUR)
-        except OSError:
-            return 0
-
-    return offset
-
-
-def read_vcf(
-    path: Path,
-    *,
-    dataset_id: str | None,
-    data_dir: Path | None,
-    assembly: str | None,
-    skip_invalid: bool,
-    validate_only: bool,
-    link: Callable[[list[str]], list[tuple[str | None, str | None]]] | None = None,
-    progress: Callable[[int, int], None] | None = None,
-    stderr_path: str | None = None,
-) -> ReadResult:
-    """Validate (and unless `validate_only`, write a build file of) one VCF; raises Rejected."""
+def read_vcf(path: Path, options: ReadOptions) -> ReadResult:
+    """Validate (and unless `options.validate_only`, write a build file of) one VCF; raises Rejected."""
     import cyvcf2  # imported here: only the child process loads htslib
 
     path = Path(path)
     label = path.name
     result = ReadResult()
     issues = result.issues
-    watch = _StderrWatch(stderr_path)
+    watch = _StderrWatch(options.stderr_path)
+    assembly, validate_only = options.assembly, options.validate_only
 
     def htslib_detail() -> str:
         messages = watch.new_messages()
@@ -303,30 +289,16 @@ def read_vcf(
         issues.append(Issue.warning("vcf-no-genotypes", "the file has sample columns but no GT field", f"{label}:1"))
     ann_fmt = annotation_format("\n".join(header))
 
-    builder = None if validate_only else VersionBuilder(data_dir, dataset_id)
+    builder = None if validate_only else VersionBuilder(options.data_dir, options.dataset_id)
     try:
         if builder is not None:
-            links = link(samples) if link else [(None, None)] * len(samples)
+            links = options.link(samples) if options.link else [(None, None)] * len(samples)
             builder.add_samples([(i, name, *links[i]) for i, name in enumerate(samples)])
-        _read_records(
-            vcf,
-            path,
-            label,
-            kind,
-            len(header),
-            result,
-            builder,
-            has_gt,
-            ann_fmt,
-            contigs,
-            skip_invalid,
-            validate_only,
-            progress,
-            watch,
-        )
+        source = _Source(vcf, path, label, kind, len(header), has_gt, ann_fmt, contigs, watch)
+        _RecordReader(source, result, builder, options).run()
         if builder is not None:
             meta = {
-                "dataset_id": dataset_id,
+                "dataset_id": options.dataset_id,
                 "assembly": asm or "",
                 "source": label,
                 "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
@@ -335,7 +307,7 @@ def read_vcf(
                 "samples": str(len(samples)),
                 "called_index": "1" if has_gt else "0",  # sample_called is complete: erasure fixes AN everywhere
             }
-            result.build_path = str(_finish(builder, meta, result, label, kind, skip_invalid))
+            result.build_path = str(_finish(builder, meta, result, label, kind, options.skip_invalid))
     except BaseException:
         if builder is not None:
             builder.abort()
@@ -448,42 +420,81 @@ def _info_int(info: str, key: str, i: int = 0) -> int | None:
         return None
 
 
-def _read_records(
-    vcf,
-    path,
-    label,
-    kind,
-    n_header,
-    result,
-    builder,
-    has_gt,
-    ann_fmt,
-    contigs,
-    skip_invalid,
-    validate_only,
-    progress,
-    watch,
-):
-    issues = result.issues
-    n_samples = len(result.samples)
-    vid = 0
-    rows: list[tuple] = []
-    carrier_rows: list[tuple] = []
-    ann_rows: list[tuple] = []
-    site_rows: list[tuple] = []  # layout.SITE_COLUMNS
-    seen_keys: set[str] = set()
-    last_pos = (None, -1)
-    seen_chroms: set[str] = set()
-    undeclared: set[str] = set()
-    warned: dict[str, int] = {}
-    total_bytes = max(os.path.getsize(path), 1)
-    empty = b""
-    line_of = result.line_of = array("I", [0])  # vid → line (or BCF record) number, to locate far duplicates
+class _SkipRecord(Exception):
+    """An invalid record that is skipped (--skip-invalid) or only listed (validation): the reader goes on."""
 
-    def where(number: int) -> str:
-        return f"{label}:{number}" if kind == "vcf" else f"{label}:record {number}"
 
-    def note(issue: Issue) -> None:
+@dataclass(frozen=True)
+class _Source:
+    """The opened file and what its header said, as the record reader needs them."""
+
+    vcf: object  # cyvcf2.VCF (read for BCF records)
+    path: Path
+    label: str
+    kind: str  # "vcf" | "bcf"
+    n_header: int
+    has_gt: bool
+    ann_fmt: object  # annotations.AnnotationFormat | None
+    contigs: dict
+    watch: _StderrWatch
+
+
+@dataclass(slots=True)
+class _Record:
+    """One record's checked fields, handed from the checks to the writer of its alleles."""
+
+    number: int
+    loc: str
+    chrom: str
+    pos: int
+    ident: str
+    ref: str  # upper case
+    alts: list[str]
+    info: str
+    an: int = 0
+    batch_calls: tuple | None = None  # from decode_biallelic_batch
+    alleles: np.ndarray | None = None  # samples x ploidy allele indexes, from decode_calls_counted
+    others: np.ndarray | None = None  # the sample index of each row of `alleles`
+    odd_calls: tuple | None = None
+
+
+class _RecordReader:
+    """Reads every record after the header: checks it, splits its alleles and hands rows to the builder.
+
+    State is what one pass through the file accumulates: the next variant id, the rows waiting for the
+    next flush, what has been seen of the order of contigs and positions, and how often each warning fired.
+    """
+
+    def __init__(self, source: _Source, result: ReadResult, builder: VersionBuilder | None, options: ReadOptions):
+        self.src = source
+        self.result = result
+        self.issues = result.issues
+        self.builder = builder
+        self.options = options
+        self.n_samples = len(result.samples)
+        self.vid = 0
+        self.rows: list[tuple] = []
+        self.carrier_rows: list[tuple] = []
+        self.ann_rows: list[tuple] = []
+        self.site_rows: list[tuple] = []  # layout.SITE_COLUMNS
+        self.seen_keys: set[str] = set()
+        self.last_pos: tuple[str | None, int] = (None, -1)
+        self.seen_chroms: set[str] = set()
+        self.undeclared: set[str] = set()
+        self.warned: dict[str, int] = {}
+        self.total_bytes = max(os.path.getsize(source.path), 1)
+        # vid → line (or BCF record) number, to locate far duplicates
+        self.line_of = result.line_of = array("I", [0])
+        self.fast_width = 4 * self.n_samples - 1  # "0|1\t" per sample, GT only
+        self.no_calls = (np.arange(self.n_samples, dtype="<u4"), np.zeros(self.n_samples, dtype=np.uint8))
+
+    # --- issues ---
+
+    def where(self, number: int) -> str:
+        return f"{self.src.label}:{number}" if self.src.kind == "vcf" else f"{self.src.label}:record {number}"
+
+    def note(self, issue: Issue) -> None:
+        issues = self.issues
         if len(issues) < MAX_ISSUES:
             issues.append(issue)
         elif len(issues) == MAX_ISSUES:
@@ -491,45 +502,104 @@ def _read_records(
                 Issue.warning("vcf-too-many-issues", f"more than {MAX_ISSUES} issues; the rest are not listed")
             )
 
-    def warn_once(code: str, message: str, loc: str) -> None:
-        warned[code] = warned.get(code, 0) + 1
-        if warned[code] <= 20:
-            note(Issue.warning(code, message, loc))
+    def warn_once(self, code: str, message: str, loc: str) -> None:
+        """The first 20 of a kind are listed, the rest counted (see run())."""
+        self.warned[code] = self.warned.get(code, 0) + 1
+        if self.warned[code] <= 20:
+            self.note(Issue.warning(code, message, loc))
 
-    def invalid(code: str, message: str, loc: str) -> None:
-        if validate_only:
-            note(Issue.error(code, message, loc))
-        elif skip_invalid:
-            note(Issue.warning(code, f"skipped: {message}", loc))
+    def skip(self, code: str, message: str, loc: str):
+        """An invalid record: listed (validation), skipped with a warning (--skip-invalid) or the file refused."""
+        if self.options.validate_only:
+            self.note(Issue.error(code, message, loc))
+        elif self.options.skip_invalid:
+            self.note(Issue.warning(code, f"skipped: {message}", loc))
         else:
-            raise Rejected([*issues, Issue.error(code, message, loc)])
+            raise Rejected([*self.issues, Issue.error(code, message, loc)])
+        raise _SkipRecord
 
-    def flush() -> None:
-        nonlocal rows, carrier_rows, ann_rows, site_rows
-        if builder is not None and (rows or site_rows):
+    def note_undeclared(self, chrom_raw: str, loc: str) -> None:
+        if self.src.contigs and chrom_raw not in self.src.contigs and chrom_raw not in self.undeclared:
+            self.undeclared.add(chrom_raw)
+            self.note(
+                Issue.warning("vcf-contig-undeclared", f"contig {chrom_raw!r} is not declared in the header", loc)
+            )
+
+    def flush(self) -> None:
+        if self.builder is not None and (self.rows or self.site_rows):
             # handed to the writer thread: fresh lists from here
-            builder.add_variants(rows, carrier_rows, ann_rows, site_rows)
-        rows, carrier_rows, ann_rows, site_rows = [], [], [], []
+            self.builder.add_variants(self.rows, self.carrier_rows, self.ann_rows, self.site_rows)
+        self.rows, self.carrier_rows, self.ann_rows, self.site_rows = [], [], [], []
 
-    fast_width = 4 * n_samples - 1
-    no_calls = (np.arange(n_samples, dtype="<u4"), np.zeros(n_samples, dtype=np.uint8))
+    # --- the pass ---
 
-    def batched():
-        """Lines in blocks, with the GT-only biallelic records of each block decoded together."""
-        if kind == "vcf" and not n_samples:
-            yield from sites_blocks()
+    def run(self) -> None:
+        result, progress = self.result, self.options.progress
+        number = self.src.n_header
+        lines = self.lines()
+        while True:
+            try:
+                number, line, done_bytes, fields, batch_calls = next(lines)
+            except StopIteration:
+                break
+            except (OSError, EOFError, zlib.error) as exc:
+                raise Rejected(
+                    [
+                        *self.issues,
+                        Issue.error(
+                            "vcf-compression", f"the file is truncated or corrupt: {exc}", self.where(number + 1)
+                        ),
+                    ]
+                ) from None
+            if line is None:  # a block of simple sites, `number` being its last line
+                self.store_simple(number - len(fields) + 1, fields)
+                if progress is not None:
+                    progress(result.records_read, min(99, done_bytes * 100 // self.total_bytes))
+                if len(self.site_rows) >= BATCH_ROWS:
+                    self.flush()
+                continue
+            result.records_read += 1
+            if progress is not None and result.records_read % 8192 == 0:
+                progress(result.records_read, min(99, done_bytes * 100 // self.total_bytes) if done_bytes else 0)
+            if not line.strip():
+                result.records_read -= 1
+                continue
+            try:
+                record = self.check(number, fields, batch_calls)
+            except _SkipRecord:
+                continue
+            if record is not None:
+                self.write_alleles(record)
+            if len(self.rows) >= BATCH_ROWS:
+                self.flush()
+        self.flush()
+        for code, n in self.warned.items():
+            if n > 20:
+                self.note(Issue.warning(code, f"{n - 20} more records like this were not listed"))
+        if progress is not None:
+            progress(result.records_read, 100)
+
+    # --- reading lines ---
+
+    def lines(self):
+        """(number, line, bytes read, fields, decoded calls): lines in blocks, with the GT-only biallelic records
+        of each block decoded together; a sites-only text file goes by runs of simple records instead."""
+        src = self.src
+        if src.kind == "vcf" and not self.n_samples:
+            yield from self.sites_blocks()
             return
         block: list = []
-        for item in _record_lines(path, kind, vcf, n_header, watch):
+        for item in _record_lines(src.path, src.kind, src.vcf, src.n_header, src.watch):
             block.append(item)
             if len(block) == BATCH_LINES:
-                yield from decode_block(block)
+                yield from self.decode_block(block)
                 block = []
-        yield from decode_block(block)
+        yield from self.decode_block(block)
 
-    def decode_block(block):
+    def decode_block(self, block: list) -> list:
         prepared = []
         eligible = []
+        has_gt, fast_width = self.src.has_gt, self.fast_width
         for number, line, done in block:
             fields = line.rstrip(b"\r\n").split(b"\t", 9)
             fast = (
@@ -542,18 +612,19 @@ def _read_records(
             if fast:
                 eligible.append(len(prepared))
             prepared.append([number, line, done, fields, None])
-        if eligible and n_samples:
-            decoded = decode_biallelic_batch([prepared[i][3][9] for i in eligible], n_samples, HET, HOM)
+        if eligible and self.n_samples:
+            decoded = decode_biallelic_batch([prepared[i][3][9] for i in eligible], self.n_samples, HET, HOM)
             for i, calls in zip(eligible, decoded, strict=True):
                 prepared[i][4] = calls
         return prepared
 
-    def sites_blocks():
+    def sites_blocks(self):
         """A sites-only text VCF in blocks of lines. Runs of simple records (one base-only ALT, no annotations, one
         chromosome, ascending positions) are yielded whole for store_simple; every other line alone, as usual."""
+        ann_fmt = self.src.ann_fmt
         ann_tag = f"{ann_fmt.info_id}=" if ann_fmt else None
         normalised: dict[str, str] = {}
-        for first, block, done in _text_blocks(path, n_header):
+        for first, block, done in _text_blocks(self.src.path, self.src.n_header):
             n_lines = block.count(b"\n")
             if not block.isascii():
                 for number, line in enumerate(block.split(b"\n")[:n_lines], start=first):
@@ -561,28 +632,7 @@ def _read_records(
                 continue
             text = block.decode("ascii")
             records = _SITE_LINE.findall(text)
-            check_ann = ann_tag is not None and ann_tag in text
-            # Runs of simple records, each in ascending order; None marks a line for the per-line path.
-            runs: list[tuple[int, int] | int] = []
-            run_start, prev_chrom, prev_pos = -1, None, 0
-            for i, r in enumerate(records):
-                chrom = r[0]
-                if not chrom or (check_ann and ann_tag in r[7]):
-                    if run_start >= 0:
-                        runs.append((run_start, i))
-                    runs.append(i)
-                    run_start, prev_chrom = -1, None
-                    continue
-                pos = int(r[1])
-                if run_start >= 0 and (chrom != prev_chrom or pos <= prev_pos):
-                    runs.append((run_start, i))
-                    run_start = -1
-                if run_start < 0:
-                    run_start = i
-                prev_chrom, prev_pos = chrom, pos
-            if run_start >= 0:
-                runs.append((run_start, len(records)))
-            for run in runs:
+            for run in _simple_runs(records, ann_tag is not None and ann_tag in text, ann_tag):
                 if isinstance(run, int):
                     r = records[run]
                     line = (r[8] if not r[0] else "\t".join(r[:8])).encode()
@@ -592,7 +642,7 @@ def _read_records(
                 chrom = records[i][0]
                 if chrom not in normalised:
                     normalised[chrom] = normalise_reference_name(chrom)
-                if normalised[chrom] == last_pos[0] and int(records[i][1]) <= last_pos[1]:
+                if normalised[chrom] == self.last_pos[0] and int(records[i][1]) <= self.last_pos[1]:
                     # Not after the record before it (read at run time): the per-line path warns or drops.
                     line = "\t".join(records[i][:8]).encode()
                     yield first + i, line, done, line.split(b"\t", 9), None
@@ -600,22 +650,17 @@ def _read_records(
                 if i < j:
                     yield first + j - 1, None, done, records[i:j], None
 
-    def store_simple(first: int, records: list[tuple[str, ...]]) -> None:
-        """Write a block of simple site records (checked by _SIMPLE_SITE and _simple_order) column by column."""
-        nonlocal vid, last_pos, site_rows
+    # --- simple sites, column by column ---
+
+    def store_simple(self, first: int, records: list[tuple[str, ...]]) -> None:
+        """Write a block of simple site records (checked by _SITE_LINE and _simple_runs) column by column."""
         n = len(records)
         chrom_raw = records[0][0]
         chrom = normalise_reference_name(chrom_raw)
-        if contigs and chrom_raw not in contigs and chrom_raw not in undeclared:
-            undeclared.add(chrom_raw)
-            note(
-                Issue.warning(
-                    "vcf-contig-undeclared", f"contig {chrom_raw!r} is not declared in the header", where(first)
-                )
-            )
-        if chrom != last_pos[0] and chrom in seen_chroms:
-            warn_once("vcf-unsorted", "records of a contig are not contiguous", where(first))
-        seen_chroms.add(chrom)
+        self.note_undeclared(chrom_raw, self.where(first))
+        if chrom != self.last_pos[0] and chrom in self.seen_chroms:
+            self.warn_once("vcf-unsorted", "records of a contig are not contiguous", self.where(first))
+        self.seen_chroms.add(chrom)
         _, pos_text, ids, refs, alts, _, _, infos, _ = zip(*records, strict=True)
         starts = [int(p) - 1 for p in pos_text]
         refs = [r.upper() for r in refs]
@@ -640,47 +685,29 @@ def _read_records(
                 ac[i] = _info_int(info, "AC") or 0
                 an[i] = _info_int(info, "AN") or 0
         id_values = [None if i == "." else i.replace(";", "|") for i in ids]
-        vids = range(vid + 1, vid + n + 1)
-        site_rows += zip(
+        vids = range(self.vid + 1, self.vid + n + 1)
+        self.site_rows += zip(
             vids, keys, [chrom] * n, starts, ends, refs, alts, classes, lengths, ac, an, id_values, strict=True
         )
-        line_of.extend(range(first, first + n))
-        vid += n
-        last_pos = (chrom, starts[-1] + 1)
-        seen_keys.clear()
-        seen_keys.add(keys[-1])
-        result.records_read += n
-        result.records_written += n
+        self.line_of.extend(range(first, first + n))
+        self.vid += n
+        self.last_pos = (chrom, starts[-1] + 1)
+        self.seen_keys.clear()
+        self.seen_keys.add(keys[-1])
+        self.result.records_read += n
+        self.result.records_written += n
 
-    number = n_header
-    lines = batched()
-    while True:
-        try:
-            number, line, done_bytes, fields, batch_calls = next(lines)
-        except StopIteration:
-            break
-        except (OSError, EOFError, zlib.error) as exc:
-            raise Rejected(
-                [*issues, Issue.error("vcf-compression", f"the file is truncated or corrupt: {exc}", where(number + 1))]
-            ) from None
-        if line is None:  # a block of simple sites, `number` being its last line
-            store_simple(number - len(fields) + 1, fields)
-            if progress is not None:
-                progress(result.records_read, min(99, done_bytes * 100 // total_bytes))
-            if len(site_rows) >= BATCH_ROWS:
-                flush()
-            continue
-        result.records_read += 1
-        loc = where(number)
-        if progress is not None and result.records_read % 8192 == 0:
-            progress(result.records_read, min(99, done_bytes * 100 // total_bytes) if done_bytes else 0)
-        if not line.strip():
-            result.records_read -= 1
-            continue
+    # --- one record at a time ---
+
+    def check(self, number: int, fields: list, batch_calls: tuple | None) -> _Record | None:
+        """The record's fields checked and its genotypes decoded; None for a reference-only site (nothing to store).
+        An invalid record raises _SkipRecord (or Rejected, see skip())."""
+        loc = self.where(number)
+        n_samples = self.n_samples
         if len(fields) < 8 or (n_samples and len(fields) < 10):
             raise Rejected(
                 [
-                    *issues,
+                    *self.issues,
                     Issue.error(
                         "vcf-columns",
                         f"{len(fields)} columns; the #CHROM line has {9 + n_samples if n_samples else 8}",
@@ -692,164 +719,205 @@ def _read_records(
             chrom_raw, ident, ref, alt_text, info = (fields[i].decode("ascii") for i in (0, 2, 3, 4, 7))
             pos = int(fields[1])
         except (UnicodeDecodeError, ValueError):
-            invalid("vcf-record", "CHROM, POS, REF, ALT or INFO is not ASCII text, or POS is not a number", loc)
-            continue
+            self.skip("vcf-record", "CHROM, POS, REF, ALT or INFO is not ASCII text, or POS is not a number", loc)
         if pos < 1:
-            invalid("vcf-pos", f"POS must be ≥ 1, not {pos}", loc)
-            continue
+            self.skip("vcf-pos", f"POS must be ≥ 1, not {pos}", loc)
         if not _BASES.match(ref):
-            invalid("vcf-ref", f"REF {ref[:50]!r} has characters other than A, C, G, T, N", loc)
-            continue
+            self.skip("vcf-ref", f"REF {ref[:50]!r} has characters other than A, C, G, T, N", loc)
         alts = [] if alt_text == "." else alt_text.split(",")
         bad_alt = next(
             (a for a in alts if not (_ALT_BASES.match(a) or _SYMBOLIC.match(a) or a == "*" or _BREAKEND.search(a))),
             None,
         )
         if bad_alt is not None:
-            invalid("vcf-alt", f"ALT {bad_alt[:50]!r} is neither bases, a symbolic allele, * nor a breakend", loc)
-            continue
-        if contigs and chrom_raw not in contigs and chrom_raw not in undeclared:
-            undeclared.add(chrom_raw)
-            note(Issue.warning("vcf-contig-undeclared", f"contig {chrom_raw!r} is not declared in the header", loc))
-        alleles = None
-        odd_calls = no_calls if has_gt else None  # a record without GT: no sample's alleles are known
+            self.skip("vcf-alt", f"ALT {bad_alt[:50]!r} is neither bases, a symbolic allele, * nor a breakend", loc)
+        self.note_undeclared(chrom_raw, loc)
+        record = _Record(number, loc, "", pos, ident, ref.upper(), alts, info)
+        record.odd_calls = self.no_calls if self.src.has_gt else None  # no GT: no sample's alleles are known
         if batch_calls is not None:
-            odd_calls = batch_calls[5]
+            record.batch_calls = batch_calls
+            record.odd_calls = batch_calls[5]
             if batch_calls[4] > len(alts):
-                invalid("vcf-gt", f"a GT names allele {batch_calls[4]} but the record has {len(alts)} ALT(s)", loc)
-                continue
-        elif has_gt:
-            fmt = fields[8]
-            gt_index = 0 if fmt[:2] == b"GT" and fmt[2:3] in (empty, b":") else None
-            if gt_index is None:
-                keys = fmt.split(b":")
-                gt_index = keys.index(b"GT") if b"GT" in keys else None
-            if gt_index is not None:
-                try:
-                    other, alleles, an, odd_calls = decode_calls_counted(fields[9], n_samples, gt_index)
-                except GenotypeError as exc:
-                    if "sample columns" in str(exc):
-                        raise Rejected([*issues, Issue.error("vcf-columns", str(exc), loc)]) from None
-                    invalid("vcf-gt", str(exc), loc)
-                    continue
-                if alleles.size and int(alleles.max()) > len(alts):
-                    invalid(
-                        "vcf-gt", f"a GT names allele {int(alleles.max())} but the record has {len(alts)} ALT(s)", loc
-                    )
-                    continue
-        chrom = normalise_reference_name(chrom_raw)
-        if chrom != last_pos[0]:
-            if chrom in seen_chroms:
-                warn_once("vcf-unsorted", "records of a contig are not contiguous", loc)
-            seen_chroms.add(chrom)
-            seen_keys.clear()
-        elif pos != last_pos[1]:
-            if pos < last_pos[1]:
-                warn_once("vcf-unsorted", "records are not sorted by position", loc)
-            seen_keys.clear()
-        last_pos = (chrom, pos)
+                self.skip("vcf-gt", f"a GT names allele {batch_calls[4]} but the record has {len(alts)} ALT(s)", loc)
+        elif self.src.has_gt:
+            self.decode_genotypes(record, fields)
+        record.chrom = normalise_reference_name(chrom_raw)
+        self.track_order(record.chrom, pos, loc)
         if not alts:
-            continue  # a reference-only site: nothing to store
-        start = pos - 1
+            return None  # a reference-only site: nothing to store
         if batch_calls is not None:
-            an = batch_calls[0]
-        elif alleles is not None:
-            columns = [alleles[:, j] for j in range(alleles.shape[1])]
-        else:
-            an = (_info_int(info, "AN") or 0) if "AN=" in info else 0
+            record.an = batch_calls[0]
+        elif record.alleles is None:
+            record.an = (_info_int(info, "AN") or 0) if "AN=" in info else 0
         if "END=" in info and any(a.startswith("<") for a in alts):
             info_end = _info_int(info, "END")
             if info_end is not None and info_end < pos:  # range queries rely on end > start
-                invalid("vcf-end", f"END {info_end} is before POS {pos}", loc)
-                continue
+                self.skip("vcf-end", f"END {info_end} is before POS {pos}", loc)
+        return record
+
+    def decode_genotypes(self, record: _Record, fields: list) -> None:
+        """The per-record GT path (any ploidy, any FORMAT): sets alleles, others, an and odd_calls."""
+        fmt = fields[8]
+        gt_index = 0 if fmt[:2] == b"GT" and fmt[2:3] in (b"", b":") else None
+        if gt_index is None:
+            keys = fmt.split(b":")
+            gt_index = keys.index(b"GT") if b"GT" in keys else None
+        if gt_index is None:
+            return
+        try:
+            others, alleles, an, odd_calls = decode_calls_counted(fields[9], self.n_samples, gt_index)
+        except GenotypeError as exc:
+            if "sample columns" in str(exc):
+                raise Rejected([*self.issues, Issue.error("vcf-columns", str(exc), record.loc)]) from None
+            self.skip("vcf-gt", str(exc), record.loc)
+        if alleles.size and int(alleles.max()) > len(record.alts):
+            self.skip(
+                "vcf-gt",
+                f"a GT names allele {int(alleles.max())} but the record has {len(record.alts)} ALT(s)",
+                record.loc,
+            )
+        record.others, record.alleles, record.an, record.odd_calls = others, alleles, an, odd_calls
+
+    def track_order(self, chrom: str, pos: int, loc: str) -> None:
+        """Warn (once per kind) about unsorted input; forget the keys seen at the previous position."""
+        last_chrom, last_pos = self.last_pos
+        if chrom != last_chrom:
+            if chrom in self.seen_chroms:
+                self.warn_once("vcf-unsorted", "records of a contig are not contiguous", loc)
+            self.seen_chroms.add(chrom)
+            self.seen_keys.clear()
+        elif pos != last_pos:
+            if pos < last_pos:
+                self.warn_once("vcf-unsorted", "records are not sorted by position", loc)
+            self.seen_keys.clear()
+        self.last_pos = (chrom, pos)
+
+    def write_alleles(self, record: _Record) -> None:
+        """One stored variant per ALT allele (multi-allelic records are split)."""
+        ann_fmt = self.src.ann_fmt
+        info, ref, alts, loc = record.info, record.ref, record.alts, record.loc
         ann_value = _info(info, ann_fmt.info_id) if ann_fmt and ann_fmt.info_id in info else None
+        columns = None
+        if record.batch_calls is None and record.alleles is not None:
+            columns = [record.alleles[:, j] for j in range(record.alleles.shape[1])]
+        start = record.pos - 1
         written_here = 0
-        ref_u = ref.upper()
         for a, alt in enumerate(alts, start=1):
             if alt == "*":
                 continue
             symbolic = alt.startswith("<")
             if not symbolic and _BREAKEND.search(alt):
-                warn_once("vcf-breakend-skipped", "breakend alleles are not supported and were skipped", loc)
+                self.warn_once("vcf-breakend-skipped", "breakend alleles are not supported and were skipped", loc)
                 continue
             svlen = None
             if symbolic:
                 svlen = _info_int(info, "SVLEN", a - 1) if "SVLEN=" in info else None
-                info_end = _info_int(info, "END")  # END is authoritative for symbolic alleles (VCF 4.3)
-                if info_end is not None:
-                    end = info_end
-                elif svlen:
-                    end = start + 1 + abs(svlen)
-                else:
-                    end = start + len(ref)
+                end = _symbolic_end(info, start, ref, svlen)
             else:
                 end = start + len(ref)
             alt_u = alt if symbolic else alt.upper()
-            vkey = _vkey(chrom, pos, ref_u, alt_u, end)
-            if vkey in seen_keys:
-                warn_once("vcf-duplicate-variant", f"variant {vkey} appears more than once; the first is kept", loc)
+            vkey = _vkey(record.chrom, record.pos, ref, alt_u, end)
+            if vkey in self.seen_keys:
+                self.warn_once(
+                    "vcf-duplicate-variant", f"variant {vkey} appears more than once; the first is kept", loc
+                )
                 continue
-            seen_keys.add(vkey)
-            vid += 1
-            if odd_calls is not None and builder is not None:
-                builder.add_called(vid, *odd_calls)
-            if line_of is not None:
-                line_of.append(number)
-            if batch_calls is not None:
-                _, ac, carrier_idx, zyg, _, _ = batch_calls
-                n_carriers = len(carrier_idx)
-                if builder is not None and n_carriers:
-                    builder.add_carriers(vid, carrier_idx)
-                if n_carriers:
-                    carrier_rows.append((vid, encode_set(carrier_idx, n_samples), pack_codes(zyg)))
-            elif alleles is not None:
-                hit = columns[0] == a
-                for col in columns[1:]:
-                    hit |= col == a
-                rows_hit = np.flatnonzero(hit)
-                carrier_idx = other[rows_hit]
-                n_carriers = len(carrier_idx)
-                if n_carriers:
-                    carried = alleles[rows_hit]
-                    c_counts = (carried == a).sum(axis=1)
-                    c_ploidy = (carried != -2).sum(axis=1)
-                    zyg = np.where(c_ploidy == 1, HEMI, np.where(c_counts >= c_ploidy, HOM, HET)).astype(np.uint8)
-                    ac = int(c_counts.sum())
-                    if builder is not None:
-                        builder.add_carriers(vid, carrier_idx)
-                    carrier_rows.append((vid, encode_set(carrier_idx, n_samples), pack_codes(zyg)))
-                else:
-                    ac = 0
-            else:
-                ac = (_info_int(info, "AC", a - 1) or 0) if "AC=" in info else 0
-                n_carriers = 0
+            self.seen_keys.add(vkey)
+            self.vid += 1
+            vid = self.vid
+            if record.odd_calls is not None and self.builder is not None:
+                self.builder.add_called(vid, *record.odd_calls)
+            self.line_of.append(record.number)
+            ac, n_carriers = self.carriers(record, columns, vid, a)
             genes = changes = effects = ()
             if ann_value:
-                genes, changes, effects = parse_annotations(ann_fmt, ann_value, ref_u, alt_u, len(alts))
-                for gene in genes or [""]:
-                    for change in changes or [""]:
-                        if gene or change:
-                            ann_rows.append((gene, change, vid))
-                            short = short_protein_change(change) if change else None
-                            if short:
-                                ann_rows.append((gene, short, vid))
-            rows.append(
+                genes, changes, effects = parse_annotations(ann_fmt, ann_value, ref, alt_u, len(alts))
+                self.add_annotation_rows(vid, genes, changes)
+            self.rows.append(
                 (
-                    vid, vkey, chrom, start, end, ref_u, alt_u, variant_class(ref_u, alt_u),
-                    variant_length(ref_u, alt_u, start, end, svlen), ac, an, n_carriers,
+                    vid, vkey, record.chrom, start, end, ref, alt_u, variant_class(ref, alt_u),
+                    variant_length(ref, alt_u, start, end, svlen), ac, record.an, n_carriers,
                     "|".join(genes) or None, "|".join(changes) or None, "|".join(effects) or None,
-                    ident.replace(";", "|") if ident != "." else None,
+                    record.ident.replace(";", "|") if record.ident != "." else None,
                 )
             )  # fmt: skip
             written_here += 1
-        result.records_written += written_here
+        self.result.records_written += written_here
         if written_here > 1:
-            result.split += 1
-        if len(rows) >= BATCH_ROWS:
-            flush()
-    flush()
-    for code, n in warned.items():
-        if n > 20:
-            note(Issue.warning(code, f"{n - 20} more records like this were not listed"))
-    if progress is not None:
-        progress(result.records_read, 100)
+            self.result.split += 1
+
+    def carriers(self, record: _Record, columns: list | None, vid: int, a: int) -> tuple[int, int]:
+        """(allele count, carriers) of allele `a`; the carrier set and zygosities are queued for the store."""
+        n_samples = self.n_samples
+        if record.batch_calls is not None:
+            _, ac, carrier_idx, zyg, _, _ = record.batch_calls
+            n_carriers = len(carrier_idx)
+            if n_carriers:
+                if self.builder is not None:
+                    self.builder.add_carriers(vid, carrier_idx)
+                self.carrier_rows.append((vid, encode_set(carrier_idx, n_samples), pack_codes(zyg)))
+            return ac, n_carriers
+        if columns is not None:
+            hit = columns[0] == a
+            for col in columns[1:]:
+                hit |= col == a
+            rows_hit = np.flatnonzero(hit)
+            carrier_idx = record.others[rows_hit]
+            n_carriers = len(carrier_idx)
+            if not n_carriers:
+                return 0, 0
+            carried = record.alleles[rows_hit]
+            c_counts = (carried == a).sum(axis=1)
+            c_ploidy = (carried != -2).sum(axis=1)
+            zyg = np.where(c_ploidy == 1, HEMI, np.where(c_counts >= c_ploidy, HOM, HET)).astype(np.uint8)
+            if self.builder is not None:
+                self.builder.add_carriers(vid, carrier_idx)
+            self.carrier_rows.append((vid, encode_set(carrier_idx, n_samples), pack_codes(zyg)))
+            return int(c_counts.sum()), n_carriers
+        info = record.info
+        return ((_info_int(info, "AC", a - 1) or 0) if "AC=" in info else 0), 0
+
+    def add_annotation_rows(self, vid: int, genes, changes) -> None:
+        """(gene, change, vid) for the gene/HGVS index; a protein change also under its short form (p.V600E)."""
+        for gene in genes or [""]:
+            for change in changes or [""]:
+                if gene or change:
+                    self.ann_rows.append((gene, change, vid))
+                    short = short_protein_change(change) if change else None
+                    if short:
+                        self.ann_rows.append((gene, short, vid))
+
+
+def _symbolic_end(info: str, start: int, ref: str, svlen: int | None) -> int:
+    """END is authoritative for symbolic alleles (VCF 4.3); else POS + |SVLEN|; else the span of REF."""
+    info_end = _info_int(info, "END")
+    if info_end is not None:
+        return info_end
+    if svlen:
+        return start + 1 + abs(svlen)
+    return start + len(ref)
+
+
+def _simple_runs(records: list[tuple[str, ...]], check_ann: bool, ann_tag: str | None) -> list:
+    """Runs (i, j) of simple records in ascending order on one chromosome; an int marks a line for the
+    per-line path (not a simple record, or annotated)."""
+    runs: list[tuple[int, int] | int] = []
+    run_start, prev_chrom, prev_pos = -1, None, 0
+    for i, r in enumerate(records):
+        chrom = r[0]
+        if not chrom or (check_ann and ann_tag in r[7]):
+            if run_start >= 0:
+                runs.append((run_start, i))
+            runs.append(i)
+            run_start, prev_chrom = -1, None
+            continue
+        pos = int(r[1])
+        if run_start >= 0 and (chrom != prev_chrom or pos <= prev_pos):
+            runs.append((run_start, i))
+            run_start = -1
+        if run_start < 0:
+            run_start = i
+        prev_chrom, prev_pos = chrom, pos
+    if run_start >= 0:
+        runs.append((run_start, len(records)))
+    return runs

@@ -4,10 +4,13 @@ from pathlib import Path
 
 import pytest
 
+from gateway.security.pseudonym import id_functions
+
 REFERENCE = Path(__file__).resolve().parents[2] / ".." / "shared" / "reference"
 FHIR = REFERENCE / "fhir"
 TEST_KEY = b"golden-test-key-not-a-secret-000"
 NOW = datetime(2026, 1, 1, tzinfo=UTC)
+TEST_IDS = id_functions(TEST_KEY)  # the gateway's keyed pseudonyms, as the ingest service passes them
 
 
 def read_fhir(relative: str) -> dict:

@@ -8,7 +8,7 @@ from google.protobuf import json_format
 
 from gateway.security.pseudonym import pseudonymise
 from mappings import load_profile
-from tests.translators.conftest import NOW, TEST_KEY, read_fhir
+from tests.translators.conftest import NOW, TEST_IDS, TEST_KEY, read_fhir
 from translators.fhir_to_phenopacket import as_bundle, translate_bundle
 
 HPO = "http://human-phenotype-ontology.org"
@@ -34,7 +34,7 @@ def bundle(*resources, patient=PATIENT) -> dict:
 
 
 def translate(b, profile="generic"):
-    result = translate_bundle(b, profile=load_profile(profile), key=TEST_KEY, now=NOW)
+    result = translate_bundle(b, profile=load_profile(profile), ids=TEST_IDS, now=NOW)
     for packet in result.packets:
         json_format.ParseDict(packet.phenopacket, phenopackets.Phenopacket())
     return result
@@ -265,7 +265,7 @@ def test_absolute_reference_and_dangling_reference():
     ],
 )
 def test_odd_input_gives_issues_not_crashes(document):
-    result = translate_bundle(document, profile=load_profile("generic"), key=TEST_KEY, now=NOW)
+    result = translate_bundle(document, profile=load_profile("generic"), ids=TEST_IDS, now=NOW)
     assert result.packets == [] and result.issues
 
 
@@ -273,3 +273,41 @@ def test_as_bundle_wraps_single_resource():
     wrapped = as_bundle(PATIENT)
     assert wrapped["type"] == "collection" and wrapped["entry"][0]["resource"] is PATIENT
     assert len(translate(wrapped).packets) == 1
+
+
+def test_translators_import_nothing_from_gateway_but_issues():
+    """Translators are pure: the only gateway module they may import is the ground-floor Issue type."""
+    import ast
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2] / "translators"
+    found = set()
+    for path in root.rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.ImportFrom) and node.module:
+                found.add(node.module)
+            elif isinstance(node, ast.Import):
+                found.update(alias.name for alias in node.names)
+    assert {m for m in found if m == "gateway" or m.startswith("gateway.")} == {"gateway.issues"}
+
+
+def test_transcript_under_reference_sequence_is_a_profile_habit():
+    """MII writes the transcript under 48013-7; the generic profile reads that component as a reference only."""
+    obs = {
+        "resourceType": "Observation",
+        "status": "final",
+        "code": cc(LOINC, "69548-6"),
+        "component": [
+            component("48018-6", valueCodeableConcept=cc("http://www.genenames.org/geneId", "3603", "FBN1")),
+            component("48004-6", valueCodeableConcept=cc("http://varnomen.hgvs.org", "c.3217G>A")),
+            component("48013-7", valueCodeableConcept=cc("http://www.ncbi.nlm.nih.gov/refseq", "NM_000138.5")),
+        ],
+    }
+    expressions = {
+        name: packet(bundle(obs), name)["interpretations"][0]["diagnosis"]["genomicInterpretations"][0][
+            "variantInterpretation"
+        ]["variationDescriptor"]["expressions"]
+        for name in ("generic", "mii")
+    }
+    assert {"syntax": "hgvs.c", "value": "c.3217G>A"} in expressions["generic"]
+    assert {"syntax": "hgvs.c", "value": "NM_000138.5:c.3217G>A"} in expressions["mii"]

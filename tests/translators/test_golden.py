@@ -14,7 +14,7 @@ from google.protobuf import json_format
 
 from gateway.validation.phenopacket import validate_phenopacket
 from mappings import detect_profile, load_profile
-from tests.translators.conftest import NOW, TEST_KEY, read_fhir
+from tests.translators.conftest import NOW, TEST_IDS, read_fhir
 from translators.fhir_to_phenopacket import as_bundle, translate_bundle
 
 GOLDEN = Path(__file__).resolve().parent / "golden"
@@ -73,7 +73,7 @@ def test_golden(name):
     profile_name, files = CASES[name]
     bundle = build_input(files)
     assert detect_profile(bundle) == profile_name
-    result = translate_bundle(bundle, profile=load_profile(profile_name), key=TEST_KEY, now=NOW)
+    result = translate_bundle(bundle, profile=load_profile(profile_name), ids=TEST_IDS, now=NOW)
     for packet in result.packets:  # every output is a valid Phenopacket v2: strict protobuf, schema, semantics
         json_format.ParseDict(packet.phenopacket, phenopackets.Phenopacket(), ignore_unknown_fields=False)
         report = validate_phenopacket(packet.phenopacket)

@@ -1,0 +1,1 @@
+"""Ontologies read offline, for every room that needs them (Beacon filters, phenopacket validation)."""

@@ -1,0 +1,267 @@
+"""Walk a Bundle, hand each entry to the patient it is about, and build each patient's phenopacket.
+
+Families run in a fixed order (conditions, observations, implications, specimens, procedures,
+medications), so that the links between them (evidence variants, derived implications) are known
+when needed and the issues come out in a stable order.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from gateway.issues import Issue
+from mappings import Profile, load_registry, load_tables
+from translators.fhir import actions, patient, specimens
+from translators.fhir.common import IdFunctions, codings, reference_of, rfc3339
+from translators.fhir.conditions import Conditions
+from translators.fhir.context import BundleSource, PatientContext
+from translators.fhir.phenotypes import Phenotypes
+from translators.fhir.references import ACCEPTED_BUNDLE_TYPES, BundleIndex
+from translators.fhir.variants import Variants
+
+SCHEMA_VERSION = "2.0.2"
+SKIPPED_STATUSES = frozenset({"entered-in-error", "cancelled"})
+HANDLED_TYPES = frozenset({"Observation", "Condition", "Specimen", "Procedure", "MedicationStatement"})
+# Resources that only serve others inside the bundle (no target of their own, no warning).
+SUPPORTING_TYPES = frozenset({"Medication"})
+
+
+@dataclass
+class PatientTranslation:
+    subject_id: str
+    phenopacket: dict
+    issues: list[Issue]
+    entry_indexes: list[int]  # bundle entries that went into it (patient first)
+
+
+@dataclass
+class BundleTranslation:
+    packets: list[PatientTranslation]
+    issues: list[Issue]  # issues not tied to one patient
+
+
+class PatientBuilder:
+    """One patient: the entries about them, then (in `finish`) each family's part of the phenopacket."""
+
+    def __init__(self, source: BundleSource, index: int, resource: dict):
+        self.ctx = ctx = PatientContext(source, index, resource)
+        self.entries: list[int] = [index]
+        self.pending: dict[str, list[tuple[int, dict]]] = {t: [] for t in HANDLED_TYPES}
+        ctx.subject_id = patient.subject_id(ctx)
+        self.individual = patient.individual(ctx) if ctx.subject_id else {}
+        self.phenotypes = Phenotypes(ctx)
+        self.conditions = Conditions(ctx, self.phenotypes)
+        self.variants = Variants(ctx)
+
+    @property
+    def subject_id(self) -> str | None:
+        return self.ctx.subject_id
+
+    def add(self, i: int, resource: dict) -> None:
+        self.entries.append(i)
+        rtype = resource["resourceType"]
+        if rtype in self.pending:
+            self.pending[rtype].append((i, resource))
+        else:
+            self.ctx.warn("no-phenopacket-target", f"{rtype} has no phenopacket target", f"/entry/{i}/resource")
+
+    def finish(self) -> PatientTranslation:
+        ctx = self.ctx
+        for i, resource in self.pending["Condition"]:
+            self.conditions.condition(i, resource)
+        implications = [(i, obs) for i, obs in self.pending["Observation"] if self.observation(i, obs)]
+        for i, resource in implications:
+            self.variants.implication(i, resource)
+        biosamples = [specimens.biosample(ctx, i, resource) for i, resource in self.pending["Specimen"]]
+        medical_actions = [actions.procedure(ctx, i, resource) for i, resource in self.pending["Procedure"]]
+        medical_actions += [actions.medication(ctx, i, resource) for i, resource in self.pending["MedicationStatement"]]
+        packet: dict = {"id": ctx.derived_id("phenopacket"), "subject": self.individual}
+        if self.phenotypes.features:
+            packet["phenotypicFeatures"] = self.phenotypes.features
+        if biosamples:
+            packet["biosamples"] = biosamples
+        interpretations = self.variants.interpretations(self.conditions.links)
+        if interpretations:
+            packet["interpretations"] = interpretations
+        if self.conditions.diseases:
+            packet["diseases"] = [d.record for d in self.conditions.diseases]
+        medical_actions = [a for a in medical_actions if a is not None]
+        if medical_actions:
+            packet["medicalActions"] = medical_actions
+        packet["metaData"] = self.meta_data(self.conditions.alternate_codings())
+        entries = [ctx.index, *sorted(set(self.entries[1:]) | ctx.consumed)]
+        assert ctx.subject_id is not None  # builders without a subject are never finished
+        return PatientTranslation(ctx.subject_id, packet, ctx.issues, entries)
+
+    def meta_data(self, alternates: list[dict]) -> dict:
+        ctx, source = self.ctx, self.ctx.source
+        meta: dict = {
+            "created": rfc3339(source.now),
+            "createdBy": source.created_by,
+            "resources": [source.registry.systems[p].resource(ctx.versions.get(p)) for p in sorted(ctx.used)],
+            "phenopacketSchemaVersion": SCHEMA_VERSION,
+        }
+        if alternates:
+            meta["externalReferences"] = alternates
+        return meta
+
+    def observation(self, i: int, obs: dict) -> bool:
+        """Route one Observation to its family; True when it is a diagnostic implication (handled last)."""
+        ctx, base = self.ctx, f"/entry/{i}/resource"
+        status = obs.get("status")
+        if status in SKIPPED_STATUSES:
+            ctx.note("unmapped-element", f"Observation with status {status!r} skipped", base + "/status")
+            return False
+        code = obs.get("code")
+        curies = {curie for _, _, curie, _ in ctx.known_codings(code)}
+        if curies & ctx.profile.variant_observation_codes:
+            self.variants.variant(i, obs, self.phenotypes.presence(obs.get("valueCodeableConcept")))
+            return False
+        for coding in codings(code):
+            if isinstance(coding, dict) and f"{coding.get('system')}|{coding.get('code')}" in (
+                ctx.profile.diagnostic_implication_codes
+            ):
+                return True
+        self.phenotypes.observation(i, obs)
+        return False
+
+
+class BundleTranslator:
+    def __init__(self, bundle, profile: Profile, ids: IdFunctions, now: datetime, namespace: str, created_by: str):
+        self.bundle = bundle
+        today = (now if now.tzinfo is None else now.astimezone(UTC)).date()
+        self.source = BundleSource(profile, load_registry(), load_tables(), ids, now, today, namespace, created_by)
+        self.issues: list[Issue] = []
+
+    def run(self) -> BundleTranslation:
+        entries = self.entries()
+        if entries is None:
+            return BundleTranslation([], self.issues)
+        source = self.source
+        for i, entry in enumerate(entries):
+            resource = entry.get("resource") if isinstance(entry, dict) else None
+            full_url = entry.get("fullUrl") if isinstance(entry, dict) else None
+            if not isinstance(resource, dict) or not isinstance(resource.get("resourceType"), str):
+                source.resources.append(None)
+                source.full_urls.append(None)
+                self.issues.append(Issue.warning("fhir-structure", "entry without a resource", f"/entry/{i}"))
+                continue
+            source.resources.append(resource)
+            source.full_urls.append(full_url if isinstance(full_url, str) else None)
+        source.index = BundleIndex.build(entries)
+
+        builders: dict[int, PatientBuilder] = {}
+        for i, resource in enumerate(source.resources):
+            if resource is not None and resource["resourceType"] == "Patient":
+                builder = PatientBuilder(source, i, resource)
+                if builder.subject_id:
+                    builders[i] = builder
+                else:
+                    self.issues.extend(builder.ctx.issues)
+        consumed = self.distribute(builders)
+        self.report_leftovers(builders, consumed)
+        return BundleTranslation([builder.finish() for builder in builders.values()], self.issues)
+
+    def entries(self) -> list | None:
+        """Bundle.entry, or None (with an error issue) when the document is no acceptable Bundle."""
+        bundle = self.bundle
+        if not isinstance(bundle, dict) or bundle.get("resourceType") != "Bundle":
+            self.issues.append(Issue.error("not-fhir", "expected a FHIR Bundle", ""))
+            return None
+        bundle_type = bundle.get("type")
+        if bundle_type not in ACCEPTED_BUNDLE_TYPES:
+            self.issues.append(
+                Issue.error(
+                    "unsupported-bundle-type",
+                    f"Bundle type {bundle_type!r} is not accepted (use transaction, batch, collection or document)",
+                    "/type",
+                )
+            )
+            return None
+        entries = bundle.get("entry")
+        if entries is None:
+            return []
+        if not isinstance(entries, list):
+            self.issues.append(Issue.error("fhir-structure", "Bundle.entry must be an array", "/entry"))
+            return None
+        return entries
+
+    def distribute(self, builders: dict[int, PatientBuilder]) -> set[int]:
+        """Give every non-Patient entry to its patient; returns the entries already accounted for."""
+        consumed: set[int] = set()
+        for i, resource in enumerate(self.source.resources):
+            if resource is None or resource["resourceType"] == "Patient":
+                continue
+            issues_before = len(self.issues)
+            owner = self.owner(i, resource, builders)
+            if owner is None:
+                if len(self.issues) > issues_before:
+                    consumed.add(i)  # owner() has already said why it is left out
+                continue
+            owner.add(i, resource)
+        return consumed
+
+    def report_leftovers(self, builders: dict[int, PatientBuilder], consumed: set[int]) -> None:
+        # Runs before the builders finish (as it always has), so ctx.consumed is still empty here.
+        for builder in builders.values():
+            consumed.update(builder.ctx.consumed)
+        resources = self.source.resources
+        for i, resource in enumerate(resources):
+            if resource is None or resource["resourceType"] == "Patient" or i in consumed:
+                continue
+            rtype = resource["resourceType"]
+            if rtype in SUPPORTING_TYPES:
+                continue
+            if not any(i in b.entries for b in builders.values()):
+                self.issues.append(
+                    Issue.warning(
+                        "no-phenopacket-target",
+                        f"{rtype} is not about a patient of this bundle and has no phenopacket target",
+                        f"/entry/{i}/resource",
+                    )
+                )
+        for i, resource in enumerate(resources):
+            if resource is not None and resource["resourceType"] in SUPPORTING_TYPES and i not in consumed:
+                self.issues.append(
+                    Issue.warning(
+                        "no-phenopacket-target",
+                        f"{resource['resourceType']} is not used by any mapped resource",
+                        f"/entry/{i}/resource",
+                    )
+                )
+
+    def owner(self, i: int, resource: dict, builders: dict[int, PatientBuilder]) -> PatientBuilder | None:
+        """The patient an entry is about (subject / patient reference), reporting what does not resolve."""
+        for field_name in ("subject", "patient"):
+            reference = reference_of(resource.get(field_name))
+            if reference is None:
+                continue
+            target = self.source.resolve(reference, i)
+            location = f"/entry/{i}/resource/{field_name}/reference"
+            if target is None:
+                self.issues.append(
+                    Issue.warning("reference-dangling", f"reference {reference!r} is not in this bundle", location)
+                )
+                return None
+            if target in builders:
+                return builders[target]
+            target_type = self.source.resources[target]["resourceType"]
+            if target_type != "Patient":
+                self.issues.append(
+                    Issue.warning(
+                        "no-phenopacket-target",
+                        f"{resource['resourceType']} is about a {target_type}, not a Patient",
+                        location,
+                    )
+                )
+            return None
+        if resource["resourceType"] in HANDLED_TYPES:
+            self.issues.append(
+                Issue.warning(
+                    "unmapped-element",
+                    f"{resource['resourceType']} names no subject patient, so it cannot be placed in a phenopacket",
+                    f"/entry/{i}/resource",
+                )
+            )
+        return None

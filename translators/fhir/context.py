@@ -1,0 +1,166 @@
+"""What the element families of one bundle and one patient share.
+
+`BundleSource` is the read-only bundle side (profile, tables, entries, reference index, id functions);
+`PatientContext` collects what one patient's translation accumulates across families: the issues
+(in the order found: golden outputs depend on it), the CURIE prefixes used (for metaData.resources)
+and the entries consumed. Its helpers turn codings into OntologyClasses and dates into ages.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import date, datetime
+
+from gateway.issues import Issue
+from mappings import CodeSystem, CodeSystemRegistry, Profile, Tables
+from translators.ages import age_element, parse_fhir_date, whole_years
+from translators.fhir.common import IdFunctions, codings
+from translators.fhir.references import BundleIndex
+
+
+@dataclass
+class BundleSource:
+    profile: Profile
+    registry: CodeSystemRegistry
+    tables: Tables
+    ids: IdFunctions
+    now: datetime
+    today: date
+    namespace: str
+    created_by: str
+    resources: list[dict | None] = field(default_factory=list)  # per entry; None when it has no resource
+    full_urls: list[str | None] = field(default_factory=list)
+    index: BundleIndex = field(default_factory=BundleIndex)
+
+    def resolve(self, reference: str | None, source: int | None = None) -> int | None:
+        """The entry a reference points to, when that entry holds a resource."""
+        target = self.index.resolve(reference, source)
+        if target is None or target >= len(self.resources) or self.resources[target] is None:
+            return None
+        return target
+
+    def entry_key(self, i: int) -> str:
+        """A stable name of an entry for derived ids: Type/id, else its fullUrl, else its position."""
+        resource = self.resources[i]
+        rid = resource.get("id") if resource else None
+        if resource is not None and isinstance(rid, str):
+            return f"{resource['resourceType']}/{rid}"
+        return self.full_urls[i] or f"entry-{i}"
+
+
+class PatientContext:
+    def __init__(self, source: BundleSource, index: int, patient: dict):
+        self.source = source
+        self.index = index  # the Patient's entry
+        self.patient = patient
+        self.subject_id: str | None = None
+        self.birth: date | None = None
+        self.issues: list[Issue] = []
+        self.consumed: set[int] = set()  # entries whose content reached the phenopacket
+        self.used: set[str] = set()  # CURIE prefixes used
+        self.versions: dict[str, str] = {}  # used CURIE prefix -> version named by the sender
+
+    @property
+    def profile(self) -> Profile:
+        return self.source.profile
+
+    @property
+    def tables(self) -> Tables:
+        return self.source.tables
+
+    # issues
+    def warn(self, code: str, message: str, location: str) -> None:
+        self.issues.append(Issue.warning(code, message, location))
+
+    def note(self, code: str, message: str, location: str) -> None:
+        self.issues.append(Issue.info(code, message, location))
+
+    # ids
+    def derived_id(self, kind: str, *parts: str) -> str:
+        """A pseudonymous id of an object of this subject, scoped to the dataset."""
+        assert self.subject_id is not None
+        return self.source.ids.derived(kind, self.source.namespace, self.subject_id, *parts)
+
+    # terms
+    def term_of(self, coding: dict, curie: str, prefix: str, concept: object = None, location: str = "") -> dict:
+        self.used.add(prefix)
+        version = coding.get("version")
+        if isinstance(version, str) and version and prefix not in self.versions:
+            self.versions[prefix] = version
+        display = coding.get("display")
+        if isinstance(display, str) and display.strip():
+            return {"id": curie, "label": display}
+        # Phenopackets require a label. Take the sender's own words for the same concept
+        # (its text, or another coding's display); the bare CURIE is the last resort.
+        label = concept.get("text") if isinstance(concept, dict) else None
+        if not (isinstance(label, str) and label.strip()):
+            label = next(
+                (
+                    c["display"]
+                    for c in codings(concept)
+                    if isinstance(c, dict) and isinstance(c.get("display"), str) and c["display"].strip()
+                ),
+                None,
+            )
+        if not label:
+            label = curie
+            self.warn("label-missing", f"{curie} has no display; its label is the code itself", location)
+        return {"id": curie, "label": label}
+
+    def known_codings(self, concept: object) -> Iterator[tuple[int, dict, str, str]]:
+        """(index, coding, curie, prefix) for every coding of a known system with a well-formed code."""
+        registry = self.source.registry
+        for j, coding in enumerate(codings(concept)):
+            if not isinstance(coding, dict):
+                continue
+            system: CodeSystem | None = registry.lookup(coding.get("system"))
+            code = coding.get("code")
+            if system is None or not isinstance(code, str):
+                continue
+            curie = registry.curie_in(system, code)
+            if curie is not None:
+                yield j, coding, curie, system.prefix
+
+    def pick(self, concept: object, priority, location: str, what: str) -> tuple[dict, set[str]] | None:
+        """The coding ranked best by `priority` as an OntologyClass, plus every known code of the concept."""
+        best = None
+        codes = set()
+        for j, coding, curie, prefix in self.known_codings(concept):
+            codes.add(curie)
+            if prefix in priority:
+                rank = priority.index(prefix)
+                if best is None or rank < best[0]:
+                    best = (rank, j, coding, curie, prefix)
+        if best is None:
+            systems = sorted({c.get("system", "?") for c in codings(concept) if isinstance(c, dict)})
+            self.warn(
+                "unmapped-code",
+                f"no coding of {what} is in a code system this profile maps ({', '.join(systems) or 'no codings'})",
+                location,
+            )
+            return None
+        _, j, coding, curie, prefix = best
+        return self.term_of(coding, curie, prefix, concept, f"{location}/coding/{j}"), codes
+
+    def ontology(self, concept: object, prefixes=None) -> dict | None:
+        """The first known coding (of `prefixes`, if given) as an OntologyClass, silently None otherwise."""
+        for _, coding, curie, prefix in self.known_codings(concept):
+            if prefixes is None or prefix in prefixes:
+                return self.term_of(coding, curie, prefix, concept)
+        return None
+
+    # time
+    def age_at(self, value: object, location: str) -> dict | None:
+        when = parse_fhir_date(value, latest=False)
+        if when is None:
+            self.warn("fhir-value", f"unreadable date {value!r}", location)
+            return None
+        if self.birth is None:
+            self.note("unmapped-element", "a date cannot become an age: the patient has no birthDate", location)
+            return None
+        years = whole_years(self.birth, when)
+        if years < 0:
+            self.warn("fhir-value", "date lies before the patient's birth", location)
+            return None
+        return age_element(years)

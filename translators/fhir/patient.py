@@ -1,0 +1,114 @@
+"""Patient -> Phenopacket subject (Individual).
+
+The subject id is the caller's pseudonym of the first identifier in the profile's identifier-system
+priority list, else of the entry's absolute fullUrl or `Patient/<id>`. Sex comes from administrative
+gender, refined by profile extensions (gender-amtlich-de). Dates become ages: `timeAtLastEncounter`
+is the age in whole years at `now`, or at the date of death; `vitalStatus` from deceased[x].
+Names, addresses, telecom, identifiers, notes and narrative never leave.
+"""
+
+from __future__ import annotations
+
+from datetime import date
+
+from gateway.issues import Issue
+from translators.ages import age_element, parse_fhir_date, whole_years
+from translators.fhir.common import HOMO_SAPIENS, as_list
+from translators.fhir.context import PatientContext
+
+
+def subject_id(ctx: PatientContext) -> str | None:
+    """The subject's pseudonym, or None (with an error issue) when nothing names the patient."""
+    patient, profile = ctx.patient, ctx.profile
+    best = None
+    for j, ident in enumerate(as_list(patient.get("identifier"))):
+        if not isinstance(ident, dict):
+            continue
+        system, value = ident.get("system"), ident.get("value")
+        if not isinstance(system, str) or not isinstance(value, str) or not value:
+            continue
+        rank = profile.identifier_rank(system)
+        if rank is not None and (best is None or rank < best[0]):
+            best = (rank, j, system, value)
+    if best is not None:
+        return ctx.source.ids.subject(best[3], best[2])
+    full_url = ctx.source.full_urls[ctx.index]
+    rid = patient.get("id")
+    location = f"/entry/{ctx.index}/resource"
+    if full_url and full_url.startswith(("http://", "https://")):
+        source = full_url
+    elif isinstance(rid, str) and rid:
+        source = f"Patient/{rid}"
+    elif full_url:
+        source = full_url
+    else:
+        ctx.issues.append(
+            Issue.error("fhir-required", "Patient has no identifier, id or fullUrl to derive a subject id", location)
+        )
+        return None
+    ctx.note(
+        "unmapped-element",
+        "no identifier of a system in the profile's list: the subject pseudonym is derived from the resource id",
+        location,
+    )
+    return ctx.source.ids.subject(source)
+
+
+def individual(ctx: PatientContext) -> dict:
+    """The Individual of `ctx.subject_id`; sets `ctx.birth` for the ages of every other family."""
+    patient, base = ctx.patient, f"/entry/{ctx.index}/resource"
+    result: dict = {"id": ctx.subject_id}
+    birth_raw = patient.get("birthDate")
+    if birth_raw is not None:
+        ctx.birth = parse_fhir_date(birth_raw, latest=True)
+        if ctx.birth is None:
+            ctx.warn("fhir-value", f"unreadable birthDate {birth_raw!r}", base + "/birthDate")
+    death: date | None = None
+    if "deceasedDateTime" in patient:
+        death = parse_fhir_date(patient["deceasedDateTime"], latest=False)
+        if death is None:
+            ctx.warn("fhir-value", "unreadable deceasedDateTime", base + "/deceasedDateTime")
+    if ctx.birth is not None:
+        years = whole_years(ctx.birth, death or ctx.source.today)
+        if years >= 0:
+            result["timeAtLastEncounter"] = age_element(years)
+        else:
+            ctx.warn("fhir-value", "birthDate lies in the future", base + "/birthDate")
+    if "deceasedDateTime" in patient:
+        vital: dict = {"status": "DECEASED"}
+        if death is not None and ctx.birth is not None and whole_years(ctx.birth, death) >= 0:
+            vital["timeOfDeath"] = age_element(whole_years(ctx.birth, death))
+        result["vitalStatus"] = vital
+    elif isinstance(patient.get("deceasedBoolean"), bool):
+        result["vitalStatus"] = {"status": "DECEASED" if patient["deceasedBoolean"] else "ALIVE"}
+    elif "deceasedAge" in patient or "deceasedString" in patient:
+        result["vitalStatus"] = {"status": "DECEASED"}
+    found = sex(ctx, base)
+    if found:
+        result["sex"] = found
+    result["taxonomy"] = dict(HOMO_SAPIENS)
+    ctx.used.add("NCBITaxon")
+    return result
+
+
+def sex(ctx: PatientContext, base: str) -> str | None:
+    gender = ctx.patient.get("gender")
+    if gender is None:
+        return None
+    found = ctx.tables.gender_to_sex.get(gender)
+    if found is None:
+        ctx.warn("unmapped-code", f"administrative gender {gender!r} has no phenopacket sex", base + "/gender")
+        return None
+    shadow = ctx.patient.get("_gender")
+    for k, ext in enumerate(as_list(shadow.get("extension")) if isinstance(shadow, dict) else []):
+        if not isinstance(ext, dict):
+            continue
+        codes = ctx.profile.sex_extensions.get(ext.get("url"))
+        if codes is None:
+            continue
+        coding = ext.get("valueCoding")
+        code = coding.get("code") if isinstance(coding, dict) else None
+        if code in codes:
+            return codes[code]
+        ctx.warn("unmapped-code", f"gender extension code {code!r} not mapped", f"{base}/_gender/extension/{k}")
+    return found

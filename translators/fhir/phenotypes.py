@@ -1,0 +1,119 @@
+"""HPO findings -> phenotypicFeatures.
+
+An Observation coded with HPO (valueBoolean, a presence answer in the value or in a presence component
+such as SNOMED 260411009 of the MII HPO assessment; severity from an HP:0012824 component); the
+HPO-coded components of other Observations; and (through `add_feature`) Conditions coded with HPO.
+"""
+
+from __future__ import annotations
+
+from translators.fhir.common import as_list, value_key
+from translators.fhir.context import PatientContext
+
+
+class Phenotypes:
+    def __init__(self, ctx: PatientContext):
+        self.ctx = ctx
+        self.features: list[dict] = []
+        self._keys: set[tuple[str, bool]] = set()
+
+    def add_feature(self, term: dict, excluded: bool, location: str, **extra) -> None:
+        key = (term["id"], excluded)
+        if key in self._keys:
+            self.ctx.note("duplicate", f"{term['id']} already recorded for this patient", location)
+            return
+        self._keys.add(key)
+        feature = {"type": term}
+        if excluded:
+            feature["excluded"] = True
+        feature.update({k: v for k, v in extra.items() if v})
+        self.features.append(feature)
+
+    def presence(self, concept: object) -> str | None:
+        """ "present" / "absent" from a presence answer coding, None when it is none."""
+        table = self.ctx.tables.answers["presence"]
+        for _, _, curie, _ in self.ctx.known_codings(concept):
+            if curie in table:
+                return table[curie]
+        return None
+
+    def phenotype_coding(self, concept: object):
+        for j, coding, curie, prefix in self.ctx.known_codings(concept):
+            if prefix in self.ctx.profile.phenotype_prefixes:
+                return j, coding, curie, prefix
+        return None
+
+    def component_code_in(self, component: dict, codes: frozenset[str]) -> bool:
+        return any(curie in codes for _, _, curie, _ in self.ctx.known_codings(component.get("code")))
+
+    def observation(self, i: int, obs: dict) -> None:
+        """An Observation that is neither a variant nor an implication: an HPO finding or HPO components."""
+        ctx, base = self.ctx, f"/entry/{i}/resource"
+        found = self.phenotype_coding(obs.get("code"))
+        if found is not None:
+            self.phenotype_observation(i, obs, found)
+            return
+        mapped = False
+        for k, component in enumerate(as_list(obs.get("component"))):
+            if not isinstance(component, dict) or self.component_code_in(
+                component, ctx.profile.severity_component_codes
+            ):
+                continue
+            found = self.phenotype_coding(component.get("code"))
+            if found is None:
+                continue
+            excluded = self.excluded_by_value(component, f"{base}/component/{k}")
+            if excluded is None:
+                continue
+            _, coding, curie, prefix = found
+            location = f"{base}/component/{k}"
+            self.add_feature(ctx.term_of(coding, curie, prefix, component.get("code"), location), excluded, location)
+            mapped = True
+        if mapped:
+            ctx.note("unmapped-element", "only the HPO-coded components of this Observation are mapped", base + "/code")
+        else:
+            ctx.warn("no-phenopacket-target", "Observation is neither an HPO finding nor a variant", base + "/code")
+
+    def excluded_by_value(self, holder: dict, location: str) -> bool | None:
+        """present -> False, absent -> True, None when the holder says neither and must be skipped."""
+        if "valueBoolean" in holder:
+            return holder["valueBoolean"] is False
+        if "valueCodeableConcept" in holder:
+            answer = self.presence(holder["valueCodeableConcept"])
+            if answer is not None:
+                return answer == "absent"
+        name = value_key(holder)
+        if name is not None:
+            self.ctx.note("unmapped-element", f"{name} kept only as the finding being present", f"{location}/{name}")
+        return False
+
+    def phenotype_observation(self, i: int, obs: dict, found) -> None:
+        ctx, base = self.ctx, f"/entry/{i}/resource"
+        profile = ctx.profile
+        _, coding, curie, prefix = found
+        if "dataAbsentReason" in obs:
+            ctx.warn("unmapped-element", "HPO finding with dataAbsentReason: skipped", base + "/dataAbsentReason")
+            return
+        excluded: bool | None = None
+        severity = None
+        for k, component in enumerate(as_list(obs.get("component"))):
+            if not isinstance(component, dict):
+                continue
+            location = f"{base}/component/{k}"
+            if self.component_code_in(component, profile.presence_component_codes):
+                answer = self.presence(component.get("valueCodeableConcept"))
+                if answer is None:
+                    ctx.warn("unmapped-code", "presence answer not understood: finding skipped", location)
+                    return
+                excluded = answer == "absent"
+            elif self.component_code_in(component, profile.severity_component_codes):
+                severity = ctx.ontology(component.get("valueCodeableConcept"), profile.phenotype_prefixes)
+                if severity is None:
+                    ctx.warn("unmapped-code", "severity is not an HPO term", location + "/valueCodeableConcept")
+            else:
+                ctx.note("unmapped-element", "component has no phenopacket target", location)
+        if excluded is None:
+            excluded = self.excluded_by_value(obs, base)
+        self.add_feature(
+            ctx.term_of(coding, curie, prefix, obs.get("code"), base + "/code"), excluded, base, severity=severity
+        )

@@ -1,0 +1,109 @@
+"""The Bundle itself: which types are accepted and how a reference finds its entry.
+
+One home for this knowledge: the translator resolves references with it, and
+gateway/validation/fhir.py checks with it that they resolve.
+
+Resolution order (FHIR R4 §2.36.4.1): the fullUrl as written or without its `/_history/` part;
+a conditional reference `Type?identifier=system|value` by the entries' identifiers; a relative
+`Type/id` by resource id or fullUrl tail, else against the referencing entry's base URL. An absolute
+URL that no entry carries names a resource on another server, even when its `Type/id` tail matches
+an entry. `#id` (contained) references are not the Bundle's business.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from urllib.parse import parse_qsl
+
+# Bundle types a submission may have: read results (searchset, history) describe a server's state.
+ACCEPTED_BUNDLE_TYPES = frozenset({"transaction", "batch", "collection", "document"})
+ALL_BUNDLE_TYPES = frozenset(
+    {
+        "document",
+        "message",
+        "transaction",
+        "transaction-response",
+        "batch",
+        "batch-response",
+        "history",
+        "searchset",
+        "collection",
+    }
+)
+
+RELATIVE_REF = re.compile(r"([A-Z][A-Za-z]+)/([A-Za-z0-9\-.]{1,64})(/_history/[A-Za-z0-9\-.]{1,64})?")
+TYPE_ID_TAIL = re.compile(r"(?:^|/)([A-Z][A-Za-z]+/[A-Za-z0-9\-.]{1,64})(?:/_history/[A-Za-z0-9\-.]{1,64})?$")
+
+
+@dataclass
+class BundleIndex:
+    """Where each entry of a Bundle can be found: by fullUrl, by Type/id and by identifier."""
+
+    by_full_url: dict[str, int] = field(default_factory=dict)
+    by_type_id: dict[str, int] = field(default_factory=dict)
+    by_identifier: dict[tuple[str, str, str], int] = field(default_factory=dict)
+    full_urls: dict[int, str] = field(default_factory=dict)  # entry position -> its fullUrl
+    duplicates: list[tuple[int, int]] = field(default_factory=list)  # (entry, earlier entry) sharing a fullUrl
+
+    @classmethod
+    def build(cls, entries: list) -> BundleIndex:
+        """Index `Bundle.entry` (malformed entries are skipped; the first of equal keys wins)."""
+        index = cls()
+        for i, entry in enumerate(entries):
+            if not isinstance(entry, dict):
+                continue
+            full_url = entry.get("fullUrl")
+            if isinstance(full_url, str):
+                if full_url in index.by_full_url:
+                    index.duplicates.append((i, index.by_full_url[full_url]))
+                index.by_full_url.setdefault(full_url, i)
+                index.full_urls[i] = full_url
+                tail = TYPE_ID_TAIL.search(full_url)
+                if tail and not full_url.startswith("urn:"):
+                    index.by_type_id.setdefault(tail.group(1), i)
+            resource = entry.get("resource")
+            if not isinstance(resource, dict):
+                continue
+            resource_type, resource_id = resource.get("resourceType"), resource.get("id")
+            if isinstance(resource_type, str) and isinstance(resource_id, str):
+                index.by_type_id.setdefault(f"{resource_type}/{resource_id}", i)
+            identifiers = resource.get("identifier")
+            for ident in identifiers if isinstance(identifiers, list) else ():
+                if isinstance(ident, dict) and isinstance(ident.get("value"), str):
+                    key = (str(resource_type), str(ident.get("system", "")), ident["value"])
+                    index.by_identifier.setdefault(key, i)
+        return index
+
+    def resolve(self, reference: str | None, source: int | None = None) -> int | None:
+        """The entry position `reference` (written in entry `source`) points to, or None."""
+        if not reference or reference.startswith("#"):
+            return None
+        found = self.by_full_url.get(reference)
+        if found is not None:
+            return found
+        if "?" in reference:
+            return self._conditional(reference)
+        versionless = reference.split("/_history/", 1)[0]
+        found = self.by_full_url.get(versionless)
+        if found is not None:
+            return found
+        relative = RELATIVE_REF.fullmatch(reference)
+        if relative:
+            type_id = f"{relative.group(1)}/{relative.group(2)}"
+            found = self.by_type_id.get(type_id)
+            if found is not None or source is None:
+                return found
+            base = self.full_urls.get(source, "")
+            tail = TYPE_ID_TAIL.search(base)
+            return self.by_full_url.get(base[: tail.start(1)] + type_id) if tail else None
+        return None  # an absolute URL that no entry carries points to a resource elsewhere
+
+    def _conditional(self, reference: str) -> int | None:
+        """`Patient?identifier=system|value`, the one search a transaction may use to name a patient."""
+        resource_type, _, query = reference.partition("?")
+        params = parse_qsl(query)
+        if len(params) != 1 or params[0][0] != "identifier":
+            return None
+        system, _, value = params[0][1].rpartition("|")
+        return self.by_identifier.get((resource_type, system, value))

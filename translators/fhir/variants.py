@@ -1,0 +1,360 @@
+"""Genomics Reporting variant Observations (69548-6 and profile extras) -> interpretations.
+
+Variants named as evidence by a Condition form that Condition's diagnosis; the rest form one
+interpretation without a disease. Clinical significance comes from the variant or from a
+diagnostic-implication Observation derived from it.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from translators.fhir.common import as_list, codings, first_code, reference_of
+from translators.fhir.conditions import DiagnosisLink
+from translators.fhir.context import PatientContext
+
+# Genomics Reporting component codes (LOINC), checked against the IG 2.0.0 and MII molgen examples.
+GENE_STUDIED = "48018-6"
+CDNA_HGVS = "48004-6"
+PROTEIN_HGVS = "48005-3"
+GENOMIC_HGVS = "81290-9"
+DISCRETE_VARIANT = "81252-9"
+ASSEMBLY = "62374-4"
+ALLELIC_STATE = "53034-5"
+CLINICAL_SIGNIFICANCE = "53037-8"
+ALLELE_START_END = "81254-5"
+COORDINATE_SYSTEM = "92822-6"
+REF_ALLELE = "69547-8"
+ALT_ALLELE = "69551-0"
+GENOMIC_REF_SEQ = "48013-7"
+TRANSCRIPT_REF_SEQ = "51958-7"
+VARIANT_COMPONENTS_USED = frozenset(
+    {
+        GENE_STUDIED,
+        CDNA_HGVS,
+        PROTEIN_HGVS,
+        GENOMIC_HGVS,
+        DISCRETE_VARIANT,
+        ASSEMBLY,
+        ALLELIC_STATE,
+        CLINICAL_SIGNIFICANCE,
+        ALLELE_START_END,
+        COORDINATE_SYSTEM,
+        REF_ALLELE,
+        ALT_ALLELE,
+        GENOMIC_REF_SEQ,
+        TRANSCRIPT_REF_SEQ,
+    }
+)
+LOINC = "http://loinc.org"
+SPDI_RE = re.compile(r"^[A-Z]{2}_\d+(\.\d+)?:\d+:[ACGTN]*:[ACGTN]*$")
+CDNA_RE = re.compile(r"(^|:)[cnmr]\.")
+GENOMIC_RE = re.compile(r"(^|:)g\.")
+
+
+@dataclass
+class Variant:
+    entry: int
+    descriptor: dict
+    acmg: str | None = None
+    linked: bool = False
+
+
+class Components:
+    """The components of one variant Observation by LOINC code (the first of each code counts)."""
+
+    def __init__(self, by_code: dict[str, list[tuple[int, dict]]]):
+        self.by_code = by_code
+
+    def __contains__(self, loinc: str) -> bool:
+        return loinc in self.by_code
+
+    def first(self, loinc: str) -> tuple[int, dict]:
+        return self.by_code[loinc][0]
+
+    def concept(self, loinc: str) -> tuple[int, dict] | None:
+        items = self.by_code.get(loinc)
+        if not items:
+            return None
+        k, component = items[0]
+        return k, component.get("valueCodeableConcept") or {}
+
+    def text(self, loinc: str) -> str | None:
+        """A string value, or the first code (else the text) of a coded value."""
+        items = self.by_code.get(loinc)
+        if not items:
+            return None
+        component = items[0][1]
+        if isinstance(component.get("valueString"), str):
+            return component["valueString"].strip()
+        value = component.get("valueCodeableConcept")
+        if not isinstance(value, dict):
+            return None
+        for coding in codings(value):
+            if isinstance(coding, dict) and isinstance(coding.get("code"), str):
+                return coding["code"].strip()
+        return value.get("text").strip() if isinstance(value.get("text"), str) else None
+
+
+class Variants:
+    def __init__(self, ctx: PatientContext):
+        self.ctx = ctx
+        self.found: dict[int, Variant] = {}  # entry position -> variant
+
+    def variant(self, i: int, obs: dict, presence: str | None) -> None:
+        """One variant Observation (`presence`: its value read as a presence answer)."""
+        ctx, base = self.ctx, f"/entry/{i}/resource"
+        if presence == "absent":
+            ctx.note(
+                "unmapped-element", "variant reported absent: not an interpretation", base + "/valueCodeableConcept"
+            )
+            return
+        components = self.components(obs, base)
+        descriptor: dict = {"id": ctx.derived_id("variant", ctx.source.entry_key(i))}
+        self.gene(components, base, descriptor)
+        transcript = components.text(TRANSCRIPT_REF_SEQ)
+        reference_seq = components.text(GENOMIC_REF_SEQ)
+        if transcript is None and reference_seq and reference_seq.startswith(ctx.profile.transcript_reference_prefixes):
+            transcript = reference_seq  # the profile's senders put the transcript under 48013-7
+        expressions = self.expressions(components, base, transcript)
+        if expressions:
+            descriptor["expressions"] = expressions
+        rs_id = self.xrefs(components, descriptor)
+        vcf = self.vcf_record(base, components, reference_seq, rs_id)
+        if vcf:
+            descriptor["vcfRecord"] = vcf
+        if not (expressions or vcf or "geneContext" in descriptor):
+            ctx.warn("unmapped-element", "variant Observation describes no variant (no gene, HGVS or position)", base)
+            return
+        descriptor["moleculeContext"] = "genomic"
+        self.allelic_state(components, base, descriptor)
+        acmg = None
+        significance = components.concept(CLINICAL_SIGNIFICANCE)
+        if significance is not None:
+            acmg = self.acmg(significance[1], f"{base}/component/{significance[0]}")
+        ctx.consumed.add(i)
+        self.found[i] = Variant(i, descriptor, acmg)
+
+    def components(self, obs: dict, base: str) -> Components:
+        by_code: dict[str, list[tuple[int, dict]]] = {}
+        for k, component in enumerate(as_list(obs.get("component"))):
+            if not isinstance(component, dict):
+                continue
+            loinc = first_code(component.get("code"), LOINC)
+            if loinc in VARIANT_COMPONENTS_USED:
+                by_code.setdefault(loinc, []).append((k, component))
+            else:
+                label = loinc or next(
+                    (c.get("code") for c in codings(component.get("code")) if isinstance(c, dict)), None
+                )
+                self.ctx.note(
+                    "unmapped-element",
+                    f"variant component {label!r} has no phenopacket target",
+                    f"{base}/component/{k}",
+                )
+        return Components(by_code)
+
+    def gene(self, components: Components, base: str, descriptor: dict) -> None:
+        gene = components.concept(GENE_STUDIED)
+        if gene is None:
+            return
+        for _, coding, curie, prefix in self.ctx.known_codings(gene[1]):
+            if prefix == "HGNC":
+                self.ctx.used.add(prefix)
+                symbol = coding.get("display") or gene[1].get("text") or ""
+                descriptor["geneContext"] = {"valueId": curie, "symbol": symbol}
+                return
+        self.ctx.warn("unmapped-code", "gene is not an HGNC coding", f"{base}/component/{gene[0]}")
+
+    def expressions(self, components: Components, base: str, transcript: str | None) -> list[dict]:
+        out = []
+        cdna = components.text(CDNA_HGVS)
+        if cdna:
+            if SPDI_RE.match(cdna):
+                out.append({"syntax": "spdi", "value": cdna})
+            elif CDNA_RE.search(cdna):
+                value = cdna if ":" in cdna or not transcript else f"{transcript}:{cdna}"
+                out.append({"syntax": "hgvs.c", "value": value})
+            else:
+                k = components.first(CDNA_HGVS)[0]
+                self.ctx.warn(
+                    "unmapped-element", f"DNA change {cdna!r} is neither c.HGVS nor SPDI", f"{base}/component/{k}"
+                )
+        genomic = components.text(GENOMIC_HGVS)
+        if genomic:
+            if GENOMIC_RE.search(genomic):
+                out.append({"syntax": "hgvs.g", "value": genomic})
+            else:
+                k = components.first(GENOMIC_HGVS)[0]
+                self.ctx.warn("unmapped-element", f"genomic change {genomic!r} is not g.HGVS", f"{base}/component/{k}")
+        protein = components.text(PROTEIN_HGVS)
+        if protein:
+            out.append({"syntax": "hgvs.p", "value": protein})
+        return out
+
+    def xrefs(self, components: Components, descriptor: dict) -> str | None:
+        """ClinVar / dbSNP ids of the variant into `descriptor`; returns the rs id for the VCF record."""
+        rs_id = None
+        xrefs = []
+        for _k, component in components.by_code.get(DISCRETE_VARIANT, []):
+            for _, coding, curie, prefix in self.ctx.known_codings(component.get("valueCodeableConcept")):
+                if prefix in ("ClinVar", "dbSNP"):
+                    self.ctx.used.add(prefix)
+                    xrefs.append(curie)
+                    if prefix == "dbSNP":
+                        rs_id = coding["code"]
+        if xrefs:
+            descriptor["xrefs"] = xrefs
+        return rs_id
+
+    def allelic_state(self, components: Components, base: str, descriptor: dict) -> None:
+        state = components.concept(ALLELIC_STATE)
+        if state is None:
+            return
+        answers = self.ctx.tables.answers["allelic_state"]
+        hit = next((answers[c] for _, _, c, _ in self.ctx.known_codings(state[1]) if c in answers), None)
+        if hit is None:
+            self.ctx.warn("unmapped-code", "allelic state not in the LOINC answer list", f"{base}/component/{state[0]}")
+        else:
+            self.ctx.used.add(hit["id"].split(":", 1)[0])
+            descriptor["allelicState"] = dict(hit)
+
+    def vcf_record(self, base: str, components: Components, reference_seq: str | None, rs_id) -> dict | None:
+        ctx, tables = self.ctx, self.ctx.tables
+        wanted = (ASSEMBLY, GENOMIC_REF_SEQ, ALLELE_START_END, REF_ALLELE, ALT_ALLELE)
+        present = [c for c in wanted if c in components]
+        if len(present) < 3:
+            return None  # a transcript-level description only: nothing to place on a genome
+        assembly = None
+        if ASSEMBLY in components:
+            _k, component = components.first(ASSEMBLY)
+            concept = component.get("valueCodeableConcept") or {}
+            answers = tables.answers["genome_assembly"]
+            assembly = next((answers[c] for _, _, c, _ in ctx.known_codings(concept) if c in answers), None)
+            if assembly is None and concept.get("text") in ("GRCh37", "GRCh38"):
+                assembly = concept["text"]
+        chrom = None
+        if reference_seq and reference_seq.startswith("NC_"):
+            chrom = tables.chromosomes.get(reference_seq.split(".", 1)[0])
+        position = self.position(components)
+        ref, alt = components.text(REF_ALLELE), components.text(ALT_ALLELE)
+        given = {"assembly": assembly, "chromosome": chrom, "position": position, "ref": ref, "alt": alt}
+        missing = [name for name, value in given.items() if value is None]
+        if missing:
+            ctx.note(
+                "unmapped-element",
+                f"no VCF record: {', '.join(missing)} not given or not understood "
+                "(needs 62374-4, an NC_ 48013-7, 81254-5 with 92822-6, 69547-8 and 69551-0)",
+                base + "/component",
+            )
+            return None
+        record = {"genomeAssembly": assembly, "chrom": f"chr{chrom}", "pos": str(position), "ref": ref, "alt": alt}
+        if rs_id:
+            record["id"] = rs_id
+        return record
+
+    def position(self, components: Components) -> int | None:
+        """The 1-based VCF position from 81254-5 and its coordinate system 92822-6."""
+        if ALLELE_START_END not in components:
+            return None
+        _k, component = components.first(ALLELE_START_END)
+        low = (component.get("valueRange") or {}).get("low") or {}
+        start = low.get("value")
+        offset = None
+        if COORDINATE_SYSTEM in components:
+            system = components.first(COORDINATE_SYSTEM)[1].get("valueCodeableConcept")
+            answers = self.ctx.tables.answers["coordinate_system"]
+            offset = next((int(answers[c]) for _, _, c, _ in self.ctx.known_codings(system) if c in answers), None)
+        if isinstance(start, int | float) and not isinstance(start, bool) and offset is not None:
+            return int(start) + offset
+        return None
+
+    def acmg(self, concept: dict, location: str) -> str | None:
+        answers = self.ctx.tables.answers["clinical_significance"]
+        hit = next((answers[c] for _, _, c, _ in self.ctx.known_codings(concept) if c in answers), None)
+        if hit is None:
+            self.ctx.warn("unmapped-code", "clinical significance not in the ACMG LOINC answer list", location)
+        return hit
+
+    def implication(self, i: int, obs: dict) -> None:
+        ctx, base = self.ctx, f"/entry/{i}/resource"
+        targets = []
+        for d, ref in enumerate(as_list(obs.get("derivedFrom"))):
+            target = ctx.source.resolve(reference_of(ref))
+            if target in self.found:
+                targets.append(target)
+            else:
+                ctx.note("unmapped-element", "derivedFrom does not name a mapped variant", f"{base}/derivedFrom/{d}")
+        acmg = None
+        for k, component in enumerate(as_list(obs.get("component"))):
+            if isinstance(component, dict) and first_code(component.get("code"), LOINC) == CLINICAL_SIGNIFICANCE:
+                acmg = self.acmg(component.get("valueCodeableConcept") or {}, f"{base}/component/{k}")
+        if not targets or acmg is None:
+            ctx.warn(
+                "no-phenopacket-target", "diagnostic implication without a variant and a clinical significance", base
+            )
+            return
+        ctx.consumed.add(i)
+        for target in targets:
+            variant = self.found[target]
+            if variant.acmg and variant.acmg != acmg:
+                ctx.warn("conflict", f"clinical significance {acmg} contradicts {variant.acmg} on the variant", base)
+            else:
+                variant.acmg = acmg
+
+    def interpretations(self, links: list[DiagnosisLink]) -> list[dict]:
+        ctx, out = self.ctx, []
+        for link in links:
+            found = [self.found[t] for t in link.variants if t in self.found]
+            if not found:
+                continue
+            status = {"confirmed": "CAUSATIVE", "refuted": "REJECTED"}.get(link.verification, "CANDIDATE")
+            out.append(
+                {
+                    "id": ctx.derived_id("interpretation", ctx.source.entry_key(link.condition)),
+                    "progressStatus": "SOLVED" if link.verification == "confirmed" else "IN_PROGRESS",
+                    "diagnosis": {
+                        "disease": link.term,
+                        "genomicInterpretations": [self.genomic(v, status) for v in found],
+                    },
+                }
+            )
+        rest = [v for v in self.found.values() if not v.linked]
+        if rest:
+            out.append(
+                {
+                    "id": ctx.derived_id("interpretation", "unlinked-variants"),
+                    "progressStatus": "UNKNOWN_PROGRESS",
+                    "diagnosis": {
+                        "disease": self.unspecified_disease(),
+                        "genomicInterpretations": [self.genomic(v, "UNKNOWN_STATUS") for v in rest],
+                    },
+                }
+            )
+        return out
+
+    def genomic(self, variant: Variant, status: str) -> dict:
+        variant.linked = True
+        return {
+            "subjectOrBiosampleId": self.ctx.subject_id,
+            "interpretationStatus": status,
+            "variantInterpretation": {
+                "acmgPathogenicityClassification": variant.acmg or "NOT_PROVIDED",
+                "variationDescriptor": variant.descriptor,
+            },
+        }
+
+    def unspecified_disease(self) -> dict:
+        """Diagnosis.disease is required, but the source tied these variants to no condition.
+
+        The root of MONDO ("disease") claims nothing beyond what the report itself says;
+        naming a specific disease would be a guess.
+        """
+        self.ctx.used.add("MONDO")
+        self.ctx.note(
+            "unlinked-variants",
+            "variants not linked to a Condition are reported under the unspecified disease MONDO:0000001",
+            "",
+        )
+        return {"id": "MONDO:0000001", "label": "disease"}
