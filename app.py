@@ -57,12 +57,20 @@ def _build_services(cfg: Config) -> Services:
 def _register_blueprints(app: Flask) -> None:
     from gateway.api.beacon import beacon_blueprint
     from gateway.api.datasets import datasets_blueprint
+    from gateway.api.exports import exports_blueprint
     from gateway.api.fhir import fhir_blueprint
     from gateway.api.health import health_blueprint
     from gateway.api.phenopackets import phenopackets_blueprint
     from gateway.api.validate import validate_blueprint
 
-    for blueprint in (health_blueprint, fhir_blueprint, phenopackets_blueprint, datasets_blueprint, validate_blueprint):
+    for blueprint in (
+        health_blueprint,
+        fhir_blueprint,
+        phenopackets_blueprint,
+        datasets_blueprint,
+        exports_blueprint,  # the targets of Beacon handovers
+        validate_blueprint,
+    ):
         app.register_blueprint(blueprint())
     network_source = app.extensions["gateway"].config.extra.get("network")
     if network_source:  # network mode: the network answers at /api, the node's own Beacon at /local/api

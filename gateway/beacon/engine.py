@@ -13,6 +13,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from gateway.beacon.handovers import add_handovers
 from gateway.beacon.registry import EntryType, entry_type_for_path
 from gateway.beacon.request import BeaconRequest, BeaconRequestError
 from gateway.beacon.response import EntryAnswer, build_error, build_response
@@ -165,6 +166,7 @@ def answer(
             raise NotFound(f"/{entry.path}/{{id}}/{cross_link} is not served by this node")
         result: EntryAnswer = handler(ctx, request, granularity, datasets, record_id)
         result, granularity = protect(ctx, target, request, admission, result)
+        result = add_handovers(ctx, target.path, granularity, result)
     except AccessDenied as exc:
         return build_error(node, [Issue.error(exc.code, exc.message)], exc.status, target, request), exc.status
     except BeaconRequestError as exc:

@@ -25,6 +25,7 @@ class ResultSet:
     records: Sequence[dict] | None = None
     set_type: str = "dataset"
     info: dict | None = None
+    handovers: Sequence[dict] = ()  # resultsHandovers (gateway.beacon.handovers)
 
 
 @dataclass(frozen=True)
@@ -35,6 +36,7 @@ class EntryAnswer:
     total: int | None = None  # None at boolean granularity when not computed
     result_sets: Sequence[ResultSet] = ()
     info: dict = field(default_factory=dict)
+    handovers: Sequence[dict] = ()  # beaconHandovers (gateway.beacon.handovers)
 
 
 def received_request_summary(request: BeaconRequest | None) -> dict:
@@ -84,6 +86,8 @@ def build_response(
     if granularity != "boolean":
         summary["numTotalResults"] = answer.total or 0
     response["responseSummary"] = summary
+    if answer.handovers:
+        response["beaconHandovers"] = list(answer.handovers)
     if granularity == "record" and entry.collection:
         response["response"] = {"collections": [r for rs in answer.result_sets for r in rs.records or ()]}
     elif granularity == "record":
@@ -114,6 +118,8 @@ def _result_sets(node: NodeInfo, result_sets: Iterable[ResultSet], request: Beac
         }
         if rs.info:
             out["info"] = rs.info
+        if rs.handovers:
+            out["resultsHandovers"] = list(rs.handovers)
         yield out
 
 

@@ -175,3 +175,11 @@ def test_gateway_validate_checks_collection_records_too():
     assert validate_beacon_response(good).ok
     for bad in ({"id": "ds1"}, {"id": "ds1", "name": "One", "createDateTime": "yesterday"}):
         assert not validate_beacon_response(_envelope("dataset", bad)).ok, bad
+
+
+def test_every_sex_term_the_translator_emits_is_a_sex_of_our_schema():
+    from gateway.beacon.validation import SCHEMA_DIR
+    from translators.phenopacket_to_beacon import sex_terms
+
+    allowed = set(json.loads((SCHEMA_DIR / "entities.json").read_text())["$defs"]["sex"]["properties"]["id"]["enum"])
+    assert {t["id"] for t in sex_terms().values()} <= allowed
