@@ -190,6 +190,24 @@ class _Verifier:
             mapped = {s.get("entryType") for s in self.map_sets.values()}
             missing = sorted(from_types - mapped)
             self.check("map-covers-entry-types", not missing, f"entry types absent from /map: {missing}", "")
+        if self.map_sets:
+            # beaconMapSchema: a related endpoint returns an entry type of the node (filtering terms are the
+            # set's filteringTermsUrl, not an endpoint returning "filteringTerm").
+            served = {s.get("entryType") for s in self.map_sets.values()} | (from_types or set())
+            foreign = sorted(
+                {
+                    f"{e.get('returnedEntryType')} ({name})"
+                    for s in self.map_sets.values()
+                    for name, e in (s.get("endpoints") or {}).items()
+                    if isinstance(e, dict) and e.get("returnedEntryType") not in served
+                }
+            )
+            self.check(
+                "map-returned-entry-types",
+                not foreign,
+                f"/map endpoints return what is no entry type of the node: {', '.join(foreign[:5])}",
+                "",
+            )
 
     # --- entry types --------------------------------------------------------------------------------------
 

@@ -51,6 +51,7 @@ def test_broken_beacon_defects_are_all_reported(live_url, capsys):
     assert not report.ok
     assert "info" in failed  # wrong schema
     assert "map-urls-absolute" in failed  # relative URLs
+    assert "map-returned-entry-types" in failed  # filtering terms as an endpoint returning "filteringTerm"
     assert "limit-honoured" in failed  # ignores limit
     assert "total-stable-across-pages" in failed  # numTotalResults changes between pages
     assert {"error-bad-limit", "error-bad-granularity", "error-unparsable-body"} <= failed  # 200 on malformed
