@@ -9,9 +9,9 @@ from __future__ import annotations
 from flask import Blueprint, Response, stream_with_context
 
 from gateway.api.context import services
+from gateway.api.hooks import audit_notes, current_caller
 from gateway.api.render import problem
 from gateway.beacon.handovers import may_read
-from gateway.security.http import audit_notes, current_caller
 from gateway.security.tokens import TokenError
 from gateway.variants.vcf_export import vcf_lines
 

@@ -11,7 +11,7 @@ from datetime import UTC, datetime
 from flask import Blueprint, Response, request
 
 import mappings
-from gateway.api.auth import Unauthorised, require_operator
+from gateway.api.auth import require_operator
 from gateway.api.context import services
 from gateway.api.public_url import public_base_url
 from gateway.api.render import json_response
@@ -125,17 +125,7 @@ def capability_statement() -> dict:
 def fhir_blueprint() -> Blueprint:
     bp = Blueprint("fhir", __name__, url_prefix="/fhir")
 
-    @bp.errorhandler(JSONInputError)
-    def bad_json(exc: JSONInputError):
-        return outcome_response([exc.issue], 400)
-
-    @bp.errorhandler(Unauthorised)
-    def unauthorised(exc: Unauthorised):
-        issue = Issue.error("login" if exc.status == 401 else "forbidden", exc.message)
-        resp = outcome_response([issue], exc.status)
-        if exc.status == 401:
-            resp.headers["WWW-Authenticate"] = 'Bearer realm="gateway"'
-        return resp
+    # Errors (unreadable JSON, credentials, a malformed dataset id) become OperationOutcomes in gateway.api.errors.
 
     @bp.get("/metadata")
     def metadata():

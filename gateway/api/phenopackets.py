@@ -9,12 +9,13 @@ from __future__ import annotations
 
 from flask import Blueprint, request, url_for
 
-from gateway.api.auth import Unauthorised, bearer_token, require_operator
+from gateway.api.auth import bearer_token, require_operator
 from gateway.api.context import services
+from gateway.api.hooks import audit_notes, current_caller
 from gateway.api.render import json_response, problem
 from gateway.beacon.handovers import may_read
-from gateway.jsonio import JSONInputError, loads_strict
-from gateway.security.http import audit_notes, current_caller
+from gateway.errors import BadInput, Unauthorised
+from gateway.jsonio import loads_strict
 from gateway.security.keys import is_operator
 from gateway.security.tokens import TokenError
 from gateway.services.ingest import ingest_phenopackets
@@ -27,24 +28,12 @@ def _int_arg(name: str, default: int, low: int, high: int) -> int:
     if raw is None:
         return default
     if not raw.isdigit() or not low <= int(raw) <= high:
-        raise ValueError(f"query parameter {name!r} must be an integer from {low} to {high}")
+        raise BadInput(f"query parameter {name!r} must be an integer from {low} to {high}")
     return int(raw)
 
 
 def phenopackets_blueprint() -> Blueprint:
     bp = Blueprint("phenopackets", __name__, url_prefix="/phenopackets")
-
-    @bp.errorhandler(JSONInputError)
-    def bad_json(exc: JSONInputError):
-        return problem(400, exc.issue.message, [exc.issue])
-
-    @bp.errorhandler(Unauthorised)
-    def unauthorised(exc: Unauthorised):
-        return problem(exc.status, exc.message)
-
-    @bp.errorhandler(ValueError)
-    def bad_parameter(exc: ValueError):
-        return problem(400, str(exc))
 
     @bp.get("")
     @require_operator
@@ -68,13 +57,13 @@ def phenopackets_blueprint() -> Blueprint:
         svc = services()
         token = bearer_token()
         if token is None:
-            raise Unauthorised("reading a phenopacket needs a bearer token (operator or CONTROLLED access)", 401)
+            raise Unauthorised("reading a phenopacket needs a bearer token (operator or CONTROLLED access)", status=401)
         stored = svc.store.get_phenopacket(packet_id)
         if not is_operator(svc.operator_tokens, token):
             try:
                 caller = current_caller()
             except TokenError as exc:
-                raise Unauthorised(f"the bearer token was rejected: {exc.reason}", 401) from exc
+                raise Unauthorised(f"the bearer token was rejected: {exc.reason}", status=401) from exc
             # The same answer whether the phenopacket is absent or only not readable: its existence is data too.
             if stored is None or not may_read(svc.config, caller, stored.dataset_id, "individuals"):
                 audit_notes()["decision"] = "denied"

@@ -24,7 +24,7 @@ _PREFIX = re.compile(r"^(/[A-Za-z0-9._~\-]+)*$")
 
 
 def _from_trusted_proxy() -> bool:
-    security = services().extra.get("security")
+    security = services().security
     networks = getattr(security, "trusted_networks", ()) or ()
     try:
         address = ipaddress.ip_address((request.remote_addr or "").strip())

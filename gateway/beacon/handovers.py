@@ -17,7 +17,7 @@ from typing import Any
 
 from gateway.beacon.response import EntryAnswer
 from gateway.config import Config
-from gateway.security.caller import ANONYMOUS, CONTROLLED, Caller, dataset_config
+from gateway.security.caller import CONTROLLED, Caller, dataset_config
 from gateway.security.policy import policy_for
 
 PHENOPACKET = {"id": "CUSTOM:phenopacket-v2", "label": "GA4GH Phenopacket v2 (JSON)"}
@@ -33,13 +33,13 @@ def may_read(config: Config, caller: Caller, dataset_id: str, entry_path: str) -
 
 
 def _base(ctx: Any) -> str:
-    return (ctx.config.node.base_url or ctx.extra.get("public_base_url") or "").rstrip("/")
+    return (ctx.config.node.base_url or ctx.public_base_url or "").rstrip("/")
 
 
 def add_handovers(ctx: Any, entry_path: str, granularity: str, answer: EntryAnswer) -> EntryAnswer:
     if granularity != "record":
         return answer
-    caller: Caller = ctx.extra.get("caller") or ANONYMOUS
+    caller: Caller = ctx.caller
     if entry_path == "individuals":
         sets = [
             replace(rs, handovers=tuple(_phenopackets(ctx, rs.records or ())))

@@ -1,13 +1,14 @@
 """The informational endpoints, generated from the node's configuration and the ONE entry-type registry.
 
 `/` and `/info`, `/service-info` (bare GA4GH service-info 1.0, type org.ga4gh:beacon), `/configuration`,
-`/map` (absolute URLs of this node: `node.base_url`, or the request's, gateway.api.public_url), `/entry_types` and `/filtering_terms`: what they advertise is
-exactly what the router serves, since both read `registry.entry_types()`.
+`/map` (absolute URLs of this node: `node.base_url`, or the request's, gateway.api.public_url), `/entry_types`
+and `/filtering_terms`: what they advertise is exactly what the router serves, since both read the same
+`EntryTypes` collection.
 """
 
 from __future__ import annotations
 
-from gateway.beacon.registry import EntryType, entry_types
+from gateway.beacon.registry import EntryType, EntryTypes
 from gateway.beacon.request import API_VERSION
 from gateway.config import Config
 
@@ -83,18 +84,18 @@ def _definition(entry: EntryType) -> dict:
     }
 
 
-def entry_type_definitions() -> dict:
-    return {e.id: _definition(e) for e in entry_types()}
+def entry_type_definitions(types: EntryTypes) -> dict:
+    return {e.id: _definition(e) for e in types}
 
 
-def entry_types_response(config: Config) -> dict:
+def entry_types_response(config: Config, types: EntryTypes) -> dict:
     return {
         "meta": informational_meta(config, [{"entityType": "entryType", "schema": "beacon-entry-types-v2.0.0"}]),
-        "response": {"entryTypes": entry_type_definitions()},
+        "response": {"entryTypes": entry_type_definitions(types)},
     }
 
 
-def configuration(config: Config) -> dict:
+def configuration(config: Config, types: EntryTypes) -> dict:
     levels = sorted({d.security_level for d in config.datasets} or {"CONTROLLED"})
     return {
         "meta": informational_meta(config, [{"entityType": "configuration", "schema": "beacon-configuration-v2.0.0"}]),
@@ -102,20 +103,20 @@ def configuration(config: Config) -> dict:
             "$schema": SPEC_URL + "/blob/main/framework/json/configuration/beaconConfigurationSchema.json",
             "maturityAttributes": {"productionStatus": _PRODUCTION.get(config.node.environment, "DEV")},
             "securityAttributes": {"defaultGranularity": "boolean", "securityLevels": levels},
-            "entryTypes": entry_type_definitions(),
+            "entryTypes": entry_type_definitions(types),
         },
     }
 
 
-def beacon_map(config: Config, prefix: str = "/api") -> dict:
+def beacon_map(config: Config, types: EntryTypes, prefix: str = "/api") -> dict:
     """The endpoint sets as the official default model's beaconMap.json writes them: related endpoints
     (`<entryType>Lookup`) return an entry type of this node; filtering terms are the set's `filteringTermsUrl`."""
     root = api_root(config, prefix)
     sets = {}
-    for entry in entry_types():
+    for entry in types:
         endpoints = {
-            f"{_entity_of(target)}Lookup": {
-                "returnedEntryType": _entity_of(target),
+            f"{_entity_of(types, target)}Lookup": {
+                "returnedEntryType": _entity_of(types, target),
                 "url": f"{root}/{entry.path}/{{id}}/{target}",
             }
             for target in entry.cross_links
@@ -141,8 +142,9 @@ def beacon_map(config: Config, prefix: str = "/api") -> dict:
     }
 
 
-def _entity_of(path: str) -> str:
-    return next((e.id for e in entry_types() if e.path == path), path)
+def _entity_of(types: EntryTypes, path: str) -> str:
+    found = types.get(path)
+    return found.id if found is not None else path
 
 
 def filtering_terms_response(config: Config, terms: dict) -> dict:

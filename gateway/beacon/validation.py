@@ -14,6 +14,7 @@ from pathlib import Path
 import jsonschema_rs
 
 from gateway.beacon.registry import EntryType
+from gateway.errors import GatewayError
 
 SCHEMA_DIR = Path(__file__).resolve().parents[2] / "schemas" / "beacon"
 FRAMEWORK_URI = "urn:gateway:beacon:framework"
@@ -31,8 +32,8 @@ RECORD_SCHEMAS = {
 _SCHEMA_FILES = ("genomicVariant.json", "entities.json")
 
 
-class ResponseInvalid(ValueError):
-    pass
+class ResponseInvalid(GatewayError, ValueError):
+    """A response that breaks the node's own Beacon schema: a bug, never sent."""
 
 
 @cache

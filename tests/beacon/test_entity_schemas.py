@@ -155,7 +155,7 @@ def test_gateway_validate_refuses_individual_records_that_break_the_model(record
 
 
 def test_the_node_refuses_to_send_a_record_that_breaks_its_schema():
-    from gateway.beacon.registry import entry_type_for_path
+    from gateway.beacon.entry_types import entry_type_for_path
 
     body = _individuals_response([{"id": "p1", "sex": "male"}])
     with pytest.raises(ResponseInvalid):
