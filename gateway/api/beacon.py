@@ -28,6 +28,7 @@ from gateway.beacon.request import BeaconRequest, BeaconRequestError, parse_get,
 from gateway.beacon.response import build_error
 from gateway.issues import Issue
 from gateway.jsonio import JSONInputError, loads_strict
+from gateway.security.budget import MemoryBudget, QueryBudget
 from gateway.security.tokens import TokenError
 
 
@@ -121,14 +122,8 @@ def _visible_datasets(types: EntryTypes, context: QueryContext, only: tuple[str,
         return ()
 
 
-class _NoCharge:
-    """A query budget that never charges (informational endpoints)."""
-
-    def charge(self, caller) -> bool:
-        return True
-
-
-_NO_CHARGE = _NoCharge()
+# A budget without limits: the informational endpoints charge nothing.
+_NO_CHARGE = QueryBudget(backend=MemoryBudget(), limits={"anonymous": None, "registered": None, "controlled": None})
 
 
 def _filtering_terms(
