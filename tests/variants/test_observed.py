@@ -55,3 +55,27 @@ def test_sites_only_files_assert_their_sites_unless_info_says_ac_0(tmp_path):
     ingest(write(tmp_path / "s.vcf", lines), tmp_path / "data")
     store = VariantStore(tmp_path / "data")
     assert [store.exists(_query(p)) for p in (100, 200, 300)] == [True, False, True]
+
+
+def test_beacon_exists_only_where_a_visible_dataset_observed_the_allele(tmp_path):
+    """The allele is carried in a CONTROLLED dataset only; the PUBLIC one has the site with every sample 0/0.
+    An anonymous caller (who sees only the PUBLIC dataset) is told it does not exist; a grant-holder sees it."""
+    from tests.beacon.conftest import make_app
+
+    datasets = (
+        {"id": "open-ds", "security_level": "PUBLIC", "policy": {"profile": "open"}},
+        {"id": "closed-ds", "security_level": "CONTROLLED"},
+    )
+    app = make_app(None, datasets=datasets, data_dir=str(tmp_path / "node"), operator_tokens=["observed-op"])
+    services = app.extensions["gateway"]
+    data_dir = services.config.data_dir
+    ingest(write(tmp_path / "o.vcf", lines_of(body=[rec("100", gts=("0/0", "0/0"))])), data_dir, dataset_id="open-ds")
+    ingest(write(tmp_path / "c.vcf", lines_of(body=[rec("100", gts=("0/1", "0/0"))])), data_dir, dataset_id="closed-ds")
+    services.variants.refresh()
+    client = app.test_client()
+    query = "/api/g_variants?referenceName=1&start=99&alternateBases=G&referenceBases=A"
+    anonymous = client.get(query + "&requestedGranularity=count").json
+    assert anonymous["responseSummary"] == {"exists": False, "numTotalResults": 0}
+    seen = client.get(query + "&requestedGranularity=count", headers={"Authorization": "Bearer observed-op"}).json
+    assert seen["responseSummary"] == {"exists": True, "numTotalResults": 1}
+    services.store.close()
