@@ -1,5 +1,8 @@
 """Phenopacket export and direct load: /phenopackets.
 
+GET /phenopackets/{id} with `Accept: application/fhir+json` returns the phenopacket as a validated FHIR R4
+collection Bundle in the node profile's flavour (same authorisation as the JSON form).
+
 Phenopackets are individual-level data: listing and loading them is an operator's act; one phenopacket
 (`/phenopackets/{id}`, the target of the Beacon individual handover) may also be read by a caller CONTROLLED
 for its dataset whose policy serves individual records to CONTROLLED callers (gateway.beacon.handovers.may_read).
@@ -11,6 +14,7 @@ from flask import Blueprint, request, url_for
 
 from gateway.api.auth import bearer_token, require_operator
 from gateway.api.context import services
+from gateway.api.fhir_export import FHIR_JSON, export_response
 from gateway.api.hooks import audit_notes, current_caller
 from gateway.api.render import json_response, problem
 from gateway.beacon.handovers import may_read
@@ -18,6 +22,7 @@ from gateway.errors import BadInput, Unauthorised
 from gateway.jsonio import loads_strict
 from gateway.security.keys import is_operator
 from gateway.security.tokens import TokenError
+from gateway.services.fhir_export import export_phenopacket
 from gateway.services.ingest import ingest_phenopackets
 
 MAX_PAGE = 1000
@@ -71,6 +76,8 @@ def phenopackets_blueprint() -> Blueprint:
             audit_notes()["datasets"] = [stored.dataset_id]
         if stored is None:
             return problem(404, f"no phenopacket with id {packet_id!r}")
+        if request.accept_mimetypes.best_match(["application/json", FHIR_JSON]) == FHIR_JSON:
+            return export_response(export_phenopacket(stored.document, profile=services().config.profile))
         return json_response(stored.document)
 
     @bp.post("")

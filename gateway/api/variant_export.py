@@ -1,4 +1,5 @@
-"""Exports that Beacon handovers point to, behind the same authorisation as the data (gateway.beacon.handovers):
+"""The variant export a Beacon dataset handover points to, behind the same authorisation as the data
+(gateway.beacon.handovers):
 
 GET /datasets/{id}/variants.vcf   the dataset's observed sites as a streamed VCF, for callers who may read its
                                   variants (an operator, or CONTROLLED for the dataset with record-level variants).
@@ -16,8 +17,8 @@ from gateway.security.tokens import TokenError
 from gateway.variants.vcf_export import vcf_lines
 
 
-def exports_blueprint() -> Blueprint:
-    bp = Blueprint("exports", __name__)
+def variant_export_blueprint() -> Blueprint:
+    bp = Blueprint("variant_export", __name__)
 
     @bp.get("/datasets/<dataset_id>/variants.vcf")
     def dataset_vcf(dataset_id: str):
