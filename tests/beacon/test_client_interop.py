@@ -199,3 +199,15 @@ def test_informational_endpoints_cost_no_query_budget():
     statuses = [client.get("/api/individuals").status_code for _ in range(4)]
     assert statuses == [200, 200, 200, 429]
     app.extensions["gateway"].store.close()
+
+
+@pytest.mark.parametrize("entity", ["genomicVariant", "genomicVariation"])
+def test_the_nodes_variant_answers_convert_to_fhir_under_either_name(beacon_client, entity):
+    body = beacon_client.get("/api/g_variants?geneId=BRAF&requestedGranularity=record").json
+    assert body["meta"]["returnedSchemas"][0]["entityType"] == "genomicVariant"
+    assert any(r.get("caseLevelData") for rs in body["response"]["resultSets"] for r in rs["results"])
+    body["meta"]["returnedSchemas"][0]["entityType"] = entity
+    converted = beacon_client.post("/fhir/$convert-beacon-response", json=body)
+    assert converted.status_code == 200, converted.json
+    kinds = [e["resource"]["resourceType"] for e in converted.json["entry"]]
+    assert "Observation" in kinds, kinds
