@@ -14,6 +14,7 @@ from flask import Blueprint, Response, request
 import mappings
 from gateway.api.auth import require_operator
 from gateway.api.context import services
+from gateway.api.public_url import public_base_url
 from gateway.api.render import json_response
 from gateway.api.validate import over_budget
 from gateway.bounded import WorkLimitExceeded, limits_of, run_bounded
@@ -102,7 +103,7 @@ def capability_statement() -> dict:
         "date": datetime.now(UTC).date().isoformat(),
         "kind": "instance",
         "software": {"name": "genomic-gateway", "version": cfg.node.version},
-        "implementation": {"description": cfg.node.name, "url": cfg.node.base_url.rstrip("/") + "/fhir"},
+        "implementation": {"description": cfg.node.name, "url": public_base_url() + "/fhir"},
         "fhirVersion": "4.0.1",
         "format": [FHIR_JSON, "application/json"],
         "implementationGuide": mappings.implementation_guides(),
