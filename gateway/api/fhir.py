@@ -8,6 +8,7 @@ for one whose parsing and translation exceed the node's time or memory limits (g
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from typing import Any
 
 from flask import Blueprint, Response, request
 
@@ -49,7 +50,7 @@ def _process_bounded(dataset_id: str) -> tuple[IngestOutcome, str]:
         )
     svc = services()
     data = request.get_data(cache=False)
-    arguments = {
+    arguments: dict[str, Any] = {
         "max_depth": svc.config.max_json_depth,
         "key": svc.key,
         "dataset_id": dataset_id,
