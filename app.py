@@ -25,6 +25,7 @@ from gateway.api.hooks import install_security_hooks
 from gateway.api.network import LOCAL_PREFIX, build_network, network_blueprint
 from gateway.api.phenopackets import phenopackets_blueprint
 from gateway.api.validate import validate_blueprint
+from gateway.api.variant_export import variant_export_blueprint
 from gateway.beacon.entry_types import BEACON_ENTRY_TYPES
 from gateway.beacon.registry import EntryTypes
 from gateway.config import Config, load_config, private_data_dir
@@ -83,6 +84,7 @@ def _register_blueprints(app: Flask, services: Services, entry_types: EntryTypes
         fhir_blueprint,
         phenopackets_blueprint,
         datasets_blueprint,
+        variant_export_blueprint,  # the target of the Beacon dataset handover
         validate_blueprint,
         admin_blueprint,
         fhir_export_blueprint,  # POST /fhir/$convert-beacon-response

@@ -6,7 +6,8 @@ same in FHIR whether it came from a phenopacket or from a Beacon answer:
 - `individual` records -> Patient (the record id is already the pseudonym) with its phenotypic features,
   diseases (and `info.excludedDiseases` as refuted), measures, treatments and procedures;
 - `biosample` records -> Specimen (of the individual's Patient when it is in the same Bundle);
-- `genomicVariation` records -> one Genomics Reporting variant Observation per carrier in caseLevelData
+- `genomicVariant` records (`genomicVariation`, the pre-v2 name, too) -> one Genomics Reporting variant Observation
+  per carrier in caseLevelData
   (its zygosity as the allelic state, its Patient as subject when present), or one without subject.
 Record sets of other types (datasets, cohorts, runs, analyses) are warned about and left out.
 Issue locations are JSON pointers into the Beacon response; the sex table is the forward Beacon table
@@ -38,6 +39,8 @@ from translators.phenopacket_to_fhir import (
     PacketWriter,
     _text,
 )
+
+VARIANT = "genomicVariant"  # the default model's entry type id of variant records
 
 # Individual record elements that reach FHIR (the rest is warned about).
 INDIVIDUAL_KEYS_WRITTEN = frozenset(
@@ -74,10 +77,11 @@ def translate_beacon_response(
             continue
         schemas = _list(_dict(_dict(response).get("meta")).get("returnedSchemas"))
         entity = next((_text(_dict(x).get("entityType")) for x in schemas if _text(_dict(x).get("entityType"))), None)
+        entity = VARIANT if entity == "genomicVariation" else entity  # the old name of the default model's type
         sets.extend((f"{base}/response/resultSets/{s}", entity, _dict(rs)) for s, rs in enumerate(result_sets))
     patients: dict[str, str] = {}  # individual id -> Patient fullUrl
     # Individuals first, so that biosamples and variant carriers can name their Patient.
-    order = {"individual": 0, "biosample": 1, "genomicVariation": 2}
+    order = {"individual": 0, "biosample": 1, VARIANT: 2}
     for where, entity, result_set in sorted(sets, key=lambda item: order.get(item[1], 3)):
         for r, record in enumerate(_list(result_set.get("results"))):
             location = f"{where}/results/{r}"
@@ -88,7 +92,7 @@ def translate_beacon_response(
                 individual(writer, record, location, patients)
             elif set_type == "biosample":
                 biosample(writer, record, location, patients)
-            elif set_type == "genomicVariation":
+            elif set_type == VARIANT:
                 genomic_variation(writer, record, location, patients)
             else:
                 writer.issues.append(
@@ -102,7 +106,7 @@ def record_type(record: Any) -> str | None:
     """The entry type of a record when the response's meta.returnedSchemas does not name it."""
     record = _dict(record)
     if "variantInternalId" in record or "variation" in record:
-        return "genomicVariation"
+        return VARIANT
     if "biosampleStatus" in record or "sampleOriginType" in record:
         return "biosample"
     if "sex" in record:

@@ -12,6 +12,7 @@ from typing import Any
 
 from gateway.beacon.access import AccessDenied, admit, not_available, protect
 from gateway.beacon.context import QueryContext
+from gateway.beacon.handovers import add_handovers
 from gateway.beacon.registry import EntryType
 from gateway.beacon.request import BeaconRequest, BeaconRequestError
 from gateway.beacon.response import EntryAnswer, build_error, build_response
@@ -104,6 +105,7 @@ def answer(
         # What is disclosed is decided after the handler, on what it found (gateway.beacon.access.protect).
         result: EntryAnswer = handler(ctx, request, admission.handler_granularity(target), datasets, record_id)
         result, granularity = protect(ctx, target, request, admission, result)
+        result = add_handovers(ctx, target.path, granularity, result)
     except AccessDenied as exc:
         return build_error(node, [Issue.error(exc.code, exc.message)], exc.status, target, request), exc.status
     except BeaconRequestError as exc:

@@ -28,14 +28,16 @@ log = logging.getLogger(__name__)
 MAX_ID = 255
 
 
-def _audit_intent(audit: Any, action: str, reference: str, who: dict, datasets: list[str] | None = None) -> None:
+def _audit_intent(
+    audit: Any, action: str, reference: str, who: dict[str, Any], datasets: list[str] | None = None
+) -> None:
     if audit is not None:  # raises OSError when the log cannot be written: nothing has been erased yet
         audit.append(
             durable=True, phase="intent", decision="allowed", action=action, reason=reference, datasets=datasets, **who
         )
 
 
-def _audit_outcome(audit: Any, who: dict, **fields: Any) -> None:
+def _audit_outcome(audit: Any, who: dict[str, Any], **fields: Any) -> None:
     if audit is None:
         return
     try:
@@ -97,7 +99,7 @@ def erase_dataset(
     had_variants = variants is not None and dataset_id in variants.datasets()
     _audit_intent(audit, "erase-dataset", "", who, datasets=[dataset_id])
     removed = store.delete_dataset(dataset_id)
-    if had_variants:
+    if had_variants and variants is not None:
         variants.delete_dataset(dataset_id)
         variants.refresh()
     if security is not None:
