@@ -64,6 +64,9 @@ def _register_blueprints(app: Flask) -> None:
 
     for blueprint in (health_blueprint, fhir_blueprint, phenopackets_blueprint, datasets_blueprint, validate_blueprint):
         app.register_blueprint(blueprint())
+    from gateway.api.ui import register_ui
+
+    register_ui(app)  # the web pages (/ui/) and the operator page's JSON (/operator/…)
     network_source = app.extensions["gateway"].config.extra.get("network")
     if network_source:  # network mode: the network answers at /api, the node's own Beacon at /local/api
         from gateway.api.network import LOCAL_PREFIX, build_network, network_blueprint

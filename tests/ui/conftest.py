@@ -1,0 +1,224 @@
+"""The web pages end to end: a real gateway process (gunicorn, `gateway serve --demo`) and headless Chromium.
+
+The node holds the synthetic demo cohort, declared here with the default ceilings of a PUBLIC dataset
+(public yes/no, registered counts, controlled records; granted by a visa) but a public catalogue, plus 80 real phenopackets from
+../shared/reference in a second PUBLIC dataset, so that pages meet suppression, rounding and two datasets.
+Tokens are minted with the security tests' keys (tests/security/sechelpers.py).
+
+Chromium and chromedriver come from the OS packages (`apt-get install chromium chromium-driver`; .ci/run
+installs them). Without them these tests skip on a developer's machine and fail in CI (CI=true).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tests.network.conftest import free_port
+from tests.security.sechelpers import AUDIENCE, ISSUER, VISA_ISSUER, jwks_files, keys, mint  # noqa: F401
+
+REPO = Path(__file__).resolve().parents[2]
+REFERENCE = (REPO / ".." / "shared" / "reference").resolve()
+OPERATOR_TOKEN = "ui-test-operator-token"
+DEMO_GRANT = "urn:grant:synthetic-demo"
+REFERENCE_DATASET = "reference-packets"
+REFERENCE_PACKETS = 80
+GATEWAY = (sys.executable, "-m", "gateway.cli")
+# the PUBLIC defaults (public yes/no, registered counts, controlled records), with the catalogue (datasets,
+# cohorts) listed to everyone, as a node that publishes its holdings would configure it
+CATALOGUE_OPEN = {
+    "public": {"datasets": "record", "cohorts": "record", "*": "boolean"},
+    "registered": {"datasets": "record", "cohorts": "record", "*": "count"},
+    "controlled": "record",
+}
+
+
+def _missing(what: str):
+    if os.environ.get("CI"):
+        pytest.fail(f"{what} is required in CI (.ci/run installs chromium and chromium-driver)")
+    pytest.skip(f"{what} is not installed (apt-get install chromium chromium-driver; pip install selenium)")
+
+
+def _browser_paths() -> tuple[str, str]:
+    chrome = shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
+    driver = shutil.which("chromedriver")
+    if not chrome or not driver:
+        _missing("Chromium with chromedriver")
+    return chrome, driver
+
+
+@pytest.fixture(scope="session")
+def artefacts(tmp_path_factory) -> Path:
+    """Screenshots land here: $GATEWAY_TEST_ARTEFACTS if set, else a pytest temporary folder."""
+    folder = Path(os.environ.get("GATEWAY_TEST_ARTEFACTS") or tmp_path_factory.mktemp("ui-artefacts"))
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
+def _get(url: str, token: str | None = None, body: dict | None = None) -> tuple[int, dict]:
+    headers = {"Accept": "application/json"}
+    if token:
+        headers["Authorization"] = f"Bearer {token}"
+    data = None
+    if body is not None:
+        data = json.dumps(body).encode()
+        headers["Content-Type"] = "application/json"
+    request = urllib.request.Request(url, data=data, headers=headers, method="POST" if data else "GET")
+    try:
+        with urllib.request.urlopen(request, timeout=30) as response:
+            return response.status, json.loads(response.read() or b"null")
+    except urllib.error.HTTPError as exc:
+        return exc.code, json.loads(exc.read() or b"null")
+
+
+class Node:
+    def __init__(self, base: str, data_dir: Path):
+        self.base = base
+        self.data_dir = data_dir
+
+    def call(self, path: str, token: str | None = None, body: dict | None = None) -> tuple[int, dict]:
+        return _get(self.base + path, token, body)
+
+
+def _reference_packets() -> list[Path]:
+    files = sorted((REFERENCE / "phenopackets").rglob("*.json"))[:REFERENCE_PACKETS]
+    if len(files) < REFERENCE_PACKETS:
+        if os.environ.get("CI"):
+            pytest.fail(f"reference phenopackets missing at {REFERENCE}")
+        pytest.skip(f"reference material not found at {REFERENCE}")
+    return files
+
+
+@pytest.fixture(scope="session")
+def ui_node(tmp_path_factory, jwks_files):  # noqa: F811 (the fixture imported above)
+    root = tmp_path_factory.mktemp("ui-node")
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    config = {
+        "node": {"id": "org.example.ui", "name": "UI test node", "base_url": base},
+        "operator_tokens": [OPERATOR_TOKEN],
+        "datasets": [
+            {
+                "id": "synthetic-demo",
+                "name": "Synthetic demo cohort",
+                "security_level": "PUBLIC",
+                "data_use_conditions": ["DUO:0000042"],
+                "policy": {"grants": [DEMO_GRANT], "max_granularity": CATALOGUE_OPEN},
+            },
+            {
+                "id": REFERENCE_DATASET,
+                "name": "Reference phenopackets",
+                "security_level": "PUBLIC",
+                "policy": {"max_granularity": CATALOGUE_OPEN},
+            },
+        ],
+        "security": {
+            "issuers": [
+                {"issuer": ISSUER, "jwks_file": str(jwks_files["login"])},
+                {"issuer": VISA_ISSUER, "jwks_file": str(jwks_files["visas"]), "visas_only": True},
+            ],
+            "audiences": [AUDIENCE],
+            "budget": {"window_seconds": 60, "anonymous": 100000, "registered": 100000},
+        },
+    }
+    (root / "gateway.yaml").write_text(yaml.safe_dump(config))
+    env = {
+        **os.environ,
+        "GATEWAY_CONFIG": str(root / "gateway.yaml"),
+        "GATEWAY_DATA_DIR": str(root / "data"),
+        "GATEWAY_SECRET_KEY": "33" * 32,
+        "PYTHONPATH": str(REPO),
+    }
+    ingest = subprocess.run(
+        [*GATEWAY, "ingest", "phenopacket", *map(str, _reference_packets()), "--dataset", REFERENCE_DATASET],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert ingest.returncode == 0, ingest.stderr[-2000:]
+    log = open(root / "server.log", "w")  # noqa: SIM115 (closed at teardown)
+    server = subprocess.Popen(
+        [*GATEWAY, "serve", "--demo", "--host", "127.0.0.1", "--port", str(port), "--workers", "2"],
+        cwd=REPO,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    try:
+        deadline = time.monotonic() + 180
+        while True:
+            try:
+                if _get(base + "/ready")[0] == 200 and _get(base + "/api/info")[0] == 200:
+                    break
+            except OSError:
+                pass
+            if server.poll() is not None or time.monotonic() > deadline:
+                log.flush()
+                pytest.fail("the gateway did not start:\n" + (root / "server.log").read_text()[-3000:])
+            time.sleep(0.5)
+        yield Node(base, root / "data")
+    finally:
+        server.terminate()
+        try:
+            server.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            server.kill()
+        log.close()
+
+
+@pytest.fixture(scope="session")
+def tokens(mint):  # noqa: F811
+    """A token for each role, valid for an hour (longer than any test session)."""
+    exp = int(time.time()) + 3600
+    return {
+        "operator": OPERATOR_TOKEN,
+        "registered": mint.token(sub="ui-registered", exp=exp),
+        "controlled": mint.passport(mint.visa(DEMO_GRANT, exp=exp), sub="ui-controlled", exp=exp),
+    }
+
+
+@pytest.fixture(scope="session")
+def browser():
+    chrome, driver_path = _browser_paths()
+    try:
+        from selenium import webdriver
+        from selenium.webdriver.chrome.service import Service
+    except ImportError:
+        _missing("selenium")
+    options = webdriver.ChromeOptions()
+    options.binary_location = chrome
+    for argument in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--window-size=1280,1600"):
+        options.add_argument(argument)
+    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
+    driver = webdriver.Chrome(service=Service(driver_path), options=options)
+    driver.implicitly_wait(0)
+    yield driver
+    driver.quit()
+
+
+@pytest.hookimpl(wrapper=True, tryfirst=True)
+def pytest_runtest_makereport(item, call):
+    report = yield
+    if report.when == "call" and report.failed and "browser" in item.fixturenames:
+        # what the page looked like when a test failed, and what the browser logged
+        browser = item.funcargs["browser"]
+        folder = item.funcargs.get("artefacts")
+        if folder is not None:
+            browser.save_screenshot(str(folder / f"FAILED-{item.name}.png"))
+            (folder / f"FAILED-{item.name}.log").write_text(
+                json.dumps(browser.get_log("browser"), indent=1) + "\n" + browser.page_source
+            )
+    return report
