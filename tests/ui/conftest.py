@@ -11,6 +11,8 @@ installs them). Without them these tests skip on a developer's machine and fail 
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import json
 import os
 import shutil
@@ -99,13 +101,72 @@ def _reference_packets() -> list[Path]:
     return files
 
 
+class FakeIssuer:
+    """A minimal OpenID provider for the sign-in button: discovery, authorize (no login form: it answers at
+    once with a code) and token, which checks the PKCE verifier and hands out a token minted with the
+    security tests' keys. It records what it was sent."""
+
+    def __init__(self, minter, sub: str):
+        from flask import Flask, jsonify, redirect, request
+
+        self.codes: dict[str, dict] = {}
+        self.seen: list[dict] = []
+        app = Flask("fake-issuer")
+
+        @app.after_request
+        def cors(response):  # browsers call discovery and token across origins
+            response.headers["Access-Control-Allow-Origin"] = "*"
+            return response
+
+        @app.get("/.well-known/openid-configuration")
+        def discovery():
+            return jsonify(
+                issuer=self.url,
+                authorization_endpoint=self.url + "/authorize",
+                token_endpoint=self.url + "/token",
+            )
+
+        @app.get("/authorize")
+        def authorize():
+            args = request.args.to_dict()
+            self.seen.append(args)
+            code = f"code-{len(self.codes)}"
+            self.codes[code] = args
+            return redirect(f"{args['redirect_uri']}?code={code}&state={args['state']}")
+
+        @app.post("/token")
+        def token():
+            form = request.form.to_dict()
+            self.seen.append(form)
+            asked = self.codes.pop(form.get("code"), None)
+            digest = hashlib.sha256(form.get("code_verifier", "").encode()).digest()
+            challenge = base64.urlsafe_b64encode(digest).rstrip(b"=").decode()
+            if asked is None or asked["code_challenge"] != challenge or asked["client_id"] != form.get("client_id"):
+                return jsonify(error="invalid_grant"), 400
+            return jsonify(access_token=minter.token(sub=sub, exp=int(time.time()) + 3600), token_type="Bearer")
+
+        self.app = app
+        self.url = ""
+
+
 @pytest.fixture(scope="session")
-def ui_node(tmp_path_factory, jwks_files):  # noqa: F811 (the fixture imported above)
+def fake_issuer(mint):  # noqa: F811
+    from tests.network.conftest import serve
+
+    issuer = FakeIssuer(mint, sub="ui-oidc-user")
+    with serve(issuer.app) as url:
+        issuer.url = url
+        yield issuer
+
+
+@pytest.fixture(scope="session")
+def ui_node(tmp_path_factory, jwks_files, fake_issuer):  # noqa: F811 (the fixture imported above)
     root = tmp_path_factory.mktemp("ui-node")
     port = free_port()
     base = f"http://127.0.0.1:{port}"
     config = {
         "node": {"id": "org.example.ui", "name": "UI test node", "base_url": base},
+        "ui": {"oidc": {"issuer": fake_issuer.url, "client_id": "beacon-ui", "scope": "openid"}},
         "operator_tokens": [OPERATOR_TOKEN],
         "datasets": [
             {

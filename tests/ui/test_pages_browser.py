@@ -235,3 +235,19 @@ def test_operator_page_shows_the_node_and_an_uploaded_files_issues_at_their_loca
     assert state["report"][0]["valid"], verdict  # the node passes its own verifier
     assert not _console_errors(browser)
     _shot(browser, artefacts, "operator-page")
+
+
+def test_sign_in_at_the_configured_issuer_with_pkce(browser, ui_node, fake_issuer, tokens):
+    _open(browser, ui_node.base + "/ui/", "query-form")
+    browser.find_element(By.ID, "oidc-sign-in").click()
+    _wait(browser, lambda: "Signed in as ui-oidc-user" in _text(browser, "who"))
+    assert "code=" not in browser.current_url  # the code is not left in the address bar
+    authorize, token = fake_issuer.seen[-2:]
+    assert authorize["code_challenge_method"] == "S256" and authorize["redirect_uri"] == ui_node.base + "/ui/"
+    assert token["grant_type"] == "authorization_code" and token["code_verifier"]
+    # the token is used: a count query answers at the registered level, as the API does for such a token
+    browser.find_element(By.ID, "run-query").click()
+    _wait(browser, lambda: _text(browser, "answer-granularity"))
+    _, body = ui_node.call("/api/individuals", tokens["registered"], {"query": {"requestedGranularity": "count"}})
+    assert _text(browser, "answer-count") == f"{body['responseSummary']['numTotalResults']:,}"
+    assert not _console_errors(browser)
