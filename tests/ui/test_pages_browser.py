@@ -10,6 +10,7 @@ import copy
 import json
 import os
 import re
+import time
 import urllib.request
 from pathlib import Path
 
@@ -194,9 +195,26 @@ def _broken_phenopacket(tmp_path: Path) -> tuple[Path, bytes]:
     return path, path.read_bytes()
 
 
+def _rejected_vcf_job(ui_node, token: str) -> dict:
+    """A real reference VCF with a broken header, uploaded as an ingest job; its final state."""
+    data = (REFERENCE / "vcf" / "cyvcf2" / "test-invalid-header.vcf").read_bytes()
+    headers = {"Authorization": f"Bearer {token}", "Content-Type": "text/plain"}
+    request = urllib.request.Request(ui_node.base + "/datasets/vcf-upload/vcf", data=data, headers=headers)
+    with urllib.request.urlopen(request, timeout=30) as response:
+        job_id = json.loads(response.read())["id"]
+    deadline = time.monotonic() + 60
+    while True:
+        _, state = ui_node.call(f"/jobs/{job_id}", token)
+        if state["status"] != "running" or time.monotonic() > deadline:
+            return state
+        time.sleep(0.2)
+
+
 def test_operator_page_shows_the_node_and_an_uploaded_files_issues_at_their_locations(
     browser, ui_node, tokens, artefacts, tmp_path
 ):
+    job = _rejected_vcf_job(ui_node, tokens["operator"])
+    assert job["status"] == "rejected" and job["issues"]
     _open(browser, ui_node.base + "/ui/operator", "need-token")
     _sign_in(browser, tokens["operator"])
     table = _wait(browser, lambda: browser.find_elements(By.ID, "datasets"))[0]
@@ -204,6 +222,12 @@ def test_operator_page_shows_the_node_and_an_uploaded_files_issues_at_their_loca
     for dataset in datasets["datasets"]:
         assert dataset["id"] in table.text
         assert f"{dataset['phenopackets']:,}" in table.text
+    jobs = _wait(browser, lambda: browser.find_elements(By.ID, "jobs"))[0]
+    row = next(r for r in jobs.find_elements(By.CSS_SELECTOR, "tbody tr") if job["id"] in r.text)
+    assert "rejected" in row.text
+    first = job["issues"][0]
+    assert first["location"] in row.find_element(By.CSS_SELECTOR, ".job-issues").text
+    assert first["message"] in row.text
     _, audit = ui_node.call("/admin/audit/verify", tokens["operator"])
     _wait(browser, lambda: "records" in _text(browser, "audit"))
     assert ("Intact" if audit["ok"] else "BROKEN") in _text(browser, "audit")

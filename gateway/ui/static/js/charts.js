@@ -7,6 +7,12 @@ function formatNumber(n) {
   return Number(n).toLocaleString("en");
 }
 
+// Long labels are cut to fit beside the bars; the full label is in each bar's tooltip.
+function shorten(text, max = 28) {
+  const value = String(text);
+  return value.length > max ? `${value.slice(0, max - 1)}…` : value;
+}
+
 // Horizontal bars, one per item {label, value}; an item without a number (a yes/no answer) is drawn as a
 // hatched bar saying "yes" or "no", never as a guessed length.
 export function BarChart({ title, items, id }) {
@@ -26,7 +32,7 @@ export function BarChart({ title, items, id }) {
           const width = hasNumber ? Math.max(2, (item.value / max) * barSpace) : barSpace / 6;
           return html`
             <g class="bar">
-              <text x=${labelWidth - 8} y=${y + 16} text-anchor="end" class="label">${item.label}</text>
+              <text x=${labelWidth - 8} y=${y + 16} text-anchor="end" class="label">${shorten(item.label)}</text>
               <rect x=${labelWidth} y=${y} width=${width} height=${row - 8}
                 class=${hasNumber ? "bar-fill" : item.value ? "bar-yes" : "bar-no"} />
               <text x=${labelWidth + width + 6} y=${y + 16} class="value">

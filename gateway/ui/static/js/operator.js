@@ -85,15 +85,20 @@ function Jobs({ token }) {
     <thead><tr><th scope="col">Job</th><th scope="col">Dataset</th><th scope="col">Status</th><th scope="col">Progress</th>
       <th scope="col">Issues</th></tr></thead>
     <tbody>${jobs.length === 0 ? html`<tr><td colspan="5">No VCF upload yet.</td></tr>` : jobs.map((j) => {
-      const percent = typeof j.percent === "number" ? j.percent : j.status === "done" ? 100 : null;
+      const finished = j.status === "rejected" || j.status === "failed";
+      const percent = finished ? null : typeof j.percent === "number" ? j.percent : j.status === "done" ? 100 : null;
+      const summary = j.summary || {};
+      const issues = j.issues || [...(summary.skipped || []), ...(summary.issues || [])];
       return html`<tr>
         <td><span class="curie">${j.id}</span><br />${j.modified}</td>
         <td>${j.dataset_id}</td>
         <td>${j.status}${j.error ? html`<br /><span class="error">${j.error}</span>` : null}</td>
         <td>${percent !== null ? html`<progress max="100" value=${percent} aria-label=${`job ${j.id} progress`}>${percent}%</progress> ${Math.round(percent)}%` : ""}
-          ${j.records ? html`<br />${j.records.toLocaleString("en")} records` : null}</td>
-        <td>${(j.issues || []).slice(0, 5).map((i) => html`<div><span class=${`severity-${i.severity}`}>${i.severity}</span> ${i.location || ""}: ${i.message}</div>`)}
-          ${(j.issues || []).length > 5 ? html`<div>… ${j.issues.length - 5} more</div>` : null}</td>
+          ${j.records ? html`<br />${j.records.toLocaleString("en")} records read` : null}
+          ${j.summary ? html`<br />${summary.recordsWritten} variants written; ${summary.samples} samples, ${summary.samplesLinked} linked` : null}</td>
+        <td class="job-issues">${issues.slice(0, 5).map((i) => html`<div><span class=${`severity-${i.severity}`}>${i.severity}</span>${" "}
+          <code>${i.location || ""}</code> ${i.message}</div>`)}
+          ${issues.length > 5 ? html`<div>… ${issues.length - 5} more</div>` : null}</td>
       </tr>`;
     })}</tbody>
   </table>`;
