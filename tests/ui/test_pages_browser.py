@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 
 try:
+    from selenium.common.exceptions import StaleElementReferenceException
     from selenium.webdriver.common.by import By
     from selenium.webdriver.common.keys import Keys
     from selenium.webdriver.support.ui import Select, WebDriverWait
@@ -32,7 +33,9 @@ WAIT_S = 30
 
 
 def _wait(browser, condition, timeout=WAIT_S):
-    return WebDriverWait(browser, timeout, poll_frequency=0.1).until(lambda _: condition())
+    # an element found just before the page re-renders or navigates goes stale: look again
+    waiting = WebDriverWait(browser, timeout, poll_frequency=0.1, ignored_exceptions=(StaleElementReferenceException,))
+    return waiting.until(lambda _: condition())
 
 
 def _console_errors(browser) -> list[dict]:
@@ -93,12 +96,24 @@ def test_phenotype_query_with_autocompletion_shows_the_count_the_api_gives(brows
     _sign_in(browser, tokens["registered"])
     term_input = browser.find_element(By.ID, "term-input")
     term_input.send_keys("seiz")
-    options = _wait(browser, lambda: browser.find_elements(By.CSS_SELECTOR, "#term-options [role=option]"))
-    labels = [o.find_element(By.CSS_SELECTOR, ".term-label").text for o in options]
-    assert "Seizure" in labels, labels  # labels, not only CURIEs
-    index = labels.index("Seizure")
-    curie = options[index].find_element(By.CSS_SELECTOR, ".curie").text
-    for _ in range(index):
+
+    def options() -> list[tuple[str, str]]:
+        found = browser.find_elements(By.CSS_SELECTOR, "#term-options [role=option]")
+        return [
+            (o.find_element(By.CSS_SELECTOR, ".term-label").text, o.find_element(By.CSS_SELECTOR, ".curie").text)
+            for o in found
+        ]
+
+    labels = dict(_wait(browser, lambda: ("Seizure" in dict(options())) and options()))
+    curie = labels["Seizure"]  # labels, not only CURIEs, and the CURIE the node lists for it
+
+    def active_label() -> str:
+        active = term_input.get_attribute("aria-activedescendant")
+        return browser.find_element(By.ID, active).find_element(By.CSS_SELECTOR, ".term-label").text if active else ""
+
+    for _ in range(len(labels)):  # down the list with the keyboard to the term, then Enter
+        if _wait(browser, active_label) == "Seizure":
+            break
         term_input.send_keys(Keys.ARROW_DOWN)
     term_input.send_keys(Keys.ENTER)
     chips = _wait(browser, lambda: browser.find_elements(By.CSS_SELECTOR, ".chosen .chip"))
@@ -261,7 +276,7 @@ def test_operator_page_shows_the_node_and_an_uploaded_files_issues_at_their_loca
     _shot(browser, artefacts, "operator-page")
 
 
-def test_sign_in_at_the_configured_issuer_with_pkce(browser, ui_node, fake_issuer, tokens):
+def test_sign_in_at_the_configured_issuer_with_pkce(browser, ui_node, fake_issuer, tokens, artefacts):
     _open(browser, ui_node.base + "/ui/", "query-form")
     browser.find_element(By.ID, "oidc-sign-in").click()
     _wait(browser, lambda: "Signed in as ui-oidc-user" in _text(browser, "who"))
@@ -275,3 +290,4 @@ def test_sign_in_at_the_configured_issuer_with_pkce(browser, ui_node, fake_issue
     _, body = ui_node.call("/api/individuals", tokens["registered"], {"query": {"requestedGranularity": "count"}})
     assert _text(browser, "answer-count") == f"{body['responseSummary']['numTotalResults']:,}"
     assert not _console_errors(browser)
+    _shot(browser, artefacts, "query-page-oidc-signed-in")
