@@ -100,19 +100,26 @@ def _datasets() -> list[dict]:
     return out
 
 
+def _mtime(path: Path) -> float | None:
+    try:
+        return path.stat().st_mtime
+    except OSError:  # removed between listing and reading
+        return None
+
+
 def _jobs(limit: int) -> list[dict]:
     data_dir = Path(services().config.data_dir)
     folder = data_dir / JOBS_DIR
     if not folder.is_dir():
         return []
-    files = sorted(folder.glob("*.json"), key=lambda p: p.stat().st_mtime, reverse=True)
+    stamped = [(m, p) for p in folder.glob("*.json") if (m := _mtime(p)) is not None]
     jobs = []
-    for path in files:
+    for modified, path in sorted(stamped, reverse=True):
         state = read_job(data_dir, path.stem)
         if state is None or state.get("kind") != "vcf-ingest":
-            continue  # sample maps and files being replaced
+            continue  # sample maps, and files replaced meanwhile
         state = {k: v for k, v in state.items() if k not in _JOB_FIELDS_HIDDEN}
-        state["modified"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(path.stat().st_mtime))
+        state["modified"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(modified))
         jobs.append(state)
         if len(jobs) >= limit:
             break

@@ -190,6 +190,14 @@ def test_variant_query_shows_records_to_a_controlled_caller_and_only_yes_no_with
     table = _wait(browser, lambda: browser.find_elements(By.ID, "records"))[0]
     assert record["variantInternalId"] in table.text
     assert record["identifiers"]["genomicHGVSId"] in table.text
+    same = (
+        f"referenceName={chrom}&start={int(position) - 1}&referenceBases={ref}&alternateBases={alt}&assemblyId=GRCh38"
+    )
+    _, asked = ui_node.call(
+        f"/api/g_variants?{same}&datasetIds=synthetic-demo&requestedGranularity=record", tokens["controlled"]
+    )
+    total = asked["responseSummary"]["numTotalResults"]
+    assert _text(browser, "records-range") == f"Records 1\u2013{min(total, 10)} of {total}"  # an en dash
     assert _text(browser, "answer-granularity") == "the matching records"
     assert browser.find_elements(By.CSS_SELECTOR, "#region-chart .variant")
     assert not _console_errors(browser)

@@ -8,7 +8,7 @@ function formatNumber(n) {
 }
 
 // Long labels are cut to fit beside the bars; the full label is in each bar's tooltip.
-function shorten(text, max = 28) {
+function shorten(text, max = 30) {
   const value = String(text);
   return value.length > max ? `${value.slice(0, max - 1)}…` : value;
 }
@@ -19,7 +19,7 @@ export function BarChart({ title, items, id }) {
   const numeric = items.filter((i) => typeof i.value === "number");
   const max = Math.max(1, ...numeric.map((i) => i.value));
   const row = 26;
-  const labelWidth = 200;
+  const labelWidth = 240;
   const barSpace = WIDTH - labelWidth - 70;
   const height = items.length * row + 10;
   return html`

@@ -44,6 +44,8 @@ export function explain(note) {
   return "";
 }
 
+const PAGE_SIZE = 10;
+
 const GRANULARITY_WORDS = {
   boolean: "whether anything matches (yes or no)",
   count: "how many match",
@@ -82,7 +84,11 @@ export function buildRequest(form) {
   const filters = form.terms.map((t) => ({ id: t.id }));
   if (form.sex) filters.push({ id: form.sex });
   if (form.ageValue !== "") filters.push({ id: "age", operator: form.ageOperator, value: `P${Number(form.ageValue)}Y` });
-  const query = { requestedGranularity: form.granularity, includeResultsetResponses: "HIT", pagination: { skip: 0, limit: 10 } };
+  const query = {
+    requestedGranularity: form.granularity,
+    includeResultsetResponses: "HIT",
+    pagination: { skip: form.page || 0, limit: PAGE_SIZE }, // Beacon's skip counts pages of `limit`
+  };
   const params = variantParameters(form.variant);
   if (form.datasets && form.datasets.length) params.datasetIds = form.datasets;
   if (Object.keys(params).length) query.requestParameters = params;
@@ -266,7 +272,17 @@ function Peers({ peers }) {
   </table>`;
 }
 
-function Answer({ result, entry, requested, perDataset, range }) {
+function Pager({ page, shown, total, onPage }) {
+  const first = page * PAGE_SIZE + 1;
+  const more = typeof total === "number" ? first + shown - 1 < total : shown === PAGE_SIZE;
+  return html`<nav class="row pager" aria-label="Pages of records">
+    <span id="records-range">Records ${first}–${first + shown - 1}${typeof total === "number" ? ` of ${total.toLocaleString("en")}` : ""}</span>
+    ${page > 0 ? html`<button type="button" id="page-previous" onClick=${() => onPage(page - 1)}>Previous ${PAGE_SIZE}</button>` : null}
+    ${more ? html`<button type="button" id="page-next" onClick=${() => onPage(page + 1)}>Next ${PAGE_SIZE}</button>` : null}
+  </nav>`;
+}
+
+function Answer({ result, entry, requested, perDataset, range, page, onPage }) {
   if (!result) return null;
   if (!result.ok) {
     return html`<section class="answer" id="answer" aria-live="polite">
@@ -308,7 +324,10 @@ function Answer({ result, entry, requested, perDataset, range }) {
     <${Peers} peers=${peers} />
     ${perDataset && perDataset.length ? html`<${BarChart} id="dataset-chart" title="Matches per dataset" items=${perDataset} />` : null}
     ${variants.length ? html`<${RegionChart} variants=${variants} range=${range} />` : null}
-    ${records.length ? html`<${Records} entry=${entry} records=${records} />` : null}
+    ${records.length
+      ? html`<${Pager} page=${page} shown=${Math.max(...sets.map((s) => (s.results || []).length))} total=${summary.numTotalResults} onPage=${onPage} />
+          <${Records} entry=${entry} records=${records} />`
+      : null}
   </section>`;
 }
 
@@ -400,6 +419,7 @@ function QueryPage() {
   const [variant, setVariant] = useState(EMPTY_VARIANT);
   const [result, setResult] = useState(null);
   const [perDataset, setPerDataset] = useState(null);
+  const [page, setPage] = useState(0);
   const [catalogue, setCatalogue] = useState([]);
   const [selected, setSelected] = useState([]);
   const [busy, setBusy] = useState(false);
@@ -417,7 +437,7 @@ function QueryPage() {
     );
   }, [base, token]);
 
-  const form = { terms: chosen, sex, ageOperator, ageValue, granularity, variant, datasets: selected };
+  const form = { terms: chosen, sex, ageOperator, ageValue, granularity, variant, datasets: selected, page };
   const request = buildRequest(form);
   const url = base ? `${window.location.origin}${base}/${entry}` : "";
   const range = variant.mode === "range" && variant.referenceName
@@ -448,14 +468,22 @@ function QueryPage() {
       .filter(Boolean);
   }
 
-  async function submit(event) {
-    event.preventDefault();
+  async function run(pageNumber) {
     setBusy(true);
-    setPerDataset(null);
-    const answer = await api(url.slice(window.location.origin.length), { method: "POST", body: request });
+    const body = buildRequest({ ...form, page: pageNumber });
+    const answer = await api(url.slice(window.location.origin.length), { method: "POST", body });
     setResult(answer);
-    if (answer.ok && answer.data.responseSummary && answer.data.responseSummary.exists) setPerDataset(await breakdown(answer));
+    setPage(pageNumber);
+    if (pageNumber === 0) {
+      setPerDataset(null);
+      if (answer.ok && answer.data.responseSummary && answer.data.responseSummary.exists) setPerDataset(await breakdown(answer));
+    }
     setBusy(false);
+  }
+
+  function submit(event) {
+    event.preventDefault();
+    run(0);
   }
 
   if (!config) return html`<p>Loading…</p>`;
@@ -519,7 +547,8 @@ function QueryPage() {
         </fieldset>
         <div class="actions"><button type="submit" id="run-query" class="primary" disabled=${busy}>${busy ? "Asking…" : "Ask the node"}</button></div>
       </form>
-      <${Answer} result=${result} entry=${entry} requested=${granularity} perDataset=${perDataset} range=${range} />
+      <${Answer} result=${result} entry=${entry} requested=${granularity} perDataset=${perDataset} range=${range}
+        page=${page} onPage=${run} />
       <details class="reuse" id="reuse">
         <summary>This request as JSON and as curl</summary>
         <h3>JSON body (POST ${url})</h3>
