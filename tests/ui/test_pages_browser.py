@@ -74,12 +74,28 @@ def _text(browser, element_id: str) -> str:
     return found[0].text if found else ""
 
 
-def test_both_pages_load_without_console_errors_and_with_the_api_headers(browser, ui_node, artefacts):
+# every form control a person can reach must have a name a screen reader announces
+UNLABELLED = """
+return [...document.querySelectorAll('input, select, textarea, button')].filter((el) => {
+  if (el.getAttribute('aria-label') || el.closest('label')) return false;
+  if (el.id && document.querySelector(`label[for="${el.id}"]`)) return false;
+  return el.tagName !== 'BUTTON' || !el.textContent.trim();
+}).map((el) => el.outerHTML);
+"""
+
+
+def test_both_pages_load_without_console_errors_and_with_the_api_headers(browser, ui_node, tokens, artefacts):
     for path, ready in (("/ui/", "query-form"), ("/ui/operator", "need-token")):
-        browser.get_log("browser")  # start clean
         _open(browser, ui_node.base + path, ready)
         errors = _console_errors(browser)
         assert not errors, errors
+        if path == "/ui/operator":
+            _sign_in(browser, tokens["operator"])
+            _wait(browser, lambda: browser.find_elements(By.ID, "jobs"))
+        else:
+            browser.find_element(By.ID, "mode-sequence").click()
+            browser.find_element(By.ID, "sign-in").click()
+        assert browser.execute_script(UNLABELLED) == [], path
     _open(browser, ui_node.base + "/ui/", "query-form")
     _wait(browser, lambda: browser.find_elements(By.ID, "cohorts"))
     _shot(browser, artefacts, "query-page-anonymous")
@@ -299,3 +315,28 @@ def test_sign_in_at_the_configured_issuer_with_pkce(browser, ui_node, fake_issue
     assert _text(browser, "answer-count") == f"{body['responseSummary']['numTotalResults']:,}"
     assert not _console_errors(browser)
     _shot(browser, artefacts, "query-page-oidc-signed-in")
+
+
+def test_records_come_in_pages_as_the_api_pages_them(browser, ui_node, tokens):
+    query = "referenceName=22&start=0&end=50818468&assemblyId=GRCh38&datasetIds=synthetic-demo"
+    _, page_two = ui_node.call(
+        f"/api/g_variants?{query}&requestedGranularity=record&skip=1&limit=10", tokens["controlled"]
+    )
+    total = page_two["responseSummary"]["numTotalResults"]
+    assert total > 10
+    _open(browser, ui_node.base + "/ui/", "query-form")
+    _sign_in(browser, tokens["controlled"])
+    Select(browser.find_element(By.ID, "entry")).select_by_value("g_variants")
+    Select(browser.find_element(By.ID, "granularity")).select_by_value("record")
+    browser.find_element(By.ID, "mode-range").click()
+    for field, value in (("v-referenceName", "22"), ("v-from", "1"), ("v-to", "50818468")):
+        browser.find_element(By.ID, field).send_keys(value)
+    browser.find_element(By.ID, "ds-synthetic-demo").click()
+    browser.find_element(By.ID, "run-query").click()
+    _wait(browser, lambda: _text(browser, "records-range") == f"Records 1\u201310 of {total:,}")
+    browser.find_element(By.ID, "page-next").click()
+    _wait(browser, lambda: _text(browser, "records-range").startswith("Records 11\u2013"))
+    first = browser.find_element(By.CSS_SELECTOR, "#records tbody tr td").text
+    assert first == page_two["response"]["resultSets"][0]["results"][0]["variantInternalId"]
+    assert browser.find_elements(By.ID, "page-previous")
+    assert not _console_errors(browser)

@@ -175,3 +175,18 @@ def test_network_mode_pages_ask_the_local_node_at_its_own_prefix(gateway_config)
         assert (config["localBase"], config["networkBase"]) == ("/local/api", "/api")
     finally:
         app.extensions["gateway"].store.close()
+
+
+def _luminance(hex_colour: str) -> float:
+    channels = [int(hex_colour[i : i + 2], 16) / 255 for i in (1, 3, 5)]
+    linear = [c / 12.92 if c <= 0.03928 else ((c + 0.055) / 1.055) ** 2.4 for c in channels]
+    return 0.2126 * linear[0] + 0.7152 * linear[1] + 0.0722 * linear[2]
+
+
+def test_text_colours_meet_wcag_aa_contrast_on_white():
+    """Also white text on the accent (primary button, highlighted option): the ratio is symmetric."""
+    css = (STATIC / "css" / "app.css").read_text()
+    colours = dict(re.findall(r"--([\w-]+):\s*(#[0-9a-fA-F]{6});", css))
+    for name in ("ink", "muted", "accent", "yes", "no"):
+        ratio = (1.0 + 0.05) / (_luminance(colours[name]) + 0.05)
+        assert ratio >= 4.5, (name, colours[name], round(ratio, 2))
