@@ -340,3 +340,26 @@ def test_records_come_in_pages_as_the_api_pages_them(browser, ui_node, tokens):
     assert first == page_two["response"]["resultSets"][0]["results"][0]["variantInternalId"]
     assert browser.find_elements(By.ID, "page-previous")
     assert not _console_errors(browser)
+
+
+def _privacy_notes() -> list[str]:
+    """Every note the security hook can put in `info.privacy`, read from its source (k=5, step=10)."""
+    from gateway.security import guard
+
+    source = Path(guard.__file__).read_text()
+    literal = re.findall(r'notes\.append\(f?"([^"]+)"\)', source)
+    notes = [n.replace("{k}", "5").replace("{step}", "10") for n in literal]
+    notes += [template.format(k=5, step=10) for template in guard._RECORD_NOTES.values()]
+    assert len(notes) >= 6
+    return notes
+
+
+def test_every_privacy_note_the_node_can_write_is_explained_in_words(browser, ui_node):
+    _open(browser, ui_node.base + "/ui/", "query-form")
+    explained = browser.execute_async_script(
+        "const done = arguments[arguments.length - 1];"
+        "import('/ui/static/js/query.js').then((m) => done(arguments[0].map((n) => m.explain(n))));",
+        _privacy_notes(),
+    )
+    missing = [note for note, words in zip(_privacy_notes(), explained, strict=True) if not words]
+    assert not missing, missing

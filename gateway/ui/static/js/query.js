@@ -29,11 +29,13 @@ const VARIANT_MODES = [
 
 // Plain-language reading of the node's privacy notes (info.privacy); the note itself is shown too.
 const EXPLANATIONS = [
+  [/counts below (\d+) inside records/, (m) => `Inside the records, numbers below ${m[1]} are left out: so few people could be recognised.`],
   [/counts below (\d+) are not shown/, (m) => `Fewer than ${m[1]} people matched somewhere, so the node only says whether there is a match: small numbers could identify someone.`],
   [/rounded to the nearest (\d+)/, (m) => `Numbers are approximate (rounded to the nearest ${m[1]}) so that repeated queries cannot single out one person.`],
+  [/case-level data are not shown/, () => "The list of carriers is left out: its length would be an exact count."],
+  [/frequencies are not shown/, () => "Frequencies are left out where the counts behind them are not exact: together they would give the exact count back."],
   [/not available at your access level/, () => "Some datasets need more access than your sign-in gives; they were left out of this answer, not counted as zero."],
   [/answered yes\/no to anonymous callers/, () => "A variant together with phenotypes can point to one person, so anonymous callers get only yes or no. Sign in for more."],
-  [/rare|allele count/i, () => "Very rare variants are answered as absent to the public: their carriers could be recognised."],
 ];
 
 export function explain(note) {
