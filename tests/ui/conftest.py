@@ -183,14 +183,7 @@ def ui_node(tmp_path_factory, jwks_files, fake_issuer):  # noqa: F811 (the fixtu
                 "policy": {"max_granularity": CATALOGUE_OPEN},
             },
         ],
-        "security": {
-            "issuers": [
-                {"issuer": ISSUER, "jwks_file": str(jwks_files["login"])},
-                {"issuer": VISA_ISSUER, "jwks_file": str(jwks_files["visas"]), "visas_only": True},
-            ],
-            "audiences": [AUDIENCE],
-            "budget": {"window_seconds": 60, "anonymous": 100000, "registered": 100000},
-        },
+        "security": _security_section(jwks_files),
     }
     (root / "gateway.yaml").write_text(yaml.safe_dump(config))
     env = {
@@ -209,9 +202,14 @@ def ui_node(tmp_path_factory, jwks_files, fake_issuer):  # noqa: F811 (the fixtu
         timeout=300,
     )
     assert ingest.returncode == 0, ingest.stderr[-2000:]
+    yield from _serve(root, env, base, port, "--demo")
+
+
+def _serve(root: Path, env: dict, base: str, port: int, *options: str):
+    """Run `gateway serve` (gunicorn, 2 workers) until the session ends; yields the Node once it answers."""
     log = open(root / "server.log", "w")  # noqa: SIM115 (closed at teardown)
     server = subprocess.Popen(
-        [*GATEWAY, "serve", "--demo", "--host", "127.0.0.1", "--port", str(port), "--workers", "2"],
+        [*GATEWAY, "serve", *options, "--host", "127.0.0.1", "--port", str(port), "--workers", "2"],
         cwd=REPO,
         env=env,
         stdout=log,
@@ -238,6 +236,41 @@ def ui_node(tmp_path_factory, jwks_files, fake_issuer):  # noqa: F811 (the fixtu
         except subprocess.TimeoutExpired:
             server.kill()
         log.close()
+
+
+@pytest.fixture(scope="session")
+def network_node(tmp_path_factory, ui_node, jwks_files):  # noqa: F811
+    """A network node (`gateway serve --network`) whose one peer is the UI test node."""
+    root = tmp_path_factory.mktemp("ui-network")
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    (root / "network.yaml").write_text(yaml.safe_dump({"peers": [{"url": ui_node.base + "/api", "timeout": 10}]}))
+    config = {
+        "node": {"id": "org.example.ui-network", "name": "UI test network", "base_url": base},
+        "operator_tokens": [OPERATOR_TOKEN],
+        "network": str(root / "network.yaml"),
+        "security": _security_section(jwks_files),
+    }
+    (root / "gateway.yaml").write_text(yaml.safe_dump(config))
+    env = {
+        **os.environ,
+        "GATEWAY_CONFIG": str(root / "gateway.yaml"),
+        "GATEWAY_DATA_DIR": str(root / "data"),
+        "GATEWAY_SECRET_KEY": "44" * 32,
+        "PYTHONPATH": str(REPO),
+    }
+    yield from _serve(root, env, base, port)
+
+
+def _security_section(jwks_files) -> dict:  # noqa: F811
+    return {
+        "issuers": [
+            {"issuer": ISSUER, "jwks_file": str(jwks_files["login"])},
+            {"issuer": VISA_ISSUER, "jwks_file": str(jwks_files["visas"]), "visas_only": True},
+        ],
+        "audiences": [AUDIENCE],
+        "budget": {"window_seconds": 60, "anonymous": 100000, "registered": 100000},
+    }
 
 
 @pytest.fixture(scope="session")

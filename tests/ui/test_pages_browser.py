@@ -363,3 +363,28 @@ def test_every_privacy_note_the_node_can_write_is_explained_in_words(browser, ui
     )
     missing = [note for note, words in zip(_privacy_notes(), explained, strict=True) if not words]
     assert not missing, missing
+
+
+def test_a_network_node_asks_the_whole_network_and_shows_each_peer(browser, network_node, ui_node, tokens, artefacts):
+    _open(browser, network_node.base + "/ui/", "query-form")
+    _sign_in(browser, tokens["registered"])
+    Select(browser.find_element(By.ID, "target")).select_by_value("network")
+    browser.find_element(By.ID, "run-query").click()
+    peers = _wait(browser, lambda: browser.find_elements(By.ID, "peers"))[0]
+    _, merged = network_node.call(
+        "/api/individuals", tokens["registered"], {"query": {"requestedGranularity": "count"}}
+    )
+    assert _text(browser, "answer-count") == f"{merged['responseSummary']['numTotalResults']:,}"
+    (peer,) = merged["info"]["network"]["peers"]
+    row = peers.find_element(By.CSS_SELECTOR, "tbody tr").text
+    assert peer["beaconId"] in row and peer["status"] in row and f"{peer['numTotalResults']:,}" in row
+    bars = browser.find_elements(By.CSS_SELECTOR, "#dataset-chart .bar")  # one bar per peer
+    assert [b.find_element(By.CSS_SELECTOR, ".label").text for b in bars] == [peer["beaconId"]]
+    assert not _console_errors(browser)
+    _shot(browser, artefacts, "query-page-network")
+
+    # "this node only" asks the network node's own Beacon, which holds nothing
+    Select(browser.find_element(By.ID, "target")).select_by_value("local")
+    browser.find_element(By.ID, "run-query").click()
+    _wait(browser, lambda: _text(browser, "answer-exists") == "no" and not browser.find_elements(By.ID, "peers"))
+    assert "/local/api/individuals" in browser.find_element(By.ID, "request-curl").get_attribute("textContent")

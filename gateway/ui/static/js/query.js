@@ -324,7 +324,7 @@ function Answer({ result, entry, requested, perDataset, range, page, onPage }) {
         </table>`
       : null}
     <${Peers} peers=${peers} />
-    ${perDataset && perDataset.length ? html`<${BarChart} id="dataset-chart" title="Matches per dataset" items=${perDataset} />` : null}
+    ${perDataset && perDataset.length ? html`<${BarChart} id="dataset-chart" title=${peers && !sets.length ? "Matches per peer" : "Matches per dataset"} items=${perDataset} />` : null}
     ${variants.length ? html`<${RegionChart} variants=${variants} range=${range} />` : null}
     ${records.length
       ? html`<${Pager} page=${page} shown=${Math.max(...sets.map((s) => (s.results || []).length))} total=${summary.numTotalResults} onPage=${onPage} />
@@ -357,7 +357,9 @@ function Cohorts({ base, token }) {
           const items = Object.entries(counts || {})
             .filter(([, n]) => typeof n === "number")
             .map(([k, n]) => ({ label: labels[k] || k, value: n }));
-          if (items.length) charts.push({ title: `${cohort.name || cohort.id}: ${name}`, items, key: `${cohort.id}-${key}-${name}` });
+          const peer = (cohort.info || {}).beaconId; // in network mode: which peer holds the cohort
+          const title = `${peer ? `${peer} · ` : ""}${cohort.name || cohort.id}: ${name}`;
+          if (items.length) charts.push({ title, items, key: `${peer}-${cohort.id}-${key}-${name}` });
         }
       }
     }
@@ -547,7 +549,7 @@ function QueryPage() {
               </div></div>
           </div>
         </fieldset>
-        <div class="actions"><button type="submit" id="run-query" class="primary" disabled=${busy}>${busy ? "Asking…" : "Ask the node"}</button></div>
+        <div class="actions"><button type="submit" id="run-query" class="primary" disabled=${busy}>${busy ? "Asking…" : target === "network" ? "Ask the network" : "Ask the node"}</button></div>
       </form>
       <${Answer} result=${result} entry=${entry} requested=${granularity} perDataset=${perDataset} range=${range}
         page=${page} onPage=${run} />
