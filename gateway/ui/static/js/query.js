@@ -433,6 +433,7 @@ function QueryPage() {
   useEffect(() => {
     if (config && config.oidc) finishOidc(config.oidc).then((e) => e && setSignInError(e));
   }, [config]);
+  useEffect(() => setSelected([]), [base]); // dataset ids belong to the base that listed them
   useEffect(() => {
     if (!base) return;
     api(`${base}/filtering_terms`).then((r) => setTerms(r.ok ? ((r.data.response || {}).filteringTerms || []) : []));
