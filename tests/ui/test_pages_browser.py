@@ -316,6 +316,13 @@ def test_sign_in_at_the_configured_issuer_with_pkce(browser, ui_node, fake_issue
     assert not _console_errors(browser)
     _shot(browser, artefacts, "query-page-oidc-signed-in")
 
+    # the operator page finishes its own sign-in too; this user has no operator role, and is told so
+    _open(browser, ui_node.base + "/ui/operator", "need-token")
+    browser.find_element(By.ID, "oidc-sign-in").click()
+    _wait(browser, lambda: "Signed in as ui-oidc-user" in _text(browser, "who"))
+    assert fake_issuer.seen[-2]["redirect_uri"] == ui_node.base + "/ui/operator"
+    _wait(browser, lambda: "operator role" in _text(browser, "need-token"))
+
 
 def test_records_come_in_pages_as_the_api_pages_them(browser, ui_node, tokens):
     query = "referenceName=22&start=0&end=50818468&assemblyId=GRCh38&datasetIds=synthetic-demo"

@@ -1,6 +1,6 @@
 // The operator page: datasets, ingest jobs, audit chain, health, self-verification, file validation.
 import { useEffect, useState } from "preact/hooks";
-import { api, errorText, html, render, SignIn, useConfig, useToken } from "./common.js";
+import { api, errorText, finishOidc, html, render, SignIn, useConfig, useToken } from "./common.js";
 
 const KINDS = ["", "fhir", "phenopacket", "family", "cohort", "beacon-request", "beacon-response", "vcf"];
 
@@ -223,6 +223,10 @@ function OperatorPage() {
   const config = useConfig();
   const token = useToken();
   const check = useCall("/operator/datasets", token);
+  const [signInError, setSignInError] = useState("");
+  useEffect(() => {
+    if (config && config.oidc) finishOidc(config.oidc).then((e) => e && setSignInError(e));
+  }, [config]);
   if (!config) return html`<p>Loading…</p>`;
   const allowed = token && check && check.ok;
   return html`
@@ -233,6 +237,7 @@ function OperatorPage() {
       </div>
       <${SignIn} oidc=${config.oidc} purpose="Operator token (gateway-data/operator.token) or a JWT with an operator role" />
     </header>
+    ${signInError ? html`<p class="error" role="alert">${signInError}</p>` : null}
     <main>
       ${!token ? html`<p id="need-token">Sign in with the operator token to see the node's state.</p>` : null}
       ${token && check && !check.ok ? html`<p class="error" role="alert" id="need-token">${errorText(check)}</p>` : null}
