@@ -72,7 +72,8 @@ export async function api(path, { method = "GET", body, raw, headers = {} } = {}
 // The message a failed call should show: the Beacon error, problem JSON or OperationOutcome text.
 export function errorText(result) {
   const d = result.data || {};
-  if (d.error && d.error.errorMessage) return d.error.errorMessage;
+  if (d.error && d.error.errorMessage) return d.error.errorMessage; // Beacon error
+  if (d.error && d.error.message) return d.error.message; // the gateway's plain error body
   if (d.detail) return d.detail;
   if (d.title) return d.title;
   if (d.issue && d.issue.length) return d.issue.map((i) => i.diagnostics).join("; ");
