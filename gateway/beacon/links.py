@@ -13,6 +13,7 @@ from dataclasses import replace
 from gateway.beacon import analyses, collections, g_variants, individuals
 from gateway.beacon.registry import entry_type_for_path, register_cross_link
 from gateway.beacon.response import EntryAnswer, ResultSet
+from gateway.store.values import in_values
 from gateway.variants.store import split_variant_id
 
 ALL_CARRIED = 100_000  # variants of one individual read at once when they must be filtered by dataset
@@ -42,7 +43,7 @@ def _variants_of_individual(ctx, request, granularity, datasets, individual_id: 
         dataset = ctx.config.dataset(hit.dataset_id)
         name = dataset.name if dataset and dataset.name else hit.dataset_id
         by_dataset.setdefault(hit.dataset_id, []).append(
-            g_variants.variant_record(ctx, hit, store.carriers(hit.variant_id), name)
+            g_variants.variant_record(ctx, hit, store.carriers(hit.variant_id, limit=g_variants.MAX_CASE_LEVEL), name)
         )
     # One dataset holds the individual's genotypes (the usual case): its count is the total.
     counts = {next(iter(held_in)): total} if len(held_in) == 1 else {d: len(v) for d, v in by_dataset.items()}
@@ -89,7 +90,7 @@ def g_variant_individuals(ctx, request, granularity, datasets, record_id) -> Ent
 def g_variant_biosamples(ctx, request, granularity, datasets, record_id) -> EntryAnswer:
     ids = sorted({c.biosample_id for c in _carriers(ctx, datasets, record_id) if c.biosample_id})
     selection = individuals.selection_for(
-        "biosamples", request, datasets, [individuals.biosamples.c.biosample_id.in_(ids)], ctx
+        "biosamples", request, datasets, [in_values(individuals.biosamples.c.biosample_id, ids)], ctx
     )
     return individuals.answer_selection(ctx, request, granularity, selection)
 
