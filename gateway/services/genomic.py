@@ -77,8 +77,11 @@ def run_vcf_ingest(
     skip_invalid: bool,
     show_progress: bool,
     progress_hook: Callable[[int, float], None] | None = None,
+    workers: int = 0,
+    cluster: str | None = None,
 ) -> int:
-    """Ingest one VCF as the CLI does; returns the CLI exit code (0 ok, 1 rejected)."""
+    """Ingest one VCF as the CLI does; returns the CLI exit code (0 ok, 1 rejected). `workers`/`cluster`:
+    a partitioned ingest on Dask (gateway.variants.distributed_ingest)."""
     from gateway.security.keys import secret_key
     from gateway.store.metadata import MetadataStore
     from gateway.variants.ingest import VCFRejected, ingest_vcf
@@ -103,6 +106,8 @@ def run_vcf_ingest(
             link_sample=sample_linker(store, secret_key(cfg)),
             skip_invalid=skip_invalid,
             progress=report_progress,
+            workers=workers,
+            cluster=cluster,
         )
     except VCFRejected as exc:
         progress.done()

@@ -202,9 +202,10 @@ class VersionBuilder:
     SQLite writes run on a writer thread (sqlite3 releases the GIL while it works), so storing overlaps parsing.
     """
 
-    def __init__(self, data_dir: Path, dataset_id: str):
+    def __init__(self, data_dir: Path, dataset_id: str, build_dir: Path | None = None):
+        """`build_dir`: where the build file goes when not the dataset's folder (a partition's folder)."""
         self.dataset_id = dataset_id
-        self.dir = dataset_dir(data_dir, dataset_id)
+        self.dir = Path(build_dir) if build_dir is not None else dataset_dir(data_dir, dataset_id)
         self.dir.mkdir(parents=True, exist_ok=True)
         self.path = self.dir / f".build-{os.getpid()}-{secrets.token_hex(4)}.sqlite"
         self.conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
@@ -236,7 +237,9 @@ class VersionBuilder:
                 continue
             try:
                 for sql, rows in item:
-                    if rows:
+                    if rows is None:  # a schema statement
+                        self.conn.execute(sql)
+                    elif rows:
                         self.conn.executemany(sql, rows)
             except BaseException as exc:  # surfaced to the parsing thread at its next call
                 self._error = exc
@@ -251,6 +254,13 @@ class VersionBuilder:
         self._bits = np.zeros((CHUNK_VARIANTS, (max(self.n_samples, 1) + 7) // 8), dtype=np.uint8)
         self._scratch = np.zeros(max(self.n_samples, 1), dtype=bool)
         self._submit([("INSERT INTO samples VALUES (?,?,?,?)", rows)])
+
+    def add_partitions(self, rows: list[tuple[str, str, int, int, int, int]]) -> None:
+        """Make this build the manifest of a partitioned version (see partitions.py): (file, chrom, start, end,
+        max_end, variants) per partition, files relative to the dataset's folder."""
+        from .partitions import PARTITIONS_SCHEMA
+
+        self._submit([(PARTITIONS_SCHEMA, None), ("INSERT INTO partitions VALUES (?,?,?,?,?,?)", rows)])
 
     def add_variants(
         self,

@@ -89,6 +89,7 @@ class ReadOptions:
     link: Callable[[list[str]], list[tuple[str | None, str | None]]] | None = None  # sample names → links
     progress: Callable[[int, int], None] | None = None  # (records done, percent of the file)
     stderr_path: str | None = None  # where htslib's fd 2 goes (read back for error details)
+    build_dir: Path | None = None  # where the build file goes, when not the dataset's folder (a partition's)
 
     def portable(self) -> ReadOptions:
         """Without the callables: what is pickled to the parsing child."""
@@ -291,7 +292,7 @@ def read_vcf(path: Path, options: ReadOptions) -> ReadResult:
         issues.append(Issue.warning("vcf-no-genotypes", "the file has sample columns but no GT field", f"{label}:1"))
     ann_fmt = annotation_format("\n".join(header))
 
-    builder = None if validate_only else VersionBuilder(options.data_dir, options.dataset_id)
+    builder = None if validate_only else VersionBuilder(options.data_dir, options.dataset_id, options.build_dir)
     try:
         if builder is not None:
             links = options.link(samples) if options.link else [(None, None)] * len(samples)
