@@ -10,7 +10,9 @@ disjoint sets of variants; a variant may reach past its partition's end (an inde
 from __future__ import annotations
 
 import sqlite3
+from bisect import bisect_left, bisect_right
 from dataclasses import dataclass
+from itertools import accumulate
 from pathlib import Path
 
 from .query import VariantQuery
@@ -55,3 +57,36 @@ def read_partitions(conn: sqlite3.Connection, directory: Path) -> list[Partition
 def partition_dirs(conn: sqlite3.Connection) -> set[str]:
     """The folders (relative to the dataset's) that a version file's partitions live in."""
     return {p.file.split("/", 1)[0] for p in read_partitions(conn, Path("."))}
+
+
+class PartitionIndex:
+    """The partitions of one version by chromosome, so that routing a query costs O(log n + partitions reached)
+    rather than a test of every partition (a national call set has thousands)."""
+
+    def __init__(self, partitions: list[Partition]):
+        self.partitions = partitions
+        by_chrom: dict[str, list[Partition]] = {}
+        for partition in partitions:
+            by_chrom.setdefault(partition.chrom, []).append(partition)
+        self._chroms = {}
+        for chrom, parts in by_chrom.items():
+            parts.sort(key=lambda p: p.start)
+            starts = [p.start for p in parts]
+            reach = list(accumulate((p.max_end for p in parts), max))  # non-decreasing: bisectable
+            self._chroms[chrom] = (parts, starts, reach)
+
+    def reached_by(self, q: VariantQuery) -> list[Partition]:
+        if q.reference_name is None:
+            return [p for p in self.partitions if p.may_answer(q)]
+        found = self._chroms.get(q.reference_name)
+        if found is None:
+            return []
+        parts, starts, reach = found
+        lo, hi = 0, len(parts)
+        if q.start is not None and q.end is None:  # exact start: the one partition whose span holds it
+            lo = max(bisect_right(starts, q.start) - 1, 0)
+            hi = lo + 1
+        elif q.start is not None and q.end is not None:  # overlap: starts before the end, reach past the start
+            hi = bisect_left(starts, q.end)
+            lo = bisect_right(reach, q.start)
+        return [p for p in parts[lo:hi] if p.may_answer(q)]

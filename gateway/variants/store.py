@@ -35,11 +35,12 @@ from .layout import (
     switch_pointer,
     unpack_codes,
 )
-from .partitions import Partition, read_partitions
+from .partitions import Partition, PartitionIndex, read_partitions
 from .query import Carrier, VariantHit, VariantQuery
 
 _COLUMNS = "id, vkey, chrom, start, end, ref, alt, vclass, length, ac, an, carriers, genes, aa, effects, ids"
 _MAX_OPEN_PER_THREAD = 64  # open dataset connections kept per thread (least recently opened closed first)
+_MAX_OPEN_PARTITIONS = 1024  # open partition files per dataset and thread (a genome in 5 Mb partitions: ~620)
 _POINTER_RECHECK_S = 0.5  # how stale a reader may be after another process switched a version
 
 
@@ -149,7 +150,7 @@ def _carried_variants(conn: sqlite3.Connection, sample_idxs: list[int]) -> np.nd
 class _Dataset:
     """An open version of one dataset (per thread)."""
 
-    __slots__ = ("_opened", "assembly", "conn", "dataset_id", "dir", "partitions", "samples", "version")
+    __slots__ = ("_index", "_opened", "assembly", "conn", "dataset_id", "dir", "partitions", "samples", "version")
 
     def __init__(self, dataset_id: str, path: Path, version: str, samples: list | None = None):
         self.dataset_id = dataset_id
@@ -162,6 +163,7 @@ class _Dataset:
         # A partitioned version (partitions.py): this file is its manifest (meta, samples, the partition list);
         # the variants live in one immutable file per region partition, opened when a query reaches it.
         self.partitions: list[Partition] = read_partitions(self.conn, self.dir)
+        self._index = PartitionIndex(self.partitions) if self.partitions else None
         self._opened: dict[str, _Dataset] = {}
 
     def close(self) -> None:
@@ -173,6 +175,8 @@ class _Dataset:
     def _part(self, partition: Partition) -> _Dataset:
         part = self._opened.get(partition.file)
         if part is None:
+            if len(self._opened) >= _MAX_OPEN_PARTITIONS:  # callers finish with a partition before the next one
+                self._opened.pop(next(iter(self._opened))).conn.close()
             part = _Dataset(self.dataset_id, self.dir / partition.file, self.version, self.sample_table())
             self._opened[partition.file] = part
         return part
@@ -183,9 +187,8 @@ class _Dataset:
         if not self.partitions:
             yield self
             return
-        for partition in self.partitions:
-            if q is None or partition.may_answer(q):
-                yield self._part(partition)
+        for partition in self.partitions if q is None else self._index.reached_by(q):
+            yield self._part(partition)
 
     def unit_at(self, chrom: str, start: int) -> _Dataset | None:
         """The file that holds variants starting at `start` (0-based) on `chrom`."""

@@ -120,6 +120,18 @@ def test_erasure_rewrites_the_partitions_and_still_agrees(stores, tmp_path):
     assert parted.variants_of_individual("P3") == ([], 0)
 
 
+def test_answers_hold_when_few_partitions_may_stay_open(stores, monkeypatch):
+    from gateway.variants import store as store_module
+
+    single, _, _, _, data_dir = stores
+    monkeypatch.setattr(store_module, "_MAX_OPEN_PARTITIONS", 2)
+    fresh = VariantStore(data_dir)
+    try:
+        _same_answers(single, fresh)
+    finally:
+        fresh.close()
+
+
 def test_one_local_process_resumes_and_publishes_only_complete_versions(tmp_path):
     plain = tmp_path / "cohort.vcf"
     _write_vcf(plain)
@@ -178,3 +190,29 @@ def test_cli_workers_runs_a_local_cluster(tmp_path, monkeypatch, capsys):
         assert store.count(VariantQuery()) == int(out.split(" variants written")[0].rsplit(" ", 1)[1])
     finally:
         store.close()
+
+
+def test_partition_index_reaches_exactly_the_partitions_that_may_answer():
+    from gateway.variants.partitions import Partition, PartitionIndex
+
+    rng = random.Random(9)
+    partitions = []
+    for chrom in ("1", "2", "X"):
+        for start in range(0, 200_000, 10_000):
+            n = rng.choice([0, 3, 50])
+            reach = start + rng.choice([10_000, 10_005, 40_000]) if n else 0  # some variants reach far past the end
+            partitions.append(Partition(f"p/{chrom}-{start}.sqlite", chrom, start, start + 10_000, reach, n))
+    index = PartitionIndex(partitions)
+    for _ in range(2_000):
+        chrom = rng.choice(["1", "2", "X", "Y", None])
+        start = rng.randrange(0, 210_000)
+        kind = rng.choice(["exact", "range", "bracket", "none"])
+        q = {
+            "exact": VariantQuery(reference_name=chrom, start=start),
+            "range": VariantQuery(reference_name=chrom, start=start, end=start + rng.randrange(1, 60_000)),
+            "bracket": VariantQuery(
+                reference_name=chrom, start_range=(start, start + 5_000), end_range=(start, start + 9)
+            ),
+            "none": VariantQuery(reference_name=chrom),
+        }[kind]
+        assert index.reached_by(q) == [p for p in partitions if p.may_answer(q)], q
