@@ -207,6 +207,7 @@ def cmd_ingest_vcf(args: argparse.Namespace) -> int:
         show_progress=sys.stderr.isatty() or args.progress,
         workers=args.workers,
         cluster=args.cluster,
+        add_regions=args.add_regions,
     )
 
 
@@ -253,6 +254,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="partitioned ingest of a BGZF VCF by region: N local Dask worker processes (1: one after the other)",
     )
     vcf.add_argument("--cluster", metavar="ADDRESS", help="partitioned ingest on the Dask scheduler at ADDRESS")
+    vcf.add_argument(
+        "--add-regions",
+        action="store_true",
+        help="with --workers/--cluster: add the file's regions to the live version",
+    )
     vcf.set_defaults(func=cmd_ingest_vcf)
 
     convert = sub.add_parser("convert", help="translate without storing").add_subparsers(dest="kind", required=True)

@@ -79,6 +79,7 @@ def run_vcf_ingest(
     progress_hook: Callable[[int, float], None] | None = None,
     workers: int = 0,
     cluster: str | None = None,
+    add_regions: bool = False,
 ) -> int:
     """Ingest one VCF as the CLI does; returns the CLI exit code (0 ok, 1 rejected). `workers`/`cluster`:
     a partitioned ingest on Dask (gateway.variants.distributed_ingest)."""
@@ -108,6 +109,7 @@ def run_vcf_ingest(
             progress=report_progress,
             workers=workers,
             cluster=cluster,
+            add_regions=add_regions,
         )
     except VCFRejected as exc:
         progress.done()

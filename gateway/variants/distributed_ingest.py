@@ -39,7 +39,7 @@ from gateway.issues import Issue, Report
 from .ingest import IngestSummary, VCFRejected, _issue_from, _run_child, sample_links
 from .layout import VersionBuilder, current_version, dataset_dir, publish
 from .normalise import normalise_reference_name
-from .partitions import partition_dirs
+from .partitions import Partition, partition_dirs, read_partitions
 from .reader import ReadOptions, _header_lines, _parse_contigs
 
 DEFAULT_SPAN = 5_000_000  # bp of a region partition (≈ 250k sites of a 500k-genome call set per partition)
@@ -208,9 +208,14 @@ def ingest_partitioned(
     workers: int = 1,
     cluster: str | None = None,
     span: int = DEFAULT_SPAN,
+    add_regions: bool = False,
 ) -> IngestSummary:
     """Ingest one BGZF VCF as a partitioned version of `dataset_id` (see the module docstring); VCFRejected when
-    refused, and then nothing is published. `progress(records_done, percent of partitions committed)`."""
+    refused, and then nothing is published. `progress(records_done, percent of partitions committed)`.
+
+    `add_regions`: the file's partitions are added to the live partitioned version instead of replacing it (a call
+    set shipped one file per chromosome, or new regions): same samples in the same order, no span already held.
+    """
     started = time.monotonic()
     path = Path(path)
     ds_dir = dataset_dir(data_dir, dataset_id)  # validates the id before any work
@@ -219,9 +224,11 @@ def ingest_partitioned(
     links = sample_links(samples, sample_map, link_sample)
     ingest_id = _ingest_id(path, dataset_id, assembly, skip_invalid, span)
     parts_dir = ds_dir / f"parts-{ingest_id}"
+    kept, kept_assembly = _kept_partitions(ds_dir, path, samples) if add_regions else ([], None)
     parts_dir.mkdir(parents=True, exist_ok=True)
     index = ensure_index(path, parts_dir)
     regions = plan_regions(path, index, header, span)
+    _refuse_overlaps(path, regions, kept)
     options = ReadOptions(dataset_id=dataset_id, data_dir=Path(data_dir), assembly=assembly, skip_invalid=skip_invalid)
     client, local = _client(workers, cluster)
     try:
@@ -234,7 +241,48 @@ def ingest_partitioned(
     rejected = [_issue_from(d) for r in results for d in r.get("rejected", ())]
     if rejected:
         raise VCFRejected(Report(rejected))
-    return _publish(path, ds_dir, dataset_id, data_dir, parts_dir, samples, links, results, started)
+    if kept_assembly and any(r["assembly"] not in (None, kept_assembly) for r in results):
+        message = f"the live version is {kept_assembly}; this file is not"
+        raise VCFRejected(Report([Issue.error("vcf-assembly-conflict", message, f"{path.name}:1")]))
+    return _publish(path, ds_dir, dataset_id, data_dir, parts_dir, samples, links, results, started, kept)
+
+
+def _kept_partitions(ds_dir: Path, path: Path, samples: list[str]) -> tuple[list[Partition], str]:
+    """The live version's partitions and assembly, which an ingest with `add_regions` keeps (its samples must be
+    these)."""
+    live = current_version(ds_dir)
+    partitions: list[Partition] = []
+    names: list[str] = []
+    assembly = None
+    if live:
+        conn = sqlite3.connect(f"file:{ds_dir / live}?mode=ro", uri=True)
+        try:
+            partitions = read_partitions(conn, ds_dir)
+            names = [r[0] for r in conn.execute("SELECT name FROM samples ORDER BY idx")]
+            assembly = conn.execute("SELECT value FROM meta WHERE key = 'assembly'").fetchone()
+        finally:
+            conn.close()
+    where = f"{path.name}:1"
+    if not partitions:
+        raise VCFRejected(
+            Report([Issue.error("vcf-add-regions", "adding regions needs a live partitioned version", where)])
+        )
+    if names != samples:
+        raise VCFRejected(
+            Report(
+                [Issue.error("vcf-add-regions", "the samples differ from the live version's (names and order)", where)]
+            )
+        )
+    return partitions, assembly[0] if assembly else ""
+
+
+def _refuse_overlaps(path: Path, regions: list[Region], kept: list[Partition]) -> None:
+    for region in regions:
+        chrom = normalise_reference_name(region.contig)
+        for partition in kept:
+            if partition.chrom == chrom and partition.start < region.end and region.start < partition.end:
+                message = f"{chrom}:{region.start + 1}-{region.end} is already held by {partition.file}"
+                raise VCFRejected(Report([Issue.error("vcf-add-regions", message, f"{path.name}:1")]))
 
 
 def _read_header(path: Path) -> list[str]:
@@ -296,7 +344,7 @@ def _run_partitions(client, path, index, regions, parts_dir, options, links, pro
     return [results[region.name] for region in regions]
 
 
-def _publish(path, ds_dir, dataset_id, data_dir, parts_dir, samples, links, results, started) -> IngestSummary:
+def _publish(path, ds_dir, dataset_id, data_dir, parts_dir, samples, links, results, started, kept) -> IngestSummary:
     """Write the manifest and make it the live version (all partitions have committed)."""
     assemblies = {r["assembly"] for r in results if r.get("assembly")}
     if len(assemblies) > 1:
@@ -305,13 +353,13 @@ def _publish(path, ds_dir, dataset_id, data_dir, parts_dir, samples, links, resu
     builder = VersionBuilder(data_dir, dataset_id)
     try:
         builder.add_samples([(i, name, *links[i]) for i, name in enumerate(samples)])
-        builder.add_partitions(
-            [
-                (f"{parts_dir.name}/{r['region']}.sqlite", r["chrom"] or _chrom_of(r["region"]),
-                 *_span_of(r["region"]), r["max_end"], r["variants"])
-                for r in results
-            ]
-        )  # fmt: skip
+        rows = [(p.file, p.chrom, p.start, p.end, p.max_end, p.variants) for p in kept]
+        rows += [
+            (f"{parts_dir.name}/{r['region']}.sqlite", r["chrom"] or _chrom_of(r["region"]),
+             *_span_of(r["region"]), r["max_end"], r["variants"])
+            for r in results
+        ]  # fmt: skip
+        builder.add_partitions(rows)
         meta = {
             "dataset_id": dataset_id,
             "assembly": assembly,
@@ -333,7 +381,7 @@ def _publish(path, ds_dir, dataset_id, data_dir, parts_dir, samples, links, resu
         with contextlib.suppress(sqlite3.Error):
             conn = sqlite3.connect(f"file:{ds_dir / previous}?mode=ro", uri=True)
             try:
-                superseded = partition_dirs(conn) - {parts_dir.name}
+                superseded = partition_dirs(conn) - {parts_dir.name} - {p.file.split("/", 1)[0] for p in kept}
             finally:
                 conn.close()
     version = publish(build_path)

@@ -233,16 +233,18 @@ def ingest_vcf(
     progress: Callable[[int, int], None] | None = None,
     workers: int = 0,
     cluster: str | None = None,
+    add_regions: bool = False,
 ) -> IngestSummary:
     """Ingest one VCF/BCF as the new version of `dataset_id`; raise VCFRejected (nothing changed) when refused.
 
-    `workers` ≥ 1 or a `cluster` scheduler address: a partitioned ingest on Dask (distributed_ingest.py).
+    `workers` ≥ 1 or a `cluster` scheduler address: a partitioned ingest on Dask (distributed_ingest.py);
+    `add_regions` adds its partitions to the live partitioned version.
 
     Samples are linked by `sample_map` (sample name → identifier) and `link_sample` (identifier →
     (individual_id, biosample_id)): with both, the mapped identifier is passed to link_sample; with
     only the map, its value is taken as the individual id. `progress(records_done, percent_of_file)`.
     """
-    if workers or cluster:
+    if workers or cluster or add_regions:
         from .distributed_ingest import ingest_partitioned
 
         return ingest_partitioned(
@@ -256,6 +258,7 @@ def ingest_vcf(
             progress=progress,
             workers=workers,
             cluster=cluster,
+            add_regions=add_regions,
         )
     started = time.monotonic()
     path = Path(path)

@@ -216,3 +216,33 @@ def test_partition_index_reaches_exactly_the_partitions_that_may_answer():
             "none": VariantQuery(reference_name=chrom),
         }[kind]
         assert index.reached_by(q) == [p for p in partitions if p.may_answer(q)], q
+
+
+def test_a_call_set_shipped_per_chromosome_grows_by_added_regions(tmp_path):
+    fresh_single = None
+    plain = tmp_path / "cohort.vcf"
+    _write_vcf(plain)
+    lines = plain.read_text().splitlines()
+    header = [line for line in lines if line.startswith("#")]
+    files = {}
+    for contig in ("chr21", "chr22"):
+        part = tmp_path / f"{contig}.vcf"
+        part.write_text("\n".join(header + [line for line in lines if line.startswith(contig + "\t")]) + "\n")
+        files[contig] = _bgzip(part, tmp_path / f"{contig}.vcf.gz")
+    data_dir = tmp_path / "data"
+    common = {"dataset_id": "cohort", "data_dir": data_dir, "assembly": "GRCh38", "sample_map": SAMPLE_MAP}
+    ingest_partitioned(files["chr21"], span=20_000, **common)
+    with pytest.raises(VCFRejected, match="vcf-add-regions"):  # chr21 is held already: nothing changes
+        ingest_partitioned(files["chr21"], span=5_000, add_regions=True, **common)
+    added = ingest_partitioned(files["chr22"], span=20_000, add_regions=True, **common)
+    assert added.records_read == 150
+    grown = VariantStore(data_dir)
+    try:
+        fresh_single = VariantStore(tmp_path / "single")
+        ingest_vcf(plain, dataset_id="cohort", data_dir=tmp_path / "single", assembly="GRCh38", sample_map=SAMPLE_MAP)
+        fresh_single.refresh()
+        _same_answers(fresh_single, grown)  # the same answers as the whole file in one version
+    finally:
+        grown.close()
+        if fresh_single is not None:
+            fresh_single.close()
