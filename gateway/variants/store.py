@@ -420,9 +420,14 @@ class VariantStore:
             return None
         if not ds.partitions:
             return ds
-        chrom, _, pos = parts[2].partition("-")
-        position = pos.partition("-")[0]
-        return ds.unit_at(chrom, int(position) - 1) if position.isdigit() else None
+        # The key is "<chrom>-<pos>-…" and a contig name may hold "-" itself (HLA-A): try the version's chromosomes.
+        for chrom in {p.chrom for p in ds.partitions}:
+            if parts[2].startswith(chrom + "-"):
+                position = parts[2][len(chrom) + 1 :].partition("-")[0]
+                unit = ds.unit_at(chrom, int(position) - 1) if position.isdigit() else None
+                if unit is not None:
+                    return unit
+        return None
 
     def carriers(self, variant_id: str, limit: int | None = None) -> list[Carrier]:
         """The variant's carriers in sample order; `limit` builds only the first ones (records show 100)."""

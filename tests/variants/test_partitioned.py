@@ -246,3 +246,29 @@ def test_a_call_set_shipped_per_chromosome_grows_by_added_regions(tmp_path):
         grown.close()
         if fresh_single is not None:
             fresh_single.close()
+
+
+def test_contigs_with_dashes_are_found_by_variant_id(tmp_path):
+    lines = [
+        "##fileformat=VCFv4.2",
+        '##FORMAT=<ID=GT,Number=1,Type=String,Description="Genotype">',
+        "##contig=<ID=HLA-A,length=3503>",
+        "##contig=<ID=chr1,length=248956422>",
+        "#CHROM\tPOS\tID\tREF\tALT\tQUAL\tFILTER\tINFO\tFORMAT\tS1\tS2",
+        "chr1\t100\t.\tA\tG\t50\tPASS\t.\tGT\t0/1\t0/0",
+        "HLA-A\t200\t.\tC\tT\t50\tPASS\t.\tGT\t1/1\t0/1",
+        "HLA-A\t3000\t.\tG\tGA\t50\tPASS\t.\tGT\t0/0\t0/1",
+    ]
+    plain = tmp_path / "hla.vcf"
+    plain.write_text("\n".join(lines) + "\n")
+    vcf = _bgzip(plain, tmp_path / "hla.vcf.gz")
+    ingest_partitioned(vcf, dataset_id="hla", data_dir=tmp_path / "data", assembly="GRCh38", span=1_000)
+    store = VariantStore(tmp_path / "data")
+    try:
+        hits, total = store.search(VariantQuery(), limit=10)
+        assert total == 3
+        for hit in hits:
+            assert store.get(hit.variant_id) == hit
+            assert store.carriers(hit.variant_id)
+    finally:
+        store.close()
