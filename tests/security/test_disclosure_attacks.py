@@ -182,7 +182,11 @@ def test_unknown_and_hidden_datasets_get_the_same_refusal(tmp_path, jwks_files, 
                 if method == "get":
                     resp = client.get(f"/api/individuals?datasetIds={name}", headers=headers)
                 else:
-                    resp = client.post("/api/individuals", json={"query": {"datasetIds": [name]}}, headers=headers)
+                    resp = client.post(
+                        "/api/individuals",
+                        json={"query": {"requestParameters": {"datasetIds": [name]}}},
+                        headers=headers,
+                    )
                 error = resp.get_json()["error"]
                 answers.append((resp.status_code, error["errorMessage"].replace(name, "NAME")))
             assert answers[0] == answers[1], answers
