@@ -18,7 +18,7 @@ Read from a dataset's `policy:` mapping in the configuration; every key has a sa
                       (a bare "yes": rare-disease matchmaking keeps finding single patients, at the cost
                       of letting yes/no bisection isolate them)                         (default empty)
     age_band_years    age filters and cohort age ranges are answered in bands of this many years to
-                      PUBLIC/REGISTERED callers (0: exact)                              (default 10)
+                      PUBLIC/REGISTERED callers (0: exact)                              (default 5)
     profile: open     everything above switched off (tests, demo data): record for every tier, no thresholds
 
 Defaults by security level (a tier below the level is not served unless `max_granularity` opens it):
@@ -76,7 +76,7 @@ DEFAULT_COUNT_THRESHOLD = 5
 DEFAULT_ROUNDING = 10
 DEFAULT_MIN_PUBLIC_SIZE = 50
 DEFAULT_RARE_ALLELE_MAX_COUNT = 2
-DEFAULT_AGE_BAND_YEARS = 10
+DEFAULT_AGE_BAND_YEARS = 5
 NOT_SERVED = None
 
 _LEVEL_DEFAULTS: dict[str, dict[str, str | None]] = {
