@@ -280,7 +280,7 @@ def tokens(mint):  # noqa: F811
     return {
         "operator": OPERATOR_TOKEN,
         "registered": mint.token(sub="ui-registered", exp=exp),
-        "controlled": mint.passport(mint.visa(DEMO_GRANT, exp=exp), sub="ui-controlled", exp=exp),
+        "controlled": mint.passport(mint.visa(DEMO_GRANT, exp=exp, sub="ui-controlled"), sub="ui-controlled", exp=exp),
     }
 
 

@@ -36,6 +36,8 @@ const EXPLANATIONS = [
   [/frequencies are not shown/, () => "Frequencies are left out where the counts behind them are not exact: together they would give the exact count back."],
   [/not available at your access level/, () => "Some datasets need more access than your sign-in gives; they were left out of this answer, not counted as zero."],
   [/answered yes\/no to anonymous callers/, () => "A variant together with phenotypes can point to one person, so anonymous callers get only yes or no. Sign in for more."],
+  [/age filters are answered in (\S+)-year bands/, (m) => `Ages are compared in whole ${m[1]}-year bands, so that narrowing an age step by step cannot single out one person.`],
+  [/age ranges are shown in whole age bands/, () => "The youngest and oldest ages are shown as whole age bands: an exact extreme is one person's age."],
 ];
 
 export function explain(note) {
