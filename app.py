@@ -19,11 +19,13 @@ from gateway.api.context import Services
 from gateway.api.datasets import datasets_blueprint
 from gateway.api.errors import error_body, install_error_handlers
 from gateway.api.fhir import fhir_blueprint
+from gateway.api.fhir_export import fhir_export_blueprint
 from gateway.api.health import health_blueprint
 from gateway.api.hooks import install_security_hooks
 from gateway.api.network import LOCAL_PREFIX, build_network, network_blueprint
 from gateway.api.phenopackets import phenopackets_blueprint
 from gateway.api.validate import validate_blueprint
+from gateway.api.variant_export import variant_export_blueprint
 from gateway.beacon.entry_types import BEACON_ENTRY_TYPES
 from gateway.beacon.registry import EntryTypes
 from gateway.config import Config, load_config, private_data_dir
@@ -82,8 +84,10 @@ def _register_blueprints(app: Flask, services: Services, entry_types: EntryTypes
         fhir_blueprint,
         phenopackets_blueprint,
         datasets_blueprint,
+        variant_export_blueprint,  # the target of the Beacon dataset handover
         validate_blueprint,
         admin_blueprint,
+        fhir_export_blueprint,  # POST /fhir/$convert-beacon-response
     ):
         app.register_blueprint(blueprint())
     network_source = services.config.network

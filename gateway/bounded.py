@@ -117,6 +117,6 @@ def run_bounded(fn: Callable[..., T], *args: Any, seconds: float, memory_bytes: 
     return result
 
 
-def limits_of(config: Any) -> dict[str, float | int]:
+def limits_of(config: Any) -> dict[str, Any]:
     """The keyword arguments of `run_bounded` a node's configuration sets."""
     return {"seconds": float(config.work_seconds), "memory_bytes": int(config.work_memory_mb) * 2**20}

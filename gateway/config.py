@@ -58,7 +58,7 @@ class NodeInfo:
     contact_url: str = "mailto:gateway@example.org"
     environment: str = "dev"  # prod | test | dev | staging
     version: str = "0.1.0"
-    base_url: str = "http://127.0.0.1:8080"
+    base_url: str = ""  # empty: derived from each request (gateway.api.public_url)
 
 
 @dataclass(frozen=True)

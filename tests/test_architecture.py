@@ -34,7 +34,7 @@ FLOORS: tuple[frozenset[str], ...] = (
     frozenset({"gateway.validation"}),
     frozenset({"gateway.services"}),  # ingest pipelines shared by HTTP and CLI
     frozenset({"gateway.demo", "gateway.network", "gateway.conformance"}),
-    frozenset({"gateway.api"}),  # HTTP only
+    frozenset({"gateway.api", "gateway.export_cli"}),  # HTTP only; the export subcommands of the CLI
     frozenset({"app"}),  # the composition root
     frozenset({"gateway.cli"}),  # the command line, wired by app.create_app
 )

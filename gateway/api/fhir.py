@@ -8,12 +8,14 @@ for one whose parsing and translation exceed the node's time or memory limits (g
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from typing import Any
 
 from flask import Blueprint, Response, request
 
 import mappings
 from gateway.api.auth import require_operator
 from gateway.api.context import services
+from gateway.api.public_url import public_base_url
 from gateway.api.render import json_response
 from gateway.api.validate import over_budget
 from gateway.bounded import WorkLimitExceeded, limits_of, run_bounded
@@ -48,7 +50,7 @@ def _process_bounded(dataset_id: str) -> tuple[IngestOutcome, str]:
         )
     svc = services()
     data = request.get_data(cache=False)
-    arguments = {
+    arguments: dict[str, Any] = {
         "max_depth": svc.config.max_json_depth,
         "key": svc.key,
         "dataset_id": dataset_id,
@@ -102,7 +104,7 @@ def capability_statement() -> dict:
         "date": datetime.now(UTC).date().isoformat(),
         "kind": "instance",
         "software": {"name": "genomic-gateway", "version": cfg.node.version},
-        "implementation": {"description": cfg.node.name, "url": cfg.node.base_url.rstrip("/") + "/fhir"},
+        "implementation": {"description": cfg.node.name, "url": public_base_url() + "/fhir"},
         "fhirVersion": "4.0.1",
         "format": [FHIR_JSON, "application/json"],
         "implementationGuide": mappings.implementation_guides(),

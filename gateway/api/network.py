@@ -15,6 +15,7 @@ from collections.abc import Mapping
 from flask import Blueprint, Flask, request
 
 from gateway.api.auth import require_operator
+from gateway.api.public_url import public_base_url
 from gateway.api.render import json_response
 from gateway.beacon.request import API_VERSION
 from gateway.beacon.response import build_error
@@ -179,7 +180,7 @@ def info_response(network: Network, snapshot: Mapping[str, PeerMetadata]) -> dic
 
 def map_response(network: Network, snapshot: Mapping[str, PeerMetadata]) -> dict:
     """This node's own URLs for every entry type some peer serves (cross-links included)."""
-    root = network.node.base_url.rstrip("/") + "/api"
+    root = (network.node.base_url or public_base_url()).rstrip("/") + "/api"
     sets: dict[str, dict] = {}
     for meta in snapshot.values():
         for entity, endpoint in (meta.endpoint_sets() or {}).items():

@@ -1,18 +1,28 @@
 """Phenopacket export and direct load: /phenopackets.
 
-Phenopackets are individual-level data, so reading them is an operator's act
-until the security layer grants it to CONTROLLED callers per dataset.
+GET /phenopackets/{id} with `Accept: application/fhir+json` returns the phenopacket as a validated FHIR R4
+collection Bundle in the node profile's flavour (same authorisation as the JSON form).
+
+Phenopackets are individual-level data: listing and loading them is an operator's act; one phenopacket
+(`/phenopackets/{id}`, the target of the Beacon individual handover) may also be read by a caller CONTROLLED
+for its dataset whose policy serves individual records to CONTROLLED callers (gateway.beacon.handovers.may_read).
 """
 
 from __future__ import annotations
 
 from flask import Blueprint, request, url_for
 
-from gateway.api.auth import require_operator
+from gateway.api.auth import bearer_token, require_operator
 from gateway.api.context import services
+from gateway.api.fhir_export import FHIR_JSON, export_response
+from gateway.api.hooks import audit_notes, current_caller
 from gateway.api.render import json_response, problem
-from gateway.errors import BadInput
+from gateway.beacon.handovers import may_read
+from gateway.errors import BadInput, Unauthorised
 from gateway.jsonio import loads_strict
+from gateway.security.keys import is_operator
+from gateway.security.tokens import TokenError
+from gateway.services.fhir_export import export_phenopacket
 from gateway.services.ingest import ingest_phenopackets
 
 MAX_PAGE = 1000
@@ -48,11 +58,26 @@ def phenopackets_blueprint() -> Blueprint:
         return json_response(body)
 
     @bp.get("/<packet_id>")
-    @require_operator
     def get_packet(packet_id: str):
-        stored = services().store.get_phenopacket(packet_id)
+        svc = services()
+        token = bearer_token()
+        if token is None:
+            raise Unauthorised("reading a phenopacket needs a bearer token (operator or CONTROLLED access)", status=401)
+        stored = svc.store.get_phenopacket(packet_id)
+        if not is_operator(svc.operator_tokens, token):
+            try:
+                caller = current_caller()
+            except TokenError as exc:
+                raise Unauthorised(f"the bearer token was rejected: {exc.reason}", status=401) from exc
+            # The same answer whether the phenopacket is absent or only not readable: its existence is data too.
+            if stored is None or not may_read(svc.config, caller, stored.dataset_id, "individuals"):
+                audit_notes()["decision"] = "denied"
+                return problem(404, f"no phenopacket with id {packet_id!r} that you may read")
+            audit_notes()["datasets"] = [stored.dataset_id]
         if stored is None:
             return problem(404, f"no phenopacket with id {packet_id!r}")
+        if request.accept_mimetypes.best_match(["application/json", FHIR_JSON]) == FHIR_JSON:
+            return export_response(export_phenopacket(stored.document, profile=services().config.profile))
         return json_response(stored.document)
 
     @bp.post("")

@@ -55,6 +55,7 @@ class QueryContext:
     audit: AuditNotes = field(default_factory=dict)
     cache: dict[str, Any] = field(default_factory=dict)  # per application, shared by its requests
     test_data: TestModeData | None = None
+    public_base_url: str = ""  # the node's URL as this caller reached it (gateway.api.public_url), for links
 
 
 class EntryHandler(Protocol):

@@ -12,6 +12,7 @@ from typing import Any
 
 from gateway.beacon.access import AccessDenied, admit, protect
 from gateway.beacon.context import QueryContext
+from gateway.beacon.handovers import add_handovers
 from gateway.beacon.registry import EntryType
 from gateway.beacon.request import BeaconRequest, BeaconRequestError
 from gateway.beacon.response import EntryAnswer, build_error, build_response
@@ -100,6 +101,7 @@ def answer(
             raise NotFound(f"/{entry.path}/{{id}}/{cross_link} is not served by this node")
         result: EntryAnswer = handler(ctx, request, granularity, datasets, record_id)
         result, granularity = protect(ctx, target, request, admission, result)
+        result = add_handovers(ctx, target.path, granularity, result)
     except AccessDenied as exc:
         return build_error(node, [Issue.error(exc.code, exc.message)], exc.status, target, request), exc.status
     except BeaconRequestError as exc:

@@ -10,7 +10,9 @@ Filters are ANDed. Each one becomes a condition on `phenopackets` (one row per i
 - alphanumeric filter `{"id", "operator", "value"}` with `=`, `<`, `>`, `!`, `>=`, `<=`:
   `age` (age at last encounter; ISO 8601 duration, or a number of years) compares `age_days`;
   `sex` (= / ! with an NCIT term or a phenopacket Sex value) and `vitalStatus` (= / !).
-- custom filter `excluded:<CURIE>`: the term was explicitly excluded (phenotype or disease).
+- custom filter `excluded:<CURIE>`: the term was explicitly excluded (phenotype or disease); for HP terms
+  (unless includeDescendantTerms is false) also when one of its ANCESTORS was excluded, since excluding a
+  term excludes everything below it, while excluding a descendant does not exclude the term itself.
 
 A filter the node cannot answer (an unknown alphanumeric field, a similarity other than exact, a scope
 it does not serve) makes the plan match nothing and says why in `warnings` — never a silent empty result.
@@ -195,7 +197,7 @@ def plan_filters(
             term = fid[len(EXCLUDED_PREFIX) :]
             if not is_curie(term):
                 raise _fail(f"custom filter {fid!r}: expected excluded:<CURIE>", f"{where}/id")
-            terms = bounded(_expand(plan, item, term, where), where)
+            terms = bounded(_expand(plan, item, term, where, upwards=True), where)
             plan.add(lambda terms=terms: _term_condition(EXCLUDED_KINDS, terms, datasets))
             plan.term_checks.append((fid, EXCLUDED_KINDS, tuple(_sorted(terms))))
             plan.indexable = False
@@ -222,7 +224,9 @@ def plan_filters(
     return plan
 
 
-def _expand(plan: FilterPlan, item: dict, term: str, where: str) -> frozenset[str]:
+def _expand(plan: FilterPlan, item: dict, term: str, where: str, upwards: bool = False) -> frozenset[str]:
+    """The terms a filter matches. `upwards` (excluded:x): x absent follows from x or any ANCESTOR of x
+    being excluded; an excluded descendant of x says nothing about x ("no focal seizures" ≠ "no seizures")."""
     descendants = item.get("includeDescendantTerms", True)
     if not isinstance(descendants, bool):
         raise _fail("includeDescendantTerms must be true or false", f"{where}/includeDescendantTerms")
@@ -234,7 +238,7 @@ def _expand(plan: FilterPlan, item: dict, term: str, where: str) -> frozenset[st
             f"filter {term}: similarity {similarity!r} is answered as exact (semantic similarity is not supported)"
         )
     if descendants and ontology.has_hierarchy(term):
-        return ontology.hpo_descendants(term)
+        return ontology.hpo_ancestors(term) if upwards else ontology.hpo_descendants(term)
     if item.get("includeDescendantTerms") is True:  # asked for explicitly: say that it could not be done
         plan.warnings.append(f"filter {term}: descendant terms are resolved for HPO only; {term} is matched exactly")
     return frozenset({term})

@@ -111,6 +111,11 @@ def _reference_name(raw: Any, where: str) -> tuple[str, str | None]:
     return normalise_reference_name(text), assembly_of_accession(text)
 
 
+def _public_base(ctx) -> str:
+    """The node's URL as the caller reached it (gateway.api.public_url), or the configured one."""
+    return (ctx.config.node.base_url or ctx.public_base_url or "").rstrip("/")
+
+
 def parse_parameters(raw: Mapping[str, Any], prefix: str) -> ParsedParameters:
     """Flat g_variant request parameters → (VariantQuery, echo). Every value is checked and typed."""
 
@@ -433,7 +438,7 @@ def variant_record(ctx, hit: VariantHit, carriers: list[CarrierRow] | list[Carri
         record["frequencyInPopulations"] = [
             {
                 "source": dataset_name,
-                "sourceReference": f"{ctx.config.node.base_url.rstrip('/')}/api/datasets/{hit.dataset_id}",
+                "sourceReference": f"{_public_base(ctx)}/api/datasets/{hit.dataset_id}",
                 "frequencies": [
                     {"population": dataset_name, "alleleFrequency": round(hit.allele_count / hit.allele_number, 8)}
                 ],
@@ -489,7 +494,7 @@ def answer_g_variants(ctx, request, granularity: str, datasets: tuple[str, ...],
 
 
 G_VARIANTS = EntryType(
-    id="genomicVariation",
+    id="genomicVariant",
     path="g_variants",
     name="Genomic Variants",
     description="The valid and consistent set of variants observed in the node's VCF datasets.",

@@ -1,8 +1,9 @@
 """The informational endpoints, generated from the node's configuration and the ONE entry-type registry.
 
 `/` and `/info`, `/service-info` (bare GA4GH service-info 1.0, type org.ga4gh:beacon), `/configuration`,
-`/map` (absolute URLs of this node), `/entry_types` and `/filtering_terms`: what they advertise is
-exactly what the router serves, since both read the same `EntryTypes` collection.
+`/map` (absolute URLs of this node: `node.base_url`, or the request's, gateway.api.public_url), `/entry_types`
+and `/filtering_terms`: what they advertise is exactly what the router serves, since both read the same
+`EntryTypes` collection.
 """
 
 from __future__ import annotations
@@ -108,27 +109,30 @@ def configuration(config: Config, types: EntryTypes) -> dict:
 
 
 def beacon_map(config: Config, types: EntryTypes, prefix: str = "/api") -> dict:
+    """The endpoint sets as the official default model's beaconMap.json writes them: related endpoints
+    (`<entryType>Lookup`) return an entry type of this node; filtering terms are the set's `filteringTermsUrl`."""
     root = api_root(config, prefix)
     sets = {}
     for entry in types:
         endpoints = {
-            f"{target}": {"returnedEntryType": _entity_of(types, target), "url": f"{root}/{entry.path}/{{id}}/{target}"}
+            f"{_entity_of(types, target)}Lookup": {
+                "returnedEntryType": _entity_of(types, target),
+                "url": f"{root}/{entry.path}/{{id}}/{target}",
+            }
             for target in entry.cross_links
         }
-        if entry.accepts_filters or entry.collection:
-            endpoints["filtering_terms"] = {
-                "returnedEntryType": "filteringTerm",
-                "url": f"{root}/{entry.path}/filtering_terms"
-                if not entry.collection
-                else f"{root}/{entry.path}/{{id}}/filtering_terms",
-            }
-        sets[entry.id] = {
+        endpoint_set = {
             "entryType": entry.id,
             "rootUrl": f"{root}/{entry.path}",
             "singleEntryUrl": f"{root}/{entry.path}/{{id}}",
             "openAPIEndpointsDefinition": f"{root}/openapi.json",
             "endpoints": endpoints,
         }
+        if entry.collection:
+            endpoint_set["filteringTermsUrl"] = f"{root}/{entry.path}/{{id}}/filtering_terms"
+        elif entry.accepts_filters:
+            endpoint_set["filteringTermsUrl"] = f"{root}/{entry.path}/filtering_terms"
+        sets[entry.id] = endpoint_set
     return {
         "meta": informational_meta(config, [{"entityType": "map", "schema": "beacon-map-v2.0.0"}]),
         "response": {

@@ -1,3 +1,10 @@
 """Offline ontology look-ups for Beacon filters: HPO descendants and labels (the loader is gateway.ontology.hpo)."""
 
-from gateway.ontology.hpo import has_hierarchy, hpo_descendants, hpo_known, hpo_label, warm  # noqa: F401
+from gateway.ontology.hpo import (  # noqa: F401
+    has_hierarchy,
+    hpo_ancestors,
+    hpo_descendants,
+    hpo_known,
+    hpo_label,
+    warm,
+)

@@ -18,8 +18,13 @@ _FRAMEWORK_QUERY = {
     "skip": {"type": "integer", "minimum": 0},
     "limit": {"type": "integer", "minimum": 0},
     "testMode": {"type": "boolean"},
-    "datasetIds": {"type": "string", "description": "comma-separated dataset ids"},
-    "filters": {"type": "string", "description": "comma-separated filter ids (CURIEs or custom ids)"},
+    "testModeCount": {"type": "integer", "minimum": 0},
+    "datasetIds": {"type": "string", "description": "dataset ids, comma-separated or the parameter repeated"},
+    "filters": {
+        "type": "string",
+        "description": "filter ids (CURIEs or custom ids), comma-separated or the parameter repeated",
+    },
+    "includeDescendantTerms": {"type": "boolean", "description": "the default of every filter given here"},
 }
 _JSON = {"application/json": {"schema": {"type": "object"}}}
 _RESPONSES = {

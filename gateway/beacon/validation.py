@@ -19,8 +19,17 @@ from gateway.errors import GatewayError
 SCHEMA_DIR = Path(__file__).resolve().parents[2] / "schemas" / "beacon"
 FRAMEWORK_URI = "urn:gateway:beacon:framework"
 _ENVELOPE = {"boolean": "booleanResponse", "count": "countResponse", "record": "resultsetsResponse"}
-# Entity id → the file of our record schema; entry types without one are checked at envelope level only.
-RECORD_SCHEMAS = {"genomicVariation": "genomicVariation.json"}
+# Entity id → our record schema (a file's $id, or a definition in entities.json): every entry type's records
+# are checked, in the node's own responses and by `gateway validate`.
+ENTITIES_URI = "urn:gateway:beacon:entities"
+RECORD_SCHEMAS = {
+    "genomicVariant": "urn:gateway:beacon:genomicVariant",
+    **{
+        entity: f"{ENTITIES_URI}#/$defs/{entity}"
+        for entity in ("individual", "biosample", "analysis", "run", "dataset", "cohort")
+    },
+}
+_SCHEMA_FILES = ("genomicVariant.json", "entities.json")
 
 
 class ResponseInvalid(GatewayError, ValueError):
@@ -35,7 +44,7 @@ def _load(name: str) -> dict:
 @cache
 def _registry() -> jsonschema_rs.Registry:
     resources = [(FRAMEWORK_URI, _load("framework.json"))]
-    resources += [(_load(f)["$id"], _load(f)) for f in RECORD_SCHEMAS.values()]
+    resources += [(_load(f)["$id"], _load(f)) for f in _SCHEMA_FILES]
     return jsonschema_rs.Registry(resources)
 
 
@@ -45,10 +54,12 @@ def validator(entity_id: str, kind: str):
     schema: dict = {"$schema": "https://json-schema.org/draft/2020-12/schema", "$ref": f"{FRAMEWORK_URI}#/$defs/{kind}"}
     record = RECORD_SCHEMAS.get(entity_id)
     if kind == "resultsetsResponse" and record:
-        results = {"items": {"$ref": _load(record)["$id"]}}
+        results = {"items": {"$ref": record}}
         schema["properties"] = {
             "response": {"properties": {"resultSets": {"items": {"properties": {"results": results}}}}}
         }
+    elif kind == "collectionsResponse" and record:
+        schema["properties"] = {"response": {"properties": {"collections": {"items": {"$ref": record}}}}}
     return jsonschema_rs.validator_for(schema, registry=_registry(), validate_formats=True)
 
 

@@ -190,6 +190,24 @@ class _Verifier:
             mapped = {s.get("entryType") for s in self.map_sets.values()}
             missing = sorted(from_types - mapped)
             self.check("map-covers-entry-types", not missing, f"entry types absent from /map: {missing}", "")
+        if self.map_sets:
+            # beaconMapSchema: a related endpoint returns an entry type of the node (filtering terms are the
+            # set's filteringTermsUrl, not an endpoint returning "filteringTerm").
+            served = {s.get("entryType") for s in self.map_sets.values()} | (from_types or set())
+            foreign = sorted(
+                {
+                    f"{e.get('returnedEntryType')} ({name})"
+                    for s in self.map_sets.values()
+                    for name, e in (s.get("endpoints") or {}).items()
+                    if isinstance(e, dict) and e.get("returnedEntryType") not in served
+                }
+            )
+            self.check(
+                "map-returned-entry-types",
+                not foreign,
+                f"/map endpoints return what is no entry type of the node: {', '.join(foreign[:5])}",
+                "",
+            )
 
     # --- entry types --------------------------------------------------------------------------------------
 
@@ -273,9 +291,15 @@ class _Verifier:
             root,
             key,
         )
-        ids = [{_record_id(r) for r in _records(p.body)} - {None} for p in pages]
+        # Pagination is per result set (dataset): one person in two datasets is two records, one in each set.
+        first_page, second_page = (_ids_by_set(p.body) for p in pages)
+        overlap = {
+            f"{set_id}: {sorted(first_page[set_id] & second_page.get(set_id, set()))}"
+            for set_id in first_page
+            if first_page[set_id] & second_page.get(set_id, set())
+        }
         if (total or 0) >= 2:
-            self.check("pages-disjoint", not (ids[0] & ids[1]), f"records on both pages: {ids[0] & ids[1]}", root, key)
+            self.check("pages-disjoint", not overlap, f"records on both pages of a result set: {overlap}", root, key)
 
     def _single_entry(self, root: str, key: str, entity: str, records: list[dict]) -> None:
         record_id = next((i for i in map(_record_id, records) if i), None)
@@ -385,6 +409,14 @@ def _records(body: Any) -> list[dict]:
     if not isinstance(body, dict):
         return []
     return [r for s in _result_sets(body) for r in (s.get("results") or []) if isinstance(r, dict)]
+
+
+def _ids_by_set(body: dict) -> dict[str, set[str]]:
+    out: dict[str, set[str]] = {}
+    for result_set in _result_sets(body):
+        ids = {_record_id(r) for r in result_set.get("results") or [] if isinstance(r, dict)} - {None}
+        out.setdefault(str(result_set.get("id")), set()).update(ids)
+    return out
 
 
 def _record_id(record: dict) -> str | None:

@@ -176,3 +176,10 @@ def hpo_label(curie: str) -> str | None:
 def hpo_descendants(curie: str) -> frozenset[str]:
     """The term and all its descendants (is_a, transitively); just the term when HPO does not know it."""
     return load_ontology().descendants(curie)
+
+
+@lru_cache(maxsize=4096)
+def hpo_ancestors(curie: str) -> frozenset[str]:
+    """The term and all its ancestors (is_a, transitively); just the term when HPO does not know it.
+    Excluding a term excludes everything below it: `excluded:x` holds for whoever excluded x or an ancestor of x."""
+    return frozenset({curie}) | load_ontology().ancestors(curie)

@@ -140,8 +140,11 @@ class AuditKeys:
                 serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
             ),
         )
-        self.signing_key = serialization.load_pem_private_key(pem.encode(), password=None)
-        self.public_key: Ed25519PublicKey = self.signing_key.public_key()
+        signing_key = serialization.load_pem_private_key(pem.encode(), password=None)
+        if not isinstance(signing_key, Ed25519PrivateKey):
+            raise ValueError(f"{self.dir / SIGNING_KEY_FILE} is not an Ed25519 private key")
+        self.signing_key: Ed25519PrivateKey = signing_key
+        self.public_key: Ed25519PublicKey = signing_key.public_key()
         public = self.dir / PUBLIC_KEY_FILE
         if not public.exists():
             public.write_bytes(

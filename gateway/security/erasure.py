@@ -16,20 +16,28 @@ import hashlib
 import hmac
 import logging
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from gateway.security.audit import AuditLog
+    from gateway.security.service import Security
+    from gateway.store.metadata import MetadataStore
+    from gateway.variants.protocol import VariantStore
 
 log = logging.getLogger(__name__)
 MAX_ID = 255
 
 
-def _audit_intent(audit: Any, action: str, reference: str, who: dict, datasets: list[str] | None = None) -> None:
+def _audit_intent(
+    audit: Any, action: str, reference: str, who: dict[str, Any], datasets: list[str] | None = None
+) -> None:
     if audit is not None:  # raises OSError when the log cannot be written: nothing has been erased yet
         audit.append(
             durable=True, phase="intent", decision="allowed", action=action, reason=reference, datasets=datasets, **who
         )
 
 
-def _audit_outcome(audit: Any, who: dict, **fields: Any) -> None:
+def _audit_outcome(audit: Any, who: dict[str, Any], **fields: Any) -> None:
     if audit is None:
         return
     try:
@@ -50,7 +58,14 @@ def erasure_reference(key: bytes, kind: str, value: str) -> str:
 
 
 def erase_subject(
-    store: Any, variants: Any, subject_id: str, *, key: bytes, audit: Any = None, security: Any = None, **who: Any
+    store: MetadataStore,
+    variants: VariantStore | None,
+    subject_id: str,
+    *,
+    key: bytes,
+    audit: AuditLog | None = None,
+    security: Security | None = None,
+    **who: Any,  # caller, issuer, request_id, endpoint: for the audit record
 ) -> ErasureResult:
     if not subject_id or len(subject_id) > MAX_ID:
         raise ValueError(f"give the subject's pseudonym (1-{MAX_ID} characters)")
@@ -69,7 +84,14 @@ def erase_subject(
 
 
 def erase_dataset(
-    store: Any, variants: Any, dataset_id: str, *, key: bytes, audit: Any = None, security: Any = None, **who: Any
+    store: MetadataStore,
+    variants: VariantStore | None,
+    dataset_id: str,
+    *,
+    key: bytes,
+    audit: AuditLog | None = None,
+    security: Security | None = None,
+    **who: Any,  # caller, issuer, request_id, endpoint: for the audit record
 ) -> ErasureResult:
     if not dataset_id or len(dataset_id) > MAX_ID or any(ord(c) < 32 for c in dataset_id):
         raise ValueError(f"give the dataset id (1-{MAX_ID} printable characters)")
@@ -77,7 +99,7 @@ def erase_dataset(
     had_variants = variants is not None and dataset_id in variants.datasets()
     _audit_intent(audit, "erase-dataset", "", who, datasets=[dataset_id])
     removed = store.delete_dataset(dataset_id)
-    if had_variants:
+    if had_variants and variants is not None:
         variants.delete_dataset(dataset_id)
         variants.refresh()
     if security is not None:

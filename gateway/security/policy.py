@@ -293,7 +293,7 @@ def _is_int(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
-def protect_record(record: dict, threshold: int, step: int) -> tuple[dict, frozenset[str]]:
+def protect_record(record: dict[str, Any], threshold: int, step: int) -> tuple[dict[str, Any], frozenset[str]]:
     """A record as a PUBLIC/REGISTERED caller may see it, and what was changed.
 
     Counts 1 … threshold-1 are removed, others rounded to `step`; a list of cases is removed when its

@@ -13,7 +13,7 @@ Configuration (`security:` at the top level of the YAML file, all optional):
       operator_roles: [gateway-operator]                # roles (roles / groups / realm_access.roles)
       trusted_proxies: [127.0.0.1/32]                    # X-Forwarded-For is read only from these
       redis_url: redis://127.0.0.1:6379/0               # query budget shared by workers; else in-process
-      budget: {window_seconds: 3600, anonymous: 300, registered: 3000, controlled: null}
+      budget: {window_seconds: 3600, anonymous: 1000, registered: 10000, controlled: null}
       cors_origins: []                                   # origins allowed on the public endpoints only
       data_use: {visa_type: ResearchPurpose}            # the visa type that names an intended use (DUO CURIEs)
       audit: true
@@ -21,6 +21,7 @@ Configuration (`security:` at the top level of the YAML file, all optional):
 
 from __future__ import annotations
 
+import ipaddress
 import threading
 import time
 from collections.abc import Mapping
@@ -52,7 +53,7 @@ class Security:
     verifier: TokenVerifier
     budget: QueryBudget
     audit: AuditLog | None
-    trusted_networks: tuple = ()
+    trusted_networks: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = ()
     operator_roles: tuple[str, ...] = ()
     cors_origins: tuple[str, ...] = ()
     _sizes: dict[str, tuple[float, int]] = field(default_factory=dict)

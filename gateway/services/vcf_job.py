@@ -22,7 +22,7 @@ from gateway.services.genomic import parse_sample_map, write_job
 
 log = logging.getLogger(__name__)
 
-_timed_out = []
+_timed_out: list[bool] = []
 
 
 def _time_limit(signum, frame) -> None:

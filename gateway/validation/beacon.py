@@ -1,7 +1,7 @@
 """Beacon v2 request bodies and responses, checked against the gateway's own Beacon schemas.
 
 The official schemas live outside the package (../shared/reference, tests only); at runtime the envelope and
-record schemas of the Beacon layer (`schemas/beacon/framework.json`, `genomicVariation.json`) and the request and
+record schemas of the Beacon layer (`schemas/beacon/framework.json`, `genomicVariant.json`) and the request and
 informational schemas of `schemas/beacon/informational.json` are used. The schema is chosen by content, as
 beacon-verifier does: `error` → error envelope; `meta.returnedGranularity` → boolean / count / result-set
 envelope (and the entity's record schema, from `meta.returnedSchemas`); otherwise the shape of `response` tells
@@ -109,6 +109,8 @@ def validate_beacon_response(doc: Any, *, kind: str | None = None) -> Report:
         compiled = envelope_validator(_entity(doc), "errorResponse")
     elif kind in _ENVELOPES:
         compiled = envelope_validator(_entity(doc), _ENVELOPES[kind])
+    elif kind == "collections" and _entity(doc) in ("dataset", "cohort"):  # the records too, by their schema
+        compiled = envelope_validator(_entity(doc), "collectionsResponse")
     else:
         compiled = informational_validator(INFORMATIONAL_KINDS[kind])
     return Report(compiled_issues(compiled, doc, target="input", open_objects=True))

@@ -59,9 +59,10 @@ CREATE TABLE sample_called(sample INTEGER NOT NULL, chunk INTEGER NOT NULL, alle
 UNIQUE_INDEX = "CREATE UNIQUE INDEX variants_key ON variants(vkey)"
 INDEXES = f"""
 CREATE INDEX variants_pos ON variants(chrom, start, end, ref, alt);
--- range counts: short variants by start alone (no per-row test), long ones through their own small index
-CREATE INDEX variants_short ON variants(chrom, start, end) WHERE end - start <= {LONG_SPAN};
-CREATE INDEX variants_long ON variants(chrom, start, end) WHERE end - start > {LONG_SPAN};
+-- range counts: short variants by start alone (no per-row test), long ones through their own small index;
+-- ac and an make them covering for the observed-variant rule (store._observed: ac > 0, or an = 0 sites-only)
+CREATE INDEX variants_short ON variants(chrom, start, end, ac, an) WHERE end - start <= {LONG_SPAN};
+CREATE INDEX variants_long ON variants(chrom, start, end, ac, an) WHERE end - start > {LONG_SPAN};
 """
 
 

@@ -193,6 +193,13 @@ class _Dataset:
         )
 
 
+def _observed(ds: _Dataset) -> str:
+    """The condition that a variant was observed: an alternate allele counted in the dataset's genotypes (AC > 0;
+    a site whose samples are all 0/0, or whose carriers were erased, is not). A sites-only file (no samples)
+    asserts its sites: there AC comes from INFO, and a site without AC/AN in INFO (AN = 0) counts as observed."""
+    return " AND ac > 0" if ds.sample_table() else " AND (ac > 0 OR an = 0)"
+
+
 def _count(ds: _Dataset, parts: list[tuple[str, list]]) -> int:
     """Rows matching any of the disjoint branches, in one statement (one round trip)."""
     sql = "SELECT " + " + ".join(f"(SELECT count(*) FROM variants WHERE {w})" for w, _ in parts)
@@ -318,7 +325,8 @@ class VariantStore:
         ids = self._ids_clause(ds, q)
         if ids is None:
             return None
-        return [(where + ids[0], params + ids[1]) for where, params in branches]
+        observed = _observed(ds)
+        return [(where + ids[0] + observed, params + ids[1]) for where, params in branches]
 
     def search(self, q: VariantQuery, *, skip: int = 0, limit: int = 10) -> tuple[list[VariantHit], int]:
         branches = build_where(q)
@@ -383,7 +391,7 @@ class VariantStore:
         ds = self._open(parts[0])
         if ds is None or ds.assembly != parts[1]:
             return None
-        row = ds.conn.execute(f"SELECT {_COLUMNS} FROM variants WHERE vkey = ?", (parts[2],)).fetchone()
+        row = ds.conn.execute(f"SELECT {_COLUMNS} FROM variants WHERE vkey = ?{_observed(ds)}", (parts[2],)).fetchone()
         return ds.hit(row) if row else None
 
     def carriers(self, variant_id: str, limit: int | None = None) -> list[Carrier]:

@@ -33,7 +33,7 @@ ENVELOPES = {
 }
 # meta.returnedSchemas[].entityType → the entity's record schema
 RECORD_SCHEMAS = {
-    "genomicVariation": "genomicVariations/defaultSchema.json",
+    "genomicVariant": "genomicVariations/defaultSchema.json",
     "individual": "individuals/defaultSchema.json",
     "biosample": "biosamples/defaultSchema.json",
     "analysis": "analyses/defaultSchema.json",

@@ -107,7 +107,7 @@ def test_root_is_info_and_map_lists_absolute_urls_of_exactly_the_served_entry_ty
     assert "/api/individuals/<record_id>/<cross_link>" in served and "/api/individuals/filtering_terms" in served
     entry_types = client.get("/api/entry_types").json["response"]["entryTypes"]
     assert entry_types == client.get("/api/configuration").json["response"]["entryTypes"]
-    assert set(entry_types) == {"individual", "biosample", "genomicVariation", "analysis", "run", "dataset", "cohort"}
+    assert set(entry_types) == {"individual", "biosample", "genomicVariant", "analysis", "run", "dataset", "cohort"}
     service = client.get("/api/service-info").json
     assert service["type"] == {"group": "org.ga4gh", "artifact": "beacon", "version": "v2.1.1"}
 

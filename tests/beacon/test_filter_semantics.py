@@ -161,3 +161,38 @@ def test_filtering_terms_are_exactly_the_terms_present(real_app, stored):  # noq
     assert {"HP", "OMIM"} <= prefixes
     excluded = {t["id"] for t in body["response"]["filteringTerms"] if t["type"] == "custom"}
     assert excluded and all(t.startswith("excluded:") for t in excluded)
+
+
+def _excluded_terms(doc: dict) -> set[str]:
+    terms = {f["type"]["id"] for f in doc.get("phenotypicFeatures", []) if f.get("excluded")}
+    return terms | {d["term"]["id"] for d in doc.get("diseases", []) if d.get("excluded")}
+
+
+def excludes(doc: dict, term: str) -> bool:
+    """An individual excludes `term` if they excluded it or any of its ancestors (hpo3's all_parents of
+    `term`): excluding a descendant of `term` says nothing about `term` itself."""
+    return bool(_excluded_terms(doc) & _ancestry(term))
+
+
+@pytest.mark.parametrize("term", ["HP:0001250", "HP:0000707", "HP:0001263", "HP:0000478", "HP:0002011"])
+def test_excluded_follows_the_ontology_upwards(real_app, stored, term):  # noqa: F811
+    expected = {sid for sid, doc in stored.items() if excludes(doc, term)}
+    total, ids = beacon_ids(real_app.test_client(), [{"id": f"excluded:{term}"}])
+    assert total == len(expected) and ids == expected
+
+
+def test_nobody_both_has_and_excludes_seizure_unless_their_phenopacket_says_so(real_app, stored):  # noqa: F811
+    term = "HP:0001250"
+    client = real_app.test_client()
+    _, present = beacon_ids(client, [{"id": term}])
+    _, absent = beacon_ids(client, [{"id": f"excluded:{term}"}])
+    contradictory = {sid for sid, doc in stored.items() if matches(doc, term) and excludes(doc, term)}
+    assert present & absent == contradictory
+    # Excluding only a kind of seizure (a descendant) does not exclude seizure.
+    only_descendant = {
+        sid
+        for sid, doc in stored.items()
+        if any(term in _ancestry(t) and t != term for t in _excluded_terms(doc)) and not excludes(doc, term)
+    }
+    assert only_descendant, "the reference set has individuals who excluded only a kind of seizure"
+    assert not only_descendant & absent

@@ -1,6 +1,7 @@
 """A deliberately broken Beacon v2 node: each defect below must be reported by `gateway verify`.
 
-Defects: /info answers with a wrong schema (no organization, environment misspelt); /map has relative URLs;
+Defects: /info answers with a wrong schema (no organization, environment misspelt); /map has relative URLs
+and lists filtering terms as an endpoint returning "filteringTerm" (no entry type);
 record answers ignore `limit`; numTotalResults changes between pages; a malformed request gets 200; the count
 answer claims record granularity below what was asked (boolean asked → count returned); /{id} returns 404.
 """
@@ -39,7 +40,12 @@ def create_broken_app() -> Flask:
 
     @app.get("/api/map")
     def beacon_map():
-        endpoint = {"entryType": "individual", "rootUrl": "/api/individuals", "singleEntryUrl": "/api/individuals/{id}"}
+        endpoint = {
+            "entryType": "individual",
+            "rootUrl": "/api/individuals",
+            "singleEntryUrl": "/api/individuals/{id}",
+            "endpoints": {"filtering_terms": {"returnedEntryType": "filteringTerm", "url": "/api/filtering_terms"}},
+        }
         return jsonify(
             {"meta": _meta(), "response": {"$schema": "beaconMapSchema.json", "endpointSets": {"individual": endpoint}}}
         )

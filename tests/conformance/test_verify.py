@@ -51,6 +51,7 @@ def test_broken_beacon_defects_are_all_reported(live_url, capsys):
     assert not report.ok
     assert "info" in failed  # wrong schema
     assert "map-urls-absolute" in failed  # relative URLs
+    assert "map-returned-entry-types" in failed  # filtering terms as an endpoint returning "filteringTerm"
     assert "limit-honoured" in failed  # ignores limit
     assert "total-stable-across-pages" in failed  # numTotalResults changes between pages
     assert {"error-bad-limit", "error-bad-granularity", "error-unparsable-body"} <= failed  # 200 on malformed
@@ -82,3 +83,45 @@ def test_text_summary_and_usage(live_url, capsys):
 def test_unreachable_node_fails_quickly():
     report = verify("http://127.0.0.1:9", timeout=1)  # the discard port: nothing listens
     assert not report.ok and "info" in names(report.checks)
+
+
+def _paged_app(pages: dict[int, dict[str, list[str]]]):
+    """A Beacon whose /individuals answers `pages[skip]` (result set id → record ids) at limit 1."""
+    from flask import Flask, jsonify, request
+
+    from tests.conformance.broken_beacon import _meta
+
+    app = Flask("paged-beacon")
+
+    @app.get("/api/map")
+    def beacon_map():
+        endpoint = {"entryType": "individual", "rootUrl": "/api/individuals"}
+        return jsonify({"meta": _meta(), "response": {"endpointSets": {"individual": endpoint}}})
+
+    @app.route("/api/individuals", methods=["GET", "POST"])
+    def individuals():
+        skip = int(request.args.get("skip", 0))
+        sets = [
+            {"id": d, "setType": "dataset", "exists": True, "resultsCount": 2, "results": [{"id": i} for i in ids]}
+            for d, ids in pages.get(skip, pages[0]).items()
+        ]
+        summary = {"exists": True, "numTotalResults": 4}
+        return jsonify({"meta": _meta("record"), "responseSummary": summary, "response": {"resultSets": sets}})
+
+    return app
+
+
+def _disjoint_check(live_url, pages):
+    report = verify(live_url(_paged_app(pages)) + "/api", timeout=5)
+    return next(c for c in report.checks if c.name == "pages-disjoint")
+
+
+def test_one_person_in_two_datasets_is_not_a_pagination_failure(live_url):
+    # p2 is in both datasets: second in ds1, first in ds2. Each result set pages correctly.
+    check = _disjoint_check(live_url, {0: {"ds1": ["p1"], "ds2": ["p2"]}, 1: {"ds1": ["p2"], "ds2": ["p3"]}})
+    assert check.ok, check.message
+
+
+def test_a_record_repeated_within_one_result_set_is_a_pagination_failure(live_url):
+    check = _disjoint_check(live_url, {0: {"ds1": ["p1"], "ds2": ["p2"]}, 1: {"ds1": ["p1"], "ds2": ["p3"]}})
+    assert not check.ok and "ds1" in check.message

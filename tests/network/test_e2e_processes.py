@@ -222,4 +222,4 @@ def test_the_network_describes_itself(nodes):
     assert {p["beaconId"] for p in info["response"]["info"]["peers"]} == {"org.example.de", "org.example.gen"}
     served = get(nodes["net"], "/api/map")["response"]["endpointSets"]
     assert served["individual"]["rootUrl"] == nodes["net"] + "/api/individuals"
-    assert served["genomicVariation"]["rootUrl"] == nodes["net"] + "/api/g_variants"
+    assert served["genomicVariant"]["rootUrl"] == nodes["net"] + "/api/g_variants"

@@ -75,11 +75,11 @@ def test_info_map_and_unions_describe_the_network(network):
     served = network.get("/api/map").get_json()
     assert errors_against(FRAMEWORK / "responses" / "beaconMapResponse.json", served) == []
     sets = served["response"]["endpointSets"]
-    assert sets["genomicVariation"]["rootUrl"] == "http://net.example/api/g_variants"
+    assert sets["genomicVariant"]["rootUrl"] == "http://net.example/api/g_variants"
     assert all(s["rootUrl"].startswith("http://net.example/api/") for s in sets.values())
     entry_types = network.get("/api/entry_types").get_json()
     assert errors_against(FRAMEWORK / "responses" / "beaconEntryTypesResponse.json", entry_types) == []
-    assert "genomicVariation" in entry_types["response"]["entryTypes"]
+    assert "genomicVariant" in entry_types["response"]["entryTypes"]
     configuration = network.get("/api/configuration").get_json()
     assert errors_against(FRAMEWORK / "responses" / "beaconConfigurationResponse.json", configuration) == []
     terms = network.get("/api/filtering_terms").get_json()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 from pathlib import Path
 
 import pytest
@@ -116,7 +117,9 @@ def test_no_name_identifier_address_or_birth_date_in_any_output(node, tmp_path, 
     assert len(secrets) >= 10  # the scan has something to look for
     text = _outputs(node) + "\n" + caplog.text
     assert "pid-" in text  # the outputs do hold the subjects, pseudonymised
-    leaked = sorted(s for s in secrets if s in text)
+    # As a token of its own: a year-only birth date ("1962") also occurs, by chance, inside the random hex of
+    # request ids and hashes (once in ~8 full runs); inside a longer run of letters and digits it discloses nothing.
+    leaked = sorted(s for s in secrets if re.search(rf"(?<![0-9A-Za-z]){re.escape(s)}(?![0-9A-Za-z])", text))
     assert leaked == []
 
 

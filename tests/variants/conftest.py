@@ -23,6 +23,7 @@ class TruthVariant:
     zygosity: tuple[tuple[str, str], ...]
     ac: int
     an: int
+    observed: bool = True  # an alternate allele seen: AC > 0 in the genotypes (sites-only: INFO AC > 0, or no AC/AN)
 
 
 def _chrom(name: str) -> str:
@@ -63,6 +64,11 @@ def pysam_truth(path: Path) -> list[TruthVariant]:
                         fields = entry.split("|")
                         if fields[0] == alt or len(rec.alts) == 1:
                             genes.add(fields[3])
+                if rec.samples:
+                    observed = ac > 0
+                else:
+                    info_ac = rec.info["AC"][a - 1] if "AC" in rec.info else 0
+                    observed = (info_ac or 0) > 0 or not (rec.info.get("AN") or 0)
                 key = (_chrom(rec.chrom), rec.start, rec.ref.upper(), alt.upper() if not symbolic else alt, end)
                 if key not in out:
                     out[key] = TruthVariant(
@@ -76,6 +82,7 @@ def pysam_truth(path: Path) -> list[TruthVariant]:
                         tuple(sorted(zyg)),
                         ac,
                         an,
+                        observed,
                     )
     return list(out.values())
 

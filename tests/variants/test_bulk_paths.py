@@ -130,6 +130,7 @@ def test_erasure_fixes_allele_number_at_every_variant(tmp_path):
     store = VariantStore(tmp_path / "data")
     assert store.erase_individual("patient-0") == 1
     hits = stored(store)
+    truth = [t for t in truth if t.observed]  # a site only the erased sample carried is no longer found
     assert len(hits) == len(truth)
     for t in truth:
         h = hits[(t.chrom, t.start, t.end, t.ref, t.alt)]
