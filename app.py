@@ -24,6 +24,7 @@ from gateway.api.health import health_blueprint
 from gateway.api.hooks import install_security_hooks
 from gateway.api.network import LOCAL_PREFIX, build_network, network_blueprint
 from gateway.api.phenopackets import phenopackets_blueprint
+from gateway.api.ui import register_ui
 from gateway.api.validate import validate_blueprint
 from gateway.api.variant_export import variant_export_blueprint
 from gateway.beacon.entry_types import BEACON_ENTRY_TYPES
@@ -90,6 +91,7 @@ def _register_blueprints(app: Flask, services: Services, entry_types: EntryTypes
         fhir_export_blueprint,  # POST /fhir/$convert-beacon-response
     ):
         app.register_blueprint(blueprint())
+    register_ui(app)  # the web pages (/ui/) and the operator page's JSON (/operator/…)
     network_source = services.config.network
     if network_source:  # network mode: the network answers at /api, the node's own Beacon at /local/api
         services.network = build_network(app, network_source, services.config.node)

@@ -217,6 +217,9 @@ def cmd_ingest_vcf(args: argparse.Namespace) -> int:
         sample_map=sample_map,
         skip_invalid=args.skip_invalid,
         show_progress=sys.stderr.isatty() or args.progress,
+        workers=args.workers,
+        cluster=args.cluster,
+        add_regions=args.add_regions,
     )
 
 
@@ -256,6 +259,18 @@ def build_parser() -> argparse.ArgumentParser:
     vcf.add_argument("--sample-map", metavar="TSV", help="sample<TAB>patient identifier (system|value or value)")
     vcf.add_argument("--skip-invalid", action="store_true", help="skip invalid records instead of rejecting the file")
     vcf.add_argument("--progress", action="store_true", help="show progress even when stderr is not a terminal")
+    vcf.add_argument(
+        "--workers",
+        type=int,
+        default=0,
+        help="partitioned ingest of a BGZF VCF by region: N local Dask worker processes (1: one after the other)",
+    )
+    vcf.add_argument("--cluster", metavar="ADDRESS", help="partitioned ingest on the Dask scheduler at ADDRESS")
+    vcf.add_argument(
+        "--add-regions",
+        action="store_true",
+        help="with --workers/--cluster: add the file's regions to the live version",
+    )
     vcf.set_defaults(func=cmd_ingest_vcf)
 
     convert = sub.add_parser("convert", help="translate without storing").add_subparsers(dest="kind", required=True)

@@ -100,6 +100,7 @@ class Config:
     network: Mapping[str, Any] | str | None = None  # peers, or the path of a peers file (gateway.network.peers)
     default_data_use_conditions: tuple[str, ...] = ()  # DUO terms of datasets that declare none
     demo: bool = False  # `gateway serve --demo`: the synthetic cohort is a served dataset
+    ui: Mapping[str, Any] = field(default_factory=dict)  # the web pages (gateway.api.ui): oidc, self_url
 
     @property
     def resolved_database_url(self) -> str:
@@ -178,6 +179,10 @@ def config_from_mapping(raw: Mapping[str, Any]) -> Config:
             values["security"] = dict(value or {})
         elif key == "network":
             values["network"] = value or None
+        elif key == "ui":
+            if not isinstance(value or {}, Mapping):
+                raise ConfigError("ui: expected a mapping")
+            values["ui"] = dict(value or {})
         elif key == "default_data_use_conditions":
             values["default_data_use_conditions"] = tuple(str(c) for c in (value or ()))
         else:

@@ -23,7 +23,7 @@ from gateway.security.service import Security
 from gateway.security.tokens import TokenError
 
 log = logging.getLogger(__name__)
-UNAUDITED = ("/health", "/ready")  # probes every few seconds: noise, and nothing is disclosed
+UNAUDITED = ("/health", "/ready", "/ui/static/")  # probes and static page files: noise, nothing is disclosed
 _DECISION_BY_STATUS = {401: "denied", 403: "denied", 429: "budget-exceeded"}
 
 

@@ -24,6 +24,7 @@ from gateway.beacon.term_index import Snapshot, index_for
 from gateway.issues import Issue
 from gateway.security.policy import Granularity
 from gateway.store.tables import biosamples, phenopacket_terms, phenopackets
+from gateway.store.values import in_values
 from translators.phenopacket_to_beacon import biosample_records, individual_record
 
 _RECORD_ID = re.compile(r"^[^\s/\\]{1,255}$")
@@ -317,7 +318,7 @@ def answer_biosamples(
 
 def individuals_with_ids(ctx, request, granularity, datasets, individual_ids: Sequence[str]) -> EntryAnswer:
     ids = sorted(set(individual_ids))
-    extra = [phenopackets.c.subject_id.in_(ids)]
+    extra = [in_values(phenopackets.c.subject_id, ids)]  # one parameter: carriers may be more than a statement takes
     return answer_selection(ctx, request, granularity, selection_for("individuals", request, datasets, extra, ctx))
 
 

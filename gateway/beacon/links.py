@@ -15,6 +15,7 @@ from gateway.beacon.registry import EntryType
 from gateway.beacon.request import BeaconRequest
 from gateway.beacon.response import EntryAnswer, ResultSet
 from gateway.security.policy import Granularity
+from gateway.store.values import in_values
 from gateway.variants.query import Carrier
 from gateway.variants.store import split_variant_id
 
@@ -45,7 +46,7 @@ def _variants_of_individual(ctx, request, granularity, datasets, individual_id: 
         dataset = ctx.config.dataset(hit.dataset_id)
         name = dataset.name if dataset and dataset.name else hit.dataset_id
         by_dataset.setdefault(hit.dataset_id, []).append(
-            g_variants.variant_record(ctx, hit, store.carriers(hit.variant_id), name)
+            g_variants.variant_record(ctx, hit, store.carriers(hit.variant_id, limit=g_variants.MAX_CASE_LEVEL), name)
         )
     # One dataset holds the individual's genotypes (the usual case): its count is the total.
     counts = {next(iter(held_in)): total} if len(held_in) == 1 else {d: len(v) for d, v in by_dataset.items()}
@@ -125,7 +126,7 @@ def g_variant_biosamples(
 ) -> EntryAnswer:
     ids = sorted({c.biosample_id for c in _carriers(ctx, datasets, record_id) if c.biosample_id})
     selection = individuals.selection_for(
-        "biosamples", request, datasets, [individuals.biosamples.c.biosample_id.in_(ids)], ctx
+        "biosamples", request, datasets, [in_values(individuals.biosamples.c.biosample_id, ids)], ctx
     )
     return individuals.answer_selection(ctx, request, granularity, selection)
 

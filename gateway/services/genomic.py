@@ -82,8 +82,12 @@ def run_vcf_ingest(
     skip_invalid: bool,
     show_progress: bool,
     progress_hook: Callable[[int, float], None] | None = None,
+    workers: int = 0,
+    cluster: str | None = None,
+    add_regions: bool = False,
 ) -> int:
-    """Ingest one VCF as the CLI does; returns the CLI exit code (0 ok, 1 rejected)."""
+    """Ingest one VCF as the CLI does; returns the CLI exit code (0 ok, 1 rejected). `workers`/`cluster`:
+    a partitioned ingest on Dask (gateway.variants.distributed_ingest)."""
     from gateway.security.keys import secret_key
     from gateway.store.metadata import MetadataStore
     from gateway.variants.ingest import VCFRejected, ingest_vcf
@@ -108,6 +112,9 @@ def run_vcf_ingest(
             link_sample=sample_linker(store, secret_key(cfg)),
             skip_invalid=skip_invalid,
             progress=report_progress,
+            workers=workers,
+            cluster=cluster,
+            add_regions=add_regions,
         )
         store.ensure_dataset(dataset_id)  # only now: a rejected ingest leaves no empty dataset row
     except VCFRejected as exc:

@@ -48,6 +48,7 @@ class IngestSummary:
     seconds: float
     version: str | None = None
     report: Report = field(default_factory=Report)
+    partitions: list[tuple[str, int, bool]] = field(default_factory=list)  # (region, records, resumed) if partitioned
 
     def to_text(self) -> str:
         rate = self.records_read / self.seconds if self.seconds else 0.0
@@ -57,6 +58,10 @@ class IngestSummary:
             f"{len(self.skipped)} skipped, in {self.seconds:.1f} s ({rate:,.0f} records/s)",
             f"samples: {self.samples}, linked: {self.samples_linked}, unlinked: {len(self.unlinked_samples)}",
         ]
+        if self.partitions:
+            resumed = sum(1 for _, _, again in self.partitions if again)
+            lines.append(f"partitions: {len(self.partitions)} ({resumed} committed by an earlier run)")
+            lines += [f"  {region}: {records} records" for region, records, _ in self.partitions]
         if self.unlinked_samples:
             lines.append("unlinked samples: " + ", ".join(self.unlinked_samples[:20]))
         lines += [i.to_text() for i in self.report]
@@ -199,6 +204,24 @@ def _run_child(path: Path, options: ReadOptions) -> dict:
             os.unlink(stderr_name)
 
 
+def sample_links(
+    names: list[str],
+    sample_map: dict[str, str] | None,
+    link_sample: Callable[[str], tuple[str | None, str | None]] | None,
+) -> list[tuple[str | None, str | None]]:
+    """(individual_id, biosample_id) per sample name (see ingest_vcf)."""
+    out: list[tuple[str | None, str | None]] = []
+    for name in names:
+        ident = sample_map.get(name) if sample_map else None
+        if link_sample is not None:
+            out.append(tuple(link_sample(ident or name)))
+        elif ident:
+            out.append((ident, None))
+        else:
+            out.append((None, None))
+    return out
+
+
 def ingest_vcf(
     path: str | Path,
     *,
@@ -209,13 +232,35 @@ def ingest_vcf(
     link_sample: Callable[[str], tuple[str | None, str | None]] | None = None,
     skip_invalid: bool = False,
     progress: Callable[[int, int], None] | None = None,
+    workers: int = 0,
+    cluster: str | None = None,
+    add_regions: bool = False,
 ) -> IngestSummary:
     """Ingest one VCF/BCF as the new version of `dataset_id`; raise VCFRejected (nothing changed) when refused.
+
+    `workers` ≥ 1 or a `cluster` scheduler address: a partitioned ingest on Dask (distributed_ingest.py);
+    `add_regions` adds its partitions to the live partitioned version.
 
     Samples are linked by `sample_map` (sample name → identifier) and `link_sample` (identifier →
     (individual_id, biosample_id)): with both, the mapped identifier is passed to link_sample; with
     only the map, its value is taken as the individual id. `progress(records_done, percent_of_file)`.
     """
+    if workers or cluster or add_regions:
+        from .distributed_ingest import ingest_partitioned
+
+        return ingest_partitioned(
+            path,
+            dataset_id=dataset_id,
+            data_dir=Path(data_dir),
+            assembly=assembly,
+            sample_map=sample_map,
+            link_sample=link_sample,
+            skip_invalid=skip_invalid,
+            progress=progress,
+            workers=workers,
+            cluster=cluster,
+            add_regions=add_regions,
+        )
     started = time.monotonic()
     path = Path(path)
     dataset_dir(data_dir, dataset_id)  # validates the id before any work
@@ -223,19 +268,9 @@ def ingest_vcf(
     computed: dict[str, list] = {}
 
     def link_names(names: list[str]) -> list[tuple[str | None, str | None]]:
-        if "links" in computed:
-            return computed["links"]
-        out = []
-        for name in names:
-            ident = sample_map.get(name) if sample_map else None
-            if link_sample is not None:
-                out.append(tuple(link_sample(ident or name)))
-            elif ident:
-                out.append((ident, None))
-            else:
-                out.append((None, None))
-        computed["links"] = out
-        return out
+        if "links" not in computed:
+            computed["links"] = sample_links(names, sample_map, link_sample)
+        return computed["links"]
 
     options = ReadOptions(
         dataset_id=dataset_id,

@@ -151,6 +151,7 @@ def cleanup_dataset_dir(ds_dir: Path) -> list[str]:
 
 
 CHUNK_VARIANTS = 8192  # variant ids per reverse-index chunk
+SAMPLE_BLOCK = 4096  # samples turned from per-variant to per-sample sets together (a multiple of 8: whole bytes)
 
 
 def encode_set(members: np.ndarray, universe: int) -> bytes:
@@ -204,9 +205,10 @@ class VersionBuilder:
     SQLite writes run on a writer thread (sqlite3 releases the GIL while it works), so storing overlaps parsing.
     """
 
-    def __init__(self, data_dir: Path, dataset_id: str):
+    def __init__(self, data_dir: Path, dataset_id: str, build_dir: Path | None = None):
+        """`build_dir`: where the build file goes when not the dataset's folder (a partition's folder)."""
         self.dataset_id = dataset_id
-        self.dir = dataset_dir(data_dir, dataset_id)
+        self.dir = Path(build_dir) if build_dir is not None else dataset_dir(data_dir, dataset_id)
         self.dir.mkdir(parents=True, exist_ok=True)
         self.path = self.dir / f".build-{os.getpid()}-{secrets.token_hex(4)}.sqlite"
         self.conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
@@ -215,9 +217,14 @@ class VersionBuilder:
         self.conn.executescript(SCHEMA)
         self.conn.execute("BEGIN")
         self.n_samples = 0
-        self._matrix: np.ndarray | None = None  # carriers of the current chunk: variant offset x sample
-        self._called: np.ndarray | None = None  # called alleles in the current chunk where not 2: offset x sample
-        self._any_called = False
+        # The current chunk's reverse index in memory that does not grow with the number of samples times
+        # CHUNK_VARIANTS bytes: carriers as one bit per (variant offset, sample), and the calls with other than
+        # 2 alleles as the (offset, samples, alleles) lists they arrive in; both are turned per sample in blocks of
+        # SAMPLE_BLOCK samples when the chunk is written (_flush_chunk).
+        self._bits: np.ndarray | None = None  # CHUNK_VARIANTS x ceil(samples / 8), little-endian bit order
+        self._scratch: np.ndarray | None = None  # one bool per sample, all False between calls of add_carriers
+        self._odd: list[tuple[int, np.ndarray, np.ndarray]] = []
+        self._rows_used = 0  # offsets below this have carriers noted in _bits
         self._chunk = 0
         self._queue: queue.Queue = queue.Queue(maxsize=8)
         self._error: BaseException | None = None
@@ -233,7 +240,9 @@ class VersionBuilder:
                 continue
             try:
                 for sql, rows in item:
-                    if rows:
+                    if rows is None:  # a schema statement
+                        self.conn.execute(sql)
+                    elif rows:
                         self.conn.executemany(sql, rows)
             except BaseException as exc:  # surfaced to the parsing thread at its next call
                 self._error = exc
@@ -245,9 +254,16 @@ class VersionBuilder:
 
     def add_samples(self, rows: list[tuple[int, str, str | None, str | None]]) -> None:
         self.n_samples = len(rows)
-        self._matrix = np.zeros((CHUNK_VARIANTS, max(self.n_samples, 1)), dtype=bool)
-        self._called = np.full((CHUNK_VARIANTS, max(self.n_samples, 1)), 2, dtype=np.uint8)
+        self._bits = np.zeros((CHUNK_VARIANTS, (max(self.n_samples, 1) + 7) // 8), dtype=np.uint8)
+        self._scratch = np.zeros(max(self.n_samples, 1), dtype=bool)
         self._submit([("INSERT INTO samples VALUES (?,?,?,?)", rows)])
+
+    def add_partitions(self, rows: list[tuple[str, str, int, int, int, int]]) -> None:
+        """Make this build the manifest of a partitioned version (see partitions.py): (file, chrom, start, end,
+        max_end, variants) per partition, files relative to the dataset's folder."""
+        from .partitions import PARTITIONS_SCHEMA
+
+        self._submit([(PARTITIONS_SCHEMA, None), ("INSERT INTO partitions VALUES (?,?,?,?,?,?)", rows)])
 
     def add_variants(
         self,
@@ -279,38 +295,62 @@ class VersionBuilder:
 
     def add_carriers(self, vid: int, samples: np.ndarray) -> None:
         """Note that variant `vid` (ids ascend from 1) is carried by `samples`, for the per-sample reverse index."""
-        self._matrix[self._offset(vid), samples] = True
+        offset = self._offset(vid)
+        scratch = self._scratch
+        scratch[samples] = True
+        self._bits[offset] = np.packbits(scratch, bitorder="little")
+        scratch[samples] = False
+        self._rows_used = offset + 1
 
     def add_called(self, vid: int, samples: np.ndarray, alleles: np.ndarray) -> None:
         """Note the samples whose call at `vid` has other than 2 called alleles (ids ascend, as for add_carriers)."""
         if len(samples):
-            self._called[self._offset(vid), samples] = alleles
-            self._any_called = True
+            self._odd.append((self._offset(vid), samples, alleles))
 
     def _flush_chunk(self) -> None:
-        if self._matrix is None:
+        """Write the chunk's reverse index, SAMPLE_BLOCK samples at a time (memory: CHUNK_VARIANTS x SAMPLE_BLOCK)."""
+        if self._bits is None:
             return
-        by_sample = np.ascontiguousarray(self._matrix.T)
-        counts = by_sample.sum(axis=1)
-        rows = []
-        for sample in np.flatnonzero(counts).tolist():
-            rows.append((sample, self._chunk, encode_set(np.flatnonzero(by_sample[sample]), CHUNK_VARIANTS)))
-        self._submit([("INSERT INTO sample_variants VALUES (?,?,?)", rows)])
-        self._matrix[:] = False
-        if self._any_called:
-            offsets, samples = np.nonzero(self._called != 2)
-            counts = self._called[offsets, samples]
-            order = np.lexsort((offsets, counts, samples))
-            keys = np.stack((samples[order], counts[order]), axis=1)
-            cuts = np.flatnonzero((keys[1:] != keys[:-1]).any(axis=1)) + 1
-            called_rows = [
-                (int(keys[g[0], 0]), self._chunk, int(keys[g[0], 1]), encode_set(offsets[order][g], CHUNK_VARIANTS))
-                for g in np.split(np.arange(len(order)), cuts)
-                if len(g)
-            ]
-            self._submit([("INSERT INTO sample_called VALUES (?,?,?,?)", called_rows)])
-            self._called[:] = 2
-            self._any_called = False
+        n = max(self.n_samples, 1)
+        used = self._rows_used
+        for first in range(0, n, SAMPLE_BLOCK):
+            last = min(n, first + SAMPLE_BLOCK)
+            if used:
+                packed = self._bits[:used, first // 8 : (last + 7) // 8]
+                block = np.unpackbits(packed, axis=1, count=last - first, bitorder="little")
+                by_sample = np.ascontiguousarray(block.T)  # sample x offset
+                rows = [
+                    (first + sample, self._chunk, encode_set(np.flatnonzero(by_sample[sample]), CHUNK_VARIANTS))
+                    for sample in np.flatnonzero(by_sample.any(axis=1)).tolist()
+                ]
+                self._submit([("INSERT INTO sample_variants VALUES (?,?,?)", rows)])
+            if self._odd:
+                self._submit([("INSERT INTO sample_called VALUES (?,?,?,?)", self._called_rows(first, last))])
+        if used:
+            self._bits[:used] = 0
+        self._rows_used = 0
+        self._odd = []
+
+    def _called_rows(self, first: int, last: int) -> list[tuple[int, int, int, bytes]]:
+        """sample_called rows of samples first..last-1: per (sample, called alleles) the offsets of those calls."""
+        called = np.full((CHUNK_VARIANTS, last - first), 2, dtype=np.uint8)
+        for offset, samples, alleles in self._odd:
+            lo, hi = np.searchsorted(samples, (first, last))
+            if hi > lo:
+                called[offset, samples[lo:hi] - first] = alleles[lo:hi]
+        offsets, samples = np.nonzero(called != 2)
+        if not len(offsets):
+            return []
+        counts = called[offsets, samples]
+        samples = samples + first
+        order = np.lexsort((offsets, counts, samples))
+        keys = np.stack((samples[order], counts[order]), axis=1)
+        cuts = np.flatnonzero((keys[1:] != keys[:-1]).any(axis=1)) + 1
+        return [
+            (int(keys[g[0], 0]), self._chunk, int(keys[g[0], 1]), encode_set(offsets[order][g], CHUNK_VARIANTS))
+            for g in np.split(np.arange(len(order)), cuts)
+            if len(g)
+        ]
 
     def finish(self, meta: dict[str, str]) -> Path:
         """Complete and fsync the build file (in the parsing process); `publish` then makes it live.

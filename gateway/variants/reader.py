@@ -51,7 +51,9 @@ _CONTIG = re.compile(r"^##contig=<(.*)>$")
 _VERSION = re.compile(r"^##fileformat=VCFv(\d+\.\d+)$")
 MAX_ISSUES = 1000
 BATCH_ROWS = 5_000
-BATCH_LINES = 128  # records decoded together in the vectorised GT path
+BATCH_LINES = 128  # records decoded together in the vectorised GT path (fewer when they are wide, see below)
+BATCH_CELLS = 1 << 21  # genotype cells per decoded batch: bounds its numpy temporaries whatever the sample count
+FLUSH_BYTES = 16 << 20  # encoded carrier sets handed to the writer at once (its queue holds 8 such hand-overs)
 LONG_KEY = 48  # alleles longer than this are hashed in variant keys (URLs stay short)
 
 
@@ -89,6 +91,7 @@ class ReadOptions:
     link: Callable[[list[str]], list[tuple[str | None, str | None]]] | None = None  # sample names → links
     progress: Callable[[int, int], None] | None = None  # (records done, percent of the file)
     stderr_path: str | None = None  # where htslib's fd 2 goes (read back for error details)
+    build_dir: Path | None = None  # where the build file goes, when not the dataset's folder (a partition's)
 
     def portable(self) -> ReadOptions:
         """Without the callables: what is pickled to the parsing child."""
@@ -309,7 +312,7 @@ def read_vcf(path: Path, options: ReadOptions) -> ReadResult:
         issues.append(Issue.warning("vcf-no-genotypes", "the file has sample columns but no GT field", f"{label}:1"))
     ann_fmt = annotation_format("\n".join(header))
 
-    builder = None if validate_only else VersionBuilder(options.data_dir, options.dataset_id)
+    builder = None if validate_only else VersionBuilder(options.data_dir, options.dataset_id, options.build_dir)
     try:
         if builder is not None:
             links = options.link(samples) if options.link else [(None, None)] * len(samples)
@@ -518,6 +521,8 @@ class _RecordReader:
         # vid → line (or BCF record) number, to locate far duplicates
         self.line_of = result.line_of = array("I", [0])
         self.fast_width = 4 * self.n_samples - 1  # "0|1\t" per sample, GT only
+        self.batch_lines = max(1, min(BATCH_LINES, BATCH_CELLS // max(self.n_samples, 1)))
+        self.pending_bytes = 0  # carrier blobs waiting for the next flush
         self.no_calls = (np.arange(self.n_samples, dtype="<u4"), np.zeros(self.n_samples, dtype=np.uint8))
 
     # --- issues ---
@@ -562,6 +567,7 @@ class _RecordReader:
             # handed to the writer thread: fresh lists from here
             self.builder.add_variants(self.rows, self.carrier_rows, self.ann_rows, self.site_rows)
         self.rows, self.carrier_rows, self.ann_rows, self.site_rows = [], [], [], []
+        self.pending_bytes = 0
 
     # --- the pass ---
 
@@ -602,7 +608,7 @@ class _RecordReader:
                 continue
             if record is not None:
                 self.write_alleles(record)
-            if len(self.rows) >= BATCH_ROWS:
+            if len(self.rows) >= BATCH_ROWS or self.pending_bytes >= FLUSH_BYTES:
                 self.flush()
         self.flush()
         for code, n in self.warned.items():
@@ -623,7 +629,7 @@ class _RecordReader:
         block: list = []
         for item in _record_lines(src.path, src.kind, src.vcf, src.n_header, src.watch):
             block.append(item)
-            if len(block) == BATCH_LINES:
+            if len(block) == self.batch_lines:
                 yield from self.decode_block(block)
                 block = []
         yield from self.decode_block(block)
@@ -880,14 +886,13 @@ class _RecordReader:
 
     def carriers(self, record: _Record, columns: list | None, vid: int, a: int) -> tuple[int, int]:
         """(allele count, carriers) of allele `a`; the carrier set and zygosities are queued for the store."""
-        n_samples = self.n_samples
         if record.batch_calls is not None:
             _, ac, carrier_idx, zyg, _, _ = record.batch_calls
             n_carriers = len(carrier_idx)
             if n_carriers:
                 if self.builder is not None:
                     self.builder.add_carriers(vid, carrier_idx)
-                self.carrier_rows.append((vid, encode_set(carrier_idx, n_samples), pack_codes(zyg)))
+                self.queue_carriers(vid, carrier_idx, zyg)
             return ac, n_carriers
         if columns is not None:
             hit = columns[0] == a
@@ -904,10 +909,15 @@ class _RecordReader:
             zyg = np.where(c_ploidy == 1, HEMI, np.where(c_counts >= c_ploidy, HOM, HET)).astype(np.uint8)
             if self.builder is not None:
                 self.builder.add_carriers(vid, carrier_idx)
-            self.carrier_rows.append((vid, encode_set(carrier_idx, n_samples), pack_codes(zyg)))
+            self.queue_carriers(vid, carrier_idx, zyg)
             return int(c_counts.sum()), n_carriers
         info = record.info
         return ((_info_int(info, "AC", a - 1) or 0) if "AC=" in info else 0), 0
+
+    def queue_carriers(self, vid: int, carrier_idx: np.ndarray, zygosity: np.ndarray) -> None:
+        row = (vid, encode_set(carrier_idx, self.n_samples), pack_codes(zygosity))
+        self.carrier_rows.append(row)
+        self.pending_bytes += len(row[1]) + len(row[2])
 
     def add_annotation_rows(self, vid: int, genes, changes) -> None:
         """(gene, change, vid) for the gene/HGVS index; a protein change also under its short form (p.V600E)."""

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import secrets
+import shutil
 import sqlite3
 import threading
 import time
@@ -34,12 +35,14 @@ from .layout import (
     switch_pointer,
     unpack_codes,
 )
+from .partitions import Partition, PartitionIndex, read_partitions
 from .protocol import DatasetSamples, SampleRow
 from .query import Carrier, VariantHit, VariantQuery
 
 _COLUMNS = "id, vkey, chrom, start, end, ref, alt, vclass, length, ac, an, carriers, genes, aa, effects, ids"
 _MAX_OPEN_PER_THREAD = 64  # open dataset connections kept per thread (least recently opened closed first)
 _STABLE_DIR_S = 1.0  # a directory listing is reused once the directory has not changed for this long
+_MAX_OPEN_PARTITIONS = 1024  # open partition files per dataset and thread (a genome in 5 Mb partitions: ~620)
 _POINTER_RECHECK_S = 0.5  # how stale a reader may be after another process switched a version
 
 
@@ -149,15 +152,54 @@ def _carried_variants(conn: sqlite3.Connection, sample_idxs: list[int]) -> np.nd
 class _Dataset:
     """An open version of one dataset (per thread)."""
 
-    __slots__ = ("assembly", "conn", "dataset_id", "samples", "version")
+    __slots__ = ("_index", "_opened", "assembly", "conn", "dataset_id", "dir", "partitions", "samples", "version")
 
-    def __init__(self, dataset_id: str, path: Path, version: str):
+    def __init__(self, dataset_id: str, path: Path, version: str, samples: list | None = None):
         self.dataset_id = dataset_id
         self.version = version
+        self.dir = path.parent
         self.conn = sqlite3.connect(f"file:{path}?mode=ro&immutable=1", uri=True, check_same_thread=False)
         self.conn.execute("PRAGMA cache_size=-2048")  # small per-dataset cache: memory must not grow with datasets
         self.assembly = self.conn.execute("SELECT value FROM meta WHERE key='assembly'").fetchone()[0]
-        self.samples: list[tuple[str, str | None, str | None]] | None = None
+        self.samples: list[tuple[str, str | None, str | None]] | None = samples
+        # A partitioned version (partitions.py): this file is its manifest (meta, samples, the partition list);
+        # the variants live in one immutable file per region partition, opened when a query reaches it.
+        self.partitions: list[Partition] = read_partitions(self.conn, self.dir)
+        self._index = PartitionIndex(self.partitions) if self.partitions else None
+        self._opened: dict[str, _Dataset] = {}
+
+    def close(self) -> None:
+        for part in self._opened.values():
+            part.conn.close()
+        self._opened.clear()
+        self.conn.close()
+
+    def _part(self, partition: Partition) -> _Dataset:
+        part = self._opened.get(partition.file)
+        if part is None:
+            if len(self._opened) >= _MAX_OPEN_PARTITIONS:  # callers finish with a partition before the next one
+                self._opened.pop(next(iter(self._opened))).conn.close()
+            part = _Dataset(self.dataset_id, self.dir / partition.file, self.version, self.sample_table())
+            self._opened[partition.file] = part
+        return part
+
+    def units(self, q: VariantQuery | None = None) -> Iterator[_Dataset]:
+        """The files holding this version's variants (itself when not partitioned); with `q`, only the partitions
+        whose variants could answer it (same chromosome, and for positional queries an overlapping span)."""
+        if not self.partitions:
+            yield self
+            return
+        for partition in self.partitions if q is None else self._index.reached_by(q):
+            yield self._part(partition)
+
+    def unit_at(self, chrom: str, start: int) -> _Dataset | None:
+        """The file that holds variants starting at `start` (0-based) on `chrom`."""
+        if not self.partitions:
+            return self
+        for partition in self.partitions:
+            if partition.chrom == chrom and partition.start <= start < partition.end:
+                return self._part(partition)
+        return None
 
     def sample_table(self) -> list[tuple[str, str | None, str | None]]:
         if self.samples is None:
@@ -280,7 +322,7 @@ class VariantStore:
         if ds is not None and ds.version == version:
             return ds
         if ds is not None:
-            ds.conn.close()
+            ds.close()
             del conns[dataset_id]
         if version is None:
             return None
@@ -291,7 +333,7 @@ class VariantStore:
             return None
         if len(conns) >= _MAX_OPEN_PER_THREAD:  # memory must not grow with the number of datasets
             oldest = next(iter(conns))
-            conns.pop(oldest).conn.close()
+            conns.pop(oldest).close()
         conns[dataset_id] = ds
         return ds
 
@@ -301,7 +343,7 @@ class VariantStore:
         for name in sorted(set(names)):
             ds = self._open(name)
             if ds is not None and (q.assembly is None or ds.assembly == q.assembly):
-                yield ds
+                yield from ds.units(q)
 
     @staticmethod
     def _ids_clause(ds: _Dataset, q: VariantQuery) -> tuple[str, list] | None:
@@ -368,16 +410,21 @@ class VariantStore:
     def carrier_count(self, q: VariantQuery) -> int:
         """Distinct samples carrying any matching variant (summed over datasets)."""
         branches = build_where(q)
-        total = 0
+        rows_of: dict[str, list] = {}  # per dataset: the partitions of one dataset share its samples
         for ds in self._targets(q):
             parts = self._branches(ds, q, branches)
             if parts is None:
                 continue
             union = " UNION ALL ".join(f"SELECT id FROM variants WHERE {w}" for w, _ in parts)
-            rows = ds.conn.execute(
-                f"SELECT v.carriers, c.samples FROM variants v JOIN carriers c ON c.vid = v.id WHERE v.id IN ({union})",
-                [x for _, p in parts for x in p],
-            ).fetchall()
+            rows_of.setdefault(ds.dataset_id, []).extend(
+                ds.conn.execute(
+                    f"SELECT v.carriers, c.samples FROM variants v JOIN carriers c ON c.vid = v.id "
+                    f"WHERE v.id IN ({union})",
+                    [x for _, p in parts for x in p],
+                ).fetchall()
+            )
+        total = 0
+        for rows in rows_of.values():
             if len(rows) == 1:
                 total += rows[0][0]
             elif rows:
@@ -388,11 +435,27 @@ class VariantStore:
         parts = split_variant_id(variant_id)
         if parts is None:
             return None
-        ds = self._open(parts[0])
-        if ds is None or ds.assembly != parts[1]:
+        ds = self._unit_of(parts)
+        if ds is None:
             return None
         row = ds.conn.execute(f"SELECT {_COLUMNS} FROM variants WHERE vkey = ?{_observed(ds)}", (parts[2],)).fetchone()
         return ds.hit(row) if row else None
+
+    def _unit_of(self, parts: tuple[str, str, str] | None) -> _Dataset | None:
+        """The file holding a variant id's variant: its dataset's version, or the partition of its position."""
+        ds = self._open(parts[0]) if parts else None
+        if ds is None or ds.assembly != parts[1]:
+            return None
+        if not ds.partitions:
+            return ds
+        # The key is "<chrom>-<pos>-…" and a contig name may hold "-" itself (HLA-A): try the version's chromosomes.
+        for chrom in {p.chrom for p in ds.partitions}:
+            if parts[2].startswith(chrom + "-"):
+                position = parts[2][len(chrom) + 1 :].partition("-")[0]
+                unit = ds.unit_at(chrom, int(position) - 1) if position.isdigit() else None
+                if unit is not None:
+                    return unit
+        return None
 
     def carriers(self, variant_id: str, limit: int | None = None) -> list[Carrier]:
         """The variant's carriers in sample order; `limit` builds only the first ones (records show 100)."""
@@ -401,12 +464,12 @@ class VariantStore:
     def carrier_rows(self, variant_id: str, limit: int | None = None) -> list[tuple[str, str | None, str | None, str]]:
         """`carriers` as plain tuples in Carrier's field order (sample_id, biosample_id, individual_id, zygosity):
         the record builder's fast path (a frozen dataclass per carrier costs ~1 µs, ~50 µs a record)."""
-        parts = split_variant_id(variant_id)
-        ds = self._open(parts[0]) if parts else None
-        if ds is None or ds.assembly != parts[1]:
+        ds = self._unit_of(split_variant_id(variant_id))
+        if ds is None:
             return []
         row = ds.conn.execute(
-            "SELECT c.samples, c.zyg FROM variants v JOIN carriers c ON c.vid = v.id WHERE v.vkey = ?", (parts[2],)
+            "SELECT c.samples, c.zyg FROM variants v JOIN carriers c ON c.vid = v.id WHERE v.vkey = ?",
+            (split_variant_id(variant_id)[2],),
         ).fetchone()
         if row is None:
             return []
@@ -437,17 +500,18 @@ class VariantStore:
     ) -> tuple[list[VariantHit], int]:
         hits: list[VariantHit] = []
         total = 0
-        for _, ds, idxs in self._datasets_holding(individual_id):
-            vids = _carried_variants(ds.conn, idxs)
-            n = len(vids)
-            if limit > len(hits) and skip < total + n:
-                offset = max(skip - total, 0)
-                page = vids[offset : offset + limit - len(hits)].tolist()
-                rows = ds.conn.execute(
-                    f"SELECT {_COLUMNS} FROM variants WHERE id IN ({','.join('?' * len(page))}) ORDER BY id", page
-                ).fetchall()
-                hits += [ds.hit(r) for r in rows]
-            total += n
+        for _, dataset, idxs in self._datasets_holding(individual_id):
+            for ds in dataset.units():
+                vids = _carried_variants(ds.conn, idxs)
+                n = len(vids)
+                if limit > len(hits) and skip < total + n:
+                    offset = max(skip - total, 0)
+                    page = vids[offset : offset + limit - len(hits)].tolist()
+                    rows = ds.conn.execute(
+                        f"SELECT {_COLUMNS} FROM variants WHERE id IN ({','.join('?' * len(page))}) ORDER BY id", page
+                    ).fetchall()
+                    hits += [ds.hit(r) for r in rows]
+                total += n
         return hits, total
 
     # --- samples (the VariantReader protocol, gateway/variants/protocol.py) --------------
@@ -484,7 +548,10 @@ class VariantStore:
         switch_pointer(ds_dir, None)
         self._pointer_cache.pop(dataset_id, None)
         for entry in ds_dir.iterdir():
-            entry.unlink(missing_ok=True)  # open readers keep their unlinked file until they close it
+            if entry.is_dir():  # the partitions of a partitioned version
+                shutil.rmtree(entry, ignore_errors=True)
+            else:
+                entry.unlink(missing_ok=True)  # open readers keep their unlinked file until they close it
         ds_dir.rmdir()
 
     def erase_individual(self, individual_id: str) -> int:
@@ -502,69 +569,88 @@ class VariantStore:
         return erased
 
     def _rewrite_without(self, dataset_id: str, ds: _Dataset, idxs: list[int]) -> None:
+        """A new version without the samples `idxs`; a partitioned version gets every partition rewritten into a
+        new folder (AN changes at every variant) and a new manifest, switched in one step like any version."""
         ds_dir = dataset_dir(self.data_dir, dataset_id)
         tmp = ds_dir / f".build-{os.getpid()}-{secrets.token_hex(4)}.sqlite"
+        n_samples = len(ds.sample_table())
+        new_dir = ds_dir / f"parts-e{time.time_ns()}-{os.getpid()}" if ds.partitions else None
         try:
-            with sqlite3.connect(tmp) as target:
-                ds.conn.backup(target)
-            conn = sqlite3.connect(tmp, isolation_level=None)
-            conn.execute("BEGIN")
-            drop = np.array(idxs, dtype="<u4")
-            place = ",".join("?" * len(idxs))
-            exact_an = conn.execute("SELECT value FROM meta WHERE key = 'called_index'").fetchone() == ("1",)
-            if exact_an:
-                # Every variant loses the erased samples' called alleles: 2 each, except where sample_called says
-                # otherwise (missing or haploid calls, records without GT).
-                conn.execute("UPDATE variants SET an = an - ?", (2 * len(idxs),))
-                for chunk, alleles, blob in conn.execute(
-                    f"SELECT chunk, alleles, vids FROM sample_called WHERE sample IN ({place})", idxs
-                ).fetchall():
-                    vids = decode_set(blob).astype(np.int64) + chunk * CHUNK_VARIANTS + 1
-                    conn.executemany(
-                        "UPDATE variants SET an = an + ? WHERE id = ?", ((2 - alleles, v) for v in vids.tolist())
-                    )
-                conn.execute(f"DELETE FROM sample_called WHERE sample IN ({place})", idxs)
-            for vid in _carried_variants(conn, idxs).tolist():
-                samples_blob, zyg_blob = conn.execute(
-                    "SELECT samples, zyg FROM carriers WHERE vid=?", (vid,)
-                ).fetchone()
-                samples = decode_set(samples_blob)
-                zyg = unpack_codes(zyg_blob, len(samples))
-                gone = np.isin(samples, drop)
-                alleles = int((zyg[gone] == HOM).sum() * 2 + (zyg[gone] == HET).sum() + (zyg[gone] == HEMI).sum())
-                called = (
-                    0
-                    if exact_an
-                    else int(((zyg[gone] == HOM) | (zyg[gone] == HET)).sum() * 2 + (zyg[gone] == HEMI).sum())
-                )
-                conn.execute(
-                    "UPDATE carriers SET samples=?, zyg=? WHERE vid=?",
-                    (encode_set(samples[~gone], len(ds.sample_table())), pack_codes(zyg[~gone]), vid),
-                )
-                conn.execute(
-                    "UPDATE variants SET ac=ac-?, an=max(an-?,0), carriers=carriers-? WHERE id=?",
-                    (alleles, called, int(gone.sum()), vid),
-                )
-            conn.execute(f"DELETE FROM sample_variants WHERE sample IN ({place})", idxs)
-            conn.execute(
-                f"UPDATE samples SET name='erased-'||idx, individual_id=NULL, biosample_id=NULL WHERE idx IN ({place})",
-                idxs,
-            )
-            conn.execute("COMMIT")
-            conn.close()
-            with open(tmp, "rb+") as f:
-                os.fsync(f.fileno())
+            renamed = {}
+            if new_dir is not None:
+                new_dir.mkdir()
+                for partition in ds.partitions:
+                    name = Path(partition.file).name
+                    _erase_samples(ds._part(partition).conn, new_dir / name, idxs, n_samples)
+                    renamed[partition.file] = f"{new_dir.name}/{name}"
+            _erase_samples(ds.conn, tmp, idxs, n_samples, renamed)
             version = f"v{time.time_ns()}-{os.getpid()}.sqlite"
             os.replace(tmp, ds_dir / version)
             previous = current_version(ds_dir)
             switch_pointer(ds_dir, version)
             if previous and previous != version:
                 (ds_dir / previous).unlink(missing_ok=True)
+            for old in {p.file.split("/", 1)[0] for p in ds.partitions}:
+                shutil.rmtree(ds_dir / old, ignore_errors=True)  # open readers keep their unlinked files
+        except BaseException:
+            if new_dir is not None:
+                shutil.rmtree(new_dir, ignore_errors=True)
+            raise
         finally:
             tmp.unlink(missing_ok=True)
 
     def close(self) -> None:
         conns: dict[str, _Dataset] | None = getattr(self._local, "datasets", None)
         for ds in (conns or {}).values():
-            ds.conn.close()
+            ds.close()
         self._local = threading.local()
+
+
+def _erase_samples(
+    source: sqlite3.Connection, target: Path, idxs: list[int], n_samples: int, renamed: dict[str, str] | None = None
+) -> None:
+    """Copy a version file to `target` without the samples `idxs` (AC, AN, carriers, reverse index and links
+    corrected exactly), fsynced; `renamed` moves a manifest's partition files (old name -> new)."""
+    with sqlite3.connect(target) as copy:
+        source.backup(copy)
+    conn = sqlite3.connect(target, isolation_level=None)
+    conn.execute("BEGIN")
+    drop = np.array(idxs, dtype="<u4")
+    place = ",".join("?" * len(idxs))
+    exact_an = conn.execute("SELECT value FROM meta WHERE key = 'called_index'").fetchone() == ("1",)
+    if exact_an:
+        # Every variant loses the erased samples' called alleles: 2 each, except where sample_called says
+        # otherwise (missing or haploid calls, records without GT).
+        conn.execute("UPDATE variants SET an = an - ?", (2 * len(idxs),))
+        for chunk, alleles, blob in conn.execute(
+            f"SELECT chunk, alleles, vids FROM sample_called WHERE sample IN ({place})", idxs
+        ).fetchall():
+            vids = decode_set(blob).astype(np.int64) + chunk * CHUNK_VARIANTS + 1
+            conn.executemany("UPDATE variants SET an = an + ? WHERE id = ?", ((2 - alleles, v) for v in vids.tolist()))
+        conn.execute(f"DELETE FROM sample_called WHERE sample IN ({place})", idxs)
+    for vid in _carried_variants(conn, idxs).tolist():
+        samples_blob, zyg_blob = conn.execute("SELECT samples, zyg FROM carriers WHERE vid=?", (vid,)).fetchone()
+        samples = decode_set(samples_blob)
+        zyg = unpack_codes(zyg_blob, len(samples))
+        gone = np.isin(samples, drop)
+        alleles = int((zyg[gone] == HOM).sum() * 2 + (zyg[gone] == HET).sum() + (zyg[gone] == HEMI).sum())
+        called = 0 if exact_an else int(((zyg[gone] == HOM) | (zyg[gone] == HET)).sum() * 2 + (zyg[gone] == HEMI).sum())
+        conn.execute(
+            "UPDATE carriers SET samples=?, zyg=? WHERE vid=?",
+            (encode_set(samples[~gone], n_samples), pack_codes(zyg[~gone]), vid),
+        )
+        conn.execute(
+            "UPDATE variants SET ac=ac-?, an=max(an-?,0), carriers=carriers-? WHERE id=?",
+            (alleles, called, int(gone.sum()), vid),
+        )
+    conn.execute(f"DELETE FROM sample_variants WHERE sample IN ({place})", idxs)
+    conn.execute(
+        f"UPDATE samples SET name='erased-'||idx, individual_id=NULL, biosample_id=NULL WHERE idx IN ({place})",
+        idxs,
+    )
+    for old, new in (renamed or {}).items():
+        conn.execute("UPDATE partitions SET file = ? WHERE file = ?", (new, old))
+    conn.execute("COMMIT")
+    conn.close()
+    with open(target, "rb+") as f:
+        os.fsync(f.fileno())

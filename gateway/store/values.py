@@ -1,0 +1,46 @@
+"""`column IN (values)` with one bound parameter, however many values: a cross-link's carriers can outnumber the
+parameters a statement may have (PostgreSQL: 65,535; SQLite: 250,000 as built here).
+
+PostgreSQL gets `column = ANY(:array)` (one text[] parameter, planned as a hash or index lookup); SQLite gets
+`column IN (SELECT value FROM json_each(:json))` (one text parameter). Both keep the statement's shape independent
+of the number of values, so the database pages and counts the joined rows itself.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql
+from sqlalchemy.ext.compiler import compiles
+from sqlalchemy.sql.expression import ColumnElement
+
+
+class InValues(ColumnElement):
+    """A boolean expression: `column` is one of `values` (strings)."""
+
+    type = sa.Boolean()
+    inherit_cache = False  # the values are part of the element, not a cache key
+
+    def __init__(self, column: ColumnElement, values: Iterable[str]):
+        self.column = column
+        self.values = list(values)
+
+
+@compiles(InValues, "postgresql")
+def _in_array(element: InValues, compiler, **kw) -> str:
+    values = sa.bindparam(None, element.values, type_=postgresql.ARRAY(sa.Text), unique=True)
+    return f"{compiler.process(element.column, **kw)} = ANY({compiler.process(values, **kw)})"
+
+
+@compiles(InValues)
+def _in_json_each(element: InValues, compiler, **kw) -> str:
+    values = sa.bindparam(None, json.dumps(element.values), type_=sa.Text, unique=True)
+    return (
+        f"{compiler.process(element.column, **kw)} IN (SELECT value FROM json_each({compiler.process(values, **kw)}))"
+    )
+
+
+def in_values(column: ColumnElement, values: Iterable[str]) -> InValues:
+    return InValues(column, values)

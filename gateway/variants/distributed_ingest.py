@@ -1,0 +1,415 @@
+"""Partitioned ingest: one VCF split into region partitions, each parsed and written by a worker of Dask distributed.
+
+Why Dask distributed: it is Python's own cluster engine (no JVM as with Spark, no object store to size as with Ray);
+a task is a plain function call, so the partition task below is the same code whether it runs in this process, on a
+`LocalCluster` of worker processes, or on a cluster reached by its scheduler address (started on Kubernetes with the
+Dask Helm chart or on Slurm with dask-jobqueue; docs/SCALING.md). Every worker must see `data_dir` and the VCF
+(shared storage).
+
+How a version appears: each partition becomes one immutable SQLite file `parts-<ingest id>/<chrom>-<start>-<end>.sqlite`
+(written under a temporary name, renamed when complete); when every partition has committed, this process writes a
+manifest (meta, samples, the partition list: partitions.py), fsyncs it, renames it into a version and switches
+CURRENT — the same atomic step as a single-file ingest. Until then readers see the previous version.
+
+Resumable: the ingest id is derived from the file, the dataset and the options, so running the same ingest again
+finds the partitions that already committed and only runs the others; Dask retries a failed partition
+(`retries`), and a partition that fails again fails the ingest without publishing anything.
+
+Limits (documented in docs/SCALING.md): input is a BGZF-compressed text VCF (an index is made if none exists);
+issue locations are `<file>@<partition>:<line within the partition>`; duplicate variants are found within a
+partition (a record belongs to the partition that holds its POS, so the same variant cannot be in two).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import gzip
+import hashlib
+import os
+import shutil
+import sqlite3
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import partial
+from pathlib import Path
+
+from gateway.issues import Issue, Report
+
+from .ingest import IngestSummary, VCFRejected, _issue_from, _run_child, sample_links
+from .layout import VersionBuilder, current_version, dataset_dir, publish
+from .normalise import normalise_reference_name
+from .partitions import Partition, partition_dirs, read_partitions
+from .reader import ReadOptions, _header_lines, _parse_contigs
+
+DEFAULT_SPAN = 5_000_000  # bp of a region partition (≈ 250k sites of a 500k-genome call set per partition)
+UNBOUNDED = 1 << 31  # the span of a contig whose length the header does not give
+
+
+@dataclass(frozen=True)
+class Region:
+    contig: str  # as written in the VCF
+    start: int  # 0-based [start, end) of POS - 1
+    end: int
+
+    @property
+    def name(self) -> str:
+        return f"{normalise_reference_name(self.contig)}-{self.start}-{self.end}"
+
+
+def _fixed_links(links: list, names: list[str]) -> list:
+    """The sample links computed once by the coordinator (a picklable stand-in for ReadOptions.link)."""
+    return links
+
+
+def ensure_index(path: Path, work_dir: Path) -> Path:
+    """The tabix index of `path` (.tbi or .csi beside it), or one made in `work_dir`."""
+    for suffix in (".tbi", ".csi"):
+        beside = Path(f"{path}{suffix}")
+        if beside.is_file():
+            return beside
+    import pysam
+
+    index = work_dir / "input.vcf.gz.tbi"
+    if not index.is_file():
+        pysam.tabix_index(str(path), preset="vcf", index=str(index), keep_original=True, force=True)
+    return index
+
+
+def plan_regions(path: Path, index: Path, header: list[str], span: int) -> list[Region]:
+    """Partitions of `span` bp over every contig that has records, in the file's contig order."""
+    import pysam
+
+    lengths = {cid: int(a["length"]) for cid, a in _parse_contigs(header).items() if a.get("length", "").isdigit()}
+    regions = []
+    with pysam.TabixFile(str(path), index=str(index)) as tbx:
+        for contig in tbx.contigs:
+            length = lengths.get(contig, UNBOUNDED)
+            for start in range(0, length, span):
+                region = Region(contig, start, min(start + span, length))
+                if _has_records(tbx, region):  # no task (and no file) for an empty stretch
+                    regions.append(region)
+    return regions
+
+
+def _has_records(tbx, region: Region) -> bool:
+    for line in tbx.fetch(region.contig, region.start, region.end):
+        if region.start < int(line.split("\t", 2)[1]) <= region.end:
+            return True
+    return False
+
+
+def ingest_partition(
+    path: str, index: str, region: Region, parts_dir: str, options: ReadOptions, links: list, isolate: bool
+) -> dict:
+    """Parse and write one partition (a Dask task, or a call in this process); returns its summary as a dict.
+
+    `isolate`: parse in the ingest's child process (htslib kept out of the caller, as for a single-file ingest);
+    a Dask worker parses in its own process, which the cluster already keeps apart from the gateway.
+    """
+    final = Path(parts_dir) / f"{region.name}.sqlite"
+    if final.is_file():  # committed by an earlier run of the same ingest
+        return {**_unit_stats(final), "region": region.name, "resumed": True, "issues": []}
+    region_vcf = Path(parts_dir) / f".{Path(path).name}@{region.name}-{os.getpid()}.vcf"
+    try:
+        _write_region(Path(path), Path(index), region, region_vcf)
+        opts = ReadOptions(
+            dataset_id=options.dataset_id,
+            data_dir=options.data_dir,
+            assembly=options.assembly,
+            skip_invalid=options.skip_invalid,
+            build_dir=Path(parts_dir),
+            link=partial(_fixed_links, links),
+        )
+        if isolate:
+            payload = _run_child(region_vcf, opts)
+            build_path, issues = payload["build_path"], payload["issues"]
+        else:
+            from .reader import Rejected, read_vcf
+
+            try:
+                result = read_vcf(region_vcf, opts)
+            except Rejected as exc:
+                raise VCFRejected(Report(list(exc.issues))) from None
+            build_path, issues = result.build_path, [i.to_dict() for i in result.issues]
+        os.replace(build_path, final)
+        return {**_unit_stats(final), "region": region.name, "resumed": False, "issues": issues}
+    except VCFRejected as exc:
+        return {"region": region.name, "rejected": [i.to_dict() for i in exc.report]}
+    finally:
+        region_vcf.unlink(missing_ok=True)
+
+
+def _write_region(path: Path, index: Path, region: Region, out: Path) -> None:
+    """The header and the records whose POS lies in the region, as a plain VCF (tabix also returns records that
+    start before the region and reach into it: those belong to the partition before)."""
+    import pysam
+
+    header: list[str] = []
+    with gzip.open(path, "rt", encoding="utf-8", errors="replace") as f:
+        for line in f:
+            if not line.startswith("#"):
+                break
+            header.append(line)
+            if line.startswith("#CHROM"):
+                break
+    with pysam.TabixFile(str(path), index=str(index)) as tbx, open(out, "w", encoding="utf-8") as sink:
+        sink.writelines(header)
+        for line in tbx.fetch(region.contig, region.start, region.end):
+            pos = int(line.split("\t", 2)[1])
+            if region.start < pos <= region.end:
+                sink.write(line + "\n")
+
+
+def _unit_stats(path: Path) -> dict:
+    conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    try:
+        meta = dict(conn.execute("SELECT key, value FROM meta").fetchall())
+        max_end, variants = conn.execute("SELECT coalesce(max(end), 0), count(*) FROM variants").fetchone()
+        chrom = conn.execute("SELECT chrom FROM variants LIMIT 1").fetchone()
+    finally:
+        conn.close()
+    return {
+        "records_read": int(meta.get("records_read", 0)),
+        "records_written": int(meta.get("records_written", 0)),
+        "assembly": meta.get("assembly") or None,
+        "called_index": meta.get("called_index", "0"),
+        "max_end": max_end,
+        "variants": variants,
+        "chrom": chrom[0] if chrom else None,
+    }
+
+
+def _client(workers: int, cluster: str | None):
+    """A Dask client on the cluster at `cluster`, or on a LocalCluster of `workers` processes (loopback only);
+    None for one worker: the partitions then run one after the other in this process's ingest child."""
+    if not cluster and workers <= 1:
+        return None, None
+    from distributed import Client, LocalCluster
+
+    if cluster:
+        return Client(cluster), None
+    local = LocalCluster(
+        n_workers=workers, threads_per_worker=1, processes=True, host="127.0.0.1", dashboard_address=None
+    )
+    return Client(local), local
+
+
+def ingest_partitioned(
+    path: str | Path,
+    *,
+    dataset_id: str,
+    data_dir: Path,
+    assembly: str | None = None,
+    sample_map: dict[str, str] | None = None,
+    link_sample: Callable[[str], tuple[str | None, str | None]] | None = None,
+    skip_invalid: bool = False,
+    progress: Callable[[int, int], None] | None = None,
+    workers: int = 1,
+    cluster: str | None = None,
+    span: int = DEFAULT_SPAN,
+    add_regions: bool = False,
+) -> IngestSummary:
+    """Ingest one BGZF VCF as a partitioned version of `dataset_id` (see the module docstring); VCFRejected when
+    refused, and then nothing is published. `progress(records_done, percent of partitions committed)`.
+
+    `add_regions`: the file's partitions are added to the live partitioned version instead of replacing it (a call
+    set shipped one file per chromosome, or new regions): same samples in the same order, no span already held.
+    """
+    started = time.monotonic()
+    path = Path(path)
+    ds_dir = dataset_dir(data_dir, dataset_id)  # validates the id before any work
+    header = _read_header(path)
+    samples = header[-1].split("\t")[9:]
+    links = sample_links(samples, sample_map, link_sample)
+    ingest_id = _ingest_id(path, dataset_id, assembly, skip_invalid, span)
+    parts_dir = ds_dir / f"parts-{ingest_id}"
+    kept, kept_assembly = _kept_partitions(ds_dir, path, samples) if add_regions else ([], None)
+    parts_dir.mkdir(parents=True, exist_ok=True)
+    index = ensure_index(path, parts_dir)
+    regions = plan_regions(path, index, header, span)
+    _refuse_overlaps(path, regions, kept)
+    options = ReadOptions(dataset_id=dataset_id, data_dir=Path(data_dir), assembly=assembly, skip_invalid=skip_invalid)
+    client, local = _client(workers, cluster)
+    try:
+        results = _run_partitions(client, path, index, regions, parts_dir, options, links, progress)
+    finally:
+        if client is not None:
+            client.close()
+        if local is not None:
+            local.close()
+    rejected = [_issue_from(d) for r in results for d in r.get("rejected", ())]
+    if rejected:
+        raise VCFRejected(Report(rejected))
+    if kept_assembly and any(r["assembly"] not in (None, kept_assembly) for r in results):
+        message = f"the live version is {kept_assembly}; this file is not"
+        raise VCFRejected(Report([Issue.error("vcf-assembly-conflict", message, f"{path.name}:1")]))
+    return _publish(path, ds_dir, dataset_id, data_dir, parts_dir, samples, links, results, started, kept)
+
+
+def _kept_partitions(ds_dir: Path, path: Path, samples: list[str]) -> tuple[list[Partition], str]:
+    """The live version's partitions and assembly, which an ingest with `add_regions` keeps (its samples must be
+    these)."""
+    live = current_version(ds_dir)
+    partitions: list[Partition] = []
+    names: list[str] = []
+    assembly = None
+    if live:
+        conn = sqlite3.connect(f"file:{ds_dir / live}?mode=ro", uri=True)
+        try:
+            partitions = read_partitions(conn, ds_dir)
+            names = [r[0] for r in conn.execute("SELECT name FROM samples ORDER BY idx")]
+            assembly = conn.execute("SELECT value FROM meta WHERE key = 'assembly'").fetchone()
+        finally:
+            conn.close()
+    where = f"{path.name}:1"
+    if not partitions:
+        raise VCFRejected(
+            Report([Issue.error("vcf-add-regions", "adding regions needs a live partitioned version", where)])
+        )
+    if names != samples:
+        raise VCFRejected(
+            Report(
+                [Issue.error("vcf-add-regions", "the samples differ from the live version's (names and order)", where)]
+            )
+        )
+    return partitions, assembly[0] if assembly else ""
+
+
+def _refuse_overlaps(path: Path, regions: list[Region], kept: list[Partition]) -> None:
+    for region in regions:
+        chrom = normalise_reference_name(region.contig)
+        for partition in kept:
+            if partition.chrom == chrom and partition.start < region.end and region.start < partition.end:
+                message = f"{chrom}:{region.start + 1}-{region.end} is already held by {partition.file}"
+                raise VCFRejected(Report([Issue.error("vcf-add-regions", message, f"{path.name}:1")]))
+
+
+def _read_header(path: Path) -> list[str]:
+    try:
+        with open(path, "rb") as f:
+            bgzf = f.read(4) == b"\x1f\x8b\x08\x04"  # gzip with the extra field BGZF blocks carry
+        kind, header = _header_lines(path)
+    except (OSError, EOFError, gzip.BadGzipFile) as exc:
+        raise VCFRejected(
+            Report([Issue.error("vcf-unreadable", f"cannot read the file: {exc}", f"{path.name}:1")])
+        ) from None
+    if kind != "vcf" or not bgzf or not header or not header[-1].startswith("#CHROM"):
+        raise VCFRejected(
+            Report(
+                [
+                    Issue.error(
+                        "vcf-partitioned-input",
+                        "a partitioned ingest (--workers/--cluster) reads a BGZF-compressed text VCF with a header "
+                        "(bgzip it; the tabix index is made when missing)",
+                        f"{path.name}:1",
+                    )
+                ]
+            )
+        )
+    return header
+
+
+def _ingest_id(path: Path, dataset_id: str, assembly: str | None, skip_invalid: bool, span: int) -> str:
+    stat = path.stat()
+    key = f"{dataset_id}|{path.resolve()}|{stat.st_size}|{stat.st_mtime_ns}|{assembly}|{skip_invalid}|{span}"
+    return hashlib.sha256(key.encode()).hexdigest()[:16]
+
+
+def _run_partitions(client, path, index, regions, parts_dir, options, links, progress) -> list[dict]:
+    """Every partition's summary, in region order; progress per committed partition."""
+    args = (str(path), str(index))
+    results: dict[str, dict] = {}
+    records = 0
+
+    def done(result: dict) -> None:
+        nonlocal records
+        results[result["region"]] = result
+        records += result.get("records_read", 0)
+        if progress is not None:
+            progress(records, len(results) * 100 // max(len(regions), 1))
+
+    if client is None:
+        for region in regions:
+            done(ingest_partition(*args, region, str(parts_dir), options, links, True))
+    else:
+        from distributed import as_completed
+
+        futures = [
+            client.submit(ingest_partition, *args, region, str(parts_dir), options, links, False, retries=2, pure=False)
+            for region in regions
+        ]
+        for future in as_completed(futures):
+            done(future.result())
+    return [results[region.name] for region in regions]
+
+
+def _publish(path, ds_dir, dataset_id, data_dir, parts_dir, samples, links, results, started, kept) -> IngestSummary:
+    """Write the manifest and make it the live version (all partitions have committed)."""
+    assemblies = {r["assembly"] for r in results if r.get("assembly")}
+    if len(assemblies) > 1:
+        raise VCFRejected(Report([Issue.error("vcf-assembly-conflict", f"partitions disagree: {sorted(assemblies)}")]))
+    assembly = next(iter(assemblies), "")
+    builder = VersionBuilder(data_dir, dataset_id)
+    try:
+        builder.add_samples([(i, name, *links[i]) for i, name in enumerate(samples)])
+        rows = [(p.file, p.chrom, p.start, p.end, p.max_end, p.variants) for p in kept]
+        rows += [
+            (f"{parts_dir.name}/{r['region']}.sqlite", r["chrom"] or _chrom_of(r["region"]),
+             *_span_of(r["region"]), r["max_end"], r["variants"])
+            for r in results
+        ]  # fmt: skip
+        builder.add_partitions(rows)
+        meta = {
+            "dataset_id": dataset_id,
+            "assembly": assembly,
+            "source": path.name,
+            "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            "records_read": str(sum(r["records_read"] for r in results)),
+            "records_written": str(sum(r["records_written"] for r in results)),
+            "samples": str(len(samples)),
+            "called_index": "1" if all(r["called_index"] == "1" for r in results) else "0",
+            "partitioned": "1",
+        }
+        build_path = builder.finish(meta)
+    except BaseException:
+        builder.abort()
+        raise
+    previous = current_version(ds_dir)
+    superseded: set[str] = set()
+    if previous:
+        with contextlib.suppress(sqlite3.Error):
+            conn = sqlite3.connect(f"file:{ds_dir / previous}?mode=ro", uri=True)
+            try:
+                superseded = partition_dirs(conn) - {parts_dir.name} - {p.file.split("/", 1)[0] for p in kept}
+            finally:
+                conn.close()
+    version = publish(build_path)
+    for old in superseded:
+        shutil.rmtree(ds_dir / old, ignore_errors=True)  # open readers keep their unlinked files
+    issues = [_issue_from(d) for r in results for d in r.get("issues", ())]
+    unlinked = [name for name, (individual, _) in zip(samples, links, strict=True) if individual is None]
+    return IngestSummary(
+        dataset_id=dataset_id,
+        records_read=int(meta["records_read"]),
+        records_written=int(meta["records_written"]),
+        split=0,
+        skipped=[i for i in issues if i.message.startswith("skipped:") or i.code == "vcf-breakend-skipped"],
+        samples=len(samples),
+        samples_linked=len(samples) - len(unlinked),
+        unlinked_samples=unlinked,
+        assembly=assembly or None,
+        seconds=time.monotonic() - started,
+        version=version,
+        report=Report(issues),
+        partitions=[(r["region"], r["records_read"], r["resumed"]) for r in results],
+    )
+
+
+def _chrom_of(region_name: str) -> str:
+    return region_name.rsplit("-", 2)[0]
+
+
+def _span_of(region_name: str) -> tuple[int, int]:
+    _, start, end = region_name.rsplit("-", 2)
+    return int(start), int(end)

@@ -1,0 +1,107 @@
+"""Cross-links whose carrier set is larger than a database's parameter limit.
+
+`/g_variants/{id}/individuals` once sent every carrier's individual id as one SQL `IN` list: PostgreSQL refuses a
+statement with more than 65,535 parameters, so a variant carried by more people than that answered 500. The same
+request now passes the ids as one array parameter (PostgreSQL) or one JSON parameter (SQLite), and pages in SQL.
+`/individuals/{id}/g_variants` builds only the carriers a record shows (MAX_CASE_LEVEL), not every carrier set.
+"""
+
+from __future__ import annotations
+
+import uuid
+
+import pytest
+import sqlalchemy as sa
+from sqlalchemy.engine import make_url
+
+from gateway.store import MetadataStore, PhenopacketRecord
+from gateway.variants.query import Carrier
+from tests.beacon.conftest import FAKE_DATASETS, make_app
+from tests.beacon.fake_store import FakeVariantStore, hit
+from tests.store.store_workers import document
+
+CARRIERS = 70_000  # above PostgreSQL's 65,535 bind parameters per statement
+STORED = ("P00007", "P35000", "P69999", "P70500")  # the last carries nothing
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database_url(request, tmp_path):
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'gateway.sqlite'}"
+        return
+    base = make_url(request.getfixturevalue("postgres_url"))
+    schema = f"gw_xlink_{uuid.uuid4().hex[:12]}"
+    admin = sa.create_engine(base, poolclass=sa.pool.NullPool)
+    with admin.begin() as connection:
+        connection.exec_driver_sql(f'CREATE SCHEMA "{schema}"')
+    try:
+        yield base.update_query_dict({"options": f"-csearch_path={schema}"}).render_as_string(hide_password=False)
+    finally:
+        with admin.begin() as connection:
+            connection.exec_driver_sql(f'DROP SCHEMA "{schema}" CASCADE')
+        admin.dispose()
+
+
+class CountingStore(FakeVariantStore):
+    """The fake store, noting how many carriers each `carriers` call built."""
+
+    def __init__(self, *args):
+        super().__init__(*args)
+        self.built: list[int] = []
+
+    def carriers(self, variant_id, limit=None):
+        out = super().carriers(variant_id, limit)
+        self.built.append(len(out))
+        return out
+
+
+def _node(database_url):
+    common = hit("ds1", "1", 1000, "A", "G", "SNP", carrier_count=CARRIERS)
+    carriers = [
+        Carrier(f"S{i:05d}", f"B{i:05d}", f"P{i:05d}", "GENO:0000135" if i % 3 else "GENO:0000136")
+        for i in range(CARRIERS)
+    ]
+    variants = CountingStore([common], {common.variant_id: carriers})
+    app = make_app(variants, database_url=database_url)
+    store: MetadataStore = app.extensions["gateway"].store
+    for dataset in FAKE_DATASETS:
+        store.ensure_dataset(dataset["id"], name=dataset["name"])
+    store.save_phenopackets(
+        [PhenopacketRecord(f"pp-{s}", "ds1", s, document(s, "HP:0001250"), source="Bundle/b1") for s in STORED]
+    )
+    return app, common, variants
+
+
+def test_individuals_of_a_variant_with_more_carriers_than_postgres_parameters(database_url):
+    app, common, _ = _node(database_url)
+    try:
+        client = app.test_client()
+        url = f"/api/g_variants/{common.variant_id}/individuals"
+        answer = client.get(url, query_string={"requestedGranularity": "record", "limit": 2})
+        assert answer.status_code == 200, answer.get_data(as_text=True)[:500]
+        body = answer.get_json()
+        assert body["responseSummary"]["numTotalResults"] == 3
+        (result_set,) = [r for r in body["response"]["resultSets"] if r["id"] == "ds1"]
+        assert [r["id"] for r in result_set["results"]] == ["P00007", "P35000"]
+        second = client.get(url, query_string={"requestedGranularity": "record", "limit": 2, "skip": 1}).get_json()
+        (result_set,) = [r for r in second["response"]["resultSets"] if r["id"] == "ds1"]
+        assert [r["id"] for r in result_set["results"]] == ["P69999"]
+        count = client.get(url, query_string={"requestedGranularity": "count"}).get_json()
+        assert count["responseSummary"]["numTotalResults"] == 3
+    finally:
+        app.extensions["gateway"].store.close()
+
+
+def test_variants_of_an_individual_build_only_the_carriers_a_record_shows(tmp_path):
+    app, common, variants = _node(f"sqlite:///{tmp_path / 'gateway.sqlite'}")
+    try:
+        variants.variants_of_individual = lambda individual_id, skip=0, limit=10: ([common], 1)
+        answer = app.test_client().get(
+            "/api/individuals/P00007/g_variants", query_string={"requestedGranularity": "record"}
+        )
+        assert answer.status_code == 200, answer.get_data(as_text=True)[:500]
+        (record,) = [r for rs in answer.get_json()["response"]["resultSets"] for r in rs["results"]]
+        assert record["variantInternalId"] == common.variant_id
+        assert variants.built and max(variants.built) <= 100, variants.built  # MAX_CASE_LEVEL, not 70,000
+    finally:
+        app.extensions["gateway"].store.close()
