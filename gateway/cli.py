@@ -159,7 +159,9 @@ def cmd_ingest_phenopacket(args: argparse.Namespace) -> int:
     if rejected:
         _err("rejected; nothing stored")
         return EXIT_REJECTED
-    results, reports = ingest_phenopackets([d for _, d in docs], store=store, key=key, dataset_id=dataset)
+    results, reports = ingest_phenopackets(
+        [d for _, d in docs], store=store, key=key, dataset_id=dataset, locations=[p for p, _ in docs]
+    )
     for (path, _), report in zip(docs, reports, strict=True):
         _print_issues(path, report)
     store.close()

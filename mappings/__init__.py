@@ -186,6 +186,8 @@ PROFILE_LIST_KEYS = (
     "sex_extensions",
     "transcript_reference_prefixes",
     "implementation_guides",
+    "cause_of_death_categories",
+    "not_measurement_codes",
 )
 
 
@@ -209,6 +211,8 @@ class Profile:
     sex_extensions: dict[str, dict[str, str]] = field(default_factory=dict)  # url -> code -> Sex
     transcript_reference_prefixes: tuple[str, ...] = ()
     implementation_guides: tuple[str, ...] = ()
+    cause_of_death_categories: frozenset[str] = frozenset()
+    not_measurement_codes: frozenset[str] = frozenset()
 
     def identifier_rank(self, system: str) -> int | None:
         """Position of an identifier system in the priority list (lower is better), None if not listed."""
@@ -256,6 +260,8 @@ def load_profile(name: str) -> Profile:
         sex_extensions={ext["url"]: dict(ext["codes"]) for ext in lists["sex_extensions"]},
         transcript_reference_prefixes=tuple(lists["transcript_reference_prefixes"]),
         implementation_guides=tuple(lists["implementation_guides"]),
+        cause_of_death_categories=frozenset(lists["cause_of_death_categories"]),
+        not_measurement_codes=frozenset(lists["not_measurement_codes"]),
     )
 
 
@@ -314,6 +320,7 @@ class Tables:
     answers: dict[str, dict]  # section -> {answer CURIE -> target}
     sampled_tissue: dict[str, dict]  # "system|code" -> {id, label}
     chromosomes: dict[str, str]  # NC_ accession (no version) -> chromosome name
+    accession_assemblies: dict[str, str] = field(default_factory=dict)  # NC_ accession.version -> assembly
 
 
 @cache
@@ -331,6 +338,11 @@ def load_tables() -> Tables:
             accession.split(".")[0]: ucsc.get(chrom, chrom)
             for chroms in chromosomes["assemblies"].values()
             for chrom, (accession, _) in chroms.items()
+        },
+        accession_assemblies={
+            accession: assembly
+            for assembly, chroms in chromosomes["assemblies"].items()
+            for accession, _ in chroms.values()
         },
     )
 

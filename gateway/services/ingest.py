@@ -182,7 +182,14 @@ def _packet_issue_set(outcome: IngestOutcome) -> set[Issue]:
 
 
 def prepare_phenopacket(doc: dict, *, key: bytes, dataset_id: str) -> tuple[dict | None, str, Report]:
-    """Validate a submitted phenopacket and pseudonymise it; (packet, subject pseudonym, report)."""
+    """Validate a submitted phenopacket and pseudonymise it; (packet, subject pseudonym, report).
+
+    The person's identity is the document's own `id`, not `subject.id`: published collections reuse
+    labels such as "proband" or "Patient 2" for unrelated people, who must not collapse into one.
+    Every person identifier inside the document (subject, biosample individualId,
+    subjectOrBiosampleId, file-to-individual keys) becomes a pseudonym, the same one wherever
+    it recurs; subjectOrBiosampleId values naming one of the document's biosamples stay as they are.
+    """
     report = Report()
     report.extend(validate_phenopacket(doc, target="input"))
     if not report.ok:
@@ -190,28 +197,62 @@ def prepare_phenopacket(doc: dict, *, key: bytes, dataset_id: str) -> tuple[dict
     packet = json.loads(json.dumps(doc))  # our own copy: the caller's document stays untouched
     subject = packet.get("subject") or {}
     raw_subject = subject.get("id") or packet.get("id")
-    subject_id = pseudonymise(key, raw_subject, "phenopacket")
+    scope = f"phenopacket:{packet.get('id') or raw_subject}"
+    subject_id = pseudonymise(key, scope, "phenopacket")
+
+    def person(value: object) -> object:
+        if not isinstance(value, str) or not value:
+            return value
+        return subject_id if value == raw_subject else pseudonymise(key, value, scope)
+
     subject["id"] = subject_id
     packet["subject"] = subject
     if subject.pop("dateOfBirth", None) is not None:
         report.add(
             Issue.warning("minimised", "subject.dateOfBirth removed (data minimisation)", "/subject/dateOfBirth")
         )
+    biosample_ids = set()
     for biosample in packet.get("biosamples") or ():
-        if biosample.get("individualId") == raw_subject:
-            biosample["individualId"] = subject_id
+        if isinstance(biosample, dict):
+            biosample_ids.add(biosample.get("id"))
+            if "individualId" in biosample:
+                biosample["individualId"] = person(biosample["individualId"])
+    for interpretation in packet.get("interpretations") or ():
+        diagnosis = interpretation.get("diagnosis") if isinstance(interpretation, dict) else None
+        for genomic in (diagnosis or {}).get("genomicInterpretations") or ():
+            named = genomic.get("subjectOrBiosampleId") if isinstance(genomic, dict) else None
+            if named is not None and named not in biosample_ids:
+                genomic["subjectOrBiosampleId"] = person(named)
+    for file in packet.get("files") or ():
+        mapping = file.get("individualToFileIdentifiers") if isinstance(file, dict) else None
+        if isinstance(mapping, dict):
+            file["individualToFileIdentifiers"] = {person(k): v for k, v in mapping.items()}
     packet["id"] = derived_id(key, "phenopacket", dataset_id, subject_id)
     return packet, subject_id, report
 
 
 def ingest_phenopackets(
-    docs: list[dict], *, store, key: bytes, dataset_id: str, source: str = ""
+    docs: list[dict], *, store, key: bytes, dataset_id: str, source: str = "", locations: list[str] | None = None
 ) -> tuple[list[SaveResult], list[Report]]:
-    """Store phenopackets all or nothing: any invalid document rejects the whole request."""
+    """Store phenopackets all or nothing: any invalid document rejects the whole request.
+
+    The same document `id` twice in one request is stored once (the later one) and said so on both,
+    with the other's location (`locations`, else the document's position).
+    """
     prepared = [prepare_phenopacket(d, key=key, dataset_id=dataset_id) for d in docs]
     reports = [r for _, _, r in prepared]
     if not all(r.ok for r in reports):
         return [], reports
+    where = locations or [f"document {n}" for n in range(len(docs))]
+    first_of: dict[str, int] = {}
+    for n, (_, subject_id, report) in enumerate(prepared):
+        earlier = first_of.setdefault(subject_id, n)
+        if earlier != n:
+            message = f"phenopacket id {docs[n].get('id')!r} is also at {where[earlier]}: this one replaces it"
+            report.add(Issue.warning("duplicate", message, "/id"))
+            reports[earlier].add(
+                Issue.warning("duplicate", f"replaced by the phenopacket with the same id at {where[n]}", "/id")
+            )
     records = [
         PhenopacketRecord(
             id=packet["id"],

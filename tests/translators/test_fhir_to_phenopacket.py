@@ -120,7 +120,11 @@ def test_multi_coding_disease_choice_prefixing_and_no_duplicates():
         ),
         "mii",
     )["diseases"]
-    assert diseases == [{"term": {"id": "ORPHA:558", "label": "Marfan syndrome"}}]
+    # issue 11: every Condition is its own Disease (no merging into whichever came first)
+    assert diseases == [
+        {"term": {"id": "ORPHA:558", "label": "Marfan syndrome"}},
+        {"term": {"id": "ORPHA:558", "label": "ORPHA:558"}},
+    ]
 
 
 def test_bare_omim_code_gains_prefix():
@@ -230,13 +234,20 @@ def test_age_sex_and_vital_status():
     assert subject["sex"] == "UNKNOWN_SEX"
     assert subject["vitalStatus"] == {"status": "DECEASED", "timeOfDeath": {"age": {"iso8601duration": "P29Y"}}}
     assert subject["timeAtLastEncounter"] == {"age": {"iso8601duration": "P29Y"}}
-    assert packet(bundle())["subject"]["timeAtLastEncounter"] == {"age": {"iso8601duration": "P35Y"}}
+    # issue 11: the age at the latest dated event, not at conversion time; nothing dated -> no age
+    assert "timeAtLastEncounter" not in packet(bundle())["subject"]
+    encounter = {"resourceType": "Encounter", "status": "finished", "period": {"start": "2019-06-14"}}
+    assert packet(bundle(encounter))["subject"]["timeAtLastEncounter"] == {"age": {"iso8601duration": "P28Y"}}
+    later = {"resourceType": "Encounter", "status": "finished", "period": {"start": "2024-01-01"}}
+    after_death = packet(bundle(later, patient=patient), "mii")
+    assert after_death["subject"]["timeAtLastEncounter"] == {"age": {"iso8601duration": "P29Y"}}  # never past death
     assert packet(bundle(patient=patient))["subject"]["sex"] == "OTHER_SEX"  # generic: no German extension
 
 
 def test_unmapped_resource_types_warn_with_location():
     result = translate(bundle({"resourceType": "Encounter", "status": "finished"}))
-    assert [(i.code, i.location) for i in result.packets[0].issues] == [("no-phenopacket-target", "/entry/1/resource")]
+    warnings = [(i.code, i.location) for i in result.packets[0].issues if i.severity == "warning"]
+    assert warnings == [("no-phenopacket-target", "/entry/1/resource")]
     assert result.packets[0].entry_indexes == [0, 1]
 
 

@@ -48,7 +48,7 @@ class Phenotypes:
 
     def observation(self, i: int, obs: dict) -> None:
         """An Observation that is neither a variant nor an implication: an HPO finding or HPO components."""
-        ctx, base = self.ctx, f"/entry/{i}/resource"
+        ctx, base = self.ctx, self.ctx.source.pointer(i)
         found = self.phenotype_coding(obs.get("code"))
         if found is not None:
             self.phenotype_observation(i, obs, found)
@@ -72,7 +72,11 @@ class Phenotypes:
         if mapped:
             ctx.note("unmapped-element", "only the HPO-coded components of this Observation are mapped", base + "/code")
         else:
-            ctx.warn("no-phenopacket-target", "Observation is neither an HPO finding nor a variant", base + "/code")
+            ctx.warn(
+                "no-phenopacket-target",
+                "Observation is neither an HPO finding, a measurement nor a variant",
+                base + "/code",
+            )
 
     def excluded_by_value(self, holder: dict, location: str) -> bool | None:
         """present -> False, absent -> True, None when the holder says neither and must be skipped."""
@@ -88,7 +92,7 @@ class Phenotypes:
         return False
 
     def phenotype_observation(self, i: int, obs: dict, found) -> None:
-        ctx, base = self.ctx, f"/entry/{i}/resource"
+        ctx, base = self.ctx, self.ctx.source.pointer(i)
         profile = ctx.profile
         _, coding, curie, prefix = found
         if "dataAbsentReason" in obs:
