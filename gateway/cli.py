@@ -112,6 +112,18 @@ def cmd_convert_fhir(args: argparse.Namespace) -> int:
     return EXIT_REJECTED if rejected else EXIT_OK
 
 
+def _ingest_summary(path: str, outcome, saved: list) -> str:
+    """One line per file: what was stored, or why nothing was."""
+    new = sum(1 for r in saved if r.created)
+    refused = sum(1 for p in outcome.packets if p.saved is None)
+    if saved:
+        line = f"{path}: summary: {len(saved)} stored ({new} new, {len(saved) - new} updated)"
+        return line + (f", {refused} patient(s) refused for errors" if refused else "")
+    if not outcome.packets:
+        return f"{path}: summary: nothing to store: the document holds no Patient to attach its resources to"
+    return f"{path}: summary: nothing stored: every patient was refused for errors"
+
+
 def cmd_ingest_fhir(args: argparse.Namespace) -> int:
     from gateway.security.keys import secret_key
     from gateway.services.ingest import ingest_fhir
@@ -136,6 +148,8 @@ def cmd_ingest_fhir(args: argparse.Namespace) -> int:
             )
         if outcome.rejected:
             _err(f"{path}: rejected; nothing stored")
+        else:
+            print(_ingest_summary(path, outcome, saved))
     store.close()
     return EXIT_REJECTED if rejected else EXIT_OK
 

@@ -1,4 +1,4 @@
-"""The FHIR surface: POST /fhir, POST /fhir/Bundle/$validate, GET /fhir/metadata.
+"""The FHIR surface: POST /fhir (and /fhir/Bundle), POST /fhir/Bundle/$validate, GET /fhir/metadata.
 
 Errors are FHIR OperationOutcomes: 400 for a body that is not a FHIR document,
 422 for a document that parses but is not valid R4 or breaks a profile rule.
@@ -20,7 +20,8 @@ from gateway.services.ingest import ATOMIC_BUNDLE_TYPES, IngestOutcome, ingest_f
 from translators.fhir_to_phenopacket import translated_resource_types
 
 FHIR_JSON = "application/fhir+json"
-ACCEPTED_TYPES = ("application/fhir+json", "application/json")
+# The JSON media types of FHIR R4 (http.html#mime-type), including the older DSTU2 spelling still sent.
+ACCEPTED_TYPES = ("application/fhir+json", "application/json+fhir", "application/json")
 # Issue codes that mean "this is not a FHIR document at all" (400); everything else is 422.
 NOT_A_DOCUMENT = {"json-syntax", "json-nan", "json-duplicate-key", "json-too-deep", "not-fhir"}
 
@@ -39,7 +40,7 @@ def _read_document() -> dict:
         raise JSONInputError(
             Issue.error(
                 "not-fhir",
-                f"Content-Type must be application/fhir+json or application/json, not {content_type or 'empty'}",
+                f"Content-Type must be one of {', '.join(ACCEPTED_TYPES)}, not {content_type or 'empty'}",
             )
         )
     return loads_strict(request.get_data(cache=False), max_depth=services().config.max_json_depth)
@@ -65,7 +66,8 @@ def transaction_response(outcome: IngestOutcome) -> dict:
             issues = [*by_entry.get(None, []), *issues]  # bundle-level issues travel with the first entry
         response: dict = {}
         if packet is None:
-            response["status"] = "200 OK"
+            failed = outcome.bundle_type == "batch" and any(i.is_error for i in issues)
+            response["status"] = "422 Unprocessable Entity" if failed else "200 OK"
         elif packet.saved is None:
             response["status"] = "422 Unprocessable Entity"
             issues = [*issues, *(i for i in packet.issues if i.target == "output")]
@@ -121,6 +123,21 @@ def capability_statement() -> dict:
     }
 
 
+def _validate_parameters(parameters: dict) -> tuple[dict, str]:
+    """The resource wrapped in a $validate Parameters (parameter `resource`) and its JSON pointer;
+    `mode` and `profile` are optional there and do not change what this gateway checks."""
+    listed = parameters.get("parameter")
+    found = [
+        (p.get("resource"), f"/parameter/{n}/resource")
+        for n, p in enumerate(listed if isinstance(listed, list) else ())
+        if isinstance(p, dict) and p.get("name") == "resource"
+    ]
+    if len(found) != 1 or not isinstance(found[0][0], dict):
+        message = "a $validate Parameters must carry exactly one parameter 'resource' with the resource to validate"
+        raise JSONInputError(Issue.error("not-fhir", message, "/parameter"))
+    return found[0]
+
+
 def fhir_blueprint() -> Blueprint:
     bp = Blueprint("fhir", __name__, url_prefix="/fhir")
 
@@ -142,6 +159,7 @@ def fhir_blueprint() -> Blueprint:
 
     @bp.post("")
     @bp.post("/")
+    @bp.post("/Bundle")  # FHIR allows a Bundle to be created as a resource; here it is the same as the base
     @require_operator
     def ingest():
         svc = services()
@@ -163,12 +181,15 @@ def fhir_blueprint() -> Blueprint:
     def validate():
         svc = services()
         doc = _read_document()
+        where = ""
+        if isinstance(doc, dict) and doc.get("resourceType") == "Parameters":
+            doc, where = _validate_parameters(doc)
         outcome = process_fhir(
             doc,
             key=svc.key,
             dataset_id=svc.config.default_dataset,
             profile=request.args.get("profile") or svc.config.profile,
         )
-        return outcome_response(list(outcome.report), 200)
+        return outcome_response([i.at(where) if i.target == "input" else i for i in outcome.report], 200)
 
     return bp

@@ -105,8 +105,9 @@ def process_fhir(
     if profile_issue:
         report.add(profile_issue)
     outcome = IngestOutcome(bundle_type, profile_name, report, entry_count=len(doc.get("entry") or ()))
-    if not report.ok:
-        return outcome  # structurally broken input is never translated
+    entry_errors = _entry_errors(report) if bundle_type == "batch" else None
+    if not report.ok and not entry_errors:
+        return outcome  # structurally broken input is never translated (a batch: see _entry_errors)
 
     translation = translate_bundle(
         doc,
@@ -121,10 +122,28 @@ def process_fhir(
         checked = validate_phenopacket(packet.phenopacket, target="output")
         issues = [*packet.issues, *checked]
         report.extend(issues)
-        outcome.packets.append(PacketOutcome(packet.subject_id, packet.phenopacket, packet.entry_indexes, issues))
+        own_errors = [e for i in packet.entry_indexes for e in (entry_errors or {}).get(i, ())]
+        outcome.packets.append(
+            PacketOutcome(packet.subject_id, packet.phenopacket, packet.entry_indexes, [*issues, *own_errors])
+        )
     if not translation.packets:
         report.add(Issue.warning("no-patient", "the document holds no Patient, so no phenopacket was made"))
     return outcome
+
+
+def _entry_errors(report: Report) -> dict[int, list[Issue]] | None:
+    """A batch is judged entry by entry: its errors by entry, or None when one lies outside every entry.
+
+    Such a batch is still translated; a patient any of whose entries has an error is not stored,
+    the other patients are (ingest_fhir).
+    """
+    grouped: dict[int, list[Issue]] = defaultdict(list)
+    for issue in report.errors:
+        match = _ENTRY_POINTER.match(issue.location) if issue.target == "input" else None
+        if match is None:
+            return None
+        grouped[int(match.group(1))].append(issue)
+    return grouped
 
 
 def records_for(packets: list[PacketOutcome], dataset_id: str, source: str) -> list[PhenopacketRecord]:
@@ -150,8 +169,10 @@ def ingest_fhir(
         if not outcome.report.ok:
             return outcome
         to_save = outcome.packets
-    else:  # batch: input-level errors reject all; otherwise each patient stands alone
-        if any(i.is_error for i in outcome.report if i not in _packet_issue_set(outcome)):
+    else:  # batch: errors outside every entry reject all; otherwise each patient stands alone
+        if _entry_errors(outcome.report) is None and any(
+            i.is_error for i in outcome.report if i not in _packet_issue_set(outcome)
+        ):
             return outcome
         to_save = [p for p in outcome.packets if p.ok]
     if to_save:
