@@ -184,3 +184,33 @@ def test_variants_contained_in_a_vcf2fhir_report_are_interpretations_with_vcf_re
     # every issue about a contained resource points into it
     contained = [i.location for i in packet.issues if "/contained/" in i.location]
     assert contained and all(loc.startswith("/entry/1/resource/contained/") for loc in contained)
+
+
+def test_structural_variants_of_vcf2fhir_keep_their_symbolic_alleles():
+    """vcf2fhir writes structural variants SPDI-like with VCF symbolic alleles; the patient id has an '_'."""
+    report = read_fhir("vcf2fhir/expected_fhir_germline_structural.json")
+    patient_id = report["subject"]["reference"].split("/")[1]
+    bundle = {
+        "resourceType": "Bundle",
+        "type": "collection",
+        "entry": [{"resource": {"resourceType": "Patient", "id": patient_id}}, {"resource": report}],
+    }
+    packet = translate(bundle)
+    records = [
+        g["variantInterpretation"]["variationDescriptor"]["vcfRecord"]
+        for i in packet.phenopacket["interpretations"]
+        for g in i["diagnosis"]["genomicInterpretations"]
+    ]
+    variants = [c for c in report["contained"] if c["code"]["coding"][0]["code"] == "69548-6"]
+    assert len(records) == len(variants)
+    first = next(c for c in variants[0]["component"] if c["code"]["coding"][0]["code"] == "48004-6")
+    accession, start, ref, alt = first["valueCodeableConcept"]["coding"][0]["code"].split(":", 3)
+    assert accession == "NC_000001.10"
+    assert records[0] == {
+        "genomeAssembly": "GRCh37",
+        "chrom": "chr1",
+        "pos": str(int(start) + 1),
+        "ref": ref,
+        "alt": alt,
+    }
+    assert any(r["alt"] == "<CN0>,<CN2>,<CN3>,<CN4>" for r in records)  # several symbolic alleles: VCF's list

@@ -322,3 +322,20 @@ def test_transcript_under_reference_sequence_is_a_profile_habit():
     }
     assert {"syntax": "hgvs.c", "value": "c.3217G>A"} in expressions["generic"]
     assert {"syntax": "hgvs.c", "value": "NM_000138.5:c.3217G>A"} in expressions["mii"]
+
+
+def test_condition_stage_and_body_site_have_their_place_and_severity_is_warned():
+    condition = {
+        "resourceType": "Condition",
+        "code": {"coding": [{"system": "http://www.orpha.net", "code": "558", "display": "Marfan syndrome"}]},
+        "stage": [{"summary": cc(SCT, "786005", "Clinical stage I")}],
+        "bodySite": [cc(SCT, "80891009", "Heart structure"), cc("urn:local", "x")],
+        "severity": cc(SCT, "24484000", "Severe"),
+    }
+    result = translate(bundle(condition))
+    disease = result.packets[0].phenopacket["diseases"][0]
+    assert disease["diseaseStage"] == [{"id": "SNOMEDCT:786005", "label": "Clinical stage I"}]
+    assert disease["primarySite"] == {"id": "SNOMEDCT:80891009", "label": "Heart structure"}
+    warnings = {(i.code, i.location) for i in result.packets[0].issues if i.severity == "warning"}
+    assert ("unmapped-element", "/entry/1/resource/severity") in warnings
+    assert ("unmapped-element", "/entry/1/resource/bodySite/1") in warnings

@@ -108,7 +108,32 @@ class Conditions:
         resolution = self.condition_time(cond, "abatement", base)
         if resolution:
             record["resolution"] = resolution
+        self.details(cond, base, record)
         self.diseases.append(Disease(record, codes))
+
+    def details(self, cond: dict, base: str, record: dict) -> None:
+        """Stage and body site where the Disease has a place; severity has none (a warning)."""
+        ctx = self.ctx
+        stages = []
+        for k, stage in enumerate(as_list(cond.get("stage"))):
+            summary = stage.get("summary") if isinstance(stage, dict) else None
+            term = ctx.ontology(summary)
+            if term is not None:
+                stages.append(term)
+            elif summary is not None:
+                ctx.warn("unmapped-code", "stage is in no code system the gateway maps", f"{base}/stage/{k}/summary")
+        if stages:
+            record["diseaseStage"] = stages
+        sites = as_list(cond.get("bodySite"))
+        for k, site in enumerate(sites):
+            term = ctx.ontology(site)
+            if term is not None and "primarySite" not in record:
+                record["primarySite"] = term
+            else:
+                why = "a Disease has one primary site" if term else "in no code system the gateway maps"
+                ctx.warn("unmapped-element", f"Condition.bodySite not kept: {why}", f"{base}/bodySite/{k}")
+        if "severity" in cond:
+            ctx.warn("unmapped-element", "a Phenopacket Disease has no severity", f"{base}/severity")
 
     def is_cause_of_death(self, cond: dict) -> bool:
         wanted = self.ctx.profile.cause_of_death_categories

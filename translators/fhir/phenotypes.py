@@ -7,7 +7,7 @@ HPO-coded components of other Observations; and (through `add_feature`) Conditio
 
 from __future__ import annotations
 
-from translators.fhir.common import as_list, value_key
+from translators.fhir.common import as_list, codings, value_key
 from translators.fhir.context import PatientContext
 
 
@@ -71,12 +71,27 @@ class Phenotypes:
             mapped = True
         if mapped:
             ctx.note("unmapped-element", "only the HPO-coded components of this Observation are mapped", base + "/code")
+        elif self.value_in_unknown_system(obs):
+            value = obs["valueCodeableConcept"]
+            systems = sorted({str(c.get("system")) for c in codings(value) if isinstance(c, dict)})
+            ctx.warn(
+                "unmapped-code",
+                f"the Observation's value is in no code system the gateway maps ({', '.join(systems) or 'no codings'})",
+                base + "/valueCodeableConcept",
+            )
         else:
             ctx.warn(
                 "no-phenopacket-target",
                 "Observation is neither an HPO finding, a measurement nor a variant",
                 base + "/code",
             )
+
+    def value_in_unknown_system(self, obs: dict) -> bool:
+        """A coded Observation whose coded value no registry system knows (ICD-O-3, TNM, local lists)."""
+        value = obs.get("valueCodeableConcept")
+        if not isinstance(value, dict) or not any(True for _ in self.ctx.known_codings(obs.get("code"))):
+            return False
+        return not any(True for _ in self.ctx.known_codings(value))
 
     def excluded_by_value(self, holder: dict, location: str) -> bool | None:
         """present -> False, absent -> True, None when the holder says neither and must be skipped."""

@@ -49,6 +49,10 @@ VARIANT_COMPONENTS_USED = frozenset(
 )
 LOINC = "http://loinc.org"
 SPDI_RE = re.compile(r"^[A-Z]{2}_\d+(\.\d+)?:\d+:[ACGTN]*:[ACGTN]*$")
+# vcf2fhir writes structural variants SPDI-like with a VCF symbolic allele ("NC_000001.10:31162:T:<INS>"):
+# not SPDI, but the same 0-based position, and a VCF record can carry the symbolic allele.
+SYMBOLIC_RE = re.compile(r"^NC_\d+\.\d+:\d+:[ACGTN]+:(<[A-Z][A-Z0-9:_]*>)+$")
+SYMBOLIC_ALLELE_RE = re.compile(r"<[A-Z][A-Z0-9:_]*>")
 CDNA_RE = re.compile(r"(^|:)[cnmr]\.")
 GENOMIC_RE = re.compile(r"(^|:)g\.")
 
@@ -122,6 +126,9 @@ class Variants:
             descriptor["expressions"] = expressions
         rs_id = self.xrefs(components, descriptor)
         spdi = next((e["value"] for e in expressions if e["syntax"] == "spdi"), None)
+        cdna = components.text(CDNA_HGVS)
+        if spdi is None and cdna and SYMBOLIC_RE.match(cdna):
+            spdi = cdna
         vcf = self.vcf_record(base, components, reference_seq, rs_id, spdi)
         if vcf:
             descriptor["vcfRecord"] = vcf
@@ -152,7 +159,7 @@ class Variants:
                     code.get("text") if isinstance(code, dict) else None,
                 )
                 what = f"variant component {label!r}" if label else "a variant component without a code"
-                self.ctx.note("unmapped-element", f"{what} has no phenopacket target", f"{base}/component/{k}")
+                self.ctx.warn("unmapped-element", f"{what} has no phenopacket target", f"{base}/component/{k}")
         return Components(by_code)
 
     def gene(self, components: Components, base: str, descriptor: dict) -> None:
@@ -173,6 +180,8 @@ class Variants:
         if cdna:
             if SPDI_RE.match(cdna):
                 out.append({"syntax": "spdi", "value": cdna})
+            elif SYMBOLIC_RE.match(cdna):
+                pass  # a structural variant: only the VCF record can carry it (vcf_record)
             elif CDNA_RE.search(cdna):
                 value = cdna if ":" in cdna or not transcript else f"{transcript}:{cdna}"
                 out.append({"syntax": "hgvs.c", "value": value})
@@ -223,7 +232,8 @@ class Variants:
     def vcf_record(
         self, base: str, components: Components, reference_seq: str | None, rs_id, spdi: str | None = None
     ) -> dict | None:
-        """A VCF record from the position components, or from an SPDI expression (0-based, so +1)."""
+        """A VCF record from the position components, or from an SPDI (or SPDI-like symbolic) allele:
+        0-based there, so +1."""
         ctx, tables = self.ctx, self.ctx.tables
         wanted = (ASSEMBLY, GENOMIC_REF_SEQ, ALLELE_START_END, REF_ALLELE, ALT_ALLELE)
         present = [c for c in wanted if c in components]
@@ -232,8 +242,10 @@ class Variants:
         position = self.position(components)
         ref, alt = components.text(REF_ALLELE), components.text(ALT_ALLELE)
         if spdi is not None:
-            accession, start, deleted, inserted = spdi.split(":")
+            accession, start, deleted, inserted = spdi.split(":", 3)
             reference_seq, position, ref, alt = accession, int(start) + 1, deleted, inserted
+            if inserted.startswith("<"):  # several symbolic alleles (<CN0><CN2>) are VCF's comma list
+                alt = ",".join(SYMBOLIC_ALLELE_RE.findall(inserted))
             if not (deleted and inserted):
                 ctx.note(
                     "unmapped-element",
