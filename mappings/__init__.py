@@ -173,6 +173,7 @@ def load_registry() -> CodeSystemRegistry:
 
 PROFILE_LIST_KEYS = (
     "detect",
+    "detect_composition_types",
     "identifier_systems",
     "disease_coding_priority",
     "phenotype_prefixes",
@@ -213,6 +214,7 @@ class Profile:
     implementation_guides: tuple[str, ...] = ()
     cause_of_death_categories: frozenset[str] = frozenset()
     not_measurement_codes: frozenset[str] = frozenset()
+    detect_composition_types: frozenset[str] = frozenset()
 
     def identifier_rank(self, system: str) -> int | None:
         """Position of an identifier system in the priority list (lower is better), None if not listed."""
@@ -262,6 +264,7 @@ def load_profile(name: str) -> Profile:
         implementation_guides=tuple(lists["implementation_guides"]),
         cause_of_death_categories=frozenset(lists["cause_of_death_categories"]),
         not_measurement_codes=frozenset(lists["not_measurement_codes"]),
+        detect_composition_types=frozenset(lists["detect_composition_types"]),
     )
 
 
@@ -297,7 +300,8 @@ def _meta_profiles(bundle: dict):
 
 
 def detect_profile(bundle: dict) -> str:
-    """The profile whose `detect` prefixes match a meta.profile URL of the bundle or its resources.
+    """The profile whose `detect` prefixes match a meta.profile URL of the bundle or its resources, else
+    the one whose `detect_composition_types` names the type of a document Bundle's Composition.
 
     National profiles are tried before "generic"; no match at all gives "generic".
     """
@@ -308,7 +312,27 @@ def detect_profile(bundle: dict) -> str:
         for profile in candidates:
             if any(url.startswith(prefix) for prefix in profile.detect):
                 return profile.name
+    types = _composition_types(bundle)
+    for profile in candidates:
+        if types & profile.detect_composition_types:
+            return profile.name
     return "generic"
+
+
+def _composition_types(bundle: dict) -> set[str]:
+    """`LOINC:60591-5`-style codes of the Composition types in a Bundle (LOINC and SNOMED CT only)."""
+    prefixes = {"http://loinc.org": "LOINC", "http://snomed.info/sct": "SNOMEDCT"}
+    entries = bundle.get("entry") if isinstance(bundle, dict) else None
+    found = set()
+    for entry in entries if isinstance(entries, list) else ():
+        resource = entry.get("resource") if isinstance(entry, dict) else None
+        if not isinstance(resource, dict) or resource.get("resourceType") != "Composition":
+            continue
+        concept = resource.get("type")
+        for coding in concept.get("coding", []) if isinstance(concept, dict) else ():
+            if isinstance(coding, dict) and coding.get("system") in prefixes and isinstance(coding.get("code"), str):
+                found.add(f"{prefixes[coding['system']]}:{coding['code']}")
+    return found
 
 
 # --- other tables ---------------------------------------------------------------------------

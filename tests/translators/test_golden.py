@@ -36,7 +36,8 @@ CASES = {
     "gr-cgexample": ("generic", ["genomics-reporting-2.0.0/Bundle-bundle-cgexample.json"]),
     "gr-compound-heterozygote": ("generic", ["genomics-reporting-2.0.0/Bundle-bundle-compound-heterozygote.json"]),
     "gr-oncology-report": ("generic", ["genomics-reporting-2.0.0/Bundle-bundle-oncology-report-example.json"]),
-    "ips-bundle-01": ("generic", ["ips-1.1.0/Bundle-IPS-examples-Bundle-01.json"]),
+    "ips-bundle-01": ("ips", ["ips-1.1.0/Bundle-IPS-examples-Bundle-01.json"]),
+    "ips-bundle-minimal": ("ips", ["ips-1.1.0/Bundle-bundle-minimal.json"]),
 }
 
 
