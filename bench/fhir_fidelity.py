@@ -20,7 +20,7 @@ Fact classes and how each side is read:
 - variants: variant Observations (LOINC 69548-6, also contained) -> variationDescriptors
 - specimens, procedures, medications, measurements: one fact per resource -> biosamples,
   medicalActions procedures / treatments, measurements
-- family history: FamilyMemberHistory -> a Family (not produced: Phenopacket, not Family, output)
+- family history: FamilyMemberHistory -> the relatives of the patient's Phenopacket Family
 A fact class is scored by counts matched per patient; for phenotypes and diseases by the set of codes
 per patient. A resource whose Patient is not in its folder (vcf2fhir reports, resources sent after
 their patient) is scored with a bare Patient of that id, as the patient sent earlier would be.
@@ -180,8 +180,9 @@ def observation_facts(obs: dict, facts: dict[str, Counter]) -> None:
 # --- output facts -------------------------------------------------------------------------------------
 
 
-def output_facts(packet: dict) -> dict[str, Counter]:
+def output_facts(packet: dict, family: dict | None = None) -> dict[str, Counter]:
     facts: dict[str, Counter] = defaultdict(Counter)
+    facts["family history"]["relative"] += len((family or {}).get("relatives", ()))
     subject = packet.get("subject", {})
     if subject.get("sex"):
         facts["sex"]["sex"] += 1
@@ -262,7 +263,7 @@ def score(folder: Path, ids, now) -> dict[str, list[int]]:
         if bundle is None:
             continue
         result = translate_bundle(bundle, profile=load_profile(detect_profile(bundle)), ids=ids, now=now)
-        by_index = {p.entry_indexes[0]: p.phenopacket for p in result.packets}
+        by_index = {p.entry_indexes[0]: p for p in result.packets}
         for i, entry in enumerate(bundle["entry"]):
             patient = entry.get("resource") or {}
             if patient.get("resourceType") != "Patient" or i not in by_index:
@@ -273,7 +274,8 @@ def score(folder: Path, ids, now) -> dict[str, list[int]]:
                 if (e["resource"].get("subject") or e["resource"].get("patient") or {}).get("reference", "")
                 in (f"Patient/{patient.get('id')}", entry.get("fullUrl"))
             ]
-            given, made = input_facts(patient, mine), output_facts(by_index[i])
+            made = output_facts(by_index[i].phenopacket, by_index[i].family)
+            given = input_facts(patient, mine)
             for c in CODED:  # a code counts once per patient, however many resources repeat it
                 given[c], made[c] = Counter(set(given[c])), Counter(set(made[c]))
             for c in CLASSES:

@@ -174,6 +174,7 @@ def load_registry() -> CodeSystemRegistry:
 PROFILE_LIST_KEYS = (
     "detect",
     "detect_composition_types",
+    "vital_status_observation_codes",
     "identifier_systems",
     "disease_coding_priority",
     "phenotype_prefixes",
@@ -215,6 +216,8 @@ class Profile:
     cause_of_death_categories: frozenset[str] = frozenset()
     not_measurement_codes: frozenset[str] = frozenset()
     detect_composition_types: frozenset[str] = frozenset()
+    vital_status_observation_codes: frozenset[str] = frozenset()
+    vital_status_values: dict[str, str] = field(default_factory=dict)  # "system|code" -> VitalStatus.Status
 
     def identifier_rank(self, system: str) -> int | None:
         """Position of an identifier system in the priority list (lower is better), None if not listed."""
@@ -265,6 +268,8 @@ def load_profile(name: str) -> Profile:
         cause_of_death_categories=frozenset(lists["cause_of_death_categories"]),
         not_measurement_codes=frozenset(lists["not_measurement_codes"]),
         detect_composition_types=frozenset(lists["detect_composition_types"]),
+        vital_status_observation_codes=frozenset(lists["vital_status_observation_codes"]),
+        vital_status_values=dict(raw.get("vital_status_values") or {}),
     )
 
 

@@ -214,3 +214,62 @@ def test_structural_variants_of_vcf2fhir_keep_their_symbolic_alleles():
         "alt": alt,
     }
     assert any(r["alt"] == "<CN0>,<CN2>,<CN3>,<CN4>" for r in records)  # several symbolic alleles: VCF's list
+
+
+def test_family_member_histories_become_a_phenopacket_family():
+    """Was: FamilyMemberHistory 'has no phenopacket target' (0 of 3 carried)."""
+    import phenopackets
+    from google.protobuf import json_format
+
+    bundle = read_fhir("mii-testdata/Bundle-mii-exa-test-data-bundle-seltene-1.json")
+    result = translate_bundle(bundle, profile=load_profile("mii"), ids=TEST_IDS, now=NOW)
+    (packet,) = result.packets
+    family = packet.family
+    json_format.ParseDict(family, phenopackets.Family(), ignore_unknown_fields=False)
+    histories = [e["resource"] for e in bundle["entry"] if e["resource"]["resourceType"] == "FamilyMemberHistory"]
+    assert len(family["relatives"]) == len(histories)
+    assert family["proband"] is packet.phenopacket
+    proband = family["pedigree"]["persons"][0]
+    assert proband["individualId"] == packet.subject_id
+    ids = {r["subject"]["id"] for r in family["relatives"]}
+    assert {proband.get("maternalId"), proband.get("paternalId")} <= ids  # mother and father are linked
+    conditions = {c["code"]["coding"][0]["code"] for h in histories for c in h.get("condition", ())}
+    assert conditions  # the relatives' conditions travel with them
+    assert sum(len(r.get("diseases", ())) for r in family["relatives"]) == sum(
+        len(h.get("condition", ())) for h in histories
+    )
+    assert not any(i.code == "no-phenopacket-target" and "FamilyMemberHistory" in i.message for i in packet.issues)
+    assert all("name" not in json.dumps(r["subject"]) for r in family["relatives"])
+
+
+def test_a_phenotype_modifier_cited_by_a_confirmed_diagnosis_is_not_causative():
+    """Was: every variant cited by a confirmed Condition was CAUSATIVE, the SMN2 copy-number modifier too."""
+    bundle = patient_bundle(SELTENE, "patient-sma-001")
+    clinical = bundle["entry"][entry_of(bundle, "condition-sma-clinical")]["resource"]
+    clinical["evidence"] = [
+        {"detail": [{"reference": "Observation/variant-smn1-001"}, {"reference": "Observation/variant-smn2-001"}]}
+    ]
+    packet = translate(bundle)
+    (solved,) = [i for i in packet.phenopacket["interpretations"] if i["progressStatus"] == "SOLVED"]
+    status = {
+        g["variantInterpretation"]["variationDescriptor"]["geneContext"]["symbol"]: g["interpretationStatus"]
+        for g in solved["diagnosis"]["genomicInterpretations"]
+    }
+    assert status["SMN2"] != "CAUSATIVE"  # a gene copy count names no change: a modifier, not the cause
+
+
+def test_mii_vital_status_observation_sets_the_vital_status_when_the_patient_is_silent():
+    """The MII Person module records life or death as an Observation (LOINC 67162-8); profile data maps it."""
+    bundle = as_collection(read_fhir("mii-testdata/Bundle-mii-exa-test-data-bundle-pat-5.json"))
+    for entry in bundle["entry"]:
+        if entry["resource"]["resourceType"] == "Patient":
+            for name in [k for k in entry["resource"] if k.startswith("deceased")]:
+                del entry["resource"][name]
+    packet = translate(bundle)
+    observed = [
+        e["resource"]
+        for e in bundle["entry"]
+        if e["resource"]["resourceType"] == "Observation" and e["resource"]["code"]["coding"][0]["code"] == "67162-8"
+    ]
+    expected = {"L": "ALIVE", "T": "DECEASED"}[observed[-1]["valueCodeableConcept"]["coding"][0]["code"]]
+    assert packet.phenopacket["subject"]["vitalStatus"] == {"status": expected}

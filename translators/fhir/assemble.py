@@ -16,6 +16,7 @@ from translators.fhir import actions, patient, specimens
 from translators.fhir.common import IdFunctions, codings, reference_of, rfc3339
 from translators.fhir.conditions import Conditions
 from translators.fhir.context import BundleSource, PatientContext
+from translators.fhir.family import FamilyHistory
 from translators.fhir.measurements import Measurements
 from translators.fhir.phenotypes import Phenotypes
 from translators.fhir.references import ACCEPTED_BUNDLE_TYPES, BundleIndex
@@ -24,7 +25,9 @@ from translators.fhir.variants import Variants
 SCHEMA_VERSION = "2.0.2"
 SKIPPED_STATUSES = frozenset({"entered-in-error", "cancelled"})
 MEDICATION_TYPES = ("MedicationStatement", "MedicationRequest", "MedicationAdministration")
-HANDLED_TYPES = frozenset({"Observation", "Condition", "Specimen", "Procedure", *MEDICATION_TYPES})
+HANDLED_TYPES = frozenset(
+    {"Observation", "Condition", "Specimen", "Procedure", "FamilyMemberHistory", *MEDICATION_TYPES}
+)
 # Resources that only serve others inside the bundle (no target of their own, no warning).
 SUPPORTING_TYPES = frozenset({"Medication"})
 
@@ -35,6 +38,7 @@ class PatientTranslation:
     phenopacket: dict
     issues: list[Issue]
     entry_indexes: list[int]  # bundle entries that went into it (patient first)
+    family: dict | None = None  # a Phenopacket Family around this phenopacket (FamilyMemberHistory)
 
 
 @dataclass
@@ -56,6 +60,8 @@ class PatientBuilder:
         self.conditions = Conditions(ctx, self.phenotypes)
         self.variants = Variants(ctx)
         self.measurements = Measurements(ctx)
+        self.family_history = FamilyHistory(ctx)
+        self.vital_statuses: list[tuple[str, str] | None] = []  # (date, status) from vital-status Observations
 
     @property
     def subject_id(self) -> str | None:
@@ -80,6 +86,8 @@ class PatientBuilder:
         medical_actions = [actions.procedure(ctx, i, resource) for i, resource in self.pending["Procedure"]]
         for rtype in MEDICATION_TYPES:
             medical_actions += [actions.medication(ctx, i, resource) for i, resource in self.pending[rtype]]
+        for i, resource in self.pending["FamilyMemberHistory"]:
+            self.family_history.member(i, resource)
         packet: dict = {"id": ctx.derived_id("phenopacket"), "subject": self.subject()}
         if self.phenotypes.features:
             packet["phenotypicFeatures"] = self.phenotypes.features
@@ -99,7 +107,8 @@ class PatientBuilder:
         source = ctx.source
         entries = [ctx.index, *sorted({source.entry_of(i) for i in (*self.entries[1:], *ctx.consumed)} - {ctx.index})]
         assert ctx.subject_id is not None  # builders without a subject are never finished
-        return PatientTranslation(ctx.subject_id, packet, ctx.issues, entries)
+        family = self.family_history.family(packet)
+        return PatientTranslation(ctx.subject_id, packet, ctx.issues, entries, family)
 
     def subject(self) -> dict:
         """The Individual, completed with what the other resources tell: last encounter, cause of death."""
@@ -109,6 +118,7 @@ class PatientBuilder:
         if last:
             subject["timeAtLastEncounter"] = last
         subject.update((k, v) for k, v in self.individual.items() if k != "id")
+        patient.apply_vital_statuses(self.ctx, subject, [v for v in self.vital_statuses if v])
         cause = self.conditions.cause_of_death
         if cause is not None:
             vital = subject.setdefault("vitalStatus", {"status": "DECEASED"})
@@ -130,7 +140,7 @@ class PatientBuilder:
 
     def observation(self, i: int, obs: dict) -> bool:
         """Route one Observation to its family; True when it is a diagnostic implication (handled last)."""
-        ctx, base = self.ctx, f"/entry/{i}/resource"
+        ctx, base = self.ctx, self.ctx.source.pointer(i)
         status = obs.get("status")
         if status in SKIPPED_STATUSES:
             ctx.note("unmapped-element", f"Observation with status {status!r} skipped", base + "/status")
@@ -145,6 +155,9 @@ class PatientBuilder:
                 ctx.profile.diagnostic_implication_codes
             ):
                 return True
+        if curies & ctx.profile.vital_status_observation_codes:
+            self.vital_statuses.append(patient.vital_status_observation(ctx, i, obs))
+            return False
         if self.phenotypes.phenotype_coding(code) is None and self.measurements.observation(i, obs):
             return False
         self.phenotypes.observation(i, obs)

@@ -163,3 +163,36 @@ def time_at_last_encounter(ctx: PatientContext, resources: list[dict]) -> dict |
         )
         return None
     return age_element(whole_years(ctx.birth, max(dates)))
+
+
+def vital_status_observation(ctx: PatientContext, i: int, obs: dict) -> tuple[str, str] | None:
+    """(effective date, VitalStatus.Status) of a vital-status Observation (profile data), or None."""
+    base = ctx.source.pointer(i)
+    value = obs.get("valueCodeableConcept")
+    codings = value.get("coding") if isinstance(value, dict) else None
+    for coding in codings if isinstance(codings, list) else ():
+        if isinstance(coding, dict):
+            status = ctx.profile.vital_status_values.get(f"{coding.get('system')}|{coding.get('code')}")
+            if status:
+                ctx.consumed.add(i)
+                when = obs.get("effectiveDateTime")
+                return (when if isinstance(when, str) else ""), status
+    ctx.warn("unmapped-code", "vital status value not in the profile's list", base + "/valueCodeableConcept")
+    return None
+
+
+def apply_vital_statuses(ctx: PatientContext, subject: dict, observed: list[tuple[str, str]]) -> None:
+    """Patient.deceased[x] wins; without it the latest vital-status Observation sets the status.
+    An Observation that says otherwise than the Patient is a warning."""
+    if not observed:
+        return
+    latest = max(observed)[1]
+    given = subject.get("vitalStatus", {}).get("status")
+    if given is None:
+        subject["vitalStatus"] = {"status": latest}
+    elif latest not in (given, "UNKNOWN_STATUS"):
+        ctx.warn(
+            "conflict",
+            f"the latest vital-status Observation says {latest}, the Patient {given}: the Patient's is kept",
+            f"/entry/{ctx.index}/resource",
+        )

@@ -65,6 +65,26 @@ class Variant:
     linked: bool = False
 
 
+def interpretation_status(verification: str, variant: Variant) -> str:
+    """How a variant cited by a Condition stands to its diagnosis.
+
+    Only a described change (HGVS, SPDI or a VCF record) that is not classified benign or uncertain is
+    CAUSATIVE for a confirmed diagnosis; a gene-level finding without a change (a copy count of a
+    phenotype modifier such as SMN2) or a variant of uncertain significance is a CANDIDATE, a benign
+    one is REJECTED. A refuted diagnosis rejects its variants; any other stays CANDIDATE.
+    """
+    if verification == "refuted":
+        return "REJECTED"
+    if verification != "confirmed":
+        return "CANDIDATE"
+    if variant.acmg in ("BENIGN", "LIKELY_BENIGN"):
+        return "REJECTED"
+    described = "expressions" in variant.descriptor or "vcfRecord" in variant.descriptor
+    if not described or variant.acmg == "UNCERTAIN_SIGNIFICANCE":
+        return "CANDIDATE"
+    return "CAUSATIVE"
+
+
 class Components:
     """The components of one variant Observation by LOINC code (the first of each code counts)."""
 
@@ -347,10 +367,11 @@ class Variants:
             found = [self.found[t] for t in link.variants if t in self.found]
             if not found and link.verification not in UNCONFIRMED:
                 continue
-            status = {"confirmed": "CAUSATIVE", "refuted": "REJECTED"}.get(link.verification, "CANDIDATE")
             diagnosis: dict = {"disease": link.term}
             if found:
-                diagnosis["genomicInterpretations"] = [self.genomic(v, status) for v in found]
+                diagnosis["genomicInterpretations"] = [
+                    self.genomic(v, interpretation_status(link.verification, v)) for v in found
+                ]
             out.append(
                 {
                     "id": ctx.derived_id("interpretation", ctx.source.entry_key(link.condition)),
