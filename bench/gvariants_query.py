@@ -67,7 +67,8 @@ def timed(fn, repeat: int) -> float:
 
 
 def in_process(data_dir: Path, rows) -> None:
-    from gateway.beacon.engine import QueryContext, answer
+    from gateway.beacon.context import QueryContext
+    from gateway.beacon.engine import answer
     from gateway.beacon.g_variants import G_VARIANTS
     from gateway.beacon.request import parse_post
     from gateway.beacon.validation import validate_response
@@ -141,21 +142,22 @@ def in_process(data_dir: Path, rows) -> None:
 WSGI = """
 import json, os
 from gateway.beacon.g_variants import parse_parameters
-from gateway.beacon.registry import EntryType, register_entry_type
+from gateway.beacon.entry_types import BEACON_ENTRY_TYPES
+from gateway.beacon.registry import EntryType
 from gateway.beacon.response import EntryAnswer
 
-# Registered before the app is built, so the router serves it like any entry type (benchmark only).
-register_entry_type(EntryType(
+# Given to the app with the built-in ones, so the router serves it like any entry type (benchmark only).
+EMPTY_ENTRY = EntryType(
     id="benchEmpty", path="_empty_entry", name="Empty", description="benchmark: finds nothing",
     schema_id="bench-empty-v0", default_schema="", ontology_term={"id": "SO:0000735", "label": "x"},
     parameter_group="g_variant", parse_parameters=parse_parameters,
     handler=lambda ctx, request, granularity, datasets, record_id=None: EntryAnswer(exists=False, total=0),
-))
+)
 
 def app():
     from app import create_app
     from gateway.api.render import json_response
-    from gateway.security.http import current_caller, security
+    from gateway.api.hooks import current_caller, security
 
     security_settings = {"budget": {"anonymous": 10**9}}
     if os.environ.get("BENCH_REDIS"):
@@ -165,7 +167,7 @@ def app():
         "node": {"id": "org.example.bench", "base_url": "http://127.0.0.1"},
         "datasets": [{"id": "bench", "security_level": "PUBLIC", "policy": {"profile": "open"}}],
         "security": security_settings,
-    })
+    }, entry_types=BEACON_ENTRY_TYPES.adding(EMPTY_ENTRY))
 
     def empty():
         allowed = security().budget.charge(current_caller())  # the same budget the Beacon guard charges

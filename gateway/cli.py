@@ -11,10 +11,16 @@ import json
 import sys
 from collections.abc import Iterable, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from gateway.config import ConfigError, load_config
+from gateway.config import Config, ConfigError, load_config
+from gateway.errors import BadInput
+from gateway.ids import check_dataset_id
 from gateway.issues import Issue, Report
 from gateway.jsonio import JSONInputError, loads_strict
+
+if TYPE_CHECKING:
+    from gateway.api.context import Services
 
 EXIT_OK, EXIT_REJECTED, EXIT_USAGE = 0, 1, 2
 
@@ -34,11 +40,11 @@ def _read_json(path: str, max_depth: int) -> dict | list:
     return loads_strict(data, max_depth=max_depth, require_object=False)
 
 
-def _open_store(cfg):
-    from gateway.store.metadata import MetadataStore
+def _services(cfg: Config) -> Services:
+    """The node's services, wired exactly as `gateway serve` wires them (app.build_services)."""
+    from app import build_services
 
-    cfg.data_dir.mkdir(parents=True, exist_ok=True)
-    return MetadataStore.open(cfg.resolved_database_url, migrate=True)
+    return build_services(cfg)
 
 
 # --- serve -------------------------------------------------------------------------------
@@ -92,16 +98,16 @@ def cmd_convert_fhir(args: argparse.Namespace) -> int:
     from gateway.services.ingest import process_fhir
 
     cfg = load_config()
+    dataset = check_dataset_id(args.dataset or cfg.default_dataset)
     key = secret_key(cfg)
-    packets, rejected = [], False
+    packets: list[dict] = []
+    rejected = False
     for path, doc, issue in _fhir_documents(args.files, cfg.max_json_depth):
         if issue:
             _print_issues(path, [issue])
             rejected = True
             continue
-        outcome = process_fhir(
-            doc, key=key, dataset_id=args.dataset or cfg.default_dataset, profile=args.profile or cfg.profile
-        )
+        outcome = process_fhir(doc, key=key, dataset_id=dataset, profile=args.profile or cfg.profile)
         _print_issues(path, outcome.report)
         if not outcome.report.ok:
             rejected = True
@@ -125,12 +131,12 @@ def _ingest_summary(path: str, outcome, saved: list) -> str:
 
 
 def cmd_ingest_fhir(args: argparse.Namespace) -> int:
-    from gateway.security.keys import secret_key
     from gateway.services.ingest import ingest_fhir
 
     cfg = load_config()
-    key, store = secret_key(cfg), _open_store(cfg)
-    dataset = args.dataset or cfg.default_dataset
+    dataset = check_dataset_id(args.dataset or cfg.default_dataset)  # before the key or the store is written
+    services = _services(cfg)
+    key, store = services.key, services.store
     rejected = False
     for path, doc, issue in _fhir_documents(args.files, cfg.max_json_depth):
         if issue:
@@ -155,13 +161,14 @@ def cmd_ingest_fhir(args: argparse.Namespace) -> int:
 
 
 def cmd_ingest_phenopacket(args: argparse.Namespace) -> int:
-    from gateway.security.keys import secret_key
     from gateway.services.ingest import ingest_phenopackets
 
     cfg = load_config()
-    key, store = secret_key(cfg), _open_store(cfg)
-    dataset = args.dataset or cfg.default_dataset
-    docs, rejected = [], False
+    dataset = check_dataset_id(args.dataset or cfg.default_dataset)
+    services = _services(cfg)
+    key, store = services.key, services.store
+    docs: list[tuple[str, dict]] = []
+    rejected = False
     for path, doc, issue in _fhir_documents(args.files, cfg.max_json_depth):
         if issue:
             _print_issues(path, [issue])
@@ -208,6 +215,7 @@ def cmd_ingest_vcf(args: argparse.Namespace) -> int:
     from gateway.services.genomic import run_vcf_ingest
 
     cfg = load_config()
+    check_dataset_id(args.dataset)
     try:
         sample_map = _read_sample_map(args.sample_map)
     except (OSError, ValueError) as exc:
@@ -268,6 +276,9 @@ def build_parser() -> argparse.ArgumentParser:
     cfhir.add_argument("--profile")
     cfhir.add_argument("--dataset", help="namespace of the phenopacket ids (default: the node's default dataset)")
     cfhir.set_defaults(func=cmd_convert_fhir)
+    from gateway.export_cli import add_export_parsers
+
+    add_export_parsers(convert)  # convert phenopacket / beacon-response --to fhir
 
     from gateway.conformance.cli import add_verify_parser
     from gateway.validation.cli import add_validate_parser
@@ -276,7 +287,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_verify_parser(sub)
     from gateway.security.cli import add_security_parsers
 
-    add_security_parsers(sub)  # keys rotate, erase, audit verify / export
+    add_security_parsers(sub, _services)  # keys rotate, erase, audit verify / export: the same wiring
     return parser
 
 
@@ -290,6 +301,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return status
     except ConfigError as exc:
         _err(f"configuration error: {exc}")
+        return EXIT_USAGE
+    except BadInput as exc:  # e.g. a malformed dataset id: refused before anything was written
+        _err(exc.message)
         return EXIT_USAGE
     except KeyboardInterrupt:
         _err("interrupted; nothing half-written was kept")

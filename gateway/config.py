@@ -26,11 +26,23 @@ from typing import Any
 
 import yaml
 
+from gateway.errors import GatewayError
+from gateway.ids import InvalidDatasetId, check_dataset_id
+
 ENV_PREFIX = "GATEWAY_"
 
 
-class ConfigError(ValueError):
+class ConfigError(GatewayError, ValueError):
     """The configuration file or an override is unusable."""
+
+    code = "configuration"
+
+
+def _dataset_id(value: Any, where: str) -> str:
+    try:
+        return check_dataset_id(value)
+    except InvalidDatasetId as exc:
+        raise ConfigError(f"{where}: {exc.message}") from exc
 
 
 @dataclass(frozen=True)
@@ -74,7 +86,11 @@ class Config:
     max_json_depth: int = 64
     log_level: str = "INFO"
     testing: bool = False
-    extra: Mapping[str, Any] = field(default_factory=dict)  # sections later rooms own (peers, issuers…)
+    # Sections other rooms read, kept as given and checked by their owners at start-up:
+    security: Mapping[str, Any] = field(default_factory=dict)  # gateway.security.service
+    network: Mapping[str, Any] | str | None = None  # peers, or the path of a peers file (gateway.network.peers)
+    default_data_use_conditions: tuple[str, ...] = ()  # DUO terms of datasets that declare none
+    demo: bool = False  # `gateway serve --demo`: the synthetic cohort is a served dataset
 
     @property
     def resolved_database_url(self) -> str:
@@ -118,7 +134,7 @@ def _dataset_from(raw: Mapping[str, Any]) -> DatasetConfig:
     if level not in {"PUBLIC", "REGISTERED", "CONTROLLED"}:
         raise ConfigError(f"dataset {raw['id']}: security_level must be PUBLIC, REGISTERED or CONTROLLED")
     return DatasetConfig(
-        id=str(raw["id"]),
+        id=_dataset_id(raw["id"], "datasets"),
         name=str(raw.get("name", raw["id"])),
         description=str(raw.get("description", "")),
         security_level=level,
@@ -130,7 +146,7 @@ def _dataset_from(raw: Mapping[str, Any]) -> DatasetConfig:
 def config_from_mapping(raw: Mapping[str, Any]) -> Config:
     """Build a Config from a parsed YAML document (or a plain dict in tests)."""
     values: dict[str, Any] = {}
-    extra: dict[str, Any] = {}
+    unknown: list[str] = []
     for key, value in raw.items():
         if key in _SIMPLE_KEYS:
             name, convert = _SIMPLE_KEYS[key]
@@ -141,11 +157,22 @@ def config_from_mapping(raw: Mapping[str, Any]) -> Config:
             values["datasets"] = tuple(d if isinstance(d, DatasetConfig) else _dataset_from(d) for d in (value or ()))
         elif key == "operator_tokens":
             values["operator_tokens"] = tuple(str(t) for t in (value or ()))
-        elif key == "testing":
-            values["testing"] = bool(value)
+        elif key in ("testing", "demo"):
+            values[key] = bool(value)
+        elif key == "security":
+            if not isinstance(value or {}, Mapping):
+                raise ConfigError("security: expected a mapping")
+            values["security"] = dict(value or {})
+        elif key == "network":
+            values["network"] = value or None
+        elif key == "default_data_use_conditions":
+            values["default_data_use_conditions"] = tuple(str(c) for c in (value or ()))
         else:
-            extra[key] = value  # owned by other rooms (security issuers, network peers, …)
-    values["extra"] = extra
+            unknown.append(str(key))
+    if unknown:
+        raise ConfigError(f"unknown configuration key(s): {', '.join(sorted(unknown))}")
+    if "default_dataset" in values:
+        _dataset_id(values["default_dataset"], "default_dataset")
     return Config(**values)
 
 
@@ -166,6 +193,8 @@ def _apply_env(cfg: Config, env: Mapping[str, str]) -> Config:
     }
     if node_changes:
         changes["node"] = replace(cfg.node, **node_changes)
+    if "default_dataset" in changes:
+        _dataset_id(changes["default_dataset"], f"{ENV_PREFIX}DEFAULT_DATASET")
     return replace(cfg, **changes) if changes else cfg
 
 
@@ -192,6 +221,4 @@ def load_config(overrides: Mapping[str, Any] | None = None, env: Mapping[str, st
 
 
 def _as_mapping(cfg: Config) -> dict[str, Any]:
-    out = {f.name: getattr(cfg, f.name) for f in fields(cfg) if f.name != "extra"}
-    out.update(cfg.extra)
-    return out
+    return {f.name: getattr(cfg, f.name) for f in fields(cfg)}

@@ -10,12 +10,15 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from gateway.errors import BadInput
 from gateway.issues import Issue
 
 
-class JSONInputError(ValueError):
+class JSONInputError(BadInput, ValueError):
+    """Unreadable JSON from outside: one issue with line and column."""
+
     def __init__(self, issue: Issue):
-        super().__init__(issue.message)
+        super().__init__(issue.message, issues=(issue,))
         self.issue = issue
 
 
@@ -23,18 +26,18 @@ def _no_constants(name: str) -> Any:
     raise _Reject("json-nan", f"{name} is not a JSON number")
 
 
-class _Reject(Exception):
+class _Reject(BadInput):
+    """Raised inside the decoder's hooks; becomes one JSONInputError with line and column."""
+
     def __init__(self, code: str, message: str):
-        super().__init__(message)
-        self.code = code
-        self.message = message
+        super().__init__(message, code=code)
 
 
 def _pairs(pairs: list[tuple[str, Any]]) -> dict:
     out = dict(pairs)
     if len(out) != len(pairs):
         seen: set[str] = set()
-        dup = next(k for k, _ in pairs if k in seen or seen.add(k))
+        dup = next(k for k, _ in pairs if k in seen or seen.add(k))  # type: ignore[func-returns-value]
         raise _Reject("json-duplicate-key", f"duplicate key {dup!r} in an object")
     return out
 

@@ -8,6 +8,8 @@ only reads them:
 - `load_registry()`  -> CodeSystemRegistry: FHIR system URI <-> CURIE prefix, metaData resources
 - `load_profile(name)`, `profile_names()`, `detect_profile(bundle)`: national / generic profiles
 - `load_tables()`    -> Tables: gender -> sex, LOINC answer lists, specimen types, RefSeq chromosomes
+- `load_reverse_tables()`, `load_export_profile(name)`: the same tables read backwards, and what the
+  phenopacket -> FHIR direction writes per profile
 - `load_table(name)` -> one table as plain data, e.g. `load_table("variants/chromosomes")`
 
 YAML is read with a loader that rejects duplicate keys, so a table cannot silently lose a row.
@@ -83,6 +85,12 @@ class CodeSystem:
     iri_prefix: str
     uris: tuple[str, ...]
     local_id: re.Pattern
+    curie_in_fhir: bool = False  # FHIR codes of this system carry the prefix (HP:0001250)
+
+    def fhir_code(self, curie: str) -> str:
+        """The code a FHIR coding of this system carries for `curie` (reverse of `curie_in`)."""
+        local = curie.split(":", 1)[1] if ":" in curie else curie
+        return f"{self.prefix}:{local}" if self.curie_in_fhir else local
 
     def resource(self, version: str | None = None) -> dict:
         """The Phenopacket `metaData.resources` entry (protobuf JSON names)."""
@@ -165,6 +173,7 @@ def load_registry() -> CodeSystemRegistry:
             iri_prefix=entry["iri_prefix"],
             uris=tuple(entry["uris"]),
             local_id=re.compile(entry["local_id"]),
+            curie_in_fhir=entry.get("fhir_code") == "curie",
         )
     return CodeSystemRegistry(systems)
 
@@ -387,6 +396,105 @@ def load_table(name: str) -> dict:
 def mapping_files() -> list[Path]:
     """Every YAML file under mappings/ (for the tests that walk them all)."""
     return sorted(MAPPINGS_DIR.rglob("*.yaml"))
+
+
+# --- the reverse direction (phenopacket -> FHIR) ------------------------------------------------
+
+
+def invert(table: dict, preferred: dict | None, where: str) -> dict:
+    """`table` read backwards (target -> key). Two keys sharing a target need a `preferred` choice."""
+    preferred = preferred or {}
+    out: dict = {}
+    for key, target in table.items():
+        target = target["id"] if isinstance(target, dict) else target
+        if target in out and target not in preferred:
+            raise ValueError(f"{where}: {out[target]!r} and {key!r} both map to {target!r}; add a reverse entry")
+        out.setdefault(target, key)
+    for target, key in preferred.items():
+        if key not in table:
+            raise ValueError(f"{where}: reverse entry {key!r} is not a key of the table")
+        out[target] = key
+    return out
+
+
+@dataclass(frozen=True)
+class ReverseTables:
+    sex_to_gender: dict[str, str]
+    answers: dict[str, dict]  # section -> {target (CURIE id, enum name or keyword) -> answer CURIE}
+    assembly_aliases: dict[str, str]  # hg38 -> GRCh38
+    sampled_tissue: dict[str, str]  # UBERON id -> "<system URI>|<code>"
+    chromosomes: dict[tuple[str, str], str]  # (assembly, name: "2", "X", "MT" or "M") -> versioned NC_ accession
+    chromosome_names: dict[str, str]  # NC_ accession without version -> name (the forward table)
+
+
+@cache
+def load_reverse_tables() -> ReverseTables:
+    sex = load_yaml(MAPPINGS_DIR / "sex.yaml")
+    answers = load_yaml(MAPPINGS_DIR / "loinc_answers.yaml")
+    specimens = load_yaml(MAPPINGS_DIR / "specimen_types.yaml")
+    tables = load_tables()
+    chromosome_table = load_table("variants/chromosomes")
+    ucsc = chromosome_table["ucsc_names"]
+    accessions = {}
+    for assembly, chroms in chromosome_table["assemblies"].items():
+        for chrom, (accession, _) in chroms.items():
+            accessions[(assembly, chrom)] = accessions[(assembly, ucsc.get(chrom, chrom))] = accession
+    return ReverseTables(
+        sex_to_gender=invert(sex["administrative_gender"], None, "sex.yaml"),
+        answers={
+            section: invert(body["answers"], body.get("reverse"), f"loinc_answers.yaml {section}")
+            for section, body in answers.items()
+        },
+        assembly_aliases=dict(answers["genome_assembly"].get("aliases") or {}),
+        sampled_tissue=invert(specimens["sampled_tissue"], specimens.get("reverse"), "specimen_types.yaml"),
+        chromosomes=accessions,
+        chromosome_names=dict(tables.chromosomes),
+    )
+
+
+@dataclass(frozen=True)
+class ExportProfile:
+    """What the phenopacket -> FHIR direction writes for one profile (the `export` key of its file)."""
+
+    name: str
+    meta_profiles: dict[str, tuple[str, ...]]
+    phenotype_presence: str  # "value" | "component"
+    system_uris: dict[str, str]  # CURIE prefix -> system URI written
+    sex_extension: dict | None  # {url, system, codes: {Sex: code}} or None
+    variant_code: str  # "PREFIX:code": first of variant_observation_codes
+    implication_code: str  # "<system URI>|<code>": first of diagnostic_implication_codes
+    presence_component: str  # "PREFIX:code": first of presence_component_codes
+    severity_component: str  # "PREFIX:code": first of severity_component_codes
+    profile: Profile
+
+    def system_uri(self, system: CodeSystem) -> str:
+        return self.system_uris.get(system.prefix) or system.uris[0]
+
+
+@cache
+def load_export_profile(name: str) -> ExportProfile:
+    raw = _raw_profile(name)
+    export = raw.get("export") or {}
+    presence = export.get("phenotype_presence", "value")
+    if presence not in ("value", "component"):
+        raise ValueError(f"profile {name}: phenotype_presence must be value or component, not {presence!r}")
+    sex_extension = None
+    for ext in raw.get("sex_extensions") or []:
+        if ext.get("reverse"):
+            sex_extension = {"url": ext["url"], "system": ext["system"], "codes": dict(ext["reverse"])}
+            break
+    return ExportProfile(
+        name=name,
+        meta_profiles={k: tuple(v) for k, v in (export.get("meta_profiles") or {}).items()},
+        phenotype_presence=presence,
+        system_uris=dict(export.get("system_uris") or {}),
+        sex_extension=sex_extension,
+        variant_code=raw["variant_observation_codes"][0],
+        implication_code=raw["diagnostic_implication_codes"][0],
+        presence_component=raw["presence_component_codes"][0],
+        severity_component=raw["severity_component_codes"][0],
+        profile=load_profile(name),
+    )
 
 
 def data_tables() -> list[Path]:

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from flask import Blueprint, g
 
-from gateway.api.auth import Unauthorised, require_operator
+from gateway.api.auth import require_operator
 from gateway.api.context import services
+from gateway.api.hooks import audit_notes, security
 from gateway.api.render import json_response, problem
 from gateway.security.erasure import erase_dataset, erase_subject
-from gateway.security.http import audit_notes, security
 
 _ID_MAX = 255
 
@@ -28,10 +28,6 @@ def _erasure_context(endpoint: str) -> dict:
 
 def admin_blueprint() -> Blueprint:
     bp = Blueprint("admin", __name__, url_prefix="/admin")
-
-    @bp.errorhandler(Unauthorised)
-    def unauthorised(exc: Unauthorised):
-        return problem(exc.status, exc.message)
 
     @bp.delete("/subjects/<subject_id>")
     @require_operator

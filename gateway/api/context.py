@@ -1,22 +1,25 @@
 """The per-application services every blueprint reaches through `services()`.
 
-`create_app` builds one `Services` and keeps it in `app.extensions["gateway"]`;
-no module-level mutable state, so several apps (tests, a network node and its
-peers) can live in one process.
+`create_app` (the one composition root) builds one `Services` and keeps it in
+`app.extensions["gateway"]`; no module-level mutable state, so several apps (tests, a
+network node and its peers) can live in one process.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from flask import current_app
 
 from gateway.config import Config
 
 if TYPE_CHECKING:
+    from gateway.beacon.context import TestModeData
+    from gateway.network.service import Network
+    from gateway.security.service import Security
     from gateway.store.metadata import MetadataStore
-    from gateway.variants.store import VariantStore
+    from gateway.variants.protocol import VariantStore
 
 
 @dataclass
@@ -25,9 +28,12 @@ class Services:
     key: bytes  # pseudonymisation key
     operator_tokens: tuple[str, ...]
     store: MetadataStore
+    security: Security  # tokens, budget, audit log, CORS (gateway.security.service)
     variants: VariantStore | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
+    test_data: TestModeData | None = None  # what answers Beacon testMode requests (gateway.demo)
+    network: Network | None = None  # network mode only
+    beacon_cache: dict[str, Any] = field(default_factory=dict)  # per-application caches of the Beacon engine
 
 
 def services() -> Services:
-    return current_app.extensions["gateway"]
+    return cast("Services", current_app.extensions["gateway"])

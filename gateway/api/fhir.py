@@ -11,7 +11,7 @@ from datetime import UTC, datetime
 from flask import Blueprint, Response, request
 
 import mappings
-from gateway.api.auth import Unauthorised, require_operator
+from gateway.api.auth import require_operator
 from gateway.api.context import services
 from gateway.api.render import json_response
 from gateway.issues import Issue, to_operation_outcome
@@ -132,26 +132,17 @@ def _validate_parameters(parameters: dict) -> tuple[dict, str]:
         for n, p in enumerate(listed if isinstance(listed, list) else ())
         if isinstance(p, dict) and p.get("name") == "resource"
     ]
-    if len(found) != 1 or not isinstance(found[0][0], dict):
+    resource = found[0][0] if len(found) == 1 else None
+    if not isinstance(resource, dict):
         message = "a $validate Parameters must carry exactly one parameter 'resource' with the resource to validate"
         raise JSONInputError(Issue.error("not-fhir", message, "/parameter"))
-    return found[0]
+    return resource, found[0][1]
 
 
 def fhir_blueprint() -> Blueprint:
     bp = Blueprint("fhir", __name__, url_prefix="/fhir")
 
-    @bp.errorhandler(JSONInputError)
-    def bad_json(exc: JSONInputError):
-        return outcome_response([exc.issue], 400)
-
-    @bp.errorhandler(Unauthorised)
-    def unauthorised(exc: Unauthorised):
-        issue = Issue.error("login" if exc.status == 401 else "forbidden", exc.message)
-        resp = outcome_response([issue], exc.status)
-        if exc.status == 401:
-            resp.headers["WWW-Authenticate"] = 'Bearer realm="gateway"'
-        return resp
+    # Errors (unreadable JSON, credentials, a malformed dataset id) become OperationOutcomes in gateway.api.errors.
 
     @bp.get("/metadata")
     def metadata():

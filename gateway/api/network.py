@@ -14,7 +14,7 @@ from collections.abc import Mapping
 
 from flask import Blueprint, Flask, request
 
-from gateway.api.auth import Unauthorised, require_operator
+from gateway.api.auth import require_operator
 from gateway.api.render import json_response
 from gateway.beacon.request import API_VERSION
 from gateway.beacon.response import build_error
@@ -49,10 +49,6 @@ def build_network(app: Flask, source, node: NodeInfo) -> Network:
 def network_blueprint(network: Network) -> Blueprint:
     bp = Blueprint("network", __name__)
     node = network.node
-
-    @bp.errorhandler(Unauthorised)
-    def unauthorised(exc: Unauthorised):
-        return json_response(build_error(node, [Issue.error("unauthorised", exc.message)], exc.status), exc.status)
 
     @bp.get("/")
     @bp.get("/info")

@@ -1,5 +1,8 @@
 """Phenopacket export and direct load: /phenopackets.
 
+GET /phenopackets/{id} with `Accept: application/fhir+json` returns the phenopacket as a validated FHIR R4
+collection Bundle in the node profile's flavour (same authorisation as the JSON form).
+
 Phenopackets are individual-level data, so reading them is an operator's act
 until the security layer grants it to CONTROLLED callers per dataset.
 """
@@ -8,10 +11,13 @@ from __future__ import annotations
 
 from flask import Blueprint, request, url_for
 
-from gateway.api.auth import Unauthorised, require_operator
+from gateway.api.auth import require_operator
 from gateway.api.context import services
+from gateway.api.fhir_export import FHIR_JSON, export_response
 from gateway.api.render import json_response, problem
-from gateway.jsonio import JSONInputError, loads_strict
+from gateway.errors import BadInput
+from gateway.jsonio import loads_strict
+from gateway.services.fhir_export import export_phenopacket
 from gateway.services.ingest import ingest_phenopackets
 
 MAX_PAGE = 1000
@@ -22,24 +28,12 @@ def _int_arg(name: str, default: int, low: int, high: int) -> int:
     if raw is None:
         return default
     if not raw.isdigit() or not low <= int(raw) <= high:
-        raise ValueError(f"query parameter {name!r} must be an integer from {low} to {high}")
+        raise BadInput(f"query parameter {name!r} must be an integer from {low} to {high}")
     return int(raw)
 
 
 def phenopackets_blueprint() -> Blueprint:
     bp = Blueprint("phenopackets", __name__, url_prefix="/phenopackets")
-
-    @bp.errorhandler(JSONInputError)
-    def bad_json(exc: JSONInputError):
-        return problem(400, exc.issue.message, [exc.issue])
-
-    @bp.errorhandler(Unauthorised)
-    def unauthorised(exc: Unauthorised):
-        return problem(exc.status, exc.message)
-
-    @bp.errorhandler(ValueError)
-    def bad_parameter(exc: ValueError):
-        return problem(400, str(exc))
 
     @bp.get("")
     @require_operator
@@ -64,6 +58,8 @@ def phenopackets_blueprint() -> Blueprint:
         stored = services().store.get_phenopacket(packet_id)
         if stored is None:
             return problem(404, f"no phenopacket with id {packet_id!r}")
+        if request.accept_mimetypes.best_match(["application/json", FHIR_JSON]) == FHIR_JSON:
+            return export_response(export_phenopacket(stored.document, profile=services().config.profile))
         return json_response(stored.document)
 
     @bp.post("")

@@ -1,8 +1,8 @@
 """The `analyses` and `runs` entry types, derived from what each VCF ingest recorded.
 
-An ingest writes one immutable version of a dataset (gateway/variants/layout.py) whose `meta`
-table holds the assembly, the creation time and the record counts, and whose `samples` table
-holds each VCF sample with its linked individual and biosample. Each sample of the live version
+An ingest writes one immutable version of a dataset; the variant store's `dataset_samples` gives
+its assembly, creation time and record count, and each VCF sample with its linked individual and
+biosample. Each sample of the live version
 is one run (the sequencing that produced its genotypes) and one analysis (the variant calls
 ingested from the VCF).
 
@@ -13,15 +13,16 @@ dates are the ingest date. Ids are keyed derivations of (dataset, sample): sampl
 
 from __future__ import annotations
 
-import sqlite3
 from dataclasses import dataclass
+from typing import Any
 
-from gateway.beacon.engine import cache_of
+from gateway.beacon.context import QueryContext
 from gateway.beacon.individuals import check_record_id, no_parameters
-from gateway.beacon.registry import EntryType, register_entry_type
+from gateway.beacon.registry import EntryType
+from gateway.beacon.request import BeaconRequest
 from gateway.beacon.response import EntryAnswer, ResultSet
+from gateway.security.policy import Granularity
 from gateway.security.pseudonym import derived_id
-from gateway.variants.layout import current_version, dataset_dir
 
 PIPELINE = "gateway VCF ingest"
 
@@ -39,50 +40,34 @@ class SampleRun:
     records: int
 
 
-def _version_samples(ctx, dataset_id: str) -> tuple[SampleRun, ...]:
+def _version_samples(ctx: QueryContext, dataset_id: str) -> tuple[SampleRun, ...]:
     """The runs of a dataset's live version (cached per version: versions are immutable)."""
-    data_dir = getattr(ctx.variants, "data_dir", None)
-    if data_dir is None:
+    if ctx.variants is None:
         return ()
-    try:
-        ds_dir = dataset_dir(data_dir, dataset_id)
-    except ValueError:
+    held = ctx.variants.dataset_samples(dataset_id)
+    if held is None:
         return ()
-    version = current_version(ds_dir)
-    if version is None:
-        return ()
-    cache = cache_of(ctx).setdefault("runs", {})
-    key = (dataset_id, version)
+    cache = ctx.cache.setdefault("runs", {})
+    key = (dataset_id, held.version)
     if key in cache:
         return cache[key]
-    try:
-        conn = sqlite3.connect(f"file:{ds_dir / version}?mode=ro&immutable=1", uri=True)
-    except sqlite3.OperationalError:
-        return ()
-    try:
-        meta = dict(conn.execute("SELECT key, value FROM meta").fetchall())
-        samples = conn.execute("SELECT idx, name, individual_id, biosample_id FROM samples ORDER BY idx").fetchall()
-    except sqlite3.DatabaseError:
-        return ()
-    finally:
-        conn.close()
-    date = (meta.get("created") or "1970-01-01")[:10]
+    date = held.created[:10]
     runs = []
-    for _, name, individual, biosample in samples:
-        if name.startswith("erased-"):  # an erased individual's sample keeps no trace
+    for sample in held.samples:
+        if sample.name.startswith("erased-"):  # an erased individual's sample keeps no trace
             continue
         runs.append(
             SampleRun(
                 dataset_id=dataset_id,
-                run_id=derived_id(ctx.key, "run", dataset_id, name),
-                analysis_id=derived_id(ctx.key, "analysis", dataset_id, name),
+                run_id=derived_id(ctx.key, "run", dataset_id, sample.name),
+                analysis_id=derived_id(ctx.key, "analysis", dataset_id, sample.name),
                 # the same stable id g_variants gives an unlinked sample
-                biosample_id=biosample or derived_id(ctx.key, "biosample", dataset_id, name),
-                individual_id=individual,
+                biosample_id=sample.biosample_id or derived_id(ctx.key, "biosample", dataset_id, sample.name),
+                individual_id=sample.individual_id,
                 date=date,
-                assembly=meta.get("assembly", ""),
-                linked=individual is not None,
-                records=int(meta.get("records_written") or 0),
+                assembly=held.assembly,
+                linked=sample.individual_id is not None,
+                records=held.records,
             )
         )
     result = tuple(runs)
@@ -93,7 +78,7 @@ def _version_samples(ctx, dataset_id: str) -> tuple[SampleRun, ...]:
 
 
 def run_record(run: SampleRun) -> dict:
-    record = {"id": run.run_id, "biosampleId": run.biosample_id, "runDate": run.date}
+    record: dict[str, Any] = {"id": run.run_id, "biosampleId": run.biosample_id, "runDate": run.date}
     if run.individual_id:
         record["individualId"] = run.individual_id
     record["info"] = {"datasetId": run.dataset_id, "source": "VCF genotypes", "assemblyId": run.assembly}
@@ -101,7 +86,7 @@ def run_record(run: SampleRun) -> dict:
 
 
 def analysis_record(run: SampleRun) -> dict:
-    record = {
+    record: dict[str, Any] = {
         "id": run.analysis_id,
         "analysisDate": run.date,
         "pipelineName": PIPELINE,
@@ -129,18 +114,36 @@ def _by(field: str, value: str):
     return lambda run: getattr(run, field) == value
 
 
-def answer_runs(ctx, request, granularity, datasets, record_id=None) -> EntryAnswer:
+def answer_runs(
+    ctx: QueryContext,
+    request: BeaconRequest,
+    granularity: Granularity,
+    datasets: tuple[str, ...],
+    record_id: str | None = None,
+) -> EntryAnswer:
     select = _by("run_id", check_record_id(record_id)) if record_id is not None else (lambda run: True)
     return _answer(ctx, request, granularity, datasets, select, run_record)
 
 
-def answer_analyses(ctx, request, granularity, datasets, record_id=None) -> EntryAnswer:
+def answer_analyses(
+    ctx: QueryContext,
+    request: BeaconRequest,
+    granularity: Granularity,
+    datasets: tuple[str, ...],
+    record_id: str | None = None,
+) -> EntryAnswer:
     select = _by("analysis_id", check_record_id(record_id)) if record_id is not None else (lambda run: True)
     return _answer(ctx, request, granularity, datasets, select, analysis_record)
 
 
 def runs_of(field: str, to_record):
-    def handler(ctx, request, granularity, datasets, record_id) -> EntryAnswer:
+    def handler(
+        ctx: QueryContext,
+        request: BeaconRequest,
+        granularity: Granularity,
+        datasets: tuple[str, ...],
+        record_id: str | None,
+    ) -> EntryAnswer:
         return _answer(ctx, request, granularity, datasets, _by(field, check_record_id(record_id)), to_record)
 
     return handler
@@ -149,7 +152,13 @@ def runs_of(field: str, to_record):
 def runs_of_biosample(to_record):
     """Runs/analyses whose VCF sample is linked to the biosample."""
 
-    def handler(ctx, request, granularity, datasets, record_id) -> EntryAnswer:
+    def handler(
+        ctx: QueryContext,
+        request: BeaconRequest,
+        granularity: Granularity,
+        datasets: tuple[str, ...],
+        record_id: str | None,
+    ) -> EntryAnswer:
         return _answer(ctx, request, granularity, datasets, _by("biosample_id", check_record_id(record_id)), to_record)
 
     return handler
@@ -163,33 +172,29 @@ def find_run(ctx, datasets, field: str, value: str) -> SampleRun | None:
     return None
 
 
-ANALYSES = register_entry_type(
-    EntryType(
-        id="analysis",
-        path="analyses",
-        name="Bioinformatics analyses",
-        description="One analysis per VCF sample of the live version of each dataset (the ingested variant calls).",
-        schema_id="beacon-analysis-v2.0.0",
-        default_schema="analyses/defaultSchema.json",
-        ontology_term={"id": "edam:operation_2945", "label": "Analysis"},
-        parameter_group="analysis",
-        parse_parameters=no_parameters("analyses"),
-        handler=answer_analyses,
-    )
+ANALYSES = EntryType(
+    id="analysis",
+    path="analyses",
+    name="Bioinformatics analyses",
+    description="One analysis per VCF sample of the live version of each dataset (the ingested variant calls).",
+    schema_id="beacon-analysis-v2.0.0",
+    default_schema="analyses/defaultSchema.json",
+    ontology_term={"id": "edam:operation_2945", "label": "Analysis"},
+    parameter_group="analysis",
+    parse_parameters=no_parameters("analyses"),
+    handler=answer_analyses,
 )
 
-RUNS = register_entry_type(
-    EntryType(
-        id="run",
-        path="runs",
-        name="Sequencing runs",
-        description="One run per VCF sample of the live version of each dataset; platform and library are not "
-        "recorded in a VCF and are therefore not reported.",
-        schema_id="beacon-run-v2.0.0",
-        default_schema="runs/defaultSchema.json",
-        ontology_term={"id": "NCIT:C148088", "label": "Sequencing run"},
-        parameter_group="run",
-        parse_parameters=no_parameters("runs"),
-        handler=answer_runs,
-    )
+RUNS = EntryType(
+    id="run",
+    path="runs",
+    name="Sequencing runs",
+    description="One run per VCF sample of the live version of each dataset; platform and library are not "
+    "recorded in a VCF and are therefore not reported.",
+    schema_id="beacon-run-v2.0.0",
+    default_schema="runs/defaultSchema.json",
+    ontology_term={"id": "NCIT:C148088", "label": "Sequencing run"},
+    parameter_group="run",
+    parse_parameters=no_parameters("runs"),
+    handler=answer_runs,
 )

@@ -13,10 +13,13 @@ from functools import cache
 import sqlalchemy as sa
 
 from gateway.beacon import ontology
+from gateway.beacon.context import QueryContext
 from gateway.beacon.filters import AGE_IDS, EXCLUDED_KINDS, EXCLUDED_PREFIX, PRESENT_KINDS, SEX_ID, VITAL_ID
 from gateway.beacon.individuals import check_record_id, no_parameters
-from gateway.beacon.registry import EntryType, register_entry_type
+from gateway.beacon.registry import EntryType
+from gateway.beacon.request import BeaconRequest
 from gateway.beacon.response import EntryAnswer, ResultSet
+from gateway.security.policy import Granularity
 from gateway.store.tables import BIOSAMPLE_PHENOTYPE, DISEASE, SAMPLED_TISSUE, datasets, phenopacket_terms, phenopackets
 from mappings import load_table
 from translators.phenopacket_to_beacon import sex_term
@@ -91,7 +94,7 @@ def dataset_record(ctx, dataset_id: str, row: dict | None) -> dict:
                 record[key] = stamp
     conditions = tuple(declared.data_use_conditions) if declared else ()
     if not conditions:
-        conditions = tuple(ctx.config.extra.get("default_data_use_conditions", ()) or ())
+        conditions = ctx.config.default_data_use_conditions
     if conditions:
         record["dataUseConditions"] = {"duoDataUse": duo_terms(conditions)}
     variants = ctx.variants.datasets() if ctx.variants is not None else []
@@ -104,7 +107,13 @@ def dataset_record(ctx, dataset_id: str, row: dict | None) -> dict:
     return record
 
 
-def answer_datasets(ctx, request, granularity, dataset_ids, record_id=None) -> EntryAnswer:
+def answer_datasets(
+    ctx: QueryContext,
+    request: BeaconRequest,
+    granularity: Granularity,
+    dataset_ids: tuple[str, ...],
+    record_id: str | None = None,
+) -> EntryAnswer:
     selected = dataset_ids if record_id is None else tuple(d for d in dataset_ids if d == check_record_id(record_id))
     return _collection_answer(request, granularity, selected, lambda ids: [dataset_record(ctx, d, r) for d, r in ids])(
         _store_rows(ctx, selected)
@@ -208,7 +217,13 @@ def cohort_record(ctx, dataset_id: str, row: dict | None) -> dict:
     return record
 
 
-def answer_cohorts(ctx, request, granularity, dataset_ids, record_id=None) -> EntryAnswer:
+def answer_cohorts(
+    ctx: QueryContext,
+    request: BeaconRequest,
+    granularity: Granularity,
+    dataset_ids: tuple[str, ...],
+    record_id: str | None = None,
+) -> EntryAnswer:
     if record_id is not None:
         wanted = dataset_of_cohort(check_record_id(record_id))
         selected = tuple(d for d in dataset_ids if d == wanted)
@@ -324,34 +339,30 @@ def filtering_terms(ctx, dataset_ids: tuple[str, ...], scope: str | None = None)
     return {"filteringTerms": listed, "resources": [_resource(p) for p in prefixes]}
 
 
-DATASETS = register_entry_type(
-    EntryType(
-        id="dataset",
-        path="datasets",
-        name="Datasets",
-        description="The datasets of this node, with their data-use conditions (DUO).",
-        schema_id="beacon-dataset-v2.0.0",
-        default_schema="datasets/defaultSchema.json",
-        ontology_term={"id": "NCIT:C47824", "label": "Data set"},
-        parameter_group="dataset",
-        parse_parameters=no_parameters("datasets"),
-        handler=answer_datasets,
-        collection=True,
-    )
+DATASETS = EntryType(
+    id="dataset",
+    path="datasets",
+    name="Datasets",
+    description="The datasets of this node, with their data-use conditions (DUO).",
+    schema_id="beacon-dataset-v2.0.0",
+    default_schema="datasets/defaultSchema.json",
+    ontology_term={"id": "NCIT:C47824", "label": "Data set"},
+    parameter_group="dataset",
+    parse_parameters=no_parameters("datasets"),
+    handler=answer_datasets,
+    collection=True,
 )
 
-COHORTS = register_entry_type(
-    EntryType(
-        id="cohort",
-        path="cohorts",
-        name="Cohorts",
-        description="One beacon-defined cohort per dataset (all its individuals), with criteria and counts.",
-        schema_id="beacon-cohort-v2.0.0",
-        default_schema="cohorts/defaultSchema.json",
-        ontology_term={"id": "NCIT:C61512", "label": "Cohort"},
-        parameter_group="cohort",
-        parse_parameters=no_parameters("cohorts"),
-        handler=answer_cohorts,
-        collection=True,
-    )
+COHORTS = EntryType(
+    id="cohort",
+    path="cohorts",
+    name="Cohorts",
+    description="One beacon-defined cohort per dataset (all its individuals), with criteria and counts.",
+    schema_id="beacon-cohort-v2.0.0",
+    default_schema="cohorts/defaultSchema.json",
+    ontology_term={"id": "NCIT:C61512", "label": "Cohort"},
+    parameter_group="cohort",
+    parse_parameters=no_parameters("cohorts"),
+    handler=answer_cohorts,
+    collection=True,
 )

@@ -12,7 +12,7 @@ from dataclasses import replace
 from functools import cache, lru_cache
 from typing import Any
 
-from gateway.beacon.registry import EntryType, ParsedParameters, register_entry_type
+from gateway.beacon.registry import EntryType, ParsedParameters
 from gateway.beacon.request import BeaconRequestError, read_int, read_list, read_string
 from gateway.beacon.response import EntryAnswer, ResultSet
 from gateway.issues import Issue
@@ -23,6 +23,7 @@ from gateway.variants.normalise import (
     normalise_reference_name,
     refseq_accession,
 )
+from gateway.variants.protocol import CarrierRow, VariantReader
 from gateway.variants.query import Carrier, VariantHit, VariantQuery
 from mappings import load_table
 
@@ -377,16 +378,9 @@ def _unlinked_biosample(key: bytes, dataset_id: str, sample_id: str) -> str:
     return found
 
 
-# A carrier as the record builder reads it: (sample_id, biosample_id, individual_id, zygosity CURIE).
-CarrierRow = tuple[str, "str | None", "str | None", str]
-
-
-def carrier_rows(store, variant_id: str, limit: int | None = MAX_CASE_LEVEL) -> list[CarrierRow]:
-    """A variant's carriers as tuples: the store's tuple form when it has one (no object per carrier)."""
-    rows = getattr(store, "carrier_rows", None)
-    if callable(rows):
-        return rows(variant_id, limit=limit)
-    return [_as_row(c) for c in store.carriers(variant_id, limit=limit)]
+def carrier_rows(store: VariantReader, variant_id: str, limit: int | None = MAX_CASE_LEVEL) -> list[CarrierRow]:
+    """A variant's carriers as tuples (no object per carrier)."""
+    return store.carrier_rows(variant_id, limit=limit)
 
 
 def _as_row(carrier: Carrier | CarrierRow) -> CarrierRow:
@@ -494,17 +488,15 @@ def answer_g_variants(ctx, request, granularity: str, datasets: tuple[str, ...],
     return EntryAnswer(exists=total > 0, total=total, result_sets=result_sets)
 
 
-G_VARIANTS = register_entry_type(
-    EntryType(
-        id="genomicVariation",
-        path="g_variants",
-        name="Genomic Variants",
-        description="The valid and consistent set of variants observed in the node's VCF datasets.",
-        schema_id="beacon-g_variant-v2.0.0",
-        default_schema="genomicVariations/defaultSchema.json",
-        ontology_term={"id": "SO:0000735", "label": "sequence_location"},
-        parameter_group="g_variant",
-        parse_parameters=parse_parameters,
-        handler=answer_g_variants,
-    )
+G_VARIANTS = EntryType(
+    id="genomicVariation",
+    path="g_variants",
+    name="Genomic Variants",
+    description="The valid and consistent set of variants observed in the node's VCF datasets.",
+    schema_id="beacon-g_variant-v2.0.0",
+    default_schema="genomicVariations/defaultSchema.json",
+    ontology_term={"id": "SO:0000735", "label": "sequence_location"},
+    parameter_group="g_variant",
+    parse_parameters=parse_parameters,
+    handler=answer_g_variants,
 )

@@ -15,12 +15,14 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from gateway.beacon.context import QueryContext
 from gateway.beacon.filters import PRESENT_KINDS, FilterPlan, missing_terms, plan_filters
-from gateway.beacon.registry import EntryType, ParsedParameters, register_entry_type
+from gateway.beacon.registry import EntryType, ParsedParameters
 from gateway.beacon.request import BeaconRequest, BeaconRequestError
 from gateway.beacon.response import EntryAnswer, ResultSet
 from gateway.beacon.term_index import Snapshot, index_for
 from gateway.issues import Issue
+from gateway.security.policy import Granularity
 from gateway.store.tables import biosamples, phenopacket_terms, phenopackets
 from translators.phenopacket_to_beacon import biosample_records, individual_record
 
@@ -47,8 +49,9 @@ def no_parameters(group: str) -> Callable[[Mapping[str, Any], str], ParsedParame
     return parse
 
 
-def check_record_id(record_id: str) -> str:
-    if not _RECORD_ID.fullmatch(record_id):
+def check_record_id(record_id: str | None) -> str:
+    """The id of /{entry}/{id}…; a cross-link handler always has one, so None is as malformed as a bad id."""
+    if record_id is None or not _RECORD_ID.fullmatch(record_id):
         raise BeaconRequestError([Issue.error("beacon-request", "the id in the path is malformed", "/path/id")])
     return record_id
 
@@ -82,6 +85,8 @@ class Selection:
         # The in-memory index answers individuals selections whose every condition it holds; else SQL.
         self.snapshot = snapshot if kind == "individuals" and not extra and plan.indexable else None
         p = phenopackets.c
+        self.source: sa.FromClause
+        self.order: sa.ColumnElement[Any] | tuple[sa.ColumnElement[Any], ...]
         if kind == "individuals":
             self.source = phenopackets
             self.dataset_col = p.dataset_id
@@ -195,6 +200,7 @@ def answer_selection(ctx, request: BeaconRequest, granularity: str, selection: S
 def _answer_from_index(store, request: BeaconRequest, granularity: str, selection: Selection, info: dict):
     """The same answer as the SQL path, from the in-memory index; only a record page reads the database."""
     snapshot, plan, datasets = selection.snapshot, selection.plan, selection.datasets
+    assert snapshot is not None  # the caller chose this path because the selection has a snapshot
     mask = snapshot.select(datasets, plan.sexes, plan.term_sets)
     result_sets: list[ResultSet] = []
     total: int | None
@@ -245,9 +251,7 @@ def present_terms(ctx) -> frozenset[str] | None:
     store = ctx.store
     if store is None:
         return None
-    from gateway.beacon.engine import cache_of
-
-    cache = cache_of(ctx)
+    cache = ctx.cache
     now = time.monotonic()
     cached = cache.get("present_terms")
     sqlite = store.engine.dialect.name == "sqlite"
@@ -269,9 +273,7 @@ def current_snapshot(ctx) -> Snapshot | None:
     """The in-memory index of the store if it is up to date (see term_index.py), else None."""
     if ctx is None or ctx.store is None:
         return None
-    from gateway.beacon.engine import cache_of
-
-    index = index_for(ctx.store, cache_of(ctx), PRESENT_KINDS)
+    index = index_for(ctx.store, ctx.cache, PRESENT_KINDS)
     return index.current() if index is not None else None
 
 
@@ -279,6 +281,7 @@ def selection_for(
     kind: str, request: BeaconRequest, datasets: tuple[str, ...], extra: Sequence = (), ctx=None
 ) -> Selection:
     snapshot = current_snapshot(ctx) if kind == "individuals" and not extra else None
+    present: Callable[[], frozenset[str] | None] | None
     if snapshot is not None:
         present = snapshot.present_terms
     else:
@@ -290,12 +293,24 @@ def selection_for(
 # --- handlers ------------------------------------------------------------------------------
 
 
-def answer_individuals(ctx, request, granularity, datasets, record_id=None) -> EntryAnswer:
+def answer_individuals(
+    ctx: QueryContext,
+    request: BeaconRequest,
+    granularity: Granularity,
+    datasets: tuple[str, ...],
+    record_id: str | None = None,
+) -> EntryAnswer:
     extra = [phenopackets.c.subject_id == check_record_id(record_id)] if record_id is not None else []
     return answer_selection(ctx, request, granularity, selection_for("individuals", request, datasets, extra, ctx))
 
 
-def answer_biosamples(ctx, request, granularity, datasets, record_id=None) -> EntryAnswer:
+def answer_biosamples(
+    ctx: QueryContext,
+    request: BeaconRequest,
+    granularity: Granularity,
+    datasets: tuple[str, ...],
+    record_id: str | None = None,
+) -> EntryAnswer:
     extra = [biosamples.c.biosample_id == check_record_id(record_id)] if record_id is not None else []
     return answer_selection(ctx, request, granularity, selection_for("biosamples", request, datasets, extra, ctx))
 
@@ -306,7 +321,13 @@ def individuals_with_ids(ctx, request, granularity, datasets, individual_ids: Se
     return answer_selection(ctx, request, granularity, selection_for("individuals", request, datasets, extra, ctx))
 
 
-def biosamples_of_individual(ctx, request, granularity, datasets, record_id) -> EntryAnswer:
+def biosamples_of_individual(
+    ctx: QueryContext,
+    request: BeaconRequest,
+    granularity: Granularity,
+    datasets: tuple[str, ...],
+    record_id: str | None,
+) -> EntryAnswer:
     extra = [phenopackets.c.subject_id == check_record_id(record_id)]
     return answer_selection(ctx, request, granularity, selection_for("biosamples", request, datasets, extra, ctx))
 
@@ -324,34 +345,30 @@ def individual_of_biosample(ctx, biosample_id: str, datasets: tuple[str, ...]) -
         return [r[0] for r in connection.execute(query)]
 
 
-INDIVIDUALS = register_entry_type(
-    EntryType(
-        id="individual",
-        path="individuals",
-        name="Individuals",
-        description="The individuals of the node's datasets, derived from their stored phenopackets.",
-        schema_id="beacon-individual-v2.0.0",
-        default_schema="individuals/defaultSchema.json",
-        ontology_term={"id": "NCIT:C25190", "label": "Person"},
-        parameter_group="individual",
-        parse_parameters=no_parameters("individuals"),
-        handler=answer_individuals,
-        accepts_filters=True,
-    )
+INDIVIDUALS = EntryType(
+    id="individual",
+    path="individuals",
+    name="Individuals",
+    description="The individuals of the node's datasets, derived from their stored phenopackets.",
+    schema_id="beacon-individual-v2.0.0",
+    default_schema="individuals/defaultSchema.json",
+    ontology_term={"id": "NCIT:C25190", "label": "Person"},
+    parameter_group="individual",
+    parse_parameters=no_parameters("individuals"),
+    handler=answer_individuals,
+    accepts_filters=True,
 )
 
-BIOSAMPLES = register_entry_type(
-    EntryType(
-        id="biosample",
-        path="biosamples",
-        name="Biosamples",
-        description="The biosamples of the node's individuals, derived from their stored phenopackets.",
-        schema_id="beacon-biosample-v2.0.0",
-        default_schema="biosamples/defaultSchema.json",
-        ontology_term={"id": "NCIT:C70699", "label": "Biospecimen"},
-        parameter_group="biosample",
-        parse_parameters=no_parameters("biosamples"),
-        handler=answer_biosamples,
-        accepts_filters=True,
-    )
+BIOSAMPLES = EntryType(
+    id="biosample",
+    path="biosamples",
+    name="Biosamples",
+    description="The biosamples of the node's individuals, derived from their stored phenopackets.",
+    schema_id="beacon-biosample-v2.0.0",
+    default_schema="biosamples/defaultSchema.json",
+    ontology_term={"id": "NCIT:C70699", "label": "Biospecimen"},
+    parameter_group="biosample",
+    parse_parameters=no_parameters("biosamples"),
+    handler=answer_biosamples,
+    accepts_filters=True,
 )

@@ -2,12 +2,12 @@
 
 `/` and `/info`, `/service-info` (bare GA4GH service-info 1.0, type org.ga4gh:beacon), `/configuration`,
 `/map` (absolute URLs of this node), `/entry_types` and `/filtering_terms`: what they advertise is
-exactly what the router serves, since both read `registry.entry_types()`.
+exactly what the router serves, since both read the same `EntryTypes` collection.
 """
 
 from __future__ import annotations
 
-from gateway.beacon.registry import EntryType, entry_types
+from gateway.beacon.registry import EntryType, EntryTypes
 from gateway.beacon.request import API_VERSION
 from gateway.config import Config
 
@@ -83,18 +83,18 @@ def _definition(entry: EntryType) -> dict:
     }
 
 
-def entry_type_definitions() -> dict:
-    return {e.id: _definition(e) for e in entry_types()}
+def entry_type_definitions(types: EntryTypes) -> dict:
+    return {e.id: _definition(e) for e in types}
 
 
-def entry_types_response(config: Config) -> dict:
+def entry_types_response(config: Config, types: EntryTypes) -> dict:
     return {
         "meta": informational_meta(config, [{"entityType": "entryType", "schema": "beacon-entry-types-v2.0.0"}]),
-        "response": {"entryTypes": entry_type_definitions()},
+        "response": {"entryTypes": entry_type_definitions(types)},
     }
 
 
-def configuration(config: Config) -> dict:
+def configuration(config: Config, types: EntryTypes) -> dict:
     levels = sorted({d.security_level for d in config.datasets} or {"CONTROLLED"})
     return {
         "meta": informational_meta(config, [{"entityType": "configuration", "schema": "beacon-configuration-v2.0.0"}]),
@@ -102,17 +102,17 @@ def configuration(config: Config) -> dict:
             "$schema": SPEC_URL + "/blob/main/framework/json/configuration/beaconConfigurationSchema.json",
             "maturityAttributes": {"productionStatus": _PRODUCTION.get(config.node.environment, "DEV")},
             "securityAttributes": {"defaultGranularity": "boolean", "securityLevels": levels},
-            "entryTypes": entry_type_definitions(),
+            "entryTypes": entry_type_definitions(types),
         },
     }
 
 
-def beacon_map(config: Config, prefix: str = "/api") -> dict:
+def beacon_map(config: Config, types: EntryTypes, prefix: str = "/api") -> dict:
     root = api_root(config, prefix)
     sets = {}
-    for entry in entry_types():
+    for entry in types:
         endpoints = {
-            f"{target}": {"returnedEntryType": _entity_of(target), "url": f"{root}/{entry.path}/{{id}}/{target}"}
+            f"{target}": {"returnedEntryType": _entity_of(types, target), "url": f"{root}/{entry.path}/{{id}}/{target}"}
             for target in entry.cross_links
         }
         if entry.accepts_filters or entry.collection:
@@ -138,8 +138,9 @@ def beacon_map(config: Config, prefix: str = "/api") -> dict:
     }
 
 
-def _entity_of(path: str) -> str:
-    return next((e.id for e in entry_types() if e.path == path), path)
+def _entity_of(types: EntryTypes, path: str) -> str:
+    found = types.get(path)
+    return found.id if found is not None else path
 
 
 def filtering_terms_response(config: Config, terms: dict) -> dict:

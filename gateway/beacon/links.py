@@ -1,8 +1,7 @@
 """The default model's cross-links between entry types (/{source}/{id}/{target}).
 
-Importing this module registers every entry type and then their cross-links, so the registry
-(and everything generated from it: routes, /map, /configuration, OpenAPI) is complete.
-A cross-link answers with the *target* entry type's records; the engine builds its envelope,
+`CROSS_LINKS` maps (source path, target path) to the handler; gateway.beacon.entry_types adds them
+to the built-in entry types. A cross-link answers with the *target* entry type's records; the engine builds its envelope,
 validates it, and applies the security policy exactly as for a direct query.
 """
 
@@ -11,8 +10,12 @@ from __future__ import annotations
 from dataclasses import replace
 
 from gateway.beacon import analyses, collections, g_variants, individuals
-from gateway.beacon.registry import entry_type_for_path, register_cross_link
+from gateway.beacon.context import EntryHandler, QueryContext
+from gateway.beacon.registry import EntryType
+from gateway.beacon.request import BeaconRequest
 from gateway.beacon.response import EntryAnswer, ResultSet
+from gateway.security.policy import Granularity
+from gateway.variants.query import Carrier
 from gateway.variants.store import split_variant_id
 
 ALL_CARRIED = 100_000  # variants of one individual read at once when they must be filtered by dataset
@@ -50,13 +53,26 @@ def _variants_of_individual(ctx, request, granularity, datasets, individual_id: 
     return EntryAnswer(exists=total > 0, total=total, result_sets=result_sets)
 
 
-def individual_g_variants(ctx, request, granularity, datasets, record_id) -> EntryAnswer:
+def individual_g_variants(
+    ctx: QueryContext,
+    request: BeaconRequest,
+    granularity: Granularity,
+    datasets: tuple[str, ...],
+    record_id: str | None,
+) -> EntryAnswer:
     return _variants_of_individual(ctx, request, granularity, datasets, individuals.check_record_id(record_id))
 
 
-def biosample_g_variants(ctx, request, granularity, datasets, record_id) -> EntryAnswer:
-    owners = individuals.individual_of_biosample(ctx, record_id, datasets) if ctx.store is not None else []
-    runs = [r for d in datasets for r in analyses._version_samples(ctx, d) if r.biosample_id == record_id]
+def biosample_g_variants(
+    ctx: QueryContext,
+    request: BeaconRequest,
+    granularity: Granularity,
+    datasets: tuple[str, ...],
+    record_id: str | None,
+) -> EntryAnswer:
+    biosample_id = record_id or ""  # a cross-link always has an id
+    owners = individuals.individual_of_biosample(ctx, biosample_id, datasets) if ctx.store is not None else []
+    runs = [r for d in datasets for r in analyses._version_samples(ctx, d) if r.biosample_id == biosample_id]
     owners = sorted({*owners, *(r.individual_id for r in runs if r.individual_id)})
     if not owners:
         return EntryAnswer(exists=False, total=0, result_sets=[ResultSet(id=d, count=0, records=[]) for d in datasets])
@@ -64,7 +80,13 @@ def biosample_g_variants(ctx, request, granularity, datasets, record_id) -> Entr
 
 
 def _run_g_variants(field: str):
-    def handler(ctx, request, granularity, datasets, record_id) -> EntryAnswer:
+    def handler(
+        ctx: QueryContext,
+        request: BeaconRequest,
+        granularity: Granularity,
+        datasets: tuple[str, ...],
+        record_id: str | None,
+    ) -> EntryAnswer:
         run = analyses.find_run(ctx, datasets, field, individuals.check_record_id(record_id))
         if run is None or run.individual_id is None:
             info = {} if run is None else {"warnings": ["the VCF sample of this record is not linked to an individual"]}
@@ -74,19 +96,33 @@ def _run_g_variants(field: str):
     return handler
 
 
-def _carriers(ctx, datasets, record_id: str):
+def _carriers(ctx: QueryContext, datasets: tuple[str, ...], record_id: str | None) -> list[Carrier]:
+    if record_id is None:  # reached only through /g_variants/{id}/…, which always has an id
+        return []
     parts = split_variant_id(g_variants.check_variant_id(record_id))
     if ctx.variants is None or parts is None or parts[0] not in datasets:
         return []
     return ctx.variants.carriers(record_id)
 
 
-def g_variant_individuals(ctx, request, granularity, datasets, record_id) -> EntryAnswer:
+def g_variant_individuals(
+    ctx: QueryContext,
+    request: BeaconRequest,
+    granularity: Granularity,
+    datasets: tuple[str, ...],
+    record_id: str | None,
+) -> EntryAnswer:
     ids = [c.individual_id for c in _carriers(ctx, datasets, record_id) if c.individual_id]
     return individuals.individuals_with_ids(ctx, request, granularity, datasets, ids)
 
 
-def g_variant_biosamples(ctx, request, granularity, datasets, record_id) -> EntryAnswer:
+def g_variant_biosamples(
+    ctx: QueryContext,
+    request: BeaconRequest,
+    granularity: Granularity,
+    datasets: tuple[str, ...],
+    record_id: str | None,
+) -> EntryAnswer:
     ids = sorted({c.biosample_id for c in _carriers(ctx, datasets, record_id) if c.biosample_id})
     selection = individuals.selection_for(
         "biosamples", request, datasets, [individuals.biosamples.c.biosample_id.in_(ids)], ctx
@@ -94,13 +130,14 @@ def g_variant_biosamples(ctx, request, granularity, datasets, record_id) -> Entr
     return individuals.answer_selection(ctx, request, granularity, selection)
 
 
-def _within(select_datasets, target: str):
+def _within(select_datasets, target: EntryType) -> EntryHandler:
     """/{collection}/{id}/{target}: the target's own handler over the collection's datasets."""
 
-    def handler(ctx, request, granularity, datasets, record_id) -> EntryAnswer:
+    def handler(
+        ctx: QueryContext, request: BeaconRequest, granularity, datasets: tuple[str, ...], record_id: str | None
+    ) -> EntryAnswer:
         chosen = select_datasets(record_id, datasets)
-        entry = entry_type_for_path(target)
-        return entry.handler(ctx, replace(request, dataset_ids=chosen), granularity, chosen, None)
+        return target.handler(ctx, replace(request, dataset_ids=chosen), granularity, chosen, None)
 
     return handler
 
@@ -110,7 +147,14 @@ def _dataset_only(record_id: str, datasets: tuple[str, ...]) -> tuple[str, ...]:
     return tuple(d for d in datasets if d == wanted)
 
 
-_LINKS = {
+_TARGETS = (
+    individuals.INDIVIDUALS,
+    individuals.BIOSAMPLES,
+    g_variants.G_VARIANTS,
+    analyses.ANALYSES,
+    analyses.RUNS,
+)
+CROSS_LINKS: dict[tuple[str, str], EntryHandler] = {
     ("individuals", "g_variants"): individual_g_variants,
     ("individuals", "biosamples"): individuals.biosamples_of_individual,
     ("individuals", "analyses"): analyses.runs_of("individual_id", analyses.analysis_record),
@@ -123,10 +167,6 @@ _LINKS = {
     ("analyses", "g_variants"): _run_g_variants("analysis_id"),
     ("runs", "g_variants"): _run_g_variants("run_id"),
     ("runs", "analyses"): analyses.runs_of("run_id", analyses.analysis_record),
+    **{("datasets", t.path): _within(_dataset_only, t) for t in _TARGETS},
+    **{("cohorts", t.path): _within(collections.cohort_datasets, t) for t in _TARGETS},
 }
-for _target in ("individuals", "biosamples", "g_variants", "analyses", "runs"):
-    _LINKS[("datasets", _target)] = _within(_dataset_only, _target)
-    _LINKS[("cohorts", _target)] = _within(collections.cohort_datasets, _target)
-
-for (_source, _target), _handler in _LINKS.items():
-    register_cross_link(_source, _target, _handler)

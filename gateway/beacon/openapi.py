@@ -8,7 +8,7 @@ member and answers 400 with a precise message), so the fuzzer also sends what re
 from __future__ import annotations
 
 from gateway.beacon.g_variants import PARAMETERS as G_VARIANT_PARAMETERS
-from gateway.beacon.registry import entry_types
+from gateway.beacon.registry import EntryTypes
 from gateway.beacon.request import API_VERSION
 from gateway.config import Config
 
@@ -79,12 +79,12 @@ def _operations(summary: str, parameters: list[dict], with_body: bool = True) ->
     return ops
 
 
-def openapi_document(config: Config, prefix: str = "/api") -> dict:
+def openapi_document(config: Config, types: EntryTypes, prefix: str = "/api") -> dict:
     paths: dict[str, dict] = {}
     for name in ("/", "/info", "/service-info", "/configuration", "/map", "/entry_types", "/filtering_terms"):
         paths[name] = _operations(f"informational: {name}", [])
-    by_path = {e.path: e for e in entry_types()}
-    for entry in entry_types():
+    by_path = {e.path: e for e in types}
+    for entry in types:
         extra = G_VARIANT_PARAMETERS if entry.path == "g_variants" else ()
         paths[f"/{entry.path}"] = _operations(entry.name, _query_parameters(extra))
         paths[f"/{entry.path}/{{id}}"] = _operations(f"one {entry.id}", [_path_id(), *_query_parameters(extra)])

@@ -1,22 +1,26 @@
-"""One registry of the Beacon entry types this node serves.
+"""The Beacon entry types a node serves, as one explicit, immutable collection.
 
-Everything that lists entry types (/map, /entry_types, /configuration, the router,
-returnedSchemas) reads this registry, so what is advertised is what is served.
-An entry type names its parameter parser (requestParameters → typed query) and its
-handler (typed request → result sets); the framework does the rest.
+`gateway.beacon.entry_types.BEACON_ENTRY_TYPES` lists the built-in ones; `app.create_app` hands that
+collection to the Beacon blueprint, and everything that lists entry types (/map, /entry_types,
+/configuration, the router, returnedSchemas, OpenAPI) reads the collection it was given, so what is
+advertised is what is served. An entry type names its parameter parser (requestParameters → typed
+query) and its handler (typed request → EntryAnswer); the engine does the rest.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
-from typing import Any
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from gateway.beacon.context import EntryHandler
 
 
 @dataclass(frozen=True)
 class ParsedParameters:
     query: Any  # the typed query handed to the entry type's handler (VariantQuery for g_variants)
-    echo: dict  # the parameters as interpreted, JSON-ready, for meta.receivedRequestSummary
+    echo: dict[str, Any]  # the parameters as interpreted, JSON-ready, for meta.receivedRequestSummary
 
 
 # A parameter parser turns the flat requestParameters of one entry type (and a location
@@ -35,8 +39,8 @@ class EntryType:
     ontology_term: Mapping[str, str]  # the concept the entry type stands for
     parameter_group: str  # the key under requestParameters, e.g. "g_variant"
     parse_parameters: ParameterParser
-    handler: Callable[..., Any]  # (context, request, granularity, record_id) -> EntryAnswer
-    cross_links: Mapping[str, Callable[..., Any]] = field(default_factory=dict)  # target path -> handler
+    handler: EntryHandler  # (context, request, granularity, datasets, record_id) -> EntryAnswer
+    cross_links: Mapping[str, EntryHandler] = field(default_factory=dict)  # target path -> handler
     accepts_filters: bool = False  # False: filters are reported as unanswerable (a warning), not applied
     collection: bool = False  # datasets/cohorts: record granularity answers beaconCollectionsResponse
 
@@ -45,34 +49,36 @@ class EntryType:
         return {"entityType": self.id, "schema": self.schema_id}
 
 
-_ENTRY_TYPES: dict[str, EntryType] = {}
+class EntryTypes:
+    """An ordered, immutable collection of entry types, looked up by URL path."""
 
+    def __init__(self, types: tuple[EntryType, ...]):
+        self._types = types
+        self._by_path = {t.path: t for t in types}
+        if len(self._by_path) != len(types):
+            raise ValueError("two entry types share a path")
 
-def register_entry_type(entry_type: EntryType) -> EntryType:
-    """Add (or replace) an entry type; issue-4 entry types call this at import time."""
-    _ENTRY_TYPES[entry_type.path] = entry_type
-    return entry_type
+    def __iter__(self) -> Iterator[EntryType]:
+        return iter(self._types)
 
+    def __len__(self) -> int:
+        return len(self._types)
 
-def entry_type_for_path(path: str) -> EntryType | None:
-    _load_builtin()
-    return _ENTRY_TYPES.get(path)
+    def get(self, path: str | None) -> EntryType | None:
+        return self._by_path.get(path) if path is not None else None
 
+    def with_cross_links(self, links: Mapping[tuple[str, str], EntryHandler]) -> EntryTypes:
+        """A copy in which `links[(source, target)]` serves /{source}/{id}/{target}."""
+        added: dict[str, dict[str, EntryHandler]] = {}
+        for (source, target), handler in links.items():
+            added.setdefault(source, {})[target] = handler
+        return EntryTypes(
+            tuple(
+                replace(t, cross_links={**t.cross_links, **added[t.path]}) if t.path in added else t
+                for t in self._types
+            )
+        )
 
-def entry_types() -> tuple[EntryType, ...]:
-    _load_builtin()
-    return tuple(_ENTRY_TYPES.values())
-
-
-def register_cross_link(source_path: str, target_path: str, handler: Callable[..., Any]) -> None:
-    """Serve /{source}/{id}/{target} with `handler(context, request, granularity, record_id)`."""
-    _load_builtin()
-    source = _ENTRY_TYPES[source_path]
-    _ENTRY_TYPES[source_path] = EntryType(
-        **{**source.__dict__, "cross_links": {**source.cross_links, target_path: handler}}
-    )
-
-
-def _load_builtin() -> None:
-    # Importing the modules registers the entry types; done lazily to avoid an import cycle.
-    from gateway.beacon import links  # noqa: F401  (imports every entry type, then adds the cross-links)
+    def adding(self, *types: EntryType) -> EntryTypes:
+        """A copy with more entry types (a deployment's own, or a benchmark's)."""
+        return EntryTypes((*self._types, *types))

@@ -15,13 +15,14 @@ Pagination: `skip` counts *pages* of `limit` records (beaconCommonComponents `Sk
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from gateway.beacon.granularity import GRANULARITIES
 from gateway.beacon.registry import EntryType
+from gateway.errors import BadInput
 from gateway.issues import Issue
+from gateway.security.policy import GRANULARITIES
 
 API_VERSION = "v2.1.1"  # the schemas in ../shared/reference/beacon-v2 are tag v2.1.1
 DEFAULT_LIMIT = 10
@@ -52,12 +53,13 @@ _QUERY_KEYS = {
 _META_KEYS = {"apiVersion", "requestedSchemas", "$schema", "beaconId"}
 
 
-class BeaconRequestError(ValueError):
+class BeaconRequestError(BadInput, ValueError):
     """A malformed Beacon request; `issues` say which parameter and why."""
 
-    def __init__(self, issues: list[Issue]):
-        super().__init__("; ".join(i.message for i in issues))
-        self.issues = issues
+    code = "beacon-request"
+
+    def __init__(self, issues: Sequence[Issue]):
+        super().__init__("; ".join(i.message for i in issues), issues=issues)
 
 
 @dataclass(frozen=True)

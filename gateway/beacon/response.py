@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from gateway.beacon.registry import EntryType
 from gateway.beacon.request import API_VERSION, BeaconRequest
@@ -64,7 +65,7 @@ def received_request_summary(request: BeaconRequest | None) -> dict:
 
 
 def build_meta(node: NodeInfo, entry: EntryType | None, request: BeaconRequest | None, granularity: str) -> dict:
-    meta = {
+    meta: dict[str, Any] = {
         "beaconId": node.id,
         "apiVersion": API_VERSION,
         "returnedGranularity": granularity,

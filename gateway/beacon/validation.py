@@ -14,6 +14,7 @@ from pathlib import Path
 import jsonschema_rs
 
 from gateway.beacon.registry import EntryType
+from gateway.errors import GatewayError
 
 SCHEMA_DIR = Path(__file__).resolve().parents[2] / "schemas" / "beacon"
 FRAMEWORK_URI = "urn:gateway:beacon:framework"
@@ -22,8 +23,8 @@ _ENVELOPE = {"boolean": "booleanResponse", "count": "countResponse", "record": "
 RECORD_SCHEMAS = {"genomicVariation": "genomicVariation.json"}
 
 
-class ResponseInvalid(ValueError):
-    pass
+class ResponseInvalid(GatewayError, ValueError):
+    """A response that breaks the node's own Beacon schema: a bug, never sent."""
 
 
 @cache

@@ -14,6 +14,7 @@ import contextlib
 import fcntl
 import json
 import random
+import threading
 import uuid
 from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime
@@ -21,6 +22,11 @@ from functools import cache
 from pathlib import Path
 
 from gateway.config import Config, DatasetConfig
+from gateway.services.genomic import sample_linker
+from gateway.services.ingest import ingest_fhir
+from gateway.store.metadata import MetadataStore
+from gateway.variants.ingest import ingest_vcf
+from gateway.variants.protocol import VariantReader, VariantStore
 
 DEMO_DATASET_ID = "synthetic-demo"
 DEMO_SIZE = 60
@@ -177,32 +183,33 @@ def demo_config(config: Config) -> Config:
     return replace(config, datasets=(*config.datasets, DEMO_DATASET))
 
 
-def demo_loaded(services) -> bool:
-    variants = services.variants.datasets() if services.variants is not None else []
-    if DEMO_DATASET_ID not in variants:
+def demo_loaded(store: MetadataStore, variants: VariantReader | None) -> bool:
+    if variants is None or DEMO_DATASET_ID not in variants.datasets():
         return False
-    _, total = services.store.list_phenopackets(dataset_id=DEMO_DATASET_ID, limit=0)
+    _, total = store.list_phenopackets(dataset_id=DEMO_DATASET_ID, limit=0)
     return total > 0
 
 
-def load_demo(services, *, n: int = DEMO_SIZE, seed: int = DEMO_SEED) -> None:
+def load_demo(
+    config: Config,
+    key: bytes,
+    store: MetadataStore,
+    variants: VariantStore | None,
+    *,
+    n: int = DEMO_SIZE,
+    seed: int = DEMO_SEED,
+) -> None:
     """Generate the cohort and ingest it through the real pipelines (once per data directory)."""
-    from gateway.services.genomic import sample_linker
-    from gateway.services.ingest import ingest_fhir
-    from gateway.variants.ingest import ingest_vcf
-
-    services.config = demo_config(services.config)
-    folder = Path(services.config.data_dir) / "demo"
+    folder = Path(config.data_dir) / "demo"
     folder.mkdir(parents=True, exist_ok=True)
     with open(folder / ".lock", "w") as lock:  # several workers may start at once: one generates
         fcntl.flock(lock, fcntl.LOCK_EX)
         try:
-            if demo_loaded(services):
+            if demo_loaded(store, variants):
                 return
             cohort = synthetic_cohort(n, seed)
-            store = services.store
             store.ensure_dataset(DEMO_DATASET_ID, name=DEMO_DATASET.name, description=DEMO_DATASET.description)
-            outcome = ingest_fhir(cohort.bundle, store=store, key=services.key, dataset_id=DEMO_DATASET_ID, now=_NOW)
+            outcome = ingest_fhir(cohort.bundle, store=store, key=key, dataset_id=DEMO_DATASET_ID, now=_NOW)
             if not outcome.stored:
                 raise RuntimeError(f"the demo cohort was refused: {outcome.report.to_text('demo')[:500]}")
             vcf = folder / "cohort.vcf"
@@ -210,14 +217,43 @@ def load_demo(services, *, n: int = DEMO_SIZE, seed: int = DEMO_SEED) -> None:
             ingest_vcf(
                 vcf,
                 dataset_id=DEMO_DATASET_ID,
-                data_dir=Path(services.config.data_dir),
+                data_dir=Path(config.data_dir),
                 assembly="GRCh38",
                 sample_map=cohort.sample_map,
-                link_sample=sample_linker(store, services.key),
+                link_sample=sample_linker(store, key),
             )
-            refresh = getattr(services.variants, "refresh", None)
-            if callable(refresh):
-                refresh()
+            if variants is not None:
+                variants.refresh()
         finally:
             with contextlib.suppress(OSError):
                 fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+class SyntheticTestData:
+    """The synthetic cohort as the data behind Beacon `testMode` (gateway.beacon.context.TestModeData).
+
+    Wired by `create_app`; generated on the first testMode request when the node was not started
+    with `--demo` (then it answers testMode requests only: `hidden`).
+    """
+
+    dataset_id = DEMO_DATASET_ID
+
+    def __init__(
+        self, config: Config, key: bytes, store: MetadataStore, variants: VariantStore | None, *, hidden: bool
+    ):
+        self._config, self._key, self._store, self._variants = config, key, store, variants
+        self._hidden = hidden
+        self._ready = False
+        self._lock = threading.Lock()
+
+    @property
+    def hidden(self) -> bool:
+        return self._hidden
+
+    def prepare(self) -> Config:
+        with self._lock:
+            if not self._ready:
+                if not demo_loaded(self._store, self._variants):
+                    load_demo(self._config, self._key, self._store, self._variants)
+                self._ready = True
+        return demo_config(self._config)

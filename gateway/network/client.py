@@ -26,6 +26,8 @@ from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
+from gateway.errors import GatewayError
+
 _READ_CHUNK = 256 * 1024
 _IDLE_PER_ORIGIN = 8
 
@@ -54,8 +56,11 @@ class Reply:
     latency_ms: float = 0.0
 
 
-class ResponseTooLarge(Exception):
-    pass
+class ResponseTooLarge(GatewayError):
+    """A peer's answer exceeded the size this node reads."""
+
+    status = 502
+    code = "peer-response-too-large"
 
 
 @dataclass

@@ -20,11 +20,11 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
-from gateway.beacon.granularity import GRANULARITIES, coarsest
 from gateway.beacon.request import API_VERSION, BeaconRequest
 from gateway.beacon.response import build_meta
 from gateway.config import NodeInfo
 from gateway.issues import Issue, to_beacon_error
+from gateway.security.policy import GRANULARITIES, coarsest
 
 _RESULT_SET_KEYS = ("id", "setType", "exists", "resultsCount", "results")
 _SET_TYPES = ("dataset", "cohort")

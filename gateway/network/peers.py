@@ -12,7 +12,7 @@ A network file is YAML or JSON (YAML is a superset, so one loader reads both):
     refresh_interval: 300                         # optional: seconds between metadata refreshes
     max_response_bytes: 10485760                  # optional: a longer answer is cut off and flagged
 
-`config.extra["network"]` holds either such a mapping or the path of such a file.
+`config.network` holds either such a mapping or the path of such a file.
 Every mistake is reported as an Issue whose location is `FILE#/json/pointer`.
 """
 
@@ -27,6 +27,7 @@ from urllib.parse import urlsplit
 
 import yaml
 
+from gateway.errors import GatewayError
 from gateway.issues import Issue
 from gateway.variants.normalise import normalise_assembly
 
@@ -39,12 +40,14 @@ _TOP_KEYS = {"peers", "include_local", "budget", "refresh_interval", "max_respon
 _BEACON_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:\-]{0,127}$")
 
 
-class NetworkConfigError(ValueError):
+class NetworkConfigError(GatewayError, ValueError):
     """The network declaration is unusable; `issues` say where and why."""
 
+    code = "configuration"
+
     def __init__(self, issues: list[Issue]):
-        super().__init__("; ".join(f"{i.location}: {i.message}" if i.location else i.message for i in issues))
-        self.issues = issues
+        message = "; ".join(f"{i.location}: {i.message}" if i.location else i.message for i in issues)
+        super().__init__(message, issues=issues)
 
 
 @dataclass(frozen=True)

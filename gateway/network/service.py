@@ -14,7 +14,8 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qs, urlencode
 
-from gateway.beacon.registry import EntryType, ParsedParameters, entry_type_for_path
+from gateway.beacon.entry_types import entry_type_for_path
+from gateway.beacon.registry import EntryType, ParsedParameters
 from gateway.beacon.request import BeaconRequest, BeaconRequestError, parse_get, parse_post
 from gateway.beacon.response import build_error
 from gateway.beacon.validation import validator

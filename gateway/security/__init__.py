@@ -1,1 +1,1 @@
-"""Who may do what: keys and pseudonyms, operator credentials, (later) tokens, policy and audit."""
+"""Who may do what: keys and pseudonyms, tokens and callers, per-dataset policy and granularity, budgets, audit."""

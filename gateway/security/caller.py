@@ -8,7 +8,7 @@ token, or a verified token carrying a configured operator role) sees every datas
 Data use: where the passport names an intended use (a visa of the configured use type, or the
 use a grant's `conditions` are bound to), the grant is honoured only when one of its uses is
 permitted by the dataset's DUO terms (gateway.security.data_use). Without a named use, a
-grant is honoured as before.
+grant is honoured whatever the dataset's DUO terms.
 """
 
 from __future__ import annotations
@@ -144,7 +144,7 @@ def caller_from_token(
     for visa in grant_visas:
         uses = visa.condition_uses if visa.conditions else passport_uses
         if not uses:
-            unrestricted.add(visa.value)  # a grant with no use named is honoured as before
+            unrestricted.add(visa.value)  # a grant with no use named is honoured whatever the DUO terms
         bound.setdefault(visa.value, []).extend(uses)
     roles = frozenset(_roles(verified.claims))
     is_operator = bool(roles & set(operator_roles))
@@ -178,7 +178,7 @@ def dataset_config(config: Config, dataset_id: str) -> DatasetConfig:
     """A dataset's configuration; one the operator did not declare gets the safe default (CONTROLLED)."""
     dataset = config.dataset(dataset_id) or DatasetConfig(id=dataset_id)
     if not dataset.data_use_conditions:  # the terms /datasets shows for it are the ones checked
-        default = tuple(config.extra.get("default_data_use_conditions", ()) or ())
+        default = config.default_data_use_conditions
         if default:
             dataset = replace(dataset, data_use_conditions=default)
     return dataset

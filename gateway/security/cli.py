@@ -1,7 +1,8 @@
 """The security subcommands of `gateway`: keys rotate, erase, audit verify / export.
 
 The CLI acts locally as the operator; what it changes is audited like an HTTP call
-(caller `cli`, the login name of the process owner as issuer).
+(caller `cli`, the login name of the process owner as issuer). The stores and key come from
+the node's own wiring (`app.build_services`), handed in by gateway.cli as `open_node`.
 """
 
 from __future__ import annotations
@@ -9,26 +10,33 @@ from __future__ import annotations
 import argparse
 import getpass
 import sys
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Protocol
 
-from gateway.config import load_config
+from gateway.config import Config, load_config
+
+if TYPE_CHECKING:
+    from gateway.store.metadata import MetadataStore
+    from gateway.variants.protocol import VariantStore
+
+
+class LocalNode(Protocol):
+    """What these commands use of the node's services (gateway.api.context.Services has it)."""
+
+    @property
+    def store(self) -> MetadataStore: ...
+
+    @property
+    def variants(self) -> VariantStore | None: ...
+
+    @property
+    def key(self) -> bytes: ...
+
+
+OpenNode = Callable[[Config], LocalNode]
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 AUDITED_COMMANDS = ("ingest", "erase", "keys")
-
-
-def _open(cfg):
-    from gateway.store.metadata import MetadataStore
-
-    cfg.data_dir.mkdir(parents=True, exist_ok=True)
-    return MetadataStore.open(cfg.resolved_database_url, migrate=True)
-
-
-def _variants(cfg):
-    try:
-        from gateway.variants.store import VariantStore
-    except ImportError:
-        return None
-    return VariantStore(cfg.data_dir)
 
 
 def _audit(cfg):
@@ -49,7 +57,7 @@ def cmd_keys_rotate(args: argparse.Namespace) -> int:
     from gateway.security.rotation import RotationError, rotate_keys
 
     cfg = load_config()
-    store = _open(cfg)
+    store = args.open_node(cfg).store
     try:
         result = rotate_keys(cfg.data_dir, store, _audit(cfg))
     except RotationError as exc:
@@ -66,10 +74,10 @@ def cmd_keys_rotate(args: argparse.Namespace) -> int:
 
 def cmd_erase(args: argparse.Namespace) -> int:
     from gateway.security.erasure import erase_dataset, erase_subject
-    from gateway.security.keys import secret_key
 
     cfg = load_config()
-    store, variants, key = _open(cfg), _variants(cfg), secret_key(cfg)
+    node = args.open_node(cfg)
+    store, variants, key = node.store, node.variants, node.key
     try:
         if args.subject:
             result = erase_subject(store, variants, args.subject, key=key, audit=_audit(cfg), **_who())
@@ -104,16 +112,16 @@ def cmd_audit_export(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def add_security_parsers(sub) -> None:
+def add_security_parsers(sub: argparse._SubParsersAction, open_node: OpenNode) -> None:
     keys = sub.add_parser("keys", help="the pseudonymisation key").add_subparsers(dest="keys_command", required=True)
     rotate = keys.add_parser("rotate", help="chain a new key onto the old ones and carry every stored id forward")
-    rotate.set_defaults(func=cmd_keys_rotate)
+    rotate.set_defaults(func=cmd_keys_rotate, open_node=open_node)
 
     erase = sub.add_parser("erase", help="erase a subject (consent withdrawn) or withdraw a dataset")
     what = erase.add_mutually_exclusive_group(required=True)
     what.add_argument("--subject", metavar="PSEUDONYM", help="the subject's pseudonym (pid-…)")
     what.add_argument("--dataset", metavar="ID")
-    erase.set_defaults(func=cmd_erase)
+    erase.set_defaults(func=cmd_erase, open_node=open_node)
 
     audit = sub.add_parser("audit", help="the audit log").add_subparsers(dest="audit_command", required=True)
     verify = audit.add_parser("verify", help="check the hash chain; exit 1 when broken")

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import secrets
+from collections.abc import Callable
 from pathlib import Path
 
 from gateway.config import Config
@@ -17,7 +18,7 @@ KEY_CHAIN_FILE = "key-chain"  # rotation keys, oldest first, one hex key a line 
 OPERATOR_TOKEN_FILE = "operator.token"
 
 
-def _read_or_create(path: Path, make: callable) -> str:
+def _read_or_create(path: Path, make: Callable[[], str]) -> str:
     path.parent.mkdir(parents=True, exist_ok=True)
     try:
         return path.read_text(encoding="utf-8").strip()

@@ -24,15 +24,45 @@ CONTROLLED callers see exact counts and records; the defences apply to PUBLIC an
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from enum import StrEnum
 from functools import cache
 from typing import Any
 
-from gateway.beacon.granularity import GRANULARITIES, coarsest
 from gateway.config import Config, ConfigError, DatasetConfig
-from gateway.security.caller import CONTROLLED, PUBLIC, REGISTERED, TIERS, dataset_config
+from gateway.security.caller import ANONYMOUS, CONTROLLED, PUBLIC, REGISTERED, TIERS, Caller, dataset_config
 from mappings import load_table
+
+
+class Granularity(StrEnum):
+    """How much of an answer is shown, in ascending detail (Beacon v2 `requestedGranularity`).
+
+    A StrEnum: members are the protocol's own strings, so they compare and serialise as them.
+    """
+
+    BOOLEAN = "boolean"
+    COUNT = "count"
+    RECORD = "record"
+
+    @property
+    def rank(self) -> int:
+        return _RANK[self]
+
+
+GRANULARITIES: tuple[str, ...] = tuple(g.value for g in Granularity)  # ascending detail
+_RANK = {g: i for i, g in enumerate(Granularity)}
+
+
+def coarsest(*granularities: str) -> Granularity:
+    """The least detailed of `granularities` (each a Granularity or its string)."""
+    return min((Granularity(g) for g in granularities), key=_RANK.__getitem__)
+
+
+def finer(a: str, b: str) -> bool:
+    """True when `a` shows more than `b`."""
+    return _RANK[Granularity(a)] > _RANK[Granularity(b)]
+
 
 DEFAULT_COUNT_THRESHOLD = 5
 DEFAULT_ROUNDING = 10
@@ -168,6 +198,33 @@ def policy_for(config: Config, dataset_id: str) -> DatasetPolicy:
         _POLICY_CACHE.clear()
     _POLICY_CACHE[(id(config), dataset_id)] = (config, policy)
     return policy
+
+
+def allowed_granularity(
+    config: Config, dataset_ids: Iterable[str], caller: Caller | None = None, entry_path: str | None = None
+) -> Granularity:
+    """The most detailed granularity every queried dataset allows `caller` (None: an anonymous caller).
+
+    Per dataset: the caller's tier and the dataset's policy; a query over several datasets gets the
+    coarsest ceiling among them. Callers have already left out the datasets not served at all.
+    """
+    caller = caller or ANONYMOUS
+    allowed = Granularity.RECORD
+    for dataset_id in dataset_ids:
+        tier = caller.tier_for(dataset_config(config, dataset_id), config.node.base_url)
+        ceiling = policy_for(config, dataset_id).ceiling(tier, entry_path)
+        allowed = coarsest(allowed, ceiling or Granularity.BOOLEAN)  # not served: least detail
+    return allowed
+
+
+def returned_granularity(
+    requested: str,
+    config: Config,
+    dataset_ids: Iterable[str],
+    caller: Caller | None = None,
+    entry_path: str | None = None,
+) -> Granularity:
+    return coarsest(requested, allowed_granularity(config, dataset_ids, caller, entry_path))
 
 
 def check_policies(config: Config) -> None:

@@ -38,7 +38,7 @@ class ChainedKey(bytes):
         return obj
 
     def __eq__(self, other: object) -> bool:
-        return bytes(self) == bytes(other) and self.chain == getattr(other, "chain", ())  # type: ignore[arg-type]
+        return isinstance(other, bytes) and bytes(self) == bytes(other) and self.chain == getattr(other, "chain", ())
 
     def __hash__(self) -> int:
         return hash((bytes(self), self.chain))

@@ -23,14 +23,15 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from gateway.errors import GatewayError
 from gateway.security.keys import KEY_CHAIN_FILE, key_chain
 from gateway.security.pseudonym import DERIVED, PSEUDONYM, chain_step
 
 PENDING = KEY_CHAIN_FILE + ".pending"
 
 
-class RotationError(RuntimeError):
-    pass
+class RotationError(GatewayError, RuntimeError):
+    """A key rotation that cannot go on; nothing was half-changed."""
 
 
 def _step_ids(value: Any, key: bytes) -> Any:

@@ -34,15 +34,14 @@ from gateway.security.caller import Caller, caller_from_token, client_ip, parse_
 from gateway.security.keys import is_operator
 from gateway.security.policy import check_policies
 from gateway.security.tokens import TokenError, TokenVerifier
+from gateway.store.metadata import MetadataStore
+from gateway.variants.protocol import VariantReader
 
 SIZE_CACHE_S = 10.0
 
 
 def settings_of(config: Config) -> Mapping[str, Any]:
-    raw = config.extra.get("security") or {}
-    if not isinstance(raw, Mapping):
-        raise ConfigError("security: expected a mapping")
-    return raw
+    return config.security
 
 
 @dataclass
@@ -97,14 +96,15 @@ class Security:
             return Caller(ip=ip, operator=True, sub="operator", issuer="local")
         return caller_from_token(self.verifier.verify(token), ip, self.operator_roles, self.verifier.use_visa_type)
 
-    def dataset_size(self, store: Any, variants: Any, dataset_id: str) -> int:
+    def dataset_size(self, store: MetadataStore | None, variants: VariantReader | None, dataset_id: str) -> int:
         """Individuals in a dataset: the larger of its phenopackets and its VCF samples (cached briefly)."""
         now = time.monotonic()
         with self._lock:
             cached = self._sizes.get(dataset_id)
             if cached and now - cached[0] < SIZE_CACHE_S:
                 return cached[1]
-        size = max(_phenopacket_count(store, dataset_id), _sample_count(variants, dataset_id))
+        samples = variants.sample_count(dataset_id) if variants is not None else 0
+        size = max(_phenopacket_count(store, dataset_id), samples)
         with self._lock:
             self._sizes[dataset_id] = (now, size)
         return size
@@ -114,31 +114,10 @@ class Security:
             self._sizes.clear()
 
 
-def _phenopacket_count(store: Any, dataset_id: str) -> int:
+def _phenopacket_count(store: MetadataStore | None, dataset_id: str) -> int:
     if store is None:
         return 0
     for row in store.list_datasets():
         if row["id"] == dataset_id:
             return int(row.get("phenopackets") or 0)
     return 0
-
-
-def _sample_count(variants: Any, dataset_id: str) -> int:
-    if variants is None:
-        return 0
-    counter = getattr(variants, "sample_count", None)
-    if callable(counter):
-        return int(counter(dataset_id))
-    opener = getattr(variants, "_open", None)  # the store has no public sample count yet
-    ds = opener(dataset_id) if callable(opener) else None
-    if ds is None:
-        return 0
-    return sum(1 for name, _, _ in ds.sample_table() if name and not str(name).startswith("erased-"))
-
-
-def security_of(extra: Mapping[str, Any], config: Config, key: bytes) -> Security:
-    """The application's Security, or a restrictive stand-in (anonymous, no audit) for apps built without it."""
-    found = extra.get("security")
-    if isinstance(found, Security):
-        return found
-    return Security.from_config(config, key, (), audit=False)

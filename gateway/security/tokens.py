@@ -28,6 +28,7 @@ from typing import Any
 import jwt
 from jwt import PyJWK
 
+from gateway.errors import GatewayError
 from gateway.security.data_use import DEFAULT_USE_VISA_TYPE
 
 log = logging.getLogger(__name__)
@@ -43,8 +44,10 @@ MAX_TOKEN_BYTES = 16 * 1024
 MAX_VISAS = 200
 
 
-class TokenError(Exception):
+class TokenError(GatewayError):
     """A presented token failed verification. `reason` is short and safe to show to the caller."""
+
+    code = "invalid_token"
 
     def __init__(self, reason: str):
         super().__init__(reason)
@@ -192,7 +195,7 @@ class TokenVerifier:
         if len(token) > MAX_TOKEN_BYTES:
             raise TokenError("token too large")
         key, alg, issuer = self._signing_key(token, for_visa=for_visa)
-        options = {"require": list(REQUIRED_CLAIMS), "verify_aud": not for_visa}
+        options: jwt.types.Options = {"require": list(REQUIRED_CLAIMS), "verify_aud": not for_visa}
         try:
             claims = jwt.decode(
                 token,
@@ -260,8 +263,9 @@ class TokenVerifier:
             return None
         for alternative in conditions:
             matched = [self._matching_visa(clause, visas) for clause in alternative]
-            if all(m is not None for m in matched):
-                return tuple(m.value for m in matched)
+            found = [m for m in matched if m is not None]
+            if len(found) == len(matched):
+                return tuple(m.value for m in found)
         log.warning("a visa is not honoured: its conditions are not met by the passport's other visas")
         return None
 

@@ -9,13 +9,17 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
 import sys
 import time
 import uuid
 from collections.abc import Callable
 from pathlib import Path
+from typing import IO
 
 from gateway.config import Config
+from gateway.errors import BadInput
+from gateway.ids import check_dataset_id
 from gateway.security.pseudonym import pseudonymise
 from gateway.variants.layout import pid_alive
 
@@ -83,6 +87,7 @@ def run_vcf_ingest(
     from gateway.store.metadata import MetadataStore
     from gateway.variants.ingest import VCFRejected, ingest_vcf
 
+    check_dataset_id(dataset_id)  # before the data directory or the store is touched
     cfg.data_dir.mkdir(parents=True, exist_ok=True)
     store = MetadataStore.open(cfg.resolved_database_url, migrate=True)
     progress = _ProgressLine(show_progress)
@@ -147,3 +152,94 @@ def read_job(data_dir: Path, job_id: str) -> dict | None:
 
 def new_job_id() -> str:
     return uuid.uuid4().hex
+
+
+# --- an HTTP upload becomes a job: the body streamed to disk, a child process ingests it --------------
+
+UPLOAD_CHUNK = 1 << 20
+
+
+def _stream_to(source: IO[bytes], path: Path) -> int:
+    """Copy an upload to disk in chunks: never the whole file in memory."""
+    size = 0
+    with open(path, "wb") as out:
+        while chunk := source.read(UPLOAD_CHUNK):
+            size += len(chunk)
+            out.write(chunk)
+        out.flush()
+        os.fsync(out.fileno())
+    return size
+
+
+def _job_environment(cfg: Config, key: bytes) -> dict[str, str]:
+    """The child sees this node's store and key through its environment, never through files."""
+    env = dict(os.environ)
+    env["GATEWAY_DATA_DIR"] = str(Path(cfg.data_dir).resolve())
+    env["GATEWAY_DATABASE_URL"] = cfg.resolved_database_url
+    env["GATEWAY_SECRET_KEY"] = key.hex()
+    return env
+
+
+def keep_sample_map(cfg: Config, mapping: dict[str, str]) -> str:
+    """Keep a sample map for later VCF uploads (POST /uploads); its upload id."""
+    upload_id = new_job_id()
+    write_job(cfg.data_dir, f"samplemap-{upload_id}", {"sample_map": mapping})
+    return upload_id
+
+
+def held_sample_map(cfg: Config, upload_id: str) -> dict[str, str]:
+    """A sample map uploaded before (POST /uploads); BadInput when there is none with that id."""
+    held = read_job(cfg.data_dir, f"samplemap-{upload_id}")
+    if held is None:
+        raise BadInput("unknown sample_map upload id")
+    return dict(held["sample_map"])
+
+
+def start_vcf_job(
+    cfg: Config,
+    key: bytes,
+    body: IO[bytes],
+    *,
+    dataset_id: str,
+    suffix: str,
+    assembly: str | None,
+    sample_map: dict[str, str] | None,
+    skip_invalid: bool,
+) -> str:
+    """Keep an uploaded VCF and start its ingest in a child process; the job's id.
+
+    The dataset id is checked before anything is written; an empty body is refused (BadInput) and
+    leaves nothing behind.
+    """
+    check_dataset_id(dataset_id)
+    job_id = new_job_id()
+    uploads = Path(cfg.data_dir) / "uploads"
+    uploads.mkdir(parents=True, exist_ok=True)
+    upload = uploads / f"{job_id}{suffix}"
+    size = _stream_to(body, upload)
+    if size == 0:
+        upload.unlink(missing_ok=True)
+        raise BadInput("empty body: send the VCF file as the request body")
+    spec = {
+        "id": job_id,
+        "kind": "vcf-ingest",
+        "status": "queued",
+        "dataset_id": dataset_id,
+        "assembly": assembly,
+        "sample_map": sample_map,
+        "skip_invalid": skip_invalid,
+        "upload": str(upload),
+        "bytes": size,
+        "data_dir": str(Path(cfg.data_dir).resolve()),
+    }
+    write_job(cfg.data_dir, job_id, spec)
+    proc = subprocess.Popen(  # its own process: htslib trouble cannot reach this worker
+        [sys.executable, "-m", "gateway.services.vcf_job", str(_job_path(cfg.data_dir, job_id))],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+        env=_job_environment(cfg, key),
+    )
+    write_job(cfg.data_dir, job_id, {**spec, "status": "running", "pid": proc.pid})
+    return job_id

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 import mappings
+from gateway.ids import check_dataset_id
 from gateway.issues import Issue, Report
 from gateway.security.pseudonym import derived_id, id_functions, pseudonymise
 from gateway.store.metadata import UnknownDatasetError
@@ -95,6 +96,7 @@ def process_fhir(
     created_by: str = "genomic-gateway",
 ) -> IngestOutcome:
     """Validate and translate a FHIR document; store nothing (see `ingest_fhir`)."""
+    check_dataset_id(dataset_id)  # the namespace of the ids made here; InvalidDatasetId before any work
     now = now or datetime.now(UTC)
     report = Report()
     report.extend(validate_fhir(doc))
@@ -260,6 +262,7 @@ def ingest_phenopackets(
     The same document `id` twice in one request is stored once (the later one) and said so on both,
     with the other's location (`locations`, else the document's position).
     """
+    check_dataset_id(dataset_id)
     prepared = [prepare_phenopacket(d, key=key, dataset_id=dataset_id) for d in docs]
     reports = [r for _, _, r in prepared]
     if not all(r.ok for r in reports):
@@ -284,5 +287,6 @@ def ingest_phenopackets(
             issues=tuple(i.to_dict() for i in report),
         )
         for packet, subject_id, report in prepared
+        if packet is not None
     ]
     return _save_creating_dataset(store, dataset_id, records), reports

@@ -43,7 +43,7 @@ def _sqlite_engine(url: URL) -> Engine:
             connect_args={"check_same_thread": False},
         )
     else:
-        Path(url.database).expanduser().resolve().parent.mkdir(parents=True, exist_ok=True)
+        Path(url.database or "").expanduser().resolve().parent.mkdir(parents=True, exist_ok=True)
         engine = sa.create_engine(
             url,
             json_serializer=_json_dumps,

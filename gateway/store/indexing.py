@@ -22,7 +22,7 @@ from gateway.store.tables import (
     PHENOTYPE,
     SAMPLED_TISSUE,
 )
-from translators.alternate_codings import alternates_by_term
+from mappings.alternate_codings import alternates_by_term
 
 # ISO 8601 duration as phenopackets use it (PnYnMnWnD with an optional time part).
 _DURATION = re.compile(

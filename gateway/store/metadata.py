@@ -22,6 +22,8 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql as pg_dialect
 from sqlalchemy.dialects import sqlite as sqlite_dialect
 
+from gateway.errors import BadInput
+from gateway.ids import check_dataset_id
 from gateway.store import migrate as migrations
 from gateway.store.engine import WRITE, create_store_engine
 from gateway.store.indexing import index_fields
@@ -45,7 +47,7 @@ _DEADLOCK_RETRIES = 3
 _RETRYABLE_SQLSTATES = {"40P01", "40001"}  # PostgreSQL deadlock / serialization failure
 
 
-class StoreError(Exception):
+class StoreError(BadInput):
     """A request the store refuses before touching the database."""
 
 
@@ -106,6 +108,7 @@ class MetadataStore:
     def ensure_dataset(self, dataset_id: str, *, name: str = "", description: str = "") -> None:
         """Create the dataset if missing; update its name/description when given."""
         _require_text("dataset_id", dataset_id)
+        check_dataset_id(dataset_id)  # the last line of defence: every entry point checked already
         now = _now()
         statement = self._insert(datasets).values(
             id=dataset_id, name=name, description=description, created_at=now, updated_at=now
@@ -122,6 +125,11 @@ class MetadataStore:
             statement = statement.on_conflict_do_nothing(index_elements=["id"])
         with self.transaction() as connection:
             connection.execute(statement)
+
+    def dataset_ids(self) -> list[str]:
+        """Every dataset's id, sorted (asked on every Beacon request: no join, no count)."""
+        with self.engine.connect() as connection:
+            return [r[0] for r in connection.execute(sa.select(datasets.c.id).order_by(datasets.c.id))]
 
     def list_datasets(self) -> list[dict[str, Any]]:
         count = sa.func.count(phenopackets.c.pk).label("phenopackets")

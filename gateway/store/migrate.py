@@ -16,13 +16,14 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import Connection, Engine, text
 
+from gateway.errors import GatewayError
 from gateway.store.engine import WRITE
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
 
 
-class MigrationError(RuntimeError):
-    pass
+class MigrationError(GatewayError, RuntimeError):
+    """The metadata store's schema cannot be brought to this version."""
 
 
 def alembic_config(connection=None) -> Config:
@@ -70,7 +71,9 @@ def upgrade(engine: Engine, revision: str = "head") -> None:
 def _raw_pragma(connection: Connection, pragma: str) -> None:
     # On the driver connection: SQLAlchemy would first open a transaction, where this
     # PRAGMA is silently ignored.
-    connection.connection.driver_connection.execute(f"PRAGMA {pragma}")
+    driver = connection.connection.driver_connection
+    assert driver is not None  # an open connection has its driver's
+    driver.execute(f"PRAGMA {pragma}")
 
 
 def downgrade(engine: Engine, revision: str) -> None:

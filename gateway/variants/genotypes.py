@@ -14,11 +14,13 @@ import re
 
 import numpy as np
 
+from gateway.errors import GatewayError  # the one exception root
+
 _TAB, _COLON, _SLASH, _PIPE, _DOT, _ZERO, _NINE = 9, 58, 47, 124, 46, 48, 57
 _SPLIT_GT = re.compile(rb"[/|]")
 
 
-class GenotypeError(ValueError):
+class GenotypeError(GatewayError, ValueError):
     pass
 
 

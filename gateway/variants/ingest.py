@@ -17,6 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+from gateway.errors import GatewayError  # the one exception root
 from gateway.issues import Issue, Report
 
 from .layout import dataset_dir, publish
@@ -25,7 +26,7 @@ from .reader import ReadOptions
 CHILD_MEMORY_LIMIT = 4 << 30  # address-space cap for the parsing child: a hostile file cannot exhaust the host
 
 
-class VCFRejected(Exception):
+class VCFRejected(GatewayError):
     """The file was rejected; nothing changed. `report` holds the reasons with file:line locations."""
 
     def __init__(self, report: Report):

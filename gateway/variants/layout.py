@@ -23,7 +23,9 @@ from pathlib import Path
 
 import numpy as np
 
-DATASET_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+from gateway.errors import GatewayError  # the one exception root
+from gateway.ids import DATASET_ID  # the one dataset-id rule (gateway/ids.py)
+
 POINTER = "CURRENT"
 LONG_SPAN = 1000  # variants longer than this are found through their own partial index in range queries
 
@@ -187,7 +189,7 @@ def unpack_codes(blob: bytes, n: int) -> np.ndarray:
 SITE_COLUMNS = ("id", "vkey", "chrom", "start", "end", "ref", "alt", "vclass", "length", "ac", "an", "ids")
 
 
-class DuplicateVariants(Exception):
+class DuplicateVariants(GatewayError):
     """The same variant was written more than once: (vkey, first id, later ids) each."""
 
     def __init__(self, duplicates: list[tuple[str, int, list[int]]]):

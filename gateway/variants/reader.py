@@ -25,6 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
+from gateway.errors import GatewayError  # the one exception root
 from gateway.issues import Issue
 
 from .annotations import annotation_format, parse_annotations, short_protein_change
@@ -53,7 +54,7 @@ BATCH_LINES = 128  # records decoded together in the vectorised GT path
 LONG_KEY = 48  # alleles longer than this are hashed in variant keys (URLs stay short)
 
 
-class Rejected(Exception):
+class Rejected(GatewayError):
     def __init__(self, issues: list[Issue]):
         super().__init__("; ".join(i.message for i in issues))
         self.issues = issues
@@ -420,7 +421,7 @@ def _info_int(info: str, key: str, i: int = 0) -> int | None:
         return None
 
 
-class _SkipRecord(Exception):
+class _SkipRecord(GatewayError):
     """An invalid record that is skipped (--skip-invalid) or only listed (validation): the reader goes on."""
 
 

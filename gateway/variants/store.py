@@ -34,10 +34,12 @@ from .layout import (
     switch_pointer,
     unpack_codes,
 )
+from .protocol import DatasetSamples, SampleRow
 from .query import Carrier, VariantHit, VariantQuery
 
 _COLUMNS = "id, vkey, chrom, start, end, ref, alt, vclass, length, ac, an, carriers, genes, aa, effects, ids"
 _MAX_OPEN_PER_THREAD = 64  # open dataset connections kept per thread (least recently opened closed first)
+_STABLE_DIR_S = 1.0  # a directory listing is reused once the directory has not changed for this long
 _POINTER_RECHECK_S = 0.5  # how stale a reader may be after another process switched a version
 
 
@@ -228,10 +230,28 @@ class VariantStore:
         """Forget cached version pointers (call after an ingest in this process)."""
         self._pointer_cache.clear()
 
+    _listing: tuple[int, list[str]] | None = None  # (directory mtime, dataset directory names)
+
     def datasets(self) -> list[str]:
-        if not self.root.is_dir():
+        """Datasets with a live version, sorted; asked on every Beacon request.
+
+        The directory listing is reused while the directory is unchanged (its mtime; trusted only
+        when older than the filesystem's timestamp granularity); whether each dataset has a live
+        version (its CURRENT pointer) is still checked on every call, so a finished ingest shows at once.
+        """
+        root = os.fspath(self.root)
+        try:
+            mtime = os.stat(root).st_mtime_ns
+        except OSError:
             return []
-        return sorted(d.name for d in self.root.iterdir() if DATASET_ID.match(d.name) and (d / "CURRENT").exists())
+        cached = self._listing
+        if cached is not None and cached[0] == mtime:
+            names = cached[1]
+        else:
+            names = sorted(n for n in os.listdir(root) if DATASET_ID.match(n))
+            if time.time_ns() - mtime >= _STABLE_DIR_S * 1e9:  # a change within the same tick is invisible
+                self._listing = (mtime, names)
+        return [n for n in names if os.path.exists(os.path.join(root, n, "CURRENT"))]
 
     def _version(self, dataset_id: str) -> str | None:
         now = time.monotonic()
@@ -421,6 +441,31 @@ class VariantStore:
                 hits += [ds.hit(r) for r in rows]
             total += n
         return hits, total
+
+    # --- samples (the VariantReader protocol, gateway/variants/protocol.py) --------------
+
+    def sample_count(self, dataset_id: str) -> int:
+        """Samples of the live version that are not erased; 0 for an unknown dataset."""
+        ds = self._open(dataset_id)
+        if ds is None:
+            return 0
+        return sum(1 for name, _, _ in ds.sample_table() if name and not name.startswith("erased-"))
+
+    def dataset_samples(self, dataset_id: str) -> DatasetSamples | None:
+        """The live version's samples (erased ones included, as they are stored) and its facts."""
+        ds = self._open(dataset_id)
+        if ds is None:
+            return None
+        meta = dict(ds.conn.execute("SELECT key, value FROM meta").fetchall())
+        rows = ds.conn.execute("SELECT name, individual_id, biosample_id FROM samples ORDER BY idx").fetchall()
+        return DatasetSamples(
+            dataset_id=dataset_id,
+            version=ds.version,
+            created=meta.get("created") or "1970-01-01",
+            assembly=meta.get("assembly", ""),
+            records=int(meta.get("records_written") or 0),
+            samples=tuple(SampleRow(*row) for row in rows),
+        )
 
     # --- changes ----------------------------------------------------------------------
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import time
 import uuid
+from pathlib import Path
 
 import pytest
 
@@ -132,3 +133,73 @@ def test_upload_needs_an_operator_and_a_sane_dataset_id(client, operator):
     bad = client.post("/datasets/..%2Fetc/vcf", data=b"x", headers={**operator, "Content-Type": "text/plain"})
     assert bad.status_code in (400, 404)
     assert client.get("/jobs/../../secret.key", headers=operator).status_code == 404
+
+
+# --- one dataset-id rule, checked before anything is written ---------------------------------
+
+
+def test_http_upload_to_a_malformed_dataset_id_is_refused_and_writes_nothing(client, app, operator, cohort):
+    vcf, _, _ = cohort
+    resp = client.post("/datasets/a:b/vcf", data=vcf.read_bytes(), headers={**operator, "Content-Type": "text/plain"})
+    assert resp.status_code == 400, resp.get_data(as_text=True)
+    assert "dataset id" in resp.get_json()["error"]["message"]
+    data_dir = app.extensions["gateway"].config.data_dir
+    assert not (data_dir / "uploads").exists() or not any((data_dir / "uploads").iterdir())
+    assert "a:b" not in [d["id"] for d in app.extensions["gateway"].store.list_datasets()]
+
+
+@pytest.mark.parametrize("dataset", ["a:b", "-x", ".hidden", "x" * 129])
+def test_every_http_ingest_refuses_a_malformed_dataset_id(client, app, operator, dataset):
+    bundle = patients_bundle(["MRN-1"])
+    fhir = client.post(
+        "/fhir",
+        query_string={"dataset": dataset},
+        json=bundle,
+        headers={**operator, "Content-Type": "application/fhir+json"},
+    )
+    assert fhir.status_code == 400
+    assert fhir.get_json()["resourceType"] == "OperationOutcome"
+    packets = client.post("/phenopackets", query_string={"dataset": dataset}, json={"id": "p"}, headers=operator)
+    assert packets.status_code == 400 and "dataset id" in packets.get_json()["error"]["message"]
+    assert dataset not in [d["id"] for d in app.extensions["gateway"].store.list_datasets()]
+
+
+def test_cli_ingest_refuses_a_malformed_dataset_id(tmp_path, monkeypatch, cohort, capsys):
+    vcf, _, bundle = cohort
+    monkeypatch.setenv("GATEWAY_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.setenv("GATEWAY_SECRET_KEY", TEST_KEY_HEX)
+    bundle_path = tmp_path / "patients.json"
+    bundle_path.write_text(json.dumps(bundle))
+    assert main(["ingest", "vcf", str(vcf), "--dataset", "a:b"]) == 2
+    assert main(["ingest", "fhir", str(bundle_path), "--dataset", "a:b"]) == 2
+    assert "dataset id 'a:b' is not valid" in capsys.readouterr().err
+    assert not (tmp_path / "data" / "variants" / "a:b").exists()
+
+
+def test_configuration_refuses_a_malformed_dataset_id():
+    from gateway.config import ConfigError, config_from_mapping
+
+    with pytest.raises(ConfigError, match="dataset id 'a:b'"):
+        config_from_mapping({"datasets": [{"id": "a:b"}]})
+    with pytest.raises(ConfigError, match="dataset id 'a b'"):
+        config_from_mapping({"default_dataset": "a b"})
+
+
+def test_configuration_refuses_an_unknown_key_and_keeps_the_known_sections_typed():
+    from gateway.config import ConfigError, config_from_mapping
+
+    with pytest.raises(ConfigError, match=r"unknown configuration key.*securty"):
+        config_from_mapping({"securty": {"audit": False}})  # misspelt: would silently drop the settings
+    cfg = config_from_mapping({"security": {"audit": False}, "demo": 1, "default_data_use_conditions": ["DUO:0000042"]})
+    assert cfg.security == {"audit": False} and cfg.demo is True
+    assert cfg.default_data_use_conditions == ("DUO:0000042",)
+
+
+def test_the_environment_and_the_example_file_follow_the_same_rules():
+    from gateway.config import ConfigError, load_config
+
+    with pytest.raises(ConfigError, match="GATEWAY_DEFAULT_DATASET: dataset id 'a:b'"):
+        load_config(env={"GATEWAY_DEFAULT_DATASET": "a:b"})
+    example = Path(__file__).resolve().parents[2] / "gateway.example.yaml"
+    cfg = load_config(env={"GATEWAY_CONFIG": str(example)})  # every key the example documents is known
+    assert cfg.default_dataset == "default"

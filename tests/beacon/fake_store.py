@@ -1,9 +1,10 @@
-"""An in-memory variant store with the VariantStore query methods, for parser and envelope tests."""
+"""An in-memory variant store implementing the VariantReader protocol, for parser and envelope tests."""
 
 from __future__ import annotations
 
 import fnmatch
 
+from gateway.variants.protocol import CarrierRow, DatasetSamples, SampleRow, VariantReader
 from gateway.variants.query import Carrier, VariantHit, VariantQuery
 
 
@@ -47,28 +48,58 @@ class FakeVariantStore:
     def _matching(self, q: VariantQuery) -> list[VariantHit]:
         return [h for h in self.hits if matches(q, h)]
 
-    def search(self, q, *, skip=0, limit=10):
+    def search(self, q: VariantQuery, *, skip: int = 0, limit: int = 10) -> tuple[list[VariantHit], int]:
         self.calls.append(("search", q))
         found = self._matching(q)
         return found[skip : skip + limit], len(found)
 
-    def count(self, q):
+    def count(self, q: VariantQuery) -> int:
         self.calls.append(("count", q))
         return len(self._matching(q))
 
-    def exists(self, q):
+    def exists(self, q: VariantQuery) -> bool:
         self.calls.append(("exists", q))
         return bool(self._matching(q))
 
-    def carrier_count(self, q):
+    def carrier_count(self, q: VariantQuery) -> int:
         samples = {(h.dataset_id, c.sample_id) for h in self._matching(q) for c in self._carriers.get(h.variant_id, [])}
         return len(samples)
 
-    def get(self, variant_id):
+    def get(self, variant_id: str) -> VariantHit | None:
         return next((h for h in self.hits if h.variant_id == variant_id), None)
 
-    def carriers(self, variant_id, limit=None):
+    def carriers(self, variant_id: str, limit: int | None = None) -> list[Carrier]:
         return list(self._carriers.get(variant_id, []))[:limit]
+
+    def carrier_rows(self, variant_id: str, limit: int | None = None) -> list[CarrierRow]:
+        return [(c.sample_id, c.biosample_id, c.individual_id, c.zygosity) for c in self.carriers(variant_id, limit)]
+
+    def variants_of_individual(
+        self, individual_id: str, *, skip: int = 0, limit: int = 10
+    ) -> tuple[list[VariantHit], int]:
+        held = [
+            h for h in self.hits if any(c.individual_id == individual_id for c in self._carriers.get(h.variant_id, []))
+        ]
+        return held[skip : skip + limit], len(held)
+
+    def _samples(self, dataset_id: str) -> dict[str, Carrier]:
+        hits = (h for h in self.hits if h.dataset_id == dataset_id)
+        return {c.sample_id: c for h in hits for c in self._carriers.get(h.variant_id, [])}
+
+    def sample_count(self, dataset_id: str) -> int:
+        return len(self._samples(dataset_id))
+
+    def dataset_samples(self, dataset_id: str) -> DatasetSamples | None:
+        if dataset_id not in self.datasets():
+            return None
+        rows = tuple(
+            SampleRow(c.sample_id, c.individual_id, c.biosample_id) for c in self._samples(dataset_id).values()
+        )
+        return DatasetSamples(dataset_id, "v1", "2024-06-01T00:00:00Z", "GRCh38", len(self.hits), rows)
+
+
+def as_reader(store: FakeVariantStore) -> VariantReader:
+    return store  # mypy checks here that the fake implements the protocol
 
 
 def hit(dataset, chrom, start, ref, alt, vtype, end=None, **kw) -> VariantHit:

@@ -73,7 +73,7 @@ def test_every_entry_type_method_and_granularity_is_conformant(client, entry, me
 
 @pytest.mark.parametrize("entry", ENTRIES)
 def test_single_entry_by_id_and_every_cross_link(client, real_app, entry):
-    from gateway.beacon.registry import entry_type_for_path
+    from gateway.beacon.entry_types import entry_type_for_path
 
     record_id = first_id(client, entry)
     one = ask(client, f"{entry}/{record_id}")

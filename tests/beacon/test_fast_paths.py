@@ -4,14 +4,15 @@ from __future__ import annotations
 
 import json
 import os
-from pathlib import Path
 
 import pytest
 
 from gateway.api.render import dumps_strict
 from gateway.beacon import g_variants
-from gateway.beacon.engine import QueryContext, _variant_dataset_ids
+from gateway.beacon.context import QueryContext
+from gateway.config import Config
 from gateway.variants.query import Carrier
+from gateway.variants.store import VariantStore
 from tests.beacon.fake_store import FakeVariantStore, hit
 
 
@@ -45,9 +46,9 @@ def test_case_level_data_is_the_same_from_carrier_objects_and_tuples():
         Carrier("S3", None, "ind-3", ""),
     ]
     store = FakeVariantStore([h], {h.variant_id: carriers})
-    rows = g_variants.carrier_rows(store, h.variant_id)  # the fake store has no tuple form: converted
+    rows = g_variants.carrier_rows(store, h.variant_id)
     assert rows == [(c.sample_id, c.biosample_id, c.individual_id, c.zygosity) for c in carriers]
-    ctx = QueryContext(config=None, key=b"k" * 32)
+    ctx = QueryContext(config=Config(), key=b"k" * 32)
     from_objects = g_variants._case_level(ctx, h, carriers)
     assert g_variants._case_level(ctx, h, rows) == from_objects
     assert from_objects[0] == {"biosampleId": "bs-1", "individualId": "ind-1", "zygosity": from_objects[0]["zygosity"]}
@@ -55,26 +56,19 @@ def test_case_level_data_is_the_same_from_carrier_objects_and_tuples():
     assert from_objects[2]["zygosity"]["id"] == "GENO:0000137"  # unspecified
 
 
-class _DirStore:
-    def __init__(self, root: Path):
-        self.root = root
-
-    def datasets(self):
-        return sorted(d.name for d in self.root.iterdir() if (d / "CURRENT").exists())
-
-
 def test_the_cached_variant_dataset_listing_sees_new_datasets_and_finished_ingests(tmp_path):
+    store = VariantStore(tmp_path)  # the SQLite variant store: its `datasets()` reuses the directory listing
     root = tmp_path / "variants"
     (root / "a").mkdir(parents=True)
     (root / "a" / "CURRENT").write_text("v1")
     (root / "b").mkdir()  # an ingest in progress: no live version yet
     os.utime(root, ns=(10**9, 10**9))  # an old, settled directory: its listing is cached
-    ctx = QueryContext(config=None, key=b"", variants=_DirStore(root))
-    assert _variant_dataset_ids(ctx) == ["a"]
+    assert store.datasets() == ["a"]
+    assert store._listing is not None  # the listing was kept
     (root / "b" / "CURRENT").write_text("v1")  # the ingest finishes (the root directory does not change)
-    assert _variant_dataset_ids(ctx) == ["a", "b"]
+    assert store.datasets() == ["a", "b"]
     (root / "c").mkdir()
     (root / "c" / "CURRENT").write_text("v1")
-    assert _variant_dataset_ids(ctx) == ["a", "b", "c"] == ctx.variants.datasets()
+    assert store.datasets() == ["a", "b", "c"]
     (root / "a" / "CURRENT").unlink()
-    assert _variant_dataset_ids(ctx) == ["b", "c"]
+    assert store.datasets() == ["b", "c"]

@@ -7,7 +7,7 @@ import sqlite3
 
 import pytest
 
-from gateway.beacon.engine import QueryContext
+from gateway.beacon.context import QueryContext
 from gateway.beacon.individuals import INDIVIDUALS, Selection, answer_selection, current_snapshot, selection_for
 from gateway.beacon.request import parse_post
 from tests.beacon.real_node import PXF_DATASET, reference_phenopackets
@@ -19,7 +19,7 @@ SEX = ["NCIT:C16576", "NCIT:C20197", "NCIT:C17998"]
 
 def _context(app) -> QueryContext:
     s = app.extensions["gateway"]
-    return QueryContext(config=s.config, key=s.key, variants=s.variants, store=s.store, extra=s.extra)
+    return QueryContext(config=s.config, key=s.key, variants=s.variants, store=s.store, cache=s.beacon_cache)
 
 
 def _both(ctx, body: dict, datasets: tuple[str, ...]):

@@ -20,7 +20,9 @@ from werkzeug.serving import make_server
 
 from gateway.api.beacon import beacon_blueprint
 from gateway.api.context import Services
+from gateway.beacon.entry_types import BEACON_ENTRY_TYPES
 from gateway.config import config_from_mapping
+from gateway.security.service import Security
 from tests.beacon.fake_store import sample_store
 from tests.beacon.official_schemas import check_response
 
@@ -42,9 +44,14 @@ def peer_app(beacon_id: str, datasets=("ds1", "ds2"), store=None, policy: dict |
     )
     app = Flask(beacon_id)
     app.extensions["gateway"] = Services(
-        config=config, key=TEST_KEY, operator_tokens=(), store=None, variants=store or sample_store()
+        config=config,
+        key=TEST_KEY,
+        operator_tokens=(),
+        store=None,  # type: ignore[arg-type]  # a Beacon over variants only
+        security=Security.from_config(config, TEST_KEY, (), audit=False),
+        variants=store or sample_store(),
     )
-    app.register_blueprint(beacon_blueprint(), url_prefix="/api")
+    app.register_blueprint(beacon_blueprint(BEACON_ENTRY_TYPES), url_prefix="/api")
     return app
 
 

@@ -24,7 +24,7 @@ def two_peers():
 def network(two_peers, tmp_path):
     peers = [{"url": two_peers[k][0], "beaconId": f"org.example.{k}"} for k in ("a", "b")]
     app = network_app({"peers": peers, "budget": 3}, tmp_path=tmp_path)
-    app.extensions["gateway"].extra["network"].directory.refresh()
+    app.extensions["gateway"].network.directory.refresh()
     return app.test_client()
 
 

@@ -1,9 +1,10 @@
-"""A small in-memory variant store with the query methods the Beacon layer uses, for the security tests."""
+"""A small in-memory variant store implementing the VariantStore protocol, for the security tests."""
 
 from __future__ import annotations
 
 from dataclasses import replace
 
+from gateway.variants.protocol import CarrierRow, DatasetSamples, VariantStore
 from gateway.variants.query import Carrier, VariantHit, VariantQuery
 
 
@@ -61,37 +62,52 @@ class FakeVariantStore:
     def sample_count(self, dataset_id: str) -> int:
         return self.samples.get(dataset_id, 0)
 
-    def _matching(self, q):
+    def _matching(self, q: VariantQuery) -> list[VariantHit]:
         return [h for h in self.hits if _matches(q, h)]
 
-    def search(self, q, *, skip=0, limit=10):
+    def search(self, q: VariantQuery, *, skip: int = 0, limit: int = 10) -> tuple[list[VariantHit], int]:
         found = self._matching(q)
         return found[skip : skip + limit], len(found)
 
-    def count(self, q):
+    def count(self, q: VariantQuery) -> int:
         return len(self._matching(q))
 
-    def exists(self, q):
+    def exists(self, q: VariantQuery) -> bool:
         return bool(self._matching(q))
 
-    def carrier_count(self, q):
+    def carrier_count(self, q: VariantQuery) -> int:
         return sum(h.carrier_count for h in self._matching(q))
 
-    def carriers(self, variant_id, limit=None):
+    def carriers(self, variant_id: str, limit: int | None = None) -> list[Carrier]:
         return self._carriers.get(variant_id, [])
 
-    def get(self, variant_id):
+    def carrier_rows(self, variant_id: str, limit: int | None = None) -> list[CarrierRow]:
+        return [(c.sample_id, c.biosample_id, c.individual_id, c.zygosity) for c in self.carriers(variant_id, limit)]
+
+    def get(self, variant_id: str) -> VariantHit | None:
         return next((h for h in self.hits if h.variant_id == variant_id), None)
 
-    def refresh(self):
+    def variants_of_individual(
+        self, individual_id: str, *, skip: int = 0, limit: int = 10
+    ) -> tuple[list[VariantHit], int]:
+        return [], 0  # no sample of these datasets is linked to an individual
+
+    def dataset_samples(self, dataset_id: str) -> DatasetSamples | None:
+        return None  # sample counts only: no per-sample rows, so no runs or analyses
+
+    def refresh(self) -> None:
         pass
 
-    def erase_individual(self, individual_id):
+    def erase_individual(self, individual_id: str) -> int:
         return 0
 
-    def delete_dataset(self, dataset_id):
+    def delete_dataset(self, dataset_id: str) -> None:
         self.hits = [h for h in self.hits if h.dataset_id != dataset_id]
         self.samples.pop(dataset_id, None)
+
+
+def as_store(store: FakeVariantStore) -> VariantStore:
+    return store  # mypy checks here that the fake implements the protocol
 
 
 __all__ = ["FakeVariantStore", "replace"]

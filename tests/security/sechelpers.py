@@ -124,7 +124,7 @@ def make_node(tmp_path, jwks_files, datasets, variants=None, **security):
 
 
 def audit_records(app) -> list[dict]:
-    return list(app.extensions["gateway"].extra["security"].audit.records())
+    return list(app.extensions["gateway"].security.audit.records())
 
 
 @pytest.fixture

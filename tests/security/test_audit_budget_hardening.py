@@ -62,7 +62,7 @@ def test_no_token_or_address_in_the_audit_log(secure_node, mint):
     )
     client.get("/api/g_variants?referenceName=1&start=1000", headers=bearer(token + "x"))
     client.get("/phenopackets", headers=bearer(OPERATOR_TOKEN))
-    text = secure_node.extensions["gateway"].extra["security"].audit.path.read_text()
+    text = secure_node.extensions["gateway"].security.audit.path.read_text()
     assert token.split(".")[2] not in text and OPERATOR_TOKEN not in text and "203.0.113.77" not in text
     assert all(r.get("ip_hash") for r in audit_records(secure_node))
 

@@ -153,7 +153,7 @@ def test_after_erasure_no_query_finds_the_subject(node, tmp_path):
     assert client.get("/phenopackets?dataset=mii&limit=1000", headers=OPERATOR).get_json()["total"] >= 1
     erasures = [r for r in audit_records(node) if r.get("action") == "erase-subject"]
     assert len(erasures) == 1 and subject not in json.dumps(audit_records(node))
-    assert node.extensions["gateway"].extra["security"].audit.verify().ok
+    assert node.extensions["gateway"].security.audit.verify().ok
 
 
 def test_key_rotation_carries_every_id_forward(node, tmp_path):

@@ -120,11 +120,9 @@ def test_multi_coding_disease_choice_prefixing_and_no_duplicates():
         ),
         "mii",
     )["diseases"]
-    # issue 11: every Condition is its own Disease (no merging into whichever came first)
-    assert diseases == [
-        {"term": {"id": "ORPHA:558", "label": "Marfan syndrome"}},
-        {"term": {"id": "ORPHA:558", "label": "ORPHA:558"}},
-    ]
+    # the same diagnosis recorded twice is one Disease (different diagnoses are never merged: see
+    # test_fhir_fidelity.test_confirmed_condition_is_a_disease_and_the_suspected_one_is_not)
+    assert diseases == [{"term": {"id": "ORPHA:558", "label": "Marfan syndrome"}}]
 
 
 def test_bare_omim_code_gains_prefix():

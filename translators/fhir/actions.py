@@ -38,7 +38,8 @@ def procedure(ctx: PatientContext, i: int, proc: dict) -> dict | None:
 # Per medication resource type: statuses that mean nothing was taken or ordered, where the dosage
 # lives, and what kind of record it is (Phenopacket Treatment.drugType).
 MEDICATION_KINDS = {
-    "MedicationStatement": (frozenset({"entered-in-error", "not-taken"}), "dosage", "EHR_MEDICATION_LIST"),
+    # A statement or an administration records a medication taken; only an order says more (PRESCRIPTION).
+    "MedicationStatement": (frozenset({"entered-in-error", "not-taken"}), "dosage", None),
     "MedicationRequest": (
         frozenset({"entered-in-error", "cancelled", "draft"}),
         "dosageInstruction",

@@ -1,8 +1,9 @@
 """Condition -> diseases, or a phenotypicFeature when its chosen coding is HPO.
 
-Every Condition is its own Disease: its term is the coding the profile's disease priority list ranks
-best, and its other codings (ICD-10-GM beside ORPHA, say) stay with it as alternate codings in
-`metaData.externalReferences` (see translators/alternate_codings.py), which the Beacon index reads as
+Every Condition is its own Disease (the same diagnosis recorded twice, e.g. clinically and genetically
+confirmed, is one Disease; different ones are never merged): its term is the coding the profile's
+disease priority list ranks best, and its other codings (ICD-10-GM beside ORPHA, say) stay with it as alternate codings in
+`metaData.externalReferences` (see mappings/alternate_codings.py), which the Beacon index reads as
 disease terms of the same individual, so a filter on any of them finds the patient.
 
 verificationStatus decides the home (Phenopacket v2 `Disease` has no certainty field):
@@ -22,8 +23,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from mappings.alternate_codings import alternate_reference
 from translators.ages import fhir_age_to_iso
-from translators.alternate_codings import alternate_reference
 from translators.fhir.common import as_list, first_code, reference_of
 from translators.fhir.context import PatientContext
 from translators.fhir.phenotypes import Phenotypes
@@ -109,6 +110,20 @@ class Conditions:
         if resolution:
             record["resolution"] = resolution
         self.details(cond, base, record)
+        same = next(
+            (
+                d
+                for d in self.diseases
+                if d.record["term"]["id"] == term["id"] and d.record.get("excluded") == record.get("excluded")
+            ),
+            None,
+        )
+        if same is not None:  # the same diagnosis recorded twice (clinical and genetic): one Disease
+            for key, value in record.items():
+                same.record.setdefault(key, value)
+            same.codes |= codes
+            ctx.note("duplicate", f"{term['id']} already recorded for this patient: merged", base + "/code")
+            return
         self.diseases.append(Disease(record, codes))
 
     def details(self, cond: dict, base: str, record: dict) -> None:
@@ -180,7 +195,7 @@ class Conditions:
         return found
 
     def alternate_codings(self) -> list[dict]:
-        """The codings each disease carried beside the one chosen (translators/alternate_codings.py)."""
+        """The codings each disease carried beside the one chosen (mappings/alternate_codings.py)."""
         registry, out, seen = self.ctx.source.registry, [], set()
         for disease in self.diseases:
             primary = disease.record["term"]["id"]

@@ -65,24 +65,11 @@ class Variant:
     linked: bool = False
 
 
-def interpretation_status(verification: str, variant: Variant) -> str:
-    """How a variant cited by a Condition stands to its diagnosis.
-
-    Only a described change (HGVS, SPDI or a VCF record) that is not classified benign or uncertain is
-    CAUSATIVE for a confirmed diagnosis; a gene-level finding without a change (a copy count of a
-    phenotype modifier such as SMN2) or a variant of uncertain significance is a CANDIDATE, a benign
-    one is REJECTED. A refuted diagnosis rejects its variants; any other stays CANDIDATE.
-    """
-    if verification == "refuted":
-        return "REJECTED"
-    if verification != "confirmed":
-        return "CANDIDATE"
-    if variant.acmg in ("BENIGN", "LIKELY_BENIGN"):
-        return "REJECTED"
-    described = "expressions" in variant.descriptor or "vcfRecord" in variant.descriptor
-    if not described or variant.acmg == "UNCERTAIN_SIGNIFICANCE":
-        return "CANDIDATE"
-    return "CAUSATIVE"
+def interpretation_status(verification: str) -> str:
+    """How a variant cited by a Condition stands to its diagnosis: CAUSATIVE for a confirmed one,
+    REJECTED for a refuted one, else CANDIDATE. (A phenotype modifier cited as evidence cannot be told
+    apart structurally: the reference examples say "modifier" only in free text.)"""
+    return {"confirmed": "CAUSATIVE", "refuted": "REJECTED"}.get(verification, "CANDIDATE")
 
 
 class Components:
@@ -370,7 +357,7 @@ class Variants:
             diagnosis: dict = {"disease": link.term}
             if found:
                 diagnosis["genomicInterpretations"] = [
-                    self.genomic(v, interpretation_status(link.verification, v)) for v in found
+                    self.genomic(v, interpretation_status(link.verification)) for v in found
                 ]
             out.append(
                 {
@@ -379,6 +366,9 @@ class Variants:
                     "diagnosis": diagnosis,
                 }
             )
+        # Settled diagnoses first, then those under consideration: an order that does not depend on
+        # the order the sender listed its Conditions in.
+        out.sort(key=lambda i: i["progressStatus"] != "SOLVED")
         rest = [v for v in self.found.values() if not v.linked]
         if rest:
             out.append(

@@ -4,7 +4,8 @@ Phenopacket v2 `Disease` holds one term, but a hospital codes one condition seve
 OMIM, ICD-10-GM, SNOMED CT). The FHIR translator keeps every other coding as a
 `metaData.externalReferences` entry whose description names the disease term it belongs to; the
 Beacon index (gateway/store/indexing.py) reads them back with `alternates_by_term`, so a filter on
-any coding of a condition finds the individual. The written form and its reader live here together.
+any coding of a condition finds the individual. The written form and its reader live here together,
+beneath both the translators and the store.
 """
 
 from __future__ import annotations

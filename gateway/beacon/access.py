@@ -1,4 +1,4 @@
-"""The Beacon engine's security hook: who may query which dataset at which granularity, and
+"""Access decisions about Beacon answers: who may query which dataset at which granularity, and
 what of the handler's answer may be shown.
 
 `admit` runs before the entry type's handler (budget, datasets the caller may see,
@@ -6,6 +6,9 @@ granularity ceiling, the phenotype+variant rule); `protect` runs on the handler'
 `EntryAnswer` (rare alleles, count threshold, rounding). Both are generic over entry
 types: counts are the answer's total, its result sets' counts and any `…Count` number
 in its `info`. What was decided is written into the request's audit notes.
+
+The rules themselves (tiers, per-dataset policy and granularity, the count rules, the budget)
+live in gateway.security; this module applies them to Beacon requests and answers.
 """
 
 from __future__ import annotations
@@ -14,22 +17,42 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from gateway.beacon.collections import dataset_of_cohort
-from gateway.beacon.granularity import _RANK, coarsest, returned_granularity
-from gateway.beacon.request import BeaconRequestError
+from gateway.beacon.context import AuditNotes, QueryContext
+from gateway.beacon.registry import EntryType
+from gateway.beacon.request import BeaconRequest, BeaconRequestError
 from gateway.beacon.response import EntryAnswer, ResultSet
-from gateway.security.caller import ANONYMOUS, CONTROLLED, PUBLIC, TIER_RANK, Caller, dataset_config
+from gateway.errors import GatewayError
+from gateway.security.caller import CONTROLLED, PUBLIC, TIER_RANK, Caller, dataset_config
 from gateway.security.hardening import filter_issues
-from gateway.security.policy import DatasetPolicy, policy_for, protect_record, rounded, suppressed
-from gateway.security.service import Security, security_of
+from gateway.security.policy import (
+    DatasetPolicy,
+    Granularity,
+    finer,
+    policy_for,
+    protect_record,
+    returned_granularity,
+    rounded,
+    suppressed,
+)
+from gateway.security.service import Security
 
 RARE_SCAN_LIMIT = 10_000  # hits looked at to tell rare from common alleles for PUBLIC callers
 _SCAN_PAGE = 1000
 
 
-class AccessDenied(Exception):
+class AccessDenied(GatewayError):
+    """The caller gets nothing: a dataset they may not see (403) or an exhausted budget (429)."""
+
     def __init__(self, status: int, code: str, message: str, decision: str = "denied"):
-        super().__init__(message)
-        self.status, self.code, self.message, self.decision = status, code, message, decision
+        super().__init__(message, status=status, code=code)
+        self.decision = decision
+
+
+def security_of(ctx: QueryContext) -> Security:
+    """The application's Security, or a restrictive stand-in (anonymous, no audit) for a bare context."""
+    if ctx.security is not None:
+        return ctx.security
+    return Security.from_config(ctx.config, ctx.key, (), audit=False)
 
 
 @dataclass
@@ -37,11 +60,11 @@ class Admission:
     caller: Caller
     security: Security
     datasets: tuple[str, ...]
-    granularity: str
+    granularity: Granularity
     tiers: dict[str, str]
     policies: dict[str, DatasetPolicy]
     notes: list[str] = field(default_factory=list)
-    audit: dict = field(default_factory=dict)
+    audit: AuditNotes = field(default_factory=dict)
     record_id: str | None = None
     cross_link: str | None = None
 
@@ -50,16 +73,16 @@ class Admission:
         return min(self.tiers.values(), key=TIER_RANK.__getitem__, default=CONTROLLED)
 
 
-def _combines_variant_and_phenotype(entry: Any, request: Any, record_id: str | None) -> bool:
+def _combines_variant_and_phenotype(entry: EntryType, request: BeaconRequest) -> bool:
     if not request.filters:
         return False
     return entry.path == "g_variants" or bool(request.echo_parameters.get("g_variant"))
 
 
 def admit(
-    ctx: Any,
-    entry: Any,
-    request: Any,
+    ctx: QueryContext,
+    entry: EntryType,
+    request: BeaconRequest,
     datasets: tuple[str, ...],
     record_id: str | None = None,
     cross_link: str | None = None,
@@ -68,10 +91,9 @@ def admit(
     issues = filter_issues(request.filters)
     if issues:
         raise BeaconRequestError(issues)
-    security = security_of(ctx.extra, ctx.config, ctx.key)
-    caller: Caller = ctx.extra.get("caller") or ANONYMOUS
-    audit = ctx.extra.get("audit")
-    audit = audit if isinstance(audit, dict) else {}
+    security = security_of(ctx)
+    caller = ctx.caller
+    audit = ctx.audit
     audit.update(requested_granularity=request.requested_granularity, entry=entry.path)
     if not security.budget.charge(caller):
         audit["datasets"] = list(datasets)
@@ -120,23 +142,25 @@ def admit(
         admission.notes.append("some datasets are not available at your access level and were not queried")
     if (
         caller.anonymous
-        and granularity != "boolean"
-        and _combines_variant_and_phenotype(entry, request, record_id)
+        and granularity != Granularity.BOOLEAN
+        and _combines_variant_and_phenotype(entry, request)
         and not all(p.allow_anonymous_phenotype_variant for p in policies.values())
     ):
-        admission.granularity = "boolean"
+        admission.granularity = Granularity.BOOLEAN
         admission.notes.append("a variant combined with phenotype filters is answered yes/no to anonymous callers")
         audit["decision"] = "suppressed"
-    if _RANK[admission.granularity] < _RANK[request.requested_granularity]:
+    if finer(request.requested_granularity, admission.granularity):
         audit.setdefault("decision", "suppressed")
     return admission
 
 
-def _count_fields(info: dict) -> list[str]:
+def _count_fields(info: dict[str, Any]) -> list[str]:
     return [k for k, v in info.items() if k.endswith("Count") and isinstance(v, int) and not isinstance(v, bool)]
 
 
-def protect(ctx: Any, entry: Any, request: Any, admission: Admission, answer: EntryAnswer) -> tuple[EntryAnswer, str]:
+def protect(
+    ctx: QueryContext, entry: EntryType, request: BeaconRequest, admission: Admission, answer: EntryAnswer
+) -> tuple[EntryAnswer, Granularity]:
     """The handler's answer as this caller may see it, and the granularity it is now given at."""
     granularity = admission.granularity
     audit = admission.audit
@@ -151,14 +175,14 @@ def protect(ctx: Any, entry: Any, request: Any, admission: Admission, answer: En
         step = max(admission.policies[d].rounding for d in defended)
         # A collection's total counts catalogue entries (datasets, cohorts), not people: the counts about
         # people are inside its records (protected below).
-        catalogue = bool(getattr(entry, "collection", False))
+        catalogue = entry.collection
         totals = [] if catalogue else [answer.total, *(rs.count for rs in answer.result_sets)]
         counts = [*totals, *(info[f] for f in _count_fields(info))]
         if granularity != "boolean" and any(suppressed(c, k) for c in counts):
             for name in _count_fields(info):
                 info.pop(name)
             answer = EntryAnswer(exists=answer.exists or bool(answer.total), total=None, info=info)
-            granularity = "boolean"
+            granularity = Granularity.BOOLEAN
             notes.append(f"counts below {k} are not shown: the answer is given as yes/no")
             audit["decision"] = "suppressed"
         elif granularity == "count" and step > 1 and (totals or _count_fields(info)):
@@ -186,7 +210,7 @@ _RECORD_NOTES = {
 }
 
 
-def _record_dataset(rs: ResultSet, record: dict, tiers: dict[str, str]) -> str | None:
+def _record_dataset(rs: ResultSet, record: dict[str, Any], tiers: dict[str, str]) -> str | None:
     """The dataset a record belongs to: its result set's, or for a collection the dataset (or cohort) it describes."""
     if rs.set_type != "collection":
         return rs.id
@@ -212,7 +236,7 @@ def _protect_records(admission: Admission, answer: EntryAnswer, notes: list[str]
             if dataset in admission.tiers and dataset not in defended:
                 records.append(record)  # a CONTROLLED caller's own dataset: exact
                 continue
-            policy = defended.get(dataset)
+            policy = defended.get(dataset) if dataset is not None else None
             k, step = (policy.count_threshold, policy.rounding) if policy else strictest
             shown, changed = protect_record(record, k, step)
             changes |= changed
@@ -229,7 +253,14 @@ def _protect_records(admission: Admission, answer: EntryAnswer, notes: list[str]
     return replace(answer, result_sets=tuple(result_sets))
 
 
-def _hide_rare_alleles(ctx, request, admission: Admission, answer: EntryAnswer, granularity: str, notes: list[str]):
+def _hide_rare_alleles(
+    ctx: QueryContext,
+    request: BeaconRequest,
+    admission: Admission,
+    answer: EntryAnswer,
+    granularity: Granularity,
+    notes: list[str],
+) -> tuple[EntryAnswer, Granularity]:
     """To PUBLIC callers, variants seen at most `rare_allele_max_count` times are absent."""
     public = {
         d: admission.policies[d].rare_allele_max_count
@@ -261,7 +292,7 @@ def _hide_rare_alleles(ctx, request, admission: Admission, answer: EntryAnswer, 
     if granularity == "boolean" or admission.cross_link or kept == answer.total:
         return answer, granularity
     if total is None or scanned < total:  # too many hits to count the common ones exactly: yes/no only
-        return EntryAnswer(exists=True, info=counts_dropped), "boolean"
+        return EntryAnswer(exists=True, info=counts_dropped), Granularity.BOOLEAN
     result_sets = tuple(
         ResultSet(
             id=rs.id,
@@ -277,4 +308,4 @@ def _hide_rare_alleles(ctx, request, admission: Admission, answer: EntryAnswer, 
     return EntryAnswer(exists=True, total=kept, result_sets=result_sets, info=counts_dropped), granularity
 
 
-__all__ = ["AccessDenied", "Admission", "admit", "coarsest", "protect"]
+__all__ = ["AccessDenied", "Admission", "admit", "protect"]

@@ -1,23 +1,25 @@
-"""The Flask side of security: authenticate every request, audit every response, add headers.
+"""The HTTP side of security: authenticate every request, audit every response, add headers.
 
-`install(app, error_body)` registers one before_request hook (a presented credential that
+`install_security_hooks(app)` registers one before_request hook (a presented credential that
 fails verification ends the request with 401 in the surface's own error dialect: Beacon
 error, OperationOutcome or problem JSON; never a silent downgrade to PUBLIC) and one
-after_request hook (the audit record, CORS only where allowed, security headers).
+after_request hook (the audit record, CORS only where allowed, security headers). The
+decisions are gateway.security's; the statuses and headers are this module's.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from typing import Any, cast
 
 from flask import Flask, Response, g, request
 
 from gateway.api.context import services
+from gateway.api.errors import error_body
 from gateway.security.audit import hash_ip
 from gateway.security.caller import Caller
 from gateway.security.hardening import EXTRA_HEADERS, cors_headers
-from gateway.security.service import Security, security_of
+from gateway.security.service import Security
 from gateway.security.tokens import TokenError
 
 log = logging.getLogger(__name__)
@@ -26,8 +28,7 @@ _DECISION_BY_STATUS = {401: "denied", 403: "denied", 429: "budget-exceeded"}
 
 
 def security() -> Security:
-    svc = services()
-    return security_of(svc.extra, svc.config, svc.key)
+    return services().security
 
 
 def current_caller() -> Caller:
@@ -38,25 +39,19 @@ def current_caller() -> Caller:
             request.headers.get("Authorization"), request.remote_addr, request.headers.get("X-Forwarded-For")
         )
         g.caller = caller
-    return caller
+    return cast("Caller", caller)
 
 
-def audit_notes() -> dict:
+def audit_notes() -> dict[str, Any]:
     """What the request's handlers found out for its audit record (datasets, granularity, decision …)."""
     if "audit_notes" not in g:
         g.audit_notes = {}
-    return g.audit_notes
+    return cast("dict[str, Any]", g.audit_notes)
 
 
-def install(app: Flask, error_body: Callable[[str, int, str], Response]) -> None:
-    svc = app.extensions["gateway"]
-    svc.extra["security"] = Security.from_config(svc.config, svc.key, svc.operator_tokens)
-    from gateway.api.admin import admin_blueprint
-
-    app.register_blueprint(admin_blueprint())
-
+def install_security_hooks(app: Flask) -> None:
     @app.before_request
-    def authenticate():
+    def authenticate() -> Response | None:
         try:
             current_caller()
         except TokenError as exc:
@@ -92,6 +87,8 @@ def write_audit(sec: Security, status: int) -> None:
     if datasets is None and request.args.get("dataset"):
         datasets = [request.args["dataset"][:128]]
     ip = caller.ip if caller else request.remote_addr
+    if sec.audit is None:
+        return
     sec.audit.append(
         request_id=g.get("request_id"),
         caller=(caller.sub if caller and caller.sub else "anonymous"),

@@ -1,0 +1,73 @@
+"""One error handler per surface: every error leaving a view is rendered here, in the surface's dialect.
+
+FHIR (/fhir) answers an OperationOutcome, Beacon (/api, /local/api) the Beacon error envelope with the
+node's meta, every other surface problem JSON. A `GatewayError` brings its status, code and issues; a
+werkzeug HTTPException its status; anything else is a logged 500 that shows no internals.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from flask import Flask, Response, current_app, g, request
+from werkzeug.exceptions import HTTPException
+
+from gateway.api.context import services
+from gateway.api.render import json_response, problem
+from gateway.beacon.response import build_error
+from gateway.errors import GatewayError, Unauthorised
+from gateway.issues import Issue, to_operation_outcome
+
+log = logging.getLogger("gateway")
+FHIR_JSON = "application/fhir+json"
+BEACON_PREFIXES = ("/api", "/local/api")
+
+
+def _fhir_code(status: int) -> str:
+    if status == 404:
+        return "not-found"
+    if status >= 500:
+        return "internal"
+    return "body-too-large" if status == 413 else "fhir-value"
+
+
+def error_body(
+    path: str, status: int, message: str, code: str | None = None, issues: tuple[Issue, ...] = ()
+) -> Response:
+    """The error response of the surface `path` belongs to."""
+    if path.startswith("/fhir"):
+        shown = list(issues) or [Issue.error(code or _fhir_code(status), message)]
+        return json_response(to_operation_outcome(shown), status, mimetype=FHIR_JSON)
+    if path.startswith(BEACON_PREFIXES):
+        shown = list(issues) or [Issue.error(code or "http", message)]
+        return json_response(build_error(services().config.node, shown, status), status)
+    return problem(status, message, issues)
+
+
+def _gateway_error(exc: GatewayError) -> Response:
+    code = exc.code
+    if isinstance(exc, Unauthorised) and request.path.startswith("/fhir"):
+        code = "login" if exc.status == 401 else "forbidden"  # the FHIR IssueType codes
+    response = error_body(request.path, exc.status, exc.message, code, exc.issues)
+    if exc.status == 401 and isinstance(exc, Unauthorised):
+        response.headers["WWW-Authenticate"] = 'Bearer realm="gateway"'
+    return response
+
+
+def install_error_handlers(app: Flask) -> None:
+    @app.errorhandler(GatewayError)
+    def gateway_error(exc: GatewayError) -> Response:
+        return _gateway_error(exc)
+
+    @app.errorhandler(HTTPException)
+    def http_error(exc: HTTPException) -> Response:
+        status = exc.code or 500
+        limit = current_app.config.get("MAX_CONTENT_LENGTH")
+        message = exc.description if status != 413 else f"request body larger than {limit} bytes"
+        return error_body(request.path, status, message or "")
+
+    @app.errorhandler(Exception)
+    def unexpected(exc: Exception) -> Response:
+        # Logged with its request id; the client sees no stack trace and no internal path.
+        log.exception("unhandled error in request %s", g.get("request_id"))
+        return error_body(request.path, 500, f"internal error (request id {g.get('request_id', '-')})")

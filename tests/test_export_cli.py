@@ -1,0 +1,71 @@
+"""`gateway convert phenopacket --to fhir` and `gateway convert beacon-response --to fhir`."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from gateway.cli import main
+from gateway.validation.fhir import validate_fhir
+from tests.test_cli import env  # noqa: F401  (the fixture: private data dir and key)
+from translators.phenopacket_to_beacon import individual_record
+
+
+def _packets(reference_dir, n):
+    return sorted((reference_dir / "phenopackets").glob("*/PMID_*.json"))[:n]
+
+
+def _types(bundle) -> list[str]:
+    return [e["resource"]["resourceType"] for e in bundle.get("entry", [])]
+
+
+def test_phenopackets_become_one_valid_bundle(env, reference_dir, capsys):  # noqa: F811
+    files = _packets(reference_dir, 2)
+    assert main(["convert", "phenopacket", *map(str, files), "--to", "fhir"]) == 0
+    out = capsys.readouterr()
+    bundle = json.loads(out.out)
+    assert bundle["type"] == "collection" and validate_fhir(bundle).ok
+    assert _types(bundle).count("Patient") == 2
+    assert str(files[0]) in out.err  # warnings name their file (and pointer)
+    assert f"{files[0]}: WARNING [unmapped-element] at /interpretations/0/" in out.err
+    assert not (env / "data" / "gateway.sqlite").exists()  # nothing stored
+
+
+def test_profile_picks_the_national_flavour(env, reference_dir, capsys):  # noqa: F811
+    path = reference_dir / "phenopackets" / "PAX3" / "PMID_12949970_proposita.json"
+    assert main(["convert", "phenopacket", str(path), "--to", "fhir", "--profile", "mii"]) == 0
+    assert "medizininformatik-initiative.de" in capsys.readouterr().out
+    assert main(["convert", "phenopacket", str(path), "--to", "fhir", "--profile", "atlantis"]) == 1
+    assert "profile-unknown" in capsys.readouterr().err
+
+
+def test_not_a_phenopacket_exits_1_and_prints_nothing_of_it(env, tmp_path, reference_dir, capsys):  # noqa: F811
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps({"id": "no subject"}))
+    good = _packets(reference_dir, 1)[0]
+    assert main(["convert", "phenopacket", str(good), str(bad), "--to", "fhir"]) == 1
+    out = capsys.readouterr()
+    assert f"{bad}: ERROR [not-phenopacket]" in out.err
+    assert _types(json.loads(out.out)).count("Patient") == 1
+
+
+def test_to_is_required(env, reference_dir):  # noqa: F811
+    with pytest.raises(SystemExit) as exc:
+        main(["convert", "phenopacket", str(_packets(reference_dir, 1)[0])])
+    assert exc.value.code == 2
+
+
+def test_beacon_response_file(env, reference_dir, tmp_path, capsys):  # noqa: F811
+    packets = [json.loads(p.read_text()) for p in _packets(reference_dir, 3)]
+    response = {
+        "meta": {"returnedSchemas": [{"entityType": "individual"}]},
+        "response": {
+            "resultSets": [{"id": "d", "setType": "dataset", "results": [individual_record(p) for p in packets]}]
+        },
+    }
+    path = tmp_path / "answer.json"
+    path.write_text(json.dumps(response))
+    assert main(["convert", "beacon-response", str(path), "--to", "fhir"]) == 0
+    bundle = json.loads(capsys.readouterr().out)
+    assert validate_fhir(bundle).ok and _types(bundle).count("Patient") == 3
