@@ -337,3 +337,25 @@ def test_condition_stage_and_body_site_have_their_place_and_severity_is_warned()
     warnings = {(i.code, i.location) for i in result.packets[0].issues if i.severity == "warning"}
     assert ("unmapped-element", "/entry/1/resource/severity") in warnings
     assert ("unmapped-element", "/entry/1/resource/bodySite/1") in warnings
+
+
+def test_a_report_whose_results_were_translated_is_not_warned_about():
+    """Issue 11, no false warnings: a DiagnosticReport is warned about only when none of its results arrived."""
+    observation = {
+        "resourceType": "Observation",
+        "id": "lab-1",
+        "status": "final",
+        "code": cc(LOINC, "718-7", "Hemoglobin"),
+        "valueQuantity": {"value": 13.2, "unit": "g/dL", "system": "http://unitsofmeasure.org", "code": "g/dL"},
+    }
+    report = {
+        "resourceType": "DiagnosticReport",
+        "status": "final",
+        "code": cc(LOINC, "58410-2"),
+        "result": [{"reference": "urn:uuid:r-0"}],
+    }
+    result = translate(bundle(observation, report))
+    issues = [(i.severity, i.code, i.location) for i in result.packets[0].issues]
+    assert not [i for i in issues if i[1] == "no-phenopacket-target"]
+    empty = translate(bundle({**report, "result": []}))
+    assert [i.location for i in empty.packets[0].issues if i.code == "no-phenopacket-target"] == ["/entry/1/resource"]

@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 from gateway.issues import Issue
 from mappings import Profile, load_registry, load_tables
 from translators.fhir import actions, patient, specimens
-from translators.fhir.common import IdFunctions, codings, reference_of, rfc3339
+from translators.fhir.common import IdFunctions, as_list, codings, reference_of, rfc3339
 from translators.fhir.conditions import Conditions
 from translators.fhir.context import BundleSource, PatientContext
 from translators.fhir.family import FamilyHistory
@@ -28,6 +28,8 @@ MEDICATION_TYPES = ("MedicationStatement", "MedicationRequest", "MedicationAdmin
 HANDLED_TYPES = frozenset(
     {"Observation", "Condition", "Specimen", "Procedure", "FamilyMemberHistory", *MEDICATION_TYPES}
 )
+# Resources that hold or index others: judged after the families ran (did their content arrive?).
+REPORT_TYPES = frozenset({"DiagnosticReport", "Composition"})
 # Resources that only serve others inside the bundle (no target of their own, no warning).
 SUPPORTING_TYPES = frozenset({"Medication"})
 
@@ -54,6 +56,7 @@ class PatientBuilder:
         self.ctx = ctx = PatientContext(source, index, resource)
         self.entries: list[int] = [index]
         self.pending: dict[str, list[tuple[int, dict]]] = {t: [] for t in HANDLED_TYPES}
+        self.reports: list[tuple[int, dict]] = []
         ctx.subject_id = patient.subject_id(ctx)
         self.individual = patient.individual(ctx) if ctx.subject_id else {}
         self.phenotypes = Phenotypes(ctx)
@@ -72,6 +75,8 @@ class PatientBuilder:
         rtype = resource["resourceType"]
         if rtype in self.pending:
             self.pending[rtype].append((i, resource))
+        elif rtype in REPORT_TYPES:
+            self.reports.append((i, resource))
         else:
             self.ctx.warn("no-phenopacket-target", f"{rtype} has no phenopacket target", self.ctx.source.pointer(i))
 
@@ -88,6 +93,8 @@ class PatientBuilder:
             medical_actions += [actions.medication(ctx, i, resource) for i, resource in self.pending[rtype]]
         for i, resource in self.pending["FamilyMemberHistory"]:
             self.family_history.member(i, resource)
+        for i, resource in self.reports:
+            self.report(i, resource)
         packet: dict = {"id": ctx.derived_id("phenopacket"), "subject": self.subject()}
         if self.phenotypes.features:
             packet["phenotypicFeatures"] = self.phenotypes.features
@@ -109,6 +116,27 @@ class PatientBuilder:
         assert ctx.subject_id is not None  # builders without a subject are never finished
         family = self.family_history.family(packet)
         return PatientTranslation(ctx.subject_id, packet, ctx.issues, entries, family)
+
+    def report(self, i: int, resource: dict) -> None:
+        """A report or document index: a warning only when none of its content reached the phenopacket."""
+        ctx, base, rtype = self.ctx, self.ctx.source.pointer(i), resource["resourceType"]
+        if rtype == "Composition":
+            ctx.note(
+                "unmapped-element", "Composition is the document's index: its entries are translated on their own", base
+            )
+            return
+        parts = [ctx.source.resolve(reference_of(r), i) for r in as_list(resource.get("result"))]
+        parts += [k for k, container in ctx.source.containers.items() if container == i]
+        if not any(p in ctx.consumed for p in parts if p is not None):
+            ctx.warn("no-phenopacket-target", f"{rtype} has no phenopacket target", base)
+            return
+        ctx.note("unmapped-element", f"{rtype}: its results are translated; the report itself has no target", base)
+        if "conclusionCode" in resource:
+            ctx.warn(
+                "unmapped-element",
+                "DiagnosticReport.conclusionCode has no phenopacket target",
+                base + "/conclusionCode",
+            )
 
     def subject(self) -> dict:
         """The Individual, completed with what the other resources tell: last encounter, cause of death."""
