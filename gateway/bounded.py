@@ -12,7 +12,8 @@ through a pipe and ends with `os._exit` (no atexit handlers, no shared sockets c
 
 Limits: `seconds` of wall time (enforced by the parent, which kills the child) and
 `memory_bytes` of address space on top of what the child inherited (RLIMIT_AS; a
-MemoryError in the child is reported as such).
+MemoryError in the child is reported as such). RLIMIT_AS counts new mappings, so the child
+may also fill the free heap it inherited: its real bound is that free heap plus `memory_bytes`.
 """
 
 from __future__ import annotations
