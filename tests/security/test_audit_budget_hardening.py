@@ -234,3 +234,66 @@ def test_cli_audit_verify_export_and_erase(tmp_path, monkeypatch, capsys):
     log.write_text(log.read_text().replace("erase-dataset", "erase-nothing"))
     assert main(["audit", "verify"]) == 1
     capsys.readouterr()
+
+
+@pytest.mark.parametrize("backend", ["memory", "redis"])
+def test_a_budget_spends_units_and_an_answer_may_overdraw_it(backend):
+    """Information cost (issue 12): a look spends nothing, a cost spends that many units, an answer's cost is
+    charged even past the limit, and the next query is then refused."""
+    if backend == "redis":
+        url = os.environ.get("GATEWAY_TEST_REDIS_URL")
+        if not url:
+            pytest.skip("GATEWAY_TEST_REDIS_URL is not set (CI sets it to redis://127.0.0.1:6379/15)")
+        store = RedisBudget(url, prefix=f"gateway-test:{uuid.uuid4().hex}:")
+    else:
+        store = MemoryBudget()
+    budget = QueryBudget(store, limits={"anonymous": 5, "registered": 5})
+    caller = Caller(ip="192.0.2.9")
+    try:
+        assert store.hit("ip:192.0.2.9", 5, 60, 0) == (True, 0)  # a look
+        assert budget.charge(caller, 3) and store.hit("ip:192.0.2.9", 5, 60, 0) == (True, 3)
+        assert budget.charge(caller, 4, after_answer=True)  # past the limit: charged, not refused
+        assert store.hit("ip:192.0.2.9", 5, 60, 0) == (False, 7)
+        assert budget.charge(caller) is False
+        # a registered caller spends from its identity's and its address's budget
+        registered = Caller(ip="192.0.2.10", sub="s", issuer="i")
+        assert budget.charge(registered, 5)
+        assert budget.charge(Caller(ip="192.0.2.10", sub="other", issuer="i")) is False
+    finally:
+        if backend == "redis":
+            for key in store.client.scan_iter(store.prefix + "*"):
+                store.client.delete(key)
+
+
+def test_information_cost_grows_as_the_group_narrows():
+    from gateway.security.policy import information_cost
+
+    assert information_cost(60, 60, 5) == 1  # the whole cohort
+    assert information_cost(0, 60, 5) == information_cost(None, 60, 5) == 1  # nobody / not about people
+    costs = [information_cost(n, 1000, 5) for n in (1000, 500, 100, 20, 5, 1)]
+    assert costs == sorted(costs) and costs[-1] == costs[-2] == 1 + 7  # below k counts as k: log2(1000/5)
+
+
+def test_age_ranges_and_filters_come_in_bands():
+    from gateway.beacon.access import _age_in_bands
+    from gateway.beacon.request import BeaconRequest
+    from gateway.security.policy import band_age_range
+
+    shown = band_age_range({"start": {"iso8601duration": "P7Y"}, "end": {"iso8601duration": "P73Y120D"}}, 10)
+    assert shown == {"start": {"iso8601duration": "P0Y"}, "end": {"iso8601duration": "P80Y"}}
+    request = BeaconRequest(
+        entry_type="individuals",
+        filters=(
+            {"id": "age", "operator": ">", "value": "P37Y"},
+            {"id": "age", "operator": "=", "value": 42},
+            {"id": "HP:0001250"},
+        ),
+    )
+    banded, changed = _age_in_bands(request, 5)
+    assert changed and banded.filters == (
+        {"id": "age", "operator": ">=", "value": "P35Y"},
+        {"id": "age", "operator": ">=", "value": "P40Y"},
+        {"id": "age", "operator": "<", "value": "P45Y"},
+        {"id": "HP:0001250"},
+    )
+    assert _age_in_bands(request, 0) == (request, False)
