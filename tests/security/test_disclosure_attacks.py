@@ -330,3 +330,31 @@ def test_the_budget_charges_narrow_answers_more(tmp_path, jwks_files):
     assert answered_broad == 40  # one unit per query about the whole cohort
     assert answered_narrow <= 40 // 3  # a query narrowing to a small group costs 1 + log2(60 / k) = 4 units
     app.extensions["gateway"].store.close()
+
+
+def test_network_answers_carry_the_peers_protected_answers(demo, facts, tmp_path):
+    """A network node merges what each peer disclosed: its answers meet the same rules (rare allele, small group)."""
+    from tests.network.conftest import network_app, serve
+
+    rare = facts["g_variants"]
+    truth = people(demo)
+    small_term, _ = _smallest_term_group(truth, 3)
+    with serve(demo) as peer_url:
+        network = network_app({"peers": [{"url": peer_url + "/api", "timeout": 10}]}, tmp_path=tmp_path)
+        client = network.test_client()
+        for path in (f"/api/g_variants/{rare}", f"/api/g_variants/{rare}/individuals"):
+            body = client.get(path + "?requestedGranularity=count").get_json()
+            assert body["responseSummary"]["exists"] is False, (path, body)
+        body = client.post(
+            "/api/individuals",
+            json={
+                "query": {
+                    "filters": [{"id": small_term, "includeDescendantTerms": False}],
+                    "requestedGranularity": "count",
+                }
+            },
+        ).get_json()
+        assert body["responseSummary"]["exists"] is False, body
+        whole = client.post("/api/individuals", json={"query": {"requestedGranularity": "count"}}).get_json()
+        assert whole["responseSummary"]["exists"] is True  # the same network answers what may be disclosed
+        network.extensions["gateway"].store.close()
