@@ -108,6 +108,8 @@ def synthetic_cohort(n: int = DEMO_SIZE, seed: int = DEMO_SEED) -> SyntheticCoho
                     "resourceType": "Specimen",
                     "subject": subject,
                     "type": {"coding": [{"system": SPECIMEN_TYPES, "code": "BLD"}]},
+                    # a dated event: the translator derives the age at last encounter from it
+                    "collection": {"collectedDateTime": _NOW.date().isoformat()},
                 },
             )
         )
