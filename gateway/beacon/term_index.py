@@ -25,6 +25,7 @@ import urllib.parse
 from collections import OrderedDict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import sqlalchemy as sa
@@ -200,10 +201,23 @@ class PostgresSource:
 
     def __init__(self, engine: sa.Engine):
         self.engine = engine
+        self._monitor: Any = None  # a DB-API connection of its own, out of the pool, in autocommit
 
     def version(self) -> int:
-        with self.engine.connect() as connection:
-            return int(connection.execute(sa.text(_VERSION)).scalar_one())
+        # Caller holds the index lock. One round trip per request: no pool checkout, no pre-ping.
+        if self._monitor is None:
+            pooled = self.engine.raw_connection()
+            monitor = pooled.driver_connection
+            pooled.detach()  # never returned to the pool: this process keeps it for the version reads
+            monitor.rollback()  # the pool's liveness ping may have opened a transaction
+            monitor.autocommit = True
+            self._monitor = monitor
+        try:
+            row = self._monitor.execute(_VERSION).fetchone()
+        except Exception as error:
+            self.close()  # a broken connection (server restart, network): a new one next time
+            raise sa.exc.OperationalError(_VERSION, None, error) from error
+        return int(row[0])
 
     def read(self, version: int, kinds: tuple[str, ...]) -> Snapshot:
         del version  # the version is re-read inside the snapshot's own transaction
@@ -219,11 +233,16 @@ class PostgresSource:
         return snapshot_from(seen, rows, terms)
 
     def close(self) -> None:
-        pass
+        monitor, self._monitor = self._monitor, None
+        if monitor is not None:
+            try:
+                monitor.close()
+            except Exception:
+                log.debug("term index: closing the version connection failed", exc_info=True)
 
 
 _VERSION = "SELECT version FROM store_version WHERE id = 1"
-_ERRORS = (sqlite3.Error, sa.exc.SQLAlchemyError)
+_ERRORS: tuple[type[Exception], ...] = (sqlite3.Error, sa.exc.SQLAlchemyError)
 
 
 class TermIndex:
