@@ -207,7 +207,7 @@ class PostgresSource:
         # Caller holds the index lock. One round trip per request: no pool checkout, no pre-ping.
         if self._monitor is None:
             pooled = self.engine.raw_connection()
-            monitor = pooled.driver_connection
+            monitor: Any = pooled.driver_connection
             pooled.detach()  # never returned to the pool: this process keeps it for the version reads
             monitor.rollback()  # the pool's liveness ping may have opened a transaction
             monitor.autocommit = True
@@ -280,7 +280,7 @@ class TermIndex:
     def _rebuild(self, version: int) -> Snapshot | None:
         try:
             snapshot: Snapshot | None = self.source.read(version, self.kinds)
-        except (*_ERRORS, ValueError):
+        except (sqlite3.Error, sa.exc.SQLAlchemyError, ValueError):
             log.warning("term index: rebuild failed; queries use SQL", exc_info=True)
             snapshot = None
         with self._lock:
