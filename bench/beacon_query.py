@@ -1,18 +1,22 @@
 """Benchmark (not a test): Beacon individuals queries over a generated cohort, through gunicorn.
 
     python bench/beacon_query.py [--sizes 10000 100000] [--seconds 10] [--clients 8] [--workers 2]
+                                 [--database-url postgresql+psycopg://postgres@127.0.0.1:5432/test]
 
 For each cohort size: individuals are generated straight into a SQLite metadata store (bulk rows,
 3-8 HPO terms each drawn from the HPO's phenotypic-abnormality subtree with a skewed frequency, a
 sex, an age); gunicorn serves the node; client threads in this process send random queries with
 1-3 HPO filters (descendants included) and a sex filter, at count and record granularity; p50/p99
 and requests/s are reported next to the floor: the same filter as one direct SQL query on the store.
-Results go to bench/out/beacon_query.json.
+With --database-url the metadata store is PostgreSQL: each cohort gets its own schema in that
+database (dropped afterwards), filled with COPY. Results go to bench/out/beacon_query.json
+(bench/out/beacon_query_postgresql.json with --database-url).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import http.client
 import json
 import os
@@ -52,19 +56,17 @@ def hpo_pool(rng: random.Random) -> tuple[list[str], list[str]]:
     return annotation, filters
 
 
-def generate(data_dir: Path, n: int, seed: int = 7) -> None:
+def generate(data_dir: Path, n: int, url: str | None = None, seed: int = 7) -> None:
     """n individuals in bulk, straight into the migrated store (the rows save_phenopackets would write)."""
     from gateway.store.metadata import MetadataStore
 
     rng = random.Random(seed)
     annotation, _ = hpo_pool(random.Random(1))
     weights = [1 / (i + 1) ** 0.8 for i in range(len(annotation))]
-    url = f"sqlite:///{data_dir / 'gateway.sqlite'}"
-    store = MetadataStore.open(url)
+    store = MetadataStore.open(url or f"sqlite:///{data_dir / 'gateway.sqlite'}")
     store.ensure_dataset(DATASET, name="Benchmark cohort")
     store.close()
     now = datetime.now(UTC).isoformat(sep=" ")
-    conn = sqlite3.connect(data_dir / "gateway.sqlite")
     packets, terms = [], []
     for pk in range(1, n + 1):
         sex = rng.choices(SEXES, weights=[48, 48, 4])[0]
@@ -80,18 +82,36 @@ def generate(data_dir: Path, n: int, seed: int = 7) -> None:
             "phenotypicFeatures": [{"type": {"id": t}} for t in sorted(chosen)],
         }
         packets.append(
-            (pk, f"pp-{pk}", DATASET, f"pid-{pk}", sex, f"P{years}Y", years * 365.2425, json.dumps(document), now, now)
-        )
+            (pk, f"pp-{pk}", DATASET, f"pid-{pk}", sex, f"P{years}Y", years * 365.2425, json.dumps(document),
+             "bench", "[]", 1, now, now)
+        )  # fmt: skip
         terms += [(pk, DATASET, "phenotype", t, None) for t in chosen]
-    conn.executemany(
-        "INSERT INTO phenopackets (pk, id, dataset_id, subject_id, sex, age_iso, age_days, document, source, issues,"
-        " revision, created_at, updated_at) VALUES (?,?,?,?,?,?,?,?,'bench','[]',1,?,?)",
-        packets,
-    )
+    columns = "pk, id, dataset_id, subject_id, sex, age_iso, age_days, document, source, issues, revision, created_at"
+    columns += ", updated_at"
+    if url:
+        with _pg_connect(url) as conn, conn.cursor() as cursor:
+            with cursor.copy(f"COPY phenopackets ({columns}) FROM STDIN") as copy:
+                for row in packets:
+                    copy.write_row(row)
+            with cursor.copy("COPY phenopacket_terms FROM STDIN") as copy:
+                for row in terms:
+                    copy.write_row(row)
+            cursor.execute("ANALYZE")
+        return
+    conn = sqlite3.connect(data_dir / "gateway.sqlite")
+    conn.executemany(f"INSERT INTO phenopackets ({columns}) VALUES ({','.join('?' * 13)})", packets)
     conn.executemany("INSERT INTO phenopacket_terms VALUES (?,?,?,?,?)", terms)
     conn.commit()
     conn.execute("ANALYZE")
     conn.close()
+
+
+def _pg_connect(url: str):
+    """A plain psycopg connection for a SQLAlchemy URL (its search_path option kept)."""
+    import psycopg
+    from sqlalchemy.engine import make_url
+
+    return psycopg.connect(make_url(url).set(drivername="postgresql").render_as_string(hide_password=False))
 
 
 def queries(rng: random.Random, filter_terms: list[str], k: int = 400) -> list[list[dict]]:
@@ -103,25 +123,30 @@ def queries(rng: random.Random, filter_terms: list[str], k: int = 400) -> list[l
     return out
 
 
-def floor_sql(data_dir: Path, batch: list[list[dict]]) -> list[float]:
+def floor_sql(data_dir: Path, batch: list[list[dict]], url: str | None = None) -> list[float]:
     """The same filters as one hand-written SQL statement each, straight on the store (no HTTP, no Python layers)."""
     from gateway.beacon import ontology
 
-    conn = sqlite3.connect(f"file:{data_dir / 'gateway.sqlite'}?mode=ro", uri=True)
-    present = {r[0] for r in conn.execute("SELECT DISTINCT term FROM phenopacket_terms")}
+    if url:
+        conn = _pg_connect(url)
+        mark = "%s"
+    else:
+        conn = sqlite3.connect(f"file:{data_dir / 'gateway.sqlite'}?mode=ro", uri=True)
+        mark = "?"
+    present = {r[0] for r in conn.execute("SELECT DISTINCT term FROM phenopacket_terms").fetchall()}
     sex_of = {v: k for k, v in SEX_TERMS.items()}
     times = []
     for filters in batch:
-        clauses, params = ["p.dataset_id = ?"], [DATASET]
+        clauses, params = [f"p.dataset_id = {mark}"], [DATASET]
         for f in filters:
             if f["id"] in sex_of:
-                clauses.append("p.sex = ?")
+                clauses.append(f"p.sex = {mark}")
                 params.append(sex_of[f["id"]])
                 continue
             terms = sorted(ontology.hpo_descendants(f["id"]) & present) or [f["id"]]
             clauses.append(
                 "p.pk IN (SELECT phenopacket_pk FROM phenopacket_terms WHERE kind = 'phenotype' AND term IN "
-                f"({','.join('?' * len(terms))}) AND dataset_id = ?)"
+                f"({','.join([mark] * len(terms))}) AND dataset_id = {mark})"
             )
             params += [*terms, DATASET]
         started = time.perf_counter()
@@ -137,13 +162,14 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def serve(data_dir: Path, workers: int, n_individuals: int) -> tuple[subprocess.Popen, int]:
+def serve(data_dir: Path, workers: int, n_individuals: int, url: str | None = None) -> tuple[subprocess.Popen, int]:
     port = _free_port()
     config = data_dir / "gateway.yaml"
     config.write_text(
         json.dumps(
             {
                 "data_dir": str(data_dir),
+                **({"database_url": url} if url else {}),
                 "secret_key": "00" * 32,
                 "log_level": "WARNING",
                 "node": {"id": "org.example.bench", "base_url": f"http://127.0.0.1:{port}"},
@@ -221,28 +247,54 @@ def load(port: int, batch: list[list[dict]], granularity: str, seconds: float, c
     }
 
 
+@contextlib.contextmanager
+def _schema(database_url: str | None):
+    """A URL on a fresh schema of `database_url` (dropped afterwards), or None for SQLite."""
+    if not database_url:
+        yield None
+        return
+    import uuid
+
+    from sqlalchemy.engine import make_url
+
+    schema = f"beacon_bench_{uuid.uuid4().hex[:10]}"
+    with _pg_connect(database_url) as conn:
+        conn.execute(f'CREATE SCHEMA "{schema}"')
+    try:
+        yield (
+            make_url(database_url)
+            .update_query_dict({"options": f"-csearch_path={schema}"})
+            .render_as_string(hide_password=False)
+        )
+    finally:
+        with _pg_connect(database_url) as conn:
+            conn.execute(f'DROP SCHEMA "{schema}" CASCADE')
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sizes", type=int, nargs="+", default=[10_000, 100_000])
     parser.add_argument("--seconds", type=float, default=10)
     parser.add_argument("--clients", type=int, default=8)
     parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--database-url", help="a PostgreSQL database for the metadata store (a schema per run)")
     args = parser.parse_args()
     _, filter_terms = hpo_pool(random.Random(1))
     batch = queries(random.Random(3), filter_terms)
     results = []
     for n in args.sizes:
-        with tempfile.TemporaryDirectory(prefix="beacon-bench-") as tmp:
+        with tempfile.TemporaryDirectory(prefix="beacon-bench-") as tmp, _schema(args.database_url) as url:
             data_dir = Path(tmp)
             started = time.monotonic()
-            generate(data_dir, n)
+            generate(data_dir, n, url)
             generated = time.monotonic() - started
-            floor = sorted(floor_sql(data_dir, batch))
+            floor = sorted(floor_sql(data_dir, batch, url))
             floor_p50 = 1000 * floor[len(floor) // 2]
-            process, port = serve(data_dir, args.workers, n)
+            process, port = serve(data_dir, args.workers, n, url)
             try:
                 for granularity in ("count", "record"):
-                    row = {"individuals": n, "granularity": granularity, "generate_s": round(generated, 1)}
+                    row = {"individuals": n, "granularity": granularity, "generate_s": round(generated, 1),
+                           "store": "postgresql" if url else "sqlite"}  # fmt: skip
                     row.update(load(port, batch, granularity, args.seconds, args.clients))
                     row["floor_sql_p50_ms"] = round(floor_p50, 2)
                     row["ratio_p50_to_floor"] = round(row["p50_ms"] / floor_p50, 1)
@@ -251,7 +303,7 @@ def main() -> int:
             finally:
                 os.killpg(process.pid, signal.SIGTERM)
                 process.wait(timeout=30)
-    out = REPO / "bench" / "out" / "beacon_query.json"
+    out = REPO / "bench" / "out" / ("beacon_query_postgresql.json" if args.database_url else "beacon_query.json")
     out.parent.mkdir(exist_ok=True)
     out.write_text(json.dumps({"clients": args.clients, "workers": args.workers, "results": results}, indent=2) + "\n")
     by = {(r["individuals"], r["granularity"]): r for r in results}

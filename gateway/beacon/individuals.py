@@ -9,7 +9,6 @@ subjects' keyed pseudonyms, the same ids the variant store links VCF samples to.
 from __future__ import annotations
 
 import re
-import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -20,7 +19,7 @@ from gateway.beacon.filters import PRESENT_KINDS, FilterPlan, missing_terms, pla
 from gateway.beacon.registry import EntryType, ParsedParameters
 from gateway.beacon.request import BeaconRequest, BeaconRequestError
 from gateway.beacon.response import EntryAnswer, ResultSet
-from gateway.beacon.term_index import Snapshot, index_for
+from gateway.beacon.term_index import Snapshot, index_for, store_version
 from gateway.issues import Issue
 from gateway.security.policy import Granularity
 from gateway.store.tables import biosamples, phenopacket_terms, phenopackets
@@ -238,35 +237,28 @@ def _empty_sets(datasets: tuple[str, ...]) -> list[ResultSet]:
     return [ResultSet(id=d, count=0, records=[]) for d in datasets]
 
 
-PRESENT_TERMS_TTL_S = 5.0  # PostgreSQL: how long the set of present terms is reused
-
-
 def present_terms(ctx) -> frozenset[str] | None:
     """Every term in `phenopacket_terms`, cached until the table changes.
 
     SQLite: keyed on max(rowid), which grows with every insert (a replaced patient's terms are
-    re-inserted), so a new term is never missed. PostgreSQL has no such cheap marker: the set is
-    reused for PRESENT_TERMS_TTL_S seconds (a term first stored within that window may be missed by a
-    broad descendant filter; exact and narrow filters never use the set).
+    re-inserted), so a new term is never missed. PostgreSQL: keyed on the `store_version` row that
+    every writing transaction bumps (migration 0002), so a term stored through another process is
+    seen by the next query here.
     """
     store = ctx.store
     if store is None:
         return None
     cache = ctx.cache
-    now = time.monotonic()
     cached = cache.get("present_terms")
-    sqlite = store.engine.dialect.name == "sqlite"
     with store.engine.connect() as connection:
-        if sqlite:
+        if store.engine.dialect.name == "sqlite":
             marker = connection.execute(sa.text("SELECT max(rowid) FROM phenopacket_terms")).scalar()
-            if cached is not None and cached[0] == marker:
-                return cached[1]
-        elif cached is not None and now - cached[2] < PRESENT_TERMS_TTL_S:
-            return cached[1]
         else:
-            marker = now
+            marker = store_version(connection)
+        if cached is not None and cached[0] == marker:
+            return cached[1]
         terms = frozenset(r[0] for r in connection.execute(sa.select(phenopacket_terms.c.term).distinct()))
-    cache["present_terms"] = (marker, terms, now)
+    cache["present_terms"] = (marker, terms)
     return terms
 
 

@@ -8,10 +8,11 @@ is a boolean mask (cached per term set), a query the AND of its masks.
 
 Correctness over speed: a snapshot is used only while the database is unchanged since it was
 read. On SQLite that is `PRAGMA data_version` on a dedicated connection that never writes: it
-changes whenever any other connection — another thread, worker or CLI process — commits. A
-stale snapshot is never consulted: the request falls back to SQL while a new one is built
-(inline for small stores, in a background thread for large ones). On PostgreSQL and in-memory
-SQLite there is no such marker: the index is off and every query is SQL.
+changes whenever any other connection — another thread, worker or CLI process — commits. On
+PostgreSQL it is the `store_version` row, bumped by a trigger in every writing transaction
+(migration 0002) and read per request (one single-row SELECT). A stale snapshot is never
+consulted: the request falls back to SQL while a new one is built (inline for small stores, in a
+background thread for large ones). In-memory SQLite has no marker: the index is off there.
 Memory: ≈ 4 bytes per (individual, term) plus the mask cache (MASK_CACHE_BYTES).
 """
 
@@ -22,10 +23,12 @@ import sqlite3
 import threading
 import urllib.parse
 from collections import OrderedDict
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
+import sqlalchemy as sa
 
 log = logging.getLogger(__name__)
 
@@ -114,20 +117,27 @@ class Snapshot:
         return [int(p) for p in self.pks[positions[offset : offset + limit]]]
 
 
+_TERM_ROWS = (
+    # Term rows count only where they sit in their individual's dataset, as the SQL filter requires.
+    "SELECT t.term, t.phenopacket_pk FROM phenopacket_terms t JOIN phenopackets p ON p.pk = t.phenopacket_pk"
+    " WHERE t.kind IN ({kinds}) AND t.dataset_id = p.dataset_id"
+)
+_INDIVIDUAL_ROWS = "SELECT pk, dataset_id, sex FROM phenopackets ORDER BY pk"
+
+
 def build_snapshot(connection: sqlite3.Connection, version: int, kinds: tuple[str, ...]) -> Snapshot:
     """Read the store in one read transaction (the snapshot is consistent with itself)."""
     connection.execute("BEGIN")
     try:
-        rows = connection.execute("SELECT pk, dataset_id, sex FROM phenopackets ORDER BY pk").fetchall()
-        marks = ",".join("?" * len(kinds))
-        # Term rows count only where they sit in their individual's dataset, as the SQL filter requires.
-        term_rows = connection.execute(
-            "SELECT t.term, t.phenopacket_pk FROM phenopacket_terms t JOIN phenopackets p ON p.pk = t.phenopacket_pk"
-            f" WHERE t.kind IN ({marks}) AND t.dataset_id = p.dataset_id",
-            kinds,
-        ).fetchall()
+        rows = connection.execute(_INDIVIDUAL_ROWS).fetchall()
+        term_rows = connection.execute(_TERM_ROWS.format(kinds=",".join("?" * len(kinds))), kinds).fetchall()
     finally:
         connection.execute("COMMIT")
+    return snapshot_from(version, rows, term_rows)
+
+
+def snapshot_from(version: int, rows: Sequence, term_rows: Iterable) -> Snapshot:
+    """The arrays of a snapshot from (pk, dataset_id, sex) rows in pk order and (term, pk) rows."""
     pks = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
     dataset_code: dict[str, int] = {}
     sex_code: dict[str | None, int] = {}
@@ -145,16 +155,12 @@ def build_snapshot(connection: sqlite3.Connection, version: int, kinds: tuple[st
     return Snapshot(version, pks, dataset_codes, dataset_code, sex_codes, sex_code, postings)
 
 
-class TermIndex:
-    """The current snapshot of one SQLite store, or None while it is being (re)built."""
+class SqliteSource:
+    """Version marker and reads of one SQLite file, on connections of their own."""
 
-    def __init__(self, database_path: str, kinds: tuple[str, ...]):
+    def __init__(self, database_path: str):
         self.database_path = database_path
-        self.kinds = kinds
-        self._lock = threading.Lock()
         self._monitor: sqlite3.Connection | None = None
-        self._snapshot: Snapshot | None = None
-        self._building = False
 
     def _connect(self) -> sqlite3.Connection:
         connection = sqlite3.connect(
@@ -166,17 +172,94 @@ class TermIndex:
         connection.execute("PRAGMA busy_timeout = 5000")
         return connection
 
-    def _version(self) -> int:
-        # Caller holds self._lock. data_version is meaningful only on this one connection, which never writes.
+    def version(self) -> int:
+        # Caller holds the index lock. data_version is meaningful only on this one connection, which never writes.
         if self._monitor is None:
             self._monitor = self._connect()
         return int(self._monitor.execute("PRAGMA data_version").fetchone()[0])
+
+    def read(self, version: int, kinds: tuple[str, ...]) -> Snapshot:
+        connection = self._connect()
+        try:
+            return build_snapshot(connection, version, kinds)
+        finally:
+            connection.close()
+
+    def close(self) -> None:
+        if self._monitor is not None:
+            self._monitor.close()
+            self._monitor = None
+
+
+class PostgresSource:
+    """Version marker and reads of a PostgreSQL store: the `store_version` row (migration 0002).
+
+    The row is bumped inside every transaction that writes the phenopacket tables, so reading it is
+    one indexed single-row SELECT per request, and a snapshot read in one REPEATABLE READ
+    transaction together with the row is exactly the store at that version.
+    """
+
+    def __init__(self, engine: sa.Engine):
+        self.engine = engine
+        self._monitor: Any = None  # a DB-API connection of its own, out of the pool, in autocommit
+
+    def version(self) -> int:
+        # Caller holds the index lock. One round trip per request: no pool checkout, no pre-ping.
+        if self._monitor is None:
+            pooled = self.engine.raw_connection()
+            monitor: Any = pooled.driver_connection
+            pooled.detach()  # never returned to the pool: this process keeps it for the version reads
+            monitor.rollback()  # the pool's liveness ping may have opened a transaction
+            monitor.autocommit = True
+            self._monitor = monitor
+        try:
+            row = self._monitor.execute(_VERSION).fetchone()
+        except Exception as error:
+            self.close()  # a broken connection (server restart, network): a new one next time
+            raise sa.exc.OperationalError(_VERSION, None, error) from error
+        return int(row[0])
+
+    def read(self, version: int, kinds: tuple[str, ...]) -> Snapshot:
+        del version  # the version is re-read inside the snapshot's own transaction
+        names = {f"kind{i}": kind for i, kind in enumerate(kinds)}
+        term_rows = sa.text(_TERM_ROWS.format(kinds=",".join(f":{name}" for name in names)))
+        with (
+            self.engine.connect().execution_options(isolation_level="REPEATABLE READ") as connection,
+            connection.begin(),
+        ):
+            seen = int(connection.execute(sa.text(_VERSION)).scalar_one())
+            rows = connection.execute(sa.text(_INDIVIDUAL_ROWS)).all()
+            terms = connection.execute(term_rows, names).all()
+        return snapshot_from(seen, rows, terms)
+
+    def close(self) -> None:
+        monitor, self._monitor = self._monitor, None
+        if monitor is not None:
+            try:
+                monitor.close()
+            except Exception:
+                log.debug("term index: closing the version connection failed", exc_info=True)
+
+
+_VERSION = "SELECT version FROM store_version WHERE id = 1"
+_ERRORS: tuple[type[Exception], ...] = (sqlite3.Error, sa.exc.SQLAlchemyError)
+
+
+class TermIndex:
+    """The current snapshot of one store, or None while it is being (re)built."""
+
+    def __init__(self, source: SqliteSource | PostgresSource, kinds: tuple[str, ...]):
+        self.source = source
+        self.kinds = kinds
+        self._lock = threading.Lock()
+        self._snapshot: Snapshot | None = None
+        self._building = False
 
     def current(self) -> Snapshot | None:
         """The snapshot if it matches the database as it is now; else None (use SQL) and a rebuild starts."""
         try:
             with self._lock:
-                version = self._version()
+                version = self.source.version()
                 snapshot = self._snapshot
                 if snapshot is not None and snapshot.version == version:
                     return snapshot
@@ -184,22 +267,20 @@ class TermIndex:
                     return None
                 self._building = True
                 inline = snapshot is None or snapshot.size <= INLINE_BUILD_MAX_ROWS
-        except sqlite3.Error:
-            log.debug("term index: no version marker for %s", self.database_path, exc_info=True)
+        except _ERRORS:
+            log.debug("term index: no version marker for %s", self.source, exc_info=True)
             return None
         if inline:
-            return self._rebuild(version)
+            snapshot = self._rebuild(version)
+            # On PostgreSQL the snapshot carries the version it read, which may be newer than `version`.
+            return snapshot if snapshot is not None and snapshot.version == version else None
         threading.Thread(target=self._rebuild, args=(version,), name="term-index", daemon=True).start()
         return None
 
     def _rebuild(self, version: int) -> Snapshot | None:
         try:
-            connection = self._connect()
-            try:
-                snapshot = build_snapshot(connection, version, self.kinds)
-            finally:
-                connection.close()
-        except (sqlite3.Error, ValueError):
+            snapshot: Snapshot | None = self.source.read(version, self.kinds)
+        except (sqlite3.Error, sa.exc.SQLAlchemyError, ValueError):
             log.warning("term index: rebuild failed; queries use SQL", exc_info=True)
             snapshot = None
         with self._lock:
@@ -210,9 +291,7 @@ class TermIndex:
 
     def close(self) -> None:
         with self._lock:
-            if self._monitor is not None:
-                self._monitor.close()
-                self._monitor = None
+            self.source.close()
             self._snapshot = None
 
 
@@ -222,7 +301,17 @@ def index_for(store, cache: dict, kinds: tuple[str, ...]) -> TermIndex | None:
     if found is not None and found[0] is store:
         return found[1]
     engine = store.engine
-    database = engine.url.database if engine.dialect.name == "sqlite" else None
-    index = TermIndex(database, kinds) if database and database != ":memory:" else None
+    index: TermIndex | None = None
+    if engine.dialect.name == "postgresql":
+        index = TermIndex(PostgresSource(engine), kinds)
+    elif engine.url.database and engine.url.database != ":memory:":
+        index = TermIndex(SqliteSource(engine.url.database), kinds)
     cache["term_index"] = (store, index)
     return index
+
+
+def store_version(connection: sa.Connection) -> int | None:
+    """PostgreSQL's change counter (see PostgresSource), or None where there is none."""
+    if connection.dialect.name != "postgresql":
+        return None
+    return int(connection.execute(sa.text(_VERSION)).scalar_one())

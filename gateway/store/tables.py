@@ -117,3 +117,12 @@ biosamples = sa.Table(
     sa.PrimaryKeyConstraint("phenopacket_pk", "biosample_id", name="pk_biosamples"),
     sa.Index("ix_biosamples_dataset_biosample", "dataset_id", "biosample_id"),
 )
+
+# One row (id 1): on PostgreSQL bumped by a trigger in every transaction that writes `phenopackets` or
+# `phenopacket_terms` (migration 0002), read by per-process caches to know they are still current.
+store_version = sa.Table(
+    "store_version",
+    metadata,
+    sa.Column("id", sa.Integer(), primary_key=True, autoincrement=False),
+    sa.Column("version", sa.BigInteger(), nullable=False),
+)

@@ -4,8 +4,13 @@ from __future__ import annotations
 
 import random
 import sqlite3
+import subprocess
+import sys
+import uuid
 
 import pytest
+import sqlalchemy as sa
+from sqlalchemy.engine import make_url
 
 from gateway.beacon.context import QueryContext
 from gateway.beacon.individuals import INDIVIDUALS, Selection, answer_selection, current_snapshot, selection_for
@@ -117,6 +122,94 @@ def test_a_change_from_any_connection_is_seen_by_the_next_query(small_node):
         assert _summary(via_index) == _summary(via_sql)
     # The store's own erasure path (same process, its pooled connection) is seen as well.
     store = small_node.extensions["gateway"].store
+    subject = store.list_phenopackets(dataset_id="d1", limit=1)[0][0].subject_id
+    assert store.delete_subject(subject) == 1
+    assert _count(client) == before - 3
+
+
+# --- PostgreSQL: the same index, kept current by the store_version row (migration 0002) ---------
+
+
+@pytest.fixture
+def pg_node(request, postgres_url):
+    """A node on its own PostgreSQL schema holding the first 40 reference phenopackets in dataset d1."""
+    from gateway.services.ingest import ingest_phenopackets
+    from tests.beacon.conftest import make_app
+
+    base = make_url(postgres_url)
+    schema = f"gw_term_index_{uuid.uuid4().hex[:12]}"
+    admin = sa.create_engine(base, poolclass=sa.pool.NullPool)
+    with admin.begin() as connection:
+        connection.exec_driver_sql(f'CREATE SCHEMA "{schema}"')
+    url = base.update_query_dict({"options": f"-csearch_path={schema}"}).render_as_string(hide_password=False)
+    app = make_app(
+        None, datasets=[{"id": "d1", "security_level": "PUBLIC", "policy": {"profile": "open"}}], database_url=url
+    )
+    s = app.extensions["gateway"]
+    try:
+        for doc in reference_phenopackets()[:40]:
+            ingest_phenopackets([doc], store=s.store, key=s.key, dataset_id="d1")
+        yield app, url
+    finally:
+        s.store.close()
+        with admin.begin() as connection:
+            connection.exec_driver_sql(f'DROP SCHEMA "{schema}" CASCADE')
+        admin.dispose()
+
+
+def test_postgres_index_and_sql_agree(pg_node):
+    app, _ = pg_node
+    ctx = _context(app)
+    assert app.extensions["gateway"].store.engine.dialect.name == "postgresql"
+    snapshot = current_snapshot(ctx)
+    assert snapshot is not None and snapshot.size == _count(app.test_client()) > 30
+    rng = random.Random(5)
+    pool = BROAD + rng.sample(sorted(snapshot.postings), 20) + ["ORPHA:999999999"]
+    matched = 0
+    for _ in range(60):
+        filters = [{"id": t} for t in rng.sample(pool, rng.randint(1, 2))]
+        if rng.random() < 0.5:
+            filters.append({"id": rng.choice(SEX)})
+        granularity = rng.choice(["boolean", "count", "record"])
+        body = {"query": {"filters": filters, "requestedGranularity": granularity, "pagination": {"limit": 50}}}
+        via_index, via_sql = _both(ctx, body, ("d1",))
+        assert _summary(via_index) == _summary(via_sql), filters
+        matched += via_sql.total or 0
+    assert matched > 0
+
+
+def test_postgres_write_from_another_process_is_seen_by_the_next_query(pg_node):
+    app, url = pg_node
+    client = app.test_client()
+    ctx = _context(app)
+    before = _count(client)
+    first = current_snapshot(ctx)
+    assert first is not None and before == first.size > 30
+    # Another process: plain psycopg, no gateway code, deletes two individuals (terms go by cascade).
+    dsn = make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
+    script = (
+        "import sys, psycopg\n"
+        "with psycopg.connect(sys.argv[1]) as c:\n"
+        "    c.execute('DELETE FROM phenopackets WHERE pk IN (SELECT pk FROM phenopackets ORDER BY pk LIMIT 2)')\n"
+    )
+    subprocess.run([sys.executable, "-c", script, dsn], check=True, timeout=60)
+    assert _count(client) == before - 2
+    second = current_snapshot(ctx)
+    assert second is not None and second is not first and second.size == before - 2
+    for term in BROAD:
+        body = {"query": {"filters": [term], "requestedGranularity": "record", "pagination": {"limit": 100}}}
+        via_index, via_sql = _both(ctx, body, ("d1",))
+        assert _summary(via_index) == _summary(via_sql)
+    # A write that is rolled back changes nothing the index could see: the snapshot stays.
+    other = sa.create_engine(url, poolclass=sa.pool.NullPool)
+    with other.connect() as connection:
+        connection.execute(sa.text("DELETE FROM phenopackets"))
+        connection.rollback()
+    other.dispose()
+    assert _count(client) == before - 2
+    assert current_snapshot(ctx) is second
+    # The store's own erasure path is seen as well.
+    store = app.extensions["gateway"].store
     subject = store.list_phenopackets(dataset_id="d1", limit=1)[0][0].subject_id
     assert store.delete_subject(subject) == 1
     assert _count(client) == before - 3
