@@ -124,7 +124,8 @@ headers = st.fixed_dictionaries(
                 lambda t: "Bearer " + t
             ),
         ),
-        "X-Request-ID": nasty_text,
+        # a line break cannot be sent inside a header (the test client refuses to build it): drop it
+        "X-Request-ID": nasty_text.map(lambda t: t.replace("\r", "").replace("\n", "")),
         "Content-Type": st.sampled_from(
             ["application/json", "application/fhir+json", "text/plain", "application/gzip", "application/x-yaml", "x/y"]
         ),
