@@ -122,6 +122,18 @@ def cmd_convert_fhir(args: argparse.Namespace) -> int:
     return EXIT_REJECTED if rejected else EXIT_OK
 
 
+def _ingest_summary(path: str, outcome, saved: list) -> str:
+    """One line per file: what was stored, or why nothing was."""
+    new = sum(1 for r in saved if r.created)
+    refused = sum(1 for p in outcome.packets if p.saved is None)
+    if saved:
+        line = f"{path}: summary: {len(saved)} stored ({new} new, {len(saved) - new} updated)"
+        return line + (f", {refused} patient(s) refused for errors" if refused else "")
+    if not outcome.packets:
+        return f"{path}: summary: nothing to store: the document holds no Patient to attach its resources to"
+    return f"{path}: summary: nothing stored: every patient was refused for errors"
+
+
 def cmd_ingest_fhir(args: argparse.Namespace) -> int:
     from gateway.services.ingest import ingest_fhir
 
@@ -146,6 +158,8 @@ def cmd_ingest_fhir(args: argparse.Namespace) -> int:
             )
         if outcome.rejected:
             _err(f"{path}: rejected; nothing stored")
+        else:
+            print(_ingest_summary(path, outcome, saved))
     store.close()
     return EXIT_REJECTED if rejected else EXIT_OK
 
@@ -170,7 +184,9 @@ def cmd_ingest_phenopacket(args: argparse.Namespace) -> int:
     if rejected:
         _err("rejected; nothing stored")
         return EXIT_REJECTED
-    results, reports = ingest_phenopackets([d for _, d in docs], store=store, key=key, dataset_id=dataset)
+    results, reports = ingest_phenopackets(
+        [d for _, d in docs], store=store, key=key, dataset_id=dataset, locations=[p for p, _ in docs]
+    )
     for (path, _), report in zip(docs, reports, strict=True):
         _print_issues(path, report)
     store.close()

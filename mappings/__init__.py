@@ -182,6 +182,8 @@ def load_registry() -> CodeSystemRegistry:
 
 PROFILE_LIST_KEYS = (
     "detect",
+    "detect_composition_types",
+    "vital_status_observation_codes",
     "identifier_systems",
     "disease_coding_priority",
     "phenotype_prefixes",
@@ -195,6 +197,8 @@ PROFILE_LIST_KEYS = (
     "sex_extensions",
     "transcript_reference_prefixes",
     "implementation_guides",
+    "cause_of_death_categories",
+    "not_measurement_codes",
 )
 
 
@@ -218,6 +222,11 @@ class Profile:
     sex_extensions: dict[str, dict[str, str]] = field(default_factory=dict)  # url -> code -> Sex
     transcript_reference_prefixes: tuple[str, ...] = ()
     implementation_guides: tuple[str, ...] = ()
+    cause_of_death_categories: frozenset[str] = frozenset()
+    not_measurement_codes: frozenset[str] = frozenset()
+    detect_composition_types: frozenset[str] = frozenset()
+    vital_status_observation_codes: frozenset[str] = frozenset()
+    vital_status_values: dict[str, str] = field(default_factory=dict)  # "system|code" -> VitalStatus.Status
 
     def identifier_rank(self, system: str) -> int | None:
         """Position of an identifier system in the priority list (lower is better), None if not listed."""
@@ -265,6 +274,11 @@ def load_profile(name: str) -> Profile:
         sex_extensions={ext["url"]: dict(ext["codes"]) for ext in lists["sex_extensions"]},
         transcript_reference_prefixes=tuple(lists["transcript_reference_prefixes"]),
         implementation_guides=tuple(lists["implementation_guides"]),
+        cause_of_death_categories=frozenset(lists["cause_of_death_categories"]),
+        not_measurement_codes=frozenset(lists["not_measurement_codes"]),
+        detect_composition_types=frozenset(lists["detect_composition_types"]),
+        vital_status_observation_codes=frozenset(lists["vital_status_observation_codes"]),
+        vital_status_values=dict(raw.get("vital_status_values") or {}),
     )
 
 
@@ -300,7 +314,8 @@ def _meta_profiles(bundle: dict):
 
 
 def detect_profile(bundle: dict) -> str:
-    """The profile whose `detect` prefixes match a meta.profile URL of the bundle or its resources.
+    """The profile whose `detect` prefixes match a meta.profile URL of the bundle or its resources, else
+    the one whose `detect_composition_types` names the type of a document Bundle's Composition.
 
     National profiles are tried before "generic"; no match at all gives "generic".
     """
@@ -311,7 +326,27 @@ def detect_profile(bundle: dict) -> str:
         for profile in candidates:
             if any(url.startswith(prefix) for prefix in profile.detect):
                 return profile.name
+    types = _composition_types(bundle)
+    for profile in candidates:
+        if types & profile.detect_composition_types:
+            return profile.name
     return "generic"
+
+
+def _composition_types(bundle: dict) -> set[str]:
+    """`LOINC:60591-5`-style codes of the Composition types in a Bundle (LOINC and SNOMED CT only)."""
+    prefixes = {"http://loinc.org": "LOINC", "http://snomed.info/sct": "SNOMEDCT"}
+    entries = bundle.get("entry") if isinstance(bundle, dict) else None
+    found = set()
+    for entry in entries if isinstance(entries, list) else ():
+        resource = entry.get("resource") if isinstance(entry, dict) else None
+        if not isinstance(resource, dict) or resource.get("resourceType") != "Composition":
+            continue
+        concept = resource.get("type")
+        for coding in concept.get("coding", []) if isinstance(concept, dict) else ():
+            if isinstance(coding, dict) and coding.get("system") in prefixes and isinstance(coding.get("code"), str):
+                found.add(f"{prefixes[coding['system']]}:{coding['code']}")
+    return found
 
 
 # --- other tables ---------------------------------------------------------------------------
@@ -323,6 +358,7 @@ class Tables:
     answers: dict[str, dict]  # section -> {answer CURIE -> target}
     sampled_tissue: dict[str, dict]  # "system|code" -> {id, label}
     chromosomes: dict[str, str]  # NC_ accession (no version) -> chromosome name
+    accession_assemblies: dict[str, str] = field(default_factory=dict)  # NC_ accession.version -> assembly
 
 
 @cache
@@ -340,6 +376,11 @@ def load_tables() -> Tables:
             accession.split(".")[0]: ucsc.get(chrom, chrom)
             for chroms in chromosomes["assemblies"].values()
             for chrom, (accession, _) in chroms.items()
+        },
+        accession_assemblies={
+            accession: assembly
+            for assembly, chroms in chromosomes["assemblies"].items()
+            for accession, _ in chroms.values()
         },
     )
 

@@ -80,3 +80,19 @@ def test_ingest_phenopacket_rejects_all_when_one_is_invalid(env, reference_dir, 
     bad.write_text(json.dumps({"subject": {"id": "x"}}))
     assert main(["ingest", "phenopacket", str(good), str(bad)]) == 1
     assert "nothing stored" in capsys.readouterr().err
+
+
+def test_ingest_fhir_prints_a_summary_per_file_and_fails_when_one_is_rejected(env, reference_dir, tmp_path, capsys):
+    """Was: exit 0 and no summary although nothing was stored for most files."""
+    condition = str(reference_dir / "fhir" / "mii-seltene-erkrankungen" / "Condition-condition-sma-clinical.json")
+    marfan = str(reference_dir / "fhir" / "mii-seltene-erkrankungen" / "Bundle-bundle-marfan-complete.json")
+    assert main(["ingest", "fhir", condition, marfan, "--dataset", "rd"]) == 0
+    out = capsys.readouterr().out
+    assert f"{condition}: summary: nothing to store: the document holds no Patient" in out
+    assert f"{marfan}: summary: 1 stored (1 new, 0 updated)" in out
+    bad = tmp_path / "bad.json"
+    bad.write_text('{"resourceType": "Bundle", "type": "collection", "entry": [{"resource": {"resourceType": "X"}}]}')
+    assert main(["ingest", "fhir", marfan, str(bad), "--dataset", "rd"]) == 1
+    captured = capsys.readouterr()
+    assert f"{marfan}: summary: 1 stored (0 new, 1 updated)" in captured.out
+    assert f"{bad}: rejected; nothing stored" in captured.err

@@ -562,6 +562,10 @@ class PacketWriter:
             cond = self.condition(disease, verification, location + "/diagnosis/disease")
             evidence = cond.setdefault("evidence", [{"detail": []}])
             evidence[0]["detail"].append(self.ref(variant_ref))
+        if not _list(diagnosis.get("genomicInterpretations")) and disease.get("id") != UNSPECIFIED_DISEASE:
+            # A diagnosis under consideration without variants (the forward direction's home of a
+            # provisional / differential / unconfirmed Condition): a provisional Condition.
+            self.condition(disease, "provisional", location + "/diagnosis/disease")
 
     def component(self, code: tuple[str, str], **value) -> dict:
         return {"code": _loinc(code), **value}

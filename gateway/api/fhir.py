@@ -1,4 +1,4 @@
-"""The FHIR surface: POST /fhir, POST /fhir/Bundle/$validate, GET /fhir/metadata.
+"""The FHIR surface: POST /fhir (and /fhir/Bundle), POST /fhir/Bundle/$validate, GET /fhir/metadata.
 
 Errors are FHIR OperationOutcomes: 400 for a body that is not a FHIR document,
 422 for a document that parses but is not valid R4 or breaks a profile rule, 413 (`too-costly`)
@@ -25,7 +25,8 @@ from gateway.services.ingest import ATOMIC_BUNDLE_TYPES, IngestOutcome, process_
 from translators.fhir_to_phenopacket import translated_resource_types
 
 FHIR_JSON = "application/fhir+json"
-ACCEPTED_TYPES = ("application/fhir+json", "application/json")
+# The JSON media types of FHIR R4 (http.html#mime-type), including the older DSTU2 spelling still sent.
+ACCEPTED_TYPES = ("application/fhir+json", "application/json+fhir", "application/json")
 # Issue codes that mean "this is not a FHIR document at all" (400); everything else is 422.
 NOT_A_DOCUMENT = {"json-syntax", "json-nan", "json-duplicate-key", "json-too-deep", "not-fhir"}
 
@@ -38,14 +39,14 @@ def outcome_response(issues: list[Issue], status: int) -> Response:
     return fhir_response(to_operation_outcome(issues), status)
 
 
-def _process_bounded(dataset_id: str) -> tuple[IngestOutcome, str]:
+def _process_bounded(dataset_id: str, *, parameters: bool = False) -> tuple[IngestOutcome, str]:
     """Parse, validate and translate the body; above `work_inline_bytes`, in a child with the node's limits."""
     content_type = (request.mimetype or "").lower()
     if content_type not in ACCEPTED_TYPES:
         raise JSONInputError(
             Issue.error(
                 "not-fhir",
-                f"Content-Type must be application/fhir+json or application/json, not {content_type or 'empty'}",
+                f"Content-Type must be one of {', '.join(ACCEPTED_TYPES)}, not {content_type or 'empty'}",
             )
         )
     svc = services()
@@ -55,6 +56,7 @@ def _process_bounded(dataset_id: str) -> tuple[IngestOutcome, str]:
         "key": svc.key,
         "dataset_id": dataset_id,
         "profile": request.args.get("profile") or svc.config.profile,
+        "parameters": parameters,  # $validate: a Parameters wrapper is unwrapped (services.ingest)
     }
     if len(data) <= svc.config.work_inline_bytes:  # small JSON: bounded by its size, cheaper than a fork
         return process_fhir_bytes(data, **arguments)
@@ -81,7 +83,8 @@ def transaction_response(outcome: IngestOutcome) -> dict:
             issues = [*by_entry.get(None, []), *issues]  # bundle-level issues travel with the first entry
         response: dict = {}
         if packet is None:
-            response["status"] = "200 OK"
+            failed = outcome.bundle_type == "batch" and any(i.is_error for i in issues)
+            response["status"] = "422 Unprocessable Entity" if failed else "200 OK"
         elif packet.saved is None:
             response["status"] = "422 Unprocessable Entity"
             issues = [*issues, *(i for i in packet.issues if i.target == "output")]
@@ -152,6 +155,7 @@ def fhir_blueprint() -> Blueprint:
 
     @bp.post("")
     @bp.post("/")
+    @bp.post("/Bundle")  # FHIR allows a Bundle to be created as a resource; here it is the same as the base
     @require_operator
     def ingest():
         svc = services()
@@ -167,7 +171,7 @@ def fhir_blueprint() -> Blueprint:
     def validate():
         if over_budget():  # validation is work on anonymous input: it is counted like a query
             return outcome_response([Issue.error("throttled", "query budget exhausted; try again later")], 429)
-        outcome, _ = _process_bounded(services().config.default_dataset)
+        outcome, _ = _process_bounded(services().config.default_dataset, parameters=True)
         return outcome_response(list(outcome.report), 200)
 
     return bp

@@ -107,8 +107,9 @@ def process_fhir(
     if profile_issue:
         report.add(profile_issue)
     outcome = IngestOutcome(bundle_type, profile_name, report, entry_count=len(doc.get("entry") or ()))
-    if not report.ok:
-        return outcome  # structurally broken input is never translated
+    entry_errors = _entry_errors(report) if bundle_type == "batch" else None
+    if not report.ok and not entry_errors:
+        return outcome  # structurally broken input is never translated (a batch: see _entry_errors)
 
     translation = translate_bundle(
         doc,
@@ -123,10 +124,28 @@ def process_fhir(
         checked = validate_phenopacket(packet.phenopacket, target="output")
         issues = [*packet.issues, *checked]
         report.extend(issues)
-        outcome.packets.append(PacketOutcome(packet.subject_id, packet.phenopacket, packet.entry_indexes, issues))
+        own_errors = [e for i in packet.entry_indexes for e in (entry_errors or {}).get(i, ())]
+        outcome.packets.append(
+            PacketOutcome(packet.subject_id, packet.phenopacket, packet.entry_indexes, [*issues, *own_errors])
+        )
     if not translation.packets:
         report.add(Issue.warning("no-patient", "the document holds no Patient, so no phenopacket was made"))
     return outcome
+
+
+def _entry_errors(report: Report) -> dict[int, list[Issue]] | None:
+    """A batch is judged entry by entry: its errors by entry, or None when one lies outside every entry.
+
+    Such a batch is still translated; a patient any of whose entries has an error is not stored,
+    the other patients are (ingest_fhir).
+    """
+    grouped: dict[int, list[Issue]] = defaultdict(list)
+    for issue in report.errors:
+        match = _ENTRY_POINTER.match(issue.location) if issue.target == "input" else None
+        if match is None:
+            return None
+        grouped[int(match.group(1))].append(issue)
+    return grouped
 
 
 def records_for(packets: list[PacketOutcome], dataset_id: str, source: str) -> list[PhenopacketRecord]:
@@ -144,13 +163,47 @@ def records_for(packets: list[PacketOutcome], dataset_id: str, source: str) -> l
 
 
 def process_fhir_bytes(
-    data: bytes, *, max_depth: int, key: bytes, dataset_id: str, profile: str | None = None
+    data: bytes,
+    *,
+    max_depth: int,
+    key: bytes,
+    dataset_id: str,
+    profile: str | None = None,
+    parameters: bool = False,
 ) -> tuple[IngestOutcome, str]:
-    """Parse, validate and translate a FHIR body; (outcome, source identity). Pure: run in a bounded child."""
+    """Parse, validate and translate a FHIR body; (outcome, source identity). Pure: run in a bounded child.
+
+    `parameters` ($validate): a `Parameters` body is unwrapped to the resource it carries, and the
+    input's issues are located under that resource's pointer in the body.
+    """
     from gateway.jsonio import loads_strict
 
     doc = loads_strict(data, max_depth=max_depth)
-    return process_fhir(doc, key=key, dataset_id=dataset_id, profile=profile), source_identity(doc)
+    where = ""
+    if parameters and isinstance(doc, dict) and doc.get("resourceType") == "Parameters":
+        doc, where = unwrap_validate_parameters(doc)
+    outcome = process_fhir(doc, key=key, dataset_id=dataset_id, profile=profile)
+    if where:
+        outcome.report = Report([i.at(where) if i.target == "input" else i for i in outcome.report])
+    return outcome, source_identity(doc)
+
+
+def unwrap_validate_parameters(parameters: dict) -> tuple[dict, str]:
+    """The resource wrapped in a $validate Parameters (parameter `resource`) and its JSON pointer;
+    `mode` and `profile` are optional there and do not change what this gateway checks."""
+    from gateway.jsonio import JSONInputError
+
+    listed = parameters.get("parameter")
+    found = [
+        (p.get("resource"), f"/parameter/{n}/resource")
+        for n, p in enumerate(listed if isinstance(listed, list) else ())
+        if isinstance(p, dict) and p.get("name") == "resource"
+    ]
+    resource = found[0][0] if len(found) == 1 else None
+    if not isinstance(resource, dict):
+        message = "a $validate Parameters must carry exactly one parameter 'resource' with the resource to validate"
+        raise JSONInputError(Issue.error("not-fhir", message, "/parameter"))
+    return resource, found[0][1]
 
 
 def ingest_fhir(
@@ -167,8 +220,10 @@ def store_fhir_outcome(outcome: IngestOutcome, *, store, dataset_id: str, source
         if not outcome.report.ok:
             return outcome
         to_save = outcome.packets
-    else:  # batch: input-level errors reject all; otherwise each patient stands alone
-        if any(i.is_error for i in outcome.report if i not in _packet_issue_set(outcome)):
+    else:  # batch: errors outside every entry reject all; otherwise each patient stands alone
+        if _entry_errors(outcome.report) is None and any(
+            i.is_error for i in outcome.report if i not in _packet_issue_set(outcome)
+        ):
             return outcome
         to_save = [p for p in outcome.packets if p.ok]
     if to_save:
@@ -199,7 +254,14 @@ def _packet_issue_set(outcome: IngestOutcome) -> set[Issue]:
 
 
 def prepare_phenopacket(doc: dict, *, key: bytes, dataset_id: str) -> tuple[dict | None, str, Report]:
-    """Validate a submitted phenopacket and pseudonymise it; (packet, subject pseudonym, report)."""
+    """Validate a submitted phenopacket and pseudonymise it; (packet, subject pseudonym, report).
+
+    The person's identity is the document's own `id`, not `subject.id`: published collections reuse
+    labels such as "proband" or "Patient 2" for unrelated people, who must not collapse into one.
+    Every person identifier inside the document (subject, biosample individualId,
+    subjectOrBiosampleId, file-to-individual keys) becomes a pseudonym, the same one wherever
+    it recurs; subjectOrBiosampleId values naming one of the document's biosamples stay as they are.
+    """
     report = Report()
     report.extend(validate_phenopacket(doc, target="input"))
     if not report.ok:
@@ -207,29 +269,63 @@ def prepare_phenopacket(doc: dict, *, key: bytes, dataset_id: str) -> tuple[dict
     packet = json.loads(json.dumps(doc))  # our own copy: the caller's document stays untouched
     subject = packet.get("subject") or {}
     raw_subject = subject.get("id") or packet.get("id")
-    subject_id = pseudonymise(key, raw_subject, "phenopacket")
+    scope = f"phenopacket:{packet.get('id') or raw_subject}"
+    subject_id = pseudonymise(key, scope, "phenopacket")
+
+    def person(value: object) -> object:
+        if not isinstance(value, str) or not value:
+            return value
+        return subject_id if value == raw_subject else pseudonymise(key, value, scope)
+
     subject["id"] = subject_id
     packet["subject"] = subject
     if subject.pop("dateOfBirth", None) is not None:
         report.add(
             Issue.warning("minimised", "subject.dateOfBirth removed (data minimisation)", "/subject/dateOfBirth")
         )
+    biosample_ids = set()
     for biosample in packet.get("biosamples") or ():
-        if biosample.get("individualId") == raw_subject:
-            biosample["individualId"] = subject_id
+        if isinstance(biosample, dict):
+            biosample_ids.add(biosample.get("id"))
+            if "individualId" in biosample:
+                biosample["individualId"] = person(biosample["individualId"])
+    for interpretation in packet.get("interpretations") or ():
+        diagnosis = interpretation.get("diagnosis") if isinstance(interpretation, dict) else None
+        for genomic in (diagnosis or {}).get("genomicInterpretations") or ():
+            named = genomic.get("subjectOrBiosampleId") if isinstance(genomic, dict) else None
+            if named is not None and named not in biosample_ids:
+                genomic["subjectOrBiosampleId"] = person(named)
+    for file in packet.get("files") or ():
+        mapping = file.get("individualToFileIdentifiers") if isinstance(file, dict) else None
+        if isinstance(mapping, dict):
+            file["individualToFileIdentifiers"] = {person(k): v for k, v in mapping.items()}
     packet["id"] = derived_id(key, "phenopacket", dataset_id, subject_id)
     return packet, subject_id, report
 
 
 def ingest_phenopackets(
-    docs: list[dict], *, store, key: bytes, dataset_id: str, source: str = ""
+    docs: list[dict], *, store, key: bytes, dataset_id: str, source: str = "", locations: list[str] | None = None
 ) -> tuple[list[SaveResult], list[Report]]:
-    """Store phenopackets all or nothing: any invalid document rejects the whole request."""
+    """Store phenopackets all or nothing: any invalid document rejects the whole request.
+
+    The same document `id` twice in one request is stored once (the later one) and said so on both,
+    with the other's location (`locations`, else the document's position).
+    """
     check_dataset_id(dataset_id)
     prepared = [prepare_phenopacket(d, key=key, dataset_id=dataset_id) for d in docs]
     reports = [r for _, _, r in prepared]
     if not all(r.ok for r in reports):
         return [], reports
+    where = locations or [f"document {n}" for n in range(len(docs))]
+    first_of: dict[str, int] = {}
+    for n, (_, subject_id, report) in enumerate(prepared):
+        earlier = first_of.setdefault(subject_id, n)
+        if earlier != n:
+            message = f"phenopacket id {docs[n].get('id')!r} is also at {where[earlier]}: this one replaces it"
+            report.add(Issue.warning("duplicate", message, "/id"))
+            reports[earlier].add(
+                Issue.warning("duplicate", f"replaced by the phenopacket with the same id at {where[n]}", "/id")
+            )
     records = [
         PhenopacketRecord(
             id=packet["id"],

@@ -22,6 +22,7 @@ from gateway.store.tables import (
     PHENOTYPE,
     SAMPLED_TISSUE,
 )
+from mappings.alternate_codings import alternates_by_term
 
 # ISO 8601 duration as phenopackets use it (PnYnMnWnD with an optional time part).
 _DURATION = re.compile(
@@ -81,8 +82,12 @@ def index_fields(document: dict[str, Any]) -> dict[str, Any]:
 def _terms(document: dict[str, Any]) -> Iterator[tuple[str, str, str | None]]:
     for feature in _dicts(document.get("phenotypicFeatures")):
         yield from _term(EXCLUDED_PHENOTYPE if feature.get("excluded") is True else PHENOTYPE, feature.get("type"))
+    alternates = alternates_by_term(document)  # a disease's other codings find it too
     for disease in _dicts(document.get("diseases")):
-        yield from _term(EXCLUDED_DISEASE if disease.get("excluded") is True else DISEASE, disease.get("term"))
+        kind = EXCLUDED_DISEASE if disease.get("excluded") is True else DISEASE
+        yield from _term(kind, disease.get("term"))
+        for code in alternates.get(_term_id(disease.get("term")) or "", ()):
+            yield kind, code, None
     for measurement in _dicts(document.get("measurements")):
         yield from _term(MEASUREMENT, measurement.get("assay"))
     for action in _dicts(document.get("medicalActions")):

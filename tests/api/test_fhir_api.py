@@ -178,3 +178,54 @@ def test_responses_carry_security_headers(client):
     resp = client.get("/health")
     assert resp.headers["X-Content-Type-Options"] == "nosniff"
     assert resp.headers["X-Request-ID"]
+
+
+# --- issue 11: FHIR conventions ---------------------------------------------------------------------------------
+
+
+def test_validate_accepts_the_standard_parameters_wrapper(client, marfan):
+    """Was: a Parameters body validated nothing and answered 200 'valid'."""
+    broken = copy.deepcopy(marfan)
+    broken["entry"][0]["resource"]["gender"] = "femal"  # outside the required binding
+    parameters = {
+        "resourceType": "Parameters",
+        "parameter": [{"name": "mode", "valueCode": "create"}, {"name": "resource", "resource": broken}],
+    }
+    resp = client.post("/fhir/Bundle/$validate", data=json.dumps(parameters), headers={"Content-Type": FHIR})
+    assert resp.status_code == 200
+    errors = [i for i in resp.get_json()["issue"] if i["severity"] == "error"]
+    assert errors and all("parameter[1].resource.entry[0].resource.gender" in e["expression"][0] for e in errors)
+    empty = {"resourceType": "Parameters", "parameter": [{"name": "mode", "valueCode": "create"}]}
+    resp = client.post("/fhir/$validate", data=json.dumps(empty), headers={"Content-Type": FHIR})
+    assert resp.status_code == 400 and resp.get_json()["resourceType"] == "OperationOutcome"
+
+
+def test_batch_with_one_bad_patient_stores_the_others(client, app, operator):
+    """Was: a batch with one invalid patient was refused whole although documented as judged patient by patient."""
+
+    def patient(pid, gender):
+        return {
+            "fullUrl": f"urn:uuid:{uuid.uuid5(uuid.NAMESPACE_URL, pid)}",
+            "resource": {"resourceType": "Patient", "id": pid, "gender": gender, "birthDate": "1990-01-01"},
+            "request": {"method": "POST", "url": "Patient"},
+        }
+
+    batch = {"resourceType": "Bundle", "type": "batch", "entry": [patient("a1", "female"), patient("b2", "femal")]}
+    resp = _post(client, batch, operator)
+    assert resp.status_code == 200, resp.get_data(as_text=True)
+    body = resp.get_json()
+    assert [e["response"]["status"] for e in body["entry"]] == ["201 Created", "422 Unprocessable Entity"]
+    assert _count(app) == 1
+    transaction = {**batch, "type": "transaction"}
+    assert _post(client, transaction, operator).status_code == 422  # a transaction stays all or nothing
+
+
+@pytest.mark.parametrize("media_type", ["application/fhir+json", "application/json+fhir", "application/json"])
+def test_fhir_media_types_and_the_bundle_synonym(client, app, operator, marfan, media_type):
+    """Was: application/json+fhir refused (415/400) and POST /fhir/Bundle a 404."""
+    resp = client.post(
+        "/fhir/Bundle", data=json.dumps(marfan), headers={**operator, "Content-Type": f"{media_type}; charset=utf-8"}
+    )
+    assert resp.status_code == 200, resp.get_data(as_text=True)
+    assert resp.get_json()["type"] == "transaction-response"
+    assert _count(app) == 1

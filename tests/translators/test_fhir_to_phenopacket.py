@@ -120,6 +120,8 @@ def test_multi_coding_disease_choice_prefixing_and_no_duplicates():
         ),
         "mii",
     )["diseases"]
+    # the same diagnosis recorded twice is one Disease (different diagnoses are never merged: see
+    # test_fhir_fidelity.test_confirmed_condition_is_a_disease_and_the_suspected_one_is_not)
     assert diseases == [{"term": {"id": "ORPHA:558", "label": "Marfan syndrome"}}]
 
 
@@ -230,13 +232,20 @@ def test_age_sex_and_vital_status():
     assert subject["sex"] == "UNKNOWN_SEX"
     assert subject["vitalStatus"] == {"status": "DECEASED", "timeOfDeath": {"age": {"iso8601duration": "P29Y"}}}
     assert subject["timeAtLastEncounter"] == {"age": {"iso8601duration": "P29Y"}}
-    assert packet(bundle())["subject"]["timeAtLastEncounter"] == {"age": {"iso8601duration": "P35Y"}}
+    # issue 11: the age at the latest dated event, not at conversion time; nothing dated -> no age
+    assert "timeAtLastEncounter" not in packet(bundle())["subject"]
+    encounter = {"resourceType": "Encounter", "status": "finished", "period": {"start": "2019-06-14"}}
+    assert packet(bundle(encounter))["subject"]["timeAtLastEncounter"] == {"age": {"iso8601duration": "P28Y"}}
+    later = {"resourceType": "Encounter", "status": "finished", "period": {"start": "2024-01-01"}}
+    after_death = packet(bundle(later, patient=patient), "mii")
+    assert after_death["subject"]["timeAtLastEncounter"] == {"age": {"iso8601duration": "P29Y"}}  # never past death
     assert packet(bundle(patient=patient))["subject"]["sex"] == "OTHER_SEX"  # generic: no German extension
 
 
 def test_unmapped_resource_types_warn_with_location():
     result = translate(bundle({"resourceType": "Encounter", "status": "finished"}))
-    assert [(i.code, i.location) for i in result.packets[0].issues] == [("no-phenopacket-target", "/entry/1/resource")]
+    warnings = [(i.code, i.location) for i in result.packets[0].issues if i.severity == "warning"]
+    assert warnings == [("no-phenopacket-target", "/entry/1/resource")]
     assert result.packets[0].entry_indexes == [0, 1]
 
 
@@ -311,3 +320,20 @@ def test_transcript_under_reference_sequence_is_a_profile_habit():
     }
     assert {"syntax": "hgvs.c", "value": "c.3217G>A"} in expressions["generic"]
     assert {"syntax": "hgvs.c", "value": "NM_000138.5:c.3217G>A"} in expressions["mii"]
+
+
+def test_condition_stage_and_body_site_have_their_place_and_severity_is_warned():
+    condition = {
+        "resourceType": "Condition",
+        "code": {"coding": [{"system": "http://www.orpha.net", "code": "558", "display": "Marfan syndrome"}]},
+        "stage": [{"summary": cc(SCT, "786005", "Clinical stage I")}],
+        "bodySite": [cc(SCT, "80891009", "Heart structure"), cc("urn:local", "x")],
+        "severity": cc(SCT, "24484000", "Severe"),
+    }
+    result = translate(bundle(condition))
+    disease = result.packets[0].phenopacket["diseases"][0]
+    assert disease["diseaseStage"] == [{"id": "SNOMEDCT:786005", "label": "Clinical stage I"}]
+    assert disease["primarySite"] == {"id": "SNOMEDCT:80891009", "label": "Heart structure"}
+    warnings = {(i.code, i.location) for i in result.packets[0].issues if i.severity == "warning"}
+    assert ("unmapped-element", "/entry/1/resource/severity") in warnings
+    assert ("unmapped-element", "/entry/1/resource/bodySite/1") in warnings

@@ -36,7 +36,8 @@ CASES = {
     "gr-cgexample": ("generic", ["genomics-reporting-2.0.0/Bundle-bundle-cgexample.json"]),
     "gr-compound-heterozygote": ("generic", ["genomics-reporting-2.0.0/Bundle-bundle-compound-heterozygote.json"]),
     "gr-oncology-report": ("generic", ["genomics-reporting-2.0.0/Bundle-bundle-oncology-report-example.json"]),
-    "ips-bundle-01": ("generic", ["ips-1.1.0/Bundle-IPS-examples-Bundle-01.json"]),
+    "ips-bundle-01": ("ips", ["ips-1.1.0/Bundle-IPS-examples-Bundle-01.json"]),
+    "ips-bundle-minimal": ("ips", ["ips-1.1.0/Bundle-bundle-minimal.json"]),
 }
 
 
@@ -57,14 +58,17 @@ def render(result) -> dict:
     for packet in result.packets:
         document = dict(packet.phenopacket)
         document["metaData"] = {**document["metaData"], "created": "<masked>"}
-        packets.append(
-            {
-                "subjectId": packet.subject_id,
-                "entryIndexes": packet.entry_indexes,
-                "phenopacket": document,
-                "issues": [i.to_dict() for i in packet.issues],
-            }
-        )
+        rendered = {
+            "subjectId": packet.subject_id,
+            "entryIndexes": packet.entry_indexes,
+            "phenopacket": document,
+            "issues": [i.to_dict() for i in packet.issues],
+        }
+        if packet.family is not None:  # the proband is the phenopacket above
+            family = {k: v for k, v in packet.family.items() if k not in ("proband", "metaData")}
+            family["relatives"] = [{k: v for k, v in r.items() if k != "metaData"} for r in family["relatives"]]
+            rendered["family"] = family
+        packets.append(rendered)
     return {"packets": packets, "issues": [i.to_dict() for i in result.issues]}
 
 
@@ -76,6 +80,8 @@ def test_golden(name):
     result = translate_bundle(bundle, profile=load_profile(profile_name), ids=TEST_IDS, now=NOW)
     for packet in result.packets:  # every output is a valid Phenopacket v2: strict protobuf, schema, semantics
         json_format.ParseDict(packet.phenopacket, phenopackets.Phenopacket(), ignore_unknown_fields=False)
+        if packet.family is not None:
+            json_format.ParseDict(packet.family, phenopackets.Family(), ignore_unknown_fields=False)
         report = validate_phenopacket(packet.phenopacket)
         assert report.ok, report.to_text(name)
     actual = render(result)

@@ -16,13 +16,18 @@ from translators.fhir import actions, patient, specimens
 from translators.fhir.common import IdFunctions, codings, reference_of, rfc3339
 from translators.fhir.conditions import Conditions
 from translators.fhir.context import BundleSource, PatientContext
+from translators.fhir.family import FamilyHistory
+from translators.fhir.measurements import Measurements
 from translators.fhir.phenotypes import Phenotypes
 from translators.fhir.references import ACCEPTED_BUNDLE_TYPES, BundleIndex
 from translators.fhir.variants import Variants
 
 SCHEMA_VERSION = "2.0.2"
 SKIPPED_STATUSES = frozenset({"entered-in-error", "cancelled"})
-HANDLED_TYPES = frozenset({"Observation", "Condition", "Specimen", "Procedure", "MedicationStatement"})
+MEDICATION_TYPES = ("MedicationStatement", "MedicationRequest", "MedicationAdministration")
+HANDLED_TYPES = frozenset(
+    {"Observation", "Condition", "Specimen", "Procedure", "FamilyMemberHistory", *MEDICATION_TYPES}
+)
 # Resources that only serve others inside the bundle (no target of their own, no warning).
 SUPPORTING_TYPES = frozenset({"Medication"})
 
@@ -33,6 +38,7 @@ class PatientTranslation:
     phenopacket: dict
     issues: list[Issue]
     entry_indexes: list[int]  # bundle entries that went into it (patient first)
+    family: dict | None = None  # a Phenopacket Family around this phenopacket (FamilyMemberHistory)
 
 
 @dataclass
@@ -53,6 +59,9 @@ class PatientBuilder:
         self.phenotypes = Phenotypes(ctx)
         self.conditions = Conditions(ctx, self.phenotypes)
         self.variants = Variants(ctx)
+        self.measurements = Measurements(ctx)
+        self.family_history = FamilyHistory(ctx)
+        self.vital_statuses: list[tuple[str, str] | None] = []  # (date, status) from vital-status Observations
 
     @property
     def subject_id(self) -> str | None:
@@ -64,7 +73,7 @@ class PatientBuilder:
         if rtype in self.pending:
             self.pending[rtype].append((i, resource))
         else:
-            self.ctx.warn("no-phenopacket-target", f"{rtype} has no phenopacket target", f"/entry/{i}/resource")
+            self.ctx.warn("no-phenopacket-target", f"{rtype} has no phenopacket target", self.ctx.source.pointer(i))
 
     def finish(self) -> PatientTranslation:
         ctx = self.ctx
@@ -75,8 +84,11 @@ class PatientBuilder:
             self.variants.implication(i, resource)
         biosamples = [specimens.biosample(ctx, i, resource) for i, resource in self.pending["Specimen"]]
         medical_actions = [actions.procedure(ctx, i, resource) for i, resource in self.pending["Procedure"]]
-        medical_actions += [actions.medication(ctx, i, resource) for i, resource in self.pending["MedicationStatement"]]
-        packet: dict = {"id": ctx.derived_id("phenopacket"), "subject": self.individual}
+        for rtype in MEDICATION_TYPES:
+            medical_actions += [actions.medication(ctx, i, resource) for i, resource in self.pending[rtype]]
+        for i, resource in self.pending["FamilyMemberHistory"]:
+            self.family_history.member(i, resource)
+        packet: dict = {"id": ctx.derived_id("phenopacket"), "subject": self.subject()}
         if self.phenotypes.features:
             packet["phenotypicFeatures"] = self.phenotypes.features
         if biosamples:
@@ -86,13 +98,33 @@ class PatientBuilder:
             packet["interpretations"] = interpretations
         if self.conditions.diseases:
             packet["diseases"] = [d.record for d in self.conditions.diseases]
+        if self.measurements.found:
+            packet["measurements"] = self.measurements.found
         medical_actions = [a for a in medical_actions if a is not None]
         if medical_actions:
             packet["medicalActions"] = medical_actions
         packet["metaData"] = self.meta_data(self.conditions.alternate_codings())
-        entries = [ctx.index, *sorted(set(self.entries[1:]) | ctx.consumed)]
+        source = ctx.source
+        entries = [ctx.index, *sorted({source.entry_of(i) for i in (*self.entries[1:], *ctx.consumed)} - {ctx.index})]
         assert ctx.subject_id is not None  # builders without a subject are never finished
-        return PatientTranslation(ctx.subject_id, packet, ctx.issues, entries)
+        family = self.family_history.family(packet)
+        return PatientTranslation(ctx.subject_id, packet, ctx.issues, entries, family)
+
+    def subject(self) -> dict:
+        """The Individual, completed with what the other resources tell: last encounter, cause of death."""
+        resources = [r for i in self.entries[1:] if (r := self.ctx.source.resources[i]) is not None]
+        subject = {"id": self.individual["id"]}
+        last = patient.time_at_last_encounter(self.ctx, resources)
+        if last:
+            subject["timeAtLastEncounter"] = last
+        subject.update((k, v) for k, v in self.individual.items() if k != "id")
+        patient.apply_vital_statuses(self.ctx, subject, [v for v in self.vital_statuses if v])
+        cause = self.conditions.cause_of_death
+        if cause is not None:
+            vital = subject.setdefault("vitalStatus", {"status": "DECEASED"})
+            vital["status"] = "DECEASED"
+            vital["causeOfDeath"] = cause
+        return subject
 
     def meta_data(self, alternates: list[dict]) -> dict:
         ctx, source = self.ctx, self.ctx.source
@@ -108,7 +140,7 @@ class PatientBuilder:
 
     def observation(self, i: int, obs: dict) -> bool:
         """Route one Observation to its family; True when it is a diagnostic implication (handled last)."""
-        ctx, base = self.ctx, f"/entry/{i}/resource"
+        ctx, base = self.ctx, self.ctx.source.pointer(i)
         status = obs.get("status")
         if status in SKIPPED_STATUSES:
             ctx.note("unmapped-element", f"Observation with status {status!r} skipped", base + "/status")
@@ -123,6 +155,11 @@ class PatientBuilder:
                 ctx.profile.diagnostic_implication_codes
             ):
                 return True
+        if curies & ctx.profile.vital_status_observation_codes:
+            self.vital_statuses.append(patient.vital_status_observation(ctx, i, obs))
+            return False
+        if self.phenotypes.phenotype_coding(code) is None and self.measurements.observation(i, obs):
+            return False
         self.phenotypes.observation(i, obs)
         return False
 
@@ -150,6 +187,7 @@ class BundleTranslator:
             source.resources.append(resource)
             source.full_urls.append(full_url if isinstance(full_url, str) else None)
         source.index = BundleIndex.build(entries)
+        self.add_contained()
 
         builders: dict[int, PatientBuilder] = {}
         for i, resource in enumerate(source.resources):
@@ -160,8 +198,19 @@ class BundleTranslator:
                 else:
                     self.issues.extend(builder.ctx.issues)
         consumed = self.distribute(builders)
-        self.report_leftovers(builders, consumed)
-        return BundleTranslation([builder.finish() for builder in builders.values()], self.issues)
+        packets = [builder.finish() for builder in builders.values()]
+        self.report_leftovers(builders, consumed)  # after finish: a Medication used by a statement is consumed
+        return BundleTranslation(packets, self.issues)
+
+    def add_contained(self) -> None:
+        """Contained resources the translator maps (vcf2fhir puts every variant inside its report)."""
+        source = self.source
+        for i in range(len(source.resources)):
+            resource = source.resources[i]
+            contained = resource.get("contained") if resource is not None else None
+            for c, inner in enumerate(contained if isinstance(contained, list) else ()):
+                if isinstance(inner, dict) and inner.get("resourceType") in (*HANDLED_TYPES, *SUPPORTING_TYPES):
+                    source.add_contained(i, c, inner)
 
     def entries(self) -> list | None:
         """Bundle.entry, or None (with an error issue) when the document is no acceptable Bundle."""
@@ -190,11 +239,19 @@ class BundleTranslator:
     def distribute(self, builders: dict[int, PatientBuilder]) -> set[int]:
         """Give every non-Patient entry to its patient; returns the entries already accounted for."""
         consumed: set[int] = set()
+        owners: dict[int, PatientBuilder] = {}
         for i, resource in enumerate(self.source.resources):
             if resource is None or resource["resourceType"] == "Patient":
                 continue
+            if i in self.source.containers:  # a contained resource belongs where its container does
+                container_owner = owners.get(self.source.containers[i])
+                if container_owner is not None:
+                    container_owner.add(i, resource)
+                continue
             issues_before = len(self.issues)
             owner = self.owner(i, resource, builders)
+            if owner is not None:
+                owners[i] = owner
             if owner is None:
                 if len(self.issues) > issues_before:
                     consumed.add(i)  # owner() has already said why it is left out
@@ -203,13 +260,14 @@ class BundleTranslator:
         return consumed
 
     def report_leftovers(self, builders: dict[int, PatientBuilder], consumed: set[int]) -> None:
-        # Runs before the builders finish (as it always has), so ctx.consumed is still empty here.
         for builder in builders.values():
             consumed.update(builder.ctx.consumed)
         resources = self.source.resources
         for i, resource in enumerate(resources):
             if resource is None or resource["resourceType"] == "Patient" or i in consumed:
                 continue
+            if i in self.source.containers:
+                continue  # its container is reported (or mapped) already
             rtype = resource["resourceType"]
             if rtype in SUPPORTING_TYPES:
                 continue
@@ -227,7 +285,7 @@ class BundleTranslator:
                     Issue.warning(
                         "no-phenopacket-target",
                         f"{resource['resourceType']} is not used by any mapped resource",
-                        f"/entry/{i}/resource",
+                        self.source.pointer(i),
                     )
                 )
 

@@ -1,18 +1,36 @@
-"""Condition -> diseases (coded by the profile's disease priority list; one disease per distinct code),
-or a phenotypicFeature when its chosen coding is HPO. Variants named as evidence are remembered as
-links, so that the variants family can make the Condition's diagnosis from them.
+"""Condition -> diseases, or a phenotypicFeature when its chosen coding is HPO.
+
+Every Condition is its own Disease (the same diagnosis recorded twice, e.g. clinically and genetically
+confirmed, is one Disease; different ones are never merged): its term is the coding the profile's
+disease priority list ranks best, and its other codings (ICD-10-GM beside ORPHA, say) stay with it as alternate codings in
+`metaData.externalReferences` (see mappings/alternate_codings.py), which the Beacon index reads as
+disease terms of the same individual, so a filter on any of them finds the patient.
+
+verificationStatus decides the home (Phenopacket v2 `Disease` has no certainty field):
+- confirmed, or none given -> `diseases`;
+- refuted -> `diseases` with `excluded: true`;
+- unconfirmed, provisional, differential -> never a disease: an `interpretations` entry in progress
+  (progressStatus IN_PROGRESS, diagnosis.disease = the term; its evidence variants as CANDIDATE).
+  A phenopacket interpretation is exactly a diagnosis under consideration;
+- entered-in-error -> skipped.
+A Condition whose category is one of the profile's cause-of-death categories is also
+`subject.vitalStatus.causeOfDeath` (and the patient is then deceased).
+Variants named as evidence are remembered as links, so that the variants family can make the
+Condition's diagnosis from them.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from mappings.alternate_codings import alternate_reference
 from translators.ages import fhir_age_to_iso
 from translators.fhir.common import as_list, first_code, reference_of
 from translators.fhir.context import PatientContext
 from translators.fhir.phenotypes import Phenotypes
 
 VERIFICATION_SYSTEM = "http://terminology.hl7.org/CodeSystem/condition-ver-status"
+UNCONFIRMED = frozenset({"unconfirmed", "provisional", "differential"})
 
 
 @dataclass
@@ -23,7 +41,7 @@ class Disease:
 
 @dataclass(frozen=True)
 class DiagnosisLink:
-    """A Condition that names variants as its evidence."""
+    """A Condition that becomes an interpretation: it names variants as evidence, or is unconfirmed."""
 
     condition: int  # entry position
     term: dict
@@ -36,11 +54,11 @@ class Conditions:
         self.ctx = ctx
         self.phenotypes = phenotypes
         self.diseases: list[Disease] = []
-        self._by_code: dict[str, Disease] = {}
         self.links: list[DiagnosisLink] = []
+        self.cause_of_death: dict | None = None
 
     def condition(self, i: int, cond: dict) -> None:
-        ctx, base = self.ctx, f"/entry/{i}/resource"
+        ctx, base = self.ctx, self.ctx.source.pointer(i)
         profile = ctx.profile
         verification = first_code(cond.get("verificationStatus"), VERIFICATION_SYSTEM)
         if verification == "entered-in-error":
@@ -71,16 +89,17 @@ class Conditions:
         if picked is None:
             return
         term, codes = picked
-        variants = self.evidence_variants(cond, base)
-        if variants:
+        if verification not in UNCONFIRMED and not excluded and self.is_cause_of_death(cond):
+            self.cause_of_death = term
+        variants = self.evidence_variants(i, cond, base)
+        if variants or verification in UNCONFIRMED:
             self.links.append(DiagnosisLink(i, term, verification or "", variants))
-        existing = next((self._by_code[c] for c in codes if c in self._by_code), None)
-        if existing is not None:
-            if existing.record.get("excluded") and not excluded:
-                existing.record.pop("excluded")
-            existing.codes |= codes
-            for c in codes:
-                self._by_code.setdefault(c, existing)
+        if verification in UNCONFIRMED:
+            ctx.note(
+                "unconfirmed-diagnosis",
+                f"{verification} diagnosis {term['id']} kept as an interpretation in progress, not as a disease",
+                base + "/verificationStatus",
+            )
             return
         record: dict = {"term": term}
         if excluded:
@@ -90,10 +109,54 @@ class Conditions:
         resolution = self.condition_time(cond, "abatement", base)
         if resolution:
             record["resolution"] = resolution
-        disease = Disease(record, codes)
-        self.diseases.append(disease)
-        for c in codes:
-            self._by_code.setdefault(c, disease)
+        self.details(cond, base, record)
+        same = next(
+            (
+                d
+                for d in self.diseases
+                if d.record["term"]["id"] == term["id"] and d.record.get("excluded") == record.get("excluded")
+            ),
+            None,
+        )
+        if same is not None:  # the same diagnosis recorded twice (clinical and genetic): one Disease
+            for key, value in record.items():
+                same.record.setdefault(key, value)
+            same.codes |= codes
+            ctx.note("duplicate", f"{term['id']} already recorded for this patient: merged", base + "/code")
+            return
+        self.diseases.append(Disease(record, codes))
+
+    def details(self, cond: dict, base: str, record: dict) -> None:
+        """Stage and body site where the Disease has a place; severity has none (a warning)."""
+        ctx = self.ctx
+        stages = []
+        for k, stage in enumerate(as_list(cond.get("stage"))):
+            summary = stage.get("summary") if isinstance(stage, dict) else None
+            term = ctx.ontology(summary)
+            if term is not None:
+                stages.append(term)
+            elif summary is not None:
+                ctx.warn("unmapped-code", "stage is in no code system the gateway maps", f"{base}/stage/{k}/summary")
+        if stages:
+            record["diseaseStage"] = stages
+        sites = as_list(cond.get("bodySite"))
+        for k, site in enumerate(sites):
+            term = ctx.ontology(site)
+            if term is not None and "primarySite" not in record:
+                record["primarySite"] = term
+            else:
+                why = "a Disease has one primary site" if term else "in no code system the gateway maps"
+                ctx.warn("unmapped-element", f"Condition.bodySite not kept: {why}", f"{base}/bodySite/{k}")
+        if "severity" in cond:
+            ctx.warn("unmapped-element", "a Phenopacket Disease has no severity", f"{base}/severity")
+
+    def is_cause_of_death(self, cond: dict) -> bool:
+        wanted = self.ctx.profile.cause_of_death_categories
+        return any(
+            curie in wanted
+            for category in as_list(cond.get("category"))
+            for _, _, curie, _ in self.ctx.known_codings(category)
+        )
 
     def condition_time(self, cond: dict, stem: str, base: str) -> dict | None:
         """onset[x] / abatement[x] as a phenopacket TimeElement."""
@@ -118,11 +181,11 @@ class Conditions:
                 ctx.warn("unmapped-element", f"{name} has no phenopacket equivalent: skipped", f"{base}/{name}")
         return None
 
-    def evidence_variants(self, cond: dict, base: str) -> list[int]:
+    def evidence_variants(self, i: int, cond: dict, base: str) -> list[int]:
         found = []
         for e, evidence in enumerate(as_list(cond.get("evidence"))):
             for d, detail in enumerate(as_list(evidence.get("detail")) if isinstance(evidence, dict) else []):
-                target = self.ctx.source.resolve(reference_of(detail))
+                target = self.ctx.source.resolve(reference_of(detail), i)
                 if target is not None:
                     found.append(target)
                 else:
@@ -132,22 +195,16 @@ class Conditions:
         return found
 
     def alternate_codings(self) -> list[dict]:
-        """The codings a disease carried beside the one chosen, kept as references.
-
-        Phenopacket v2 `Disease` holds one term; the sender's other codes for the same
-        condition (ICD-10-GM beside ORPHA, say) stay findable in `metaData.externalReferences`.
-        """
-        registry, out = self.ctx.source.registry, []
+        """The codings each disease carried beside the one chosen (mappings/alternate_codings.py)."""
+        registry, out, seen = self.ctx.source.registry, [], set()
         for disease in self.diseases:
             primary = disease.record["term"]["id"]
             for code in sorted(disease.codes - {primary}):
-                prefix, _, local = code.partition(":")
-                system = registry.system_for_prefix(prefix)
-                reference = {"id": code, "description": f"alternative coding of {primary} in the source record"}
+                if (code, primary) in seen:
+                    continue
+                seen.add((code, primary))
+                system = registry.system_for_prefix(code.partition(":")[0])
                 if system is not None:
-                    iri = system.resource().get("iriPrefix")
-                    if iri:
-                        reference["reference"] = iri + local
                     self.ctx.used.add(system.prefix)
-                out.append(reference)
+                out.append(alternate_reference(code, primary, system.resource().get("iriPrefix") if system else None))
         return out

@@ -32,10 +32,39 @@ class BundleSource:
     resources: list[dict | None] = field(default_factory=list)  # per entry; None when it has no resource
     full_urls: list[str | None] = field(default_factory=list)
     index: BundleIndex = field(default_factory=BundleIndex)
+    # Contained resources get positions after the entries ("virtual entries"): their container entry,
+    # their JSON pointer, and their place in the container by local id.
+    containers: dict[int, int] = field(default_factory=dict)
+    pointers: dict[int, str] = field(default_factory=dict)
+    contained_ids: dict[tuple[int, str], int] = field(default_factory=dict)
+
+    def add_contained(self, container: int, position: int, resource: dict) -> int:
+        """Give a contained resource of entry `container` a position of its own; returns it."""
+        i = len(self.resources)
+        self.resources.append(resource)
+        self.full_urls.append(None)
+        self.containers[i] = container
+        self.pointers[i] = f"/entry/{container}/resource/contained/{position}"
+        rid = resource.get("id")
+        if isinstance(rid, str) and rid:
+            self.contained_ids.setdefault((container, rid), i)
+        return i
+
+    def entry_of(self, i: int) -> int:
+        """The Bundle entry a position belongs to (a contained resource's container)."""
+        return self.containers.get(i, i)
+
+    def pointer(self, i: int) -> str:
+        """The JSON pointer of the resource at position `i` in the input."""
+        return self.pointers.get(i) or f"/entry/{i}/resource"
 
     def resolve(self, reference: str | None, source: int | None = None) -> int | None:
-        """The entry a reference points to, when that entry holds a resource."""
-        target = self.index.resolve(reference, source)
+        """The position a reference points to, when it holds a resource (`#id` inside the same container)."""
+        if isinstance(reference, str) and reference.startswith("#"):
+            if source is None or len(reference) < 2:
+                return None
+            return self.contained_ids.get((self.entry_of(source), reference[1:]))
+        target = self.index.resolve(reference, None if source is None else self.entry_of(source))
         if target is None or target >= len(self.resources) or self.resources[target] is None:
             return None
         return target
@@ -44,6 +73,9 @@ class BundleSource:
         """A stable name of an entry for derived ids: Type/id, else its fullUrl, else its position."""
         resource = self.resources[i]
         rid = resource.get("id") if resource else None
+        if i in self.containers:
+            local = f"{resource['resourceType']}/{rid}" if resource and isinstance(rid, str) and rid else ""
+            return f"{self.entry_key(self.containers[i])}{self.pointers[i]}#{local}"
         if resource is not None and isinstance(rid, str):
             return f"{resource['resourceType']}/{rid}"
         return self.full_urls[i] or f"entry-{i}"
@@ -56,6 +88,7 @@ class PatientContext:
         self.patient = patient
         self.subject_id: str | None = None
         self.birth: date | None = None
+        self.death: date | None = None
         self.issues: list[Issue] = []
         self.consumed: set[int] = set()  # entries whose content reached the phenopacket
         self.used: set[str] = set()  # CURIE prefixes used

@@ -3,7 +3,8 @@
 The subject id is the caller's pseudonym of the first identifier in the profile's identifier-system
 priority list, else of the entry's absolute fullUrl or `Patient/<id>`. Sex comes from administrative
 gender, refined by profile extensions (gender-amtlich-de). Dates become ages: `timeAtLastEncounter`
-is the age in whole years at `now`, or at the date of death; `vitalStatus` from deceased[x].
+is the age in whole years at the latest dated event of the patient's resources (never after death);
+`vitalStatus` from deceased[x], with the cause of death from a cause-of-death Condition.
 Names, addresses, telecom, identifiers, notes and narrative never leave.
 """
 
@@ -68,12 +69,9 @@ def individual(ctx: PatientContext) -> dict:
         death = parse_fhir_date(patient["deceasedDateTime"], latest=False)
         if death is None:
             ctx.warn("fhir-value", "unreadable deceasedDateTime", base + "/deceasedDateTime")
-    if ctx.birth is not None:
-        years = whole_years(ctx.birth, death or ctx.source.today)
-        if years >= 0:
-            result["timeAtLastEncounter"] = age_element(years)
-        else:
-            ctx.warn("fhir-value", "birthDate lies in the future", base + "/birthDate")
+    ctx.death = death
+    if ctx.birth is not None and whole_years(ctx.birth, ctx.source.today) < 0:
+        ctx.warn("fhir-value", "birthDate lies in the future", base + "/birthDate")
     if "deceasedDateTime" in patient:
         vital: dict = {"status": "DECEASED"}
         if death is not None and ctx.birth is not None and whole_years(ctx.birth, death) >= 0:
@@ -112,3 +110,89 @@ def sex(ctx: PatientContext, base: str) -> str | None:
             return codes[code]
         ctx.warn("unmapped-code", f"gender extension code {code!r} not mapped", f"{base}/_gender/extension/{k}")
     return found
+
+
+# Where FHIR resources carry the date of a clinical event (a Period counts by its end, else its start).
+EVENT_DATE_ELEMENTS = (
+    "effectiveDateTime",
+    "effectivePeriod",
+    "effectiveInstant",
+    "issued",
+    "onsetDateTime",
+    "onsetPeriod",
+    "abatementDateTime",
+    "abatementPeriod",
+    "recordedDate",
+    "performedDateTime",
+    "performedPeriod",
+    "authoredOn",
+    "occurrenceDateTime",
+    "period",
+    "collection",
+)
+
+
+def event_dates(resource: dict) -> list[date]:
+    """The dates of the clinical events a resource records (unreadable ones are skipped here)."""
+    found = []
+    for name in EVENT_DATE_ELEMENTS:
+        value = resource.get(name)
+        if name == "collection":
+            value = value.get("collectedDateTime") or value.get("collectedPeriod") if isinstance(value, dict) else None
+        if isinstance(value, dict):
+            value = value.get("end") or value.get("start")
+        when = parse_fhir_date(value, latest=False) if isinstance(value, str) else None
+        if when is not None:
+            found.append(when)
+    return found
+
+
+def time_at_last_encounter(ctx: PatientContext, resources: list[dict]) -> dict | None:
+    """The age at the latest dated event of the patient (death is the last one there can be)."""
+    if ctx.birth is None:
+        return None
+    dates = [d for resource in resources for d in event_dates(resource)]
+    if ctx.death is not None:
+        dates = [d for d in dates if d <= ctx.death] + [ctx.death]
+    dates = [d for d in dates if d >= ctx.birth]
+    if not dates:
+        ctx.note(
+            "unmapped-element",
+            "no dated event of the patient: timeAtLastEncounter is left out",
+            f"/entry/{ctx.index}/resource",
+        )
+        return None
+    return age_element(whole_years(ctx.birth, max(dates)))
+
+
+def vital_status_observation(ctx: PatientContext, i: int, obs: dict) -> tuple[str, str] | None:
+    """(effective date, VitalStatus.Status) of a vital-status Observation (profile data), or None."""
+    base = ctx.source.pointer(i)
+    value = obs.get("valueCodeableConcept")
+    codings = value.get("coding") if isinstance(value, dict) else None
+    for coding in codings if isinstance(codings, list) else ():
+        if isinstance(coding, dict):
+            status = ctx.profile.vital_status_values.get(f"{coding.get('system')}|{coding.get('code')}")
+            if status:
+                ctx.consumed.add(i)
+                when = obs.get("effectiveDateTime")
+                return (when if isinstance(when, str) else ""), status
+    ctx.warn("unmapped-code", "vital status value not in the profile's list", base + "/valueCodeableConcept")
+    return None
+
+
+def apply_vital_statuses(ctx: PatientContext, subject: dict, observed: list[tuple[str, str]]) -> None:
+    """Patient.deceased[x] wins; without it the latest vital-status Observation sets the status.
+    An Observation that says otherwise than the Patient is a warning."""
+    if not observed:
+        return
+    latest = max(observed)[1]
+    given = subject.get("vitalStatus", {}).get("status")
+    if given is None:
+        subject["vitalStatus"] = {"status": latest}
+    elif latest not in (given, "UNKNOWN_STATUS"):
+        ctx.warn(
+            "conflict",
+            f"the latest vital-status Observation says {latest}, the Patient {given}: the Patient's is kept",
+            f"/entry/{ctx.index}/resource",
+        )

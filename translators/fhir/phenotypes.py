@@ -7,7 +7,7 @@ HPO-coded components of other Observations; and (through `add_feature`) Conditio
 
 from __future__ import annotations
 
-from translators.fhir.common import as_list, value_key
+from translators.fhir.common import as_list, codings, value_key
 from translators.fhir.context import PatientContext
 
 
@@ -48,7 +48,7 @@ class Phenotypes:
 
     def observation(self, i: int, obs: dict) -> None:
         """An Observation that is neither a variant nor an implication: an HPO finding or HPO components."""
-        ctx, base = self.ctx, f"/entry/{i}/resource"
+        ctx, base = self.ctx, self.ctx.source.pointer(i)
         found = self.phenotype_coding(obs.get("code"))
         if found is not None:
             self.phenotype_observation(i, obs, found)
@@ -71,8 +71,27 @@ class Phenotypes:
             mapped = True
         if mapped:
             ctx.note("unmapped-element", "only the HPO-coded components of this Observation are mapped", base + "/code")
+        elif self.value_in_unknown_system(obs):
+            value = obs["valueCodeableConcept"]
+            systems = sorted({str(c.get("system")) for c in codings(value) if isinstance(c, dict)})
+            ctx.warn(
+                "unmapped-code",
+                f"the Observation's value is in no code system the gateway maps ({', '.join(systems) or 'no codings'})",
+                base + "/valueCodeableConcept",
+            )
         else:
-            ctx.warn("no-phenopacket-target", "Observation is neither an HPO finding nor a variant", base + "/code")
+            ctx.warn(
+                "no-phenopacket-target",
+                "Observation is neither an HPO finding, a measurement nor a variant",
+                base + "/code",
+            )
+
+    def value_in_unknown_system(self, obs: dict) -> bool:
+        """A coded Observation whose coded value no registry system knows (ICD-O-3, TNM, local lists)."""
+        value = obs.get("valueCodeableConcept")
+        if not isinstance(value, dict) or not any(True for _ in self.ctx.known_codings(obs.get("code"))):
+            return False
+        return not any(True for _ in self.ctx.known_codings(value))
 
     def excluded_by_value(self, holder: dict, location: str) -> bool | None:
         """present -> False, absent -> True, None when the holder says neither and must be skipped."""
@@ -88,7 +107,7 @@ class Phenotypes:
         return False
 
     def phenotype_observation(self, i: int, obs: dict, found) -> None:
-        ctx, base = self.ctx, f"/entry/{i}/resource"
+        ctx, base = self.ctx, self.ctx.source.pointer(i)
         profile = ctx.profile
         _, coding, curie, prefix = found
         if "dataAbsentReason" in obs:

@@ -88,6 +88,9 @@ class BundleIndex:
         found = self.by_full_url.get(versionless)
         if found is not None:
             return found
+        found = self.by_type_id.get(versionless)  # also ids outside FHIR's [A-Za-z0-9-.] (NA12877_S1)
+        if found is not None:
+            return found
         relative = RELATIVE_REF.fullmatch(reference)
         if relative:
             type_id = f"{relative.group(1)}/{relative.group(2)}"

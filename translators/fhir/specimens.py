@@ -7,7 +7,7 @@ from translators.fhir.context import PatientContext
 
 
 def biosample(ctx: PatientContext, i: int, spec: dict) -> dict:
-    base = f"/entry/{i}/resource"
+    base = ctx.source.pointer(i)
     ctx.consumed.add(i)
     sample: dict = {"id": ctx.derived_id("biosample", ctx.source.entry_key(i)), "individualId": ctx.subject_id}
     spec_type = spec.get("type")

@@ -11,7 +11,7 @@ import re
 from dataclasses import dataclass
 
 from translators.fhir.common import as_list, codings, first_code, reference_of
-from translators.fhir.conditions import DiagnosisLink
+from translators.fhir.conditions import UNCONFIRMED, DiagnosisLink
 from translators.fhir.context import PatientContext
 
 # Genomics Reporting component codes (LOINC), checked against the IG 2.0.0 and MII molgen examples.
@@ -49,6 +49,10 @@ VARIANT_COMPONENTS_USED = frozenset(
 )
 LOINC = "http://loinc.org"
 SPDI_RE = re.compile(r"^[A-Z]{2}_\d+(\.\d+)?:\d+:[ACGTN]*:[ACGTN]*$")
+# vcf2fhir writes structural variants SPDI-like with a VCF symbolic allele ("NC_000001.10:31162:T:<INS>"):
+# not SPDI, but the same 0-based position, and a VCF record can carry the symbolic allele.
+SYMBOLIC_RE = re.compile(r"^NC_\d+\.\d+:\d+:[ACGTN]+:(<[A-Z][A-Z0-9:_]*>)+$")
+SYMBOLIC_ALLELE_RE = re.compile(r"<[A-Z][A-Z0-9:_]*>")
 CDNA_RE = re.compile(r"(^|:)[cnmr]\.")
 GENOMIC_RE = re.compile(r"(^|:)g\.")
 
@@ -59,6 +63,13 @@ class Variant:
     descriptor: dict
     acmg: str | None = None
     linked: bool = False
+
+
+def interpretation_status(verification: str) -> str:
+    """How a variant cited by a Condition stands to its diagnosis: CAUSATIVE for a confirmed one,
+    REJECTED for a refuted one, else CANDIDATE. (A phenotype modifier cited as evidence cannot be told
+    apart structurally: the reference examples say "modifier" only in free text.)"""
+    return {"confirmed": "CAUSATIVE", "refuted": "REJECTED"}.get(verification, "CANDIDATE")
 
 
 class Components:
@@ -104,7 +115,7 @@ class Variants:
 
     def variant(self, i: int, obs: dict, presence: str | None) -> None:
         """One variant Observation (`presence`: its value read as a presence answer)."""
-        ctx, base = self.ctx, f"/entry/{i}/resource"
+        ctx, base = self.ctx, self.ctx.source.pointer(i)
         if presence == "absent":
             ctx.note(
                 "unmapped-element", "variant reported absent: not an interpretation", base + "/valueCodeableConcept"
@@ -121,7 +132,11 @@ class Variants:
         if expressions:
             descriptor["expressions"] = expressions
         rs_id = self.xrefs(components, descriptor)
-        vcf = self.vcf_record(base, components, reference_seq, rs_id)
+        spdi = next((e["value"] for e in expressions if e["syntax"] == "spdi"), None)
+        cdna = components.text(CDNA_HGVS)
+        if spdi is None and cdna and SYMBOLIC_RE.match(cdna):
+            spdi = cdna
+        vcf = self.vcf_record(base, components, reference_seq, rs_id, spdi)
         if vcf:
             descriptor["vcfRecord"] = vcf
         if not (expressions or vcf or "geneContext" in descriptor):
@@ -145,14 +160,13 @@ class Variants:
             if loinc in VARIANT_COMPONENTS_USED:
                 by_code.setdefault(loinc, []).append((k, component))
             else:
+                code = component.get("code")
                 label = loinc or next(
-                    (c.get("code") for c in codings(component.get("code")) if isinstance(c, dict)), None
+                    (c["code"] for c in codings(code) if isinstance(c, dict) and isinstance(c.get("code"), str)),
+                    code.get("text") if isinstance(code, dict) else None,
                 )
-                self.ctx.note(
-                    "unmapped-element",
-                    f"variant component {label!r} has no phenopacket target",
-                    f"{base}/component/{k}",
-                )
+                what = f"variant component {label!r}" if label else "a variant component without a code"
+                self.ctx.warn("unmapped-element", f"{what} has no phenopacket target", f"{base}/component/{k}")
         return Components(by_code)
 
     def gene(self, components: Components, base: str, descriptor: dict) -> None:
@@ -173,6 +187,8 @@ class Variants:
         if cdna:
             if SPDI_RE.match(cdna):
                 out.append({"syntax": "spdi", "value": cdna})
+            elif SYMBOLIC_RE.match(cdna):
+                pass  # a structural variant: only the VCF record can carry it (vcf_record)
             elif CDNA_RE.search(cdna):
                 value = cdna if ":" in cdna or not transcript else f"{transcript}:{cdna}"
                 out.append({"syntax": "hgvs.c", "value": value})
@@ -220,32 +236,49 @@ class Variants:
             self.ctx.used.add(hit["id"].split(":", 1)[0])
             descriptor["allelicState"] = dict(hit)
 
-    def vcf_record(self, base: str, components: Components, reference_seq: str | None, rs_id) -> dict | None:
+    def vcf_record(
+        self, base: str, components: Components, reference_seq: str | None, rs_id, spdi: str | None = None
+    ) -> dict | None:
+        """A VCF record from the position components, or from an SPDI (or SPDI-like symbolic) allele:
+        0-based there, so +1."""
         ctx, tables = self.ctx, self.ctx.tables
         wanted = (ASSEMBLY, GENOMIC_REF_SEQ, ALLELE_START_END, REF_ALLELE, ALT_ALLELE)
         present = [c for c in wanted if c in components]
-        if len(present) < 3:
+        if len(present) < 3 and spdi is None:
             return None  # a transcript-level description only: nothing to place on a genome
-        assembly = None
-        if ASSEMBLY in components:
-            _k, component = components.first(ASSEMBLY)
-            concept = component.get("valueCodeableConcept") or {}
-            answers = tables.answers["genome_assembly"]
-            assembly = next((answers[c] for _, _, c, _ in ctx.known_codings(concept) if c in answers), None)
-            if assembly is None and concept.get("text") in ("GRCh37", "GRCh38"):
-                assembly = concept["text"]
+        position = self.position(components)
+        ref, alt = components.text(REF_ALLELE), components.text(ALT_ALLELE)
+        if spdi is not None:
+            accession, start, deleted, inserted = spdi.split(":", 3)
+            reference_seq, position, ref, alt = accession, int(start) + 1, deleted, inserted
+            if inserted.startswith("<"):  # several symbolic alleles (<CN0><CN2>) are VCF's comma list
+                alt = ",".join(SYMBOLIC_ALLELE_RE.findall(inserted))
+            if not (deleted and inserted):
+                ctx.note(
+                    "unmapped-element",
+                    f"no VCF record: SPDI {spdi!r} is an insertion or deletion without the anchor base VCF needs",
+                    base + "/component",
+                )
+                return None
+        assembly = self.assembly(components, base)
+        if reference_seq and reference_seq.startswith("NC_"):
+            named = tables.accession_assemblies.get(reference_seq)
+            if assembly is None:
+                assembly = named  # a versioned RefSeq accession names its assembly
+            elif named is not None and named != assembly:
+                ctx.warn("conflict", f"{reference_seq} belongs to {named}, not to {assembly}", base + "/component")
+                return None
         chrom = None
         if reference_seq and reference_seq.startswith("NC_"):
             chrom = tables.chromosomes.get(reference_seq.split(".", 1)[0])
-        position = self.position(components)
-        ref, alt = components.text(REF_ALLELE), components.text(ALT_ALLELE)
         given = {"assembly": assembly, "chromosome": chrom, "position": position, "ref": ref, "alt": alt}
         missing = [name for name, value in given.items() if value is None]
         if missing:
             ctx.note(
                 "unmapped-element",
                 f"no VCF record: {', '.join(missing)} not given or not understood "
-                "(needs 62374-4, an NC_ 48013-7, 81254-5 with 92822-6, 69547-8 and 69551-0)",
+                "(needs 62374-4 or a versioned NC_ accession, an NC_ 48013-7, 81254-5 with 92822-6, "
+                "69547-8 and 69551-0, or an SPDI expression)",
                 base + "/component",
             )
             return None
@@ -253,6 +286,18 @@ class Variants:
         if rs_id:
             record["id"] = rs_id
         return record
+
+    def assembly(self, components: Components, base: str) -> str | None:
+        """The assembly named by 62374-4 (LOINC answer, or GRCh37/GRCh38 as text)."""
+        if ASSEMBLY not in components:
+            return None
+        _k, component = components.first(ASSEMBLY)
+        concept = component.get("valueCodeableConcept") or {}
+        answers = self.ctx.tables.answers["genome_assembly"]
+        assembly = next((answers[c] for _, _, c, _ in self.ctx.known_codings(concept) if c in answers), None)
+        if assembly is None and concept.get("text") in ("GRCh37", "GRCh38"):
+            assembly = concept["text"]
+        return assembly
 
     def position(self, components: Components) -> int | None:
         """The 1-based VCF position from 81254-5 and its coordinate system 92822-6."""
@@ -278,10 +323,10 @@ class Variants:
         return hit
 
     def implication(self, i: int, obs: dict) -> None:
-        ctx, base = self.ctx, f"/entry/{i}/resource"
+        ctx, base = self.ctx, self.ctx.source.pointer(i)
         targets = []
         for d, ref in enumerate(as_list(obs.get("derivedFrom"))):
-            target = ctx.source.resolve(reference_of(ref))
+            target = ctx.source.resolve(reference_of(ref), i)
             if target in self.found:
                 targets.append(target)
             else:
@@ -307,19 +352,23 @@ class Variants:
         ctx, out = self.ctx, []
         for link in links:
             found = [self.found[t] for t in link.variants if t in self.found]
-            if not found:
+            if not found and link.verification not in UNCONFIRMED:
                 continue
-            status = {"confirmed": "CAUSATIVE", "refuted": "REJECTED"}.get(link.verification, "CANDIDATE")
+            diagnosis: dict = {"disease": link.term}
+            if found:
+                diagnosis["genomicInterpretations"] = [
+                    self.genomic(v, interpretation_status(link.verification)) for v in found
+                ]
             out.append(
                 {
                     "id": ctx.derived_id("interpretation", ctx.source.entry_key(link.condition)),
                     "progressStatus": "SOLVED" if link.verification == "confirmed" else "IN_PROGRESS",
-                    "diagnosis": {
-                        "disease": link.term,
-                        "genomicInterpretations": [self.genomic(v, status) for v in found],
-                    },
+                    "diagnosis": diagnosis,
                 }
             )
+        # Settled diagnoses first, then those under consideration: an order that does not depend on
+        # the order the sender listed its Conditions in.
+        out.sort(key=lambda i: i["progressStatus"] != "SOLVED")
         rest = [v for v in self.found.values() if not v.linked]
         if rest:
             out.append(

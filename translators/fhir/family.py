@@ -1,0 +1,131 @@
+"""FamilyMemberHistory -> a Phenopacket `Family` around the patient's phenopacket (the proband).
+
+Each FamilyMemberHistory is one relative: a phenopacket of their own whose subject has a derived id
+(never the relative's name), sex from `sex`, vital status from `deceased[x]`, and one disease per
+`condition` (coded by the profile's disease priority; `onsetAge` as the onset). The pedigree
+lists the proband and every relative; a mother or father becomes the proband's maternal or
+paternal id, the only kinship a PED pedigree can hold without the people in between, so other
+relationships (a great-grandmother) stay a note. A relative is AFFECTED when a condition is
+recorded for them, else MISSING (not known to be unaffected).
+"""
+
+from __future__ import annotations
+
+from functools import cache
+
+from mappings import load_table
+from translators.ages import fhir_age_to_iso
+from translators.fhir.common import as_list
+from translators.fhir.context import PatientContext
+
+PED_SEX = {"MALE": "MALE", "FEMALE": "FEMALE", "OTHER_SEX": "OTHER_SEX", "UNKNOWN_SEX": "UNKNOWN_SEX"}
+
+
+@cache
+def parent_codes() -> dict[str, frozenset[str]]:
+    """ "mother" / "father" -> the "system|code" relationships naming them (mappings/translators/)."""
+    table = load_table("translators/family_relationships")
+    return {role: frozenset(table[role]) for role in ("mother", "father")}
+
+
+class FamilyHistory:
+    def __init__(self, ctx: PatientContext):
+        self.ctx = ctx
+        self.relatives: list[tuple[dict, str | None]] = []  # (phenopacket, "mother" / "father" / None)
+
+    def member(self, i: int, history: dict) -> None:
+        ctx, base = self.ctx, self.ctx.source.pointer(i)
+        if history.get("status") == "entered-in-error":
+            ctx.note("unmapped-element", "FamilyMemberHistory entered in error: skipped", base + "/status")
+            return
+        key = ctx.source.entry_key(i)
+        subject: dict = {"id": ctx.derived_id("relative", key)}
+        gender = history.get("sex")
+        sex = None
+        for coding in gender.get("coding", []) if isinstance(gender, dict) else ():
+            sex = ctx.tables.gender_to_sex.get(coding.get("code")) if isinstance(coding, dict) else None
+            if sex:
+                subject["sex"] = sex
+                break
+        if isinstance(history.get("deceasedBoolean"), bool):
+            subject["vitalStatus"] = {"status": "DECEASED" if history["deceasedBoolean"] else "ALIVE"}
+        elif any(name in history for name in ("deceasedAge", "deceasedDate", "deceasedString", "deceasedRange")):
+            subject["vitalStatus"] = {"status": "DECEASED"}
+        packet: dict = {"id": ctx.derived_id("relative-phenopacket", key), "subject": subject}
+        diseases = self.diseases(history, base)
+        if diseases:
+            packet["diseases"] = diseases
+        self.relatives.append((packet, self.parent_role(history, base)))
+        ctx.consumed.add(i)
+
+    def diseases(self, history: dict, base: str) -> list[dict]:
+        ctx, out = self.ctx, []
+        for k, condition in enumerate(as_list(history.get("condition"))):
+            if not isinstance(condition, dict):
+                continue
+            where = f"{base}/condition/{k}"
+            picked = ctx.pick(
+                condition.get("code"), ctx.profile.disease_coding_priority, where + "/code", "the condition"
+            )
+            if picked is None:
+                continue
+            disease: dict = {"term": picked[0]}
+            if "onsetAge" in condition:
+                iso = fhir_age_to_iso(condition["onsetAge"])
+                if iso:
+                    disease["onset"] = {"age": {"iso8601duration": iso}}
+                else:
+                    ctx.warn("fhir-value", "onsetAge is not a duration in years, months, weeks or days", where)
+            out.append(disease)
+        return out
+
+    def parent_role(self, history: dict, base: str) -> str | None:
+        relationship = history.get("relationship")
+        codings = (
+            [c for c in as_list(relationship.get("coding")) if isinstance(c, dict)]
+            if isinstance(relationship, dict)
+            else []
+        )
+        keys = {f"{c.get('system')}|{c.get('code')}" for c in codings}
+        keys |= {curie for _, _, curie, _ in self.ctx.known_codings(relationship)}
+        for role, codes in parent_codes().items():
+            if keys & codes:
+                return role
+        label = next((c.get("display") or c.get("code") for c in codings), None)
+        self.ctx.note(
+            "unmapped-element",
+            f"relationship {label!r} has no place in a pedigree without the relatives in between",
+            base + "/relationship",
+        )
+        return None
+
+    def family(self, proband: dict) -> dict | None:
+        """The Family (proband, relatives, pedigree, metaData), or None without family history."""
+        if not self.relatives:
+            return None
+        ctx = self.ctx
+        family_id = ctx.derived_id("family")
+        proband_id = proband["subject"]["id"]
+        person = {"familyId": family_id, "individualId": proband_id}
+        if proband["subject"].get("sex") in PED_SEX:
+            person["sex"] = PED_SEX[proband["subject"]["sex"]]
+        person["affectedStatus"] = "AFFECTED" if proband.get("diseases") else "MISSING"
+        persons = [person]
+        for packet, role in self.relatives:
+            subject = packet["subject"]
+            if role == "mother":
+                person["maternalId"] = subject["id"]
+            elif role == "father":
+                person["paternalId"] = subject["id"]
+            relative = {"familyId": family_id, "individualId": subject["id"]}
+            if subject.get("sex") in PED_SEX:
+                relative["sex"] = PED_SEX[subject["sex"]]
+            relative["affectedStatus"] = "AFFECTED" if packet.get("diseases") else "MISSING"
+            persons.append(relative)
+        return {
+            "id": family_id,
+            "proband": proband,
+            "relatives": [{**packet, "metaData": proband["metaData"]} for packet, _ in self.relatives],
+            "pedigree": {"persons": persons},
+            "metaData": proband["metaData"],
+        }
