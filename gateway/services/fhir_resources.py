@@ -130,30 +130,32 @@ def apply_writes(
     dataset_id: str,
     profile: str | None = None,
     now: datetime | None = None,
+    rebuild: bool = True,
 ) -> list[ResourceChange]:
     """Apply writes in one transaction, all or nothing; rebuild every patient they touch.
 
     Raises ResourceRejected (422) when a rebuilt patient's phenopacket would not be valid.
+    `rebuild=False`: only keep the resources (their phenopackets were just made from the same Bundle).
     """
     check_dataset_id(dataset_id)
     now = now or datetime.now(UTC)
     for write in writes:
         check_type(write.resource_type)
     try:
-        return _apply_writes(writes, store=store, key=key, dataset_id=dataset_id, profile=profile, now=now)
+        return _apply_writes(writes, store, key, dataset_id, profile, now, rebuild)
     except UnknownDatasetError:
         store.ensure_dataset(dataset_id)  # a dataset nobody declared yet is created on first use
-        return _apply_writes(writes, store=store, key=key, dataset_id=dataset_id, profile=profile, now=now)
+        return _apply_writes(writes, store, key, dataset_id, profile, now, rebuild)
 
 
 def _apply_writes(
     writes: list[ResourceWrite],
-    *,
     store: MetadataStore,
     key: bytes,
     dataset_id: str,
     profile: str | None,
     now: datetime,
+    rebuild: bool,
 ) -> list[ResourceChange]:
     with store.transaction() as connection:
         if not store.dataset_exists_in(connection, dataset_id):
@@ -169,6 +171,7 @@ def _apply_writes(
         built = {
             patient_id: _rebuild(connection, store, key, dataset_id, patient_id, old_subject, profile, now)
             for patient_id, old_subject in sorted(touched.items())
+            if rebuild
         }
         for change in changes:
             patient_id = _patient_of(connection, dataset_id, change)
@@ -559,3 +562,21 @@ def _entry_writes(doc: dict[str, Any], warnings: list[Issue]) -> tuple[list[Entr
             full_url = entry.get("fullUrl") if isinstance(entry.get("fullUrl"), str) else None
             writes.append(ResourceWrite(resource_type, resource_id, resource, full_url))
     return results, writes
+
+
+def remember_bundle(
+    doc: dict[str, Any], *, store: MetadataStore, key: bytes, dataset_id: str, now: datetime | None = None
+) -> None:
+    """Keep the mapped resources of a Bundle (or lone Patient) whose phenopackets were just stored from it, so that later
+    single-resource changes build on them. Entries without an id or fullUrl cannot be named later: skipped."""
+    _, writes = _entry_writes(doc, [])  # a lone resource (a Patient) counts as a one-entry Bundle
+    named = []
+    for write in writes:
+        if write is None or write.resource is None:
+            continue
+        if write.resource_id is None and write.full_url is None:
+            continue
+        resource_id = write.resource_id or "u" + hashlib.sha256(str(write.full_url).encode()).hexdigest()[:32]
+        named.append(ResourceWrite(write.resource_type, resource_id, write.resource, write.full_url))
+    if named:
+        apply_writes(named, store=store, key=key, dataset_id=dataset_id, now=now, rebuild=False)
