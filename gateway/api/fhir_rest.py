@@ -6,6 +6,7 @@ need an operator credential (a stored resource is the hospital's, identifiers in
 
 from __future__ import annotations
 
+from functools import wraps
 from typing import Any
 
 from flask import Blueprint, Response, request
@@ -92,6 +93,17 @@ def stored_resource(found: StoredResource) -> dict[str, Any]:
     return {**found.resource, "meta": meta}
 
 
+def known_type(view):
+    """An unknown or unkept type is 404 before any credential is asked for (the types are public)."""
+
+    @wraps(view)
+    def wrapped(resource_type: str, **kwargs):
+        check_type(resource_type)
+        return view(resource_type, **kwargs)
+
+    return wrapped
+
+
 def add_rest_routes(bp: Blueprint) -> None:
     """Register the single-resource interactions on the FHIR blueprint (after its fixed routes)."""
 
@@ -117,6 +129,7 @@ def add_rest_routes(bp: Blueprint) -> None:
         return json_response(body, 200, mimetype=FHIR_JSON)
 
     @bp.post("/<resource_type>")
+    @known_type
     @require_operator
     def create(resource_type: str):
         check_type(resource_type)
@@ -125,6 +138,7 @@ def add_rest_routes(bp: Blueprint) -> None:
         return _write(ResourceWrite(resource_type, resource.get("id"), resource), warnings)
 
     @bp.put("/<resource_type>/<resource_id>")
+    @known_type
     @require_operator
     def update(resource_type: str, resource_id: str):
         check_type(resource_type)
@@ -133,11 +147,13 @@ def add_rest_routes(bp: Blueprint) -> None:
         return _write(ResourceWrite(resource_type, resource_id, resource), warnings)
 
     @bp.delete("/<resource_type>/<resource_id>")
+    @known_type
     @require_operator
     def delete(resource_type: str, resource_id: str):
         return _write(ResourceWrite(resource_type, resource_id, None), [])
 
     @bp.get("/<resource_type>/<resource_id>")
+    @known_type
     @require_operator
     def read(resource_type: str, resource_id: str):
         found = read_resource(services().store, _dataset(), resource_type, resource_id)

@@ -36,7 +36,7 @@ from gateway.store.fhir_resources import PATIENT, StoredResource
 from gateway.store.metadata import MetadataStore, UnknownDatasetError
 from gateway.store.records import PhenopacketRecord
 from gateway.store.tables import fhir_resources as resource_table
-from gateway.validation.fhir import validate_fhir
+from gateway.validation.fhir import r4_resource_types, validate_fhir
 from translators.fhir.common import reference_of
 from translators.fhir.references import RELATIVE_REF, BundleIndex
 from translators.fhir_to_phenopacket import translated_resource_types
@@ -85,11 +85,16 @@ def supported_types() -> list[str]:
 
 
 def check_type(resource_type: str) -> None:
-    if resource_type not in supported_types():
-        raise NotFound(
-            f"resource type {resource_type!r} is not supported here; supported: {', '.join(supported_types())}",
-            code="not-supported",
-        )
+    """404 for a type not kept here (FHIR http.html: an unsupported type is Not Found)."""
+    if resource_type in supported_types():
+        return
+    if resource_type not in r4_resource_types():
+        raise NotFound(f"{resource_type!r} is not a FHIR R4 resource type", code="not-found")
+    raise NotFound(
+        f"resource type {resource_type} is not kept here (no phenopacket element comes from it); "
+        f"supported: {', '.join(supported_types())}",
+        code="unknown-resource-type",
+    )
 
 
 def check_resource(resource: Any, resource_type: str, resource_id: str | None) -> list[Issue]:
@@ -215,6 +220,7 @@ def _put(
         full_url=write.full_url or (existing.full_url if existing else None),
         patient_ref=patient_ref,
         patient_id=patient_id,
+        subject_id=_subject_of(resource, key, dataset_id) if write.resource_type == PATIENT else None,
         existing=existing,
         now=now,
     )
@@ -284,7 +290,7 @@ def _rebuild(
     resources = assemble(connection, dataset_id, patient_id)
     if resources is None:  # the Patient was deleted: so is its phenopacket
         if old_subject is not None:
-            store.delete_subject_in(connection, old_subject, dataset_id)
+            store.delete_phenopackets_in(connection, old_subject, dataset_id)
         return None
     bundle = {"resourceType": "Bundle", "type": "collection", "entry": [_entry(r) for r in resources]}
     outcome = process_fhir(bundle, key=key, dataset_id=dataset_id, profile=profile, now=now)
@@ -298,7 +304,7 @@ def _rebuild(
     packet = packets[0]
     document = _with_provenance(packet.phenopacket, resources, key, dataset_id)
     if old_subject is not None and old_subject != packet.subject_id:  # the Patient's identifier changed
-        store.delete_subject_in(connection, old_subject, dataset_id)
+        store.delete_phenopackets_in(connection, old_subject, dataset_id)
     record = PhenopacketRecord(
         id=document["id"],
         dataset_id=dataset_id,

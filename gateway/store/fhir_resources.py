@@ -30,6 +30,7 @@ class StoredResource:
     full_url: str | None
     patient_ref: str | None
     patient_id: str | None
+    subject_id: str | None
     content_hash: str
     resource: dict[str, Any]
     received_at: datetime
@@ -107,6 +108,7 @@ def put(
     full_url: str | None,
     patient_ref: str | None,
     patient_id: str | None,
+    subject_id: str | None,
     existing: StoredResource | None,
     now: datetime,
 ) -> int:
@@ -117,6 +119,7 @@ def put(
         "full_url": full_url,
         "patient_ref": patient_ref,
         "patient_id": patient_id,
+        "subject_id": subject_id,
         "updated_at": now,
     }
     if existing is None:
@@ -148,3 +151,20 @@ def attach(connection: sa.Connection, pks: Sequence[int], patient_id: str | None
         connection.execute(
             sa.update(fhir_resources).where(fhir_resources.c.pk.in_(list(pks))).values(patient_id=patient_id)
         )
+
+
+def erase_subject(connection: sa.Connection, subject_id: str, dataset_id: str | None = None) -> int:
+    """Delete the Patients whose phenopacket has this subject, with every resource attached to them."""
+    query = sa.select(fhir_resources.c.dataset_id, fhir_resources.c.resource_id).where(
+        fhir_resources.c.resource_type == PATIENT, fhir_resources.c.subject_id == subject_id
+    )
+    if dataset_id is not None:
+        query = query.where(fhir_resources.c.dataset_id == dataset_id)
+    removed = 0
+    for dataset, patient_id in connection.execute(query).all():
+        removed += connection.execute(
+            sa.delete(fhir_resources).where(
+                fhir_resources.c.dataset_id == dataset, fhir_resources.c.patient_id == patient_id
+            )
+        ).rowcount
+    return removed

@@ -24,6 +24,7 @@ from sqlalchemy.dialects import sqlite as sqlite_dialect
 
 from gateway.errors import BadInput
 from gateway.ids import check_dataset_id
+from gateway.store import fhir_resources
 from gateway.store import migrate as migrations
 from gateway.store.engine import WRITE, create_store_engine
 from gateway.store.indexing import index_fields
@@ -273,7 +274,15 @@ class MetadataStore:
 
     @staticmethod
     def delete_subject_in(connection: sa.Connection, subject_id: str, dataset_id: str | None = None) -> int:
-        """The same inside a caller's `transaction()`, e.g. together with an audit record."""
+        """The same inside a caller's `transaction()`, e.g. together with an audit record.
+
+        The FHIR resources the phenopacket was made from go too: kept, they would make it again."""
+        fhir_resources.erase_subject(connection, subject_id, dataset_id)
+        return MetadataStore.delete_phenopackets_in(connection, subject_id, dataset_id)
+
+    @staticmethod
+    def delete_phenopackets_in(connection: sa.Connection, subject_id: str, dataset_id: str | None = None) -> int:
+        """Only the subject's phenopackets (a Patient's resources changed who it is, or it was deleted)."""
         statement = sa.delete(phenopackets).where(phenopackets.c.subject_id == subject_id)
         if dataset_id is not None:
             statement = statement.where(phenopackets.c.dataset_id == dataset_id)

@@ -138,10 +138,13 @@ fhir_resources = sa.Table(
     sa.Column("full_url", sa.String(1024), nullable=True),  # as sent in a Bundle: its references use it
     sa.Column("patient_ref", sa.String(1024), nullable=True),
     sa.Column("patient_id", sa.String(64), nullable=True),
+    # On a Patient row: the subject pseudonym of its phenopacket, so that erasing a subject erases these rows.
+    sa.Column("subject_id", sa.String(255), nullable=True),
     sa.Column("content_hash", sa.String(64), nullable=False),  # the same resource again changes nothing
     sa.Column("resource", Document, nullable=False),
     sa.Column("received_at", Timestamp, nullable=False),
     sa.Column("updated_at", Timestamp, nullable=False),
     sa.UniqueConstraint("dataset_id", "resource_type", "resource_id", name="uq_fhir_resources_identity"),
     sa.Index("ix_fhir_resources_patient", "dataset_id", "patient_id"),
+    sa.Index("ix_fhir_resources_subject", "subject_id"),
 )

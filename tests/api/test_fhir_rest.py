@@ -120,7 +120,9 @@ def test_errors_are_operation_outcomes_and_change_nothing(client, app, operator,
     assert wrong_id.status_code == 400 and wrong_id.get_json()["resourceType"] == "OperationOutcome"
     unsupported = _send(client, "POST", "/fhir/Encounter", operator, _resource(marfan, "encounter-cardiology"))
     assert unsupported.status_code == 404
-    assert _codes(unsupported.get_json()) == ["not-supported"]
+    assert _codes(unsupported.get_json()) == ["unknown-resource-type"]
+    assert unsupported.get_json()["issue"][0]["code"] == "not-supported"
+    assert _send(client, "PUT", "/fhir/Nothing/x", {}, patient).status_code == 404  # not R4: before credentials
     broken = dict(patient, birthDate="yesterday")
     invalid = _send(client, "PUT", "/fhir/Patient/patient-marfan-001", operator, broken)
     assert invalid.status_code == 422 and invalid.get_json()["resourceType"] == "OperationOutcome"

@@ -224,3 +224,22 @@ def test_an_invalid_change_is_refused_and_changes_nothing(store, reference_dir):
     assert refused.value.status == 422 and refused.value.issues
     assert _stored(store) == before
     assert read_resource(store, "ds1", "Condition", resources[2]["id"]).version == 1
+
+
+def test_erasing_a_subject_erases_the_resources_it_was_made_from(store, reference_dir):
+    """Kept, the resources would make the erased phenopacket again on the next change."""
+    resources = _resources(_bundle(reference_dir, MARFAN))
+    for resource in resources:
+        _put(store, resource)
+    store.ensure_dataset("ds2")
+    _put(store, resources[0], dataset="ds2")  # the same person sent to another dataset
+    (packet,) = store.list_phenopackets(dataset_id="ds1")[0]
+    assert store.delete_subject(packet.subject_id, "ds1") == 1
+    with pytest.raises(Exception, match="not stored"):
+        read_resource(store, "ds1", "Patient", "patient-marfan-001")
+    for resource in resources[1:]:
+        with pytest.raises(Exception, match="not stored"):
+            read_resource(store, "ds1", resource["resourceType"], resource["id"])
+    assert read_resource(store, "ds2", "Patient", "patient-marfan-001").version == 1  # other dataset: kept
+    assert _put(store, resources[1]).pending  # no Patient left to rebuild it from
+    assert store.list_phenopackets(dataset_id="ds1")[1] == 0

@@ -38,6 +38,7 @@ def upgrade() -> None:
         sa.Column("full_url", sa.String(1024), nullable=True),
         sa.Column("patient_ref", sa.String(1024), nullable=True),
         sa.Column("patient_id", sa.String(64), nullable=True),
+        sa.Column("subject_id", sa.String(255), nullable=True),
         sa.Column("content_hash", sa.String(64), nullable=False),
         sa.Column("resource", _document, nullable=False),
         sa.Column("received_at", _ts, nullable=False),
@@ -45,6 +46,7 @@ def upgrade() -> None:
         sa.UniqueConstraint("dataset_id", "resource_type", "resource_id", name="uq_fhir_resources_identity"),
     )
     op.create_index("ix_fhir_resources_patient", "fhir_resources", ["dataset_id", "patient_id"])
+    op.create_index("ix_fhir_resources_subject", "fhir_resources", ["subject_id"])
 
 
 def downgrade() -> None:
