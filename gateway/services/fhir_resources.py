@@ -165,6 +165,7 @@ def _apply_writes(
     with store.transaction() as connection:
         if not store.dataset_exists_in(connection, dataset_id):
             raise UnknownDatasetError([dataset_id])
+        rows.lock_dataset(connection, dataset_id)
         changes: list[ResourceChange] = []
         touched: dict[str, str | None] = {}  # patient id -> subject pseudonym of its phenopacket before
         for write in writes:

@@ -57,6 +57,20 @@ def _select(connection: sa.Connection, *where: Any) -> list[StoredResource]:
     return [_stored(row) for row in connection.execute(query).mappings()]
 
 
+def lock_dataset(connection: sa.Connection, dataset_id: str) -> None:
+    """Serialise the resource writes of one dataset until the transaction ends.
+
+    A write reads the patient's other resources (and the pending ones a new Patient adopts) and
+    writes the phenopacket they make: two at once, each blind to the other's uncommitted rows, would
+    leave a phenopacket without one of them or a resource pending for ever. SQLite writers are
+    serialised already (BEGIN IMMEDIATE); on PostgreSQL a transaction-scoped advisory lock does it.
+    """
+    if connection.dialect.name == "postgresql":
+        connection.execute(
+            sa.text("SELECT pg_advisory_xact_lock(hashtext(:purpose))"), {"purpose": f"/fhir-resources/{dataset_id}"}
+        )
+
+
 def get(connection: sa.Connection, dataset_id: str, resource_type: str, resource_id: str) -> StoredResource | None:
     found = _select(
         connection,

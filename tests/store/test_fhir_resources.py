@@ -243,3 +243,23 @@ def test_erasing_a_subject_erases_the_resources_it_was_made_from(store, referenc
     assert read_resource(store, "ds2", "Patient", "patient-marfan-001").version == 1  # other dataset: kept
     assert _put(store, resources[1]).pending  # no Patient left to rebuild it from
     assert store.list_phenopackets(dataset_id="ds1")[1] == 0
+
+
+def test_concurrent_writes_for_one_patient_lose_nothing(store_url, reference_dir):
+    """Each write rebuilds from the patient's other resources: writes at once must not miss each other
+    (nor a Patient miss the resources that became pending while it arrived)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from gateway.store import MetadataStore
+
+    bundle = _bundle(reference_dir, MARFAN)
+    resources = _resources(bundle)
+    opened = MetadataStore.open(store_url)
+    try:
+        opened.ensure_dataset("ds1")
+        with ThreadPoolExecutor(max_workers=6) as pool:
+            list(pool.map(lambda r: _put(opened, r), [*resources[1:], resources[0]]))
+        assert pending_resources(opened) == []
+        assert _stored(opened) == _expected(bundle)
+    finally:
+        opened.close()
