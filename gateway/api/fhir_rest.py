@@ -21,6 +21,7 @@ from gateway.services.fhir_resources import (
     ResourceChange,
     ResourceWrite,
     apply_writes,
+    check_id,
     check_resource,
     check_type,
     pending_resources,
@@ -99,6 +100,8 @@ def known_type(view):
     @wraps(view)
     def wrapped(resource_type: str, **kwargs):
         check_type(resource_type)
+        if "resource_id" in kwargs:
+            check_id(kwargs["resource_id"])
         return view(resource_type, **kwargs)
 
     return wrapped

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -43,6 +44,7 @@ from translators.fhir_to_phenopacket import translated_resource_types
 
 # The links by which a resource names the patient it is about (the translator reads the same two).
 PATIENT_LINKS = ("subject", "patient")
+FHIR_ID = re.compile(r"[A-Za-z0-9\-.]{1,64}")  # FHIR R4 datatypes.html#id
 
 
 class ResourceRejected(GatewayError):
@@ -97,8 +99,15 @@ def check_type(resource_type: str) -> None:
     )
 
 
+def check_id(resource_id: str) -> None:
+    if not FHIR_ID.fullmatch(resource_id):
+        raise BadInput(f"{resource_id[:80]!r} is not a FHIR id (1-64 of A-Z a-z 0-9 - .)", code="fhir-value")
+
+
 def check_resource(resource: Any, resource_type: str, resource_id: str | None) -> list[Issue]:
     """Structural checks of one resource on its own (references are resolved later, against the store)."""
+    if resource_id is not None:
+        check_id(resource_id)
     if not isinstance(resource, dict) or resource.get("resourceType") != resource_type:
         found = resource.get("resourceType") if isinstance(resource, dict) else type(resource).__name__
         raise BadInput(f"the body must be a {resource_type} resource, not {found!r}", code="not-fhir")
@@ -558,6 +567,9 @@ def _entry_writes(doc: dict[str, Any], warnings: list[Issue]) -> tuple[list[Entr
                     "not-kept", f"{resource_type or 'the entry'} is not mapped to a phenopacket: not kept", where
                 )
             )
+            writes.append(None)
+        elif url_id and not FHIR_ID.fullmatch(url_id):
+            result.issues.append(Issue.error("fhir-value", f"{url_id[:80]!r} is not a FHIR id", where + "/request/url"))
             writes.append(None)
         elif method == "DELETE":
             writes.append(ResourceWrite(resource_type, url_id or None, None) if url_id else None)

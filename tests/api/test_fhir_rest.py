@@ -126,6 +126,8 @@ def test_errors_are_operation_outcomes_and_change_nothing(client, app, operator,
     broken = dict(patient, birthDate="yesterday")
     invalid = _send(client, "PUT", "/fhir/Patient/patient-marfan-001", operator, broken)
     assert invalid.status_code == 422 and invalid.get_json()["resourceType"] == "OperationOutcome"
+    too_long = _send(client, "DELETE", "/fhir/Patient/" + "x" * 65, operator)
+    assert too_long.status_code == 400 and too_long.get_json()["resourceType"] == "OperationOutcome"
     bad_dataset = _send(client, "PUT", "/fhir/Patient/patient-marfan-001?dataset=../x", operator, patient)
     assert bad_dataset.status_code == 400
     assert _packets(app) == []
