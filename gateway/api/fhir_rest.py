@@ -135,7 +135,6 @@ def add_rest_routes(bp: Blueprint) -> None:
     @known_type
     @require_operator
     def create(resource_type: str):
-        check_type(resource_type)
         resource = _body()
         warnings = check_resource(resource, resource_type, None)
         return _write(ResourceWrite(resource_type, resource.get("id"), resource), warnings)
@@ -144,7 +143,6 @@ def add_rest_routes(bp: Blueprint) -> None:
     @known_type
     @require_operator
     def update(resource_type: str, resource_id: str):
-        check_type(resource_type)
         resource = _body()
         warnings = check_resource(resource, resource_type, resource_id)
         return _write(ResourceWrite(resource_type, resource_id, resource), warnings)

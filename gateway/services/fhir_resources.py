@@ -207,7 +207,8 @@ def _put(
     resource = {**write.resource, "id": resource_id}
     existing = rows.get(connection, dataset_id, write.resource_type, resource_id)
     digest = _content_hash(resource)
-    if existing is not None and existing.content_hash == digest and (write.full_url or None) == existing.full_url:
+    same_url = write.full_url is None or write.full_url == existing.full_url if existing else False
+    if existing is not None and existing.content_hash == digest and same_url:
         return ResourceChange(write.resource_type, resource_id, existing.version, "unchanged", existing.pending)
 
     patient_ref = None if write.resource_type == PATIENT else _patient_reference(resource)

@@ -166,3 +166,14 @@ def test_a_lone_patient_posted_to_the_base_is_kept_for_later_resources(client, a
     assert "pending" not in _codes(created.get_json())
     (packet,) = _packets(app)
     assert packet.document["diseases"]
+
+
+def test_a_resource_from_a_bundle_sent_again_alone_is_unchanged(client, app, operator, marfan):
+    assert client.post("/fhir", data=json.dumps(marfan), headers={**operator, "Content-Type": FHIR}).status_code == 200
+    (before,) = _packets(app)
+    condition = _resource(marfan, "condition-marfan-genetic")
+    again = _send(client, "PUT", "/fhir/Condition/condition-marfan-genetic", operator, condition)
+    assert again.status_code == 200 and "unchanged" in _codes(again.get_json())
+    assert again.headers["Location"].endswith("/_history/1")
+    (after,) = _packets(app)
+    assert after.extra["revision"] == before.extra["revision"]
