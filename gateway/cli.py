@@ -135,8 +135,8 @@ def _ingest_summary(path: str, outcome, saved: list) -> str:
 
 
 def cmd_ingest_fhir(args: argparse.Namespace) -> int:
-    from gateway.services.fhir_resources import keeps_resources, remember_bundle
-    from gateway.services.ingest import ATOMIC_BUNDLE_TYPES, ingest_fhir
+    from gateway.services.fhir_resources import keeps_resources
+    from gateway.services.ingest import ingest_fhir
 
     cfg = load_config()
     dataset = check_dataset_id(args.dataset or cfg.default_dataset)  # before the key or the store is written
@@ -152,8 +152,6 @@ def cmd_ingest_fhir(args: argparse.Namespace) -> int:
             rejected = not _ingest_resources(path, doc, services, dataset, args.profile or cfg.profile) or rejected
             continue
         outcome = ingest_fhir(doc, store=store, key=key, dataset_id=dataset, profile=args.profile or cfg.profile)
-        if outcome.stored and outcome.bundle_type in ATOMIC_BUNDLE_TYPES:  # later single changes build on it
-            remember_bundle(doc, store=store, key=key, dataset_id=dataset)
         _print_issues(path, outcome.report)
         saved = [p.saved for p in outcome.packets if p.saved]
         if outcome.rejected or not outcome.report.ok:

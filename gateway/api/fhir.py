@@ -22,7 +22,7 @@ from gateway.api.validate import over_budget
 from gateway.bounded import WorkLimitExceeded, limits_of, run_bounded
 from gateway.issues import Issue, to_operation_outcome
 from gateway.jsonio import JSONInputError, loads_strict
-from gateway.services.fhir_resources import apply_document, keeps_resources, remember_bundle, supported_types
+from gateway.services.fhir_resources import apply_document, keeps_resources, supported_types
 from gateway.services.ingest import ATOMIC_BUNDLE_TYPES, IngestOutcome, process_fhir_bytes, store_fhir_outcome
 
 FHIR_JSON = "application/fhir+json"
@@ -189,9 +189,6 @@ def fhir_blueprint() -> Blueprint:
             if keeps_resources(doc):
                 return resources_response(doc, dataset)
         outcome = store_fhir_outcome(outcome, store=svc.store, dataset_id=dataset, source=source)
-        if outcome.stored and outcome.bundle_type in ATOMIC_BUNDLE_TYPES:  # later single changes build on it
-            doc = loads_strict(request.get_data(), max_depth=svc.config.max_json_depth)
-            remember_bundle(doc, store=svc.store, key=svc.key, dataset_id=dataset)
         if outcome.rejected:
             return outcome_response(outcome.report.errors + outcome.report.warnings, _status_for(outcome.report.errors))
         return fhir_response(transaction_response(outcome))

@@ -44,6 +44,8 @@ from translators.fhir_to_phenopacket import translated_resource_types
 
 # The links by which a resource names the patient it is about (the translator reads the same two).
 PATIENT_LINKS = ("subject", "patient")
+# Patient elements the translator never reads: dropped before a Patient is kept (data minimisation).
+UNKEPT_PATIENT_ELEMENTS = frozenset({"text", "name", "telecom", "address", "photo", "contact"})
 FHIR_ID = re.compile(r"[A-Za-z0-9\-.]{1,64}")  # FHIR R4 datatypes.html#id
 
 
@@ -205,6 +207,8 @@ def _put(
     assert write.resource is not None
     resource_id = write.resource_id or write.resource.get("id") or uuid.uuid4().hex
     resource = {**write.resource, "id": resource_id}
+    if write.resource_type == PATIENT:  # what no phenopacket needs is not kept (names never leave anyway)
+        resource = {k: v for k, v in resource.items() if k not in UNKEPT_PATIENT_ELEMENTS}
     existing = rows.get(connection, dataset_id, write.resource_type, resource_id)
     digest = _content_hash(resource)
     same_url = write.full_url is None or write.full_url == existing.full_url if existing else False
@@ -582,21 +586,3 @@ def _entry_writes(doc: dict[str, Any], warnings: list[Issue]) -> tuple[list[Entr
             full_url = entry.get("fullUrl") if isinstance(entry.get("fullUrl"), str) else None
             writes.append(ResourceWrite(resource_type, resource_id, resource, full_url))
     return results, writes
-
-
-def remember_bundle(
-    doc: dict[str, Any], *, store: MetadataStore, key: bytes, dataset_id: str, now: datetime | None = None
-) -> None:
-    """Keep the mapped resources of a Bundle (or lone Patient) whose phenopackets were just stored from it, so that later
-    single-resource changes build on them. Entries without an id or fullUrl cannot be named later: skipped."""
-    _, writes = _entry_writes(doc, [])  # a lone resource (a Patient) counts as a one-entry Bundle
-    named = []
-    for write in writes:
-        if write is None or write.resource is None:
-            continue
-        if write.resource_id is None and write.full_url is None:
-            continue
-        resource_id = write.resource_id or "u" + hashlib.sha256(str(write.full_url).encode()).hexdigest()[:32]
-        named.append(ResourceWrite(write.resource_type, resource_id, write.resource, write.full_url))
-    if named:
-        apply_writes(named, store=store, key=key, dataset_id=dataset_id, now=now, rebuild=False)
