@@ -135,6 +135,7 @@ def _ingest_summary(path: str, outcome, saved: list) -> str:
 
 
 def cmd_ingest_fhir(args: argparse.Namespace) -> int:
+    from gateway.services.fhir_resources import keeps_resources
     from gateway.services.ingest import ingest_fhir
 
     cfg = load_config()
@@ -146,6 +147,9 @@ def cmd_ingest_fhir(args: argparse.Namespace) -> int:
         if issue:
             _print_issues(path, [issue])
             rejected = True
+            continue
+        if keeps_resources(doc):  # a lone resource or a Bundle without its Patient: kept resource by resource
+            rejected = not _ingest_resources(path, doc, services, dataset, args.profile or cfg.profile) or rejected
             continue
         outcome = ingest_fhir(doc, store=store, key=key, dataset_id=dataset, profile=args.profile or cfg.profile)
         _print_issues(path, outcome.report)
@@ -162,6 +166,44 @@ def cmd_ingest_fhir(args: argparse.Namespace) -> int:
             print(_ingest_summary(path, outcome, saved))
     store.close()
     return EXIT_REJECTED if rejected else EXIT_OK
+
+
+def _ingest_resources(path: str, doc: dict, services: Services, dataset: str, profile: str) -> bool:
+    """Keep a file's resources (services.fhir_resources); one line per entry; False when refused."""
+    from gateway.services.fhir_resources import ResourceRejected, apply_document
+
+    try:
+        _, results = apply_document(doc, store=services.store, key=services.key, dataset_id=dataset, profile=profile)
+    except ResourceRejected as refused:
+        _print_issues(path, refused.issues)
+        _err(f"{path}: rejected; nothing stored")
+        return False
+    for result in results:
+        _print_issues(path, result.issues)
+        change = result.change
+        if change is None:
+            continue
+        line = f"{path}: {change.resource_type}/{change.resource_id} {change.status} (version {change.version})"
+        if change.pending:
+            line += f" pending: its Patient is not in dataset {dataset} yet (gateway fhir pending)"
+        elif change.phenopacket_id:
+            line += f", phenopacket {change.phenopacket_id}"
+        print(line)
+    return not any(i.is_error for r in results for i in r.issues)
+
+
+def cmd_fhir_pending(args: argparse.Namespace) -> int:
+    from gateway.services.fhir_resources import pending_resources
+
+    cfg = load_config()
+    dataset = check_dataset_id(args.dataset) if args.dataset else None
+    services = _services(cfg)
+    found = pending_resources(services.store, dataset)
+    for r in found:
+        print(f"{r.dataset_id}\t{r.resource_type}/{r.resource_id}\tversion {r.version}\twaiting for {r.patient_ref}")
+    print(f"{len(found)} pending resource(s)")
+    services.store.close()
+    return EXIT_OK
 
 
 def cmd_ingest_phenopacket(args: argparse.Namespace) -> int:
@@ -264,6 +306,12 @@ def build_parser() -> argparse.ArgumentParser:
     fhir.add_argument("--dataset")
     fhir.add_argument("--profile", help="national profile (default: detected)")
     fhir.set_defaults(func=cmd_ingest_fhir)
+    fhir_tools = sub.add_parser("fhir", help="the FHIR resources kept per dataset").add_subparsers(
+        dest="fhir_command", required=True
+    )
+    pending = fhir_tools.add_parser("pending", help="resources waiting for their Patient")
+    pending.add_argument("--dataset", help="only this dataset (default: every dataset)")
+    pending.set_defaults(func=cmd_fhir_pending)
     pxf = ingest.add_parser("phenopacket", help="GA4GH Phenopacket v2 JSON files")
     pxf.add_argument("files", nargs="+", metavar="FILE")
     pxf.add_argument("--dataset")

@@ -88,7 +88,8 @@ def test_ingest_fhir_prints_a_summary_per_file_and_fails_when_one_is_rejected(en
     marfan = str(reference_dir / "fhir" / "mii-seltene-erkrankungen" / "Bundle-bundle-marfan-complete.json")
     assert main(["ingest", "fhir", condition, marfan, "--dataset", "rd"]) == 0
     out = capsys.readouterr().out
-    assert f"{condition}: summary: nothing to store: the document holds no Patient" in out
+    # Was "nothing to store": a lone resource is now kept and waits for its Patient (services.fhir_resources).
+    assert f"{condition}: Condition/condition-sma-clinical created (version 1) pending" in out
     assert f"{marfan}: summary: 1 stored (1 new, 0 updated)" in out
     bad = tmp_path / "bad.json"
     bad.write_text('{"resourceType": "Bundle", "type": "collection", "entry": [{"resource": {"resourceType": "X"}}]}')
@@ -96,3 +97,27 @@ def test_ingest_fhir_prints_a_summary_per_file_and_fails_when_one_is_rejected(en
     captured = capsys.readouterr()
     assert f"{marfan}: summary: 1 stored (0 new, 1 updated)" in captured.out
     assert f"{bad}: rejected; nothing stored" in captured.err
+
+
+def test_ingest_fhir_single_resources_wait_for_their_patient_then_apply(env, reference_dir, tmp_path, capsys):
+    marfan = json.loads(
+        (reference_dir / "fhir" / "mii-seltene-erkrankungen" / "Bundle-bundle-marfan-complete.json").read_text()
+    )
+    files = {}
+    for entry in marfan["entry"][:3]:  # the Patient and two Conditions, one file each
+        path = tmp_path / f"{entry['resource']['id']}.json"
+        path.write_text(json.dumps(entry["resource"]))
+        files[entry["resource"]["resourceType"] + "/" + entry["resource"]["id"]] = str(path)
+    conditions = [p for name, p in files.items() if name.startswith("Condition/")]
+    assert main(["ingest", "fhir", *conditions, "--dataset", "rd"]) == 0
+    assert capsys.readouterr().out.count(" pending: ") == 2
+
+    assert main(["fhir", "pending", "--dataset", "rd"]) == 0
+    out = capsys.readouterr().out
+    assert "rd\tCondition/condition-marfan-suspected\tversion 1\twaiting for Patient/patient-marfan-001" in out
+    assert "2 pending resource(s)" in out
+
+    assert main(["ingest", "fhir", files["Patient/patient-marfan-001"], "--dataset", "rd"]) == 0
+    assert ", phenopacket phenopacket-" in capsys.readouterr().out
+    assert main(["fhir", "pending"]) == 0
+    assert "0 pending resource(s)" in capsys.readouterr().out

@@ -15,14 +15,15 @@ from flask import Blueprint, Response, request
 import mappings
 from gateway.api.auth import require_operator
 from gateway.api.context import services
+from gateway.api.fhir_rest import add_rest_routes, entry_response
 from gateway.api.public_url import public_base_url
 from gateway.api.render import json_response
 from gateway.api.validate import over_budget
 from gateway.bounded import WorkLimitExceeded, limits_of, run_bounded
 from gateway.issues import Issue, to_operation_outcome
-from gateway.jsonio import JSONInputError
+from gateway.jsonio import JSONInputError, loads_strict
+from gateway.services.fhir_resources import apply_document, keeps_resources, supported_types
 from gateway.services.ingest import ATOMIC_BUNDLE_TYPES, IngestOutcome, process_fhir_bytes, store_fhir_outcome
-from translators.fhir_to_phenopacket import translated_resource_types
 
 FHIR_JSON = "application/fhir+json"
 # The JSON media types of FHIR R4 (http.html#mime-type), including the older DSTU2 spelling still sent.
@@ -50,7 +51,7 @@ def _process_bounded(dataset_id: str, *, parameters: bool = False) -> tuple[Inge
             )
         )
     svc = services()
-    data = request.get_data(cache=False)
+    data = request.get_data()  # kept: a Bundle without a Patient is read again (resources_response)
     arguments: dict[str, Any] = {
         "max_depth": svc.config.max_json_depth,
         "key": svc.key,
@@ -99,6 +100,15 @@ def transaction_response(outcome: IngestOutcome) -> dict:
     return {"resourceType": "Bundle", "type": kind, "entry": entries}
 
 
+def resources_response(doc: dict, dataset: str) -> Response:
+    """A lone resource or a Bundle without a Patient, kept resource by resource (services.fhir_resources)."""
+    svc = services()
+    profile = request.args.get("profile") or svc.config.profile
+    bundle_type, results = apply_document(doc, store=svc.store, key=svc.key, dataset_id=dataset, profile=profile)
+    kind = "batch-response" if bundle_type == "batch" else "transaction-response"
+    return fhir_response({"resourceType": "Bundle", "type": kind, "entry": [entry_response(r) for r in results]})
+
+
 def capability_statement() -> dict:
     cfg = services().config
     return {
@@ -116,7 +126,10 @@ def capability_statement() -> dict:
                 "mode": "server",
                 "documentation": (
                     "POST a Bundle (transaction, batch, collection or document) to the base: each Patient becomes "
-                    f"a GA4GH Phenopacket v2. Profiles: {', '.join(mappings.profile_names())}."
+                    "a GA4GH Phenopacket v2. Single resources are created, updated and deleted at /{type}[/{id}]; "
+                    "a Bundle without a Patient is applied to Patients stored before (Patient/{id} or "
+                    "Patient?identifier=system|value). Resources whose Patient is not stored yet are pending "
+                    f"until it arrives (GET /$pending). Profiles: {', '.join(mappings.profile_names())}."
                 ),
                 "security": {"description": "Writing needs an operator bearer token."},
                 "interaction": [{"code": "transaction"}, {"code": "batch"}],
@@ -131,8 +144,18 @@ def capability_statement() -> dict:
                         ],
                     },
                     *(
-                        {"type": t, "documentation": "translated when inside a Bundle"}
-                        for t in translated_resource_types()
+                        {
+                            "type": t,
+                            "documentation": (
+                                "kept as received per dataset (?dataset=) and applied to its Patient's "
+                                "phenopacket; a resource whose Patient is not stored yet is pending (GET /fhir/$pending)"
+                            ),
+                            "interaction": [{"code": c} for c in ("create", "update", "delete", "read")],
+                            "versioning": "versioned-update",
+                            "updateCreate": True,
+                            "conditionalCreate": False,
+                        }
+                        for t in supported_types()
                     ),
                 ],
             }
@@ -161,6 +184,10 @@ def fhir_blueprint() -> Blueprint:
         svc = services()
         dataset = request.args.get("dataset") or svc.config.default_dataset
         outcome, source = _process_bounded(dataset)  # parse, validate, translate: in a child with limits
+        if not outcome.packets:  # no Patient inside: maybe resources about patients sent before (or after)
+            doc = loads_strict(request.get_data(), max_depth=svc.config.max_json_depth)
+            if keeps_resources(doc):
+                return resources_response(doc, dataset)
         outcome = store_fhir_outcome(outcome, store=svc.store, dataset_id=dataset, source=source)
         if outcome.rejected:
             return outcome_response(outcome.report.errors + outcome.report.warnings, _status_for(outcome.report.errors))
@@ -174,4 +201,5 @@ def fhir_blueprint() -> Blueprint:
         outcome, _ = _process_bounded(services().config.default_dataset, parameters=True)
         return outcome_response(list(outcome.report), 200)
 
+    add_rest_routes(bp)  # /{type}[/{id}] last: the fixed paths above come first
     return bp

@@ -24,6 +24,7 @@ from sqlalchemy.dialects import sqlite as sqlite_dialect
 
 from gateway.errors import BadInput
 from gateway.ids import check_dataset_id
+from gateway.store import fhir_resources
 from gateway.store import migrate as migrations
 from gateway.store.engine import WRITE, create_store_engine
 from gateway.store.indexing import index_fields
@@ -131,6 +132,10 @@ class MetadataStore:
         with self.engine.connect() as connection:
             return [r[0] for r in connection.execute(sa.select(datasets.c.id).order_by(datasets.c.id))]
 
+    @staticmethod
+    def dataset_exists_in(connection: sa.Connection, dataset_id: str) -> bool:
+        return connection.execute(sa.select(datasets.c.id).where(datasets.c.id == dataset_id)).first() is not None
+
     def list_datasets(self) -> list[dict[str, Any]]:
         count = sa.func.count(phenopackets.c.pk).label("phenopackets")
         query = (
@@ -176,53 +181,62 @@ class MetadataStore:
         fields = {key: index_fields(latest[key].document) for key in keys}
         rows = [_phenopacket_row(latest[key], fields[key], now) for key in keys]
         stored = self._retry_deadlocks(lambda: self._save_rows(rows, fields))
+        return _results(records, latest, stored)
 
-        results: list[SaveResult] = []
-        reported: set[tuple[str, str]] = set()
-        for record in records:
-            key = (record.dataset_id, record.subject_id)
-            created = stored[key] and key not in reported
-            reported.add(key)
-            results.append(SaveResult(id=latest[key].id, subject_id=record.subject_id, created=created))
-        return results
+    def save_phenopackets_in(self, connection: sa.Connection, records: Sequence[PhenopacketRecord]) -> list[SaveResult]:
+        """The same inside a caller's `transaction()` (FHIR resources and the phenopacket they make)."""
+        records = list(records)
+        for position, record in enumerate(records):
+            _check_record(position, record)
+        latest = {(r.dataset_id, r.subject_id): r for r in records}
+        now = _now()
+        fields = {key: index_fields(latest[key].document) for key in sorted(latest)}
+        rows = [_phenopacket_row(latest[key], fields[key], now) for key in sorted(latest)]
+        stored = self._save_rows_in(connection, rows, fields) if rows else {}
+        return _results(records, latest, stored)
 
     def _save_rows(
         self, rows: list[dict[str, Any]], fields: dict[tuple[str, str], dict[str, Any]]
     ) -> dict[tuple[str, str], bool]:
         with self.transaction() as connection:
-            wanted = {row["dataset_id"] for row in rows}
-            known = set(connection.execute(sa.select(datasets.c.id).where(datasets.c.id.in_(wanted))).scalars())
-            if wanted - known:
-                raise UnknownDatasetError(sorted(wanted - known))
+            return self._save_rows_in(connection, rows, fields)
 
-            pk_of: dict[tuple[str, str], int] = {}
-            created: dict[tuple[str, str], bool] = {}
-            for pk, dataset_id, subject_id, revision in connection.execute(self._upsert, rows):
-                pk_of[dataset_id, subject_id] = pk
-                created[dataset_id, subject_id] = revision == 1
+    def _save_rows_in(
+        self, connection: sa.Connection, rows: list[dict[str, Any]], fields: dict[tuple[str, str], dict[str, Any]]
+    ) -> dict[tuple[str, str], bool]:
+        wanted = {row["dataset_id"] for row in rows}
+        known = set(connection.execute(sa.select(datasets.c.id).where(datasets.c.id.in_(wanted))).scalars())
+        if wanted - known:
+            raise UnknownDatasetError(sorted(wanted - known))
 
-            replaced = [pk_of[key] for key, is_new in created.items() if not is_new]
-            for chunk in _chunks(replaced):
-                connection.execute(sa.delete(phenopacket_terms).where(phenopacket_terms.c.phenopacket_pk.in_(chunk)))
-                connection.execute(sa.delete(biosamples).where(biosamples.c.phenopacket_pk.in_(chunk)))
+        pk_of: dict[tuple[str, str], int] = {}
+        created: dict[tuple[str, str], bool] = {}
+        for pk, dataset_id, subject_id, revision in connection.execute(self._upsert, rows):
+            pk_of[dataset_id, subject_id] = pk
+            created[dataset_id, subject_id] = revision == 1
 
-            term_rows = [
-                {"phenopacket_pk": pk_of[key], "dataset_id": key[0], "kind": kind, "term": term, "label": label}
-                for key, indexed in fields.items()
-                for kind, term, label in indexed["terms"]
-            ]
-            self._insert_rows(connection, phenopacket_terms, term_rows)
-            biosample_rows = [
-                {
-                    "phenopacket_pk": pk_of[key],
-                    "dataset_id": key[0],
-                    "biosample_id": sample["id"],
-                    "sampled_tissue": sample["sampled_tissue"],
-                }
-                for key, indexed in fields.items()
-                for sample in indexed["biosamples"]
-            ]
-            self._insert_rows(connection, biosamples, biosample_rows)
+        replaced = [pk_of[key] for key, is_new in created.items() if not is_new]
+        for chunk in _chunks(replaced):
+            connection.execute(sa.delete(phenopacket_terms).where(phenopacket_terms.c.phenopacket_pk.in_(chunk)))
+            connection.execute(sa.delete(biosamples).where(biosamples.c.phenopacket_pk.in_(chunk)))
+
+        term_rows = [
+            {"phenopacket_pk": pk_of[key], "dataset_id": key[0], "kind": kind, "term": term, "label": label}
+            for key, indexed in fields.items()
+            for kind, term, label in indexed["terms"]
+        ]
+        self._insert_rows(connection, phenopacket_terms, term_rows)
+        biosample_rows = [
+            {
+                "phenopacket_pk": pk_of[key],
+                "dataset_id": key[0],
+                "biosample_id": sample["id"],
+                "sampled_tissue": sample["sampled_tissue"],
+            }
+            for key, indexed in fields.items()
+            for sample in indexed["biosamples"]
+        ]
+        self._insert_rows(connection, biosamples, biosample_rows)
         return created
 
     def get_phenopacket(self, phenopacket_id: str) -> StoredPhenopacket | None:
@@ -260,7 +274,15 @@ class MetadataStore:
 
     @staticmethod
     def delete_subject_in(connection: sa.Connection, subject_id: str, dataset_id: str | None = None) -> int:
-        """The same inside a caller's `transaction()`, e.g. together with an audit record."""
+        """The same inside a caller's `transaction()`, e.g. together with an audit record.
+
+        The FHIR resources the phenopacket was made from go too: kept, they would make it again."""
+        fhir_resources.erase_subject(connection, subject_id, dataset_id)
+        return MetadataStore.delete_phenopackets_in(connection, subject_id, dataset_id)
+
+    @staticmethod
+    def delete_phenopackets_in(connection: sa.Connection, subject_id: str, dataset_id: str | None = None) -> int:
+        """Only the subject's phenopackets (a Patient's resources changed who it is, or it was deleted)."""
         statement = sa.delete(phenopackets).where(phenopackets.c.subject_id == subject_id)
         if dataset_id is not None:
             statement = statement.where(phenopackets.c.dataset_id == dataset_id)
@@ -314,6 +336,22 @@ class MetadataStore:
                     raise
                 time.sleep(0.01 * (attempt + 1))
         raise AssertionError("unreachable")
+
+
+def _results(
+    records: list[PhenopacketRecord],
+    latest: dict[tuple[str, str], PhenopacketRecord],
+    stored: dict[tuple[str, str], bool],
+) -> list[SaveResult]:
+    """Results in input order; only a patient's first mention can report `created=True`."""
+    results: list[SaveResult] = []
+    reported: set[tuple[str, str]] = set()
+    for record in records:
+        key = (record.dataset_id, record.subject_id)
+        created = stored[key] and key not in reported
+        reported.add(key)
+        results.append(SaveResult(id=latest[key].id, subject_id=record.subject_id, created=created))
+    return results
 
 
 def _is_transient(error: sa.exc.DBAPIError) -> bool:

@@ -126,3 +126,34 @@ store_version = sa.Table(
     sa.Column("id", sa.Integer(), primary_key=True, autoincrement=False),
     sa.Column("version", sa.BigInteger(), nullable=False),
 )
+
+# FHIR resources as the REST surface received them (gateway.services.fhir_resources): per dataset,
+# one row per resource, the latest version. `patient_ref` is the subject/patient reference as
+# written; `patient_id` the stored Patient it resolved to (the Patient's own id on a Patient row).
+# A row with a `patient_ref` but no `patient_id` is pending: its Patient has not arrived yet.
+fhir_resources = sa.Table(
+    "fhir_resources",
+    metadata,
+    sa.Column("pk", SurrogateKey, primary_key=True, autoincrement=True),
+    sa.Column(
+        "dataset_id",
+        sa.String(255),
+        sa.ForeignKey("datasets.id", name="fk_fhir_resources_dataset", ondelete="CASCADE"),
+        nullable=False,
+    ),
+    sa.Column("resource_type", sa.String(64), nullable=False),
+    sa.Column("resource_id", sa.String(64), nullable=False),
+    sa.Column("version", sa.Integer(), nullable=False),  # 1 on create, +1 on every change of content
+    sa.Column("full_url", sa.String(1024), nullable=True),  # as sent in a Bundle: its references use it
+    sa.Column("patient_ref", sa.String(1024), nullable=True),
+    sa.Column("patient_id", sa.String(64), nullable=True),
+    # On a Patient row: the subject pseudonym of its phenopacket, so that erasing a subject erases these rows.
+    sa.Column("subject_id", sa.String(255), nullable=True),
+    sa.Column("content_hash", sa.String(64), nullable=False),  # the same resource again changes nothing
+    sa.Column("resource", Document, nullable=False),
+    sa.Column("received_at", Timestamp, nullable=False),
+    sa.Column("updated_at", Timestamp, nullable=False),
+    sa.UniqueConstraint("dataset_id", "resource_type", "resource_id", name="uq_fhir_resources_identity"),
+    sa.Index("ix_fhir_resources_patient", "dataset_id", "patient_id"),
+    sa.Index("ix_fhir_resources_subject", "subject_id"),
+)

@@ -1,0 +1,176 @@
+"""The FHIR REST interactions on single resources: create, update, delete, read, and the pending list.
+
+HTTP only: the logic is gateway.services.fhir_resources. Writing and reading stored resources
+need an operator credential (a stored resource is the hospital's, identifiers included).
+"""
+
+from __future__ import annotations
+
+from functools import wraps
+from typing import Any
+
+from flask import Blueprint, Response, request
+
+from gateway.api.auth import require_operator
+from gateway.api.context import services
+from gateway.api.render import json_response
+from gateway.issues import Issue, to_operation_outcome
+from gateway.jsonio import JSONInputError, loads_strict
+from gateway.services.fhir_resources import (
+    EntryResult,
+    ResourceChange,
+    ResourceWrite,
+    apply_writes,
+    check_id,
+    check_resource,
+    check_type,
+    pending_resources,
+    read_resource,
+)
+from gateway.store.fhir_resources import StoredResource
+
+FHIR_JSON = "application/fhir+json"
+ACCEPTED_TYPES = ("application/fhir+json", "application/json+fhir", "application/json")
+STATUS_LINE = {"created": "201 Created", "updated": "200 OK", "unchanged": "200 OK", "deleted": "200 OK"}
+
+
+def _dataset() -> str:
+    return request.args.get("dataset") or services().config.default_dataset
+
+
+def _body() -> Any:
+    content_type = (request.mimetype or "").lower()
+    if content_type not in ACCEPTED_TYPES:
+        message = f"Content-Type must be one of {', '.join(ACCEPTED_TYPES)}, not {content_type or 'empty'}"
+        raise JSONInputError(Issue.error("not-fhir", message))
+    return loads_strict(request.get_data(cache=False), max_depth=services().config.max_json_depth)
+
+
+def change_issues(change: ResourceChange) -> list[Issue]:
+    """The OperationOutcome of one write: what happened, then what is worth knowing."""
+    said = {
+        "created": f"{change.resource_type}/{change.resource_id} created",
+        "updated": f"{change.resource_type}/{change.resource_id} updated to version {change.version}",
+        "unchanged": "the same content is stored already: nothing changed",
+        "deleted": f"{change.resource_type}/{change.resource_id} deleted",
+        "absent": f"{change.resource_type}/{change.resource_id} is not stored: nothing to delete",
+    }[change.status]
+    issues = [Issue.info(change.status, said)]
+    if change.phenopacket_id:
+        issues.append(Issue.info("phenopacket", f"applied to phenopackets/{change.phenopacket_id}"))
+    return [*issues, *change.issues]
+
+
+def _write_response(change: ResourceChange) -> Response:
+    body = to_operation_outcome(change_issues(change), root=change.resource_type)
+    response = json_response(body, 201 if change.status == "created" else 200, mimetype=FHIR_JSON)
+    if change.status in ("created", "updated", "unchanged"):
+        response.headers["Location"] = change.location
+        response.headers["ETag"] = f'W/"{change.version}"'
+    return response
+
+
+def entry_response(result: EntryResult) -> dict[str, Any]:
+    """A transaction/batch-response entry for an entry kept as a resource."""
+    change = result.change
+    response: dict[str, Any] = {}
+    issues = list(result.issues)
+    if change is None:
+        response["status"] = "422 Unprocessable Entity" if any(i.is_error for i in issues) else "200 OK"
+    else:
+        response["status"] = STATUS_LINE.get(change.status, "200 OK")
+        if change.status != "absent" and change.status != "deleted":
+            response["location"] = change.location
+            response["etag"] = f'W/"{change.version}"'
+        issues = [*change_issues(change), *issues]
+    if issues:
+        response["outcome"] = to_operation_outcome(issues)
+    return {"response": response}
+
+
+def stored_resource(found: StoredResource) -> dict[str, Any]:
+    meta = {**(found.resource.get("meta") or {}), "versionId": str(found.version)}
+    meta["lastUpdated"] = found.updated_at.isoformat().replace("+00:00", "Z")
+    return {**found.resource, "meta": meta}
+
+
+def known_type(view):
+    """An unknown or unkept type is 404 before any credential is asked for (the types are public)."""
+
+    @wraps(view)
+    def wrapped(resource_type: str, **kwargs):
+        check_type(resource_type)
+        if "resource_id" in kwargs:
+            check_id(kwargs["resource_id"])
+        return view(resource_type, **kwargs)
+
+    return wrapped
+
+
+def add_rest_routes(bp: Blueprint) -> None:
+    """Register the single-resource interactions on the FHIR blueprint (after its fixed routes)."""
+
+    @bp.get("/$pending")
+    @require_operator
+    def pending():
+        dataset = request.args.get("dataset")
+        found = pending_resources(services().store, dataset)
+        body = {
+            "resourceType": "Bundle",
+            "type": "searchset",
+            "total": len(found),
+            "entry": [
+                {
+                    "fullUrl": f"{r.resource_type}/{r.resource_id}",
+                    "resource": stored_resource(r),
+                    "search": {"mode": "match"},
+                    "response": {"status": "200 OK", "outcome": _pending_outcome(r)},
+                }
+                for r in found
+            ],
+        }
+        return json_response(body, 200, mimetype=FHIR_JSON)
+
+    @bp.post("/<resource_type>")
+    @known_type
+    @require_operator
+    def create(resource_type: str):
+        resource = _body()
+        warnings = check_resource(resource, resource_type, None)
+        return _write(ResourceWrite(resource_type, resource.get("id"), resource), warnings)
+
+    @bp.put("/<resource_type>/<resource_id>")
+    @known_type
+    @require_operator
+    def update(resource_type: str, resource_id: str):
+        resource = _body()
+        warnings = check_resource(resource, resource_type, resource_id)
+        return _write(ResourceWrite(resource_type, resource_id, resource), warnings)
+
+    @bp.delete("/<resource_type>/<resource_id>")
+    @known_type
+    @require_operator
+    def delete(resource_type: str, resource_id: str):
+        return _write(ResourceWrite(resource_type, resource_id, None), [])
+
+    @bp.get("/<resource_type>/<resource_id>")
+    @known_type
+    @require_operator
+    def read(resource_type: str, resource_id: str):
+        found = read_resource(services().store, _dataset(), resource_type, resource_id)
+        response = json_response(stored_resource(found), 200, mimetype=FHIR_JSON)
+        response.headers["ETag"] = f'W/"{found.version}"'
+        return response
+
+
+def _write(write: ResourceWrite, warnings: list[Issue]) -> Response:
+    svc = services()
+    profile = request.args.get("profile") or svc.config.profile
+    (change,) = apply_writes([write], store=svc.store, key=svc.key, dataset_id=_dataset(), profile=profile)
+    change.issues[:0] = warnings
+    return _write_response(change)
+
+
+def _pending_outcome(resource: StoredResource) -> dict[str, Any]:
+    message = f"waiting for the patient {resource.patient_ref!r} in dataset {resource.dataset_id!r}"
+    return to_operation_outcome([Issue.warning("pending", message)])

@@ -1,0 +1,588 @@
+"""FHIR resources one at a time: create, update, delete, read, pending (the FHIR REST surface).
+
+The resources a hospital sends are kept as received (gateway.store.fhir_resources) and are the
+source of truth: on every change, a patient's current resources are assembled into one
+collection Bundle and sent through the same pipeline as a posted Bundle (validate → translate →
+validate the phenopacket → store), replacing that patient's phenopacket in the same transaction.
+So an update replaces a resource's contribution, a delete removes it, the same resource twice
+changes nothing, and the order of arrival does not matter: a resource whose Patient is not
+known yet is kept *pending* and applied when the Patient arrives.
+
+A patient is scoped to its dataset. A resource names its patient by `subject` or `patient`; the
+reference is resolved against the dataset's stored Patients with the Bundle's own rules
+(translators.fhir.references.BundleIndex: `Patient/{id}`, a fullUrl sent earlier, or
+`Patient?identifier=system|value`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import uuid
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import sqlalchemy as sa
+
+from gateway.errors import BadInput, GatewayError, NotFound
+from gateway.ids import check_dataset_id
+from gateway.issues import Issue
+from gateway.security.pseudonym import derived_id
+from gateway.services.ingest import process_fhir
+from gateway.store import fhir_resources as rows
+from gateway.store.fhir_resources import PATIENT, StoredResource
+from gateway.store.metadata import MetadataStore, UnknownDatasetError
+from gateway.store.records import PhenopacketRecord
+from gateway.store.tables import fhir_resources as resource_table
+from gateway.validation.fhir import r4_resource_types, validate_fhir
+from translators.fhir.common import reference_of
+from translators.fhir.references import RELATIVE_REF, BundleIndex
+from translators.fhir_to_phenopacket import translated_resource_types
+
+# The links by which a resource names the patient it is about (the translator reads the same two).
+PATIENT_LINKS = ("subject", "patient")
+# Patient elements the translator never reads: dropped before a Patient is kept (data minimisation).
+UNKEPT_PATIENT_ELEMENTS = frozenset({"text", "name", "telecom", "address", "photo", "contact"})
+FHIR_ID = re.compile(r"[A-Za-z0-9\-.]{1,64}")  # FHIR R4 datatypes.html#id
+
+
+class ResourceRejected(GatewayError):
+    """The resource, or the phenopacket it would change, is not valid: nothing was stored."""
+
+    status = 422
+    code = "processing"
+
+
+@dataclass
+class ResourceChange:
+    """What one interaction did to one resource."""
+
+    resource_type: str
+    resource_id: str
+    version: int
+    status: str  # created | updated | unchanged | deleted | absent
+    pending: bool = False
+    phenopacket_id: str | None = None
+    issues: list[Issue] = field(default_factory=list)
+
+    @property
+    def location(self) -> str:
+        return f"{self.resource_type}/{self.resource_id}/_history/{self.version}"
+
+
+@dataclass(frozen=True)
+class ResourceWrite:
+    """One create/update/delete asked for (a REST call or one transaction entry)."""
+
+    resource_type: str
+    resource_id: str | None  # None: create, the gateway names it
+    resource: dict[str, Any] | None  # None: delete
+    full_url: str | None = None
+
+
+def supported_types() -> list[str]:
+    """The resource types kept: those the translator maps (others would be stored for nothing)."""
+    return translated_resource_types()
+
+
+def check_type(resource_type: str) -> None:
+    """404 for a type not kept here (FHIR http.html: an unsupported type is Not Found)."""
+    if resource_type in supported_types():
+        return
+    if resource_type not in r4_resource_types():
+        raise NotFound(f"{resource_type!r} is not a FHIR R4 resource type", code="not-found")
+    raise NotFound(
+        f"resource type {resource_type} is not kept here (no phenopacket element comes from it); "
+        f"supported: {', '.join(supported_types())}",
+        code="unknown-resource-type",
+    )
+
+
+def check_id(resource_id: str) -> None:
+    if not FHIR_ID.fullmatch(resource_id):
+        raise BadInput(f"{resource_id[:80]!r} is not a FHIR id (1-64 of A-Z a-z 0-9 - .)", code="fhir-value")
+
+
+def check_resource(resource: Any, resource_type: str, resource_id: str | None) -> list[Issue]:
+    """Structural checks of one resource on its own (references are resolved later, against the store)."""
+    if resource_id is not None:
+        check_id(resource_id)
+    if not isinstance(resource, dict) or resource.get("resourceType") != resource_type:
+        found = resource.get("resourceType") if isinstance(resource, dict) else type(resource).__name__
+        raise BadInput(f"the body must be a {resource_type} resource, not {found!r}", code="not-fhir")
+    if resource_id is not None and resource.get("id") not in (None, resource_id):
+        raise BadInput(f"the resource's id {resource.get('id')!r} differs from the URL's id {resource_id!r}")
+    report = validate_fhir(resource)
+    if not report.ok:
+        raise ResourceRejected(f"the {resource_type} is not valid FHIR R4", issues=report.errors + report.warnings)
+    return report.warnings
+
+
+def read_resource(store: MetadataStore, dataset_id: str, resource_type: str, resource_id: str) -> StoredResource:
+    check_dataset_id(dataset_id)
+    check_type(resource_type)
+    with store.engine.connect() as connection:
+        found = rows.get(connection, dataset_id, resource_type, resource_id)
+    if found is None:
+        raise NotFound(f"{resource_type}/{resource_id} is not stored in dataset {dataset_id!r}")
+    return found
+
+
+def pending_resources(store: MetadataStore, dataset_id: str | None = None) -> list[StoredResource]:
+    if dataset_id is not None:
+        check_dataset_id(dataset_id)
+    with store.engine.connect() as connection:
+        return rows.pending(connection, dataset_id)
+
+
+def apply_writes(
+    writes: list[ResourceWrite],
+    *,
+    store: MetadataStore,
+    key: bytes,
+    dataset_id: str,
+    profile: str | None = None,
+    now: datetime | None = None,
+    rebuild: bool = True,
+) -> list[ResourceChange]:
+    """Apply writes in one transaction, all or nothing; rebuild every patient they touch.
+
+    Raises ResourceRejected (422) when a rebuilt patient's phenopacket would not be valid.
+    `rebuild=False`: only keep the resources (their phenopackets were just made from the same Bundle).
+    """
+    check_dataset_id(dataset_id)
+    now = now or datetime.now(UTC)
+    for write in writes:
+        check_type(write.resource_type)
+    try:
+        return _apply_writes(writes, store, key, dataset_id, profile, now, rebuild)
+    except UnknownDatasetError:
+        store.ensure_dataset(dataset_id)  # a dataset nobody declared yet is created on first use
+        return _apply_writes(writes, store, key, dataset_id, profile, now, rebuild)
+
+
+def _apply_writes(
+    writes: list[ResourceWrite],
+    store: MetadataStore,
+    key: bytes,
+    dataset_id: str,
+    profile: str | None,
+    now: datetime,
+    rebuild: bool,
+) -> list[ResourceChange]:
+    with store.transaction() as connection:
+        if not store.dataset_exists_in(connection, dataset_id):
+            raise UnknownDatasetError([dataset_id])
+        rows.lock_dataset(connection, dataset_id)
+        changes: list[ResourceChange] = []
+        touched: dict[str, str | None] = {}  # patient id -> subject pseudonym of its phenopacket before
+        for write in writes:
+            if write.resource is None:
+                change = _delete(connection, dataset_id, write, key, touched)
+            else:
+                change = _put(connection, dataset_id, write, now, key, touched)
+            changes.append(change)
+        built = {
+            patient_id: _rebuild(connection, store, key, dataset_id, patient_id, old_subject, profile, now)
+            for patient_id, old_subject in sorted(touched.items())
+            if rebuild
+        }
+        for change in changes:
+            patient_id = _patient_of(connection, dataset_id, change)
+            change.phenopacket_id = built.get(patient_id) if patient_id else None
+        return changes
+
+
+def _put(
+    connection: sa.Connection,
+    dataset_id: str,
+    write: ResourceWrite,
+    now: datetime,
+    key: bytes,
+    touched: dict[str, str | None],
+) -> ResourceChange:
+    assert write.resource is not None
+    resource_id = write.resource_id or write.resource.get("id") or uuid.uuid4().hex
+    resource = {**write.resource, "id": resource_id}
+    if write.resource_type == PATIENT:  # what no phenopacket needs is not kept (names never leave anyway)
+        resource = {k: v for k, v in resource.items() if k not in UNKEPT_PATIENT_ELEMENTS}
+    existing = rows.get(connection, dataset_id, write.resource_type, resource_id)
+    digest = _content_hash(resource)
+    same_url = write.full_url is None or write.full_url == existing.full_url if existing else False
+    if existing is not None and existing.content_hash == digest and same_url:
+        return ResourceChange(write.resource_type, resource_id, existing.version, "unchanged", existing.pending)
+
+    patient_ref = None if write.resource_type == PATIENT else _patient_reference(resource)
+    if write.resource_type == PATIENT:
+        patient_id: str | None = resource_id
+    elif patient_ref is None:
+        patient_id = None
+    else:
+        patient_id = _resolve_patient(connection, dataset_id, patient_ref)
+    for old in (existing.patient_id if existing else None, patient_id):
+        if old is not None:
+            _touch(connection, dataset_id, old, key, touched)
+    version = rows.put(
+        connection,
+        dataset_id=dataset_id,
+        resource_type=write.resource_type,
+        resource_id=resource_id,
+        resource=resource,
+        content_hash=digest,
+        full_url=write.full_url or (existing.full_url if existing else None),
+        patient_ref=patient_ref,
+        patient_id=patient_id,
+        subject_id=_subject_of(resource, key, dataset_id) if write.resource_type == PATIENT else None,
+        existing=existing,
+        now=now,
+    )
+    if write.resource_type == PATIENT:
+        _adopt_pending(connection, dataset_id, resource_id)
+    elif patient_ref is None:  # about no patient: the patients whose resources point to it change
+        for referrer in _referrers(connection, dataset_id, write.resource_type, resource_id, write.full_url):
+            _touch(connection, dataset_id, referrer, key, touched)
+    change = ResourceChange(write.resource_type, resource_id, version, "created" if existing is None else "updated")
+    if patient_ref is not None and patient_id is None:
+        change.pending = True
+        change.issues.append(
+            Issue.warning(
+                "pending",
+                f"the patient {patient_ref!r} is not stored in dataset {dataset_id!r} yet: the "
+                f"{write.resource_type} is kept and applied when that Patient arrives",
+                "/" + _link_of(resource) + "/reference",
+            )
+        )
+    return change
+
+
+def _delete(
+    connection: sa.Connection, dataset_id: str, write: ResourceWrite, key: bytes, touched: dict[str, str | None]
+) -> ResourceChange:
+    assert write.resource_id is not None
+    existing = rows.get(connection, dataset_id, write.resource_type, write.resource_id)
+    if existing is None:  # FHIR: deleting what is not there succeeds and changes nothing
+        return ResourceChange(write.resource_type, write.resource_id, 0, "absent")
+    if existing.patient_id is not None:
+        _touch(connection, dataset_id, existing.patient_id, key, touched)
+    if existing.patient_ref is None and existing.resource_type != PATIENT:
+        for referrer in _referrers(connection, dataset_id, existing.resource_type, existing.resource_id, None):
+            _touch(connection, dataset_id, referrer, key, touched)
+    rows.delete(connection, existing)
+    if existing.resource_type == PATIENT:  # its resources wait for a Patient again
+        orphans = [r.pk for r in rows.of_patient(connection, dataset_id, existing.resource_id)]
+        rows.attach(connection, orphans, None)
+    return ResourceChange(write.resource_type, write.resource_id, existing.version, "deleted")
+
+
+def _touch(connection: sa.Connection, dataset_id: str, patient_id: str, key: bytes, touched: dict) -> None:
+    """Mark a patient for rebuilding, remembering its phenopacket's subject as it is now."""
+    if patient_id in touched:
+        return
+    patient = rows.get(connection, dataset_id, PATIENT, patient_id)
+    touched[patient_id] = _subject_of(patient.resource, key, dataset_id) if patient else None
+
+
+def _subject_of(patient: dict[str, Any], key: bytes, dataset_id: str) -> str | None:
+    """The subject pseudonym the translator gives this Patient (it changes with its identifiers)."""
+    outcome = process_fhir(patient, key=key, dataset_id=dataset_id)
+    return outcome.packets[0].subject_id if outcome.packets else None
+
+
+def _rebuild(
+    connection: sa.Connection,
+    store: MetadataStore,
+    key: bytes,
+    dataset_id: str,
+    patient_id: str,
+    old_subject: str | None,
+    profile: str | None,
+    now: datetime,
+) -> str | None:
+    """Replace the patient's phenopacket by the one its current resources make; its id (None: none left)."""
+    resources = assemble(connection, dataset_id, patient_id)
+    if resources is None:  # the Patient was deleted: so is its phenopacket
+        if old_subject is not None:
+            store.delete_phenopackets_in(connection, old_subject, dataset_id)
+        return None
+    bundle = {"resourceType": "Bundle", "type": "collection", "entry": [_entry(r) for r in resources]}
+    outcome = process_fhir(bundle, key=key, dataset_id=dataset_id, profile=profile, now=now)
+    issues = [_relocate(i, resources) for i in outcome.report]
+    packets = [p for p in outcome.packets if p.entry_indexes and p.entry_indexes[0] == 0]
+    if not outcome.report.ok or len(packets) != 1 or not packets[0].ok:
+        errors = [i for i in issues if i.is_error] or [Issue.error("processing", "no phenopacket could be made")]
+        raise ResourceRejected(
+            f"Patient/{patient_id}'s phenopacket would not be valid; nothing was stored", issues=errors
+        )
+    packet = packets[0]
+    document = _with_provenance(packet.phenopacket, resources, key, dataset_id)
+    if old_subject is not None and old_subject != packet.subject_id:  # the Patient's identifier changed
+        store.delete_phenopackets_in(connection, old_subject, dataset_id)
+    record = PhenopacketRecord(
+        id=document["id"],
+        dataset_id=dataset_id,
+        subject_id=packet.subject_id,
+        document=document,
+        source=f"fhir-rest:{len(resources)} resources",
+        issues=tuple(i.to_dict() for i in issues if not i.is_error),
+    )
+    store.save_phenopackets_in(connection, [record])
+    return document["id"]
+
+
+def assemble(connection: sa.Connection, dataset_id: str, patient_id: str) -> list[StoredResource] | None:
+    """The Patient first, then its resources and the patient-less ones they reach, in (type, id) order.
+
+    A fixed order (not arrival order) so that the same resources always make the same phenopacket.
+    None when the Patient itself is not stored.
+    """
+    attached = rows.of_patient(connection, dataset_id, patient_id)
+    patient = [r for r in attached if r.resource_type == PATIENT]
+    if not patient:
+        return None
+    others = [r for r in attached if r.resource_type != PATIENT]
+    loose = rows.unattached(connection, dataset_id)
+    if loose:
+        index = BundleIndex.build([_entry(r) for r in loose])
+        reached: set[int] = set()
+        frontier = others
+        while frontier:
+            found = {
+                i
+                for r in frontier
+                for ref in _references(r.resource)
+                if (i := index.resolve(ref)) is not None and i not in reached
+            }
+            reached |= found
+            frontier = [loose[i] for i in found]
+        others = sorted([*others, *(loose[i] for i in reached)], key=lambda r: (r.resource_type, r.resource_id))
+    return [patient[0], *others]
+
+
+def _entry(resource: StoredResource) -> dict[str, Any]:
+    entry: dict[str, Any] = {"resource": resource.resource}
+    if resource.full_url:
+        entry["fullUrl"] = resource.full_url
+    return entry
+
+
+def _references(node: Any) -> Iterable[str]:
+    if isinstance(node, dict):
+        for name, value in node.items():
+            if name == "reference" and isinstance(value, str):
+                yield value
+            else:
+                yield from _references(value)
+    elif isinstance(node, list):
+        for value in node:
+            yield from _references(value)
+
+
+def _relocate(issue: Issue, resources: list[StoredResource]) -> Issue:
+    """An issue of the assembled Bundle, located at `Type/id` plus the pointer inside that resource."""
+    if issue.target != "input" or not issue.location.startswith("/entry/"):
+        return issue
+    _, _, position, *rest = issue.location.split("/")
+    if not position.isdigit() or int(position) >= len(resources):
+        return issue
+    owner = resources[int(position)]
+    inside = "/" + "/".join(rest[1:]) if rest[:1] == ["resource"] else ""
+    location = f"{owner.resource_type}/{owner.resource_id}{inside}"
+    return Issue(issue.severity, issue.code, issue.message, location, "stored")
+
+
+def _with_provenance(
+    phenopacket: dict[str, Any], resources: list[StoredResource], key: bytes, dataset_id: str
+) -> dict[str, Any]:
+    """metaData.externalReferences: one per contributing resource, by keyed id (the hospital's ids
+    may carry a record number) and version; the operator maps them back with GET /fhir/{type}/{id}."""
+    references = [
+        {
+            "id": derived_id(key, "fhir-resource", dataset_id, f"{r.resource_type}/{r.resource_id}"),
+            "description": f"FHIR {r.resource_type}, version {r.version}",
+        }
+        for r in resources
+    ]
+    meta = dict(phenopacket.get("metaData") or {})
+    meta["externalReferences"] = [*(meta.get("externalReferences") or []), *references]
+    return {**phenopacket, "metaData": meta}
+
+
+def provenance_id(key: bytes, dataset_id: str, resource_type: str, resource_id: str) -> str:
+    """The keyed id a resource has in its phenopacket's metaData.externalReferences."""
+    return derived_id(key, "fhir-resource", dataset_id, f"{resource_type}/{resource_id}")
+
+
+def _patient_reference(resource: dict[str, Any]) -> str | None:
+    for link in PATIENT_LINKS:
+        reference = reference_of(resource.get(link))
+        if reference is not None:
+            return reference
+    return None
+
+
+def _link_of(resource: dict[str, Any]) -> str:
+    return next((link for link in PATIENT_LINKS if reference_of(resource.get(link))), PATIENT_LINKS[0])
+
+
+def _resolve_patient(connection: sa.Connection, dataset_id: str, reference: str) -> str | None:
+    """The stored Patient a reference names, by the Bundle's resolution rules; None: not (yet) stored."""
+    relative = RELATIVE_REF.fullmatch(reference)
+    if relative and relative.group(1) == PATIENT:  # the common case: one indexed look-up
+        found = rows.get(connection, dataset_id, PATIENT, relative.group(2))
+        if found is not None:
+            return found.resource_id
+    patients = rows.patients(connection, dataset_id)
+    position = BundleIndex.build([_entry(p) for p in patients]).resolve(reference)
+    if position is None or patients[position].resource_type != PATIENT:
+        return None
+    return patients[position].resource_id
+
+
+def _adopt_pending(connection: sa.Connection, dataset_id: str, patient_id: str) -> None:
+    """Attach the pending resources that name this (new or changed) Patient."""
+    patient = rows.get(connection, dataset_id, PATIENT, patient_id)
+    assert patient is not None
+    index = BundleIndex.build([_entry(patient)])
+    adopted = [r.pk for r in rows.pending(connection, dataset_id) if index.resolve(r.patient_ref) is not None]
+    rows.attach(connection, adopted, patient_id)
+
+
+def _referrers(
+    connection: sa.Connection, dataset_id: str, resource_type: str, resource_id: str, full_url: str | None
+) -> set[str]:
+    """Patients with a resource whose text names `Type/id` (or the fullUrl): a candidate set, read by
+    the reference rules when the patient is assembled."""
+    as_text = sa.cast(resource_table.c.resource, sa.Text)
+    names = [as_text.contains(f'"{resource_type}/{resource_id}'), *([as_text.contains(full_url)] if full_url else [])]
+    query = sa.select(resource_table.c.patient_id).where(
+        resource_table.c.dataset_id == dataset_id, resource_table.c.patient_id.is_not(None), sa.or_(*names)
+    )
+    return {patient_id for (patient_id,) in connection.execute(query) if patient_id}
+
+
+def _patient_of(connection: sa.Connection, dataset_id: str, change: ResourceChange) -> str | None:
+    if change.resource_type == PATIENT:
+        return change.resource_id
+    stored = rows.get(connection, dataset_id, change.resource_type, change.resource_id)
+    return stored.patient_id if stored else None
+
+
+def _content_hash(resource: dict[str, Any]) -> str:
+    """Of the content a client controls: `meta` (versionId, lastUpdated) is the server's."""
+    content = {k: v for k, v in resource.items() if k != "meta"}
+    return hashlib.sha256(json.dumps(content, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+
+
+# --- Bundles whose entries are kept one by one --------------------------------------------
+
+
+@dataclass
+class EntryResult:
+    """What happened to one Bundle entry kept as a resource."""
+
+    index: int
+    change: ResourceChange | None  # None: not kept (a type the gateway does not map) or refused (batch)
+    issues: list[Issue] = field(default_factory=list)
+
+
+def keeps_resources(doc: Any) -> bool:
+    """Whether a submitted document goes to the resource store rather than straight to a phenopacket:
+    a lone resource of a mapped type, or a Bundle without any Patient (its entries are about patients
+    sent earlier, or still to come)."""
+    if not isinstance(doc, dict):
+        return False
+    if doc.get("resourceType") != "Bundle":
+        return doc.get("resourceType") in supported_types()
+    listed = doc.get("entry")
+    entries: list[Any] = listed if isinstance(listed, list) else []
+    types = [
+        e["resource"].get("resourceType")
+        for e in entries
+        if isinstance(e, dict) and isinstance(e.get("resource"), dict)
+    ]
+    return bool(types) and PATIENT not in types and any(t in supported_types() for t in types)
+
+
+def apply_document(
+    doc: dict[str, Any],
+    *,
+    store: MetadataStore,
+    key: bytes,
+    dataset_id: str,
+    profile: str | None = None,
+    now: datetime | None = None,
+) -> tuple[str, list[EntryResult]]:
+    """Keep a lone resource or a Patient-less Bundle resource by resource; (bundle type, one result per entry).
+
+    A transaction (collection, document) is all or nothing (ResourceRejected); a batch entry by entry.
+    References to patients resolve against the dataset's stored Patients, else the entry is pending.
+    """
+    bundle = doc if doc.get("resourceType") == "Bundle" else {"resourceType": "Bundle", "type": "collection"}
+    bundle_type = str(bundle.get("type") or "collection")
+    report = validate_fhir(doc)
+    # A patient reference that does not resolve inside the Bundle is resolved against the store here.
+    errors = [i for i in report.errors if i.code != "reference-dangling"]
+    if errors:
+        raise ResourceRejected("the document is not valid FHIR R4; nothing was stored", issues=errors)
+    results, writes = _entry_writes(doc, report.warnings)
+    if bundle_type == "batch":
+        for result, write in zip(results, writes, strict=True):
+            if write is None:
+                continue
+            try:
+                (result.change,) = apply_writes(
+                    [write], store=store, key=key, dataset_id=dataset_id, profile=profile, now=now
+                )
+            except ResourceRejected as rejection:
+                result.issues.extend(rejection.issues)
+        return bundle_type, results
+    entry_errors = [i for r in results for i in r.issues if i.is_error]
+    if entry_errors:
+        raise ResourceRejected("an entry cannot be applied; nothing was stored", issues=entry_errors)
+    wanted = [w for w in writes if w is not None]
+    changes = iter(apply_writes(wanted, store=store, key=key, dataset_id=dataset_id, profile=profile, now=now))
+    for result, write in zip(results, writes, strict=True):
+        if write is not None:
+            result.change = next(changes)
+    return bundle_type, results
+
+
+def _entry_writes(doc: dict[str, Any], warnings: list[Issue]) -> tuple[list[EntryResult], list[ResourceWrite | None]]:
+    """One write per entry (None: not kept), honouring entry.request (PUT Type/id, POST, DELETE Type/id)."""
+    entries = (doc.get("entry") or []) if doc.get("resourceType") == "Bundle" else [{"resource": doc}]
+    prefix = "/entry/" if doc.get("resourceType") == "Bundle" else None
+    results: list[EntryResult] = []
+    writes: list[ResourceWrite | None] = []
+    for index, entry in enumerate(entries):
+        where = f"{prefix}{index}" if prefix else ""
+        result = EntryResult(index, None, [i for i in warnings if prefix is None or i.location.startswith(where + "/")])
+        results.append(result)
+        request = entry.get("request") if isinstance(entry.get("request"), dict) else {}
+        method = str(request.get("method") or "PUT").upper()
+        url = str(request.get("url") or "").split("?", 1)[0].strip("/")
+        resource = entry.get("resource") if isinstance(entry.get("resource"), dict) else None
+        url_type, _, url_id = url.partition("/")
+        resource_type = str(resource.get("resourceType")) if resource else url_type
+        if resource_type not in supported_types():
+            result.issues.append(
+                Issue.info(
+                    "not-kept", f"{resource_type or 'the entry'} is not mapped to a phenopacket: not kept", where
+                )
+            )
+            writes.append(None)
+        elif url_id and not FHIR_ID.fullmatch(url_id):
+            result.issues.append(Issue.error("fhir-value", f"{url_id[:80]!r} is not a FHIR id", where + "/request/url"))
+            writes.append(None)
+        elif method == "DELETE":
+            writes.append(ResourceWrite(resource_type, url_id or None, None) if url_id else None)
+            if not url_id:
+                result.issues.append(Issue.error("fhir-value", "DELETE needs a url Type/id", where + "/request/url"))
+        else:
+            assert resource is not None
+            resource_id = url_id if method == "PUT" and url_id else resource.get("id")
+            full_url = entry.get("fullUrl") if isinstance(entry.get("fullUrl"), str) else None
+            writes.append(ResourceWrite(resource_type, resource_id, resource, full_url))
+    return results, writes

@@ -1,0 +1,184 @@
+"""FHIR resources as received, per dataset: the rows behind the FHIR REST surface.
+
+Plain functions over a caller's connection (`MetadataStore.transaction()`), so that a resource,
+the resources it attaches and the phenopacket they make change in one transaction. The store
+knows nothing of FHIR's rules: which Patient a resource belongs to is decided by
+gateway.services.fhir_resources and handed in as `patient_id`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import sqlalchemy as sa
+
+from gateway.store.tables import fhir_resources
+
+PATIENT = "Patient"
+
+
+@dataclass(frozen=True)
+class StoredResource:
+    pk: int
+    dataset_id: str
+    resource_type: str
+    resource_id: str
+    version: int
+    full_url: str | None
+    patient_ref: str | None
+    patient_id: str | None
+    subject_id: str | None
+    content_hash: str
+    resource: dict[str, Any]
+    received_at: datetime
+    updated_at: datetime
+
+    @property
+    def pending(self) -> bool:
+        """Names a Patient that has not arrived (yet)."""
+        return self.patient_ref is not None and self.patient_id is None and self.resource_type != PATIENT
+
+
+def _stored(row: Any) -> StoredResource:
+    values = dict(row)
+    for name in ("received_at", "updated_at"):
+        stamp = values[name]
+        values[name] = stamp.replace(tzinfo=UTC) if stamp.tzinfo is None else stamp.astimezone(UTC)
+    return StoredResource(**values)
+
+
+def _select(connection: sa.Connection, *where: Any) -> list[StoredResource]:
+    query = (
+        sa.select(fhir_resources).where(*where).order_by(fhir_resources.c.resource_type, fhir_resources.c.resource_id)
+    )
+    return [_stored(row) for row in connection.execute(query).mappings()]
+
+
+def lock_dataset(connection: sa.Connection, dataset_id: str) -> None:
+    """Serialise the resource writes of one dataset until the transaction ends.
+
+    A write reads the patient's other resources (and the pending ones a new Patient adopts) and
+    writes the phenopacket they make: two at once, each blind to the other's uncommitted rows, would
+    leave a phenopacket without one of them or a resource pending for ever. SQLite writers are
+    serialised already (BEGIN IMMEDIATE); on PostgreSQL a transaction-scoped advisory lock does it.
+    """
+    if connection.dialect.name == "postgresql":
+        connection.execute(
+            sa.text("SELECT pg_advisory_xact_lock(hashtext(:purpose))"), {"purpose": f"/fhir-resources/{dataset_id}"}
+        )
+
+
+def get(connection: sa.Connection, dataset_id: str, resource_type: str, resource_id: str) -> StoredResource | None:
+    found = _select(
+        connection,
+        fhir_resources.c.dataset_id == dataset_id,
+        fhir_resources.c.resource_type == resource_type,
+        fhir_resources.c.resource_id == resource_id,
+    )
+    return found[0] if found else None
+
+
+def of_patient(connection: sa.Connection, dataset_id: str, patient_id: str) -> list[StoredResource]:
+    """The Patient's own row and every resource attached to it."""
+    return _select(connection, fhir_resources.c.dataset_id == dataset_id, fhir_resources.c.patient_id == patient_id)
+
+
+def patients(connection: sa.Connection, dataset_id: str) -> list[StoredResource]:
+    return _select(connection, fhir_resources.c.dataset_id == dataset_id, fhir_resources.c.resource_type == PATIENT)
+
+
+def unattached(connection: sa.Connection, dataset_id: str) -> list[StoredResource]:
+    """Resources about no patient (Medication, a Specimen without subject …), reachable by reference."""
+    return _select(
+        connection,
+        fhir_resources.c.dataset_id == dataset_id,
+        fhir_resources.c.patient_ref.is_(None),
+        fhir_resources.c.resource_type != PATIENT,
+    )
+
+
+def pending(connection: sa.Connection, dataset_id: str | None = None) -> list[StoredResource]:
+    where = [
+        fhir_resources.c.patient_ref.is_not(None),
+        fhir_resources.c.patient_id.is_(None),
+        fhir_resources.c.resource_type != PATIENT,
+    ]
+    if dataset_id is not None:
+        where.append(fhir_resources.c.dataset_id == dataset_id)
+    return _select(connection, *where)
+
+
+def put(
+    connection: sa.Connection,
+    *,
+    dataset_id: str,
+    resource_type: str,
+    resource_id: str,
+    resource: dict[str, Any],
+    content_hash: str,
+    full_url: str | None,
+    patient_ref: str | None,
+    patient_id: str | None,
+    subject_id: str | None,
+    existing: StoredResource | None,
+    now: datetime,
+) -> int:
+    """Insert or replace one resource; returns its new version."""
+    values = {
+        "resource": resource,
+        "content_hash": content_hash,
+        "full_url": full_url,
+        "patient_ref": patient_ref,
+        "patient_id": patient_id,
+        "subject_id": subject_id,
+        "updated_at": now,
+    }
+    if existing is None:
+        connection.execute(
+            sa.insert(fhir_resources).values(
+                dataset_id=dataset_id,
+                resource_type=resource_type,
+                resource_id=resource_id,
+                version=1,
+                received_at=now,
+                **values,
+            )
+        )
+        return 1
+    version = existing.version + 1
+    connection.execute(
+        sa.update(fhir_resources).where(fhir_resources.c.pk == existing.pk).values(version=version, **values)
+    )
+    return version
+
+
+def delete(connection: sa.Connection, resource: StoredResource) -> None:
+    connection.execute(sa.delete(fhir_resources).where(fhir_resources.c.pk == resource.pk))
+
+
+def attach(connection: sa.Connection, pks: Sequence[int], patient_id: str | None) -> None:
+    """Point resources at a Patient (None: back to pending)."""
+    if pks:
+        connection.execute(
+            sa.update(fhir_resources).where(fhir_resources.c.pk.in_(list(pks))).values(patient_id=patient_id)
+        )
+
+
+def erase_subject(connection: sa.Connection, subject_id: str, dataset_id: str | None = None) -> int:
+    """Delete the Patients whose phenopacket has this subject, with every resource attached to them."""
+    query = sa.select(fhir_resources.c.dataset_id, fhir_resources.c.resource_id).where(
+        fhir_resources.c.resource_type == PATIENT, fhir_resources.c.subject_id == subject_id
+    )
+    if dataset_id is not None:
+        query = query.where(fhir_resources.c.dataset_id == dataset_id)
+    removed = 0
+    for dataset, patient_id in connection.execute(query).all():
+        removed += connection.execute(
+            sa.delete(fhir_resources).where(
+                fhir_resources.c.dataset_id == dataset, fhir_resources.c.patient_id == patient_id
+            )
+        ).rowcount
+    return removed

@@ -1,0 +1,142 @@
+"""The FHIR REST surface on single resources: POST/PUT/DELETE/GET /fhir/{type}[/{id}], $pending,
+and Bundles whose entries are about Patients sent before, with real MII examples."""
+
+from __future__ import annotations
+
+import copy
+import json
+
+import pytest
+
+FHIR = "application/fhir+json"
+MARFAN = "mii-seltene-erkrankungen/Bundle-bundle-marfan-complete.json"
+
+
+@pytest.fixture
+def marfan(reference_dir):
+    return json.loads((reference_dir / "fhir" / MARFAN).read_text())
+
+
+def _resource(bundle, resource_id):
+    return copy.deepcopy(next(e["resource"] for e in bundle["entry"] if e["resource"]["id"] == resource_id))
+
+
+def _send(client, method, path, headers, body=None):
+    data = None if body is None else json.dumps(body)
+    return client.open(path, method=method, data=data, headers={**headers, "Content-Type": FHIR})
+
+
+def _packets(app):
+    return app.extensions["gateway"].store.list_phenopackets()[0]
+
+
+def _codes(outcome):
+    return [i["details"]["coding"][0]["code"] for i in outcome["issue"]]
+
+
+def test_put_creates_then_unchanged_then_updated(client, app, operator, marfan):
+    patient = _resource(marfan, "patient-marfan-001")
+    first = _send(client, "PUT", "/fhir/Patient/patient-marfan-001", operator, patient)
+    assert first.status_code == 201, first.get_data(as_text=True)
+    assert first.headers["Location"] == "Patient/patient-marfan-001/_history/1"
+    assert first.get_json()["resourceType"] == "OperationOutcome"
+    assert len(_packets(app)) == 1
+
+    again = _send(client, "PUT", "/fhir/Patient/patient-marfan-001", operator, patient)
+    assert again.status_code == 200 and "unchanged" in _codes(again.get_json())
+    assert again.headers["Location"] == "Patient/patient-marfan-001/_history/1"
+
+    patient["gender"] = "female" if patient.get("gender") == "male" else "male"
+    changed = _send(client, "PUT", "/fhir/Patient/patient-marfan-001", operator, patient)
+    assert changed.status_code == 200 and changed.headers["Location"].endswith("/_history/2")
+    (packet,) = _packets(app)
+    assert packet.document["subject"]["sex"] == patient["gender"].upper()
+
+
+def test_post_before_the_patient_is_pending_then_applied(client, app, operator, marfan):
+    condition = _resource(marfan, "condition-marfan-genetic")
+    created = _send(client, "POST", "/fhir/Condition", operator, condition)
+    assert created.status_code == 201
+    assert created.headers["Location"] == "Condition/condition-marfan-genetic/_history/1"
+    assert "pending" in _codes(created.get_json())
+    assert _packets(app) == []
+
+    listed = client.get("/fhir/$pending", headers=operator)
+    assert listed.status_code == 200
+    assert [e["fullUrl"] for e in listed.get_json()["entry"]] == ["Condition/condition-marfan-genetic"]
+
+    _send(client, "PUT", "/fhir/Patient/patient-marfan-001", operator, _resource(marfan, "patient-marfan-001"))
+    (packet,) = _packets(app)
+    assert packet.document["diseases"]
+    assert client.get("/fhir/$pending", headers=operator).get_json()["total"] == 0
+
+
+def test_read_and_delete(client, app, operator, marfan):
+    _send(client, "PUT", "/fhir/Patient/patient-marfan-001", operator, _resource(marfan, "patient-marfan-001"))
+    condition = _resource(marfan, "condition-marfan-genetic")
+    _send(client, "PUT", "/fhir/Condition/condition-marfan-genetic", operator, condition)
+    (packet,) = _packets(app)
+    assert packet.document["diseases"]
+
+    stored_patient = client.get("/fhir/Patient/patient-marfan-001", headers=operator).get_json()
+    assert "name" not in stored_patient and stored_patient["identifier"]  # minimised: what no phenopacket needs
+    read = client.get("/fhir/Condition/condition-marfan-genetic", headers=operator)
+    assert read.status_code == 200 and read.get_json()["meta"]["versionId"] == "1"
+    assert read.get_json()["code"] == condition["code"]
+    assert client.get("/fhir/Condition/condition-marfan-genetic").status_code == 401  # operator only
+
+    gone = _send(client, "DELETE", "/fhir/Condition/condition-marfan-genetic", operator)
+    assert gone.status_code == 200 and "deleted" in _codes(gone.get_json())
+    (packet,) = _packets(app)
+    assert not packet.document.get("diseases")
+    missing = client.get("/fhir/Condition/condition-marfan-genetic", headers=operator)
+    assert missing.status_code == 404 and missing.get_json()["resourceType"] == "OperationOutcome"
+
+
+def test_a_transaction_referencing_a_stored_patient_is_applied(client, app, operator, marfan):
+    """Before: 422 "subject reference does not resolve to an entry of the Bundle"."""
+    _send(client, "PUT", "/fhir/Patient/patient-marfan-001", operator, _resource(marfan, "patient-marfan-001"))
+    transaction = copy.deepcopy(marfan)
+    transaction["entry"] = [e for e in transaction["entry"] if e["resource"]["resourceType"] != "Patient"]
+    resp = client.post("/fhir", data=json.dumps(transaction), headers={**operator, "Content-Type": FHIR})
+    assert resp.status_code == 200, resp.get_data(as_text=True)
+    body = resp.get_json()
+    assert body["type"] == "transaction-response" and len(body["entry"]) == len(transaction["entry"])
+    statuses = {e["response"]["status"] for e in body["entry"]}
+    assert statuses == {"201 Created", "200 OK"}  # mapped types created, Encounter & co. not kept
+    kept = [e for e in body["entry"] if e["response"]["status"] == "201 Created"]
+    assert all("/_history/1" in e["response"]["location"] for e in kept)
+    (packet,) = _packets(app)
+
+    complete = client.post("/fhir", data=json.dumps(marfan), headers={**operator, "Content-Type": FHIR})
+    assert complete.status_code == 200
+    (again,) = _packets(app)  # the complete Bundle names the same patient: one phenopacket
+    assert again.id == packet.id
+    assert len(again.document["diseases"]) == len(packet.document["diseases"])
+
+
+def test_errors_are_operation_outcomes_and_change_nothing(client, app, operator, marfan):
+    patient = _resource(marfan, "patient-marfan-001")
+    assert _send(client, "PUT", "/fhir/Patient/patient-marfan-001", {}, patient).status_code == 401
+    wrong_id = _send(client, "PUT", "/fhir/Patient/other", operator, patient)
+    assert wrong_id.status_code == 400 and wrong_id.get_json()["resourceType"] == "OperationOutcome"
+    unsupported = _send(client, "POST", "/fhir/Encounter", operator, _resource(marfan, "encounter-cardiology"))
+    assert unsupported.status_code == 404
+    assert _codes(unsupported.get_json()) == ["unknown-resource-type"]
+    assert unsupported.get_json()["issue"][0]["code"] == "not-supported"
+    assert _send(client, "PUT", "/fhir/Nothing/x", {}, patient).status_code == 404  # not R4: before credentials
+    broken = dict(patient, birthDate="yesterday")
+    invalid = _send(client, "PUT", "/fhir/Patient/patient-marfan-001", operator, broken)
+    assert invalid.status_code == 422 and invalid.get_json()["resourceType"] == "OperationOutcome"
+    too_long = _send(client, "DELETE", "/fhir/Patient/" + "x" * 65, operator)
+    assert too_long.status_code == 400 and too_long.get_json()["resourceType"] == "OperationOutcome"
+    bad_dataset = _send(client, "PUT", "/fhir/Patient/patient-marfan-001?dataset=../x", operator, patient)
+    assert bad_dataset.status_code == 400
+    assert _packets(app) == []
+
+
+def test_capability_statement_lists_the_interactions(client):
+    statement = client.get("/fhir/metadata").get_json()
+    resources = {r["type"]: r for r in statement["rest"][0]["resource"]}
+    assert {i["code"] for i in resources["Condition"]["interaction"]} == {"create", "update", "delete", "read"}
+    assert "Encounter" not in resources

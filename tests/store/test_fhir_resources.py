@@ -1,0 +1,265 @@
+"""FHIR resources sent one by one, the way hospital systems send them, on SQLite and PostgreSQL.
+
+Real Bundles from ../shared/reference/fhir are split into their resources; whatever the order of
+arrival, the stored phenopacket must be the one the complete Bundle makes (lists compared as
+sets: the assembled Bundle has its own fixed order; creation time and provenance aside).
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+from datetime import UTC, datetime
+
+import pytest
+
+from gateway.services.fhir_resources import (
+    ResourceRejected,
+    ResourceWrite,
+    apply_document,
+    apply_writes,
+    pending_resources,
+    provenance_id,
+    read_resource,
+    supported_types,
+)
+from gateway.services.ingest import process_fhir
+
+KEY = bytes(range(32))
+NOW = datetime(2026, 11, 30, 12, 0, tzinfo=UTC)
+MARFAN = "mii-seltene-erkrankungen/Bundle-bundle-marfan-complete.json"
+SELTENE = "mii-testdata/Bundle-mii-exa-test-data-bundle-seltene-1.json"
+MOLGEN = "mii-testdata/Bundle-mii-exa-test-data-bundle-molgen-1.json"  # two patients
+
+
+def _bundle(reference_dir, rel):
+    return json.loads((reference_dir / "fhir" / rel).read_text())
+
+
+def _canonical(value):
+    if isinstance(value, dict):
+        return {k: _canonical(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return sorted((_canonical(v) for v in value), key=lambda v: json.dumps(v, sort_keys=True))
+    return value
+
+
+def _comparable(packet):
+    packet = copy.deepcopy(packet)
+    packet["metaData"].pop("created", None)
+    packet["metaData"].pop("externalReferences", None)  # provenance: checked on its own
+    return _canonical(packet)
+
+
+def _expected(bundle, dataset="ds1"):
+    outcome = process_fhir(bundle, key=KEY, dataset_id=dataset, now=NOW)
+    assert outcome.report.ok and outcome.packets
+    return {p.phenopacket["id"]: _comparable(p.phenopacket) for p in outcome.packets}
+
+
+def _stored(store, dataset="ds1"):
+    return {p.id: _comparable(p.document) for p in store.list_phenopackets(dataset_id=dataset, limit=1000)[0]}
+
+
+def _resources(bundle):
+    """The mapped resources of a Bundle, each as a hospital would PUT it."""
+    return [e["resource"] for e in bundle["entry"] if e["resource"]["resourceType"] in supported_types()]
+
+
+def _put(store, resource, dataset="ds1"):
+    (change,) = apply_writes(
+        [ResourceWrite(resource["resourceType"], resource["id"], resource)],
+        store=store,
+        key=KEY,
+        dataset_id=dataset,
+        now=NOW,
+    )
+    return change
+
+
+@pytest.mark.parametrize("rel", [MARFAN, SELTENE, MOLGEN])
+def test_patient_first_then_each_resource_makes_the_bundles_phenopacket(store, reference_dir, rel):
+    bundle = _bundle(reference_dir, rel)
+    resources = _resources(bundle)
+    patients = [r for r in resources if r["resourceType"] == "Patient"]
+    for resource in [*patients, *(r for r in resources if r["resourceType"] != "Patient")]:
+        change = _put(store, resource)
+        assert change.status == "created" and not change.pending
+        assert change.phenopacket_id is not None
+    assert _stored(store) == _expected(bundle)
+    assert pending_resources(store) == []
+
+
+@pytest.mark.parametrize("rel", [MARFAN, MOLGEN])
+def test_patient_last_keeps_resources_pending_then_applies_them(store, reference_dir, rel):
+    bundle = _bundle(reference_dir, rel)
+    resources = _resources(bundle)
+    others = [r for r in resources if r["resourceType"] != "Patient"]
+    for resource in reversed(others):
+        change = _put(store, resource)
+        assert change.pending and change.phenopacket_id is None
+        assert [i.code for i in change.issues] == ["pending"]
+    assert _stored(store) == {}  # nothing to show before the Patient
+    assert len(pending_resources(store, "ds1")) == len(others)
+
+    for patient in (r for r in resources if r["resourceType"] == "Patient"):
+        assert _put(store, patient).phenopacket_id is not None
+    assert pending_resources(store) == []
+    assert _stored(store) == _expected(bundle)
+
+
+def test_the_same_resource_twice_changes_nothing(store, reference_dir):
+    resources = _resources(_bundle(reference_dir, MARFAN))
+    for resource in resources:
+        _put(store, resource)
+    before = store.list_phenopackets()[0][0]
+    again = _put(store, resources[3])
+    assert again.status == "unchanged" and again.version == 1
+    after = store.list_phenopackets()[0][0]
+    assert after.extra["revision"] == before.extra["revision"]  # the phenopacket was not rewritten
+    assert after.document == before.document
+
+
+def test_update_replaces_and_delete_removes_a_resources_contribution(store, reference_dir):
+    bundle = _bundle(reference_dir, MARFAN)
+    resources = _resources(bundle)
+    for resource in resources:
+        _put(store, resource)
+    cataract = next(r for r in resources if r["id"] == "condition-cataract")
+    changed = copy.deepcopy(cataract)
+    changed["code"]["coding"][0]["code"] = "H25.9"
+    changed["code"]["coding"][0]["display"] = "Senile Katarakt, nicht näher bezeichnet"
+    update = _put(store, changed)
+    assert update.status == "updated" and update.version == 2
+
+    updated_bundle = copy.deepcopy(bundle)
+    for entry in updated_bundle["entry"]:
+        if entry["resource"]["id"] == "condition-cataract":
+            entry["resource"] = changed
+    assert _stored(store) == _expected(updated_bundle)
+    assert read_resource(store, "ds1", "Condition", "condition-cataract").version == 2
+
+    (deleted,) = apply_writes(
+        [ResourceWrite("Condition", "condition-cataract", None)], store=store, key=KEY, dataset_id="ds1", now=NOW
+    )
+    assert deleted.status == "deleted"
+    without = copy.deepcopy(bundle)
+    without["entry"] = [e for e in without["entry"] if e["resource"]["id"] != "condition-cataract"]
+    assert _stored(store) == _expected(without)
+
+
+def test_deleting_the_patient_removes_its_phenopacket_and_leaves_its_resources_pending(store, reference_dir):
+    resources = _resources(_bundle(reference_dir, MARFAN))
+    for resource in resources:
+        _put(store, resource)
+    apply_writes([ResourceWrite("Patient", "patient-marfan-001", None)], store=store, key=KEY, dataset_id="ds1")
+    assert _stored(store) == {}
+    assert len(pending_resources(store)) == len(resources) - 1
+    _put(store, resources[0])  # the Patient again: everything applies again
+    assert len(_stored(store)) == 1 and pending_resources(store) == []
+
+
+def test_provenance_names_every_contributing_resource_and_its_version(store, reference_dir):
+    resources = _resources(_bundle(reference_dir, MARFAN))
+    for resource in resources:
+        _put(store, resource)
+    (packet,) = store.list_phenopackets()[0]
+    cited = {ref["id"]: ref["description"] for ref in packet.document["metaData"]["externalReferences"]}
+    for resource in resources:
+        assert cited[provenance_id(KEY, "ds1", resource["resourceType"], resource["id"])].endswith("version 1")
+    assert "patient-marfan-001" not in json.dumps(packet.document)  # the hospital's ids stay out
+
+
+def test_transaction_applies_to_a_stored_patient_by_literal_and_conditional_reference(store, reference_dir):
+    bundle = _bundle(reference_dir, SELTENE)
+    resources = _resources(bundle)
+    patient = resources[0]
+    assert patient["resourceType"] == "Patient"
+    _put(store, patient)
+    system, value = patient["identifier"][0]["system"], patient["identifier"][0]["value"]
+    others = [copy.deepcopy(r) for r in resources[1:]]
+    for n, resource in enumerate(others):  # half by Patient/{id}, half by Patient?identifier=
+        if n % 2:
+            link = "subject" if "subject" in resource else "patient"
+            resource[link]["reference"] = f"Patient?identifier={system}|{value}"
+    transaction = {
+        "resourceType": "Bundle",
+        "type": "transaction",
+        "entry": [
+            {"resource": r, "request": {"method": "PUT", "url": f"{r['resourceType']}/{r['id']}"}} for r in others
+        ],
+    }
+    bundle_type, results = apply_document(transaction, store=store, key=KEY, dataset_id="ds1", now=NOW)
+    assert bundle_type == "transaction"
+    assert all(r.change is not None and r.change.status == "created" and not r.change.pending for r in results)
+    assert _stored(store) == _expected(bundle)
+
+
+def test_a_patient_is_scoped_to_its_dataset(store, reference_dir):
+    resources = _resources(_bundle(reference_dir, MARFAN))
+    store.ensure_dataset("ds2")
+    _put(store, resources[0], dataset="ds1")
+    change = _put(store, resources[1], dataset="ds2")
+    assert change.pending  # Patient/patient-marfan-001 exists, but in ds1
+    assert [r.dataset_id for r in pending_resources(store)] == ["ds2"]
+
+
+def test_an_invalid_change_is_refused_and_changes_nothing(store, reference_dir):
+    resources = _resources(_bundle(reference_dir, MARFAN))
+    for resource in resources:
+        _put(store, resource)
+    before = _stored(store)
+    broken = copy.deepcopy(resources[1])
+    broken["onsetDateTime"] = "not a date"
+    transaction = {
+        "resourceType": "Bundle",
+        "type": "transaction",
+        "entry": [
+            {"resource": broken, "request": {"method": "PUT", "url": f"Condition/{broken['id']}"}},
+            {"request": {"method": "DELETE", "url": f"Condition/{resources[2]['id']}"}},
+        ],
+    }
+    with pytest.raises(ResourceRejected) as refused:
+        apply_document(transaction, store=store, key=KEY, dataset_id="ds1")
+    assert refused.value.status == 422 and refused.value.issues
+    assert _stored(store) == before
+    assert read_resource(store, "ds1", "Condition", resources[2]["id"]).version == 1
+
+
+def test_erasing_a_subject_erases_the_resources_it_was_made_from(store, reference_dir):
+    """Kept, the resources would make the erased phenopacket again on the next change."""
+    resources = _resources(_bundle(reference_dir, MARFAN))
+    for resource in resources:
+        _put(store, resource)
+    store.ensure_dataset("ds2")
+    _put(store, resources[0], dataset="ds2")  # the same person sent to another dataset
+    (packet,) = store.list_phenopackets(dataset_id="ds1")[0]
+    assert store.delete_subject(packet.subject_id, "ds1") == 1
+    with pytest.raises(Exception, match="not stored"):
+        read_resource(store, "ds1", "Patient", "patient-marfan-001")
+    for resource in resources[1:]:
+        with pytest.raises(Exception, match="not stored"):
+            read_resource(store, "ds1", resource["resourceType"], resource["id"])
+    assert read_resource(store, "ds2", "Patient", "patient-marfan-001").version == 1  # other dataset: kept
+    assert _put(store, resources[1]).pending  # no Patient left to rebuild it from
+    assert store.list_phenopackets(dataset_id="ds1")[1] == 0
+
+
+def test_concurrent_writes_for_one_patient_lose_nothing(store_url, reference_dir):
+    """Each write rebuilds from the patient's other resources: writes at once must not miss each other
+    (nor a Patient miss the resources that became pending while it arrived)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from gateway.store import MetadataStore
+
+    bundle = _bundle(reference_dir, MARFAN)
+    resources = _resources(bundle)
+    opened = MetadataStore.open(store_url)
+    try:
+        opened.ensure_dataset("ds1")
+        with ThreadPoolExecutor(max_workers=6) as pool:
+            list(pool.map(lambda r: _put(opened, r), [*resources[1:], resources[0]]))
+        assert pending_resources(opened) == []
+        assert _stored(opened) == _expected(bundle)
+    finally:
+        opened.close()
