@@ -249,11 +249,33 @@ def _rejected_vcf_job(ui_node, token: str) -> dict:
         time.sleep(0.2)
 
 
+def _pending_condition(ui_node, token: str) -> str:
+    """A Condition sent on its own for a Patient the node has not seen: it waits, pending."""
+    condition = {
+        "resourceType": "Condition",
+        "id": "ui-waiting-condition",
+        "code": {"coding": [{"system": "http://www.orpha.net", "code": "558", "display": "Marfan syndrome"}]},
+        "subject": {"reference": "Patient/ui-not-yet-sent"},
+    }
+    request = urllib.request.Request(
+        ui_node.base + "/fhir/Condition/ui-waiting-condition",
+        data=json.dumps(condition).encode(),
+        method="PUT",
+        headers={"Content-Type": "application/fhir+json", "Authorization": f"Bearer {token}"},
+    )
+    with urllib.request.urlopen(request, timeout=30) as response:
+        outcome = json.loads(response.read())
+    codes = {c["code"] for i in outcome["issue"] for c in i.get("details", {}).get("coding", [])}
+    assert "pending" in codes, outcome
+    return "Condition/ui-waiting-condition"
+
+
 def test_operator_page_shows_the_node_and_an_uploaded_files_issues_at_their_locations(
     browser, ui_node, tokens, artefacts, tmp_path
 ):
     job = _rejected_vcf_job(ui_node, tokens["operator"])
     assert job["status"] == "rejected" and job["issues"]
+    waiting = _pending_condition(ui_node, tokens["operator"])
     _open(browser, ui_node.base + "/ui/operator", "need-token")
     _sign_in(browser, tokens["operator"])
     table = _wait(browser, lambda: browser.find_elements(By.ID, "datasets"))[0]
@@ -267,6 +289,11 @@ def test_operator_page_shows_the_node_and_an_uploaded_files_issues_at_their_loca
     first = job["issues"][0]
     assert first["location"] in row.find_element(By.CSS_SELECTOR, ".job-issues").text
     assert first["message"] in row.text
+    pending = _wait(browser, lambda: browser.find_elements(By.ID, "pending"))[0]
+    _, listed = ui_node.call("/fhir/$pending", tokens["operator"])
+    entry = next(e for e in listed["entry"] if e["fullUrl"] == waiting)
+    _wait(browser, lambda: waiting in pending.text)
+    assert entry["response"]["outcome"]["issue"][0]["diagnostics"] in pending.text
     _, audit = ui_node.call("/admin/audit/verify", tokens["operator"])
     _wait(browser, lambda: "records" in _text(browser, "audit"))
     assert ("Intact" if audit["ok"] else "BROKEN") in _text(browser, "audit")

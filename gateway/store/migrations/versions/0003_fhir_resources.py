@@ -1,7 +1,7 @@
 """FHIR resources as received: the source of truth of the phenopackets the REST surface builds.
 
-Revision ID: 0002_fhir_resources
-Revises: 0001_initial
+Revision ID: 0003_fhir_resources
+Revises: 0002_store_version
 Create Date: 2026-11-30
 """
 
@@ -11,8 +11,8 @@ import sqlalchemy as sa
 from alembic import op
 from sqlalchemy.dialects.postgresql import JSONB
 
-revision = "0002_fhir_resources"
-down_revision = "0001_initial"
+revision = "0003_fhir_resources"
+down_revision = "0002_store_version"
 branch_labels = None
 depends_on = None
 

@@ -1,4 +1,5 @@
-// The operator page: datasets, ingest jobs, audit chain, health, self-verification, file validation.
+// The operator page: datasets, ingest jobs, pending FHIR resources, audit chain, health, self-verification,
+// file validation.
 import { useEffect, useState } from "preact/hooks";
 import { api, errorText, finishOidc, html, render, SignIn, useConfig, useToken } from "./common.js";
 
@@ -99,6 +100,25 @@ function Jobs({ token }) {
         <td class="job-issues">${issues.slice(0, 5).map((i) => html`<div><span class=${`severity-${i.severity}`}>${i.severity}</span>${" "}
           <code>${i.location || ""}</code> ${i.message}</div>`)}
           ${issues.length > 5 ? html`<div>… ${issues.length - 5} more</div>` : null}</td>
+      </tr>`;
+    })}</tbody>
+  </table>`;
+}
+
+function Pending({ token }) {
+  // Resources sent on their own whose Patient has not arrived yet (GET /fhir/$pending, a searchset Bundle).
+  const result = useCall("/fhir/$pending", token, 10000);
+  if (!result) return null;
+  if (!result.ok) return html`<p class="error">${errorText(result)}</p>`;
+  const entries = result.data.entry || [];
+  return html`<table id="pending">
+    <caption>Pending FHIR resources (waiting for their Patient)</caption>
+    <thead><tr><th scope="col">Resource</th><th scope="col">Why it waits</th></tr></thead>
+    <tbody>${entries.length === 0 ? html`<tr><td colspan="2">No resource is waiting for its Patient.</td></tr>` : entries.map((e) => {
+      const issues = ((e.response || {}).outcome || {}).issue || [];
+      return html`<tr>
+        <td><span class="curie">${e.fullUrl}</span></td>
+        <td>${issues.map((i) => html`<div>${i.diagnostics}</div>`)}</td>
       </tr>`;
     })}</tbody>
   </table>`;
@@ -245,6 +265,7 @@ function OperatorPage() {
         ? html`<${Health} token=${token} />
             <${Datasets} token=${token} />
             <${Jobs} token=${token} />
+            <${Pending} token=${token} />
             <${SelfVerify} token=${token} />`
         : null}
       <${Validate} />
