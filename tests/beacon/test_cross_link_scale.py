@@ -8,16 +8,13 @@ request now passes the ids as one array parameter (PostgreSQL) or one JSON param
 
 from __future__ import annotations
 
-import uuid
-
 import pytest
-import sqlalchemy as sa
-from sqlalchemy.engine import make_url
 
 from gateway.store import MetadataStore, PhenopacketRecord
 from gateway.variants.query import Carrier
 from tests.beacon.conftest import FAKE_DATASETS, make_app
 from tests.beacon.fake_store import FakeVariantStore, hit
+from tests.pg_schema import fresh_schema
 from tests.store.store_workers import document
 
 CARRIERS = 70_000  # above PostgreSQL's 65,535 bind parameters per statement
@@ -29,17 +26,8 @@ def database_url(request, tmp_path):
     if request.param == "sqlite":
         yield f"sqlite:///{tmp_path / 'gateway.sqlite'}"
         return
-    base = make_url(request.getfixturevalue("postgres_url"))
-    schema = f"gw_xlink_{uuid.uuid4().hex[:12]}"
-    admin = sa.create_engine(base, poolclass=sa.pool.NullPool)
-    with admin.begin() as connection:
-        connection.exec_driver_sql(f'CREATE SCHEMA "{schema}"')
-    try:
-        yield base.update_query_dict({"options": f"-csearch_path={schema}"}).render_as_string(hide_password=False)
-    finally:
-        with admin.begin() as connection:
-            connection.exec_driver_sql(f'DROP SCHEMA "{schema}" CASCADE')
-        admin.dispose()
+    with fresh_schema(request.getfixturevalue("postgres_url"), "gw_xlink") as url:
+        yield url
 
 
 class CountingStore(FakeVariantStore):

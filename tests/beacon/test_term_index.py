@@ -6,7 +6,6 @@ import random
 import sqlite3
 import subprocess
 import sys
-import uuid
 
 import pytest
 import sqlalchemy as sa
@@ -17,6 +16,7 @@ from gateway.beacon.individuals import INDIVIDUALS, Selection, answer_selection,
 from gateway.beacon.request import parse_post
 from tests.beacon.real_node import PXF_DATASET, reference_phenopackets
 from tests.beacon.test_beacon_api import real_app  # noqa: F401  (the session node over the reference phenopackets)
+from tests.pg_schema import fresh_schema
 
 BROAD = ["HP:0000118", "HP:0000707", "HP:0001250", "HP:0000152", "HP:0001507", "HP:0000478"]
 SEX = ["NCIT:C16576", "NCIT:C20197", "NCIT:C17998"]
@@ -136,25 +136,17 @@ def pg_node(request, postgres_url):
     from gateway.services.ingest import ingest_phenopackets
     from tests.beacon.conftest import make_app
 
-    base = make_url(postgres_url)
-    schema = f"gw_term_index_{uuid.uuid4().hex[:12]}"
-    admin = sa.create_engine(base, poolclass=sa.pool.NullPool)
-    with admin.begin() as connection:
-        connection.exec_driver_sql(f'CREATE SCHEMA "{schema}"')
-    url = base.update_query_dict({"options": f"-csearch_path={schema}"}).render_as_string(hide_password=False)
-    app = make_app(
-        None, datasets=[{"id": "d1", "security_level": "PUBLIC", "policy": {"profile": "open"}}], database_url=url
-    )
-    s = app.extensions["gateway"]
-    try:
-        for doc in reference_phenopackets()[:40]:
-            ingest_phenopackets([doc], store=s.store, key=s.key, dataset_id="d1")
-        yield app, url
-    finally:
-        s.store.close()
-        with admin.begin() as connection:
-            connection.exec_driver_sql(f'DROP SCHEMA "{schema}" CASCADE')
-        admin.dispose()
+    with fresh_schema(postgres_url, "gw_term_index") as url:
+        app = make_app(
+            None, datasets=[{"id": "d1", "security_level": "PUBLIC", "policy": {"profile": "open"}}], database_url=url
+        )
+        s = app.extensions["gateway"]
+        try:
+            for doc in reference_phenopackets()[:40]:
+                ingest_phenopackets([doc], store=s.store, key=s.key, dataset_id="d1")
+            yield app, url
+        finally:
+            s.store.close()
 
 
 def test_postgres_index_and_sql_agree(pg_node):

@@ -17,17 +17,15 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
-import uuid
 from pathlib import Path
 
 import pytest
-import sqlalchemy as sa
-from sqlalchemy.engine import make_url
 
 from gateway.beacon import ontology
 from tests.beacon.real_node import reference_phenopackets
 from tests.network.conftest import free_port
 from tests.network.test_e2e_processes import VARIANT, _generated_cohort, _wait_ready
+from tests.pg_schema import fresh_schema
 
 REPO = Path(__file__).resolve().parents[2]
 TOKEN = "two-gateways-operator-token"
@@ -36,17 +34,8 @@ BROAD = "HP:0000118"  # Phenotypic abnormality, descendants included
 
 @pytest.fixture
 def schema_url(postgres_url):
-    base = make_url(postgres_url)
-    schema = f"gw_two_gateways_{uuid.uuid4().hex[:12]}"
-    admin = sa.create_engine(base, poolclass=sa.pool.NullPool)
-    with admin.begin() as connection:
-        connection.exec_driver_sql(f'CREATE SCHEMA "{schema}"')
-    try:
-        yield base.update_query_dict({"options": f"-csearch_path={schema}"}).render_as_string(hide_password=False)
-    finally:
-        with admin.begin() as connection:
-            connection.exec_driver_sql(f'DROP SCHEMA "{schema}" CASCADE')
-        admin.dispose()
+    with fresh_schema(postgres_url, "gw_two_gateways") as url:
+        yield url
 
 
 @pytest.fixture

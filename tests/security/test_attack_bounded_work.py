@@ -5,13 +5,12 @@ from __future__ import annotations
 
 import json
 import time
-import uuid
 
 import pytest
 import sqlalchemy as sa
-from sqlalchemy.engine import make_url
 
 from tests.conftest import OPERATOR_TOKEN
+from tests.pg_schema import fresh_schema
 from tests.security.sechelpers import audit_records, bearer
 
 OPERATOR = {"Authorization": f"Bearer {OPERATOR_TOKEN}"}
@@ -112,21 +111,13 @@ def pg_node(tmp_path, postgres_url, gateway_config):
     """A node on its own PostgreSQL schema (dropped afterwards)."""
     from app import create_app
 
-    base = make_url(postgres_url)
-    schema = f"gw_attack_{uuid.uuid4().hex[:12]}"
-    admin = sa.create_engine(base, poolclass=sa.pool.NullPool)
-    with admin.begin() as connection:
-        connection.exec_driver_sql(f'CREATE SCHEMA "{schema}"')
-    url = base.update_query_dict({"options": f"-csearch_path={schema}"}).render_as_string(hide_password=False)
-    datasets = [{"id": "default", "security_level": "PUBLIC"}]
-    app = create_app({**gateway_config, "database_url": url, "datasets": datasets})
-    try:
-        yield app
-    finally:
-        app.extensions["gateway"].store.close()
-        with admin.begin() as connection:
-            connection.exec_driver_sql(f'DROP SCHEMA "{schema}" CASCADE')
-        admin.dispose()
+    with fresh_schema(postgres_url, "gw_attack") as url:
+        datasets = [{"id": "default", "security_level": "PUBLIC"}]
+        app = create_app({**gateway_config, "database_url": url, "datasets": datasets})
+        try:
+            yield app
+        finally:
+            app.extensions["gateway"].store.close()
 
 
 @pytest.mark.parametrize(

@@ -7,13 +7,10 @@ other test sessions can share the database.
 
 from __future__ import annotations
 
-import uuid
-
 import pytest
-import sqlalchemy as sa
-from sqlalchemy.engine import make_url
 
 from gateway.store import MetadataStore
+from tests.pg_schema import fresh_schema
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -22,17 +19,8 @@ def store_url(request, tmp_path):
     if request.param == "sqlite":
         yield f"sqlite:///{tmp_path / 'store.sqlite'}"
         return
-    base = make_url(request.getfixturevalue("postgres_url"))
-    schema = f"gw_store_test_{uuid.uuid4().hex[:12]}"
-    admin = sa.create_engine(base, poolclass=sa.pool.NullPool)
-    with admin.begin() as connection:
-        connection.exec_driver_sql(f'CREATE SCHEMA "{schema}"')
-    try:
-        yield base.update_query_dict({"options": f"-csearch_path={schema}"}).render_as_string(hide_password=False)
-    finally:
-        with admin.begin() as connection:
-            connection.exec_driver_sql(f'DROP SCHEMA "{schema}" CASCADE')
-        admin.dispose()
+    with fresh_schema(request.getfixturevalue("postgres_url"), "gw_store_test") as url:
+        yield url
 
 
 @pytest.fixture
