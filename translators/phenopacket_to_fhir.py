@@ -37,6 +37,7 @@ from mappings import (
     load_export_profile,
     load_registry,
     load_reverse_tables,
+    load_table,
 )
 
 LOINC = "http://loinc.org"
@@ -78,12 +79,14 @@ GENETIC_REPORT = ("51969-4", "Genetic analysis report")
 
 # GenomicInterpretation.interpretationStatus -> Condition.verificationStatus. The forward direction
 # reads confirmed -> CAUSATIVE, refuted -> REJECTED and anything else -> CANDIDATE, so these three
-# come back unchanged; CONTRIBUTORY has no verification status of its own and is written provisional.
+# come back unchanged. CONTRIBUTORY: the diagnosis is confirmed, and the variant is cited under an
+# evidence entry coded CONTRIBUTORY (mappings/variants/variant_components.yaml), which the forward
+# direction reads back as CONTRIBUTORY.
 INTERPRETATION_VERIFICATION = {
     "CAUSATIVE": "confirmed",
     "REJECTED": "refuted",
     "CANDIDATE": "provisional",
-    "CONTRIBUTORY": "provisional",
+    "CONTRIBUTORY": "confirmed",
 }
 # The disease the forward direction files variants under when the source tied them to none.
 UNSPECIFIED_DISEASE = "MONDO:0000001"
@@ -103,8 +106,35 @@ DESCRIPTOR_KEYS_WRITTEN = frozenset(
         "structuralType",
         "label",
         "moleculeContext",
+        "extensions",
+        "alternateLabels",
     }
 )
+# Extensions the forward direction makes from Observation elements rather than components.
+OBSERVATION_EXTENSIONS = {"observation-interpretation": "interpretation", "observation-method": "method"}
+
+
+def contributory_evidence_code() -> dict:
+    """The Condition.evidence code that marks a cited variant CONTRIBUTORY (the first table coding)."""
+    system, _, code = load_table("variants/variant_components")["contributory"]["codings"][0].partition("|")
+    return {"coding": [{"system": system, "code": code, "display": "CONTRIBUTORY"}]}
+
+
+def extension_codes() -> dict[str, dict]:
+    """Extension name (and the target `alternate_label`) -> the component code the forward direction reads."""
+    out: dict[str, dict] = {}
+    for key, rule in load_table("variants/variant_components")["components"].items():
+        if key.startswith("text:"):
+            code: dict = {"text": key.removeprefix("text:")}
+        elif key.startswith("LOINC:"):
+            code = {"coding": [{"system": LOINC, "code": key.removeprefix("LOINC:")}]}
+        else:
+            system, _, local = key.partition("|")
+            code = {"coding": [{"system": system, "code": local}]}
+        out.setdefault(rule["name"], code)
+        if rule["target"] == "alternate_label":
+            out.setdefault("alternate_label", code)
+    return out
 
 
 class FhirTranslation(NamedTuple):
@@ -557,15 +587,22 @@ class PacketWriter:
                     where + "/interpretationStatus",
                 )
                 verification = "provisional"
-            elif status == "CONTRIBUTORY":
-                w.warn("unmapped-element", "CONTRIBUTORY is written provisional", where + "/interpretationStatus")
             cond = self.condition(disease, verification, location + "/diagnosis/disease")
-            evidence = cond.setdefault("evidence", [{"detail": []}])
-            evidence[0]["detail"].append(self.ref(variant_ref))
+            self.evidence(cond, variant_ref, contributory=status == "CONTRIBUTORY")
         if not _list(diagnosis.get("genomicInterpretations")) and disease.get("id") != UNSPECIFIED_DISEASE:
             # A diagnosis under consideration without variants (the forward direction's home of a
             # provisional / differential / unconfirmed Condition): a provisional Condition.
             self.condition(disease, "provisional", location + "/diagnosis/disease")
+
+    def evidence(self, cond: dict, variant_ref: str, contributory: bool) -> None:
+        """Cite a variant as the Condition's evidence; a contributory one under its own coded entry."""
+        evidence = cond.setdefault("evidence", [])
+        code = [contributory_evidence_code()] if contributory else None
+        entry = next((e for e in evidence if e.get("code") == code), None)
+        if entry is None:
+            entry = {"code": code, "detail": []} if code else {"detail": []}
+            evidence.append(entry)
+        entry["detail"].append(self.ref(variant_ref))
 
     def component(self, code: tuple[str, str], **value) -> dict:
         return {"code": _loinc(code), **value}
@@ -604,14 +641,11 @@ class PacketWriter:
         if vd.get("structuralType"):
             change = w.concept(vd["structuralType"], base + "/structuralType", "structural type")
             components.append(self.component(DNA_CHANGE_TYPE, valueCodeableConcept=change))
-            w.warn(
-                "unmapped-element",
-                "structural type is written as DNA change type (48019-4), which the forward direction does not read",
-                base + "/structuralType",
-            )
+        components.extend(self.extension_components(vd, base, extras := {}))
         if isinstance(vd.get("label"), str) and vd["label"]:
-            notes.append(vd["label"])
-            w.warn("unmapped-element", "the variant's label is written as a note only", base + "/label")
+            notes.append(vd["label"])  # the forward direction reads the first note back as the label
+            if isinstance(vd.get("description"), str) and vd["description"]:
+                notes.append(vd["description"])  # ... and the further notes as the description
         for key, value in vd.items():
             if value and key not in DESCRIPTOR_KEYS_WRITTEN:
                 w.warn("unmapped-element", f"variationDescriptor.{key} is not exported", f"{base}/{key}")
@@ -637,9 +671,32 @@ class PacketWriter:
             obs["specimen"] = self.ref(self.specimen_refs[subject_or_sample])
         if notes:
             obs["note"] = [{"text": n} for n in notes]
+        obs.update(extras)
         full_url = w.add(obs, "variant", location)
         self.report_results.append(full_url)
         return full_url
+
+    def extension_components(self, vd: dict, base: str, extras: dict) -> list[dict]:
+        """Descriptor extensions and alternate labels back into the components (or Observation elements)
+        the forward direction made them from (mappings/variants/variant_components.yaml); values as text."""
+        codes = extension_codes()
+        out = []
+        for e, ext in enumerate(_list(vd.get("extensions"))):
+            name, value = _text(_dict(ext).get("name")), _text(_dict(ext).get("value"))
+            if name in OBSERVATION_EXTENSIONS and value:
+                element = OBSERVATION_EXTENSIONS[name]
+                if element == "method":
+                    extras["method"] = {"text": value}
+                else:
+                    extras.setdefault(element, []).append({"text": value})
+            elif name in codes and value:
+                out.append({"code": codes[name], "valueString": value})
+            else:
+                self.w.warn("unmapped-element", f"extension {name!r} is not exported", f"{base}/extensions/{e}")
+        for label in _list(vd.get("alternateLabels")):
+            if _text(label) and "alternate_label" in codes:
+                out.append({"code": codes["alternate_label"], "valueString": label})
+        return out
 
     def expression_components(self, vd: dict, base: str) -> tuple[list[dict], str | None]:
         """The c./g./p.HGVS components, the transcript, and the genomic accession the g.HGVS names."""

@@ -137,12 +137,19 @@ def test_medication_statements_and_requests_are_treatments_and_medications_used_
     assert not [i for i in result.issues if "not used by any mapped resource" in i.message]
 
 
-def test_variant_component_without_a_code_is_named_by_its_text(sma):
-    """Was: 'variant component None has no phenopacket target'."""
+def test_variant_component_coded_by_text_only_reaches_its_home(sma):
+    """Was: 'variant component None has no phenopacket target', then "'Copy Number' has no phenopacket
+    target": the text-coded copy number is now the descriptor's copy number, with no warning."""
     bundle, packet = sma
     smn2 = entry_of(bundle, "variant-smn2-001")
-    messages = [i.message for i in packet.issues if i.location == f"/entry/{smn2}/resource/component/1"]
-    assert messages == ["variant component 'Copy Number' has no phenopacket target"]
+    assert not [i for i in packet.issues if i.location == f"/entry/{smn2}/resource/component/1"]
+    descriptors = [
+        g["variantInterpretation"]["variationDescriptor"]
+        for i in packet.phenopacket["interpretations"]
+        for g in i["diagnosis"].get("genomicInterpretations", ())
+    ]
+    smn2_descriptor = next(d for d in descriptors if d.get("geneContext", {}).get("symbol") == "SMN2")
+    assert smn2_descriptor["variation"]["copyNumber"]["number"] == {"value": "2"}
 
 
 def as_collection(bundle: dict) -> dict:
