@@ -39,6 +39,7 @@ from mappings import (
     load_reverse_tables,
     load_table,
 )
+from translators.fhir.variant_parts import says_contributory
 
 LOINC = "http://loinc.org"
 UCUM = "http://unitsofmeasure.org"
@@ -114,10 +115,23 @@ DESCRIPTOR_KEYS_WRITTEN = frozenset(
 OBSERVATION_EXTENSIONS = {"observation-interpretation": "interpretation", "observation-method": "method"}
 
 
-def contributory_evidence_code() -> dict:
-    """The Condition.evidence code that marks a cited variant CONTRIBUTORY (the first table coding)."""
-    system, _, code = load_table("variants/variant_components")["contributory"]["codings"][0].partition("|")
-    return {"coding": [{"system": system, "code": code, "display": "CONTRIBUTORY"}]}
+def stated_status(status: object, descriptor: dict) -> str | None:
+    """The status the Condition's evidence must state for the forward direction to read `status` back:
+    CONTRIBUTORY always; CAUSATIVE when the variant's own words would read as a modifier."""
+    if status == "CONTRIBUTORY":
+        return "CONTRIBUTORY"
+    texts = [t for t in (descriptor.get("label"), descriptor.get("description")) if isinstance(t, str)]
+    if status == "CAUSATIVE" and says_contributory([], texts):
+        return "CAUSATIVE"
+    return None
+
+
+def evidence_status_code(status: str) -> dict:
+    """The Condition.evidence code that states a cited variant's status (mappings/variants/variant_components.yaml)."""
+    table = load_table("variants/variant_components")["evidence_status"]
+    key = next(k for k, v in table.items() if v == status)
+    system, _, code = key.partition("|")
+    return {"coding": [{"system": system, "code": code, "display": status}]}
 
 
 def extension_codes() -> dict[str, dict]:
@@ -588,16 +602,16 @@ class PacketWriter:
                 )
                 verification = "provisional"
             cond = self.condition(disease, verification, location + "/diagnosis/disease")
-            self.evidence(cond, variant_ref, contributory=status == "CONTRIBUTORY")
+            self.evidence(cond, variant_ref, stated_status(status, _dict(variant.get("variationDescriptor"))))
         if not _list(diagnosis.get("genomicInterpretations")) and disease.get("id") != UNSPECIFIED_DISEASE:
             # A diagnosis under consideration without variants (the forward direction's home of a
             # provisional / differential / unconfirmed Condition): a provisional Condition.
             self.condition(disease, "provisional", location + "/diagnosis/disease")
 
-    def evidence(self, cond: dict, variant_ref: str, contributory: bool) -> None:
-        """Cite a variant as the Condition's evidence; a contributory one under its own coded entry."""
+    def evidence(self, cond: dict, variant_ref: str, status: str | None) -> None:
+        """Cite a variant as the Condition's evidence; one whose status must be stated, under an entry coded so."""
         evidence = cond.setdefault("evidence", [])
-        code = [contributory_evidence_code()] if contributory else None
+        code = [evidence_status_code(status)] if status else None
         entry = next((e for e in evidence if e.get("code") == code), None)
         if entry is None:
             entry = {"code": code, "detail": []} if code else {"detail": []}

@@ -48,6 +48,16 @@ def says_contributory(concepts: list, texts: list[str]) -> bool:
     return any(contributory_words().search(t) for t in texts if isinstance(t, str))
 
 
+def stated_status(concepts: list) -> str | None:
+    """The interpretation status an evidence code states outright (CONTRIBUTORY, CAUSATIVE), if any."""
+    table = component_table()["evidence_status"]
+    for concept in concepts:
+        for coding in codings(concept):
+            if isinstance(coding, dict) and f"{coding.get('system')}|{coding.get('code')}" in table:
+                return str(table[f"{coding.get('system')}|{coding.get('code')}"])
+    return None
+
+
 def component_rule(ctx: PatientContext, code: object) -> dict | None:
     """The table row of a component code: by CURIE, by system|code, else by its text."""
     rows = component_table()["components"]

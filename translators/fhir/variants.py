@@ -67,13 +67,14 @@ class Variant:
     contributory: bool = False  # its own notes call it a (phenotype) modifier
 
 
-def interpretation_status(verification: str, contributory: bool = False) -> str:
+def interpretation_status(verification: str, contributory: bool = False, stated: str | None = None) -> str:
     """How a variant cited by a Condition stands to its diagnosis: CAUSATIVE for a confirmed one,
     REJECTED for a refuted one, else CANDIDATE. A variant that the sender explicitly calls a modifier
     (or contributory: mappings/variants/variant_components.yaml) is CONTRIBUTORY to a confirmed
-    diagnosis, never CAUSATIVE; nothing is inferred from the shape of the variant."""
+    diagnosis, never CAUSATIVE; a status the citing evidence states in code wins over words in notes.
+    Nothing is inferred from the shape of the variant."""
     if verification == "confirmed":
-        return "CONTRIBUTORY" if contributory else "CAUSATIVE"
+        return stated or ("CONTRIBUTORY" if contributory else "CAUSATIVE")
     return {"refuted": "REJECTED"}.get(verification, "CANDIDATE")
 
 
@@ -472,9 +473,9 @@ class Variants:
                 continue
             diagnosis: dict = {"disease": link.term}
             if found:
-                modifiers = self.contributory_evidence(link.condition)
+                stated = self.evidence_statuses(link.condition)
                 diagnosis["genomicInterpretations"] = [
-                    self.genomic(v, interpretation_status(link.verification, v.contributory or v.entry in modifiers))
+                    self.genomic(v, interpretation_status(link.verification, v.contributory, stated.get(v.entry)))
                     for v in found
                 ]
             out.append(
@@ -494,24 +495,27 @@ class Variants:
                     "id": ctx.derived_id("interpretation", "unlinked-variants"),
                     "progressStatus": "UNKNOWN_PROGRESS",
                     "diagnosis": {
-                        "disease": self.unspecified_disease(),
+                        "disease": self.unspecified_disease(rest),
                         "genomicInterpretations": [self.genomic(v, "UNKNOWN_STATUS") for v in rest],
                     },
                 }
             )
         return out
 
-    def contributory_evidence(self, condition: int) -> set[int]:
-        """Variants a Condition cites under evidence that calls them modifiers / contributory."""
+    def evidence_statuses(self, condition: int) -> dict[int, str]:
+        """Variants a Condition cites under evidence that states their status (a coded status, or
+        words calling them modifiers / contributory) -> that status."""
         resource = self.ctx.source.resources[condition] or {}
-        out: set[int] = set()
+        out: dict[int, str] = {}
         for evidence in as_list(resource.get("evidence")):
-            if not isinstance(evidence, dict) or not parts.says_contributory(as_list(evidence.get("code")), []):
+            codes = as_list(evidence.get("code")) if isinstance(evidence, dict) else []
+            status = parts.stated_status(codes) or ("CONTRIBUTORY" if parts.says_contributory(codes, []) else None)
+            if status is None:
                 continue
             for detail in as_list(evidence.get("detail")):
                 target = self.ctx.source.resolve(reference_of(detail), condition)
                 if target is not None:
-                    out.add(target)
+                    out[target] = status
         return out
 
     def genomic(self, variant: Variant, status: str) -> dict:
@@ -525,16 +529,17 @@ class Variants:
             },
         }
 
-    def unspecified_disease(self) -> dict:
+    def unspecified_disease(self, variants: list[Variant]) -> dict:
         """Diagnosis.disease is required, but the source tied these variants to no condition.
 
         The root of MONDO ("disease") claims nothing beyond what the report itself says;
-        naming a specific disease would be a guess.
+        naming a specific disease would be a guess. Said once per variant, at its Observation.
         """
         self.ctx.used.add("MONDO")
-        self.ctx.note(
-            "unlinked-variants",
-            "variants not linked to a Condition are reported under the unspecified disease MONDO:0000001",
-            "",
-        )
+        for variant in variants:
+            self.ctx.note(
+                "unlinked-variants",
+                "variant not linked to a Condition: reported under the unspecified disease MONDO:0000001",
+                self.ctx.source.pointer(variant.entry),
+            )
         return {"id": "MONDO:0000001", "label": "disease"}
