@@ -236,6 +236,15 @@ def gene_symbol(concept: dict) -> str | None:
     return text.strip() if isinstance(text, str) and text.strip() else None
 
 
+def code_name(code: object) -> str:
+    """A component's code as a short name: its first code, else its text."""
+    for coding in codings(code):
+        if isinstance(coding, dict) and isinstance(coding.get("code"), str) and coding["code"].strip():
+            return coding["code"].strip()
+    text = code.get("text") if isinstance(code, dict) else None
+    return text.strip() if isinstance(text, str) and text.strip() else "(no code)"
+
+
 def note_texts(obs: dict) -> list[str]:
     return [
         n["text"].strip() for n in as_list(obs.get("note")) if isinstance(n, dict) and isinstance(n.get("text"), str)

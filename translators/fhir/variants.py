@@ -30,6 +30,7 @@ REF_ALLELE = "69547-8"
 ALT_ALLELE = "69551-0"
 GENOMIC_REF_SEQ = "48013-7"
 TRANSCRIPT_REF_SEQ = "51958-7"
+ASSOCIATED_PHENOTYPE = "81259-4"
 VARIANT_COMPONENTS_USED = frozenset(
     {
         GENE_STUDIED,
@@ -76,6 +77,19 @@ def interpretation_status(verification: str, contributory: bool = False, stated:
     if verification == "confirmed":
         return stated or ("CONTRIBUTORY" if contributory else "CAUSATIVE")
     return {"refuted": "REJECTED"}.get(verification, "CANDIDATE")
+
+
+def drop_restated_phenotype(descriptor: dict, disease_id: str) -> None:
+    """An implication's associated phenotype that names the diagnosis citing the variant says nothing new."""
+    kept = [
+        e
+        for e in descriptor.get("extensions", ())
+        if not (e["name"] == f"diagnostic-implication {ASSOCIATED_PHENOTYPE}" and disease_id in e["value"].split())
+    ]
+    if kept:
+        descriptor["extensions"] = kept
+    else:
+        descriptor.pop("extensions", None)
 
 
 class Components:
@@ -440,6 +454,8 @@ class Variants:
         return hit
 
     def implication(self, i: int, obs: dict) -> None:
+        """A diagnostic implication: its clinical significance becomes the ACMG class of the variants it
+        derives from; its other components (conclusion, evidence level, phenotype...) their extensions."""
         ctx, base = self.ctx, self.ctx.source.pointer(i)
         targets = []
         for d, ref in enumerate(as_list(obs.get("derivedFrom"))):
@@ -448,21 +464,31 @@ class Variants:
                 targets.append(target)
             else:
                 ctx.note("unmapped-element", "derivedFrom does not name a mapped variant", f"{base}/derivedFrom/{d}")
-        acmg = None
-        for k, component in enumerate(as_list(obs.get("component"))):
-            if isinstance(component, dict) and first_code(component.get("code"), LOINC) == CLINICAL_SIGNIFICANCE:
-                acmg = self.acmg(component.get("valueCodeableConcept") or {}, f"{base}/component/{k}")
-        if not targets or acmg is None:
-            ctx.warn(
-                "no-phenopacket-target", "diagnostic implication without a variant and a clinical significance", base
-            )
+        if not targets:
+            ctx.warn("no-phenopacket-target", "diagnostic implication names no mapped variant (derivedFrom)", base)
             return
+        acmg = None
+        carried = []
+        for k, component in enumerate(as_list(obs.get("component"))):
+            if not isinstance(component, dict):
+                continue
+            if first_code(component.get("code"), LOINC) == CLINICAL_SIGNIFICANCE:
+                acmg = self.acmg(component.get("valueCodeableConcept") or {}, f"{base}/component/{k}")
+                continue
+            value = parts.value_text(ctx, component)
+            if value is None:
+                ctx.note("unmapped-element", "diagnostic implication component has no value", f"{base}/component/{k}")
+            else:
+                carried.append(
+                    {"name": f"diagnostic-implication {parts.code_name(component.get('code'))}", "value": value}
+                )
         ctx.consumed.add(i)
         for target in targets:
             variant = self.found[target]
-            if variant.acmg and variant.acmg != acmg:
+            variant.descriptor.setdefault("extensions", []).extend(dict(e) for e in carried)
+            if acmg is not None and variant.acmg and variant.acmg != acmg:
                 ctx.warn("conflict", f"clinical significance {acmg} contradicts {variant.acmg} on the variant", base)
-            else:
+            elif acmg is not None:
                 variant.acmg = acmg
 
     def interpretations(self, links: list[DiagnosisLink]) -> list[dict]:
@@ -474,6 +500,8 @@ class Variants:
             diagnosis: dict = {"disease": link.term}
             if found:
                 stated = self.evidence_statuses(link.condition)
+                for variant in found:
+                    drop_restated_phenotype(variant.descriptor, link.term["id"])
                 diagnosis["genomicInterpretations"] = [
                     self.genomic(v, interpretation_status(link.verification, v.contributory, stated.get(v.entry)))
                     for v in found
