@@ -11,6 +11,7 @@ only reads them:
 - `load_reverse_tables()`, `load_export_profile(name)`: the same tables read backwards, and what the
   phenopacket -> FHIR direction writes per profile
 - `load_table(name)` -> one table as plain data, e.g. `load_table("variants/chromosomes")`
+- `load_variant_components()` -> the variant component table (translators/fhir/variant_parts.py)
 - `load_gene_symbols()` -> GeneSymbols: HGNC approved, previous and alias symbols -> HGNC ids (offline)
 
 YAML is read with a loader that rejects duplicate keys, so a table cannot silently lose a row.
@@ -460,6 +461,12 @@ def load_gene_symbols() -> GeneSymbols:
         previous={k: tuple(v) for k, v in previous.items()},
         alias={k: tuple(v) for k, v in alias.items()},
     )
+
+
+@cache
+def load_variant_components() -> dict:
+    """mappings/variants/variant_components.yaml: variant components' homes, symbolic alleles, modifier signals."""
+    return load_table("variants/variant_components")
 
 
 def mapping_files() -> list[Path]:

@@ -37,7 +37,7 @@ from mappings import (
     load_export_profile,
     load_registry,
     load_reverse_tables,
-    load_table,
+    load_variant_components,
 )
 from translators.fhir.variant_parts import says_contributory
 
@@ -128,7 +128,7 @@ def stated_status(status: object, descriptor: dict) -> str | None:
 
 def evidence_status_code(status: str) -> dict:
     """The Condition.evidence code that states a cited variant's status (mappings/variants/variant_components.yaml)."""
-    table = load_table("variants/variant_components")["evidence_status"]
+    table = load_variant_components()["evidence_status"]
     key = next(k for k, v in table.items() if v == status)
     system, _, code = key.partition("|")
     return {"coding": [{"system": system, "code": code, "display": status}]}
@@ -137,7 +137,7 @@ def evidence_status_code(status: str) -> dict:
 def extension_codes() -> dict[str, dict]:
     """Extension name (and the target `alternate_label`) -> the component code the forward direction reads."""
     out: dict[str, dict] = {}
-    for key, rule in load_table("variants/variant_components")["components"].items():
+    for key, rule in load_variant_components()["components"].items():
         if key.startswith("text:"):
             code: dict = {"text": key.removeprefix("text:")}
         elif key.startswith("LOINC:"):

@@ -13,9 +13,8 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from functools import cache
 
-from mappings import GeneMatch, load_gene_symbols, load_table
+from mappings import GeneMatch, load_gene_symbols, load_variant_components
 from translators.fhir.common import as_list, codings
 from translators.fhir.context import PatientContext
 
@@ -23,15 +22,14 @@ DESCRIBING = "describes"
 NUMERIC_RE = re.compile(r"^\d+$")
 
 
-@cache
 def component_table() -> dict:
-    return load_table("variants/variant_components")
+    return load_variant_components()
 
 
-@cache
-def contributory_words() -> re.Pattern:
+def contributory_words() -> str:
+    """One pattern of the modifier words, longest first (the re module caches its compilation)."""
     words = sorted(component_table()["contributory"]["words"], key=len, reverse=True)
-    return re.compile(r"\b(" + "|".join(re.escape(w) for w in words) + r")\b", re.IGNORECASE)
+    return r"\b(" + "|".join(re.escape(w) for w in words) + r")\b"
 
 
 def says_contributory(concepts: list, texts: list[str]) -> bool:
@@ -45,7 +43,7 @@ def says_contributory(concepts: list, texts: list[str]) -> bool:
                 texts = [*texts, coding["display"]]
         if isinstance(concept, dict) and isinstance(concept.get("text"), str):
             texts = [*texts, concept["text"]]
-    return any(contributory_words().search(t) for t in texts if isinstance(t, str))
+    return any(re.search(contributory_words(), t, re.IGNORECASE) for t in texts if isinstance(t, str))
 
 
 def stated_status(concepts: list) -> str | None:
