@@ -343,9 +343,10 @@ def build_parser() -> argparse.ArgumentParser:
     cfhir.add_argument("--profile")
     cfhir.add_argument("--dataset", help="namespace of the phenopacket ids (default: the node's default dataset)")
     cfhir.set_defaults(func=cmd_convert_fhir)
-    from gateway.export_cli import add_export_parsers
+    from gateway.export_cli import add_export_parsers, add_stored_export_parser
 
     add_export_parsers(convert)  # convert phenopacket / beacon-response --to fhir
+    add_stored_export_parser(sub, _services)  # export phenopacket ID… [--family] [--to fhir]
 
     from gateway.conformance.cli import add_verify_parser
     from gateway.validation.cli import add_validate_parser
