@@ -77,7 +77,9 @@ def test_export_stored_phenopacket_with_its_family(env, reference_dir, capsys): 
 
     bundle = reference_dir / "fhir" / "mii-testdata" / "Bundle-mii-exa-test-data-bundle-seltene-1.json"
     assert main(["ingest", "fhir", str(bundle)]) == 0
-    packet_id = capsys.readouterr().out.split("stored phenopacket ")[1].split()[0]
+    ingested = capsys.readouterr().out
+    assert "with its family (2 relatives)" in ingested
+    packet_id = ingested.split("stored phenopacket ")[1].split()[0]
 
     assert main(["export", "phenopacket", packet_id]) == 0
     (packet,) = json.loads(capsys.readouterr().out)

@@ -169,6 +169,20 @@ def test_update_replaces_and_delete_removes_the_family(store, reference_dir):
     assert _family_rows(store) == 0
 
 
+def test_deleting_the_patient_removes_its_family(store, reference_dir):
+    bundle = _fhir(reference_dir, SELTENE)
+    patient = _resources(bundle, "Patient")[0]
+    apply_writes(
+        [_write(r) for r in [patient, *_resources(bundle, "FamilyMemberHistory")]],
+        store=store,
+        key=KEY,
+        dataset_id="ds1",
+    )
+    assert _family_rows(store) == 1
+    apply_writes([ResourceWrite("Patient", patient["id"], None)], store=store, key=KEY, dataset_id="ds1")
+    assert store.list_phenopackets(dataset_id="ds1")[1] == 0 and _family_rows(store) == 0
+
+
 def test_same_bundle_again_replaces_the_family_without_a_second_one(store, reference_dir):
     bundle = _fhir(reference_dir, SELTENE)
     first = ingest_fhir(bundle, store=store, key=KEY, dataset_id="ds1").packets[0].saved
