@@ -82,7 +82,8 @@ def cmd_erase(args: argparse.Namespace) -> int:
         if args.subject:
             result = erase_subject(store, variants, args.subject, key=key, audit=_audit(cfg), **_who())
             print(
-                f"erased subject ({result.reference}): {result.phenopackets} phenopacket(s), {result.samples} sample(s)"
+                f"erased subject ({result.reference}): {result.phenopackets} phenopacket(s), {result.samples} sample(s), "
+                f"{result.families} family record(s)"
             )
         else:
             result = erase_dataset(store, variants, args.dataset, key=key, audit=_audit(cfg), **_who())

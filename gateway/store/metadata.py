@@ -24,7 +24,7 @@ from sqlalchemy.dialects import sqlite as sqlite_dialect
 
 from gateway.errors import BadInput
 from gateway.ids import check_dataset_id
-from gateway.store import fhir_resources
+from gateway.store import families, fhir_resources
 from gateway.store import migrate as migrations
 from gateway.store.engine import WRITE, create_store_engine
 from gateway.store.indexing import index_fields
@@ -336,6 +336,18 @@ class MetadataStore:
         The FHIR resources the phenopacket was made from go too: kept, they would make it again."""
         fhir_resources.erase_subject(connection, subject_id, dataset_id)
         return MetadataStore.delete_phenopackets_in(connection, subject_id, dataset_id)
+
+    @staticmethod
+    def erase_relative_in(
+        connection: sa.Connection, person_id: str, dataset_id: str | None = None
+    ) -> list[tuple[str, str]]:
+        """Take a person out of every Family naming them as a relative; (dataset, proband subject) of each."""
+        pks = families.erase_person(connection, person_id, dataset_id)
+        found: list[tuple[str, str]] = []
+        for chunk in _chunks(pks):
+            query = sa.select(phenopackets.c.dataset_id, phenopackets.c.subject_id).where(phenopackets.c.pk.in_(chunk))
+            found += [(dataset, subject) for dataset, subject in connection.execute(query)]
+        return sorted(found)
 
     @staticmethod
     def delete_phenopackets_in(connection: sa.Connection, subject_id: str, dataset_id: str | None = None) -> int:

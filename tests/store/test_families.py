@@ -202,6 +202,53 @@ def test_erasing_the_subject_erases_the_family(store, reference_dir):
     assert store.get_family(packet.saved.id) is None and _family_rows(store) == 0
 
 
+def test_erasing_a_relative_takes_them_out_of_the_family_for_good(store, reference_dir):
+    """A relative's pseudonym erased: gone from the Family, and the FamilyMemberHistory they came from too,
+    so that the proband's next change (resource by resource) does not bring them back."""
+    bundle = _fhir(reference_dir, SELTENE)
+    patient, histories = _resources(bundle, "Patient")[0], _resources(bundle, "FamilyMemberHistory")
+    apply_writes([_write(r) for r in [patient, *histories]], store=store, key=KEY, dataset_id="ds1")
+    packet_id = store.list_phenopackets(dataset_id="ds1")[0][0].id
+    family = store.get_family(packet_id).document
+    mother = family["pedigree"]["persons"][0]["maternalId"]
+
+    result = erase_subject(store, None, mother, key=KEY)
+    assert (result.phenopackets, result.families) == (0, 1)
+    family = store.get_family(packet_id).document
+    assert mother not in json.dumps(family) and len(family["relatives"]) == 1
+    assert "maternalId" not in family["pedigree"]["persons"][0]
+    assert validate_family(family, target="output").ok
+
+    apply_writes([_write({**patient, "gender": "female"})], store=store, key=KEY, dataset_id="ds1")  # a rebuild
+    assert mother not in json.dumps(store.get_family(packet_id).document)
+
+    father = family["pedigree"]["persons"][0]["paternalId"]
+    assert erase_subject(store, None, father, key=KEY).families == 1
+    assert store.get_family(packet_id) is None and store.get_phenopacket(packet_id) is not None
+
+
+def test_erasing_a_relative_of_a_family_document(store, reference_dir):
+    proband, mother, father = _real_packets(reference_dir, 3)
+    doc = _family_of(proband, mother)
+    doc["relatives"].append(father)
+    doc["pedigree"]["persons"][0]["paternalId"] = father["subject"]["id"]
+    doc["pedigree"]["persons"].append({"familyId": doc["id"], "individualId": father["subject"]["id"], "sex": "MALE"})
+    doc["files"][0]["individualToFileIdentifiers"][father["subject"]["id"]] = "S3"
+    results, reports = ingest_phenopackets([doc], store=store, key=KEY, dataset_id="ds1")
+    assert all(r.ok for r in reports)
+    family = store.get_family(results[0].id).document
+    erased = family["pedigree"]["persons"][0]["maternalId"]
+    assert erase_subject(store, None, erased, key=KEY).families == 1
+    family = store.get_family(results[0].id).document
+    assert erased not in json.dumps(family) and len(family["relatives"]) == 1
+    assert len(family["files"][0]["individualToFileIdentifiers"]) == 2
+    assert validate_family(family, target="output").ok
+    kept = family["relatives"][0]["subject"]["id"]
+    assert erase_subject(store, None, kept, key=KEY).families == 1
+    assert store.get_family(results[0].id) is None  # no relative left: no family
+    assert erase_subject(store, None, kept, key=KEY).families == 0  # nothing left to erase
+
+
 def test_withdrawing_the_dataset_removes_its_families(store, reference_dir):
     ingest_fhir(_fhir(reference_dir, SELTENE), store=store, key=KEY, dataset_id="ds1")
     store.delete_dataset("ds1")
