@@ -110,3 +110,27 @@ def test_reading_a_family_needs_what_reading_the_phenopacket_needs(client, opera
     stranger = client.get(f"/phenopackets/{packet_id}/family", headers={"Authorization": "Bearer not-a-token"})
     assert stranger.status_code in (401, 404)
     assert client.get("/phenopackets/no-such-packet/family", headers=operator).status_code == 404
+
+
+def test_the_family_comes_back_from_the_ehr_as_it_went(client, operator, seltene):
+    """Family → FHIR (FamilyMemberHistory) → POST /fhir → Family: relatives, their conditions with onset
+    ages, sex, vital status and the parent links survive the round trip."""
+    _post_fhir(client, "/fhir", operator, seltene)
+    packet_id = _only_packet_id(client, operator)
+    before = client.get(f"/phenopackets/{packet_id}/family", headers=operator).get_json()
+    bundle = client.get(f"/phenopackets/{packet_id}/family", headers={**operator, "Accept": FHIR}).get_json()
+    assert _post_fhir(client, "/fhir?dataset=back", operator, bundle).status_code == 200
+    listed = client.get("/phenopackets?dataset=back", headers=operator).get_json()["phenopackets"]
+    after = client.get(f"/phenopackets/{listed[0]['id']}/family", headers=operator).get_json()
+
+    def facts(family):
+        persons = {p["individualId"]: p for p in family["pedigree"]["persons"]}
+        proband = persons[family["proband"]["subject"]["id"]]
+        role = {proband.get("maternalId"): "mother", proband.get("paternalId"): "father"}
+        return sorted(
+            (role.get(r["subject"]["id"]), r["subject"].get("sex"), r["subject"].get("vitalStatus"), r.get("diseases"))
+            for r in family["relatives"]
+        )
+
+    assert facts(after) == facts(before)
+    assert any(d.get("onset") for r in before["relatives"] for d in r.get("diseases", ()))  # there were onsets
