@@ -75,7 +75,8 @@ def _run(args: argparse.Namespace, export_one) -> int:
             rejected = True
         else:
             items.append((path, doc))
-    return _emit(items, args.profile or cfg.profile, export_one) or (EXIT_REJECTED if rejected else EXIT_OK)
+    status = _emit(items, args.profile or cfg.profile, export_one)
+    return EXIT_REJECTED if rejected else status
 
 
 def _emit(items: list[tuple[str, Any]], profile: str | None, export_one) -> int:
