@@ -937,9 +937,16 @@ class PacketWriter:
                 onset = iso_to_fhir_age(_dict(_dict(item.get("onset")).get("age")).get("iso8601duration"))
                 if onset:  # the age at onset is what a family history records (FHIR onsetAge)
                     condition["onsetAge"] = onset
-                conditions.append(condition)
+                conditions.append((_dict(item.get(term_key)).get("id"), condition))
+        cause = _dict(_dict(subject.get("vitalStatus")).get("causeOfDeath"))
+        if cause.get("id"):  # the cause of death is the condition that contributed to it (FHIR)
+            known = next((c for term_id, c in conditions if term_id == cause["id"]), None)
+            if known is None:
+                known = {"code": w.concept(cause, f"{location}/subject/vitalStatus/causeOfDeath", "disease")}
+                conditions.append((cause["id"], known))
+            known["contributedToDeath"] = True
         if conditions:
-            history["condition"] = conditions
+            history["condition"] = [condition for _, condition in conditions]
         for key in ("interpretations", "measurements", "biosamples", "medicalActions"):
             if relative.get(key):
                 w.warn("unmapped-element", f"a relative's {key} are not exported", f"{location}/{key}")
