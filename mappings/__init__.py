@@ -232,6 +232,8 @@ class Profile:
     detect_composition_types: frozenset[str] = frozenset()
     vital_status_observation_codes: frozenset[str] = frozenset()
     vital_status_values: dict[str, str] = field(default_factory=dict)  # "system|code" -> VitalStatus.Status
+    # FamilyMemberHistory extension url -> {"system|code": PED AffectedStatus}
+    family_affected_extensions: dict[str, dict[str, str]] = field(default_factory=dict)
 
     def identifier_rank(self, system: str) -> int | None:
         """Position of an identifier system in the priority list (lower is better), None if not listed."""
@@ -285,6 +287,9 @@ def load_profile(name: str) -> Profile:
         detect_composition_types=frozenset(lists["detect_composition_types"]),
         vital_status_observation_codes=frozenset(lists["vital_status_observation_codes"]),
         vital_status_values=dict(raw.get("vital_status_values") or {}),
+        family_affected_extensions={
+            url: dict(values) for url, values in (raw.get("family_affected_extensions") or {}).items()
+        },
     )
 
 

@@ -990,8 +990,9 @@ class PacketWriter:
         gender = w.tables.sex_to_gender.get(_text(subject.get("sex")))
         if gender:
             history["sex"] = {"coding": [{"system": "http://hl7.org/fhir/administrative-gender", "code": gender}]}
-        if _dict(subject.get("vitalStatus")).get("status") == "DECEASED":
-            history["deceasedBoolean"] = True
+        status = _dict(subject.get("vitalStatus")).get("status")
+        if status in ("ALIVE", "DECEASED"):  # a relative known to be alive is a fact too
+            history["deceasedBoolean"] = status == "DECEASED"
         conditions = []
         for kind, key, term_key in (("disease", "diseases", "term"), ("phenotype", "phenotypicFeatures", "type")):
             for k, item in enumerate(_list(relative.get(key))):
@@ -1003,9 +1004,20 @@ class PacketWriter:
                         f"{location}/{key}/{k}",
                     )
                     continue
-                conditions.append({"code": w.concept(item.get(term_key), f"{location}/{key}/{k}/{term_key}", kind)})
+                condition = {"code": w.concept(item.get(term_key), f"{location}/{key}/{k}/{term_key}", kind)}
+                onset = iso_to_fhir_age(_dict(_dict(item.get("onset")).get("age")).get("iso8601duration"))
+                if onset:  # the age at onset is what a family history records (FHIR onsetAge)
+                    condition["onsetAge"] = onset
+                conditions.append((_dict(item.get(term_key)).get("id"), condition))
+        cause = _dict(_dict(subject.get("vitalStatus")).get("causeOfDeath"))
+        if cause.get("id"):  # the cause of death is the condition that contributed to it (FHIR)
+            known = next((c for term_id, c in conditions if term_id == cause["id"]), None)
+            if known is None:
+                known = {"code": w.concept(cause, f"{location}/subject/vitalStatus/causeOfDeath", "disease")}
+                conditions.append((cause["id"], known))
+            known["contributedToDeath"] = True
         if conditions:
-            history["condition"] = conditions
+            history["condition"] = [condition for _, condition in conditions]
         for key in ("interpretations", "measurements", "biosamples", "medicalActions"):
             if relative.get(key):
                 w.warn("unmapped-element", f"a relative's {key} are not exported", f"{location}/{key}")

@@ -249,6 +249,47 @@ def test_family_member_histories_become_a_phenopacket_family():
     assert all("name" not in json.dumps(r["subject"]) for r in family["relatives"])
 
 
+def test_relatives_affected_status_follows_what_the_sender_says():
+    """Was: every relative with a recorded condition came out AFFECTED, although the MII rare-disease
+    extension 'von-seltene-betroffen' says whether the relative is affected by the rare disease (Yes / No /
+    Unknown); and a condition that contributed to death left the relative's vital status empty."""
+    bundle = read_fhir("mii-testdata/Bundle-mii-exa-test-data-bundle-seltene-1.json")
+    result = translate_bundle(bundle, profile=load_profile("mii"), ids=TEST_IDS, now=NOW)
+    (packet,) = result.packets
+    family = packet.family
+    histories = [e["resource"] for e in bundle["entry"] if e["resource"]["resourceType"] == "FamilyMemberHistory"]
+    said = {
+        "373066001": "AFFECTED",
+        "373067005": "UNAFFECTED",
+        "261665006": "MISSING",
+    }
+    persons = family["pedigree"]["persons"][1:]
+    assert len(persons) == len(histories)
+    for history, person in zip(histories, persons, strict=True):
+        flags = [e for e in history.get("extension", ()) if e["url"].endswith("/von-seltene-betroffen")]
+        if flags:
+            expected = said[flags[0]["valueCodeableConcept"]["coding"][0]["code"]]
+            assert person["affectedStatus"] == expected, history["id"]
+    assert any(p["affectedStatus"] != "AFFECTED" for p in persons)  # the real file holds a non-affected relative
+
+
+def test_a_condition_that_contributed_to_death_makes_the_relative_deceased():
+    history = read_fhir(
+        "mii-testdata/FamilyMemberHistory-mii-exa-test-data-patient-4-molgen-family-member-history-1.json"
+    )
+    patient_id = history["patient"]["reference"].split("/")[1]
+    patient = {"resourceType": "Patient", "id": patient_id, "gender": "female"}
+    entries = [
+        {"fullUrl": f"https://h.example/fhir/{r['resourceType']}/{r['id']}", "resource": r} for r in (patient, history)
+    ]
+    bundle = {"resourceType": "Bundle", "type": "collection", "entry": entries}
+    result = translate_bundle(bundle, profile=load_profile("mii"), ids=TEST_IDS, now=NOW)
+    (packet,) = result.packets
+    (relative,) = packet.family["relatives"]
+    assert relative["subject"]["vitalStatus"]["status"] == "DECEASED"
+    assert relative["subject"]["vitalStatus"]["causeOfDeath"] == relative["diseases"][0]["term"]
+
+
 def test_mii_vital_status_observation_sets_the_vital_status_when_the_patient_is_silent():
     """The MII Person module records life or death as an Observation (LOINC 67162-8); profile data maps it."""
     bundle = as_collection(read_fhir("mii-testdata/Bundle-mii-exa-test-data-bundle-pat-5.json"))
