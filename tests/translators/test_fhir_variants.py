@@ -8,8 +8,11 @@ holds it, plus small variations of them for the rules that the examples do not e
 import copy
 import json
 
+import phenopackets
 import pytest
+from google.protobuf.json_format import ParseDict
 
+from gateway.validation.phenopacket import validate_phenopacket
 from mappings import detect_profile, load_gene_symbols, load_profile, load_table
 from tests.translators.conftest import FHIR, NOW, TEST_IDS, read_fhir
 from translators.fhir_to_phenopacket import translate_bundle
@@ -114,6 +117,16 @@ def test_copy_number_of_a_gene_becomes_a_vrs_copy_number_of_that_gene():
     (erbb2,) = descriptors(translate(bundle, "mii"))
     assert erbb2["variation"]["copyNumber"] == {"gene": {"geneId": "hgnc:3430"}, "number": {"value": "12"}}
     assert extensions(erbb2)["relative-copy-number"] == ["3.8"]
+
+
+def test_structural_and_copy_number_outputs_are_valid_phenopackets(structural):
+    """VRS CopyNumber, symbolic alleles and extensions pass the protobuf classes and the gateway's validator."""
+    gene_level = as_patient_bundle(
+        "mii-testdata", "mii-exa-test-data-mtb-patient-1", ["Observation-mii-exa-test-data-mtb-copy-number-variant-1"]
+    )
+    for packet in (structural[1], translate(gene_level, "mii")):
+        ParseDict(packet.phenopacket, phenopackets.Phenopacket())  # unknown fields are rejected
+        assert validate_phenopacket(packet.phenopacket).ok
 
 
 def as_patient_bundle(folder: str, patient_id: str, names: list[str]) -> dict:
