@@ -153,3 +153,12 @@ def test_per_version_facts_are_read_once(tiny, monkeypatch):
     assert single.sample_count("cohort") == len(SAMPLES)
     monkeypatch.setattr(store_module._Dataset, "sample_table", lambda self: pytest.fail("sample table walked again"))
     assert single.sample_count("cohort") == len(SAMPLES)
+
+
+def test_variants_of_an_individual_page_within_the_datasets_asked(tiny):
+    single, _ = tiny
+    everything, total = single.variants_of_individual("P1", limit=10_000)
+    assert total > 10
+    assert single.variants_of_individual("P1", dataset_ids=("elsewhere",)) == ([], 0)
+    page, n = single.variants_of_individual("P1", skip=5, limit=4, dataset_ids=("cohort",))
+    assert n == total and page == everything[5:9]
