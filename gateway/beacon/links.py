@@ -176,7 +176,7 @@ def linked_samples(ctx: QueryContext, dataset_id: str, snapshot: Snapshot) -> tu
             return None  # an index read without subject ids cannot map samples
         links = snapshot.positions_of(s.individual_id for s in held.samples)
         if len(cache) >= LINKED_CACHE:
-            cache.pop(next(iter(cache)))
+            cache.clear()  # versions move on; other threads may be reading it: no pop of a key they removed
         found = cache[key] = (snapshot, links)
     return found[1]
 

@@ -407,9 +407,9 @@ def _page_sql(wheres: tuple[str, ...]) -> str:
 
 
 @lru_cache(maxsize=256)
-def _carriers_sql(wheres: tuple[str, ...]) -> str:
-    union = " UNION ALL ".join(f"SELECT id FROM variants WHERE {w}" for w in wheres)
-    return f"SELECT v.carriers, c.samples FROM variants v JOIN carriers c ON c.vid = v.id WHERE v.id IN ({union})"
+def _carried_sql(wheres: tuple[str, ...]) -> str:
+    """Matching variants that have carriers, with their stored carrier counts (no carrier set read)."""
+    return " UNION ALL ".join(f"SELECT id, carriers FROM variants WHERE {w} AND carriers > 0" for w in wheres)
 
 
 def _count(ds: _Dataset, parts: list[tuple[str, list]]) -> int:
@@ -648,24 +648,39 @@ class VariantStore:
         return False
 
     def carrier_count(self, q: VariantQuery) -> int:
-        """Distinct samples carrying any matching variant (summed over datasets)."""
+        """Distinct samples carrying any matching variant (summed over datasets). One matching variant answers
+        from its stored carrier count; only several in one dataset read and unite their carrier sets."""
         branches = build_where(q)
-        rows_of: dict[str, list] = {}  # per dataset: the partitions of one dataset share its samples
+        found: dict[str, list[tuple[_Dataset, Partition | None, int, int]]] = {}  # the partitions share samples
         for ds, partition in self._slices(q):
             parts = self._branches(ds, q, branches)
             if parts is None:
                 continue
             conn = ds.conn if partition is None else ds._part(partition).conn
-            rows_of.setdefault(ds.dataset_id, []).extend(
-                conn.execute(_carriers_sql(tuple(w for w, _ in parts)), [x for _, p in parts for x in p]).fetchall()
-            )
+            rows = conn.execute(_carried_sql(tuple(w for w, _ in parts)), [x for _, p in parts for x in p]).fetchall()
+            found.setdefault(ds.dataset_id, []).extend((ds, partition, vid, n) for vid, n in rows)
         total = 0
-        for rows in rows_of.values():
+        for rows in found.values():
             if len(rows) == 1:
-                total += rows[0][0]
+                total += rows[0][3]
             elif rows:
-                total += len(np.unique(np.concatenate([decode_set(r[1]) for r in rows])))
+                total += len(np.unique(np.concatenate(list(self._carrier_sets(rows)))))
         return total
+
+    @staticmethod
+    def _carrier_sets(rows: list[tuple[_Dataset, Partition | None, int, int]]) -> Iterator[np.ndarray]:
+        """The carrier sets of (version, partition, variant id, carriers) rows, one statement per unit (a unit is
+        reopened through the pool if it was closed meanwhile)."""
+        by_unit: dict[tuple[int, str], tuple[_Dataset, Partition | None, list[int]]] = {}
+        for ds, partition, vid, _ in rows:
+            key = (id(ds), partition.file if partition is not None else "")
+            by_unit.setdefault(key, (ds, partition, []))[2].append(vid)
+        for ds, partition, vids in by_unit.values():
+            conn = ds.conn if partition is None else ds._part(partition).conn
+            for start in range(0, len(vids), 10_000):
+                chunk = vids[start : start + 10_000]
+                sql = f"SELECT samples FROM carriers WHERE vid IN ({','.join('?' * len(chunk))})"
+                yield from (decode_set(blob) for (blob,) in conn.execute(sql, chunk))
 
     def get(self, variant_id: str) -> VariantHit | None:
         parts = split_variant_id(variant_id)
