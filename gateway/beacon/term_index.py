@@ -126,6 +126,12 @@ _TERM_ROWS = (
     " WHERE t.kind IN ({kinds}) AND t.dataset_id = p.dataset_id"
 )
 _INDIVIDUAL_ROWS = "SELECT pk, dataset_id, sex FROM phenopackets ORDER BY pk"
+# PostgreSQL groups the term rows itself: one row per term with its individuals (a few thousand rows, not
+# half a million (term, pk) tuples for 100,000 individuals).
+_TERM_POSTINGS = (
+    "SELECT t.term, array_agg(t.phenopacket_pk) FROM phenopacket_terms t JOIN phenopackets p ON p.pk = t.phenopacket_pk"
+    " WHERE t.kind IN ({kinds}) AND t.dataset_id = p.dataset_id GROUP BY t.term"
+)
 
 
 def build_snapshot(connection: sqlite3.Connection, version: int, kinds: tuple[str, ...]) -> Snapshot:
@@ -139,8 +145,9 @@ def build_snapshot(connection: sqlite3.Connection, version: int, kinds: tuple[st
     return snapshot_from(version, rows, term_rows)
 
 
-def snapshot_from(version: int, rows: Sequence, term_rows: Iterable) -> Snapshot:
-    """The arrays of a snapshot from (pk, dataset_id, sex) rows in pk order and (term, pk) rows."""
+def snapshot_from(version: int, rows: Sequence, term_rows: Iterable, grouped: dict | None = None) -> Snapshot:
+    """The arrays of a snapshot from (pk, dataset_id, sex) rows in pk order and (term, pk) rows (or `grouped`,
+    term -> its pks, when the database grouped them)."""
     pks = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
     dataset_code: dict[str, int] = {}
     sex_code: dict[str | None, int] = {}
@@ -148,9 +155,10 @@ def snapshot_from(version: int, rows: Sequence, term_rows: Iterable) -> Snapshot
         (dataset_code.setdefault(r[1], len(dataset_code)) for r in rows), dtype=np.int32, count=len(rows)
     )
     sex_codes = np.fromiter((sex_code.setdefault(r[2], len(sex_code)) for r in rows), dtype=np.int32, count=len(rows))
-    grouped: dict[str, list[int]] = {}
-    for term, pk in term_rows:
-        grouped.setdefault(term, []).append(pk)
+    if grouped is None:
+        grouped = {}
+        for term, pk in term_rows:
+            grouped.setdefault(term, []).append(pk)
     postings = {
         term: np.unique(np.searchsorted(pks, np.array(members, dtype=np.int64))).astype(np.int32)
         for term, members in grouped.items()
@@ -215,7 +223,7 @@ class PostgresSource:
     def read(self, version: int, kinds: tuple[str, ...]) -> Snapshot:
         del version  # the version is re-read inside the snapshot's own transaction
         names = {f"kind{i}": kind for i, kind in enumerate(kinds)}
-        term_rows = sa.text(_TERM_ROWS.format(kinds=",".join(f":{name}" for name in names)))
+        term_rows = sa.text(_TERM_POSTINGS.format(kinds=",".join(f":{name}" for name in names)))
         with (
             self.engine.connect().execution_options(isolation_level="REPEATABLE READ") as connection,
             connection.begin(),
@@ -223,8 +231,8 @@ class PostgresSource:
             seen = change_counter(connection)
             assert seen is not None  # a PostgreSQL connection has the counter
             rows = connection.execute(sa.text(_INDIVIDUAL_ROWS)).all()
-            terms = connection.execute(term_rows, names).all()
-        return snapshot_from(seen, rows, terms)
+            grouped: dict[str, list[int]] = dict(connection.execute(term_rows, names).tuples().all())
+        return snapshot_from(seen, rows, (), grouped)
 
     def close(self) -> None:
         """The connections belong to the store (closed with it)."""
