@@ -59,16 +59,17 @@ def hpo_pool(rng: random.Random) -> tuple[list[str], list[str]]:
     return annotation, filters
 
 
-def generate(data_dir: Path, n: int, url: str | None = None, seed: int = 7) -> None:
-    """n individuals in bulk, straight into the migrated store (the rows save_phenopackets would write)."""
-    from gateway.store.metadata import MetadataStore
-
+def generate(data_dir: Path, n: int, url: str | None = None, seed: int = 7, tree: Path = REPO) -> None:
+    """n individuals in bulk, straight into the store as migrated by `tree`'s code (the rows save_phenopackets
+    would write)."""
     rng = random.Random(seed)
     annotation, _ = hpo_pool(random.Random(1))
     weights = [1 / (i + 1) ** 0.8 for i in range(len(annotation))]
-    store = MetadataStore.open(url or f"sqlite:///{data_dir / 'gateway.sqlite'}")
-    store.ensure_dataset(DATASET, name="Benchmark cohort")
-    store.close()
+    store_url = url or f"sqlite:///{data_dir / 'gateway.sqlite'}"
+    script = "import sys; from gateway.store.metadata import MetadataStore as M; s = M.open(sys.argv[1]); "
+    script += f"s.ensure_dataset({DATASET!r}, name='Benchmark cohort'); s.close()"
+    subprocess.run([sys.executable, "-c", script, store_url], cwd=tree, env={**os.environ, "PYTHONPATH": str(tree)},
+                   check=True)  # fmt: skip
     now = datetime.now(UTC).isoformat(sep=" ")
     packets, terms = [], []
     for pk in range(1, n + 1):
@@ -166,7 +167,13 @@ def _free_port() -> int:
 
 
 def serve(
-    data_dir: Path, workers: int, n_individuals: int, url: str | None, threads: int, stack: contextlib.ExitStack
+    data_dir: Path,
+    workers: int,
+    n_individuals: int,
+    url: str | None,
+    threads: int,
+    stack: contextlib.ExitStack,
+    tree: Path = REPO,
 ) -> int:
     """Start gunicorn over the store (stopped when `stack` closes) and wait until it answers from a warm index."""
     port = _free_port()
@@ -184,11 +191,11 @@ def serve(
             }
         )
     )
-    env = {**os.environ, "GATEWAY_CONFIG": str(config), "PYTHONPATH": str(REPO)}
+    env = {**os.environ, "GATEWAY_CONFIG": str(config), "PYTHONPATH": str(tree)}
     process = subprocess.Popen(
         [sys.executable, "-m", "gunicorn", "-w", str(workers), "--threads", str(threads), "-b", f"127.0.0.1:{port}",
          "--log-level", "warning", "app:create_app()"],
-        cwd=REPO, env=env, start_new_session=True,
+        cwd=tree, env=env, start_new_session=True,
     )  # fmt: skip
     stack.callback(_stop, process)
     deadline = time.time() + 60
@@ -303,6 +310,11 @@ def main() -> int:
         help="with --database-url: serve the same cohort from SQLite too and alternate the loads (ratios in one run)",
     )
     parser.add_argument("--rounds", type=int, default=1, help="load rounds per store and granularity (alternated)")
+    parser.add_argument(
+        "--baseline-tree",
+        type=Path,
+        help="with --database-url: also serve PostgreSQL from this checkout of older code (its own schema, 1 thread)",
+    )
     args = parser.parse_args()
     _, filter_terms = hpo_pool(random.Random(1))
     batch = queries(random.Random(3), filter_terms)
@@ -326,20 +338,24 @@ def main() -> int:
 
 def run_size(args, n: int, batch: list[list[dict]]) -> list[dict]:
     """Every store of this run over an n-individual cohort, served at once; loads alternate between them."""
-    stores = ["postgresql", "sqlite"] if args.database_url and args.with_sqlite else [None]
+    stores: list[tuple[str | None, Path]] = [(args.database_url, REPO)]
+    if args.database_url and args.with_sqlite:
+        stores.append((None, REPO))
+    if args.database_url and args.baseline_tree:
+        stores.append((args.database_url, args.baseline_tree.resolve()))
     results = []
     with contextlib.ExitStack() as stack:
         served = []
-        for store in stores:
-            url = stack.enter_context(_schema(args.database_url)) if store != "sqlite" else None
+        for database_url, tree in stores:
+            url = stack.enter_context(_schema(database_url))
             data_dir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="beacon-bench-")))
             started = time.monotonic()
-            generate(data_dir, n, url)
+            generate(data_dir, n, url, tree=tree)
             generated = time.monotonic() - started
             floor = sorted(floor_sql(data_dir, batch, url))
-            for threads in args.threads:
-                port = serve(data_dir, args.workers, n, url, threads, stack)
-                name = "postgresql" if url else "sqlite"
+            name = ("postgresql" if url else "sqlite") + ("" if tree == REPO else " (baseline tree)")
+            for threads in args.threads if tree == REPO else [1]:
+                port = serve(data_dir, args.workers, n, url, threads, stack, tree)
                 served.append((name, threads, port, round(generated, 1), 1000 * floor[len(floor) // 2]))
         for _, _, port, _, _ in served:
             warm(port, n)

@@ -19,6 +19,7 @@ import threading
 from collections.abc import Sequence
 from typing import Any
 
+import psycopg
 import sqlalchemy as sa
 
 from gateway.store.tables import phenopackets
@@ -77,14 +78,19 @@ class PostgresReads:
         return connection
 
     def _run(self, statement: str, parameters: tuple) -> list[tuple]:
-        connection = self._connection()
-        try:
-            return connection.execute(statement, parameters).fetchall()
-        except Exception as error:
-            # A broken connection (server restart, network): dropped, a new one on the next read.
-            self._local.connection = None
-            _close(connection)
-            raise sa.exc.OperationalError(statement, None, error) from error
+        # A read only: after a lost connection (server restart, network, an idle timeout) it is safely run
+        # again on a new one, as the pool's liveness ping would have done before handing the connection out.
+        for attempt in range(2):
+            connection = self._connection()
+            try:
+                return connection.execute(statement, parameters).fetchall()
+            except Exception as error:
+                lost = isinstance(error, psycopg.OperationalError | psycopg.InterfaceError)
+                self._local.connection = None
+                _close(connection)
+                if not lost or attempt == 1:
+                    raise sa.exc.OperationalError(statement, parameters, error) from error
+        raise AssertionError("unreachable")
 
     def close(self) -> None:
         with self._lock:

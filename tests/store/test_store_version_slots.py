@@ -126,3 +126,16 @@ def test_as_many_slots_as_writers_were_open_at_once(pg_store):
         slots = connection.execute(sa.text("SELECT count(*) FROM store_version")).scalar_one()
         assert connection.execute(sa.text(CHANGE_COUNTER)).scalar_one() == before + 4
     assert 4 <= slots <= 5  # 0002's row plus one per writer that found every slot taken
+
+
+def test_hot_reads_survive_a_lost_connection(pg_store):
+    """The reads' own connections are out of the pool (no liveness ping): a lost one is replaced on the next read."""
+    assert pg_store.reads is not None
+    before = pg_store.reads.change_counter()
+    with pg_store.engine.connect() as connection:
+        pids = connection.execute(sa.text("SELECT pid FROM pg_stat_activity WHERE pid <> pg_backend_pid()")).scalars()
+        mine = pg_store.reads._local.connection.info.backend_pid
+        assert mine in set(pids)
+        assert connection.execute(sa.text("SELECT pg_terminate_backend(:p)"), {"p": mine}).scalar_one()
+    assert pg_store.reads.change_counter() == before
+    assert pg_store.reads._local.connection.info.backend_pid != mine
