@@ -166,9 +166,7 @@ def answer_selection(ctx, request: BeaconRequest, granularity: str, selection: S
         answered = _answer_from_index(store, request, granularity, selection, info)
         if answered is not None:
             return answered
-        # The store changed after the snapshot the page was chosen from: plan again, on SQL.
-        again = selection_for(selection.kind, request, selection.datasets, selection.extra, ctx, use_index=False)
-        return answer_selection(ctx, request, granularity, again)
+        return _answer_after_stale_page(ctx, request, granularity, selection)
     with store.engine.connect() as connection:
         if granularity == "boolean":
             exists = selection.exists(connection)
@@ -197,6 +195,21 @@ def answer_selection(ctx, request: BeaconRequest, granularity: str, selection: S
                     "(or a descendant); see /filtering_terms for the terms present"
                 )
     return EntryAnswer(exists=exists, total=total, result_sets=result_sets, info=info)
+
+
+def _answer_after_stale_page(ctx, request: BeaconRequest, granularity: str, stale: Selection) -> EntryAnswer:
+    """The store changed after the snapshot a page was chosen from: plan again on a checked snapshot (which
+    starts the index's rebuild, or is the rebuilt one for a small store), and on SQL if that is stale too."""
+    kind, datasets, extra = stale.kind, stale.datasets, stale.extra
+    again = selection_for(kind, request, datasets, extra, ctx)
+    if again.snapshot is not None:
+        info = {"warnings": list(again.plan.warnings)} if again.plan.warnings else {}
+        answered = _answer_from_index(ctx.store, request, granularity, again, info)
+        if answered is not None:
+            return answered
+    return answer_selection(
+        ctx, request, granularity, selection_for(kind, request, datasets, extra, ctx, use_index=False)
+    )
 
 
 def _answer_from_index(

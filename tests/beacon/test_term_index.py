@@ -194,6 +194,9 @@ def test_postgres_write_from_another_process_is_seen_by_the_next_query(pg_node):
     response = client.post("/api/individuals", json=body).get_json()
     assert response["responseSummary"]["numTotalResults"] == before - 2
     assert len(response["response"]["resultSets"][0]["results"]) == before - 2
+    # ... and that request set the index right (inline for a store this small): record traffic alone keeps it current.
+    latest = index_for(ctx.store, ctx.cache, PRESENT_KINDS).latest()
+    assert latest is not first and latest is not None and latest.size == before - 2
     assert _count(client) == before - 2
     second = current_snapshot(ctx)
     assert second is not None and second is not first and second.size == before - 2
