@@ -231,7 +231,7 @@ class PostgresSource:
             seen = change_counter(connection)
             assert seen is not None  # a PostgreSQL connection has the counter
             rows = connection.execute(sa.text(_INDIVIDUAL_ROWS)).all()
-            grouped: dict[str, list[int]] = dict(connection.execute(term_rows, names).tuples().all())
+            grouped: dict[str, list[int]] = dict(connection.execute(term_rows, names).all())
         return snapshot_from(seen, rows, (), grouped)
 
     def close(self) -> None:
