@@ -68,6 +68,7 @@ DISEASE_SYSTEMS = {
     "fhir.de/codesystem/dimdi/icd-10-gm": "ICD10GM",
     "fhir.de/codesystem/bfarm/alpha-id": "ALPHAID",
     "snomed.info/sct": "SNOMEDCT",
+    "terminology.hl7.org/codesystem/icd-o-3": "ICDO",  # a tumour's morphology is a coding of the disease
 }
 HPO_SYSTEMS = {"human-phenotype-ontology.org", "purl.obolibrary.org/obo/hp.owl", "hpo.jax.org/app"}
 MEDICATIONS = {"MedicationStatement", "MedicationRequest", "MedicationAdministration"}

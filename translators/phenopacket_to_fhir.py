@@ -236,6 +236,8 @@ class BundleWriter:
         curie = term.get("id")
         prefix, sep, _ = curie.partition(":") if isinstance(curie, str) else ("", "", "")
         system = self.registry.system_for_prefix(prefix) if sep else None
+        if system is not None and system.namespace is not None and system.fhir_system(curie) is None:
+            system = None  # a namespace family's CURIE that names no member system
         if system is None:
             self.issues.append(
                 Issue.warning(
@@ -245,7 +247,7 @@ class BundleWriter:
                 )
             )
             return None
-        coding = {"system": self.export.system_uri(system), "code": system.fhir_code(curie)}
+        coding = {"system": self.export.system_uri(system, curie), "code": system.fhir_code(curie)}
         if isinstance(term.get("label"), str) and term["label"]:
             coding["display"] = term["label"]
         return coding
@@ -788,9 +790,18 @@ class PacketWriter:
             obs["effectiveDateTime"] = observed["timestamp"]
         elif observed:
             w.warn("unmapped-element", "an age cannot become an effective date", location + "/timeObserved")
-        for key in ("procedure", "description"):
-            if measurement.get(key):
-                w.note("unmapped-element", f"measurement.{key} is not exported", f"{location}/{key}")
+        procedure = _dict(measurement.get("procedure"))
+        if procedure.get("code"):  # how it was measured: Observation.method (and where: bodySite)
+            obs["method"] = w.concept(procedure["code"], location + "/procedure/code", "method")
+        if procedure.get("bodySite"):
+            obs["bodySite"] = w.concept(procedure["bodySite"], location + "/procedure/bodySite", "body site")
+        for key in ("performed",):
+            if procedure.get(key):
+                w.warn(
+                    "unmapped-element", f"measurement.procedure.{key} is not exported", f"{location}/procedure/{key}"
+                )
+        if measurement.get("description"):
+            w.note("unmapped-element", "measurement.description is not exported", f"{location}/description")
         w.add(obs, "measurement", location)
 
     def quantity(self, quantity: dict, location: str) -> dict:

@@ -151,7 +151,7 @@ class PatientContext:
             code = coding.get("code")
             if system is None or not isinstance(code, str):
                 continue
-            curie = registry.curie_in(system, code)
+            curie = registry.curie(coding.get("system"), code)
             if curie is not None:
                 yield j, coding, curie, system.prefix
 

@@ -8,10 +8,9 @@ code and value (blood pressure) are measurements of their own. What has no home 
 
 from __future__ import annotations
 
-from translators.fhir.common import as_list
+from translators.fhir.common import as_list, value_key
 from translators.fhir.context import PatientContext
-
-UCUM_SYSTEM = "http://unitsofmeasure.org"
+from translators.fhir.quantities import phenopacket_quantity
 
 
 class Measurements:
@@ -38,21 +37,41 @@ class Measurements:
         codes = {curie for _, _, curie, _ in self.ctx.known_codings(obs.get("code"))}
         if not codes or codes & self.ctx.profile.not_measurement_codes:
             return False  # an uncoded or genomic-report Observation: its components are no assays either
-        parts = [(obs, base)] if self.can_take(obs) else []
-        for k, component in enumerate(as_list(obs.get("component"))):
-            if isinstance(component, dict) and self.can_take(component):
-                parts.append((component, f"{base}/component/{k}"))
+        holders = [(obs, base)] + [
+            (component, f"{base}/component/{k}")
+            for k, component in enumerate(as_list(obs.get("component")))
+            if isinstance(component, dict)
+        ]
+        parts = [(holder, location) for holder, location in holders if self.can_take(holder)]
         if not parts:
             return False
         when = self.time_observed(obs, base)
+        procedure = self.procedure(obs, base)
         taken = False
         for holder, location in parts:
-            taken = self.add(holder, location, when) or taken
+            taken = self.add(holder, location, when, procedure) or taken
         if taken:
             self.ctx.consumed.add(i)
+            self.values_left_out([h for h in holders if h not in parts])
         return taken
 
-    def add(self, holder: dict, location: str, when: dict | None) -> bool:
+    def values_left_out(self, holders: list[tuple[dict, str]]) -> None:
+        """A warning for each other value of a measured Observation that no measurement carries."""
+        phenotypes = self.ctx.profile.phenotype_prefixes
+        for holder, location in holders:
+            name = value_key(holder)
+            if name is None or any(p in phenotypes for _, _, _, p in self.ctx.known_codings(holder.get("code"))):
+                continue  # no value, or an HPO-coded component (the phenotypes family reads those)
+            why = "its code is in no known system" if self.assay(holder.get("code")) is None else self.why_not(holder)
+            self.ctx.warn("unmapped-element", f"{name} is not a measurement: {why}", f"{location}/{name}")
+
+    def why_not(self, holder: dict) -> str:
+        name = value_key(holder)
+        if name == "valueCodeableConcept":
+            return "the coded value is in no code system the gateway maps"
+        return f"a phenopacket measurement value is a quantity or an ontology class, not {name}"
+
+    def add(self, holder: dict, location: str, when: dict | None, procedure: dict | None) -> bool:
         ctx = self.ctx
         assay = self.assay(holder.get("code"))
         assert assay is not None
@@ -62,41 +81,49 @@ class Measurements:
         measurement: dict = {"assay": assay, "value": value}
         if when:
             measurement["timeObserved"] = when
+        if procedure:
+            measurement["procedure"] = procedure
         self.found.append(measurement)
-        for name in ("interpretation", "bodySite", "method"):
-            if name in holder:
-                ctx.warn("unmapped-element", f"Observation.{name} has no phenopacket target", f"{location}/{name}")
+        if "interpretation" in holder:  # H/L/A flags: a phenopacket Measurement has no interpretation
+            ctx.warn(
+                "unmapped-element", "Observation.interpretation has no phenopacket target", f"{location}/interpretation"
+            )
         return True
+
+    def procedure(self, obs: dict, base: str) -> dict | None:
+        """Observation.method (and bodySite) -> Measurement.procedure: how and where it was measured."""
+        ctx = self.ctx
+        method = ctx.ontology(obs.get("method"))
+        site = ctx.ontology(obs.get("bodySite"))
+        if "method" in obs and method is None:
+            ctx.warn("unmapped-code", "Observation.method is in no code system the gateway maps", base + "/method")
+        if site is not None and method is None:
+            ctx.warn(
+                "unmapped-element",
+                "Observation.bodySite needs a method to sit in Measurement.procedure",
+                base + "/bodySite",
+            )
+        elif "bodySite" in obs and site is None:
+            ctx.warn("unmapped-code", "Observation.bodySite is in no code system the gateway maps", base + "/bodySite")
+        if method is None:
+            return None
+        return {"code": method, "bodySite": site} if site else {"code": method}
 
     def value(self, holder: dict, location: str) -> dict | None:
         if "valueCodeableConcept" in holder:
             term = self.ctx.ontology(holder["valueCodeableConcept"])
             return {"ontologyClass": term} if term else None
-        quantity = holder["valueQuantity"]
-        number = quantity.get("value")
-        if isinstance(number, bool) or not isinstance(number, int | float):
-            self.ctx.warn("fhir-value", "quantity without a numeric value", f"{location}/valueQuantity")
+        out = phenopacket_quantity(self.ctx, holder["valueQuantity"], f"{location}/valueQuantity")
+        if out is None:
             return None
-        unit = self.unit(quantity, f"{location}/valueQuantity")
-        if unit is None:
-            return None
-        out: dict = {"unit": unit, "value": number}
         ranges = as_list(holder.get("referenceRange"))
         if ranges and isinstance(ranges[0], dict):
-            reference = self.reference_range(ranges[0], unit)
+            reference = self.reference_range(ranges[0], out["unit"])
             if reference:
                 out["referenceRange"] = reference
+        if len(ranges) > 1:
+            self.ctx.warn("unmapped-element", "a Quantity holds one reference range", f"{location}/referenceRange/1")
         return {"quantity": out}
-
-    def unit(self, quantity: dict, location: str) -> dict | None:
-        code, label = quantity.get("code"), quantity.get("unit")
-        if quantity.get("system") == UCUM_SYSTEM and isinstance(code, str) and code.strip():
-            self.ctx.used.add("UCUM")
-            return {"id": f"UCUM:{code.strip()}", "label": label if isinstance(label, str) and label else code}
-        self.ctx.warn(
-            "unmapped-code", "quantity unit is not a UCUM code: the measurement is left out", location + "/unit"
-        )
-        return None
 
     @staticmethod
     def reference_range(reference: dict, unit: dict) -> dict | None:
