@@ -12,8 +12,8 @@ of the same folder, by `Patient/<id>`), as a hospital would send them together. 
 patient is not in the folder are counted under "no patient" and not scored.
 
 Fact classes and how each side is read:
-- sex, age, vital status: Patient.gender / birthDate / deceased[x] -> subject.sex /
-  timeAtLastEncounter / vitalStatus (one fact per patient each)
+- sex, age, vital status: Patient.gender / birthDate / deceased[x] (or a vital-status Observation,
+  LOINC 67162-8) -> subject.sex / timeAtLastEncounter / vitalStatus (one fact per patient each)
 - phenotypes: HPO codes (with presence) of Observations and Conditions -> phenotypicFeatures
 - diseases: disease codes of non-HPO Conditions that are not entered-in-error -> diseases (term and
   alternate codings) or, for unconfirmed ones, interpretation diagnoses
@@ -74,6 +74,7 @@ HPO_SYSTEMS = {"human-phenotype-ontology.org", "purl.obolibrary.org/obo/hp.owl",
 MEDICATIONS = {"MedicationStatement", "MedicationRequest", "MedicationAdministration"}
 NOT_A_MEDICATION = {"entered-in-error", "not-taken", "cancelled", "draft", "not-done"}
 SEVERITY = "HP:0012824"
+VITAL_STATUS = "67162-8"  # LOINC "Vital status": a vital status fact, not a measurement
 GENOMIC_CODES = {"69548-6", "51968-6", "84413-4", "84414-2", "53041-0", "82120-7", "55233-1"}
 
 
@@ -126,8 +127,11 @@ def input_facts(patient: dict, resources: list[dict]) -> dict[str, Counter]:
         facts["sex"]["sex"] += 1
     if patient.get("birthDate"):
         facts["age"]["age"] += 1
-    if any(k.startswith("deceased") for k in patient):
-        facts["vital status"]["vital"] += 1
+    vital_observed = any(
+        r.get("resourceType") == "Observation" and VITAL_STATUS in loinc(r.get("code")) for r in resources
+    )
+    if any(k.startswith("deceased") for k in patient) or vital_observed:
+        facts["vital status"]["vital"] += 1  # one per patient, however many sources say it
     for resource in resources:
         kind = resource.get("resourceType")
         for inner in resource.get("contained") or ():
@@ -171,7 +175,7 @@ def observation_facts(obs: dict, facts: dict[str, Counter]) -> None:
         present = [c.get("code") for c in (obs.get("valueCodeableConcept") or {}).get("coding", [])]
         if "LA9634-2" not in present:  # "absent"
             facts["variants"]["variant"] += 1
-    elif not (loinc(code) & GENOMIC_CODES) and assay(code):
+    elif not (loinc(code) & (GENOMIC_CODES | {VITAL_STATUS})) and assay(code):
         valued = [obs, *(c for c in obs.get("component") or () if assay(c.get("code")))]
         facts["measurements"]["measurement"] += sum(
             1 for v in valued if "valueQuantity" in v or "valueCodeableConcept" in v
