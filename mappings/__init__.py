@@ -468,6 +468,20 @@ class ReverseTables:
     sampled_tissue: dict[str, str]  # UBERON id -> "<system URI>|<code>"
     chromosomes: dict[tuple[str, str], str]  # (assembly, name: "2", "X", "MT" or "M") -> versioned NC_ accession
     chromosome_names: dict[str, str]  # NC_ accession without version -> name (the forward table)
+    schedules: dict[str, dict] = field(default_factory=dict)  # NCIT schedule id -> FHIR Timing.repeat
+
+
+def _rhythms(schedules: dict[str, dict]) -> dict[str, dict]:
+    """NCIT schedule id -> the Timing.repeat of its first rhythm row (`once`: count 1) in dose_schedules.yaml."""
+    out: dict[str, dict] = {}
+    for key, row in schedules.items():
+        match = re.fullmatch(r"(\d+)/(\d+)([a-z]+)", key)
+        if key == "once":
+            out.setdefault(row["id"], {"count": 1})
+        elif match:
+            frequency, period, unit = match.groups()
+            out.setdefault(row["id"], {"frequency": int(frequency), "period": int(period), "periodUnit": unit})
+    return out
 
 
 @cache
@@ -492,6 +506,7 @@ def load_reverse_tables() -> ReverseTables:
         sampled_tissue=invert(specimens["sampled_tissue"], specimens.get("reverse"), "specimen_types.yaml"),
         chromosomes=accessions,
         chromosome_names=dict(tables.chromosomes),
+        schedules=_rhythms(tables.schedules),
     )
 
 

@@ -816,6 +816,25 @@ class PacketWriter:
             out["system"], out["code"] = coding["system"], coding["code"]
         return out
 
+    def dosage(self, interval: dict, route: dict | None, location: str) -> dict:
+        """A DoseInterval as a FHIR Dosage: dose, the schedule's Timing.repeat, the interval as its bounds."""
+        dosage: dict = {"route": route} if route else {}
+        quantity = _dict(interval.get("quantity"))
+        if quantity:
+            dosage["doseAndRate"] = [{"doseQuantity": self.quantity(quantity, location + "/quantity")}]
+        schedule = _dict(interval.get("scheduleFrequency"))
+        repeat = dict(self.w.tables.schedules.get(_text(schedule.get("id")) or "", {}))
+        if schedule and not repeat:
+            self.w.warn(
+                "unmapped-code", "schedule frequency has no FHIR timing rhythm", location + "/scheduleFrequency"
+            )
+        bounds = _dict(interval.get("interval"))
+        if bounds.get("start") and bounds.get("end"):
+            repeat["boundsPeriod"] = {"start": bounds["start"], "end": bounds["end"]}
+        if repeat:
+            dosage["timing"] = {"repeat": repeat}
+        return dosage
+
     # --- medical actions ---
     def medical_action(self, action: dict, location: str) -> None:
         w = self.w
@@ -828,10 +847,17 @@ class PacketWriter:
                 "subject": self.subject_ref(),
             }
             w.readable(treatment.get("agent"), w.export.profile.medication_coding_priority, where + "/agent", "agent")
+            route = None
             if treatment.get("routeOfAdministration"):
                 route = w.concept(treatment["routeOfAdministration"], where + "/routeOfAdministration", "route")
                 stmt["dosage"] = [{"route": route}]
-            for key in ("doseIntervals", "drugType", "cumulativeDose"):
+            dosages = [
+                self.dosage(_dict(interval), route, f"{where}/doseIntervals/{k}")
+                for k, interval in enumerate(_list(treatment.get("doseIntervals")))
+            ]
+            if dosages:
+                stmt["dosage"] = dosages
+            for key in ("drugType", "cumulativeDose"):
                 if treatment.get(key):
                     w.warn("unmapped-element", f"treatment.{key} is not exported", f"{where}/{key}")
             w.add(stmt, "medication", where)
