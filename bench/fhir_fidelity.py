@@ -20,6 +20,8 @@ Fact classes and how each side is read:
 - variants: variant Observations (LOINC 69548-6, also contained) -> variationDescriptors
 - specimens, procedures, medications, measurements: one fact per resource -> biosamples,
   medicalActions procedures / treatments, measurements
+- a resource coded in the IPS "absent and unknown" system (no-medication-info, no-known-problems) states
+  that there is nothing, and is no fact of any class
 - family history: FamilyMemberHistory -> the relatives of the patient's Phenopacket Family
 A fact class is scored by counts matched per patient; for phenotypes and diseases by the set of codes
 per patient. A resource whose Patient is not in its folder (vcf2fhir reports, resources sent after
@@ -75,6 +77,7 @@ MEDICATIONS = {"MedicationStatement", "MedicationRequest", "MedicationAdministra
 NOT_A_MEDICATION = {"entered-in-error", "not-taken", "cancelled", "draft", "not-done"}
 SEVERITY = "HP:0012824"
 VITAL_STATUS = "67162-8"  # LOINC "Vital status": a vital status fact, not a measurement
+ABSENCE = "hl7.org/fhir/uv/ips/codesystem/absent-unknown-uv-ips"  # "no known ...": a statement of no fact
 GENOMIC_CODES = {"69548-6", "51968-6", "84413-4", "84414-2", "53041-0", "82120-7", "55233-1"}
 
 
@@ -109,6 +112,17 @@ def loinc(concept: object) -> set[str]:
     }
 
 
+def states_absence(resource: dict) -> bool:
+    """A resource coded "no known medications" / "no problem information": it records no fact."""
+    concepts = [resource.get(k) for k in ("code", "medicationCodeableConcept")]
+    return any(
+        system_key(c.get("system")) == ABSENCE
+        for concept in concepts
+        if isinstance(concept, dict)
+        for c in concept.get("coding", [])
+    )
+
+
 def assay(concept: object) -> bool:
     """A code that names something measured: LOINC or SNOMED CT."""
     systems = (
@@ -134,6 +148,8 @@ def input_facts(patient: dict, resources: list[dict]) -> dict[str, Counter]:
         facts["vital status"]["vital"] += 1  # one per patient, however many sources say it
     for resource in resources:
         kind = resource.get("resourceType")
+        if states_absence(resource):
+            continue
         for inner in resource.get("contained") or ():
             if isinstance(inner, dict) and inner.get("resourceType") == "Observation":
                 observation_facts(inner, facts)

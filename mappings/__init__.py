@@ -234,6 +234,8 @@ PROFILE_LIST_KEYS = (
     "implementation_guides",
     "cause_of_death_categories",
     "not_measurement_codes",
+    "absence_code_systems",
+    "procedure_code_extensions",
 )
 
 
@@ -259,6 +261,8 @@ class Profile:
     implementation_guides: tuple[str, ...] = ()
     cause_of_death_categories: frozenset[str] = frozenset()
     not_measurement_codes: frozenset[str] = frozenset()
+    absence_code_systems: frozenset[str] = frozenset()  # systems whose codes say "none known" / "no information"
+    procedure_code_extensions: tuple[str, ...] = ()  # extension URLs naming what an uncoded Procedure did
     detect_composition_types: frozenset[str] = frozenset()
     vital_status_observation_codes: frozenset[str] = frozenset()
     vital_status_values: dict[str, str] = field(default_factory=dict)  # "system|code" -> VitalStatus.Status
@@ -311,6 +315,8 @@ def load_profile(name: str) -> Profile:
         implementation_guides=tuple(lists["implementation_guides"]),
         cause_of_death_categories=frozenset(lists["cause_of_death_categories"]),
         not_measurement_codes=frozenset(lists["not_measurement_codes"]),
+        absence_code_systems=frozenset(lists["absence_code_systems"]),
+        procedure_code_extensions=tuple(lists["procedure_code_extensions"]),
         detect_composition_types=frozenset(lists["detect_composition_types"]),
         vital_status_observation_codes=frozenset(lists["vital_status_observation_codes"]),
         vital_status_values=dict(raw.get("vital_status_values") or {}),

@@ -263,3 +263,33 @@ def test_unconfirmed_diagnosis_keeps_its_other_codings():
     assert "diseases" not in packet.phenopacket
     references = {r["id"] for r in packet.phenopacket["metaData"]["externalReferences"]}
     assert "ICD10GM:Q87.4" in references
+
+
+def test_a_statement_of_absence_is_no_fact_and_no_warning():
+    """IPS 'no-medication-info' / 'no-problem-info': nothing to carry, so an information issue only."""
+    absent = cc("http://hl7.org/fhir/uv/ips/CodeSystem/absent-unknown-uv-ips", "no-medication-info")
+    problem = cc("http://hl7.org/fhir/uv/ips/CodeSystem/absent-unknown-uv-ips", "no-problem-info")
+    packet = translate(
+        bundle(statement(medicationCodeableConcept=absent), {"resourceType": "Condition", "code": problem}), "ips"
+    )
+    assert "medicalActions" not in packet.phenopacket and "diseases" not in packet.phenopacket
+    assert not warnings(packet)
+    notes = {(i.code, i.location) for i in packet.issues}
+    assert ("no-fact", "/entry/1/resource/medicationCodeableConcept") in notes
+    assert ("no-fact", "/entry/2/resource/code") in notes
+
+
+def test_an_uncoded_genomic_study_analysis_is_named_by_its_method_type():
+    """Procedure.code is optional in FHIR: the Genomics Reporting method-type extension says what was done."""
+    method = "http://hl7.org/fhir/uv/genomics-reporting/StructureDefinition/genomic-study-analysis-method-type"
+    analysis = {
+        "resourceType": "Procedure",
+        "status": "completed",
+        "extension": [{"url": method, "valueCodeableConcept": cc(LOINC, "LA26398-0", "Sequencing")}],
+    }
+    packet = translate(bundle(analysis))
+    assert packet.phenopacket["medicalActions"] == [
+        {"procedure": {"code": {"id": "LOINC:LA26398-0", "label": "Sequencing"}}}
+    ]
+    uncoded = translate(bundle({"resourceType": "Procedure", "status": "completed"}))
+    assert ("unmapped-code", "/entry/1/resource/code") in warnings(uncoded)

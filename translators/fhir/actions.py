@@ -18,7 +18,11 @@ def procedure(ctx: PatientContext, i: int, proc: dict) -> dict | None:
     if status not in PROCEDURE_DONE:
         ctx.note("unmapped-element", f"Procedure with status {status!r} is not a performed action", base + "/status")
         return None
-    picked = ctx.pick(proc.get("code"), ctx.profile.procedure_coding_priority, base + "/code", "the Procedure")
+    if ctx.states_absence(proc.get("code"), base + "/code"):
+        ctx.consumed.add(i)
+        return None
+    concept, where = procedure_code(ctx, proc, base)
+    picked = ctx.pick(concept, ctx.profile.procedure_coding_priority, where, "the Procedure")
     if picked is None:
         return None
     action: dict = {"code": picked[0]}
@@ -37,6 +41,16 @@ def procedure(ctx: PatientContext, i: int, proc: dict) -> dict | None:
         action["performed"] = when
     ctx.consumed.add(i)
     return {"procedure": action}
+
+
+def procedure_code(ctx: PatientContext, proc: dict, base: str) -> tuple[object, str]:
+    """Procedure.code, or for a Procedure without one the profile's extension that names what was done."""
+    if codings(proc.get("code")):
+        return proc.get("code"), base + "/code"
+    for k, ext in enumerate(as_list(proc.get("extension"))):
+        if isinstance(ext, dict) and ext.get("url") in ctx.profile.procedure_code_extensions:
+            return ext.get("valueCodeableConcept"), f"{base}/extension/{k}/valueCodeableConcept"
+    return proc.get("code"), base + "/code"
 
 
 # Per medication resource type: statuses that mean nothing was taken or ordered, where the dosage
@@ -70,6 +84,9 @@ def medication(ctx: PatientContext, i: int, resource: dict) -> dict | None:
             return None
         ctx.consumed.add(target)
         concept, location = found.get("code"), ctx.source.pointer(target) + "/code"
+    if ctx.states_absence(concept, location):
+        ctx.consumed.add(i)
+        return None
     picked = ctx.pick(concept, ctx.profile.medication_coding_priority, location, "the medication")
     if picked is None:
         return None

@@ -65,6 +65,9 @@ class Conditions:
         if verification == "entered-in-error":
             ctx.note("unmapped-element", "Condition entered in error: skipped", base + "/verificationStatus")
             return
+        if ctx.states_absence(cond.get("code"), base + "/code"):
+            ctx.consumed.add(i)
+            return
         excluded = verification == "refuted"
         meta = cond.get("meta")
         profiles = (

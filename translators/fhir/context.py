@@ -183,6 +183,14 @@ class PatientContext:
                 return self.term_of(coding, curie, prefix, concept)
         return None
 
+    def states_absence(self, concept: object, location: str) -> bool:
+        """True (with an information issue) when `concept` says there is nothing to record."""
+        for coding in codings(concept):
+            if isinstance(coding, dict) and coding.get("system") in self.profile.absence_code_systems:
+                self.note("no-fact", f"{coding.get('code')}: a statement that there is nothing to record", location)
+                return True
+        return False
+
     # time
     def age_at(self, value: object, location: str) -> dict | None:
         when = parse_fhir_date(value, latest=False)
