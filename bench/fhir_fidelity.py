@@ -194,7 +194,7 @@ def observation_facts(obs: dict, facts: dict[str, Counter]) -> None:
     elif not (loinc(code) & (GENOMIC_CODES | {VITAL_STATUS})) and assay(code):
         valued = [obs, *(c for c in obs.get("component") or () if assay(c.get("code")))]
         facts["measurements"]["measurement"] += sum(
-            1 for v in valued if "valueQuantity" in v or "valueCodeableConcept" in v
+            1 for v in valued if {"valueQuantity", "valueCodeableConcept", "valueInteger"} & set(v)
         )  # a blood pressure is two measurements
 
 

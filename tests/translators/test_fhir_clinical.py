@@ -293,3 +293,15 @@ def test_an_uncoded_genomic_study_analysis_is_named_by_its_method_type():
     ]
     uncoded = translate(bundle({"resourceType": "Procedure", "status": "completed"}))
     assert ("unmapped-code", "/entry/1/resource/code") in warnings(uncoded)
+
+
+def test_an_integer_score_is_a_dimensionless_measurement():
+    packet = translate(bundle(observation(code=cc(LOINC, "89247-1", "ECOG score"), valueInteger=1)))
+    (measurement,) = packet.phenopacket["measurements"]
+    assert measurement["value"] == {"quantity": {"unit": {"id": "UCUM:1", "label": "1 (dimensionless)"}, "value": 1}}
+
+
+def test_an_observation_without_a_value_for_a_stated_reason_is_not_a_warning():
+    absent = cc("http://terminology.hl7.org/CodeSystem/data-absent-reason", "not-performed")
+    packet = translate(bundle(observation(dataAbsentReason=absent)))
+    assert "measurements" not in packet.phenopacket and not warnings(packet)

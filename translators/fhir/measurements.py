@@ -1,7 +1,8 @@
 """Observations with a coded assay and a quantity or coded value -> measurements (labs, vitals).
 
 The assay is the Observation's code (LOINC first, else any known coding); a `valueQuantity` becomes a
-Quantity whose unit is a UCUM OntologyClass (`UCUM:mg/dL`), with the first reference range; a coded value
+Quantity whose unit is a UCUM OntologyClass (`UCUM:mg/dL`), with the first reference range; a `valueInteger`
+(a count, a score) a dimensionless Quantity (`UCUM:1`); a coded value
 becomes an OntologyClass value; `effective[x]` becomes `timeObserved` as an age. Components with their own
 code and value (blood pressure) are measurements of their own. What has no home is a warning.
 """
@@ -11,6 +12,9 @@ from __future__ import annotations
 from translators.fhir.common import as_list, value_key
 from translators.fhir.context import PatientContext
 from translators.fhir.quantities import phenopacket_quantity
+
+# UCUM's unit of a pure number (counts, scores): what a FHIR valueInteger is.
+DIMENSIONLESS = {"id": "UCUM:1", "label": "1 (dimensionless)"}
 
 
 class Measurements:
@@ -24,6 +28,8 @@ class Measurements:
             return False
         if isinstance(holder.get("valueQuantity"), dict):
             return True
+        if isinstance(holder.get("valueInteger"), int) and not isinstance(holder["valueInteger"], bool):
+            return True  # a count or a score: a dimensionless quantity
         return isinstance(holder.get("valueCodeableConcept"), dict) and any(
             True for _ in self.ctx.known_codings(holder["valueCodeableConcept"])
         )
@@ -113,6 +119,9 @@ class Measurements:
         if "valueCodeableConcept" in holder:
             term = self.ctx.ontology(holder["valueCodeableConcept"])
             return {"ontologyClass": term} if term else None
+        if "valueInteger" in holder:
+            self.ctx.used.add("UCUM")
+            return {"quantity": {"unit": dict(DIMENSIONLESS), "value": holder["valueInteger"]}}
         out = phenopacket_quantity(self.ctx, holder["valueQuantity"], f"{location}/valueQuantity")
         if out is None:
             return None

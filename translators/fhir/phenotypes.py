@@ -64,6 +64,8 @@ class Phenotypes:
                 f"the Observation's value is in no code system the gateway maps ({', '.join(systems) or 'no codings'})",
                 base + "/valueCodeableConcept",
             )
+        elif value_key(obs) is None and "dataAbsentReason" in obs and not as_list(obs.get("component")):
+            ctx.note("unmapped-element", "Observation without a value (dataAbsentReason): nothing to carry", base)
         else:
             ctx.warn(
                 "no-phenopacket-target",
