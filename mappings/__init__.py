@@ -236,6 +236,7 @@ PROFILE_LIST_KEYS = (
     "not_measurement_codes",
     "absence_code_systems",
     "procedure_code_extensions",
+    "tnm_finding_prefixes",
 )
 
 
@@ -263,6 +264,7 @@ class Profile:
     not_measurement_codes: frozenset[str] = frozenset()
     absence_code_systems: frozenset[str] = frozenset()  # systems whose codes say "none known" / "no information"
     procedure_code_extensions: tuple[str, ...] = ()  # extension URLs naming what an uncoded Procedure did
+    tnm_finding_prefixes: frozenset[str] = frozenset()  # CURIE prefixes of TNM category values
     detect_composition_types: frozenset[str] = frozenset()
     vital_status_observation_codes: frozenset[str] = frozenset()
     vital_status_values: dict[str, str] = field(default_factory=dict)  # "system|code" -> VitalStatus.Status
@@ -317,6 +319,7 @@ def load_profile(name: str) -> Profile:
         not_measurement_codes=frozenset(lists["not_measurement_codes"]),
         absence_code_systems=frozenset(lists["absence_code_systems"]),
         procedure_code_extensions=tuple(lists["procedure_code_extensions"]),
+        tnm_finding_prefixes=frozenset(lists["tnm_finding_prefixes"]),
         detect_composition_types=frozenset(lists["detect_composition_types"]),
         vital_status_observation_codes=frozenset(lists["vital_status_observation_codes"]),
         vital_status_values=dict(raw.get("vital_status_values") or {}),
@@ -475,6 +478,7 @@ class ReverseTables:
     chromosomes: dict[tuple[str, str], str]  # (assembly, name: "2", "X", "MT" or "M") -> versioned NC_ accession
     chromosome_names: dict[str, str]  # NC_ accession without version -> name (the forward table)
     schedules: dict[str, dict] = field(default_factory=dict)  # NCIT schedule id -> FHIR Timing.repeat
+    laterality: dict[str, str] = field(default_factory=dict)  # HP laterality id -> "<system URI>|<code>"
 
 
 def _rhythms(schedules: dict[str, dict]) -> dict[str, dict]:
@@ -513,6 +517,8 @@ def load_reverse_tables() -> ReverseTables:
         chromosomes=accessions,
         chromosome_names=dict(tables.chromosomes),
         schedules=_rhythms(tables.schedules),
+        # the first row naming a side wins: SNOMED CT, the international code, heads the table
+        laterality={row["id"]: key for key, row in reversed(list(tables.laterality.items()))},
     )
 
 

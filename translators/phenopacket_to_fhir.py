@@ -513,9 +513,28 @@ class PacketWriter:
             self.condition_time(cond, "abatement", disease["resolution"], location + "/resolution")
             if any(k.startswith("abatement") for k in cond):
                 cond["clinicalStatus"] = {"coding": [{"system": CLINICAL_SYSTEM, "code": "resolved"}]}
-        for key in ("diseaseStage", "clinicalTnmFinding", "primarySite", "laterality"):
-            if disease.get(key):
-                w.warn("unmapped-element", f"disease.{key} is not exported", f"{location}/{key}")
+        for k, stage in enumerate(_list(disease.get("diseaseStage"))):
+            summary = w.concept(stage, f"{location}/diseaseStage/{k}", "stage")
+            cond.setdefault("stage", []).append({"summary": summary})
+        if disease.get("primarySite"):
+            site = w.concept(disease["primarySite"], location + "/primarySite", "body site")
+            cond.setdefault("bodySite", []).append(site)
+        if disease.get("laterality"):
+            self.laterality(cond, _dict(disease["laterality"]), location + "/laterality")
+        if disease.get("clinicalTnmFinding"):  # FHIR holds TNM categories as Observations, written on their own
+            w.warn("unmapped-element", "disease.clinicalTnmFinding is not exported", location + "/clinicalTnmFinding")
+
+    def laterality(self, cond: dict, side: dict, location: str) -> None:
+        """Disease.laterality -> a Condition.bodySite coded with the side (mappings/translators/laterality.yaml)."""
+        key = self.w.tables.laterality.get(_text(side.get("id")) or "")
+        if key is None:
+            self.w.warn("unmapped-code", "laterality has no FHIR side coding", location)
+            return
+        system, _, code = key.partition("|")
+        coding = {"system": system, "code": code}
+        if _text(side.get("label")):
+            coding["display"] = side["label"]
+        cond.setdefault("bodySite", []).append({"coding": [coding]})
 
     def condition(self, term: dict, verification: str, location: str, extra: list[dict] = ()) -> dict:
         """The Condition for (disease, verification status), created on first use and shared after."""

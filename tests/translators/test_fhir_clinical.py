@@ -305,3 +305,29 @@ def test_an_observation_without_a_value_for_a_stated_reason_is_not_a_warning():
     absent = cc("http://terminology.hl7.org/CodeSystem/data-absent-reason", "not-performed")
     packet = translate(bundle(observation(dataAbsentReason=absent)))
     assert "measurements" not in packet.phenopacket and not warnings(packet)
+
+
+def test_tnm_values_focused_on_a_condition_are_its_clinical_tnm_findings(onkologie):
+    _, packet = onkologie
+    disease = next(d for d in packet.phenopacket["diseases"] if d["term"]["id"] == "ICD10GM:C56")
+    findings = {f["id"] for f in disease["clinicalTnmFinding"]}
+    assert {"TNM:T3c", "TNM:N0", "TNM:M1b"} <= findings
+    measured = {m["value"].get("ontologyClass", {}).get("id") for m in packet.phenopacket["measurements"]}
+    assert findings <= measured  # the measurement keeps assay and time; the finding ties it to the disease
+
+
+def test_stage_site_and_laterality_go_back_to_fhir_and_return():
+    from translators.phenopacket_to_fhir import translate_phenopacket
+
+    condition = {
+        "resourceType": "Condition",
+        "code": cc("http://fhir.de/CodeSystem/bfarm/icd-10-gm", "C50.4", "Mammakarzinom"),
+        "stage": [{"summary": cc(SCT, "786005", "Clinical stage I")}],
+        "bodySite": [cc("http://terminology.hl7.org/CodeSystem/icd-o-3", "C50.4", "Brust"), cc(SCT, "7771000", "Left")],
+    }
+    first = translate(bundle(condition), "mii").phenopacket
+    written, issues = translate_phenopacket(first, profile="mii")
+    assert not [i for i in issues if i.location.startswith("/diseases/0/") and i.severity.value == "warning"]
+    again = translate(written, "mii").phenopacket
+    for key in ("diseaseStage", "primarySite", "laterality"):
+        assert again["diseases"][0][key] == first["diseases"][0][key], key

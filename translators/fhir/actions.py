@@ -28,7 +28,7 @@ def procedure(ctx: PatientContext, i: int, proc: dict) -> dict | None:
     action: dict = {"code": picked[0]}
     site = as_list(proc.get("bodySite"))
     if site:
-        body = ctx.ontology(site[0])
+        body = ctx.ontology(site[0], None, base + "/bodySite/0")
         if body:
             action["bodySite"] = body
     if "performedDateTime" in proc:
@@ -124,7 +124,7 @@ TIMING_DETAILS = ("when", "timeOfDay", "dayOfWeek", "offset", "duration", "durat
 def dosage_into(ctx: PatientContext, dosing: Dosing, treatment: dict) -> None:
     """Route into the treatment; dose, schedule and dated interval into a DoseInterval."""
     dosage, location = dosing.dosage, dosing.location
-    route = ctx.ontology(dosage.get("route"))
+    route = ctx.ontology(dosage.get("route"), None, location + "/route")
     if route and "routeOfAdministration" not in treatment:
         treatment["routeOfAdministration"] = route
     elif "route" in dosage and not route:

@@ -57,6 +57,7 @@ class Conditions:
         self.links: list[DiagnosisLink] = []
         self.cause_of_death: dict | None = None
         self.unconfirmed: list[Disease] = []  # diagnoses under consideration: their codings are kept too
+        self.by_entry: dict[int, Disease] = {}  # Condition position -> the Disease it became
 
     def condition(self, i: int, cond: dict) -> None:
         ctx, base = self.ctx, self.ctx.source.pointer(i)
@@ -127,9 +128,30 @@ class Conditions:
             for key, value in record.items():
                 same.record.setdefault(key, value)
             same.codes |= codes
+            self.by_entry[i] = same
             ctx.note("duplicate", f"{term['id']} already recorded for this patient: merged", base + "/code")
             return
         self.diseases.append(Disease(record, codes))
+        self.by_entry[i] = self.diseases[-1]
+
+    def tnm_finding(self, i: int, obs: dict) -> None:
+        """A TNM-coded value of an Observation whose focus is a Condition that became a Disease: also
+        that Disease's clinicalTnmFinding (the measurement keeps the value, assay and time)."""
+        ctx = self.ctx
+        concept = obs.get("valueCodeableConcept")
+        found = [(c, curie) for _, c, curie, p in ctx.known_codings(concept) if p in ctx.profile.tnm_finding_prefixes]
+        if not found:
+            return
+        coding, curie = found[0]  # the measurement made (and, if unlabelled, warned about) the same term
+        label = coding.get("display") or (concept.get("text") if isinstance(concept, dict) else None) or curie
+        value = {"id": curie, "label": label}
+        for focus in as_list(obs.get("focus")):
+            disease = self.by_entry.get(ctx.source.resolve(reference_of(focus), i) or -1)
+            if disease is None:
+                continue
+            findings = disease.record.setdefault("clinicalTnmFinding", [])
+            if value not in findings:
+                findings.append(value)
 
     def details(self, cond: dict, base: str, record: dict) -> None:
         """Stage and body site where the Disease has a place; severity has none (a warning)."""
@@ -137,7 +159,7 @@ class Conditions:
         stages = []
         for k, stage in enumerate(as_list(cond.get("stage"))):
             summary = stage.get("summary") if isinstance(stage, dict) else None
-            term = ctx.ontology(summary)
+            term = ctx.ontology(summary, None, f"{base}/stage/{k}/summary")
             if term is not None:
                 stages.append(term)
             elif summary is not None:

@@ -176,11 +176,12 @@ class PatientContext:
         _, j, coding, curie, prefix = best
         return self.term_of(coding, curie, prefix, concept, f"{location}/coding/{j}"), codes
 
-    def ontology(self, concept: object, prefixes=None) -> dict | None:
-        """The first known coding (of `prefixes`, if given) as an OntologyClass, silently None otherwise."""
-        for _, coding, curie, prefix in self.known_codings(concept):
+    def ontology(self, concept: object, prefixes=None, location: str = "") -> dict | None:
+        """The first known coding (of `prefixes`, if given) as an OntologyClass, silently None otherwise
+        (`location`: the concept's pointer, for the warning when the coding has no label)."""
+        for j, coding, curie, prefix in self.known_codings(concept):
             if prefixes is None or prefix in prefixes:
-                return self.term_of(coding, curie, prefix, concept)
+                return self.term_of(coding, curie, prefix, concept, f"{location}/coding/{j}" if location else "")
         return None
 
     def states_absence(self, concept: object, location: str) -> bool:

@@ -34,8 +34,8 @@ class Measurements:
             True for _ in self.ctx.known_codings(holder["valueCodeableConcept"])
         )
 
-    def assay(self, concept: object) -> dict | None:
-        return self.ctx.ontology(concept, ("LOINC",)) or self.ctx.ontology(concept)
+    def assay(self, concept: object, location: str = "") -> dict | None:
+        return self.ctx.ontology(concept, ("LOINC",), location) or self.ctx.ontology(concept, None, location)
 
     def observation(self, i: int, obs: dict) -> bool:
         """Map an Observation (or its components) to measurements; False when nothing could be taken."""
@@ -68,7 +68,8 @@ class Measurements:
             name = value_key(holder)
             if name is None or any(p in phenotypes for _, _, _, p in self.ctx.known_codings(holder.get("code"))):
                 continue  # no value, or an HPO-coded component (the phenotypes family reads those)
-            why = "its code is in no known system" if self.assay(holder.get("code")) is None else self.why_not(holder)
+            known = any(True for _ in self.ctx.known_codings(holder.get("code")))
+            why = self.why_not(holder) if known else "its code is in no known system"
             self.ctx.warn("unmapped-element", f"{name} is not a measurement: {why}", f"{location}/{name}")
 
     def why_not(self, holder: dict) -> str:
@@ -79,7 +80,7 @@ class Measurements:
 
     def add(self, holder: dict, location: str, when: dict | None, procedure: dict | None) -> bool:
         ctx = self.ctx
-        assay = self.assay(holder.get("code"))
+        assay = self.assay(holder.get("code"), location + "/code")
         assert assay is not None
         value = self.value(holder, location)
         if value is None:
@@ -99,8 +100,8 @@ class Measurements:
     def procedure(self, obs: dict, base: str) -> dict | None:
         """Observation.method (and bodySite) -> Measurement.procedure: how and where it was measured."""
         ctx = self.ctx
-        method = ctx.ontology(obs.get("method"))
-        site = ctx.ontology(obs.get("bodySite"))
+        method = ctx.ontology(obs.get("method"), None, base + "/method")
+        site = ctx.ontology(obs.get("bodySite"), None, base + "/bodySite")
         if "method" in obs and method is None:
             ctx.warn("unmapped-code", "Observation.method is in no code system the gateway maps", base + "/method")
         if site is not None and method is None:
@@ -117,7 +118,7 @@ class Measurements:
 
     def value(self, holder: dict, location: str) -> dict | None:
         if "valueCodeableConcept" in holder:
-            term = self.ctx.ontology(holder["valueCodeableConcept"])
+            term = self.ctx.ontology(holder["valueCodeableConcept"], None, location + "/valueCodeableConcept")
             return {"ontologyClass": term} if term else None
         if "valueInteger" in holder:
             self.ctx.used.add("UCUM")

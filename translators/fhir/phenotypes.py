@@ -134,7 +134,11 @@ class Phenotypes:
                     return
                 excluded = answer == "absent"
             elif self.component_code_in(component, profile.severity_component_codes):
-                severity = ctx.ontology(component.get("valueCodeableConcept"), profile.phenotype_prefixes)
+                severity = ctx.ontology(
+                    component.get("valueCodeableConcept"),
+                    profile.phenotype_prefixes,
+                    location + "/valueCodeableConcept",
+                )
                 if severity is None:
                     ctx.warn("unmapped-code", "severity is not an HPO term", location + "/valueCodeableConcept")
             else:
