@@ -129,7 +129,7 @@ def statement(**extra) -> dict:
 
 DAILY_5MG = {
     "doseAndRate": [{"doseQuantity": {"value": 5, "unit": "mg", "system": UCUM, "code": "mg"}}],
-    "timing": {"repeat": {"frequency": 2, "period": 1, "periodUnit": "d"}},
+    "timing": {"repeat": {"frequency": 2, "period": 1.0, "periodUnit": "d"}},  # a decimal period names the same rhythm
     "route": cc(SCT, "26643006", "Oral route"),
 }
 
@@ -169,7 +169,7 @@ def test_open_ended_dose_is_a_warning_and_names_no_unused_resource():
 
 def test_as_needed_and_unknown_rhythm_are_never_rounded_to_a_schedule():
     prn = {**DAILY_5MG, "asNeededBoolean": True}
-    odd = {**DAILY_5MG, "timing": {"repeat": {"frequency": 5, "period": 1, "periodUnit": "d"}}}
+    odd = {**DAILY_5MG, "timing": {"repeat": {"frequency": 5, "period": 1.0, "periodUnit": "d"}}}
     packet = translate(bundle(statement(effectiveDateTime="2020-03-01", dosage=[prn, odd])))
     assert "doseIntervals" not in packet.phenopacket["medicalActions"][0]["treatment"]
     found = warnings(packet)

@@ -221,15 +221,18 @@ def schedule_frequency(ctx: PatientContext, dosing: Dosing) -> dict | None:
             )
     if (repeat.get("count") == 1 and "frequency" not in repeat) or (not repeat and single_event(timing)):
         keys.append("once")
-    period = repeat.get("period")
-    if isinstance(period, float) and period.is_integer():
-        period = int(period)
-    keys.append(f"{repeat.get('frequency', 1)}/{period}{repeat.get('periodUnit')}")
+    frequency, period = (whole(repeat.get(k, 1 if k == "frequency" else None)) for k in ("frequency", "period"))
+    keys.append(f"{frequency}/{period}{repeat.get('periodUnit')}")
     for key in keys:
         if key in table:
             return term(ctx, table[key])
     ctx.warn("unmapped-code", f"timing {keys[-1]!r} is in no schedule table row: not carried", location + "/timing")
     return None
+
+
+def whole(number: object) -> object:
+    """2.0 -> 2 (FHIR decimals written with a point name the same rhythm as integers)."""
+    return int(number) if isinstance(number, float) and number.is_integer() else number
 
 
 def single_event(timing: object) -> str | None:
