@@ -188,6 +188,8 @@ class PatientBuilder:
             self.vital_statuses.append(patient.vital_status_observation(ctx, i, obs))
             return False
         if self.phenotypes.phenotype_coding(code) is None and self.measurements.observation(i, obs):
+            self.phenotypes.hpo_components(i, obs)  # a measured height may carry "Tall stature" beside it
+            self.conditions.tnm_finding(i, obs)
             return False
         self.phenotypes.observation(i, obs)
         return False
