@@ -37,7 +37,7 @@ from pathlib import Path
 from gateway.issues import Issue, Report
 
 from .allocator import kept_freed_memory
-from .ingest import CHILD_MEMORY_LIMIT, IngestSummary, VCFRejected, _issue_from, _run_child, sample_links
+from .ingest import CHILD_MEMORY_LIMIT, IngestSummary, VCFRejected, _issue_from, sample_links
 from .layout import VersionBuilder, current_version, dataset_dir, publish
 from .normalise import normalise_reference_name
 from .partitions import Partition, partition_dirs, read_partitions
@@ -125,13 +125,12 @@ def _has_records(tbx, region: Region) -> bool:
     return False
 
 
-def ingest_partition(
-    path: str, region: Region, parts_dir: str, options: ReadOptions, links: list, isolate: bool = False
-) -> dict:
+def ingest_partition(path: str, region: Region, parts_dir: str, options: ReadOptions, links: list) -> dict:
     """Parse and write one partition (a Dask task, or a call in the local ingest child); returns its summary.
 
     The region is read straight from the BGZF file at the offset planned from the index: no copy of it, no pass
-    over the records before it. `isolate`: parse in a child process of this one (htslib kept out of the caller).
+    over the records before it. It parses in the process it runs in: a Dask worker, which the cluster keeps apart
+    from the gateway, or the local ingest's one parsing child.
     """
     clock = _Clock()
     final = Path(parts_dir) / f"{region.name}.sqlite"
@@ -148,12 +147,8 @@ def ingest_partition(
         label=f"{Path(path).name}@{region.name}",
     )
     try:
-        if isolate:
-            payload = _run_child(Path(path), opts)
-            build_path, issues = payload["build_path"], payload["issues"]
-        else:
-            with kept_freed_memory():  # a Dask worker's MALLOC_TRIM_THRESHOLD_ costs +25 % CPU here (allocator.py)
-                build_path, issues = _read_here(Path(path), opts)
+        with kept_freed_memory():  # a Dask worker's MALLOC_TRIM_THRESHOLD_ costs +25 % CPU here (allocator.py)
+            build_path, issues = _read_here(Path(path), opts)
         os.replace(build_path, final)
         return {**_unit_stats(final), "region": region.name, "resumed": False, "issues": issues, **clock.spent()}
     except VCFRejected as exc:
