@@ -119,10 +119,26 @@ def _report(rows: dict[str, list[dict]], floor_name: str, one: str, two: str) ->
         f"\n2 workers / 1 worker: wall speed-up {med(one, 'wall') / med(two, 'wall'):.2f}x (per repeat: {per_repeat}); "
         f"CPU 2w/1w {med(two, 'cpu') / med(one, 'cpu'):.2f}"
     )
+    print(
+        "CPU-time speed-up (load-independent; the busiest worker's task CPU in the 2-worker run against the 1-worker "
+        f"run's task CPU, per repeat): {' '.join(f'{x:.2f}' for x in _cpu_speedups(rows[one], rows[two]))}"
+    )
     for name in (one, two):
         print(f"\nper partition, {name} (last repeat): wall s / CPU s / worker pid")
         for task in rows[name][-1]["tasks"]:
             print(f"  {task['region']:<24} {task['seconds']:6.2f} {task['cpu_seconds']:6.2f}  {task['pid']}")
+
+
+def _cpu_speedups(ones: list[dict], twos: list[dict]) -> list[float]:
+    """What 2 workers would gain with two free cores: the tasks' CPU on one worker over the CPU of the busier of
+    the two workers (the critical path, the coordinator's few tenths of a second left out)."""
+    out = []
+    for one, two in zip(ones, twos, strict=True):
+        per_worker: dict[int, float] = {}
+        for task in two["tasks"]:
+            per_worker[task["pid"]] = per_worker.get(task["pid"], 0.0) + task["cpu_seconds"]
+        out.append(sum(t["cpu_seconds"] for t in one["tasks"]) / max(per_worker.values()))
+    return out
 
 
 def main(argv: list[str] | None = None) -> int:
