@@ -28,33 +28,24 @@ import hashlib
 import os
 import shutil
 import sqlite3
+import struct
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 
 from gateway.issues import Issue, Report
 
-from .ingest import IngestSummary, VCFRejected, _issue_from, _run_child, sample_links
+from .allocator import kept_freed_memory
+from .ingest import CHILD_MEMORY_LIMIT, IngestSummary, VCFRejected, _issue_from, sample_links
 from .layout import VersionBuilder, current_version, dataset_dir, publish
 from .normalise import normalise_reference_name
 from .partitions import Partition, partition_dirs, read_partitions
-from .reader import ReadOptions, _header_lines, _parse_contigs
+from .reader import ReadOptions, Region, _header_lines, _parse_contigs
 
 DEFAULT_SPAN = 5_000_000  # bp of a region partition (≈ 250k sites of a 500k-genome call set per partition)
+NO_OFFSET = (1 << 64) - 1  # a window no record reached, in some writers' linear index
 UNBOUNDED = 1 << 31  # the span of a contig whose length the header does not give
-
-
-@dataclass(frozen=True)
-class Region:
-    contig: str  # as written in the VCF
-    start: int  # 0-based [start, end) of POS - 1
-    end: int
-
-    @property
-    def name(self) -> str:
-        return f"{normalise_reference_name(self.contig)}-{self.start}-{self.end}"
 
 
 def _fixed_links(links: list, names: list[str]) -> list:
@@ -63,11 +54,11 @@ def _fixed_links(links: list, names: list[str]) -> list:
 
 
 def ensure_index(path: Path, work_dir: Path) -> Path:
-    """The tabix index of `path` (.tbi or .csi beside it), or one made in `work_dir`."""
-    for suffix in (".tbi", ".csi"):
-        beside = Path(f"{path}{suffix}")
-        if beside.is_file():
-            return beside
+    """The tabix index of `path` (.tbi beside it), or one made in `work_dir` (a .csi index is not read: its
+    offsets are per bin, not per 16 kb window)."""
+    beside = Path(f"{path}.tbi")
+    if beside.is_file():
+        return beside
     import pysam
 
     index = work_dir / "input.vcf.gz.tbi"
@@ -77,19 +68,54 @@ def ensure_index(path: Path, work_dir: Path) -> Path:
 
 
 def plan_regions(path: Path, index: Path, header: list[str], span: int) -> list[Region]:
-    """Partitions of `span` bp over every contig that has records, in the file's contig order."""
+    """Partitions of `span` bp over every contig that has records, in the file's contig order, each with the
+    offset its worker seeks to (read once here from the index, not by every task)."""
     import pysam
 
     lengths = {cid: int(a["length"]) for cid, a in _parse_contigs(header).items() if a.get("length", "").isdigit()}
+    windows = tabix_windows(index)
     regions = []
     with pysam.TabixFile(str(path), index=str(index)) as tbx:
         for contig in tbx.contigs:
             length = lengths.get(contig, UNBOUNDED)
+            offsets = windows.get(contig, [])
             for start in range(0, length, span):
-                region = Region(contig, start, min(start + span, length))
+                region = Region(contig, start, min(start + span, length), _window_offset(offsets, start))
                 if _has_records(tbx, region):  # no task (and no file) for an empty stretch
                     regions.append(region)
     return regions
+
+
+def tabix_windows(index: Path) -> dict[str, list[int]]:
+    """Per contig, the linear index of a .tbi file: the virtual offset of the first record that overlaps each
+    16 kb window (the tabix format, htslib's SAM/VCF specification section 5.2)."""
+    data = gzip.decompress(index.read_bytes())
+    if data[:4] != b"TBI\x01":
+        raise ValueError(f"{index.name} is not a tabix index")
+    n_ref = struct.unpack_from("<i", data, 4)[0]
+    l_nm = struct.unpack_from("<i", data, 32)[0]
+    names = data[36 : 36 + l_nm].split(b"\0")[:n_ref]
+    at = 36 + l_nm
+    windows: dict[str, list[int]] = {}
+    for name in names:
+        (n_bin,) = struct.unpack_from("<i", data, at)
+        at += 4
+        for _ in range(n_bin):
+            n_chunk = struct.unpack_from("<i", data, at + 4)[0]
+            at += 8 + 16 * n_chunk
+        (n_intv,) = struct.unpack_from("<i", data, at)
+        windows[name.decode()] = list(struct.unpack_from(f"<{n_intv}Q", data, at + 4))
+        at += 4 + 8 * n_intv
+    return windows
+
+
+def _window_offset(offsets: list[int], start: int) -> int:
+    """Where the records of `start`'s 16 kb window begin; a window past the list has no record that overlaps it,
+    so the last known offset is a safe place to read on from (0, the file's start, when nothing is known)."""
+    for offset in reversed(offsets[: (start >> 14) + 1]):
+        if offset != NO_OFFSET:
+            return offset
+    return 0
 
 
 def _has_records(tbx, region: Region) -> bool:
@@ -99,66 +125,61 @@ def _has_records(tbx, region: Region) -> bool:
     return False
 
 
-def ingest_partition(
-    path: str, index: str, region: Region, parts_dir: str, options: ReadOptions, links: list, isolate: bool
-) -> dict:
-    """Parse and write one partition (a Dask task, or a call in this process); returns its summary as a dict.
+def ingest_partition(path: str, region: Region, parts_dir: str, options: ReadOptions, links: list) -> dict:
+    """Parse and write one partition (a Dask task, or a call in the local ingest child); returns its summary.
 
-    `isolate`: parse in the ingest's child process (htslib kept out of the caller, as for a single-file ingest);
-    a Dask worker parses in its own process, which the cluster already keeps apart from the gateway.
+    The region is read straight from the BGZF file at the offset planned from the index: no copy of it, no pass
+    over the records before it. It parses in the process it runs in: a Dask worker, which the cluster keeps apart
+    from the gateway, or the local ingest's one parsing child.
     """
+    clock = _Clock()
     final = Path(parts_dir) / f"{region.name}.sqlite"
     if final.is_file():  # committed by an earlier run of the same ingest
-        return {**_unit_stats(final), "region": region.name, "resumed": True, "issues": []}
-    region_vcf = Path(parts_dir) / f".{Path(path).name}@{region.name}-{os.getpid()}.vcf"
+        return {**_unit_stats(final), "region": region.name, "resumed": True, "issues": [], **clock.spent()}
+    opts = ReadOptions(
+        dataset_id=options.dataset_id,
+        data_dir=options.data_dir,
+        assembly=options.assembly,
+        skip_invalid=options.skip_invalid,
+        build_dir=Path(parts_dir),
+        link=partial(_fixed_links, links),
+        region=region,
+        label=f"{Path(path).name}@{region.name}",
+    )
     try:
-        _write_region(Path(path), Path(index), region, region_vcf)
-        opts = ReadOptions(
-            dataset_id=options.dataset_id,
-            data_dir=options.data_dir,
-            assembly=options.assembly,
-            skip_invalid=options.skip_invalid,
-            build_dir=Path(parts_dir),
-            link=partial(_fixed_links, links),
-        )
-        if isolate:
-            payload = _run_child(region_vcf, opts)
-            build_path, issues = payload["build_path"], payload["issues"]
-        else:
-            from .reader import Rejected, read_vcf
-
-            try:
-                result = read_vcf(region_vcf, opts)
-            except Rejected as exc:
-                raise VCFRejected(Report(list(exc.issues))) from None
-            build_path, issues = result.build_path, [i.to_dict() for i in result.issues]
+        with kept_freed_memory():  # a Dask worker's MALLOC_TRIM_THRESHOLD_ costs +25 % CPU here (allocator.py)
+            build_path, issues = _read_here(Path(path), opts)
         os.replace(build_path, final)
-        return {**_unit_stats(final), "region": region.name, "resumed": False, "issues": issues}
+        return {**_unit_stats(final), "region": region.name, "resumed": False, "issues": issues, **clock.spent()}
     except VCFRejected as exc:
         return {"region": region.name, "rejected": [i.to_dict() for i in exc.report]}
-    finally:
-        region_vcf.unlink(missing_ok=True)
 
 
-def _write_region(path: Path, index: Path, region: Region, out: Path) -> None:
-    """The header and the records whose POS lies in the region, as a plain VCF (tabix also returns records that
-    start before the region and reach into it: those belong to the partition before)."""
-    import pysam
+def _read_here(path: Path, options: ReadOptions) -> tuple[str, list[dict]]:
+    from .reader import Rejected, read_vcf
 
-    header: list[str] = []
-    with gzip.open(path, "rt", encoding="utf-8", errors="replace") as f:
-        for line in f:
-            if not line.startswith("#"):
-                break
-            header.append(line)
-            if line.startswith("#CHROM"):
-                break
-    with pysam.TabixFile(str(path), index=str(index)) as tbx, open(out, "w", encoding="utf-8") as sink:
-        sink.writelines(header)
-        for line in tbx.fetch(region.contig, region.start, region.end):
-            pos = int(line.split("\t", 2)[1])
-            if region.start < pos <= region.end:
-                sink.write(line + "\n")
+    try:
+        result = read_vcf(path, options)
+    except Rejected as exc:
+        raise VCFRejected(Report(list(exc.issues))) from None
+    return str(result.build_path), [i.to_dict() for i in result.issues]
+
+
+class _Clock:
+    """Wall and CPU seconds of one partition task (this process and its children), for the benchmark."""
+
+    def __init__(self):
+        self.wall, self.cpu = time.perf_counter(), self._cpu()
+
+    @staticmethod
+    def _cpu() -> float:
+        import resource
+
+        own, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+        return own.ru_utime + own.ru_stime + kids.ru_utime + kids.ru_stime
+
+    def spent(self) -> dict:
+        return {"seconds": time.perf_counter() - self.wall, "cpu_seconds": self._cpu() - self.cpu, "pid": os.getpid()}
 
 
 def _unit_stats(path: Path) -> dict:
@@ -232,7 +253,7 @@ def ingest_partitioned(
     options = ReadOptions(dataset_id=dataset_id, data_dir=Path(data_dir), assembly=assembly, skip_invalid=skip_invalid)
     client, local = _client(workers, cluster)
     try:
-        results = _run_partitions(client, path, index, regions, parts_dir, options, links, progress)
+        results = _run_partitions(client, path, regions, parts_dir, options, links, progress)
     finally:
         if client is not None:
             client.close()
@@ -316,9 +337,8 @@ def _ingest_id(path: Path, dataset_id: str, assembly: str | None, skip_invalid: 
     return hashlib.sha256(key.encode()).hexdigest()[:16]
 
 
-def _run_partitions(client, path, index, regions, parts_dir, options, links, progress) -> list[dict]:
+def _run_partitions(client, path, regions, parts_dir, options, links, progress) -> list[dict]:
     """Every partition's summary, in region order; progress per committed partition."""
-    args = (str(path), str(index))
     results: dict[str, dict] = {}
     records = 0
 
@@ -329,19 +349,49 @@ def _run_partitions(client, path, index, regions, parts_dir, options, links, pro
         if progress is not None:
             progress(records, len(results) * 100 // max(len(regions), 1))
 
+    task = partial(ingest_partition, str(path), parts_dir=str(parts_dir), options=options.portable())
     if client is None:
-        for region in regions:
-            done(ingest_partition(*args, region, str(parts_dir), options, links, True))
+        _run_in_one_child(task, regions, links, done)
     else:
         from distributed import as_completed
 
-        futures = [
-            client.submit(ingest_partition, *args, region, str(parts_dir), options, links, False, retries=2, pure=False)
-            for region in regions
-        ]
+        shared = client.scatter(links, broadcast=True)  # sent once to each worker, not with every task
+        futures = [client.submit(task, region, links=shared, retries=2, pure=False) for region in regions]
         for future in as_completed(futures):
             done(future.result())
     return [results[region.name] for region in regions]
+
+
+def _run_in_one_child(task: Callable, regions: list[Region], links: list, done: Callable[[dict], None]) -> None:
+    """The local ingest: every partition in turn in one parsing child (htslib kept out of the caller, as for a
+    single-file ingest), started once for the whole ingest, not once per partition (a spawn costs 0.3-1 s)."""
+    import multiprocessing as mp
+    from concurrent.futures import ProcessPoolExecutor
+    from concurrent.futures.process import BrokenProcessPool
+
+    pool = ProcessPoolExecutor(1, mp_context=mp.get_context("spawn"), initializer=_guard_child)
+    try:
+        for future in [pool.submit(task, region, links=links) for region in regions]:
+            done(future.result())
+    except BrokenProcessPool as exc:
+        message = f"the VCF parser stopped ({exc})"
+        raise VCFRejected(Report([Issue.error("vcf-parser-crashed", message)])) from None
+    finally:
+        pool.shutdown(cancel_futures=True)
+
+
+def _guard_child() -> None:
+    """In the local ingest child: the same address-space cap as the single-file parsing child, and death with
+    the parent (a killed ingest must not finish on its own)."""
+    import resource
+
+    with contextlib.suppress(ValueError, OSError):
+        resource.setrlimit(resource.RLIMIT_AS, (CHILD_MEMORY_LIMIT, CHILD_MEMORY_LIMIT))
+    with contextlib.suppress(Exception):
+        import ctypes
+        import signal
+
+        ctypes.CDLL("libc.so.6").prctl(1, signal.SIGKILL)
 
 
 def _publish(path, ds_dir, dataset_id, data_dir, parts_dir, samples, links, results, started, kept) -> IngestSummary:

@@ -116,8 +116,11 @@ def _child(conn, path: str, options: ReadOptions):
     def progress(done: int, percent: int) -> None:
         conn.send(("progress", done, percent))
 
+    from .allocator import kept_freed_memory
+
     try:
-        result = read_vcf(Path(path), replace(options, link=link, progress=progress))
+        with kept_freed_memory():  # a parent that ran a Dask LocalCluster passes on its MALLOC_TRIM_THRESHOLD_
+            result = read_vcf(Path(path), replace(options, link=link, progress=progress))
     except Rejected as exc:
         conn.send(("rejected", [i.to_dict() for i in exc.issues]))
         return

@@ -11,6 +11,7 @@ Coordinates written to the store are Beacon's: start = POS - 1, end = start + le
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import hashlib
 import io
@@ -92,10 +93,28 @@ class ReadOptions:
     progress: Callable[[int, int], None] | None = None  # (records done, percent of the file)
     stderr_path: str | None = None  # where htslib's fd 2 goes (read back for error details)
     build_dir: Path | None = None  # where the build file goes, when not the dataset's folder (a partition's)
+    region: Region | None = None  # read only this region of a BGZF text VCF, from its index's offset (a partition)
+    label: str | None = None  # the file's name in issue locations (default: its own name)
 
     def portable(self) -> ReadOptions:
         """Without the callables: what is pickled to the parsing child."""
         return replace(self, link=None, progress=None)
+
+
+@dataclass(frozen=True)
+class Region:
+    """The records of one contig whose POS lies in (start, end] (0-based [start, end) of POS - 1), found from
+    `offset`: the BGZF virtual offset (compressed block offset << 16 | offset within the block) where the tabix
+    index says the records of the region's first 16 kb window begin."""
+
+    contig: str  # as written in the VCF
+    start: int
+    end: int
+    offset: int = 0
+
+    @property
+    def name(self) -> str:
+        return f"{normalise_reference_name(self.contig)}-{self.start}-{self.end}"
 
 
 class _StderrWatch:
@@ -264,7 +283,7 @@ def read_vcf(path: Path, options: ReadOptions) -> ReadResult:
     import cyvcf2  # imported here: only the child process loads htslib
 
     path = Path(path)
-    label = path.name
+    label = options.label or path.name
     result = ReadResult()
     issues = result.issues
     watch = _StderrWatch(options.stderr_path)
@@ -317,7 +336,7 @@ def read_vcf(path: Path, options: ReadOptions) -> ReadResult:
         if builder is not None:
             links = options.link(samples) if options.link else [(None, None)] * len(samples)
             builder.add_samples([(i, name, *links[i]) for i, name in enumerate(samples)])
-        source = _Source(vcf, path, label, kind, len(header), has_gt, ann_fmt, contigs, watch)
+        source = _Source(vcf, path, label, kind, len(header), has_gt, ann_fmt, contigs, watch, options.region)
         _RecordReader(source, result, builder, options).run()
         if builder is not None:
             meta = {
@@ -367,7 +386,7 @@ def _finish(builder: VersionBuilder, meta: dict, result: ReadResult, label: str,
         return builder.finish({**meta, "records_written": str(result.records_written)})
 
 
-def _record_lines(path: Path, kind: str, vcf, n_header: int, watch: _StderrWatch):
+def _record_lines(path: Path, kind: str, vcf, n_header: int, watch: _StderrWatch, region: Region | None = None):
     """(location number, line bytes, compressed bytes read) for every record; text files are read directly."""
     if kind == "bcf":
         for i, v in enumerate(vcf, start=1):
@@ -376,22 +395,86 @@ def _record_lines(path: Path, kind: str, vcf, n_header: int, watch: _StderrWatch
             if message.startswith("[E::"):
                 raise OSError(message[:300])
         return
-    with open(path, "rb") as raw:
-        gz = raw.read(2) == b"\x1f\x8b"
-        raw.seek(0)
-        stream = io.BufferedReader(gzip.GzipFile(fileobj=raw), 1 << 20) if gz else raw
+    with _records_stream(path, n_header, region) as (raw, stream, gz, first_byte):
         done = inflated = 0
         bound = limits.MAX_LINE_BYTES + 1
-        for number, line in enumerate(iter(lambda: stream.readline(bound), b""), start=1):
+        for number, line in enumerate(iter(lambda: stream.readline(bound), b""), start=n_header + 1):
             inflated += len(line)
             if len(line) == bound and not line.endswith(b"\n"):
                 raise Rejected([limits.line_issue(len(line), f"{path.name}:{number}")])
             if not number & 1023:
                 done = raw.tell()  # for progress and the inflation bound only: not worth a call per line
-                if gz and (bomb := limits.inflation_issue(inflated, done, f"{path.name}:{number}")):
+                if gz and (bomb := limits.inflation_issue(inflated, done - first_byte, f"{path.name}:{number}")):
                     raise Rejected([bomb])
-            if number > n_header:
-                yield number, line, done
+            yield number, line, done
+
+
+@contextlib.contextmanager
+def _records_stream(path: Path, n_header: int, region: Region | None):
+    """(raw file, stream of the record lines, gzip?, first compressed byte read): the whole file after its header
+    lines, or with `region` only that region's records, read from its BGZF offset (no pass over the rest)."""
+    with open(path, "rb") as raw:
+        gz = raw.read(2) == b"\x1f\x8b"
+        if region is not None:
+            if not gz:
+                raise OSError("a region is read from a BGZF-compressed file only")
+            block, within = divmod(region.offset, 1 << 16)
+            raw.seek(block)
+            inflated = io.BufferedReader(gzip.GzipFile(fileobj=raw), 1 << 20)
+            inflated.read(within)
+            yield raw, _RegionLines(inflated, region), gz, block
+            return
+        raw.seek(0)
+        stream = io.BufferedReader(gzip.GzipFile(fileobj=raw), 1 << 20) if gz else raw
+        for _ in range(n_header):
+            stream.readline(limits.MAX_LINE_BYTES + 1)  # checked by _header_lines already
+        yield raw, stream, gz, 0
+
+
+class _RegionLines:
+    """The lines of a region's records, read on from an index offset: lines before the region (the offset is
+    that of its first 16 kb window, and a record that starts before the region belongs to the partition before)
+    are passed over, and reading ends at the first record of another contig or past the region's end."""
+
+    def __init__(self, stream, region: Region):
+        self.stream = stream
+        self.contig = region.contig.encode()
+        self.start, self.end = region.start, region.end
+        self.seen = False  # a record of the contig was read: another contig after it ends the region
+        self.ended = False
+
+    def readline(self, limit: int = -1) -> bytes:
+        while not self.ended:
+            line = self.stream.readline(limit)
+            if not line:
+                break
+            if len(line) == limit and not line.endswith(b"\n"):
+                return line  # too long: the reader refuses it
+            if line.startswith(b"#") or line in (b"\n", b"\r\n"):
+                continue
+            fields = line.split(b"\t", 2)
+            if fields[0] != self.contig:
+                if self.seen:
+                    break  # the next contig (tabix needs each contig's records together)
+                continue
+            self.seen = True
+            if len(fields) < 3 or not fields[1].isdigit():
+                return line  # malformed: the reader refuses it
+            pos = int(fields[1])
+            if pos > self.end:
+                break
+            if pos > self.start:
+                return line
+        self.ended = True
+        return b""
+
+    def read(self, size: int) -> bytes:
+        parts: list[bytes] = []
+        total = 0
+        while total < size and (line := self.readline(limits.MAX_LINE_BYTES + 1)):
+            parts.append(line)
+            total += len(line)
+        return b"".join(parts)
 
 
 # One line of a sites-only VCF: a simple record (POS >= 1, one ALT of bases; the 8 columns captured) needs no
@@ -403,14 +486,9 @@ _SITE_LINE = re.compile(
 _TEXT_BLOCK = 1 << 20  # bounds the memory of a block's parsed columns (~20 MB)
 
 
-def _text_blocks(path: Path, n_header: int):
+def _text_blocks(path: Path, n_header: int, region: Region | None = None):
     """(number of the first line, bytes of whole lines, compressed bytes read) after the header of a text VCF."""
-    with open(path, "rb") as raw:
-        gz = raw.read(2) == b"\x1f\x8b"
-        raw.seek(0)
-        stream = io.BufferedReader(gzip.GzipFile(fileobj=raw), 1 << 20) if gz else raw
-        for _ in range(n_header):
-            stream.readline()
+    with _records_stream(path, n_header, region) as (raw, stream, gz, first_byte):
         number = n_header + 1
         rest = b""
         inflated = 0
@@ -419,7 +497,7 @@ def _text_blocks(path: Path, n_header: int):
             if not chunk:
                 break
             inflated += len(chunk)
-            if gz and (bomb := limits.inflation_issue(inflated, raw.tell(), f"{path.name}:{number}")):
+            if gz and (bomb := limits.inflation_issue(inflated, raw.tell() - first_byte, f"{path.name}:{number}")):
                 raise Rejected([bomb])
             data = rest + chunk
             cut = data.rfind(b"\n") + 1
@@ -472,6 +550,7 @@ class _Source:
     ann_fmt: object  # annotations.AnnotationFormat | None
     contigs: dict
     watch: _StderrWatch
+    region: Region | None = None
 
 
 @dataclass(slots=True)
@@ -627,7 +706,7 @@ class _RecordReader:
             yield from self.sites_blocks()
             return
         block: list = []
-        for item in _record_lines(src.path, src.kind, src.vcf, src.n_header, src.watch):
+        for item in _record_lines(src.path, src.kind, src.vcf, src.n_header, src.watch, src.region):
             block.append(item)
             if len(block) == self.batch_lines:
                 yield from self.decode_block(block)
@@ -662,7 +741,7 @@ class _RecordReader:
         ann_fmt = self.src.ann_fmt
         ann_tag = f"{ann_fmt.info_id}=" if ann_fmt else None
         normalised: dict[str, str] = {}
-        for first, block, done in _text_blocks(self.src.path, self.src.n_header):
+        for first, block, done in _text_blocks(self.src.path, self.src.n_header, self.src.region):
             n_lines = block.count(b"\n")
             if not block.isascii():
                 for number, line in enumerate(block.split(b"\n")[:n_lines], start=first):
