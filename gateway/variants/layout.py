@@ -258,12 +258,22 @@ class VersionBuilder:
         self._scratch = np.zeros(max(self.n_samples, 1), dtype=bool)
         self._submit([("INSERT INTO samples VALUES (?,?,?,?)", rows)])
 
-    def add_partitions(self, rows: list[tuple[str, str, int, int, int, int]]) -> None:
+    def add_partitions(
+        self, rows: list[tuple[str, str, int, int, int, int, int]], batches: list[tuple[int, int, int, str]]
+    ) -> None:
         """Make this build the manifest of a partitioned version (see partitions.py): (file, chrom, start, end,
-        max_end, variants) per partition, files relative to the dataset's folder."""
-        from .partitions import PARTITIONS_SCHEMA
+        max_end, variants, batch) per unit, files relative to the dataset's folder; (batch, first sample, samples,
+        source) per sample batch."""
+        from .partitions import BATCHES_SCHEMA, PARTITIONS_SCHEMA
 
-        self._submit([(PARTITIONS_SCHEMA, None), ("INSERT INTO partitions VALUES (?,?,?,?,?,?)", rows)])
+        self._submit(
+            [
+                (PARTITIONS_SCHEMA, None),
+                ("INSERT INTO partitions VALUES (?,?,?,?,?,?,?)", rows),
+                (BATCHES_SCHEMA, None),
+                ("INSERT INTO batches VALUES (?,?,?,?)", batches),
+            ]
+        )
 
     def add_variants(
         self,

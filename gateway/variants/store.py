@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .batched import BatchedUnits, BatchedVersion, batches_of, erased_by_batch
 from .layout import (
     CHUNK_VARIANTS,
     DATASET_ID,
@@ -35,7 +36,7 @@ from .layout import (
     switch_pointer,
     unpack_codes,
 )
-from .partitions import Partition, PartitionIndex, read_partitions
+from .partitions import Partition, PartitionIndex, read_batches, read_partitions
 from .protocol import DatasetSamples, SampleRow
 from .query import Carrier, VariantHit, VariantQuery
 
@@ -152,7 +153,10 @@ def _carried_variants(conn: sqlite3.Connection, sample_idxs: list[int]) -> np.nd
 class _Dataset:
     """An open version of one dataset (per thread)."""
 
-    __slots__ = ("_index", "_opened", "assembly", "conn", "dataset_id", "dir", "partitions", "samples", "version")
+    __slots__ = (
+        "_index", "_opened", "assembly", "batched", "batches", "conn", "dataset_id", "dir", "partitions", "samples",
+        "version",
+    )  # fmt: skip
 
     def __init__(self, dataset_id: str, path: Path, version: str, samples: list | None = None):
         self.dataset_id = dataset_id
@@ -166,6 +170,9 @@ class _Dataset:
         # the variants live in one immutable file per region partition, opened when a query reaches it.
         self.partitions: list[Partition] = read_partitions(self.conn, self.dir)
         self._index = PartitionIndex(self.partitions) if self.partitions else None
+        # Several sample batches (batched.py): units of different batches hold the same variants; answers merge.
+        self.batches = read_batches(self.conn) if self.partitions else []
+        self.batched = BatchedVersion(self, _COLUMNS, _carried_variants) if len(self.batches) > 1 else None
         self._opened: dict[str, _Dataset] = {}
 
     def close(self) -> None:
@@ -183,19 +190,26 @@ class _Dataset:
             self._opened[partition.file] = part
         return part
 
-    def units(self, q: VariantQuery | None = None) -> Iterator[_Dataset]:
+    def units(self, q: VariantQuery | None = None) -> Iterator[_Dataset | BatchedUnits]:
         """The files holding this version's variants (itself when not partitioned); with `q`, only the partitions
-        whose variants could answer it (same chromosome, and for positional queries an overlapping span)."""
+        whose variants could answer it (same chromosome, and for positional queries an overlapping span).
+        A version of several sample batches yields one BatchedUnits, which merges its units' answers."""
+        if self.batched is not None:
+            yield self.batched.reached(q)
+            return
         if not self.partitions:
             yield self
             return
         for partition in self.partitions if q is None else self._index.reached_by(q):
             yield self._part(partition)
 
-    def unit_at(self, chrom: str, start: int) -> _Dataset | None:
-        """The file that holds variants starting at `start` (0-based) on `chrom`."""
+    def unit_at(self, chrom: str, start: int) -> _Dataset | BatchedUnits | None:
+        """The file that holds variants starting at `start` (0-based) on `chrom` (the files, over sample batches)."""
         if not self.partitions:
             return self
+        if self.batched is not None:
+            found = self.batched.at(chrom, start)
+            return found if found.units else None
         for partition in self.partitions:
             if partition.chrom == chrom and partition.start <= start < partition.end:
                 return self._part(partition)
@@ -337,7 +351,7 @@ class VariantStore:
         conns[dataset_id] = ds
         return ds
 
-    def _targets(self, q: VariantQuery) -> Iterator[_Dataset]:
+    def _targets(self, q: VariantQuery) -> Iterator[_Dataset | BatchedUnits]:
         """The datasets a query covers, opened one at a time (lazily: the open-connection cap may close earlier ones)."""
         names = q.dataset_ids if q.dataset_ids is not None else self.datasets()
         for name in sorted(set(names)):
@@ -375,6 +389,10 @@ class VariantStore:
         hits: list[VariantHit] = []
         total = 0
         for ds in self._targets(q):
+            if isinstance(ds, BatchedUnits):
+                page, n = self._batched_search(ds, q, branches, max(skip - total, 0), limit - len(hits))
+                hits, total = hits + page, total + n
+                continue
             parts = self._branches(ds, q, branches)
             if parts is None:
                 continue
@@ -394,6 +412,9 @@ class VariantStore:
         branches = build_where(q)
         total = 0
         for ds in self._targets(q):
+            if isinstance(ds, BatchedUnits):
+                total += self._batched_answer(ds, q, branches, BatchedUnits.count, 0)
+                continue
             parts = self._branches(ds, q, branches)
             if parts:
                 total += _count(ds, parts)
@@ -402,16 +423,38 @@ class VariantStore:
     def exists(self, q: VariantQuery) -> bool:
         branches = build_where(q)
         for ds in self._targets(q):
+            if isinstance(ds, BatchedUnits):
+                if self._batched_answer(ds, q, branches, BatchedUnits.exists, False):
+                    return True
+                continue
             for where, params in self._branches(ds, q, branches) or ():
                 if ds.conn.execute(f"SELECT 1 FROM variants WHERE {where} LIMIT 1", params).fetchone():
                     return True
         return False
 
+    def _batched_parts(self, view: BatchedUnits, q: VariantQuery, branches: list[tuple[str, list]]):
+        """The WHERE branches for a multi-batch version's units: the query's and its ids, without the observed
+        rule (batched.py applies it to the summed AC)."""
+        ids = self._ids_clause(view.version.dataset, q)
+        return None if ids is None else [(where + ids[0], params + ids[1]) for where, params in branches]
+
+    def _batched_answer(self, view: BatchedUnits, q: VariantQuery, branches, answer, empty):
+        parts = self._batched_parts(view, q, branches)
+        return empty if parts is None else answer(view, parts, bool(q.gene_id or q.aa_change))
+
+    def _batched_search(self, view: BatchedUnits, q: VariantQuery, branches, skip: int, need: int):
+        parts = self._batched_parts(view, q, branches)
+        return ([], 0) if parts is None else view.search(parts, bool(q.gene_id or q.aa_change), skip, need)
+
     def carrier_count(self, q: VariantQuery) -> int:
         """Distinct samples carrying any matching variant (summed over datasets)."""
         branches = build_where(q)
         rows_of: dict[str, list] = {}  # per dataset: the partitions of one dataset share its samples
+        batched = 0  # a multi-batch version's distinct carriers, counted over its batches by batched.py
         for ds in self._targets(q):
+            if isinstance(ds, BatchedUnits):
+                batched += self._batched_answer(ds, q, branches, BatchedUnits.carrier_count, 0)
+                continue
             parts = self._branches(ds, q, branches)
             if parts is None:
                 continue
@@ -423,7 +466,7 @@ class VariantStore:
                     [x for _, p in parts for x in p],
                 ).fetchall()
             )
-        total = 0
+        total = batched
         for rows in rows_of.values():
             if len(rows) == 1:
                 total += rows[0][0]
@@ -438,10 +481,12 @@ class VariantStore:
         ds = self._unit_of(parts)
         if ds is None:
             return None
+        if isinstance(ds, BatchedUnits):
+            return ds.get(parts[2])
         row = ds.conn.execute(f"SELECT {_COLUMNS} FROM variants WHERE vkey = ?{_observed(ds)}", (parts[2],)).fetchone()
         return ds.hit(row) if row else None
 
-    def _unit_of(self, parts: tuple[str, str, str] | None) -> _Dataset | None:
+    def _unit_of(self, parts: tuple[str, str, str] | None) -> _Dataset | BatchedUnits | None:
         """The file holding a variant id's variant: its dataset's version, or the partition of its position."""
         ds = self._open(parts[0]) if parts else None
         if ds is None or ds.assembly != parts[1]:
@@ -467,6 +512,8 @@ class VariantStore:
         ds = self._unit_of(split_variant_id(variant_id))
         if ds is None:
             return []
+        if isinstance(ds, BatchedUnits):
+            return ds.carrier_rows(split_variant_id(variant_id)[2], limit)
         row = ds.conn.execute(
             "SELECT c.samples, c.zyg FROM variants v JOIN carriers c ON c.vid = v.id WHERE v.vkey = ?",
             (split_variant_id(variant_id)[2],),
@@ -501,6 +548,10 @@ class VariantStore:
         hits: list[VariantHit] = []
         total = 0
         for _, dataset, idxs in self._datasets_holding(individual_id):
+            if dataset.batched is not None:
+                page, n = dataset.batched.variants_of(idxs, max(skip - total, 0), limit - len(hits))
+                hits, total = hits + page, total + n
+                continue
             for ds in dataset.units():
                 vids = _carried_variants(ds.conn, idxs)
                 n = len(vids)
@@ -569,8 +620,9 @@ class VariantStore:
         return erased
 
     def _rewrite_without(self, dataset_id: str, ds: _Dataset, idxs: list[int]) -> None:
-        """A new version without the samples `idxs`; a partitioned version gets every partition rewritten into a
-        new folder (AN changes at every variant) and a new manifest, switched in one step like any version."""
+        """A new version without the samples `idxs`; in a partitioned version only the units of the batches holding
+        them are rewritten (into a new folder; AN changes at every variant of those batches), the others are kept,
+        and a new manifest is switched in one step like any version."""
         ds_dir = dataset_dir(self.data_dir, dataset_id)
         tmp = ds_dir / f".build-{os.getpid()}-{secrets.token_hex(4)}.sqlite"
         n_samples = len(ds.sample_table())
@@ -579,10 +631,7 @@ class VariantStore:
             renamed = {}
             if new_dir is not None:
                 new_dir.mkdir()
-                for partition in ds.partitions:
-                    name = Path(partition.file).name
-                    _erase_samples(ds._part(partition).conn, new_dir / name, idxs, n_samples)
-                    renamed[partition.file] = f"{new_dir.name}/{name}"
+                renamed = _erase_in_units(ds, new_dir, idxs, n_samples)
             _erase_samples(ds.conn, tmp, idxs, n_samples, renamed)
             version = f"v{time.time_ns()}-{os.getpid()}.sqlite"
             os.replace(tmp, ds_dir / version)
@@ -590,8 +639,7 @@ class VariantStore:
             switch_pointer(ds_dir, version)
             if previous and previous != version:
                 (ds_dir / previous).unlink(missing_ok=True)
-            for old in {p.file.split("/", 1)[0] for p in ds.partitions}:
-                shutil.rmtree(ds_dir / old, ignore_errors=True)  # open readers keep their unlinked files
+            _drop_superseded(ds_dir, [p.file for p in ds.partitions], renamed)
         except BaseException:
             if new_dir is not None:
                 shutil.rmtree(new_dir, ignore_errors=True)
@@ -604,6 +652,33 @@ class VariantStore:
         for ds in (conns or {}).values():
             ds.close()
         self._local = threading.local()
+
+
+def _erase_in_units(ds: _Dataset, new_dir: Path, idxs: list[int], n_samples: int) -> dict[str, str]:
+    """Rewrite into `new_dir` the units of the batches holding manifest samples `idxs` (each without them, numbered
+    as its batch numbers them); return old file -> new file for the manifest. Other batches' units are untouched:
+    an erasure costs the size of the person's batch, not of the cohort."""
+    batches = batches_of(ds.batches, n_samples)
+    touched = erased_by_batch(batches, idxs)
+    renamed = {}
+    for partition in ds.partitions:
+        if partition.batch not in touched:
+            continue
+        local, size = touched[partition.batch]
+        name = Path(partition.file).name if len(batches) == 1 else f"b{partition.batch}-{Path(partition.file).name}"
+        _erase_samples(ds._part(partition).conn, new_dir / name, local, size)
+        renamed[partition.file] = f"{new_dir.name}/{name}"
+    return renamed
+
+
+def _drop_superseded(ds_dir: Path, files: list[str], renamed: dict[str, str]) -> None:
+    """Remove the unit files an erasure replaced, and their folders once no kept unit lives there (open readers
+    keep their unlinked files)."""
+    kept_dirs = {f.split("/", 1)[0] for f in files if f not in renamed}
+    for old in renamed:
+        (ds_dir / old).unlink(missing_ok=True)
+    for folder in {f.split("/", 1)[0] for f in renamed} - kept_dirs:
+        shutil.rmtree(ds_dir / folder, ignore_errors=True)
 
 
 def _erase_samples(
