@@ -41,7 +41,7 @@ from pathlib import Path
 from gateway.issues import Issue, Report
 
 from .ingest import IngestSummary, VCFRejected, _issue_from, _run_child, sample_links
-from .layout import VersionBuilder, current_version, dataset_dir, publish
+from .layout import VersionBuilder, VersionMoved, current_version, dataset_dir, publish
 from .normalise import normalise_reference_name
 from .partitions import Batch, Partition, partition_dirs, read_batches, read_partitions
 from .reader import ReadOptions, _header_lines, _parse_contigs
@@ -59,6 +59,7 @@ class LiveVersion:
     batches: list[Batch]
     assembly: str
     meta: dict[str, str]
+    version: str  # its file name, which the grown manifest must still replace when it is published
 
 
 @dataclass(frozen=True)
@@ -72,6 +73,7 @@ class Growth:
     assembly: str | None  # the live version's, which this file must not contradict
     span: int
     called_index: bool = True  # the kept units all have the per-sample called-allele exceptions
+    based_on: str | None = None  # the live version grown (None: a fresh version that replaces any)
 
 
 @dataclass(frozen=True)
@@ -293,7 +295,7 @@ def _read_live(ds_dir: Path) -> LiveVersion | None:
         batches = read_batches(conn) or [Batch(0, 0, len(rows), meta.get("source", ""))]
     finally:
         conn.close()
-    return LiveVersion(partitions, rows, batches, meta.get("assembly", ""), meta)
+    return LiveVersion(partitions, rows, batches, meta.get("assembly", ""), meta, live)
 
 
 def _growth(
@@ -320,7 +322,9 @@ def _growth(
         names = [row[1] for row in live.samples]
         for b in live.batches:
             if names[b.first : b.first + b.samples] == samples:
-                return Growth(live.partitions, b.batch, live.samples, live.batches, live.assembly, span, exact)
+                return Growth(
+                    live.partitions, b.batch, live.samples, live.batches, live.assembly, span, exact, live.version
+                )
         raise refuse("the samples differ from those of every sample batch of the live version (names and order)")
     if not samples:
         raise refuse("the file has no samples to add", chrom_line)
@@ -335,7 +339,7 @@ def _growth(
     first, batch = len(live.samples), max(b.batch for b in live.batches) + 1
     rows = live.samples + [(first + i, name, *links[i]) for i, name in enumerate(samples)]
     batches = [*live.batches, Batch(batch, first, len(samples), path.name)]
-    return Growth(live.partitions, batch, rows, batches, live.assembly, span, exact)
+    return Growth(live.partitions, batch, rows, batches, live.assembly, span, exact, live.version)
 
 
 def _refuse_overlaps(path: Path, regions: list[Region], kept: list[Partition]) -> None:
@@ -452,7 +456,15 @@ def _publish(
                 superseded = partition_dirs(conn) - {parts_dir.name} - {p.file.split("/", 1)[0] for p in kept}
             finally:
                 conn.close()
-    version = publish(build_path)
+    try:
+        version = publish(build_path, growth.based_on)
+    except VersionMoved as exc:
+        build_path.unlink(missing_ok=True)
+        message = (
+            f"{exc}: another ingest or an erasure was published meanwhile; run this ingest again "
+            "(its committed partitions are kept)"
+        )
+        raise VCFRejected(Report([Issue.error("vcf-version-moved", message, f"{path.name}:1")])) from None
     for old in superseded:
         shutil.rmtree(ds_dir / old, ignore_errors=True)  # open readers keep their unlinked files
     issues = [_issue_from(d) for r in results for d in r.get("issues", ())]

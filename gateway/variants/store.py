@@ -27,12 +27,15 @@ from .layout import (
     HOM,
     LONG_SPAN,
     ZYGOSITY_GENO,
+    VersionMoved,
+    check_based_on,
     cleanup_dataset_dir,
     current_version,
     dataset_dir,
     decode_set,
     encode_set,
     pack_codes,
+    pointer_lock,
     switch_pointer,
     unpack_codes,
 )
@@ -612,12 +615,26 @@ class VariantStore:
         carrier counts are corrected exactly, and AN at every variant (from the per-sample called-allele exceptions;
         versions written before those existed correct AN at the carried variants only).
         """
-        erased = 0
-        for name, ds, idxs in list(self._datasets_holding(individual_id)):
-            erased += len(idxs)
-            self._rewrite_without(name, ds, idxs)
+        erased = sum(self._erase_in_dataset(name, individual_id) for name in self.datasets())
         self.refresh()
         return erased
+
+    def _erase_in_dataset(self, dataset_id: str, individual_id: str, attempts: int = 3) -> int:
+        """Erase from the live version; when another writer switches the pointer meanwhile (an ingest adding a
+        batch), the erasure is not published over it but done again on the new live version."""
+        for attempt in range(attempts):
+            self._pointer_cache.pop(dataset_id, None)
+            ds = self._open(dataset_id)
+            idxs = self._sample_indexes(ds, individual_id) if ds is not None else []
+            if ds is None or not idxs:
+                return 0
+            try:
+                self._rewrite_without(dataset_id, ds, idxs)
+                return len(idxs)
+            except VersionMoved:
+                if attempt == attempts - 1:
+                    raise
+        return 0
 
     def _rewrite_without(self, dataset_id: str, ds: _Dataset, idxs: list[int]) -> None:
         """A new version without the samples `idxs`; in a partitioned version only the units of the batches holding
@@ -634,9 +651,11 @@ class VariantStore:
                 renamed = _erase_in_units(ds, new_dir, idxs, n_samples)
             _erase_samples(ds.conn, tmp, idxs, n_samples, renamed)
             version = f"v{time.time_ns()}-{os.getpid()}.sqlite"
-            os.replace(tmp, ds_dir / version)
-            previous = current_version(ds_dir)
-            switch_pointer(ds_dir, version)
+            with pointer_lock(ds_dir):
+                check_based_on(ds_dir, ds.version)  # VersionMoved: nothing switched, the caller tries again
+                os.replace(tmp, ds_dir / version)
+                previous = current_version(ds_dir)
+                switch_pointer(ds_dir, version)
             if previous and previous != version:
                 (ds_dir / previous).unlink(missing_ok=True)
             _drop_superseded(ds_dir, [p.file for p in ds.partitions], renamed)
@@ -681,6 +700,29 @@ def _drop_superseded(ds_dir: Path, files: list[str], renamed: dict[str, str]) ->
         shutil.rmtree(ds_dir / folder, ignore_errors=True)
 
 
+def _without_carriers(
+    conn: sqlite3.Connection, vids: list[int], drop: np.ndarray, n_samples: int, exact_an: bool
+) -> tuple[list[tuple], list[tuple]]:
+    """For the variants `vids` that the samples `drop` carry: their carrier rows without them, and what AC, AN and
+    the carrier count lose — read in one pass, written by the caller with executemany (an erasure's cost per
+    carried variant is then a few numpy calls, not statements)."""
+    carriers: list[tuple] = []
+    variants: list[tuple] = []
+    for first in range(0, len(vids), 500):
+        some = vids[first : first + 500]
+        rows = conn.execute(f"SELECT vid, samples, zyg FROM carriers WHERE vid IN ({','.join('?' * len(some))})", some)
+        for vid, samples_blob, zyg_blob in rows.fetchall():
+            samples = decode_set(samples_blob)
+            zyg = unpack_codes(zyg_blob, len(samples))
+            gone = samples == drop[0] if len(drop) == 1 else np.isin(samples, drop)
+            codes = zyg[gone].tolist()
+            alleles = sum(2 if c == HOM else 1 for c in codes if c in (HOM, HET, HEMI))
+            called = 0 if exact_an else sum(2 if c in (HOM, HET) else 1 for c in codes if c in (HOM, HET, HEMI))
+            carriers.append((encode_set(samples[~gone], n_samples), pack_codes(zyg[~gone]), vid))
+            variants.append((alleles, called, len(codes), vid))
+    return carriers, variants
+
+
 def _erase_samples(
     source: sqlite3.Connection, target: Path, idxs: list[int], n_samples: int, renamed: dict[str, str] | None = None
 ) -> None:
@@ -703,21 +745,9 @@ def _erase_samples(
             vids = decode_set(blob).astype(np.int64) + chunk * CHUNK_VARIANTS + 1
             conn.executemany("UPDATE variants SET an = an + ? WHERE id = ?", ((2 - alleles, v) for v in vids.tolist()))
         conn.execute(f"DELETE FROM sample_called WHERE sample IN ({place})", idxs)
-    for vid in _carried_variants(conn, idxs).tolist():
-        samples_blob, zyg_blob = conn.execute("SELECT samples, zyg FROM carriers WHERE vid=?", (vid,)).fetchone()
-        samples = decode_set(samples_blob)
-        zyg = unpack_codes(zyg_blob, len(samples))
-        gone = np.isin(samples, drop)
-        alleles = int((zyg[gone] == HOM).sum() * 2 + (zyg[gone] == HET).sum() + (zyg[gone] == HEMI).sum())
-        called = 0 if exact_an else int(((zyg[gone] == HOM) | (zyg[gone] == HET)).sum() * 2 + (zyg[gone] == HEMI).sum())
-        conn.execute(
-            "UPDATE carriers SET samples=?, zyg=? WHERE vid=?",
-            (encode_set(samples[~gone], n_samples), pack_codes(zyg[~gone]), vid),
-        )
-        conn.execute(
-            "UPDATE variants SET ac=ac-?, an=max(an-?,0), carriers=carriers-? WHERE id=?",
-            (alleles, called, int(gone.sum()), vid),
-        )
+    carriers, variants = _without_carriers(conn, _carried_variants(conn, idxs).tolist(), drop, n_samples, exact_an)
+    conn.executemany("UPDATE carriers SET samples=?, zyg=? WHERE vid=?", carriers)
+    conn.executemany("UPDATE variants SET ac=ac-?, an=max(an-?,0), carriers=carriers-? WHERE id=?", variants)
     conn.execute(f"DELETE FROM sample_variants WHERE sample IN ({place})", idxs)
     conn.execute(
         f"UPDATE samples SET name='erased-'||idx, individual_id=NULL, biosample_id=NULL WHERE idx IN ({place})",

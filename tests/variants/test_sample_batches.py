@@ -244,3 +244,80 @@ def test_a_gene_annotated_in_one_batch_counts_the_carriers_of_all(tmp_path):
             assert store.carrier_count(q) == len(set().union(*(t.carriers for t in matching)))
     finally:
         store.close()
+
+
+def test_cli_adds_a_batch_of_samples_and_refuses_one_already_there(tmp_path, monkeypatch, capsys):
+    from gateway.cli import main
+
+    monkeypatch.setenv("GATEWAY_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.setenv("GATEWAY_SECRET_KEY", "ab" * 32)
+    monkeypatch.delenv("GATEWAY_CONFIG", raising=False)
+    monkeypatch.delenv("GATEWAY_DATABASE_URL", raising=False)
+    plain = tmp_path / "cohort.vcf"
+    _write_vcf(plain)
+    first = split_by_samples(plain, tmp_path / "first.vcf.gz", SAMPLES[:6])
+    second = split_by_samples(plain, tmp_path / "second.vcf.gz", SAMPLES[6:])
+    base = ["ingest", "vcf", "--dataset", "cohort", "--assembly", "GRCh38"]
+    assert main([*base, str(first), "--workers", "1"]) == 0
+    assert main([*base, str(second), "--add-samples"]) == 0
+    assert "partitions:" in capsys.readouterr().out
+    assert main([*base, str(second), "--add-samples"]) == 1  # the same samples again: refused, nothing changes
+    err = capsys.readouterr().err
+    assert "second.vcf.gz:" in err and "vcf-add-samples" in err and "S06" in err
+    ingest_vcf(plain, dataset_id="cohort", data_dir=tmp_path / "single", assembly="GRCh38")
+    single, batched = VariantStore(tmp_path / "single"), VariantStore(tmp_path / "data")
+    try:
+        assert batched.sample_count("cohort") == 12
+        q = VariantQuery(reference_name="22")
+        assert batched.count(q) == single.count(q) and batched.carrier_count(q) == single.carrier_count(q)
+    finally:
+        single.close()
+        batched.close()
+
+
+def test_a_batch_and_an_erasure_published_meanwhile_are_neither_lost(tmp_path, monkeypatch):
+    """Two writers grow the same live version: the one that publishes second finds the pointer moved. An ingest is
+    then refused (run it again: its units are resumed); an erasure is done again on the new live version."""
+    from gateway.variants import distributed_ingest
+    from gateway.variants import store as store_module
+
+    plain = tmp_path / "cohort.vcf"
+    _write_vcf(plain)
+    files = [split_by_samples(plain, tmp_path / f"b{i}.vcf.gz", names)
+             for i, names in enumerate((SAMPLES[:4], SAMPLES[4:8], SAMPLES[8:]))]  # fmt: skip
+    data = tmp_path / "data"
+    common = {"dataset_id": "cohort", "data_dir": data, "assembly": "GRCh38", "span": 20_000, "sample_map": SAMPLE_MAP}
+    ingest_partitioned(files[0], **common)
+    store = VariantStore(data)
+    run_partitions = distributed_ingest._run_partitions
+
+    def erase_meanwhile(*args, **kw):
+        results = run_partitions(*args, **kw)
+        assert store.erase_individual("P1") == 1  # published while the batch is being ingested
+        return results
+
+    monkeypatch.setattr(distributed_ingest, "_run_partitions", erase_meanwhile)
+    with pytest.raises(VCFRejected, match="vcf-version-moved"):
+        ingest_partitioned(files[1], add_samples=True, **common)
+    monkeypatch.setattr(distributed_ingest, "_run_partitions", run_partitions)
+    again = ingest_partitioned(files[1], add_samples=True, **common)
+    assert all(resumed for _, _, resumed in again.partitions)  # the units written the first time are kept
+    store.refresh()
+    assert [s.name for s in store.dataset_samples("cohort").samples][:2] == ["S00", "erased-1"]
+
+    erase_in_units = store_module._erase_in_units
+    added = []
+
+    def ingest_meanwhile(*args, **kw):
+        renamed = erase_in_units(*args, **kw)
+        if not added:
+            added.append(ingest_partitioned(files[2], add_samples=True, **common))
+        return renamed
+
+    monkeypatch.setattr(store_module, "_erase_in_units", ingest_meanwhile)
+    assert store.erase_individual("P5") == 1
+    store.refresh()
+    names = [s.name for s in store.dataset_samples("cohort").samples]
+    assert names == ["S00", "erased-1", *SAMPLES[2:5], "erased-5", *SAMPLES[6:]]
+    assert store.sample_count("cohort") == 10
+    store.close()
