@@ -175,9 +175,12 @@ class BatchedUnits:
         # Observed = some batch has AC > 0 (AC >= 0 everywhere): the union of each unit's observed keys.
         keys: set[str] = set()
         union = " UNION ALL ".join(f"SELECT vkey FROM variants WHERE {w} AND ac > 0" for w, _ in parts)
+        sql = f"SELECT group_concat(vkey, char(31)) FROM ({union})"  # one string per unit: no Python row per key
         params = [x for _, p in parts for x in p]
         for _, unit in self._open():
-            keys.update(k for (k,) in unit.conn.execute(union, params))
+            (joined,) = unit.conn.execute(sql, params).fetchone()
+            if joined:
+                keys.update(joined.split("\x1f"))  # a key is <chrom>-<pos>-<ref>-<alt>: never a control character
         return len(keys)
 
     def exists(self, parts: Parts, annotated: bool) -> bool:
@@ -209,11 +212,15 @@ class BatchedUnits:
             )
             for partition, unit in self._open():
                 sets += [(self._offset(partition), n, blob) for n, blob in unit.conn.execute(sql, params)]
-        if len(sets) == 1:
-            return sets[0][1]
-        if not sets:
-            return 0
-        return len(np.unique(np.concatenate([decode_set(blob).astype(np.int64) + off for off, _, blob in sets])))
+        # Batches hold disjoint samples: count each batch's distinct carriers apart, and a batch with one carrying
+        # variant by its stored count, without decoding (as the single-batch path does).
+        by_batch: dict[int, list[tuple[int, bytes]]] = {}
+        for offset, n, blob in sets:
+            by_batch.setdefault(offset, []).append((n, blob))
+        return sum(
+            rows[0][0] if len(rows) == 1 else len(np.unique(np.concatenate([decode_set(b) for _, b in rows])))
+            for rows in by_batch.values()
+        )
 
     def get(self, vkey: str) -> VariantHit | None:
         row = self.rows_of([vkey]).get(vkey)
