@@ -7,7 +7,7 @@ ingested two ways, both partitioned in one process (`--workers 1`):
 - one batch: the whole cohort's VCF in one ingest (what an erasure rewrote before sample batches: every unit);
 - k batches: the first batch, then each further one with `add_samples` (a VCF of its samples only).
 Measured in the same run (ratios, medians of `--repeat` erasures of different people of the last batch):
-erasure time of one person (k batches / one batch), the time to add the last batch (vs re-ingesting the whole
+erasure time of one person (k batches / one batch) and the bytes of unit files it rewrote, the time to add the last batch (vs re-ingesting the whole
 cohort), and warm in-process query latency on the k-batch store vs the one-batch store (exact lookup, carrier count,
 10 kb range count).
 """
@@ -56,6 +56,17 @@ def timed(call) -> float:
     return time.perf_counter() - started
 
 
+def unit_files(data_dir: Path) -> dict[Path, int]:
+    return {p: p.stat().st_size for p in (data_dir / "variants" / "c").glob("parts-*/*.sqlite")}
+
+
+def erase_measured(store: VariantStore, data_dir: Path, person: str) -> tuple[float, int]:
+    """Seconds of one erasure and the bytes of unit files it wrote (load-independent)."""
+    before = set(unit_files(data_dir))
+    seconds = timed(lambda: store.erase_individual(person))
+    return seconds, sum(size for path, size in unit_files(data_dir).items() if path not in before)
+
+
 def per_call_us(call, queries) -> float:
     for q in queries:
         call(q)
@@ -101,8 +112,8 @@ def one_size(vcf: Path, root: Path, k: int, batch: int, span: int, repeat: int) 
         people = [f"I{(k - 1) * batch + i}" for i in range(repeat)]  # people of the last batch
         erase_one, erase_many = [], []
         for p in people:  # interleaved, so that the machine's load changes reach both alike
-            erase_one.append(timed(lambda p=p: one.erase_individual(p)))
-            erase_many.append(timed(lambda p=p: many.erase_individual(p)))
+            erase_one.append(erase_measured(one, one_dir, p))
+            erase_many.append(erase_measured(many, many_dir, p))
     finally:
         one.close()
         many.close()
@@ -111,8 +122,10 @@ def one_size(vcf: Path, root: Path, k: int, batch: int, span: int, repeat: int) 
         "sites": len(hits),
         "whole ingest s": whole_s,
         "add last batch s": add_s,
-        "erase one batch s": statistics.median(erase_one),
-        "erase k batches s": statistics.median(erase_many),
+        "erase one batch s": statistics.median(s for s, _ in erase_one),
+        "erase k batches s": statistics.median(s for s, _ in erase_many),
+        "erase one batch MB": erase_one[0][1] / 1e6,
+        "erase k batches MB": erase_many[0][1] / 1e6,
         "latency": latency,
     }
 
@@ -132,7 +145,8 @@ def main(argv: list[str] | None = None) -> int:
             print(
                 f"{r['samples']:>6} samples ({k} x {args.batch}), {r['sites']} sites: "
                 f"erasure one batch {r['erase one batch s']:.3f} s, {k} batches {r['erase k batches s']:.3f} s "
-                f"(ratio {r['erase k batches s'] / r['erase one batch s']:.2f}); "
+                f"(ratio {r['erase k batches s'] / r['erase one batch s']:.2f}; unit files rewritten "
+                f"{r['erase one batch MB']:.1f} MB vs {r['erase k batches MB']:.1f} MB); "
                 f"add last batch {r['add last batch s']:.2f} s vs whole ingest {r['whole ingest s']:.2f} s "
                 f"({r['add last batch s'] / r['whole ingest s']:.2f})"
             )
