@@ -12,6 +12,7 @@ import re
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
+import numpy as np
 import sqlalchemy as sa
 
 from gateway.beacon.context import QueryContext
@@ -197,11 +198,16 @@ def answer_selection(ctx, request: BeaconRequest, granularity: str, selection: S
     return EntryAnswer(exists=exists, total=total, result_sets=result_sets, info=info)
 
 
-def _answer_from_index(store, request: BeaconRequest, granularity: str, selection: Selection, info: dict):
-    """The same answer as the SQL path, from the in-memory index; only a record page reads the database."""
+def _answer_from_index(
+    store, request: BeaconRequest, granularity: str, selection: Selection, info: dict, within: np.ndarray | None = None
+):
+    """The same answer as the SQL path, from the in-memory index; only a record page reads the database.
+    `within`: a mask over the index's positions the answer is restricted to (a cross-link's individuals)."""
     snapshot, plan, datasets = selection.snapshot, selection.plan, selection.datasets
     assert snapshot is not None  # the caller chose this path because the selection has a snapshot
     mask = snapshot.select(datasets, plan.sexes, plan.term_sets)
+    if within is not None:
+        mask = mask & within
     result_sets: list[ResultSet] = []
     total: int | None
     if granularity == "boolean":
@@ -312,6 +318,26 @@ def individuals_with_ids(ctx, request, granularity, datasets, individual_ids: Se
     ids = sorted(set(individual_ids))
     extra = [in_values(phenopackets.c.subject_id, ids)]  # one parameter: carriers may be more than a statement takes
     return answer_selection(ctx, request, granularity, selection_for("individuals", request, datasets, extra, ctx))
+
+
+def individuals_within(
+    ctx, request: BeaconRequest, granularity: str, datasets: tuple[str, ...], rows_of: Callable[[Snapshot], Any]
+) -> EntryAnswer | None:
+    """The individuals answer (filters, datasets, counts, pages in pk order) restricted to the positions of the
+    in-memory index that `rows_of(snapshot)` marks (a boolean mask, or None: it cannot tell). None when the index
+    cannot answer (not built or stale, filters it does not hold): the caller then asks SQL. Only the page's
+    records are read from the database."""
+    selection = selection_for("individuals", request, datasets, (), ctx)
+    store = require_store(ctx)
+    if selection.snapshot is None or store is None:
+        return None
+    info: dict = {"warnings": list(selection.plan.warnings)} if selection.plan.warnings else {}
+    if selection.plan.unanswerable or not selection.datasets:
+        return EntryAnswer(exists=False, total=0, result_sets=_empty_sets(selection.datasets), info=info)
+    within = rows_of(selection.snapshot)
+    if within is None:
+        return None
+    return _answer_from_index(store, request, granularity, selection, info, within)
 
 
 def biosamples_of_individual(

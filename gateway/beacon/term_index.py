@@ -47,6 +47,7 @@ class Snapshot:
     sex_codes: np.ndarray  # int32 per position
     sex_code: dict[str | None, int]
     postings: dict[str, np.ndarray]  # term -> ascending positions (rows of the matched kinds)
+    subjects: tuple[str, ...] = ()  # phenopackets.subject_id per position (the individual ids samples link to)
     _masks: OrderedDict = field(default_factory=OrderedDict)
     _mask_lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -104,6 +105,20 @@ class Snapshot:
             mask = mask & self.terms_mask(terms)
         return mask
 
+    def positions_of(self, subject_ids: Iterable[str | None]) -> tuple[np.ndarray, np.ndarray]:
+        """(i, position) for every i-th id that is a subject here, once per phenopacket of that subject (an
+        individual may be held in several datasets): how a cross-link maps VCF samples onto individuals."""
+        where: dict[str, list[int]] = {}
+        for position, subject in enumerate(self.subjects):
+            where.setdefault(subject, []).append(position)
+        pairs = [
+            (i, position) for i, subject in enumerate(subject_ids) if subject for position in where.get(subject, ())
+        ]
+        if not pairs:
+            return np.empty(0, dtype=np.int64), np.empty(0, dtype=np.int64)
+        found = np.array(pairs, dtype=np.int64)
+        return found[:, 0], found[:, 1]
+
     def count_by_dataset(self, mask: np.ndarray) -> dict[str, int]:
         counts = np.bincount(self.dataset_codes[mask], minlength=len(self.dataset_code))
         return {d: int(counts[c]) for d, c in self.dataset_code.items() if counts[c]}
@@ -122,7 +137,7 @@ _TERM_ROWS = (
     "SELECT t.term, t.phenopacket_pk FROM phenopacket_terms t JOIN phenopackets p ON p.pk = t.phenopacket_pk"
     " WHERE t.kind IN ({kinds}) AND t.dataset_id = p.dataset_id"
 )
-_INDIVIDUAL_ROWS = "SELECT pk, dataset_id, sex FROM phenopackets ORDER BY pk"
+_INDIVIDUAL_ROWS = "SELECT pk, dataset_id, sex, subject_id FROM phenopackets ORDER BY pk"
 
 
 def build_snapshot(connection: sqlite3.Connection, version: int, kinds: tuple[str, ...]) -> Snapshot:
@@ -137,7 +152,7 @@ def build_snapshot(connection: sqlite3.Connection, version: int, kinds: tuple[st
 
 
 def snapshot_from(version: int, rows: Sequence, term_rows: Iterable) -> Snapshot:
-    """The arrays of a snapshot from (pk, dataset_id, sex) rows in pk order and (term, pk) rows."""
+    """The arrays of a snapshot from (pk, dataset_id, sex[, subject_id]) rows in pk order and (term, pk) rows."""
     pks = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
     dataset_code: dict[str, int] = {}
     sex_code: dict[str | None, int] = {}
@@ -152,7 +167,8 @@ def snapshot_from(version: int, rows: Sequence, term_rows: Iterable) -> Snapshot
         term: np.unique(np.searchsorted(pks, np.array(members, dtype=np.int64))).astype(np.int32)
         for term, members in grouped.items()
     }
-    return Snapshot(version, pks, dataset_codes, dataset_code, sex_codes, sex_code, postings)
+    subjects = tuple(r[3] for r in rows) if rows and len(rows[0]) > 3 else ()
+    return Snapshot(version, pks, dataset_codes, dataset_code, sex_codes, sex_code, postings, subjects=subjects)
 
 
 class SqliteSource:

@@ -82,7 +82,8 @@ def cmd_erase(args: argparse.Namespace) -> int:
         if args.subject:
             result = erase_subject(store, variants, args.subject, key=key, audit=_audit(cfg), **_who())
             print(
-                f"erased subject ({result.reference}): {result.phenopackets} phenopacket(s), {result.samples} sample(s)"
+                f"erased subject ({result.reference}): {result.phenopackets} phenopacket(s), {result.samples} sample(s), "
+                f"{result.families} family record(s)"
             )
         else:
             result = erase_dataset(store, variants, args.dataset, key=key, audit=_audit(cfg), **_who())
@@ -135,20 +136,22 @@ def add_security_parsers(sub: argparse._SubParsersAction, open_node: OpenNode) -
 
 
 def audit_cli_command(args: argparse.Namespace, status: int | None) -> None:
-    """Audit a CLI command that changes stored data (ingest; erase and keys audit themselves).
+    """Audit a CLI command that changes or exports stored data (ingest, export; erase and keys audit themselves).
 
     Called twice: with `status=None` before the command (the intent, fsynced: an OSError refuses the
     command before it changes anything) and with its exit status after (the outcome).
     """
-    if getattr(args, "command", None) != "ingest":
+    command = getattr(args, "command", None)
+    if command not in ("ingest", "export"):
         return
     cfg = load_config()
+    dataset = getattr(args, "dataset", None) or (cfg.default_dataset if command == "ingest" else None)
     _audit(cfg).append(
         durable=status is None,
         phase="intent" if status is None else "outcome",
         decision="allowed" if not status else "denied",
-        action=f"cli ingest {getattr(args, 'kind', '')}".strip(),
-        datasets=[d for d in [getattr(args, "dataset", None) or cfg.default_dataset] if d],
+        action=f"cli {command} {getattr(args, 'kind', '')}".strip(),
+        datasets=[dataset] if dataset else [],
         status=status,
         **_who(),
     )

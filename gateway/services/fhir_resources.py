@@ -327,6 +327,7 @@ def _rebuild(
         document=document,
         source=f"fhir-rest:{len(resources)} resources",
         issues=tuple(i.to_dict() for i in issues if not i.is_error),
+        family=packet.family,  # FamilyMemberHistory: stored with the phenopacket, replaced with it
     )
     store.save_phenopackets_in(connection, [record])
     return document["id"]

@@ -226,6 +226,19 @@ class BatchedUnits:
         row = self.rows_of([vkey]).get(vkey)
         return self.version.dataset.hit(tuple(row)) if row is not None and row[_AC] > 0 else None
 
+    def carrier_indexes(self, vkey: str) -> np.ndarray | None:
+        """The variant's carriers as ascending manifest sample indexes; None when no batch observes it."""
+        if self.get(vkey) is None:
+            return None
+        sets = [np.empty(0, dtype=np.int64)]
+        for partition in sorted((p for _, p in self.units), key=lambda p: p.batch):
+            unit = self.version.dataset._part(partition)
+            sql = "SELECT c.samples FROM variants v JOIN carriers c ON c.vid = v.id WHERE v.vkey = ?"
+            row = unit.conn.execute(sql, (vkey,)).fetchone()
+            if row is not None:
+                sets.append(decode_set(row[0]).astype(np.int64) + self._offset(partition))
+        return np.concatenate(sets).astype("<u4")
+
     def carrier_rows(self, vkey: str, limit: int | None) -> list[tuple[str, str | None, str | None, str]]:
         """The variant's carriers over all batches, in manifest sample order; only the first `limit` are built."""
         table = self.version.dataset.sample_table()

@@ -62,6 +62,9 @@ def test_two_batches_answer_as_the_single_ingest_of_the_merged_file(stores):
     samples = batched.dataset_samples("cohort").samples
     assert [s.name for s in samples] == SAMPLES
     _same_answers(single, batched)
+    for hit in single.search(VariantQuery(), limit=10_000)[0]:  # carriers as manifest sample indexes (cross-links)
+        assert batched.carrier_indexes(hit.variant_id).tolist() == single.carrier_indexes(hit.variant_id).tolist()
+    assert batched.carrier_indexes("cohort:GRCh38:21-1-A-T") is None
     # P3 is S03 (batch 0) and S08 (batch 1): its variants are united over the batches, without duplicates
     mine, total = batched.variants_of_individual("P3", limit=10_000)
     assert total == len(mine) == len({h.variant_id for h in mine}) == single.variants_of_individual("P3")[1]
