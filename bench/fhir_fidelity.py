@@ -12,14 +12,16 @@ of the same folder, by `Patient/<id>`), as a hospital would send them together. 
 patient is not in the folder are counted under "no patient" and not scored.
 
 Fact classes and how each side is read:
-- sex, age, vital status: Patient.gender / birthDate / deceased[x] -> subject.sex /
-  timeAtLastEncounter / vitalStatus (one fact per patient each)
+- sex, age, vital status: Patient.gender / birthDate / deceased[x] (or a vital-status Observation,
+  LOINC 67162-8) -> subject.sex / timeAtLastEncounter / vitalStatus (one fact per patient each)
 - phenotypes: HPO codes (with presence) of Observations and Conditions -> phenotypicFeatures
 - diseases: disease codes of non-HPO Conditions that are not entered-in-error -> diseases (term and
   alternate codings) or, for unconfirmed ones, interpretation diagnoses
 - variants: variant Observations (LOINC 69548-6, also contained) -> variationDescriptors
 - specimens, procedures, medications, measurements: one fact per resource -> biosamples,
   medicalActions procedures / treatments, measurements
+- a resource coded in the IPS "absent and unknown" system (no-medication-info, no-known-problems) states
+  that there is nothing, and is no fact of any class
 - family history: FamilyMemberHistory -> the relatives of the patient's Phenopacket Family
 A fact class is scored by counts matched per patient; for phenotypes and diseases by the set of codes
 per patient. A resource whose Patient is not in its folder (vcf2fhir reports, resources sent after
@@ -68,11 +70,14 @@ DISEASE_SYSTEMS = {
     "fhir.de/codesystem/dimdi/icd-10-gm": "ICD10GM",
     "fhir.de/codesystem/bfarm/alpha-id": "ALPHAID",
     "snomed.info/sct": "SNOMEDCT",
+    "terminology.hl7.org/codesystem/icd-o-3": "ICDO",  # a tumour's morphology is a coding of the disease
 }
 HPO_SYSTEMS = {"human-phenotype-ontology.org", "purl.obolibrary.org/obo/hp.owl", "hpo.jax.org/app"}
 MEDICATIONS = {"MedicationStatement", "MedicationRequest", "MedicationAdministration"}
 NOT_A_MEDICATION = {"entered-in-error", "not-taken", "cancelled", "draft", "not-done"}
 SEVERITY = "HP:0012824"
+VITAL_STATUS = "67162-8"  # LOINC "Vital status": a vital status fact, not a measurement
+ABSENCE = "hl7.org/fhir/uv/ips/codesystem/absent-unknown-uv-ips"  # "no known ...": a statement of no fact
 GENOMIC_CODES = {"69548-6", "51968-6", "84413-4", "84414-2", "53041-0", "82120-7", "55233-1"}
 
 
@@ -107,6 +112,17 @@ def loinc(concept: object) -> set[str]:
     }
 
 
+def states_absence(resource: dict) -> bool:
+    """A resource coded "no known medications" / "no problem information": it records no fact."""
+    concepts = [resource.get(k) for k in ("code", "medicationCodeableConcept")]
+    return any(
+        system_key(c.get("system")) == ABSENCE
+        for concept in concepts
+        if isinstance(concept, dict)
+        for c in concept.get("coding", [])
+    )
+
+
 def assay(concept: object) -> bool:
     """A code that names something measured: LOINC or SNOMED CT."""
     systems = (
@@ -125,10 +141,15 @@ def input_facts(patient: dict, resources: list[dict]) -> dict[str, Counter]:
         facts["sex"]["sex"] += 1
     if patient.get("birthDate"):
         facts["age"]["age"] += 1
-    if any(k.startswith("deceased") for k in patient):
-        facts["vital status"]["vital"] += 1
+    vital_observed = any(
+        r.get("resourceType") == "Observation" and VITAL_STATUS in loinc(r.get("code")) for r in resources
+    )
+    if any(k.startswith("deceased") for k in patient) or vital_observed:
+        facts["vital status"]["vital"] += 1  # one per patient, however many sources say it
     for resource in resources:
         kind = resource.get("resourceType")
+        if states_absence(resource):
+            continue
         for inner in resource.get("contained") or ():
             if isinstance(inner, dict) and inner.get("resourceType") == "Observation":
                 observation_facts(inner, facts)
@@ -170,10 +191,10 @@ def observation_facts(obs: dict, facts: dict[str, Counter]) -> None:
         present = [c.get("code") for c in (obs.get("valueCodeableConcept") or {}).get("coding", [])]
         if "LA9634-2" not in present:  # "absent"
             facts["variants"]["variant"] += 1
-    elif not (loinc(code) & GENOMIC_CODES) and assay(code):
+    elif not (loinc(code) & (GENOMIC_CODES | {VITAL_STATUS})) and assay(code):
         valued = [obs, *(c for c in obs.get("component") or () if assay(c.get("code")))]
         facts["measurements"]["measurement"] += sum(
-            1 for v in valued if "valueQuantity" in v or "valueCodeableConcept" in v
+            1 for v in valued if {"valueQuantity", "valueCodeableConcept", "valueInteger"} & set(v)
         )  # a blood pressure is two measurements
 
 
@@ -256,6 +277,26 @@ def patient_documents(folder: Path):
         yield f"{orphans} resources that name no patient (not scored)", None
 
 
+def listed_without_subject(bundle: dict, mine: list[dict]) -> list[dict]:
+    """Resources with no subject of their own that the patient's reports list as results (or their
+    panels as members): Genomics Reporting names the patient once, on the report."""
+    by_ref = {}
+    for e in bundle["entry"]:
+        r = e["resource"]
+        by_ref[f"{r['resourceType']}/{r.get('id')}"] = r
+        if e.get("fullUrl"):
+            by_ref[e["fullUrl"]] = r
+    found, todo = [], list(mine)
+    while todo:
+        r = todo.pop()
+        for item in (r.get("result") or []) + (r.get("hasMember") or []):
+            target = by_ref.get(item.get("reference", "")) if isinstance(item, dict) else None
+            if target is not None and "subject" not in target and "patient" not in target and target not in found:
+                found.append(target)
+                todo.append(target)
+    return found
+
+
 def score(folder: Path, ids, now) -> dict[str, list[int]]:
     """class -> [input facts, output facts, matched]."""
     totals = {c: [0, 0, 0] for c in CLASSES}
@@ -274,6 +315,7 @@ def score(folder: Path, ids, now) -> dict[str, list[int]]:
                 if (e["resource"].get("subject") or e["resource"].get("patient") or {}).get("reference", "")
                 in (f"Patient/{patient.get('id')}", entry.get("fullUrl"))
             ]
+            mine += listed_without_subject(bundle, mine)
             made = output_facts(by_index[i].phenopacket, by_index[i].family)
             given = input_facts(patient, mine)
             for c in CODED:  # a code counts once per patient, however many resources repeat it

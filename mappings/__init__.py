@@ -89,11 +89,23 @@ class CodeSystem:
     uris: tuple[str, ...]
     local_id: re.Pattern
     curie_in_fhir: bool = False  # FHIR codes of this system carry the prefix (HP:0001250)
+    # A family of local code systems under one URI namespace (the MII modules' CodeSystems): the CURIE's
+    # local part is `<system URI after the namespace>#<code>`, so that the coding can be written back.
+    namespace: str | None = None
 
     def fhir_code(self, curie: str) -> str:
         """The code a FHIR coding of this system carries for `curie` (reverse of `curie_in`)."""
         local = curie.split(":", 1)[1] if ":" in curie else curie
+        if self.namespace is not None:
+            return local.rpartition("#")[2]
         return f"{self.prefix}:{local}" if self.curie_in_fhir else local
+
+    def fhir_system(self, curie: str) -> str | None:
+        """The system URI of a namespace family member named in `curie` (None for ordinary systems)."""
+        if self.namespace is None:
+            return None
+        path = curie.split(":", 1)[1].rpartition("#")[0] if ":" in curie else ""
+        return self.namespace.rstrip("/") + "/" + path if path else None
 
     def resource(self, version: str | None = None) -> dict:
         """The Phenopacket `metaData.resources` entry (protobuf JSON names)."""
@@ -114,6 +126,10 @@ class CodeSystemRegistry:
         self.systems = systems
         self._by_uri: dict[str, CodeSystem] = {}
         self._by_prefix_lower = {p.lower(): s for p, s in systems.items()}
+        self._namespaces = sorted(
+            ((normalise_system(s.namespace), s) for s in systems.values() if s.namespace),
+            key=lambda item: -len(item[0]),
+        )
         for system in systems.values():
             for uri in system.uris:
                 key = normalise_system(uri)
@@ -129,7 +145,22 @@ class CodeSystemRegistry:
     def lookup(self, system_uri: str | None) -> CodeSystem | None:
         if not system_uri or not isinstance(system_uri, str):
             return None
-        return self._by_uri.get(normalise_system(system_uri))
+        key = normalise_system(system_uri)
+        found = self._by_uri.get(key)
+        if found is None:
+            found = next((s for space, s in self._namespaces if key.startswith(space + "/")), None)
+        return found
+
+    @staticmethod
+    def _namespace_path(system: CodeSystem, system_uri: str) -> str | None:
+        """The part of `system_uri` after the family's namespace, in the sender's spelling."""
+        uri = system_uri.strip().rstrip("/")
+        uri = uri.split("://", 1)[1] if "://" in uri else uri
+        uri = uri[4:] if uri.lower().startswith("www.") else uri
+        space = normalise_system(system.namespace or "")
+        if not uri.lower().startswith(space + "/"):
+            return None
+        return uri[len(space) + 1 :] or None
 
     def prefix_for(self, system_uri: str | None) -> str | None:
         found = self.lookup(system_uri)
@@ -144,6 +175,9 @@ class CodeSystemRegistry:
         system = self.lookup(system_uri)
         if system is None or not isinstance(code, str) or not code:
             return None
+        if system.namespace is not None:
+            path = self._namespace_path(system, str(system_uri))
+            return self.curie_in(system, f"{path}#{code.strip()}") if path else None
         return self.curie_in(system, code)
 
     @staticmethod
@@ -177,6 +211,7 @@ def load_registry() -> CodeSystemRegistry:
             uris=tuple(entry["uris"]),
             local_id=re.compile(entry["local_id"]),
             curie_in_fhir=entry.get("fhir_code") == "curie",
+            namespace=entry.get("namespace"),
         )
     return CodeSystemRegistry(systems)
 
@@ -202,6 +237,9 @@ PROFILE_LIST_KEYS = (
     "implementation_guides",
     "cause_of_death_categories",
     "not_measurement_codes",
+    "absence_code_systems",
+    "procedure_code_extensions",
+    "tnm_finding_prefixes",
     "variant_absent_interpretations",
 )
 
@@ -228,6 +266,9 @@ class Profile:
     implementation_guides: tuple[str, ...] = ()
     cause_of_death_categories: frozenset[str] = frozenset()
     not_measurement_codes: frozenset[str] = frozenset()
+    absence_code_systems: frozenset[str] = frozenset()  # systems whose codes say "none known" / "no information"
+    procedure_code_extensions: tuple[str, ...] = ()  # extension URLs naming what an uncoded Procedure did
+    tnm_finding_prefixes: frozenset[str] = frozenset()  # CURIE prefixes of TNM category values
     variant_absent_interpretations: frozenset[str] = frozenset()  # "<system>|<code>"
     detect_composition_types: frozenset[str] = frozenset()
     vital_status_observation_codes: frozenset[str] = frozenset()
@@ -283,6 +324,9 @@ def load_profile(name: str) -> Profile:
         implementation_guides=tuple(lists["implementation_guides"]),
         cause_of_death_categories=frozenset(lists["cause_of_death_categories"]),
         not_measurement_codes=frozenset(lists["not_measurement_codes"]),
+        absence_code_systems=frozenset(lists["absence_code_systems"]),
+        procedure_code_extensions=tuple(lists["procedure_code_extensions"]),
+        tnm_finding_prefixes=frozenset(lists["tnm_finding_prefixes"]),
         variant_absent_interpretations=frozenset(lists["variant_absent_interpretations"]),
         detect_composition_types=frozenset(lists["detect_composition_types"]),
         vital_status_observation_codes=frozenset(lists["vital_status_observation_codes"]),
@@ -370,6 +414,10 @@ class Tables:
     sampled_tissue: dict[str, dict]  # "system|code" -> {id, label}
     chromosomes: dict[str, str]  # NC_ accession (no version) -> chromosome name
     accession_assemblies: dict[str, str] = field(default_factory=dict)  # NC_ accession.version -> assembly
+    ucum_units: dict[str, str] = field(default_factory=dict)  # unit text -> UCUM CURIE (translators/ucum_units)
+    laterality: dict[str, dict] = field(default_factory=dict)  # "system|code" -> {id, label} (translators/laterality)
+    no_side: frozenset[str] = frozenset()  # "system|code" laterality codings that name no side
+    schedules: dict[str, dict] = field(default_factory=dict)  # timing code or "n/period unit" -> {id, label}
 
 
 @cache
@@ -393,6 +441,10 @@ def load_tables() -> Tables:
             for assembly, chroms in chromosomes["assemblies"].items()
             for accession, _ in chroms.values()
         },
+        ucum_units=dict(load_table("translators/ucum_units")["units"]),
+        laterality=dict(load_table("translators/laterality")["laterality"]),
+        no_side=frozenset(load_table("translators/laterality").get("no_side") or ()),
+        schedules=dict(load_table("translators/dose_schedules")["schedules"]),
     )
 
 
@@ -506,6 +558,21 @@ class ReverseTables:
     sampled_tissue: dict[str, str]  # UBERON id -> "<system URI>|<code>"
     chromosomes: dict[tuple[str, str], str]  # (assembly, name: "2", "X", "MT" or "M") -> versioned NC_ accession
     chromosome_names: dict[str, str]  # NC_ accession without version -> name (the forward table)
+    schedules: dict[str, dict] = field(default_factory=dict)  # NCIT schedule id -> FHIR Timing.repeat
+    laterality: dict[str, str] = field(default_factory=dict)  # HP laterality id -> "<system URI>|<code>"
+
+
+def _rhythms(schedules: dict[str, dict]) -> dict[str, dict]:
+    """NCIT schedule id -> the Timing.repeat of its first rhythm row (`once`: count 1) in dose_schedules.yaml."""
+    out: dict[str, dict] = {}
+    for key, row in schedules.items():
+        match = re.fullmatch(r"(\d+)/(\d+)([a-z]+)", key)
+        if key == "once":
+            out.setdefault(row["id"], {"count": 1})
+        elif match:
+            frequency, period, unit = match.groups()
+            out.setdefault(row["id"], {"frequency": int(frequency), "period": int(period), "periodUnit": unit})
+    return out
 
 
 @cache
@@ -530,6 +597,9 @@ def load_reverse_tables() -> ReverseTables:
         sampled_tissue=invert(specimens["sampled_tissue"], specimens.get("reverse"), "specimen_types.yaml"),
         chromosomes=accessions,
         chromosome_names=dict(tables.chromosomes),
+        schedules=_rhythms(tables.schedules),
+        # the first row naming a side wins: SNOMED CT, the international code, heads the table
+        laterality={row["id"]: key for key, row in reversed(list(tables.laterality.items()))},
     )
 
 
@@ -548,8 +618,10 @@ class ExportProfile:
     severity_component: str  # "PREFIX:code": first of severity_component_codes
     profile: Profile
 
-    def system_uri(self, system: CodeSystem) -> str:
-        return self.system_uris.get(system.prefix) or system.uris[0]
+    def system_uri(self, system: CodeSystem, curie: str | None = None) -> str:
+        """The system URI written for `system` (for a namespace family: the member `curie` names)."""
+        member = system.fhir_system(curie) if curie else None
+        return self.system_uris.get(system.prefix) or member or system.uris[0]
 
 
 @cache

@@ -183,3 +183,18 @@ def test_implementation_guides_come_from_the_profiles():
     assert len(guides) == len(set(guides))
     assert load_profile("generic").transcript_reference_prefixes == ()
     assert "NM_" in load_profile("mii").transcript_reference_prefixes
+
+
+def test_a_namespace_family_takes_every_member_system_and_writes_it_back():
+    registry = load_registry()
+    uri = "https://www.medizininformatik-initiative.de/fhir/ext/modul-onko/CodeSystem/mii-cs-onko-grading"
+    curie = registry.curie(uri, "3")
+    assert curie == "MII:ext/modul-onko/CodeSystem/mii-cs-onko-grading#3"
+    assert registry.curie(uri.replace("https://www.", "http://"), "3") == curie  # spelling does not matter
+    system = registry.system_for_prefix("MII")
+    assert (system.fhir_system(curie), system.fhir_code(curie)) == (uri, "3")
+    assert registry.curie("https://www.medizininformatik-initiative.de/fhir", "3") is None  # no member named
+    assert registry.curie(uri, "two words") is None
+    assert registry.prefix_for("https://example.org/fhir/CodeSystem/x") is None
+    assert registry.curie("http://terminology.hl7.org/CodeSystem/icd-o-3", "8140/3") == "ICDO:8140/3"
+    assert registry.curie("https://www.uicc.org/resources/tnm", "pT3c") == "TNM:pT3c"

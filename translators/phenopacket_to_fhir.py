@@ -280,6 +280,8 @@ class BundleWriter:
         curie = term.get("id")
         prefix, sep, _ = curie.partition(":") if isinstance(curie, str) else ("", "", "")
         system = self.registry.system_for_prefix(prefix) if sep else None
+        if system is not None and system.namespace is not None and system.fhir_system(curie) is None:
+            system = None  # a namespace family's CURIE that names no member system
         if system is None:
             self.issues.append(
                 Issue.warning(
@@ -289,7 +291,7 @@ class BundleWriter:
                 )
             )
             return None
-        coding = {"system": self.export.system_uri(system), "code": system.fhir_code(curie)}
+        coding = {"system": self.export.system_uri(system, curie), "code": system.fhir_code(curie)}
         if isinstance(term.get("label"), str) and term["label"]:
             coding["display"] = term["label"]
         return coding
@@ -555,9 +557,28 @@ class PacketWriter:
             self.condition_time(cond, "abatement", disease["resolution"], location + "/resolution")
             if any(k.startswith("abatement") for k in cond):
                 cond["clinicalStatus"] = {"coding": [{"system": CLINICAL_SYSTEM, "code": "resolved"}]}
-        for key in ("diseaseStage", "clinicalTnmFinding", "primarySite", "laterality"):
-            if disease.get(key):
-                w.warn("unmapped-element", f"disease.{key} is not exported", f"{location}/{key}")
+        for k, stage in enumerate(_list(disease.get("diseaseStage"))):
+            summary = w.concept(stage, f"{location}/diseaseStage/{k}", "stage")
+            cond.setdefault("stage", []).append({"summary": summary})
+        if disease.get("primarySite"):
+            site = w.concept(disease["primarySite"], location + "/primarySite", "body site")
+            cond.setdefault("bodySite", []).append(site)
+        if disease.get("laterality"):
+            self.laterality(cond, _dict(disease["laterality"]), location + "/laterality")
+        if disease.get("clinicalTnmFinding"):  # FHIR holds TNM categories as Observations, written on their own
+            w.warn("unmapped-element", "disease.clinicalTnmFinding is not exported", location + "/clinicalTnmFinding")
+
+    def laterality(self, cond: dict, side: dict, location: str) -> None:
+        """Disease.laterality -> a Condition.bodySite coded with the side (mappings/translators/laterality.yaml)."""
+        key = self.w.tables.laterality.get(_text(side.get("id")) or "")
+        if key is None:
+            self.w.warn("unmapped-code", "laterality has no FHIR side coding", location)
+            return
+        system, _, code = key.partition("|")
+        coding = {"system": system, "code": code}
+        if _text(side.get("label")):
+            coding["display"] = side["label"]
+        cond.setdefault("bodySite", []).append({"coding": [coding]})
 
     def condition(self, term: dict, verification: str, location: str, extra: list[dict] = ()) -> dict:
         """The Condition for (disease, verification status), created on first use and shared after."""
@@ -859,9 +880,18 @@ class PacketWriter:
             obs["effectiveDateTime"] = observed["timestamp"]
         elif observed:
             w.warn("unmapped-element", "an age cannot become an effective date", location + "/timeObserved")
-        for key in ("procedure", "description"):
-            if measurement.get(key):
-                w.note("unmapped-element", f"measurement.{key} is not exported", f"{location}/{key}")
+        procedure = _dict(measurement.get("procedure"))
+        if procedure.get("code"):  # how it was measured: Observation.method (and where: bodySite)
+            obs["method"] = w.concept(procedure["code"], location + "/procedure/code", "method")
+        if procedure.get("bodySite"):
+            obs["bodySite"] = w.concept(procedure["bodySite"], location + "/procedure/bodySite", "body site")
+        for key in ("performed",):
+            if procedure.get(key):
+                w.warn(
+                    "unmapped-element", f"measurement.procedure.{key} is not exported", f"{location}/procedure/{key}"
+                )
+        if measurement.get("description"):
+            w.note("unmapped-element", "measurement.description is not exported", f"{location}/description")
         w.add(obs, "measurement", location)
 
     def quantity(self, quantity: dict, location: str) -> dict:
@@ -876,6 +906,25 @@ class PacketWriter:
             out["system"], out["code"] = coding["system"], coding["code"]
         return out
 
+    def dosage(self, interval: dict, route: dict | None, location: str) -> dict:
+        """A DoseInterval as a FHIR Dosage: dose, the schedule's Timing.repeat, the interval as its bounds."""
+        dosage: dict = {"route": route} if route else {}
+        quantity = _dict(interval.get("quantity"))
+        if quantity:
+            dosage["doseAndRate"] = [{"doseQuantity": self.quantity(quantity, location + "/quantity")}]
+        schedule = _dict(interval.get("scheduleFrequency"))
+        repeat = dict(self.w.tables.schedules.get(_text(schedule.get("id")) or "", {}))
+        if schedule and not repeat:
+            self.w.warn(
+                "unmapped-code", "schedule frequency has no FHIR timing rhythm", location + "/scheduleFrequency"
+            )
+        bounds = _dict(interval.get("interval"))
+        if bounds.get("start") and bounds.get("end"):
+            repeat["boundsPeriod"] = {"start": bounds["start"], "end": bounds["end"]}
+        if repeat:
+            dosage["timing"] = {"repeat": repeat}
+        return dosage
+
     # --- medical actions ---
     def medical_action(self, action: dict, location: str) -> None:
         w = self.w
@@ -888,10 +937,17 @@ class PacketWriter:
                 "subject": self.subject_ref(),
             }
             w.readable(treatment.get("agent"), w.export.profile.medication_coding_priority, where + "/agent", "agent")
+            route = None
             if treatment.get("routeOfAdministration"):
                 route = w.concept(treatment["routeOfAdministration"], where + "/routeOfAdministration", "route")
                 stmt["dosage"] = [{"route": route}]
-            for key in ("doseIntervals", "drugType", "cumulativeDose"):
+            dosages = [
+                self.dosage(_dict(interval), route, f"{where}/doseIntervals/{k}")
+                for k, interval in enumerate(_list(treatment.get("doseIntervals")))
+            ]
+            if dosages:
+                stmt["dosage"] = dosages
+            for key in ("drugType", "cumulativeDose"):
                 if treatment.get(key):
                     w.warn("unmapped-element", f"treatment.{key} is not exported", f"{where}/{key}")
             w.add(stmt, "medication", where)

@@ -331,3 +331,29 @@ def test_every_variant_issue_has_a_pointer_that_resolves_in_the_input(path):
             if "variant" in issue.message or "/component/" in issue.location or "gene" in issue.message:
                 assert issue.location and resolves(bundle, issue.location), issue
                 assert "None" not in issue.message, issue
+
+
+def test_subjectless_variants_a_patients_report_lists_belong_to_that_patient():
+    """Was: the GR PGx example's variant Observations carry no subject of their own (the DiagnosticReport that
+    lists them as results, or the genotype that has them as members, names the patient); they were warned
+    'names no subject' and dropped."""
+    bundle = read_fhir("genomics-reporting-2.0.0/Bundle-bundle-pgxexample.json")
+    result = translate_bundle(bundle, profile=load_profile(detect_profile(bundle)), ids=TEST_IDS, now=NOW)
+    (packet,) = result.packets
+    subjectless = {
+        i
+        for i, entry in enumerate(bundle["entry"])
+        if entry["resource"]["resourceType"] == "Observation"
+        and "subject" not in entry["resource"]
+        and "variant" in entry["resource"]["id"]
+    }
+    assert subjectless  # the real file holds such variants
+    assert not [i for i in packet.issues + result.issues if "names no subject" in i.message]
+    descriptors = [
+        g["variantInterpretation"]["variationDescriptor"]
+        for interpretation in packet.phenopacket.get("interpretations", ())
+        for g in interpretation["diagnosis"].get("genomicInterpretations", ())
+        if "variantInterpretation" in g
+    ]
+    assert len(descriptors) >= len(subjectless)
+    assert subjectless <= set(packet.entry_indexes)

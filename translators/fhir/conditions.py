@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 
 from mappings.alternate_codings import alternate_reference
 from translators.ages import fhir_age_to_iso
-from translators.fhir.common import as_list, first_code, reference_of
+from translators.fhir.common import as_list, codings, first_code, reference_of
 from translators.fhir.context import PatientContext
 from translators.fhir.phenotypes import Phenotypes
 
@@ -56,6 +56,8 @@ class Conditions:
         self.diseases: list[Disease] = []
         self.links: list[DiagnosisLink] = []
         self.cause_of_death: dict | None = None
+        self.unconfirmed: list[Disease] = []  # diagnoses under consideration: their codings are kept too
+        self.by_entry: dict[int, Disease] = {}  # Condition position -> the Disease it became
 
     def condition(self, i: int, cond: dict) -> None:
         ctx, base = self.ctx, self.ctx.source.pointer(i)
@@ -63,6 +65,9 @@ class Conditions:
         verification = first_code(cond.get("verificationStatus"), VERIFICATION_SYSTEM)
         if verification == "entered-in-error":
             ctx.note("unmapped-element", "Condition entered in error: skipped", base + "/verificationStatus")
+            return
+        if ctx.states_absence(cond.get("code"), base + "/code"):
+            ctx.consumed.add(i)
             return
         excluded = verification == "refuted"
         meta = cond.get("meta")
@@ -95,6 +100,7 @@ class Conditions:
         if variants or verification in UNCONFIRMED:
             self.links.append(DiagnosisLink(i, term, verification or "", variants))
         if verification in UNCONFIRMED:
+            self.unconfirmed.append(Disease({"term": term}, codes))
             ctx.note(
                 "unconfirmed-diagnosis",
                 f"{verification} diagnosis {term['id']} kept as an interpretation in progress, not as a disease",
@@ -122,9 +128,30 @@ class Conditions:
             for key, value in record.items():
                 same.record.setdefault(key, value)
             same.codes |= codes
+            self.by_entry[i] = same
             ctx.note("duplicate", f"{term['id']} already recorded for this patient: merged", base + "/code")
             return
         self.diseases.append(Disease(record, codes))
+        self.by_entry[i] = self.diseases[-1]
+
+    def tnm_finding(self, i: int, obs: dict) -> None:
+        """A TNM-coded value of an Observation whose focus is a Condition that became a Disease: also
+        that Disease's clinicalTnmFinding (the measurement keeps the value, assay and time)."""
+        ctx = self.ctx
+        concept = obs.get("valueCodeableConcept")
+        found = [(c, curie) for _, c, curie, p in ctx.known_codings(concept) if p in ctx.profile.tnm_finding_prefixes]
+        if not found:
+            return
+        coding, curie = found[0]  # the measurement made (and, if unlabelled, warned about) the same term
+        label = coding.get("display") or (concept.get("text") if isinstance(concept, dict) else None) or curie
+        value = {"id": curie, "label": label}
+        for focus in as_list(obs.get("focus")):
+            disease = self.by_entry.get(ctx.source.resolve(reference_of(focus), i) or -1)
+            if disease is None:
+                continue
+            findings = disease.record.setdefault("clinicalTnmFinding", [])
+            if value not in findings:
+                findings.append(value)
 
     def details(self, cond: dict, base: str, record: dict) -> None:
         """Stage and body site where the Disease has a place; severity has none (a warning)."""
@@ -132,23 +159,49 @@ class Conditions:
         stages = []
         for k, stage in enumerate(as_list(cond.get("stage"))):
             summary = stage.get("summary") if isinstance(stage, dict) else None
-            term = ctx.ontology(summary)
+            term = ctx.ontology(summary, None, f"{base}/stage/{k}/summary")
             if term is not None:
                 stages.append(term)
             elif summary is not None:
                 ctx.warn("unmapped-code", "stage is in no code system the gateway maps", f"{base}/stage/{k}/summary")
         if stages:
             record["diseaseStage"] = stages
-        sites = as_list(cond.get("bodySite"))
-        for k, site in enumerate(sites):
-            term = ctx.ontology(site)
-            if term is not None and "primarySite" not in record:
-                record["primarySite"] = term
-            else:
-                why = "a Disease has one primary site" if term else "in no code system the gateway maps"
-                ctx.warn("unmapped-element", f"Condition.bodySite not kept: {why}", f"{base}/bodySite/{k}")
+        self.sites(cond, base, record)
         if "severity" in cond:
             ctx.warn("unmapped-element", "a Phenopacket Disease has no severity", f"{base}/severity")
+
+    def sites(self, cond: dict, base: str, record: dict) -> None:
+        """bodySite -> primarySite, its laterality codings (and a coding's side extension) -> laterality."""
+        ctx = self.ctx
+        for k, site in enumerate(as_list(cond.get("bodySite"))):
+            location = f"{base}/bodySite/{k}"
+            anatomy = [c for c in codings(site) if isinstance(c, dict) and self.side(c, record, location) is None]
+            term = ctx.ontology({**site, "coding": anatomy}) if isinstance(site, dict) else None
+            if term is not None and "primarySite" not in record:
+                record["primarySite"] = term
+            elif term is not None:
+                ctx.warn("unmapped-element", "Condition.bodySite not kept: a Disease has one primary site", location)
+            elif anatomy or not codings(site):
+                ctx.warn("unmapped-code", "Condition.bodySite is in no code system the gateway maps", location)
+        for j, coding in enumerate(codings(cond.get("code"))):
+            for e, ext in enumerate(as_list(coding.get("extension")) if isinstance(coding, dict) else ()):
+                value = ext.get("valueCoding") if isinstance(ext, dict) else None
+                if isinstance(value, dict):
+                    self.side(value, record, f"{base}/code/coding/{j}/extension/{e}/valueCoding")
+
+    def side(self, coding: dict, record: dict, location: str) -> bool | None:
+        """True when `coding` is a side put into `record`, False a laterality that names none, else None."""
+        tables, key = self.ctx.tables, f"{coding.get('system')}|{coding.get('code')}"
+        if key in tables.no_side:
+            self.ctx.note("unmapped-element", "laterality names no side (not applicable / unknown / midline)", location)
+            return False
+        row = tables.laterality.get(key)
+        if row is None:
+            return None
+        if record.setdefault("laterality", {"id": row["id"], "label": row["label"]})["id"] != row["id"]:
+            self.ctx.warn("conflict", "a second, different laterality is not kept", location)
+        self.ctx.used.add("HP")
+        return True
 
     def is_cause_of_death(self, cond: dict) -> bool:
         wanted = self.ctx.profile.cause_of_death_categories
@@ -197,7 +250,7 @@ class Conditions:
     def alternate_codings(self) -> list[dict]:
         """The codings each disease carried beside the one chosen (mappings/alternate_codings.py)."""
         registry, out, seen = self.ctx.source.registry, [], set()
-        for disease in self.diseases:
+        for disease in (*self.diseases, *self.unconfirmed):
             primary = disease.record["term"]["id"]
             for code in sorted(disease.codes - {primary}):
                 if (code, primary) in seen:

@@ -151,7 +151,7 @@ class PatientContext:
             code = coding.get("code")
             if system is None or not isinstance(code, str):
                 continue
-            curie = registry.curie_in(system, code)
+            curie = registry.curie(coding.get("system"), code)
             if curie is not None:
                 yield j, coding, curie, system.prefix
 
@@ -176,12 +176,21 @@ class PatientContext:
         _, j, coding, curie, prefix = best
         return self.term_of(coding, curie, prefix, concept, f"{location}/coding/{j}"), codes
 
-    def ontology(self, concept: object, prefixes=None) -> dict | None:
-        """The first known coding (of `prefixes`, if given) as an OntologyClass, silently None otherwise."""
-        for _, coding, curie, prefix in self.known_codings(concept):
+    def ontology(self, concept: object, prefixes=None, location: str = "") -> dict | None:
+        """The first known coding (of `prefixes`, if given) as an OntologyClass, silently None otherwise
+        (`location`: the concept's pointer, for the warning when the coding has no label)."""
+        for j, coding, curie, prefix in self.known_codings(concept):
             if prefixes is None or prefix in prefixes:
-                return self.term_of(coding, curie, prefix, concept)
+                return self.term_of(coding, curie, prefix, concept, f"{location}/coding/{j}" if location else "")
         return None
+
+    def states_absence(self, concept: object, location: str) -> bool:
+        """True (with an information issue) when `concept` says there is nothing to record."""
+        for coding in codings(concept):
+            if isinstance(coding, dict) and coding.get("system") in self.profile.absence_code_systems:
+                self.note("no-fact", f"{coding.get('code')}: a statement that there is nothing to record", location)
+                return True
+        return False
 
     # time
     def age_at(self, value: object, location: str) -> dict | None:

@@ -1,17 +1,20 @@
 """Observations with a coded assay and a quantity or coded value -> measurements (labs, vitals).
 
 The assay is the Observation's code (LOINC first, else any known coding); a `valueQuantity` becomes a
-Quantity whose unit is a UCUM OntologyClass (`UCUM:mg/dL`), with the first reference range; a coded value
+Quantity whose unit is a UCUM OntologyClass (`UCUM:mg/dL`), with the first reference range; a `valueInteger`
+(a count, a score) a dimensionless Quantity (`UCUM:1`); a coded value
 becomes an OntologyClass value; `effective[x]` becomes `timeObserved` as an age. Components with their own
 code and value (blood pressure) are measurements of their own. What has no home is a warning.
 """
 
 from __future__ import annotations
 
-from translators.fhir.common import as_list
+from translators.fhir.common import as_list, value_key
 from translators.fhir.context import PatientContext
+from translators.fhir.quantities import phenopacket_quantity
 
-UCUM_SYSTEM = "http://unitsofmeasure.org"
+# UCUM's unit of a pure number (counts, scores): what a FHIR valueInteger is.
+DIMENSIONLESS = {"id": "UCUM:1", "label": "1 (dimensionless)"}
 
 
 class Measurements:
@@ -25,12 +28,14 @@ class Measurements:
             return False
         if isinstance(holder.get("valueQuantity"), dict):
             return True
+        if isinstance(holder.get("valueInteger"), int) and not isinstance(holder["valueInteger"], bool):
+            return True  # a count or a score: a dimensionless quantity
         return isinstance(holder.get("valueCodeableConcept"), dict) and any(
             True for _ in self.ctx.known_codings(holder["valueCodeableConcept"])
         )
 
-    def assay(self, concept: object) -> dict | None:
-        return self.ctx.ontology(concept, ("LOINC",)) or self.ctx.ontology(concept)
+    def assay(self, concept: object, location: str = "") -> dict | None:
+        return self.ctx.ontology(concept, ("LOINC",), location) or self.ctx.ontology(concept, None, location)
 
     def observation(self, i: int, obs: dict) -> bool:
         """Map an Observation (or its components) to measurements; False when nothing could be taken."""
@@ -38,23 +43,44 @@ class Measurements:
         codes = {curie for _, _, curie, _ in self.ctx.known_codings(obs.get("code"))}
         if not codes or codes & self.ctx.profile.not_measurement_codes:
             return False  # an uncoded or genomic-report Observation: its components are no assays either
-        parts = [(obs, base)] if self.can_take(obs) else []
-        for k, component in enumerate(as_list(obs.get("component"))):
-            if isinstance(component, dict) and self.can_take(component):
-                parts.append((component, f"{base}/component/{k}"))
+        holders = [(obs, base)] + [
+            (component, f"{base}/component/{k}")
+            for k, component in enumerate(as_list(obs.get("component")))
+            if isinstance(component, dict)
+        ]
+        parts = [(holder, location) for holder, location in holders if self.can_take(holder)]
         if not parts:
             return False
         when = self.time_observed(obs, base)
+        procedure = self.procedure(obs, base)
         taken = False
         for holder, location in parts:
-            taken = self.add(holder, location, when) or taken
+            taken = self.add(holder, location, when, procedure) or taken
         if taken:
             self.ctx.consumed.add(i)
+            self.values_left_out([h for h in holders if h not in parts])
         return taken
 
-    def add(self, holder: dict, location: str, when: dict | None) -> bool:
+    def values_left_out(self, holders: list[tuple[dict, str]]) -> None:
+        """A warning for each other value of a measured Observation that no measurement carries."""
+        phenotypes = self.ctx.profile.phenotype_prefixes
+        for holder, location in holders:
+            name = value_key(holder)
+            if name is None or any(p in phenotypes for _, _, _, p in self.ctx.known_codings(holder.get("code"))):
+                continue  # no value, or an HPO-coded component (the phenotypes family reads those)
+            known = any(True for _ in self.ctx.known_codings(holder.get("code")))
+            why = self.why_not(holder) if known else "its code is in no known system"
+            self.ctx.warn("unmapped-element", f"{name} is not a measurement: {why}", f"{location}/{name}")
+
+    def why_not(self, holder: dict) -> str:
+        name = value_key(holder)
+        if name == "valueCodeableConcept":
+            return "the coded value is in no code system the gateway maps"
+        return f"a phenopacket measurement value is a quantity or an ontology class, not {name}"
+
+    def add(self, holder: dict, location: str, when: dict | None, procedure: dict | None) -> bool:
         ctx = self.ctx
-        assay = self.assay(holder.get("code"))
+        assay = self.assay(holder.get("code"), location + "/code")
         assert assay is not None
         value = self.value(holder, location)
         if value is None:
@@ -62,41 +88,52 @@ class Measurements:
         measurement: dict = {"assay": assay, "value": value}
         if when:
             measurement["timeObserved"] = when
+        if procedure:
+            measurement["procedure"] = procedure
         self.found.append(measurement)
-        for name in ("interpretation", "bodySite", "method"):
-            if name in holder:
-                ctx.warn("unmapped-element", f"Observation.{name} has no phenopacket target", f"{location}/{name}")
+        if "interpretation" in holder:  # H/L/A flags: a phenopacket Measurement has no interpretation
+            ctx.warn(
+                "unmapped-element", "Observation.interpretation has no phenopacket target", f"{location}/interpretation"
+            )
         return True
+
+    def procedure(self, obs: dict, base: str) -> dict | None:
+        """Observation.method (and bodySite) -> Measurement.procedure: how and where it was measured."""
+        ctx = self.ctx
+        method = ctx.ontology(obs.get("method"), None, base + "/method")
+        site = ctx.ontology(obs.get("bodySite"), None, base + "/bodySite")
+        if "method" in obs and method is None:
+            ctx.warn("unmapped-code", "Observation.method is in no code system the gateway maps", base + "/method")
+        if site is not None and method is None:
+            ctx.warn(
+                "unmapped-element",
+                "Observation.bodySite needs a method to sit in Measurement.procedure",
+                base + "/bodySite",
+            )
+        elif "bodySite" in obs and site is None:
+            ctx.warn("unmapped-code", "Observation.bodySite is in no code system the gateway maps", base + "/bodySite")
+        if method is None:
+            return None
+        return {"code": method, "bodySite": site} if site else {"code": method}
 
     def value(self, holder: dict, location: str) -> dict | None:
         if "valueCodeableConcept" in holder:
-            term = self.ctx.ontology(holder["valueCodeableConcept"])
+            term = self.ctx.ontology(holder["valueCodeableConcept"], None, location + "/valueCodeableConcept")
             return {"ontologyClass": term} if term else None
-        quantity = holder["valueQuantity"]
-        number = quantity.get("value")
-        if isinstance(number, bool) or not isinstance(number, int | float):
-            self.ctx.warn("fhir-value", "quantity without a numeric value", f"{location}/valueQuantity")
+        if "valueInteger" in holder:
+            self.ctx.used.add("UCUM")
+            return {"quantity": {"unit": dict(DIMENSIONLESS), "value": holder["valueInteger"]}}
+        out = phenopacket_quantity(self.ctx, holder["valueQuantity"], f"{location}/valueQuantity")
+        if out is None:
             return None
-        unit = self.unit(quantity, f"{location}/valueQuantity")
-        if unit is None:
-            return None
-        out: dict = {"unit": unit, "value": number}
         ranges = as_list(holder.get("referenceRange"))
         if ranges and isinstance(ranges[0], dict):
-            reference = self.reference_range(ranges[0], unit)
+            reference = self.reference_range(ranges[0], out["unit"])
             if reference:
                 out["referenceRange"] = reference
+        if len(ranges) > 1:
+            self.ctx.warn("unmapped-element", "a Quantity holds one reference range", f"{location}/referenceRange/1")
         return {"quantity": out}
-
-    def unit(self, quantity: dict, location: str) -> dict | None:
-        code, label = quantity.get("code"), quantity.get("unit")
-        if quantity.get("system") == UCUM_SYSTEM and isinstance(code, str) and code.strip():
-            self.ctx.used.add("UCUM")
-            return {"id": f"UCUM:{code.strip()}", "label": label if isinstance(label, str) and label else code}
-        self.ctx.warn(
-            "unmapped-code", "quantity unit is not a UCUM code: the measurement is left out", location + "/unit"
-        )
-        return None
 
     @staticmethod
     def reference_range(reference: dict, unit: dict) -> dict | None:

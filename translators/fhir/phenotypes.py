@@ -53,22 +53,7 @@ class Phenotypes:
         if found is not None:
             self.phenotype_observation(i, obs, found)
             return
-        mapped = False
-        for k, component in enumerate(as_list(obs.get("component"))):
-            if not isinstance(component, dict) or self.component_code_in(
-                component, ctx.profile.severity_component_codes
-            ):
-                continue
-            found = self.phenotype_coding(component.get("code"))
-            if found is None:
-                continue
-            excluded = self.excluded_by_value(component, f"{base}/component/{k}")
-            if excluded is None:
-                continue
-            _, coding, curie, prefix = found
-            location = f"{base}/component/{k}"
-            self.add_feature(ctx.term_of(coding, curie, prefix, component.get("code"), location), excluded, location)
-            mapped = True
+        mapped = self.hpo_components(i, obs)
         if mapped:
             ctx.note("unmapped-element", "only the HPO-coded components of this Observation are mapped", base + "/code")
         elif self.value_in_unknown_system(obs):
@@ -79,12 +64,35 @@ class Phenotypes:
                 f"the Observation's value is in no code system the gateway maps ({', '.join(systems) or 'no codings'})",
                 base + "/valueCodeableConcept",
             )
+        elif value_key(obs) is None and "dataAbsentReason" in obs and not as_list(obs.get("component")):
+            ctx.note("unmapped-element", "Observation without a value (dataAbsentReason): nothing to carry", base)
         else:
             ctx.warn(
                 "no-phenopacket-target",
                 "Observation is neither an HPO finding, a measurement nor a variant",
                 base + "/code",
             )
+
+    def hpo_components(self, i: int, obs: dict) -> bool:
+        """The HPO-coded components of an Observation that is no finding itself; True when any was mapped."""
+        ctx, base = self.ctx, self.ctx.source.pointer(i)
+        mapped = False
+        for k, component in enumerate(as_list(obs.get("component"))):
+            if not isinstance(component, dict) or self.component_code_in(
+                component, ctx.profile.severity_component_codes
+            ):
+                continue
+            found = self.phenotype_coding(component.get("code"))
+            if found is None:
+                continue
+            location = f"{base}/component/{k}"
+            excluded = self.excluded_by_value(component, location)
+            if excluded is None:
+                continue
+            _, coding, curie, prefix = found
+            self.add_feature(ctx.term_of(coding, curie, prefix, component.get("code"), location), excluded, location)
+            mapped = True
+        return mapped
 
     def value_in_unknown_system(self, obs: dict) -> bool:
         """A coded Observation whose coded value no registry system knows (ICD-O-3, TNM, local lists)."""
@@ -126,7 +134,11 @@ class Phenotypes:
                     return
                 excluded = answer == "absent"
             elif self.component_code_in(component, profile.severity_component_codes):
-                severity = ctx.ontology(component.get("valueCodeableConcept"), profile.phenotype_prefixes)
+                severity = ctx.ontology(
+                    component.get("valueCodeableConcept"),
+                    profile.phenotype_prefixes,
+                    location + "/valueCodeableConcept",
+                )
                 if severity is None:
                     ctx.warn("unmapped-code", "severity is not an HPO term", location + "/valueCodeableConcept")
             else:

@@ -1,0 +1,53 @@
+"""FHIR Quantities -> Phenopacket Quantities (a value and a unit that is an ontology class, UCUM here).
+
+A UCUM `system` + `code` is taken as it is; a Quantity that gives only a unit text (`%`, `mmHg`) takes
+its UCUM code from mappings/translators/ucum_units.yaml; any other unit is never guessed (a warning).
+A comparator (`<`, `>=`) has no place in a Phenopacket Quantity, so such a value is left out.
+"""
+
+from __future__ import annotations
+
+from translators.fhir.context import PatientContext
+
+UCUM_SYSTEM = "http://unitsofmeasure.org"
+
+
+def ucum_unit(ctx: PatientContext, quantity: dict, location: str) -> dict | None:
+    """The unit of `quantity` as a UCUM OntologyClass, or None (with a warning at `location`/unit)."""
+    code, label = quantity.get("code"), quantity.get("unit")
+    label = label.strip() if isinstance(label, str) and label.strip() else None
+    if quantity.get("system") == UCUM_SYSTEM and isinstance(code, str) and code.strip():
+        ctx.used.add("UCUM")
+        return {"id": f"UCUM:{code.strip()}", "label": label or code.strip()}
+    table = ctx.tables.ucum_units
+    found = table.get(label) if label else None
+    if label and found is None:
+        found = next((v for k, v in table.items() if k.lower() == label.lower()), None)
+    if found is not None:
+        ctx.used.add("UCUM")
+        return {"id": found, "label": label}
+    ctx.warn(
+        "unmapped-code",
+        f"quantity unit {label or code!r} is not a UCUM unit: the value is left out",
+        location + "/unit",
+    )
+    return None
+
+
+def phenopacket_quantity(ctx: PatientContext, quantity: object, location: str) -> dict | None:
+    """{unit, value} from a FHIR Quantity; None (with a warning) when it cannot be carried exactly."""
+    if not isinstance(quantity, dict):
+        return None
+    number = quantity.get("value")
+    if isinstance(number, bool) or not isinstance(number, int | float):
+        ctx.warn("fhir-value", "quantity without a numeric value", location)
+        return None
+    if "comparator" in quantity:
+        ctx.warn(
+            "unmapped-element",
+            f"a quantity {quantity['comparator']} {number} has no exact phenopacket value: left out",
+            location + "/comparator",
+        )
+        return None
+    unit = ucum_unit(ctx, quantity, location)
+    return None if unit is None else {"unit": unit, "value": number}
