@@ -324,3 +324,33 @@ def test_a_batch_and_an_erasure_published_meanwhile_are_neither_lost(tmp_path, m
     assert names == ["S00", "erased-1", *SAMPLES[2:5], "erased-5", *SAMPLES[6:]]
     assert store.sample_count("cohort") == 10
     store.close()
+
+
+def test_a_manifest_written_before_batches_is_one_batch_and_can_grow(tmp_path):
+    """Manifests without the batch column and table (every partitioned version before batches) still answer, and
+    a batch of new samples can be added to them."""
+    import sqlite3
+
+    plain = tmp_path / "cohort.vcf"
+    _write_vcf(plain)
+    data = tmp_path / "data"
+    common = {"dataset_id": "cohort", "data_dir": data, "assembly": "GRCh38", "span": 20_000, "sample_map": SAMPLE_MAP}
+    ingest_partitioned(split_by_samples(plain, tmp_path / "a.vcf.gz", SAMPLES[:6]), **common)
+    ds_dir = data / "variants" / "cohort"
+    manifest = ds_dir / (ds_dir / "CURRENT").read_text().strip()
+    conn = sqlite3.connect(manifest)
+    conn.executescript("DROP TABLE batches; ALTER TABLE partitions DROP COLUMN batch; DELETE FROM meta WHERE key='span'")
+    conn.close()
+    store = VariantStore(data)
+    try:
+        assert store.sample_count("cohort") == 6 and store.count(VariantQuery()) > 0
+        ingest_partitioned(split_by_samples(plain, tmp_path / "b.vcf.gz", SAMPLES[6:]), add_samples=True, **common)
+        ingest_vcf(plain, dataset_id="cohort", data_dir=tmp_path / "single", assembly="GRCh38", sample_map=SAMPLE_MAP)
+        store.refresh()
+        single = VariantStore(tmp_path / "single")
+        try:
+            _same_answers(single, store)
+        finally:
+            single.close()
+    finally:
+        store.close()
