@@ -339,7 +339,9 @@ def test_a_manifest_written_before_batches_is_one_batch_and_can_grow(tmp_path):
     ds_dir = data / "variants" / "cohort"
     manifest = ds_dir / (ds_dir / "CURRENT").read_text().strip()
     conn = sqlite3.connect(manifest)
-    conn.executescript("DROP TABLE batches; ALTER TABLE partitions DROP COLUMN batch; DELETE FROM meta WHERE key='span'")
+    conn.executescript(
+        "DROP TABLE batches; ALTER TABLE partitions DROP COLUMN batch; DELETE FROM meta WHERE key='span'"
+    )
     conn.close()
     store = VariantStore(data)
     try:
