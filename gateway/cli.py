@@ -289,6 +289,7 @@ def cmd_ingest_vcf(args: argparse.Namespace) -> int:
         workers=args.workers,
         cluster=args.cluster,
         add_regions=args.add_regions,
+        add_samples=args.add_samples,
     )
 
 
@@ -351,6 +352,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--add-regions",
         action="store_true",
         help="with --workers/--cluster: add the file's regions to the live version",
+    )
+    vcf.add_argument(
+        "--add-samples",
+        action="store_true",
+        help="add the file's samples (new ones only) to the live partitioned version as a new sample batch",
     )
     vcf.set_defaults(func=cmd_ingest_vcf)
 

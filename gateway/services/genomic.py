@@ -85,6 +85,7 @@ def run_vcf_ingest(
     workers: int = 0,
     cluster: str | None = None,
     add_regions: bool = False,
+    add_samples: bool = False,
 ) -> int:
     """Ingest one VCF as the CLI does; returns the CLI exit code (0 ok, 1 rejected). `workers`/`cluster`:
     a partitioned ingest on Dask (gateway.variants.distributed_ingest)."""
@@ -115,6 +116,7 @@ def run_vcf_ingest(
             workers=workers,
             cluster=cluster,
             add_regions=add_regions,
+            add_samples=add_samples,
         )
         store.ensure_dataset(dataset_id)  # only now: a rejected ingest leaves no empty dataset row
     except VCFRejected as exc:

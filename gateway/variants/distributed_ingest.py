@@ -15,6 +15,10 @@ Resumable: the ingest id is derived from the file, the dataset and the options, 
 finds the partitions that already committed and only runs the others; Dask retries a failed partition
 (`retries`), and a partition that fails again fails the ingest without publishing anything.
 
+Growth without rebuilds: `add_regions` adds a file's regions to the live version (units of an existing sample batch);
+`add_samples` adds a file of new samples as a new sample batch (partitions.py): its units are written beside the
+live ones and a new manifest lists both; nothing already there is read or rewritten.
+
 Limits (documented in docs/SCALING.md): input is a BGZF-compressed text VCF (an index is made if none exists);
 issue locations are `<file>@<partition>:<line within the partition>`; duplicate variants are found within a
 partition (a record belongs to the partition that holds its POS, so the same variant cannot be in two).
@@ -31,6 +35,7 @@ import sqlite3
 import struct
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 
@@ -38,14 +43,40 @@ from gateway.issues import Issue, Report
 
 from .allocator import kept_freed_memory
 from .ingest import CHILD_MEMORY_LIMIT, IngestSummary, VCFRejected, _issue_from, sample_links
-from .layout import VersionBuilder, current_version, dataset_dir, publish
+from .layout import VersionBuilder, VersionMoved, current_version, dataset_dir, publish
 from .normalise import normalise_reference_name
-from .partitions import Partition, partition_dirs, read_partitions
+from .partitions import Batch, Partition, partition_dirs, read_batches, read_partitions
 from .reader import ReadOptions, Region, _header_lines, _parse_contigs
 
 DEFAULT_SPAN = 5_000_000  # bp of a region partition (≈ 250k sites of a 500k-genome call set per partition)
 NO_OFFSET = (1 << 64) - 1  # a window no record reached, in some writers' linear index
 UNBOUNDED = 1 << 31  # the span of a contig whose length the header does not give
+
+
+@dataclass(frozen=True)
+class LiveVersion:
+    """What an ingest that grows the live partitioned version keeps of it."""
+
+    partitions: list[Partition]
+    samples: list[tuple[int, str, str | None, str | None]]  # (manifest index, name, individual, biosample)
+    batches: list[Batch]
+    assembly: str
+    meta: dict[str, str]
+    version: str  # its file name, which the grown manifest must still replace when it is published
+
+
+@dataclass(frozen=True)
+class Growth:
+    """How this ingest's units join the live version: the units kept, the batch they join and its samples' rows."""
+
+    kept: list[Partition]
+    batch: int
+    samples: list[tuple[int, str, str | None, str | None]]  # the manifest's rows, this file's samples included
+    batches: list[Batch]
+    assembly: str | None  # the live version's, which this file must not contradict
+    span: int
+    called_index: bool = True  # the kept units all have the per-sample called-allele exceptions
+    based_on: str | None = None  # the live version grown (None: a fresh version that replaces any)
 
 
 def _fixed_links(links: list, names: list[str]) -> list:
@@ -230,12 +261,15 @@ def ingest_partitioned(
     cluster: str | None = None,
     span: int = DEFAULT_SPAN,
     add_regions: bool = False,
+    add_samples: bool = False,
 ) -> IngestSummary:
     """Ingest one BGZF VCF as a partitioned version of `dataset_id` (see the module docstring); VCFRejected when
     refused, and then nothing is published. `progress(records_done, percent of partitions committed)`.
 
     `add_regions`: the file's partitions are added to the live partitioned version instead of replacing it (a call
-    set shipped one file per chromosome, or new regions): same samples in the same order, no span already held.
+    set shipped one file per chromosome, or new regions): the samples of one sample batch of the live version, in
+    the same order, and no span that batch holds already.
+    `add_samples`: the file's samples (none already in the live version) are added as a new sample batch.
     """
     started = time.monotonic()
     path = Path(path)
@@ -243,13 +277,13 @@ def ingest_partitioned(
     header = _read_header(path)
     samples = header[-1].split("\t")[9:]
     links = sample_links(samples, sample_map, link_sample)
-    ingest_id = _ingest_id(path, dataset_id, assembly, skip_invalid, span)
+    growth = _growth(ds_dir, path, len(header), samples, links, span, add_regions, add_samples)
+    ingest_id = _ingest_id(path, dataset_id, assembly, skip_invalid, growth.span)
     parts_dir = ds_dir / f"parts-{ingest_id}"
-    kept, kept_assembly = _kept_partitions(ds_dir, path, samples) if add_regions else ([], None)
     parts_dir.mkdir(parents=True, exist_ok=True)
     index = ensure_index(path, parts_dir)
-    regions = plan_regions(path, index, header, span)
-    _refuse_overlaps(path, regions, kept)
+    regions = plan_regions(path, index, header, growth.span)
+    _refuse_overlaps(path, regions, [p for p in growth.kept if p.batch == growth.batch] if add_regions else [])
     options = ReadOptions(dataset_id=dataset_id, data_dir=Path(data_dir), assembly=assembly, skip_invalid=skip_invalid)
     client, local = _client(workers, cluster)
     try:
@@ -262,39 +296,72 @@ def ingest_partitioned(
     rejected = [_issue_from(d) for r in results for d in r.get("rejected", ())]
     if rejected:
         raise VCFRejected(Report(rejected))
-    if kept_assembly and any(r["assembly"] not in (None, kept_assembly) for r in results):
-        message = f"the live version is {kept_assembly}; this file is not"
+    if growth.assembly and any(r["assembly"] not in (None, growth.assembly) for r in results):
+        message = f"the live version is {growth.assembly}; this file is not"
         raise VCFRejected(Report([Issue.error("vcf-assembly-conflict", message, f"{path.name}:1")]))
-    return _publish(path, ds_dir, dataset_id, data_dir, parts_dir, samples, links, results, started, kept)
+    return _publish(path, ds_dir, dataset_id, data_dir, parts_dir, growth, samples, links, results, started)
 
 
-def _kept_partitions(ds_dir: Path, path: Path, samples: list[str]) -> tuple[list[Partition], str]:
-    """The live version's partitions and assembly, which an ingest with `add_regions` keeps (its samples must be
-    these)."""
+def _read_live(ds_dir: Path) -> LiveVersion | None:
+    """The live version when it is partitioned (None otherwise)."""
     live = current_version(ds_dir)
-    partitions: list[Partition] = []
-    names: list[str] = []
-    assembly = None
-    if live:
-        conn = sqlite3.connect(f"file:{ds_dir / live}?mode=ro", uri=True)
-        try:
-            partitions = read_partitions(conn, ds_dir)
-            names = [r[0] for r in conn.execute("SELECT name FROM samples ORDER BY idx")]
-            assembly = conn.execute("SELECT value FROM meta WHERE key = 'assembly'").fetchone()
-        finally:
-            conn.close()
-    where = f"{path.name}:1"
-    if not partitions:
-        raise VCFRejected(
-            Report([Issue.error("vcf-add-regions", "adding regions needs a live partitioned version", where)])
+    if not live:
+        return None
+    conn = sqlite3.connect(f"file:{ds_dir / live}?mode=ro", uri=True)
+    try:
+        partitions = read_partitions(conn, ds_dir)
+        if not partitions:
+            return None
+        rows = conn.execute("SELECT idx, name, individual_id, biosample_id FROM samples ORDER BY idx").fetchall()
+        meta = dict(conn.execute("SELECT key, value FROM meta").fetchall())
+        batches = read_batches(conn) or [Batch(0, 0, len(rows), meta.get("source", ""))]
+    finally:
+        conn.close()
+    return LiveVersion(partitions, rows, batches, meta.get("assembly", ""), meta, live)
+
+
+def _growth(
+    ds_dir: Path, path: Path, chrom_line: int, samples: list[str], links: list, span: int, regions: bool, add: bool
+) -> Growth:
+    """How this file's units join the live version (a fresh version when neither `regions` nor `add`); refuses
+    (VCFRejected, nothing written) what would make the version wrong."""
+    fresh = [(i, name, *links[i]) for i, name in enumerate(samples)]
+    if not regions and not add:
+        return Growth([], 0, fresh, [Batch(0, 0, len(samples), path.name)], None, span, True)
+    code = "vcf-add-regions" if regions else "vcf-add-samples"
+
+    def refuse(message: str, line: int = 1):
+        return VCFRejected(Report([Issue.error(code, message, f"{path.name}:{line}")]))
+
+    if regions and add:
+        raise refuse("add regions or add samples, not both in one ingest")
+    live = _read_live(ds_dir)
+    if live is None:
+        raise refuse(f"adding {'regions' if regions else 'samples'} needs a live partitioned version")
+    span = int(live.meta.get("span", span))  # the live grid, so that a batch's units line up with the others'
+    exact = live.meta.get("called_index") == "1"
+    if regions:
+        names = [row[1] for row in live.samples]
+        for b in live.batches:
+            if names[b.first : b.first + b.samples] == samples:
+                return Growth(
+                    live.partitions, b.batch, live.samples, live.batches, live.assembly, span, exact, live.version
+                )
+        raise refuse("the samples differ from those of every sample batch of the live version (names and order)")
+    if not samples:
+        raise refuse("the file has no samples to add", chrom_line)
+    if not live.samples:
+        raise refuse("the live version has no samples (sites only): ingest the whole cohort instead")
+    present = {row[1] for row in live.samples} & set(samples)
+    if present:
+        shown = ", ".join(sorted(present)[:5]) + (", …" if len(present) > 5 else "")
+        raise refuse(
+            f"{len(present)} sample(s) of this file already in the dataset (no duplicates): {shown}", chrom_line
         )
-    if names != samples:
-        raise VCFRejected(
-            Report(
-                [Issue.error("vcf-add-regions", "the samples differ from the live version's (names and order)", where)]
-            )
-        )
-    return partitions, assembly[0] if assembly else ""
+    first, batch = len(live.samples), max(b.batch for b in live.batches) + 1
+    rows = live.samples + [(first + i, name, *links[i]) for i, name in enumerate(samples)]
+    batches = [*live.batches, Batch(batch, first, len(samples), path.name)]
+    return Growth(live.partitions, batch, rows, batches, live.assembly, span, exact, live.version)
 
 
 def _refuse_overlaps(path: Path, regions: list[Region], kept: list[Partition]) -> None:
@@ -394,32 +461,38 @@ def _guard_child() -> None:
         ctypes.CDLL("libc.so.6").prctl(1, signal.SIGKILL)
 
 
-def _publish(path, ds_dir, dataset_id, data_dir, parts_dir, samples, links, results, started, kept) -> IngestSummary:
+def _publish(
+    path, ds_dir, dataset_id, data_dir, parts_dir, growth: Growth, samples, links, results, started
+) -> IngestSummary:
     """Write the manifest and make it the live version (all partitions have committed)."""
+    kept = growth.kept
     assemblies = {r["assembly"] for r in results if r.get("assembly")}
     if len(assemblies) > 1:
         raise VCFRejected(Report([Issue.error("vcf-assembly-conflict", f"partitions disagree: {sorted(assemblies)}")]))
-    assembly = next(iter(assemblies), "")
+    assembly = next(iter(assemblies), "") or growth.assembly or ""
+    written = sum(r["records_written"] for r in results)
     builder = VersionBuilder(data_dir, dataset_id)
     try:
-        builder.add_samples([(i, name, *links[i]) for i, name in enumerate(samples)])
-        rows = [(p.file, p.chrom, p.start, p.end, p.max_end, p.variants) for p in kept]
+        builder.add_samples(growth.samples)
+        rows = [(p.file, p.chrom, p.start, p.end, p.max_end, p.variants, p.batch) for p in kept]
         rows += [
             (f"{parts_dir.name}/{r['region']}.sqlite", r["chrom"] or _chrom_of(r["region"]),
-             *_span_of(r["region"]), r["max_end"], r["variants"])
+             *_span_of(r["region"]), r["max_end"], r["variants"], growth.batch)
             for r in results
         ]  # fmt: skip
-        builder.add_partitions(rows)
+        builder.add_partitions(rows, [(b.batch, b.first, b.samples, b.source) for b in growth.batches])
         meta = {
             "dataset_id": dataset_id,
             "assembly": assembly,
             "source": path.name,
             "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
             "records_read": str(sum(r["records_read"] for r in results)),
-            "records_written": str(sum(r["records_written"] for r in results)),
-            "samples": str(len(samples)),
-            "called_index": "1" if all(r["called_index"] == "1" for r in results) else "0",
+            # over the units: a variant held by two sample batches counts twice (the distinct number needs a merge)
+            "records_written": str(written + sum(p.variants for p in kept)),
+            "samples": str(len(growth.samples)),
+            "called_index": "1" if growth.called_index and all(r["called_index"] == "1" for r in results) else "0",
             "partitioned": "1",
+            "span": str(growth.span),
         }
         build_path = builder.finish(meta)
     except BaseException:
@@ -434,7 +507,15 @@ def _publish(path, ds_dir, dataset_id, data_dir, parts_dir, samples, links, resu
                 superseded = partition_dirs(conn) - {parts_dir.name} - {p.file.split("/", 1)[0] for p in kept}
             finally:
                 conn.close()
-    version = publish(build_path)
+    try:
+        version = publish(build_path, growth.based_on)
+    except VersionMoved as exc:
+        build_path.unlink(missing_ok=True)
+        message = (
+            f"{exc}: another ingest or an erasure was published meanwhile; run this ingest again "
+            "(its committed partitions are kept)"
+        )
+        raise VCFRejected(Report([Issue.error("vcf-version-moved", message, f"{path.name}:1")])) from None
     for old in superseded:
         shutil.rmtree(ds_dir / old, ignore_errors=True)  # open readers keep their unlinked files
     issues = [_issue_from(d) for r in results for d in r.get("issues", ())]
@@ -442,7 +523,7 @@ def _publish(path, ds_dir, dataset_id, data_dir, parts_dir, samples, links, resu
     return IngestSummary(
         dataset_id=dataset_id,
         records_read=int(meta["records_read"]),
-        records_written=int(meta["records_written"]),
+        records_written=written,
         split=0,
         skipped=[i for i in issues if i.message.startswith("skipped:") or i.code == "vcf-breakend-skipped"],
         samples=len(samples),

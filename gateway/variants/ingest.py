@@ -238,17 +238,19 @@ def ingest_vcf(
     workers: int = 0,
     cluster: str | None = None,
     add_regions: bool = False,
+    add_samples: bool = False,
 ) -> IngestSummary:
     """Ingest one VCF/BCF as the new version of `dataset_id`; raise VCFRejected (nothing changed) when refused.
 
     `workers` ≥ 1 or a `cluster` scheduler address: a partitioned ingest on Dask (distributed_ingest.py);
-    `add_regions` adds its partitions to the live partitioned version.
+    `add_regions` adds its partitions to the live partitioned version; `add_samples` adds its samples (none already
+    there) to it as a new sample batch, without re-reading the samples already ingested.
 
     Samples are linked by `sample_map` (sample name → identifier) and `link_sample` (identifier →
     (individual_id, biosample_id)): with both, the mapped identifier is passed to link_sample; with
     only the map, its value is taken as the individual id. `progress(records_done, percent_of_file)`.
     """
-    if workers or cluster or add_regions:
+    if workers or cluster or add_regions or add_samples:
         from .distributed_ingest import ingest_partitioned
 
         return ingest_partitioned(
@@ -263,6 +265,7 @@ def ingest_vcf(
             workers=workers,
             cluster=cluster,
             add_regions=add_regions,
+            add_samples=add_samples,
         )
     started = time.monotonic()
     path = Path(path)

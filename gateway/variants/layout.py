@@ -258,12 +258,22 @@ class VersionBuilder:
         self._scratch = np.zeros(max(self.n_samples, 1), dtype=bool)
         self._submit([("INSERT INTO samples VALUES (?,?,?,?)", rows)])
 
-    def add_partitions(self, rows: list[tuple[str, str, int, int, int, int]]) -> None:
+    def add_partitions(
+        self, rows: list[tuple[str, str, int, int, int, int, int]], batches: list[tuple[int, int, int, str]]
+    ) -> None:
         """Make this build the manifest of a partitioned version (see partitions.py): (file, chrom, start, end,
-        max_end, variants) per partition, files relative to the dataset's folder."""
-        from .partitions import PARTITIONS_SCHEMA
+        max_end, variants, batch) per unit, files relative to the dataset's folder; (batch, first sample, samples,
+        source) per sample batch."""
+        from .partitions import BATCHES_SCHEMA, PARTITIONS_SCHEMA
 
-        self._submit([(PARTITIONS_SCHEMA, None), ("INSERT INTO partitions VALUES (?,?,?,?,?,?)", rows)])
+        self._submit(
+            [
+                (PARTITIONS_SCHEMA, None),
+                ("INSERT INTO partitions VALUES (?,?,?,?,?,?,?)", rows),
+                (BATCHES_SCHEMA, None),
+                ("INSERT INTO batches VALUES (?,?,?,?)", batches),
+            ]
+        )
 
     def add_variants(
         self,
@@ -426,14 +436,45 @@ class VersionBuilder:
                 self.dir.rmdir()
 
 
-def publish(build_path: Path) -> str:
-    """Rename a finished build file into a version and switch the dataset's pointer to it; return the version."""
+class VersionMoved(GatewayError):
+    """The live version changed while a change built on it was written (another ingest or an erasure published
+    first); publishing would drop that change, so nothing is published."""
+
+
+@contextlib.contextmanager
+def pointer_lock(ds_dir: Path):
+    """Hold the dataset's pointer for one check-and-switch (an exclusive flock on its folder, across processes)."""
+    import fcntl
+
+    fd = os.open(ds_dir, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # releases the lock
+
+
+def check_based_on(ds_dir: Path, based_on: str | None) -> None:
+    """Raise VersionMoved unless the live version is still `based_on` (call under pointer_lock)."""
+    live = current_version(ds_dir)
+    if live != based_on:
+        raise VersionMoved(f"{ds_dir.name}: the live version is now {live}, not {based_on}")
+
+
+def publish(build_path: Path, based_on: str | None = None) -> str:
+    """Rename a finished build file into a version and switch the dataset's pointer to it; return the version.
+
+    `based_on`: the live version this build extends (a grown manifest): VersionMoved, and nothing published, when
+    another writer switched the pointer meanwhile. Without it the build replaces whatever is live."""
     ds_dir = build_path.parent
     version = f"v{time.time_ns()}-{os.getpid()}.sqlite"
-    os.replace(build_path, ds_dir / version)
-    _fsync_dir(ds_dir)
-    previous = current_version(ds_dir)
-    switch_pointer(ds_dir, version)
+    with pointer_lock(ds_dir):
+        if based_on is not None:
+            check_based_on(ds_dir, based_on)
+        os.replace(build_path, ds_dir / version)
+        _fsync_dir(ds_dir)
+        previous = current_version(ds_dir)
+        switch_pointer(ds_dir, version)
     if previous and previous != version:
         with contextlib.suppress(FileNotFoundError):
             (ds_dir / previous).unlink()  # open readers keep their file until they close it

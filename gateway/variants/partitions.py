@@ -5,6 +5,13 @@ A partitioned version (written by distributed_ingest.py) is a manifest file name
 (meta, samples and the `partitions` table) plus one immutable variant file per region partition, in a folder
 beside it. Every record belongs to the partition whose span holds its POS, so the partitions of one version hold
 disjoint sets of variants; a variant may reach past its partition's end (an indel, an SV), which `max_end` records.
+
+Sample batches: a version may hold several batches of samples (a new VCF of new samples added with `--add-samples`
+without re-ingesting the others). Each unit then is one (region partition, sample batch): its own immutable file
+with the batch's samples numbered from 0; the manifest numbers all samples of the version, batch after batch, and
+the `batches` table gives each batch's first manifest index. Within one batch the partitions hold disjoint variants;
+across batches the same variant may be in several units (batched.py merges them). A manifest without a `batches`
+table (written before batches existed) is one batch holding every sample.
 """
 
 from __future__ import annotations
@@ -18,7 +25,10 @@ from pathlib import Path
 from .query import VariantQuery
 
 PARTITIONS_SCHEMA = """CREATE TABLE IF NOT EXISTS partitions(file TEXT PRIMARY KEY, chrom TEXT NOT NULL,
-    start INTEGER NOT NULL, end INTEGER NOT NULL, max_end INTEGER NOT NULL, variants INTEGER NOT NULL)"""
+    start INTEGER NOT NULL, end INTEGER NOT NULL, max_end INTEGER NOT NULL, variants INTEGER NOT NULL,
+    batch INTEGER NOT NULL DEFAULT 0)"""
+BATCHES_SCHEMA = """CREATE TABLE IF NOT EXISTS batches(batch INTEGER PRIMARY KEY, first INTEGER NOT NULL,
+    samples INTEGER NOT NULL, source TEXT NOT NULL)"""
 
 
 @dataclass(frozen=True)
@@ -29,6 +39,7 @@ class Partition:
     end: int
     max_end: int  # the largest variant end inside (0 when empty)
     variants: int
+    batch: int = 0  # the sample batch whose samples the unit holds
 
     def may_answer(self, q: VariantQuery) -> bool:
         """False only when no variant of this partition can match `q` (a cheap, conservative test)."""
@@ -50,8 +61,26 @@ def read_partitions(conn: sqlite3.Connection, directory: Path) -> list[Partition
     flag = conn.execute("SELECT value FROM meta WHERE key = 'partitioned'").fetchone()
     if flag is None or flag[0] != "1":
         return []
-    rows = conn.execute("SELECT file, chrom, start, end, max_end, variants FROM partitions ORDER BY rowid").fetchall()
-    return [Partition(*row) for row in rows]
+    columns = {row[1] for row in conn.execute("PRAGMA table_info(partitions)")}
+    batch = "batch" if "batch" in columns else "0"
+    rows = conn.execute(f"SELECT file, chrom, start, end, max_end, variants, {batch} FROM partitions ORDER BY rowid")
+    return [Partition(*row) for row in rows.fetchall()]
+
+
+@dataclass(frozen=True)
+class Batch:
+    batch: int
+    first: int  # manifest index of the batch's sample 0
+    samples: int
+    source: str  # the VCF it was read from
+
+
+def read_batches(conn: sqlite3.Connection) -> list[Batch]:
+    """The sample batches of a partitioned version's manifest, in order ([] when it has no `batches` table: then
+    the one batch is every sample)."""
+    if conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'batches'").fetchone() is None:
+        return []
+    return [Batch(*row) for row in conn.execute("SELECT batch, first, samples, source FROM batches ORDER BY batch")]
 
 
 def partition_dirs(conn: sqlite3.Connection) -> set[str]:

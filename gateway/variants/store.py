@@ -23,6 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .batched import BatchedUnits, BatchedVersion, batches_of, erased_by_batch
 from .layout import (
     CHUNK_VARIANTS,
     DATASET_ID,
@@ -31,17 +32,20 @@ from .layout import (
     HOM,
     LONG_SPAN,
     ZYGOSITY_GENO,
+    VersionMoved,
+    check_based_on,
     cleanup_dataset_dir,
     current_version,
     dataset_dir,
     decode_set,
     encode_set,
     pack_codes,
+    pointer_lock,
     switch_pointer,
     unpack_codes,
 )
 from .pages import codes_page, set_page
-from .partitions import Partition, PartitionIndex, read_partitions
+from .partitions import Partition, PartitionIndex, read_batches, read_partitions
 from .protocol import DatasetSamples, SampleRow
 from .query import Carrier, VariantHit, VariantQuery
 
@@ -203,6 +207,8 @@ class _Dataset:
         "_summary_room",
         "_totals",
         "assembly",
+        "batched",
+        "batches",
         "conn",
         "dataset_id",
         "dir",
@@ -233,6 +239,9 @@ class _Dataset:
         # the variants live in one immutable file per region partition, opened when a query reaches it.
         self.partitions: list[Partition] = read_partitions(self.conn, self.dir)
         self._index = PartitionIndex(self.partitions) if self.partitions else None
+        # Several sample batches (batched.py): units of different batches hold the same variants; answers merge.
+        self.batches = read_batches(self.conn) if self.partitions else []
+        self.batched = BatchedVersion(self, _COLUMNS, _carried_variants) if len(self.batches) > 1 else None
         self._pool = pool if pool is not None else _PartitionPool(partition_pool_size())
         self._totals: dict[str, int] = {}  # partition file -> observed variants (files are immutable)
         self._summaries: dict[str, tuple[array, array] | None] = {}  # partition file -> sorted starts, sorted ends
@@ -269,10 +278,13 @@ class _Dataset:
         for partition in self.partitions if q is None else self.reached(q):
             yield self._part(partition)
 
-    def unit_at(self, chrom: str, start: int) -> _Dataset | None:
-        """The file that holds variants starting at `start` (0-based) on `chrom`."""
+    def unit_at(self, chrom: str, start: int) -> _Dataset | BatchedUnits | None:
+        """The file that holds variants starting at `start` (0-based) on `chrom` (the files, over sample batches)."""
         if self._index is None:
             return self
+        if self.batched is not None:
+            found = self.batched.at(chrom, start)
+            return found if found.units else None
         partition = self._index.at(chrom, start)
         return self._part(partition) if partition is not None else None
 
@@ -572,7 +584,7 @@ class VariantStore:
     def _slices(self, q: VariantQuery) -> Iterator[tuple[_Dataset, Partition | None]]:
         """(version, partition) for every unit a query reaches, in answer order; None for a single-file version."""
         for ds in self._versions(q):
-            if not ds.partitions:
+            if not ds.partitions or ds.batched is not None:  # several sample batches: merged by batched.py
                 yield ds, None
             else:
                 for partition in ds.reached(q):
@@ -583,6 +595,8 @@ class VariantStore:
     ) -> int:
         """Matches in one unit. For a range-only query (`whole`) a partition answers from memory when it can
         (`_Dataset.range_total`): a 10 kb range over 2 kb partitions then runs no SQL at all."""
+        if ds.batched is not None:
+            return self._batched_answer(ds.batched.reached(q), q, branches, BatchedUnits.count, 0)
         if partition is not None and whole:
             found = ds.range_total(partition, q.start or 0, q.end or 0)
             if found is not None:
@@ -599,6 +613,10 @@ class VariantStore:
         for ds, partition in self._slices(q):
             # Pagination runs over the datasets in name order, each in file (partition) order.
             need, offset = limit - len(hits), max(skip - total, 0)
+            if ds.batched is not None:
+                page, n = self._batched_search(ds.batched.reached(q), q, branches, offset, need)
+                hits, total = hits + page, total + n
+                continue
             if need <= 0 or (offset and partition is not None and whole):
                 n = self._unit_total(ds, partition, q, branches, whole)  # counted, not read
                 if need > 0 and offset < n:
@@ -636,6 +654,10 @@ class VariantStore:
         branches = build_where(q)
         whole = _range_only(q)
         for ds, partition in self._slices(q):
+            if ds.batched is not None:
+                if self._batched_answer(ds.batched.reached(q), q, branches, BatchedUnits.exists, False):
+                    return True
+                continue
             found = ds.range_total(partition, q.start or 0, q.end or 0) if partition is not None and whole else None
             if found is not None:
                 if found:
@@ -647,19 +669,37 @@ class VariantStore:
                     return True
         return False
 
+    def _batched_parts(self, view: BatchedUnits, q: VariantQuery, branches: list[tuple[str, list]]):
+        """The WHERE branches for a multi-batch version's units: the query's and its ids, without the observed
+        rule (batched.py applies it to the summed AC)."""
+        ids = self._ids_clause(view.version.dataset, q)
+        return None if ids is None else [(where + ids[0], params + ids[1]) for where, params in branches]
+
+    def _batched_answer(self, view: BatchedUnits, q: VariantQuery, branches, answer, empty):
+        parts = self._batched_parts(view, q, branches)
+        return empty if parts is None else answer(view, parts, bool(q.gene_id or q.aa_change))
+
+    def _batched_search(self, view: BatchedUnits, q: VariantQuery, branches, skip: int, need: int):
+        parts = self._batched_parts(view, q, branches)
+        return ([], 0) if parts is None else view.search(parts, bool(q.gene_id or q.aa_change), skip, need)
+
     def carrier_count(self, q: VariantQuery) -> int:
         """Distinct samples carrying any matching variant (summed over datasets). One matching variant answers
         from its stored carrier count; only several in one dataset read and unite their carrier sets."""
         branches = build_where(q)
         found: dict[str, list[tuple[_Dataset, Partition | None, int, int]]] = {}  # the partitions share samples
+        batched = 0  # a multi-batch version's distinct carriers, counted over its batches by batched.py
         for ds, partition in self._slices(q):
+            if ds.batched is not None:
+                batched += self._batched_answer(ds.batched.reached(q), q, branches, BatchedUnits.carrier_count, 0)
+                continue
             parts = self._branches(ds, q, branches)
             if parts is None:
                 continue
             conn = ds.conn if partition is None else ds._part(partition).conn
             rows = conn.execute(_carried_sql(tuple(w for w, _ in parts)), [x for _, p in parts for x in p]).fetchall()
             found.setdefault(ds.dataset_id, []).extend((ds, partition, vid, n) for vid, n in rows)
-        total = 0
+        total = batched
         for rows in found.values():
             if len(rows) == 1:
                 total += rows[0][3]
@@ -689,10 +729,12 @@ class VariantStore:
         ds = self._unit_of(parts)
         if ds is None:
             return None
+        if isinstance(ds, BatchedUnits):
+            return ds.get(parts[2])
         row = ds.conn.execute(f"SELECT {_COLUMNS} FROM variants WHERE vkey = ?{ds.observed}", (parts[2],)).fetchone()
         return ds.hit(row) if row else None
 
-    def _unit_of(self, parts: tuple[str, str, str] | None) -> _Dataset | None:
+    def _unit_of(self, parts: tuple[str, str, str] | None) -> _Dataset | BatchedUnits | None:
         """The file holding a variant id's variant: its dataset's version, or the partition of its position."""
         ds = self._open(parts[0]) if parts else None
         if ds is None or ds.assembly != parts[1]:
@@ -719,6 +761,8 @@ class VariantStore:
         found = self._carrier_blobs(variant_id)
         if found is None:
             return []
+        if isinstance(found, BatchedUnits):
+            return found.carrier_rows(variant_id.split(":", 2)[2], limit)
         ds, samples_blob, zyg_blob = found
         table = ds.sample_table()
         idxs = set_page(samples_blob, 0, limit).tolist()
@@ -729,11 +773,14 @@ class VariantStore:
             out.append((name, biosample, individual, ZYGOSITY_GENO[zyg]))
         return out
 
-    def _carrier_blobs(self, variant_id: str) -> tuple[_Dataset, bytes, bytes] | None:
+    def _carrier_blobs(self, variant_id: str) -> tuple[_Dataset, bytes, bytes] | BatchedUnits | None:
+        """The carrier set and zygosity codes of a variant, or the units of several sample batches holding it."""
         parts = split_variant_id(variant_id)
         ds = self._unit_of(parts)
         if ds is None or parts is None:
             return None
+        if isinstance(ds, BatchedUnits):
+            return ds
         row = ds.conn.execute(
             "SELECT c.samples, c.zyg FROM variants v JOIN carriers c ON c.vid = v.id WHERE v.vkey = ?", (parts[2],)
         ).fetchone()
@@ -743,6 +790,8 @@ class VariantStore:
         """The variant's carriers as ascending sample indexes (positions in `dataset_samples(...).samples`), decoded
         in one vectorised step, no Python object per carrier; None for an unknown variant."""
         found = self._carrier_blobs(variant_id)
+        if isinstance(found, BatchedUnits):
+            return found.carrier_indexes(variant_id.split(":", 2)[2])
         if found is None:
             return None if self.get(variant_id) is None else np.empty(0, dtype="<u4")
         return set_page(found[1])
@@ -765,6 +814,10 @@ class VariantStore:
         hits: list[VariantHit] = []
         total = 0
         for _, dataset, idxs in self._datasets_holding(individual_id, dataset_ids):
+            if dataset.batched is not None:
+                page, n = dataset.batched.variants_of(idxs, max(skip - total, 0), limit - len(hits))
+                hits, total = hits + page, total + n
+                continue
             for ds in dataset.units():
                 vids = _carried_variants(ds.conn, idxs)
                 n = len(vids)
@@ -815,16 +868,31 @@ class VariantStore:
         carrier counts are corrected exactly, and AN at every variant (from the per-sample called-allele exceptions;
         versions written before those existed correct AN at the carried variants only).
         """
-        erased = 0
-        for name, ds, idxs in list(self._datasets_holding(individual_id)):
-            erased += len(idxs)
-            self._rewrite_without(name, ds, idxs)
+        erased = sum(self._erase_in_dataset(name, individual_id) for name in self.datasets())
         self.refresh()
         return erased
 
+    def _erase_in_dataset(self, dataset_id: str, individual_id: str, attempts: int = 3) -> int:
+        """Erase from the live version; when another writer switches the pointer meanwhile (an ingest adding a
+        batch), the erasure is not published over it but done again on the new live version."""
+        for attempt in range(attempts):
+            self._pointer_cache.pop(dataset_id, None)
+            ds = self._open(dataset_id)
+            idxs = ds.samples_of(individual_id) if ds is not None else []
+            if ds is None or not idxs:
+                return 0
+            try:
+                self._rewrite_without(dataset_id, ds, idxs)
+                return len(idxs)
+            except VersionMoved:
+                if attempt == attempts - 1:
+                    raise
+        return 0
+
     def _rewrite_without(self, dataset_id: str, ds: _Dataset, idxs: list[int]) -> None:
-        """A new version without the samples `idxs`; a partitioned version gets every partition rewritten into a
-        new folder (AN changes at every variant) and a new manifest, switched in one step like any version."""
+        """A new version without the samples `idxs`; in a partitioned version only the units of the batches holding
+        them are rewritten (into a new folder; AN changes at every variant of those batches), the others are kept,
+        and a new manifest is switched in one step like any version."""
         ds_dir = dataset_dir(self.data_dir, dataset_id)
         tmp = ds_dir / f".build-{os.getpid()}-{secrets.token_hex(4)}.sqlite"
         n_samples = len(ds.sample_table())
@@ -833,19 +901,17 @@ class VariantStore:
             renamed = {}
             if new_dir is not None:
                 new_dir.mkdir()
-                for partition in ds.partitions:
-                    name = Path(partition.file).name
-                    _erase_samples(ds._part(partition).conn, new_dir / name, idxs, n_samples)
-                    renamed[partition.file] = f"{new_dir.name}/{name}"
+                renamed = _erase_in_units(ds, new_dir, idxs, n_samples)
             _erase_samples(ds.conn, tmp, idxs, n_samples, renamed)
             version = f"v{time.time_ns()}-{os.getpid()}.sqlite"
-            os.replace(tmp, ds_dir / version)
-            previous = current_version(ds_dir)
-            switch_pointer(ds_dir, version)
+            with pointer_lock(ds_dir):
+                check_based_on(ds_dir, ds.version)  # VersionMoved: nothing switched, the caller tries again
+                os.replace(tmp, ds_dir / version)
+                previous = current_version(ds_dir)
+                switch_pointer(ds_dir, version)
             if previous and previous != version:
                 (ds_dir / previous).unlink(missing_ok=True)
-            for old in {p.file.split("/", 1)[0] for p in ds.partitions}:
-                shutil.rmtree(ds_dir / old, ignore_errors=True)  # open readers keep their unlinked files
+            _drop_superseded(ds_dir, [p.file for p in ds.partitions], renamed)
         except BaseException:
             if new_dir is not None:
                 shutil.rmtree(new_dir, ignore_errors=True)
@@ -858,6 +924,56 @@ class VariantStore:
         for ds in (conns or {}).values():
             ds.close()
         self._local = threading.local()
+
+
+def _erase_in_units(ds: _Dataset, new_dir: Path, idxs: list[int], n_samples: int) -> dict[str, str]:
+    """Rewrite into `new_dir` the units of the batches holding manifest samples `idxs` (each without them, numbered
+    as its batch numbers them); return old file -> new file for the manifest. Other batches' units are untouched:
+    an erasure costs the size of the person's batch, not of the cohort."""
+    batches = batches_of(ds.batches, n_samples)
+    touched = erased_by_batch(batches, idxs)
+    renamed = {}
+    for partition in ds.partitions:
+        if partition.batch not in touched:
+            continue
+        local, size = touched[partition.batch]
+        name = Path(partition.file).name if len(batches) == 1 else f"b{partition.batch}-{Path(partition.file).name}"
+        _erase_samples(ds._part(partition).conn, new_dir / name, local, size)
+        renamed[partition.file] = f"{new_dir.name}/{name}"
+    return renamed
+
+
+def _drop_superseded(ds_dir: Path, files: list[str], renamed: dict[str, str]) -> None:
+    """Remove the unit files an erasure replaced, and their folders once no kept unit lives there (open readers
+    keep their unlinked files)."""
+    kept_dirs = {f.split("/", 1)[0] for f in files if f not in renamed}
+    for old in renamed:
+        (ds_dir / old).unlink(missing_ok=True)
+    for folder in {f.split("/", 1)[0] for f in renamed} - kept_dirs:
+        shutil.rmtree(ds_dir / folder, ignore_errors=True)
+
+
+def _without_carriers(
+    conn: sqlite3.Connection, vids: list[int], drop: np.ndarray, n_samples: int, exact_an: bool
+) -> tuple[list[tuple], list[tuple]]:
+    """For the variants `vids` that the samples `drop` carry: their carrier rows without them, and what AC, AN and
+    the carrier count lose — read in one pass, written by the caller with executemany (an erasure's cost per
+    carried variant is then a few numpy calls, not statements)."""
+    carriers: list[tuple] = []
+    variants: list[tuple] = []
+    for first in range(0, len(vids), 500):
+        some = vids[first : first + 500]
+        rows = conn.execute(f"SELECT vid, samples, zyg FROM carriers WHERE vid IN ({','.join('?' * len(some))})", some)
+        for vid, samples_blob, zyg_blob in rows.fetchall():
+            samples = decode_set(samples_blob)
+            zyg = unpack_codes(zyg_blob, len(samples))
+            gone = samples == drop[0] if len(drop) == 1 else np.isin(samples, drop)
+            codes = zyg[gone].tolist()
+            alleles = sum(2 if c == HOM else 1 for c in codes if c in (HOM, HET, HEMI))
+            called = 0 if exact_an else sum(2 if c in (HOM, HET) else 1 for c in codes if c in (HOM, HET, HEMI))
+            carriers.append((encode_set(samples[~gone], n_samples), pack_codes(zyg[~gone]), vid))
+            variants.append((alleles, called, len(codes), vid))
+    return carriers, variants
 
 
 def _erase_samples(
@@ -882,21 +998,9 @@ def _erase_samples(
             vids = decode_set(blob).astype(np.int64) + chunk * CHUNK_VARIANTS + 1
             conn.executemany("UPDATE variants SET an = an + ? WHERE id = ?", ((2 - alleles, v) for v in vids.tolist()))
         conn.execute(f"DELETE FROM sample_called WHERE sample IN ({place})", idxs)
-    for vid in _carried_variants(conn, idxs).tolist():
-        samples_blob, zyg_blob = conn.execute("SELECT samples, zyg FROM carriers WHERE vid=?", (vid,)).fetchone()
-        samples = decode_set(samples_blob)
-        zyg = unpack_codes(zyg_blob, len(samples))
-        gone = np.isin(samples, drop)
-        alleles = int((zyg[gone] == HOM).sum() * 2 + (zyg[gone] == HET).sum() + (zyg[gone] == HEMI).sum())
-        called = 0 if exact_an else int(((zyg[gone] == HOM) | (zyg[gone] == HET)).sum() * 2 + (zyg[gone] == HEMI).sum())
-        conn.execute(
-            "UPDATE carriers SET samples=?, zyg=? WHERE vid=?",
-            (encode_set(samples[~gone], n_samples), pack_codes(zyg[~gone]), vid),
-        )
-        conn.execute(
-            "UPDATE variants SET ac=ac-?, an=max(an-?,0), carriers=carriers-? WHERE id=?",
-            (alleles, called, int(gone.sum()), vid),
-        )
+    carriers, variants = _without_carriers(conn, _carried_variants(conn, idxs).tolist(), drop, n_samples, exact_an)
+    conn.executemany("UPDATE carriers SET samples=?, zyg=? WHERE vid=?", carriers)
+    conn.executemany("UPDATE variants SET ac=ac-?, an=max(an-?,0), carriers=carriers-? WHERE id=?", variants)
     conn.execute(f"DELETE FROM sample_variants WHERE sample IN ({place})", idxs)
     conn.execute(
         f"UPDATE samples SET name='erased-'||idx, individual_id=NULL, biosample_id=NULL WHERE idx IN ({place})",

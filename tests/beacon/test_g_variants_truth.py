@@ -64,15 +64,23 @@ def _vclass(v: dict) -> str:
     return "DEL" if len(v["ref"]) > len(v["alt"]) else "INS"
 
 
-@pytest.fixture(scope="module")
-def cohort(tmp_path_factory):
+@pytest.fixture(scope="module", params=["one-file", "two-sample-batches"])
+def cohort(tmp_path_factory, request):
+    """The cohort as one ingest of the file, and as two VCFs of its samples (the second added with add_samples)."""
+    from gateway.variants.distributed_ingest import ingest_partitioned
     from gateway.variants.ingest import ingest_vcf
     from gateway.variants.store import VariantStore
+    from tests.variants.vcfgen import split_by_samples
 
     root = tmp_path_factory.mktemp("truth")
     vcf = root / "cohort.vcf"
     _write_vcf(vcf)
-    ingest_vcf(vcf, dataset_id="cohort", data_dir=root / "data", assembly="GRCh38")
+    if request.param == "one-file":
+        ingest_vcf(vcf, dataset_id="cohort", data_dir=root / "data", assembly="GRCh38")
+    else:
+        common = {"dataset_id": "cohort", "data_dir": root / "data", "assembly": "GRCh38", "span": 10_000}
+        ingest_partitioned(split_by_samples(vcf, root / "a.vcf.gz", SAMPLES[:5]), **common)
+        ingest_partitioned(split_by_samples(vcf, root / "b.vcf.gz", SAMPLES[5:]), add_samples=True, **common)
     store = VariantStore(root / "data")
     client = make_client(store, datasets=[{"id": "cohort", "name": "Cohort", **OPEN}])
     yield client, _truth(vcf)

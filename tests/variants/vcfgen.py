@@ -6,6 +6,8 @@ from __future__ import annotations
 import random
 from pathlib import Path
 
+import pysam
+
 GRCH38_LENGTHS = {"chr1": 248956422, "chr2": 242193529, "chrX": 156040895}
 GENES = ["BRCA1", "TP53", "CFTR", "MYH7", "LDLR"]
 PROTEIN = ["p.Val600Glu", "p.Arg12Cys", "p.Gly13Asp", "p.Leu858Arg"]
@@ -109,3 +111,26 @@ def write_vcf(path: Path, seed: int = 1, n_records: int = 300, n_samples: int = 
     lines = header(samples, **kw) + records(seed, n_records, n_samples)
     path.write_text("\n".join(lines) + "\n")
     return path
+
+
+def split_by_samples(plain, out, keep: list[str], drop_uncarried: bool = False):
+    """A BGZF VCF of `plain` with only the sample columns `keep` (in that order). `drop_uncarried`: leave out the
+    records where none of them has an alternate allele (as `bcftools view -s … -c 1` does)."""
+    lines = plain.read_text().splitlines()
+    columns = next(line for line in lines if line.startswith("#CHROM")).split("\t")
+    picked = list(range(9)) + [columns.index(name) for name in keep]
+    written = []
+    for line in lines:
+        if line.startswith("##"):
+            written.append(line)
+            continue
+        fields = line.split("\t")
+        if drop_uncarried and not line.startswith("#"):
+            calls = [fields[i].split(":")[0] for i in picked[9:]]
+            if not any(a not in ("0", ".") for gt in calls for a in gt.replace("|", "/").split("/")):
+                continue
+        written.append("\t".join(fields[i] for i in picked))
+    plain_out = out.with_suffix("")
+    plain_out.write_text("\n".join(written) + "\n")
+    pysam.tabix_compress(str(plain_out), str(out), force=True)
+    return out

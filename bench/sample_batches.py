@@ -1,0 +1,161 @@
+"""Growth by sample batches: erasure, adding a batch and query latency as the cohort grows batch by batch.
+
+    python bench/sample_batches.py /tmp/sb-cohort4000.vcf.gz [--batch 500] [--batches 1 2 4 8] [--span 250000]
+
+For each cohort of k batches of `--batch` samples (the first k x batch samples of the VCF), the same cohort is
+ingested two ways, both partitioned in one process (`--workers 1`):
+- one batch: the whole cohort's VCF in one ingest (what an erasure rewrote before sample batches: every unit);
+- k batches: the first batch, then each further one with `add_samples` (a VCF of its samples only).
+Measured in the same run (ratios, medians of `--repeat` erasures of different people of the last batch):
+erasure time of one person (k batches / one batch) and the bytes of unit files it rewrote, the time to add the last batch (vs re-ingesting the whole
+cohort), and warm in-process query latency on the k-batch store vs the one-batch store (exact lookup, carrier count,
+10 kb range count).
+"""
+
+from __future__ import annotations
+
+import argparse
+import gzip
+import os
+import random
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from gateway.variants.distributed_ingest import ingest_partitioned  # noqa: E402
+from gateway.variants.query import VariantQuery  # noqa: E402
+from gateway.variants.store import VariantStore  # noqa: E402
+
+
+def cut(source: Path, out: Path, columns: range) -> Path:
+    """A BGZF VCF of `source` with only the sample columns `columns` (0-based sample numbers)."""
+    import pysam
+
+    keep = list(range(9)) + [9 + i for i in columns]
+    plain = out.with_suffix("")
+    with gzip.open(source, "rt") as f, open(plain, "w") as sink:
+        for line in f:
+            if line.startswith("##"):
+                sink.write(line)
+                continue
+            fields = line.rstrip("\n").split("\t")
+            sink.write("\t".join(fields[i] for i in keep) + "\n")
+    pysam.tabix_compress(str(plain), str(out), force=True)
+    plain.unlink()
+    return out
+
+
+def timed(call) -> float:
+    started = time.perf_counter()
+    call()
+    return time.perf_counter() - started
+
+
+def unit_files(data_dir: Path) -> dict[Path, int]:
+    return {p: p.stat().st_size for p in (data_dir / "variants" / "c").glob("parts-*/*.sqlite")}
+
+
+def erase_measured(store: VariantStore, data_dir: Path, person: str) -> tuple[float, int]:
+    """Seconds of one erasure and the bytes of unit files it wrote (load-independent)."""
+    before = set(unit_files(data_dir))
+    seconds = timed(lambda: store.erase_individual(person))
+    return seconds, sum(size for path, size in unit_files(data_dir).items() if path not in before)
+
+
+def per_call_us(call, queries) -> float:
+    for q in queries:
+        call(q)
+    rounds = []
+    for _ in range(3):
+        started = time.perf_counter()
+        for q in queries:
+            call(q)
+        rounds.append((time.perf_counter() - started) / len(queries) * 1e6)
+    return statistics.median(rounds)
+
+
+def query_latency(store: VariantStore, exact: list, ranges: list) -> dict[str, float]:
+    return {
+        "exact lookup": per_call_us(lambda q: store.search(q, limit=10), exact),
+        "carrier count": per_call_us(store.carrier_count, exact),
+        "10 kb range count": per_call_us(store.count, ranges),
+    }
+
+
+def one_size(vcf: Path, root: Path, k: int, batch: int, span: int, repeat: int) -> dict:
+    names = [f"s{i}" for i in range(k * batch)]  # the sample map links sample i to individual I<i>
+    with gzip.open(vcf, "rt") as f:
+        header = next(line for line in f if line.startswith("#CHROM")).rstrip("\n").split("\t")[9:]
+    sample_map = {header[i]: f"I{i}" for i in range(len(names))}
+    common = {"dataset_id": "c", "assembly": "GRCh38", "span": span, "sample_map": sample_map}
+    whole = cut(vcf, root / f"whole{k}.vcf.gz", range(k * batch))
+    parts = [cut(vcf, root / f"b{k}-{b}.vcf.gz", range(b * batch, (b + 1) * batch)) for b in range(k)]
+    one_dir, many_dir = root / f"one{k}", root / f"many{k}"
+    whole_s = timed(lambda: ingest_partitioned(whole, data_dir=one_dir, **common))
+    add_s = 0.0
+    for b, part in enumerate(parts):
+        add_s = timed(lambda part=part, b=b: ingest_partitioned(part, data_dir=many_dir, add_samples=b > 0, **common))
+    one, many = VariantStore(one_dir), VariantStore(many_dir)
+    try:
+        hits, _ = one.search(VariantQuery(), limit=100_000)
+        rng = random.Random(k)
+        picked = rng.sample(hits, min(200, len(hits)))
+        exact = [VariantQuery(reference_name=h.reference_name, start=h.start, alternate_bases=h.alternate_bases)
+                 for h in picked]  # fmt: skip
+        ranges = [VariantQuery(reference_name=h.reference_name, start=h.start, end=h.start + 10_000) for h in picked]
+        latency = {"one": query_latency(one, exact, ranges), "many": query_latency(many, exact, ranges)}
+        people = [f"I{(k - 1) * batch + i}" for i in range(repeat)]  # people of the last batch
+        erase_one, erase_many = [], []
+        for p in people:  # interleaved, so that the machine's load changes reach both alike
+            erase_one.append(erase_measured(one, one_dir, p))
+            erase_many.append(erase_measured(many, many_dir, p))
+    finally:
+        one.close()
+        many.close()
+    return {
+        "samples": k * batch,
+        "sites": len(hits),
+        "whole ingest s": whole_s,
+        "add last batch s": add_s,
+        "erase one batch s": statistics.median(s for s, _ in erase_one),
+        "erase k batches s": statistics.median(s for s, _ in erase_many),
+        "erase one batch MB": erase_one[0][1] / 1e6,
+        "erase k batches MB": erase_many[0][1] / 1e6,
+        "latency": latency,
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("vcf", type=Path)
+    parser.add_argument("--batch", type=int, default=500)
+    parser.add_argument("--batches", type=int, nargs="+", default=[1, 2, 4, 8])
+    parser.add_argument("--span", type=int, default=250_000)
+    parser.add_argument("--repeat", type=int, default=3)
+    args = parser.parse_args(argv)
+    print(f"load average at start: {os.getloadavg()}")
+    with tempfile.TemporaryDirectory(prefix="sample-batches-") as tmp:
+        for k in args.batches:
+            r = one_size(args.vcf, Path(tmp), k, args.batch, args.span, args.repeat)
+            print(
+                f"{r['samples']:>6} samples ({k} x {args.batch}), {r['sites']} sites: "
+                f"erasure one batch {r['erase one batch s']:.3f} s, {k} batches {r['erase k batches s']:.3f} s "
+                f"(ratio {r['erase k batches s'] / r['erase one batch s']:.2f}; unit files rewritten "
+                f"{r['erase one batch MB']:.1f} MB vs {r['erase k batches MB']:.1f} MB); "
+                f"add last batch {r['add last batch s']:.2f} s vs whole ingest {r['whole ingest s']:.2f} s "
+                f"({r['add last batch s'] / r['whole ingest s']:.2f})"
+            )
+            for name, one_us in r["latency"]["one"].items():
+                many_us = r["latency"]["many"][name]
+                print(f"    {name}: one batch {one_us:.0f} us, {k} batches {many_us:.0f} us ({many_us / one_us:.2f}x)")
+    print(f"load average at end: {os.getloadavg()}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
