@@ -191,7 +191,7 @@ def per_call_us(call: Callable, items: list, rounds: int = 3) -> float:
     return statistics.median(times)
 
 
-def our_queries(store: VariantStore, dataset: str) -> dict[str, Callable]:
+def our_queries(store: VariantStore) -> dict[str, Callable]:
     def exact(q):
         return VariantQuery(reference_name=q["chrom"], start=q["start"], alternate_bases=q["alt"])
 
@@ -305,7 +305,7 @@ def evaluate(vcf: Path, n_queries: int) -> None:
         logged = LoggingStore(FsspecStore.from_url(f"file://{vcz}", read_only=True), log_level="ERROR")
         z_fsspec = ZarrCohort(zarr.open_group(logged, mode="r"))
         table = {
-            "ours (SQLite)": our_queries(store, "z"),
+            "ours (SQLite)": our_queries(store),
             "Zarr raw": zarr_queries(z_local, precomputed=False),
             "Zarr precomputed": zarr_queries(z_local, precomputed=True),
             "Zarr raw, index in RAM": zarr_queries(z_memory, precomputed=False),
@@ -320,7 +320,7 @@ def evaluate(vcf: Path, n_queries: int) -> None:
         # Our unit through fsspec: fetched whole into a local cache once (immutable), then queried as a local file.
         cached = root / "fsspec-cache"
         fetch_s, _ = timed(lambda: fetch_units(f"file://{root / 'ours'}", cached))
-        table["ours, fsspec-cached"] = our_queries(VariantStore(cached), "z")
+        table["ours, fsspec-cached"] = our_queries(VariantStore(cached))
         check_equal(table["ours (SQLite)"], table["ours, fsspec-cached"], queries, "fsspec-cached copy")
         results = measure_queries(table, queries)
         report(results, ours_bytes, fetch_s)
@@ -355,7 +355,7 @@ def cold_pages_per_query(data_dir: Path, queries: list[dict]) -> dict[str, float
     """Pages each query reads on a freshly opened store (nothing cached but the sample table, which an open reads
     once): what a VFS over ranged GETs would fetch per query."""
     out = {}
-    for name in our_queries(VariantStore(data_dir), "z"):
+    for name in our_queries(VariantStore(data_dir)):
         pages = 0
         for q in queries[:5]:
             store = VariantStore(data_dir)
@@ -365,7 +365,7 @@ def cold_pages_per_query(data_dir: Path, queries: list[dict]) -> dict[str, float
             opened.sample_table()
             out["(open: sample table)"] = cache_misses(conn) - before
             before = cache_misses(conn)
-            our_queries(store, "z")[name](q)
+            our_queries(store)[name](q)
             pages += cache_misses(conn) - before
             store.close()
         out[name] = pages / 5
