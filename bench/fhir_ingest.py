@@ -1,6 +1,7 @@
 """FHIR ingest benchmark: floor vs translate+validate vs full POST /fhir, in one run.
 
     python bench/fhir_ingest.py [--seconds 3] [--clients 4] [--workers 2]
+    python bench/fhir_ingest.py --resource-by-resource [--seconds 3]
 
 Corpus: every real Bundle under ../shared/reference/fhir (IPS, Genomics Reporting,
 MII), with Patient identifiers varied per post so that the end-to-end phase creates
@@ -11,6 +12,13 @@ new patients rather than updating the same ones.
                       translation, phenopacket protobuf + schema + semantic checks)
 - end to end:         POST /fhir to `gateway serve` (gunicorn, N workers) from concurrent
                       client threads, SQLite store, operator token
+
+--resource-by-resource: the same Bundles sent as hospitals send them, the Patient first and then each
+other mapped resource on its own (gateway.services.fhir_resources, in-process): per resource the
+check of that resource (R4B parse + reference and binding rules), the translation and validation of
+its patient's phenopacket and its assembly; once without the store (`make_phenopacket` on the
+patient's resources so far, held in memory) and once through `apply_writes` into a SQLite store.
+Both as a ratio to the floor: a bare `fhir.resources` parse of the same resources.
 
 Not a test: it prints figures and ratios and writes bench/out/fhir_ingest.json.
 """
@@ -188,13 +196,134 @@ def end_to_end(bundles: list[dict], seconds: float, clients: int, workers: int) 
     return {**totals, "seconds": elapsed, "resources_per_s": totals["resources"] / elapsed}
 
 
+def patient_resources(bundles: list[dict]) -> list[list[tuple[dict, str | None]]]:
+    """Per Bundle with a Patient: its mapped resources with their fullUrl, the Patient(s) first."""
+    from gateway.services.fhir_resources import supported_types
+
+    sent = []
+    for bundle in bundles:
+        kept = [
+            (e["resource"], e.get("fullUrl"))
+            for e in bundle.get("entry") or ()
+            if e["resource"]["resourceType"] in supported_types()
+        ]
+        patients = [k for k in kept if k[0]["resourceType"] == "Patient"]
+        if patients:
+            sent.append([*patients, *(k for k in kept if k[0]["resourceType"] != "Patient")])
+    return sent
+
+
+def floor_parse_resources(sequences: list[list[tuple[dict, str | None]]]) -> None:
+    from fhir.resources.R4B import get_fhir_model_class
+
+    for resources in sequences:
+        for resource, _ in resources:
+            get_fhir_model_class(resource["resourceType"]).model_validate(resource)
+
+
+def one_by_one_in_memory(sequences: list[list[tuple[dict, str | None]]], key: bytes) -> None:
+    """The service path without the store: check the new resource, make its patient's phenopacket
+    from the patient's resources so far (held in memory, as the store would hand them back)."""
+    from datetime import UTC, datetime
+
+    from gateway.services.fhir_resources import check_resource, make_phenopacket, patient_reference
+    from gateway.store.fhir_resources import StoredResource
+    from translators.fhir.references import BundleIndex
+
+    now = datetime.now(UTC)
+    for resources in sequences:
+        held: dict[int, list[StoredResource]] = {}  # position of the Patient -> its resources so far
+        patients: list[dict] = []
+        loose: list[StoredResource] = []
+        for n, (resource, full_url) in enumerate(resources):
+            check_resource(resource, resource["resourceType"], resource["id"])
+            rtype = resource["resourceType"]
+            stored = StoredResource(n, "bench", rtype, resource["id"], 1, full_url, None, None, None, "", resource, now, now)
+            if rtype == "Patient":
+                held[len(patients)] = [stored]
+                patients.append({"resource": resource, **({"fullUrl": full_url} if full_url else {})})
+                touched = [len(patients) - 1]
+            else:
+                reference = patient_reference(resource)
+                owner = BundleIndex.build(patients).resolve(reference) if reference else None
+                if reference is None:
+                    loose.append(stored)
+                    touched = list(held)
+                elif owner is None:
+                    continue  # pending
+                else:
+                    held[owner].append(stored)
+                    touched = [owner]
+            for owner in touched:
+                own = held[owner]
+                ordered = [own[0], *sorted([*own[1:], *loose], key=lambda r: (r.resource_type, r.resource_id))]
+                make_phenopacket(ordered, key=key, dataset_id="bench", profile=None, now=now)
+
+
+def one_by_one_stored(sequences: list[list[tuple[dict, str | None]]], key: bytes) -> None:
+    """The service path with the store: `apply_writes` per resource into a fresh SQLite store."""
+    from gateway.services.fhir_resources import ResourceWrite, apply_writes
+    from gateway.store import MetadataStore
+
+    with tempfile.TemporaryDirectory() as tmp:
+        store = MetadataStore.open(f"sqlite:///{tmp}/bench.db")
+        try:
+            store.ensure_dataset("bench")
+            for resources in sequences:
+                for resource, full_url in resources:
+                    write = ResourceWrite(resource["resourceType"], resource["id"], resource, full_url)
+                    apply_writes([write], store=store, key=key, dataset_id="bench")
+        finally:
+            store.close()
+
+
+def resource_by_resource(seconds: float, pairs: int) -> dict:
+    sequences = patient_resources(load_corpus())
+    n = sum(len(r) for r in sequences)
+    key = bytes(32)
+    one_by_one_in_memory(sequences, key)  # warm
+    floor_parse_resources(sequences)
+    ratios: dict[str, list[float]] = {"in_memory": [], "stored": []}
+    for _ in range(pairs):
+        start = time.perf_counter()
+        floor_parse_resources(sequences)
+        floor = time.perf_counter() - start
+        start = time.perf_counter()
+        one_by_one_in_memory(sequences, key)
+        ratios["in_memory"].append((time.perf_counter() - start) / floor)
+        start = time.perf_counter()
+        floor_parse_resources(sequences)
+        floor = time.perf_counter() - start
+        start = time.perf_counter()
+        one_by_one_stored(sequences, key)
+        ratios["stored"].append((time.perf_counter() - start) / floor)
+    largest = max(len(r) for r in sequences)
+    return {
+        "patients_bundles": len(sequences),
+        "resources": n,
+        "largest_patient_resources": largest,
+        "time_ratio_to_floor_without_store": round(statistics.median(ratios["in_memory"]), 2),
+        "time_ratio_to_floor_with_sqlite_store": round(statistics.median(ratios["stored"]), 2),
+        "pairs": pairs,
+        "load_average": os.getloadavg(),
+    }
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=6.0)
     parser.add_argument("--clients", type=int, default=4)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--pairs", type=int, default=7, help="alternating floor/pipeline measurements")
+    parser.add_argument("--resource-by-resource", action="store_true", help="the REST path, one resource at a time")
     args = parser.parse_args()
+    if args.resource_by_resource:
+        figures = resource_by_resource(args.seconds, args.pairs)
+        out = REPO / "bench" / "out"
+        out.mkdir(exist_ok=True)
+        (out / "fhir_ingest_resources.json").write_text(json.dumps(figures, indent=2))
+        print(json.dumps(figures, indent=2))
+        return 0
 
     bundles = load_corpus()
     n = resource_count(bundles)

@@ -27,20 +27,21 @@ from typing import Any
 
 import sqlalchemy as sa
 
+import mappings
 from gateway.errors import BadInput, GatewayError, NotFound
 from gateway.ids import check_dataset_id
-from gateway.issues import Issue
-from gateway.security.pseudonym import derived_id
-from gateway.services.ingest import process_fhir
+from gateway.issues import Issue, Report
+from gateway.security.pseudonym import derived_id, id_functions
 from gateway.store import fhir_resources as rows
 from gateway.store.fhir_resources import PATIENT, StoredResource
 from gateway.store.metadata import MetadataStore, UnknownDatasetError
 from gateway.store.records import PhenopacketRecord
 from gateway.store.tables import fhir_resources as resource_table
 from gateway.validation.fhir import r4_resource_types, validate_fhir
+from gateway.validation.phenopacket import validate_phenopacket
 from translators.fhir.common import reference_of
 from translators.fhir.references import RELATIVE_REF, BundleIndex
-from translators.fhir_to_phenopacket import translated_resource_types
+from translators.fhir_to_phenopacket import BundleTranslation, translate_bundle, translated_resource_types
 
 # The links by which a resource names the patient it is about (the translator reads the same two).
 PATIENT_LINKS = ("subject", "patient")
@@ -215,7 +216,7 @@ def _put(
     if existing is not None and existing.content_hash == digest and same_url:
         return ResourceChange(write.resource_type, resource_id, existing.version, "unchanged", existing.pending)
 
-    patient_ref = None if write.resource_type == PATIENT else _patient_reference(resource)
+    patient_ref = None if write.resource_type == PATIENT else patient_reference(resource)
     if write.resource_type == PATIENT:
         patient_id: str | None = resource_id
     elif patient_ref is None:
@@ -282,13 +283,36 @@ def _touch(connection: sa.Connection, dataset_id: str, patient_id: str, key: byt
     if patient_id in touched:
         return
     patient = rows.get(connection, dataset_id, PATIENT, patient_id)
-    touched[patient_id] = _subject_of(patient.resource, key, dataset_id) if patient else None
+    touched[patient_id] = patient.subject_id if patient else None  # kept on the row when it was stored
 
 
 def _subject_of(patient: dict[str, Any], key: bytes, dataset_id: str) -> str | None:
-    """The subject pseudonym the translator gives this Patient (it changes with its identifiers)."""
-    outcome = process_fhir(patient, key=key, dataset_id=dataset_id)
-    return outcome.packets[0].subject_id if outcome.packets else None
+    """The subject pseudonym the translator gives this Patient (it changes with its identifiers).
+
+    The Patient was validated on arrival: only its translation is run (no second parse)."""
+    translation = _translate([patient], key, dataset_id, None, datetime.now(UTC))
+    return translation.packets[0].subject_id if translation.packets else None
+
+
+def _translate(
+    resources: list[dict[str, Any]] | list[StoredResource],
+    key: bytes,
+    dataset_id: str,
+    profile: str | None,
+    now: datetime,
+) -> BundleTranslation:
+    """Translate resources that were each validated when they arrived (never parsed again here)."""
+    bundle = {
+        "resourceType": "Bundle",
+        "type": "collection",
+        "entry": [_entry(r) if isinstance(r, StoredResource) else {"resource": r} for r in resources],
+    }
+    name = profile if profile and profile != "auto" else mappings.detect_profile(bundle)
+    if name not in mappings.profile_names():
+        raise ResourceRejected(f"unknown profile {name!r}; known: {', '.join(mappings.profile_names())}")
+    return translate_bundle(
+        bundle, profile=mappings.load_profile(name), ids=id_functions(key), now=now, namespace=dataset_id
+    )
 
 
 def _rebuild(
@@ -307,29 +331,35 @@ def _rebuild(
         if old_subject is not None:
             store.delete_phenopackets_in(connection, old_subject, dataset_id)
         return None
-    bundle = {"resourceType": "Bundle", "type": "collection", "entry": [_entry(r) for r in resources]}
-    outcome = process_fhir(bundle, key=key, dataset_id=dataset_id, profile=profile, now=now)
-    issues = [_relocate(i, resources) for i in outcome.report]
-    packets = [p for p in outcome.packets if p.entry_indexes and p.entry_indexes[0] == 0]
-    if not outcome.report.ok or len(packets) != 1 or not packets[0].ok:
-        errors = [i for i in issues if i.is_error] or [Issue.error("processing", "no phenopacket could be made")]
-        raise ResourceRejected(
-            f"Patient/{patient_id}'s phenopacket would not be valid; nothing was stored", issues=errors
-        )
-    packet = packets[0]
-    document = _with_provenance(packet.phenopacket, resources, key, dataset_id)
-    if old_subject is not None and old_subject != packet.subject_id:  # the Patient's identifier changed
+    record = make_phenopacket(resources, key=key, dataset_id=dataset_id, profile=profile, now=now)
+    if old_subject is not None and old_subject != record.subject_id:  # the Patient's identifier changed
         store.delete_phenopackets_in(connection, old_subject, dataset_id)
-    record = PhenopacketRecord(
+    store.save_phenopackets_in(connection, [record])
+    return record.id
+
+
+def make_phenopacket(
+    resources: list[StoredResource], *, key: bytes, dataset_id: str, profile: str | None, now: datetime
+) -> PhenopacketRecord:
+    """The phenopacket of a Patient (first) and its resources, checked; ResourceRejected when not valid."""
+    translation = _translate(resources, key, dataset_id, profile, now)
+    packets = [p for p in translation.packets if p.entry_indexes and p.entry_indexes[0] == 0]
+    checked = validate_phenopacket(packets[0].phenopacket, target="output") if len(packets) == 1 else Report()
+    found = [*translation.issues, *(packets[0].issues if packets else ()), *checked]
+    issues = [_relocate(i, resources) for i in found]
+    if len(packets) != 1 or any(i.is_error for i in issues):
+        errors = [i for i in issues if i.is_error] or [Issue.error("processing", "no phenopacket could be made")]
+        patient = resources[0].resource_id
+        raise ResourceRejected(f"Patient/{patient}'s phenopacket would not be valid; nothing was stored", issues=errors)
+    document = _with_provenance(packets[0].phenopacket, resources, key, dataset_id)
+    return PhenopacketRecord(
         id=document["id"],
         dataset_id=dataset_id,
-        subject_id=packet.subject_id,
+        subject_id=packets[0].subject_id,
         document=document,
         source=f"fhir-rest:{len(resources)} resources",
         issues=tuple(i.to_dict() for i in issues if not i.is_error),
     )
-    store.save_phenopackets_in(connection, [record])
-    return document["id"]
 
 
 def assemble(connection: sa.Connection, dataset_id: str, patient_id: str) -> list[StoredResource] | None:
@@ -415,7 +445,7 @@ def provenance_id(key: bytes, dataset_id: str, resource_type: str, resource_id: 
     return derived_id(key, "fhir-resource", dataset_id, f"{resource_type}/{resource_id}")
 
 
-def _patient_reference(resource: dict[str, Any]) -> str | None:
+def patient_reference(resource: dict[str, Any]) -> str | None:
     for link in PATIENT_LINKS:
         reference = reference_of(resource.get(link))
         if reference is not None:
