@@ -238,7 +238,9 @@ def one_by_one_in_memory(sequences: list[list[tuple[dict, str | None]]], key: by
         for n, (resource, full_url) in enumerate(resources):
             check_resource(resource, resource["resourceType"], resource["id"])
             rtype = resource["resourceType"]
-            stored = StoredResource(n, "bench", rtype, resource["id"], 1, full_url, None, None, None, "", resource, now, now)
+            stored = StoredResource(
+                n, "bench", rtype, resource["id"], 1, full_url, None, None, None, "", resource, now, now
+            )
             if rtype == "Patient":
                 held[len(patients)] = [stored]
                 patients.append({"resource": resource, **({"fullUrl": full_url} if full_url else {})})

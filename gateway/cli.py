@@ -135,7 +135,7 @@ def _ingest_summary(path: str, outcome, saved: list) -> str:
 
 
 def cmd_ingest_fhir(args: argparse.Namespace) -> int:
-    from gateway.services.fhir_resources import keeps_resources
+    from gateway.services.fhir_resources import about_stored_patients, keep_bundle, keeps_resources, stored_entries
     from gateway.services.ingest import ingest_fhir
 
     cfg = load_config()
@@ -152,6 +152,18 @@ def cmd_ingest_fhir(args: argparse.Namespace) -> int:
             rejected = not _ingest_resources(path, doc, services, dataset, args.profile or cfg.profile) or rejected
             continue
         outcome = ingest_fhir(doc, store=store, key=key, dataset_id=dataset, profile=args.profile or cfg.profile)
+        if about_stored_patients(outcome.report):  # Patients, and references to Patients stored before
+            rejected = not _ingest_resources(path, doc, services, dataset, args.profile or cfg.profile) or rejected
+            continue
+        if outcome.stored:  # kept too: resources sent later about these patients meet them
+            keep_bundle(
+                doc,
+                stored_entries(outcome),
+                store=store,
+                key=key,
+                dataset_id=dataset,
+                profile=args.profile or cfg.profile,
+            )
         _print_issues(path, outcome.report)
         saved = [p.saved for p in outcome.packets if p.saved]
         if outcome.rejected or not outcome.report.ok:

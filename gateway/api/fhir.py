@@ -22,7 +22,14 @@ from gateway.api.validate import over_budget
 from gateway.bounded import WorkLimitExceeded, limits_of, run_bounded
 from gateway.issues import Issue, to_operation_outcome
 from gateway.jsonio import JSONInputError, loads_strict
-from gateway.services.fhir_resources import apply_document, keeps_resources, supported_types
+from gateway.services.fhir_resources import (
+    about_stored_patients,
+    apply_document,
+    keep_bundle,
+    keeps_resources,
+    stored_entries,
+    supported_types,
+)
 from gateway.services.ingest import ATOMIC_BUNDLE_TYPES, IngestOutcome, process_fhir_bytes, store_fhir_outcome
 
 FHIR_JSON = "application/fhir+json"
@@ -184,13 +191,18 @@ def fhir_blueprint() -> Blueprint:
         svc = services()
         dataset = request.args.get("dataset") or svc.config.default_dataset
         outcome, source = _process_bounded(dataset)  # parse, validate, translate: in a child with limits
-        if not outcome.packets:  # no Patient inside: maybe resources about patients sent before (or after)
+        # No Patient inside, or references to Patients stored before: kept resource by resource.
+        if not outcome.packets or about_stored_patients(outcome.report):
             doc = loads_strict(request.get_data(), max_depth=svc.config.max_json_depth)
-            if keeps_resources(doc):
+            if keeps_resources(doc) or about_stored_patients(outcome.report):
                 return resources_response(doc, dataset)
         outcome = store_fhir_outcome(outcome, store=svc.store, dataset_id=dataset, source=source)
         if outcome.rejected:
             return outcome_response(outcome.report.errors + outcome.report.warnings, _status_for(outcome.report.errors))
+        if outcome.stored:  # kept too, so that resources sent later about these patients meet them
+            doc = loads_strict(request.get_data(), max_depth=svc.config.max_json_depth)
+            profile = request.args.get("profile") or svc.config.profile
+            keep_bundle(doc, stored_entries(outcome), store=svc.store, key=svc.key, dataset_id=dataset, profile=profile)
         return fhir_response(transaction_response(outcome))
 
     @bp.post("/Bundle/$validate")

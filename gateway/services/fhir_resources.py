@@ -24,6 +24,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
+from urllib.parse import parse_qsl
 
 import sqlalchemy as sa
 
@@ -31,7 +32,8 @@ import mappings
 from gateway.errors import BadInput, GatewayError, NotFound
 from gateway.ids import check_dataset_id
 from gateway.issues import Issue, Report
-from gateway.security.pseudonym import derived_id, id_functions
+from gateway.security.pseudonym import PSEUDONYM, derived_id, id_functions, pseudonymise
+from gateway.services.ingest import IngestOutcome
 from gateway.store import fhir_resources as rows
 from gateway.store.fhir_resources import PATIENT, StoredResource
 from gateway.store.metadata import MetadataStore, UnknownDatasetError
@@ -39,7 +41,7 @@ from gateway.store.records import PhenopacketRecord
 from gateway.store.tables import fhir_resources as resource_table
 from gateway.validation.fhir import r4_resource_types, validate_fhir
 from gateway.validation.phenopacket import validate_phenopacket
-from translators.fhir.common import reference_of
+from translators.fhir.common import IdFunctions, reference_of
 from translators.fhir.references import RELATIVE_REF, BundleIndex
 from translators.fhir_to_phenopacket import BundleTranslation, translate_bundle, translated_resource_types
 
@@ -47,6 +49,7 @@ from translators.fhir_to_phenopacket import BundleTranslation, translate_bundle,
 PATIENT_LINKS = ("subject", "patient")
 # Patient elements the translator never reads: dropped before a Patient is kept (data minimisation).
 UNKEPT_PATIENT_ELEMENTS = frozenset({"text", "name", "telecom", "address", "photo", "contact"})
+PATIENT_LINK_POINTER = re.compile(r"/entry/(\d+)/resource/(subject|patient)/reference")
 FHIR_ID = re.compile(r"[A-Za-z0-9\-.]{1,64}")  # FHIR R4 datatypes.html#id
 
 
@@ -152,7 +155,8 @@ def apply_writes(
     """Apply writes in one transaction, all or nothing; rebuild every patient they touch.
 
     Raises ResourceRejected (422) when a rebuilt patient's phenopacket would not be valid.
-    `rebuild=False`: only keep the resources (their phenopackets were just made from the same Bundle).
+    `rebuild=False`: the writes are a Bundle whose phenopackets were just made from it: a patient is
+    rebuilt only when it has kept resources beyond these writes (sent earlier, resource by resource).
     """
     check_dataset_id(dataset_id)
     now = now or datetime.now(UTC)
@@ -186,10 +190,16 @@ def _apply_writes(
             else:
                 change = _put(connection, dataset_id, write, now, key, touched)
             changes.append(change)
+        written = {(w.resource_type, c.resource_id) for w, c in zip(writes, changes, strict=True)}
+        if not rebuild:  # a Bundle's phenopackets replaced what kept resources made: unchanged ones count too
+            for change in changes:
+                owner = _patient_of(connection, dataset_id, change)
+                if owner is not None:
+                    _touch(connection, dataset_id, owner, key, touched)
         built = {
             patient_id: _rebuild(connection, store, key, dataset_id, patient_id, old_subject, profile, now)
             for patient_id, old_subject in sorted(touched.items())
-            if rebuild
+            if rebuild or _grown(connection, dataset_id, patient_id, written)
         }
         for change in changes:
             patient_id = _patient_of(connection, dataset_id, change)
@@ -206,10 +216,8 @@ def _put(
     touched: dict[str, str | None],
 ) -> ResourceChange:
     assert write.resource is not None
-    resource_id = write.resource_id or write.resource.get("id") or uuid.uuid4().hex
-    resource = {**write.resource, "id": resource_id}
-    if write.resource_type == PATIENT:  # what no phenopacket needs is not kept (names never leave anyway)
-        resource = {k: v for k, v in resource.items() if k not in UNKEPT_PATIENT_ELEMENTS}
+    resource_id = write.resource_id or write.resource.get("id") or _id_from_full_url(write.full_url)
+    resource = at_rest({**write.resource, "id": resource_id}, key)
     existing = rows.get(connection, dataset_id, write.resource_type, resource_id)
     digest = _content_hash(resource)
     same_url = write.full_url is None or write.full_url == existing.full_url if existing else False
@@ -286,6 +294,68 @@ def _touch(connection: sa.Connection, dataset_id: str, patient_id: str, key: byt
     touched[patient_id] = patient.subject_id if patient else None  # kept on the row when it was stored
 
 
+def at_rest(resource: dict[str, Any], key: bytes) -> dict[str, Any]:
+    """The form a resource is kept in: no hospital identifier in clear (data minimisation).
+
+    A Patient loses what no phenopacket needs (names, contact, narrative) and its identifier values
+    become their keyed pseudonyms, the same ones a Bundle's subject is named by; a conditional
+    patient reference (`Patient?identifier=system|value`) names the pseudonym too. So the rows hold
+    no record number, and a patient sent as a Bundle and one sent resource by resource meet by the
+    pseudonym of the profile's identifier (translate with `at_rest_ids`).
+    """
+    kept = dict(resource)
+    if kept.get("resourceType") == PATIENT:
+        kept = {k: v for k, v in kept.items() if k not in UNKEPT_PATIENT_ELEMENTS}
+        if isinstance(kept.get("identifier"), list):
+            kept["identifier"] = [_pseudonymous_identifier(i, key) for i in kept["identifier"]]
+    for link in PATIENT_LINKS:
+        target = kept.get(link)
+        reference = reference_of(target)
+        if isinstance(target, dict) and reference is not None:
+            kept[link] = {**target, "reference": pseudonymous_reference(reference, key)}
+    return kept
+
+
+def _pseudonymous_identifier(identifier: Any, key: bytes) -> Any:
+    if not isinstance(identifier, dict) or not isinstance(identifier.get("value"), str) or not identifier["value"]:
+        return identifier
+    value, system = identifier["value"], identifier.get("system")
+    if PSEUDONYM.fullmatch(value):
+        return identifier
+    return {**identifier, "value": pseudonymise(key, value, system if isinstance(system, str) else None)}
+
+
+def pseudonymous_reference(reference: str, key: bytes) -> str:
+    """`Patient?identifier=system|value` with the value's pseudonym; any other reference unchanged."""
+    resource_type, mark, query = reference.partition("?")
+    params = parse_qsl(query) if mark else []
+    if resource_type != PATIENT or len(params) != 1 or params[0][0] != "identifier":
+        return reference
+    system, bar, value = params[0][1].rpartition("|")
+    if not value or PSEUDONYM.fullmatch(value):
+        return reference
+    return f"{PATIENT}?identifier={system}{bar}{pseudonymise(key, value, system or None)}"
+
+
+def at_rest_ids(key: bytes) -> IdFunctions:
+    """The translator's ids for resources kept `at_rest`: an identifier value that is a pseudonym
+    already is the subject; anything else is pseudonymised as on the Bundle path."""
+
+    def subject(value: str, system: str | None = None) -> str:
+        return value if PSEUDONYM.fullmatch(value) else pseudonymise(key, value, system)
+
+    return IdFunctions(subject=subject, derived=id_functions(key).derived)
+
+
+def _id_from_full_url(full_url: str | None) -> str:
+    """A resource sent without an id is named by its fullUrl (the same entry twice is the same
+    resource): a urn:uuid's uuid, else a digest of the URL; with neither, a fresh id."""
+    if full_url:
+        tail = full_url.rsplit(":", 1)[-1].rsplit("/", 1)[-1]
+        return tail if FHIR_ID.fullmatch(tail) else hashlib.sha256(full_url.encode()).hexdigest()[:32]
+    return uuid.uuid4().hex
+
+
 def _subject_of(patient: dict[str, Any], key: bytes, dataset_id: str) -> str | None:
     """The subject pseudonym the translator gives this Patient (it changes with its identifiers).
 
@@ -311,7 +381,7 @@ def _translate(
     if name not in mappings.profile_names():
         raise ResourceRejected(f"unknown profile {name!r}; known: {', '.join(mappings.profile_names())}")
     return translate_bundle(
-        bundle, profile=mappings.load_profile(name), ids=id_functions(key), now=now, namespace=dataset_id
+        bundle, profile=mappings.load_profile(name), ids=at_rest_ids(key), now=now, namespace=dataset_id
     )
 
 
@@ -336,6 +406,12 @@ def _rebuild(
         store.delete_phenopackets_in(connection, old_subject, dataset_id)
     store.save_phenopackets_in(connection, [record])
     return record.id
+
+
+def _grown(connection: sa.Connection, dataset_id: str, patient_id: str, written: set[tuple[str, str]]) -> bool:
+    """Whether a patient has kept resources besides `written` (then a Bundle's phenopacket misses them)."""
+    resources = assemble(connection, dataset_id, patient_id)
+    return resources is not None and any((r.resource_type, r.resource_id) not in written for r in resources)
 
 
 def make_phenopacket(
@@ -558,6 +634,11 @@ def apply_document(
     if errors:
         raise ResourceRejected("the document is not valid FHIR R4; nothing was stored", issues=errors)
     results, writes = _entry_writes(doc, report.warnings)
+    if not keeps_resources(doc):  # a Bundle with Patients: its patient references must name one, here or stored
+        for issue in _unresolved_patients(doc, report.errors, store, key, dataset_id):
+            entry = int(issue.location.split("/")[2])  # every pointer here starts /entry/{n}/
+            results[entry].issues.append(issue)
+            writes[entry] = None
     if bundle_type == "batch":
         for result, write in zip(results, writes, strict=True):
             if write is None:
@@ -578,6 +659,65 @@ def apply_document(
         if write is not None:
             result.change = next(changes)
     return bundle_type, results
+
+
+def about_stored_patients(report: Iterable[Issue]) -> bool:
+    """Whether a Bundle's only errors are patient references that do not resolve inside it: they may
+    name Patients stored before, so the Bundle is applied resource by resource (`apply_document`)."""
+    errors = [i for i in report if i.is_error]
+    return bool(errors) and all(
+        i.code == "reference-dangling" and i.location.rsplit("/", 2)[-2] in PATIENT_LINKS for i in errors
+    )
+
+
+def stored_entries(outcome: IngestOutcome) -> list[int]:
+    """The Bundle entries that went into a stored phenopacket."""
+    return [i for packet in outcome.packets if packet.saved is not None for i in packet.entry_indexes]
+
+
+def keep_bundle(
+    doc: dict[str, Any],
+    entry_indexes: Iterable[int],
+    *,
+    store: MetadataStore,
+    key: bytes,
+    dataset_id: str,
+    profile: str | None = None,
+) -> list[ResourceChange]:
+    """Keep the resources of a Bundle whose phenopackets were just stored (POST /fhir, `gateway ingest fhir`).
+
+    So the two channels meet: a resource sent later on its own, about a patient of this Bundle,
+    is applied to the same phenopacket (by `Patient/{id}`, the Bundle's fullUrl, or the pseudonym of
+    its identifier). A patient that has resources from earlier messages is rebuilt from all of them.
+    `entry_indexes`: the entries that went into a stored phenopacket (a batch's refused patients not).
+    """
+    _, writes = _entry_writes(doc, [])
+    wanted = sorted(set(entry_indexes))
+    kept = [w for i in wanted if i < len(writes) and (w := writes[i]) is not None and w.resource is not None]
+    if not kept:
+        return []
+    return apply_writes(kept, store=store, key=key, dataset_id=dataset_id, profile=profile, rebuild=False)
+
+
+def _unresolved_patients(
+    doc: dict[str, Any], errors: list[Issue], store: MetadataStore, key: bytes, dataset_id: str
+) -> list[Issue]:
+    """The dangling patient references of a Bundle that name no stored Patient either."""
+    unresolved = []
+    with store.engine.connect() as connection:
+        for issue in errors:
+            found = PATIENT_LINK_POINTER.fullmatch(issue.location)
+            if found is None:  # a patient link inside a contained resource: never a stored Patient
+                unresolved.append(issue)
+                continue
+            link = found.group(2)
+            reference = reference_of(doc["entry"][int(found.group(1))]["resource"].get(link)) or ""
+            if _resolve_patient(connection, dataset_id, pseudonymous_reference(reference, key)) is None:
+                message = (
+                    f"{link} reference {reference!r} names no Patient of the Bundle nor one stored in {dataset_id!r}"
+                )
+                unresolved.append(Issue.error("reference-dangling", message, issue.location))
+    return unresolved
 
 
 def _entry_writes(doc: dict[str, Any], warnings: list[Issue]) -> tuple[list[EntryResult], list[ResourceWrite | None]]:

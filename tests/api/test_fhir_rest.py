@@ -7,6 +7,9 @@ import copy
 import json
 
 import pytest
+import sqlalchemy as sa
+
+from gateway.store.tables import fhir_resources
 
 FHIR = "application/fhir+json"
 MARFAN = "mii-seltene-erkrankungen/Bundle-bundle-marfan-complete.json"
@@ -140,3 +143,80 @@ def test_capability_statement_lists_the_interactions(client):
     resources = {r["type"]: r for r in statement["rest"][0]["resource"]}
     assert {i["code"] for i in resources["Condition"]["interaction"]} == {"create", "update", "delete", "read"}
     assert "Encounter" not in resources
+
+
+MARFAN_ID = ("https://www.medizininformatik-initiative.de/fhir/sid/patient-id", "MRF-2024-001")
+BY_IDENTIFIER = f"Patient?identifier={MARFAN_ID[0]}|{MARFAN_ID[1]}"
+
+
+def _extra_condition(marfan, new_id, reference):
+    """A Condition the hospital records later: the cataract one, another code, another id."""
+    condition = _resource(marfan, "condition-cataract")
+    condition["id"] = new_id
+    condition["code"]["coding"][0]["code"] = "H25.9"
+    condition["subject"] = {"reference": reference}
+    return condition
+
+
+def _disease_codes(packet):
+    return {d["term"]["id"] for d in packet.document.get("diseases") or ()}
+
+
+@pytest.mark.parametrize("reference", ["Patient/patient-marfan-001", BY_IDENTIFIER])
+def test_a_resource_for_a_patient_sent_as_a_complete_bundle_lands_in_its_phenopacket(
+    client, app, operator, marfan, reference
+):
+    """Before: the Condition stayed pending, for ever: the Bundle channel kept no Patient to attach it to."""
+    complete = client.post("/fhir", data=json.dumps(marfan), headers={**operator, "Content-Type": FHIR})
+    assert complete.status_code == 200
+    (before,) = _packets(app)
+    added = _send(client, "POST", "/fhir/Condition", operator, _extra_condition(marfan, "condition-later", reference))
+    assert added.status_code == 201, added.get_data(as_text=True)
+    assert "pending" not in _codes(added.get_json())
+    (after,) = _packets(app)
+    assert after.id == before.id and after.subject_id == before.subject_id
+    assert _disease_codes(after) == _disease_codes(before) | {"ICD10GM:H25.9"}
+
+    again = client.post("/fhir", data=json.dumps(marfan), headers={**operator, "Content-Type": FHIR})
+    assert again.status_code == 200  # the complete Bundle again: the later Condition stays
+    (last,) = _packets(app)
+    assert _disease_codes(last) == _disease_codes(after)
+
+
+def test_kept_resources_hold_no_record_number_in_clear(client, app, operator, marfan):
+    client.post("/fhir", data=json.dumps(marfan), headers={**operator, "Content-Type": FHIR})
+    by_identifier = _extra_condition(marfan, "condition-later", BY_IDENTIFIER)
+    _send(client, "POST", "/fhir/Condition", operator, by_identifier)
+
+    with app.extensions["gateway"].store.engine.connect() as connection:
+        stored = connection.execute(sa.select(fhir_resources)).mappings().all()
+    assert {r["resource_type"] for r in stored} >= {"Patient", "Condition"}
+    assert MARFAN_ID[1] not in json.dumps([dict(r) for r in stored], default=str)
+    patient = client.get("/fhir/Patient/patient-marfan-001", headers=operator).get_json()
+    assert patient["identifier"][0]["value"].startswith("pid-")
+
+
+def test_a_bundle_with_patients_may_also_reference_a_stored_patient(client, app, operator, marfan, reference_dir):
+    """Before: 422 "subject reference does not resolve", because the Bundle holds other Patients."""
+    _send(client, "PUT", "/fhir/Patient/patient-marfan-001", operator, _resource(marfan, "patient-marfan-001"))
+    other = json.loads(
+        (reference_dir / "fhir" / "mii-testdata" / "Bundle-mii-exa-test-data-bundle-pat-11.json").read_text()
+    )
+    transaction = {
+        "resourceType": "Bundle",
+        "type": "transaction",
+        "entry": [
+            *other["entry"],
+            {
+                "fullUrl": "urn:uuid:2b8f0b52-7f5e-4d4c-9a55-3b1f6f3d0a11",
+                "resource": _extra_condition(marfan, "condition-later", "Patient/patient-marfan-001"),
+                "request": {"method": "POST", "url": "Condition"},
+            },
+        ],
+    }
+    resp = client.post("/fhir", data=json.dumps(transaction), headers={**operator, "Content-Type": FHIR})
+    assert resp.status_code == 200, resp.get_data(as_text=True)
+    assert resp.get_json()["type"] == "transaction-response"
+    packets = _packets(app)
+    assert len(packets) == 2
+    assert any(_disease_codes(p) == {"ICD10GM:H25.9"} for p in packets)
