@@ -111,7 +111,14 @@ def resources_response(doc: dict, dataset: str) -> Response:
     """A lone resource or a Bundle without a Patient, kept resource by resource (services.fhir_resources)."""
     svc = services()
     profile = request.args.get("profile") or svc.config.profile
-    bundle_type, results = apply_document(doc, store=svc.store, key=svc.key, dataset_id=dataset, profile=profile)
+    bundle_type, results = apply_document(
+        doc,
+        store=svc.store,
+        key=svc.key,
+        dataset_id=dataset,
+        profile=profile,
+        pending_days=svc.config.fhir_pending_days,
+    )
     kind = "batch-response" if bundle_type == "batch" else "transaction-response"
     return fhir_response({"resourceType": "Bundle", "type": kind, "entry": [entry_response(r) for r in results]})
 
@@ -202,7 +209,15 @@ def fhir_blueprint() -> Blueprint:
         if outcome.stored:  # kept too, so that resources sent later about these patients meet them
             doc = loads_strict(request.get_data(), max_depth=svc.config.max_json_depth)
             profile = request.args.get("profile") or svc.config.profile
-            keep_bundle(doc, stored_entries(outcome), store=svc.store, key=svc.key, dataset_id=dataset, profile=profile)
+            keep_bundle(
+                doc,
+                stored_entries(outcome),
+                store=svc.store,
+                key=svc.key,
+                dataset_id=dataset,
+                profile=profile,
+                pending_days=svc.config.fhir_pending_days,
+            )
         return fhir_response(transaction_response(outcome))
 
     @bp.post("/Bundle/$validate")

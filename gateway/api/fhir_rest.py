@@ -6,6 +6,7 @@ need an operator credential (a stored resource is the hospital's, identifiers in
 
 from __future__ import annotations
 
+from datetime import timedelta
 from functools import wraps
 from typing import Any
 
@@ -13,7 +14,9 @@ from flask import Blueprint, Response, request
 
 from gateway.api.auth import require_operator
 from gateway.api.context import services
+from gateway.api.hooks import audit_notes
 from gateway.api.render import json_response
+from gateway.errors import BadInput
 from gateway.issues import Issue, to_operation_outcome
 from gateway.jsonio import JSONInputError, loads_strict
 from gateway.services.fhir_resources import (
@@ -25,6 +28,7 @@ from gateway.services.fhir_resources import (
     check_resource,
     check_type,
     pending_resources,
+    purge_pending,
     read_resource,
 )
 from gateway.store.fhir_resources import StoredResource
@@ -113,8 +117,9 @@ def add_rest_routes(bp: Blueprint) -> None:
     @bp.get("/$pending")
     @require_operator
     def pending():
+        svc = services()
         dataset = request.args.get("dataset")
-        found = pending_resources(services().store, dataset)
+        found = pending_resources(svc.store, dataset)
         body = {
             "resourceType": "Bundle",
             "type": "searchset",
@@ -124,12 +129,25 @@ def add_rest_routes(bp: Blueprint) -> None:
                     "fullUrl": f"{r.resource_type}/{r.resource_id}",
                     "resource": stored_resource(r),
                     "search": {"mode": "match"},
-                    "response": {"status": "200 OK", "outcome": _pending_outcome(r)},
+                    "response": {"status": "200 OK", "outcome": _pending_outcome(r, svc.config.fhir_pending_days)},
                 }
                 for r in found
             ],
         }
         return json_response(body, 200, mimetype=FHIR_JSON)
+
+    @bp.delete("/$pending")
+    @require_operator
+    def purge():
+        """Drop pending resources older than `older_than_days` (default: the configured expiry; 0: all)."""
+        svc = services()
+        dataset = request.args.get("dataset")
+        days = _days(request.args.get("older_than_days"), svc.config.fhir_pending_days)
+        purged = purge_pending(svc.store, dataset, older_than_days=days)
+        audit_notes()["datasets"] = sorted({r.dataset_id for r in purged}) or ([dataset] if dataset else [])
+        named = [Issue.info("purged", f"{r.dataset_id}: {r.resource_type}/{r.resource_id}") for r in purged]
+        summary = Issue.info("purged", f"{len(purged)} pending resource(s) older than {days:g} days purged")
+        return json_response(to_operation_outcome([summary, *named]), 200, mimetype=FHIR_JSON)
 
     @bp.post("/<resource_type>")
     @known_type
@@ -166,11 +184,33 @@ def add_rest_routes(bp: Blueprint) -> None:
 def _write(write: ResourceWrite, warnings: list[Issue]) -> Response:
     svc = services()
     profile = request.args.get("profile") or svc.config.profile
-    (change,) = apply_writes([write], store=svc.store, key=svc.key, dataset_id=_dataset(), profile=profile)
+    (change,) = apply_writes(
+        [write],
+        store=svc.store,
+        key=svc.key,
+        dataset_id=_dataset(),
+        profile=profile,
+        pending_days=svc.config.fhir_pending_days,
+    )
     change.issues[:0] = warnings
     return _write_response(change)
 
 
-def _pending_outcome(resource: StoredResource) -> dict[str, Any]:
+def _pending_outcome(resource: StoredResource, days: float) -> dict[str, Any]:
     message = f"waiting for the patient {resource.patient_ref!r} in dataset {resource.dataset_id!r}"
+    if days > 0:
+        expires = resource.updated_at + timedelta(days=days)
+        message += f"; dropped after {expires.isoformat().replace('+00:00', 'Z')} unless that Patient arrives"
     return to_operation_outcome([Issue.warning("pending", message)])
+
+
+def _days(value: str | None, default: float) -> float:
+    if value is None:
+        return default
+    try:
+        days = float(value)
+    except ValueError:
+        days = -1.0
+    if not 0 <= days < 1e6:
+        raise BadInput(f"older_than_days must be a number of days >= 0, not {value[:40]!r}", code="fhir-value")
+    return days

@@ -135,20 +135,21 @@ def add_security_parsers(sub: argparse._SubParsersAction, open_node: OpenNode) -
 
 
 def audit_cli_command(args: argparse.Namespace, status: int | None) -> None:
-    """Audit a CLI command that changes stored data (ingest; erase and keys audit themselves).
+    """Audit a CLI command that changes stored data (ingest, fhir pending --purge; erase and keys audit themselves).
 
     Called twice: with `status=None` before the command (the intent, fsynced: an OSError refuses the
     command before it changes anything) and with its exit status after (the outcome).
     """
-    if getattr(args, "command", None) != "ingest":
+    purge = getattr(args, "command", None) == "fhir" and getattr(args, "purge", False)
+    if getattr(args, "command", None) != "ingest" and not purge:
         return
     cfg = load_config()
     _audit(cfg).append(
         durable=status is None,
         phase="intent" if status is None else "outcome",
         decision="allowed" if not status else "denied",
-        action=f"cli ingest {getattr(args, 'kind', '')}".strip(),
-        datasets=[d for d in [getattr(args, "dataset", None) or cfg.default_dataset] if d],
+        action="cli fhir pending --purge" if purge else f"cli ingest {getattr(args, 'kind', '')}".strip(),
+        datasets=[d for d in [getattr(args, "dataset", None) or ("*" if purge else cfg.default_dataset)] if d],
         status=status,
         **_who(),
     )

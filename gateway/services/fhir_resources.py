@@ -22,7 +22,7 @@ import re
 import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import parse_qsl
 
@@ -50,6 +50,7 @@ PATIENT_LINKS = ("subject", "patient")
 # Patient elements the translator never reads: dropped before a Patient is kept (data minimisation).
 UNKEPT_PATIENT_ELEMENTS = frozenset({"text", "name", "telecom", "address", "photo", "contact"})
 PATIENT_LINK_POINTER = re.compile(r"/entry/(\d+)/resource/(subject|patient)/reference")
+DEFAULT_PENDING_DAYS = 30.0  # Config.fhir_pending_days
 FHIR_ID = re.compile(r"[A-Za-z0-9\-.]{1,64}")  # FHIR R4 datatypes.html#id
 
 
@@ -151,8 +152,12 @@ def apply_writes(
     profile: str | None = None,
     now: datetime | None = None,
     rebuild: bool = True,
+    pending_days: float = DEFAULT_PENDING_DAYS,
 ) -> list[ResourceChange]:
     """Apply writes in one transaction, all or nothing; rebuild every patient they touch.
+
+    Pending resources of the dataset older than `pending_days` (0: never) are dropped first, in
+    the same transaction, and said so on the first change (the request is audited as a change).
 
     Raises ResourceRejected (422) when a rebuilt patient's phenopacket would not be valid.
     `rebuild=False`: the writes are a Bundle whose phenopackets were just made from it: a patient is
@@ -163,10 +168,10 @@ def apply_writes(
     for write in writes:
         check_type(write.resource_type)
     try:
-        return _apply_writes(writes, store, key, dataset_id, profile, now, rebuild)
+        return _apply_writes(writes, store, key, dataset_id, profile, now, rebuild, pending_days)
     except UnknownDatasetError:
         store.ensure_dataset(dataset_id)  # a dataset nobody declared yet is created on first use
-        return _apply_writes(writes, store, key, dataset_id, profile, now, rebuild)
+        return _apply_writes(writes, store, key, dataset_id, profile, now, rebuild, pending_days)
 
 
 def _apply_writes(
@@ -177,11 +182,13 @@ def _apply_writes(
     profile: str | None,
     now: datetime,
     rebuild: bool,
+    pending_days: float,
 ) -> list[ResourceChange]:
     with store.transaction() as connection:
         if not store.dataset_exists_in(connection, dataset_id):
             raise UnknownDatasetError([dataset_id])
         rows.lock_dataset(connection, dataset_id)
+        expired = _expire_pending(connection, dataset_id, now, pending_days)
         changes: list[ResourceChange] = []
         touched: dict[str, str | None] = {}  # patient id -> subject pseudonym of its phenopacket before
         for write in writes:
@@ -204,7 +211,50 @@ def _apply_writes(
         for change in changes:
             patient_id = _patient_of(connection, dataset_id, change)
             change.phenopacket_id = built.get(patient_id) if patient_id else None
+        if expired and changes:
+            changes[0].issues.append(_expired_issue(expired, pending_days))
         return changes
+
+
+def _expire_pending(connection: sa.Connection, dataset_id: str, now: datetime, days: float) -> list[StoredResource]:
+    """Drop the dataset's pending resources that waited longer than `days` for their Patient."""
+    if days <= 0:
+        return []
+    expired = rows.pending_before(connection, dataset_id, now - timedelta(days=days))
+    rows.delete_all(connection, expired)
+    return expired
+
+
+def _expired_issue(expired: list[StoredResource], days: float) -> Issue:
+    named = ", ".join(f"{r.resource_type}/{r.resource_id}" for r in expired[:10])
+    more = f" and {len(expired) - 10} more" if len(expired) > 10 else ""
+    return Issue.warning(
+        "expired",
+        f"{len(expired)} pending resource(s) waited more than {days:g} days for their Patient and were dropped: "
+        f"{named}{more}",
+    )
+
+
+def purge_pending(
+    store: MetadataStore,
+    dataset_id: str | None = None,
+    *,
+    older_than_days: float = 0.0,
+    now: datetime | None = None,
+) -> list[StoredResource]:
+    """The operator's purge: drop pending resources (of one dataset, or all) older than the given days."""
+    if dataset_id is not None:
+        check_dataset_id(dataset_id)
+    before = (now or datetime.now(UTC)) - timedelta(days=max(older_than_days, 0.0))
+    with store.transaction() as connection:
+        datasets = [dataset_id] if dataset_id else sorted({r.dataset_id for r in rows.pending(connection)})
+        purged: list[StoredResource] = []
+        for dataset in datasets:
+            rows.lock_dataset(connection, dataset)
+            found = rows.pending_before(connection, dataset, before)
+            rows.delete_all(connection, found)
+            purged += found
+        return purged
 
 
 def _put(
@@ -620,6 +670,7 @@ def apply_document(
     dataset_id: str,
     profile: str | None = None,
     now: datetime | None = None,
+    pending_days: float = DEFAULT_PENDING_DAYS,
 ) -> tuple[str, list[EntryResult]]:
     """Keep a lone resource or a Patient-less Bundle resource by resource; (bundle type, one result per entry).
 
@@ -645,7 +696,13 @@ def apply_document(
                 continue
             try:
                 (result.change,) = apply_writes(
-                    [write], store=store, key=key, dataset_id=dataset_id, profile=profile, now=now
+                    [write],
+                    store=store,
+                    key=key,
+                    dataset_id=dataset_id,
+                    profile=profile,
+                    now=now,
+                    pending_days=pending_days,
                 )
             except ResourceRejected as rejection:
                 result.issues.extend(rejection.issues)
@@ -654,7 +711,11 @@ def apply_document(
     if entry_errors:
         raise ResourceRejected("an entry cannot be applied; nothing was stored", issues=entry_errors)
     wanted = [w for w in writes if w is not None]
-    changes = iter(apply_writes(wanted, store=store, key=key, dataset_id=dataset_id, profile=profile, now=now))
+    changes = iter(
+        apply_writes(
+            wanted, store=store, key=key, dataset_id=dataset_id, profile=profile, now=now, pending_days=pending_days
+        )
+    )
     for result, write in zip(results, writes, strict=True):
         if write is not None:
             result.change = next(changes)
@@ -683,6 +744,7 @@ def keep_bundle(
     key: bytes,
     dataset_id: str,
     profile: str | None = None,
+    pending_days: float = DEFAULT_PENDING_DAYS,
 ) -> list[ResourceChange]:
     """Keep the resources of a Bundle whose phenopackets were just stored (POST /fhir, `gateway ingest fhir`).
 
@@ -696,7 +758,9 @@ def keep_bundle(
     kept = [w for i in wanted if i < len(writes) and (w := writes[i]) is not None and w.resource is not None]
     if not kept:
         return []
-    return apply_writes(kept, store=store, key=key, dataset_id=dataset_id, profile=profile, rebuild=False)
+    return apply_writes(
+        kept, store=store, key=key, dataset_id=dataset_id, profile=profile, rebuild=False, pending_days=pending_days
+    )
 
 
 def _unresolved_patients(

@@ -111,6 +111,16 @@ def pending(connection: sa.Connection, dataset_id: str | None = None) -> list[St
     return _select(connection, *where)
 
 
+def pending_before(connection: sa.Connection, dataset_id: str | None, before: datetime) -> list[StoredResource]:
+    """Pending resources last changed at or before `before` (of one dataset, or of all)."""
+    return [r for r in pending(connection, dataset_id) if r.updated_at <= before]
+
+
+def delete_all(connection: sa.Connection, resources: Sequence[StoredResource]) -> None:
+    if resources:
+        connection.execute(sa.delete(fhir_resources).where(fhir_resources.c.pk.in_([r.pk for r in resources])))
+
+
 def put(
     connection: sa.Connection,
     *,

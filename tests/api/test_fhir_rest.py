@@ -220,3 +220,21 @@ def test_a_bundle_with_patients_may_also_reference_a_stored_patient(client, app,
     packets = _packets(app)
     assert len(packets) == 2
     assert any(_disease_codes(p) == {"ICD10GM:H25.9"} for p in packets)
+
+
+def test_the_operator_purges_pending_resources_and_the_purge_is_audited(client, app, operator, marfan):
+    _send(client, "POST", "/fhir/Condition", operator, _resource(marfan, "condition-marfan-genetic"))
+    listed = client.get("/fhir/$pending", headers=operator).get_json()
+    assert "dropped after" in listed["entry"][0]["response"]["outcome"]["issue"][0]["diagnostics"]
+    assert client.delete("/fhir/$pending?older_than_days=0").status_code == 401
+    assert client.delete("/fhir/$pending?older_than_days=-1", headers=operator).status_code == 400
+    kept = client.delete("/fhir/$pending", headers=operator)  # default: older than the configured 30 days
+    assert kept.status_code == 200 and client.get("/fhir/$pending", headers=operator).get_json()["total"] == 1
+    purged = client.delete("/fhir/$pending?older_than_days=0", headers=operator)
+    assert purged.status_code == 200 and purged.get_json()["resourceType"] == "OperationOutcome"
+    assert "1 pending resource(s)" in purged.get_json()["issue"][0]["diagnostics"]
+    assert client.get("/fhir/$pending", headers=operator).get_json()["total"] == 0
+    records = list(app.extensions["gateway"].security.audit.records())
+    purges = [r for r in records if r.get("endpoint") == "/fhir/$pending" and r.get("method") == "DELETE"]
+    assert [r["phase"] for r in purges if r.get("status") == 200][-1:] == ["outcome"]
+    assert purges[-1]["datasets"] == ["default"]

@@ -263,3 +263,62 @@ def test_concurrent_writes_for_one_patient_lose_nothing(store_url, reference_dir
         assert _stored(opened) == _expected(bundle)
     finally:
         opened.close()
+
+
+def test_pending_resources_expire_after_the_configured_days(store, reference_dir):
+    """Before: a resource whose Patient never came stayed pending for ever."""
+    from datetime import timedelta
+
+    resources = _resources(_bundle(reference_dir, MARFAN))
+    old, fresh = resources[1], resources[2]
+    apply_writes(
+        [ResourceWrite("Condition", old["id"], old)],
+        store=store,
+        key=KEY,
+        dataset_id="ds1",
+        now=NOW - timedelta(days=31),
+    )
+    apply_writes(
+        [ResourceWrite("Condition", fresh["id"], fresh)],
+        store=store,
+        key=KEY,
+        dataset_id="ds1",
+        now=NOW - timedelta(days=29),
+        pending_days=30,
+    )
+    assert len(pending_resources(store, "ds1")) == 2  # not yet: the first write saw a 0-day-old resource
+
+    (change,) = apply_writes(
+        [ResourceWrite("Patient", resources[0]["id"], resources[0])],
+        store=store,
+        key=KEY,
+        dataset_id="ds1",
+        now=NOW,
+        pending_days=30,
+    )
+    assert [i.code for i in change.issues] == ["expired"] and old["id"] in change.issues[0].message
+    assert change.phenopacket_id is not None
+    with pytest.raises(Exception, match="not stored"):
+        read_resource(store, "ds1", "Condition", old["id"])
+    assert read_resource(store, "ds1", "Condition", fresh["id"]).patient_id == resources[0]["id"]
+
+
+def test_the_operator_purges_pending_resources(store, reference_dir):
+    from datetime import timedelta
+
+    from gateway.services.fhir_resources import purge_pending
+
+    resources = _resources(_bundle(reference_dir, MARFAN))
+    for n, resource in enumerate(resources[1:4]):
+        apply_writes(
+            [ResourceWrite(resource["resourceType"], resource["id"], resource)],
+            store=store,
+            key=KEY,
+            dataset_id="ds1",
+            now=NOW - timedelta(days=n * 10),
+            pending_days=0,
+        )
+    assert purge_pending(store, "ds1", older_than_days=15, now=NOW)[0].resource_id == resources[3]["id"]
+    assert len(pending_resources(store, "ds1")) == 2
+    assert len(purge_pending(store, older_than_days=0, now=NOW)) == 2
+    assert pending_resources(store) == []
