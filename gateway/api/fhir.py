@@ -164,8 +164,15 @@ def capability_statement() -> dict:
                                 "kept as received per dataset (?dataset=) and applied to its Patient's "
                                 "phenopacket; a resource whose Patient is not stored yet is pending (GET /fhir/$pending)"
                             ),
-                            "interaction": [{"code": c} for c in ("create", "update", "delete", "read")],
+                            "interaction": [
+                                {"code": c} for c in ("create", "update", "delete", "read", "vread", "search-type")
+                            ],
+                            "searchParam": [
+                                {"name": n, "type": "reference", "documentation": "the Patient the resource is about"}
+                                for n in ("patient", "subject")
+                            ],
                             "versioning": "versioned-update",
+                            "readHistory": False,
                             "updateCreate": True,
                             "conditionalCreate": False,
                         }

@@ -61,6 +61,13 @@ class ResourceRejected(GatewayError):
     code = "processing"
 
 
+class VersionConflict(GatewayError):
+    """If-Match named another version than the stored one (FHIR http.html#concurrency): nothing changed."""
+
+    status = 412
+    code = "conflict"
+
+
 @dataclass
 class ResourceChange:
     """What one interaction did to one resource."""
@@ -86,6 +93,7 @@ class ResourceWrite:
     resource_id: str | None  # None: create, the gateway names it
     resource: dict[str, Any] | None  # None: delete
     full_url: str | None = None
+    if_match: int | None = None  # the version the client read (If-Match / entry.request.ifMatch)
 
 
 def supported_types() -> list[str]:
@@ -134,6 +142,21 @@ def read_resource(store: MetadataStore, dataset_id: str, resource_type: str, res
     if found is None:
         raise NotFound(f"{resource_type}/{resource_id} is not stored in dataset {dataset_id!r}")
     return found
+
+
+def search_by_patient(
+    store: MetadataStore, dataset_id: str, resource_type: str, patient: str, key: bytes
+) -> list[StoredResource]:
+    """`GET /fhir/{type}?patient=` / `?subject=`: the type's resources about that stored Patient
+    (`Patient/{id}`, a bare id, or `Patient?identifier=system|value`); none when it is not stored."""
+    check_dataset_id(dataset_id)
+    check_type(resource_type)
+    reference = patient if "/" in patient or "?" in patient else f"{PATIENT}/{patient}"
+    with store.engine.connect() as connection:
+        patient_id = _resolve_patient(connection, dataset_id, pseudonymous_reference(reference, key))
+        if patient_id is None:
+            return []
+        return [r for r in rows.of_patient(connection, dataset_id, patient_id) if r.resource_type == resource_type]
 
 
 def pending_resources(store: MetadataStore, dataset_id: str | None = None) -> list[StoredResource]:
@@ -269,6 +292,7 @@ def _put(
     resource_id = write.resource_id or write.resource.get("id") or _id_from_full_url(write.full_url)
     resource = at_rest({**write.resource, "id": resource_id}, key)
     existing = rows.get(connection, dataset_id, write.resource_type, resource_id)
+    _check_version(write, existing)
     digest = _content_hash(resource)
     same_url = write.full_url is None or write.full_url == existing.full_url if existing else False
     if existing is not None and existing.content_hash == digest and same_url:
@@ -322,6 +346,7 @@ def _delete(
 ) -> ResourceChange:
     assert write.resource_id is not None
     existing = rows.get(connection, dataset_id, write.resource_type, write.resource_id)
+    _check_version(write, existing)
     if existing is None:  # FHIR: deleting what is not there succeeds and changes nothing
         return ResourceChange(write.resource_type, write.resource_id, 0, "absent")
     if existing.patient_id is not None:
@@ -334,6 +359,27 @@ def _delete(
         orphans = [r.pk for r in rows.of_patient(connection, dataset_id, existing.resource_id)]
         rows.attach(connection, orphans, None)
     return ResourceChange(write.resource_type, write.resource_id, existing.version, "deleted")
+
+
+def _check_version(write: ResourceWrite, existing: StoredResource | None) -> None:
+    if write.if_match is None or (existing is not None and existing.version == write.if_match):
+        return
+    stored = f"version {existing.version}" if existing else "no version (it is not stored)"
+    raise VersionConflict(
+        f"{write.resource_type}/{write.resource_id or '?'}: If-Match names version {write.if_match}, "
+        f"the stored one is {stored}; read it again and retry",
+        issues=[Issue.error("conflict", f"If-Match version {write.if_match} is not the stored {stored}")],
+    )
+
+
+def parse_if_match(value: str | None) -> int | None:
+    """The version of an If-Match ETag (`W/"3"`, `"3"`); BadInput for anything else."""
+    if value is None:
+        return None
+    tag = value.strip().removeprefix("W/").strip('"')
+    if not tag.isdigit() or len(tag) > 9:
+        raise BadInput(f'If-Match must be a version ETag such as W/"3", not {value[:40]!r}', code="fhir-value")
+    return int(tag)
 
 
 def _touch(connection: sa.Connection, dataset_id: str, patient_id: str, key: bytes, touched: dict) -> None:
@@ -704,7 +750,7 @@ def apply_document(
                     now=now,
                     pending_days=pending_days,
                 )
-            except ResourceRejected as rejection:
+            except (ResourceRejected, VersionConflict) as rejection:
                 result.issues.extend(rejection.issues)
         return bundle_type, results
     entry_errors = [i for r in results for i in r.issues if i.is_error]
@@ -811,12 +857,19 @@ def _entry_writes(doc: dict[str, Any], warnings: list[Issue]) -> tuple[list[Entr
             result.issues.append(Issue.error("fhir-value", f"{url_id[:80]!r} is not a FHIR id", where + "/request/url"))
             writes.append(None)
         elif method == "DELETE":
-            writes.append(ResourceWrite(resource_type, url_id or None, None) if url_id else None)
+            writes.append(
+                ResourceWrite(resource_type, url_id, None, if_match=_entry_if_match(request)) if url_id else None
+            )
             if not url_id:
                 result.issues.append(Issue.error("fhir-value", "DELETE needs a url Type/id", where + "/request/url"))
         else:
             assert resource is not None
             resource_id = url_id if method == "PUT" and url_id else resource.get("id")
             full_url = entry.get("fullUrl") if isinstance(entry.get("fullUrl"), str) else None
-            writes.append(ResourceWrite(resource_type, resource_id, resource, full_url))
+            writes.append(ResourceWrite(resource_type, resource_id, resource, full_url, _entry_if_match(request)))
     return results, writes
+
+
+def _entry_if_match(request: dict[str, Any]) -> int | None:
+    value = request.get("ifMatch")
+    return parse_if_match(value) if isinstance(value, str) else None

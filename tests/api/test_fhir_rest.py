@@ -141,7 +141,8 @@ def test_errors_are_operation_outcomes_and_change_nothing(client, app, operator,
 def test_capability_statement_lists_the_interactions(client):
     statement = client.get("/fhir/metadata").get_json()
     resources = {r["type"]: r for r in statement["rest"][0]["resource"]}
-    assert {i["code"] for i in resources["Condition"]["interaction"]} == {"create", "update", "delete", "read"}
+    interactions = {i["code"] for i in resources["Condition"]["interaction"]}
+    assert interactions == {"create", "update", "delete", "read", "vread", "search-type"}
     assert "Encounter" not in resources
 
 
@@ -238,3 +239,46 @@ def test_the_operator_purges_pending_resources_and_the_purge_is_audited(client, 
     purges = [r for r in records if r.get("endpoint") == "/fhir/$pending" and r.get("method") == "DELETE"]
     assert [r["phase"] for r in purges if r.get("status") == 200][-1:] == ["outcome"]
     assert purges[-1]["datasets"] == ["default"]
+
+
+def test_if_match_guards_updates_and_deletes(client, app, operator, marfan):
+    """Before: If-Match was ignored, so two clients editing the same resource overwrote each other."""
+    _send(client, "PUT", "/fhir/Patient/patient-marfan-001", operator, _resource(marfan, "patient-marfan-001"))
+    condition = _resource(marfan, "condition-cataract")
+    first = _send(client, "PUT", "/fhir/Condition/condition-cataract", operator, condition)
+    assert first.headers["ETag"] == 'W/"1"' and first.last_modified is not None
+    condition["code"]["coding"][0]["code"] = "H25.9"
+    stale = {**operator, "If-Match": 'W/"2"'}
+    refused = _send(client, "PUT", "/fhir/Condition/condition-cataract", stale, condition)
+    assert refused.status_code == 412 and refused.get_json()["resourceType"] == "OperationOutcome"
+    assert "ICD10GM:H25.9" not in _disease_codes(_packets(app)[0])  # nothing changed
+    assert _send(client, "DELETE", "/fhir/Condition/condition-cataract", stale).status_code == 412
+    bad = _send(client, "PUT", "/fhir/Condition/condition-cataract", {**operator, "If-Match": "yes"}, condition)
+    assert bad.status_code == 400
+
+    current = {**operator, "If-Match": 'W/"1"', "Prefer": "return=representation"}
+    updated = _send(client, "PUT", "/fhir/Condition/condition-cataract", current, condition)
+    assert updated.status_code == 200 and updated.headers["ETag"] == 'W/"2"'
+    body = updated.get_json()
+    assert body["resourceType"] == "Condition" and body["meta"]["versionId"] == "2" and body["meta"]["lastUpdated"]
+    gone = _send(client, "DELETE", "/fhir/Condition/condition-cataract", {**operator, "If-Match": '"2"'})
+    assert gone.status_code == 200
+
+
+def test_vread_and_search_by_patient(client, app, operator, marfan):
+    _send(client, "PUT", "/fhir/Patient/patient-marfan-001", operator, _resource(marfan, "patient-marfan-001"))
+    for rid in ("condition-cataract", "condition-marfan-genetic"):
+        _send(client, "PUT", f"/fhir/Condition/{rid}", operator, _resource(marfan, rid))
+    current = client.get("/fhir/Condition/condition-cataract/_history/1", headers=operator)
+    assert current.status_code == 200 and current.get_json()["meta"]["versionId"] == "1"
+    assert client.get("/fhir/Condition/condition-cataract/_history/7", headers=operator).status_code == 404
+
+    for query in ("patient=Patient/patient-marfan-001", "subject=patient-marfan-001", f"patient={BY_IDENTIFIER}"):
+        found = client.get(f"/fhir/Condition?{query}", headers=operator)
+        assert found.status_code == 200, query
+        body = found.get_json()
+        assert body["type"] == "searchset" and body["total"] == 2
+        assert {e["resource"]["id"] for e in body["entry"]} == {"condition-cataract", "condition-marfan-genetic"}
+    assert client.get("/fhir/Condition?patient=nobody", headers=operator).get_json()["total"] == 0
+    assert client.get("/fhir/Condition?code=x", headers=operator).status_code == 400
+    assert client.get("/fhir/Condition?patient=Patient/patient-marfan-001").status_code == 401

@@ -322,3 +322,25 @@ def test_the_operator_purges_pending_resources(store, reference_dir):
     assert len(pending_resources(store, "ds1")) == 2
     assert len(purge_pending(store, older_than_days=0, now=NOW)) == 2
     assert pending_resources(store) == []
+
+
+def test_a_transaction_entry_with_a_stale_if_match_changes_nothing(store, reference_dir):
+    from gateway.services.fhir_resources import VersionConflict
+
+    resources = _resources(_bundle(reference_dir, MARFAN))
+    for resource in resources:
+        _put(store, resource)
+    before = _stored(store)
+    transaction = {
+        "resourceType": "Bundle",
+        "type": "transaction",
+        "entry": [
+            {"request": {"method": "DELETE", "url": f"Condition/{resources[1]['id']}", "ifMatch": 'W/"1"'}},
+            {"request": {"method": "DELETE", "url": f"Condition/{resources[2]['id']}", "ifMatch": 'W/"4"'}},
+        ],
+    }
+    with pytest.raises(VersionConflict) as refused:
+        apply_document(transaction, store=store, key=KEY, dataset_id="ds1")
+    assert refused.value.status == 412
+    assert _stored(store) == before
+    assert read_resource(store, "ds1", "Condition", resources[1]["id"]).version == 1
