@@ -164,6 +164,7 @@ def cmd_ingest_fhir(args: argparse.Namespace) -> int:
                 dataset_id=dataset,
                 profile=args.profile or cfg.profile,
                 pending_days=cfg.fhir_pending_days,
+                cache=services.fhir_fragments,
             )
         _print_issues(path, outcome.report)
         saved = [p.saved for p in outcome.packets if p.saved]
@@ -193,6 +194,7 @@ def _ingest_resources(path: str, doc: dict, services: Services, dataset: str, pr
             dataset_id=dataset,
             profile=profile,
             pending_days=services.config.fhir_pending_days,
+            cache=services.fhir_fragments,
         )
     except ResourceRejected as refused:
         _print_issues(path, refused.issues)

@@ -118,6 +118,7 @@ def resources_response(doc: dict, dataset: str) -> Response:
         dataset_id=dataset,
         profile=profile,
         pending_days=svc.config.fhir_pending_days,
+        cache=svc.fhir_fragments,
     )
     kind = "batch-response" if bundle_type == "batch" else "transaction-response"
     return fhir_response({"resourceType": "Bundle", "type": kind, "entry": [entry_response(r) for r in results]})
@@ -224,6 +225,7 @@ def fhir_blueprint() -> Blueprint:
                 dataset_id=dataset,
                 profile=profile,
                 pending_days=svc.config.fhir_pending_days,
+                cache=svc.fhir_fragments,
             )
         return fhir_response(transaction_response(outcome))
 

@@ -263,6 +263,7 @@ def _write(write: ResourceWrite, warnings: list[Issue]) -> Response:
         dataset_id=_dataset(),
         profile=profile,
         pending_days=svc.config.fhir_pending_days,
+        cache=svc.fhir_fragments,
     )
     change.issues[:0] = warnings
     stored = None

@@ -20,7 +20,7 @@ import hashlib
 import json
 import re
 import uuid
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -33,9 +33,16 @@ from gateway.errors import BadInput, GatewayError, NotFound
 from gateway.ids import check_dataset_id
 from gateway.issues import Issue, Report
 from gateway.security.pseudonym import PSEUDONYM, derived_id, id_functions, pseudonymise
+from gateway.services.fhir_incremental import (
+    Fragment,
+    FragmentCache,
+    assemble_parts,
+    key_fingerprint,
+    merged_phenopacket,
+)
 from gateway.services.ingest import IngestOutcome
 from gateway.store import fhir_resources as rows
-from gateway.store.fhir_resources import PATIENT, StoredResource
+from gateway.store.fhir_resources import PATIENT, ResourceHead, StoredResource
 from gateway.store.metadata import MetadataStore, UnknownDatasetError
 from gateway.store.records import PhenopacketRecord
 from gateway.store.tables import fhir_resources as resource_table
@@ -176,8 +183,12 @@ def apply_writes(
     now: datetime | None = None,
     rebuild: bool = True,
     pending_days: float = DEFAULT_PENDING_DAYS,
+    cache: FragmentCache | None = None,
 ) -> list[ResourceChange]:
     """Apply writes in one transaction, all or nothing; rebuild every patient they touch.
+
+    `cache`: the application's FragmentCache (Services.fhir_fragments), so that a write translates
+    only what it changed; without one, each rebuild translates all the patient's resources.
 
     Pending resources of the dataset older than `pending_days` (0: never) are dropped first, in
     the same transaction, and said so on the first change (the request is audited as a change).
@@ -191,10 +202,10 @@ def apply_writes(
     for write in writes:
         check_type(write.resource_type)
     try:
-        return _apply_writes(writes, store, key, dataset_id, profile, now, rebuild, pending_days)
+        return _apply_writes(writes, store, key, dataset_id, profile, now, rebuild, pending_days, cache)
     except UnknownDatasetError:
         store.ensure_dataset(dataset_id)  # a dataset nobody declared yet is created on first use
-        return _apply_writes(writes, store, key, dataset_id, profile, now, rebuild, pending_days)
+        return _apply_writes(writes, store, key, dataset_id, profile, now, rebuild, pending_days, cache)
 
 
 def _apply_writes(
@@ -206,6 +217,7 @@ def _apply_writes(
     now: datetime,
     rebuild: bool,
     pending_days: float,
+    cache: FragmentCache | None,
 ) -> list[ResourceChange]:
     with store.transaction() as connection:
         if not store.dataset_exists_in(connection, dataset_id):
@@ -227,7 +239,7 @@ def _apply_writes(
                 if owner is not None:
                     _touch(connection, dataset_id, owner, key, touched)
         built = {
-            patient_id: _rebuild(connection, store, key, dataset_id, patient_id, old_subject, profile, now)
+            patient_id: _rebuild(connection, store, key, dataset_id, patient_id, old_subject, profile, now, cache)
             for patient_id, old_subject in sorted(touched.items())
             if rebuild or _grown(connection, dataset_id, patient_id, written)
         }
@@ -461,7 +473,7 @@ def _subject_of(patient: dict[str, Any], key: bytes, dataset_id: str) -> str | N
 
 
 def _translate(
-    resources: list[dict[str, Any]] | list[StoredResource],
+    resources: Sequence[dict[str, Any]] | Sequence[StoredResource],
     key: bytes,
     dataset_id: str,
     profile: str | None,
@@ -471,7 +483,9 @@ def _translate(
     bundle = {
         "resourceType": "Bundle",
         "type": "collection",
-        "entry": [_entry(r) if isinstance(r, StoredResource) else {"resource": r} for r in resources],
+        "entry": [
+            _entry(r) if isinstance(r, StoredResource) else r if "resource" in r else {"resource": r} for r in resources
+        ],
     }
     name = profile if profile and profile != "auto" else mappings.detect_profile(bundle)
     if name not in mappings.profile_names():
@@ -490,14 +504,19 @@ def _rebuild(
     old_subject: str | None,
     profile: str | None,
     now: datetime,
+    cache: FragmentCache | None,
 ) -> str | None:
-    """Replace the patient's phenopacket by the one its current resources make; its id (None: none left)."""
-    resources = assemble(connection, dataset_id, patient_id)
-    if resources is None:  # the Patient was deleted: so is its phenopacket
-        if old_subject is not None:
-            store.delete_phenopackets_in(connection, old_subject, dataset_id)
-        return None
-    record = make_phenopacket(resources, key=key, dataset_id=dataset_id, profile=profile, now=now)
+    """Replace the patient's phenopacket by the one its current resources make; its id (None: none left).
+
+    With a cache, only the parts the write changed are translated (gateway.services.fhir_incremental)."""
+    record = _incremental_record(connection, cache, key, dataset_id, patient_id, profile, now) if cache else None
+    if record is None:
+        resources = assemble(connection, dataset_id, patient_id)
+        if resources is None:  # the Patient was deleted: so is its phenopacket
+            if old_subject is not None:
+                store.delete_phenopackets_in(connection, old_subject, dataset_id)
+            return None
+        record = make_phenopacket(resources, key=key, dataset_id=dataset_id, profile=profile, now=now)
     if old_subject is not None and old_subject != record.subject_id:  # the Patient's identifier changed
         store.delete_phenopackets_in(connection, old_subject, dataset_id)
     store.save_phenopackets_in(connection, [record])
@@ -514,24 +533,68 @@ def make_phenopacket(
     resources: list[StoredResource], *, key: bytes, dataset_id: str, profile: str | None, now: datetime
 ) -> PhenopacketRecord:
     """The phenopacket of a Patient (first) and its resources, checked; ResourceRejected when not valid."""
-    translation = _translate(resources, key, dataset_id, profile, now)
+    phenopacket, subject_id, issues = _checked(_translate(resources, key, dataset_id, profile, now), resources)
+    return _record(phenopacket, subject_id, issues, resources, key, dataset_id)
+
+
+def _checked(translation: BundleTranslation, owners: Sequence[Any]) -> tuple[dict[str, Any], str, list[Issue]]:
+    """The Patient's (entry 0) phenopacket, validated, with every issue located at `Type/id` of `owners`."""
     packets = [p for p in translation.packets if p.entry_indexes and p.entry_indexes[0] == 0]
     checked = validate_phenopacket(packets[0].phenopacket, target="output") if len(packets) == 1 else Report()
     found = [*translation.issues, *(packets[0].issues if packets else ()), *checked]
-    issues = [_relocate(i, resources) for i in found]
+    issues = [_relocate(i, owners) for i in found]
     if len(packets) != 1 or any(i.is_error for i in issues):
         errors = [i for i in issues if i.is_error] or [Issue.error("processing", "no phenopacket could be made")]
-        patient = resources[0].resource_id
+        patient = owners[0].resource_id
         raise ResourceRejected(f"Patient/{patient}'s phenopacket would not be valid; nothing was stored", issues=errors)
-    document = _with_provenance(packets[0].phenopacket, resources, key, dataset_id)
+    return packets[0].phenopacket, packets[0].subject_id, issues
+
+
+def _record(
+    phenopacket: dict[str, Any],
+    subject_id: str,
+    issues: list[Issue],
+    resources: Sequence[Any],
+    key: bytes,
+    dataset_id: str,
+) -> PhenopacketRecord:
+    document = _with_provenance(phenopacket, resources, key, dataset_id)
     return PhenopacketRecord(
         id=document["id"],
         dataset_id=dataset_id,
-        subject_id=packets[0].subject_id,
+        subject_id=subject_id,
         document=document,
         source=f"fhir-rest:{len(resources)} resources",
         issues=tuple(i.to_dict() for i in issues if not i.is_error),
     )
+
+
+def _incremental_record(
+    connection: sa.Connection,
+    cache: FragmentCache,
+    key: bytes,
+    dataset_id: str,
+    patient_id: str,
+    profile: str | None,
+    now: datetime,
+) -> PhenopacketRecord | None:
+    """The phenopacket from cached parts (fhir_incremental); None: translate everything at once."""
+    assembly = assemble_parts(connection, dataset_id, patient_id, cache)
+    if assembly is None:
+        return None
+    name = profile if profile and profile != "auto" else assembly.profile
+
+    def translate(heads: list[ResourceHead], contents: dict[int, dict[str, Any]]) -> Fragment:
+        entries = [_entry_of(contents[h.pk], h.full_url) for h in heads]
+        phenopacket, _, issues = _checked(_translate(entries, key, dataset_id, name, now), heads)
+        return Fragment(phenopacket, tuple(issues))
+
+    scope = (key_fingerprint(key), dataset_id, name, now.date())
+    made = merged_phenopacket(connection, assembly, translate, cache=cache, scope=scope, now=now)
+    if made is None:
+        return None
+    phenopacket, issues = made
+    return _record(phenopacket, phenopacket["subject"]["id"], issues, assembly.heads, key, dataset_id)
 
 
 def assemble(connection: sa.Connection, dataset_id: str, patient_id: str) -> list[StoredResource] | None:
@@ -564,9 +627,13 @@ def assemble(connection: sa.Connection, dataset_id: str, patient_id: str) -> lis
 
 
 def _entry(resource: StoredResource) -> dict[str, Any]:
-    entry: dict[str, Any] = {"resource": resource.resource}
-    if resource.full_url:
-        entry["fullUrl"] = resource.full_url
+    return _entry_of(resource.resource, resource.full_url)
+
+
+def _entry_of(resource: dict[str, Any], full_url: str | None) -> dict[str, Any]:
+    entry: dict[str, Any] = {"resource": resource}
+    if full_url:
+        entry["fullUrl"] = full_url
     return entry
 
 
@@ -582,7 +649,7 @@ def _references(node: Any) -> Iterable[str]:
             yield from _references(value)
 
 
-def _relocate(issue: Issue, resources: list[StoredResource]) -> Issue:
+def _relocate(issue: Issue, resources: Sequence[Any]) -> Issue:
     """An issue of the assembled Bundle, located at `Type/id` plus the pointer inside that resource."""
     if issue.target != "input" or not issue.location.startswith("/entry/"):
         return issue
@@ -596,7 +663,7 @@ def _relocate(issue: Issue, resources: list[StoredResource]) -> Issue:
 
 
 def _with_provenance(
-    phenopacket: dict[str, Any], resources: list[StoredResource], key: bytes, dataset_id: str
+    phenopacket: dict[str, Any], resources: Sequence[Any], key: bytes, dataset_id: str
 ) -> dict[str, Any]:
     """metaData.externalReferences: one per contributing resource, by keyed id (the hospital's ids
     may carry a record number) and version; the operator maps them back with GET /fhir/{type}/{id}."""
@@ -717,6 +784,7 @@ def apply_document(
     profile: str | None = None,
     now: datetime | None = None,
     pending_days: float = DEFAULT_PENDING_DAYS,
+    cache: FragmentCache | None = None,
 ) -> tuple[str, list[EntryResult]]:
     """Keep a lone resource or a Patient-less Bundle resource by resource; (bundle type, one result per entry).
 
@@ -759,7 +827,14 @@ def apply_document(
     wanted = [w for w in writes if w is not None]
     changes = iter(
         apply_writes(
-            wanted, store=store, key=key, dataset_id=dataset_id, profile=profile, now=now, pending_days=pending_days
+            wanted,
+            store=store,
+            key=key,
+            dataset_id=dataset_id,
+            profile=profile,
+            now=now,
+            pending_days=pending_days,
+            cache=cache,
         )
     )
     for result, write in zip(results, writes, strict=True):
@@ -791,6 +866,7 @@ def keep_bundle(
     dataset_id: str,
     profile: str | None = None,
     pending_days: float = DEFAULT_PENDING_DAYS,
+    cache: FragmentCache | None = None,
 ) -> list[ResourceChange]:
     """Keep the resources of a Bundle whose phenopackets were just stored (POST /fhir, `gateway ingest fhir`).
 
@@ -805,7 +881,14 @@ def keep_bundle(
     if not kept:
         return []
     return apply_writes(
-        kept, store=store, key=key, dataset_id=dataset_id, profile=profile, rebuild=False, pending_days=pending_days
+        kept,
+        store=store,
+        key=key,
+        dataset_id=dataset_id,
+        profile=profile,
+        rebuild=False,
+        pending_days=pending_days,
+        cache=cache,
     )
 
 

@@ -42,6 +42,56 @@ class StoredResource:
         return self.patient_ref is not None and self.patient_id is None and self.resource_type != PATIENT
 
 
+@dataclass(frozen=True)
+class ResourceHead:
+    """A kept resource without its content: enough to assemble a patient and name what changed."""
+
+    pk: int
+    resource_type: str
+    resource_id: str
+    version: int
+    full_url: str | None
+    content_hash: str
+
+
+_HEAD = (
+    fhir_resources.c.pk,
+    fhir_resources.c.resource_type,
+    fhir_resources.c.resource_id,
+    fhir_resources.c.version,
+    fhir_resources.c.full_url,
+    fhir_resources.c.content_hash,
+)
+
+
+def _heads(connection: sa.Connection, *where: Any) -> list[ResourceHead]:
+    query = sa.select(*_HEAD).where(*where).order_by(fhir_resources.c.resource_type, fhir_resources.c.resource_id)
+    return [ResourceHead(**row) for row in connection.execute(query).mappings()]
+
+
+def heads_of_patient(connection: sa.Connection, dataset_id: str, patient_id: str) -> list[ResourceHead]:
+    """`of_patient` without the content."""
+    return _heads(connection, fhir_resources.c.dataset_id == dataset_id, fhir_resources.c.patient_id == patient_id)
+
+
+def unattached_heads(connection: sa.Connection, dataset_id: str) -> list[ResourceHead]:
+    """`unattached` without the content."""
+    return _heads(
+        connection,
+        fhir_resources.c.dataset_id == dataset_id,
+        fhir_resources.c.patient_ref.is_(None),
+        fhir_resources.c.resource_type != PATIENT,
+    )
+
+
+def contents(connection: sa.Connection, pks: Sequence[int]) -> dict[int, dict[str, Any]]:
+    """The kept content of resources by primary key."""
+    if not pks:
+        return {}
+    query = sa.select(fhir_resources.c.pk, fhir_resources.c.resource).where(fhir_resources.c.pk.in_(list(pks)))
+    return {pk: resource for pk, resource in connection.execute(query).all()}
+
+
 def _stored(row: Any) -> StoredResource:
     values = dict(row)
     for name in ("received_at", "updated_at"):
