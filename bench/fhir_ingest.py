@@ -14,11 +14,14 @@ new patients rather than updating the same ones.
                       client threads, SQLite store, operator token
 
 --resource-by-resource: the same Bundles sent as hospitals send them, the Patient first and then each
-other mapped resource on its own (gateway.services.fhir_resources, in-process): per resource the
-check of that resource (R4B parse + reference and binding rules), the translation and validation of
-its patient's phenopacket and its assembly; once without the store (`make_phenopacket` on the
-patient's resources so far, held in memory) and once through `apply_writes` into a SQLite store.
-Both as a ratio to the floor: a bare `fhir.resources` parse of the same resources.
+other mapped resource on its own, in-process through `apply_writes` (gateway.services.fhir_resources)
+into a SQLite store, as a ratio to the floor: a bare `fhir.resources` parse of the same resources.
+Per write: keep the resource, assemble its patient, translate and validate the part it changed,
+merge the parts, write the phenopacket. Modes: `no-phenopacket-write` (all of that but the
+phenopacket's own write), `incremental` (all of it: what `gateway serve` does), `whole` (no
+fragment cache: every write translates the whole patient, the design before).
+(The resource is checked — R4B parse, references, bindings — by the HTTP layer before
+`apply_writes`: `check_resource` is not in these figures; it costs about one floor.)
 
 Not a test: it prints figures and ratios and writes bench/out/fhir_ingest.json.
 """
@@ -221,93 +224,61 @@ def floor_parse_resources(sequences: list[list[tuple[dict, str | None]]]) -> Non
             get_fhir_model_class(resource["resourceType"]).model_validate(resource)
 
 
-def one_by_one_in_memory(sequences: list[list[tuple[dict, str | None]]], key: bytes) -> None:
-    """The service path without the store: check the new resource, make its patient's phenopacket
-    from the patient's resources so far (held in memory, as the store would hand them back)."""
-    from datetime import UTC, datetime
+def one_by_one(sequences: list[list[tuple[dict, str | None]]], key: bytes, mode: str) -> tuple[float, dict]:
+    """Send every resource through `apply_writes` into a fresh SQLite store; (seconds, cache counters).
 
-    from gateway.services.fhir_resources import check_resource, make_phenopacket, patient_reference
-    from gateway.store.fhir_resources import StoredResource
-    from translators.fhir.references import BundleIndex
-
-    now = datetime.now(UTC)
-    for resources in sequences:
-        held: dict[int, list[StoredResource]] = {}  # position of the Patient -> its resources so far
-        patients: list[dict] = []
-        loose: list[StoredResource] = []
-        for n, (resource, full_url) in enumerate(resources):
-            check_resource(resource, resource["resourceType"], resource["id"])
-            rtype = resource["resourceType"]
-            stored = StoredResource(
-                n, "bench", rtype, resource["id"], 1, full_url, None, None, None, "", resource, now, now
-            )
-            if rtype == "Patient":
-                held[len(patients)] = [stored]
-                patients.append({"resource": resource, **({"fullUrl": full_url} if full_url else {})})
-                touched = [len(patients) - 1]
-            else:
-                reference = patient_reference(resource)
-                owner = BundleIndex.build(patients).resolve(reference) if reference else None
-                if reference is None:
-                    loose.append(stored)
-                    touched = list(held)
-                elif owner is None:
-                    continue  # pending
-                else:
-                    held[owner].append(stored)
-                    touched = [owner]
-            for owner in touched:
-                own = held[owner]
-                ordered = [own[0], *sorted([*own[1:], *loose], key=lambda r: (r.resource_type, r.resource_id))]
-                make_phenopacket(ordered, key=key, dataset_id="bench", profile=None, now=now)
-
-
-def one_by_one_stored(sequences: list[list[tuple[dict, str | None]]], key: bytes) -> None:
-    """The service path with the store: `apply_writes` per resource into a fresh SQLite store."""
+    mode "incremental": with the FragmentCache (what `gateway serve` does); "no-phenopacket-write": the
+    same, with the phenopacket's own write left out (the resource rows are still kept: they are the
+    source of truth); "whole": without a cache, each write translates all the patient's resources.
+    """
+    from gateway.services.fhir_incremental import FragmentCache
     from gateway.services.fhir_resources import ResourceWrite, apply_writes
     from gateway.store import MetadataStore
 
+    cache = None if mode == "whole" else FragmentCache()
     with tempfile.TemporaryDirectory() as tmp:
         store = MetadataStore.open(f"sqlite:///{tmp}/bench.db")
+        if mode == "no-phenopacket-write":
+            store.save_phenopackets_in = lambda connection, records: []  # type: ignore[method-assign]
         try:
-            store.ensure_dataset("bench")
-            for resources in sequences:
+            for n in range(len(sequences)):
+                store.ensure_dataset(f"bench{n}")
+            start = time.perf_counter()
+            for n, resources in enumerate(sequences):
                 for resource, full_url in resources:
                     write = ResourceWrite(resource["resourceType"], resource["id"], resource, full_url)
-                    apply_writes([write], store=store, key=key, dataset_id="bench")
+                    apply_writes([write], store=store, key=key, dataset_id=f"bench{n}", cache=cache)
+            elapsed = time.perf_counter() - start
         finally:
             store.close()
+    counters = {"translated": cache.translated, "merged": cache.merged, "whole": cache.whole} if cache else {}
+    return elapsed, counters
 
 
-def resource_by_resource(seconds: float, pairs: int) -> dict:
+def resource_by_resource(pairs: int, modes: list[str]) -> dict:
     sequences = patient_resources(load_corpus())
     n = sum(len(r) for r in sequences)
     key = bytes(32)
-    one_by_one_in_memory(sequences, key)  # warm
+    one_by_one(sequences, key, "incremental")  # warm (imports, mappings, schemas)
     floor_parse_resources(sequences)
-    ratios: dict[str, list[float]] = {"in_memory": [], "stored": []}
+    ratios: dict[str, list[float]] = {m: [] for m in modes}
+    counters: dict[str, dict] = {}
     for _ in range(pairs):
-        start = time.perf_counter()
-        floor_parse_resources(sequences)
-        floor = time.perf_counter() - start
-        start = time.perf_counter()
-        one_by_one_in_memory(sequences, key)
-        ratios["in_memory"].append((time.perf_counter() - start) / floor)
-        start = time.perf_counter()
-        floor_parse_resources(sequences)
-        floor = time.perf_counter() - start
-        start = time.perf_counter()
-        one_by_one_stored(sequences, key)
-        ratios["stored"].append((time.perf_counter() - start) / floor)
-    largest = max(len(r) for r in sequences)
+        for mode in modes:  # each measurement paired with a floor measured just before it
+            start = time.perf_counter()
+            floor_parse_resources(sequences)
+            floor = time.perf_counter() - start
+            elapsed, counters[mode] = one_by_one(sequences, key, mode)
+            ratios[mode].append(elapsed / floor)
     return {
-        "patients_bundles": len(sequences),
-        "resources": n,
-        "largest_patient_resources": largest,
-        "time_ratio_to_floor_without_store": round(statistics.median(ratios["in_memory"]), 2),
-        "time_ratio_to_floor_with_sqlite_store": round(statistics.median(ratios["stored"]), 2),
+        "bundles_with_patients": len(sequences),
+        "resources_sent_one_by_one": n,
+        "largest_patient_resources": max(len(r) for r in sequences),
+        "time_ratio_to_floor": {m: round(statistics.median(r), 2) for m, r in ratios.items()},
+        "ratios_per_pair": {m: [round(x, 2) for x in r] for m, r in ratios.items()},
+        "cache_counters": counters,
         "pairs": pairs,
-        "load_average": os.getloadavg(),
+        "load_average": [round(x, 2) for x in os.getloadavg()],
     }
 
 
@@ -318,9 +289,12 @@ def main() -> int:
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--pairs", type=int, default=7, help="alternating floor/pipeline measurements")
     parser.add_argument("--resource-by-resource", action="store_true", help="the REST path, one resource at a time")
+    parser.add_argument(
+        "--modes", default="no-phenopacket-write,incremental,whole", help="with --resource-by-resource: which paths"
+    )
     args = parser.parse_args()
     if args.resource_by_resource:
-        figures = resource_by_resource(args.seconds, args.pairs)
+        figures = resource_by_resource(args.pairs, args.modes.split(","))
         out = REPO / "bench" / "out"
         out.mkdir(exist_ok=True)
         (out / "fhir_ingest_resources.json").write_text(json.dumps(figures, indent=2))

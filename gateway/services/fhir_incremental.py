@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import hashlib
 from collections import OrderedDict
-from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -30,7 +29,7 @@ from gateway.store import fhir_resources as rows
 from gateway.store.fhir_resources import PATIENT, ResourceHead
 from gateway.validation.phenopacket import validate_phenopacket
 from translators.fhir.common import rfc3339
-from translators.fhir.merge import Part, merge_parts
+from translators.fhir.merge import Part, followed_references, merge_parts
 from translators.fhir.references import BundleIndex
 
 NO_DATED_EVENT = "no dated event of the patient: timeAtLastEncounter is left out"
@@ -48,7 +47,7 @@ class Fragment:
 class Facts:
     """What assembling needs of a resource's content: the references it makes, the profile it names."""
 
-    references: tuple[str, ...]
+    references: tuple[str, ...]  # those the translation follows (translators.fhir.merge)
     profile: str  # mappings.detect_profile of the resource alone ("generic": it names none)
 
 
@@ -126,22 +125,10 @@ def _facts_of(connection: sa.Connection, heads: list[ResourceHead], cache: Fragm
     missing = {h.pk: h.content_hash for h in heads if found[h.pk] is None}
     for pk, resource in rows.contents(connection, list(missing)).items():
         bundle = {"resourceType": "Bundle", "type": "collection", "entry": [{"resource": resource}]}
-        facts = Facts(tuple(_named(resource)), mappings.detect_profile(bundle))
+        facts = Facts(tuple(followed_references(resource)), mappings.detect_profile(bundle))
         found[pk] = facts
         cache.put(cache.facts, missing[pk], facts)
     return {pk: f for pk, f in found.items() if f is not None}
-
-
-def _named(node: Any) -> Iterable[str]:
-    if isinstance(node, dict):
-        for name, value in node.items():
-            if name == "reference" and isinstance(value, str):
-                yield value
-            else:
-                yield from _named(value)
-    elif isinstance(node, list):
-        for value in node:
-            yield from _named(value)
 
 
 def _stub(head: ResourceHead) -> dict[str, Any]:

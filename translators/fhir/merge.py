@@ -1,7 +1,8 @@
 """One patient's phenopacket from the phenopackets of disjoint parts of its resources.
 
-A part is the Patient plus one group of resources that reference one another (a Condition alone;
-a report with its variant Observations; a statement with its Medication). Translated apart, each
+A part is the Patient plus one group of resources linked by the references the translation follows
+(`followed_references`: a Condition alone; a report with its variant Observations; a statement with
+its Medication). Translated apart, each
 part gives a phenopacket of the same subject; `merge_parts` puts them together as the translation
 of all the resources at once would have, or answers None when it cannot be sure to: then the
 caller translates everything at once. What the families share across parts, and how:
@@ -16,8 +17,9 @@ caller translates everything at once. What the families share across parts, and 
 - interpretations: one per Condition, ids never shared, except the one of variants linked to no
   Condition, whose genomicInterpretations are joined (and it stays last);
 - biosamples (ids unique), measurements, medicalActions: joined;
-- metaData.resources: joined by prefix (one prefix with two versions → None); externalReferences
-  (alternate codings) joined.
+- metaData.resources: joined by prefix; the version kept is the first one a sender named in the
+  translator's processing order (known for parts of one resource), else the default;
+  externalReferences (alternate codings) joined.
 
 Lists come out in part order, not necessarily the order of one translation (sets are equal).
 """
@@ -27,12 +29,34 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from mappings import load_registry
+from translators.fhir.common import as_list, reference_of
+
 JOINED_LISTS = ("biosamples", "measurements", "medicalActions")
 KNOWN_KEYS = frozenset(
     {"id", "subject", "phenotypicFeatures", "diseases", "interpretations", "metaData", *JOINED_LISTS}
 )
 UNLINKED_PROGRESS = "UNKNOWN_PROGRESS"
 _YEARS = re.compile(r"P(\d+)Y")
+
+
+def followed_references(resource: dict) -> list[str]:
+    """The references from one resource to another that the translation follows (besides the
+    patient's): what makes resources one part. Kept in step with the families: medications
+    (medicationReference), reports (result), Conditions (evidence.detail), implications (derivedFrom).
+    Any other link (specimen, encounter, focus …) changes nothing in a phenopacket."""
+    found = [
+        resource.get("medicationReference"),
+        *as_list(resource.get("result")),
+        *as_list(resource.get("derivedFrom")),
+        *(
+            detail
+            for evidence in as_list(resource.get("evidence"))
+            if isinstance(evidence, dict)
+            for detail in as_list(evidence.get("detail"))
+        ),
+    ]
+    return [r for item in found if (r := reference_of(item)) is not None]
 
 
 @dataclass(frozen=True)
@@ -50,7 +74,30 @@ class Part:
             return None
         return (0 if found[0][0] == "Condition" else 1, *found[0])
 
+    def order(self) -> tuple | None:
+        """Where a part of one resource comes in the translator's processing (families in
+        assemble.PatientBuilder.finish order, then Type/id); None for a part of several."""
+        if len(self.sources) != 1:
+            return None
+        rtype, rid = self.sources[0]
+        return (FAMILY_ORDER.get(rtype, len(FAMILY_ORDER)), rtype, rid)
 
+
+FAMILY_ORDER = {
+    name: n
+    for n, name in enumerate(
+        (
+            "Condition",
+            "Observation",
+            "Specimen",
+            "Procedure",
+            "MedicationStatement",
+            "MedicationRequest",
+            "MedicationAdministration",
+            "FamilyMemberHistory",
+        )
+    )
+}
 FEATURE_SOURCES = frozenset({"Condition", "Observation"})
 DISEASE_SOURCES = frozenset({"Condition"})
 
@@ -63,7 +110,7 @@ def merge_parts(base: dict, parts: list[Part]) -> dict | None:
     features = _keyed(parts, "phenotypicFeatures", _feature_key, FEATURE_SOURCES, False)
     diseases = _keyed(parts, "diseases", _disease_key, DISEASE_SOURCES, True)
     interpretations = _interpretations(parts)
-    resources = _resources([base, *(p.phenopacket for p in parts)])
+    resources = _resources(base, parts)
     if subject is None or features is None or diseases is None or interpretations is None or resources is None:
         return None
     packet: dict = {"id": base["id"], "subject": subject}
@@ -171,14 +218,28 @@ def _interpretations(parts: list[Part]) -> list[dict] | None:
     return [*ordered, *([unlinked] if unlinked else [])]
 
 
-def _resources(packets: list[dict]) -> list[dict] | None:
-    by_prefix: dict[str, dict] = {}
-    for packet in packets:
+def _resources(base: dict, parts: list[Part]) -> list[dict] | None:
+    """metaData.resources of all parts, per prefix the version the translator would keep: the first
+    version a sender named in its processing order (`Part.order`), else the default."""
+    registry = load_registry()
+    named: dict[str, list[tuple[tuple | None, dict]]] = {}
+    for order, packet in [((-1,), base), *((p.order(), p.phenopacket) for p in parts)]:
         for resource in packet["metaData"].get("resources") or ():
-            prefix = resource.get("namespacePrefix")
-            if by_prefix.setdefault(prefix, resource) != resource:
-                return None  # one prefix, two versions: the translation of all would keep the first seen
-    return [by_prefix[p] for p in sorted(by_prefix)]
+            named.setdefault(resource["namespacePrefix"], []).append((order, resource))
+    chosen = []
+    for prefix in sorted(named):
+        system = registry.system_for_prefix(prefix)
+        default = system.resource() if system is not None else None
+        versioned = [(o, r) for o, r in named[prefix] if r != default]
+        if not versioned:
+            chosen.append(named[prefix][0][1])
+        elif all(r == versioned[0][1] for _, r in versioned):
+            chosen.append(versioned[0][1])
+        elif any(o is None for o, _ in versioned):
+            return None  # the order among several sources of one part is not known here
+        else:
+            chosen.append(min(versioned, key=lambda v: v[0])[1])
+    return chosen
 
 
 def _meta_data(base: dict, metas: list[dict], resources: list[dict]) -> dict:
