@@ -17,11 +17,12 @@ new patients rather than updating the same ones.
 other mapped resource on its own, in-process through `apply_writes` (gateway.services.fhir_resources)
 into a SQLite store, as a ratio to the floor: a bare `fhir.resources` parse of the same resources.
 Per write: keep the resource, assemble its patient, translate and validate the part it changed,
-merge the parts, write the phenopacket. Modes: `no-phenopacket-write` (all of that but the
-phenopacket's own write), `incremental` (all of it: what `gateway serve` does), `whole` (no
-fragment cache: every write translates the whole patient, the design before).
-(The resource is checked — R4B parse, references, bindings — by the HTTP layer before
-`apply_writes`: `check_resource` is not in these figures; it costs about one floor.)
+merge the parts, write the phenopacket. Modes: `in-memory` (the service path without the store: the
+check of the resource — R4B parse, references, bindings —, assembly, translation and validation of
+the changed part, merge; see `in_memory`), `no-phenopacket-write` (through the store, but the
+phenopacket's own write left out), `incremental` (all of it, through the SQLite store: what
+`gateway serve` does after the HTTP layer's check of the resource), `whole` (no fragment cache:
+every write translates the whole patient, the design before).
 
 Not a test: it prints figures and ratios and writes bench/out/fhir_ingest.json.
 """
@@ -40,6 +41,7 @@ import sys
 import tempfile
 import threading
 import time
+from functools import partial
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -224,6 +226,82 @@ def floor_parse_resources(sequences: list[list[tuple[dict, str | None]]]) -> Non
             get_fhir_model_class(resource["resourceType"]).model_validate(resource)
 
 
+def _held(contents: dict[int, dict], pks: list[int]) -> dict[int, dict]:
+    return {p: contents[p] for p in pks}
+
+
+def in_memory(sequences: list[list[tuple[dict, str | None]]], key: bytes) -> tuple[float, dict]:
+    """The service path without the store: per write, check the resource (R4B parse, references,
+    bindings: what the HTTP layer does first), keep it in memory as the store would (at-rest form,
+    content hash), assemble its patient's parts, translate and validate the changed part, merge;
+    whole translation where the merge cannot be sure. Nothing is read from or written to a database."""
+    from datetime import UTC, datetime
+
+    from gateway.services.fhir_incremental import FragmentCache, parts_of
+    from gateway.services.fhir_resources import (
+        StoredResource,
+        _content_hash,
+        at_rest,
+        check_resource,
+        incremental_record,
+        make_phenopacket,
+        patient_reference,
+    )
+    from gateway.store.fhir_resources import ResourceHead
+    from translators.fhir.references import BundleIndex
+
+    cache = FragmentCache()
+    start = time.perf_counter()
+    for n, resources in enumerate(sequences):
+        dataset, now = f"bench{n}", datetime.now(UTC)
+        contents: dict[int, dict] = {}
+        heads: dict[int, ResourceHead] = {}
+        owner_of: dict[int, int | None] = {}  # pk -> pk of its Patient (None: about no patient)
+        for pk, (resource, full_url) in enumerate(resources):
+            check_resource(resource, resource["resourceType"], resource["id"])
+            kept = at_rest(resource, key)
+            contents[pk] = kept
+            heads[pk] = ResourceHead(pk, kept["resourceType"], kept["id"], 1, full_url, _content_hash(kept))
+            patients = [p for p in heads if heads[p].resource_type == "Patient"]
+            if kept["resourceType"] == "Patient":
+                owner_of[pk] = pk
+            else:
+                reference = patient_reference(kept)
+                entries = [{"resource": contents[p], "fullUrl": heads[p].full_url} for p in patients]
+                found = BundleIndex.build(entries).resolve(reference) if reference else None
+                owner_of[pk] = None if found is None else patients[found]
+            owner = owner_of[pk]
+            if owner is None:
+                continue
+            members = [heads[p] for p, o in owner_of.items() if o == owner and p != owner]
+            loose = [heads[p] for p, o in owner_of.items() if o is None]
+            load = partial(_held, contents)
+            assembly = parts_of(heads[owner], members, loose, load, cache)
+            record = incremental_record(assembly, load, cache, key, dataset, None, now)
+            if record is None:
+                whole = [
+                    StoredResource(
+                        h.pk,
+                        dataset,
+                        h.resource_type,
+                        h.resource_id,
+                        1,
+                        h.full_url,
+                        None,
+                        None,
+                        None,
+                        h.content_hash,
+                        contents[h.pk],
+                        now,
+                        now,
+                    )
+                    for h in assembly.heads
+                ]
+                make_phenopacket(whole, key=key, dataset_id=dataset, profile=None, now=now)
+    elapsed = time.perf_counter() - start
+    return elapsed, {"translated": cache.translated, "merged": cache.merged, "whole": cache.whole}
+
+
 def one_by_one(sequences: list[list[tuple[dict, str | None]]], key: bytes, mode: str) -> tuple[float, dict]:
     """Send every resource through `apply_writes` into a fresh SQLite store; (seconds, cache counters).
 
@@ -268,7 +346,8 @@ def resource_by_resource(pairs: int, modes: list[str]) -> dict:
             start = time.perf_counter()
             floor_parse_resources(sequences)
             floor = time.perf_counter() - start
-            elapsed, counters[mode] = one_by_one(sequences, key, mode)
+            run = in_memory(sequences, key) if mode == "in-memory" else one_by_one(sequences, key, mode)
+            elapsed, counters[mode] = run
             ratios[mode].append(elapsed / floor)
     return {
         "bundles_with_patients": len(sequences),
@@ -290,7 +369,7 @@ def main() -> int:
     parser.add_argument("--pairs", type=int, default=7, help="alternating floor/pipeline measurements")
     parser.add_argument("--resource-by-resource", action="store_true", help="the REST path, one resource at a time")
     parser.add_argument(
-        "--modes", default="no-phenopacket-write,incremental,whole", help="with --resource-by-resource: which paths"
+        "--modes", default="in-memory,incremental,whole", help="with --resource-by-resource: which paths"
     )
     args = parser.parse_args()
     if args.resource_by_resource:

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import hashlib
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -32,6 +33,7 @@ from translators.fhir.common import rfc3339
 from translators.fhir.merge import Part, followed_references, merge_parts
 from translators.fhir.references import BundleIndex
 
+Load = Callable[[list[int]], dict[int, dict[str, Any]]]  # the content of kept resources by primary key
 NO_DATED_EVENT = "no dated event of the patient: timeAtLastEncounter is left out"
 
 
@@ -58,6 +60,7 @@ class FragmentCache:
     max_fragments: int = 20_000
     fragments: OrderedDict[tuple, Fragment] = field(default_factory=OrderedDict)
     facts: OrderedDict[str, Facts] = field(default_factory=OrderedDict)  # by content hash
+    provenance: dict[str, dict[tuple[str, str, str], str]] = field(default_factory=dict)  # per key: keyed ids
     translated: int = 0  # parts translated (misses): what the benchmark and the tests look at
     merged: int = 0  # phenopackets made by merging
     whole: int = 0  # phenopackets the caller had to translate at once
@@ -99,7 +102,18 @@ def assemble_parts(
         return None
     members = [h for h in attached if h.resource_type != PATIENT]
     loose = rows.unattached_heads(connection, dataset_id)
-    facts = _facts_of(connection, [patient[0], *members, *loose], cache)
+    return parts_of(patient[0], members, loose, lambda pks: rows.contents(connection, pks), cache)
+
+
+def parts_of(
+    patient: ResourceHead,
+    members: list[ResourceHead],
+    loose: list[ResourceHead],
+    load: Load,
+    cache: FragmentCache,
+) -> Assembly:
+    """The Patient, its resources and the patient-less ones they reach, in parts."""
+    facts = _facts_of(load, [patient, *members, *loose], cache)
     references = {pk: f.references for pk, f in facts.items()}
     if loose:
         index = BundleIndex.build([_stub(h) for h in loose])
@@ -115,15 +129,15 @@ def assemble_parts(
             reached |= found
             frontier = [loose[i] for i in found]
         members = [*members, *(loose[i] for i in sorted(reached))]
-    ordered = [patient[0], *sorted(members, key=lambda h: (h.resource_type, h.resource_id))]
+    ordered = [patient, *sorted(members, key=lambda h: (h.resource_type, h.resource_id))]
     detected = next((p for h in ordered if (p := facts[h.pk].profile) != "generic"), "generic")
-    return Assembly(patient[0], _parts(members, references), detected)
+    return Assembly(patient, _parts(members, references), detected)
 
 
-def _facts_of(connection: sa.Connection, heads: list[ResourceHead], cache: FragmentCache) -> dict[int, Facts]:
+def _facts_of(load: Load, heads: list[ResourceHead], cache: FragmentCache) -> dict[int, Facts]:
     found: dict[int, Facts | None] = {h.pk: cache.get(cache.facts, h.content_hash) for h in heads}
     missing = {h.pk: h.content_hash for h in heads if found[h.pk] is None}
-    for pk, resource in rows.contents(connection, list(missing)).items():
+    for pk, resource in load(list(missing)).items():
         bundle = {"resourceType": "Bundle", "type": "collection", "entry": [{"resource": resource}]}
         facts = Facts(tuple(followed_references(resource)), mappings.detect_profile(bundle))
         found[pk] = facts
@@ -162,9 +176,9 @@ def _parts(members: list[ResourceHead], references: dict[int, tuple[str, ...]]) 
 
 
 def merged_phenopacket(
-    connection: sa.Connection,
     assembly: Assembly,
-    translate,
+    translate: Callable[[list[ResourceHead], dict[int, dict[str, Any]]], Fragment],
+    load: Load,
     *,
     cache: FragmentCache,
     scope: tuple,
@@ -181,7 +195,7 @@ def merged_phenopacket(
     missing = [n for n, f in enumerate(fragments) if f is None]
     if missing:
         wanted = {h.pk for n in missing for h in ([] if n == 0 else assembly.parts[n - 1])} | {assembly.patient.pk}
-        contents = rows.contents(connection, sorted(wanted))
+        contents = load(sorted(wanted))
         for n in missing:
             heads = [assembly.patient, *([] if n == 0 else assembly.parts[n - 1])]
             fragment = translate(heads, contents)

@@ -23,6 +23,7 @@ import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from typing import Any
 from urllib.parse import parse_qsl
 
@@ -34,8 +35,10 @@ from gateway.ids import check_dataset_id
 from gateway.issues import Issue, Report
 from gateway.security.pseudonym import PSEUDONYM, derived_id, id_functions, pseudonymise
 from gateway.services.fhir_incremental import (
+    Assembly,
     Fragment,
     FragmentCache,
+    Load,
     assemble_parts,
     key_fingerprint,
     merged_phenopacket,
@@ -557,8 +560,9 @@ def _record(
     resources: Sequence[Any],
     key: bytes,
     dataset_id: str,
+    names: dict[tuple[str, str, str], str] | None = None,
 ) -> PhenopacketRecord:
-    document = _with_provenance(phenopacket, resources, key, dataset_id)
+    document = _with_provenance(phenopacket, resources, key, dataset_id, names)
     return PhenopacketRecord(
         id=document["id"],
         dataset_id=dataset_id,
@@ -582,6 +586,19 @@ def _incremental_record(
     assembly = assemble_parts(connection, dataset_id, patient_id, cache)
     if assembly is None:
         return None
+    return incremental_record(assembly, partial(rows.contents, connection), cache, key, dataset_id, profile, now)
+
+
+def incremental_record(
+    assembly: Assembly,
+    load: Load,
+    cache: FragmentCache,
+    key: bytes,
+    dataset_id: str,
+    profile: str | None,
+    now: datetime,
+) -> PhenopacketRecord | None:
+    """The record of an assembled patient from its parts' fragments; None: translate all at once."""
     name = profile if profile and profile != "auto" else assembly.profile
 
     def translate(heads: list[ResourceHead], contents: dict[int, dict[str, Any]]) -> Fragment:
@@ -590,11 +607,12 @@ def _incremental_record(
         return Fragment(phenopacket, tuple(issues))
 
     scope = (key_fingerprint(key), dataset_id, name, now.date())
-    made = merged_phenopacket(connection, assembly, translate, cache=cache, scope=scope, now=now)
+    made = merged_phenopacket(assembly, translate, load, cache=cache, scope=scope, now=now)
     if made is None:
         return None
     phenopacket, issues = made
-    return _record(phenopacket, phenopacket["subject"]["id"], issues, assembly.heads, key, dataset_id)
+    names = cache.provenance.setdefault(key_fingerprint(key), {})
+    return _record(phenopacket, phenopacket["subject"]["id"], issues, assembly.heads, key, dataset_id, names)
 
 
 def assemble(connection: sa.Connection, dataset_id: str, patient_id: str) -> list[StoredResource] | None:
@@ -663,17 +681,22 @@ def _relocate(issue: Issue, resources: Sequence[Any]) -> Issue:
 
 
 def _with_provenance(
-    phenopacket: dict[str, Any], resources: Sequence[Any], key: bytes, dataset_id: str
+    phenopacket: dict[str, Any],
+    resources: Sequence[Any],
+    key: bytes,
+    dataset_id: str,
+    names: dict[tuple[str, str, str], str] | None = None,
 ) -> dict[str, Any]:
     """metaData.externalReferences: one per contributing resource, by keyed id (the hospital's ids
-    may carry a record number) and version; the operator maps them back with GET /fhir/{type}/{id}."""
-    references = [
-        {
-            "id": derived_id(key, "fhir-resource", dataset_id, f"{r.resource_type}/{r.resource_id}"),
-            "description": f"FHIR {r.resource_type}, version {r.version}",
-        }
-        for r in resources
-    ]
+    may carry a record number) and version; the operator maps them back with GET /fhir/{type}/{id}.
+    `names`: keyed ids computed before (FragmentCache.provenance), so a write computes only new ones."""
+    names = {} if names is None else names
+    references = []
+    for r in resources:
+        name = (dataset_id, r.resource_type, r.resource_id)
+        if name not in names:
+            names[name] = provenance_id(key, *name)
+        references.append({"id": names[name], "description": f"FHIR {r.resource_type}, version {r.version}"})
     meta = dict(phenopacket.get("metaData") or {})
     meta["externalReferences"] = [*(meta.get("externalReferences") or []), *references]
     return {**phenopacket, "metaData": meta}
