@@ -17,7 +17,6 @@ reference is resolved against the dataset's stored Patients with the Bundle's ow
 from __future__ import annotations
 
 import hashlib
-import json
 import re
 import uuid
 from collections.abc import Iterable, Sequence
@@ -308,7 +307,7 @@ def _put(
     resource = at_rest({**write.resource, "id": resource_id}, key)
     existing = rows.get(connection, dataset_id, write.resource_type, resource_id)
     _check_version(write, existing)
-    digest = _content_hash(resource)
+    digest = rows.content_hash(resource)
     same_url = write.full_url is None or write.full_url == existing.full_url if existing else False
     if existing is not None and existing.content_hash == digest and same_url:
         return ResourceChange(write.resource_type, resource_id, existing.version, "unchanged", existing.pending)
@@ -703,8 +702,9 @@ def _with_provenance(
 
 
 def provenance_id(key: bytes, dataset_id: str, resource_type: str, resource_id: str) -> str:
-    """The keyed id a resource has in its phenopacket's metaData.externalReferences."""
-    return derived_id(key, "fhir-resource", dataset_id, f"{resource_type}/{resource_id}")
+    """The keyed id a resource has in its phenopacket's metaData.externalReferences (kind fhir_resource:
+    a derived id may carry no hyphen in its kind, or a key rotation could not carry it forward)."""
+    return derived_id(key, "fhir_resource", dataset_id, f"{resource_type}/{resource_id}")
 
 
 def patient_reference(resource: dict[str, Any]) -> str | None:
@@ -760,12 +760,6 @@ def _patient_of(connection: sa.Connection, dataset_id: str, change: ResourceChan
         return change.resource_id
     stored = rows.get(connection, dataset_id, change.resource_type, change.resource_id)
     return stored.patient_id if stored else None
-
-
-def _content_hash(resource: dict[str, Any]) -> str:
-    """Of the content a client controls: `meta` (versionId, lastUpdated) is the server's."""
-    content = {k: v for k, v in resource.items() if k != "meta"}
-    return hashlib.sha256(json.dumps(content, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
 
 
 # --- Bundles whose entries are kept one by one --------------------------------------------

@@ -8,7 +8,9 @@ gateway.services.fhir_resources and handed in as `patient_id`.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import hashlib
+import json
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -90,6 +92,51 @@ def contents(connection: sa.Connection, pks: Sequence[int]) -> dict[int, dict[st
         return {}
     query = sa.select(fhir_resources.c.pk, fhir_resources.c.resource).where(fhir_resources.c.pk.in_(list(pks)))
     return {pk: resource for pk, resource in connection.execute(query).all()}
+
+
+def content_hash(resource: dict[str, Any]) -> str:
+    """Of the content a client controls: `meta` (versionId, lastUpdated) is the server's."""
+    content = {k: v for k, v in resource.items() if k != "meta"}
+    return hashlib.sha256(json.dumps(content, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+
+
+def rotate_pseudonyms(connection: sa.Connection, step: Callable[[str], str]) -> int:
+    """Carry the pseudonyms kept in resources one rotation step forward (gateway.security.rotation):
+    a Patient row's subject and identifier values, and conditional patient references."""
+    changed = 0
+    for row in connection.execute(sa.select(fhir_resources)).mappings().all():
+        resource = _stepped(dict(row["resource"]), step)
+        patient_ref = _stepped_reference(row["patient_ref"], step) if row["patient_ref"] else None
+        subject_id = step(row["subject_id"]) if row["subject_id"] else None
+        if (resource, patient_ref, subject_id) == (row["resource"], row["patient_ref"], row["subject_id"]):
+            continue
+        connection.execute(
+            sa.update(fhir_resources)
+            .where(fhir_resources.c.pk == row["pk"])
+            .values(
+                resource=resource, content_hash=content_hash(resource), patient_ref=patient_ref, subject_id=subject_id
+            )
+        )
+        changed += 1
+    return changed
+
+
+def _stepped(resource: dict[str, Any], step: Callable[[str], str]) -> dict[str, Any]:
+    if resource.get("resourceType") == PATIENT and isinstance(resource.get("identifier"), list):
+        resource["identifier"] = [
+            {**i, "value": step(i["value"])} if isinstance(i, dict) and isinstance(i.get("value"), str) else i
+            for i in resource["identifier"]
+        ]
+    for link in ("subject", "patient"):
+        target = resource.get(link)
+        if isinstance(target, dict) and isinstance(target.get("reference"), str):
+            resource[link] = {**target, "reference": _stepped_reference(target["reference"], step)}
+    return resource
+
+
+def _stepped_reference(reference: str, step: Callable[[str], str]) -> str:
+    head, bar, value = reference.rpartition("|")
+    return f"{head}{bar}{step(value)}" if bar and head.startswith(PATIENT + "?identifier=") else reference
 
 
 def _stored(row: Any) -> StoredResource:
