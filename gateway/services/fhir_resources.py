@@ -88,6 +88,7 @@ class ResourceChange:
     pending: bool = False
     phenopacket_id: str | None = None
     issues: list[Issue] = field(default_factory=list)
+    patient_id: str | None = None  # the stored Patient it was attached to when written
 
     @property
     def location(self) -> str:
@@ -228,11 +229,13 @@ def _apply_writes(
         expired = _expire_pending(connection, dataset_id, now, pending_days)
         changes: list[ResourceChange] = []
         touched: dict[str, str | None] = {}  # patient id -> subject pseudonym of its phenopacket before
+        named = {(w.resource_type, w.resource_id or (w.resource or {}).get("id") or "") for w in writes}
+        known = _Known(rows.get_many(connection, dataset_id, named) if len(writes) > 1 else {})
         for write in writes:
             if write.resource is None:
-                change = _delete(connection, dataset_id, write, key, touched)
+                change = _delete(connection, dataset_id, write, key, touched, known)
             else:
-                change = _put(connection, dataset_id, write, now, key, touched)
+                change = _put(connection, dataset_id, write, now, key, touched, known)
             changes.append(change)
         written = {(w.resource_type, c.resource_id) for w, c in zip(writes, changes, strict=True)}
         if not rebuild:  # a Bundle's phenopackets replaced what kept resources made: unchanged ones count too
@@ -294,6 +297,27 @@ def purge_pending(
         return purged
 
 
+@dataclass
+class _Known:
+    """What one transaction has read already: the rows its writes name (read at once), and the
+    Patients references resolved to (cleared when a Patient changes)."""
+
+    rows: dict[tuple[str, str], StoredResource]
+    patients: dict[str, str] = field(default_factory=dict)
+
+    def existing(self, connection: sa.Connection, dataset_id: str, resource_type: str, resource_id: str):
+        found = self.rows.pop((resource_type, resource_id), None)  # used once: a later write reads again
+        return found if found is not None else rows.get(connection, dataset_id, resource_type, resource_id)
+
+    def patient(self, connection: sa.Connection, dataset_id: str, reference: str) -> str | None:
+        if reference not in self.patients:
+            found = _resolve_patient(connection, dataset_id, reference)
+            if found is None:
+                return None
+            self.patients[reference] = found
+        return self.patients[reference]
+
+
 def _put(
     connection: sa.Connection,
     dataset_id: str,
@@ -301,16 +325,19 @@ def _put(
     now: datetime,
     key: bytes,
     touched: dict[str, str | None],
+    known: _Known,
 ) -> ResourceChange:
     assert write.resource is not None
     resource_id = write.resource_id or write.resource.get("id") or _id_from_full_url(write.full_url)
     resource = at_rest({**write.resource, "id": resource_id}, key)
-    existing = rows.get(connection, dataset_id, write.resource_type, resource_id)
+    existing = known.existing(connection, dataset_id, write.resource_type, resource_id)
     _check_version(write, existing)
     digest = rows.content_hash(resource)
     same_url = write.full_url is None or write.full_url == existing.full_url if existing else False
     if existing is not None and existing.content_hash == digest and same_url:
-        return ResourceChange(write.resource_type, resource_id, existing.version, "unchanged", existing.pending)
+        unchanged = ResourceChange(write.resource_type, resource_id, existing.version, "unchanged", existing.pending)
+        unchanged.patient_id = existing.patient_id
+        return unchanged
 
     patient_ref = None if write.resource_type == PATIENT else patient_reference(resource)
     if write.resource_type == PATIENT:
@@ -318,7 +345,7 @@ def _put(
     elif patient_ref is None:
         patient_id = None
     else:
-        patient_id = _resolve_patient(connection, dataset_id, patient_ref)
+        patient_id = known.patient(connection, dataset_id, patient_ref)
     for old in (existing.patient_id if existing else None, patient_id):
         if old is not None:
             _touch(connection, dataset_id, old, key, touched)
@@ -337,11 +364,13 @@ def _put(
         now=now,
     )
     if write.resource_type == PATIENT:
+        known.patients.clear()
         _adopt_pending(connection, dataset_id, resource_id)
     elif patient_ref is None:  # about no patient: the patients whose resources point to it change
         for referrer in _referrers(connection, dataset_id, write.resource_type, resource_id, write.full_url):
             _touch(connection, dataset_id, referrer, key, touched)
     change = ResourceChange(write.resource_type, resource_id, version, "created" if existing is None else "updated")
+    change.patient_id = patient_id
     if patient_ref is not None and patient_id is None:
         change.pending = True
         change.issues.append(
@@ -356,10 +385,17 @@ def _put(
 
 
 def _delete(
-    connection: sa.Connection, dataset_id: str, write: ResourceWrite, key: bytes, touched: dict[str, str | None]
+    connection: sa.Connection,
+    dataset_id: str,
+    write: ResourceWrite,
+    key: bytes,
+    touched: dict[str, str | None],
+    known: _Known,
 ) -> ResourceChange:
     assert write.resource_id is not None
-    existing = rows.get(connection, dataset_id, write.resource_type, write.resource_id)
+    existing = known.existing(connection, dataset_id, write.resource_type, write.resource_id)
+    if write.resource_type == PATIENT:
+        known.patients.clear()
     _check_version(write, existing)
     if existing is None:  # FHIR: deleting what is not there succeeds and changes nothing
         return ResourceChange(write.resource_type, write.resource_id, 0, "absent")
@@ -527,8 +563,8 @@ def _rebuild(
 
 def _grown(connection: sa.Connection, dataset_id: str, patient_id: str, written: set[tuple[str, str]]) -> bool:
     """Whether a patient has kept resources besides `written` (then a Bundle's phenopacket misses them)."""
-    resources = assemble(connection, dataset_id, patient_id)
-    return resources is not None and any((r.resource_type, r.resource_id) not in written for r in resources)
+    heads = rows.heads_of_patient(connection, dataset_id, patient_id)
+    return any((h.resource_type, h.resource_id) not in written for h in heads)
 
 
 def make_phenopacket(
@@ -720,12 +756,19 @@ def _link_of(resource: dict[str, Any]) -> str:
 
 
 def _resolve_patient(connection: sa.Connection, dataset_id: str, reference: str) -> str | None:
-    """The stored Patient a reference names, by the Bundle's resolution rules; None: not (yet) stored."""
+    """The stored Patient a reference names, by the Bundle's resolution rules; None: not (yet) stored.
+
+    Look-ups by column for `Patient/{id}` (its id, or the tail of an absolute fullUrl) and a fullUrl
+    sent before; the dataset's Patients are read only for a conditional reference."""
     relative = RELATIVE_REF.fullmatch(reference)
-    if relative and relative.group(1) == PATIENT:  # the common case: one indexed look-up
+    if relative and relative.group(1) == PATIENT:
         found = rows.get(connection, dataset_id, PATIENT, relative.group(2))
         if found is not None:
             return found.resource_id
+        return rows.patient_by_full_url(connection, dataset_id, f"%/{PATIENT}/{relative.group(2)}", like=True)
+    if "?" not in reference:  # an absolute URL or urn: the fullUrl a Patient was sent with
+        versionless = reference.split("/_history/", 1)[0]
+        return rows.patient_by_full_url(connection, dataset_id, versionless)
     patients = rows.patients(connection, dataset_id)
     position = BundleIndex.build([_entry(p) for p in patients]).resolve(reference)
     if position is None or patients[position].resource_type != PATIENT:
@@ -758,7 +801,9 @@ def _referrers(
 def _patient_of(connection: sa.Connection, dataset_id: str, change: ResourceChange) -> str | None:
     if change.resource_type == PATIENT:
         return change.resource_id
-    stored = rows.get(connection, dataset_id, change.resource_type, change.resource_id)
+    if change.patient_id is not None or change.status in ("deleted", "absent"):
+        return change.patient_id
+    stored = rows.get(connection, dataset_id, change.resource_type, change.resource_id)  # adopted since?
     return stored.patient_id if stored else None
 
 

@@ -178,9 +178,30 @@ def get(connection: sa.Connection, dataset_id: str, resource_type: str, resource
     return found[0] if found else None
 
 
+def get_many(
+    connection: sa.Connection, dataset_id: str, names: set[tuple[str, str]]
+) -> dict[tuple[str, str], StoredResource]:
+    """The stored ones of resources named (type, id), in one query."""
+    ids = sorted({rid for _, rid in names if rid})
+    found = _select(connection, fhir_resources.c.dataset_id == dataset_id, fhir_resources.c.resource_id.in_(ids))
+    return {(r.resource_type, r.resource_id): r for r in found if (r.resource_type, r.resource_id) in names}
+
+
 def of_patient(connection: sa.Connection, dataset_id: str, patient_id: str) -> list[StoredResource]:
     """The Patient's own row and every resource attached to it."""
     return _select(connection, fhir_resources.c.dataset_id == dataset_id, fhir_resources.c.patient_id == patient_id)
+
+
+def patient_by_full_url(connection: sa.Connection, dataset_id: str, full_url: str, like: bool = False) -> str | None:
+    """The id of the dataset's Patient sent with this fullUrl (`like`: a LIKE pattern), the first, if any."""
+    matches = fhir_resources.c.full_url.like(full_url) if like else fhir_resources.c.full_url == full_url
+    query = (
+        sa.select(fhir_resources.c.resource_id)
+        .where(fhir_resources.c.dataset_id == dataset_id, fhir_resources.c.resource_type == PATIENT, matches)
+        .order_by(fhir_resources.c.pk)
+        .limit(1)
+    )
+    return connection.execute(query).scalar()
 
 
 def patients(connection: sa.Connection, dataset_id: str) -> list[StoredResource]:
