@@ -170,16 +170,23 @@ def cmd_ingest_fhir(args: argparse.Namespace) -> int:
         saved = [p.saved for p in outcome.packets if p.saved]
         if outcome.rejected or not outcome.report.ok:
             rejected = True
-        for result in saved:
-            print(
-                f"{path}: stored phenopacket {result.id} ({'new' if result.created else 'updated'}) in dataset {dataset}"
-            )
+        for packet in outcome.packets:
+            if packet.saved:
+                print(_stored_line(path, packet.saved, dataset, packet.family))
         if outcome.rejected:
             _err(f"{path}: rejected; nothing stored")
         else:
             print(_ingest_summary(path, outcome, saved))
     store.close()
     return EXIT_REJECTED if rejected else EXIT_OK
+
+
+def _stored_line(path: str, result, dataset: str, family: dict | None) -> str:
+    line = f"{path}: stored phenopacket {result.id} ({'new' if result.created else 'updated'}) in dataset {dataset}"
+    if family is not None:
+        relatives = family.get("relatives")
+        line += f", with its family ({len(relatives) if isinstance(relatives, list) else 0} relatives)"
+    return line
 
 
 def _ingest_resources(path: str, doc: dict, services: Services, dataset: str, profile: str) -> bool:
@@ -265,8 +272,8 @@ def cmd_ingest_phenopacket(args: argparse.Namespace) -> int:
     if not results:
         _err("rejected; nothing stored")
         return EXIT_REJECTED
-    for (path, _), result in zip(docs, results, strict=True):
-        print(f"{path}: stored phenopacket {result.id} ({'new' if result.created else 'updated'}) in dataset {dataset}")
+    for (path, doc), result in zip(docs, results, strict=True):
+        print(_stored_line(path, result, dataset, doc if "proband" in doc else None))
     return EXIT_OK
 
 
@@ -377,9 +384,10 @@ def build_parser() -> argparse.ArgumentParser:
     cfhir.add_argument("--profile")
     cfhir.add_argument("--dataset", help="namespace of the phenopacket ids (default: the node's default dataset)")
     cfhir.set_defaults(func=cmd_convert_fhir)
-    from gateway.export_cli import add_export_parsers
+    from gateway.export_cli import add_export_parsers, add_stored_export_parser
 
     add_export_parsers(convert)  # convert phenopacket / beacon-response --to fhir
+    add_stored_export_parser(sub, _services)  # export phenopacket ID… [--family] [--to fhir]
 
     from gateway.conformance.cli import add_verify_parser
     from gateway.validation.cli import add_validate_parser

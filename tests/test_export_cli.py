@@ -69,3 +69,51 @@ def test_beacon_response_file(env, reference_dir, tmp_path, capsys):  # noqa: F8
     assert main(["convert", "beacon-response", str(path), "--to", "fhir"]) == 0
     bundle = json.loads(capsys.readouterr().out)
     assert validate_fhir(bundle).ok and _types(bundle).count("Patient") == 3
+
+
+def test_export_stored_phenopacket_with_its_family(env, reference_dir, capsys):  # noqa: F811
+    """Issue 11: the family made from FamilyMemberHistory leaves the node with the phenopacket."""
+    from gateway.validation.phenopacket import validate_family
+
+    bundle = reference_dir / "fhir" / "mii-testdata" / "Bundle-mii-exa-test-data-bundle-seltene-1.json"
+    assert main(["ingest", "fhir", str(bundle)]) == 0
+    ingested = capsys.readouterr().out
+    assert "with its family (2 relatives)" in ingested
+    packet_id = ingested.split("stored phenopacket ")[1].split()[0]
+
+    assert main(["export", "phenopacket", packet_id]) == 0
+    (packet,) = json.loads(capsys.readouterr().out)
+    assert packet["id"] == packet_id
+    assert main(["export", "phenopacket", packet_id, "--family"]) == 0
+    (family,) = json.loads(capsys.readouterr().out)
+    assert family["proband"] == packet and len(family["relatives"]) == 2
+    assert validate_family(family, target="output").ok
+
+    assert main(["export", "phenopacket", packet_id, "--to", "fhir"]) == 0
+    exported = json.loads(capsys.readouterr().out)
+    assert validate_fhir(exported).ok and _types(exported).count("FamilyMemberHistory") == 2
+
+
+def test_export_names_what_is_missing_and_exits_1(env, reference_dir, capsys):  # noqa: F811
+    files = _packets(reference_dir, 1)
+    assert main(["ingest", "phenopacket", str(files[0])]) == 0
+    packet_id = capsys.readouterr().out.split("stored phenopacket ")[1].split()[0]
+    assert main(["export", "phenopacket", packet_id, "nope", "--family"]) == 1
+    out = capsys.readouterr()
+    assert json.loads(out.out) == []  # a plain phenopacket has no family; nothing invented
+    assert f"no family history stored for phenopacket {packet_id!r}" in out.err and "'nope'" in out.err
+    assert main(["export", "phenopacket", packet_id, "nope"]) == 1
+    out = capsys.readouterr()
+    assert [p["id"] for p in json.loads(out.out)] == [packet_id]
+    assert "no phenopacket stored with id 'nope'" in out.err
+
+
+def test_export_is_audited_like_ingest(env, reference_dir, capsys):  # noqa: F811
+    from gateway.security.audit import AuditLog
+
+    files = _packets(reference_dir, 1)
+    assert main(["ingest", "phenopacket", str(files[0])]) == 0
+    packet_id = capsys.readouterr().out.split("stored phenopacket ")[1].split()[0]
+    assert main(["export", "phenopacket", packet_id, "--family"]) == 1
+    text = "\n".join(json.dumps(r) for r in AuditLog(env / "data").records())
+    assert '"cli export phenopacket"' in text and packet_id not in text  # no pseudonym kept in the log

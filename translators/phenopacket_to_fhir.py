@@ -919,8 +919,9 @@ class PacketWriter:
         gender = w.tables.sex_to_gender.get(_text(subject.get("sex")))
         if gender:
             history["sex"] = {"coding": [{"system": "http://hl7.org/fhir/administrative-gender", "code": gender}]}
-        if _dict(subject.get("vitalStatus")).get("status") == "DECEASED":
-            history["deceasedBoolean"] = True
+        status = _dict(subject.get("vitalStatus")).get("status")
+        if status in ("ALIVE", "DECEASED"):  # a relative known to be alive is a fact too
+            history["deceasedBoolean"] = status == "DECEASED"
         conditions = []
         for kind, key, term_key in (("disease", "diseases", "term"), ("phenotype", "phenotypicFeatures", "type")):
             for k, item in enumerate(_list(relative.get(key))):
@@ -932,7 +933,11 @@ class PacketWriter:
                         f"{location}/{key}/{k}",
                     )
                     continue
-                conditions.append({"code": w.concept(item.get(term_key), f"{location}/{key}/{k}/{term_key}", kind)})
+                condition = {"code": w.concept(item.get(term_key), f"{location}/{key}/{k}/{term_key}", kind)}
+                onset = iso_to_fhir_age(_dict(_dict(item.get("onset")).get("age")).get("iso8601duration"))
+                if onset:  # the age at onset is what a family history records (FHIR onsetAge)
+                    condition["onsetAge"] = onset
+                conditions.append(condition)
         if conditions:
             history["condition"] = conditions
         for key in ("interpretations", "measurements", "biosamples", "medicalActions"):

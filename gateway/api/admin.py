@@ -43,7 +43,12 @@ def admin_blueprint() -> Blueprint:
             return problem(503, "the audit log is unavailable; nothing was erased")
         audit_notes()["decision"] = "allowed"
         return json_response(
-            {"erased": result.reference, "phenopackets": result.phenopackets, "samples": result.samples}
+            {
+                "erased": result.reference,
+                "phenopackets": result.phenopackets,
+                "samples": result.samples,
+                "families": result.families,
+            }
         )
 
     @bp.delete("/datasets/<dataset_id>")

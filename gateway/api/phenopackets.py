@@ -1,7 +1,13 @@
 """Phenopacket export and direct load: /phenopackets.
 
 GET /phenopackets/{id} with `Accept: application/fhir+json` returns the phenopacket as a validated FHIR R4
-collection Bundle in the node profile's flavour (same authorisation as the JSON form).
+collection Bundle in the node profile's flavour (same authorisation as the JSON form); with a stored
+family history, the Bundle carries it too (one FamilyMemberHistory per relative).
+
+GET /phenopackets/{id}/family returns the Phenopacket v2 Family around it (proband = the phenopacket as
+stored, relatives, pedigree), under the same rule as the phenopacket; GET /phenopackets/{id} names it in
+a `Link: <…/family>; rel="related"` header when there is one. POST /phenopackets accepts Family
+documents too: the proband is stored as its phenopacket, the family around it.
 
 Phenopackets are individual-level data: listing and loading them is an operator's act; one phenopacket
 (`/phenopackets/{id}`, the target of the Beacon individual handover) may also be read by a caller CONTROLLED
@@ -10,7 +16,7 @@ for its dataset whose policy serves individual records to CONTROLLED callers (ga
 
 from __future__ import annotations
 
-from flask import Blueprint, request, url_for
+from flask import Blueprint, Response, request, url_for
 
 from gateway.api.auth import bearer_token, require_operator
 from gateway.api.context import services
@@ -24,6 +30,7 @@ from gateway.security.keys import is_operator
 from gateway.security.tokens import TokenError
 from gateway.services.fhir_export import export_phenopacket
 from gateway.services.ingest import ingest_phenopackets
+from gateway.store.records import StoredPhenopacket
 
 MAX_PAGE = 1000
 
@@ -35,6 +42,36 @@ def _int_arg(name: str, default: int, low: int, high: int) -> int:
     if not raw.isdigit() or not low <= int(raw) <= high:
         raise BadInput(f"query parameter {name!r} must be an integer from {low} to {high}")
     return int(raw)
+
+
+def _readable(packet_id: str) -> tuple[StoredPhenopacket | None, Response | None]:
+    """The stored phenopacket if the caller may read it, else (None, the refusal to send)."""
+    svc = services()
+    token = bearer_token()
+    if token is None:
+        raise Unauthorised("reading a phenopacket needs a bearer token (operator or CONTROLLED access)", status=401)
+    stored = svc.store.get_phenopacket(packet_id)
+    if not is_operator(svc.operator_tokens, token):
+        try:
+            caller = current_caller()
+        except TokenError as exc:
+            raise Unauthorised(f"the bearer token was rejected: {exc.reason}", status=401) from exc
+        # The same answer whether the phenopacket is absent or only not readable: its existence is data too.
+        if stored is None or not may_read(svc.config, caller, stored.dataset_id, "individuals"):
+            audit_notes()["decision"] = "denied"
+            return None, problem(404, f"no phenopacket with id {packet_id!r} that you may read")
+        audit_notes()["datasets"] = [stored.dataset_id]
+    if stored is None:
+        return None, problem(404, f"no phenopacket with id {packet_id!r}")
+    return stored, None
+
+
+def _wants_fhir() -> bool:
+    return request.accept_mimetypes.best_match(["application/json", FHIR_JSON]) == FHIR_JSON
+
+
+def _profile() -> str | None:
+    return services().config.profile
 
 
 def phenopackets_blueprint() -> Blueprint:
@@ -59,26 +96,34 @@ def phenopackets_blueprint() -> Blueprint:
 
     @bp.get("/<packet_id>")
     def get_packet(packet_id: str):
-        svc = services()
-        token = bearer_token()
-        if token is None:
-            raise Unauthorised("reading a phenopacket needs a bearer token (operator or CONTROLLED access)", status=401)
-        stored = svc.store.get_phenopacket(packet_id)
-        if not is_operator(svc.operator_tokens, token):
-            try:
-                caller = current_caller()
-            except TokenError as exc:
-                raise Unauthorised(f"the bearer token was rejected: {exc.reason}", status=401) from exc
-            # The same answer whether the phenopacket is absent or only not readable: its existence is data too.
-            if stored is None or not may_read(svc.config, caller, stored.dataset_id, "individuals"):
-                audit_notes()["decision"] = "denied"
-                return problem(404, f"no phenopacket with id {packet_id!r} that you may read")
-            audit_notes()["datasets"] = [stored.dataset_id]
+        stored, refusal = _readable(packet_id)
         if stored is None:
-            return problem(404, f"no phenopacket with id {packet_id!r}")
-        if request.accept_mimetypes.best_match(["application/json", FHIR_JSON]) == FHIR_JSON:
-            return export_response(export_phenopacket(stored.document, profile=services().config.profile))
-        return json_response(stored.document)
+            return refusal
+        headers = {}
+        family = services().store.get_family(packet_id)
+        if family is not None:
+            headers["Link"] = f'<{url_for(".get_family", packet_id=packet_id)}>; rel="related"; title="family"'
+        if _wants_fhir():
+            # The EHR gets the patient with their family history (FamilyMemberHistory) when there is one.
+            exported = export_phenopacket(family.document if family else stored.document, profile=_profile())
+            response = export_response(exported)
+        else:
+            response = json_response(stored.document)
+        response.headers.update(headers)
+        return response
+
+    @bp.get("/<packet_id>/family")
+    def get_family(packet_id: str):
+        """The Phenopacket Family around this phenopacket (proband, relatives, pedigree): same rule to read."""
+        stored, refusal = _readable(packet_id)
+        if stored is None:
+            return refusal
+        family = services().store.get_family(packet_id)
+        if family is None:
+            return problem(404, f"phenopacket {packet_id!r} has no family history stored")
+        if _wants_fhir():
+            return export_response(export_phenopacket(family.document, profile=_profile()))
+        return json_response(family.document)
 
     @bp.post("")
     @require_operator
@@ -87,7 +132,7 @@ def phenopackets_blueprint() -> Blueprint:
         doc = loads_strict(request.get_data(cache=False), max_depth=svc.config.max_json_depth, require_object=False)
         docs = doc if isinstance(doc, list) else doc.get("phenopackets", [doc]) if isinstance(doc, dict) else None
         if not docs or not all(isinstance(d, dict) for d in docs):
-            return problem(400, 'send a phenopacket, a JSON array of phenopackets, or {"phenopackets": [...]}')
+            return problem(400, 'send a phenopacket or a Family, a JSON array of them, or {"phenopackets": [...]}')
         dataset = request.args.get("dataset") or svc.config.default_dataset
         results, reports = ingest_phenopackets(docs, store=svc.store, key=svc.key, dataset_id=dataset)
         if not results:

@@ -1,7 +1,9 @@
 """Beacon v2 handovers: typed links from an answer to the data behind it, behind the same authorisation.
 
 - individuals (record granularity): each result set lists, as `resultsHandovers`, the phenopacket of every
-  individual on the page (`/phenopackets/{id}`), when the caller may read that dataset's phenopackets;
+  individual on the page (`/phenopackets/{id}`), when the caller may read that dataset's phenopackets, and
+  for an individual with a stored family history its Phenopacket Family (`/phenopackets/{id}/family`):
+  relatives are disclosed to no one who may not read the proband's record, and never as Beacon records;
 - datasets (record granularity): `beaconHandovers` names the VCF export of each listed dataset holding
   variants (`/datasets/{id}/variants.vcf`), when the caller may read that dataset's variants.
 
@@ -21,6 +23,7 @@ from gateway.security.caller import CONTROLLED, Caller, dataset_config
 from gateway.security.policy import policy_for
 
 PHENOPACKET = {"id": "CUSTOM:phenopacket-v2", "label": "GA4GH Phenopacket v2 (JSON)"}
+FAMILY = {"id": "CUSTOM:phenopacket-family-v2", "label": "GA4GH Phenopacket v2 Family (JSON)"}
 VCF = {"id": "EDAM:format_3016", "label": "VCF"}
 
 
@@ -65,14 +68,23 @@ def add_handovers(ctx: Any, entry_path: str, granularity: str, answer: EntryAnsw
 
 def _phenopackets(ctx: Any, records) -> list[dict]:
     out = []
-    for record in records:
-        packet = (record.get("info") or {}).get("phenopacketId")
-        if isinstance(packet, str) and packet:
+    named = [(record, (record.get("info") or {}).get("phenopacketId")) for record in records]
+    named = [(record, packet) for record, packet in named if isinstance(packet, str) and packet]
+    with_family = ctx.store.with_family([p for _, p in named]) if ctx.store is not None and named else set()
+    for record, packet in named:
+        out.append(
+            {
+                "handoverType": dict(PHENOPACKET),
+                "url": f"{_base(ctx)}/phenopackets/{packet}",
+                "note": f"the phenopacket of individual {record.get('id')}",
+            }
+        )
+        if packet in with_family:
             out.append(
                 {
-                    "handoverType": dict(PHENOPACKET),
-                    "url": f"{_base(ctx)}/phenopackets/{packet}",
-                    "note": f"the phenopacket of individual {record.get('id')}",
+                    "handoverType": dict(FAMILY),
+                    "url": f"{_base(ctx)}/phenopackets/{packet}/family",
+                    "note": f"the family (relatives, pedigree) of individual {record.get('id')}",
                 }
             )
     return out

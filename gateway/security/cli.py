@@ -82,7 +82,8 @@ def cmd_erase(args: argparse.Namespace) -> int:
         if args.subject:
             result = erase_subject(store, variants, args.subject, key=key, audit=_audit(cfg), **_who())
             print(
-                f"erased subject ({result.reference}): {result.phenopackets} phenopacket(s), {result.samples} sample(s)"
+                f"erased subject ({result.reference}): {result.phenopackets} phenopacket(s), {result.samples} sample(s), "
+                f"{result.families} family record(s)"
             )
         else:
             result = erase_dataset(store, variants, args.dataset, key=key, audit=_audit(cfg), **_who())
@@ -135,21 +136,24 @@ def add_security_parsers(sub: argparse._SubParsersAction, open_node: OpenNode) -
 
 
 def audit_cli_command(args: argparse.Namespace, status: int | None) -> None:
-    """Audit a CLI command that changes stored data (ingest, fhir pending --purge; erase and keys audit themselves).
+    """Audit a CLI command that changes or exports stored data (ingest, export, fhir pending --purge;
+    erase and keys audit themselves).
 
     Called twice: with `status=None` before the command (the intent, fsynced: an OSError refuses the
     command before it changes anything) and with its exit status after (the outcome).
     """
-    purge = getattr(args, "command", None) == "fhir" and getattr(args, "purge", False)
-    if getattr(args, "command", None) != "ingest" and not purge:
+    command = getattr(args, "command", None)
+    purge = command == "fhir" and getattr(args, "purge", False)
+    if command not in ("ingest", "export") and not purge:
         return
     cfg = load_config()
+    dataset = getattr(args, "dataset", None) or (cfg.default_dataset if command == "ingest" else None)
     _audit(cfg).append(
         durable=status is None,
         phase="intent" if status is None else "outcome",
         decision="allowed" if not status else "denied",
-        action="cli fhir pending --purge" if purge else f"cli ingest {getattr(args, 'kind', '')}".strip(),
-        datasets=[d for d in [getattr(args, "dataset", None) or ("*" if purge else cfg.default_dataset)] if d],
+        action="cli fhir pending --purge" if purge else f"cli {command} {getattr(args, 'kind', '')}".strip(),
+        datasets=[dataset] if dataset else (["*"] if purge else []),
         status=status,
         **_who(),
     )

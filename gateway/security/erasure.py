@@ -1,6 +1,7 @@
 """Erasure: a subject withdraws consent, or a dataset is withdrawn.
 
-A subject's phenopackets (with their term and biosample rows, by cascade) and their
+A subject's phenopackets (with their term, biosample and family rows, by cascade), their place as a
+relative in other probands' Families, and their
 samples' genotypes in every variant dataset (allele and carrier counts corrected) go in
 one metadata transaction: the variant store writes its new versions inside it, so a
 failure there rolls the metadata deletion back. Cached dataset sizes are dropped. The
@@ -51,6 +52,7 @@ class ErasureResult:
     phenopackets: int
     samples: int
     reference: str  # keyed hash of what was erased, as written to the audit log
+    families: int = 0  # Families of other probands the person was taken out of (as a relative)
 
 
 def erasure_reference(key: bytes, kind: str, value: str) -> str:
@@ -72,15 +74,34 @@ def erase_subject(
     reference = erasure_reference(key, "subject", subject_id)
     _audit_intent(audit, "erase-subject", reference, who)
     with store.transaction() as connection:
-        removed = store.delete_subject_in(connection, subject_id)
+        removed = store.delete_subject_in(connection, subject_id)  # their own Family goes with it
+        probands = store.erase_relative_in(connection, subject_id)  # and they leave other probands' Families
+        for dataset_id, proband in probands:
+            _forget_family_history(connection, key, subject_id, dataset_id, proband)
         samples = variants.erase_individual(subject_id) if variants is not None else 0
     if security is not None:
         security.forget_sizes()
-    result = ErasureResult(removed, samples, reference)
+    families = len(probands)
+    result = ErasureResult(removed, samples, reference, families)
     _audit_outcome(
-        audit, who, action="erase-subject", reason=f"{result.reference}: {removed} phenopacket(s), {samples} sample(s)"
+        audit,
+        who,
+        action="erase-subject",
+        reason=f"{result.reference}: {removed} phenopacket(s), {samples} sample(s), {families} family record(s)",
     )
     return result
+
+
+def _forget_family_history(connection: Any, key: bytes, relative_id: str, dataset_id: str, proband: str) -> None:
+    """The FamilyMemberHistory a relative came from (FHIR REST surface), deleted: kept, the proband's next
+    rebuild would bring the relative back. Its relative id is keyed from the resource (translators/fhir/family)."""
+    from gateway.security.pseudonym import derived_id
+    from gateway.store import fhir_resources
+
+    for history in fhir_resources.of_subject(connection, dataset_id, proband, "FamilyMemberHistory"):
+        source = f"FamilyMemberHistory/{history.resource_id}"
+        if derived_id(key, "relative", dataset_id, proband, source) == relative_id:
+            fhir_resources.delete(connection, history)
 
 
 def erase_dataset(

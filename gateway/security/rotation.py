@@ -53,7 +53,7 @@ def _step(key: bytes, value: str | None) -> str | None:
 
 def rotate_metadata(store: Any, new_key: bytes) -> int:
     from gateway.store import fhir_resources
-    from gateway.store.tables import biosamples, phenopackets
+    from gateway.store.tables import biosamples, phenopacket_families, phenopackets
 
     changed = 0
     with store.transaction() as conn:
@@ -79,6 +79,13 @@ def rotate_metadata(store: Any, new_key: bytes) -> int:
                 sa.update(biosamples)
                 .where(biosamples.c.phenopacket_pk == pk, biosamples.c.biosample_id == bid)
                 .values(biosample_id=_step(new_key, bid))
+            )
+        families = phenopacket_families.c
+        for pk, fid, document in conn.execute(sa.select(families.phenopacket_pk, families.id, families.document)).all():
+            conn.execute(
+                sa.update(phenopacket_families)
+                .where(families.phenopacket_pk == pk)
+                .values(id=_step(new_key, fid), document=_step_ids(document, new_key))
             )
     return changed
 

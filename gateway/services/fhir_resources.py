@@ -571,8 +571,11 @@ def make_phenopacket(
     resources: list[StoredResource], *, key: bytes, dataset_id: str, profile: str | None, now: datetime
 ) -> PhenopacketRecord:
     """The phenopacket of a Patient (first) and its resources, checked; ResourceRejected when not valid."""
-    phenopacket, subject_id, issues = _checked(_translate(resources, key, dataset_id, profile, now), resources)
-    return _record(phenopacket, subject_id, issues, resources, key, dataset_id)
+    translation = _translate(resources, key, dataset_id, profile, now)
+    phenopacket, subject_id, issues = _checked(translation, resources)
+    # FamilyMemberHistory makes a Family: stored with the phenopacket, replaced with it
+    family = next((p.family for p in translation.packets if p.entry_indexes and p.entry_indexes[0] == 0), None)
+    return _record(phenopacket, subject_id, issues, resources, key, dataset_id, family=family)
 
 
 def _checked(translation: BundleTranslation, owners: Sequence[Any]) -> tuple[dict[str, Any], str, list[Issue]]:
@@ -596,6 +599,7 @@ def _record(
     key: bytes,
     dataset_id: str,
     names: dict[tuple[str, str, str], str] | None = None,
+    family: dict[str, Any] | None = None,
 ) -> PhenopacketRecord:
     document = _with_provenance(phenopacket, resources, key, dataset_id, names)
     return PhenopacketRecord(
@@ -605,6 +609,7 @@ def _record(
         document=document,
         source=f"fhir-rest:{len(resources)} resources",
         issues=tuple(i.to_dict() for i in issues if not i.is_error),
+        family=family,
     )
 
 
@@ -633,7 +638,10 @@ def incremental_record(
     profile: str | None,
     now: datetime,
 ) -> PhenopacketRecord | None:
-    """The record of an assembled patient from its parts' fragments; None: translate all at once."""
+    """The record of an assembled patient from its parts' fragments; None: translate all at once
+    (also when a FamilyMemberHistory makes a Family: it is built around the whole phenopacket)."""
+    if any(h.resource_type == "FamilyMemberHistory" for h in assembly.heads):
+        return None
     name = profile if profile and profile != "auto" else assembly.profile
 
     def translate(heads: list[ResourceHead], contents: dict[int, dict[str, Any]]) -> Fragment:

@@ -16,11 +16,12 @@ from datetime import UTC, datetime
 import mappings
 from gateway.ids import check_dataset_id
 from gateway.issues import Issue, Report
-from gateway.security.pseudonym import derived_id, id_functions, pseudonymise
+from gateway.security.pseudonym import id_functions
+from gateway.services.people import prepare_family, prepare_packet
 from gateway.store.metadata import UnknownDatasetError
 from gateway.store.records import PhenopacketRecord, SaveResult
 from gateway.validation.fhir import validate_fhir
-from gateway.validation.phenopacket import validate_phenopacket
+from gateway.validation.phenopacket import detect_kind, validate_family, validate_phenopacket
 from translators.fhir_to_phenopacket import as_bundle, translate_bundle
 
 # Bundle types whose entries stand or fall together; a batch is judged patient by patient.
@@ -35,6 +36,7 @@ class PacketOutcome:
     entry_indexes: list[int]
     issues: list[Issue]
     saved: SaveResult | None = None
+    family: dict | None = None  # the Phenopacket Family around it (FamilyMemberHistory), validated
 
     @property
     def ok(self) -> bool:
@@ -122,15 +124,35 @@ def process_fhir(
     report.extend(translation.issues)
     for packet in translation.packets:
         checked = validate_phenopacket(packet.phenopacket, target="output")
-        issues = [*packet.issues, *checked]
+        issues = [*packet.issues, *checked, *family_issues(packet.family)]
         report.extend(issues)
         own_errors = [e for i in packet.entry_indexes for e in (entry_errors or {}).get(i, ())]
         outcome.packets.append(
-            PacketOutcome(packet.subject_id, packet.phenopacket, packet.entry_indexes, [*issues, *own_errors])
+            PacketOutcome(
+                packet.subject_id,
+                packet.phenopacket,
+                packet.entry_indexes,
+                [*issues, *own_errors],
+                family=packet.family,
+            )
         )
     if not translation.packets:
         report.add(Issue.warning("no-patient", "the document holds no Patient, so no phenopacket was made"))
     return outcome
+
+
+def family_issues(family: dict | None) -> list[Issue]:
+    """The Family's own findings, validated like every output (its proband's are the phenopacket's).
+
+    Located by JSON pointer into the Family; an error keeps the patient's phenopacket from being stored.
+    """
+    if family is None:
+        return []
+    return [
+        Issue(i.severity, i.code, f"the Family: {i.message}", i.location, i.target)
+        for i in validate_family(family, target="output")
+        if not i.location.startswith("/proband")
+    ]
 
 
 def _entry_errors(report: Report) -> dict[int, list[Issue]] | None:
@@ -157,6 +179,7 @@ def records_for(packets: list[PacketOutcome], dataset_id: str, source: str) -> l
             document=p.phenopacket,
             source=source,
             issues=tuple(i.to_dict() for i in p.issues),
+            family=p.family,
         )
         for p in packets
     ]
@@ -258,49 +281,17 @@ def prepare_phenopacket(doc: dict, *, key: bytes, dataset_id: str) -> tuple[dict
 
     The person's identity is the document's own `id`, not `subject.id`: published collections reuse
     labels such as "proband" or "Patient 2" for unrelated people, who must not collapse into one.
-    Every person identifier inside the document (subject, biosample individualId,
-    subjectOrBiosampleId, file-to-individual keys) becomes a pseudonym, the same one wherever
-    it recurs; subjectOrBiosampleId values naming one of the document's biosamples stay as they are.
+    Every person identifier inside the document becomes a pseudonym (gateway.services.people).
     """
-    report = Report()
-    report.extend(validate_phenopacket(doc, target="input"))
-    if not report.ok:
-        return None, "", report
-    packet = json.loads(json.dumps(doc))  # our own copy: the caller's document stays untouched
-    subject = packet.get("subject") or {}
-    raw_subject = subject.get("id") or packet.get("id")
-    scope = f"phenopacket:{packet.get('id') or raw_subject}"
-    subject_id = pseudonymise(key, scope, "phenopacket")
+    return prepare_packet(doc, key=key, dataset_id=dataset_id)
 
-    def person(value: object) -> object:
-        if not isinstance(value, str) or not value:
-            return value
-        return subject_id if value == raw_subject else pseudonymise(key, value, scope)
 
-    subject["id"] = subject_id
-    packet["subject"] = subject
-    if subject.pop("dateOfBirth", None) is not None:
-        report.add(
-            Issue.warning("minimised", "subject.dateOfBirth removed (data minimisation)", "/subject/dateOfBirth")
-        )
-    biosample_ids = set()
-    for biosample in packet.get("biosamples") or ():
-        if isinstance(biosample, dict):
-            biosample_ids.add(biosample.get("id"))
-            if "individualId" in biosample:
-                biosample["individualId"] = person(biosample["individualId"])
-    for interpretation in packet.get("interpretations") or ():
-        diagnosis = interpretation.get("diagnosis") if isinstance(interpretation, dict) else None
-        for genomic in (diagnosis or {}).get("genomicInterpretations") or ():
-            named = genomic.get("subjectOrBiosampleId") if isinstance(genomic, dict) else None
-            if named is not None and named not in biosample_ids:
-                genomic["subjectOrBiosampleId"] = person(named)
-    for file in packet.get("files") or ():
-        mapping = file.get("individualToFileIdentifiers") if isinstance(file, dict) else None
-        if isinstance(mapping, dict):
-            file["individualToFileIdentifiers"] = {person(k): v for k, v in mapping.items()}
-    packet["id"] = derived_id(key, "phenopacket", dataset_id, subject_id)
-    return packet, subject_id, report
+def _prepare(doc: dict, *, key: bytes, dataset_id: str) -> tuple[dict | None, dict | None, str, Report]:
+    """A phenopacket, or a Family (its proband stored as the phenopacket, the rest around it)."""
+    if detect_kind(doc) == "family":
+        return prepare_family(doc, key=key, dataset_id=dataset_id)
+    packet, subject_id, report = prepare_packet(doc, key=key, dataset_id=dataset_id)
+    return packet, None, subject_id, report
 
 
 def ingest_phenopackets(
@@ -312,16 +303,17 @@ def ingest_phenopackets(
     with the other's location (`locations`, else the document's position).
     """
     check_dataset_id(dataset_id)
-    prepared = [prepare_phenopacket(d, key=key, dataset_id=dataset_id) for d in docs]
-    reports = [r for _, _, r in prepared]
+    prepared = [_prepare(d, key=key, dataset_id=dataset_id) for d in docs]
+    reports = [r for *_, r in prepared]
     if not all(r.ok for r in reports):
         return [], reports
     where = locations or [f"document {n}" for n in range(len(docs))]
     first_of: dict[str, int] = {}
-    for n, (_, subject_id, report) in enumerate(prepared):
+    for n, (_, _, subject_id, report) in enumerate(prepared):
         earlier = first_of.setdefault(subject_id, n)
         if earlier != n:
-            message = f"phenopacket id {docs[n].get('id')!r} is also at {where[earlier]}: this one replaces it"
+            named = docs[n].get("id") if "proband" not in docs[n] else (docs[n].get("proband") or {}).get("id")
+            message = f"phenopacket id {named!r} is also at {where[earlier]}: this one replaces it"
             report.add(Issue.warning("duplicate", message, "/id"))
             reports[earlier].add(
                 Issue.warning("duplicate", f"replaced by the phenopacket with the same id at {where[n]}", "/id")
@@ -334,8 +326,9 @@ def ingest_phenopackets(
             document=packet,
             source=source or source_identity(packet),
             issues=tuple(i.to_dict() for i in report),
+            family=family,
         )
-        for packet, subject_id, report in prepared
+        for packet, family, subject_id, report in prepared
         if packet is not None
     ]
     return _save_creating_dataset(store, dataset_id, records), reports

@@ -310,3 +310,18 @@ def erase_subject(connection: sa.Connection, subject_id: str, dataset_id: str | 
             )
         ).rowcount
     return removed
+
+
+def of_subject(connection: sa.Connection, dataset_id: str, subject_id: str, resource_type: str) -> list[StoredResource]:
+    """The resources of one type attached to the Patients whose phenopacket has this subject."""
+    patient_ids = sa.select(fhir_resources.c.resource_id).where(
+        fhir_resources.c.dataset_id == dataset_id,
+        fhir_resources.c.resource_type == PATIENT,
+        fhir_resources.c.subject_id == subject_id,
+    )
+    return _select(
+        connection,
+        fhir_resources.c.dataset_id == dataset_id,
+        fhir_resources.c.resource_type == resource_type,
+        fhir_resources.c.patient_id.in_(patient_ids.scalar_subquery()),
+    )

@@ -24,11 +24,11 @@ from sqlalchemy.dialects import sqlite as sqlite_dialect
 
 from gateway.errors import BadInput
 from gateway.ids import check_dataset_id
-from gateway.store import fhir_resources
+from gateway.store import families, fhir_resources
 from gateway.store import migrate as migrations
 from gateway.store.engine import WRITE, create_store_engine
 from gateway.store.indexing import index_fields
-from gateway.store.records import PhenopacketRecord, SaveResult, StoredPhenopacket
+from gateway.store.records import PhenopacketRecord, SaveResult, StoredFamily, StoredPhenopacket
 from gateway.store.tables import (
     DISEASE,
     EXCLUDED_DISEASE,
@@ -36,6 +36,7 @@ from gateway.store.tables import (
     PHENOTYPE,
     biosamples,
     datasets,
+    phenopacket_families,
     phenopacket_terms,
     phenopackets,
 )
@@ -180,7 +181,8 @@ class MetadataStore:
         now = _now()
         fields = {key: index_fields(latest[key].document) for key in keys}
         rows = [_phenopacket_row(latest[key], fields[key], now) for key in keys]
-        stored = self._retry_deadlocks(lambda: self._save_rows(rows, fields))
+        families = {key: latest[key].family for key in keys}
+        stored = self._retry_deadlocks(lambda: self._save_rows(rows, fields, families))
         return _results(records, latest, stored)
 
     def save_phenopackets_in(self, connection: sa.Connection, records: Sequence[PhenopacketRecord]) -> list[SaveResult]:
@@ -192,17 +194,25 @@ class MetadataStore:
         now = _now()
         fields = {key: index_fields(latest[key].document) for key in sorted(latest)}
         rows = [_phenopacket_row(latest[key], fields[key], now) for key in sorted(latest)]
-        stored = self._save_rows_in(connection, rows, fields) if rows else {}
+        families = {key: record.family for key, record in latest.items()}
+        stored = self._save_rows_in(connection, rows, fields, families) if rows else {}
         return _results(records, latest, stored)
 
     def _save_rows(
-        self, rows: list[dict[str, Any]], fields: dict[tuple[str, str], dict[str, Any]]
+        self,
+        rows: list[dict[str, Any]],
+        fields: dict[tuple[str, str], dict[str, Any]],
+        families: dict[tuple[str, str], dict[str, Any] | None],
     ) -> dict[tuple[str, str], bool]:
         with self.transaction() as connection:
-            return self._save_rows_in(connection, rows, fields)
+            return self._save_rows_in(connection, rows, fields, families)
 
     def _save_rows_in(
-        self, connection: sa.Connection, rows: list[dict[str, Any]], fields: dict[tuple[str, str], dict[str, Any]]
+        self,
+        connection: sa.Connection,
+        rows: list[dict[str, Any]],
+        fields: dict[tuple[str, str], dict[str, Any]],
+        families: dict[tuple[str, str], dict[str, Any] | None],
     ) -> dict[tuple[str, str], bool]:
         wanted = {row["dataset_id"] for row in rows}
         known = set(connection.execute(sa.select(datasets.c.id).where(datasets.c.id.in_(wanted))).scalars())
@@ -219,6 +229,7 @@ class MetadataStore:
         for chunk in _chunks(replaced):
             connection.execute(sa.delete(phenopacket_terms).where(phenopacket_terms.c.phenopacket_pk.in_(chunk)))
             connection.execute(sa.delete(biosamples).where(biosamples.c.phenopacket_pk.in_(chunk)))
+            connection.execute(sa.delete(phenopacket_families).where(phenopacket_families.c.phenopacket_pk.in_(chunk)))
 
         term_rows = [
             {"phenopacket_pk": pk_of[key], "dataset_id": key[0], "kind": kind, "term": term, "label": label}
@@ -237,11 +248,57 @@ class MetadataStore:
             for sample in indexed["biosamples"]
         ]
         self._insert_rows(connection, biosamples, biosample_rows)
+        family_rows = [
+            _family_row(pk_of[key], key[0], family, _now())
+            for key, family in families.items()
+            if family is not None and key in pk_of
+        ]
+        if family_rows:  # rare (family history), and a JSON column: a plain executemany
+            connection.execute(sa.insert(phenopacket_families), family_rows)
         return created
 
     def get_phenopacket(self, phenopacket_id: str) -> StoredPhenopacket | None:
         found = self._select(sa.select(phenopackets).where(phenopackets.c.id == phenopacket_id))
         return found[0] if found else None
+
+    def get_family(self, phenopacket_id: str) -> StoredFamily | None:
+        """The Family around a phenopacket, its proband being that phenopacket as stored now."""
+        query = (
+            sa.select(
+                phenopackets,
+                phenopacket_families.c.document.label("family"),
+                phenopacket_families.c.updated_at.label("family_updated_at"),
+            )
+            .join(phenopacket_families, phenopacket_families.c.phenopacket_pk == phenopackets.c.pk)
+            .where(phenopackets.c.id == phenopacket_id)
+        )
+        with self.engine.connect() as connection:
+            row = connection.execute(query).mappings().first()
+        if row is None:
+            return None
+        family = dict(row["family"])
+        document = {"id": family.pop("id"), "proband": row["document"], **family}
+        return StoredFamily(
+            id=document["id"],
+            phenopacket_id=row["id"],
+            dataset_id=row["dataset_id"],
+            subject_id=row["subject_id"],
+            document=document,
+            updated_at=_aware(row["family_updated_at"]),
+        )
+
+    def with_family(self, phenopacket_ids: Sequence[str]) -> set[str]:
+        """Those of these phenopackets that have a Family (one query per page of results)."""
+        found: set[str] = set()
+        with self.engine.connect() as connection:
+            for chunk in _chunks(sorted(set(phenopacket_ids))):
+                query = (
+                    sa.select(phenopackets.c.id)
+                    .join(phenopacket_families, phenopacket_families.c.phenopacket_pk == phenopackets.c.pk)
+                    .where(phenopackets.c.id.in_(chunk))
+                )
+                found.update(connection.execute(query).scalars())
+        return found
 
     def list_phenopackets(
         self, *, dataset_id: str | None = None, offset: int = 0, limit: int = 100
@@ -279,6 +336,18 @@ class MetadataStore:
         The FHIR resources the phenopacket was made from go too: kept, they would make it again."""
         fhir_resources.erase_subject(connection, subject_id, dataset_id)
         return MetadataStore.delete_phenopackets_in(connection, subject_id, dataset_id)
+
+    @staticmethod
+    def erase_relative_in(
+        connection: sa.Connection, person_id: str, dataset_id: str | None = None
+    ) -> list[tuple[str, str]]:
+        """Take a person out of every Family naming them as a relative; (dataset, proband subject) of each."""
+        pks = families.erase_person(connection, person_id, dataset_id)
+        found: list[tuple[str, str]] = []
+        for chunk in _chunks(pks):
+            query = sa.select(phenopackets.c.dataset_id, phenopackets.c.subject_id).where(phenopackets.c.pk.in_(chunk))
+            found += [(dataset, subject) for dataset, subject in connection.execute(query)]
+        return sorted(found)
 
     @staticmethod
     def delete_phenopackets_in(connection: sa.Connection, subject_id: str, dataset_id: str | None = None) -> int:
@@ -377,6 +446,10 @@ def _check_record(position: int, record: Any) -> None:
         _require_text(f"record {position}: {name}", getattr(record, name))
     if not isinstance(record.document, dict):
         raise StoreError(f"record {position}: document must be a JSON object")
+    if record.family is not None:
+        if not isinstance(record.family, dict):
+            raise StoreError(f"record {position}: family must be a JSON object")
+        _require_text(f"record {position}: family id", record.family.get("id"))
 
 
 def _require_text(name: str, value: Any) -> None:
@@ -398,6 +471,20 @@ def _phenopacket_row(record: PhenopacketRecord, indexed: dict[str, Any], now: da
         "issues": list(record.issues),
         "revision": 1,
         "created_at": now,
+        "updated_at": now,
+    }
+
+
+def _family_row(phenopacket_pk: int, dataset_id: str, family: dict[str, Any], now: datetime) -> dict[str, Any]:
+    """The Family without its proband (the phenopacket row is the proband)."""
+    document = {k: v for k, v in family.items() if k != "proband"}
+    relatives = document.get("relatives")
+    return {
+        "phenopacket_pk": phenopacket_pk,
+        "id": family["id"],
+        "dataset_id": dataset_id,
+        "relatives": len(relatives) if isinstance(relatives, list) else 0,
+        "document": document,
         "updated_at": now,
     }
 

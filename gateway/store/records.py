@@ -21,6 +21,9 @@ class PhenopacketRecord:
     document: dict[str, Any]
     source: str = ""  # identity of the source document, e.g. "Bundle/<id>" or "sha256:<digest>"
     issues: tuple[dict[str, Any], ...] = ()  # Issue.to_dict() of the warnings met on the way in
+    # The validated Phenopacket Family around this phenopacket (relatives, pedigree), or None: none.
+    # Its `proband` is not kept (the proband is `document`); saving without one removes an earlier family.
+    family: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True)
@@ -45,3 +48,15 @@ class StoredPhenopacket:
     created_at: datetime
     updated_at: datetime
     extra: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class StoredFamily:
+    """A Family as served: its proband is the phenopacket as stored now."""
+
+    id: str
+    phenopacket_id: str
+    dataset_id: str
+    subject_id: str
+    document: dict[str, Any]  # the Family: id, proband, relatives, pedigree, files, metaData
+    updated_at: datetime

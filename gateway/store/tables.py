@@ -118,6 +118,27 @@ biosamples = sa.Table(
     sa.Index("ix_biosamples_dataset_biosample", "dataset_id", "biosample_id"),
 )
 
+# The Family around a phenopacket (its proband): relatives, pedigree, files and metaData as one
+# document, without the proband (that is the phenopacket row, so the two can never disagree).
+# Written in the proband's transaction, replaced with it, and gone with it (cascade).
+phenopacket_families = sa.Table(
+    "phenopacket_families",
+    metadata,
+    sa.Column(
+        "phenopacket_pk",
+        SurrogateKey,
+        sa.ForeignKey("phenopackets.pk", name="fk_families_phenopacket", ondelete="CASCADE"),
+        primary_key=True,
+        autoincrement=False,
+    ),
+    sa.Column("id", sa.String(255), nullable=False),  # the Family's id
+    sa.Column("dataset_id", sa.String(255), nullable=False),
+    sa.Column("relatives", sa.Integer(), nullable=False),
+    sa.Column("document", Document, nullable=False),
+    sa.Column("updated_at", Timestamp, nullable=False),
+    sa.Index("ix_phenopacket_families_id", "id"),
+)
+
 # One row (id 1): on PostgreSQL bumped by a trigger in every transaction that writes `phenopackets` or
 # `phenopacket_terms` (migration 0002), read by per-process caches to know they are still current.
 store_version = sa.Table(

@@ -102,3 +102,26 @@ def test_the_vcf_export_follows_the_same_authorisation(node, mint, who, status):
     assert client.get("/datasets/ds-controlled/variants.vcf", headers=headers).status_code == status
     datasets = client.get("/api/datasets", headers=headers).json
     assert ("beaconHandovers" in datasets) == (status == 200)
+
+
+def test_a_family_is_handed_over_only_with_its_probands_phenopacket(node, mint, reference_dir):
+    """Relatives (FamilyMemberHistory) are individual-level data of the proband's record: the same rule."""
+    import json
+
+    from gateway.services.ingest import ingest_fhir
+
+    services = node.extensions["gateway"]
+    bundle = json.loads(
+        (reference_dir / "fhir/mii-testdata/Bundle-mii-exa-test-data-bundle-seltene-1.json").read_text()
+    )
+    outcome = ingest_fhir(bundle, store=services.store, key=services.key, dataset_id="ds-controlled")
+    packet_id = outcome.packets[0].saved.id
+    client = node.test_client()
+    token = bearer(mint.passport(mint.visa("urn:grant:controlled")))
+    [result_set] = _individuals(client, "ds-controlled", token).json["response"]["resultSets"]
+    families = [h for h in result_set["resultsHandovers"] if h["handoverType"]["id"] == "CUSTOM:phenopacket-family-v2"]
+    assert [h["url"] for h in families] == [f"https://node.example.org/phenopackets/{packet_id}/family"]
+    assert client.get(f"/phenopackets/{packet_id}/family", headers=token).status_code == 200
+    assert client.get(f"/phenopackets/{packet_id}/family", headers=bearer(mint.token())).status_code == 404
+    public = _individuals(client, "ds-public").json["response"]["resultSets"][0]
+    assert "resultsHandovers" not in public

@@ -11,7 +11,7 @@ from gateway.store import migrate as migrations
 from gateway.store.tables import metadata
 from tests.store.store_workers import open_store, run_in_processes
 
-TABLES = {"datasets", "phenopackets", "phenopacket_terms", "biosamples", "fhir_resources"}
+TABLES = {"datasets", "phenopackets", "phenopacket_terms", "biosamples", "fhir_resources", "phenopacket_families"}
 
 
 def _tables(store: MetadataStore) -> set[str]:
@@ -27,7 +27,7 @@ def test_migrates_an_empty_database_to_head(store_url):
 
         store.migrate()
         assert store.migrations_current()
-        assert migrations.current_revision(store.engine) == migrations.head_revision() == "0003_fhir_resources"
+        assert migrations.current_revision(store.engine) == migrations.head_revision() == "0004_families"
         assert _tables(store) >= TABLES
 
         store.migrate()  # at head already: a no-op, not an error
