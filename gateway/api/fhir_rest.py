@@ -136,41 +136,6 @@ def known_type(view):
 def add_rest_routes(bp: Blueprint) -> None:
     """Register the single-resource interactions on the FHIR blueprint (after its fixed routes)."""
 
-    @bp.get("/$pending")
-    @require_operator
-    def pending():
-        svc = services()
-        dataset = request.args.get("dataset")
-        found = pending_resources(svc.store, dataset)
-        body = {
-            "resourceType": "Bundle",
-            "type": "searchset",
-            "total": len(found),
-            "entry": [
-                {
-                    "fullUrl": f"{r.resource_type}/{r.resource_id}",
-                    "resource": stored_resource(r),
-                    "search": {"mode": "match"},
-                    "response": {"status": "200 OK", "outcome": _pending_outcome(r, svc.config.fhir_pending_days)},
-                }
-                for r in found
-            ],
-        }
-        return json_response(body, 200, mimetype=FHIR_JSON)
-
-    @bp.delete("/$pending")
-    @require_operator
-    def purge():
-        """Drop pending resources older than `older_than_days` (default: the configured expiry; 0: all)."""
-        svc = services()
-        dataset = request.args.get("dataset")
-        days = _days(request.args.get("older_than_days"), svc.config.fhir_pending_days)
-        purged = purge_pending(svc.store, dataset, older_than_days=days)
-        audit_notes()["datasets"] = sorted({r.dataset_id for r in purged}) or ([dataset] if dataset else [])
-        named = [Issue.info("purged", f"{r.dataset_id}: {r.resource_type}/{r.resource_id}") for r in purged]
-        summary = Issue.info("purged", f"{len(purged)} pending resource(s) older than {days:g} days purged")
-        return json_response(to_operation_outcome([summary, *named]), 200, mimetype=FHIR_JSON)
-
     @bp.post("/<resource_type>")
     @known_type
     @require_operator
@@ -200,6 +165,13 @@ def add_rest_routes(bp: Blueprint) -> None:
     @require_operator
     def read(resource_type: str, resource_id: str):
         return _read_response(read_resource(services().store, _dataset(), resource_type, resource_id))
+
+    add_read_routes(bp)
+    add_pending_routes(bp)
+
+
+def add_read_routes(bp: Blueprint) -> None:
+    """vread (the current version) and search by patient."""
 
     @bp.get("/<resource_type>/<resource_id>/_history/<version_id>")
     @known_type
@@ -244,6 +216,45 @@ def add_rest_routes(bp: Blueprint) -> None:
             ],
         }
         return json_response(body, 200, mimetype=FHIR_JSON)
+
+
+def add_pending_routes(bp: Blueprint) -> None:
+    """The operator's list and purge of resources waiting for their Patient."""
+
+    @bp.get("/$pending")
+    @require_operator
+    def pending():
+        svc = services()
+        dataset = request.args.get("dataset")
+        found = pending_resources(svc.store, dataset)
+        body = {
+            "resourceType": "Bundle",
+            "type": "searchset",
+            "total": len(found),
+            "entry": [
+                {
+                    "fullUrl": f"{r.resource_type}/{r.resource_id}",
+                    "resource": stored_resource(r),
+                    "search": {"mode": "match"},
+                    "response": {"status": "200 OK", "outcome": _pending_outcome(r, svc.config.fhir_pending_days)},
+                }
+                for r in found
+            ],
+        }
+        return json_response(body, 200, mimetype=FHIR_JSON)
+
+    @bp.delete("/$pending")
+    @require_operator
+    def purge():
+        """Drop pending resources older than `older_than_days` (default: the configured expiry; 0: all)."""
+        svc = services()
+        dataset = request.args.get("dataset")
+        days = _days(request.args.get("older_than_days"), svc.config.fhir_pending_days)
+        purged = purge_pending(svc.store, dataset, older_than_days=days)
+        audit_notes()["datasets"] = sorted({r.dataset_id for r in purged}) or ([dataset] if dataset else [])
+        named = [Issue.info("purged", f"{r.dataset_id}: {r.resource_type}/{r.resource_id}") for r in purged]
+        summary = Issue.info("purged", f"{len(purged)} pending resource(s) older than {days:g} days purged")
+        return json_response(to_operation_outcome([summary, *named]), 200, mimetype=FHIR_JSON)
 
 
 def _read_response(found: StoredResource) -> Response:
