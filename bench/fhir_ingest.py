@@ -1,7 +1,8 @@
 """FHIR ingest benchmark: floor vs translate+validate vs full POST /fhir, in one run.
 
     python bench/fhir_ingest.py [--seconds 3] [--clients 4] [--workers 2]
-    python bench/fhir_ingest.py --resource-by-resource [--seconds 3]
+    python bench/fhir_ingest.py --resource-by-resource [--pairs 3] [--modes in-memory,incremental,whole]
+    python bench/fhir_ingest.py --bundle-keep-cost [--pairs 3]
 
 Corpus: every real Bundle under ../shared/reference/fhir (IPS, Genomics Reporting,
 MII), with Patient identifiers varied per post so that the end-to-end phase creates
@@ -361,6 +362,41 @@ def resource_by_resource(pairs: int, modes: list[str]) -> dict:
     }
 
 
+def bundle_keep_cost(pairs: int) -> dict:
+    """What keeping a Bundle's resources for the REST channel adds to storing its phenopackets:
+    `ingest_fhir` alone vs `ingest_fhir` + `keep_bundle`, every real Bundle twice (varied patients),
+    into a fresh SQLite store, in-process; the ratio of the two times, paired."""
+    from gateway.services.fhir_incremental import FragmentCache
+    from gateway.services.fhir_resources import keep_bundle, stored_entries
+    from gateway.services.ingest import ingest_fhir
+    from gateway.store import MetadataStore
+
+    bundles, key = load_corpus(), bytes(32)
+
+    def run(keep: bool) -> float:
+        with tempfile.TemporaryDirectory() as tmp:
+            store = MetadataStore.open(f"sqlite:///{tmp}/bench.db")
+            store.ensure_dataset("bench")
+            cache = FragmentCache()
+            docs = [varied(b, n) for n in range(2) for b in bundles]
+            start = time.perf_counter()
+            for doc in docs:
+                outcome = ingest_fhir(doc, store=store, key=key, dataset_id="bench")
+                if keep and outcome.stored:
+                    keep_bundle(doc, stored_entries(outcome), store=store, key=key, dataset_id="bench", cache=cache)
+            elapsed = time.perf_counter() - start
+            store.close()
+        return elapsed
+
+    run(True)  # warm
+    ratios = [run(True) / run(False) for _ in range(pairs)]
+    return {
+        "keep_over_ingest_alone": round(statistics.median(ratios), 2),
+        "per_pair": [round(r, 2) for r in ratios],
+        "load_average": [round(x, 2) for x in os.getloadavg()],
+    }
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=6.0)
@@ -371,7 +407,11 @@ def main() -> int:
     parser.add_argument(
         "--modes", default="in-memory,incremental,whole", help="with --resource-by-resource: which paths"
     )
+    parser.add_argument("--bundle-keep-cost", action="store_true", help="the Bundle channel with and without keeping")
     args = parser.parse_args()
+    if args.bundle_keep_cost:
+        print(json.dumps(bundle_keep_cost(args.pairs), indent=2))
+        return 0
     if args.resource_by_resource:
         figures = resource_by_resource(args.pairs, args.modes.split(","))
         out = REPO / "bench" / "out"
