@@ -436,8 +436,7 @@ def _touch(connection: sa.Connection, dataset_id: str, patient_id: str, key: byt
     """Mark a patient for rebuilding, remembering its phenopacket's subject as it is now."""
     if patient_id in touched:
         return
-    patient = rows.get(connection, dataset_id, PATIENT, patient_id)
-    touched[patient_id] = patient.subject_id if patient else None  # kept on the row when it was stored
+    touched[patient_id] = rows.subject_of_patient(connection, dataset_id, patient_id)  # kept on its row
 
 
 def at_rest(resource: dict[str, Any], key: bytes) -> dict[str, Any]:

@@ -139,11 +139,14 @@ def _stepped_reference(reference: str, step: Callable[[str], str]) -> str:
     return f"{head}{bar}{step(value)}" if bar and head.startswith(PATIENT + "?identifier=") else reference
 
 
+def _utc(stamp: datetime) -> datetime:
+    return stamp.replace(tzinfo=UTC) if stamp.tzinfo is None else stamp.astimezone(UTC)
+
+
 def _stored(row: Any) -> StoredResource:
     values = dict(row)
     for name in ("received_at", "updated_at"):
-        stamp = values[name]
-        values[name] = stamp.replace(tzinfo=UTC) if stamp.tzinfo is None else stamp.astimezone(UTC)
+        values[name] = _utc(values[name])
     return StoredResource(**values)
 
 
@@ -230,8 +233,24 @@ def pending(connection: sa.Connection, dataset_id: str | None = None) -> list[St
 
 
 def pending_before(connection: sa.Connection, dataset_id: str | None, before: datetime) -> list[StoredResource]:
-    """Pending resources last changed at or before `before` (of one dataset, or of all)."""
-    return [r for r in pending(connection, dataset_id) if r.updated_at <= before]
+    """Pending resources last changed at or before `before` (of one dataset, or of all). The times are
+    read first (no content), the rows themselves only when some are that old."""
+    c = fhir_resources.c
+    where = [c.patient_ref.is_not(None), c.patient_id.is_(None), c.resource_type != PATIENT]
+    if dataset_id is not None:
+        where.append(c.dataset_id == dataset_id)
+    stamps = connection.execute(sa.select(c.pk, c.updated_at).where(*where)).all()
+    old = [pk for pk, stamp in stamps if _utc(stamp) <= before]
+    return _select(connection, c.pk.in_(old)) if old else []
+
+
+def subject_of_patient(connection: sa.Connection, dataset_id: str, patient_id: str) -> str | None:
+    """The subject pseudonym kept on a Patient's row (None: no such Patient)."""
+    c = fhir_resources.c
+    query = sa.select(c.subject_id).where(
+        c.dataset_id == dataset_id, c.resource_type == PATIENT, c.resource_id == patient_id
+    )
+    return connection.execute(query).scalar()
 
 
 def delete_all(connection: sa.Connection, resources: Sequence[StoredResource]) -> None:
