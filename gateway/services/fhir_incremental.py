@@ -28,7 +28,6 @@ import mappings
 from gateway.issues import Issue
 from gateway.store import fhir_resources as rows
 from gateway.store.fhir_resources import PATIENT, ResourceHead
-from gateway.validation.phenopacket import validate_phenopacket
 from translators.fhir.common import rfc3339
 from translators.fhir.merge import Part, followed_references, merge_parts
 from translators.fhir.references import BundleIndex
@@ -239,7 +238,3 @@ def key_fingerprint(key: bytes) -> str:
     """Names the key in cache keys without keeping it there."""
     chain = getattr(key, "chain", ())
     return hashlib.sha256(bytes(key) + b"".join(bytes(k) for k in chain)).hexdigest()[:16]
-
-
-def validated(phenopacket: dict[str, Any]) -> list[Issue]:
-    return list(validate_phenopacket(phenopacket, target="output"))
