@@ -229,8 +229,7 @@ def _apply_writes(
         expired = _expire_pending(connection, dataset_id, now, pending_days)
         changes: list[ResourceChange] = []
         touched: dict[str, str | None] = {}  # patient id -> subject pseudonym of its phenopacket before
-        named = {(w.resource_type, w.resource_id or (w.resource or {}).get("id") or "") for w in writes}
-        known = _Known(rows.get_many(connection, dataset_id, named) if len(writes) > 1 else {})
+        known = _Known.read_ahead(connection, dataset_id, writes)
         for write in writes:
             if write.resource is None:
                 change = _delete(connection, dataset_id, write, key, touched, known)
@@ -302,12 +301,23 @@ class _Known:
     """What one transaction has read already: the rows its writes name (read at once), and the
     Patients references resolved to (cleared when a Patient changes)."""
 
-    rows: dict[tuple[str, str], StoredResource]
+    rows: dict[tuple[str, str], StoredResource | None]  # None: read, and not stored
     patients: dict[str, str] = field(default_factory=dict)
 
+    @classmethod
+    def read_ahead(cls, connection: sa.Connection, dataset_id: str, writes: list[ResourceWrite]) -> _Known:
+        if len(writes) < 2:
+            return cls({})
+        named = {(w.resource_type, w.resource_id or (w.resource or {}).get("id") or "") for w in writes}
+        named |= {(w.resource_type, _id_from_full_url(w.full_url)) for w in writes if w.full_url}
+        stored = rows.get_many(connection, dataset_id, named)
+        return cls({name: stored.get(name) for name in named})
+
     def existing(self, connection: sa.Connection, dataset_id: str, resource_type: str, resource_id: str):
-        found = self.rows.pop((resource_type, resource_id), None)  # used once: a later write reads again
-        return found if found is not None else rows.get(connection, dataset_id, resource_type, resource_id)
+        name = (resource_type, resource_id)
+        if name in self.rows:  # read ahead; used once: a later write of the same resource reads again
+            return self.rows.pop(name)
+        return rows.get(connection, dataset_id, resource_type, resource_id)
 
     def patient(self, connection: sa.Connection, dataset_id: str, reference: str) -> str | None:
         if reference not in self.patients:
