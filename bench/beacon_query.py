@@ -1,7 +1,8 @@
 """Benchmark (not a test): Beacon individuals queries over a generated cohort, through gunicorn.
 
-    python bench/beacon_query.py [--sizes 10000 100000] [--seconds 10] [--clients 8] [--workers 2]
-                                 [--database-url postgresql+psycopg://postgres@127.0.0.1:5432/test]
+    python bench/beacon_query.py [--sizes 10000 100000] [--seconds 10] [--clients 8] [--workers 2] [--threads 1]
+                                 [--database-url postgresql+psycopg://postgres@127.0.0.1:5432/test [--with-sqlite]]
+                                 [--rounds 1]
 
 For each cohort size: individuals are generated straight into a SQLite metadata store (bulk rows,
 3-8 HPO terms each drawn from the HPO's phenotypic-abnormality subtree with a skewed frequency, a
@@ -9,7 +10,9 @@ sex, an age); gunicorn serves the node; client threads in this process send rand
 1-3 HPO filters (descendants included) and a sex filter, at count and record granularity; p50/p99
 and requests/s are reported next to the floor: the same filter as one direct SQL query on the store.
 With --database-url the metadata store is PostgreSQL: each cohort gets its own schema in that
-database (dropped afterwards), filled with COPY. Results go to bench/out/beacon_query.json
+database (dropped afterwards), filled with COPY; --with-sqlite serves the same cohort from SQLite as well, and the
+loads alternate between the two servers (each row records the load average), so their ratio is measured under the
+same machine load. Results go to bench/out/beacon_query.json
 (bench/out/beacon_query_postgresql.json with --database-url).
 """
 
@@ -56,16 +59,17 @@ def hpo_pool(rng: random.Random) -> tuple[list[str], list[str]]:
     return annotation, filters
 
 
-def generate(data_dir: Path, n: int, url: str | None = None, seed: int = 7) -> None:
-    """n individuals in bulk, straight into the migrated store (the rows save_phenopackets would write)."""
-    from gateway.store.metadata import MetadataStore
-
+def generate(data_dir: Path, n: int, url: str | None = None, seed: int = 7, tree: Path = REPO) -> None:
+    """n individuals in bulk, straight into the store as migrated by `tree`'s code (the rows save_phenopackets
+    would write)."""
     rng = random.Random(seed)
     annotation, _ = hpo_pool(random.Random(1))
     weights = [1 / (i + 1) ** 0.8 for i in range(len(annotation))]
-    store = MetadataStore.open(url or f"sqlite:///{data_dir / 'gateway.sqlite'}")
-    store.ensure_dataset(DATASET, name="Benchmark cohort")
-    store.close()
+    store_url = url or f"sqlite:///{data_dir / 'gateway.sqlite'}"
+    script = "import sys; from gateway.store.metadata import MetadataStore as M; s = M.open(sys.argv[1]); "
+    script += f"s.ensure_dataset({DATASET!r}, name='Benchmark cohort'); s.close()"
+    subprocess.run([sys.executable, "-c", script, store_url], cwd=tree, env={**os.environ, "PYTHONPATH": str(tree)},
+                   check=True)  # fmt: skip
     now = datetime.now(UTC).isoformat(sep=" ")
     packets, terms = [], []
     for pk in range(1, n + 1):
@@ -162,9 +166,18 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def serve(data_dir: Path, workers: int, n_individuals: int, url: str | None = None) -> tuple[subprocess.Popen, int]:
+def serve(
+    data_dir: Path,
+    workers: int,
+    n_individuals: int,
+    url: str | None,
+    threads: int,
+    stack: contextlib.ExitStack,
+    tree: Path = REPO,
+) -> int:
+    """Start gunicorn over the store (stopped when `stack` closes) and wait until it answers from a warm index."""
     port = _free_port()
-    config = data_dir / "gateway.yaml"
+    config = data_dir / f"gateway-{port}.yaml"
     config.write_text(
         json.dumps(
             {
@@ -178,12 +191,13 @@ def serve(data_dir: Path, workers: int, n_individuals: int, url: str | None = No
             }
         )
     )
-    env = {**os.environ, "GATEWAY_CONFIG": str(config), "PYTHONPATH": str(REPO)}
+    env = {**os.environ, "GATEWAY_CONFIG": str(config), "PYTHONPATH": str(tree)}
     process = subprocess.Popen(
-        [sys.executable, "-m", "gunicorn", "-w", str(workers), "-b", f"127.0.0.1:{port}", "--log-level", "warning",
-         "app:create_app()"],
-        cwd=REPO, env=env, start_new_session=True,
+        [sys.executable, "-m", "gunicorn", "-w", str(workers), "--threads", str(threads), "-b", f"127.0.0.1:{port}",
+         "--log-level", "warning", "app:create_app()"],
+        cwd=tree, env=env, start_new_session=True,
     )  # fmt: skip
+    stack.callback(_stop, process)
     deadline = time.time() + 60
     while time.time() < deadline:
         try:
@@ -193,15 +207,20 @@ def serve(data_dir: Path, workers: int, n_individuals: int, url: str | None = No
                 break
         except OSError:
             time.sleep(0.3)
-    # Every worker warm: HPO loaded, and the in-memory term index (built in the background, ~3 s per
-    # 100k individuals) current. Only this one probe query is sent: the measured queries start cold.
-    warm_until = time.time() + max(2.0, n_individuals / 20_000)
+    return port
+
+
+def warm(port: int, n_individuals: int) -> None:
+    """Every worker warm: HPO loaded, and the in-memory term index (built in the background, ~3 s per 100k
+    individuals on an idle machine) current; called once every server has started, since a server's start
+    (declaring its datasets) is a write that makes the others' indexes rebuild. Only this one probe query
+    is sent: the measured queries start cold."""
+    warm_until = time.time() + max(4.0, n_individuals / 10_000)
     while time.time() < warm_until:
-        connection = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+        connection = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
         connection.request("GET", "/api/individuals?filters=HP:0000118&requestedGranularity=count")
         connection.getresponse().read()
         time.sleep(0.05)
-    return process, port
 
 
 def load(port: int, batch: list[list[dict]], granularity: str, seconds: float, clients: int) -> dict:
@@ -277,42 +296,86 @@ def main() -> int:
     parser.add_argument("--seconds", type=float, default=10)
     parser.add_argument("--clients", type=int, default=8)
     parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument(
+        "--threads",
+        type=int,
+        nargs="+",
+        default=[1],
+        help="gunicorn --threads per worker (> 1: gthread); one server each",
+    )
     parser.add_argument("--database-url", help="a PostgreSQL database for the metadata store (a schema per run)")
+    parser.add_argument(
+        "--with-sqlite",
+        action="store_true",
+        help="with --database-url: serve the same cohort from SQLite too and alternate the loads (ratios in one run)",
+    )
+    parser.add_argument("--rounds", type=int, default=1, help="load rounds per store and granularity (alternated)")
+    parser.add_argument(
+        "--baseline-tree",
+        type=Path,
+        help="with --database-url: also serve PostgreSQL from this checkout of older code (its own schema, 1 thread)",
+    )
     args = parser.parse_args()
     _, filter_terms = hpo_pool(random.Random(1))
     batch = queries(random.Random(3), filter_terms)
     results = []
     for n in args.sizes:
-        with tempfile.TemporaryDirectory(prefix="beacon-bench-") as tmp, _schema(args.database_url) as url:
-            data_dir = Path(tmp)
+        results += run_size(args, n, batch)
+    name = "beacon_query_postgresql.json" if args.database_url else "beacon_query.json"
+    out = REPO / "bench" / "out" / name
+    out.parent.mkdir(exist_ok=True)
+    summary = {"clients": args.clients, "workers": args.workers, "threads": args.threads, "results": results}
+    out.write_text(json.dumps(summary, indent=2) + "\n")
+    by = {(r["individuals"], r["granularity"], r["store"], r["threads"], r["round"]): r for r in results}
+    if len(args.sizes) == 2:
+        small, large = args.sizes
+        for (size, g, store, threads, round_no), row in sorted(by.items()):
+            if size == large:
+                growth = row["p50_ms"] / by[(small, g, store, threads, round_no)]["p50_ms"]
+                print(f"{store} {g} threads={threads}: p50 grows x{growth:.2f} for x{large / small:.0f} individuals")
+    return 0
+
+
+def run_size(args, n: int, batch: list[list[dict]]) -> list[dict]:
+    """Every store of this run over an n-individual cohort, served at once; loads alternate between them."""
+    stores: list[tuple[str | None, Path]] = [(args.database_url, REPO)]
+    if args.database_url and args.with_sqlite:
+        stores.append((None, REPO))
+    if args.database_url and args.baseline_tree:
+        stores.append((args.database_url, args.baseline_tree.resolve()))
+    results = []
+    with contextlib.ExitStack() as stack:
+        served = []
+        for database_url, tree in stores:
+            url = stack.enter_context(_schema(database_url))
+            data_dir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="beacon-bench-")))
             started = time.monotonic()
-            generate(data_dir, n, url)
+            generate(data_dir, n, url, tree=tree)
             generated = time.monotonic() - started
             floor = sorted(floor_sql(data_dir, batch, url))
-            floor_p50 = 1000 * floor[len(floor) // 2]
-            process, port = serve(data_dir, args.workers, n, url)
-            try:
-                for granularity in ("count", "record"):
-                    row = {"individuals": n, "granularity": granularity, "generate_s": round(generated, 1),
-                           "store": "postgresql" if url else "sqlite"}  # fmt: skip
+            name = ("postgresql" if url else "sqlite") + ("" if tree == REPO else " (baseline tree)")
+            for threads in args.threads if tree == REPO else [1]:
+                port = serve(data_dir, args.workers, n, url, threads, stack, tree)
+                served.append((name, threads, port, round(generated, 1), 1000 * floor[len(floor) // 2]))
+        for _, _, port, _, _ in served:
+            warm(port, n)
+        for round_no in range(args.rounds):
+            for granularity in ("count", "record"):
+                for store, threads, port, generated, floor_p50 in served:
+                    row = {"individuals": n, "granularity": granularity, "generate_s": generated, "store": store,
+                           "threads": threads, "round": round_no,
+                           "load_average": round(os.getloadavg()[0], 2)}  # fmt: skip
                     row.update(load(port, batch, granularity, args.seconds, args.clients))
                     row["floor_sql_p50_ms"] = round(floor_p50, 2)
                     row["ratio_p50_to_floor"] = round(row["p50_ms"] / floor_p50, 1)
                     results.append(row)
                     print(json.dumps(row), flush=True)
-            finally:
-                os.killpg(process.pid, signal.SIGTERM)
-                process.wait(timeout=30)
-    out = REPO / "bench" / "out" / ("beacon_query_postgresql.json" if args.database_url else "beacon_query.json")
-    out.parent.mkdir(exist_ok=True)
-    out.write_text(json.dumps({"clients": args.clients, "workers": args.workers, "results": results}, indent=2) + "\n")
-    by = {(r["individuals"], r["granularity"]): r for r in results}
-    if len(args.sizes) == 2:
-        small, large = args.sizes
-        for g in ("count", "record"):
-            growth = by[(large, g)]["p50_ms"] / by[(small, g)]["p50_ms"]
-            print(f"{g}: p50 grows x{growth:.2f} for x{large / small:.0f} individuals")
-    return 0
+    return results
+
+
+def _stop(process: subprocess.Popen) -> None:
+    os.killpg(process.pid, signal.SIGTERM)
+    process.wait(timeout=30)
 
 
 if __name__ == "__main__":

@@ -256,6 +256,26 @@ def patient_documents(folder: Path):
         yield f"{orphans} resources that name no patient (not scored)", None
 
 
+def listed_without_subject(bundle: dict, mine: list[dict]) -> list[dict]:
+    """Resources with no subject of their own that the patient's reports list as results (or their
+    panels as members): Genomics Reporting names the patient once, on the report."""
+    by_ref = {}
+    for e in bundle["entry"]:
+        r = e["resource"]
+        by_ref[f"{r['resourceType']}/{r.get('id')}"] = r
+        if e.get("fullUrl"):
+            by_ref[e["fullUrl"]] = r
+    found, todo = [], list(mine)
+    while todo:
+        r = todo.pop()
+        for item in (r.get("result") or []) + (r.get("hasMember") or []):
+            target = by_ref.get(item.get("reference", "")) if isinstance(item, dict) else None
+            if target is not None and "subject" not in target and "patient" not in target and target not in found:
+                found.append(target)
+                todo.append(target)
+    return found
+
+
 def score(folder: Path, ids, now) -> dict[str, list[int]]:
     """class -> [input facts, output facts, matched]."""
     totals = {c: [0, 0, 0] for c in CLASSES}
@@ -274,6 +294,7 @@ def score(folder: Path, ids, now) -> dict[str, list[int]]:
                 if (e["resource"].get("subject") or e["resource"].get("patient") or {}).get("reference", "")
                 in (f"Patient/{patient.get('id')}", entry.get("fullUrl"))
             ]
+            mine += listed_without_subject(bundle, mine)
             made = output_facts(by_index[i].phenopacket, by_index[i].family)
             given = input_facts(patient, mine)
             for c in CODED:  # a code counts once per patient, however many resources repeat it

@@ -1,15 +1,19 @@
 """Query latency as the number of partitions grows: the same VCF as one file and as 10 / 100 / 1,000 partitions.
 
     python bench/partition_queries.py /tmp/vcohort2500.vcf.gz [--spans 200000 20000 2000] [--queries 300]
+        [--rounds 9] [--work DIR]
 
 Exact lookup (search of one position and allele), carrier count of that variant, and a 10 kb range count, in
 process, warm (every partition opened once before timing); ratio to the single-file store in the same run
-(issue 14 target: within 1.5x). The partitioned stores are written by a LocalCluster of 2 workers.
+(issue 14 target: within 1.5x). The stores are measured interleaved (every round times each store in turn, the
+figure is the median round), so that a change of machine load during the run moves all of them alike. The
+partitioned stores are written by a LocalCluster of 2 workers; `--work DIR` keeps them for a later run.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import random
 import statistics
 import sys
@@ -25,39 +29,77 @@ from gateway.variants.ingest import ingest_vcf  # noqa: E402
 from gateway.variants.query import VariantQuery  # noqa: E402
 from gateway.variants.store import VariantStore  # noqa: E402
 
+KINDS = ("exact lookup", "carrier count", "10 kb range count")
 
-def per_call_us(call, queries) -> float:
-    for q in queries:  # warm: connections and pages
+
+def one_pass_us(call, queries) -> tuple[float, float]:
+    """(wall, CPU) µs per call over one pass: on a shared machine the wall time also holds the waits for a core,
+    which the thread's CPU time does not."""
+    wall, cpu = time.perf_counter(), time.thread_time()
+    for q in queries:
         call(q)
-    rounds = []
-    for _ in range(3):
-        started = time.perf_counter()
-        for q in queries:
-            call(q)
-        rounds.append((time.perf_counter() - started) / len(queries) * 1e6)
-    return statistics.median(rounds)
+    return (time.perf_counter() - wall) / len(queries) * 1e6, (time.thread_time() - cpu) / len(queries) * 1e6
 
 
-def measure(store: VariantStore, exact: list, ranges: list) -> dict[str, float]:
+def calls(store: VariantStore, exact: list, ranges: list) -> dict[str, tuple]:
     return {
-        "exact lookup": per_call_us(lambda q: store.search(q, limit=10), exact),
-        "carrier count": per_call_us(store.carrier_count, exact),
-        "10 kb range count": per_call_us(store.count, ranges),
+        "exact lookup": (lambda q: store.search(q, limit=10), exact),
+        "carrier count": (store.carrier_count, exact),
+        "10 kb range count": (store.count, ranges),
     }
 
 
-def main(argv: list[str] | None = None) -> int:
+def measure(
+    stores: dict[str, VariantStore], exact: list, ranges: list, rounds: int
+) -> dict[str, dict[str, tuple[float, float]]]:
+    """Median (wall, CPU) µs per call per store and kind, the stores timed in turn within each round."""
+    plans = {name: calls(store, exact, ranges) for name, store in stores.items()}
+    for plan in plans.values():  # warm: every partition reached once, statements prepared
+        for call, queries in plan.values():
+            one_pass_us(call, queries)
+    times: dict[str, dict[str, list[tuple[float, float]]]] = {name: {k: [] for k in KINDS} for name in stores}
+    for _ in range(rounds):
+        for name, plan in plans.items():
+            for kind, (call, queries) in plan.items():
+                times[name][kind].append(one_pass_us(call, queries))
+    return {
+        name: {k: (statistics.median(t[0] for t in v), statistics.median(t[1] for t in v)) for k, v in by_kind.items()}
+        for name, by_kind in times.items()
+    }
+
+
+def build(vcf: Path, root: Path, spans: list[int]) -> dict[str, Path]:
+    """The single-file store and one partitioned store per span (kept when already in `root`)."""
     from distributed import LocalCluster
 
+    dirs = {"single file": root / "single"}
+    if not dirs["single file"].exists():
+        ingest_vcf(vcf, dataset_id="q", data_dir=dirs["single file"], assembly="GRCh38")
+    missing = [span for span in spans if not (root / f"span{span}").exists()]
+    if missing:
+        with LocalCluster(n_workers=2, threads_per_worker=1, host="127.0.0.1", dashboard_address=None) as cluster:
+            for span in missing:
+                started = time.perf_counter()
+                ingest_partitioned(vcf, dataset_id="q", data_dir=root / f"span{span}", assembly="GRCh38", span=span,
+                                   cluster=cluster.scheduler_address)  # fmt: skip
+                print(f"span {span}: ingest {time.perf_counter() - started:.0f} s", flush=True)
+    for span in spans:
+        dirs[f"span {span}"] = root / f"span{span}"
+    return dirs
+
+
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("vcf", type=Path)
     parser.add_argument("--spans", type=int, nargs="+", default=[200_000, 20_000, 2_000])
     parser.add_argument("--queries", type=int, default=300)
+    parser.add_argument("--rounds", type=int, default=9)
+    parser.add_argument("--work", type=Path, default=None, help="keep (and reuse) the stores here")
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory(prefix="partition-queries-") as tmp:
-        root = Path(tmp)
-        ingest_vcf(args.vcf, dataset_id="q", data_dir=root / "single", assembly="GRCh38")
-        single = VariantStore(root / "single")
+        dirs = build(args.vcf, args.work or Path(tmp), args.spans)
+        stores = {name: VariantStore(path) for name, path in dirs.items()}
+        single = stores["single file"]
         hits, _ = single.search(VariantQuery(), limit=1_000_000)
         rng = random.Random(3)
         chosen = rng.sample(hits, min(args.queries, len(hits)))
@@ -67,24 +109,22 @@ def main(argv: list[str] | None = None) -> int:
         for h in chosen:
             start = max(h.start - rng.randint(0, 10_000), 0)
             ranges.append(VariantQuery(reference_name=h.reference_name, start=start, end=start + 10_000))
-        floor = measure(single, exact, ranges)
-        print(f"{'store':<22} " + " ".join(f"{name:>26}" for name in floor))
-        print(f"{'single file':<22} " + " ".join(f"{floor[n]:>17.1f} µs 1.00x" for n in floor), flush=True)
-        with LocalCluster(n_workers=2, threads_per_worker=1, host="127.0.0.1", dashboard_address=None) as cluster:
-            for span in args.spans:
-                data = root / f"span{span}"
-                started = time.perf_counter()
-                summary = ingest_partitioned(args.vcf, dataset_id="q", data_dir=data, assembly="GRCh38", span=span,
-                                             cluster=cluster.scheduler_address)  # fmt: skip
-                took = time.perf_counter() - started
-                store = VariantStore(data)
-                assert store.count(VariantQuery()) == single.count(VariantQuery())
-                got = measure(store, exact, ranges)
-                label = f"{len(summary.partitions)} partitions"
-                print(f"{label:<22} " + " ".join(f"{got[n]:>17.1f} µs {got[n] / floor[n]:.2f}x" for n in got)
-                      + f"   (ingest {took:.0f} s)", flush=True)  # fmt: skip
-                store.close()
-        single.close()
+        for name, store in stores.items():
+            assert [store.count(q) for q in ranges] == [single.count(q) for q in ranges], name
+        load_before = os.getloadavg()[0]
+        got = measure(stores, exact, ranges, args.rounds)
+        load_after = os.getloadavg()[0]
+        floor = got["single file"]
+        for which, title in ((1, "CPU time per call"), (0, "wall time per call")):
+            print(f"{title:<22} " + " ".join(f"{name:>26}" for name in KINDS))
+            for name, store in stores.items():
+                version = store._open("q")
+                label = f"{len(version.partitions)} partitions" if version and version.partitions else name
+                cells = (f"{got[name][k][which]:>17.1f} µs {got[name][k][which] / floor[k][which]:.2f}x" for k in KINDS)
+                print(f"{label:<22} " + " ".join(cells))
+        print(f"load average {load_before:.1f} before, {load_after:.1f} after ({os.cpu_count()} cores)")
+        for store in stores.values():
+            store.close()
     return 0
 
 

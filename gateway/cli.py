@@ -50,6 +50,8 @@ def _services(cfg: Config) -> Services:
 
 # --- serve -------------------------------------------------------------------------------
 
+SERVE_THREADS = 4  # bench/beacon_query.py: 2 sync workers spend their time waiting for PostgreSQL's answers
+
 
 def cmd_serve(args: argparse.Namespace) -> int:
     overrides = {}
@@ -69,6 +71,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
         def load_config(self):
             self.cfg.set("bind", bind)
             self.cfg.set("workers", args.workers)
+            # Threads per worker (gthread): a request waiting on the database does not hold up the next one.
+            self.cfg.set("threads", args.threads)
             self.cfg.set("accesslog", "-")
 
         def load(self):
@@ -331,6 +335,12 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=8080)
     serve.add_argument("--workers", type=int, default=2, help="gunicorn worker processes (0: Flask development server)")
+    serve.add_argument(
+        "--threads",
+        type=int,
+        default=SERVE_THREADS,
+        help=f"threads per gunicorn worker (default {SERVE_THREADS}; 1: one request at a time per worker)",
+    )
     serve.add_argument("--demo", action="store_true", help="preload a synthetic demo cohort")
     serve.add_argument("--network", metavar="FILE", help="serve as a network node over the peers in FILE")
     serve.set_defaults(func=cmd_serve)

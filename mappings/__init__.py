@@ -11,6 +11,8 @@ only reads them:
 - `load_reverse_tables()`, `load_export_profile(name)`: the same tables read backwards, and what the
   phenopacket -> FHIR direction writes per profile
 - `load_table(name)` -> one table as plain data, e.g. `load_table("variants/chromosomes")`
+- `load_variant_components()` -> the variant component table (translators/fhir/variant_parts.py)
+- `load_gene_symbols()` -> GeneSymbols: HGNC approved, previous and alias symbols -> HGNC ids (offline)
 
 YAML is read with a loader that rejects duplicate keys, so a table cannot silently lose a row.
 """
@@ -18,6 +20,7 @@ YAML is read with a loader that rejects duplicate keys, so a table cannot silent
 from __future__ import annotations
 
 import fnmatch
+import gzip
 import re
 from dataclasses import dataclass, field
 from functools import cache
@@ -199,6 +202,7 @@ PROFILE_LIST_KEYS = (
     "implementation_guides",
     "cause_of_death_categories",
     "not_measurement_codes",
+    "variant_absent_interpretations",
 )
 
 
@@ -224,9 +228,12 @@ class Profile:
     implementation_guides: tuple[str, ...] = ()
     cause_of_death_categories: frozenset[str] = frozenset()
     not_measurement_codes: frozenset[str] = frozenset()
+    variant_absent_interpretations: frozenset[str] = frozenset()  # "<system>|<code>"
     detect_composition_types: frozenset[str] = frozenset()
     vital_status_observation_codes: frozenset[str] = frozenset()
     vital_status_values: dict[str, str] = field(default_factory=dict)  # "system|code" -> VitalStatus.Status
+    # FamilyMemberHistory extension url -> {"system|code": PED AffectedStatus}
+    family_affected_extensions: dict[str, dict[str, str]] = field(default_factory=dict)
 
     def identifier_rank(self, system: str) -> int | None:
         """Position of an identifier system in the priority list (lower is better), None if not listed."""
@@ -276,9 +283,13 @@ def load_profile(name: str) -> Profile:
         implementation_guides=tuple(lists["implementation_guides"]),
         cause_of_death_categories=frozenset(lists["cause_of_death_categories"]),
         not_measurement_codes=frozenset(lists["not_measurement_codes"]),
+        variant_absent_interpretations=frozenset(lists["variant_absent_interpretations"]),
         detect_composition_types=frozenset(lists["detect_composition_types"]),
         vital_status_observation_codes=frozenset(lists["vital_status_observation_codes"]),
         vital_status_values=dict(raw.get("vital_status_values") or {}),
+        family_affected_extensions={
+            url: dict(values) for url, values in (raw.get("family_affected_extensions") or {}).items()
+        },
     )
 
 
@@ -391,6 +402,76 @@ def load_table(name: str) -> dict:
     if MAPPINGS_DIR not in path.parents:
         raise KeyError(f"no table {name!r} under mappings/")
     return load_yaml(path)
+
+
+GENE_SYMBOLS = MAPPINGS_DIR / "genes" / "hgnc_symbols.tsv.gz"
+
+
+@dataclass(frozen=True)
+class GeneMatch:
+    """What a gene symbol names: the HGNC ids it may mean and how it was found."""
+
+    ids: tuple[str, ...]  # HGNC CURIEs; more than one = ambiguous
+    how: str  # "approved" | "previous" | "alias"
+
+
+@dataclass(frozen=True)
+class GeneSymbols:
+    """The offline HGNC symbol table (mappings/genes/hgnc_symbols.tsv.gz, see its build script)."""
+
+    source: str
+    version: str
+    approved: dict[str, str]  # upper-case approved symbol -> HGNC CURIE
+    symbol_of: dict[str, str]  # HGNC CURIE -> approved symbol
+    previous: dict[str, tuple[str, ...]]  # upper-case previous symbol -> HGNC CURIEs
+    alias: dict[str, tuple[str, ...]]  # upper-case alias symbol -> HGNC CURIEs
+
+    def resolve(self, symbol: str) -> GeneMatch | None:
+        """Approved symbols win, then previous symbols, then aliases (HGNC's own order of authority)."""
+        key = symbol.strip().upper()
+        if key in self.approved:
+            return GeneMatch((self.approved[key],), "approved")
+        for how, table in (("previous", self.previous), ("alias", self.alias)):
+            if key in table:
+                return GeneMatch(table[key], how)
+        return None
+
+
+@cache
+def load_gene_symbols() -> GeneSymbols:
+    header: dict[str, str] = {}
+    approved: dict[str, str] = {}
+    symbol_of: dict[str, str] = {}
+    previous: dict[str, list[str]] = {}
+    alias: dict[str, list[str]] = {}
+    with gzip.open(GENE_SYMBOLS, "rt", encoding="utf-8") as fh:
+        for line in fh:
+            if line.startswith("#"):
+                name, _, value = line[1:].partition(":")
+                header[name.strip()] = value.strip()
+                continue
+            curie, symbol, prev, aliases = line.rstrip("\n").split("\t")
+            approved[symbol.upper()] = curie
+            symbol_of[curie] = symbol
+            for table, names in ((previous, prev), (alias, aliases)):
+                for name in filter(None, names.split(",")):
+                    ids = table.setdefault(name.upper(), [])
+                    if curie not in ids:
+                        ids.append(curie)
+    return GeneSymbols(
+        source=header["source"],
+        version=header["version"],
+        approved=approved,
+        symbol_of=symbol_of,
+        previous={k: tuple(v) for k, v in previous.items()},
+        alias={k: tuple(v) for k, v in alias.items()},
+    )
+
+
+@cache
+def load_variant_components() -> dict:
+    """mappings/variants/variant_components.yaml: variant components' homes, symbolic alleles, modifier signals."""
+    return load_table("variants/variant_components")
 
 
 def mapping_files() -> list[Path]:

@@ -37,7 +37,9 @@ from mappings import (
     load_export_profile,
     load_registry,
     load_reverse_tables,
+    load_variant_components,
 )
+from translators.fhir.variant_parts import says_contributory
 
 LOINC = "http://loinc.org"
 UCUM = "http://unitsofmeasure.org"
@@ -78,12 +80,14 @@ GENETIC_REPORT = ("51969-4", "Genetic analysis report")
 
 # GenomicInterpretation.interpretationStatus -> Condition.verificationStatus. The forward direction
 # reads confirmed -> CAUSATIVE, refuted -> REJECTED and anything else -> CANDIDATE, so these three
-# come back unchanged; CONTRIBUTORY has no verification status of its own and is written provisional.
+# come back unchanged. CONTRIBUTORY: the diagnosis is confirmed, and the variant is cited under an
+# evidence entry coded CONTRIBUTORY (mappings/variants/variant_components.yaml), which the forward
+# direction reads back as CONTRIBUTORY.
 INTERPRETATION_VERIFICATION = {
     "CAUSATIVE": "confirmed",
     "REJECTED": "refuted",
     "CANDIDATE": "provisional",
-    "CONTRIBUTORY": "provisional",
+    "CONTRIBUTORY": "confirmed",
 }
 # The disease the forward direction files variants under when the source tied them to none.
 UNSPECIFIED_DISEASE = "MONDO:0000001"
@@ -103,8 +107,48 @@ DESCRIPTOR_KEYS_WRITTEN = frozenset(
         "structuralType",
         "label",
         "moleculeContext",
+        "extensions",
+        "alternateLabels",
     }
 )
+# Extensions the forward direction makes from Observation elements rather than components.
+OBSERVATION_EXTENSIONS = {"observation-interpretation": "interpretation", "observation-method": "method"}
+
+
+def stated_status(status: object, descriptor: dict) -> str | None:
+    """The status the Condition's evidence must state for the forward direction to read `status` back:
+    CONTRIBUTORY always; CAUSATIVE when the variant's own words would read as a modifier."""
+    if status == "CONTRIBUTORY":
+        return "CONTRIBUTORY"
+    texts = [t for t in (descriptor.get("label"), descriptor.get("description")) if isinstance(t, str)]
+    if status == "CAUSATIVE" and says_contributory([], texts):
+        return "CAUSATIVE"
+    return None
+
+
+def evidence_status_code(status: str) -> dict:
+    """The Condition.evidence code that states a cited variant's status (mappings/variants/variant_components.yaml)."""
+    table = load_variant_components()["evidence_status"]
+    key = next(k for k, v in table.items() if v == status)
+    system, _, code = key.partition("|")
+    return {"coding": [{"system": system, "code": code, "display": status}]}
+
+
+def extension_codes() -> dict[str, dict]:
+    """Extension name (and the target `alternate_label`) -> the component code the forward direction reads."""
+    out: dict[str, dict] = {}
+    for key, rule in load_variant_components()["components"].items():
+        if key.startswith("text:"):
+            code: dict = {"text": key.removeprefix("text:")}
+        elif key.startswith("LOINC:"):
+            code = {"coding": [{"system": LOINC, "code": key.removeprefix("LOINC:")}]}
+        else:
+            system, _, local = key.partition("|")
+            code = {"coding": [{"system": system, "code": local}]}
+        out.setdefault(rule["name"], code)
+        if rule["target"] == "alternate_label":
+            out.setdefault("alternate_label", code)
+    return out
 
 
 class FhirTranslation(NamedTuple):
@@ -557,15 +601,22 @@ class PacketWriter:
                     where + "/interpretationStatus",
                 )
                 verification = "provisional"
-            elif status == "CONTRIBUTORY":
-                w.warn("unmapped-element", "CONTRIBUTORY is written provisional", where + "/interpretationStatus")
             cond = self.condition(disease, verification, location + "/diagnosis/disease")
-            evidence = cond.setdefault("evidence", [{"detail": []}])
-            evidence[0]["detail"].append(self.ref(variant_ref))
+            self.evidence(cond, variant_ref, stated_status(status, _dict(variant.get("variationDescriptor"))))
         if not _list(diagnosis.get("genomicInterpretations")) and disease.get("id") != UNSPECIFIED_DISEASE:
             # A diagnosis under consideration without variants (the forward direction's home of a
             # provisional / differential / unconfirmed Condition): a provisional Condition.
             self.condition(disease, "provisional", location + "/diagnosis/disease")
+
+    def evidence(self, cond: dict, variant_ref: str, status: str | None) -> None:
+        """Cite a variant as the Condition's evidence; one whose status must be stated, under an entry coded so."""
+        evidence = cond.setdefault("evidence", [])
+        code = [evidence_status_code(status)] if status else None
+        entry = next((e for e in evidence if e.get("code") == code), None)
+        if entry is None:
+            entry = {"code": code, "detail": []} if code else {"detail": []}
+            evidence.append(entry)
+        entry["detail"].append(self.ref(variant_ref))
 
     def component(self, code: tuple[str, str], **value) -> dict:
         return {"code": _loinc(code), **value}
@@ -604,14 +655,11 @@ class PacketWriter:
         if vd.get("structuralType"):
             change = w.concept(vd["structuralType"], base + "/structuralType", "structural type")
             components.append(self.component(DNA_CHANGE_TYPE, valueCodeableConcept=change))
-            w.warn(
-                "unmapped-element",
-                "structural type is written as DNA change type (48019-4), which the forward direction does not read",
-                base + "/structuralType",
-            )
+        components.extend(self.extension_components(vd, base, extras := {}))
         if isinstance(vd.get("label"), str) and vd["label"]:
-            notes.append(vd["label"])
-            w.warn("unmapped-element", "the variant's label is written as a note only", base + "/label")
+            notes.append(vd["label"])  # the forward direction reads the first note back as the label
+            if isinstance(vd.get("description"), str) and vd["description"]:
+                notes.append(vd["description"])  # ... and the further notes as the description
         for key, value in vd.items():
             if value and key not in DESCRIPTOR_KEYS_WRITTEN:
                 w.warn("unmapped-element", f"variationDescriptor.{key} is not exported", f"{base}/{key}")
@@ -637,9 +685,32 @@ class PacketWriter:
             obs["specimen"] = self.ref(self.specimen_refs[subject_or_sample])
         if notes:
             obs["note"] = [{"text": n} for n in notes]
+        obs.update(extras)
         full_url = w.add(obs, "variant", location)
         self.report_results.append(full_url)
         return full_url
+
+    def extension_components(self, vd: dict, base: str, extras: dict) -> list[dict]:
+        """Descriptor extensions and alternate labels back into the components (or Observation elements)
+        the forward direction made them from (mappings/variants/variant_components.yaml); values as text."""
+        codes = extension_codes()
+        out = []
+        for e, ext in enumerate(_list(vd.get("extensions"))):
+            name, value = _text(_dict(ext).get("name")), _text(_dict(ext).get("value"))
+            if name in OBSERVATION_EXTENSIONS and value:
+                element = OBSERVATION_EXTENSIONS[name]
+                if element == "method":
+                    extras["method"] = {"text": value}
+                else:
+                    extras.setdefault(element, []).append({"text": value})
+            elif name in codes and value:
+                out.append({"code": codes[name], "valueString": value})
+            else:
+                self.w.warn("unmapped-element", f"extension {name!r} is not exported", f"{base}/extensions/{e}")
+        for label in _list(vd.get("alternateLabels")):
+            if _text(label) and "alternate_label" in codes:
+                out.append({"code": codes["alternate_label"], "valueString": label})
+        return out
 
     def expression_components(self, vd: dict, base: str) -> tuple[list[dict], str | None]:
         """The c./g./p.HGVS components, the transcript, and the genomic accession the g.HGVS names."""
@@ -937,9 +1008,16 @@ class PacketWriter:
                 onset = iso_to_fhir_age(_dict(_dict(item.get("onset")).get("age")).get("iso8601duration"))
                 if onset:  # the age at onset is what a family history records (FHIR onsetAge)
                     condition["onsetAge"] = onset
-                conditions.append(condition)
+                conditions.append((_dict(item.get(term_key)).get("id"), condition))
+        cause = _dict(_dict(subject.get("vitalStatus")).get("causeOfDeath"))
+        if cause.get("id"):  # the cause of death is the condition that contributed to it (FHIR)
+            known = next((c for term_id, c in conditions if term_id == cause["id"]), None)
+            if known is None:
+                known = {"code": w.concept(cause, f"{location}/subject/vitalStatus/causeOfDeath", "disease")}
+                conditions.append((cause["id"], known))
+            known["contributedToDeath"] = True
         if conditions:
-            history["condition"] = conditions
+            history["condition"] = [condition for _, condition in conditions]
         for key in ("interpretations", "measurements", "biosamples", "medicalActions"):
             if relative.get(key):
                 w.warn("unmapped-element", f"a relative's {key} are not exported", f"{location}/{key}")

@@ -10,7 +10,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import replace
 from functools import cache, lru_cache
-from typing import Any
+from typing import Any, cast
 
 from gateway.beacon.registry import EntryType, ParsedParameters
 from gateway.beacon.request import BeaconRequestError, read_int, read_list, read_string
@@ -401,8 +401,10 @@ def _case_level(ctx, hit: VariantHit, carriers: list[CarrierRow] | list[Carrier]
     ids = _unlinked_ids(ctx.key, hit.dataset_id)
     terms: dict[str, dict] = {}  # zygosity CURIE → its (shared, read-only) term
     out = []
-    for carrier in carriers[:MAX_CASE_LEVEL]:
-        sample_id, biosample, individual, zygosity = _as_row(carrier)
+    page = carriers[:MAX_CASE_LEVEL]
+    # store rows are tuples already: no conversion per carrier
+    rows = cast(list[CarrierRow], page) if not page or isinstance(page[0], tuple) else [_as_row(c) for c in page]
+    for sample_id, biosample, individual, zygosity in rows:
         # An unlinked sample still gets a stable, non-identifying id.
         if not biosample:
             biosample = ids.get(sample_id) or _unlinked_biosample(ctx.key, hit.dataset_id, sample_id)

@@ -12,6 +12,7 @@ import re
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
+import numpy as np
 import sqlalchemy as sa
 
 from gateway.beacon.context import QueryContext
@@ -19,9 +20,10 @@ from gateway.beacon.filters import PRESENT_KINDS, FilterPlan, missing_terms, pla
 from gateway.beacon.registry import EntryType, ParsedParameters
 from gateway.beacon.request import BeaconRequest, BeaconRequestError
 from gateway.beacon.response import EntryAnswer, ResultSet
-from gateway.beacon.term_index import Snapshot, index_for, store_version
+from gateway.beacon.term_index import Snapshot, index_for
 from gateway.issues import Issue
 from gateway.security.policy import Granularity
+from gateway.store.reads import change_counter, page_by_pks
 from gateway.store.tables import biosamples, phenopacket_terms, phenopackets
 from gateway.store.values import in_values
 from translators.phenopacket_to_beacon import biosample_records, individual_record
@@ -134,28 +136,24 @@ class Selection:
         )
         return self._records(connection.execute(query), dataset_id)
 
-    def page_of_pks(self, connection, dataset_id: str, pks: list[int]) -> list[dict]:
-        """Individuals' records by pk (the index chose the page), in pk order."""
-        if not pks:
-            return []
-        p = phenopackets.c
-        query = sa.select(p.subject_id, p.document).where(p.pk.in_(pks)).order_by(p.pk)
-        return self._records(connection.execute(query), dataset_id)
-
     def _records(self, rows, dataset_id: str) -> list[dict]:
         out = []
         for row in rows:
-            document = row.document if isinstance(row.document, dict) else {}
             if self.kind == "individuals":
-                record = individual_record(document, individual_id=row.subject_id)
-                record.setdefault("info", {})["datasetId"] = dataset_id
-                out.append(record)
+                out.append(individual_of(row.subject_id, row.document, dataset_id))
             else:
+                document = row.document if isinstance(row.document, dict) else {}
                 wanted = [
                     b for b in biosample_records(document, individual_id=row.subject_id) if b["id"] == row.biosample_id
                 ]
                 out.extend(wanted[:1])
         return out
+
+
+def individual_of(subject_id: str, document: Any, dataset_id: str) -> dict:
+    record = individual_record(document if isinstance(document, dict) else {}, individual_id=subject_id)
+    record.setdefault("info", {})["datasetId"] = dataset_id
+    return record
 
 
 def answer_selection(ctx, request: BeaconRequest, granularity: str, selection: Selection) -> EntryAnswer:
@@ -166,7 +164,10 @@ def answer_selection(ctx, request: BeaconRequest, granularity: str, selection: S
     if store is None or selection.plan.unanswerable or not selection.datasets:  # no metadata store: nothing held
         return EntryAnswer(exists=False, total=0, result_sets=_empty_sets(selection.datasets), info=info)
     if selection.snapshot is not None:
-        return _answer_from_index(store, request, granularity, selection, info)
+        answered = _answer_from_index(store, request, granularity, selection, info)
+        if answered is not None:
+            return answered
+        return _answer_after_stale_page(ctx, request, granularity, selection)
     with store.engine.connect() as connection:
         if granularity == "boolean":
             exists = selection.exists(connection)
@@ -197,11 +198,33 @@ def answer_selection(ctx, request: BeaconRequest, granularity: str, selection: S
     return EntryAnswer(exists=exists, total=total, result_sets=result_sets, info=info)
 
 
-def _answer_from_index(store, request: BeaconRequest, granularity: str, selection: Selection, info: dict):
-    """The same answer as the SQL path, from the in-memory index; only a record page reads the database."""
+def _answer_after_stale_page(ctx, request: BeaconRequest, granularity: str, stale: Selection) -> EntryAnswer:
+    """The store changed after the snapshot a page was chosen from: plan again on a checked snapshot (which
+    starts the index's rebuild, or is the rebuilt one for a small store), and on SQL if that is stale too."""
+    kind, datasets, extra = stale.kind, stale.datasets, stale.extra
+    again = selection_for(kind, request, datasets, extra, ctx)
+    if again.snapshot is not None:
+        info = {"warnings": list(again.plan.warnings)} if again.plan.warnings else {}
+        answered = _answer_from_index(ctx.store, request, granularity, again, info)
+        if answered is not None:
+            return answered
+    return answer_selection(
+        ctx, request, granularity, selection_for(kind, request, datasets, extra, ctx, use_index=False)
+    )
+
+
+def _answer_from_index(
+    store, request: BeaconRequest, granularity: str, selection: Selection, info: dict, within: np.ndarray | None = None
+) -> EntryAnswer | None:
+    """The same answer as the SQL path, from the in-memory index; only a record page reads the database.
+    `within`: a mask over the index's positions the answer is restricted to (a cross-link's individuals).
+
+    None when the page read finds the store changed since the snapshot (PostgreSQL; the caller answers on SQL)."""
     snapshot, plan, datasets = selection.snapshot, selection.plan, selection.datasets
     assert snapshot is not None  # the caller chose this path because the selection has a snapshot
     mask = snapshot.select(datasets, plan.sexes, plan.term_sets)
+    if within is not None:
+        mask = mask & within
     result_sets: list[ResultSet] = []
     total: int | None
     if granularity == "boolean":
@@ -213,13 +236,16 @@ def _answer_from_index(store, request: BeaconRequest, granularity: str, selectio
         counts = snapshot.count_by_dataset(mask)
         total = sum(counts.values())
         exists = total > 0
-        with store.engine.connect() as connection:
-            for dataset_id in datasets:
-                n = counts.get(dataset_id, 0)
-                pks = snapshot.page(mask, dataset_id, request.offset, request.limit) if n > request.offset else []
-                result_sets.append(
-                    ResultSet(id=dataset_id, count=n, records=selection.page_of_pks(connection, dataset_id, pks))
-                )
+        pages = {
+            d: snapshot.page(mask, d, request.offset, request.limit) if counts.get(d, 0) > request.offset else []
+            for d in datasets
+        }
+        documents = _documents(store, snapshot, [pk for pks in pages.values() for pk in pks])
+        if documents is None:
+            return None
+        for dataset_id, pks in pages.items():
+            records = [individual_of(*documents[pk], dataset_id) for pk in pks if pk in documents]
+            result_sets.append(ResultSet(id=dataset_id, count=counts.get(dataset_id, 0), records=records))
     if not exists and plan.term_checks:
         in_datasets = snapshot.dataset_mask(datasets)
         absent = [
@@ -233,6 +259,15 @@ def _answer_from_index(store, request: BeaconRequest, granularity: str, selectio
     return EntryAnswer(exists=exists, total=total, result_sets=result_sets, info=info)
 
 
+def _documents(store, snapshot: Snapshot, pks: list[int]) -> dict[int, tuple[str, Any]] | None:
+    """pk -> (subject_id, document) of the page; on PostgreSQL in one round trip that also checks that the
+    store is still at the snapshot's version (None if not). Read even for an empty page: the check is the point."""
+    if store.reads is None:
+        return {pk: (subject, document) for pk, subject, document in page_by_pks(store.engine, pks)}
+    rows = store.reads.page(pks, snapshot.version)
+    return None if rows is None else {pk: (subject, document) for pk, subject, document in rows}
+
+
 def _empty_sets(datasets: tuple[str, ...]) -> list[ResultSet]:
     return [ResultSet(id=d, count=0, records=[]) for d in datasets]
 
@@ -241,8 +276,8 @@ def present_terms(ctx) -> frozenset[str] | None:
     """Every term in `phenopacket_terms`, cached until the table changes.
 
     SQLite: keyed on max(rowid), which grows with every insert (a replaced patient's terms are
-    re-inserted), so a new term is never missed. PostgreSQL: keyed on the `store_version` row that
-    every writing transaction bumps (migration 0002), so a term stored through another process is
+    re-inserted), so a new term is never missed. PostgreSQL: keyed on the change counter that every
+    writing transaction raises (gateway.store.reads), so a term stored through another process is
     seen by the next query here.
     """
     store = ctx.store
@@ -254,7 +289,7 @@ def present_terms(ctx) -> frozenset[str] | None:
         if store.engine.dialect.name == "sqlite":
             marker = connection.execute(sa.text("SELECT max(rowid) FROM phenopacket_terms")).scalar()
         else:
-            marker = store_version(connection)
+            marker = change_counter(connection)
         if cached is not None and cached[0] == marker:
             return cached[1]
         terms = frozenset(r[0] for r in connection.execute(sa.select(phenopacket_terms.c.term).distinct()))
@@ -262,18 +297,36 @@ def present_terms(ctx) -> frozenset[str] | None:
     return terms
 
 
-def current_snapshot(ctx) -> Snapshot | None:
-    """The in-memory index of the store if it is up to date (see term_index.py), else None."""
+def current_snapshot(ctx, *, checked_by_page: bool = False) -> Snapshot | None:
+    """The in-memory index of the store if it is up to date (see term_index.py), else None.
+
+    With `checked_by_page` the snapshot last built is returned unchecked: the caller's record page read
+    checks the store's version in the same round trip (PostgreSQL), and answers on SQL if it changed."""
     if ctx is None or ctx.store is None:
         return None
     index = index_for(ctx.store, ctx.cache, PRESENT_KINDS)
-    return index.current() if index is not None else None
+    if index is None:
+        return None
+    if checked_by_page and ctx.store.reads is not None:
+        latest = index.latest()
+        if latest is not None:
+            return latest
+    return index.current()
 
 
 def selection_for(
-    kind: str, request: BeaconRequest, datasets: tuple[str, ...], extra: Sequence = (), ctx=None
+    kind: str,
+    request: BeaconRequest,
+    datasets: tuple[str, ...],
+    extra: Sequence = (),
+    ctx=None,
+    *,
+    use_index: bool = True,
+    record_page: bool = False,
 ) -> Selection:
-    snapshot = current_snapshot(ctx) if kind == "individuals" and not extra else None
+    """What the request selects; `record_page`: a record answer will be read, so its page read checks the index."""
+    indexed = use_index and kind == "individuals" and not extra
+    snapshot = current_snapshot(ctx, checked_by_page=record_page) if indexed else None
     present: Callable[[], frozenset[str] | None] | None
     if snapshot is not None:
         present = snapshot.present_terms
@@ -294,7 +347,8 @@ def answer_individuals(
     record_id: str | None = None,
 ) -> EntryAnswer:
     extra = [phenopackets.c.subject_id == check_record_id(record_id)] if record_id is not None else []
-    return answer_selection(ctx, request, granularity, selection_for("individuals", request, datasets, extra, ctx))
+    selection = selection_for("individuals", request, datasets, extra, ctx, record_page=granularity == "record")
+    return answer_selection(ctx, request, granularity, selection)
 
 
 def answer_biosamples(
@@ -312,6 +366,26 @@ def individuals_with_ids(ctx, request, granularity, datasets, individual_ids: Se
     ids = sorted(set(individual_ids))
     extra = [in_values(phenopackets.c.subject_id, ids)]  # one parameter: carriers may be more than a statement takes
     return answer_selection(ctx, request, granularity, selection_for("individuals", request, datasets, extra, ctx))
+
+
+def individuals_within(
+    ctx, request: BeaconRequest, granularity: str, datasets: tuple[str, ...], rows_of: Callable[[Snapshot], Any]
+) -> EntryAnswer | None:
+    """The individuals answer (filters, datasets, counts, pages in pk order) restricted to the positions of the
+    in-memory index that `rows_of(snapshot)` marks (a boolean mask, or None: it cannot tell). None when the index
+    cannot answer (not built or stale, filters it does not hold): the caller then asks SQL. Only the page's
+    records are read from the database."""
+    selection = selection_for("individuals", request, datasets, (), ctx)
+    store = require_store(ctx)
+    if selection.snapshot is None or store is None:
+        return None
+    info: dict = {"warnings": list(selection.plan.warnings)} if selection.plan.warnings else {}
+    if selection.plan.unanswerable or not selection.datasets:
+        return EntryAnswer(exists=False, total=0, result_sets=_empty_sets(selection.datasets), info=info)
+    within = rows_of(selection.snapshot)
+    if within is None:
+        return None
+    return _answer_from_index(store, request, granularity, selection, info, within)
 
 
 def biosamples_of_individual(

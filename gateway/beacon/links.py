@@ -9,17 +9,18 @@ from __future__ import annotations
 
 from dataclasses import replace
 
+import numpy as np
+
 from gateway.beacon import analyses, collections, g_variants, individuals
 from gateway.beacon.context import EntryHandler, QueryContext
 from gateway.beacon.registry import EntryType
 from gateway.beacon.request import BeaconRequest
 from gateway.beacon.response import EntryAnswer, ResultSet
+from gateway.beacon.term_index import Snapshot
 from gateway.security.policy import Granularity
 from gateway.store.values import in_values
 from gateway.variants.query import Carrier
 from gateway.variants.store import split_variant_id
-
-ALL_CARRIED = 100_000  # variants of one individual read at once when they must be filtered by dataset
 
 
 def _variants_of_individual(ctx, request, granularity, datasets, individual_id: str) -> EntryAnswer:
@@ -34,11 +35,13 @@ def _variants_of_individual(ctx, request, granularity, datasets, individual_id: 
     }
     if held_in <= set(datasets):  # every dataset holding the individual may be shown: the store pages for us
         hits, total = store.variants_of_individual(individual_id, skip=request.offset, limit=request.limit)
-    else:
-        every, _ = store.variants_of_individual(individual_id, skip=0, limit=ALL_CARRIED)
-        allowed = [h for h in every if h.dataset_id in datasets]
-        total = len(allowed)
-        hits = allowed[request.offset : request.offset + request.limit]
+    else:  # the store pages over the datasets that may be shown
+        allowed = tuple(sorted(held_in & set(datasets)))
+        hits, total = (
+            store.variants_of_individual(individual_id, skip=request.offset, limit=request.limit, dataset_ids=allowed)
+            if allowed
+            else ([], 0)
+        )
     if granularity != "record":
         return EntryAnswer(exists=total > 0, total=total)
     by_dataset: dict[str, list] = {}
@@ -113,8 +116,69 @@ def g_variant_individuals(
     datasets: tuple[str, ...],
     record_id: str | None,
 ) -> EntryAnswer:
+    paged = _carrier_individuals_from_index(ctx, request, granularity, datasets, record_id)
+    if paged is not None:
+        return paged
+    # Without the in-memory index (stale, in-memory SQLite, filters it does not hold): every carrier's id to SQL.
     ids = [c.individual_id for c in _carriers(ctx, datasets, record_id) if c.individual_id]
     return individuals.individuals_with_ids(ctx, request, granularity, datasets, ids)
+
+
+def _carrier_individuals_from_index(
+    ctx: QueryContext,
+    request: BeaconRequest,
+    granularity: Granularity,
+    datasets: tuple[str, ...],
+    record_id: str | None,
+) -> EntryAnswer | None:
+    """/g_variants/{id}/individuals paged in memory: the carriers' sample indexes (one vectorised decode of the
+    stored set) are mapped through the linked-sample index onto the in-memory individuals index, whose mask then
+    holds exactly the individuals the SQL path would select (the caller's datasets, the filters, a stored
+    phenopacket: erased or unlinked samples map to nobody). Counts come from that mask; only the page's records
+    are read. No carrier id becomes a Python string, nothing is sent to the database per carrier."""
+    variants = ctx.variants
+    parts = split_variant_id(g_variants.check_variant_id(record_id or ""))
+    if variants is None or parts is None or parts[0] not in datasets:
+        return None
+    dataset_id = parts[0]
+
+    def carriers_in(snapshot: Snapshot) -> np.ndarray | None:
+        links = linked_samples(ctx, dataset_id, snapshot)
+        if links is None:
+            return None
+        carriers = variants.carrier_indexes(record_id or "")
+        mask = np.zeros(snapshot.size, dtype=bool)
+        if carriers is None or not len(carriers):
+            return mask
+        samples, positions = links
+        carried = np.zeros(int(max(carriers.max(), samples.max(initial=0))) + 1, dtype=bool)
+        carried[carriers] = True
+        mask[positions[carried[samples]]] = True
+        return mask
+
+    return individuals.individuals_within(ctx, request, granularity, datasets, carriers_in)
+
+
+LINKED_CACHE = 8  # linked-sample indexes kept per application (one per dataset version and index snapshot)
+
+
+def linked_samples(ctx: QueryContext, dataset_id: str, snapshot: Snapshot) -> tuple[np.ndarray, np.ndarray] | None:
+    """The linked-sample index of a dataset's live version: (sample index, index position) for every VCF sample
+    linked to an individual the in-memory index holds. Built once per (version, snapshot): both are immutable."""
+    held = ctx.variants.dataset_samples(dataset_id) if ctx.variants is not None else None
+    if held is None:
+        return None
+    cache: dict = ctx.cache.setdefault("linked_samples", {})
+    key = (dataset_id, held.version, snapshot.version, id(snapshot))
+    found = cache.get(key)
+    if found is None or found[0] is not snapshot:
+        if not snapshot.subjects and snapshot.size:
+            return None  # an index read without subject ids cannot map samples
+        links = snapshot.positions_of(s.individual_id for s in held.samples)
+        if len(cache) >= LINKED_CACHE:
+            cache.clear()  # versions move on; other threads may be reading it: no pop of a key they removed
+        found = cache[key] = (snapshot, links)
+    return found[1]
 
 
 def g_variant_biosamples(

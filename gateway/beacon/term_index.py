@@ -9,8 +9,10 @@ is a boolean mask (cached per term set), a query the AND of its masks.
 Correctness over speed: a snapshot is used only while the database is unchanged since it was
 read. On SQLite that is `PRAGMA data_version` on a dedicated connection that never writes: it
 changes whenever any other connection — another thread, worker or CLI process — commits. On
-PostgreSQL it is the `store_version` row, bumped by a trigger in every writing transaction
-(migration 0002) and read per request (one single-row SELECT). A stale snapshot is never
+PostgreSQL it is the store's change counter (gateway.store.reads: the sum of the `store_version` slots,
+raised by a trigger in every writing transaction, migrations 0002 and 0006), read once per request on the
+thread's own connection; a record page is read together with the counter in one statement and used only
+if the counter is the snapshot's. A stale snapshot is never
 consulted: the request falls back to SQL while a new one is built (inline for small stores, in a
 background thread for large ones). In-memory SQLite has no marker: the index is off there.
 Memory: ≈ 4 bytes per (individual, term) plus the mask cache (MASK_CACHE_BYTES).
@@ -25,10 +27,11 @@ import urllib.parse
 from collections import OrderedDict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
 
 import numpy as np
 import sqlalchemy as sa
+
+from gateway.store.reads import PostgresReads, change_counter
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +50,7 @@ class Snapshot:
     sex_codes: np.ndarray  # int32 per position
     sex_code: dict[str | None, int]
     postings: dict[str, np.ndarray]  # term -> ascending positions (rows of the matched kinds)
+    subjects: tuple[str, ...] = ()  # phenopackets.subject_id per position (the individual ids samples link to)
     _masks: OrderedDict = field(default_factory=OrderedDict)
     _mask_lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -104,6 +108,20 @@ class Snapshot:
             mask = mask & self.terms_mask(terms)
         return mask
 
+    def positions_of(self, subject_ids: Iterable[str | None]) -> tuple[np.ndarray, np.ndarray]:
+        """(i, position) for every i-th id that is a subject here, once per phenopacket of that subject (an
+        individual may be held in several datasets): how a cross-link maps VCF samples onto individuals."""
+        where: dict[str, list[int]] = {}
+        for position, subject in enumerate(self.subjects):
+            where.setdefault(subject, []).append(position)
+        pairs = [
+            (i, position) for i, subject in enumerate(subject_ids) if subject for position in where.get(subject, ())
+        ]
+        if not pairs:
+            return np.empty(0, dtype=np.int64), np.empty(0, dtype=np.int64)
+        found = np.array(pairs, dtype=np.int64)
+        return found[:, 0], found[:, 1]
+
     def count_by_dataset(self, mask: np.ndarray) -> dict[str, int]:
         counts = np.bincount(self.dataset_codes[mask], minlength=len(self.dataset_code))
         return {d: int(counts[c]) for d, c in self.dataset_code.items() if counts[c]}
@@ -122,7 +140,13 @@ _TERM_ROWS = (
     "SELECT t.term, t.phenopacket_pk FROM phenopacket_terms t JOIN phenopackets p ON p.pk = t.phenopacket_pk"
     " WHERE t.kind IN ({kinds}) AND t.dataset_id = p.dataset_id"
 )
-_INDIVIDUAL_ROWS = "SELECT pk, dataset_id, sex FROM phenopackets ORDER BY pk"
+_INDIVIDUAL_ROWS = "SELECT pk, dataset_id, sex, subject_id FROM phenopackets ORDER BY pk"
+# PostgreSQL groups the term rows itself: one row per term with its individuals (a few thousand rows, not
+# half a million (term, pk) tuples for 100,000 individuals).
+_TERM_POSTINGS = (
+    "SELECT t.term, array_agg(t.phenopacket_pk) FROM phenopacket_terms t JOIN phenopackets p ON p.pk = t.phenopacket_pk"
+    " WHERE t.kind IN ({kinds}) AND t.dataset_id = p.dataset_id GROUP BY t.term"
+)
 
 
 def build_snapshot(connection: sqlite3.Connection, version: int, kinds: tuple[str, ...]) -> Snapshot:
@@ -136,8 +160,9 @@ def build_snapshot(connection: sqlite3.Connection, version: int, kinds: tuple[st
     return snapshot_from(version, rows, term_rows)
 
 
-def snapshot_from(version: int, rows: Sequence, term_rows: Iterable) -> Snapshot:
-    """The arrays of a snapshot from (pk, dataset_id, sex) rows in pk order and (term, pk) rows."""
+def snapshot_from(version: int, rows: Sequence, term_rows: Iterable, grouped: dict | None = None) -> Snapshot:
+    """The arrays of a snapshot from (pk, dataset_id, sex[, subject_id]) rows in pk order and (term, pk) rows
+    (or `grouped`, term -> its pks, when the database grouped them)."""
     pks = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
     dataset_code: dict[str, int] = {}
     sex_code: dict[str | None, int] = {}
@@ -145,14 +170,16 @@ def snapshot_from(version: int, rows: Sequence, term_rows: Iterable) -> Snapshot
         (dataset_code.setdefault(r[1], len(dataset_code)) for r in rows), dtype=np.int32, count=len(rows)
     )
     sex_codes = np.fromiter((sex_code.setdefault(r[2], len(sex_code)) for r in rows), dtype=np.int32, count=len(rows))
-    grouped: dict[str, list[int]] = {}
-    for term, pk in term_rows:
-        grouped.setdefault(term, []).append(pk)
+    if grouped is None:
+        grouped = {}
+        for term, pk in term_rows:
+            grouped.setdefault(term, []).append(pk)
     postings = {
         term: np.unique(np.searchsorted(pks, np.array(members, dtype=np.int64))).astype(np.int32)
         for term, members in grouped.items()
     }
-    return Snapshot(version, pks, dataset_codes, dataset_code, sex_codes, sex_code, postings)
+    subjects = tuple(r[3] for r in rows) if rows and len(rows[0]) > 3 else ()
+    return Snapshot(version, pks, dataset_codes, dataset_code, sex_codes, sex_code, postings, subjects=subjects)
 
 
 class SqliteSource:
@@ -161,6 +188,7 @@ class SqliteSource:
     def __init__(self, database_path: str):
         self.database_path = database_path
         self._monitor: sqlite3.Connection | None = None
+        self._monitor_lock = threading.Lock()
 
     def _connect(self) -> sqlite3.Connection:
         connection = sqlite3.connect(
@@ -173,10 +201,11 @@ class SqliteSource:
         return connection
 
     def version(self) -> int:
-        # Caller holds the index lock. data_version is meaningful only on this one connection, which never writes.
-        if self._monitor is None:
-            self._monitor = self._connect()
-        return int(self._monitor.execute("PRAGMA data_version").fetchone()[0])
+        # data_version is meaningful only on this one connection, which never writes.
+        with self._monitor_lock:
+            if self._monitor is None:
+                self._monitor = self._connect()
+            return int(self._monitor.execute("PRAGMA data_version").fetchone()[0])
 
     def read(self, version: int, kinds: tuple[str, ...]) -> Snapshot:
         connection = self._connect()
@@ -186,62 +215,45 @@ class SqliteSource:
             connection.close()
 
     def close(self) -> None:
-        if self._monitor is not None:
-            self._monitor.close()
-            self._monitor = None
+        with self._monitor_lock:
+            if self._monitor is not None:
+                self._monitor.close()
+                self._monitor = None
 
 
 class PostgresSource:
-    """Version marker and reads of a PostgreSQL store: the `store_version` row (migration 0002).
+    """Version marker and reads of a PostgreSQL store: the change counter (gateway.store.reads).
 
-    The row is bumped inside every transaction that writes the phenopacket tables, so reading it is
-    one indexed single-row SELECT per request, and a snapshot read in one REPEATABLE READ
-    transaction together with the row is exactly the store at that version.
+    The counter rises inside every transaction that writes the phenopacket tables, so reading it is one
+    round trip per request (on the thread's own connection, no lock held), and a snapshot read in one
+    REPEATABLE READ transaction together with the counter is exactly the store at that version.
     """
 
-    def __init__(self, engine: sa.Engine):
+    def __init__(self, engine: sa.Engine, reads: PostgresReads):
         self.engine = engine
-        self._monitor: Any = None  # a DB-API connection of its own, out of the pool, in autocommit
+        self.reads = reads
 
     def version(self) -> int:
-        # Caller holds the index lock. One round trip per request: no pool checkout, no pre-ping.
-        if self._monitor is None:
-            pooled = self.engine.raw_connection()
-            monitor: Any = pooled.driver_connection
-            pooled.detach()  # never returned to the pool: this process keeps it for the version reads
-            monitor.rollback()  # the pool's liveness ping may have opened a transaction
-            monitor.autocommit = True
-            self._monitor = monitor
-        try:
-            row = self._monitor.execute(_VERSION).fetchone()
-        except Exception as error:
-            self.close()  # a broken connection (server restart, network): a new one next time
-            raise sa.exc.OperationalError(_VERSION, None, error) from error
-        return int(row[0])
+        return self.reads.change_counter()
 
     def read(self, version: int, kinds: tuple[str, ...]) -> Snapshot:
         del version  # the version is re-read inside the snapshot's own transaction
         names = {f"kind{i}": kind for i, kind in enumerate(kinds)}
-        term_rows = sa.text(_TERM_ROWS.format(kinds=",".join(f":{name}" for name in names)))
+        term_rows = sa.text(_TERM_POSTINGS.format(kinds=",".join(f":{name}" for name in names)))
         with (
             self.engine.connect().execution_options(isolation_level="REPEATABLE READ") as connection,
             connection.begin(),
         ):
-            seen = int(connection.execute(sa.text(_VERSION)).scalar_one())
+            seen = change_counter(connection)
+            assert seen is not None  # a PostgreSQL connection has the counter
             rows = connection.execute(sa.text(_INDIVIDUAL_ROWS)).all()
-            terms = connection.execute(term_rows, names).all()
-        return snapshot_from(seen, rows, terms)
+            grouped: dict[str, list[int]] = dict(connection.execute(term_rows, names).all())
+        return snapshot_from(seen, rows, (), grouped)
 
     def close(self) -> None:
-        monitor, self._monitor = self._monitor, None
-        if monitor is not None:
-            try:
-                monitor.close()
-            except Exception:
-                log.debug("term index: closing the version connection failed", exc_info=True)
+        """The connections belong to the store (closed with it)."""
 
 
-_VERSION = "SELECT version FROM store_version WHERE id = 1"
 _ERRORS: tuple[type[Exception], ...] = (sqlite3.Error, sa.exc.SQLAlchemyError)
 
 
@@ -255,13 +267,18 @@ class TermIndex:
         self._snapshot: Snapshot | None = None
         self._building = False
 
+    def latest(self) -> Snapshot | None:
+        """The snapshot last built, unchecked: for a caller that checks its version in its own read."""
+        return self._snapshot
+
     def current(self) -> Snapshot | None:
         """The snapshot if it matches the database as it is now; else None (use SQL) and a rebuild starts."""
         try:
+            version = self.source.version()  # no lock held over the round trip: threads do not queue here
             with self._lock:
-                version = self.source.version()
                 snapshot = self._snapshot
-                if snapshot is not None and snapshot.version == version:
+                # Counters only rise: a snapshot newer than what this request saw is current for it too.
+                if snapshot is not None and snapshot.version >= version:
                     return snapshot
                 if self._building:
                     return None
@@ -302,16 +319,9 @@ def index_for(store, cache: dict, kinds: tuple[str, ...]) -> TermIndex | None:
         return found[1]
     engine = store.engine
     index: TermIndex | None = None
-    if engine.dialect.name == "postgresql":
-        index = TermIndex(PostgresSource(engine), kinds)
+    if store.reads is not None:
+        index = TermIndex(PostgresSource(engine, store.reads), kinds)
     elif engine.url.database and engine.url.database != ":memory:":
         index = TermIndex(SqliteSource(engine.url.database), kinds)
     cache["term_index"] = (store, index)
     return index
-
-
-def store_version(connection: sa.Connection) -> int | None:
-    """PostgreSQL's change counter (see PostgresSource), or None where there is none."""
-    if connection.dialect.name != "postgresql":
-        return None
-    return int(connection.execute(sa.text(_VERSION)).scalar_one())

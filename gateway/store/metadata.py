@@ -28,6 +28,7 @@ from gateway.store import families, fhir_resources
 from gateway.store import migrate as migrations
 from gateway.store.engine import WRITE, create_store_engine
 from gateway.store.indexing import index_fields
+from gateway.store.reads import PostgresReads
 from gateway.store.records import PhenopacketRecord, SaveResult, StoredFamily, StoredPhenopacket
 from gateway.store.tables import (
     DISEASE,
@@ -66,6 +67,8 @@ class MetadataStore:
         self._postgres = self.engine.dialect.name == "postgresql"
         self._insert = pg_dialect.insert if self._postgres else sqlite_dialect.insert
         self._upsert = self._upsert_statement()  # built once: constructing it costs more than running it
+        # PostgreSQL: the hot reads of the Beacon side, one round trip each (gateway.store.reads).
+        self.reads: PostgresReads | None = PostgresReads(self.engine) if self._postgres else None
 
     @classmethod
     def open(cls, url: str, *, migrate: bool = True) -> MetadataStore:
@@ -94,6 +97,8 @@ class MetadataStore:
             return False
 
     def close(self) -> None:
+        if self.reads is not None:
+            self.reads.close()
         self.engine.dispose()
 
     @contextmanager

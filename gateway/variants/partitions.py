@@ -90,3 +90,15 @@ class PartitionIndex:
             hi = bisect_left(starts, q.end)
             lo = bisect_right(reach, q.start)
         return [p for p in parts[lo:hi] if p.may_answer(q)]
+
+    def chromosomes(self) -> list[str]:
+        return list(self._chroms)
+
+    def at(self, chrom: str, position: int) -> Partition | None:
+        """The partition whose span holds a variant start `position` (0-based) on `chrom`, by bisection."""
+        found = self._chroms.get(chrom)
+        if found is None:
+            return None
+        parts, starts, _ = found
+        i = bisect_right(starts, position) - 1
+        return parts[i] if i >= 0 and parts[i].start <= position < parts[i].end else None

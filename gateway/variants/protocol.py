@@ -11,6 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Protocol
 
+import numpy as np
+
 from gateway.variants.query import Carrier, VariantHit, VariantQuery
 
 # A carrier as a plain tuple, in Carrier's field order: (sample_id, biosample_id, individual_id, zygosity).
@@ -65,9 +67,16 @@ class VariantReader(Protocol):
         """`carriers` as tuples (the record builder's fast path)."""
         ...
 
+    def carrier_indexes(self, variant_id: str) -> np.ndarray | None:
+        """The variant's carriers as ascending sample indexes, positions in `dataset_samples(...).samples` of the
+        variant's dataset (no object per carrier: cross-links page over them); None for an unknown variant."""
+        ...
+
     def variants_of_individual(
-        self, individual_id: str, *, skip: int = 0, limit: int = 10
-    ) -> tuple[list[VariantHit], int]: ...
+        self, individual_id: str, *, skip: int = 0, limit: int = 10, dataset_ids: tuple[str, ...] | None = None
+    ) -> tuple[list[VariantHit], int]:
+        """One page of the variants the individual carries, and their number (in `dataset_ids` only, when given)."""
+        ...
 
     def sample_count(self, dataset_id: str) -> int:
         """Samples of the dataset's live version that are not erased (0 for an unknown dataset)."""

@@ -8,12 +8,17 @@ See layout.py for the files and schema.
 from __future__ import annotations
 
 import os
+import resource
 import secrets
 import shutil
 import sqlite3
 import threading
 import time
+from array import array
+from bisect import bisect_left, bisect_right
+from collections import OrderedDict
 from collections.abc import Iterator
+from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
@@ -35,6 +40,7 @@ from .layout import (
     switch_pointer,
     unpack_codes,
 )
+from .pages import codes_page, set_page
 from .partitions import Partition, PartitionIndex, read_partitions
 from .protocol import DatasetSamples, SampleRow
 from .query import Carrier, VariantHit, VariantQuery
@@ -42,7 +48,10 @@ from .query import Carrier, VariantHit, VariantQuery
 _COLUMNS = "id, vkey, chrom, start, end, ref, alt, vclass, length, ac, an, carriers, genes, aa, effects, ids"
 _MAX_OPEN_PER_THREAD = 64  # open dataset connections kept per thread (least recently opened closed first)
 _STABLE_DIR_S = 1.0  # a directory listing is reused once the directory has not changed for this long
-_MAX_OPEN_PARTITIONS = 1024  # open partition files per dataset and thread (a genome in 5 Mb partitions: ~620)
+_MAX_OPEN_PARTITIONS = 1024  # open partition files per thread at most (a genome in 5 Mb partitions: ~620)
+_FD_SHARE = 8  # a thread's partition pool takes at most this fraction of the process's file-descriptor limit
+_SUMMARY_MAX_VARIANTS = 16_384  # partitions this small keep their variants' starts and ends in memory once read
+_SUMMARY_BUDGET = 1 << 20  # starts and ends (8 bytes each) kept per open version and thread: at most 16 MB
 _POINTER_RECHECK_S = 0.5  # how stale a reader may be after another process switched a version
 
 
@@ -149,39 +158,107 @@ def _carried_variants(conn: sqlite3.Connection, sample_idxs: list[int]) -> np.nd
     return np.unique(vids) if len(sample_idxs) > 1 else vids
 
 
+def partition_pool_size() -> int:
+    """How many partition files one thread keeps open: bounded by the file-descriptor limit (each open unit holds
+    one descriptor), so that several threads, datasets and the process's sockets still fit under it."""
+    soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+    budget = _MAX_OPEN_PARTITIONS if soft == resource.RLIM_INFINITY else soft // _FD_SHARE
+    return max(4, min(_MAX_OPEN_PARTITIONS, budget))
+
+
+class _PartitionPool:
+    """One thread's open partition files, least recently used closed first. Opening a unit costs a file open and a
+    schema read (~100 µs); a query that reaches a unit already open pays neither. Keyed by the file's path text."""
+
+    __slots__ = ("capacity", "units")
+
+    def __init__(self, capacity: int):
+        self.capacity = max(2, capacity)  # the unit in use is never the least recently used one
+        self.units: OrderedDict[str, _Dataset] = OrderedDict()
+
+    def open(self, key: str, open_unit) -> _Dataset:
+        while len(self.units) >= self.capacity:
+            self.units.popitem(last=False)[1].conn.close()
+        unit = self.units[key] = open_unit()
+        return unit
+
+    def close_under(self, prefix: str, files: list[str]) -> None:
+        for name in files:
+            unit = self.units.pop(prefix + name, None)
+            if unit is not None:
+                unit.conn.close()
+
+
 class _Dataset:
     """An open version of one dataset (per thread)."""
 
-    __slots__ = ("_index", "_opened", "assembly", "conn", "dataset_id", "dir", "partitions", "samples", "version")
+    __slots__ = (
+        "_held",
+        "_index",
+        "_live",
+        "_pool",
+        "_prefix",
+        "_samples_info",
+        "_summaries",
+        "_summary_room",
+        "_totals",
+        "assembly",
+        "conn",
+        "dataset_id",
+        "dir",
+        "observed",
+        "partitions",
+        "samples",
+        "version",
+    )
 
-    def __init__(self, dataset_id: str, path: Path, version: str, samples: list | None = None):
+    def __init__(
+        self,
+        dataset_id: str,
+        path: Path,
+        version: str,
+        samples: list | None = None,
+        pool: _PartitionPool | None = None,
+    ):
         self.dataset_id = dataset_id
         self.version = version
         self.dir = path.parent
+        self._prefix = f"{self.dir}{os.sep}"
         self.conn = sqlite3.connect(f"file:{path}?mode=ro&immutable=1", uri=True, check_same_thread=False)
         self.conn.execute("PRAGMA cache_size=-2048")  # small per-dataset cache: memory must not grow with datasets
         self.assembly = self.conn.execute("SELECT value FROM meta WHERE key='assembly'").fetchone()[0]
         self.samples: list[tuple[str, str | None, str | None]] | None = samples
+        self.observed = _observed(self)
         # A partitioned version (partitions.py): this file is its manifest (meta, samples, the partition list);
         # the variants live in one immutable file per region partition, opened when a query reaches it.
         self.partitions: list[Partition] = read_partitions(self.conn, self.dir)
         self._index = PartitionIndex(self.partitions) if self.partitions else None
-        self._opened: dict[str, _Dataset] = {}
+        self._pool = pool if pool is not None else _PartitionPool(partition_pool_size())
+        self._totals: dict[str, int] = {}  # partition file -> observed variants (files are immutable)
+        self._summaries: dict[str, tuple[array, array] | None] = {}  # partition file -> sorted starts, sorted ends
+        self._summary_room = _SUMMARY_BUDGET
+        self._held: dict[str, list[int]] | None = None  # individual -> sample indexes
+        self._samples_info: DatasetSamples | None = None
+        self._live: int | None = None
 
     def close(self) -> None:
-        for part in self._opened.values():
-            part.conn.close()
-        self._opened.clear()
+        self._pool.close_under(self._prefix, [p.file for p in self.partitions])
         self.conn.close()
 
     def _part(self, partition: Partition) -> _Dataset:
-        part = self._opened.get(partition.file)
-        if part is None:
-            if len(self._opened) >= _MAX_OPEN_PARTITIONS:  # callers finish with a partition before the next one
-                self._opened.pop(next(iter(self._opened))).conn.close()
-            part = _Dataset(self.dataset_id, self.dir / partition.file, self.version, self.sample_table())
-            self._opened[partition.file] = part
-        return part
+        key = self._prefix + partition.file
+        units = self._pool.units
+        unit = units.get(key)
+        if unit is not None:
+            units.move_to_end(key)
+            return unit
+        return self._pool.open(
+            key, lambda: _Dataset(self.dataset_id, Path(key), self.version, self.sample_table(), self._pool)
+        )
+
+    def reached(self, q: VariantQuery) -> list[Partition]:
+        """The partitions whose variants could answer `q` (bisection per chromosome, partitions.PartitionIndex)."""
+        return self._index.reached_by(q) if self._index is not None else []
 
     def units(self, q: VariantQuery | None = None) -> Iterator[_Dataset]:
         """The files holding this version's variants (itself when not partitioned); with `q`, only the partitions
@@ -189,17 +266,58 @@ class _Dataset:
         if not self.partitions:
             yield self
             return
-        for partition in self.partitions if q is None else self._index.reached_by(q):
+        for partition in self.partitions if q is None else self.reached(q):
             yield self._part(partition)
 
     def unit_at(self, chrom: str, start: int) -> _Dataset | None:
         """The file that holds variants starting at `start` (0-based) on `chrom`."""
-        if not self.partitions:
+        if self._index is None:
             return self
-        for partition in self.partitions:
-            if partition.chrom == chrom and partition.start <= start < partition.end:
-                return self._part(partition)
+        partition = self._index.at(chrom, start)
+        return self._part(partition) if partition is not None else None
+
+    def observed_total(self, partition: Partition) -> int:
+        """The observed variants of one partition, counted once (a unit never changes)."""
+        total = self._totals.get(partition.file)
+        if total is None:
+            unit = self._part(partition)
+            total = self._totals[partition.file] = unit.conn.execute(
+                f"SELECT count(*) FROM variants WHERE 1{unit.observed}"
+            ).fetchone()[0]
+        return total
+
+    def range_total(self, partition: Partition, start: int, end: int) -> int | None:
+        """Observed variants of one partition overlapping [start, end), answered from memory; None: ask SQL.
+
+        A variant overlaps when it starts before `end` and ends after `start`; one that ends at or before `start`
+        also starts before `end`, so the count is #(starts < end) - #(ends <= start): two bisections over the
+        partition's sorted starts and ends. Small partitions keep both (read once: units are immutable); a
+        partition wholly inside the range needs only its total.
+        """
+        summary = self._summary(partition)
+        if summary is not None:
+            starts, ends = summary
+            return bisect_left(starts, end) - bisect_right(ends, start)
+        if start <= partition.start and partition.end <= end:
+            return self.observed_total(partition)
         return None
+
+    def _summary(self, partition: Partition) -> tuple[array, array] | None:
+        if partition.file in self._summaries:
+            return self._summaries[partition.file]
+        summary = None
+        if partition.variants <= min(_SUMMARY_MAX_VARIANTS, self._summary_room):
+            unit = self._part(partition)
+            rows = unit.conn.execute(f"SELECT start, end FROM variants WHERE 1{unit.observed} ORDER BY start")
+            starts, ends = array("q"), array("q")
+            for row_start, row_end in rows:
+                starts.append(row_start)
+                ends.append(row_end)
+            summary = (starts, array("q", sorted(ends)))
+            self._summary_room -= 2 * len(starts)
+            self._totals[partition.file] = len(starts)
+        self._summaries[partition.file] = summary
+        return summary
 
     def sample_table(self) -> list[tuple[str, str | None, str | None]]:
         if self.samples is None:
@@ -211,6 +329,41 @@ class _Dataset:
                 table[idx] = (name, individual, biosample)
             self.samples = table
         return self.samples
+
+    def samples_of(self, individual_id: str) -> list[int]:
+        """The sample indexes linked to an individual (from the sample table, read once per version)."""
+        if self._held is None:
+            held: dict[str, list[int]] = {}
+            for idx, (_, individual, _) in enumerate(self.sample_table()):
+                if individual:
+                    held.setdefault(individual, []).append(idx)
+            self._held = held
+        return self._held.get(individual_id, [])
+
+    def chromosomes(self) -> list[str]:
+        return self._index.chromosomes() if self._index is not None else []
+
+    def live_samples(self) -> int:
+        """Samples not erased (asked by the access rules on every request: counted once per version)."""
+        if self._live is None:
+            self._live = sum(1 for name, _, _ in self.sample_table() if name and not name.startswith("erased-"))
+        return self._live
+
+    def samples_info(self) -> DatasetSamples:
+        """The version's samples and facts, read once (a version never changes)."""
+        if self._samples_info is None:
+            meta = dict(self.conn.execute("SELECT key, value FROM meta").fetchall())
+            self._samples_info = DatasetSamples(
+                dataset_id=self.dataset_id,
+                version=self.version,
+                created=meta.get("created") or "1970-01-01",
+                assembly=meta.get("assembly", ""),
+                records=int(meta.get("records_written") or 0),
+                samples=tuple(
+                    SampleRow(name, individual, biosample) for name, individual, biosample in self.sample_table()
+                ),
+            )
+        return self._samples_info
 
     def hit(self, row: tuple) -> VariantHit:
         (_, vkey, chrom, start, end, ref, alt, vclass, length, ac, an, carriers, genes, aa, effects, ids) = row
@@ -242,25 +395,63 @@ def _observed(ds: _Dataset) -> str:
     return " AND ac > 0" if ds.sample_table() else " AND (ac > 0 OR an = 0)"
 
 
+@lru_cache(maxsize=256)
+def _count_sql(wheres: tuple[str, ...]) -> str:
+    return "SELECT " + " + ".join(f"(SELECT count(*) FROM variants WHERE {w})" for w in wheres)
+
+
+@lru_cache(maxsize=256)
+def _page_sql(wheres: tuple[str, ...]) -> str:
+    union = " UNION ALL ".join(f"SELECT {_COLUMNS} FROM variants WHERE {w}" for w in wheres)
+    return f"{union} ORDER BY id LIMIT ? OFFSET ?"
+
+
+@lru_cache(maxsize=256)
+def _carried_sql(wheres: tuple[str, ...]) -> str:
+    """Matching variants that have carriers, with their stored carrier counts (no carrier set read)."""
+    return " UNION ALL ".join(f"SELECT id, carriers FROM variants WHERE {w} AND carriers > 0" for w in wheres)
+
+
 def _count(ds: _Dataset, parts: list[tuple[str, list]]) -> int:
-    """Rows matching any of the disjoint branches, in one statement (one round trip)."""
-    sql = "SELECT " + " + ".join(f"(SELECT count(*) FROM variants WHERE {w})" for w, _ in parts)
-    return ds.conn.execute(sql, [x for _, p in parts for x in p]).fetchone()[0]
+    """Rows matching any of the disjoint branches, in one statement (one round trip; the text is built once per
+    query shape and sqlite3's per-connection statement cache keeps it prepared)."""
+    return ds.conn.execute(_count_sql(tuple(w for w, _ in parts)), [x for _, p in parts for x in p]).fetchone()[0]
 
 
 def _page(ds: _Dataset, parts: list[tuple[str, list]], n_rows: int, offset: int) -> list[tuple]:
-    union = " UNION ALL ".join(f"SELECT {_COLUMNS} FROM variants WHERE {w}" for w, _ in parts)
     params = [x for _, p in parts for x in p]
-    return ds.conn.execute(f"{union} ORDER BY id LIMIT ? OFFSET ?", [*params, n_rows, offset]).fetchall()
+    return ds.conn.execute(_page_sql(tuple(w for w, _ in parts)), [*params, n_rows, offset]).fetchall()
+
+
+def _range_only(q: VariantQuery) -> bool:
+    """A query that asks for nothing but overlap with [start, end) on one chromosome: a partition lying wholly inside
+    the range then answers with all its observed variants (each starts inside, and ends after its start)."""
+    return (
+        q.reference_name is not None
+        and q.start is not None
+        and q.end is not None
+        and q.start_range is None
+        and q.end_range is None
+        and not q.reference_bases
+        and not q.alternate_bases
+        and not q.variant_types
+        and q.min_length is None
+        and q.max_length is None
+        and q.gene_id is None
+        and q.aa_change is None
+        and not q.variant_ids
+    )
 
 
 class VariantStore:
     """Reads every dataset's live version under `data_dir/variants/`; safe to share across threads."""
 
-    def __init__(self, data_dir: Path):
+    def __init__(self, data_dir: Path, *, partition_pool: int | None = None):
+        """`partition_pool`: partition files one thread keeps open (default: partition_pool_size())."""
         self.data_dir = Path(data_dir)
         self.root = self.data_dir / "variants"
         self._local = threading.local()
+        self._pool_capacity = partition_pool
         self._pointer_cache: dict[str, tuple[float, str | None]] = {}
         self.cleanup()
 
@@ -327,7 +518,7 @@ class VariantStore:
         if version is None:
             return None
         try:
-            ds = _Dataset(dataset_id, dataset_dir(self.data_dir, dataset_id) / version, version)
+            ds = _Dataset(dataset_id, dataset_dir(self.data_dir, dataset_id) / version, version, pool=self._pool())
         except sqlite3.OperationalError:  # switched or deleted between reading the pointer and opening
             self._pointer_cache.pop(dataset_id, None)
             return None
@@ -337,13 +528,20 @@ class VariantStore:
         conns[dataset_id] = ds
         return ds
 
-    def _targets(self, q: VariantQuery) -> Iterator[_Dataset]:
-        """The datasets a query covers, opened one at a time (lazily: the open-connection cap may close earlier ones)."""
+    def _pool(self) -> _PartitionPool:
+        """This thread's pool of open partition files, shared by its datasets."""
+        pool: _PartitionPool | None = getattr(self._local, "pool", None)
+        if pool is None:
+            pool = self._local.pool = _PartitionPool(self._pool_capacity or partition_pool_size())
+        return pool
+
+    def _versions(self, q: VariantQuery) -> Iterator[_Dataset]:
+        """The datasets a query covers, in name order, opened one at a time."""
         names = q.dataset_ids if q.dataset_ids is not None else self.datasets()
-        for name in sorted(set(names)):
+        for name in sorted(set(names)) if len(names) > 1 else names:
             ds = self._open(name)
             if ds is not None and (q.assembly is None or ds.assembly == q.assembly):
-                yield from ds.units(q)
+                yield ds
 
     @staticmethod
     def _ids_clause(ds: _Dataset, q: VariantQuery) -> tuple[str, list] | None:
@@ -367,69 +565,122 @@ class VariantStore:
         ids = self._ids_clause(ds, q)
         if ids is None:
             return None
-        observed = _observed(ds)
-        return [(where + ids[0] + observed, params + ids[1]) for where, params in branches]
+        if not ids[0]:
+            return [(where + ds.observed, params) for where, params in branches]
+        return [(where + ids[0] + ds.observed, params + ids[1]) for where, params in branches]
+
+    def _slices(self, q: VariantQuery) -> Iterator[tuple[_Dataset, Partition | None]]:
+        """(version, partition) for every unit a query reaches, in answer order; None for a single-file version."""
+        for ds in self._versions(q):
+            if not ds.partitions:
+                yield ds, None
+            else:
+                for partition in ds.reached(q):
+                    yield ds, partition
+
+    def _unit_total(
+        self, ds: _Dataset, partition: Partition | None, q: VariantQuery, branches: list[tuple[str, list]], whole: bool
+    ) -> int:
+        """Matches in one unit. For a range-only query (`whole`) a partition answers from memory when it can
+        (`_Dataset.range_total`): a 10 kb range over 2 kb partitions then runs no SQL at all."""
+        if partition is not None and whole:
+            found = ds.range_total(partition, q.start or 0, q.end or 0)
+            if found is not None:
+                return found
+        unit = ds if partition is None else ds._part(partition)
+        parts = self._branches(ds, q, branches)
+        return _count(unit, parts) if parts else 0
 
     def search(self, q: VariantQuery, *, skip: int = 0, limit: int = 10) -> tuple[list[VariantHit], int]:
         branches = build_where(q)
+        whole = _range_only(q)
         hits: list[VariantHit] = []
         total = 0
-        for ds in self._targets(q):
+        for ds, partition in self._slices(q):
+            # Pagination runs over the datasets in name order, each in file (partition) order.
+            need, offset = limit - len(hits), max(skip - total, 0)
+            if need <= 0 or (offset and partition is not None and whole):
+                n = self._unit_total(ds, partition, q, branches, whole)  # counted, not read
+                if need > 0 and offset < n:
+                    hits += self._unit_page(ds, partition, q, branches, need, offset)
+                total += n
+                continue
+            unit = ds if partition is None else ds._part(partition)
             parts = self._branches(ds, q, branches)
             if parts is None:
                 continue
-            # Pagination runs over the datasets in name order, each in file order.
-            need, offset = limit - len(hits), max(skip - total, 0)
-            if need > 0 and offset == 0:
-                rows = _page(ds, parts, need, 0)
-                n = len(rows) if len(rows) < need else _count(ds, parts)  # a short first page is the whole answer
+            if offset == 0:
+                rows = _page(unit, parts, need, 0)
+                # a short first page is the whole answer
+                n = len(rows) if len(rows) < need else self._unit_total(ds, partition, q, branches, whole)
             else:
-                n = _count(ds, parts)
-                rows = _page(ds, parts, need, offset) if n and need > 0 and offset < n else []
+                n = _count(unit, parts)
+                rows = _page(unit, parts, need, offset) if n and offset < n else []
             hits += [ds.hit(r) for r in rows]
             total += n
         return hits, total
 
+    def _unit_page(
+        self, ds: _Dataset, partition: Partition | None, q: VariantQuery, branches: list, n_rows: int, offset: int
+    ) -> list[VariantHit]:
+        unit = ds if partition is None else ds._part(partition)
+        parts = self._branches(ds, q, branches)
+        return [ds.hit(r) for r in _page(unit, parts, n_rows, offset)] if parts else []
+
     def count(self, q: VariantQuery) -> int:
         branches = build_where(q)
-        total = 0
-        for ds in self._targets(q):
-            parts = self._branches(ds, q, branches)
-            if parts:
-                total += _count(ds, parts)
-        return total
+        whole = _range_only(q)
+        return sum(self._unit_total(ds, partition, q, branches, whole) for ds, partition in self._slices(q))
 
     def exists(self, q: VariantQuery) -> bool:
         branches = build_where(q)
-        for ds in self._targets(q):
+        whole = _range_only(q)
+        for ds, partition in self._slices(q):
+            found = ds.range_total(partition, q.start or 0, q.end or 0) if partition is not None and whole else None
+            if found is not None:
+                if found:
+                    return True
+                continue
+            unit = ds if partition is None else ds._part(partition)
             for where, params in self._branches(ds, q, branches) or ():
-                if ds.conn.execute(f"SELECT 1 FROM variants WHERE {where} LIMIT 1", params).fetchone():
+                if unit.conn.execute(f"SELECT 1 FROM variants WHERE {where} LIMIT 1", params).fetchone():
                     return True
         return False
 
     def carrier_count(self, q: VariantQuery) -> int:
-        """Distinct samples carrying any matching variant (summed over datasets)."""
+        """Distinct samples carrying any matching variant (summed over datasets). One matching variant answers
+        from its stored carrier count; only several in one dataset read and unite their carrier sets."""
         branches = build_where(q)
-        rows_of: dict[str, list] = {}  # per dataset: the partitions of one dataset share its samples
-        for ds in self._targets(q):
+        found: dict[str, list[tuple[_Dataset, Partition | None, int, int]]] = {}  # the partitions share samples
+        for ds, partition in self._slices(q):
             parts = self._branches(ds, q, branches)
             if parts is None:
                 continue
-            union = " UNION ALL ".join(f"SELECT id FROM variants WHERE {w}" for w, _ in parts)
-            rows_of.setdefault(ds.dataset_id, []).extend(
-                ds.conn.execute(
-                    f"SELECT v.carriers, c.samples FROM variants v JOIN carriers c ON c.vid = v.id "
-                    f"WHERE v.id IN ({union})",
-                    [x for _, p in parts for x in p],
-                ).fetchall()
-            )
+            conn = ds.conn if partition is None else ds._part(partition).conn
+            rows = conn.execute(_carried_sql(tuple(w for w, _ in parts)), [x for _, p in parts for x in p]).fetchall()
+            found.setdefault(ds.dataset_id, []).extend((ds, partition, vid, n) for vid, n in rows)
         total = 0
-        for rows in rows_of.values():
+        for rows in found.values():
             if len(rows) == 1:
-                total += rows[0][0]
+                total += rows[0][3]
             elif rows:
-                total += len(np.unique(np.concatenate([decode_set(r[1]) for r in rows])))
+                total += len(np.unique(np.concatenate(list(self._carrier_sets(rows)))))
         return total
+
+    @staticmethod
+    def _carrier_sets(rows: list[tuple[_Dataset, Partition | None, int, int]]) -> Iterator[np.ndarray]:
+        """The carrier sets of (version, partition, variant id, carriers) rows, one statement per unit (a unit is
+        reopened through the pool if it was closed meanwhile)."""
+        by_unit: dict[tuple[int, str], tuple[_Dataset, Partition | None, list[int]]] = {}
+        for ds, partition, vid, _ in rows:
+            key = (id(ds), partition.file if partition is not None else "")
+            by_unit.setdefault(key, (ds, partition, []))[2].append(vid)
+        for ds, partition, vids in by_unit.values():
+            conn = ds.conn if partition is None else ds._part(partition).conn
+            for start in range(0, len(vids), 10_000):
+                chunk = vids[start : start + 10_000]
+                sql = f"SELECT samples FROM carriers WHERE vid IN ({','.join('?' * len(chunk))})"
+                yield from (decode_set(blob) for (blob,) in conn.execute(sql, chunk))
 
     def get(self, variant_id: str) -> VariantHit | None:
         parts = split_variant_id(variant_id)
@@ -438,7 +689,7 @@ class VariantStore:
         ds = self._unit_of(parts)
         if ds is None:
             return None
-        row = ds.conn.execute(f"SELECT {_COLUMNS} FROM variants WHERE vkey = ?{_observed(ds)}", (parts[2],)).fetchone()
+        row = ds.conn.execute(f"SELECT {_COLUMNS} FROM variants WHERE vkey = ?{ds.observed}", (parts[2],)).fetchone()
         return ds.hit(row) if row else None
 
     def _unit_of(self, parts: tuple[str, str, str] | None) -> _Dataset | None:
@@ -449,7 +700,7 @@ class VariantStore:
         if not ds.partitions:
             return ds
         # The key is "<chrom>-<pos>-…" and a contig name may hold "-" itself (HLA-A): try the version's chromosomes.
-        for chrom in {p.chrom for p in ds.partitions}:
+        for chrom in ds.chromosomes():
             if parts[2].startswith(chrom + "-"):
                 position = parts[2][len(chrom) + 1 :].partition("-")[0]
                 unit = ds.unit_at(chrom, int(position) - 1) if position.isdigit() else None
@@ -463,44 +714,57 @@ class VariantStore:
 
     def carrier_rows(self, variant_id: str, limit: int | None = None) -> list[tuple[str, str | None, str | None, str]]:
         """`carriers` as plain tuples in Carrier's field order (sample_id, biosample_id, individual_id, zygosity):
-        the record builder's fast path (a frozen dataclass per carrier costs ~1 µs, ~50 µs a record)."""
-        ds = self._unit_of(split_variant_id(variant_id))
-        if ds is None:
+        the record builder's fast path (a frozen dataclass per carrier costs ~1 µs, ~50 µs a record). Only the
+        first `limit` carriers and their zygosity codes are decoded (pages.py), whatever the cohort's size."""
+        found = self._carrier_blobs(variant_id)
+        if found is None:
             return []
-        row = ds.conn.execute(
-            "SELECT c.samples, c.zyg FROM variants v JOIN carriers c ON c.vid = v.id WHERE v.vkey = ?",
-            (split_variant_id(variant_id)[2],),
-        ).fetchone()
-        if row is None:
-            return []
+        ds, samples_blob, zyg_blob = found
         table = ds.sample_table()
-        idxs = decode_set(row[0])[:limit].tolist()
-        zygs = unpack_codes(row[1], len(idxs)).tolist()
+        idxs = set_page(samples_blob, 0, limit).tolist()
+        zygs = codes_page(zyg_blob, 0, len(idxs)).tolist()
         out = []
         for idx, zyg in zip(idxs, zygs, strict=True):
             name, individual, biosample = table[idx]
             out.append((name, biosample, individual, ZYGOSITY_GENO[zyg]))
         return out
 
-    def _sample_indexes(self, ds: _Dataset, individual_id: str) -> list[int]:
-        return [r[0] for r in ds.conn.execute("SELECT idx FROM samples WHERE individual_id = ?", (individual_id,))]
+    def _carrier_blobs(self, variant_id: str) -> tuple[_Dataset, bytes, bytes] | None:
+        parts = split_variant_id(variant_id)
+        ds = self._unit_of(parts)
+        if ds is None or parts is None:
+            return None
+        row = ds.conn.execute(
+            "SELECT c.samples, c.zyg FROM variants v JOIN carriers c ON c.vid = v.id WHERE v.vkey = ?", (parts[2],)
+        ).fetchone()
+        return (ds, row[0], row[1]) if row is not None else None
 
-    def _datasets_holding(self, individual_id: str):
+    def carrier_indexes(self, variant_id: str) -> np.ndarray | None:
+        """The variant's carriers as ascending sample indexes (positions in `dataset_samples(...).samples`), decoded
+        in one vectorised step, no Python object per carrier; None for an unknown variant."""
+        found = self._carrier_blobs(variant_id)
+        if found is None:
+            return None if self.get(variant_id) is None else np.empty(0, dtype="<u4")
+        return set_page(found[1])
+
+    def _datasets_holding(self, individual_id: str, dataset_ids: tuple[str, ...] | None = None):
         """(dataset name, open dataset, sample indexes) for every dataset with samples of this individual."""
-        for name in self.datasets():
+        for name in self.datasets() if dataset_ids is None else sorted(set(dataset_ids)):
             ds = self._open(name)
             if ds is None:
                 continue
-            idxs = self._sample_indexes(ds, individual_id)
+            idxs = ds.samples_of(individual_id)
             if idxs:
                 yield name, ds, idxs
 
     def variants_of_individual(
-        self, individual_id: str, *, skip: int = 0, limit: int = 10
+        self, individual_id: str, *, skip: int = 0, limit: int = 10, dataset_ids: tuple[str, ...] | None = None
     ) -> tuple[list[VariantHit], int]:
+        """One page of the variants an individual carries, and their number; `dataset_ids` restricts the datasets
+        (the page is then cut in the store, not from every variant of the person)."""
         hits: list[VariantHit] = []
         total = 0
-        for _, dataset, idxs in self._datasets_holding(individual_id):
+        for _, dataset, idxs in self._datasets_holding(individual_id, dataset_ids):
             for ds in dataset.units():
                 vids = _carried_variants(ds.conn, idxs)
                 n = len(vids)
@@ -517,27 +781,17 @@ class VariantStore:
     # --- samples (the VariantReader protocol, gateway/variants/protocol.py) --------------
 
     def sample_count(self, dataset_id: str) -> int:
-        """Samples of the live version that are not erased; 0 for an unknown dataset."""
+        """Samples of the live version that are not erased; 0 for an unknown dataset (counted once per version)."""
         ds = self._open(dataset_id)
         if ds is None:
             return 0
-        return sum(1 for name, _, _ in ds.sample_table() if name and not name.startswith("erased-"))
+        return ds.live_samples()
 
     def dataset_samples(self, dataset_id: str) -> DatasetSamples | None:
-        """The live version's samples (erased ones included, as they are stored) and its facts."""
+        """The live version's samples (erased ones included, as they are stored) and its facts; read once per
+        version (asked on every cross-link request)."""
         ds = self._open(dataset_id)
-        if ds is None:
-            return None
-        meta = dict(ds.conn.execute("SELECT key, value FROM meta").fetchall())
-        rows = ds.conn.execute("SELECT name, individual_id, biosample_id FROM samples ORDER BY idx").fetchall()
-        return DatasetSamples(
-            dataset_id=dataset_id,
-            version=ds.version,
-            created=meta.get("created") or "1970-01-01",
-            assembly=meta.get("assembly", ""),
-            records=int(meta.get("records_written") or 0),
-            samples=tuple(SampleRow(*row) for row in rows),
-        )
+        return ds.samples_info() if ds is not None else None
 
     # --- changes ----------------------------------------------------------------------
 

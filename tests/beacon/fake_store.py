@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import fnmatch
 
+import numpy as np
+
 from gateway.variants.protocol import CarrierRow, DatasetSamples, SampleRow, VariantReader
 from gateway.variants.query import Carrier, VariantHit, VariantQuery
 
@@ -74,11 +76,21 @@ class FakeVariantStore:
     def carrier_rows(self, variant_id: str, limit: int | None = None) -> list[CarrierRow]:
         return [(c.sample_id, c.biosample_id, c.individual_id, c.zygosity) for c in self.carriers(variant_id, limit)]
 
+    def carrier_indexes(self, variant_id: str) -> np.ndarray | None:
+        found = self.get(variant_id)
+        if found is None:
+            return None
+        order = {name: i for i, name in enumerate(self._samples(found.dataset_id))}
+        return np.array(sorted(order[c.sample_id] for c in self._carriers.get(variant_id, [])), dtype="<u4")
+
     def variants_of_individual(
-        self, individual_id: str, *, skip: int = 0, limit: int = 10
+        self, individual_id: str, *, skip: int = 0, limit: int = 10, dataset_ids: tuple[str, ...] | None = None
     ) -> tuple[list[VariantHit], int]:
         held = [
-            h for h in self.hits if any(c.individual_id == individual_id for c in self._carriers.get(h.variant_id, []))
+            h
+            for h in self.hits
+            if any(c.individual_id == individual_id for c in self._carriers.get(h.variant_id, []))
+            and (dataset_ids is None or h.dataset_id in dataset_ids)
         ]
         return held[skip : skip + limit], len(held)
 

@@ -2,7 +2,9 @@
 
 `/g_variants/{id}/individuals` once sent every carrier's individual id as one SQL `IN` list: PostgreSQL refuses a
 statement with more than 65,535 parameters, so a variant carried by more people than that answered 500. The same
-request now passes the ids as one array parameter (PostgreSQL) or one JSON parameter (SQLite), and pages in SQL.
+request now pages over the carriers' sample indexes mapped onto the in-memory individuals index (on PostgreSQL and
+SQLite alike; tests/beacon/test_cross_link_paging.py), and without that index passes the ids as one array parameter
+(PostgreSQL) or one JSON parameter (SQLite) and pages in SQL.
 `/individuals/{id}/g_variants` builds only the carriers a record shows (MAX_CASE_LEVEL), not every carrier set.
 """
 
@@ -61,7 +63,7 @@ def _node(database_url):
 
 
 def test_individuals_of_a_variant_with_more_carriers_than_postgres_parameters(database_url):
-    app, common, _ = _node(database_url)
+    app, common, variants = _node(database_url)
     try:
         client = app.test_client()
         url = f"/api/g_variants/{common.variant_id}/individuals"
@@ -76,6 +78,7 @@ def test_individuals_of_a_variant_with_more_carriers_than_postgres_parameters(da
         assert [r["id"] for r in result_set["results"]] == ["P69999"]
         count = client.get(url, query_string={"requestedGranularity": "count"}).get_json()
         assert count["responseSummary"]["numTotalResults"] == 3
+        assert variants.built == []  # paged from the sample indexes and the in-memory index: no carrier built
     finally:
         app.extensions["gateway"].store.close()
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import replace
 
+import numpy as np
+
 from gateway.variants.protocol import CarrierRow, DatasetSamples, VariantStore
 from gateway.variants.query import Carrier, VariantHit, VariantQuery
 
@@ -87,8 +89,11 @@ class FakeVariantStore:
     def get(self, variant_id: str) -> VariantHit | None:
         return next((h for h in self.hits if h.variant_id == variant_id), None)
 
+    def carrier_indexes(self, variant_id: str) -> np.ndarray | None:
+        return None if self.get(variant_id) is None else np.empty(0, dtype="<u4")  # no per-sample rows
+
     def variants_of_individual(
-        self, individual_id: str, *, skip: int = 0, limit: int = 10
+        self, individual_id: str, *, skip: int = 0, limit: int = 10, dataset_ids: tuple[str, ...] | None = None
     ) -> tuple[list[VariantHit], int]:
         return [], 0  # no sample of these datasets is linked to an individual
 

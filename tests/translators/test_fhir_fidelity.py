@@ -137,12 +137,19 @@ def test_medication_statements_and_requests_are_treatments_and_medications_used_
     assert not [i for i in result.issues if "not used by any mapped resource" in i.message]
 
 
-def test_variant_component_without_a_code_is_named_by_its_text(sma):
-    """Was: 'variant component None has no phenopacket target'."""
+def test_variant_component_coded_by_text_only_reaches_its_home(sma):
+    """Was: 'variant component None has no phenopacket target', then "'Copy Number' has no phenopacket
+    target": the text-coded copy number is now the descriptor's copy number, with no warning."""
     bundle, packet = sma
     smn2 = entry_of(bundle, "variant-smn2-001")
-    messages = [i.message for i in packet.issues if i.location == f"/entry/{smn2}/resource/component/1"]
-    assert messages == ["variant component 'Copy Number' has no phenopacket target"]
+    assert not [i for i in packet.issues if i.location == f"/entry/{smn2}/resource/component/1"]
+    descriptors = [
+        g["variantInterpretation"]["variationDescriptor"]
+        for i in packet.phenopacket["interpretations"]
+        for g in i["diagnosis"].get("genomicInterpretations", ())
+    ]
+    smn2_descriptor = next(d for d in descriptors if d.get("geneContext", {}).get("symbol") == "SMN2")
+    assert smn2_descriptor["variation"]["copyNumber"]["number"] == {"value": "2"}
 
 
 def as_collection(bundle: dict) -> dict:
@@ -240,6 +247,47 @@ def test_family_member_histories_become_a_phenopacket_family():
     )
     assert not any(i.code == "no-phenopacket-target" and "FamilyMemberHistory" in i.message for i in packet.issues)
     assert all("name" not in json.dumps(r["subject"]) for r in family["relatives"])
+
+
+def test_relatives_affected_status_follows_what_the_sender_says():
+    """Was: every relative with a recorded condition came out AFFECTED, although the MII rare-disease
+    extension 'von-seltene-betroffen' says whether the relative is affected by the rare disease (Yes / No /
+    Unknown); and a condition that contributed to death left the relative's vital status empty."""
+    bundle = read_fhir("mii-testdata/Bundle-mii-exa-test-data-bundle-seltene-1.json")
+    result = translate_bundle(bundle, profile=load_profile("mii"), ids=TEST_IDS, now=NOW)
+    (packet,) = result.packets
+    family = packet.family
+    histories = [e["resource"] for e in bundle["entry"] if e["resource"]["resourceType"] == "FamilyMemberHistory"]
+    said = {
+        "373066001": "AFFECTED",
+        "373067005": "UNAFFECTED",
+        "261665006": "MISSING",
+    }
+    persons = family["pedigree"]["persons"][1:]
+    assert len(persons) == len(histories)
+    for history, person in zip(histories, persons, strict=True):
+        flags = [e for e in history.get("extension", ()) if e["url"].endswith("/von-seltene-betroffen")]
+        if flags:
+            expected = said[flags[0]["valueCodeableConcept"]["coding"][0]["code"]]
+            assert person["affectedStatus"] == expected, history["id"]
+    assert any(p["affectedStatus"] != "AFFECTED" for p in persons)  # the real file holds a non-affected relative
+
+
+def test_a_condition_that_contributed_to_death_makes_the_relative_deceased():
+    history = read_fhir(
+        "mii-testdata/FamilyMemberHistory-mii-exa-test-data-patient-4-molgen-family-member-history-1.json"
+    )
+    patient_id = history["patient"]["reference"].split("/")[1]
+    patient = {"resourceType": "Patient", "id": patient_id, "gender": "female"}
+    entries = [
+        {"fullUrl": f"https://h.example/fhir/{r['resourceType']}/{r['id']}", "resource": r} for r in (patient, history)
+    ]
+    bundle = {"resourceType": "Bundle", "type": "collection", "entry": entries}
+    result = translate_bundle(bundle, profile=load_profile("mii"), ids=TEST_IDS, now=NOW)
+    (packet,) = result.packets
+    (relative,) = packet.family["relatives"]
+    assert relative["subject"]["vitalStatus"]["status"] == "DECEASED"
+    assert relative["subject"]["vitalStatus"]["causeOfDeath"] == relative["diseases"][0]["term"]
 
 
 def test_mii_vital_status_observation_sets_the_vital_status_when_the_patient_is_silent():

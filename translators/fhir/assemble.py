@@ -7,6 +7,7 @@ when needed and the issues come out in a stable order.
 
 from __future__ import annotations
 
+from collections import deque
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -198,6 +199,7 @@ class BundleTranslator:
         today = (now if now.tzinfo is None else now.astimezone(UTC)).date()
         self.source = BundleSource(profile, load_registry(), load_tables(), ids, now, today, namespace, created_by)
         self.issues: list[Issue] = []
+        self._cited_by: dict[int, list[int]] | None = None
 
     def run(self) -> BundleTranslation:
         entries = self.entries()
@@ -342,6 +344,9 @@ class BundleTranslator:
                     )
                 )
             return None
+        citer = self.citing_owner(i, builders)
+        if citer is not None:
+            return citer
         if resource["resourceType"] in HANDLED_TYPES:
             self.issues.append(
                 Issue.warning(
@@ -351,3 +356,38 @@ class BundleTranslator:
                 )
             )
         return None
+
+    def citing_owner(self, i: int, builders: dict[int, PatientBuilder]) -> PatientBuilder | None:
+        """The patient of the report or panel that lists a subject-less entry (DiagnosticReport.result,
+        Observation.hasMember): Genomics Reporting lets a report name the patient once for its results.
+        Breadth-first over the citations, each entry visited once (a cycle or a long chain costs O(n))."""
+        cited_by = self.citations()
+        queue, seen = deque(cited_by.get(i, ())), {i}
+        while queue:
+            j = queue.popleft()
+            if j in seen:
+                continue
+            seen.add(j)
+            citer = self.source.resources[j]
+            for field_name in ("subject", "patient"):
+                reference = reference_of(citer.get(field_name)) if citer is not None else None
+                target = self.source.resolve(reference, j) if reference is not None else None
+                if target is not None and target in builders:
+                    return builders[target]
+            queue.extend(cited_by.get(j, ()))
+        return None
+
+    def citations(self) -> dict[int, list[int]]:
+        """Entry -> the entries that list it as a report result or a panel member (built once)."""
+        if self._cited_by is None:
+            self._cited_by = {}
+            for j, citer in enumerate(self.source.resources):
+                field_name = {"DiagnosticReport": "result", "Observation": "hasMember"}.get(
+                    citer["resourceType"] if citer is not None else ""
+                )
+                for item in as_list(citer.get(field_name)) if citer is not None and field_name else ():
+                    reference = reference_of(item)
+                    target = self.source.resolve(reference, j) if reference is not None else None
+                    if target is not None and target != j:
+                        self._cited_by.setdefault(target, []).append(j)
+        return self._cited_by

@@ -5,8 +5,10 @@ Each FamilyMemberHistory is one relative: a phenopacket of their own whose subje
 `condition` (coded by the profile's disease priority; `onsetAge` as the onset). The pedigree
 lists the proband and every relative; a mother or father becomes the proband's maternal or
 paternal id, the only kinship a PED pedigree can hold without the people in between, so other
-relationships (a great-grandmother) stay a note. A relative is AFFECTED when a condition is
-recorded for them, else MISSING (not known to be unaffected).
+relationships (a great-grandmother) stay a note. A relative's affected status is what the sender says
+(a profile's `family_affected_extensions`, e.g. MII "von-seltene-betroffen"); without it, AFFECTED when a
+condition is recorded for them, else MISSING (not known to be unaffected). A condition that
+`contributedToDeath` makes the relative deceased, with that condition as the cause of death.
 """
 
 from __future__ import annotations
@@ -31,7 +33,8 @@ def parent_codes() -> dict[str, frozenset[str]]:
 class FamilyHistory:
     def __init__(self, ctx: PatientContext):
         self.ctx = ctx
-        self.relatives: list[tuple[dict, str | None]] = []  # (phenopacket, "mother" / "father" / None)
+        # (phenopacket, "mother" / "father" / None, affected status the sender gave or None)
+        self.relatives: list[tuple[dict, str | None, str | None]] = []
 
     def member(self, i: int, history: dict) -> None:
         ctx, base = self.ctx, self.ctx.source.pointer(i)
@@ -52,14 +55,29 @@ class FamilyHistory:
         elif any(name in history for name in ("deceasedAge", "deceasedDate", "deceasedString", "deceasedRange")):
             subject["vitalStatus"] = {"status": "DECEASED"}
         packet: dict = {"id": ctx.derived_id("relative-phenopacket", key), "subject": subject}
-        diseases = self.diseases(history, base)
+        diseases, cause_of_death = self.diseases(history, base)
         if diseases:
             packet["diseases"] = diseases
-        self.relatives.append((packet, self.parent_role(history, base)))
+        if cause_of_death and subject.get("vitalStatus", {}).get("status") != "ALIVE":
+            subject["vitalStatus"] = {**subject.get("vitalStatus", {}), "status": "DECEASED"}
+            subject["vitalStatus"]["causeOfDeath"] = cause_of_death
+        self.relatives.append((packet, self.parent_role(history, base), self.said_affected(history)))
         ctx.consumed.add(i)
 
-    def diseases(self, history: dict, base: str) -> list[dict]:
-        ctx, out = self.ctx, []
+    def said_affected(self, history: dict) -> str | None:
+        """The affected status the sender states in a profile extension, if any."""
+        for extension in as_list(history.get("extension")):
+            values = self.ctx.profile.family_affected_extensions.get(extension.get("url"))
+            concept = extension.get("valueCodeableConcept") if values else None
+            for coding in as_list(concept.get("coding")) if isinstance(concept, dict) else ():
+                status = values.get(f"{coding.get('system')}|{coding.get('code')}") if values else None
+                if status:
+                    return status
+        return None
+
+    def diseases(self, history: dict, base: str) -> tuple[list[dict], dict | None]:
+        """The relative's diseases, and the term of the first one that contributed to death."""
+        ctx, out, cause_of_death = self.ctx, [], None
         for k, condition in enumerate(as_list(history.get("condition"))):
             if not isinstance(condition, dict):
                 continue
@@ -77,7 +95,9 @@ class FamilyHistory:
                 else:
                     ctx.warn("fhir-value", "onsetAge is not a duration in years, months, weeks or days", where)
             out.append(disease)
-        return out
+            if condition.get("contributedToDeath") is True and cause_of_death is None:
+                cause_of_death = disease["term"]
+        return out, cause_of_death
 
     def parent_role(self, history: dict, base: str) -> str | None:
         relationship = history.get("relationship")
@@ -111,7 +131,7 @@ class FamilyHistory:
             person["sex"] = PED_SEX[proband["subject"]["sex"]]
         person["affectedStatus"] = "AFFECTED" if proband.get("diseases") else "MISSING"
         persons = [person]
-        for packet, role in self.relatives:
+        for packet, role, said in self.relatives:
             subject = packet["subject"]
             if role == "mother":
                 person["maternalId"] = subject["id"]
@@ -120,12 +140,12 @@ class FamilyHistory:
             relative = {"familyId": family_id, "individualId": subject["id"]}
             if subject.get("sex") in PED_SEX:
                 relative["sex"] = PED_SEX[subject["sex"]]
-            relative["affectedStatus"] = "AFFECTED" if packet.get("diseases") else "MISSING"
+            relative["affectedStatus"] = said or ("AFFECTED" if packet.get("diseases") else "MISSING")
             persons.append(relative)
         return {
             "id": family_id,
             "proband": proband,
-            "relatives": [{**packet, "metaData": proband["metaData"]} for packet, _ in self.relatives],
+            "relatives": [{**packet, "metaData": proband["metaData"]} for packet, _, _ in self.relatives],
             "pedigree": {"persons": persons},
             "metaData": proband["metaData"],
         }

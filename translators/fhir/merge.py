@@ -43,12 +43,14 @@ _YEARS = re.compile(r"P(\d+)Y")
 def followed_references(resource: dict) -> list[str]:
     """The references from one resource to another that the translation follows (besides the
     patient's): what makes resources one part. Kept in step with the families: medications
-    (medicationReference), reports (result), Conditions (evidence.detail), implications (derivedFrom).
+    (medicationReference), reports (result), Conditions (evidence.detail), implications (derivedFrom),
+    complex variants and panels (hasMember).
     Any other link (specimen, encounter, focus …) changes nothing in a phenopacket."""
     found = [
         resource.get("medicationReference"),
         *as_list(resource.get("result")),
         *as_list(resource.get("derivedFrom")),
+        *as_list(resource.get("hasMember")),
         *(
             detail
             for evidence in as_list(resource.get("evidence"))

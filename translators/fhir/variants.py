@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from translators.fhir import variant_parts as parts
 from translators.fhir.common import as_list, codings, first_code, reference_of
 from translators.fhir.conditions import UNCONFIRMED, DiagnosisLink
 from translators.fhir.context import PatientContext
@@ -29,6 +30,7 @@ REF_ALLELE = "69547-8"
 ALT_ALLELE = "69551-0"
 GENOMIC_REF_SEQ = "48013-7"
 TRANSCRIPT_REF_SEQ = "51958-7"
+ASSOCIATED_PHENOTYPE = "81259-4"
 VARIANT_COMPONENTS_USED = frozenset(
     {
         GENE_STUDIED,
@@ -63,13 +65,31 @@ class Variant:
     descriptor: dict
     acmg: str | None = None
     linked: bool = False
+    contributory: bool = False  # its own notes call it a (phenotype) modifier
 
 
-def interpretation_status(verification: str) -> str:
+def interpretation_status(verification: str, contributory: bool = False, stated: str | None = None) -> str:
     """How a variant cited by a Condition stands to its diagnosis: CAUSATIVE for a confirmed one,
-    REJECTED for a refuted one, else CANDIDATE. (A phenotype modifier cited as evidence cannot be told
-    apart structurally: the reference examples say "modifier" only in free text.)"""
-    return {"confirmed": "CAUSATIVE", "refuted": "REJECTED"}.get(verification, "CANDIDATE")
+    REJECTED for a refuted one, else CANDIDATE. A variant that the sender explicitly calls a modifier
+    (or contributory: mappings/variants/variant_components.yaml) is CONTRIBUTORY to a confirmed
+    diagnosis, never CAUSATIVE; a status the citing evidence states in code wins over words in notes.
+    Nothing is inferred from the shape of the variant."""
+    if verification == "confirmed":
+        return stated or ("CONTRIBUTORY" if contributory else "CAUSATIVE")
+    return {"refuted": "REJECTED"}.get(verification, "CANDIDATE")
+
+
+def drop_restated_phenotype(descriptor: dict, disease_id: str) -> None:
+    """An implication's associated phenotype that names the diagnosis citing the variant says nothing new."""
+    kept = [
+        e
+        for e in descriptor.get("extensions", ())
+        if not (e["name"] == f"diagnostic-implication {ASSOCIATED_PHENOTYPE}" and disease_id in e["value"].split())
+    ]
+    if kept:
+        descriptor["extensions"] = kept
+    else:
+        descriptor.pop("extensions", None)
 
 
 class Components:
@@ -121,8 +141,13 @@ class Variants:
                 "unmapped-element", "variant reported absent: not an interpretation", base + "/valueCodeableConcept"
             )
             return
-        components = self.components(obs, base)
+        if self.absent_by_interpretation(obs, base):
+            return
+        components, listed = self.components(obs, base)
         descriptor: dict = {"id": ctx.derived_id("variant", ctx.source.entry_key(i))}
+        extras = parts.Extras()
+        for k, component, rule in listed:
+            parts.apply_component(ctx, rule, component, f"{base}/component/{k}", descriptor, extras)
         self.gene(components, base, descriptor)
         transcript = components.text(TRANSCRIPT_REF_SEQ)
         reference_seq = components.text(GENOMIC_REF_SEQ)
@@ -136,10 +161,18 @@ class Variants:
         cdna = components.text(CDNA_HGVS)
         if spdi is None and cdna and SYMBOLIC_RE.match(cdna):
             spdi = cdna
-        vcf = self.vcf_record(base, components, reference_seq, rs_id, spdi)
+        place = self.placement(components, reference_seq, extras)
+        vcf = self.vcf_record(base, components, reference_seq, rs_id, spdi) or self.structural_vcf(
+            base, components, place, extras
+        )
         if vcf:
             descriptor["vcfRecord"] = vcf
-        if not (expressions or vcf or "geneContext" in descriptor):
+        variation = parts.copy_number_variation(extras, descriptor.get("geneContext", {}).get("valueId"), place)
+        if variation:
+            descriptor["variation"] = variation
+        extras.describes |= self.members(i, obs, base, descriptor)
+        contributory = self.observation_text(obs, base, descriptor)
+        if not (expressions or vcf or "geneContext" in descriptor or "label" in descriptor or extras.describes):
             ctx.warn("unmapped-element", "variant Observation describes no variant (no gene, HGVS or position)", base)
             return
         descriptor["moleculeContext"] = "genomic"
@@ -149,37 +182,101 @@ class Variants:
         if significance is not None:
             acmg = self.acmg(significance[1], f"{base}/component/{significance[0]}")
         ctx.consumed.add(i)
-        self.found[i] = Variant(i, descriptor, acmg)
+        self.found[i] = Variant(i, descriptor, acmg, contributory=contributory)
 
-    def components(self, obs: dict, base: str) -> Components:
+    def absent_by_interpretation(self, obs: dict, base: str) -> bool:
+        """An interpretation the profile reads as "no variant found" (wild type, negative)."""
+        absent = self.ctx.profile.variant_absent_interpretations
+        for n, concept in enumerate(as_list(obs.get("interpretation"))):
+            for coding in codings(concept):
+                if isinstance(coding, dict) and f"{coding.get('system')}|{coding.get('code')}" in absent:
+                    self.ctx.note(
+                        "unmapped-element",
+                        "variant Observation interpreted as no variant found (wild type / negative): not an "
+                        "interpretation",
+                        f"{base}/interpretation/{n}",
+                    )
+                    return True
+        return False
+
+    def observation_text(self, obs: dict, base: str, descriptor: dict) -> bool:
+        """Notes -> label (the first) and description; interpretation and method -> extensions.
+        Returns whether the notes call the variant a phenotype modifier (contributory)."""
+        notes = parts.note_texts(obs)
+        if notes:
+            descriptor["label"] = notes[0]
+            if notes[1:]:
+                descriptor["description"] = "\n".join(notes[1:])
+        for name in ("interpretation", "method"):
+            concepts = as_list(obs.get(name)) if name == "interpretation" else [obs.get(name)]
+            for concept in concepts:
+                text = parts.concept_text(self.ctx, concept)
+                if text:
+                    descriptor.setdefault("extensions", []).append({"name": f"observation-{name}", "value": text})
+        return parts.says_contributory([], notes)
+
+    def members(self, i: int, obs: dict, base: str, descriptor: dict) -> bool:
+        """The variants a complex variant is made of (hasMember), named by their descriptor ids."""
+        named = False
+        for m, ref in enumerate(as_list(obs.get("hasMember"))):
+            target = self.ctx.source.resolve(reference_of(ref), i)
+            resource = self.ctx.source.resources[target] if target is not None else None
+            curies = {c for _, _, c, _ in self.ctx.known_codings((resource or {}).get("code"))}
+            if target is None or not curies & self.ctx.profile.variant_observation_codes:
+                self.ctx.warn(
+                    "unmapped-element", "hasMember does not name a variant Observation", f"{base}/hasMember/{m}"
+                )
+                continue
+            member_id = self.ctx.derived_id("variant", self.ctx.source.entry_key(target))
+            descriptor.setdefault("extensions", []).append({"name": "complex-variant-member", "value": member_id})
+            named = True
+        return named
+
+    def components(self, obs: dict, base: str) -> tuple[Components, list[tuple[int, dict, dict]]]:
+        """The core components by LOINC code, and those the component table gives a home."""
         by_code: dict[str, list[tuple[int, dict]]] = {}
+        listed: list[tuple[int, dict, dict]] = []
         for k, component in enumerate(as_list(obs.get("component"))):
             if not isinstance(component, dict):
                 continue
             loinc = first_code(component.get("code"), LOINC)
             if loinc in VARIANT_COMPONENTS_USED:
                 by_code.setdefault(loinc, []).append((k, component))
+                continue
+            rule = parts.component_rule(self.ctx, component.get("code"))
+            if rule is not None:
+                listed.append((k, component, rule))
+                continue
+            code = component.get("code")
+            label = loinc or next(
+                (c["code"] for c in codings(code) if isinstance(c, dict) and isinstance(c.get("code"), str)),
+                code.get("text") if isinstance(code, dict) else None,
+            )
+            what = f"variant component {label!r}" if label else "a variant component without a code"
+            if parts.value_text(self.ctx, component) is None:
+                self.ctx.note("unmapped-element", f"{what} has no value", f"{base}/component/{k}")
             else:
-                code = component.get("code")
-                label = loinc or next(
-                    (c["code"] for c in codings(code) if isinstance(c, dict) and isinstance(c.get("code"), str)),
-                    code.get("text") if isinstance(code, dict) else None,
-                )
-                what = f"variant component {label!r}" if label else "a variant component without a code"
                 self.ctx.warn("unmapped-element", f"{what} has no phenopacket target", f"{base}/component/{k}")
-        return Components(by_code)
+        return Components(by_code), listed
 
     def gene(self, components: Components, base: str, descriptor: dict) -> None:
         gene = components.concept(GENE_STUDIED)
         if gene is None:
             return
+        where = f"{base}/component/{gene[0]}/valueCodeableConcept"
         for _, coding, curie, prefix in self.ctx.known_codings(gene[1]):
             if prefix == "HGNC":
                 self.ctx.used.add(prefix)
-                symbol = coding.get("display") or gene[1].get("text") or ""
-                descriptor["geneContext"] = {"valueId": curie, "symbol": symbol}
+                symbol = coding.get("display") or gene[1].get("text") or parts.load_gene_symbols().symbol_of.get(curie)
+                descriptor["geneContext"] = {"valueId": curie, "symbol": symbol or curie}
                 return
-        self.ctx.warn("unmapped-code", "gene is not an HGNC coding", f"{base}/component/{gene[0]}")
+        symbol = parts.gene_symbol(gene[1])
+        if symbol is None:
+            self.ctx.warn("unmapped-code", "gene is neither an HGNC id nor a symbol", where)
+            return
+        found = parts.gene_from_symbol(self.ctx, symbol, where)
+        if found is not None:
+            descriptor["geneContext"] = found
 
     def expressions(self, components: Components, base: str, transcript: str | None) -> list[dict]:
         out = []
@@ -299,21 +396,55 @@ class Variants:
             assembly = concept["text"]
         return assembly
 
+    def offset(self, components: Components) -> int | None:
+        """What turns a position of the sender's coordinate system (92822-6) into a 1-based one."""
+        if COORDINATE_SYSTEM not in components:
+            return None
+        system = components.first(COORDINATE_SYSTEM)[1].get("valueCodeableConcept")
+        answers = self.ctx.tables.answers["coordinate_system"]
+        return next((int(answers[c]) for _, _, c, _ in self.ctx.known_codings(system) if c in answers), None)
+
     def position(self, components: Components) -> int | None:
         """The 1-based VCF position from 81254-5 and its coordinate system 92822-6."""
         if ALLELE_START_END not in components:
             return None
-        _k, component = components.first(ALLELE_START_END)
-        low = (component.get("valueRange") or {}).get("low") or {}
-        start = low.get("value")
-        offset = None
-        if COORDINATE_SYSTEM in components:
-            system = components.first(COORDINATE_SYSTEM)[1].get("valueCodeableConcept")
-            answers = self.ctx.tables.answers["coordinate_system"]
-            offset = next((int(answers[c]) for _, _, c, _ in self.ctx.known_codings(system) if c in answers), None)
-        if isinstance(start, int | float) and not isinstance(start, bool) and offset is not None:
-            return int(start) + offset
-        return None
+        start, _end = parts.range_of(components.first(ALLELE_START_END)[1])
+        offset = self.offset(components)
+        return None if start is None or offset is None else start + offset
+
+    def placement(
+        self, components: Components, reference_seq: str | None, extras: parts.Extras
+    ) -> tuple[str, int, int] | None:
+        """(RefSeq chromosome, 1-based start, end) of a structural variant given by a range."""
+        if ALLELE_START_END in components:
+            extras.ranges.setdefault("exact_range", parts.range_of(components.first(ALLELE_START_END)[1]))
+        span = parts.structural_span(extras) if extras.copies is not None or extras.symbolic else None
+        offset = self.offset(components)
+        if span is None or offset is None or not (reference_seq and reference_seq.startswith("NC_")):
+            return None
+        return reference_seq, span[0] + offset, span[1] + offset
+
+    def structural_vcf(
+        self, base: str, components: Components, place: tuple[str, int, int] | None, extras: parts.Extras
+    ) -> dict | None:
+        """A VCF record with a symbolic allele (<CNV>, <INV>...) and SVTYPE/END for a placed structural variant."""
+        if place is None or extras.symbolic is None:
+            return None
+        accession, start, end = place
+        tables = self.ctx.tables
+        assembly = self.assembly(components, base) or tables.accession_assemblies.get(accession)
+        chrom = tables.chromosomes.get(accession.split(".", 1)[0])
+        if assembly is None or chrom is None:
+            return None
+        ref = components.text(REF_ALLELE) or "N"
+        return {
+            "genomeAssembly": assembly,
+            "chrom": f"chr{chrom}",
+            "pos": str(start),
+            "ref": ref if re.fullmatch("[ACGTN]+", ref) else "N",
+            "alt": f"<{extras.symbolic}>",
+            "info": f"SVTYPE={extras.symbolic};END={end}",
+        }
 
     def acmg(self, concept: dict, location: str) -> str | None:
         answers = self.ctx.tables.answers["clinical_significance"]
@@ -323,6 +454,8 @@ class Variants:
         return hit
 
     def implication(self, i: int, obs: dict) -> None:
+        """A diagnostic implication: its clinical significance becomes the ACMG class of the variants it
+        derives from; its other components (conclusion, evidence level, phenotype...) their extensions."""
         ctx, base = self.ctx, self.ctx.source.pointer(i)
         targets = []
         for d, ref in enumerate(as_list(obs.get("derivedFrom"))):
@@ -331,21 +464,31 @@ class Variants:
                 targets.append(target)
             else:
                 ctx.note("unmapped-element", "derivedFrom does not name a mapped variant", f"{base}/derivedFrom/{d}")
-        acmg = None
-        for k, component in enumerate(as_list(obs.get("component"))):
-            if isinstance(component, dict) and first_code(component.get("code"), LOINC) == CLINICAL_SIGNIFICANCE:
-                acmg = self.acmg(component.get("valueCodeableConcept") or {}, f"{base}/component/{k}")
-        if not targets or acmg is None:
-            ctx.warn(
-                "no-phenopacket-target", "diagnostic implication without a variant and a clinical significance", base
-            )
+        if not targets:
+            ctx.warn("no-phenopacket-target", "diagnostic implication names no mapped variant (derivedFrom)", base)
             return
+        acmg = None
+        carried = []
+        for k, component in enumerate(as_list(obs.get("component"))):
+            if not isinstance(component, dict):
+                continue
+            if first_code(component.get("code"), LOINC) == CLINICAL_SIGNIFICANCE:
+                acmg = self.acmg(component.get("valueCodeableConcept") or {}, f"{base}/component/{k}")
+                continue
+            value = parts.value_text(ctx, component)
+            if value is None:
+                ctx.note("unmapped-element", "diagnostic implication component has no value", f"{base}/component/{k}")
+            else:
+                carried.append(
+                    {"name": f"diagnostic-implication {parts.code_name(component.get('code'))}", "value": value}
+                )
         ctx.consumed.add(i)
         for target in targets:
             variant = self.found[target]
-            if variant.acmg and variant.acmg != acmg:
+            variant.descriptor.setdefault("extensions", []).extend(dict(e) for e in carried)
+            if acmg is not None and variant.acmg and variant.acmg != acmg:
                 ctx.warn("conflict", f"clinical significance {acmg} contradicts {variant.acmg} on the variant", base)
-            else:
+            elif acmg is not None:
                 variant.acmg = acmg
 
     def interpretations(self, links: list[DiagnosisLink]) -> list[dict]:
@@ -356,8 +499,12 @@ class Variants:
                 continue
             diagnosis: dict = {"disease": link.term}
             if found:
+                stated = self.evidence_statuses(link.condition)
+                for variant in found:
+                    drop_restated_phenotype(variant.descriptor, link.term["id"])
                 diagnosis["genomicInterpretations"] = [
-                    self.genomic(v, interpretation_status(link.verification)) for v in found
+                    self.genomic(v, interpretation_status(link.verification, v.contributory, stated.get(v.entry)))
+                    for v in found
                 ]
             out.append(
                 {
@@ -376,11 +523,27 @@ class Variants:
                     "id": ctx.derived_id("interpretation", "unlinked-variants"),
                     "progressStatus": "UNKNOWN_PROGRESS",
                     "diagnosis": {
-                        "disease": self.unspecified_disease(),
+                        "disease": self.unspecified_disease(rest),
                         "genomicInterpretations": [self.genomic(v, "UNKNOWN_STATUS") for v in rest],
                     },
                 }
             )
+        return out
+
+    def evidence_statuses(self, condition: int) -> dict[int, str]:
+        """Variants a Condition cites under evidence that states their status (a coded status, or
+        words calling them modifiers / contributory) -> that status."""
+        resource = self.ctx.source.resources[condition] or {}
+        out: dict[int, str] = {}
+        for evidence in as_list(resource.get("evidence")):
+            codes = as_list(evidence.get("code")) if isinstance(evidence, dict) else []
+            status = parts.stated_status(codes) or ("CONTRIBUTORY" if parts.says_contributory(codes, []) else None)
+            if status is None:
+                continue
+            for detail in as_list(evidence.get("detail")):
+                target = self.ctx.source.resolve(reference_of(detail), condition)
+                if target is not None:
+                    out[target] = status
         return out
 
     def genomic(self, variant: Variant, status: str) -> dict:
@@ -394,16 +557,17 @@ class Variants:
             },
         }
 
-    def unspecified_disease(self) -> dict:
+    def unspecified_disease(self, variants: list[Variant]) -> dict:
         """Diagnosis.disease is required, but the source tied these variants to no condition.
 
         The root of MONDO ("disease") claims nothing beyond what the report itself says;
-        naming a specific disease would be a guess.
+        naming a specific disease would be a guess. Said once per variant, at its Observation.
         """
         self.ctx.used.add("MONDO")
-        self.ctx.note(
-            "unlinked-variants",
-            "variants not linked to a Condition are reported under the unspecified disease MONDO:0000001",
-            "",
-        )
+        for variant in variants:
+            self.ctx.note(
+                "unlinked-variants",
+                "variant not linked to a Condition: reported under the unspecified disease MONDO:0000001",
+                self.ctx.source.pointer(variant.entry),
+            )
         return {"id": "MONDO:0000001", "label": "disease"}

@@ -1,0 +1,117 @@
+"""The metadata store's hot reads for the Beacon side: the change counter and pages of phenopackets by key.
+
+Why a module of its own: an individuals query answered by the in-memory term index (gateway.beacon.term_index)
+needs from the database only "has anything changed?" and, at record granularity, the documents of one page.
+Through the connection pool each costs three round trips on PostgreSQL (liveness ping, statement, rollback on
+return). Here each thread keeps one connection of its own in autocommit, outside the pool, so a read is one round
+trip; and a page is read together with the change counter in one statement, so that a record answer costs one
+round trip in all and is known to come from the snapshot the index holds.
+
+The change counter is the sum of the `store_version` slots (migrations 0002 and 0006): every committed write to
+`phenopackets` or `phenopacket_terms` raises it, in the same transaction, whichever process wrote. SQLite has no
+counter (its readers use `PRAGMA data_version`); there pages are read through the engine.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Sequence
+from typing import Any
+
+import psycopg
+import sqlalchemy as sa
+
+from gateway.store.tables import phenopackets
+
+log = logging.getLogger(__name__)
+
+CHANGE_COUNTER = "SELECT coalesce(sum(version), 0) FROM store_version"
+
+# One statement, one snapshot: the counter and the page agree. LEFT JOIN: the counter comes back with no page.
+_PAGE_WITH_COUNTER = (
+    "SELECT c.version, p.pk, p.subject_id, p.document"
+    " FROM (SELECT coalesce(sum(version), 0) AS version FROM store_version) c"
+    " LEFT JOIN phenopackets p ON p.pk = ANY(%s)"
+    " ORDER BY p.pk"
+)
+
+
+def change_counter(connection: sa.Connection) -> int | None:
+    """PostgreSQL's change counter inside the caller's transaction, or None where there is none (SQLite)."""
+    if connection.dialect.name != "postgresql":
+        return None
+    return int(connection.execute(sa.text(CHANGE_COUNTER)).scalar_one())
+
+
+class PostgresReads:
+    """One autocommit connection per thread, out of the engine's pool, for the hot reads."""
+
+    def __init__(self, engine: sa.Engine):
+        self.engine = engine
+        self._local = threading.local()
+        self._lock = threading.Lock()
+        self._opened: list[Any] = []
+
+    def change_counter(self) -> int:
+        return int(self._run(CHANGE_COUNTER, ())[0][0])
+
+    def page(self, pks: Sequence[int], expected: int) -> list[tuple[int, str, Any]] | None:
+        """(pk, subject_id, document) of `pks` in pk order, or None if the counter is no longer `expected`."""
+        rows = self._run(_PAGE_WITH_COUNTER, (list(pks),))
+        if int(rows[0][0]) != expected:
+            return None
+        return [(pk, subject, document) for _, pk, subject, document in rows if pk is not None]
+
+    def _connection(self) -> Any:
+        connection = getattr(self._local, "connection", None)
+        if connection is None or connection.closed:
+            pooled = self.engine.raw_connection()
+            connection = pooled.driver_connection
+            assert connection is not None  # a checked-out connection has its driver's
+            pooled.detach()  # this thread keeps it; the pool opens another for its own users
+            connection.rollback()  # the pool's liveness ping may have opened a transaction
+            connection.autocommit = True
+            self._local.connection = connection
+            with self._lock:
+                self._opened.append(connection)
+        return connection
+
+    def _run(self, statement: str, parameters: tuple) -> list[tuple]:
+        # A read only: after a lost connection (server restart, network, an idle timeout) it is safely run
+        # again on a new one, as the pool's liveness ping would have done before handing the connection out.
+        for attempt in range(2):
+            connection = self._connection()
+            try:
+                return connection.execute(statement, parameters).fetchall()
+            except Exception as error:
+                lost = isinstance(error, psycopg.OperationalError | psycopg.InterfaceError)
+                self._local.connection = None
+                _close(connection)
+                if not lost or attempt == 1:
+                    raise sa.exc.OperationalError(statement, parameters, error) from error
+        raise AssertionError("unreachable")
+
+    def close(self) -> None:
+        with self._lock:
+            opened, self._opened = self._opened, []
+        for connection in opened:
+            _close(connection)
+        self._local = threading.local()
+
+
+def _close(connection: Any) -> None:
+    try:
+        connection.close()
+    except Exception:
+        log.debug("store reads: closing a connection failed", exc_info=True)
+
+
+def page_by_pks(engine: sa.Engine, pks: Sequence[int]) -> list[tuple[int, str, Any]]:
+    """(pk, subject_id, document) of `pks` in pk order, through the engine's pool (SQLite: no round trips)."""
+    if not pks:
+        return []
+    p = phenopackets.c
+    query = sa.select(p.pk, p.subject_id, p.document).where(p.pk.in_(list(pks))).order_by(p.pk)
+    with engine.connect() as connection:
+        return [(row.pk, row.subject_id, row.document) for row in connection.execute(query)]
