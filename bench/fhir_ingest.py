@@ -241,14 +241,13 @@ def in_memory(sequences: list[list[tuple[dict, str | None]]], key: bytes) -> tup
     from gateway.services.fhir_incremental import FragmentCache, parts_of
     from gateway.services.fhir_resources import (
         StoredResource,
-        _content_hash,
         at_rest,
         check_resource,
         incremental_record,
         make_phenopacket,
         patient_reference,
     )
-    from gateway.store.fhir_resources import ResourceHead
+    from gateway.store.fhir_resources import ResourceHead, content_hash
     from translators.fhir.references import BundleIndex
 
     cache = FragmentCache()
@@ -262,7 +261,7 @@ def in_memory(sequences: list[list[tuple[dict, str | None]]], key: bytes) -> tup
             check_resource(resource, resource["resourceType"], resource["id"])
             kept = at_rest(resource, key)
             contents[pk] = kept
-            heads[pk] = ResourceHead(pk, kept["resourceType"], kept["id"], 1, full_url, _content_hash(kept))
+            heads[pk] = ResourceHead(pk, kept["resourceType"], kept["id"], 1, full_url, content_hash(kept))
             patients = [p for p in heads if heads[p].resource_type == "Patient"]
             if kept["resourceType"] == "Patient":
                 owner_of[pk] = pk
