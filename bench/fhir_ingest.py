@@ -1,6 +1,8 @@
 """FHIR ingest benchmark: floor vs translate+validate vs full POST /fhir, in one run.
 
     python bench/fhir_ingest.py [--seconds 3] [--clients 4] [--workers 2]
+    python bench/fhir_ingest.py --resource-by-resource [--pairs 3] [--modes in-memory,incremental,whole]
+    python bench/fhir_ingest.py --bundle-keep-cost [--pairs 3]
 
 Corpus: every real Bundle under ../shared/reference/fhir (IPS, Genomics Reporting,
 MII), with Patient identifiers varied per post so that the end-to-end phase creates
@@ -11,6 +13,17 @@ new patients rather than updating the same ones.
                       translation, phenopacket protobuf + schema + semantic checks)
 - end to end:         POST /fhir to `gateway serve` (gunicorn, N workers) from concurrent
                       client threads, SQLite store, operator token
+
+--resource-by-resource: the same Bundles sent as hospitals send them, the Patient first and then each
+other mapped resource on its own, in-process through `apply_writes` (gateway.services.fhir_resources)
+into a SQLite store, as a ratio to the floor: a bare `fhir.resources` parse of the same resources.
+Per write: keep the resource, assemble its patient, translate and validate the part it changed,
+merge the parts, write the phenopacket. Modes: `in-memory` (the service path without the store: the
+check of the resource — R4B parse, references, bindings —, assembly, translation and validation of
+the changed part, merge; see `in_memory`), `no-phenopacket-write` (through the store, but the
+phenopacket's own write left out), `incremental` (all of it, through the SQLite store: what
+`gateway serve` does after the HTTP layer's check of the resource), `whole` (no fragment cache:
+every write translates the whole patient, the design before).
 
 Not a test: it prints figures and ratios and writes bench/out/fhir_ingest.json.
 """
@@ -29,6 +42,7 @@ import sys
 import tempfile
 import threading
 import time
+from functools import partial
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -188,13 +202,222 @@ def end_to_end(bundles: list[dict], seconds: float, clients: int, workers: int) 
     return {**totals, "seconds": elapsed, "resources_per_s": totals["resources"] / elapsed}
 
 
+def patient_resources(bundles: list[dict]) -> list[list[tuple[dict, str | None]]]:
+    """Per Bundle with a Patient: its mapped resources with their fullUrl, the Patient(s) first."""
+    from gateway.services.fhir_resources import supported_types
+
+    sent = []
+    for bundle in bundles:
+        kept = [
+            (e["resource"], e.get("fullUrl"))
+            for e in bundle.get("entry") or ()
+            if e["resource"]["resourceType"] in supported_types()
+        ]
+        patients = [k for k in kept if k[0]["resourceType"] == "Patient"]
+        if patients:
+            sent.append([*patients, *(k for k in kept if k[0]["resourceType"] != "Patient")])
+    return sent
+
+
+def floor_parse_resources(sequences: list[list[tuple[dict, str | None]]]) -> None:
+    from fhir.resources.R4B import get_fhir_model_class
+
+    for resources in sequences:
+        for resource, _ in resources:
+            get_fhir_model_class(resource["resourceType"]).model_validate(resource)
+
+
+def _held(contents: dict[int, dict], pks: list[int]) -> dict[int, dict]:
+    return {p: contents[p] for p in pks}
+
+
+def in_memory(sequences: list[list[tuple[dict, str | None]]], key: bytes) -> tuple[float, dict]:
+    """The service path without the store: per write, check the resource (R4B parse, references,
+    bindings: what the HTTP layer does first), keep it in memory as the store would (at-rest form,
+    content hash), assemble its patient's parts, translate and validate the changed part, merge;
+    whole translation where the merge cannot be sure. Nothing is read from or written to a database."""
+    from datetime import UTC, datetime
+
+    from gateway.services.fhir_incremental import FragmentCache, parts_of
+    from gateway.services.fhir_resources import (
+        StoredResource,
+        at_rest,
+        check_resource,
+        incremental_record,
+        make_phenopacket,
+        patient_reference,
+    )
+    from gateway.store.fhir_resources import ResourceHead, content_hash
+    from translators.fhir.references import BundleIndex
+
+    cache = FragmentCache()
+    start = time.perf_counter()
+    for n, resources in enumerate(sequences):
+        dataset, now = f"bench{n}", datetime.now(UTC)
+        contents: dict[int, dict] = {}
+        heads: dict[int, ResourceHead] = {}
+        owner_of: dict[int, int | None] = {}  # pk -> pk of its Patient (None: about no patient)
+        for pk, (resource, full_url) in enumerate(resources):
+            check_resource(resource, resource["resourceType"], resource["id"])
+            kept = at_rest(resource, key)
+            contents[pk] = kept
+            heads[pk] = ResourceHead(pk, kept["resourceType"], kept["id"], 1, full_url, content_hash(kept))
+            patients = [p for p in heads if heads[p].resource_type == "Patient"]
+            if kept["resourceType"] == "Patient":
+                owner_of[pk] = pk
+            else:
+                reference = patient_reference(kept)
+                entries = [{"resource": contents[p], "fullUrl": heads[p].full_url} for p in patients]
+                found = BundleIndex.build(entries).resolve(reference) if reference else None
+                owner_of[pk] = None if found is None else patients[found]
+            owner = owner_of[pk]
+            if owner is None:
+                continue
+            members = [heads[p] for p, o in owner_of.items() if o == owner and p != owner]
+            loose = [heads[p] for p, o in owner_of.items() if o is None]
+            load = partial(_held, contents)
+            assembly = parts_of(heads[owner], members, loose, load, cache)
+            record = incremental_record(assembly, load, cache, key, dataset, None, now)
+            if record is None:
+                whole = [
+                    StoredResource(
+                        h.pk,
+                        dataset,
+                        h.resource_type,
+                        h.resource_id,
+                        1,
+                        h.full_url,
+                        None,
+                        None,
+                        None,
+                        h.content_hash,
+                        contents[h.pk],
+                        now,
+                        now,
+                    )
+                    for h in assembly.heads
+                ]
+                make_phenopacket(whole, key=key, dataset_id=dataset, profile=None, now=now)
+    elapsed = time.perf_counter() - start
+    return elapsed, {"translated": cache.translated, "merged": cache.merged, "whole": cache.whole}
+
+
+def one_by_one(sequences: list[list[tuple[dict, str | None]]], key: bytes, mode: str) -> tuple[float, dict]:
+    """Send every resource through `apply_writes` into a fresh SQLite store; (seconds, cache counters).
+
+    mode "incremental": with the FragmentCache (what `gateway serve` does); "no-phenopacket-write": the
+    same, with the phenopacket's own write left out (the resource rows are still kept: they are the
+    source of truth); "whole": without a cache, each write translates all the patient's resources.
+    """
+    from gateway.services.fhir_incremental import FragmentCache
+    from gateway.services.fhir_resources import ResourceWrite, apply_writes
+    from gateway.store import MetadataStore
+
+    cache = None if mode == "whole" else FragmentCache()
+    with tempfile.TemporaryDirectory() as tmp:
+        store = MetadataStore.open(f"sqlite:///{tmp}/bench.db")
+        if mode == "no-phenopacket-write":
+            store.save_phenopackets_in = lambda connection, records: []  # type: ignore[method-assign]
+        try:
+            for n in range(len(sequences)):
+                store.ensure_dataset(f"bench{n}")
+            start = time.perf_counter()
+            for n, resources in enumerate(sequences):
+                for resource, full_url in resources:
+                    write = ResourceWrite(resource["resourceType"], resource["id"], resource, full_url)
+                    apply_writes([write], store=store, key=key, dataset_id=f"bench{n}", cache=cache)
+            elapsed = time.perf_counter() - start
+        finally:
+            store.close()
+    counters = {"translated": cache.translated, "merged": cache.merged, "whole": cache.whole} if cache else {}
+    return elapsed, counters
+
+
+def resource_by_resource(pairs: int, modes: list[str]) -> dict:
+    sequences = patient_resources(load_corpus())
+    n = sum(len(r) for r in sequences)
+    key = bytes(32)
+    one_by_one(sequences, key, "incremental")  # warm (imports, mappings, schemas)
+    floor_parse_resources(sequences)
+    ratios: dict[str, list[float]] = {m: [] for m in modes}
+    counters: dict[str, dict] = {}
+    for _ in range(pairs):
+        for mode in modes:  # each measurement paired with a floor measured just before it
+            start = time.perf_counter()
+            floor_parse_resources(sequences)
+            floor = time.perf_counter() - start
+            run = in_memory(sequences, key) if mode == "in-memory" else one_by_one(sequences, key, mode)
+            elapsed, counters[mode] = run
+            ratios[mode].append(elapsed / floor)
+    return {
+        "bundles_with_patients": len(sequences),
+        "resources_sent_one_by_one": n,
+        "largest_patient_resources": max(len(r) for r in sequences),
+        "time_ratio_to_floor": {m: round(statistics.median(r), 2) for m, r in ratios.items()},
+        "ratios_per_pair": {m: [round(x, 2) for x in r] for m, r in ratios.items()},
+        "cache_counters": counters,
+        "pairs": pairs,
+        "load_average": [round(x, 2) for x in os.getloadavg()],
+    }
+
+
+def bundle_keep_cost(pairs: int) -> dict:
+    """What keeping a Bundle's resources for the REST channel adds to storing its phenopackets:
+    `ingest_fhir` alone vs `ingest_fhir` + `keep_bundle`, every real Bundle twice (varied patients),
+    into a fresh SQLite store, in-process; the ratio of the two times, paired."""
+    from gateway.services.fhir_incremental import FragmentCache
+    from gateway.services.fhir_resources import keep_bundle, stored_entries
+    from gateway.services.ingest import ingest_fhir
+    from gateway.store import MetadataStore
+
+    bundles, key = load_corpus(), bytes(32)
+
+    def run(keep: bool) -> float:
+        with tempfile.TemporaryDirectory() as tmp:
+            store = MetadataStore.open(f"sqlite:///{tmp}/bench.db")
+            store.ensure_dataset("bench")
+            cache = FragmentCache()
+            docs = [varied(b, n) for n in range(2) for b in bundles]
+            start = time.perf_counter()
+            for doc in docs:
+                outcome = ingest_fhir(doc, store=store, key=key, dataset_id="bench")
+                if keep and outcome.stored:
+                    keep_bundle(doc, stored_entries(outcome), store=store, key=key, dataset_id="bench", cache=cache)
+            elapsed = time.perf_counter() - start
+            store.close()
+        return elapsed
+
+    run(True)  # warm
+    ratios = [run(True) / run(False) for _ in range(pairs)]
+    return {
+        "keep_over_ingest_alone": round(statistics.median(ratios), 2),
+        "per_pair": [round(r, 2) for r in ratios],
+        "load_average": [round(x, 2) for x in os.getloadavg()],
+    }
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=6.0)
     parser.add_argument("--clients", type=int, default=4)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--pairs", type=int, default=7, help="alternating floor/pipeline measurements")
+    parser.add_argument("--resource-by-resource", action="store_true", help="the REST path, one resource at a time")
+    parser.add_argument(
+        "--modes", default="in-memory,incremental,whole", help="with --resource-by-resource: which paths"
+    )
+    parser.add_argument("--bundle-keep-cost", action="store_true", help="the Bundle channel with and without keeping")
     args = parser.parse_args()
+    if args.bundle_keep_cost:
+        print(json.dumps(bundle_keep_cost(args.pairs), indent=2))
+        return 0
+    if args.resource_by_resource:
+        figures = resource_by_resource(args.pairs, args.modes.split(","))
+        out = REPO / "bench" / "out"
+        out.mkdir(exist_ok=True)
+        (out / "fhir_ingest_resources.json").write_text(json.dumps(figures, indent=2))
+        print(json.dumps(figures, indent=2))
+        return 0
 
     bundles = load_corpus()
     n = resource_count(bundles)

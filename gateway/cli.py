@@ -139,7 +139,7 @@ def _ingest_summary(path: str, outcome, saved: list) -> str:
 
 
 def cmd_ingest_fhir(args: argparse.Namespace) -> int:
-    from gateway.services.fhir_resources import keeps_resources
+    from gateway.services.fhir_resources import about_stored_patients, keep_bundle, keeps_resources, stored_entries
     from gateway.services.ingest import ingest_fhir
 
     cfg = load_config()
@@ -156,6 +156,20 @@ def cmd_ingest_fhir(args: argparse.Namespace) -> int:
             rejected = not _ingest_resources(path, doc, services, dataset, args.profile or cfg.profile) or rejected
             continue
         outcome = ingest_fhir(doc, store=store, key=key, dataset_id=dataset, profile=args.profile or cfg.profile)
+        if about_stored_patients(outcome.report):  # Patients, and references to Patients stored before
+            rejected = not _ingest_resources(path, doc, services, dataset, args.profile or cfg.profile) or rejected
+            continue
+        if outcome.stored:  # kept too: resources sent later about these patients meet them
+            keep_bundle(
+                doc,
+                stored_entries(outcome),
+                store=store,
+                key=key,
+                dataset_id=dataset,
+                profile=args.profile or cfg.profile,
+                pending_days=cfg.fhir_pending_days,
+                cache=services.fhir_fragments,
+            )
         _print_issues(path, outcome.report)
         saved = [p.saved for p in outcome.packets if p.saved]
         if outcome.rejected or not outcome.report.ok:
@@ -184,7 +198,15 @@ def _ingest_resources(path: str, doc: dict, services: Services, dataset: str, pr
     from gateway.services.fhir_resources import ResourceRejected, apply_document
 
     try:
-        _, results = apply_document(doc, store=services.store, key=services.key, dataset_id=dataset, profile=profile)
+        _, results = apply_document(
+            doc,
+            store=services.store,
+            key=services.key,
+            dataset_id=dataset,
+            profile=profile,
+            pending_days=services.config.fhir_pending_days,
+            cache=services.fhir_fragments,
+        )
     except ResourceRejected as refused:
         _print_issues(path, refused.issues)
         _err(f"{path}: rejected; nothing stored")
@@ -204,11 +226,19 @@ def _ingest_resources(path: str, doc: dict, services: Services, dataset: str, pr
 
 
 def cmd_fhir_pending(args: argparse.Namespace) -> int:
-    from gateway.services.fhir_resources import pending_resources
+    from gateway.services.fhir_resources import pending_resources, purge_pending
 
     cfg = load_config()
     dataset = check_dataset_id(args.dataset) if args.dataset else None
     services = _services(cfg)
+    if args.purge:  # audited like an ingest (gateway.security.cli.audit_cli_command)
+        days = cfg.fhir_pending_days if args.older_than_days is None else args.older_than_days
+        purged = purge_pending(services.store, dataset, older_than_days=days)
+        for r in purged:
+            print(f"{r.dataset_id}\t{r.resource_type}/{r.resource_id}\tversion {r.version}\tpurged")
+        print(f"{len(purged)} pending resource(s) older than {days:g} days purged")
+        services.store.close()
+        return EXIT_OK
     found = pending_resources(services.store, dataset)
     for r in found:
         print(f"{r.dataset_id}\t{r.resource_type}/{r.resource_id}\tversion {r.version}\twaiting for {r.patient_ref}")
@@ -329,6 +359,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     pending = fhir_tools.add_parser("pending", help="resources waiting for their Patient")
     pending.add_argument("--dataset", help="only this dataset (default: every dataset)")
+    pending.add_argument("--purge", action="store_true", help="drop the pending resources older than --older-than-days")
+    pending.add_argument(
+        "--older-than-days", type=float, help="with --purge: age in days (default: fhir_pending_days; 0: all)"
+    )
     pending.set_defaults(func=cmd_fhir_pending)
     pxf = ingest.add_parser("phenopacket", help="GA4GH Phenopacket v2 JSON files")
     pxf.add_argument("files", nargs="+", metavar="FILE")

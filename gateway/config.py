@@ -13,6 +13,7 @@ Environment overrides (the documented prefix is GATEWAY_):
     GATEWAY_OPERATOR_TOKEN   bearer token that may write          (default: generated file)
     GATEWAY_NODE_ID / GATEWAY_NODE_NAME / GATEWAY_BASE_URL        node identity
     GATEWAY_MAX_BODY_BYTES   largest request body accepted        (default 32 MiB)
+    GATEWAY_FHIR_PENDING_DAYS  days a FHIR resource waits for its Patient (default 30; 0: until purged)
     GATEWAY_LOG_LEVEL        logging level                        (default INFO)
 """
 
@@ -93,6 +94,8 @@ class Config:
     # KB), and a fork per request would cost more than the work (≈ 60-100 ms for a 250 MB worker).
     work_inline_bytes: int = 256 * 1024
     vcf_job_seconds: float = 4 * 3600.0  # an uploaded VCF's ingest job is stopped (and rejected) after this
+    # A FHIR resource whose Patient has not arrived after this many days is dropped (0: kept until purged).
+    fhir_pending_days: float = 30.0
     log_level: str = "INFO"
     testing: bool = False
     # Sections other rooms read, kept as given and checked by their owners at start-up:
@@ -127,6 +130,7 @@ _SIMPLE_KEYS = {  # YAML key / env suffix → (Config field, converter)
     "work_memory_mb": ("work_memory_mb", int),
     "work_inline_bytes": ("work_inline_bytes", int),
     "vcf_job_seconds": ("vcf_job_seconds", float),
+    "fhir_pending_days": ("fhir_pending_days", float),
     "log_level": ("log_level", str),
 }
 

@@ -121,3 +121,22 @@ def test_ingest_fhir_single_resources_wait_for_their_patient_then_apply(env, ref
     assert ", phenopacket phenopacket-" in capsys.readouterr().out
     assert main(["fhir", "pending"]) == 0
     assert "0 pending resource(s)" in capsys.readouterr().out
+
+
+def test_fhir_pending_purge_drops_waiting_resources_and_is_audited(env, reference_dir, tmp_path, capsys):
+    marfan = json.loads(
+        (reference_dir / "fhir" / "mii-seltene-erkrankungen" / "Bundle-bundle-marfan-complete.json").read_text()
+    )
+    condition = tmp_path / "condition.json"
+    condition.write_text(json.dumps(marfan["entry"][1]["resource"]))
+    assert main(["ingest", "fhir", str(condition), "--dataset", "rd"]) == 0
+    assert main(["fhir", "pending", "--purge"]) == 0  # the default: older than fhir_pending_days, so none
+    assert "0 pending resource(s) older than 30 days purged" in capsys.readouterr().out
+    assert main(["fhir", "pending", "--purge", "--older-than-days", "0"]) == 0
+    out = capsys.readouterr().out
+    assert "rd\tCondition/condition-marfan-suspected\tversion 1\tpurged" in out
+    assert main(["fhir", "pending"]) == 0
+    assert "0 pending resource(s)" in capsys.readouterr().out
+    records = [json.loads(line) for line in (env / "data" / "audit" / "audit.jsonl").read_text().splitlines()]
+    purges = [r for r in records if r.get("action") == "cli fhir pending --purge"]
+    assert [r["phase"] for r in purges] == ["intent", "outcome"] * 2  # each purge: write-ahead, then its outcome

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any, cast
 from flask import current_app
 
 from gateway.config import Config
+from gateway.services.fhir_incremental import FragmentCache
 
 if TYPE_CHECKING:
     from gateway.beacon.context import TestModeData
@@ -33,6 +34,8 @@ class Services:
     test_data: TestModeData | None = None  # what answers Beacon testMode requests (gateway.demo)
     network: Network | None = None  # network mode only
     beacon_cache: dict[str, Any] = field(default_factory=dict)  # per-application caches of the Beacon engine
+    # Translated parts of patients kept resource by resource (gateway.services.fhir_incremental).
+    fhir_fragments: FragmentCache = field(default_factory=FragmentCache)
 
 
 def services() -> Services:

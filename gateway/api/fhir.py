@@ -22,7 +22,14 @@ from gateway.api.validate import over_budget
 from gateway.bounded import WorkLimitExceeded, limits_of, run_bounded
 from gateway.issues import Issue, to_operation_outcome
 from gateway.jsonio import JSONInputError, loads_strict
-from gateway.services.fhir_resources import apply_document, keeps_resources, supported_types
+from gateway.services.fhir_resources import (
+    about_stored_patients,
+    apply_document,
+    keep_bundle,
+    keeps_resources,
+    stored_entries,
+    supported_types,
+)
 from gateway.services.ingest import ATOMIC_BUNDLE_TYPES, IngestOutcome, process_fhir_bytes, store_fhir_outcome
 
 FHIR_JSON = "application/fhir+json"
@@ -104,7 +111,15 @@ def resources_response(doc: dict, dataset: str) -> Response:
     """A lone resource or a Bundle without a Patient, kept resource by resource (services.fhir_resources)."""
     svc = services()
     profile = request.args.get("profile") or svc.config.profile
-    bundle_type, results = apply_document(doc, store=svc.store, key=svc.key, dataset_id=dataset, profile=profile)
+    bundle_type, results = apply_document(
+        doc,
+        store=svc.store,
+        key=svc.key,
+        dataset_id=dataset,
+        profile=profile,
+        pending_days=svc.config.fhir_pending_days,
+        cache=svc.fhir_fragments,
+    )
     kind = "batch-response" if bundle_type == "batch" else "transaction-response"
     return fhir_response({"resourceType": "Bundle", "type": kind, "entry": [entry_response(r) for r in results]})
 
@@ -150,8 +165,15 @@ def capability_statement() -> dict:
                                 "kept as received per dataset (?dataset=) and applied to its Patient's "
                                 "phenopacket; a resource whose Patient is not stored yet is pending (GET /fhir/$pending)"
                             ),
-                            "interaction": [{"code": c} for c in ("create", "update", "delete", "read")],
+                            "interaction": [
+                                {"code": c} for c in ("create", "update", "delete", "read", "vread", "search-type")
+                            ],
+                            "searchParam": [
+                                {"name": n, "type": "reference", "documentation": "the Patient the resource is about"}
+                                for n in ("patient", "subject")
+                            ],
                             "versioning": "versioned-update",
+                            "readHistory": False,
                             "updateCreate": True,
                             "conditionalCreate": False,
                         }
@@ -184,13 +206,27 @@ def fhir_blueprint() -> Blueprint:
         svc = services()
         dataset = request.args.get("dataset") or svc.config.default_dataset
         outcome, source = _process_bounded(dataset)  # parse, validate, translate: in a child with limits
-        if not outcome.packets:  # no Patient inside: maybe resources about patients sent before (or after)
+        # No Patient inside, or references to Patients stored before: kept resource by resource.
+        if not outcome.packets or about_stored_patients(outcome.report):
             doc = loads_strict(request.get_data(), max_depth=svc.config.max_json_depth)
-            if keeps_resources(doc):
+            if keeps_resources(doc) or about_stored_patients(outcome.report):
                 return resources_response(doc, dataset)
         outcome = store_fhir_outcome(outcome, store=svc.store, dataset_id=dataset, source=source)
         if outcome.rejected:
             return outcome_response(outcome.report.errors + outcome.report.warnings, _status_for(outcome.report.errors))
+        if outcome.stored:  # kept too, so that resources sent later about these patients meet them
+            doc = loads_strict(request.get_data(), max_depth=svc.config.max_json_depth)
+            profile = request.args.get("profile") or svc.config.profile
+            keep_bundle(
+                doc,
+                stored_entries(outcome),
+                store=svc.store,
+                key=svc.key,
+                dataset_id=dataset,
+                profile=profile,
+                pending_days=svc.config.fhir_pending_days,
+                cache=svc.fhir_fragments,
+            )
         return fhir_response(transaction_response(outcome))
 
     @bp.post("/Bundle/$validate")

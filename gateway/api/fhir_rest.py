@@ -6,6 +6,7 @@ need an operator credential (a stored resource is the hospital's, identifiers in
 
 from __future__ import annotations
 
+from datetime import timedelta
 from functools import wraps
 from typing import Any
 
@@ -13,7 +14,9 @@ from flask import Blueprint, Response, request
 
 from gateway.api.auth import require_operator
 from gateway.api.context import services
+from gateway.api.hooks import audit_notes
 from gateway.api.render import json_response
+from gateway.errors import BadInput, NotFound
 from gateway.issues import Issue, to_operation_outcome
 from gateway.jsonio import JSONInputError, loads_strict
 from gateway.services.fhir_resources import (
@@ -24,8 +27,11 @@ from gateway.services.fhir_resources import (
     check_id,
     check_resource,
     check_type,
+    parse_if_match,
     pending_resources,
+    purge_pending,
     read_resource,
+    search_by_patient,
 )
 from gateway.store.fhir_resources import StoredResource
 
@@ -61,13 +67,33 @@ def change_issues(change: ResourceChange) -> list[Issue]:
     return [*issues, *change.issues]
 
 
-def _write_response(change: ResourceChange) -> Response:
-    body = to_operation_outcome(change_issues(change), root=change.resource_type)
-    response = json_response(body, 201 if change.status == "created" else 200, mimetype=FHIR_JSON)
+def _write_response(change: ResourceChange, stored: StoredResource | None) -> Response:
+    """The answer to a write: by default an OperationOutcome of what happened; `Prefer:
+    return=representation` asks for the stored resource (with meta.versionId and lastUpdated) instead."""
+    status = 201 if change.status == "created" else 200
+    if stored is not None and _prefers() == "representation":
+        response = json_response(stored_resource(stored), status, mimetype=FHIR_JSON)
+    elif _prefers() == "minimal":
+        response = Response(status=status)
+    else:
+        body = to_operation_outcome(change_issues(change), root=change.resource_type)
+        response = json_response(body, status, mimetype=FHIR_JSON)
     if change.status in ("created", "updated", "unchanged"):
         response.headers["Location"] = change.location
         response.headers["ETag"] = f'W/"{change.version}"'
+    if stored is not None:
+        response.last_modified = stored.updated_at
     return response
+
+
+def _prefers() -> str:
+    """The `return` preference of a Prefer header (RFC 7240, FHIR http.html#ops): representation,
+    minimal or OperationOutcome (the default here)."""
+    for part in (request.headers.get("Prefer") or "").split(";"):
+        name, _, value = part.strip().partition("=")
+        if name.strip().lower() == "return":
+            return value.strip().strip('"')
+    return "OperationOutcome"
 
 
 def entry_response(result: EntryResult) -> dict[str, Any]:
@@ -110,27 +136,6 @@ def known_type(view):
 def add_rest_routes(bp: Blueprint) -> None:
     """Register the single-resource interactions on the FHIR blueprint (after its fixed routes)."""
 
-    @bp.get("/$pending")
-    @require_operator
-    def pending():
-        dataset = request.args.get("dataset")
-        found = pending_resources(services().store, dataset)
-        body = {
-            "resourceType": "Bundle",
-            "type": "searchset",
-            "total": len(found),
-            "entry": [
-                {
-                    "fullUrl": f"{r.resource_type}/{r.resource_id}",
-                    "resource": stored_resource(r),
-                    "search": {"mode": "match"},
-                    "response": {"status": "200 OK", "outcome": _pending_outcome(r)},
-                }
-                for r in found
-            ],
-        }
-        return json_response(body, 200, mimetype=FHIR_JSON)
-
     @bp.post("/<resource_type>")
     @known_type
     @require_operator
@@ -145,32 +150,154 @@ def add_rest_routes(bp: Blueprint) -> None:
     def update(resource_type: str, resource_id: str):
         resource = _body()
         warnings = check_resource(resource, resource_type, resource_id)
-        return _write(ResourceWrite(resource_type, resource_id, resource), warnings)
+        if_match = parse_if_match(request.headers.get("If-Match"))
+        return _write(ResourceWrite(resource_type, resource_id, resource, if_match=if_match), warnings)
 
     @bp.delete("/<resource_type>/<resource_id>")
     @known_type
     @require_operator
     def delete(resource_type: str, resource_id: str):
-        return _write(ResourceWrite(resource_type, resource_id, None), [])
+        if_match = parse_if_match(request.headers.get("If-Match"))
+        return _write(ResourceWrite(resource_type, resource_id, None, if_match=if_match), [])
 
     @bp.get("/<resource_type>/<resource_id>")
     @known_type
     @require_operator
     def read(resource_type: str, resource_id: str):
+        return _read_response(read_resource(services().store, _dataset(), resource_type, resource_id))
+
+    add_read_routes(bp)
+    add_pending_routes(bp)
+
+
+def add_read_routes(bp: Blueprint) -> None:
+    """vread (the current version) and search by patient."""
+
+    @bp.get("/<resource_type>/<resource_id>/_history/<version_id>")
+    @known_type
+    @require_operator
+    def vread(resource_type: str, resource_id: str, version_id: str):
+        """Only the current version is kept (a phenopacket is made from current versions only)."""
         found = read_resource(services().store, _dataset(), resource_type, resource_id)
-        response = json_response(stored_resource(found), 200, mimetype=FHIR_JSON)
-        response.headers["ETag"] = f'W/"{found.version}"'
-        return response
+        if version_id != str(found.version):
+            raise NotFound(
+                f"{resource_type}/{resource_id} version {version_id[:12]!r} is not kept: "
+                f"only the current version {found.version} is",
+                code="not-found",
+            )
+        return _read_response(found)
+
+    @bp.get("/<resource_type>")
+    @known_type
+    @require_operator
+    def search(resource_type: str):
+        """`?patient=` or `?subject=`: a searchset of the type's resources about that stored Patient."""
+        svc = services()
+        named = [n for n in ("patient", "subject") if n in request.args]
+        unknown = sorted(set(request.args) - {"patient", "subject", "dataset"})
+        if len(named) != 1 or unknown:
+            raise BadInput(
+                "search by exactly one of patient= or subject= (with dataset=)"
+                + (f"; not supported: {', '.join(unknown)}" if unknown else ""),
+                code="not-supported",
+            )
+        found = search_by_patient(svc.store, _dataset(), resource_type, request.args[named[0]], svc.key)
+        body = {
+            "resourceType": "Bundle",
+            "type": "searchset",
+            "total": len(found),
+            "entry": [
+                {
+                    "fullUrl": f"{r.resource_type}/{r.resource_id}",
+                    "resource": stored_resource(r),
+                    "search": {"mode": "match"},
+                }
+                for r in found
+            ],
+        }
+        return json_response(body, 200, mimetype=FHIR_JSON)
+
+
+def add_pending_routes(bp: Blueprint) -> None:
+    """The operator's list and purge of resources waiting for their Patient."""
+
+    @bp.get("/$pending")
+    @require_operator
+    def pending():
+        svc = services()
+        dataset = request.args.get("dataset")
+        found = pending_resources(svc.store, dataset)
+        body = {
+            "resourceType": "Bundle",
+            "type": "searchset",
+            "total": len(found),
+            "entry": [
+                {
+                    "fullUrl": f"{r.resource_type}/{r.resource_id}",
+                    "resource": stored_resource(r),
+                    "search": {"mode": "match"},
+                    "response": {"status": "200 OK", "outcome": _pending_outcome(r, svc.config.fhir_pending_days)},
+                }
+                for r in found
+            ],
+        }
+        return json_response(body, 200, mimetype=FHIR_JSON)
+
+    @bp.delete("/$pending")
+    @require_operator
+    def purge():
+        """Drop pending resources older than `older_than_days` (default: the configured expiry; 0: all)."""
+        svc = services()
+        dataset = request.args.get("dataset")
+        days = _days(request.args.get("older_than_days"), svc.config.fhir_pending_days)
+        purged = purge_pending(svc.store, dataset, older_than_days=days)
+        audit_notes()["datasets"] = sorted({r.dataset_id for r in purged}) or ([dataset] if dataset else [])
+        named = [Issue.info("purged", f"{r.dataset_id}: {r.resource_type}/{r.resource_id}") for r in purged]
+        summary = Issue.info("purged", f"{len(purged)} pending resource(s) older than {days:g} days purged")
+        return json_response(to_operation_outcome([summary, *named]), 200, mimetype=FHIR_JSON)
+
+
+def _read_response(found: StoredResource) -> Response:
+    response = json_response(stored_resource(found), 200, mimetype=FHIR_JSON)
+    response.headers["ETag"] = f'W/"{found.version}"'
+    response.last_modified = found.updated_at
+    return response
 
 
 def _write(write: ResourceWrite, warnings: list[Issue]) -> Response:
     svc = services()
     profile = request.args.get("profile") or svc.config.profile
-    (change,) = apply_writes([write], store=svc.store, key=svc.key, dataset_id=_dataset(), profile=profile)
+    (change,) = apply_writes(
+        [write],
+        store=svc.store,
+        key=svc.key,
+        dataset_id=_dataset(),
+        profile=profile,
+        pending_days=svc.config.fhir_pending_days,
+        cache=svc.fhir_fragments,
+    )
     change.issues[:0] = warnings
-    return _write_response(change)
+    stored = None
+    if change.status not in ("deleted", "absent"):
+        stored = read_resource(svc.store, _dataset(), change.resource_type, change.resource_id)
+    return _write_response(change, stored)
 
 
-def _pending_outcome(resource: StoredResource) -> dict[str, Any]:
+def _pending_outcome(resource: StoredResource, days: float) -> dict[str, Any]:
     message = f"waiting for the patient {resource.patient_ref!r} in dataset {resource.dataset_id!r}"
+    if days > 0:
+        expires = resource.updated_at + timedelta(days=days)
+        message += f"; dropped after {expires.isoformat().replace('+00:00', 'Z')} unless that Patient arrives"
     return to_operation_outcome([Issue.warning("pending", message)])
+
+
+def _days(value: str | None, default: float) -> float:
+    if value is None:
+        return default
+    try:
+        days = float(value)
+    except ValueError:
+        days = -1.0
+    if not 0 <= days < 1e6:
+        raise BadInput(f"older_than_days must be a number of days >= 0, not {value[:40]!r}", code="fhir-value")
+    return days

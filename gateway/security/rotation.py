@@ -52,6 +52,7 @@ def _step(key: bytes, value: str | None) -> str | None:
 
 
 def rotate_metadata(store: Any, new_key: bytes) -> int:
+    from gateway.store import fhir_resources
     from gateway.store.tables import biosamples, phenopacket_families, phenopackets
 
     changed = 0
@@ -71,6 +72,8 @@ def rotate_metadata(store: Any, new_key: bytes) -> int:
                 )
             )
             changed += 1
+        # FHIR resources kept one by one hold pseudonyms too (identifiers at rest, the Patient's subject).
+        fhir_resources.rotate_pseudonyms(conn, lambda value: _step(new_key, value) or value)
         for pk, bid in conn.execute(sa.select(biosamples.c.phenopacket_pk, biosamples.c.biosample_id)).all():
             conn.execute(
                 sa.update(biosamples)

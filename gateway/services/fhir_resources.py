@@ -17,35 +17,49 @@ reference is resolved against the dataset's stored Patients with the Bundle's ow
 from __future__ import annotations
 
 import hashlib
-import json
 import re
 import uuid
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
+from functools import partial
 from typing import Any
+from urllib.parse import parse_qsl
 
 import sqlalchemy as sa
 
+import mappings
 from gateway.errors import BadInput, GatewayError, NotFound
 from gateway.ids import check_dataset_id
-from gateway.issues import Issue
-from gateway.security.pseudonym import derived_id
-from gateway.services.ingest import process_fhir
+from gateway.issues import Issue, Report
+from gateway.security.pseudonym import PSEUDONYM, derived_id, id_functions, pseudonymise
+from gateway.services.fhir_incremental import (
+    Assembly,
+    Fragment,
+    FragmentCache,
+    Load,
+    assemble_parts,
+    key_fingerprint,
+    merged_phenopacket,
+)
+from gateway.services.ingest import IngestOutcome
 from gateway.store import fhir_resources as rows
-from gateway.store.fhir_resources import PATIENT, StoredResource
+from gateway.store.fhir_resources import PATIENT, ResourceHead, StoredResource
 from gateway.store.metadata import MetadataStore, UnknownDatasetError
 from gateway.store.records import PhenopacketRecord
 from gateway.store.tables import fhir_resources as resource_table
 from gateway.validation.fhir import r4_resource_types, validate_fhir
-from translators.fhir.common import reference_of
+from gateway.validation.phenopacket import validate_phenopacket
+from translators.fhir.common import IdFunctions, reference_of
 from translators.fhir.references import RELATIVE_REF, BundleIndex
-from translators.fhir_to_phenopacket import translated_resource_types
+from translators.fhir_to_phenopacket import BundleTranslation, translate_bundle, translated_resource_types
 
 # The links by which a resource names the patient it is about (the translator reads the same two).
 PATIENT_LINKS = ("subject", "patient")
 # Patient elements the translator never reads: dropped before a Patient is kept (data minimisation).
 UNKEPT_PATIENT_ELEMENTS = frozenset({"text", "name", "telecom", "address", "photo", "contact"})
+PATIENT_LINK_POINTER = re.compile(r"/entry/(\d+)/resource/(subject|patient)/reference")
+DEFAULT_PENDING_DAYS = 30.0  # Config.fhir_pending_days
 FHIR_ID = re.compile(r"[A-Za-z0-9\-.]{1,64}")  # FHIR R4 datatypes.html#id
 
 
@@ -54,6 +68,13 @@ class ResourceRejected(GatewayError):
 
     status = 422
     code = "processing"
+
+
+class VersionConflict(GatewayError):
+    """If-Match named another version than the stored one (FHIR http.html#concurrency): nothing changed."""
+
+    status = 412
+    code = "conflict"
 
 
 @dataclass
@@ -67,6 +88,7 @@ class ResourceChange:
     pending: bool = False
     phenopacket_id: str | None = None
     issues: list[Issue] = field(default_factory=list)
+    patient_id: str | None = None  # the stored Patient it was attached to when written
 
     @property
     def location(self) -> str:
@@ -81,6 +103,7 @@ class ResourceWrite:
     resource_id: str | None  # None: create, the gateway names it
     resource: dict[str, Any] | None  # None: delete
     full_url: str | None = None
+    if_match: int | None = None  # the version the client read (If-Match / entry.request.ifMatch)
 
 
 def supported_types() -> list[str]:
@@ -131,6 +154,21 @@ def read_resource(store: MetadataStore, dataset_id: str, resource_type: str, res
     return found
 
 
+def search_by_patient(
+    store: MetadataStore, dataset_id: str, resource_type: str, patient: str, key: bytes
+) -> list[StoredResource]:
+    """`GET /fhir/{type}?patient=` / `?subject=`: the type's resources about that stored Patient
+    (`Patient/{id}`, a bare id, or `Patient?identifier=system|value`); none when it is not stored."""
+    check_dataset_id(dataset_id)
+    check_type(resource_type)
+    reference = patient if "/" in patient or "?" in patient else f"{PATIENT}/{patient}"
+    with store.engine.connect() as connection:
+        patient_id = _resolve_patient(connection, dataset_id, pseudonymous_reference(reference, key))
+        if patient_id is None:
+            return []
+        return [r for r in rows.of_patient(connection, dataset_id, patient_id) if r.resource_type == resource_type]
+
+
 def pending_resources(store: MetadataStore, dataset_id: str | None = None) -> list[StoredResource]:
     if dataset_id is not None:
         check_dataset_id(dataset_id)
@@ -147,21 +185,30 @@ def apply_writes(
     profile: str | None = None,
     now: datetime | None = None,
     rebuild: bool = True,
+    pending_days: float = DEFAULT_PENDING_DAYS,
+    cache: FragmentCache | None = None,
 ) -> list[ResourceChange]:
     """Apply writes in one transaction, all or nothing; rebuild every patient they touch.
 
+    `cache`: the application's FragmentCache (Services.fhir_fragments), so that a write translates
+    only what it changed; without one, each rebuild translates all the patient's resources.
+
+    Pending resources of the dataset older than `pending_days` (0: never) are dropped first, in
+    the same transaction, and said so on the first change (the request is audited as a change).
+
     Raises ResourceRejected (422) when a rebuilt patient's phenopacket would not be valid.
-    `rebuild=False`: only keep the resources (their phenopackets were just made from the same Bundle).
+    `rebuild=False`: the writes are a Bundle whose phenopackets were just made from it: a patient is
+    rebuilt only when it has kept resources beyond these writes (sent earlier, resource by resource).
     """
     check_dataset_id(dataset_id)
     now = now or datetime.now(UTC)
     for write in writes:
         check_type(write.resource_type)
     try:
-        return _apply_writes(writes, store, key, dataset_id, profile, now, rebuild)
+        return _apply_writes(writes, store, key, dataset_id, profile, now, rebuild, pending_days, cache)
     except UnknownDatasetError:
         store.ensure_dataset(dataset_id)  # a dataset nobody declared yet is created on first use
-        return _apply_writes(writes, store, key, dataset_id, profile, now, rebuild)
+        return _apply_writes(writes, store, key, dataset_id, profile, now, rebuild, pending_days, cache)
 
 
 def _apply_writes(
@@ -172,28 +219,113 @@ def _apply_writes(
     profile: str | None,
     now: datetime,
     rebuild: bool,
+    pending_days: float,
+    cache: FragmentCache | None,
 ) -> list[ResourceChange]:
     with store.transaction() as connection:
         if not store.dataset_exists_in(connection, dataset_id):
             raise UnknownDatasetError([dataset_id])
         rows.lock_dataset(connection, dataset_id)
+        expired = _expire_pending(connection, dataset_id, now, pending_days)
         changes: list[ResourceChange] = []
         touched: dict[str, str | None] = {}  # patient id -> subject pseudonym of its phenopacket before
+        known = _Known.read_ahead(connection, dataset_id, writes)
         for write in writes:
             if write.resource is None:
-                change = _delete(connection, dataset_id, write, key, touched)
+                change = _delete(connection, dataset_id, write, key, touched, known)
             else:
-                change = _put(connection, dataset_id, write, now, key, touched)
+                change = _put(connection, dataset_id, write, now, key, touched, known)
             changes.append(change)
+        written = {(w.resource_type, c.resource_id) for w, c in zip(writes, changes, strict=True)}
+        if not rebuild:  # a Bundle's phenopackets replaced what kept resources made: unchanged ones count too
+            for change in changes:
+                owner = _patient_of(connection, dataset_id, change)
+                if owner is not None:
+                    _touch(connection, dataset_id, owner, key, touched)
         built = {
-            patient_id: _rebuild(connection, store, key, dataset_id, patient_id, old_subject, profile, now)
+            patient_id: _rebuild(connection, store, key, dataset_id, patient_id, old_subject, profile, now, cache)
             for patient_id, old_subject in sorted(touched.items())
-            if rebuild
+            if rebuild or _grown(connection, dataset_id, patient_id, written)
         }
         for change in changes:
             patient_id = _patient_of(connection, dataset_id, change)
             change.phenopacket_id = built.get(patient_id) if patient_id else None
+        if expired and changes:
+            changes[0].issues.append(_expired_issue(expired, pending_days))
         return changes
+
+
+def _expire_pending(connection: sa.Connection, dataset_id: str, now: datetime, days: float) -> list[StoredResource]:
+    """Drop the dataset's pending resources that waited longer than `days` for their Patient."""
+    if days <= 0:
+        return []
+    expired = rows.pending_before(connection, dataset_id, now - timedelta(days=days))
+    rows.delete_all(connection, expired)
+    return expired
+
+
+def _expired_issue(expired: list[StoredResource], days: float) -> Issue:
+    named = ", ".join(f"{r.resource_type}/{r.resource_id}" for r in expired[:10])
+    more = f" and {len(expired) - 10} more" if len(expired) > 10 else ""
+    return Issue.warning(
+        "expired",
+        f"{len(expired)} pending resource(s) waited more than {days:g} days for their Patient and were dropped: "
+        f"{named}{more}",
+    )
+
+
+def purge_pending(
+    store: MetadataStore,
+    dataset_id: str | None = None,
+    *,
+    older_than_days: float = 0.0,
+    now: datetime | None = None,
+) -> list[StoredResource]:
+    """The operator's purge: drop pending resources (of one dataset, or all) older than the given days."""
+    if dataset_id is not None:
+        check_dataset_id(dataset_id)
+    before = (now or datetime.now(UTC)) - timedelta(days=max(older_than_days, 0.0))
+    with store.transaction() as connection:
+        datasets = [dataset_id] if dataset_id else sorted({r.dataset_id for r in rows.pending(connection)})
+        purged: list[StoredResource] = []
+        for dataset in datasets:
+            rows.lock_dataset(connection, dataset)
+            found = rows.pending_before(connection, dataset, before)
+            rows.delete_all(connection, found)
+            purged += found
+        return purged
+
+
+@dataclass
+class _Known:
+    """What one transaction has read already: the rows its writes name (read at once), and the
+    Patients references resolved to (cleared when a Patient changes)."""
+
+    rows: dict[tuple[str, str], StoredResource | None]  # None: read, and not stored
+    patients: dict[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def read_ahead(cls, connection: sa.Connection, dataset_id: str, writes: list[ResourceWrite]) -> _Known:
+        if len(writes) < 2:
+            return cls({})
+        named = {(w.resource_type, w.resource_id or (w.resource or {}).get("id") or "") for w in writes}
+        named |= {(w.resource_type, _id_from_full_url(w.full_url)) for w in writes if w.full_url}
+        stored = rows.get_many(connection, dataset_id, named)
+        return cls({name: stored.get(name) for name in named})
+
+    def existing(self, connection: sa.Connection, dataset_id: str, resource_type: str, resource_id: str):
+        name = (resource_type, resource_id)
+        if name in self.rows:  # read ahead; used once: a later write of the same resource reads again
+            return self.rows.pop(name)
+        return rows.get(connection, dataset_id, resource_type, resource_id)
+
+    def patient(self, connection: sa.Connection, dataset_id: str, reference: str) -> str | None:
+        if reference not in self.patients:
+            found = _resolve_patient(connection, dataset_id, reference)
+            if found is None:
+                return None
+            self.patients[reference] = found
+        return self.patients[reference]
 
 
 def _put(
@@ -203,25 +335,27 @@ def _put(
     now: datetime,
     key: bytes,
     touched: dict[str, str | None],
+    known: _Known,
 ) -> ResourceChange:
     assert write.resource is not None
-    resource_id = write.resource_id or write.resource.get("id") or uuid.uuid4().hex
-    resource = {**write.resource, "id": resource_id}
-    if write.resource_type == PATIENT:  # what no phenopacket needs is not kept (names never leave anyway)
-        resource = {k: v for k, v in resource.items() if k not in UNKEPT_PATIENT_ELEMENTS}
-    existing = rows.get(connection, dataset_id, write.resource_type, resource_id)
-    digest = _content_hash(resource)
+    resource_id = write.resource_id or write.resource.get("id") or _id_from_full_url(write.full_url)
+    resource = at_rest({**write.resource, "id": resource_id}, key)
+    existing = known.existing(connection, dataset_id, write.resource_type, resource_id)
+    _check_version(write, existing)
+    digest = rows.content_hash(resource)
     same_url = write.full_url is None or write.full_url == existing.full_url if existing else False
     if existing is not None and existing.content_hash == digest and same_url:
-        return ResourceChange(write.resource_type, resource_id, existing.version, "unchanged", existing.pending)
+        unchanged = ResourceChange(write.resource_type, resource_id, existing.version, "unchanged", existing.pending)
+        unchanged.patient_id = existing.patient_id
+        return unchanged
 
-    patient_ref = None if write.resource_type == PATIENT else _patient_reference(resource)
+    patient_ref = None if write.resource_type == PATIENT else patient_reference(resource)
     if write.resource_type == PATIENT:
         patient_id: str | None = resource_id
     elif patient_ref is None:
         patient_id = None
     else:
-        patient_id = _resolve_patient(connection, dataset_id, patient_ref)
+        patient_id = known.patient(connection, dataset_id, patient_ref)
     for old in (existing.patient_id if existing else None, patient_id):
         if old is not None:
             _touch(connection, dataset_id, old, key, touched)
@@ -240,11 +374,13 @@ def _put(
         now=now,
     )
     if write.resource_type == PATIENT:
+        known.patients.clear()
         _adopt_pending(connection, dataset_id, resource_id)
     elif patient_ref is None:  # about no patient: the patients whose resources point to it change
         for referrer in _referrers(connection, dataset_id, write.resource_type, resource_id, write.full_url):
             _touch(connection, dataset_id, referrer, key, touched)
     change = ResourceChange(write.resource_type, resource_id, version, "created" if existing is None else "updated")
+    change.patient_id = patient_id
     if patient_ref is not None and patient_id is None:
         change.pending = True
         change.issues.append(
@@ -259,10 +395,18 @@ def _put(
 
 
 def _delete(
-    connection: sa.Connection, dataset_id: str, write: ResourceWrite, key: bytes, touched: dict[str, str | None]
+    connection: sa.Connection,
+    dataset_id: str,
+    write: ResourceWrite,
+    key: bytes,
+    touched: dict[str, str | None],
+    known: _Known,
 ) -> ResourceChange:
     assert write.resource_id is not None
-    existing = rows.get(connection, dataset_id, write.resource_type, write.resource_id)
+    existing = known.existing(connection, dataset_id, write.resource_type, write.resource_id)
+    if write.resource_type == PATIENT:
+        known.patients.clear()
+    _check_version(write, existing)
     if existing is None:  # FHIR: deleting what is not there succeeds and changes nothing
         return ResourceChange(write.resource_type, write.resource_id, 0, "absent")
     if existing.patient_id is not None:
@@ -277,18 +421,125 @@ def _delete(
     return ResourceChange(write.resource_type, write.resource_id, existing.version, "deleted")
 
 
+def _check_version(write: ResourceWrite, existing: StoredResource | None) -> None:
+    if write.if_match is None or (existing is not None and existing.version == write.if_match):
+        return
+    stored = f"version {existing.version}" if existing else "no version (it is not stored)"
+    raise VersionConflict(
+        f"{write.resource_type}/{write.resource_id or '?'}: If-Match names version {write.if_match}, "
+        f"the stored one is {stored}; read it again and retry",
+        issues=[Issue.error("conflict", f"If-Match version {write.if_match} is not the stored {stored}")],
+    )
+
+
+def parse_if_match(value: str | None) -> int | None:
+    """The version of an If-Match ETag (`W/"3"`, `"3"`); BadInput for anything else."""
+    if value is None:
+        return None
+    tag = value.strip().removeprefix("W/").strip('"')
+    if not tag.isdigit() or len(tag) > 9:
+        raise BadInput(f'If-Match must be a version ETag such as W/"3", not {value[:40]!r}', code="fhir-value")
+    return int(tag)
+
+
 def _touch(connection: sa.Connection, dataset_id: str, patient_id: str, key: bytes, touched: dict) -> None:
     """Mark a patient for rebuilding, remembering its phenopacket's subject as it is now."""
     if patient_id in touched:
         return
-    patient = rows.get(connection, dataset_id, PATIENT, patient_id)
-    touched[patient_id] = _subject_of(patient.resource, key, dataset_id) if patient else None
+    touched[patient_id] = rows.subject_of_patient(connection, dataset_id, patient_id)  # kept on its row
+
+
+def at_rest(resource: dict[str, Any], key: bytes) -> dict[str, Any]:
+    """The form a resource is kept in: no hospital identifier in clear (data minimisation).
+
+    A Patient loses what no phenopacket needs (names, contact, narrative) and its identifier values
+    become their keyed pseudonyms, the same ones a Bundle's subject is named by; a conditional
+    patient reference (`Patient?identifier=system|value`) names the pseudonym too. So the rows hold
+    no record number, and a patient sent as a Bundle and one sent resource by resource meet by the
+    pseudonym of the profile's identifier (translate with `at_rest_ids`).
+    """
+    kept = dict(resource)
+    if kept.get("resourceType") == PATIENT:
+        kept = {k: v for k, v in kept.items() if k not in UNKEPT_PATIENT_ELEMENTS}
+        if isinstance(kept.get("identifier"), list):
+            kept["identifier"] = [_pseudonymous_identifier(i, key) for i in kept["identifier"]]
+    for link in PATIENT_LINKS:
+        target = kept.get(link)
+        reference = reference_of(target)
+        if isinstance(target, dict) and reference is not None:
+            kept[link] = {**target, "reference": pseudonymous_reference(reference, key)}
+    return kept
+
+
+def _pseudonymous_identifier(identifier: Any, key: bytes) -> Any:
+    if not isinstance(identifier, dict) or not isinstance(identifier.get("value"), str) or not identifier["value"]:
+        return identifier
+    value, system = identifier["value"], identifier.get("system")
+    if PSEUDONYM.fullmatch(value):
+        return identifier
+    return {**identifier, "value": pseudonymise(key, value, system if isinstance(system, str) else None)}
+
+
+def pseudonymous_reference(reference: str, key: bytes) -> str:
+    """`Patient?identifier=system|value` with the value's pseudonym; any other reference unchanged."""
+    resource_type, mark, query = reference.partition("?")
+    params = parse_qsl(query) if mark else []
+    if resource_type != PATIENT or len(params) != 1 or params[0][0] != "identifier":
+        return reference
+    system, bar, value = params[0][1].rpartition("|")
+    if not value or PSEUDONYM.fullmatch(value):
+        return reference
+    return f"{PATIENT}?identifier={system}{bar}{pseudonymise(key, value, system or None)}"
+
+
+def at_rest_ids(key: bytes) -> IdFunctions:
+    """The translator's ids for resources kept `at_rest`: an identifier value that is a pseudonym
+    already is the subject; anything else is pseudonymised as on the Bundle path."""
+
+    def subject(value: str, system: str | None = None) -> str:
+        return value if PSEUDONYM.fullmatch(value) else pseudonymise(key, value, system)
+
+    return IdFunctions(subject=subject, derived=id_functions(key).derived)
+
+
+def _id_from_full_url(full_url: str | None) -> str:
+    """A resource sent without an id is named by its fullUrl (the same entry twice is the same
+    resource): a urn:uuid's uuid, else a digest of the URL; with neither, a fresh id."""
+    if full_url:
+        tail = full_url.rsplit(":", 1)[-1].rsplit("/", 1)[-1]
+        return tail if FHIR_ID.fullmatch(tail) else hashlib.sha256(full_url.encode()).hexdigest()[:32]
+    return uuid.uuid4().hex
 
 
 def _subject_of(patient: dict[str, Any], key: bytes, dataset_id: str) -> str | None:
-    """The subject pseudonym the translator gives this Patient (it changes with its identifiers)."""
-    outcome = process_fhir(patient, key=key, dataset_id=dataset_id)
-    return outcome.packets[0].subject_id if outcome.packets else None
+    """The subject pseudonym the translator gives this Patient (it changes with its identifiers).
+
+    The Patient was validated on arrival: only its translation is run (no second parse)."""
+    translation = _translate([patient], key, dataset_id, None, datetime.now(UTC))
+    return translation.packets[0].subject_id if translation.packets else None
+
+
+def _translate(
+    resources: Sequence[dict[str, Any]] | Sequence[StoredResource],
+    key: bytes,
+    dataset_id: str,
+    profile: str | None,
+    now: datetime,
+) -> BundleTranslation:
+    """Translate resources that were each validated when they arrived (never parsed again here)."""
+    bundle = {
+        "resourceType": "Bundle",
+        "type": "collection",
+        "entry": [
+            _entry(r) if isinstance(r, StoredResource) else r if "resource" in r else {"resource": r} for r in resources
+        ],
+    }
+    name = profile if profile and profile != "auto" else mappings.detect_profile(bundle)
+    if name not in mappings.profile_names():
+        raise ResourceRejected(f"unknown profile {name!r}; known: {', '.join(mappings.profile_names())}")
+    return translate_bundle(
+        bundle, profile=mappings.load_profile(name), ids=at_rest_ids(key), now=now, namespace=dataset_id
+    )
 
 
 def _rebuild(
@@ -300,37 +551,120 @@ def _rebuild(
     old_subject: str | None,
     profile: str | None,
     now: datetime,
+    cache: FragmentCache | None,
 ) -> str | None:
-    """Replace the patient's phenopacket by the one its current resources make; its id (None: none left)."""
-    resources = assemble(connection, dataset_id, patient_id)
-    if resources is None:  # the Patient was deleted: so is its phenopacket
-        if old_subject is not None:
-            store.delete_phenopackets_in(connection, old_subject, dataset_id)
-        return None
-    bundle = {"resourceType": "Bundle", "type": "collection", "entry": [_entry(r) for r in resources]}
-    outcome = process_fhir(bundle, key=key, dataset_id=dataset_id, profile=profile, now=now)
-    issues = [_relocate(i, resources) for i in outcome.report]
-    packets = [p for p in outcome.packets if p.entry_indexes and p.entry_indexes[0] == 0]
-    if not outcome.report.ok or len(packets) != 1 or not packets[0].ok:
-        errors = [i for i in issues if i.is_error] or [Issue.error("processing", "no phenopacket could be made")]
-        raise ResourceRejected(
-            f"Patient/{patient_id}'s phenopacket would not be valid; nothing was stored", issues=errors
-        )
-    packet = packets[0]
-    document = _with_provenance(packet.phenopacket, resources, key, dataset_id)
-    if old_subject is not None and old_subject != packet.subject_id:  # the Patient's identifier changed
+    """Replace the patient's phenopacket by the one its current resources make; its id (None: none left).
+
+    With a cache, only the parts the write changed are translated (gateway.services.fhir_incremental)."""
+    record = _incremental_record(connection, cache, key, dataset_id, patient_id, profile, now) if cache else None
+    if record is None:
+        resources = assemble(connection, dataset_id, patient_id)
+        if resources is None:  # the Patient was deleted: so is its phenopacket
+            if old_subject is not None:
+                store.delete_phenopackets_in(connection, old_subject, dataset_id)
+            return None
+        record = make_phenopacket(resources, key=key, dataset_id=dataset_id, profile=profile, now=now)
+    if old_subject is not None and old_subject != record.subject_id:  # the Patient's identifier changed
         store.delete_phenopackets_in(connection, old_subject, dataset_id)
-    record = PhenopacketRecord(
+    store.save_phenopackets_in(connection, [record])
+    return record.id
+
+
+def _grown(connection: sa.Connection, dataset_id: str, patient_id: str, written: set[tuple[str, str]]) -> bool:
+    """Whether a patient has kept resources besides `written` (then a Bundle's phenopacket misses them)."""
+    heads = rows.heads_of_patient(connection, dataset_id, patient_id)
+    return any((h.resource_type, h.resource_id) not in written for h in heads)
+
+
+def make_phenopacket(
+    resources: list[StoredResource], *, key: bytes, dataset_id: str, profile: str | None, now: datetime
+) -> PhenopacketRecord:
+    """The phenopacket of a Patient (first) and its resources, checked; ResourceRejected when not valid."""
+    translation = _translate(resources, key, dataset_id, profile, now)
+    phenopacket, subject_id, issues = _checked(translation, resources)
+    # FamilyMemberHistory makes a Family: stored with the phenopacket, replaced with it
+    family = next((p.family for p in translation.packets if p.entry_indexes and p.entry_indexes[0] == 0), None)
+    return _record(phenopacket, subject_id, issues, resources, key, dataset_id, family=family)
+
+
+def _checked(translation: BundleTranslation, owners: Sequence[Any]) -> tuple[dict[str, Any], str, list[Issue]]:
+    """The Patient's (entry 0) phenopacket, validated, with every issue located at `Type/id` of `owners`."""
+    packets = [p for p in translation.packets if p.entry_indexes and p.entry_indexes[0] == 0]
+    checked = validate_phenopacket(packets[0].phenopacket, target="output") if len(packets) == 1 else Report()
+    found = [*translation.issues, *(packets[0].issues if packets else ()), *checked]
+    issues = [_relocate(i, owners) for i in found]
+    if len(packets) != 1 or any(i.is_error for i in issues):
+        errors = [i for i in issues if i.is_error] or [Issue.error("processing", "no phenopacket could be made")]
+        patient = owners[0].resource_id
+        raise ResourceRejected(f"Patient/{patient}'s phenopacket would not be valid; nothing was stored", issues=errors)
+    return packets[0].phenopacket, packets[0].subject_id, issues
+
+
+def _record(
+    phenopacket: dict[str, Any],
+    subject_id: str,
+    issues: list[Issue],
+    resources: Sequence[Any],
+    key: bytes,
+    dataset_id: str,
+    names: dict[tuple[str, str, str], str] | None = None,
+    family: dict[str, Any] | None = None,
+) -> PhenopacketRecord:
+    document = _with_provenance(phenopacket, resources, key, dataset_id, names)
+    return PhenopacketRecord(
         id=document["id"],
         dataset_id=dataset_id,
-        subject_id=packet.subject_id,
+        subject_id=subject_id,
         document=document,
         source=f"fhir-rest:{len(resources)} resources",
         issues=tuple(i.to_dict() for i in issues if not i.is_error),
-        family=packet.family,  # FamilyMemberHistory: stored with the phenopacket, replaced with it
+        family=family,
     )
-    store.save_phenopackets_in(connection, [record])
-    return document["id"]
+
+
+def _incremental_record(
+    connection: sa.Connection,
+    cache: FragmentCache,
+    key: bytes,
+    dataset_id: str,
+    patient_id: str,
+    profile: str | None,
+    now: datetime,
+) -> PhenopacketRecord | None:
+    """The phenopacket from cached parts (fhir_incremental); None: translate everything at once."""
+    assembly = assemble_parts(connection, dataset_id, patient_id, cache)
+    if assembly is None:
+        return None
+    return incremental_record(assembly, partial(rows.contents, connection), cache, key, dataset_id, profile, now)
+
+
+def incremental_record(
+    assembly: Assembly,
+    load: Load,
+    cache: FragmentCache,
+    key: bytes,
+    dataset_id: str,
+    profile: str | None,
+    now: datetime,
+) -> PhenopacketRecord | None:
+    """The record of an assembled patient from its parts' fragments; None: translate all at once
+    (also when a FamilyMemberHistory makes a Family: it is built around the whole phenopacket)."""
+    if any(h.resource_type == "FamilyMemberHistory" for h in assembly.heads):
+        return None
+    name = profile if profile and profile != "auto" else assembly.profile
+
+    def translate(heads: list[ResourceHead], contents: dict[int, dict[str, Any]]) -> Fragment:
+        entries = [_entry_of(contents[h.pk], h.full_url) for h in heads]
+        phenopacket, _, issues = _checked(_translate(entries, key, dataset_id, name, now), heads)
+        return Fragment(phenopacket, tuple(issues))
+
+    scope = (key_fingerprint(key), dataset_id, name, now.date())
+    made = merged_phenopacket(assembly, translate, load, cache=cache, scope=scope, now=now)
+    if made is None:
+        return None
+    phenopacket, issues = made
+    names = cache.provenance.setdefault(key_fingerprint(key), {})
+    return _record(phenopacket, phenopacket["subject"]["id"], issues, assembly.heads, key, dataset_id, names)
 
 
 def assemble(connection: sa.Connection, dataset_id: str, patient_id: str) -> list[StoredResource] | None:
@@ -363,9 +697,13 @@ def assemble(connection: sa.Connection, dataset_id: str, patient_id: str) -> lis
 
 
 def _entry(resource: StoredResource) -> dict[str, Any]:
-    entry: dict[str, Any] = {"resource": resource.resource}
-    if resource.full_url:
-        entry["fullUrl"] = resource.full_url
+    return _entry_of(resource.resource, resource.full_url)
+
+
+def _entry_of(resource: dict[str, Any], full_url: str | None) -> dict[str, Any]:
+    entry: dict[str, Any] = {"resource": resource}
+    if full_url:
+        entry["fullUrl"] = full_url
     return entry
 
 
@@ -381,7 +719,7 @@ def _references(node: Any) -> Iterable[str]:
             yield from _references(value)
 
 
-def _relocate(issue: Issue, resources: list[StoredResource]) -> Issue:
+def _relocate(issue: Issue, resources: Sequence[Any]) -> Issue:
     """An issue of the assembled Bundle, located at `Type/id` plus the pointer inside that resource."""
     if issue.target != "input" or not issue.location.startswith("/entry/"):
         return issue
@@ -395,28 +733,34 @@ def _relocate(issue: Issue, resources: list[StoredResource]) -> Issue:
 
 
 def _with_provenance(
-    phenopacket: dict[str, Any], resources: list[StoredResource], key: bytes, dataset_id: str
+    phenopacket: dict[str, Any],
+    resources: Sequence[Any],
+    key: bytes,
+    dataset_id: str,
+    names: dict[tuple[str, str, str], str] | None = None,
 ) -> dict[str, Any]:
     """metaData.externalReferences: one per contributing resource, by keyed id (the hospital's ids
-    may carry a record number) and version; the operator maps them back with GET /fhir/{type}/{id}."""
-    references = [
-        {
-            "id": derived_id(key, "fhir-resource", dataset_id, f"{r.resource_type}/{r.resource_id}"),
-            "description": f"FHIR {r.resource_type}, version {r.version}",
-        }
-        for r in resources
-    ]
+    may carry a record number) and version; the operator maps them back with GET /fhir/{type}/{id}.
+    `names`: keyed ids computed before (FragmentCache.provenance), so a write computes only new ones."""
+    names = {} if names is None else names
+    references = []
+    for r in resources:
+        name = (dataset_id, r.resource_type, r.resource_id)
+        if name not in names:
+            names[name] = provenance_id(key, *name)
+        references.append({"id": names[name], "description": f"FHIR {r.resource_type}, version {r.version}"})
     meta = dict(phenopacket.get("metaData") or {})
     meta["externalReferences"] = [*(meta.get("externalReferences") or []), *references]
     return {**phenopacket, "metaData": meta}
 
 
 def provenance_id(key: bytes, dataset_id: str, resource_type: str, resource_id: str) -> str:
-    """The keyed id a resource has in its phenopacket's metaData.externalReferences."""
-    return derived_id(key, "fhir-resource", dataset_id, f"{resource_type}/{resource_id}")
+    """The keyed id a resource has in its phenopacket's metaData.externalReferences (kind fhir_resource:
+    a derived id may carry no hyphen in its kind, or a key rotation could not carry it forward)."""
+    return derived_id(key, "fhir_resource", dataset_id, f"{resource_type}/{resource_id}")
 
 
-def _patient_reference(resource: dict[str, Any]) -> str | None:
+def patient_reference(resource: dict[str, Any]) -> str | None:
     for link in PATIENT_LINKS:
         reference = reference_of(resource.get(link))
         if reference is not None:
@@ -429,12 +773,19 @@ def _link_of(resource: dict[str, Any]) -> str:
 
 
 def _resolve_patient(connection: sa.Connection, dataset_id: str, reference: str) -> str | None:
-    """The stored Patient a reference names, by the Bundle's resolution rules; None: not (yet) stored."""
+    """The stored Patient a reference names, by the Bundle's resolution rules; None: not (yet) stored.
+
+    Look-ups by column for `Patient/{id}` (its id, or the tail of an absolute fullUrl) and a fullUrl
+    sent before; the dataset's Patients are read only for a conditional reference."""
     relative = RELATIVE_REF.fullmatch(reference)
-    if relative and relative.group(1) == PATIENT:  # the common case: one indexed look-up
+    if relative and relative.group(1) == PATIENT:
         found = rows.get(connection, dataset_id, PATIENT, relative.group(2))
         if found is not None:
             return found.resource_id
+        return rows.patient_by_full_url(connection, dataset_id, f"%/{PATIENT}/{relative.group(2)}", like=True)
+    if "?" not in reference:  # an absolute URL or urn: the fullUrl a Patient was sent with
+        versionless = reference.split("/_history/", 1)[0]
+        return rows.patient_by_full_url(connection, dataset_id, versionless)
     patients = rows.patients(connection, dataset_id)
     position = BundleIndex.build([_entry(p) for p in patients]).resolve(reference)
     if position is None or patients[position].resource_type != PATIENT:
@@ -467,14 +818,10 @@ def _referrers(
 def _patient_of(connection: sa.Connection, dataset_id: str, change: ResourceChange) -> str | None:
     if change.resource_type == PATIENT:
         return change.resource_id
-    stored = rows.get(connection, dataset_id, change.resource_type, change.resource_id)
+    if change.patient_id is not None or change.status in ("deleted", "absent"):
+        return change.patient_id
+    stored = rows.get(connection, dataset_id, change.resource_type, change.resource_id)  # adopted since?
     return stored.patient_id if stored else None
-
-
-def _content_hash(resource: dict[str, Any]) -> str:
-    """Of the content a client controls: `meta` (versionId, lastUpdated) is the server's."""
-    content = {k: v for k, v in resource.items() if k != "meta"}
-    return hashlib.sha256(json.dumps(content, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
 
 
 # --- Bundles whose entries are kept one by one --------------------------------------------
@@ -515,6 +862,8 @@ def apply_document(
     dataset_id: str,
     profile: str | None = None,
     now: datetime | None = None,
+    pending_days: float = DEFAULT_PENDING_DAYS,
+    cache: FragmentCache | None = None,
 ) -> tuple[str, list[EntryResult]]:
     """Keep a lone resource or a Patient-less Bundle resource by resource; (bundle type, one result per entry).
 
@@ -529,26 +878,118 @@ def apply_document(
     if errors:
         raise ResourceRejected("the document is not valid FHIR R4; nothing was stored", issues=errors)
     results, writes = _entry_writes(doc, report.warnings)
+    if not keeps_resources(doc):  # a Bundle with Patients: its patient references must name one, here or stored
+        for issue in _unresolved_patients(doc, report.errors, store, key, dataset_id):
+            entry = int(issue.location.split("/")[2])  # every pointer here starts /entry/{n}/
+            results[entry].issues.append(issue)
+            writes[entry] = None
     if bundle_type == "batch":
         for result, write in zip(results, writes, strict=True):
             if write is None:
                 continue
             try:
                 (result.change,) = apply_writes(
-                    [write], store=store, key=key, dataset_id=dataset_id, profile=profile, now=now
+                    [write],
+                    store=store,
+                    key=key,
+                    dataset_id=dataset_id,
+                    profile=profile,
+                    now=now,
+                    pending_days=pending_days,
                 )
-            except ResourceRejected as rejection:
+            except (ResourceRejected, VersionConflict) as rejection:
                 result.issues.extend(rejection.issues)
         return bundle_type, results
     entry_errors = [i for r in results for i in r.issues if i.is_error]
     if entry_errors:
         raise ResourceRejected("an entry cannot be applied; nothing was stored", issues=entry_errors)
     wanted = [w for w in writes if w is not None]
-    changes = iter(apply_writes(wanted, store=store, key=key, dataset_id=dataset_id, profile=profile, now=now))
+    changes = iter(
+        apply_writes(
+            wanted,
+            store=store,
+            key=key,
+            dataset_id=dataset_id,
+            profile=profile,
+            now=now,
+            pending_days=pending_days,
+            cache=cache,
+        )
+    )
     for result, write in zip(results, writes, strict=True):
         if write is not None:
             result.change = next(changes)
     return bundle_type, results
+
+
+def about_stored_patients(report: Iterable[Issue]) -> bool:
+    """Whether a Bundle's only errors are patient references that do not resolve inside it: they may
+    name Patients stored before, so the Bundle is applied resource by resource (`apply_document`)."""
+    errors = [i for i in report if i.is_error]
+    return bool(errors) and all(
+        i.code == "reference-dangling" and i.location.rsplit("/", 2)[-2] in PATIENT_LINKS for i in errors
+    )
+
+
+def stored_entries(outcome: IngestOutcome) -> list[int]:
+    """The Bundle entries that went into a stored phenopacket."""
+    return [i for packet in outcome.packets if packet.saved is not None for i in packet.entry_indexes]
+
+
+def keep_bundle(
+    doc: dict[str, Any],
+    entry_indexes: Iterable[int],
+    *,
+    store: MetadataStore,
+    key: bytes,
+    dataset_id: str,
+    profile: str | None = None,
+    pending_days: float = DEFAULT_PENDING_DAYS,
+    cache: FragmentCache | None = None,
+) -> list[ResourceChange]:
+    """Keep the resources of a Bundle whose phenopackets were just stored (POST /fhir, `gateway ingest fhir`).
+
+    So the two channels meet: a resource sent later on its own, about a patient of this Bundle,
+    is applied to the same phenopacket (by `Patient/{id}`, the Bundle's fullUrl, or the pseudonym of
+    its identifier). A patient that has resources from earlier messages is rebuilt from all of them.
+    `entry_indexes`: the entries that went into a stored phenopacket (a batch's refused patients not).
+    """
+    _, writes = _entry_writes(doc, [])
+    wanted = sorted(set(entry_indexes))
+    kept = [w for i in wanted if i < len(writes) and (w := writes[i]) is not None and w.resource is not None]
+    if not kept:
+        return []
+    return apply_writes(
+        kept,
+        store=store,
+        key=key,
+        dataset_id=dataset_id,
+        profile=profile,
+        rebuild=False,
+        pending_days=pending_days,
+        cache=cache,
+    )
+
+
+def _unresolved_patients(
+    doc: dict[str, Any], errors: list[Issue], store: MetadataStore, key: bytes, dataset_id: str
+) -> list[Issue]:
+    """The dangling patient references of a Bundle that name no stored Patient either."""
+    unresolved = []
+    with store.engine.connect() as connection:
+        for issue in errors:
+            found = PATIENT_LINK_POINTER.fullmatch(issue.location)
+            if found is None:  # a patient link inside a contained resource: never a stored Patient
+                unresolved.append(issue)
+                continue
+            link = found.group(2)
+            reference = reference_of(doc["entry"][int(found.group(1))]["resource"].get(link)) or ""
+            if _resolve_patient(connection, dataset_id, pseudonymous_reference(reference, key)) is None:
+                message = (
+                    f"{link} reference {reference!r} names no Patient of the Bundle nor one stored in {dataset_id!r}"
+                )
+                unresolved.append(Issue.error("reference-dangling", message, issue.location))
+    return unresolved
 
 
 def _entry_writes(doc: dict[str, Any], warnings: list[Issue]) -> tuple[list[EntryResult], list[ResourceWrite | None]]:
@@ -578,12 +1019,19 @@ def _entry_writes(doc: dict[str, Any], warnings: list[Issue]) -> tuple[list[Entr
             result.issues.append(Issue.error("fhir-value", f"{url_id[:80]!r} is not a FHIR id", where + "/request/url"))
             writes.append(None)
         elif method == "DELETE":
-            writes.append(ResourceWrite(resource_type, url_id or None, None) if url_id else None)
+            writes.append(
+                ResourceWrite(resource_type, url_id, None, if_match=_entry_if_match(request)) if url_id else None
+            )
             if not url_id:
                 result.issues.append(Issue.error("fhir-value", "DELETE needs a url Type/id", where + "/request/url"))
         else:
             assert resource is not None
             resource_id = url_id if method == "PUT" and url_id else resource.get("id")
             full_url = entry.get("fullUrl") if isinstance(entry.get("fullUrl"), str) else None
-            writes.append(ResourceWrite(resource_type, resource_id, resource, full_url))
+            writes.append(ResourceWrite(resource_type, resource_id, resource, full_url, _entry_if_match(request)))
     return results, writes
+
+
+def _entry_if_match(request: dict[str, Any]) -> int | None:
+    value = request.get("ifMatch")
+    return parse_if_match(value) if isinstance(value, str) else None

@@ -8,7 +8,9 @@ gateway.services.fhir_resources and handed in as `patient_id`.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import hashlib
+import json
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -42,11 +44,109 @@ class StoredResource:
         return self.patient_ref is not None and self.patient_id is None and self.resource_type != PATIENT
 
 
+@dataclass(frozen=True)
+class ResourceHead:
+    """A kept resource without its content: enough to assemble a patient and name what changed."""
+
+    pk: int
+    resource_type: str
+    resource_id: str
+    version: int
+    full_url: str | None
+    content_hash: str
+
+
+_HEAD = (
+    fhir_resources.c.pk,
+    fhir_resources.c.resource_type,
+    fhir_resources.c.resource_id,
+    fhir_resources.c.version,
+    fhir_resources.c.full_url,
+    fhir_resources.c.content_hash,
+)
+
+
+def _heads(connection: sa.Connection, *where: Any) -> list[ResourceHead]:
+    query = sa.select(*_HEAD).where(*where).order_by(fhir_resources.c.resource_type, fhir_resources.c.resource_id)
+    return [ResourceHead(**row) for row in connection.execute(query).mappings()]
+
+
+def heads_of_patient(connection: sa.Connection, dataset_id: str, patient_id: str) -> list[ResourceHead]:
+    """`of_patient` without the content."""
+    return _heads(connection, fhir_resources.c.dataset_id == dataset_id, fhir_resources.c.patient_id == patient_id)
+
+
+def unattached_heads(connection: sa.Connection, dataset_id: str) -> list[ResourceHead]:
+    """`unattached` without the content."""
+    return _heads(
+        connection,
+        fhir_resources.c.dataset_id == dataset_id,
+        fhir_resources.c.patient_ref.is_(None),
+        fhir_resources.c.resource_type != PATIENT,
+    )
+
+
+def contents(connection: sa.Connection, pks: Sequence[int]) -> dict[int, dict[str, Any]]:
+    """The kept content of resources by primary key."""
+    if not pks:
+        return {}
+    query = sa.select(fhir_resources.c.pk, fhir_resources.c.resource).where(fhir_resources.c.pk.in_(list(pks)))
+    return {pk: resource for pk, resource in connection.execute(query).all()}
+
+
+def content_hash(resource: dict[str, Any]) -> str:
+    """Of the content a client controls: `meta` (versionId, lastUpdated) is the server's."""
+    content = {k: v for k, v in resource.items() if k != "meta"}
+    return hashlib.sha256(json.dumps(content, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+
+
+def rotate_pseudonyms(connection: sa.Connection, step: Callable[[str], str]) -> int:
+    """Carry the pseudonyms kept in resources one rotation step forward (gateway.security.rotation):
+    a Patient row's subject and identifier values, and conditional patient references."""
+    changed = 0
+    for row in connection.execute(sa.select(fhir_resources)).mappings().all():
+        resource = _stepped(dict(row["resource"]), step)
+        patient_ref = _stepped_reference(row["patient_ref"], step) if row["patient_ref"] else None
+        subject_id = step(row["subject_id"]) if row["subject_id"] else None
+        if (resource, patient_ref, subject_id) == (row["resource"], row["patient_ref"], row["subject_id"]):
+            continue
+        connection.execute(
+            sa.update(fhir_resources)
+            .where(fhir_resources.c.pk == row["pk"])
+            .values(
+                resource=resource, content_hash=content_hash(resource), patient_ref=patient_ref, subject_id=subject_id
+            )
+        )
+        changed += 1
+    return changed
+
+
+def _stepped(resource: dict[str, Any], step: Callable[[str], str]) -> dict[str, Any]:
+    if resource.get("resourceType") == PATIENT and isinstance(resource.get("identifier"), list):
+        resource["identifier"] = [
+            {**i, "value": step(i["value"])} if isinstance(i, dict) and isinstance(i.get("value"), str) else i
+            for i in resource["identifier"]
+        ]
+    for link in ("subject", "patient"):
+        target = resource.get(link)
+        if isinstance(target, dict) and isinstance(target.get("reference"), str):
+            resource[link] = {**target, "reference": _stepped_reference(target["reference"], step)}
+    return resource
+
+
+def _stepped_reference(reference: str, step: Callable[[str], str]) -> str:
+    head, bar, value = reference.rpartition("|")
+    return f"{head}{bar}{step(value)}" if bar and head.startswith(PATIENT + "?identifier=") else reference
+
+
+def _utc(stamp: datetime) -> datetime:
+    return stamp.replace(tzinfo=UTC) if stamp.tzinfo is None else stamp.astimezone(UTC)
+
+
 def _stored(row: Any) -> StoredResource:
     values = dict(row)
     for name in ("received_at", "updated_at"):
-        stamp = values[name]
-        values[name] = stamp.replace(tzinfo=UTC) if stamp.tzinfo is None else stamp.astimezone(UTC)
+        values[name] = _utc(values[name])
     return StoredResource(**values)
 
 
@@ -81,9 +181,30 @@ def get(connection: sa.Connection, dataset_id: str, resource_type: str, resource
     return found[0] if found else None
 
 
+def get_many(
+    connection: sa.Connection, dataset_id: str, names: set[tuple[str, str]]
+) -> dict[tuple[str, str], StoredResource]:
+    """The stored ones of resources named (type, id), in one query."""
+    ids = sorted({rid for _, rid in names if rid})
+    found = _select(connection, fhir_resources.c.dataset_id == dataset_id, fhir_resources.c.resource_id.in_(ids))
+    return {(r.resource_type, r.resource_id): r for r in found if (r.resource_type, r.resource_id) in names}
+
+
 def of_patient(connection: sa.Connection, dataset_id: str, patient_id: str) -> list[StoredResource]:
     """The Patient's own row and every resource attached to it."""
     return _select(connection, fhir_resources.c.dataset_id == dataset_id, fhir_resources.c.patient_id == patient_id)
+
+
+def patient_by_full_url(connection: sa.Connection, dataset_id: str, full_url: str, like: bool = False) -> str | None:
+    """The id of the dataset's Patient sent with this fullUrl (`like`: a LIKE pattern), the first, if any."""
+    matches = fhir_resources.c.full_url.like(full_url) if like else fhir_resources.c.full_url == full_url
+    query = (
+        sa.select(fhir_resources.c.resource_id)
+        .where(fhir_resources.c.dataset_id == dataset_id, fhir_resources.c.resource_type == PATIENT, matches)
+        .order_by(fhir_resources.c.pk)
+        .limit(1)
+    )
+    return connection.execute(query).scalar()
 
 
 def patients(connection: sa.Connection, dataset_id: str) -> list[StoredResource]:
@@ -109,6 +230,32 @@ def pending(connection: sa.Connection, dataset_id: str | None = None) -> list[St
     if dataset_id is not None:
         where.append(fhir_resources.c.dataset_id == dataset_id)
     return _select(connection, *where)
+
+
+def pending_before(connection: sa.Connection, dataset_id: str | None, before: datetime) -> list[StoredResource]:
+    """Pending resources last changed at or before `before` (of one dataset, or of all). The times are
+    read first (no content), the rows themselves only when some are that old."""
+    c = fhir_resources.c
+    where = [c.patient_ref.is_not(None), c.patient_id.is_(None), c.resource_type != PATIENT]
+    if dataset_id is not None:
+        where.append(c.dataset_id == dataset_id)
+    stamps = connection.execute(sa.select(c.pk, c.updated_at).where(*where)).all()
+    old = [pk for pk, stamp in stamps if _utc(stamp) <= before]
+    return _select(connection, c.pk.in_(old)) if old else []
+
+
+def subject_of_patient(connection: sa.Connection, dataset_id: str, patient_id: str) -> str | None:
+    """The subject pseudonym kept on a Patient's row (None: no such Patient)."""
+    c = fhir_resources.c
+    query = sa.select(c.subject_id).where(
+        c.dataset_id == dataset_id, c.resource_type == PATIENT, c.resource_id == patient_id
+    )
+    return connection.execute(query).scalar()
+
+
+def delete_all(connection: sa.Connection, resources: Sequence[StoredResource]) -> None:
+    if resources:
+        connection.execute(sa.delete(fhir_resources).where(fhir_resources.c.pk.in_([r.pk for r in resources])))
 
 
 def put(

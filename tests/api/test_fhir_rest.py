@@ -7,6 +7,9 @@ import copy
 import json
 
 import pytest
+import sqlalchemy as sa
+
+from gateway.store.tables import fhir_resources
 
 FHIR = "application/fhir+json"
 MARFAN = "mii-seltene-erkrankungen/Bundle-bundle-marfan-complete.json"
@@ -138,5 +141,144 @@ def test_errors_are_operation_outcomes_and_change_nothing(client, app, operator,
 def test_capability_statement_lists_the_interactions(client):
     statement = client.get("/fhir/metadata").get_json()
     resources = {r["type"]: r for r in statement["rest"][0]["resource"]}
-    assert {i["code"] for i in resources["Condition"]["interaction"]} == {"create", "update", "delete", "read"}
+    interactions = {i["code"] for i in resources["Condition"]["interaction"]}
+    assert interactions == {"create", "update", "delete", "read", "vread", "search-type"}
     assert "Encounter" not in resources
+
+
+MARFAN_ID = ("https://www.medizininformatik-initiative.de/fhir/sid/patient-id", "MRF-2024-001")
+BY_IDENTIFIER = f"Patient?identifier={MARFAN_ID[0]}|{MARFAN_ID[1]}"
+
+
+def _extra_condition(marfan, new_id, reference):
+    """A Condition the hospital records later: the cataract one, another code, another id."""
+    condition = _resource(marfan, "condition-cataract")
+    condition["id"] = new_id
+    condition["code"]["coding"][0]["code"] = "H25.9"
+    condition["subject"] = {"reference": reference}
+    return condition
+
+
+def _disease_codes(packet):
+    return {d["term"]["id"] for d in packet.document.get("diseases") or ()}
+
+
+@pytest.mark.parametrize("reference", ["Patient/patient-marfan-001", BY_IDENTIFIER])
+def test_a_resource_for_a_patient_sent_as_a_complete_bundle_lands_in_its_phenopacket(
+    client, app, operator, marfan, reference
+):
+    """Before: the Condition stayed pending, for ever: the Bundle channel kept no Patient to attach it to."""
+    complete = client.post("/fhir", data=json.dumps(marfan), headers={**operator, "Content-Type": FHIR})
+    assert complete.status_code == 200
+    (before,) = _packets(app)
+    added = _send(client, "POST", "/fhir/Condition", operator, _extra_condition(marfan, "condition-later", reference))
+    assert added.status_code == 201, added.get_data(as_text=True)
+    assert "pending" not in _codes(added.get_json())
+    (after,) = _packets(app)
+    assert after.id == before.id and after.subject_id == before.subject_id
+    assert _disease_codes(after) == _disease_codes(before) | {"ICD10GM:H25.9"}
+
+    again = client.post("/fhir", data=json.dumps(marfan), headers={**operator, "Content-Type": FHIR})
+    assert again.status_code == 200  # the complete Bundle again: the later Condition stays
+    (last,) = _packets(app)
+    assert _disease_codes(last) == _disease_codes(after)
+
+
+def test_kept_resources_hold_no_record_number_in_clear(client, app, operator, marfan):
+    client.post("/fhir", data=json.dumps(marfan), headers={**operator, "Content-Type": FHIR})
+    by_identifier = _extra_condition(marfan, "condition-later", BY_IDENTIFIER)
+    _send(client, "POST", "/fhir/Condition", operator, by_identifier)
+
+    with app.extensions["gateway"].store.engine.connect() as connection:
+        stored = connection.execute(sa.select(fhir_resources)).mappings().all()
+    assert {r["resource_type"] for r in stored} >= {"Patient", "Condition"}
+    assert MARFAN_ID[1] not in json.dumps([dict(r) for r in stored], default=str)
+    patient = client.get("/fhir/Patient/patient-marfan-001", headers=operator).get_json()
+    assert patient["identifier"][0]["value"].startswith("pid-")
+
+
+def test_a_bundle_with_patients_may_also_reference_a_stored_patient(client, app, operator, marfan, reference_dir):
+    """Before: 422 "subject reference does not resolve", because the Bundle holds other Patients."""
+    _send(client, "PUT", "/fhir/Patient/patient-marfan-001", operator, _resource(marfan, "patient-marfan-001"))
+    other = json.loads(
+        (reference_dir / "fhir" / "mii-testdata" / "Bundle-mii-exa-test-data-bundle-pat-11.json").read_text()
+    )
+    transaction = {
+        "resourceType": "Bundle",
+        "type": "transaction",
+        "entry": [
+            *other["entry"],
+            {
+                "fullUrl": "urn:uuid:2b8f0b52-7f5e-4d4c-9a55-3b1f6f3d0a11",
+                "resource": _extra_condition(marfan, "condition-later", "Patient/patient-marfan-001"),
+                "request": {"method": "POST", "url": "Condition"},
+            },
+        ],
+    }
+    resp = client.post("/fhir", data=json.dumps(transaction), headers={**operator, "Content-Type": FHIR})
+    assert resp.status_code == 200, resp.get_data(as_text=True)
+    assert resp.get_json()["type"] == "transaction-response"
+    packets = _packets(app)
+    assert len(packets) == 2
+    assert any(_disease_codes(p) == {"ICD10GM:H25.9"} for p in packets)
+
+
+def test_the_operator_purges_pending_resources_and_the_purge_is_audited(client, app, operator, marfan):
+    _send(client, "POST", "/fhir/Condition", operator, _resource(marfan, "condition-marfan-genetic"))
+    listed = client.get("/fhir/$pending", headers=operator).get_json()
+    assert "dropped after" in listed["entry"][0]["response"]["outcome"]["issue"][0]["diagnostics"]
+    assert client.delete("/fhir/$pending?older_than_days=0").status_code == 401
+    assert client.delete("/fhir/$pending?older_than_days=-1", headers=operator).status_code == 400
+    kept = client.delete("/fhir/$pending", headers=operator)  # default: older than the configured 30 days
+    assert kept.status_code == 200 and client.get("/fhir/$pending", headers=operator).get_json()["total"] == 1
+    purged = client.delete("/fhir/$pending?older_than_days=0", headers=operator)
+    assert purged.status_code == 200 and purged.get_json()["resourceType"] == "OperationOutcome"
+    assert "1 pending resource(s)" in purged.get_json()["issue"][0]["diagnostics"]
+    assert client.get("/fhir/$pending", headers=operator).get_json()["total"] == 0
+    records = list(app.extensions["gateway"].security.audit.records())
+    purges = [r for r in records if r.get("endpoint") == "/fhir/$pending" and r.get("method") == "DELETE"]
+    assert [r["phase"] for r in purges if r.get("status") == 200][-1:] == ["outcome"]
+    assert purges[-1]["datasets"] == ["default"]
+
+
+def test_if_match_guards_updates_and_deletes(client, app, operator, marfan):
+    """Before: If-Match was ignored, so two clients editing the same resource overwrote each other."""
+    _send(client, "PUT", "/fhir/Patient/patient-marfan-001", operator, _resource(marfan, "patient-marfan-001"))
+    condition = _resource(marfan, "condition-cataract")
+    first = _send(client, "PUT", "/fhir/Condition/condition-cataract", operator, condition)
+    assert first.headers["ETag"] == 'W/"1"' and first.last_modified is not None
+    condition["code"]["coding"][0]["code"] = "H25.9"
+    stale = {**operator, "If-Match": 'W/"2"'}
+    refused = _send(client, "PUT", "/fhir/Condition/condition-cataract", stale, condition)
+    assert refused.status_code == 412 and refused.get_json()["resourceType"] == "OperationOutcome"
+    assert "ICD10GM:H25.9" not in _disease_codes(_packets(app)[0])  # nothing changed
+    assert _send(client, "DELETE", "/fhir/Condition/condition-cataract", stale).status_code == 412
+    bad = _send(client, "PUT", "/fhir/Condition/condition-cataract", {**operator, "If-Match": "yes"}, condition)
+    assert bad.status_code == 400
+
+    current = {**operator, "If-Match": 'W/"1"', "Prefer": "return=representation"}
+    updated = _send(client, "PUT", "/fhir/Condition/condition-cataract", current, condition)
+    assert updated.status_code == 200 and updated.headers["ETag"] == 'W/"2"'
+    body = updated.get_json()
+    assert body["resourceType"] == "Condition" and body["meta"]["versionId"] == "2" and body["meta"]["lastUpdated"]
+    gone = _send(client, "DELETE", "/fhir/Condition/condition-cataract", {**operator, "If-Match": '"2"'})
+    assert gone.status_code == 200
+
+
+def test_vread_and_search_by_patient(client, app, operator, marfan):
+    _send(client, "PUT", "/fhir/Patient/patient-marfan-001", operator, _resource(marfan, "patient-marfan-001"))
+    for rid in ("condition-cataract", "condition-marfan-genetic"):
+        _send(client, "PUT", f"/fhir/Condition/{rid}", operator, _resource(marfan, rid))
+    current = client.get("/fhir/Condition/condition-cataract/_history/1", headers=operator)
+    assert current.status_code == 200 and current.get_json()["meta"]["versionId"] == "1"
+    assert client.get("/fhir/Condition/condition-cataract/_history/7", headers=operator).status_code == 404
+
+    for query in ("patient=Patient/patient-marfan-001", "subject=patient-marfan-001", f"patient={BY_IDENTIFIER}"):
+        found = client.get(f"/fhir/Condition?{query}", headers=operator)
+        assert found.status_code == 200, query
+        body = found.get_json()
+        assert body["type"] == "searchset" and body["total"] == 2
+        assert {e["resource"]["id"] for e in body["entry"]} == {"condition-cataract", "condition-marfan-genetic"}
+    assert client.get("/fhir/Condition?patient=nobody", headers=operator).get_json()["total"] == 0
+    assert client.get("/fhir/Condition?code=x", headers=operator).status_code == 400
+    assert client.get("/fhir/Condition?patient=Patient/patient-marfan-001").status_code == 401

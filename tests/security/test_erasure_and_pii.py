@@ -196,3 +196,34 @@ def test_key_rotation_carries_every_id_forward(node, tmp_path):
     )
     assert {c.individual_id for c in carriers} == {new_subject}
     assert (Path(svc.config.data_dir) / "key-chain").stat().st_mode & 0o077 == 0
+
+
+def test_key_rotation_carries_the_kept_fhir_resources_forward(node):
+    """The resources kept for the REST channel hold pseudonyms (identifiers at rest, the Patient's
+    subject): after a rotation, a Condition sent later still meets the rotated phenopacket."""
+    from gateway.security.keys import secret_key
+    from gateway.security.pseudonym import pseudonymise
+    from gateway.security.rotation import rotate_keys
+
+    _ingest(node)
+    svc = node.extensions["gateway"]
+    rotate_keys(svc.config.data_dir, svc.store)
+    svc.key = secret_key(svc.config)  # what a restarted worker reads
+    system, _, value = MARFAN_ID.rpartition("|")
+    new_subject = pseudonymise(svc.key, value, system)
+    marfan = json.loads(next(p for p in _bundles() if "marfan" in p.name).read_text())
+    condition = next(e["resource"] for e in marfan["entry"] if e["resource"]["id"] == "condition-cataract")
+    condition = {**condition, "id": "condition-later", "subject": {"reference": f"Patient?identifier={MARFAN_ID}"}}
+    resp = node.test_client().post(
+        "/fhir/Condition?dataset=mii",
+        data=json.dumps(condition),
+        headers={**OPERATOR, "Content-Type": "application/fhir+json"},
+    )
+    assert resp.status_code == 201, resp.get_data(as_text=True)
+    codes = [i["details"]["coding"][0]["code"] for i in resp.get_json()["issue"]]
+    assert "pending" not in codes
+    (packet,) = svc.store.find_by_subject(new_subject)
+    assert len(packet.document["diseases"]) >= 2
+    assert len(svc.store.list_phenopackets(dataset_id="mii", limit=1000)[0]) == len(
+        {p.subject_id for p in svc.store.list_phenopackets(dataset_id="mii", limit=1000)[0]}
+    )

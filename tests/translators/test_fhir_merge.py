@@ -1,0 +1,63 @@
+"""translators.fhir.merge: what it merges as one translation would, and where it declines (None).
+The golden test over every real Bundle is tests/store/test_fhir_resources.py; these are the edges."""
+
+from __future__ import annotations
+
+from translators.fhir.merge import Part, merge_parts
+
+META = {"created": "2026-11-30T12:00:00Z", "createdBy": "t", "phenopacketSchemaVersion": "2.0.2", "resources": []}
+
+
+def _base(**subject):
+    return {"id": "phenopacket-1", "subject": {"id": "pid-1", **subject}, "metaData": dict(META)}
+
+
+def _part(sources, **elements):
+    packet = {**_base(), **elements}
+    if "subject" in elements:
+        packet["subject"] = {"id": "pid-1", **elements["subject"]}
+    return Part(packet, tuple(sources))
+
+
+def _disease(term, **more):
+    return {"term": {"id": term, "label": term}, **more}
+
+
+def test_the_earlier_condition_wins_a_shared_disease_and_takes_the_later_ones_missing_elements():
+    later = _part([("Condition", "b")], diseases=[_disease("ORPHA:558", onset={"age": {"iso8601duration": "P30Y"}})])
+    earlier = _part([("Condition", "a")], diseases=[_disease("ORPHA:558", primarySite={"id": "X:1", "label": "x"})])
+    merged = merge_parts(_base(), [later, earlier])
+    assert merged["diseases"] == [
+        _disease("ORPHA:558", primarySite={"id": "X:1", "label": "x"}, onset={"age": {"iso8601duration": "P30Y"}})
+    ]
+
+
+def test_a_clash_with_a_part_of_several_conditions_is_left_to_one_translation():
+    several = _part([("Condition", "a"), ("Condition", "c")], diseases=[_disease("ORPHA:558")])
+    one = _part([("Condition", "b")], diseases=[_disease("ORPHA:558", excluded=False)])
+    assert merge_parts(_base(), [several, one]) is None
+
+
+def test_the_latest_age_at_last_encounter_and_one_vital_status():
+    young = _part([("Observation", "a")], subject={"timeAtLastEncounter": {"age": {"iso8601duration": "P29Y"}}})
+    old = _part([("Procedure", "b")], subject={"timeAtLastEncounter": {"age": {"iso8601duration": "P31Y"}}})
+    dead = _part([("Condition", "c")], subject={"vitalStatus": {"status": "DECEASED"}})
+    merged = merge_parts(_base(), [young, old, dead])
+    assert merged["subject"]["timeAtLastEncounter"] == {"age": {"iso8601duration": "P31Y"}}
+    assert merged["subject"]["vitalStatus"] == {"status": "DECEASED"}
+    alive = _part([("Observation", "d")], subject={"vitalStatus": {"status": "ALIVE"}})
+    assert merge_parts(_base(), [dead, alive]) is None  # two parts say: which came last is not known here
+
+
+def test_variants_linked_to_no_condition_stay_one_interpretation():
+    def unlinked(n):
+        genomic = {"subjectOrBiosampleId": "pid-1", "interpretationStatus": "UNKNOWN_STATUS", "n": n}
+        diagnosis = {"disease": {"id": "MONDO:0000001", "label": "disease"}, "genomicInterpretations": [genomic]}
+        return {"id": "interpretation-x", "progressStatus": "UNKNOWN_PROGRESS", "diagnosis": diagnosis}
+
+    first = _part([("Observation", "a")], interpretations=[unlinked(1)])
+    second = _part([("Observation", "b")], interpretations=[unlinked(2)])
+    (merged,) = merge_parts(_base(), [first, second])["interpretations"]
+    assert [g["n"] for g in merged["diagnosis"]["genomicInterpretations"]] == [1, 2]
+    assert first.phenopacket["interpretations"][0]["diagnosis"]["genomicInterpretations"][0]["n"] == 1
+    assert len(first.phenopacket["interpretations"][0]["diagnosis"]["genomicInterpretations"]) == 1  # untouched

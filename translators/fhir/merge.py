@@ -1,0 +1,257 @@
+"""One patient's phenopacket from the phenopackets of disjoint parts of its resources.
+
+A part is the Patient plus one group of resources linked by the references the translation follows
+(`followed_references`: a Condition alone; a report with its variant Observations; a statement with
+its Medication). Translated apart, each
+part gives a phenopacket of the same subject; `merge_parts` puts them together as the translation
+of all the resources at once would have, or answers None when it cannot be sure to: then the
+caller translates everything at once. What the families share across parts, and how:
+
+- subject: the same in every part but `timeAtLastEncounter`, the latest of the parts' (each part's
+  is the age at its latest dated event, capped by death), and `vitalStatus`, which one part may set
+  (a vital-status Observation, a cause of death; two parts that do → None);
+- phenotypicFeatures by (term, excluded) and diseases by (term, excluded): the first recorded wins
+  (a disease takes the later one's missing elements, as Conditions.condition does). "First" is the
+  translator's order: Conditions before Observations, then by Type/id; known when a part holds one
+  resource such an element can come from, so a clash with a part of several → None;
+- interpretations: one per Condition, ids never shared, except the one of variants linked to no
+  Condition, whose genomicInterpretations are joined (and it stays last);
+- biosamples (ids unique), measurements, medicalActions: joined;
+- metaData.resources: joined by prefix; the version kept is the first one a sender named in the
+  translator's processing order (known for parts of one resource), else the default;
+  externalReferences (alternate codings) joined.
+
+Lists come out in part order, not necessarily the order of one translation (sets are equal).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from mappings import load_registry
+from translators.fhir.common import as_list, reference_of
+
+JOINED_LISTS = ("biosamples", "measurements", "medicalActions")
+KNOWN_KEYS = frozenset(
+    {"id", "subject", "phenotypicFeatures", "diseases", "interpretations", "metaData", *JOINED_LISTS}
+)
+UNLINKED_PROGRESS = "UNKNOWN_PROGRESS"
+_YEARS = re.compile(r"P(\d+)Y")
+
+
+def followed_references(resource: dict) -> list[str]:
+    """The references from one resource to another that the translation follows (besides the
+    patient's): what makes resources one part. Kept in step with the families: medications
+    (medicationReference), reports (result), Conditions (evidence.detail), implications (derivedFrom),
+    complex variants and panels (hasMember).
+    Any other link (specimen, encounter, focus …) changes nothing in a phenopacket."""
+    found = [
+        resource.get("medicationReference"),
+        *as_list(resource.get("result")),
+        *as_list(resource.get("derivedFrom")),
+        *as_list(resource.get("hasMember")),
+        *(
+            detail
+            for evidence in as_list(resource.get("evidence"))
+            if isinstance(evidence, dict)
+            for detail in as_list(evidence.get("detail"))
+        ),
+    ]
+    return [r for item in found if (r := reference_of(item)) is not None]
+
+
+@dataclass(frozen=True)
+class Part:
+    """A part's phenopacket and the resources (type, id) it was translated from (besides the Patient)."""
+
+    phenopacket: dict
+    sources: tuple[tuple[str, str], ...]
+
+    def rank(self, types: frozenset[str]) -> tuple[int, str, str] | None:
+        """The translator's place of the one source of `types` (what a list's elements come from):
+        Conditions first, then by Type/id; None when the part holds several."""
+        found = [s for s in self.sources if s[0] in types]
+        if len(found) != 1:
+            return None
+        return (0 if found[0][0] == "Condition" else 1, *found[0])
+
+    def order(self) -> tuple | None:
+        """Where a part of one resource comes in the translator's processing (families in
+        assemble.PatientBuilder.finish order, then Type/id); None for a part of several."""
+        if len(self.sources) != 1:
+            return None
+        rtype, rid = self.sources[0]
+        return (FAMILY_ORDER.get(rtype, len(FAMILY_ORDER)), rtype, rid)
+
+
+FAMILY_ORDER = {
+    name: n
+    for n, name in enumerate(
+        (
+            "Condition",
+            "Observation",
+            "Specimen",
+            "Procedure",
+            "MedicationStatement",
+            "MedicationRequest",
+            "MedicationAdministration",
+            "FamilyMemberHistory",
+        )
+    )
+}
+FEATURE_SOURCES = frozenset({"Condition", "Observation"})
+DISEASE_SOURCES = frozenset({"Condition"})
+
+
+def merge_parts(base: dict, parts: list[Part]) -> dict | None:
+    """The phenopacket of the Patient (`base`: its own translation) with every part, or None."""
+    if any(set(p.phenopacket) - KNOWN_KEYS for p in parts):
+        return None
+    subject = _subject(base["subject"], [p.phenopacket["subject"] for p in parts])
+    features = _keyed(parts, "phenotypicFeatures", _feature_key, FEATURE_SOURCES, False)
+    diseases = _keyed(parts, "diseases", _disease_key, DISEASE_SOURCES, True)
+    interpretations = _interpretations(parts)
+    resources = _resources(base, parts)
+    if subject is None or features is None or diseases is None or interpretations is None or resources is None:
+        return None
+    packet: dict = {"id": base["id"], "subject": subject}
+    if features:
+        packet["phenotypicFeatures"] = features
+    for name in JOINED_LISTS[:1]:
+        joined = [item for p in parts for item in p.phenopacket.get(name) or ()]
+        if len({b.get("id") for b in joined}) != len(joined):
+            return None
+        if joined:
+            packet[name] = joined
+    if interpretations:
+        packet["interpretations"] = interpretations
+    if diseases:
+        packet["diseases"] = diseases
+    for name in JOINED_LISTS[1:]:
+        joined = [item for p in parts for item in p.phenopacket.get(name) or ()]
+        if joined:
+            packet[name] = joined
+    packet["metaData"] = _meta_data(base["metaData"], [p.phenopacket["metaData"] for p in parts], resources)
+    return packet
+
+
+def _subject(base: dict, subjects: list[dict]) -> dict | None:
+    """The base subject with the latest time at last encounter and the vital status one part may
+    change (its vital-status Observation or cause of death; two parts that do → None)."""
+    stable = {k: v for k, v in base.items() if k not in ("timeAtLastEncounter", "vitalStatus")}
+    times = [base.get("timeAtLastEncounter")]
+    changed = [s["vitalStatus"] for s in subjects if s.get("vitalStatus") != base.get("vitalStatus")]
+    if len(changed) > 1:
+        return None
+    for subject in subjects:
+        if {k: v for k, v in subject.items() if k not in ("timeAtLastEncounter", "vitalStatus")} != stable:
+            return None
+        times.append(subject.get("timeAtLastEncounter"))
+    if changed:
+        base = {**base, "vitalStatus": changed[0]}
+    dated = [t for t in times if t is not None]
+    if not dated:
+        return dict(base)
+    years = [_years(t) for t in dated]
+    if any(y is None for y in years):
+        return None
+    latest = dated[years.index(max(y for y in years if y is not None))]
+    merged = {k: v for k, v in base.items() if k != "timeAtLastEncounter"}
+    return {"id": merged.pop("id"), "timeAtLastEncounter": latest, **merged}
+
+
+def _years(time_element: dict) -> int | None:
+    found = _YEARS.fullmatch(str((time_element.get("age") or {}).get("iso8601duration", "")))
+    return int(found.group(1)) if found else None
+
+
+def _feature_key(feature: dict) -> tuple:
+    return (feature["type"]["id"], bool(feature.get("excluded")))
+
+
+def _disease_key(disease: dict) -> tuple:
+    return (disease["term"]["id"], bool(disease.get("excluded")))
+
+
+def _keyed(parts: list[Part], name: str, key, sources: frozenset[str], fill_missing: bool) -> list[dict] | None:
+    """A list whose elements are unique by `key`; the earlier in translator order wins a clash."""
+    chosen: dict[tuple, tuple[tuple | None, dict]] = {}
+    order: list[tuple] = []
+    for part in parts:
+        part_rank = part.rank(sources)
+        for item in part.phenopacket.get(name) or ():
+            k = key(item)
+            if k not in chosen:
+                chosen[k] = (part_rank, item)
+                order.append(k)
+                continue
+            rank, earlier = chosen[k]
+            if rank is None or part_rank is None:
+                return None  # the order among several sources of one part is not known here
+            first, second = (earlier, item) if rank < part_rank else (item, earlier)
+            winner = dict(first)
+            if fill_missing:
+                for element, value in second.items():
+                    winner.setdefault(element, value)
+            chosen[k] = (min(rank, part_rank), winner)
+    return [chosen[k][1] for k in order]
+
+
+def _interpretations(parts: list[Part]) -> list[dict] | None:
+    by_id: dict[str, dict] = {}
+    unlinked: dict | None = None
+    for part in parts:
+        for interpretation in part.phenopacket.get("interpretations") or ():
+            if interpretation.get("progressStatus") == UNLINKED_PROGRESS and unlinked is not None:
+                if interpretation["id"] != unlinked["id"]:
+                    return None
+                diagnosis = unlinked["diagnosis"]
+                more = interpretation["diagnosis"].get("genomicInterpretations") or []
+                diagnosis["genomicInterpretations"] = [*diagnosis.get("genomicInterpretations", []), *more]
+                continue
+            if interpretation["id"] in by_id:
+                return None
+            if interpretation.get("progressStatus") == UNLINKED_PROGRESS:
+                unlinked = {**interpretation, "diagnosis": dict(interpretation["diagnosis"])}
+                continue
+            by_id[interpretation["id"]] = interpretation
+    ordered = sorted(by_id.values(), key=lambda i: i.get("progressStatus") != "SOLVED")
+    return [*ordered, *([unlinked] if unlinked else [])]
+
+
+def _resources(base: dict, parts: list[Part]) -> list[dict] | None:
+    """metaData.resources of all parts, per prefix the version the translator would keep: the first
+    version a sender named in its processing order (`Part.order`), else the default."""
+    registry = load_registry()
+    named: dict[str, list[tuple[tuple | None, dict]]] = {}
+    for order, packet in [((-1,), base), *((p.order(), p.phenopacket) for p in parts)]:
+        for resource in packet["metaData"].get("resources") or ():
+            named.setdefault(resource["namespacePrefix"], []).append((order, resource))
+    chosen = []
+    for prefix in sorted(named):
+        system = registry.system_for_prefix(prefix)
+        default = system.resource() if system is not None else None
+        versioned = [(o, r) for o, r in named[prefix] if r != default]
+        if not versioned:
+            chosen.append(named[prefix][0][1])
+        elif all(r == versioned[0][1] for _, r in versioned):
+            chosen.append(versioned[0][1])
+        elif any(o is None for o, _ in versioned):
+            return None  # the order among several sources of one part is not known here
+        else:
+            chosen.append(min(versioned, key=lambda v: v[0])[1])
+    return chosen
+
+
+def _meta_data(base: dict, metas: list[dict], resources: list[dict]) -> dict:
+    meta = {k: v for k, v in base.items() if k not in ("resources", "externalReferences")}
+    meta["resources"] = resources
+    references: list[dict] = []
+    for m in [base, *metas]:
+        for reference in m.get("externalReferences") or ():
+            if reference not in references:
+                references.append(reference)
+    if references:
+        meta["externalReferences"] = references
+    return meta
