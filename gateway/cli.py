@@ -11,6 +11,7 @@ import json
 import os
 import sys
 from collections.abc import Iterable, Sequence
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -139,7 +140,7 @@ def _ingest_summary(path: str, outcome, saved: list) -> str:
 
 
 def cmd_ingest_fhir(args: argparse.Namespace) -> int:
-    from gateway.services.fhir_resources import about_stored_patients, keep_bundle, keeps_resources, stored_entries
+    from gateway.services.fhir_resources import about_stored_patients, keeps_resources
     from gateway.services.ingest import ingest_fhir
 
     cfg = load_config()
@@ -155,21 +156,15 @@ def cmd_ingest_fhir(args: argparse.Namespace) -> int:
         if keeps_resources(doc):  # a lone resource or a Bundle without its Patient: kept resource by resource
             rejected = not _ingest_resources(path, doc, services, dataset, args.profile or cfg.profile) or rejected
             continue
-        outcome = ingest_fhir(doc, store=store, key=key, dataset_id=dataset, profile=args.profile or cfg.profile)
+        keep = partial(
+            _keep_bundle, doc, services=services, dataset=dataset, profile=args.profile or cfg.profile, cfg=cfg
+        )
+        outcome = ingest_fhir(
+            doc, store=store, key=key, dataset_id=dataset, profile=args.profile or cfg.profile, also=keep
+        )
         if about_stored_patients(outcome.report):  # Patients, and references to Patients stored before
             rejected = not _ingest_resources(path, doc, services, dataset, args.profile or cfg.profile) or rejected
             continue
-        if outcome.stored:  # kept too: resources sent later about these patients meet them
-            keep_bundle(
-                doc,
-                stored_entries(outcome),
-                store=store,
-                key=key,
-                dataset_id=dataset,
-                profile=args.profile or cfg.profile,
-                pending_days=cfg.fhir_pending_days,
-                cache=services.fhir_fragments,
-            )
         _print_issues(path, outcome.report)
         saved = [p.saved for p in outcome.packets if p.saved]
         if outcome.rejected or not outcome.report.ok:
@@ -183,6 +178,23 @@ def cmd_ingest_fhir(args: argparse.Namespace) -> int:
             print(_ingest_summary(path, outcome, saved))
     store.close()
     return EXIT_REJECTED if rejected else EXIT_OK
+
+
+def _keep_bundle(doc: dict, connection, outcome, *, services: Services, dataset: str, profile: str, cfg) -> None:
+    """A stored Bundle's resources, kept in the same transaction: resources sent later meet its patients."""
+    from gateway.services.fhir_resources import keep_bundle, stored_entries
+
+    keep_bundle(
+        doc,
+        stored_entries(outcome),
+        store=services.store,
+        key=services.key,
+        dataset_id=dataset,
+        profile=profile,
+        pending_days=cfg.fhir_pending_days,
+        cache=services.fhir_fragments,
+        connection=connection,
+    )
 
 
 def _stored_line(path: str, result, dataset: str, family: dict | None) -> str:

@@ -211,22 +211,24 @@ def fhir_blueprint() -> Blueprint:
             doc = loads_strict(request.get_data(), max_depth=svc.config.max_json_depth)
             if keeps_resources(doc) or about_stored_patients(outcome.report):
                 return resources_response(doc, dataset)
-        outcome = store_fhir_outcome(outcome, store=svc.store, dataset_id=dataset, source=source)
-        if outcome.rejected:
-            return outcome_response(outcome.report.errors + outcome.report.warnings, _status_for(outcome.report.errors))
-        if outcome.stored:  # kept too, so that resources sent later about these patients meet them
-            doc = loads_strict(request.get_data(), max_depth=svc.config.max_json_depth)
-            profile = request.args.get("profile") or svc.config.profile
+
+        def keep(connection, stored: IngestOutcome) -> None:
+            """The Bundle's resources too, in the phenopackets' transaction: resources sent later meet them."""
             keep_bundle(
-                doc,
-                stored_entries(outcome),
+                loads_strict(request.get_data(), max_depth=svc.config.max_json_depth),
+                stored_entries(stored),
                 store=svc.store,
                 key=svc.key,
                 dataset_id=dataset,
-                profile=profile,
+                profile=request.args.get("profile") or svc.config.profile,
                 pending_days=svc.config.fhir_pending_days,
                 cache=svc.fhir_fragments,
+                connection=connection,
             )
+
+        outcome = store_fhir_outcome(outcome, store=svc.store, dataset_id=dataset, source=source, also=keep)
+        if outcome.rejected:
+            return outcome_response(outcome.report.errors + outcome.report.warnings, _status_for(outcome.report.errors))
         return fhir_response(transaction_response(outcome))
 
     @bp.post("/Bundle/$validate")

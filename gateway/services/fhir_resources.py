@@ -187,8 +187,10 @@ def apply_writes(
     rebuild: bool = True,
     pending_days: float = DEFAULT_PENDING_DAYS,
     cache: FragmentCache | None = None,
+    connection: sa.Connection | None = None,
 ) -> list[ResourceChange]:
     """Apply writes in one transaction, all or nothing; rebuild every patient they touch.
+    `connection`: the caller's transaction to join (a Bundle's phenopackets saved in it just before).
 
     `cache`: the application's FragmentCache (Services.fhir_fragments), so that a write translates
     only what it changed; without one, each rebuild translates all the patient's resources.
@@ -204,6 +206,8 @@ def apply_writes(
     now = now or datetime.now(UTC)
     for write in writes:
         check_type(write.resource_type)
+    if connection is not None:
+        return _apply_writes_in(connection, writes, store, key, dataset_id, profile, now, rebuild, pending_days, cache)
     try:
         return _apply_writes(writes, store, key, dataset_id, profile, now, rebuild, pending_days, cache)
     except UnknownDatasetError:
@@ -223,36 +227,51 @@ def _apply_writes(
     cache: FragmentCache | None,
 ) -> list[ResourceChange]:
     with store.transaction() as connection:
-        if not store.dataset_exists_in(connection, dataset_id):
-            raise UnknownDatasetError([dataset_id])
-        rows.lock_dataset(connection, dataset_id)
-        expired = _expire_pending(connection, dataset_id, now, pending_days)
-        changes: list[ResourceChange] = []
-        touched: dict[str, str | None] = {}  # patient id -> subject pseudonym of its phenopacket before
-        known = _Known.read_ahead(connection, dataset_id, writes)
-        for write in writes:
-            if write.resource is None:
-                change = _delete(connection, dataset_id, write, key, touched, known)
-            else:
-                change = _put(connection, dataset_id, write, now, key, touched, known)
-            changes.append(change)
-        written = {(w.resource_type, c.resource_id) for w, c in zip(writes, changes, strict=True)}
-        if not rebuild:  # a Bundle's phenopackets replaced what kept resources made: unchanged ones count too
-            for change in changes:
-                owner = _patient_of(connection, dataset_id, change)
-                if owner is not None:
-                    _touch(connection, dataset_id, owner, key, touched)
-        built = {
-            patient_id: _rebuild(connection, store, key, dataset_id, patient_id, old_subject, profile, now, cache)
-            for patient_id, old_subject in sorted(touched.items())
-            if rebuild or _grown(connection, dataset_id, patient_id, written)
-        }
+        return _apply_writes_in(connection, writes, store, key, dataset_id, profile, now, rebuild, pending_days, cache)
+
+
+def _apply_writes_in(
+    connection: sa.Connection,
+    writes: list[ResourceWrite],
+    store: MetadataStore,
+    key: bytes,
+    dataset_id: str,
+    profile: str | None,
+    now: datetime,
+    rebuild: bool,
+    pending_days: float,
+    cache: FragmentCache | None,
+) -> list[ResourceChange]:
+    if not store.dataset_exists_in(connection, dataset_id):
+        raise UnknownDatasetError([dataset_id])
+    rows.lock_dataset(connection, dataset_id)
+    expired = _expire_pending(connection, dataset_id, now, pending_days)
+    changes: list[ResourceChange] = []
+    touched: dict[str, str | None] = {}  # patient id -> subject pseudonym of its phenopacket before
+    known = _Known.read_ahead(connection, dataset_id, writes)
+    for write in writes:
+        if write.resource is None:
+            change = _delete(connection, dataset_id, write, key, touched, known)
+        else:
+            change = _put(connection, dataset_id, write, now, key, touched, known)
+        changes.append(change)
+    written = {(w.resource_type, c.resource_id) for w, c in zip(writes, changes, strict=True)}
+    if not rebuild:  # a Bundle's phenopackets replaced what kept resources made: unchanged ones count too
         for change in changes:
-            patient_id = _patient_of(connection, dataset_id, change)
-            change.phenopacket_id = built.get(patient_id) if patient_id else None
-        if expired and changes:
-            changes[0].issues.append(_expired_issue(expired, pending_days))
-        return changes
+            owner = _patient_of(connection, dataset_id, change)
+            if owner is not None:
+                _touch(connection, dataset_id, owner, key, touched)
+    built = {
+        patient_id: _rebuild(connection, store, key, dataset_id, patient_id, old_subject, profile, now, cache)
+        for patient_id, old_subject in sorted(touched.items())
+        if rebuild or _grown(connection, dataset_id, patient_id, written)
+    }
+    for change in changes:
+        patient_id = _patient_of(connection, dataset_id, change)
+        change.phenopacket_id = built.get(patient_id) if patient_id else None
+    if expired and changes:
+        changes[0].issues.append(_expired_issue(expired, pending_days))
+    return changes
 
 
 def _expire_pending(connection: sa.Connection, dataset_id: str, now: datetime, days: float) -> list[StoredResource]:
@@ -946,8 +965,10 @@ def keep_bundle(
     profile: str | None = None,
     pending_days: float = DEFAULT_PENDING_DAYS,
     cache: FragmentCache | None = None,
+    connection: sa.Connection | None = None,
 ) -> list[ResourceChange]:
-    """Keep the resources of a Bundle whose phenopackets were just stored (POST /fhir, `gateway ingest fhir`).
+    """Keep the resources of a Bundle whose phenopackets were just stored (POST /fhir, `gateway ingest fhir`),
+    in the transaction `connection` that stored them (`store_fhir_outcome(also=...)`): both or neither.
 
     So the two channels meet: a resource sent later on its own, about a patient of this Bundle,
     is applied to the same phenopacket (by `Patient/{id}`, the Bundle's fullUrl, or the pseudonym of
@@ -968,6 +989,7 @@ def keep_bundle(
         rebuild=False,
         pending_days=pending_days,
         cache=cache,
+        connection=connection,
     )
 
 

@@ -10,14 +10,17 @@ import hashlib
 import json
 import re
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import Any
 
 import mappings
 from gateway.ids import check_dataset_id
 from gateway.issues import Issue, Report
 from gateway.security.pseudonym import id_functions
 from gateway.services.people import prepare_family, prepare_packet
+from gateway.store.fhir_resources import lock_dataset
 from gateway.store.metadata import UnknownDatasetError
 from gateway.store.records import PhenopacketRecord, SaveResult
 from gateway.validation.fhir import validate_fhir
@@ -230,15 +233,33 @@ def unwrap_validate_parameters(parameters: dict) -> tuple[dict, str]:
 
 
 def ingest_fhir(
-    doc: dict, *, store, key: bytes, dataset_id: str, profile: str | None = None, now=None
+    doc: dict,
+    *,
+    store,
+    key: bytes,
+    dataset_id: str,
+    profile: str | None = None,
+    now=None,
+    also: Callable[[Any, IngestOutcome], None] | None = None,
 ) -> IngestOutcome:
-    """Validate, translate and store: atomic bundles all or nothing, batches per patient."""
+    """Validate, translate and store: atomic bundles all or nothing, batches per patient (`also`: see
+    `store_fhir_outcome`)."""
     outcome = process_fhir(doc, key=key, dataset_id=dataset_id, profile=profile, now=now)
-    return store_fhir_outcome(outcome, store=store, dataset_id=dataset_id, source=source_identity(doc))
+    return store_fhir_outcome(outcome, store=store, dataset_id=dataset_id, source=source_identity(doc), also=also)
 
 
-def store_fhir_outcome(outcome: IngestOutcome, *, store, dataset_id: str, source: str) -> IngestOutcome:
-    """Store what `process_fhir` made: atomic bundles all or nothing, batches per patient."""
+def store_fhir_outcome(
+    outcome: IngestOutcome,
+    *,
+    store,
+    dataset_id: str,
+    source: str,
+    also: Callable[[Any, IngestOutcome], None] | None = None,
+) -> IngestOutcome:
+    """Store what `process_fhir` made: atomic bundles all or nothing, batches per patient.
+
+    `also(connection, outcome)` runs in the same transaction after the phenopackets are saved (the Bundle's
+    resources kept for the REST surface): either both are stored or neither is."""
     if outcome.bundle_type in ATOMIC_BUNDLE_TYPES or not outcome.packets:
         if not outcome.report.ok:
             return outcome
@@ -249,7 +270,19 @@ def store_fhir_outcome(outcome: IngestOutcome, *, store, dataset_id: str, source
         ):
             return outcome
         to_save = [p for p in outcome.packets if p.ok]
-    if to_save:
+    if to_save and also is not None:
+        records = records_for(to_save, dataset_id, source)
+
+        def save_and_keep(connection) -> None:
+            store.ensure_dataset_in(connection, dataset_id)
+            lock_dataset(connection, dataset_id)  # first, as every resource write takes it: no lock-order deadlock
+            for packet, result in zip(to_save, store.save_phenopackets_in(connection, records), strict=True):
+                packet.saved = result
+            outcome.stored = True
+            also(connection, outcome)
+
+        store.in_transaction(save_and_keep)
+    elif to_save:
         results = _save_creating_dataset(store, dataset_id, records_for(to_save, dataset_id, source))
         for packet, result in zip(to_save, results, strict=True):
             packet.saved = result

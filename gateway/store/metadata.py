@@ -13,10 +13,10 @@ duplicate and never hit an integrity error).
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql as pg_dialect
@@ -41,6 +41,8 @@ from gateway.store.tables import (
     phenopacket_terms,
     phenopackets,
 )
+
+T = TypeVar("T")
 
 __all__ = ["MetadataStore", "StoreError", "UnknownDatasetError", "index_fields"]
 
@@ -110,7 +112,26 @@ class MetadataStore:
             with connection.begin():
                 yield connection
 
+    def in_transaction(self, work: Callable[[sa.Connection], T]) -> T:
+        """`work` in one write transaction, all or nothing, run again on a deadlock (PostgreSQL)."""
+
+        def attempt() -> T:
+            with self.transaction() as connection:
+                return work(connection)
+
+        return self._retry_deadlocks(attempt)
+
     # -- datasets -------------------------------------------------------------------
+
+    def ensure_dataset_in(self, connection: sa.Connection, dataset_id: str) -> None:
+        """Create the dataset if missing, inside the caller's transaction (gone with it on a rollback)."""
+        check_dataset_id(dataset_id)
+        if not self.dataset_exists_in(connection, dataset_id):
+            now = _now()
+            statement = self._insert(datasets).values(
+                id=dataset_id, name="", description="", created_at=now, updated_at=now
+            )
+            connection.execute(statement.on_conflict_do_nothing(index_elements=["id"]))
 
     def ensure_dataset(self, dataset_id: str, *, name: str = "", description: str = "") -> None:
         """Create the dataset if missing; update its name/description when given."""

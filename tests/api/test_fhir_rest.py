@@ -282,3 +282,25 @@ def test_vread_and_search_by_patient(client, app, operator, marfan):
     assert client.get("/fhir/Condition?patient=nobody", headers=operator).get_json()["total"] == 0
     assert client.get("/fhir/Condition?code=x", headers=operator).status_code == 400
     assert client.get("/fhir/Condition?patient=Patient/patient-marfan-001").status_code == 401
+
+
+def test_a_bundle_and_its_kept_resources_are_stored_together_or_not_at_all(client, app, operator, marfan, monkeypatch):
+    """Was: the Bundle's phenopackets were committed first and its resources kept in a second transaction, so a
+    failure in between left a phenopacket that resources sent later could never meet."""
+    import gateway.services.fhir_resources as kept
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("disk full while keeping the resources")
+
+    monkeypatch.setattr(kept, "_apply_writes_in", broken)
+    failed = client.post("/fhir", data=json.dumps(marfan), headers={**operator, "Content-Type": FHIR})
+    assert failed.status_code == 500
+    assert failed.get_json()["resourceType"] == "OperationOutcome"
+    assert _packets(app) == []  # the phenopacket went with the resources
+    with app.extensions["gateway"].store.engine.connect() as connection:
+        assert connection.execute(sa.select(sa.func.count()).select_from(fhir_resources)).scalar() == 0
+
+    monkeypatch.undo()
+    stored = client.post("/fhir", data=json.dumps(marfan), headers={**operator, "Content-Type": FHIR})
+    assert stored.status_code == 200
+    assert len(_packets(app)) == 1

@@ -384,5 +384,7 @@ def test_every_real_bundle_sent_resource_by_resource_incrementally_makes_its_phe
         outcome = process_fhir(sent, key=KEY, dataset_id=dataset, now=NOW, profile=profile)
         expected = {p.phenopacket["id"]: _comparable(p.phenopacket) for p in outcome.packets}
         assert _stored(store, dataset) == expected, name
-    assert cache.merged > 0.9 * (cache.merged + cache.whole)  # translating everything at once is the exception
+    # Translating everything at once is the exception (parts whose sources name two versions of one code
+    # system in an order the merge cannot see: 82 % merged since TNM Observations join their Condition).
+    assert cache.merged > 0.8 * (cache.merged + cache.whole)
     assert cache.translated < 1.6 * writes  # a write translates about one part, not the whole patient

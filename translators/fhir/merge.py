@@ -44,10 +44,11 @@ def followed_references(resource: dict) -> list[str]:
     """The references from one resource to another that the translation follows (besides the
     patient's): what makes resources one part. Kept in step with the families: medications
     (medicationReference), reports (result), Conditions (evidence.detail), implications (derivedFrom),
-    complex variants and panels (hasMember).
-    Any other link (specimen, encounter, focus …) changes nothing in a phenopacket."""
+    complex variants and panels (hasMember), TNM Observations about a Condition (focus: the disease's
+    clinicalTnmFinding). Any other link (specimen, encounter …) changes nothing in a phenopacket."""
     found = [
         resource.get("medicationReference"),
+        *as_list(resource.get("focus")),
         *as_list(resource.get("result")),
         *as_list(resource.get("derivedFrom")),
         *as_list(resource.get("hasMember")),
@@ -81,8 +82,17 @@ class Part:
         assemble.PatientBuilder.finish order, then Type/id); None for a part of several."""
         if len(self.sources) != 1:
             return None
-        rtype, rid = self.sources[0]
-        return (FAMILY_ORDER.get(rtype, len(FAMILY_ORDER)), rtype, rid)
+        return _source_order(self.sources[0])
+
+    def span(self) -> tuple[tuple, tuple]:
+        """The first and the last place of the part's sources in the translator's processing."""
+        places = sorted(_source_order(source) for source in self.sources)
+        return places[0], places[-1]
+
+
+def _source_order(source: tuple[str, str]) -> tuple:
+    rtype, rid = source
+    return (FAMILY_ORDER.get(rtype, len(FAMILY_ORDER)), rtype, rid)
 
 
 FAMILY_ORDER = {
@@ -224,10 +234,10 @@ def _resources(base: dict, parts: list[Part]) -> list[dict] | None:
     """metaData.resources of all parts, per prefix the version the translator would keep: the first
     version a sender named in its processing order (`Part.order`), else the default."""
     registry = load_registry()
-    named: dict[str, list[tuple[tuple | None, dict]]] = {}
-    for order, packet in [((-1,), base), *((p.order(), p.phenopacket) for p in parts)]:
+    named: dict[str, list[tuple[tuple[tuple, tuple], dict]]] = {}
+    for span, packet in [(((-1,), (-1,)), base), *((p.span(), p.phenopacket) for p in parts)]:
         for resource in packet["metaData"].get("resources") or ():
-            named.setdefault(resource["namespacePrefix"], []).append((order, resource))
+            named.setdefault(resource["namespacePrefix"], []).append((span, resource))
     chosen = []
     for prefix in sorted(named):
         system = registry.system_for_prefix(prefix)
@@ -237,10 +247,15 @@ def _resources(base: dict, parts: list[Part]) -> list[dict] | None:
             chosen.append(named[prefix][0][1])
         elif all(r == versioned[0][1] for _, r in versioned):
             chosen.append(versioned[0][1])
-        elif any(o is None for o, _ in versioned):
-            return None  # the order among several sources of one part is not known here
-        else:
-            chosen.append(min(versioned, key=lambda v: v[0])[1])
+        else:  # the first sender's version: a part whose sources all come before every other's
+            first = [
+                r
+                for (_, last), r in versioned
+                if all(last < other_first for (other_first, _), other in versioned if other != r)
+            ]
+            if not first:
+                return None  # sources of two versions interleave: their order inside a part is not known here
+            chosen.append(first[0])
     return chosen
 
 
