@@ -330,6 +330,16 @@ class AuditLog:
         return n
 
 
+def _lines_up_to(fh, size: int) -> Iterator[str]:
+    """The lines of the binary file `fh` within its first `size` bytes (what was written when the head was read)."""
+    read = 0
+    for raw in fh:
+        if read >= size:
+            return
+        read += len(raw)
+        yield raw.decode("utf-8", errors="replace")
+
+
 class _Verifier:
     def __init__(self, log: AuditLog):
         self.log = log
@@ -343,14 +353,25 @@ class _Verifier:
         return VerifyResult(False, self.count, number, f"{problem}: {message}", problem)
 
     def run(self) -> VerifyResult:
-        head = self.log._head()
-        if not self.log.path.exists():
+        try:
+            fh = open(self.log.path, "rb")  # noqa: SIM115 (closed below)
+        except FileNotFoundError:
+            head = self.log._head()
             if head is not None and head[0] > 0:
                 return self.fail("truncated", None, f"the log is gone; its head names {head[0]} record(s)")
             return VerifyResult(True, 0, message="no audit log yet")
-        signed_seq = head[0] if head else 0
-        with open(self.log.path, encoding="utf-8") as fh:
-            for number, line in enumerate(fh, 1):
+        with fh:
+            # A writer appends a record and then the head, under the exclusive lock: read both under a shared
+            # lock (briefly: not while walking a long log) and walk the log up to where that head was written,
+            # else a record appended in between reads as one more than the head names (a false 'forged').
+            fcntl.flock(fh.fileno(), fcntl.LOCK_SH)
+            try:
+                head = self.log._head()
+                size = os.fstat(fh.fileno()).st_size
+            finally:
+                fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
+            signed_seq = head[0] if head else 0
+            for number, line in enumerate(_lines_up_to(fh, size), 1):
                 if not line.strip():
                     continue  # a blank line (an editor's trailing newline) is no record and no tampering
                 problem = self.step(number, line, signed_seq)

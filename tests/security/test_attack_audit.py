@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import time
 
 from gateway.security import audit as audit_module
 from gateway.security.audit import AuditLog
@@ -238,3 +239,32 @@ def test_every_change_has_its_intent_before_its_outcome(app, client, reference_d
     assert [r.get("phase") for r in fhir] == ["intent", "outcome"]
     assert fhir[0]["request_id"] == fhir[1]["request_id"] and fhir[1]["status"] == 200
     assert not any(r.get("phase") for r in records if r.get("endpoint", "").startswith("/api"))
+
+
+def test_verifying_while_another_process_appends_is_no_false_alarm(tmp_path):
+    """Was: the operator page verified the log while a worker appended (its own request's record): the
+    verifier read the head, then the file, saw one record more than the head named and reported
+    'forged: records N-N were appended outside the gateway'. Verification now reads under the log's lock."""
+    import multiprocessing
+
+    log = AuditLog(tmp_path)
+    log.append(action="ingest", decision="allowed")
+    stop = multiprocessing.Event()
+    writer = multiprocessing.get_context("fork").Process(target=_append_until, args=(tmp_path, stop))
+    writer.start()
+    try:
+        results = [AuditLog(tmp_path).verify() for _ in range(150)]
+    finally:
+        stop.set()
+        writer.join(10)
+    assert [r.message for r in results if not r.ok] == []
+    assert AuditLog(tmp_path).verify().records > 2  # the writer did append meanwhile
+
+
+def _append_until(data_dir, stop) -> None:
+    log = AuditLog(data_dir)
+    for _ in range(5000):  # bounded: the verifier reads the whole log each time
+        if stop.is_set():
+            break
+        log.append(action="ingest", decision="allowed")
+        time.sleep(0.0005)
