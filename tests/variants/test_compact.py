@@ -9,6 +9,7 @@ import sqlite3
 import pytest
 
 from gateway.variants.compact import CompactionRefused, compact_dataset
+from gateway.variants.distributed_ingest import ingest_partitioned
 from gateway.variants.ingest import ingest_vcf
 from gateway.variants.layout import VersionMoved
 from gateway.variants.query import VariantQuery
@@ -209,3 +210,81 @@ def test_cli_compacts_a_batched_dataset_and_refuses_a_plain_one(tmp_path, monkey
     assert main(["ingest", "vcf", str(plain), "--dataset", "flat", "--assembly", "GRCh38"]) == 0
     assert main(["variants", "compact", "--dataset", "flat"]) == 1
     assert "no live partitioned version" in capsys.readouterr().err
+
+
+def _answers(store: VariantStore) -> list:
+    """Every hit with its carriers, by variant id (the batched path orders ties at one position by key, a single
+    ingest and a compacted unit in file order)."""
+    hits, total = store.search(VariantQuery(), limit=10_000)
+    return [total, *((h, store.carrier_rows(h.variant_id)) for h in sorted(hits, key=lambda h: h.variant_id))]
+
+
+def test_batches_called_apart_keep_their_an_after_compaction_and_erasure(tmp_path):
+    """A batch whose VCF lacks sites (AN then counts only the batches that called the site, batched.py): the
+    compacted store answers as the batched one, and erasing a person of that batch afterwards changes AN exactly as
+    in the batched store (the batch's samples are recorded as uncalled where its VCF had no record)."""
+    import shutil
+
+    from tests.variants.vcfgen import split_by_samples
+
+    plain = tmp_path / "cohort.vcf"
+    _write_vcf(plain)
+    split_by_samples(plain, tmp_path / "b0.vcf.gz", SAMPLES[:6])
+    trimmed = split_by_samples(plain, tmp_path / "b1.vcf.gz", SAMPLES[6:], drop_uncarried=True)
+    batched_dir, compacted_dir = tmp_path / "batched", tmp_path / "compacted"
+    common = {"dataset_id": "cohort", "assembly": "GRCh38", "span": 20_000, "sample_map": SAMPLE_MAP}
+    ingest_partitioned(tmp_path / "b0.vcf.gz", data_dir=batched_dir, **common)
+    ingest_partitioned(trimmed, data_dir=batched_dir, add_samples=True, **common)
+    shutil.copytree(batched_dir, compacted_dir)
+    compact_dataset(compacted_dir, "cohort")
+    batched, compacted = VariantStore(batched_dir), VariantStore(compacted_dir)
+    try:
+        assert len(compacted._open("cohort").batches) == 1
+        assert _answers(compacted) == _answers(batched)
+        for person in ("P7", "P3"):  # S07 (batch 1 only); S03 and S08 (both batches)
+            assert compacted.erase_individual(person) == batched.erase_individual(person)
+            assert _answers(compacted) == _answers(batched)
+    finally:
+        batched.close()
+        compacted.close()
+
+
+def test_a_gene_annotated_in_one_batch_is_found_after_compaction(tmp_path):
+    """Batches annotated apart: the compacted unit unites the annotations, so a gene query finds the variant and
+    counts the carriers of every batch."""
+    plain = write_vcf(tmp_path / "gen.vcf", seed=3, n_records=200, n_samples=8)
+    names = [f"SAMPLE{i:03d}" for i in range(8)]
+    from tests.variants.vcfgen import split_by_samples
+
+    first = split_by_samples(plain, tmp_path / "b0.vcf.gz", names[:4])
+    bare = tmp_path / "b1-bare.vcf"
+    kept = []
+    for line in split_by_samples(plain, tmp_path / "b1.vcf.gz", names[4:]).with_suffix("").read_text().splitlines():
+        fields = line.split("\t")
+        if not line.startswith("#") and "ANN=" in fields[7]:
+            fields[7] = ";".join(f for f in fields[7].split(";") if not f.startswith("ANN=")) or "."
+        kept.append("\t".join(fields))
+    bare.write_text("\n".join(kept) + "\n")
+    import pysam
+
+    pysam.tabix_compress(str(bare), str(bare) + ".gz", force=True)
+    data = tmp_path / "data"
+    ingest_partitioned(first, dataset_id="gen", data_dir=data, span=5_000_000)
+    ingest_partitioned(f"{bare}.gz", dataset_id="gen", data_dir=data, span=5_000_000, add_samples=True)
+    compact_dataset(data, "gen")
+    truth = observed(pysam_truth(plain))
+    store = VariantStore(data)
+    try:
+        assert len(store._open("gen").batches) == 1
+        genes = {g for t in truth for g in t.genes}
+        assert genes
+        for gene in genes:
+            q = VariantQuery(gene_id=gene)
+            matching = [t for t in truth if gene in t.genes]
+            hits = all_hits(store, q)
+            assert {key(h) for h in hits} == {key(t) for t in matching}
+            by_key = {key(h): h for h in hits}
+            assert all(by_key[key(t)].allele_count == t.ac for t in matching)
+            assert store.carrier_count(q) == len(set().union(*(t.carriers for t in matching)))
+    finally:
+        store.close()
