@@ -277,6 +277,8 @@ def _publish_manifest(data_dir, dataset_id, ds_dir: Path, folder: Path, live: Li
         return publish(build_path, live.version)
     except VersionMoved:
         build_path.unlink(missing_ok=True)
-        with contextlib.suppress(OSError):
-            shutil.rmtree(folder)
+        now = _read_live(ds_dir)
+        if now is None or not any(p.file.startswith(f"{folder.name}/") for p in now.partitions):
+            with contextlib.suppress(OSError):  # unless a compaction of the same version published it meanwhile
+                shutil.rmtree(folder)
         raise

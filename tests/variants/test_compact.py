@@ -288,3 +288,31 @@ def test_a_gene_annotated_in_one_batch_is_found_after_compaction(tmp_path):
             assert store.carrier_count(q) == len(set().union(*(t.carriers for t in matching)))
     finally:
         store.close()
+
+
+def test_two_compactions_of_one_version_publish_one_and_keep_its_units(tmp_path, monkeypatch):
+    from gateway.variants import compact
+
+    plain = tmp_path / "cohort.vcf"
+    _write_vcf(plain)
+    data = tmp_path / "data"
+    ingest_in_batches(plain, tmp_path, data, [SAMPLES[:6], SAMPLES[6:]], 8_000, sample_map=SAMPLE_MAP)
+    publish_manifest = compact._publish_manifest
+    other = []
+
+    def another_compaction_first(*args, **kw):
+        if not other:
+            monkeypatch.setattr(compact, "_publish_manifest", publish_manifest)
+            other.append(compact_dataset(data, "cohort"))
+        return publish_manifest(*args, **kw)
+
+    monkeypatch.setattr(compact, "_publish_manifest", another_compaction_first)
+    with pytest.raises(VersionMoved):
+        compact_dataset(data, "cohort")
+    assert other[0].version is not None
+    store = VariantStore(data)
+    try:
+        assert len(store._open("cohort").batches) == 1
+        assert store.count(VariantQuery()) > 0  # the published units were not removed by the loser
+    finally:
+        store.close()
