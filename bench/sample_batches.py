@@ -10,6 +10,8 @@ Measured in the same run (ratios, medians of `--repeat` erasures of different pe
 erasure time of one person (k batches / one batch) and the bytes of unit files it rewrote, the time to add the last batch (vs re-ingesting the whole
 cohort), and warm in-process query latency on the k-batch store vs the one-batch store (exact lookup, carrier count,
 10 kb range count).
+The k-batch store is also compacted (`gateway variants compact`, on a copy): its compaction time vs re-ingesting the
+cohort, and its query latency vs the one-batch store ("compacted" rows).
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import argparse
 import gzip
 import os
 import random
+import shutil
 import statistics
 import sys
 import tempfile
@@ -27,6 +30,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from gateway.variants.compact import compact_dataset  # noqa: E402
 from gateway.variants.distributed_ingest import ingest_partitioned  # noqa: E402
 from gateway.variants.query import VariantQuery  # noqa: E402
 from gateway.variants.store import VariantStore  # noqa: E402
@@ -100,7 +104,10 @@ def one_size(vcf: Path, root: Path, k: int, batch: int, span: int, repeat: int) 
     add_s = 0.0
     for b, part in enumerate(parts):
         add_s = timed(lambda part=part, b=b: ingest_partitioned(part, data_dir=many_dir, add_samples=b > 0, **common))
-    one, many = VariantStore(one_dir), VariantStore(many_dir)
+    compact_dir = root / f"compacted{k}"
+    shutil.copytree(many_dir, compact_dir)
+    compact_s = timed(lambda: compact_dataset(compact_dir, "c"))
+    one, many, compacted = VariantStore(one_dir), VariantStore(many_dir), VariantStore(compact_dir)
     try:
         hits, _ = one.search(VariantQuery(), limit=100_000)
         rng = random.Random(k)
@@ -108,7 +115,11 @@ def one_size(vcf: Path, root: Path, k: int, batch: int, span: int, repeat: int) 
         exact = [VariantQuery(reference_name=h.reference_name, start=h.start, alternate_bases=h.alternate_bases)
                  for h in picked]  # fmt: skip
         ranges = [VariantQuery(reference_name=h.reference_name, start=h.start, end=h.start + 10_000) for h in picked]
-        latency = {"one": query_latency(one, exact, ranges), "many": query_latency(many, exact, ranges)}
+        latency = {
+            "one": query_latency(one, exact, ranges),
+            "many": query_latency(many, exact, ranges),
+            "compacted": query_latency(compacted, exact, ranges),
+        }
         people = [f"I{(k - 1) * batch + i}" for i in range(repeat)]  # people of the last batch
         erase_one, erase_many = [], []
         for p in people:  # interleaved, so that the machine's load changes reach both alike
@@ -117,11 +128,13 @@ def one_size(vcf: Path, root: Path, k: int, batch: int, span: int, repeat: int) 
     finally:
         one.close()
         many.close()
+        compacted.close()
     return {
         "samples": k * batch,
         "sites": len(hits),
         "whole ingest s": whole_s,
         "add last batch s": add_s,
+        "compact s": compact_s,
         "erase one batch s": statistics.median(s for s, _ in erase_one),
         "erase k batches s": statistics.median(s for s, _ in erase_many),
         "erase one batch MB": erase_one[0][1] / 1e6,
@@ -148,11 +161,16 @@ def main(argv: list[str] | None = None) -> int:
                 f"(ratio {r['erase k batches s'] / r['erase one batch s']:.2f}; unit files rewritten "
                 f"{r['erase one batch MB']:.1f} MB vs {r['erase k batches MB']:.1f} MB); "
                 f"add last batch {r['add last batch s']:.2f} s vs whole ingest {r['whole ingest s']:.2f} s "
-                f"({r['add last batch s'] / r['whole ingest s']:.2f})"
+                f"({r['add last batch s'] / r['whole ingest s']:.2f}); compaction {r['compact s']:.2f} s "
+                f"({r['compact s'] / r['whole ingest s']:.2f} of the whole ingest)"
             )
             for name, one_us in r["latency"]["one"].items():
                 many_us = r["latency"]["many"][name]
-                print(f"    {name}: one batch {one_us:.0f} us, {k} batches {many_us:.0f} us ({many_us / one_us:.2f}x)")
+                packed_us = r["latency"]["compacted"][name]
+                print(
+                    f"    {name}: one batch {one_us:.0f} us, {k} batches {many_us:.0f} us ({many_us / one_us:.2f}x), "
+                    f"compacted {packed_us:.0f} us ({packed_us / one_us:.2f}x)"
+                )
     print(f"load average at end: {os.getloadavg()}")
     return 0
 

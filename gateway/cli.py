@@ -1,4 +1,4 @@
-"""The `gateway` command: serve, ingest, convert, validate, verify, erase, keys, audit.
+"""The `gateway` command: serve, ingest, variants, convert, validate, verify, erase, keys, audit.
 
 Exit codes: 0 success, 1 input rejected, 2 usage error (argparse's own convention).
 The CLI acts locally as the operator: it opens the store named by the configuration.
@@ -335,6 +335,12 @@ def cmd_ingest_vcf(args: argparse.Namespace) -> int:
     )
 
 
+def cmd_variants_compact(args: argparse.Namespace) -> int:
+    from gateway.services.genomic import run_compaction
+
+    return run_compaction(load_config(), dataset_id=args.dataset)
+
+
 # --- parser ------------------------------------------------------------------------------
 
 
@@ -405,6 +411,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="add the file's samples (new ones only) to the live partitioned version as a new sample batch",
     )
     vcf.set_defaults(func=cmd_ingest_vcf)
+    variants = sub.add_parser("variants", help="maintenance of a dataset's variant store").add_subparsers(
+        dest="kind", required=True
+    )
+    compact = variants.add_parser(
+        "compact", help="merge a partitioned dataset's sample batches into one unit per region (no VCF read)"
+    )
+    compact.add_argument("--dataset", required=True)
+    compact.set_defaults(func=cmd_variants_compact)
 
     convert = sub.add_parser("convert", help="translate without storing").add_subparsers(dest="kind", required=True)
     cfhir = convert.add_parser("fhir", help="FHIR R4 → JSON array of phenopackets on stdout, issues on stderr")

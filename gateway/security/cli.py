@@ -136,15 +136,15 @@ def add_security_parsers(sub: argparse._SubParsersAction, open_node: OpenNode) -
 
 
 def audit_cli_command(args: argparse.Namespace, status: int | None) -> None:
-    """Audit a CLI command that changes or exports stored data (ingest, export, fhir pending --purge;
-    erase and keys audit themselves).
+    """Audit a CLI command that changes or exports stored data (ingest, export, fhir pending --purge,
+    variants compact; erase and keys audit themselves).
 
     Called twice: with `status=None` before the command (the intent, fsynced: an OSError refuses the
     command before it changes anything) and with its exit status after (the outcome).
     """
     command = getattr(args, "command", None)
     purge = command == "fhir" and getattr(args, "purge", False)
-    if command not in ("ingest", "export") and not purge:
+    if command not in ("ingest", "export", "variants") and not purge:
         return
     cfg = load_config()
     dataset = getattr(args, "dataset", None) or (cfg.default_dataset if command == "ingest" else None)

@@ -131,6 +131,29 @@ def run_vcf_ingest(
     return 0
 
 
+def run_compaction(cfg: Config, *, dataset_id: str) -> int:
+    """`gateway variants compact`: merge a partitioned dataset's sample batches into one (variants/compact.py)."""
+    from gateway.variants.compact import CompactionRefused, compact_dataset
+    from gateway.variants.layout import VersionMoved
+
+    check_dataset_id(dataset_id)
+    try:
+        summary = compact_dataset(cfg.data_dir, dataset_id)
+    except (CompactionRefused, VersionMoved) as exc:
+        again = "; run it again" if isinstance(exc, VersionMoved) else ""
+        print(f"{dataset_id}: not compacted: {exc}{again}; the live version is unchanged", file=sys.stderr)
+        return 1
+    if summary.version is None:
+        print(f"{dataset_id}: one sample batch already ({summary.units_after} units); nothing to do")
+    else:
+        print(
+            f"{dataset_id}: {summary.batches_before} sample batches compacted into one: "
+            f"{summary.units_before} -> {summary.units_after} units, {summary.variants} variants, "
+            f"{summary.seconds:.1f} s; live version {summary.version}"
+        )
+    return 0
+
+
 # --- jobs for HTTP uploads ----------------------------------------------------------------
 
 
