@@ -206,28 +206,14 @@ def apply_writes(
     now = now or datetime.now(UTC)
     for write in writes:
         check_type(write.resource_type)
+    arguments = (writes, store, key, dataset_id, profile, now, rebuild, pending_days, cache)
     if connection is not None:
-        return _apply_writes_in(connection, writes, store, key, dataset_id, profile, now, rebuild, pending_days, cache)
+        return _apply_writes_in(connection, *arguments)
     try:
-        return _apply_writes(writes, store, key, dataset_id, profile, now, rebuild, pending_days, cache)
+        return store.in_transaction(lambda own: _apply_writes_in(own, *arguments))
     except UnknownDatasetError:
         store.ensure_dataset(dataset_id)  # a dataset nobody declared yet is created on first use
-        return _apply_writes(writes, store, key, dataset_id, profile, now, rebuild, pending_days, cache)
-
-
-def _apply_writes(
-    writes: list[ResourceWrite],
-    store: MetadataStore,
-    key: bytes,
-    dataset_id: str,
-    profile: str | None,
-    now: datetime,
-    rebuild: bool,
-    pending_days: float,
-    cache: FragmentCache | None,
-) -> list[ResourceChange]:
-    with store.transaction() as connection:
-        return _apply_writes_in(connection, writes, store, key, dataset_id, profile, now, rebuild, pending_days, cache)
+        return store.in_transaction(lambda own: _apply_writes_in(own, *arguments))
 
 
 def _apply_writes_in(
