@@ -260,6 +260,22 @@ def test_nothing_is_inferred_without_an_explicit_modifier_statement():
     assert statuses(packet) == {"SMN1": "CAUSATIVE", "SMN2": "CAUSATIVE"}
 
 
+@pytest.mark.parametrize(
+    "note, expected",
+    [
+        ("No modifier found in the panel.", "CAUSATIVE"),
+        ("Kein Modifikator nachweisbar.", "CAUSATIVE"),
+        ("This is not a phenotype modifier.", "CAUSATIVE"),
+        ("Acts as a modifier of disease severity.", "CONTRIBUTORY"),
+    ],
+)
+def test_a_negated_modifier_statement_is_no_modifier(note, expected):
+    """Was: any note naming the word made the variant CONTRIBUTORY, 'no modifier found' included."""
+    bundle = sma_bundle({"evidence": BOTH})
+    bundle["entry"][3]["resource"]["note"] = [{"text": note}]
+    assert statuses(translate(bundle, "mii"))["SMN2"] == expected
+
+
 def test_evidence_coded_contributory_makes_the_cited_variant_contributory():
     system, _, code = load_table("variants/variant_components")["contributory"]["codings"][0].partition("|")
     evidence = [

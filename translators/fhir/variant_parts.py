@@ -43,7 +43,17 @@ def says_contributory(concepts: list, texts: list[str]) -> bool:
                 texts = [*texts, coding["display"]]
         if isinstance(concept, dict) and isinstance(concept.get("text"), str):
             texts = [*texts, concept["text"]]
-    return any(re.search(contributory_words(), t, re.IGNORECASE) for t in texts if isinstance(t, str))
+    return any(_affirmed_word(t) for t in texts if isinstance(t, str))
+
+
+def _affirmed_word(text: str) -> bool:
+    """A modifier word in `text` that no negation among the three words before it takes back."""
+    negations = {w.lower() for w in component_table()["contributory"].get("negations", ())}
+    for found in re.finditer(contributory_words(), text, re.IGNORECASE):
+        before = re.findall(r"\w+", text[: found.start()].lower())[-3:]
+        if not negations.intersection(before):
+            return True
+    return False
 
 
 def stated_status(concepts: list) -> str | None:
