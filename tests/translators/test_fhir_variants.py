@@ -373,3 +373,13 @@ def test_subjectless_variants_a_patients_report_lists_belong_to_that_patient():
     ]
     assert len(descriptors) >= len(subjectless)
     assert subjectless <= set(packet.entry_indexes)
+
+
+@pytest.mark.parametrize("path", list(reference_bundles()))
+def test_every_warning_has_a_pointer_that_resolves_in_the_input(path):
+    """Was: label warnings of specimens, structural types and condition body sites had an empty location."""
+    bundle = json.loads(path.read_text(encoding="utf-8"))
+    result = translate_bundle(bundle, profile=load_profile(detect_profile(bundle)), ids=TEST_IDS, now=NOW)
+    for issue in [*result.issues, *(i for packet in result.packets for i in packet.issues)]:
+        if issue.severity.value in ("warning", "error"):
+            assert issue.location and resolves(bundle, issue.location), issue

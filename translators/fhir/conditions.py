@@ -175,13 +175,16 @@ class Conditions:
         ctx = self.ctx
         for k, site in enumerate(as_list(cond.get("bodySite"))):
             location = f"{base}/bodySite/{k}"
-            anatomy = [c for c in codings(site) if isinstance(c, dict) and self.side(c, record, location) is None]
-            term = ctx.ontology({**site, "coding": anatomy}) if isinstance(site, dict) else None
+            # Side codings blanked, not removed: a coding's index stays its index in the input (its pointer).
+            anatomy = [
+                c if isinstance(c, dict) and self.side(c, record, location) is None else {} for c in codings(site)
+            ]
+            term = ctx.ontology({**site, "coding": anatomy}, None, location) if isinstance(site, dict) else None
             if term is not None and "primarySite" not in record:
                 record["primarySite"] = term
             elif term is not None:
                 ctx.warn("unmapped-element", "Condition.bodySite not kept: a Disease has one primary site", location)
-            elif anatomy or not codings(site):
+            elif any(anatomy) or not codings(site):
                 ctx.warn("unmapped-code", "Condition.bodySite is in no code system the gateway maps", location)
         for j, coding in enumerate(codings(cond.get("code"))):
             for e, ext in enumerate(as_list(coding.get("extension")) if isinstance(coding, dict) else ()):

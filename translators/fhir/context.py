@@ -176,12 +176,13 @@ class PatientContext:
         _, j, coding, curie, prefix = best
         return self.term_of(coding, curie, prefix, concept, f"{location}/coding/{j}"), codes
 
-    def ontology(self, concept: object, prefixes=None, location: str = "") -> dict | None:
+    def ontology(self, concept: object, prefixes, location: str) -> dict | None:
         """The first known coding (of `prefixes`, if given) as an OntologyClass, silently None otherwise
-        (`location`: the concept's pointer, for the warning when the coding has no label)."""
+        (`location`: the concept's pointer, for the warning when the coding has no label; required, so that
+        no warning goes out without one)."""
         for j, coding, curie, prefix in self.known_codings(concept):
             if prefixes is None or prefix in prefixes:
-                return self.term_of(coding, curie, prefix, concept, f"{location}/coding/{j}" if location else "")
+                return self.term_of(coding, curie, prefix, concept, f"{location}/coding/{j}")
         return None
 
     def states_absence(self, concept: object, location: str) -> bool:

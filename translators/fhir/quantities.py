@@ -26,11 +26,11 @@ def ucum_unit(ctx: PatientContext, quantity: dict, location: str) -> dict | None
     if found is not None:
         ctx.used.add("UCUM")
         return {"id": found, "label": label}
-    ctx.warn(
-        "unmapped-code",
-        f"quantity unit {label or code!r} is not a UCUM unit: the value is left out",
-        location + "/unit",
-    )
+    if label is None and not (isinstance(code, str) and code.strip()):
+        ctx.warn("fhir-value", "quantity without a unit: the value is left out", location)
+        return None
+    where = location + ("/unit" if "unit" in quantity else "/code")
+    ctx.warn("unmapped-code", f"quantity unit {label or code!r} is not a UCUM unit: the value is left out", where)
     return None
 
 

@@ -18,15 +18,16 @@ def biosample(ctx: PatientContext, i: int, spec: dict) -> dict:
             if tissue:
                 break
     collection = spec.get("collection") if isinstance(spec.get("collection"), dict) else {}
-    body_site = ctx.ontology(collection.get("bodySite"), ("UBERON",))
+    body_site = ctx.ontology(collection.get("bodySite"), ("UBERON",), base + "/collection/bodySite")
     if body_site is not None:
         sample["sampledTissue"] = body_site
     elif tissue is not None:
         ctx.used.add("UBERON")
         sample["sampledTissue"] = dict(tissue)
     else:
-        ctx.warn("unmapped-code", "sampled tissue unknown (no mapped Specimen.type or UBERON bodySite)", base + "/type")
-    sample_type = ctx.ontology(spec_type)
+        where = base + "/type" if "type" in spec else base
+        ctx.warn("unmapped-code", "sampled tissue unknown (no mapped Specimen.type or UBERON bodySite)", where)
+    sample_type = ctx.ontology(spec_type, None, base + "/type")
     if sample_type is not None:
         sample["sampleType"] = sample_type
     if "collectedDateTime" in collection:

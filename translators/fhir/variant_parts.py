@@ -147,7 +147,7 @@ def apply_component(ctx: PatientContext, rule: dict, component: dict, where: str
         return
     target, name = rule["target"], rule["name"]
     extras.describes |= bool(rule.get(DESCRIBING))
-    if target == "structural_type" and structural_type(ctx, component, descriptor, extras):
+    if target == "structural_type" and structural_type(ctx, component, where, descriptor, extras):
         return
     if target == "alternate_label":
         descriptor.setdefault("alternateLabels", []).append(text)
@@ -167,10 +167,10 @@ def apply_component(ctx: PatientContext, rule: dict, component: dict, where: str
     descriptor.setdefault("extensions", []).append({"name": name, "value": text})
 
 
-def structural_type(ctx: PatientContext, component: dict, descriptor: dict, extras: Extras) -> bool:
+def structural_type(ctx: PatientContext, component: dict, where: str, descriptor: dict, extras: Extras) -> bool:
     """48019-4 as an OntologyClass (SO or a LOINC answer); False when no coding is in a known system."""
     concept = component.get("valueCodeableConcept")
-    term = ctx.ontology(concept, ("SO", "LOINC"))
+    term = ctx.ontology(concept, ("SO", "LOINC"), where + "/valueCodeableConcept")
     if term is None:
         return False
     descriptor["structuralType"] = term
