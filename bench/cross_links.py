@@ -12,7 +12,6 @@ carrier's individual id sent as one parameter). Printed: p50 CPU ms of each, the
 from __future__ import annotations
 
 import argparse
-import gzip
 import os
 import statistics
 import sys
@@ -23,13 +22,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-
-def sample_names(vcf: Path) -> list[str]:
-    with gzip.open(vcf, "rt") as fh:
-        for line in fh:
-            if line.startswith("#CHROM"):
-                return line.rstrip("\n").split("\t")[9:]
-    return []
+from record_response import sample_names  # noqa: E402 (bench/ is this script's own folder on sys.path)
 
 
 def document(subject: str) -> dict:

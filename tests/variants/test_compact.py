@@ -18,7 +18,7 @@ from tests.beacon.test_g_variants_truth import SAMPLES, _write_vcf
 
 from .conftest import pysam_truth
 from .test_partitioned import _queries, _same_answers
-from .test_sample_batches import SAMPLE_MAP, ingest_in_batches
+from .test_sample_batches import SAMPLE_MAP, ingest_in_batches, ingest_second_batch_unannotated
 from .test_truth import (  # noqa: F401  (collected again here, over the compacted store of the `generated` fixture)
     all_hits,
     key,
@@ -252,25 +252,7 @@ def test_batches_called_apart_keep_their_an_after_compaction_and_erasure(tmp_pat
 def test_a_gene_annotated_in_one_batch_is_found_after_compaction(tmp_path):
     """Batches annotated apart: the compacted unit unites the annotations, so a gene query finds the variant and
     counts the carriers of every batch."""
-    plain = write_vcf(tmp_path / "gen.vcf", seed=3, n_records=200, n_samples=8)
-    names = [f"SAMPLE{i:03d}" for i in range(8)]
-    from tests.variants.vcfgen import split_by_samples
-
-    first = split_by_samples(plain, tmp_path / "b0.vcf.gz", names[:4])
-    bare = tmp_path / "b1-bare.vcf"
-    kept = []
-    for line in split_by_samples(plain, tmp_path / "b1.vcf.gz", names[4:]).with_suffix("").read_text().splitlines():
-        fields = line.split("\t")
-        if not line.startswith("#") and "ANN=" in fields[7]:
-            fields[7] = ";".join(f for f in fields[7].split(";") if not f.startswith("ANN=")) or "."
-        kept.append("\t".join(fields))
-    bare.write_text("\n".join(kept) + "\n")
-    import pysam
-
-    pysam.tabix_compress(str(bare), str(bare) + ".gz", force=True)
-    data = tmp_path / "data"
-    ingest_partitioned(first, dataset_id="gen", data_dir=data, span=5_000_000)
-    ingest_partitioned(f"{bare}.gz", dataset_id="gen", data_dir=data, span=5_000_000, add_samples=True)
+    plain, data = ingest_second_batch_unannotated(tmp_path)
     compact_dataset(data, "gen")
     truth = observed(pysam_truth(plain))
     store = VariantStore(data)

@@ -216,9 +216,9 @@ def test_every_allele_is_summed_over_the_batches(generated):
         assert set(h.genes) == t.genes
 
 
-def test_a_gene_annotated_in_one_batch_counts_the_carriers_of_all(tmp_path):
-    """Annotations can differ between batches (annotated separately): a gene query finds the variant through the
-    batch that annotates it and sums AC and carriers over every batch."""
+def ingest_second_batch_unannotated(tmp_path):
+    """A generated cohort split into two sample batches, the second with its ANN annotations stripped, ingested
+    as dataset "gen" (the first, then the second with add_samples); (the whole VCF, the data directory)."""
     plain = write_vcf(tmp_path / "gen.vcf", seed=3, n_records=200, n_samples=8)
     names = [f"SAMPLE{i:03d}" for i in range(8)]
     first = split_by_samples(plain, tmp_path / "b0.vcf.gz", names[:4])
@@ -234,6 +234,13 @@ def test_a_gene_annotated_in_one_batch_counts_the_carriers_of_all(tmp_path):
     data = tmp_path / "data"
     ingest_partitioned(first, dataset_id="gen", data_dir=data, span=5_000_000)
     ingest_partitioned(f"{bare}.gz", dataset_id="gen", data_dir=data, span=5_000_000, add_samples=True)
+    return plain, data
+
+
+def test_a_gene_annotated_in_one_batch_counts_the_carriers_of_all(tmp_path):
+    """Annotations can differ between batches (annotated separately): a gene query finds the variant through the
+    batch that annotates it and sums AC and carriers over every batch."""
+    plain, data = ingest_second_batch_unannotated(tmp_path)
     truth = observed(pysam_truth(plain))
     store = VariantStore(data)
     try:
