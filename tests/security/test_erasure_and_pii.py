@@ -160,6 +160,16 @@ def test_after_erasure_no_query_finds_the_subject(node, tmp_path):
     assert node.extensions["gateway"].security.audit.verify().ok
 
 
+def _revision_of(store, subject_id: str) -> int:
+    import sqlalchemy as sa
+
+    from gateway.store.tables import phenopackets
+
+    with store.engine.connect() as connection:
+        query = sa.select(phenopackets.c.revision).where(phenopackets.c.subject_id == subject_id)
+        return connection.execute(query).scalar_one()
+
+
 def test_key_rotation_carries_every_id_forward(node, tmp_path):
     from gateway.security.keys import secret_key
     from gateway.security.rotation import rotate_keys
@@ -168,6 +178,7 @@ def test_key_rotation_carries_every_id_forward(node, tmp_path):
     _ingest_vcf(node, tmp_path)
     svc = node.extensions["gateway"]
     old_subject = _subject_of_marfan(node)
+    old_revision = _revision_of(svc.store, old_subject)
     result = rotate_keys(svc.config.data_dir, svc.store)
     assert result["phenopackets"] >= 2 and result["linked_samples"] == 1
     new_key = secret_key(svc.config)
@@ -179,6 +190,7 @@ def test_key_rotation_carries_every_id_forward(node, tmp_path):
     assert new_subject == chain_step(new_key.chain[-1], old_subject)
     found = svc.store.find_by_subject(new_subject)
     assert len(found) == 1 and found[0].document["subject"]["id"] == new_subject
+    assert _revision_of(svc.store, new_subject) == old_revision + 1  # a changed row: the term index patches it
     assert svc.store.find_by_subject(old_subject) == []
     from gateway.variants.store import VariantStore
 
