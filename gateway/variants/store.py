@@ -203,6 +203,7 @@ class _Dataset:
         "_pool",
         "_prefix",
         "_samples_info",
+        "_sites",
         "_summaries",
         "_summary_room",
         "_totals",
@@ -245,6 +246,7 @@ class _Dataset:
         self._pool = pool if pool is not None else _PartitionPool(partition_pool_size())
         self._totals: dict[str, int] = {}  # partition file -> observed variants (files are immutable)
         self._summaries: dict[str, tuple[array, array] | None] = {}  # partition file -> sorted starts, sorted ends
+        self._sites: dict[str, _Sites | None] = {}  # partition file -> its carried variants by start
         self._summary_room = _SUMMARY_BUDGET
         self._held: dict[str, list[int]] | None = None  # individual -> sample indexes
         self._samples_info: DatasetSamples | None = None
@@ -331,6 +333,28 @@ class _Dataset:
         self._summaries[partition.file] = summary
         return summary
 
+    def carried_at(self, partition: Partition, start: int, ref: str | None, alt: str | None) -> list | None:
+        """(variant id, carrier count) of the observed, carried variants of one partition starting at `start` with
+        these exact bases (None: any), answered from memory; None: ask SQL (a partition too large to keep).
+
+        An exact carrier count over tiny partitions otherwise pays one statement on a connection whose caches are
+        cold (a thousand partitions take turns); small partitions keep their carried variants' starts, ids, counts
+        and alleles (read once: units are immutable; one-base alleles are shared string objects)."""
+        sites = self._sites.get(partition.file, False)
+        if sites is False:
+            sites = None
+            if partition.variants <= min(_SUMMARY_MAX_VARIANTS, self._summary_room):
+                unit = self._part(partition)
+                rows = unit.conn.execute(
+                    f"SELECT start, id, carriers, ref, alt FROM variants WHERE carriers > 0{unit.observed} ORDER BY start"
+                ).fetchall()
+                sites = _Sites(rows)
+                self._summary_room -= 5 * len(rows)
+            self._sites[partition.file] = sites
+        if sites is None:
+            return None
+        return sites.at(start, ref, alt)
+
     def sample_table(self) -> list[tuple[str, str | None, str | None]]:
         if self.samples is None:
             rows = self.conn.execute(
@@ -398,6 +422,57 @@ class _Dataset:
             carrier_count=carriers,
             extra={"length": length},
         )
+
+
+class _Sites:
+    """One small partition's carried variants sorted by start: start, id and carrier count in arrays, the alleles
+    in lists (the bulk are one-base strings, which Python shares)."""
+
+    __slots__ = ("alts", "carriers", "refs", "starts", "vids")
+
+    def __init__(self, rows: list[tuple[int, int, int, str, str]]):
+        self.starts = array("q", (r[0] for r in rows))
+        self.vids = array("q", (r[1] for r in rows))
+        self.carriers = array("q", (r[2] for r in rows))
+        self.refs = [r[3] for r in rows]
+        self.alts = [r[4] for r in rows]
+
+    def at(self, start: int, ref: str | None, alt: str | None) -> list[tuple[int, int]]:
+        lo, hi = bisect_left(self.starts, start), bisect_right(self.starts, start)
+        return [
+            (self.vids[i], self.carriers[i])
+            for i in range(lo, hi)
+            if (ref is None or self.refs[i] == ref) and (alt is None or self.alts[i] == alt)
+        ]
+
+
+def _exact_bases(q: VariantQuery) -> tuple[int, str | None, str | None] | None:
+    """(start, ref, alt) of a query that asks for nothing but variants at one start on one chromosome with these
+    bases (None: any); None for any other query (or a base pattern with N, matched by SQL's GLOB)."""
+    if (
+        q.reference_name is None
+        or q.start is None
+        or q.end is not None
+        or q.start_range is not None
+        or q.end_range is not None
+        or q.variant_types
+        or q.min_length is not None
+        or q.max_length is not None
+        or q.gene_id is not None
+        or q.aa_change is not None
+        or q.variant_ids
+    ):
+        return None
+    bases: list[str | None] = []
+    for given in (q.reference_bases, q.alternate_bases):
+        if not given:
+            bases.append(None)
+            continue
+        pattern, wildcard = _glob(given)
+        if wildcard:
+            return None
+        bases.append(pattern)
+    return q.start, bases[0], bases[1]
 
 
 def _observed(ds: _Dataset) -> str:
@@ -687,11 +762,16 @@ class VariantStore:
         """Distinct samples carrying any matching variant (summed over datasets). One matching variant answers
         from its stored carrier count; only several in one dataset read and unite their carrier sets."""
         branches = build_where(q)
+        exact = _exact_bases(q)
         found: dict[str, list[tuple[_Dataset, Partition | None, int, int]]] = {}  # the partitions share samples
         batched = 0  # a multi-batch version's distinct carriers, counted over its batches by batched.py
         for ds, partition in self._slices(q):
             if ds.batched is not None:
                 batched += self._batched_answer(ds.batched.reached(q), q, branches, BatchedUnits.carrier_count, 0)
+                continue
+            held = ds.carried_at(partition, *exact) if exact is not None and partition is not None else None
+            if held is not None:
+                found.setdefault(ds.dataset_id, []).extend((ds, partition, vid, n) for vid, n in held)
                 continue
             parts = self._branches(ds, q, branches)
             if parts is None:
