@@ -41,10 +41,11 @@ from .layout import (
     encode_set,
     pack_codes,
     pointer_lock,
+    sweep_unreferenced,
     switch_pointer,
     unpack_codes,
 )
-from .pages import codes_page, set_page
+from .pages import codes_page, set_page, set_size
 from .partitions import Partition, PartitionIndex, read_batches, read_partitions
 from .protocol import DatasetSamples, SampleRow
 from .query import Carrier, VariantHit, VariantQuery
@@ -56,6 +57,7 @@ _MAX_OPEN_PARTITIONS = 1024  # open partition files per thread at most (a genome
 _FD_SHARE = 8  # a thread's partition pool takes at most this fraction of the process's file-descriptor limit
 _SUMMARY_MAX_VARIANTS = 16_384  # partitions this small keep their variants' starts and ends in memory once read
 _SUMMARY_BUDGET = 1 << 20  # starts and ends (8 bytes each) kept per open version and thread: at most 16 MB
+_CARRIED_CACHE = 256  # people whose per-unit variant counts an open partitioned version keeps (per thread)
 _POINTER_RECHECK_S = 0.5  # how stale a reader may be after another process switched a version
 
 
@@ -162,6 +164,26 @@ def _carried_variants(conn: sqlite3.Connection, sample_idxs: list[int]) -> np.nd
     return np.unique(vids) if len(sample_idxs) > 1 else vids
 
 
+def _carried_total(conn: sqlite3.Connection, sample_idxs: list[int]) -> int:
+    """How many variants any of these samples carries in one file: one sample's from its stored set sizes (nothing
+    decoded), several samples' from their union."""
+    if len(sample_idxs) > 1:
+        return len(_carried_variants(conn, sample_idxs))
+    rows = conn.execute("SELECT vids FROM sample_variants WHERE sample = ?", sample_idxs)
+    return sum(set_size(blob) for (blob,) in rows)
+
+
+def _page_of(ds: _Dataset, vids: np.ndarray, offset: int, need: int) -> list[VariantHit]:
+    """The hits of carried variants `vids` (ascending ids of one file) offset … offset+need-1."""
+    page = vids[offset : offset + need].tolist() if need > 0 else []
+    if not page:
+        return []
+    rows = ds.conn.execute(
+        f"SELECT {_COLUMNS} FROM variants WHERE id IN ({','.join('?' * len(page))}) ORDER BY id", page
+    ).fetchall()
+    return [ds.hit(r) for r in rows]
+
+
 def partition_pool_size() -> int:
     """How many partition files one thread keeps open: bounded by the file-descriptor limit (each open unit holds
     one descriptor), so that several threads, datasets and the process's sockets still fit under it."""
@@ -197,6 +219,7 @@ class _Dataset:
     """An open version of one dataset (per thread)."""
 
     __slots__ = (
+        "_carried",
         "_held",
         "_index",
         "_live",
@@ -249,6 +272,7 @@ class _Dataset:
         self._sites: dict[str, _Sites | None] = {}  # partition file -> its carried variants by start
         self._summary_room = _SUMMARY_BUDGET
         self._held: dict[str, list[int]] | None = None  # individual -> sample indexes
+        self._carried: OrderedDict[tuple[int, ...], array] = OrderedDict()  # samples -> running totals per unit
         self._samples_info: DatasetSamples | None = None
         self._live: int | None = None
 
@@ -354,6 +378,25 @@ class _Dataset:
         if sites is None:
             return None
         return sites.at(start, ref, alt)
+
+    def carried_counts(self, idxs: list[int]) -> array:
+        """Running totals, unit by unit in manifest order, of the variants these samples carry (the last is the
+        total): one statement per unit reading stored set sizes, once per person while the version is open (a
+        page further on then opens only the units it falls in)."""
+        key = tuple(idxs)
+        ends = self._carried.get(key)
+        if ends is not None:
+            self._carried.move_to_end(key)
+            return ends
+        ends, total = array("q"), 0
+        for partition in self.partitions:
+            if partition.variants:
+                total += _carried_total(self._part(partition).conn, idxs)
+            ends.append(total)
+        if len(self._carried) >= _CARRIED_CACHE:
+            self._carried.popitem(last=False)
+        self._carried[key] = ends
+        return ends
 
     def sample_table(self) -> list[tuple[str, str | None, str | None]]:
         if self.samples is None:
@@ -898,17 +941,26 @@ class VariantStore:
                 page, n = dataset.batched.variants_of(idxs, max(skip - total, 0), limit - len(hits))
                 hits, total = hits + page, total + n
                 continue
-            for ds in dataset.units():
-                vids = _carried_variants(ds.conn, idxs)
-                n = len(vids)
-                if limit > len(hits) and skip < total + n:
-                    offset = max(skip - total, 0)
-                    page = vids[offset : offset + limit - len(hits)].tolist()
-                    rows = ds.conn.execute(
-                        f"SELECT {_COLUMNS} FROM variants WHERE id IN ({','.join('?' * len(page))}) ORDER BY id", page
-                    ).fetchall()
-                    hits += [ds.hit(r) for r in rows]
-                total += n
+            if not dataset.partitions:
+                vids = _carried_variants(dataset.conn, idxs)
+                hits += _page_of(dataset, vids, max(skip - total, 0), limit - len(hits))
+                total += len(vids)
+                continue
+            # A partitioned version: the units' counts first (stored set sizes, no set decoded: read once per person
+            # and version), then only the units the page falls in are decoded and read, in genomic order.
+            ends = dataset.carried_counts(idxs)
+            n = ends[-1] if ends else 0
+            offset, need = max(skip - total, 0), limit - len(hits)
+            i = bisect_right(ends, offset)
+            while need > 0 and i < len(ends):
+                before = ends[i - 1] if i else 0
+                if ends[i] > before:
+                    unit = dataset._part(dataset.partitions[i])
+                    page = _page_of(unit, _carried_variants(unit.conn, idxs), max(offset - before, 0), need)
+                    hits += page
+                    need -= len(page)
+                i += 1
+            total += n
         return hits, total
 
     # --- samples (the VariantReader protocol, gateway/variants/protocol.py) --------------
@@ -986,6 +1038,7 @@ class VariantStore:
             version = f"v{time.time_ns()}-{os.getpid()}.sqlite"
             with pointer_lock(ds_dir):
                 check_based_on(ds_dir, ds.version)  # VersionMoved: nothing switched, the caller tries again
+                sweep_unreferenced(ds_dir, keep={new_dir.name} if new_dir is not None else set())
                 os.replace(tmp, ds_dir / version)
                 previous = current_version(ds_dir)
                 switch_pointer(ds_dir, version)
