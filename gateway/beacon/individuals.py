@@ -174,7 +174,7 @@ def answer_selection(
         if answered is not None:
             return answered
         return _answer_after_stale_page(ctx, request, granularity, selection)
-    with store.engine.connect() as connection, (scope(connection) if scope else contextlib.nullcontext()):
+    with store.engine.connect() as connection, scope(connection) if scope else contextlib.nullcontext():
         if granularity == "boolean":
             exists = selection.exists(connection)
             total = None
@@ -374,7 +374,10 @@ def answer_with_ids(ctx, request, granularity, kind: str, datasets, ids: Sequenc
     so the database counts and pages the joined rows itself; no statement carries a list of the ids, whatever
     their number (PostgreSQL's 65,535 parameters, SQLite's 250,000)."""
     table = sa.Table(
-        f"xlink_{secrets.token_hex(6)}", sa.MetaData(), sa.Column("id", sa.Text, primary_key=True), prefixes=["TEMPORARY"]
+        f"xlink_{secrets.token_hex(6)}",
+        sa.MetaData(),
+        sa.Column("id", sa.Text, primary_key=True),
+        prefixes=["TEMPORARY"],
     )
     column = phenopackets.c.subject_id if kind == "individuals" else biosamples.c.biosample_id
     extra = [column.in_(sa.select(table.c.id))]

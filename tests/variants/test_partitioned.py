@@ -68,8 +68,12 @@ def _queries(single: VariantStore) -> list[VariantQuery]:
             VariantQuery(reference_name=hit.reference_name, start=hit.start, alternate_bases=hit.alternate_bases),
             # exact starts: carrier counts over small partitions answer from memory (store._Sites), so vary the bases
             VariantQuery(reference_name=hit.reference_name, start=hit.start),
-            VariantQuery(reference_name=hit.reference_name, start=hit.start, reference_bases=hit.reference_bases.lower()),
-            VariantQuery(reference_name=hit.reference_name, start=hit.start, alternate_bases="N" * len(hit.alternate_bases)),
+            VariantQuery(
+                reference_name=hit.reference_name, start=hit.start, reference_bases=hit.reference_bases.lower()
+            ),
+            VariantQuery(
+                reference_name=hit.reference_name, start=hit.start, alternate_bases="N" * len(hit.alternate_bases)
+            ),
             VariantQuery(reference_name=hit.reference_name, start=hit.start, reference_bases="T", alternate_bases="A"),
             VariantQuery(reference_name=hit.reference_name, start=hit.start + 1, alternate_bases=hit.alternate_bases),
             VariantQuery(reference_name=hit.reference_name, start=start, end=start + rng.randint(1, 20_000)),

@@ -81,7 +81,9 @@ def test_sweep_removes_only_old_unreferenced_folders(parted):
     (live,) = _folders(ds_dir)
     _killed_erasure(data_dir, "P3")
     erased = _folders(ds_dir) - {live}
-    assert len(erased) == 1 and next(iter(erased)).startswith("parts-e") and any((ds_dir / next(iter(erased))).iterdir())
+    assert (
+        len(erased) == 1 and next(iter(erased)).startswith("parts-e") and any((ds_dir / next(iter(erased))).iterdir())
+    )
     compacting = ds_dir / "parts-compact-v1-1"  # an interrupted compaction: a unit under its temporary name
     compacting.mkdir()
     shutil.copy(next((ds_dir / live).glob("*.sqlite")), compacting / ".build-1-ab.sqlite")
@@ -100,7 +102,7 @@ def test_sweep_removes_only_old_unreferenced_folders(parted):
 
 
 def test_publish_sweeps_and_refuses_a_manifest_whose_units_were_swept(parted):
-    data_dir, ds_dir, vcf = parted
+    data_dir, ds_dir, _ = parted
     (live,) = _folders(ds_dir)
     _killed_erasure(data_dir, "P5")
     (leftover,) = _folders(ds_dir) - {live}
