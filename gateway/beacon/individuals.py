@@ -390,7 +390,9 @@ def answer_with_ids(ctx, request, granularity, kind: str, datasets, ids: Sequenc
                 connection.execute(_load_ids(connection, table), {"ids": _id_parameter(connection, ids)})
             yield
         finally:
-            table.drop(connection)
+            # after a failed statement PostgreSQL drops it with the transaction; SQLite's lives on, under a random name
+            with contextlib.suppress(sa.exc.DBAPIError):
+                table.drop(connection)
 
     selection = selection_for(kind, request, datasets, extra, ctx)
     return answer_selection(ctx, request, granularity, selection, scope=loaded)
