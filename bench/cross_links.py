@@ -1,12 +1,14 @@
-"""`/g_variants/{id}/individuals` as the cohort grows, paged in memory vs every carrier sent to SQL (not a test).
+"""`/g_variants/{id}/individuals` and `/g_variants/{id}/biosamples` as the cohort grows (not a test).
 
     python bench/cross_links.py /tmp/vmem2500.vcf.gz /tmp/vmem25k.vcf.gz [--repeat 20] [--work DIR]
 
-Each VCF becomes one dataset, every sample linked to an individual that has a stored phenopacket (SQLite metadata
-store, one file). The engine answers the cross-link for the variant with the most carriers, at record granularity
-(a page of 10) and at count granularity: once by the index path (the carriers' sample indexes mapped through the
-linked-sample index onto the in-memory individuals index; gateway/beacon/links.py) and once by the SQL path (every
-carrier's individual id sent as one parameter). Printed: p50 CPU ms of each, their ratio, and the carriers.
+Each VCF becomes one dataset, every sample linked to an individual and a biosample that have a stored phenopacket
+(SQLite metadata store, one file). The engine answers the cross-links for the variant with the most carriers, at
+record granularity (a page of 10) and at count granularity. Individuals: by the index path (the carriers' sample
+indexes mapped through the linked-sample index onto the in-memory individuals index; gateway/beacon/links.py), by
+the SQL path (the carriers' ids gathered from the sample indexes into a temporary table the selection joins), and
+by the previous SQL path (a Carrier built per carrier, every id sent as one array parameter). Biosamples: the SQL
+path and the previous one. Printed: p50 CPU ms of each, and the carriers.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import statistics
 import sys
 import tempfile
 import time
+from dataclasses import replace
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -30,6 +33,7 @@ def document(subject: str) -> dict:
         "id": f"pp-{subject}",
         "subject": {"id": subject, "sex": "FEMALE"},
         "phenotypicFeatures": [{"type": {"id": "HP:0001250", "label": "Seizure"}}],
+        "biosamples": [{"id": f"bs-{subject[4:]}", "individualId": subject}],
         "metaData": {"created": "2026-01-01T00:00:00Z", "phenopacketSchemaVersion": "2.0.2"},
     }
 
@@ -50,8 +54,9 @@ def prepare(vcf: Path, work: Path):
     names = sample_names(vcf)
     url = f"sqlite:///{work / 'gateway.sqlite'}"
     if not (work / "variants").exists():
+        number = {n: i for i, n in enumerate(names)}
         ingest_vcf(vcf, dataset_id="bench", data_dir=work, assembly="GRCh38",
-                   sample_map={n: f"ind-{i}" for i, n in enumerate(names)})  # fmt: skip
+                   link_sample=lambda n: (f"ind-{number[n]}", f"bs-{number[n]}"))  # fmt: skip
         store = MetadataStore.open(url)
         store.ensure_dataset("bench")
         for first in range(0, len(names), 2000):
@@ -61,6 +66,30 @@ def prepare(vcf: Path, work: Path):
             )
         store.close()
     return url, len(names)
+
+
+def previous_individuals(ctx, request, granularity, datasets, record_id):
+    """The SQL path before the temporary table: a Carrier per carrier, every id in one array parameter."""
+    from gateway.beacon import individuals
+    from gateway.beacon.individuals import phenopackets
+    from gateway.store.values import in_values
+
+    ids = sorted({c.individual_id for c in ctx.variants.carriers(record_id) if c.individual_id})
+    extra = [in_values(phenopackets.c.subject_id, ids)]
+    return individuals.answer_selection(
+        ctx, request, granularity, individuals.selection_for("individuals", request, datasets, extra, ctx)
+    )
+
+
+def previous_biosamples(ctx, request, granularity, datasets, record_id):
+    from gateway.beacon import individuals
+    from gateway.store.values import in_values
+
+    ids = sorted({c.biosample_id for c in ctx.variants.carriers(record_id) if c.biosample_id})
+    extra = [in_values(individuals.biosamples.c.biosample_id, ids)]
+    return individuals.answer_selection(
+        ctx, request, granularity, individuals.selection_for("biosamples", request, datasets, extra, ctx)
+    )
 
 
 def measure(vcf: Path, work: Path, repeat: int) -> dict:
@@ -88,24 +117,31 @@ def measure(vcf: Path, work: Path, repeat: int) -> dict:
     out: dict = {"samples": samples, "carriers": common.carrier_count}
     index_path = links._carrier_individuals_from_index
     g_variants, individuals = BEACON_ENTRY_TYPES.get("g_variants"), BEACON_ENTRY_TYPES.get("individuals")
-    assert g_variants is not None and individuals is not None
+    biosamples = BEACON_ENTRY_TYPES.get("biosamples")
+    assert g_variants is not None and individuals is not None and biosamples is not None
+    previous = replace(g_variants, cross_links={**g_variants.cross_links, "individuals": previous_individuals,
+                                                "biosamples": previous_biosamples})  # fmt: skip
     for granularity in ("record", "count"):
-        request = parse_post(individuals, {"query": {"requestedGranularity": granularity}})
+        for target, entry in (("individuals", individuals), ("biosamples", biosamples)):
+            request = parse_post(entry, {"query": {"requestedGranularity": granularity}})
 
-        def run(request=request):
-            body, status = answer(ctx, g_variants, request, common.variant_id, "individuals", individuals)
-            assert status == 200 and body["responseSummary"]["numTotalResults"] == common.carrier_count, body
-            return body
+            def run(request=request, target=target, entry=entry, source=g_variants):
+                body, status = answer(ctx, source, request, common.variant_id, target, entry)
+                assert status == 200 and body["responseSummary"]["numTotalResults"] == common.carrier_count, body
+                return body
 
-        run()  # builds the in-memory index and the linked-sample index
-        indexed = cpu_ms(run, repeat)
-        links._carrier_individuals_from_index = lambda *a: None  # type: ignore[assignment]
-        try:
-            run()
-            by_sql = cpu_ms(run, repeat)
-        finally:
-            links._carrier_individuals_from_index = index_path  # type: ignore[assignment]
-        out[granularity] = (indexed, by_sql)
+            figures = []
+            if target == "individuals":
+                run()  # builds the in-memory index and the linked-sample index
+                figures.append(cpu_ms(run, repeat))
+            links._carrier_individuals_from_index = lambda *a: None  # type: ignore[assignment]
+            try:
+                for source in (g_variants, previous):
+                    run(source=source)
+                    figures.append(cpu_ms(lambda source=source: run(source=source), repeat))
+            finally:
+                links._carrier_individuals_from_index = index_path  # type: ignore[assignment]
+            out[(target, granularity)] = figures
     store.close()
     variants.close()
     return out
@@ -123,13 +159,12 @@ def main() -> int:
             work = (args.work or Path(tmp)) / vcf.name.split(".")[0]
             work.mkdir(parents=True, exist_ok=True)
             rows.append(measure(vcf, work, args.repeat))
-    print(
-        f"{'samples':>9} {'carriers':>9} "
-        + " ".join(f"{g + ' (index / SQL ms, ratio)':>36}" for g in ("record", "count"))
-    )
+    print(f"{'samples':>9} {'carriers':>9}  CPU ms per request, p50: individuals index / SQL / previous SQL;"
+          " biosamples SQL / previous SQL")  # fmt: skip
     for row in rows:
-        cells = [f"{row[g][0]:7.2f} / {row[g][1]:7.2f} {row[g][0] / row[g][1]:5.2f}x" for g in ("record", "count")]
-        print(f"{row['samples']:>9} {row['carriers']:>9} " + " ".join(f"{c:>36}" for c in cells))
+        for granularity in ("record", "count"):
+            cells = [" / ".join(f"{x:.2f}" for x in row[(t, granularity)]) for t in ("individuals", "biosamples")]
+            print(f"{row['samples']:>9} {row['carriers']:>9}  {granularity:<7} {cells[0]:<28} {cells[1]}")
     print(f"load average {os.getloadavg()[0]:.1f} ({os.cpu_count()} cores); CPU time per request, p50")
     return 0
 

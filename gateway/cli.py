@@ -341,6 +341,21 @@ def cmd_variants_compact(args: argparse.Namespace) -> int:
     return run_compaction(load_config(), dataset_id=args.dataset)
 
 
+def cmd_variants_sweep(args: argparse.Namespace) -> int:
+    """`gateway variants sweep`: remove the unit folders no manifest names (interrupted ingests, erasures,
+    compactions), older than the grace period (gateway/variants/layout.py sweep_unreferenced)."""
+    from gateway.variants.layout import sweep_dataset
+
+    check_dataset_id(args.dataset)
+    try:
+        removed = sweep_dataset(load_config().data_dir, args.dataset, grace_s=args.grace_hours * 3600)
+    except FileNotFoundError as exc:
+        _err(str(exc))
+        return EXIT_REJECTED
+    print(f"{args.dataset}: swept {', '.join(removed)}" if removed else f"{args.dataset}: nothing to sweep")
+    return 0
+
+
 # --- parser ------------------------------------------------------------------------------
 
 
@@ -419,6 +434,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     compact.add_argument("--dataset", required=True)
     compact.set_defaults(func=cmd_variants_compact)
+    sweep = variants.add_parser(
+        "sweep", help="remove unit folders no version names (interrupted ingests, erasures, compactions)"
+    )
+    sweep.add_argument("--dataset", required=True)
+    sweep.add_argument(
+        "--grace-hours", type=float, default=1.0, help="only folders unchanged this long, the live version as old"
+    )
+    sweep.set_defaults(func=cmd_variants_sweep)
 
     convert = sub.add_parser("convert", help="translate without storing").add_subparsers(dest="kind", required=True)
     cfhir = convert.add_parser("fhir", help="FHIR R4 → JSON array of phenopackets on stdout, issues on stderr")

@@ -49,6 +49,7 @@ def _policy_summary(policy) -> dict:
 def _variant_sizes(data_dir: Path, dataset_id: str) -> dict | None:
     """Sample and variant counts of the dataset's live variant version, read-only; None without one."""
     from gateway.variants.layout import current_version, dataset_dir
+    from gateway.variants.partitions import read_partitions
 
     folder = dataset_dir(data_dir, dataset_id)
     version = current_version(folder)
@@ -58,8 +59,19 @@ def _variant_sizes(data_dir: Path, dataset_id: str) -> dict | None:
         with closing(sqlite3.connect(f"file:{folder / version}?mode=ro&immutable=1", uri=True)) as conn:
             samples = conn.execute("SELECT count(*) FROM samples").fetchone()[0]
             linked = conn.execute("SELECT count(*) FROM samples WHERE individual_id IS NOT NULL").fetchone()[0]
-            variants = conn.execute("SELECT count(*) FROM variants").fetchone()[0]
             assembly = conn.execute("SELECT value FROM meta WHERE key='assembly'").fetchone()
+            units = read_partitions(conn, folder)
+            # A partitioned version's manifest holds no variant rows: its units' counts (recorded in the manifest
+            # at publish) are summed per sample batch, and the largest batch's sum reported: exact for batches cut
+            # from one joint call set (each holds every site), a lower bound otherwise (the union needs a merge).
+            by_batch: dict[int, int] = {}
+            for unit in units:
+                by_batch[unit.batch] = by_batch.get(unit.batch, 0) + unit.variants
+            variants = (
+                max(by_batch.values(), default=0)
+                if units
+                else conn.execute("SELECT count(*) FROM variants").fetchone()[0]
+            )
     except sqlite3.Error:  # switched or removed meanwhile: report it as unknown, not as an error page
         return None
     return {
@@ -67,6 +79,8 @@ def _variant_sizes(data_dir: Path, dataset_id: str) -> dict | None:
         "samples": samples,
         "linkedSamples": linked,
         "variants": variants,
+        "partitions": len(units),
+        "sampleBatches": len(by_batch),
         "assembly": assembly[0] if assembly else None,
     }
 

@@ -8,7 +8,10 @@ subjects' keyed pseudonyms, the same ids the variant store links VCF samples to.
 
 from __future__ import annotations
 
+import contextlib
+import json
 import re
+import secrets
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -25,7 +28,6 @@ from gateway.issues import Issue
 from gateway.security.policy import Granularity
 from gateway.store.reads import change_counter, page_by_pks
 from gateway.store.tables import biosamples, phenopacket_terms, phenopackets
-from gateway.store.values import in_values
 from translators.phenopacket_to_beacon import biosample_records, individual_record
 
 _RECORD_ID = re.compile(r"^[^\s/\\]{1,255}$")
@@ -156,7 +158,11 @@ def individual_of(subject_id: str, document: Any, dataset_id: str) -> dict:
     return record
 
 
-def answer_selection(ctx, request: BeaconRequest, granularity: str, selection: Selection) -> EntryAnswer:
+def answer_selection(
+    ctx, request: BeaconRequest, granularity: str, selection: Selection, scope: Callable | None = None
+) -> EntryAnswer:
+    """`scope(connection)`: a context manager entered on the SQL path's connection before its statements (a
+    cross-link's temporary table of ids, which the selection's conditions join)."""
     store = require_store(ctx)
     info: dict = {}
     if selection.plan.warnings:
@@ -168,7 +174,7 @@ def answer_selection(ctx, request: BeaconRequest, granularity: str, selection: S
         if answered is not None:
             return answered
         return _answer_after_stale_page(ctx, request, granularity, selection)
-    with store.engine.connect() as connection:
+    with store.engine.connect() as connection, scope(connection) if scope else contextlib.nullcontext():
         if granularity == "boolean":
             exists = selection.exists(connection)
             total = None
@@ -362,10 +368,45 @@ def answer_biosamples(
     return answer_selection(ctx, request, granularity, selection_for("biosamples", request, datasets, extra, ctx))
 
 
-def individuals_with_ids(ctx, request, granularity, datasets, individual_ids: Sequence[str]) -> EntryAnswer:
-    ids = sorted(set(individual_ids))
-    extra = [in_values(phenopackets.c.subject_id, ids)]  # one parameter: carriers may be more than a statement takes
-    return answer_selection(ctx, request, granularity, selection_for("individuals", request, datasets, extra, ctx))
+def answer_with_ids(ctx, request, granularity, kind: str, datasets, ids: Sequence[str]) -> EntryAnswer:
+    """The individuals (by subject id) or biosamples (by biosample id) answer restricted to `ids`, a cross-link's
+    carriers: the ids go into a temporary table in one statement with one parameter, and the selection joins it,
+    so the database counts and pages the joined rows itself; no statement carries a list of the ids, whatever
+    their number (PostgreSQL's 65,535 parameters, SQLite's 250,000)."""
+    table = sa.Table(
+        f"xlink_{secrets.token_hex(6)}",
+        sa.MetaData(),
+        sa.Column("id", sa.Text, primary_key=True),
+        prefixes=["TEMPORARY"],
+    )
+    column = phenopackets.c.subject_id if kind == "individuals" else biosamples.c.biosample_id
+    extra = [column.in_(sa.select(table.c.id))]
+
+    @contextlib.contextmanager
+    def loaded(connection):
+        table.create(connection)
+        try:
+            if ids:
+                connection.execute(_load_ids(connection, table), {"ids": _id_parameter(connection, ids)})
+            yield
+        finally:
+            # after a failed statement PostgreSQL drops it with the transaction; SQLite's lives on, under a random name
+            with contextlib.suppress(sa.exc.DBAPIError):
+                table.drop(connection)
+
+    selection = selection_for(kind, request, datasets, extra, ctx)
+    return answer_selection(ctx, request, granularity, selection, scope=loaded)
+
+
+def _load_ids(connection, table: sa.Table) -> sa.TextClause:
+    """One INSERT of every id from one parameter (a text array on PostgreSQL, a JSON array on SQLite)."""
+    if connection.dialect.name == "postgresql":
+        return sa.text(f"INSERT INTO {table.name} (id) SELECT DISTINCT unnest(CAST(:ids AS text[]))")
+    return sa.text(f"INSERT OR IGNORE INTO {table.name} (id) SELECT value FROM json_each(:ids)")
+
+
+def _id_parameter(connection, ids: Sequence[str]):
+    return list(ids) if connection.dialect.name == "postgresql" else json.dumps(list(ids))
 
 
 def individuals_within(

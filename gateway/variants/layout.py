@@ -16,6 +16,7 @@ import os
 import queue
 import re
 import secrets
+import shutil
 import sqlite3
 import threading
 import time
@@ -461,6 +462,103 @@ def check_based_on(ds_dir: Path, based_on: str | None) -> None:
         raise VersionMoved(f"{ds_dir.name}: the live version is now {live}, not {based_on}")
 
 
+SWEEP_GRACE_S = 3600.0  # a unit folder no manifest names is swept once this old (and the live version this old)
+UNITS_PREFIX = "parts-"  # the folders of a partitioned version's units (ingests, erasures, compactions)
+
+
+class UnitsMissing(GatewayError):
+    """A manifest names unit files that are not there (swept, or removed by hand): it is not published."""
+
+
+def _manifest_dirs(path: Path) -> set[str] | None:
+    """The unit folders a version file names ({} for a single-file version; None: unreadable)."""
+    from .partitions import partition_dirs
+
+    try:
+        conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+        try:
+            return partition_dirs(conn)
+        finally:
+            conn.close()
+    except sqlite3.Error:
+        return None
+
+
+def _check_units(build_path: Path) -> None:
+    """UnitsMissing unless every unit file the manifest being published names exists (call under pointer_lock:
+    a sweep holds the same lock, so a unit it removes is either gone before this check or named by the live
+    version afterwards)."""
+    from .partitions import read_partitions
+
+    ds_dir = build_path.parent
+    conn = sqlite3.connect(f"file:{build_path}?mode=ro", uri=True)
+    try:
+        files = [p.file for p in read_partitions(conn, ds_dir)]
+    finally:
+        conn.close()
+    missing = [f for f in files if not (ds_dir / f).is_file()]
+    if missing:
+        raise UnitsMissing(f"{len(missing)} unit files of the manifest are missing, e.g. {missing[0]}")
+
+
+def _newest_mtime(folder: Path) -> float:
+    newest = folder.stat().st_mtime
+    for entry in folder.iterdir():
+        with contextlib.suppress(FileNotFoundError):
+            newest = max(newest, entry.stat().st_mtime)
+    return newest
+
+
+def sweep_unreferenced(ds_dir: Path, grace_s: float = SWEEP_GRACE_S, keep: set[str] = frozenset()) -> list[str]:
+    """Remove the unit folders that no version file in `ds_dir` names (nor `keep`); return their names. Call under
+    pointer_lock.
+
+    A folder goes only when (1) no manifest present names it (the live one, any not yet unlinked, the build being
+    published: `keep`), (2) nothing in it changed for `grace_s` (an interrupted ingest stays resumable that long,
+    and a running one writes into it), and (3) the live version was switched at least `grace_s` ago: a folder the
+    live manifest does not name was last named by a manifest superseded at or before that switch, which a reader
+    may still be using for a while. An unreadable manifest stops the sweep (its folders cannot be told apart)."""
+    now = time.time()
+    try:
+        switched = (ds_dir / POINTER).stat().st_mtime
+    except FileNotFoundError:
+        return []
+    if now - switched < grace_s:
+        return []
+    named = set(keep)
+    folders = []
+    for entry in ds_dir.iterdir():
+        if entry.is_dir() and entry.name.startswith(UNITS_PREFIX):
+            folders.append(entry)
+        elif entry.name.startswith("v") and entry.name.endswith(".sqlite"):
+            dirs = _manifest_dirs(entry)
+            if dirs is None:
+                return []
+            named |= dirs
+    removed = []
+    for folder in sorted(folders):
+        if folder.name in named:
+            continue
+        try:
+            if now - _newest_mtime(folder) < grace_s:
+                continue
+        except FileNotFoundError:
+            continue
+        shutil.rmtree(folder, ignore_errors=True)  # readers of an older manifest were given grace_s to move on
+        removed.append(folder.name)
+    return removed
+
+
+def sweep_dataset(data_dir: Path, dataset_id: str, grace_s: float = SWEEP_GRACE_S) -> list[str]:
+    """`gateway variants sweep`: sweep_unreferenced under the dataset's pointer lock (FileNotFoundError: no such
+    dataset)."""
+    ds_dir = dataset_dir(data_dir, dataset_id)
+    if not ds_dir.is_dir():
+        raise FileNotFoundError(f"no variant store for dataset {dataset_id!r}")
+    with pointer_lock(ds_dir):
+        return sweep_unreferenced(ds_dir, grace_s)
+
+
 def publish(build_path: Path, based_on: str | None = None) -> str:
     """Rename a finished build file into a version and switch the dataset's pointer to it; return the version.
 
@@ -471,6 +569,10 @@ def publish(build_path: Path, based_on: str | None = None) -> str:
     with pointer_lock(ds_dir):
         if based_on is not None:
             check_based_on(ds_dir, based_on)
+        _check_units(build_path)
+        # Before the switch: the folders the live manifest names are still named (it is present), and the pointer's
+        # time is the previous switch's, which the grace period is counted from.
+        sweep_unreferenced(ds_dir, keep=_manifest_dirs(build_path) or set())  # readable: _check_units read it
         os.replace(build_path, ds_dir / version)
         _fsync_dir(ds_dir)
         previous = current_version(ds_dir)

@@ -41,10 +41,11 @@ from .layout import (
     encode_set,
     pack_codes,
     pointer_lock,
+    sweep_unreferenced,
     switch_pointer,
     unpack_codes,
 )
-from .pages import codes_page, set_page
+from .pages import codes_page, set_page, set_size
 from .partitions import Partition, PartitionIndex, read_batches, read_partitions
 from .protocol import DatasetSamples, SampleRow
 from .query import Carrier, VariantHit, VariantQuery
@@ -56,6 +57,7 @@ _MAX_OPEN_PARTITIONS = 1024  # open partition files per thread at most (a genome
 _FD_SHARE = 8  # a thread's partition pool takes at most this fraction of the process's file-descriptor limit
 _SUMMARY_MAX_VARIANTS = 16_384  # partitions this small keep their variants' starts and ends in memory once read
 _SUMMARY_BUDGET = 1 << 20  # starts and ends (8 bytes each) kept per open version and thread: at most 16 MB
+_CARRIED_CACHE = 256  # people whose per-unit variant counts an open partitioned version keeps (per thread)
 _POINTER_RECHECK_S = 0.5  # how stale a reader may be after another process switched a version
 
 
@@ -162,6 +164,26 @@ def _carried_variants(conn: sqlite3.Connection, sample_idxs: list[int]) -> np.nd
     return np.unique(vids) if len(sample_idxs) > 1 else vids
 
 
+def _carried_total(conn: sqlite3.Connection, sample_idxs: list[int]) -> int:
+    """How many variants any of these samples carries in one file: one sample's from its stored set sizes (nothing
+    decoded), several samples' from their union."""
+    if len(sample_idxs) > 1:
+        return len(_carried_variants(conn, sample_idxs))
+    rows = conn.execute("SELECT vids FROM sample_variants WHERE sample = ?", sample_idxs)
+    return sum(set_size(blob) for (blob,) in rows)
+
+
+def _page_of(ds: _Dataset, vids: np.ndarray, offset: int, need: int) -> list[VariantHit]:
+    """The hits of carried variants `vids` (ascending ids of one file) offset … offset+need-1."""
+    page = vids[offset : offset + need].tolist() if need > 0 else []
+    if not page:
+        return []
+    rows = ds.conn.execute(
+        f"SELECT {_COLUMNS} FROM variants WHERE id IN ({','.join('?' * len(page))}) ORDER BY id", page
+    ).fetchall()
+    return [ds.hit(r) for r in rows]
+
+
 def partition_pool_size() -> int:
     """How many partition files one thread keeps open: bounded by the file-descriptor limit (each open unit holds
     one descriptor), so that several threads, datasets and the process's sockets still fit under it."""
@@ -197,12 +219,14 @@ class _Dataset:
     """An open version of one dataset (per thread)."""
 
     __slots__ = (
+        "_carried",
         "_held",
         "_index",
         "_live",
         "_pool",
         "_prefix",
         "_samples_info",
+        "_sites",
         "_summaries",
         "_summary_room",
         "_totals",
@@ -245,8 +269,10 @@ class _Dataset:
         self._pool = pool if pool is not None else _PartitionPool(partition_pool_size())
         self._totals: dict[str, int] = {}  # partition file -> observed variants (files are immutable)
         self._summaries: dict[str, tuple[array, array] | None] = {}  # partition file -> sorted starts, sorted ends
+        self._sites: dict[str, _Sites | None] = {}  # partition file -> its carried variants by start
         self._summary_room = _SUMMARY_BUDGET
         self._held: dict[str, list[int]] | None = None  # individual -> sample indexes
+        self._carried: OrderedDict[tuple[int, ...], array] = OrderedDict()  # samples -> running totals per unit
         self._samples_info: DatasetSamples | None = None
         self._live: int | None = None
 
@@ -331,6 +357,47 @@ class _Dataset:
         self._summaries[partition.file] = summary
         return summary
 
+    def carried_at(self, partition: Partition, start: int, ref: str | None, alt: str | None) -> list | None:
+        """(variant id, carrier count) of the observed, carried variants of one partition starting at `start` with
+        these exact bases (None: any), answered from memory; None: ask SQL (a partition too large to keep).
+
+        An exact carrier count over tiny partitions otherwise pays one statement on a connection whose caches are
+        cold (a thousand partitions take turns); small partitions keep their carried variants' starts, ids, counts
+        and alleles (read once: units are immutable; one-base alleles are shared string objects)."""
+        sites = self._sites.get(partition.file, False)
+        if sites is False:
+            sites = None
+            if partition.variants <= min(_SUMMARY_MAX_VARIANTS, self._summary_room):
+                unit = self._part(partition)
+                rows = unit.conn.execute(
+                    f"SELECT start, id, carriers, ref, alt FROM variants WHERE carriers > 0{unit.observed} ORDER BY start"
+                ).fetchall()
+                sites = _Sites(rows)
+                self._summary_room -= 5 * len(rows)
+            self._sites[partition.file] = sites
+        if sites is None:
+            return None
+        return sites.at(start, ref, alt)
+
+    def carried_counts(self, idxs: list[int]) -> array:
+        """Running totals, unit by unit in manifest order, of the variants these samples carry (the last is the
+        total): one statement per unit reading stored set sizes, once per person while the version is open (a
+        page further on then opens only the units it falls in)."""
+        key = tuple(idxs)
+        ends = self._carried.get(key)
+        if ends is not None:
+            self._carried.move_to_end(key)
+            return ends
+        ends, total = array("q"), 0
+        for partition in self.partitions:
+            if partition.variants:
+                total += _carried_total(self._part(partition).conn, idxs)
+            ends.append(total)
+        if len(self._carried) >= _CARRIED_CACHE:
+            self._carried.popitem(last=False)
+        self._carried[key] = ends
+        return ends
+
     def sample_table(self) -> list[tuple[str, str | None, str | None]]:
         if self.samples is None:
             rows = self.conn.execute(
@@ -398,6 +465,57 @@ class _Dataset:
             carrier_count=carriers,
             extra={"length": length},
         )
+
+
+class _Sites:
+    """One small partition's carried variants sorted by start: start, id and carrier count in arrays, the alleles
+    in lists (the bulk are one-base strings, which Python shares)."""
+
+    __slots__ = ("alts", "carriers", "refs", "starts", "vids")
+
+    def __init__(self, rows: list[tuple[int, int, int, str, str]]):
+        self.starts = array("q", (r[0] for r in rows))
+        self.vids = array("q", (r[1] for r in rows))
+        self.carriers = array("q", (r[2] for r in rows))
+        self.refs = [r[3] for r in rows]
+        self.alts = [r[4] for r in rows]
+
+    def at(self, start: int, ref: str | None, alt: str | None) -> list[tuple[int, int]]:
+        lo, hi = bisect_left(self.starts, start), bisect_right(self.starts, start)
+        return [
+            (self.vids[i], self.carriers[i])
+            for i in range(lo, hi)
+            if (ref is None or self.refs[i] == ref) and (alt is None or self.alts[i] == alt)
+        ]
+
+
+def _exact_bases(q: VariantQuery) -> tuple[int, str | None, str | None] | None:
+    """(start, ref, alt) of a query that asks for nothing but variants at one start on one chromosome with these
+    bases (None: any); None for any other query (or a base pattern with N, matched by SQL's GLOB)."""
+    if (
+        q.reference_name is None
+        or q.start is None
+        or q.end is not None
+        or q.start_range is not None
+        or q.end_range is not None
+        or q.variant_types
+        or q.min_length is not None
+        or q.max_length is not None
+        or q.gene_id is not None
+        or q.aa_change is not None
+        or q.variant_ids
+    ):
+        return None
+    bases: list[str | None] = []
+    for given in (q.reference_bases, q.alternate_bases):
+        if not given:
+            bases.append(None)
+            continue
+        pattern, wildcard = _glob(given)
+        if wildcard:
+            return None
+        bases.append(pattern)
+    return q.start, bases[0], bases[1]
 
 
 def _observed(ds: _Dataset) -> str:
@@ -687,11 +805,16 @@ class VariantStore:
         """Distinct samples carrying any matching variant (summed over datasets). One matching variant answers
         from its stored carrier count; only several in one dataset read and unite their carrier sets."""
         branches = build_where(q)
+        exact = _exact_bases(q)
         found: dict[str, list[tuple[_Dataset, Partition | None, int, int]]] = {}  # the partitions share samples
         batched = 0  # a multi-batch version's distinct carriers, counted over its batches by batched.py
         for ds, partition in self._slices(q):
             if ds.batched is not None:
                 batched += self._batched_answer(ds.batched.reached(q), q, branches, BatchedUnits.carrier_count, 0)
+                continue
+            held = ds.carried_at(partition, *exact) if exact is not None and partition is not None else None
+            if held is not None:
+                found.setdefault(ds.dataset_id, []).extend((ds, partition, vid, n) for vid, n in held)
                 continue
             parts = self._branches(ds, q, branches)
             if parts is None:
@@ -818,17 +941,26 @@ class VariantStore:
                 page, n = dataset.batched.variants_of(idxs, max(skip - total, 0), limit - len(hits))
                 hits, total = hits + page, total + n
                 continue
-            for ds in dataset.units():
-                vids = _carried_variants(ds.conn, idxs)
-                n = len(vids)
-                if limit > len(hits) and skip < total + n:
-                    offset = max(skip - total, 0)
-                    page = vids[offset : offset + limit - len(hits)].tolist()
-                    rows = ds.conn.execute(
-                        f"SELECT {_COLUMNS} FROM variants WHERE id IN ({','.join('?' * len(page))}) ORDER BY id", page
-                    ).fetchall()
-                    hits += [ds.hit(r) for r in rows]
-                total += n
+            if not dataset.partitions:
+                vids = _carried_variants(dataset.conn, idxs)
+                hits += _page_of(dataset, vids, max(skip - total, 0), limit - len(hits))
+                total += len(vids)
+                continue
+            # A partitioned version: the units' counts first (stored set sizes, no set decoded: read once per person
+            # and version), then only the units the page falls in are decoded and read, in genomic order.
+            ends = dataset.carried_counts(idxs)
+            n = ends[-1] if ends else 0
+            offset, need = max(skip - total, 0), limit - len(hits)
+            i = bisect_right(ends, offset)
+            while need > 0 and i < len(ends):
+                before = ends[i - 1] if i else 0
+                if ends[i] > before:
+                    unit = dataset._part(dataset.partitions[i])
+                    page = _page_of(unit, _carried_variants(unit.conn, idxs), max(offset - before, 0), need)
+                    hits += page
+                    need -= len(page)
+                i += 1
+            total += n
         return hits, total
 
     # --- samples (the VariantReader protocol, gateway/variants/protocol.py) --------------
@@ -906,6 +1038,7 @@ class VariantStore:
             version = f"v{time.time_ns()}-{os.getpid()}.sqlite"
             with pointer_lock(ds_dir):
                 check_based_on(ds_dir, ds.version)  # VersionMoved: nothing switched, the caller tries again
+                sweep_unreferenced(ds_dir, keep={new_dir.name} if new_dir is not None else set())
                 os.replace(tmp, ds_dir / version)
                 previous = current_version(ds_dir)
                 switch_pointer(ds_dir, version)

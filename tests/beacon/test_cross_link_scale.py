@@ -96,3 +96,59 @@ def test_variants_of_an_individual_build_only_the_carriers_a_record_shows(tmp_pa
         assert variants.built and max(variants.built) <= 100, variants.built  # MAX_CASE_LEVEL, not 70,000
     finally:
         app.extensions["gateway"].store.close()
+
+
+def _with_biosamples(store: MetadataStore) -> None:
+    """The stored patients' phenopackets with their biosample (the carriers' biosample ids B…)."""
+    records = []
+    for subject in STORED:
+        packet = document(subject, "HP:0001250")
+        packet["biosamples"] = [{"id": f"B{subject[1:]}", "individualId": subject}]
+        records.append(PhenopacketRecord(f"pp-{subject}", "ds1", subject, packet, source="Bundle/b1"))
+    store.save_phenopackets(records)
+
+
+def test_biosamples_of_a_variant_with_more_carriers_than_postgres_parameters(database_url):
+    """/g_variants/{id}/biosamples: the carriers' biosample ids are gathered from the sample indexes (no carrier
+    built) and joined in SQL through a temporary table loaded in one statement, on PostgreSQL and SQLite."""
+    app, common, variants = _node(database_url)
+    try:
+        _with_biosamples(app.extensions["gateway"].store)
+        client = app.test_client()
+        url = f"/api/g_variants/{common.variant_id}/biosamples"
+        answer = client.get(url, query_string={"requestedGranularity": "record", "limit": 2})
+        assert answer.status_code == 200, answer.get_data(as_text=True)[:500]
+        body = answer.get_json()
+        assert body["responseSummary"]["numTotalResults"] == 3
+        (result_set,) = [r for r in body["response"]["resultSets"] if r["id"] == "ds1"]
+        assert [r["id"] for r in result_set["results"]] == ["B00007", "B35000"]
+        second = client.get(url, query_string={"requestedGranularity": "record", "limit": 2, "skip": 1}).get_json()
+        (result_set,) = [r for r in second["response"]["resultSets"] if r["id"] == "ds1"]
+        assert [r["id"] for r in result_set["results"]] == ["B69999"]
+        count = client.get(url, query_string={"requestedGranularity": "count"}).get_json()
+        assert count["responseSummary"]["numTotalResults"] == 3
+        assert variants.built == []  # no Carrier per carrier: 70,000 sample indexes mapped in one step
+    finally:
+        app.extensions["gateway"].store.close()
+
+
+def test_individuals_of_a_variant_on_sql_when_the_index_cannot_answer(database_url, monkeypatch):
+    """The SQL path of /g_variants/{id}/individuals (the in-memory index stale or not holding the filters): the
+    carriers' individual ids through a temporary table, no carrier built."""
+    from gateway.beacon import links
+
+    monkeypatch.setattr(links, "_carrier_individuals_from_index", lambda *args: None)
+    app, common, variants = _node(database_url)
+    try:
+        client = app.test_client()
+        url = f"/api/g_variants/{common.variant_id}/individuals"
+        for skip, page in ((0, ["P00007", "P35000"]), (1, ["P69999"])):  # skip counts pages
+            query = {"requestedGranularity": "record", "limit": 2, "skip": skip}
+            body = client.get(url, query_string=query).get_json()
+            assert body["responseSummary"]["numTotalResults"] == 3
+            (result_set,) = [r for r in body["response"]["resultSets"] if r["id"] == "ds1"]
+            assert [r["id"] for r in result_set["results"]] == page
+        assert client.get(url).get_json()["responseSummary"]["exists"] is True
+        assert variants.built == []
+    finally:
+        app.extensions["gateway"].store.close()

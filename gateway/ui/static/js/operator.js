@@ -68,7 +68,7 @@ function Datasets({ token }) {
         <td><strong>${d.name}</strong><br /><span class="curie">${d.id}</span>${d.declared ? "" : " (not declared)"}</td>
         <td>${d.securityLevel}</td>
         <td>${d.phenopackets.toLocaleString("en")}</td>
-        <td>${d.variantStore ? `${d.variantStore.samples} samples (${d.variantStore.linkedSamples} linked), ${d.variantStore.variants.toLocaleString("en")} variants, ${d.variantStore.assembly || ""}` : "—"}</td>
+        <td>${d.variantStore ? `${d.variantStore.samples} samples (${d.variantStore.linkedSamples} linked), ${d.variantStore.variants.toLocaleString("en")} variants${d.variantStore.partitions ? ` in ${d.variantStore.partitions.toLocaleString("en")} units` : ""}, ${d.variantStore.assembly || ""}` : "—"}</td>
         <td>${d.dataUseConditions.map((t) => html`<span title=${t.id}>${t.label || t.id}</span> `)}</td>
         <td>${policyText(d.policy)}</td>
       </tr>`,
