@@ -29,7 +29,7 @@ from gateway.issues import Issue
 from gateway.store import fhir_resources as rows
 from gateway.store.fhir_resources import PATIENT, ResourceHead
 from translators.fhir.common import rfc3339
-from translators.fhir.merge import Part, followed_references, merge_parts
+from translators.fhir.merge import Join, Part, followed_references, merge_or_join
 from translators.fhir.references import BundleIndex
 
 Load = Callable[[list[int]], dict[int, dict[str, Any]]]  # the content of kept resources by primary key
@@ -63,6 +63,7 @@ class FragmentCache:
     translated: int = 0  # parts translated (misses): what the benchmark and the tests look at
     merged: int = 0  # phenopackets made by merging
     whole: int = 0  # phenopackets the caller had to translate at once
+    joined: int = 0  # times parts had to be translated as one for the merge to be sure
 
     def get(self, table: OrderedDict, key: Any) -> Any:
         found = table.get(key)
@@ -189,30 +190,54 @@ def merged_phenopacket(
     raises when the part's phenopacket is not valid); `scope` names everything else a translation
     depends on (key, dataset, profile, day).
     """
-    keys = [_fragment_key(scope, assembly.patient, part) for part in [[], *assembly.parts]]
-    fragments: list[Fragment | None] = [cache.get(cache.fragments, k) for k in keys]
-    missing = [n for n, f in enumerate(fragments) if f is None]
-    if missing:
-        wanted = {h.pk for n in missing for h in ([] if n == 0 else assembly.parts[n - 1])} | {assembly.patient.pk}
-        contents = load(sorted(wanted))
-        for n in missing:
-            heads = [assembly.patient, *([] if n == 0 else assembly.parts[n - 1])]
-            fragment = translate(heads, contents)
-            cache.put(cache.fragments, keys[n], fragment)
-            fragments[n] = fragment
-            cache.translated += 1
-    done = [f for f in fragments if f is not None]
-    parts = [
-        Part(f.phenopacket, tuple((h.resource_type, h.resource_id) for h in p))
-        for f, p in zip(done[1:], assembly.parts, strict=True)
-    ]
-    packet = merge_parts(done[0].phenopacket, parts)
+    groups = [[], *assembly.parts]  # the Patient alone, then each part
+    fragments = _fragments(groups, assembly.patient, translate, load, cache, scope)
+    while True:
+        parts = [
+            Part(f.phenopacket, tuple((h.resource_type, h.resource_id) for h in g))
+            for f, g in zip(fragments[1:], groups[1:], strict=True)
+        ]
+        packet = merge_or_join(fragments[0].phenopacket, parts)
+        if not isinstance(packet, Join):
+            break
+        # Some parts' order decides: translate them as one part (cached like any other) and merge again.
+        together = sorted(packet.together)
+        joined = sorted((h for n in together for h in groups[1 + n]), key=lambda h: (h.resource_type, h.resource_id))
+        kept = [n for n in range(len(parts)) if n not in packet.together]
+        groups = [
+            [],
+            *sorted([joined, *(groups[1 + n] for n in kept)], key=lambda g: (g[0].resource_type, g[0].resource_id)),
+        ]
+        fragments = _fragments(groups, assembly.patient, translate, load, cache, scope)
+        cache.joined += 1
     if packet is None:
         cache.whole += 1
         return None
     cache.merged += 1
     packet["metaData"] = {**packet["metaData"], "created": rfc3339(now)}
-    return packet, _issues(done, dated="timeAtLastEncounter" in packet["subject"])
+    return packet, _issues(fragments, dated="timeAtLastEncounter" in packet["subject"])
+
+
+def _fragments(
+    groups: list[list[ResourceHead]],
+    patient: ResourceHead,
+    translate: Callable[[list[ResourceHead], dict[int, dict[str, Any]]], Fragment],
+    load: Load,
+    cache: FragmentCache,
+    scope: tuple,
+) -> list[Fragment]:
+    """The fragment of the Patient with each group, from the cache or translated now."""
+    keys = [_fragment_key(scope, patient, group) for group in groups]
+    fragments: list[Fragment | None] = [cache.get(cache.fragments, k) for k in keys]
+    missing = [n for n, f in enumerate(fragments) if f is None]
+    if missing:
+        contents = load(sorted({h.pk for n in missing for h in groups[n]} | {patient.pk}))
+        for n in missing:
+            fragment = translate([patient, *groups[n]], contents)
+            cache.put(cache.fragments, keys[n], fragment)
+            fragments[n] = fragment
+            cache.translated += 1
+    return [f for f in fragments if f is not None]
 
 
 def _fragment_key(scope: tuple, patient: ResourceHead, part: list[ResourceHead]) -> tuple:

@@ -114,8 +114,39 @@ FEATURE_SOURCES = frozenset({"Condition", "Observation"})
 DISEASE_SOURCES = frozenset({"Condition"})
 
 
+class _Unsure(Exception):
+    """The merge cannot be sure; `together` names the parts (indexes) whose one translation would
+    settle it (empty: none would, translate everything at once)."""
+
+    def __init__(self, together: frozenset[int] = frozenset()):
+        super().__init__(sorted(together))
+        self.together = together
+
+
+@dataclass(frozen=True)
+class Join:
+    """merge_or_join's answer when some parts must be translated as one: their indexes in `parts`."""
+
+    together: frozenset[int]
+
+
 def merge_parts(base: dict, parts: list[Part]) -> dict | None:
     """The phenopacket of the Patient (`base`: its own translation) with every part, or None."""
+    merged = merge_or_join(base, parts)
+    return merged if isinstance(merged, dict) else None
+
+
+def merge_or_join(base: dict, parts: list[Part]) -> dict | Join | None:
+    """`merge_parts`, or — when the order of some parts' sources decides (two versions of one code
+    system, one disease from two parts of several Conditions, two vital statuses) — the parts whose
+    joint translation settles it (`Join`): the caller translates them as one part and merges again."""
+    try:
+        return _merge(base, parts)
+    except _Unsure as unsure:
+        return Join(unsure.together) if len(unsure.together) > 1 else None
+
+
+def _merge(base: dict, parts: list[Part]) -> dict | None:
     if any(set(p.phenopacket) - KNOWN_KEYS for p in parts):
         return None
     subject = _subject(base["subject"], [p.phenopacket["subject"] for p in parts])
@@ -151,9 +182,10 @@ def _subject(base: dict, subjects: list[dict]) -> dict | None:
     change (its vital-status Observation or cause of death; two parts that do → None)."""
     stable = {k: v for k, v in base.items() if k not in ("timeAtLastEncounter", "vitalStatus")}
     times = [base.get("timeAtLastEncounter")]
-    changed = [s["vitalStatus"] for s in subjects if s.get("vitalStatus") != base.get("vitalStatus")]
+    changing = [n for n, s in enumerate(subjects) if s.get("vitalStatus") != base.get("vitalStatus")]
+    changed = [subjects[n]["vitalStatus"] for n in changing]
     if len(changed) > 1:
-        return None
+        raise _Unsure(frozenset(changing))
     for subject in subjects:
         if {k: v for k, v in subject.items() if k not in ("timeAtLastEncounter", "vitalStatus")} != stable:
             return None
@@ -188,7 +220,7 @@ def _keyed(parts: list[Part], name: str, key, sources: frozenset[str], fill_miss
     """A list whose elements are unique by `key`; the earlier in translator order wins a clash."""
     chosen: dict[tuple, tuple[tuple | None, dict]] = {}
     order: list[tuple] = []
-    for part in parts:
+    for n, part in enumerate(parts):
         part_rank = part.rank(sources)
         for item in part.phenopacket.get(name) or ():
             k = key(item)
@@ -198,7 +230,11 @@ def _keyed(parts: list[Part], name: str, key, sources: frozenset[str], fill_miss
                 continue
             rank, earlier = chosen[k]
             if rank is None or part_rank is None:
-                return None  # the order among several sources of one part is not known here
+                # the order among several sources of one part is not known here: one translation of
+                # every part that gives this element knows it
+                raise _Unsure(
+                    frozenset(n for n, p in enumerate(parts) for i in p.phenopacket.get(name) or () if key(i) == k)
+                )
             first, second = (earlier, item) if rank < part_rank else (item, earlier)
             winner = dict(first)
             if fill_missing:
@@ -254,7 +290,15 @@ def _resources(base: dict, parts: list[Part]) -> list[dict] | None:
                 if all(last < other_first for (other_first, _), other in versioned if other != r)
             ]
             if not first:
-                return None  # sources of two versions interleave: their order inside a part is not known here
+                # sources of two versions interleave: their order inside a part is not known here, but
+                # one translation of the parts that name a version knows it (the Patient is in every part)
+                versioned_parts = {
+                    n
+                    for n, p in enumerate(parts)
+                    for r in p.phenopacket["metaData"].get("resources") or ()
+                    if r["namespacePrefix"] == prefix and r != default
+                }
+                raise _Unsure(frozenset(versioned_parts))
             chosen.append(first[0])
     return chosen
 
