@@ -1,9 +1,8 @@
 """One patient's phenopacket from the phenopackets of disjoint parts of its resources.
 
 A part is the Patient plus one group of resources linked by the references the translation follows
-(`followed_references`: a Condition alone; a report with its variant Observations; a statement with
-its Medication). Translated apart, each
-part gives a phenopacket of the same subject; `merge_parts` puts them together as the translation
+(`translators.fhir.links`: a Condition alone; a report with its variant Observations; a statement
+with its Medication; a Condition with its TNM Observations). Translated apart, each part gives a phenopacket of the same subject; `merge_parts` puts them together as the translation
 of all the resources at once would have, or answers None when it cannot be sure to: then the
 caller translates everything at once. What the families share across parts, and how:
 
@@ -30,7 +29,9 @@ import re
 from dataclasses import dataclass
 
 from mappings import load_registry
-from translators.fhir.common import as_list, reference_of
+from translators.fhir.links import followed_references
+
+__all__ = ["Join", "Part", "followed_references", "merge_or_join", "merge_parts"]
 
 JOINED_LISTS = ("biosamples", "measurements", "medicalActions")
 KNOWN_KEYS = frozenset(
@@ -38,28 +39,6 @@ KNOWN_KEYS = frozenset(
 )
 UNLINKED_PROGRESS = "UNKNOWN_PROGRESS"
 _YEARS = re.compile(r"P(\d+)Y")
-
-
-def followed_references(resource: dict) -> list[str]:
-    """The references from one resource to another that the translation follows (besides the
-    patient's): what makes resources one part. Kept in step with the families: medications
-    (medicationReference), reports (result), Conditions (evidence.detail), implications (derivedFrom),
-    complex variants and panels (hasMember), TNM Observations about a Condition (focus: the disease's
-    clinicalTnmFinding). Any other link (specimen, encounter …) changes nothing in a phenopacket."""
-    found = [
-        resource.get("medicationReference"),
-        *as_list(resource.get("focus")),
-        *as_list(resource.get("result")),
-        *as_list(resource.get("derivedFrom")),
-        *as_list(resource.get("hasMember")),
-        *(
-            detail
-            for evidence in as_list(resource.get("evidence"))
-            if isinstance(evidence, dict)
-            for detail in as_list(evidence.get("detail"))
-        ),
-    ]
-    return [r for item in found if (r := reference_of(item)) is not None]
 
 
 @dataclass(frozen=True)
