@@ -5,7 +5,7 @@ resource-by-resource write validates a fragment per write. `plainly_parses` walk
 descriptors with field maps built once and says True only for documents inside a conservative
 subset of what ParseDict accepts: known field names (JSON or proto spelling, each field once, one
 member per oneof), objects for messages, lists for repeated fields, strings for strings (no unpaired
-surrogate), bools for bools, ints in range for integer fields, finite numbers for doubles, enum values
+surrogate), bools for bools, ints in range (or strings of digits) for integer fields, finite numbers for doubles, enum values
 by name, Timestamps as protobuf reads them, map<string, string> as objects of strings. Anything else —
 an error or merely a spelling it does not model (nulls, numbers as strings, other well-known types,
 bytes) — answers False, and the caller asks ParseDict, whose verdict and message stand. So the answer
@@ -14,6 +14,7 @@ of the validation is ParseDict's in every case; only the plain valid case is fas
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from functools import cache
 
@@ -22,6 +23,7 @@ from google.protobuf.descriptor import Descriptor, FieldDescriptor
 from google.protobuf.timestamp_pb2 import Timestamp
 
 _TIMESTAMP = "google.protobuf.Timestamp"
+_DIGITS = re.compile(r"-?[0-9]{1,25}")
 _SURROGATE = json_format._UNPAIRED_SURROGATE_PATTERN  # what ParseDict rejects in a string
 _INT_RANGES = {
     FieldDescriptor.TYPE_INT32: (-(2**31), 2**31 - 1),
@@ -144,7 +146,9 @@ def _value(value: object, spec: _Field) -> bool:
         return isinstance(value, str) and value in spec.names
     if kind == "bool":
         return isinstance(value, bool)
-    if kind == "int":
+    if kind == "int":  # a JSON number, or a string of digits (proto3 JSON writes 64-bit ints so)
+        if isinstance(value, str) and _DIGITS.fullmatch(value):
+            value = int(value)
         return type(value) is int and spec.bounds[0] <= value <= spec.bounds[1]
     if kind == "double":
         return type(value) in (int, float) and abs(value) < 1e308  # NaN and infinities fail too
