@@ -64,6 +64,9 @@ class FragmentCache:
     merged: int = 0  # phenopackets made by merging
     whole: int = 0  # phenopackets the caller had to translate at once
     joined: int = 0  # times parts had to be translated as one for the merge to be sure
+    joins: OrderedDict[tuple, tuple[frozenset, ...]] = field(
+        default_factory=OrderedDict
+    )  # per patient: (type, id) sets
 
     def get(self, table: OrderedDict, key: Any) -> Any:
         found = table.get(key)
@@ -190,7 +193,9 @@ def merged_phenopacket(
     raises when the part's phenopacket is not valid); `scope` names everything else a translation
     depends on (key, dataset, profile, day).
     """
-    groups = [[], *assembly.parts]  # the Patient alone, then each part
+    joins_key = (*scope, assembly.patient.resource_id)
+    remembered = cache.get(cache.joins, joins_key) or ()
+    groups = [[], *_joined(assembly.parts, remembered)]  # the Patient alone, then each part
     fragments = _fragments(groups, assembly.patient, translate, load, cache, scope)
     while True:
         parts = [
@@ -200,14 +205,12 @@ def merged_phenopacket(
         packet = merge_or_join(fragments[0].phenopacket, parts)
         if not isinstance(packet, Join):
             break
-        # Some parts' order decides: translate them as one part (cached like any other) and merge again.
-        together = sorted(packet.together)
-        joined = sorted((h for n in together for h in groups[1 + n]), key=lambda h: (h.resource_type, h.resource_id))
-        kept = [n for n in range(len(parts)) if n not in packet.together]
-        groups = [
-            [],
-            *sorted([joined, *(groups[1 + n] for n in kept)], key=lambda g: (g[0].resource_type, g[0].resource_id)),
-        ]
+        # Some parts' order decides: translate them as one part (cached like any other), merge again,
+        # and join them up front on the patient's next writes (any union of parts is a part).
+        together = frozenset(source for n in packet.together for source in parts[n].sources)
+        remembered = (*remembered, together)
+        cache.put(cache.joins, joins_key, remembered)
+        groups = [[], *_joined([g for g in groups[1:]], (together,))]
         fragments = _fragments(groups, assembly.patient, translate, load, cache, scope)
         cache.joined += 1
     if packet is None:
@@ -216,6 +219,16 @@ def merged_phenopacket(
     cache.merged += 1
     packet["metaData"] = {**packet["metaData"], "created": rfc3339(now)}
     return packet, _issues(fragments, dated="timeAtLastEncounter" in packet["subject"])
+
+
+def _joined(parts: list[list[ResourceHead]], joins: tuple[frozenset, ...]) -> list[list[ResourceHead]]:
+    """The parts with those that share a source with one of `joins` made one (sorted as parts are)."""
+    for join in joins:
+        inside = [p for p in parts if any((h.resource_type, h.resource_id) in join for h in p)]
+        if len(inside) > 1:
+            one = sorted((h for p in inside for h in p), key=lambda h: (h.resource_type, h.resource_id))
+            parts = [p for p in parts if not any(p is q for q in inside)] + [one]
+    return sorted(parts, key=lambda g: (g[0].resource_type, g[0].resource_id))
 
 
 def _fragments(

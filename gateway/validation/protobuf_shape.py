@@ -138,7 +138,7 @@ def _message(doc: object, name: str) -> bool:
 def _value(value: object, spec: _Field) -> bool:
     kind = spec.kind
     if kind == "string":
-        return isinstance(value, str) and not _SURROGATE.search(value)
+        return isinstance(value, str) and (value.isascii() or not _SURROGATE.search(value))
     if kind == "message":
         assert spec.message is not None
         return _message(value, spec.message)

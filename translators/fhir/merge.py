@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from functools import cache
 
 from mappings import load_registry
 from translators.fhir.links import followed_references
@@ -248,25 +249,24 @@ def _interpretations(parts: list[Part]) -> list[dict] | None:
 def _resources(base: dict, parts: list[Part]) -> list[dict] | None:
     """metaData.resources of all parts, per prefix the version the translator would keep: the first
     version a sender named in its processing order (`Part.order`), else the default."""
-    registry = load_registry()
-    named: dict[str, list[tuple[tuple[tuple, tuple], dict]]] = {}
-    for span, packet in [(((-1,), (-1,)), base), *((p.span(), p.phenopacket) for p in parts)]:
+    named: dict[str, list[tuple[int, dict]]] = {}  # per prefix: (part index, -1 for the base; resource)
+    for n, packet in [(-1, base), *enumerate(p.phenopacket for p in parts)]:
         for resource in packet["metaData"].get("resources") or ():
-            named.setdefault(resource["namespacePrefix"], []).append((span, resource))
+            named.setdefault(resource["namespacePrefix"], []).append((n, resource))
     chosen = []
     for prefix in sorted(named):
-        system = registry.system_for_prefix(prefix)
-        default = system.resource() if system is not None else None
-        versioned = [(o, r) for o, r in named[prefix] if r != default]
+        default = _default_resource(prefix)
+        versioned = [(n, r) for n, r in named[prefix] if r != default]
         if not versioned:
             chosen.append(named[prefix][0][1])
         elif all(r == versioned[0][1] for _, r in versioned):
             chosen.append(versioned[0][1])
         else:  # the first sender's version: a part whose sources all come before every other's
+            spans = [(((-1,), (-1,)) if n < 0 else parts[n].span(), r) for n, r in versioned]
             first = [
                 r
-                for (_, last), r in versioned
-                if all(last < other_first for (other_first, _), other in versioned if other != r)
+                for (_, last), r in spans
+                if all(last < other_first for (other_first, _), other in spans if other != r)
             ]
             if not first:
                 # sources of two versions interleave: their order inside a part is not known here, but
@@ -280,6 +280,13 @@ def _resources(base: dict, parts: list[Part]) -> list[dict] | None:
                 raise _Unsure(frozenset(versioned_parts))
             chosen.append(first[0])
     return chosen
+
+
+@cache
+def _default_resource(prefix: str) -> dict | None:
+    """The registry's resource of a prefix (no version named); shared: compared, never changed."""
+    system = load_registry().system_for_prefix(prefix)
+    return system.resource() if system is not None else None
 
 
 def _meta_data(base: dict, metas: list[dict], resources: list[dict]) -> dict:
