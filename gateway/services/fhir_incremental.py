@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import hashlib
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -48,8 +48,9 @@ class Fragment:
 class Facts:
     """What assembling needs of a resource's content: the references it makes, the profile it names."""
 
-    references: tuple[str, ...]  # those the translation follows (translators.fhir.merge)
+    references: tuple[str, ...]  # those the translation follows (translators.fhir.links): parts
     profile: str  # mappings.detect_profile of the resource alone ("generic": it names none)
+    reaches: tuple[str, ...] = ()  # every reference it makes: the patient-less resources it brings in
 
 
 @dataclass
@@ -126,7 +127,7 @@ def parts_of(
             found = {
                 i
                 for h in frontier
-                for ref in references[h.pk]
+                for ref in facts[h.pk].reaches
                 if (i := index.resolve(ref)) is not None and i not in reached
             }
             reached |= found
@@ -142,10 +143,25 @@ def _facts_of(load: Load, heads: list[ResourceHead], cache: FragmentCache) -> di
     missing = {h.pk: h.content_hash for h in heads if found[h.pk] is None}
     for pk, resource in load(list(missing)).items():
         bundle = {"resourceType": "Bundle", "type": "collection", "entry": [{"resource": resource}]}
-        facts = Facts(tuple(followed_references(resource)), mappings.detect_profile(bundle))
+        facts = Facts(
+            tuple(followed_references(resource)), mappings.detect_profile(bundle), tuple(_all_references(resource))
+        )
         found[pk] = facts
         cache.put(cache.facts, missing[pk], facts)
     return {pk: f for pk, f in found.items() if f is not None}
+
+
+def _all_references(node: Any) -> Iterator[str]:
+    """Every reference a resource makes (what fhir_resources.assemble follows to patient-less ones)."""
+    if isinstance(node, dict):
+        for name, value in node.items():
+            if name == "reference" and isinstance(value, str):
+                yield value
+            else:
+                yield from _all_references(value)
+    elif isinstance(node, list):
+        for item in node:
+            yield from _all_references(item)
 
 
 def _stub(head: ResourceHead) -> dict[str, Any]:
