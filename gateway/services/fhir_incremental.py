@@ -174,6 +174,8 @@ def _stub(head: ResourceHead) -> dict[str, Any]:
 def _parts(members: list[ResourceHead], references: dict[int, tuple[str, ...]]) -> list[list[ResourceHead]]:
     """Groups of resources linked by a reference either way (union-find over the members)."""
     members = sorted(members, key=lambda h: (h.resource_type, h.resource_id))
+    if not any(references[h.pk] for h in members):
+        return [[h] for h in members]  # no links: each resource is a part (no index to build)
     index = BundleIndex.build([_stub(h) for h in members])
     parent = list(range(len(members)))
 
