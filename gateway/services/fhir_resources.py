@@ -655,6 +655,7 @@ def incremental_record(
     """The record of an assembled patient from its parts' fragments; None: translate all at once
     (also when a FamilyMemberHistory makes a Family: it is built around the whole phenopacket)."""
     if any(h.resource_type == "FamilyMemberHistory" for h in assembly.heads):
+        cache.whole += 1
         return None
     name = profile if profile and profile != "auto" else assembly.profile
 
