@@ -17,9 +17,10 @@ from __future__ import annotations
 
 import hashlib
 from collections import OrderedDict
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
 from datetime import datetime
+from functools import cached_property
 from typing import Any
 
 import sqlalchemy as sa
@@ -42,6 +43,12 @@ class Fragment:
 
     phenopacket: dict[str, Any]
     issues: tuple[Issue, ...]
+    sources: tuple[tuple[str, str], ...] = ()  # the part's resources (type, id), the Patient aside
+
+    @cached_property
+    def part(self) -> Part:
+        """The fragment as the merge reads it (kept with the cached fragment: worked out once)."""
+        return Part(self.phenopacket, self.sources)
 
 
 @dataclass(frozen=True)
@@ -139,7 +146,11 @@ def parts_of(
 
 
 def _facts_of(load: Load, heads: list[ResourceHead], cache: FragmentCache) -> dict[int, Facts]:
-    found: dict[int, Facts | None] = {h.pk: cache.get(cache.facts, h.content_hash) for h in heads}
+    table = cache.facts
+    found: dict[int, Facts | None] = {h.pk: table.get(h.content_hash) for h in heads}
+    for h in heads:
+        if found[h.pk] is not None:
+            table.move_to_end(h.content_hash)  # least recently used first out
     missing = {h.pk: h.content_hash for h in heads if found[h.pk] is None}
     for pk, resource in load(list(missing)).items():
         bundle = {"resourceType": "Bundle", "type": "collection", "entry": [{"resource": resource}]}
@@ -151,17 +162,21 @@ def _facts_of(load: Load, heads: list[ResourceHead], cache: FragmentCache) -> di
     return {pk: f for pk, f in found.items() if f is not None}
 
 
-def _all_references(node: Any) -> Iterator[str]:
+def _all_references(resource: dict[str, Any]) -> list[str]:
     """Every reference a resource makes (what fhir_resources.assemble follows to patient-less ones)."""
-    if isinstance(node, dict):
-        for name, value in node.items():
-            if name == "reference" and isinstance(value, str):
-                yield value
-            else:
-                yield from _all_references(value)
-    elif isinstance(node, list):
-        for item in node:
-            yield from _all_references(item)
+    found: list[str] = []
+    stack: list[Any] = [resource]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, dict):
+            for name, value in node.items():
+                if name == "reference" and isinstance(value, str):
+                    found.append(value)
+                elif isinstance(value, dict | list):
+                    stack.append(value)
+        elif isinstance(node, list):
+            stack.extend(node)
+    return found
 
 
 def _stub(head: ResourceHead) -> dict[str, Any]:
@@ -216,10 +231,7 @@ def merged_phenopacket(
     groups = [[], *_joined(assembly.parts, remembered)]  # the Patient alone, then each part
     fragments = _fragments(groups, assembly.patient, translate, load, cache, scope)
     while True:
-        parts = [
-            Part(f.phenopacket, tuple((h.resource_type, h.resource_id) for h in g))
-            for f, g in zip(fragments[1:], groups[1:], strict=True)
-        ]
+        parts = [f.part for f in fragments[1:]]
         packet = merge_or_join(fragments[0].phenopacket, parts)
         if not isinstance(packet, Join):
             break
@@ -264,7 +276,8 @@ def _fragments(
     if missing:
         contents = load(sorted({h.pk for n in missing for h in groups[n]} | {patient.pk}))
         for n in missing:
-            fragment = translate([patient, *groups[n]], contents)
+            sources = tuple((h.resource_type, h.resource_id) for h in groups[n])
+            fragment = replace(translate([patient, *groups[n]], contents), sources=sources)
             cache.put(cache.fragments, keys[n], fragment)
             fragments[n] = fragment
             cache.translated += 1

@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from functools import cache
+from functools import cache, cached_property
 
 from mappings import load_registry
 from translators.fhir.links import followed_references
@@ -68,6 +68,30 @@ class Part:
         """The first and the last place of the part's sources in the translator's processing."""
         places = sorted(_source_order(source) for source in self.sources)
         return places[0], places[-1]
+
+    # What every merge reads of a part, worked out once (a cached fragment's Part is kept with it).
+    @cached_property
+    def stable_subject(self) -> dict:
+        """The subject without what parts may differ in (time at last encounter, vital status)."""
+        return _stable(self.phenopacket["subject"])
+
+    @cached_property
+    def resources(self) -> tuple[list[tuple[str, dict]], frozenset[str]]:
+        """metaData.resources: (prefix, resource) of those naming a version other than the
+        registry's, and the prefixes of the others (the registry's resource)."""
+        versioned: list[tuple[str, dict]] = []
+        plain: set[str] = set()
+        for resource in self.phenopacket["metaData"].get("resources") or ():
+            prefix = resource["namespacePrefix"]
+            if resource == _default_resource(prefix):
+                plain.add(prefix)
+            else:
+                versioned.append((prefix, resource))
+        return versioned, frozenset(plain)
+
+
+def _stable(subject: dict) -> dict:
+    return {k: v for k, v in subject.items() if k not in ("timeAtLastEncounter", "vitalStatus")}
 
 
 def _source_order(source: tuple[str, str]) -> tuple:
@@ -129,7 +153,7 @@ def merge_or_join(base: dict, parts: list[Part]) -> dict | Join | None:
 def _merge(base: dict, parts: list[Part]) -> dict | None:
     if any(set(p.phenopacket) - KNOWN_KEYS for p in parts):
         return None
-    subject = _subject(base["subject"], [p.phenopacket["subject"] for p in parts])
+    subject = _subject(base["subject"], parts)
     features = _keyed(parts, "phenotypicFeatures", _feature_key, FEATURE_SOURCES, False)
     diseases = _keyed(parts, "diseases", _disease_key, DISEASE_SOURCES, True)
     interpretations = _interpretations(parts)
@@ -157,17 +181,18 @@ def _merge(base: dict, parts: list[Part]) -> dict | None:
     return packet
 
 
-def _subject(base: dict, subjects: list[dict]) -> dict | None:
+def _subject(base: dict, parts: list[Part]) -> dict | None:
     """The base subject with the latest time at last encounter and the vital status one part may
-    change (its vital-status Observation or cause of death; two parts that do → None)."""
-    stable = {k: v for k, v in base.items() if k not in ("timeAtLastEncounter", "vitalStatus")}
+    change (its vital-status Observation or cause of death; two parts that do: join them)."""
+    stable = _stable(base)
+    subjects = [p.phenopacket["subject"] for p in parts]
     times = [base.get("timeAtLastEncounter")]
     changing = [n for n, s in enumerate(subjects) if s.get("vitalStatus") != base.get("vitalStatus")]
     changed = [subjects[n]["vitalStatus"] for n in changing]
     if len(changed) > 1:
         raise _Unsure(frozenset(changing))
-    for subject in subjects:
-        if {k: v for k, v in subject.items() if k not in ("timeAtLastEncounter", "vitalStatus")} != stable:
+    for part, subject in zip(parts, subjects, strict=True):
+        if part.stable_subject != stable:
             return None
         times.append(subject.get("timeAtLastEncounter"))
     if changed:
@@ -249,16 +274,19 @@ def _interpretations(parts: list[Part]) -> list[dict] | None:
 def _resources(base: dict, parts: list[Part]) -> list[dict] | None:
     """metaData.resources of all parts, per prefix the version the translator would keep: the first
     version a sender named in its processing order (`Part.order`), else the default."""
+    base_part = Part(base, ())
     named: dict[str, list[tuple[int, dict]]] = {}  # per prefix: (part index, -1 for the base; resource)
-    for n, packet in [(-1, base), *enumerate(p.phenopacket for p in parts)]:
-        for resource in packet["metaData"].get("resources") or ():
-            named.setdefault(resource["namespacePrefix"], []).append((n, resource))
+    plain: set[str] = set()  # prefixes of the registry's resource (no version of a sender's)
+    for n, part in [(-1, base_part), *enumerate(parts)]:
+        versioned_here, plain_here = part.resources
+        for prefix, resource in versioned_here:
+            named.setdefault(prefix, []).append((n, resource))
+        plain |= plain_here
     chosen = []
-    for prefix in sorted(named):
-        default = _default_resource(prefix)
-        versioned = [(n, r) for n, r in named[prefix] if r != default]
+    for prefix in sorted(named.keys() | plain):
+        versioned = named.get(prefix)
         if not versioned:
-            chosen.append(named[prefix][0][1])
+            chosen.append(dict(_default_resource(prefix) or {}))
         elif all(r == versioned[0][1] for _, r in versioned):
             chosen.append(versioned[0][1])
         else:  # the first sender's version: a part whose sources all come before every other's
@@ -271,13 +299,7 @@ def _resources(base: dict, parts: list[Part]) -> list[dict] | None:
             if not first:
                 # sources of two versions interleave: their order inside a part is not known here, but
                 # one translation of the parts that name a version knows it (the Patient is in every part)
-                versioned_parts = {
-                    n
-                    for n, p in enumerate(parts)
-                    for r in p.phenopacket["metaData"].get("resources") or ()
-                    if r["namespacePrefix"] == prefix and r != default
-                }
-                raise _Unsure(frozenset(versioned_parts))
+                raise _Unsure(frozenset(n for n, _ in versioned if n >= 0))
             chosen.append(first[0])
     return chosen
 
