@@ -76,6 +76,12 @@ class Part:
         return _stable(self.phenopacket["subject"])
 
     @cached_property
+    def encounter(self) -> tuple[int | None, dict] | None:
+        """(whole years, timeAtLastEncounter) of the part's subject, if it has one."""
+        time = self.phenopacket["subject"].get("timeAtLastEncounter")
+        return None if time is None else (_years(time), time)
+
+    @cached_property
     def resources(self) -> tuple[list[tuple[str, dict]], frozenset[str]]:
         """metaData.resources: (prefix, resource) of those naming a version other than the
         registry's, and the prefixes of the others (the registry's resource)."""
@@ -191,19 +197,19 @@ def _subject(base: dict, parts: list[Part]) -> dict | None:
     changed = [subjects[n]["vitalStatus"] for n in changing]
     if len(changed) > 1:
         raise _Unsure(frozenset(changing))
-    for part, subject in zip(parts, subjects, strict=True):
+    dated = [(_years(times[0]), times[0])] if times[0] is not None else []
+    for part in parts:
         if part.stable_subject != stable:
             return None
-        times.append(subject.get("timeAtLastEncounter"))
+        if part.encounter is not None:
+            dated.append(part.encounter)
     if changed:
         base = {**base, "vitalStatus": changed[0]}
-    dated = [t for t in times if t is not None]
     if not dated:
         return dict(base)
-    years = [_years(t) for t in dated]
-    if any(y is None for y in years):
+    if any(y is None for y, _ in dated):
         return None
-    latest = dated[years.index(max(y for y in years if y is not None))]
+    latest = dated[[y for y, _ in dated].index(max(y for y, _ in dated if y is not None))][1]
     merged = {k: v for k, v in base.items() if k != "timeAtLastEncounter"}
     return {"id": merged.pop("id"), "timeAtLastEncounter": latest, **merged}
 
@@ -225,9 +231,12 @@ def _keyed(parts: list[Part], name: str, key, sources: frozenset[str], fill_miss
     """A list whose elements are unique by `key`; the earlier in translator order wins a clash."""
     chosen: dict[tuple, tuple[tuple | None, dict]] = {}
     order: list[tuple] = []
-    for n, part in enumerate(parts):
+    for part in parts:
+        items = part.phenopacket.get(name)
+        if not items:
+            continue
         part_rank = part.rank(sources)
-        for item in part.phenopacket.get(name) or ():
+        for item in items:
             k = key(item)
             if k not in chosen:
                 chosen[k] = (part_rank, item)
