@@ -30,10 +30,12 @@ from gateway.issues import Issue
 from gateway.store import fhir_resources as rows
 from gateway.store.fhir_resources import PATIENT, ResourceHead
 from translators.fhir.common import rfc3339
+from translators.fhir.family import merged_family
 from translators.fhir.merge import Join, Part, followed_references, merge_or_join
 from translators.fhir.references import BundleIndex
 
 Load = Callable[[list[int]], dict[int, dict[str, Any]]]  # the content of kept resources by primary key
+FAMILY_MEMBER_HISTORY = "FamilyMemberHistory"
 NO_DATED_EVENT = "no dated event of the patient: timeAtLastEncounter is left out"
 
 
@@ -44,6 +46,7 @@ class Fragment:
     phenopacket: dict[str, Any]
     issues: tuple[Issue, ...]
     sources: tuple[tuple[str, str], ...] = ()  # the part's resources (type, id), the Patient aside
+    family: dict[str, Any] | None = None  # the Family its FamilyMemberHistory makes, if any
 
     @cached_property
     def part(self) -> Part:
@@ -219,8 +222,9 @@ def merged_phenopacket(
     cache: FragmentCache,
     scope: tuple,
     now: datetime,
-) -> tuple[dict[str, Any], list[Issue]] | None:
-    """The patient's phenopacket and issues from its parts' fragments, or None (translate at once).
+) -> tuple[dict[str, Any], list[Issue], dict[str, Any] | None] | None:
+    """The patient's phenopacket, issues and Family (FamilyMemberHistory) from its parts' fragments,
+    or None (translate at once).
 
     `translate(heads, contents)` translates the Patient and one part (the caller's pipeline: it
     raises when the part's phenopacket is not valid); `scope` names everything else a translation
@@ -246,9 +250,22 @@ def merged_phenopacket(
     if packet is None:
         cache.whole += 1
         return None
-    cache.merged += 1
     packet["metaData"] = {**packet["metaData"], "created": rfc3339(now)}
-    return packet, _issues(fragments, dated="timeAtLastEncounter" in packet["subject"])
+    family = None
+    if any(f.family is not None for f in fragments):
+        # Relatives come in the order of their FamilyMemberHistory entries: known when each part
+        # that makes a Family holds one, and those parts come in that order.
+        makers = [f for f in fragments if f.family is not None]
+        histories = [[s for s in f.sources if s[0] == FAMILY_MEMBER_HISTORY] for f in makers]
+        if any(len(h) != 1 for h in histories) or histories != sorted(histories):
+            cache.whole += 1
+            return None
+        family = merged_family(packet, [f.family for f in makers if f.family is not None])
+        if family is None:
+            cache.whole += 1
+            return None
+    cache.merged += 1
+    return packet, _issues(fragments, dated="timeAtLastEncounter" in packet["subject"]), family
 
 
 def _joined(parts: list[list[ResourceHead]], joins: tuple[frozenset, ...]) -> list[list[ResourceHead]]:

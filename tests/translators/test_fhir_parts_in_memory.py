@@ -1,9 +1,8 @@
 """Resource by resource without a store: every real Bundle's resources kept one at a time (at-rest form,
 as the store keeps them), each write's phenopacket made from its patient's parts
 (gateway.services.fhir_incremental) and compared with the whole patient translated at once from the
-same kept resources. The merge falls back to the whole translation nowhere on this corpus (only a
-FamilyMemberHistory, whose Family is built around the whole phenopacket, makes the patient be
-translated at once). The store-backed golden test is tests/store/test_fhir_resources.py."""
+same kept resources (and the Family a FamilyMemberHistory makes, rebuilt around the merged
+phenopacket). The merge falls back to the whole translation nowhere on this corpus. The store-backed golden test is tests/store/test_fhir_resources.py."""
 
 from __future__ import annotations
 
@@ -73,7 +72,7 @@ def _stored(head: ResourceHead, dataset: str, content: dict) -> StoredResource:
 
 def test_every_write_of_every_real_bundle_merges_to_the_whole_translation():
     cache = FragmentCache()
-    family_writes = compared = 0
+    families = compared = 0
     for n, (name, resources) in enumerate(_sequences()):
         dataset = f"corpus{n}"
         contents: dict[int, dict] = {}
@@ -106,12 +105,11 @@ def test_every_write_of_every_real_bundle_merges_to_the_whole_translation():
                 now=NOW,
             )
             record = incremental_record(assembly, load, cache, KEY, dataset, None, NOW)
-            if record is None:
-                assert any(h.resource_type == "FamilyMemberHistory" for h in assembly.heads), name
-                family_writes += 1
-                continue
+            assert record is not None, (name, heads[pk])  # no write fell back to translating the whole patient
             assert _canonical(record.document) == _canonical(whole.document), (name, heads[pk])
+            assert _canonical(record.family) == _canonical(whole.family), (name, heads[pk])
             compared += 1
-    assert compared > 400
-    assert cache.whole == family_writes  # no merge fell back to translating the whole patient
-    assert cache.translated < 1.1 * (compared + family_writes) + 60  # about one part per write (+ each Patient)
+            families += whole.family is not None
+    assert compared > 400 and families > 10  # FamilyMemberHistory patients are merged too
+    assert cache.whole == 0
+    assert cache.translated < 1.1 * compared + 60  # about one part per write (+ each Patient alone)
