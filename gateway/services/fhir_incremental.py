@@ -47,11 +47,12 @@ class Fragment:
     issues: tuple[Issue, ...]
     sources: tuple[tuple[str, str], ...] = ()  # the part's resources (type, id), the Patient aside
     family: dict[str, Any] | None = None  # the Family its FamilyMemberHistory makes, if any
+    named_versions: frozenset[str] | None = None  # prefixes whose version a sender named
 
     @cached_property
     def part(self) -> Part:
         """The fragment as the merge reads it (kept with the cached fragment: worked out once)."""
-        return Part(self.phenopacket, self.sources)
+        return Part(self.phenopacket, self.sources, self.named_versions)
 
 
 @dataclass(frozen=True)
@@ -236,7 +237,7 @@ def merged_phenopacket(
     fragments = _fragments(groups, assembly.patient, translate, load, cache, scope)
     while True:
         parts = [f.part for f in fragments[1:]]
-        packet = merge_or_join(fragments[0].phenopacket, parts)
+        packet = merge_or_join(fragments[0].phenopacket, parts, fragments[0].named_versions)
         if not isinstance(packet, Join):
             break
         # Some parts' order decides: translate them as one part (cached like any other), merge again,

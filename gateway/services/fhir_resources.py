@@ -660,8 +660,8 @@ def incremental_record(
         entries = [_entry_of(contents[h.pk], h.full_url) for h in heads]
         translation = _translate(entries, key, dataset_id, name, now)
         phenopacket, _, issues = _checked(translation, heads)
-        family = next((p.family for p in translation.packets if p.entry_indexes and p.entry_indexes[0] == 0), None)
-        return Fragment(phenopacket, tuple(issues), family=family)
+        packet = next(p for p in translation.packets if p.entry_indexes and p.entry_indexes[0] == 0)
+        return Fragment(phenopacket, tuple(issues), family=packet.family, named_versions=packet.named_versions)
 
     scope = (key_fingerprint(key), dataset_id, name, now.date())
     made = merged_phenopacket(assembly, translate, load, cache=cache, scope=scope, now=now)

@@ -91,3 +91,24 @@ def test_two_versions_of_one_code_system_from_interleaved_parts_are_joined():
     later = naming([("Procedure", "x")], "2015")
     merged = merge_or_join(_base(), [first, later])
     assert isinstance(merged, dict) and merged["metaData"]["resources"] == [icd.resource("2021")]
+
+
+def test_a_sender_naming_the_registrys_own_version_first_wins():
+    """The translator keeps the first version a sender named, even when it is the registry's own:
+    a part that names it (named_versions) counts, one that names nothing does not."""
+    from mappings import load_registry
+
+    icd = load_registry().system_for_prefix("ICD10GM")
+    assert icd is not None
+
+    def naming(sources, version, named):
+        packet = {**_base(), "metaData": {**META, "resources": [icd.resource(version)]}}
+        return Part(packet, tuple(sources), frozenset({"ICD10GM"}) if named else frozenset())
+
+    registry_version = naming([("Condition", "a")], None, True)  # named explicitly, equal to the registry's
+    later = naming([("Procedure", "x")], "2015", True)
+    merged = merge_or_join(_base(), [registry_version, later], frozenset())
+    assert isinstance(merged, dict) and merged["metaData"]["resources"] == [icd.resource()]
+    unnamed = naming([("Condition", "a")], None, False)  # the registry's, because nobody named one
+    merged = merge_or_join(_base(), [unnamed, later], frozenset())
+    assert isinstance(merged, dict) and merged["metaData"]["resources"] == [icd.resource("2015")]

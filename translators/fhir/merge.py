@@ -48,6 +48,9 @@ class Part:
 
     phenopacket: dict
     sources: tuple[tuple[str, str], ...]
+    # prefixes whose version a sender named (PatientTranslation.named_versions); None: not known, a
+    # resource other than the registry's counts as named
+    named: frozenset[str] | None = None
 
     def rank(self, types: frozenset[str]) -> tuple[int, str, str] | None:
         """The translator's place of the one source of `types` (what a list's elements come from):
@@ -83,16 +86,17 @@ class Part:
 
     @cached_property
     def resources(self) -> tuple[list[tuple[str, dict]], frozenset[str]]:
-        """metaData.resources: (prefix, resource) of those naming a version other than the
-        registry's, and the prefixes of the others (the registry's resource)."""
+        """metaData.resources: (prefix, resource) of those whose version a sender named, and the
+        prefixes of the others (the registry's resource)."""
         versioned: list[tuple[str, dict]] = []
         plain: set[str] = set()
         for resource in self.phenopacket["metaData"].get("resources") or ():
             prefix = resource["namespacePrefix"]
-            if resource == _default_resource(prefix):
-                plain.add(prefix)
-            else:
+            named = prefix in self.named if self.named is not None else resource != _default_resource(prefix)
+            if named:
                 versioned.append((prefix, resource))
+            else:
+                plain.add(prefix)
         return versioned, frozenset(plain)
 
 
@@ -140,30 +144,30 @@ class Join:
     together: frozenset[int]
 
 
-def merge_parts(base: dict, parts: list[Part]) -> dict | None:
+def merge_parts(base: dict, parts: list[Part], base_named: frozenset[str] | None = None) -> dict | None:
     """The phenopacket of the Patient (`base`: its own translation) with every part, or None."""
-    merged = merge_or_join(base, parts)
+    merged = merge_or_join(base, parts, base_named)
     return merged if isinstance(merged, dict) else None
 
 
-def merge_or_join(base: dict, parts: list[Part]) -> dict | Join | None:
+def merge_or_join(base: dict, parts: list[Part], base_named: frozenset[str] | None = None) -> dict | Join | None:
     """`merge_parts`, or — when the order of some parts' sources decides (two versions of one code
     system, one disease from two parts of several Conditions, two vital statuses) — the parts whose
     joint translation settles it (`Join`): the caller translates them as one part and merges again."""
     try:
-        return _merge(base, parts)
+        return _merge(base, parts, base_named)
     except _Unsure as unsure:
         return Join(unsure.together) if len(unsure.together) > 1 else None
 
 
-def _merge(base: dict, parts: list[Part]) -> dict | None:
+def _merge(base: dict, parts: list[Part], base_named: frozenset[str] | None) -> dict | None:
     if any(set(p.phenopacket) - KNOWN_KEYS for p in parts):
         return None
     subject = _subject(base["subject"], parts)
     features = _keyed(parts, "phenotypicFeatures", _feature_key, FEATURE_SOURCES, False)
     diseases = _keyed(parts, "diseases", _disease_key, DISEASE_SOURCES, True)
     interpretations = _interpretations(parts)
-    resources = _resources(base, parts)
+    resources = _resources(base, parts, base_named)
     if subject is None or features is None or diseases is None or interpretations is None or resources is None:
         return None
     packet: dict = {"id": base["id"], "subject": subject}
@@ -280,10 +284,10 @@ def _interpretations(parts: list[Part]) -> list[dict] | None:
     return [*ordered, *([unlinked] if unlinked else [])]
 
 
-def _resources(base: dict, parts: list[Part]) -> list[dict] | None:
+def _resources(base: dict, parts: list[Part], base_named: frozenset[str] | None) -> list[dict] | None:
     """metaData.resources of all parts, per prefix the version the translator would keep: the first
     version a sender named in its processing order (`Part.order`), else the default."""
-    base_part = Part(base, ())
+    base_part = Part(base, (), base_named)
     named: dict[str, list[tuple[int, dict]]] = {}  # per prefix: (part index, -1 for the base; resource)
     plain: set[str] = set()  # prefixes of the registry's resource (no version of a sender's)
     for n, part in [(-1, base_part), *enumerate(parts)]:
