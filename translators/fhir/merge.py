@@ -2,23 +2,26 @@
 
 A part is the Patient plus one group of resources linked by the references the translation follows
 (`translators.fhir.links`: a Condition alone; a report with its variant Observations; a statement
-with its Medication; a Condition with its TNM Observations). Translated apart, each part gives a phenopacket of the same subject; `merge_parts` puts them together as the translation
-of all the resources at once would have, or answers None when it cannot be sure to: then the
-caller translates everything at once. What the families share across parts, and how:
+with its Medication; a Condition with its TNM Observations). Translated apart, each part gives a
+phenopacket of the same subject; `merge_or_join` puts them together as the translation of all the
+resources at once would have. Where that depends on the order of sources inside parts it cannot see,
+it names those parts (`Join`): one translation of their union (itself a part) settles it, and the
+caller merges again. None: it cannot be sure at all (the caller translates everything at once).
+What the families share across parts, and how:
 
 - subject: the same in every part but `timeAtLastEncounter`, the latest of the parts' (each part's
   is the age at its latest dated event, capped by death), and `vitalStatus`, which one part may set
-  (a vital-status Observation, a cause of death; two parts that do → None);
+  (a vital-status Observation, a cause of death; two parts that do → Join);
 - phenotypicFeatures by (term, excluded) and diseases by (term, excluded): the first recorded wins
   (a disease takes the later one's missing elements, as Conditions.condition does). "First" is the
   translator's order: Conditions before Observations, then by Type/id; known when a part holds one
-  resource such an element can come from, so a clash with a part of several → None;
+  resource such an element can come from, so a clash with a part of several → Join;
 - interpretations: one per Condition, ids never shared, except the one of variants linked to no
   Condition, whose genomicInterpretations are joined (and it stays last);
 - biosamples (ids unique), measurements, medicalActions: joined;
-- metaData.resources: joined by prefix; the version kept is the first one a sender named in the
-  translator's processing order (known for parts of one resource), else the default;
-  externalReferences (alternate codings) joined.
+- metaData.resources: joined by prefix; the version kept is the first one a sender named
+  (`PatientTranslation.named_versions`) in the translator's processing order, else the registry's;
+  parts whose sources of two versions interleave → Join; externalReferences (alternate codings) joined.
 
 Lists come out in part order, not necessarily the order of one translation (sets are equal).
 """
