@@ -299,7 +299,12 @@ def in_memory(sequences: list[list[tuple[dict, str | None]]], key: bytes) -> tup
                 ]
                 make_phenopacket(whole, key=key, dataset_id=dataset, profile=None, now=now)
     elapsed = time.perf_counter() - start
-    return elapsed, {"translated": cache.translated, "merged": cache.merged, "whole": cache.whole}
+    return elapsed, {
+        "translated": cache.translated,
+        "merged": cache.merged,
+        "whole": cache.whole,
+        "joined": cache.joined,
+    }
 
 
 def one_by_one(sequences: list[list[tuple[dict, str | None]]], key: bytes, mode: str) -> tuple[float, dict]:

@@ -18,8 +18,9 @@ from __future__ import annotations
 import hashlib
 from collections import OrderedDict
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
+from functools import cached_property
 from typing import Any
 
 import sqlalchemy as sa
@@ -29,10 +30,12 @@ from gateway.issues import Issue
 from gateway.store import fhir_resources as rows
 from gateway.store.fhir_resources import PATIENT, ResourceHead
 from translators.fhir.common import rfc3339
-from translators.fhir.merge import Part, followed_references, merge_parts
+from translators.fhir.family import merged_family
+from translators.fhir.merge import Join, Part, followed_references, merge_or_join
 from translators.fhir.references import BundleIndex
 
 Load = Callable[[list[int]], dict[int, dict[str, Any]]]  # the content of kept resources by primary key
+FAMILY_MEMBER_HISTORY = "FamilyMemberHistory"
 NO_DATED_EVENT = "no dated event of the patient: timeAtLastEncounter is left out"
 
 
@@ -42,14 +45,23 @@ class Fragment:
 
     phenopacket: dict[str, Any]
     issues: tuple[Issue, ...]
+    sources: tuple[tuple[str, str], ...] = ()  # the part's resources (type, id), the Patient aside
+    family: dict[str, Any] | None = None  # the Family its FamilyMemberHistory makes, if any
+    named_versions: frozenset[str] | None = None  # prefixes whose version a sender named
+
+    @cached_property
+    def part(self) -> Part:
+        """The fragment as the merge reads it (kept with the cached fragment: worked out once)."""
+        return Part(self.phenopacket, self.sources, self.named_versions)
 
 
 @dataclass(frozen=True)
 class Facts:
     """What assembling needs of a resource's content: the references it makes, the profile it names."""
 
-    references: tuple[str, ...]  # those the translation follows (translators.fhir.merge)
+    references: tuple[str, ...]  # those the translation follows (translators.fhir.links): parts
     profile: str  # mappings.detect_profile of the resource alone ("generic": it names none)
+    reaches: tuple[str, ...] = ()  # every reference it makes: the patient-less resources it brings in
 
 
 @dataclass
@@ -63,6 +75,10 @@ class FragmentCache:
     translated: int = 0  # parts translated (misses): what the benchmark and the tests look at
     merged: int = 0  # phenopackets made by merging
     whole: int = 0  # phenopackets the caller had to translate at once
+    joined: int = 0  # times parts had to be translated as one for the merge to be sure
+    joins: OrderedDict[tuple, tuple[frozenset, ...]] = field(
+        default_factory=OrderedDict
+    )  # per patient: (type, id) sets
 
     def get(self, table: OrderedDict, key: Any) -> Any:
         found = table.get(key)
@@ -122,7 +138,7 @@ def parts_of(
             found = {
                 i
                 for h in frontier
-                for ref in references[h.pk]
+                for ref in facts[h.pk].reaches
                 if (i := index.resolve(ref)) is not None and i not in reached
             }
             reached |= found
@@ -134,14 +150,37 @@ def parts_of(
 
 
 def _facts_of(load: Load, heads: list[ResourceHead], cache: FragmentCache) -> dict[int, Facts]:
-    found: dict[int, Facts | None] = {h.pk: cache.get(cache.facts, h.content_hash) for h in heads}
+    table = cache.facts
+    found: dict[int, Facts | None] = {h.pk: table.get(h.content_hash) for h in heads}
+    for h in heads:
+        if found[h.pk] is not None:
+            table.move_to_end(h.content_hash)  # least recently used first out
     missing = {h.pk: h.content_hash for h in heads if found[h.pk] is None}
     for pk, resource in load(list(missing)).items():
         bundle = {"resourceType": "Bundle", "type": "collection", "entry": [{"resource": resource}]}
-        facts = Facts(tuple(followed_references(resource)), mappings.detect_profile(bundle))
+        facts = Facts(
+            tuple(followed_references(resource)), mappings.detect_profile(bundle), tuple(_all_references(resource))
+        )
         found[pk] = facts
         cache.put(cache.facts, missing[pk], facts)
     return {pk: f for pk, f in found.items() if f is not None}
+
+
+def _all_references(resource: dict[str, Any]) -> list[str]:
+    """Every reference a resource makes (what fhir_resources.assemble follows to patient-less ones)."""
+    found: list[str] = []
+    stack: list[Any] = [resource]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, dict):
+            for name, value in node.items():
+                if name == "reference" and isinstance(value, str):
+                    found.append(value)
+                elif isinstance(value, dict | list):
+                    stack.append(value)
+        elif isinstance(node, list):
+            stack.extend(node)
+    return found
 
 
 def _stub(head: ResourceHead) -> dict[str, Any]:
@@ -154,6 +193,8 @@ def _stub(head: ResourceHead) -> dict[str, Any]:
 def _parts(members: list[ResourceHead], references: dict[int, tuple[str, ...]]) -> list[list[ResourceHead]]:
     """Groups of resources linked by a reference either way (union-find over the members)."""
     members = sorted(members, key=lambda h: (h.resource_type, h.resource_id))
+    if not any(references[h.pk] for h in members):
+        return [[h] for h in members]  # no links: each resource is a part (no index to build)
     index = BundleIndex.build([_stub(h) for h in members])
     parent = list(range(len(members)))
 
@@ -182,37 +223,83 @@ def merged_phenopacket(
     cache: FragmentCache,
     scope: tuple,
     now: datetime,
-) -> tuple[dict[str, Any], list[Issue]] | None:
-    """The patient's phenopacket and issues from its parts' fragments, or None (translate at once).
+) -> tuple[dict[str, Any], list[Issue], dict[str, Any] | None] | None:
+    """The patient's phenopacket, issues and Family (FamilyMemberHistory) from its parts' fragments,
+    or None (translate at once).
 
     `translate(heads, contents)` translates the Patient and one part (the caller's pipeline: it
     raises when the part's phenopacket is not valid); `scope` names everything else a translation
     depends on (key, dataset, profile, day).
     """
-    keys = [_fragment_key(scope, assembly.patient, part) for part in [[], *assembly.parts]]
-    fragments: list[Fragment | None] = [cache.get(cache.fragments, k) for k in keys]
-    missing = [n for n, f in enumerate(fragments) if f is None]
-    if missing:
-        wanted = {h.pk for n in missing for h in ([] if n == 0 else assembly.parts[n - 1])} | {assembly.patient.pk}
-        contents = load(sorted(wanted))
-        for n in missing:
-            heads = [assembly.patient, *([] if n == 0 else assembly.parts[n - 1])]
-            fragment = translate(heads, contents)
-            cache.put(cache.fragments, keys[n], fragment)
-            fragments[n] = fragment
-            cache.translated += 1
-    done = [f for f in fragments if f is not None]
-    parts = [
-        Part(f.phenopacket, tuple((h.resource_type, h.resource_id) for h in p))
-        for f, p in zip(done[1:], assembly.parts, strict=True)
-    ]
-    packet = merge_parts(done[0].phenopacket, parts)
+    joins_key = (*scope, assembly.patient.resource_id)
+    remembered = cache.get(cache.joins, joins_key) or ()
+    groups = [[], *_joined(assembly.parts, remembered)]  # the Patient alone, then each part
+    fragments = _fragments(groups, assembly.patient, translate, load, cache, scope)
+    while True:
+        parts = [f.part for f in fragments[1:]]
+        packet = merge_or_join(fragments[0].phenopacket, parts, fragments[0].named_versions)
+        if not isinstance(packet, Join):
+            break
+        # Some parts' order decides: translate them as one part (cached like any other), merge again,
+        # and join them up front on the patient's next writes (any union of parts is a part).
+        together = frozenset(source for n in packet.together for source in parts[n].sources)
+        remembered = (*remembered, together)
+        cache.put(cache.joins, joins_key, remembered)
+        groups = [[], *_joined([g for g in groups[1:]], (together,))]
+        fragments = _fragments(groups, assembly.patient, translate, load, cache, scope)
+        cache.joined += 1
     if packet is None:
         cache.whole += 1
         return None
-    cache.merged += 1
     packet["metaData"] = {**packet["metaData"], "created": rfc3339(now)}
-    return packet, _issues(done, dated="timeAtLastEncounter" in packet["subject"])
+    family = None
+    if any(f.family is not None for f in fragments):
+        # Relatives come in the order of their FamilyMemberHistory entries: known when each part
+        # that makes a Family holds one, and those parts come in that order.
+        makers = [f for f in fragments if f.family is not None]
+        histories = [[s for s in f.sources if s[0] == FAMILY_MEMBER_HISTORY] for f in makers]
+        if any(len(h) != 1 for h in histories) or histories != sorted(histories):
+            cache.whole += 1
+            return None
+        family = merged_family(packet, [f.family for f in makers if f.family is not None])
+        if family is None:
+            cache.whole += 1
+            return None
+    cache.merged += 1
+    return packet, _issues(fragments, dated="timeAtLastEncounter" in packet["subject"]), family
+
+
+def _joined(parts: list[list[ResourceHead]], joins: tuple[frozenset, ...]) -> list[list[ResourceHead]]:
+    """The parts with those that share a source with one of `joins` made one (sorted as parts are)."""
+    for join in joins:
+        inside = [p for p in parts if any((h.resource_type, h.resource_id) in join for h in p)]
+        if len(inside) > 1:
+            one = sorted((h for p in inside for h in p), key=lambda h: (h.resource_type, h.resource_id))
+            parts = [p for p in parts if not any(p is q for q in inside)] + [one]
+    return sorted(parts, key=lambda g: (g[0].resource_type, g[0].resource_id))
+
+
+def _fragments(
+    groups: list[list[ResourceHead]],
+    patient: ResourceHead,
+    translate: Callable[[list[ResourceHead], dict[int, dict[str, Any]]], Fragment],
+    load: Load,
+    cache: FragmentCache,
+    scope: tuple,
+) -> list[Fragment]:
+    """The fragment of the Patient with each group, from the cache or translated now."""
+    keys = [_fragment_key(scope, patient, group) for group in groups]
+    fragments: list[Fragment | None] = [cache.get(cache.fragments, k) for k in keys]
+    missing = [n for n, f in enumerate(fragments) if f is None]
+    if missing:
+        contents = load(sorted({h.pk for n in missing for h in groups[n]} | {patient.pk}))
+        for n in missing:
+            sources = tuple((h.resource_type, h.resource_id) for h in groups[n])
+            fragment = replace(translate([patient, *groups[n]], contents), sources=sources)
+            cache.put(cache.fragments, keys[n], fragment)
+            fragments[n] = fragment
+            cache.translated += 1
+    return [f for f in fragments if f is not None]
 
 
 def _fragment_key(scope: tuple, patient: ResourceHead, part: list[ResourceHead]) -> tuple:

@@ -652,24 +652,26 @@ def incremental_record(
     profile: str | None,
     now: datetime,
 ) -> PhenopacketRecord | None:
-    """The record of an assembled patient from its parts' fragments; None: translate all at once
-    (also when a FamilyMemberHistory makes a Family: it is built around the whole phenopacket)."""
-    if any(h.resource_type == "FamilyMemberHistory" for h in assembly.heads):
-        return None
+    """The record of an assembled patient from its parts' fragments (and the Family its
+    FamilyMemberHistory makes, rebuilt around the merged phenopacket); None: translate all at once."""
     name = profile if profile and profile != "auto" else assembly.profile
 
     def translate(heads: list[ResourceHead], contents: dict[int, dict[str, Any]]) -> Fragment:
         entries = [_entry_of(contents[h.pk], h.full_url) for h in heads]
-        phenopacket, _, issues = _checked(_translate(entries, key, dataset_id, name, now), heads)
-        return Fragment(phenopacket, tuple(issues))
+        translation = _translate(entries, key, dataset_id, name, now)
+        phenopacket, _, issues = _checked(translation, heads)
+        packet = next(p for p in translation.packets if p.entry_indexes and p.entry_indexes[0] == 0)
+        return Fragment(phenopacket, tuple(issues), family=packet.family, named_versions=packet.named_versions)
 
     scope = (key_fingerprint(key), dataset_id, name, now.date())
     made = merged_phenopacket(assembly, translate, load, cache=cache, scope=scope, now=now)
     if made is None:
         return None
-    phenopacket, issues = made
+    phenopacket, issues, family = made
     names = cache.provenance.setdefault(key_fingerprint(key), {})
-    return _record(phenopacket, phenopacket["subject"]["id"], issues, assembly.heads, key, dataset_id, names)
+    return _record(
+        phenopacket, phenopacket["subject"]["id"], issues, assembly.heads, key, dataset_id, names, family=family
+    )
 
 
 def assemble(connection: sa.Connection, dataset_id: str, patient_id: str) -> list[StoredResource] | None:

@@ -2,7 +2,8 @@
 
 Three layers, each reported with JSON pointers into the document:
 1. a strict protobuf round trip (`json_format.ParseDict`, unknown fields rejected): the official classes decide
-   what is a phenopacket at all;
+   what is a phenopacket at all (a document `protobuf_shape.plainly_parses` vouches for skips the slow parse;
+   any other gets ParseDict's verdict);
 2. the project's JSON Schema (`schemas/phenopacket-v2.schema.json`): required fields, enum spellings, ISO 8601
    ages, timestamps, CURIE ids — stricter than protobuf where the spec says MUST;
 3. semantic rules that no schema can express: every ontology id's prefix is declared in `metaData.resources`,
@@ -27,6 +28,7 @@ from google.protobuf import json_format
 from google.protobuf.descriptor import Descriptor
 
 from gateway.issues import Issue, Report
+from gateway.validation.protobuf_shape import plainly_parses
 from schemas import dotted, pointer, schema_issues
 
 # kind → (protobuf class, schema name)
@@ -91,6 +93,8 @@ _FAILED_FIELD = re.compile(r"Failed to parse (\w+) field: ")
 
 def protobuf_issue(doc: dict, message_class: type, *, target: str = "output") -> Issue | None:
     """None if `doc` parses strictly into `message_class`, else one Issue locating the failure."""
+    if plainly_parses(doc, message_class.DESCRIPTOR):
+        return None  # certainly parses (protobuf_shape): the slow strict parse would only agree
     try:
         json_format.ParseDict(doc, message_class(), ignore_unknown_fields=False)
     except (json_format.ParseError, ValueError, TypeError, RecursionError) as exc:

@@ -3,7 +3,7 @@ The golden test over every real Bundle is tests/store/test_fhir_resources.py; th
 
 from __future__ import annotations
 
-from translators.fhir.merge import Part, merge_parts
+from translators.fhir.merge import Join, Part, merge_or_join, merge_parts
 
 META = {"created": "2026-11-30T12:00:00Z", "createdBy": "t", "phenopacketSchemaVersion": "2.0.2", "resources": []}
 
@@ -61,3 +61,54 @@ def test_variants_linked_to_no_condition_stay_one_interpretation():
     assert [g["n"] for g in merged["diagnosis"]["genomicInterpretations"]] == [1, 2]
     assert first.phenopacket["interpretations"][0]["diagnosis"]["genomicInterpretations"][0]["n"] == 1
     assert len(first.phenopacket["interpretations"][0]["diagnosis"]["genomicInterpretations"]) == 1  # untouched
+
+
+def test_what_the_merge_cannot_order_it_names_the_parts_to_translate_as_one():
+    several = _part([("Condition", "a"), ("Condition", "c")], diseases=[_disease("ORPHA:558")])
+    other = _part([("Procedure", "p")])
+    one = _part([("Condition", "b")], diseases=[_disease("ORPHA:558", excluded=False)])
+    assert merge_or_join(_base(), [several, other, one]) == Join(frozenset({0, 2}))
+    dead = _part([("Condition", "c")], subject={"vitalStatus": {"status": "DECEASED"}})
+    alive = _part([("Observation", "d")], subject={"vitalStatus": {"status": "ALIVE"}})
+    assert merge_or_join(_base(), [other, dead, alive]) == Join(frozenset({1, 2}))
+
+
+def test_two_versions_of_one_code_system_from_interleaved_parts_are_joined():
+    from mappings import load_registry
+
+    icd = load_registry().system_for_prefix("ICD10GM")
+    assert icd is not None
+
+    def naming(sources, version):
+        packet = {**_base(), "metaData": {**META, "resources": [icd.resource(version)]}}
+        return Part(packet, tuple(sources))
+
+    # Condition a … Observation z names 2021, Condition f (between them) names 2015: who came first is inside the first part
+    first = naming([("Condition", "a"), ("Observation", "z")], "2021")
+    between = naming([("Condition", "f")], "2015")
+    assert merge_or_join(_base(), [first, _part([("Procedure", "p")]), between]) == Join(frozenset({0, 2}))
+    # in order: decided without a joint translation
+    later = naming([("Procedure", "x")], "2015")
+    merged = merge_or_join(_base(), [first, later])
+    assert isinstance(merged, dict) and merged["metaData"]["resources"] == [icd.resource("2021")]
+
+
+def test_a_sender_naming_the_registrys_own_version_first_wins():
+    """The translator keeps the first version a sender named, even when it is the registry's own:
+    a part that names it (named_versions) counts, one that names nothing does not."""
+    from mappings import load_registry
+
+    icd = load_registry().system_for_prefix("ICD10GM")
+    assert icd is not None
+
+    def naming(sources, version, named):
+        packet = {**_base(), "metaData": {**META, "resources": [icd.resource(version)]}}
+        return Part(packet, tuple(sources), frozenset({"ICD10GM"}) if named else frozenset())
+
+    registry_version = naming([("Condition", "a")], None, True)  # named explicitly, equal to the registry's
+    later = naming([("Procedure", "x")], "2015", True)
+    merged = merge_or_join(_base(), [registry_version, later], frozenset())
+    assert isinstance(merged, dict) and merged["metaData"]["resources"] == [icd.resource()]
+    unnamed = naming([("Condition", "a")], None, False)  # the registry's, because nobody named one
+    merged = merge_or_join(_base(), [unnamed, later], frozenset())
+    assert isinstance(merged, dict) and merged["metaData"]["resources"] == [icd.resource("2015")]

@@ -42,6 +42,7 @@ class PatientTranslation:
     issues: list[Issue]
     entry_indexes: list[int]  # bundle entries that went into it (patient first)
     family: dict | None = None  # a Phenopacket Family around this phenopacket (FamilyMemberHistory)
+    named_versions: frozenset[str] = frozenset()  # prefixes whose version a sender named (metaData.resources)
 
 
 @dataclass
@@ -116,7 +117,7 @@ class PatientBuilder:
         entries = [ctx.index, *sorted({source.entry_of(i) for i in (*self.entries[1:], *ctx.consumed)} - {ctx.index})]
         assert ctx.subject_id is not None  # builders without a subject are never finished
         family = self.family_history.family(packet)
-        return PatientTranslation(ctx.subject_id, packet, ctx.issues, entries, family)
+        return PatientTranslation(ctx.subject_id, packet, ctx.issues, entries, family, frozenset(ctx.versions))
 
     def report(self, i: int, resource: dict) -> None:
         """A report or document index: a warning only when none of its content reached the phenopacket."""

@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import date, datetime
+from weakref import WeakKeyDictionary
 
 from gateway.issues import Issue
 from mappings import CodeSystem, CodeSystemRegistry, Profile, Tables
@@ -37,6 +38,9 @@ class BundleSource:
     containers: dict[int, int] = field(default_factory=dict)
     pointers: dict[int, str] = field(default_factory=dict)
     contained_ids: dict[tuple[int, str], int] = field(default_factory=dict)
+    # Every reference resolved from one resource to another (source, reference, target): what
+    # tests/translators/test_fhir_links.py holds against translators.fhir.links.
+    resolved: list[tuple[int, str, int]] = field(default_factory=list)
 
     def add_contained(self, container: int, position: int, resource: dict) -> int:
         """Give a contained resource of entry `container` a position of its own; returns it."""
@@ -63,10 +67,13 @@ class BundleSource:
         if isinstance(reference, str) and reference.startswith("#"):
             if source is None or len(reference) < 2:
                 return None
-            return self.contained_ids.get((self.entry_of(source), reference[1:]))
-        target = self.index.resolve(reference, None if source is None else self.entry_of(source))
-        if target is None or target >= len(self.resources) or self.resources[target] is None:
-            return None
+            target = self.contained_ids.get((self.entry_of(source), reference[1:]))
+        else:
+            target = self.index.resolve(reference, None if source is None else self.entry_of(source))
+            if target is None or target >= len(self.resources) or self.resources[target] is None:
+                return None
+        if target is not None and source is not None and isinstance(reference, str):
+            self.resolved.append((source, reference, target))
         return target
 
     def entry_key(self, i: int) -> str:
@@ -79,6 +86,25 @@ class BundleSource:
         if resource is not None and isinstance(rid, str):
             return f"{resource['resourceType']}/{rid}"
         return self.full_urls[i] or f"entry-{i}"
+
+
+# (system, code) -> (curie, prefix) per registry: a pure function of the two strings, asked about ten
+# times per coding in a translation (routing, measurements, phenotypes), so kept, bounded.
+_MAX_TERMS = 50_000
+_TERMS: WeakKeyDictionary[CodeSystemRegistry, dict[tuple[str, str], tuple[str, str] | None]] = WeakKeyDictionary()
+
+
+def _terms_of(registry: CodeSystemRegistry) -> dict[tuple[str, str], tuple[str, str] | None]:
+    found = _TERMS.get(registry)
+    if found is None:
+        found = _TERMS[registry] = {}
+    return found
+
+
+def _term(registry: CodeSystemRegistry, system: str, code: str) -> tuple[str, str] | None:
+    known: CodeSystem | None = registry.lookup(system)
+    curie = registry.curie(system, code) if known is not None else None
+    return None if known is None or curie is None else (curie, known.prefix)
 
 
 class PatientContext:
@@ -143,17 +169,22 @@ class PatientContext:
 
     def known_codings(self, concept: object) -> Iterator[tuple[int, dict, str, str]]:
         """(index, coding, curie, prefix) for every coding of a known system with a well-formed code."""
-        registry = self.source.registry
+        terms = _terms_of(self.source.registry)
         for j, coding in enumerate(codings(concept)):
             if not isinstance(coding, dict):
                 continue
-            system: CodeSystem | None = registry.lookup(coding.get("system"))
-            code = coding.get("code")
-            if system is None or not isinstance(code, str):
+            system, code = coding.get("system"), coding.get("code")
+            if not isinstance(system, str) or not isinstance(code, str):
                 continue
-            curie = registry.curie(coding.get("system"), code)
-            if curie is not None:
-                yield j, coding, curie, system.prefix
+            if (system, code) in terms:
+                term = terms[(system, code)]
+            else:
+                term = _term(self.source.registry, system, code)
+                if len(terms) >= _MAX_TERMS:
+                    terms.clear()
+                terms[(system, code)] = term
+            if term is not None:
+                yield j, coding, term[0], term[1]
 
     def pick(self, concept: object, priority, location: str, what: str) -> tuple[dict, set[str]] | None:
         """The coding ranked best by `priority` as an OntologyClass, plus every known code of the concept."""

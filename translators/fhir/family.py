@@ -149,3 +149,34 @@ class FamilyHistory:
             "pedigree": {"persons": persons},
             "metaData": proband["metaData"],
         }
+
+
+def merged_family(proband: dict, families: list[dict]) -> dict | None:
+    """The Family of `proband` from the Families of parts of its resources (each built around that
+    part's phenopacket by `FamilyHistory.family`), given in the translator's order of their
+    FamilyMemberHistory entries: what one translation of all of them would build."""
+    if not families:
+        return None
+    family_id = families[0]["id"]
+    person = {"familyId": family_id, "individualId": proband["subject"]["id"]}
+    if proband["subject"].get("sex") in PED_SEX:
+        person["sex"] = PED_SEX[proband["subject"]["sex"]]
+    person["affectedStatus"] = "AFFECTED" if proband.get("diseases") else "MISSING"
+    relatives: list[dict] = []
+    persons: list[dict] = []
+    for family in families:
+        if family["id"] != family_id:
+            return None
+        first, *others = family["pedigree"]["persons"]
+        for parent in ("maternalId", "paternalId"):  # the last mother or father named wins, as in `family`
+            if parent in first:
+                person[parent] = first[parent]
+        persons += others
+        relatives += [{**packet, "metaData": proband["metaData"]} for packet in family["relatives"]]
+    return {
+        "id": family_id,
+        "proband": proband,
+        "relatives": relatives,
+        "pedigree": {"persons": [person, *persons]},
+        "metaData": proband["metaData"],
+    }

@@ -1,25 +1,27 @@
 """One patient's phenopacket from the phenopackets of disjoint parts of its resources.
 
 A part is the Patient plus one group of resources linked by the references the translation follows
-(`followed_references`: a Condition alone; a report with its variant Observations; a statement with
-its Medication). Translated apart, each
-part gives a phenopacket of the same subject; `merge_parts` puts them together as the translation
-of all the resources at once would have, or answers None when it cannot be sure to: then the
-caller translates everything at once. What the families share across parts, and how:
+(`translators.fhir.links`: a Condition alone; a report with its variant Observations; a statement
+with its Medication; a Condition with its TNM Observations). Translated apart, each part gives a
+phenopacket of the same subject; `merge_or_join` puts them together as the translation of all the
+resources at once would have. Where that depends on the order of sources inside parts it cannot see,
+it names those parts (`Join`): one translation of their union (itself a part) settles it, and the
+caller merges again. None: it cannot be sure at all (the caller translates everything at once).
+What the families share across parts, and how:
 
 - subject: the same in every part but `timeAtLastEncounter`, the latest of the parts' (each part's
   is the age at its latest dated event, capped by death), and `vitalStatus`, which one part may set
-  (a vital-status Observation, a cause of death; two parts that do → None);
+  (a vital-status Observation, a cause of death; two parts that do → Join);
 - phenotypicFeatures by (term, excluded) and diseases by (term, excluded): the first recorded wins
   (a disease takes the later one's missing elements, as Conditions.condition does). "First" is the
   translator's order: Conditions before Observations, then by Type/id; known when a part holds one
-  resource such an element can come from, so a clash with a part of several → None;
+  resource such an element can come from, so a clash with a part of several → Join;
 - interpretations: one per Condition, ids never shared, except the one of variants linked to no
   Condition, whose genomicInterpretations are joined (and it stays last);
 - biosamples (ids unique), measurements, medicalActions: joined;
-- metaData.resources: joined by prefix; the version kept is the first one a sender named in the
-  translator's processing order (known for parts of one resource), else the default;
-  externalReferences (alternate codings) joined.
+- metaData.resources: joined by prefix; the version kept is the first one a sender named
+  (`PatientTranslation.named_versions`) in the translator's processing order, else the registry's;
+  parts whose sources of two versions interleave → Join; externalReferences (alternate codings) joined.
 
 Lists come out in part order, not necessarily the order of one translation (sets are equal).
 """
@@ -28,9 +30,12 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from functools import cache, cached_property
 
 from mappings import load_registry
-from translators.fhir.common import as_list, reference_of
+from translators.fhir.links import followed_references
+
+__all__ = ["Join", "Part", "followed_references", "merge_or_join", "merge_parts"]
 
 JOINED_LISTS = ("biosamples", "measurements", "medicalActions")
 KNOWN_KEYS = frozenset(
@@ -40,34 +45,15 @@ UNLINKED_PROGRESS = "UNKNOWN_PROGRESS"
 _YEARS = re.compile(r"P(\d+)Y")
 
 
-def followed_references(resource: dict) -> list[str]:
-    """The references from one resource to another that the translation follows (besides the
-    patient's): what makes resources one part. Kept in step with the families: medications
-    (medicationReference), reports (result), Conditions (evidence.detail), implications (derivedFrom),
-    complex variants and panels (hasMember), TNM Observations about a Condition (focus: the disease's
-    clinicalTnmFinding). Any other link (specimen, encounter …) changes nothing in a phenopacket."""
-    found = [
-        resource.get("medicationReference"),
-        *as_list(resource.get("focus")),
-        *as_list(resource.get("result")),
-        *as_list(resource.get("derivedFrom")),
-        *as_list(resource.get("hasMember")),
-        *(
-            detail
-            for evidence in as_list(resource.get("evidence"))
-            if isinstance(evidence, dict)
-            for detail in as_list(evidence.get("detail"))
-        ),
-    ]
-    return [r for item in found if (r := reference_of(item)) is not None]
-
-
 @dataclass(frozen=True)
 class Part:
     """A part's phenopacket and the resources (type, id) it was translated from (besides the Patient)."""
 
     phenopacket: dict
     sources: tuple[tuple[str, str], ...]
+    # prefixes whose version a sender named (PatientTranslation.named_versions); None: not known, a
+    # resource other than the registry's counts as named
+    named: frozenset[str] | None = None
 
     def rank(self, types: frozenset[str]) -> tuple[int, str, str] | None:
         """The translator's place of the one source of `types` (what a list's elements come from):
@@ -88,6 +74,37 @@ class Part:
         """The first and the last place of the part's sources in the translator's processing."""
         places = sorted(_source_order(source) for source in self.sources)
         return places[0], places[-1]
+
+    # What every merge reads of a part, worked out once (a cached fragment's Part is kept with it).
+    @cached_property
+    def stable_subject(self) -> dict:
+        """The subject without what parts may differ in (time at last encounter, vital status)."""
+        return _stable(self.phenopacket["subject"])
+
+    @cached_property
+    def encounter(self) -> tuple[int | None, dict] | None:
+        """(whole years, timeAtLastEncounter) of the part's subject, if it has one."""
+        time = self.phenopacket["subject"].get("timeAtLastEncounter")
+        return None if time is None else (_years(time), time)
+
+    @cached_property
+    def resources(self) -> tuple[list[tuple[str, dict]], frozenset[str]]:
+        """metaData.resources: (prefix, resource) of those whose version a sender named, and the
+        prefixes of the others (the registry's resource)."""
+        versioned: list[tuple[str, dict]] = []
+        plain: set[str] = set()
+        for resource in self.phenopacket["metaData"].get("resources") or ():
+            prefix = resource["namespacePrefix"]
+            named = prefix in self.named if self.named is not None else resource != _default_resource(prefix)
+            if named:
+                versioned.append((prefix, resource))
+            else:
+                plain.add(prefix)
+        return versioned, frozenset(plain)
+
+
+def _stable(subject: dict) -> dict:
+    return {k: v for k, v in subject.items() if k not in ("timeAtLastEncounter", "vitalStatus")}
 
 
 def _source_order(source: tuple[str, str]) -> tuple:
@@ -114,15 +131,46 @@ FEATURE_SOURCES = frozenset({"Condition", "Observation"})
 DISEASE_SOURCES = frozenset({"Condition"})
 
 
-def merge_parts(base: dict, parts: list[Part]) -> dict | None:
+class _Unsure(Exception):
+    """The merge cannot be sure; `together` names the parts (indexes) whose one translation would
+    settle it (empty: none would, translate everything at once)."""
+
+    def __init__(self, together: frozenset[int] = frozenset()):
+        super().__init__(sorted(together))
+        self.together = together
+
+
+@dataclass(frozen=True)
+class Join:
+    """merge_or_join's answer when some parts must be translated as one: their indexes in `parts`."""
+
+    together: frozenset[int]
+
+
+def merge_parts(base: dict, parts: list[Part], base_named: frozenset[str] | None = None) -> dict | None:
     """The phenopacket of the Patient (`base`: its own translation) with every part, or None."""
+    merged = merge_or_join(base, parts, base_named)
+    return merged if isinstance(merged, dict) else None
+
+
+def merge_or_join(base: dict, parts: list[Part], base_named: frozenset[str] | None = None) -> dict | Join | None:
+    """`merge_parts`, or — when the order of some parts' sources decides (two versions of one code
+    system, one disease from two parts of several Conditions, two vital statuses) — the parts whose
+    joint translation settles it (`Join`): the caller translates them as one part and merges again."""
+    try:
+        return _merge(base, parts, base_named)
+    except _Unsure as unsure:
+        return Join(unsure.together) if len(unsure.together) > 1 else None
+
+
+def _merge(base: dict, parts: list[Part], base_named: frozenset[str] | None) -> dict | None:
     if any(set(p.phenopacket) - KNOWN_KEYS for p in parts):
         return None
-    subject = _subject(base["subject"], [p.phenopacket["subject"] for p in parts])
+    subject = _subject(base["subject"], parts)
     features = _keyed(parts, "phenotypicFeatures", _feature_key, FEATURE_SOURCES, False)
     diseases = _keyed(parts, "diseases", _disease_key, DISEASE_SOURCES, True)
     interpretations = _interpretations(parts)
-    resources = _resources(base, parts)
+    resources = _resources(base, parts, base_named)
     if subject is None or features is None or diseases is None or interpretations is None or resources is None:
         return None
     packet: dict = {"id": base["id"], "subject": subject}
@@ -146,27 +194,29 @@ def merge_parts(base: dict, parts: list[Part]) -> dict | None:
     return packet
 
 
-def _subject(base: dict, subjects: list[dict]) -> dict | None:
+def _subject(base: dict, parts: list[Part]) -> dict | None:
     """The base subject with the latest time at last encounter and the vital status one part may
-    change (its vital-status Observation or cause of death; two parts that do → None)."""
-    stable = {k: v for k, v in base.items() if k not in ("timeAtLastEncounter", "vitalStatus")}
+    change (its vital-status Observation or cause of death; two parts that do: join them)."""
+    stable = _stable(base)
+    subjects = [p.phenopacket["subject"] for p in parts]
     times = [base.get("timeAtLastEncounter")]
-    changed = [s["vitalStatus"] for s in subjects if s.get("vitalStatus") != base.get("vitalStatus")]
+    changing = [n for n, s in enumerate(subjects) if s.get("vitalStatus") != base.get("vitalStatus")]
+    changed = [subjects[n]["vitalStatus"] for n in changing]
     if len(changed) > 1:
-        return None
-    for subject in subjects:
-        if {k: v for k, v in subject.items() if k not in ("timeAtLastEncounter", "vitalStatus")} != stable:
+        raise _Unsure(frozenset(changing))
+    dated = [(_years(times[0]), times[0])] if times[0] is not None else []
+    for part in parts:
+        if part.stable_subject != stable:
             return None
-        times.append(subject.get("timeAtLastEncounter"))
+        if part.encounter is not None:
+            dated.append(part.encounter)
     if changed:
         base = {**base, "vitalStatus": changed[0]}
-    dated = [t for t in times if t is not None]
     if not dated:
         return dict(base)
-    years = [_years(t) for t in dated]
-    if any(y is None for y in years):
+    if any(y is None for y, _ in dated):
         return None
-    latest = dated[years.index(max(y for y in years if y is not None))]
+    latest = dated[[y for y, _ in dated].index(max(y for y, _ in dated if y is not None))][1]
     merged = {k: v for k, v in base.items() if k != "timeAtLastEncounter"}
     return {"id": merged.pop("id"), "timeAtLastEncounter": latest, **merged}
 
@@ -189,8 +239,11 @@ def _keyed(parts: list[Part], name: str, key, sources: frozenset[str], fill_miss
     chosen: dict[tuple, tuple[tuple | None, dict]] = {}
     order: list[tuple] = []
     for part in parts:
+        items = part.phenopacket.get(name)
+        if not items:
+            continue
         part_rank = part.rank(sources)
-        for item in part.phenopacket.get(name) or ():
+        for item in items:
             k = key(item)
             if k not in chosen:
                 chosen[k] = (part_rank, item)
@@ -198,7 +251,11 @@ def _keyed(parts: list[Part], name: str, key, sources: frozenset[str], fill_miss
                 continue
             rank, earlier = chosen[k]
             if rank is None or part_rank is None:
-                return None  # the order among several sources of one part is not known here
+                # the order among several sources of one part is not known here: one translation of
+                # every part that gives this element knows it
+                raise _Unsure(
+                    frozenset(n for n, p in enumerate(parts) for i in p.phenopacket.get(name) or () if key(i) == k)
+                )
             first, second = (earlier, item) if rank < part_rank else (item, earlier)
             winner = dict(first)
             if fill_missing:
@@ -230,33 +287,44 @@ def _interpretations(parts: list[Part]) -> list[dict] | None:
     return [*ordered, *([unlinked] if unlinked else [])]
 
 
-def _resources(base: dict, parts: list[Part]) -> list[dict] | None:
+def _resources(base: dict, parts: list[Part], base_named: frozenset[str] | None) -> list[dict] | None:
     """metaData.resources of all parts, per prefix the version the translator would keep: the first
     version a sender named in its processing order (`Part.order`), else the default."""
-    registry = load_registry()
-    named: dict[str, list[tuple[tuple[tuple, tuple], dict]]] = {}
-    for span, packet in [(((-1,), (-1,)), base), *((p.span(), p.phenopacket) for p in parts)]:
-        for resource in packet["metaData"].get("resources") or ():
-            named.setdefault(resource["namespacePrefix"], []).append((span, resource))
+    base_part = Part(base, (), base_named)
+    named: dict[str, list[tuple[int, dict]]] = {}  # per prefix: (part index, -1 for the base; resource)
+    plain: set[str] = set()  # prefixes of the registry's resource (no version of a sender's)
+    for n, part in [(-1, base_part), *enumerate(parts)]:
+        versioned_here, plain_here = part.resources
+        for prefix, resource in versioned_here:
+            named.setdefault(prefix, []).append((n, resource))
+        plain |= plain_here
     chosen = []
-    for prefix in sorted(named):
-        system = registry.system_for_prefix(prefix)
-        default = system.resource() if system is not None else None
-        versioned = [(o, r) for o, r in named[prefix] if r != default]
+    for prefix in sorted(named.keys() | plain):
+        versioned = named.get(prefix)
         if not versioned:
-            chosen.append(named[prefix][0][1])
+            chosen.append(dict(_default_resource(prefix) or {}))
         elif all(r == versioned[0][1] for _, r in versioned):
             chosen.append(versioned[0][1])
         else:  # the first sender's version: a part whose sources all come before every other's
+            spans = [(((-1,), (-1,)) if n < 0 else parts[n].span(), r) for n, r in versioned]
             first = [
                 r
-                for (_, last), r in versioned
-                if all(last < other_first for (other_first, _), other in versioned if other != r)
+                for (_, last), r in spans
+                if all(last < other_first for (other_first, _), other in spans if other != r)
             ]
             if not first:
-                return None  # sources of two versions interleave: their order inside a part is not known here
+                # sources of two versions interleave: their order inside a part is not known here, but
+                # one translation of the parts that name a version knows it (the Patient is in every part)
+                raise _Unsure(frozenset(n for n, _ in versioned if n >= 0))
             chosen.append(first[0])
     return chosen
+
+
+@cache
+def _default_resource(prefix: str) -> dict | None:
+    """The registry's resource of a prefix (no version named); shared: compared, never changed."""
+    system = load_registry().system_for_prefix(prefix)
+    return system.resource() if system is not None else None
 
 
 def _meta_data(base: dict, metas: list[dict], resources: list[dict]) -> dict:
