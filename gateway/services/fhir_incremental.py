@@ -270,13 +270,35 @@ def merged_phenopacket(
 
 
 def _joined(parts: list[list[ResourceHead]], joins: tuple[frozenset, ...]) -> list[list[ResourceHead]]:
-    """The parts with those that share a source with one of `joins` made one (sorted as parts are)."""
+    """The parts with those that share a source with one of `joins` made one (sorted as parts are).
+
+    Union-find over the parts: linear in the parts and the joins' sources (a long-lived patient has
+    hundreds of parts and a join for every oncology Condition with its TNM findings)."""
+    if not joins:
+        return parts
+    owner = {(h.resource_type, h.resource_id): i for i, part in enumerate(parts) for h in part}
+    parent = list(range(len(parts)))
+
+    def root(i: int) -> int:
+        while parent[i] != i:
+            parent[i] = parent[parent[i]]
+            i = parent[i]
+        return i
+
     for join in joins:
-        inside = [p for p in parts if any((h.resource_type, h.resource_id) in join for h in p)]
-        if len(inside) > 1:
-            one = sorted((h for p in inside for h in p), key=lambda h: (h.resource_type, h.resource_id))
-            parts = [p for p in parts if not any(p is q for q in inside)] + [one]
-    return sorted(parts, key=lambda g: (g[0].resource_type, g[0].resource_id))
+        inside = sorted({owner[source] for source in join if source in owner})
+        for i in inside[1:]:
+            parent[root(i)] = root(inside[0])
+    groups: dict[int, list[list[ResourceHead]]] = {}
+    for i, part in enumerate(parts):
+        groups.setdefault(root(i), []).append(part)
+    merged = [
+        members[0]
+        if len(members) == 1
+        else sorted((h for p in members for h in p), key=lambda h: (h.resource_type, h.resource_id))
+        for members in groups.values()
+    ]
+    return sorted(merged, key=lambda g: (g[0].resource_type, g[0].resource_id))
 
 
 def _fragments(
