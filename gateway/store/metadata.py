@@ -15,6 +15,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
@@ -211,8 +212,11 @@ class MetadataStore:
         stored = self._retry_deadlocks(lambda: self._save_rows(rows, fields, families))
         return _results(records, latest, stored)
 
-    def save_phenopackets_in(self, connection: sa.Connection, records: Sequence[PhenopacketRecord]) -> list[SaveResult]:
-        """The same inside a caller's `transaction()` (FHIR resources and the phenopacket they make)."""
+    def save_phenopackets_in(
+        self, connection: sa.Connection, records: Sequence[PhenopacketRecord], *, dataset_checked: bool = False
+    ) -> list[SaveResult]:
+        """The same inside a caller's `transaction()` (FHIR resources and the phenopacket they make).
+        `dataset_checked`: the caller read the records' datasets in this transaction already."""
         records = list(records)
         for position, record in enumerate(records):
             _check_record(position, record)
@@ -221,7 +225,7 @@ class MetadataStore:
         fields = {key: index_fields(latest[key].document) for key in sorted(latest)}
         rows = [_phenopacket_row(latest[key], fields[key], now) for key in sorted(latest)]
         families = {key: record.family for key, record in latest.items()}
-        stored = self._save_rows_in(connection, rows, fields, families) if rows else {}
+        stored = self._save_rows_in(connection, rows, fields, families, dataset_checked) if rows else {}
         return _results(records, latest, stored)
 
     def _save_rows(
@@ -239,11 +243,13 @@ class MetadataStore:
         rows: list[dict[str, Any]],
         fields: dict[tuple[str, str], dict[str, Any]],
         families: dict[tuple[str, str], dict[str, Any] | None],
+        dataset_checked: bool = False,
     ) -> dict[tuple[str, str], bool]:
-        wanted = {row["dataset_id"] for row in rows}
-        known = set(connection.execute(sa.select(datasets.c.id).where(datasets.c.id.in_(wanted))).scalars())
-        if wanted - known:
-            raise UnknownDatasetError(sorted(wanted - known))
+        if not dataset_checked:
+            wanted = {row["dataset_id"] for row in rows}
+            known = set(connection.execute(sa.select(datasets.c.id).where(datasets.c.id.in_(wanted))).scalars())
+            if wanted - known:
+                raise UnknownDatasetError(sorted(wanted - known))
 
         pk_of: dict[tuple[str, str], int] = {}
         created: dict[tuple[str, str], bool] = {}
@@ -251,37 +257,74 @@ class MetadataStore:
             pk_of[dataset_id, subject_id] = pk
             created[dataset_id, subject_id] = revision == 1
 
-        replaced = [pk_of[key] for key, is_new in created.items() if not is_new]
-        for chunk in _chunks(replaced):
-            connection.execute(sa.delete(phenopacket_terms).where(phenopacket_terms.c.phenopacket_pk.in_(chunk)))
-            connection.execute(sa.delete(biosamples).where(biosamples.c.phenopacket_pk.in_(chunk)))
-            connection.execute(sa.delete(phenopacket_families).where(phenopacket_families.c.phenopacket_pk.in_(chunk)))
+        # A replaced phenopacket's index rows are diffed against the stored ones: a write that adds one
+        # resource mostly adds a term or none, so most rows stay as they are (no delete, no re-insert).
+        before = _IndexRows.read(connection, [pk_of[key] for key, is_new in created.items() if not is_new])
+        after = _IndexRows()
+        for key, indexed in fields.items():
+            pk = pk_of[key]
+            for kind, term, label in indexed["terms"]:
+                after.terms[pk, kind, term] = label
+            for sample in indexed["biosamples"]:
+                after.biosamples[pk, sample["id"]] = sample["sampled_tissue"]
+        self._write_index_diff(connection, before, after, dataset_of={pk: key[0] for key, pk in pk_of.items()})
 
-        term_rows = [
-            {"phenopacket_pk": pk_of[key], "dataset_id": key[0], "kind": kind, "term": term, "label": label}
-            for key, indexed in fields.items()
-            for kind, term, label in indexed["terms"]
-        ]
-        self._insert_rows(connection, phenopacket_terms, term_rows)
-        biosample_rows = [
-            {
-                "phenopacket_pk": pk_of[key],
-                "dataset_id": key[0],
-                "biosample_id": sample["id"],
-                "sampled_tissue": sample["sampled_tissue"],
-            }
-            for key, indexed in fields.items()
-            for sample in indexed["biosamples"]
-        ]
-        self._insert_rows(connection, biosamples, biosample_rows)
         family_rows = [
             _family_row(pk_of[key], key[0], family, _now())
             for key, family in families.items()
             if family is not None and key in pk_of
         ]
-        if family_rows:  # rare (family history), and a JSON column: a plain executemany
+        for chunk in _chunks(sorted(before.families)):  # rare (family history): replaced whole
+            connection.execute(_DELETE_FAMILIES, {"pks": chunk})
+        if family_rows:  # a JSON column: a plain executemany
             connection.execute(sa.insert(phenopacket_families), family_rows)
         return created
+
+    def _write_index_diff(
+        self, connection: sa.Connection, before: _IndexRows, after: _IndexRows, dataset_of: dict[int, str]
+    ) -> None:
+        """Make the stored term and biosample rows of these phenopackets `after`. New rows go in before
+        removed ones go out: SQLite's max(rowid) of phenopacket_terms (gateway.beacon.individuals'
+        present-terms marker) then grows with every write that adds a term."""
+        terms = [
+            {"phenopacket_pk": pk, "dataset_id": dataset_of[pk], "kind": kind, "term": term, "label": label}
+            for (pk, kind, term), label in after.terms.items()
+            if (pk, kind, term) not in before.terms
+        ]
+        self._insert_rows(connection, phenopacket_terms, terms)
+        relabelled = [
+            {"b_pk": pk, "b_kind": kind, "b_term": term, "label": label}
+            for (pk, kind, term), label in after.terms.items()
+            if (pk, kind, term) in before.terms and before.terms[pk, kind, term] != label
+        ]
+        if relabelled:
+            connection.execute(_RELABEL_TERM, relabelled)
+        gone = [
+            {"b_pk": pk, "b_kind": kind, "b_term": term}
+            for pk, kind, term in before.terms
+            if (pk, kind, term) not in after.terms
+        ]
+        if gone:
+            connection.execute(_DELETE_TERM, gone)
+
+        samples = [
+            {"phenopacket_pk": pk, "dataset_id": dataset_of[pk], "biosample_id": sample, "sampled_tissue": tissue}
+            for (pk, sample), tissue in after.biosamples.items()
+            if (pk, sample) not in before.biosamples
+        ]
+        self._insert_rows(connection, biosamples, samples)
+        retissued = [
+            {"b_pk": pk, "b_sample": sample, "sampled_tissue": tissue}
+            for (pk, sample), tissue in after.biosamples.items()
+            if (pk, sample) in before.biosamples and before.biosamples[pk, sample] != tissue
+        ]
+        if retissued:
+            connection.execute(_RETISSUE_BIOSAMPLE, retissued)
+        gone = [
+            {"b_pk": pk, "b_sample": sample} for pk, sample in before.biosamples if (pk, sample) not in after.biosamples
+        ]
+        if gone:
+            connection.execute(_DELETE_BIOSAMPLE, gone)
 
     def get_phenopacket(self, phenopacket_id: str) -> StoredPhenopacket | None:
         found = self._select(sa.select(phenopackets).where(phenopackets.c.id == phenopacket_id))
@@ -431,6 +474,63 @@ class MetadataStore:
                     raise
                 time.sleep(0.01 * (attempt + 1))
         raise AssertionError("unreachable")
+
+
+_t, _b, _f = phenopacket_terms.c, biosamples.c, phenopacket_families.c
+# The index rows of replaced phenopackets, read in one round trip (statements built once: see fhir_resources).
+_INDEX_ROWS = sa.union_all(
+    sa.select(_t.phenopacket_pk, sa.literal("t"), _t.kind, _t.term, _t.label).where(
+        _t.phenopacket_pk.in_(sa.bindparam("pks", expanding=True))
+    ),
+    sa.select(_b.phenopacket_pk, sa.literal("b"), _b.biosample_id, _b.sampled_tissue, sa.null()).where(
+        _b.phenopacket_pk.in_(sa.bindparam("pks", expanding=True))
+    ),
+    sa.select(_f.phenopacket_pk, sa.literal("f"), sa.null(), sa.null(), sa.null()).where(
+        _f.phenopacket_pk.in_(sa.bindparam("pks", expanding=True))
+    ),
+)
+_RELABEL_TERM = (
+    sa.update(phenopacket_terms)
+    .where(
+        _t.phenopacket_pk == sa.bindparam("b_pk"), _t.kind == sa.bindparam("b_kind"), _t.term == sa.bindparam("b_term")
+    )
+    .values(label=sa.bindparam("label"))
+)
+_DELETE_TERM = sa.delete(phenopacket_terms).where(
+    _t.phenopacket_pk == sa.bindparam("b_pk"), _t.kind == sa.bindparam("b_kind"), _t.term == sa.bindparam("b_term")
+)
+_RETISSUE_BIOSAMPLE = (
+    sa.update(biosamples)
+    .where(_b.phenopacket_pk == sa.bindparam("b_pk"), _b.biosample_id == sa.bindparam("b_sample"))
+    .values(sampled_tissue=sa.bindparam("sampled_tissue"))
+)
+_DELETE_BIOSAMPLE = sa.delete(biosamples).where(
+    _b.phenopacket_pk == sa.bindparam("b_pk"), _b.biosample_id == sa.bindparam("b_sample")
+)
+_DELETE_FAMILIES = sa.delete(phenopacket_families).where(_f.phenopacket_pk.in_(sa.bindparam("pks", expanding=True)))
+
+
+@dataclass
+class _IndexRows:
+    """Term rows ((pk, kind, term) -> label), biosample rows ((pk, biosample id) -> sampled tissue) and the
+    phenopackets that have a Family, of some phenopackets."""
+
+    terms: dict[tuple[int, str, str], str | None] = field(default_factory=dict)
+    biosamples: dict[tuple[int, str], str | None] = field(default_factory=dict)
+    families: set[int] = field(default_factory=set)
+
+    @classmethod
+    def read(cls, connection: sa.Connection, pks: list[int]) -> _IndexRows:
+        found = cls()
+        for chunk in _chunks(pks):
+            for pk, table, a, b, c in connection.execute(_INDEX_ROWS, {"pks": chunk}):
+                if table == "t":
+                    found.terms[pk, a, b] = c
+                elif table == "b":
+                    found.biosamples[pk, a] = b
+                else:
+                    found.families.add(pk)
+        return found
 
 
 def _results(
