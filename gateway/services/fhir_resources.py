@@ -228,8 +228,7 @@ def _apply_writes_in(
     pending_days: float,
     cache: FragmentCache | None,
 ) -> list[ResourceChange]:
-    rows.lock_dataset(connection, dataset_id)
-    exists, oldest_pending = rows.dataset_state(connection, dataset_id)  # one round trip for both
+    exists, oldest_pending = rows.lock_and_read_dataset(connection, dataset_id)
     if not exists:
         raise UnknownDatasetError([dataset_id])
     expired = _expire_pending(connection, dataset_id, now, pending_days, oldest_pending)

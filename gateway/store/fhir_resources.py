@@ -97,6 +97,14 @@ _OLDEST_PENDING = (
     .label("oldest_pending")
 )
 _DATASET_STATE = sa.select(datasets.c.id, _OLDEST_PENDING).where(datasets.c.id == sa.bindparam("dataset_id"))
+# PostgreSQL: the same with the dataset's lock (lock_dataset) taken by the statement. Its snapshot may predate
+# the lock, which matters only for the oldest pending time: a stale one just sends the expiry to read
+# `pending_before` (a statement after the lock: it sees every committed row) or waits for the next write.
+_LOCK_AND_DATASET_STATE = sa.select(
+    datasets.c.id,
+    _OLDEST_PENDING,
+    sa.func.pg_advisory_xact_lock(sa.func.hashtext(sa.bindparam("purpose", type_=sa.Text))),
+).where(datasets.c.id == sa.bindparam("dataset_id"))
 # The row a write replaces and, in the same round trip, the Patient a `Patient/{id}` reference names.
 _STATE_AND_PATIENT = sa.select(*_STATE).where(
     _c.dataset_id == sa.bindparam("dataset_id"),
@@ -128,9 +136,15 @@ _INSERT = sa.insert(fhir_resources).returning(_c.pk)
 _UPDATE = sa.update(fhir_resources).where(_c.pk == sa.bindparam("row_pk"))
 
 
-def dataset_state(connection: sa.Connection, dataset_id: str) -> tuple[bool, datetime | None]:
-    """Whether the dataset exists and when its oldest pending resource last changed (None: none pending)."""
-    row = connection.execute(_DATASET_STATE, {"dataset_id": dataset_id}).first()
+def lock_and_read_dataset(connection: sa.Connection, dataset_id: str) -> tuple[bool, datetime | None]:
+    """`lock_dataset`, then whether the dataset exists and when its oldest pending resource last changed
+    (None: none pending): one round trip. When the dataset does not exist no lock is taken (there is
+    nothing to write to: the caller gives up)."""
+    if connection.dialect.name == "postgresql":
+        purpose = f"/fhir-resources/{dataset_id}"
+        row = connection.execute(_LOCK_AND_DATASET_STATE, {"dataset_id": dataset_id, "purpose": purpose}).first()
+    else:  # SQLite writers are serialised already (BEGIN IMMEDIATE)
+        row = connection.execute(_DATASET_STATE, {"dataset_id": dataset_id}).first()
     if row is None:
         return False, None
     return True, _utc(row[1]) if row[1] is not None else None
