@@ -363,7 +363,7 @@ def one_by_one(
     with fresh_store_url(database_url) as url:
         store = MetadataStore.open(url)
         if mode == "no-phenopacket-write":
-            store.save_phenopackets_in = lambda connection, records: []  # type: ignore[method-assign]
+            store.save_phenopackets_in = lambda connection, records, **_: []  # type: ignore[method-assign]
         try:
             for n in range(len(sequences)):
                 store.ensure_dataset(f"bench{n}")

@@ -733,12 +733,11 @@ def assemble(connection: sa.Connection, dataset_id: str, patient_id: str) -> lis
     A fixed order (not arrival order) so that the same resources always make the same phenopacket.
     None when the Patient itself is not stored.
     """
-    attached = rows.of_patient(connection, dataset_id, patient_id)
+    attached, loose = rows.assembly_rows(connection, dataset_id, patient_id)
     patient = [r for r in attached if r.resource_type == PATIENT]
     if not patient:
         return None
     others = [r for r in attached if r.resource_type != PATIENT]
-    loose = rows.unattached(connection, dataset_id)
     if loose:
         index = BundleIndex.build([_entry(r) for r in loose])
         reached: set[int] = set()

@@ -131,6 +131,17 @@ _ASSEMBLY_HEADS = (
     )
     .order_by(_c.resource_type, _c.resource_id)
 )
+_ASSEMBLY_ROWS = (
+    sa.select(fhir_resources)
+    .where(
+        _c.dataset_id == sa.bindparam("dataset_id"),
+        sa.or_(
+            _c.patient_id == sa.bindparam("patient_id"),
+            sa.and_(_c.patient_id.is_(None), _c.patient_ref.is_(None), _c.resource_type != PATIENT),
+        ),
+    )
+    .order_by(_c.resource_type, _c.resource_id)
+)
 _CONTENTS = sa.select(_c.pk, _c.resource).where(_c.pk.in_(sa.bindparam("pks", expanding=True)))
 _INSERT = sa.insert(fhir_resources).returning(_c.pk)
 _UPDATE = sa.update(fhir_resources).where(_c.pk == sa.bindparam("row_pk"))
@@ -183,6 +194,15 @@ def assembly_heads(
         if content is not None and owner == patient_id:
             patient[head[0]] = content
     return attached, loose, patient
+
+
+def assembly_rows(
+    connection: sa.Connection, dataset_id: str, patient_id: str
+) -> tuple[list[StoredResource], list[StoredResource]]:
+    """(`of_patient`, `unattached`) in one round trip (see _ASSEMBLY_HEADS)."""
+    read = connection.execute(_ASSEMBLY_ROWS, {"dataset_id": dataset_id, "patient_id": patient_id}).mappings()
+    found = [_stored(row) for row in read]
+    return [r for r in found if r.patient_id == patient_id], [r for r in found if r.patient_id != patient_id]
 
 
 def _heads(connection: sa.Connection, *where: Any) -> list[ResourceHead]:

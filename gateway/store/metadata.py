@@ -277,7 +277,7 @@ class MetadataStore:
         for chunk in _chunks(sorted(before.families)):  # rare (family history): replaced whole
             connection.execute(_DELETE_FAMILIES, {"pks": chunk})
         if family_rows:  # a JSON column: a plain executemany
-            connection.execute(sa.insert(phenopacket_families), family_rows)
+            connection.execute(_INSERT[phenopacket_families.name], family_rows)
         return created
 
     def _write_index_diff(
@@ -441,7 +441,7 @@ class MetadataStore:
         if not rows:
             return
         if not self._postgres:
-            connection.execute(sa.insert(table), rows)  # sqlite3's executemany: one C loop
+            connection.execute(_INSERT[table.name], rows)  # sqlite3's executemany: one C loop
             return
         # PostgreSQL: one statement over arrays instead of a round trip per row.
         names = list(rows[0])
@@ -477,18 +477,23 @@ class MetadataStore:
 
 
 _t, _b, _f = phenopacket_terms.c, biosamples.c, phenopacket_families.c
+
+
 # The index rows of replaced phenopackets, read in one round trip (statements built once: see fhir_resources).
-_INDEX_ROWS = sa.union_all(
-    sa.select(_t.phenopacket_pk, sa.literal("t"), _t.kind, _t.term, _t.label).where(
-        _t.phenopacket_pk.in_(sa.bindparam("pks", expanding=True))
-    ),
-    sa.select(_b.phenopacket_pk, sa.literal("b"), _b.biosample_id, _b.sampled_tissue, sa.null()).where(
-        _b.phenopacket_pk.in_(sa.bindparam("pks", expanding=True))
-    ),
-    sa.select(_f.phenopacket_pk, sa.literal("f"), sa.null(), sa.null(), sa.null()).where(
-        _f.phenopacket_pk.in_(sa.bindparam("pks", expanding=True))
-    ),
-)
+def _index_rows_of(where: Callable[[sa.ColumnElement], sa.ColumnElement[bool]]) -> sa.CompoundSelect:
+    return sa.union_all(
+        sa.select(_t.phenopacket_pk, sa.literal("t"), _t.kind, _t.term, _t.label).where(where(_t.phenopacket_pk)),
+        sa.select(_b.phenopacket_pk, sa.literal("b"), _b.biosample_id, _b.sampled_tissue, sa.null()).where(
+            where(_b.phenopacket_pk)
+        ),
+        sa.select(_f.phenopacket_pk, sa.literal("f"), sa.null(), sa.null(), sa.null()).where(where(_f.phenopacket_pk)),
+    )
+
+
+_INDEX_ROWS = _index_rows_of(lambda pk: pk.in_(sa.bindparam("pks", expanding=True)))
+# One phenopacket (a FHIR write): no expanding IN, whose SQL is made again on every execution.
+_INDEX_ROWS_OF_ONE = _index_rows_of(lambda pk: pk == sa.bindparam("pk"))
+_INSERT = {table.name: sa.insert(table) for table in (phenopacket_terms, biosamples, phenopacket_families)}
 _RELABEL_TERM = (
     sa.update(phenopacket_terms)
     .where(
@@ -523,7 +528,11 @@ class _IndexRows:
     def read(cls, connection: sa.Connection, pks: list[int]) -> _IndexRows:
         found = cls()
         for chunk in _chunks(pks):
-            for pk, table, a, b, c in connection.execute(_INDEX_ROWS, {"pks": chunk}):
+            one = len(chunk) == 1
+            read = connection.execute(
+                *((_INDEX_ROWS_OF_ONE, {"pk": chunk[0]}) if one else (_INDEX_ROWS, {"pks": chunk}))
+            )
+            for pk, table, a, b, c in read:
                 if table == "t":
                     found.terms[pk, a, b] = c
                 elif table == "b":
