@@ -151,6 +151,7 @@ def lock_and_read_dataset(connection: sa.Connection, dataset_id: str) -> tuple[b
     """`lock_dataset`, then whether the dataset exists and when its oldest pending resource last changed
     (None: none pending): one round trip. When the dataset does not exist no lock is taken (there is
     nothing to write to: the caller gives up)."""
+    row: Any
     if connection.dialect.name == "postgresql":
         purpose = f"/fhir-resources/{dataset_id}"
         row = connection.execute(_LOCK_AND_DATASET_STATE, {"dataset_id": dataset_id, "purpose": purpose}).first()
@@ -175,7 +176,7 @@ def state_and_patient(
             "patient_id": patient_id,
         },
     ).all()
-    states = [ResourceState(*row) for row in found]
+    states = [ResourceState(**row._mapping) for row in found]
     own = next((r for r in states if (r.resource_type, r.resource_id) == (resource_type, resource_id)), None)
     patient = next((r for r in states if r.resource_type == PATIENT and r.resource_id == patient_id), None)
     return own, patient
