@@ -49,6 +49,7 @@ __all__ = ["MetadataStore", "StoreError", "UnknownDatasetError", "index_fields"]
 
 MAX_PAGE_SIZE = 1000
 _IN_CHUNK = 500  # ids per IN (...) list: far below every backend's bound-parameter limit
+_ROW_CHUNK = 300  # (pk, kind, term) keys per row-value IN list: 900 parameters
 _DEADLOCK_RETRIES = 3
 _RETRYABLE_SQLSTATES = {"40P01", "40001"}  # PostgreSQL deadlock / serialization failure
 
@@ -299,13 +300,8 @@ class MetadataStore:
         ]
         if relabelled:
             connection.execute(_RELABEL_TERM, relabelled)
-        gone = [
-            {"b_pk": pk, "b_kind": kind, "b_term": term}
-            for pk, kind, term in before.terms
-            if (pk, kind, term) not in after.terms
-        ]
-        if gone:
-            connection.execute(_DELETE_TERM, gone)
+        gone_terms = [key for key in before.terms if key not in after.terms]
+        self._delete_rows(connection, phenopacket_terms, ("phenopacket_pk", "kind", "term"), gone_terms)
 
         samples = [
             {"phenopacket_pk": pk, "dataset_id": dataset_of[pk], "biosample_id": sample, "sampled_tissue": tissue}
@@ -320,11 +316,26 @@ class MetadataStore:
         ]
         if retissued:
             connection.execute(_RETISSUE_BIOSAMPLE, retissued)
-        gone = [
-            {"b_pk": pk, "b_sample": sample} for pk, sample in before.biosamples if (pk, sample) not in after.biosamples
-        ]
-        if gone:
-            connection.execute(_DELETE_BIOSAMPLE, gone)
+        gone_samples = [key for key in before.biosamples if key not in after.biosamples]
+        self._delete_rows(connection, biosamples, ("phenopacket_pk", "biosample_id"), gone_samples)
+
+    def _delete_rows(
+        self, connection: sa.Connection, table: sa.Table, names: tuple[str, ...], keys: list[tuple[Any, ...]]
+    ) -> None:
+        """Delete rows by key, set-based (a replaced batch may drop many)."""
+        if not keys:
+            return
+        if not self._postgres:  # a row-value IN list per chunk
+            for chunk in _chunks(keys, _ROW_CHUNK):
+                connection.execute(_DELETE_BY_KEY[table.name], {"keys": chunk})
+            return
+        # PostgreSQL plans a long row-value IN list slowly: a join with arrays instead, as _insert_rows does.
+        arrays = ", ".join(f"CAST(:{name} AS {_pg_array_type(table.c[name])})" for name in names)
+        matches = " AND ".join(f"t.{name} = g.{name}" for name in names)
+        statement = sa.text(
+            f"DELETE FROM {table.name} t USING unnest({arrays}) AS g({', '.join(names)}) WHERE {matches}"
+        )
+        connection.execute(statement, {name: [key[i] for key in keys] for i, name in enumerate(names)})
 
     def get_phenopacket(self, phenopacket_id: str) -> StoredPhenopacket | None:
         found = self._select(sa.select(phenopackets).where(phenopackets.c.id == phenopacket_id))
@@ -501,16 +512,18 @@ _RELABEL_TERM = (
     )
     .values(label=sa.bindparam("label"))
 )
-_DELETE_TERM = sa.delete(phenopacket_terms).where(
-    _t.phenopacket_pk == sa.bindparam("b_pk"), _t.kind == sa.bindparam("b_kind"), _t.term == sa.bindparam("b_term")
-)
+_DELETE_BY_KEY = {
+    phenopacket_terms.name: sa.delete(phenopacket_terms).where(
+        sa.tuple_(_t.phenopacket_pk, _t.kind, _t.term).in_(sa.bindparam("keys", expanding=True))
+    ),
+    biosamples.name: sa.delete(biosamples).where(
+        sa.tuple_(_b.phenopacket_pk, _b.biosample_id).in_(sa.bindparam("keys", expanding=True))
+    ),
+}
 _RETISSUE_BIOSAMPLE = (
     sa.update(biosamples)
     .where(_b.phenopacket_pk == sa.bindparam("b_pk"), _b.biosample_id == sa.bindparam("b_sample"))
     .values(sampled_tissue=sa.bindparam("sampled_tissue"))
-)
-_DELETE_BIOSAMPLE = sa.delete(biosamples).where(
-    _b.phenopacket_pk == sa.bindparam("b_pk"), _b.biosample_id == sa.bindparam("b_sample")
 )
 _DELETE_FAMILIES = sa.delete(phenopacket_families).where(_f.phenopacket_pk.in_(sa.bindparam("pks", expanding=True)))
 
@@ -653,9 +666,9 @@ def _pg_array_type(column: sa.Column) -> str:
     return "bigint[]" if isinstance(column.type, sa.BigInteger | sa.Integer) else "text[]"
 
 
-def _chunks(values: list[Any]) -> Iterator[list[Any]]:
-    for start in range(0, len(values), _IN_CHUNK):
-        yield values[start : start + _IN_CHUNK]
+def _chunks(values: list[Any], size: int = _IN_CHUNK) -> Iterator[list[Any]]:
+    for start in range(0, len(values), size):
+        yield values[start : start + size]
 
 
 def _now() -> datetime:

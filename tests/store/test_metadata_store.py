@@ -316,3 +316,17 @@ def test_a_replaced_term_raises_sqlites_term_marker(tmp_path):
         assert store.get_phenopacket("pp-ds1-s1").phenotypes == ("HP:0000002",)
     finally:
         store.close()
+
+
+def test_a_batch_replacing_every_term_of_several_patients_leaves_only_the_new_ones(store):
+    """The set-based removal (a row-value IN list on SQLite, arrays on PostgreSQL) across patients."""
+    subjects = [f"s{n}" for n in range(3)]
+    old = {f"HP:00000{n:02d}": "old" for n in range(10)}
+    new = {f"HP:00001{n:02d}": "new" for n in range(10)}
+    store.save_phenopackets([_indexed(s, old, {"bs1": "UBERON:1", "bs2": "UBERON:2"}, False) for s in subjects])
+    store.save_phenopackets([_indexed(s, new, {"bs9": "UBERON:9"}, False) for s in subjects])
+    for subject in subjects:
+        terms, samples, _ = _index_rows(store, subject)
+        assert {term for _, kind, term, _ in terms if kind == "phenotype"} == set(new)
+        assert [s for _, s, _ in samples] == ["bs9"]
+    assert count(store, phenopacket_terms) == 3 * (10 + 1 + 1)  # phenotypes, the disease, the tissue
