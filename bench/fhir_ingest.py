@@ -2,6 +2,7 @@
 
     python bench/fhir_ingest.py [--seconds 3] [--clients 4] [--workers 2]
     python bench/fhir_ingest.py --resource-by-resource [--pairs 3] [--modes in-memory,incremental,whole]
+        [--database-url postgresql+psycopg://user@host/db]
     python bench/fhir_ingest.py --bundle-keep-cost [--pairs 3]
 
 Corpus: every real Bundle under ../shared/reference/fhir (IPS, Genomics Reporting,
@@ -23,7 +24,9 @@ check of the resource — R4B parse, references, bindings —, assembly, transla
 the changed part, merge; see `in_memory`), `no-phenopacket-write` (through the store, but the
 phenopacket's own write left out), `incremental` (all of it, through the SQLite store: what
 `gateway serve` does after the HTTP layer's check of the resource), `whole` (no fragment cache:
-every write translates the whole patient, the design before).
+every write translates the whole patient, the design before). `--database-url`: the store modes run
+on that PostgreSQL database instead (a fresh schema per run, dropped after), so that both backends are
+reported; `statements_per_write` counts the SQL statements the store modes executed (BEGIN, COMMIT aside).
 
 Not a test: it prints figures and ratios and writes bench/out/fhir_ingest.json.
 """
@@ -31,6 +34,7 @@ Not a test: it prints figures and ratios and writes bench/out/fhir_ingest.json.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import copy
 import http.client
 import json
@@ -252,6 +256,7 @@ def in_memory(sequences: list[list[tuple[dict, str | None]]], key: bytes) -> tup
 
     cache = FragmentCache()
     start = time.perf_counter()
+    cpu = time.process_time()
     for n, resources in enumerate(sequences):
         dataset, now = f"bench{n}", datetime.now(UTC)
         contents: dict[int, dict] = {}
@@ -304,62 +309,111 @@ def in_memory(sequences: list[list[tuple[dict, str | None]]], key: bytes) -> tup
         "merged": cache.merged,
         "whole": cache.whole,
         "joined": cache.joined,
+        "cpu_seconds": time.process_time() - cpu,
     }
 
 
-def one_by_one(sequences: list[list[tuple[dict, str | None]]], key: bytes, mode: str) -> tuple[float, dict]:
-    """Send every resource through `apply_writes` into a fresh SQLite store; (seconds, cache counters).
+@contextlib.contextmanager
+def fresh_store_url(database_url: str | None):
+    """A URL of an empty store: a SQLite file in a temporary directory, or a new schema of the PostgreSQL
+    database `database_url` (dropped on exit)."""
+    if database_url is None:
+        with tempfile.TemporaryDirectory() as tmp:
+            yield f"sqlite:///{tmp}/bench.db"
+        return
+    import uuid
+
+    import sqlalchemy as sa
+
+    base = sa.engine.make_url(database_url)
+    schema = f"bench_rbr_{uuid.uuid4().hex[:12]}"
+    admin = sa.create_engine(base, poolclass=sa.pool.NullPool)
+    with admin.begin() as connection:
+        connection.exec_driver_sql(f'CREATE SCHEMA "{schema}"')
+    try:
+        yield base.update_query_dict({"options": f"-csearch_path={schema}"}).render_as_string(hide_password=False)
+    finally:
+        with admin.begin() as connection:
+            connection.exec_driver_sql(f'DROP SCHEMA "{schema}" CASCADE')
+        admin.dispose()
+
+
+def one_by_one(
+    sequences: list[list[tuple[dict, str | None]]], key: bytes, mode: str, database_url: str | None = None
+) -> tuple[float, dict]:
+    """Send every resource through `apply_writes` into a fresh store (SQLite, or a fresh schema of
+    `database_url`); (seconds, counters: the cache's, and the SQL statements per write).
 
     mode "incremental": with the FragmentCache (what `gateway serve` does); "no-phenopacket-write": the
     same, with the phenopacket's own write left out (the resource rows are still kept: they are the
     source of truth); "whole": without a cache, each write translates all the patient's resources.
     """
+    import sqlalchemy as sa
+
     from gateway.services.fhir_incremental import FragmentCache
     from gateway.services.fhir_resources import ResourceWrite, apply_writes
     from gateway.store import MetadataStore
 
     cache = None if mode == "whole" else FragmentCache()
-    with tempfile.TemporaryDirectory() as tmp:
-        store = MetadataStore.open(f"sqlite:///{tmp}/bench.db")
+    statements = [0]
+
+    def count(_connection, _cursor, statement, *_args) -> None:
+        if statement.strip().upper() not in ("BEGIN", "BEGIN IMMEDIATE", "COMMIT", "ROLLBACK"):
+            statements[0] += 1
+
+    with fresh_store_url(database_url) as url:
+        store = MetadataStore.open(url)
         if mode == "no-phenopacket-write":
-            store.save_phenopackets_in = lambda connection, records: []  # type: ignore[method-assign]
+            store.save_phenopackets_in = lambda connection, records, **_: []  # type: ignore[method-assign]
         try:
             for n in range(len(sequences)):
                 store.ensure_dataset(f"bench{n}")
+            sa.event.listen(store.engine, "before_cursor_execute", count)
             start = time.perf_counter()
+            cpu = time.process_time()
             for n, resources in enumerate(sequences):
                 for resource, full_url in resources:
                     write = ResourceWrite(resource["resourceType"], resource["id"], resource, full_url)
                     apply_writes([write], store=store, key=key, dataset_id=f"bench{n}", cache=cache)
             elapsed = time.perf_counter() - start
+            cpu = time.process_time() - cpu
+            sa.event.remove(store.engine, "before_cursor_execute", count)
         finally:
             store.close()
     counters = {"translated": cache.translated, "merged": cache.merged, "whole": cache.whole} if cache else {}
+    counters["statements_per_write"] = round(statements[0] / sum(len(r) for r in sequences), 2)
+    counters["cpu_seconds"] = cpu
     return elapsed, counters
 
 
-def resource_by_resource(pairs: int, modes: list[str]) -> dict:
+def resource_by_resource(pairs: int, modes: list[str], database_url: str | None = None) -> dict:
     sequences = patient_resources(load_corpus())
     n = sum(len(r) for r in sequences)
     key = bytes(32)
-    one_by_one(sequences, key, "incremental")  # warm (imports, mappings, schemas)
+    one_by_one(sequences, key, "incremental", database_url)  # warm (imports, mappings, schemas)
     floor_parse_resources(sequences)
     ratios: dict[str, list[float]] = {m: [] for m in modes}
+    cpu_ratios: dict[str, list[float]] = {m: [] for m in modes}
     counters: dict[str, dict] = {}
     for _ in range(pairs):
         for mode in modes:  # each measurement paired with a floor measured just before it
-            start = time.perf_counter()
+            start, cpu = time.perf_counter(), time.process_time()
             floor_parse_resources(sequences)
-            floor = time.perf_counter() - start
-            run = in_memory(sequences, key) if mode == "in-memory" else one_by_one(sequences, key, mode)
+            floor, floor_cpu = time.perf_counter() - start, time.process_time() - cpu
+            run = in_memory(sequences, key) if mode == "in-memory" else one_by_one(sequences, key, mode, database_url)
             elapsed, counters[mode] = run
             ratios[mode].append(elapsed / floor)
+            cpu_ratios[mode].append(counters[mode].pop("cpu_seconds") / floor_cpu)
     return {
+        "store": "sqlite" if database_url is None else "postgresql",
         "bundles_with_patients": len(sequences),
         "resources_sent_one_by_one": n,
         "largest_patient_resources": max(len(r) for r in sequences),
         "time_ratio_to_floor": {m: round(statistics.median(r), 2) for m, r in ratios.items()},
         "ratios_per_pair": {m: [round(x, 2) for x in r] for m, r in ratios.items()},
+        # CPU time of this process (time.process_time): steadier on a shared machine, but without the time
+        # a PostgreSQL server spends or the client waits for it.
+        "cpu_ratio_to_floor": {m: round(statistics.median(r), 2) for m, r in cpu_ratios.items()},
         "cache_counters": counters,
         "pairs": pairs,
         "load_average": [round(x, 2) for x in os.getloadavg()],
@@ -411,16 +465,20 @@ def main() -> int:
     parser.add_argument(
         "--modes", default="in-memory,incremental,whole", help="with --resource-by-resource: which paths"
     )
+    parser.add_argument(
+        "--database-url", help="with --resource-by-resource: run the store modes on this PostgreSQL database"
+    )
     parser.add_argument("--bundle-keep-cost", action="store_true", help="the Bundle channel with and without keeping")
     args = parser.parse_args()
     if args.bundle_keep_cost:
         print(json.dumps(bundle_keep_cost(args.pairs), indent=2))
         return 0
     if args.resource_by_resource:
-        figures = resource_by_resource(args.pairs, args.modes.split(","))
+        figures = resource_by_resource(args.pairs, args.modes.split(","), args.database_url)
         out = REPO / "bench" / "out"
         out.mkdir(exist_ok=True)
-        (out / "fhir_ingest_resources.json").write_text(json.dumps(figures, indent=2))
+        name = "fhir_ingest_resources" + ("_postgresql" if args.database_url else "")
+        (out / f"{name}.json").write_text(json.dumps(figures, indent=2))
         print(json.dumps(figures, indent=2))
         return 0
 

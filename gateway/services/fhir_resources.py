@@ -38,13 +38,13 @@ from gateway.services.fhir_incremental import (
     Fragment,
     FragmentCache,
     Load,
-    assemble_parts,
     key_fingerprint,
     merged_phenopacket,
+    parts_of,
 )
 from gateway.services.ingest import IngestOutcome
 from gateway.store import fhir_resources as rows
-from gateway.store.fhir_resources import PATIENT, ResourceHead, StoredResource
+from gateway.store.fhir_resources import PATIENT, ResourceHead, ResourceState, StoredResource
 from gateway.store.metadata import MetadataStore, UnknownDatasetError
 from gateway.store.records import PhenopacketRecord
 from gateway.store.tables import fhir_resources as resource_table
@@ -228,41 +228,46 @@ def _apply_writes_in(
     pending_days: float,
     cache: FragmentCache | None,
 ) -> list[ResourceChange]:
-    if not store.dataset_exists_in(connection, dataset_id):
+    exists, oldest_pending = rows.lock_and_read_dataset(connection, dataset_id)
+    if not exists:
         raise UnknownDatasetError([dataset_id])
-    rows.lock_dataset(connection, dataset_id)
-    expired = _expire_pending(connection, dataset_id, now, pending_days)
+    expired = _expire_pending(connection, dataset_id, now, pending_days, oldest_pending)
     changes: list[ResourceChange] = []
     touched: dict[str, str | None] = {}  # patient id -> subject pseudonym of its phenopacket before
     known = _Known.read_ahead(connection, dataset_id, writes)
     for write in writes:
         if write.resource is None:
-            change = _delete(connection, dataset_id, write, key, touched, known)
+            change = _delete(connection, dataset_id, write, touched, known)
         else:
             change = _put(connection, dataset_id, write, now, key, touched, known)
         changes.append(change)
     written = {(w.resource_type, c.resource_id) for w, c in zip(writes, changes, strict=True)}
     if not rebuild:  # a Bundle's phenopackets replaced what kept resources made: unchanged ones count too
         for change in changes:
-            owner = _patient_of(connection, dataset_id, change)
+            owner = _patient_of(connection, dataset_id, change, known)
             if owner is not None:
-                _touch(connection, dataset_id, owner, key, touched)
+                _touch(connection, dataset_id, owner, touched, known)
     built = {
-        patient_id: _rebuild(connection, store, key, dataset_id, patient_id, old_subject, profile, now, cache)
+        patient_id: _rebuild(
+            connection, store, key, dataset_id, patient_id, old_subject, profile, now, cache, known.written
+        )
         for patient_id, old_subject in sorted(touched.items())
         if rebuild or _grown(connection, dataset_id, patient_id, written)
     }
     for change in changes:
-        patient_id = _patient_of(connection, dataset_id, change)
+        patient_id = _patient_of(connection, dataset_id, change, known)
         change.phenopacket_id = built.get(patient_id) if patient_id else None
     if expired and changes:
         changes[0].issues.append(_expired_issue(expired, pending_days))
     return changes
 
 
-def _expire_pending(connection: sa.Connection, dataset_id: str, now: datetime, days: float) -> list[StoredResource]:
-    """Drop the dataset's pending resources that waited longer than `days` for their Patient."""
-    if days <= 0:
+def _expire_pending(
+    connection: sa.Connection, dataset_id: str, now: datetime, days: float, oldest: datetime | None
+) -> list[StoredResource]:
+    """Drop the dataset's pending resources that waited longer than `days` for their Patient
+    (`oldest`: when the oldest pending one last changed; none that old, nothing is read)."""
+    if days <= 0 or oldest is None or oldest > now - timedelta(days=days):
         return []
     expired = rows.pending_before(connection, dataset_id, now - timedelta(days=days))
     rows.delete_all(connection, expired)
@@ -303,11 +308,15 @@ def purge_pending(
 
 @dataclass
 class _Known:
-    """What one transaction has read already: the rows its writes name (read at once), and the
-    Patients references resolved to (cleared when a Patient changes)."""
+    """What one transaction has read or written already: the rows its writes name (read at once), the
+    Patients references resolved to and their subjects (cleared when a Patient changes), and the
+    content it wrote (assembling a patient then reads only the others' content)."""
 
-    rows: dict[tuple[str, str], StoredResource | None]  # None: read, and not stored
+    rows: dict[tuple[str, str], ResourceState | None]  # None: read, and not stored
     patients: dict[str, str] = field(default_factory=dict)
+    subjects: dict[str, str | None] = field(default_factory=dict)  # Patient id -> its row's subject_id
+    written: dict[int, dict[str, Any]] = field(default_factory=dict)  # pk -> content kept by this transaction
+    patient_written: bool = False  # a Patient was written or deleted: pending resources may have moved
 
     @classmethod
     def read_ahead(cls, connection: sa.Connection, dataset_id: str, writes: list[ResourceWrite]) -> _Known:
@@ -318,11 +327,26 @@ class _Known:
         stored = rows.get_many(connection, dataset_id, named)
         return cls({name: stored.get(name) for name in named})
 
-    def existing(self, connection: sa.Connection, dataset_id: str, resource_type: str, resource_id: str):
+    def existing(
+        self,
+        connection: sa.Connection,
+        dataset_id: str,
+        resource_type: str,
+        resource_id: str,
+        reference: str | None = None,
+    ) -> ResourceState | None:
+        """The stored state of a resource. With a `Patient/{id}` reference not resolved yet, that Patient's
+        row is read in the same round trip (a single write: two reads become one)."""
         name = (resource_type, resource_id)
         if name in self.rows:  # read ahead; used once: a later write of the same resource reads again
             return self.rows.pop(name)
-        return rows.get(connection, dataset_id, resource_type, resource_id)
+        relative = RELATIVE_REF.fullmatch(reference) if reference and reference not in self.patients else None
+        asked = relative.group(2) if relative and relative.group(1) == PATIENT else None
+        own, patient = rows.state_and_patient(connection, dataset_id, resource_type, resource_id, asked)
+        if patient is not None and reference is not None:
+            self.patients[reference] = patient.resource_id
+            self.subjects[patient.resource_id] = patient.subject_id
+        return own
 
     def patient(self, connection: sa.Connection, dataset_id: str, reference: str) -> str | None:
         if reference not in self.patients:
@@ -331,6 +355,11 @@ class _Known:
                 return None
             self.patients[reference] = found
         return self.patients[reference]
+
+    def patient_changed(self) -> None:
+        self.patients.clear()
+        self.subjects.clear()
+        self.patient_written = True
 
 
 def _put(
@@ -345,7 +374,8 @@ def _put(
     assert write.resource is not None
     resource_id = write.resource_id or write.resource.get("id") or _id_from_full_url(write.full_url)
     resource = at_rest({**write.resource, "id": resource_id}, key)
-    existing = known.existing(connection, dataset_id, write.resource_type, resource_id)
+    patient_ref = None if write.resource_type == PATIENT else patient_reference(resource)
+    existing = known.existing(connection, dataset_id, write.resource_type, resource_id, patient_ref)
     _check_version(write, existing)
     digest = rows.content_hash(resource)
     same_url = write.full_url is None or write.full_url == existing.full_url if existing else False
@@ -354,17 +384,17 @@ def _put(
         unchanged.patient_id = existing.patient_id
         return unchanged
 
-    patient_ref = None if write.resource_type == PATIENT else patient_reference(resource)
     if write.resource_type == PATIENT:
         patient_id: str | None = resource_id
+        known.subjects[resource_id] = existing.subject_id if existing else None  # its subject before this write
     elif patient_ref is None:
         patient_id = None
     else:
         patient_id = known.patient(connection, dataset_id, patient_ref)
     for old in (existing.patient_id if existing else None, patient_id):
         if old is not None:
-            _touch(connection, dataset_id, old, key, touched)
-    version = rows.put(
+            _touch(connection, dataset_id, old, touched, known)
+    pk, version = rows.put(
         connection,
         dataset_id=dataset_id,
         resource_type=write.resource_type,
@@ -378,12 +408,13 @@ def _put(
         existing=existing,
         now=now,
     )
+    known.written[pk] = resource
     if write.resource_type == PATIENT:
-        known.patients.clear()
+        known.patient_changed()
         _adopt_pending(connection, dataset_id, resource_id)
     elif patient_ref is None:  # about no patient: the patients whose resources point to it change
         for referrer in _referrers(connection, dataset_id, write.resource_type, resource_id, write.full_url):
-            _touch(connection, dataset_id, referrer, key, touched)
+            _touch(connection, dataset_id, referrer, touched, known)
     change = ResourceChange(write.resource_type, resource_id, version, "created" if existing is None else "updated")
     change.patient_id = patient_id
     if patient_ref is not None and patient_id is None:
@@ -403,30 +434,30 @@ def _delete(
     connection: sa.Connection,
     dataset_id: str,
     write: ResourceWrite,
-    key: bytes,
     touched: dict[str, str | None],
     known: _Known,
 ) -> ResourceChange:
     assert write.resource_id is not None
     existing = known.existing(connection, dataset_id, write.resource_type, write.resource_id)
     if write.resource_type == PATIENT:
-        known.patients.clear()
+        known.patient_changed()
     _check_version(write, existing)
     if existing is None:  # FHIR: deleting what is not there succeeds and changes nothing
         return ResourceChange(write.resource_type, write.resource_id, 0, "absent")
     if existing.patient_id is not None:
-        _touch(connection, dataset_id, existing.patient_id, key, touched)
+        _touch(connection, dataset_id, existing.patient_id, touched, known)
     if existing.patient_ref is None and existing.resource_type != PATIENT:
         for referrer in _referrers(connection, dataset_id, existing.resource_type, existing.resource_id, None):
-            _touch(connection, dataset_id, referrer, key, touched)
+            _touch(connection, dataset_id, referrer, touched, known)
     rows.delete(connection, existing)
+    known.written.pop(existing.pk, None)
     if existing.resource_type == PATIENT:  # its resources wait for a Patient again
         orphans = [r.pk for r in rows.of_patient(connection, dataset_id, existing.resource_id)]
         rows.attach(connection, orphans, None)
     return ResourceChange(write.resource_type, write.resource_id, existing.version, "deleted")
 
 
-def _check_version(write: ResourceWrite, existing: StoredResource | None) -> None:
+def _check_version(write: ResourceWrite, existing: ResourceState | None) -> None:
     if write.if_match is None or (existing is not None and existing.version == write.if_match):
         return
     stored = f"version {existing.version}" if existing else "no version (it is not stored)"
@@ -447,11 +478,15 @@ def parse_if_match(value: str | None) -> int | None:
     return int(tag)
 
 
-def _touch(connection: sa.Connection, dataset_id: str, patient_id: str, key: bytes, touched: dict) -> None:
-    """Mark a patient for rebuilding, remembering its phenopacket's subject as it is now."""
+def _touch(connection: sa.Connection, dataset_id: str, patient_id: str, touched: dict, known: _Known) -> None:
+    """Mark a patient for rebuilding, remembering its phenopacket's subject as it is now (kept on its
+    row: read with the row when this transaction read it already)."""
     if patient_id in touched:
         return
-    touched[patient_id] = rows.subject_of_patient(connection, dataset_id, patient_id)  # kept on its row
+    if patient_id in known.subjects:
+        touched[patient_id] = known.subjects[patient_id]
+    else:
+        touched[patient_id] = rows.subject_of_patient(connection, dataset_id, patient_id)
 
 
 def at_rest(resource: dict[str, Any], key: bytes) -> dict[str, Any]:
@@ -557,11 +592,15 @@ def _rebuild(
     profile: str | None,
     now: datetime,
     cache: FragmentCache | None,
+    written: dict[int, dict[str, Any]] | None = None,
 ) -> str | None:
     """Replace the patient's phenopacket by the one its current resources make; its id (None: none left).
 
-    With a cache, only the parts the write changed are translated (gateway.services.fhir_incremental)."""
-    record = _incremental_record(connection, cache, key, dataset_id, patient_id, profile, now) if cache else None
+    With a cache, only the parts the write changed are translated (gateway.services.fhir_incremental);
+    `written`: content this transaction kept, by primary key (not read back)."""
+    record = None
+    if cache is not None:
+        record = _incremental_record(connection, cache, key, dataset_id, patient_id, profile, now, written)
     if record is None:
         resources = assemble(connection, dataset_id, patient_id)
         if resources is None:  # the Patient was deleted: so is its phenopacket
@@ -571,7 +610,7 @@ def _rebuild(
         record = make_phenopacket(resources, key=key, dataset_id=dataset_id, profile=profile, now=now)
     if old_subject is not None and old_subject != record.subject_id:  # the Patient's identifier changed
         store.delete_phenopackets_in(connection, old_subject, dataset_id)
-    store.save_phenopackets_in(connection, [record])
+    store.save_phenopackets_in(connection, [record], dataset_checked=True)  # _apply_writes_in checked it
     return record.id
 
 
@@ -635,12 +674,28 @@ def _incremental_record(
     patient_id: str,
     profile: str | None,
     now: datetime,
+    written: dict[int, dict[str, Any]] | None = None,
 ) -> PhenopacketRecord | None:
-    """The phenopacket from cached parts (fhir_incremental); None: translate everything at once."""
-    assembly = assemble_parts(connection, dataset_id, patient_id, cache)
-    if assembly is None:
+    """The phenopacket from cached parts (fhir_incremental); None: translate everything at once.
+
+    The same assembly as fhir_incremental.assemble_parts, with the patient's and the unattached heads
+    read in one round trip with the Patient's content, and other content read only for what `written` (this
+    transaction's) does not hold."""
+    attached, loose, held = rows.assembly_heads(connection, dataset_id, patient_id)
+    patient = [h for h in attached if h.resource_type == PATIENT]
+    if not patient:
         return None
-    return incremental_record(assembly, partial(rows.contents, connection), cache, key, dataset_id, profile, now)
+    members = [h for h in attached if h.resource_type != PATIENT]
+    load = partial(_contents, connection, {**held, **(written or {})})
+    assembly = parts_of(patient[0], members, loose, load, cache)
+    return incremental_record(assembly, load, cache, key, dataset_id, profile, now)
+
+
+def _contents(connection: sa.Connection, held: dict[int, dict[str, Any]], pks: list[int]) -> dict[int, dict]:
+    """Kept content by primary key: what is held in memory already, the rest in one read."""
+    found = {pk: held[pk] for pk in pks if pk in held}
+    missing = [pk for pk in pks if pk not in found]
+    return {**found, **rows.contents(connection, missing)} if missing else found
 
 
 def incremental_record(
@@ -680,12 +735,11 @@ def assemble(connection: sa.Connection, dataset_id: str, patient_id: str) -> lis
     A fixed order (not arrival order) so that the same resources always make the same phenopacket.
     None when the Patient itself is not stored.
     """
-    attached = rows.of_patient(connection, dataset_id, patient_id)
+    attached, loose = rows.assembly_rows(connection, dataset_id, patient_id)
     patient = [r for r in attached if r.resource_type == PATIENT]
     if not patient:
         return None
     others = [r for r in attached if r.resource_type != PATIENT]
-    loose = rows.unattached(connection, dataset_id)
     if loose:
         index = BundleIndex.build([_entry(r) for r in loose])
         reached: set[int] = set()
@@ -822,11 +876,13 @@ def _referrers(
     return {patient_id for (patient_id,) in connection.execute(query) if patient_id}
 
 
-def _patient_of(connection: sa.Connection, dataset_id: str, change: ResourceChange) -> str | None:
+def _patient_of(connection: sa.Connection, dataset_id: str, change: ResourceChange, known: _Known) -> str | None:
     if change.resource_type == PATIENT:
         return change.resource_id
     if change.patient_id is not None or change.status in ("deleted", "absent"):
         return change.patient_id
+    if not known.patient_written:  # only a Patient written in this transaction adopts a pending resource
+        return None
     stored = rows.get(connection, dataset_id, change.resource_type, change.resource_id)  # adopted since?
     return stored.patient_id if stored else None
 

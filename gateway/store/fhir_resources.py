@@ -17,13 +17,15 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from gateway.store.tables import fhir_resources
+from gateway.store.tables import Document, datasets, fhir_resources
 
 PATIENT = "Patient"
 
 
 @dataclass(frozen=True)
-class StoredResource:
+class ResourceState:
+    """A kept resource without its content: what a write checks and changes (version, links, hash)."""
+
     pk: int
     dataset_id: str
     resource_type: str
@@ -34,14 +36,18 @@ class StoredResource:
     patient_id: str | None
     subject_id: str | None
     content_hash: str
-    resource: dict[str, Any]
-    received_at: datetime
-    updated_at: datetime
 
     @property
     def pending(self) -> bool:
         """Names a Patient that has not arrived (yet)."""
         return self.patient_ref is not None and self.patient_id is None and self.resource_type != PATIENT
+
+
+@dataclass(frozen=True)
+class StoredResource(ResourceState):
+    resource: dict[str, Any]
+    received_at: datetime
+    updated_at: datetime
 
 
 @dataclass(frozen=True)
@@ -64,6 +70,140 @@ _HEAD = (
     fhir_resources.c.full_url,
     fhir_resources.c.content_hash,
 )
+
+
+# --- the per-write path ------------------------------------------------------------------
+# Its statements are built once, here: SQLAlchemy keeps a statement's cache key on the object, so a
+# statement executed again is found in the compiled cache without rebuilding and hashing a fresh tree
+# (that cost more than running it on SQLite). Each of them is one round trip.
+_c = fhir_resources.c
+_STATE = (
+    _c.pk,
+    _c.dataset_id,
+    _c.resource_type,
+    _c.resource_id,
+    _c.version,
+    _c.full_url,
+    _c.patient_ref,
+    _c.patient_id,
+    _c.subject_id,
+    _c.content_hash,
+)
+_PENDING = (_c.patient_ref.is_not(None), _c.patient_id.is_(None), _c.resource_type != PATIENT)
+_OLDEST_PENDING = (
+    sa.select(sa.func.min(_c.updated_at))
+    .where(_c.dataset_id == datasets.c.id, *_PENDING)
+    .scalar_subquery()
+    .label("oldest_pending")
+)
+_DATASET_STATE = sa.select(datasets.c.id, _OLDEST_PENDING).where(datasets.c.id == sa.bindparam("dataset_id"))
+# PostgreSQL: the same with the dataset's lock (lock_dataset) taken by the statement. Its snapshot may predate
+# the lock, which matters only for the oldest pending time: a stale one just sends the expiry to read
+# `pending_before` (a statement after the lock: it sees every committed row) or waits for the next write.
+_LOCK_AND_DATASET_STATE = sa.select(
+    datasets.c.id,
+    _OLDEST_PENDING,
+    sa.func.pg_advisory_xact_lock(sa.func.hashtext(sa.bindparam("purpose", type_=sa.Text))),
+).where(datasets.c.id == sa.bindparam("dataset_id"))
+# The row a write replaces and, in the same round trip, the Patient a `Patient/{id}` reference names.
+_STATE_AND_PATIENT = sa.select(*_STATE).where(
+    _c.dataset_id == sa.bindparam("dataset_id"),
+    sa.or_(
+        sa.and_(_c.resource_type == sa.bindparam("resource_type"), _c.resource_id == sa.bindparam("resource_id")),
+        sa.and_(_c.resource_type == PATIENT, _c.resource_id == sa.bindparam("patient_id")),
+    ),
+)
+# A patient's heads and the dataset's unattached ones in one read, with the Patient's own content (every
+# part is translated with it; a minimised Patient is small). An unattached row has no patient_id (put and
+# attach give one only with a patient_ref), so both halves are ranges of ix_fhir_resources_patient.
+_ASSEMBLY_HEADS = (
+    sa.select(
+        *_HEAD,
+        _c.patient_id,
+        sa.type_coerce(sa.case((_c.resource_type == PATIENT, _c.resource), else_=sa.null()), Document),
+    )
+    .where(
+        _c.dataset_id == sa.bindparam("dataset_id"),
+        sa.or_(
+            _c.patient_id == sa.bindparam("patient_id"),
+            sa.and_(_c.patient_id.is_(None), _c.patient_ref.is_(None), _c.resource_type != PATIENT),
+        ),
+    )
+    .order_by(_c.resource_type, _c.resource_id)
+)
+_ASSEMBLY_ROWS = (
+    sa.select(fhir_resources)
+    .where(
+        _c.dataset_id == sa.bindparam("dataset_id"),
+        sa.or_(
+            _c.patient_id == sa.bindparam("patient_id"),
+            sa.and_(_c.patient_id.is_(None), _c.patient_ref.is_(None), _c.resource_type != PATIENT),
+        ),
+    )
+    .order_by(_c.resource_type, _c.resource_id)
+)
+_CONTENTS = sa.select(_c.pk, _c.resource).where(_c.pk.in_(sa.bindparam("pks", expanding=True)))
+_INSERT = sa.insert(fhir_resources).returning(_c.pk)
+_UPDATE = sa.update(fhir_resources).where(_c.pk == sa.bindparam("row_pk"))
+
+
+def lock_and_read_dataset(connection: sa.Connection, dataset_id: str) -> tuple[bool, datetime | None]:
+    """`lock_dataset`, then whether the dataset exists and when its oldest pending resource last changed
+    (None: none pending): one round trip. When the dataset does not exist no lock is taken (there is
+    nothing to write to: the caller gives up)."""
+    row: Any
+    if connection.dialect.name == "postgresql":
+        purpose = f"/fhir-resources/{dataset_id}"
+        row = connection.execute(_LOCK_AND_DATASET_STATE, {"dataset_id": dataset_id, "purpose": purpose}).first()
+    else:  # SQLite writers are serialised already (BEGIN IMMEDIATE)
+        row = connection.execute(_DATASET_STATE, {"dataset_id": dataset_id}).first()
+    if row is None:
+        return False, None
+    return True, _utc(row[1]) if row[1] is not None else None
+
+
+def state_and_patient(
+    connection: sa.Connection, dataset_id: str, resource_type: str, resource_id: str, patient_id: str | None
+) -> tuple[ResourceState | None, ResourceState | None]:
+    """The stored state of a resource (None: not stored) and of the Patient `patient_id` (None: not
+    stored, or not asked), in one round trip."""
+    found = connection.execute(
+        _STATE_AND_PATIENT,
+        {
+            "dataset_id": dataset_id,
+            "resource_type": resource_type,
+            "resource_id": resource_id,
+            "patient_id": patient_id,
+        },
+    ).all()
+    states = [ResourceState(**row._mapping) for row in found]
+    own = next((r for r in states if (r.resource_type, r.resource_id) == (resource_type, resource_id)), None)
+    patient = next((r for r in states if r.resource_type == PATIENT and r.resource_id == patient_id), None)
+    return own, patient
+
+
+def assembly_heads(
+    connection: sa.Connection, dataset_id: str, patient_id: str
+) -> tuple[list[ResourceHead], list[ResourceHead], dict[int, dict[str, Any]]]:
+    """(`heads_of_patient`, `unattached_heads`, the Patient's content by primary key) in one round trip."""
+    attached: list[ResourceHead] = []
+    loose: list[ResourceHead] = []
+    patient: dict[int, dict[str, Any]] = {}
+    found = connection.execute(_ASSEMBLY_HEADS, {"dataset_id": dataset_id, "patient_id": patient_id})
+    for *head, owner, content in found:
+        (attached if owner == patient_id else loose).append(ResourceHead(*head))
+        if content is not None and owner == patient_id:
+            patient[head[0]] = content
+    return attached, loose, patient
+
+
+def assembly_rows(
+    connection: sa.Connection, dataset_id: str, patient_id: str
+) -> tuple[list[StoredResource], list[StoredResource]]:
+    """(`of_patient`, `unattached`) in one round trip (see _ASSEMBLY_HEADS)."""
+    read = connection.execute(_ASSEMBLY_ROWS, {"dataset_id": dataset_id, "patient_id": patient_id}).mappings()
+    found = [_stored(row) for row in read]
+    return [r for r in found if r.patient_id == patient_id], [r for r in found if r.patient_id != patient_id]
 
 
 def _heads(connection: sa.Connection, *where: Any) -> list[ResourceHead]:
@@ -90,8 +230,7 @@ def contents(connection: sa.Connection, pks: Sequence[int]) -> dict[int, dict[st
     """The kept content of resources by primary key."""
     if not pks:
         return {}
-    query = sa.select(fhir_resources.c.pk, fhir_resources.c.resource).where(fhir_resources.c.pk.in_(list(pks)))
-    return {pk: resource for pk, resource in connection.execute(query).all()}
+    return {pk: resource for pk, resource in connection.execute(_CONTENTS, {"pks": list(pks)}).all()}
 
 
 def content_hash(resource: dict[str, Any]) -> str:
@@ -253,7 +392,7 @@ def subject_of_patient(connection: sa.Connection, dataset_id: str, patient_id: s
     return connection.execute(query).scalar()
 
 
-def delete_all(connection: sa.Connection, resources: Sequence[StoredResource]) -> None:
+def delete_all(connection: sa.Connection, resources: Sequence[ResourceState]) -> None:
     if resources:
         connection.execute(sa.delete(fhir_resources).where(fhir_resources.c.pk.in_([r.pk for r in resources])))
 
@@ -270,10 +409,10 @@ def put(
     patient_ref: str | None,
     patient_id: str | None,
     subject_id: str | None,
-    existing: StoredResource | None,
+    existing: ResourceState | None,
     now: datetime,
-) -> int:
-    """Insert or replace one resource; returns its new version."""
+) -> tuple[int, int]:
+    """Insert or replace one resource; (its primary key, its new version)."""
     values = {
         "resource": resource,
         "content_hash": content_hash,
@@ -284,25 +423,15 @@ def put(
         "updated_at": now,
     }
     if existing is None:
-        connection.execute(
-            sa.insert(fhir_resources).values(
-                dataset_id=dataset_id,
-                resource_type=resource_type,
-                resource_id=resource_id,
-                version=1,
-                received_at=now,
-                **values,
-            )
-        )
-        return 1
+        identity = {"dataset_id": dataset_id, "resource_type": resource_type, "resource_id": resource_id}
+        pk = connection.execute(_INSERT, {**identity, "version": 1, "received_at": now, **values}).scalar_one()
+        return pk, 1
     version = existing.version + 1
-    connection.execute(
-        sa.update(fhir_resources).where(fhir_resources.c.pk == existing.pk).values(version=version, **values)
-    )
-    return version
+    connection.execute(_UPDATE, {"row_pk": existing.pk, "version": version, **values})
+    return existing.pk, version
 
 
-def delete(connection: sa.Connection, resource: StoredResource) -> None:
+def delete(connection: sa.Connection, resource: ResourceState) -> None:
     connection.execute(sa.delete(fhir_resources).where(fhir_resources.c.pk == resource.pk))
 
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
@@ -48,6 +49,7 @@ __all__ = ["MetadataStore", "StoreError", "UnknownDatasetError", "index_fields"]
 
 MAX_PAGE_SIZE = 1000
 _IN_CHUNK = 500  # ids per IN (...) list: far below every backend's bound-parameter limit
+_ROW_CHUNK = 300  # (pk, kind, term) keys per row-value IN list: 900 parameters
 _DEADLOCK_RETRIES = 3
 _RETRYABLE_SQLSTATES = {"40P01", "40001"}  # PostgreSQL deadlock / serialization failure
 
@@ -211,8 +213,11 @@ class MetadataStore:
         stored = self._retry_deadlocks(lambda: self._save_rows(rows, fields, families))
         return _results(records, latest, stored)
 
-    def save_phenopackets_in(self, connection: sa.Connection, records: Sequence[PhenopacketRecord]) -> list[SaveResult]:
-        """The same inside a caller's `transaction()` (FHIR resources and the phenopacket they make)."""
+    def save_phenopackets_in(
+        self, connection: sa.Connection, records: Sequence[PhenopacketRecord], *, dataset_checked: bool = False
+    ) -> list[SaveResult]:
+        """The same inside a caller's `transaction()` (FHIR resources and the phenopacket they make).
+        `dataset_checked`: the caller read the records' datasets in this transaction already."""
         records = list(records)
         for position, record in enumerate(records):
             _check_record(position, record)
@@ -221,7 +226,7 @@ class MetadataStore:
         fields = {key: index_fields(latest[key].document) for key in sorted(latest)}
         rows = [_phenopacket_row(latest[key], fields[key], now) for key in sorted(latest)]
         families = {key: record.family for key, record in latest.items()}
-        stored = self._save_rows_in(connection, rows, fields, families) if rows else {}
+        stored = self._save_rows_in(connection, rows, fields, families, dataset_checked) if rows else {}
         return _results(records, latest, stored)
 
     def _save_rows(
@@ -239,11 +244,13 @@ class MetadataStore:
         rows: list[dict[str, Any]],
         fields: dict[tuple[str, str], dict[str, Any]],
         families: dict[tuple[str, str], dict[str, Any] | None],
+        dataset_checked: bool = False,
     ) -> dict[tuple[str, str], bool]:
-        wanted = {row["dataset_id"] for row in rows}
-        known = set(connection.execute(sa.select(datasets.c.id).where(datasets.c.id.in_(wanted))).scalars())
-        if wanted - known:
-            raise UnknownDatasetError(sorted(wanted - known))
+        if not dataset_checked:
+            wanted = {row["dataset_id"] for row in rows}
+            known = set(connection.execute(sa.select(datasets.c.id).where(datasets.c.id.in_(wanted))).scalars())
+            if wanted - known:
+                raise UnknownDatasetError(sorted(wanted - known))
 
         pk_of: dict[tuple[str, str], int] = {}
         created: dict[tuple[str, str], bool] = {}
@@ -251,37 +258,84 @@ class MetadataStore:
             pk_of[dataset_id, subject_id] = pk
             created[dataset_id, subject_id] = revision == 1
 
-        replaced = [pk_of[key] for key, is_new in created.items() if not is_new]
-        for chunk in _chunks(replaced):
-            connection.execute(sa.delete(phenopacket_terms).where(phenopacket_terms.c.phenopacket_pk.in_(chunk)))
-            connection.execute(sa.delete(biosamples).where(biosamples.c.phenopacket_pk.in_(chunk)))
-            connection.execute(sa.delete(phenopacket_families).where(phenopacket_families.c.phenopacket_pk.in_(chunk)))
+        # A replaced phenopacket's index rows are diffed against the stored ones: a write that adds one
+        # resource mostly adds a term or none, so most rows stay as they are (no delete, no re-insert).
+        before = _IndexRows.read(connection, [pk_of[key] for key, is_new in created.items() if not is_new])
+        after = _IndexRows()
+        for key, indexed in fields.items():
+            pk = pk_of[key]
+            for kind, term, label in indexed["terms"]:
+                after.terms[pk, kind, term] = label
+            for sample in indexed["biosamples"]:
+                after.biosamples[pk, sample["id"]] = sample["sampled_tissue"]
+        self._write_index_diff(connection, before, after, dataset_of={pk: key[0] for key, pk in pk_of.items()})
 
-        term_rows = [
-            {"phenopacket_pk": pk_of[key], "dataset_id": key[0], "kind": kind, "term": term, "label": label}
-            for key, indexed in fields.items()
-            for kind, term, label in indexed["terms"]
-        ]
-        self._insert_rows(connection, phenopacket_terms, term_rows)
-        biosample_rows = [
-            {
-                "phenopacket_pk": pk_of[key],
-                "dataset_id": key[0],
-                "biosample_id": sample["id"],
-                "sampled_tissue": sample["sampled_tissue"],
-            }
-            for key, indexed in fields.items()
-            for sample in indexed["biosamples"]
-        ]
-        self._insert_rows(connection, biosamples, biosample_rows)
         family_rows = [
             _family_row(pk_of[key], key[0], family, _now())
             for key, family in families.items()
             if family is not None and key in pk_of
         ]
-        if family_rows:  # rare (family history), and a JSON column: a plain executemany
-            connection.execute(sa.insert(phenopacket_families), family_rows)
+        for chunk in _chunks(sorted(before.families)):  # rare (family history): replaced whole
+            connection.execute(_DELETE_FAMILIES, {"pks": chunk})
+        if family_rows:  # a JSON column: a plain executemany
+            connection.execute(_INSERT[phenopacket_families.name], family_rows)
         return created
+
+    def _write_index_diff(
+        self, connection: sa.Connection, before: _IndexRows, after: _IndexRows, dataset_of: dict[int, str]
+    ) -> None:
+        """Make the stored term and biosample rows of these phenopackets `after`. New rows go in before
+        removed ones go out: SQLite's max(rowid) of phenopacket_terms (gateway.beacon.individuals'
+        present-terms marker) then grows with every write that adds a term."""
+        terms = [
+            {"phenopacket_pk": pk, "dataset_id": dataset_of[pk], "kind": kind, "term": term, "label": label}
+            for (pk, kind, term), label in after.terms.items()
+            if (pk, kind, term) not in before.terms
+        ]
+        self._insert_rows(connection, phenopacket_terms, terms)
+        relabelled = [
+            {"b_pk": pk, "b_kind": kind, "b_term": term, "label": label}
+            for (pk, kind, term), label in after.terms.items()
+            if (pk, kind, term) in before.terms and before.terms[pk, kind, term] != label
+        ]
+        if relabelled:
+            connection.execute(_RELABEL_TERM, relabelled)
+        gone_terms = [key for key in before.terms if key not in after.terms]
+        self._delete_rows(connection, phenopacket_terms, ("phenopacket_pk", "kind", "term"), gone_terms)
+
+        samples = [
+            {"phenopacket_pk": pk, "dataset_id": dataset_of[pk], "biosample_id": sample, "sampled_tissue": tissue}
+            for (pk, sample), tissue in after.biosamples.items()
+            if (pk, sample) not in before.biosamples
+        ]
+        self._insert_rows(connection, biosamples, samples)
+        retissued = [
+            {"b_pk": pk, "b_sample": sample, "sampled_tissue": tissue}
+            for (pk, sample), tissue in after.biosamples.items()
+            if (pk, sample) in before.biosamples and before.biosamples[pk, sample] != tissue
+        ]
+        if retissued:
+            connection.execute(_RETISSUE_BIOSAMPLE, retissued)
+        gone_samples = [key for key in before.biosamples if key not in after.biosamples]
+        self._delete_rows(connection, biosamples, ("phenopacket_pk", "biosample_id"), gone_samples)
+
+    def _delete_rows(
+        self, connection: sa.Connection, table: sa.Table, names: tuple[str, ...], keys: list[tuple[Any, ...]]
+    ) -> None:
+        """Delete rows by key, set-based (a replaced batch may drop many)."""
+        if not keys:
+            return
+        if not self._postgres:  # a row-value IN list per chunk
+            for chunk in _chunks(keys, _ROW_CHUNK):
+                connection.execute(_DELETE_BY_KEY[table.name], {"keys": chunk})
+            return
+        # PostgreSQL plans a long row-value IN list slowly: a join with arrays instead, as _insert_rows does.
+        arrays = ", ".join(f"CAST(:{name} AS {_pg_array_type(table.c[name])})" for name in names)
+        matches = " AND ".join(f"t.{name} = g.{name}" for name in names)
+        statement = sa.text(
+            f"DELETE FROM {table.name} t USING unnest({arrays}) AS g({', '.join(names)}) WHERE {matches}"
+        )
+        connection.execute(statement, {name: [key[i] for key in keys] for i, name in enumerate(names)})
 
     def get_phenopacket(self, phenopacket_id: str) -> StoredPhenopacket | None:
         found = self._select(sa.select(phenopackets).where(phenopackets.c.id == phenopacket_id))
@@ -398,7 +452,7 @@ class MetadataStore:
         if not rows:
             return
         if not self._postgres:
-            connection.execute(sa.insert(table), rows)  # sqlite3's executemany: one C loop
+            connection.execute(_INSERT[table.name], rows)  # sqlite3's executemany: one C loop
             return
         # PostgreSQL: one statement over arrays instead of a round trip per row.
         names = list(rows[0])
@@ -431,6 +485,74 @@ class MetadataStore:
                     raise
                 time.sleep(0.01 * (attempt + 1))
         raise AssertionError("unreachable")
+
+
+_t, _b, _f = phenopacket_terms.c, biosamples.c, phenopacket_families.c
+
+
+# The index rows of replaced phenopackets, read in one round trip (statements built once: see fhir_resources).
+def _index_rows_of(where: Callable[[sa.ColumnElement], sa.ColumnElement[bool]]) -> sa.CompoundSelect:
+    return sa.union_all(
+        sa.select(_t.phenopacket_pk, sa.literal("t"), _t.kind, _t.term, _t.label).where(where(_t.phenopacket_pk)),
+        sa.select(_b.phenopacket_pk, sa.literal("b"), _b.biosample_id, _b.sampled_tissue, sa.null()).where(
+            where(_b.phenopacket_pk)
+        ),
+        sa.select(_f.phenopacket_pk, sa.literal("f"), sa.null(), sa.null(), sa.null()).where(where(_f.phenopacket_pk)),
+    )
+
+
+_INDEX_ROWS = _index_rows_of(lambda pk: pk.in_(sa.bindparam("pks", expanding=True)))
+# One phenopacket (a FHIR write): no expanding IN, whose SQL is made again on every execution.
+_INDEX_ROWS_OF_ONE = _index_rows_of(lambda pk: pk == sa.bindparam("pk"))
+_INSERT = {table.name: sa.insert(table) for table in (phenopacket_terms, biosamples, phenopacket_families)}
+_RELABEL_TERM = (
+    sa.update(phenopacket_terms)
+    .where(
+        _t.phenopacket_pk == sa.bindparam("b_pk"), _t.kind == sa.bindparam("b_kind"), _t.term == sa.bindparam("b_term")
+    )
+    .values(label=sa.bindparam("label"))
+)
+_DELETE_BY_KEY = {
+    phenopacket_terms.name: sa.delete(phenopacket_terms).where(
+        sa.tuple_(_t.phenopacket_pk, _t.kind, _t.term).in_(sa.bindparam("keys", expanding=True))
+    ),
+    biosamples.name: sa.delete(biosamples).where(
+        sa.tuple_(_b.phenopacket_pk, _b.biosample_id).in_(sa.bindparam("keys", expanding=True))
+    ),
+}
+_RETISSUE_BIOSAMPLE = (
+    sa.update(biosamples)
+    .where(_b.phenopacket_pk == sa.bindparam("b_pk"), _b.biosample_id == sa.bindparam("b_sample"))
+    .values(sampled_tissue=sa.bindparam("sampled_tissue"))
+)
+_DELETE_FAMILIES = sa.delete(phenopacket_families).where(_f.phenopacket_pk.in_(sa.bindparam("pks", expanding=True)))
+
+
+@dataclass
+class _IndexRows:
+    """Term rows ((pk, kind, term) -> label), biosample rows ((pk, biosample id) -> sampled tissue) and the
+    phenopackets that have a Family, of some phenopackets."""
+
+    terms: dict[tuple[int, str, str], str | None] = field(default_factory=dict)
+    biosamples: dict[tuple[int, str], str | None] = field(default_factory=dict)
+    families: set[int] = field(default_factory=set)
+
+    @classmethod
+    def read(cls, connection: sa.Connection, pks: list[int]) -> _IndexRows:
+        found = cls()
+        for chunk in _chunks(pks):
+            one = len(chunk) == 1
+            read = connection.execute(
+                *((_INDEX_ROWS_OF_ONE, {"pk": chunk[0]}) if one else (_INDEX_ROWS, {"pks": chunk}))
+            )
+            for pk, table, a, b, c in read:
+                if table == "t":
+                    found.terms[pk, a, b] = c
+                elif table == "b":
+                    found.biosamples[pk, a] = b
+                else:
+                    found.families.add(pk)
+        return found
 
 
 def _results(
@@ -544,9 +666,9 @@ def _pg_array_type(column: sa.Column) -> str:
     return "bigint[]" if isinstance(column.type, sa.BigInteger | sa.Integer) else "text[]"
 
 
-def _chunks(values: list[Any]) -> Iterator[list[Any]]:
-    for start in range(0, len(values), _IN_CHUNK):
-        yield values[start : start + _IN_CHUNK]
+def _chunks(values: list[Any], size: int = _IN_CHUNK) -> Iterator[list[Any]]:
+    for start in range(0, len(values), size):
+        yield values[start : start + size]
 
 
 def _now() -> datetime:

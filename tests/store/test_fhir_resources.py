@@ -12,6 +12,7 @@ import json
 from datetime import UTC, datetime
 
 import pytest
+import sqlalchemy as sa
 
 from gateway.services.fhir_incremental import FragmentCache
 from gateway.services.fhir_resources import (
@@ -388,3 +389,30 @@ def test_every_real_bundle_sent_resource_by_resource_incrementally_makes_its_phe
     # system in an order the merge cannot see: 82 % merged since TNM Observations join their Condition).
     assert cache.merged > 0.8 * (cache.merged + cache.whole)
     assert cache.translated < 1.6 * writes  # a write translates about one part, not the whole patient
+
+
+def test_a_write_to_a_stored_patient_is_a_few_statements_and_reads_back_nothing_it_wrote(store, reference_dir):
+    """Round trips per write (the store's share of resource-by-resource ingest): the dataset and its lock,
+    the row with its Patient, the row written, the patient's heads, the phenopacket and its index; the
+    content the write kept is not read back, nor the Patient's content (it comes with the heads)."""
+    resources = _resources(_bundle(reference_dir, MARFAN))
+    cache = FragmentCache()
+    observations = [r for r in resources if r["resourceType"] == "Observation"]
+    for resource in resources:
+        if resource is not observations[-1]:
+            _put(store, resource, cache=cache)
+    statements: list[str] = []
+
+    def seen(_connection, _cursor, statement, *_args):
+        if statement.strip().upper() not in ("BEGIN", "BEGIN IMMEDIATE", "COMMIT", "ROLLBACK", "SELECT 1"):
+            statements.append(" ".join(statement.split()))
+
+    sa.event.listen(store.engine, "before_cursor_execute", seen)
+    try:
+        change = _put(store, observations[-1], cache=cache)
+    finally:
+        sa.event.remove(store.engine, "before_cursor_execute", seen)
+    assert change.status == "created" and change.phenopacket_id is not None
+    assert len(statements) <= 7, statements  # + one insert when the write adds an index term
+    assert not [s for s in statements if s.startswith("SELECT fhir_resources.pk, fhir_resources.resource ")]
+    assert _stored(store) == _expected(_bundle(reference_dir, MARFAN))

@@ -11,7 +11,7 @@ import pytest
 import sqlalchemy as sa
 
 from gateway.store import MetadataStore, PhenopacketRecord, StoreError, UnknownDatasetError
-from gateway.store.tables import biosamples, phenopacket_terms, phenopackets
+from gateway.store.tables import biosamples, phenopacket_families, phenopacket_terms, phenopackets
 from tests.store.store_workers import document, run_in_processes, save_same_subject
 
 
@@ -253,3 +253,80 @@ def test_in_memory_sqlite_works_for_quick_tools():
     assert store.save_phenopackets([record("s1")])[0].created
     assert store.list_phenopackets()[1] == 1
     store.close()
+
+
+def _indexed(subject: str, phenotypes: dict[str, str], samples: dict[str, str], family: bool) -> PhenopacketRecord:
+    doc = document(subject, "HP:0000001")
+    doc["phenotypicFeatures"] = [{"type": {"id": t, "label": label}} for t, label in phenotypes.items()]
+    doc["diseases"] = [{"term": {"id": "MONDO:0007947", "label": "Marfan syndrome"}}]
+    doc["biosamples"] = [{"id": s, "sampledTissue": {"id": tissue, "label": "tissue"}} for s, tissue in samples.items()]
+    relatives = {"id": "fam-1", "relatives": [document("rel-1", "HP:0000002")]} if family else None
+    return record(subject, document=doc, family=relatives)
+
+
+def _index_rows(store: MetadataStore, subject: str) -> tuple[list, list, list]:
+    """A patient's term, biosample and family rows, without its primary key."""
+    pk = sa.select(phenopackets.c.pk).where(phenopackets.c.subject_id == subject).scalar_subquery()
+    t, b, f = phenopacket_terms.c, biosamples.c, phenopacket_families.c
+    with store.engine.connect() as connection:
+        return (
+            connection.execute(
+                sa.select(t.dataset_id, t.kind, t.term, t.label).where(t.phenopacket_pk == pk).order_by(t.kind, t.term)
+            ).all(),
+            connection.execute(
+                sa.select(b.dataset_id, b.biosample_id, b.sampled_tissue)
+                .where(b.phenopacket_pk == pk)
+                .order_by(b.biosample_id)
+            ).all(),
+            connection.execute(sa.select(f.id, f.relatives).where(f.phenopacket_pk == pk)).all(),
+        )
+
+
+@pytest.mark.parametrize("family_before,family_after", [(True, False), (False, True), (True, True)])
+def test_a_replaced_phenopackets_index_rows_are_those_a_first_save_makes(store, family_before, family_after):
+    """Replacing diffs the index rows (adds, relabels, re-tissues, removes) instead of rewriting them all:
+    the result must be exactly what saving the new document afresh makes."""
+    store.save_phenopackets(
+        [_indexed("s1", {"HP:0000001": "a", "HP:0000002": "b"}, {"bs1": "UBERON:1", "bs2": "UBERON:2"}, family_before)]
+    )
+    new = {"HP:0000001": "a, relabelled", "HP:0000003": "c"}, {"bs1": "UBERON:3", "bs3": "UBERON:4"}
+    assert store.save_phenopackets([_indexed("s1", *new, family_after)])[0].created is False
+    store.save_phenopackets([_indexed("fresh", *new, family_after)])
+    assert _index_rows(store, "s1") == _index_rows(store, "fresh")
+    terms, samples, families = _index_rows(store, "s1")
+    assert ("ds1", "phenotype", "HP:0000001", "a, relabelled") in terms
+    assert "HP:0000002" not in {term for _, _, term, _ in terms}
+    assert [s for _, s, _ in samples] == ["bs1", "bs3"] and len(families) == int(family_after)
+
+
+def test_a_replaced_term_raises_sqlites_term_marker(tmp_path):
+    """gateway.beacon.individuals caches the set of present terms keyed on SQLite's max(rowid) of
+    phenopacket_terms: a patient whose terms are the newest rows, replaced by as many other terms, must
+    still raise it (new rows go in before the removed ones go out, so no rowid is reused)."""
+    store = MetadataStore.open(f"sqlite:///{tmp_path}/terms.db")
+    try:
+        store.ensure_dataset("ds1")
+        marker = sa.text("SELECT max(rowid) FROM phenopacket_terms")
+        store.save_phenopackets([record("s1", phenotype="HP:0000001")])
+        with store.engine.connect() as connection:
+            before = connection.execute(marker).scalar()
+        store.save_phenopackets([record("s1", phenotype="HP:0000002")])
+        with store.engine.connect() as connection:
+            assert connection.execute(marker).scalar() > before
+        assert store.get_phenopacket("pp-ds1-s1").phenotypes == ("HP:0000002",)
+    finally:
+        store.close()
+
+
+def test_a_batch_replacing_every_term_of_several_patients_leaves_only_the_new_ones(store):
+    """The set-based removal (a row-value IN list on SQLite, arrays on PostgreSQL) across patients."""
+    subjects = [f"s{n}" for n in range(3)]
+    old = {f"HP:00000{n:02d}": "old" for n in range(10)}
+    new = {f"HP:00001{n:02d}": "new" for n in range(10)}
+    store.save_phenopackets([_indexed(s, old, {"bs1": "UBERON:1", "bs2": "UBERON:2"}, False) for s in subjects])
+    store.save_phenopackets([_indexed(s, new, {"bs9": "UBERON:9"}, False) for s in subjects])
+    for subject in subjects:
+        terms, samples, _ = _index_rows(store, subject)
+        assert {term for _, kind, term, _ in terms if kind == "phenotype"} == set(new)
+        assert [s for _, s, _ in samples] == ["bs9"]
+    assert count(store, phenopacket_terms) == 3 * (10 + 1 + 1)  # phenotypes, the disease, the tissue
