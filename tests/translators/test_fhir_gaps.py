@@ -88,3 +88,42 @@ def test_a_phenotype_severity_in_no_known_system_is_warned():
     packet = translate(bundle(condition), "mii")
     assert "severity" not in packet.phenopacket["phenotypicFeatures"][0]
     assert ("unmapped-code", "/entry/1/resource/severity") in warnings(packet)
+
+
+# --- TNM findings back to FHIR ----------------------------------------------------------------------
+
+
+def test_tnm_findings_go_back_to_fhir_as_observations_about_the_condition():
+    """Was: clinicalTnmFinding 'not exported'; now the TNM measurement is written with focus -> Condition."""
+    from translators.phenopacket_to_fhir import translate_phenopacket
+
+    source = as_bundle(read_fhir("mii-testdata/Bundle-mii-exa-test-data-bundle-onkologie-1.json"))
+    first = translate(source).phenopacket
+    written, issues = translate_phenopacket(first, profile="mii")
+    assert not [i for i in issues if "clinicalTnmFinding" in i.location]
+    urls = {e["fullUrl"]: e["resource"] for e in written["entry"]}
+    focused = [r for r in urls.values() if r["resourceType"] == "Observation" and r.get("focus")]
+    assert focused and all(urls[f["reference"]]["resourceType"] == "Condition" for r in focused for f in r["focus"])
+    again = translate(written, "mii").phenopacket
+
+    def findings(packet):
+        return {(d["term"]["id"], f["id"]) for d in packet["diseases"] for f in d.get("clinicalTnmFinding", ())}
+
+    assert findings(first) and findings(again) == findings(first)
+
+
+def test_a_tnm_finding_without_its_measurement_is_warned_at_the_finding():
+    from translators.phenopacket_to_fhir import translate_phenopacket
+
+    packet = {
+        "id": "p",
+        "subject": {"id": "s"},
+        "diseases": [
+            {"term": {"id": "ICD10GM:C56", "label": "Ovary"}, "clinicalTnmFinding": [{"id": "TNM:T1", "label": "T1"}]}
+        ],
+        "metaData": {"created": "2024-01-01T00:00:00Z", "createdBy": "t", "phenopacketSchemaVersion": "2.0"},
+    }
+    _, issues = translate_phenopacket(packet, profile="mii")
+    assert [(i.severity.value, i.location) for i in issues if "TNM" in i.message] == [
+        ("warning", "/diseases/0/clinicalTnmFinding/0")
+    ]
