@@ -106,9 +106,15 @@ class ResourceWrite:
     if_match: int | None = None  # the version the client read (If-Match / entry.request.ifMatch)
 
 
+# Kept although no phenopacket element comes from them: an IPS Composition's type (and any meta.profile)
+# selects the profile its patient's resources are read with (mappings.detect_profile).
+PROFILE_TYPES = frozenset({"Composition"})
+
+
 def supported_types() -> list[str]:
-    """The resource types kept: those the translator maps (others would be stored for nothing)."""
-    return translated_resource_types()
+    """The resource types kept: those the translator maps, and those that choose its profile
+    (others would be stored for nothing)."""
+    return sorted({*translated_resource_types(), *PROFILE_TYPES})
 
 
 def check_type(resource_type: str) -> None:

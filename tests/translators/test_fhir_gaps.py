@@ -1,6 +1,8 @@
 """Issue 11, the last named gaps: an order date is no treatment period, Condition.severity, TNM findings
 written back, the IPS Composition and 'no known allergies' (each first on the real examples)."""
 
+import json
+
 from tests.translators.conftest import read_fhir
 from tests.translators.test_fhir_clinical import DAILY_5MG, SCT, bundle, cc, translate, warnings
 from translators.fhir_to_phenopacket import as_bundle
@@ -127,3 +129,24 @@ def test_a_tnm_finding_without_its_measurement_is_warned_at_the_finding():
     assert [(i.severity.value, i.location) for i in issues if "TNM" in i.message] == [
         ("warning", "/diseases/0/clinicalTnmFinding/0")
     ]
+
+
+# --- statements of absence of another type ----------------------------------------------------------
+
+
+def test_no_known_allergies_is_a_note_not_a_warning_real_ips():
+    """Was: IPS 'no-known-food-allergies' warned 'AllergyIntolerance has no phenopacket target'."""
+    source = as_bundle(read_fhir("ips-1.1.0/Bundle-IPS-examples-Bundle-01.json"))
+    packet = translate(source, "ips")
+    allergies = {
+        n: e["resource"] for n, e in enumerate(source["entry"]) if e["resource"]["resourceType"] == "AllergyIntolerance"
+    }
+    absent = [n for n, r in allergies.items() if "absent-unknown" in json.dumps(r.get("code"))]
+    present = [n for n in allergies if n not in absent]
+    assert absent and present
+    for n in absent:
+        where = f"/entry/{n}/resource"
+        assert not [i for i in packet.issues if i.location.startswith(where) and i.severity.value != "information"]
+        assert ("no-fact", where + "/code") in {(i.code, i.location) for i in packet.issues}
+    for n in present:  # a real allergy is a fact the phenopacket cannot hold: still warned
+        assert ("no-phenopacket-target", f"/entry/{n}/resource") in warnings(packet)
