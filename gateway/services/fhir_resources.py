@@ -367,6 +367,9 @@ def _put(
         patient_id = None
     else:
         patient_id = known.patient(connection, dataset_id, patient_ref)
+    subject_id = _subject_of(resource, key, dataset_id) if write.resource_type == PATIENT else None
+    if subject_id is not None:
+        _refuse_second_patient_id(connection, dataset_id, resource_id, subject_id)
     for old in (existing.patient_id if existing else None, patient_id):
         if old is not None:
             _touch(connection, dataset_id, old, key, touched)
@@ -380,7 +383,7 @@ def _put(
         full_url=write.full_url or (existing.full_url if existing else None),
         patient_ref=patient_ref,
         patient_id=patient_id,
-        subject_id=_subject_of(resource, key, dataset_id) if write.resource_type == PATIENT else None,
+        subject_id=subject_id,
         existing=existing,
         now=now,
     )
@@ -403,6 +406,22 @@ def _put(
             )
         )
     return change
+
+
+def _refuse_second_patient_id(connection: sa.Connection, dataset_id: str, resource_id: str, subject_id: str) -> None:
+    """A person is one Patient per dataset: its identity is the profile's patient identifier (pseudonymised),
+    and a second Patient id with the same one is refused, never joined. Joining would merge two records
+    whose sex, birth and death may disagree, and a delete of either could not say whose data goes; FHIR
+    states that two records are one person explicitly (Patient.link, $merge), not by a repeated identifier."""
+    others = [p for p in rows.patient_ids_of_subject(connection, dataset_id, subject_id) if p != resource_id]
+    if not others:
+        return
+    message = (
+        f"Patient/{resource_id} has the patient identifier of Patient/{others[0]}, stored in dataset "
+        f"{dataset_id!r}: one person, two Patient ids. Nothing was stored (the stored phenopacket is unchanged): "
+        f"send it as Patient/{others[0]}, or delete Patient/{others[0]} first"
+    )
+    raise ResourceRejected(message, issues=[Issue.error("duplicate", message, "/identifier")])
 
 
 def _delete(

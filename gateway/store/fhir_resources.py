@@ -253,6 +253,17 @@ def subject_of_patient(connection: sa.Connection, dataset_id: str, patient_id: s
     return connection.execute(query).scalar()
 
 
+def patient_ids_of_subject(connection: sa.Connection, dataset_id: str, subject_id: str) -> list[str]:
+    """The ids of the dataset's Patients whose phenopacket has this subject (one person: at most one)."""
+    c = fhir_resources.c
+    query = (
+        sa.select(c.resource_id)
+        .where(c.dataset_id == dataset_id, c.resource_type == PATIENT, c.subject_id == subject_id)
+        .order_by(c.resource_id)
+    )
+    return list(connection.execute(query).scalars())
+
+
 def delete_all(connection: sa.Connection, resources: Sequence[StoredResource]) -> None:
     if resources:
         connection.execute(sa.delete(fhir_resources).where(fhir_resources.c.pk.in_([r.pk for r in resources])))

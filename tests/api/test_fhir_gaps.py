@@ -62,3 +62,59 @@ def test_an_ips_composition_is_kept_and_selects_the_ips_profile(client, app, ope
     assert _profile_of(app, "eumfh-39-07") == ("generic", "generic")
     with app.extensions["gateway"].store.engine.connect() as connection:
         assert rows.get(connection, "default", "Composition", "composition-minimal") is None
+
+
+# --- one person, two Patient ids ---------------------------------------------------------------------
+
+MARFAN = "mii-seltene-erkrankungen/Bundle-bundle-marfan-complete.json"
+
+
+def _marfan(reference_dir, resource_id):
+    bundle = json.loads((reference_dir / "fhir" / MARFAN).read_text())
+    return next(e["resource"] for e in bundle["entry"] if e["resource"]["id"] == resource_id)
+
+
+def _texts(response):
+    return " ".join(i.get("diagnostics", "") for i in response.get_json()["issue"])
+
+
+def test_a_second_patient_id_for_the_same_person_is_refused_naming_both(client, app, operator, reference_dir):
+    """Was: the second Patient (same MII patient identifier, another id) silently replaced the first one's
+    phenopacket, and deleting either took both people's data with it."""
+    store = app.extensions["gateway"].store
+    patient = _marfan(reference_dir, "patient-marfan-001")
+    assert _send(client, "PUT", "/fhir/Patient/patient-marfan-001", operator, patient).status_code == 201
+    condition = _marfan(reference_dir, "condition-marfan-genetic")
+    assert _send(client, "PUT", "/fhir/Condition/condition-marfan-genetic", operator, condition).status_code == 201
+    (before,) = store.list_phenopackets()[0]
+    assert before.document.get("diseases")
+
+    twin = {**patient, "id": "marfan-again", "gender": "female"}
+    refused = _send(client, "PUT", "/fhir/Patient/marfan-again", operator, twin)
+    assert refused.status_code == 422, refused.get_data(as_text=True)
+    assert refused.get_json()["resourceType"] == "OperationOutcome"
+    assert "Patient/marfan-again" in _texts(refused) and "Patient/patient-marfan-001" in _texts(refused)
+    (after,) = store.list_phenopackets()[0]
+    assert after.document == before.document  # nothing overwritten
+    with store.engine.connect() as connection:
+        assert rows.get(connection, "default", "Patient", "marfan-again") is None
+
+    # The same through a Bundle that carries the second Patient: refused whole, nothing stored.
+    bundle = {
+        "resourceType": "Bundle",
+        "type": "collection",
+        "entry": [{"fullUrl": "https://hospital.example/fhir/Patient/marfan-again", "resource": twin}],
+    }
+    posted = client.post("/fhir", data=json.dumps(bundle), headers={**operator, "Content-Type": FHIR})
+    assert posted.status_code == 422, posted.get_data(as_text=True)
+    assert "Patient/patient-marfan-001" in posted.get_data(as_text=True)
+    (last,) = store.list_phenopackets()[0]
+    assert last.document == before.document
+
+    # Another person (another identifier value) under a new id is stored beside it.
+    other = {**patient, "id": "someone-else", "identifier": [{**patient["identifier"][0], "value": "MRF-2024-999"}]}
+    assert _send(client, "PUT", "/fhir/Patient/someone-else", operator, other).status_code == 201
+    assert len(store.list_phenopackets()[0]) == 2
+    # ... and may not take the first one's identifier later either.
+    moved = _send(client, "PUT", "/fhir/Patient/someone-else", operator, {**patient, "id": "someone-else"})
+    assert moved.status_code == 422 and "Patient/patient-marfan-001" in _texts(moved)
