@@ -501,6 +501,19 @@ def at_rest(resource: dict[str, Any], key: bytes) -> dict[str, Any]:
     return kept
 
 
+def rekey_identifiers(store: MetadataStore, key: bytes) -> int:
+    """Restate the kept resources `at_rest` (`gateway fhir rekey-identifiers`): rows kept before identifiers
+    were pseudonymised at rest hold them in clear until their next update. Idempotent (a pseudonym is not
+    pseudonymised again); the phenopackets do not change (they were always made from the pseudonyms).
+    A data migration cannot do it: the key is the gateway's, not the database's. Returns the rows changed."""
+
+    def form(resource: dict[str, Any], patient_ref: str | None) -> tuple[dict[str, Any], str | None]:
+        return at_rest(resource, key), pseudonymous_reference(patient_ref, key) if patient_ref else None
+
+    with store.transaction() as connection:
+        return rows.restate(connection, form)
+
+
 def _pseudonymous_identifier(identifier: Any, key: bytes) -> Any:
     if not isinstance(identifier, dict) or not isinstance(identifier.get("value"), str) or not identifier["value"]:
         return identifier
