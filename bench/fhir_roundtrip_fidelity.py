@@ -77,22 +77,36 @@ def fhir_round_trip() -> tuple[dict, dict, int]:
     from translators.phenopacket_facts import FACT_CLASSES, facts
     from translators.phenopacket_to_fhir import translate_phenopacket
 
-    total = dict.fromkeys(FACT_CLASSES, 0)
-    kept = dict.fromkeys(FACT_CLASSES, 0)
+    total = dict.fromkeys((*FACT_CLASSES, TNM), 0)
+    kept = dict.fromkeys((*FACT_CLASSES, TNM), 0)
     packets = 0
-    for profile, files in CASES.values():
+    for profile, files in [*CASES.values(), *EXTRA_BUNDLES]:
         for packet in forward(build_input(files), profile):
             packets += 1
             bundle, _ = translate_phenopacket(packet, profile=profile)
             (again,) = forward(bundle, profile)
-            before, after = facts(packet), facts(again)
-            for name in FACT_CLASSES:
+            before, after = {**facts(packet), TNM: tnm_findings(packet)}, {**facts(again), TNM: tnm_findings(again)}
+            for name in total:
                 total[name] += len(before[name])
                 kept[name] += len(before[name] & after[name])
     return total, kept, packets
 
 
-def cell(kept: int, total: int) -> str:
+# Beyond the golden cases: a real Bundle with TNM categories (Observations focused on the Condition).
+EXTRA_BUNDLES = [("mii", ["mii-testdata/Bundle-mii-exa-test-data-bundle-onkologie-1.json"])]
+TNM = "TNM findings"
+
+
+def tnm_findings(packet: dict) -> set[tuple]:
+    """(disease term, TNM category) pairs: Disease.clinicalTnmFinding (not a class of phenopacket_facts)."""
+    return {
+        (disease.get("term", {}).get("id"), finding.get("id"))
+        for disease in packet.get("diseases", [])
+        for finding in disease.get("clinicalTnmFinding", [])
+    }
+
+
+def cell(kept: int, total: int | None) -> str:
     return "-" if not total else f"{kept}/{total} ({100 * kept / total:.1f} %)"
 
 
@@ -113,12 +127,16 @@ def main() -> None:
     columns.append(("retinoblastoma, generic", total, kept))
     print(f"# retinoblastoma: {warnings} warnings, {invalid} invalid, measurements in the Bundle {in_fhir}")
     total, kept, packets = fhir_round_trip()
-    columns.append((f"FHIR→PP→FHIR→PP, {packets} golden", total, kept))
+    columns.append((f"FHIR→PP→FHIR→PP, {packets} golden + onkologie", total, kept))
     print()
     print("| facts kept | " + " | ".join(name for name, _, _ in columns) + " |")
     print("|---|" + "---|" * len(columns))
-    for fact_class in FACT_CLASSES:
-        print(f"| {fact_class} | " + " | ".join(cell(k[fact_class], t[fact_class]) for _, t, k in columns) + " |")
+    for fact_class in (*FACT_CLASSES, TNM):
+        print(
+            f"| {fact_class} | "
+            + " | ".join(cell(k.get(fact_class, 0), t.get(fact_class)) for _, t, k in columns)
+            + " |"
+        )
 
 
 if __name__ == "__main__":

@@ -259,6 +259,16 @@ def cmd_fhir_pending(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_fhir_rekey_identifiers(args: argparse.Namespace) -> int:
+    from gateway.services.fhir_resources import rekey_identifiers
+
+    services = _services(load_config())
+    changed = rekey_identifiers(services.store, services.key)
+    print(f"{changed} kept resource(s) restated with pseudonymised identifiers")
+    services.store.close()
+    return EXIT_OK
+
+
 def cmd_ingest_phenopacket(args: argparse.Namespace) -> int:
     from gateway.services.ingest import ingest_phenopackets
 
@@ -397,6 +407,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--older-than-days", type=float, help="with --purge: age in days (default: fhir_pending_days; 0: all)"
     )
     pending.set_defaults(func=cmd_fhir_pending)
+    rekey = fhir_tools.add_parser(
+        "rekey-identifiers",
+        help="pseudonymise the identifiers of resources kept before they were pseudonymised at rest (idempotent)",
+    )
+    rekey.set_defaults(func=cmd_fhir_rekey_identifiers)
     pxf = ingest.add_parser("phenopacket", help="GA4GH Phenopacket v2 JSON files")
     pxf.add_argument("files", nargs="+", metavar="FILE")
     pxf.add_argument("--dataset")

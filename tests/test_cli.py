@@ -140,3 +140,18 @@ def test_fhir_pending_purge_drops_waiting_resources_and_is_audited(env, referenc
     records = [json.loads(line) for line in (env / "data" / "audit" / "audit.jsonl").read_text().splitlines()]
     purges = [r for r in records if r.get("action") == "cli fhir pending --purge"]
     assert [r["phase"] for r in purges] == ["intent", "outcome"] * 2  # each purge: write-ahead, then its outcome
+
+
+def test_fhir_rekey_identifiers_is_idempotent_and_audited(env, reference_dir, tmp_path, capsys):
+    marfan = json.loads(
+        (reference_dir / "fhir" / "mii-seltene-erkrankungen" / "Bundle-bundle-marfan-complete.json").read_text()
+    )
+    patient = tmp_path / "patient.json"
+    patient.write_text(json.dumps(marfan["entry"][0]["resource"]))
+    assert main(["ingest", "fhir", str(patient), "--dataset", "rd"]) == 0
+    capsys.readouterr()
+    assert main(["fhir", "rekey-identifiers"]) == 0  # kept at rest already: nothing to restate
+    assert "0 kept resource(s) restated" in capsys.readouterr().out
+    records = [json.loads(line) for line in (env / "data" / "audit" / "audit.jsonl").read_text().splitlines()]
+    rekeys = [r for r in records if r.get("action") == "cli fhir rekey-identifiers"]
+    assert [r["phase"] for r in rekeys] == ["intent", "outcome"]

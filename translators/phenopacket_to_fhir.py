@@ -362,6 +362,8 @@ class PacketWriter:
         self.specimen_refs: dict[str, str] = {}
         self.report_results: list[str] = []
         self.disease_conditions: dict[tuple[str, str], dict] = {}  # (term id, verification) -> Condition
+        self.condition_urls: dict[int, str] = {}  # id() of a Condition written -> its fullUrl
+        self.tnm_focus: dict[str, list[tuple[str, str]]] = {}  # TNM finding id -> [(Condition fullUrl, pointer)]
 
     def ref(self, full_url: str) -> dict:
         return {"reference": full_url}
@@ -383,6 +385,13 @@ class PacketWriter:
             self.interpretation(_dict(interpretation), f"{base}/interpretations/{i}")
         for i, measurement in enumerate(_list(packet.get("measurements"))):
             self.measurement(_dict(measurement), f"{base}/measurements/{i}", self.subject_ref())
+        for curie, focused in self.tnm_focus.items():  # findings no measurement carried
+            for _, location in focused:
+                self.w.warn(
+                    "unmapped-element",
+                    f"TNM finding {curie} has no measurement (assay and time) to write as an Observation",
+                    location,
+                )
         for i, action in enumerate(_list(packet.get("medicalActions"))):
             self.medical_action(_dict(action), f"{base}/medicalActions/{i}")
         if self.report_results:
@@ -565,8 +574,15 @@ class PacketWriter:
             cond.setdefault("bodySite", []).append(site)
         if disease.get("laterality"):
             self.laterality(cond, _dict(disease["laterality"]), location + "/laterality")
-        if disease.get("clinicalTnmFinding"):  # FHIR holds TNM categories as Observations, written on their own
-            w.warn("unmapped-element", "disease.clinicalTnmFinding is not exported", location + "/clinicalTnmFinding")
+        # FHIR holds TNM categories as Observations whose focus is the Condition (the form the FHIR ->
+        # phenopacket direction reads): the measurement with that value is written with the focus.
+        for k, finding in enumerate(_list(disease.get("clinicalTnmFinding"))):
+            curie = _text(_dict(finding).get("id"))
+            where = f"{location}/clinicalTnmFinding/{k}"
+            if curie is None:
+                w.warn("unmapped-element", "a TNM finding without an id", where)
+                continue
+            self.tnm_focus.setdefault(curie, []).append((self.condition_urls[id(cond)], where))
 
     def laterality(self, cond: dict, side: dict, location: str) -> None:
         """Disease.laterality -> a Condition.bodySite coded with the side (mappings/translators/laterality.yaml)."""
@@ -591,7 +607,9 @@ class PacketWriter:
             "code": self.w.concept(term, location + "/term", "disease", extra),
             "subject": self.subject_ref(),
         }
-        self.disease_conditions[key] = self.w.written[self.w.add(cond, "disease", location)]
+        full_url = self.w.add(cond, "disease", location)
+        self.disease_conditions[key] = self.w.written[full_url]
+        self.condition_urls[id(self.disease_conditions[key])] = full_url
         return self.disease_conditions[key]
 
     # --- interpretations ---
@@ -861,6 +879,9 @@ class PacketWriter:
                 ]
         elif "ontologyClass" in value:
             obs["valueCodeableConcept"] = w.concept(value["ontologyClass"], location + "/value/ontologyClass", "value")
+            focused = self.tnm_focus.pop(_text(_dict(value["ontologyClass"]).get("id")) or "", [])
+            if focused:  # a disease's TNM finding: the Observation is about that Condition
+                obs["focus"] = [self.ref(url) for url in dict.fromkeys(url for url, _ in focused)]
         elif "complexValue" in measurement:
             components = []
             for q, typed in enumerate(_list(_dict(measurement["complexValue"]).get("typedQuantities"))):

@@ -137,14 +137,15 @@ def add_security_parsers(sub: argparse._SubParsersAction, open_node: OpenNode) -
 
 def audit_cli_command(args: argparse.Namespace, status: int | None) -> None:
     """Audit a CLI command that changes or exports stored data (ingest, export, fhir pending --purge,
-    variants compact; erase and keys audit themselves).
+    fhir rekey-identifiers, variants compact; erase and keys audit themselves).
 
     Called twice: with `status=None` before the command (the intent, fsynced: an OSError refuses the
     command before it changes anything) and with its exit status after (the outcome).
     """
     command = getattr(args, "command", None)
     purge = command == "fhir" and getattr(args, "purge", False)
-    if command not in ("ingest", "export", "variants") and not purge:
+    rekey = command == "fhir" and getattr(args, "fhir_command", None) == "rekey-identifiers"
+    if command not in ("ingest", "export", "variants") and not purge and not rekey:
         return
     cfg = load_config()
     dataset = getattr(args, "dataset", None) or (cfg.default_dataset if command == "ingest" else None)
@@ -152,8 +153,12 @@ def audit_cli_command(args: argparse.Namespace, status: int | None) -> None:
         durable=status is None,
         phase="intent" if status is None else "outcome",
         decision="allowed" if not status else "denied",
-        action="cli fhir pending --purge" if purge else f"cli {command} {getattr(args, 'kind', '')}".strip(),
-        datasets=[dataset] if dataset else (["*"] if purge else []),
+        action="cli fhir pending --purge"
+        if purge
+        else "cli fhir rekey-identifiers"
+        if rekey
+        else f"cli {command} {getattr(args, 'kind', '')}".strip(),
+        datasets=[dataset] if dataset else (["*"] if purge or rekey else []),
         status=status,
         **_who(),
     )

@@ -106,9 +106,15 @@ class ResourceWrite:
     if_match: int | None = None  # the version the client read (If-Match / entry.request.ifMatch)
 
 
+# Kept although no phenopacket element comes from them: an IPS Composition's type (and any meta.profile)
+# selects the profile its patient's resources are read with (mappings.detect_profile).
+PROFILE_TYPES = frozenset({"Composition"})
+
+
 def supported_types() -> list[str]:
-    """The resource types kept: those the translator maps (others would be stored for nothing)."""
-    return translated_resource_types()
+    """The resource types kept: those the translator maps, and those that choose its profile
+    (others would be stored for nothing)."""
+    return sorted({*translated_resource_types(), *PROFILE_TYPES})
 
 
 def check_type(resource_type: str) -> None:
@@ -391,6 +397,9 @@ def _put(
         patient_id = None
     else:
         patient_id = known.patient(connection, dataset_id, patient_ref)
+    subject_id = _subject_of(resource, key, dataset_id) if write.resource_type == PATIENT else None
+    if subject_id is not None:
+        _refuse_second_patient_id(connection, dataset_id, resource_id, subject_id)
     for old in (existing.patient_id if existing else None, patient_id):
         if old is not None:
             _touch(connection, dataset_id, old, touched, known)
@@ -404,7 +413,7 @@ def _put(
         full_url=write.full_url or (existing.full_url if existing else None),
         patient_ref=patient_ref,
         patient_id=patient_id,
-        subject_id=_subject_of(resource, key, dataset_id) if write.resource_type == PATIENT else None,
+        subject_id=subject_id,
         existing=existing,
         now=now,
     )
@@ -428,6 +437,22 @@ def _put(
             )
         )
     return change
+
+
+def _refuse_second_patient_id(connection: sa.Connection, dataset_id: str, resource_id: str, subject_id: str) -> None:
+    """A person is one Patient per dataset: its identity is the profile's patient identifier (pseudonymised),
+    and a second Patient id with the same one is refused, never joined. Joining would merge two records
+    whose sex, birth and death may disagree, and a delete of either could not say whose data goes; FHIR
+    states that two records are one person explicitly (Patient.link, $merge), not by a repeated identifier."""
+    others = [p for p in rows.patient_ids_of_subject(connection, dataset_id, subject_id) if p != resource_id]
+    if not others:
+        return
+    message = (
+        f"Patient/{resource_id} has the patient identifier of Patient/{others[0]}, stored in dataset "
+        f"{dataset_id!r}: one person, two Patient ids. Nothing was stored (the stored phenopacket is unchanged): "
+        f"send it as Patient/{others[0]}, or delete Patient/{others[0]} first"
+    )
+    raise ResourceRejected(message, issues=[Issue.error("duplicate", message, "/identifier")])
 
 
 def _delete(
@@ -509,6 +534,19 @@ def at_rest(resource: dict[str, Any], key: bytes) -> dict[str, Any]:
         if isinstance(target, dict) and reference is not None:
             kept[link] = {**target, "reference": pseudonymous_reference(reference, key)}
     return kept
+
+
+def rekey_identifiers(store: MetadataStore, key: bytes) -> int:
+    """Restate the kept resources `at_rest` (`gateway fhir rekey-identifiers`): rows kept before identifiers
+    were pseudonymised at rest hold them in clear until their next update. Idempotent (a pseudonym is not
+    pseudonymised again); the phenopackets do not change (they were always made from the pseudonyms).
+    A data migration cannot do it: the key is the gateway's, not the database's. Returns the rows changed."""
+
+    def form(resource: dict[str, Any], patient_ref: str | None) -> tuple[dict[str, Any], str | None]:
+        return at_rest(resource, key), pseudonymous_reference(patient_ref, key) if patient_ref else None
+
+    with store.transaction() as connection:
+        return rows.restate(connection, form)
 
 
 def _pseudonymous_identifier(identifier: Any, key: bytes) -> Any:

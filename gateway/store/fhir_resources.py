@@ -260,6 +260,33 @@ def rotate_pseudonyms(connection: sa.Connection, step: Callable[[str], str]) -> 
     return changed
 
 
+def restate(
+    connection: sa.Connection,
+    form: Callable[[dict[str, Any], str | None], tuple[dict[str, Any], str | None]],
+    batch: int = 500,
+) -> int:
+    """Rewrite every kept resource (and its patient reference) into `form`'s storage form, in batches by pk;
+    the number of rows changed. A row is written only when the form differs and only if nobody changed it
+    meanwhile (same content hash); its version stays: the content a client sent is the same."""
+    c = fhir_resources.c
+    changed, last = 0, 0
+    while True:
+        found = connection.execute(
+            sa.select(c.pk, c.resource, c.patient_ref, c.content_hash).where(c.pk > last).order_by(c.pk).limit(batch)
+        ).all()
+        if not found:
+            return changed
+        for pk, resource, patient_ref, digest in found:
+            kept, reference = form(resource, patient_ref)
+            if (kept, reference) != (resource, patient_ref):
+                changed += connection.execute(
+                    sa.update(fhir_resources)
+                    .where(c.pk == pk, c.content_hash == digest)
+                    .values(resource=kept, patient_ref=reference, content_hash=content_hash(kept))
+                ).rowcount
+        last = found[-1][0]
+
+
 def _stepped(resource: dict[str, Any], step: Callable[[str], str]) -> dict[str, Any]:
     if resource.get("resourceType") == PATIENT and isinstance(resource.get("identifier"), list):
         resource["identifier"] = [
@@ -390,6 +417,17 @@ def subject_of_patient(connection: sa.Connection, dataset_id: str, patient_id: s
         c.dataset_id == dataset_id, c.resource_type == PATIENT, c.resource_id == patient_id
     )
     return connection.execute(query).scalar()
+
+
+def patient_ids_of_subject(connection: sa.Connection, dataset_id: str, subject_id: str) -> list[str]:
+    """The ids of the dataset's Patients whose phenopacket has this subject (one person: at most one)."""
+    c = fhir_resources.c
+    query = (
+        sa.select(c.resource_id)
+        .where(c.dataset_id == dataset_id, c.resource_type == PATIENT, c.subject_id == subject_id)
+        .order_by(c.resource_id)
+    )
+    return list(connection.execute(query).scalars())
 
 
 def delete_all(connection: sa.Connection, resources: Sequence[ResourceState]) -> None:

@@ -98,6 +98,13 @@ def medication(ctx: PatientContext, i: int, resource: dict) -> dict | None:
         if isinstance(dosage, dict):
             where = f"{base}/{dosage_name}" + ("" if single else f"/{d}")
             dosage_into(ctx, Dosing(resource, dosage, where, base, single), treatment)
+    if "authoredOn" in resource and "doseIntervals" not in treatment:
+        ctx.warn(
+            "unmapped-element",
+            "authoredOn is the date the order was written, not a treatment period, and no dosage has a "
+            "Timing.repeat.boundsPeriod: no dose interval is carried (none is invented from the order date)",
+            base + "/authoredOn",
+        )
     if drug_type:
         treatment["drugType"] = drug_type
     ctx.consumed.add(i)
@@ -159,6 +166,8 @@ def dose_interval(ctx: PatientContext, dosing: Dosing) -> dict | None:
     if schedule is None:
         return None
     interval = dated_interval(ctx, dosing)
+    if interval is None and "authoredOn" in dosing.resource:
+        return None  # an order: warned once at its authoredOn (medication)
     if interval is None:
         ctx.warn(
             "unmapped-element",

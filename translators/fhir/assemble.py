@@ -79,6 +79,8 @@ class PatientBuilder:
             self.pending[rtype].append((i, resource))
         elif rtype in REPORT_TYPES:
             self.reports.append((i, resource))
+        elif self.ctx.states_absence(resource.get("code"), self.ctx.source.pointer(i) + "/code"):
+            self.ctx.consumed.add(i)  # 'no known allergies': nothing to carry, a note (as for other types)
         else:
             self.ctx.warn("no-phenopacket-target", f"{rtype} has no phenopacket target", self.ctx.source.pointer(i))
 

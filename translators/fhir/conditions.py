@@ -87,7 +87,11 @@ class Conditions:
         if as_phenotype:
             _, coding, curie, prefix = phenotype
             self.phenotypes.add_feature(
-                ctx.term_of(coding, curie, prefix, code, base + "/code"), excluded, base + "/code", onset=onset
+                ctx.term_of(coding, curie, prefix, code, base + "/code"),
+                excluded,
+                base + "/code",
+                onset=onset,
+                severity=self.severity(cond, base),
             )
             return
         picked = ctx.pick(code, disease_priority, base + "/code", "the Condition")
@@ -169,6 +173,15 @@ class Conditions:
         self.sites(cond, base, record)
         if "severity" in cond:
             ctx.warn("unmapped-element", "a Phenopacket Disease has no severity", f"{base}/severity")
+
+    def severity(self, cond: dict, base: str) -> dict | None:
+        """A PhenotypicFeature's severity (an ontology class, e.g. HP:0012825 Mild), or None with a warning."""
+        if "severity" not in cond:
+            return None
+        term = self.ctx.ontology(cond["severity"], None, base + "/severity")
+        if term is None:
+            self.ctx.warn("unmapped-code", "severity is in no code system the gateway maps", base + "/severity")
+        return term
 
     def sites(self, cond: dict, base: str, record: dict) -> None:
         """bodySite -> primarySite, its laterality codings (and a coding's side extension) -> laterality."""

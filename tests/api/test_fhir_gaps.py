@@ -1,0 +1,120 @@
+"""Issue 11, named gaps on the REST path: the IPS Composition is kept (its type selects the profile of
+its patient), and two Patient ids of one person never overwrite each other's phenopacket."""
+
+from __future__ import annotations
+
+import json
+
+import mappings
+from gateway.services import fhir_resources as service
+from gateway.services.fhir_incremental import FragmentCache, assemble_parts
+from gateway.store import fhir_resources as rows
+
+FHIR = "application/fhir+json"
+IPS = "ips-1.1.0"
+
+
+def _read(reference_dir, name):
+    return json.loads((reference_dir / "fhir" / IPS / f"{name}.json").read_text())
+
+
+def _send(client, method, path, headers, body=None):
+    data = None if body is None else json.dumps(body)
+    return client.open(path, method=method, data=data, headers={**headers, "Content-Type": FHIR})
+
+
+def _severities(response):
+    return {i["severity"] for i in response.get_json().get("issue", ())}
+
+
+def _profile_of(app, patient_id):
+    store = app.extensions["gateway"].store
+    with store.engine.connect() as connection:
+        resources = service.assemble(connection, "default", patient_id)
+        assert resources is not None
+        whole = mappings.detect_profile(
+            {"resourceType": "Bundle", "entry": [{"resource": r.resource} for r in resources]}
+        )
+        parts = assemble_parts(connection, "default", patient_id, FragmentCache())
+        assert parts is not None
+        return whole, parts.profile
+
+
+def test_an_ips_composition_is_kept_and_selects_the_ips_profile(client, app, operator, reference_dir):
+    """Was: POST /fhir/Composition 404, so a patient summary sent resource by resource was read as generic."""
+    for name in ("Patient-eumfh-39-07", "Condition-eumfh-39-07-1"):
+        resource = _read(reference_dir, name)
+        sent = _send(client, "PUT", f"/fhir/{resource['resourceType']}/{resource['id']}", operator, resource)
+        assert sent.status_code == 201, sent.get_data(as_text=True)
+    assert _profile_of(app, "eumfh-39-07") == ("generic", "generic")
+
+    composition = _read(reference_dir, "Composition-composition-minimal")
+    composition["subject"] = {"reference": "Patient/eumfh-39-07"}
+    kept = _send(client, "POST", "/fhir/Composition", operator, composition)
+    assert kept.status_code == 201, kept.get_data(as_text=True)
+    assert "warning" not in _severities(kept) and "error" not in _severities(kept)  # maps to nothing else: no warning
+    assert _profile_of(app, "eumfh-39-07") == ("ips", "ips")
+    (packet,) = app.extensions["gateway"].store.list_phenopackets()[0]
+    assert not [i for i in packet.issues if "Composition" in i.get("location", "") and i["severity"] != "information"]
+
+    gone = _send(client, "DELETE", "/fhir/Composition/composition-minimal", operator)
+    assert gone.status_code in (200, 204)
+    assert _profile_of(app, "eumfh-39-07") == ("generic", "generic")
+    with app.extensions["gateway"].store.engine.connect() as connection:
+        assert rows.get(connection, "default", "Composition", "composition-minimal") is None
+
+
+# --- one person, two Patient ids ---------------------------------------------------------------------
+
+MARFAN = "mii-seltene-erkrankungen/Bundle-bundle-marfan-complete.json"
+
+
+def _marfan(reference_dir, resource_id):
+    bundle = json.loads((reference_dir / "fhir" / MARFAN).read_text())
+    return next(e["resource"] for e in bundle["entry"] if e["resource"]["id"] == resource_id)
+
+
+def _texts(response):
+    return " ".join(i.get("diagnostics", "") for i in response.get_json()["issue"])
+
+
+def test_a_second_patient_id_for_the_same_person_is_refused_naming_both(client, app, operator, reference_dir):
+    """Was: the second Patient (same MII patient identifier, another id) silently replaced the first one's
+    phenopacket, and deleting either took both people's data with it."""
+    store = app.extensions["gateway"].store
+    patient = _marfan(reference_dir, "patient-marfan-001")
+    assert _send(client, "PUT", "/fhir/Patient/patient-marfan-001", operator, patient).status_code == 201
+    condition = _marfan(reference_dir, "condition-marfan-genetic")
+    assert _send(client, "PUT", "/fhir/Condition/condition-marfan-genetic", operator, condition).status_code == 201
+    (before,) = store.list_phenopackets()[0]
+    assert before.document.get("diseases")
+
+    twin = {**patient, "id": "marfan-again", "gender": "female"}
+    refused = _send(client, "PUT", "/fhir/Patient/marfan-again", operator, twin)
+    assert refused.status_code == 422, refused.get_data(as_text=True)
+    assert refused.get_json()["resourceType"] == "OperationOutcome"
+    assert "Patient/marfan-again" in _texts(refused) and "Patient/patient-marfan-001" in _texts(refused)
+    (after,) = store.list_phenopackets()[0]
+    assert after.document == before.document  # nothing overwritten
+    with store.engine.connect() as connection:
+        assert rows.get(connection, "default", "Patient", "marfan-again") is None
+
+    # The same through a Bundle that carries the second Patient: refused whole, nothing stored.
+    bundle = {
+        "resourceType": "Bundle",
+        "type": "collection",
+        "entry": [{"fullUrl": "https://hospital.example/fhir/Patient/marfan-again", "resource": twin}],
+    }
+    posted = client.post("/fhir", data=json.dumps(bundle), headers={**operator, "Content-Type": FHIR})
+    assert posted.status_code == 422, posted.get_data(as_text=True)
+    assert "Patient/patient-marfan-001" in posted.get_data(as_text=True)
+    (last,) = store.list_phenopackets()[0]
+    assert last.document == before.document
+
+    # Another person (another identifier value) under a new id is stored beside it.
+    other = {**patient, "id": "someone-else", "identifier": [{**patient["identifier"][0], "value": "MRF-2024-999"}]}
+    assert _send(client, "PUT", "/fhir/Patient/someone-else", operator, other).status_code == 201
+    assert len(store.list_phenopackets()[0]) == 2
+    # ... and may not take the first one's identifier later either.
+    moved = _send(client, "PUT", "/fhir/Patient/someone-else", operator, {**patient, "id": "someone-else"})
+    assert moved.status_code == 422 and "Patient/patient-marfan-001" in _texts(moved)
