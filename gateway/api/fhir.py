@@ -214,7 +214,7 @@ def fhir_blueprint() -> Blueprint:
 
         def keep(connection, stored: IngestOutcome) -> None:
             """The Bundle's resources too, in the phenopackets' transaction: resources sent later meet them."""
-            keep_bundle(
+            changes = keep_bundle(
                 loads_strict(request.get_data(), max_depth=svc.config.max_json_depth),
                 stored_entries(stored),
                 store=svc.store,
@@ -225,6 +225,8 @@ def fhir_blueprint() -> Blueprint:
                 cache=svc.fhir_fragments,
                 connection=connection,
             )
+            # what keeping says of the Bundle itself (a Patient taken as the stored one) goes to its sender
+            stored.report.extend(i for c in changes for i in c.issues if i.code == "same-person")
 
         outcome = store_fhir_outcome(outcome, store=svc.store, dataset_id=dataset, source=source, also=keep)
         if outcome.rejected:

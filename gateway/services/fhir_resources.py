@@ -20,7 +20,7 @@ import hashlib
 import re
 import uuid
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from functools import partial
 from typing import Any
@@ -1062,17 +1062,86 @@ def keep_bundle(
     kept = [w for i in wanted if i < len(writes) and (w := writes[i]) is not None and w.resource is not None]
     if not kept:
         return []
-    return apply_writes(
-        kept,
-        store=store,
-        key=key,
-        dataset_id=dataset_id,
-        profile=profile,
-        rebuild=False,
-        pending_days=pending_days,
-        cache=cache,
-        connection=connection,
-    )
+    entry_of = {(w.resource_type, w.resource_id): i for i, w in enumerate(writes) if w is not None}
+
+    def keep(own: sa.Connection) -> list[ResourceChange]:
+        renamed, adopted = _as_stored_patients(own, kept, key, dataset_id)
+        changes = apply_writes(
+            renamed,
+            store=store,
+            key=key,
+            dataset_id=dataset_id,
+            profile=profile,
+            rebuild=False,
+            pending_days=pending_days,
+            cache=cache,
+            connection=own,
+        )
+        for change in changes:
+            if change.resource_type == PATIENT and change.resource_id in adopted:
+                sent = adopted[change.resource_id]
+                change.issues.append(
+                    Issue.info(
+                        "same-person",
+                        f"Patient/{sent} has the patient identifier of the stored Patient/{change.resource_id}: "
+                        f"the same person, kept as Patient/{change.resource_id} (references to it in this Bundle "
+                        "too)",
+                        f"/entry/{entry_of.get((PATIENT, sent), 0)}/resource/identifier",
+                    )
+                )
+        return changes
+
+    if connection is not None:
+        return keep(connection)
+    return store.in_transaction(keep)
+
+
+def _as_stored_patients(
+    connection: sa.Connection, writes: list[ResourceWrite], key: bytes, dataset_id: str
+) -> tuple[list[ResourceWrite], dict[str, str]]:
+    """A Bundle's writes with each Patient that has the identifier of a stored Patient under another id taken as
+    that stored Patient (its id, and every reference to it in the Bundle's resources), and {stored id: sent id}.
+
+    A Bundle is a snapshot of its patients as the sender sees them now, and documents (an IPS) are often made
+    afresh with new resource ids for every request: the person is the one the profile's patient identifier
+    names, so the Bundle updates that person rather than being refused as a second Patient id (which a
+    Patient sent on its own is: gateway.services.fhir_resources._refuse_second_patient_id)."""
+    alias: dict[str, str] = {}  # sent id -> stored id
+    for write in writes:
+        if write.resource_type != PATIENT or write.resource is None:
+            continue
+        sent_id = write.resource_id or write.resource.get("id")
+        subject_id = _subject_of(at_rest({**write.resource, "id": sent_id or "sent"}, key), key, dataset_id)
+        if sent_id is None or subject_id is None:
+            continue
+        stored = rows.patient_ids_of_subject(connection, dataset_id, subject_id)
+        if stored and sent_id not in stored:
+            alias[sent_id] = stored[0]
+    if not alias:
+        return writes, {}
+    renamed = []
+    for write in writes:
+        sent = write.resource_id or (write.resource or {}).get("id")
+        if write.resource_type == PATIENT and sent in alias and write.resource is not None:
+            stored_id = alias[sent]
+            renamed.append(replace(write, resource_id=stored_id, resource={**write.resource, "id": stored_id}))
+        else:
+            renamed.append(replace(write, resource=_patient_references_renamed(write.resource, alias)))
+    return renamed, {stored: sent for sent, stored in alias.items()}
+
+
+def _patient_references_renamed(value: Any, alias: dict[str, str]) -> Any:
+    """`value` with every reference string to Patient/{sent id} (relative or absolute) naming the stored id."""
+    if isinstance(value, dict):
+        return {k: _patient_references_renamed(v, alias) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_patient_references_renamed(v, alias) for v in value]
+    if isinstance(value, str) and "Patient/" in value:
+        head, _, tail = value.rpartition("Patient/")
+        rid, bar, version = tail.partition("/_history/")
+        if rid in alias and (head == "" or head.endswith("/")):
+            return f"{head}Patient/{alias[rid]}{bar}{version}"
+    return value
 
 
 def _unresolved_patients(

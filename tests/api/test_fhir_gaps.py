@@ -99,17 +99,25 @@ def test_a_second_patient_id_for_the_same_person_is_refused_naming_both(client, 
     with store.engine.connect() as connection:
         assert rows.get(connection, "default", "Patient", "marfan-again") is None
 
-    # The same through a Bundle that carries the second Patient: refused whole, nothing stored.
+    # A Bundle is a snapshot of the person as the sender sees it now (an IPS document is often made afresh,
+    # with new ids, for each request): its Patient with the stored identifier is that stored Patient, said so.
     bundle = {
         "resourceType": "Bundle",
         "type": "collection",
         "entry": [{"fullUrl": "https://hospital.example/fhir/Patient/marfan-again", "resource": twin}],
     }
     posted = client.post("/fhir", data=json.dumps(bundle), headers={**operator, "Content-Type": FHIR})
-    assert posted.status_code == 422, posted.get_data(as_text=True)
-    assert "Patient/patient-marfan-001" in posted.get_data(as_text=True)
+    assert posted.status_code == 200, posted.get_data(as_text=True)
+    said = posted.get_data(as_text=True)
+    assert "same-person" in said and "kept as Patient/patient-marfan-001" in said
     (last,) = store.list_phenopackets()[0]
-    assert last.document == before.document
+    assert last.subject_id == before.subject_id and last.document["subject"]["sex"] == "FEMALE"  # updated
+    assert last.document.get("diseases") == before.document["diseases"]  # what arrived before is kept
+    with store.engine.connect() as connection:
+        assert rows.get(connection, "default", "Patient", "marfan-again") is None
+        assert rows.get(connection, "default", "Patient", "patient-marfan-001") is not None
+    restored = {**patient, "id": "patient-marfan-001"}
+    assert _send(client, "PUT", "/fhir/Patient/patient-marfan-001", operator, restored).status_code == 200
 
     # Another person (another identifier value) under a new id is stored beside it.
     other = {**patient, "id": "someone-else", "identifier": [{**patient["identifier"][0], "value": "MRF-2024-999"}]}
@@ -118,3 +126,27 @@ def test_a_second_patient_id_for_the_same_person_is_refused_naming_both(client, 
     # ... and may not take the first one's identifier later either.
     moved = _send(client, "PUT", "/fhir/Patient/someone-else", operator, {**patient, "id": "someone-else"})
     assert moved.status_code == 422 and "Patient/patient-marfan-001" in _texts(moved)
+
+
+def test_an_ips_document_made_again_with_a_new_patient_id_updates_the_same_person(client, app, operator, reference_dir):
+    """A national IPS service makes each document afresh, often with new resource ids: the second document
+    of the same person (same patient identifier) must update that person, not be refused as a second
+    Patient id nor stored as a second individual."""
+    store = app.extensions["gateway"].store
+    path = reference_dir / "fhir" / IPS / "Bundle-IPS-examples-Bundle-01.json"
+    document = json.loads(path.read_text())
+    (patient,) = [e["resource"] for e in document["entry"] if e["resource"]["resourceType"] == "Patient"]
+    first = client.post("/fhir", data=json.dumps(document), headers={**operator, "Content-Type": FHIR})
+    assert first.status_code == 200, first.get_data(as_text=True)
+    new_id = patient["id"][:-4] + "abcd"  # still a well-formed urn:uuid where the document uses one
+    again = json.loads(json.dumps(document).replace(patient["id"], new_id))
+    second = client.post("/fhir", data=json.dumps(again), headers={**operator, "Content-Type": FHIR})
+    assert second.status_code == 200, second.get_data(as_text=True)
+    assert f"kept as Patient/{patient['id']}" in second.get_data(as_text=True)
+    (packet,), total = store.list_phenopackets()
+    assert total == 1
+    assert packet.document.get("diseases") and packet.document.get("measurements")  # the document, once
+    with store.engine.connect() as connection:
+        assert rows.get(connection, "default", "Patient", new_id) is None
+        kept = rows.get(connection, "default", "Patient", patient["id"])
+        assert kept is not None and kept.full_url is not None and kept.full_url.endswith(new_id)  # the new fullUrl
