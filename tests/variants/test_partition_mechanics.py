@@ -15,6 +15,7 @@ import pysam
 import pytest
 
 from gateway.variants.distributed_ingest import (
+    SampleLinks,
     _read_header,
     _run_partitions,
     ensure_index,
@@ -88,7 +89,9 @@ def test_a_partition_reads_from_its_index_offset_and_never_the_records_before(tm
     vcf.write_bytes(bytes(data))
     with pytest.raises(VCFRejected, match="vcf-compression"):
         ingest_vcf(vcf, dataset_id="whole", data_dir=tmp_path / "data", assembly="GRCh38")
-    result = ingest_partition(str(vcf), last, str(parts), _options(tmp_path), [(None, None)] * len(SAMPLES))
+    result = ingest_partition(
+        str(vcf), last, str(parts), _options(tmp_path), SampleLinks([(None, None)] * len(SAMPLES))
+    )
     assert "rejected" not in result and result["records_read"] > 100
     assert not list(parts.glob("*.vcf"))  # no plain copy of the region was written
     expected = sum(

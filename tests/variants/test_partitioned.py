@@ -301,3 +301,26 @@ def test_contigs_with_dashes_are_found_by_variant_id(tmp_path):
             assert store.carriers(hit.variant_id)
     finally:
         store.close()
+
+
+def test_a_local_cluster_leaves_the_callers_environment_as_it_was(monkeypatch):
+    """Dask's nannies set MALLOC_TRIM_THRESHOLD_ (pre-spawn-environ) in the process that starts them; what the
+    gateway spawns after a LocalCluster started must inherit the caller's environment, not Dask's."""
+    import subprocess
+    import sys
+
+    from distributed import Client
+
+    from gateway.variants.distributed_ingest import local_cluster
+
+    monkeypatch.delenv("MALLOC_TRIM_THRESHOLD_", raising=False)
+    monkeypatch.setenv("GATEWAY_ENV_PROBE", "kept")
+    before = dict(os.environ)
+    with local_cluster(1) as cluster, Client(cluster) as client:
+        assert dict(os.environ) == before
+        # Dask's setting still reaches its own workers.
+        worker_setting = client.run(lambda: os.environ.get("MALLOC_TRIM_THRESHOLD_"))  # read there, not pickled
+        assert list(worker_setting.values()) == ["65536"]
+        probe = "import os; print(os.environ.get('MALLOC_TRIM_THRESHOLD_'), os.environ.get('GATEWAY_ENV_PROBE'))"
+        child = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
+        assert child.stdout.split() == ["None", "kept"]
