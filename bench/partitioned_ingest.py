@@ -6,12 +6,19 @@
 
 Rows, interleaved per repeat so that the machine's load hits each alike: the single-file ingest (one parsing
 child), the partitioned ingest in one local process (one parsing child for every partition), and the same
-partitions on a LocalCluster of 1 and of 2 Dask worker processes (threads_per_worker=1), started before the
-clock as a deployed cluster would be (start-up printed apart). Wall time, CPU seconds of every process involved
-(this one with the scheduler and nannies, the parsing children, the workers), the load average when the row
-ended, and per partition the wall and CPU seconds inside its task. CPU seconds do not depend on the machine's
-load the way wall time does: on a shared machine the speed-up in CPU terms (total CPU of 1 worker over that of
-2 workers) says whether the work split; the wall ratio says whether free cores were there to run it.
+partitions on a LocalCluster of 1 and of 2 Dask worker processes (the gateway's own `local_cluster`, as
+`--workers N` starts it), started before the clock as a deployed cluster would be (start-up printed apart). Wall
+time, CPU seconds of every process involved (this one with the scheduler and nannies, the parsing children, the
+workers), the load average when the row ended, and per partition the wall and CPU seconds inside its task. CPU
+seconds do not depend on the machine's load the way wall time does: on a shared machine the speed-up in CPU terms
+(total CPU of 1 worker over that of 2 workers) says whether the work split; the wall ratio says whether free cores
+were there to run it.
+
+The serial part of a partitioned ingest is measured apart: the head (from the call to the first task's start:
+header, sample links, plan, client, the links sent to the workers) and the tail (from the last task's end to the
+return: manifest, publish). From these and the tasks' CPU the bench computes the wall ratio that two free cores
+would give (head + tail + the tasks' CPU with 1 worker, over head + tail + the busier worker's task CPU with 2):
+the figure to compare with the target on a shared machine, whose own wall ratio mostly measures the load.
 """
 
 from __future__ import annotations

@@ -38,17 +38,24 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
+from typing import Any
 
 from gateway.issues import Issue, Report
 
 from .allocator import kept_freed_memory
-from .ingest import CHILD_MEMORY_LIMIT, IngestSummary, VCFRejected, _issue_from, sample_links
+from .ingest import (
+    CHILD_MEMORY_LIMIT,
+    IngestSummary,
+    VcfIngestRequest,
+    VCFRejected,
+    _issue_from,
+    sample_links,
+)
 from .layout import VersionBuilder, VersionMoved, current_version, dataset_dir, publish
 from .normalise import normalise_reference_name
 from .partitions import Batch, Partition, partition_dirs, read_batches, read_partitions
 from .reader import ReadOptions, Region, _header_lines, _parse_contigs
 
-DEFAULT_SPAN = 5_000_000  # bp of a region partition (≈ 250k sites of a 500k-genome call set per partition)
 NO_OFFSET = (1 << 64) - 1  # a window no record reached, in some writers' linear index
 UNBOUNDED = 1 << 31  # the span of a contig whose length the header does not give
 
@@ -297,24 +304,10 @@ def _client(workers: int, cluster: str | None):
     return Client(local), local
 
 
-def ingest_partitioned(
-    path: str | Path,
-    *,
-    dataset_id: str,
-    data_dir: Path,
-    assembly: str | None = None,
-    sample_map: dict[str, str] | None = None,
-    link_sample: Callable[[str], tuple[str | None, str | None]] | None = None,
-    skip_invalid: bool = False,
-    progress: Callable[[int, int], None] | None = None,
-    workers: int = 1,
-    cluster: str | None = None,
-    span: int = DEFAULT_SPAN,
-    add_regions: bool = False,
-    add_samples: bool = False,
-) -> IngestSummary:
-    """Ingest one BGZF VCF as a partitioned version of `dataset_id` (see the module docstring); VCFRejected when
-    refused, and then nothing is published. `progress(records_done, percent of partitions committed)`.
+def ingest_partitioned(request: VcfIngestRequest | str | Path, **fields: Any) -> IngestSummary:
+    """Ingest one BGZF VCF as a partitioned version of its dataset (VcfIngestRequest, or its path and its other
+    fields by name; see the module docstring); VCFRejected when refused, and then nothing is published.
+    `progress(records_done, percent of partitions committed)`; no `workers` nor `cluster`: one local process.
 
     `add_regions`: the file's partitions are added to the live partitioned version instead of replacing it (a call
     set shipped one file per chromosome, or new regions): the samples of one sample batch of the live version, in
@@ -322,24 +315,29 @@ def ingest_partitioned(
     `add_samples`: the file's samples (none already in the live version) are added as a new sample batch.
     """
     started = time.monotonic()
-    path = Path(path)
+    request = VcfIngestRequest.of(request, fields)
+    path, dataset_id, data_dir, assembly = request.path, request.dataset_id, request.data_dir, request.assembly
     ds_dir = dataset_dir(data_dir, dataset_id)  # validates the id before any work
     header = _read_header(path)
     samples = header[-1].split("\t")[9:]
-    links = sample_links(samples, sample_map, link_sample)
-    growth = _growth(ds_dir, path, len(header), samples, links, span, add_regions, add_samples)
-    ingest_id = _ingest_id(path, dataset_id, assembly, skip_invalid, growth.span)
+    links = sample_links(samples, request.sample_map, request.link_sample)
+    add_regions = request.add_regions
+    growth = _growth(ds_dir, path, len(header), samples, links, request.span, add_regions, request.add_samples)
+    ingest_id = _ingest_id(path, dataset_id, assembly, request.skip_invalid, growth.span)
     parts_dir = ds_dir / f"parts-{ingest_id}"
     parts_dir.mkdir(parents=True, exist_ok=True)
     index = ensure_index(path, parts_dir)
     regions = plan_regions(path, index, header, growth.span)
     _refuse_overlaps(path, regions, [p for p in growth.kept if p.batch == growth.batch] if add_regions else [])
-    options = ReadOptions(dataset_id=dataset_id, data_dir=Path(data_dir), assembly=assembly, skip_invalid=skip_invalid)
+    options = ReadOptions(
+        dataset_id=dataset_id, data_dir=data_dir, assembly=assembly, skip_invalid=request.skip_invalid
+    )
     builder = VersionBuilder(data_dir, dataset_id)
     try:
-        client, local = _client(workers, cluster)
+        client, local = _client(request.workers, request.cluster)
         try:
             meanwhile = partial(builder.add_samples, growth.samples)
+            progress = request.progress
             results = _run_partitions(client, path, regions, parts_dir, options, links, progress, meanwhile)
         finally:
             if client is not None:
