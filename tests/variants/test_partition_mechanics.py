@@ -167,3 +167,16 @@ def test_a_parse_keeps_freed_memory_under_the_dask_worker_setting():
     assert plain > 300 * 200  # ≈ 256 page faults per freed and reallocated MB
     assert kept < plain / 20
     assert after > 300 * 200
+
+
+def test_tasks_are_ranked_largest_first_by_their_compressed_bytes(tmp_path):
+    """Dask runs the highest priority first: the largest region gets the highest rank, so the last tasks to start
+    are the shortest and the workers end together."""
+    from gateway.variants.distributed_ingest import _size_ranks
+    from gateway.variants.reader import Region
+
+    vcf = tmp_path / "file.vcf.gz"
+    vcf.write_bytes(b"\0" * 1000)
+    # Regions start at compressed offsets 0, 100, 700 (virtual offsets: << 16): sizes 100, 600, 300 (to the end).
+    regions = [Region("chr1", i * 10, (i + 1) * 10, at << 16) for i, at in enumerate((0, 100, 700))]
+    assert _size_ranks(vcf, regions) == [0, 2, 1]
