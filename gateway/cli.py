@@ -322,6 +322,7 @@ def _read_sample_map(path: str | None) -> dict[str, str] | None:
 
 def cmd_ingest_vcf(args: argparse.Namespace) -> int:
     from gateway.services.genomic import run_vcf_ingest
+    from gateway.variants.ingest import VcfIngestRequest
 
     cfg = load_config()
     check_dataset_id(args.dataset)
@@ -330,19 +331,19 @@ def cmd_ingest_vcf(args: argparse.Namespace) -> int:
     except (OSError, ValueError) as exc:
         _err(str(exc))
         return EXIT_USAGE
-    return run_vcf_ingest(
-        cfg,
+    request = VcfIngestRequest(
         path=args.file,
         dataset_id=args.dataset,
+        data_dir=cfg.data_dir,
         assembly=args.assembly,
         sample_map=sample_map,
         skip_invalid=args.skip_invalid,
-        show_progress=sys.stderr.isatty() or args.progress,
         workers=args.workers,
         cluster=args.cluster,
         add_regions=args.add_regions,
         add_samples=args.add_samples,
     )
+    return run_vcf_ingest(cfg, request, show_progress=sys.stderr.isatty() or args.progress)
 
 
 def cmd_variants_compact(args: argparse.Namespace) -> int:

@@ -14,14 +14,18 @@ import sys
 import time
 import uuid
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
-from typing import IO
+from typing import IO, TYPE_CHECKING, Any
 
 from gateway.config import Config
 from gateway.errors import BadInput
 from gateway.ids import check_dataset_id
 from gateway.security.pseudonym import pseudonymise
 from gateway.variants.layout import pid_alive
+
+if TYPE_CHECKING:
+    from gateway.variants.ingest import VcfIngestRequest
 
 JOBS_DIR = "jobs"
 LIVE = ("receiving", "queued", "running")  # a job in these states has a process (its pid) working on it
@@ -74,27 +78,23 @@ class _ProgressLine:
 
 def run_vcf_ingest(
     cfg: Config,
+    request: VcfIngestRequest | None = None,
     *,
-    path: str,
-    dataset_id: str,
-    assembly: str | None,
-    sample_map: dict[str, str] | None,
-    skip_invalid: bool,
     show_progress: bool,
     progress_hook: Callable[[int, float], None] | None = None,
-    workers: int = 0,
-    cluster: str | None = None,
-    add_regions: bool = False,
-    add_samples: bool = False,
+    **fields: Any,
 ) -> int:
-    """Ingest one VCF as the CLI does; returns the CLI exit code (0 ok, 1 rejected). `workers`/`cluster`:
-    a partitioned ingest on Dask (gateway.variants.distributed_ingest)."""
+    """Ingest one VCF as the CLI does; returns the CLI exit code (0 ok, 1 rejected). `request` (or its fields by
+    name, in the data directory of `cfg`) says what and how; this adds the sample linker and the progress line."""
     from gateway.security.keys import secret_key
     from gateway.store.metadata import MetadataStore
-    from gateway.variants.ingest import VCFRejected, ingest_vcf
+    from gateway.variants.ingest import VcfIngestRequest, VCFRejected, ingest_vcf
 
+    if request is None:
+        request = VcfIngestRequest(data_dir=cfg.data_dir, **fields)
+    path, dataset_id = str(request.path), request.dataset_id
     check_dataset_id(dataset_id)  # before the data directory or the store is touched
-    cfg.data_dir.mkdir(parents=True, exist_ok=True)
+    request.data_dir.mkdir(parents=True, exist_ok=True)
     store = MetadataStore.open(cfg.resolved_database_url, migrate=True)
     progress = _ProgressLine(show_progress)
 
@@ -105,18 +105,7 @@ def run_vcf_ingest(
 
     try:
         summary = ingest_vcf(
-            path,
-            dataset_id=dataset_id,
-            data_dir=cfg.data_dir,
-            assembly=assembly,
-            sample_map=sample_map,
-            link_sample=sample_linker(store, secret_key(cfg)),
-            skip_invalid=skip_invalid,
-            progress=report_progress,
-            workers=workers,
-            cluster=cluster,
-            add_regions=add_regions,
-            add_samples=add_samples,
+            replace(request, link_sample=sample_linker(store, secret_key(cfg)), progress=report_progress)
         )
         store.ensure_dataset(dataset_id)  # only now: a rejected ingest leaves no empty dataset row
     except VCFRejected as exc:

@@ -61,7 +61,7 @@ def main(job_file: str) -> int:
     from gateway.security.keys import secret_key
     from gateway.services.genomic import sample_linker
     from gateway.store.metadata import MetadataStore
-    from gateway.variants.ingest import VCFRejected, ingest_vcf
+    from gateway.variants.ingest import VcfIngestRequest, VCFRejected, ingest_vcf
 
     store = MetadataStore.open(cfg.resolved_database_url, migrate=False)
     signal.signal(signal.SIGALRM, _time_limit)
@@ -70,8 +70,8 @@ def main(job_file: str) -> int:
         sample_map = None
         if spec.get("sample_map_file"):
             sample_map = parse_sample_map(Path(spec["sample_map_file"]).read_text(encoding="utf-8"))
-        summary = ingest_vcf(
-            spec["upload"],
+        request = VcfIngestRequest(
+            path=spec["upload"],
             dataset_id=spec["dataset_id"],
             data_dir=data_dir,
             assembly=spec.get("assembly"),
@@ -80,6 +80,7 @@ def main(job_file: str) -> int:
             skip_invalid=bool(spec.get("skip_invalid")),
             progress=hook,
         )
+        summary = ingest_vcf(request)
         store.ensure_dataset(spec["dataset_id"])  # only now: a rejected or killed ingest leaves no empty dataset
     except VCFRejected as exc:
         issues = exc.report.to_json()

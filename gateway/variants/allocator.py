@@ -1,10 +1,11 @@
 """glibc's allocator while a VCF is parsed: keep freed memory for the next record instead of returning it at once.
 
 Dask's nanny starts every worker with `MALLOC_TRIM_THRESHOLD_=65536` (`distributed.nanny.pre-spawn-environ`) and
-leaves it in its own environment, so processes spawned later inherit it too. Setting that variable fixes
-glibc's thresholds, which otherwise adapt to the program: then every numpy temporary and every line of a wide VCF
-(100 KB at 25,000 samples) above 128 KB is mmapped and unmapped, and freed heap above 64 KB goes back to the
-system, to be faulted in again at the next record. Measured on one 1,528-record partition at 25,000 samples:
+leaves it in its own environment, so processes spawned later inherit it too (the gateway's own LocalCluster,
+`distributed_ingest.local_cluster`, puts the caller's environment back; a caller's own cluster may not).
+Setting that variable fixes glibc's thresholds, which otherwise adapt to the program: then every numpy temporary
+and every line of a wide VCF (100 KB at 25,000 samples) above 128 KB is mmapped and unmapped, and freed heap above
+64 KB goes back to the system, to be faulted in again at the next record. Measured on one 1,528-record partition at 25,000 samples:
 ≈ 270,000 page faults and +0.45 s of system CPU (+25 %) with the variable, ≈ 1,000 and 0.03 s without
 (docs/SCALING.md). While a parse runs, `kept_freed_memory` sets the thresholds glibc would adapt up to; after it,
 the worker's own setting comes back and what was kept is returned (Dask's memory accounting stays right).

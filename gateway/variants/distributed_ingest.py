@@ -38,17 +38,24 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
+from typing import Any
 
 from gateway.issues import Issue, Report
 
 from .allocator import kept_freed_memory
-from .ingest import CHILD_MEMORY_LIMIT, IngestSummary, VCFRejected, _issue_from, sample_links
+from .ingest import (
+    CHILD_MEMORY_LIMIT,
+    IngestSummary,
+    VcfIngestRequest,
+    VCFRejected,
+    _issue_from,
+    sample_links,
+)
 from .layout import VersionBuilder, VersionMoved, current_version, dataset_dir, publish
 from .normalise import normalise_reference_name
 from .partitions import Batch, Partition, partition_dirs, read_batches, read_partitions
 from .reader import ReadOptions, Region, _header_lines, _parse_contigs
 
-DEFAULT_SPAN = 5_000_000  # bp of a region partition (≈ 250k sites of a 500k-genome call set per partition)
 NO_OFFSET = (1 << 64) - 1  # a window no record reached, in some writers' linear index
 UNBOUNDED = 1 << 31  # the span of a contig whose length the header does not give
 
@@ -79,9 +86,15 @@ class Growth:
     based_on: str | None = None  # the live version grown (None: a fresh version that replaces any)
 
 
-def _fixed_links(links: list, names: list[str]) -> list:
-    """The sample links computed once by the coordinator (a picklable stand-in for ReadOptions.link)."""
-    return links
+@dataclass(frozen=True)
+class SampleLinks:
+    """The (individual, biosample) of every sample, computed once by the coordinator, shipped to each worker as one
+    object (pickled in one piece), and handed to the reader as ReadOptions.link."""
+
+    rows: list[tuple[str | None, str | None]]
+
+    def __call__(self, names: list[str]) -> list[tuple[str | None, str | None]]:
+        return self.rows
 
 
 def ensure_index(path: Path, work_dir: Path) -> Path:
@@ -156,7 +169,7 @@ def _has_records(tbx, region: Region) -> bool:
     return False
 
 
-def ingest_partition(path: str, region: Region, parts_dir: str, options: ReadOptions, links: list) -> dict:
+def ingest_partition(path: str, region: Region, parts_dir: str, options: ReadOptions, links: SampleLinks) -> dict:
     """Parse and write one partition (a Dask task, or a call in the local ingest child); returns its summary.
 
     The region is read straight from the BGZF file at the offset planned from the index: no copy of it, no pass
@@ -173,7 +186,7 @@ def ingest_partition(path: str, region: Region, parts_dir: str, options: ReadOpt
         assembly=options.assembly,
         skip_invalid=options.skip_invalid,
         build_dir=Path(parts_dir),
-        link=partial(_fixed_links, links),
+        link=links,
         region=region,
         label=f"{Path(path).name}@{region.name}",
     )
@@ -210,7 +223,15 @@ class _Clock:
         return own.ru_utime + own.ru_stime + kids.ru_utime + kids.ru_stime
 
     def spent(self) -> dict:
-        return {"seconds": time.perf_counter() - self.wall, "cpu_seconds": self._cpu() - self.cpu, "pid": os.getpid()}
+        seconds = time.perf_counter() - self.wall
+        ended = time.time()  # epoch seconds: comparable across the processes of one machine (the bench's head/tail)
+        return {
+            "seconds": seconds,
+            "cpu_seconds": self._cpu() - self.cpu,
+            "pid": os.getpid(),
+            "started": ended - seconds,
+            "ended": ended,
+        }
 
 
 def _unit_stats(path: Path) -> dict:
@@ -232,39 +253,61 @@ def _unit_stats(path: Path) -> dict:
     }
 
 
+def local_cluster(workers: int):
+    """A LocalCluster of `workers` worker processes of one thread each, on loopback, as quiet as Dask allows: no
+    dashboard, its INFO logs silenced, its scheduler in this process (a partitioned ingest's coordinator is idle
+    while the partitions run). Each worker keeps its nanny: without one, LocalCluster runs workers as threads of
+    this process, whose parses would share one GIL.
+
+    The nannies set Dask's `pre-spawn-environ` (MALLOC_TRIM_THRESHOLD_ …) in this process's own environment before
+    they spawn their workers, and leave it there: every process the gateway starts later would inherit it (a
+    single-file ingest's parsing child, a job). The caller's environment is put back once the workers run."""
+    import logging
+
+    from distributed import LocalCluster
+
+    with _environment_kept():
+        return LocalCluster(
+            n_workers=workers,
+            threads_per_worker=1,
+            processes=True,
+            host="127.0.0.1",
+            dashboard_address=None,
+            silence_logs=logging.ERROR,
+        )
+
+
+@contextlib.contextmanager
+def _environment_kept():
+    """Whatever runs inside may change os.environ; afterwards it is the caller's again, key for key."""
+    saved = dict(os.environ)
+    try:
+        yield
+    finally:
+        for key in set(os.environ) - set(saved):
+            del os.environ[key]
+        for key, value in saved.items():
+            if os.environ.get(key) != value:
+                os.environ[key] = value
+
+
 def _client(workers: int, cluster: str | None):
     """A Dask client on the cluster at `cluster`, or on a LocalCluster of `workers` processes (loopback only);
     None for one worker: the partitions then run one after the other in this process's ingest child."""
     if not cluster and workers <= 1:
         return None, None
-    from distributed import Client, LocalCluster
+    from distributed import Client
 
     if cluster:
         return Client(cluster), None
-    local = LocalCluster(
-        n_workers=workers, threads_per_worker=1, processes=True, host="127.0.0.1", dashboard_address=None
-    )
+    local = local_cluster(workers)
     return Client(local), local
 
 
-def ingest_partitioned(
-    path: str | Path,
-    *,
-    dataset_id: str,
-    data_dir: Path,
-    assembly: str | None = None,
-    sample_map: dict[str, str] | None = None,
-    link_sample: Callable[[str], tuple[str | None, str | None]] | None = None,
-    skip_invalid: bool = False,
-    progress: Callable[[int, int], None] | None = None,
-    workers: int = 1,
-    cluster: str | None = None,
-    span: int = DEFAULT_SPAN,
-    add_regions: bool = False,
-    add_samples: bool = False,
-) -> IngestSummary:
-    """Ingest one BGZF VCF as a partitioned version of `dataset_id` (see the module docstring); VCFRejected when
-    refused, and then nothing is published. `progress(records_done, percent of partitions committed)`.
+def ingest_partitioned(request: VcfIngestRequest | str | Path, **fields: Any) -> IngestSummary:
+    """Ingest one BGZF VCF as a partitioned version of its dataset (VcfIngestRequest, or its path and its other
+    fields by name; see the module docstring); VCFRejected when refused, and then nothing is published.
+    `progress(records_done, percent of partitions committed)`; no `workers` nor `cluster`: one local process.
 
     `add_regions`: the file's partitions are added to the live partitioned version instead of replacing it (a call
     set shipped one file per chromosome, or new regions): the samples of one sample batch of the live version, in
@@ -272,34 +315,46 @@ def ingest_partitioned(
     `add_samples`: the file's samples (none already in the live version) are added as a new sample batch.
     """
     started = time.monotonic()
-    path = Path(path)
+    request = VcfIngestRequest.of(request, fields)
+    path, dataset_id, data_dir, assembly = request.path, request.dataset_id, request.data_dir, request.assembly
     ds_dir = dataset_dir(data_dir, dataset_id)  # validates the id before any work
     header = _read_header(path)
     samples = header[-1].split("\t")[9:]
-    links = sample_links(samples, sample_map, link_sample)
-    growth = _growth(ds_dir, path, len(header), samples, links, span, add_regions, add_samples)
-    ingest_id = _ingest_id(path, dataset_id, assembly, skip_invalid, growth.span)
+    links = sample_links(samples, request.sample_map, request.link_sample)
+    add_regions = request.add_regions
+    growth = _growth(ds_dir, path, len(header), samples, links, request.span, add_regions, request.add_samples)
+    ingest_id = _ingest_id(path, dataset_id, assembly, request.skip_invalid, growth.span)
     parts_dir = ds_dir / f"parts-{ingest_id}"
     parts_dir.mkdir(parents=True, exist_ok=True)
     index = ensure_index(path, parts_dir)
     regions = plan_regions(path, index, header, growth.span)
     _refuse_overlaps(path, regions, [p for p in growth.kept if p.batch == growth.batch] if add_regions else [])
-    options = ReadOptions(dataset_id=dataset_id, data_dir=Path(data_dir), assembly=assembly, skip_invalid=skip_invalid)
-    client, local = _client(workers, cluster)
+    options = ReadOptions(
+        dataset_id=dataset_id, data_dir=data_dir, assembly=assembly, skip_invalid=request.skip_invalid
+    )
+    builder = VersionBuilder(data_dir, dataset_id)
     try:
-        results = _run_partitions(client, path, regions, parts_dir, options, links, progress)
-    finally:
-        if client is not None:
-            client.close()
-        if local is not None:
-            local.close()
-    rejected = [_issue_from(d) for r in results for d in r.get("rejected", ())]
-    if rejected:
-        raise VCFRejected(Report(rejected))
-    if growth.assembly and any(r["assembly"] not in (None, growth.assembly) for r in results):
-        message = f"the live version is {growth.assembly}; this file is not"
-        raise VCFRejected(Report([Issue.error("vcf-assembly-conflict", message, f"{path.name}:1")]))
-    return _publish(path, ds_dir, dataset_id, data_dir, parts_dir, growth, samples, links, results, started)
+        client, local = _client(request.workers, request.cluster)
+        try:
+            meanwhile = partial(builder.add_samples, growth.samples)
+            progress = request.progress
+            results = _run_partitions(client, path, regions, parts_dir, options, links, progress, meanwhile)
+        finally:
+            if client is not None:
+                client.close()
+            if local is not None:
+                local.close()
+        rejected = [_issue_from(d) for r in results for d in r.get("rejected", ())]
+        if rejected:
+            raise VCFRejected(Report(rejected))
+        if growth.assembly and any(r["assembly"] not in (None, growth.assembly) for r in results):
+            message = f"the live version is {growth.assembly}; this file is not"
+            raise VCFRejected(Report([Issue.error("vcf-assembly-conflict", message, f"{path.name}:1")]))
+        build_path, meta = _finish_manifest(builder, path, dataset_id, parts_dir, growth, results)
+    except BaseException:
+        builder.abort()
+        raise
+    return _publish(path, ds_dir, build_path, meta, parts_dir, growth, samples, links, results, started)
 
 
 def _read_live(ds_dir: Path) -> LiveVersion | None:
@@ -404,8 +459,10 @@ def _ingest_id(path: Path, dataset_id: str, assembly: str | None, skip_invalid: 
     return hashlib.sha256(key.encode()).hexdigest()[:16]
 
 
-def _run_partitions(client, path, regions, parts_dir, options, links, progress) -> list[dict]:
-    """Every partition's summary, in region order; progress per committed partition."""
+def _run_partitions(client, path, regions, parts_dir, options, links, progress, meanwhile=None) -> list[dict]:
+    """Every partition's summary, in region order; progress per committed partition. `meanwhile()` runs once the
+    tasks are sent, while they run (the manifest's sample rows: off the ingest's serial part)."""
+    meanwhile = meanwhile or (lambda: None)
     results: dict[str, dict] = {}
     records = 0
 
@@ -418,18 +475,40 @@ def _run_partitions(client, path, regions, parts_dir, options, links, progress) 
 
     task = partial(ingest_partition, str(path), parts_dir=str(parts_dir), options=options.portable())
     if client is None:
-        _run_in_one_child(task, regions, links, done)
+        _run_in_one_child(task, regions, links, done, meanwhile)
     else:
         from distributed import as_completed
 
-        shared = client.scatter(links, broadcast=True)  # sent once to each worker, not with every task
-        futures = [client.submit(task, region, links=shared, retries=2, pure=False) for region in regions]
+        # One future for the whole list, sent once to each worker: scattering the list itself would make one future
+        # per sample, and every task would then depend on 25,000 keys (3.3 s of CPU here to submit 8 tasks).
+        # Wrapped, the list is pickled in one piece: Dask serialises a bare list element by element (2 s at 25,000).
+        [shared] = client.scatter([SampleLinks(links)], broadcast=True, hash=False)
+        # Largest first (by compressed bytes): the last tasks to start are the shortest, so the workers end together.
+        ranks = _size_ranks(path, regions)
+        futures = [
+            client.submit(task, region, links=shared, retries=2, pure=False, priority=ranks[i])
+            for i, region in enumerate(regions)
+        ]
+        meanwhile()
         for future in as_completed(futures):
             done(future.result())
     return [results[region.name] for region in regions]
 
 
-def _run_in_one_child(task: Callable, regions: list[Region], links: list, done: Callable[[dict], None]) -> None:
+def _size_ranks(path: Path, regions: list[Region]) -> list[int]:
+    """Per region, its rank by compressed size (the largest has the highest, Dask's highest priority): a region's
+    bytes run from its offset to the next region's, the last to the end of the file (regions are in file order)."""
+    starts = [region.offset >> 16 for region in regions] + [path.stat().st_size]
+    sizes = [max(starts[i + 1] - starts[i], 0) for i in range(len(regions))]
+    ranks = [0] * len(regions)
+    for rank, i in enumerate(sorted(range(len(regions)), key=lambda i: sizes[i])):
+        ranks[i] = rank
+    return ranks
+
+
+def _run_in_one_child(
+    task: Callable, regions: list[Region], links: list, done: Callable[[dict], None], meanwhile: Callable[[], None]
+) -> None:
     """The local ingest: every partition in turn in one parsing child (htslib kept out of the caller, as for a
     single-file ingest), started once for the whole ingest, not once per partition (a spawn costs 0.3-1 s)."""
     import multiprocessing as mp
@@ -438,7 +517,9 @@ def _run_in_one_child(task: Callable, regions: list[Region], links: list, done: 
 
     pool = ProcessPoolExecutor(1, mp_context=mp.get_context("spawn"), initializer=_guard_child)
     try:
-        for future in [pool.submit(task, region, links=links) for region in regions]:
+        futures = [pool.submit(task, region, links=SampleLinks(links)) for region in regions]
+        meanwhile()
+        for future in futures:
             done(future.result())
     except BrokenProcessPool as exc:
         message = f"the VCF parser stopped ({exc})"
@@ -461,43 +542,44 @@ def _guard_child() -> None:
         ctypes.CDLL("libc.so.6").prctl(1, signal.SIGKILL)
 
 
-def _publish(
-    path, ds_dir, dataset_id, data_dir, parts_dir, growth: Growth, samples, links, results, started
-) -> IngestSummary:
-    """Write the manifest and make it the live version (all partitions have committed)."""
+def _finish_manifest(
+    builder: VersionBuilder, path: Path, dataset_id: str, parts_dir: Path, growth: Growth, results: list[dict]
+) -> tuple[Path, dict[str, str]]:
+    """The rest of the manifest (its samples are in already), written and fsynced: (its build file, its meta)."""
     kept = growth.kept
     assemblies = {r["assembly"] for r in results if r.get("assembly")}
     if len(assemblies) > 1:
         raise VCFRejected(Report([Issue.error("vcf-assembly-conflict", f"partitions disagree: {sorted(assemblies)}")]))
     assembly = next(iter(assemblies), "") or growth.assembly or ""
     written = sum(r["records_written"] for r in results)
-    builder = VersionBuilder(data_dir, dataset_id)
-    try:
-        builder.add_samples(growth.samples)
-        rows = [(p.file, p.chrom, p.start, p.end, p.max_end, p.variants, p.batch) for p in kept]
-        rows += [
-            (f"{parts_dir.name}/{r['region']}.sqlite", r["chrom"] or _chrom_of(r["region"]),
-             *_span_of(r["region"]), r["max_end"], r["variants"], growth.batch)
-            for r in results
-        ]  # fmt: skip
-        builder.add_partitions(rows, [(b.batch, b.first, b.samples, b.source) for b in growth.batches])
-        meta = {
-            "dataset_id": dataset_id,
-            "assembly": assembly,
-            "source": path.name,
-            "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-            "records_read": str(sum(r["records_read"] for r in results)),
-            # over the units: a variant held by two sample batches counts twice (the distinct number needs a merge)
-            "records_written": str(written + sum(p.variants for p in kept)),
-            "samples": str(len(growth.samples)),
-            "called_index": "1" if growth.called_index and all(r["called_index"] == "1" for r in results) else "0",
-            "partitioned": "1",
-            "span": str(growth.span),
-        }
-        build_path = builder.finish(meta)
-    except BaseException:
-        builder.abort()
-        raise
+    rows = [(p.file, p.chrom, p.start, p.end, p.max_end, p.variants, p.batch) for p in kept]
+    rows += [
+        (f"{parts_dir.name}/{r['region']}.sqlite", r["chrom"] or _chrom_of(r["region"]),
+         *_span_of(r["region"]), r["max_end"], r["variants"], growth.batch)
+        for r in results
+    ]  # fmt: skip
+    builder.add_partitions(rows, [(b.batch, b.first, b.samples, b.source) for b in growth.batches])
+    meta = {
+        "dataset_id": dataset_id,
+        "assembly": assembly,
+        "source": path.name,
+        "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "records_read": str(sum(r["records_read"] for r in results)),
+        # over the units: a variant held by two sample batches counts twice (the distinct number needs a merge)
+        "records_written": str(written + sum(p.variants for p in kept)),
+        "samples": str(len(growth.samples)),
+        "called_index": "1" if growth.called_index and all(r["called_index"] == "1" for r in results) else "0",
+        "partitioned": "1",
+        "span": str(growth.span),
+    }
+    return builder.finish(meta), meta
+
+
+def _publish(
+    path, ds_dir, build_path: Path, meta: dict, parts_dir, growth: Growth, samples, links, results, started
+) -> IngestSummary:
+    """Make the manifest the live version (all partitions have committed) and clear what it supersedes."""
+    kept = growth.kept
     previous = current_version(ds_dir)
     superseded: set[str] = set()
     if previous:
@@ -520,10 +602,11 @@ def _publish(
         shutil.rmtree(ds_dir / old, ignore_errors=True)  # open readers keep their unlinked files
     issues = [_issue_from(d) for r in results for d in r.get("issues", ())]
     unlinked = [name for name, (individual, _) in zip(samples, links, strict=True) if individual is None]
+    assembly = meta["assembly"]
     return IngestSummary(
-        dataset_id=dataset_id,
+        dataset_id=meta["dataset_id"],
         records_read=int(meta["records_read"]),
-        records_written=written,
+        records_written=sum(r["records_written"] for r in results),
         split=0,
         skipped=[i for i in issues if i.message.startswith("skipped:") or i.code == "vcf-breakend-skipped"],
         samples=len(samples),

@@ -16,6 +16,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Any
 
 from gateway.errors import GatewayError  # the one exception root
 from gateway.issues import Issue, Report
@@ -24,6 +25,51 @@ from .layout import dataset_dir, publish
 from .reader import ReadOptions
 
 CHILD_MEMORY_LIMIT = 4 << 30  # address-space cap for the parsing child: a hostile file cannot exhaust the host
+DEFAULT_SPAN = 5_000_000  # bp of a region partition (≈ 250k sites of a 500k-genome call set per partition)
+
+
+@dataclass(frozen=True)
+class VcfIngestRequest:
+    """What to ingest and how: one VCF/BCF into one dataset, as the CLI, the HTTP job and every other caller ask
+    for it, down to the single-file and the partitioned ingest (no behaviour of its own).
+
+    Samples are linked by `sample_map` (sample name → identifier) and `link_sample` (identifier →
+    (individual_id, biosample_id)): with both, the mapped identifier is passed to link_sample; with only the map,
+    its value is taken as the individual id. `progress(records_done, percent)`.
+
+    `workers` ≥ 1 or a `cluster` scheduler address: a partitioned ingest on Dask (distributed_ingest.py) in
+    partitions of `span` bp; `add_regions` adds its partitions to the live partitioned version; `add_samples` adds
+    its samples (none already there) to it as a new sample batch, without re-reading the samples already ingested.
+    """
+
+    path: Path
+    dataset_id: str
+    data_dir: Path
+    assembly: str | None = None
+    sample_map: dict[str, str] | None = None
+    link_sample: Callable[[str], tuple[str | None, str | None]] | None = None
+    skip_invalid: bool = False
+    progress: Callable[[int, int], None] | None = None
+    workers: int = 0
+    cluster: str | None = None
+    span: int = DEFAULT_SPAN
+    add_regions: bool = False
+    add_samples: bool = False
+
+    def __post_init__(self):
+        object.__setattr__(self, "path", Path(self.path))
+        object.__setattr__(self, "data_dir", Path(self.data_dir))
+
+    @property
+    def partitioned(self) -> bool:
+        return bool(self.workers or self.cluster or self.add_regions or self.add_samples)
+
+    @classmethod
+    def of(cls, request: VcfIngestRequest | str | Path, fields: dict[str, Any]) -> VcfIngestRequest:
+        """`request` as it is, or one made of a path and the other fields by name (the keyword form of the calls)."""
+        if isinstance(request, VcfIngestRequest):
+            return replace(request, **fields) if fields else request
+        return cls(Path(request), **fields)
 
 
 class VCFRejected(GatewayError):
@@ -225,66 +271,32 @@ def sample_links(
     return out
 
 
-def ingest_vcf(
-    path: str | Path,
-    *,
-    dataset_id: str,
-    data_dir: Path,
-    assembly: str | None = None,
-    sample_map: dict[str, str] | None = None,
-    link_sample: Callable[[str], tuple[str | None, str | None]] | None = None,
-    skip_invalid: bool = False,
-    progress: Callable[[int, int], None] | None = None,
-    workers: int = 0,
-    cluster: str | None = None,
-    add_regions: bool = False,
-    add_samples: bool = False,
-) -> IngestSummary:
-    """Ingest one VCF/BCF as the new version of `dataset_id`; raise VCFRejected (nothing changed) when refused.
-
-    `workers` ≥ 1 or a `cluster` scheduler address: a partitioned ingest on Dask (distributed_ingest.py);
-    `add_regions` adds its partitions to the live partitioned version; `add_samples` adds its samples (none already
-    there) to it as a new sample batch, without re-reading the samples already ingested.
-
-    Samples are linked by `sample_map` (sample name → identifier) and `link_sample` (identifier →
-    (individual_id, biosample_id)): with both, the mapped identifier is passed to link_sample; with
-    only the map, its value is taken as the individual id. `progress(records_done, percent_of_file)`.
-    """
-    if workers or cluster or add_regions or add_samples:
+def ingest_vcf(request: VcfIngestRequest | str | Path, **fields: Any) -> IngestSummary:
+    """Ingest one VCF/BCF as the new version of its dataset (VcfIngestRequest, or its path and its other fields by
+    name); raise VCFRejected (nothing changed) when refused. A partitioned request goes to distributed_ingest.py."""
+    request = VcfIngestRequest.of(request, fields)
+    if request.partitioned:
         from .distributed_ingest import ingest_partitioned
 
-        return ingest_partitioned(
-            path,
-            dataset_id=dataset_id,
-            data_dir=Path(data_dir),
-            assembly=assembly,
-            sample_map=sample_map,
-            link_sample=link_sample,
-            skip_invalid=skip_invalid,
-            progress=progress,
-            workers=workers,
-            cluster=cluster,
-            add_regions=add_regions,
-            add_samples=add_samples,
-        )
+        return ingest_partitioned(request)
     started = time.monotonic()
-    path = Path(path)
-    dataset_dir(data_dir, dataset_id)  # validates the id before any work
+    path, dataset_id = request.path, request.dataset_id
+    dataset_dir(request.data_dir, dataset_id)  # validates the id before any work
 
     computed: dict[str, list] = {}
 
     def link_names(names: list[str]) -> list[tuple[str | None, str | None]]:
         if "links" not in computed:
-            computed["links"] = sample_links(names, sample_map, link_sample)
+            computed["links"] = sample_links(names, request.sample_map, request.link_sample)
         return computed["links"]
 
     options = ReadOptions(
         dataset_id=dataset_id,
-        data_dir=Path(data_dir),
-        assembly=assembly,
-        skip_invalid=skip_invalid,
+        data_dir=request.data_dir,
+        assembly=request.assembly,
+        skip_invalid=request.skip_invalid,
         link=link_names,
-        progress=progress,
+        progress=request.progress,
     )
     payload = _run_child(path, options)
     build_path = Path(payload["build_path"])

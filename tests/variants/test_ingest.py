@@ -322,3 +322,17 @@ def test_open_datasets_are_bounded(tmp_path, monkeypatch):
         assert [store.get(f"{d}:GRCh38:1-100-A-G").dataset_id for d in ("d1", "d2", "d3")] == ["d1", "d2", "d3"]
     assert len(store._local.datasets) == 2
     store.close()
+
+
+def test_one_request_says_what_to_ingest_and_how():
+    """VcfIngestRequest: the keyword form of ingest_vcf/ingest_partitioned builds the same request; a misspelt
+    field is refused before anything runs."""
+    from gateway.variants.ingest import VcfIngestRequest
+
+    request = VcfIngestRequest("cohort.vcf.gz", dataset_id="cohort", data_dir="data")  # paths as given: made Path
+    assert request.path == Path("cohort.vcf.gz") and request.data_dir == Path("data") and not request.partitioned
+    assert VcfIngestRequest.of(request, {}) is request
+    assert VcfIngestRequest.of(request, {"workers": 2}).partitioned
+    assert VcfIngestRequest.of("cohort.vcf.gz", {"dataset_id": "cohort", "data_dir": "data"}) == request
+    with pytest.raises(TypeError):
+        VcfIngestRequest.of("cohort.vcf.gz", {"dataset_id": "cohort", "data_dir": "data", "worker": 2})

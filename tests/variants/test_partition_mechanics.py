@@ -15,6 +15,7 @@ import pysam
 import pytest
 
 from gateway.variants.distributed_ingest import (
+    SampleLinks,
     _read_header,
     _run_partitions,
     ensure_index,
@@ -88,7 +89,9 @@ def test_a_partition_reads_from_its_index_offset_and_never_the_records_before(tm
     vcf.write_bytes(bytes(data))
     with pytest.raises(VCFRejected, match="vcf-compression"):
         ingest_vcf(vcf, dataset_id="whole", data_dir=tmp_path / "data", assembly="GRCh38")
-    result = ingest_partition(str(vcf), last, str(parts), _options(tmp_path), [(None, None)] * len(SAMPLES))
+    result = ingest_partition(
+        str(vcf), last, str(parts), _options(tmp_path), SampleLinks([(None, None)] * len(SAMPLES))
+    )
     assert "rejected" not in result and result["records_read"] > 100
     assert not list(parts.glob("*.vcf"))  # no plain copy of the region was written
     expected = sum(
@@ -164,3 +167,16 @@ def test_a_parse_keeps_freed_memory_under_the_dask_worker_setting():
     assert plain > 300 * 200  # ≈ 256 page faults per freed and reallocated MB
     assert kept < plain / 20
     assert after > 300 * 200
+
+
+def test_tasks_are_ranked_largest_first_by_their_compressed_bytes(tmp_path):
+    """Dask runs the highest priority first: the largest region gets the highest rank, so the last tasks to start
+    are the shortest and the workers end together."""
+    from gateway.variants.distributed_ingest import _size_ranks
+    from gateway.variants.reader import Region
+
+    vcf = tmp_path / "file.vcf.gz"
+    vcf.write_bytes(b"\0" * 1000)
+    # Regions start at compressed offsets 0, 100, 700 (virtual offsets: << 16): sizes 100, 600, 300 (to the end).
+    regions = [Region("chr1", i * 10, (i + 1) * 10, at << 16) for i, at in enumerate((0, 100, 700))]
+    assert _size_ranks(vcf, regions) == [0, 2, 1]

@@ -31,15 +31,33 @@ def stores(tmp_path_factory):
     vcf = _bgzip(plain, root / "cohort.vcf.gz")
     single_dir, parted_dir = root / "single", root / "parted"
     ingest_vcf(vcf, dataset_id="cohort", data_dir=single_dir, assembly="GRCh38", sample_map=SAMPLE_MAP)
-    summary = _ingest_on_cluster(vcf, parted_dir)
+    summary, dependencies = _ingest_on_cluster(vcf, parted_dir)
     single, parted = VariantStore(single_dir), VariantStore(parted_dir)
-    yield single, parted, summary, vcf, parted_dir
+    yield single, parted, summary, vcf, parted_dir, dependencies
     single.close()
     parted.close()
 
 
+def _dependencies_plugin(scheduler):
+    """A scheduler plugin: how many keys each task waited for when it was sent to a worker."""
+    from distributed.diagnostics.plugin import SchedulerPlugin
+
+    class Dependencies(SchedulerPlugin):
+        name = "dependencies"
+
+        def __init__(self):
+            self.counts = {}
+
+        def transition(self, key, start, finish, *args, **kwargs):
+            if finish == "processing":
+                self.counts[key] = len(scheduler.tasks[key].dependencies)
+
+    return Dependencies()
+
+
 def _ingest_on_cluster(vcf, data_dir):
-    """A real LocalCluster: two worker processes on loopback, reached by its scheduler address (--cluster)."""
+    """A real LocalCluster: two worker processes on loopback, reached by its scheduler address (--cluster);
+    (the summary, the number of dependencies of each partition task)."""
     from distributed import Client, LocalCluster
 
     with (
@@ -51,10 +69,13 @@ def _ingest_on_cluster(vcf, data_dir):
         pids = set(client.run(os.getpid).values())
         assert len(pids) == 2 and os.getpid() not in pids  # separate worker processes
         assert cluster.scheduler_address.startswith("tcp://127.0.0.1:")
-        return ingest_partitioned(
+        plugin = _dependencies_plugin(cluster.scheduler)
+        cluster.scheduler.add_plugin(plugin)
+        summary = ingest_partitioned(
             vcf, dataset_id="cohort", data_dir=data_dir, assembly="GRCh38", sample_map=SAMPLE_MAP,
             cluster=cluster.scheduler_address, span=8_000,
         )  # fmt: skip
+        return summary, [n for key, n in plugin.counts.items() if "ingest_partition" in str(key)]
 
 
 def _queries(single: VariantStore) -> list[VariantQuery]:
@@ -115,12 +136,20 @@ def _same_answers(single: VariantStore, parted: VariantStore) -> None:
 
 
 def test_a_local_cluster_writes_one_unit_per_partition_and_answers_as_one_file(stores):
-    single, parted, summary, _, data_dir = stores
+    single, parted, summary, _, data_dir, _ = stores
     assert len(summary.partitions) >= 4 and not any(resumed for _, _, resumed in summary.partitions)
     units = sorted((data_dir / "variants" / "cohort").glob("parts-*/*.sqlite"))
     assert len(units) == len(summary.partitions)
     assert summary.records_read == 300
     _same_answers(single, parted)
+
+
+def test_each_partition_task_waits_for_one_shared_sample_list_not_one_key_per_sample(stores):
+    *_, dependencies = stores
+    # The sample links are scattered once as one object: a list scattered as such becomes one key per sample, and
+    # every task then depends on all of them (at 25,000 samples, seconds of scheduler and client CPU per ingest).
+    assert len(SAMPLES) > 1 and len(dependencies) >= 4
+    assert dependencies == [1] * len(dependencies)
 
 
 def test_erasure_rewrites_the_partitions_and_still_agrees(stores, tmp_path):
@@ -133,7 +162,7 @@ def test_erasure_rewrites_the_partitions_and_still_agrees(stores, tmp_path):
 def test_answers_hold_when_few_partitions_may_stay_open(stores, monkeypatch):
     from gateway.variants import store as store_module
 
-    single, _, _, _, data_dir = stores
+    single, _, _, _, data_dir, _ = stores
     monkeypatch.setattr(store_module, "_MAX_OPEN_PARTITIONS", 2)
     fresh = VariantStore(data_dir)
     try:
@@ -318,3 +347,26 @@ def test_an_individuals_page_decodes_only_the_units_it_falls_in(stores, monkeypa
             assert parted.variants_of_individual(individual, skip=total, limit=5) == ([], total)
     finally:
         parted.close()
+
+
+def test_a_local_cluster_leaves_the_callers_environment_as_it_was(monkeypatch):
+    """Dask's nannies set MALLOC_TRIM_THRESHOLD_ (pre-spawn-environ) in the process that starts them; what the
+    gateway spawns after a LocalCluster started must inherit the caller's environment, not Dask's."""
+    import subprocess
+    import sys
+
+    from distributed import Client
+
+    from gateway.variants.distributed_ingest import local_cluster
+
+    monkeypatch.delenv("MALLOC_TRIM_THRESHOLD_", raising=False)
+    monkeypatch.setenv("GATEWAY_ENV_PROBE", "kept")
+    before = dict(os.environ)
+    with local_cluster(1) as cluster, Client(cluster) as client:
+        assert dict(os.environ) == before
+        # Dask's setting still reaches its own workers.
+        worker_setting = client.run(lambda: os.environ.get("MALLOC_TRIM_THRESHOLD_"))  # read there, not pickled
+        assert list(worker_setting.values()) == ["65536"]
+        probe = "import os; print(os.environ.get('MALLOC_TRIM_THRESHOLD_'), os.environ.get('GATEWAY_ENV_PROBE'))"
+        child = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
+        assert child.stdout.split() == ["None", "kept"]
