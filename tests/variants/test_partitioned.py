@@ -318,7 +318,7 @@ def test_an_individuals_page_decodes_only_the_units_it_falls_in(stores, monkeypa
     decoded), then only the units a page falls in are decoded; pages in order make up the whole list."""
     from gateway.variants import store as store_module
 
-    single, _, _, _, data_dir = stores
+    single, _, _, _, data_dir, _ = stores
     parted = VariantStore(data_dir)
     decoded: list[int] = []
     real = store_module._carried_variants
