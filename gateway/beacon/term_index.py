@@ -19,9 +19,11 @@ Memory: ≈ 4 bytes per (individual, term) plus the mask cache (MASK_CACHE_BYTES
 
 A node keeps ingesting while it is queried, and every write makes the snapshot stale. Reading the whole
 store again (≈ 1 to 3 s at 100,000 individuals) after each write would leave every query on SQL, so a stale
-snapshot is patched instead (`patched`): one read of every phenopacket's (pk, row version) finds the rows that
-are new, changed or gone (the row version folds `revision`, which the store raises on every replacement, with
-the creation time, since SQLite may give a deleted last row's pk to the next insert), and only those rows and
+snapshot is patched instead (`patched`): the rows updated since the snapshot (an indexed window on
+`updated_at`, migration 0007), checked against the store's count and sums of pks and revisions; where that
+check fails (a deletion), one read of every phenopacket's (pk, row version) finds the rows that are new,
+changed or gone (the row version folds `revision`, which the store raises on every replacement, with the
+creation time, since SQLite may give a deleted last row's pk to the next insert); only those rows and
 their terms are read, in the same read transaction. One thread patches; the others wait for it briefly
 rather than go to SQL. A patch that would read more than PATCH_MAX_SHARE of the rows is a full rebuild.
 """
@@ -35,6 +37,7 @@ import urllib.parse
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import sqlalchemy as sa
@@ -48,6 +51,13 @@ MASK_CACHE_BYTES = 32 * 1024 * 1024
 PATCH_MAX_SHARE = 0.2  # past this share of changed rows, reading everything again is as cheap
 PATCH_WAIT_SECONDS = 1.0  # how long a request waits for another thread's patch before it goes to SQL
 _FETCH_CHUNK = 500
+# A patch first reads the rows updated since the snapshot's latest `updated_at` less this window (a transaction
+# stamps its rows before it commits, so commits may land out of stamp order), then checks count, sum of pks and
+# sum of revisions against the store; any mismatch (a deletion, a commit later than the window) reads every row's
+# version instead. So a patch costs the rows changed, not the store's size.
+PATCH_WINDOW_SECONDS = 5
+_REVISION_BITS = (1 << 20) - 1
+_AGGREGATE = "SELECT count(*), coalesce(sum(pk), 0), coalesce(sum(revision), 0), max(updated_at) FROM phenopackets"
 
 
 @dataclass
@@ -63,6 +73,7 @@ class Snapshot:
     postings: dict[str, np.ndarray]  # term -> ascending positions (rows of the matched kinds)
     subjects: tuple[str, ...] = ()  # phenopackets.subject_id per position (the individual ids samples link to)
     versions: np.ndarray | None = None  # row version per position (_ROW_VERSION): what a patch compares
+    max_updated: Any = None  # the latest phenopackets.updated_at read (as the driver gives it): patches start there
     _masks: OrderedDict = field(default_factory=OrderedDict)
     _mask_lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -172,11 +183,14 @@ def build_snapshot(connection: sqlite3.Connection, version: int, kinds: tuple[st
     """Read the store in one read transaction (the snapshot is consistent with itself)."""
     connection.execute("BEGIN")
     try:
+        max_updated = connection.execute("SELECT max(updated_at) FROM phenopackets").fetchone()[0]
         rows = connection.execute(_INDIVIDUAL_ROWS.format(version=_ROW_VERSION["sqlite"])).fetchall()
         term_rows = connection.execute(_TERM_ROWS.format(kinds=",".join("?" * len(kinds))), kinds).fetchall()
     finally:
         connection.execute("COMMIT")
-    return snapshot_from(version, rows, term_rows)
+    snapshot = snapshot_from(version, rows, term_rows)
+    snapshot.max_updated = max_updated
+    return snapshot
 
 
 def snapshot_from(version: int, rows: Sequence, term_rows: Iterable, grouped: dict | None = None) -> Snapshot:
@@ -204,6 +218,16 @@ def snapshot_from(version: int, rows: Sequence, term_rows: Iterable, grouped: di
     return Snapshot(
         version, pks, dataset_codes, dataset_code, sex_codes, sex_code, postings, subjects=subjects, versions=versions
     )
+
+
+def _merged_positions(previous: np.ndarray, added: np.ndarray) -> np.ndarray:
+    """Two ascending position arrays as one, without duplicates: an insert into the sorted array (a copy), not
+    a sort of both (a common term holds tens of thousands of positions)."""
+    place = np.searchsorted(previous, added)
+    there = (place < len(previous)) & (previous[np.minimum(place, len(previous) - 1)] == added)
+    if there.all():
+        return previous
+    return np.insert(previous, place[~there], added[~there])
 
 
 # (pk, dataset_id, sex, subject_id, row version) rows and term -> pks, of the given pks: what a patch reads
@@ -240,9 +264,14 @@ def patched(old: Snapshot, version: int, pks: np.ndarray, versions: np.ndarray, 
     dataset_codes[kept_new] = old.dataset_codes[kept_old]
     sex_codes[kept_new] = old.sex_codes[kept_old]
     new_versions[kept_new] = old.versions[kept_old]
-    subjects: list[str] = [""] * n
-    for o, m in zip(kept_old.tolist(), kept_new.tolist(), strict=True):
-        subjects[m] = old.subjects[o]
+    # Old rows at their old places (no row gone, new keys after the old ones): copy the subjects whole.
+    stable = old.size <= n and bool(np.array_equal(pks[: old.size], old.pks))
+    if stable:
+        subjects: list[str] = [*old.subjects, *([""] * (n - old.size))]
+    else:
+        subjects = [""] * n
+        for o, m in zip(kept_old.tolist(), kept_new.tolist(), strict=True):
+            subjects[m] = old.subjects[o]
     for place in fresh.tolist():
         row = by_pk[int(pks[place])]
         dataset_codes[place] = dataset_code.setdefault(row[1], len(dataset_code))
@@ -264,9 +293,9 @@ def patched(old: Snapshot, version: int, pks: np.ndarray, versions: np.ndarray, 
         if len(placed):
             postings[term] = placed.astype(np.int32)
     for term, members in grouped.items():
-        added = np.searchsorted(pks, np.array(members, dtype=np.int64)).astype(np.int32)
+        added = np.unique(np.searchsorted(pks, np.array(members, dtype=np.int64)).astype(np.int32))
         previous = postings.get(term)
-        postings[term] = np.unique(added if previous is None else np.concatenate([previous, added]))
+        postings[term] = added if previous is None else _merged_positions(previous, added)
     return Snapshot(
         version,
         pks.astype(np.int64),
@@ -278,6 +307,177 @@ def patched(old: Snapshot, version: int, pks: np.ndarray, versions: np.ndarray, 
         subjects=tuple(subjects),
         versions=new_versions,
     )
+
+
+def _with_keys(pks: np.ndarray, more: np.ndarray) -> np.ndarray:
+    """The sorted union of `pks` and `more` (sorted): a copy with an appended tail when the new keys all come
+    after the old ones (inserts), else a full union."""
+    if not len(pks):
+        return more.copy()
+    place = np.searchsorted(pks, more)
+    known = (place < len(pks)) & (pks[np.minimum(place, len(pks) - 1)] == more)
+    new = more[~known]
+    if not len(new):
+        return pks
+    if new[0] > pks[-1]:
+        return np.concatenate([pks, new])
+    return np.union1d(pks, new)
+
+
+def _with_max_updated(snapshot: Snapshot | None, max_updated: Any) -> Snapshot | None:
+    if snapshot is not None:
+        snapshot.max_updated = max_updated
+    return snapshot
+
+
+def _agrees(snapshot: Snapshot, count: int, pk_sum: int, revision_sum: int) -> bool:
+    """Whether the snapshot has the store's number of rows, sum of pks and sum of revisions."""
+    assert snapshot.versions is not None
+    return (
+        snapshot.size == count
+        and int(snapshot.pks.sum()) == pk_sum
+        and int((snapshot.versions & _REVISION_BITS).sum()) == revision_sum
+    )
+
+
+def patch_from(reads: PatchReads, old: Snapshot, version: int) -> Snapshot | None:
+    """`old` patched to the store `reads` sees, reading the rows changed since it (see PATCH_WINDOW_SECONDS)."""
+    count, pk_sum, revision_sum, max_updated = reads.aggregate()
+    limit = max(64, PATCH_MAX_SHARE * count)
+    if old.versions is not None and old.max_updated is not None and reads.count_since(old.max_updated) <= limit:
+        rows = reads.changed_since(old.max_updated)
+        if len(rows) <= limit:
+            by_pk = {int(r[0]): r for r in rows}
+            changed = np.array(sorted(by_pk), dtype=np.int64)
+            pks = _with_keys(old.pks, changed)
+            versions = np.zeros(len(pks), dtype=np.int64)
+            if len(pks) >= old.size and np.array_equal(pks[: old.size], old.pks):
+                versions[: old.size] = old.versions  # new keys appended (inserts): the old ones in place
+            else:
+                versions[np.searchsorted(pks, old.pks)] = old.versions
+            versions[np.searchsorted(pks, changed)] = [by_pk[int(pk)][4] for pk in changed]
+
+            def fetch(wanted: list[int]) -> tuple[list[Sequence], dict[str, list[int]]]:
+                return [by_pk[pk] for pk in wanted], reads.terms(wanted)
+
+            candidate = patched(old, version, pks, versions, fetch)
+            if candidate is not None and _agrees(candidate, count, pk_sum, revision_sum):
+                return _with_max_updated(candidate, max_updated)
+    pks, versions = reads.keys()
+    return _with_max_updated(patched(old, version, pks, versions, reads.fetch), max_updated)
+
+
+class PatchReads:
+    """What a patch reads, in the caller's read transaction: one per dialect."""
+
+    def aggregate(self) -> tuple[int, int, int, Any]:
+        raise NotImplementedError
+
+    def changed_since(self, max_updated: Any) -> list[Sequence]:
+        raise NotImplementedError
+
+    def count_since(self, max_updated: Any) -> int:
+        """How many rows `changed_since` would read (from the index: a bulk load may have stamped them all)."""
+        raise NotImplementedError
+
+    def keys(self) -> tuple[np.ndarray, np.ndarray]:
+        raise NotImplementedError
+
+    def terms(self, wanted: list[int]) -> dict[str, list[int]]:
+        raise NotImplementedError
+
+    def fetch(self, wanted: list[int]) -> tuple[list[Sequence], dict[str, list[int]]]:
+        raise NotImplementedError
+
+
+class _SqliteReads(PatchReads):
+    def __init__(self, connection: sqlite3.Connection, kinds: tuple[str, ...]):
+        self.connection = connection
+        self.kinds = kinds
+
+    def aggregate(self) -> tuple[int, int, int, Any]:
+        count, pk_sum, revision_sum, max_updated = self.connection.execute(_AGGREGATE).fetchone()
+        return int(count), int(pk_sum), int(revision_sum), max_updated
+
+    def count_since(self, max_updated: Any) -> int:
+        since = f"strftime('%Y-%m-%d %H:%M:%f', ?, '-{PATCH_WINDOW_SECONDS} seconds')"
+        query = f"SELECT count(*) FROM phenopackets WHERE updated_at >= {since}"
+        return int(self.connection.execute(query, (max_updated,)).fetchone()[0])
+
+    def changed_since(self, max_updated: Any) -> list[Sequence]:
+        since = f"strftime('%Y-%m-%d %H:%M:%f', ?, '-{PATCH_WINDOW_SECONDS} seconds')"
+        query = _CHANGED_ROWS.format(version=_ROW_VERSION["sqlite"]).replace(
+            " WHERE pk ", f" WHERE updated_at >= {since}"
+        )
+        return self.connection.execute(query, (max_updated,)).fetchall()
+
+    def keys(self) -> tuple[np.ndarray, np.ndarray]:
+        keys = self.connection.execute(f"SELECT pk, {_ROW_VERSION['sqlite']} FROM phenopackets ORDER BY pk").fetchall()
+        both = np.array(keys, dtype=np.int64).reshape(len(keys), 2)
+        return both[:, 0].copy(), both[:, 1].copy()
+
+    def terms(self, wanted: list[int]) -> dict[str, list[int]]:
+        return self._read(wanted, rows=False)[1]
+
+    def fetch(self, wanted: list[int]) -> tuple[list[Sequence], dict[str, list[int]]]:
+        return self._read(wanted, rows=True)
+
+    def _read(self, wanted: list[int], rows: bool) -> tuple[list[Sequence], dict[str, list[int]]]:
+        found: list[Sequence] = []
+        grouped: dict[str, list[int]] = {}
+        for start in range(0, len(wanted), _FETCH_CHUNK):
+            chunk = wanted[start : start + _FETCH_CHUNK]
+            marks = ",".join("?" * len(chunk))
+            if rows:
+                query = _CHANGED_ROWS.format(version=_ROW_VERSION["sqlite"]) + f"IN ({marks})"
+                found += self.connection.execute(query, chunk).fetchall()
+            term_rows = _TERM_ROWS.format(kinds=",".join("?" * len(self.kinds))) + f" AND p.pk IN ({marks})"
+            for term, pk in self.connection.execute(term_rows, (*self.kinds, *chunk)):
+                grouped.setdefault(term, []).append(pk)
+        return found, grouped
+
+
+class _PostgresReads(PatchReads):
+    def __init__(self, connection: sa.Connection, kinds: tuple[str, ...]):
+        self.connection = connection
+        self.names = {f"kind{i}": kind for i, kind in enumerate(kinds)}
+        self.row_version = _ROW_VERSION["postgresql"]
+
+    def aggregate(self) -> tuple[int, int, int, Any]:
+        count, pk_sum, revision_sum, max_updated = self.connection.execute(sa.text(_AGGREGATE)).one()
+        return int(count), int(pk_sum), int(revision_sum), max_updated
+
+    def count_since(self, max_updated: Any) -> int:
+        since = f"CAST(:since AS timestamptz) - interval '{PATCH_WINDOW_SECONDS} seconds'"
+        query = f"SELECT count(*) FROM phenopackets WHERE updated_at >= {since}"
+        return int(self.connection.execute(sa.text(query), {"since": max_updated}).scalar_one())
+
+    def changed_since(self, max_updated: Any) -> list[Sequence]:
+        query = _CHANGED_ROWS.format(version=self.row_version).replace(
+            " WHERE pk ",
+            f" WHERE updated_at >= CAST(:since AS timestamptz) - interval '{PATCH_WINDOW_SECONDS} seconds'",
+        )
+        return list(self.connection.execute(sa.text(query), {"since": max_updated}).all())
+
+    def keys(self) -> tuple[np.ndarray, np.ndarray]:
+        # two arrays in one row: far fewer Python objects than 100,000 (pk, version) tuples
+        keys, row_versions = self.connection.execute(
+            sa.text(f"SELECT array_agg(pk ORDER BY pk), array_agg({self.row_version} ORDER BY pk) FROM phenopackets")
+        ).one()
+        return np.array(keys or [], dtype=np.int64), np.array(row_versions or [], dtype=np.int64)
+
+    def terms(self, wanted: list[int]) -> dict[str, list[int]]:
+        in_kinds = ",".join(f":{name}" for name in self.names)
+        term_rows = sa.text(
+            _TERM_POSTINGS.format(kinds=in_kinds).replace(" GROUP BY", " AND p.pk = ANY(:pks) GROUP BY")
+        )
+        return dict(self.connection.execute(term_rows, {**self.names, "pks": wanted}).all())
+
+    def fetch(self, wanted: list[int]) -> tuple[list[Sequence], dict[str, list[int]]]:
+        rows = self.connection.execute(
+            sa.text(_CHANGED_ROWS.format(version=self.row_version) + "= ANY(:pks)"), {"pks": wanted}
+        ).all()
+        return list(rows), self.terms(wanted)
 
 
 class SqliteSource:
@@ -313,31 +513,12 @@ class SqliteSource:
             connection.close()
 
     def patch(self, old: Snapshot, version: int, kinds: tuple[str, ...]) -> Snapshot | None:
-        """`old` patched to the store as it is now, in one read transaction (see `patched`)."""
+        """`old` patched to the store as it is now, in one read transaction (see `patch_from`)."""
         connection = self._connect()
         try:
             connection.execute("BEGIN")
             try:
-                keys = connection.execute(
-                    f"SELECT pk, {_ROW_VERSION['sqlite']} FROM phenopackets ORDER BY pk"
-                ).fetchall()
-                both = np.array(keys, dtype=np.int64).reshape(len(keys), 2)
-
-                def fetch(wanted: list[int]) -> tuple[list[Sequence], dict[str, list[int]]]:
-                    rows: list[Sequence] = []
-                    grouped: dict[str, list[int]] = {}
-                    for start in range(0, len(wanted), _FETCH_CHUNK):
-                        chunk = wanted[start : start + _FETCH_CHUNK]
-                        marks = ",".join("?" * len(chunk))
-                        rows += connection.execute(
-                            _CHANGED_ROWS.format(version=_ROW_VERSION["sqlite"]) + f"IN ({marks})", chunk
-                        ).fetchall()
-                        term_rows = _TERM_ROWS.format(kinds=",".join("?" * len(kinds))) + f" AND p.pk IN ({marks})"
-                        for term, pk in connection.execute(term_rows, (*kinds, *chunk)):
-                            grouped.setdefault(term, []).append(pk)
-                    return rows, grouped
-
-                return patched(old, version, both[:, 0].copy(), both[:, 1].copy(), fetch)
+                return patch_from(_SqliteReads(connection, kinds), old, version)
             finally:
                 connection.execute("COMMIT")
         finally:
@@ -375,15 +556,16 @@ class PostgresSource:
         ):
             seen = change_counter(connection)
             assert seen is not None  # a PostgreSQL connection has the counter
+            max_updated = connection.execute(sa.text("SELECT max(updated_at) FROM phenopackets")).scalar()
             rows = connection.execute(sa.text(_INDIVIDUAL_ROWS.format(version=_ROW_VERSION["postgresql"]))).all()
             grouped: dict[str, list[int]] = dict(connection.execute(term_rows, names).all())
-        return snapshot_from(seen, rows, (), grouped)
+        snapshot = snapshot_from(seen, rows, (), grouped)
+        snapshot.max_updated = max_updated
+        return snapshot
 
     def patch(self, old: Snapshot, version: int, kinds: tuple[str, ...]) -> Snapshot | None:
         """`old` patched to the store as it is now, in one REPEATABLE READ transaction with the counter."""
         del version
-        names = {f"kind{i}": kind for i, kind in enumerate(kinds)}
-        in_kinds = ",".join(f":{name}" for name in names)
         with (
             self.engine.connect().execution_options(isolation_level="REPEATABLE READ") as connection,
             connection.begin(),
@@ -392,25 +574,7 @@ class PostgresSource:
             assert seen is not None
             if seen == old.version:
                 return old
-            # two arrays in one row: far fewer Python objects than 100,000 (pk, version) tuples
-            row_version = _ROW_VERSION["postgresql"]
-            keys, row_versions = connection.execute(
-                sa.text(f"SELECT array_agg(pk ORDER BY pk), array_agg({row_version} ORDER BY pk) FROM phenopackets")
-            ).one()
-            pks = np.array(keys or [], dtype=np.int64)
-            versions = np.array(row_versions or [], dtype=np.int64)
-
-            def fetch(wanted: list[int]) -> tuple[list[Sequence], dict[str, list[int]]]:
-                rows = connection.execute(
-                    sa.text(_CHANGED_ROWS.format(version=row_version) + "= ANY(:pks)"), {"pks": wanted}
-                ).all()
-                term_rows = sa.text(
-                    _TERM_POSTINGS.format(kinds=in_kinds).replace(" GROUP BY", " AND p.pk = ANY(:pks) GROUP BY")
-                )
-                grouped: dict[str, list[int]] = dict(connection.execute(term_rows, {**names, "pks": wanted}).all())
-                return list(rows), grouped
-
-            return patched(old, seen, pks, versions, fetch)
+            return patch_from(_PostgresReads(connection, kinds), old, seen)
 
     def close(self) -> None:
         """The connections belong to the store (closed with it)."""

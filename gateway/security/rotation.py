@@ -18,6 +18,7 @@ import os
 import secrets
 import sqlite3
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -56,6 +57,7 @@ def rotate_metadata(store: Any, new_key: bytes) -> int:
     from gateway.store.tables import biosamples, phenopacket_families, phenopackets
 
     changed = 0
+    rotated_at = datetime.now(UTC)
     with store.transaction() as conn:
         rows = conn.execute(
             sa.select(phenopackets.c.pk, phenopackets.c.id, phenopackets.c.subject_id, phenopackets.c.document)
@@ -72,6 +74,7 @@ def rotate_metadata(store: Any, new_key: bytes) -> int:
                     subject_id=_step(new_key, subject),
                     document=_step_ids(document, new_key),
                     revision=phenopackets.c.revision + 1,  # a replacement: what the term index's patches look for
+                    updated_at=rotated_at,
                 )
             )
             changed += 1

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import copy
 import random
+from datetime import UTC, datetime
 
 import numpy as np
 import pytest
@@ -82,7 +83,25 @@ def _replace_the_last_row(s, doc: dict) -> None:
         assert new_pk == last_pk  # the case this step is here for: same pk, same revision, another person
 
 
-def _exercise(app) -> None:
+def _late_commit(s) -> None:
+    """A replacement whose rows carry a stamp older than the patch window (a transaction that committed long
+    after it stamped them): the window misses it, the sums of revisions do not."""
+    import sqlalchemy as sa
+
+    from gateway.store.tables import phenopackets
+
+    with s.store.engine.connect() as connection:
+        pk = connection.execute(sa.select(sa.func.min(phenopackets.c.pk))).scalar_one()
+        stamp = datetime(2000, 1, 1, tzinfo=UTC)
+        connection.execute(
+            sa.update(phenopackets)
+            .where(phenopackets.c.pk == pk)
+            .values(sex="OTHER_SEX", revision=phenopackets.c.revision + 1, updated_at=stamp)
+        )
+        connection.commit()
+
+
+def _exercise(app, key_reads: list[int]) -> None:
     s = app.extensions["gateway"]
     ctx = _context(app)
     index = index_for(s.store, ctx.cache, PRESENT_KINDS)
@@ -106,11 +125,19 @@ def _exercise(app) -> None:
             ingest_phenopackets(docs[45:46], store=s.store, key=s.key, dataset_id="d1"),
         ),
         lambda: _replace_the_last_row(s, docs[47]),  # SQLite gives the freed last pk to the next insert
+        lambda: _late_commit(s),
     ]
-    for step in steps:
+    # Inserts and replacements are found by the updated_at window alone; a deletion or a late commit fails
+    # the count/sum check and makes the patch compare every row's version.
+    # On SQLite the deleted last pk is given to the next insert: a replacement the window finds.
+    reused = s.store.engine.dialect.name == "sqlite"
+    every_row_read = [False, False, False, True, True, not reused, True]
+    for step, reads_every_row in zip(steps, every_row_read, strict=True):
+        before = len(key_reads)
         step()
         snapshot = current_snapshot(ctx)
         assert snapshot is not None
+        assert (len(key_reads) > before) == reads_every_row, (steps.index(step), len(key_reads), before)
         rebuilt = index.source.read(snapshot.version, PRESENT_KINDS)
         assert _content(snapshot) == _content(rebuilt)
         for term in BROAD:
@@ -120,24 +147,39 @@ def _exercise(app) -> None:
     assert index.patches - patches_before == len(steps)  # every stale snapshot was patched, none read again
 
 
-def test_sqlite_patched_snapshot_equals_a_full_read(tmp_path):
+def _count_key_reads(monkeypatch) -> list[int]:
+    from gateway.beacon import term_index
+
+    calls: list[int] = []
+    for reads in (term_index._SqliteReads, term_index._PostgresReads):
+        real = reads.keys
+
+        def counted(self, real=real):
+            calls.append(1)
+            return real(self)
+
+        monkeypatch.setattr(reads, "keys", counted)
+    return calls
+
+
+def test_sqlite_patched_snapshot_equals_a_full_read(tmp_path, monkeypatch):
     from tests.beacon.conftest import make_app
 
     app = make_app(None, datasets=DATASETS)
     try:
-        _exercise(app)
+        _exercise(app, _count_key_reads(monkeypatch))
     finally:
         app.extensions["gateway"].store.close()
 
 
-def test_postgres_patched_snapshot_equals_a_full_read(postgres_url):
+def test_postgres_patched_snapshot_equals_a_full_read(postgres_url, monkeypatch):
     from tests.beacon.conftest import make_app
 
     with fresh_schema(postgres_url, "gw_term_patch") as url:
         app = make_app(None, datasets=DATASETS, database_url=url)
         try:
             assert app.extensions["gateway"].store.engine.dialect.name == "postgresql"
-            _exercise(app)
+            _exercise(app, _count_key_reads(monkeypatch))
         finally:
             app.extensions["gateway"].store.close()
 
