@@ -581,6 +581,7 @@ class PostgresSource:
 
 
 _ERRORS: tuple[type[Exception], ...] = (sqlite3.Error, sa.exc.SQLAlchemyError)
+_STALE = object()  # TermIndex._answer: neither current nor being rebuilt
 
 
 class TermIndex:
@@ -606,22 +607,17 @@ class TermIndex:
         try:
             version = self.source.version()  # no lock held over the round trip: threads do not queue here
             with self._lock:
-                snapshot = self._snapshot
-                # Counters only rise: a snapshot newer than what this request saw is current for it too.
-                if snapshot is not None and snapshot.version >= version:
-                    return snapshot
-                if self._building:
-                    return None
+                snapshot, answer = self._answer(version)
+            if answer is not _STALE:
+                return answer
             if snapshot is not None and snapshot.versions is not None:
                 patched_snapshot = self._patch(version)
                 if patched_snapshot is not None:
                     return patched_snapshot if patched_snapshot.version >= version else None
             with self._lock:
-                snapshot = self._snapshot
-                if snapshot is not None and snapshot.version >= version:
-                    return snapshot
-                if self._building:
-                    return None
+                snapshot, answer = self._answer(version)
+                if answer is not _STALE:
+                    return answer
                 self._building = True
                 inline = snapshot is None or snapshot.size <= INLINE_BUILD_MAX_ROWS
         except _ERRORS:
@@ -633,6 +629,15 @@ class TermIndex:
             return snapshot if snapshot is not None and snapshot.version == version else None
         threading.Thread(target=self._rebuild, args=(version,), name="term-index", daemon=True).start()
         return None
+
+    def _answer(self, version: int) -> tuple[Snapshot | None, Any]:
+        """(the snapshot held, what `current` answers now: the snapshot if current for `version`, None while a
+        rebuild runs, else _STALE); called with the lock held."""
+        snapshot = self._snapshot
+        # Counters only rise: a snapshot newer than what this request saw is current for it too.
+        if snapshot is not None and snapshot.version >= version:
+            return snapshot, snapshot
+        return snapshot, None if self._building else _STALE
 
     def _patch(self, version: int) -> Snapshot | None:
         """The snapshot patched to at least `version` by this thread or by the one already patching; None when
