@@ -997,6 +997,7 @@ def apply_document(
                     profile=profile,
                     now=now,
                     pending_days=pending_days,
+                    cache=cache,  # each entry its own write: translate only the part it changed
                 )
             except (ResourceRejected, VersionConflict) as rejection:
                 result.issues.extend(rejection.issues)

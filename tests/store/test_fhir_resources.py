@@ -201,6 +201,27 @@ def test_transaction_applies_to_a_stored_patient_by_literal_and_conditional_refe
     assert _stored(store) == _expected(bundle)
 
 
+def test_a_batch_entry_translates_only_the_part_it_changed(store, reference_dir):
+    """A batch is applied entry by entry; each entry, like a lone write, goes through the fragment cache (it
+    used to translate the whole patient for every entry)."""
+    bundle = _bundle(reference_dir, SELTENE)
+    resources = _resources(bundle)
+    cache = FragmentCache()
+    _put(store, resources[0], cache=cache)
+    batch = {
+        "resourceType": "Bundle",
+        "type": "batch",
+        "entry": [
+            {"resource": r, "request": {"method": "PUT", "url": f"{r['resourceType']}/{r['id']}"}}
+            for r in resources[1:]
+        ],
+    }
+    bundle_type, results = apply_document(batch, store=store, key=KEY, dataset_id="ds1", now=NOW, cache=cache)
+    assert bundle_type == "batch" and all(r.change is not None and r.change.status == "created" for r in results)
+    assert cache.merged == len(resources) and cache.whole == 0  # every write merged from its parts
+    assert _stored(store) == _expected(bundle)
+
+
 def test_a_patient_is_scoped_to_its_dataset(store, reference_dir):
     resources = _resources(_bundle(reference_dir, MARFAN))
     store.ensure_dataset("ds2")
