@@ -150,3 +150,27 @@ def test_no_known_allergies_is_a_note_not_a_warning_real_ips():
         assert ("no-fact", where + "/code") in {(i.code, i.location) for i in packet.issues}
     for n in present:  # a real allergy is a fact the phenopacket cannot hold: still warned
         assert ("no-phenopacket-target", f"/entry/{n}/resource") in warnings(packet)
+
+
+def test_two_patients_of_one_bundle_with_one_identifier_are_an_error_real_mii():
+    """Was: `gateway convert fhir` made two phenopackets of one subject from two Patient records of one person."""
+    from mappings import detect_profile, load_profile
+    from tests.translators.test_fhir_clinical import NOW, TEST_IDS
+    from translators.fhir_to_phenopacket import translate_bundle
+
+    def run(document):
+        profile = load_profile(detect_profile(document))
+        return translate_bundle(document, profile=profile, ids=TEST_IDS, now=NOW)
+
+    original = read_fhir("mii-seltene-erkrankungen/Bundle-bundle-marfan-complete.json")
+    (entry,) = [e for e in original["entry"] if e["resource"]["resourceType"] == "Patient"]
+    twin = json.loads(json.dumps(entry))
+    twin["resource"]["id"] = "marfan-second-record"
+    twin["fullUrl"] = "https://hospital.example/fhir/Patient/marfan-second-record"
+    doubled = {**original, "entry": [*original["entry"], twin]}
+    result = run(doubled)
+    errors = [i for i in result.issues if i.severity.value == "error"]
+    last = len(doubled["entry"]) - 1
+    assert [(i.code, i.location) for i in errors] == [("duplicate", f"/entry/{last}/resource/identifier")]
+    assert "two Patients with one patient identifier" in errors[0].message
+    assert not [i for i in run(original).issues if i.code == "duplicate"]

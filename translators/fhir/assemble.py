@@ -232,10 +232,24 @@ class BundleTranslator:
                     builders[i] = builder
                 else:
                     self.issues.extend(builder.ctx.issues)
+        self.check_one_record_per_person(builders)
         consumed = self.distribute(builders)
         packets = [builder.finish() for builder in builders.values()]
         self.report_leftovers(builders, consumed)  # after finish: a Medication used by a statement is consumed
         return BundleTranslation(packets, self.issues)
+
+    def check_one_record_per_person(self, builders: dict[int, PatientBuilder]) -> None:
+        """Two Patients of one Bundle with one patient identifier are one person in two records: an error,
+        never two phenopackets of one subject (nor one silently replacing the other)."""
+        first: dict[str, int] = {}
+        for i, builder in builders.items():
+            earlier = first.setdefault(builder.subject_id, i)
+            if earlier != i:
+                message = (
+                    f"entries {earlier} and {i} are two Patients with one patient identifier: one person, two "
+                    "records (send one Patient, or state the link with Patient.link)"
+                )
+                self.issues.append(Issue.error("duplicate", message, f"/entry/{i}/resource/identifier"))
 
     def add_contained(self) -> None:
         """Contained resources the translator maps (vcf2fhir puts every variant inside its report)."""
