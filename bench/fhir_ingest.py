@@ -46,7 +46,6 @@ import sys
 import tempfile
 import threading
 import time
-from functools import partial
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -231,10 +230,6 @@ def floor_parse_resources(sequences: list[list[tuple[dict, str | None]]]) -> Non
             get_fhir_model_class(resource["resourceType"]).model_validate(resource)
 
 
-def _held(contents: dict[int, dict], pks: list[int]) -> dict[int, dict]:
-    return {p: contents[p] for p in pks}
-
-
 def in_memory(sequences: list[list[tuple[dict, str | None]]], key: bytes) -> tuple[float, dict]:
     """The service path without the store: per write, check the resource (R4B parse, references,
     bindings: what the HTTP layer does first), keep it in memory as the store would (at-rest form,
@@ -242,66 +237,23 @@ def in_memory(sequences: list[list[tuple[dict, str | None]]], key: bytes) -> tup
     whole translation where the merge cannot be sure. Nothing is read from or written to a database."""
     from datetime import UTC, datetime
 
-    from gateway.services.fhir_incremental import FragmentCache, parts_of
-    from gateway.services.fhir_resources import (
-        StoredResource,
-        at_rest,
-        check_resource,
-        incremental_record,
-        make_phenopacket,
-        patient_reference,
-    )
-    from gateway.store.fhir_resources import ResourceHead, content_hash
-    from translators.fhir.references import BundleIndex
+    from gateway.services.fhir_incremental import FragmentCache
+    from gateway.services.fhir_resources import HeldResources, check_resource, incremental_record, make_phenopacket
 
     cache = FragmentCache()
     start = time.perf_counter()
     cpu = time.process_time()
     for n, resources in enumerate(sequences):
         dataset, now = f"bench{n}", datetime.now(UTC)
-        contents: dict[int, dict] = {}
-        heads: dict[int, ResourceHead] = {}
-        owner_of: dict[int, int | None] = {}  # pk -> pk of its Patient (None: about no patient)
-        for pk, (resource, full_url) in enumerate(resources):
+        held = HeldResources(key, dataset)
+        for resource, full_url in resources:
             check_resource(resource, resource["resourceType"], resource["id"])
-            kept = at_rest(resource, key)
-            contents[pk] = kept
-            heads[pk] = ResourceHead(pk, kept["resourceType"], kept["id"], 1, full_url, content_hash(kept))
-            patients = [p for p in heads if heads[p].resource_type == "Patient"]
-            if kept["resourceType"] == "Patient":
-                owner_of[pk] = pk
-            else:
-                reference = patient_reference(kept)
-                entries = [{"resource": contents[p], "fullUrl": heads[p].full_url} for p in patients]
-                found = BundleIndex.build(entries).resolve(reference) if reference else None
-                owner_of[pk] = None if found is None else patients[found]
-            owner = owner_of[pk]
-            if owner is None:
+            assembly = held.keep(resource, full_url, cache)
+            if assembly is None:
                 continue
-            members = [heads[p] for p, o in owner_of.items() if o == owner and p != owner]
-            loose = [heads[p] for p, o in owner_of.items() if o is None]
-            load = partial(_held, contents)
-            assembly = parts_of(heads[owner], members, loose, load, cache)
-            record = incremental_record(assembly, load, cache, key, dataset, None, now)
+            record = incremental_record(assembly, held.load, cache, key, dataset, None, now)
             if record is None:
-                whole = [
-                    StoredResource(
-                        h.pk,
-                        dataset,
-                        h.resource_type,
-                        h.resource_id,
-                        1,
-                        h.full_url,
-                        None,
-                        None,
-                        None,
-                        h.content_hash,
-                        contents[h.pk],
-                        now,
-                        now,
-                    )
-                    for h in assembly.heads
-                ]
+                whole = [held.stored(h, now) for h in assembly.heads]
                 make_phenopacket(whole, key=key, dataset_id=dataset, profile=None, now=now)
     elapsed = time.perf_counter() - start
     return elapsed, {

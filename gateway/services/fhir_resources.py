@@ -1209,3 +1209,59 @@ def _entry_writes(doc: dict[str, Any], warnings: list[Issue]) -> tuple[list[Entr
 def _entry_if_match(request: dict[str, Any]) -> int | None:
     value = request.get("ifMatch")
     return parse_if_match(value) if isinstance(value, str) else None
+
+
+@dataclass
+class HeldResources:
+    """Resources kept in memory the way the store keeps them (at-rest form, content hash), one write at a time,
+    each write giving its patient's assembly: the service path without a database, for the benchmark and the
+    test that compare every merged write with a whole translation (bench/fhir_ingest.py,
+    tests/translators/test_fhir_parts_in_memory.py)."""
+
+    key: bytes
+    dataset_id: str
+    contents: dict[int, dict[str, Any]] = field(default_factory=dict)
+    heads: dict[int, ResourceHead] = field(default_factory=dict)
+    owner_of: dict[int, int | None] = field(default_factory=dict)  # pk -> pk of its Patient (None: no patient)
+
+    def load(self, pks: list[int]) -> dict[int, dict[str, Any]]:
+        return {pk: self.contents[pk] for pk in pks}
+
+    def keep(self, resource: dict[str, Any], full_url: str | None, cache: FragmentCache) -> Assembly | None:
+        """Keep one resource; the assembly of its patient after it (None: about no stored patient yet)."""
+        pk = len(self.heads)
+        kept = at_rest(resource, self.key)
+        self.contents[pk] = kept
+        self.heads[pk] = ResourceHead(pk, kept["resourceType"], kept["id"], 1, full_url, rows.content_hash(kept))
+        if kept["resourceType"] == PATIENT:
+            self.owner_of[pk] = pk
+        else:
+            patients = [p for p, head in self.heads.items() if head.resource_type == PATIENT]
+            reference = patient_reference(kept)
+            entries = [{"resource": self.contents[p], "fullUrl": self.heads[p].full_url} for p in patients]
+            found = BundleIndex.build(entries).resolve(reference) if reference else None
+            self.owner_of[pk] = None if found is None else patients[found]
+        owner = self.owner_of[pk]
+        if owner is None:
+            return None
+        members = [self.heads[p] for p, o in self.owner_of.items() if o == owner and p != owner]
+        loose = [self.heads[p] for p, o in self.owner_of.items() if o is None]
+        return parts_of(self.heads[owner], members, loose, self.load, cache)
+
+    def stored(self, head: ResourceHead, now: datetime) -> StoredResource:
+        """The kept resource as the store would give it back (for a whole translation)."""
+        return StoredResource(
+            head.pk,
+            self.dataset_id,
+            head.resource_type,
+            head.resource_id,
+            1,
+            head.full_url,
+            None,
+            None,
+            None,
+            head.content_hash,
+            self.contents[head.pk],
+            now,
+            now,
+        )
