@@ -73,20 +73,24 @@ def two_gateways(tmp_path, schema_url, redis_url):
         "GATEWAY_OPERATOR_TOKEN": TOKEN,
     }
     ports = [free_port(), free_port()]
+    logs = [tmp_path / f"gateway-{port}.log" for port in ports]
     processes = [
         subprocess.Popen(
             [sys.executable, "-m", "gateway.cli", "serve", "--workers", "1", "--port", str(port)],
             cwd=REPO,
             env=env,
             stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
+            stderr=log.open("wb"),  # kept: a gateway that fails to start says why in the assertion
         )
-        for port in ports
+        for port, log in zip(ports, logs, strict=True)
     ]
     urls = [f"http://127.0.0.1:{port}" for port in ports]
     try:
-        for url, process in zip(urls, processes, strict=True):
-            _wait_ready(url, process, seconds=60)
+        for url, process, log in zip(urls, processes, logs, strict=True):
+            try:
+                _wait_ready(url, process, seconds=60)
+            except AssertionError as failed:
+                raise AssertionError(f"{failed}\n{log.read_text(errors='replace')[-4000:]}") from None
         yield urls, tmp_path
     finally:
         for process in processes:
