@@ -202,20 +202,25 @@ def add_read_routes(bp: Blueprint) -> None:
                 code="not-supported",
             )
         found = search_by_patient(svc.store, _dataset(), resource_type, request.args[named[0]], svc.key)
-        body = {
-            "resourceType": "Bundle",
-            "type": "searchset",
-            "total": len(found),
-            "entry": [
-                {
-                    "fullUrl": f"{r.resource_type}/{r.resource_id}",
-                    "resource": stored_resource(r),
-                    "search": {"mode": "match"},
-                }
-                for r in found
-            ],
-        }
-        return json_response(body, 200, mimetype=FHIR_JSON)
+        return json_response(_searchset(found), 200, mimetype=FHIR_JSON)
+
+
+def _searchset(found, more=lambda resource: {}) -> dict:
+    """A searchset Bundle of kept resources (each entry a match, plus what `more` adds to it)."""
+    return {
+        "resourceType": "Bundle",
+        "type": "searchset",
+        "total": len(found),
+        "entry": [
+            {
+                "fullUrl": f"{r.resource_type}/{r.resource_id}",
+                "resource": stored_resource(r),
+                "search": {"mode": "match"},
+                **more(r),
+            }
+            for r in found
+        ],
+    }
 
 
 def add_pending_routes(bp: Blueprint) -> None:
@@ -227,20 +232,10 @@ def add_pending_routes(bp: Blueprint) -> None:
         svc = services()
         dataset = request.args.get("dataset")
         found = pending_resources(svc.store, dataset)
-        body = {
-            "resourceType": "Bundle",
-            "type": "searchset",
-            "total": len(found),
-            "entry": [
-                {
-                    "fullUrl": f"{r.resource_type}/{r.resource_id}",
-                    "resource": stored_resource(r),
-                    "search": {"mode": "match"},
-                    "response": {"status": "200 OK", "outcome": _pending_outcome(r, svc.config.fhir_pending_days)},
-                }
-                for r in found
-            ],
-        }
+        body = _searchset(
+            found,
+            lambda r: {"response": {"status": "200 OK", "outcome": _pending_outcome(r, svc.config.fhir_pending_days)}},
+        )
         return json_response(body, 200, mimetype=FHIR_JSON)
 
     @bp.delete("/$pending")

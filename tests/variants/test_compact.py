@@ -18,7 +18,13 @@ from tests.beacon.test_g_variants_truth import SAMPLES, _write_vcf
 
 from .conftest import pysam_truth
 from .test_partitioned import _queries, _same_answers
-from .test_sample_batches import SAMPLE_MAP, ingest_in_batches, ingest_second_batch_unannotated
+from .test_sample_batches import (
+    SAMPLE_MAP,
+    cli_with_two_batches,
+    ingest_in_batches,
+    ingest_second_batch_unannotated,
+    truth_cohort_in_batches,
+)
 from .test_truth import (  # noqa: F401  (collected again here, over the compacted store of the `generated` fixture)
     all_hits,
     key,
@@ -29,7 +35,6 @@ from .test_truth import (  # noqa: F401  (collected again here, over the compact
     test_pagination_is_stable,
     test_range_queries,
 )
-from .vcfgen import write_vcf
 
 
 def _manifest(ds_dir) -> tuple[list, list]:
@@ -159,11 +164,9 @@ def test_a_version_moved_meanwhile_publishes_nothing_and_a_crash_resumes(tmp_pat
 
 @pytest.fixture(scope="module")
 def generated(tmp_path_factory):
-    """test_truth's generated cohort (ANN genes, haploid chrX, missing calls, SVs) as three batches, compacted."""
+    """The truth cohort as three sample batches, compacted."""
     tmp = tmp_path_factory.mktemp("compacted-truth")
-    path = write_vcf(tmp / "gen.vcf", seed=7, n_records=900, n_samples=16)
-    names = [f"SAMPLE{i:03d}" for i in range(16)]
-    ingest_in_batches(path, tmp, tmp / "data", [names[:5], names[5:11], names[11:]], 2_000_000)
+    path = truth_cohort_in_batches(tmp)
     compact_dataset(tmp / "data", "cohort")
     store = VariantStore(tmp / "data")
     yield path, None, store, pysam_truth(path)
@@ -182,18 +185,7 @@ def test_every_allele_is_summed_in_the_compacted_units(generated):
 
 
 def test_cli_compacts_a_batched_dataset_and_refuses_a_plain_one(tmp_path, monkeypatch, capsys):
-    from gateway.cli import main
-    from tests.variants.vcfgen import split_by_samples
-
-    monkeypatch.setenv("GATEWAY_DATA_DIR", str(tmp_path / "data"))
-    monkeypatch.setenv("GATEWAY_SECRET_KEY", "ab" * 32)
-    monkeypatch.delenv("GATEWAY_CONFIG", raising=False)
-    monkeypatch.delenv("GATEWAY_DATABASE_URL", raising=False)
-    plain = tmp_path / "cohort.vcf"
-    _write_vcf(plain)
-    base = ["ingest", "vcf", "--dataset", "cohort", "--assembly", "GRCh38"]
-    assert main([*base, str(split_by_samples(plain, tmp_path / "a.vcf.gz", SAMPLES[:6])), "--workers", "1"]) == 0
-    assert main([*base, str(split_by_samples(plain, tmp_path / "b.vcf.gz", SAMPLES[6:])), "--add-samples"]) == 0
+    main, plain, _, _ = cli_with_two_batches(tmp_path, monkeypatch)
     capsys.readouterr()
     assert main(["variants", "compact", "--dataset", "cohort"]) == 0
     assert "2 sample batches compacted into one" in capsys.readouterr().out

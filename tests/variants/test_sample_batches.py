@@ -194,13 +194,20 @@ def test_regions_join_the_batch_of_their_samples(tmp_path):
         batched.close()
 
 
-@pytest.fixture(scope="module")
-def generated(tmp_path_factory):
-    """test_truth's generated cohort (ANN genes, haploid chrX, missing calls, SVs) as three sample batches."""
-    tmp = tmp_path_factory.mktemp("batched-truth")
+def truth_cohort_in_batches(tmp):
+    """test_truth's generated cohort (ANN genes, haploid chrX, missing calls, SVs) ingested as three sample
+    batches into tmp / "data"; the VCF's path."""
     path = write_vcf(tmp / "gen.vcf", seed=7, n_records=900, n_samples=16)
     names = [f"SAMPLE{i:03d}" for i in range(16)]
     ingest_in_batches(path, tmp, tmp / "data", [names[:5], names[5:11], names[11:]], 2_000_000)
+    return path
+
+
+@pytest.fixture(scope="module")
+def generated(tmp_path_factory):
+    """The truth cohort as three sample batches."""
+    tmp = tmp_path_factory.mktemp("batched-truth")
+    path = truth_cohort_in_batches(tmp)
     store = VariantStore(tmp / "data")
     yield path, None, store, pysam_truth(path)
     store.close()
@@ -256,7 +263,9 @@ def test_a_gene_annotated_in_one_batch_counts_the_carriers_of_all(tmp_path):
         store.close()
 
 
-def test_cli_adds_a_batch_of_samples_and_refuses_one_already_there(tmp_path, monkeypatch, capsys):
+def cli_with_two_batches(tmp_path, monkeypatch):
+    """The `gateway` CLI on tmp_path / "data", dataset `cohort` ingested as two sample batches (S00-S05 partitioned,
+    S06-S11 added); (main, the plain VCF, the second batch's file, the ingest command's head)."""
     from gateway.cli import main
 
     monkeypatch.setenv("GATEWAY_DATA_DIR", str(tmp_path / "data"))
@@ -270,6 +279,11 @@ def test_cli_adds_a_batch_of_samples_and_refuses_one_already_there(tmp_path, mon
     base = ["ingest", "vcf", "--dataset", "cohort", "--assembly", "GRCh38"]
     assert main([*base, str(first), "--workers", "1"]) == 0
     assert main([*base, str(second), "--add-samples"]) == 0
+    return main, plain, second, base
+
+
+def test_cli_adds_a_batch_of_samples_and_refuses_one_already_there(tmp_path, monkeypatch, capsys):
+    main, plain, second, base = cli_with_two_batches(tmp_path, monkeypatch)
     assert "partitions:" in capsys.readouterr().out
     assert main([*base, str(second), "--add-samples"]) == 1  # the same samples again: refused, nothing changes
     err = capsys.readouterr().err
