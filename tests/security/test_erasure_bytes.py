@@ -1,0 +1,135 @@
+"""Erased data do not survive as bytes on disk: after an erasure, no file under the data directory (variant versions,
+partition units, manifests, the metadata database and its WAL) holds the person's sample name, ids or reverse-index
+blob. SQLite only unlinks a deleted row from its b-tree: unless secure_delete is on, the freed cells and pages keep
+its bytes. Its compile-time default differs between builds (Debian's libsqlite3 turns it on, SQLite's own default and
+other builds leave it off), so these tests run with the default forced off, as on such a build."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from gateway.variants.distributed_ingest import ingest_partitioned
+from gateway.variants.ingest import ingest_vcf
+from gateway.variants.store import VariantStore
+from tests.variants.vcfgen import split_by_samples, write_vcf
+
+SAMPLE = "ZQXJSAMPLE7731"
+INDIVIDUAL = "pid-QWPVINDIVIDUAL4420"
+BIOSAMPLE = "bs-KRMTBIOSAMPLE9054"
+OTHERS = ("pid-other-", "bs-other-")
+
+
+@pytest.fixture(autouse=True)
+def secure_delete_off_by_default(monkeypatch):
+    """Every SQLite connection this process opens starts with secure_delete off, as on a build without
+    SQLITE_SECURE_DELETE: what the gateway needs must be asked for, not inherited from the build."""
+    connect = sqlite3.connect
+
+    def connect_default_off(*args, **kwargs):
+        conn = connect(*args, **kwargs)
+        conn.execute("PRAGMA secure_delete = OFF")
+        return conn
+
+    monkeypatch.setattr(sqlite3, "connect", connect_default_off)
+
+
+def _link(name: str) -> tuple[str, str]:
+    if name == SAMPLE:
+        return INDIVIDUAL, BIOSAMPLE
+    return OTHERS[0] + name, OTHERS[1] + name
+
+
+def _cohort_vcf(tmp_path: Path) -> Path:
+    plain = write_vcf(tmp_path / "cohort.vcf", seed=7, n_records=900, n_samples=12)
+    plain.write_text(plain.read_text().replace("SAMPLE005", SAMPLE))
+    return plain
+
+
+def _files(data_dir: Path) -> dict[Path, bytes]:
+    return {p: p.read_bytes() for p in sorted(data_dir.rglob("*")) if p.is_file()}
+
+
+def _reverse_index(data_dir: Path) -> list[bytes]:
+    """The person's per-sample blobs (the variants they carry, their non-diploid calls) in every unit file: those
+    long enough to be theirs alone (no other sample's blob in any file contains them)."""
+    theirs, others = [], []
+    for path in sorted((data_dir / "variants").rglob("*.sqlite")):
+        conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+        try:
+            idx = conn.execute("SELECT idx FROM samples WHERE name = ?", (SAMPLE,)).fetchone()
+            if not conn.execute("SELECT 1 FROM sqlite_master WHERE name='sample_variants'").fetchone():
+                continue
+            for table in ("sample_variants", "sample_called"):
+                for sample, blob in conn.execute(f"SELECT sample, vids FROM {table}"):
+                    (theirs if idx is not None and sample == idx[0] else others).append(blob)
+        finally:
+            conn.close()
+    return [b for b in theirs if len(b) >= 24 and not any(b in o for o in others)]
+
+
+def _leftovers(data_dir: Path, needles: list[bytes]) -> list[str]:
+    return sorted(
+        f"{path.relative_to(data_dir)}: {needle[:24]!r}"
+        for path, raw in _files(data_dir).items()
+        for needle in needles
+        if needle in raw
+    )
+
+
+def _ingest(kind: str, tmp_path: Path) -> Path:
+    plain, data_dir = _cohort_vcf(tmp_path), tmp_path / "data"
+    common = {"dataset_id": "cohort", "data_dir": data_dir, "assembly": "GRCh38", "link_sample": _link}
+    if kind == "single":
+        ingest_vcf(plain, **common)
+    else:
+        samples = [f"SAMPLE{i:03d}" for i in range(12)]
+        samples[5] = SAMPLE
+        first, second = samples[:6], samples[6:]
+        ingest_partitioned(split_by_samples(plain, tmp_path / "b0.vcf.gz", first), span=20_000, **common)
+        ingest_partitioned(
+            split_by_samples(plain, tmp_path / "b1.vcf.gz", second), span=20_000, add_samples=True, **common
+        )
+    return data_dir
+
+
+def _stale_pages_of_the_person(data_dir: Path) -> None:
+    """Free pages in the live files that hold the person's rows, as a writer without secure_delete leaves them
+    (a staging table dropped, an erasure by an older version): an erasure copying pages would carry them on."""
+    for path in sorted((data_dir / "variants").rglob("*.sqlite")):
+        conn = sqlite3.connect(path, isolation_level=None)
+        try:
+            conn.execute("CREATE TABLE staging AS SELECT * FROM samples WHERE name = ?", (SAMPLE,))
+            if conn.execute("SELECT 1 FROM sqlite_master WHERE name='sample_variants'").fetchone():
+                conn.execute(
+                    "INSERT INTO staging(idx, name) SELECT 0, vids FROM sample_variants WHERE sample IN "
+                    "(SELECT idx FROM samples WHERE name = ?)",
+                    (SAMPLE,),
+                )
+            conn.execute("DROP TABLE staging")
+            assert conn.execute("PRAGMA freelist_count").fetchone()[0] >= 1
+        finally:
+            conn.close()
+
+
+@pytest.mark.parametrize("stale", [False, True], ids=["fresh", "stale-free-pages"])
+@pytest.mark.parametrize("kind", ["single", "partitioned"])
+def test_an_erased_sample_leaves_no_bytes_in_any_variant_file(kind, stale, tmp_path):
+    data_dir = _ingest(kind, tmp_path)
+    if stale:
+        _stale_pages_of_the_person(data_dir)
+    blobs = _reverse_index(data_dir)
+    assert len(blobs) >= 1  # the person's variant list is there to look for
+    needles = [SAMPLE.encode(), INDIVIDUAL.encode(), BIOSAMPLE.encode(), *blobs]
+    assert len(_leftovers(data_dir, needles)) >= 3  # the scan finds them before the erasure
+    store = VariantStore(data_dir)
+    try:
+        assert store.erase_individual(INDIVIDUAL) == 1
+        assert store.dataset_samples("cohort").samples[5].name == "erased-5"  # the erasure happened
+    finally:
+        store.close()
+    assert _leftovers(data_dir, needles) == []
+    # the others are still there, in the bytes as in the answers
+    assert _leftovers(data_dir, [(OTHERS[0] + "SAMPLE004").encode()]) != []
