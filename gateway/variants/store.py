@@ -1113,10 +1113,17 @@ def _erase_samples(
     source: sqlite3.Connection, target: Path, idxs: list[int], n_samples: int, renamed: dict[str, str] | None = None
 ) -> None:
     """Copy a version file to `target` without the samples `idxs` (AC, AN, carriers, reverse index and links
-    corrected exactly), fsynced; `renamed` moves a manifest's partition files (old name -> new)."""
-    with sqlite3.connect(target) as copy:
-        source.backup(copy)
+    corrected exactly), fsynced; `renamed` moves a manifest's partition files (old name -> new).
+
+    No byte of the erased samples is left in `target`: VACUUM INTO writes only the live rows (a page copy would
+    carry the source's free pages and freed cells, which may hold them), and secure_delete=ON zeroes every cell and
+    page the erasure frees (FAST leaves freed pages unzeroed; the compile-time default differs between builds). The
+    rollback journal stays in memory, so no -journal file ever holds the original pages: a build that fails is
+    discarded anyway."""
+    source.execute("VACUUM INTO ?", (os.fspath(target),))
     conn = sqlite3.connect(target, isolation_level=None)
+    conn.execute("PRAGMA secure_delete = ON")
+    conn.execute("PRAGMA journal_mode = MEMORY")
     conn.execute("BEGIN")
     drop = np.array(idxs, dtype="<u4")
     place = ",".join("?" * len(idxs))

@@ -6,20 +6,24 @@ other builds leave it off), so these tests run with the default forced off, as o
 
 from __future__ import annotations
 
+import json
 import sqlite3
 from pathlib import Path
 
 import pytest
 
+from gateway.security.pseudonym import pseudonymise
 from gateway.variants.distributed_ingest import ingest_partitioned
 from gateway.variants.ingest import ingest_vcf
 from gateway.variants.store import VariantStore
+from tests.security.sechelpers import OPERATOR_TOKEN, bearer, make_node
 from tests.variants.vcfgen import split_by_samples, write_vcf
 
 SAMPLE = "ZQXJSAMPLE7731"
 INDIVIDUAL = "pid-QWPVINDIVIDUAL4420"
 BIOSAMPLE = "bs-KRMTBIOSAMPLE9054"
 OTHERS = ("pid-other-", "bs-other-")
+OPERATOR = bearer(OPERATOR_TOKEN)
 
 
 @pytest.fixture(autouse=True)
@@ -133,3 +137,52 @@ def test_an_erased_sample_leaves_no_bytes_in_any_variant_file(kind, stale, tmp_p
     assert _leftovers(data_dir, needles) == []
     # the others are still there, in the bytes as in the answers
     assert _leftovers(data_dir, [(OTHERS[0] + "SAMPLE004").encode()]) != []
+
+
+# --- the metadata store: phenopackets, kept FHIR resources, index rows; the database file, its WAL and -shm ---
+
+FHIR = Path(__file__).resolve().parents[2] / ".." / "shared" / "reference" / "fhir"
+MARFAN = FHIR / "mii-seltene-erkrankungen" / "Bundle-bundle-marfan-complete.json"
+OTHER = FHIR / "mii-testdata" / "Bundle-mii-exa-test-data-bundle-pat-1.json"
+IDENTIFIER = "MRN-QZXV-88231"
+NOTE = "QZNOTE the patient Quetzalbert mentioned his uncle in Wuppertal 5521"
+
+
+def _marfan_with_distinctive_data() -> bytes:
+    bundle = json.loads(MARFAN.read_text())
+    for entry in bundle["entry"]:
+        resource = entry["resource"]
+        if resource["resourceType"] == "Patient":
+            resource["identifier"][0]["value"] = IDENTIFIER
+            resource["name"] = [{"family": "Xylophonius", "given": ["Quetzalbert"]}]
+        elif resource.get("id") == "condition-marfan-suspected":
+            resource["note"] = [{"text": NOTE}]
+    return json.dumps(bundle).encode()
+
+
+@pytest.fixture
+def node(tmp_path, jwks_files):
+    if not MARFAN.is_file():
+        pytest.skip(f"reference FHIR examples not found at {FHIR}")
+    app = make_node(tmp_path, jwks_files, [{"id": "mii", "security_level": "CONTROLLED"}])
+    yield app
+    app.extensions["gateway"].store.close()
+
+
+def test_an_erased_subject_leaves_no_bytes_in_the_metadata_database_nor_its_wal(node, tmp_path):
+    client = node.test_client()
+    for body in (_marfan_with_distinctive_data(), OTHER.read_bytes()):
+        resp = client.post("/fhir?dataset=mii", data=body, headers={**OPERATOR, "Content-Type": "application/fhir+json"})
+        assert resp.status_code in (200, 201), resp.get_data(as_text=True)[:500]
+    svc = node.extensions["gateway"]
+    system = "https://www.medizininformatik-initiative.de/fhir/sid/patient-id"
+    subject = pseudonymise(svc.key, IDENTIFIER, system)
+    (other,) = [p.subject_id for p in svc.store.list_phenopackets(dataset_id="mii", limit=10)[0] if p.subject_id != subject]
+    data_dir = Path(svc.config.data_dir)
+    needles = [subject.encode(), NOTE.encode(), NOTE[:20].encode()]
+    assert len(_leftovers(data_dir, needles)) >= 3  # on disk before the erasure (the database, its WAL)
+    resp = client.delete(f"/admin/subjects/{subject}", headers=OPERATOR)
+    assert resp.status_code == 200 and resp.get_json()["phenopackets"] == 1
+    assert svc.store.find_by_subject(subject) == [] and len(svc.store.find_by_subject(other)) == 1
+    assert _leftovers(data_dir, needles) == []
+    assert _leftovers(data_dir, [other.encode()]) != []  # the other patient is still there
