@@ -38,6 +38,7 @@ def secure_delete_off_by_default(monkeypatch):
         return conn
 
     monkeypatch.setattr(sqlite3, "connect", connect_default_off)
+    monkeypatch.setattr(sqlite3.dbapi2, "connect", connect_default_off)  # the module SQLAlchemy connects through
 
 
 def _link(name: str) -> tuple[str, str]:
