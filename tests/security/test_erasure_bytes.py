@@ -187,3 +187,95 @@ def test_an_erased_subject_leaves_no_bytes_in_the_metadata_database_nor_its_wal(
     assert svc.store.find_by_subject(subject) == [] and len(svc.store.find_by_subject(other)) == 1
     assert _leftovers(data_dir, needles) == []
     assert _leftovers(data_dir, [other.encode()]) != []  # the other patient is still there
+
+
+# --- PostgreSQL: the erased subject's rows, dead tuples and index entries gone after the erasure's VACUUM ---
+
+PG_SUBJECT = "pid-PGERASEDSUBJECT4242"
+PHENOPACKETS = Path(__file__).resolve().parents[2] / ".." / "shared" / "reference" / "phenopackets"
+
+
+@pytest.fixture
+def private_database(postgres_url):
+    """A database of this test alone: VACUUM removes a dead tuple only when no transaction of the same database
+    may still see it, and other tests (other sessions, on the same server) keep transactions open in theirs."""
+    import uuid
+
+    import sqlalchemy as sa
+    from sqlalchemy.engine import make_url
+
+    base = make_url(postgres_url)
+    name = f"gw_erasure_{uuid.uuid4().hex[:10]}"
+    admin = sa.create_engine(base, poolclass=sa.pool.NullPool, isolation_level="AUTOCOMMIT")
+    with admin.connect() as connection:
+        connection.exec_driver_sql(f'CREATE DATABASE "{name}"')
+    try:
+        yield base.set(database=name).render_as_string(hide_password=False)
+    finally:
+        with admin.connect() as connection:
+            connection.exec_driver_sql(f'DROP DATABASE "{name}" WITH (FORCE)')
+        admin.dispose()
+
+
+def _tuples_naming(store, needle: str) -> list[str]:
+    """(table or index, block) of every heap tuple, live or dead, and every index entry whose data holds `needle`,
+    read from the pages themselves (pageinspect): what a VACUUM has not yet reclaimed."""
+    import sqlalchemy as sa
+
+    heap_needle, index_needle = needle.encode().hex(), " ".join(f"{b:02x}" for b in needle.encode())
+    found = []
+    with store.engine.connect() as connection:
+        relations = connection.execute(
+            sa.text(
+                "SELECT c.relname, c.relkind FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+                "WHERE n.nspname = 'public' AND (c.relkind = 'r' OR (c.relkind = 'i' AND c.relam = 403))"
+            )
+        ).all()
+        for name, kind in relations:
+            blocks = connection.execute(sa.text("SELECT pg_relation_size(CAST(:n AS regclass)) / 8192"), {"n": name})
+            for block in range(int(blocks.scalar_one())):
+                if kind == "i":
+                    if block == 0:
+                        continue  # the btree meta page
+                    query = "SELECT count(*) FROM bt_page_items(get_raw_page(:n, :b)) WHERE position(:x in data) > 0"
+                else:
+                    query = (
+                        "SELECT count(*) FROM heap_page_items(get_raw_page(:n, :b)) "
+                        "WHERE t_data IS NOT NULL AND position(decode(:x, 'hex') in t_data) > 0"
+                    )
+                needle_of_kind = index_needle if kind == "i" else heap_needle
+                if connection.execute(sa.text(query), {"n": name, "b": block, "x": needle_of_kind}).scalar_one():
+                    found.append(f"{name}:{block}")
+    return found
+
+
+def test_on_postgresql_the_erased_subject_leaves_no_tuple_nor_index_entry(private_database):
+    import sqlalchemy as sa
+
+    from gateway.security.erasure import erase_subject
+    from gateway.store import MetadataStore, PhenopacketRecord
+
+    store = MetadataStore.open(private_database)
+    try:
+        with store.engine.connect() as connection:
+            connection.exec_driver_sql("CREATE EXTENSION pageinspect")
+            connection.commit()
+        store.ensure_dataset("ds")
+        documents = [json.loads(p.read_text()) for p in sorted(PHENOPACKETS.glob("*/PMID_*.json"))[:40]]
+        assert len(documents) == 40
+        subjects = [PG_SUBJECT if i == 7 else f"pid-kept-{i}" for i in range(len(documents))]
+        store.save_phenopackets(
+            [
+                PhenopacketRecord(f"pp-{i}", "ds", subject, {**doc, "subject": {"id": subject}})
+                for i, (subject, doc) in enumerate(zip(subjects, documents, strict=True))
+            ]
+        )
+        assert len(_tuples_naming(store, PG_SUBJECT)) >= 2  # its row and its index entry, before the erasure
+        result = erase_subject(store, None, PG_SUBJECT, key=b"k" * 32)
+        assert result.phenopackets == 1 and store.find_by_subject(PG_SUBJECT) == []
+        assert _tuples_naming(store, PG_SUBJECT) == []
+        assert _tuples_naming(store, "pid-kept-8") != []  # the others are where they were
+        with store.engine.connect() as connection:
+            assert connection.execute(sa.text("SELECT count(*) FROM phenopackets")).scalar_one() == 39
+    finally:
+        store.close()
