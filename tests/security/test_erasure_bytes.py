@@ -180,7 +180,9 @@ def test_an_erased_subject_leaves_no_bytes_in_the_metadata_database_nor_its_wal(
     subject = pseudonymise(svc.key, IDENTIFIER, system)
     (other,) = [p.subject_id for p in svc.store.list_phenopackets(dataset_id="mii", limit=10)[0] if p.subject_id != subject]
     data_dir = Path(svc.config.data_dir)
-    needles = [subject.encode(), NOTE.encode(), NOTE[:20].encode()]
+    for path in (f"/api/individuals/{subject}", f"/phenopackets?dataset=mii&subject={subject}"):
+        assert client.get(path, headers=OPERATOR).status_code == 200  # reads of the person: in the audit log
+    needles = [subject.encode(), NOTE.encode(), NOTE[:20].encode(), IDENTIFIER.encode(), b"Quetzalbert"]
     assert len(_leftovers(data_dir, needles)) >= 3  # on disk before the erasure (the database, its WAL)
     resp = client.delete(f"/admin/subjects/{subject}", headers=OPERATOR)
     assert resp.status_code == 200 and resp.get_json()["phenopackets"] == 1
