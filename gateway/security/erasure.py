@@ -53,15 +53,18 @@ def _audit_outcome(audit: Any, who: dict[str, Any], **fields: Any) -> None:
         log.exception("audit outcome of an erasure not written (its intent record is on disk)")
 
 
-def _purge(store: MetadataStore) -> None:
+def _purge(store: MetadataStore) -> str:
     """The deleted rows' old copies (SQLite WAL frames, PostgreSQL dead tuples): after the commit, outside it.
-    The erasure has happened; a failure here is logged, not raised (a later erasure or checkpoint catches up)."""
+    The erasure has happened; a failure here is logged and named in the audit outcome, not raised (the next
+    erasure's purge, or the database's own checkpoint or autovacuum, catches up)."""
     from gateway.store.engine import purge_deleted
 
     try:
-        purge_deleted(store.engine, PERSONAL_TABLES)
-    except Exception:  # noqa: BLE001 - the erasure itself committed; this only reclaims space
+        if purge_deleted(store.engine, PERSONAL_TABLES):
+            return ""
+    except Exception:  # the erasure itself committed: report it done, with the gap
         log.exception("after an erasure, the database's old copies of the deleted rows were not purged")
+    return "; old copies of the deleted rows not purged yet (see the log)"
 
 
 @dataclass(frozen=True)
@@ -96,7 +99,7 @@ def erase_subject(
         for dataset_id, proband in probands:
             _forget_family_history(connection, key, subject_id, dataset_id, proband)
         samples = variants.erase_individual(subject_id) if variants is not None else 0
-    _purge(store)
+    gap = _purge(store)
     if security is not None:
         security.forget_sizes()
     families = len(probands)
@@ -105,7 +108,7 @@ def erase_subject(
         audit,
         who,
         action="erase-subject",
-        reason=f"{result.reference}: {removed} phenopacket(s), {samples} sample(s), {families} family record(s)",
+        reason=f"{result.reference}: {removed} phenopacket(s), {samples} sample(s), {families} family record(s){gap}",
     )
     return result
 
@@ -138,7 +141,7 @@ def erase_dataset(
     had_variants = variants is not None and dataset_id in variants.datasets()
     _audit_intent(audit, "erase-dataset", "", who, datasets=[dataset_id])
     removed = store.delete_dataset(dataset_id)
-    _purge(store)
+    gap = _purge(store)
     if had_variants and variants is not None:
         variants.delete_dataset(dataset_id)
         variants.refresh()
@@ -150,6 +153,6 @@ def erase_dataset(
         who,
         action="erase-dataset",
         datasets=[dataset_id],
-        reason=f"{removed} phenopacket(s), variant store {'removed' if had_variants else 'absent'}",
+        reason=f"{removed} phenopacket(s), variant store {'removed' if had_variants else 'absent'}{gap}",
     )
     return result

@@ -1109,6 +1109,15 @@ def _without_carriers(
     return carriers, variants
 
 
+def _copy_for_erasure(source: sqlite3.Connection, target: Path) -> sqlite3.Connection:
+    """`source`'s live rows in a new file `target`, opened for the erasure's writes (see _erase_samples)."""
+    source.execute("VACUUM INTO ?", (os.fspath(target),))
+    conn = sqlite3.connect(target, isolation_level=None)
+    conn.execute("PRAGMA secure_delete = ON")
+    conn.execute("PRAGMA journal_mode = MEMORY")
+    return conn
+
+
 def _erase_samples(
     source: sqlite3.Connection, target: Path, idxs: list[int], n_samples: int, renamed: dict[str, str] | None = None
 ) -> None:
@@ -1120,10 +1129,7 @@ def _erase_samples(
     page the erasure frees (FAST leaves freed pages unzeroed; the compile-time default differs between builds). The
     rollback journal stays in memory, so no -journal file ever holds the original pages: a build that fails is
     discarded anyway."""
-    source.execute("VACUUM INTO ?", (os.fspath(target),))
-    conn = sqlite3.connect(target, isolation_level=None)
-    conn.execute("PRAGMA secure_delete = ON")
-    conn.execute("PRAGMA journal_mode = MEMORY")
+    conn = _copy_for_erasure(source, target)
     conn.execute("BEGIN")
     drop = np.array(idxs, dtype="<u4")
     place = ",".join("?" * len(idxs))

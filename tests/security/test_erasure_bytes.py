@@ -173,12 +173,16 @@ def node(tmp_path, jwks_files):
 def test_an_erased_subject_leaves_no_bytes_in_the_metadata_database_nor_its_wal(node, tmp_path):
     client = node.test_client()
     for body in (_marfan_with_distinctive_data(), OTHER.read_bytes()):
-        resp = client.post("/fhir?dataset=mii", data=body, headers={**OPERATOR, "Content-Type": "application/fhir+json"})
+        resp = client.post(
+            "/fhir?dataset=mii", data=body, headers={**OPERATOR, "Content-Type": "application/fhir+json"}
+        )
         assert resp.status_code in (200, 201), resp.get_data(as_text=True)[:500]
     svc = node.extensions["gateway"]
     system = "https://www.medizininformatik-initiative.de/fhir/sid/patient-id"
     subject = pseudonymise(svc.key, IDENTIFIER, system)
-    (other,) = [p.subject_id for p in svc.store.list_phenopackets(dataset_id="mii", limit=10)[0] if p.subject_id != subject]
+    (other,) = [
+        p.subject_id for p in svc.store.list_phenopackets(dataset_id="mii", limit=10)[0] if p.subject_id != subject
+    ]
     data_dir = Path(svc.config.data_dir)
     for path in (f"/api/individuals/{subject}", f"/phenopackets?dataset=mii&subject={subject}"):
         assert client.get(path, headers=OPERATOR).status_code == 200  # reads of the person: in the audit log
