@@ -1015,11 +1015,20 @@ class VariantStore:
                 return 0
             try:
                 self._rewrite_without(dataset_id, ds, idxs)
+                self._close_version(dataset_id)
                 return len(idxs)
             except VersionMoved:
                 if attempt == attempts - 1:
                     raise
         return 0
+
+    def _close_version(self, dataset_id: str) -> None:
+        """Close this thread's handles on the version an erasure replaced: an unlinked file keeps its bytes on disk
+        while open. (Other threads close theirs at their next query of the dataset, _open.)"""
+        conns: dict[str, _Dataset] | None = getattr(self._local, "datasets", None)
+        ds = conns.pop(dataset_id, None) if conns is not None else None
+        if ds is not None:
+            ds.close()
 
     def _rewrite_without(self, dataset_id: str, ds: _Dataset, idxs: list[int]) -> None:
         """A new version without the samples `idxs`; in a partitioned version only the units of the batches holding

@@ -7,6 +7,7 @@ other builds leave it off), so these tests run with the default forced off, as o
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
 from pathlib import Path
 
@@ -75,6 +76,19 @@ def _reverse_index(data_dir: Path) -> list[bytes]:
     return [b for b in theirs if len(b) >= 24 and not any(b in o for o in others)]
 
 
+def _open_deleted_files(data_dir: Path) -> list[str]:
+    """Files under `data_dir` that this process holds open although they were unlinked."""
+    held = []
+    for fd in Path("/proc/self/fd").iterdir():
+        try:
+            target = os.readlink(fd)
+        except OSError:
+            continue
+        if target.startswith(str(data_dir)) and target.endswith(" (deleted)"):
+            held.append(target)
+    return held
+
+
 def _leftovers(data_dir: Path, needles: list[bytes]) -> list[str]:
     return sorted(
         f"{path.relative_to(data_dir)}: {needle[:24]!r}"
@@ -131,7 +145,10 @@ def test_an_erased_sample_leaves_no_bytes_in_any_variant_file(kind, stale, tmp_p
     assert len(_leftovers(data_dir, needles)) >= 3  # the scan finds them before the erasure
     store = VariantStore(data_dir)
     try:
+        assert store.dataset_samples("cohort").samples[5].name == SAMPLE  # this thread has the old version open
         assert store.erase_individual(INDIVIDUAL) == 1
+        # The old files are unlinked; the erasing thread keeps none of them open (an open file keeps its bytes).
+        assert _open_deleted_files(data_dir) == []
         assert store.dataset_samples("cohort").samples[5].name == "erased-5"  # the erasure happened
     finally:
         store.close()
@@ -170,7 +187,25 @@ def node(tmp_path, jwks_files):
     app.extensions["gateway"].store.close()
 
 
-def test_an_erased_subject_leaves_no_bytes_in_the_metadata_database_nor_its_wal(node, tmp_path):
+def _ingest_linked_vcf(node, tmp_path: Path, sample_map: dict[str, str]) -> None:
+    from gateway.services.genomic import run_vcf_ingest
+
+    plain = _cohort_vcf(tmp_path)
+    svc = node.extensions["gateway"]
+    code = run_vcf_ingest(
+        svc.config,
+        path=str(plain),
+        dataset_id="mii",
+        assembly="GRCh38",
+        sample_map=sample_map,
+        skip_invalid=False,
+        show_progress=False,
+    )
+    assert code == 0
+    svc.variants = VariantStore(svc.config.data_dir)
+
+
+def test_an_erased_subject_leaves_no_bytes_in_any_file_of_the_node(node, tmp_path):
     client = node.test_client()
     for body in (_marfan_with_distinctive_data(), OTHER.read_bytes()):
         resp = client.post(
@@ -180,16 +215,18 @@ def test_an_erased_subject_leaves_no_bytes_in_the_metadata_database_nor_its_wal(
     svc = node.extensions["gateway"]
     system = "https://www.medizininformatik-initiative.de/fhir/sid/patient-id"
     subject = pseudonymise(svc.key, IDENTIFIER, system)
+    _ingest_linked_vcf(node, tmp_path, {SAMPLE: f"{system}|{IDENTIFIER}"})
     (other,) = [
         p.subject_id for p in svc.store.list_phenopackets(dataset_id="mii", limit=10)[0] if p.subject_id != subject
     ]
     data_dir = Path(svc.config.data_dir)
     for path in (f"/api/individuals/{subject}", f"/phenopackets?dataset=mii&subject={subject}"):
         assert client.get(path, headers=OPERATOR).status_code == 200  # reads of the person: in the audit log
-    needles = [subject.encode(), NOTE.encode(), NOTE[:20].encode(), IDENTIFIER.encode(), b"Quetzalbert"]
-    assert len(_leftovers(data_dir, needles)) >= 3  # on disk before the erasure (the database, its WAL)
+    needles = [subject.encode(), NOTE.encode(), NOTE[:20].encode(), IDENTIFIER.encode(), SAMPLE.encode()]
+    assert len(_leftovers(data_dir, needles)) >= 4  # on disk before the erasure (the database, its WAL, variants)
     resp = client.delete(f"/admin/subjects/{subject}", headers=OPERATOR)
-    assert resp.status_code == 200 and resp.get_json()["phenopackets"] == 1
+    assert resp.status_code == 200 and resp.get_json()["phenopackets"] == 1 and resp.get_json()["samples"] == 1
+    assert _open_deleted_files(data_dir) == []
     assert svc.store.find_by_subject(subject) == [] and len(svc.store.find_by_subject(other)) == 1
     assert _leftovers(data_dir, needles) == []
     assert _leftovers(data_dir, [other.encode()]) != []  # the other patient is still there
