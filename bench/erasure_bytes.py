@@ -9,6 +9,8 @@ Measured in the same run, as ratios against a floor:
   writes a new version, so it costs at least that). Erasures of different people, the two ways interleaved.
 - metadata store (SQLite, WAL): saving the 300 reference phenopackets (batches of 50, new then updated) with
   secure_delete ON vs OFF; and one subject's erasure with and without the WAL truncation after it.
+- PostgreSQL (with `--postgres URL`): one subject's erasure among `--patients` phenopackets, with and without the
+  VACUUM (INDEX_CLEANUP ON) after it, in a scratch database created and dropped by the run.
 The cohort (vcfgen's random genotypes, `--records` sites) is ingested once into `--data` and reused.
 """
 
@@ -97,7 +99,7 @@ def variant_erasures(data: Path, samples: int, repeat: int) -> dict[str, list[fl
 def metadata_costs(scratch: Path) -> dict[str, float]:
     documents = __import__("bench.store_save", fromlist=["load"]).load()
     out: dict[str, float] = {}
-    for mode in ("ON", "OFF", "ON", "OFF"):
+    for mode in ("ON", "OFF") * 3:  # interleaved: the machine's load changes reach both alike
         for key, seconds in metadata_run(scratch / f"meta-{mode}-{time.time_ns()}.sqlite", mode, documents).items():
             out[key] = out.get(key, 0.0) + seconds
     return out
@@ -122,7 +124,7 @@ def metadata_run(path: Path, mode: str, documents: list[dict]) -> dict[str, floa
     store.ensure_dataset("bench")
     records = [PhenopacketRecord(f"{d['id']}", "bench", f"subject-{i}", d) for i, d in enumerate(documents)]
     out = {f"save {mode}": 0.0}
-    for _ in range(2):
+    for _ in range(4):  # new, then replaced three times
         for b in range(0, len(records), 50):
             out[f"save {mode}"] += timed(lambda b=b: store.save_phenopackets(records[b : b + 50]))
     purge = engine_module.purge_deleted
@@ -138,12 +140,59 @@ def metadata_run(path: Path, mode: str, documents: list[dict]) -> dict[str, floa
     return out
 
 
+def postgres_costs(url: str, patients: int, repeat: int) -> dict[str, list[float]]:
+    import uuid
+
+    import sqlalchemy as sa
+    from sqlalchemy.engine import make_url
+
+    from gateway.security.erasure import erase_subject
+    from gateway.store import MetadataStore, PhenopacketRecord
+    from gateway.store import engine as engine_module
+
+    documents = __import__("bench.store_save", fromlist=["load"]).load()
+    base = make_url(url)
+    name = f"gw_bench_erasure_{uuid.uuid4().hex[:8]}"
+    admin = sa.create_engine(base, poolclass=sa.pool.NullPool, isolation_level="AUTOCOMMIT")
+    with admin.connect() as connection:
+        connection.exec_driver_sql(f'CREATE DATABASE "{name}"')
+    out: dict[str, list[float]] = {"vacuum": [], "no vacuum": []}
+    try:
+        store = MetadataStore.open(base.set(database=name).render_as_string(hide_password=False))
+        store.ensure_dataset("bench")
+        records = [
+            PhenopacketRecord(f"p{i}", "bench", f"subject-{i}", documents[i % len(documents)]) for i in range(patients)
+        ]
+        for first in range(0, len(records), 500):
+            store.save_phenopackets(records[first : first + 500])
+        with store.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
+            connection.exec_driver_sql("VACUUM ANALYZE")  # a steady state: the load's own dead tuples gone
+        purge = engine_module.purge_deleted
+        for n in range(repeat):
+            out["vacuum"].append(timed(lambda n=n: erase_subject(store, None, f"subject-{2 * n}", key=b"k" * 32)))
+            engine_module.purge_deleted = lambda *a, **k: True
+            try:
+                out["no vacuum"].append(
+                    timed(lambda n=n: erase_subject(store, None, f"subject-{2 * n + 1}", key=b"k" * 32))
+                )
+            finally:
+                engine_module.purge_deleted = purge
+        store.close()
+    finally:
+        with admin.connect() as connection:
+            connection.exec_driver_sql(f'DROP DATABASE "{name}" WITH (FORCE)')
+        admin.dispose()
+    return out
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--samples", type=int, default=2500)
     parser.add_argument("--records", type=int, default=4000)
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--data", type=Path, default=Path(tempfile.gettempdir()) / "eb-bench")
+    parser.add_argument("--postgres", help="PostgreSQL URL (a scratch database is created and dropped)")
+    parser.add_argument("--patients", type=int, default=6000)
     args = parser.parse_args()
     print("load:", os.getloadavg())
     data = cohort(args.data, args.samples, args.records)
@@ -158,15 +207,24 @@ def main() -> int:
     print(f"  now / before: {statistics.median(r['now']) / statistics.median(r['before']):.2f}")
     with tempfile.TemporaryDirectory() as scratch:
         m = metadata_costs(Path(scratch))
-    print("metadata store (SQLite WAL), 300 phenopackets saved new then updated in batches of 50 (two rounds):")
+    print(
+        "metadata store (SQLite WAL), 300 phenopackets saved new then replaced 3 times, batches of 50, 3 stores each:"
+    )
     print(
         f"  secure_delete ON {m['save ON']:.2f} s, OFF {m['save OFF']:.2f} s: ON / OFF {m['save ON'] / m['save OFF']:.2f}"
     )
     for mode in ("ON", "OFF"):
         with_purge, without = m[f"erase {mode} + WAL truncation"], m[f"erase {mode} no purge"]
         print(
-            f"  erasure of one subject (secure_delete {mode}, mean of 4): with WAL truncation {with_purge * 1e3 / 4:.1f} ms,"
-            f" without {without * 1e3 / 4:.1f} ms"
+            f"  erasure of one subject (secure_delete {mode}, mean of 6): with WAL truncation {with_purge * 1e3 / 6:.1f} ms,"
+            f" without {without * 1e3 / 6:.1f} ms"
+        )
+    if args.postgres:
+        pg = postgres_costs(args.postgres, args.patients, args.repeat)
+        with_vacuum, without = statistics.median(pg["vacuum"]), statistics.median(pg["no vacuum"])
+        print(
+            f"PostgreSQL, {args.patients} phenopackets: erasure of one subject {with_vacuum * 1e3:.0f} ms with the "
+            f"VACUUM, {without * 1e3:.0f} ms without ({with_vacuum / without:.1f} x; medians of {args.repeat})"
         )
     print("load:", os.getloadavg())
     return 0
