@@ -9,6 +9,10 @@ audit record names the subject only by a keyed hash, so the log keeps no pseudon
 person who left. The audit is write-ahead: the intent is on disk (fsynced) before anything
 is deleted, and an unwritable log refuses the erasure (OSError) before it starts; the
 outcome follows, and failing to write it does not undo or hide an erasure that happened.
+
+What is deleted is also gone as bytes, as far as the stores can see to it (docs/ERASURE.md): the variant store
+writes its new versions with nothing of the erased samples in them, SQLite zeroes deleted rows (secure_delete) and
+the WAL is emptied after the erasure, PostgreSQL vacuums the tables the erasure touched.
 """
 
 from __future__ import annotations
@@ -27,6 +31,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 MAX_ID = 255
+# The metadata tables an erasure deletes from (cascades included): vacuumed after it on PostgreSQL.
+PERSONAL_TABLES = ("phenopackets", "phenopacket_terms", "biosamples", "phenopacket_families", "fhir_resources")
 
 
 def _audit_intent(
@@ -45,6 +51,20 @@ def _audit_outcome(audit: Any, who: dict[str, Any], **fields: Any) -> None:
         audit.append(phase="outcome", decision="allowed", **fields, **who)
     except OSError:  # the erasure happened and its intent is on disk: report it done, log the gap
         log.exception("audit outcome of an erasure not written (its intent record is on disk)")
+
+
+def _purge(store: MetadataStore) -> str:
+    """The deleted rows' old copies (SQLite WAL frames, PostgreSQL dead tuples): after the commit, outside it.
+    The erasure has happened; a failure here is logged and named in the audit outcome, not raised (the next
+    erasure's purge, or the database's own checkpoint or autovacuum, catches up)."""
+    from gateway.store.engine import purge_deleted
+
+    try:
+        if purge_deleted(store.engine, PERSONAL_TABLES):
+            return ""
+    except Exception:  # the erasure itself committed: report it done, with the gap
+        log.exception("after an erasure, the database's old copies of the deleted rows were not purged")
+    return "; old copies of the deleted rows not purged yet (see the log)"
 
 
 @dataclass(frozen=True)
@@ -79,6 +99,7 @@ def erase_subject(
         for dataset_id, proband in probands:
             _forget_family_history(connection, key, subject_id, dataset_id, proband)
         samples = variants.erase_individual(subject_id) if variants is not None else 0
+    gap = _purge(store)
     if security is not None:
         security.forget_sizes()
     families = len(probands)
@@ -87,7 +108,7 @@ def erase_subject(
         audit,
         who,
         action="erase-subject",
-        reason=f"{result.reference}: {removed} phenopacket(s), {samples} sample(s), {families} family record(s)",
+        reason=f"{result.reference}: {removed} phenopacket(s), {samples} sample(s), {families} family record(s){gap}",
     )
     return result
 
@@ -120,6 +141,7 @@ def erase_dataset(
     had_variants = variants is not None and dataset_id in variants.datasets()
     _audit_intent(audit, "erase-dataset", "", who, datasets=[dataset_id])
     removed = store.delete_dataset(dataset_id)
+    gap = _purge(store)
     if had_variants and variants is not None:
         variants.delete_dataset(dataset_id)
         variants.refresh()
@@ -131,6 +153,6 @@ def erase_dataset(
         who,
         action="erase-dataset",
         datasets=[dataset_id],
-        reason=f"{removed} phenopacket(s), variant store {'removed' if had_variants else 'absent'}",
+        reason=f"{removed} phenopacket(s), variant store {'removed' if had_variants else 'absent'}{gap}",
     )
     return result

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import logging
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -11,6 +13,8 @@ import sqlalchemy as sa
 from sqlalchemy import event
 from sqlalchemy.engine import URL, Engine, make_url
 from sqlalchemy.pool import StaticPool
+
+log = logging.getLogger(__name__)
 
 # Seconds a writer waits for another writer's lock before SQLite gives up.
 SQLITE_BUSY_TIMEOUT_S = 60.0
@@ -77,6 +81,10 @@ def _sqlite_engine(url: URL) -> Engine:
         cursor = dbapi_connection.cursor()
         cursor.execute(f"PRAGMA busy_timeout = {int(SQLITE_BUSY_TIMEOUT_S * 1000)}")
         cursor.execute("PRAGMA foreign_keys = ON")
+        # Deleted rows (an erased subject, a replaced document) are zeroed, not just unlinked from the b-tree:
+        # their bytes would stay in free pages and cells. ON, not FAST (FAST leaves freed pages as they were), and
+        # set here because the compile-time default differs between builds. Cost: bench/erasure_bytes.py.
+        cursor.execute("PRAGMA secure_delete = ON")
         if not in_memory:
             # WAL: readers never block the writer. NORMAL sync keeps the database consistent
             # after any crash; a power cut may lose only the last commits.
@@ -92,3 +100,30 @@ def _sqlite_engine(url: URL) -> Engine:
         connection.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
 
     return engine
+
+
+def purge_deleted(engine: Engine, tables: Sequence[str]) -> bool:
+    """After an erasure has committed: leave no copy of the deleted rows where the database keeps old pages.
+
+    SQLite: the WAL still holds the frames written before the deletion (the rows as they were); a TRUNCATE
+    checkpoint copies the zeroed pages into the database file and empties the WAL (it waits, on the busy timeout,
+    for readers of older snapshots). PostgreSQL: a deleted tuple stays in its page until VACUUM prunes it; VACUUM
+    (outside any transaction) makes its space free, but neither zeroes those bytes nor touches the WAL segments
+    and backups already written (docs/ERASURE.md). False when this could not be done completely (logged)."""
+    if engine.dialect.name == "sqlite":
+        if engine.url.database in (None, "", ":memory:"):
+            return True
+        with engine.connect() as connection:
+            busy, _, _ = connection.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)").one()
+            connection.commit()
+        if busy:
+            log.warning("after an erasure the SQLite WAL could not be truncated (a reader held an older snapshot)")
+        return not busy
+    if engine.dialect.name == "postgresql":
+        with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
+            for table in tables:
+                # INDEX_CLEANUP ON: with few dead tuples (one person in a large table) VACUUM would otherwise skip the
+                # indexes, and their entries (the subject's pseudonym as a key) would stay until a later VACUUM.
+                connection.exec_driver_sql(f'VACUUM (INDEX_CLEANUP ON) "{table}"')
+        return True
+    return False

@@ -1015,11 +1015,20 @@ class VariantStore:
                 return 0
             try:
                 self._rewrite_without(dataset_id, ds, idxs)
+                self._close_version(dataset_id)
                 return len(idxs)
             except VersionMoved:
                 if attempt == attempts - 1:
                     raise
         return 0
+
+    def _close_version(self, dataset_id: str) -> None:
+        """Close this thread's handles on the version an erasure replaced: an unlinked file keeps its bytes on disk
+        while open. (Other threads close theirs at their next query of the dataset, _open.)"""
+        conns: dict[str, _Dataset] | None = getattr(self._local, "datasets", None)
+        ds = conns.pop(dataset_id, None) if conns is not None else None
+        if ds is not None:
+            ds.close()
 
     def _rewrite_without(self, dataset_id: str, ds: _Dataset, idxs: list[int]) -> None:
         """A new version without the samples `idxs`; in a partitioned version only the units of the batches holding
@@ -1109,14 +1118,27 @@ def _without_carriers(
     return carriers, variants
 
 
+def _copy_for_erasure(source: sqlite3.Connection, target: Path) -> sqlite3.Connection:
+    """`source`'s live rows in a new file `target`, opened for the erasure's writes (see _erase_samples)."""
+    source.execute("VACUUM INTO ?", (os.fspath(target),))
+    conn = sqlite3.connect(target, isolation_level=None)
+    conn.execute("PRAGMA secure_delete = ON")
+    conn.execute("PRAGMA journal_mode = MEMORY")
+    return conn
+
+
 def _erase_samples(
     source: sqlite3.Connection, target: Path, idxs: list[int], n_samples: int, renamed: dict[str, str] | None = None
 ) -> None:
     """Copy a version file to `target` without the samples `idxs` (AC, AN, carriers, reverse index and links
-    corrected exactly), fsynced; `renamed` moves a manifest's partition files (old name -> new)."""
-    with sqlite3.connect(target) as copy:
-        source.backup(copy)
-    conn = sqlite3.connect(target, isolation_level=None)
+    corrected exactly), fsynced; `renamed` moves a manifest's partition files (old name -> new).
+
+    No byte of the erased samples is left in `target`: VACUUM INTO writes only the live rows (a page copy would
+    carry the source's free pages and freed cells, which may hold them), and secure_delete=ON zeroes every cell and
+    page the erasure frees (FAST leaves freed pages unzeroed; the compile-time default differs between builds). The
+    rollback journal stays in memory, so no -journal file ever holds the original pages: a build that fails is
+    discarded anyway."""
+    conn = _copy_for_erasure(source, target)
     conn.execute("BEGIN")
     drop = np.array(idxs, dtype="<u4")
     place = ",".join("?" * len(idxs))
