@@ -754,7 +754,15 @@ def incremental_record(
         translation = _translate(entries, key, dataset_id, name, now)
         phenopacket, _, issues = _checked(translation, heads)
         packet = next(p for p in translation.packets if p.entry_indexes and p.entry_indexes[0] == 0)
-        return Fragment(phenopacket, tuple(issues), family=packet.family, named_versions=packet.named_versions)
+        names = [(h.resource_type, h.resource_id) for h in heads]  # entry index -> (type, id)
+        return Fragment(
+            phenopacket,
+            tuple(issues),
+            family=packet.family,
+            named_versions=packet.named_versions,
+            diseases_from=tuple(tuple(names[e] for e in made) for made in packet.disease_entries),
+            versions_from=tuple((prefix, (phase, *names[e])) for prefix, phase, e in packet.version_places),
+        )
 
     scope = (key_fingerprint(key), dataset_id, name, now.date())
     made = merged_phenopacket(assembly, translate, load, cache=cache, scope=scope, now=now)
