@@ -92,7 +92,9 @@ def test_a_record_that_repeats_itself_merges_part_by_part_and_no_part_grows():
     came from, so no parts are joined: every part stays a group of linked resources (at most one
     Condition), and every write still equals the whole translation."""
     bundle = json.loads((FHIR / "mii-testdata" / "Bundle-mii-exa-test-data-bundle-onkologie-1.json").read_text())
-    kept = [(e["resource"], e.get("fullUrl")) for e in bundle["entry"] if e["resource"]["resourceType"] in supported_types()]
+    kept = [
+        (e["resource"], e.get("fullUrl")) for e in bundle["entry"] if e["resource"]["resourceType"] in supported_types()
+    ]
     patient = [k for k in kept if k[0]["resourceType"] == "Patient"]
     others = [k for k in kept if k[0]["resourceType"] != "Patient"]
     cache, held = FragmentCache(), HeldResources(KEY, "repeats")
