@@ -42,6 +42,8 @@ from gateway.services.fhir_incremental import (
     merged_phenopacket,
     parts_of,
 )
+from gateway.services.fhir_same_resource import renamed as same_renamed
+from gateway.services.fhir_same_resource import same_resources
 from gateway.services.ingest import IngestOutcome
 from gateway.store import fhir_resources as rows
 from gateway.store.fhir_resources import PATIENT, ResourceHead, ResourceState, StoredResource
@@ -194,6 +196,7 @@ def apply_writes(
     pending_days: float = DEFAULT_PENDING_DAYS,
     cache: FragmentCache | None = None,
     connection: sa.Connection | None = None,
+    rebuild_patients: frozenset[str] = frozenset(),
 ) -> list[ResourceChange]:
     """Apply writes in one transaction, all or nothing; rebuild every patient they touch.
     `connection`: the caller's transaction to join (a Bundle's phenopackets saved in it just before).
@@ -206,13 +209,14 @@ def apply_writes(
 
     Raises ResourceRejected (422) when a rebuilt patient's phenopacket would not be valid.
     `rebuild=False`: the writes are a Bundle whose phenopackets were just made from it: a patient is
-    rebuilt only when it has kept resources beyond these writes (sent earlier, resource by resource).
+    rebuilt only when it has kept resources beyond these writes (sent earlier, resource by resource), or
+    is one of `rebuild_patients` (some of the Bundle's resources were taken as kept ones, under other ids).
     """
     check_dataset_id(dataset_id)
     now = now or datetime.now(UTC)
     for write in writes:
         check_type(write.resource_type)
-    arguments = (writes, store, key, dataset_id, profile, now, rebuild, pending_days, cache)
+    arguments = (writes, store, key, dataset_id, profile, now, rebuild, pending_days, cache, rebuild_patients)
     if connection is not None:
         return _apply_writes_in(connection, *arguments)
     try:
@@ -233,6 +237,7 @@ def _apply_writes_in(
     rebuild: bool,
     pending_days: float,
     cache: FragmentCache | None,
+    rebuild_patients: frozenset[str] = frozenset(),
 ) -> list[ResourceChange]:
     exists, oldest_pending = rows.lock_and_read_dataset(connection, dataset_id)
     if not exists:
@@ -258,7 +263,7 @@ def _apply_writes_in(
             connection, store, key, dataset_id, patient_id, old_subject, profile, now, cache, known.written
         )
         for patient_id, old_subject in sorted(touched.items())
-        if rebuild or _grown(connection, dataset_id, patient_id, written)
+        if rebuild or patient_id in rebuild_patients or _grown(connection, dataset_id, patient_id, written)
     }
     for change in changes:
         patient_id = _patient_of(connection, dataset_id, change, known)
@@ -1075,6 +1080,7 @@ def keep_bundle(
 
     def keep(own: sa.Connection) -> list[ResourceChange]:
         renamed, adopted = _as_stored_patients(own, kept, key, dataset_id)
+        renamed, same = _as_stored_resources(own, renamed, key, dataset_id)
         changes = apply_writes(
             renamed,
             store=store,
@@ -1085,7 +1091,21 @@ def keep_bundle(
             pending_days=pending_days,
             cache=cache,
             connection=own,
+            # the Bundle's phenopacket named these resources by the ids it sent: made again from the kept ones
+            rebuild_patients=frozenset(c.patient_id for c in same.values() if c.patient_id),
         )
+        for n, change in enumerate(changes):
+            if n in same:
+                sent = same[n].sent_id
+                change.issues.append(
+                    Issue.info(
+                        "same-resource",
+                        f"{change.resource_type}/{sent} has the content of the stored "
+                        f"{change.resource_type}/{change.resource_id} of the same patient: the same resource, kept "
+                        f"as {change.resource_type}/{change.resource_id} (references to it in this Bundle too)",
+                        f"/entry/{entry_of.get((change.resource_type, sent), 0)}/resource",
+                    )
+                )
         for change in changes:
             if change.resource_type == PATIENT and change.resource_id in adopted:
                 sent = adopted[change.resource_id]
@@ -1137,6 +1157,30 @@ def _as_stored_patients(
         else:
             renamed.append(replace(write, resource=_patient_references_renamed(write.resource, alias)))
     return renamed, {stored: sent for sent, stored in alias.items()}
+
+
+@dataclass(frozen=True)
+class _Same:
+    sent_id: str
+    patient_id: str | None  # the stored Patient whose resource it is
+
+
+def _as_stored_resources(
+    connection: sa.Connection, writes: list[ResourceWrite], key: bytes, dataset_id: str
+) -> tuple[list[ResourceWrite], dict[int, _Same]]:
+    """A Bundle's writes with each resource that is a kept resource of one of its stored Patients (the same
+    content under a new id, gateway.services.fhir_same_resource) written under the kept id; {write index: what
+    was sent}."""
+    patients = [w.resource_id for w in writes if w.resource_type == PATIENT and w.resource_id]
+    found: dict[int, _Same] = {}
+    for patient_id in patients:
+        kept = assemble(connection, dataset_id, patient_id)
+        if not kept or len(kept) == 1:  # not stored before, or nothing of it but the Patient
+            continue
+        adopted = same_resources(writes, kept, partial(at_rest, key=key))
+        writes = same_renamed(writes, adopted)
+        found |= {a.index: _Same(a.sent_id, patient_id) for a in adopted}
+    return writes, found
 
 
 def _patient_references_renamed(value: Any, alias: dict[str, str]) -> Any:
