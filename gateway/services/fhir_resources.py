@@ -19,7 +19,7 @@ from __future__ import annotations
 import hashlib
 import re
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from functools import partial
@@ -541,7 +541,9 @@ def at_rest(resource: dict[str, Any], key: bytes) -> dict[str, Any]:
     return kept
 
 
-def rekey_identifiers(store: MetadataStore, key: bytes) -> int:
+def rekey_identifiers(
+    store: MetadataStore, key: bytes, *, batch: int = 500, progress: Callable[[int, int], None] | None = None
+) -> int:
     """Restate the kept resources `at_rest` (`gateway fhir rekey-identifiers`): rows kept before identifiers
     were pseudonymised at rest hold them in clear until their next update. Idempotent (a pseudonym is not
     pseudonymised again); the phenopackets do not change (they were always made from the pseudonyms).
@@ -550,8 +552,29 @@ def rekey_identifiers(store: MetadataStore, key: bytes) -> int:
     def form(resource: dict[str, Any], patient_ref: str | None) -> tuple[dict[str, Any], str | None]:
         return at_rest(resource, key), pseudonymous_reference(patient_ref, key) if patient_ref else None
 
-    with store.transaction() as connection:
-        return rows.restate(connection, form)
+    return restate_resources(store, form, batch=batch, progress=progress)
+
+
+def restate_resources(
+    store: MetadataStore,
+    form: Callable[[dict[str, Any], str | None], tuple[dict[str, Any], str | None]],
+    *,
+    batch: int = 500,
+    progress: Callable[[int, int], None] | None = None,
+) -> int:
+    """Rewrite every kept resource into `form`, `batch` rows per transaction (a table of millions is never one
+    transaction holding its locks and its undo for hours); the rows changed. A failure leaves the batches before
+    it done; running again finishes the work, since a row already in `form` is not written again and a row
+    changed meanwhile by a client is left alone (compare-and-set on its content hash). `progress(rows changed,
+    last pk)` after each batch."""
+    changed, last = 0, 0
+    while True:
+        done, reached = store.in_transaction(partial(rows.restate_batch, form=form, after=last, batch=batch))
+        if reached is None:
+            return changed
+        changed, last = changed + done, reached
+        if progress is not None:
+            progress(changed, last)
 
 
 def _pseudonymous_identifier(identifier: Any, key: bytes) -> Any:
