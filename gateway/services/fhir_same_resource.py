@@ -110,17 +110,19 @@ def same_resources(
             return adopted
 
 
-class _Unmatched(Exception):
-    """A reference to a resource of the same Bundle that is not (yet) known to be a kept one."""
-
-
-def _form(resource: dict[str, Any], name: Callable[[str], str]) -> tuple | None:
+def _form(resource: dict[str, Any], name: Callable[[str], str | None]) -> tuple | None:
     """The comparable content: without `IGNORED`, each reference replaced by what it names; None when a
-    reference names a resource of the Bundle not matched yet. Hashable (a key of kept forms)."""
-    try:
-        return _frozen({k: v for k, v in resource.items() if k not in IGNORED}, name)
-    except _Unmatched:
-        return None
+    reference names a resource of the Bundle not matched (yet). Hashable (a key of kept forms)."""
+    unmatched: list[str] = []
+
+    def named(reference: str) -> str:
+        found = name(reference)
+        if found is None:
+            unmatched.append(reference)
+        return found or ""
+
+    form = _frozen({k: v for k, v in resource.items() if k not in IGNORED}, named)
+    return None if unmatched else form
 
 
 def _frozen(value: Any, name: Callable[[str], str]) -> Any:
@@ -144,7 +146,7 @@ def _kept_name(reference: str, index: BundleIndex, kept: Sequence[Kept]) -> str:
 
 def _sent_name(
     reference: str, source: int, index: BundleIndex, writes: Sequence[Write], matched: dict[int, str]
-) -> str:
+) -> str | None:
     position = index.resolve(reference, source) if not reference.startswith("#") else None
     if position is None:
         return _outside(reference)
@@ -153,7 +155,7 @@ def _sent_name(
         return f"Patient/{target.resource_id}"
     if position in matched:
         return f"{target.resource_type}/{matched[position]}"
-    raise _Unmatched
+    return None  # a resource of the Bundle not known (yet) to be a kept one
 
 
 def _outside(reference: str) -> str:
