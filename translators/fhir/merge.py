@@ -86,7 +86,11 @@ class Part:
         (None: not known — a part of several resources it can come from, without provenance)."""
         items = self.phenopacket.get(name) or ()
         if name == "diseases" and self.diseases_from is not None and len(self.diseases_from) == len(items):
-            return [(_places(made[0])[0], _places(made[-1])[1]) if made else None for made in self.diseases_from]
+            return [
+                # a Condition contained in another resource is named by its container: its place is not known
+                (_places(made[0])[0], _places(made[-1])[1]) if made and {t for t, _ in made} <= sources else None
+                for made in self.diseases_from
+            ]
         rank = self.rank(sources)
         return [None if rank is None else _places(rank[1:])] * len(items)
 
