@@ -134,8 +134,19 @@ def run(copies: int, name: str | None, database_url: str | None) -> dict:
         "last_block_over_first": round(blocks[-1]["write_ms_median"] / blocks[0]["write_ms_median"], 2),
         "total_s": round(sum(writes), 2),
         "cache": {"translated": cache.translated, "merged": cache.merged, "whole": cache.whole},
+        "largest_part": largest_part(cache),
         "load_average": [round(x, 2) for x in os.getloadavg()],
     }
+
+
+def largest_part(cache) -> dict:
+    """The most resources one translated part held (a part that grows with the record makes writes grow)."""
+    parts = [key[-1] for key in cache.fragments]  # a fragment's key ends with its part's heads
+    biggest = max(parts, key=len, default=())
+    types: dict[str, int] = {}
+    for head in biggest:
+        types[head[0]] = types.get(head[0], 0) + 1
+    return {"resources": len(biggest), "by_type": types}
 
 
 def main() -> int:

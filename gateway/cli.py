@@ -263,7 +263,13 @@ def cmd_fhir_rekey_identifiers(args: argparse.Namespace) -> int:
     from gateway.services.fhir_resources import rekey_identifiers
 
     services = _services(load_config())
-    changed = rekey_identifiers(services.store, services.key)
+
+    def progress(
+        changed: int, last: int
+    ) -> None:  # each batch is committed: an interrupted run is resumed by running again
+        print(f"... {changed} restated so far (rows up to {last} done)", file=sys.stderr, flush=True)
+
+    changed = rekey_identifiers(services.store, services.key, batch=args.batch, progress=progress)
     print(f"{changed} kept resource(s) restated with pseudonymised identifiers")
     services.store.close()
     return EXIT_OK
@@ -410,8 +416,10 @@ def build_parser() -> argparse.ArgumentParser:
     pending.set_defaults(func=cmd_fhir_pending)
     rekey = fhir_tools.add_parser(
         "rekey-identifiers",
-        help="pseudonymise the identifiers of resources kept before they were pseudonymised at rest (idempotent)",
+        help="pseudonymise the identifiers of resources kept before they were pseudonymised at rest (idempotent; "
+        "one transaction per batch of rows, so an interrupted run is finished by running it again)",
     )
+    rekey.add_argument("--batch", type=int, default=500, help="rows per transaction (default 500)")
     rekey.set_defaults(func=cmd_fhir_rekey_identifiers)
     pxf = ingest.add_parser("phenopacket", help="GA4GH Phenopacket v2 JSON files")
     pxf.add_argument("files", nargs="+", metavar="FILE")

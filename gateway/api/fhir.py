@@ -226,7 +226,7 @@ def fhir_blueprint() -> Blueprint:
                 connection=connection,
             )
             # what keeping says of the Bundle itself (a Patient taken as the stored one) goes to its sender
-            stored.report.extend(i for c in changes for i in c.issues if i.code == "same-person")
+            stored.report.extend(i for c in changes for i in c.issues if i.code in ("same-person", "same-resource"))
 
         outcome = store_fhir_outcome(outcome, store=svc.store, dataset_id=dataset, source=source, also=keep)
         if outcome.rejected:

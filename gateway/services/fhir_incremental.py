@@ -48,11 +48,14 @@ class Fragment:
     sources: tuple[tuple[str, str], ...] = ()  # the part's resources (type, id), the Patient aside
     family: dict[str, Any] | None = None  # the Family its FamilyMemberHistory makes, if any
     named_versions: frozenset[str] | None = None  # prefixes whose version a sender named
+    # which resources (type, id) made each disease, and where each named version was named (Part)
+    diseases_from: tuple[tuple[tuple[str, str], ...], ...] | None = None
+    versions_from: tuple[tuple[str, tuple], ...] = ()
 
     @cached_property
     def part(self) -> Part:
         """The fragment as the merge reads it (kept with the cached fragment: worked out once)."""
-        return Part(self.phenopacket, self.sources, self.named_versions)
+        return Part(self.phenopacket, self.sources, self.named_versions, self.diseases_from, self.versions_from)
 
 
 @dataclass(frozen=True)

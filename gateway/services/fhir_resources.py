@@ -19,7 +19,7 @@ from __future__ import annotations
 import hashlib
 import re
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from functools import partial
@@ -42,6 +42,8 @@ from gateway.services.fhir_incremental import (
     merged_phenopacket,
     parts_of,
 )
+from gateway.services.fhir_same_resource import renamed as same_renamed
+from gateway.services.fhir_same_resource import same_resources
 from gateway.services.ingest import IngestOutcome
 from gateway.store import fhir_resources as rows
 from gateway.store.fhir_resources import PATIENT, ResourceHead, ResourceState, StoredResource
@@ -194,6 +196,7 @@ def apply_writes(
     pending_days: float = DEFAULT_PENDING_DAYS,
     cache: FragmentCache | None = None,
     connection: sa.Connection | None = None,
+    rebuild_patients: frozenset[str] = frozenset(),
 ) -> list[ResourceChange]:
     """Apply writes in one transaction, all or nothing; rebuild every patient they touch.
     `connection`: the caller's transaction to join (a Bundle's phenopackets saved in it just before).
@@ -206,13 +209,14 @@ def apply_writes(
 
     Raises ResourceRejected (422) when a rebuilt patient's phenopacket would not be valid.
     `rebuild=False`: the writes are a Bundle whose phenopackets were just made from it: a patient is
-    rebuilt only when it has kept resources beyond these writes (sent earlier, resource by resource).
+    rebuilt only when it has kept resources beyond these writes (sent earlier, resource by resource), or
+    is one of `rebuild_patients` (some of the Bundle's resources were taken as kept ones, under other ids).
     """
     check_dataset_id(dataset_id)
     now = now or datetime.now(UTC)
     for write in writes:
         check_type(write.resource_type)
-    arguments = (writes, store, key, dataset_id, profile, now, rebuild, pending_days, cache)
+    arguments = (writes, store, key, dataset_id, profile, now, rebuild, pending_days, cache, rebuild_patients)
     if connection is not None:
         return _apply_writes_in(connection, *arguments)
     try:
@@ -233,6 +237,7 @@ def _apply_writes_in(
     rebuild: bool,
     pending_days: float,
     cache: FragmentCache | None,
+    rebuild_patients: frozenset[str] = frozenset(),
 ) -> list[ResourceChange]:
     exists, oldest_pending = rows.lock_and_read_dataset(connection, dataset_id)
     if not exists:
@@ -258,7 +263,7 @@ def _apply_writes_in(
             connection, store, key, dataset_id, patient_id, old_subject, profile, now, cache, known.written
         )
         for patient_id, old_subject in sorted(touched.items())
-        if rebuild or _grown(connection, dataset_id, patient_id, written)
+        if rebuild or patient_id in rebuild_patients or _grown(connection, dataset_id, patient_id, written)
     }
     for change in changes:
         patient_id = _patient_of(connection, dataset_id, change, known)
@@ -536,7 +541,9 @@ def at_rest(resource: dict[str, Any], key: bytes) -> dict[str, Any]:
     return kept
 
 
-def rekey_identifiers(store: MetadataStore, key: bytes) -> int:
+def rekey_identifiers(
+    store: MetadataStore, key: bytes, *, batch: int = 500, progress: Callable[[int, int], None] | None = None
+) -> int:
     """Restate the kept resources `at_rest` (`gateway fhir rekey-identifiers`): rows kept before identifiers
     were pseudonymised at rest hold them in clear until their next update. Idempotent (a pseudonym is not
     pseudonymised again); the phenopackets do not change (they were always made from the pseudonyms).
@@ -545,8 +552,29 @@ def rekey_identifiers(store: MetadataStore, key: bytes) -> int:
     def form(resource: dict[str, Any], patient_ref: str | None) -> tuple[dict[str, Any], str | None]:
         return at_rest(resource, key), pseudonymous_reference(patient_ref, key) if patient_ref else None
 
-    with store.transaction() as connection:
-        return rows.restate(connection, form)
+    return restate_resources(store, form, batch=batch, progress=progress)
+
+
+def restate_resources(
+    store: MetadataStore,
+    form: Callable[[dict[str, Any], str | None], tuple[dict[str, Any], str | None]],
+    *,
+    batch: int = 500,
+    progress: Callable[[int, int], None] | None = None,
+) -> int:
+    """Rewrite every kept resource into `form`, `batch` rows per transaction (a table of millions is never one
+    transaction holding its locks and its undo for hours); the rows changed. A failure leaves the batches before
+    it done; running again finishes the work, since a row already in `form` is not written again and a row
+    changed meanwhile by a client is left alone (compare-and-set on its content hash). `progress(rows changed,
+    last pk)` after each batch."""
+    changed, last = 0, 0
+    while True:
+        done, reached = store.in_transaction(partial(rows.restate_batch, form=form, after=last, batch=batch))
+        if reached is None:
+            return changed
+        changed, last = changed + done, reached
+        if progress is not None:
+            progress(changed, last)
 
 
 def _pseudonymous_identifier(identifier: Any, key: bytes) -> Any:
@@ -754,7 +782,15 @@ def incremental_record(
         translation = _translate(entries, key, dataset_id, name, now)
         phenopacket, _, issues = _checked(translation, heads)
         packet = next(p for p in translation.packets if p.entry_indexes and p.entry_indexes[0] == 0)
-        return Fragment(phenopacket, tuple(issues), family=packet.family, named_versions=packet.named_versions)
+        names = [(h.resource_type, h.resource_id) for h in heads]  # entry index -> (type, id)
+        return Fragment(
+            phenopacket,
+            tuple(issues),
+            family=packet.family,
+            named_versions=packet.named_versions,
+            diseases_from=tuple(tuple(names[e] for e in made) for made in packet.disease_entries),
+            versions_from=tuple((prefix, (phase, *names[e])) for prefix, phase, e in packet.version_places),
+        )
 
     scope = (key_fingerprint(key), dataset_id, name, now.date())
     made = merged_phenopacket(assembly, translate, load, cache=cache, scope=scope, now=now)
@@ -1067,6 +1103,7 @@ def keep_bundle(
 
     def keep(own: sa.Connection) -> list[ResourceChange]:
         renamed, adopted = _as_stored_patients(own, kept, key, dataset_id)
+        renamed, same = _as_stored_resources(own, renamed, key, dataset_id)
         changes = apply_writes(
             renamed,
             store=store,
@@ -1077,7 +1114,21 @@ def keep_bundle(
             pending_days=pending_days,
             cache=cache,
             connection=own,
+            # the Bundle's phenopacket named these resources by the ids it sent: made again from the kept ones
+            rebuild_patients=frozenset(c.patient_id for c in same.values() if c.patient_id),
         )
+        for n, change in enumerate(changes):
+            if n in same:
+                sent = same[n].sent_id
+                change.issues.append(
+                    Issue.info(
+                        "same-resource",
+                        f"{change.resource_type}/{sent} has the content of the stored "
+                        f"{change.resource_type}/{change.resource_id} of the same patient: the same resource, kept "
+                        f"as {change.resource_type}/{change.resource_id} (references to it in this Bundle too)",
+                        f"/entry/{entry_of.get((change.resource_type, sent), 0)}/resource",
+                    )
+                )
         for change in changes:
             if change.resource_type == PATIENT and change.resource_id in adopted:
                 sent = adopted[change.resource_id]
@@ -1129,6 +1180,30 @@ def _as_stored_patients(
         else:
             renamed.append(replace(write, resource=_patient_references_renamed(write.resource, alias)))
     return renamed, {stored: sent for sent, stored in alias.items()}
+
+
+@dataclass(frozen=True)
+class _Same:
+    sent_id: str
+    patient_id: str | None  # the stored Patient whose resource it is
+
+
+def _as_stored_resources(
+    connection: sa.Connection, writes: list[ResourceWrite], key: bytes, dataset_id: str
+) -> tuple[list[ResourceWrite], dict[int, _Same]]:
+    """A Bundle's writes with each resource that is a kept resource of one of its stored Patients (the same
+    content under a new id, gateway.services.fhir_same_resource) written under the kept id; {write index: what
+    was sent}."""
+    patients = [w.resource_id for w in writes if w.resource_type == PATIENT and w.resource_id]
+    found: dict[int, _Same] = {}
+    for patient_id in patients:
+        kept = assemble(connection, dataset_id, patient_id)
+        if not kept or len(kept) == 1:  # not stored before, or nothing of it but the Patient
+            continue
+        adopted = same_resources(writes, kept, partial(at_rest, key=key))
+        writes = same_renamed(writes, adopted)
+        found |= {a.index: _Same(a.sent_id, patient_id) for a in adopted}
+    return writes, found
 
 
 def _patient_references_renamed(value: Any, alias: dict[str, str]) -> Any:

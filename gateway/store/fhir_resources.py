@@ -260,31 +260,30 @@ def rotate_pseudonyms(connection: sa.Connection, step: Callable[[str], str]) -> 
     return changed
 
 
-def restate(
+def restate_batch(
     connection: sa.Connection,
     form: Callable[[dict[str, Any], str | None], tuple[dict[str, Any], str | None]],
+    after: int,
     batch: int = 500,
-) -> int:
-    """Rewrite every kept resource (and its patient reference) into `form`'s storage form, in batches by pk;
-    the number of rows changed. A row is written only when the form differs and only if nobody changed it
-    meanwhile (same content hash); its version stays: the content a client sent is the same."""
+) -> tuple[int, int | None]:
+    """Rewrite up to `batch` kept resources with a pk above `after` (and their patient reference) into `form`'s
+    storage form: (rows changed, the last pk read; None when there was none left). A row is written only when
+    the form differs and only if nobody changed it meanwhile (same content hash); its version stays: the
+    content a client sent is the same."""
     c = fhir_resources.c
-    changed, last = 0, 0
-    while True:
-        found = connection.execute(
-            sa.select(c.pk, c.resource, c.patient_ref, c.content_hash).where(c.pk > last).order_by(c.pk).limit(batch)
-        ).all()
-        if not found:
-            return changed
-        for pk, resource, patient_ref, digest in found:
-            kept, reference = form(resource, patient_ref)
-            if (kept, reference) != (resource, patient_ref):
-                changed += connection.execute(
-                    sa.update(fhir_resources)
-                    .where(c.pk == pk, c.content_hash == digest)
-                    .values(resource=kept, patient_ref=reference, content_hash=content_hash(kept))
-                ).rowcount
-        last = found[-1][0]
+    found = connection.execute(
+        sa.select(c.pk, c.resource, c.patient_ref, c.content_hash).where(c.pk > after).order_by(c.pk).limit(batch)
+    ).all()
+    changed = 0
+    for pk, resource, patient_ref, digest in found:
+        kept, reference = form(resource, patient_ref)
+        if (kept, reference) != (resource, patient_ref):
+            changed += connection.execute(
+                sa.update(fhir_resources)
+                .where(c.pk == pk, c.content_hash == digest)
+                .values(resource=kept, patient_ref=reference, content_hash=content_hash(kept))
+            ).rowcount
+    return changed, found[-1][0] if found else None
 
 
 def _stepped(resource: dict[str, Any], step: Callable[[str], str]) -> dict[str, Any]:

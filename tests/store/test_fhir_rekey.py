@@ -12,8 +12,10 @@ import copy
 import json
 from datetime import UTC, datetime
 
+import pytest
 import sqlalchemy as sa
 
+from gateway.services import fhir_resources as service
 from gateway.services.fhir_resources import ResourceWrite, apply_writes, rekey_identifiers
 from gateway.store.fhir_resources import content_hash
 from gateway.store.tables import fhir_resources
@@ -76,3 +78,52 @@ def test_rows_kept_before_pseudonymisation_at_rest_are_restated(store, reference
     assert [c.status for c in changes] == ["unchanged", "unchanged"]  # the same resources again: nothing to do
     assert rekey_identifiers(store, KEY) == 0  # idempotent
     assert _table_text(store) == text
+
+
+class _Interrupted(Exception):
+    pass
+
+
+def test_a_run_that_fails_midway_keeps_the_batches_before_and_a_second_run_finishes(store, reference_dir):
+    """One transaction per batch of rows: the batches before a failure stay restated, the failing batch is rolled
+    back whole, and running again finishes (rows already restated are not written again)."""
+    bundle = json.loads((reference_dir / "fhir" / MARFAN).read_text())
+    patient = _marfan(reference_dir, "patient-marfan-001")
+    conditional = {"reference": f"Patient?identifier={patient['identifier'][0]['system']}|{MRN}"}
+    others = [
+        {**copy.deepcopy(e["resource"]), "subject": conditional}
+        for e in bundle["entry"]
+        if e["resource"]["resourceType"] in ("Condition", "Observation")
+    ]
+    resources = [patient, *others]
+    writes = [ResourceWrite(r["resourceType"], r["id"], r) for r in resources]
+    apply_writes(writes, store=store, key=KEY, dataset_id="ds1", now=NOW)
+    (packet_before,) = store.list_phenopackets()[0]
+    _write_the_old_way(store, resources)  # every row now differs from its at-rest form (the record number in clear)
+    with store.engine.connect() as connection:
+        pks = [r.pk for r in connection.execute(sa.select(fhir_resources.c.pk).order_by(fhir_resources.c.pk))]
+    assert len(pks) == len(resources) >= 6
+
+    def at_rest(resource, patient_ref):
+        return service.at_rest(resource, KEY), service.pseudonymous_reference(patient_ref, KEY) if patient_ref else None
+
+    seen = []
+
+    def failing(resource, patient_ref):
+        seen.append(resource["id"])
+        if len(seen) == 5:  # the first row of the third batch
+            raise _Interrupted
+        return at_rest(resource, patient_ref)
+
+    done = []
+    with pytest.raises(_Interrupted):
+        service.restate_resources(store, failing, batch=2, progress=lambda changed, last: done.append((changed, last)))
+    assert done == [(2, pks[1]), (4, pks[3])]  # two batches committed
+    in_clear = {r["pk"] for r in json.loads(_table_text(store)) if MRN in json.dumps(r)}
+    assert in_clear == set(pks[4:])  # before the failure: restated; from it on: untouched
+
+    assert service.rekey_identifiers(store, KEY, batch=2) == len(pks) - 4  # the rest, and only the rest
+    assert MRN not in _table_text(store)
+    (packet_after,) = store.list_phenopackets()[0]
+    assert packet_after.document == packet_before.document
+    assert service.rekey_identifiers(store, KEY, batch=2) == 0

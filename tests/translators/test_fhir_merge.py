@@ -112,3 +112,65 @@ def test_a_sender_naming_the_registrys_own_version_first_wins():
     unnamed = naming([("Condition", "a")], None, False)  # the registry's, because nobody named one
     merged = merge_or_join(_base(), [unnamed, later], frozenset())
     assert isinstance(merged, dict) and merged["metaData"]["resources"] == [icd.resource("2015")]
+
+
+def test_a_disease_knows_its_conditions_so_parts_of_several_merge_unless_they_interleave():
+    def made(sources, made_from, *diseases):
+        packet = {**_base(), "diseases": list(diseases)}
+        return Part(packet, tuple(sources), diseases_from=made_from)
+
+    t1, t2, t3 = ({"id": f"TNM:{n}", "label": f"t{n}"} for n in (1, 2, 3))
+    # Conditions a and b (ORPHA:558) with c (another disease) in one part; d (ORPHA:558) later, with its TNM findings
+    early = made(
+        [("Condition", "a"), ("Condition", "b"), ("Condition", "c"), ("Observation", "x")],
+        ((("Condition", "a"), ("Condition", "b")), (("Condition", "c"),)),
+        _disease("ORPHA:558", clinicalTnmFinding=[t1, t2]),
+        _disease("ORPHA:98"),
+    )
+    late = made(
+        [("Condition", "d"), ("Observation", "y")],
+        ((("Condition", "d"),),),
+        _disease("ORPHA:558", onset={"age": {"iso8601duration": "P30Y"}}, clinicalTnmFinding=[t2, t3]),
+    )
+    merged = merge_or_join(_base(), [late, early])
+    assert isinstance(merged, dict)
+    assert merged["diseases"] == [
+        _disease("ORPHA:558", clinicalTnmFinding=[t1, t2, t3], onset={"age": {"iso8601duration": "P30Y"}}),
+        _disease("ORPHA:98"),
+    ]
+    assert early.phenopacket["diseases"][0]["clinicalTnmFinding"] == [t1, t2]  # the cached part is untouched
+    # b comes between a and c of one part's disease: which Condition's elements win is not known here
+    between = made([("Condition", "b2")], ((("Condition", "b2"),),), _disease("ORPHA:558"))
+    wide = made(
+        [("Condition", "a"), ("Condition", "c")], ((("Condition", "a"), ("Condition", "c")),), _disease("ORPHA:558")
+    )
+    assert merge_or_join(_base(), [wide, between]) == Join(frozenset({0, 1}))
+
+
+def test_two_parts_that_set_the_same_vital_status_agree_in_any_order():
+    dead = {"status": "DECEASED", "causeOfDeath": {"id": "ICD10GM:C56", "label": "C56"}}
+    first = _part([("Observation", "a")], subject={"vitalStatus": dead})
+    second = _part([("Observation", "b")], subject={"vitalStatus": dead})
+    merged = merge_or_join(_base(), [second, first])
+    assert isinstance(merged, dict) and merged["subject"]["vitalStatus"] == dead
+
+
+def test_a_version_named_at_a_known_place_needs_no_joint_translation():
+    from mappings import load_registry
+
+    icd = load_registry().system_for_prefix("ICD10GM")
+    assert icd is not None
+
+    def naming(sources, version, at):
+        packet = {**_base(), "metaData": {**META, "resources": [icd.resource(version)]}}
+        return Part(packet, tuple(sources), versions_from=(("ICD10GM", at),) if at else ())
+
+    # Condition a (2021) and Observation z of one part, Condition f (2015) between them: a named it first
+    first = naming([("Condition", "a"), ("Observation", "z")], "2021", (0, "Condition", "a"))
+    between = naming([("Condition", "f")], "2015", (0, "Condition", "f"))
+    merged = merge_or_join(_base(), [between, first])
+    assert isinstance(merged, dict) and merged["metaData"]["resources"] == [icd.resource("2021")]
+    # named by Observation z (after f): f's version is the first
+    late = naming([("Condition", "a"), ("Observation", "z")], "2021", (1, "Observation", "z"))
+    merged = merge_or_join(_base(), [late, between])
+    assert isinstance(merged, dict) and merged["metaData"]["resources"] == [icd.resource("2015")]

@@ -65,3 +65,52 @@ def test_every_write_of_every_real_bundle_merges_to_the_whole_translation():
     assert compared > 400 and families > 10  # FamilyMemberHistory patients are merged too
     assert cache.whole == 0
     assert cache.translated < 1.1 * compared + 60  # about one part per write (+ each Patient alone)
+
+
+def _copy(resources, k):
+    """Copy k of a patient's resources: ids, fullUrls and the references among them suffixed with -k."""
+    ids = {f"{r['resourceType']}/{r['id']}" for r, _ in resources}
+    urls = {u for _, u in resources if u}
+
+    def rename(value):
+        if isinstance(value, dict):
+            return {key: rename(v) for key, v in value.items()}
+        if isinstance(value, list):
+            return [rename(v) for v in value]
+        if isinstance(value, str) and (value in ids or value in urls):
+            return f"{value}-{k}"
+        return value
+
+    return [({**rename(r), "id": f"{r['id']}-{k}"}, f"{u}-{k}" if u else None) for r, u in resources]
+
+
+def test_a_record_that_repeats_itself_merges_part_by_part_and_no_part_grows():
+    """The real MII oncology patient's resources sent three times over (new ids each time, as a long-lived
+    record repeats its diagnoses, TNM findings, ICD-10-GM versions and death): the same disease comes from
+    a Condition in each copy, each with its TNM Observations, one version of ICD-10-GM from three
+    Conditions and a cause of death from three Observations. Each merged element knows the resource it
+    came from, so no parts are joined: every part stays a group of linked resources (at most one
+    Condition), and every write still equals the whole translation."""
+    bundle = json.loads((FHIR / "mii-testdata" / "Bundle-mii-exa-test-data-bundle-onkologie-1.json").read_text())
+    kept = [
+        (e["resource"], e.get("fullUrl")) for e in bundle["entry"] if e["resource"]["resourceType"] in supported_types()
+    ]
+    patient = [k for k in kept if k[0]["resourceType"] == "Patient"]
+    others = [k for k in kept if k[0]["resourceType"] != "Patient"]
+    cache, held = FragmentCache(), HeldResources(KEY, "repeats")
+    writes = 0
+    for resource, full_url in [*patient, *_copy(others, 0), *_copy(others, 1), *_copy(others, 2)]:
+        assembly = held.keep(copy.deepcopy(resource), full_url, cache)
+        assert assembly is not None
+        whole = make_phenopacket(
+            [held.stored(h, NOW) for h in assembly.heads], key=KEY, dataset_id="repeats", profile=None, now=NOW
+        )
+        record = incremental_record(assembly, held.load, cache, KEY, "repeats", None, NOW)
+        assert record is not None
+        assert _canonical(record.document) == _canonical(whole.document), (resource["resourceType"], resource["id"])
+        writes += 1
+    assert writes == 1 + 3 * len(others)
+    assert len(whole.document["diseases"]) == 2  # C56 and C50.4, each from three Conditions
+    assert cache.joined == 0 and cache.whole == 0
+    largest = max((key[-1] for key in cache.fragments), key=len)
+    assert sum(1 for head in largest if head[0] == "Condition") == 1

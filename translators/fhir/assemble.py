@@ -8,6 +8,7 @@ when needed and the issues come out in a stable order.
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -33,6 +34,18 @@ HANDLED_TYPES = frozenset(
 REPORT_TYPES = frozenset({"DiagnosticReport", "Composition"})
 # Resources that only serve others inside the bundle (no target of their own, no warning).
 SUPPORTING_TYPES = frozenset({"Medication"})
+# The order `finish` translates resources in: phase, then entry order (the merge of parts relies on it).
+PHASES = (
+    "Condition",
+    "Observation",
+    "implication",
+    "Specimen",
+    "Procedure",
+    *MEDICATION_TYPES,
+    "FamilyMemberHistory",
+    "report",
+)
+PHASE = {name: n for n, name in enumerate(PHASES)}
 
 
 @dataclass
@@ -43,6 +56,9 @@ class PatientTranslation:
     entry_indexes: list[int]  # bundle entries that went into it (patient first)
     family: dict | None = None  # a Phenopacket Family around this phenopacket (FamilyMemberHistory)
     named_versions: frozenset[str] = frozenset()  # prefixes whose version a sender named (metaData.resources)
+    # Provenance the merge of parts orders by (translators.fhir.merge), as Bundle entry indexes:
+    disease_entries: tuple[tuple[int, ...], ...] = ()  # per disease (in order): the Conditions that made it
+    version_places: tuple[tuple[str, int, int], ...] = ()  # per named prefix: the (phase, entry) that named it
 
 
 @dataclass
@@ -86,18 +102,20 @@ class PatientBuilder:
 
     def finish(self) -> PatientTranslation:
         ctx = self.ctx
-        for i, resource in self.pending["Condition"]:
+        for i, resource in self.each("Condition", self.pending["Condition"]):
             self.conditions.condition(i, resource)
-        implications = [(i, obs) for i, obs in self.pending["Observation"] if self.observation(i, obs)]
-        for i, resource in implications:
+        implications = [
+            (i, obs) for i, obs in self.each("Observation", self.pending["Observation"]) if self.observation(i, obs)
+        ]
+        for i, resource in self.each("implication", implications):
             self.variants.implication(i, resource)
-        biosamples = [specimens.biosample(ctx, i, resource) for i, resource in self.pending["Specimen"]]
-        medical_actions = [actions.procedure(ctx, i, resource) for i, resource in self.pending["Procedure"]]
+        biosamples = [specimens.biosample(ctx, i, r) for i, r in self.each("Specimen", self.pending["Specimen"])]
+        medical_actions = [actions.procedure(ctx, i, r) for i, r in self.each("Procedure", self.pending["Procedure"])]
         for rtype in MEDICATION_TYPES:
-            medical_actions += [actions.medication(ctx, i, resource) for i, resource in self.pending[rtype]]
-        for i, resource in self.pending["FamilyMemberHistory"]:
+            medical_actions += [actions.medication(ctx, i, r) for i, r in self.each(rtype, self.pending[rtype])]
+        for i, resource in self.each("FamilyMemberHistory", self.pending["FamilyMemberHistory"]):
             self.family_history.member(i, resource)
-        for i, resource in self.reports:
+        for i, resource in self.each("report", self.reports):
             self.report(i, resource)
         packet: dict = {"id": ctx.derived_id("phenopacket"), "subject": self.subject()}
         if self.phenotypes.features:
@@ -119,7 +137,24 @@ class PatientBuilder:
         entries = [ctx.index, *sorted({source.entry_of(i) for i in (*self.entries[1:], *ctx.consumed)} - {ctx.index})]
         assert ctx.subject_id is not None  # builders without a subject are never finished
         family = self.family_history.family(packet)
-        return PatientTranslation(ctx.subject_id, packet, ctx.issues, entries, family, frozenset(ctx.versions))
+        diseases = tuple(tuple(source.entry_of(i) for i in d.conditions) for d in self.conditions.diseases)
+        return PatientTranslation(
+            ctx.subject_id,
+            packet,
+            ctx.issues,
+            entries,
+            family,
+            frozenset(ctx.versions),
+            diseases,
+            tuple(sorted((p, phase, source.entry_of(i)) for p, (phase, i) in ctx.version_places.items())),
+        )
+
+    def each(self, phase: str, items: list[tuple[int, dict]]) -> Iterator[tuple[int, dict]]:
+        """`items`, with the context knowing which one is being translated (where a version was named)."""
+        for i, resource in items:
+            self.ctx.place = (PHASE[phase], i)
+            yield i, resource
+        self.ctx.place = None
 
     def report(self, i: int, resource: dict) -> None:
         """A report or document index: a warning only when none of its content reached the phenopacket."""

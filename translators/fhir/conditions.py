@@ -37,6 +37,7 @@ UNCONFIRMED = frozenset({"unconfirmed", "provisional", "differential"})
 class Disease:
     record: dict
     codes: set[str] = field(default_factory=set)
+    conditions: list[int] = field(default_factory=list)  # positions of the Conditions that made it, in order
 
 
 @dataclass(frozen=True)
@@ -132,10 +133,11 @@ class Conditions:
             for key, value in record.items():
                 same.record.setdefault(key, value)
             same.codes |= codes
+            same.conditions.append(i)
             self.by_entry[i] = same
             ctx.note("duplicate", f"{term['id']} already recorded for this patient: merged", base + "/code")
             return
-        self.diseases.append(Disease(record, codes))
+        self.diseases.append(Disease(record, codes, [i]))
         self.by_entry[i] = self.diseases[-1]
 
     def tnm_finding(self, i: int, obs: dict) -> None:

@@ -119,6 +119,9 @@ class PatientContext:
         self.consumed: set[int] = set()  # entries whose content reached the phenopacket
         self.used: set[str] = set()  # CURIE prefixes used
         self.versions: dict[str, str] = {}  # used CURIE prefix -> version named by the sender
+        # where the translation is: (phase, position) of the resource being translated (assemble.PHASES)
+        self.place: tuple[int, int] | None = None
+        self.version_places: dict[str, tuple[int, int]] = {}  # prefix -> the place that named its version
 
     @property
     def profile(self) -> Profile:
@@ -147,6 +150,8 @@ class PatientContext:
         version = coding.get("version")
         if isinstance(version, str) and version and prefix not in self.versions:
             self.versions[prefix] = version
+            if self.place is not None:  # where it was named: the merge of parts orders versions by it
+                self.version_places[prefix] = self.place
         display = coding.get("display")
         if isinstance(display, str) and display.strip():
             return {"id": curie, "label": display}

@@ -13,15 +13,21 @@ What the families share across parts, and how:
   is the age at its latest dated event, capped by death), and `vitalStatus`, which one part may set
   (a vital-status Observation, a cause of death; two parts that do → Join);
 - phenotypicFeatures by (term, excluded) and diseases by (term, excluded): the first recorded wins
-  (a disease takes the later one's missing elements, as Conditions.condition does). "First" is the
-  translator's order: Conditions before Observations, then by Type/id; known when a part holds one
-  resource such an element can come from, so a clash with a part of several → Join;
+  (a disease takes the later ones' missing elements, as Conditions.condition does, and every TNM
+  finding their Observations add). "First" is the translator's order: Conditions before Observations,
+  then by Type/id. A disease knows the Conditions it was made from (`Part.diseases_from`), so parts of
+  several Conditions merge without a joint translation unless the Conditions of two such elements
+  interleave (a, c in one part, b in another → Join); a feature's is known when its part holds one
+  resource it can come from, so a clash with a part of several → Join;
 - interpretations: one per Condition, ids never shared, except the one of variants linked to no
   Condition, whose genomicInterpretations are joined (and it stays last);
 - biosamples (ids unique), measurements, medicalActions: joined;
 - metaData.resources: joined by prefix; the version kept is the first one a sender named
-  (`PatientTranslation.named_versions`) in the translator's processing order, else the registry's;
-  parts whose sources of two versions interleave → Join; externalReferences (alternate codings) joined.
+  (`PatientTranslation.named_versions`) in the translator's processing order, else the registry's.
+  Where a part's version was named is known (`Part.versions_from`); when it is not, only that the
+  part's sources span it, and parts whose spans of two versions interleave → Join; externalReferences
+  (alternate codings) joined;
+- subject.vitalStatus: two parts that set the same one agree, whatever their order.
 
 Lists come out in part order, not necessarily the order of one translation (sets are equal).
 """
@@ -31,8 +37,10 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from functools import cache, cached_property
+from itertools import pairwise
 
 from mappings import load_registry
+from translators.fhir.assemble import PHASE, REPORT_TYPES
 from translators.fhir.links import followed_references
 
 __all__ = ["Join", "Part", "followed_references", "merge_or_join", "merge_parts"]
@@ -42,6 +50,7 @@ KNOWN_KEYS = frozenset(
     {"id", "subject", "phenotypicFeatures", "diseases", "interpretations", "metaData", *JOINED_LISTS}
 )
 UNLINKED_PROGRESS = "UNKNOWN_PROGRESS"
+TNM_FINDINGS = "clinicalTnmFinding"  # added to a disease by every Observation about one of its Conditions
 _YEARS = re.compile(r"P(\d+)Y")
 
 
@@ -54,6 +63,10 @@ class Part:
     # prefixes whose version a sender named (PatientTranslation.named_versions); None: not known, a
     # resource other than the registry's counts as named
     named: frozenset[str] | None = None
+    # per element of `diseases`, the Conditions (type, id) that made it, in order; None: not known
+    diseases_from: tuple[tuple[tuple[str, str], ...], ...] | None = None
+    # per prefix of a named version, the place (phase, type, id) in the translator's processing that named it
+    versions_from: tuple[tuple[str, tuple], ...] = ()
 
     def rank(self, types: frozenset[str]) -> tuple[int, str, str] | None:
         """The translator's place of the one source of `types` (what a list's elements come from):
@@ -63,17 +76,23 @@ class Part:
             return None
         return (0 if found[0][0] == "Condition" else 1, *found[0])
 
-    def order(self) -> tuple | None:
-        """Where a part of one resource comes in the translator's processing (families in
-        assemble.PatientBuilder.finish order, then Type/id); None for a part of several."""
-        if len(self.sources) != 1:
-            return None
-        return _source_order(self.sources[0])
-
     def span(self) -> tuple[tuple, tuple]:
         """The first and the last place of the part's sources in the translator's processing."""
-        places = sorted(_source_order(source) for source in self.sources)
-        return places[0], places[-1]
+        places = [_places(source) for source in self.sources]
+        return min(first for first, _ in places), max(last for _, last in places)
+
+    def element_spans(self, name: str, sources: frozenset[str]) -> list[tuple[tuple, tuple] | None]:
+        """Per element of the list `name`: the first and last place of the resources it was made from
+        (None: not known — a part of several resources it can come from, without provenance)."""
+        items = self.phenopacket.get(name) or ()
+        if name == "diseases" and self.diseases_from is not None and len(self.diseases_from) == len(items):
+            return [
+                # a Condition contained in another resource is named by its container: its place is not known
+                (_places(made[0])[0], _places(made[-1])[1]) if made and {t for t, _ in made} <= sources else None
+                for made in self.diseases_from
+            ]
+        rank = self.rank(sources)
+        return [None if rank is None else _places(rank[1:])] * len(items)
 
     # What every merge reads of a part, worked out once (a cached fragment's Part is kept with it).
     @cached_property
@@ -107,26 +126,16 @@ def _stable(subject: dict) -> dict:
     return {k: v for k, v in subject.items() if k not in ("timeAtLastEncounter", "vitalStatus")}
 
 
-def _source_order(source: tuple[str, str]) -> tuple:
+def _places(source: tuple[str, str]) -> tuple[tuple, tuple]:
+    """The first and the last place a resource can have in the translator's processing (phase, Type, id):
+    an Observation in its own phase or, as a diagnostic implication, the next; a report in the last;
+    anything else (a Medication, read by its statement) after every phase, as far as a span can tell."""
     rtype, rid = source
-    return (FAMILY_ORDER.get(rtype, len(FAMILY_ORDER)), rtype, rid)
+    first = PHASE.get(rtype, PHASE["report"] if rtype in REPORT_TYPES else len(PHASE))
+    last = PHASE["implication"] if rtype == "Observation" else first
+    return (first, rtype, rid), (last, rtype, rid)
 
 
-FAMILY_ORDER = {
-    name: n
-    for n, name in enumerate(
-        (
-            "Condition",
-            "Observation",
-            "Specimen",
-            "Procedure",
-            "MedicationStatement",
-            "MedicationRequest",
-            "MedicationAdministration",
-            "FamilyMemberHistory",
-        )
-    )
-}
 FEATURE_SOURCES = frozenset({"Condition", "Observation"})
 DISEASE_SOURCES = frozenset({"Condition"})
 
@@ -202,7 +211,7 @@ def _subject(base: dict, parts: list[Part]) -> dict | None:
     times = [base.get("timeAtLastEncounter")]
     changing = [n for n, s in enumerate(subjects) if s.get("vitalStatus") != base.get("vitalStatus")]
     changed = [subjects[n]["vitalStatus"] for n in changing]
-    if len(changed) > 1:
+    if any(c != changed[0] for c in changed[1:]):  # which one the translator would keep depends on order
         raise _Unsure(frozenset(changing))
     dated = [(_years(times[0]), times[0])] if times[0] is not None else []
     for part in parts:
@@ -235,34 +244,45 @@ def _disease_key(disease: dict) -> tuple:
 
 
 def _keyed(parts: list[Part], name: str, key, sources: frozenset[str], fill_missing: bool) -> list[dict] | None:
-    """A list whose elements are unique by `key`; the earlier in translator order wins a clash."""
-    chosen: dict[tuple, tuple[tuple | None, dict]] = {}
-    order: list[tuple] = []
-    for part in parts:
+    """A list whose elements are unique by `key`; the earlier in translator order wins a clash (and,
+    with `fill_missing`, takes the later ones' missing elements and TNM findings)."""
+    found: dict[tuple, list[tuple[tuple[tuple, tuple] | None, dict, int]]] = {}
+    for n, part in enumerate(parts):
         items = part.phenopacket.get(name)
         if not items:
             continue
-        part_rank = part.rank(sources)
-        for item in items:
-            k = key(item)
-            if k not in chosen:
-                chosen[k] = (part_rank, item)
-                order.append(k)
-                continue
-            rank, earlier = chosen[k]
-            if rank is None or part_rank is None:
-                # the order among several sources of one part is not known here: one translation of
-                # every part that gives this element knows it
-                raise _Unsure(
-                    frozenset(n for n, p in enumerate(parts) for i in p.phenopacket.get(name) or () if key(i) == k)
-                )
-            first, second = (earlier, item) if rank < part_rank else (item, earlier)
-            winner = dict(first)
+        for item, span in zip(items, part.element_spans(name, sources), strict=True):
+            found.setdefault(key(item), []).append((span, item, n))
+    merged = []
+    for same in found.values():
+        if len(same) == 1:
+            merged.append(same[0][1])
+            continue
+        together = frozenset(n for _, _, n in same)
+        known = [(span, item) for span, item, _ in same if span is not None]
+        if len(known) < len(same):
+            # the order among several sources of one part is not known here: one translation of
+            # every part that gives this element knows it
+            raise _Unsure(together)
+        ordered = sorted(known, key=lambda k: k[0])
+        if any(a[0][1] > b[0][0] for a, b in pairwise(ordered)):
+            raise _Unsure(together)  # their sources interleave: the translator merged them in another order
+        winner = dict(ordered[0][1])
+        for _, later in ordered[1:]:
             if fill_missing:
-                for element, value in second.items():
-                    winner.setdefault(element, value)
-            chosen[k] = (min(rank, part_rank), winner)
-    return [chosen[k][1] for k in order]
+                _fill(winner, later)
+        merged.append(winner)
+    return merged
+
+
+def _fill(disease: dict, later: dict) -> None:
+    """What Conditions.condition and tnm_finding make of a disease recorded again: the first one's
+    elements, the later one's where it has none, and the TNM findings of both."""
+    for element, value in later.items():
+        if element == TNM_FINDINGS and element in disease:
+            disease[element] = [*disease[element], *(v for v in value if v not in disease[element])]
+        else:
+            disease.setdefault(element, value)
 
 
 def _interpretations(parts: list[Part]) -> list[dict] | None:
@@ -289,7 +309,7 @@ def _interpretations(parts: list[Part]) -> list[dict] | None:
 
 def _resources(base: dict, parts: list[Part], base_named: frozenset[str] | None) -> list[dict] | None:
     """metaData.resources of all parts, per prefix the version the translator would keep: the first
-    version a sender named in its processing order (`Part.order`), else the default."""
+    version a sender named in its processing order (`_named_at`), else the default."""
     base_part = Part(base, (), base_named)
     named: dict[str, list[tuple[int, dict]]] = {}  # per prefix: (part index, -1 for the base; resource)
     plain: set[str] = set()  # prefixes of the registry's resource (no version of a sender's)
@@ -305,8 +325,8 @@ def _resources(base: dict, parts: list[Part], base_named: frozenset[str] | None)
             chosen.append(dict(_default_resource(prefix) or {}))
         elif all(r == versioned[0][1] for _, r in versioned):
             chosen.append(versioned[0][1])
-        else:  # the first sender's version: a part whose sources all come before every other's
-            spans = [(((-1,), (-1,)) if n < 0 else parts[n].span(), r) for n, r in versioned]
+        else:  # the first sender's version: named before every other's (where not known: the part's span)
+            spans = [(((-1,), (-1,)) if n < 0 else _named_at(parts[n], prefix), r) for n, r in versioned]
             first = [
                 r
                 for (_, last), r in spans
@@ -318,6 +338,13 @@ def _resources(base: dict, parts: list[Part], base_named: frozenset[str] | None)
                 raise _Unsure(frozenset(n for n, _ in versioned if n >= 0))
             chosen.append(first[0])
     return chosen
+
+
+def _named_at(part: Part, prefix: str) -> tuple[tuple, tuple]:
+    """Where in the translator's processing a part named its version of `prefix`: the place, when the
+    translation said (`Part.versions_from`), else the span of the part's sources."""
+    place = next((p for named, p in part.versions_from if named == prefix), None)
+    return (place, place) if place is not None else part.span()
 
 
 @cache
