@@ -19,13 +19,15 @@ Memory: ≈ 4 bytes per (individual, term) plus the mask cache (MASK_CACHE_BYTES
 
 A node keeps ingesting while it is queried, and every write makes the snapshot stale. Reading the whole
 store again (≈ 1 to 3 s at 100,000 individuals) after each write would leave every query on SQL, so a stale
-snapshot is patched instead (`patched`): the rows updated since the snapshot (an indexed window on
-`updated_at`, migration 0007), checked against the store's count and sums of pks and revisions; where that
-check fails (a deletion), one read of every phenopacket's (pk, row version) finds the rows that are new,
-changed or gone (the row version folds `revision`, which the store raises on every replacement, with the
-creation time, since SQLite may give a deleted last row's pk to the next insert); only those rows and
-their terms are read, in the same read transaction. One thread patches; the others wait for it briefly
-rather than go to SQL. A patch that would read more than PATCH_MAX_SHARE of the rows is a full rebuild.
+snapshot is patched instead (`patched`): the store's change log (`phenopacket_changes`, written by triggers in
+every writing transaction, migration 0008) names the phenopackets inserted, replaced or deleted since the
+snapshot's `log_mark` (SQLite: the last log `seq` read; PostgreSQL: the MVCC snapshot read at, since sequence
+order is not commit order there); the rows of those pks, and their terms, are read again in the same read
+transaction: a patch costs the changes, not the store's size. Where the log cannot tell (pruned past the mark)
+one read of every phenopacket's (pk, row version) finds the rows that are new, changed or gone (the row
+version folds `revision`, which the store raises on every replacement, with the creation time, since SQLite may
+give a deleted last row's pk to the next insert). One thread patches; the others wait for it briefly rather
+than go to SQL. A patch that would read more than PATCH_MAX_SHARE of the rows is a full rebuild.
 """
 
 from __future__ import annotations
@@ -51,13 +53,6 @@ MASK_CACHE_BYTES = 32 * 1024 * 1024
 PATCH_MAX_SHARE = 0.2  # past this share of changed rows, reading everything again is as cheap
 PATCH_WAIT_SECONDS = 1.0  # how long a request waits for another thread's patch before it goes to SQL
 _FETCH_CHUNK = 500
-# A patch first reads the rows updated since the snapshot's latest `updated_at` less this window (a transaction
-# stamps its rows before it commits, so commits may land out of stamp order), then checks count, sum of pks and
-# sum of revisions against the store; any mismatch (a deletion, a commit later than the window) reads every row's
-# version instead. So a patch costs the rows changed, not the store's size.
-PATCH_WINDOW_SECONDS = 5
-_REVISION_BITS = (1 << 20) - 1
-_AGGREGATE = "SELECT count(*), coalesce(sum(pk), 0), coalesce(sum(revision), 0), max(updated_at) FROM phenopackets"
 
 
 @dataclass
@@ -73,7 +68,7 @@ class Snapshot:
     postings: dict[str, np.ndarray]  # term -> ascending positions (rows of the matched kinds)
     subjects: tuple[str, ...] = ()  # phenopackets.subject_id per position (the individual ids samples link to)
     versions: np.ndarray | None = None  # row version per position (_ROW_VERSION): what a patch compares
-    max_updated: Any = None  # the latest phenopackets.updated_at read (as the driver gives it): patches start there
+    log_mark: Any = None  # where in the change log this snapshot stands (PatchReads.changes): patches start there
     _masks: OrderedDict = field(default_factory=OrderedDict)
     _mask_lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -171,6 +166,22 @@ _ROW_VERSION = {
 }
 _INDIVIDUAL_ROWS = "SELECT pk, dataset_id, sex, subject_id, {version} FROM phenopackets ORDER BY pk"
 _CHANGED_ROWS = "SELECT pk, dataset_id, sex, subject_id, {version} FROM phenopackets WHERE pk "
+# The change log (migration 0008). SQLite: the highest seq read (or the pruned horizon, if higher) is the mark.
+_SQLITE_MARK = (
+    "SELECT coalesce((SELECT max(seq) FROM phenopacket_changes), 0), pruned_seq"
+    " FROM phenopacket_changes_horizon WHERE id = 1"
+)
+_SQLITE_CHANGES = "SELECT DISTINCT phenopacket_pk FROM phenopacket_changes WHERE seq > ? AND seq <= ? LIMIT ?"
+# PostgreSQL: the mark is the reader's MVCC snapshot; the rows it did not see are those of transactions it did not
+# see, all at or past its xmin (every transaction below xmin had ended, and was seen if it committed).
+_PG_MARK = "SELECT CAST(pg_current_snapshot() AS text), pruned_xid FROM phenopacket_changes_horizon WHERE id = 1"
+_PG_XMIN = "CAST(CAST(pg_snapshot_xmin(CAST(:mark AS pg_snapshot)) AS text) AS bigint)"
+# Every pruned row's transaction below the mark's xmin: it had ended before the mark, and its rows were read then.
+_PG_READABLE = f"SELECT pruned_xid < {_PG_XMIN} FROM phenopacket_changes_horizon WHERE id = 1"
+_PG_CHANGES = (
+    f"SELECT DISTINCT phenopacket_pk FROM phenopacket_changes WHERE xid >= {_PG_XMIN}"
+    " AND NOT pg_visible_in_snapshot(CAST(CAST(xid AS text) AS xid8), CAST(:mark AS pg_snapshot)) LIMIT :cap"
+)
 # PostgreSQL groups the term rows itself: one row per term with its individuals (a few thousand rows, not
 # half a million (term, pk) tuples for 100,000 individuals).
 _TERM_POSTINGS = (
@@ -183,13 +194,13 @@ def build_snapshot(connection: sqlite3.Connection, version: int, kinds: tuple[st
     """Read the store in one read transaction (the snapshot is consistent with itself)."""
     connection.execute("BEGIN")
     try:
-        max_updated = connection.execute("SELECT max(updated_at) FROM phenopackets").fetchone()[0]
+        log_mark = _SqliteReads(connection, kinds).mark()[0]
         rows = connection.execute(_INDIVIDUAL_ROWS.format(version=_ROW_VERSION["sqlite"])).fetchall()
         term_rows = connection.execute(_TERM_ROWS.format(kinds=",".join("?" * len(kinds))), kinds).fetchall()
     finally:
         connection.execute("COMMIT")
     snapshot = snapshot_from(version, rows, term_rows)
-    snapshot.max_updated = max_updated
+    snapshot.log_mark = log_mark
     return snapshot
 
 
@@ -234,9 +245,12 @@ def _merged_positions(previous: np.ndarray, added: np.ndarray) -> np.ndarray:
 Fetch = Callable[[list[int]], tuple[list[Sequence], dict[str, list[int]]]]
 
 
-def patched(old: Snapshot, version: int, pks: np.ndarray, versions: np.ndarray, fetch: Fetch) -> Snapshot | None:
+def patched(
+    old: Snapshot, version: int, pks: np.ndarray, versions: np.ndarray, fetch: Fetch, reread: np.ndarray | None = None
+) -> Snapshot | None:
     """`old` brought to the store whose phenopackets are now `pks` (ascending) at row `versions`, reading only
-    the rows that are new or replaced; None when `old` cannot be patched or patching would not pay."""
+    the rows that are new or replaced (and those of `reread`, known changed); None when `old` cannot be patched
+    or patching would not pay."""
     if old.versions is None or (old.size and not old.subjects):
         return None
     n = len(pks)
@@ -245,6 +259,8 @@ def patched(old: Snapshot, version: int, pks: np.ndarray, versions: np.ndarray, 
     found[found] = pks[where[found]] == old.pks[found]
     kept = found.copy()  # old rows still there at the same row version
     kept[found] = versions[where[found]] == old.versions[found]
+    if reread is not None and len(reread):
+        kept &= ~np.isin(old.pks, reread)
     kept_old = np.flatnonzero(kept)
     kept_new = where[kept_old]
     carried = np.zeros(n, dtype=bool)
@@ -324,60 +340,54 @@ def _with_keys(pks: np.ndarray, more: np.ndarray) -> np.ndarray:
     return np.union1d(pks, new)
 
 
-def _with_max_updated(snapshot: Snapshot | None, max_updated: Any) -> Snapshot | None:
-    if snapshot is not None:
-        snapshot.max_updated = max_updated
-    return snapshot
-
-
-def _agrees(snapshot: Snapshot, count: int, pk_sum: int, revision_sum: int) -> bool:
-    """Whether the snapshot has the store's number of rows, sum of pks and sum of revisions."""
-    assert snapshot.versions is not None
-    return (
-        snapshot.size == count
-        and int(snapshot.pks.sum()) == pk_sum
-        and int((snapshot.versions & _REVISION_BITS).sum()) == revision_sum
-    )
-
-
 def patch_from(reads: PatchReads, old: Snapshot, version: int) -> Snapshot | None:
-    """`old` patched to the store `reads` sees, reading the rows changed since it (see PATCH_WINDOW_SECONDS)."""
-    count, pk_sum, revision_sum, max_updated = reads.aggregate()
-    limit = max(64, PATCH_MAX_SHARE * count)
-    if old.versions is not None and old.max_updated is not None and reads.count_since(old.max_updated) <= limit:
-        rows = reads.changed_since(old.max_updated)
-        if len(rows) <= limit:
-            by_pk = {int(r[0]): r for r in rows}
-            changed = np.array(sorted(by_pk), dtype=np.int64)
-            pks = _with_keys(old.pks, changed)
-            versions = np.zeros(len(pks), dtype=np.int64)
-            if len(pks) >= old.size and np.array_equal(pks[: old.size], old.pks):
-                versions[: old.size] = old.versions  # new keys appended (inserts): the old ones in place
-            else:
-                versions[np.searchsorted(pks, old.pks)] = old.versions
-            versions[np.searchsorted(pks, changed)] = [by_pk[int(pk)][4] for pk in changed]
+    """`old` patched to the store `reads` sees: the rows the change log names since `old.log_mark`, or, where the
+    log cannot tell, the rows whose version differs from the snapshot's."""
+    cap = int(max(64, PATCH_MAX_SHARE * old.size))
+    changed, mark = reads.changes(old.log_mark, cap)
+    if changed is None:
+        pks, versions = reads.keys()
+        return _marked(patched(old, version, pks, versions, reads.fetch), mark)
+    if len(changed) > cap or old.versions is None:
+        return None  # a bulk change: reading everything again is as cheap
+    rows, grouped = reads.fetch(sorted(changed)) if changed else ([], {})
+    present = {int(r[0]): r for r in rows}
+    gone = np.array(sorted(set(changed) - set(present)), dtype=np.int64)
+    base_pks, base_versions = old.pks, old.versions
+    if len(gone):
+        staying = ~np.isin(base_pks, gone)
+        base_pks, base_versions = base_pks[staying], base_versions[staying]
+    upserted = np.array(sorted(present), dtype=np.int64)
+    pks = _with_keys(base_pks, upserted)
+    versions = np.zeros(len(pks), dtype=np.int64)
+    if len(pks) >= len(base_pks) and np.array_equal(pks[: len(base_pks)], base_pks):
+        versions[: len(base_pks)] = base_versions  # new keys appended (inserts): the old ones in place
+    else:
+        versions[np.searchsorted(pks, base_pks)] = base_versions
+    versions[np.searchsorted(pks, upserted)] = [present[pk][4] for pk in upserted.tolist()]
 
-            def fetch(wanted: list[int]) -> tuple[list[Sequence], dict[str, list[int]]]:
-                return [by_pk[pk] for pk in wanted], reads.terms(wanted)
+    def fetch(wanted: list[int]) -> tuple[list[Sequence], dict[str, list[int]]]:
+        return [present[pk] for pk in wanted], grouped  # `wanted` is `upserted`: every changed row is read again
 
-            candidate = patched(old, version, pks, versions, fetch)
-            if candidate is not None and _agrees(candidate, count, pk_sum, revision_sum):
-                return _with_max_updated(candidate, max_updated)
-    pks, versions = reads.keys()
-    return _with_max_updated(patched(old, version, pks, versions, reads.fetch), max_updated)
+    return _marked(patched(old, version, pks, versions, fetch, reread=upserted), mark)
+
+
+def _marked(snapshot: Snapshot | None, log_mark: Any) -> Snapshot | None:
+    if snapshot is not None:
+        snapshot.log_mark = log_mark
+    return snapshot
 
 
 class PatchReads:
     """What a patch reads, in the caller's read transaction: one per dialect."""
 
-    def aggregate(self) -> tuple[int, int, int, Any]:
+    def mark(self) -> tuple[Any, Any]:
+        """(where the change log stands now, as `Snapshot.log_mark`; the pruned horizon)."""
         raise NotImplementedError
 
-    def changed_since(self, max_updated: Any) -> list[Sequence]:
-        raise NotImplementedError
-
-    def count_since(self, max_updated: Any) -> int:
-        """How many rows `changed_since` would read (from the index: a bulk load may have stamped them all)."""
+    def changes(self, mark: Any, cap: int) -> tuple[list[int] | None, Any]:
+        """(the pks the change log names since `mark`, at most cap + 1 of them, or None where the log cannot tell:
+        no mark, or rows past it pruned; the mark of now)."""
         raise NotImplementedError
 
     def keys(self) -> tuple[np.ndarray, np.ndarray]:
@@ -395,21 +405,17 @@ class _SqliteReads(PatchReads):
         self.connection = connection
         self.kinds = kinds
 
-    def aggregate(self) -> tuple[int, int, int, Any]:
-        count, pk_sum, revision_sum, max_updated = self.connection.execute(_AGGREGATE).fetchone()
-        return int(count), int(pk_sum), int(revision_sum), max_updated
+    def mark(self) -> tuple[Any, Any]:
+        # One writer at a time: `seq` is commit order, and the highest one read is a high-water mark.
+        top, pruned = self.connection.execute(_SQLITE_MARK).fetchone()
+        return max(int(top), int(pruned)), int(pruned)
 
-    def count_since(self, max_updated: Any) -> int:
-        since = f"strftime('%Y-%m-%d %H:%M:%f', ?, '-{PATCH_WINDOW_SECONDS} seconds')"
-        query = f"SELECT count(*) FROM phenopackets WHERE updated_at >= {since}"
-        return int(self.connection.execute(query, (max_updated,)).fetchone()[0])
-
-    def changed_since(self, max_updated: Any) -> list[Sequence]:
-        since = f"strftime('%Y-%m-%d %H:%M:%f', ?, '-{PATCH_WINDOW_SECONDS} seconds')"
-        query = _CHANGED_ROWS.format(version=_ROW_VERSION["sqlite"]).replace(
-            " WHERE pk ", f" WHERE updated_at >= {since}"
-        )
-        return self.connection.execute(query, (max_updated,)).fetchall()
+    def changes(self, mark: Any, cap: int) -> tuple[list[int] | None, Any]:
+        now, pruned = self.mark()
+        if mark is None or pruned > mark:
+            return None, now
+        rows = self.connection.execute(_SQLITE_CHANGES, (mark, now, cap + 1)).fetchall()
+        return [int(r[0]) for r in rows], now
 
     def keys(self) -> tuple[np.ndarray, np.ndarray]:
         keys = self.connection.execute(f"SELECT pk, {_ROW_VERSION['sqlite']} FROM phenopackets ORDER BY pk").fetchall()
@@ -443,21 +449,20 @@ class _PostgresReads(PatchReads):
         self.names = {f"kind{i}": kind for i, kind in enumerate(kinds)}
         self.row_version = _ROW_VERSION["postgresql"]
 
-    def aggregate(self) -> tuple[int, int, int, Any]:
-        count, pk_sum, revision_sum, max_updated = self.connection.execute(sa.text(_AGGREGATE)).one()
-        return int(count), int(pk_sum), int(revision_sum), max_updated
+    def mark(self) -> tuple[Any, Any]:
+        # The MVCC snapshot of this read: sequence order is not commit order here (see migration 0008).
+        now, pruned = self.connection.execute(sa.text(_PG_MARK)).one()
+        return now, int(pruned)
 
-    def count_since(self, max_updated: Any) -> int:
-        since = f"CAST(:since AS timestamptz) - interval '{PATCH_WINDOW_SECONDS} seconds'"
-        query = f"SELECT count(*) FROM phenopackets WHERE updated_at >= {since}"
-        return int(self.connection.execute(sa.text(query), {"since": max_updated}).scalar_one())
-
-    def changed_since(self, max_updated: Any) -> list[Sequence]:
-        query = _CHANGED_ROWS.format(version=self.row_version).replace(
-            " WHERE pk ",
-            f" WHERE updated_at >= CAST(:since AS timestamptz) - interval '{PATCH_WINDOW_SECONDS} seconds'",
-        )
-        return list(self.connection.execute(sa.text(query), {"since": max_updated}).all())
+    def changes(self, mark: Any, cap: int) -> tuple[list[int] | None, Any]:
+        now, _ = self.mark()
+        if mark is None:
+            return None, now
+        readable = self.connection.execute(sa.text(_PG_READABLE), {"mark": mark}).scalar_one()
+        if not readable:
+            return None, now
+        rows = self.connection.execute(sa.text(_PG_CHANGES), {"mark": mark, "cap": cap + 1}).all()
+        return [int(r[0]) for r in rows], now
 
     def keys(self) -> tuple[np.ndarray, np.ndarray]:
         # two arrays in one row: far fewer Python objects than 100,000 (pk, version) tuples
@@ -556,11 +561,11 @@ class PostgresSource:
         ):
             seen = change_counter(connection)
             assert seen is not None  # a PostgreSQL connection has the counter
-            max_updated = connection.execute(sa.text("SELECT max(updated_at) FROM phenopackets")).scalar()
+            log_mark = _PostgresReads(connection, kinds).mark()[0]
             rows = connection.execute(sa.text(_INDIVIDUAL_ROWS.format(version=_ROW_VERSION["postgresql"]))).all()
             grouped: dict[str, list[int]] = dict(connection.execute(term_rows, names).all())
         snapshot = snapshot_from(seen, rows, (), grouped)
-        snapshot.max_updated = max_updated
+        snapshot.log_mark = log_mark
         return snapshot
 
     def patch(self, old: Snapshot, version: int, kinds: tuple[str, ...]) -> Snapshot | None:
