@@ -18,6 +18,7 @@ import pytest
 from gateway.beacon.filters import PRESENT_KINDS
 from gateway.beacon.individuals import current_snapshot
 from gateway.beacon.term_index import Snapshot, index_for
+from gateway.security.rotation import rotate_metadata
 from gateway.services.ingest import ingest_phenopackets
 from tests.beacon.real_node import reference_phenopackets
 from tests.beacon.test_term_index import BROAD, _both, _context, _summary
@@ -126,6 +127,7 @@ def _exercise(app, key_reads: list[int]) -> None:
         ),
         lambda: _replace_the_last_row(s, docs[47]),  # SQLite gives the freed last pk to the next insert
         lambda: _late_commit(s),
+        lambda: rotate_metadata(s.store, b"k" * 32),  # every row replaced: ids and subjects carried forward
     ]
     # The change log names every changed row (inserts, replacements, deletions, a late commit, a reused pk):
     # no step compares every row's version.
@@ -235,3 +237,163 @@ def test_patching_an_empty_or_single_row_store(rows):
     assert fresh is not None and fresh.pks.tolist() == [1, 2]
     assert fresh.postings["HP:2"].tolist() == ([1] if rows else [0, 1])
     assert ("HP:1" in fresh.postings) == bool(rows)
+
+
+def _prune_after_every_write(store, keep: int) -> None:
+    """Make the change log keep only its last `keep` rows, pruned by every write (the triggers read this row)."""
+    import sqlalchemy as sa
+
+    from gateway.store.tables import phenopacket_changes_horizon
+
+    with store.engine.begin() as connection:
+        connection.execute(sa.update(phenopacket_changes_horizon).values(keep_entries=keep, prune_every=1))
+
+
+def _log_size(store) -> int:
+    import sqlalchemy as sa
+
+    with store.engine.connect() as connection:
+        return connection.execute(sa.text("SELECT count(*) FROM phenopacket_changes")).scalar_one()
+
+
+def _pruned_past_the_mark(app, key_reads: list[int]) -> None:
+    """A snapshot older than the log's pruned horizon is brought up to date by one comparison of every row's
+    version, then patched from the log again."""
+    s = app.extensions["gateway"]
+    ctx = _context(app)
+    index = index_for(s.store, ctx.cache, PRESENT_KINDS)
+    docs = reference_phenopackets()
+    ingest_phenopackets(docs[:20], store=s.store, key=s.key, dataset_id="d1")
+    assert current_snapshot(ctx) is not None
+    _prune_after_every_write(s.store, keep=2)
+    for doc in docs[20:25]:  # five log rows, of which the last two are kept
+        ingest_phenopackets([doc], store=s.store, key=s.key, dataset_id="d1")
+    assert _log_size(s.store) == 2
+    before = len(key_reads)
+    snapshot = current_snapshot(ctx)
+    assert snapshot is not None and snapshot.size == 25
+    assert len(key_reads) == before + 1  # the log could not tell: every row's version compared, once
+    assert _content(snapshot) == _content(index.source.read(snapshot.version, PRESENT_KINDS))
+
+    s.store.delete_subject(s.store.list_phenopackets(dataset_id="d1", limit=1)[0][0].subject_id)
+    ingest_phenopackets(docs[25:26], store=s.store, key=s.key, dataset_id="d2")
+    snapshot = current_snapshot(ctx)
+    assert snapshot is not None and snapshot.size == 25
+    assert len(key_reads) == before + 1  # from the log again
+    assert _content(snapshot) == _content(index.source.read(snapshot.version, PRESENT_KINDS))
+
+
+def test_sqlite_a_snapshot_past_the_pruned_log_is_compared_whole_once(monkeypatch):
+    from tests.beacon.conftest import make_app
+
+    app = make_app(None, datasets=DATASETS)
+    try:
+        _pruned_past_the_mark(app, _count_key_reads(monkeypatch))
+    finally:
+        app.extensions["gateway"].store.close()
+
+
+def test_postgres_a_snapshot_past_the_pruned_log_is_compared_whole_once(postgres_url, monkeypatch):
+    from tests.beacon.conftest import make_app
+
+    with fresh_schema(postgres_url, "gw_term_prune") as url:
+        app = make_app(None, datasets=DATASETS, database_url=url)
+        try:
+            _pruned_past_the_mark(app, _count_key_reads(monkeypatch))
+        finally:
+            app.extensions["gateway"].store.close()
+
+
+def test_postgres_a_transaction_that_commits_after_a_later_one_is_patched_in(postgres_url, monkeypatch):
+    """PostgreSQL draws log sequence numbers before commit: a transaction may commit after one that drew later
+    numbers and after a patch that read those. The patch after its commit must still take it in."""
+    import sqlalchemy as sa
+
+    from gateway.store.tables import phenopacket_changes, phenopackets
+    from tests.beacon.conftest import make_app
+
+    key_reads = _count_key_reads(monkeypatch)
+    with fresh_schema(postgres_url, "gw_term_late") as url:
+        app = make_app(None, datasets=DATASETS, database_url=url)
+        s = app.extensions["gateway"]
+        try:
+            ctx = _context(app)
+            index = index_for(s.store, ctx.cache, PRESENT_KINDS)
+            docs = reference_phenopackets()
+            ingest_phenopackets(docs[:20], store=s.store, key=s.key, dataset_id="d1")
+            assert current_snapshot(ctx) is not None
+            with s.store.engine.connect() as early:
+                first, last = early.execute(
+                    sa.select(sa.func.min(phenopackets.c.pk), sa.func.max(phenopackets.c.pk))
+                ).one()
+                early.execute(
+                    sa.update(phenopackets)
+                    .where(phenopackets.c.pk == first)
+                    .values(sex="OTHER_SEX", revision=phenopackets.c.revision + 1)
+                )
+                early.execute(sa.delete(phenopackets).where(phenopackets.c.pk == last))
+                early_seq = early.execute(sa.select(sa.func.max(phenopacket_changes.c.seq))).scalar_one()
+                ingest_phenopackets(docs[20:23], store=s.store, key=s.key, dataset_id="d2")  # commits first
+                middle = current_snapshot(ctx)
+                assert middle is not None and middle.size == 23
+                assert _content(middle) == _content(index.source.read(middle.version, PRESENT_KINDS))
+                early.commit()
+            with s.store.engine.connect() as connection:
+                later = connection.execute(
+                    sa.select(sa.func.min(phenopacket_changes.c.seq)).where(phenopacket_changes.c.seq > early_seq)
+                ).scalar_one()
+            assert later is not None and later > early_seq  # the case: the late commit holds the lower numbers
+            late = current_snapshot(ctx)
+            assert late is not None and late.size == 22 and last not in late.pks.tolist()
+            assert _content(late) == _content(index.source.read(late.version, PRESENT_KINDS))
+            assert not key_reads  # all from the log
+        finally:
+            s.store.close()
+
+
+def test_postgres_concurrent_writers_leave_the_patched_snapshot_equal_to_a_full_read(postgres_url, monkeypatch):
+    import threading
+
+    from tests.beacon.conftest import make_app
+
+    key_reads = _count_key_reads(monkeypatch)
+    with fresh_schema(postgres_url, "gw_term_writers") as url:
+        app = make_app(None, datasets=DATASETS, database_url=url)
+        s = app.extensions["gateway"]
+        try:
+            ctx = _context(app)
+            index = index_for(s.store, ctx.cache, PRESENT_KINDS)
+            docs = reference_phenopackets()
+            ingest_phenopackets(docs[:30], store=s.store, key=s.key, dataset_id="d1")
+            first = current_snapshot(ctx)
+            assert first is not None
+            held = sorted(t for t in first.postings if t.startswith("HP:"))[:60]
+            failures: list[BaseException] = []
+
+            def writer(n: int) -> None:
+                rng = random.Random(n)
+                try:
+                    for i in range(6):
+                        if i % 3 == 2:  # a replacement of a shared individual: writers contend for its row
+                            doc = _changed(docs[i + n], rng, held)
+                            ingest_phenopackets([doc], store=s.store, key=s.key, dataset_id="d1")
+                        else:
+                            ingest_phenopackets([docs[30 + 6 * n + i]], store=s.store, key=s.key, dataset_id="d2")
+                except BaseException as error:  # reported by the main thread
+                    failures.append(error)
+
+            threads = [threading.Thread(target=writer, args=(n,)) for n in range(3)]
+            for thread in threads:
+                thread.start()
+            patches_before = index.patches
+            while any(thread.is_alive() for thread in threads):
+                current_snapshot(ctx)  # patches while the writers commit
+            for thread in threads:
+                thread.join()
+            assert not failures
+            final = current_snapshot(ctx)
+            assert final is not None
+            assert _content(final) == _content(index.source.read(final.version, PRESENT_KINDS))
+            assert index.patches > patches_before and not key_reads
+        finally:
+            s.store.close()

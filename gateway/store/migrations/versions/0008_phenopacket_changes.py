@@ -141,12 +141,17 @@ def upgrade() -> None:
         for name, body in _SQLITE_TRIGGERS.items():
             op.execute(f"CREATE TRIGGER {name} {body}")
         return
-    for name, body in (("gateway_log_phenopacket_changes", _PG_LOG), ("gateway_log_phenopackets_truncate", _PG_TRUNCATE)):
+    for name, body in (
+        ("gateway_log_phenopacket_changes", _PG_LOG),
+        ("gateway_log_phenopackets_truncate", _PG_TRUNCATE),
+    ):
         op.execute(
             f"CREATE FUNCTION {name}() RETURNS trigger LANGUAGE plpgsql SET search_path FROM CURRENT AS $${body}$$"
         )
     for name, event in _PG_TRIGGERS.items():
-        op.execute(f"CREATE TRIGGER {name} {event} FOR EACH STATEMENT EXECUTE FUNCTION gateway_log_phenopacket_changes()")
+        op.execute(
+            f"CREATE TRIGGER {name} {event} FOR EACH STATEMENT EXECUTE FUNCTION gateway_log_phenopacket_changes()"
+        )
     op.execute(
         "CREATE TRIGGER phenopackets_log_truncate AFTER TRUNCATE ON phenopackets"
         " FOR EACH STATEMENT EXECUTE FUNCTION gateway_log_phenopackets_truncate()"
