@@ -397,3 +397,52 @@ def test_postgres_concurrent_writers_leave_the_patched_snapshot_equal_to_a_full_
             assert index.patches > patches_before and not key_reads
         finally:
             s.store.close()
+
+
+def test_postgres_a_record_page_found_stale_twice_is_still_answered_from_the_index(postgres_url, monkeypatch):
+    """A node that keeps ingesting: a write lands before each of the first two page reads of a record answer.
+    The answer comes from the patched index (not from SQL, hundreds of ms on a large store) and is SQL's."""
+    from gateway.beacon import individuals
+    from gateway.beacon.request import parse_post
+    from tests.beacon.conftest import make_app
+
+    with fresh_schema(postgres_url, "gw_term_page") as url:
+        app = make_app(None, datasets=DATASETS, database_url=url)
+        s = app.extensions["gateway"]
+        try:
+            ctx = _context(app)
+            docs = reference_phenopackets()
+            ingest_phenopackets(docs[:20], store=s.store, key=s.key, dataset_id="d1")
+            assert current_snapshot(ctx) is not None
+            real_page = s.store.reads.page
+            pending = list(docs[20:22])
+            page_reads = []
+
+            def page_after_a_write(pks, expected):
+                if pending:  # another client's write commits just before this page read
+                    ingest_phenopackets([pending.pop(0)], store=s.store, key=s.key, dataset_id="d1")
+                rows = real_page(pks, expected)
+                page_reads.append(rows is not None)
+                return rows
+
+            monkeypatch.setattr(s.store.reads, "page", page_after_a_write)
+            sql_answers = []
+            real_answer = individuals.answer_selection
+
+            def answer(ctx, request, granularity, selection, scope=None):
+                if selection.snapshot is None:
+                    sql_answers.append(1)
+                return real_answer(ctx, request, granularity, selection, scope)
+
+            monkeypatch.setattr(individuals, "answer_selection", answer)
+            body = {"query": {"requestedGranularity": "record", "pagination": {"limit": 100}}}
+            request = parse_post(individuals.INDIVIDUALS, body)
+            selection = individuals.selection_for("individuals", request, ("d1",), (), ctx, record_page=True)
+            got = individuals.answer_selection(ctx, request, "record", selection)
+            assert page_reads == [False, False, True] and not sql_answers
+            assert got.total == 22
+            monkeypatch.setattr(s.store.reads, "page", real_page)
+            _, via_sql = _both(ctx, body, ("d1",))
+            assert _summary(got) == _summary(via_sql)
+        finally:
+            s.store.close()
