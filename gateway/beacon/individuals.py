@@ -214,7 +214,7 @@ def _answer_after_stale_page(ctx, request: BeaconRequest, granularity: str, stal
     answer of a broad filter costs hundreds of ms at 100,000 individuals (and loads the database further)."""
     kind, datasets, extra = stale.kind, stale.datasets, stale.extra
     for _ in range(STALE_PAGE_ATTEMPTS):
-        again = selection_for(kind, request, datasets, extra, ctx)
+        again = selection_for(kind, request, datasets, extra, ctx, exact=True)
         if again.snapshot is None:
             break
         info = {"warnings": list(again.plan.warnings)} if again.plan.warnings else {}
@@ -310,11 +310,12 @@ def present_terms(ctx) -> frozenset[str] | None:
     return terms
 
 
-def current_snapshot(ctx, *, checked_by_page: bool = False) -> Snapshot | None:
+def current_snapshot(ctx, *, checked_by_page: bool = False, exact: bool = False) -> Snapshot | None:
     """The in-memory index of the store if it is up to date (see term_index.py), else None.
 
     With `checked_by_page` the snapshot last built is returned unchecked: the caller's record page read
-    checks the store's version in the same round trip (PostgreSQL), and answers on SQL if it changed."""
+    checks the store's version in the same round trip (PostgreSQL), and answers on SQL if it changed.
+    With `exact` a patch in flight is waited for, never answered around (TermIndex.current)."""
     if ctx is None or ctx.store is None:
         return None
     index = index_for(ctx.store, ctx.cache, PRESENT_KINDS)
@@ -324,7 +325,7 @@ def current_snapshot(ctx, *, checked_by_page: bool = False) -> Snapshot | None:
         latest = index.latest()
         if latest is not None:
             return latest
-    return index.current()
+    return index.current(wait=exact)
 
 
 def selection_for(
@@ -336,10 +337,12 @@ def selection_for(
     *,
     use_index: bool = True,
     record_page: bool = False,
+    exact: bool = False,
 ) -> Selection:
-    """What the request selects; `record_page`: a record answer will be read, so its page read checks the index."""
+    """What the request selects; `record_page`: a record answer will be read, so its page read checks the index;
+    `exact`: the snapshot must be the store's version now (see current_snapshot)."""
     indexed = use_index and kind == "individuals" and not extra
-    snapshot = current_snapshot(ctx, checked_by_page=record_page) if indexed else None
+    snapshot = current_snapshot(ctx, checked_by_page=record_page, exact=exact) if indexed else None
     present: Callable[[], frozenset[str] | None] | None
     if snapshot is not None:
         present = snapshot.present_terms

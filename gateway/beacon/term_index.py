@@ -28,6 +28,12 @@ one read of every phenopacket's (pk, row version) finds the rows that are new, c
 version folds `revision`, which the store raises on every replacement, with the creation time, since SQLite may
 give a deleted last row's pk to the next insert). One thread patches; the others wait for it briefly rather
 than go to SQL. A patch that would read more than PATCH_MAX_SHARE of the rows is a full rebuild.
+
+Readers do not queue behind a patch: while one thread patches, the others answer from the snapshot before
+it — stale by the writes that patch is taking in, i.e. as if the request had arrived a moment earlier — unless
+this process has committed a write that snapshot lacks (`MetadataStore.local_writes`): a client that wrote
+through this worker and then asks it reads its write. Callers that need the store's exact version (a record
+page checked against the change counter) wait for the patch instead (`current(wait=True)`).
 """
 
 from __future__ import annotations
@@ -69,6 +75,7 @@ class Snapshot:
     subjects: tuple[str, ...] = ()  # phenopackets.subject_id per position (the individual ids samples link to)
     versions: np.ndarray | None = None  # row version per position (_ROW_VERSION): what a patch compares
     log_mark: Any = None  # where in the change log this snapshot stands (PatchReads.changes): patches start there
+    local_writes: int = 0  # the store's count of this process's commits before the snapshot was read: all in it
     _masks: OrderedDict = field(default_factory=OrderedDict)
     _mask_lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -592,23 +599,28 @@ _STALE = object()  # TermIndex._answer: neither current nor being rebuilt
 class TermIndex:
     """The current snapshot of one store, or None while it is being (re)built."""
 
-    def __init__(self, source: SqliteSource | PostgresSource, kinds: tuple[str, ...]):
+    def __init__(
+        self, source: SqliteSource | PostgresSource, kinds: tuple[str, ...], local_writes: Callable[[], int] = lambda: 0
+    ):
         self.source = source
         self.kinds = kinds
+        self.local_writes = local_writes  # how many writes this process has committed to the store
         self._lock = threading.Lock()
         self._snapshot: Snapshot | None = None
         self._building = False
-        self._patching = threading.Lock()  # one patch at a time; the others wait for its result
+        self._patching = threading.Lock()  # one patch at a time; the others answer from the snapshot before it
         self.patches = 0  # snapshots made by patching (tests and benchmarks look at it)
+        self.stale_answers = 0  # answers from the previous snapshot while a patch ran
 
     def latest(self) -> Snapshot | None:
         """The snapshot last built, unchecked: for a caller that checks its version in its own read."""
         return self._snapshot
 
-    def current(self) -> Snapshot | None:
+    def current(self, wait: bool = False) -> Snapshot | None:
         """The snapshot if it matches the database as it is now; else None (use SQL) and a rebuild starts.
 
-        A stale snapshot is patched first, by one thread while the others wait for it (PATCH_WAIT_SECONDS)."""
+        A stale snapshot is patched first, by one thread; meanwhile the others answer from the snapshot before
+        the patch if it holds this process's writes, else (or with `wait`) wait for it (PATCH_WAIT_SECONDS)."""
         try:
             version = self.source.version()  # no lock held over the round trip: threads do not queue here
             with self._lock:
@@ -616,9 +628,9 @@ class TermIndex:
             if answer is not _STALE:
                 return answer
             if snapshot is not None and snapshot.versions is not None:
-                patched_snapshot = self._patch(version)
-                if patched_snapshot is not None:
-                    return patched_snapshot if patched_snapshot.version >= version else None
+                found = self._patch(version, wait)
+                if found is not None:
+                    return found
             with self._lock:
                 snapshot, answer = self._answer(version)
                 if answer is not _STALE:
@@ -644,11 +656,19 @@ class TermIndex:
             return snapshot, snapshot
         return snapshot, None if self._building else _STALE
 
-    def _patch(self, version: int) -> Snapshot | None:
-        """The snapshot patched to at least `version` by this thread or by the one already patching; None when
-        that takes too long or the patch does not pay (the caller rebuilds)."""
-        if not self._patching.acquire(timeout=PATCH_WAIT_SECONDS):
-            return None
+    def _patch(self, version: int, wait: bool) -> Snapshot | None:
+        """The snapshot patched to at least `version` by this thread or by the one already patching, or (without
+        `wait`) the snapshot before a patch in flight if it holds this process's writes; None when a patch takes
+        too long or does not pay (the caller rebuilds)."""
+        if not self._patching.acquire(blocking=False):
+            if not wait:
+                with self._lock:
+                    held = self._snapshot
+                if held is not None and held.local_writes >= self.local_writes():
+                    self.stale_answers += 1
+                    return held
+            if not self._patching.acquire(timeout=PATCH_WAIT_SECONDS):
+                return None
         try:
             with self._lock:
                 snapshot = self._snapshot
@@ -656,23 +676,29 @@ class TermIndex:
                 return None
             if snapshot.version >= version:  # another thread patched while this one waited
                 return snapshot
+            writes = self.local_writes()  # before the read: every write counted here is in what it reads
             try:
                 fresh = self.source.patch(snapshot, version, self.kinds)
             except (sqlite3.Error, sa.exc.SQLAlchemyError, ValueError):
                 log.warning("term index: patch failed; rebuilding", exc_info=True)
                 return None
             if fresh is not None:
+                fresh.local_writes = writes
                 with self._lock:
                     if self._snapshot is None or self._snapshot.version <= fresh.version:
                         self._snapshot = fresh
                 self.patches += 1
-            return fresh
+            # On PostgreSQL the patch carries the version it read, at least `version`.
+            return fresh if fresh is not None and fresh.version >= version else None
         finally:
             self._patching.release()
 
     def _rebuild(self, version: int) -> Snapshot | None:
+        writes = self.local_writes()
         try:
             snapshot: Snapshot | None = self.source.read(version, self.kinds)
+            if snapshot is not None:
+                snapshot.local_writes = writes
         except (sqlite3.Error, sa.exc.SQLAlchemyError, ValueError):
             log.warning("term index: rebuild failed; queries use SQL", exc_info=True)
             snapshot = None
@@ -696,8 +722,8 @@ def index_for(store, cache: dict, kinds: tuple[str, ...]) -> TermIndex | None:
     engine = store.engine
     index: TermIndex | None = None
     if store.reads is not None:
-        index = TermIndex(PostgresSource(engine, store.reads), kinds)
+        index = TermIndex(PostgresSource(engine, store.reads), kinds, lambda: store.local_writes)
     elif engine.url.database and engine.url.database != ":memory:":
-        index = TermIndex(SqliteSource(engine.url.database), kinds)
+        index = TermIndex(SqliteSource(engine.url.database), kinds, lambda: store.local_writes)
     cache["term_index"] = (store, index)
     return index

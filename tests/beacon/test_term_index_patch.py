@@ -446,3 +446,71 @@ def test_postgres_a_record_page_found_stale_twice_is_still_answered_from_the_ind
             assert _summary(got) == _summary(via_sql)
         finally:
             s.store.close()
+
+
+def _readers_answer_around_a_patch(app, other, monkeypatch) -> None:
+    """While one thread patches, another answers from the snapshot before the patch (another process's write is
+    missing from it), unless this process wrote since: then it waits and reads its own write."""
+    import threading
+
+    s = app.extensions["gateway"]
+    ctx = _context(app)
+    index = index_for(s.store, ctx.cache, PRESENT_KINDS)
+    docs = reference_phenopackets()
+    ingest_phenopackets(docs[:20], store=s.store, key=s.key, dataset_id="d1")
+    first = current_snapshot(ctx)
+    assert first is not None and first.size == 20
+    gate, entered = threading.Event(), threading.Event()
+    real_patch = index.source.patch
+
+    def held_patch(*args):
+        entered.set()
+        gate.wait(timeout=60)
+        return real_patch(*args)
+
+    monkeypatch.setattr(index.source, "patch", held_patch)
+    ingest_phenopackets(docs[20:21], store=other, key=s.key, dataset_id="d1")  # another process's write
+    patched: list = []
+    patcher = threading.Thread(target=lambda: patched.append(current_snapshot(ctx)))
+    patcher.start()
+    try:
+        assert entered.wait(timeout=60)
+        during = current_snapshot(ctx)
+        assert during is first and index.stale_answers == 1  # not queued behind the patch in flight
+        ingest_phenopackets(docs[21:22], store=s.store, key=s.key, dataset_id="d1")  # this process's own write
+        threading.Timer(0.2, gate.set).start()
+        mine = current_snapshot(ctx)
+        assert mine is not None and mine.size == 22  # waited for the patch: its own write is in the answer
+        assert index.stale_answers == 1
+    finally:
+        gate.set()
+        patcher.join()
+    assert patched[0] is not None and patched[0].size == 22
+    assert _content(mine) == _content(index.source.read(mine.version, PRESENT_KINDS))
+
+
+def test_sqlite_readers_answer_around_a_patch_but_read_their_own_writes(monkeypatch):
+    from gateway.store.metadata import MetadataStore
+    from tests.beacon.conftest import make_app
+
+    app = make_app(None, datasets=DATASETS)
+    other = MetadataStore.open(str(app.extensions["gateway"].store.engine.url))
+    try:
+        _readers_answer_around_a_patch(app, other, monkeypatch)
+    finally:
+        other.close()
+        app.extensions["gateway"].store.close()
+
+
+def test_postgres_readers_answer_around_a_patch_but_read_their_own_writes(postgres_url, monkeypatch):
+    from gateway.store.metadata import MetadataStore
+    from tests.beacon.conftest import make_app
+
+    with fresh_schema(postgres_url, "gw_term_around") as url:
+        app = make_app(None, datasets=DATASETS, database_url=url)
+        other = MetadataStore.open(url)
+        try:
+            _readers_answer_around_a_patch(app, other, monkeypatch)
+        finally:
+            other.close()
+            app.extensions["gateway"].store.close()
