@@ -72,7 +72,9 @@ class Snapshot:
     sex_codes: np.ndarray  # int32 per position
     sex_code: dict[str | None, int]
     postings: dict[str, np.ndarray]  # term -> ascending positions (rows of the matched kinds)
-    subjects: tuple[str, ...] = ()  # phenopackets.subject_id per position (the individual ids samples link to)
+    # phenopackets.subject_id per position (the individual ids samples link to); an object array, so that a patch
+    # copies pointers, not 100,000 Python references one by one; empty when read without them
+    subjects: np.ndarray = field(default_factory=lambda: np.empty(0, dtype=object))
     versions: np.ndarray | None = None  # row version per position (_ROW_VERSION): what a patch compares
     log_mark: Any = None  # where in the change log this snapshot stands (PatchReads.changes): patches start there
     local_writes: int = 0  # the store's count of this process's commits before the snapshot was read: all in it
@@ -181,9 +183,10 @@ _SQLITE_MARK = (
 _SQLITE_CHANGES = "SELECT DISTINCT phenopacket_pk FROM phenopacket_changes WHERE seq > ? AND seq <= ? LIMIT ?"
 # PostgreSQL: the mark is the reader's MVCC snapshot; the rows it did not see are those of transactions it did not
 # see, all at or past its xmin (every transaction below xmin had ended, and was seen if it committed).
-_PG_MARK = "SELECT CAST(pg_current_snapshot() AS text), pruned_xid FROM phenopacket_changes_horizon WHERE id = 1"
+_PG_MARK = "SELECT CAST(pg_current_snapshot() AS text), prunes FROM phenopacket_changes_horizon WHERE id = 1"
 _PG_XMIN = "CAST(CAST(pg_snapshot_xmin(CAST(:mark AS pg_snapshot)) AS text) AS bigint)"
-# Every pruned row's transaction below the mark's xmin: it had ended before the mark, and its rows were read then.
+# After a prune since the mark: every pruned row's transaction below the mark's xmin had ended before the mark, and
+# its changes were read then.
 _PG_READABLE = f"SELECT pruned_xid < {_PG_XMIN} FROM phenopacket_changes_horizon WHERE id = 1"
 _PG_CHANGES = (
     f"SELECT DISTINCT phenopacket_pk FROM phenopacket_changes WHERE xid >= {_PG_XMIN}"
@@ -229,7 +232,7 @@ def snapshot_from(version: int, rows: Sequence, term_rows: Iterable, grouped: di
         term: np.unique(np.searchsorted(pks, np.array(members, dtype=np.int64))).astype(np.int32)
         for term, members in grouped.items()
     }
-    subjects = tuple(r[3] for r in rows) if rows and len(rows[0]) > 3 else ()
+    subjects = np.array([r[3] for r in rows] if rows and len(rows[0]) > 3 else [], dtype=object)
     versions = (
         np.fromiter((r[4] for r in rows), dtype=np.int64, count=len(rows)) if not rows or len(rows[0]) > 4 else None
     )
@@ -258,12 +261,17 @@ def patched(
     """`old` brought to the store whose phenopackets are now `pks` (ascending) at row `versions`, reading only
     the rows that are new or replaced (and those of `reread`, known changed); None when `old` cannot be patched
     or patching would not pay."""
-    if old.versions is None or (old.size and not old.subjects):
+    if old.versions is None or (old.size and not len(old.subjects)):
         return None
     n = len(pks)
-    where = np.searchsorted(pks, old.pks)  # each old row's place among the rows now
-    found = where < n
-    found[found] = pks[where[found]] == old.pks[found]
+    # Old rows at their old places (no row gone, new keys after the old ones): the common case of ingest.
+    stable = old.size <= n and bool(np.array_equal(pks[: old.size], old.pks))
+    if stable:
+        where, found = np.arange(old.size), np.ones(old.size, dtype=bool)
+    else:
+        where = np.searchsorted(pks, old.pks)  # each old row's place among the rows now
+        found = where < n
+        found[found] = pks[where[found]] == old.pks[found]
     kept = found.copy()  # old rows still there at the same row version
     kept[found] = versions[where[found]] == old.versions[found]
     if reread is not None and len(reread):
@@ -287,14 +295,8 @@ def patched(
     dataset_codes[kept_new] = old.dataset_codes[kept_old]
     sex_codes[kept_new] = old.sex_codes[kept_old]
     new_versions[kept_new] = old.versions[kept_old]
-    # Old rows at their old places (no row gone, new keys after the old ones): copy the subjects whole.
-    stable = old.size <= n and bool(np.array_equal(pks[: old.size], old.pks))
-    if stable:
-        subjects: list[str] = [*old.subjects, *([""] * (n - old.size))]
-    else:
-        subjects = [""] * n
-        for o, m in zip(kept_old.tolist(), kept_new.tolist(), strict=True):
-            subjects[m] = old.subjects[o]
+    subjects = np.empty(n, dtype=object)
+    subjects[kept_new] = old.subjects[kept_old]
     for place in fresh.tolist():
         row = by_pk[int(pks[place])]
         dataset_codes[place] = dataset_code.setdefault(row[1], len(dataset_code))
@@ -306,11 +308,8 @@ def patched(
     moved = np.full(old.size, -1, dtype=np.int64)
     moved[kept_old] = kept_new
     unmoved = len(kept_old) == old.size and bool(np.array_equal(kept_old, kept_new))
-    postings: dict[str, np.ndarray] = {}
-    for term, positions in old.postings.items():
-        if unmoved:
-            postings[term] = positions
-            continue
+    postings: dict[str, np.ndarray] = dict(old.postings) if unmoved else {}
+    for term, positions in () if unmoved else old.postings.items():
         placed = moved[positions]
         placed = placed[placed >= 0]
         if len(placed):
@@ -327,7 +326,7 @@ def patched(
         sex_codes,
         sex_code,
         postings,
-        subjects=tuple(subjects),
+        subjects=subjects,
         versions=new_versions,
     )
 
@@ -457,18 +456,21 @@ class _PostgresReads(PatchReads):
         self.row_version = _ROW_VERSION["postgresql"]
 
     def mark(self) -> tuple[Any, Any]:
-        # The MVCC snapshot of this read: sequence order is not commit order here (see migration 0008).
-        now, pruned = self.connection.execute(sa.text(_PG_MARK)).one()
-        return now, int(pruned)
+        # The MVCC snapshot of this read (sequence order is not commit order here, see migration 0008) and the
+        # number of prunes it sees: a prune committed later may have taken rows this snapshot did not see.
+        snapshot, prunes = self.connection.execute(sa.text(_PG_MARK)).one()
+        return (snapshot, int(prunes)), int(prunes)
 
     def changes(self, mark: Any, cap: int) -> tuple[list[int] | None, Any]:
-        now, _ = self.mark()
+        now, prunes = self.mark()
         if mark is None:
             return None, now
-        readable = self.connection.execute(sa.text(_PG_READABLE), {"mark": mark}).scalar_one()
-        if not readable:
-            return None, now
-        rows = self.connection.execute(sa.text(_PG_CHANGES), {"mark": mark, "cap": cap + 1}).all()
+        snapshot, prunes_then = mark
+        if prunes != prunes_then:
+            readable = self.connection.execute(sa.text(_PG_READABLE), {"mark": snapshot}).scalar_one()
+            if not readable:
+                return None, now
+        rows = self.connection.execute(sa.text(_PG_CHANGES), {"mark": snapshot, "cap": cap + 1}).all()
         return [int(r[0]) for r in rows], now
 
     def keys(self) -> tuple[np.ndarray, np.ndarray]:

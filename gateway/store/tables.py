@@ -163,6 +163,7 @@ phenopacket_changes_horizon = sa.Table(
     sa.Column("pruned_xid", sa.BigInteger(), nullable=False),
     sa.Column("keep_entries", sa.BigInteger(), nullable=False),
     sa.Column("prune_every", sa.BigInteger(), nullable=False),
+    sa.Column("prunes", sa.BigInteger(), nullable=False),  # how many prunes have deleted rows (PostgreSQL's check)
 )
 
 # One row (id 1): on PostgreSQL bumped by a trigger in every transaction that writes `phenopackets` or

@@ -18,9 +18,12 @@ Which log rows a reader has not seen:
   writers (migration 0006 took care to have none).
 
 Bounded: every `prune_every`-th log row, the writing transaction deletes the rows older than the last
-`keep_entries` and records in `phenopacket_changes_horizon` the highest `seq` and `xid` it deleted. A reader whose
-snapshot may miss a deleted row (its mark is below that horizon) reads every row's version instead (one full
-comparison, then patches from the log again). TRUNCATE of phenopackets moves the horizon past everything.
+`keep_entries` and records in `phenopacket_changes_horizon` the highest `seq` and `xid` it deleted, and counts the
+prune. A reader whose mark may miss a deleted row reads every row's version instead (one full comparison, then
+patches from the log again): on SQLite when its `seq` is below the pruned one; on PostgreSQL when a prune was
+committed since its snapshot and the highest pruned `xid` is not below that snapshot's xmin (conservative: a
+long-running write transaction anywhere in the cluster holds xmin down). TRUNCATE of phenopackets counts as a
+prune past everything.
 
 Revision ID: 0008_phenopacket_changes
 Revises: 0007_phenopackets_updated_at
@@ -77,7 +80,8 @@ BEGIN
   ) SELECT max(seq), max(xid) INTO gone_seq, gone_xid FROM gone;
   IF gone_seq IS NOT NULL THEN
     UPDATE phenopacket_changes_horizon
-       SET pruned_seq = greatest(pruned_seq, gone_seq), pruned_xid = greatest(pruned_xid, gone_xid)
+       SET pruned_seq = greatest(pruned_seq, gone_seq), pruned_xid = greatest(pruned_xid, gone_xid),
+           prunes = prunes + 1
      WHERE id = 1;
   END IF;
   RETURN NULL;
@@ -86,7 +90,8 @@ END
 
 _PG_TRUNCATE = f"""
 BEGIN
-  UPDATE phenopacket_changes_horizon SET pruned_xid = greatest(pruned_xid, {_PG_XID}) WHERE id = 1;
+  UPDATE phenopacket_changes_horizon SET pruned_xid = greatest(pruned_xid, {_PG_XID}), prunes = prunes + 1
+   WHERE id = 1;
   RETURN NULL;
 END
 """
@@ -108,7 +113,8 @@ _SQLITE_TRIGGERS = {
     # One writer at a time: every row up to NEW.seq - keep_entries is committed and goes.
     "phenopacket_changes_prune": "AFTER INSERT ON phenopacket_changes"
     " WHEN NEW.seq % (SELECT prune_every FROM phenopacket_changes_horizon WHERE id = 1) = 0 BEGIN"
-    " UPDATE phenopacket_changes_horizon SET pruned_seq = max(pruned_seq, NEW.seq - keep_entries) WHERE id = 1"
+    " UPDATE phenopacket_changes_horizon SET pruned_seq = max(pruned_seq, NEW.seq - keep_entries), prunes = prunes + 1"
+    " WHERE id = 1"
     " AND NEW.seq - keep_entries > 0;"
     " DELETE FROM phenopacket_changes"
     " WHERE seq <= NEW.seq - (SELECT keep_entries FROM phenopacket_changes_horizon WHERE id = 1); END",
@@ -131,10 +137,11 @@ def upgrade() -> None:
         sa.Column("pruned_xid", sa.BigInteger(), nullable=False),
         sa.Column("keep_entries", sa.BigInteger(), nullable=False),
         sa.Column("prune_every", sa.BigInteger(), nullable=False),
+        sa.Column("prunes", sa.BigInteger(), nullable=False),
     )
     op.execute(
-        "INSERT INTO phenopacket_changes_horizon (id, pruned_seq, pruned_xid, keep_entries, prune_every)"
-        f" VALUES (1, 0, 0, {KEEP_ENTRIES}, {PRUNE_EVERY})"
+        "INSERT INTO phenopacket_changes_horizon (id, pruned_seq, pruned_xid, keep_entries, prune_every, prunes)"
+        f" VALUES (1, 0, 0, {KEEP_ENTRIES}, {PRUNE_EVERY}, 0)"
     )
     # Rows written before the log existed were never logged: readers start from a full read (their mark is None).
     if op.get_bind().dialect.name != "postgresql":
