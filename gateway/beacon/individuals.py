@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql import ARRAY
 
 from gateway.beacon.context import QueryContext
 from gateway.beacon.filters import PRESENT_KINDS, FilterPlan, missing_terms, plan_filters
@@ -380,16 +381,24 @@ def answer_biosamples(
 
 def answer_with_ids(ctx, request, granularity, kind: str, datasets, ids: Sequence[str]) -> EntryAnswer:
     """The individuals (by subject id) or biosamples (by biosample id) answer restricted to `ids`, a cross-link's
-    carriers: the ids go into a temporary table in one statement with one parameter, and the selection joins it,
-    so the database counts and pages the joined rows itself; no statement carries a list of the ids, whatever
-    their number (PostgreSQL's 65,535 parameters, SQLite's 250,000)."""
+    carriers, joined in SQL from one parameter, so the database counts and pages the joined rows itself; no
+    statement carries a list of the ids, whatever their number (PostgreSQL's 65,535 parameters, SQLite's 250,000).
+
+    PostgreSQL: one text array unnested inside the statement. No temporary table: creating one is DDL, refused in
+    a read-only transaction, so a node reading from a hot-standby replica could not answer (and each one churns
+    the system catalogs). SQLite: a temporary table loaded from one JSON parameter (SQLite's temporary tables live
+    in their own file, writable even when the store is not)."""
+    column = phenopackets.c.subject_id if kind == "individuals" else biosamples.c.biosample_id
+    if require_store(ctx).engine.dialect.name == "postgresql":
+        array = sa.bindparam(None, list(ids), type_=ARRAY(sa.Text))
+        extra = [column.in_(sa.select(sa.func.unnest(array)))]
+        return answer_selection(ctx, request, granularity, selection_for(kind, request, datasets, extra, ctx))
     table = sa.Table(
         f"xlink_{secrets.token_hex(6)}",
         sa.MetaData(),
         sa.Column("id", sa.Text, primary_key=True),
         prefixes=["TEMPORARY"],
     )
-    column = phenopackets.c.subject_id if kind == "individuals" else biosamples.c.biosample_id
     extra = [column.in_(sa.select(table.c.id))]
 
     @contextlib.contextmanager
@@ -397,26 +406,16 @@ def answer_with_ids(ctx, request, granularity, kind: str, datasets, ids: Sequenc
         table.create(connection)
         try:
             if ids:
-                connection.execute(_load_ids(connection, table), {"ids": _id_parameter(connection, ids)})
+                load = sa.text(f"INSERT OR IGNORE INTO {table.name} (id) SELECT value FROM json_each(:ids)")
+                connection.execute(load, {"ids": json.dumps(list(ids))})
             yield
         finally:
-            # after a failed statement PostgreSQL drops it with the transaction; SQLite's lives on, under a random name
+            # after a failed statement the table lives on (under a random name) unless dropped
             with contextlib.suppress(sa.exc.DBAPIError):
                 table.drop(connection)
 
     selection = selection_for(kind, request, datasets, extra, ctx)
     return answer_selection(ctx, request, granularity, selection, scope=loaded)
-
-
-def _load_ids(connection, table: sa.Table) -> sa.TextClause:
-    """One INSERT of every id from one parameter (a text array on PostgreSQL, a JSON array on SQLite)."""
-    if connection.dialect.name == "postgresql":
-        return sa.text(f"INSERT INTO {table.name} (id) SELECT DISTINCT unnest(CAST(:ids AS text[]))")
-    return sa.text(f"INSERT OR IGNORE INTO {table.name} (id) SELECT value FROM json_each(:ids)")
-
-
-def _id_parameter(connection, ids: Sequence[str]):
-    return list(ids) if connection.dialect.name == "postgresql" else json.dumps(list(ids))
 
 
 def individuals_within(
