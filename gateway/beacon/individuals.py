@@ -82,8 +82,11 @@ class Selection:
         plan: FilterPlan,
         extra: Sequence = (),
         snapshot: Snapshot | None = None,
+        around: Callable[[Snapshot], bool] | None = None,
     ):
         self.kind = kind
+        # Whether a record page may be read as at the snapshot though the store moved on (TermIndex.answers_around).
+        self.around = around
         self.datasets = datasets
         self.plan = plan
         self.extra = extra
@@ -254,7 +257,7 @@ def _answer_from_index(
             d: snapshot.page(mask, d, request.offset, request.limit) if counts.get(d, 0) > request.offset else []
             for d in datasets
         }
-        documents = _documents(store, snapshot, [pk for pks in pages.values() for pk in pks])
+        documents = _documents(store, snapshot, [pk for pks in pages.values() for pk in pks], selection.around)
         if documents is None:
             return None
         for dataset_id, pks in pages.items():
@@ -273,12 +276,17 @@ def _answer_from_index(
     return EntryAnswer(exists=exists, total=total, result_sets=result_sets, info=info)
 
 
-def _documents(store, snapshot: Snapshot, pks: list[int]) -> dict[int, tuple[str, Any]] | None:
+def _documents(
+    store, snapshot: Snapshot, pks: list[int], around: Callable[[Snapshot], bool] | None = None
+) -> dict[int, tuple[str, Any]] | None:
     """pk -> (subject_id, document) of the page; on PostgreSQL in one round trip that also checks that the
-    store is still at the snapshot's version (None if not). Read even for an empty page: the check is the point."""
+    store is still at the snapshot's version (None if not) — or, while another thread patches the index
+    (`around`), that none of the page's rows changed after the snapshot: the answer is then the store as at the
+    snapshot, as a count answered meanwhile is. Read even for an empty page: the check is the point."""
     if store.reads is None:
         return {pk: (subject, document) for pk, subject, document in page_by_pks(store.engine, pks)}
-    rows = store.reads.page(pks, snapshot.version)
+    since = snapshot.log_mark if around is not None and snapshot.log_mark is not None and around(snapshot) else None
+    rows = store.reads.page(pks, snapshot.version, since)
     return None if rows is None else {pk: (subject, document) for pk, subject, document in rows}
 
 
@@ -350,7 +358,8 @@ def selection_for(
     else:
         present = (lambda: present_terms(ctx)) if ctx is not None else None
     plan = plan_filters(request.filters, datasets, kind, filter_prefix(request), present=present)
-    return Selection(kind, datasets, plan, extra, snapshot)
+    index = index_for(ctx.store, ctx.cache, PRESENT_KINDS) if snapshot is not None else None
+    return Selection(kind, datasets, plan, extra, snapshot, index.answers_around if index is not None else None)
 
 
 # --- handlers ------------------------------------------------------------------------------

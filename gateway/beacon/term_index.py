@@ -614,6 +614,11 @@ class TermIndex:
         self.patches = 0  # snapshots made by patching (tests and benchmarks look at it)
         self.stale_answers = 0  # answers from the previous snapshot while a patch ran
 
+    def answers_around(self, snapshot: Snapshot) -> bool:
+        """Whether an answer may come from `snapshot` though the store moved on: a patch is in flight (the answer
+        is as if the request had come a moment earlier) and the snapshot holds this process's writes."""
+        return self._patching.locked() and snapshot.local_writes >= self.local_writes()
+
     def latest(self) -> Snapshot | None:
         """The snapshot last built, unchecked: for a caller that checks its version in its own read."""
         return self._snapshot
@@ -666,7 +671,7 @@ class TermIndex:
             if not wait:
                 with self._lock:
                     held = self._snapshot
-                if held is not None and held.local_writes >= self.local_writes():
+                if held is not None and self.answers_around(held):
                     self.stale_answers += 1
                     return held
             if not self._patching.acquire(timeout=PATCH_WAIT_SECONDS):

@@ -422,10 +422,10 @@ def test_postgres_a_record_page_found_stale_twice_is_still_answered_from_the_ind
             pending = list(docs[20:22])
             page_reads = []
 
-            def page_after_a_write(pks, expected):
+            def page_after_a_write(pks, expected, since=None):
                 if pending:  # another client's write commits just before this page read
                     ingest_phenopackets([pending.pop(0)], store=s.store, key=s.key, dataset_id="d1")
-                rows = real_page(pks, expected)
+                rows = real_page(pks, expected, since)
                 page_reads.append(rows is not None)
                 return rows
 
@@ -518,3 +518,62 @@ def test_postgres_readers_answer_around_a_patch_but_read_their_own_writes(postgr
         finally:
             other.close()
             app.extensions["gateway"].store.close()
+
+
+def test_postgres_a_record_page_is_answered_around_a_patch_unless_its_rows_changed(postgres_url, monkeypatch):
+    """While another thread patches, a record answer whose page rows did not change after the snapshot is the
+    store as at the snapshot (not queued behind the patch); one whose page row changed is not."""
+    import threading
+
+    from gateway.beacon import individuals
+    from gateway.beacon.request import parse_post
+    from gateway.store.metadata import MetadataStore
+    from tests.beacon.conftest import make_app
+
+    with fresh_schema(postgres_url, "gw_term_page_around") as url:
+        app = make_app(None, datasets=DATASETS, database_url=url)
+        other = MetadataStore.open(url)
+        s = app.extensions["gateway"]
+        gate, entered = threading.Event(), threading.Event()
+        patcher = None
+        try:
+            ctx = _context(app)
+            index = index_for(s.store, ctx.cache, PRESENT_KINDS)
+            docs = reference_phenopackets()
+            ingest_phenopackets(docs[:20], store=s.store, key=s.key, dataset_id="d1")
+            first = current_snapshot(ctx)
+            assert first is not None
+            real_patch = index.source.patch
+
+            def held_patch(*args):
+                entered.set()
+                gate.wait(timeout=60)
+                return real_patch(*args)
+
+            monkeypatch.setattr(index.source, "patch", held_patch)
+
+            def records(limit: int):
+                body = {"query": {"requestedGranularity": "record", "pagination": {"limit": limit}}}
+                request = parse_post(individuals.INDIVIDUALS, body)
+                selection = individuals.selection_for("individuals", request, ("d1",), (), ctx, record_page=True)
+                return individuals.answer_selection(ctx, request, "record", selection)
+
+            ingest_phenopackets(docs[20:21], store=other, key=s.key, dataset_id="d1")  # a new row: on no page
+            patcher = threading.Thread(target=current_snapshot, args=(ctx,))
+            patcher.start()
+            assert entered.wait(timeout=60)
+            around = records(5)
+            assert around.total == 20 and index.latest() is first  # as at the snapshot, not behind the patch
+            replaced = _changed(docs[0], random.Random(1), sorted(t for t in first.postings if t.startswith("HP:")))
+            ingest_phenopackets([replaced], store=other, key=s.key, dataset_id="d1")  # a row on every page
+            fresh = records(20)  # cannot be answered as at the snapshot: waits, and reads the store anew
+            assert fresh.total == 21
+            body = {"query": {"requestedGranularity": "record", "pagination": {"limit": 20}}}
+            _, via_sql = _both(ctx, body, ("d1",))
+            assert _summary(fresh) == _summary(via_sql)
+        finally:
+            gate.set()
+            if patcher is not None:
+                patcher.join()
+            other.close()
+            s.store.close()
