@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql import ARRAY
 
 from gateway.beacon.context import QueryContext
 from gateway.beacon.filters import PRESENT_KINDS, FilterPlan, missing_terms, plan_filters
@@ -81,8 +82,11 @@ class Selection:
         plan: FilterPlan,
         extra: Sequence = (),
         snapshot: Snapshot | None = None,
+        around: Callable[[Snapshot], bool] | None = None,
     ):
         self.kind = kind
+        # Whether a record page may be read as at the snapshot though the store moved on (TermIndex.answers_around).
+        self.around = around
         self.datasets = datasets
         self.plan = plan
         self.extra = extra
@@ -204,12 +208,19 @@ def answer_selection(
     return EntryAnswer(exists=exists, total=total, result_sets=result_sets, info=info)
 
 
+STALE_PAGE_ATTEMPTS = 3  # checked snapshots tried after a stale page before the answer goes to SQL
+
+
 def _answer_after_stale_page(ctx, request: BeaconRequest, granularity: str, stale: Selection) -> EntryAnswer:
-    """The store changed after the snapshot a page was chosen from: plan again on a checked snapshot (which
-    starts the index's rebuild, or is the rebuilt one for a small store), and on SQL if that is stale too."""
+    """The store changed after the snapshot a page was chosen from: plan again on a checked snapshot (patched,
+    or rebuilt for a small store), a few times while writes keep landing in between, and on SQL if it stays
+    stale. Why a few: on a node that keeps ingesting, a second write during the patch is common, and the SQL
+    answer of a broad filter costs hundreds of ms at 100,000 individuals (and loads the database further)."""
     kind, datasets, extra = stale.kind, stale.datasets, stale.extra
-    again = selection_for(kind, request, datasets, extra, ctx)
-    if again.snapshot is not None:
+    for _ in range(STALE_PAGE_ATTEMPTS):
+        again = selection_for(kind, request, datasets, extra, ctx, exact=True)
+        if again.snapshot is None:
+            break
         info = {"warnings": list(again.plan.warnings)} if again.plan.warnings else {}
         answered = _answer_from_index(ctx.store, request, granularity, again, info)
         if answered is not None:
@@ -246,7 +257,7 @@ def _answer_from_index(
             d: snapshot.page(mask, d, request.offset, request.limit) if counts.get(d, 0) > request.offset else []
             for d in datasets
         }
-        documents = _documents(store, snapshot, [pk for pks in pages.values() for pk in pks])
+        documents = _documents(store, snapshot, [pk for pks in pages.values() for pk in pks], selection.around)
         if documents is None:
             return None
         for dataset_id, pks in pages.items():
@@ -265,12 +276,17 @@ def _answer_from_index(
     return EntryAnswer(exists=exists, total=total, result_sets=result_sets, info=info)
 
 
-def _documents(store, snapshot: Snapshot, pks: list[int]) -> dict[int, tuple[str, Any]] | None:
+def _documents(
+    store, snapshot: Snapshot, pks: list[int], around: Callable[[Snapshot], bool] | None = None
+) -> dict[int, tuple[str, Any]] | None:
     """pk -> (subject_id, document) of the page; on PostgreSQL in one round trip that also checks that the
-    store is still at the snapshot's version (None if not). Read even for an empty page: the check is the point."""
+    store is still at the snapshot's version (None if not) — or, while another thread patches the index
+    (`around`), that none of the page's rows changed after the snapshot: the answer is then the store as at the
+    snapshot, as a count answered meanwhile is. Read even for an empty page: the check is the point."""
     if store.reads is None:
         return {pk: (subject, document) for pk, subject, document in page_by_pks(store.engine, pks)}
-    rows = store.reads.page(pks, snapshot.version)
+    since = snapshot.log_mark if around is not None and snapshot.log_mark is not None and around(snapshot) else None
+    rows = store.reads.page(pks, snapshot.version, since)
     return None if rows is None else {pk: (subject, document) for pk, subject, document in rows}
 
 
@@ -303,11 +319,12 @@ def present_terms(ctx) -> frozenset[str] | None:
     return terms
 
 
-def current_snapshot(ctx, *, checked_by_page: bool = False) -> Snapshot | None:
+def current_snapshot(ctx, *, checked_by_page: bool = False, exact: bool = False) -> Snapshot | None:
     """The in-memory index of the store if it is up to date (see term_index.py), else None.
 
     With `checked_by_page` the snapshot last built is returned unchecked: the caller's record page read
-    checks the store's version in the same round trip (PostgreSQL), and answers on SQL if it changed."""
+    checks the store's version in the same round trip (PostgreSQL), and answers on SQL if it changed.
+    With `exact` a patch in flight is waited for, never answered around (TermIndex.current)."""
     if ctx is None or ctx.store is None:
         return None
     index = index_for(ctx.store, ctx.cache, PRESENT_KINDS)
@@ -317,7 +334,7 @@ def current_snapshot(ctx, *, checked_by_page: bool = False) -> Snapshot | None:
         latest = index.latest()
         if latest is not None:
             return latest
-    return index.current()
+    return index.current(wait=exact)
 
 
 def selection_for(
@@ -329,17 +346,20 @@ def selection_for(
     *,
     use_index: bool = True,
     record_page: bool = False,
+    exact: bool = False,
 ) -> Selection:
-    """What the request selects; `record_page`: a record answer will be read, so its page read checks the index."""
+    """What the request selects; `record_page`: a record answer will be read, so its page read checks the index;
+    `exact`: the snapshot must be the store's version now (see current_snapshot)."""
     indexed = use_index and kind == "individuals" and not extra
-    snapshot = current_snapshot(ctx, checked_by_page=record_page) if indexed else None
+    snapshot = current_snapshot(ctx, checked_by_page=record_page, exact=exact) if indexed else None
     present: Callable[[], frozenset[str] | None] | None
     if snapshot is not None:
         present = snapshot.present_terms
     else:
         present = (lambda: present_terms(ctx)) if ctx is not None else None
     plan = plan_filters(request.filters, datasets, kind, filter_prefix(request), present=present)
-    return Selection(kind, datasets, plan, extra, snapshot)
+    index = index_for(ctx.store, ctx.cache, PRESENT_KINDS) if snapshot is not None else None
+    return Selection(kind, datasets, plan, extra, snapshot, index.answers_around if index is not None else None)
 
 
 # --- handlers ------------------------------------------------------------------------------
@@ -370,16 +390,24 @@ def answer_biosamples(
 
 def answer_with_ids(ctx, request, granularity, kind: str, datasets, ids: Sequence[str]) -> EntryAnswer:
     """The individuals (by subject id) or biosamples (by biosample id) answer restricted to `ids`, a cross-link's
-    carriers: the ids go into a temporary table in one statement with one parameter, and the selection joins it,
-    so the database counts and pages the joined rows itself; no statement carries a list of the ids, whatever
-    their number (PostgreSQL's 65,535 parameters, SQLite's 250,000)."""
+    carriers, joined in SQL from one parameter, so the database counts and pages the joined rows itself; no
+    statement carries a list of the ids, whatever their number (PostgreSQL's 65,535 parameters, SQLite's 250,000).
+
+    PostgreSQL: one text array unnested inside the statement. No temporary table: creating one is DDL, refused in
+    a read-only transaction, so a node reading from a hot-standby replica could not answer (and each one churns
+    the system catalogs). SQLite: a temporary table loaded from one JSON parameter (SQLite's temporary tables live
+    in their own file, writable even when the store is not)."""
+    column = phenopackets.c.subject_id if kind == "individuals" else biosamples.c.biosample_id
+    if require_store(ctx).engine.dialect.name == "postgresql":
+        array = sa.bindparam(None, list(ids), type_=ARRAY(sa.Text))
+        extra = [column.in_(sa.select(sa.func.unnest(array)))]
+        return answer_selection(ctx, request, granularity, selection_for(kind, request, datasets, extra, ctx))
     table = sa.Table(
         f"xlink_{secrets.token_hex(6)}",
         sa.MetaData(),
         sa.Column("id", sa.Text, primary_key=True),
         prefixes=["TEMPORARY"],
     )
-    column = phenopackets.c.subject_id if kind == "individuals" else biosamples.c.biosample_id
     extra = [column.in_(sa.select(table.c.id))]
 
     @contextlib.contextmanager
@@ -387,26 +415,16 @@ def answer_with_ids(ctx, request, granularity, kind: str, datasets, ids: Sequenc
         table.create(connection)
         try:
             if ids:
-                connection.execute(_load_ids(connection, table), {"ids": _id_parameter(connection, ids)})
+                load = sa.text(f"INSERT OR IGNORE INTO {table.name} (id) SELECT value FROM json_each(:ids)")
+                connection.execute(load, {"ids": json.dumps(list(ids))})
             yield
         finally:
-            # after a failed statement PostgreSQL drops it with the transaction; SQLite's lives on, under a random name
+            # after a failed statement the table lives on (under a random name) unless dropped
             with contextlib.suppress(sa.exc.DBAPIError):
                 table.drop(connection)
 
     selection = selection_for(kind, request, datasets, extra, ctx)
     return answer_selection(ctx, request, granularity, selection, scope=loaded)
-
-
-def _load_ids(connection, table: sa.Table) -> sa.TextClause:
-    """One INSERT of every id from one parameter (a text array on PostgreSQL, a JSON array on SQLite)."""
-    if connection.dialect.name == "postgresql":
-        return sa.text(f"INSERT INTO {table.name} (id) SELECT DISTINCT unnest(CAST(:ids AS text[]))")
-    return sa.text(f"INSERT OR IGNORE INTO {table.name} (id) SELECT value FROM json_each(:ids)")
-
-
-def _id_parameter(connection, ids: Sequence[str]):
-    return list(ids) if connection.dialect.name == "postgresql" else json.dumps(list(ids))
 
 
 def individuals_within(

@@ -185,7 +185,7 @@ def linked_samples(ctx: QueryContext, dataset_id: str, snapshot: Snapshot) -> tu
     key = (dataset_id, held.version, snapshot.version, id(snapshot))
     found = cache.get(key)
     if found is None or found[0] is not snapshot:
-        if not snapshot.subjects and snapshot.size:
+        if not len(snapshot.subjects) and snapshot.size:
             return None  # an index read without subject ids cannot map samples
         links = snapshot.positions_of(s.individual_id for s in held.samples)
         if len(cache) >= LINKED_CACHE:

@@ -19,13 +19,21 @@ Memory: ≈ 4 bytes per (individual, term) plus the mask cache (MASK_CACHE_BYTES
 
 A node keeps ingesting while it is queried, and every write makes the snapshot stale. Reading the whole
 store again (≈ 1 to 3 s at 100,000 individuals) after each write would leave every query on SQL, so a stale
-snapshot is patched instead (`patched`): the rows updated since the snapshot (an indexed window on
-`updated_at`, migration 0007), checked against the store's count and sums of pks and revisions; where that
-check fails (a deletion), one read of every phenopacket's (pk, row version) finds the rows that are new,
-changed or gone (the row version folds `revision`, which the store raises on every replacement, with the
-creation time, since SQLite may give a deleted last row's pk to the next insert); only those rows and
-their terms are read, in the same read transaction. One thread patches; the others wait for it briefly
-rather than go to SQL. A patch that would read more than PATCH_MAX_SHARE of the rows is a full rebuild.
+snapshot is patched instead (`patched`): the store's change log (`phenopacket_changes`, written by triggers in
+every writing transaction, migration 0008) names the phenopackets inserted, replaced or deleted since the
+snapshot's `log_mark` (SQLite: the last log `seq` read; PostgreSQL: the MVCC snapshot read at, since sequence
+order is not commit order there); the rows of those pks, and their terms, are read again in the same read
+transaction: a patch costs the changes, not the store's size. Where the log cannot tell (pruned past the mark)
+one read of every phenopacket's (pk, row version) finds the rows that are new, changed or gone (the row
+version folds `revision`, which the store raises on every replacement, with the creation time, since SQLite may
+give a deleted last row's pk to the next insert). One thread patches; the others wait for it briefly rather
+than go to SQL. A patch that would read more than PATCH_MAX_SHARE of the rows is a full rebuild.
+
+Readers do not queue behind a patch: while one thread patches, the others answer from the snapshot before
+it — stale by the writes that patch is taking in, i.e. as if the request had arrived a moment earlier — unless
+this process has committed a write that snapshot lacks (`MetadataStore.local_writes`): a client that wrote
+through this worker and then asks it reads its write. Callers that need the store's exact version (a record
+page checked against the change counter) wait for the patch instead (`current(wait=True)`).
 """
 
 from __future__ import annotations
@@ -51,13 +59,6 @@ MASK_CACHE_BYTES = 32 * 1024 * 1024
 PATCH_MAX_SHARE = 0.2  # past this share of changed rows, reading everything again is as cheap
 PATCH_WAIT_SECONDS = 1.0  # how long a request waits for another thread's patch before it goes to SQL
 _FETCH_CHUNK = 500
-# A patch first reads the rows updated since the snapshot's latest `updated_at` less this window (a transaction
-# stamps its rows before it commits, so commits may land out of stamp order), then checks count, sum of pks and
-# sum of revisions against the store; any mismatch (a deletion, a commit later than the window) reads every row's
-# version instead. So a patch costs the rows changed, not the store's size.
-PATCH_WINDOW_SECONDS = 5
-_REVISION_BITS = (1 << 20) - 1
-_AGGREGATE = "SELECT count(*), coalesce(sum(pk), 0), coalesce(sum(revision), 0), max(updated_at) FROM phenopackets"
 
 
 @dataclass
@@ -71,9 +72,12 @@ class Snapshot:
     sex_codes: np.ndarray  # int32 per position
     sex_code: dict[str | None, int]
     postings: dict[str, np.ndarray]  # term -> ascending positions (rows of the matched kinds)
-    subjects: tuple[str, ...] = ()  # phenopackets.subject_id per position (the individual ids samples link to)
+    # phenopackets.subject_id per position (the individual ids samples link to); an object array, so that a patch
+    # copies pointers, not 100,000 Python references one by one; empty when read without them
+    subjects: np.ndarray = field(default_factory=lambda: np.empty(0, dtype=object))
     versions: np.ndarray | None = None  # row version per position (_ROW_VERSION): what a patch compares
-    max_updated: Any = None  # the latest phenopackets.updated_at read (as the driver gives it): patches start there
+    log_mark: Any = None  # where in the change log this snapshot stands (PatchReads.changes): patches start there
+    local_writes: int = 0  # the store's count of this process's commits before the snapshot was read: all in it
     _masks: OrderedDict = field(default_factory=OrderedDict)
     _mask_lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -171,6 +175,23 @@ _ROW_VERSION = {
 }
 _INDIVIDUAL_ROWS = "SELECT pk, dataset_id, sex, subject_id, {version} FROM phenopackets ORDER BY pk"
 _CHANGED_ROWS = "SELECT pk, dataset_id, sex, subject_id, {version} FROM phenopackets WHERE pk "
+# The change log (migration 0008). SQLite: the highest seq read (or the pruned horizon, if higher) is the mark.
+_SQLITE_MARK = (
+    "SELECT coalesce((SELECT max(seq) FROM phenopacket_changes), 0), pruned_seq"
+    " FROM phenopacket_changes_horizon WHERE id = 1"
+)
+_SQLITE_CHANGES = "SELECT DISTINCT phenopacket_pk FROM phenopacket_changes WHERE seq > ? AND seq <= ? LIMIT ?"
+# PostgreSQL: the mark is the reader's MVCC snapshot; the rows it did not see are those of transactions it did not
+# see, all at or past its xmin (every transaction below xmin had ended, and was seen if it committed).
+_PG_MARK = "SELECT CAST(pg_current_snapshot() AS text), prunes FROM phenopacket_changes_horizon WHERE id = 1"
+_PG_XMIN = "CAST(CAST(pg_snapshot_xmin(CAST(:mark AS pg_snapshot)) AS text) AS bigint)"
+# After a prune since the mark: every pruned row's transaction below the mark's xmin had ended before the mark, and
+# its changes were read then.
+_PG_READABLE = f"SELECT pruned_xid < {_PG_XMIN} FROM phenopacket_changes_horizon WHERE id = 1"
+_PG_CHANGES = (
+    f"SELECT DISTINCT phenopacket_pk FROM phenopacket_changes WHERE xid >= {_PG_XMIN}"
+    " AND NOT pg_visible_in_snapshot(CAST(CAST(xid AS text) AS xid8), CAST(:mark AS pg_snapshot)) LIMIT :cap"
+)
 # PostgreSQL groups the term rows itself: one row per term with its individuals (a few thousand rows, not
 # half a million (term, pk) tuples for 100,000 individuals).
 _TERM_POSTINGS = (
@@ -183,13 +204,13 @@ def build_snapshot(connection: sqlite3.Connection, version: int, kinds: tuple[st
     """Read the store in one read transaction (the snapshot is consistent with itself)."""
     connection.execute("BEGIN")
     try:
-        max_updated = connection.execute("SELECT max(updated_at) FROM phenopackets").fetchone()[0]
+        log_mark = _SqliteReads(connection, kinds).mark()[0]
         rows = connection.execute(_INDIVIDUAL_ROWS.format(version=_ROW_VERSION["sqlite"])).fetchall()
         term_rows = connection.execute(_TERM_ROWS.format(kinds=",".join("?" * len(kinds))), kinds).fetchall()
     finally:
         connection.execute("COMMIT")
     snapshot = snapshot_from(version, rows, term_rows)
-    snapshot.max_updated = max_updated
+    snapshot.log_mark = log_mark
     return snapshot
 
 
@@ -211,7 +232,7 @@ def snapshot_from(version: int, rows: Sequence, term_rows: Iterable, grouped: di
         term: np.unique(np.searchsorted(pks, np.array(members, dtype=np.int64))).astype(np.int32)
         for term, members in grouped.items()
     }
-    subjects = tuple(r[3] for r in rows) if rows and len(rows[0]) > 3 else ()
+    subjects = np.array([r[3] for r in rows] if rows and len(rows[0]) > 3 else [], dtype=object)
     versions = (
         np.fromiter((r[4] for r in rows), dtype=np.int64, count=len(rows)) if not rows or len(rows[0]) > 4 else None
     )
@@ -234,17 +255,27 @@ def _merged_positions(previous: np.ndarray, added: np.ndarray) -> np.ndarray:
 Fetch = Callable[[list[int]], tuple[list[Sequence], dict[str, list[int]]]]
 
 
-def patched(old: Snapshot, version: int, pks: np.ndarray, versions: np.ndarray, fetch: Fetch) -> Snapshot | None:
+def patched(
+    old: Snapshot, version: int, pks: np.ndarray, versions: np.ndarray, fetch: Fetch, reread: np.ndarray | None = None
+) -> Snapshot | None:
     """`old` brought to the store whose phenopackets are now `pks` (ascending) at row `versions`, reading only
-    the rows that are new or replaced; None when `old` cannot be patched or patching would not pay."""
-    if old.versions is None or (old.size and not old.subjects):
+    the rows that are new or replaced (and those of `reread`, known changed); None when `old` cannot be patched
+    or patching would not pay."""
+    if old.versions is None or (old.size and not len(old.subjects)):
         return None
     n = len(pks)
-    where = np.searchsorted(pks, old.pks)  # each old row's place among the rows now
-    found = where < n
-    found[found] = pks[where[found]] == old.pks[found]
+    # Old rows at their old places (no row gone, new keys after the old ones): the common case of ingest.
+    stable = old.size <= n and bool(np.array_equal(pks[: old.size], old.pks))
+    if stable:
+        where, found = np.arange(old.size), np.ones(old.size, dtype=bool)
+    else:
+        where = np.searchsorted(pks, old.pks)  # each old row's place among the rows now
+        found = where < n
+        found[found] = pks[where[found]] == old.pks[found]
     kept = found.copy()  # old rows still there at the same row version
     kept[found] = versions[where[found]] == old.versions[found]
+    if reread is not None and len(reread):
+        kept &= ~np.isin(old.pks, reread)
     kept_old = np.flatnonzero(kept)
     kept_new = where[kept_old]
     carried = np.zeros(n, dtype=bool)
@@ -264,14 +295,8 @@ def patched(old: Snapshot, version: int, pks: np.ndarray, versions: np.ndarray, 
     dataset_codes[kept_new] = old.dataset_codes[kept_old]
     sex_codes[kept_new] = old.sex_codes[kept_old]
     new_versions[kept_new] = old.versions[kept_old]
-    # Old rows at their old places (no row gone, new keys after the old ones): copy the subjects whole.
-    stable = old.size <= n and bool(np.array_equal(pks[: old.size], old.pks))
-    if stable:
-        subjects: list[str] = [*old.subjects, *([""] * (n - old.size))]
-    else:
-        subjects = [""] * n
-        for o, m in zip(kept_old.tolist(), kept_new.tolist(), strict=True):
-            subjects[m] = old.subjects[o]
+    subjects = np.empty(n, dtype=object)
+    subjects[kept_new] = old.subjects[kept_old]
     for place in fresh.tolist():
         row = by_pk[int(pks[place])]
         dataset_codes[place] = dataset_code.setdefault(row[1], len(dataset_code))
@@ -283,11 +308,8 @@ def patched(old: Snapshot, version: int, pks: np.ndarray, versions: np.ndarray, 
     moved = np.full(old.size, -1, dtype=np.int64)
     moved[kept_old] = kept_new
     unmoved = len(kept_old) == old.size and bool(np.array_equal(kept_old, kept_new))
-    postings: dict[str, np.ndarray] = {}
-    for term, positions in old.postings.items():
-        if unmoved:
-            postings[term] = positions
-            continue
+    postings: dict[str, np.ndarray] = dict(old.postings) if unmoved else {}
+    for term, positions in () if unmoved else old.postings.items():
         placed = moved[positions]
         placed = placed[placed >= 0]
         if len(placed):
@@ -304,7 +326,7 @@ def patched(old: Snapshot, version: int, pks: np.ndarray, versions: np.ndarray, 
         sex_codes,
         sex_code,
         postings,
-        subjects=tuple(subjects),
+        subjects=subjects,
         versions=new_versions,
     )
 
@@ -324,60 +346,54 @@ def _with_keys(pks: np.ndarray, more: np.ndarray) -> np.ndarray:
     return np.union1d(pks, new)
 
 
-def _with_max_updated(snapshot: Snapshot | None, max_updated: Any) -> Snapshot | None:
-    if snapshot is not None:
-        snapshot.max_updated = max_updated
-    return snapshot
-
-
-def _agrees(snapshot: Snapshot, count: int, pk_sum: int, revision_sum: int) -> bool:
-    """Whether the snapshot has the store's number of rows, sum of pks and sum of revisions."""
-    assert snapshot.versions is not None
-    return (
-        snapshot.size == count
-        and int(snapshot.pks.sum()) == pk_sum
-        and int((snapshot.versions & _REVISION_BITS).sum()) == revision_sum
-    )
-
-
 def patch_from(reads: PatchReads, old: Snapshot, version: int) -> Snapshot | None:
-    """`old` patched to the store `reads` sees, reading the rows changed since it (see PATCH_WINDOW_SECONDS)."""
-    count, pk_sum, revision_sum, max_updated = reads.aggregate()
-    limit = max(64, PATCH_MAX_SHARE * count)
-    if old.versions is not None and old.max_updated is not None and reads.count_since(old.max_updated) <= limit:
-        rows = reads.changed_since(old.max_updated)
-        if len(rows) <= limit:
-            by_pk = {int(r[0]): r for r in rows}
-            changed = np.array(sorted(by_pk), dtype=np.int64)
-            pks = _with_keys(old.pks, changed)
-            versions = np.zeros(len(pks), dtype=np.int64)
-            if len(pks) >= old.size and np.array_equal(pks[: old.size], old.pks):
-                versions[: old.size] = old.versions  # new keys appended (inserts): the old ones in place
-            else:
-                versions[np.searchsorted(pks, old.pks)] = old.versions
-            versions[np.searchsorted(pks, changed)] = [by_pk[int(pk)][4] for pk in changed]
+    """`old` patched to the store `reads` sees: the rows the change log names since `old.log_mark`, or, where the
+    log cannot tell, the rows whose version differs from the snapshot's."""
+    cap = int(max(64, PATCH_MAX_SHARE * old.size))
+    changed, mark = reads.changes(old.log_mark, cap)
+    if changed is None:
+        pks, versions = reads.keys()
+        return _marked(patched(old, version, pks, versions, reads.fetch), mark)
+    if len(changed) > cap or old.versions is None:
+        return None  # a bulk change: reading everything again is as cheap
+    rows, grouped = reads.fetch(sorted(changed)) if changed else ([], {})
+    present = {int(r[0]): r for r in rows}
+    gone = np.array(sorted(set(changed) - set(present)), dtype=np.int64)
+    base_pks, base_versions = old.pks, old.versions
+    if len(gone):
+        staying = ~np.isin(base_pks, gone)
+        base_pks, base_versions = base_pks[staying], base_versions[staying]
+    upserted = np.array(sorted(present), dtype=np.int64)
+    pks = _with_keys(base_pks, upserted)
+    versions = np.zeros(len(pks), dtype=np.int64)
+    if len(pks) >= len(base_pks) and np.array_equal(pks[: len(base_pks)], base_pks):
+        versions[: len(base_pks)] = base_versions  # new keys appended (inserts): the old ones in place
+    else:
+        versions[np.searchsorted(pks, base_pks)] = base_versions
+    versions[np.searchsorted(pks, upserted)] = [present[pk][4] for pk in upserted.tolist()]
 
-            def fetch(wanted: list[int]) -> tuple[list[Sequence], dict[str, list[int]]]:
-                return [by_pk[pk] for pk in wanted], reads.terms(wanted)
+    def fetch(wanted: list[int]) -> tuple[list[Sequence], dict[str, list[int]]]:
+        return [present[pk] for pk in wanted], grouped  # `wanted` is `upserted`: every changed row is read again
 
-            candidate = patched(old, version, pks, versions, fetch)
-            if candidate is not None and _agrees(candidate, count, pk_sum, revision_sum):
-                return _with_max_updated(candidate, max_updated)
-    pks, versions = reads.keys()
-    return _with_max_updated(patched(old, version, pks, versions, reads.fetch), max_updated)
+    return _marked(patched(old, version, pks, versions, fetch, reread=upserted), mark)
+
+
+def _marked(snapshot: Snapshot | None, log_mark: Any) -> Snapshot | None:
+    if snapshot is not None:
+        snapshot.log_mark = log_mark
+    return snapshot
 
 
 class PatchReads:
     """What a patch reads, in the caller's read transaction: one per dialect."""
 
-    def aggregate(self) -> tuple[int, int, int, Any]:
+    def mark(self) -> tuple[Any, Any]:
+        """(where the change log stands now, as `Snapshot.log_mark`; the pruned horizon)."""
         raise NotImplementedError
 
-    def changed_since(self, max_updated: Any) -> list[Sequence]:
-        raise NotImplementedError
-
-    def count_since(self, max_updated: Any) -> int:
-        """How many rows `changed_since` would read (from the index: a bulk load may have stamped them all)."""
+    def changes(self, mark: Any, cap: int) -> tuple[list[int] | None, Any]:
+        """(the pks the change log names since `mark`, at most cap + 1 of them, or None where the log cannot tell:
+        no mark, or rows past it pruned; the mark of now)."""
         raise NotImplementedError
 
     def keys(self) -> tuple[np.ndarray, np.ndarray]:
@@ -395,21 +411,17 @@ class _SqliteReads(PatchReads):
         self.connection = connection
         self.kinds = kinds
 
-    def aggregate(self) -> tuple[int, int, int, Any]:
-        count, pk_sum, revision_sum, max_updated = self.connection.execute(_AGGREGATE).fetchone()
-        return int(count), int(pk_sum), int(revision_sum), max_updated
+    def mark(self) -> tuple[Any, Any]:
+        # One writer at a time: `seq` is commit order, and the highest one read is a high-water mark.
+        top, pruned = self.connection.execute(_SQLITE_MARK).fetchone()
+        return max(int(top), int(pruned)), int(pruned)
 
-    def count_since(self, max_updated: Any) -> int:
-        since = f"strftime('%Y-%m-%d %H:%M:%f', ?, '-{PATCH_WINDOW_SECONDS} seconds')"
-        query = f"SELECT count(*) FROM phenopackets WHERE updated_at >= {since}"
-        return int(self.connection.execute(query, (max_updated,)).fetchone()[0])
-
-    def changed_since(self, max_updated: Any) -> list[Sequence]:
-        since = f"strftime('%Y-%m-%d %H:%M:%f', ?, '-{PATCH_WINDOW_SECONDS} seconds')"
-        query = _CHANGED_ROWS.format(version=_ROW_VERSION["sqlite"]).replace(
-            " WHERE pk ", f" WHERE updated_at >= {since}"
-        )
-        return self.connection.execute(query, (max_updated,)).fetchall()
+    def changes(self, mark: Any, cap: int) -> tuple[list[int] | None, Any]:
+        now, pruned = self.mark()
+        if mark is None or pruned > mark:
+            return None, now
+        rows = self.connection.execute(_SQLITE_CHANGES, (mark, now, cap + 1)).fetchall()
+        return [int(r[0]) for r in rows], now
 
     def keys(self) -> tuple[np.ndarray, np.ndarray]:
         keys = self.connection.execute(f"SELECT pk, {_ROW_VERSION['sqlite']} FROM phenopackets ORDER BY pk").fetchall()
@@ -443,21 +455,23 @@ class _PostgresReads(PatchReads):
         self.names = {f"kind{i}": kind for i, kind in enumerate(kinds)}
         self.row_version = _ROW_VERSION["postgresql"]
 
-    def aggregate(self) -> tuple[int, int, int, Any]:
-        count, pk_sum, revision_sum, max_updated = self.connection.execute(sa.text(_AGGREGATE)).one()
-        return int(count), int(pk_sum), int(revision_sum), max_updated
+    def mark(self) -> tuple[Any, Any]:
+        # The MVCC snapshot of this read (sequence order is not commit order here, see migration 0008) and the
+        # number of prunes it sees: a prune committed later may have taken rows this snapshot did not see.
+        snapshot, prunes = self.connection.execute(sa.text(_PG_MARK)).one()
+        return (snapshot, int(prunes)), int(prunes)
 
-    def count_since(self, max_updated: Any) -> int:
-        since = f"CAST(:since AS timestamptz) - interval '{PATCH_WINDOW_SECONDS} seconds'"
-        query = f"SELECT count(*) FROM phenopackets WHERE updated_at >= {since}"
-        return int(self.connection.execute(sa.text(query), {"since": max_updated}).scalar_one())
-
-    def changed_since(self, max_updated: Any) -> list[Sequence]:
-        query = _CHANGED_ROWS.format(version=self.row_version).replace(
-            " WHERE pk ",
-            f" WHERE updated_at >= CAST(:since AS timestamptz) - interval '{PATCH_WINDOW_SECONDS} seconds'",
-        )
-        return list(self.connection.execute(sa.text(query), {"since": max_updated}).all())
+    def changes(self, mark: Any, cap: int) -> tuple[list[int] | None, Any]:
+        now, prunes = self.mark()
+        if mark is None:
+            return None, now
+        snapshot, prunes_then = mark
+        if prunes != prunes_then:
+            readable = self.connection.execute(sa.text(_PG_READABLE), {"mark": snapshot}).scalar_one()
+            if not readable:
+                return None, now
+        rows = self.connection.execute(sa.text(_PG_CHANGES), {"mark": snapshot, "cap": cap + 1}).all()
+        return [int(r[0]) for r in rows], now
 
     def keys(self) -> tuple[np.ndarray, np.ndarray]:
         # two arrays in one row: far fewer Python objects than 100,000 (pk, version) tuples
@@ -556,11 +570,11 @@ class PostgresSource:
         ):
             seen = change_counter(connection)
             assert seen is not None  # a PostgreSQL connection has the counter
-            max_updated = connection.execute(sa.text("SELECT max(updated_at) FROM phenopackets")).scalar()
+            log_mark = _PostgresReads(connection, kinds).mark()[0]
             rows = connection.execute(sa.text(_INDIVIDUAL_ROWS.format(version=_ROW_VERSION["postgresql"]))).all()
             grouped: dict[str, list[int]] = dict(connection.execute(term_rows, names).all())
         snapshot = snapshot_from(seen, rows, (), grouped)
-        snapshot.max_updated = max_updated
+        snapshot.log_mark = log_mark
         return snapshot
 
     def patch(self, old: Snapshot, version: int, kinds: tuple[str, ...]) -> Snapshot | None:
@@ -587,23 +601,33 @@ _STALE = object()  # TermIndex._answer: neither current nor being rebuilt
 class TermIndex:
     """The current snapshot of one store, or None while it is being (re)built."""
 
-    def __init__(self, source: SqliteSource | PostgresSource, kinds: tuple[str, ...]):
+    def __init__(
+        self, source: SqliteSource | PostgresSource, kinds: tuple[str, ...], local_writes: Callable[[], int] = lambda: 0
+    ):
         self.source = source
         self.kinds = kinds
+        self.local_writes = local_writes  # how many writes this process has committed to the store
         self._lock = threading.Lock()
         self._snapshot: Snapshot | None = None
         self._building = False
-        self._patching = threading.Lock()  # one patch at a time; the others wait for its result
+        self._patching = threading.Lock()  # one patch at a time; the others answer from the snapshot before it
         self.patches = 0  # snapshots made by patching (tests and benchmarks look at it)
+        self.stale_answers = 0  # answers from the previous snapshot while a patch ran
+
+    def answers_around(self, snapshot: Snapshot) -> bool:
+        """Whether an answer may come from `snapshot` though the store moved on: a patch is in flight (the answer
+        is as if the request had come a moment earlier) and the snapshot holds this process's writes."""
+        return self._patching.locked() and snapshot.local_writes >= self.local_writes()
 
     def latest(self) -> Snapshot | None:
         """The snapshot last built, unchecked: for a caller that checks its version in its own read."""
         return self._snapshot
 
-    def current(self) -> Snapshot | None:
+    def current(self, wait: bool = False) -> Snapshot | None:
         """The snapshot if it matches the database as it is now; else None (use SQL) and a rebuild starts.
 
-        A stale snapshot is patched first, by one thread while the others wait for it (PATCH_WAIT_SECONDS)."""
+        A stale snapshot is patched first, by one thread; meanwhile the others answer from the snapshot before
+        the patch if it holds this process's writes, else (or with `wait`) wait for it (PATCH_WAIT_SECONDS)."""
         try:
             version = self.source.version()  # no lock held over the round trip: threads do not queue here
             with self._lock:
@@ -611,9 +635,9 @@ class TermIndex:
             if answer is not _STALE:
                 return answer
             if snapshot is not None and snapshot.versions is not None:
-                patched_snapshot = self._patch(version)
-                if patched_snapshot is not None:
-                    return patched_snapshot if patched_snapshot.version >= version else None
+                found = self._patch(version, wait)
+                if found is not None:
+                    return found
             with self._lock:
                 snapshot, answer = self._answer(version)
                 if answer is not _STALE:
@@ -639,11 +663,19 @@ class TermIndex:
             return snapshot, snapshot
         return snapshot, None if self._building else _STALE
 
-    def _patch(self, version: int) -> Snapshot | None:
-        """The snapshot patched to at least `version` by this thread or by the one already patching; None when
-        that takes too long or the patch does not pay (the caller rebuilds)."""
-        if not self._patching.acquire(timeout=PATCH_WAIT_SECONDS):
-            return None
+    def _patch(self, version: int, wait: bool) -> Snapshot | None:
+        """The snapshot patched to at least `version` by this thread or by the one already patching, or (without
+        `wait`) the snapshot before a patch in flight if it holds this process's writes; None when a patch takes
+        too long or does not pay (the caller rebuilds)."""
+        if not self._patching.acquire(blocking=False):
+            if not wait:
+                with self._lock:
+                    held = self._snapshot
+                if held is not None and self.answers_around(held):
+                    self.stale_answers += 1
+                    return held
+            if not self._patching.acquire(timeout=PATCH_WAIT_SECONDS):
+                return None
         try:
             with self._lock:
                 snapshot = self._snapshot
@@ -651,23 +683,29 @@ class TermIndex:
                 return None
             if snapshot.version >= version:  # another thread patched while this one waited
                 return snapshot
+            writes = self.local_writes()  # before the read: every write counted here is in what it reads
             try:
                 fresh = self.source.patch(snapshot, version, self.kinds)
             except (sqlite3.Error, sa.exc.SQLAlchemyError, ValueError):
                 log.warning("term index: patch failed; rebuilding", exc_info=True)
                 return None
             if fresh is not None:
+                fresh.local_writes = writes
                 with self._lock:
                     if self._snapshot is None or self._snapshot.version <= fresh.version:
                         self._snapshot = fresh
                 self.patches += 1
-            return fresh
+            # On PostgreSQL the patch carries the version it read, at least `version`.
+            return fresh if fresh is not None and fresh.version >= version else None
         finally:
             self._patching.release()
 
     def _rebuild(self, version: int) -> Snapshot | None:
+        writes = self.local_writes()
         try:
             snapshot: Snapshot | None = self.source.read(version, self.kinds)
+            if snapshot is not None:
+                snapshot.local_writes = writes
         except (sqlite3.Error, sa.exc.SQLAlchemyError, ValueError):
             log.warning("term index: rebuild failed; queries use SQL", exc_info=True)
             snapshot = None
@@ -691,8 +729,8 @@ def index_for(store, cache: dict, kinds: tuple[str, ...]) -> TermIndex | None:
     engine = store.engine
     index: TermIndex | None = None
     if store.reads is not None:
-        index = TermIndex(PostgresSource(engine, store.reads), kinds)
+        index = TermIndex(PostgresSource(engine, store.reads), kinds, lambda: store.local_writes)
     elif engine.url.database and engine.url.database != ":memory:":
-        index = TermIndex(SqliteSource(engine.url.database), kinds)
+        index = TermIndex(SqliteSource(engine.url.database), kinds, lambda: store.local_writes)
     cache["term_index"] = (store, index)
     return index

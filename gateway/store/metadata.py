@@ -12,6 +12,7 @@ duplicate and never hit an integrity error).
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -73,6 +74,10 @@ class MetadataStore:
         self._upsert = self._upsert_statement()  # built once: constructing it costs more than running it
         # PostgreSQL: the hot reads of the Beacon side, one round trip each (gateway.store.reads).
         self.reads: PostgresReads | None = PostgresReads(self.engine) if self._postgres else None
+        # Write transactions this process has committed: a reader that may answer from a snapshot taken before the
+        # latest commits (gateway.beacon.term_index) checks that it holds this process's own writes.
+        self.local_writes = 0
+        self._local_writes_lock = threading.Lock()
 
     @classmethod
     def open(cls, url: str, *, migrate: bool = True) -> MetadataStore:
@@ -113,6 +118,8 @@ class MetadataStore:
             connection.execution_options(**{WRITE: True})
             with connection.begin():
                 yield connection
+        with self._local_writes_lock:  # after the commit: a snapshot read before this line may lack the write
+            self.local_writes += 1
 
     def in_transaction(self, work: Callable[[sa.Connection], T]) -> T:
         """`work` in one write transaction, all or nothing, run again on a deadlock (PostgreSQL)."""

@@ -37,6 +37,22 @@ _PAGE_WITH_COUNTER = (
 )
 
 
+# The same, with whether any of the pks changed after a reader's MVCC snapshot (the change log, migration 0008:
+# rows of transactions that snapshot did not see), valid only while no prune has committed since it.
+_PAGE_WITH_COUNTER_SINCE = (
+    "SELECT c.version, c.unchanged, p.pk, p.subject_id, p.document"
+    " FROM (SELECT (SELECT coalesce(sum(version), 0) FROM store_version) AS version,"
+    " (SELECT prunes FROM phenopacket_changes_horizon WHERE id = 1) = %(prunes)s AND NOT EXISTS ("
+    "SELECT 1 FROM phenopacket_changes"
+    " WHERE xid >= CAST(CAST(pg_snapshot_xmin(CAST(%(snapshot)s AS pg_snapshot)) AS text) AS bigint)"
+    " AND phenopacket_pk = ANY(%(pks)s)"
+    " AND NOT pg_visible_in_snapshot(CAST(CAST(xid AS text) AS xid8), CAST(%(snapshot)s AS pg_snapshot))"
+    ") AS unchanged) c"
+    " LEFT JOIN phenopackets p ON p.pk = ANY(%(pks)s)"
+    " ORDER BY p.pk"
+)
+
+
 def change_counter(connection: sa.Connection) -> int | None:
     """PostgreSQL's change counter inside the caller's transaction, or None where there is none (SQLite)."""
     if connection.dialect.name != "postgresql":
@@ -56,10 +72,22 @@ class PostgresReads:
     def change_counter(self) -> int:
         return int(self._run(CHANGE_COUNTER, ())[0][0])
 
-    def page(self, pks: Sequence[int], expected: int) -> list[tuple[int, str, Any]] | None:
-        """(pk, subject_id, document) of `pks` in pk order, or None if the counter is no longer `expected`."""
-        rows = self._run(_PAGE_WITH_COUNTER, (list(pks),))
-        if int(rows[0][0]) != expected:
+    def page(
+        self, pks: Sequence[int], expected: int, since: tuple[str, int] | None = None
+    ) -> list[tuple[int, str, Any]] | None:
+        """(pk, subject_id, document) of `pks` in pk order, or None if the counter is no longer `expected` —
+        unless `since` (a term-index snapshot's change-log mark: its MVCC snapshot as text and the prunes it saw)
+        is given and none of `pks` changed after it: the page is then the store's as at that snapshot."""
+        if since is None:
+            rows = self._run(_PAGE_WITH_COUNTER, (list(pks),))
+            return self._rows(rows, current=int(rows[0][0]) == expected)
+        snapshot, prunes = since
+        rows = self._run(_PAGE_WITH_COUNTER_SINCE, {"pks": list(pks), "snapshot": snapshot, "prunes": prunes})
+        return self._rows([(r[0], *r[2:]) for r in rows], current=int(rows[0][0]) == expected or bool(rows[0][1]))
+
+    @staticmethod
+    def _rows(rows: list[tuple], current: bool) -> list[tuple[int, str, Any]] | None:
+        if not current:
             return None
         return [(pk, subject, document) for _, pk, subject, document in rows if pk is not None]
 
@@ -77,7 +105,7 @@ class PostgresReads:
                 self._opened.append(connection)
         return connection
 
-    def _run(self, statement: str, parameters: tuple) -> list[tuple]:
+    def _run(self, statement: str, parameters: tuple | dict) -> list[tuple]:
         # A read only: after a lost connection (server restart, network, an idle timeout) it is safely run
         # again on a new one, as the pool's liveness ping would have done before handing the connection out.
         for attempt in range(2):

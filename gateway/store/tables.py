@@ -141,6 +141,31 @@ phenopacket_families = sa.Table(
     sa.Index("ix_phenopacket_families_id", "id"),
 )
 
+# One row per phenopacket inserted, replaced or deleted, written by triggers in the writing transaction
+# (migration 0008): the term index patches itself from the rows it has not seen. `xid` (PostgreSQL only) is the
+# writing transaction, compared with a reader's MVCC snapshot; pruned to the last `keep_entries` rows.
+phenopacket_changes = sa.Table(
+    "phenopacket_changes",
+    metadata,
+    sa.Column("seq", SurrogateKey, primary_key=True, autoincrement=True),
+    sa.Column("phenopacket_pk", SurrogateKey, nullable=False),
+    sa.Column("xid", sa.BigInteger(), nullable=True),
+    sa.Index("ix_phenopacket_changes_xid", "xid", "phenopacket_pk"),
+    sqlite_autoincrement=True,
+)
+
+# One row (id 1): the highest `seq` and `xid` pruned from `phenopacket_changes`, and how much is kept.
+phenopacket_changes_horizon = sa.Table(
+    "phenopacket_changes_horizon",
+    metadata,
+    sa.Column("id", sa.Integer(), primary_key=True, autoincrement=False),
+    sa.Column("pruned_seq", sa.BigInteger(), nullable=False),
+    sa.Column("pruned_xid", sa.BigInteger(), nullable=False),
+    sa.Column("keep_entries", sa.BigInteger(), nullable=False),
+    sa.Column("prune_every", sa.BigInteger(), nullable=False),
+    sa.Column("prunes", sa.BigInteger(), nullable=False),  # how many prunes have deleted rows (PostgreSQL's check)
+)
+
 # One row (id 1): on PostgreSQL bumped by a trigger in every transaction that writes `phenopackets` or
 # `phenopacket_terms` (migration 0002), read by per-process caches to know they are still current.
 store_version = sa.Table(

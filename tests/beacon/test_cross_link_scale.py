@@ -110,7 +110,8 @@ def _with_biosamples(store: MetadataStore) -> None:
 
 def test_biosamples_of_a_variant_with_more_carriers_than_postgres_parameters(database_url):
     """/g_variants/{id}/biosamples: the carriers' biosample ids are gathered from the sample indexes (no carrier
-    built) and joined in SQL through a temporary table loaded in one statement, on PostgreSQL and SQLite."""
+    built) and joined in SQL from one parameter (PostgreSQL: an unnested array; SQLite: a temporary table loaded in
+    one statement)."""
     app, common, variants = _node(database_url)
     try:
         _with_biosamples(app.extensions["gateway"].store)
@@ -134,7 +135,7 @@ def test_biosamples_of_a_variant_with_more_carriers_than_postgres_parameters(dat
 
 def test_individuals_of_a_variant_on_sql_when_the_index_cannot_answer(database_url, monkeypatch):
     """The SQL path of /g_variants/{id}/individuals (the in-memory index stale or not holding the filters): the
-    carriers' individual ids through a temporary table, no carrier built."""
+    carriers' individual ids from one parameter, no carrier built."""
     from gateway.beacon import links
 
     monkeypatch.setattr(links, "_carrier_individuals_from_index", lambda *args: None)
@@ -152,3 +153,48 @@ def test_individuals_of_a_variant_on_sql_when_the_index_cannot_answer(database_u
         assert variants.built == []
     finally:
         app.extensions["gateway"].store.close()
+
+
+def _read_only(store: MetadataStore) -> None:
+    """Every connection of the store from now on in read-only transactions, as on a hot-standby replica."""
+    import sqlalchemy as sa
+
+    def on_connect(dbapi_connection, _record) -> None:
+        with dbapi_connection.cursor() as cursor:
+            cursor.execute("SET default_transaction_read_only = on")
+        dbapi_connection.commit()
+
+    sa.event.listen(store.engine, "connect", on_connect)
+    store.engine.dispose()
+    assert store.reads is not None
+    store.reads.close()
+
+
+def test_cross_links_on_sql_answer_from_a_read_only_postgres(postgres_url, monkeypatch):
+    """A node reading from a read-only PostgreSQL (hot standby): the SQL path of /g_variants/{id}/individuals and
+    /biosamples joins the carriers' ids without creating anything (a temporary table is refused there)."""
+    import sqlalchemy as sa
+
+    from gateway.beacon import links
+
+    monkeypatch.setattr(links, "_carrier_individuals_from_index", lambda *args: None)
+    with fresh_schema(postgres_url, "gw_xlink_ro") as url:
+        app, common, variants = _node(url)
+        store = app.extensions["gateway"].store
+        try:
+            _with_biosamples(store)
+            _read_only(store)
+            with pytest.raises(sa.exc.DBAPIError, match="read-only transaction"):
+                store.ensure_dataset("not-on-a-replica", name="x")
+            client = app.test_client()
+            for entry, page in (("individuals", ["P00007", "P35000"]), ("biosamples", ["B00007", "B35000"])):
+                url = f"/api/g_variants/{common.variant_id}/{entry}"
+                answer = client.get(url, query_string={"requestedGranularity": "record", "limit": 2})
+                assert answer.status_code == 200, answer.get_data(as_text=True)[:500]
+                body = answer.get_json()
+                assert body["responseSummary"]["numTotalResults"] == 3
+                (result_set,) = [r for r in body["response"]["resultSets"] if r["id"] == "ds1"]
+                assert [r["id"] for r in result_set["results"]] == page
+            assert variants.built == []
+        finally:
+            store.close()
