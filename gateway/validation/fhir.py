@@ -29,6 +29,7 @@ from fhir.resources.R4B import get_fhir_model_class
 from pydantic import ValidationError
 
 from gateway.issues import Issue, Report, pointer_to_fhirpath
+from gateway.validation.fhir_shape import plainly_valid
 from schemas import load_schema, pointer, schema_issues
 from translators.fhir.references import ACCEPTED_BUNDLE_TYPES, ALL_BUNDLE_TYPES, BundleIndex
 
@@ -65,7 +66,17 @@ class FhirCheck:
 
 
 def validate_fhir(doc: dict, *, bundle_types: frozenset[str] = INGEST_BUNDLE_TYPES) -> Report:
-    """All findings about a FHIR R4 Bundle or single resource (already parsed from JSON)."""
+    """All findings about a FHIR R4 Bundle or single resource (already parsed from JSON).
+
+    A single resource that is plainly valid R4B (gateway.validation.fhir_shape) is not parsed with its
+    model: no model is kept here, and the model would only agree. Every other one is parsed, so a
+    rejection and its messages are the model's."""
+    plain = isinstance(doc, dict) and doc.get("resourceType") in r4_resource_types() and doc["resourceType"] != "Bundle"
+    if plain and plainly_valid(doc):
+        report = Report()
+        report.extend(_binding_issues(doc, doc["resourceType"], ""))
+        report.extend(_reference_issues([(doc, "", None)], BundleIndex(), bundle=False))
+        return report
     return check_fhir(doc, bundle_types=bundle_types).report
 
 
