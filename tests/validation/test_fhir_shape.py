@@ -13,7 +13,7 @@ import pytest
 from fhir.resources.R4B import get_fhir_model_class
 from pydantic import ValidationError
 
-from gateway.validation import validate_fhir
+from gateway.validation import ALL_BUNDLE_TYPES, validate_fhir
 from gateway.validation.fhir import check_fhir
 from gateway.validation.fhir_shape import plainly_valid
 
@@ -175,6 +175,21 @@ def test_no_mutation_the_model_rejects_is_vouched_for(fhir_dir):
             elif plainly_valid(changed):
                 vouched += 1
     assert tried > 10_000 and rejected > 3_000 and vouched > 1_000  # both verdicts are reached often
+
+
+def test_every_real_document_has_the_same_findings_with_and_without_the_fast_path(fhir_dir):
+    """validate_fhir (fast path: no models kept) and check_fhir (every resource parsed with its model) agree
+    on every real Bundle and resource, warnings included."""
+    checked = 0
+    for path in sorted(fhir_dir.rglob("*.json")):
+        doc = json.loads(path.read_text(encoding="utf-8"))
+        if not isinstance(doc, dict) or "resourceType" not in doc:
+            continue
+        fast = validate_fhir(doc, bundle_types=ALL_BUNDLE_TYPES)
+        parsed = check_fhir(doc, bundle_types=ALL_BUNDLE_TYPES).report
+        assert [i.to_dict() for i in fast] == [i.to_dict() for i in parsed], path.name
+        checked += 1
+    assert checked > 250
 
 
 @pytest.mark.parametrize(
