@@ -492,3 +492,29 @@ def test_the_index_rows_follow_every_write_they_were_read_ahead_for(store, refer
     _put(store, patient, cache=cache)
     terms, samples = _index_rows(store)
     assert terms and (terms, samples) == _indexed(store)
+
+
+def test_assembling_a_patient_reads_index_ranges_not_the_whole_dataset(tmp_path):
+    """The rows of a write's patient are read by ranges of ix_fhir_resources_patient (the patient's rows, the
+    dataset's unattached ones): with an ORDER BY or one OR'ed condition SQLite walked every row of the dataset,
+    so that a write cost more the more patients the dataset held."""
+    from gateway.store import MetadataStore
+    from gateway.store import fhir_resources as rows
+
+    store = MetadataStore.open(f"sqlite:///{tmp_path / 'plan.sqlite'}")
+    try:
+        with store.engine.connect() as connection:
+            for statement, params in (
+                (rows._ASSEMBLY_HEADS, {"dataset_id": "d", "patient_id": "p", "subject_id": "s"}),
+                (rows._ASSEMBLY_ROWS, {"dataset_id": "d", "patient_id": "p"}),
+            ):
+                compiled = statement.compile(dialect=connection.dialect)
+                values = compiled.construct_params(params)
+                plan = connection.exec_driver_sql(
+                    "EXPLAIN QUERY PLAN " + str(compiled), tuple(values[k] for k in compiled.positiontup)
+                ).all()
+                reads = [detail for *_, detail in plan if "fhir_resources" in detail]
+                assert len(reads) == 2, plan
+                assert all("ix_fhir_resources_patient (dataset_id=? AND patient_id=?)" in r for r in reads), plan
+    finally:
+        store.close()
