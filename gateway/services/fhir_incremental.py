@@ -131,9 +131,9 @@ def parts_of(
     load: Load,
     cache: FragmentCache,
 ) -> Assembly:
-    """The Patient, its resources and the patient-less ones they reach, in parts."""
-    facts = _facts_of(load, [patient, *members, *loose], cache)
-    references = {pk: f.references for pk, f in facts.items()}
+    """The Patient, its resources and the patient-less ones they reach, in parts. (Of the dataset's
+    patient-less resources only those reached are looked at: the others are many, and unchanged.)"""
+    facts = _facts_of(load, [patient, *members], cache)
     if loose:
         index = _loose_index(loose, cache)
         reached: set[int] = set()
@@ -147,7 +147,9 @@ def parts_of(
             }
             reached |= found
             frontier = [loose[i] for i in found]
+            facts.update(_facts_of(load, frontier, cache))
         members = [*members, *(loose[i] for i in sorted(reached))]
+    references = {pk: f.references for pk, f in facts.items()}
     ordered = [patient, *sorted(members, key=lambda h: (h.resource_type, h.resource_id))]
     detected = next((p for h in ordered if (p := facts[h.pk].profile) != "generic"), "generic")
     return Assembly(patient, _parts(members, references), detected)
