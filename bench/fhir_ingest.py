@@ -2,7 +2,7 @@
 
     python bench/fhir_ingest.py [--seconds 3] [--clients 4] [--workers 2]
     python bench/fhir_ingest.py --resource-by-resource [--pairs 3] [--modes in-memory,incremental,whole]
-        [--database-url postgresql+psycopg://user@host/db]
+        [--database-url postgresql+psycopg://user@host/db] [--prefill N]
     python bench/fhir_ingest.py --bundle-keep-cost [--pairs 3]
 
 Corpus: every real Bundle under ../shared/reference/fhir (IPS, Genomics Reporting,
@@ -27,6 +27,9 @@ phenopacket's own write left out), `incremental` (all of it, through the SQLite 
 every write translates the whole patient, the design before). `--database-url`: the store modes run
 on that PostgreSQL database instead (a fresh schema per run, dropped after), so that both backends are
 reported; `statements_per_write` counts the SQL statements the store modes executed (BEGIN, COMMIT aside).
+`--prefill N`: the store modes write every patient into one dataset that holds N copies of the corpus
+already (written before the clock starts), as a hospital's dataset would: a write's cost must not grow
+with the patients around it.
 
 Not a test: it prints figures and ratios and writes bench/out/fhir_ingest.json.
 """
@@ -290,8 +293,39 @@ def fresh_store_url(database_url: str | None):
         admin.dispose()
 
 
+def tagged(resources: list[tuple[dict, str | None]], tag: str) -> list[tuple[dict, str | None]]:
+    """A patient's resources as another patient: ids, fullUrls, Patient identifiers and the references
+    between them end in `-tag` (so that many copies can share one dataset)."""
+    names = {f"{r['resourceType']}/{r['id']}" for r, _ in resources} | {u for _, u in resources if u}
+
+    def rewrite(node):
+        if isinstance(node, dict):
+            return {
+                k: (f"{v}-{tag}" if v in names else v) if k == "reference" and isinstance(v, str) else rewrite(v)
+                for k, v in node.items()
+            }
+        if isinstance(node, list):
+            return [rewrite(v) for v in node]
+        return node
+
+    out = []
+    for resource, full_url in resources:
+        copied = rewrite(resource)
+        copied["id"] = f"{resource['id'][:50]}-{tag}"
+        if copied["resourceType"] == "Patient":
+            for ident in copied.get("identifier") or ():
+                if isinstance(ident, dict) and "value" in ident:
+                    ident["value"] = f"{ident['value']}-{tag}"
+        out.append((copied, f"{full_url}-{tag}" if full_url else None))
+    return out
+
+
 def one_by_one(
-    sequences: list[list[tuple[dict, str | None]]], key: bytes, mode: str, database_url: str | None = None
+    sequences: list[list[tuple[dict, str | None]]],
+    key: bytes,
+    mode: str,
+    database_url: str | None = None,
+    prefill: int = 0,
 ) -> tuple[float, dict]:
     """Send every resource through `apply_writes` into a fresh store (SQLite, or a fresh schema of
     `database_url`); (seconds, counters: the cache's, and the SQL statements per write).
@@ -299,6 +333,8 @@ def one_by_one(
     mode "incremental": with the FragmentCache (what `gateway serve` does); "no-phenopacket-write": the
     same, with the phenopacket's own write left out (the resource rows are still kept: they are the
     source of truth); "whole": without a cache, each write translates all the patient's resources.
+    `prefill` > 0: every patient goes into one dataset that already holds `prefill` copies of the corpus
+    (written first, not timed): what a write costs in a hospital's dataset rather than in an empty one.
     """
     import sqlalchemy as sa
 
@@ -318,15 +354,25 @@ def one_by_one(
         if mode == "no-phenopacket-write":
             store.save_phenopackets_in = lambda connection, records, **_: []  # type: ignore[method-assign]
         try:
-            for n in range(len(sequences)):
-                store.ensure_dataset(f"bench{n}")
+            datasets = ["bench"] * len(sequences) if prefill else [f"bench{n}" for n in range(len(sequences))]
+            if prefill:
+                sequences = [tagged(resources, f"t{n}") for n, resources in enumerate(sequences)]
+            for dataset in sorted(set(datasets)):
+                store.ensure_dataset(dataset)
+            for copy_number in range(prefill):
+                for resources in sequences:
+                    for resource, full_url in tagged(resources, f"p{copy_number}"):
+                        write = ResourceWrite(resource["resourceType"], resource["id"], resource, full_url)
+                        apply_writes([write], store=store, key=key, dataset_id="bench", cache=cache)
+            if cache is not None:  # the counters say what the timed writes did
+                cache.translated = cache.merged = cache.whole = 0
             sa.event.listen(store.engine, "before_cursor_execute", count)
             start = time.perf_counter()
             cpu = time.process_time()
-            for n, resources in enumerate(sequences):
+            for dataset, resources in zip(datasets, sequences, strict=True):
                 for resource, full_url in resources:
                     write = ResourceWrite(resource["resourceType"], resource["id"], resource, full_url)
-                    apply_writes([write], store=store, key=key, dataset_id=f"bench{n}", cache=cache)
+                    apply_writes([write], store=store, key=key, dataset_id=dataset, cache=cache)
             elapsed = time.perf_counter() - start
             cpu = time.process_time() - cpu
             sa.event.remove(store.engine, "before_cursor_execute", count)
@@ -338,7 +384,7 @@ def one_by_one(
     return elapsed, counters
 
 
-def resource_by_resource(pairs: int, modes: list[str], database_url: str | None = None) -> dict:
+def resource_by_resource(pairs: int, modes: list[str], database_url: str | None = None, prefill: int = 0) -> dict:
     sequences = patient_resources(load_corpus())
     n = sum(len(r) for r in sequences)
     key = bytes(32)
@@ -352,7 +398,11 @@ def resource_by_resource(pairs: int, modes: list[str], database_url: str | None 
             start, cpu = time.perf_counter(), time.process_time()
             floor_parse_resources(sequences)
             floor, floor_cpu = time.perf_counter() - start, time.process_time() - cpu
-            run = in_memory(sequences, key) if mode == "in-memory" else one_by_one(sequences, key, mode, database_url)
+            run = (
+                in_memory(sequences, key)
+                if mode == "in-memory"
+                else one_by_one(sequences, key, mode, database_url, prefill)
+            )
             elapsed, counters[mode] = run
             ratios[mode].append(elapsed / floor)
             cpu_ratios[mode].append(counters[mode].pop("cpu_seconds") / floor_cpu)
@@ -368,6 +418,7 @@ def resource_by_resource(pairs: int, modes: list[str], database_url: str | None 
         "cpu_ratio_to_floor": {m: round(statistics.median(r), 2) for m, r in cpu_ratios.items()},
         "cache_counters": counters,
         "pairs": pairs,
+        "prefilled_corpus_copies": prefill,
         "load_average": [round(x, 2) for x in os.getloadavg()],
     }
 
@@ -420,16 +471,23 @@ def main() -> int:
     parser.add_argument(
         "--database-url", help="with --resource-by-resource: run the store modes on this PostgreSQL database"
     )
+    parser.add_argument(
+        "--prefill",
+        type=int,
+        default=0,
+        help="with --resource-by-resource: one dataset, holding this many copies of the corpus before the timed run",
+    )
     parser.add_argument("--bundle-keep-cost", action="store_true", help="the Bundle channel with and without keeping")
     args = parser.parse_args()
     if args.bundle_keep_cost:
         print(json.dumps(bundle_keep_cost(args.pairs), indent=2))
         return 0
     if args.resource_by_resource:
-        figures = resource_by_resource(args.pairs, args.modes.split(","), args.database_url)
+        figures = resource_by_resource(args.pairs, args.modes.split(","), args.database_url, args.prefill)
         out = REPO / "bench" / "out"
         out.mkdir(exist_ok=True)
         name = "fhir_ingest_resources" + ("_postgresql" if args.database_url else "")
+        name += f"_prefill{args.prefill}" if args.prefill else ""
         (out / f"{name}.json").write_text(json.dumps(figures, indent=2))
         print(json.dumps(figures, indent=2))
         return 0

@@ -82,6 +82,10 @@ class FragmentCache:
     joins: OrderedDict[tuple, tuple[frozenset, ...]] = field(
         default_factory=OrderedDict
     )  # per patient: (type, id) sets
+    # The index of a dataset's unattached resources, by their stubs: every write of a patient resolves its
+    # references in it, and it changes only when an unattached resource does (a few datasets at a time).
+    loose_indexes: OrderedDict[tuple, BundleIndex] = field(default_factory=OrderedDict)
+    max_loose_indexes: int = 16
 
     def get(self, table: OrderedDict, key: Any) -> Any:
         found = table.get(key)
@@ -130,11 +134,11 @@ def parts_of(
     load: Load,
     cache: FragmentCache,
 ) -> Assembly:
-    """The Patient, its resources and the patient-less ones they reach, in parts."""
-    facts = _facts_of(load, [patient, *members, *loose], cache)
-    references = {pk: f.references for pk, f in facts.items()}
+    """The Patient, its resources and the patient-less ones they reach, in parts. (Of the dataset's
+    patient-less resources only those reached are looked at: the others are many, and unchanged.)"""
+    facts = _facts_of(load, [patient, *members], cache)
     if loose:
-        index = BundleIndex.build([_stub(h) for h in loose])
+        index = _loose_index(loose, cache)
         reached: set[int] = set()
         frontier = members
         while frontier:
@@ -146,10 +150,27 @@ def parts_of(
             }
             reached |= found
             frontier = [loose[i] for i in found]
+            facts.update(_facts_of(load, frontier, cache))
         members = [*members, *(loose[i] for i in sorted(reached))]
+    references = {pk: f.references for pk, f in facts.items()}
     ordered = [patient, *sorted(members, key=lambda h: (h.resource_type, h.resource_id))]
     detected = next((p for h in ordered if (p := facts[h.pk].profile) != "generic"), "generic")
     return Assembly(patient, _parts(members, references), detected)
+
+
+def _loose_index(loose: list[ResourceHead], cache: FragmentCache) -> BundleIndex:
+    """BundleIndex.build of the unattached resources' stubs, kept for the dataset's next writes (a pure
+    function of the stubs: type, id, fullUrl)."""
+    key = tuple((h.resource_type, h.resource_id, h.full_url) for h in loose)
+    found = cache.loose_indexes.get(key)
+    if found is not None:
+        cache.loose_indexes.move_to_end(key)
+        return found
+    index = BundleIndex.build([_stub(h) for h in loose])
+    cache.loose_indexes[key] = index
+    while len(cache.loose_indexes) > cache.max_loose_indexes:
+        cache.loose_indexes.popitem(last=False)
+    return index
 
 
 def _facts_of(load: Load, heads: list[ResourceHead], cache: FragmentCache) -> dict[int, Facts]:

@@ -47,6 +47,7 @@ from gateway.services.fhir_same_resource import same_resources
 from gateway.services.ingest import IngestOutcome
 from gateway.store import fhir_resources as rows
 from gateway.store.fhir_resources import PATIENT, ResourceHead, ResourceState, StoredResource
+from gateway.store.index_rows import ReadAhead
 from gateway.store.metadata import MetadataStore, UnknownDatasetError
 from gateway.store.records import PhenopacketRecord
 from gateway.store.tables import fhir_resources as resource_table
@@ -664,9 +665,11 @@ def _rebuild(
 
     With a cache, only the parts the write changed are translated (gateway.services.fhir_incremental);
     `written`: content this transaction kept, by primary key (not read back)."""
-    record = None
+    record, read_ahead = None, None
     if cache is not None:
-        record = _incremental_record(connection, cache, key, dataset_id, patient_id, profile, now, written)
+        record, read_ahead = _incremental_record(
+            connection, cache, key, dataset_id, patient_id, old_subject, profile, now, written
+        )
     if record is None:
         resources = assemble(connection, dataset_id, patient_id)
         if resources is None:  # the Patient was deleted: so is its phenopacket
@@ -676,7 +679,9 @@ def _rebuild(
         record = make_phenopacket(resources, key=key, dataset_id=dataset_id, profile=profile, now=now)
     if old_subject is not None and old_subject != record.subject_id:  # the Patient's identifier changed
         store.delete_phenopackets_in(connection, old_subject, dataset_id)
-    store.save_phenopackets_in(connection, [record], dataset_checked=True)  # _apply_writes_in checked it
+        read_ahead = None  # the rows of the phenopacket just deleted
+    # _apply_writes_in checked the dataset
+    store.save_phenopackets_in(connection, [record], dataset_checked=True, read_ahead=read_ahead)
     return record.id
 
 
@@ -738,23 +743,25 @@ def _incremental_record(
     key: bytes,
     dataset_id: str,
     patient_id: str,
+    subject_id: str | None,
     profile: str | None,
     now: datetime,
     written: dict[int, dict[str, Any]] | None = None,
-) -> PhenopacketRecord | None:
-    """The phenopacket from cached parts (fhir_incremental); None: translate everything at once.
+) -> tuple[PhenopacketRecord | None, ReadAhead | None]:
+    """The phenopacket from cached parts (fhir_incremental) — None: translate everything at once —, and the
+    index rows of the patient's phenopacket now (of `subject_id`), for its write to diff against.
 
     The same assembly as fhir_incremental.assemble_parts, with the patient's and the unattached heads
-    read in one round trip with the Patient's content, and other content read only for what `written` (this
-    transaction's) does not hold."""
-    attached, loose, held = rows.assembly_heads(connection, dataset_id, patient_id)
+    read in one round trip with the Patient's content and those index rows, and other content read only
+    for what `written` (this transaction's) does not hold."""
+    attached, loose, held, read_ahead = rows.assembly_heads(connection, dataset_id, patient_id, subject_id)
     patient = [h for h in attached if h.resource_type == PATIENT]
     if not patient:
-        return None
+        return None, read_ahead
     members = [h for h in attached if h.resource_type != PATIENT]
     load = partial(_contents, connection, {**held, **(written or {})})
     assembly = parts_of(patient[0], members, loose, load, cache)
-    return incremental_record(assembly, load, cache, key, dataset_id, profile, now)
+    return incremental_record(assembly, load, cache, key, dataset_id, profile, now), read_ahead
 
 
 def _contents(connection: sa.Connection, held: dict[int, dict[str, Any]], pks: list[int]) -> dict[int, dict]:

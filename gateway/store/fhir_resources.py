@@ -17,6 +17,8 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from gateway.store import index_rows
+from gateway.store.index_rows import ReadAhead
 from gateway.store.tables import Document, datasets, fhir_resources
 
 PATIENT = "Patient"
@@ -115,32 +117,40 @@ _STATE_AND_PATIENT = sa.select(*_STATE).where(
 )
 # A patient's heads and the dataset's unattached ones in one read, with the Patient's own content (every
 # part is translated with it; a minimised Patient is small). An unattached row has no patient_id (put and
-# attach give one only with a patient_ref), so both halves are ranges of ix_fhir_resources_patient.
-_ASSEMBLY_HEADS = (
-    sa.select(
-        *_HEAD,
-        _c.patient_id,
-        sa.type_coerce(sa.case((_c.resource_type == PATIENT, _c.resource), else_=sa.null()), Document),
-    )
-    .where(
+# attach give one only with a patient_ref), so both halves are ranges of ix_fhir_resources_patient: two
+# selects, and no ORDER BY (the caller sorts), or SQLite walks the whole dataset for the order. The index
+# rows of the patient's phenopacket come along (resource_type "#" + their table: no FHIR type starts so),
+# for the phenopacket's write to diff against (gateway.store.index_rows).
+_PATIENT_CONTENT = sa.type_coerce(sa.case((_c.resource_type == PATIENT, _c.resource), else_=sa.null()), Document)
+_INDEX_MARK = "#"
+_ASSEMBLY_HEADS = sa.union_all(
+    sa.select(*_HEAD, _c.patient_id, _PATIENT_CONTENT).where(
+        _c.dataset_id == sa.bindparam("dataset_id"), _c.patient_id == sa.bindparam("patient_id")
+    ),
+    sa.select(*_HEAD, _c.patient_id, sa.type_coerce(sa.null(), Document)).where(
         _c.dataset_id == sa.bindparam("dataset_id"),
-        sa.or_(
-            _c.patient_id == sa.bindparam("patient_id"),
-            sa.and_(_c.patient_id.is_(None), _c.patient_ref.is_(None), _c.resource_type != PATIENT),
-        ),
-    )
-    .order_by(_c.resource_type, _c.resource_id)
+        _c.patient_id.is_(None),
+        _c.patient_ref.is_(None),
+        _c.resource_type != PATIENT,
+    ),
+    *(
+        select.with_only_columns(
+            pk, table, a, sa.cast(sa.null(), sa.Integer), b, c, sa.null(), sa.type_coerce(sa.null(), Document)
+        )
+        for select in index_rows.of_subject(_INDEX_MARK)
+        for pk, table, a, b, c in [select.selected_columns]
+    ),
 )
-_ASSEMBLY_ROWS = (
-    sa.select(fhir_resources)
-    .where(
+_ASSEMBLY_ROWS = sa.union_all(  # the same two ranges (see _ASSEMBLY_HEADS), whole rows
+    sa.select(fhir_resources).where(
+        _c.dataset_id == sa.bindparam("dataset_id"), _c.patient_id == sa.bindparam("patient_id")
+    ),
+    sa.select(fhir_resources).where(
         _c.dataset_id == sa.bindparam("dataset_id"),
-        sa.or_(
-            _c.patient_id == sa.bindparam("patient_id"),
-            sa.and_(_c.patient_id.is_(None), _c.patient_ref.is_(None), _c.resource_type != PATIENT),
-        ),
-    )
-    .order_by(_c.resource_type, _c.resource_id)
+        _c.patient_id.is_(None),
+        _c.patient_ref.is_(None),
+        _c.resource_type != PATIENT,
+    ),
 )
 _CONTENTS = sa.select(_c.pk, _c.resource).where(_c.pk.in_(sa.bindparam("pks", expanding=True)))
 _INSERT = sa.insert(fhir_resources).returning(_c.pk)
@@ -183,18 +193,29 @@ def state_and_patient(
 
 
 def assembly_heads(
-    connection: sa.Connection, dataset_id: str, patient_id: str
-) -> tuple[list[ResourceHead], list[ResourceHead], dict[int, dict[str, Any]]]:
-    """(`heads_of_patient`, `unattached_heads`, the Patient's content by primary key) in one round trip."""
+    connection: sa.Connection, dataset_id: str, patient_id: str, subject_id: str | None = None
+) -> tuple[list[ResourceHead], list[ResourceHead], dict[int, dict[str, Any]], ReadAhead | None]:
+    """(`heads_of_patient`, `unattached_heads`, the Patient's content by primary key, the index rows of the
+    dataset's phenopacket of `subject_id` — None: there is none) in one round trip."""
     attached: list[ResourceHead] = []
     loose: list[ResourceHead] = []
     patient: dict[int, dict[str, Any]] = {}
-    found = connection.execute(_ASSEMBLY_HEADS, {"dataset_id": dataset_id, "patient_id": patient_id})
+    index: list[tuple[int, str, Any, Any, Any]] = []
+    found = connection.execute(
+        _ASSEMBLY_HEADS, {"dataset_id": dataset_id, "patient_id": patient_id, "subject_id": subject_id}
+    )
     for *head, owner, content in found:
+        if head[1].startswith(_INDEX_MARK):
+            index.append((head[0], head[1].removeprefix(_INDEX_MARK), head[2], head[4], head[5]))
+            continue
         (attached if owner == patient_id else loose).append(ResourceHead(*head))
         if content is not None and owner == patient_id:
             patient[head[0]] = content
-    return attached, loose, patient
+
+    def order(head: ResourceHead) -> tuple[str, str]:
+        return head.resource_type, head.resource_id
+
+    return sorted(attached, key=order), sorted(loose, key=order), patient, ReadAhead.of(index)
 
 
 def assembly_rows(
@@ -202,7 +223,7 @@ def assembly_rows(
 ) -> tuple[list[StoredResource], list[StoredResource]]:
     """(`of_patient`, `unattached`) in one round trip (see _ASSEMBLY_HEADS)."""
     read = connection.execute(_ASSEMBLY_ROWS, {"dataset_id": dataset_id, "patient_id": patient_id}).mappings()
-    found = [_stored(row) for row in read]
+    found = sorted((_stored(row) for row in read), key=lambda r: (r.resource_type, r.resource_id))
     return [r for r in found if r.patient_id == patient_id], [r for r in found if r.patient_id != patient_id]
 
 

@@ -16,7 +16,6 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
@@ -29,6 +28,7 @@ from gateway.ids import check_dataset_id
 from gateway.store import families, fhir_resources
 from gateway.store import migrate as migrations
 from gateway.store.engine import WRITE, create_store_engine
+from gateway.store.index_rows import IndexRows, ReadAhead
 from gateway.store.indexing import index_fields
 from gateway.store.reads import PostgresReads
 from gateway.store.records import PhenopacketRecord, SaveResult, StoredFamily, StoredPhenopacket
@@ -221,10 +221,16 @@ class MetadataStore:
         return _results(records, latest, stored)
 
     def save_phenopackets_in(
-        self, connection: sa.Connection, records: Sequence[PhenopacketRecord], *, dataset_checked: bool = False
+        self,
+        connection: sa.Connection,
+        records: Sequence[PhenopacketRecord],
+        *,
+        dataset_checked: bool = False,
+        read_ahead: ReadAhead | None = None,
     ) -> list[SaveResult]:
         """The same inside a caller's `transaction()` (FHIR resources and the phenopacket they make).
-        `dataset_checked`: the caller read the records' datasets in this transaction already."""
+        `dataset_checked`: the caller read the records' datasets in this transaction already. `read_ahead`:
+        the index rows of the one phenopacket these records replace, read in this transaction already."""
         records = list(records)
         for position, record in enumerate(records):
             _check_record(position, record)
@@ -233,7 +239,7 @@ class MetadataStore:
         fields = {key: index_fields(latest[key].document) for key in sorted(latest)}
         rows = [_phenopacket_row(latest[key], fields[key], now) for key in sorted(latest)]
         families = {key: record.family for key, record in latest.items()}
-        stored = self._save_rows_in(connection, rows, fields, families, dataset_checked) if rows else {}
+        stored = self._save_rows_in(connection, rows, fields, families, dataset_checked, read_ahead) if rows else {}
         return _results(records, latest, stored)
 
     def _save_rows(
@@ -252,6 +258,7 @@ class MetadataStore:
         fields: dict[tuple[str, str], dict[str, Any]],
         families: dict[tuple[str, str], dict[str, Any] | None],
         dataset_checked: bool = False,
+        read_ahead: ReadAhead | None = None,
     ) -> dict[tuple[str, str], bool]:
         if not dataset_checked:
             wanted = {row["dataset_id"] for row in rows}
@@ -267,8 +274,12 @@ class MetadataStore:
 
         # A replaced phenopacket's index rows are diffed against the stored ones: a write that adds one
         # resource mostly adds a term or none, so most rows stay as they are (no delete, no re-insert).
-        before = _IndexRows.read(connection, [pk_of[key] for key, is_new in created.items() if not is_new])
-        after = _IndexRows()
+        replaced = [pk_of[key] for key, is_new in created.items() if not is_new]
+        if read_ahead is not None and replaced == [read_ahead.pk]:
+            before = read_ahead.rows
+        else:
+            before = IndexRows.read(connection, replaced)
+        after = IndexRows()
         for key, indexed in fields.items():
             pk = pk_of[key]
             for kind, term, label in indexed["terms"]:
@@ -289,7 +300,7 @@ class MetadataStore:
         return created
 
     def _write_index_diff(
-        self, connection: sa.Connection, before: _IndexRows, after: _IndexRows, dataset_of: dict[int, str]
+        self, connection: sa.Connection, before: IndexRows, after: IndexRows, dataset_of: dict[int, str]
     ) -> None:
         """Make the stored term and biosample rows of these phenopackets `after`. New rows go in before
         removed ones go out: SQLite's max(rowid) of phenopacket_terms (gateway.beacon.individuals'
@@ -497,20 +508,6 @@ class MetadataStore:
 _t, _b, _f = phenopacket_terms.c, biosamples.c, phenopacket_families.c
 
 
-# The index rows of replaced phenopackets, read in one round trip (statements built once: see fhir_resources).
-def _index_rows_of(where: Callable[[sa.ColumnElement], sa.ColumnElement[bool]]) -> sa.CompoundSelect:
-    return sa.union_all(
-        sa.select(_t.phenopacket_pk, sa.literal("t"), _t.kind, _t.term, _t.label).where(where(_t.phenopacket_pk)),
-        sa.select(_b.phenopacket_pk, sa.literal("b"), _b.biosample_id, _b.sampled_tissue, sa.null()).where(
-            where(_b.phenopacket_pk)
-        ),
-        sa.select(_f.phenopacket_pk, sa.literal("f"), sa.null(), sa.null(), sa.null()).where(where(_f.phenopacket_pk)),
-    )
-
-
-_INDEX_ROWS = _index_rows_of(lambda pk: pk.in_(sa.bindparam("pks", expanding=True)))
-# One phenopacket (a FHIR write): no expanding IN, whose SQL is made again on every execution.
-_INDEX_ROWS_OF_ONE = _index_rows_of(lambda pk: pk == sa.bindparam("pk"))
 _INSERT = {table.name: sa.insert(table) for table in (phenopacket_terms, biosamples, phenopacket_families)}
 _RELABEL_TERM = (
     sa.update(phenopacket_terms)
@@ -533,33 +530,6 @@ _RETISSUE_BIOSAMPLE = (
     .values(sampled_tissue=sa.bindparam("sampled_tissue"))
 )
 _DELETE_FAMILIES = sa.delete(phenopacket_families).where(_f.phenopacket_pk.in_(sa.bindparam("pks", expanding=True)))
-
-
-@dataclass
-class _IndexRows:
-    """Term rows ((pk, kind, term) -> label), biosample rows ((pk, biosample id) -> sampled tissue) and the
-    phenopackets that have a Family, of some phenopackets."""
-
-    terms: dict[tuple[int, str, str], str | None] = field(default_factory=dict)
-    biosamples: dict[tuple[int, str], str | None] = field(default_factory=dict)
-    families: set[int] = field(default_factory=set)
-
-    @classmethod
-    def read(cls, connection: sa.Connection, pks: list[int]) -> _IndexRows:
-        found = cls()
-        for chunk in _chunks(pks):
-            one = len(chunk) == 1
-            read = connection.execute(
-                *((_INDEX_ROWS_OF_ONE, {"pk": chunk[0]}) if one else (_INDEX_ROWS, {"pks": chunk}))
-            )
-            for pk, table, a, b, c in read:
-                if table == "t":
-                    found.terms[pk, a, b] = c
-                elif table == "b":
-                    found.biosamples[pk, a] = b
-                else:
-                    found.families.add(pk)
-        return found
 
 
 def _results(

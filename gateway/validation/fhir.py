@@ -29,6 +29,7 @@ from fhir.resources.R4B import get_fhir_model_class
 from pydantic import ValidationError
 
 from gateway.issues import Issue, Report, pointer_to_fhirpath
+from gateway.validation.fhir_shape import plainly_valid
 from schemas import load_schema, pointer, schema_issues
 from translators.fhir.references import ACCEPTED_BUNDLE_TYPES, ALL_BUNDLE_TYPES, BundleIndex
 
@@ -65,12 +66,16 @@ class FhirCheck:
 
 
 def validate_fhir(doc: dict, *, bundle_types: frozenset[str] = INGEST_BUNDLE_TYPES) -> Report:
-    """All findings about a FHIR R4 Bundle or single resource (already parsed from JSON)."""
-    return check_fhir(doc, bundle_types=bundle_types).report
+    """All findings about a FHIR R4 Bundle or single resource (already parsed from JSON).
+
+    No model is kept, so a resource that is plainly valid R4B (gateway.validation.fhir_shape) is not parsed
+    with its model (which would only agree); every other one is, so a rejection and its messages are the
+    model's."""
+    return check_fhir(doc, bundle_types=bundle_types, models=False).report
 
 
-def check_fhir(doc: dict, *, bundle_types: frozenset[str] = INGEST_BUNDLE_TYPES) -> FhirCheck:
-    """Like `validate_fhir`, and also returns the parsed models for reuse."""
+def check_fhir(doc: dict, *, bundle_types: frozenset[str] = INGEST_BUNDLE_TYPES, models: bool = True) -> FhirCheck:
+    """Like `validate_fhir`, and also returns the parsed models for reuse (`models=False`: none, faster)."""
     check = FhirCheck()
     report = check.report
     if not isinstance(doc, dict) or "resourceType" not in doc:
@@ -78,12 +83,12 @@ def check_fhir(doc: dict, *, bundle_types: frozenset[str] = INGEST_BUNDLE_TYPES)
         return check
     resource_type = doc["resourceType"]
     if resource_type != "Bundle":
-        model, issues = parse_resource(doc, "")
+        model, issues = parse_resource(doc, "", model=models)
         report.extend(issues)
         check.resource = model
         report.extend(_reference_issues([(doc, "", None)], BundleIndex(), bundle=False))
         return check
-    _check_bundle(doc, check, bundle_types)
+    _check_bundle(doc, check, bundle_types, models)
     return check
 
 
@@ -103,8 +108,9 @@ def _model_class(resource_type: str) -> Any:
         return None  # an R4 type that R4B dropped (e.g. MedicinalProduct)
 
 
-def parse_resource(resource: Any, location: str) -> tuple[Any, list[Issue]]:
-    """Parse one resource with its R4B model: (model or None, issues located under `location`)."""
+def parse_resource(resource: Any, location: str, *, model: bool = True) -> tuple[Any, list[Issue]]:
+    """Parse one resource with its R4B model: (model or None, issues located under `location`).
+    `model=False`: no model is wanted, and a plainly valid resource is not parsed (gateway.validation.fhir_shape)."""
     if not isinstance(resource, dict):
         return None, [Issue.error("fhir-structure", "a resource must be a JSON object", location)]
     resource_type = resource.get("resourceType")
@@ -120,11 +126,13 @@ def parse_resource(resource: Any, location: str) -> tuple[Any, list[Issue]]:
     if model_class is None:
         message = f"{resource_type} is valid R4 but has no R4B model: its structure was not checked"
         return None, [Issue.warning("fhir-not-checked", message, location)]
+    if not model and plainly_valid(resource):
+        return None, _binding_issues(resource, resource_type, location)
     try:
-        model = model_class.model_validate(resource)
+        parsed = model_class.model_validate(resource)
     except ValidationError as exc:
         return None, [_pydantic_issue(err, resource_type, location) for err in exc.errors()]
-    return model, _binding_issues(resource, resource_type, location)
+    return (parsed if model else None), _binding_issues(resource, resource_type, location)
 
 
 def _binding_issues(resource: dict, resource_type: str, location: str) -> list[Issue]:
@@ -165,7 +173,7 @@ def _clean(message: str) -> str:
 # --- Bundles ---------------------------------------------------------------------------------------------------
 
 
-def _check_bundle(doc: dict, check: FhirCheck, bundle_types: frozenset[str]) -> None:
+def _check_bundle(doc: dict, check: FhirCheck, bundle_types: frozenset[str], models: bool) -> None:
     report = check.report
     bundle_type = doc.get("type")
     check.bundle_type = bundle_type if isinstance(bundle_type, str) else None
@@ -194,7 +202,7 @@ def _check_bundle(doc: dict, check: FhirCheck, bundle_types: frozenset[str]) -> 
             shell_entries.append({})
             continue
         shell_entries.append({k: v for k, v in entry.items() if k != "resource"})
-    _, shell_issues = parse_resource({**doc, "entry": shell_entries} if entries else doc, "")
+    _, shell_issues = parse_resource({**doc, "entry": shell_entries} if entries else doc, "", model=False)
     report.extend(shell_issues)
 
     resources: list[tuple[dict, str, int | None]] = []
@@ -205,7 +213,7 @@ def _check_bundle(doc: dict, check: FhirCheck, bundle_types: frozenset[str]) -> 
         where = f"/entry/{i}"
         report.extend(_entry_rules(entry, where, check.bundle_type))
         if "resource" in entry:
-            model, issues = parse_resource(entry["resource"], where + "/resource")
+            model, issues = parse_resource(entry["resource"], where + "/resource", model=models)
             check.entries[i] = model
             report.extend(issues)
             if isinstance(entry["resource"], dict):

@@ -26,6 +26,8 @@ from gateway.services.fhir_resources import (
     supported_types,
 )
 from gateway.services.ingest import process_fhir
+from gateway.store.indexing import index_fields
+from gateway.store.tables import biosamples, phenopacket_terms
 
 KEY = bytes(range(32))
 NOW = datetime(2026, 11, 30, 12, 0, tzinfo=UTC)
@@ -414,8 +416,9 @@ def test_every_real_bundle_sent_resource_by_resource_incrementally_makes_its_phe
 
 def test_a_write_to_a_stored_patient_is_a_few_statements_and_reads_back_nothing_it_wrote(store, reference_dir):
     """Round trips per write (the store's share of resource-by-resource ingest): the dataset and its lock,
-    the row with its Patient, the row written, the patient's heads, the phenopacket and its index; the
-    content the write kept is not read back, nor the Patient's content (it comes with the heads)."""
+    the row with its Patient, the row written, the patient's heads (with its phenopacket's index rows),
+    the phenopacket; the content the write kept is not read back, nor the Patient's content (it comes with
+    the heads), nor the index rows (they come with the heads too)."""
     resources = _resources(_bundle(reference_dir, MARFAN))
     cache = FragmentCache()
     observations = [r for r in resources if r["resourceType"] == "Observation"]
@@ -434,6 +437,84 @@ def test_a_write_to_a_stored_patient_is_a_few_statements_and_reads_back_nothing_
     finally:
         sa.event.remove(store.engine, "before_cursor_execute", seen)
     assert change.status == "created" and change.phenopacket_id is not None
-    assert len(statements) <= 7, statements  # + one insert when the write adds an index term
+    assert len(statements) <= 6, statements  # + one insert when the write adds an index term
     assert not [s for s in statements if s.startswith("SELECT fhir_resources.pk, fhir_resources.resource ")]
+    assert not [s for s in statements if s.startswith("SELECT phenopacket_terms.")]  # read with the heads
     assert _stored(store) == _expected(_bundle(reference_dir, MARFAN))
+
+
+def _index_rows(store, dataset="ds1"):
+    with store.engine.connect() as connection:
+        terms = connection.execute(
+            sa.select(phenopacket_terms.c.kind, phenopacket_terms.c.term, phenopacket_terms.c.label).where(
+                phenopacket_terms.c.dataset_id == dataset
+            )
+        ).all()
+        samples = connection.execute(
+            sa.select(biosamples.c.biosample_id, biosamples.c.sampled_tissue).where(biosamples.c.dataset_id == dataset)
+        ).all()
+    return sorted(map(tuple, terms)), sorted(map(tuple, samples))
+
+
+def _indexed(store, dataset="ds1"):
+    """The index rows the stored documents make (gateway.store.indexing), to compare with those stored."""
+    terms, samples = [], []
+    for packet in store.list_phenopackets(dataset_id=dataset, limit=1000)[0]:
+        fields = index_fields(packet.document)
+        terms += fields["terms"]
+        samples += [(b["id"], b["sampled_tissue"]) for b in fields["biosamples"]]
+    return sorted(terms), sorted(samples)
+
+
+@pytest.mark.parametrize("rel", [SELTENE, MOLGEN])
+def test_the_index_rows_follow_every_write_they_were_read_ahead_for(store, reference_dir, rel):
+    """The index rows a write diffs against are read with the patient's heads: after every write (terms
+    added, a term changed, a term, a biosample or a Family removed, the Patient's identifier changed) the
+    stored rows are exactly those the stored phenopackets make."""
+    resources = _resources(_bundle(reference_dir, rel))
+    cache = FragmentCache()
+    for resource in resources:
+        _put(store, resource, cache=cache)
+        assert _index_rows(store) == _indexed(store), resource["resourceType"]
+    condition = next(r for r in resources if r["resourceType"] == "Condition")
+    changed = copy.deepcopy(condition)
+    changed["code"] = {"coding": [{"system": "http://www.orpha.net", "code": "558", "display": "Marfan syndrome"}]}
+    _put(store, changed, cache=cache)
+    assert _index_rows(store) == _indexed(store)
+    gone = [condition, *[r for r in resources if r["resourceType"] in ("Specimen", "FamilyMemberHistory")][:1]]
+    for resource in gone:
+        write = ResourceWrite(resource["resourceType"], resource["id"], None)
+        apply_writes([write], store=store, key=KEY, dataset_id="ds1", now=NOW, cache=cache)
+        assert _index_rows(store) == _indexed(store), resource["resourceType"]
+    patient = copy.deepcopy(next(r for r in resources if r["resourceType"] == "Patient"))
+    for identifier in patient["identifier"]:
+        identifier["value"] += "-new"
+    _put(store, patient, cache=cache)
+    terms, samples = _index_rows(store)
+    assert terms and (terms, samples) == _indexed(store)
+
+
+def test_assembling_a_patient_reads_index_ranges_not_the_whole_dataset(tmp_path):
+    """The rows of a write's patient are read by ranges of ix_fhir_resources_patient (the patient's rows, the
+    dataset's unattached ones): with an ORDER BY or one OR'ed condition SQLite walked every row of the dataset,
+    so that a write cost more the more patients the dataset held."""
+    from gateway.store import MetadataStore
+    from gateway.store import fhir_resources as rows
+
+    store = MetadataStore.open(f"sqlite:///{tmp_path / 'plan.sqlite'}")
+    try:
+        with store.engine.connect() as connection:
+            for statement, params in (
+                (rows._ASSEMBLY_HEADS, {"dataset_id": "d", "patient_id": "p", "subject_id": "s"}),
+                (rows._ASSEMBLY_ROWS, {"dataset_id": "d", "patient_id": "p"}),
+            ):
+                compiled = statement.compile(dialect=connection.dialect)
+                values = compiled.construct_params(params)
+                plan = connection.exec_driver_sql(
+                    "EXPLAIN QUERY PLAN " + str(compiled), tuple(values[k] for k in compiled.positiontup)
+                ).all()
+                reads = [detail for *_, detail in plan if "fhir_resources" in detail]
+                assert len(reads) == 2, plan
+                assert all("ix_fhir_resources_patient (dataset_id=? AND patient_id=?)" in r for r in reads), plan
+    finally:
+        store.close()
