@@ -67,6 +67,9 @@ class Part:
     diseases_from: tuple[tuple[tuple[str, str], ...], ...] | None = None
     # per prefix of a named version, the place (phase, type, id) in the translator's processing that named it
     versions_from: tuple[tuple[str, tuple], ...] = ()
+    # per element of `phenotypicFeatures`, the place (phase, type, id) of the resource that made it (None: not
+    # known, a contained one); None: not known for any
+    features_from: tuple[tuple | None, ...] | None = None
 
     def rank(self, types: frozenset[str]) -> tuple[int, str, str] | None:
         """The translator's place of the one source of `types` (what a list's elements come from):
@@ -91,6 +94,8 @@ class Part:
                 (_places(made[0])[0], _places(made[-1])[1]) if made and {t for t, _ in made} <= sources else None
                 for made in self.diseases_from
             ]
+        if name == "phenotypicFeatures" and self.features_from is not None and len(self.features_from) == len(items):
+            return [None if place is None else (place, place) for place in self.features_from]
         rank = self.rank(sources)
         return [None if rank is None else _places(rank[1:])] * len(items)
 
