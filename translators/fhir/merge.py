@@ -17,8 +17,10 @@ What the families share across parts, and how:
   finding their Observations add). "First" is the translator's order: Conditions before Observations,
   then by Type/id. A disease knows the Conditions it was made from (`Part.diseases_from`), so parts of
   several Conditions merge without a joint translation unless the Conditions of two such elements
-  interleave (a, c in one part, b in another → Join); a feature's is known when its part holds one
-  resource it can come from, so a clash with a part of several → Join;
+  interleave (a, c in one part, b in another → Join). A feature knows the one resource that made it
+  (`Part.features_from`): a repeated feature is the one whose resource the translator read first (no
+  filling: Phenotypes.add_feature drops the later ones). Where that is not known (a contained resource,
+  a part without provenance) only a part of one resource it can come from is ordered; else → Join;
 - interpretations: one per Condition, ids never shared, except the one of variants linked to no
   Condition, whose genomicInterpretations are joined (and it stays last);
 - biosamples (ids unique), measurements, medicalActions: joined;
