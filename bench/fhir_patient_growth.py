@@ -133,7 +133,7 @@ def run(copies: int, name: str | None, database_url: str | None) -> dict:
         "blocks": blocks,
         "last_block_over_first": round(blocks[-1]["write_ms_median"] / blocks[0]["write_ms_median"], 2),
         "total_s": round(sum(writes), 2),
-        "cache": {"translated": cache.translated, "merged": cache.merged, "whole": cache.whole},
+        "cache": {"translated": cache.translated, "merged": cache.merged, "whole": cache.whole, "joined": cache.joined},
         "largest_part": largest_part(cache),
         "load_average": [round(x, 2) for x in os.getloadavg()],
     }

@@ -51,11 +51,19 @@ class Fragment:
     # which resources (type, id) made each disease, and where each named version was named (Part)
     diseases_from: tuple[tuple[tuple[str, str], ...], ...] | None = None
     versions_from: tuple[tuple[str, tuple], ...] = ()
+    features_from: tuple[tuple | None, ...] | None = None  # per feature, the place of the resource that made it
 
     @cached_property
     def part(self) -> Part:
         """The fragment as the merge reads it (kept with the cached fragment: worked out once)."""
-        return Part(self.phenopacket, self.sources, self.named_versions, self.diseases_from, self.versions_from)
+        return Part(
+            self.phenopacket,
+            self.sources,
+            self.named_versions,
+            self.diseases_from,
+            self.versions_from,
+            self.features_from,
+        )
 
 
 @dataclass(frozen=True)
@@ -297,7 +305,8 @@ def _joined(parts: list[list[ResourceHead]], joins: tuple[frozenset, ...]) -> li
     """The parts with those that share a source with one of `joins` made one (sorted as parts are).
 
     Union-find over the parts: linear in the parts and the joins' sources (a long-lived patient has
-    hundreds of parts and a join for every oncology Condition with its TNM findings)."""
+    hundreds of parts; joins are rare: diseases and features carry the resources that made them, so only
+    interleaving sources or two different vital statuses still join)."""
     if not joins:
         return parts
     owner = {(h.resource_type, h.resource_id): i for i, part in enumerate(parts) for h in part}

@@ -797,6 +797,7 @@ def incremental_record(
             named_versions=packet.named_versions,
             diseases_from=tuple(tuple(names[e] for e in made) for made in packet.disease_entries),
             versions_from=tuple((prefix, (phase, *names[e])) for prefix, phase, e in packet.version_places),
+            features_from=tuple(None if p is None else (p[0], *names[p[1]]) for p in packet.feature_places),
         )
 
     scope = (key_fingerprint(key), dataset_id, name, now.date())

@@ -174,3 +174,49 @@ def test_a_version_named_at_a_known_place_needs_no_joint_translation():
     late = naming([("Condition", "a"), ("Observation", "z")], "2021", (1, "Observation", "z"))
     merged = merge_or_join(_base(), [late, between])
     assert isinstance(merged, dict) and merged["metaData"]["resources"] == [icd.resource("2015")]
+
+
+def test_a_feature_knows_the_resource_that_made_it_so_parts_of_several_merge_in_the_translators_order():
+    def made(sources, places, *features):
+        packet = {**_base(), "phenotypicFeatures": list(features)}
+        return Part(packet, tuple(sources), features_from=tuple(places))
+
+    at = {"Condition": 0, "Observation": 1}  # assemble.PHASE: Conditions first, then Observations
+
+    def place(rtype, rid):
+        return (at[rtype], rtype, rid)
+
+    mild, severe = {"id": "HP:0012825", "label": "Mild"}, {"id": "HP:0012828", "label": "Severe"}
+    onset = {"age": {"iso8601duration": "P29Y"}}
+    tall = {"id": "HP:0000098", "label": "Tall stature"}
+    # a Condition (tall stature, with its onset) and the assessment its evidence names: one part of two sources
+    visit = made(
+        [("Condition", "c2"), ("Observation", "o2")],
+        [place("Condition", "c2"), place("Observation", "o2")],
+        {"type": tall, "onset": onset},
+        {"type": tall, "excluded": True, "severity": mild},
+    )
+    # an earlier-named assessment of the same finding, present and severe: an Observation comes after every Condition
+    assessed = made([("Observation", "o1")], [place("Observation", "o1")], {"type": tall, "severity": severe})
+    merged = merge_or_join(_base(), [assessed, visit])
+    assert isinstance(merged, dict)
+    # present: the Condition's (its phase comes first), not merged with the Observation's; excluded: the one there is
+    assert merged["phenotypicFeatures"] == [
+        {"type": tall, "onset": onset},
+        {"type": tall, "excluded": True, "severity": mild},
+    ]
+    # an Observation between two of one part's sources of the same finding: which one the translator read first
+    # decides, and the element's own place says it
+    two = made(
+        [("Observation", "o0"), ("Observation", "o9")],
+        [place("Observation", "o0")],
+        {"type": tall, "severity": mild},
+    )
+    merged = merge_or_join(_base(), [assessed, two])
+    assert isinstance(merged, dict) and merged["phenotypicFeatures"] == [{"type": tall, "severity": mild}]
+    # a feature from a contained resource has no place of its own: one translation of both parts decides
+    contained = made([("Observation", "o0")], [None], {"type": tall})
+    assert merge_or_join(_base(), [assessed, contained]) == Join(frozenset({0, 1}))
+    # parts translated without provenance keep the old rule: a part of several sources cannot be ordered
+    unknown = Part({**_base(), "phenotypicFeatures": [{"type": tall}]}, (("Condition", "c"), ("Observation", "o")))
+    assert merge_or_join(_base(), [assessed, unknown]) == Join(frozenset({0, 1}))

@@ -10,6 +10,8 @@ import copy
 import json
 from datetime import UTC, datetime
 
+import pytest
+
 from gateway.services.fhir_incremental import FragmentCache
 from gateway.services.fhir_resources import HeldResources, incremental_record, make_phenopacket, supported_types
 
@@ -114,3 +116,73 @@ def test_a_record_that_repeats_itself_merges_part_by_part_and_no_part_grows():
     assert cache.joined == 0 and cache.whole == 0
     largest = max((key[-1] for key in cache.fragments), key=len)
     assert sum(1 for head in largest if head[0] == "Condition") == 1
+
+
+LATER = ("DateTime", "Date", "issued", "start", "end")  # date elements a later visit records anew
+
+
+def _later_visit(resources, k):
+    """Copy k as a later visit would record it: new ids, every date a year on, and each HPO assessment's
+    presence answer turned round (a symptom present then excluded, one excluded then present)."""
+    flip = {"LA9633-4": ("LA9634-2", "Absent"), "LA9634-2": ("LA9633-4", "Present")}
+
+    def later(value, name=""):
+        if isinstance(value, dict):
+            if value.get("system") == "http://loinc.org" and value.get("code") in flip:
+                code, display = flip[value["code"]]
+                return {**value, "code": code, "display": display}
+            return {key: later(v, key) for key, v in value.items()}
+        if isinstance(value, list):
+            return [later(v, name) for v in value]
+        if isinstance(value, str) and name.endswith(LATER) and value[:4].isdigit():
+            return f"{int(value[:4]) + 1}{value[4:]}"
+        return value
+
+    return [(later(r), u) for r, u in _copy(resources, k)]
+
+
+def _feature_sends(name):
+    bundle = json.loads((FHIR / name).read_text())
+    kept = [
+        (e["resource"], e.get("fullUrl")) for e in bundle["entry"] if e["resource"]["resourceType"] in supported_types()
+    ]
+    others = [k for k in kept if k[0]["resourceType"] != "Patient"]
+    first, again = _copy(others, 0), _later_visit(others, 1)
+    patient = [k for k in kept if k[0]["resourceType"] == "Patient"]
+    return {"in order": [*patient, *first, *again], "reversed": [*patient, *reversed(again), *reversed(first)]}
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "mii-testdata/Bundle-mii-exa-test-data-bundle-seltene-1.json",
+        "mii-seltene-erkrankungen/Bundle-bundle-marfan-complete.json",
+    ],
+)
+def test_phenotypic_features_recorded_again_at_a_later_visit_merge_without_joining_parts(name):
+    """A rare-disease patient (MII Seltene Erkrankungen) seen twice: the second visit records the same HPO
+    findings again as new resources (new ids, dates a year on, presence answers turned round), sent
+    resource by resource, in order and in reverse. The same term comes from an Observation or Condition
+    of each visit, and a Condition's evidence links its HPO assessments into one part of several feature
+    sources. Each feature knows the resource it came from, so the translator's rule for a repeated feature
+    (the first in its processing order wins, with its onset and severity) is applied by the merge: every
+    write equals the whole translation and no part holds resources of both visits."""
+    for order, sends in _feature_sends(name).items():
+        cache, held = FragmentCache(), HeldResources(KEY, "visits")
+        whole = None
+        for resource, full_url in sends:
+            assembly = held.keep(copy.deepcopy(resource), full_url, cache)
+            if assembly is None:
+                continue
+            whole = make_phenopacket(
+                [held.stored(h, NOW) for h in assembly.heads], key=KEY, dataset_id="visits", profile=None, now=NOW
+            )
+            record = incremental_record(assembly, held.load, cache, KEY, "visits", None, NOW)
+            assert record is not None
+            assert _canonical(record.document) == _canonical(whole.document), (order, resource["id"])
+        assert whole is not None
+        assert len(whole.document["phenotypicFeatures"]) >= 7
+        assert cache.joined == 0 and cache.whole == 0, order
+        for key in cache.fragments:
+            visits = {head[1].rsplit("-", 1)[-1] for head in key[-1] if head[0] != "Patient"}
+            assert len(visits) <= 1, (order, sorted(key[-1]))

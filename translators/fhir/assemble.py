@@ -59,6 +59,8 @@ class PatientTranslation:
     # Provenance the merge of parts orders by (translators.fhir.merge), as Bundle entry indexes:
     disease_entries: tuple[tuple[int, ...], ...] = ()  # per disease (in order): the Conditions that made it
     version_places: tuple[tuple[str, int, int], ...] = ()  # per named prefix: the (phase, entry) that named it
+    # per phenotypicFeature (in order): the (phase, entry) of the resource that made it; None: a contained one
+    feature_places: tuple[tuple[int, int] | None, ...] = ()
 
 
 @dataclass
@@ -147,6 +149,10 @@ class PatientBuilder:
             frozenset(ctx.versions),
             diseases,
             tuple(sorted((p, phase, source.entry_of(i)) for p, (phase, i) in ctx.version_places.items())),
+            # a contained resource comes after every entry of its phase: its container's place is not its own
+            tuple(
+                None if place is None or place[1] in source.containers else place for place in self.phenotypes.places
+            ),
         )
 
     def each(self, phase: str, items: list[tuple[int, dict]]) -> Iterator[tuple[int, dict]]:

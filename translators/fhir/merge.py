@@ -17,8 +17,10 @@ What the families share across parts, and how:
   finding their Observations add). "First" is the translator's order: Conditions before Observations,
   then by Type/id. A disease knows the Conditions it was made from (`Part.diseases_from`), so parts of
   several Conditions merge without a joint translation unless the Conditions of two such elements
-  interleave (a, c in one part, b in another → Join); a feature's is known when its part holds one
-  resource it can come from, so a clash with a part of several → Join;
+  interleave (a, c in one part, b in another → Join). A feature knows the one resource that made it
+  (`Part.features_from`): a repeated feature is the one whose resource the translator read first (no
+  filling: Phenotypes.add_feature drops the later ones). Where that is not known (a contained resource,
+  a part without provenance) only a part of one resource it can come from is ordered; else → Join;
 - interpretations: one per Condition, ids never shared, except the one of variants linked to no
   Condition, whose genomicInterpretations are joined (and it stays last);
 - biosamples (ids unique), measurements, medicalActions: joined;
@@ -67,6 +69,9 @@ class Part:
     diseases_from: tuple[tuple[tuple[str, str], ...], ...] | None = None
     # per prefix of a named version, the place (phase, type, id) in the translator's processing that named it
     versions_from: tuple[tuple[str, tuple], ...] = ()
+    # per element of `phenotypicFeatures`, the place (phase, type, id) of the resource that made it (None: not
+    # known, a contained one); None: not known for any
+    features_from: tuple[tuple | None, ...] | None = None
 
     def rank(self, types: frozenset[str]) -> tuple[int, str, str] | None:
         """The translator's place of the one source of `types` (what a list's elements come from):
@@ -91,6 +96,8 @@ class Part:
                 (_places(made[0])[0], _places(made[-1])[1]) if made and {t for t, _ in made} <= sources else None
                 for made in self.diseases_from
             ]
+        if name == "phenotypicFeatures" and self.features_from is not None and len(self.features_from) == len(items):
+            return [None if place is None else (place, place) for place in self.features_from]
         rank = self.rank(sources)
         return [None if rank is None else _places(rank[1:])] * len(items)
 

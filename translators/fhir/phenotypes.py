@@ -16,6 +16,8 @@ class Phenotypes:
         self.ctx = ctx
         self.features: list[dict] = []
         self._keys: set[tuple[str, bool]] = set()
+        # per feature: the (phase, position) of the resource that made it (ctx.place), for the merge of parts
+        self.places: list[tuple[int, int] | None] = []
 
     def add_feature(self, term: dict, excluded: bool, location: str, **extra) -> None:
         key = (term["id"], excluded)
@@ -28,6 +30,7 @@ class Phenotypes:
             feature["excluded"] = True
         feature.update({k: v for k, v in extra.items() if v})
         self.features.append(feature)
+        self.places.append(self.ctx.place)
 
     def presence(self, concept: object) -> str | None:
         """ "present" / "absent" from a presence answer coding, None when it is none."""
