@@ -1,0 +1,232 @@
+"""The FHIR surface as an attacker or a careless integrator sees it: each refused request answers an
+OperationOutcome with the HTTP status FHIR prescribes, changes nothing in the store (read back), and the
+server keeps answering. Each test names what the gateway did before its fix."""
+
+from __future__ import annotations
+
+import copy
+import json
+
+import pytest
+import sqlalchemy as sa
+
+from gateway.store.tables import fhir_resources
+
+FHIR = "application/fhir+json"
+MARFAN = "mii-seltene-erkrankungen/Bundle-bundle-marfan-complete.json"
+PATIENT_ID = "patient-marfan-001"
+
+
+@pytest.fixture
+def marfan(reference_dir):
+    return json.loads((reference_dir / "fhir" / MARFAN).read_text())
+
+
+def _resource(bundle, resource_id):
+    return copy.deepcopy(next(e["resource"] for e in bundle["entry"] if e["resource"]["id"] == resource_id))
+
+
+def _send(client, method, path, headers, body=None):
+    data = None if body is None else json.dumps(body)
+    return client.open(path, method=method, data=data, headers={**headers, "Content-Type": FHIR})
+
+
+def _codes(response):
+    body = response.get_json()
+    assert body["resourceType"] == "OperationOutcome", body
+    return [i["details"]["coding"][0]["code"] for i in body["issue"]]
+
+
+def _stored(app):
+    """Everything the store holds: kept resources (with versions) and phenopackets (with their content)."""
+    store = app.extensions["gateway"].store
+    with store.engine.connect() as connection:
+        columns = (fhir_resources.c.dataset_id, fhir_resources.c.resource_type, fhir_resources.c.resource_id)
+        kept = sorted(connection.execute(sa.select(*columns, fhir_resources.c.version, fhir_resources.c.patient_id)))
+    packets = sorted((p.id, json.dumps(p.document, sort_keys=True)) for p in store.list_phenopackets()[0])
+    return kept, packets
+
+
+def _condition(marfan, resource_id, reference):
+    condition = _resource(marfan, "condition-cataract")
+    condition["id"] = resource_id
+    condition["subject"] = {"reference": reference}
+    return condition
+
+
+@pytest.fixture
+def stored_patient(client, operator, marfan):
+    patient = _resource(marfan, PATIENT_ID)
+    assert _send(client, "PUT", f"/fhir/Patient/{PATIENT_ID}", operator, patient).status_code == 201
+    return patient
+
+
+def _transaction(*entries, kind="transaction"):
+    return {"resourceType": "Bundle", "type": kind, "entry": list(entries)}
+
+
+def _put_entry(resource, url=None):
+    url = url or f"{resource['resourceType']}/{resource['id']}"
+    return {"resource": resource, "request": {"method": "PUT", "url": url}}
+
+
+# --- ids ------------------------------------------------------------------------------------------
+
+
+def test_a_created_resource_with_an_id_longer_than_64_characters_is_refused(
+    client, app, operator, marfan, stored_patient
+):
+    """Before: POST /fhir/Condition with a 65-character body id was stored (201): the URL check saw no id."""
+    before = _stored(app)
+    too_long = _send(client, "POST", "/fhir/Condition", operator, _condition(marfan, "a" * 65, f"Patient/{PATIENT_ID}"))
+    assert too_long.status_code == 400
+    assert _codes(too_long) == ["fhir-value"]
+    assert _stored(app) == before
+
+
+@pytest.mark.parametrize("kind", ["transaction", "batch"])
+def test_a_bundle_entry_with_an_id_longer_than_64_characters_is_refused(
+    client, app, operator, marfan, stored_patient, kind
+):
+    """Before: a transaction entry with a 65-character id was stored."""
+    before = _stored(app)
+    condition = _condition(marfan, "q" * 65, f"Patient/{PATIENT_ID}")
+    refused = _send(client, "POST", "/fhir", operator, _transaction(_put_entry(condition), kind=kind))
+    assert refused.status_code == 400
+    assert "fhir-value" in _codes(refused)
+    assert _stored(app) == before
+
+
+# --- entry.request ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("url", "what"),
+    [
+        ("Observation/condition-cataract", "a Condition PUT to an Observation url"),
+        ("Condition/other-id", "a Condition whose id differs from its url's id"),
+        ("Condition/../x", "an url id that is not a FHIR id"),
+    ],
+)
+def test_an_entry_whose_request_url_disagrees_with_its_resource_is_refused(
+    client, app, operator, marfan, stored_patient, url, what
+):
+    """Before: stored anyway (a Condition under the url's id, or under the resource's when the url's type differed)."""
+    before = _stored(app)
+    condition = _condition(marfan, "condition-cataract", f"Patient/{PATIENT_ID}")
+    refused = _send(client, "POST", "/fhir", operator, _transaction(_put_entry(condition, url)))
+    assert refused.status_code == 400, what
+    assert refused.get_json()["resourceType"] == "OperationOutcome"
+    assert _stored(app) == before
+
+
+@pytest.mark.parametrize("method", ["PATCH", "GET", "HEAD", "FROB"])
+def test_an_entry_method_the_gateway_does_not_perform_is_refused(client, app, operator, marfan, stored_patient, method):
+    """Before: PATCH was taken as PUT (the body stored as a whole resource), GET answered 200 having done nothing."""
+    before = _stored(app)
+    condition = _condition(marfan, "condition-cataract", f"Patient/{PATIENT_ID}")
+    entry = {"resource": condition, "request": {"method": method, "url": "Condition/condition-cataract"}}
+    refused = _send(client, "POST", "/fhir", operator, _transaction(entry))
+    assert refused.status_code == 400
+    assert "not-supported" in _codes(refused)
+    assert _stored(app) == before
+
+
+def test_a_transaction_naming_one_resource_twice_is_refused(client, app, operator, marfan, stored_patient):
+    """FHIR http.html#trules: resource identities may not overlap in a transaction. Before: the last entry won."""
+    before = _stored(app)
+    first = _condition(marfan, "condition-cataract", f"Patient/{PATIENT_ID}")
+    second = copy.deepcopy(first)
+    second["note"] = [{"text": "the second one"}]
+    refused = _send(client, "POST", "/fhir", operator, _transaction(_put_entry(first), _put_entry(second)))
+    assert refused.status_code == 400
+    assert "duplicate" in _codes(refused)
+    assert _stored(app) == before
+
+
+def test_a_transaction_of_deletes_deletes(client, app, operator, marfan, stored_patient):
+    """Before: a Bundle with only DELETE entries answered 200 "no Patient, no phenopacket" and deleted nothing."""
+    condition = _condition(marfan, "condition-cataract", f"Patient/{PATIENT_ID}")
+    assert _send(client, "PUT", "/fhir/Condition/condition-cataract", operator, condition).status_code == 201
+    delete = {"request": {"method": "DELETE", "url": "Condition/condition-cataract"}}
+    done = _send(client, "POST", "/fhir", operator, _transaction(delete))
+    assert done.status_code == 200, done.get_data(as_text=True)
+    assert done.get_json()["entry"][0]["response"]["status"] == "200 OK"
+    assert client.get("/fhir/Condition/condition-cataract", headers=operator).status_code == 404
+    (packet,) = app.extensions["gateway"].store.list_phenopackets()[0]
+    assert not packet.document.get("diseases")
+
+
+def test_a_delete_inside_a_bundle_with_patients_is_refused_not_ignored(client, app, operator, marfan, stored_patient):
+    """Before: the DELETE entry of a Bundle that also carries a Patient was dropped silently (200)."""
+    condition = _condition(marfan, "condition-cataract", f"Patient/{PATIENT_ID}")
+    assert _send(client, "PUT", "/fhir/Condition/condition-cataract", operator, condition).status_code == 201
+    before = _stored(app)
+    bundle = copy.deepcopy(marfan)
+    bundle["type"] = "transaction"
+    bundle["entry"].append({"request": {"method": "DELETE", "url": "Condition/condition-cataract"}})
+    refused = _send(client, "POST", "/fhir", operator, bundle)
+    assert refused.status_code == 422
+    assert "not-supported" in _codes(refused)
+    assert _stored(app) == before
+
+
+# --- conditional references --------------------------------------------------------------------------
+
+
+def _second_patient(marfan, patient_id, identifiers):
+    patient = _resource(marfan, PATIENT_ID)
+    patient["id"] = patient_id
+    patient["identifier"] = identifiers
+    return patient
+
+
+def test_a_conditional_reference_matching_several_patients_is_412(client, app, operator, marfan):
+    """FHIR http.html#trules: a conditional reference with several matches fails (412). Before: the resource was
+    attached to whichever Patient came first: clinical data in the wrong person's phenopacket."""
+    shared = {"system": "http://hospital.example/insurance", "value": "SHARED-1"}
+    for patient_id, own in (("pa", "A-1"), ("pb", "B-1")):
+        patient = _second_patient(marfan, patient_id, [{"system": "http://hospital.example/mrn", "value": own}, shared])
+        assert _send(client, "PUT", f"/fhir/Patient/{patient_id}", operator, patient).status_code == 201
+    before = _stored(app)
+    reference = f"Patient?identifier={shared['system']}|{shared['value']}"
+    condition = _condition(marfan, "condition-cataract", reference)
+
+    refused = _send(client, "PUT", "/fhir/Condition/condition-cataract", operator, condition)
+    assert refused.status_code == 412
+    assert _codes(refused) == ["multiple-matches"]
+    transaction = _send(client, "POST", "/fhir", operator, _transaction(_put_entry(condition)))
+    assert transaction.status_code == 412
+    assert "multiple-matches" in _codes(transaction)
+    assert _stored(app) == before
+    searched = client.get(f"/fhir/Condition?patient={reference}", headers=operator)
+    assert searched.status_code == 412
+
+    one = f"Patient?identifier=http://hospital.example/mrn|A-1"  # a selective one still works
+    kept = _send(client, "PUT", "/fhir/Condition/condition-cataract", operator, _condition(marfan, "condition-cataract", one))
+    assert kept.status_code == 201 and "phenopacket" in _codes(kept)
+
+
+@pytest.mark.parametrize(
+    "reference",
+    [
+        "Patient?",
+        "Patient?identifier=",
+        "Patient?identifier=a|b&identifier=c|d",
+        "Patient?name=smith",
+        "Patient/../Patient/patient-marfan-001",
+        "Patient/" + "x" * 65,
+        "Group/patient-marfan-001",
+    ],
+)
+def test_a_patient_reference_that_can_never_resolve_is_refused_not_left_pending(client, app, operator, marfan, reference):
+    """Before: kept pending (201) until expiry: no Patient can ever match it, so the resource was silently lost."""
+    before = _stored(app)
+    condition = _condition(marfan, "condition-cataract", reference)
+    refused = _send(client, "PUT", "/fhir/Condition/condition-cataract", operator, condition)
+    assert refused.status_code == 422, refused.get_data(as_text=True)
+    assert "reference-unsupported" in _codes(refused)
+    in_bundle = _send(client, "POST", "/fhir", operator, _transaction(_put_entry(condition)))
+    assert in_bundle.status_code == 422
+    assert _stored(app) == before
+    assert client.get("/fhir/metadata").status_code == 200
