@@ -14,6 +14,7 @@ from flask import Blueprint, Response, request
 
 from gateway.api.auth import require_operator
 from gateway.api.context import services
+from gateway.api.fhir_requests import check_patient_links
 from gateway.api.hooks import audit_notes
 from gateway.api.render import json_response
 from gateway.errors import BadInput, NotFound
@@ -141,7 +142,10 @@ def add_rest_routes(bp: Blueprint) -> None:
     @require_operator
     def create(resource_type: str):
         resource = _body()
+        if isinstance(resource, dict) and isinstance(resource.get("id"), str):
+            check_id(resource["id"])  # the URL names none: the body's id is the one kept
         warnings = check_resource(resource, resource_type, None)
+        check_patient_links(resource)
         return _write(ResourceWrite(resource_type, resource.get("id"), resource), warnings)
 
     @bp.put("/<resource_type>/<resource_id>")
@@ -150,6 +154,7 @@ def add_rest_routes(bp: Blueprint) -> None:
     def update(resource_type: str, resource_id: str):
         resource = _body()
         warnings = check_resource(resource, resource_type, resource_id)
+        check_patient_links(resource)
         if_match = parse_if_match(request.headers.get("If-Match"))
         return _write(ResourceWrite(resource_type, resource_id, resource, if_match=if_match), warnings)
 

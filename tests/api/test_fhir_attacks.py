@@ -159,12 +159,12 @@ def test_a_transaction_of_deletes_deletes(client, app, operator, marfan, stored_
 
 def test_a_delete_inside_a_bundle_with_patients_is_refused_not_ignored(client, app, operator, marfan, stored_patient):
     """Before: the DELETE entry of a Bundle that also carries a Patient was dropped silently (200)."""
-    condition = _condition(marfan, "condition-cataract", f"Patient/{PATIENT_ID}")
-    assert _send(client, "PUT", "/fhir/Condition/condition-cataract", operator, condition).status_code == 201
+    condition = _condition(marfan, "condition-later", f"Patient/{PATIENT_ID}")
+    assert _send(client, "PUT", "/fhir/Condition/condition-later", operator, condition).status_code == 201
     before = _stored(app)
     bundle = copy.deepcopy(marfan)
     bundle["type"] = "transaction"
-    bundle["entry"].append({"request": {"method": "DELETE", "url": "Condition/condition-cataract"}})
+    bundle["entry"].append({"request": {"method": "DELETE", "url": "Condition/condition-later"}})
     refused = _send(client, "POST", "/fhir", operator, bundle)
     assert refused.status_code == 422
     assert "not-supported" in _codes(refused)
@@ -203,7 +203,9 @@ def test_a_conditional_reference_matching_several_patients_is_412(client, app, o
     assert searched.status_code == 412
 
     one = f"Patient?identifier=http://hospital.example/mrn|A-1"  # a selective one still works
-    kept = _send(client, "PUT", "/fhir/Condition/condition-cataract", operator, _condition(marfan, "condition-cataract", one))
+    kept = _send(
+        client, "PUT", "/fhir/Condition/condition-cataract", operator, _condition(marfan, "condition-cataract", one)
+    )
     assert kept.status_code == 201 and "phenopacket" in _codes(kept)
 
 
@@ -219,7 +221,9 @@ def test_a_conditional_reference_matching_several_patients_is_412(client, app, o
         "Group/patient-marfan-001",
     ],
 )
-def test_a_patient_reference_that_can_never_resolve_is_refused_not_left_pending(client, app, operator, marfan, reference):
+def test_a_patient_reference_that_can_never_resolve_is_refused_not_left_pending(
+    client, app, operator, marfan, reference
+):
     """Before: kept pending (201) until expiry: no Patient can ever match it, so the resource was silently lost."""
     before = _stored(app)
     condition = _condition(marfan, "condition-cataract", reference)
@@ -230,3 +234,93 @@ def test_a_patient_reference_that_can_never_resolve_is_refused_not_left_pending(
     assert in_bundle.status_code == 422
     assert _stored(app) == before
     assert client.get("/fhir/metadata").status_code == 200
+
+
+# --- size -----------------------------------------------------------------------------------------
+
+
+def test_a_bundle_above_the_entry_cap_is_413_and_changes_nothing(client, app, operator, stored_patient):
+    """Before: 100,000 entries were kept in one request (94 s, 1.2 GB, one database transaction holding its locks)."""
+    from gateway.api.fhir_requests import MAX_BUNDLE_ENTRIES
+
+    before = _stored(app)
+    entries = [
+        _put_entry(
+            {
+                "resourceType": "Condition",
+                "id": f"c{n}",
+                "subject": {"reference": f"Patient/{PATIENT_ID}"},
+                "code": {"text": "x"},
+            }
+        )
+        for n in range(MAX_BUNDLE_ENTRIES + 1)
+    ]
+    refused = _send(client, "POST", "/fhir", operator, _transaction(*entries))
+    assert refused.status_code == 413
+    assert _codes(refused) == ["too-costly"]
+    assert _stored(app) == before
+    assert client.get("/fhir/metadata").status_code == 200
+
+
+# --- what held already: kept as guards ----------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("path", "body", "content_type", "code"),
+    [
+        ("/fhir", b"[" * 10_000 + b"]" * 10_000, FHIR, "json-too-deep"),
+        (
+            "/fhir/Condition/condition-cataract",
+            b'{"resourceType":"Condition","id":"a","id":"b"}',
+            FHIR,
+            "json-duplicate-key",
+        ),
+        ("/fhir", b'{"resourceType":"Bundle","type":"batch","total":NaN}', FHIR, "json-nan"),
+        ("/fhir/Condition/condition-cataract", b'{"resourceType":"Condition\xff"}', FHIR, "json-syntax"),
+        ("/fhir", b"", FHIR, "json-syntax"),
+        ("/fhir/Condition/condition-cataract", b"{}", "text/plain", "not-fhir"),
+        (
+            "/fhir/Condition/condition-cataract",
+            b'{"resourceType":"Condition","note":[{"text":"\\u0000"}]}',
+            FHIR,
+            "json-nul",
+        ),
+    ],
+)
+def test_unreadable_bodies_are_400_and_change_nothing(
+    client, app, operator, stored_patient, path, body, content_type, code
+):
+    before = _stored(app)
+    method = "POST" if path == "/fhir" else "PUT"
+    refused = client.open(path, method=method, data=body, headers={**operator, "Content-Type": content_type})
+    assert refused.status_code == 400
+    assert _codes(refused) == [code]
+    assert _stored(app) == before
+    assert client.get("/fhir/metadata").status_code == 200
+
+
+def test_a_resource_moved_to_another_patient_leaves_the_first(client, app, operator, marfan, stored_patient):
+    other = _second_patient(marfan, "pb", [{"system": "http://hospital.example/mrn", "value": "B-1"}])
+    assert _send(client, "PUT", "/fhir/Patient/pb", operator, other).status_code == 201
+    condition = _condition(marfan, "condition-cataract", f"Patient/{PATIENT_ID}")
+    assert _send(client, "PUT", "/fhir/Condition/condition-cataract", operator, condition).status_code == 201
+    condition["subject"] = {"reference": "Patient/pb"}
+    assert _send(client, "PUT", "/fhir/Condition/condition-cataract", operator, condition).status_code == 200
+    diseases = {
+        p.subject_id: [d["term"]["id"] for d in p.document.get("diseases") or ()]
+        for p in app.extensions["gateway"].store.list_phenopackets()[0]
+    }
+    assert sorted(map(len, diseases.values())) == [0, 1]  # A lost it, B gained it: in one phenopacket only
+
+
+def test_a_patient_of_another_dataset_is_not_reached(client, app, operator, marfan):
+    patient = _resource(marfan, PATIENT_ID)
+    assert _send(client, "PUT", f"/fhir/Patient/{PATIENT_ID}?dataset=ds-b", operator, patient).status_code == 201
+    condition = _condition(marfan, "condition-cataract", f"Patient/{PATIENT_ID}")
+    kept = _send(client, "PUT", "/fhir/Condition/condition-cataract?dataset=ds-a", operator, condition)
+    assert kept.status_code == 201 and "pending" in _codes(kept)  # waits for ds-a's own Patient
+    (packet,) = app.extensions["gateway"].store.list_phenopackets()[0]
+    assert packet.dataset_id == "ds-b" and not packet.document.get("diseases")
+    assert client.get(f"/fhir/Patient/{PATIENT_ID}?dataset=ds-a", headers=operator).status_code == 404
+    searched = client.get(f"/fhir/Condition?patient={PATIENT_ID}&dataset=ds-b", headers=operator)
+    assert searched.get_json()["total"] == 0
