@@ -221,11 +221,11 @@ def fhir_blueprint() -> Blueprint:
                 ],
             )
         # No Patient inside, or references to Patients stored before: kept resource by resource.
-        if not outcome.packets or about_stored_patients(outcome.report):
-            if keeps_resources(doc) or about_stored_patients(outcome.report) or deletes(doc):
-                if not holds_a_patient(doc):
-                    check_patient_links(doc)  # kept one by one: a reference no Patient can match waits for ever
-                return resources_response(doc, dataset)
+        by_resource = keeps_resources(doc) or about_stored_patients(outcome.report) or bool(deletes(doc))
+        if (not outcome.packets or about_stored_patients(outcome.report)) and by_resource:
+            if not holds_a_patient(doc):
+                check_patient_links(doc)  # kept one by one: a reference no Patient can match waits for ever
+            return resources_response(doc, dataset)
 
         def keep(connection, stored: IngestOutcome) -> None:
             """The Bundle's resources too, in the phenopackets' transaction: resources sent later meet them."""

@@ -936,8 +936,8 @@ def _resolve_patient(connection: sa.Connection, dataset_id: str, reference: str)
     others = [p for n, p in enumerate(patients) if n != position]
     also = BundleIndex.build([_entry(p) for p in others]).resolve(reference)
     if also is not None:  # taking the first would put one person's data in another's phenopacket
-        found = f"Patient/{patients[position].resource_id} and Patient/{others[also].resource_id}"
-        message = f"{reference!r} matches more than one stored Patient ({found}); name one by Patient/{{id}}"
+        both = f"Patient/{patients[position].resource_id} and Patient/{others[also].resource_id}"
+        message = f"{reference!r} matches more than one stored Patient ({both}); name one by Patient/{{id}}"
         raise AmbiguousReference(message, issues=[Issue.error("multiple-matches", message)])
     return patients[position].resource_id
 

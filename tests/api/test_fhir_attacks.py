@@ -202,7 +202,7 @@ def test_a_conditional_reference_matching_several_patients_is_412(client, app, o
     searched = client.get(f"/fhir/Condition?patient={reference}", headers=operator)
     assert searched.status_code == 412
 
-    one = f"Patient?identifier=http://hospital.example/mrn|A-1"  # a selective one still works
+    one = "Patient?identifier=http://hospital.example/mrn|A-1"  # a selective one still works
     kept = _send(
         client, "PUT", "/fhir/Condition/condition-cataract", operator, _condition(marfan, "condition-cataract", one)
     )
