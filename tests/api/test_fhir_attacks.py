@@ -324,3 +324,61 @@ def test_a_patient_of_another_dataset_is_not_reached(client, app, operator, marf
     assert client.get(f"/fhir/Patient/{PATIENT_ID}?dataset=ds-a", headers=operator).status_code == 404
     searched = client.get(f"/fhir/Condition?patient={PATIENT_ID}&dataset=ds-b", headers=operator)
     assert searched.get_json()["total"] == 0
+
+
+# --- concurrency, on PostgreSQL (the production store) ------------------------------------------------
+
+
+@pytest.fixture
+def pg_app(gateway_config, postgres_url):
+    from app import create_app
+    from tests.pg_schema import fresh_schema
+
+    with fresh_schema(postgres_url, "gw_fhir_attacks") as url:
+        application = create_app({**gateway_config, "database_url": url})
+        yield application
+        application.extensions["gateway"].store.close()
+
+
+def _in_threads(app, headers, bodies):
+    """PUT each body to Condition/condition-cataract at once, one thread and client each; (status, ETag) each."""
+    import threading
+
+    results: list[tuple[int, str | None]] = []
+    start = threading.Barrier(len(bodies))
+
+    def put(body):
+        client = app.test_client()
+        start.wait()
+        response = _send(client, "PUT", "/fhir/Condition/condition-cataract", headers, body)
+        results.append((response.status_code, response.headers.get("ETag")))
+
+    threads = [threading.Thread(target=put, args=(b,)) for b in bodies]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return results
+
+
+def test_concurrent_updates_lose_nothing_and_a_stale_if_match_is_412(pg_app, operator, marfan):
+    client = pg_app.test_client()
+    assert (
+        _send(client, "PUT", f"/fhir/Patient/{PATIENT_ID}", operator, _resource(marfan, PATIENT_ID)).status_code == 201
+    )
+    condition = _condition(marfan, "condition-cataract", f"Patient/{PATIENT_ID}")
+    assert _send(client, "PUT", "/fhir/Condition/condition-cataract", operator, condition).status_code == 201
+
+    guarded = [{**condition, "note": [{"text": f"guarded {n}"}]} for n in range(4)]
+    results = _in_threads(pg_app, {**operator, "If-Match": 'W/"1"'}, guarded)
+    assert sorted(status for status, _ in results) == [200, 412, 412, 412]  # one wins, the others read again
+
+    free = [{**condition, "note": [{"text": f"free {n}"}]} for n in range(4)]
+    results = _in_threads(pg_app, operator, free)
+    assert [status for status, _ in results] == [200] * 4
+    assert sorted(etag for _, etag in results) == [f'W/"{v}"' for v in (3, 4, 5, 6)]  # each its own version
+    stored = client.get("/fhir/Condition/condition-cataract", headers=operator).get_json()
+    assert stored["meta"]["versionId"] == "6"
+    assert stored["note"] in [b["note"] for b in free]
+    (packet,) = pg_app.extensions["gateway"].store.list_phenopackets()[0]
+    assert len(packet.document["diseases"]) == 1
