@@ -200,7 +200,8 @@ def add_read_routes(bp: Blueprint) -> None:
         svc = services()
         named = [n for n in ("patient", "subject") if n in request.args]
         unknown = sorted(set(request.args) - {"patient", "subject", "dataset"})
-        if len(named) != 1 or unknown:
+        repeated = len(named) == 1 and len(request.args.getlist(named[0])) > 1  # FHIR: AND, which one Patient never is
+        if len(named) != 1 or unknown or repeated:
             raise BadInput(
                 "search by exactly one of patient= or subject= (with dataset=)"
                 + (f"; not supported: {', '.join(unknown)}" if unknown else ""),

@@ -382,3 +382,12 @@ def test_concurrent_updates_lose_nothing_and_a_stale_if_match_is_412(pg_app, ope
     assert stored["note"] in [b["note"] for b in free]
     (packet,) = pg_app.extensions["gateway"].store.list_phenopackets()[0]
     assert len(packet.document["diseases"]) == 1
+
+
+def test_a_search_naming_the_patient_twice_is_refused(client, operator, marfan, stored_patient):
+    """Before: `?patient=a&patient=b` answered the resources of `a` (FHIR reads a repeated parameter as AND)."""
+    condition = _condition(marfan, "condition-cataract", f"Patient/{PATIENT_ID}")
+    assert _send(client, "PUT", "/fhir/Condition/condition-cataract", operator, condition).status_code == 201
+    refused = client.get(f"/fhir/Condition?patient={PATIENT_ID}&patient=someone-else", headers=operator)
+    assert refused.status_code == 400
+    assert _codes(refused) == ["not-supported"]
