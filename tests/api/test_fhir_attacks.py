@@ -391,3 +391,19 @@ def test_a_search_naming_the_patient_twice_is_refused(client, operator, marfan, 
     refused = client.get(f"/fhir/Condition?patient={PATIENT_ID}&patient=someone-else", headers=operator)
     assert refused.status_code == 400
     assert _codes(refused) == ["not-supported"]
+
+
+def test_deleting_a_patient_leaves_its_resources_pending_and_a_new_put_takes_them_back(
+    client, app, operator, marfan, stored_patient
+):
+    condition = _condition(marfan, "condition-cataract", f"Patient/{PATIENT_ID}")
+    assert _send(client, "PUT", "/fhir/Condition/condition-cataract", operator, condition).status_code == 201
+    assert _send(client, "DELETE", f"/fhir/Patient/{PATIENT_ID}", operator).status_code == 200
+    assert app.extensions["gateway"].store.list_phenopackets()[0] == []  # no half-state: the phenopacket went too
+    pending = client.get("/fhir/$pending", headers=operator).get_json()
+    assert [e["fullUrl"] for e in pending["entry"]] == ["Condition/condition-cataract"]
+
+    assert _send(client, "PUT", f"/fhir/Patient/{PATIENT_ID}", operator, stored_patient).status_code == 201
+    (packet,) = app.extensions["gateway"].store.list_phenopackets()[0]
+    assert len(packet.document["diseases"]) == 1
+    assert client.get("/fhir/$pending", headers=operator).get_json()["total"] == 0
