@@ -38,6 +38,8 @@ from gateway.store.fhir_resources import StoredResource
 
 FHIR_JSON = "application/fhir+json"
 ACCEPTED_TYPES = ("application/fhir+json", "application/json+fhir", "application/json")
+# Entry issue codes that mean a condition of the request failed (If-Match, a conditional reference's one match).
+PRECONDITION_FAILED = {"conflict", "multiple-matches"}
 STATUS_LINE = {"created": "201 Created", "updated": "200 OK", "unchanged": "200 OK", "deleted": "200 OK"}
 
 
@@ -103,7 +105,11 @@ def entry_response(result: EntryResult) -> dict[str, Any]:
     response: dict[str, Any] = {}
     issues = list(result.issues)
     if change is None:
-        response["status"] = "422 Unprocessable Entity" if any(i.is_error for i in issues) else "200 OK"
+        errors = {i.code for i in issues if i.is_error}
+        precondition = errors and errors <= PRECONDITION_FAILED  # FHIR http.html: a failed condition is 412
+        response["status"] = (
+            "412 Precondition Failed" if precondition else "422 Unprocessable Entity" if errors else "200 OK"
+        )
     else:
         response["status"] = STATUS_LINE.get(change.status, "200 OK")
         if change.status != "absent" and change.status != "deleted":

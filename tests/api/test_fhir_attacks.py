@@ -407,3 +407,25 @@ def test_deleting_a_patient_leaves_its_resources_pending_and_a_new_put_takes_the
     (packet,) = app.extensions["gateway"].store.list_phenopackets()[0]
     assert len(packet.document["diseases"]) == 1
     assert client.get("/fhir/$pending", headers=operator).get_json()["total"] == 0
+
+
+def test_in_a_batch_an_ambiguous_reference_or_stale_version_is_that_entry_s_412(client, app, operator, marfan):
+    """Before: the entry answered 422 Unprocessable Entity; FHIR says a failed precondition is 412."""
+    shared = {"system": "http://hospital.example/insurance", "value": "SHARED-1"}
+    for patient_id, own in (("pa", "A-1"), ("pb", "B-1")):
+        patient = _second_patient(marfan, patient_id, [{"system": "http://hospital.example/mrn", "value": own}, shared])
+        assert _send(client, "PUT", f"/fhir/Patient/{patient_id}", operator, patient).status_code == 201
+    ambiguous = _condition(marfan, "c-ambiguous", f"Patient?identifier={shared['system']}|{shared['value']}")
+    fine = _condition(marfan, "c-fine", "Patient/pa")
+    stale = {
+        **_put_entry(_condition(marfan, "c-stale", "Patient/pa")),
+        "request": {"method": "PUT", "url": "Condition/c-stale", "ifMatch": 'W/"3"'},
+    }
+    answered = _send(
+        client, "POST", "/fhir", operator, _transaction(_put_entry(ambiguous), _put_entry(fine), stale, kind="batch")
+    )
+    assert answered.status_code == 200
+    statuses = [e["response"]["status"] for e in answered.get_json()["entry"]]
+    assert statuses == ["412 Precondition Failed", "201 Created", "412 Precondition Failed"]
+    assert client.get("/fhir/Condition/c-ambiguous", headers=operator).status_code == 404
+    assert client.get("/fhir/Condition/c-fine", headers=operator).status_code == 200
