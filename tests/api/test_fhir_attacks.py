@@ -429,3 +429,30 @@ def test_in_a_batch_an_ambiguous_reference_or_stale_version_is_that_entry_s_412(
     assert statuses == ["412 Precondition Failed", "201 Created", "412 Precondition Failed"]
     assert client.get("/fhir/Condition/c-ambiguous", headers=operator).status_code == 404
     assert client.get("/fhir/Condition/c-fine", headers=operator).status_code == 200
+
+
+def test_a_write_that_waits_out_the_sqlite_lock_is_503_retry_after(gateway_config, operator, marfan, monkeypatch):
+    """Before: concurrent writers on the SQLite store (the single-node default) that waited out the busy timeout
+    answered 500 "internal error"; the write was rolled back, so it is a 503 the client may retry."""
+    import sqlite3
+
+    import gateway.store.engine as engine
+    from app import create_app
+
+    monkeypatch.setattr(engine, "SQLITE_BUSY_TIMEOUT_S", 0.2)  # the wait itself is not under test
+    app = create_app(gateway_config)
+    client = app.test_client()
+    patient = _resource(marfan, PATIENT_ID)
+    other_writer = sqlite3.connect(app.extensions["gateway"].store.engine.url.database, isolation_level=None)
+    try:
+        other_writer.execute("BEGIN IMMEDIATE")
+        busy = _send(client, "PUT", f"/fhir/Patient/{PATIENT_ID}", operator, patient)
+        assert busy.status_code == 503
+        assert busy.headers["Retry-After"].isdigit()
+        assert _codes(busy) == ["busy"]
+        other_writer.execute("ROLLBACK")
+        assert _stored(app) == ([], [])
+        assert _send(client, "PUT", f"/fhir/Patient/{PATIENT_ID}", operator, patient).status_code == 201
+    finally:
+        other_writer.close()
+        app.extensions["gateway"].store.close()
