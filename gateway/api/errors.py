@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 
+import sqlalchemy as sa
 from flask import Flask, Response, current_app, g, request
 from werkzeug.exceptions import HTTPException
 
@@ -21,6 +22,12 @@ from gateway.issues import Issue, to_operation_outcome
 log = logging.getLogger("gateway")
 FHIR_JSON = "application/fhir+json"
 BEACON_PREFIXES = ("/api", "/local/api")
+RETRY_AFTER_S = 5  # a writer gave up on another's lock: its transaction was rolled back, a retry may pass
+
+
+def _store_busy(exc: Exception) -> bool:
+    """SQLite's busy timeout ran out while other writers held the lock (the single-node store)."""
+    return isinstance(exc, sa.exc.OperationalError) and "database is locked" in str(exc.orig)
 
 
 def _fhir_code(status: int) -> str:
@@ -68,6 +75,11 @@ def install_error_handlers(app: Flask) -> None:
 
     @app.errorhandler(Exception)
     def unexpected(exc: Exception) -> Response:
+        if _store_busy(exc):
+            log.warning("store busy in request %s: %s", g.get("request_id"), exc.__class__.__name__)
+            busy = error_body(request.path, 503, "the store is busy with other writes; nothing changed, retry", "busy")
+            busy.headers["Retry-After"] = str(RETRY_AFTER_S)
+            return busy
         # Logged with its request id; the client sees no stack trace and no internal path.
         log.exception("unhandled error in request %s", g.get("request_id"))
         return error_body(request.path, 500, f"internal error (request id {g.get('request_id', '-')})")

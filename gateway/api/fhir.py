@@ -15,6 +15,7 @@ from flask import Blueprint, Response, request
 import mappings
 from gateway.api.auth import require_operator
 from gateway.api.context import services
+from gateway.api.fhir_requests import check_patient_links, check_requests, deletes, holds_a_patient
 from gateway.api.fhir_rest import add_rest_routes, entry_response
 from gateway.api.public_url import public_base_url
 from gateway.api.render import json_response
@@ -23,6 +24,7 @@ from gateway.bounded import WorkLimitExceeded, limits_of, run_bounded
 from gateway.issues import Issue, to_operation_outcome
 from gateway.jsonio import JSONInputError, loads_strict
 from gateway.services.fhir_resources import (
+    ResourceRejected,
     about_stored_patients,
     apply_document,
     keep_bundle,
@@ -206,16 +208,29 @@ def fhir_blueprint() -> Blueprint:
         svc = services()
         dataset = request.args.get("dataset") or svc.config.default_dataset
         outcome, source = _process_bounded(dataset)  # parse, validate, translate: in a child with limits
+        doc = loads_strict(request.get_data(), max_depth=svc.config.max_json_depth)  # within the limits just met
+        check_requests(doc)  # what the entries ask must be doable before anything is stored
+        if deletes(doc) and holds_a_patient(doc):
+            raise ResourceRejected(
+                "DELETE entries are not applied with a Bundle that carries Patients; nothing was stored",
+                issues=[
+                    Issue.error(
+                        "not-supported", "send the DELETE on its own or in a Bundle without Patients", f"/entry/{i}"
+                    )
+                    for i in deletes(doc)
+                ],
+            )
         # No Patient inside, or references to Patients stored before: kept resource by resource.
-        if not outcome.packets or about_stored_patients(outcome.report):
-            doc = loads_strict(request.get_data(), max_depth=svc.config.max_json_depth)
-            if keeps_resources(doc) or about_stored_patients(outcome.report):
-                return resources_response(doc, dataset)
+        by_resource = keeps_resources(doc) or about_stored_patients(outcome.report) or bool(deletes(doc))
+        if (not outcome.packets or about_stored_patients(outcome.report)) and by_resource:
+            if not holds_a_patient(doc):
+                check_patient_links(doc)  # kept one by one: a reference no Patient can match waits for ever
+            return resources_response(doc, dataset)
 
         def keep(connection, stored: IngestOutcome) -> None:
             """The Bundle's resources too, in the phenopackets' transaction: resources sent later meet them."""
             changes = keep_bundle(
-                loads_strict(request.get_data(), max_depth=svc.config.max_json_depth),
+                doc,
                 stored_entries(stored),
                 store=svc.store,
                 key=svc.key,

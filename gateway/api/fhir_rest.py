@@ -14,6 +14,7 @@ from flask import Blueprint, Response, request
 
 from gateway.api.auth import require_operator
 from gateway.api.context import services
+from gateway.api.fhir_requests import check_patient_links
 from gateway.api.hooks import audit_notes
 from gateway.api.render import json_response
 from gateway.errors import BadInput, NotFound
@@ -37,6 +38,8 @@ from gateway.store.fhir_resources import StoredResource
 
 FHIR_JSON = "application/fhir+json"
 ACCEPTED_TYPES = ("application/fhir+json", "application/json+fhir", "application/json")
+# Entry issue codes that mean a condition of the request failed (If-Match, a conditional reference's one match).
+PRECONDITION_FAILED = {"conflict", "multiple-matches"}
 STATUS_LINE = {"created": "201 Created", "updated": "200 OK", "unchanged": "200 OK", "deleted": "200 OK"}
 
 
@@ -102,7 +105,11 @@ def entry_response(result: EntryResult) -> dict[str, Any]:
     response: dict[str, Any] = {}
     issues = list(result.issues)
     if change is None:
-        response["status"] = "422 Unprocessable Entity" if any(i.is_error for i in issues) else "200 OK"
+        errors = {i.code for i in issues if i.is_error}
+        precondition = errors and errors <= PRECONDITION_FAILED  # FHIR http.html: a failed condition is 412
+        response["status"] = (
+            "412 Precondition Failed" if precondition else "422 Unprocessable Entity" if errors else "200 OK"
+        )
     else:
         response["status"] = STATUS_LINE.get(change.status, "200 OK")
         if change.status != "absent" and change.status != "deleted":
@@ -141,7 +148,10 @@ def add_rest_routes(bp: Blueprint) -> None:
     @require_operator
     def create(resource_type: str):
         resource = _body()
+        if isinstance(resource, dict) and isinstance(resource.get("id"), str):
+            check_id(resource["id"])  # the URL names none: the body's id is the one kept
         warnings = check_resource(resource, resource_type, None)
+        check_patient_links(resource)
         return _write(ResourceWrite(resource_type, resource.get("id"), resource), warnings)
 
     @bp.put("/<resource_type>/<resource_id>")
@@ -150,6 +160,7 @@ def add_rest_routes(bp: Blueprint) -> None:
     def update(resource_type: str, resource_id: str):
         resource = _body()
         warnings = check_resource(resource, resource_type, resource_id)
+        check_patient_links(resource)
         if_match = parse_if_match(request.headers.get("If-Match"))
         return _write(ResourceWrite(resource_type, resource_id, resource, if_match=if_match), warnings)
 
@@ -195,7 +206,8 @@ def add_read_routes(bp: Blueprint) -> None:
         svc = services()
         named = [n for n in ("patient", "subject") if n in request.args]
         unknown = sorted(set(request.args) - {"patient", "subject", "dataset"})
-        if len(named) != 1 or unknown:
+        repeated = len(named) == 1 and len(request.args.getlist(named[0])) > 1  # FHIR: AND, which one Patient never is
+        if len(named) != 1 or unknown or repeated:
             raise BadInput(
                 "search by exactly one of patient= or subject= (with dataset=)"
                 + (f"; not supported: {', '.join(unknown)}" if unknown else ""),

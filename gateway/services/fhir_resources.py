@@ -80,6 +80,14 @@ class VersionConflict(GatewayError):
     code = "conflict"
 
 
+class AmbiguousReference(GatewayError):
+    """A conditional patient reference matches several stored Patients (FHIR http.html#trules: the
+    interaction fails with 412): nothing changed."""
+
+    status = 412
+    code = "multiple-matches"
+
+
 @dataclass
 class ResourceChange:
     """What one interaction did to one resource."""
@@ -933,6 +941,12 @@ def _resolve_patient(connection: sa.Connection, dataset_id: str, reference: str)
     position = BundleIndex.build([_entry(p) for p in patients]).resolve(reference)
     if position is None or patients[position].resource_type != PATIENT:
         return None
+    others = [p for n, p in enumerate(patients) if n != position]
+    also = BundleIndex.build([_entry(p) for p in others]).resolve(reference)
+    if also is not None:  # taking the first would put one person's data in another's phenopacket
+        both = f"Patient/{patients[position].resource_id} and Patient/{others[also].resource_id}"
+        message = f"{reference!r} matches more than one stored Patient ({both}); name one by Patient/{{id}}"
+        raise AmbiguousReference(message, issues=[Issue.error("multiple-matches", message)])
     return patients[position].resource_id
 
 
@@ -1043,7 +1057,7 @@ def apply_document(
                     pending_days=pending_days,
                     cache=cache,  # each entry its own write: translate only the part it changed
                 )
-            except (ResourceRejected, VersionConflict) as rejection:
+            except (ResourceRejected, VersionConflict, AmbiguousReference) as rejection:
                 result.issues.extend(rejection.issues)
         return bundle_type, results
     entry_errors = [i for r in results for i in r.issues if i.is_error]
