@@ -11,24 +11,14 @@ import pytest
 import sqlalchemy as sa
 
 from gateway.store.tables import fhir_resources
+from tests.api.test_fhir_rest import FHIR, MARFAN, _resource, _send
 
-FHIR = "application/fhir+json"
-MARFAN = "mii-seltene-erkrankungen/Bundle-bundle-marfan-complete.json"
 PATIENT_ID = "patient-marfan-001"
 
 
 @pytest.fixture
 def marfan(reference_dir):
     return json.loads((reference_dir / "fhir" / MARFAN).read_text())
-
-
-def _resource(bundle, resource_id):
-    return copy.deepcopy(next(e["resource"] for e in bundle["entry"] if e["resource"]["id"] == resource_id))
-
-
-def _send(client, method, path, headers, body=None):
-    data = None if body is None else json.dumps(body)
-    return client.open(path, method=method, data=data, headers={**headers, "Content-Type": FHIR})
 
 
 def _codes(response):
