@@ -114,54 +114,24 @@ def _by(field: str, value: str):
     return lambda run: getattr(run, field) == value
 
 
-def answer_runs(
-    ctx: QueryContext,
-    request: BeaconRequest,
-    granularity: Granularity,
-    datasets: tuple[str, ...],
-    record_id: str | None = None,
-) -> EntryAnswer:
-    select = _by("run_id", check_record_id(record_id)) if record_id is not None else (lambda run: True)
-    return _answer(ctx, request, granularity, datasets, select, run_record)
-
-
-def answer_analyses(
-    ctx: QueryContext,
-    request: BeaconRequest,
-    granularity: Granularity,
-    datasets: tuple[str, ...],
-    record_id: str | None = None,
-) -> EntryAnswer:
-    select = _by("analysis_id", check_record_id(record_id)) if record_id is not None else (lambda run: True)
-    return _answer(ctx, request, granularity, datasets, select, analysis_record)
-
-
 def runs_of(field: str, to_record):
-    def handler(
-        ctx: QueryContext,
-        request: BeaconRequest,
-        granularity: Granularity,
-        datasets: tuple[str, ...],
-        record_id: str | None,
-    ) -> EntryAnswer:
-        return _answer(ctx, request, granularity, datasets, _by(field, check_record_id(record_id)), to_record)
-
-    return handler
-
-
-def runs_of_biosample(to_record):
-    """Runs/analyses whose VCF sample is linked to the biosample."""
+    """A handler for the runs/analyses whose `field` is the record id; every one of them when no id is given."""
 
     def handler(
         ctx: QueryContext,
         request: BeaconRequest,
         granularity: Granularity,
         datasets: tuple[str, ...],
-        record_id: str | None,
+        record_id: str | None = None,
     ) -> EntryAnswer:
-        return _answer(ctx, request, granularity, datasets, _by("biosample_id", check_record_id(record_id)), to_record)
+        select = _by(field, check_record_id(record_id)) if record_id is not None else (lambda run: True)
+        return _answer(ctx, request, granularity, datasets, select, to_record)
 
     return handler
+
+
+answer_runs = runs_of("run_id", run_record)
+answer_analyses = runs_of("analysis_id", analysis_record)
 
 
 def find_run(ctx, datasets, field: str, value: str) -> SampleRun | None:
