@@ -20,6 +20,7 @@ from .conftest import pysam_truth
 from .test_partitioned import _queries, _same_answers
 from .test_sample_batches import (
     SAMPLE_MAP,
+    assert_gene_queries_counted,
     cli_with_two_batches,
     ingest_in_batches,
     ingest_second_batch_unannotated,
@@ -27,6 +28,7 @@ from .test_sample_batches import (
 )
 from .test_truth import (  # noqa: F401  (collected again here, over the compacted store of the `generated` fixture)
     all_hits,
+    assert_every_allele_counted,
     key,
     observed,
     test_bracket_queries,
@@ -176,12 +178,7 @@ def generated(tmp_path_factory):
 def test_every_allele_is_summed_in_the_compacted_units(generated):
     _, _, store, truth = generated
     assert len(store._open("cohort").batches) == 1
-    hits = {key(h): h for h in all_hits(store, VariantQuery())}
-    assert set(hits) == {key(t) for t in observed(truth)}
-    for t in observed(truth):
-        h = hits[key(t)]
-        assert (h.allele_count, h.allele_number, h.carrier_count) == (t.ac, t.an, len(t.carriers)), t
-        assert set(h.genes) == t.genes
+    assert_every_allele_counted(store, truth)
 
 
 def test_cli_compacts_a_batched_dataset_and_refuses_a_plain_one(tmp_path, monkeypatch, capsys):
@@ -250,16 +247,7 @@ def test_a_gene_annotated_in_one_batch_is_found_after_compaction(tmp_path):
     store = VariantStore(data)
     try:
         assert len(store._open("gen").batches) == 1
-        genes = {g for t in truth for g in t.genes}
-        assert genes
-        for gene in genes:
-            q = VariantQuery(gene_id=gene)
-            matching = [t for t in truth if gene in t.genes]
-            hits = all_hits(store, q)
-            assert {key(h) for h in hits} == {key(t) for t in matching}
-            by_key = {key(h): h for h in hits}
-            assert all(by_key[key(t)].allele_count == t.ac for t in matching)
-            assert store.carrier_count(q) == len(set().union(*(t.carriers for t in matching)))
+        assert_gene_queries_counted(store, truth)
     finally:
         store.close()
 

@@ -17,6 +17,7 @@ from .conftest import pysam_truth
 from .test_partitioned import _same_answers
 from .test_truth import (  # noqa: F401  (collected again here, over the batched store of the `generated` fixture)
     all_hits,
+    assert_every_allele_counted,
     key,
     observed,
     test_bracket_queries,
@@ -215,12 +216,7 @@ def generated(tmp_path_factory):
 
 def test_every_allele_is_summed_over_the_batches(generated):
     _, _, store, truth = generated
-    hits = {key(h): h for h in all_hits(store, VariantQuery())}
-    assert set(hits) == {key(t) for t in observed(truth)}
-    for t in observed(truth):
-        h = hits[key(t)]
-        assert (h.allele_count, h.allele_number, h.carrier_count) == (t.ac, t.an, len(t.carriers)), t
-        assert set(h.genes) == t.genes
+    assert_every_allele_counted(store, truth)
 
 
 def ingest_second_batch_unannotated(tmp_path):
@@ -244,6 +240,20 @@ def ingest_second_batch_unannotated(tmp_path):
     return plain, data
 
 
+def assert_gene_queries_counted(store, truth):
+    """Each gene of the truth finds exactly its variants, with their AC, and counts the union of their carriers."""
+    genes = {g for t in truth for g in t.genes}
+    assert genes
+    for gene in genes:
+        q = VariantQuery(gene_id=gene)
+        matching = [t for t in truth if gene in t.genes]
+        hits = all_hits(store, q)
+        assert {key(h) for h in hits} == {key(t) for t in matching}
+        by_key = {key(h): h for h in hits}
+        assert all(by_key[key(t)].allele_count == t.ac for t in matching)
+        assert store.carrier_count(q) == len(set().union(*(t.carriers for t in matching)))
+
+
 def test_a_gene_annotated_in_one_batch_counts_the_carriers_of_all(tmp_path):
     """Annotations can differ between batches (annotated separately): a gene query finds the variant through the
     batch that annotates it and sums AC and carriers over every batch."""
@@ -251,14 +261,7 @@ def test_a_gene_annotated_in_one_batch_counts_the_carriers_of_all(tmp_path):
     truth = observed(pysam_truth(plain))
     store = VariantStore(data)
     try:
-        for gene in {g for t in truth for g in t.genes}:
-            q = VariantQuery(gene_id=gene)
-            matching = [t for t in truth if gene in t.genes]
-            hits = all_hits(store, q)
-            assert {key(h) for h in hits} == {key(t) for t in matching}
-            by_key = {key(h): h for h in hits}
-            assert all(by_key[key(t)].allele_count == t.ac for t in matching)
-            assert store.carrier_count(q) == len(set().union(*(t.carriers for t in matching)))
+        assert_gene_queries_counted(store, truth)
     finally:
         store.close()
 
