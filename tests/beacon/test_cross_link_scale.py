@@ -16,7 +16,7 @@ from gateway.store import MetadataStore, PhenopacketRecord
 from gateway.variants.query import Carrier
 from tests.beacon.conftest import FAKE_DATASETS, make_app
 from tests.beacon.fake_store import FakeVariantStore, hit
-from tests.pg_schema import fresh_schema
+from tests.pg_schema import empty_database, fresh_schema
 from tests.store.store_workers import document
 
 CARRIERS = 70_000  # above PostgreSQL's 65,535 bind parameters per statement
@@ -25,10 +25,7 @@ STORED = ("P00007", "P35000", "P69999", "P70500")  # the last carries nothing
 
 @pytest.fixture(params=["sqlite", "postgresql"])
 def database_url(request, tmp_path):
-    if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path / 'gateway.sqlite'}"
-        return
-    with fresh_schema(request.getfixturevalue("postgres_url"), "gw_xlink") as url:
+    with empty_database(request, tmp_path, "gw_xlink", "gateway.sqlite") as url:
         yield url
 
 

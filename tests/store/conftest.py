@@ -10,16 +10,13 @@ from __future__ import annotations
 import pytest
 
 from gateway.store import MetadataStore
-from tests.pg_schema import fresh_schema
+from tests.pg_schema import empty_database
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
 def store_url(request, tmp_path):
     """The URL of an empty database on each backend (nothing migrated yet)."""
-    if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path / 'store.sqlite'}"
-        return
-    with fresh_schema(request.getfixturevalue("postgres_url"), "gw_store_test") as url:
+    with empty_database(request, tmp_path, "gw_store_test", "store.sqlite") as url:
         yield url
 
 

@@ -17,6 +17,8 @@ from gateway.validation import ALL_BUNDLE_TYPES, validate_fhir
 from gateway.validation.fhir import check_fhir
 from gateway.validation.fhir_shape import plainly_valid
 
+from .json_places import holder, places
+
 
 def _model_accepts(resource) -> bool:
     try:
@@ -38,22 +40,6 @@ def _real(fhir_dir) -> list[dict]:
         else:
             found.append(doc)
     return found
-
-
-def _places(node, path=()):
-    yield path, node
-    if isinstance(node, dict):
-        for key, value in node.items():
-            yield from _places(value, (*path, key))
-    elif isinstance(node, list):
-        for n, value in enumerate(node):
-            yield from _places(value, (*path, n))
-
-
-def _holder(doc, path):
-    for step in path:
-        doc = doc[step]
-    return doc
 
 
 # Replacements of one value that the model may or may not accept.
@@ -132,24 +118,24 @@ NAMES = [
 
 
 def _mutations(rng, doc):
-    places = list(_places(doc))[1:]
-    for path, value in rng.sample(places, min(20, len(places))):
-        parent = _holder(doc, path[:-1])
+    spots = list(places(doc))[1:]
+    for path, value in rng.sample(spots, min(20, len(spots))):
+        parent = holder(doc, path[:-1])
         for odd in rng.sample(ODD_VALUES, 4):
-            yield lambda d, p=path, v=odd: _holder(d, p[:-1]).__setitem__(p[-1], copy.deepcopy(v))
+            yield lambda d, p=path, v=odd: holder(d, p[:-1]).__setitem__(p[-1], copy.deepcopy(v))
         if isinstance(value, list) and value:  # one item where a list belongs
-            yield lambda d, p=path, v=value: _holder(d, p[:-1]).__setitem__(p[-1], copy.deepcopy(v[0]))
+            yield lambda d, p=path, v=value: holder(d, p[:-1]).__setitem__(p[-1], copy.deepcopy(v[0]))
         elif not isinstance(value, list):  # a list where one value belongs
-            yield lambda d, p=path, v=value: _holder(d, p[:-1]).__setitem__(p[-1], [copy.deepcopy(v)])
+            yield lambda d, p=path, v=value: holder(d, p[:-1]).__setitem__(p[-1], [copy.deepcopy(v)])
         if isinstance(parent, dict):
-            yield lambda d, p=path: _holder(d, p[:-1]).pop(p[-1])  # a required element goes missing
+            yield lambda d, p=path: holder(d, p[:-1]).pop(p[-1])  # a required element goes missing
             name = rng.choice(NAMES)
-            other = copy.deepcopy(rng.choice(places)[1])
-            yield lambda d, p=path, n=name, v=other: _holder(d, p[:-1]).__setitem__(n, v)
+            other = copy.deepcopy(rng.choice(spots)[1])
+            yield lambda d, p=path, n=name, v=other: holder(d, p[:-1]).__setitem__(n, v)
             if isinstance(path[-1], str) and path[-1][:1].islower():  # a second type of a choice [x]
                 prefix = re.match(r"[a-z]+", path[-1]).group()
-                yield lambda d, p=path, c=prefix: _holder(d, p[:-1]).__setitem__(c + "String", "x")
-                yield lambda d, p=path, c=prefix: _holder(d, p[:-1]).__setitem__(c + "Boolean", True)
+                yield lambda d, p=path, c=prefix: holder(d, p[:-1]).__setitem__(c + "String", "x")
+                yield lambda d, p=path, c=prefix: holder(d, p[:-1]).__setitem__(c + "Boolean", True)
 
 
 def test_real_resources_take_the_fast_path(fhir_dir):
