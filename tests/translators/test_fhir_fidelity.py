@@ -160,16 +160,20 @@ def as_collection(bundle: dict) -> dict:
     }
 
 
-def test_variants_contained_in_a_vcf2fhir_report_are_interpretations_with_vcf_records():
-    """Was: 0 of 68 contained variants carried, no warning. SPDI + versioned NC_ accession give the VCF record."""
-    report = read_fhir("vcf2fhir/expected_example1_with_patient.json")
+def with_its_patient(report: dict) -> dict:
+    """A collection Bundle of the report and a bare Patient with the id its subject names."""
     patient_id = report["subject"]["reference"].split("/")[1]
-    bundle = {
+    return {
         "resourceType": "Bundle",
         "type": "collection",
         "entry": [{"resource": {"resourceType": "Patient", "id": patient_id}}, {"resource": report}],
     }
-    packet = translate(bundle)
+
+
+def test_variants_contained_in_a_vcf2fhir_report_are_interpretations_with_vcf_records():
+    """Was: 0 of 68 contained variants carried, no warning. SPDI + versioned NC_ accession give the VCF record."""
+    report = read_fhir("vcf2fhir/expected_example1_with_patient.json")
+    packet = translate(with_its_patient(report))
     variants = [c for c in report["contained"] if c["code"]["coding"][0]["code"] == "69548-6"]
     records = [
         g["variantInterpretation"]["variationDescriptor"].get("vcfRecord")
@@ -196,13 +200,7 @@ def test_variants_contained_in_a_vcf2fhir_report_are_interpretations_with_vcf_re
 def test_structural_variants_of_vcf2fhir_keep_their_symbolic_alleles():
     """vcf2fhir writes structural variants SPDI-like with VCF symbolic alleles; the patient id has an '_'."""
     report = read_fhir("vcf2fhir/expected_fhir_germline_structural.json")
-    patient_id = report["subject"]["reference"].split("/")[1]
-    bundle = {
-        "resourceType": "Bundle",
-        "type": "collection",
-        "entry": [{"resource": {"resourceType": "Patient", "id": patient_id}}, {"resource": report}],
-    }
-    packet = translate(bundle)
+    packet = translate(with_its_patient(report))
     records = [
         g["variantInterpretation"]["variationDescriptor"]["vcfRecord"]
         for i in packet.phenopacket["interpretations"]
