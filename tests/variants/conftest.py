@@ -91,3 +91,15 @@ def pysam_truth(path: Path) -> list[TruthVariant]:
 def vcf_reference() -> Path:
     assert VCF_REFERENCE.is_dir(), f"reference VCFs missing at {VCF_REFERENCE}"
     return VCF_REFERENCE
+
+
+def cli_on(monkeypatch, data_dir: Path):
+    """The `gateway` CLI's main, run on `data_dir` with a test key and no configuration file or database URL
+    from the environment."""
+    from gateway.cli import main
+
+    monkeypatch.setenv("GATEWAY_DATA_DIR", str(data_dir))
+    monkeypatch.setenv("GATEWAY_SECRET_KEY", "ab" * 32)
+    monkeypatch.delenv("GATEWAY_CONFIG", raising=False)
+    monkeypatch.delenv("GATEWAY_DATABASE_URL", raising=False)
+    return main

@@ -15,6 +15,8 @@ from gateway.variants.query import VariantQuery
 from gateway.variants.store import VariantStore
 from tests.beacon.test_g_variants_truth import SAMPLES, _write_vcf
 
+from .conftest import cli_on
+
 SAMPLE_MAP = {name: f"P{i}" for i, name in enumerate(SAMPLES)}
 
 
@@ -211,12 +213,7 @@ def test_partitioned_ingest_refuses_what_it_cannot_split(tmp_path):
 
 
 def test_cli_workers_runs_a_local_cluster(tmp_path, monkeypatch, capsys):
-    from gateway.cli import main
-
-    monkeypatch.setenv("GATEWAY_DATA_DIR", str(tmp_path / "data"))
-    monkeypatch.setenv("GATEWAY_SECRET_KEY", "ab" * 32)
-    monkeypatch.delenv("GATEWAY_CONFIG", raising=False)
-    monkeypatch.delenv("GATEWAY_DATABASE_URL", raising=False)
+    main = cli_on(monkeypatch, tmp_path / "data")
     plain = tmp_path / "cohort.vcf"
     _write_vcf(plain)
     vcf = _bgzip(plain, tmp_path / "cohort.vcf.gz")

@@ -13,7 +13,7 @@ from gateway.variants.query import VariantQuery
 from gateway.variants.store import VariantStore
 from tests.beacon.test_g_variants_truth import SAMPLES, _write_vcf
 
-from .conftest import pysam_truth
+from .conftest import cli_on, pysam_truth
 from .test_partitioned import _same_answers
 from .test_truth import (  # noqa: F401  (collected again here, over the batched store of the `generated` fixture)
     all_hits,
@@ -269,12 +269,7 @@ def test_a_gene_annotated_in_one_batch_counts_the_carriers_of_all(tmp_path):
 def cli_with_two_batches(tmp_path, monkeypatch):
     """The `gateway` CLI on tmp_path / "data", dataset `cohort` ingested as two sample batches (S00-S05 partitioned,
     S06-S11 added); (main, the plain VCF, the second batch's file, the ingest command's head)."""
-    from gateway.cli import main
-
-    monkeypatch.setenv("GATEWAY_DATA_DIR", str(tmp_path / "data"))
-    monkeypatch.setenv("GATEWAY_SECRET_KEY", "ab" * 32)
-    monkeypatch.delenv("GATEWAY_CONFIG", raising=False)
-    monkeypatch.delenv("GATEWAY_DATABASE_URL", raising=False)
+    main = cli_on(monkeypatch, tmp_path / "data")
     plain = tmp_path / "cohort.vcf"
     _write_vcf(plain)
     first = split_by_samples(plain, tmp_path / "first.vcf.gz", SAMPLES[:6])

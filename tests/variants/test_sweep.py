@@ -22,6 +22,8 @@ from gateway.variants.query import VariantQuery
 from gateway.variants.store import VariantStore
 from tests.beacon.test_g_variants_truth import SAMPLES, _write_vcf
 
+from .conftest import cli_on
+
 ROOT = Path(__file__).resolve().parents[2]
 LINKS = {name: f"P{i}" for i, name in enumerate(SAMPLES)}
 HOUR = 3600
@@ -126,13 +128,8 @@ def test_publish_sweeps_and_refuses_a_manifest_whose_units_were_swept(parted):
 
 
 def test_cli_sweep_is_audited(parted, monkeypatch, capsys):
-    from gateway.cli import main
-
     data_dir, ds_dir, _ = parted
-    monkeypatch.setenv("GATEWAY_DATA_DIR", str(data_dir))
-    monkeypatch.setenv("GATEWAY_SECRET_KEY", "ab" * 32)
-    monkeypatch.delenv("GATEWAY_CONFIG", raising=False)
-    monkeypatch.delenv("GATEWAY_DATABASE_URL", raising=False)
+    main = cli_on(monkeypatch, data_dir)
     stale = ds_dir / "parts-e1-1"
     stale.mkdir()
     _age(stale, 3 * HOUR)
