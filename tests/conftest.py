@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import time
 from pathlib import Path
 
 import pytest
@@ -57,3 +58,15 @@ def postgres_url() -> str:
     if not url:
         pytest.skip("GATEWAY_TEST_DATABASE_URL is not set (CI sets it to the local PostgreSQL)")
     return url
+
+
+def wait_for_job(client, href: str, headers: dict | None = None, seconds: float = 60.0) -> dict:
+    """Poll an ingest job until it has left its waiting states; its last state."""
+    headers = headers if headers is not None else {"Authorization": f"Bearer {OPERATOR_TOKEN}"}
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        state = client.get(href, headers=headers).get_json()
+        if state["status"] not in ("queued", "running", "receiving"):
+            return state
+        time.sleep(0.1)
+    raise AssertionError(f"job {href} still running after {seconds} s")

@@ -3,17 +3,16 @@
 from __future__ import annotations
 
 import json
-import time
 import uuid
 from pathlib import Path
 
 import pytest
 
 from gateway.cli import main
+from tests.conftest import TEST_KEY_HEX, wait_for_job
 from tests.variants.vcfgen import write_vcf
 
 IDENTIFIER_SYSTEM = "https://hospital.example.org/sid/patient-id"
-TEST_KEY_HEX = "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff"
 
 
 def patients_bundle(values: list[str]) -> dict:
@@ -82,16 +81,6 @@ def test_cli_rejects_a_broken_vcf_and_leaves_the_dataset_unchanged(tmp_path, mon
     store.close()
 
 
-def _wait_for(client, href, headers, seconds=60.0):
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        state = client.get(href, headers=headers).get_json()
-        if state["status"] not in ("queued", "running"):
-            return state
-        time.sleep(0.1)
-    pytest.fail(f"job {href} still running after {seconds} s")
-
-
 def test_http_upload_is_a_job_that_ingests_and_links(client, app, operator, cohort):
     vcf, sample_map, bundle = cohort
     resp = client.post(
@@ -109,7 +98,7 @@ def test_http_upload_is_a_job_that_ingests_and_links(client, app, operator, coho
         headers={**operator, "Content-Type": "text/plain"},
     )
     assert resp.status_code == 202, resp.get_data(as_text=True)
-    state = _wait_for(client, resp.headers["Location"], operator)
+    state = wait_for_job(client, resp.headers["Location"], operator)
     assert state["status"] == "done", state
     assert state["summary"]["samplesLinked"] == 10
     assert state["summary"]["recordsRead"] == 60
@@ -123,7 +112,7 @@ def test_http_upload_of_garbage_is_rejected_in_the_job_not_the_server(client, op
         headers={**operator, "Content-Type": "application/gzip"},
     )
     assert resp.status_code == 202
-    state = _wait_for(client, resp.headers["Location"], operator)
+    state = wait_for_job(client, resp.headers["Location"], operator)
     assert state["status"] in ("rejected", "failed")
     assert client.get("/health").status_code == 200
 

@@ -6,23 +6,12 @@ from __future__ import annotations
 import json
 import os
 import stat
-import time
 
 from tests.api.test_vcf_ingest_paths import IDENTIFIER_SYSTEM, patients_bundle
-from tests.conftest import OPERATOR_TOKEN
+from tests.conftest import OPERATOR_TOKEN, wait_for_job
 from tests.variants.vcfgen import write_vcf
 
 OPERATOR = {"Authorization": f"Bearer {OPERATOR_TOKEN}"}
-
-
-def _wait_for(client, href, seconds=60.0) -> dict:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        state = client.get(href, headers=OPERATOR).get_json()
-        if state["status"] not in ("queued", "running", "receiving"):
-            return state
-        time.sleep(0.1)
-    raise AssertionError(f"job {href} still running after {seconds} s")
 
 
 def _files_holding(root, needle: bytes) -> list[str]:
@@ -60,7 +49,7 @@ def _upload_cohort(client, tmp_path) -> tuple[str, str]:
 def test_sample_map_identifiers_live_only_in_the_upload_and_go_with_the_job(app, client, tmp_path):
     data_dir = app.extensions["gateway"].config.data_dir
     upload_id, href = _upload_cohort(client, tmp_path)
-    state = _wait_for(client, href)
+    state = wait_for_job(client, href)
     assert state["status"] == "done" and state["summary"]["samplesLinked"] == 6
     assert _files_holding(data_dir, b"MRN-0003") == []  # not in jobs/*.json, not in the upload any more
     assert (
@@ -76,7 +65,7 @@ def test_sample_map_identifiers_live_only_in_the_upload_and_go_with_the_job(app,
 def test_everything_in_the_data_directory_is_private(app, client, tmp_path):
     data_dir = app.extensions["gateway"].config.data_dir
     _, href = _upload_cohort(client, tmp_path)
-    _wait_for(client, href)
+    wait_for_job(client, href)
     client.get("/api/individuals")
     seen = 0
     for folder, dirs, names in os.walk(data_dir):
@@ -137,7 +126,7 @@ def test_a_rejected_vcf_ingest_leaves_no_dataset_row(app, client):
         "/datasets/junk/vcf", data=b"\x1f\x8b\x08\x00garbage", headers={**OPERATOR, "Content-Type": "application/gzip"}
     )
     assert resp.status_code == 202
-    assert _wait_for(client, resp.headers["Location"])["status"] in ("rejected", "failed")
+    assert wait_for_job(client, resp.headers["Location"])["status"] in ("rejected", "failed")
     assert "junk" not in [d["id"] for d in app.extensions["gateway"].store.list_datasets()]
 
 

@@ -10,7 +10,7 @@ import zlib
 
 import pytest
 
-from tests.conftest import OPERATOR_TOKEN
+from tests.conftest import OPERATOR_TOKEN, wait_for_job
 from tests.variants.vcfgen import header, write_vcf
 
 OPERATOR = {"Authorization": f"Bearer {OPERATOR_TOKEN}"}
@@ -77,16 +77,6 @@ def test_limits_leave_real_files_alone(client, reference_dir):
         assert not codes & {"vcf-decompression-bomb", "vcf-line-too-long", "vcf-too-many-samples"}, path
 
 
-def _wait_for(client, href, seconds=60.0) -> dict:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        state = client.get(href, headers=OPERATOR).get_json()
-        if state["status"] not in ("queued", "running"):
-            return state
-        time.sleep(0.1)
-    pytest.fail(f"job {href} still running after {seconds} s")
-
-
 def test_a_vcf_job_has_a_wall_time_limit(gateway_config, tmp_path):
     from app import create_app
 
@@ -99,7 +89,7 @@ def test_a_vcf_job_has_a_wall_time_limit(gateway_config, tmp_path):
         "/datasets/slow/vcf?assembly=GRCh38", data=vcf.read_bytes(), headers={**OPERATOR, "Content-Type": "text/plain"}
     )
     assert resp.status_code == 202
-    state = _wait_for(client, resp.headers["Location"])
+    state = wait_for_job(client, resp.headers["Location"])
     assert state["status"] == "rejected", state
     assert state["issues"][0]["code"] == "vcf-time-limit"
     assert client.get("/health").status_code == 200
