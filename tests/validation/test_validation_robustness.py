@@ -10,21 +10,13 @@ from hypothesis import strategies as st
 
 from gateway.validation import validate_fhir, validate_phenopacket
 
+from .json_places import places
+
 json_values = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=8),
     lambda children: st.lists(children, max_size=3) | st.dictionaries(st.text(max_size=8), children, max_size=3),
     max_leaves=8,
 )
-
-
-def _paths(node, path=()):
-    yield path
-    if isinstance(node, dict):
-        for key, value in node.items():
-            yield from _paths(value, (*path, key))
-    elif isinstance(node, list):
-        for i, value in enumerate(node):
-            yield from _paths(value, (*path, i))
 
 
 def _replace(doc, path, value):
@@ -39,7 +31,7 @@ def _replace(doc, path, value):
 
 
 def _check_mutations(validate, doc, data):
-    paths = list(_paths(doc))
+    paths = [path for path, _ in places(doc)]
     for _ in range(5):
         path = data.draw(st.sampled_from(paths))
         mutated = _replace(doc, path, data.draw(json_values))
