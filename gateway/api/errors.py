@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 
 import sqlalchemy as sa
-from flask import Flask, Response, current_app, g, request
+from flask import Flask, Response, current_app, g, has_request_context, request
 from werkzeug.exceptions import HTTPException
 
 from gateway.api.context import services
@@ -18,6 +18,7 @@ from gateway.api.render import json_response, problem
 from gateway.beacon.response import build_error
 from gateway.errors import GatewayError, Unauthorised
 from gateway.issues import Issue, to_operation_outcome
+from gateway.validation.fhir import r4_resource_types
 
 log = logging.getLogger("gateway")
 FHIR_JSON = "application/fhir+json"
@@ -38,13 +39,23 @@ def _fhir_code(status: int) -> str:
     return "body-too-large" if status == 413 else "fhir-value"
 
 
+def _fhir_root(path: str) -> str:
+    """What the issues' FHIRPath expressions start at: the body's resource type where the view noted it
+    (`g.fhir_root`), else the type the URL names (/fhir/{type}/…), else a Bundle."""
+    noted = g.get("fhir_root") if has_request_context() else None
+    if isinstance(noted, str):
+        return noted
+    named = path.split("/")[2] if path.count("/") >= 2 else ""
+    return named if named in r4_resource_types() else "Bundle"
+
+
 def error_body(
     path: str, status: int, message: str, code: str | None = None, issues: tuple[Issue, ...] = ()
 ) -> Response:
     """The error response of the surface `path` belongs to."""
     if path.startswith("/fhir"):
         shown = list(issues) or [Issue.error(code or _fhir_code(status), message)]
-        return json_response(to_operation_outcome(shown), status, mimetype=FHIR_JSON)
+        return json_response(to_operation_outcome(shown, root=_fhir_root(path)), status, mimetype=FHIR_JSON)
     if path.startswith(BEACON_PREFIXES):
         shown = list(issues) or [Issue.error(code or "http", message)]
         return json_response(build_error(services().config.node, shown, status), status)

@@ -10,7 +10,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from flask import Blueprint, Response, request
+from flask import Blueprint, Response, g, request
 
 import mappings
 from gateway.api.auth import require_operator
@@ -21,18 +21,27 @@ from gateway.api.public_url import public_base_url
 from gateway.api.render import json_response
 from gateway.api.validate import over_budget
 from gateway.bounded import WorkLimitExceeded, limits_of, run_bounded
+from gateway.errors import NotFound
 from gateway.issues import Issue, to_operation_outcome
 from gateway.jsonio import JSONInputError, loads_strict
 from gateway.services.fhir_resources import (
     ResourceRejected,
     about_stored_patients,
     apply_document,
+    check_id,
     keep_bundle,
     keeps_resources,
     stored_entries,
     supported_types,
 )
-from gateway.services.ingest import ATOMIC_BUNDLE_TYPES, IngestOutcome, process_fhir_bytes, store_fhir_outcome
+from gateway.services.ingest import (
+    ATOMIC_BUNDLE_TYPES,
+    IngestOutcome,
+    process_fhir_bytes,
+    store_fhir_outcome,
+    unwrap_validate_parameters,
+)
+from gateway.validation.fhir import r4_resource_types
 
 FHIR_JSON = "application/fhir+json"
 # The JSON media types of FHIR R4 (http.html#mime-type), including the older DSTU2 spelling still sent.
@@ -45,8 +54,14 @@ def fhir_response(body: dict, status: int = 200) -> Response:
     return json_response(body, status, mimetype=FHIR_JSON)
 
 
-def outcome_response(issues: list[Issue], status: int) -> Response:
-    return fhir_response(to_operation_outcome(issues), status)
+def outcome_response(issues: list[Issue], status: int, body: Any = None) -> Response:
+    """The issues as an OperationOutcome; their FHIRPath expressions start at the body's resource type."""
+    return fhir_response(to_operation_outcome(issues, root=_root_type(body)), status)
+
+
+def _root_type(body: Any) -> str:
+    found = body.get("resourceType") if isinstance(body, dict) else None
+    return found if isinstance(found, str) and found in r4_resource_types() else "Bundle"
 
 
 def _process_bounded(dataset_id: str, *, parameters: bool = False) -> tuple[IngestOutcome, str]:
@@ -71,6 +86,50 @@ def _process_bounded(dataset_id: str, *, parameters: bool = False) -> tuple[Inge
     if len(data) <= svc.config.work_inline_bytes:  # small JSON: bounded by its size, cheaper than a fork
         return process_fhir_bytes(data, **arguments)
     return run_bounded(process_fhir_bytes, data, **arguments, **limits_of(svc.config))
+
+
+# A DELETE removes what the resource contributed, and deleting what is not stored is 200 too (FHIR's delete is
+# idempotent): nothing to check, and no stored resource is looked up for an anonymous caller.
+_DELETE_ALWAYS_ACCEPTED = Issue.info(
+    "delete-accepted", "a DELETE is always accepted here: what the resource contributed is removed"
+)
+
+
+def _validate_mode() -> str | None:
+    """`mode` of $validate, from the query or from a Parameters body (create, update, delete, profile)."""
+    if request.args.get("mode"):
+        return request.args["mode"]
+    svc = services()
+    if len(request.get_data()) > svc.config.work_inline_bytes:  # a large body is read only in the bounded child
+        return None
+    try:
+        doc = loads_strict(request.get_data(), max_depth=svc.config.max_json_depth)
+    except JSONInputError:
+        return None  # the bounded check reports it
+    if (
+        not isinstance(doc, dict)
+        or doc.get("resourceType") != "Parameters"
+        or not isinstance(doc.get("parameter"), list)
+    ):
+        return None
+    modes = [p.get("valueCode") for p in doc["parameter"] if isinstance(p, dict) and p.get("name") == "mode"]
+    return modes[0] if len(modes) == 1 and isinstance(modes[0], str) else None
+
+
+def _url_mismatch(body: Any, resource_type: str, resource_id: str | None) -> list[Issue]:
+    """Type- and instance-level $validate: the resource must be of the URL's type and carry no other id."""
+    resource, where = body, ""
+    if isinstance(body, dict) and body.get("resourceType") == "Parameters":
+        resource, where = unwrap_validate_parameters(body)
+    found = resource.get("resourceType") if isinstance(resource, dict) else None
+    if found != resource_type:
+        return [
+            Issue.error("not-fhir", f"this is {resource_type}/$validate: the resource is a {found!r}", where or "/")
+        ]
+    if resource_id is not None and resource.get("id") not in (None, resource_id):
+        message = f"the resource's id {str(resource.get('id'))[:80]!r} differs from the URL's id {resource_id!r}"
+        return [Issue.error("fhir-value", message, f"{where}/id")]
+    return []
 
 
 def _status_for(issues: list[Issue]) -> int:
@@ -209,6 +268,7 @@ def fhir_blueprint() -> Blueprint:
         dataset = request.args.get("dataset") or svc.config.default_dataset
         outcome, source = _process_bounded(dataset)  # parse, validate, translate: in a child with limits
         doc = loads_strict(request.get_data(), max_depth=svc.config.max_json_depth)  # within the limits just met
+        g.fhir_root = _root_type(doc)  # errors raised from here on point into this body (gateway.api.errors)
         check_requests(doc)  # what the entries ask must be doable before anything is stored
         if deletes(doc) and holds_a_patient(doc):
             raise ResourceRejected(
@@ -245,16 +305,31 @@ def fhir_blueprint() -> Blueprint:
 
         outcome = store_fhir_outcome(outcome, store=svc.store, dataset_id=dataset, source=source, also=keep)
         if outcome.rejected:
-            return outcome_response(outcome.report.errors + outcome.report.warnings, _status_for(outcome.report.errors))
+            issues = outcome.report.errors + outcome.report.warnings
+            return outcome_response(issues, _status_for(outcome.report.errors), doc)
         return fhir_response(transaction_response(outcome))
 
-    @bp.post("/Bundle/$validate")
     @bp.post("/$validate")
-    def validate():
+    @bp.post("/<resource_type>/$validate")
+    @bp.post("/<resource_type>/<resource_id>/$validate")
+    def validate(resource_type: str | None = None, resource_id: str | None = None):
+        """FHIR's Resource-validate at system, type and instance level: 200 + the findings as an OperationOutcome.
+        At type and instance level the resource must be of the URL's type (and, for an update, carry its id)."""
+        if resource_type is not None and resource_type not in r4_resource_types():
+            raise NotFound(f"{resource_type[:80]!r} is not a FHIR R4 resource type", code="not-found")
+        if resource_id is not None:
+            check_id(resource_id)
         if over_budget():  # validation is work on anonymous input: it is counted like a query
             return outcome_response([Issue.error("throttled", "query budget exhausted; try again later")], 429)
+        if _validate_mode() == "delete":
+            return outcome_response([_DELETE_ALWAYS_ACCEPTED], 200)
         outcome, _ = _process_bounded(services().config.default_dataset, parameters=True)
-        return outcome_response(list(outcome.report), 200)
+        body = loads_strict(request.get_data(), max_depth=services().config.max_json_depth)  # within limits met
+        if resource_type is not None:
+            mismatch = _url_mismatch(body, resource_type, resource_id)
+            if mismatch:
+                return outcome_response(mismatch, 400, body)
+        return outcome_response(list(outcome.report), 200, body)
 
     add_rest_routes(bp)  # /{type}[/{id}] last: the fixed paths above come first
     return bp

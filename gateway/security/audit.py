@@ -118,6 +118,8 @@ READ_ONLY_WRITES = ("/api/", "/local/api/", "/validate", "/fhir/$validate", "/fh
 
 def is_change(method: str, path: str) -> bool:
     """True for a request that may change stored data: it is audited write-ahead (intent, then outcome)."""
+    if path.startswith("/fhir/") and path.endswith("/$validate"):  # type and instance level: /fhir/{type}[/{id}]/…
+        return False
     return method in ("POST", "PUT", "PATCH", "DELETE") and not path.startswith(READ_ONLY_WRITES)
 
 

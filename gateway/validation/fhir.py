@@ -29,6 +29,7 @@ from fhir.resources.R4B import get_fhir_model_class
 from pydantic import ValidationError
 
 from gateway.issues import Issue, Report, pointer_to_fhirpath
+from gateway.validation.fhir_codes import unbound_codes
 from gateway.validation.fhir_shape import plainly_valid
 from schemas import load_schema, pointer, schema_issues
 from translators.fhir.references import ACCEPTED_BUNDLE_TYPES, ALL_BUNDLE_TYPES, BundleIndex
@@ -136,12 +137,21 @@ def parse_resource(resource: Any, location: str, *, model: bool = True) -> tuple
 
 
 def _binding_issues(resource: dict, resource_type: str, location: str) -> list[Issue]:
-    """Required value-set bindings that the models leave unchecked (schemas/fhir-r4-bindings.schema.json)."""
+    """Required value-set bindings that the models leave unchecked: of every `code` element whose codes the model
+    lists (gateway.validation.fhir_codes), and of the coded elements in schemas/fhir-r4-bindings.schema.json."""
     issues = []
     for issue in schema_issues("fhir-r4-bindings", resource, target="input"):
         where = pointer_to_fhirpath(issue.location, resource_type)
         message = f"{where}: {issue.message.split(': ', 1)[-1]} (required binding in FHIR R4)"
         issues.append(Issue.error("fhir-value", message, location + issue.location))
+    said = {i.location for i in issues}
+    for place, code, allowed in unbound_codes(resource):
+        if location + place in said:
+            continue
+        where = pointer_to_fhirpath(place, resource_type)
+        listed = ", ".join(sorted(allowed)[:12]) + (", …" if len(allowed) > 12 else "")
+        message = f"{where}: {code[:80]!r} is not one of {listed} (required binding in FHIR R4)"
+        issues.append(Issue.error("fhir-value", message, location + place))
     return issues
 
 

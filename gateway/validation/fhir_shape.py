@@ -121,6 +121,7 @@ class _Field:
     model: type | None  # a complex type or resource (None: a primitive)
     check: Callable[[object], bool]  # a primitive's value
     choice: str | None  # the choice element `[x]` it is a type of
+    codes: frozenset[str] | None = None  # a `code` bound to a required value set the model lists whole
 
 
 @dataclass(frozen=True)
@@ -206,13 +207,20 @@ def _shape(model: type) -> _Shape:
         element = _element_model(inner)
         check = _never if element is not None else _primitive(inner)
         choice = extra.get("one_of_many")
-        fields[alias] = _Field(repeated, element, check, choice)
+        fields[alias] = _Field(repeated, element, check, choice, _listed_codes(extra.get("enum_values")))
         if choice is not None:
             choices[choice] = choices.get(choice, False) or extra.get("one_of_many_required") is True
         if info.is_required() or extra.get("element_required"):
             required.append(alias)
     resource_type = model.__resource_type__ if model.has_resource_base() else None  # type: ignore[attr-defined]
     return _Shape(resource_type, fields, tuple(required), choices)
+
+
+def _listed_codes(listed: Any) -> frozenset[str] | None:
+    """The codes of a required binding as the model lists them; None where the list is cut short ("+")."""
+    if not listed or "+" in listed:
+        return None
+    return frozenset(listed)
 
 
 def _unwrapped(annotation: Any) -> tuple[bool, Any]:
