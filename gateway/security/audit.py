@@ -57,6 +57,8 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
+from gateway.security.keys import read_or_create
+
 AUDIT_DIR = "audit"
 AUDIT_FILE = "audit.jsonl"
 HEAD_FILE = "audit.head"
@@ -135,11 +137,15 @@ class AuditKeys:
     def __init__(self, key_dir: Path):
         self.dir = Path(key_dir)
         self.dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-        self.mac_key = bytes.fromhex(_read_or_create(self.dir / MAC_KEY_FILE, lambda: secrets.token_hex(32).encode()))
-        pem = _read_or_create(
+        self.mac_key = bytes.fromhex(read_or_create(self.dir / MAC_KEY_FILE, lambda: secrets.token_hex(32)))
+        pem = read_or_create(
             self.dir / SIGNING_KEY_FILE,
-            lambda: Ed25519PrivateKey.generate().private_bytes(
-                serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+            lambda: (
+                Ed25519PrivateKey.generate()
+                .private_bytes(
+                    serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+                )
+                .decode()
             ),
         )
         signing_key = serialization.load_pem_private_key(pem.encode(), password=None)
@@ -164,25 +170,6 @@ class AuditKeys:
         except (InvalidSignature, ValueError, TypeError):
             return False
         return True
-
-
-def _read_or_create(path: Path, make) -> str:
-    """A key file's text; made with O_EXCL so that two workers starting at once agree on one key."""
-    try:
-        return path.read_text(encoding="utf-8").strip()
-    except FileNotFoundError:
-        pass
-    value = make()
-    try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    except FileExistsError:
-        time.sleep(0.05)  # the other writer is between create and write
-        return path.read_text(encoding="utf-8").strip()
-    with os.fdopen(fd, "wb") as fh:
-        fh.write(value)
-        fh.flush()
-        os.fsync(fh.fileno())
-    return value.decode().strip()
 
 
 @dataclass(frozen=True)

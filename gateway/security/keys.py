@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import secrets
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -18,28 +19,43 @@ KEY_CHAIN_FILE = "key-chain"  # rotation keys, oldest first, one hex key a line 
 OPERATOR_TOKEN_FILE = "operator.token"
 
 
-def _read_or_create(path: Path, make: Callable[[], str]) -> str:
+def read_or_create(path: Path, make: Callable[[], str]) -> str:
+    """A key file's text, made by `make` on first use (mode 0600, fsynced). O_EXCL: when two workers start at
+    once, exactly one writes and both read the same value."""
     path.parent.mkdir(parents=True, exist_ok=True)
     try:
-        return path.read_text(encoding="utf-8").strip()
+        text = path.read_text(encoding="utf-8").strip()
     except FileNotFoundError:
         pass
-    value = make()
-    # O_EXCL: when two workers start at once, exactly one writes and both read the same value.
+    else:
+        return text or _written_by_the_other(path)
+    value = make().strip()
     try:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     except FileExistsError:
-        return path.read_text(encoding="utf-8").strip()
+        return _written_by_the_other(path)
     with os.fdopen(fd, "w", encoding="utf-8") as fh:
         fh.write(value + "\n")
+        fh.flush()
+        os.fsync(fh.fileno())
     return value
+
+
+def _written_by_the_other(path: Path, seconds: float = 2.0) -> str:
+    """The other writer may be between its create and its write: wait for the text."""
+    deadline = time.monotonic() + seconds
+    while True:
+        text = path.read_text(encoding="utf-8").strip()
+        if text or time.monotonic() > deadline:
+            return text
+        time.sleep(0.01)
 
 
 def secret_key(cfg: Config) -> bytes:
     """The pseudonymisation key (hex strings are decoded, other text used as UTF-8), with its rotation chain."""
     from gateway.security.pseudonym import ChainedKey
 
-    text = cfg.secret_key or _read_or_create(Path(cfg.data_dir) / KEY_FILE, lambda: secrets.token_hex(32))
+    text = cfg.secret_key or read_or_create(Path(cfg.data_dir) / KEY_FILE, lambda: secrets.token_hex(32))
     try:
         first = bytes.fromhex(text)
     except ValueError:
@@ -59,7 +75,7 @@ def operator_tokens(cfg: Config) -> tuple[str, ...]:
     """Bearer tokens that may write. Generated into the data directory when none is configured."""
     if cfg.operator_tokens:
         return cfg.operator_tokens
-    return (_read_or_create(Path(cfg.data_dir) / OPERATOR_TOKEN_FILE, lambda: secrets.token_urlsafe(32)),)
+    return (read_or_create(Path(cfg.data_dir) / OPERATOR_TOKEN_FILE, lambda: secrets.token_urlsafe(32)),)
 
 
 def is_operator(cfg_tokens: tuple[str, ...], presented: str | None) -> bool:
