@@ -99,12 +99,15 @@ def _prefers() -> str:
     return "OperationOutcome"
 
 
-def entry_response(result: EntryResult) -> dict[str, Any]:
-    """A transaction/batch-response entry for an entry kept as a resource."""
+def entry_response(result: EntryResult, refused: str | None = None) -> dict[str, Any]:
+    """A transaction/batch-response entry for an entry kept as a resource (`refused`: the status of a batch
+    entry refused before it was processed)."""
     change = result.change
     response: dict[str, Any] = {}
     issues = list(result.issues)
-    if change is None:
+    if refused is not None:
+        response["status"] = refused
+    elif change is None:
         errors = {i.code for i in issues if i.is_error}
         precondition = errors and errors <= PRECONDITION_FAILED  # FHIR http.html: a failed condition is 412
         response["status"] = (

@@ -19,7 +19,7 @@ from __future__ import annotations
 import hashlib
 import re
 import uuid
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from functools import partial
@@ -44,7 +44,7 @@ from gateway.services.fhir_incremental import (
 )
 from gateway.services.fhir_same_resource import renamed as same_renamed
 from gateway.services.fhir_same_resource import same_resources
-from gateway.services.ingest import IngestOutcome
+from gateway.services.ingest import IngestOutcome, entry_index
 from gateway.store import fhir_resources as rows
 from gateway.store.fhir_resources import PATIENT, ResourceHead, ResourceState, StoredResource
 from gateway.store.index_rows import ReadAhead
@@ -1023,10 +1023,12 @@ def apply_document(
     now: datetime | None = None,
     pending_days: float = DEFAULT_PENDING_DAYS,
     cache: FragmentCache | None = None,
+    set_aside: Mapping[int, Sequence[Issue]] | None = None,
 ) -> tuple[str, list[EntryResult]]:
     """Keep a lone resource or a Patient-less Bundle resource by resource; (bundle type, one result per entry).
 
-    A transaction (collection, document) is all or nothing (ResourceRejected); a batch entry by entry.
+    A transaction (collection, document) is all or nothing (ResourceRejected); a batch entry by entry: an
+    entry that is not valid R4 is refused alone, and so are the entries `set_aside` (refused before, with why).
     References to patients resolve against the dataset's stored Patients, else the entry is pending.
     """
     bundle = doc if doc.get("resourceType") == "Bundle" else {"resourceType": "Bundle", "type": "collection"}
@@ -1034,6 +1036,13 @@ def apply_document(
     report = validate_fhir(doc)
     # A patient reference that does not resolve inside the Bundle is resolved against the store here.
     errors = [i for i in report.errors if i.code != "reference-dangling"]
+    refused: dict[int, list[Issue]] = {n: list(issues) for n, issues in (set_aside or {}).items()}
+    located = [(entry_index(i.location), i) for i in errors]
+    if bundle_type == "batch" and all(n is not None for n, _ in located):
+        for n, issue in located:
+            if n is not None:
+                refused.setdefault(n, []).append(issue)
+        errors = []
     if errors:
         raise ResourceRejected("the document is not valid FHIR R4; nothing was stored", issues=errors)
     results, writes = _entry_writes(doc, report.warnings)
@@ -1042,6 +1051,9 @@ def apply_document(
             entry = int(issue.location.split("/")[2])  # every pointer here starts /entry/{n}/
             results[entry].issues.append(issue)
             writes[entry] = None
+    for index, issues in refused.items():  # only what refused it: the rest of its checks are moot
+        results[index] = EntryResult(index, None, issues)
+        writes[index] = None
     if bundle_type == "batch":
         for result, write in zip(results, writes, strict=True):
             if write is None:
