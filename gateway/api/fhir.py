@@ -217,7 +217,7 @@ def capability_statement() -> dict:
                             "versioning": "versioned-update",
                             "readHistory": False,
                             "updateCreate": True,
-                            "conditionalCreate": False,
+                            "conditionalCreate": True,  # If-None-Exist: identifier=token
                         }
                         for t in supported_types()
                     ),

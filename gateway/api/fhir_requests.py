@@ -22,6 +22,7 @@ from gateway.issues import Issue
 from gateway.services.fhir_resources import FHIR_ID, PATIENT_LINKS, ResourceRejected
 from translators.fhir.common import reference_of
 from translators.fhir.references import RELATIVE_REF
+from translators.fhir.tokens import parse_token
 
 # The entry methods the gateway performs (GET/HEAD read nothing in a write Bundle; PATCH is not offered).
 PERFORMED = ("POST", "PUT", "DELETE")
@@ -168,15 +169,18 @@ def holds_a_patient(doc: Any) -> bool:
 def _never_a_patient(reference: str) -> str | None:
     """Why `reference` can never name a stored Patient (None: it may). Absolute urls and urns name the
     fullUrl a Patient is sent with; a relative one must be Patient/{id}, or Patient?identifier=system|value."""
-    if "://" in reference or reference.startswith(("urn:", "#")):
-        return None
     resource_type, mark, query = reference.partition("?")
+    if "://" in resource_type or reference.startswith(("urn:", "#")):  # (a token's system may be a url)
+        return None
     if mark:
         params = parse_qsl(query, keep_blank_values=True)
         if resource_type != PATIENT:
             return f"a conditional reference to a {resource_type[:40]}, not a Patient"
-        if len(params) != 1 or params[0][0] != "identifier" or not params[0][1].rpartition("|")[2]:
-            return "a conditional patient reference searches exactly one identifier=system|value"
+        if len(params) != 1 or params[0][0] != "identifier" or parse_token(params[0][1]) is None:
+            return (
+                "a conditional patient reference searches exactly one identifier token: value (any system), "
+                "system|value, |value (no system) or system| (any value); escape a | , or $ of a value with \\"
+            )
         return None
     relative = RELATIVE_REF.fullmatch(reference)
     if relative is None:

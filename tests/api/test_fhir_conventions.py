@@ -144,3 +144,188 @@ def test_a_batch_with_patients_refuses_only_the_patient_of_a_malformed_entry(cli
     (packet,) = app.extensions["gateway"].store.list_phenopackets()[0]
     assert packet.document["diseases"]
     assert ("default", "Patient", "patient-two") not in _kept_ids(app)
+
+
+# --- 2. conditional references: FHIR token search values ------------------------------------------------
+
+MII_SYSTEM = "https://www.medizininformatik-initiative.de/fhir/sid/patient-id"
+MRN = "MRF-2024-001"  # the Marfan Patient's identifier value, in MII_SYSTEM
+
+
+def _patient(marfan, patient_id, identifiers):
+    patient = _resource(marfan, PATIENT_ID)
+    patient["id"] = patient_id
+    patient["identifier"] = identifiers
+    return patient
+
+
+def _put_condition(client, operator, marfan, reference, resource_id="c-token"):
+    return _send(client, "PUT", f"/fhir/Condition/{resource_id}", operator, _condition(marfan, resource_id, reference))
+
+
+def _owner(app, resource_id="c-token"):
+    return next(owner for _, kind, rid, _, owner in _stored(app)[0] if (kind, rid) == ("Condition", resource_id))
+
+
+def test_an_identifier_without_system_matches_that_value_in_any_system(client, app, operator, marfan, stored_patient):
+    """FHIR search.html#token: `identifier=value` matches the value whatever its system. Before: looked up as
+    an identifier without system, so the Condition stayed pending although its Patient was stored."""
+    kept = _put_condition(client, operator, marfan, f"Patient?identifier={MRN}")
+    assert kept.status_code == 201, kept.get_data(as_text=True)
+    assert "pending" not in _outcome_codes({"outcome": kept.get_json()})
+    assert _owner(app) == PATIENT_ID
+    (packet,) = app.extensions["gateway"].store.list_phenopackets()[0]
+    assert packet.document["diseases"]
+    found = client.get("/fhir/Condition", query_string={"patient": f"Patient?identifier={MRN}"}, headers=operator)
+    assert [e["fullUrl"] for e in found.get_json()["entry"]] == ["Condition/c-token"]
+    kept_reference = client.get("/fhir/Condition/c-token", headers=operator).get_json()["subject"]["reference"]
+    assert kept_reference.startswith(f"Patient?identifier={MII_SYSTEM}|pid-")  # the identifier it matched, no MRN
+
+
+def test_an_empty_system_means_no_system_and_a_system_alone_any_value(client, app, operator, marfan, stored_patient):
+    """`|value`: only an identifier without system (the stored one has a system: pending); `system|`: any value
+    in that system (one Patient has one: it is the one)."""
+    explicit = _put_condition(client, operator, marfan, f"Patient?identifier=|{MRN}", "c-no-system")
+    assert explicit.status_code == 201 and "pending" in _outcome_codes({"outcome": explicit.get_json()})
+    assert _owner(app, "c-no-system") is None
+    by_system = _put_condition(client, operator, marfan, f"Patient?identifier={MII_SYSTEM}|", "c-system")
+    assert by_system.status_code == 201 and _owner(app, "c-system") == PATIENT_ID
+
+
+def test_a_token_matching_several_patients_is_412(client, app, operator, marfan, stored_patient):
+    """The same value in another system, another value in the same system: the token names two Patients."""
+    other = _patient(
+        marfan,
+        "patient-other",
+        [{"system": "http://hospital.example/mrn", "value": MRN}, {"system": MII_SYSTEM, "value": "X-2"}],
+    )
+    assert _send(client, "PUT", "/fhir/Patient/patient-other", operator, other).status_code == 201
+    before = _stored(app)
+    for reference in (f"Patient?identifier={MRN}", f"Patient?identifier={MII_SYSTEM}|"):
+        refused = _put_condition(client, operator, marfan, reference)
+        assert refused.status_code == 412, reference
+        assert "multiple-matches" in _outcome_codes({"outcome": refused.get_json()})
+    assert _stored(app) == before
+    one = _put_condition(client, operator, marfan, f"Patient?identifier={MII_SYSTEM}|{MRN}")
+    assert one.status_code == 201 and _owner(app) == PATIENT_ID
+
+
+def test_an_escaped_bar_is_part_of_the_value(client, app, operator, marfan):
+    """FHIR search.html#escaping: `\\|` is a literal bar. Before: the value after the last bar was taken, so an
+    identifier `A|B` could never be named (the Condition waited for `B`)."""
+    patient = _patient(marfan, "patient-bar", [{"system": MII_SYSTEM, "value": "A|B"}])
+    assert _send(client, "PUT", "/fhir/Patient/patient-bar", operator, patient).status_code == 201
+    kept = _put_condition(client, operator, marfan, f"Patient?identifier={MII_SYSTEM}|A\\|B")
+    assert kept.status_code == 201 and _owner(app) == "patient-bar"
+    unescaped = _put_condition(client, operator, marfan, f"Patient?identifier={MII_SYSTEM}|A|B", "c-unescaped")
+    assert unescaped.status_code == 422
+    assert "reference-unsupported" in _outcome_codes({"outcome": unescaped.get_json()})
+
+
+@pytest.mark.parametrize(
+    "reference",
+    ["Patient?identifier=A-1,B-2", "Patient?identifier=|", "Patient?identifier=a$b", "Patient?identifier=a|b|c"],
+)
+def test_a_token_that_names_no_single_identifier_is_refused(client, app, operator, marfan, reference):
+    """A list of values (`,`), a composite (`$`), a bare bar: no one identifier; before: kept pending for ever."""
+    before = _stored(app)
+    refused = _put_condition(client, operator, marfan, reference)
+    assert refused.status_code == 422, refused.get_data(as_text=True)
+    assert _stored(app) == before
+
+
+@pytest.mark.parametrize(
+    "reference", [f"Patient?identifier={MRN}", f"Patient?identifier={MII_SYSTEM}|", "Patient?identifier=A\\|B"]
+)
+def test_tokens_resolve_inside_a_bundle_too(client, app, operator, marfan, reference):
+    """The translator resolves a Bundle's conditional references with the same rules (references.BundleIndex)."""
+    bundle = copy.deepcopy(marfan)
+    patient = next(e["resource"] for e in bundle["entry"] if e["resource"]["resourceType"] == "Patient")
+    patient["identifier"].append({"value": "A|B"})
+    for entry in bundle["entry"]:
+        if entry["resource"].get("subject"):
+            entry["resource"]["subject"] = {"reference": reference}
+    answered = _send(client, "POST", "/fhir", operator, bundle)
+    assert answered.status_code == 200, answered.get_data(as_text=True)
+    (packet,) = app.extensions["gateway"].store.list_phenopackets()[0]
+    assert packet.document["diseases"] and packet.document["phenotypicFeatures"]
+
+
+# --- 3. a resource created again under a new id; conditional create -------------------------------------------
+
+
+def _kept_condition(client, operator, marfan):
+    condition = _condition(marfan, "c-kept", f"Patient/{PATIENT_ID}")
+    assert _send(client, "PUT", "/fhir/Condition/c-kept", operator, condition).status_code == 201
+    return condition
+
+
+def _packet_json(app):
+    (packet,) = app.extensions["gateway"].store.list_phenopackets()[0]
+    return json.dumps(packet.document, sort_keys=True)
+
+
+@pytest.mark.parametrize("new_id", ["c-sent-again", None])
+def test_a_resource_posted_again_under_a_new_id_is_the_kept_one(client, app, operator, marfan, stored_patient, new_id):
+    """Hospitals re-send a resource by POST, the id made afresh (or none). Before: a second copy was kept
+    (201), the phenopacket citing both."""
+    kept = _kept_condition(client, operator, marfan)
+    packet = _packet_json(app)
+    again = copy.deepcopy(kept)
+    again.pop("id")
+    if new_id:
+        again["id"] = new_id
+    again["meta"] = {"lastUpdated": "2026-01-01T00:00:00Z"}
+    answered = _send(client, "POST", "/fhir/Condition", operator, again)
+    assert answered.status_code == 200, answered.get_data(as_text=True)
+    assert answered.headers["Location"].startswith("Condition/c-kept/_history/")
+    codes = _outcome_codes({"outcome": answered.get_json()})
+    assert "same-resource" in codes
+    assert [rid for _, kind, rid in _kept_ids(app) if kind == "Condition"] == ["c-kept"]
+    assert _packet_json(app).count("FHIR Condition") == packet.count("FHIR Condition")
+
+
+def test_a_resource_posted_with_other_content_is_created(client, app, operator, marfan, stored_patient):
+    kept = _kept_condition(client, operator, marfan)
+    other = copy.deepcopy(kept)
+    other["id"] = "c-other"
+    other["note"] = [{"text": "another diagnosis date"}]
+    answered = _send(client, "POST", "/fhir/Condition", operator, other)
+    assert answered.status_code == 201 and answered.headers["Location"] == "Condition/c-other/_history/1"
+    assert "same-resource" not in _outcome_codes({"outcome": answered.get_json()})
+
+
+def test_if_none_exist_creates_once(client, app, operator, marfan, stored_patient):
+    """FHIR http.html#ccreate. Before: the header was ignored and every POST created."""
+    condition = _condition(marfan, "c-first", f"Patient/{PATIENT_ID}")
+    condition["identifier"] = [{"system": "http://hospital.example/problem", "value": "P|1"}]
+    header = {**operator, "If-None-Exist": "identifier=http://hospital.example/problem|P\\|1"}
+    first = _send(client, "POST", "/fhir/Condition", header, condition)
+    assert first.status_code == 201 and first.headers["Location"] == "Condition/c-first/_history/1"
+    changed = copy.deepcopy(condition)
+    changed["id"] = "c-second"
+    changed["note"] = [{"text": "would be a second resource"}]
+    second = _send(client, "POST", "/fhir/Condition", header, changed)
+    assert second.status_code == 200 and second.headers["Location"] == "Condition/c-first/_history/1"
+    assert "exists" in _outcome_codes({"outcome": second.get_json()})
+    assert [rid for _, kind, rid in _kept_ids(app) if kind == "Condition"] == ["c-first"]
+    read = client.get("/fhir/Condition/c-first", headers=operator).get_json()
+    assert read["meta"]["versionId"] == "1" and "would be a second resource" not in json.dumps(read)  # not changed
+
+    twice = copy.deepcopy(condition)
+    twice["id"] = "c-twin"
+    assert _send(client, "PUT", "/fhir/Condition/c-twin", operator, twice).status_code == 201
+    ambiguous = _send(client, "POST", "/fhir/Condition", header, {**changed, "id": "c-third"})
+    assert ambiguous.status_code == 412
+    unsupported = _send(client, "POST", "/fhir/Condition", {**operator, "If-None-Exist": "code=123"}, changed)
+    assert unsupported.status_code == 400
+    assert [rid for _, kind, rid in _kept_ids(app) if kind == "Condition"] == ["c-first", "c-twin"]
+
+
+def test_if_none_exist_on_a_patient_matches_its_pseudonymised_identifier(client, app, operator, marfan, stored_patient):
+    again = copy.deepcopy(stored_patient)
+    again["id"] = "patient-sent-again"
+    header = {**operator, "If-None-Exist": f"identifier={MII_SYSTEM}|{MRN}"}
+    answered = _send(client, "POST", "/fhir/Patient", header, again)
+    assert answered.status_code == 200 and answered.headers["Location"] == f"Patient/{PATIENT_ID}/_history/1"
+    assert [rid for _, kind, rid in _kept_ids(app) if kind == "Patient"] == [PATIENT_ID]
