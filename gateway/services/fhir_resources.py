@@ -1129,10 +1129,10 @@ def _resolve_patient(connection: sa.Connection, dataset_id: str, reference: str)
         return rows.patient_by_full_url(connection, dataset_id, versionless)
     patients = rows.patients(connection, dataset_id)
     matched = BundleIndex.build([_entry(p) for p in patients]).conditional_matches(reference)
-    found = sorted({patients[n].resource_id for n in matched if patients[n].resource_type == PATIENT})
-    if len(found) > 1:  # taking the first would put one person's data in another's phenopacket
-        _ambiguous(reference, found)
-    return found[0] if found else None
+    ids = sorted({patients[n].resource_id for n in matched if patients[n].resource_type == PATIENT})
+    if len(ids) > 1:  # taking the first would put one person's data in another's phenopacket
+        _ambiguous(reference, ids)
+    return ids[0] if ids else None
 
 
 def _ambiguous(reference: str, patient_ids: list[str]) -> None:
