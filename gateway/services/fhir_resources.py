@@ -24,7 +24,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from functools import partial
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import parse_qsl
 
 import sqlalchemy as sa
@@ -66,6 +66,7 @@ UNKEPT_PATIENT_ELEMENTS = frozenset({"text", "name", "telecom", "address", "phot
 PATIENT_LINK_POINTER = re.compile(r"/entry/(\d+)/resource/(subject|patient)/reference")
 DEFAULT_PENDING_DAYS = 30.0  # Config.fhir_pending_days
 FHIR_ID = re.compile(r"[A-Za-z0-9\-.]{1,64}")  # FHIR R4 datatypes.html#id
+T = TypeVar("T")
 
 
 class ResourceRejected(GatewayError):
@@ -230,11 +231,16 @@ def apply_writes(
     arguments = (writes, store, key, dataset_id, profile, now, rebuild, pending_days, cache, rebuild_patients)
     if connection is not None:
         return _apply_writes_in(connection, *arguments)
+    return _in_dataset_transaction(store, dataset_id, lambda own: _apply_writes_in(own, *arguments))
+
+
+def _in_dataset_transaction(store: MetadataStore, dataset_id: str, work: Callable[[sa.Connection], T]) -> T:
+    """`work` in one transaction; a dataset nobody declared yet is created on first use, and `work` run again."""
     try:
-        return store.in_transaction(lambda own: _apply_writes_in(own, *arguments))
+        return store.in_transaction(work)
     except UnknownDatasetError:
-        store.ensure_dataset(dataset_id)  # a dataset nobody declared yet is created on first use
-        return store.in_transaction(lambda own: _apply_writes_in(own, *arguments))
+        store.ensure_dataset(dataset_id)
+        return store.in_transaction(work)
 
 
 def create_resource(
@@ -300,11 +306,7 @@ def create_resource(
             )
         return change
 
-    try:
-        return store.in_transaction(create)
-    except UnknownDatasetError:
-        store.ensure_dataset(dataset_id)  # a dataset nobody declared yet is created on first use
-        return store.in_transaction(create)
+    return _in_dataset_transaction(store, dataset_id, create)
 
 
 def _identifier_search(resource_type: str, query: str) -> str:

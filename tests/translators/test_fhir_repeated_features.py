@@ -15,6 +15,7 @@ from gateway.services.fhir_resources import HeldResources, incremental_record, m
 from translators.fhir_to_phenopacket import translate_bundle
 
 from .conftest import FHIR, NOW, TEST_IDS
+from .test_fhir_parts_in_memory import _canonical
 
 KEY = bytes(range(32))
 HELD_NOW = datetime(2026, 11, 30, 12, 0, tzinfo=UTC)
@@ -83,14 +84,6 @@ def test_a_repeat_that_adds_nothing_is_one_feature_and_not_a_duplicate_warning()
     (packet,) = translate_bundle(bundle, profile=profile, ids=TEST_IDS, now=NOW).packets
     # a feature seen at two times is two observations, not a listing twice
     assert "duplicate-feature" not in {i.code for i in validate_phenopacket(packet.phenopacket, target="output")}
-
-
-def _canonical(value):
-    if isinstance(value, dict):
-        return {k: _canonical(v) for k, v in value.items() if k != "created"}
-    if isinstance(value, list):
-        return sorted((_canonical(v) for v in value), key=lambda v: json.dumps(v, sort_keys=True))
-    return value
 
 
 def test_resource_by_resource_in_any_order_equals_the_complete_translation():
