@@ -1247,40 +1247,29 @@ def apply_document(
     for index, issues in refused.items():  # only what refused it: the rest of its checks are moot
         results[index] = EntryResult(index, None, issues)
         writes[index] = None
+    apply = partial(
+        apply_writes,
+        store=store,
+        key=key,
+        dataset_id=dataset_id,
+        profile=profile,
+        now=now,
+        pending_days=pending_days,
+        cache=cache,
+    )
     if bundle_type == "batch":
         for result, write in zip(results, writes, strict=True):
             if write is None:
                 continue
             try:
-                (result.change,) = apply_writes(
-                    [write],
-                    store=store,
-                    key=key,
-                    dataset_id=dataset_id,
-                    profile=profile,
-                    now=now,
-                    pending_days=pending_days,
-                    cache=cache,  # each entry its own write: translate only the part it changed
-                )
+                (result.change,) = apply([write])  # each entry its own write: translate only the part it changed
             except (ResourceRejected, VersionConflict, AmbiguousReference) as rejection:
                 result.issues.extend(rejection.issues)
         return bundle_type, results
     entry_errors = [i for r in results for i in r.issues if i.is_error]
     if entry_errors:
         raise ResourceRejected("an entry cannot be applied; nothing was stored", issues=entry_errors)
-    wanted = [w for w in writes if w is not None]
-    changes = iter(
-        apply_writes(
-            wanted,
-            store=store,
-            key=key,
-            dataset_id=dataset_id,
-            profile=profile,
-            now=now,
-            pending_days=pending_days,
-            cache=cache,
-        )
-    )
+    changes = iter(apply([w for w in writes if w is not None]))
     for result, write in zip(results, writes, strict=True):
         if write is not None:
             result.change = next(changes)
