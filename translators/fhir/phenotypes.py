@@ -26,7 +26,11 @@ class Phenotypes:
             feature["excluded"] = True
         feature.update({k: v for k, v in extra.items() if v})
         if any(covers(kept, feature) for kept in self.features):
-            self.ctx.note("duplicate", f"{term['id']} already recorded for this patient, as this", location)
+            self.ctx.note(
+                "duplicate",
+                f"{term['id']} already recorded for this patient (this record adds nothing to it)",
+                location,
+            )
             return
         self.features.append(feature)
         self.places.append(self.ctx.place)
