@@ -146,6 +146,25 @@ def test_a_batch_with_patients_refuses_only_the_patient_of_a_malformed_entry(cli
     assert ("default", "Patient", "patient-two") not in _kept_ids(app)
 
 
+def test_a_delete_beside_patients_in_a_batch_is_that_entry_s_422(client, app, operator, marfan, stored_patient):
+    """Before: 422 for the whole batch. The DELETE is not performed beside Patients; the Patient and its
+    Condition are stored, and the resource the DELETE named is still kept."""
+    later = _condition(marfan, "c-later", f"Patient/{PATIENT_ID}")
+    assert _send(client, "PUT", "/fhir/Condition/c-later", operator, later).status_code == 201
+    first = _condition(marfan, "c-first", f"Patient/{PATIENT_ID}")
+    first["note"] = [{"text": "not c-later's content"}]  # else it is c-later sent again (same-resource)
+    entries = [
+        _put_entry(_resource(marfan, PATIENT_ID)),
+        _put_entry(first),
+        {"request": {"method": "DELETE", "url": "Condition/c-later"}},
+    ]
+    responses = _responses(_send(client, "POST", "/fhir", operator, _transaction(*entries, kind="batch")))
+    assert [r["status"] for r in responses] == ["200 OK", "200 OK", "422 Unprocessable Entity"]
+    assert "not-supported" in _outcome_codes(responses[2])
+    assert ("default", "Condition", "c-later") in _kept_ids(app)
+    assert ("default", "Condition", "c-first") in _kept_ids(app)
+
+
 # --- 2. conditional references: FHIR token search values ------------------------------------------------
 
 MII_SYSTEM = "https://www.medizininformatik-initiative.de/fhir/sid/patient-id"
