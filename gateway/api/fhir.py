@@ -87,7 +87,12 @@ def _process_bounded(dataset_id: str, *, parameters: bool = False) -> tuple[Inge
 
 
 def _status_for(issues: list[Issue]) -> int:
-    return 400 if any(i.code in NOT_A_DOCUMENT for i in issues if i.is_error) else 422
+    errors = [i for i in issues if i.is_error]
+    if any(i.code in NOT_A_DOCUMENT for i in errors):
+        return 400
+    if errors and all(i.code == "multiple-matches" for i in errors):  # http.html#trules: a failed condition
+        return 412
+    return 422
 
 
 def _entry_outcome(issues: list[Issue]) -> dict | None:

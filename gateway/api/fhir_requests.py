@@ -20,6 +20,7 @@ from urllib.parse import parse_qsl
 from gateway.errors import BadInput, GatewayError
 from gateway.issues import Issue
 from gateway.services.fhir_resources import FHIR_ID, PATIENT_LINKS, ResourceRejected
+from gateway.services.ingest import entry_index
 from translators.fhir.common import reference_of
 from translators.fhir.references import RELATIVE_REF
 from translators.fhir.tokens import parse_token
@@ -121,8 +122,11 @@ def refused_or_raised(
     if not is_batch(doc):
         raise error(message, issues=issues)
     by_entry: dict[int, list[Issue]] = {}
-    for issue in issues:  # every pointer here starts /entry/{n}/
-        by_entry.setdefault(int(issue.location.split("/")[2]), []).append(issue)
+    for issue in issues:
+        n = entry_index(issue.location)
+        if n is None:  # not about one entry: the batch itself cannot be done
+            raise error(message, issues=issues)
+        by_entry.setdefault(n, []).append(issue)
     return {n: Refusal(status, tuple(found)) for n, found in by_entry.items()}
 
 
@@ -168,7 +172,7 @@ def holds_a_patient(doc: Any) -> bool:
 
 def _never_a_patient(reference: str) -> str | None:
     """Why `reference` can never name a stored Patient (None: it may). Absolute urls and urns name the
-    fullUrl a Patient is sent with; a relative one must be Patient/{id}, or Patient?identifier=system|value."""
+    fullUrl a Patient is sent with; a relative one must be Patient/{id}, or Patient?identifier=token."""
     resource_type, mark, query = reference.partition("?")
     if "://" in resource_type or reference.startswith(("urn:", "#")):  # (a token's system may be a url)
         return None

@@ -348,3 +348,20 @@ def test_if_none_exist_on_a_patient_matches_its_pseudonymised_identifier(client,
     answered = _send(client, "POST", "/fhir/Patient", header, again)
     assert answered.status_code == 200 and answered.headers["Location"] == f"Patient/{PATIENT_ID}/_history/1"
     assert [rid for _, kind, rid in _kept_ids(app) if kind == "Patient"] == [PATIENT_ID]
+
+
+def test_a_bundle_whose_conditional_reference_matches_two_of_its_patients_is_412(client, app, operator, marfan):
+    """Before: the first Patient was taken: one person's findings in another's phenopacket."""
+    bundle = copy.deepcopy(marfan)
+    twin = copy.deepcopy(next(e for e in bundle["entry"] if e["resource"]["resourceType"] == "Patient"))
+    twin["fullUrl"] = "urn:uuid:6f1c0c52-0d7c-4a53-9c43-3b1f1a2b9e01"
+    twin["resource"]["id"] = "patient-twin"
+    twin["resource"]["identifier"] = [{"system": "http://hospital.example/mrn", "value": MRN}]
+    bundle["entry"].insert(1, twin)
+    for entry in bundle["entry"]:
+        if entry["resource"].get("subject"):
+            entry["resource"]["subject"] = {"reference": f"Patient?identifier={MRN}"}
+    refused = _send(client, "POST", "/fhir", operator, bundle)
+    assert refused.status_code == 412, refused.get_data(as_text=True)
+    assert "multiple-matches" in _outcome_codes({"outcome": refused.get_json()})
+    assert _stored(app) == ([], [])
