@@ -118,6 +118,7 @@ class ResourceWrite:
     resource: dict[str, Any] | None  # None: delete
     full_url: str | None = None
     if_match: int | None = None  # the version the client read (If-Match / entry.request.ifMatch)
+    if_none_exist: str | None = None  # a POST entry's request.ifNoneExist (conditional create)
 
 
 # Kept although no phenopacket element comes from them: an IPS Composition's type (and any meta.profile)
@@ -1244,6 +1245,7 @@ def apply_document(
             entry = int(issue.location.split("/")[2])  # every pointer here starts /entry/{n}/
             results[entry].issues.append(issue)
             writes[entry] = None
+    _conditional_creates(writes, results, refused, store, key, dataset_id)
     for index, issues in refused.items():  # only what refused it: the rest of its checks are moot
         results[index] = EntryResult(index, None, issues)
         writes[index] = None
@@ -1274,6 +1276,38 @@ def apply_document(
         if write is not None:
             result.change = next(changes)
     return bundle_type, results
+
+
+def _conditional_creates(
+    writes: list[ResourceWrite | None],
+    results: list[EntryResult],
+    refused: dict[int, list[Issue]],
+    store: MetadataStore,
+    key: bytes,
+    dataset_id: str,
+) -> None:
+    """The POST entries with `request.ifNoneExist` (FHIR http.html#ccreate) that match a kept resource: answered
+    `exists` and not written; several matches or another search than identifier=token: refused (412, 400).
+    Looked up before the entries' transaction (as the entry requests are checked before it)."""
+    asked = {n: w for n, w in enumerate(writes) if w is not None and w.if_none_exist and n not in refused}
+    if not asked:
+        return
+    with store.engine.connect() as connection:
+        for n, write in asked.items():
+            assert write.if_none_exist is not None
+            where = f"/entry/{n}/request/ifNoneExist"
+            try:
+                search = _identifier_search(write.resource_type, write.if_none_exist)
+            except BadInput as unsupported:
+                refused[n] = [Issue.error("not-supported", unsupported.message, where)]
+                continue
+            found = _matching(connection, dataset_id, write.resource_type, search, key)
+            if len(found) > 1:
+                message = f"ifNoneExist {write.if_none_exist!r} matches more than one kept {write.resource_type}"
+                refused[n] = [Issue.error("multiple-matches", message, where)]
+            elif found:
+                change = ResourceChange(write.resource_type, found[0].resource_id, found[0].version, "exists")
+                results[n].change, writes[n] = change, None
 
 
 def about_stored_patients(report: Iterable[Issue]) -> bool:
@@ -1496,7 +1530,11 @@ def _entry_writes(doc: dict[str, Any], warnings: list[Issue]) -> tuple[list[Entr
             assert resource is not None
             resource_id = url_id if method == "PUT" and url_id else resource.get("id")
             full_url = entry.get("fullUrl") if isinstance(entry.get("fullUrl"), str) else None
-            writes.append(ResourceWrite(resource_type, resource_id, resource, full_url, _entry_if_match(request)))
+            if_none_exist = request.get("ifNoneExist") if method == "POST" else None
+            conditional = if_none_exist if isinstance(if_none_exist, str) else None
+            writes.append(
+                ResourceWrite(resource_type, resource_id, resource, full_url, _entry_if_match(request), conditional)
+            )
     return results, writes
 
 

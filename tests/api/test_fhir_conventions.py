@@ -365,3 +365,24 @@ def test_a_bundle_whose_conditional_reference_matches_two_of_its_patients_is_412
     assert refused.status_code == 412, refused.get_data(as_text=True)
     assert "multiple-matches" in _outcome_codes({"outcome": refused.get_json()})
     assert _stored(app) == ([], [])
+
+
+@pytest.mark.parametrize("kind", ["transaction", "batch"])
+def test_if_none_exist_in_a_bundle_entry(client, app, operator, marfan, stored_patient, kind):
+    """entry.request.ifNoneExist (http.html#ccreate). Before: ignored, a second copy created."""
+    condition = _condition(marfan, "c-first", f"Patient/{PATIENT_ID}")
+    condition["identifier"] = [{"system": "http://hospital.example/problem", "value": "P-1"}]
+    assert _send(client, "PUT", "/fhir/Condition/c-first", operator, condition).status_code == 201
+    again = {**copy.deepcopy(condition), "id": "c-again", "note": [{"text": "sent again"}]}
+    other = {**copy.deepcopy(condition), "id": "c-other", "identifier": [{"value": "P-2"}]}
+    conditional = "identifier=http://hospital.example/problem|P-1"
+    entries = [
+        {"resource": again, "request": {"method": "POST", "url": "Condition", "ifNoneExist": conditional}},
+        {"resource": other, "request": {"method": "POST", "url": "Condition", "ifNoneExist": "identifier=P-2"}},
+    ]
+    answered = _send(client, "POST", "/fhir", operator, _transaction(*entries, kind=kind))
+    assert answered.status_code == 200, answered.get_data(as_text=True)
+    responses = [e["response"] for e in answered.get_json()["entry"]]
+    assert [r["status"] for r in responses] == ["200 OK", "201 Created"]
+    assert responses[0]["location"] == "Condition/c-first/_history/1" and "exists" in _outcome_codes(responses[0])
+    assert [rid for _, kind_, rid in _kept_ids(app) if kind_ == "Condition"] == ["c-first", "c-other"]
