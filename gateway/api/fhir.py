@@ -15,7 +15,14 @@ from flask import Blueprint, Response, g, request
 import mappings
 from gateway.api.auth import require_operator
 from gateway.api.context import services
-from gateway.api.fhir_requests import check_patient_links, check_requests, deletes, holds_a_patient
+from gateway.api.fhir_requests import (
+    Refusal,
+    check_deletes,
+    check_patient_links,
+    check_requests,
+    deletes,
+    holds_a_patient,
+)
 from gateway.api.fhir_rest import add_rest_routes, entry_response
 from gateway.api.public_url import public_base_url
 from gateway.api.render import json_response
@@ -25,7 +32,6 @@ from gateway.errors import NotFound
 from gateway.issues import Issue, to_operation_outcome
 from gateway.jsonio import JSONInputError, loads_strict
 from gateway.services.fhir_resources import (
-    ResourceRejected,
     about_stored_patients,
     apply_document,
     check_id,
@@ -37,6 +43,8 @@ from gateway.services.fhir_resources import (
 from gateway.services.ingest import (
     ATOMIC_BUNDLE_TYPES,
     IngestOutcome,
+    PacketOutcome,
+    entry_index,
     process_fhir_bytes,
     store_fhir_outcome,
     unwrap_validate_parameters,
@@ -133,15 +141,29 @@ def _url_mismatch(body: Any, resource_type: str, resource_id: str | None) -> lis
 
 
 def _status_for(issues: list[Issue]) -> int:
-    return 400 if any(i.code in NOT_A_DOCUMENT for i in issues if i.is_error) else 422
+    errors = [i for i in issues if i.is_error]
+    if any(i.code in NOT_A_DOCUMENT for i in errors):
+        return 400
+    if errors and all(i.code == "multiple-matches" for i in errors):  # http.html#trules: a failed condition
+        return 412
+    return 422
 
 
 def _entry_outcome(issues: list[Issue]) -> dict | None:
     return to_operation_outcome(issues) if issues else None
 
 
-def transaction_response(outcome: IngestOutcome) -> dict:
-    """One response entry per input entry, in order; each entry's issues in its outcome."""
+def refuse_patients_of(outcome: IngestOutcome, refused: dict[int, Refusal]) -> None:
+    """A batch's refused entries keep their patients from being stored: a phenopacket is made of all its
+    patient's entries, and one of them cannot be done (a batch with Patients stands patient by patient)."""
+    for packet in outcome.packets:
+        packet.issues.extend(i for n in packet.entry_indexes if n in refused for i in refused[n].issues)
+
+
+def transaction_response(outcome: IngestOutcome, refused: dict[int, Refusal] | None = None) -> dict:
+    """One response entry per input entry, in order; each entry's issues in its outcome. `refused`: a batch's
+    entries refused before processing, answered with their own status."""
+    refused = refused or {}
     by_entry = outcome.issues_by_entry()
     packet_of_entry = {i: p for p in outcome.packets for i in p.entry_indexes}
     entries = []
@@ -151,12 +173,15 @@ def transaction_response(outcome: IngestOutcome) -> dict:
         if index == 0:
             issues = [*by_entry.get(None, []), *issues]  # bundle-level issues travel with the first entry
         response: dict = {}
-        if packet is None:
+        if index in refused:
+            response["status"] = refused[index].status
+            issues = [*refused[index].issues, *issues]
+        elif packet is None:
             failed = outcome.bundle_type == "batch" and any(i.is_error for i in issues)
             response["status"] = "422 Unprocessable Entity" if failed else "200 OK"
         elif packet.saved is None:
             response["status"] = "422 Unprocessable Entity"
-            issues = [*issues, *(i for i in packet.issues if i.target == "output")]
+            issues = [*issues, *(i for i in packet.issues if i.target == "output"), *_not_stored(packet, index)]
         else:
             is_patient_entry = packet.entry_indexes and packet.entry_indexes[0] == index
             response["status"] = "201 Created" if packet.saved.created and is_patient_entry else "200 OK"
@@ -168,9 +193,22 @@ def transaction_response(outcome: IngestOutcome) -> dict:
     return {"resourceType": "Bundle", "type": kind, "entry": entries}
 
 
-def resources_response(doc: dict, dataset: str) -> Response:
-    """A lone resource or a Bundle without a Patient, kept resource by resource (services.fhir_resources)."""
+def _not_stored(packet: PacketOutcome, index: int) -> list[Issue]:
+    """Why an entry of a patient not stored, without an error of its own, was not stored."""
+    failed = {entry_index(i.location) for i in packet.issues if i.is_error and i.target == "input"}
+    blamed = [n for n in packet.entry_indexes if n != index and n in failed]
+    if not blamed:
+        return []
+    named = ", ".join(str(n) for n in blamed[:10])
+    message = f"not stored: this patient's phenopacket is made with entries {named} too, which were refused"
+    return [Issue.error("not-stored", message, f"/entry/{index}")]
+
+
+def resources_response(doc: dict, dataset: str, refused: dict[int, Refusal] | None = None) -> Response:
+    """A lone resource or a Bundle without a Patient, kept resource by resource (services.fhir_resources);
+    `refused`: a batch's entries refused before, answered with their own status and not processed."""
     svc = services()
+    refused = refused or {}
     profile = request.args.get("profile") or svc.config.profile
     bundle_type, results = apply_document(
         doc,
@@ -180,9 +218,11 @@ def resources_response(doc: dict, dataset: str) -> Response:
         profile=profile,
         pending_days=svc.config.fhir_pending_days,
         cache=svc.fhir_fragments,
+        set_aside={n: r.issues for n, r in refused.items()},
     )
     kind = "batch-response" if bundle_type == "batch" else "transaction-response"
-    return fhir_response({"resourceType": "Bundle", "type": kind, "entry": [entry_response(r) for r in results]})
+    entries = [entry_response(r, refused[r.index].status if r.index in refused else None) for r in results]
+    return fhir_response({"resourceType": "Bundle", "type": kind, "entry": entries})
 
 
 def capability_statement() -> dict:
@@ -236,7 +276,7 @@ def capability_statement() -> dict:
                             "versioning": "versioned-update",
                             "readHistory": False,
                             "updateCreate": True,
-                            "conditionalCreate": False,
+                            "conditionalCreate": True,  # If-None-Exist: identifier=token
                         }
                         for t in supported_types()
                     ),
@@ -269,23 +309,17 @@ def fhir_blueprint() -> Blueprint:
         outcome, source = _process_bounded(dataset)  # parse, validate, translate: in a child with limits
         doc = loads_strict(request.get_data(), max_depth=svc.config.max_json_depth)  # within the limits just met
         g.fhir_root = _root_type(doc)  # errors raised from here on point into this body (gateway.api.errors)
-        check_requests(doc)  # what the entries ask must be doable before anything is stored
-        if deletes(doc) and holds_a_patient(doc):
-            raise ResourceRejected(
-                "DELETE entries are not applied with a Bundle that carries Patients; nothing was stored",
-                issues=[
-                    Issue.error(
-                        "not-supported", "send the DELETE on its own or in a Bundle without Patients", f"/entry/{i}"
-                    )
-                    for i in deletes(doc)
-                ],
-            )
+        # What the entries ask must be doable before anything is stored: a transaction is refused whole,
+        # a batch's entries one by one (fhir_requests.Refusal).
+        refused = check_requests(doc)
+        refused = check_deletes(doc) | refused
         # No Patient inside, or references to Patients stored before: kept resource by resource.
         by_resource = keeps_resources(doc) or about_stored_patients(outcome.report) or bool(deletes(doc))
         if (not outcome.packets or about_stored_patients(outcome.report)) and by_resource:
-            if not holds_a_patient(doc):
-                check_patient_links(doc)  # kept one by one: a reference no Patient can match waits for ever
-            return resources_response(doc, dataset)
+            if not holds_a_patient(doc):  # kept one by one: a reference no Patient can match waits for ever
+                refused = check_patient_links(doc) | refused
+            return resources_response(doc, dataset, refused)
+        refuse_patients_of(outcome, refused)
 
         def keep(connection, stored: IngestOutcome) -> None:
             """The Bundle's resources too, in the phenopackets' transaction: resources sent later meet them."""
@@ -307,7 +341,7 @@ def fhir_blueprint() -> Blueprint:
         if outcome.rejected:
             issues = outcome.report.errors + outcome.report.warnings
             return outcome_response(issues, _status_for(outcome.report.errors), doc)
-        return fhir_response(transaction_response(outcome))
+        return fhir_response(transaction_response(outcome, refused))
 
     @bp.post("/$validate")
     @bp.post("/<resource_type>/$validate")

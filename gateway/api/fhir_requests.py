@@ -2,7 +2,10 @@
 
 FHIR http.html#transaction: each entry's `request` names a method and a url; a server refuses what it does
 not perform and a request that contradicts its resource, and a transaction may not name one resource twice.
-Everything found here is the sender's mistake (400), found at once, so the store is never touched.
+Everything found here is the sender's mistake, found at once, so the store is never touched: a transaction
+is refused whole (400); a batch is judged entry by entry (http.html#transaction: "there SHALL be no
+interdependencies between the different entries"), so each refused entry is answered in its own response
+entry (`Refusal`) and the others are processed.
 
 Also here: a patient reference that no Patient can ever match (a kept resource would wait for it until it
 expires, silently lost), refused where a resource is kept on its own (REST writes, Patient-less Bundles).
@@ -10,14 +13,17 @@ expires, silently lost), refused where a resource is kept on its own (REST write
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qsl
 
 from gateway.errors import BadInput, GatewayError
 from gateway.issues import Issue
 from gateway.services.fhir_resources import FHIR_ID, PATIENT_LINKS, ResourceRejected
+from gateway.services.ingest import entry_index
 from translators.fhir.common import reference_of
 from translators.fhir.references import RELATIVE_REF
+from translators.fhir.tokens import parse_token
 
 # The entry methods the gateway performs (GET/HEAD read nothing in a write Bundle; PATCH is not offered).
 PERFORMED = ("POST", "PUT", "DELETE")
@@ -90,16 +96,62 @@ def request_issues(doc: Any) -> list[Issue]:
     return issues
 
 
-def check_requests(doc: Any) -> None:
-    """Raise BadInput (400) with every problem of the Bundle's entry requests, TooManyEntries (413) for a
-    Bundle above MAX_BUNDLE_ENTRIES; nothing was stored."""
+@dataclass(frozen=True)
+class Refusal:
+    """A batch entry not processed: its response.status and the problems in its response.outcome."""
+
+    status: str
+    issues: tuple[Issue, ...]
+
+
+BAD_REQUEST = "400 Bad Request"
+UNPROCESSABLE = "422 Unprocessable Entity"
+
+
+def is_batch(doc: Any) -> bool:
+    return isinstance(doc, dict) and doc.get("resourceType") == "Bundle" and doc.get("type") == "batch"
+
+
+def refused_or_raised(
+    doc: Any, issues: list[Issue], status: str, error: type[GatewayError], message: str
+) -> dict[int, Refusal]:
+    """A batch's entries with `issues`, {entry: Refusal}; any other document raises `error(message)` carrying
+    them all, when there are any."""
+    if not issues:
+        return {}
+    if not is_batch(doc):
+        raise error(message, issues=issues)
+    by_entry: dict[int, list[Issue]] = {}
+    for issue in issues:
+        n = entry_index(issue.location)
+        if n is None:  # not about one entry: the batch itself cannot be done
+            raise error(message, issues=issues)
+        by_entry.setdefault(n, []).append(issue)
+    return {n: Refusal(status, tuple(found)) for n, found in by_entry.items()}
+
+
+def check_requests(doc: Any) -> dict[int, Refusal]:
+    """TooManyEntries (413) for a Bundle above MAX_BUNDLE_ENTRIES; the problems of its entry requests: a
+    transaction raises BadInput (400) with all of them, a batch answers each refused entry 400 Bad Request."""
     entries = doc.get("entry") if isinstance(doc, dict) else None
     if isinstance(entries, list) and len(entries) > MAX_BUNDLE_ENTRIES:
         message = f"the Bundle has {len(entries)} entries, more than {MAX_BUNDLE_ENTRIES}: send it in parts"
         raise TooManyEntries(message, issues=[Issue.error("too-costly", message, "/entry")])
-    issues = request_issues(doc)
-    if issues:
-        raise BadInput("the Bundle asks for what cannot be done; nothing was stored", issues=issues)
+    message = "the Bundle asks for what cannot be done; nothing was stored"
+    return refused_or_raised(doc, request_issues(doc), BAD_REQUEST, BadInput, message)
+
+
+def check_deletes(doc: Any) -> dict[int, Refusal]:
+    """DELETE entries beside Patients are not performed (a phenopacket is made from the Bundle's Patients as
+    sent): a transaction raises ResourceRejected (422), a batch answers each such entry 422."""
+    if not (deletes(doc) and holds_a_patient(doc)):
+        return {}
+    issues = [
+        Issue.error("not-supported", "send the DELETE on its own or in a Bundle without Patients", f"/entry/{i}")
+        for i in deletes(doc)
+    ]
+    message = "DELETE entries are not applied with a Bundle that carries Patients; nothing was stored"
+    return refused_or_raised(doc, issues, UNPROCESSABLE, ResourceRejected, message)
 
 
 def deletes(doc: Any) -> list[int]:
@@ -120,16 +172,19 @@ def holds_a_patient(doc: Any) -> bool:
 
 def _never_a_patient(reference: str) -> str | None:
     """Why `reference` can never name a stored Patient (None: it may). Absolute urls and urns name the
-    fullUrl a Patient is sent with; a relative one must be Patient/{id}, or Patient?identifier=system|value."""
-    if "://" in reference or reference.startswith(("urn:", "#")):
-        return None
+    fullUrl a Patient is sent with; a relative one must be Patient/{id}, or Patient?identifier=token."""
     resource_type, mark, query = reference.partition("?")
+    if "://" in resource_type or reference.startswith(("urn:", "#")):  # (a token's system may be a url)
+        return None
     if mark:
         params = parse_qsl(query, keep_blank_values=True)
         if resource_type != PATIENT:
             return f"a conditional reference to a {resource_type[:40]}, not a Patient"
-        if len(params) != 1 or params[0][0] != "identifier" or not params[0][1].rpartition("|")[2]:
-            return "a conditional patient reference searches exactly one identifier=system|value"
+        if len(params) != 1 or params[0][0] != "identifier" or parse_token(params[0][1]) is None:
+            return (
+                "a conditional patient reference searches exactly one identifier token: value (any system), "
+                "system|value, |value (no system) or system| (any value); escape a | , or $ of a value with \\"
+            )
         return None
     relative = RELATIVE_REF.fullmatch(reference)
     if relative is None:
@@ -154,12 +209,12 @@ def patient_link_issues(resource: Any, where: str = "") -> list[Issue]:
     return []
 
 
-def check_patient_links(doc: Any) -> None:
-    """Raise ResourceRejected (422) when a resource kept on its own (a lone one, or an entry of a
-    Patient-less Bundle) names its patient by a reference that can never resolve."""
+def check_patient_links(doc: Any) -> dict[int, Refusal]:
+    """Resources kept on their own (a lone one, or entries of a Patient-less Bundle) that name their patient
+    by a reference that can never resolve: ResourceRejected (422) raised, or in a batch each such entry 422."""
     if isinstance(doc, dict) and doc.get("resourceType") == "Bundle":
         issues = [i for n, e in _entries(doc) for i in patient_link_issues(e.get("resource"), f"/entry/{n}/resource")]
     else:
         issues = patient_link_issues(doc)
-    if issues:
-        raise ResourceRejected("a patient reference can never resolve; nothing was stored", issues=issues)
+    message = "a patient reference can never resolve; nothing was stored"
+    return refused_or_raised(doc, issues, UNPROCESSABLE, ResourceRejected, message)

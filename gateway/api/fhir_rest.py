@@ -28,6 +28,7 @@ from gateway.services.fhir_resources import (
     check_id,
     check_resource,
     check_type,
+    create_resource,
     parse_if_match,
     pending_resources,
     purge_pending,
@@ -40,7 +41,13 @@ FHIR_JSON = "application/fhir+json"
 ACCEPTED_TYPES = ("application/fhir+json", "application/json+fhir", "application/json")
 # Entry issue codes that mean a condition of the request failed (If-Match, a conditional reference's one match).
 PRECONDITION_FAILED = {"conflict", "multiple-matches"}
-STATUS_LINE = {"created": "201 Created", "updated": "200 OK", "unchanged": "200 OK", "deleted": "200 OK"}
+STATUS_LINE = {
+    "created": "201 Created",
+    "updated": "200 OK",
+    "unchanged": "200 OK",
+    "deleted": "200 OK",
+    "exists": "200 OK",
+}
 
 
 def _dataset() -> str:
@@ -63,6 +70,7 @@ def change_issues(change: ResourceChange) -> list[Issue]:
         "unchanged": "the same content is stored already: nothing changed",
         "deleted": f"{change.resource_type}/{change.resource_id} deleted",
         "absent": f"{change.resource_type}/{change.resource_id} is not stored: nothing to delete",
+        "exists": f"{change.resource_type}/{change.resource_id} matches If-None-Exist: kept already, nothing was created",
     }[change.status]
     issues = [Issue.info(change.status, said)]
     if change.phenopacket_id:
@@ -81,7 +89,7 @@ def _write_response(change: ResourceChange, stored: StoredResource | None) -> Re
     else:
         body = to_operation_outcome(change_issues(change), root=change.resource_type)
         response = json_response(body, status, mimetype=FHIR_JSON)
-    if change.status in ("created", "updated", "unchanged"):
+    if change.status in ("created", "updated", "unchanged", "exists"):
         response.headers["Location"] = change.location
         response.headers["ETag"] = f'W/"{change.version}"'
     if stored is not None:
@@ -99,12 +107,15 @@ def _prefers() -> str:
     return "OperationOutcome"
 
 
-def entry_response(result: EntryResult) -> dict[str, Any]:
-    """A transaction/batch-response entry for an entry kept as a resource."""
+def entry_response(result: EntryResult, refused: str | None = None) -> dict[str, Any]:
+    """A transaction/batch-response entry for an entry kept as a resource (`refused`: the status of a batch
+    entry refused before it was processed)."""
     change = result.change
     response: dict[str, Any] = {}
     issues = list(result.issues)
-    if change is None:
+    if refused is not None:
+        response["status"] = refused
+    elif change is None:
         errors = {i.code for i in issues if i.is_error}
         precondition = errors and errors <= PRECONDITION_FAILED  # FHIR http.html: a failed condition is 412
         response["status"] = (
@@ -152,7 +163,18 @@ def add_rest_routes(bp: Blueprint) -> None:
             check_id(resource["id"])  # the URL names none: the body's id is the one kept
         warnings = check_resource(resource, resource_type, None)
         check_patient_links(resource)
-        return _write(ResourceWrite(resource_type, resource.get("id"), resource), warnings)
+        svc = services()
+        change = create_resource(
+            ResourceWrite(resource_type, resource.get("id"), resource),
+            store=svc.store,
+            key=svc.key,
+            dataset_id=_dataset(),
+            profile=request.args.get("profile") or svc.config.profile,
+            pending_days=svc.config.fhir_pending_days,
+            cache=svc.fhir_fragments,
+            if_none_exist=request.headers.get("If-None-Exist"),
+        )
+        return _changed(change, warnings)
 
     @bp.put("/<resource_type>/<resource_id>")
     @known_type
@@ -283,6 +305,11 @@ def _write(write: ResourceWrite, warnings: list[Issue]) -> Response:
         pending_days=svc.config.fhir_pending_days,
         cache=svc.fhir_fragments,
     )
+    return _changed(change, warnings)
+
+
+def _changed(change: ResourceChange, warnings: list[Issue]) -> Response:
+    svc = services()
     change.issues[:0] = warnings
     stored = None
     if change.status not in ("deleted", "absent"):

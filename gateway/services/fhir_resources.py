@@ -17,13 +17,14 @@ reference is resolved against the dataset's stored Patients with the Bundle's ow
 from __future__ import annotations
 
 import hashlib
+import json
 import re
 import uuid
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from functools import partial
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import parse_qsl
 
 import sqlalchemy as sa
@@ -44,7 +45,7 @@ from gateway.services.fhir_incremental import (
 )
 from gateway.services.fhir_same_resource import renamed as same_renamed
 from gateway.services.fhir_same_resource import same_resources
-from gateway.services.ingest import IngestOutcome
+from gateway.services.ingest import IngestOutcome, entry_index
 from gateway.store import fhir_resources as rows
 from gateway.store.fhir_resources import PATIENT, ResourceHead, ResourceState, StoredResource
 from gateway.store.index_rows import ReadAhead
@@ -55,6 +56,7 @@ from gateway.validation.fhir import r4_resource_types, validate_fhir
 from gateway.validation.phenopacket import validate_phenopacket
 from translators.fhir.common import IdFunctions, reference_of
 from translators.fhir.references import RELATIVE_REF, BundleIndex
+from translators.fhir.tokens import Token, parse_token
 from translators.fhir_to_phenopacket import BundleTranslation, translate_bundle, translated_resource_types
 
 # The links by which a resource names the patient it is about (the translator reads the same two).
@@ -64,6 +66,7 @@ UNKEPT_PATIENT_ELEMENTS = frozenset({"text", "name", "telecom", "address", "phot
 PATIENT_LINK_POINTER = re.compile(r"/entry/(\d+)/resource/(subject|patient)/reference")
 DEFAULT_PENDING_DAYS = 30.0  # Config.fhir_pending_days
 FHIR_ID = re.compile(r"[A-Za-z0-9\-.]{1,64}")  # FHIR R4 datatypes.html#id
+T = TypeVar("T")
 
 
 class ResourceRejected(GatewayError):
@@ -95,7 +98,7 @@ class ResourceChange:
     resource_type: str
     resource_id: str
     version: int
-    status: str  # created | updated | unchanged | deleted | absent
+    status: str  # created | updated | unchanged | deleted | absent | exists (If-None-Exist matched)
     pending: bool = False
     phenopacket_id: str | None = None
     issues: list[Issue] = field(default_factory=list)
@@ -115,6 +118,7 @@ class ResourceWrite:
     resource: dict[str, Any] | None  # None: delete
     full_url: str | None = None
     if_match: int | None = None  # the version the client read (If-Match / entry.request.ifMatch)
+    if_none_exist: str | None = None  # a POST entry's request.ifNoneExist (conditional create)
 
 
 # Kept although no phenopacket element comes from them: an IPS Composition's type (and any meta.profile)
@@ -180,7 +184,7 @@ def search_by_patient(
     check_type(resource_type)
     reference = patient if "/" in patient or "?" in patient else f"{PATIENT}/{patient}"
     with store.engine.connect() as connection:
-        patient_id = _resolve_patient(connection, dataset_id, pseudonymous_reference(reference, key))
+        patient_id = _resolve_patient(connection, dataset_id, stored_reference(connection, dataset_id, reference, key))
         if patient_id is None:
             return []
         return [r for r in rows.of_patient(connection, dataset_id, patient_id) if r.resource_type == resource_type]
@@ -228,11 +232,146 @@ def apply_writes(
     arguments = (writes, store, key, dataset_id, profile, now, rebuild, pending_days, cache, rebuild_patients)
     if connection is not None:
         return _apply_writes_in(connection, *arguments)
+    return _in_dataset_transaction(store, dataset_id, lambda own: _apply_writes_in(own, *arguments))
+
+
+def _in_dataset_transaction(store: MetadataStore, dataset_id: str, work: Callable[[sa.Connection], T]) -> T:
+    """`work` in one transaction; a dataset nobody declared yet is created on first use, and `work` run again."""
     try:
-        return store.in_transaction(lambda own: _apply_writes_in(own, *arguments))
+        return store.in_transaction(work)
     except UnknownDatasetError:
-        store.ensure_dataset(dataset_id)  # a dataset nobody declared yet is created on first use
-        return store.in_transaction(lambda own: _apply_writes_in(own, *arguments))
+        store.ensure_dataset(dataset_id)
+        return store.in_transaction(work)
+
+
+def create_resource(
+    write: ResourceWrite,
+    *,
+    store: MetadataStore,
+    key: bytes,
+    dataset_id: str,
+    profile: str | None = None,
+    pending_days: float = DEFAULT_PENDING_DAYS,
+    cache: FragmentCache | None = None,
+    if_none_exist: str | None = None,
+) -> ResourceChange:
+    """`POST /fhir/{type}`: a create, in one transaction, with two answers that create nothing.
+
+    - `If-None-Exist: identifier=token` (FHIR http.html#ccreate, the one search supported): a kept resource of
+      the type matching it is the answer (status `exists`, nothing written), several are 412, none: created.
+    - A resource whose id is not kept, with the content of a kept resource of its stored patient (the rule of
+      a document made again, gateway.services.fhir_same_resource: but for id, meta, narrative, references by
+      what they name), is that resource, written under the kept id (`same-resource`): hospitals send the same
+      resource again by POST with an id made afresh, and two copies would cite one fact twice.
+    """
+    check_dataset_id(dataset_id)
+    check_type(write.resource_type)
+    search = _identifier_search(write.resource_type, if_none_exist) if if_none_exist is not None else None
+
+    def create(connection: sa.Connection) -> ResourceChange:
+        rows.lock_dataset(connection, dataset_id)  # what is looked for is not created meanwhile
+        if search is not None:
+            found = _matching(connection, dataset_id, write.resource_type, search, key)
+            if len(found) > 1:
+                named = " and ".join(f"{write.resource_type}/{f.resource_id}" for f in found[:2])
+                message = f"If-None-Exist {if_none_exist!r} matches more than one kept resource ({named})"
+                raise AmbiguousReference(message, issues=[Issue.error("multiple-matches", message)])
+            if found:
+                return ResourceChange(
+                    write.resource_type,
+                    found[0].resource_id,
+                    found[0].version,
+                    "exists",
+                    patient_id=found[0].patient_id,
+                )
+        kept_as, sent_id = _as_kept_resource(connection, dataset_id, write, key)
+        (change,) = apply_writes(
+            [kept_as],
+            store=store,
+            key=key,
+            dataset_id=dataset_id,
+            profile=profile,
+            pending_days=pending_days,
+            cache=cache,
+            connection=connection,
+        )
+        if kept_as is not write:
+            name = f"{write.resource_type}/{sent_id or '(no id)'}"
+            change.issues.append(
+                Issue.info(
+                    "same-resource",
+                    f"{name} has the content of the kept {change.resource_type}/{change.resource_id} of the same "
+                    f"patient: the same resource, kept as {change.resource_type}/{change.resource_id}; nothing "
+                    "was created",
+                )
+            )
+        return change
+
+    return _in_dataset_transaction(store, dataset_id, create)
+
+
+def _identifier_search(resource_type: str, query: str) -> str:
+    """The conditional reference an If-None-Exist query names (`identifier=token`); BadInput for another."""
+    params = parse_qsl(query.strip().lstrip("?"), keep_blank_values=True)
+    if len(params) != 1 or params[0][0] != "identifier" or parse_token(params[0][1]) is None:
+        raise BadInput(
+            f"If-None-Exist supports one search, identifier=token (system|value, value, |value, system|), "
+            f"not {query[:80]!r}",
+            code="not-supported",
+        )
+    return f"{resource_type}?identifier={params[0][1]}"
+
+
+def _matching(
+    connection: sa.Connection, dataset_id: str, resource_type: str, search: str, key: bytes
+) -> list[StoredResource]:
+    """The kept resources of a type an identifier search matches (a Patient's identifiers by their pseudonyms)."""
+    if resource_type == PATIENT:
+        search = stored_reference(connection, dataset_id, search, key)
+        candidates = rows.patients(connection, dataset_id)
+    else:
+        token = parse_token(parse_qsl(search.partition("?")[2])[0][1])
+        assert token is not None  # _identifier_search read it
+        words = [json.dumps(w)[1:-1] for w in (token.system, token.value) if w]  # as the JSON text holds them
+        as_text = sa.cast(resource_table.c.resource, sa.Text)
+        query = sa.select(resource_table.c.resource_id).where(
+            resource_table.c.dataset_id == dataset_id,
+            resource_table.c.resource_type == resource_type,
+            *(as_text.contains(w) for w in words),
+        )
+        found = [rows.get(connection, dataset_id, resource_type, rid) for (rid,) in connection.execute(query)]
+        candidates = [f for f in found if f is not None]
+    matched = BundleIndex.build([_entry(c) for c in candidates]).conditional_matches(search)
+    return [candidates[n] for n in matched]
+
+
+def _as_kept_resource(
+    connection: sa.Connection, dataset_id: str, write: ResourceWrite, key: bytes
+) -> tuple[ResourceWrite, str | None]:
+    """The write under the id of the kept resource of its stored patient with the same content (itself when
+    none; a Patient, or an id already kept, is always itself), and the id it was sent with."""
+    sent_id = write.resource_id or (write.resource or {}).get("id")
+    if write.resource is None or write.resource_type == PATIENT:
+        return write, sent_id
+    if sent_id and rows.get(connection, dataset_id, write.resource_type, sent_id) is not None:
+        return write, sent_id  # an update of that resource
+    kept_form = at_rest(_any_system_matched(connection, dataset_id, write.resource, key), key)
+    reference = patient_reference(kept_form)
+    patient_id = _resolve_patient(connection, dataset_id, reference) if reference else None
+    heads = rows.heads_of_patient(connection, dataset_id, patient_id) if patient_id else []
+    if not any(h.resource_type == write.resource_type for h in heads):  # nothing it could be: no content read
+        return write, sent_id
+    kept = assemble(connection, dataset_id, patient_id) if patient_id else None
+    if not kept:
+        return write, sent_id
+    # the kept Patient is sent too, so that the resource's reference to it names the same resource in both
+    patient = ResourceWrite(PATIENT, kept[0].resource_id, kept[0].resource, kept[0].full_url)
+    sent = ResourceWrite(write.resource_type, sent_id or "sent", kept_form, write.full_url)
+    adopted = same_resources([patient, sent], kept, partial(at_rest, key=key))
+    if not adopted:
+        return write, sent_id
+    kept_id = adopted[0].kept_id
+    return replace(write, resource_id=kept_id, resource={**write.resource, "id": kept_id}, full_url=None), sent_id
 
 
 def _apply_writes_in(
@@ -393,7 +532,7 @@ def _put(
 ) -> ResourceChange:
     assert write.resource is not None
     resource_id = write.resource_id or write.resource.get("id") or _id_from_full_url(write.full_url)
-    resource = at_rest({**write.resource, "id": resource_id}, key)
+    resource = at_rest(_any_system_matched(connection, dataset_id, {**write.resource, "id": resource_id}, key), key)
     patient_ref = None if write.resource_type == PATIENT else patient_reference(resource)
     existing = known.existing(connection, dataset_id, write.resource_type, resource_id, patient_ref)
     _check_version(write, existing)
@@ -446,11 +585,35 @@ def _put(
             Issue.warning(
                 "pending",
                 f"the patient {patient_ref!r} is not stored in dataset {dataset_id!r} yet: the "
-                f"{write.resource_type} is kept and applied when that Patient arrives",
+                f"{write.resource_type} is kept and applied when that Patient arrives" + _systemless_hint(patient_ref),
                 "/" + _link_of(resource) + "/reference",
             )
         )
     return change
+
+
+def _any_system_matched(
+    connection: sa.Connection, dataset_id: str, resource: dict[str, Any], key: bytes
+) -> dict[str, Any]:
+    """`resource` with a patient reference by an identifier token without system kept as the identifier it
+    matches (`stored_reference`); any other resource as it is (no read)."""
+    for link in PATIENT_LINKS:
+        target = resource.get(link)
+        reference = reference_of(target)
+        if reference is None:
+            continue
+        token = _patient_token(reference)
+        if isinstance(target, dict) and token is not None and token.system is None:
+            return {**resource, link: {**target, "reference": stored_reference(connection, dataset_id, reference, key)}}
+        return resource
+    return resource
+
+
+def _systemless_hint(reference: str) -> str:
+    token = _patient_token(reference)
+    if token is None or token.system is not None:
+        return ""
+    return " (an identifier without system: a Patient whose identifier has a system cannot adopt it; name the system)"
 
 
 def _refuse_second_patient_id(connection: sa.Connection, dataset_id: str, resource_id: str, subject_id: str) -> None:
@@ -595,16 +758,46 @@ def _pseudonymous_identifier(identifier: Any, key: bytes) -> Any:
     return {**identifier, "value": pseudonymise(key, value, system if isinstance(system, str) else None)}
 
 
-def pseudonymous_reference(reference: str, key: bytes) -> str:
-    """`Patient?identifier=system|value` with the value's pseudonym; any other reference unchanged."""
+def _patient_token(reference: str) -> Token | None:
+    """The identifier token of a conditional patient reference `Patient?identifier=…` (None: not one)."""
     resource_type, mark, query = reference.partition("?")
     params = parse_qsl(query) if mark else []
     if resource_type != PATIENT or len(params) != 1 or params[0][0] != "identifier":
+        return None
+    return parse_token(params[0][1])
+
+
+def pseudonymous_reference(reference: str, key: bytes) -> str:
+    """`Patient?identifier=token` with the value's pseudonym (in its system; a token without system: the
+    pseudonym of the value alone, as an identifier without system has); any other reference unchanged."""
+    token = _patient_token(reference)
+    if token is None or token.value is None or PSEUDONYM.fullmatch(token.value):
         return reference
-    system, bar, value = params[0][1].rpartition("|")
-    if not value or PSEUDONYM.fullmatch(value):
-        return reference
-    return f"{PATIENT}?identifier={system}{bar}{pseudonymise(key, value, system or None)}"
+    value = pseudonymise(key, token.value, token.system or None)
+    return f"{PATIENT}?identifier={Token(token.system, value).written()}"
+
+
+def stored_reference(connection: sa.Connection, dataset_id: str, reference: str, key: bytes) -> str:
+    """The at-rest form of a patient reference. A token without system names its value in any system
+    (search.html#token), but a stored Patient's identifiers are pseudonymised within their system: it is
+    matched here, with the value in clear, against each system the dataset's Patients use, and kept as the
+    identifier it matched (FHIR http.html#trules replaces a conditional reference by its match; by identifier,
+    a Patient sent again under another id is found again). Matching none, it keeps the pseudonym of the value
+    alone, which a Patient identifier without system matches when it arrives. Two Patients: AmbiguousReference."""
+    token = _patient_token(reference)
+    if token is None or token.system is not None or token.value is None or PSEUDONYM.fullmatch(token.value):
+        return pseudonymous_reference(reference, key)
+    patients = rows.patients(connection, dataset_id)
+    index = BundleIndex.build([_entry(p) for p in patients])
+    systems = sorted({system for (_, system, _) in index.by_identifier})
+    found: dict[str, str] = {}  # patient id -> the reference that matched it
+    for system in systems:
+        candidate = f"{PATIENT}?identifier={Token(system, pseudonymise(key, token.value, system or None)).written()}"
+        for position in index.conditional_matches(candidate):
+            found.setdefault(patients[position].resource_id, candidate)
+    if len(found) > 1:
+        _ambiguous(reference, sorted(found))
+    return next(iter(found.values()), pseudonymous_reference(reference, key))
 
 
 def at_rest_ids(key: bytes) -> IdFunctions:
@@ -938,16 +1131,17 @@ def _resolve_patient(connection: sa.Connection, dataset_id: str, reference: str)
         versionless = reference.split("/_history/", 1)[0]
         return rows.patient_by_full_url(connection, dataset_id, versionless)
     patients = rows.patients(connection, dataset_id)
-    position = BundleIndex.build([_entry(p) for p in patients]).resolve(reference)
-    if position is None or patients[position].resource_type != PATIENT:
-        return None
-    others = [p for n, p in enumerate(patients) if n != position]
-    also = BundleIndex.build([_entry(p) for p in others]).resolve(reference)
-    if also is not None:  # taking the first would put one person's data in another's phenopacket
-        both = f"Patient/{patients[position].resource_id} and Patient/{others[also].resource_id}"
-        message = f"{reference!r} matches more than one stored Patient ({both}); name one by Patient/{{id}}"
-        raise AmbiguousReference(message, issues=[Issue.error("multiple-matches", message)])
-    return patients[position].resource_id
+    matched = BundleIndex.build([_entry(p) for p in patients]).conditional_matches(reference)
+    ids = sorted({patients[n].resource_id for n in matched if patients[n].resource_type == PATIENT})
+    if len(ids) > 1:  # taking the first would put one person's data in another's phenopacket
+        _ambiguous(reference, ids)
+    return ids[0] if ids else None
+
+
+def _ambiguous(reference: str, patient_ids: list[str]) -> None:
+    both = " and ".join(f"Patient/{p}" for p in patient_ids[:2])
+    message = f"{reference!r} matches more than one stored Patient ({both}); name one by Patient/{{id}}"
+    raise AmbiguousReference(message, issues=[Issue.error("multiple-matches", message)])
 
 
 def _adopt_pending(connection: sa.Connection, dataset_id: str, patient_id: str) -> None:
@@ -1023,10 +1217,12 @@ def apply_document(
     now: datetime | None = None,
     pending_days: float = DEFAULT_PENDING_DAYS,
     cache: FragmentCache | None = None,
+    set_aside: Mapping[int, Sequence[Issue]] | None = None,
 ) -> tuple[str, list[EntryResult]]:
     """Keep a lone resource or a Patient-less Bundle resource by resource; (bundle type, one result per entry).
 
-    A transaction (collection, document) is all or nothing (ResourceRejected); a batch entry by entry.
+    A transaction (collection, document) is all or nothing (ResourceRejected); a batch entry by entry: an
+    entry that is not valid R4 is refused alone, and so are the entries `set_aside` (refused before, with why).
     References to patients resolve against the dataset's stored Patients, else the entry is pending.
     """
     bundle = doc if doc.get("resourceType") == "Bundle" else {"resourceType": "Bundle", "type": "collection"}
@@ -1034,6 +1230,13 @@ def apply_document(
     report = validate_fhir(doc)
     # A patient reference that does not resolve inside the Bundle is resolved against the store here.
     errors = [i for i in report.errors if i.code != "reference-dangling"]
+    refused: dict[int, list[Issue]] = {n: list(issues) for n, issues in (set_aside or {}).items()}
+    located = [(entry_index(i.location), i) for i in errors]
+    if bundle_type == "batch" and all(n is not None for n, _ in located):
+        for n, issue in located:
+            if n is not None:
+                refused.setdefault(n, []).append(issue)
+        errors = []
     if errors:
         raise ResourceRejected("the document is not valid FHIR R4; nothing was stored", issues=errors)
     results, writes = _entry_writes(doc, report.warnings)
@@ -1042,44 +1245,69 @@ def apply_document(
             entry = int(issue.location.split("/")[2])  # every pointer here starts /entry/{n}/
             results[entry].issues.append(issue)
             writes[entry] = None
+    _conditional_creates(writes, results, refused, store, key, dataset_id)
+    for index, issues in refused.items():  # only what refused it: the rest of its checks are moot
+        results[index] = EntryResult(index, None, issues)
+        writes[index] = None
+    apply = partial(
+        apply_writes,
+        store=store,
+        key=key,
+        dataset_id=dataset_id,
+        profile=profile,
+        now=now,
+        pending_days=pending_days,
+        cache=cache,
+    )
     if bundle_type == "batch":
         for result, write in zip(results, writes, strict=True):
             if write is None:
                 continue
             try:
-                (result.change,) = apply_writes(
-                    [write],
-                    store=store,
-                    key=key,
-                    dataset_id=dataset_id,
-                    profile=profile,
-                    now=now,
-                    pending_days=pending_days,
-                    cache=cache,  # each entry its own write: translate only the part it changed
-                )
+                (result.change,) = apply([write])  # each entry its own write: translate only the part it changed
             except (ResourceRejected, VersionConflict, AmbiguousReference) as rejection:
                 result.issues.extend(rejection.issues)
         return bundle_type, results
     entry_errors = [i for r in results for i in r.issues if i.is_error]
     if entry_errors:
         raise ResourceRejected("an entry cannot be applied; nothing was stored", issues=entry_errors)
-    wanted = [w for w in writes if w is not None]
-    changes = iter(
-        apply_writes(
-            wanted,
-            store=store,
-            key=key,
-            dataset_id=dataset_id,
-            profile=profile,
-            now=now,
-            pending_days=pending_days,
-            cache=cache,
-        )
-    )
+    changes = iter(apply([w for w in writes if w is not None]))
     for result, write in zip(results, writes, strict=True):
         if write is not None:
             result.change = next(changes)
     return bundle_type, results
+
+
+def _conditional_creates(
+    writes: list[ResourceWrite | None],
+    results: list[EntryResult],
+    refused: dict[int, list[Issue]],
+    store: MetadataStore,
+    key: bytes,
+    dataset_id: str,
+) -> None:
+    """The POST entries with `request.ifNoneExist` (FHIR http.html#ccreate) that match a kept resource: answered
+    `exists` and not written; several matches or another search than identifier=token: refused (412, 400).
+    Looked up before the entries' transaction (as the entry requests are checked before it)."""
+    asked = {n: w for n, w in enumerate(writes) if w is not None and w.if_none_exist and n not in refused}
+    if not asked:
+        return
+    with store.engine.connect() as connection:
+        for n, write in asked.items():
+            assert write.if_none_exist is not None
+            where = f"/entry/{n}/request/ifNoneExist"
+            try:
+                search = _identifier_search(write.resource_type, write.if_none_exist)
+            except BadInput as unsupported:
+                refused[n] = [Issue.error("not-supported", unsupported.message, where)]
+                continue
+            found = _matching(connection, dataset_id, write.resource_type, search, key)
+            if len(found) > 1:
+                message = f"ifNoneExist {write.if_none_exist!r} matches more than one kept {write.resource_type}"
+                refused[n] = [Issue.error("multiple-matches", message, where)]
+            elif found:
+                change = ResourceChange(write.resource_type, found[0].resource_id, found[0].version, "exists")
+                results[n].change, writes[n] = change, None
 
 
 def about_stored_patients(report: Iterable[Issue]) -> bool:
@@ -1255,7 +1483,10 @@ def _unresolved_patients(
                 continue
             link = found.group(2)
             reference = reference_of(doc["entry"][int(found.group(1))]["resource"].get(link)) or ""
-            if _resolve_patient(connection, dataset_id, pseudonymous_reference(reference, key)) is None:
+            if (
+                _resolve_patient(connection, dataset_id, stored_reference(connection, dataset_id, reference, key))
+                is None
+            ):
                 message = (
                     f"{link} reference {reference!r} names no Patient of the Bundle nor one stored in {dataset_id!r}"
                 )
@@ -1299,7 +1530,11 @@ def _entry_writes(doc: dict[str, Any], warnings: list[Issue]) -> tuple[list[Entr
             assert resource is not None
             resource_id = url_id if method == "PUT" and url_id else resource.get("id")
             full_url = entry.get("fullUrl") if isinstance(entry.get("fullUrl"), str) else None
-            writes.append(ResourceWrite(resource_type, resource_id, resource, full_url, _entry_if_match(request)))
+            if_none_exist = request.get("ifNoneExist") if method == "POST" else None
+            conditional = if_none_exist if isinstance(if_none_exist, str) else None
+            writes.append(
+                ResourceWrite(resource_type, resource_id, resource, full_url, _entry_if_match(request), conditional)
+            )
     return results, writes
 
 

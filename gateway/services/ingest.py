@@ -71,6 +71,12 @@ class IngestOutcome:
         return grouped
 
 
+def entry_index(location: str) -> int | None:
+    """The Bundle entry a JSON pointer falls in (None: outside every entry)."""
+    found = _ENTRY_POINTER.match(location)
+    return int(found.group(1)) if found else None
+
+
 def source_identity(doc: dict) -> str:
     """Identity of a submitted document: its Bundle.identifier or id, else a digest of its content."""
     ident = doc.get("identifier")

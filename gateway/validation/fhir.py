@@ -311,9 +311,13 @@ def _reference_issues(
                 continue  # a lone resource's references point outside it by design
             else:
                 resolved = index.resolve(ref, entry) is not None
+            location = where + pointer(path)
+            if resolved and "?" in ref and len(index.conditional_matches(ref)) > 1:  # http.html#trules: fails
+                message = f"reference {ref!r} matches more than one entry of the Bundle; name one"
+                issues.append(Issue.error("multiple-matches", message, location))
+                continue
             if resolved:
                 continue
-            location = where + pointer(path)
             if len(path) == 2 and path[0] in PATIENT_LINKS:
                 message = f"{path[0]} reference {ref!r} does not resolve to an entry of the Bundle"
                 issues.append(Issue.error("reference-dangling", message, location))

@@ -22,6 +22,7 @@ import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import cache
+from typing import Any
 
 import phenopackets
 from google.protobuf import json_format
@@ -350,20 +351,26 @@ def _unique_ids(rules: _Rules, items: list, path: tuple, what: str, issues: list
 
 
 def _feature_rules(rules: _Rules, features: list, path: tuple) -> list[Issue]:
+    """A feature listed twice as it is, or both observed and excluded. The same term observed again with
+    another onset or severity is another observation of it, not a repeat."""
     issues = []
     state: dict[str, bool] = {}
+    seen: list[Any] = []
     for i, feature in enumerate(features):
         term = feature.get("type") if isinstance(feature, dict) else None
         term_id = term.get("id") if isinstance(term, dict) else None
         if not isinstance(term_id, str):
             continue
         excluded = bool(feature.get("excluded", False))
+        repeated = feature in seen
+        seen.append(feature)
         if term_id in state:
             where = (*path, i, "type", "id")
             if state[term_id] == excluded:
-                issues.append(
-                    rules.warning("duplicate-feature", f"phenotypic feature {term_id} is listed twice", where)
-                )
+                if repeated:
+                    issues.append(
+                        rules.warning("duplicate-feature", f"phenotypic feature {term_id} is listed twice", where)
+                    )
             else:
                 issues.append(
                     rules.warning(

@@ -200,9 +200,11 @@ def test_a_feature_knows_the_resource_that_made_it_so_parts_of_several_merge_in_
     assessed = made([("Observation", "o1")], [place("Observation", "o1")], {"type": tall, "severity": severe})
     merged = merge_or_join(_base(), [assessed, visit])
     assert isinstance(merged, dict)
-    # present: the Condition's (its phase comes first), not merged with the Observation's; excluded: the one there is
+    # present: the Condition's (its phase comes first), then the Observation's, which says more than it (a
+    # severity): both kept, nothing merged (phenotypes.covers); excluded: the one there is
     assert merged["phenotypicFeatures"] == [
         {"type": tall, "onset": onset},
+        {"type": tall, "severity": severe},
         {"type": tall, "excluded": True, "severity": mild},
     ]
     # an Observation between two of one part's sources of the same finding: which one the translator read first
@@ -213,7 +215,17 @@ def test_a_feature_knows_the_resource_that_made_it_so_parts_of_several_merge_in_
         {"type": tall, "severity": mild},
     )
     merged = merge_or_join(_base(), [assessed, two])
-    assert isinstance(merged, dict) and merged["phenotypicFeatures"] == [{"type": tall, "severity": mild}]
+    assert isinstance(merged, dict)
+    assert merged["phenotypicFeatures"] == [{"type": tall, "severity": mild}, {"type": tall, "severity": severe}]
+    # a repeat that says nothing more than the one read before it is dropped, whichever part it comes from
+    bare = made([("Observation", "o5")], [place("Observation", "o5")], {"type": tall})
+    merged = merge_or_join(_base(), [bare, assessed])
+    assert isinstance(merged, dict) and merged["phenotypicFeatures"] == [{"type": tall, "severity": severe}]
+    merged = merge_or_join(
+        _base(), [assessed, made([("Observation", "o0")], [place("Observation", "o0")], {"type": tall})]
+    )
+    assert isinstance(merged, dict)
+    assert merged["phenotypicFeatures"] == [{"type": tall}, {"type": tall, "severity": severe}]
     # a feature from a contained resource has no place of its own: one translation of both parts decides
     contained = made([("Observation", "o0")], [None], {"type": tall})
     assert merge_or_join(_base(), [assessed, contained]) == Join(frozenset({0, 1}))

@@ -18,9 +18,10 @@ What the families share across parts, and how:
   then by Type/id. A disease knows the Conditions it was made from (`Part.diseases_from`), so parts of
   several Conditions merge without a joint translation unless the Conditions of two such elements
   interleave (a, c in one part, b in another → Join). A feature knows the one resource that made it
-  (`Part.features_from`): a repeated feature is the one whose resource the translator read first (no
-  filling: Phenotypes.add_feature drops the later ones). Where that is not known (a contained resource,
-  a part without provenance) only a part of one resource it can come from is ordered; else → Join;
+  (`Part.features_from`): a repeated feature is kept unless one recorded before it in the translator's
+  order says all it says (phenotypes.covers: another onset or severity is another feature; no filling).
+  Where that order is not known (a contained resource, a part without provenance) only a part of one
+  resource it can come from is ordered; else → Join;
 - interpretations: one per Condition, ids never shared, except the one of variants linked to no
   Condition, whose genomicInterpretations are joined (and it stays last);
 - biosamples (ids unique), measurements, medicalActions: joined;
@@ -44,6 +45,7 @@ from itertools import pairwise
 from mappings import load_registry
 from translators.fhir.assemble import PHASE, REPORT_TYPES
 from translators.fhir.links import followed_references
+from translators.fhir.phenotypes import covers
 
 __all__ = ["Join", "Part", "followed_references", "merge_or_join", "merge_parts"]
 
@@ -251,8 +253,9 @@ def _disease_key(disease: dict) -> tuple:
 
 
 def _keyed(parts: list[Part], name: str, key, sources: frozenset[str], fill_missing: bool) -> list[dict] | None:
-    """A list whose elements are unique by `key`; the earlier in translator order wins a clash (and,
-    with `fill_missing`, takes the later ones' missing elements and TNM findings)."""
+    """A list of elements grouped by `key`, in translator order: with `fill_missing` (diseases) the earliest
+    stands for its group and takes the later ones' missing elements and TNM findings; without (features),
+    each is kept unless one kept before it covers it (phenotypes.covers)."""
     found: dict[tuple, list[tuple[tuple[tuple, tuple] | None, dict, int]]] = {}
     for n, part in enumerate(parts):
         items = part.phenopacket.get(name)
@@ -274,10 +277,16 @@ def _keyed(parts: list[Part], name: str, key, sources: frozenset[str], fill_miss
         ordered = sorted(known, key=lambda k: k[0])
         if any(a[0][1] > b[0][0] for a, b in pairwise(ordered)):
             raise _Unsure(together)  # their sources interleave: the translator merged them in another order
+        if not fill_missing:  # features: each one not covered by one kept before it
+            kept: list[dict] = []
+            for _, item in ordered:
+                if not any(covers(k, item) for k in kept):
+                    kept.append(item)
+            merged.extend(kept)
+            continue
         winner = dict(ordered[0][1])
         for _, later in ordered[1:]:
-            if fill_missing:
-                _fill(winner, later)
+            _fill(winner, later)
         merged.append(winner)
     return merged
 

@@ -15,20 +15,23 @@ class Phenotypes:
     def __init__(self, ctx: PatientContext):
         self.ctx = ctx
         self.features: list[dict] = []
-        self._keys: set[tuple[str, bool]] = set()
         # per feature: the (phase, position) of the resource that made it (ctx.place), for the merge of parts
         self.places: list[tuple[int, int] | None] = []
 
     def add_feature(self, term: dict, excluded: bool, location: str, **extra) -> None:
-        key = (term["id"], excluded)
-        if key in self._keys:
-            self.ctx.note("duplicate", f"{term['id']} already recorded for this patient", location)
-            return
-        self._keys.add(key)
+        """Record a feature; a repeat is dropped only when a feature kept already says all it says
+        (`covers`): one with another onset, severity or evidence is its own feature (nothing sent is lost)."""
         feature = {"type": term}
         if excluded:
             feature["excluded"] = True
         feature.update({k: v for k, v in extra.items() if v})
+        if any(covers(kept, feature) for kept in self.features):
+            self.ctx.note(
+                "duplicate",
+                f"{term['id']} already recorded for this patient (this record adds nothing to it)",
+                location,
+            )
+            return
         self.features.append(feature)
         self.places.append(self.ctx.place)
 
@@ -151,3 +154,21 @@ class Phenotypes:
         self.add_feature(
             ctx.term_of(coding, curie, prefix, obs.get("code"), base + "/code"), excluded, base, severity=severity
         )
+
+
+def covers(kept: dict, later: dict) -> bool:
+    """Whether feature `kept` says all that `later` says: the same term, both observed or both excluded, and
+    each of the later one's elements the same in `kept` (a list's items all among kept's). The rule for a
+    repeated feature, applied by the translator and by the merge of parts (translators.fhir.merge)."""
+    if kept["type"]["id"] != later["type"]["id"] or bool(kept.get("excluded")) != bool(later.get("excluded")):
+        return False
+    for element, value in later.items():
+        if element == "type":
+            continue
+        held = kept.get(element)
+        if isinstance(value, list) and isinstance(held, list):
+            if any(item not in held for item in value):
+                return False
+        elif held != value:
+            return False
+    return True

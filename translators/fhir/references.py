@@ -4,7 +4,8 @@ One home for this knowledge: the translator resolves references with it, and
 gateway/validation/fhir.py checks with it that they resolve.
 
 Resolution order (FHIR R4 §2.36.4.1): the fullUrl as written or without its `/_history/` part;
-a conditional reference `Type?identifier=system|value` by the entries' identifiers; a relative
+a conditional reference `Type?identifier=token` by the entries' identifiers (translators.fhir.tokens: `value`
+in any system, `|value`, `system|value`, `system|`; the first match, the validator refuses several); a relative
 `Type/id` by resource id or fullUrl tail, else against the referencing entry's base URL. An absolute
 URL that no entry carries names a resource on another server, even when its `Type/id` tail matches
 an entry. `#id` (contained) references are not the Bundle's business.
@@ -15,6 +16,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 from urllib.parse import parse_qsl
+
+from translators.fhir.tokens import parse_token
 
 # Bundle types a submission may have: read results (searchset, history) describe a server's state.
 ACCEPTED_BUNDLE_TYPES = frozenset({"transaction", "batch", "collection", "document"})
@@ -42,7 +45,10 @@ class BundleIndex:
 
     by_full_url: dict[str, int] = field(default_factory=dict)
     by_type_id: dict[str, int] = field(default_factory=dict)
-    by_identifier: dict[tuple[str, str, str], int] = field(default_factory=dict)
+    # a resource's identifiers: (type, system or "", value), (type, value) for any system, (type, system) for any value
+    by_identifier: dict[tuple[str, str, str], list[int]] = field(default_factory=dict)
+    by_identifier_value: dict[tuple[str, str], list[int]] = field(default_factory=dict)
+    by_identifier_system: dict[tuple[str, str], list[int]] = field(default_factory=dict)
     full_urls: dict[int, str] = field(default_factory=dict)  # entry position -> its fullUrl
     duplicates: list[tuple[int, int]] = field(default_factory=list)  # (entry, earlier entry) sharing a fullUrl
 
@@ -70,9 +76,11 @@ class BundleIndex:
                 index.by_type_id.setdefault(f"{resource_type}/{resource_id}", i)
             identifiers = resource.get("identifier")
             for ident in identifiers if isinstance(identifiers, list) else ():
-                if isinstance(ident, dict) and isinstance(ident.get("value"), str):
-                    key = (str(resource_type), str(ident.get("system", "")), ident["value"])
-                    index.by_identifier.setdefault(key, i)
+                if isinstance(ident, dict) and isinstance(ident.get("value"), str) and ident["value"]:
+                    kind, system, value = str(resource_type), str(ident.get("system", "")), ident["value"]
+                    _add(index.by_identifier, (kind, system, value), i)
+                    _add(index.by_identifier_value, (kind, value), i)
+                    _add(index.by_identifier_system, (kind, system), i)
         return index
 
     def resolve(self, reference: str | None, source: int | None = None) -> int | None:
@@ -103,10 +111,26 @@ class BundleIndex:
         return None  # an absolute URL that no entry carries points to a resource elsewhere
 
     def _conditional(self, reference: str) -> int | None:
-        """`Patient?identifier=system|value`, the one search a transaction may use to name a patient."""
+        found = self.conditional_matches(reference)
+        return found[0] if found else None
+
+    def conditional_matches(self, reference: str) -> list[int]:
+        """The entries `Type?identifier=token` matches, in order (search.html#token); the one search a
+        transaction may use to name a patient. None matched: an unreadable token, or another search."""
         resource_type, _, query = reference.partition("?")
         params = parse_qsl(query)
-        if len(params) != 1 or params[0][0] != "identifier":
-            return None
-        system, _, value = params[0][1].rpartition("|")
-        return self.by_identifier.get((resource_type, system, value))
+        token = parse_token(params[0][1]) if len(params) == 1 and params[0][0] == "identifier" else None
+        if token is None:
+            return []
+        if token.value is None:
+            return self.by_identifier_system.get((resource_type, token.system or ""), [])
+        if token.system is None:
+            return self.by_identifier_value.get((resource_type, token.value), [])
+        return self.by_identifier.get((resource_type, token.system, token.value), [])
+
+
+def _add(index: dict, key: tuple, entry: int) -> None:
+    """Entry `entry` under `key`, once (a resource with two identifiers of one system is one match)."""
+    found = index.setdefault(key, [])
+    if not found or found[-1] != entry:
+        found.append(entry)
