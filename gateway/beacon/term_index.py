@@ -731,6 +731,7 @@ class PostgresSource:
 
 _ERRORS: tuple[type[Exception], ...] = (sqlite3.Error, sa.exc.SQLAlchemyError)
 _STALE = object()  # TermIndex._answer: neither current nor being rebuilt
+_IN_FLIGHT = object()  # TermIndex._patch: waited PATCH_WAIT_SECONDS for another thread's patch, in vain
 
 
 class TermIndex:
@@ -746,6 +747,8 @@ class TermIndex:
         self._snapshot: Snapshot | None = None
         self._building = False
         self._patching = threading.Lock()  # one patch at a time; the others answer from the snapshot before it
+        self._patch_asked = False  # a background patch is on its way (patch_soon)
+        self._background: threading.Thread | None = None
         self.patches = 0  # snapshots made by patching (tests and benchmarks look at it)
         self.stale_answers = 0  # answers from the previous snapshot while a patch ran
 
@@ -753,6 +756,36 @@ class TermIndex:
         """Whether an answer may come from `snapshot` though the store moved on: a patch is in flight (the answer
         is as if the request had come a moment earlier) and the snapshot holds this process's writes."""
         return self._patching.locked() and snapshot.local_writes >= self.local_writes()
+
+    def may_answer_from(self, snapshot: Snapshot) -> bool:
+        """Whether a record page whose rows did not change since `snapshot` may be answered as at it though the store
+        moved on: the snapshot holds this process's writes (a client that wrote through this worker reads its
+        write). The caller then starts a patch (`patch_soon`): the answer is as if the request had come a moment
+        earlier, as one answered around a patch in flight is."""
+        return snapshot.local_writes >= self.local_writes()
+
+    def patch_soon(self) -> None:
+        """Bring the snapshot up to date in a background thread, unless a patch is in flight or on its way: the
+        request that found it stale answers as at the snapshot and does not wait for the patch."""
+        with self._lock:
+            if self._patch_asked or self._patching.locked():
+                return
+            self._patch_asked = True
+            self._background = threading.Thread(target=self._patch_in_background, name="term-index-patch", daemon=True)
+        self._background.start()
+
+    def settle(self, timeout: float) -> None:
+        """Wait for the background patch on its way, if any (tests, and a store about to close)."""
+        background = self._background
+        if background is not None and background.is_alive():
+            background.join(timeout)
+
+    def _patch_in_background(self) -> None:
+        try:
+            self.current(wait=True)
+        finally:
+            with self._lock:
+                self._patch_asked = False
 
     def latest(self) -> Snapshot | None:
         """The snapshot last built, unchecked: for a caller that checks its version in its own read."""
@@ -771,6 +804,8 @@ class TermIndex:
                 return answer
             if snapshot is not None and snapshot.versions is not None:
                 found = self._patch(version, wait)
+                if found is _IN_FLIGHT:
+                    return None  # another thread's patch is slow (a loaded machine): SQL for this request alone
                 if found is not None:
                     return found
             with self._lock:
@@ -798,10 +833,10 @@ class TermIndex:
             return snapshot, snapshot
         return snapshot, None if self._building else _STALE
 
-    def _patch(self, version: int, wait: bool) -> Snapshot | None:
+    def _patch(self, version: int, wait: bool) -> Any:
         """The snapshot patched to at least `version` by this thread or by the one already patching, or (without
-        `wait`) the snapshot before a patch in flight if it holds this process's writes; None when a patch takes
-        too long or does not pay (the caller rebuilds)."""
+        `wait`) the snapshot before a patch in flight if it holds this process's writes; _IN_FLIGHT when the patch
+        in flight takes too long; None when a patch does not pay (the caller rebuilds)."""
         if not self._patching.acquire(blocking=False):
             if not wait:
                 with self._lock:
@@ -810,7 +845,9 @@ class TermIndex:
                     self.stale_answers += 1
                     return held
             if not self._patching.acquire(timeout=PATCH_WAIT_SECONDS):
-                return None
+                # Not None: that would start a full read of the store (seconds at 100,000 individuals, every
+                # request on SQL meanwhile) though the patch in flight will bring the snapshot up to date.
+                return _IN_FLIGHT
         try:
             with self._lock:
                 snapshot = self._snapshot

@@ -404,8 +404,9 @@ def test_postgres_concurrent_writers_leave_the_patched_snapshot_equal_to_a_full_
 
 
 def test_postgres_a_record_page_found_stale_twice_is_still_answered_from_the_index(postgres_url, monkeypatch):
-    """A node that keeps ingesting: a write lands before each of the first two page reads of a record answer.
-    The answer comes from the patched index (not from SQL, hundreds of ms on a large store) and is SQL's."""
+    """A node that keeps ingesting: a write that replaces a row of the page lands before each of the first two page
+    reads of a record answer. The answer comes from the patched index (not from SQL, hundreds of ms on a large
+    store) and is SQL's."""
     from gateway.beacon import individuals
     from gateway.beacon.request import parse_post
     from tests.beacon.conftest import make_app
@@ -417,17 +418,19 @@ def test_postgres_a_record_page_found_stale_twice_is_still_answered_from_the_ind
             ctx = _context(app)
             docs = reference_phenopackets()
             ingest_phenopackets(docs[:20], store=s.store, key=s.key, dataset_id="d1")
-            assert current_snapshot(ctx) is not None
+            first = current_snapshot(ctx)
+            assert first is not None
             real_page = s.store.reads.page
-            pending = list(docs[20:22])
+            held = sorted(t for t in first.postings if t.startswith("HP:"))[:60]
+            pending = [_changed(doc, random.Random(2), held) for doc in docs[:2]]  # rows on the page
             page_reads = []
 
             def page_after_a_write(pks, expected, since=None):
                 if pending:  # another client's write commits just before this page read
                     ingest_phenopackets([pending.pop(0)], store=s.store, key=s.key, dataset_id="d1")
-                rows = real_page(pks, expected, since)
+                rows, moved_on = real_page(pks, expected, since)
                 page_reads.append(rows is not None)
-                return rows
+                return rows, moved_on
 
             monkeypatch.setattr(s.store.reads, "page", page_after_a_write)
             sql_answers = []
@@ -444,7 +447,7 @@ def test_postgres_a_record_page_found_stale_twice_is_still_answered_from_the_ind
             selection = individuals.selection_for("individuals", request, ("d1",), (), ctx, record_page=True)
             got = individuals.answer_selection(ctx, request, "record", selection)
             assert page_reads == [False, False, True] and not sql_answers
-            assert got.total == 22
+            assert got.total == 20
             monkeypatch.setattr(s.store.reads, "page", real_page)
             _, via_sql = _both(ctx, body, ("d1",))
             assert _summary(got) == _summary(via_sql)
@@ -575,5 +578,64 @@ def test_postgres_a_record_page_is_answered_around_a_patch_unless_its_rows_chang
             gate.set()
             if patcher is not None:
                 patcher.join()
+            other.close()
+            s.store.close()
+
+
+def test_postgres_a_record_page_whose_rows_did_not_change_is_answered_without_waiting_for_a_patch(
+    postgres_url, monkeypatch
+):
+    """Another process stores an individual: a record answer whose page rows did not change since the snapshot is
+    the store as at the snapshot, and the request patches nothing itself (the patch runs in the background, and
+    the answer after it holds the write). A write through this process is in the very next answer."""
+    import threading
+
+    from gateway.beacon import individuals
+    from gateway.beacon.request import parse_post
+    from gateway.store.metadata import MetadataStore
+    from tests.beacon.conftest import make_app
+
+    with fresh_schema(postgres_url, "gw_term_page_soon") as url:
+        app = make_app(None, datasets=DATASETS, database_url=url)
+        other = MetadataStore.open(url)
+        s = app.extensions["gateway"]
+        index = None
+        try:
+            ctx = _context(app)
+            index = index_for(s.store, ctx.cache, PRESENT_KINDS)
+            docs = reference_phenopackets()
+            ingest_phenopackets(docs[:20], store=s.store, key=s.key, dataset_id="d1")
+            first = current_snapshot(ctx)
+            assert first is not None
+            patched_on: list[str] = []
+            real_patch = index.source.patch
+
+            def patch(*args):
+                patched_on.append(threading.current_thread().name)
+                return real_patch(*args)
+
+            monkeypatch.setattr(index.source, "patch", patch)
+
+            def records():
+                body = {"query": {"requestedGranularity": "record", "pagination": {"limit": 5}}}
+                request = parse_post(individuals.INDIVIDUALS, body)
+                selection = individuals.selection_for("individuals", request, ("d1",), (), ctx, record_page=True)
+                return individuals.answer_selection(ctx, request, "record", selection)
+
+            ingest_phenopackets(docs[20:21], store=other, key=s.key, dataset_id="d1")  # a new row: on no page
+            around = records()
+            assert around.total == 20 and [len(r.records) for r in around.result_sets] == [5]
+            assert threading.current_thread().name not in patched_on  # the request did not patch
+            index.settle(timeout=60)
+            assert patched_on == ["term-index-patch"] and index.latest().size == 21
+            assert records().total == 21
+            ingest_phenopackets(docs[21:22], store=s.store, key=s.key, dataset_id="d1")  # this process's write
+            assert records().total == 22  # read at once, not as at the snapshot before it
+            body = {"query": {"requestedGranularity": "record", "pagination": {"limit": 5}}}
+            _, via_sql = _both(ctx, body, ("d1",))
+            assert _summary(records()) == _summary(via_sql)
+        finally:
+            if index is not None:
+                index.settle(timeout=60)
             other.close()
             s.store.close()
