@@ -13,14 +13,10 @@ import threading
 import numpy as np
 
 from gateway.beacon import term_index
-from gateway.beacon.filters import PRESENT_KINDS
 from gateway.beacon.individuals import current_snapshot
-from gateway.beacon.term_index import Snapshot, index_for, patched, snapshot_from
+from gateway.beacon.term_index import Snapshot, patched, snapshot_from
 from gateway.services.ingest import ingest_phenopackets
-from tests.beacon.real_node import reference_phenopackets
-from tests.beacon.test_term_index import _context
-from tests.beacon.test_term_index_patch import DATASETS, _content
-from tests.pg_schema import fresh_schema
+from tests.beacon.test_term_index_patch import _content, _hold_patches, _node, _seeded
 
 TERMS = [f"HP:{i:07d}" for i in range(40)]
 
@@ -129,39 +125,21 @@ def test_an_append_shares_each_mask_buffer_and_a_second_child_copies():
 def test_postgres_a_slow_patch_sends_the_waiting_request_to_sql_without_a_full_read(postgres_url, monkeypatch):
     """A patch in flight longer than PATCH_WAIT_SECONDS (a loaded machine): the waiting request answers on SQL,
     and no full read of the store starts (at 100,000 individuals that is seconds of every request on SQL)."""
-    from tests.beacon.conftest import make_app
-
     monkeypatch.setattr(term_index, "PATCH_WAIT_SECONDS", 0.05)
     monkeypatch.setattr(term_index, "INLINE_BUILD_MAX_ROWS", 0)  # a large store: a read would run in the background
-    with fresh_schema(postgres_url, "gw_term_slow") as url:
-        app = make_app(None, datasets=DATASETS, database_url=url)
-        s = app.extensions["gateway"]
-        gate, entered = threading.Event(), threading.Event()
-        patcher = None
+    with _node(postgres_url, "gw_term_slow") as app:
+        s, ctx, index, docs, _ = _seeded(app)  # the first read is inline, whatever the store's size
+        reads = []
+        real_read = index.source.read
+        monkeypatch.setattr(index.source, "read", lambda *args: reads.append(1) or real_read(*args))
+        gate, entered = _hold_patches(index, monkeypatch)
+        ingest_phenopackets(docs[20:21], store=s.store, key=s.key, dataset_id="d1")  # this process's write
+        patcher = threading.Thread(target=current_snapshot, args=(ctx,))
+        patcher.start()
         try:
-            ctx = _context(app)
-            index = index_for(s.store, ctx.cache, PRESENT_KINDS)
-            docs = reference_phenopackets()
-            ingest_phenopackets(docs[:20], store=s.store, key=s.key, dataset_id="d1")
-            assert current_snapshot(ctx) is not None  # the first read is inline, whatever the store's size
-            reads = []
-            real_read, real_patch = index.source.read, index.source.patch
-            monkeypatch.setattr(index.source, "read", lambda *args: reads.append(1) or real_read(*args))
-
-            def held_patch(*args):
-                entered.set()
-                gate.wait(timeout=60)
-                return real_patch(*args)
-
-            monkeypatch.setattr(index.source, "patch", held_patch)
-            ingest_phenopackets(docs[20:21], store=s.store, key=s.key, dataset_id="d1")  # this process's write
-            patcher = threading.Thread(target=current_snapshot, args=(ctx,))
-            patcher.start()
             assert entered.wait(timeout=60)
             assert current_snapshot(ctx, exact=True) is None  # waited in vain: SQL for this request
             assert not reads and not index._building
         finally:
             gate.set()
-            if patcher is not None:
-                patcher.join()
-            s.store.close()
+            patcher.join()
