@@ -747,8 +747,12 @@ class TermIndex:
         self._snapshot: Snapshot | None = None
         self._building = False
         self._patching = threading.Lock()  # one patch at a time; the others answer from the snapshot before it
-        self._patch_asked = False  # a background patch is on its way (patch_soon)
-        self._background: threading.Thread | None = None
+        # patch_soon's one thread, started on first use: one thread (so one connection of the store's reads) for
+        # the index's life, woken by `_wanted`; `_idle` while it has nothing to do
+        self._patcher: threading.Thread | None = None
+        self._wanted = threading.Event()
+        self._idle = threading.Event()
+        self._idle.set()
         self.patches = 0  # snapshots made by patching (tests and benchmarks look at it)
         self.stale_answers = 0  # answers from the previous snapshot while a patch ran
 
@@ -765,27 +769,32 @@ class TermIndex:
         return snapshot.local_writes >= self.local_writes()
 
     def patch_soon(self) -> None:
-        """Bring the snapshot up to date in a background thread, unless a patch is in flight or on its way: the
-        request that found it stale answers as at the snapshot and does not wait for the patch."""
+        """Bring the snapshot up to date in the background, unless a patch is in flight: the request that found it
+        stale answers as at the snapshot and does not wait for the patch."""
+        if self._patching.locked():
+            return
         with self._lock:
-            if self._patch_asked or self._patching.locked():
-                return
-            self._patch_asked = True
-            self._background = threading.Thread(target=self._patch_in_background, name="term-index-patch", daemon=True)
-        self._background.start()
+            if self._patcher is None:
+                self._patcher = threading.Thread(target=self._patch_when_wanted, name="term-index-patch", daemon=True)
+                self._patcher.start()
+            self._idle.clear()
+            self._wanted.set()
 
-    def settle(self, timeout: float) -> None:
-        """Wait for the background patch on its way, if any (tests, and a store about to close)."""
-        background = self._background
-        if background is not None and background.is_alive():
-            background.join(timeout)
-
-    def _patch_in_background(self) -> None:
-        try:
-            self.current(wait=True)
-        finally:
+    def _patch_when_wanted(self) -> None:
+        while True:
+            self._wanted.wait()
+            self._wanted.clear()
+            try:
+                self.current(wait=True)
+            except Exception:  # the thread must live on: the next request that finds the index stale asks again
+                log.warning("term index: background patch failed", exc_info=True)
             with self._lock:
-                self._patch_asked = False
+                if not self._wanted.is_set():
+                    self._idle.set()
+
+    def settle(self, timeout: float) -> bool:
+        """Wait until the background patch asked for has run (tests, benchmarks); whether it has."""
+        return self._idle.wait(timeout)
 
     def latest(self) -> Snapshot | None:
         """The snapshot last built, unchecked: for a caller that checks its version in its own read."""

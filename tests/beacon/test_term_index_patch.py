@@ -531,15 +531,18 @@ def test_postgres_a_record_page_whose_rows_did_not_change_is_answered_without_wa
 
         monkeypatch.setattr(index.source, "patch", patch)
         try:
-            ingest_phenopackets(docs[20:21], store=other, key=s.key, dataset_id="d1")  # a new row: on no page
-            around = _records(ctx, 5)
-            assert around.total == 20 and [len(r.records) for r in around.result_sets] == [5]
-            assert threading.current_thread().name not in patched_on  # the request did not patch
-            index.settle(timeout=60)
-            assert patched_on == ["term-index-patch"] and index.latest().size == 21
-            assert _records(ctx, 5).total == 21
-            ingest_phenopackets(docs[21:22], store=s.store, key=s.key, dataset_id="d1")  # this process's write
-            assert _records(ctx, 5).total == 22  # read at once, not as at the snapshot before it
+            connections = len(s.store.reads._opened)
+            for n in (21, 22, 23):
+                ingest_phenopackets(docs[n - 1 : n], store=other, key=s.key, dataset_id="d1")  # a row on no page
+                around = _records(ctx, 5)
+                assert around.total == n - 1 and [len(r.records) for r in around.result_sets] == [5]
+                assert threading.current_thread().name not in patched_on  # the request did not patch
+                assert index.settle(timeout=60)
+                assert patched_on == ["term-index-patch"] * (n - 20) and index.latest().size == n
+                assert _records(ctx, 5).total == n
+            assert len(s.store.reads._opened) == connections + 1  # one patching thread, one connection, for good
+            ingest_phenopackets(docs[23:24], store=s.store, key=s.key, dataset_id="d1")  # this process's write
+            assert _records(ctx, 5).total == 24  # read at once, not as at the snapshot before it
             assert _summary(_records(ctx, 5)) == _summary(_sql_records(ctx, 5))
         finally:
             index.settle(timeout=60)
