@@ -85,7 +85,7 @@ class Selection:
         index: TermIndex | None = None,
     ):
         self.kind = kind
-        self.index = index  # the term index `snapshot` comes from: whether a page may be read around it (_documents)
+        self.index = index  # the term index `snapshot` comes from: whether a page may be read around a patch
         self.datasets = datasets
         self.plan = plan
         self.extra = extra
@@ -279,20 +279,15 @@ def _documents(
     store, snapshot: Snapshot, pks: list[int], index: TermIndex | None = None
 ) -> dict[int, tuple[str, Any]] | None:
     """pk -> (subject_id, document) of the page; on PostgreSQL in one round trip that also checks that the
-    store is still at the snapshot's version (None if not) — or that none of the page's rows changed after the
-    snapshot, if the snapshot holds every write of this process (`TermIndex.may_answer_from`): the answer is then
-    the store as at the snapshot, as if the request had come a moment earlier, and the index is patched in the
-    background (a request never waits for a patch it does not need). Read even for an empty page: the check is
-    the point."""
+    store is still at the snapshot's version (None if not) — or, while another thread patches the index
+    (`TermIndex.answers_around`), that none of the page's rows changed after the snapshot: the answer is then the
+    store as at the snapshot, as a count answered meanwhile is. Read even for an empty page: the check is the
+    point."""
     if store.reads is None:
         return {pk: (subject, document) for pk, subject, document in page_by_pks(store.engine, pks)}
-    around = index is not None and snapshot.log_mark is not None and index.may_answer_from(snapshot)
-    rows, moved_on = store.reads.page(pks, snapshot.version, snapshot.log_mark if around else None)
-    if rows is None:
-        return None
-    if moved_on and index is not None:
-        index.patch_soon()
-    return {pk: (subject, document) for pk, subject, document in rows}
+    around = index is not None and snapshot.log_mark is not None and index.answers_around(snapshot)
+    rows = store.reads.page(pks, snapshot.version, snapshot.log_mark if around else None)
+    return None if rows is None else {pk: (subject, document) for pk, subject, document in rows}
 
 
 def _empty_sets(datasets: tuple[str, ...]) -> list[ResultSet]:

@@ -747,12 +747,6 @@ class TermIndex:
         self._snapshot: Snapshot | None = None
         self._building = False
         self._patching = threading.Lock()  # one patch at a time; the others answer from the snapshot before it
-        # patch_soon's one thread, started on first use: one thread (so one connection of the store's reads) for
-        # the index's life, woken by `_wanted`; `_idle` while it has nothing to do
-        self._patcher: threading.Thread | None = None
-        self._wanted = threading.Event()
-        self._idle = threading.Event()
-        self._idle.set()
         self.patches = 0  # snapshots made by patching (tests and benchmarks look at it)
         self.stale_answers = 0  # answers from the previous snapshot while a patch ran
 
@@ -760,41 +754,6 @@ class TermIndex:
         """Whether an answer may come from `snapshot` though the store moved on: a patch is in flight (the answer
         is as if the request had come a moment earlier) and the snapshot holds this process's writes."""
         return self._patching.locked() and snapshot.local_writes >= self.local_writes()
-
-    def may_answer_from(self, snapshot: Snapshot) -> bool:
-        """Whether a record page whose rows did not change since `snapshot` may be answered as at it though the store
-        moved on: the snapshot holds this process's writes (a client that wrote through this worker reads its
-        write). The caller then starts a patch (`patch_soon`): the answer is as if the request had come a moment
-        earlier, as one answered around a patch in flight is."""
-        return snapshot.local_writes >= self.local_writes()
-
-    def patch_soon(self) -> None:
-        """Bring the snapshot up to date in the background, unless a patch is in flight: the request that found it
-        stale answers as at the snapshot and does not wait for the patch."""
-        if self._patching.locked():
-            return
-        with self._lock:
-            if self._patcher is None:
-                self._patcher = threading.Thread(target=self._patch_when_wanted, name="term-index-patch", daemon=True)
-                self._patcher.start()
-            self._idle.clear()
-            self._wanted.set()
-
-    def _patch_when_wanted(self) -> None:
-        while True:
-            self._wanted.wait()
-            self._wanted.clear()
-            try:
-                self.current(wait=True)
-            except Exception:  # the thread must live on: the next request that finds the index stale asks again
-                log.warning("term index: background patch failed", exc_info=True)
-            with self._lock:
-                if not self._wanted.is_set():
-                    self._idle.set()
-
-    def settle(self, timeout: float) -> bool:
-        """Wait until the background patch asked for has run (tests, benchmarks); whether it has."""
-        return self._idle.wait(timeout)
 
     def latest(self) -> Snapshot | None:
         """The snapshot last built, unchecked: for a caller that checks its version in its own read."""

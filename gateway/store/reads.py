@@ -74,24 +74,20 @@ class PostgresReads:
 
     def page(
         self, pks: Sequence[int], expected: int, since: tuple[str, int] | None = None
-    ) -> tuple[list[tuple[int, str, Any]] | None, bool]:
-        """((pk, subject_id, document) of `pks` in pk order, whether the counter moved past `expected`).
-
-        The rows are None if the counter is no longer `expected` — unless `since` (a term-index snapshot's
-        change-log mark: its MVCC snapshot as text and the prunes it saw) is given and none of `pks` changed after
-        it: the page is then the store's as at that snapshot."""
+    ) -> list[tuple[int, str, Any]] | None:
+        """(pk, subject_id, document) of `pks` in pk order, or None if the counter is no longer `expected` —
+        unless `since` (a term-index snapshot's change-log mark: its MVCC snapshot as text and the prunes it saw)
+        is given and none of `pks` changed after it: the page is then the store's as at that snapshot."""
         if since is None:
             rows = self._run(_PAGE_WITH_COUNTER, (list(pks),))
-            moved_on = int(rows[0][0]) != expected
-            return self._rows(rows, usable=not moved_on), moved_on
+            return self._rows(rows, current=int(rows[0][0]) == expected)
         snapshot, prunes = since
         rows = self._run(_PAGE_WITH_COUNTER_SINCE, {"pks": list(pks), "snapshot": snapshot, "prunes": prunes})
-        moved_on = int(rows[0][0]) != expected
-        return self._rows([(r[0], *r[2:]) for r in rows], usable=not moved_on or bool(rows[0][1])), moved_on
+        return self._rows([(r[0], *r[2:]) for r in rows], current=int(rows[0][0]) == expected or bool(rows[0][1]))
 
     @staticmethod
-    def _rows(rows: list[tuple], usable: bool) -> list[tuple[int, str, Any]] | None:
-        if not usable:
+    def _rows(rows: list[tuple], current: bool) -> list[tuple[int, str, Any]] | None:
+        if not current:
             return None
         return [(pk, subject, document) for _, pk, subject, document in rows if pk is not None]
 
