@@ -122,8 +122,13 @@ class Snapshot:
         return buffer.view(self.size)
 
     def _keep(self, key, buffer: _MaskBuffer) -> None:
+        self.keep_all([(key, buffer)])
+
+    def keep_all(self, masks: list[tuple[Any, _MaskBuffer]]) -> None:
+        """Cache (key, buffer) masks, the last most recently used."""
+        views = [(key, (buffer, buffer.view(self.size))) for key, buffer in masks]
         with self._mask_lock:
-            self._masks[key] = (buffer, buffer.view(self.size))
+            self._masks.update(views)
             limit = max(8, MASK_CACHE_BYTES // max(self.size, 1))
             while len(self._masks) > limit:
                 self._masks.popitem(last=False)
@@ -189,8 +194,9 @@ class _MaskBuffer:
     @classmethod
     def holding(cls, mask: np.ndarray, spare: int | None = None) -> _MaskBuffer:
         size = len(mask)
-        data = np.zeros(size + (_spare_rows(size) if spare is None else spare), dtype=bool)
+        data = np.empty(size + (_spare_rows(size) if spare is None else spare), dtype=bool)
         data[:size] = mask
+        data[size:] = False
         return cls(data, size)
 
     def view(self, size: int) -> np.ndarray:
@@ -444,26 +450,28 @@ def _moved_postings(postings: dict[str, np.ndarray], moved: np.ndarray) -> dict[
 
 def carry_masks(old: Snapshot, new: Snapshot, fresh: np.ndarray, terms_at: dict[int, set[str]]) -> None:
     """Give `new` (patched from `old`: old rows at their places, rows `fresh` read again, `terms_at` their terms)
-    the masks `old` holds, each with the bits of the fresh rows set as a build on `new` would set them."""
+    the masks `old` holds, each with the bits of the fresh rows set as a build on `new` would set them.
+    Plain Python per mask (a few fresh rows): hundreds of masks cost about a millisecond."""
     rows = fresh.tolist()
-    datasets = new.dataset_codes[fresh].tolist()
-    sexes = new.sex_codes[fresh].tolist()
-    inside = fresh[fresh < old.size]
+    inside = [place for place in rows if place < old.size]
+    codes_at = {"datasets": new.dataset_codes[fresh].tolist(), "sex": new.sex_codes[fresh].tolist()}
+    carried = []
     for key, buffer in old.cached_masks():
         kind, what = key
         if kind == "terms":
-            bits = np.array([not what.isdisjoint(terms_at.get(place, ())) for place in rows], dtype=bool)
+            bits = [not what.isdisjoint(terms_at.get(place, ())) for place in rows]
         else:
-            codes = set(what)
-            bits = np.array([c in codes for c in (datasets if kind == "datasets" else sexes)], dtype=bool)
-        changed_inside = bool((buffer.data[inside] != bits[: len(inside)]).any()) if len(inside) else False
+            bits = [code in what for code in codes_at[kind]]
+        changed_inside = any(bool(buffer.data[place]) != bit for place, bit in zip(inside, bits, strict=False))
         data = None if changed_inside else buffer.grown(old.size, new.size)
         if data is None:  # a bit of an old row changed, or another snapshot grew this buffer: a copy of its own
             buffer = _MaskBuffer.holding(buffer.data[: old.size], spare=new.size - old.size + _spare_rows(new.size))
             buffer.claimed = new.size
             data = buffer.data
-        data[fresh] = bits
-        new._keep(key, buffer)
+        for place, bit in zip(rows, bits, strict=True):
+            data[place] = bit
+        carried.append((key, buffer))
+    new.keep_all(carried)
 
 
 def _with_keys(pks: np.ndarray, more: np.ndarray) -> np.ndarray:
