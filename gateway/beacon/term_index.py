@@ -27,7 +27,11 @@ transaction: a patch costs the changes, not the store's size. Where the log cann
 one read of every phenopacket's (pk, row version) finds the rows that are new, changed or gone (the row
 version folds `revision`, which the store raises on every replacement, with the creation time, since SQLite may
 give a deleted last row's pk to the next insert). One thread patches; the others wait for it briefly rather
-than go to SQL. A patch that would read more than PATCH_MAX_SHARE of the rows is a full rebuild.
+than go to SQL (and, if it takes longer on a loaded machine, go to SQL for that request alone: the patch in
+flight will finish, so no full read starts). A patch that would read more than PATCH_MAX_SHARE of the rows is a
+full rebuild. Where old rows keep their places (inserts, replacements) a patch copies no per-row array by
+gathering, renews only the position lists of the terms of the rows it re-read, and carries the cached masks
+over (`_MaskBuffer`): the requests after a write do not build their masks again.
 
 Readers do not queue behind a patch: while one thread patches, the others answer from the snapshot before
 it — stale by the writes that patch is taking in, i.e. as if the request had arrived a moment earlier — unless
