@@ -372,7 +372,7 @@ def main() -> int:
     parser.add_argument(
         "--baseline-tree",
         type=Path,
-        help="with --database-url: also serve PostgreSQL from this checkout of older code (its own schema, 1 thread)",
+        help="with --database-url: also serve PostgreSQL from this checkout of older code (its own schema)",
     )
     args = parser.parse_args()
     _, filter_terms = hpo_pool(random.Random(1))
@@ -413,7 +413,7 @@ def run_size(args, n: int, batch: list[list[dict]]) -> list[dict]:
             generated = time.monotonic() - started
             floor = sorted(floor_sql(data_dir, batch, url))
             name = ("postgresql" if url else "sqlite") + ("" if tree == REPO else " (baseline tree)")
-            for threads in args.threads if tree == REPO else [1]:
+            for threads in args.threads:
                 port = serve(data_dir, args.workers, n, url, threads, stack, tree)
                 served.append((name, threads, port, round(generated, 1), 1000 * floor[len(floor) // 2]))
         for _, _, port, _, _ in served:

@@ -83,8 +83,6 @@ phenopackets = sa.Table(
     sa.Index("ix_phenopackets_subject", "subject_id"),
     sa.Index("ix_phenopackets_dataset_sex", "dataset_id", "sex"),
     sa.Index("ix_phenopackets_dataset_age", "dataset_id", "age_days"),
-    # the term index's patches (migration 0007): rows changed since a time, and count/sums read from the index alone
-    sa.Index("ix_phenopackets_updated_at", "updated_at", "revision", "pk"),
 )
 
 phenopacket_terms = sa.Table(

@@ -8,18 +8,23 @@ on the real PostgreSQL — and the index's answers with SQL's.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import random
+import threading
+from collections.abc import Iterator
 from datetime import UTC, datetime
+from typing import Any
 
 import numpy as np
 import pytest
 
 from gateway.beacon.filters import PRESENT_KINDS
 from gateway.beacon.individuals import current_snapshot
-from gateway.beacon.term_index import Snapshot, index_for
+from gateway.beacon.term_index import Snapshot, TermIndex, index_for
 from gateway.security.rotation import rotate_metadata
 from gateway.services.ingest import ingest_phenopackets
+from gateway.store.metadata import MetadataStore
 from tests.beacon.real_node import reference_phenopackets
 from tests.beacon.test_term_index import BROAD, _both, _context, _summary
 from tests.pg_schema import fresh_schema
@@ -162,26 +167,83 @@ def _count_key_reads(monkeypatch) -> list[int]:
     return calls
 
 
-def test_sqlite_patched_snapshot_equals_a_full_read(tmp_path, monkeypatch):
+@contextlib.contextmanager
+def _node(postgres_url: str | None = None, prefix: str = "gw_term") -> Iterator[Any]:
+    """A node with DATASETS on SQLite, or on a fresh schema of the real PostgreSQL; its store closed after."""
     from tests.beacon.conftest import make_app
 
-    app = make_app(None, datasets=DATASETS)
+    with fresh_schema(postgres_url, prefix) if postgres_url else contextlib.nullcontext() as url:
+        app = make_app(None, datasets=DATASETS, **({"database_url": url} if url else {}))
+        try:
+            yield app
+        finally:
+            app.extensions["gateway"].store.close()
+
+
+@contextlib.contextmanager
+def _other_process(app) -> Iterator[MetadataStore]:
+    """A second store on the node's database: its writes are another process's (not in the node's local_writes)."""
+    other = MetadataStore.open(app.extensions["gateway"].store.engine.url.render_as_string(hide_password=False))
     try:
-        _exercise(app, _count_key_reads(monkeypatch))
+        yield other
     finally:
-        app.extensions["gateway"].store.close()
+        other.close()
+
+
+def _seeded(app, n: int = 20) -> tuple[Any, Any, TermIndex, list[dict], Snapshot]:
+    """(services, query context, term index, reference documents, current snapshot) once the first n documents
+    are stored in d1."""
+    s = app.extensions["gateway"]
+    ctx = _context(app)
+    index = index_for(s.store, ctx.cache, PRESENT_KINDS)
+    docs = reference_phenopackets()
+    ingest_phenopackets(docs[:n], store=s.store, key=s.key, dataset_id="d1")
+    first = current_snapshot(ctx)
+    assert first is not None and first.size == n
+    return s, ctx, index, docs, first
+
+
+def _records(ctx, limit: int):
+    """The record answer of d1's first `limit` individuals, through the record path (its page read checks the
+    snapshot)."""
+    from gateway.beacon import individuals
+    from gateway.beacon.request import parse_post
+
+    body = {"query": {"requestedGranularity": "record", "pagination": {"limit": limit}}}
+    request = parse_post(individuals.INDIVIDUALS, body)
+    selection = individuals.selection_for("individuals", request, ("d1",), (), ctx, record_page=True)
+    return individuals.answer_selection(ctx, request, "record", selection)
+
+
+def _sql_records(ctx, limit: int):
+    body = {"query": {"requestedGranularity": "record", "pagination": {"limit": limit}}}
+    return _both(ctx, body, ("d1",))[1]
+
+
+def _hold_patches(index: TermIndex, monkeypatch) -> tuple[threading.Event, threading.Event]:
+    """(gate, entered): the index's patches start (`entered` is set) and wait for `gate` — a patch in flight for
+    as long as a test needs."""
+    gate, entered = threading.Event(), threading.Event()
+    real_patch = index.source.patch
+
+    def held_patch(*args):
+        entered.set()
+        gate.wait(timeout=60)
+        return real_patch(*args)
+
+    monkeypatch.setattr(index.source, "patch", held_patch)
+    return gate, entered
+
+
+def test_sqlite_patched_snapshot_equals_a_full_read(monkeypatch):
+    with _node() as app:
+        _exercise(app, _count_key_reads(monkeypatch))
 
 
 def test_postgres_patched_snapshot_equals_a_full_read(postgres_url, monkeypatch):
-    from tests.beacon.conftest import make_app
-
-    with fresh_schema(postgres_url, "gw_term_patch") as url:
-        app = make_app(None, datasets=DATASETS, database_url=url)
-        try:
-            assert app.extensions["gateway"].store.engine.dialect.name == "postgresql"
-            _exercise(app, _count_key_reads(monkeypatch))
-        finally:
-            app.extensions["gateway"].store.close()
+    with _node(postgres_url, "gw_term_patch") as app:
+        assert app.extensions["gateway"].store.engine.dialect.name == "postgresql"
+        _exercise(app, _count_key_reads(monkeypatch))
 
 
 def test_a_patch_that_would_read_most_rows_is_left_to_a_full_read():
@@ -202,24 +264,15 @@ def test_a_patch_that_would_read_most_rows_is_left_to_a_full_read():
 
 def test_a_rebuild_still_answers_when_patching_is_refused(monkeypatch):
     from gateway.beacon import term_index
-    from tests.beacon.conftest import make_app
 
-    app = make_app(None, datasets=DATASETS)
-    s = app.extensions["gateway"]
-    try:
-        ctx = _context(app)
-        for doc in reference_phenopackets()[:20]:
-            ingest_phenopackets([doc], store=s.store, key=s.key, dataset_id="d1")
-        assert current_snapshot(ctx) is not None
+    with _node() as app:
+        s, ctx, index, docs, _ = _seeded(app)
         monkeypatch.setattr(term_index, "patched", lambda *args, **kwargs: None)
-        ingest_phenopackets(reference_phenopackets()[20:30], store=s.store, key=s.key, dataset_id="d1")
-        index = index_for(s.store, ctx.cache, PRESENT_KINDS)
+        ingest_phenopackets(docs[20:30], store=s.store, key=s.key, dataset_id="d1")
         before = index.patches
         snapshot = current_snapshot(ctx)
         assert snapshot is not None and snapshot.size == 30
         assert index.patches == before  # read again from scratch, and exact
-    finally:
-        s.store.close()
 
 
 @pytest.mark.parametrize("rows", [0, 1])
@@ -285,27 +338,16 @@ def _pruned_past_the_mark(app, key_reads: list[int], keep_after: int) -> None:
 
 
 def test_sqlite_a_snapshot_past_the_pruned_log_is_compared_whole_once(monkeypatch):
-    from tests.beacon.conftest import make_app
-
-    app = make_app(None, datasets=DATASETS)
-    try:
+    with _node() as app:
         # SQLite's mark is a seq: a prune that leaves the rows past it is no reason to compare every row.
         _pruned_past_the_mark(app, _count_key_reads(monkeypatch), keep_after=2)
-    finally:
-        app.extensions["gateway"].store.close()
 
 
 def test_postgres_a_snapshot_past_the_pruned_log_is_compared_whole_once(postgres_url, monkeypatch):
-    from tests.beacon.conftest import make_app
-
-    with fresh_schema(postgres_url, "gw_term_prune") as url:
-        app = make_app(None, datasets=DATASETS, database_url=url)
-        try:
-            # No prune after the comparison: PostgreSQL's check after a prune is conservative (a write transaction
-            # open anywhere in the cluster, e.g. another test's, holds the snapshot's xmin down).
-            _pruned_past_the_mark(app, _count_key_reads(monkeypatch), keep_after=1000)
-        finally:
-            app.extensions["gateway"].store.close()
+    with _node(postgres_url, "gw_term_prune") as app:
+        # No prune after the comparison: PostgreSQL's check after a prune is conservative (a write transaction
+        # open anywhere in the cluster, e.g. another test's, holds the snapshot's xmin down).
+        _pruned_past_the_mark(app, _count_key_reads(monkeypatch), keep_after=1000)
 
 
 def test_postgres_a_transaction_that_commits_after_a_later_one_is_patched_in(postgres_url, monkeypatch):
@@ -314,165 +356,111 @@ def test_postgres_a_transaction_that_commits_after_a_later_one_is_patched_in(pos
     import sqlalchemy as sa
 
     from gateway.store.tables import phenopacket_changes, phenopackets
-    from tests.beacon.conftest import make_app
 
     key_reads = _count_key_reads(monkeypatch)
-    with fresh_schema(postgres_url, "gw_term_late") as url:
-        app = make_app(None, datasets=DATASETS, database_url=url)
-        s = app.extensions["gateway"]
-        try:
-            ctx = _context(app)
-            index = index_for(s.store, ctx.cache, PRESENT_KINDS)
-            docs = reference_phenopackets()
-            ingest_phenopackets(docs[:20], store=s.store, key=s.key, dataset_id="d1")
-            assert current_snapshot(ctx) is not None
-            with s.store.engine.connect() as early:
-                first, last = early.execute(
-                    sa.select(sa.func.min(phenopackets.c.pk), sa.func.max(phenopackets.c.pk))
-                ).one()
-                early.execute(
-                    sa.update(phenopackets)
-                    .where(phenopackets.c.pk == first)
-                    .values(sex="OTHER_SEX", revision=phenopackets.c.revision + 1)
-                )
-                early.execute(sa.delete(phenopackets).where(phenopackets.c.pk == last))
-                early_seq = early.execute(sa.select(sa.func.max(phenopacket_changes.c.seq))).scalar_one()
-                ingest_phenopackets(docs[20:23], store=s.store, key=s.key, dataset_id="d2")  # commits first
-                middle = current_snapshot(ctx)
-                assert middle is not None and middle.size == 23
-                assert _content(middle) == _content(index.source.read(middle.version, PRESENT_KINDS))
-                early.commit()
-            with s.store.engine.connect() as connection:
-                later = connection.execute(
-                    sa.select(sa.func.min(phenopacket_changes.c.seq)).where(phenopacket_changes.c.seq > early_seq)
-                ).scalar_one()
-            assert later is not None and later > early_seq  # the case: the late commit holds the lower numbers
-            late = current_snapshot(ctx)
-            assert late is not None and late.size == 22 and last not in late.pks.tolist()
-            assert _content(late) == _content(index.source.read(late.version, PRESENT_KINDS))
-            assert not key_reads  # all from the log
-        finally:
-            s.store.close()
+    with _node(postgres_url, "gw_term_late") as app:
+        s, ctx, index, docs, _ = _seeded(app)
+        with s.store.engine.connect() as early:
+            first, last = early.execute(sa.select(sa.func.min(phenopackets.c.pk), sa.func.max(phenopackets.c.pk))).one()
+            early.execute(
+                sa.update(phenopackets)
+                .where(phenopackets.c.pk == first)
+                .values(sex="OTHER_SEX", revision=phenopackets.c.revision + 1)
+            )
+            early.execute(sa.delete(phenopackets).where(phenopackets.c.pk == last))
+            early_seq = early.execute(sa.select(sa.func.max(phenopacket_changes.c.seq))).scalar_one()
+            ingest_phenopackets(docs[20:23], store=s.store, key=s.key, dataset_id="d2")  # commits first
+            middle = current_snapshot(ctx)
+            assert middle is not None and middle.size == 23
+            assert _content(middle) == _content(index.source.read(middle.version, PRESENT_KINDS))
+            early.commit()
+        with s.store.engine.connect() as connection:
+            later = connection.execute(
+                sa.select(sa.func.min(phenopacket_changes.c.seq)).where(phenopacket_changes.c.seq > early_seq)
+            ).scalar_one()
+        assert later is not None and later > early_seq  # the case: the late commit holds the lower numbers
+        late = current_snapshot(ctx)
+        assert late is not None and late.size == 22 and last not in late.pks.tolist()
+        assert _content(late) == _content(index.source.read(late.version, PRESENT_KINDS))
+        assert not key_reads  # all from the log
 
 
 def test_postgres_concurrent_writers_leave_the_patched_snapshot_equal_to_a_full_read(postgres_url, monkeypatch):
-    import threading
-
-    from tests.beacon.conftest import make_app
-
     key_reads = _count_key_reads(monkeypatch)
-    with fresh_schema(postgres_url, "gw_term_writers") as url:
-        app = make_app(None, datasets=DATASETS, database_url=url)
-        s = app.extensions["gateway"]
-        try:
-            ctx = _context(app)
-            index = index_for(s.store, ctx.cache, PRESENT_KINDS)
-            docs = reference_phenopackets()
-            ingest_phenopackets(docs[:30], store=s.store, key=s.key, dataset_id="d1")
-            first = current_snapshot(ctx)
-            assert first is not None
-            held = sorted(t for t in first.postings if t.startswith("HP:"))[:60]
-            failures: list[BaseException] = []
+    with _node(postgres_url, "gw_term_writers") as app:
+        s, ctx, index, docs, first = _seeded(app, 30)
+        held = sorted(t for t in first.postings if t.startswith("HP:"))[:60]
+        failures: list[BaseException] = []
 
-            def writer(n: int) -> None:
-                rng = random.Random(n)
-                try:
-                    for i in range(6):
-                        if i % 3 == 2:  # a replacement of a shared individual: writers contend for its row
-                            doc = _changed(docs[i + n], rng, held)
-                            ingest_phenopackets([doc], store=s.store, key=s.key, dataset_id="d1")
-                        else:
-                            ingest_phenopackets([docs[30 + 6 * n + i]], store=s.store, key=s.key, dataset_id="d2")
-                except BaseException as error:  # reported by the main thread
-                    failures.append(error)
+        def writer(n: int) -> None:
+            rng = random.Random(n)
+            try:
+                for i in range(6):
+                    if i % 3 == 2:  # a replacement of a shared individual: writers contend for its row
+                        doc = _changed(docs[i + n], rng, held)
+                        ingest_phenopackets([doc], store=s.store, key=s.key, dataset_id="d1")
+                    else:
+                        ingest_phenopackets([docs[30 + 6 * n + i]], store=s.store, key=s.key, dataset_id="d2")
+            except BaseException as error:  # reported by the main thread
+                failures.append(error)
 
-            threads = [threading.Thread(target=writer, args=(n,)) for n in range(3)]
-            for thread in threads:
-                thread.start()
-            patches_before = index.patches
-            while any(thread.is_alive() for thread in threads):
-                current_snapshot(ctx)  # patches while the writers commit
-            for thread in threads:
-                thread.join()
-            assert not failures
-            final = current_snapshot(ctx)
-            assert final is not None
-            assert _content(final) == _content(index.source.read(final.version, PRESENT_KINDS))
-            assert index.patches > patches_before and not key_reads
-        finally:
-            s.store.close()
+        threads = [threading.Thread(target=writer, args=(n,)) for n in range(3)]
+        for thread in threads:
+            thread.start()
+        patches_before = index.patches
+        while any(thread.is_alive() for thread in threads):
+            current_snapshot(ctx)  # patches while the writers commit
+        for thread in threads:
+            thread.join()
+        assert not failures
+        final = current_snapshot(ctx)
+        assert final is not None
+        assert _content(final) == _content(index.source.read(final.version, PRESENT_KINDS))
+        assert index.patches > patches_before and not key_reads
 
 
 def test_postgres_a_record_page_found_stale_twice_is_still_answered_from_the_index(postgres_url, monkeypatch):
-    """A node that keeps ingesting: a write lands before each of the first two page reads of a record answer.
-    The answer comes from the patched index (not from SQL, hundreds of ms on a large store) and is SQL's."""
+    """A node that keeps ingesting: a write that replaces a row of the page lands before each of the first two page
+    reads of a record answer. The answer comes from the patched index (not from SQL, hundreds of ms on a large
+    store) and is SQL's."""
     from gateway.beacon import individuals
-    from gateway.beacon.request import parse_post
-    from tests.beacon.conftest import make_app
 
-    with fresh_schema(postgres_url, "gw_term_page") as url:
-        app = make_app(None, datasets=DATASETS, database_url=url)
-        s = app.extensions["gateway"]
-        try:
-            ctx = _context(app)
-            docs = reference_phenopackets()
-            ingest_phenopackets(docs[:20], store=s.store, key=s.key, dataset_id="d1")
-            assert current_snapshot(ctx) is not None
-            real_page = s.store.reads.page
-            pending = list(docs[20:22])
-            page_reads = []
+    with _node(postgres_url, "gw_term_page") as app:
+        s, ctx, _, docs, first = _seeded(app)
+        real_page = s.store.reads.page
+        held = sorted(t for t in first.postings if t.startswith("HP:"))[:60]
+        pending = [_changed(doc, random.Random(2), held) for doc in docs[:2]]  # rows on the page
+        page_reads = []
 
-            def page_after_a_write(pks, expected, since=None):
-                if pending:  # another client's write commits just before this page read
-                    ingest_phenopackets([pending.pop(0)], store=s.store, key=s.key, dataset_id="d1")
-                rows = real_page(pks, expected, since)
-                page_reads.append(rows is not None)
-                return rows
+        def page_after_a_write(pks, expected, since=None):
+            if pending:  # another client's write commits just before this page read
+                ingest_phenopackets([pending.pop(0)], store=s.store, key=s.key, dataset_id="d1")
+            rows = real_page(pks, expected, since)
+            page_reads.append(rows is not None)
+            return rows
 
-            monkeypatch.setattr(s.store.reads, "page", page_after_a_write)
-            sql_answers = []
-            real_answer = individuals.answer_selection
+        monkeypatch.setattr(s.store.reads, "page", page_after_a_write)
+        sql_answers = []
+        real_answer = individuals.answer_selection
 
-            def answer(ctx, request, granularity, selection, scope=None):
-                if selection.snapshot is None:
-                    sql_answers.append(1)
-                return real_answer(ctx, request, granularity, selection, scope)
+        def answer(ctx, request, granularity, selection, scope=None):
+            if selection.snapshot is None:
+                sql_answers.append(1)
+            return real_answer(ctx, request, granularity, selection, scope)
 
-            monkeypatch.setattr(individuals, "answer_selection", answer)
-            body = {"query": {"requestedGranularity": "record", "pagination": {"limit": 100}}}
-            request = parse_post(individuals.INDIVIDUALS, body)
-            selection = individuals.selection_for("individuals", request, ("d1",), (), ctx, record_page=True)
-            got = individuals.answer_selection(ctx, request, "record", selection)
-            assert page_reads == [False, False, True] and not sql_answers
-            assert got.total == 22
-            monkeypatch.setattr(s.store.reads, "page", real_page)
-            _, via_sql = _both(ctx, body, ("d1",))
-            assert _summary(got) == _summary(via_sql)
-        finally:
-            s.store.close()
+        monkeypatch.setattr(individuals, "answer_selection", answer)
+        got = _records(ctx, 100)
+        assert page_reads == [False, False, True] and not sql_answers
+        assert got.total == 20
+        monkeypatch.setattr(s.store.reads, "page", real_page)
+        assert _summary(got) == _summary(_sql_records(ctx, 100))
 
 
 def _readers_answer_around_a_patch(app, other, monkeypatch) -> None:
     """While one thread patches, another answers from the snapshot before the patch (another process's write is
     missing from it), unless this process wrote since: then it waits and reads its own write."""
-    import threading
-
-    s = app.extensions["gateway"]
-    ctx = _context(app)
-    index = index_for(s.store, ctx.cache, PRESENT_KINDS)
-    docs = reference_phenopackets()
-    ingest_phenopackets(docs[:20], store=s.store, key=s.key, dataset_id="d1")
-    first = current_snapshot(ctx)
-    assert first is not None and first.size == 20
-    gate, entered = threading.Event(), threading.Event()
-    real_patch = index.source.patch
-
-    def held_patch(*args):
-        entered.set()
-        gate.wait(timeout=60)
-        return real_patch(*args)
-
-    monkeypatch.setattr(index.source, "patch", held_patch)
+    s, ctx, index, docs, first = _seeded(app)
+    gate, entered = _hold_patches(index, monkeypatch)
     ingest_phenopackets(docs[20:21], store=other, key=s.key, dataset_id="d1")  # another process's write
     patched: list = []
     patcher = threading.Thread(target=lambda: patched.append(current_snapshot(ctx)))
@@ -494,86 +482,49 @@ def _readers_answer_around_a_patch(app, other, monkeypatch) -> None:
 
 
 def test_sqlite_readers_answer_around_a_patch_but_read_their_own_writes(monkeypatch):
-    from gateway.store.metadata import MetadataStore
-    from tests.beacon.conftest import make_app
-
-    app = make_app(None, datasets=DATASETS)
-    other = MetadataStore.open(str(app.extensions["gateway"].store.engine.url))
-    try:
+    with _node() as app, _other_process(app) as other:
         _readers_answer_around_a_patch(app, other, monkeypatch)
-    finally:
-        other.close()
-        app.extensions["gateway"].store.close()
 
 
 def test_postgres_readers_answer_around_a_patch_but_read_their_own_writes(postgres_url, monkeypatch):
-    from gateway.store.metadata import MetadataStore
-    from tests.beacon.conftest import make_app
-
-    with fresh_schema(postgres_url, "gw_term_around") as url:
-        app = make_app(None, datasets=DATASETS, database_url=url)
-        other = MetadataStore.open(url)
-        try:
-            _readers_answer_around_a_patch(app, other, monkeypatch)
-        finally:
-            other.close()
-            app.extensions["gateway"].store.close()
+    with _node(postgres_url, "gw_term_around") as app, _other_process(app) as other:
+        _readers_answer_around_a_patch(app, other, monkeypatch)
 
 
 def test_postgres_a_record_page_is_answered_around_a_patch_unless_its_rows_changed(postgres_url, monkeypatch):
     """While another thread patches, a record answer whose page rows did not change after the snapshot is the
     store as at the snapshot (not queued behind the patch); one whose page row changed is not."""
-    import threading
-
-    from gateway.beacon import individuals
-    from gateway.beacon.request import parse_post
-    from gateway.store.metadata import MetadataStore
-    from tests.beacon.conftest import make_app
-
-    with fresh_schema(postgres_url, "gw_term_page_around") as url:
-        app = make_app(None, datasets=DATASETS, database_url=url)
-        other = MetadataStore.open(url)
-        s = app.extensions["gateway"]
-        gate, entered = threading.Event(), threading.Event()
-        patcher = None
+    with _node(postgres_url, "gw_term_page_around") as app, _other_process(app) as other:
+        s, ctx, index, docs, first = _seeded(app)
+        gate, entered = _hold_patches(index, monkeypatch)
+        ingest_phenopackets(docs[20:21], store=other, key=s.key, dataset_id="d1")  # a new row: on no page
+        patcher = threading.Thread(target=current_snapshot, args=(ctx,))
+        patcher.start()
         try:
-            ctx = _context(app)
-            index = index_for(s.store, ctx.cache, PRESENT_KINDS)
-            docs = reference_phenopackets()
-            ingest_phenopackets(docs[:20], store=s.store, key=s.key, dataset_id="d1")
-            first = current_snapshot(ctx)
-            assert first is not None
-            real_patch = index.source.patch
-
-            def held_patch(*args):
-                entered.set()
-                gate.wait(timeout=60)
-                return real_patch(*args)
-
-            monkeypatch.setattr(index.source, "patch", held_patch)
-
-            def records(limit: int):
-                body = {"query": {"requestedGranularity": "record", "pagination": {"limit": limit}}}
-                request = parse_post(individuals.INDIVIDUALS, body)
-                selection = individuals.selection_for("individuals", request, ("d1",), (), ctx, record_page=True)
-                return individuals.answer_selection(ctx, request, "record", selection)
-
-            ingest_phenopackets(docs[20:21], store=other, key=s.key, dataset_id="d1")  # a new row: on no page
-            patcher = threading.Thread(target=current_snapshot, args=(ctx,))
-            patcher.start()
             assert entered.wait(timeout=60)
-            around = records(5)
+            around = _records(ctx, 5)
             assert around.total == 20 and index.latest() is first  # as at the snapshot, not behind the patch
             replaced = _changed(docs[0], random.Random(1), sorted(t for t in first.postings if t.startswith("HP:")))
             ingest_phenopackets([replaced], store=other, key=s.key, dataset_id="d1")  # a row on every page
-            fresh = records(20)  # cannot be answered as at the snapshot: waits, and reads the store anew
+            fresh = _records(ctx, 20)  # cannot be answered as at the snapshot: waits, and reads the store anew
             assert fresh.total == 21
-            body = {"query": {"requestedGranularity": "record", "pagination": {"limit": 20}}}
-            _, via_sql = _both(ctx, body, ("d1",))
-            assert _summary(fresh) == _summary(via_sql)
+            assert _summary(fresh) == _summary(_sql_records(ctx, 20))
         finally:
             gate.set()
-            if patcher is not None:
-                patcher.join()
-            other.close()
-            s.store.close()
+            patcher.join()
+
+
+def test_postgres_a_record_answer_after_another_process_write_holds_it(postgres_url, monkeypatch):
+    """Another process stores an individual on no page: the next record answer holds it (its count), from the
+    index patched by that request — no full read, no SQL — as a count answer does: a stale snapshot is answered
+    around only while a patch is in flight."""
+    with _node(postgres_url, "gw_term_page_next") as app, _other_process(app) as other:
+        s, ctx, index, docs, _ = _seeded(app)
+        key_reads = _count_key_reads(monkeypatch)
+        patches = index.patches
+        for n in (21, 22):
+            ingest_phenopackets(docs[n - 1 : n], store=other, key=s.key, dataset_id="d1")  # a row on no page
+            got = _records(ctx, 5)
+            assert got.total == n and [len(r.records) for r in got.result_sets] == [5]
+            assert index.patches == patches + n - 20 and not key_reads
+        assert _summary(_records(ctx, 5)) == _summary(_sql_records(ctx, 5))

@@ -27,7 +27,7 @@ def test_migrates_an_empty_database_to_head(store_url):
 
         store.migrate()
         assert store.migrations_current()
-        assert migrations.current_revision(store.engine) == migrations.head_revision() == "0008_phenopacket_changes"
+        assert migrations.current_revision(store.engine) == migrations.head_revision() == "0011_drop_updated_at_index"
         assert _tables(store) >= TABLES
 
         store.migrate()  # at head already: a no-op, not an error
@@ -54,6 +54,7 @@ def test_indexes_for_beacon_filters_exist(store):
     packet_indexes = {ix["name"]: ix["column_names"] for ix in inspector.get_indexes("phenopackets")}
     assert packet_indexes["ix_phenopackets_dataset_sex"] == ["dataset_id", "sex"]
     assert packet_indexes["ix_phenopackets_subject"] == ["subject_id"]
+    assert "ix_phenopackets_updated_at" not in packet_indexes  # unread since the change log (migration 0011)
 
 
 def test_two_processes_migrating_at_once_both_succeed(store_url):
