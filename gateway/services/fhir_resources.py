@@ -38,9 +38,12 @@ from gateway.services.fhir_incremental import (
     Fragment,
     FragmentCache,
     Load,
+    all_references,
     key_fingerprint,
+    loose_keys,
     merged_phenopacket,
     parts_of,
+    url_tail,
 )
 from gateway.services.fhir_same_resource import renamed as same_renamed
 from gateway.services.fhir_same_resource import same_resources
@@ -417,6 +420,7 @@ def _put(
     for old in (existing.patient_id if existing else None, patient_id):
         if old is not None:
             _touch(connection, dataset_id, old, touched, known)
+    full_url = write.full_url or (existing.full_url if existing else None)
     pk, version = rows.put(
         connection,
         dataset_id=dataset_id,
@@ -424,7 +428,8 @@ def _put(
         resource_id=resource_id,
         resource=resource,
         content_hash=digest,
-        full_url=write.full_url or (existing.full_url if existing else None),
+        full_url=full_url,
+        full_url_tail=url_tail(full_url),
         patient_ref=patient_ref,
         patient_id=patient_id,
         subject_id=subject_id,
@@ -759,16 +764,29 @@ def _incremental_record(
     """The phenopacket from cached parts (fhir_incremental) — None: translate everything at once —, and the
     index rows of the patient's phenopacket now (of `subject_id`), for its write to diff against.
 
-    The same assembly as fhir_incremental.assemble_parts, with the patient's and the unattached heads
-    read in one round trip with the Patient's content and those index rows, and other content read only
-    for what `written` (this transaction's) does not hold."""
-    attached, loose, held, read_ahead = rows.assembly_heads(connection, dataset_id, patient_id, subject_id)
+    The same assembly as fhir_incremental.assemble_parts, with the patient's heads read in one round trip with
+    the Patient's content, those index rows and the patient-less heads its references may name — guessed: those
+    its last assembly looked up (FragmentCache.references) and those of the content this transaction wrote; a
+    reference outside the guess costs a second read. Other content is read only for what `written` (this
+    transaction's) does not hold."""
+    remembered = cache.get(cache.references, (dataset_id, patient_id)) or frozenset()
+    guessed = set(remembered).union(*(all_references(resource) for resource in (written or {}).values()))
+    attached, prefetched, held, read_ahead = rows.assembly_heads(
+        connection, dataset_id, patient_id, subject_id, loose_keys(guessed)
+    )
     patient = [h for h in attached if h.resource_type == PATIENT]
     if not patient:
         return None, read_ahead
     members = [h for h in attached if h.resource_type != PATIENT]
+
+    def reach(references: list[str]) -> list[ResourceHead]:
+        unguessed = [r for r in references if r not in guessed]
+        return [*prefetched, *(rows.loose_heads(connection, dataset_id, loose_keys(unguessed)) if unguessed else ())]
+
     load = partial(_contents, connection, {**held, **(written or {})})
-    assembly = parts_of(patient[0], members, loose, load, cache)
+    assembly = parts_of(patient[0], members, reach, load, cache)
+    if assembly.looked_up != remembered:
+        cache.put(cache.references, (dataset_id, patient_id), assembly.looked_up)
     return incremental_record(assembly, load, cache, key, dataset_id, profile, now), read_ahead
 
 
@@ -825,26 +843,34 @@ def assemble(connection: sa.Connection, dataset_id: str, patient_id: str) -> lis
     A fixed order (not arrival order) so that the same resources always make the same phenopacket.
     None when the Patient itself is not stored.
     """
-    attached, loose = rows.assembly_rows(connection, dataset_id, patient_id)
+    attached = rows.patient_rows(connection, dataset_id, patient_id)
     patient = [r for r in attached if r.resource_type == PATIENT]
     if not patient:
         return None
     others = [r for r in attached if r.resource_type != PATIENT]
-    if loose:
+    # The patient-less resources its references reach, read by the keys those references may name (never
+    # the dataset's whole unattached set) and resolved among them as fhir_incremental.parts_of does.
+    asked: set[str] = set()
+    candidates: dict[int, StoredResource] = {}
+    reached: set[int] = set()
+    frontier = others
+    while frontier:
+        references = {ref for r in frontier for ref in _references(r.resource)}
+        if new := references - asked:
+            asked |= new
+            candidates.update((r.pk, r) for r in rows.loose_rows(connection, dataset_id, loose_keys(new)))
+        loose = sorted(candidates.values(), key=lambda r: (r.resource_type, r.resource_id))
         index = BundleIndex.build([_entry(r) for r in loose])
-        reached: set[int] = set()
-        frontier = others
-        while frontier:
-            found = {
-                i
-                for r in frontier
-                for ref in _references(r.resource)
-                if (i := index.resolve(ref)) is not None and i not in reached
-            }
-            reached |= found
-            frontier = [loose[i] for i in found]
-        others = sorted([*others, *(loose[i] for i in reached)], key=lambda r: (r.resource_type, r.resource_id))
-    return [patient[0], *others]
+        found = {
+            loose[i].pk
+            for r in frontier
+            for ref in _references(r.resource)
+            if (i := index.resolve(ref)) is not None and loose[i].pk not in reached
+        }
+        reached |= found
+        frontier = [candidates[pk] for pk in sorted(found)]
+    members = [*others, *(candidates[pk] for pk in reached)]
+    return [patient[0], *sorted(members, key=lambda r: (r.resource_type, r.resource_id))]
 
 
 def _entry(resource: StoredResource) -> dict[str, Any]:
@@ -1342,8 +1368,8 @@ class HeldResources:
         if owner is None:
             return None
         members = [self.heads[p] for p, o in self.owner_of.items() if o == owner and p != owner]
-        loose = [self.heads[p] for p, o in self.owner_of.items() if o is None]
-        return parts_of(self.heads[owner], members, loose, self.load, cache)
+        loose = [self.heads[p] for p, o in self.owner_of.items() if o is None]  # all of them: a superset
+        return parts_of(self.heads[owner], members, lambda _references: loose, self.load, cache)
 
     def stored(self, head: ResourceHead, now: datetime) -> StoredResource:
         """The kept resource as the store would give it back (for a whole translation)."""
