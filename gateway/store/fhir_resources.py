@@ -20,6 +20,7 @@ import sqlalchemy as sa
 from gateway.store import index_rows
 from gateway.store.index_rows import ReadAhead
 from gateway.store.tables import Document, datasets, fhir_resources
+from gateway.store.values import InParameter, parameter_value
 
 PATIENT = "Patient"
 
@@ -124,21 +125,23 @@ _STATE_AND_PATIENT = sa.select(*_STATE).where(
 # to diff against (gateway.store.index_rows).
 _PATIENT_CONTENT = sa.type_coerce(sa.case((_c.resource_type == PATIENT, _c.resource), else_=sa.null()), Document)
 _INDEX_MARK = "#"
-_UNATTACHED = (_c.dataset_id == sa.bindparam("dataset_id"), _c.patient_id.is_(None), _c.patient_ref.is_(None))
 
 
 def _loose_selects(*columns: Any) -> list[sa.Select]:
     """The dataset's patient-less rows with one of the keys :urls (fullUrl), :tails (fullUrl's Type/id tail),
-    :types x :ids (identity), every one of the :every_of types: one select per index, so that each is a lookup (an OR of them is a scan)."""
+    :types x :ids (identity), every one of the :every_of types: one select per index, so that each is a lookup
+    (an OR of them is a scan). `patient_id` is tested through coalesce, so that it is a filter and not an index
+    range: SQLite cannot tell how many keys a parameter holds and would rather walk every patient-less row."""
+    loose = (
+        _c.dataset_id == sa.bindparam("dataset_id"),
+        sa.func.coalesce(_c.patient_id, "") == "",
+        _c.patient_ref.is_(None),
+    )
     return [
-        sa.select(*columns).where(*_UNATTACHED, _c.full_url.in_(sa.bindparam("urls", expanding=True))),
-        sa.select(*columns).where(*_UNATTACHED, _c.full_url_tail.in_(sa.bindparam("tails", expanding=True))),
-        sa.select(*columns).where(
-            *_UNATTACHED,
-            _c.resource_type.in_(sa.bindparam("types", expanding=True)),
-            _c.resource_id.in_(sa.bindparam("ids", expanding=True)),
-        ),
-        sa.select(*columns).where(*_UNATTACHED, _c.resource_type.in_(sa.bindparam("every_of", expanding=True))),
+        sa.select(*columns).where(*loose, InParameter(_c.full_url, "urls")),
+        sa.select(*columns).where(*loose, InParameter(_c.full_url_tail, "tails")),
+        sa.select(*columns).where(*loose, InParameter(_c.resource_type, "types"), InParameter(_c.resource_id, "ids")),
+        sa.select(*columns).where(*loose, InParameter(_c.resource_type, "every_of")),
     ]
 
 
@@ -172,8 +175,10 @@ class LooseKeys:
     ids: frozenset[str] = frozenset()
     every_of: frozenset[str] = frozenset()  # types whose every patient-less row is wanted
 
-    def params(self) -> dict[str, list[str]]:
-        return {name: sorted(getattr(self, name)) for name in ("urls", "tails", "types", "ids", "every_of")}
+    def params(self, connection: sa.Connection) -> dict[str, Any]:
+        """As InParameter values (each a single parameter: the statement is compiled once, however many keys)."""
+        dialect = connection.dialect.name
+        return {name: parameter_value(dialect, sorted(getattr(self, name))) for name in self.__dataclass_fields__}
 
 
 _CONTENTS = sa.select(_c.pk, _c.resource).where(_c.pk.in_(sa.bindparam("pks", expanding=True)))
@@ -231,7 +236,7 @@ def assembly_heads(
     index: list[tuple[int, str, Any, Any, Any]] = []
     found = connection.execute(
         _ASSEMBLY_HEADS,
-        {"dataset_id": dataset_id, "patient_id": patient_id, "subject_id": subject_id, **loose.params()},
+        {"dataset_id": dataset_id, "patient_id": patient_id, "subject_id": subject_id, **loose.params(connection)},
     )
     for *head, owner, content in found:
         if head[1].startswith(_INDEX_MARK):
@@ -248,7 +253,7 @@ def assembly_heads(
 
 def loose_heads(connection: sa.Connection, dataset_id: str, keys: LooseKeys) -> list[ResourceHead]:
     """The dataset's patient-less heads with one of the keys, sorted by (type, id)."""
-    found = connection.execute(_LOOSE_HEADS, {"dataset_id": dataset_id, **keys.params()})
+    found = connection.execute(_LOOSE_HEADS, {"dataset_id": dataset_id, **keys.params(connection)})
     return sorted({row[0]: ResourceHead(*row) for row in found}.values(), key=_order)
 
 
@@ -262,7 +267,7 @@ def patient_rows(connection: sa.Connection, dataset_id: str, patient_id: str) ->
 
 def loose_rows(connection: sa.Connection, dataset_id: str, keys: LooseKeys) -> list[StoredResource]:
     """`loose_heads` with their content."""
-    found = connection.execute(_LOOSE_ROWS, {"dataset_id": dataset_id, **keys.params()}).mappings()
+    found = connection.execute(_LOOSE_ROWS, {"dataset_id": dataset_id, **keys.params(connection)}).mappings()
     return sorted({row["pk"]: _stored(row) for row in found}.values(), key=_order)
 
 

@@ -503,11 +503,13 @@ def test_a_writes_reads_are_index_lookups_not_the_whole_dataset(tmp_path):
     from gateway.store import MetadataStore
     from gateway.store import fhir_resources as rows
 
-    keys = {"urls": ["urn:uuid:1", "Medication/m"], "tails": ["Medication/m"], "types": ["Medication"]}
-    keys |= {"ids": ["m"], "every_of": ["Medication"]}
+    looked_up = rows.LooseKeys(
+        frozenset({"urn:uuid:1", "Medication/m"}), frozenset({"Medication/m"}), frozenset({"Medication"}), frozenset("m")
+    )
     store = MetadataStore.open(f"sqlite:///{tmp_path / 'plan.sqlite'}")
     try:
         with store.engine.connect() as connection:
+            keys = looked_up.params(connection)
             for statement, params, indexes in (
                 (
                     rows._ASSEMBLY_HEADS,
@@ -519,7 +521,9 @@ def test_a_writes_reads_are_index_lookups_not_the_whole_dataset(tmp_path):
                 (rows._PATIENT_ROWS, {"dataset_id": "d", "patient_id": "p"}, ["patient"]),
                 (rows._DATASET_STATE, {"dataset_id": "d"}, ["pending"]),
             ):
-                sql, values = _expanded_sql(connection, statement, params)
+                compiled = statement.compile(dialect=connection.dialect)
+                values = compiled.construct_params(params)
+                sql, values = str(compiled), tuple(values[k] for k in compiled.positiontup)
                 plan = connection.exec_driver_sql("EXPLAIN QUERY PLAN " + sql, values).all()
                 reads = [detail for *_, detail in plan if "fhir_resources" in detail]
                 assert len(reads) == len(indexes), plan
@@ -528,10 +532,3 @@ def test_a_writes_reads_are_index_lookups_not_the_whole_dataset(tmp_path):
                     assert read.startswith("SEARCH") and f"INDEX {name} (dataset_id=?" in read, (read, plan)
     finally:
         store.close()
-
-
-def _expanded_sql(connection, statement, params):
-    """The SQL and positional values SQLite is sent for a statement with expanding IN parameters."""
-    compiled = statement.compile(dialect=connection.dialect)
-    prepared = compiled.construct_expanded_state(params)
-    return prepared.statement, tuple(prepared.parameters[k] for k in prepared.positiontup)
