@@ -49,7 +49,7 @@ from gateway.services.fhir_same_resource import renamed as same_renamed
 from gateway.services.fhir_same_resource import same_resources
 from gateway.services.ingest import IngestOutcome
 from gateway.store import fhir_resources as rows
-from gateway.store.fhir_resources import PATIENT, ResourceHead, ResourceState, StoredResource
+from gateway.store.fhir_resources import PATIENT, Prefetched, ResourceHead, ResourceState, StoredResource
 from gateway.store.index_rows import ReadAhead
 from gateway.store.metadata import MetadataStore, UnknownDatasetError
 from gateway.store.records import PhenopacketRecord
@@ -251,13 +251,20 @@ def _apply_writes_in(
     cache: FragmentCache | None,
     rebuild_patients: frozenset[str] = frozenset(),
 ) -> list[ResourceChange]:
-    exists, oldest_pending = rows.lock_and_read_dataset(connection, dataset_id)
+    lone = _lone_put(writes)
+    if lone is None:
+        exists, oldest_pending = rows.lock_and_read_dataset(connection, dataset_id)
+        prefetched = None
+    else:  # a lone write's own row and Patient come with the dataset where one round trip can read them
+        exists, oldest_pending, prefetched = rows.read_dataset_and_states(connection, dataset_id, *lone)
     if not exists:
         raise UnknownDatasetError([dataset_id])
     expired = _expire_pending(connection, dataset_id, now, pending_days, oldest_pending)
     changes: list[ResourceChange] = []
     touched: dict[str, str | None] = {}  # patient id -> subject pseudonym of its phenopacket before
     known = _Known.read_ahead(connection, dataset_id, writes)
+    if prefetched is not None and not expired:  # (what expired was deleted since)
+        known.prefetched = prefetched
     for write in writes:
         if write.resource is None:
             change = _delete(connection, dataset_id, write, touched, known)
@@ -283,6 +290,18 @@ def _apply_writes_in(
     if expired and changes:
         changes[0].issues.append(_expired_issue(expired, pending_days))
     return changes
+
+
+def _lone_put(writes: list[ResourceWrite]) -> tuple[str, str, str | None] | None:
+    """(type, id, the Patient id a `Patient/{id}` reference names) of a lone write that keeps a resource."""
+    resource = writes[0].resource if len(writes) == 1 else None
+    if resource is None:
+        return None
+    write = writes[0]
+    resource_id = write.resource_id or resource.get("id") or _id_from_full_url(write.full_url)
+    reference = None if write.resource_type == PATIENT else patient_reference(resource)
+    relative = RELATIVE_REF.fullmatch(reference) if reference else None  # at rest the same (at_rest)
+    return write.resource_type, resource_id, relative.group(2) if relative and relative.group(1) == PATIENT else None
 
 
 def _expire_pending(
@@ -340,6 +359,7 @@ class _Known:
     subjects: dict[str, str | None] = field(default_factory=dict)  # Patient id -> its row's subject_id
     written: dict[int, dict[str, Any]] = field(default_factory=dict)  # pk -> content kept by this transaction
     patient_written: bool = False  # a Patient was written or deleted: pending resources may have moved
+    prefetched: Prefetched | None = None  # a lone write's state_and_patient, read with the dataset
 
     @classmethod
     def read_ahead(cls, connection: sa.Connection, dataset_id: str, writes: list[ResourceWrite]) -> _Known:
@@ -365,7 +385,11 @@ class _Known:
             return self.rows.pop(name)
         relative = RELATIVE_REF.fullmatch(reference) if reference and reference not in self.patients else None
         asked = relative.group(2) if relative and relative.group(1) == PATIENT else None
-        own, patient = rows.state_and_patient(connection, dataset_id, resource_type, resource_id, asked)
+        ahead, self.prefetched = self.prefetched, None  # used once
+        if ahead is not None and (ahead.resource_type, ahead.resource_id, ahead.patient_id) == (*name, asked):
+            own, patient = ahead.own, ahead.patient
+        else:
+            own, patient = rows.state_and_patient(connection, dataset_id, resource_type, resource_id, asked)
         if patient is not None and reference is not None:
             self.patients[reference] = patient.resource_id
             self.subjects[patient.resource_id] = patient.subject_id

@@ -92,10 +92,12 @@ _STATE = (
     _c.subject_id,
     _c.content_hash,
 )
+_STATE_NAMES = [column.name for column in _STATE]
 _PENDING = (_c.patient_ref.is_not(None), _c.patient_id.is_(None), _c.resource_type != PATIENT)
 _OLDEST_PENDING = (
     sa.select(sa.func.min(_c.updated_at))
     .where(_c.dataset_id == datasets.c.id, *_PENDING)
+    .correlate(datasets)
     .scalar_subquery()
     .label("oldest_pending")
 )
@@ -109,12 +111,17 @@ _LOCK_AND_DATASET_STATE = sa.select(
     sa.func.pg_advisory_xact_lock(sa.func.hashtext(sa.bindparam("purpose", type_=sa.Text))),
 ).where(datasets.c.id == sa.bindparam("dataset_id"))
 # The row a write replaces and, in the same round trip, the Patient a `Patient/{id}` reference names.
-_STATE_AND_PATIENT = sa.select(*_STATE).where(
-    _c.dataset_id == sa.bindparam("dataset_id"),
-    sa.or_(
-        sa.and_(_c.resource_type == sa.bindparam("resource_type"), _c.resource_id == sa.bindparam("resource_id")),
-        sa.and_(_c.resource_type == PATIENT, _c.resource_id == sa.bindparam("patient_id")),
-    ),
+_OWN_OR_PATIENT = sa.or_(
+    sa.and_(_c.resource_type == sa.bindparam("resource_type"), _c.resource_id == sa.bindparam("resource_id")),
+    sa.and_(_c.resource_type == PATIENT, _c.resource_id == sa.bindparam("patient_id")),
+)
+_STATE_AND_PATIENT = sa.select(*_STATE).where(_c.dataset_id == sa.bindparam("dataset_id"), _OWN_OR_PATIENT)
+# SQLite: _DATASET_STATE and _STATE_AND_PATIENT in one round trip (a row per state found, or one without).
+# Not on PostgreSQL: there the lock comes first, and a statement's snapshot may predate the lock it waits for.
+_DATASET_AND_STATES = (
+    sa.select(datasets.c.id, _OLDEST_PENDING, *_STATE)
+    .select_from(datasets.outerjoin(fhir_resources, sa.and_(_c.dataset_id == datasets.c.id, _OWN_OR_PATIENT)))
+    .where(datasets.c.id == sa.bindparam("dataset_id"))
 )
 # A patient's heads and the patient-less ones its references may name in one read, with the Patient's own
 # content (every part is translated with it; a minimised Patient is small). The patient's rows are a range of
@@ -201,6 +208,42 @@ def lock_and_read_dataset(connection: sa.Connection, dataset_id: str) -> tuple[b
     return True, _utc(row[1]) if row[1] is not None else None
 
 
+@dataclass(frozen=True)
+class Prefetched:
+    """What lock_and_read_dataset read of one write's rows ahead (state_and_patient's answer)."""
+
+    resource_type: str
+    resource_id: str
+    patient_id: str | None
+    own: ResourceState | None
+    patient: ResourceState | None
+
+
+def read_dataset_and_states(
+    connection: sa.Connection, dataset_id: str, resource_type: str, resource_id: str, patient_id: str | None
+) -> tuple[bool, datetime | None, Prefetched | None]:
+    """`lock_and_read_dataset` and, where the same round trip can (SQLite: writers are serialised before the
+    transaction's first statement), `state_and_patient`; None: not read (read it after the lock)."""
+    if connection.dialect.name == "postgresql":
+        return (*lock_and_read_dataset(connection, dataset_id), None)
+    asked = {"dataset_id": dataset_id, "resource_type": resource_type, "resource_id": resource_id}
+    found = connection.execute(_DATASET_AND_STATES, {**asked, "patient_id": patient_id}).all()
+    if not found:
+        return False, None, None
+    oldest = _utc(found[0][1]) if found[0][1] is not None else None
+    states = [ResourceState(**dict(zip(_STATE_NAMES, row[2:], strict=True))) for row in found if row[2] is not None]
+    own, patient = _own_and_patient(states, resource_type, resource_id, patient_id)
+    return True, oldest, Prefetched(resource_type, resource_id, patient_id, own, patient)
+
+
+def _own_and_patient(
+    states: list[ResourceState], resource_type: str, resource_id: str, patient_id: str | None
+) -> tuple[ResourceState | None, ResourceState | None]:
+    own = next((r for r in states if (r.resource_type, r.resource_id) == (resource_type, resource_id)), None)
+    patient = next((r for r in states if r.resource_type == PATIENT and r.resource_id == patient_id), None)
+    return own, patient
+
+
 def state_and_patient(
     connection: sa.Connection, dataset_id: str, resource_type: str, resource_id: str, patient_id: str | None
 ) -> tuple[ResourceState | None, ResourceState | None]:
@@ -215,10 +258,7 @@ def state_and_patient(
             "patient_id": patient_id,
         },
     ).all()
-    states = [ResourceState(**row._mapping) for row in found]
-    own = next((r for r in states if (r.resource_type, r.resource_id) == (resource_type, resource_id)), None)
-    patient = next((r for r in states if r.resource_type == PATIENT and r.resource_id == patient_id), None)
-    return own, patient
+    return _own_and_patient([ResourceState(**row._mapping) for row in found], resource_type, resource_id, patient_id)
 
 
 def assembly_heads(

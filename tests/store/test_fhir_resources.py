@@ -416,7 +416,8 @@ def test_every_real_bundle_sent_resource_by_resource_incrementally_makes_its_phe
 
 def test_a_write_to_a_stored_patient_is_a_few_statements_and_reads_back_nothing_it_wrote(store, reference_dir):
     """Round trips per write (the store's share of resource-by-resource ingest): the dataset and its lock,
-    the row with its Patient, the row written, the patient's heads (with its phenopacket's index rows),
+    the row with its Patient (on SQLite, whose writers are serialised before the first statement, in the same
+    round trip as the dataset), the row written, the patient's heads (with its phenopacket's index rows),
     the phenopacket; the content the write kept is not read back, nor the Patient's content (it comes with
     the heads), nor the index rows (they come with the heads too)."""
     resources = _resources(_bundle(reference_dir, MARFAN))
@@ -437,7 +438,8 @@ def test_a_write_to_a_stored_patient_is_a_few_statements_and_reads_back_nothing_
     finally:
         sa.event.remove(store.engine, "before_cursor_execute", seen)
     assert change.status == "created" and change.phenopacket_id is not None
-    assert len(statements) <= 6, statements  # + one insert when the write adds an index term
+    lock_first = store.engine.dialect.name == "postgresql"  # the lock's statement cannot read the rows too
+    assert len(statements) <= (6 if lock_first else 5), statements  # + one insert when the write adds a term
     assert not [s for s in statements if s.startswith("SELECT fhir_resources.pk, fhir_resources.resource ")]
     assert not [s for s in statements if s.startswith("SELECT phenopacket_terms.")]  # read with the heads
     assert _stored(store) == _expected(_bundle(reference_dir, MARFAN))
