@@ -506,7 +506,10 @@ def test_a_writes_reads_are_index_lookups_not_the_whole_dataset(tmp_path):
     from gateway.store import fhir_resources as rows
 
     looked_up = rows.LooseKeys(
-        frozenset({"urn:uuid:1", "Medication/m"}), frozenset({"Medication/m"}), frozenset({"Medication"}), frozenset("m")
+        frozenset({"urn:uuid:1", "Medication/m"}),
+        frozenset({"Medication/m"}),
+        frozenset({"Medication"}),
+        frozenset("m"),
     )
     store = MetadataStore.open(f"sqlite:///{tmp_path / 'plan.sqlite'}")
     try:
@@ -522,6 +525,11 @@ def test_a_writes_reads_are_index_lookups_not_the_whole_dataset(tmp_path):
                 (rows._LOOSE_ROWS, {"dataset_id": "d", **keys}, ["full_url", "full_url_tail", "identity", "identity"]),
                 (rows._PATIENT_ROWS, {"dataset_id": "d", "patient_id": "p"}, ["patient"]),
                 (rows._DATASET_STATE, {"dataset_id": "d"}, ["pending"]),
+                (
+                    rows._DATASET_AND_STATES,
+                    {"dataset_id": "d", "resource_type": "Observation", "resource_id": "o", "patient_id": "p"},
+                    ["identity", "identity", "pending"],
+                ),
             ):
                 compiled = statement.compile(dialect=connection.dialect)
                 values = compiled.construct_params(params)
@@ -534,3 +542,35 @@ def test_a_writes_reads_are_index_lookups_not_the_whole_dataset(tmp_path):
                     assert read.startswith("SEARCH") and f"INDEX {name} (dataset_id=?" in read, (read, plan)
     finally:
         store.close()
+
+
+def test_a_patient_less_resource_is_found_by_the_tail_of_its_full_url(store):
+    """A reference `Medication/med-x` names a patient-less Medication kept as `m1` with the fullUrl
+    `http://h/fhir/Medication/med-x` (BundleIndex finds a resource by its fullUrl's Type/id tail): the lookup by
+    key must find it too, in the incremental assembly and in the whole one."""
+    from gateway.services.fhir_incremental import assemble_parts
+    from gateway.services.fhir_resources import assemble
+
+    patient = {"resourceType": "Patient", "id": "p1", "gender": "female", "birthDate": "1990-01-01"}
+    medication = {"resourceType": "Medication", "id": "m1", "code": {"text": "a medication"}}
+    statement = {
+        "resourceType": "MedicationStatement",
+        "id": "ms1",
+        "status": "active",
+        "subject": {"reference": "Patient/p1"},
+        "medicationReference": {"reference": "Medication/med-x"},
+    }
+    cache = FragmentCache()
+    _put(store, patient, cache=cache)
+    _put(store, medication, cache=cache, full_url="http://h/fhir/Medication/med-x")
+    _put(store, statement, cache=cache)
+    with store.engine.connect() as connection:
+        whole = assemble(connection, "ds1", "p1")
+        parts = assemble_parts(connection, "ds1", "p1", FragmentCache())
+    assert whole is not None and parts is not None
+    assert [(r.resource_type, r.resource_id) for r in whole] == [
+        ("Patient", "p1"),
+        ("Medication", "m1"),
+        ("MedicationStatement", "ms1"),
+    ]
+    assert [(h.resource_type, h.resource_id) for h in parts.heads] == [(r.resource_type, r.resource_id) for r in whole]
