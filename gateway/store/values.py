@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable
 
+import orjson
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.ext.compiler import compiles
@@ -77,4 +78,4 @@ def _in_json_parameter(element: InParameter, compiler, **kw) -> str:
 
 def parameter_value(dialect_name: str, values: Iterable[str]) -> list[str] | str:
     """The value of an InParameter's parameter: a text array on PostgreSQL, a JSON array elsewhere."""
-    return list(values) if dialect_name == "postgresql" else json.dumps(list(values))
+    return list(values) if dialect_name == "postgresql" else orjson.dumps(list(values)).decode()
