@@ -217,13 +217,23 @@ def _facts_of(load: Load, heads: list[ResourceHead], cache: FragmentCache) -> di
             table.move_to_end(h.content_hash)  # least recently used first out
     missing = {h.pk: h.content_hash for h in heads if found[h.pk] is None}
     for pk, resource in load(list(missing)).items():
-        bundle = {"resourceType": "Bundle", "type": "collection", "entry": [{"resource": resource}]}
-        facts = Facts(
-            tuple(followed_references(resource)), mappings.detect_profile(bundle), tuple(all_references(resource))
-        )
-        found[pk] = facts
-        cache.put(cache.facts, missing[pk], facts)
+        found[pk] = _facts(resource)
+        cache.put(cache.facts, missing[pk], found[pk])
     return {pk: f for pk, f in found.items() if f is not None}
+
+
+def facts_of(resource: dict[str, Any], digest: str, cache: FragmentCache) -> Facts:
+    """The facts of content whose hash is `digest`, from the cache or worked out (and kept) now."""
+    found = cache.get(cache.facts, digest)
+    if found is None:
+        found = _facts(resource)
+        cache.put(cache.facts, digest, found)
+    return found
+
+
+def _facts(resource: dict[str, Any]) -> Facts:
+    bundle = {"resourceType": "Bundle", "type": "collection", "entry": [{"resource": resource}]}
+    return Facts(tuple(followed_references(resource)), mappings.detect_profile(bundle), tuple(all_references(resource)))
 
 
 def all_references(resource: dict[str, Any]) -> list[str]:

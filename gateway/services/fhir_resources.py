@@ -38,7 +38,7 @@ from gateway.services.fhir_incremental import (
     Fragment,
     FragmentCache,
     Load,
-    all_references,
+    facts_of,
     key_fingerprint,
     loose_keys,
     merged_phenopacket,
@@ -279,7 +279,17 @@ def _apply_writes_in(
                 _touch(connection, dataset_id, owner, touched, known)
     built = {
         patient_id: _rebuild(
-            connection, store, key, dataset_id, patient_id, old_subject, profile, now, cache, known.written
+            connection,
+            store,
+            key,
+            dataset_id,
+            patient_id,
+            old_subject,
+            profile,
+            now,
+            cache,
+            known.written,
+            known.digests,
         )
         for patient_id, old_subject in sorted(touched.items())
         if rebuild or patient_id in rebuild_patients or _grown(connection, dataset_id, patient_id, written)
@@ -358,6 +368,7 @@ class _Known:
     patients: dict[str, str] = field(default_factory=dict)
     subjects: dict[str, str | None] = field(default_factory=dict)  # Patient id -> its row's subject_id
     written: dict[int, dict[str, Any]] = field(default_factory=dict)  # pk -> content kept by this transaction
+    digests: dict[int, str] = field(default_factory=dict)  # pk -> the content hash of what it kept
     patient_written: bool = False  # a Patient was written or deleted: pending resources may have moved
     prefetched: Prefetched | None = None  # a lone write's state_and_patient, read with the dataset
 
@@ -461,6 +472,7 @@ def _put(
         now=now,
     )
     known.written[pk] = resource
+    known.digests[pk] = digest
     if write.resource_type == PATIENT:
         known.patient_changed()
         _adopt_pending(connection, dataset_id, resource_id)
@@ -697,15 +709,16 @@ def _rebuild(
     now: datetime,
     cache: FragmentCache | None,
     written: dict[int, dict[str, Any]] | None = None,
+    digests: dict[int, str] | None = None,
 ) -> str | None:
     """Replace the patient's phenopacket by the one its current resources make; its id (None: none left).
 
     With a cache, only the parts the write changed are translated (gateway.services.fhir_incremental);
-    `written`: content this transaction kept, by primary key (not read back)."""
+    `written`: content this transaction kept, by primary key (not read back), `digests` its content hashes."""
     record, read_ahead = None, None
     if cache is not None:
         record, read_ahead = _incremental_record(
-            connection, cache, key, dataset_id, patient_id, old_subject, profile, now, written
+            connection, cache, key, dataset_id, patient_id, old_subject, profile, now, written, digests
         )
     if record is None:
         resources = assemble(connection, dataset_id, patient_id)
@@ -784,6 +797,7 @@ def _incremental_record(
     profile: str | None,
     now: datetime,
     written: dict[int, dict[str, Any]] | None = None,
+    digests: dict[int, str] | None = None,
 ) -> tuple[PhenopacketRecord | None, ReadAhead | None]:
     """The phenopacket from cached parts (fhir_incremental) — None: translate everything at once —, and the
     index rows of the patient's phenopacket now (of `subject_id`), for its write to diff against.
@@ -794,7 +808,11 @@ def _incremental_record(
     reference outside the guess costs a second read. Other content is read only for what `written` (this
     transaction's) does not hold."""
     remembered = cache.get(cache.references, (dataset_id, patient_id)) or frozenset()
-    guessed = set(remembered).union(*(all_references(resource) for resource in (written or {}).values()))
+    written, digests = written or {}, digests or {}
+    # the written content's facts, kept under its hash: the assembly finds them there (worked out once)
+    guessed = set(remembered).union(
+        *(facts_of(content, digests[pk], cache).reaches for pk, content in written.items() if pk in digests)
+    )
     attached, prefetched, held, read_ahead = rows.assembly_heads(
         connection, dataset_id, patient_id, subject_id, loose_keys(guessed)
     )
