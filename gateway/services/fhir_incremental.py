@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import hashlib
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from functools import cached_property
@@ -32,9 +32,11 @@ from gateway.store.fhir_resources import PATIENT, ResourceHead
 from translators.fhir.common import rfc3339
 from translators.fhir.family import merged_family
 from translators.fhir.merge import Join, Part, followed_references, merge_or_join
-from translators.fhir.references import BundleIndex
+from translators.fhir.references import TYPE_ID_TAIL, BundleIndex
 
 Load = Callable[[list[int]], dict[int, dict[str, Any]]]  # the content of kept resources by primary key
+# The patient-less heads references may name (a superset: every one a reference's keys find, sorted or not)
+Reach = Callable[[list[str]], list[ResourceHead]]
 FAMILY_MEMBER_HISTORY = "FamilyMemberHistory"
 NO_DATED_EVENT = "no dated event of the patient: timeAtLastEncounter is left out"
 
@@ -90,10 +92,9 @@ class FragmentCache:
     joins: OrderedDict[tuple, tuple[frozenset, ...]] = field(
         default_factory=OrderedDict
     )  # per patient: (type, id) sets
-    # The index of a dataset's unattached resources, by their stubs: every write of a patient resolves its
-    # references in it, and it changes only when an unattached resource does (a few datasets at a time).
-    loose_indexes: OrderedDict[tuple, BundleIndex] = field(default_factory=OrderedDict)
-    max_loose_indexes: int = 16
+    # per (dataset, patient): the references its last assembly looked up among the patient-less resources,
+    # asked again with the patient's heads on its next write (most writes then need no second read)
+    references: OrderedDict[tuple, frozenset[str]] = field(default_factory=OrderedDict)
 
     def get(self, table: OrderedDict, key: Any) -> Any:
         found = table.get(key)
@@ -115,6 +116,7 @@ class Assembly:
     patient: ResourceHead
     parts: list[list[ResourceHead]]
     profile: str  # what mappings.detect_profile would say of all of them in one Bundle
+    looked_up: frozenset[str] = frozenset()  # the references looked up among the patient-less resources
 
     @property
     def heads(self) -> list[ResourceHead]:
@@ -131,54 +133,80 @@ def assemble_parts(
     if not patient:
         return None
     members = [h for h in attached if h.resource_type != PATIENT]
-    loose = rows.unattached_heads(connection, dataset_id)
-    return parts_of(patient[0], members, loose, lambda pks: rows.contents(connection, pks), cache)
+
+    def reach(references: list[str]) -> list[ResourceHead]:
+        return rows.loose_heads(connection, dataset_id, loose_keys(references))
+
+    return parts_of(patient[0], members, reach, lambda pks: rows.contents(connection, pks), cache)
 
 
 def parts_of(
     patient: ResourceHead,
     members: list[ResourceHead],
-    loose: list[ResourceHead],
+    reach: Reach,
     load: Load,
     cache: FragmentCache,
 ) -> Assembly:
-    """The Patient, its resources and the patient-less ones they reach, in parts. (Of the dataset's
-    patient-less resources only those reached are looked at: the others are many, and unchanged.)"""
+    """The Patient, its resources and the patient-less ones they reach, in parts. Of the dataset's patient-less
+    resources only those its references may name are read (`reach`): the others are many, and unchanged."""
     facts = _facts_of(load, [patient, *members], cache)
-    if loose:
-        index = _loose_index(loose, cache)
-        reached: set[int] = set()
-        frontier = members
-        while frontier:
-            found = {
-                i
-                for h in frontier
-                for ref in facts[h.pk].reaches
-                if (i := index.resolve(ref)) is not None and i not in reached
-            }
-            reached |= found
-            frontier = [loose[i] for i in found]
-            facts.update(_facts_of(load, frontier, cache))
-        members = [*members, *(loose[i] for i in sorted(reached))]
-    references = {pk: f.references for pk, f in facts.items()}
+    asked: set[str] = set()
+    candidates: dict[int, ResourceHead] = {}
+    reached: set[int] = set()
+    frontier = members
+    while frontier:
+        references = {ref for h in frontier for ref in facts[h.pk].reaches}
+        if new := sorted(references - asked):
+            asked.update(new)
+            candidates.update((h.pk, h) for h in reach(new))
+        # Resolved among the candidates: every resource a reference's keys name is one, in the dataset's order
+        # (type, id), so each reference finds what it would find among all the patient-less resources.
+        loose = sorted(candidates.values(), key=lambda h: (h.resource_type, h.resource_id))
+        index = BundleIndex.build([_stub(h) for h in loose]) if loose else None
+        found = {
+            loose[i].pk
+            for h in frontier
+            for ref in facts[h.pk].reaches
+            if index is not None and (i := index.resolve(ref)) is not None and loose[i].pk not in reached
+        }
+        reached |= found
+        frontier = [candidates[pk] for pk in sorted(found)]
+        facts.update(_facts_of(load, frontier, cache))
+    members = [*members, *(candidates[pk] for pk in reached)]
+    references_of = {pk: f.references for pk, f in facts.items()}
     ordered = [patient, *sorted(members, key=lambda h: (h.resource_type, h.resource_id))]
     detected = next((p for h in ordered if (p := facts[h.pk].profile) != "generic"), "generic")
-    return Assembly(patient, _parts(members, references), detected)
+    return Assembly(patient, _parts(members, references_of), detected, frozenset(asked))
 
 
-def _loose_index(loose: list[ResourceHead], cache: FragmentCache) -> BundleIndex:
-    """BundleIndex.build of the unattached resources' stubs, kept for the dataset's next writes (a pure
-    function of the stubs: type, id, fullUrl)."""
-    key = tuple((h.resource_type, h.resource_id, h.full_url) for h in loose)
-    found = cache.loose_indexes.get(key)
-    if found is not None:
-        cache.loose_indexes.move_to_end(key)
-        return found
-    index = BundleIndex.build([_stub(h) for h in loose])
-    cache.loose_indexes[key] = index
-    while len(cache.loose_indexes) > cache.max_loose_indexes:
-        cache.loose_indexes.popitem(last=False)
-    return index
+def loose_keys(references: Iterable[str]) -> rows.LooseKeys:
+    """The keys the resources a reference may name are looked up by: those BundleIndex.resolve tries on
+    patient-less stubs (type, id, fullUrl) — the fullUrl as written and without `/_history/`, the `Type/id`
+    tail of an absolute fullUrl, the identity; a conditional one (`Type?identifier=…`, resolved by the
+    resources' identifiers where their content is indexed: fhir_resources.assemble) every one of its type.
+    `#` (contained) references name none."""
+    urls: set[str] = set()
+    names: set[str] = set()
+    every_of: set[str] = set()
+    for reference in references:
+        if not reference or reference.startswith("#"):
+            continue
+        if "?" in reference and (wanted := reference.partition("?")[0]) != PATIENT:  # a Patient has its patient
+            every_of.add(wanted)
+        versionless = reference.split("/_history/", 1)[0]
+        urls |= {reference, versionless}
+        names.add(versionless)
+    pairs = [name.split("/", 1) for name in names if "/" in name]
+    types, ids = frozenset(t for t, _ in pairs), frozenset(i for _, i in pairs)
+    return rows.LooseKeys(frozenset(urls), frozenset(names), types, ids, frozenset(every_of))
+
+
+def url_tail(full_url: str | None) -> str | None:
+    """The `Type/id` an absolute fullUrl ends with (BundleIndex finds its resource by it too); None: none."""
+    if not full_url or full_url.startswith("urn:"):
+        return None
+    found = TYPE_ID_TAIL.search(full_url)
+    return found.group(1) if found else None
 
 
 def _facts_of(load: Load, heads: list[ResourceHead], cache: FragmentCache) -> dict[int, Facts]:
@@ -189,16 +217,26 @@ def _facts_of(load: Load, heads: list[ResourceHead], cache: FragmentCache) -> di
             table.move_to_end(h.content_hash)  # least recently used first out
     missing = {h.pk: h.content_hash for h in heads if found[h.pk] is None}
     for pk, resource in load(list(missing)).items():
-        bundle = {"resourceType": "Bundle", "type": "collection", "entry": [{"resource": resource}]}
-        facts = Facts(
-            tuple(followed_references(resource)), mappings.detect_profile(bundle), tuple(_all_references(resource))
-        )
-        found[pk] = facts
-        cache.put(cache.facts, missing[pk], facts)
+        found[pk] = _facts(resource)
+        cache.put(cache.facts, missing[pk], found[pk])
     return {pk: f for pk, f in found.items() if f is not None}
 
 
-def _all_references(resource: dict[str, Any]) -> list[str]:
+def facts_of(resource: dict[str, Any], digest: str, cache: FragmentCache) -> Facts:
+    """The facts of content whose hash is `digest`, from the cache or worked out (and kept) now."""
+    found = cache.get(cache.facts, digest)
+    if found is None:
+        found = _facts(resource)
+        cache.put(cache.facts, digest, found)
+    return found
+
+
+def _facts(resource: dict[str, Any]) -> Facts:
+    bundle = {"resourceType": "Bundle", "type": "collection", "entry": [{"resource": resource}]}
+    return Facts(tuple(followed_references(resource)), mappings.detect_profile(bundle), tuple(all_references(resource)))
+
+
+def all_references(resource: dict[str, Any]) -> list[str]:
     """Every reference a resource makes (what fhir_resources.assemble follows to patient-less ones)."""
     found: list[str] = []
     stack: list[Any] = [resource]

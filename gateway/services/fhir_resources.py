@@ -39,15 +39,18 @@ from gateway.services.fhir_incremental import (
     Fragment,
     FragmentCache,
     Load,
+    facts_of,
     key_fingerprint,
+    loose_keys,
     merged_phenopacket,
     parts_of,
+    url_tail,
 )
 from gateway.services.fhir_same_resource import renamed as same_renamed
 from gateway.services.fhir_same_resource import same_resources
 from gateway.services.ingest import IngestOutcome, entry_index
 from gateway.store import fhir_resources as rows
-from gateway.store.fhir_resources import PATIENT, ResourceHead, ResourceState, StoredResource
+from gateway.store.fhir_resources import PATIENT, Prefetched, ResourceHead, ResourceState, StoredResource
 from gateway.store.index_rows import ReadAhead
 from gateway.store.metadata import MetadataStore, UnknownDatasetError
 from gateway.store.records import PhenopacketRecord
@@ -387,13 +390,20 @@ def _apply_writes_in(
     cache: FragmentCache | None,
     rebuild_patients: frozenset[str] = frozenset(),
 ) -> list[ResourceChange]:
-    exists, oldest_pending = rows.lock_and_read_dataset(connection, dataset_id)
+    lone = _lone_put(writes)
+    if lone is None:
+        exists, oldest_pending = rows.lock_and_read_dataset(connection, dataset_id)
+        prefetched = None
+    else:  # a lone write's own row and Patient come with the dataset where one round trip can read them
+        exists, oldest_pending, prefetched = rows.read_dataset_and_states(connection, dataset_id, *lone)
     if not exists:
         raise UnknownDatasetError([dataset_id])
     expired = _expire_pending(connection, dataset_id, now, pending_days, oldest_pending)
     changes: list[ResourceChange] = []
     touched: dict[str, str | None] = {}  # patient id -> subject pseudonym of its phenopacket before
     known = _Known.read_ahead(connection, dataset_id, writes)
+    if prefetched is not None and not expired:  # (what expired was deleted since)
+        known.prefetched = prefetched
     for write in writes:
         if write.resource is None:
             change = _delete(connection, dataset_id, write, touched, known)
@@ -408,7 +418,17 @@ def _apply_writes_in(
                 _touch(connection, dataset_id, owner, touched, known)
     built = {
         patient_id: _rebuild(
-            connection, store, key, dataset_id, patient_id, old_subject, profile, now, cache, known.written
+            connection,
+            store,
+            key,
+            dataset_id,
+            patient_id,
+            old_subject,
+            profile,
+            now,
+            cache,
+            known.written,
+            known.digests,
         )
         for patient_id, old_subject in sorted(touched.items())
         if rebuild or patient_id in rebuild_patients or _grown(connection, dataset_id, patient_id, written)
@@ -419,6 +439,18 @@ def _apply_writes_in(
     if expired and changes:
         changes[0].issues.append(_expired_issue(expired, pending_days))
     return changes
+
+
+def _lone_put(writes: list[ResourceWrite]) -> tuple[str, str, str | None] | None:
+    """(type, id, the Patient id a `Patient/{id}` reference names) of a lone write that keeps a resource."""
+    resource = writes[0].resource if len(writes) == 1 else None
+    if resource is None:
+        return None
+    write = writes[0]
+    resource_id = write.resource_id or resource.get("id") or _id_from_full_url(write.full_url)
+    reference = None if write.resource_type == PATIENT else patient_reference(resource)
+    relative = RELATIVE_REF.fullmatch(reference) if reference else None  # at rest the same (at_rest)
+    return write.resource_type, resource_id, relative.group(2) if relative and relative.group(1) == PATIENT else None
 
 
 def _expire_pending(
@@ -475,7 +507,9 @@ class _Known:
     patients: dict[str, str] = field(default_factory=dict)
     subjects: dict[str, str | None] = field(default_factory=dict)  # Patient id -> its row's subject_id
     written: dict[int, dict[str, Any]] = field(default_factory=dict)  # pk -> content kept by this transaction
+    digests: dict[int, str] = field(default_factory=dict)  # pk -> the content hash of what it kept
     patient_written: bool = False  # a Patient was written or deleted: pending resources may have moved
+    prefetched: Prefetched | None = None  # a lone write's state_and_patient, read with the dataset
 
     @classmethod
     def read_ahead(cls, connection: sa.Connection, dataset_id: str, writes: list[ResourceWrite]) -> _Known:
@@ -501,7 +535,11 @@ class _Known:
             return self.rows.pop(name)
         relative = RELATIVE_REF.fullmatch(reference) if reference and reference not in self.patients else None
         asked = relative.group(2) if relative and relative.group(1) == PATIENT else None
-        own, patient = rows.state_and_patient(connection, dataset_id, resource_type, resource_id, asked)
+        ahead, self.prefetched = self.prefetched, None  # used once
+        if ahead is not None and (ahead.resource_type, ahead.resource_id, ahead.patient_id) == (*name, asked):
+            own, patient = ahead.own, ahead.patient
+        else:
+            own, patient = rows.state_and_patient(connection, dataset_id, resource_type, resource_id, asked)
         if patient is not None and reference is not None:
             self.patients[reference] = patient.resource_id
             self.subjects[patient.resource_id] = patient.subject_id
@@ -556,6 +594,7 @@ def _put(
     for old in (existing.patient_id if existing else None, patient_id):
         if old is not None:
             _touch(connection, dataset_id, old, touched, known)
+    full_url = write.full_url or (existing.full_url if existing else None)
     pk, version = rows.put(
         connection,
         dataset_id=dataset_id,
@@ -563,7 +602,8 @@ def _put(
         resource_id=resource_id,
         resource=resource,
         content_hash=digest,
-        full_url=write.full_url or (existing.full_url if existing else None),
+        full_url=full_url,
+        full_url_tail=url_tail(full_url),
         patient_ref=patient_ref,
         patient_id=patient_id,
         subject_id=subject_id,
@@ -571,6 +611,7 @@ def _put(
         now=now,
     )
     known.written[pk] = resource
+    known.digests[pk] = digest
     if write.resource_type == PATIENT:
         known.patient_changed()
         _adopt_pending(connection, dataset_id, resource_id)
@@ -861,15 +902,16 @@ def _rebuild(
     now: datetime,
     cache: FragmentCache | None,
     written: dict[int, dict[str, Any]] | None = None,
+    digests: dict[int, str] | None = None,
 ) -> str | None:
     """Replace the patient's phenopacket by the one its current resources make; its id (None: none left).
 
     With a cache, only the parts the write changed are translated (gateway.services.fhir_incremental);
-    `written`: content this transaction kept, by primary key (not read back)."""
+    `written`: content this transaction kept, by primary key (not read back), `digests` its content hashes."""
     record, read_ahead = None, None
     if cache is not None:
         record, read_ahead = _incremental_record(
-            connection, cache, key, dataset_id, patient_id, old_subject, profile, now, written
+            connection, cache, key, dataset_id, patient_id, old_subject, profile, now, written, digests
         )
     if record is None:
         resources = assemble(connection, dataset_id, patient_id)
@@ -948,20 +990,38 @@ def _incremental_record(
     profile: str | None,
     now: datetime,
     written: dict[int, dict[str, Any]] | None = None,
+    digests: dict[int, str] | None = None,
 ) -> tuple[PhenopacketRecord | None, ReadAhead | None]:
     """The phenopacket from cached parts (fhir_incremental) — None: translate everything at once —, and the
     index rows of the patient's phenopacket now (of `subject_id`), for its write to diff against.
 
-    The same assembly as fhir_incremental.assemble_parts, with the patient's and the unattached heads
-    read in one round trip with the Patient's content and those index rows, and other content read only
-    for what `written` (this transaction's) does not hold."""
-    attached, loose, held, read_ahead = rows.assembly_heads(connection, dataset_id, patient_id, subject_id)
+    The same assembly as fhir_incremental.assemble_parts, with the patient's heads read in one round trip with
+    the Patient's content, those index rows and the patient-less heads its references may name — guessed: those
+    its last assembly looked up (FragmentCache.references) and those of the content this transaction wrote; a
+    reference outside the guess costs a second read. Other content is read only for what `written` (this
+    transaction's) does not hold."""
+    remembered = cache.get(cache.references, (dataset_id, patient_id)) or frozenset()
+    written, digests = written or {}, digests or {}
+    # the written content's facts, kept under its hash: the assembly finds them there (worked out once)
+    guessed = set(remembered).union(
+        *(facts_of(content, digests[pk], cache).reaches for pk, content in written.items() if pk in digests)
+    )
+    attached, prefetched, held, read_ahead = rows.assembly_heads(
+        connection, dataset_id, patient_id, subject_id, loose_keys(guessed)
+    )
     patient = [h for h in attached if h.resource_type == PATIENT]
     if not patient:
         return None, read_ahead
     members = [h for h in attached if h.resource_type != PATIENT]
+
+    def reach(references: list[str]) -> list[ResourceHead]:
+        unguessed = [r for r in references if r not in guessed]
+        return [*prefetched, *(rows.loose_heads(connection, dataset_id, loose_keys(unguessed)) if unguessed else ())]
+
     load = partial(_contents, connection, {**held, **(written or {})})
-    assembly = parts_of(patient[0], members, loose, load, cache)
+    assembly = parts_of(patient[0], members, reach, load, cache)
+    if assembly.looked_up != remembered:
+        cache.put(cache.references, (dataset_id, patient_id), assembly.looked_up)
     return incremental_record(assembly, load, cache, key, dataset_id, profile, now), read_ahead
 
 
@@ -1018,26 +1078,34 @@ def assemble(connection: sa.Connection, dataset_id: str, patient_id: str) -> lis
     A fixed order (not arrival order) so that the same resources always make the same phenopacket.
     None when the Patient itself is not stored.
     """
-    attached, loose = rows.assembly_rows(connection, dataset_id, patient_id)
+    attached = rows.patient_rows(connection, dataset_id, patient_id)
     patient = [r for r in attached if r.resource_type == PATIENT]
     if not patient:
         return None
     others = [r for r in attached if r.resource_type != PATIENT]
-    if loose:
+    # The patient-less resources its references reach, read by the keys those references may name (never
+    # the dataset's whole unattached set) and resolved among them as fhir_incremental.parts_of does.
+    asked: set[str] = set()
+    candidates: dict[int, StoredResource] = {}
+    reached: set[int] = set()
+    frontier = others
+    while frontier:
+        references = {ref for r in frontier for ref in _references(r.resource)}
+        if new := references - asked:
+            asked |= new
+            candidates.update((r.pk, r) for r in rows.loose_rows(connection, dataset_id, loose_keys(new)))
+        loose = sorted(candidates.values(), key=lambda r: (r.resource_type, r.resource_id))
         index = BundleIndex.build([_entry(r) for r in loose])
-        reached: set[int] = set()
-        frontier = others
-        while frontier:
-            found = {
-                i
-                for r in frontier
-                for ref in _references(r.resource)
-                if (i := index.resolve(ref)) is not None and i not in reached
-            }
-            reached |= found
-            frontier = [loose[i] for i in found]
-        others = sorted([*others, *(loose[i] for i in reached)], key=lambda r: (r.resource_type, r.resource_id))
-    return [patient[0], *others]
+        found = {
+            loose[i].pk
+            for r in frontier
+            for ref in _references(r.resource)
+            if (i := index.resolve(ref)) is not None and loose[i].pk not in reached
+        }
+        reached |= found
+        frontier = [candidates[pk] for pk in sorted(found)]
+    members = [*others, *(candidates[pk] for pk in reached)]
+    return [patient[0], *sorted(members, key=lambda r: (r.resource_type, r.resource_id))]
 
 
 def _entry(resource: StoredResource) -> dict[str, Any]:
@@ -1577,8 +1645,8 @@ class HeldResources:
         if owner is None:
             return None
         members = [self.heads[p] for p, o in self.owner_of.items() if o == owner and p != owner]
-        loose = [self.heads[p] for p, o in self.owner_of.items() if o is None]
-        return parts_of(self.heads[owner], members, loose, self.load, cache)
+        loose = [self.heads[p] for p, o in self.owner_of.items() if o is None]  # all of them: a superset
+        return parts_of(self.heads[owner], members, lambda _references: loose, self.load, cache)
 
     def stored(self, head: ResourceHead, now: datetime) -> StoredResource:
         """The kept resource as the store would give it back (for a whole translation)."""

@@ -20,6 +20,7 @@ import sqlalchemy as sa
 from gateway.store import index_rows
 from gateway.store.index_rows import ReadAhead
 from gateway.store.tables import Document, datasets, fhir_resources
+from gateway.store.values import InParameter, parameter_value
 
 PATIENT = "Patient"
 
@@ -91,10 +92,12 @@ _STATE = (
     _c.subject_id,
     _c.content_hash,
 )
+_STATE_NAMES = [column.name for column in _STATE]
 _PENDING = (_c.patient_ref.is_not(None), _c.patient_id.is_(None), _c.resource_type != PATIENT)
 _OLDEST_PENDING = (
     sa.select(sa.func.min(_c.updated_at))
     .where(_c.dataset_id == datasets.c.id, *_PENDING)
+    .correlate(datasets)
     .scalar_subquery()
     .label("oldest_pending")
 )
@@ -108,31 +111,52 @@ _LOCK_AND_DATASET_STATE = sa.select(
     sa.func.pg_advisory_xact_lock(sa.func.hashtext(sa.bindparam("purpose", type_=sa.Text))),
 ).where(datasets.c.id == sa.bindparam("dataset_id"))
 # The row a write replaces and, in the same round trip, the Patient a `Patient/{id}` reference names.
-_STATE_AND_PATIENT = sa.select(*_STATE).where(
-    _c.dataset_id == sa.bindparam("dataset_id"),
-    sa.or_(
-        sa.and_(_c.resource_type == sa.bindparam("resource_type"), _c.resource_id == sa.bindparam("resource_id")),
-        sa.and_(_c.resource_type == PATIENT, _c.resource_id == sa.bindparam("patient_id")),
-    ),
+_OWN_OR_PATIENT = sa.or_(
+    sa.and_(_c.resource_type == sa.bindparam("resource_type"), _c.resource_id == sa.bindparam("resource_id")),
+    sa.and_(_c.resource_type == PATIENT, _c.resource_id == sa.bindparam("patient_id")),
 )
-# A patient's heads and the dataset's unattached ones in one read, with the Patient's own content (every
-# part is translated with it; a minimised Patient is small). An unattached row has no patient_id (put and
-# attach give one only with a patient_ref), so both halves are ranges of ix_fhir_resources_patient: two
-# selects, and no ORDER BY (the caller sorts), or SQLite walks the whole dataset for the order. The index
-# rows of the patient's phenopacket come along (resource_type "#" + their table: no FHIR type starts so),
-# for the phenopacket's write to diff against (gateway.store.index_rows).
+_STATE_AND_PATIENT = sa.select(*_STATE).where(_c.dataset_id == sa.bindparam("dataset_id"), _OWN_OR_PATIENT)
+# SQLite: _DATASET_STATE and _STATE_AND_PATIENT in one round trip (a row per state found, or one without).
+# Not on PostgreSQL: there the lock comes first, and a statement's snapshot may predate the lock it waits for.
+_DATASET_AND_STATES = (
+    sa.select(datasets.c.id, _OLDEST_PENDING, *_STATE)
+    .select_from(datasets.outerjoin(fhir_resources, sa.and_(_c.dataset_id == datasets.c.id, _OWN_OR_PATIENT)))
+    .where(datasets.c.id == sa.bindparam("dataset_id"))
+)
+# A patient's heads and the patient-less ones its references may name in one read, with the Patient's own
+# content (every part is translated with it; a minimised Patient is small). The patient's rows are a range of
+# ix_fhir_resources_patient; the patient-less ones are looked up by the keys a reference finds a resource by
+# (`LooseKeys`), each by its index, never the dataset's whole unattached set (it grows with the dataset). No
+# ORDER BY (the caller sorts), or SQLite walks the whole dataset for the order. The index rows of the patient's
+# phenopacket come along (resource_type "#" + their table: no FHIR type starts so), for the phenopacket's write
+# to diff against (gateway.store.index_rows).
 _PATIENT_CONTENT = sa.type_coerce(sa.case((_c.resource_type == PATIENT, _c.resource), else_=sa.null()), Document)
 _INDEX_MARK = "#"
+
+
+def _loose_selects(*columns: Any) -> list[sa.Select]:
+    """The dataset's patient-less rows with one of the keys :urls (fullUrl), :tails (fullUrl's Type/id tail),
+    :types x :ids (identity), every one of the :every_of types: one select per index, so that each is a lookup
+    (an OR of them is a scan). `patient_id` is tested through coalesce, so that it is a filter and not an index
+    range: SQLite cannot tell how many keys a parameter holds and would rather walk every patient-less row."""
+    loose = (
+        _c.dataset_id == sa.bindparam("dataset_id"),
+        sa.func.coalesce(_c.patient_id, "") == "",
+        _c.patient_ref.is_(None),
+    )
+    return [
+        sa.select(*columns).where(*loose, InParameter(_c.full_url, "urls")),
+        sa.select(*columns).where(*loose, InParameter(_c.full_url_tail, "tails")),
+        sa.select(*columns).where(*loose, InParameter(_c.resource_type, "types"), InParameter(_c.resource_id, "ids")),
+        sa.select(*columns).where(*loose, InParameter(_c.resource_type, "every_of")),
+    ]
+
+
 _ASSEMBLY_HEADS = sa.union_all(
     sa.select(*_HEAD, _c.patient_id, _PATIENT_CONTENT).where(
         _c.dataset_id == sa.bindparam("dataset_id"), _c.patient_id == sa.bindparam("patient_id")
     ),
-    sa.select(*_HEAD, _c.patient_id, sa.type_coerce(sa.null(), Document)).where(
-        _c.dataset_id == sa.bindparam("dataset_id"),
-        _c.patient_id.is_(None),
-        _c.patient_ref.is_(None),
-        _c.resource_type != PATIENT,
-    ),
+    *_loose_selects(*_HEAD, _c.patient_id, sa.type_coerce(sa.null(), Document)),
     *(
         select.with_only_columns(
             pk, table, a, sa.cast(sa.null(), sa.Integer), b, c, sa.null(), sa.type_coerce(sa.null(), Document)
@@ -141,17 +165,29 @@ _ASSEMBLY_HEADS = sa.union_all(
         for pk, table, a, b, c in [select.selected_columns]
     ),
 )
-_ASSEMBLY_ROWS = sa.union_all(  # the same two ranges (see _ASSEMBLY_HEADS), whole rows
-    sa.select(fhir_resources).where(
-        _c.dataset_id == sa.bindparam("dataset_id"), _c.patient_id == sa.bindparam("patient_id")
-    ),
-    sa.select(fhir_resources).where(
-        _c.dataset_id == sa.bindparam("dataset_id"),
-        _c.patient_id.is_(None),
-        _c.patient_ref.is_(None),
-        _c.resource_type != PATIENT,
-    ),
+_LOOSE_HEADS = sa.union_all(*_loose_selects(*_HEAD))
+_PATIENT_ROWS = sa.select(fhir_resources).where(
+    _c.dataset_id == sa.bindparam("dataset_id"), _c.patient_id == sa.bindparam("patient_id")
 )
+_LOOSE_ROWS = sa.union_all(*_loose_selects(fhir_resources))
+
+
+@dataclass(frozen=True)
+class LooseKeys:
+    """The keys patient-less rows are looked up by (which keys a reference is found by is the caller's rule)."""
+
+    urls: frozenset[str] = frozenset()  # fullUrl
+    tails: frozenset[str] = frozenset()  # the `Type/id` tail of an absolute fullUrl (full_url_tail)
+    types: frozenset[str] = frozenset()  # resource_type x resource_id: a superset of the pairs asked
+    ids: frozenset[str] = frozenset()
+    every_of: frozenset[str] = frozenset()  # types whose every patient-less row is wanted
+
+    def params(self, connection: sa.Connection) -> dict[str, Any]:
+        """As InParameter values (each a single parameter: the statement is compiled once, however many keys)."""
+        dialect = connection.dialect.name
+        return {name: parameter_value(dialect, sorted(getattr(self, name))) for name in self.__dataclass_fields__}
+
+
 _CONTENTS = sa.select(_c.pk, _c.resource).where(_c.pk.in_(sa.bindparam("pks", expanding=True)))
 _INSERT = sa.insert(fhir_resources).returning(_c.pk)
 _UPDATE = sa.update(fhir_resources).where(_c.pk == sa.bindparam("row_pk"))
@@ -172,6 +208,42 @@ def lock_and_read_dataset(connection: sa.Connection, dataset_id: str) -> tuple[b
     return True, _utc(row[1]) if row[1] is not None else None
 
 
+@dataclass(frozen=True)
+class Prefetched:
+    """What lock_and_read_dataset read of one write's rows ahead (state_and_patient's answer)."""
+
+    resource_type: str
+    resource_id: str
+    patient_id: str | None
+    own: ResourceState | None
+    patient: ResourceState | None
+
+
+def read_dataset_and_states(
+    connection: sa.Connection, dataset_id: str, resource_type: str, resource_id: str, patient_id: str | None
+) -> tuple[bool, datetime | None, Prefetched | None]:
+    """`lock_and_read_dataset` and, where the same round trip can (SQLite: writers are serialised before the
+    transaction's first statement), `state_and_patient`; None: not read (read it after the lock)."""
+    if connection.dialect.name == "postgresql":
+        return (*lock_and_read_dataset(connection, dataset_id), None)
+    asked = {"dataset_id": dataset_id, "resource_type": resource_type, "resource_id": resource_id}
+    found = connection.execute(_DATASET_AND_STATES, {**asked, "patient_id": patient_id}).all()
+    if not found:
+        return False, None, None
+    oldest = _utc(found[0][1]) if found[0][1] is not None else None
+    states = [ResourceState(**dict(zip(_STATE_NAMES, row[2:], strict=True))) for row in found if row[2] is not None]
+    own, patient = _own_and_patient(states, resource_type, resource_id, patient_id)
+    return True, oldest, Prefetched(resource_type, resource_id, patient_id, own, patient)
+
+
+def _own_and_patient(
+    states: list[ResourceState], resource_type: str, resource_id: str, patient_id: str | None
+) -> tuple[ResourceState | None, ResourceState | None]:
+    own = next((r for r in states if (r.resource_type, r.resource_id) == (resource_type, resource_id)), None)
+    patient = next((r for r in states if r.resource_type == PATIENT and r.resource_id == patient_id), None)
+    return own, patient
+
+
 def state_and_patient(
     connection: sa.Connection, dataset_id: str, resource_type: str, resource_id: str, patient_id: str | None
 ) -> tuple[ResourceState | None, ResourceState | None]:
@@ -186,45 +258,61 @@ def state_and_patient(
             "patient_id": patient_id,
         },
     ).all()
-    states = [ResourceState(**row._mapping) for row in found]
-    own = next((r for r in states if (r.resource_type, r.resource_id) == (resource_type, resource_id)), None)
-    patient = next((r for r in states if r.resource_type == PATIENT and r.resource_id == patient_id), None)
-    return own, patient
+    return _own_and_patient([ResourceState(**row._mapping) for row in found], resource_type, resource_id, patient_id)
 
 
 def assembly_heads(
-    connection: sa.Connection, dataset_id: str, patient_id: str, subject_id: str | None = None
+    connection: sa.Connection,
+    dataset_id: str,
+    patient_id: str,
+    subject_id: str | None = None,
+    loose: LooseKeys = LooseKeys(),
 ) -> tuple[list[ResourceHead], list[ResourceHead], dict[int, dict[str, Any]], ReadAhead | None]:
-    """(`heads_of_patient`, `unattached_heads`, the Patient's content by primary key, the index rows of the
-    dataset's phenopacket of `subject_id` — None: there is none) in one round trip."""
+    """(`heads_of_patient`, the patient-less heads with one of the `loose` keys, the Patient's content by primary
+    key, the index rows of the dataset's phenopacket of `subject_id` — None: there is none) in one round trip."""
     attached: list[ResourceHead] = []
-    loose: list[ResourceHead] = []
+    found_loose: dict[int, ResourceHead] = {}  # a row may have several of the keys
     patient: dict[int, dict[str, Any]] = {}
     index: list[tuple[int, str, Any, Any, Any]] = []
     found = connection.execute(
-        _ASSEMBLY_HEADS, {"dataset_id": dataset_id, "patient_id": patient_id, "subject_id": subject_id}
+        _ASSEMBLY_HEADS,
+        {"dataset_id": dataset_id, "patient_id": patient_id, "subject_id": subject_id, **loose.params(connection)},
     )
     for *head, owner, content in found:
         if head[1].startswith(_INDEX_MARK):
             index.append((head[0], head[1].removeprefix(_INDEX_MARK), head[2], head[4], head[5]))
             continue
-        (attached if owner == patient_id else loose).append(ResourceHead(*head))
-        if content is not None and owner == patient_id:
-            patient[head[0]] = content
+        if owner == patient_id:
+            attached.append(ResourceHead(*head))
+            if content is not None:
+                patient[head[0]] = content
+        else:
+            found_loose[head[0]] = ResourceHead(*head)
+    return sorted(attached, key=_order), sorted(found_loose.values(), key=_order), patient, ReadAhead.of(index)
 
-    def order(head: ResourceHead) -> tuple[str, str]:
-        return head.resource_type, head.resource_id
 
-    return sorted(attached, key=order), sorted(loose, key=order), patient, ReadAhead.of(index)
+def loose_heads(connection: sa.Connection, dataset_id: str, keys: LooseKeys) -> list[ResourceHead]:
+    """The dataset's patient-less heads with one of the keys, sorted by (type, id)."""
+    found = connection.execute(_LOOSE_HEADS, {"dataset_id": dataset_id, **keys.params(connection)})
+    return sorted({row[0]: ResourceHead(*row) for row in found}.values(), key=_order)
 
 
-def assembly_rows(
-    connection: sa.Connection, dataset_id: str, patient_id: str
-) -> tuple[list[StoredResource], list[StoredResource]]:
-    """(`of_patient`, `unattached`) in one round trip (see _ASSEMBLY_HEADS)."""
-    read = connection.execute(_ASSEMBLY_ROWS, {"dataset_id": dataset_id, "patient_id": patient_id}).mappings()
-    found = sorted((_stored(row) for row in read), key=lambda r: (r.resource_type, r.resource_id))
-    return [r for r in found if r.patient_id == patient_id], [r for r in found if r.patient_id != patient_id]
+def patient_rows(connection: sa.Connection, dataset_id: str, patient_id: str) -> list[StoredResource]:
+    """`of_patient` by its index range, unsorted."""
+    return [
+        _stored(row)
+        for row in connection.execute(_PATIENT_ROWS, {"dataset_id": dataset_id, "patient_id": patient_id}).mappings()
+    ]
+
+
+def loose_rows(connection: sa.Connection, dataset_id: str, keys: LooseKeys) -> list[StoredResource]:
+    """`loose_heads` with their content."""
+    found = connection.execute(_LOOSE_ROWS, {"dataset_id": dataset_id, **keys.params(connection)}).mappings()
+    return sorted({row["pk"]: _stored(row) for row in found}.values(), key=_order)
+
+
+def _order(row: ResourceHead | StoredResource) -> tuple[str, str]:
+    return row.resource_type, row.resource_id
 
 
 def _heads(connection: sa.Connection, *where: Any) -> list[ResourceHead]:
@@ -235,16 +323,6 @@ def _heads(connection: sa.Connection, *where: Any) -> list[ResourceHead]:
 def heads_of_patient(connection: sa.Connection, dataset_id: str, patient_id: str) -> list[ResourceHead]:
     """`of_patient` without the content."""
     return _heads(connection, fhir_resources.c.dataset_id == dataset_id, fhir_resources.c.patient_id == patient_id)
-
-
-def unattached_heads(connection: sa.Connection, dataset_id: str) -> list[ResourceHead]:
-    """`unattached` without the content."""
-    return _heads(
-        connection,
-        fhir_resources.c.dataset_id == dataset_id,
-        fhir_resources.c.patient_ref.is_(None),
-        fhir_resources.c.resource_type != PATIENT,
-    )
 
 
 def contents(connection: sa.Connection, pks: Sequence[int]) -> dict[int, dict[str, Any]]:
@@ -331,6 +409,7 @@ def _utc(stamp: datetime) -> datetime:
 
 def _stored(row: Any) -> StoredResource:
     values = dict(row)
+    values.pop("full_url_tail", None)  # derived from full_url: a lookup key, not the resource's
     for name in ("received_at", "updated_at"):
         values[name] = _utc(values[name])
     return StoredResource(**values)
@@ -397,16 +476,6 @@ def patients(connection: sa.Connection, dataset_id: str) -> list[StoredResource]
     return _select(connection, fhir_resources.c.dataset_id == dataset_id, fhir_resources.c.resource_type == PATIENT)
 
 
-def unattached(connection: sa.Connection, dataset_id: str) -> list[StoredResource]:
-    """Resources about no patient (Medication, a Specimen without subject …), reachable by reference."""
-    return _select(
-        connection,
-        fhir_resources.c.dataset_id == dataset_id,
-        fhir_resources.c.patient_ref.is_(None),
-        fhir_resources.c.resource_type != PATIENT,
-    )
-
-
 def pending(connection: sa.Connection, dataset_id: str | None = None) -> list[StoredResource]:
     where = [
         fhir_resources.c.patient_ref.is_not(None),
@@ -464,6 +533,7 @@ def put(
     resource: dict[str, Any],
     content_hash: str,
     full_url: str | None,
+    full_url_tail: str | None,
     patient_ref: str | None,
     patient_id: str | None,
     subject_id: str | None,
@@ -475,6 +545,7 @@ def put(
         "resource": resource,
         "content_hash": content_hash,
         "full_url": full_url,
+        "full_url_tail": full_url_tail,
         "patient_ref": patient_ref,
         "patient_id": patient_id,
         "subject_id": subject_id,

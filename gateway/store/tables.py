@@ -177,6 +177,7 @@ store_version = sa.Table(
 # one row per resource, the latest version. `patient_ref` is the subject/patient reference as
 # written; `patient_id` the stored Patient it resolved to (the Patient's own id on a Patient row).
 # A row with a `patient_ref` but no `patient_id` is pending: its Patient has not arrived yet.
+_PENDING = sa.text("patient_ref IS NOT NULL AND patient_id IS NULL")  # see ResourceState.pending
 fhir_resources = sa.Table(
     "fhir_resources",
     metadata,
@@ -199,7 +200,13 @@ fhir_resources = sa.Table(
     sa.Column("resource", Document, nullable=False),
     sa.Column("received_at", Timestamp, nullable=False),
     sa.Column("updated_at", Timestamp, nullable=False),
+    # The `Type/id` tail of an absolute fullUrl (a reference finds the resource by it): see migration 0009.
+    sa.Column("full_url_tail", sa.String(1024), nullable=True),
     sa.UniqueConstraint("dataset_id", "resource_type", "resource_id", name="uq_fhir_resources_identity"),
     sa.Index("ix_fhir_resources_patient", "dataset_id", "patient_id"),
     sa.Index("ix_fhir_resources_subject", "subject_id"),
+    sa.Index("ix_fhir_resources_full_url", "dataset_id", "full_url"),
+    sa.Index("ix_fhir_resources_full_url_tail", "dataset_id", "full_url_tail"),
+    # pending rows (a patient reference, no patient yet) by age: the expiry reads the first
+    sa.Index("ix_fhir_resources_pending", "dataset_id", "updated_at", sqlite_where=_PENDING, postgresql_where=_PENDING),
 )

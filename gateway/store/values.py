@@ -11,10 +11,12 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable
 
+import orjson
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql.expression import ColumnElement
+from sqlalchemy.sql.visitors import InternalTraversal
 
 
 class InValues(ColumnElement):
@@ -44,3 +46,36 @@ def _in_json_each(element: InValues, compiler, **kw) -> str:
 
 def in_values(column: ColumnElement, values: Iterable[str]) -> InValues:
     return InValues(column, values)
+
+
+class InParameter(ColumnElement):
+    """`column` is one of the values of the named parameter (`parameter_value` makes it): unlike InValues, the
+    statement is built once and compiled once (its cache key holds no values), however many values each run."""
+
+    type = sa.Boolean()
+    inherit_cache = True
+    _is_implicitly_boolean = True  # a comparison: no `= 1` after it, which would hide it from SQLite's planner
+    _traverse_internals = [("column", InternalTraversal.dp_clauseelement), ("name", InternalTraversal.dp_string)]
+
+    def __init__(self, column: ColumnElement, name: str):
+        self.column = column
+        self.name = name
+
+
+@compiles(InParameter, "postgresql")
+def _in_array_parameter(element: InParameter, compiler, **kw) -> str:
+    values = sa.bindparam(element.name, type_=postgresql.ARRAY(sa.Text))
+    return f"{compiler.process(element.column, **kw)} = ANY({compiler.process(values, **kw)})"
+
+
+@compiles(InParameter)
+def _in_json_parameter(element: InParameter, compiler, **kw) -> str:
+    values = sa.bindparam(element.name, type_=sa.Text)
+    return (
+        f"{compiler.process(element.column, **kw)} IN (SELECT value FROM json_each({compiler.process(values, **kw)}))"
+    )
+
+
+def parameter_value(dialect_name: str, values: Iterable[str]) -> list[str] | str:
+    """The value of an InParameter's parameter: a text array on PostgreSQL, a JSON array elsewhere."""
+    return list(values) if dialect_name == "postgresql" else orjson.dumps(list(values)).decode()
