@@ -30,7 +30,6 @@ import sqlalchemy as sa
 from gateway.beacon import ontology
 from gateway.beacon.request import BeaconRequestError, is_curie
 from gateway.issues import Issue
-from gateway.store.bulk import in_values
 from gateway.store.indexing import duration_days
 from gateway.store.tables import (
     BIOSAMPLE_PHENOTYPE,
@@ -44,6 +43,7 @@ from gateway.store.tables import (
     phenopacket_terms,
     phenopackets,
 )
+from gateway.store.values import in_values
 from translators.phenopacket_to_beacon import sex_terms
 
 PRESENT_KINDS = (PHENOTYPE, DISEASE, BIOSAMPLE_PHENOTYPE, SAMPLED_TISSUE, MEASUREMENT, MEDICAL_ACTION)

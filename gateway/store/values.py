@@ -1,7 +1,9 @@
-"""`column IN (values)` with one bound parameter, however many values: a cross-link's carriers can outnumber the
-parameters a statement may have (PostgreSQL: 65,535; SQLite: 250,000 as built here).
+"""`column IN (values)` with one bound parameter, however many values.
 
-PostgreSQL gets `column = ANY(:array)` (one text[] parameter, planned as a hash or index lookup); SQLite gets
+A plain `IN (...)` binds one parameter per value: a broad Beacon filter (`excluded:HP:0000118` expands to ~18,000
+HPO terms) or a cross-link's carriers exceed the parameters a statement may have (PostgreSQL: 65,535; SQLite:
+32,766 to 250,000 by build). Above `SMALL` values the set goes as one parameter: PostgreSQL gets
+`column = ANY(:array)` (one text[] parameter, planned as a hash or index lookup); SQLite gets
 `column IN (SELECT value FROM json_each(:json))` (one text parameter). Both keep the statement's shape independent
 of the number of values, so the database pages and counts the joined rows itself.
 """
@@ -18,12 +20,15 @@ from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql.expression import ColumnElement
 from sqlalchemy.sql.visitors import InternalTraversal
 
+SMALL = 500  # up to this many values, `in_values` is a plain IN list (the planner sees the values)
+
 
 class InValues(ColumnElement):
     """A boolean expression: `column` is one of `values` (strings)."""
 
     type = sa.Boolean()
     inherit_cache = False  # the values are part of the element, not a cache key
+    _is_implicitly_boolean = True  # a comparison: no `= 1` after it, which would hide it from SQLite's planner
 
     def __init__(self, column: ColumnElement, values: Iterable[str]):
         self.column = column
@@ -44,7 +49,11 @@ def _in_json_each(element: InValues, compiler, **kw) -> str:
     )
 
 
-def in_values(column: ColumnElement, values: Iterable[str]) -> InValues:
+def in_values(column: ColumnElement, values: Iterable[str]) -> ColumnElement:
+    """`column IN values`: a plain list when short, else one array/JSON parameter."""
+    values = list(values)
+    if len(values) <= SMALL:
+        return column.in_(values)
     return InValues(column, values)
 
 

@@ -184,8 +184,8 @@ def test_broad_excluded_filters_on_sqlite_too(app, client, reference_dir):
 
 def _term_set_query(node, n_terms: int) -> list[str]:
     """The stored terms among `n_terms` candidate HPO ids, bound the way broad filters bind them."""
-    from gateway.store.bulk import in_values
     from gateway.store.tables import phenopacket_terms
+    from gateway.store.values import in_values
 
     candidates = [f"HP:{i:07d}" for i in range(n_terms)]
     query = sa.select(phenopacket_terms.c.term).where(in_values(phenopacket_terms.c.term, candidates)).distinct()

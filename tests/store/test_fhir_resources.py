@@ -574,3 +574,22 @@ def test_a_patient_less_resource_is_found_by_the_tail_of_its_full_url(store):
         ("MedicationStatement", "ms1"),
     ]
     assert [(h.resource_type, h.resource_id) for h in parts.heads] == [(r.resource_type, r.resource_id) for r in whole]
+
+
+def test_one_parameter_in_lists_stay_visible_to_sqlites_planner():
+    """`in_values` past SMALL and InParameter compile to a bare IN (no `= 1` after it, which SQLite cannot use an
+    index through), and pass the values as one parameter."""
+    import sqlalchemy as sa
+    from sqlalchemy.dialects import postgresql, sqlite
+
+    from gateway.store.tables import phenopacket_terms
+    from gateway.store.values import SMALL, InParameter, in_values
+
+    many = [f"HP:{n:07d}" for n in range(SMALL + 1)]
+    for condition in (in_values(phenopacket_terms.c.term, many), InParameter(phenopacket_terms.c.term, "keys")):
+        query = sa.select(phenopacket_terms.c.term).where(condition)
+        on_sqlite = str(query.compile(dialect=sqlite.dialect()))
+        assert "json_each" in on_sqlite and "= 1" not in on_sqlite and "IS 1" not in on_sqlite
+        assert "= ANY" in str(query.compile(dialect=postgresql.dialect()))
+    few = str(sa.select(phenopacket_terms.c.term).where(in_values(phenopacket_terms.c.term, many[:3])).compile())
+    assert "json_each" not in few
