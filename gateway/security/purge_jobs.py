@@ -34,6 +34,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 PENDING, DONE = "pending", "done"
+PURGE_ACTION = "erase-purge"  # the audit records of the second phase (the first is erase-subject / erase-dataset)
 # The metadata tables an erasure deletes from (cascades included): the tables a purge vacuums on PostgreSQL.
 PERSONAL_TABLES = ("phenopackets", "phenopacket_terms", "biosamples", "phenopacket_families", "fhir_resources")
 LEASE = timedelta(minutes=15)  # a claimed job whose worker died is claimed again after this (a VACUUM takes seconds)
@@ -120,7 +121,7 @@ def run_due(store: MetadataStore, *, audit: AuditLog | None = None, force: bool 
                 )
     for job in jobs:
         outcome = "old copies of the deleted rows purged" if not error else f"purge attempt {job.attempts} failed"
-        _audit(audit, who, action=job.action, reason=f"{job.reference}: {outcome} (purge job {job.id})")
+        _audit(audit, who, reason=f"{job.action} {job.reference}: {outcome} (purge job {job.id})")
     done, failed = (tuple(ids), ()) if not error else ((), tuple(ids))
     return PurgeRun(done, failed, error, next_due_in(store))
 
@@ -129,7 +130,7 @@ def _audit(audit: AuditLog | None, who: dict[str, Any], **fields: Any) -> None:
     if audit is None:
         return
     try:
-        audit.append(phase="outcome", decision="allowed", endpoint="erasure-purge", **fields, **who)
+        audit.append(phase="outcome", decision="allowed", action=PURGE_ACTION, **fields, **who)
     except OSError:  # the purge happened (or not) either way; the job row says which
         log.exception("audit record of an erasure purge not written")
 

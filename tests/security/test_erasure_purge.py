@@ -70,10 +70,17 @@ def test_the_erasure_queues_its_purge_and_the_purge_runs_once_and_is_audited(sql
         assert (job["status"], job["attempts"], job["last_error"]) == ("done", 1, "")
         assert job["done_at"] is not None
         assert purge_jobs.run_due(store, audit=audit).done == ()  # idempotent: nothing left to do
-        records = [r for r in audit.records() if r.get("action") == "erase-subject"]
-        assert [r["phase"] for r in records] == ["intent", "outcome", "outcome"]
-        assert "purge of old copies queued" in records[1]["reason"]
-        assert records[2]["reason"].startswith(result.reference + ": old copies of the deleted rows purged")
+        records = [r for r in audit.records() if r.get("action") in ("erase-subject", "erase-purge")]
+        assert [(r["action"], r["phase"]) for r in records] == [
+            ("erase-subject", "intent"),
+            ("erase-subject", "outcome"),
+            ("erase-purge", "outcome"),
+        ]
+        assert f"purge of old copies queued (purge job {result.purge_job})" in records[1]["reason"]
+        purged = (
+            f"erase-subject {result.reference}: old copies of the deleted rows purged (purge job {result.purge_job})"
+        )
+        assert records[2]["reason"] == purged
         assert "pid-subject-2" not in json.dumps(list(audit.records()))
         assert audit.verify().ok
     finally:
@@ -222,8 +229,8 @@ def test_the_operator_lists_and_runs_the_purge_jobs(node):
     assert ran.status_code == 200 and ran.get_json() == {"done": [job], "failed": []}
     listed = client.get("/admin/erasure/purges", headers=OPERATOR).get_json()
     assert listed["pending"] == 0 and listed["jobs"][0]["status"] == "done"
-    outcome = [r for r in svc.security.audit.records() if r.get("endpoint") == "erasure-purge"]
-    assert len(outcome) == 1 and outcome[0]["reason"].startswith(erased["erased"])
+    outcome = [r for r in svc.security.audit.records() if r.get("action") == "erase-purge"]
+    assert len(outcome) == 1 and outcome[0]["reason"].startswith(f"erase-subject {erased['erased']}: ")
 
 
 def test_the_server_worker_purges_after_an_http_erasure(tmp_path, jwks_files):
