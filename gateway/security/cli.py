@@ -90,7 +90,10 @@ def cmd_erase(args: argparse.Namespace) -> int:
             result = erase_dataset(store, variants, args.dataset, key=key, audit=_audit(cfg), **_who())
             print(f"withdrew dataset {args.dataset}: {result.phenopackets} phenopacket(s)")
         # A command-line erasure is no request: its second phase runs here, before the command returns.
-        return _report_purge(run_due(store, audit=_audit(cfg), **_who()))
+        run = run_due(store, audit=_audit(cfg), **_who())
+        if result.purge_job not in run.done + run.failed:
+            print(f"purge job {result.purge_job} queued (a running node's purge worker has it)")
+        return _report_purge(run)
     except ValueError as exc:
         print(str(exc), file=sys.stderr)
         return EXIT_USAGE
