@@ -125,7 +125,8 @@ def create_app(
     app.config["TESTING"] = cfg.testing
     app.json.sort_keys = False  # type: ignore[attr-defined]  # the default provider has it
     services = app.extensions["gateway"] = build_services(cfg)
-    if cfg.erasure_purge_worker:
+    # An in-memory store is one connection shared by every thread: no worker beside the requests (nothing to purge).
+    if cfg.erasure_purge_worker and services.store.engine.url.database not in (None, "", ":memory:"):
         services.purges = start_purge_worker(services)
     _register_blueprints(app, services, entry_types)
 
