@@ -83,7 +83,8 @@ def start_purge_worker(services: Services) -> PurgeWorker:
     """The second phase of erasures in this process: a thread that purges the deleted rows' old copies after each
     erasure, and at start-up those a restart left queued (gateway.security.purge_jobs)."""
     store, audit = services.store, services.security.audit
-    worker = PurgeWorker(lambda: run_due(store, audit=audit, caller="purge-worker"))
+    # services.variants is read at each run: it may be replaced (tests, a reloaded store)
+    worker = PurgeWorker(lambda: run_due(store, services.variants, audit=audit, caller="purge-worker"))
     worker.start()
     return worker
 

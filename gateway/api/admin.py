@@ -91,8 +91,9 @@ def admin_blueprint() -> Blueprint:
     @require_operator
     def run_purges():
         """Run every pending purge now, in this request (the operator asked; the worker would do it anyway)."""
+        svc = services()
         run = purge_jobs.run_due(
-            services().store, audit=security().audit, force=True, caller=g.caller.sub or "operator"
+            svc.store, svc.variants, audit=security().audit, force=True, caller=g.caller.sub or "operator"
         )
         body = {"done": list(run.done), "failed": list(run.failed)}
         return json_response({**body, "error": run.error} if run.error else body, 200 if not run.error else 503)

@@ -90,7 +90,7 @@ def cmd_erase(args: argparse.Namespace) -> int:
             result = erase_dataset(store, variants, args.dataset, key=key, audit=_audit(cfg), **_who())
             print(f"withdrew dataset {args.dataset}: {result.phenopackets} phenopacket(s)")
         # A command-line erasure is no request: its second phase runs here, before the command returns.
-        run = run_due(store, audit=_audit(cfg), **_who())
+        run = run_due(store, variants, audit=_audit(cfg), **_who())
         if result.purge_job not in run.done + run.failed:
             print(f"purge job {result.purge_job} queued (a running node's purge worker has it)")
         return _report_purge(run)
@@ -112,9 +112,10 @@ def _report_purge(run: PurgeRun) -> int:
 
 def cmd_erasure_purge(args: argparse.Namespace) -> int:
     cfg = load_config()
-    store = args.open_node(cfg).store
+    node = args.open_node(cfg)
+    store = node.store
     try:
-        run = run_due(store, audit=_audit(cfg), force=True, **_who())
+        run = run_due(store, node.variants, audit=_audit(cfg), force=True, **_who())
         if not run.done and not run.failed:
             print("no erasure purge pending")
         return _report_purge(run)
