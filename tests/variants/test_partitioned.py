@@ -125,6 +125,7 @@ def _same_answers(single: VariantStore, parted: VariantStore) -> None:
     for hit in hits:
         assert parted.get(hit.variant_id) == hit
         assert parted.carriers(hit.variant_id) == single.carriers(hit.variant_id)
+        assert parted.carrier_indexes(hit.variant_id).tolist() == single.carrier_indexes(hit.variant_id).tolist()
     for individual in SAMPLE_MAP.values():
         for skip, limit in ((0, 10), (7, 25), (0, 10_000)):
             mine, total = parted.variants_of_individual(individual, skip=skip, limit=limit)
