@@ -46,7 +46,7 @@ from .layout import (
     switch_pointer,
     unpack_codes,
 )
-from .pages import codes_page, set_page, set_size
+from .pages import codes_page, positions_of, set_page, set_size
 from .partitions import Partition, PartitionIndex, read_batches, read_partitions
 from .protocol import DatasetSamples, SampleRow
 from .query import Carrier, VariantHit, VariantQuery
@@ -1163,13 +1163,19 @@ def _losses(unit_path: Path, local: list[int]) -> tuple[int, dict[int, list[int]
             for vids, alleles in _called_exceptions(conn, local):
                 for vid in vids.tolist():
                     delta.setdefault(vid, [0, 0, 0])[1] += alleles - 2
-        drop = np.array(local, dtype="<u4")
-        _, variants = _without_carriers(conn, _carried_variants(conn, local).tolist(), drop, 0, exact_an, False)
-        for alleles, called, carriers, vid in variants:
-            lost = delta.setdefault(vid, [0, 0, 0])
-            lost[0] += alleles
-            lost[1] += called
-            lost[2] += carriers
+        drop = np.array(sorted(local), dtype="<u4")
+        carried = _carried_variants(conn, local).tolist()
+        for first in range(0, len(carried), 500):
+            some = carried[first : first + 500]
+            sql = f"SELECT vid, samples, zyg FROM carriers WHERE vid IN ({','.join('?' * len(some))})"
+            for vid, samples_blob, zyg_blob in conn.execute(sql, some).fetchall():
+                # the erased samples' own codes only: no carrier set decoded (pages.positions_of)
+                codes = [int(codes_page(zyg_blob, int(at), 1)[0]) for at in positions_of(samples_blob, drop)]
+                alleles, called = _alleles_lost(codes, exact_an)
+                lost = delta.setdefault(vid, [0, 0, 0])
+                lost[0] += alleles
+                lost[1] += called
+                lost[2] += len(codes)
         return (2 * len(local) if exact_an else 0), delta
     finally:
         conn.close()
@@ -1236,10 +1242,10 @@ def _drop_superseded(ds_dir: Path, files: list[str], renamed: dict[str, str]) ->
 
 
 def _without_carriers(
-    conn: sqlite3.Connection, vids: list[int], drop: np.ndarray, n_samples: int, exact_an: bool, rewrite: bool = True
+    conn: sqlite3.Connection, vids: list[int], drop: np.ndarray, n_samples: int, exact_an: bool
 ) -> tuple[list[tuple], list[tuple]]:
-    """For the variants `vids` that the samples `drop` carry: their carrier rows without them (when `rewrite`), and what AC,
-    AN and the carrier count lose — read in one pass, written by the caller with executemany (an erasure's cost per
+    """For the variants `vids` that the samples `drop` carry: their carrier rows without them, and what AC, AN and
+    the carrier count lose — read in one pass, written by the caller with executemany (an erasure's cost per
     carried variant is then a few numpy calls, not statements)."""
     carriers: list[tuple] = []
     variants: list[tuple] = []
@@ -1251,12 +1257,18 @@ def _without_carriers(
             zyg = unpack_codes(zyg_blob, len(samples))
             gone = samples == drop[0] if len(drop) == 1 else np.isin(samples, drop)
             codes = zyg[gone].tolist()
-            alleles = sum(2 if c == HOM else 1 for c in codes if c in (HOM, HET, HEMI))
-            called = 0 if exact_an else sum(2 if c in (HOM, HET) else 1 for c in codes if c in (HOM, HET, HEMI))
-            if rewrite:
-                carriers.append((encode_set(samples[~gone], n_samples), pack_codes(zyg[~gone]), vid))
+            alleles, called = _alleles_lost(codes, exact_an)
+            carriers.append((encode_set(samples[~gone], n_samples), pack_codes(zyg[~gone]), vid))
             variants.append((alleles, called, len(codes), vid))
     return carriers, variants
+
+
+def _alleles_lost(codes: list[int], exact_an: bool) -> tuple[int, int]:
+    """The alternate alleles (AC) and, unless AN is corrected exactly elsewhere, the called alleles (AN) that
+    carriers with these zygosity codes take away from a variant."""
+    alleles = sum(2 if c == HOM else 1 for c in codes if c in (HOM, HET, HEMI))
+    called = 0 if exact_an else sum(2 if c in (HOM, HET) else 1 for c in codes if c in (HOM, HET, HEMI))
+    return alleles, called
 
 
 def _copy_for_erasure(source: sqlite3.Connection, target: Path) -> sqlite3.Connection:
