@@ -33,6 +33,7 @@ from gateway.config import Config, load_config, private_data_dir
 from gateway.demo import SyntheticTestData, demo_config, load_demo
 from gateway.security.inputs import nul_in_request, request_id_from
 from gateway.security.keys import operator_tokens, secret_key
+from gateway.security.purge_jobs import PurgeWorker, run_due
 from gateway.security.service import Security
 from gateway.services.genomic import clean_job_leftovers
 from gateway.store.metadata import MetadataStore
@@ -78,6 +79,16 @@ def build_services(cfg: Config) -> Services:
     return services
 
 
+def start_purge_worker(services: Services) -> PurgeWorker:
+    """The second phase of erasures in this process: a thread that purges the deleted rows' old copies after each
+    erasure, and at start-up those a restart left queued (gateway.security.purge_jobs)."""
+    store, audit = services.store, services.security.audit
+    # services.variants is read at each run: it may be replaced (tests, a reloaded store)
+    worker = PurgeWorker(lambda: run_due(store, services.variants, audit=audit, caller="purge-worker"))
+    worker.start()
+    return worker
+
+
 def _register_blueprints(app: Flask, services: Services, entry_types: EntryTypes) -> None:
     """Every blueprint of the node, here and nowhere else."""
     for blueprint in (
@@ -115,6 +126,9 @@ def create_app(
     app.config["TESTING"] = cfg.testing
     app.json.sort_keys = False  # type: ignore[attr-defined]  # the default provider has it
     services = app.extensions["gateway"] = build_services(cfg)
+    # An in-memory store is one connection shared by every thread: no worker beside the requests (nothing to purge).
+    if cfg.erasure_purge_worker and services.store.engine.url.database not in (None, "", ":memory:"):
+        services.purges = start_purge_worker(services)
     _register_blueprints(app, services, entry_types)
 
     @app.before_request

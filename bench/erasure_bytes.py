@@ -8,9 +8,12 @@ Measured in the same run, as ratios against a floor:
   off as in SQLite's own default, rollback journal on disk); floor: a plain copy of the version file, fsynced (an erasure
   writes a new version, so it costs at least that). Erasures of different people, the two ways interleaved.
 - metadata store (SQLite, WAL): saving the 300 reference phenopackets (batches of 50, new then updated) with
-  secure_delete ON vs OFF; and one subject's erasure with and without the WAL truncation after it.
-- PostgreSQL (with `--postgres URL`): one subject's erasure among `--patients` phenopackets, with and without the
-  VACUUM (INDEX_CLEANUP ON) after it, in a scratch database created and dropped by the run.
+  secure_delete ON vs OFF; and one subject's erasure request (its purge queued), the purge job (WAL truncation)
+  apart, and both in one call as the request ran them before the purge became a job (gateway.security.purge_jobs).
+- PostgreSQL (with `--postgres URL`): the same among `--patients` phenopackets (several sizes may be given; the
+  purge is VACUUM (INDEX_CLEANUP ON)), in a scratch database created and dropped by the run; and `--burst`
+  erasures queued, then one purge job for all of them. The VACUUM runs in the server: these are wall-clock
+  times, measured interleaved in one run.
 The cohort (vcfgen's random genotypes, `--records` sites) is ingested once into `--data` and reused.
 """
 
@@ -29,6 +32,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+import sqlalchemy as sa  # noqa: E402
+
+from gateway.security.purge_jobs import run_due  # noqa: E402
 from gateway.variants import store as store_module  # noqa: E402
 from gateway.variants.ingest import ingest_vcf  # noqa: E402
 from gateway.variants.layout import current_version, dataset_dir  # noqa: E402
@@ -106,13 +112,11 @@ def metadata_costs(scratch: Path) -> dict[str, float]:
 
 
 def metadata_run(path: Path, mode: str, documents: list[dict]) -> dict[str, float]:
-    """Seconds of two rounds of saves (new, then replaced documents: freed cells) and of four erasures (two with
-    the WAL truncation after them, two without) in one store whose connections all have secure_delete `mode`."""
-    import sqlalchemy as sa
-
+    """Seconds of two rounds of saves (new, then replaced documents: freed cells) and of four erasures in one store
+    whose connections all have secure_delete `mode`: two as the request runs them now (the purge queued) and two as
+    before (the purge, a WAL truncation, inside the request), the queued purges timed apart."""
     from gateway.security.erasure import erase_subject
     from gateway.store import MetadataStore, PhenopacketRecord
-    from gateway.store import engine as engine_module
 
     store = MetadataStore.open(f"sqlite:///{path}")
 
@@ -127,28 +131,33 @@ def metadata_run(path: Path, mode: str, documents: list[dict]) -> dict[str, floa
     for _ in range(4):  # new, then replaced three times
         for b in range(0, len(records), 50):
             out[f"save {mode}"] += timed(lambda b=b: store.save_phenopackets(records[b : b + 50]))
-    purge = engine_module.purge_deleted
-    for n, with_purge in ((1, True), (2, False), (3, True), (4, False)):
-        key = f"erase {mode} {'+ WAL truncation' if with_purge else 'no purge'}"
-        if not with_purge:
-            engine_module.purge_deleted = lambda *a, **k: True
-        try:
-            out[key] = out.get(key, 0.0) + timed(lambda n=n: erase_subject(store, None, f"subject-{n}", key=b"k" * 32))
-        finally:
-            engine_module.purge_deleted = purge
+    for n in range(1, 5):
+
+        def erase(n: int = n) -> None:
+            erase_subject(store, None, f"subject-{n}", key=b"k" * 32)
+
+        kinds = ("purge inside",) if n % 2 else ("request", "purge job")
+        for kind in kinds:
+            out.setdefault(f"erase {mode} {kind}", 0.0)
+        if n % 2:
+            out[f"erase {mode} purge inside"] += timed(lambda: (erase(), run_due(store)))
+        else:
+            out[f"erase {mode} request"] += timed(erase)
+            out[f"erase {mode} purge job"] += timed(lambda: run_due(store))
     store.close()
     return out
 
 
-def postgres_costs(url: str, patients: int, repeat: int) -> dict[str, list[float]]:
+def postgres_costs(url: str, patients: int, repeat: int, burst: int) -> dict[str, list[float]]:
+    """Seconds of one subject's erasure among `patients` phenopackets: the request as now (purge queued), the purge
+    job apart, and the request as before (erasure + purge in it), interleaved; then `burst` erasures queued and their
+    purges run as one job (one VACUUM serves them all)."""
     import uuid
 
-    import sqlalchemy as sa
     from sqlalchemy.engine import make_url
 
     from gateway.security.erasure import erase_subject
     from gateway.store import MetadataStore, PhenopacketRecord
-    from gateway.store import engine as engine_module
 
     documents = __import__("bench.store_save", fromlist=["load"]).load()
     base = make_url(url)
@@ -156,7 +165,7 @@ def postgres_costs(url: str, patients: int, repeat: int) -> dict[str, list[float
     admin = sa.create_engine(base, poolclass=sa.pool.NullPool, isolation_level="AUTOCOMMIT")
     with admin.connect() as connection:
         connection.exec_driver_sql(f'CREATE DATABASE "{name}"')
-    out: dict[str, list[float]] = {"vacuum": [], "no vacuum": []}
+    out: dict[str, list[float]] = {"request": [], "purge job": [], "purge inside": [], "burst requests": []}
     try:
         store = MetadataStore.open(base.set(database=name).render_as_string(hide_password=False))
         store.ensure_dataset("bench")
@@ -167,16 +176,17 @@ def postgres_costs(url: str, patients: int, repeat: int) -> dict[str, list[float
             store.save_phenopackets(records[first : first + 500])
         with store.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
             connection.exec_driver_sql("VACUUM ANALYZE")  # a steady state: the load's own dead tuples gone
-        purge = engine_module.purge_deleted
-        for n in range(repeat):
-            out["vacuum"].append(timed(lambda n=n: erase_subject(store, None, f"subject-{2 * n}", key=b"k" * 32)))
-            engine_module.purge_deleted = lambda *a, **k: True
-            try:
-                out["no vacuum"].append(
-                    timed(lambda n=n: erase_subject(store, None, f"subject-{2 * n + 1}", key=b"k" * 32))
-                )
-            finally:
-                engine_module.purge_deleted = purge
+        subjects = iter(f"subject-{n}" for n in range(patients))
+
+        def erase() -> None:
+            erase_subject(store, None, next(subjects), key=b"k" * 32)
+
+        for _ in range(repeat):
+            out["request"].append(timed(erase))
+            out["purge job"].append(timed(lambda: run_due(store)))
+            out["purge inside"].append(timed(lambda: (erase(), run_due(store))))
+        out["burst requests"] = [timed(erase) for _ in range(burst)]
+        out["burst purge job"] = [timed(lambda: run_due(store))]
         store.close()
     finally:
         with admin.connect() as connection:
@@ -192,7 +202,8 @@ def main() -> int:
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--data", type=Path, default=Path(tempfile.gettempdir()) / "eb-bench")
     parser.add_argument("--postgres", help="PostgreSQL URL (a scratch database is created and dropped)")
-    parser.add_argument("--patients", type=int, default=6000)
+    parser.add_argument("--patients", type=int, nargs="+", default=[6000])
+    parser.add_argument("--burst", type=int, default=20, help="erasures queued before one purge job (PostgreSQL)")
     args = parser.parse_args()
     print("load:", os.getloadavg())
     data = cohort(args.data, args.samples, args.records)
@@ -214,17 +225,25 @@ def main() -> int:
         f"  secure_delete ON {m['save ON']:.2f} s, OFF {m['save OFF']:.2f} s: ON / OFF {m['save ON'] / m['save OFF']:.2f}"
     )
     for mode in ("ON", "OFF"):
-        with_purge, without = m[f"erase {mode} + WAL truncation"], m[f"erase {mode} no purge"]
+        inside, request, job = (m[f"erase {mode} {k}"] / 6 for k in ("purge inside", "request", "purge job"))
         print(
-            f"  erasure of one subject (secure_delete {mode}, mean of 6): with WAL truncation {with_purge * 1e3 / 6:.1f} ms,"
-            f" without {without * 1e3 / 6:.1f} ms"
+            f"  erasure of one subject (secure_delete {mode}, mean of 6): request {request * 1e3:.1f} ms + purge job "
+            f"{job * 1e3:.1f} ms; before, with the WAL truncation in the request, {inside * 1e3:.1f} ms"
         )
-    if args.postgres:
-        pg = postgres_costs(args.postgres, args.patients, args.repeat)
-        with_vacuum, without = statistics.median(pg["vacuum"]), statistics.median(pg["no vacuum"])
+    for patients in args.patients:
+        pg = postgres_costs(args.postgres, patients, args.repeat, args.burst) if args.postgres else None
+        if pg is None:
+            break
+        request, job, inside = (statistics.median(pg[k]) for k in ("request", "purge job", "purge inside"))
+        burst = sum(pg["burst requests"]) + pg["burst purge job"][0]
         print(
-            f"PostgreSQL, {args.patients} phenopackets: erasure of one subject {with_vacuum * 1e3:.0f} ms with the "
-            f"VACUUM, {without * 1e3:.0f} ms without ({with_vacuum / without:.1f} x; medians of {args.repeat})"
+            f"PostgreSQL, {patients} phenopackets (medians of {args.repeat}): erasure request {request * 1e3:.1f} ms, "
+            f"purge job {job * 1e3:.1f} ms; before (VACUUM in the request) {inside * 1e3:.1f} ms = "
+            f"{inside / request:.1f} x the request now"
+        )
+        print(
+            f"  {args.burst} erasures queued, then one purge job: {pg['burst purge job'][0] * 1e3:.0f} ms for all "
+            f"({burst * 1e3 / args.burst:.1f} ms per erasure in all, vs {inside * 1e3:.1f} ms each before)"
         )
     print("load:", os.getloadavg())
     return 0

@@ -96,6 +96,8 @@ class Config:
     vcf_job_seconds: float = 4 * 3600.0  # an uploaded VCF's ingest job is stopped (and rejected) after this
     # A FHIR resource whose Patient has not arrived after this many days is dropped (0: kept until purged).
     fhir_pending_days: float = 30.0
+    # The server purges erased rows' old copies in a background thread (off: only `gateway erasure purge` does).
+    erasure_purge_worker: bool = True
     log_level: str = "INFO"
     testing: bool = False
     # Sections other rooms read, kept as given and checked by their owners at start-up:
@@ -175,7 +177,7 @@ def config_from_mapping(raw: Mapping[str, Any]) -> Config:
             values["datasets"] = tuple(d if isinstance(d, DatasetConfig) else _dataset_from(d) for d in (value or ()))
         elif key == "operator_tokens":
             values["operator_tokens"] = tuple(str(t) for t in (value or ()))
-        elif key in ("testing", "demo"):
+        elif key in ("testing", "demo", "erasure_purge_worker"):
             values[key] = bool(value)
         elif key == "security":
             if not isinstance(value or {}, Mapping):

@@ -155,3 +155,23 @@ def test_fhir_rekey_identifiers_is_idempotent_and_audited(env, reference_dir, tm
     records = [json.loads(line) for line in (env / "data" / "audit" / "audit.jsonl").read_text().splitlines()]
     rekeys = [r for r in records if r.get("action") == "cli fhir rekey-identifiers"]
     assert [r["phase"] for r in rekeys] == ["intent", "outcome"]
+
+
+def test_erase_runs_its_purge_and_erasure_status_and_purge_report_the_jobs(env, reference_dir, capsys):
+    """`gateway erase` is no request: its second phase (gateway.security.purge_jobs) runs before it returns;
+    `gateway erasure status` lists the jobs, `gateway erasure purge` runs what is pending (nothing here)."""
+    document = json.loads(sorted((reference_dir / "phenopackets").glob("*/PMID_*.json"))[0].read_text())
+    subject = document["subject"]["id"]
+    path = env / "one.json"
+    path.write_text(json.dumps(document))
+    assert main(["ingest", "phenopacket", str(path), "--dataset", "registry"]) == 0
+    capsys.readouterr()
+    assert main(["erase", "--subject", subject]) == 0
+    out = capsys.readouterr().out
+    assert "erased subject (subject-" in out and "old copies of the deleted rows purged (purge job(s) 1)" in out
+    assert main(["erasure", "status"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0] == "0 purge job(s) pending"
+    assert lines[1].startswith("1\tdone\terase-subject\tsubject-") and subject not in lines[1]
+    assert main(["erasure", "purge"]) == 0
+    assert capsys.readouterr().out == "no erasure purge pending\n"

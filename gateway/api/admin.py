@@ -1,13 +1,14 @@
-"""Operator-only HTTP calls of the security room: erasure and the audit chain check."""
+"""Operator-only HTTP calls of the security room: erasure, its purge jobs, and the audit chain check."""
 
 from __future__ import annotations
 
-from flask import Blueprint, g
+from flask import Blueprint, g, request
 
 from gateway.api.auth import require_operator
 from gateway.api.context import services
 from gateway.api.hooks import audit_notes, security
 from gateway.api.render import json_response, problem
+from gateway.security import purge_jobs
 from gateway.security.erasure import erase_dataset, erase_subject
 
 _ID_MAX = 255
@@ -15,11 +16,12 @@ _ID_MAX = 255
 
 def _erasure_context(endpoint: str) -> dict:
     """Who erases, for the audit record: the same for every erasure call."""
-    sec = security()
+    sec, svc = security(), services()
     return {
-        "key": services().key,
+        "key": svc.key,
         "audit": sec.audit,
         "security": sec,
+        "wake_purge": svc.purges.wake if svc.purges is not None else None,
         "request_id": g.get("request_id"),
         "caller": g.caller.sub or "operator",
         "endpoint": endpoint,
@@ -48,6 +50,7 @@ def admin_blueprint() -> Blueprint:
                 "phenopackets": result.phenopackets,
                 "samples": result.samples,
                 "families": result.families,
+                "purge": {"job": result.purge_job, "status": purge_jobs.PENDING},
             }
         )
 
@@ -64,7 +67,36 @@ def admin_blueprint() -> Blueprint:
         except OSError:
             return problem(503, "the audit log is unavailable; nothing was erased")
         audit_notes()["datasets"] = [dataset_id]
-        return json_response({"erased": dataset_id, "phenopackets": result.phenopackets})
+        return json_response(
+            {
+                "erased": dataset_id,
+                "phenopackets": result.phenopackets,
+                "purge": {"job": result.purge_job, "status": purge_jobs.PENDING},
+            }
+        )
+
+    @bp.get("/erasure/purges")
+    @require_operator
+    def list_purges():
+        """The erasures' purge jobs, newest first (`?status=pending` or `done`)."""
+        status = request.args.get("status")
+        if status not in (None, purge_jobs.PENDING, purge_jobs.DONE):
+            return problem(400, f"status must be {purge_jobs.PENDING} or {purge_jobs.DONE}")
+        store = services().store
+        return json_response(
+            {"pending": purge_jobs.pending_count(store), "jobs": purge_jobs.jobs(store, status=status)}
+        )
+
+    @bp.post("/erasure/purges")
+    @require_operator
+    def run_purges():
+        """Run every pending purge now, in this request (the operator asked; the worker would do it anyway)."""
+        svc = services()
+        run = purge_jobs.run_due(
+            svc.store, svc.variants, audit=security().audit, force=True, caller=g.caller.sub or "operator"
+        )
+        body = {"done": list(run.done), "failed": list(run.failed)}
+        return json_response({**body, "error": run.error} if run.error else body, 200 if not run.error else 503)
 
     @bp.get("/audit/verify")
     @require_operator

@@ -18,6 +18,7 @@ from gateway.services.fhir_incremental import FragmentCache
 if TYPE_CHECKING:
     from gateway.beacon.context import TestModeData
     from gateway.network.service import Network
+    from gateway.security.purge_jobs import PurgeWorker
     from gateway.security.service import Security
     from gateway.store.metadata import MetadataStore
     from gateway.variants.protocol import VariantStore
@@ -36,6 +37,7 @@ class Services:
     beacon_cache: dict[str, Any] = field(default_factory=dict)  # per-application caches of the Beacon engine
     # Translated parts of patients kept resource by resource (gateway.services.fhir_incremental).
     fhir_fragments: FragmentCache = field(default_factory=FragmentCache)
+    purges: PurgeWorker | None = None  # the second phase of erasures, in the server (gateway.security.purge_jobs)
 
 
 def services() -> Services:

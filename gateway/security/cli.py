@@ -1,4 +1,4 @@
-"""The security subcommands of `gateway`: keys rotate, erase, audit verify / export.
+"""The security subcommands of `gateway`: keys rotate, erase, erasure purge / status, audit verify / export.
 
 The CLI acts locally as the operator; what it changes is audited like an HTTP call
 (caller `cli`, the login name of the process owner as issuer). The stores and key come from
@@ -14,6 +14,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Protocol
 
 from gateway.config import Config, load_config
+from gateway.security.purge_jobs import DONE, PENDING, PurgeRun, jobs, pending_count, run_due
 
 if TYPE_CHECKING:
     from gateway.store.metadata import MetadataStore
@@ -88,9 +89,51 @@ def cmd_erase(args: argparse.Namespace) -> int:
         else:
             result = erase_dataset(store, variants, args.dataset, key=key, audit=_audit(cfg), **_who())
             print(f"withdrew dataset {args.dataset}: {result.phenopackets} phenopacket(s)")
+        # A command-line erasure is no request: its second phase runs here, before the command returns.
+        run = run_due(store, variants, audit=_audit(cfg), **_who())
+        if result.purge_job not in run.done + run.failed:
+            print(f"purge job {result.purge_job} queued (a running node's purge worker has it)")
+        return _report_purge(run)
     except ValueError as exc:
         print(str(exc), file=sys.stderr)
         return EXIT_USAGE
+    finally:
+        store.close()
+
+
+def _report_purge(run: PurgeRun) -> int:
+    if run.done:
+        print(f"old copies of the deleted rows purged (purge job(s) {', '.join(map(str, run.done))})")
+    if run.failed:
+        print(f"purge failed, job(s) {', '.join(map(str, run.failed))} stay queued: {run.error}", file=sys.stderr)
+        return EXIT_FAILED
+    return EXIT_OK
+
+
+def cmd_erasure_purge(args: argparse.Namespace) -> int:
+    cfg = load_config()
+    node = args.open_node(cfg)
+    store = node.store
+    try:
+        run = run_due(store, node.variants, audit=_audit(cfg), force=True, **_who())
+        if not run.done and not run.failed:
+            print("no erasure purge pending")
+        return _report_purge(run)
+    finally:
+        store.close()
+
+
+def cmd_erasure_status(args: argparse.Namespace) -> int:
+    cfg = load_config()
+    store = args.open_node(cfg).store
+    try:
+        print(f"{pending_count(store)} purge job(s) pending")
+        for job in jobs(store, status=args.status, limit=args.limit):
+            error = f"\t{job['last_error']}" if job["last_error"] else ""
+            print(
+                f"{job['id']}\t{job['status']}\t{job['action']}\t{job['reference']}\tattempts {job['attempts']}\t"
+                f"queued {job['created_at']}\tdone {job['done_at'] or '-'}{error}"
+            )
     finally:
         store.close()
     return EXIT_OK
@@ -125,6 +168,15 @@ def add_security_parsers(sub: argparse._SubParsersAction, open_node: OpenNode) -
     what.add_argument("--subject", metavar="PSEUDONYM", help="the subject's pseudonym (pid-…)")
     what.add_argument("--dataset", metavar="ID")
     erase.set_defaults(func=cmd_erase, open_node=open_node)
+
+    erasure = sub.add_parser("erasure", help="the erasures' second phase: purging the deleted rows' old copies")
+    erasure_sub = erasure.add_subparsers(dest="erasure_command", required=True)
+    purge = erasure_sub.add_parser("purge", help="run every pending purge now; exit 1 when it fails")
+    purge.set_defaults(func=cmd_erasure_purge, open_node=open_node)
+    status = erasure_sub.add_parser("status", help="the purge jobs, newest first")
+    status.add_argument("--status", choices=(PENDING, DONE))
+    status.add_argument("--limit", type=int, default=50)
+    status.set_defaults(func=cmd_erasure_status, open_node=open_node)
 
     audit = sub.add_parser("audit", help="the audit log").add_subparsers(dest="audit_command", required=True)
     verify = audit.add_parser("verify", help="check the hash chain; exit 1 when broken")

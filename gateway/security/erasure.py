@@ -11,8 +11,10 @@ is deleted, and an unwritable log refuses the erasure (OSError) before it starts
 outcome follows, and failing to write it does not undo or hide an erasure that happened.
 
 What is deleted is also gone as bytes, as far as the stores can see to it (docs/ERASURE.md): the variant store
-writes its new versions with nothing of the erased samples in them, SQLite zeroes deleted rows (secure_delete) and
-the WAL is emptied after the erasure, PostgreSQL vacuums the tables the erasure touched.
+writes its new versions with nothing of the erased samples in them and SQLite zeroes deleted rows (secure_delete).
+The old copies the database keeps (SQLite's WAL, PostgreSQL's dead tuples and index entries) are purged in a second
+phase, outside the request: the erasure's transaction queues a durable job (gateway.security.purge_jobs) and
+`wake_purge` tells the node's purge worker.
 """
 
 from __future__ import annotations
@@ -20,8 +22,11 @@ from __future__ import annotations
 import hashlib
 import hmac
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
+
+from gateway.security.purge_jobs import enqueue_in
 
 if TYPE_CHECKING:
     from gateway.security.audit import AuditLog
@@ -31,8 +36,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 MAX_ID = 255
-# The metadata tables an erasure deletes from (cascades included): vacuumed after it on PostgreSQL.
-PERSONAL_TABLES = ("phenopackets", "phenopacket_terms", "biosamples", "phenopacket_families", "fhir_resources")
 
 
 def _audit_intent(
@@ -53,26 +56,13 @@ def _audit_outcome(audit: Any, who: dict[str, Any], **fields: Any) -> None:
         log.exception("audit outcome of an erasure not written (its intent record is on disk)")
 
 
-def _purge(store: MetadataStore) -> str:
-    """The deleted rows' old copies (SQLite WAL frames, PostgreSQL dead tuples): after the commit, outside it.
-    The erasure has happened; a failure here is logged and named in the audit outcome, not raised (the next
-    erasure's purge, or the database's own checkpoint or autovacuum, catches up)."""
-    from gateway.store.engine import purge_deleted
-
-    try:
-        if purge_deleted(store.engine, PERSONAL_TABLES):
-            return ""
-    except Exception:  # the erasure itself committed: report it done, with the gap
-        log.exception("after an erasure, the database's old copies of the deleted rows were not purged")
-    return "; old copies of the deleted rows not purged yet (see the log)"
-
-
 @dataclass(frozen=True)
 class ErasureResult:
     phenopackets: int
     samples: int
     reference: str  # keyed hash of what was erased, as written to the audit log
     families: int = 0  # Families of other probands the person was taken out of (as a relative)
+    purge_job: int = 0  # the queued second phase (gateway.security.purge_jobs)
 
 
 def erasure_reference(key: bytes, kind: str, value: str) -> str:
@@ -87,6 +77,7 @@ def erase_subject(
     key: bytes,
     audit: AuditLog | None = None,
     security: Security | None = None,
+    wake_purge: Callable[[], None] | None = None,
     **who: Any,  # caller, issuer, request_id, endpoint: for the audit record
 ) -> ErasureResult:
     if not subject_id or len(subject_id) > MAX_ID:
@@ -99,17 +90,20 @@ def erase_subject(
         for dataset_id, proband in probands:
             _forget_family_history(connection, key, subject_id, dataset_id, proband)
         samples = variants.erase_individual(subject_id) if variants is not None else 0
-    gap = _purge(store)
+        job = enqueue_in(connection, "erase-subject", reference)
     if security is not None:
         security.forget_sizes()
     families = len(probands)
-    result = ErasureResult(removed, samples, reference, families)
+    result = ErasureResult(removed, samples, reference, families, job)
     _audit_outcome(
         audit,
         who,
         action="erase-subject",
-        reason=f"{result.reference}: {removed} phenopacket(s), {samples} sample(s), {families} family record(s){gap}",
+        reason=f"{result.reference}: {removed} phenopacket(s), {samples} sample(s), {families} family record(s); "
+        f"purge of old copies queued (purge job {job})",
     )
+    if wake_purge is not None:
+        wake_purge()
     return result
 
 
@@ -133,6 +127,7 @@ def erase_dataset(
     key: bytes,
     audit: AuditLog | None = None,
     security: Security | None = None,
+    wake_purge: Callable[[], None] | None = None,
     **who: Any,  # caller, issuer, request_id, endpoint: for the audit record
 ) -> ErasureResult:
     if not dataset_id or len(dataset_id) > MAX_ID or any(ord(c) < 32 for c in dataset_id):
@@ -140,19 +135,23 @@ def erase_dataset(
     # Only a name the variant store holds is handed to it: an id it cannot name (x:y) has no variants to erase.
     had_variants = variants is not None and dataset_id in variants.datasets()
     _audit_intent(audit, "erase-dataset", "", who, datasets=[dataset_id])
-    removed = store.delete_dataset(dataset_id)
-    gap = _purge(store)
+    with store.transaction() as connection:
+        removed = store.delete_dataset_in(connection, dataset_id)
+        job = enqueue_in(connection, "erase-dataset", dataset_id)
     if had_variants and variants is not None:
         variants.delete_dataset(dataset_id)
         variants.refresh()
     if security is not None:
         security.forget_sizes()
-    result = ErasureResult(removed, int(had_variants), dataset_id)
+    result = ErasureResult(removed, int(had_variants), dataset_id, purge_job=job)
     _audit_outcome(
         audit,
         who,
         action="erase-dataset",
         datasets=[dataset_id],
-        reason=f"{removed} phenopacket(s), variant store {'removed' if had_variants else 'absent'}{gap}",
+        reason=f"{removed} phenopacket(s), variant store {'removed' if had_variants else 'absent'}; "
+        f"purge of old copies queued (purge job {job})",
     )
+    if wake_purge is not None:
+        wake_purge()
     return result

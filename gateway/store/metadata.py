@@ -189,10 +189,13 @@ class MetadataStore:
     def delete_dataset(self, dataset_id: str) -> int:
         """Withdraw a dataset and everything in it; returns the number of phenopackets removed."""
         with self.transaction() as connection:
-            removed = connection.execute(
-                sa.delete(phenopackets).where(phenopackets.c.dataset_id == dataset_id)
-            ).rowcount
-            connection.execute(sa.delete(datasets).where(datasets.c.id == dataset_id))
+            return self.delete_dataset_in(connection, dataset_id)
+
+    @staticmethod
+    def delete_dataset_in(connection: sa.Connection, dataset_id: str) -> int:
+        """The same inside a caller's `transaction()` (a withdrawal queues its purge job with it)."""
+        removed = connection.execute(sa.delete(phenopackets).where(phenopackets.c.dataset_id == dataset_id)).rowcount
+        connection.execute(sa.delete(datasets).where(datasets.c.id == dataset_id))
         return removed
 
     # -- phenopackets ---------------------------------------------------------------

@@ -210,3 +210,22 @@ fhir_resources = sa.Table(
     # pending rows (a patient reference, no patient yet) by age: the expiry reads the first
     sa.Index("ix_fhir_resources_pending", "dataset_id", "updated_at", sqlite_where=_PENDING, postgresql_where=_PENDING),
 )
+
+# The second phase of an erasure (gateway.security.purge_jobs): one row per erasure whose deleted rows' old copies
+# (PostgreSQL dead tuples and index entries, SQLite WAL frames) are still to be purged, written in the erasure's
+# transaction. `status` pending -> done; `not_before` is a claimed row's lease or a failed attempt's back-off.
+erasure_purges = sa.Table(
+    "erasure_purges",
+    metadata,
+    sa.Column("id", SurrogateKey, primary_key=True, autoincrement=True),
+    sa.Column("action", sa.String(32), nullable=False),  # erase-subject / erase-dataset
+    sa.Column("reference", sa.String(255), nullable=False),  # the audit log's keyed reference, never a pseudonym
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("attempts", sa.Integer(), nullable=False),
+    sa.Column("last_error", sa.Text(), nullable=False),
+    sa.Column("created_at", Timestamp, nullable=False),
+    sa.Column("updated_at", Timestamp, nullable=False),
+    sa.Column("not_before", Timestamp, nullable=True),
+    sa.Column("done_at", Timestamp, nullable=True),
+    sa.Index("ix_erasure_purges_due", "status", "not_before"),
+)

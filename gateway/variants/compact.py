@@ -50,6 +50,7 @@ from .layout import (
     unpack_codes,
 )
 from .partitions import Partition
+from .store import purge_before_write
 
 _COLUMNS = "id, vkey, chrom, start, end, ref, alt, vclass, length, ac, an, carriers, genes, aa, effects, ids"
 _FLUSH = 5000  # merged rows handed to the writer at a time
@@ -76,6 +77,7 @@ def compact_dataset(data_dir: Path, dataset_id: str) -> CompactSummary:
     published meanwhile (nothing switched; run again)."""
     started = time.monotonic()
     ds_dir = dataset_dir(data_dir, dataset_id)
+    purge_before_write(data_dir, dataset_id)  # the merged units are read from the files: pending erasures first
     live = _read_live(ds_dir)
     if live is None:
         raise CompactionRefused(f"{dataset_id}: no live partitioned version to compact (ingest with --workers)")

@@ -322,6 +322,10 @@ def ingest_partitioned(request: VcfIngestRequest | str | Path, **fields: Any) ->
     samples = header[-1].split("\t")[9:]
     links = sample_links(samples, request.sample_map, request.link_sample)
     add_regions = request.add_regions
+    if request.add_samples or add_regions:  # the version grown must not lose an erasure still pending in it
+        from .store import purge_before_write
+
+        purge_before_write(data_dir, dataset_id)
     growth = _growth(ds_dir, path, len(header), samples, links, request.span, add_regions, request.add_samples)
     ingest_id = _ingest_id(path, dataset_id, assembly, request.skip_invalid, growth.span)
     parts_dir = ds_dir / f"parts-{ingest_id}"

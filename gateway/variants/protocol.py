@@ -97,5 +97,9 @@ class VariantStore(VariantReader, Protocol):
     def delete_dataset(self, dataset_id: str) -> None: ...
 
     def erase_individual(self, individual_id: str) -> int:
-        """Unlink and blank the individual's samples; the number of samples changed."""
+        """Take the individual's samples out of every answer; the number of samples changed."""
+        ...
+
+    def purge_erased(self, dataset_ids: list[str] | None = None) -> int:
+        """Remove from the files the samples of erasures still pending there; the number of datasets rewritten."""
         ...

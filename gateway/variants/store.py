@@ -23,6 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
+from . import pending
 from .batched import BatchedUnits, BatchedVersion, batches_of, erased_by_batch
 from .layout import (
     CHUNK_VARIANTS,
@@ -45,7 +46,7 @@ from .layout import (
     switch_pointer,
     unpack_codes,
 )
-from .pages import codes_page, set_page, set_size
+from .pages import codes_page, positions_of, set_page, set_size
 from .partitions import Partition, PartitionIndex, read_batches, read_partitions
 from .protocol import DatasetSamples, SampleRow
 from .query import Carrier, VariantHit, VariantQuery
@@ -208,9 +209,9 @@ class _PartitionPool:
         unit = self.units[key] = open_unit()
         return unit
 
-    def close_under(self, prefix: str, files: list[str]) -> None:
-        for name in files:
-            unit = self.units.pop(prefix + name, None)
+    def close_keys(self, keys: list[str]) -> None:
+        for key in keys:
+            unit = self.units.pop(key, None)
             if unit is not None:
                 unit.conn.close()
 
@@ -223,6 +224,7 @@ class _Dataset:
         "_held",
         "_index",
         "_live",
+        "_pending",
         "_pool",
         "_prefix",
         "_samples_info",
@@ -266,6 +268,8 @@ class _Dataset:
         # Several sample batches (batched.py): units of different batches hold the same variants; answers merge.
         self.batches = read_batches(self.conn) if self.partitions else []
         self.batched = BatchedVersion(self, _COLUMNS, _carried_variants) if len(self.batches) > 1 else None
+        # Erasures not yet purged from the units (pending.py): those units are read through the delta.
+        self._pending = pending.read_units(self.conn) if self.partitions else {}
         self._pool = pool if pool is not None else _PartitionPool(partition_pool_size())
         self._totals: dict[str, int] = {}  # partition file -> observed variants (files are immutable)
         self._summaries: dict[str, tuple[array, array] | None] = {}  # partition file -> sorted starts, sorted ends
@@ -277,19 +281,31 @@ class _Dataset:
         self._live: int | None = None
 
     def close(self) -> None:
-        self._pool.close_under(self._prefix, [p.file for p in self.partitions])
+        self._pool.close_keys([self._unit_key(p) for p in self.partitions])
         self.conn.close()
 
+    def _unit_key(self, partition: Partition) -> str:
+        """A unit's key in the thread's pool: its path, and this version for a unit read through a pending erasure's
+        delta (the same file is read plainly by the version before, and differently by a later one)."""
+        path = self._prefix + partition.file
+        return f"{path}\0{self.version}" if partition.file in self._pending else path
+
     def _part(self, partition: Partition) -> _Dataset:
-        key = self._prefix + partition.file
+        key = self._unit_key(partition)
         units = self._pool.units
         unit = units.get(key)
         if unit is not None:
             units.move_to_end(key)
             return unit
-        return self._pool.open(
-            key, lambda: _Dataset(self.dataset_id, Path(key), self.version, self.sample_table(), self._pool)
-        )
+        return self._pool.open(key, lambda: self._open_unit(partition))
+
+    def _open_unit(self, partition: Partition) -> _Dataset:
+        path = Path(self._prefix + partition.file)
+        unit = _Dataset(self.dataset_id, path, self.version, self.sample_table(), self._pool)
+        erased = self._pending.get(partition.file)
+        if erased is not None:
+            pending.overlay(unit.conn, self.conn, partition.file, erased)
+        return unit
 
     def reached(self, q: VariantQuery) -> list[Partition]:
         """The partitions whose variants could answer `q` (bisection per chromosome, partitions.PartitionIndex)."""
@@ -994,11 +1010,13 @@ class VariantStore:
         ds_dir.rmdir()
 
     def erase_individual(self, individual_id: str) -> int:
-        """Remove an individual's genotypes and links from every dataset; return the number of samples erased.
+        """Take an individual out of every dataset's answers; return the number of samples erased.
 
         Written as a new version (copy, change, switch), so readers never see a half-erased dataset. AC and
         carrier counts are corrected exactly, and AN at every variant (from the per-sample called-allele exceptions;
-        versions written before those existed correct AN at the carried variants only).
+        versions written before those existed correct AN at the carried variants only). A single-file version is
+        rewritten without the samples at once; a partitioned version gets a new manifest only, with the erasure
+        pending (pending.py: cost ∝ the person's data), and `purge_erased` later rewrites its units.
         """
         erased = sum(self._erase_in_dataset(name, individual_id) for name in self.datasets())
         self.refresh()
@@ -1014,7 +1032,10 @@ class VariantStore:
             if ds is None or not idxs:
                 return 0
             try:
-                self._rewrite_without(dataset_id, ds, idxs)
+                if ds.partitions:
+                    self._erase_pending(dataset_id, ds, idxs)
+                else:
+                    self._rewrite_without(dataset_id, ds, idxs)
                 self._close_version(dataset_id)
                 return len(idxs)
             except VersionMoved:
@@ -1044,16 +1065,7 @@ class VariantStore:
                 new_dir.mkdir()
                 renamed = _erase_in_units(ds, new_dir, idxs, n_samples)
             _erase_samples(ds.conn, tmp, idxs, n_samples, renamed)
-            version = f"v{time.time_ns()}-{os.getpid()}.sqlite"
-            with pointer_lock(ds_dir):
-                check_based_on(ds_dir, ds.version)  # VersionMoved: nothing switched, the caller tries again
-                sweep_unreferenced(ds_dir, keep={new_dir.name} if new_dir is not None else set())
-                os.replace(tmp, ds_dir / version)
-                previous = current_version(ds_dir)
-                switch_pointer(ds_dir, version)
-            if previous and previous != version:
-                (ds_dir / previous).unlink(missing_ok=True)
-            _drop_superseded(ds_dir, [p.file for p in ds.partitions], renamed)
+            _publish(ds_dir, ds, tmp, new_dir, renamed)
         except BaseException:
             if new_dir is not None:
                 shutil.rmtree(new_dir, ignore_errors=True)
@@ -1061,11 +1073,134 @@ class VariantStore:
         finally:
             tmp.unlink(missing_ok=True)
 
+    def _erase_pending(self, dataset_id: str, ds: _Dataset, idxs: list[int]) -> None:
+        """Phase one on a partitioned version: a new manifest with the samples unlinked and their delta recorded
+        (pending.py), read from their own reverse-index and called-allele rows in the units of their batch; no
+        unit is copied or written."""
+        ds_dir = dataset_dir(self.data_dir, dataset_id)
+        tmp = ds_dir / f".build-{os.getpid()}-{secrets.token_hex(4)}.sqlite"
+        touched = erased_by_batch(batches_of(ds.batches, len(ds.sample_table())), idxs)
+        try:
+            conn = _copy_for_erasure(ds.conn, tmp)
+            conn.execute("BEGIN")
+            for partition in ds.partitions:
+                if partition.batch in touched:
+                    local, size = touched[partition.batch]
+                    shift, delta = _losses(ds_dir / partition.file, local)
+                    unit = pending.PendingUnit(np.array(local, dtype="<u4"), shift, size)
+                    pending.record(conn, partition.file, unit, delta, idxs)
+            _unlink_samples(conn, idxs)
+            conn.execute("COMMIT")
+            conn.close()
+            _fsync(tmp)
+            _publish(ds_dir, ds, tmp, None, {})
+        finally:
+            tmp.unlink(missing_ok=True)
+
+    def purge_erased(self, dataset_ids: list[str] | None = None) -> int:
+        """Phase two: rewrite the units holding erasures still pending (pending.py) without those samples, as
+        `_rewrite_without` does for an erasure at once, and publish a manifest with nothing pending; the number of
+        datasets purged. Idempotent; another writer publishing meanwhile makes it start again on the new version."""
+        purged = 0
+        for name in self.datasets() if dataset_ids is None else dataset_ids:
+            for attempt in range(3):
+                self._pointer_cache.pop(name, None)
+                ds = self._open(name)
+                idxs = pending.pending_samples(ds.conn) if ds is not None and ds.partitions else []
+                if not idxs:
+                    break
+                try:
+                    self._rewrite_without(name, ds, idxs)
+                    self._close_version(name)
+                    purged += 1
+                    break
+                except VersionMoved:
+                    if attempt == 2:
+                        raise
+        self.refresh()
+        return purged
+
     def close(self) -> None:
         conns: dict[str, _Dataset] | None = getattr(self._local, "datasets", None)
         for ds in (conns or {}).values():
             ds.close()
         self._local = threading.local()
+
+
+def purge_before_write(data_dir: Path, dataset_id: str) -> None:
+    """For a writer about to build a version from the live one (an added batch or region, a compaction): the
+    erasures pending in it purged first, or the new version, written without their delta, would bring them back."""
+    store = VariantStore(data_dir)
+    try:
+        store.purge_erased([dataset_id])
+    finally:
+        store.close()
+
+
+def _publish(ds_dir: Path, ds: _Dataset, tmp: Path, new_dir: Path | None, renamed: dict[str, str]) -> None:
+    """Switch the dataset to the version built in `tmp` over `ds` (VersionMoved: another writer switched first,
+    nothing done), then remove the replaced manifest and the unit files it replaced."""
+    version = f"v{time.time_ns()}-{os.getpid()}.sqlite"
+    with pointer_lock(ds_dir):
+        check_based_on(ds_dir, ds.version)  # VersionMoved: nothing switched, the caller tries again
+        sweep_unreferenced(ds_dir, keep={new_dir.name} if new_dir is not None else set())
+        os.replace(tmp, ds_dir / version)
+        previous = current_version(ds_dir)
+        switch_pointer(ds_dir, version)
+    if previous and previous != version:
+        (ds_dir / previous).unlink(missing_ok=True)
+    _drop_superseded(ds_dir, [p.file for p in ds.partitions], renamed)
+
+
+def _losses(unit_path: Path, local: list[int]) -> tuple[int, dict[int, list[int]]]:
+    """What erasing the unit's samples `local` takes from it, read from their own rows: (AN every variant loses,
+    {variant id: [AC, further AN, carriers] lost}) — the same corrections _erase_samples writes."""
+    conn = _read_only(unit_path)
+    try:
+        delta: dict[int, list[int]] = {}
+        exact_an = conn.execute("SELECT value FROM meta WHERE key = 'called_index'").fetchone() == ("1",)
+        if exact_an:
+            for vids, alleles in _called_exceptions(conn, local):
+                for vid in vids.tolist():
+                    delta.setdefault(vid, [0, 0, 0])[1] += alleles - 2
+        drop = np.array(sorted(local), dtype="<u4")
+        carried = _carried_variants(conn, local).tolist()
+        for first in range(0, len(carried), 500):
+            some = carried[first : first + 500]
+            sql = f"SELECT vid, samples, zyg FROM carriers WHERE vid IN ({','.join('?' * len(some))})"
+            for vid, samples_blob, zyg_blob in conn.execute(sql, some).fetchall():
+                # the erased samples' own codes only: no carrier set decoded (pages.positions_of)
+                codes = [int(codes_page(zyg_blob, int(at), 1)[0]) for at in positions_of(samples_blob, drop)]
+                alleles, called = _alleles_lost(codes, exact_an)
+                lost = delta.setdefault(vid, [0, 0, 0])
+                lost[0] += alleles
+                lost[1] += called
+                lost[2] += len(codes)
+        return (2 * len(local) if exact_an else 0), delta
+    finally:
+        conn.close()
+
+
+def _called_exceptions(conn: sqlite3.Connection, idxs: list[int]) -> Iterator[tuple[np.ndarray, int]]:
+    """(variant ids, called alleles) where these samples have other than 2 called alleles (sample_called)."""
+    rows = conn.execute(
+        f"SELECT chunk, alleles, vids FROM sample_called WHERE sample IN ({','.join('?' * len(idxs))})", idxs
+    ).fetchall()
+    for chunk, alleles, blob in rows:
+        yield decode_set(blob).astype(np.int64) + chunk * CHUNK_VARIANTS + 1, alleles
+
+
+def _unlink_samples(conn: sqlite3.Connection, idxs: list[int]) -> None:
+    conn.execute(
+        f"UPDATE samples SET name='erased-'||idx, individual_id=NULL, biosample_id=NULL "
+        f"WHERE idx IN ({','.join('?' * len(idxs))})",
+        idxs,
+    )
+
+
+def _fsync(path: Path) -> None:
+    with open(path, "rb+") as f:
+        os.fsync(f.fileno())
 
 
 def _erase_in_units(ds: _Dataset, new_dir: Path, idxs: list[int], n_samples: int) -> dict[str, str]:
@@ -1080,9 +1215,20 @@ def _erase_in_units(ds: _Dataset, new_dir: Path, idxs: list[int], n_samples: int
             continue
         local, size = touched[partition.batch]
         name = Path(partition.file).name if len(batches) == 1 else f"b{partition.batch}-{Path(partition.file).name}"
-        _erase_samples(ds._part(partition).conn, new_dir / name, local, size)
+        # A unit read through a pending erasure's views is copied from a plain connection (VACUUM INTO would
+        # resolve its schema's table names to the views).
+        plain = _read_only(ds.dir / partition.file) if partition.file in ds._pending else None
+        try:
+            _erase_samples(plain or ds._part(partition).conn, new_dir / name, local, size)
+        finally:
+            if plain is not None:
+                plain.close()
         renamed[partition.file] = f"{new_dir.name}/{name}"
     return renamed
+
+
+def _read_only(path: Path) -> sqlite3.Connection:
+    return sqlite3.connect(f"file:{path}?mode=ro&immutable=1", uri=True)
 
 
 def _drop_superseded(ds_dir: Path, files: list[str], renamed: dict[str, str]) -> None:
@@ -1111,11 +1257,18 @@ def _without_carriers(
             zyg = unpack_codes(zyg_blob, len(samples))
             gone = samples == drop[0] if len(drop) == 1 else np.isin(samples, drop)
             codes = zyg[gone].tolist()
-            alleles = sum(2 if c == HOM else 1 for c in codes if c in (HOM, HET, HEMI))
-            called = 0 if exact_an else sum(2 if c in (HOM, HET) else 1 for c in codes if c in (HOM, HET, HEMI))
+            alleles, called = _alleles_lost(codes, exact_an)
             carriers.append((encode_set(samples[~gone], n_samples), pack_codes(zyg[~gone]), vid))
             variants.append((alleles, called, len(codes), vid))
     return carriers, variants
+
+
+def _alleles_lost(codes: list[int], exact_an: bool) -> tuple[int, int]:
+    """The alternate alleles (AC) and, unless AN is corrected exactly elsewhere, the called alleles (AN) that
+    carriers with these zygosity codes take away from a variant."""
+    alleles = sum(2 if c == HOM else 1 for c in codes if c in (HOM, HET, HEMI))
+    called = 0 if exact_an else sum(2 if c in (HOM, HET) else 1 for c in codes if c in (HOM, HET, HEMI))
+    return alleles, called
 
 
 def _copy_for_erasure(source: sqlite3.Connection, target: Path) -> sqlite3.Connection:
@@ -1147,23 +1300,17 @@ def _erase_samples(
         # Every variant loses the erased samples' called alleles: 2 each, except where sample_called says
         # otherwise (missing or haploid calls, records without GT).
         conn.execute("UPDATE variants SET an = an - ?", (2 * len(idxs),))
-        for chunk, alleles, blob in conn.execute(
-            f"SELECT chunk, alleles, vids FROM sample_called WHERE sample IN ({place})", idxs
-        ).fetchall():
-            vids = decode_set(blob).astype(np.int64) + chunk * CHUNK_VARIANTS + 1
+        for vids, alleles in list(_called_exceptions(conn, idxs)):
             conn.executemany("UPDATE variants SET an = an + ? WHERE id = ?", ((2 - alleles, v) for v in vids.tolist()))
         conn.execute(f"DELETE FROM sample_called WHERE sample IN ({place})", idxs)
     carriers, variants = _without_carriers(conn, _carried_variants(conn, idxs).tolist(), drop, n_samples, exact_an)
     conn.executemany("UPDATE carriers SET samples=?, zyg=? WHERE vid=?", carriers)
     conn.executemany("UPDATE variants SET ac=ac-?, an=max(an-?,0), carriers=carriers-? WHERE id=?", variants)
     conn.execute(f"DELETE FROM sample_variants WHERE sample IN ({place})", idxs)
-    conn.execute(
-        f"UPDATE samples SET name='erased-'||idx, individual_id=NULL, biosample_id=NULL WHERE idx IN ({place})",
-        idxs,
-    )
+    _unlink_samples(conn, idxs)
     for old, new in (renamed or {}).items():
         conn.execute("UPDATE partitions SET file = ? WHERE file = ?", (new, old))
+    pending.drop(conn)  # a manifest's pending erasures are now in its rewritten units
     conn.execute("COMMIT")
     conn.close()
-    with open(target, "rb+") as f:
-        os.fsync(f.fileno())
+    _fsync(target)

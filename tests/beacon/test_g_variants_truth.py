@@ -45,13 +45,19 @@ def _write_vcf(path, seed: int = 7) -> None:
     path.write_text("\n".join(lines) + "\n")
 
 
-def _truth(path) -> list[dict]:
-    """Every (split) allele of the file, in Beacon coordinates, with its carriers, read by pysam."""
+ERASED = "S03"  # the sample of the individual erased in the "erased-…" cohorts
+
+
+def _truth(path, without: frozenset[str] = frozenset()) -> list[dict]:
+    """Every (split) allele of the file, in Beacon coordinates, with its carriers, read by pysam; the samples
+    `without` left out (an allele none of the others carries is then not observed)."""
     out = []
     with pysam.VariantFile(str(path)) as vcf:
         for rec in vcf:
             for index, alt in enumerate(rec.alts, start=1):
-                carriers = {s for s in SAMPLES if index in (rec.samples[s]["GT"] or ())}
+                carriers = {s for s in SAMPLES if index in (rec.samples[s]["GT"] or ()) and s not in without}
+                if without and not carriers:
+                    continue
                 start = rec.pos - 1
                 out.append({"chrom": normalise_reference_name(rec.chrom), "start": start, "end": start + len(rec.ref),
                             "ref": rec.ref, "alt": alt, "carriers": carriers})  # fmt: skip
@@ -64,9 +70,12 @@ def _vclass(v: dict) -> str:
     return "DEL" if len(v["ref"]) > len(v["alt"]) else "INS"
 
 
-@pytest.fixture(scope="module", params=["one-file", "two-sample-batches"])
+@pytest.fixture(scope="module", params=["one-file", "two-sample-batches", "erased-pending", "erased-purged"])
 def cohort(tmp_path_factory, request):
-    """The cohort as one ingest of the file, and as two VCFs of its samples (the second added with add_samples)."""
+    """The cohort as one ingest of the file, and as two VCFs of its samples (the second added with add_samples);
+    "erased-…": the two batches with the individual of sample S03 erased, answered while the erasure is pending
+    (gateway/variants/pending.py: a new manifest only, the units unchanged) and after its purge (units rewritten):
+    both must equal a pysam scan without S03."""
     from gateway.variants.distributed_ingest import ingest_partitioned
     from gateway.variants.ingest import ingest_vcf
     from gateway.variants.store import VariantStore
@@ -78,12 +87,19 @@ def cohort(tmp_path_factory, request):
     if request.param == "one-file":
         ingest_vcf(vcf, dataset_id="cohort", data_dir=root / "data", assembly="GRCh38")
     else:
-        common = {"dataset_id": "cohort", "data_dir": root / "data", "assembly": "GRCh38", "span": 10_000}
+        common = {"dataset_id": "cohort", "data_dir": root / "data", "assembly": "GRCh38", "span": 10_000,
+                  "sample_map": {ERASED: "P-erased", "S07": "P-kept"}}  # fmt: skip
         ingest_partitioned(split_by_samples(vcf, root / "a.vcf.gz", SAMPLES[:5]), **common)
         ingest_partitioned(split_by_samples(vcf, root / "b.vcf.gz", SAMPLES[5:]), add_samples=True, **common)
     store = VariantStore(root / "data")
+    without: frozenset[str] = frozenset()
+    if request.param.startswith("erased-"):
+        assert store.erase_individual("P-erased") == 1
+        if request.param == "erased-purged":
+            assert store.purge_erased() == 1
+        without = frozenset({ERASED})
     client = make_client(store, datasets=[{"id": "cohort", "name": "Cohort", **OPEN}])
-    yield client, _truth(vcf)
+    yield client, _truth(vcf, without)
     store.close()
 
 

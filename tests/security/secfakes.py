@@ -106,6 +106,9 @@ class FakeVariantStore:
     def erase_individual(self, individual_id: str) -> int:
         return 0
 
+    def purge_erased(self, dataset_ids: list[str] | None = None) -> int:
+        return 0
+
     def delete_dataset(self, dataset_id: str) -> None:
         self.hits = [h for h in self.hits if h.dataset_id != dataset_id]
         self.samples.pop(dataset_id, None)

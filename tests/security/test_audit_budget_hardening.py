@@ -224,8 +224,10 @@ def test_cli_audit_verify_export_and_erase(tmp_path, monkeypatch, capsys):
     assert [(r["action"], r["phase"]) for r in records] == [
         ("erase-subject", "intent"),
         ("erase-subject", "outcome"),
+        ("erase-purge", "outcome"),  # the second phase: `gateway erase` runs it before it returns
         ("erase-dataset", "intent"),
         ("erase-dataset", "outcome"),
+        ("erase-purge", "outcome"),
     ]
     assert all(r["caller"] == "cli" for r in records) and "pid-" not in out.read_text()
     assert main(["keys", "rotate"]) == 0

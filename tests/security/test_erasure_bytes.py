@@ -147,9 +147,11 @@ def test_an_erased_sample_leaves_no_bytes_in_any_variant_file(kind, stale, tmp_p
     try:
         assert store.dataset_samples("cohort").samples[5].name == SAMPLE  # this thread has the old version open
         assert store.erase_individual(INDIVIDUAL) == 1
+        assert store.dataset_samples("cohort").samples[5].name == "erased-5"  # the erasure happened
+        # A partitioned version's units still hold the person until the purge job (gateway/variants/pending.py).
+        assert store.purge_erased() == (1 if kind == "partitioned" else 0)
         # The old files are unlinked; the erasing thread keeps none of them open (an open file keeps its bytes).
         assert _open_deleted_files(data_dir) == []
-        assert store.dataset_samples("cohort").samples[5].name == "erased-5"  # the erasure happened
     finally:
         store.close()
     assert _leftovers(data_dir, needles) == []
@@ -228,11 +230,16 @@ def test_an_erased_subject_leaves_no_bytes_in_any_file_of_the_node(node, tmp_pat
     assert resp.status_code == 200 and resp.get_json()["phenopackets"] == 1 and resp.get_json()["samples"] == 1
     assert _open_deleted_files(data_dir) == []
     assert svc.store.find_by_subject(subject) == [] and len(svc.store.find_by_subject(other)) == 1
+    # The second phase (the purge worker would run it; here the operator runs it now): the WAL's old copies go.
+    job = resp.get_json()["purge"]["job"]
+    assert client.post("/admin/erasure/purges", headers=OPERATOR).status_code == 200
+    listed = client.get("/admin/erasure/purges", headers=OPERATOR).get_json()
+    assert [j["status"] for j in listed["jobs"] if j["id"] == job] == ["done"]
     assert _leftovers(data_dir, needles) == []
     assert _leftovers(data_dir, [other.encode()]) != []  # the other patient is still there
 
 
-# --- PostgreSQL: the erased subject's rows, dead tuples and index entries gone after the erasure's VACUUM ---
+# --- PostgreSQL: the erased subject's rows, dead tuples and index entries gone after the erasure's purge ---
 
 PG_SUBJECT = "pid-PGERASEDSUBJECT4242"
 PHENOPACKETS = Path(__file__).resolve().parents[2] / ".." / "shared" / "reference" / "phenopackets"
@@ -296,6 +303,7 @@ def test_on_postgresql_the_erased_subject_leaves_no_tuple_nor_index_entry(privat
     import sqlalchemy as sa
 
     from gateway.security.erasure import erase_subject
+    from gateway.security.purge_jobs import run_due
     from gateway.store import MetadataStore, PhenopacketRecord
 
     store = MetadataStore.open(private_database)
@@ -316,6 +324,8 @@ def test_on_postgresql_the_erased_subject_leaves_no_tuple_nor_index_entry(privat
         assert len(_tuples_naming(store, PG_SUBJECT)) >= 2  # its row and its index entry, before the erasure
         result = erase_subject(store, None, PG_SUBJECT, key=b"k" * 32)
         assert result.phenopackets == 1 and store.find_by_subject(PG_SUBJECT) == []
+        assert len(_tuples_naming(store, PG_SUBJECT)) >= 1  # dead tuples and index entries: the purge is queued
+        assert run_due(store).done == (result.purge_job,)  # the second phase, as the purge worker runs it
         assert _tuples_naming(store, PG_SUBJECT) == []
         assert _tuples_naming(store, "pid-kept-8") != []  # the others are where they were
         with store.engine.connect() as connection:

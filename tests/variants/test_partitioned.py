@@ -127,6 +127,7 @@ def _same_answers(single: VariantStore, parted: VariantStore) -> None:
     for hit in hits:
         assert parted.get(hit.variant_id) == hit
         assert parted.carriers(hit.variant_id) == single.carriers(hit.variant_id)
+        assert parted.carrier_indexes(hit.variant_id).tolist() == single.carrier_indexes(hit.variant_id).tolist()
     for individual in SAMPLE_MAP.values():
         for skip, limit in ((0, 10), (7, 25), (0, 10_000)):
             mine, total = parted.variants_of_individual(individual, skip=skip, limit=limit)
@@ -154,9 +155,23 @@ def test_each_partition_task_waits_for_one_shared_sample_list_not_one_key_per_sa
     assert dependencies == [1] * len(dependencies)
 
 
-def test_erasure_rewrites_the_partitions_and_still_agrees(stores, tmp_path):
-    single, parted, *_ = stores
+def _unit_files(data_dir) -> set[str]:
+    return {str(p.relative_to(data_dir)) for p in (data_dir / "variants" / "cohort").glob("parts-*/*.sqlite")}
+
+
+def test_erasure_is_pending_at_once_then_purged_into_the_partitions_and_still_agrees(stores, tmp_path):
+    """Phase one (the request) writes a manifest only: every answer already agrees with the single file erased at
+    once (rewritten); phase two (the purge job) rewrites the units and still agrees."""
+    single, parted, _, _, data_dir, _ = stores
+    units = _unit_files(data_dir)
     assert parted.erase_individual("P3") == single.erase_individual("P3") == 1
+    assert _unit_files(data_dir) == units  # no unit written: the erasure is pending in the manifest
+    _same_answers(single, parted)
+    assert parted.variants_of_individual("P3") == ([], 0)
+    assert parted.erase_individual("P5") == single.erase_individual("P5") == 1  # a second one adds to the delta
+    _same_answers(single, parted)
+    assert parted.purge_erased() == 1
+    assert _unit_files(data_dir) != units and parted.purge_erased() == 0  # rewritten; nothing left to purge
     _same_answers(single, parted)
     assert parted.variants_of_individual("P3") == ([], 0)
 

@@ -16,7 +16,7 @@ from gateway.variants import store as store_module
 from gateway.variants.distributed_ingest import ingest_partitioned
 from gateway.variants.ingest import ingest_vcf
 from gateway.variants.layout import decode_set, encode_set, pack_codes, unpack_codes
-from gateway.variants.pages import codes_page, set_page, set_size
+from gateway.variants.pages import codes_page, positions_of, set_page, set_size
 from gateway.variants.query import VariantQuery
 from gateway.variants.store import VariantStore, partition_pool_size
 from tests.beacon.test_g_variants_truth import SAMPLES, _write_vcf
@@ -46,6 +46,21 @@ def test_pages_of_a_stored_set_equal_slices_of_the_whole_set(universe):
             got = codes_page(packed, skip, min(limit, max(len(members) - skip, 0)))
             assert got.tolist() == unpack_codes(packed, len(members))[skip : skip + limit].tolist()
         assert set_page(blob, 0, 0).tolist() == []
+
+
+@pytest.mark.parametrize("universe", [40, 1000, 100_003])
+def test_positions_of_some_samples_in_a_stored_set_equal_their_index_in_the_whole_set(universe):
+    """An erasure's delta (pending.py) finds the erased samples' codes without decoding the carrier set."""
+    rng = np.random.default_rng(universe + 1)
+    for density in (0.001, 0.02, 0.3, 0.9):  # lists and bitmaps
+        members = np.flatnonzero(rng.random(universe) < density).astype("<u4")
+        blob = encode_set(members, universe)
+        asked = np.unique(np.concatenate([rng.integers(0, universe, 5), members[:2], members[-1:]])).astype("<u4")
+        expected = [int(np.searchsorted(members, a)) for a in asked if a in set(members.tolist())]
+        assert positions_of(blob, asked).tolist() == expected, density
+        assert positions_of(blob, np.array([universe - 1], dtype="<u4")).tolist() == (
+            [len(members) - 1] if universe - 1 in set(members.tolist()) else []
+        )
 
 
 @pytest.fixture(scope="module")

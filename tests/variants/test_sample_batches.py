@@ -124,7 +124,9 @@ def test_an_counts_the_batches_that_called_the_site(tmp_path):
         batched.close()
 
 
-def test_erasure_rewrites_only_the_units_of_the_persons_batch(tmp_path):
+def test_erasure_is_pending_at_once_and_its_purge_rewrites_only_the_units_of_the_persons_batch(tmp_path):
+    """The request writes a manifest only (pending.py), and every answer over the batches already agrees with the
+    single file erased at once; the purge job then rewrites the units of the person's batch, nothing else."""
     plain = tmp_path / "cohort.vcf"
     _write_vcf(plain)
     data, single_dir = tmp_path / "data", tmp_path / "single"
@@ -151,11 +153,17 @@ def test_erasure_rewrites_only_the_units_of_the_persons_batch(tmp_path):
         before = units()
         assert sorted(before) == [0, 1, 2]
         assert batched.erase_individual("P10") == single.erase_individual("P10") == 1  # S10: batch 2
+        assert units() == before  # pending: no unit written
+        _same_answers(single, batched)
+        assert batched.purge_erased() == 1
         after = units()
         assert after[0] == before[0] and after[1] == before[1]
         assert not after[2] & before[2]  # every unit of batch 2 rewritten, nothing else
         _same_answers(single, batched)
         assert batched.erase_individual("P3") == single.erase_individual("P3") == 2  # S03 (batch 0), S08 (batch 1)
+        assert units() == after
+        _same_answers(single, batched)
+        assert batched.purge_erased() == 1
         final = units()
         assert final[2] == after[2] and not final[0] & after[0] and not final[1] & after[1]
         _same_answers(single, batched)
@@ -327,16 +335,16 @@ def test_a_batch_and_an_erasure_published_meanwhile_are_neither_lost(tmp_path, m
     store.refresh()
     assert [s.name for s in store.dataset_samples("cohort").samples][:2] == ["S00", "erased-1"]
 
-    erase_in_units = store_module._erase_in_units
+    losses = store_module._losses  # read while the erasure builds its manifest (pending.py)
     added = []
 
     def ingest_meanwhile(*args, **kw):
-        renamed = erase_in_units(*args, **kw)
+        found = losses(*args, **kw)
         if not added:
             added.append(ingest_partitioned(files[2], add_samples=True, **common))
-        return renamed
+        return found
 
-    monkeypatch.setattr(store_module, "_erase_in_units", ingest_meanwhile)
+    monkeypatch.setattr(store_module, "_losses", ingest_meanwhile)
     assert store.erase_individual("P5") == 1
     store.refresh()
     names = [s.name for s in store.dataset_samples("cohort").samples]

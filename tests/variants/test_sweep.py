@@ -61,7 +61,13 @@ def _folders(ds_dir: Path) -> set[str]:
 
 
 def _killed_erasure(data_dir: Path, individual: str) -> None:
-    """An erasure killed (SIGKILL) after its new units are written, before its manifest is: a real interruption."""
+    """An erasure whose purge is killed (SIGKILL) after its new units are written, before its manifest is: a real
+    interruption. (The erasure itself only writes a manifest, pending.py; the purge job rewrites the units.)"""
+    store = VariantStore(data_dir)
+    try:
+        assert store.erase_individual(individual) == 1
+    finally:
+        store.close()
     script = textwrap.dedent(f"""
         import os, signal
         from gateway.variants import store as module
@@ -71,7 +77,7 @@ def _killed_erasure(data_dir: Path, individual: str) -> None:
                 os.kill(os.getpid(), signal.SIGKILL)
             return real(source, target, idxs, n_samples, renamed)
         module._erase_samples = erase
-        module.VariantStore({str(data_dir)!r}).erase_individual({individual!r})
+        module.VariantStore({str(data_dir)!r}).purge_erased()
     """)
     done = subprocess.run([sys.executable, "-c", script], cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)})
     assert done.returncode == -9
@@ -79,9 +85,9 @@ def _killed_erasure(data_dir: Path, individual: str) -> None:
 
 def test_sweep_removes_only_old_unreferenced_folders(parted):
     data_dir, ds_dir, _ = parted
-    before = _answers(data_dir)
     (live,) = _folders(ds_dir)
     _killed_erasure(data_dir, "P3")
+    before = _answers(data_dir)  # the erasure pending, its purge interrupted
     erased = _folders(ds_dir) - {live}
     assert (
         len(erased) == 1 and next(iter(erased)).startswith("parts-e") and any((ds_dir / next(iter(erased))).iterdir())
@@ -99,7 +105,7 @@ def test_sweep_removes_only_old_unreferenced_folders(parted):
     _age(ds_dir / POINTER, 2 * HOUR)
     assert sorted(sweep_dataset(data_dir, "cohort", grace_s=HOUR)) == sorted([*erased, compacting.name])
     assert _folders(ds_dir) == {live, young.name}
-    assert _answers(data_dir) == before  # the live version is intact, the erasure never happened
+    assert _answers(data_dir) == before  # the live version is intact, the purge never happened
     assert sweep_dataset(data_dir, "cohort", grace_s=HOUR) == []
 
 
@@ -113,6 +119,7 @@ def test_publish_sweeps_and_refuses_a_manifest_whose_units_were_swept(parted):
     store = VariantStore(data_dir)
     try:  # an erasure publishes a new manifest: the old leftover is swept on the way (default grace: 1 hour)
         assert store.erase_individual("P3") == 1
+        assert store.purge_erased() == 1  # both pending erasures (P5's purge was killed) go into the units
     finally:
         store.close()
     (live,) = _folders(ds_dir)  # one sample batch: every unit rewritten into the erasure's folder

@@ -5,7 +5,7 @@ Why: the Beacon term index patched itself from an `updated_at` window (0007); it
 insert and replacement (three columns, one entry per row): write cost for nothing.
 
 Revision ID: 0011_drop_updated_at_index
-Revises: 0009_fhir_resources_lookups
+Revises: 0010_erasure_purges
 Create Date: 2026-12-01
 """
 
@@ -14,7 +14,7 @@ from __future__ import annotations
 from alembic import op
 
 revision = "0011_drop_updated_at_index"
-down_revision = "0009_fhir_resources_lookups"
+down_revision = "0010_erasure_purges"
 branch_labels = None
 depends_on = None
 
