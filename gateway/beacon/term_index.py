@@ -328,7 +328,7 @@ def patched(
     stable = old.size <= n and bool(np.array_equal(pks[: old.size], old.pks))
     if stable:  # no gathers over every row: the places are the same
         kept = versions[: old.size] == old.versions  # old rows at the same row version
-        if reread is not None and len(reread):
+        if reread is not None and len(reread) and old.size:  # an empty snapshot has no old row to re-read
             place = np.searchsorted(old.pks, reread)
             kept[place[(place < old.size) & (old.pks[np.minimum(place, max(old.size - 1, 0))] == reread)]] = False
         kept_old = kept_new = np.empty(0, dtype=np.int64)  # unused: every kept row stays where it is

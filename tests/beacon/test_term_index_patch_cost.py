@@ -88,6 +88,15 @@ def test_a_replacement_patch_makes_new_lists_only_for_the_terms_of_the_replaced_
     assert _content(fresh) == _content(snapshot_from(2, rows, terms))
 
 
+def test_an_empty_snapshot_is_patched_with_the_rows_written_since():
+    """Was: IndexError (a 500 on the next query) when the change log named rows and the snapshot held none."""
+    old = snapshot_from(1, [], [])
+    rows, terms = _store(20)
+    fresh = _patch(old, rows, terms, [3, 7])
+    assert fresh is not None
+    assert _content(fresh) == _content(snapshot_from(2, rows, terms))
+
+
 def test_patched_masks_equal_masks_built_on_the_patched_snapshot():
     rows, terms = _store(500)
     old = snapshot_from(1, rows, terms)
