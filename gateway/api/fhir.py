@@ -7,6 +7,7 @@ for one whose parsing and translation exceed the node's time or memory limits (g
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -32,6 +33,7 @@ from gateway.errors import NotFound
 from gateway.issues import Issue, to_operation_outcome
 from gateway.jsonio import JSONInputError, loads_strict
 from gateway.services.fhir_resources import (
+    ResourceChange,
     about_stored_patients,
     apply_document,
     check_id,
@@ -160,10 +162,15 @@ def refuse_patients_of(outcome: IngestOutcome, refused: dict[int, Refusal]) -> N
         packet.issues.extend(i for n in packet.entry_indexes if n in refused for i in refused[n].issues)
 
 
-def transaction_response(outcome: IngestOutcome, refused: dict[int, Refusal] | None = None) -> dict:
+def transaction_response(
+    outcome: IngestOutcome, refused: dict[int, Refusal] | None = None, kept: Iterable[ResourceChange] = ()
+) -> dict:
     """One response entry per input entry, in order; each entry's issues in its outcome. `refused`: a batch's
-    entries refused before processing, answered with their own status."""
+    entries refused before processing, answered with their own status. `kept`: the entries' resources as kept,
+    whose FHIR location and version a stored entry answers (FHIR http.html#transaction-response); the
+    phenopacket it went into is named in the Patient entry's outcome."""
     refused = refused or {}
+    kept_at = {c.entry: c for c in kept if c.entry is not None}
     by_entry = outcome.issues_by_entry()
     packet_of_entry = {i: p for p in outcome.packets for i in p.entry_indexes}
     entries = []
@@ -185,7 +192,18 @@ def transaction_response(outcome: IngestOutcome, refused: dict[int, Refusal] | N
         else:
             is_patient_entry = packet.entry_indexes and packet.entry_indexes[0] == index
             response["status"] = "201 Created" if packet.saved.created and is_patient_entry else "200 OK"
-            response["location"] = f"phenopackets/{packet.saved.id}"
+            change = kept_at.get(index)
+            if change is not None:
+                response["location"] = change.location
+                response["etag"] = f'W/"{change.version}"'
+            else:  # an entry not kept as a resource: the phenopacket is what was made of it
+                response["location"] = f"phenopackets/{packet.saved.id}"
+            if is_patient_entry:
+                where = f"phenopackets/{packet.saved.id}"
+                issues = [
+                    Issue.info("phenopacket", f"made into the phenopacket {where}", where, target="output"),
+                    *issues,
+                ]
         if issues:
             response["outcome"] = _entry_outcome(issues)
         entries.append({"response": response})
@@ -336,12 +354,15 @@ def fhir_blueprint() -> Blueprint:
             )
             # what keeping says of the Bundle itself (a Patient taken as the stored one) goes to its sender
             stored.report.extend(i for c in changes for i in c.issues if i.code in ("same-person", "same-resource"))
+            kept.extend(changes)
+
+        kept: list[ResourceChange] = []
 
         outcome = store_fhir_outcome(outcome, store=svc.store, dataset_id=dataset, source=source, also=keep)
         if outcome.rejected:
             issues = outcome.report.errors + outcome.report.warnings
             return outcome_response(issues, _status_for(outcome.report.errors), doc)
-        return fhir_response(transaction_response(outcome, refused))
+        return fhir_response(transaction_response(outcome, refused, kept))
 
     @bp.post("/$validate")
     @bp.post("/<resource_type>/$validate")

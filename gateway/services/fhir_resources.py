@@ -106,6 +106,7 @@ class ResourceChange:
     phenopacket_id: str | None = None
     issues: list[Issue] = field(default_factory=list)
     patient_id: str | None = None  # the stored Patient it was attached to when written
+    entry: int | None = None  # the Bundle entry it was sent in (keep_bundle), for that entry's response
 
     @property
     def location(self) -> str:
@@ -1414,7 +1415,9 @@ def keep_bundle(
     """
     _, writes = _entry_writes(doc, [])
     wanted = sorted(set(entry_indexes))
-    kept = [w for i in wanted if i < len(writes) and (w := writes[i]) is not None and w.resource is not None]
+    sent = [(i, w) for i in wanted if i < len(writes) and (w := writes[i]) is not None and w.resource is not None]
+    kept_entries = [i for i, _ in sent]
+    kept = [w for _, w in sent]
     if not kept:
         return []
     entry_of = {(w.resource_type, w.resource_id): i for i, w in enumerate(writes) if w is not None}
@@ -1435,7 +1438,8 @@ def keep_bundle(
             # the Bundle's phenopacket named these resources by the ids it sent: made again from the kept ones
             rebuild_patients=frozenset(c.patient_id for c in same.values() if c.patient_id),
         )
-        for n, change in enumerate(changes):
+        for n, change in enumerate(changes):  # one change per write, in order (apply_writes)
+            change.entry = kept_entries[n]
             if n in same:
                 sent = same[n].sent_id
                 change.issues.append(

@@ -8,6 +8,8 @@ import uuid
 
 import pytest
 
+from gateway.services.fhir_resources import supported_types
+
 FHIR = "application/fhir+json"
 
 
@@ -35,12 +37,29 @@ def test_transaction_is_translated_stored_and_served_back(client, app, operator,
     body = resp.get_json()
     assert body["resourceType"] == "Bundle" and body["type"] == "transaction-response"
     assert len(body["entry"]) == len(marfan["entry"])  # one response entry per input entry, in order
-    locations = {e["response"].get("location") for e in body["entry"]} - {None}
-    assert len(locations) == 1
-    (location,) = locations
-    assert location.startswith("phenopackets/")
+    # each entry's location is its resource as kept (FHIR http.html: Type/id/_history/version), with its ETag
+    kept_types = set(supported_types())
+    kept = [
+        (s, a)
+        for s, a in zip(marfan["entry"], body["entry"], strict=True)
+        if s["resource"]["resourceType"] in kept_types
+    ]
+    assert len(kept) >= 15
+    for sent, answered in kept:
+        resource, response = sent["resource"], answered["response"]
+        assert response["location"] == f"{resource['resourceType']}/{resource['id']}/_history/1"
+        assert response["etag"] == 'W/"1"'
+        assert client.get("/fhir/" + response["location"].split("/_history")[0], headers=operator).status_code == 200
     created = [e for e in body["entry"] if e["response"]["status"] == "201 Created"]
     assert len(created) == 1
+    # the phenopacket made is named in the Patient entry's outcome
+    named = [
+        i["location"][0]
+        for i in created[0]["response"]["outcome"]["issue"]
+        if i["details"]["coding"][0]["code"] == "phenopacket"
+    ]
+    assert len(named) == 1 and named[0].startswith("phenopackets/")
+    location = named[0]
 
     packet = client.get("/" + location, headers=operator).get_json()
     assert packet["id"] == location.split("/", 1)[1]
