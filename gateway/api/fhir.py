@@ -321,7 +321,7 @@ def fhir_blueprint() -> Blueprint:
     @bp.post("/")
     @bp.post("/Bundle")  # FHIR allows a Bundle to be created as a resource; here it is the same as the base
     @require_operator
-    def ingest():
+    def ingest() -> Response:
         svc = services()
         dataset = request.args.get("dataset") or svc.config.default_dataset
         outcome, source = _process_bounded(dataset)  # parse, validate, translate: in a child with limits
