@@ -32,7 +32,8 @@ from gateway.store.fhir_resources import PATIENT, ResourceHead
 from translators.fhir.common import rfc3339
 from translators.fhir.family import merged_family
 from translators.fhir.merge import Join, Part, followed_references, merge_or_join
-from translators.fhir.references import TYPE_ID_TAIL, BundleIndex
+from translators.fhir.references import BundleIndex
+from translators.fhir.references import url_tail as type_id_tail
 
 Load = Callable[[list[int]], dict[int, dict[str, Any]]]  # the content of kept resources by primary key
 # The patient-less heads references may name (a superset: every one a reference's keys find, sorted or not)
@@ -162,7 +163,7 @@ def parts_of(
         # Resolved among the candidates: every resource a reference's keys name is one, in the dataset's order
         # (type, id), so each reference finds what it would find among all the patient-less resources.
         loose = sorted(candidates.values(), key=lambda h: (h.resource_type, h.resource_id))
-        index = BundleIndex.build([_stub(h) for h in loose]) if loose else None
+        index = BundleIndex.of_names([_names(h) for h in loose]) if loose else None
         found = {
             loose[i].pk
             for h in frontier
@@ -205,8 +206,7 @@ def url_tail(full_url: str | None) -> str | None:
     """The `Type/id` an absolute fullUrl ends with (BundleIndex finds its resource by it too); None: none."""
     if not full_url or full_url.startswith("urn:"):
         return None
-    found = TYPE_ID_TAIL.search(full_url)
-    return found.group(1) if found else None
+    return type_id_tail(full_url)
 
 
 def _facts_of(load: Load, heads: list[ResourceHead], cache: FragmentCache) -> dict[int, Facts]:
@@ -253,11 +253,8 @@ def all_references(resource: dict[str, Any]) -> list[str]:
     return found
 
 
-def _stub(head: ResourceHead) -> dict[str, Any]:
-    entry: dict[str, Any] = {"resource": {"resourceType": head.resource_type, "id": head.resource_id}}
-    if head.full_url:
-        entry["fullUrl"] = head.full_url
-    return entry
+def _names(head: ResourceHead) -> tuple[str, str, str | None]:
+    return head.resource_type, head.resource_id, head.full_url or None
 
 
 def _parts(members: list[ResourceHead], references: dict[int, tuple[str, ...]]) -> list[list[ResourceHead]]:
@@ -265,7 +262,7 @@ def _parts(members: list[ResourceHead], references: dict[int, tuple[str, ...]]) 
     members = sorted(members, key=lambda h: (h.resource_type, h.resource_id))
     if not any(references[h.pk] for h in members):
         return [[h] for h in members]  # no links: each resource is a part (no index to build)
-    index = BundleIndex.build([_stub(h) for h in members])
+    index = BundleIndex.of_names([_names(h) for h in members])
     parent = list(range(len(members)))
 
     def root(i: int) -> int:

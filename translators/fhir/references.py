@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+from functools import lru_cache
 from urllib.parse import parse_qsl
 
 from translators.fhir.tokens import parse_token
@@ -61,13 +62,7 @@ class BundleIndex:
                 continue
             full_url = entry.get("fullUrl")
             if isinstance(full_url, str):
-                if full_url in index.by_full_url:
-                    index.duplicates.append((i, index.by_full_url[full_url]))
-                index.by_full_url.setdefault(full_url, i)
-                index.full_urls[i] = full_url
-                tail = TYPE_ID_TAIL.search(full_url)
-                if tail and not full_url.startswith("urn:"):
-                    index.by_type_id.setdefault(tail.group(1), i)
+                index._add_full_url(full_url, i)
             resource = entry.get("resource")
             if not isinstance(resource, dict):
                 continue
@@ -82,6 +77,27 @@ class BundleIndex:
                     _add(index.by_identifier_value, (kind, value), i)
                     _add(index.by_identifier_system, (kind, system), i)
         return index
+
+    @classmethod
+    def of_names(cls, names: list[tuple[str, str, str | None]]) -> BundleIndex:
+        """The index `build` makes of entries that carry only (type, id, fullUrl): kept resources by their
+        heads, when what a reference names, not their identifiers, is asked (no entry dicts to make)."""
+        index = cls()
+        for i, (resource_type, resource_id, full_url) in enumerate(names):
+            if full_url is not None:
+                index._add_full_url(full_url, i)
+            index.by_type_id.setdefault(f"{resource_type}/{resource_id}", i)
+        return index
+
+    def _add_full_url(self, full_url: str, i: int) -> None:
+        if full_url in self.by_full_url:
+            self.duplicates.append((i, self.by_full_url[full_url]))
+        self.by_full_url.setdefault(full_url, i)
+        self.full_urls[i] = full_url
+        if not full_url.startswith("urn:"):
+            tail = url_tail(full_url)
+            if tail is not None:
+                self.by_type_id.setdefault(tail, i)
 
     def resolve(self, reference: str | None, source: int | None = None) -> int | None:
         """The entry position `reference` (written in entry `source`) points to, or None."""
@@ -127,6 +143,14 @@ class BundleIndex:
         if token.system is None:
             return self.by_identifier_value.get((resource_type, token.value), [])
         return self.by_identifier.get((resource_type, token.system, token.value), [])
+
+
+@lru_cache(maxsize=65_536)
+def url_tail(full_url: str) -> str | None:
+    """The `Type/id` a URL ends with (its `/_history/` part aside); None: none. Cached: a kept resource's
+    fullUrl is indexed again with every write of its patient."""
+    tail = TYPE_ID_TAIL.search(full_url)
+    return tail.group(1) if tail else None
 
 
 def _add(index: dict, key: tuple, entry: int) -> None:
