@@ -276,21 +276,10 @@ def fresh_store_url(database_url: str | None):
         with tempfile.TemporaryDirectory() as tmp:
             yield f"sqlite:///{tmp}/bench.db"
         return
-    import uuid
+    from tests.pg_schema import fresh_schema
 
-    import sqlalchemy as sa
-
-    base = sa.engine.make_url(database_url)
-    schema = f"bench_rbr_{uuid.uuid4().hex[:12]}"
-    admin = sa.create_engine(base, poolclass=sa.pool.NullPool)
-    with admin.begin() as connection:
-        connection.exec_driver_sql(f'CREATE SCHEMA "{schema}"')
-    try:
-        yield base.update_query_dict({"options": f"-csearch_path={schema}"}).render_as_string(hide_password=False)
-    finally:
-        with admin.begin() as connection:
-            connection.exec_driver_sql(f'DROP SCHEMA "{schema}" CASCADE')
-        admin.dispose()
+    with fresh_schema(database_url, "bench_rbr") as url:
+        yield url
 
 
 def tagged(resources: list[tuple[dict, str | None]], tag: str) -> list[tuple[dict, str | None]]:
