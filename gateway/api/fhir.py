@@ -295,6 +295,8 @@ def capability_statement() -> dict:
                             "readHistory": False,
                             "updateCreate": True,
                             "conditionalCreate": True,  # If-None-Exist: identifier=token
+                            "conditionalUpdate": True,  # PUT {type}?identifier=token
+                            "conditionalDelete": "single",  # DELETE {type}?identifier=token; several matches: 412
                         }
                         for t in supported_types()
                     ),

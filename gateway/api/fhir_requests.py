@@ -19,7 +19,7 @@ from urllib.parse import parse_qsl
 
 from gateway.errors import BadInput, GatewayError
 from gateway.issues import Issue
-from gateway.services.fhir_resources import FHIR_ID, PATIENT_LINKS, ResourceRejected
+from gateway.services.fhir_resources import FHIR_ID, PATIENT_LINKS, ResourceRejected, conditional_search
 from gateway.services.ingest import entry_index
 from translators.fhir.common import reference_of
 from translators.fhir.references import RELATIVE_REF
@@ -84,8 +84,14 @@ def request_issues(doc: Any) -> list[Issue]:
         if method == "PUT" and url_id and isinstance(body_id, str) and body_id != url_id:
             message = f"the resource's id {body_id!r} differs from the url's id {url_id!r}"
             issues.append(Issue.error("invalid", message, f"{at}/url"))
-        if method == "DELETE" and not (url_type and url_id):
-            issues.append(Issue.error("fhir-value", "DELETE needs a url Type/id", f"{at}/url"))
+        search = str(request.get("url") or "").partition("?")[2]
+        if method in ("PUT", "DELETE") and search and not url_id:  # a conditional update or delete
+            try:
+                conditional_search(body_type or url_type, search)
+            except BadInput as unsupported:
+                issues.append(Issue.error("not-supported", unsupported.message, f"{at}/url"))
+        elif method == "DELETE" and not (url_type and url_id):
+            issues.append(Issue.error("fhir-value", "DELETE needs a url Type/id or Type?identifier=token", f"{at}/url"))
         named_id = url_id if method != "POST" else body_id
         if atomic and isinstance(named_id, str) and named_id:
             identity = (body_type or url_type, named_id)

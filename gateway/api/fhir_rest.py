@@ -9,6 +9,7 @@ from __future__ import annotations
 from datetime import timedelta
 from functools import wraps
 from typing import Any
+from urllib.parse import urlencode
 
 from flask import Blueprint, Response, request
 
@@ -28,6 +29,7 @@ from gateway.services.fhir_resources import (
     check_id,
     check_resource,
     check_type,
+    conditional_search,
     create_resource,
     parse_if_match,
     pending_resources,
@@ -69,7 +71,9 @@ def change_issues(change: ResourceChange) -> list[Issue]:
         "updated": f"{change.resource_type}/{change.resource_id} updated to version {change.version}",
         "unchanged": "the same content is stored already: nothing changed",
         "deleted": f"{change.resource_type}/{change.resource_id} deleted",
-        "absent": f"{change.resource_type}/{change.resource_id} is not stored: nothing to delete",
+        "absent": f"{change.resource_type}/{change.resource_id} is not stored: nothing to delete"
+        if change.resource_id
+        else f"no kept {change.resource_type} matches the search: nothing to delete",
         "exists": f"{change.resource_type}/{change.resource_id} matches If-None-Exist: kept already, nothing was created",
     }[change.status]
     issues = [Issue.info(change.status, said)]
@@ -175,6 +179,31 @@ def add_rest_routes(bp: Blueprint) -> None:
             if_none_exist=request.headers.get("If-None-Exist"),
         )
         return _changed(change, warnings)
+
+    @bp.put("/<resource_type>")
+    @known_type
+    @require_operator
+    def conditional_update(resource_type: str):
+        """`PUT /fhir/{type}?identifier=token` (FHIR http.html#cond-update): the kept resource the search matches
+        is updated, none: created, several: 412."""
+        search = _conditional_search(resource_type)
+        resource = _body()
+        if isinstance(resource, dict) and isinstance(resource.get("id"), str):
+            check_id(resource["id"])
+        warnings = check_resource(resource, resource_type, None)
+        check_patient_links(resource)
+        if_match = parse_if_match(request.headers.get("If-Match"))
+        return _write(ResourceWrite(resource_type, None, resource, if_match=if_match, conditional=search), warnings)
+
+    @bp.delete("/<resource_type>")
+    @known_type
+    @require_operator
+    def conditional_delete(resource_type: str):
+        """`DELETE /fhir/{type}?identifier=token` (http.html#cdelete): the one match is deleted, none: nothing
+        to delete (200), several: 412."""
+        search = _conditional_search(resource_type)
+        if_match = parse_if_match(request.headers.get("If-Match"))
+        return _write(ResourceWrite(resource_type, None, None, if_match=if_match, conditional=search), [])
 
     @bp.put("/<resource_type>/<resource_id>")
     @known_type
@@ -291,6 +320,18 @@ def _read_response(found: StoredResource) -> Response:
     response.headers["ETag"] = f'W/"{found.version}"'
     response.last_modified = found.updated_at
     return response
+
+
+def _conditional_search(resource_type: str) -> str:
+    """The search of a conditional update or delete: the query besides the gateway's own dataset= and profile=."""
+    asked = [(name, value) for name, value in request.args.items(multi=True) if name not in ("dataset", "profile")]
+    if not asked:
+        raise BadInput(
+            f"{request.method} /fhir/{resource_type} needs a search, identifier=token (or name one resource: "
+            f"/fhir/{resource_type}/{{id}})",
+            code="not-supported",
+        )
+    return conditional_search(resource_type, urlencode(asked))
 
 
 def _write(write: ResourceWrite, warnings: list[Issue]) -> Response:

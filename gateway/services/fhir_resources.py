@@ -123,6 +123,8 @@ class ResourceWrite:
     full_url: str | None = None
     if_match: int | None = None  # the version the client read (If-Match / entry.request.ifMatch)
     if_none_exist: str | None = None  # a POST entry's request.ifNoneExist (conditional create)
+    # a conditional update or delete (`Type?identifier=token`): the one kept resource it matches is the one written
+    conditional: str | None = None
 
 
 # Kept although no phenopacket element comes from them: an IPS Composition's type (and any meta.profile)
@@ -314,16 +316,51 @@ def create_resource(
     return _in_dataset_transaction(store, dataset_id, create)
 
 
-def _identifier_search(resource_type: str, query: str) -> str:
-    """The conditional reference an If-None-Exist query names (`identifier=token`); BadInput for another."""
+def _identifier_search(resource_type: str, query: str, asked_by: str = "If-None-Exist") -> str:
+    """The conditional reference a conditional request's query names (`identifier=token`); BadInput for another."""
     params = parse_qsl(query.strip().lstrip("?"), keep_blank_values=True)
     if len(params) != 1 or params[0][0] != "identifier" or parse_token(params[0][1]) is None:
         raise BadInput(
-            f"If-None-Exist supports one search, identifier=token (system|value, value, |value, system|), "
+            f"{asked_by} supports one search, identifier=token (system|value, value, |value, system|), "
             f"not {query[:80]!r}",
             code="not-supported",
         )
     return f"{resource_type}?identifier={params[0][1]}"
+
+
+def conditional_search(resource_type: str, query: str) -> str:
+    """The search of a conditional update or delete (`PUT`/`DELETE {type}?identifier=token`, FHIR
+    http.html#cond-update, #cdelete): `Type?identifier=token`; BadInput (400) for another search."""
+    return _identifier_search(resource_type, query, "a conditional update or delete")
+
+
+def _resolved(
+    connection: sa.Connection, dataset_id: str, write: ResourceWrite, key: bytes
+) -> ResourceWrite | ResourceChange:
+    """A conditional update or delete as the write of the one kept resource its search matches, in the writing
+    transaction (the dataset is locked: what is matched cannot change meanwhile). FHIR http.html#cond-update: no
+    match creates (under the body's id, else one the gateway names), one match is updated (a body naming another
+    id is the client's mistake: 400), several are 412; #cdelete: no match deletes nothing (the change `absent`)."""
+    assert write.conditional is not None
+    found = _matching(connection, dataset_id, write.resource_type, write.conditional, key)
+    if len(found) > 1:
+        named = " and ".join(f"{write.resource_type}/{f.resource_id}" for f in found[:2])
+        message = f"{write.conditional!r} matches more than one kept resource ({named}): name one"
+        raise AmbiguousReference(message, issues=[Issue.error("multiple-matches", message)])
+    plain = replace(write, conditional=None)
+    if not found:
+        if write.resource is None:
+            return ResourceChange(write.resource_type, "", 0, "absent")
+        return plain
+    match = found[0].resource_id
+    sent_id = (write.resource or {}).get("id")
+    if sent_id not in (None, match):
+        message = (
+            f"the resource's id {sent_id!r} is not that of the kept {write.resource_type}/{match} the search matches"
+        )
+        raise BadInput(message, issues=[Issue.error("invalid", message)])
+    resource = None if write.resource is None else {**write.resource, "id": match}
+    return replace(plain, resource_id=match, resource=resource)
 
 
 def _matching(
@@ -391,7 +428,7 @@ def _apply_writes_in(
     cache: FragmentCache | None,
     rebuild_patients: frozenset[str] = frozenset(),
 ) -> list[ResourceChange]:
-    lone = _lone_put(writes)
+    lone = None if any(w.conditional for w in writes) else _lone_put(writes)
     if lone is None:
         exists, oldest_pending = rows.lock_and_read_dataset(connection, dataset_id)
         prefetched = None
@@ -400,6 +437,8 @@ def _apply_writes_in(
     if not exists:
         raise UnknownDatasetError([dataset_id])
     expired = _expire_pending(connection, dataset_id, now, pending_days, oldest_pending)
+    asked = [w if w.conditional is None else _resolved(connection, dataset_id, w, key) for w in writes]
+    writes = [w for w in asked if isinstance(w, ResourceWrite)]
     changes: list[ResourceChange] = []
     touched: dict[str, str | None] = {}  # patient id -> subject pseudonym of its phenopacket before
     known = _Known.read_ahead(connection, dataset_id, writes)
@@ -437,6 +476,8 @@ def _apply_writes_in(
     for change in changes:
         patient_id = _patient_of(connection, dataset_id, change, known)
         change.phenopacket_id = built.get(patient_id) if patient_id else None
+    made = iter(changes)  # with the change of each conditional delete that matched nothing, in its place
+    changes = [next(made) if isinstance(w, ResourceWrite) else w for w in asked]
     if expired and changes:
         changes[0].issues.append(_expired_issue(expired, pending_days))
     return changes
@@ -877,19 +918,39 @@ def _translate(
     now: datetime,
 ) -> BundleTranslation:
     """Translate resources that were each validated when they arrived (never parsed again here)."""
-    bundle = {
-        "resourceType": "Bundle",
-        "type": "collection",
-        "entry": [
-            _entry(r) if isinstance(r, StoredResource) else r if "resource" in r else {"resource": r} for r in resources
-        ],
-    }
+    entries = [
+        _entry(r) if isinstance(r, StoredResource) else r if "resource" in r else {"resource": r} for r in resources
+    ]
+    bundle = {"resourceType": "Bundle", "type": "collection", "entry": _linked_to_patient(entries)}
     name = profile if profile and profile != "auto" else mappings.detect_profile(bundle)
     if name not in mappings.profile_names():
         raise ResourceRejected(f"unknown profile {name!r}; known: {', '.join(mappings.profile_names())}")
     return translate_bundle(
         bundle, profile=mappings.load_profile(name), ids=at_rest_ids(key), now=now, namespace=dataset_id
     )
+
+
+def _linked_to_patient(entries: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """A patient's kept resources (its Patient first) with each patient link that no longer names that Patient
+    naming it as `Patient/{id}`. The store attached each resource to its Patient when it was written; a link by a
+    `urn:uuid` names an entry of the message it came in, and the Patient sent again since (a conditional update, a
+    document made afresh) has another fullUrl, so the link alone would leave the resource out of the phenopacket.
+    FHIR http.html#trules gives a resolved urn reference the server's `Type/id` in the same way."""
+    patient = entries[0].get("resource") if entries else None
+    if len(entries) < 2 or not isinstance(patient, dict) or patient.get("resourceType") != PATIENT:
+        return entries
+    index = BundleIndex.build(entries[:1])
+    linked = entries[:1]
+    for entry in entries[1:]:
+        resource = entry["resource"]
+        link = next((name for name in PATIENT_LINKS if reference_of(resource.get(name))), None)
+        reference = reference_of(resource.get(link)) if link else None
+        if link is None or reference is None or index.resolve(reference) is not None:
+            linked.append(entry)  # no patient link (a Medication), or one that names the Patient
+            continue
+        relinked = {**resource[link], "reference": f"{PATIENT}/{patient['id']}"}
+        linked.append({**entry, "resource": {**resource, link: relinked}})
+    return linked
 
 
 def _rebuild(
@@ -1334,7 +1395,7 @@ def apply_document(
                 continue
             try:
                 (result.change,) = apply([write])  # each entry its own write: translate only the part it changed
-            except (ResourceRejected, VersionConflict, AmbiguousReference) as rejection:
+            except (ResourceRejected, VersionConflict, AmbiguousReference, BadInput) as rejection:
                 result.issues.extend(rejection.issues)
         return bundle_type, results
     entry_errors = [i for r in results for i in r.issues if i.is_error]
@@ -1578,10 +1639,12 @@ def _entry_writes(doc: dict[str, Any], warnings: list[Issue]) -> tuple[list[Entr
         results.append(result)
         request = entry.get("request") if isinstance(entry.get("request"), dict) else {}
         method = str(request.get("method") or "PUT").upper()
-        url = str(request.get("url") or "").split("?", 1)[0].strip("/")
+        url, _, query = str(request.get("url") or "").partition("?")
         resource = entry.get("resource") if isinstance(entry.get("resource"), dict) else None
-        url_type, _, url_id = url.partition("/")
+        url_type, _, url_id = url.strip("/").partition("/")
         resource_type = str(resource.get("resourceType")) if resource else url_type
+        # PUT/DELETE Type?identifier=token: a conditional update or delete (fhir_requests refused other searches)
+        conditional = f"{resource_type}?{query}" if query and not url_id and method in ("PUT", "DELETE") else None
         if resource_type not in supported_types():
             result.issues.append(
                 Issue.info(
@@ -1593,19 +1656,28 @@ def _entry_writes(doc: dict[str, Any], warnings: list[Issue]) -> tuple[list[Entr
             result.issues.append(Issue.error("fhir-value", f"{url_id[:80]!r} is not a FHIR id", where + "/request/url"))
             writes.append(None)
         elif method == "DELETE":
-            writes.append(
-                ResourceWrite(resource_type, url_id, None, if_match=_entry_if_match(request)) if url_id else None
-            )
-            if not url_id:
-                result.issues.append(Issue.error("fhir-value", "DELETE needs a url Type/id", where + "/request/url"))
+            if_match = _entry_if_match(request)
+            if url_id or conditional:
+                writes.append(
+                    ResourceWrite(resource_type, url_id or None, None, if_match=if_match, conditional=conditional)
+                )
+            else:
+                writes.append(None)
+                result.issues.append(
+                    Issue.error(
+                        "fhir-value", "DELETE needs a url Type/id or Type?identifier=token", where + "/request/url"
+                    )
+                )
         else:
             assert resource is not None
             resource_id = url_id if method == "PUT" and url_id else resource.get("id")
             full_url = entry.get("fullUrl") if isinstance(entry.get("fullUrl"), str) else None
             if_none_exist = request.get("ifNoneExist") if method == "POST" else None
-            conditional = if_none_exist if isinstance(if_none_exist, str) else None
+            create_unless = if_none_exist if isinstance(if_none_exist, str) else None
             writes.append(
-                ResourceWrite(resource_type, resource_id, resource, full_url, _entry_if_match(request), conditional)
+                ResourceWrite(
+                    resource_type, resource_id, resource, full_url, _entry_if_match(request), create_unless, conditional
+                )
             )
     return results, writes
 
