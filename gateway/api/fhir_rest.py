@@ -35,6 +35,7 @@ from gateway.services.fhir_resources import (
     pending_resources,
     purge_pending,
     read_resource,
+    search_by_identifier,
     search_by_patient,
 )
 from gateway.store.fhir_resources import StoredResource
@@ -253,18 +254,23 @@ def add_read_routes(bp: Blueprint) -> None:
     @known_type
     @require_operator
     def search(resource_type: str):
-        """`?patient=` or `?subject=`: a searchset of the type's resources about that stored Patient."""
+        """`?patient=` or `?subject=`: a searchset of the type's resources about that stored Patient;
+        `?identifier=token`: those the token matches (what a conditional update would match)."""
         svc = services()
-        named = [n for n in ("patient", "subject") if n in request.args]
-        unknown = sorted(set(request.args) - {"patient", "subject", "dataset"})
+        named = [n for n in ("patient", "subject", "identifier") if n in request.args]
+        unknown = sorted(set(request.args) - {"patient", "subject", "identifier", "dataset"})
         repeated = len(named) == 1 and len(request.args.getlist(named[0])) > 1  # FHIR: AND, which one Patient never is
         if len(named) != 1 or unknown or repeated:
             raise BadInput(
-                "search by exactly one of patient= or subject= (with dataset=)"
+                "search by exactly one of patient=, subject= or identifier= (with dataset=)"
                 + (f"; not supported: {', '.join(unknown)}" if unknown else ""),
                 code="not-supported",
             )
-        found = search_by_patient(svc.store, _dataset(), resource_type, request.args[named[0]], svc.key)
+        if named == ["identifier"]:
+            search = conditional_search(resource_type, urlencode([("identifier", request.args["identifier"])]))
+            found = search_by_identifier(svc.store, _dataset(), resource_type, search, svc.key)
+        else:
+            found = search_by_patient(svc.store, _dataset(), resource_type, request.args[named[0]], svc.key)
         return json_response(_searchset(found), 200, mimetype=FHIR_JSON)
 
 

@@ -196,6 +196,17 @@ def search_by_patient(
         return [r for r in rows.of_patient(connection, dataset_id, patient_id) if r.resource_type == resource_type]
 
 
+def search_by_identifier(
+    store: MetadataStore, dataset_id: str, resource_type: str, search: str, key: bytes
+) -> list[StoredResource]:
+    """`GET /fhir/{type}?identifier=token` (`search`: `conditional_search`'s): the kept resources of the type it
+    matches, Patients by the pseudonyms of their identifiers."""
+    check_dataset_id(dataset_id)
+    check_type(resource_type)
+    with store.engine.connect() as connection:
+        return _matching(connection, dataset_id, resource_type, search, key)
+
+
 def pending_resources(store: MetadataStore, dataset_id: str | None = None) -> list[StoredResource]:
     if dataset_id is not None:
         check_dataset_id(dataset_id)

@@ -187,3 +187,18 @@ def test_the_capability_statement_says_so(client):
     kept = {r["type"]: r for r in cap["rest"][0]["resource"] if "conditionalUpdate" in r}
     assert {"Patient", "Condition", "Observation"} <= set(kept)
     assert all(r["conditionalUpdate"] is True and r["conditionalDelete"] == "single" for r in kept.values())
+
+
+def test_search_by_identifier_finds_what_a_conditional_update_would_match(client, app, operator, marfan):
+    """Before: 400 (only patient= and subject= were searched): a client could not look before it wrote."""
+    patient = _resource(marfan, PATIENT_ID)
+    assert _send(client, "PUT", f"/fhir/Patient/{PATIENT_ID}", operator, patient).status_code == 201
+    found = client.get(f"/fhir/Patient?{BY_MRN}", headers=operator)
+    assert found.status_code == 200, found.get_data(as_text=True)
+    body = found.get_json()
+    assert body["type"] == "searchset" and body["total"] == 1
+    assert body["entry"][0]["resource"]["id"] == PATIENT_ID
+    assert MRN not in found.get_data(as_text=True)  # the identifier is shown as kept: its pseudonym
+    assert client.get(f"/fhir/Patient?identifier={MRN}", headers=operator).get_json()["total"] == 1  # any system
+    assert client.get("/fhir/Patient?identifier=no-such-mrn", headers=operator).get_json()["total"] == 0
+    assert client.get("/fhir/Patient?identifier=", headers=operator).status_code == 400
