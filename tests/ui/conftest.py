@@ -77,7 +77,7 @@ def _get(url: str, token: str | None = None, body: dict | None = None) -> tuple[
         headers["Content-Type"] = "application/json"
     request = urllib.request.Request(url, data=data, headers=headers, method="POST" if data else "GET")
     try:
-        with urllib.request.urlopen(request, timeout=30) as response:
+        with urllib.request.urlopen(request, timeout=120) as response:
             return response.status, json.loads(response.read() or b"null")
     except urllib.error.HTTPError as exc:
         return exc.code, json.loads(exc.read() or b"null")
@@ -244,7 +244,8 @@ def network_node(tmp_path_factory, ui_node, jwks_files):  # noqa: F811
     root = tmp_path_factory.mktemp("ui-network")
     port = free_port()
     base = f"http://127.0.0.1:{port}"
-    (root / "network.yaml").write_text(yaml.safe_dump({"peers": [{"url": ui_node.base + "/api", "timeout": 10}]}))
+    # a generous peer timeout: on a loaded machine a 10 s one made the network answer 504 now and then
+    (root / "network.yaml").write_text(yaml.safe_dump({"peers": [{"url": ui_node.base + "/api", "timeout": 60}]}))
     config = {
         "node": {"id": "org.example.ui-network", "name": "UI test network", "base_url": base},
         "operator_tokens": [OPERATOR_TOKEN],

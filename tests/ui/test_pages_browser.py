@@ -405,9 +405,10 @@ def test_a_network_node_asks_the_whole_network_and_shows_each_peer(browser, netw
     Select(browser.find_element(By.ID, "target")).select_by_value("network")
     browser.find_element(By.ID, "run-query").click()
     peers = _wait(browser, lambda: browser.find_elements(By.ID, "peers"))[0]
-    _, merged = network_node.call(
+    status, merged = network_node.call(
         "/api/individuals", tokens["registered"], {"query": {"requestedGranularity": "count"}}
     )
+    assert status == 200, merged
     assert _text(browser, "answer-count") == f"{merged['responseSummary']['numTotalResults']:,}"
     (peer,) = merged["info"]["network"]["peers"]
     row = peers.find_element(By.CSS_SELECTOR, "tbody tr").text
