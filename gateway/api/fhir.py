@@ -60,6 +60,11 @@ ACCEPTED_TYPES = ("application/fhir+json", "application/json+fhir", "application
 NOT_A_DOCUMENT = {"json-syntax", "json-nan", "json-duplicate-key", "json-too-deep", "not-fhir"}
 
 
+# What `_format` and Accept may ask for (FHIR http.html#mime: json and the R4 and older JSON media types).
+JSON_FORMATS = frozenset({"json", "application/json", "application/fhir+json", "application/json+fhir"})
+JSON_MEDIA_TYPES = ["application/fhir+json", "application/json+fhir", "application/json"]
+
+
 def fhir_response(body: dict, status: int = 200) -> Response:
     return json_response(body, status, mimetype=FHIR_JSON)
 
@@ -310,6 +315,22 @@ def fhir_blueprint() -> Blueprint:
     bp = Blueprint("fhir", __name__, url_prefix="/fhir")
 
     # Errors (unreadable JSON, credentials, a malformed dataset id) become OperationOutcomes in gateway.api.errors.
+
+    @bp.before_request
+    def negotiate() -> Response | None:
+        """JSON is the one format served (FHIR http.html#mime): `_format` (which overrides Accept) or an Accept
+        header that takes no JSON at all is 406 Not Acceptable, rather than a JSON body the client cannot read."""
+        asked = request.args.get("_format")
+        if asked is not None:
+            if asked.split(";")[0].strip().lower() in JSON_FORMATS:
+                return None
+            message = f"_format={asked[:40]!r}: this server speaks JSON only ({', '.join(sorted(JSON_FORMATS))})"
+            return outcome_response([Issue.error("not-supported", message)], 406)
+        accepts = request.accept_mimetypes
+        if accepts and accepts.best_match(JSON_MEDIA_TYPES) is None:
+            message = f"Accept {request.headers.get('Accept', '')[:80]!r}: this server answers {FHIR_JSON} only"
+            return outcome_response([Issue.error("not-supported", message)], 406)
+        return None
 
     @bp.get("/metadata")
     def metadata():

@@ -42,6 +42,9 @@ from gateway.store.fhir_resources import StoredResource
 
 FHIR_JSON = "application/fhir+json"
 ACCEPTED_TYPES = ("application/fhir+json", "application/json+fhir", "application/json")
+# Parameters of every interaction (FHIR http.html#parameters; `_format` is checked by the blueprint) and the
+# gateway's own: never part of a search.
+NOT_SEARCHED = frozenset({"_format", "_pretty", "dataset", "profile"})
 # Entry issue codes that mean a condition of the request failed (If-Match, a conditional reference's one match).
 PRECONDITION_FAILED = {"conflict", "multiple-matches"}
 STATUS_LINE = {
@@ -258,7 +261,7 @@ def add_read_routes(bp: Blueprint) -> None:
         `?identifier=token`: those the token matches (what a conditional update would match)."""
         svc = services()
         named = [n for n in ("patient", "subject", "identifier") if n in request.args]
-        unknown = sorted(set(request.args) - {"patient", "subject", "identifier", "dataset"})
+        unknown = sorted(set(request.args) - {"patient", "subject", "identifier"} - NOT_SEARCHED)
         repeated = len(named) == 1 and len(request.args.getlist(named[0])) > 1  # FHIR: AND, which one Patient never is
         if len(named) != 1 or unknown or repeated:
             raise BadInput(
@@ -330,7 +333,7 @@ def _read_response(found: StoredResource) -> Response:
 
 def _conditional_search(resource_type: str) -> str:
     """The search of a conditional update or delete: the query besides the gateway's own dataset= and profile=."""
-    asked = [(name, value) for name, value in request.args.items(multi=True) if name not in ("dataset", "profile")]
+    asked = [(name, value) for name, value in request.args.items(multi=True) if name not in NOT_SEARCHED]
     if not asked:
         raise BadInput(
             f"{request.method} /fhir/{resource_type} needs a search, identifier=token (or name one resource: "

@@ -202,3 +202,20 @@ def test_search_by_identifier_finds_what_a_conditional_update_would_match(client
     assert client.get(f"/fhir/Patient?identifier={MRN}", headers=operator).get_json()["total"] == 1  # any system
     assert client.get("/fhir/Patient?identifier=no-such-mrn", headers=operator).get_json()["total"] == 0
     assert client.get("/fhir/Patient?identifier=", headers=operator).status_code == 400
+
+
+def test_format_parameters_are_read_as_fhir_says(client, app, operator, marfan):
+    """`_format` and `_pretty` belong to every interaction (http.html#parameters). Before: a search with
+    `_format=json` was 400 (an unknown search parameter), and `_format=xml` answered JSON with 200."""
+    patient = _resource(marfan, PATIENT_ID)
+    assert _send(client, "PUT", f"/fhir/Patient/{PATIENT_ID}", operator, patient).status_code == 201
+    for general in ("_format=json", "_format=application/fhir%2Bjson", "_pretty=true"):
+        found = client.get(f"/fhir/Patient?{BY_MRN}&{general}", headers=operator)
+        assert found.status_code == 200 and found.get_json()["total"] == 1, (general, found.get_data(as_text=True))
+    updated = _send(client, "PUT", f"/fhir/Patient?{BY_MRN}&_format=json", operator, {**patient, "id": PATIENT_ID})
+    assert updated.status_code == 200, updated.get_data(as_text=True)
+    for query, accept in (("?_format=xml", "*/*"), ("", "application/fhir+xml"), ("?_format=text/turtle", "*/*")):
+        refused = client.get(f"/fhir/metadata{query}", headers={"Accept": accept})
+        assert refused.status_code == 406 and refused.get_json()["resourceType"] == "OperationOutcome", query
+    for accept in ("application/fhir+json", "application/json", "*/*", "application/fhir+xml;q=0.9, */*;q=0.1"):
+        assert client.get("/fhir/metadata", headers={"Accept": accept}).status_code == 200, accept
