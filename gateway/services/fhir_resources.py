@@ -615,7 +615,7 @@ def _put(
     known.digests[pk] = digest
     if write.resource_type == PATIENT:
         known.patient_changed()
-        _adopt_pending(connection, dataset_id, resource_id)
+        _adopt_pending(connection, dataset_id, resource_id, _systemless_matches(write.resource, key))
     elif patient_ref is None:  # about no patient: the patients whose resources point to it change
         for referrer in _referrers(connection, dataset_id, write.resource_type, resource_id, write.full_url):
             _touch(connection, dataset_id, referrer, touched, known)
@@ -627,7 +627,7 @@ def _put(
             Issue.warning(
                 "pending",
                 f"the patient {patient_ref!r} is not stored in dataset {dataset_id!r} yet: the "
-                f"{write.resource_type} is kept and applied when that Patient arrives" + _systemless_hint(patient_ref),
+                f"{write.resource_type} is kept and applied when that Patient arrives",
                 "/" + _link_of(resource) + "/reference",
             )
         )
@@ -649,13 +649,6 @@ def _any_system_matched(
             return {**resource, link: {**target, "reference": stored_reference(connection, dataset_id, reference, key)}}
         return resource
     return resource
-
-
-def _systemless_hint(reference: str) -> str:
-    token = _patient_token(reference)
-    if token is None or token.system is not None:
-        return ""
-    return " (an identifier without system: a Patient whose identifier has a system cannot adopt it; name the system)"
 
 
 def _refuse_second_patient_id(connection: sa.Connection, dataset_id: str, resource_id: str, subject_id: str) -> None:
@@ -1213,13 +1206,40 @@ def _ambiguous(reference: str, patient_ids: list[str]) -> None:
     raise AmbiguousReference(message, issues=[Issue.error("multiple-matches", message)])
 
 
-def _adopt_pending(connection: sa.Connection, dataset_id: str, patient_id: str) -> None:
-    """Attach the pending resources that name this (new or changed) Patient."""
+def _adopt_pending(connection: sa.Connection, dataset_id: str, patient_id: str, systemless: dict[str, str]) -> None:
+    """Attach the pending resources that name this (new or changed) Patient. A pending reference by a value
+    without system (`Patient?identifier=value`: any system) holds the pseudonym of the value alone, which the
+    kept identifiers (pseudonymised within their system) cannot match: `systemless` maps it to the reference of
+    the identifier it names (`_systemless_matches`), which it is kept as from now on (as `stored_reference`
+    keeps one whose Patient was stored already)."""
     patient = rows.get(connection, dataset_id, PATIENT, patient_id)
     assert patient is not None
     index = BundleIndex.build([_entry(patient)])
-    adopted = [r.pk for r in rows.pending(connection, dataset_id) if index.resolve(r.patient_ref) is not None]
+    adopted = []
+    for waiting in rows.pending(connection, dataset_id):
+        token = _patient_token(waiting.patient_ref or "")
+        matched = systemless.get(token.value or "") if token is not None and token.system is None else None
+        if matched is not None:
+            link = _link_of(waiting.resource)
+            resource = {**waiting.resource, link: {**waiting.resource[link], "reference": matched}}
+            rows.restate(connection, waiting.pk, resource, matched)
+        elif index.resolve(waiting.patient_ref) is None:
+            continue
+        adopted.append(waiting.pk)
     rows.attach(connection, adopted, patient_id)
+
+
+def _systemless_matches(patient: dict[str, Any], key: bytes) -> dict[str, str]:
+    """{the pseudonym of an identifier value alone: the at-rest reference to that identifier in its system} for
+    the identifiers of a Patient as sent (in clear: its kept form holds only their pseudonyms in their system)."""
+    found: dict[str, str] = {}
+    for identifier in patient.get("identifier") or []:
+        value = identifier.get("value") if isinstance(identifier, dict) else None
+        system = identifier.get("system") if isinstance(identifier, dict) else None
+        if isinstance(value, str) and value and isinstance(system, str) and system and not PSEUDONYM.fullmatch(value):
+            reference = f"{PATIENT}?identifier={Token(system, pseudonymise(key, value, system)).written()}"
+            found.setdefault(pseudonymise(key, value), reference)
+    return found
 
 
 def _referrers(

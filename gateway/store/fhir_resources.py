@@ -399,8 +399,14 @@ def _stepped(resource: dict[str, Any], step: Callable[[str], str]) -> dict[str, 
 
 
 def _stepped_reference(reference: str, step: Callable[[str], str]) -> str:
-    head, bar, value = reference.rpartition("|")
-    return f"{head}{bar}{step(value)}" if bar and head.startswith(PATIENT + "?identifier=") else reference
+    """A conditional patient reference with its pseudonym stepped, in every token form (`value`, `|value`,
+    `system|value`; `system|` holds none): the value is what follows the last bar, or the whole token without
+    one. `step` changes pseudonyms only, so a value in clear (a bar escaped in it included) stays as it is."""
+    prefix = PATIENT + "?identifier="
+    if not reference.startswith(prefix):
+        return reference
+    head, bar, value = reference.removeprefix(prefix).rpartition("|")
+    return f"{prefix}{head}{bar}{step(value)}" if value else reference
 
 
 def _utc(stamp: datetime) -> datetime:
@@ -562,6 +568,13 @@ def put(
 
 def delete(connection: sa.Connection, resource: ResourceState) -> None:
     connection.execute(sa.delete(fhir_resources).where(fhir_resources.c.pk == resource.pk))
+
+
+def restate(connection: sa.Connection, pk: int, resource: dict[str, Any], patient_ref: str | None) -> None:
+    """Keep a resource in another form of the same content (a patient reference as the identifier it matched):
+    its version stays, the content a client sent is the same."""
+    values = {"resource": resource, "patient_ref": patient_ref, "content_hash": content_hash(resource)}
+    connection.execute(sa.update(fhir_resources).where(fhir_resources.c.pk == pk).values(**values))
 
 
 def attach(connection: sa.Connection, pks: Sequence[int], patient_id: str | None) -> None:
