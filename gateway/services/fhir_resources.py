@@ -69,6 +69,7 @@ UNKEPT_PATIENT_ELEMENTS = frozenset({"text", "name", "telecom", "address", "phot
 PATIENT_LINK_POINTER = re.compile(r"/entry/(\d+)/resource/(subject|patient)/reference")
 DEFAULT_PENDING_DAYS = 30.0  # Config.fhir_pending_days
 FHIR_ID = re.compile(r"[A-Za-z0-9\-.]{1,64}")  # FHIR R4 datatypes.html#id
+MAX_REFERENCE_KEY = 1024  # a longer reference names no kept resource (a fullUrl is at most this long)
 T = TypeVar("T")
 
 
@@ -605,6 +606,7 @@ def _put(
         content_hash=digest,
         full_url=full_url,
         full_url_tail=url_tail(full_url),
+        reference_keys=reference_keys(resource),
         patient_ref=patient_ref,
         patient_id=patient_id,
         subject_id=subject_id,
@@ -617,7 +619,8 @@ def _put(
         known.patient_changed()
         _adopt_pending(connection, dataset_id, resource_id, _systemless_matches(write.resource, key))
     elif patient_ref is None:  # about no patient: the patients whose resources point to it change
-        for referrer in _referrers(connection, dataset_id, write.resource_type, resource_id, write.full_url):
+        urls = {full_url, existing.full_url if existing else None}  # a reference by the fullUrl it had too
+        for referrer in _referrers(connection, dataset_id, write.resource_type, resource_id, urls):
             _touch(connection, dataset_id, referrer, touched, known)
     change = ResourceChange(write.resource_type, resource_id, version, "created" if existing is None else "updated")
     change.patient_id = patient_id
@@ -684,7 +687,8 @@ def _delete(
     if existing.patient_id is not None:
         _touch(connection, dataset_id, existing.patient_id, touched, known)
     if existing.patient_ref is None and existing.resource_type != PATIENT:
-        for referrer in _referrers(connection, dataset_id, existing.resource_type, existing.resource_id, None):
+        urls = {existing.full_url}
+        for referrer in _referrers(connection, dataset_id, existing.resource_type, existing.resource_id, urls):
             _touch(connection, dataset_id, referrer, touched, known)
     rows.delete(connection, existing)
     known.written.pop(existing.pk, None)
@@ -1188,7 +1192,7 @@ def _resolve_patient(connection: sa.Connection, dataset_id: str, reference: str)
         found = rows.get(connection, dataset_id, PATIENT, relative.group(2))
         if found is not None:
             return found.resource_id
-        return rows.patient_by_full_url(connection, dataset_id, f"%/{PATIENT}/{relative.group(2)}", like=True)
+        return rows.patient_by_full_url(connection, dataset_id, f"{PATIENT}/{relative.group(2)}", tail=True)
     if "?" not in reference:  # an absolute URL or urn: the fullUrl a Patient was sent with
         versionless = reference.split("/_history/", 1)[0]
         return rows.patient_by_full_url(connection, dataset_id, versionless)
@@ -1243,16 +1247,54 @@ def _systemless_matches(patient: dict[str, Any], key: bytes) -> dict[str, str]:
 
 
 def _referrers(
-    connection: sa.Connection, dataset_id: str, resource_type: str, resource_id: str, full_url: str | None
+    connection: sa.Connection, dataset_id: str, resource_type: str, resource_id: str, full_urls: set[str | None]
 ) -> set[str]:
-    """Patients with a resource whose text names `Type/id` (or the fullUrl): a candidate set, read by
-    the reference rules when the patient is assembled."""
-    as_text = sa.cast(resource_table.c.resource, sa.Text)
-    names = [as_text.contains(f'"{resource_type}/{resource_id}'), *([as_text.contains(full_url)] if full_url else [])]
-    query = sa.select(resource_table.c.patient_id).where(
-        resource_table.c.dataset_id == dataset_id, resource_table.c.patient_id.is_not(None), sa.or_(*names)
-    )
-    return {patient_id for (patient_id,) in connection.execute(query) if patient_id}
+    """The Patients whose phenopacket a patient-less resource may be part of: those with a resource whose
+    references may name it (`reference_keys`, looked up by index), directly or through other patient-less
+    resources (a Medication's Organization). A candidate set: the reference rules decide when each patient
+    is assembled."""
+    patients: set[str] = set()
+    seen: set[int] = set()
+    targets = [(resource_type, resource_id, full_urls)]
+    while targets:
+        keys = {key for kind, rid, urls in targets for key in _target_keys(kind, rid, urls)}
+        found = [r for r in rows.referrers(connection, dataset_id, keys) if r.pk not in seen]
+        seen.update(r.pk for r in found)
+        patients.update(r.patient_id for r in found if r.patient_id)
+        loose = [r for r in found if r.patient_id is None and r.patient_ref is None and r.resource_type != PATIENT]
+        targets = [(r.resource_type, r.resource_id, {r.full_url}) for r in loose]
+    return patients
+
+
+def _target_keys(resource_type: str, resource_id: str, full_urls: set[str | None]) -> set[str]:
+    """The `reference_keys` a reference to this resource has (BundleIndex.resolve's rules): its `Type/id`, its
+    fullUrl and that URL's `Type/id` tail, `Type?` (a conditional reference to its type)."""
+    keys = {f"{resource_type}/{resource_id}", f"{resource_type}?"}
+    for url in full_urls:
+        if url:
+            keys.update(key for key in (url, url_tail(url)) if key)
+    return keys
+
+
+def reference_keys(resource: dict[str, Any]) -> str | None:
+    """The keys a resource's references may name their targets by, as kept (a JSON list; None: none): a reference
+    as written and without `/_history/`, `Type?` for a conditional one. References to a Patient are left out:
+    a Patient is never looked up by its referrers (a resource is attached to its Patient). Frozen in migration
+    0012 for the rows kept before: change both together."""
+    keys: set[str] = set()
+    for reference in _references(resource):
+        if not reference or reference.startswith("#"):
+            continue
+        if "?" in reference:
+            wanted = reference.partition("?")[0]
+            if wanted != PATIENT:
+                keys.add(wanted + "?")
+            continue
+        versionless = reference.split("/_history/", 1)[0]
+        if versionless.rsplit("/", 2)[-2:-1] == [PATIENT]:
+            continue
+        keys.update(key for key in (reference, versionless) if len(key) <= MAX_REFERENCE_KEY)
+    return json.dumps(sorted(keys)) if keys else None
 
 
 def _patient_of(connection: sa.Connection, dataset_id: str, change: ResourceChange, known: _Known) -> str | None:
