@@ -1251,8 +1251,8 @@ def _referrers(
 ) -> set[str]:
     """The Patients whose phenopacket a patient-less resource may be part of: those with a resource whose
     references may name it (`reference_keys`, looked up by index), directly or through other patient-less
-    resources (a Medication's Organization). A candidate set: the reference rules decide when each patient
-    is assembled."""
+    resources (a Medication named as another's ingredient). A candidate set: the reference rules decide when
+    each patient is assembled."""
     patients: set[str] = set()
     seen: set[int] = set()
     targets = [(resource_type, resource_id, full_urls)]
