@@ -1441,6 +1441,66 @@ def _conditional_creates(
                 results[n].change, writes[n] = change, None
 
 
+@dataclass
+class ConditionalCreates:
+    """The `request.ifNoneExist` entries of a Bundle with Patients (FHIR http.html#trules, conditional create in
+    a transaction or batch), looked up before the Bundle is processed."""
+
+    doc: dict[str, Any]  # the Bundle with each matched entry standing for the kept resource it matched
+    existing: dict[int, ResourceChange]  # entry -> the kept resource it matched (status `exists`): not created
+    refused: dict[int, list[Issue]]  # entry -> why it cannot be done (multiple-matches: 412; not-supported: 400)
+
+
+def conditional_creates(
+    doc: dict[str, Any], *, store: MetadataStore, key: bytes, dataset_id: str
+) -> ConditionalCreates:
+    """A matched entry is not created: the kept resource stands in its place in the Bundle (its id and content,
+    the patient link as sent, so that it belongs to the Bundle's patient), and every reference of the Bundle to
+    the entry (its fullUrl, its `Type/id`) names the kept resource, as FHIR replaces them. So the phenopacket
+    made from the Bundle is the one its patient's kept resources make, and the entry's response is 200 with the
+    kept resource's location. Keep the Bundle's entries but the matched ones (`existing`)."""
+    _, writes = _entry_writes(doc, [])
+    results = [EntryResult(n, None) for n in range(len(writes))]
+    refused: dict[int, list[Issue]] = {}
+    _conditional_creates(writes, results, refused, store, key, dataset_id)
+    matched = {r.index: r.change for r in results if r.change is not None}
+    if not matched:
+        return ConditionalCreates(doc, {}, refused)
+    with store.engine.connect() as connection:
+        kept = {n: rows.get(connection, dataset_id, c.resource_type, c.resource_id) for n, c in matched.items()}
+    existing = {n: change for n, change in matched.items() if kept[n] is not None}  # (not deleted since)
+    entries = list(doc["entry"])
+    renamed: dict[str, str] = {}  # what named a matched entry -> Type/id of the kept resource
+    for n, change in existing.items():
+        sent, found = entries[n]["resource"], kept[n]
+        assert found is not None
+        kept_name = f"{change.resource_type}/{change.resource_id}"
+        for name in (entries[n].get("fullUrl"), f"{change.resource_type}/{sent['id']}" if sent.get("id") else None):
+            if isinstance(name, str) and name != kept_name:
+                renamed[name] = kept_name
+        stand_in = dict(found.resource)
+        for link in PATIENT_LINKS if change.resource_type != PATIENT else ():
+            stand_in.pop(link, None)
+            if link in sent:
+                stand_in[link] = sent[link]
+        entries[n] = {**entries[n], "resource": stand_in}
+        message = f"ifNoneExist matched the kept {kept_name}: not created (the Bundle's references to it name it)"
+        change.issues.append(Issue.info("exists", message, f"/entry/{n}/request/ifNoneExist"))
+    entries = [_renamed_references(entry, renamed) for entry in entries]
+    return ConditionalCreates({**doc, "entry": entries}, existing, refused)
+
+
+def _renamed_references(value: Any, renamed: dict[str, str]) -> Any:
+    if isinstance(value, dict):
+        return {
+            k: renamed.get(v, v) if k == "reference" and isinstance(v, str) else _renamed_references(v, renamed)
+            for k, v in value.items()
+        }
+    if isinstance(value, list):
+        return [_renamed_references(v, renamed) for v in value]
+    return value
+
+
 def about_stored_patients(report: Iterable[Issue]) -> bool:
     """Whether a Bundle's only errors are patient references that do not resolve inside it: they may
     name Patients stored before, so the Bundle is applied resource by resource (`apply_document`)."""
