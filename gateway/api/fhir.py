@@ -7,6 +7,7 @@ for one whose parsing and translation exceed the node's time or memory limits (g
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import Any
@@ -18,6 +19,7 @@ from gateway.api.auth import require_operator
 from gateway.api.context import services
 from gateway.api.fhir_requests import (
     Refusal,
+    check_conditional_creates,
     check_deletes,
     check_patient_links,
     check_requests,
@@ -37,6 +39,7 @@ from gateway.services.fhir_resources import (
     about_stored_patients,
     apply_document,
     check_id,
+    conditional_creates,
     keep_bundle,
     keeps_resources,
     stored_entries,
@@ -79,8 +82,11 @@ def _root_type(body: Any) -> str:
     return found if isinstance(found, str) and found in r4_resource_types() else "Bundle"
 
 
-def _process_bounded(dataset_id: str, *, parameters: bool = False) -> tuple[IngestOutcome, str]:
-    """Parse, validate and translate the body; above `work_inline_bytes`, in a child with the node's limits."""
+def _process_bounded(
+    dataset_id: str, *, parameters: bool = False, data: bytes | None = None
+) -> tuple[IngestOutcome, str]:
+    """Parse, validate and translate the body (or `data`: the body as the gateway rewrote it); above
+    `work_inline_bytes`, in a child with the node's limits."""
     content_type = (request.mimetype or "").lower()
     if content_type not in ACCEPTED_TYPES:
         raise JSONInputError(
@@ -90,7 +96,8 @@ def _process_bounded(dataset_id: str, *, parameters: bool = False) -> tuple[Inge
             )
         )
     svc = services()
-    data = request.get_data()  # kept: a Bundle without a Patient is read again (resources_response)
+    if data is None:
+        data = request.get_data()  # kept: a Bundle without a Patient is read again (resources_response)
     arguments: dict[str, Any] = {
         "max_depth": svc.config.max_json_depth,
         "key": svc.key,
@@ -360,13 +367,19 @@ def fhir_blueprint() -> Blueprint:
             if not holds_a_patient(doc):  # kept one by one: a reference no Patient can match waits for ever
                 refused = check_patient_links(doc) | refused
             return resources_response(doc, dataset, refused)
+        # ifNoneExist (conditional create): a matched entry is not created, the kept resource stands in its place
+        creates = conditional_creates(doc, store=svc.store, key=svc.key, dataset_id=dataset)
+        refused = check_conditional_creates(doc, creates.refused) | refused
+        if creates.existing:
+            doc = creates.doc
+            outcome, source = _process_bounded(dataset, data=json.dumps(doc).encode())
         refuse_patients_of(outcome, refused)
 
         def keep(connection, stored: IngestOutcome) -> None:
             """The Bundle's resources too, in the phenopackets' transaction: resources sent later meet them."""
             changes = keep_bundle(
                 doc,
-                stored_entries(stored),
+                [n for n in stored_entries(stored) if n not in creates.existing],
                 store=svc.store,
                 key=svc.key,
                 dataset_id=dataset,
@@ -378,6 +391,10 @@ def fhir_blueprint() -> Blueprint:
             # what keeping says of the Bundle itself (a Patient taken as the stored one) goes to its sender
             stored.report.extend(i for c in changes for i in c.issues if i.code in ("same-person", "same-resource"))
             kept.extend(changes)
+            for n, change in creates.existing.items():  # answered with the kept resource's location
+                change.entry = n
+                stored.report.extend(change.issues)
+                kept.append(change)
 
         kept: list[ResourceChange] = []
 

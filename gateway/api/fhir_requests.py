@@ -19,7 +19,13 @@ from urllib.parse import parse_qsl
 
 from gateway.errors import BadInput, GatewayError
 from gateway.issues import Issue
-from gateway.services.fhir_resources import FHIR_ID, PATIENT_LINKS, ResourceRejected, conditional_search
+from gateway.services.fhir_resources import (
+    FHIR_ID,
+    PATIENT_LINKS,
+    AmbiguousReference,
+    ResourceRejected,
+    conditional_search,
+)
 from gateway.services.ingest import entry_index
 from translators.fhir.common import reference_of
 from translators.fhir.references import RELATIVE_REF
@@ -112,6 +118,7 @@ class Refusal:
 
 BAD_REQUEST = "400 Bad Request"
 UNPROCESSABLE = "422 Unprocessable Entity"
+PRECONDITION_FAILED = "412 Precondition Failed"
 
 
 def is_batch(doc: Any) -> bool:
@@ -158,6 +165,18 @@ def check_deletes(doc: Any) -> dict[int, Refusal]:
     ]
     message = "DELETE entries are not applied with a Bundle that carries Patients; nothing was stored"
     return refused_or_raised(doc, issues, UNPROCESSABLE, ResourceRejected, message)
+
+
+def check_conditional_creates(doc: Any, refused: dict[int, list[Issue]]) -> dict[int, Refusal]:
+    """The ifNoneExist entries that cannot be done (services.fhir_resources.conditional_creates): several kept
+    resources match (412, http.html#trules), or another search than identifier=token (400). A transaction
+    raises with them all, a batch answers each such entry."""
+    issues = [i for found in refused.values() for i in found]
+    ambiguous = [i for i in issues if i.code == "multiple-matches"]
+    message = "an entry's ifNoneExist cannot be done; nothing was stored"
+    return refused_or_raised(
+        doc, [i for i in issues if i not in ambiguous], BAD_REQUEST, BadInput, message
+    ) | refused_or_raised(doc, ambiguous, PRECONDITION_FAILED, AmbiguousReference, message)
 
 
 def deletes(doc: Any) -> list[int]:

@@ -37,7 +37,14 @@ log = logging.getLogger(__name__)
 PENDING, DONE = "pending", "done"
 PURGE_ACTION = "erase-purge"  # the audit records of the second phase (the first is erase-subject / erase-dataset)
 # The metadata tables an erasure deletes from (cascades included): the tables a purge vacuums on PostgreSQL.
-PERSONAL_TABLES = ("phenopackets", "phenopacket_terms", "biosamples", "phenopacket_families", "fhir_resources")
+PERSONAL_TABLES = (
+    "phenopackets",
+    "phenopacket_terms",
+    "biosamples",
+    "phenopacket_families",
+    "fhir_resources",
+    "fhir_resource_references",  # a resource's references by key (ids and fullUrls a hospital sent)
+)
 LEASE = timedelta(minutes=15)  # a claimed job whose worker died is claimed again after this (a VACUUM takes seconds)
 FIRST_RETRY_S, LAST_RETRY_S = 30.0, 3600.0  # back-off after a failed attempt: doubling, capped
 _ERROR_CHARS = 500

@@ -69,6 +69,7 @@ UNKEPT_PATIENT_ELEMENTS = frozenset({"text", "name", "telecom", "address", "phot
 PATIENT_LINK_POINTER = re.compile(r"/entry/(\d+)/resource/(subject|patient)/reference")
 DEFAULT_PENDING_DAYS = 30.0  # Config.fhir_pending_days
 FHIR_ID = re.compile(r"[A-Za-z0-9\-.]{1,64}")  # FHIR R4 datatypes.html#id
+MAX_REFERENCE_KEY = 1024  # a longer reference names no kept resource (a fullUrl is at most this long)
 T = TypeVar("T")
 
 
@@ -657,6 +658,7 @@ def _put(
         content_hash=digest,
         full_url=full_url,
         full_url_tail=url_tail(full_url),
+        reference_keys=reference_keys(resource),
         patient_ref=patient_ref,
         patient_id=patient_id,
         subject_id=subject_id,
@@ -667,9 +669,10 @@ def _put(
     known.digests[pk] = digest
     if write.resource_type == PATIENT:
         known.patient_changed()
-        _adopt_pending(connection, dataset_id, resource_id)
+        _adopt_pending(connection, dataset_id, resource_id, _systemless_matches(write.resource, key))
     elif patient_ref is None:  # about no patient: the patients whose resources point to it change
-        for referrer in _referrers(connection, dataset_id, write.resource_type, resource_id, write.full_url):
+        urls = {full_url, existing.full_url if existing else None}  # a reference by the fullUrl it had too
+        for referrer in _referrers(connection, dataset_id, write.resource_type, resource_id, urls):
             _touch(connection, dataset_id, referrer, touched, known)
     change = ResourceChange(write.resource_type, resource_id, version, "created" if existing is None else "updated")
     change.patient_id = patient_id
@@ -679,7 +682,7 @@ def _put(
             Issue.warning(
                 "pending",
                 f"the patient {patient_ref!r} is not stored in dataset {dataset_id!r} yet: the "
-                f"{write.resource_type} is kept and applied when that Patient arrives" + _systemless_hint(patient_ref),
+                f"{write.resource_type} is kept and applied when that Patient arrives",
                 "/" + _link_of(resource) + "/reference",
             )
         )
@@ -701,13 +704,6 @@ def _any_system_matched(
             return {**resource, link: {**target, "reference": stored_reference(connection, dataset_id, reference, key)}}
         return resource
     return resource
-
-
-def _systemless_hint(reference: str) -> str:
-    token = _patient_token(reference)
-    if token is None or token.system is not None:
-        return ""
-    return " (an identifier without system: a Patient whose identifier has a system cannot adopt it; name the system)"
 
 
 def _refuse_second_patient_id(connection: sa.Connection, dataset_id: str, resource_id: str, subject_id: str) -> None:
@@ -743,7 +739,8 @@ def _delete(
     if existing.patient_id is not None:
         _touch(connection, dataset_id, existing.patient_id, touched, known)
     if existing.patient_ref is None and existing.resource_type != PATIENT:
-        for referrer in _referrers(connection, dataset_id, existing.resource_type, existing.resource_id, None):
+        urls = {existing.full_url}
+        for referrer in _referrers(connection, dataset_id, existing.resource_type, existing.resource_id, urls):
             _touch(connection, dataset_id, referrer, touched, known)
     rows.delete(connection, existing)
     known.written.pop(existing.pk, None)
@@ -1267,7 +1264,7 @@ def _resolve_patient(connection: sa.Connection, dataset_id: str, reference: str)
         found = rows.get(connection, dataset_id, PATIENT, relative.group(2))
         if found is not None:
             return found.resource_id
-        return rows.patient_by_full_url(connection, dataset_id, f"%/{PATIENT}/{relative.group(2)}", like=True)
+        return rows.patient_by_full_url(connection, dataset_id, f"{PATIENT}/{relative.group(2)}", tail=True)
     if "?" not in reference:  # an absolute URL or urn: the fullUrl a Patient was sent with
         versionless = reference.split("/_history/", 1)[0]
         return rows.patient_by_full_url(connection, dataset_id, versionless)
@@ -1285,26 +1282,91 @@ def _ambiguous(reference: str, patient_ids: list[str]) -> None:
     raise AmbiguousReference(message, issues=[Issue.error("multiple-matches", message)])
 
 
-def _adopt_pending(connection: sa.Connection, dataset_id: str, patient_id: str) -> None:
-    """Attach the pending resources that name this (new or changed) Patient."""
+def _adopt_pending(connection: sa.Connection, dataset_id: str, patient_id: str, systemless: dict[str, str]) -> None:
+    """Attach the pending resources that name this (new or changed) Patient. A pending reference by a value
+    without system (`Patient?identifier=value`: any system) holds the pseudonym of the value alone, which the
+    kept identifiers (pseudonymised within their system) cannot match: `systemless` maps it to the reference of
+    the identifier it names (`_systemless_matches`), which it is kept as from now on (as `stored_reference`
+    keeps one whose Patient was stored already)."""
     patient = rows.get(connection, dataset_id, PATIENT, patient_id)
     assert patient is not None
     index = BundleIndex.build([_entry(patient)])
-    adopted = [r.pk for r in rows.pending(connection, dataset_id) if index.resolve(r.patient_ref) is not None]
+    adopted = []
+    for waiting in rows.pending(connection, dataset_id):
+        token = _patient_token(waiting.patient_ref or "")
+        matched = systemless.get(token.value or "") if token is not None and token.system is None else None
+        if matched is not None:
+            link = _link_of(waiting.resource)
+            resource = {**waiting.resource, link: {**waiting.resource[link], "reference": matched}}
+            rows.restate(connection, waiting.pk, resource, matched)
+        elif index.resolve(waiting.patient_ref) is None:
+            continue
+        adopted.append(waiting.pk)
     rows.attach(connection, adopted, patient_id)
 
 
+def _systemless_matches(patient: dict[str, Any], key: bytes) -> dict[str, str]:
+    """{the pseudonym of an identifier value alone: the at-rest reference to that identifier in its system} for
+    the identifiers of a Patient as sent (in clear: its kept form holds only their pseudonyms in their system)."""
+    found: dict[str, str] = {}
+    for identifier in patient.get("identifier") or []:
+        value = identifier.get("value") if isinstance(identifier, dict) else None
+        system = identifier.get("system") if isinstance(identifier, dict) else None
+        if isinstance(value, str) and value and isinstance(system, str) and system and not PSEUDONYM.fullmatch(value):
+            reference = f"{PATIENT}?identifier={Token(system, pseudonymise(key, value, system)).written()}"
+            found.setdefault(pseudonymise(key, value), reference)
+    return found
+
+
 def _referrers(
-    connection: sa.Connection, dataset_id: str, resource_type: str, resource_id: str, full_url: str | None
+    connection: sa.Connection, dataset_id: str, resource_type: str, resource_id: str, full_urls: set[str | None]
 ) -> set[str]:
-    """Patients with a resource whose text names `Type/id` (or the fullUrl): a candidate set, read by
-    the reference rules when the patient is assembled."""
-    as_text = sa.cast(resource_table.c.resource, sa.Text)
-    names = [as_text.contains(f'"{resource_type}/{resource_id}'), *([as_text.contains(full_url)] if full_url else [])]
-    query = sa.select(resource_table.c.patient_id).where(
-        resource_table.c.dataset_id == dataset_id, resource_table.c.patient_id.is_not(None), sa.or_(*names)
-    )
-    return {patient_id for (patient_id,) in connection.execute(query) if patient_id}
+    """The Patients whose phenopacket a patient-less resource may be part of: those with a resource whose
+    references may name it (`reference_keys`, looked up by index), directly or through other patient-less
+    resources (a Medication named as another's ingredient). A candidate set: the reference rules decide when
+    each patient is assembled."""
+    patients: set[str] = set()
+    seen: set[int] = set()
+    targets = [(resource_type, resource_id, full_urls)]
+    while targets:
+        keys = {key for kind, rid, urls in targets for key in _target_keys(kind, rid, urls)}
+        found = [r for r in rows.referrers(connection, dataset_id, keys) if r.pk not in seen]
+        seen.update(r.pk for r in found)
+        patients.update(r.patient_id for r in found if r.patient_id)
+        loose = [r for r in found if r.patient_id is None and r.patient_ref is None and r.resource_type != PATIENT]
+        targets = [(r.resource_type, r.resource_id, {r.full_url}) for r in loose]
+    return patients
+
+
+def _target_keys(resource_type: str, resource_id: str, full_urls: set[str | None]) -> set[str]:
+    """The `reference_keys` a reference to this resource has (BundleIndex.resolve's rules): its `Type/id`, its
+    fullUrl and that URL's `Type/id` tail, `Type?` (a conditional reference to its type)."""
+    keys = {f"{resource_type}/{resource_id}", f"{resource_type}?"}
+    for url in full_urls:
+        if url:
+            keys.update(key for key in (url, url_tail(url)) if key)
+    return keys
+
+
+def reference_keys(resource: dict[str, Any]) -> str | None:
+    """The keys a resource's references may name their targets by, as kept (a JSON list; None: none): a reference
+    as written and without `/_history/`, `Type?` for a conditional one. References to a Patient are left out:
+    a Patient is never looked up by its referrers (a resource is attached to its Patient). Frozen in migration
+    0012 for the rows kept before: change both together."""
+    keys: set[str] = set()
+    for reference in _references(resource):
+        if not reference or reference.startswith("#"):
+            continue
+        if "?" in reference:
+            wanted = reference.partition("?")[0]
+            if wanted != PATIENT:
+                keys.add(wanted + "?")
+            continue
+        versionless = reference.split("/_history/", 1)[0]
+        if versionless.rsplit("/", 2)[-2:-1] == [PATIENT]:
+            continue
+        keys.update(key for key in (reference, versionless) if len(key) <= MAX_REFERENCE_KEY)
+    return json.dumps(sorted(keys)) if keys else None
 
 
 def _patient_of(connection: sa.Connection, dataset_id: str, change: ResourceChange, known: _Known) -> str | None:
@@ -1449,6 +1511,66 @@ def _conditional_creates(
             elif found:
                 change = ResourceChange(write.resource_type, found[0].resource_id, found[0].version, "exists")
                 results[n].change, writes[n] = change, None
+
+
+@dataclass
+class ConditionalCreates:
+    """The `request.ifNoneExist` entries of a Bundle with Patients (FHIR http.html#trules, conditional create in
+    a transaction or batch), looked up before the Bundle is processed."""
+
+    doc: dict[str, Any]  # the Bundle with each matched entry standing for the kept resource it matched
+    existing: dict[int, ResourceChange]  # entry -> the kept resource it matched (status `exists`): not created
+    refused: dict[int, list[Issue]]  # entry -> why it cannot be done (multiple-matches: 412; not-supported: 400)
+
+
+def conditional_creates(
+    doc: dict[str, Any], *, store: MetadataStore, key: bytes, dataset_id: str
+) -> ConditionalCreates:
+    """A matched entry is not created: the kept resource stands in its place in the Bundle (its id and content,
+    the patient link as sent, so that it belongs to the Bundle's patient), and every reference of the Bundle to
+    the entry (its fullUrl, its `Type/id`) names the kept resource, as FHIR replaces them. So the phenopacket
+    made from the Bundle is the one its patient's kept resources make, and the entry's response is 200 with the
+    kept resource's location. Keep the Bundle's entries but the matched ones (`existing`)."""
+    _, writes = _entry_writes(doc, [])
+    results = [EntryResult(n, None) for n in range(len(writes))]
+    refused: dict[int, list[Issue]] = {}
+    _conditional_creates(writes, results, refused, store, key, dataset_id)
+    matched = {r.index: r.change for r in results if r.change is not None}
+    if not matched:
+        return ConditionalCreates(doc, {}, refused)
+    with store.engine.connect() as connection:
+        kept = {n: rows.get(connection, dataset_id, c.resource_type, c.resource_id) for n, c in matched.items()}
+    existing = {n: change for n, change in matched.items() if kept[n] is not None}  # (not deleted since)
+    entries = list(doc["entry"])
+    renamed: dict[str, str] = {}  # what named a matched entry -> Type/id of the kept resource
+    for n, change in existing.items():
+        sent, found = entries[n]["resource"], kept[n]
+        assert found is not None
+        kept_name = f"{change.resource_type}/{change.resource_id}"
+        for name in (entries[n].get("fullUrl"), f"{change.resource_type}/{sent['id']}" if sent.get("id") else None):
+            if isinstance(name, str) and name != kept_name:
+                renamed[name] = kept_name
+        stand_in = dict(found.resource)
+        for link in PATIENT_LINKS if change.resource_type != PATIENT else ():
+            stand_in.pop(link, None)
+            if link in sent:
+                stand_in[link] = sent[link]
+        entries[n] = {**entries[n], "resource": stand_in}
+        message = f"ifNoneExist matched the kept {kept_name}: not created (the Bundle's references to it name it)"
+        change.issues.append(Issue.info("exists", message, f"/entry/{n}/request/ifNoneExist"))
+    entries = [_renamed_references(entry, renamed) for entry in entries]
+    return ConditionalCreates({**doc, "entry": entries}, existing, refused)
+
+
+def _renamed_references(value: Any, renamed: dict[str, str]) -> Any:
+    if isinstance(value, dict):
+        return {
+            k: renamed.get(v, v) if k == "reference" and isinstance(v, str) else _renamed_references(v, renamed)
+            for k, v in value.items()
+        }
+    if isinstance(value, list):
+        return [_renamed_references(v, renamed) for v in value]
+    return value
 
 
 def about_stored_patients(report: Iterable[Issue]) -> bool:

@@ -19,7 +19,7 @@ import sqlalchemy as sa
 
 from gateway.store import index_rows
 from gateway.store.index_rows import ReadAhead
-from gateway.store.tables import Document, datasets, fhir_resources
+from gateway.store.tables import Document, datasets, fhir_resource_references, fhir_resources
 from gateway.store.values import InParameter, parameter_value
 
 PATIENT = "Patient"
@@ -186,6 +186,36 @@ class LooseKeys:
         """As InParameter values (each a single parameter: the statement is compiled once, however many keys)."""
         dialect = connection.dialect.name
         return {name: parameter_value(dialect, sorted(getattr(self, name))) for name in self.__dataclass_fields__}
+
+
+# The rows whose references may name a resource by one of :keys (fhir_resource_references, by its index).
+_REFERRERS = (
+    sa.select(_c.pk, _c.resource_type, _c.resource_id, _c.full_url, _c.patient_id, _c.patient_ref)
+    .select_from(fhir_resource_references.join(fhir_resources, _c.pk == fhir_resource_references.c.resource_pk))
+    .where(
+        fhir_resource_references.c.dataset_id == sa.bindparam("dataset_id"),
+        InParameter(fhir_resource_references.c.ref_key, "keys"),
+    )
+    .distinct()
+)
+
+
+@dataclass(frozen=True)
+class Referrer:
+    pk: int
+    resource_type: str
+    resource_id: str
+    full_url: str | None
+    patient_id: str | None
+    patient_ref: str | None
+
+
+def referrers(connection: sa.Connection, dataset_id: str, keys: set[str]) -> list[Referrer]:
+    """The dataset's rows with a reference key among `keys` (`reference_keys`: the caller's rule)."""
+    if not keys:
+        return []
+    values = {"dataset_id": dataset_id, "keys": parameter_value(connection.dialect.name, sorted(keys))}
+    return [Referrer(*row) for row in connection.execute(_REFERRERS, values)]
 
 
 _CONTENTS = sa.select(_c.pk, _c.resource).where(_c.pk.in_(sa.bindparam("pks", expanding=True)))
@@ -399,8 +429,14 @@ def _stepped(resource: dict[str, Any], step: Callable[[str], str]) -> dict[str, 
 
 
 def _stepped_reference(reference: str, step: Callable[[str], str]) -> str:
-    head, bar, value = reference.rpartition("|")
-    return f"{head}{bar}{step(value)}" if bar and head.startswith(PATIENT + "?identifier=") else reference
+    """A conditional patient reference with its pseudonym stepped, in every token form (`value`, `|value`,
+    `system|value`; `system|` holds none): the value is what follows the last bar, or the whole token without
+    one. `step` changes pseudonyms only, so a value in clear (a bar escaped in it included) stays as it is."""
+    prefix = PATIENT + "?identifier="
+    if not reference.startswith(prefix):
+        return reference
+    head, bar, value = reference.removeprefix(prefix).rpartition("|")
+    return f"{prefix}{head}{bar}{step(value)}" if value else reference
 
 
 def _utc(stamp: datetime) -> datetime:
@@ -410,6 +446,7 @@ def _utc(stamp: datetime) -> datetime:
 def _stored(row: Any) -> StoredResource:
     values = dict(row)
     values.pop("full_url_tail", None)  # derived from full_url: a lookup key, not the resource's
+    values.pop("reference_keys", None)  # derived from the content: lookup keys
     for name in ("received_at", "updated_at"):
         values[name] = _utc(values[name])
     return StoredResource(**values)
@@ -460,12 +497,13 @@ def of_patient(connection: sa.Connection, dataset_id: str, patient_id: str) -> l
     return _select(connection, fhir_resources.c.dataset_id == dataset_id, fhir_resources.c.patient_id == patient_id)
 
 
-def patient_by_full_url(connection: sa.Connection, dataset_id: str, full_url: str, like: bool = False) -> str | None:
-    """The id of the dataset's Patient sent with this fullUrl (`like`: a LIKE pattern), the first, if any."""
-    matches = fhir_resources.c.full_url.like(full_url) if like else fhir_resources.c.full_url == full_url
+def patient_by_full_url(connection: sa.Connection, dataset_id: str, full_url: str, tail: bool = False) -> str | None:
+    """The id of the dataset's Patient sent with this fullUrl (`tail`: whose absolute fullUrl ends with this
+    `Patient/id`, full_url_tail), the first, if any: a lookup by either index."""
+    column = fhir_resources.c.full_url_tail if tail else fhir_resources.c.full_url
     query = (
         sa.select(fhir_resources.c.resource_id)
-        .where(fhir_resources.c.dataset_id == dataset_id, fhir_resources.c.resource_type == PATIENT, matches)
+        .where(fhir_resources.c.dataset_id == dataset_id, column == full_url, fhir_resources.c.resource_type == PATIENT)
         .order_by(fhir_resources.c.pk)
         .limit(1)
     )
@@ -534,6 +572,7 @@ def put(
     content_hash: str,
     full_url: str | None,
     full_url_tail: str | None,
+    reference_keys: str | None,
     patient_ref: str | None,
     patient_id: str | None,
     subject_id: str | None,
@@ -546,6 +585,7 @@ def put(
         "content_hash": content_hash,
         "full_url": full_url,
         "full_url_tail": full_url_tail,
+        "reference_keys": reference_keys,  # fhir_resource_references follows it (triggers: migration 0012)
         "patient_ref": patient_ref,
         "patient_id": patient_id,
         "subject_id": subject_id,
@@ -562,6 +602,13 @@ def put(
 
 def delete(connection: sa.Connection, resource: ResourceState) -> None:
     connection.execute(sa.delete(fhir_resources).where(fhir_resources.c.pk == resource.pk))
+
+
+def restate(connection: sa.Connection, pk: int, resource: dict[str, Any], patient_ref: str | None) -> None:
+    """Keep a resource in another form of the same content (a patient reference as the identifier it matched):
+    its version stays, the content a client sent is the same."""
+    values = {"resource": resource, "patient_ref": patient_ref, "content_hash": content_hash(resource)}
+    connection.execute(sa.update(fhir_resources).where(fhir_resources.c.pk == pk).values(**values))
 
 
 def attach(connection: sa.Connection, pks: Sequence[int], patient_id: str | None) -> None:

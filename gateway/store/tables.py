@@ -202,6 +202,9 @@ fhir_resources = sa.Table(
     sa.Column("updated_at", Timestamp, nullable=False),
     # The `Type/id` tail of an absolute fullUrl (a reference finds the resource by it): see migration 0009.
     sa.Column("full_url_tail", sa.String(1024), nullable=True),
+    # The keys the resource's references may name their targets by (a JSON list; fhir_resource_references holds
+    # them one per row, kept so by triggers: migration 0012).
+    sa.Column("reference_keys", sa.Text(), nullable=True),
     sa.UniqueConstraint("dataset_id", "resource_type", "resource_id", name="uq_fhir_resources_identity"),
     sa.Index("ix_fhir_resources_patient", "dataset_id", "patient_id"),
     sa.Index("ix_fhir_resources_subject", "subject_id"),
@@ -209,6 +212,24 @@ fhir_resources = sa.Table(
     sa.Index("ix_fhir_resources_full_url_tail", "dataset_id", "full_url_tail"),
     # pending rows (a patient reference, no patient yet) by age: the expiry reads the first
     sa.Index("ix_fhir_resources_pending", "dataset_id", "updated_at", sqlite_where=_PENDING, postgresql_where=_PENDING),
+)
+
+# Which kept resources' references may name a resource, by key (a reference as written and without `/_history/`;
+# `Type?` for a conditional one): so a write of a resource that belongs to no patient finds the patients whose
+# phenopackets it changes by index, not by reading the dataset. Filled from fhir_resources.reference_keys by
+# triggers on insert and update, emptied with its row (ON DELETE CASCADE): migration 0012.
+fhir_resource_references = sa.Table(
+    "fhir_resource_references",
+    metadata,
+    sa.Column(
+        "resource_pk",
+        SurrogateKey,
+        sa.ForeignKey("fhir_resources.pk", name="fk_fhir_resource_references_resource", ondelete="CASCADE"),
+        primary_key=True,
+    ),
+    sa.Column("ref_key", sa.String(1024), primary_key=True),
+    sa.Column("dataset_id", sa.String(255), nullable=False),
+    sa.Index("ix_fhir_resource_references_key", "dataset_id", "ref_key"),
 )
 
 # The second phase of an erasure (gateway.security.purge_jobs): one row per erasure whose deleted rows' old copies

@@ -386,3 +386,66 @@ def test_if_none_exist_in_a_bundle_entry(client, app, operator, marfan, stored_p
     assert [r["status"] for r in responses] == ["200 OK", "201 Created"]
     assert responses[0]["location"] == "Condition/c-first/_history/1" and "exists" in _outcome_codes(responses[0])
     assert [rid for _, kind_, rid in _kept_ids(app) if kind_ == "Condition"] == ["c-first", "c-other"]
+
+
+PROBLEM = "http://hospital.example/problem"
+
+
+def _with_problem_id(condition, value):
+    return {**condition, "identifier": [{"system": PROBLEM, "value": value}]}
+
+
+def _conditional_entry(resource, value, full_url=None):
+    request = {"method": "POST", "url": resource["resourceType"], "ifNoneExist": f"identifier={PROBLEM}|{value}"}
+    return {**({"fullUrl": full_url} if full_url else {}), "resource": resource, "request": request}
+
+
+@pytest.mark.parametrize("kind", ["transaction", "batch"])
+def test_if_none_exist_beside_a_patient(client, app, operator, marfan, stored_patient, kind):
+    """http.html#trules in a Bundle with its Patient: a matched entry is not created, its response is 200 with the
+    kept resource's location, and the Bundle's references to it (its fullUrl) name the kept one. Before: ignored
+    beside Patients, a second copy created."""
+    first = _with_problem_id(_condition(marfan, "c-first", f"Patient/{PATIENT_ID}"), "P-1")
+    assert _send(client, "PUT", "/fhir/Condition/c-first", operator, first).status_code == 201
+    again = {**copy.deepcopy(first), "id": "c-again", "note": [{"text": "sent again"}]}
+    new = {**_with_problem_id(_condition(marfan, "c-new", f"Patient/{PATIENT_ID}"), "P-2"), "note": [{"text": "new"}]}
+    citing = {**_condition(marfan, "c-citing", f"Patient/{PATIENT_ID}"), "note": [{"text": "cites c-again"}]}
+    citing["evidence"] = [{"detail": [{"reference": "urn:uuid:0c0a0a0a-0000-4000-8000-000000000001"}]}]
+    entries = [
+        _put_entry(stored_patient),
+        _conditional_entry(again, "P-1", "urn:uuid:0c0a0a0a-0000-4000-8000-000000000001"),
+        _conditional_entry(new, "P-2"),
+        _put_entry(citing),
+    ]
+    answered = _send(client, "POST", "/fhir", operator, _transaction(*entries, kind=kind))
+    assert answered.status_code == 200, answered.get_data(as_text=True)
+    responses = [e["response"] for e in answered.get_json()["entry"]]
+    assert [r["status"] for r in responses] == ["200 OK"] * 4, responses
+    assert responses[1]["location"] == "Condition/c-first/_history/1" and "exists" in _outcome_codes(responses[1])
+    assert responses[2]["location"] == "Condition/c-new/_history/1"
+    kept = {rid: version for _, kind_, rid, version, _ in _stored(app)[0] if kind_ == "Condition"}
+    assert kept == {"c-first": 1, "c-new": 1, "c-citing": 1}  # c-first unchanged, c-again not created
+    stored_citing = client.get("/fhir/Condition/c-citing", headers=operator).get_json()
+    assert stored_citing["evidence"][0]["detail"][0]["reference"] == "Condition/c-first"
+    stored_first = client.get("/fhir/Condition/c-first", headers=operator).get_json()
+    assert "note" not in stored_first or stored_first["note"] != again["note"]
+
+
+def test_if_none_exist_matching_several_beside_a_patient_is_412(client, app, operator, marfan, stored_patient):
+    """Several kept resources match: the transaction fails with 412, nothing stored; a batch answers that entry
+    412 and judges the rest patient by patient (the entry's patient is not stored)."""
+    for n in (1, 2):
+        twin = {**_with_problem_id(_condition(marfan, f"c-{n}", f"Patient/{PATIENT_ID}"), "P-1"), "note": [{"text": n}]}
+        twin["note"] = [{"text": f"copy {n}"}]
+        assert _send(client, "PUT", f"/fhir/Condition/c-{n}", operator, twin).status_code == 201
+    before = _stored(app)
+    again = _with_problem_id(_condition(marfan, "c-again", f"Patient/{PATIENT_ID}"), "P-1")
+    entries = [_put_entry(stored_patient), _conditional_entry(again, "P-1")]
+    refused = _send(client, "POST", "/fhir", operator, _transaction(*entries))
+    assert refused.status_code == 412, refused.get_data(as_text=True)
+    assert "multiple-matches" in [i["details"]["coding"][0]["code"] for i in refused.get_json()["issue"]]
+    assert _stored(app) == before
+    responses = _responses(_send(client, "POST", "/fhir", operator, _transaction(*entries, kind="batch")))
+    assert responses[1]["status"] == "412 Precondition Failed"
+    assert "multiple-matches" in _outcome_codes(responses[1])
+    assert _stored(app)[0] == before[0]

@@ -499,7 +499,8 @@ def test_the_index_rows_follow_every_write_they_were_read_ahead_for(store, refer
 def test_a_writes_reads_are_index_lookups_not_the_whole_dataset(tmp_path):
     """Every read of fhir_resources a write makes is a lookup by one of its indexes: the patient's rows (a range
     of ix_fhir_resources_patient), the patient-less ones its references may name (by fullUrl, fullUrl tail,
-    identity), the oldest pending time (the first entry of the partial ix_fhir_resources_pending). Reading the
+    identity), the oldest pending time (the first entry of the partial ix_fhir_resources_pending), the referrers of a
+    patient-less resource (by key in fhir_resource_references, then by primary key). Reading the
     dataset's whole unattached set, or walking every row without a patient for the pending time, made a write
     cost more the larger its dataset (≈6 ms per write at 8,300 rows); a lookup does not grow with it."""
     from gateway.store import MetadataStore
@@ -540,6 +541,15 @@ def test_a_writes_reads_are_index_lookups_not_the_whole_dataset(tmp_path):
                 for read, index in zip(reads, indexes, strict=True):
                     name = "sqlite_autoindex_fhir_resources_1" if index == "identity" else f"ix_fhir_resources_{index}"
                     assert read.startswith("SEARCH") and f"INDEX {name} (dataset_id=?" in read, (read, plan)
+            # a patient-less write's referrers: the reference table by key, then their rows by primary key
+            compiled = rows._REFERRERS.compile(dialect=connection.dialect)
+            values = compiled.construct_params({"dataset_id": "d", "keys": '["Medication/m", "Medication?"]'})
+            sql, values = str(compiled), tuple(values[k] for k in compiled.positiontup)
+            plan = [detail for *_, detail in connection.exec_driver_sql("EXPLAIN QUERY PLAN " + sql, values).all()]
+            reads = [detail for detail in plan if "fhir_resource" in detail]
+            assert len(reads) == 2 and all(read.startswith("SEARCH") for read in reads), plan
+            assert "INDEX ix_fhir_resource_references_key (dataset_id=? AND ref_key=?)" in reads[0], plan
+            assert "fhir_resources USING INTEGER PRIMARY KEY (rowid=?)" in reads[1], plan
     finally:
         store.close()
 

@@ -11,7 +11,15 @@ from gateway.store import migrate as migrations
 from gateway.store.tables import metadata
 from tests.store.store_workers import open_store, run_in_processes
 
-TABLES = {"datasets", "phenopackets", "phenopacket_terms", "biosamples", "fhir_resources", "phenopacket_families"}
+TABLES = {
+    "datasets",
+    "phenopackets",
+    "phenopacket_terms",
+    "biosamples",
+    "fhir_resources",
+    "fhir_resource_references",
+    "phenopacket_families",
+}
 
 
 def _tables(store: MetadataStore) -> set[str]:
@@ -27,7 +35,7 @@ def test_migrates_an_empty_database_to_head(store_url):
 
         store.migrate()
         assert store.migrations_current()
-        assert migrations.current_revision(store.engine) == migrations.head_revision() == "0011_drop_updated_at_index"
+        assert migrations.current_revision(store.engine) == migrations.head_revision() == "0012_fhir_reference_keys"
         assert _tables(store) >= TABLES
 
         store.migrate()  # at head already: a no-op, not an error
