@@ -1531,6 +1531,12 @@ def conditional_creates(
     the entry (its fullUrl, its `Type/id`) names the kept resource, as FHIR replaces them. So the phenopacket
     made from the Bundle is the one its patient's kept resources make, and the entry's response is 200 with the
     kept resource's location. Keep the Bundle's entries but the matched ones (`existing`)."""
+    listed = doc.get("entry")
+    entries: list[Any] = listed if isinstance(listed, list) else []
+    if not any(
+        isinstance(e, dict) and isinstance(e.get("request"), dict) and e["request"].get("ifNoneExist") for e in entries
+    ):
+        return ConditionalCreates(doc, {}, {})  # nothing asked: no entry is read twice
     _, writes = _entry_writes(doc, [])
     results = [EntryResult(n, None) for n in range(len(writes))]
     refused: dict[int, list[Issue]] = {}
@@ -1541,7 +1547,7 @@ def conditional_creates(
     with store.engine.connect() as connection:
         kept = {n: rows.get(connection, dataset_id, c.resource_type, c.resource_id) for n, c in matched.items()}
     existing = {n: change for n, change in matched.items() if kept[n] is not None}  # (not deleted since)
-    entries = list(doc["entry"])
+    entries = list(entries)
     renamed: dict[str, str] = {}  # what named a matched entry -> Type/id of the kept resource
     for n, change in existing.items():
         sent, found = entries[n]["resource"], kept[n]
