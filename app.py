@@ -98,6 +98,7 @@ def start_purge_worker(services: Services) -> PurgeWorker:
     )
     worker.listener = PurgeListener.for_store(store, worker.wake)
     worker.start()
+    store.on_close(worker.stop)  # no poll of a closed store
     return worker
 
 

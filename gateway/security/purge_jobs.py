@@ -277,7 +277,7 @@ class PurgeListener:
     process queues a job (enqueue_in's NOTIFY, delivered at its commit). A lost connection is opened again, and the
     worker woken then (a job may have been queued meanwhile); the worker's poll covers the gap."""
 
-    def __init__(self, conninfo: str, wake: Callable[[], None], *, check_s: float = 1.0):
+    def __init__(self, conninfo: str, wake: Callable[[], None], *, check_s: float = 0.5):
         self._conninfo = conninfo
         self._wake = wake
         self._check_s = check_s  # how long one wait for notifications lasts before the stop flag is looked at
