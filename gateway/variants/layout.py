@@ -262,7 +262,7 @@ class VersionBuilder:
     def add_samples(self, rows: list[tuple[int, str, str | None, str | None]]) -> None:
         self.n_samples = len(rows)
         self._bits = np.zeros((CHUNK_VARIANTS, (max(self.n_samples, 1) + 7) // 8), dtype=np.uint8)
-        self._hom_bits = np.zeros_like(self._bits)
+        self._hom_bits = np.zeros(self._bits.shape, dtype=np.uint8)  # zeroed pages are mapped only once written
         self._scratch = np.zeros(max(self.n_samples, 1), dtype=bool)
         self._submit([("INSERT INTO samples VALUES (?,?,?,?)", rows)])
 
