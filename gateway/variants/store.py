@@ -1096,7 +1096,8 @@ class VariantStore:
             for partition in ds.partitions:
                 if partition.batch in touched:
                     local, size = touched[partition.batch]
-                    shift, delta = _losses(ds_dir / partition.file, local)
+                    # an empty unit loses nothing, but is still listed: the purge rewrites its sample table too
+                    shift, delta = _losses(ds_dir / partition.file, local) if partition.variants else (0, {})
                     unit = pending.PendingUnit(np.array(local, dtype="<u4"), shift, size)
                     pending.record(conn, partition.file, unit, delta, idxs)
             _unlink_samples(conn, idxs)
