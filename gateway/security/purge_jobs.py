@@ -13,8 +13,8 @@ them failed: no worker retries them any more, the operator sees them (`gateway e
 /admin/erasure/purges?status=failed`) and `gateway erasure purge` tries them again once the cause is fixed.
 
 A `PurgeWorker` thread runs it in the server: at start-up (jobs a restart left behind), after each erasure the
-process serves, and on jobs queued by other processes (other gateway workers or hosts, `gateway erase --no-purge`
-style writers): on PostgreSQL the queuing transaction sends a NOTIFY that a listener thread receives, and every
+process serves, and on jobs queued by other processes (other gateway workers or hosts, a `gateway erase` whose
+own purge failed): on PostgreSQL the queuing transaction sends a NOTIFY that a listener thread receives, and every
 store is polled for due jobs (a read of one index) every few seconds. Each job's outcome is audited under the
 erasure's keyed reference (docs/ERASURE.md).
 """
