@@ -33,7 +33,7 @@ from gateway.config import Config, load_config, private_data_dir
 from gateway.demo import SyntheticTestData, demo_config, load_demo
 from gateway.security.inputs import nul_in_request, request_id_from
 from gateway.security.keys import operator_tokens, secret_key
-from gateway.security.purge_jobs import PurgeWorker, run_due
+from gateway.security.purge_jobs import PurgeListener, PurgeWorker, next_due_in, run_due
 from gateway.security.service import Security
 from gateway.services.genomic import clean_job_leftovers
 from gateway.store.metadata import MetadataStore
@@ -81,11 +81,24 @@ def build_services(cfg: Config) -> Services:
 
 def start_purge_worker(services: Services) -> PurgeWorker:
     """The second phase of erasures in this process: a thread that purges the deleted rows' old copies after each
-    erasure, and at start-up those a restart left queued (gateway.security.purge_jobs)."""
-    store, audit = services.store, services.security.audit
-    # services.variants is read at each run: it may be replaced (tests, a reloaded store)
-    worker = PurgeWorker(lambda: run_due(store, services.variants, audit=audit, caller="purge-worker"))
+    erasure, at start-up those a restart left queued, and those other processes queue (a NOTIFY on PostgreSQL, a
+    poll of due jobs on every store: gateway.security.purge_jobs)."""
+    store, audit, cfg = services.store, services.security.audit, services.config
+    worker = PurgeWorker(
+        # services.variants is read at each run: it may be replaced (tests, a reloaded store)
+        lambda: run_due(
+            store,
+            services.variants,
+            audit=audit,
+            max_attempts=cfg.erasure_purge_max_attempts,
+            caller="purge-worker",
+        ),
+        due_in=lambda: next_due_in(store),
+        poll_s=cfg.erasure_purge_poll_s,
+    )
+    worker.listener = PurgeListener.for_store(store, worker.wake)
     worker.start()
+    store.on_close(worker.stop)  # no poll of a closed store
     return worker
 
 

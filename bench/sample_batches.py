@@ -13,7 +13,14 @@ each wrote, the time to add the last batch (vs re-ingesting the whole
 cohort), and warm in-process query latency on the k-batch store vs the one-batch store (exact lookup, carrier count,
 10 kb range count).
 The k-batch store is also compacted (`gateway variants compact`, on a copy): its compaction time vs re-ingesting the
-cohort, and its query latency vs the one-batch store ("compacted" rows).
+cohort, and its query latency vs the one-batch store ("compacted" rows); `--no-compaction` skips it.
+
+The erasure request reads the person's delta from their own rows (reverse index, its homozygous part, called-allele
+exceptions: store._carried_losses); units written before the homozygous part read each carried variant's carrier
+row instead (_carried_losses_from_sets, rows that grow with the batch). Both are timed on the same units and person
+("delta read"), and at the end the request's CPU time at each cohort size is given relative to the smallest: with a
+generator whose per-person data does not grow with the cohort (tests.variants.vcfgen: random genotypes at fixed
+sites), a request ∝ the person's data stays flat.
 """
 
 from __future__ import annotations
@@ -35,7 +42,7 @@ sys.path.insert(0, str(ROOT))
 from gateway.variants.compact import compact_dataset  # noqa: E402
 from gateway.variants.distributed_ingest import ingest_partitioned  # noqa: E402
 from gateway.variants.query import VariantQuery  # noqa: E402
-from gateway.variants.store import VariantStore  # noqa: E402
+from gateway.variants.store import VariantStore, _carried_losses, _carried_losses_from_sets  # noqa: E402
 
 
 def cut(source: Path, out: Path, columns: range) -> Path:
@@ -79,6 +86,32 @@ def erase_measured(store: VariantStore, data_dir: Path, person: str) -> tuple[fl
             sum(size for path, size in after.items() if path not in written))  # fmt: skip
 
 
+def delta_read(data_dir: Path, sample: int) -> tuple[float, float]:
+    """CPU seconds to read one manifest sample's erasure delta over the units of its batch: from its own rows, and
+    from the carrier rows of the variants it carries (the path of units written before sample_hom)."""
+    import sqlite3
+
+    from gateway.variants.batched import batches_of, erased_by_batch
+
+    store = VariantStore(data_dir)
+    try:
+        ds = store._open("c")
+        ((batch, (local, _)),) = erased_by_batch(batches_of(ds.batches, ds.sample_total()), [sample]).items()
+        paths = [ds.dir / p.file for p in ds.partitions if p.batch == batch]
+    finally:
+        store.close()
+    conns = [sqlite3.connect(f"file:{path}?mode=ro&immutable=1", uri=True) for path in paths]
+    try:
+        for conn in conns:  # warm both alike
+            _carried_losses(conn, local, {})
+        own = cpu_timed(lambda: [_carried_losses(conn, local, {}) for conn in conns])
+        sets = cpu_timed(lambda: [_carried_losses_from_sets(conn, local, True, {}) for conn in conns])
+    finally:
+        for conn in conns:
+            conn.close()
+    return own, sets
+
+
 def cpu_timed(call) -> float:
     started = time.process_time()
     call()
@@ -105,7 +138,7 @@ def query_latency(store: VariantStore, exact: list, ranges: list) -> dict[str, f
     }
 
 
-def one_size(vcf: Path, root: Path, k: int, batch: int, span: int, repeat: int) -> dict:
+def one_size(vcf: Path, root: Path, k: int, batch: int, span: int, repeat: int, compaction: bool = True) -> dict:
     names = [f"s{i}" for i in range(k * batch)]  # the sample map links sample i to individual I<i>
     with gzip.open(vcf, "rt") as f:
         header = next(line for line in f if line.startswith("#CHROM")).rstrip("\n").split("\t")[9:]
@@ -120,7 +153,7 @@ def one_size(vcf: Path, root: Path, k: int, batch: int, span: int, repeat: int) 
         add_s = timed(lambda part=part, b=b: ingest_partitioned(part, data_dir=many_dir, add_samples=b > 0, **common))
     compact_dir = root / f"compacted{k}"
     shutil.copytree(many_dir, compact_dir)
-    compact_s = timed(lambda: compact_dataset(compact_dir, "c"))
+    compact_s = timed(lambda: compact_dataset(compact_dir, "c")) if compaction else 0.0
     one, many, compacted = VariantStore(one_dir), VariantStore(many_dir), VariantStore(compact_dir)
     try:
         hits, _ = one.search(VariantQuery(), limit=100_000)
@@ -132,9 +165,11 @@ def one_size(vcf: Path, root: Path, k: int, batch: int, span: int, repeat: int) 
         latency = {
             "one": query_latency(one, exact, ranges),
             "many": query_latency(many, exact, ranges),
-            "compacted": query_latency(compacted, exact, ranges),
         }
+        if compaction:
+            latency["compacted"] = query_latency(compacted, exact, ranges)
         people = [f"I{(k - 1) * batch + i}" for i in range(repeat)]  # people of the last batch
+        reads = [delta_read(one_dir, (k - 1) * batch + i) for i in range(repeat, 2 * repeat)]
         erase_one, erase_many = [], []
         for p in people:  # interleaved, so that the machine's load changes reach both alike
             erase_one.append(erase_measured(one, one_dir, p))
@@ -157,6 +192,8 @@ def one_size(vcf: Path, root: Path, k: int, batch: int, span: int, repeat: int) 
         "purge k batches s": statistics.median(e[2] for e in erase_many),
         "purge one batch MB": erase_one[0][3] / 1e6,
         "purge k batches MB": erase_many[0][3] / 1e6,
+        "delta own rows s": statistics.median(r[0] for r in reads),
+        "delta carrier sets s": statistics.median(r[1] for r in reads),
         "latency": latency,
     }
 
@@ -168,11 +205,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--batches", type=int, nargs="+", default=[1, 2, 4, 8])
     parser.add_argument("--span", type=int, default=250_000)
     parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--no-compaction", action="store_true", help="skip the compaction and its latency rows")
     args = parser.parse_args(argv)
     print(f"load average at start: {os.getloadavg()}")
+    requests = []
     with tempfile.TemporaryDirectory(prefix="sample-batches-") as tmp:
         for k in args.batches:
-            r = one_size(args.vcf, Path(tmp), k, args.batch, args.span, args.repeat)
+            r = one_size(args.vcf, Path(tmp), k, args.batch, args.span, args.repeat, not args.no_compaction)
+            requests.append((r["samples"], r["erase one batch s"], r["erase k batches s"]))
             print(
                 f"{r['samples']:>6} samples ({k} x {args.batch}), {r['sites']} sites: erasure request (CPU) one batch "
                 f"{r['erase one batch s']:.3f} s, {k} batches {r['erase k batches s']:.3f} s, unit files written "
@@ -184,13 +224,24 @@ def main(argv: list[str] | None = None) -> int:
                 f"({r['add last batch s'] / r['whole ingest s']:.2f}); compaction {r['compact s']:.2f} s "
                 f"({r['compact s'] / r['whole ingest s']:.2f} of the whole ingest)"
             )
+            own, sets = r["delta own rows s"], r["delta carrier sets s"]
+            print(
+                f"    delta read (one batch of {r['samples']}, CPU): from the person's own rows {own * 1e3:.1f} ms, "
+                f"from the carrier rows {sets * 1e3:.1f} ms ({own / sets:.3f})"
+            )
             for name, one_us in r["latency"]["one"].items():
                 many_us = r["latency"]["many"][name]
-                packed_us = r["latency"]["compacted"][name]
+                packed = r["latency"].get("compacted", {}).get(name)
                 print(
-                    f"    {name}: one batch {one_us:.0f} us, {k} batches {many_us:.0f} us ({many_us / one_us:.2f}x), "
-                    f"compacted {packed_us:.0f} us ({packed_us / one_us:.2f}x)"
+                    f"    {name}: one batch {one_us:.0f} us, {k} batches {many_us:.0f} us ({many_us / one_us:.2f}x)"
+                    + (f", compacted {packed:.0f} us ({packed / one_us:.2f}x)" if packed is not None else "")
                 )
+    first_samples, first_one, first_many = requests[0]
+    for samples, one, many in requests:
+        print(
+            f"erasure request at {samples} samples vs {first_samples}: one batch {one / first_one:.2f}x, "
+            f"batched {many / first_many:.2f}x"
+        )
     print(f"load average at end: {os.getloadavg()}")
     return 0
 

@@ -98,6 +98,10 @@ class Config:
     fhir_pending_days: float = 30.0
     # The server purges erased rows' old copies in a background thread (off: only `gateway erasure purge` does).
     erasure_purge_worker: bool = True
+    # It looks for due jobs queued by other processes this often (on PostgreSQL a NOTIFY wakes it at once), and
+    # marks a job failed after this many failed attempts (shown by `gateway erasure status`; the operator retries).
+    erasure_purge_poll_s: float = 5.0
+    erasure_purge_max_attempts: int = 8
     log_level: str = "INFO"
     testing: bool = False
     # Sections other rooms read, kept as given and checked by their owners at start-up:
@@ -133,6 +137,8 @@ _SIMPLE_KEYS = {  # YAML key / env suffix → (Config field, converter)
     "work_inline_bytes": ("work_inline_bytes", int),
     "vcf_job_seconds": ("vcf_job_seconds", float),
     "fhir_pending_days": ("fhir_pending_days", float),
+    "erasure_purge_poll_s": ("erasure_purge_poll_s", float),
+    "erasure_purge_max_attempts": ("erasure_purge_max_attempts", int),
     "log_level": ("log_level", str),
 }
 
@@ -197,7 +203,16 @@ def config_from_mapping(raw: Mapping[str, Any]) -> Config:
         raise ConfigError(f"unknown configuration key(s): {', '.join(sorted(unknown))}")
     if "default_dataset" in values:
         _dataset_id(values["default_dataset"], "default_dataset")
-    return Config(**values)
+    return _checked(Config(**values))
+
+
+def _checked(cfg: Config) -> Config:
+    """Bounds of the numbers a typo could turn into a busy loop or a job never tried."""
+    if cfg.erasure_purge_poll_s <= 0:
+        raise ConfigError("erasure_purge_poll_s must be a positive number of seconds")
+    if cfg.erasure_purge_max_attempts < 1:
+        raise ConfigError("erasure_purge_max_attempts must be at least 1")
+    return cfg
 
 
 def _apply_env(cfg: Config, env: Mapping[str, str]) -> Config:
@@ -219,7 +234,7 @@ def _apply_env(cfg: Config, env: Mapping[str, str]) -> Config:
         changes["node"] = replace(cfg.node, **node_changes)
     if "default_dataset" in changes:
         _dataset_id(changes["default_dataset"], f"{ENV_PREFIX}DEFAULT_DATASET")
-    return replace(cfg, **changes) if changes else cfg
+    return _checked(replace(cfg, **changes)) if changes else cfg
 
 
 def load_config(overrides: Mapping[str, Any] | None = None, env: Mapping[str, str] | None = None) -> Config:

@@ -171,7 +171,7 @@ def test_erase_runs_its_purge_and_erasure_status_and_purge_report_the_jobs(env, 
     assert "erased subject (subject-" in out and "old copies of the deleted rows purged (purge job(s) 1)" in out
     assert main(["erasure", "status"]) == 0
     lines = capsys.readouterr().out.splitlines()
-    assert lines[0] == "0 purge job(s) pending"
+    assert lines[0] == "0 purge job(s) pending, 0 failed"
     assert lines[1].startswith("1\tdone\terase-subject\tsubject-") and subject not in lines[1]
     assert main(["erasure", "purge"]) == 0
     assert capsys.readouterr().out == "no erasure purge pending\n"

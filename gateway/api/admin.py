@@ -78,19 +78,23 @@ def admin_blueprint() -> Blueprint:
     @bp.get("/erasure/purges")
     @require_operator
     def list_purges():
-        """The erasures' purge jobs, newest first (`?status=pending` or `done`)."""
+        """The erasures' purge jobs, newest first (`?status=pending`, `done` or `failed`: retries exhausted)."""
         status = request.args.get("status")
-        if status not in (None, purge_jobs.PENDING, purge_jobs.DONE):
-            return problem(400, f"status must be {purge_jobs.PENDING} or {purge_jobs.DONE}")
+        if status is not None and status not in purge_jobs.STATUSES:
+            return problem(400, f"status must be one of {', '.join(purge_jobs.STATUSES)}")
         store = services().store
         return json_response(
-            {"pending": purge_jobs.pending_count(store), "jobs": purge_jobs.jobs(store, status=status)}
+            {
+                "pending": purge_jobs.pending_count(store),
+                "failed": purge_jobs.pending_count(store, purge_jobs.FAILED),
+                "jobs": purge_jobs.jobs(store, status=status),
+            }
         )
 
     @bp.post("/erasure/purges")
     @require_operator
     def run_purges():
-        """Run every pending purge now, in this request (the operator asked; the worker would do it anyway)."""
+        """Run every pending purge now, and the failed ones again, in this request (the operator asked)."""
         svc = services()
         run = purge_jobs.run_due(
             svc.store, svc.variants, audit=security().audit, force=True, caller=g.caller.sub or "operator"

@@ -14,7 +14,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Protocol
 
 from gateway.config import Config, load_config
-from gateway.security.purge_jobs import DONE, PENDING, PurgeRun, jobs, pending_count, run_due
+from gateway.security.purge_jobs import FAILED, STATUSES, PurgeRun, jobs, pending_count, run_due
 
 if TYPE_CHECKING:
     from gateway.store.metadata import MetadataStore
@@ -90,7 +90,7 @@ def cmd_erase(args: argparse.Namespace) -> int:
             result = erase_dataset(store, variants, args.dataset, key=key, audit=_audit(cfg), **_who())
             print(f"withdrew dataset {args.dataset}: {result.phenopackets} phenopacket(s)")
         # A command-line erasure is no request: its second phase runs here, before the command returns.
-        run = run_due(store, variants, audit=_audit(cfg), **_who())
+        run = run_due(store, variants, audit=_audit(cfg), max_attempts=cfg.erasure_purge_max_attempts, **_who())
         if result.purge_job not in run.done + run.failed:
             print(f"purge job {result.purge_job} queued (a running node's purge worker has it)")
         return _report_purge(run)
@@ -105,7 +105,7 @@ def _report_purge(run: PurgeRun) -> int:
     if run.done:
         print(f"old copies of the deleted rows purged (purge job(s) {', '.join(map(str, run.done))})")
     if run.failed:
-        print(f"purge failed, job(s) {', '.join(map(str, run.failed))} stay queued: {run.error}", file=sys.stderr)
+        print(f"purge failed, job(s) {', '.join(map(str, run.failed))}: {run.error}", file=sys.stderr)
         return EXIT_FAILED
     return EXIT_OK
 
@@ -115,7 +115,8 @@ def cmd_erasure_purge(args: argparse.Namespace) -> int:
     node = args.open_node(cfg)
     store = node.store
     try:
-        run = run_due(store, node.variants, audit=_audit(cfg), force=True, **_who())
+        attempts = cfg.erasure_purge_max_attempts
+        run = run_due(store, node.variants, audit=_audit(cfg), force=True, max_attempts=attempts, **_who())
         if not run.done and not run.failed:
             print("no erasure purge pending")
         return _report_purge(run)
@@ -127,7 +128,7 @@ def cmd_erasure_status(args: argparse.Namespace) -> int:
     cfg = load_config()
     store = args.open_node(cfg).store
     try:
-        print(f"{pending_count(store)} purge job(s) pending")
+        print(f"{pending_count(store)} purge job(s) pending, {pending_count(store, FAILED)} failed")
         for job in jobs(store, status=args.status, limit=args.limit):
             error = f"\t{job['last_error']}" if job["last_error"] else ""
             print(
@@ -171,10 +172,12 @@ def add_security_parsers(sub: argparse._SubParsersAction, open_node: OpenNode) -
 
     erasure = sub.add_parser("erasure", help="the erasures' second phase: purging the deleted rows' old copies")
     erasure_sub = erasure.add_subparsers(dest="erasure_command", required=True)
-    purge = erasure_sub.add_parser("purge", help="run every pending purge now; exit 1 when it fails")
+    purge = erasure_sub.add_parser(
+        "purge", help="run every pending purge now, and the failed ones again; exit 1 when it fails"
+    )
     purge.set_defaults(func=cmd_erasure_purge, open_node=open_node)
     status = erasure_sub.add_parser("status", help="the purge jobs, newest first")
-    status.add_argument("--status", choices=(PENDING, DONE))
+    status.add_argument("--status", choices=STATUSES)
     status.add_argument("--limit", type=int, default=50)
     status.set_defaults(func=cmd_erasure_status, open_node=open_node)
 

@@ -8,9 +8,15 @@ until a TRUNCATE checkpoint, which waits for readers of older snapshots. Neither
 
 `run_due` claims every due job (a lease in `not_before`, so two workers do not purge for the same job at once),
 runs one purge for all of them (it is idempotent and covers every erasure committed before it), and marks them
-done; a failure leaves them pending with the error and a back-off. A `PurgeWorker` thread runs it in the server
-after each erasure and at start-up (jobs a restart left behind); `gateway erasure purge` runs it from the command
-line. Each job's outcome is audited under the erasure's keyed reference (docs/ERASURE.md).
+done; a failure leaves them pending with the error and a back-off, and after `max_attempts` failed attempts marks
+them failed: no worker retries them any more, the operator sees them (`gateway erasure status`, `GET
+/admin/erasure/purges?status=failed`) and `gateway erasure purge` tries them again once the cause is fixed.
+
+A `PurgeWorker` thread runs it in the server: at start-up (jobs a restart left behind), after each erasure the
+process serves, and on jobs queued by other processes (other gateway workers or hosts, a `gateway erase` whose
+own purge failed): on PostgreSQL the queuing transaction sends a NOTIFY that a listener thread receives, and every
+store is polled for due jobs (a read of one index) every few seconds. Each job's outcome is audited under the
+erasure's keyed reference (docs/ERASURE.md).
 """
 
 from __future__ import annotations
@@ -34,7 +40,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-PENDING, DONE = "pending", "done"
+PENDING, DONE, FAILED = "pending", "done", "failed"
+STATUSES = (PENDING, DONE, FAILED)
 PURGE_ACTION = "erase-purge"  # the audit records of the second phase (the first is erase-subject / erase-dataset)
 # The metadata tables an erasure deletes from (cascades included): the tables a purge vacuums on PostgreSQL.
 PERSONAL_TABLES = (
@@ -47,6 +54,9 @@ PERSONAL_TABLES = (
 )
 LEASE = timedelta(minutes=15)  # a claimed job whose worker died is claimed again after this (a VACUUM takes seconds)
 FIRST_RETRY_S, LAST_RETRY_S = 30.0, 3600.0  # back-off after a failed attempt: doubling, capped
+MAX_ATTEMPTS = 8  # then the job is failed (≈ 1 h 4 min of back-off after the first attempt): the operator's turn
+POLL_S = 5.0  # how often a worker looks for due jobs queued by other processes (a NOTIFY is sooner on PostgreSQL)
+CHANNEL = "gateway_erasure_purges"  # the PostgreSQL NOTIFY channel of newly queued jobs
 _ERROR_CHARS = 500
 
 
@@ -58,11 +68,14 @@ def enqueue_in(connection: sa.Connection, action: str, reference: str) -> int:
     """Queue the purge for an erasure, inside the erasure's transaction (both commit, or neither); its job id."""
     now = _now()
     row = {"action": action, "reference": reference, "status": PENDING, "attempts": 0, "last_error": ""}
-    return int(
+    job = int(
         connection.execute(
             sa.insert(erasure_purges).values(**row, created_at=now, updated_at=now).returning(erasure_purges.c.id)
         ).scalar_one()
     )
+    if connection.dialect.name == "postgresql":  # delivered at commit, to every listening worker (PurgeListener)
+        connection.execute(sa.text("SELECT pg_notify(:channel, '')"), {"channel": CHANNEL})
+    return job
 
 
 @dataclass(frozen=True)
@@ -78,12 +91,16 @@ def _backoff(attempts: int) -> timedelta:
 
 
 def _claim(store: MetadataStore, force: bool) -> list[Any]:
-    """Take the due jobs (all pending ones with `force`): their lease runs from now; the attempt is counted here,
-    so a worker that dies mid-purge still counts it."""
+    """Take the due jobs (with `force`, all pending and failed ones: the operator asked): their lease runs from now;
+    the attempt is counted here, so a worker that dies mid-purge still counts it."""
     now = _now()
-    due = erasure_purges.c.status == PENDING
-    if not force:
-        due = due & (erasure_purges.c.not_before.is_(None) | (erasure_purges.c.not_before <= now))
+    due: sa.ColumnElement[bool]
+    if force:
+        due = erasure_purges.c.status.in_((PENDING, FAILED))
+    else:
+        due = (erasure_purges.c.status == PENDING) & (
+            erasure_purges.c.not_before.is_(None) | (erasure_purges.c.not_before <= now)
+        )
     claim = (
         sa.update(erasure_purges)
         .where(due)
@@ -114,9 +131,11 @@ def run_due(
     *,
     audit: AuditLog | None = None,
     force: bool = False,
+    max_attempts: int = MAX_ATTEMPTS,
     **who: Any,
 ) -> PurgeRun:
-    """Purge for every due job (with `force`, every pending one: the operator asked now) and record the outcome."""
+    """Purge for every due job (with `force`, every pending or failed one: the operator asked now) and record the
+    outcome; a job whose attempt `max_attempts` (or later) failed is marked failed instead of retried."""
     jobs = _claim(store, force)
     if not jobs:
         return PurgeRun(next_in=next_due_in(store))
@@ -132,13 +151,24 @@ def run_due(
             )
         else:
             for job in jobs:
+                gave_up = job.attempts >= max_attempts
                 connection.execute(
                     sa.update(erasure_purges)
                     .where(erasure_purges.c.id == job.id)
-                    .values(not_before=now + _backoff(job.attempts), updated_at=now, last_error=error)
+                    .values(
+                        status=FAILED if gave_up else PENDING,
+                        not_before=None if gave_up else now + _backoff(job.attempts),
+                        updated_at=now,
+                        last_error=error,
+                    )
                 )
     for job in jobs:
-        outcome = "old copies of the deleted rows purged" if not error else f"purge attempt {job.attempts} failed"
+        if not error:
+            outcome = "old copies of the deleted rows purged"
+        elif job.attempts >= max_attempts:
+            outcome = f"purge attempt {job.attempts} failed; no more retries (`gateway erasure purge` tries again)"
+        else:
+            outcome = f"purge attempt {job.attempts} failed"
         _audit(audit, who, reason=f"{job.action} {job.reference}: {outcome} (purge job {job.id})")
     done, failed = (tuple(ids), ()) if not error else ((), tuple(ids))
     return PurgeRun(done, failed, error, next_due_in(store))
@@ -171,9 +201,10 @@ def next_due_in(store: MetadataStore) -> float | None:
     return max(0.0, (earliest - _now()).total_seconds())
 
 
-def pending_count(store: MetadataStore) -> int:
+def pending_count(store: MetadataStore, status: str = PENDING) -> int:
+    """How many jobs have this status (pending by default; failed: those the operator must look at)."""
     with store.engine.connect() as connection:
-        query = sa.select(sa.func.count()).where(erasure_purges.c.status == PENDING)
+        query = sa.select(sa.func.count()).where(erasure_purges.c.status == status)
         return int(connection.execute(query).scalar_one())
 
 
@@ -188,25 +219,38 @@ def jobs(store: MetadataStore, *, status: str | None = None, limit: int = 100) -
 
 
 class PurgeWorker:
-    """A daemon thread of the server process that runs `run_due` at start-up (jobs left by a restart), whenever an
-    erasure wakes it, and when the next pending job is due (a retry, or another worker's expired lease)."""
+    """A daemon thread of the server process that runs `run_due` at start-up (jobs left by a restart), whenever it
+    is woken (an erasure in this process, a NOTIFY from another: PurgeListener), and when a poll every `poll_s`
+    finds a job due (queued by another process, a retry after its back-off, another worker's expired lease)."""
 
-    def __init__(self, run: Callable[[], PurgeRun], *, min_wait_s: float = 1.0):
+    def __init__(
+        self,
+        run: Callable[[], PurgeRun],
+        *,
+        due_in: Callable[[], float | None] | None = None,
+        poll_s: float = POLL_S,
+    ):
         self._run = run
-        self._min_wait_s = min_wait_s
+        self._due_in = due_in
+        self._poll_s = poll_s
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self.listener: PurgeListener | None = None  # started and stopped with the worker
 
     def start(self) -> None:
         if self._thread is None:
             self._thread = threading.Thread(target=self._loop, name="erasure-purge", daemon=True)
             self._thread.start()
+            if self.listener is not None:
+                self.listener.start()
 
     def wake(self) -> None:
         self._wake.set()
 
     def stop(self, timeout: float = 10.0) -> None:
+        if self.listener is not None:
+            self.listener.stop(timeout)
         self._stop.set()
         self._wake.set()
         if self._thread is not None:
@@ -215,10 +259,70 @@ class PurgeWorker:
     def _loop(self) -> None:
         while not self._stop.is_set():
             self._wake.clear()
-            wait: float | None = None
             try:
-                wait = self._run().next_in
-            except Exception:  # the database is unreachable: try again later, the jobs are durable
+                self._run()
+            except Exception:  # the database is unreachable: the next poll tries again, the jobs are durable
                 log.exception("erasure purge worker: run failed")
-                wait = FIRST_RETRY_S
-            self._wake.wait(None if wait is None else max(wait, self._min_wait_s))
+            self._sleep_until_due()
+
+    def _sleep_until_due(self) -> None:
+        """Until woken, stopped, or a poll finds a job due (a read: no write lock taken while nothing is due)."""
+        while not self._wake.wait(self._poll_s):
+            if self._due_in is None:
+                return
+            try:
+                due = self._due_in()
+            except Exception:
+                log.exception("erasure purge worker: poll failed")
+                continue
+            if due is not None and due <= 0:
+                return
+
+
+class PurgeListener:
+    """On PostgreSQL, a thread holding one connection that LISTENs on CHANNEL and wakes the worker when another
+    process queues a job (enqueue_in's NOTIFY, delivered at its commit). A lost connection is opened again, and the
+    worker woken then (a job may have been queued meanwhile); the worker's poll covers the gap."""
+
+    def __init__(self, conninfo: str, wake: Callable[[], None], *, check_s: float = 0.5):
+        self._conninfo = conninfo
+        self._wake = wake
+        self._check_s = check_s  # how long one wait for notifications lasts before the stop flag is looked at
+        self._stop = threading.Event()
+        self.listening = threading.Event()  # set once LISTEN is in place (tests wait for it)
+        self._thread: threading.Thread | None = None
+
+    @classmethod
+    def for_store(cls, store: MetadataStore, wake: Callable[[], None]) -> PurgeListener | None:
+        """A listener for a PostgreSQL store (None for SQLite: the poll alone serves it)."""
+        url = store.engine.url
+        if url.get_backend_name() != "postgresql":
+            return None
+        return cls(url.set(drivername="postgresql").render_as_string(hide_password=False), wake)
+
+    def start(self) -> None:
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._loop, name="erasure-purge-listen", daemon=True)
+            self._thread.start()
+
+    def stop(self, timeout: float = 10.0) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+
+    def _loop(self) -> None:
+        import psycopg
+
+        while not self._stop.is_set():
+            try:
+                with psycopg.connect(self._conninfo, autocommit=True) as connection:
+                    connection.execute(f"LISTEN {CHANNEL}")
+                    self.listening.set()
+                    self._wake()  # anything queued before LISTEN took effect
+                    while not self._stop.is_set():
+                        for _ in connection.notifies(timeout=self._check_s):
+                            self._wake()
+            except Exception:  # the database went away: listen again after a pause
+                log.exception("erasure purge listener: connection lost")
+                self.listening.clear()
+                self._stop.wait(FIRST_RETRY_S)

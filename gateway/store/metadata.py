@@ -78,6 +78,7 @@ class MetadataStore:
         # latest commits (gateway.beacon.term_index) checks that it holds this process's own writes.
         self.local_writes = 0
         self._local_writes_lock = threading.Lock()
+        self._on_close: list[Callable[[], None]] = []  # threads that use the store stop before it closes
 
     @classmethod
     def open(cls, url: str, *, migrate: bool = True) -> MetadataStore:
@@ -105,7 +106,13 @@ class MetadataStore:
         except sa.exc.SQLAlchemyError:
             return False
 
+    def on_close(self, stop: Callable[[], None]) -> None:
+        """Run `stop` when the store is closed, before its connections go (a background thread of the store's)."""
+        self._on_close.append(stop)
+
     def close(self) -> None:
+        while self._on_close:
+            self._on_close.pop()()
         if self.reads is not None:
             self.reads.close()
         self.engine.dispose()

@@ -201,7 +201,7 @@ def _write_merged(builder: VersionBuilder, ds_dir: Path, live: LiveVersion, regi
         rows.append(tuple(variant))
         if len(samples):
             carriers.append((vid, encode_set(samples, n_total), pack_codes(codes)))
-            builder.add_carriers(vid, samples)
+            builder.add_carriers(vid, samples, codes)
         odd = called.get(vid, [])
         if exact:
             odd += [_uncalled(unit, erased) for u, unit in enumerate(units) if u not in held]

@@ -55,6 +55,11 @@ CREATE TABLE sample_variants(sample INTEGER NOT NULL, chunk INTEGER NOT NULL, vi
 -- with them, erasing a sample corrects AN exactly at every variant, carried or not
 CREATE TABLE sample_called(sample INTEGER NOT NULL, chunk INTEGER NOT NULL, alleles INTEGER NOT NULL,
     vids BLOB NOT NULL, PRIMARY KEY(sample, chunk, alleles));
+-- per sample and chunk, the carried variants where the sample is homozygous for the alternate allele: with it and
+-- sample_variants, what erasing a sample takes from AC and the carrier counts is read from the sample's own rows,
+-- without reading any carrier set (those grow with the cohort). Files written before it lack the table.
+CREATE TABLE sample_hom(sample INTEGER NOT NULL, chunk INTEGER NOT NULL, vids BLOB NOT NULL,
+    PRIMARY KEY(sample, chunk));
 """
 
 UNIQUE_INDEX = "CREATE UNIQUE INDEX variants_key ON variants(vkey)"
@@ -223,6 +228,7 @@ class VersionBuilder:
         # 2 alleles as the (offset, samples, alleles) lists they arrive in; both are turned per sample in blocks of
         # SAMPLE_BLOCK samples when the chunk is written (_flush_chunk).
         self._bits: np.ndarray | None = None  # CHUNK_VARIANTS x ceil(samples / 8), little-endian bit order
+        self._hom_bits: np.ndarray | None = None  # the same for the homozygous-alternate calls (sample_hom)
         self._scratch: np.ndarray | None = None  # one bool per sample, all False between calls of add_carriers
         self._odd: list[tuple[int, np.ndarray, np.ndarray]] = []
         self._rows_used = 0  # offsets below this have carriers noted in _bits
@@ -256,6 +262,7 @@ class VersionBuilder:
     def add_samples(self, rows: list[tuple[int, str, str | None, str | None]]) -> None:
         self.n_samples = len(rows)
         self._bits = np.zeros((CHUNK_VARIANTS, (max(self.n_samples, 1) + 7) // 8), dtype=np.uint8)
+        self._hom_bits = np.zeros(self._bits.shape, dtype=np.uint8)  # zeroed pages are mapped only once written
         self._scratch = np.zeros(max(self.n_samples, 1), dtype=bool)
         self._submit([("INSERT INTO samples VALUES (?,?,?,?)", rows)])
 
@@ -304,13 +311,19 @@ class VersionBuilder:
             self._chunk = chunk
         return offset
 
-    def add_carriers(self, vid: int, samples: np.ndarray) -> None:
-        """Note that variant `vid` (ids ascend from 1) is carried by `samples`, for the per-sample reverse index."""
+    def add_carriers(self, vid: int, samples: np.ndarray, zygosity: np.ndarray) -> None:
+        """Note that variant `vid` (ids ascend from 1) is carried by `samples` with these zygosity codes, for the
+        per-sample reverse index and its homozygous part."""
         offset = self._offset(vid)
         scratch = self._scratch
         scratch[samples] = True
         self._bits[offset] = np.packbits(scratch, bitorder="little")
         scratch[samples] = False
+        hom = samples[zygosity == HOM]
+        if len(hom):
+            scratch[hom] = True
+            self._hom_bits[offset] = np.packbits(scratch, bitorder="little")
+            scratch[hom] = False
         self._rows_used = offset + 1
 
     def add_called(self, vid: int, samples: np.ndarray, alleles: np.ndarray) -> None:
@@ -327,20 +340,25 @@ class VersionBuilder:
         for first in range(0, n, SAMPLE_BLOCK):
             last = min(n, first + SAMPLE_BLOCK)
             if used:
-                packed = self._bits[:used, first // 8 : (last + 7) // 8]
-                block = np.unpackbits(packed, axis=1, count=last - first, bitorder="little")
-                by_sample = np.ascontiguousarray(block.T)  # sample x offset
-                rows = [
-                    (first + sample, self._chunk, encode_set(np.flatnonzero(by_sample[sample]), CHUNK_VARIANTS))
-                    for sample in np.flatnonzero(by_sample.any(axis=1)).tolist()
-                ]
-                self._submit([("INSERT INTO sample_variants VALUES (?,?,?)", rows)])
+                for table, bits in (("sample_variants", self._bits), ("sample_hom", self._hom_bits)):
+                    rows = self._sample_rows(bits[:used], first, last)
+                    self._submit([(f"INSERT INTO {table} VALUES (?,?,?)", rows)])
             if self._odd:
                 self._submit([("INSERT INTO sample_called VALUES (?,?,?,?)", self._called_rows(first, last))])
         if used:
             self._bits[:used] = 0
+            self._hom_bits[:used] = 0
         self._rows_used = 0
         self._odd = []
+
+    def _sample_rows(self, bits: np.ndarray, first: int, last: int) -> list[tuple[int, int, bytes]]:
+        """(sample, chunk, offsets) rows of samples first..last-1 from a variant x sample bit matrix of the chunk."""
+        block = np.unpackbits(bits[:, first // 8 : (last + 7) // 8], axis=1, count=last - first, bitorder="little")
+        by_sample = np.ascontiguousarray(block.T)  # sample x offset
+        return [
+            (first + sample, self._chunk, encode_set(np.flatnonzero(by_sample[sample]), CHUNK_VARIANTS))
+            for sample in np.flatnonzero(by_sample.any(axis=1)).tolist()
+        ]
 
     def _called_rows(self, first: int, last: int) -> list[tuple[int, int, int, bytes]]:
         """sample_called rows of samples first..last-1: per (sample, called alleles) the offsets of those calls."""
@@ -404,18 +422,21 @@ class VersionBuilder:
             chunk, offset = divmod(vid - 1, CHUNK_VARIANTS)
             row = conn.execute("SELECT samples FROM carriers WHERE vid = ?", (vid,)).fetchone()
             for sample in decode_set(row[0]).tolist() if row else ():
-                (blob,) = conn.execute(
-                    "SELECT vids FROM sample_variants WHERE sample = ? AND chunk = ?", (sample, chunk)
-                ).fetchone()
-                kept = decode_set(blob)
-                kept = kept[kept != offset]
-                if len(kept):
-                    conn.execute(
-                        "UPDATE sample_variants SET vids = ? WHERE sample = ? AND chunk = ?",
-                        (encode_set(kept, CHUNK_VARIANTS), sample, chunk),
-                    )
-                else:
-                    conn.execute("DELETE FROM sample_variants WHERE sample = ? AND chunk = ?", (sample, chunk))
+                for table in ("sample_variants", "sample_hom"):
+                    found = conn.execute(
+                        f"SELECT vids FROM {table} WHERE sample = ? AND chunk = ?", (sample, chunk)
+                    ).fetchone()
+                    if found is None:  # sample_hom: no homozygous call of the sample in this chunk
+                        continue
+                    kept = decode_set(found[0])
+                    kept = kept[kept != offset]
+                    if len(kept):
+                        conn.execute(
+                            f"UPDATE {table} SET vids = ? WHERE sample = ? AND chunk = ?",
+                            (encode_set(kept, CHUNK_VARIANTS), sample, chunk),
+                        )
+                    else:
+                        conn.execute(f"DELETE FROM {table} WHERE sample = ? AND chunk = ?", (sample, chunk))
             for table, column in (("variants", "id"), ("carriers", "vid"), ("annotations", "vid")):
                 conn.execute(f"DELETE FROM {table} WHERE {column} = ?", (vid,))
         conn.execute("COMMIT")

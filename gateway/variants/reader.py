@@ -970,7 +970,7 @@ class _RecordReader:
             n_carriers = len(carrier_idx)
             if n_carriers:
                 if self.builder is not None:
-                    self.builder.add_carriers(vid, carrier_idx)
+                    self.builder.add_carriers(vid, carrier_idx, zyg)
                 self.queue_carriers(vid, carrier_idx, zyg)
             return ac, n_carriers
         if columns is not None:
@@ -987,7 +987,7 @@ class _RecordReader:
             c_ploidy = (carried != -2).sum(axis=1)
             zyg = np.where(c_ploidy == 1, HEMI, np.where(c_counts >= c_ploidy, HOM, HET)).astype(np.uint8)
             if self.builder is not None:
-                self.builder.add_carriers(vid, carrier_idx)
+                self.builder.add_carriers(vid, carrier_idx, zyg)
             self.queue_carriers(vid, carrier_idx, zyg)
             return int(c_counts.sum()), n_carriers
         info = record.info

@@ -435,6 +435,16 @@ class _Dataset:
             self._held = held
         return self._held.get(individual_id, [])
 
+    def linked_samples(self, individual_id: str) -> list[int]:
+        """samples_of without building the sample table: one scan in SQLite (an erasure opens each version once, so
+        a table built in Python, ∝ the cohort, would not be reused)."""
+        rows = self.conn.execute("SELECT idx FROM samples WHERE individual_id = ? ORDER BY idx", (individual_id,))
+        return [idx for (idx,) in rows]
+
+    def sample_total(self) -> int:
+        """The number of sample rows (erased ones included), from the largest index: no row read."""
+        return self.conn.execute("SELECT coalesce(max(idx) + 1, 0) FROM samples").fetchone()[0]
+
     def chromosomes(self) -> list[str]:
         return self._index.chromosomes() if self._index is not None else []
 
@@ -1028,7 +1038,7 @@ class VariantStore:
         for attempt in range(attempts):
             self._pointer_cache.pop(dataset_id, None)
             ds = self._open(dataset_id)
-            idxs = ds.samples_of(individual_id) if ds is not None else []
+            idxs = ds.linked_samples(individual_id) if ds is not None else []
             if ds is None or not idxs:
                 return 0
             try:
@@ -1057,7 +1067,7 @@ class VariantStore:
         and a new manifest is switched in one step like any version."""
         ds_dir = dataset_dir(self.data_dir, dataset_id)
         tmp = ds_dir / f".build-{os.getpid()}-{secrets.token_hex(4)}.sqlite"
-        n_samples = len(ds.sample_table())
+        n_samples = ds.sample_total()
         new_dir = ds_dir / f"parts-e{time.time_ns()}-{os.getpid()}" if ds.partitions else None
         try:
             renamed = {}
@@ -1079,14 +1089,15 @@ class VariantStore:
         unit is copied or written."""
         ds_dir = dataset_dir(self.data_dir, dataset_id)
         tmp = ds_dir / f".build-{os.getpid()}-{secrets.token_hex(4)}.sqlite"
-        touched = erased_by_batch(batches_of(ds.batches, len(ds.sample_table())), idxs)
+        touched = erased_by_batch(batches_of(ds.batches, ds.sample_total()), idxs)
         try:
             conn = _copy_for_erasure(ds.conn, tmp)
             conn.execute("BEGIN")
             for partition in ds.partitions:
                 if partition.batch in touched:
                     local, size = touched[partition.batch]
-                    shift, delta = _losses(ds_dir / partition.file, local)
+                    # an empty unit loses nothing, but is still listed: the purge rewrites its sample table too
+                    shift, delta = _losses(ds_dir / partition.file, local) if partition.variants else (0, {})
                     unit = pending.PendingUnit(np.array(local, dtype="<u4"), shift, size)
                     pending.record(conn, partition.file, unit, delta, idxs)
             _unlink_samples(conn, idxs)
@@ -1163,22 +1174,64 @@ def _losses(unit_path: Path, local: list[int]) -> tuple[int, dict[int, list[int]
             for vids, alleles in _called_exceptions(conn, local):
                 for vid in vids.tolist():
                     delta.setdefault(vid, [0, 0, 0])[1] += alleles - 2
-        drop = np.array(sorted(local), dtype="<u4")
-        carried = _carried_variants(conn, local).tolist()
-        for first in range(0, len(carried), 500):
-            some = carried[first : first + 500]
-            sql = f"SELECT vid, samples, zyg FROM carriers WHERE vid IN ({','.join('?' * len(some))})"
-            for vid, samples_blob, zyg_blob in conn.execute(sql, some).fetchall():
-                # the erased samples' own codes only: no carrier set decoded (pages.positions_of)
-                codes = [int(codes_page(zyg_blob, int(at), 1)[0]) for at in positions_of(samples_blob, drop)]
-                alleles, called = _alleles_lost(codes, exact_an)
-                lost = delta.setdefault(vid, [0, 0, 0])
-                lost[0] += alleles
-                lost[1] += called
-                lost[2] += len(codes)
+        if exact_an and _has_table(conn, "sample_hom"):
+            _carried_losses(conn, local, delta)
+        else:
+            _carried_losses_from_sets(conn, local, exact_an, delta)
         return (2 * len(local) if exact_an else 0), delta
     finally:
         conn.close()
+
+
+def _carried_losses(conn: sqlite3.Connection, local: list[int], delta: dict[int, list[int]]) -> None:
+    """AC and carriers lost at the variants the samples carry, from their own reverse index and its homozygous part
+    (sample_hom): a carrier takes 1 allele and 2 when homozygous (a hemizygous call is 1, as a heterozygous one).
+    Nothing read grows with the cohort; AN is corrected from the called-allele exceptions (exact units only)."""
+    carried = _sample_offsets(conn, "sample_variants", local)
+    hom = _sample_offsets(conn, "sample_hom", local)
+    vids, carriers = np.unique(carried, return_counts=True)
+    alleles = carriers.copy()
+    if len(hom):
+        hom_vids, hom_counts = np.unique(hom, return_counts=True)
+        alleles[np.searchsorted(vids, hom_vids)] += hom_counts  # a homozygous call is a carried one
+    for vid, ac, n in zip(vids.tolist(), alleles.tolist(), carriers.tolist(), strict=True):
+        lost = delta.setdefault(vid, [0, 0, 0])
+        lost[0] += ac
+        lost[2] += n
+
+
+def _sample_offsets(conn: sqlite3.Connection, table: str, samples: list[int]) -> np.ndarray:
+    """The variant ids in one per-sample table (sample_variants, sample_hom) of these samples, each sample's in
+    turn (an id held by two samples comes twice)."""
+    rows = conn.execute(
+        f"SELECT chunk, vids FROM {table} WHERE sample IN ({','.join('?' * len(samples))})", samples
+    ).fetchall()
+    if not rows:
+        return np.empty(0, dtype=np.int64)
+    return np.concatenate([decode_set(blob).astype(np.int64) + chunk * CHUNK_VARIANTS + 1 for chunk, blob in rows])
+
+
+def _carried_losses_from_sets(
+    conn: sqlite3.Connection, local: list[int], exact_an: bool, delta: dict[int, list[int]]
+) -> None:
+    """The same for a unit written before sample_hom (or without exact AN): each carried variant's carrier row is
+    read for the samples' zygosity codes (only their codes decoded, but the row's bytes grow with the batch)."""
+    drop = np.array(sorted(local), dtype="<u4")
+    carried = _carried_variants(conn, local).tolist()
+    for first in range(0, len(carried), 500):
+        some = carried[first : first + 500]
+        sql = f"SELECT vid, samples, zyg FROM carriers WHERE vid IN ({','.join('?' * len(some))})"
+        for vid, samples_blob, zyg_blob in conn.execute(sql, some).fetchall():
+            codes = [int(codes_page(zyg_blob, int(at), 1)[0]) for at in positions_of(samples_blob, drop)]
+            alleles, called = _alleles_lost(codes, exact_an)
+            lost = delta.setdefault(vid, [0, 0, 0])
+            lost[0] += alleles
+            lost[1] += called
+            lost[2] += len(codes)
+
+
+def _has_table(conn: sqlite3.Connection, name: str) -> bool:
+    return conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (name,)).fetchone() is not None
 
 
 def _called_exceptions(conn: sqlite3.Connection, idxs: list[int]) -> Iterator[tuple[np.ndarray, int]]:
@@ -1307,6 +1360,8 @@ def _erase_samples(
     conn.executemany("UPDATE carriers SET samples=?, zyg=? WHERE vid=?", carriers)
     conn.executemany("UPDATE variants SET ac=ac-?, an=max(an-?,0), carriers=carriers-? WHERE id=?", variants)
     conn.execute(f"DELETE FROM sample_variants WHERE sample IN ({place})", idxs)
+    if _has_table(conn, "sample_hom"):
+        conn.execute(f"DELETE FROM sample_hom WHERE sample IN ({place})", idxs)
     _unlink_samples(conn, idxs)
     for old, new in (renamed or {}).items():
         conn.execute("UPDATE partitions SET file = ? WHERE file = ?", (new, old))

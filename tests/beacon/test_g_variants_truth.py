@@ -70,12 +70,16 @@ def _vclass(v: dict) -> str:
     return "DEL" if len(v["ref"]) > len(v["alt"]) else "INS"
 
 
-@pytest.fixture(scope="module", params=["one-file", "two-sample-batches", "erased-pending", "erased-purged"])
+@pytest.fixture(
+    scope="module",
+    params=["one-file", "two-sample-batches", "erased-pending", "erased-pending-older-units", "erased-purged"],
+)
 def cohort(tmp_path_factory, request):
     """The cohort as one ingest of the file, and as two VCFs of its samples (the second added with add_samples);
     "erased-…": the two batches with the individual of sample S03 erased, answered while the erasure is pending
     (gateway/variants/pending.py: a new manifest only, the units unchanged) and after its purge (units rewritten):
-    both must equal a pysam scan without S03."""
+    both must equal a pysam scan without S03. "older-units": units written before the homozygous reverse index
+    (sample_hom), whose erasure delta is read from the carrier rows instead."""
     from gateway.variants.distributed_ingest import ingest_partitioned
     from gateway.variants.ingest import ingest_vcf
     from gateway.variants.store import VariantStore
@@ -94,6 +98,8 @@ def cohort(tmp_path_factory, request):
     store = VariantStore(root / "data")
     without: frozenset[str] = frozenset()
     if request.param.startswith("erased-"):
+        if request.param == "erased-pending-older-units":
+            _drop_hom_index(root / "data")
         assert store.erase_individual("P-erased") == 1
         if request.param == "erased-purged":
             assert store.purge_erased() == 1
@@ -101,6 +107,18 @@ def cohort(tmp_path_factory, request):
     client = make_client(store, datasets=[{"id": "cohort", "name": "Cohort", **OPEN}])
     yield client, _truth(vcf, without)
     store.close()
+
+
+def _drop_hom_index(data_dir) -> None:
+    import sqlite3
+
+    for unit in sorted(data_dir.glob("variants/cohort/parts-*/*.sqlite")):
+        conn = sqlite3.connect(unit)
+        try:
+            conn.execute("DROP TABLE sample_hom")
+            conn.commit()
+        finally:
+            conn.close()
 
 
 def _count(client, params: dict) -> dict:

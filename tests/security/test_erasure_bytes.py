@@ -68,7 +68,7 @@ def _reverse_index(data_dir: Path) -> list[bytes]:
             idx = conn.execute("SELECT idx FROM samples WHERE name = ?", (SAMPLE,)).fetchone()
             if not conn.execute("SELECT 1 FROM sqlite_master WHERE name='sample_variants'").fetchone():
                 continue
-            for table in ("sample_variants", "sample_called"):
+            for table in ("sample_variants", "sample_called", "sample_hom"):
                 for sample, blob in conn.execute(f"SELECT sample, vids FROM {table}"):
                     (theirs if idx is not None and sample == idx[0] else others).append(blob)
         finally:

@@ -250,3 +250,174 @@ def test_the_server_worker_purges_after_an_http_erasure(tmp_path, jwks_files):
     finally:
         svc.purges.stop()
         svc.store.close()
+
+
+# --- bounded retries: a purge that keeps failing ends in a visible failed state, and the operator retries it ---
+
+
+def _held_snapshot(store: MetadataStore, path: Path) -> sqlite3.Connection:
+    """A reader holding a snapshot from before (the WAL cannot be truncated: every purge attempt fails)."""
+
+    @sa.event.listens_for(store.engine, "connect")
+    def short_busy_timeout(dbapi_connection, _record):
+        dbapi_connection.execute("PRAGMA busy_timeout = 50")
+
+    store.engine.dispose()
+    reader = sqlite3.connect(path, isolation_level=None)
+    reader.execute("BEGIN")
+    reader.execute("SELECT count(*) FROM phenopackets").fetchone()
+    return reader
+
+
+def test_a_purge_failing_every_attempt_is_marked_failed_and_left_to_the_operator(sqlite_url, tmp_path):
+    store = _store_with_subjects(sqlite_url)
+    audit = AuditLog(tmp_path / "data")
+    reader = _held_snapshot(store, tmp_path / "gateway.sqlite")
+    try:
+        job = erase_subject(store, None, "pid-subject-4", key=KEY).purge_job
+        first = purge_jobs.run_due(store, audit=audit, max_attempts=3)
+        assert first.failed == (job,) and _status(store, job)["status"] == "pending"
+        purge_jobs.run_due(store, audit=audit, force=True, max_attempts=3)  # attempt 2: still pending
+        assert (_status(store, job)["status"], _status(store, job)["attempts"]) == ("pending", 2)
+        last = purge_jobs.run_due(store, audit=audit, force=True, max_attempts=3)
+        assert last.failed == (job,)
+        failed = _status(store, job)
+        assert (failed["status"], failed["attempts"], failed["not_before"]) == ("failed", 3, None)
+        assert "older snapshot" in failed["last_error"]
+        # No worker takes it any more: it is neither pending nor due.
+        assert purge_jobs.pending_count(store) == 0 and purge_jobs.pending_count(store, purge_jobs.FAILED) == 1
+        assert purge_jobs.next_due_in(store) is None
+        assert purge_jobs.run_due(store, audit=audit, max_attempts=3) == purge_jobs.PurgeRun()
+        assert [j["id"] for j in purge_jobs.jobs(store, status=purge_jobs.FAILED)] == [job]
+        reasons = [r["reason"] for r in audit.records() if r.get("action") == "erase-purge"]
+        assert [r.split(": ", 1)[1] for r in reasons] == [
+            f"purge attempt 1 failed (purge job {job})",
+            f"purge attempt 2 failed (purge job {job})",
+            f"purge attempt 3 failed; no more retries (`gateway erasure purge` tries again) (purge job {job})",
+        ]
+        reader.execute("COMMIT")  # the cause fixed: the operator's run takes failed jobs too
+        assert purge_jobs.run_due(store, audit=audit, force=True, max_attempts=3).done == (job,)
+        assert _status(store, job)["status"] == "done"
+    finally:
+        reader.close()
+        store.close()
+
+
+def test_the_operator_sees_failed_purges_over_http_and_in_the_cli(node, tmp_path, capsys, monkeypatch):
+    svc = node.extensions["gateway"]
+    doc = _documents(1)[0]
+    svc.store.save_phenopackets([PhenopacketRecord("pp", "ds", "pid-f", {**doc, "subject": {"id": "pid-f"}})])
+    client = node.test_client()
+    job = client.delete("/admin/subjects/pid-f", headers=OPERATOR).get_json()["purge"]["job"]
+    reader = _held_snapshot(svc.store, tmp_path / "data" / "gateway.sqlite")
+    try:
+        assert purge_jobs.run_due(svc.store, force=True, max_attempts=1).failed == (job,)
+        listed = client.get("/admin/erasure/purges", headers=OPERATOR).get_json()
+        assert (listed["pending"], listed["failed"]) == (0, 1)
+        only = client.get("/admin/erasure/purges?status=failed", headers=OPERATOR).get_json()["jobs"]
+        assert [(j["id"], j["status"]) for j in only] == [(job, "failed")]
+        assert client.get("/admin/erasure/purges?status=pending", headers=OPERATOR).get_json()["jobs"] == []
+    finally:
+        reader.close()
+    from gateway.cli import main
+
+    monkeypatch.setenv("GATEWAY_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.setenv("GATEWAY_SECRET_KEY", svc.config.secret_key)
+    monkeypatch.delenv("GATEWAY_CONFIG", raising=False)
+    monkeypatch.delenv("GATEWAY_DATABASE_URL", raising=False)
+    assert main(["erasure", "status", "--status", "failed"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0] == "0 purge job(s) pending, 1 failed"
+    assert lines[1].startswith(f"{job}\tfailed\terase-subject\t") and "older snapshot" in lines[1]
+    ran = client.post("/admin/erasure/purges", headers=OPERATOR)  # the reader is gone: the retry succeeds
+    assert ran.status_code == 200 and ran.get_json() == {"done": [job], "failed": []}
+
+
+# --- jobs queued by another process: the server's worker notices them without being woken in-process ---
+
+_QUEUE_IN_ANOTHER_PROCESS = """
+import sys
+from gateway.security.erasure import erase_subject
+from gateway.store import MetadataStore
+store = MetadataStore.open(sys.argv[1])
+print(erase_subject(store, None, sys.argv[2], key=b"k" * 32).purge_job)
+store.close()
+"""
+
+
+def _queue_in_another_process(url: str, subject: str) -> int:
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
+    done = subprocess.run(
+        [sys.executable, "-c", _QUEUE_IN_ANOTHER_PROCESS, url, subject],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=120,
+    )
+    return int(done.stdout.strip())
+
+
+def _worker_purges(store: MetadataStore, url: str, *, poll_s: float, listen: bool) -> None:
+    """A server's worker (as app.start_purge_worker builds it) purges a job that another process queued."""
+    runs: list[purge_jobs.PurgeRun] = []
+    purged = threading.Event()
+
+    def run() -> purge_jobs.PurgeRun:
+        runs.append(purge_jobs.run_due(store))
+        if runs[-1].done:
+            purged.set()
+        return runs[-1]
+
+    worker = purge_jobs.PurgeWorker(run, due_in=lambda: purge_jobs.next_due_in(store), poll_s=poll_s)
+    worker.listener = purge_jobs.PurgeListener.for_store(store, worker.wake) if listen else None
+    try:
+        worker.start()
+        if listen:
+            assert worker.listener is not None and worker.listener.listening.wait(30)
+        started = len(runs)
+        job = _queue_in_another_process(url, "pid-subject-2")
+        assert purged.wait(60), "the worker never noticed the job queued by the other process"
+        assert job in [j for r in runs[started:] for j in r.done]
+        assert _status(store, job)["status"] == "done"
+    finally:
+        worker.stop()
+
+
+def test_a_worker_polls_for_jobs_queued_by_another_process(sqlite_url):
+    store = _store_with_subjects(sqlite_url)
+    try:
+        _worker_purges(store, sqlite_url, poll_s=0.2, listen=False)
+    finally:
+        store.close()
+
+
+def test_on_postgresql_a_notify_wakes_the_worker_of_another_process(postgres_url):
+    """The poll is an hour here: only the NOTIFY sent by the other process's erasure can wake the worker."""
+    from tests.pg_schema import fresh_schema
+
+    with fresh_schema(postgres_url, "gw_purge_notify") as url:
+        store = _store_with_subjects(url)
+        try:
+            assert purge_jobs.PurgeListener.for_store(store, lambda: None) is not None
+            _worker_purges(store, url, poll_s=3600, listen=True)
+        finally:
+            store.close()
+
+
+def test_a_sqlite_store_has_no_listener_and_the_config_bounds_are_checked(sqlite_url):
+    from gateway.config import ConfigError, config_from_mapping
+
+    store = MetadataStore.open(sqlite_url)
+    try:
+        assert purge_jobs.PurgeListener.for_store(store, lambda: None) is None
+    finally:
+        store.close()
+    with pytest.raises(ConfigError, match="erasure_purge_poll_s"):
+        config_from_mapping({"erasure_purge_poll_s": 0})
+    with pytest.raises(ConfigError, match="erasure_purge_max_attempts"):
+        config_from_mapping({"erasure_purge_max_attempts": 0})
