@@ -54,7 +54,6 @@ from gateway.store.fhir_resources import PATIENT, Prefetched, ResourceHead, Reso
 from gateway.store.index_rows import ReadAhead
 from gateway.store.metadata import MetadataStore, UnknownDatasetError
 from gateway.store.records import PhenopacketRecord
-from gateway.store.tables import fhir_resources as resource_table
 from gateway.validation.fhir import r4_resource_types, validate_fhir
 from gateway.validation.phenopacket import validate_phenopacket
 from translators.fhir.common import IdFunctions, reference_of
@@ -378,24 +377,23 @@ def _resolved(
 def _matching(
     connection: sa.Connection, dataset_id: str, resource_type: str, search: str, key: bytes
 ) -> list[StoredResource]:
-    """The kept resources of a type an identifier search matches (a Patient's identifiers by their pseudonyms)."""
+    """The kept resources of a type an identifier search matches (a Patient's identifiers by their pseudonyms):
+    those the identifier index names, matched as a Bundle's entries are (BundleIndex: one rule for both)."""
     if resource_type == PATIENT:
         search = stored_reference(connection, dataset_id, search, key)
-        candidates = rows.patients(connection, dataset_id)
-    else:
-        token = parse_token(parse_qsl(search.partition("?")[2])[0][1])
-        assert token is not None  # _identifier_search read it
-        words = [json.dumps(w)[1:-1] for w in (token.system, token.value) if w]  # as the JSON text holds them
-        as_text = sa.cast(resource_table.c.resource, sa.Text)
-        query = sa.select(resource_table.c.resource_id).where(
-            resource_table.c.dataset_id == dataset_id,
-            resource_table.c.resource_type == resource_type,
-            *(as_text.contains(w) for w in words),
-        )
-        found = [rows.get(connection, dataset_id, resource_type, rid) for (rid,) in connection.execute(query)]
-        candidates = [f for f in found if f is not None]
+    candidates = _identified(connection, dataset_id, search)
     matched = BundleIndex.build([_entry(c) for c in candidates]).conditional_matches(search)
     return [candidates[n] for n in matched]
+
+
+def _identified(connection: sa.Connection, dataset_id: str, search: str) -> list[StoredResource]:
+    """The kept resources the identifier index names for `Type?identifier=token` (at rest; none: not a token)."""
+    resource_type, _, query = search.partition("?")
+    params = parse_qsl(query)
+    token = parse_token(params[0][1]) if len(params) == 1 and params[0][0] == "identifier" else None
+    if token is None:
+        return []
+    return rows.identified(connection, dataset_id, resource_type, token.system, token.value)
 
 
 def _as_kept_resource(
@@ -878,13 +876,11 @@ def stored_reference(connection: sa.Connection, dataset_id: str, reference: str,
     token = _patient_token(reference)
     if token is None or token.system is not None or token.value is None or PSEUDONYM.fullmatch(token.value):
         return pseudonymous_reference(reference, key)
-    patients = rows.patients(connection, dataset_id)
-    index = BundleIndex.build([_entry(p) for p in patients])
-    systems = sorted({system for (_, system, _) in index.by_identifier})
     found: dict[str, str] = {}  # patient id -> the reference that matched it
-    for system in systems:
+    for system in rows.identifier_systems(connection, dataset_id, PATIENT):
         candidate = f"{PATIENT}?identifier={Token(system, pseudonymise(key, token.value, system or None)).written()}"
-        for position in index.conditional_matches(candidate):
+        patients = _identified(connection, dataset_id, candidate)
+        for position in BundleIndex.build([_entry(p) for p in patients]).conditional_matches(candidate):
             found.setdefault(patients[position].resource_id, candidate)
     if len(found) > 1:
         _ambiguous(reference, sorted(found))
@@ -1258,7 +1254,7 @@ def _resolve_patient(connection: sa.Connection, dataset_id: str, reference: str)
     """The stored Patient a reference names, by the Bundle's resolution rules; None: not (yet) stored.
 
     Look-ups by column for `Patient/{id}` (its id, or the tail of an absolute fullUrl) and a fullUrl
-    sent before; the dataset's Patients are read only for a conditional reference."""
+    sent before; a conditional reference through the identifier index."""
     relative = RELATIVE_REF.fullmatch(reference)
     if relative and relative.group(1) == PATIENT:
         found = rows.get(connection, dataset_id, PATIENT, relative.group(2))
@@ -1268,7 +1264,7 @@ def _resolve_patient(connection: sa.Connection, dataset_id: str, reference: str)
     if "?" not in reference:  # an absolute URL or urn: the fullUrl a Patient was sent with
         versionless = reference.split("/_history/", 1)[0]
         return rows.patient_by_full_url(connection, dataset_id, versionless)
-    patients = rows.patients(connection, dataset_id)
+    patients = _identified(connection, dataset_id, reference)
     matched = BundleIndex.build([_entry(p) for p in patients]).conditional_matches(reference)
     ids = sorted({patients[n].resource_id for n in matched if patients[n].resource_type == PATIENT})
     if len(ids) > 1:  # taking the first would put one person's data in another's phenopacket

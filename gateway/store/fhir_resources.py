@@ -19,7 +19,7 @@ import sqlalchemy as sa
 
 from gateway.store import index_rows
 from gateway.store.index_rows import ReadAhead
-from gateway.store.tables import Document, datasets, fhir_resource_references, fhir_resources
+from gateway.store.tables import Document, datasets, fhir_identifiers, fhir_resource_references, fhir_resources
 from gateway.store.values import InParameter, parameter_value
 
 PATIENT = "Patient"
@@ -453,10 +453,44 @@ def _stored(row: Any) -> StoredResource:
 
 
 def _select(connection: sa.Connection, *where: Any) -> list[StoredResource]:
-    query = (
-        sa.select(fhir_resources).where(*where).order_by(fhir_resources.c.resource_type, fhir_resources.c.resource_id)
+    """The rows `where` names, by (type, id). Sorted here, not by the database: an ORDER BY (type, id) made SQLite's
+    planner (no statistics) walk the dataset through the identity index rather than look the few rows up by the
+    index that pins them (the pending rows, a subject's Patient): every Patient write read the whole dataset."""
+    found = [_stored(row) for row in connection.execute(sa.select(fhir_resources).where(*where)).mappings()]
+    return sorted(found, key=_order)
+
+
+def identified(
+    connection: sa.Connection, dataset_id: str, resource_type: str, system: str | None, value: str | None
+) -> list[StoredResource]:
+    """The dataset's kept resources of a type with an identifier in `system` (None: any; "": none) of `value`
+    (None: any), by (type, id): found through fhir_identifiers (a Patient's values are its pseudonyms)."""
+    where = [fhir_identifiers.c.dataset_id == dataset_id, fhir_identifiers.c.resource_type == resource_type]
+    if system is not None:
+        where.append(fhir_identifiers.c.system == system)
+    if value is not None:
+        where.append(fhir_identifiers.c.value == value)
+    return _select(connection, fhir_resources.c.pk.in_(sa.select(fhir_identifiers.c.resource_pk).where(*where)))
+
+
+# Each next system is one seek in ix_fhir_identifiers_system (a "loose index scan"): the cost grows with the
+# number of systems (a handful), not of identifiers, as a DISTINCT over the index would.
+_SYSTEMS = sa.text(
+    """WITH RECURSIVE found(system) AS (
+        SELECT min(system) FROM fhir_identifiers WHERE dataset_id = :dataset_id AND resource_type = :resource_type
+        UNION ALL
+        SELECT (SELECT min(i.system) FROM fhir_identifiers AS i
+                WHERE i.dataset_id = :dataset_id AND i.resource_type = :resource_type AND i.system > found.system)
+        FROM found WHERE found.system IS NOT NULL
     )
-    return [_stored(row) for row in connection.execute(query).mappings()]
+    SELECT system FROM found WHERE system IS NOT NULL"""
+)
+
+
+def identifier_systems(connection: sa.Connection, dataset_id: str, resource_type: str) -> list[str]:
+    """The identifier systems the dataset's resources of a type use ("": none), from the index alone."""
+    found = connection.execute(_SYSTEMS, {"dataset_id": dataset_id, "resource_type": resource_type}).scalars()
+    return sorted(found)
 
 
 def lock_dataset(connection: sa.Connection, dataset_id: str) -> None:
@@ -549,12 +583,10 @@ def subject_of_patient(connection: sa.Connection, dataset_id: str, patient_id: s
 def patient_ids_of_subject(connection: sa.Connection, dataset_id: str, subject_id: str) -> list[str]:
     """The ids of the dataset's Patients whose phenopacket has this subject (one person: at most one)."""
     c = fhir_resources.c
-    query = (
-        sa.select(c.resource_id)
-        .where(c.dataset_id == dataset_id, c.resource_type == PATIENT, c.subject_id == subject_id)
-        .order_by(c.resource_id)
+    query = sa.select(c.resource_id).where(
+        c.dataset_id == dataset_id, c.resource_type == PATIENT, c.subject_id == subject_id
     )
-    return list(connection.execute(query).scalars())
+    return sorted(connection.execute(query).scalars())  # (not ORDER BY: see _select)
 
 
 def delete_all(connection: sa.Connection, resources: Sequence[ResourceState]) -> None:

@@ -207,7 +207,7 @@ fhir_resources = sa.Table(
     sa.Column("reference_keys", sa.Text(), nullable=True),
     sa.UniqueConstraint("dataset_id", "resource_type", "resource_id", name="uq_fhir_resources_identity"),
     sa.Index("ix_fhir_resources_patient", "dataset_id", "patient_id"),
-    sa.Index("ix_fhir_resources_subject", "subject_id"),
+    sa.Index("ix_fhir_resources_subject_of", "subject_id", "dataset_id", "resource_type"),  # migration 0013
     sa.Index("ix_fhir_resources_full_url", "dataset_id", "full_url"),
     sa.Index("ix_fhir_resources_full_url_tail", "dataset_id", "full_url_tail"),
     # pending rows (a patient reference, no patient yet) by age: the expiry reads the first
@@ -230,6 +230,26 @@ fhir_resource_references = sa.Table(
     sa.Column("ref_key", sa.String(1024), primary_key=True),
     sa.Column("dataset_id", sa.String(255), nullable=False),
     sa.Index("ix_fhir_resource_references_key", "dataset_id", "ref_key"),
+)
+
+# Each kept resource's identifiers (system, '' for none; value as kept: a Patient's as its pseudonym), so a
+# conditional reference, create, update or delete (`Type?identifier=token`) finds its match by index. Filled from
+# fhir_resources.resource by triggers on insert and update, emptied with its row (ON DELETE CASCADE): migration 0013.
+fhir_identifiers = sa.Table(
+    "fhir_identifiers",
+    metadata,
+    sa.Column(
+        "resource_pk",
+        SurrogateKey,
+        sa.ForeignKey("fhir_resources.pk", name="fk_fhir_identifiers_resource", ondelete="CASCADE"),
+        primary_key=True,
+    ),
+    sa.Column("system", sa.String(1024), primary_key=True),
+    sa.Column("value", sa.String(1024), primary_key=True),
+    sa.Column("dataset_id", sa.String(255), nullable=False),
+    sa.Column("resource_type", sa.String(64), nullable=False),
+    sa.Index("ix_fhir_identifiers_value", "dataset_id", "resource_type", "value", "system"),
+    sa.Index("ix_fhir_identifiers_system", "dataset_id", "resource_type", "system"),
 )
 
 # The second phase of an erasure (gateway.security.purge_jobs): one row per erasure whose deleted rows' old copies

@@ -18,6 +18,7 @@ TABLES = {
     "biosamples",
     "fhir_resources",
     "fhir_resource_references",
+    "fhir_identifiers",
     "phenopacket_families",
 }
 
@@ -35,7 +36,7 @@ def test_migrates_an_empty_database_to_head(store_url):
 
         store.migrate()
         assert store.migrations_current()
-        assert migrations.current_revision(store.engine) == migrations.head_revision() == "0012_fhir_reference_keys"
+        assert migrations.current_revision(store.engine) == migrations.head_revision() == "0013_fhir_identifiers"
         assert _tables(store) >= TABLES
 
         store.migrate()  # at head already: a no-op, not an error
