@@ -72,6 +72,10 @@ class PostgresReads:
     def change_counter(self) -> int:
         return int(self._run(CHANGE_COUNTER, ())[0][0])
 
+    def one_statement(self, statement: str, parameters: dict) -> list[tuple]:
+        """The rows of one read-only statement, in one round trip: one MVCC snapshot for all it reads."""
+        return self._run(statement, parameters)
+
     def page(
         self, pks: Sequence[int], expected: int, since: tuple[str, int] | None = None
     ) -> list[tuple[int, str, Any]] | None:

@@ -528,3 +528,38 @@ def test_postgres_a_record_answer_after_another_process_write_holds_it(postgres_
             assert got.total == n and [len(r.records) for r in got.result_sets] == [5]
             assert index.patches == patches + n - 20 and not key_reads
         assert _summary(_records(ctx, 5)) == _summary(_sql_records(ctx, 5))
+
+
+def test_postgres_a_patch_reads_in_one_statement_on_the_threads_own_connection(postgres_url, monkeypatch):
+    """The request that finds the snapshot stale patches it on its path: on PostgreSQL that read is one statement
+    (the counter, the change log since the snapshot, the changed rows and their terms) on the thread's own
+    connection — not a pooled REPEATABLE READ transaction of several round trips, each of which costs milliseconds
+    on a loaded machine. The patched snapshot still equals a full read."""
+    import sqlalchemy as sa
+
+    with _node(postgres_url, "gw_term_one_read") as app, _other_process(app) as other:
+        s, ctx, index, docs, first = _seeded(app)
+        held = sorted(t for t in first.postings if t.startswith("HP:"))[:60]
+        ingest_phenopackets(docs[20:22], store=other, key=s.key, dataset_id="d1")  # new rows
+        ingest_phenopackets([_changed(docs[0], random.Random(5), held)], store=other, key=s.key, dataset_id="d1")
+        pooled: list[str] = []
+        own: list[str] = []
+        real_run = s.store.reads._run
+
+        def counted_run(statement, parameters):
+            own.append(statement)
+            return real_run(statement, parameters)
+
+        def on_pooled(conn, cursor, statement, *rest):
+            pooled.append(statement)
+
+        monkeypatch.setattr(s.store.reads, "_run", counted_run)
+        sa.event.listen(s.store.engine, "before_cursor_execute", on_pooled)
+        try:
+            patches = index.patches
+            patched = current_snapshot(ctx)
+        finally:
+            sa.event.remove(s.store.engine, "before_cursor_execute", on_pooled)
+        assert patched is not None and patched.size == 22 and index.patches == patches + 1
+        assert not pooled and len(own) == 2  # the counter that finds the snapshot stale, then the patch's read
+        assert _content(patched) == _content(index.source.read(patched.version, PRESENT_KINDS))
