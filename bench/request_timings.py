@@ -31,7 +31,7 @@ _PARTS = [
     ("gateway.beacon.individuals", "current_snapshot", "current_snapshot"),
     ("gateway.beacon.individuals", "present_terms", "present_terms_sql"),
     ("gateway.beacon.individuals", "plan_filters", "plan_filters"),
-    ("gateway.beacon.individuals", "_answer_from_index", "answer_from_index"),
+    ("gateway.beacon.individuals", "_index_answer", "answer_from_index"),
     ("gateway.beacon.individuals", "_answer_after_stale_page", "stale_page_retry"),
     ("gateway.beacon.individuals", "_documents", "page_read"),
     ("gateway.beacon.individuals", "individual_of", "render"),

@@ -842,13 +842,15 @@ class TermIndex:
         """The snapshot last built, unchecked: for a caller that checks its version in its own read."""
         return self._snapshot
 
-    def current(self, wait: bool = False) -> Snapshot | None:
-        """The snapshot if it matches the database as it is now; else None (use SQL) and a rebuild starts.
+    def current(self, wait: bool = False, seen: int | None = None) -> Snapshot | None:
+        """The snapshot if it matches the database as it is now (or as the caller `seen` it: a version it has just
+        read); else None (use SQL) and a rebuild starts.
 
         A stale snapshot is patched first, by one thread; meanwhile the others answer from the snapshot before
         the patch if it holds this process's writes, else (or with `wait`) wait for it (PATCH_WAIT_SECONDS)."""
         try:
-            version = self.source.version()  # no lock held over the round trip: threads do not queue here
+            # no lock held over the round trip: threads do not queue here
+            version = self.source.version() if seen is None else seen
             with self._lock:
                 snapshot, answer = self._answer(version)
             if answer is not _STALE:

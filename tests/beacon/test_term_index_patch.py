@@ -419,41 +419,70 @@ def test_postgres_concurrent_writers_leave_the_patched_snapshot_equal_to_a_full_
         assert index.patches > patches_before and not key_reads
 
 
-def test_postgres_a_record_page_found_stale_twice_is_still_answered_from_the_index(postgres_url, monkeypatch):
-    """A node that keeps ingesting: a write that replaces a row of the page lands before each of the first two page
-    reads of a record answer. The answer comes from the patched index (not from SQL, hundreds of ms on a large
-    store) and is SQL's."""
+def _record_answer_amid_writes(app, monkeypatch, writes: list[tuple[int, int]]) -> tuple[list[bool], int]:
+    """A record answer of d1 while another client's writes, each replacing a row of the page, commit around its
+    page reads: `writes[i]` = (before, after) the i-th read, how many. Checks that the answer comes from the index
+    (not from SQL, hundreds of ms on a large store) and is SQL's; returns (whether each page read was current, how
+    many change-counter reads the answer made besides its page reads)."""
     from gateway.beacon import individuals
 
+    s, ctx, _, docs, first = _seeded(app)
+    real_page, real_counter = s.store.reads.page, s.store.reads.change_counter
+    held = sorted(t for t in first.postings if t.startswith("HP:"))[:60]
+    pending = [_changed(doc, random.Random(2), held) for doc in docs[:10]]  # rows on the page
+    page_reads: list[bool] = []
+    counter_reads: list[int] = []
+
+    def write(n: int) -> None:
+        for _ in range(n):
+            ingest_phenopackets([pending.pop(0)], store=s.store, key=s.key, dataset_id="d1")
+
+    def page_amid_writes(pks, expected, since=None):
+        before, after = writes[len(page_reads)] if len(page_reads) < len(writes) else (0, 0)
+        write(before)
+        page = real_page(pks, expected, since)
+        page_reads.append(page.current)
+        write(after)
+        return page
+
+    def counter():
+        counter_reads.append(1)
+        return real_counter()
+
+    monkeypatch.setattr(s.store.reads, "page", page_amid_writes)
+    monkeypatch.setattr(s.store.reads, "change_counter", counter)
+    sql_answers = []
+    real_answer = individuals.answer_selection
+
+    def answer(ctx, request, granularity, selection, scope=None):
+        if selection.snapshot is None:
+            sql_answers.append(1)
+        return real_answer(ctx, request, granularity, selection, scope)
+
+    monkeypatch.setattr(individuals, "answer_selection", answer)
+    got = _records(ctx, 100)
+    counted = len(counter_reads)
+    assert not sql_answers and got.total == 20
+    monkeypatch.setattr(s.store.reads, "page", real_page)
+    assert _summary(got) == _summary(_sql_records(ctx, 100))
+    return page_reads, counted
+
+
+def test_postgres_a_stale_page_read_serves_the_snapshot_patched_to_its_version(postgres_url, monkeypatch):
+    """A write replaces a row of the page just before the page read: the read finds the store moved on. The
+    snapshot is patched to the counter that read saw (no second counter read), and the rows it read are the store
+    at that version: the answer comes from them, without reading the page again."""
+    with _node(postgres_url, "gw_term_page_once") as app:
+        page_reads, counter_reads = _record_answer_amid_writes(app, monkeypatch, [(1, 0)])
+        assert page_reads == [False] and counter_reads == 0
+
+
+def test_postgres_a_record_page_found_stale_twice_is_still_answered_from_the_index(postgres_url, monkeypatch):
+    """A node that keeps ingesting: writes land before the first page read, between it and the patch, and before
+    the second read. Each stale read leads to a patch; the answer comes from the last read's rows."""
     with _node(postgres_url, "gw_term_page") as app:
-        s, ctx, _, docs, first = _seeded(app)
-        real_page = s.store.reads.page
-        held = sorted(t for t in first.postings if t.startswith("HP:"))[:60]
-        pending = [_changed(doc, random.Random(2), held) for doc in docs[:2]]  # rows on the page
-        page_reads = []
-
-        def page_after_a_write(pks, expected, since=None):
-            if pending:  # another client's write commits just before this page read
-                ingest_phenopackets([pending.pop(0)], store=s.store, key=s.key, dataset_id="d1")
-            rows = real_page(pks, expected, since)
-            page_reads.append(rows is not None)
-            return rows
-
-        monkeypatch.setattr(s.store.reads, "page", page_after_a_write)
-        sql_answers = []
-        real_answer = individuals.answer_selection
-
-        def answer(ctx, request, granularity, selection, scope=None):
-            if selection.snapshot is None:
-                sql_answers.append(1)
-            return real_answer(ctx, request, granularity, selection, scope)
-
-        monkeypatch.setattr(individuals, "answer_selection", answer)
-        got = _records(ctx, 100)
-        assert page_reads == [False, False, True] and not sql_answers
-        assert got.total == 20
-        monkeypatch.setattr(s.store.reads, "page", real_page)
-        assert _summary(got) == _summary(_sql_records(ctx, 100))
+        page_reads, _ = _record_answer_amid_writes(app, monkeypatch, [(1, 1), (1, 0)])
+        assert page_reads == [False, False]
 
 
 def _readers_answer_around_a_patch(app, other, monkeypatch) -> None:
