@@ -592,3 +592,34 @@ def test_postgres_a_patch_reads_in_one_statement_on_the_threads_own_connection(p
         assert patched is not None and patched.size == 22 and index.patches == patches + 1
         assert not pooled and len(own) == 2  # the counter that finds the snapshot stale, then the patch's read
         assert _content(patched) == _content(index.source.read(patched.version, PRESENT_KINDS))
+
+
+def _present_terms_after_writes(app) -> None:
+    """The SQL path's present terms (what a broad filter is cut down to) after another process's write: the terms
+    written since are added to the cached set, which is not read whole again (a term only the cache holds stays);
+    an unchanged store costs no read of terms at all (the same set comes back)."""
+    from gateway.beacon.individuals import present_terms
+
+    s, ctx, _, docs, _ = _seeded(app)
+    before = present_terms(ctx)
+    assert before is not None and present_terms(ctx) is before
+    cached = ctx.cache["present_terms"]
+    ctx.cache["present_terms"] = (*cached[:-1], cached[-1] | {"HP:9999999"})  # only the cache holds it
+    new_term = next(t for t in ("HP:0000006", "HP:0000007", "HP:0001417") if t not in before)
+    doc = copy.deepcopy(docs[20])
+    doc["phenotypicFeatures"] = [{"type": {"id": new_term, "label": new_term}}]
+    with _other_process(app) as other:
+        ingest_phenopackets([doc], store=other, key=s.key, dataset_id="d1")
+    after = present_terms(ctx)
+    assert after is not None and new_term in after and "HP:9999999" in after
+    assert before <= after
+
+
+def test_sqlite_present_terms_after_a_write_are_the_cached_ones_and_those_written():
+    with _node() as app:
+        _present_terms_after_writes(app)
+
+
+def test_postgres_present_terms_after_a_write_are_the_cached_ones_and_those_written(postgres_url):
+    with _node(postgres_url, "gw_term_present") as app:
+        _present_terms_after_writes(app)
