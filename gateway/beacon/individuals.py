@@ -374,7 +374,7 @@ def _present_terms_postgres(reads, cached: tuple | None) -> tuple:
     version, (mark, prunes), terms = cached if cached is not None else (None, (None, 0), frozenset())
     row = reads.one_statement(_PG_TERMS_SINCE, {"version": version, "mark": mark, "prunes": prunes})[0]
     now, now_mark, now_prunes, readable, read = row
-    if int(now) == version:
+    if cached is not None and int(now) == version:
         return cached
     found = frozenset(read or ())
     return int(now), (now_mark, int(now_prunes)), terms | found if readable else found

@@ -784,8 +784,8 @@ class PostgresSource:
         if old.log_mark is not None:
             read = self._one_read(old, kinds)
             if read is not None:
-                seen, reads = read
-                return old if seen == old.version else patch_from(reads, old, seen)
+                now, reads = read
+                return old if now == old.version else patch_from(reads, old, now)
         with (
             self.engine.connect().execution_options(isolation_level="REPEATABLE READ") as connection,
             connection.begin(),
@@ -804,7 +804,9 @@ class PostgresSource:
         version, now, prunes_now, readable, changed, pks, datasets, sexes, subjects, row_versions, grouped = row
         if not readable:
             return None
-        rows = list(zip(pks or [], datasets or [], sexes or [], subjects or [], row_versions or [], strict=True))
+        rows: list[Sequence] = list(
+            zip(pks or [], datasets or [], sexes or [], subjects or [], row_versions or [], strict=True)
+        )
         reads = _PostgresOneRead((now, int(prunes_now)), [int(pk) for pk in changed or []], rows, grouped or {})
         return int(version), reads
 
