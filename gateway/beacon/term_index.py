@@ -31,7 +31,8 @@ than go to SQL (and, if it takes longer on a loaded machine, go to SQL for that 
 flight will finish, so no full read starts). A patch that would read more than PATCH_MAX_SHARE of the rows is a
 full rebuild. Where old rows keep their places (inserts, replacements) a patch copies no per-row array by
 gathering, renews only the position lists of the terms of the rows it re-read, and carries the cached masks
-over (`_MaskBuffer`): the requests after a write do not build their masks again.
+over (`_MaskBuffer`), each when first asked for (`_Origin`): the requests after a write do not build their masks
+again, and the patch itself does not touch them.
 
 Readers do not queue behind a patch: while one thread patches, the others answer from the snapshot before
 it — stale by the writes that patch is taking in, i.e. as if the request had arrived a moment earlier — unless
@@ -84,6 +85,7 @@ class Snapshot:
     local_writes: int = 0  # the store's count of this process's commits before the snapshot was read: all in it
     _masks: OrderedDict = field(default_factory=OrderedDict)  # key -> (_MaskBuffer, its view of this size)
     _mask_lock: threading.Lock = field(default_factory=threading.Lock)
+    _origin: _Origin | None = None  # the snapshot this one was patched from, whose masks it carries when asked
 
     @property
     def size(self) -> int:
@@ -116,14 +118,35 @@ class Snapshot:
         return self._cached(("terms", terms), build)
 
     def _cached(self, key, build) -> np.ndarray:
+        found = self.held_mask(key)
+        if found is not None:
+            return found
+        buffer = _MaskBuffer.holding(build())
+        self._keep(key, buffer)
+        return buffer.view(self.size)
+
+    def held_mask(self, key) -> np.ndarray | None:
+        """The cached mask `key`, or the one the snapshot this was patched from holds, carried over now (and kept);
+        None if neither holds it."""
         with self._mask_lock:
             found = self._masks.get(key)
             if found is not None:
                 self._masks.move_to_end(key)
                 return found[1]
-        buffer = _MaskBuffer.holding(build())
+        buffer = self._carried(key)
+        if buffer is None:
+            return None
         self._keep(key, buffer)
         return buffer.view(self.size)
+
+    def _carried(self, key) -> _MaskBuffer | None:
+        origin = self._origin
+        if origin is None:
+            return None
+        with origin.parent._mask_lock:
+            found = origin.parent._masks.get(key)
+        buffer = found[0] if found is not None else origin.parent._carried(key)
+        return None if buffer is None else origin.carry(key, buffer, self.size)
 
     def _keep(self, key, buffer: _MaskBuffer) -> None:
         self.keep_all([(key, buffer)])
@@ -184,7 +207,7 @@ class _MaskBuffer:
     Why: every write makes a new snapshot, and an empty mask cache would make the requests after each write build
     their masks again (≈ 0.5 ms per term set at 100,000 individuals; a node ingesting 5 documents a second would
     spend half a core on it). A patch that only appends rows and re-reads a few carries the masks over instead
-    (`carry_masks`): a snapshot reads its own prefix `data[:size]`, so the patched one may write the bits of its
+    (`_Origin.carry`): a snapshot reads its own prefix `data[:size]`, so the patched one may write the bits of its
     new rows past the old size into the same buffer — only the one snapshot whose size is `claimed` may, so two
     snapshots never write one byte — and copies the buffer only where a re-read row's bit changed."""
 
@@ -433,7 +456,7 @@ def patched(
         for term, members in grouped.items():
             for place in np.searchsorted(pks, np.array(members, dtype=np.int64)).tolist():
                 terms_at.setdefault(place, set()).add(term)
-        carry_masks(old, snapshot, fresh, terms_at)
+        _Origin.link(old, snapshot, fresh, terms_at)
     return snapshot
 
 
@@ -484,30 +507,57 @@ def _moved_postings(postings: dict[str, np.ndarray], moved: np.ndarray) -> dict[
     return {term: kept[bounds[i] : bounds[i + 1]] for i, term in enumerate(terms) if bounds[i + 1] > bounds[i]}
 
 
-def carry_masks(old: Snapshot, new: Snapshot, fresh: np.ndarray, terms_at: dict[int, set[str]]) -> None:
-    """Give `new` (patched from `old`: old rows at their places, rows `fresh` read again, `terms_at` their terms)
-    the masks `old` holds, each with the bits of the fresh rows set as a build on `new` would set them.
-    Plain Python per mask (a few fresh rows): hundreds of masks cost about a millisecond."""
-    rows = fresh.tolist()
-    inside = [place for place in rows if place < old.size]
-    codes_at = {"datasets": new.dataset_codes[fresh].tolist(), "sex": new.sex_codes[fresh].tolist()}
-    carried = []
-    for key, buffer in old.cached_masks():
+MASK_ORIGINS = 4  # how many snapshots back a mask is carried from (each older one held costs ≈ 3 MB at 100,000)
+
+
+@dataclass(frozen=True)
+class _Origin:
+    """How a patched snapshot carries the masks of the one it was patched from (`parent`: old rows at their places,
+    rows `fresh` read again, `terms_at` their terms), one mask when it is first asked for.
+
+    Why lazily: a node ingesting 5 documents a second patches 5 times a second, and carrying every cached mask at
+    each patch (hundreds at 100,000 individuals) cost ≈ 3-6 ms of CPU on the path of the request that patches, with
+    every other request thread of the worker waiting on the GIL; most masks are not asked for before the next patch.
+    """
+
+    parent: Snapshot
+    rows: list[int]
+    inside: list[int]  # the fresh rows that were already there (replaced in place)
+    terms_at: dict[int, set[str]]
+    codes_at: dict[str, list[int]]
+
+    @classmethod
+    def link(cls, old: Snapshot, new: Snapshot, fresh: np.ndarray, terms_at: dict[int, set[str]]) -> None:
+        """Let `new` carry `old`'s masks, and drop the link MASK_ORIGINS snapshots back (the older ones may go)."""
+        rows = fresh.tolist()
+        codes_at = {"datasets": new.dataset_codes[fresh].tolist(), "sex": new.sex_codes[fresh].tolist()}
+        new._origin = cls(old, rows, [place for place in rows if place < old.size], terms_at, codes_at)
+        ancestor = old
+        for _ in range(MASK_ORIGINS - 1):
+            if ancestor._origin is None:
+                return
+            ancestor = ancestor._origin.parent
+        ancestor._origin = None
+
+    def carry(self, key, buffer: _MaskBuffer, size: int) -> _MaskBuffer:
+        """The mask `key` of the patched snapshot (of `size` rows) from the parent's `buffer`: the bits of the fresh
+        rows set as a build on the patched snapshot would set them, written past the parent's rows into the same
+        buffer where it may (_MaskBuffer.grown), else into a copy."""
+        old_size = self.parent.size
         kind, what = key
         if kind == "terms":
-            bits = [not what.isdisjoint(terms_at.get(place, ())) for place in rows]
+            bits = [not what.isdisjoint(self.terms_at.get(place, ())) for place in self.rows]
         else:
-            bits = [code in what for code in codes_at[kind]]
-        changed_inside = any(bool(buffer.data[place]) != bit for place, bit in zip(inside, bits, strict=False))
-        data = None if changed_inside else buffer.grown(old.size, new.size)
+            bits = [code in what for code in self.codes_at[kind]]
+        changed_inside = any(bool(buffer.data[place]) != bit for place, bit in zip(self.inside, bits, strict=False))
+        data = None if changed_inside else buffer.grown(old_size, size)
         if data is None:  # a bit of an old row changed, or another snapshot grew this buffer: a copy of its own
-            buffer = _MaskBuffer.holding(buffer.data[: old.size], spare=new.size - old.size + _spare_rows(new.size))
-            buffer.claimed = new.size
+            buffer = _MaskBuffer.holding(buffer.data[:old_size], spare=size - old_size + _spare_rows(size))
+            buffer.claimed = size
             data = buffer.data
-        for place, bit in zip(rows, bits, strict=True):
+        for place, bit in zip(self.rows, bits, strict=True):
             data[place] = bit
-        carried.append((key, buffer))
-    new.keep_all(carried)
+        return buffer
 
 
 def _with_keys(pks: np.ndarray, more: np.ndarray) -> np.ndarray:
