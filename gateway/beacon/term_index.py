@@ -85,7 +85,8 @@ class Snapshot:
     local_writes: int = 0  # the store's count of this process's commits before the snapshot was read: all in it
     _masks: OrderedDict = field(default_factory=OrderedDict)  # key -> (_MaskBuffer, its view of this size)
     _mask_lock: threading.Lock = field(default_factory=threading.Lock)
-    _origin: _Origin | None = None  # the snapshot this one was patched from, whose masks it carries when asked
+    # the snapshot this one was patched from, whose masks it carries when asked
+    _origin: _Origin | None = field(default=None, repr=False, compare=False)
 
     @property
     def size(self) -> int:
