@@ -280,7 +280,8 @@ _PG_CHANGES = (
 # one MVCC snapshot, no pool checkout nor transaction): the counter, the mark of now, whether the log can tell what
 # changed since the old mark (no prune since, or none that may have taken a row it did not see), the pks it names,
 # their rows (parallel arrays, in pk order) and their terms grouped. Why: the patch runs on the path of the request
-# that finds the snapshot stale, and under load each round trip costs milliseconds (six of them before).
+# that finds the snapshot stale, and under load each round trip costs milliseconds (eight before: the pool's ping,
+# BEGIN, five statements, COMMIT).
 _PG_ONE_READ = """
 WITH h AS (
   SELECT (SELECT coalesce(sum(version), 0) FROM store_version) AS version,
