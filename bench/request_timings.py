@@ -45,6 +45,7 @@ _PARTS = [
     ("gateway.beacon.term_index", "PostgresSource.patch", "patch_read_and_apply"),
     ("gateway.beacon.term_index", "patched", "patch_apply"),
     ("gateway.store.reads", "PostgresReads.change_counter", "counter_read"),
+    ("gateway.store.reads", "PostgresReads.page", "page_db_read"),  # page_read less this: a stale read's rows reused
     ("gateway.store.metadata", "MetadataStore.save_phenopackets", "write_save"),
 ]
 
