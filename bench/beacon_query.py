@@ -2,7 +2,7 @@
 
     python bench/beacon_query.py [--sizes 10000 100000] [--seconds 10] [--clients 8] [--workers 2] [--threads 1]
                                  [--database-url postgresql+psycopg://postgres@127.0.0.1:5432/test [--with-sqlite]]
-                                 [--rounds 1]
+                                 [--rounds 1] [--writes-per-second 5] [--probes-per-second 25] [--baseline-tree DIR]
 
 For each cohort size: individuals are generated straight into a SQLite metadata store (bulk rows,
 3-8 HPO terms each drawn from the HPO's phenotypic-abnormality subtree with a skewed frequency, a
@@ -238,10 +238,18 @@ def warm(port: int, n_individuals: int) -> None:
 
 
 def load(
-    port: int, batch: list[list[dict]], granularity: str, seconds: float, clients: int, writes_per_second: float = 0
+    port: int,
+    batch: list[list[dict]],
+    granularity: str,
+    seconds: float,
+    clients: int,
+    writes_per_second: float = 0,
+    probes_per_second: float = 0,
 ) -> dict:
     """Client threads for `seconds`; with `writes_per_second`, one more thread meanwhile POSTs new phenopackets at
-    that rate (a node that keeps ingesting while it is queried: every write makes the indexes stale)."""
+    that rate (a node that keeps ingesting while it is queried: every write makes the indexes stale); with
+    `probes_per_second`, one more GETs /health (a route that does nothing) at that rate: the latency floor of the
+    machine, server and client under the same load (its p99 is what no query can go below)."""
     latencies: list[float] = []
     errors = [0]
     lock = threading.Lock()
@@ -298,10 +306,25 @@ def load(
             next_at += 1 / writes_per_second
             time.sleep(max(0.0, next_at - time.monotonic()))
 
+    probes: list[float] = []
+
+    def prober() -> None:
+        connection = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+        next_at = time.monotonic()
+        while time.monotonic() < stop:
+            started = time.perf_counter()
+            connection.request("GET", "/health")
+            connection.getresponse().read()
+            probes.append(time.perf_counter() - started)
+            next_at += 1 / probes_per_second
+            time.sleep(max(0.0, next_at - time.monotonic()))
+
     started = time.monotonic()
     threads = [threading.Thread(target=client, args=(i,)) for i in range(clients)]
     if writes_per_second:
         threads.append(threading.Thread(target=writer))
+    if probes_per_second:
+        threads.append(threading.Thread(target=prober))
     for t in threads:
         t.start()
     for t in threads:
@@ -309,6 +332,10 @@ def load(
     elapsed = time.monotonic() - started
     latencies.sort()
     writes = {"writes_stored": written[0], "writes_failed": written[1]} if writes_per_second else {}
+    probes.sort()
+    if probes:
+        writes["health_p50_ms"] = round(1000 * probes[len(probes) // 2], 2)
+        writes["health_p99_ms"] = round(1000 * probes[int(len(probes) * 0.99)], 2)
     return {
         **writes,
         "requests": len(latencies),
@@ -370,6 +397,12 @@ def main() -> int:
         help="during every load, POST new phenopackets at this rate (queries while the node keeps ingesting)",
     )
     parser.add_argument(
+        "--probes-per-second",
+        type=float,
+        default=0,
+        help="during every load, GET /health at this rate: the p99 of a route that does nothing, under the same load",
+    )
+    parser.add_argument(
         "--baseline-tree",
         type=Path,
         help="with --database-url: also serve PostgreSQL from this checkout of older code (its own schema)",
@@ -424,7 +457,17 @@ def run_size(args, n: int, batch: list[list[dict]]) -> list[dict]:
                     row = {"individuals": n, "granularity": granularity, "generate_s": generated, "store": store,
                            "threads": threads, "round": round_no, "writes_per_second": args.writes_per_second,
                            "load_average": round(os.getloadavg()[0], 2)}  # fmt: skip
-                    row.update(load(port, batch, granularity, args.seconds, args.clients, args.writes_per_second))
+                    row.update(
+                        load(
+                            port,
+                            batch,
+                            granularity,
+                            args.seconds,
+                            args.clients,
+                            args.writes_per_second,
+                            args.probes_per_second,
+                        )
+                    )
                     row["floor_sql_p50_ms"] = round(floor_p50, 2)
                     row["ratio_p50_to_floor"] = round(row["p50_ms"] / floor_p50, 1)
                     results.append(row)

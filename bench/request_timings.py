@@ -31,7 +31,7 @@ _PARTS = [
     ("gateway.beacon.individuals", "current_snapshot", "current_snapshot"),
     ("gateway.beacon.individuals", "present_terms", "present_terms_sql"),
     ("gateway.beacon.individuals", "plan_filters", "plan_filters"),
-    ("gateway.beacon.individuals", "_answer_from_index", "answer_from_index"),
+    ("gateway.beacon.individuals", "_index_answer", "answer_from_index"),
     ("gateway.beacon.individuals", "_answer_after_stale_page", "stale_page_retry"),
     ("gateway.beacon.individuals", "_documents", "page_read"),
     ("gateway.beacon.individuals", "individual_of", "render"),
@@ -45,6 +45,7 @@ _PARTS = [
     ("gateway.beacon.term_index", "PostgresSource.patch", "patch_read_and_apply"),
     ("gateway.beacon.term_index", "patched", "patch_apply"),
     ("gateway.store.reads", "PostgresReads.change_counter", "counter_read"),
+    ("gateway.store.reads", "PostgresReads.page", "page_db_read"),  # page_read less this: a stale read's rows reused
     ("gateway.store.metadata", "MetadataStore.save_phenopackets", "write_save"),
 ]
 

@@ -9,6 +9,7 @@ subjects' keyed pseudonyms, the same ids the variant store links VCF samples to.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import re
 import secrets
@@ -27,7 +28,7 @@ from gateway.beacon.response import EntryAnswer, ResultSet
 from gateway.beacon.term_index import Snapshot, index_for
 from gateway.issues import Issue
 from gateway.security.policy import Granularity
-from gateway.store.reads import change_counter, page_by_pks
+from gateway.store.reads import Page, page_by_pks
 from gateway.store.tables import biosamples, phenopacket_terms, phenopackets
 from translators.phenopacket_to_beacon import biosample_records, individual_record
 
@@ -174,10 +175,10 @@ def answer_selection(
     if store is None or selection.plan.unanswerable or not selection.datasets:  # no metadata store: nothing held
         return EntryAnswer(exists=False, total=0, result_sets=_empty_sets(selection.datasets), info=info)
     if selection.snapshot is not None:
-        answered = _answer_from_index(store, request, granularity, selection, info)
-        if answered is not None:
+        answered = _index_answer(store, request, granularity, selection, info)
+        if isinstance(answered, EntryAnswer):
             return answered
-        return _answer_after_stale_page(ctx, request, granularity, selection)
+        return _answer_after_stale_page(ctx, request, granularity, selection, answered)
     with store.engine.connect() as connection, scope(connection) if scope else contextlib.nullcontext():
         if granularity == "boolean":
             exists = selection.exists(connection)
@@ -211,20 +212,26 @@ def answer_selection(
 STALE_PAGE_ATTEMPTS = 3  # checked snapshots tried after a stale page before the answer goes to SQL
 
 
-def _answer_after_stale_page(ctx, request: BeaconRequest, granularity: str, stale: Selection) -> EntryAnswer:
-    """The store changed after the snapshot a page was chosen from: plan again on a checked snapshot (patched,
-    or rebuilt for a small store), a few times while writes keep landing in between, and on SQL if it stays
-    stale. Why a few: on a node that keeps ingesting, a second write during the patch is common, and the SQL
-    answer of a broad filter costs hundreds of ms at 100,000 individuals (and loads the database further)."""
+def _answer_after_stale_page(
+    ctx, request: BeaconRequest, granularity: str, stale: Selection, page: Page
+) -> EntryAnswer:
+    """The store changed after the snapshot a page was chosen from (`page`: what that read found): plan again on
+    a snapshot patched to at least the counter the page read saw (no second counter read), a few times while
+    writes keep landing in between, and on SQL if it stays stale. Why a few: on a node that keeps ingesting, a
+    second write during the patch is common, and the SQL answer of a broad filter costs hundreds of ms at 100,000
+    individuals (and loads the database further). The rows a stale read returned are the store at its counter:
+    a snapshot patched to exactly that counter answers from them when its page is among them, without a second
+    read (under load each round trip costs milliseconds)."""
     kind, datasets, extra = stale.kind, stale.datasets, stale.extra
     for _ in range(STALE_PAGE_ATTEMPTS):
-        again = selection_for(kind, request, datasets, extra, ctx, exact=True)
+        again = selection_for(kind, request, datasets, extra, ctx, exact=True, seen=page.counter)
         if again.snapshot is None:
             break
         info = {"warnings": list(again.plan.warnings)} if again.plan.warnings else {}
-        answered = _answer_from_index(ctx.store, request, granularity, again, info)
-        if answered is not None:
+        answered = _index_answer(ctx.store, request, granularity, again, info, known=page)
+        if isinstance(answered, EntryAnswer):
             return answered
+        page = answered
     return answer_selection(
         ctx, request, granularity, selection_for(kind, request, datasets, extra, ctx, use_index=False)
     )
@@ -237,6 +244,21 @@ def _answer_from_index(
     `within`: a mask over the index's positions the answer is restricted to (a cross-link's individuals).
 
     None when the page read finds the store changed since the snapshot (PostgreSQL; the caller answers on SQL)."""
+    answered = _index_answer(store, request, granularity, selection, info, within)
+    return answered if isinstance(answered, EntryAnswer) else None
+
+
+def _index_answer(
+    store,
+    request: BeaconRequest,
+    granularity: str,
+    selection: Selection,
+    info: dict,
+    within: np.ndarray | None = None,
+    known: Page | None = None,
+) -> EntryAnswer | Page:
+    """`_answer_from_index`, or the stale page read that found the store changed since the snapshot (PostgreSQL).
+    `known`: a page read earlier, used where it is the store at this snapshot's version."""
     snapshot, plan, datasets = selection.snapshot, selection.plan, selection.datasets
     assert snapshot is not None  # the caller chose this path because the selection has a snapshot
     mask = snapshot.select(datasets, plan.sexes, plan.term_sets)
@@ -257,9 +279,10 @@ def _answer_from_index(
             d: snapshot.page(mask, d, request.offset, request.limit) if counts.get(d, 0) > request.offset else []
             for d in datasets
         }
-        documents = _documents(store, snapshot, [pk for pks in pages.values() for pk in pks], selection.around)
-        if documents is None:
-            return None
+        page = _documents(store, snapshot, [pk for pks in pages.values() for pk in pks], selection.around, known)
+        if not page.current:
+            return page
+        documents = page.rows
         for dataset_id, pks in pages.items():
             records = [individual_of(*documents[pk], dataset_id) for pk in pks if pk in documents]
             result_sets.append(ResultSet(id=dataset_id, count=counts.get(dataset_id, 0), records=records))
@@ -277,17 +300,24 @@ def _answer_from_index(
 
 
 def _documents(
-    store, snapshot: Snapshot, pks: list[int], around: Callable[[Snapshot], bool] | None = None
-) -> dict[int, tuple[str, Any]] | None:
-    """pk -> (subject_id, document) of the page; on PostgreSQL in one round trip that also checks that the
-    store is still at the snapshot's version (None if not) — or, while another thread patches the index
-    (`around`), that none of the page's rows changed after the snapshot: the answer is then the store as at the
-    snapshot, as a count answered meanwhile is. Read even for an empty page: the check is the point."""
+    store,
+    snapshot: Snapshot,
+    pks: list[int],
+    around: Callable[[Snapshot], bool] | None = None,
+    known: Page | None = None,
+) -> Page:
+    """The page's rows (pk -> (subject_id, document)); on PostgreSQL in one round trip that also checks that the
+    store is still at the snapshot's version (else the page is not `current`) — or, while another thread patches
+    the index (`around`), that none of the page's rows changed after the snapshot: the answer is then the store as
+    at the snapshot, as a count answered meanwhile is. Read even for an empty page: the check is the point —
+    unless `known` was read at exactly this snapshot's version and holds the page."""
     if store.reads is None:
-        return {pk: (subject, document) for pk, subject, document in page_by_pks(store.engine, pks)}
+        rows = {pk: (subject, document) for pk, subject, document in page_by_pks(store.engine, pks)}
+        return Page(snapshot.version, True, frozenset(pks), rows)
+    if known is not None and known.serves(snapshot.version, pks):
+        return dataclasses.replace(known, current=True)
     since = snapshot.log_mark if around is not None and snapshot.log_mark is not None and around(snapshot) else None
-    rows = store.reads.page(pks, snapshot.version, since)
-    return None if rows is None else {pk: (subject, document) for pk, subject, document in rows}
+    return store.reads.page(pks, snapshot.version, since)
 
 
 def _empty_sets(datasets: tuple[str, ...]) -> list[ResultSet]:
@@ -295,36 +325,82 @@ def _empty_sets(datasets: tuple[str, ...]) -> list[ResultSet]:
 
 
 def present_terms(ctx) -> frozenset[str] | None:
-    """Every term in `phenopacket_terms`, cached until the table changes.
+    """The terms in `phenopacket_terms` (what a broad filter is cut down to on the SQL path), cached and, after
+    writes, extended with the terms written since rather than read whole again (hundreds of thousands of rows at
+    100,000 individuals, after every write of a node that keeps ingesting). A term whose last row went may stay:
+    a filter on it then matches nothing, as without the cut; a new term is never missed.
 
-    SQLite: keyed on max(rowid), which grows with every insert (a replaced patient's terms are
-    re-inserted), so a new term is never missed. PostgreSQL: keyed on the change counter that every
-    writing transaction raises (gateway.store.reads), so a term stored through another process is
-    seen by the next query here.
+    SQLite: keyed on max(rowid), which grows with every insert (a replaced patient's terms are re-inserted): the
+    rows past the cached one are read. PostgreSQL: keyed on the change counter that every writing transaction
+    raises (gateway.store.reads), so a term stored through another process is seen by the next query here; the
+    terms of the phenopackets the change log names since the cached read are read, in one statement with the
+    counter (`_PG_TERMS_SINCE`).
     """
     store = ctx.store
     if store is None:
         return None
-    cache = ctx.cache
-    cached = cache.get("present_terms")
-    with store.engine.connect() as connection:
-        if store.engine.dialect.name == "sqlite":
-            marker = connection.execute(sa.text("SELECT max(rowid) FROM phenopacket_terms")).scalar()
-        else:
-            marker = change_counter(connection)
-        if cached is not None and cached[0] == marker:
-            return cached[1]
-        terms = frozenset(r[0] for r in connection.execute(sa.select(phenopacket_terms.c.term).distinct()))
-    cache["present_terms"] = (marker, terms)
-    return terms
+    cached = ctx.cache.get("present_terms")
+    if store.reads is not None:
+        found = _present_terms_postgres(store.reads, cached)
+    else:
+        with store.engine.connect() as connection:
+            found = _present_terms_sqlite(connection, cached)
+    ctx.cache["present_terms"] = found
+    return found[-1]
 
 
-def current_snapshot(ctx, *, checked_by_page: bool = False, exact: bool = False) -> Snapshot | None:
+_ALL_TERMS = sa.select(phenopacket_terms.c.term).distinct()
+_PG_XMIN = "CAST(CAST(pg_snapshot_xmin(CAST(%(mark)s AS pg_snapshot)) AS text) AS bigint)"
+# The counter and the MVCC snapshot of now, and the terms of every phenopacket changed since the cached read's
+# snapshot (migration 0008) — or, where the log cannot tell (a prune that may have taken a row it did not see), or
+# on the first read (mark NULL), every term.
+_PG_TERMS_SINCE = f"""
+WITH h AS (
+  SELECT (SELECT coalesce(sum(version), 0) FROM store_version) AS version, CAST(pg_current_snapshot() AS text) AS mark,
+         prunes, CAST(%(mark)s AS text) IS NOT NULL AND (prunes = %(prunes)s OR pruned_xid < {_PG_XMIN}) AS readable
+  FROM phenopacket_changes_horizon WHERE id = 1)
+SELECT h.version, h.mark, h.prunes, h.readable, CASE
+  WHEN h.version = %(version)s THEN NULL
+  WHEN h.readable THEN (SELECT array_agg(DISTINCT t.term) FROM phenopacket_terms t WHERE t.phenopacket_pk IN (
+    SELECT phenopacket_pk FROM phenopacket_changes WHERE xid >= {_PG_XMIN}
+    AND NOT pg_visible_in_snapshot(CAST(CAST(xid AS text) AS xid8), CAST(%(mark)s AS pg_snapshot))))
+  ELSE (SELECT array_agg(term) FROM (SELECT DISTINCT term FROM phenopacket_terms) every) END
+FROM h
+"""
+
+
+def _present_terms_postgres(reads, cached: tuple | None) -> tuple:
+    """(counter, (mark, prunes), terms) now, one round trip on the thread's own connection."""
+    version, (mark, prunes), terms = cached if cached is not None else (None, (None, 0), frozenset())
+    row = reads.one_statement(_PG_TERMS_SINCE, {"version": version, "mark": mark, "prunes": prunes})[0]
+    now, now_mark, now_prunes, readable, read = row
+    if cached is not None and int(now) == version:
+        return cached
+    found = frozenset(read or ())
+    return int(now), (now_mark, int(now_prunes)), terms | found if readable else found
+
+
+def _present_terms_sqlite(connection, cached: tuple | None) -> tuple:
+    """(max rowid, terms) now: the rows past the cached max rowid read, or every row if it went down (deletes)."""
+    marker = connection.execute(sa.text("SELECT max(rowid) FROM phenopacket_terms")).scalar()
+    if cached is not None and cached[0] == marker:
+        return cached
+    if cached is not None and cached[0] is not None and marker is not None and marker > cached[0]:
+        added = connection.execute(sa.text("SELECT DISTINCT term FROM phenopacket_terms WHERE rowid > :seen"),
+                                   {"seen": cached[0]})  # fmt: skip
+        return marker, cached[1] | frozenset(r[0] for r in added)
+    return marker, frozenset(r[0] for r in connection.execute(_ALL_TERMS))
+
+
+def current_snapshot(
+    ctx, *, checked_by_page: bool = False, exact: bool = False, seen: int | None = None
+) -> Snapshot | None:
     """The in-memory index of the store if it is up to date (see term_index.py), else None.
 
     With `checked_by_page` the snapshot last built is returned unchecked: the caller's record page read
     checks the store's version in the same round trip (PostgreSQL), and answers on SQL if it changed.
-    With `exact` a patch in flight is waited for, never answered around (TermIndex.current)."""
+    With `exact` a patch in flight is waited for, never answered around (TermIndex.current); `seen`: the store's
+    version as the caller just read it (no second read)."""
     if ctx is None or ctx.store is None:
         return None
     index = index_for(ctx.store, ctx.cache, PRESENT_KINDS)
@@ -334,7 +410,7 @@ def current_snapshot(ctx, *, checked_by_page: bool = False, exact: bool = False)
         latest = index.latest()
         if latest is not None:
             return latest
-    return index.current(wait=exact)
+    return index.current(wait=exact, seen=seen)
 
 
 def selection_for(
@@ -347,11 +423,12 @@ def selection_for(
     use_index: bool = True,
     record_page: bool = False,
     exact: bool = False,
+    seen: int | None = None,
 ) -> Selection:
     """What the request selects; `record_page`: a record answer will be read, so its page read checks the index;
-    `exact`: the snapshot must be the store's version now (see current_snapshot)."""
+    `exact`: the snapshot must be the store's version now, or `seen` (see current_snapshot)."""
     indexed = use_index and kind == "individuals" and not extra
-    snapshot = current_snapshot(ctx, checked_by_page=record_page, exact=exact) if indexed else None
+    snapshot = current_snapshot(ctx, checked_by_page=record_page, exact=exact, seen=seen) if indexed else None
     present: Callable[[], frozenset[str] | None] | None
     if snapshot is not None:
         present = snapshot.present_terms

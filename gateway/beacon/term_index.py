@@ -31,7 +31,8 @@ than go to SQL (and, if it takes longer on a loaded machine, go to SQL for that 
 flight will finish, so no full read starts). A patch that would read more than PATCH_MAX_SHARE of the rows is a
 full rebuild. Where old rows keep their places (inserts, replacements) a patch copies no per-row array by
 gathering, renews only the position lists of the terms of the rows it re-read, and carries the cached masks
-over (`_MaskBuffer`): the requests after a write do not build their masks again.
+over (`_MaskBuffer`), each when first asked for (`_Origin`): the requests after a write do not build their masks
+again, and the patch itself does not touch them.
 
 Readers do not queue behind a patch: while one thread patches, the others answer from the snapshot before
 it — stale by the writes that patch is taking in, i.e. as if the request had arrived a moment earlier — unless
@@ -84,6 +85,8 @@ class Snapshot:
     local_writes: int = 0  # the store's count of this process's commits before the snapshot was read: all in it
     _masks: OrderedDict = field(default_factory=OrderedDict)  # key -> (_MaskBuffer, its view of this size)
     _mask_lock: threading.Lock = field(default_factory=threading.Lock)
+    # the snapshot this one was patched from, whose masks it carries when asked
+    _origin: _Origin | None = field(default=None, repr=False, compare=False)
 
     @property
     def size(self) -> int:
@@ -116,14 +119,35 @@ class Snapshot:
         return self._cached(("terms", terms), build)
 
     def _cached(self, key, build) -> np.ndarray:
+        found = self.held_mask(key)
+        if found is not None:
+            return found
+        buffer = _MaskBuffer.holding(build())
+        self._keep(key, buffer)
+        return buffer.view(self.size)
+
+    def held_mask(self, key) -> np.ndarray | None:
+        """The cached mask `key`, or the one the snapshot this was patched from holds, carried over now (and kept);
+        None if neither holds it."""
         with self._mask_lock:
             found = self._masks.get(key)
             if found is not None:
                 self._masks.move_to_end(key)
                 return found[1]
-        buffer = _MaskBuffer.holding(build())
+        buffer = self._carried(key)
+        if buffer is None:
+            return None
         self._keep(key, buffer)
         return buffer.view(self.size)
+
+    def _carried(self, key) -> _MaskBuffer | None:
+        origin = self._origin
+        if origin is None:
+            return None
+        with origin.parent._mask_lock:
+            found = origin.parent._masks.get(key)
+        buffer = found[0] if found is not None else origin.parent._carried(key)
+        return None if buffer is None else origin.carry(key, buffer, self.size)
 
     def _keep(self, key, buffer: _MaskBuffer) -> None:
         self.keep_all([(key, buffer)])
@@ -184,7 +208,7 @@ class _MaskBuffer:
     Why: every write makes a new snapshot, and an empty mask cache would make the requests after each write build
     their masks again (≈ 0.5 ms per term set at 100,000 individuals; a node ingesting 5 documents a second would
     spend half a core on it). A patch that only appends rows and re-reads a few carries the masks over instead
-    (`carry_masks`): a snapshot reads its own prefix `data[:size]`, so the patched one may write the bits of its
+    (`_Origin.carry`): a snapshot reads its own prefix `data[:size]`, so the patched one may write the bits of its
     new rows past the old size into the same buffer — only the one snapshot whose size is `claimed` may, so two
     snapshots never write one byte — and copies the buffer only where a re-read row's bit changed."""
 
@@ -251,6 +275,39 @@ _PG_READABLE = f"SELECT pruned_xid < {_PG_XMIN} FROM phenopacket_changes_horizon
 _PG_CHANGES = (
     f"SELECT DISTINCT phenopacket_pk FROM phenopacket_changes WHERE xid >= {_PG_XMIN}"
     " AND NOT pg_visible_in_snapshot(CAST(CAST(xid AS text) AS xid8), CAST(:mark AS pg_snapshot)) LIMIT :cap"
+)
+# PostgreSQL: everything a patch reads, in one statement on the thread's own autocommit connection (one round trip,
+# one MVCC snapshot, no pool checkout nor transaction): the counter, the mark of now, whether the log can tell what
+# changed since the old mark (no prune since, or none that may have taken a row it did not see), the pks it names,
+# their rows (parallel arrays, in pk order) and their terms grouped. Why: the patch runs on the path of the request
+# that finds the snapshot stale, and under load each round trip costs milliseconds (eight before: the pool's ping,
+# BEGIN, five statements, COMMIT).
+_PG_ONE_READ = """
+WITH h AS (
+  SELECT (SELECT coalesce(sum(version), 0) FROM store_version) AS version,
+         CAST(pg_current_snapshot() AS text) AS mark, prunes,
+         prunes = %(prunes)s OR pruned_xid < {xmin} AS readable
+  FROM phenopacket_changes_horizon WHERE id = 1),
+changed AS (
+  SELECT DISTINCT phenopacket_pk AS pk FROM phenopacket_changes
+  WHERE xid >= {xmin}
+    AND NOT pg_visible_in_snapshot(CAST(CAST(xid AS text) AS xid8), CAST(%(mark)s AS pg_snapshot))
+  LIMIT %(cap)s),
+fresh AS (
+  SELECT pk, dataset_id, sex, subject_id, {version} AS row_version FROM phenopackets WHERE pk IN (SELECT pk FROM changed)),
+grouped AS (
+  SELECT t.term, array_agg(t.phenopacket_pk) AS pks FROM phenopacket_terms t JOIN fresh p ON p.pk = t.phenopacket_pk
+  WHERE t.kind = ANY(%(kinds)s) AND t.dataset_id = p.dataset_id GROUP BY t.term)
+SELECT h.version, h.mark, h.prunes, h.readable,
+  (SELECT array_agg(pk) FROM changed),
+  (SELECT array_agg(pk ORDER BY pk) FROM fresh), (SELECT array_agg(dataset_id ORDER BY pk) FROM fresh),
+  (SELECT array_agg(sex ORDER BY pk) FROM fresh), (SELECT array_agg(subject_id ORDER BY pk) FROM fresh),
+  (SELECT array_agg(row_version ORDER BY pk) FROM fresh),
+  (SELECT json_object_agg(term, pks) FROM grouped)
+FROM h
+""".format(
+    xmin="CAST(CAST(pg_snapshot_xmin(CAST(%(mark)s AS pg_snapshot)) AS text) AS bigint)",
+    version=_ROW_VERSION["postgresql"],
 )
 # PostgreSQL groups the term rows itself: one row per term with its individuals (a few thousand rows, not
 # half a million (term, pk) tuples for 100,000 individuals).
@@ -401,7 +458,7 @@ def patched(
         for term, members in grouped.items():
             for place in np.searchsorted(pks, np.array(members, dtype=np.int64)).tolist():
                 terms_at.setdefault(place, set()).add(term)
-        carry_masks(old, snapshot, fresh, terms_at)
+        _Origin.link(old, snapshot, fresh, terms_at)
     return snapshot
 
 
@@ -452,30 +509,57 @@ def _moved_postings(postings: dict[str, np.ndarray], moved: np.ndarray) -> dict[
     return {term: kept[bounds[i] : bounds[i + 1]] for i, term in enumerate(terms) if bounds[i + 1] > bounds[i]}
 
 
-def carry_masks(old: Snapshot, new: Snapshot, fresh: np.ndarray, terms_at: dict[int, set[str]]) -> None:
-    """Give `new` (patched from `old`: old rows at their places, rows `fresh` read again, `terms_at` their terms)
-    the masks `old` holds, each with the bits of the fresh rows set as a build on `new` would set them.
-    Plain Python per mask (a few fresh rows): hundreds of masks cost about a millisecond."""
-    rows = fresh.tolist()
-    inside = [place for place in rows if place < old.size]
-    codes_at = {"datasets": new.dataset_codes[fresh].tolist(), "sex": new.sex_codes[fresh].tolist()}
-    carried = []
-    for key, buffer in old.cached_masks():
+MASK_ORIGINS = 4  # how many snapshots back a mask is carried from (each older one held costs ≈ 3 MB at 100,000)
+
+
+@dataclass(frozen=True)
+class _Origin:
+    """How a patched snapshot carries the masks of the one it was patched from (`parent`: old rows at their places,
+    rows `fresh` read again, `terms_at` their terms), one mask when it is first asked for.
+
+    Why lazily: a node ingesting 5 documents a second patches 5 times a second, and carrying every cached mask at
+    each patch (hundreds at 100,000 individuals) cost ≈ 3-6 ms of CPU on the path of the request that patches, with
+    every other request thread of the worker waiting on the GIL; most masks are not asked for before the next patch.
+    """
+
+    parent: Snapshot
+    rows: list[int]
+    inside: list[int]  # the fresh rows that were already there (replaced in place)
+    terms_at: dict[int, set[str]]
+    codes_at: dict[str, list[int]]
+
+    @classmethod
+    def link(cls, old: Snapshot, new: Snapshot, fresh: np.ndarray, terms_at: dict[int, set[str]]) -> None:
+        """Let `new` carry `old`'s masks, and drop the link MASK_ORIGINS snapshots back (the older ones may go)."""
+        rows = fresh.tolist()
+        codes_at = {"datasets": new.dataset_codes[fresh].tolist(), "sex": new.sex_codes[fresh].tolist()}
+        new._origin = cls(old, rows, [place for place in rows if place < old.size], terms_at, codes_at)
+        ancestor = old
+        for _ in range(MASK_ORIGINS - 1):
+            if ancestor._origin is None:
+                return
+            ancestor = ancestor._origin.parent
+        ancestor._origin = None
+
+    def carry(self, key, buffer: _MaskBuffer, size: int) -> _MaskBuffer:
+        """The mask `key` of the patched snapshot (of `size` rows) from the parent's `buffer`: the bits of the fresh
+        rows set as a build on the patched snapshot would set them, written past the parent's rows into the same
+        buffer where it may (_MaskBuffer.grown), else into a copy."""
+        old_size = self.parent.size
         kind, what = key
         if kind == "terms":
-            bits = [not what.isdisjoint(terms_at.get(place, ())) for place in rows]
+            bits = [not what.isdisjoint(self.terms_at.get(place, ())) for place in self.rows]
         else:
-            bits = [code in what for code in codes_at[kind]]
-        changed_inside = any(bool(buffer.data[place]) != bit for place, bit in zip(inside, bits, strict=False))
-        data = None if changed_inside else buffer.grown(old.size, new.size)
+            bits = [code in what for code in self.codes_at[kind]]
+        changed_inside = any(bool(buffer.data[place]) != bit for place, bit in zip(self.inside, bits, strict=False))
+        data = None if changed_inside else buffer.grown(old_size, size)
         if data is None:  # a bit of an old row changed, or another snapshot grew this buffer: a copy of its own
-            buffer = _MaskBuffer.holding(buffer.data[: old.size], spare=new.size - old.size + _spare_rows(new.size))
-            buffer.claimed = new.size
+            buffer = _MaskBuffer.holding(buffer.data[:old_size], spare=size - old_size + _spare_rows(size))
+            buffer.claimed = size
             data = buffer.data
-        for place, bit in zip(rows, bits, strict=True):
+        for place, bit in zip(self.rows, bits, strict=True):
             data[place] = bit
-        carried.append((key, buffer))
-    new.keep_all(carried)
+        return buffer
 
 
 def _with_keys(pks: np.ndarray, more: np.ndarray) -> np.ndarray:
@@ -496,7 +580,7 @@ def _with_keys(pks: np.ndarray, more: np.ndarray) -> np.ndarray:
 def patch_from(reads: PatchReads, old: Snapshot, version: int) -> Snapshot | None:
     """`old` patched to the store `reads` sees: the rows the change log names since `old.log_mark`, or, where the
     log cannot tell, the rows whose version differs from the snapshot's."""
-    cap = int(max(64, PATCH_MAX_SHARE * old.size))
+    cap = patch_cap(old.size)
     changed, mark = reads.changes(old.log_mark, cap)
     if changed is None:
         pks, versions = reads.keys()
@@ -523,6 +607,11 @@ def patch_from(reads: PatchReads, old: Snapshot, version: int) -> Snapshot | Non
         return [present[pk] for pk in wanted], grouped  # `wanted` is `upserted`: every changed row is read again
 
     return _marked(patched(old, version, pks, versions, fetch, reread=upserted), mark)
+
+
+def patch_cap(size: int) -> int:
+    """How many changed rows a patch of a `size`-row snapshot reads at most (past it, a full read is as cheap)."""
+    return int(max(64, PATCH_MAX_SHARE * size))
 
 
 def _marked(snapshot: Snapshot | None, log_mark: Any) -> Snapshot | None:
@@ -641,6 +730,22 @@ class _PostgresReads(PatchReads):
         return list(rows), self.terms(wanted)
 
 
+class _PostgresOneRead(PatchReads):
+    """What `_PG_ONE_READ` read for a patch, served to `patch_from` (which asks for exactly the rows it names)."""
+
+    def __init__(self, now: Any, changed: list[int], rows: list[Sequence], grouped: dict[str, list[int]]):
+        self.now = now
+        self.changed = changed
+        self.rows = rows
+        self.grouped = grouped
+
+    def changes(self, mark: Any, cap: int) -> tuple[list[int] | None, Any]:
+        return self.changed, self.now
+
+    def fetch(self, wanted: list[int]) -> tuple[list[Sequence], dict[str, list[int]]]:
+        return self.rows, self.grouped
+
+
 class SqliteSource:
     """Version marker and reads of one SQLite file, on connections of their own."""
 
@@ -725,8 +830,14 @@ class PostgresSource:
         return snapshot
 
     def patch(self, old: Snapshot, version: int, kinds: tuple[str, ...]) -> Snapshot | None:
-        """`old` patched to the store as it is now, in one REPEATABLE READ transaction with the counter."""
+        """`old` patched to the store as it is now: from one statement (`_PG_ONE_READ`) where the change log can
+        tell what changed since the snapshot's mark, else in one REPEATABLE READ transaction with the counter."""
         del version
+        if old.log_mark is not None:
+            read = self._one_read(old, kinds)
+            if read is not None:
+                now, reads = read
+                return old if now == old.version else patch_from(reads, old, now)
         with (
             self.engine.connect().execution_options(isolation_level="REPEATABLE READ") as connection,
             connection.begin(),
@@ -736,6 +847,20 @@ class PostgresSource:
             if seen == old.version:
                 return old
             return patch_from(_PostgresReads(connection, kinds), old, seen)
+
+    def _one_read(self, old: Snapshot, kinds: tuple[str, ...]) -> tuple[int, _PostgresOneRead] | None:
+        """(the counter, what changed since `old.log_mark`) in one round trip; None where the log cannot tell."""
+        snapshot, prunes = old.log_mark
+        parameters = {"mark": snapshot, "prunes": prunes, "cap": patch_cap(old.size) + 1, "kinds": list(kinds)}
+        row = self.reads.one_statement(_PG_ONE_READ, parameters)[0]
+        version, now, prunes_now, readable, changed, pks, datasets, sexes, subjects, row_versions, grouped = row
+        if not readable:
+            return None
+        rows: list[Sequence] = list(
+            zip(pks or [], datasets or [], sexes or [], subjects or [], row_versions or [], strict=True)
+        )
+        reads = _PostgresOneRead((now, int(prunes_now)), [int(pk) for pk in changed or []], rows, grouped or {})
+        return int(version), reads
 
     def close(self) -> None:
         """The connections belong to the store (closed with it)."""
@@ -771,13 +896,15 @@ class TermIndex:
         """The snapshot last built, unchecked: for a caller that checks its version in its own read."""
         return self._snapshot
 
-    def current(self, wait: bool = False) -> Snapshot | None:
-        """The snapshot if it matches the database as it is now; else None (use SQL) and a rebuild starts.
+    def current(self, wait: bool = False, seen: int | None = None) -> Snapshot | None:
+        """The snapshot if it matches the database as it is now (or as the caller `seen` it: a version it has just
+        read); else None (use SQL) and a rebuild starts.
 
         A stale snapshot is patched first, by one thread; meanwhile the others answer from the snapshot before
         the patch if it holds this process's writes, else (or with `wait`) wait for it (PATCH_WAIT_SECONDS)."""
         try:
-            version = self.source.version()  # no lock held over the round trip: threads do not queue here
+            # no lock held over the round trip: threads do not queue here
+            version = self.source.version() if seen is None else seen
             with self._lock:
                 snapshot, answer = self._answer(version)
             if answer is not _STALE:

@@ -17,6 +17,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import psycopg
@@ -60,6 +61,28 @@ def change_counter(connection: sa.Connection) -> int | None:
     return int(connection.execute(sa.text(CHANGE_COUNTER)).scalar_one())
 
 
+@dataclass(frozen=True)
+class Page:
+    """A page read with the change counter: `rows` (pk -> (subject_id, document)) of the pks `asked` are the store
+    at `counter`, whether or not that is the version its reader expected (`current`). Why keep a stale page: a
+    snapshot patched to exactly `counter` may answer from these rows without reading them again."""
+
+    counter: int
+    current: bool
+    asked: frozenset[int]
+    rows: dict[int, tuple[str, Any]]
+
+    @classmethod
+    def of(cls, pks: Sequence[int], rows: list[tuple], expected: int, unchanged: bool) -> Page:
+        counter = int(rows[0][0])
+        found = {pk: (subject, document) for _, pk, subject, document in rows if pk is not None}
+        return cls(counter, counter == expected or unchanged, frozenset(pks), found)
+
+    def serves(self, version: int, pks: Sequence[int]) -> bool:
+        """Whether these rows are the page `pks` of the store at `version`."""
+        return self.counter == version and self.asked.issuperset(pks)
+
+
 class PostgresReads:
     """One autocommit connection per thread, out of the engine's pool, for the hot reads."""
 
@@ -72,24 +95,20 @@ class PostgresReads:
     def change_counter(self) -> int:
         return int(self._run(CHANGE_COUNTER, ())[0][0])
 
-    def page(
-        self, pks: Sequence[int], expected: int, since: tuple[str, int] | None = None
-    ) -> list[tuple[int, str, Any]] | None:
-        """(pk, subject_id, document) of `pks` in pk order, or None if the counter is no longer `expected` —
-        unless `since` (a term-index snapshot's change-log mark: its MVCC snapshot as text and the prunes it saw)
-        is given and none of `pks` changed after it: the page is then the store's as at that snapshot."""
+    def one_statement(self, statement: str, parameters: dict) -> list[tuple]:
+        """The rows of one read-only statement, in one round trip: one MVCC snapshot for all it reads."""
+        return self._run(statement, parameters)
+
+    def page(self, pks: Sequence[int], expected: int, since: tuple[str, int] | None = None) -> Page:
+        """The rows of `pks`, current if the counter is still `expected` — or if `since` (a term-index snapshot's
+        change-log mark: its MVCC snapshot as text and the prunes it saw) is given and none of `pks` changed after
+        it: the page is then the store's as at that snapshot."""
         if since is None:
             rows = self._run(_PAGE_WITH_COUNTER, (list(pks),))
-            return self._rows(rows, current=int(rows[0][0]) == expected)
+            return Page.of(pks, rows, expected, unchanged=False)
         snapshot, prunes = since
         rows = self._run(_PAGE_WITH_COUNTER_SINCE, {"pks": list(pks), "snapshot": snapshot, "prunes": prunes})
-        return self._rows([(r[0], *r[2:]) for r in rows], current=int(rows[0][0]) == expected or bool(rows[0][1]))
-
-    @staticmethod
-    def _rows(rows: list[tuple], current: bool) -> list[tuple[int, str, Any]] | None:
-        if not current:
-            return None
-        return [(pk, subject, document) for _, pk, subject, document in rows if pk is not None]
+        return Page.of(pks, [(r[0], *r[2:]) for r in rows], expected, unchanged=bool(rows[0][1]))
 
     def _connection(self) -> Any:
         connection = getattr(self._local, "connection", None)

@@ -419,41 +419,70 @@ def test_postgres_concurrent_writers_leave_the_patched_snapshot_equal_to_a_full_
         assert index.patches > patches_before and not key_reads
 
 
-def test_postgres_a_record_page_found_stale_twice_is_still_answered_from_the_index(postgres_url, monkeypatch):
-    """A node that keeps ingesting: a write that replaces a row of the page lands before each of the first two page
-    reads of a record answer. The answer comes from the patched index (not from SQL, hundreds of ms on a large
-    store) and is SQL's."""
+def _record_answer_amid_writes(app, monkeypatch, writes: list[tuple[int, int]]) -> tuple[list[bool], int]:
+    """A record answer of d1 while another client's writes, each replacing a row of the page, commit around its
+    page reads: `writes[i]` = (before, after) the i-th read, how many. Checks that the answer comes from the index
+    (not from SQL, hundreds of ms on a large store) and is SQL's; returns (whether each page read was current, how
+    many change-counter reads the answer made besides its page reads)."""
     from gateway.beacon import individuals
 
+    s, ctx, _, docs, first = _seeded(app)
+    real_page, real_counter = s.store.reads.page, s.store.reads.change_counter
+    held = sorted(t for t in first.postings if t.startswith("HP:"))[:60]
+    pending = [_changed(doc, random.Random(2), held) for doc in docs[:10]]  # rows on the page
+    page_reads: list[bool] = []
+    counter_reads: list[int] = []
+
+    def write(n: int) -> None:
+        for _ in range(n):
+            ingest_phenopackets([pending.pop(0)], store=s.store, key=s.key, dataset_id="d1")
+
+    def page_amid_writes(pks, expected, since=None):
+        before, after = writes[len(page_reads)] if len(page_reads) < len(writes) else (0, 0)
+        write(before)
+        page = real_page(pks, expected, since)
+        page_reads.append(page.current)
+        write(after)
+        return page
+
+    def counter():
+        counter_reads.append(1)
+        return real_counter()
+
+    monkeypatch.setattr(s.store.reads, "page", page_amid_writes)
+    monkeypatch.setattr(s.store.reads, "change_counter", counter)
+    sql_answers = []
+    real_answer = individuals.answer_selection
+
+    def answer(ctx, request, granularity, selection, scope=None):
+        if selection.snapshot is None:
+            sql_answers.append(1)
+        return real_answer(ctx, request, granularity, selection, scope)
+
+    monkeypatch.setattr(individuals, "answer_selection", answer)
+    got = _records(ctx, 100)
+    counted = len(counter_reads)
+    assert not sql_answers and got.total == 20
+    monkeypatch.setattr(s.store.reads, "page", real_page)
+    assert _summary(got) == _summary(_sql_records(ctx, 100))
+    return page_reads, counted
+
+
+def test_postgres_a_stale_page_read_serves_the_snapshot_patched_to_its_version(postgres_url, monkeypatch):
+    """A write replaces a row of the page just before the page read: the read finds the store moved on. The
+    snapshot is patched to the counter that read saw (no second counter read), and the rows it read are the store
+    at that version: the answer comes from them, without reading the page again."""
+    with _node(postgres_url, "gw_term_page_once") as app:
+        page_reads, counter_reads = _record_answer_amid_writes(app, monkeypatch, [(1, 0)])
+        assert page_reads == [False] and counter_reads == 0
+
+
+def test_postgres_a_record_page_found_stale_twice_is_still_answered_from_the_index(postgres_url, monkeypatch):
+    """A node that keeps ingesting: writes land before the first page read, between it and the patch, and before
+    the second read. Each stale read leads to a patch; the answer comes from the last read's rows."""
     with _node(postgres_url, "gw_term_page") as app:
-        s, ctx, _, docs, first = _seeded(app)
-        real_page = s.store.reads.page
-        held = sorted(t for t in first.postings if t.startswith("HP:"))[:60]
-        pending = [_changed(doc, random.Random(2), held) for doc in docs[:2]]  # rows on the page
-        page_reads = []
-
-        def page_after_a_write(pks, expected, since=None):
-            if pending:  # another client's write commits just before this page read
-                ingest_phenopackets([pending.pop(0)], store=s.store, key=s.key, dataset_id="d1")
-            rows = real_page(pks, expected, since)
-            page_reads.append(rows is not None)
-            return rows
-
-        monkeypatch.setattr(s.store.reads, "page", page_after_a_write)
-        sql_answers = []
-        real_answer = individuals.answer_selection
-
-        def answer(ctx, request, granularity, selection, scope=None):
-            if selection.snapshot is None:
-                sql_answers.append(1)
-            return real_answer(ctx, request, granularity, selection, scope)
-
-        monkeypatch.setattr(individuals, "answer_selection", answer)
-        got = _records(ctx, 100)
-        assert page_reads == [False, False, True] and not sql_answers
-        assert got.total == 20
-        monkeypatch.setattr(s.store.reads, "page", real_page)
-        assert _summary(got) == _summary(_sql_records(ctx, 100))
+        page_reads, _ = _record_answer_amid_writes(app, monkeypatch, [(1, 1), (1, 0)])
+        assert page_reads == [False, False]
 
 
 def _readers_answer_around_a_patch(app, other, monkeypatch) -> None:
@@ -528,3 +557,69 @@ def test_postgres_a_record_answer_after_another_process_write_holds_it(postgres_
             assert got.total == n and [len(r.records) for r in got.result_sets] == [5]
             assert index.patches == patches + n - 20 and not key_reads
         assert _summary(_records(ctx, 5)) == _summary(_sql_records(ctx, 5))
+
+
+def test_postgres_a_patch_reads_in_one_statement_on_the_threads_own_connection(postgres_url, monkeypatch):
+    """The request that finds the snapshot stale patches it on its path: on PostgreSQL that read is one statement
+    (the counter, the change log since the snapshot, the changed rows and their terms) on the thread's own
+    connection — not a pooled REPEATABLE READ transaction of several round trips, each of which costs milliseconds
+    on a loaded machine. The patched snapshot still equals a full read."""
+    import sqlalchemy as sa
+
+    with _node(postgres_url, "gw_term_one_read") as app, _other_process(app) as other:
+        s, ctx, index, docs, first = _seeded(app)
+        held = sorted(t for t in first.postings if t.startswith("HP:"))[:60]
+        ingest_phenopackets(docs[20:22], store=other, key=s.key, dataset_id="d1")  # new rows
+        ingest_phenopackets([_changed(docs[0], random.Random(5), held)], store=other, key=s.key, dataset_id="d1")
+        pooled: list[str] = []
+        own: list[str] = []
+        real_run = s.store.reads._run
+
+        def counted_run(statement, parameters):
+            own.append(statement)
+            return real_run(statement, parameters)
+
+        def on_pooled(conn, cursor, statement, *rest):
+            pooled.append(statement)
+
+        monkeypatch.setattr(s.store.reads, "_run", counted_run)
+        sa.event.listen(s.store.engine, "before_cursor_execute", on_pooled)
+        try:
+            patches = index.patches
+            patched = current_snapshot(ctx)
+        finally:
+            sa.event.remove(s.store.engine, "before_cursor_execute", on_pooled)
+        assert patched is not None and patched.size == 22 and index.patches == patches + 1
+        assert not pooled and len(own) == 2  # the counter that finds the snapshot stale, then the patch's read
+        assert _content(patched) == _content(index.source.read(patched.version, PRESENT_KINDS))
+
+
+def _present_terms_after_writes(app) -> None:
+    """The SQL path's present terms (what a broad filter is cut down to) after another process's write: the terms
+    written since are added to the cached set, which is not read whole again (a term only the cache holds stays);
+    an unchanged store costs no read of terms at all (the same set comes back)."""
+    from gateway.beacon.individuals import present_terms
+
+    s, ctx, _, docs, _ = _seeded(app)
+    before = present_terms(ctx)
+    assert before is not None and present_terms(ctx) is before
+    cached = ctx.cache["present_terms"]
+    ctx.cache["present_terms"] = (*cached[:-1], cached[-1] | {"HP:9999999"})  # only the cache holds it
+    new_term = next(t for t in ("HP:0000006", "HP:0000007", "HP:0001417") if t not in before)
+    doc = copy.deepcopy(docs[20])
+    doc["phenotypicFeatures"] = [{"type": {"id": new_term, "label": new_term}}]
+    with _other_process(app) as other:
+        ingest_phenopackets([doc], store=other, key=s.key, dataset_id="d1")
+    after = present_terms(ctx)
+    assert after is not None and new_term in after and "HP:9999999" in after
+    assert before <= after
+
+
+def test_sqlite_present_terms_after_a_write_are_the_cached_ones_and_those_written():
+    with _node() as app:
+        _present_terms_after_writes(app)
+
+
+def test_postgres_present_terms_after_a_write_are_the_cached_ones_and_those_written(postgres_url):
+    with _node(postgres_url, "gw_term_present") as app:
+        _present_terms_after_writes(app)

@@ -108,10 +108,12 @@ def test_patched_masks_equal_masks_built_on_the_patched_snapshot():
     terms = sorted({(t, pk) for t, pk in terms if pk != 10} | {(TERMS[0], 10), (TERMS[5], 501), (TERMS[9], 502)})
     fresh = _patch(old, rows, terms, [10, 501, 502])
     assert fresh is not None
-    assert [key for key, _ in fresh.cached_masks()] == keys  # carried over, least recently used first
+    assert fresh.cached_masks() == []  # the patch carried nothing yet: each mask is carried when asked for
     for key in keys:
-        assert fresh._masks[key][1].tolist() == _built_afresh(fresh, key).tolist(), key
+        carried = fresh.held_mask(key)
+        assert carried is not None and carried.tolist() == _built_afresh(fresh, key).tolist(), key
         assert np.array_equal(old._masks[key][1], old_bits[key]), key  # the old snapshot reads what it read
+    assert [key for key, _ in fresh.cached_masks()] == keys  # kept once carried
     assert _content(fresh) == _content(snapshot_from(2, rows, terms))
 
 
@@ -121,14 +123,56 @@ def test_an_append_shares_each_mask_buffer_and_a_second_child_copies():
     keys = _warm_masks(old)
     one = _patch(old, [*rows, (301, "d1", "MALE", "s301", 1)], [*terms, (TERMS[2], 301)], [301])
     assert one is not None
+    for key in keys:
+        assert one.held_mask(key) is not None
     assert all(one._masks[key][0] is old._masks[key][0] for key in keys)  # no copy: the new bit written past 300
     # Another patch of the same old snapshot (a snapshot replaced meanwhile): the buffers' room is taken.
     two = _patch(old, [*rows, (301, "d2", "FEMALE", "s301", 1)], [*terms, (TERMS[3], 301)], [301])
     assert two is not None
+    for key in keys:
+        assert two.held_mask(key) is not None
     assert not any(two._masks[key][0] is old._masks[key][0] for key in keys)
     for child in (one, two):
         for key in keys:
             assert child._masks[key][1].tolist() == _built_afresh(child, key).tolist(), key
+
+
+def _patches(first: Snapshot, rows: list[tuple], terms: list[tuple[str, int]], n: int) -> list[Snapshot]:
+    """`first` and n snapshots patched one from the other: each appends a row, every other one also replaces an old
+    row with other terms and sex (its bits inside change)."""
+    snapshots = [first]
+    for pk in range(len(rows) + 1, len(rows) + 1 + n):
+        rows = [*rows, (pk, "d1" if pk % 2 else "d2", "MALE" if pk % 3 else "FEMALE", f"s{pk}", 1)]
+        terms = sorted({*terms, (TERMS[pk % len(TERMS)], pk)})
+        old_pk = pk % 300 + 1
+        if pk % 2:
+            rows[old_pk - 1] = (old_pk, "d1", "FEMALE", f"s{old_pk}", 2)
+            terms = sorted({(t, p) for t, p in terms if p != old_pk} | {(TERMS[1], old_pk)})
+        fresh = _patch(snapshots[-1], rows, terms, [pk, old_pk])
+        assert fresh is not None
+        snapshots.append(fresh)
+    return snapshots
+
+
+def test_masks_are_carried_across_several_patches_when_first_asked_for():
+    """Patches follow one another faster than every mask is used: a mask first asked for MASK_ORIGINS patches later
+    is carried through all of them (equal to a build on the newest snapshot); one patch more and the oldest link is
+    dropped (the older snapshots may go): a mask no linked snapshot holds is built anew, and equal too."""
+    rows, terms = _store(300)
+    first = snapshot_from(1, rows, terms)
+    keys = _warm_masks(first)
+    snapshots = _patches(first, rows, terms, term_index.MASK_ORIGINS)
+    newest = snapshots[-1]
+    assert all(s.cached_masks() == [] for s in snapshots[1:])  # no patch carried a mask
+    for key in keys:
+        carried = newest.held_mask(key)
+        assert carried is not None and carried.tolist() == _built_afresh(newest, key).tolist(), key
+    first = snapshot_from(1, rows, terms)
+    keys = _warm_masks(first)
+    snapshots = _patches(first, rows, terms, term_index.MASK_ORIGINS + 1)
+    newest = snapshots[-1]
+    assert snapshots[1]._origin is None and all(newest.held_mask(key) is None for key in keys)
+    assert newest.sex_mask(["MALE"]).tolist() == _built_afresh(newest, ("sex", (newest.sex_code["MALE"],))).tolist()
 
 
 def test_postgres_a_slow_patch_sends_the_waiting_request_to_sql_without_a_full_read(postgres_url, monkeypatch):
