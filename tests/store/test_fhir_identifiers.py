@@ -15,6 +15,7 @@ from gateway.services.fhir_resources import ResourceWrite, apply_writes, conditi
 from gateway.store import MetadataStore
 from gateway.store import migrate as migrations
 from gateway.store.tables import fhir_identifiers
+from tests.store.old_rows import keep_at_revision
 
 KEY = bytes(range(32))
 NOW = datetime(2026, 11, 30, 12, 0, tzinfo=UTC)
@@ -140,39 +141,12 @@ def test_a_conditional_write_reads_its_match_not_the_dataset(tmp_path, monkeypat
 def test_migration_0013_back_fills_the_rows_kept_before(store_url):
     store = MetadataStore.open(store_url, migrate=False)
     try:
-        migrations.upgrade(store.engine, "0012_fhir_reference_keys")
-        table = sa.table(
-            "fhir_resources",
-            *(sa.column(name) for name in ("dataset_id", "resource_type", "resource_id", "version", "patient_id")),
-            *(sa.column(name) for name in ("content_hash", "received_at", "updated_at")),
-            sa.column("resource", sa.JSON()),
+        kept = (
+            ("Patient", "p1", _patient("p1", (MRN, "pid-kept"), ("", "x" * 2000)), "p1"),  # too long to index
+            ("Condition", "c1", _condition("c1", "Patient/p1", ("http://h.example/problem", "P-1")), "p1"),
+            ("Condition", "c2", {**_condition("c2", "Patient/p1"), "identifier": "not a list"}, "p1"),
         )
-        with store.engine.begin() as connection:
-            connection.execute(
-                sa.text(
-                    "INSERT INTO datasets (id, name, description, created_at, updated_at) VALUES ('ds1', '', '', :t, :t)"
-                ),
-                {"t": NOW},
-            )
-            kept = (
-                ("Patient", "p1", _patient("p1", (MRN, "pid-kept"), ("", "x" * 2000)), "p1"),  # too long to index
-                ("Condition", "c1", _condition("c1", "Patient/p1", ("http://h.example/problem", "P-1")), "p1"),
-                ("Condition", "c2", {**_condition("c2", "Patient/p1"), "identifier": "not a list"}, "p1"),
-            )
-            for resource_type, resource_id, resource, patient_id in kept:
-                connection.execute(
-                    sa.insert(table).values(
-                        dataset_id="ds1",
-                        resource_type=resource_type,
-                        resource_id=resource_id,
-                        version=1,
-                        patient_id=patient_id,
-                        content_hash="h",
-                        received_at=NOW,
-                        updated_at=NOW,
-                        resource=resource,
-                    )
-                )
+        keep_at_revision(store.engine, "0012_fhir_reference_keys", kept, NOW)
         migrations.upgrade(store.engine)
         assert _indexed(store) == [("Condition", "http://h.example/problem", "P-1"), ("Patient", MRN, "pid-kept")]
     finally:

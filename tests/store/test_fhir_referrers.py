@@ -14,6 +14,7 @@ from gateway.services.fhir_resources import ResourceWrite, _referrers, apply_wri
 from gateway.store import MetadataStore
 from gateway.store import migrate as migrations
 from gateway.store.tables import fhir_resource_references
+from tests.store.old_rows import keep_at_revision
 
 KEY = bytes(range(32))
 NOW = datetime(2026, 11, 30, 12, 0, tzinfo=UTC)
@@ -116,38 +117,11 @@ def _keys(store):
 def test_migration_0012_back_fills_the_rows_kept_before(store_url):
     store = MetadataStore.open(store_url, migrate=False)
     try:
-        migrations.upgrade(store.engine, "0011_drop_updated_at_index")
-        table = sa.table(
-            "fhir_resources",
-            *(sa.column(name) for name in ("dataset_id", "resource_type", "resource_id", "version", "patient_id")),
-            *(sa.column(name) for name in ("content_hash", "received_at", "updated_at")),
-            sa.column("resource", sa.JSON()),
+        kept = (
+            ("Patient", "p1", _patient("p1"), "p1"),
+            ("MedicationStatement", "s1", _statement("s1", "p1", "Medication/m1"), "p1"),
         )
-        statement = _statement("s1", "p1", "Medication/m1")
-        with store.engine.begin() as connection:
-            connection.execute(
-                sa.text(
-                    "INSERT INTO datasets (id, name, description, created_at, updated_at) VALUES ('ds1', '', '', :t, :t)"
-                ),
-                {"t": NOW},
-            )
-            for resource_type, resource_id, resource, patient_id in (
-                ("Patient", "p1", _patient("p1"), "p1"),
-                ("MedicationStatement", "s1", statement, "p1"),
-            ):
-                connection.execute(
-                    sa.insert(table).values(
-                        dataset_id="ds1",
-                        resource_type=resource_type,
-                        resource_id=resource_id,
-                        version=1,
-                        patient_id=patient_id,
-                        content_hash="h",
-                        received_at=NOW,
-                        updated_at=NOW,
-                        resource=resource,
-                    )
-                )
+        keep_at_revision(store.engine, "0011_drop_updated_at_index", kept, NOW)
         migrations.upgrade(store.engine)
         assert _keys(store) == {"Medication/m1"}
         with store.engine.connect() as connection:
