@@ -46,8 +46,8 @@ from gateway.services.fhir_incremental import (
     parts_of,
     url_tail,
 )
+from gateway.services.fhir_same_resource import references_renamed, same_resources
 from gateway.services.fhir_same_resource import renamed as same_renamed
-from gateway.services.fhir_same_resource import same_resources
 from gateway.services.ingest import IngestOutcome, entry_index
 from gateway.store import fhir_resources as rows
 from gateway.store.fhir_resources import PATIENT, Prefetched, ResourceHead, ResourceState, StoredResource
@@ -1560,19 +1560,8 @@ def conditional_creates(
         entries[n] = {**entries[n], "resource": stand_in}
         message = f"ifNoneExist matched the kept {kept_name}: not created (the Bundle's references to it name it)"
         change.issues.append(Issue.info("exists", message, f"/entry/{n}/request/ifNoneExist"))
-    entries = [_renamed_references(entry, renamed) for entry in entries]
+    entries = [references_renamed(entry, renamed) for entry in entries]
     return ConditionalCreates({**doc, "entry": entries}, existing, refused)
-
-
-def _renamed_references(value: Any, renamed: dict[str, str]) -> Any:
-    if isinstance(value, dict):
-        return {
-            k: renamed.get(v, v) if k == "reference" and isinstance(v, str) else _renamed_references(v, renamed)
-            for k, v in value.items()
-        }
-    if isinstance(value, list):
-        return [_renamed_references(v, renamed) for v in value]
-    return value
 
 
 def about_stored_patients(report: Iterable[Issue]) -> bool:

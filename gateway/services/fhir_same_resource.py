@@ -181,7 +181,7 @@ def renamed(writes: Sequence[Any], adopted: list[Adopted]) -> list[Any]:
     by_index = {a.index: a for a in adopted}
     out = []
     for n, write in enumerate(writes):
-        resource = _references_renamed(write.resource, alias)
+        resource = references_renamed(write.resource, alias)
         if n in by_index:
             kept_id = by_index[n].kept_id
             out.append(replace(write, resource_id=kept_id, resource={**resource, "id": kept_id}, full_url=None))
@@ -190,14 +190,15 @@ def renamed(writes: Sequence[Any], adopted: list[Adopted]) -> list[Any]:
     return out
 
 
-def _references_renamed(value: Any, alias: dict[str, str]) -> Any:
+def references_renamed(value: Any, alias: dict[str, str]) -> Any:
+    """`value` with every reference string that is a key of `alias` replaced by its value."""
     if isinstance(value, dict):
         return {
-            k: alias.get(v, v) if k == "reference" and isinstance(v, str) else _references_renamed(v, alias)
+            k: alias.get(v, v) if k == "reference" and isinstance(v, str) else references_renamed(v, alias)
             for k, v in value.items()
         }
     if isinstance(value, list):
-        return [_references_renamed(v, alias) for v in value]
+        return [references_renamed(v, alias) for v in value]
     return value
 
 
