@@ -23,7 +23,7 @@ import fnmatch
 import gzip
 import re
 from dataclasses import dataclass, field
-from functools import cache
+from functools import cache, lru_cache
 from pathlib import Path
 
 import yaml
@@ -278,10 +278,16 @@ class Profile:
 
     def identifier_rank(self, system: str) -> int | None:
         """Position of an identifier system in the priority list (lower is better), None if not listed."""
-        for rank, pattern in enumerate(self.identifier_systems):
-            if pattern == "*" or pattern == system or fnmatch.fnmatchcase(system, pattern):
-                return rank
-        return None
+        return _identifier_rank(self.identifier_systems, system)
+
+
+@lru_cache(maxsize=4096)
+def _identifier_rank(patterns: tuple[str, ...], system: str) -> int | None:
+    # cached: every translation of a Patient ranks its identifiers, and fnmatch is slow
+    for rank, pattern in enumerate(patterns):
+        if pattern == "*" or pattern == system or fnmatch.fnmatchcase(system, pattern):
+            return rank
+    return None
 
 
 def _raw_profile(name: str, seen: tuple[str, ...] = ()) -> dict:

@@ -127,8 +127,8 @@ def parse_resource(resource: Any, location: str, *, model: bool = True) -> tuple
     if model_class is None:
         message = f"{resource_type} is valid R4 but has no R4B model: its structure was not checked"
         return None, [Issue.warning("fhir-not-checked", message, location)]
-    if not model and plainly_valid(resource):
-        return None, _binding_issues(resource, resource_type, location)
+    if not model and plainly_valid(resource):  # its listed codes are bound (fhir_shape): no second walk for them
+        return None, _binding_issues(resource, resource_type, location, listed_codes_bound=True)
     try:
         parsed = model_class.model_validate(resource)
     except ValidationError as exc:
@@ -136,16 +136,19 @@ def parse_resource(resource: Any, location: str, *, model: bool = True) -> tuple
     return (parsed if model else None), _binding_issues(resource, resource_type, location)
 
 
-def _binding_issues(resource: dict, resource_type: str, location: str) -> list[Issue]:
+def _binding_issues(
+    resource: dict, resource_type: str, location: str, *, listed_codes_bound: bool = False
+) -> list[Issue]:
     """Required value-set bindings that the models leave unchecked: of every `code` element whose codes the model
-    lists (gateway.validation.fhir_codes), and of the coded elements in schemas/fhir-r4-bindings.schema.json."""
+    lists (gateway.validation.fhir_codes; known to be bound when `listed_codes_bound`), and of the coded elements
+    in schemas/fhir-r4-bindings.schema.json."""
     issues = []
     for issue in schema_issues("fhir-r4-bindings", resource, target="input"):
         where = pointer_to_fhirpath(issue.location, resource_type)
         message = f"{where}: {issue.message.split(': ', 1)[-1]} (required binding in FHIR R4)"
         issues.append(Issue.error("fhir-value", message, location + issue.location))
     said = {i.location for i in issues}
-    for place, code, allowed in unbound_codes(resource):
+    for place, code, allowed in () if listed_codes_bound else unbound_codes(resource):
         if location + place in said:
             continue
         where = pointer_to_fhirpath(place, resource_type)

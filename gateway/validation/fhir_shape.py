@@ -8,7 +8,7 @@ for resources inside a conservative subset of what the parse accepts: JSON names
 complex types, arrays exactly where the element repeats, at most one type of each choice `[x]`
 (and one where it is required), every required element present, `resourceType` only on resources
 (the right one; `contained` dispatched on it), and primitives in a plain spelling of their type
-(`_PRIMITIVES`). Anything else — an error, or merely a spelling it does not model (url, uuid,
+(`_PRIMITIVES`), codes of required bindings the model lists whole among those codes. Anything else — an error, or merely a spelling it does not model (url, uuid,
 base64Binary, time, leap seconds, more than microseconds) — answers False, and the caller parses
 with the model, whose verdict and messages stand. So a rejection is the model's in every case;
 only the plain valid case is faster. tests/validation/test_fhir_shape.py mutates the real
@@ -205,15 +205,24 @@ def _shape(model: type) -> _Shape:
         alias = info.alias or name
         repeated, inner = _unwrapped(info.annotation)
         element = _element_model(inner)
+        codes = _listed_codes(extra.get("enum_values"))
         check = _never if element is not None else _primitive(inner)
+        if codes is not None:
+            check = _bound(check, codes)
         choice = extra.get("one_of_many")
-        fields[alias] = _Field(repeated, element, check, choice, _listed_codes(extra.get("enum_values")))
+        fields[alias] = _Field(repeated, element, check, choice, codes)
         if choice is not None:
             choices[choice] = choices.get(choice, False) or extra.get("one_of_many_required") is True
         if info.is_required() or extra.get("element_required"):
             required.append(alias)
     resource_type = model.__resource_type__ if model.has_resource_base() else None  # type: ignore[attr-defined]
     return _Shape(resource_type, fields, tuple(required), choices)
+
+
+def _bound(check: Callable[[object], bool], codes: frozenset[str]) -> Callable[[object], bool]:
+    # a code outside its required value set is not plainly valid: the caller parses and reports it
+    # (gateway.validation.fhir_codes), so a resource this module vouches for has no unbound code to look for
+    return lambda value: check(value) and value in codes  # type: ignore[operator]
 
 
 def _listed_codes(listed: Any) -> frozenset[str] | None:

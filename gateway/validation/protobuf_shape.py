@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from functools import cache
+from functools import cache, lru_cache
 
 from google.protobuf import json_format
 from google.protobuf.descriptor import Descriptor, FieldDescriptor
@@ -135,6 +135,16 @@ def _message(doc: object, name: str) -> bool:
     return True
 
 
+@lru_cache(maxsize=4096)
+def _timestamp_parses(value: str) -> bool:
+    # cached: a packet's timestamps repeat (metaData.created, the same dates), and protobuf's parse is slow
+    try:
+        Timestamp().FromJsonString(value)
+    except Exception:  # whatever protobuf raises: ParseDict will say it
+        return False
+    return True
+
+
 def _value(value: object, spec: _Field) -> bool:
     kind = spec.kind
     if kind == "string":
@@ -153,13 +163,7 @@ def _value(value: object, spec: _Field) -> bool:
     if kind == "double":
         return type(value) in (int, float) and abs(value) < 1e308  # NaN and infinities fail too
     if kind == "timestamp":
-        if not isinstance(value, str):
-            return False
-        try:
-            Timestamp().FromJsonString(value)
-        except Exception:  # whatever protobuf raises: ParseDict will say it
-            return False
-        return True
+        return isinstance(value, str) and _timestamp_parses(value)
     if kind == "map":
         return isinstance(value, dict) and all(
             isinstance(k, str) and isinstance(v, str) and not _SURROGATE.search(k) and not _SURROGATE.search(v)

@@ -7,6 +7,7 @@ import json
 
 from gateway.validation import validate_fhir
 from gateway.validation.fhir_codes import unbound_codes
+from gateway.validation.fhir_shape import plainly_valid
 
 from .test_fhir_shape import _real
 
@@ -26,6 +27,8 @@ def test_codes_of_data_types_anywhere_are_checked(reference_dir):
     changed = copy.deepcopy(patient)
     changed["text"]["status"] = "made-up"  # Narrative.status
     changed["name"][0]["use"] = "nickname-ish"  # HumanName.use
+    # the fast path vouches for no unbound code: the resource is parsed, and the codes walked (one walk otherwise)
+    assert plainly_valid(patient) and not plainly_valid(changed)
     errors = _errors_at(changed)
     assert "/text/status" in errors and "'made-up' is not one of" in errors["/text/status"]
     assert "/name/0/use" in errors and "official" in errors["/name/0/use"]

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import lru_cache
 from typing import Protocol
 
 HOMO_SAPIENS = {"id": "NCBITaxon:9606", "label": "Homo sapiens"}
@@ -57,7 +58,9 @@ def reference_of(value: object) -> str | None:
     return None
 
 
+@lru_cache(maxsize=256)
 def rfc3339(now: datetime) -> str:
+    # cached: every part of a patient is stamped with the one `now` of its write, and strftime is slow
     if now.tzinfo is None:
         now = now.replace(tzinfo=UTC)
     return now.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
