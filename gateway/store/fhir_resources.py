@@ -364,9 +364,19 @@ def contents(connection: sa.Connection, pks: Sequence[int]) -> dict[int, dict[st
     return {pk: resource for pk, resource in connection.execute(_CONTENTS, {"pks": list(pks)}).all()}
 
 
-# What orjson spells otherwise than json.dumps(ensure_ascii): non-ASCII and DEL (escaped there), exponents
-# (1e16 there is 1e+16), NaN and infinities (null here); a string that merely contains these falls back too
-_SPELLED_OTHERWISE = re.compile(rb"[\x7f-\xff]|[0-9][eE]|null")
+# What orjson may spell otherwise than json.dumps(ensure_ascii): any number that is not an integer (1e16 there is
+# 1e+16, 1e-05 here is 0.00001), NaN and infinities (null here); a string that merely contains these falls back
+# too. Non-ASCII (and DEL) is escaped below.
+_SPELLED_OTHERWISE = re.compile(rb"[:,\[]-?[0-9]+[.eE]|null")
+_NOT_PRINTABLE_ASCII = re.compile("[^\x00-\x7e]")
+
+
+def _ascii_escape(match: re.Match[str]) -> str:
+    code = ord(match.group())
+    if code < 0x10000:
+        return f"\\u{code:04x}"
+    code -= 0x10000  # past the BMP: a surrogate pair, as json.dumps writes it
+    return f"\\u{0xD800 | (code >> 10):04x}\\u{0xDC00 | (code & 0x3FF):04x}"
 
 
 def content_hash(resource: dict[str, Any]) -> str:
@@ -377,10 +387,12 @@ def content_hash(resource: dict[str, Any]) -> str:
     content = {k: v for k, v in resource.items() if k != "meta"}
     try:
         text = orjson.dumps(content, option=orjson.OPT_SORT_KEYS)
-    except TypeError:  # integers past 64 bits, keys that are not strings
+    except TypeError:  # integers past 64 bits, keys that are not strings, lone surrogates
         text = b"null"
     if _SPELLED_OTHERWISE.search(text):
         text = json.dumps(content, sort_keys=True, separators=(",", ":")).encode()
+    elif not text.isascii() or b"\x7f" in text:  # only strings hold these: escaped as json.dumps escapes them
+        text = _NOT_PRINTABLE_ASCII.sub(_ascii_escape, text.decode()).encode()
     return hashlib.sha256(text).hexdigest()
 
 
