@@ -123,7 +123,7 @@ def process_fhir(
         return outcome  # structurally broken input is never translated (a batch: see _entry_errors)
 
     translation = translate_bundle(
-        doc,
+        _with_skeletons(doc, entry_errors) if entry_errors else doc,
         profile=mappings.load_profile(profile_name),
         ids=id_functions(key),
         now=now,
@@ -162,6 +162,31 @@ def family_issues(family: dict | None) -> list[Issue]:
         for i in validate_family(family, target="output")
         if not i.location.startswith("/proband")
     ]
+
+
+def _with_skeletons(doc: dict, entry_errors: dict[int, list[Issue]]) -> dict:
+    """The batch with each refused entry's resource cut to what the translator may read of any JSON: its type,
+    id and patient link. The translator takes valid FHIR only; the skeleton still groups the entry with its
+    patient, whose phenopacket is then refused with it (a refused Patient takes its resources along)."""
+    entries = list(doc.get("entry") or ())
+    for n in entry_errors:
+        entry = entries[n] if n < len(entries) else None
+        if isinstance(entry, dict):
+            entries[n] = {**entry, "resource": _skeleton(entry.get("resource"))}
+    return {**doc, "entry": entries}
+
+
+def _skeleton(resource: Any) -> dict | None:
+    if not isinstance(resource, dict) or not isinstance(resource.get("resourceType"), str):
+        return None
+    kept: dict[str, Any] = {"resourceType": resource["resourceType"]}
+    if isinstance(resource.get("id"), str):
+        kept["id"] = resource["id"]
+    for link in ("subject", "patient"):
+        value = resource.get(link)
+        if isinstance(value, dict) and isinstance(value.get("reference"), str):
+            kept[link] = {"reference": value["reference"]}
+    return kept
 
 
 def _entry_errors(report: Report) -> dict[int, list[Issue]] | None:

@@ -303,7 +303,7 @@ def _reference_issues(
     issues = []
     for resource, where, entry in resources:
         contained_ids = (
-            {c.get("id") for c in resource.get("contained", []) if isinstance(c, dict)}
+            {c["id"] for c in resource.get("contained", []) if isinstance(c, dict) and isinstance(c.get("id"), str)}
             if isinstance(resource.get("contained"), list)
             else set()
         )

@@ -449,3 +449,49 @@ def test_if_none_exist_matching_several_beside_a_patient_is_412(client, app, ope
     assert responses[1]["status"] == "412 Precondition Failed"
     assert "multiple-matches" in _outcome_codes(responses[1])
     assert _stored(app)[0] == before[0]
+
+
+def test_a_batch_entry_of_any_json_shape_is_refused_on_its_own_never_translated(client, app, operator, marfan):
+    """Before: 500 (the translator read a `gender` list). A batch with Patients was translated whole, refused
+    entries too; those now reach the translator only as their type, id and patient link."""
+    first = _resource(marfan, PATIENT_ID)
+    broken = copy.deepcopy(first)
+    broken["id"] = "patient-broken"
+    broken["identifier"] = [{"system": "http://hospital.example/mrn", "value": "BROKEN-1"}]
+    broken["gender"] = ["female", {"a": None}]
+    entries = [
+        _put_entry(first),
+        _put_entry(_condition(marfan, "c-first", f"Patient/{PATIENT_ID}")),
+        _put_entry(broken),
+        _put_entry(_condition(marfan, "c-broken", "Patient/patient-broken")),
+    ]
+    responses = _responses(_send(client, "POST", "/fhir", operator, _transaction(*entries, kind="batch")))
+    assert [r["status"][:3] for r in responses] == ["201", "200", "422", "422"]
+    assert any(i["expression"] == ["Bundle.entry[2].resource.gender"] for i in responses[2]["outcome"]["issue"])
+    assert "not-stored" in _outcome_codes(responses[3])
+    kept = _kept_ids(app)
+    assert ("default", "Patient", PATIENT_ID) in kept and ("default", "Patient", "patient-broken") not in kept
+    assert ("default", "Condition", "c-broken") not in kept
+
+
+@pytest.mark.parametrize("contained_id", [{"x": 1}, ["a"], 7])
+def test_a_contained_resource_whose_id_is_not_a_string_is_refused_not_a_crash(
+    client, app, operator, marfan, stored_patient, contained_id
+):
+    """Before: 500 (the reference check hashed the id). Now a 4xx OperationOutcome, nothing stored."""
+    condition = _condition(marfan, "c-contained", f"Patient/{PATIENT_ID}")
+    condition["contained"] = [{"resourceType": "Practitioner", "id": contained_id}]
+    condition["asserter"] = {"reference": "#p1"}
+    before = _stored(app)
+    for answer in (
+        _send(client, "PUT", "/fhir/Condition/c-contained", operator, condition),
+        _send(client, "POST", "/fhir", operator, _transaction(_put_entry(condition))),
+        _send(client, "POST", "/fhir", operator, _transaction(_put_entry(condition), kind="batch")),
+    ):
+        assert answer.status_code < 500, answer.get_data(as_text=True)
+        body = answer.get_json()
+        if answer.status_code >= 400:
+            assert body["resourceType"] == "OperationOutcome"
+        else:
+            assert [e["response"]["status"][:1] for e in body["entry"]] == ["4"]
+    assert _stored(app) == before

@@ -50,7 +50,22 @@ def test_any_json_content_hashes_as_json_dumps_does(resource):
 
 @pytest.mark.parametrize(
     "value",
-    ["\x7f", "\x00\x1f\t\n", "Müller", "😀", 1e16, 1e-7, 1e-05, 0.00015, 5e-324, float("nan"), float("inf"), 2**70, -0.0, "nullish"],
+    [
+        "\x7f",
+        "\x00\x1f\t\n",
+        "Müller",
+        "😀",
+        1e16,
+        1e-7,
+        1e-05,
+        0.00015,
+        5e-324,
+        float("nan"),
+        float("inf"),
+        2**70,
+        -0.0,
+        "nullish",
+    ],
 )
 def test_spellings_the_encoders_differ_on_hash_as_json_dumps_does(value):
     resource = {"resourceType": "Observation", "note": [{"text": value}], "valueQuantity": {"value": value}}
