@@ -68,6 +68,7 @@ def request_issues(doc: Any) -> list[Issue]:
         where = f"/entry/{index}"
         resource = entry.get("resource") if isinstance(entry.get("resource"), dict) else None
         body_type = resource.get("resourceType") if resource else None
+        body_type = body_type if isinstance(body_type, str) else None  # any other JSON: the validator says
         body_id = resource.get("id") if resource else None
         if isinstance(body_id, str) and not FHIR_ID.fullmatch(body_id):
             issues.append(Issue.error("fhir-value", f"{body_id[:80]!r} is not a FHIR id", f"{where}/resource/id"))

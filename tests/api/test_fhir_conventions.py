@@ -495,3 +495,22 @@ def test_a_contained_resource_whose_id_is_not_a_string_is_refused_not_a_crash(
         else:
             assert [e["response"]["status"][:1] for e in body["entry"]] == ["4"]
     assert _stored(app) == before
+
+
+@pytest.mark.parametrize("kind", ["transaction", "batch"])
+@pytest.mark.parametrize("resource_type", [{"a": 1}, ["Condition"], 3])
+def test_an_entry_whose_resource_type_is_not_a_string_is_refused_not_a_crash(
+    client, app, operator, marfan, stored_patient, kind, resource_type
+):
+    """Before: 500 (the entry check hashed the resourceType as the resource's identity)."""
+    condition = _condition(marfan, "c-typed", f"Patient/{PATIENT_ID}")
+    condition["resourceType"] = resource_type
+    before = _stored(app)
+    answer = _send(
+        client, "POST", "/fhir", operator, _transaction(_put_entry(condition, "Condition/c-typed"), kind=kind)
+    )
+    assert answer.status_code < 500, answer.get_data(as_text=True)
+    body = answer.get_json()
+    statuses = [e["response"]["status"][:1] for e in body["entry"]] if body["resourceType"] == "Bundle" else ["4"]
+    assert statuses == ["4"] and answer.status_code in (200, 400, 422)
+    assert _stored(app) == before
