@@ -129,11 +129,32 @@ def parse_resource(resource: Any, location: str, *, model: bool = True) -> tuple
         return None, [Issue.warning("fhir-not-checked", message, location)]
     if not model and plainly_valid(resource):  # its listed codes are bound (fhir_shape): no second walk for them
         return None, _binding_issues(resource, resource_type, location, listed_codes_bound=True)
+    untyped = _untyped_contained(resource, location)
+    if untyped:  # the models take a contained resource without its type (and crash on some wrong ones)
+        return None, untyped
     try:
         parsed = model_class.model_validate(resource)
     except ValidationError as exc:
         return None, [_pydantic_issue(err, resource_type, location) for err in exc.errors()]
+    except Exception as exc:  # fhir_core's validators raise plain errors on some malformed input
+        # (a `contained` resource whose elements are the wrong JSON type): still a verdict, never a crash
+        message = f"{resource_type} is malformed: its R4B model cannot read it ({type(exc).__name__})"
+        return None, [Issue.error("fhir-structure", message, location)]
     return (parsed if model else None), _binding_issues(resource, resource_type, location)
+
+
+def _untyped_contained(resource: dict, location: str) -> list[Issue]:
+    contained = resource.get("contained")
+    if not isinstance(contained, list):
+        return []  # the model says what is wrong with it
+    return [
+        Issue.error(
+            "fhir-required", "a contained resource needs a resourceType of FHIR R4", f"{location}/contained/{n}"
+        )
+        for n, item in enumerate(contained)
+        if isinstance(item, dict)
+        and not (isinstance(item.get("resourceType"), str) and item["resourceType"] in r4_resource_types())
+    ]
 
 
 def _binding_issues(

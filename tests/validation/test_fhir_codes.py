@@ -5,6 +5,8 @@ from __future__ import annotations
 import copy
 import json
 
+import pytest
+
 from gateway.validation import validate_fhir
 from gateway.validation.fhir_codes import unbound_codes
 from gateway.validation.fhir_shape import plainly_valid
@@ -68,3 +70,17 @@ def test_a_value_set_the_model_lists_cut_short_is_not_checked():
     observation = {"resourceType": "Observation", "status": "cancelled", "code": {"text": "x"}}
     assert list(unbound_codes(observation)) == []
     assert not validate_fhir(observation).errors  # "cancelled" is in R4's value set, past the list's "+"
+
+
+@pytest.mark.parametrize(
+    "contained",
+    [{"resourceType": None}, {"resourceType": "2020-13-45"}, {"resourceType": ["Observation"]}, {"id": "x"}],
+)
+def test_a_contained_resource_without_a_type_is_an_error_not_a_crash(contained):
+    """Before: TypeError / KeyError out of fhir_core's validators (a 500, or the validator CLI's traceback) for
+    a contained resource of no or a wrong type, or none at all (the model took one with no resourceType)."""
+    report = {"resourceType": "DiagnosticReport", "status": "final", "code": {"text": "x"}, "contained": [contained]}
+    errors = validate_fhir(report).errors
+    assert [i.location for i in errors] == ["/contained/0"]
+    bundle = {"resourceType": "Bundle", "type": "collection", "entry": [{"resource": report}]}
+    assert any(i.location.startswith("/entry/0/resource") for i in validate_fhir(bundle).errors)
