@@ -198,6 +198,10 @@ def transaction_response(
         elif packet is None:
             failed = outcome.bundle_type == "batch" and any(i.is_error for i in issues)
             response["status"] = "422 Unprocessable Entity" if failed else "200 OK"
+            change = None if failed else kept_at.get(index)
+            if change is not None:  # in no phenopacket, but answered by a kept resource (ifNoneExist matched)
+                response["location"] = change.location
+                response["etag"] = f'W/"{change.version}"'
         elif packet.saved is None:
             response["status"] = "422 Unprocessable Entity"
             issues = [*issues, *(i for i in packet.issues if i.target == "output"), *_not_stored(packet, index)]
@@ -373,6 +377,9 @@ def fhir_blueprint() -> Blueprint:
         if creates.existing:
             doc = creates.doc
             outcome, source = _process_bounded(dataset, data=json.dumps(doc).encode())
+            outcome.report.issues = creates.sender_issues(outcome.report)
+            for packet in outcome.packets:
+                packet.issues = creates.sender_issues(packet.issues)
         refuse_patients_of(outcome, refused)
 
         def keep(connection, stored: IngestOutcome) -> None:

@@ -1517,6 +1517,12 @@ class ConditionalCreates:
     doc: dict[str, Any]  # the Bundle with each matched entry standing for the kept resource it matched
     existing: dict[int, ResourceChange]  # entry -> the kept resource it matched (status `exists`): not created
     refused: dict[int, list[Issue]]  # entry -> why it cannot be done (multiple-matches: 412; not-supported: 400)
+    elsewhere: set[int] = field(default_factory=set)  # entries that matched another patient's resource
+
+    def sender_issues(self, issues: Iterable[Issue]) -> list[Issue]:
+        """`issues` of the Bundle processed as `doc`, but what was said of an `elsewhere` entry's stand-in."""
+        hidden = tuple(f"/entry/{n}/resource" for n in self.elsewhere)
+        return [i for i in issues if not (hidden and i.location.startswith(hidden))]
 
 
 def conditional_creates(
@@ -1542,13 +1548,34 @@ def conditional_creates(
         return ConditionalCreates(doc, {}, refused)
     with store.engine.connect() as connection:
         kept = {n: rows.get(connection, dataset_id, c.resource_type, c.resource_id) for n, c in matched.items()}
-    existing = {n: change for n, change in matched.items() if kept[n] is not None}  # (not deleted since)
+        existing = {n: change for n, change in matched.items() if kept[n] is not None}  # (not deleted since)
+        owners = {
+            n: _subject_of_patient(connection, dataset_id, found.patient_id)
+            for n, found in kept.items()
+            if found is not None and found.patient_id is not None and found.resource_type != PATIENT
+        }
     entries = list(entries)
+    index = BundleIndex.build(entries)
     renamed: dict[str, str] = {}  # what named a matched entry -> Type/id of the kept resource
+    elsewhere: set[int] = set()
     for n, change in existing.items():
         sent, found = entries[n]["resource"], kept[n]
         assert found is not None
         kept_name = f"{change.resource_type}/{change.resource_id}"
+        where = f"/entry/{n}/request/ifNoneExist"
+        if n in owners and not _about_kept_patient(entries, index, n, found, owners[n], key, dataset_id):
+            # Another person's resource: FHIR answers the match and creates nothing, and none of it may enter
+            # this patient's phenopacket. A valid resource that no patient's translation takes holds the entry's
+            # place (indexes stay), its references are not renamed, and what the translator says of it is not
+            # the sender's business (`elsewhere`).
+            entries[n] = {**entries[n], "resource": {"resourceType": "Basic", "code": {"text": "not created"}}}
+            elsewhere.add(n)
+            message = (
+                f"ifNoneExist matched the kept {kept_name}, which is another patient's: not created, and nothing of "
+                "it is added to this patient's phenopacket (check the identifier the search names)"
+            )
+            change.issues.append(Issue.warning("another-patient", message, where))
+            continue
         for name in (entries[n].get("fullUrl"), f"{change.resource_type}/{sent['id']}" if sent.get("id") else None):
             if isinstance(name, str) and name != kept_name:
                 renamed[name] = kept_name
@@ -1559,9 +1586,30 @@ def conditional_creates(
                 stand_in[link] = sent[link]
         entries[n] = {**entries[n], "resource": stand_in}
         message = f"ifNoneExist matched the kept {kept_name}: not created (the Bundle's references to it name it)"
-        change.issues.append(Issue.info("exists", message, f"/entry/{n}/request/ifNoneExist"))
+        change.issues.append(Issue.info("exists", message, where))
     entries = [references_renamed(entry, renamed) for entry in entries]
-    return ConditionalCreates({**doc, "entry": entries}, existing, refused)
+    return ConditionalCreates({**doc, "entry": entries}, existing, refused, elsewhere)
+
+
+def _subject_of_patient(connection: sa.Connection, dataset_id: str, patient_id: str) -> str | None:
+    found = rows.get(connection, dataset_id, PATIENT, patient_id)
+    return found.subject_id if found is not None else None
+
+
+def _about_kept_patient(
+    entries: list[Any], index: BundleIndex, n: int, kept: StoredResource, owner: str | None, key: bytes, dataset_id: str
+) -> bool:
+    """Whether Bundle entry `n` is about the patient `kept` belongs to (`owner`: that Patient's subject): its
+    Patient in the Bundle has that subject (as the translator names it, by its identifiers), or it names the
+    kept Patient as `Patient/{id}`."""
+    reference = patient_reference(entries[n]["resource"])
+    if reference is None:
+        return False
+    at = index.resolve(reference, n)
+    patient = entries[at].get("resource") if at is not None and isinstance(entries[at], dict) else None
+    if isinstance(patient, dict) and patient.get("resourceType") == PATIENT:
+        return owner is not None and _subject_of(patient, key, dataset_id) == owner
+    return reference == f"{PATIENT}/{kept.patient_id}"
 
 
 def about_stored_patients(report: Iterable[Issue]) -> bool:

@@ -514,3 +514,32 @@ def test_an_entry_whose_resource_type_is_not_a_string_is_refused_not_a_crash(
     statuses = [e["response"]["status"][:1] for e in body["entry"]] if body["resourceType"] == "Bundle" else ["4"]
     assert statuses == ["4"] and answer.status_code in (200, 400, 422)
     assert _stored(app) == before
+
+
+@pytest.mark.parametrize("kind", ["transaction", "batch"])
+def test_if_none_exist_matching_another_patient_s_resource_adds_nothing_of_it_to_this_patient(
+    client, app, operator, marfan, stored_patient, kind
+):
+    """Before: the matched resource stood in for the entry under the Bundle's Patient, so patient two's
+    phenopacket carried patient one's Condition (a disease of another person), although the store kept it
+    with patient one. Now the entry is not created (FHIR http.html#ccreate), says whose resource matched
+    (not this patient's), and neither phenopacket changes but for what the Bundle itself brings."""
+    first = _with_problem_id(_condition(marfan, "c-first", f"Patient/{PATIENT_ID}"), "P-1")
+    assert _send(client, "PUT", "/fhir/Condition/c-first", operator, first).status_code == 201
+    packets_before = {p.subject_id: p.document for p in app.extensions["gateway"].store.list_phenopackets()[0]}
+    two = copy.deepcopy(stored_patient)
+    two["id"] = "patient-two"
+    two["identifier"] = [{"system": "http://hospital.example/mrn", "value": "TWO-1"}]
+    again = _with_problem_id(_condition(marfan, "c-again", "Patient/patient-two"), "P-1")
+    entries = [_put_entry(two), _conditional_entry(again, "P-1")]
+    answered = _send(client, "POST", "/fhir", operator, _transaction(*entries, kind=kind))
+    assert answered.status_code == 200, answered.get_data(as_text=True)
+    responses = [e["response"] for e in answered.get_json()["entry"]]
+    assert responses[1]["status"] == "200 OK" and responses[1]["location"] == "Condition/c-first/_history/1"
+    assert "another-patient" in _outcome_codes(responses[1])
+    packets = {p.subject_id: p.document for p in app.extensions["gateway"].store.list_phenopackets()[0]}
+    (new_subject,) = set(packets) - set(packets_before)
+    assert "diseases" not in packets[new_subject], packets[new_subject]
+    assert {s: packets[s] for s in packets_before} == packets_before
+    kept = {rid: version for _, kind_, rid, version, _ in _stored(app)[0] if kind_ == "Condition"}
+    assert kept == {"c-first": 1}
