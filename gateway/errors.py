@@ -43,6 +43,13 @@ class NotFound(GatewayError, LookupError):
     code = "not-found"
 
 
+class Gone(NotFound):
+    """It was there and was deleted (FHIR answers a read of it 410)."""
+
+    status = 410
+    code = "deleted"
+
+
 class Unauthorised(GatewayError):
     """No credential where one is needed (401) or the wrong one (403); raised inside a view."""
 

@@ -136,6 +136,7 @@ FHIR_ISSUE_TYPE = {
     "forbidden": "forbidden",
     "login": "login",
     "not-found": "not-found",
+    "deleted": "deleted",
     "internal": "exception",
 }
 

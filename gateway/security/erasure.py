@@ -116,7 +116,7 @@ def _forget_family_history(connection: Any, key: bytes, relative_id: str, datase
     for history in fhir_resources.of_subject(connection, dataset_id, proband, "FamilyMemberHistory"):
         source = f"FamilyMemberHistory/{history.resource_id}"
         if derived_id(key, "relative", dataset_id, proband, source) == relative_id:
-            fhir_resources.delete(connection, history)
+            fhir_resources.delete_all(connection, [history])  # erased: no tombstone
 
 
 def erase_dataset(

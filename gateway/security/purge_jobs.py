@@ -52,6 +52,7 @@ PERSONAL_TABLES = (
     "fhir_resources",
     "fhir_resource_references",  # a resource's references by key (ids and fullUrls a hospital sent)
     "fhir_identifiers",  # a resource's identifiers (a Patient's as pseudonyms, others as sent)
+    "fhir_deleted",  # tombstones of REST deletes (a resource id and the person's pseudonym)
 )
 LEASE = timedelta(minutes=15)  # a claimed job whose worker died is claimed again after this (a VACUUM takes seconds)
 FIRST_RETRY_S, LAST_RETRY_S = 30.0, 3600.0  # back-off after a failed attempt: doubling, capped

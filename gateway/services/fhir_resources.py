@@ -30,7 +30,7 @@ from urllib.parse import parse_qsl
 import sqlalchemy as sa
 
 import mappings
-from gateway.errors import BadInput, GatewayError, NotFound
+from gateway.errors import BadInput, GatewayError, Gone, NotFound
 from gateway.ids import check_dataset_id
 from gateway.issues import Issue, Report
 from gateway.security.pseudonym import PSEUDONYM, derived_id, id_functions, pseudonymise
@@ -176,6 +176,9 @@ def read_resource(store: MetadataStore, dataset_id: str, resource_type: str, res
     check_type(resource_type)
     with store.engine.connect() as connection:
         found = rows.get(connection, dataset_id, resource_type, resource_id)
+        gone = None if found is not None else rows.deleted_version(connection, dataset_id, resource_type, resource_id)
+    if gone is not None:  # FHIR http.html#read: a deleted resource is 410 Gone, not 404
+        raise Gone(f"{resource_type}/{resource_id} was deleted (its last version was {gone})", code="deleted")
     if found is None:
         raise NotFound(f"{resource_type}/{resource_id} is not stored in dataset {dataset_id!r}")
     return found
@@ -740,7 +743,9 @@ def _delete(
         urls = {existing.full_url}
         for referrer in _referrers(connection, dataset_id, existing.resource_type, existing.resource_id, urls):
             _touch(connection, dataset_id, referrer, touched, known)
-    rows.delete(connection, existing)
+    # the tombstone names the person it was about (an erasure of them removes it)
+    subject = existing.subject_id if existing.resource_type == PATIENT else touched.get(existing.patient_id or "")
+    rows.delete(connection, existing, subject, datetime.now(UTC))
     known.written.pop(existing.pk, None)
     if existing.resource_type == PATIENT:  # its resources wait for a Patient again
         orphans = [r.pk for r in rows.of_patient(connection, dataset_id, existing.resource_id)]

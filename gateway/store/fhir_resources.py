@@ -21,7 +21,14 @@ import sqlalchemy as sa
 
 from gateway.store import index_rows
 from gateway.store.index_rows import ReadAhead
-from gateway.store.tables import Document, datasets, fhir_identifiers, fhir_resource_references, fhir_resources
+from gateway.store.tables import (
+    Document,
+    datasets,
+    fhir_deleted,
+    fhir_identifiers,
+    fhir_resource_references,
+    fhir_resources,
+)
 from gateway.store.values import InParameter, parameter_value
 
 PATIENT = "Patient"
@@ -414,6 +421,13 @@ def rotate_pseudonyms(connection: sa.Connection, step: Callable[[str], str]) -> 
             )
         )
         changed += 1
+    c = fhir_deleted.c
+    for dataset, kind, rid, subject in connection.execute(
+        sa.select(c.dataset_id, c.resource_type, c.resource_id, c.subject_id)
+    ):
+        if subject:  # a tombstone's person, so that erasing them under the new key finds it
+            where = (c.dataset_id == dataset, c.resource_type == kind, c.resource_id == rid)
+            connection.execute(sa.update(fhir_deleted).where(*where).values(subject_id=step(subject)))
     return changed
 
 
@@ -653,15 +667,41 @@ def put(
     }
     if existing is None:
         identity = {"dataset_id": dataset_id, "resource_type": resource_type, "resource_id": resource_id}
-        pk = connection.execute(_INSERT, {**identity, "version": 1, "received_at": now, **values}).scalar_one()
-        return pk, 1
+        version = _revived(connection, dataset_id, resource_type, resource_id) + 1
+        pk = connection.execute(_INSERT, {**identity, "version": version, "received_at": now, **values}).scalar_one()
+        return pk, version
     version = existing.version + 1
     connection.execute(_UPDATE, {"row_pk": existing.pk, "version": version, **values})
     return existing.pk, version
 
 
-def delete(connection: sa.Connection, resource: ResourceState) -> None:
+def delete(connection: sa.Connection, resource: ResourceState, subject_id: str | None, now: datetime) -> None:
+    """Delete a resource through the REST API, leaving its tombstone (its last version; `subject_id`: the person
+    it was about, when known). Erasure and expiry delete without one (`delete_all`, `erase_subject`)."""
     connection.execute(sa.delete(fhir_resources).where(fhir_resources.c.pk == resource.pk))
+    identity = {"dataset_id": resource.dataset_id, "resource_type": resource.resource_type}
+    tomb = {**identity, "resource_id": resource.resource_id, "version": resource.version}
+    connection.execute(fhir_deleted.insert().values(**tomb, subject_id=subject_id, deleted_at=now))
+
+
+def _revived(connection: sa.Connection, dataset_id: str, resource_type: str, resource_id: str) -> int:
+    """The last version of a deleted resource created again, its tombstone removed (0: none); one statement."""
+    c = fhir_deleted.c
+    query = (
+        sa.delete(fhir_deleted)
+        .where(c.dataset_id == dataset_id, c.resource_type == resource_type, c.resource_id == resource_id)
+        .returning(c.version)
+    )
+    return connection.execute(query).scalar() or 0
+
+
+def deleted_version(connection: sa.Connection, dataset_id: str, resource_type: str, resource_id: str) -> int | None:
+    """The last version of a resource the REST API deleted (None: it was never kept, or erased)."""
+    c = fhir_deleted.c
+    query = sa.select(c.version).where(
+        c.dataset_id == dataset_id, c.resource_type == resource_type, c.resource_id == resource_id
+    )
+    return connection.execute(query).scalar()
 
 
 def restate(connection: sa.Connection, pk: int, resource: dict[str, Any], patient_ref: str | None) -> None:
@@ -687,6 +727,10 @@ def erase_subject(connection: sa.Connection, subject_id: str, dataset_id: str | 
     if dataset_id is not None:
         query = query.where(fhir_resources.c.dataset_id == dataset_id)
     removed = 0
+    tombstones = sa.delete(fhir_deleted).where(fhir_deleted.c.subject_id == subject_id)
+    if dataset_id is not None:
+        tombstones = tombstones.where(fhir_deleted.c.dataset_id == dataset_id)
+    connection.execute(tombstones)  # what was deleted of the person leaves no trace either
     for dataset, patient_id in connection.execute(query).all():
         removed += connection.execute(
             sa.delete(fhir_resources).where(

@@ -252,6 +252,26 @@ fhir_identifiers = sa.Table(
     sa.Index("ix_fhir_identifiers_system", "dataset_id", "resource_type", "system"),
 )
 
+# A FHIR resource the REST API deleted (migration 0014): its last version, so that a read answers 410 Gone and the
+# id created again continues the versions. `subject_id`: the person it was about, when known (an erasure removes
+# their tombstones). None is written for an erasure or an expired pending resource.
+fhir_deleted = sa.Table(
+    "fhir_deleted",
+    metadata,
+    sa.Column(
+        "dataset_id",
+        sa.String(255),
+        sa.ForeignKey("datasets.id", name="fk_fhir_deleted_dataset", ondelete="CASCADE"),
+        primary_key=True,
+    ),
+    sa.Column("resource_type", sa.String(64), primary_key=True),
+    sa.Column("resource_id", sa.String(64), primary_key=True),
+    sa.Column("version", sa.Integer(), nullable=False),
+    sa.Column("subject_id", sa.String(255), nullable=True),
+    sa.Column("deleted_at", Timestamp, nullable=False),
+    sa.Index("ix_fhir_deleted_subject", "subject_id"),
+)
+
 # The second phase of an erasure (gateway.security.purge_jobs): one row per erasure whose deleted rows' old copies
 # (PostgreSQL dead tuples and index entries, SQLite WAL frames) are still to be purged, written in the erasure's
 # transaction. `status` pending -> done; `not_before` is a claimed row's lease or a failed attempt's back-off.

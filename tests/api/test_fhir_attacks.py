@@ -149,7 +149,7 @@ def test_a_transaction_of_deletes_deletes(client, app, operator, marfan, stored_
     done = _send(client, "POST", "/fhir", operator, _transaction(delete))
     assert done.status_code == 200, done.get_data(as_text=True)
     assert done.get_json()["entry"][0]["response"]["status"] == "200 OK"
-    assert client.get("/fhir/Condition/condition-cataract", headers=operator).status_code == 404
+    assert client.get("/fhir/Condition/condition-cataract", headers=operator).status_code == 410  # deleted: Gone
     (packet,) = app.extensions["gateway"].store.list_phenopackets()[0]
     assert not packet.document.get("diseases")
 

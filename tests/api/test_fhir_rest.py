@@ -93,7 +93,7 @@ def test_read_and_delete(client, app, operator, marfan):
     (packet,) = _packets(app)
     assert not packet.document.get("diseases")
     missing = client.get("/fhir/Condition/condition-marfan-genetic", headers=operator)
-    assert missing.status_code == 404 and missing.get_json()["resourceType"] == "OperationOutcome"
+    assert missing.status_code == 410 and missing.get_json()["resourceType"] == "OperationOutcome"  # Gone
 
 
 def test_a_transaction_referencing_a_stored_patient_is_applied(client, app, operator, marfan):
