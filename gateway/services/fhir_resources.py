@@ -1449,10 +1449,12 @@ def apply_document(
             entry = int(issue.location.split("/")[2])  # every pointer here starts /entry/{n}/
             results[entry].issues.append(issue)
             writes[entry] = None
+    full_urls = [w.full_url if w is not None else None for w in writes]
     _conditional_creates(writes, results, refused, store, key, dataset_id)
     for index, issues in refused.items():  # only what refused it: the rest of its checks are moot
         results[index] = EntryResult(index, None, issues)
         writes[index] = None
+    writes = _placeholders_resolved(writes, results, full_urls)
     apply = partial(
         apply_writes,
         store=store,
@@ -1480,6 +1482,31 @@ def apply_document(
         if write is not None:
             result.change = next(changes)
     return bundle_type, results
+
+
+def _placeholders_resolved(
+    writes: list[ResourceWrite | None], results: list[EntryResult], full_urls: list[str | None]
+) -> list[ResourceWrite | None]:
+    """The writes with every reference to an entry's `urn:` fullUrl naming the resource as kept, `Type/id` (FHIR
+    http.html#trules: the server SHALL replace them), so that a client reading a resource back can follow its
+    references. An entry an ifNoneExist matched is named by the kept resource; a conditional update's id is
+    known only when it runs, so references to it stay (the store resolves them by its fullUrl)."""
+    kept_as: dict[str, str] = {}
+    for write, result, full_url in zip(writes, results, full_urls, strict=True):
+        if not full_url:
+            continue
+        if write is not None and write.resource is not None and write.conditional is None:
+            resource_id = write.resource_id or write.resource.get("id") or _id_from_full_url(full_url)
+            kept_as[full_url] = f"{write.resource_type}/{resource_id}"
+        elif write is None and result.change is not None and result.change.status == "exists":
+            kept_as[full_url] = f"{result.change.resource_type}/{result.change.resource_id}"
+    kept_as = {url: name for url, name in kept_as.items() if url.startswith("urn:")}
+    if not kept_as:
+        return writes
+    return [
+        replace(w, resource=references_renamed(w.resource, kept_as)) if w is not None and w.resource is not None else w
+        for w in writes
+    ]
 
 
 def _conditional_creates(

@@ -543,3 +543,32 @@ def test_if_none_exist_matching_another_patient_s_resource_adds_nothing_of_it_to
     assert {s: packets[s] for s in packets_before} == packets_before
     kept = {rid: version for _, kind_, rid, version, _ in _stored(app)[0] if kind_ == "Condition"}
     assert kept == {"c-first": 1}
+
+
+URN = "urn:uuid:5e0c0a0a-0000-4000-8000-0000000000aa"
+
+
+def test_references_to_an_entry_s_urn_name_the_resource_as_kept(client, app, operator, marfan, stored_patient):
+    """http.html#trules: the server SHALL replace references to an entry's fullUrl by its location. Before: the
+    kept Condition still said `urn:uuid:…`, which a client reading it back cannot follow (the gateway resolved
+    it internally). Sent again, nothing changes; the phenopacket is the one the urn made."""
+    observation = _resource(marfan, "variant-fbn1-001")
+    observation.pop("id")
+    observation["subject"] = {"reference": f"Patient/{PATIENT_ID}"}
+    citing = _condition(marfan, "c-citing", f"Patient/{PATIENT_ID}")
+    citing["evidence"] = [{"detail": [{"reference": URN}]}]
+    entries = [
+        {"fullUrl": URN, "resource": observation, "request": {"method": "POST", "url": "Observation"}},
+        _put_entry(citing),
+    ]
+    answered = _send(client, "POST", "/fhir", operator, _transaction(*entries))
+    assert answered.status_code == 200, answered.get_data(as_text=True)
+    kept_name = f"Observation/{URN.rsplit(':', 1)[1]}"
+    read = client.get("/fhir/Condition/c-citing", headers=operator).get_json()
+    assert read["evidence"][0]["detail"][0]["reference"] == kept_name
+    assert client.get(f"/fhir/{kept_name}", headers=operator).status_code == 200
+    (packet,) = app.extensions["gateway"].store.list_phenopackets()[0]
+    assert packet.document["interpretations"]  # the variant reached the phenopacket
+    again = _send(client, "POST", "/fhir", operator, _transaction(*entries))
+    assert [e["response"]["status"] for e in again.get_json()["entry"]] == ["200 OK", "200 OK"]
+    assert all("unchanged" in _outcome_codes(e["response"]) for e in again.get_json()["entry"])
