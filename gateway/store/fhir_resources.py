@@ -228,7 +228,18 @@ def referrers(connection: sa.Connection, dataset_id: str, keys: set[str]) -> lis
 
 
 _CONTENTS = sa.select(_c.pk, _c.resource).where(_c.pk.in_(sa.bindparam("pks", expanding=True)))
-_INSERT = sa.insert(fhir_resources).returning(_c.pk)
+# A new row's version: 1, or the next after the last of the resource the REST API deleted under this id
+# (fhir_deleted, migration 0014), worked out by the INSERT itself (no statement more on a create).
+_REVIVED_VERSION = (
+    sa.select(sa.func.coalesce(sa.func.max(fhir_deleted.c.version), 0) + 1)
+    .where(
+        fhir_deleted.c.dataset_id == sa.bindparam("tomb_dataset"),
+        fhir_deleted.c.resource_type == sa.bindparam("tomb_type"),
+        fhir_deleted.c.resource_id == sa.bindparam("tomb_id"),
+    )
+    .scalar_subquery()
+)
+_INSERT = sa.insert(fhir_resources).values(version=_REVIVED_VERSION).returning(_c.pk, _c.version)
 _UPDATE = sa.update(fhir_resources).where(_c.pk == sa.bindparam("row_pk"))
 
 
@@ -667,8 +678,10 @@ def put(
     }
     if existing is None:
         identity = {"dataset_id": dataset_id, "resource_type": resource_type, "resource_id": resource_id}
-        version = _revived(connection, dataset_id, resource_type, resource_id) + 1
-        pk = connection.execute(_INSERT, {**identity, "version": version, "received_at": now, **values}).scalar_one()
+        tomb = {"tomb_dataset": dataset_id, "tomb_type": resource_type, "tomb_id": resource_id}
+        pk, version = connection.execute(_INSERT, {**identity, **tomb, "received_at": now, **values}).one()
+        if version > 1:  # created again after a delete: it is no longer gone
+            _revived(connection, dataset_id, resource_type, resource_id)
         return pk, version
     version = existing.version + 1
     connection.execute(_UPDATE, {"row_pk": existing.pk, "version": version, **values})
@@ -684,15 +697,11 @@ def delete(connection: sa.Connection, resource: ResourceState, subject_id: str |
     connection.execute(fhir_deleted.insert().values(**tomb, subject_id=subject_id, deleted_at=now))
 
 
-def _revived(connection: sa.Connection, dataset_id: str, resource_type: str, resource_id: str) -> int:
-    """The last version of a deleted resource created again, its tombstone removed (0: none); one statement."""
+def _revived(connection: sa.Connection, dataset_id: str, resource_type: str, resource_id: str) -> None:
+    """A deleted resource created again: its tombstone goes."""
     c = fhir_deleted.c
-    query = (
-        sa.delete(fhir_deleted)
-        .where(c.dataset_id == dataset_id, c.resource_type == resource_type, c.resource_id == resource_id)
-        .returning(c.version)
-    )
-    return connection.execute(query).scalar() or 0
+    where = (c.dataset_id == dataset_id, c.resource_type == resource_type, c.resource_id == resource_id)
+    connection.execute(sa.delete(fhir_deleted).where(*where))
 
 
 def deleted_version(connection: sa.Connection, dataset_id: str, resource_type: str, resource_id: str) -> int | None:

@@ -19,6 +19,23 @@ def marfan(reference_dir):
     return json.loads((reference_dir / "fhir" / MARFAN).read_text())
 
 
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def app(request, gateway_config):
+    """Both stores: the version of a created row is worked out by the INSERT itself (dialect SQL)."""
+    from app import create_app
+    from tests.pg_schema import fresh_schema
+
+    if request.param == "sqlite":
+        application = create_app(gateway_config)
+        yield application
+        application.extensions["gateway"].store.close()
+        return
+    with fresh_schema(request.getfixturevalue("postgres_url"), "gw_fhir_deleted") as url:
+        application = create_app({**gateway_config, "database_url": url})
+        yield application
+        application.extensions["gateway"].store.close()
+
+
 @pytest.fixture
 def stored_patient(client, operator, marfan):
     patient = _resource(marfan, PATIENT_ID)
