@@ -6,6 +6,13 @@ biosample individualId, subjectOrBiosampleId, file-to-individual keys, and in a 
 subjects and the pedigree's individualId/paternalId/maternalId), so the links between people hold
 while the labels are gone. The scope of the pseudonyms is the proband's document id: the same label
 in two unrelated documents names two different people.
+
+Biosample ids ("biosample.1", a laboratory's sample number) become derived ids in the same scope,
+wherever they recur (biosample id, derivedFromId, subjectOrBiosampleId, file keys): two people's
+"biosample.1" stay two samples. Interpretation ids are derived too (collections often give the
+interpretation the subject's own label). `subject.alternateIds` (the person's other record numbers)
+become keyed pseudonyms outside any document's scope, so a record number shared by two documents
+still links them. Derived ids and pseudonyms are what a key rotation carries forward.
 """
 
 from __future__ import annotations
@@ -23,23 +30,46 @@ PED_UNKNOWN = "0"  # PED's "no parent in the pedigree": a marker, not a person
 class PersonIds:
     """Raw person labels of one submitted document → pseudonyms (the proband's is its subject id)."""
 
-    def __init__(self, key: bytes, packet: dict[str, Any]):
+    def __init__(self, key: bytes, packet: dict[str, Any], biosample_ids: set[str] | None = None):
         subject = _dict(packet.get("subject"))
         self.key = key
         self.raw_subject = subject.get("id") or packet.get("id")
         self.scope = f"phenopacket:{packet.get('id') or self.raw_subject}"
         self.subject_id = pseudonymise(key, self.scope, "phenopacket")
+        # The document's biosample ids (in a Family: every member's), as sent.
+        self.biosample_ids = biosample_ids if biosample_ids is not None else _biosample_ids(packet)
 
     def __call__(self, value: Any) -> Any:
+        """A person label's pseudonym."""
         if not isinstance(value, str) or not value:
             return value
         return self.subject_id if value == self.raw_subject else pseudonymise(self.key, value, self.scope)
+
+    def subject_or_biosample(self, value: Any) -> Any:
+        """A reference to a biosample of the document or else to a person (subjectOrBiosampleId, file keys)."""
+        return self.biosample(value) if value in self.biosample_ids else self(value)
+
+    def biosample(self, value: Any) -> Any:
+        if not isinstance(value, str) or not value:
+            return value
+        return derived_id(self.key, "biosample", self.scope, value)
+
+    def interpretation(self, value: Any, person_id: str) -> Any:
+        if not isinstance(value, str) or not value:
+            return value
+        return derived_id(self.key, "interpretation", self.scope, person_id, value)
+
+    def alternate(self, value: Any) -> Any:
+        if not isinstance(value, str) or not value:
+            return value
+        return pseudonymise(self.key, value, "alternateIds")
 
 
 def pseudonymise_packet(packet: dict[str, Any], person: PersonIds, subject_id: str, report: Report, base: str) -> None:
     """Replace every person label inside one phenopacket (in place); the subject becomes `subject_id`.
 
-    subjectOrBiosampleId values naming one of the packet's own biosamples stay as they are.
+    Its biosample and interpretation ids become derived ids; a subjectOrBiosampleId or file key naming one
+    of the document's biosamples follows that biosample, any other names a person.
     """
     subject = _dict(packet.get("subject"))
     subject["id"] = subject_id
@@ -48,17 +78,22 @@ def pseudonymise_packet(packet: dict[str, Any], person: PersonIds, subject_id: s
         report.add(
             Issue.warning("minimised", "subject.dateOfBirth removed (data minimisation)", f"{base}/subject/dateOfBirth")
         )
-    biosample_ids = set()
+    if isinstance(subject.get("alternateIds"), list):
+        subject["alternateIds"] = [person.alternate(v) for v in subject["alternateIds"]]
     for biosample in _dicts(packet.get("biosamples")):
-        biosample_ids.add(biosample.get("id"))
+        for name in ("id", "derivedFromId"):
+            if name in biosample:
+                biosample[name] = person.biosample(biosample[name])
         if "individualId" in biosample:
             biosample["individualId"] = person(biosample["individualId"])
+        _pseudonymise_files(biosample, person)
     for interpretation in _dicts(packet.get("interpretations")):
+        if "id" in interpretation:
+            interpretation["id"] = person.interpretation(interpretation["id"], subject_id)
         diagnosis = interpretation.get("diagnosis")
         for genomic in _dicts(diagnosis.get("genomicInterpretations") if isinstance(diagnosis, dict) else None):
-            named = genomic.get("subjectOrBiosampleId")
-            if named is not None and named not in biosample_ids:
-                genomic["subjectOrBiosampleId"] = person(named)
+            if "subjectOrBiosampleId" in genomic:
+                genomic["subjectOrBiosampleId"] = person.subject_or_biosample(genomic["subjectOrBiosampleId"])
     _pseudonymise_files(packet, person)
 
 
@@ -87,7 +122,8 @@ def prepare_family(doc: dict, *, key: bytes, dataset_id: str) -> tuple[dict | No
         return None, None, "", report
     family = json.loads(json.dumps(doc))
     proband = family["proband"]  # required by the Family schema (validated above)
-    person = PersonIds(key, proband)
+    members = [proband, *_dicts(family.get("relatives"))]
+    person = PersonIds(key, proband, {i for member in members for i in _biosample_ids(member)})
     subject_id = person.subject_id
     pseudonymise_packet(proband, person, subject_id, report, "/proband")
     proband["id"] = derived_id(key, "phenopacket", dataset_id, subject_id)
@@ -115,7 +151,11 @@ def _pseudonymise_files(document: dict[str, Any], person: PersonIds) -> None:
     for file in _dicts(document.get("files")):
         mapping = file.get("individualToFileIdentifiers")
         if isinstance(mapping, dict):
-            file["individualToFileIdentifiers"] = {person(k): v for k, v in mapping.items()}
+            file["individualToFileIdentifiers"] = {person.subject_or_biosample(k): v for k, v in mapping.items()}
+
+
+def _biosample_ids(packet: dict[str, Any]) -> set[str]:
+    return {b["id"] for b in _dicts(packet.get("biosamples")) if isinstance(b.get("id"), str) and b["id"]}
 
 
 def _dict(value: Any) -> dict[str, Any]:
