@@ -276,7 +276,7 @@ def cmd_fhir_rekey_identifiers(args: argparse.Namespace) -> int:
 
 
 def cmd_ingest_phenopacket(args: argparse.Namespace) -> int:
-    from gateway.services.ingest import ingest_phenopackets
+    from gateway.services.ingest import ingest_phenopackets, phenopacket_documents
 
     cfg = load_config()
     dataset = check_dataset_id(args.dataset or cfg.default_dataset)
@@ -284,19 +284,22 @@ def cmd_ingest_phenopacket(args: argparse.Namespace) -> int:
     key, store = services.key, services.store
     docs: list[tuple[str, dict]] = []
     rejected = False
-    for path, doc, issue in _fhir_documents(args.files, cfg.max_json_depth):
-        if issue:
-            _print_issues(path, [issue])
-            rejected = True
-        elif isinstance(doc, list):
-            docs.extend((f"{path}#/{n}", d) for n, d in enumerate(doc))
-        else:
-            docs.append((path, doc))
-    if rejected:
-        _err("rejected; nothing stored")
-        return EXIT_REJECTED
+    for path in args.files:  # a file: a phenopacket, a Family, a Cohort or a JSON array of them
+        try:
+            found, notes = phenopacket_documents(_read_json(path, cfg.max_json_depth))
+        except OSError as exc:
+            found, notes = [], [Issue.error("io", f"cannot read: {exc.strerror}")]
+        except JSONInputError as exc:
+            found, notes = [], [exc.issue]
+        _print_issues(path, notes)
+        rejected = rejected or any(i.is_error for i in notes)
+        docs.extend((f"{path}#{pointer}" if pointer else path, d) for pointer, d in found)
     results, reports = ingest_phenopackets(
-        [d for _, d in docs], store=store, key=key, dataset_id=dataset, locations=[p for p, _ in docs]
+        [d for _, d in docs],
+        store=None if rejected else store,  # a file that is no phenopacket: the others are still checked
+        key=key,
+        dataset_id=dataset,
+        locations=[p for p, _ in docs],
     )
     for (path, _), report in zip(docs, reports, strict=True):
         _print_issues(path, report)

@@ -333,18 +333,52 @@ def _prepare(doc: dict, *, key: bytes, dataset_id: str) -> tuple[dict | None, di
     return packet, None, subject_id, report
 
 
+def phenopacket_documents(doc: Any) -> tuple[list[tuple[str, dict]], list[Issue]]:
+    """The phenopackets (and Families) one submitted JSON value holds, each with its JSON pointer in it.
+
+    One document (pointer ""), an array of them ("/n"), `{"phenopackets": [...]}` ("/phenopackets/n"), or a
+    Phenopacket v2 Cohort, whose members are stored as phenopackets ("/members/n"): what a Cohort says
+    beyond its members (its id, description, files) has no place in the store, which a warning says.
+    Anything that is not such a document is an error with its pointer; (documents, issues).
+    """
+    if isinstance(doc, list):
+        listed, base = doc, ""
+    elif isinstance(doc, dict) and detect_kind(doc) == "cohort" and isinstance(doc.get("members"), list):
+        listed, base = doc["members"], "/members"
+    elif isinstance(doc, dict) and isinstance(doc.get("phenopackets"), list):
+        listed, base = doc["phenopackets"], "/phenopackets"
+    elif isinstance(doc, dict):
+        return [("", doc)], []
+    else:
+        return [], [Issue.error("not-phenopacket", "expected a Phenopacket, a Family, a Cohort or an array of them")]
+    found = [(f"{base}/{n}", d) for n, d in enumerate(listed) if isinstance(d, dict)]
+    issues = [
+        Issue.error("not-phenopacket", "expected a Phenopacket or a Family (a JSON object)", f"{base}/{n}")
+        for n, d in enumerate(listed)
+        if not isinstance(d, dict)
+    ]
+    if not listed:
+        issues.append(Issue.error("not-phenopacket", "no phenopacket in it", base or "/"))
+    if base == "/members":
+        left = [name for name in ("id", "description", "files") if doc.get(name) not in (None, "", [], {})]
+        if left:
+            message = f"a Cohort's members are stored as phenopackets; its {', '.join(left)} are not kept"
+            issues.append(Issue.warning("cohort-not-kept", message, f"/{left[0]}"))
+    return found, issues
+
+
 def ingest_phenopackets(
     docs: list[dict], *, store, key: bytes, dataset_id: str, source: str = "", locations: list[str] | None = None
 ) -> tuple[list[SaveResult], list[Report]]:
     """Store phenopackets all or nothing: any invalid document rejects the whole request.
 
     The same document `id` twice in one request is stored once (the later one) and said so on both,
-    with the other's location (`locations`, else the document's position).
+    with the other's location (`locations`, else the document's position). `store=None` only checks.
     """
     check_dataset_id(dataset_id)
     prepared = [_prepare(d, key=key, dataset_id=dataset_id) for d in docs]
     reports = [r for *_, r in prepared]
-    if not all(r.ok for r in reports):
+    if store is None or not all(r.ok for r in reports):
         return [], reports
     where = locations or [f"document {n}" for n in range(len(docs))]
     first_of: dict[str, int] = {}
@@ -363,7 +397,7 @@ def ingest_phenopackets(
             dataset_id=dataset_id,
             subject_id=subject_id,
             document=packet,
-            source=source or source_identity(packet),
+            source=source or f"{'Family' if family else 'Phenopacket'}/{packet['id']}",
             issues=tuple(i.to_dict() for i in report),
             family=family,
         )
