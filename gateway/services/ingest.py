@@ -19,7 +19,7 @@ import mappings
 from gateway.ids import check_dataset_id
 from gateway.issues import Issue, Report
 from gateway.security.pseudonym import id_functions
-from gateway.services.people import prepare_family, prepare_packet
+from gateway.services.people import prepare_family, prepare_packet, stored_issues
 from gateway.store.fhir_resources import lock_dataset
 from gateway.store.metadata import UnknownDatasetError
 from gateway.store.records import PhenopacketRecord, SaveResult
@@ -325,11 +325,13 @@ def prepare_phenopacket(doc: dict, *, key: bytes, dataset_id: str) -> tuple[dict
     return prepare_packet(doc, key=key, dataset_id=dataset_id)
 
 
-def _prepare(doc: dict, *, key: bytes, dataset_id: str) -> tuple[dict | None, dict | None, str, Report]:
+def _prepare(
+    doc: dict, *, key: bytes, dataset_id: str, renamed: dict[str, str]
+) -> tuple[dict | None, dict | None, str, Report]:
     """A phenopacket, or a Family (its proband stored as the phenopacket, the rest around it)."""
     if detect_kind(doc) == "family":
-        return prepare_family(doc, key=key, dataset_id=dataset_id)
-    packet, subject_id, report = prepare_packet(doc, key=key, dataset_id=dataset_id)
+        return prepare_family(doc, key=key, dataset_id=dataset_id, renamed=renamed)
+    packet, subject_id, report = prepare_packet(doc, key=key, dataset_id=dataset_id, renamed=renamed)
     return packet, None, subject_id, report
 
 
@@ -376,7 +378,8 @@ def ingest_phenopackets(
     with the other's location (`locations`, else the document's position). `store=None` only checks.
     """
     check_dataset_id(dataset_id)
-    prepared = [_prepare(d, key=key, dataset_id=dataset_id) for d in docs]
+    renamed: list[dict[str, str]] = [{} for _ in docs]  # per document: raw value -> what replaced it
+    prepared = [_prepare(d, key=key, dataset_id=dataset_id, renamed=r) for d, r in zip(docs, renamed, strict=True)]
     reports = [r for *_, r in prepared]
     if store is None or not all(r.ok for r in reports):
         return [], reports
@@ -398,10 +401,10 @@ def ingest_phenopackets(
             subject_id=subject_id,
             document=packet,
             source=source or f"{'Family' if family else 'Phenopacket'}/{packet['id']}",
-            issues=tuple(i.to_dict() for i in report),
+            issues=stored_issues(report, names),  # the labels are gone from the row as from the document
             family=family,
         )
-        for packet, family, subject_id, report in prepared
+        for (packet, family, subject_id, report), names in zip(prepared, renamed, strict=True)
         if packet is not None
     ]
     return _save_creating_dataset(store, dataset_id, records), reports

@@ -18,6 +18,7 @@ still links them. Derived ids and pseudonyms are what a key rotation carries for
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 from gateway.issues import Issue, Report
@@ -30,9 +31,16 @@ PED_UNKNOWN = "0"  # PED's "no parent in the pedigree": a marker, not a person
 class PersonIds:
     """Raw person labels of one submitted document → pseudonyms (the proband's is its subject id)."""
 
-    def __init__(self, key: bytes, packet: dict[str, Any], biosample_ids: set[str] | None = None):
+    def __init__(
+        self,
+        key: bytes,
+        packet: dict[str, Any],
+        biosample_ids: set[str] | None = None,
+        renamed: dict[str, str] | None = None,
+    ):
         subject = _dict(packet.get("subject"))
         self.key = key
+        self.renamed = renamed if renamed is not None else {}  # every raw value replaced -> what replaced it
         self.raw_subject = subject.get("id") or packet.get("id")
         self.scope = f"phenopacket:{packet.get('id') or self.raw_subject}"
         self.subject_id = pseudonymise(key, self.scope, "phenopacket")
@@ -43,7 +51,9 @@ class PersonIds:
         """A person label's pseudonym."""
         if not isinstance(value, str) or not value:
             return value
-        return self.subject_id if value == self.raw_subject else pseudonymise(self.key, value, self.scope)
+        return self.rename(
+            value, self.subject_id if value == self.raw_subject else pseudonymise(self.key, value, self.scope)
+        )
 
     def subject_or_biosample(self, value: Any) -> Any:
         """A reference to a biosample of the document or else to a person (subjectOrBiosampleId, file keys)."""
@@ -52,17 +62,22 @@ class PersonIds:
     def biosample(self, value: Any) -> Any:
         if not isinstance(value, str) or not value:
             return value
-        return derived_id(self.key, "biosample", self.scope, value)
+        return self.rename(value, derived_id(self.key, "biosample", self.scope, value))
 
     def interpretation(self, value: Any, person_id: str) -> Any:
         if not isinstance(value, str) or not value:
             return value
-        return derived_id(self.key, "interpretation", self.scope, person_id, value)
+        return self.rename(value, derived_id(self.key, "interpretation", self.scope, person_id, value))
 
     def alternate(self, value: Any) -> Any:
         if not isinstance(value, str) or not value:
             return value
-        return pseudonymise(self.key, value, "alternateIds")
+        return self.rename(value, pseudonymise(self.key, value, "alternateIds"))
+
+    def rename(self, raw: str, new: str) -> str:
+        """`new` replaces `raw`: noted in `renamed` (the first replacement of a value is the one kept)."""
+        self.renamed.setdefault(raw, new)
+        return new
 
 
 def pseudonymise_packet(packet: dict[str, Any], person: PersonIds, subject_id: str, report: Report, base: str) -> None:
@@ -97,20 +112,26 @@ def pseudonymise_packet(packet: dict[str, Any], person: PersonIds, subject_id: s
     _pseudonymise_files(packet, person)
 
 
-def prepare_packet(doc: dict, *, key: bytes, dataset_id: str) -> tuple[dict | None, str, Report]:
-    """Validate a submitted phenopacket and pseudonymise it; (packet, subject pseudonym, report)."""
+def prepare_packet(
+    doc: dict, *, key: bytes, dataset_id: str, renamed: dict[str, str] | None = None
+) -> tuple[dict | None, str, Report]:
+    """Validate a submitted phenopacket and pseudonymise it; (packet, subject pseudonym, report).
+
+    `renamed` receives every raw value replaced and its replacement (see `stored_issues`)."""
     report = Report()
     report.extend(validate_phenopacket(doc, target="input"))
     if not report.ok:
         return None, "", report
     packet = json.loads(json.dumps(doc))  # our own copy: the caller's document stays untouched
-    person = PersonIds(key, packet)
+    person = PersonIds(key, packet, renamed=renamed)
     pseudonymise_packet(packet, person, person.subject_id, report, "")
-    packet["id"] = derived_id(key, "phenopacket", dataset_id, person.subject_id)
+    packet["id"] = person.rename(packet.get("id") or "", derived_id(key, "phenopacket", dataset_id, person.subject_id))
     return packet, person.subject_id, report
 
 
-def prepare_family(doc: dict, *, key: bytes, dataset_id: str) -> tuple[dict | None, dict | None, str, Report]:
+def prepare_family(
+    doc: dict, *, key: bytes, dataset_id: str, renamed: dict[str, str] | None = None
+) -> tuple[dict | None, dict | None, str, Report]:
     """Validate a submitted Family and pseudonymise it; (proband, family, subject pseudonym, report).
 
     The proband is stored as its phenopacket would be on its own (same identity: its document id),
@@ -123,16 +144,16 @@ def prepare_family(doc: dict, *, key: bytes, dataset_id: str) -> tuple[dict | No
     family = json.loads(json.dumps(doc))
     proband = family["proband"]  # required by the Family schema (validated above)
     members = [proband, *_dicts(family.get("relatives"))]
-    person = PersonIds(key, proband, {i for member in members for i in _biosample_ids(member)})
+    person = PersonIds(key, proband, {i for member in members for i in _biosample_ids(member)}, renamed)
     subject_id = person.subject_id
     pseudonymise_packet(proband, person, subject_id, report, "/proband")
-    proband["id"] = derived_id(key, "phenopacket", dataset_id, subject_id)
+    proband["id"] = person.rename(proband.get("id") or "", derived_id(key, "phenopacket", dataset_id, subject_id))
     for n, relative in enumerate(_dicts(family.get("relatives"))):
         subject = _dict(relative.get("subject"))
         relative_id = person(subject.get("id") or relative.get("id") or f"relative {n}")
         pseudonymise_packet(relative, person, relative_id, report, f"/relatives/{n}")
         relative["id"] = derived_id(key, "relative-phenopacket", dataset_id, subject_id, relative_id)
-    family["id"] = derived_id(key, "family", dataset_id, subject_id)
+    family["id"] = person.rename(family.get("id") or "", derived_id(key, "family", dataset_id, subject_id))
     pedigree = family.get("pedigree")
     for member in _dicts(pedigree.get("persons") if isinstance(pedigree, dict) else None):
         member["familyId"] = family["id"]
@@ -145,6 +166,21 @@ def prepare_family(doc: dict, *, key: bytes, dataset_id: str) -> tuple[dict | No
     if not report.ok:
         return None, None, "", report
     return proband, family, subject_id, report
+
+
+def stored_issues(report: Report, renamed: dict[str, str]) -> tuple[dict, ...]:
+    """The issues kept with a stored document: a raw label the validator quoted (`'proband A'`) becomes
+    what replaced it in the document, so the labels are gone from the row as from the document; a
+    duplicate's note loses the locations (file names) it gave the sender."""
+    by_repr = {repr(raw): new for raw, new in renamed.items() if raw}
+    quoted = re.compile("|".join(re.escape(r) for r in sorted(by_repr, key=len, reverse=True))) if by_repr else None
+
+    def redact(issue: Issue) -> str:
+        if issue.code == "duplicate":
+            return "another document of the same request had the same id: one of them was stored"
+        return quoted.sub(lambda m: repr(by_repr[m.group(0)]), issue.message) if quoted else issue.message
+
+    return tuple({**i.to_dict(), "message": redact(i)} for i in report)
 
 
 def _pseudonymise_files(document: dict[str, Any], person: PersonIds) -> None:

@@ -181,3 +181,27 @@ def test_key_rotation_carries_the_derived_sample_and_interpretation_ids(store):
     assert moved["biosamples"][1]["derivedFromId"] == moved["biosamples"][0]["id"]
     genomic = moved["interpretations"][0]["diagnosis"]["genomicInterpretations"][0]
     assert genomic["subjectOrBiosampleId"] == moved["biosamples"][0]["id"]
+
+
+def test_the_issues_kept_with_the_row_do_not_quote_the_labels(store):
+    """The GA4GH examples name their variant's subject 'arbitrary interpretation id' (neither the subject nor
+    a biosample): the warning quoted that label, and was stored with the row; a duplicate's note named the
+    files (whose names are often the person's label)."""
+    stray = _packet("PMID_8_Patient_2", "Patient 2", sample="blood 7")
+    genomic = stray["interpretations"][0]["diagnosis"]["genomicInterpretations"][0]
+    genomic["subjectOrBiosampleId"] = "arbitrary interpretation id"
+    stray["biosamples"][0]["individualId"] = "Patient 2's mother"
+    locations = ["registry/Patient_2.json", "registry/Patient_2_again.json"]
+    results, reports = ingest_phenopackets(
+        [stray, copy.deepcopy(stray)], store=store, key=KEY, dataset_id="ds1", locations=locations
+    )
+    answered = [i.message for r in reports for i in r]
+    assert any("'arbitrary interpretation id'" in m for m in answered)  # the sender is told in their own terms
+    assert any("registry/Patient_2.json" in m for m in answered)
+    row = store.get_phenopacket(results[1].id)
+    kept = " ".join(i["message"] for i in row.issues)
+    assert {i["code"] for i in row.issues} >= {"unknown-reference", "duplicate"}
+    for raw in ("arbitrary interpretation id", "Patient 2", "blood 7", "PMID_8_Patient_2", "registry/"):
+        assert raw not in kept
+    named = row.document["interpretations"][0]["diagnosis"]["genomicInterpretations"][0]["subjectOrBiosampleId"]
+    assert repr(named) in kept  # the stored warning names what the document now holds
