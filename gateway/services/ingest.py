@@ -374,26 +374,18 @@ def ingest_phenopackets(
 ) -> tuple[list[SaveResult], list[Report]]:
     """Store phenopackets all or nothing: any invalid document rejects the whole request.
 
-    The same document `id` twice in one request is stored once (the later one) and said so on both,
-    with the other's location (`locations`, else the document's position). `store=None` only checks.
+    The same document `id` twice in one request: as the same document, it is stored once and said so on
+    both (a warning with the other's location: `locations`, else the document's position); with other
+    content, it is an error on both (which of the two is that person is not for the gateway to guess).
+    `store=None` only checks.
     """
     check_dataset_id(dataset_id)
     renamed: list[dict[str, str]] = [{} for _ in docs]  # per document: raw value -> what replaced it
     prepared = [_prepare(d, key=key, dataset_id=dataset_id, renamed=r) for d, r in zip(docs, renamed, strict=True)]
     reports = [r for *_, r in prepared]
+    _report_duplicates(docs, prepared, locations or [f"document {n}" for n in range(len(docs))])
     if store is None or not all(r.ok for r in reports):
         return [], reports
-    where = locations or [f"document {n}" for n in range(len(docs))]
-    first_of: dict[str, int] = {}
-    for n, (_, _, subject_id, report) in enumerate(prepared):
-        earlier = first_of.setdefault(subject_id, n)
-        if earlier != n:
-            named = docs[n].get("id") if "proband" not in docs[n] else (docs[n].get("proband") or {}).get("id")
-            message = f"phenopacket id {named!r} is also at {where[earlier]}: this one replaces it"
-            report.add(Issue.warning("duplicate", message, "/id"))
-            reports[earlier].add(
-                Issue.warning("duplicate", f"replaced by the phenopacket with the same id at {where[n]}", "/id")
-            )
     records = [
         PhenopacketRecord(
             id=packet["id"],
@@ -408,3 +400,25 @@ def ingest_phenopackets(
         if packet is not None
     ]
     return _save_creating_dataset(store, dataset_id, records), reports
+
+
+def _report_duplicates(docs: list[dict], prepared: list, where: list[str]) -> None:
+    """One document id twice in a request: a warning when it is the same document, else an error; on both."""
+    first_of: dict[str, int] = {}
+    for n, (packet, _, subject_id, report) in enumerate(prepared):
+        if packet is None:
+            continue
+        earlier = first_of.setdefault(subject_id, n)
+        if earlier == n:
+            continue
+        family = "proband" in docs[n]
+        named = (docs[n].get("proband") or {}).get("id") if family else docs[n].get("id")
+        pointer = "/proband/id" if family else "/id"
+        other = "/proband/id" if "proband" in docs[earlier] else "/id"
+        if docs[n] == docs[earlier]:
+            report.add(Issue.warning("duplicate", f"phenopacket id {named!r} is also at {where[earlier]}", pointer))
+            prepared[earlier][3].add(Issue.warning("duplicate", f"the same document is at {where[n]}", other))
+            continue
+        message = "with other content: one id cannot name two documents (nothing is stored)"
+        report.add(Issue.error("duplicate", f"phenopacket id {named!r} is also at {where[earlier]} {message}", pointer))
+        prepared[earlier][3].add(Issue.error("duplicate", f"its id is also at {where[n]} {message}", other))

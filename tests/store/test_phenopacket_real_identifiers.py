@@ -205,3 +205,15 @@ def test_the_issues_kept_with_the_row_do_not_quote_the_labels(store):
         assert raw not in kept
     named = row.document["interpretations"][0]["diagnosis"]["genomicInterpretations"][0]["subjectOrBiosampleId"]
     assert repr(named) in kept  # the stored warning names what the document now holds
+
+
+def test_one_id_for_two_different_documents_in_a_request_is_refused_on_both(store):
+    """Collections merged from two sources: "P1" of one paper and "P1" of another are two people."""
+    first, second = _packet("P1", "proband"), _packet("P1", "Patient 1")
+    results, reports = ingest_phenopackets(
+        [first, second], store=store, key=KEY, dataset_id="ds1", locations=["a.json", "b.json"]
+    )
+    assert results == [] and store.list_phenopackets(dataset_id="ds1")[1] == 0
+    (on_first,), (on_second,) = ([i for i in r if i.is_error] for r in reports)
+    assert on_first.code == on_second.code == "duplicate" and on_first.location == on_second.location == "/id"
+    assert "b.json" in on_first.message and "a.json" in on_second.message

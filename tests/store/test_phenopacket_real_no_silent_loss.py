@@ -2,8 +2,9 @@
 
 Collections as phenopacket-store publishes them reuse subject labels ("Patient 1" 184 times, "proband" 90
 times in 10,580 files) and, merged with other sources, document ids too. Whatever the mix of ids, labels,
-Families and requests: every distinct document id is one stored phenopacket of its own, and a document
-that does not add one is answered as an update (`created` false) or carries a `duplicate` warning.
+Families and requests: every distinct document id is one stored phenopacket of its own, a document that
+does not add one is answered as an update (`created` false) or carries a `duplicate` warning, and one id
+given to two different documents of one request refuses the request with an error on both.
 """
 
 from __future__ import annotations
@@ -57,6 +58,16 @@ def test_ingest_never_loses_a_distinct_document_silently(store, requests):
     for docs in requests:
         before = store.list_phenopackets(dataset_id=dataset, limit=1)[1] if seen else 0
         results, reports = ingest_phenopackets(docs, store=store, key=KEY, dataset_id=dataset)
+        by_identity: dict[str, list[dict]] = {}
+        for doc in docs:
+            by_identity.setdefault(_identity(doc), []).append(doc)
+        two_in_one = any(any(d != same[0] for d in same) for same in by_identity.values())
+        if two_in_one:  # one id, two different documents: refused on both, nothing stored
+            assert results == []
+            errors = [i for r in reports for i in r if i.is_error]
+            assert errors and {i.code for i in errors} == {"duplicate"}
+            assert (store.list_phenopackets(dataset_id=dataset, limit=1)[1] if seen else 0) == before
+            continue
         assert all(r.ok for r in reports) and len(results) == len(docs)
         in_request: set[str] = set()
         for doc, result, report in zip(docs, results, reports, strict=True):
