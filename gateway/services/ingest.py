@@ -403,22 +403,25 @@ def ingest_phenopackets(
 
 
 def _report_duplicates(docs: list[dict], prepared: list, where: list[str]) -> None:
-    """One document id twice in a request: a warning when it is the same document, else an error; on both."""
-    first_of: dict[str, int] = {}
-    for n, (packet, _, subject_id, report) in enumerate(prepared):
-        if packet is None:
+    """One document id more than once in a request, said on each with the others' locations: a warning when
+    it is the same document every time (stored once), else an error (one id cannot name two people)."""
+    groups: dict[str, list[int]] = defaultdict(list)
+    for n, (packet, _, subject_id, _) in enumerate(prepared):
+        if packet is not None:
+            groups[subject_id].append(n)
+    for indexes in groups.values():
+        if len(indexes) < 2:
             continue
-        earlier = first_of.setdefault(subject_id, n)
-        if earlier == n:
-            continue
-        family = "proband" in docs[n]
-        named = (docs[n].get("proband") or {}).get("id") if family else docs[n].get("id")
-        pointer = "/proband/id" if family else "/id"
-        other = "/proband/id" if "proband" in docs[earlier] else "/id"
-        if docs[n] == docs[earlier]:
-            report.add(Issue.warning("duplicate", f"phenopacket id {named!r} is also at {where[earlier]}", pointer))
-            prepared[earlier][3].add(Issue.warning("duplicate", f"the same document is at {where[n]}", other))
-            continue
-        message = "with other content: one id cannot name two documents (nothing is stored)"
-        report.add(Issue.error("duplicate", f"phenopacket id {named!r} is also at {where[earlier]} {message}", pointer))
-        prepared[earlier][3].add(Issue.error("duplicate", f"its id is also at {where[n]} {message}", other))
+        same = all(docs[n] == docs[indexes[0]] for n in indexes)
+        for n in indexes:
+            family = "proband" in docs[n]
+            named = (docs[n].get("proband") or {}).get("id") if family else docs[n].get("id")
+            others = [where[m] for m in indexes if m != n]
+            listed = ", ".join(others[:5]) + (f" and {len(others) - 5} more" if len(others) > 5 else "")
+            pointer = "/proband/id" if family else "/id"
+            if same:
+                message = f"phenopacket id {named!r} is also at {listed}, the same document: stored once"
+                prepared[n][3].add(Issue.warning("duplicate", message, pointer))
+            else:
+                message = f"phenopacket id {named!r} is also at {listed} with other content: one id cannot name two documents (nothing is stored)"
+                prepared[n][3].add(Issue.error("duplicate", message, pointer))

@@ -208,12 +208,16 @@ def test_the_issues_kept_with_the_row_do_not_quote_the_labels(store):
 
 
 def test_one_id_for_two_different_documents_in_a_request_is_refused_on_both(store):
-    """Collections merged from two sources: "P1" of one paper and "P1" of another are two people."""
-    first, second = _packet("P1", "proband"), _packet("P1", "Patient 1")
+    """The phenopacket-tools examples give eight different people the document id "arbitrary.id" (four of them
+    the subject "proband A"); it used to store one of them, with warnings, exit 0."""
+    docs = [_packet("arbitrary.id", "proband A"), _packet("arbitrary.id", "16-year-old boy"), _packet("x", "y")]
+    docs.append(_packet("arbitrary.id", "proband A", sample="biosample.1"))
     results, reports = ingest_phenopackets(
-        [first, second], store=store, key=KEY, dataset_id="ds1", locations=["a.json", "b.json"]
+        docs, store=store, key=KEY, dataset_id="ds1", locations=["a.json", "b.json", "c.json", "d.json"]
     )
     assert results == [] and store.list_phenopackets(dataset_id="ds1")[1] == 0
-    (on_first,), (on_second,) = ([i for i in r if i.is_error] for r in reports)
-    assert on_first.code == on_second.code == "duplicate" and on_first.location == on_second.location == "/id"
-    assert "b.json" in on_first.message and "a.json" in on_second.message
+    errors = [[i for i in r if i.is_error] for r in reports]
+    assert [len(e) for e in errors] == [1, 1, 0, 1]
+    assert all(e[0].code == "duplicate" and e[0].location == "/id" for e in errors if e)
+    assert "b.json, d.json" in errors[0][0].message and "a.json, d.json" in errors[1][0].message
+    assert "c.json" not in errors[3][0].message
