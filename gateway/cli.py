@@ -275,6 +275,15 @@ def cmd_fhir_rekey_identifiers(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _json_files(paths: Sequence[str]) -> list[str]:
+    """The files named, a directory standing for every `*.json` file under it (sorted)."""
+    found: list[str] = []
+    for path in paths:
+        folder = Path(path)
+        found.extend(sorted(str(f) for f in folder.rglob("*.json") if f.is_file()) if folder.is_dir() else [path])
+    return found
+
+
 def cmd_ingest_phenopacket(args: argparse.Namespace) -> int:
     from gateway.services.ingest import ingest_phenopackets, phenopacket_documents
 
@@ -284,7 +293,7 @@ def cmd_ingest_phenopacket(args: argparse.Namespace) -> int:
     key, store = services.key, services.store
     docs: list[tuple[str, dict]] = []
     rejected = False
-    for path in args.files:  # a file: a phenopacket, a Family, a Cohort or a JSON array of them
+    for path in _json_files(args.files):  # a phenopacket, a Family, a Cohort or a JSON array of them
         try:
             found, notes = phenopacket_documents(_read_json(path, cfg.max_json_depth))
         except OSError as exc:
@@ -425,7 +434,7 @@ def build_parser() -> argparse.ArgumentParser:
     rekey.add_argument("--batch", type=int, default=500, help="rows per transaction (default 500)")
     rekey.set_defaults(func=cmd_fhir_rekey_identifiers)
     pxf = ingest.add_parser("phenopacket", help="GA4GH Phenopacket v2 JSON files")
-    pxf.add_argument("files", nargs="+", metavar="FILE")
+    pxf.add_argument("files", nargs="+", metavar="FILE", help="JSON files; a directory: every *.json file under it")
     pxf.add_argument("--dataset")
     pxf.set_defaults(func=cmd_ingest_phenopacket)
     vcf = ingest.add_parser("vcf", help="a VCF/BCF file into a dataset's variant store")

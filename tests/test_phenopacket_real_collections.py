@@ -98,3 +98,15 @@ def test_post_issues_of_a_stored_array_name_their_document(client, operator):
     assert [i["location"] for i in answer.json["issues"]] == ["/1/subject/dateOfBirth"]
     answer = client.post("/phenopackets", json={"phenopackets": [_packet("PMID_12_h", "h"), "x"]}, headers=operator)
     assert answer.status_code == 400 and answer.json["error"]["issues"][0]["location"] == "/phenopackets/1"
+
+
+def test_cli_a_directory_stands_for_the_json_files_under_it(env, capsys):
+    """phenopacket-store is published as folders of files (notebooks/<gene>/phenopackets/*.json)."""
+    folder = env / "store" / "ACTB" / "phenopackets"
+    folder.mkdir(parents=True)
+    _write(folder / "PMID_1_Patient_1.json", _packet("PMID_1_Patient_1", "Patient 1"))
+    _write(folder / "PMID_2_Patient_1.json", _packet("PMID_2_Patient_1", "Patient 1"))
+    (folder / "README.md").write_text("not a phenopacket", encoding="utf-8")
+    assert main(["ingest", "phenopacket", str(env / "store")]) == 0
+    out = capsys.readouterr().out
+    assert out.count("(new)") == 2 and "PMID_1_Patient_1.json: stored" in out
