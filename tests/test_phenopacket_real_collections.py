@@ -110,3 +110,22 @@ def test_cli_a_directory_stands_for_the_json_files_under_it(env, capsys):
     assert main(["ingest", "phenopacket", str(env / "store")]) == 0
     out = capsys.readouterr().out
     assert out.count("(new)") == 2 and "PMID_1_Patient_1.json: stored" in out
+
+
+def test_cli_skip_invalid_stores_the_valid_documents_and_lists_the_rest(env, capsys):
+    """phenopacket-store as a whole: 10,578 valid files, one that is not JSON and one with a swapped
+    modifier; all or nothing stored none of them."""
+    folder = env / "store"
+    folder.mkdir()
+    (folder / "broken.json").write_text('{"id": "x",}', encoding="utf-8")
+    bad = _packet("PMID_5_c", "c")
+    bad["phenotypicFeatures"][0]["modifiers"] = [{"id": "Triggered by cold", "label": "HP:0025206"}]
+    _write(folder / "bad.json", bad)
+    _write(folder / "good.json", _packet("PMID_6_d", "d"))
+    _write(folder / "pair.json", [_packet("P1", "proband"), _packet("P1", "Patient 1"), _packet("PMID_7", "e")])
+    assert main(["ingest", "phenopacket", "--skip-invalid", str(folder)]) == 1
+    out, err = capsys.readouterr()
+    assert out.count("stored phenopacket") == 2 and "good.json: stored" in out and "pair.json#/2: stored" in out
+    assert "bad.json: ERROR [invalid-format]" in err and "broken.json: ERROR [json-syntax]" in err
+    assert "pair.json#/0: ERROR [duplicate]" in err and "pair.json#/1: ERROR [duplicate]" in err
+    assert "summary: 2 stored (2 new, 0 updated); left out: 3 document(s) with errors, 1 file(s) not read" in err

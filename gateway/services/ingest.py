@@ -370,9 +370,17 @@ def phenopacket_documents(doc: Any) -> tuple[list[tuple[str, dict]], list[Issue]
 
 
 def ingest_phenopackets(
-    docs: list[dict], *, store, key: bytes, dataset_id: str, source: str = "", locations: list[str] | None = None
+    docs: list[dict],
+    *,
+    store,
+    key: bytes,
+    dataset_id: str,
+    source: str = "",
+    locations: list[str] | None = None,
+    skip_invalid: bool = False,
 ) -> tuple[list[SaveResult], list[Report]]:
-    """Store phenopackets all or nothing: any invalid document rejects the whole request.
+    """Store phenopackets all or nothing: any invalid document rejects the whole request (`skip_invalid`:
+    the documents whose report has no error are stored, the results are theirs, in order).
 
     The same document `id` twice in one request: as the same document, it is stored once and said so on
     both (a warning with the other's location: `locations`, else the document's position); with other
@@ -384,7 +392,7 @@ def ingest_phenopackets(
     prepared = [_prepare(d, key=key, dataset_id=dataset_id, renamed=r) for d, r in zip(docs, renamed, strict=True)]
     reports = [r for *_, r in prepared]
     _report_duplicates(docs, prepared, locations or [f"document {n}" for n in range(len(docs))])
-    if store is None or not all(r.ok for r in reports):
+    if store is None or not (skip_invalid or all(r.ok for r in reports)):
         return [], reports
     records = [
         PhenopacketRecord(
@@ -397,9 +405,9 @@ def ingest_phenopackets(
             family=family,
         )
         for (packet, family, subject_id, report), names in zip(prepared, renamed, strict=True)
-        if packet is not None
+        if packet is not None and report.ok
     ]
-    return _save_creating_dataset(store, dataset_id, records), reports
+    return (_save_creating_dataset(store, dataset_id, records) if records else []), reports
 
 
 def _report_duplicates(docs: list[dict], prepared: list, where: list[str]) -> None:
