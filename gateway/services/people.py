@@ -24,6 +24,7 @@ from typing import Any
 from gateway.issues import Issue, Report
 from gateway.security.pseudonym import derived_id, pseudonymise
 from gateway.validation.phenopacket import validate_family, validate_phenopacket
+from translators.ages import parse_fhir_date, whole_years
 
 PED_UNKNOWN = "0"  # PED's "no parent in the pedigree": a marker, not a person
 
@@ -89,6 +90,7 @@ def pseudonymise_packet(packet: dict[str, Any], person: PersonIds, subject_id: s
     subject = _dict(packet.get("subject"))
     subject["id"] = subject_id
     packet["subject"] = subject
+    _dates_as_ages(packet, subject.get("dateOfBirth"), report, base)
     if subject.pop("dateOfBirth", None) is not None:
         report.add(
             Issue.warning("minimised", "subject.dateOfBirth removed (data minimisation)", f"{base}/subject/dateOfBirth")
@@ -110,6 +112,56 @@ def pseudonymise_packet(packet: dict[str, Any], person: PersonIds, subject_id: s
             if "subjectOrBiosampleId" in genomic:
                 genomic["subjectOrBiosampleId"] = person.subject_or_biosample(genomic["subjectOrBiosampleId"])
     _pseudonymise_files(packet, person)
+
+
+# The TimeElements of a phenopacket, by the member that holds one (a dose interval's `interval` is not one:
+# the model defines it as timestamps only, and it stays as the FHIR translator leaves it).
+TIME_ELEMENTS = frozenset(
+    {"onset", "resolution", "timeAtLastEncounter", "timeOfDeath", "timeObserved", "timeOfCollection", "performed"}
+    | {"startTime", "endTime"}
+)
+
+
+def _dates_as_ages(packet: dict[str, Any], birth_value: Any, report: Report, base: str) -> None:
+    """Every date of the person's life (a TimeElement's timestamp or interval) becomes their age at it, in whole
+    completed years, as the FHIR translator makes them (translators.ages); without a birth date, or before it,
+    the date is removed with a warning. The dates are identifying; the ages say what Beacon filters ask."""
+    birth = parse_fhir_date(birth_value, latest=True)
+    converted: list[str] = []
+
+    def age_at(value: Any) -> dict | None:
+        at = parse_fhir_date(value, latest=False)
+        years = whole_years(birth, at) if birth and at else -1
+        return {"iso8601duration": f"P{years}Y"} if years >= 0 else None
+
+    def as_ages(element: dict) -> dict | None:
+        if "timestamp" in element:
+            age = age_at(element["timestamp"])
+            return {"age": age} if age else None
+        interval = _dict(element.get("interval"))
+        start, end = age_at(interval.get("start")), age_at(interval.get("end"))
+        return {"ageRange": {"start": start, "end": end}} if start and end else None
+
+    def visit(node: Any, path: str) -> None:
+        items = list(node.items()) if isinstance(node, dict) else list(enumerate(node))
+        for key, value in items:
+            where = f"{path}/{key}"
+            if key in TIME_ELEMENTS and isinstance(value, dict) and ("timestamp" in value or "interval" in value):
+                ages = as_ages(value)
+                if ages is not None:
+                    node[key] = ages
+                    converted.append(where)
+                    continue
+                del node[key]
+                why = "it is before the birth date" if birth else "there is no birth date to make it an age"
+                report.add(Issue.warning("minimised", f"{key}: a date, removed (data minimisation): {why}", where))
+            elif isinstance(value, dict | list):
+                visit(value, where)
+
+    visit(packet, base)
+    if converted:
+        message = f"{len(converted)} date(s) of the person's life became their age at it (data minimisation)"
+        report.add(Issue.info("minimised", message, converted[0]))
 
 
 def prepare_packet(

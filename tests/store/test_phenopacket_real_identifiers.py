@@ -16,6 +16,7 @@ import re
 
 from gateway.security.rotation import rotate_metadata
 from gateway.services.ingest import ingest_phenopackets
+from gateway.validation.phenopacket import validate_phenopacket
 
 KEY = b"real-identifiers-test-key-000000"
 RESOURCES = [
@@ -221,3 +222,70 @@ def test_one_id_for_two_different_documents_in_a_request_is_refused_on_both(stor
     assert all(e[0].code == "duplicate" and e[0].location == "/id" for e in errors if e)
     assert "b.json, d.json" in errors[0][0].message and "a.json, d.json" in errors[1][0].message
     assert "c.json" not in errors[3][0].message
+
+
+def _dated(doc: dict, birth: str | None) -> dict:
+    """The dates a registry export carries (ERKER2Phenopackets: a birth date, onsets as timestamps; the GA4GH
+    COVID example: timestamps and no birth date) and a dose interval, which the model keeps as timestamps."""
+    if birth:
+        doc["subject"]["dateOfBirth"] = birth
+    doc["subject"]["vitalStatus"] = {"status": "DECEASED", "timeOfDeath": {"timestamp": "2024-12-05T14:41:44Z"}}
+    doc["phenotypicFeatures"][0]["onset"] = {"timestamp": "1992-06-16T00:00:00Z"}
+    doc["phenotypicFeatures"][0]["resolution"] = {
+        "interval": {"start": "1993-01-01T00:00:00Z", "end": "2000-06-30T00:00:00Z"}
+    }
+    doc["medicalActions"] = [
+        {
+            "treatment": {
+                "agent": {"id": "HP:0001250", "label": "Seizure"},
+                "doseIntervals": [
+                    {
+                        "quantity": {"unit": {"id": "HP:0001250", "label": "Seizure"}, "value": 1.0},
+                        "scheduleFrequency": {"id": "HP:0001250", "label": "Seizure"},
+                        "interval": {"start": "2020-02-03T13:20:44Z", "end": "2020-03-01T00:00:00Z"},
+                    }
+                ],
+            }
+        }
+    ]
+    return doc
+
+
+def _timestamps(value, path="") -> list[str]:
+    if isinstance(value, dict):
+        found = [f"{path}/timestamp"] if "timestamp" in value else []
+        if isinstance(value.get("interval"), dict) and "start" in value["interval"]:
+            found.append(f"{path}/interval")
+        return found + [p for k, v in value.items() for p in _timestamps(v, f"{path}/{k}")]
+    if isinstance(value, list):
+        return [p for n, v in enumerate(value) for p in _timestamps(v, f"{path}/{n}")]
+    return []
+
+
+def test_dates_of_the_persons_life_become_ages_at_them(store):
+    doc = _dated(_packet("ERKER_0", "0"), "1962-12-05T12:07:33Z")
+    (result,), (report,) = ingest_phenopackets([doc], store=store, key=KEY, dataset_id="ds1")
+    stored = store.get_phenopacket(result.id).document
+    assert _timestamps(stored) == ["/medicalActions/0/treatment/doseIntervals/0/interval"]
+    assert stored["subject"]["vitalStatus"]["timeOfDeath"] == {
+        "age": {"iso8601duration": "P62Y"}
+    }  # on the 62nd birthday
+    feature = stored["phenotypicFeatures"][0]
+    assert feature["onset"] == {"age": {"iso8601duration": "P29Y"}}
+    assert feature["resolution"] == {
+        "ageRange": {"start": {"iso8601duration": "P30Y"}, "end": {"iso8601duration": "P37Y"}}
+    }
+    assert "dateOfBirth" not in stored["subject"]
+    assert any(i.code == "minimised" and "3 date(s)" in i.message for i in report)
+    assert validate_phenopacket(stored, target="output").ok
+
+
+def test_dates_without_a_birth_date_are_removed_with_a_warning(store):
+    doc = _dated(_packet("COVID_1", "P1"), None)
+    (result,), (report,) = ingest_phenopackets([doc], store=store, key=KEY, dataset_id="ds1")
+    stored = store.get_phenopacket(result.id).document
+    assert _timestamps(stored) == ["/medicalActions/0/treatment/doseIntervals/0/interval"]
+    assert stored["subject"]["vitalStatus"] == {"status": "DECEASED"}
+    removed = {i.location for i in report if i.code == "minimised"}
+    expected = {"/subject/vitalStatus/timeOfDeath", "/phenotypicFeatures/0/onset", "/phenotypicFeatures/0/resolution"}
+    assert removed == expected
