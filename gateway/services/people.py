@@ -224,6 +224,8 @@ def stored_issues(report: Report, renamed: dict[str, str]) -> tuple[dict, ...]:
     """The issues kept with a stored document: a raw label the validator quoted (`'proband A'`) becomes
     what replaced it in the document, so the labels are gone from the row as from the document; a
     duplicate's note loses the locations (file names) it gave the sender."""
+    if not report.issues:
+        return ()
     by_repr = {repr(raw): new for raw, new in renamed.items() if raw}
     quoted = re.compile("|".join(re.escape(r) for r in sorted(by_repr, key=len, reverse=True))) if by_repr else None
 
