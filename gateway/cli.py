@@ -275,37 +275,57 @@ def cmd_fhir_rekey_identifiers(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _json_files(paths: Sequence[str]) -> list[str]:
+    """The files named, a directory standing for every `*.json` file under it (sorted)."""
+    found: list[str] = []
+    for path in paths:
+        folder = Path(path)
+        found.extend(sorted(str(f) for f in folder.rglob("*.json") if f.is_file()) if folder.is_dir() else [path])
+    return found
+
+
 def cmd_ingest_phenopacket(args: argparse.Namespace) -> int:
-    from gateway.services.ingest import ingest_phenopackets
+    from gateway.services.ingest import ingest_phenopackets, phenopacket_documents
 
     cfg = load_config()
     dataset = check_dataset_id(args.dataset or cfg.default_dataset)
     services = _services(cfg)
     key, store = services.key, services.store
     docs: list[tuple[str, dict]] = []
-    rejected = False
-    for path, doc, issue in _fhir_documents(args.files, cfg.max_json_depth):
-        if issue:
-            _print_issues(path, [issue])
-            rejected = True
-        elif isinstance(doc, list):
-            docs.extend((f"{path}#/{n}", d) for n, d in enumerate(doc))
-        else:
-            docs.append((path, doc))
-    if rejected:
-        _err("rejected; nothing stored")
-        return EXIT_REJECTED
+    unread = 0  # files that are not (an array of) phenopackets
+    for path in _json_files(args.files):  # a phenopacket, a Family, a Cohort or a JSON array of them
+        try:
+            found, notes = phenopacket_documents(_read_json(path, cfg.max_json_depth))
+        except OSError as exc:
+            found, notes = [], [Issue.error("io", f"cannot read: {exc.strerror}")]
+        except JSONInputError as exc:
+            found, notes = [], [exc.issue]
+        _print_issues(path, notes)
+        unread += any(i.is_error for i in notes)
+        docs.extend((f"{path}#{pointer}" if pointer else path, d) for pointer, d in found)
     results, reports = ingest_phenopackets(
-        [d for _, d in docs], store=store, key=key, dataset_id=dataset, locations=[p for p, _ in docs]
+        [d for _, d in docs],
+        store=None if unread and not args.skip_invalid else store,  # else the others are still checked
+        key=key,
+        dataset_id=dataset,
+        locations=[p for p, _ in docs],
+        skip_invalid=args.skip_invalid,
     )
     for (path, _), report in zip(docs, reports, strict=True):
         _print_issues(path, report)
     store.close()
+    refused = [path for (path, _), report in zip(docs, reports, strict=True) if not report.ok]
     if not results:
         _err("rejected; nothing stored")
         return EXIT_REJECTED
-    for (path, doc), result in zip(docs, results, strict=True):
+    kept = [(path, doc) for (path, doc), report in zip(docs, reports, strict=True) if report.ok]
+    for (path, doc), result in zip(kept, results, strict=True):
         print(_stored_line(path, result, dataset, doc if "proband" in doc else None))
+    if unread or refused:  # --skip-invalid: the rest is stored, and the exit status says not everything was
+        new = sum(1 for r in results if r.created)
+        counts = f"{len(results)} stored ({new} new, {len(results) - new} updated)"
+        _err(f"summary: {counts}; left out: {len(refused)} document(s) with errors, {unread} file(s) not read")
+        return EXIT_REJECTED
     return EXIT_OK
 
 
@@ -422,8 +442,14 @@ def build_parser() -> argparse.ArgumentParser:
     rekey.add_argument("--batch", type=int, default=500, help="rows per transaction (default 500)")
     rekey.set_defaults(func=cmd_fhir_rekey_identifiers)
     pxf = ingest.add_parser("phenopacket", help="GA4GH Phenopacket v2 JSON files")
-    pxf.add_argument("files", nargs="+", metavar="FILE")
+    pxf.add_argument("files", nargs="+", metavar="FILE", help="JSON files; a directory: every *.json file under it")
     pxf.add_argument("--dataset")
+    pxf.add_argument(
+        "--skip-invalid",
+        action="store_true",
+        help="store the valid documents and leave out those with errors (listed; exit status 1), "
+        "instead of storing nothing",
+    )
     pxf.set_defaults(func=cmd_ingest_phenopacket)
     vcf = ingest.add_parser("vcf", help="a VCF/BCF file into a dataset's variant store")
     vcf.add_argument("file", metavar="FILE")

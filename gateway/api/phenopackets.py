@@ -29,7 +29,7 @@ from gateway.jsonio import loads_strict
 from gateway.security.keys import is_operator
 from gateway.security.tokens import TokenError
 from gateway.services.fhir_export import export_phenopacket
-from gateway.services.ingest import ingest_phenopackets
+from gateway.services.ingest import ingest_phenopackets, phenopacket_documents
 from gateway.store.records import StoredPhenopacket
 
 MAX_PAGE = 1000
@@ -130,19 +130,23 @@ def phenopackets_blueprint() -> Blueprint:
     def load_packets():
         svc = services()
         doc = loads_strict(request.get_data(cache=False), max_depth=svc.config.max_json_depth, require_object=False)
-        docs = doc if isinstance(doc, list) else doc.get("phenopackets", [doc]) if isinstance(doc, dict) else None
-        if not docs or not all(isinstance(d, dict) for d in docs):
-            return problem(400, 'send a phenopacket or a Family, a JSON array of them, or {"phenopackets": [...]}')
+        found, notes = phenopacket_documents(doc)
+        if any(i.is_error for i in notes):
+            message = 'send a phenopacket or a Family, a JSON array of them, {"phenopackets": [...]} or a Cohort'
+            return problem(400, message, [i for i in notes if i.is_error])
         dataset = request.args.get("dataset") or svc.config.default_dataset
-        results, reports = ingest_phenopackets(docs, store=svc.store, key=svc.key, dataset_id=dataset)
+        pointers = [p for p, _ in found]
+        results, reports = ingest_phenopackets(
+            [d for _, d in found], store=svc.store, key=svc.key, dataset_id=dataset, locations=pointers
+        )
+        issues = [*notes, *(i.at(p) for p, r in zip(pointers, reports, strict=True) for i in r)]
         if not results:
-            issues = [i.at(f"/{n}") if isinstance(doc, list) else i for n, r in enumerate(reports) for i in r]
             return problem(422, "phenopacket rejected; nothing was stored", [i for i in issues if i.is_error] or issues)
         return json_response(
             {
                 "dataset": dataset,
                 "stored": [{"id": r.id, "created": r.created} for r in results],
-                "issues": [i.to_dict() for r in reports for i in r],
+                "issues": [i.to_dict() for i in issues],
             },
             201 if any(r.created for r in results) else 200,
         )

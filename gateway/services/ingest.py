@@ -19,7 +19,7 @@ import mappings
 from gateway.ids import check_dataset_id
 from gateway.issues import Issue, Report
 from gateway.security.pseudonym import id_functions
-from gateway.services.people import prepare_family, prepare_packet
+from gateway.services.people import prepare_family, prepare_packet, stored_issues
 from gateway.store.fhir_resources import lock_dataset
 from gateway.store.metadata import UnknownDatasetError
 from gateway.store.records import PhenopacketRecord, SaveResult
@@ -350,49 +350,111 @@ def prepare_phenopacket(doc: dict, *, key: bytes, dataset_id: str) -> tuple[dict
     return prepare_packet(doc, key=key, dataset_id=dataset_id)
 
 
-def _prepare(doc: dict, *, key: bytes, dataset_id: str) -> tuple[dict | None, dict | None, str, Report]:
+def _prepare(
+    doc: dict, *, key: bytes, dataset_id: str, renamed: dict[str, str]
+) -> tuple[dict | None, dict | None, str, Report]:
     """A phenopacket, or a Family (its proband stored as the phenopacket, the rest around it)."""
     if detect_kind(doc) == "family":
-        return prepare_family(doc, key=key, dataset_id=dataset_id)
-    packet, subject_id, report = prepare_packet(doc, key=key, dataset_id=dataset_id)
+        return prepare_family(doc, key=key, dataset_id=dataset_id, renamed=renamed)
+    packet, subject_id, report = prepare_packet(doc, key=key, dataset_id=dataset_id, renamed=renamed)
     return packet, None, subject_id, report
 
 
-def ingest_phenopackets(
-    docs: list[dict], *, store, key: bytes, dataset_id: str, source: str = "", locations: list[str] | None = None
-) -> tuple[list[SaveResult], list[Report]]:
-    """Store phenopackets all or nothing: any invalid document rejects the whole request.
+def phenopacket_documents(doc: Any) -> tuple[list[tuple[str, dict]], list[Issue]]:
+    """The phenopackets (and Families) one submitted JSON value holds, each with its JSON pointer in it.
 
-    The same document `id` twice in one request is stored once (the later one) and said so on both,
-    with the other's location (`locations`, else the document's position).
+    One document (pointer ""), an array of them ("/n"), `{"phenopackets": [...]}` ("/phenopackets/n"), or a
+    Phenopacket v2 Cohort, whose members are stored as phenopackets ("/members/n"): what a Cohort says
+    beyond its members (its id, description, files) has no place in the store, which a warning says.
+    Anything that is not such a document is an error with its pointer; (documents, issues).
+    """
+    if isinstance(doc, list):
+        listed, base = doc, ""
+    elif isinstance(doc, dict) and detect_kind(doc) == "cohort" and isinstance(doc.get("members"), list):
+        listed, base = doc["members"], "/members"
+    elif isinstance(doc, dict) and isinstance(doc.get("phenopackets"), list):
+        listed, base = doc["phenopackets"], "/phenopackets"
+    elif isinstance(doc, dict):
+        return [("", doc)], []
+    else:
+        return [], [Issue.error("not-phenopacket", "expected a Phenopacket, a Family, a Cohort or an array of them")]
+    found = [(f"{base}/{n}", d) for n, d in enumerate(listed) if isinstance(d, dict)]
+    issues = [
+        Issue.error("not-phenopacket", "expected a Phenopacket or a Family (a JSON object)", f"{base}/{n}")
+        for n, d in enumerate(listed)
+        if not isinstance(d, dict)
+    ]
+    if not listed:
+        issues.append(Issue.error("not-phenopacket", "no phenopacket in it", base or "/"))
+    if base == "/members":
+        left = [name for name in ("id", "description", "files") if doc.get(name) not in (None, "", [], {})]
+        if left:
+            message = f"a Cohort's members are stored as phenopackets; its {', '.join(left)} are not kept"
+            issues.append(Issue.warning("cohort-not-kept", message, f"/{left[0]}"))
+    return found, issues
+
+
+def ingest_phenopackets(
+    docs: list[dict],
+    *,
+    store,
+    key: bytes,
+    dataset_id: str,
+    source: str = "",
+    locations: list[str] | None = None,
+    skip_invalid: bool = False,
+) -> tuple[list[SaveResult], list[Report]]:
+    """Store phenopackets all or nothing: any invalid document rejects the whole request (`skip_invalid`:
+    the documents whose report has no error are stored, the results are theirs, in order).
+
+    The same document `id` twice in one request: as the same document, it is stored once and said so on
+    both (a warning with the other's location: `locations`, else the document's position); with other
+    content, it is an error on both (which of the two is that person is not for the gateway to guess).
+    `store=None` only checks.
     """
     check_dataset_id(dataset_id)
-    prepared = [_prepare(d, key=key, dataset_id=dataset_id) for d in docs]
+    renamed: list[dict[str, str]] = [{} for _ in docs]  # per document: raw value -> what replaced it
+    prepared = [_prepare(d, key=key, dataset_id=dataset_id, renamed=r) for d, r in zip(docs, renamed, strict=True)]
     reports = [r for *_, r in prepared]
-    if not all(r.ok for r in reports):
+    _report_duplicates(docs, prepared, locations or [f"document {n}" for n in range(len(docs))])
+    if store is None or not (skip_invalid or all(r.ok for r in reports)):
         return [], reports
-    where = locations or [f"document {n}" for n in range(len(docs))]
-    first_of: dict[str, int] = {}
-    for n, (_, _, subject_id, report) in enumerate(prepared):
-        earlier = first_of.setdefault(subject_id, n)
-        if earlier != n:
-            named = docs[n].get("id") if "proband" not in docs[n] else (docs[n].get("proband") or {}).get("id")
-            message = f"phenopacket id {named!r} is also at {where[earlier]}: this one replaces it"
-            report.add(Issue.warning("duplicate", message, "/id"))
-            reports[earlier].add(
-                Issue.warning("duplicate", f"replaced by the phenopacket with the same id at {where[n]}", "/id")
-            )
     records = [
         PhenopacketRecord(
             id=packet["id"],
             dataset_id=dataset_id,
             subject_id=subject_id,
             document=packet,
-            source=source or source_identity(packet),
-            issues=tuple(i.to_dict() for i in report),
+            source=source or f"{'Family' if family else 'Phenopacket'}/{packet['id']}",
+            issues=stored_issues(report, names),  # the labels are gone from the row as from the document
             family=family,
         )
-        for packet, family, subject_id, report in prepared
-        if packet is not None
+        for (packet, family, subject_id, report), names in zip(prepared, renamed, strict=True)
+        if packet is not None and report.ok
     ]
-    return _save_creating_dataset(store, dataset_id, records), reports
+    return (_save_creating_dataset(store, dataset_id, records) if records else []), reports
+
+
+def _report_duplicates(docs: list[dict], prepared: list, where: list[str]) -> None:
+    """One document id more than once in a request, said on each with the others' locations: a warning when
+    it is the same document every time (stored once), else an error (one id cannot name two people)."""
+    groups: dict[str, list[int]] = defaultdict(list)
+    for n, (packet, _, subject_id, _) in enumerate(prepared):
+        if packet is not None:
+            groups[subject_id].append(n)
+    for indexes in groups.values():
+        if len(indexes) < 2:
+            continue
+        same = all(docs[n] == docs[indexes[0]] for n in indexes)
+        for n in indexes:
+            family = "proband" in docs[n]
+            named = (docs[n].get("proband") or {}).get("id") if family else docs[n].get("id")
+            others = [where[m] for m in indexes if m != n]
+            listed = ", ".join(others[:5]) + (f" and {len(others) - 5} more" if len(others) > 5 else "")
+            pointer = "/proband/id" if family else "/id"
+            if same:
+                message = f"phenopacket id {named!r} is also at {listed}, the same document: stored once"
+                prepared[n][3].add(Issue.warning("duplicate", message, pointer))
+            else:
+                message = f"phenopacket id {named!r} is also at {listed} with other content: one id cannot name two documents (nothing is stored)"
+                prepared[n][3].add(Issue.error("duplicate", message, pointer))

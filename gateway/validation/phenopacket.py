@@ -355,15 +355,16 @@ def _feature_rules(rules: _Rules, features: list, path: tuple) -> list[Issue]:
     another onset or severity is another observation of it, not a repeat."""
     issues = []
     state: dict[str, bool] = {}
-    seen: list[Any] = []
+    seen: dict[str, list[Any]] = {}  # by term: a feature is compared with those of its own term only
     for i, feature in enumerate(features):
         term = feature.get("type") if isinstance(feature, dict) else None
         term_id = term.get("id") if isinstance(term, dict) else None
         if not isinstance(term_id, str):
             continue
         excluded = bool(feature.get("excluded", False))
-        repeated = feature in seen
-        seen.append(feature)
+        same_term = seen.setdefault(term_id, [])
+        repeated = feature in same_term
+        same_term.append(feature)
         if term_id in state:
             where = (*path, i, "type", "id")
             if state[term_id] == excluded:

@@ -1,0 +1,131 @@
+"""Phenopacket collections in the forms they are published in, through `gateway ingest phenopacket` and
+POST /phenopackets.
+
+Seen on real material: the GA4GH Cohort example of phenopacket-tools (a Cohort with `members`) was refused
+as "description: not a valid Phenopacket"; a JSON array of phenopackets in a file was refused by the CLI
+("a FHIR document must be a JSON object") although POST accepts the same array; one file of phenopacket-store
+that is not JSON (a trailing comma) hid the validation errors of every other file until it was fixed; the
+issues of a stored array did not say which document they were about. Fixtures are our own.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+
+import pytest
+
+from gateway.cli import main
+from tests.conftest import TEST_KEY_HEX
+from tests.store.test_phenopacket_real_identifiers import _packet
+
+
+@pytest.fixture
+def env(tmp_path, monkeypatch):
+    monkeypatch.setenv("GATEWAY_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.setenv("GATEWAY_SECRET_KEY", TEST_KEY_HEX)
+    monkeypatch.delenv("GATEWAY_DATABASE_URL", raising=False)
+    monkeypatch.delenv("GATEWAY_CONFIG", raising=False)
+    return tmp_path
+
+
+def _cohort(*members: dict) -> dict:
+    return {
+        "id": "registry-cohort-3",
+        "description": "our registry's cohort",
+        "members": list(members),
+        "metaData": copy.deepcopy(members[0]["metaData"]),
+    }
+
+
+def _write(path, value) -> str:
+    path.write_text(json.dumps(value), encoding="utf-8")
+    return str(path)
+
+
+def test_cli_stores_a_cohorts_members_and_says_the_cohort_is_not_kept(env, capsys):
+    cohort = _cohort(_packet("PMID_1_proband", "proband"), _packet("PMID_2_proband", "proband"))
+    path = _write(env / "cohort.json", cohort)
+    assert main(["ingest", "phenopacket", path, "--dataset", "reg"]) == 0
+    out, err = capsys.readouterr()
+    assert out.count(f"{path}#/members/") == 2 and out.count("(new)") == 2
+    assert f"{path}: WARNING [cohort-not-kept]" in err and "id, description" in err
+
+
+def test_cli_reads_a_json_array_of_phenopackets(env, capsys):
+    path = _write(env / "array.json", [_packet("PMID_3_a", "a"), _packet("PMID_4_b", "b")])
+    assert main(["ingest", "phenopacket", path]) == 0
+    out = capsys.readouterr().out
+    assert f"{path}#/0: stored" in out and f"{path}#/1: stored" in out
+
+
+def test_cli_a_broken_file_still_lets_the_others_be_checked_and_stores_nothing(env, capsys):
+    broken = env / "broken.json"
+    broken.write_text('{"id": "x", "subject": {"id": "y",}}', encoding="utf-8")
+    bad = _packet("PMID_5_c", "c")
+    bad["phenotypicFeatures"][0]["modifiers"] = [{"id": "Triggered by cold", "label": "HP:0025206"}]  # swapped
+    good = _write(env / "good.json", _packet("PMID_6_d", "d"))
+    assert main(["ingest", "phenopacket", str(broken), _write(env / "bad.json", bad), good]) == 1
+    err = capsys.readouterr().err
+    assert f"{broken}: ERROR [json-syntax]" in err
+    assert f"{env / 'bad.json'}: ERROR [invalid-format] at /phenotypicFeatures/0/modifiers/0/id" in err
+    assert "nothing stored" in err
+    assert main(["ingest", "phenopacket", good]) == 0
+    assert "(new)" in capsys.readouterr().out  # the first run stored nothing
+
+
+def test_cli_an_array_with_a_non_object_is_refused_at_its_pointer(env, capsys):
+    path = _write(env / "array.json", [_packet("PMID_7_e", "e"), "not a phenopacket"])
+    assert main(["ingest", "phenopacket", path]) == 1
+    assert f"{path}: ERROR [not-phenopacket] at /1" in capsys.readouterr().err
+
+
+def test_post_a_cohort_stores_its_members(client, operator):
+    cohort = _cohort(_packet("PMID_8_proband", "proband"), _packet("PMID_9_proband", "proband"))
+    answer = client.post("/phenopackets?dataset=reg", json=cohort, headers=operator)
+    assert answer.status_code == 201, answer.json
+    assert len({s["id"] for s in answer.json["stored"]}) == 2
+    assert [i["code"] for i in answer.json["issues"]] == ["cohort-not-kept"]
+    listed = client.get("/phenopackets?dataset=reg", headers=operator).json
+    assert listed["total"] == 2
+
+
+def test_post_issues_of_a_stored_array_name_their_document(client, operator):
+    warned = _packet("PMID_10_f", "f")
+    warned["subject"]["dateOfBirth"] = "2001-02-03T00:00:00Z"
+    answer = client.post("/phenopackets", json=[_packet("PMID_11_g", "g"), warned], headers=operator)
+    assert answer.status_code == 201
+    assert [i["location"] for i in answer.json["issues"]] == ["/1/subject/dateOfBirth"]
+    answer = client.post("/phenopackets", json={"phenopackets": [_packet("PMID_12_h", "h"), "x"]}, headers=operator)
+    assert answer.status_code == 400 and answer.json["error"]["issues"][0]["location"] == "/phenopackets/1"
+
+
+def test_cli_a_directory_stands_for_the_json_files_under_it(env, capsys):
+    """phenopacket-store is published as folders of files (notebooks/<gene>/phenopackets/*.json)."""
+    folder = env / "store" / "ACTB" / "phenopackets"
+    folder.mkdir(parents=True)
+    _write(folder / "PMID_1_Patient_1.json", _packet("PMID_1_Patient_1", "Patient 1"))
+    _write(folder / "PMID_2_Patient_1.json", _packet("PMID_2_Patient_1", "Patient 1"))
+    (folder / "README.md").write_text("not a phenopacket", encoding="utf-8")
+    assert main(["ingest", "phenopacket", str(env / "store")]) == 0
+    out = capsys.readouterr().out
+    assert out.count("(new)") == 2 and "PMID_1_Patient_1.json: stored" in out
+
+
+def test_cli_skip_invalid_stores_the_valid_documents_and_lists_the_rest(env, capsys):
+    """phenopacket-store as a whole: 10,578 valid files, one that is not JSON and one with a swapped
+    modifier; all or nothing stored none of them."""
+    folder = env / "store"
+    folder.mkdir()
+    (folder / "broken.json").write_text('{"id": "x",}', encoding="utf-8")
+    bad = _packet("PMID_5_c", "c")
+    bad["phenotypicFeatures"][0]["modifiers"] = [{"id": "Triggered by cold", "label": "HP:0025206"}]
+    _write(folder / "bad.json", bad)
+    _write(folder / "good.json", _packet("PMID_6_d", "d"))
+    _write(folder / "pair.json", [_packet("P1", "proband"), _packet("P1", "Patient 1"), _packet("PMID_7", "e")])
+    assert main(["ingest", "phenopacket", "--skip-invalid", str(folder)]) == 1
+    out, err = capsys.readouterr()
+    assert out.count("stored phenopacket") == 2 and "good.json: stored" in out and "pair.json#/2: stored" in out
+    assert "bad.json: ERROR [invalid-format]" in err and "broken.json: ERROR [json-syntax]" in err
+    assert "pair.json#/0: ERROR [duplicate]" in err and "pair.json#/1: ERROR [duplicate]" in err
+    assert "summary: 2 stored (2 new, 0 updated); left out: 3 document(s) with errors, 1 file(s) not read" in err
