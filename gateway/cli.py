@@ -140,8 +140,8 @@ def _ingest_summary(path: str, outcome, saved: list) -> str:
 
 
 def cmd_ingest_fhir(args: argparse.Namespace) -> int:
-    from gateway.services.fhir_resources import about_stored_patients, keeps_resources
-    from gateway.services.ingest import ingest_fhir
+    from gateway.services.fhir_resources import about_stored_patients, conditional_creates, keeps_resources
+    from gateway.services.ingest import process_fhir, source_identity, store_fhir_outcome
 
     cfg = load_config()
     dataset = check_dataset_id(args.dataset or cfg.default_dataset)  # before the key or the store is written
@@ -156,12 +156,29 @@ def cmd_ingest_fhir(args: argparse.Namespace) -> int:
         if keeps_resources(doc):  # a lone resource or a Bundle without its Patient: kept resource by resource
             rejected = not _ingest_resources(path, doc, services, dataset, args.profile or cfg.profile) or rejected
             continue
+        # ifNoneExist (conditional create), as POST /fhir: a matched entry is not created, the kept resource
+        # stands in its place; one that cannot be done refuses a transaction whole, a batch's patient of it
+        creates = conditional_creates(doc, store=store, key=key, dataset_id=dataset)
+        refused = [i for found in creates.refused.values() for i in found]
+        if refused and doc.get("type") != "batch":
+            _print_issues(path, refused)
+            _err(f"{path}: rejected; nothing stored")
+            rejected = True
+            continue
         keep = partial(
-            _keep_bundle, doc, services=services, dataset=dataset, profile=args.profile or cfg.profile, cfg=cfg
+            _keep_bundle,
+            creates.doc,
+            services=services,
+            dataset=dataset,
+            profile=args.profile or cfg.profile,
+            cfg=cfg,
+            matched=frozenset(creates.existing),
         )
-        outcome = ingest_fhir(
-            doc, store=store, key=key, dataset_id=dataset, profile=args.profile or cfg.profile, also=keep
-        )
+        outcome = process_fhir(creates.doc, key=key, dataset_id=dataset, profile=args.profile or cfg.profile)
+        for packet in outcome.packets:  # a batch's entry refused: its patient is not stored (as POST /fhir)
+            packet.issues.extend(i for n in packet.entry_indexes for i in creates.refused.get(n, []))
+        outcome.report.extend(refused)
+        outcome = store_fhir_outcome(outcome, store=store, dataset_id=dataset, source=source_identity(doc), also=keep)
         if about_stored_patients(outcome.report):  # Patients, and references to Patients stored before
             rejected = not _ingest_resources(path, doc, services, dataset, args.profile or cfg.profile) or rejected
             continue
@@ -180,13 +197,24 @@ def cmd_ingest_fhir(args: argparse.Namespace) -> int:
     return EXIT_REJECTED if rejected else EXIT_OK
 
 
-def _keep_bundle(doc: dict, connection, outcome, *, services: Services, dataset: str, profile: str, cfg) -> None:
-    """A stored Bundle's resources, kept in the same transaction: resources sent later meet its patients."""
+def _keep_bundle(
+    doc: dict,
+    connection,
+    outcome,
+    *,
+    services: Services,
+    dataset: str,
+    profile: str,
+    cfg,
+    matched: frozenset[int] = frozenset(),
+) -> None:
+    """A stored Bundle's resources, kept in the same transaction: resources sent later meet its patients.
+    `matched`: the entries whose ifNoneExist matched a kept resource, which are not written again."""
     from gateway.services.fhir_resources import keep_bundle, stored_entries
 
     keep_bundle(
         doc,
-        stored_entries(outcome),
+        [n for n in stored_entries(outcome) if n not in matched],
         store=services.store,
         key=services.key,
         dataset_id=dataset,
