@@ -14,6 +14,7 @@ from fhirclient.models.condition import Condition
 from fhirclient.models.medicationstatement import MedicationStatement
 from fhirclient.models.observation import Observation
 from fhirclient.models.operationoutcome import OperationOutcome
+from fhirclient.models.parameters import Parameters
 from fhirclient.models.patient import Patient
 from fhirclient.models.specimen import Specimen
 from fhirclient.server import FHIRNotFoundException
@@ -256,3 +257,24 @@ def test_a_transaction_with_conditional_references_and_a_batch_with_a_bad_entry(
     assert [e.response.status for e in statuses.entry] == ["201 Created", "422 Unprocessable Entity"]
     assert statuses.entry[1].response.outcome.issue[0].severity == "error"
     assert _first_page(Observation.where(struct={"patient": patient_id}), smart).total == 2
+
+
+def test_validate_with_the_client_s_parameters_model(smart):
+    """`$validate` as the client builds it: a `Parameters` with `resource` and `mode`; the answer parses as the
+    client's OperationOutcome, with the wrapped resource's problem located in it."""
+    bad = _patient().as_json()
+    bad["gender"] = "not-a-gender"
+    for resource, errors in ((bad, True), (_patient().as_json(), False)):
+        parameters = Parameters(
+            {
+                "resourceType": "Parameters",
+                "parameter": [{"name": "resource", "resource": resource}, {"name": "mode", "valueCode": "create"}],
+            }
+        )
+        answer = smart.post_json("Patient/$validate", parameters.as_json())
+        assert answer.status_code == 200
+        outcome = OperationOutcome(answer.json())
+        found = [i for i in outcome.issue or [] if i.severity in ("error", "fatal")]
+        assert bool(found) == errors, answer.json()
+        if errors:
+            assert "gender" in found[0].diagnostics
