@@ -310,6 +310,7 @@ def capability_statement() -> dict:
                 ),
                 "security": {"description": "Writing needs an operator bearer token."},
                 "interaction": [{"code": "transaction"}, {"code": "batch"}],
+                "operation": [VALIDATE],  # POST /fhir/$validate (system level)
                 "resource": [
                     {
                         "type": "Bundle",

@@ -203,6 +203,8 @@ def test_the_capability_statement_advertises_exactly_what_works(client, operator
             assert _write(client, "PUT", "/fhir/Patient/p-1", operator, patient).status_code in (200, 201)
     system = {i["code"] for i in rest["interaction"]}
     assert system == {"transaction", "batch"}
+    for operation in rest["operation"]:  # system level: any resource
+        assert _write(client, "POST", f"/fhir/${operation['name']}", operator, patient).status_code == 200
     assert client.get("/fhir", headers=operator).status_code >= 400  # search-system: not advertised
     assert client.get("/fhir/_history", headers=operator).status_code >= 400  # history-system: not advertised
 
