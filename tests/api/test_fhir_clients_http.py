@@ -9,6 +9,7 @@ import json
 
 import pytest
 import sqlalchemy as sa
+from fhir.resources.R4B import get_fhir_model_class
 
 from gateway.services.fhir_resources import supported_types
 from gateway.store.tables import fhir_resources
@@ -230,3 +231,34 @@ def test_a_composition_is_not_matched_by_identifier_it_is_refused(client, app, o
             sa.select(sa.func.count()).where(fhir_resources.c.resource_type == "Composition")
         ).scalar_one()
     assert rows == 1
+
+
+def test_every_answer_is_a_valid_r4_resource(client, operator, patient):
+    """What a client parses: the CapabilityStatement, a paged searchset, a batch-response, the $pending list and
+    the OperationOutcomes of success and failure all validate against the R4 models of `fhir.resources`."""
+    batch = {
+        "resourceType": "Bundle",
+        "type": "batch",
+        "entry": [
+            {"resource": _minimal("Condition", 1), "request": {"method": "POST", "url": "Condition"}},
+            {
+                "resource": {**_minimal("Condition", 2), "status": "x"},
+                "request": {"method": "POST", "url": "Condition"},
+            },
+        ],
+    }
+    answers = [
+        client.get("/fhir/metadata"),
+        client.get("/fhir/Patient?identifier=M-1&_count=1", headers=operator),
+        client.get("/fhir/Patient/p-1", headers=operator),
+        client.get("/fhir/Patient/no-such-id", headers=operator),
+        client.get("/fhir/Patient/p-1"),
+        _write(client, "PUT", "/fhir/Patient/p-1", operator, patient, Prefer="return=OperationOutcome"),
+        _write(client, "PUT", "/fhir/Patient/p-1", operator, {**patient, "gender": "x"}),
+        _write(client, "POST", "/fhir", operator, batch),
+        client.get("/fhir/$pending", headers=operator),
+    ]
+    for answer in answers:
+        body = answer.get_json()
+        get_fhir_model_class(body["resourceType"]).model_validate(body)  # raises on an invalid answer
+    assert [a.get_json()["resourceType"] for a in answers].count("OperationOutcome") == 4
