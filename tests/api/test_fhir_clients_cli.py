@@ -110,3 +110,67 @@ def test_ingest_refuses_an_if_none_exist_matching_several(env, tmp_path, capsys,
     assert "multiple-matches" in err or "more than one" in err
     assert "/entry/1/request/ifNoneExist" in err
     assert _kept(env) == before
+
+
+def _first(env, tmp_path):
+    first = _bundle(
+        tmp_path,
+        "first.json",
+        "transaction",
+        {"resource": _patient(), "request": {"method": "PUT", "url": "Patient/pat-1"}},
+        {"resource": _condition("c-1", "first"), "request": {"method": "PUT", "url": "Condition/c-1"}},
+    )
+    assert main(["ingest", "fhir", first]) == 0
+    return _kept(env)
+
+
+PATIENT_ENTRY = {"resource": _patient(), "request": {"method": "PUT", "url": "Patient/pat-1"}}
+
+
+@pytest.mark.parametrize(
+    ("entry", "where"),
+    [
+        (
+            {"resource": _condition("c-2", "patched"), "request": {"method": "PATCH", "url": "Condition/c-2"}},
+            "/entry/1/request/method",
+        ),
+        (
+            {"resource": _condition("c-2", "typed"), "request": {"method": "PUT", "url": "Observation/c-9"}},
+            "/entry/1/request/url",
+        ),
+        ({"request": {"method": "DELETE", "url": "Condition/c-1"}}, "/entry/1"),
+    ],
+)
+def test_ingest_refuses_what_post_fhir_refuses(env, tmp_path, capsys, entry, where):
+    """The entry requests POST /fhir refuses (400/422, fhir_requests): a PATCH, a url naming another type than
+    the resource, a DELETE beside Patients. Before: the CLI stored the PATCH as a PUT, kept the Condition under
+    the url's id c-9, dropped the DELETE with a warning; exit 0 each time."""
+    before = _first(env, tmp_path)
+    capsys.readouterr()
+    assert main(["ingest", "fhir", _bundle(tmp_path, "bad.json", "transaction", PATIENT_ENTRY, entry)]) == 1
+    err = capsys.readouterr().err
+    assert where in err and "rejected; nothing stored" in err
+    assert _kept(env) == before
+
+
+def test_ingest_of_a_batch_refuses_the_entry_and_stores_the_rest(env, tmp_path, capsys):
+    """A batch is judged entry by entry (as POST /fhir answers that entry 422): the DELETE beside a Patient is not
+    performed, the rest is stored, and the command exits 1 saying which entry was refused."""
+    before = _first(env, tmp_path)
+    added = {"resource": _condition("c-2", "second"), "request": {"method": "PUT", "url": "Condition/c-2"}}
+    delete = {"request": {"method": "DELETE", "url": "Condition/c-1"}}
+    capsys.readouterr()
+    assert main(["ingest", "fhir", _bundle(tmp_path, "batch.json", "batch", PATIENT_ENTRY, added, delete)]) == 1
+    assert "/entry/2" in capsys.readouterr().err
+    assert _kept(env) == sorted([*before, ("Condition", "c-2", 1)])
+
+
+def test_ingest_refuses_a_patient_reference_that_can_never_resolve(env, tmp_path, capsys):
+    """A resource kept on its own whose subject can never name a Patient waits until it expires, silently lost;
+    POST /fhir refuses it (422). Before: the CLI kept it pending and exited 0."""
+    lone = {**_condition("c-lost", "lost"), "subject": {"reference": "Observation/o-1"}}
+    path = tmp_path / "lone.json"
+    path.write_text(json.dumps(lone))
+    assert main(["ingest", "fhir", str(path)]) == 1
+    assert "/subject/reference" in capsys.readouterr().err
+    assert not (env / "data" / "gateway.sqlite").exists() or _kept(env) == []
