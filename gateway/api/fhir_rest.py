@@ -182,6 +182,13 @@ def add_rest_routes(bp: Blueprint) -> None:
     @known_type
     @require_operator
     def create(resource_type: str):
+        searched = sorted(set(request.args) - NOT_SEARCHED)
+        if searched:  # a conditional create is If-None-Exist (http.html#ccreate); a query would be ignored
+            raise BadInput(
+                f"POST /fhir/{resource_type} takes no search ({', '.join(searched)[:80]}): a conditional create "
+                "sends it as the If-None-Exist header, identifier=token",
+                code="not-supported",
+            )
         resource = _body()
         if isinstance(resource, dict) and isinstance(resource.get("id"), str):
             check_id(resource["id"])  # the URL names none: the body's id is the one kept

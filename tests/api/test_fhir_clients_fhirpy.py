@@ -96,3 +96,17 @@ def test_an_invalid_resource_raises_the_server_s_operation_outcome(fhirpy):
         fhirpy.resource("Patient", gender="not-a-gender").save()
     assert raised.value.resource["resourceType"] == "OperationOutcome"
     assert "gender" in raised.value.resource["issue"][0]["diagnostics"]
+
+
+def test_a_conditional_create_in_the_url_is_refused_not_ignored(fhirpy, live_fhir):
+    """fhirpy's `create(**search)` puts the search in the POST's query (Aidbox's way), not in If-None-Exist
+    (FHIR http.html#ccreate). Before: the query was ignored and a second Condition created each time; now 400,
+    naming If-None-Exist."""
+    patient = _patient(fhirpy, "FP-5")
+    patient.save()
+    first = _condition(fhirpy, patient.to_reference(), "P-5")
+    first.save()
+    again = _condition(fhirpy, patient.to_reference(), "P-5")
+    with pytest.raises(OperationOutcome, match="If-None-Exist"):
+        again.create(identifier=f"{PROBLEM}|P-5")
+    assert len(fhirpy.resources("Condition").search(identifier=f"{PROBLEM}|P-5").fetch_all()) == 1
