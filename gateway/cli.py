@@ -16,13 +16,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from gateway.config import Config, ConfigError, load_config
-from gateway.errors import BadInput
+from gateway.errors import BadInput, GatewayError
 from gateway.ids import check_dataset_id
 from gateway.issues import Issue, Report
 from gateway.jsonio import JSONInputError, loads_strict
 
 if TYPE_CHECKING:
     from gateway.api.context import Services
+    from gateway.services.fhir_resources import ConditionalCreates
 
 EXIT_OK, EXIT_REJECTED, EXIT_USAGE = 0, 1, 2
 
@@ -139,33 +140,80 @@ def _ingest_summary(path: str, outcome, saved: list) -> str:
     return f"{path}: summary: nothing stored: every patient was refused for errors"
 
 
+def _refused_entries(
+    doc: dict, store, key: bytes, dataset: str
+) -> tuple[dict[int, list[Issue]], ConditionalCreates | None]:
+    """What `POST /fhir` refuses before anything is stored (gateway.api.fhir_requests): entry requests that
+    cannot be done, DELETEs beside Patients, patient references that can never resolve (a document kept resource
+    by resource), ifNoneExist that cannot be done. A transaction raises GatewayError with them all; a batch's
+    refused entries are returned, {entry: issues}, with the ConditionalCreates (matched entries: not created)."""
+    from gateway.api.fhir_requests import (
+        check_conditional_creates,
+        check_deletes,
+        check_patient_links,
+        check_requests,
+        holds_a_patient,
+    )
+    from gateway.services.fhir_resources import conditional_creates
+
+    refused = check_requests(doc)
+    refused = check_deletes(doc) | refused
+    if not holds_a_patient(doc):
+        refused = check_patient_links(doc) | refused
+        creates = None  # kept resource by resource: apply_document reads ifNoneExist itself
+    else:
+        creates = conditional_creates(doc, store=store, key=key, dataset_id=dataset)
+        refused = check_conditional_creates(doc, creates.refused) | refused
+    return {n: list(r.issues) for n, r in sorted(refused.items())}, creates
+
+
 def cmd_ingest_fhir(args: argparse.Namespace) -> int:
     from gateway.services.fhir_resources import about_stored_patients, keeps_resources
-    from gateway.services.ingest import ingest_fhir
+    from gateway.services.ingest import process_fhir, source_identity, store_fhir_outcome
 
     cfg = load_config()
     dataset = check_dataset_id(args.dataset or cfg.default_dataset)  # before the key or the store is written
     services = _services(cfg)
     key, store = services.key, services.store
+    profile = args.profile or cfg.profile
     rejected = False
     for path, doc, issue in _fhir_documents(args.files, cfg.max_json_depth):
         if issue:
             _print_issues(path, [issue])
             rejected = True
             continue
-        if keeps_resources(doc):  # a lone resource or a Bundle without its Patient: kept resource by resource
-            rejected = not _ingest_resources(path, doc, services, dataset, args.profile or cfg.profile) or rejected
+        # What the entries ask must be doable before anything is stored, as for POST /fhir: a transaction is
+        # refused whole, a batch's entries one by one (and the command exits 1 saying which).
+        try:
+            refused, creates = _refused_entries(doc, store, key, dataset)
+        except GatewayError as refusal:
+            _print_issues(path, refusal.issues or [Issue.error(refusal.code, refusal.message)])
+            _err(f"{path}: rejected; nothing stored")
+            rejected = True
             continue
+        rejected = rejected or bool(refused)
+        if creates is None or keeps_resources(doc):  # no Patient inside: kept resource by resource
+            kept = _ingest_resources(path, doc, services, dataset, profile, refused)
+            rejected = not kept or rejected
+            continue
+        # ifNoneExist (conditional create): a matched entry is not created, the kept resource stands in its place
         keep = partial(
-            _keep_bundle, doc, services=services, dataset=dataset, profile=args.profile or cfg.profile, cfg=cfg
+            _keep_bundle,
+            creates.doc,
+            services=services,
+            dataset=dataset,
+            profile=profile,
+            cfg=cfg,
+            matched=frozenset(creates.existing),
         )
-        outcome = ingest_fhir(
-            doc, store=store, key=key, dataset_id=dataset, profile=args.profile or cfg.profile, also=keep
-        )
+        outcome = process_fhir(creates.doc, key=key, dataset_id=dataset, profile=profile)
+        for packet in outcome.packets:  # a batch's entry refused: its patient is not stored (as POST /fhir)
+            packet.issues.extend(i for n in packet.entry_indexes for i in refused.get(n, []))
+        outcome = store_fhir_outcome(outcome, store=store, dataset_id=dataset, source=source_identity(doc), also=keep)
         if about_stored_patients(outcome.report):  # Patients, and references to Patients stored before
-            rejected = not _ingest_resources(path, doc, services, dataset, args.profile or cfg.profile) or rejected
+            rejected = not _ingest_resources(path, doc, services, dataset, profile, refused) or rejected
             continue
-        _print_issues(path, outcome.report)
+        _print_issues(path, [*(i for found in refused.values() for i in found), *outcome.report])
         saved = [p.saved for p in outcome.packets if p.saved]
         if outcome.rejected or not outcome.report.ok:
             rejected = True
@@ -180,13 +228,24 @@ def cmd_ingest_fhir(args: argparse.Namespace) -> int:
     return EXIT_REJECTED if rejected else EXIT_OK
 
 
-def _keep_bundle(doc: dict, connection, outcome, *, services: Services, dataset: str, profile: str, cfg) -> None:
-    """A stored Bundle's resources, kept in the same transaction: resources sent later meet its patients."""
+def _keep_bundle(
+    doc: dict,
+    connection,
+    outcome,
+    *,
+    services: Services,
+    dataset: str,
+    profile: str,
+    cfg,
+    matched: frozenset[int] = frozenset(),
+) -> None:
+    """A stored Bundle's resources, kept in the same transaction: resources sent later meet its patients.
+    `matched`: the entries whose ifNoneExist matched a kept resource, which are not written again."""
     from gateway.services.fhir_resources import keep_bundle, stored_entries
 
     keep_bundle(
         doc,
-        stored_entries(outcome),
+        [n for n in stored_entries(outcome) if n not in matched],
         store=services.store,
         key=services.key,
         dataset_id=dataset,
@@ -205,8 +264,11 @@ def _stored_line(path: str, result, dataset: str, family: dict | None) -> str:
     return line
 
 
-def _ingest_resources(path: str, doc: dict, services: Services, dataset: str, profile: str) -> bool:
-    """Keep a file's resources (services.fhir_resources); one line per entry; False when refused."""
+def _ingest_resources(
+    path: str, doc: dict, services: Services, dataset: str, profile: str, refused: dict[int, list[Issue]]
+) -> bool:
+    """Keep a file's resources (services.fhir_resources); one line per entry; False when refused. `refused`: a
+    batch's entries refused before (printed already), not processed."""
     from gateway.services.fhir_resources import ResourceRejected, apply_document
 
     try:
@@ -218,9 +280,10 @@ def _ingest_resources(path: str, doc: dict, services: Services, dataset: str, pr
             profile=profile,
             pending_days=services.config.fhir_pending_days,
             cache=services.fhir_fragments,
+            set_aside=refused,
         )
-    except ResourceRejected as refused:
-        _print_issues(path, refused.issues)
+    except ResourceRejected as rejection:
+        _print_issues(path, rejection.issues)
         _err(f"{path}: rejected; nothing stored")
         return False
     for result in results:

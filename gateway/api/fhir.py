@@ -1,6 +1,7 @@
 """The FHIR surface: POST /fhir (and /fhir/Bundle), POST /fhir/Bundle/$validate, GET /fhir/metadata.
 
-Errors are FHIR OperationOutcomes: 400 for a body that is not a FHIR document,
+Errors are FHIR OperationOutcomes: 415 for a body of another media type than FHIR's JSON, 400 for a body that is
+not a FHIR document,
 422 for a document that parses but is not valid R4 or breaks a profile rule, 413 (`too-costly`)
 for one whose parsing and translation exceed the node's time or memory limits (gateway.bounded).
 """
@@ -21,6 +22,7 @@ from gateway.api.fhir_requests import (
     Refusal,
     check_conditional_creates,
     check_deletes,
+    check_media_type,
     check_patient_links,
     check_requests,
     deletes,
@@ -35,6 +37,7 @@ from gateway.errors import NotFound
 from gateway.issues import Issue, to_operation_outcome
 from gateway.jsonio import JSONInputError, loads_strict
 from gateway.services.fhir_resources import (
+    SINGLE_IDENTIFIER_TYPES,
     ResourceChange,
     about_stored_patients,
     apply_document,
@@ -57,8 +60,6 @@ from gateway.services.ingest import (
 from gateway.validation.fhir import r4_resource_types
 
 FHIR_JSON = "application/fhir+json"
-# The JSON media types of FHIR R4 (http.html#mime-type), including the older DSTU2 spelling still sent.
-ACCEPTED_TYPES = ("application/fhir+json", "application/json+fhir", "application/json")
 # Issue codes that mean "this is not a FHIR document at all" (400); everything else is 422.
 NOT_A_DOCUMENT = {"json-syntax", "json-nan", "json-duplicate-key", "json-too-deep", "not-fhir"}
 
@@ -87,14 +88,7 @@ def _process_bounded(
 ) -> tuple[IngestOutcome, str]:
     """Parse, validate and translate the body (or `data`: the body as the gateway rewrote it); above
     `work_inline_bytes`, in a child with the node's limits."""
-    content_type = (request.mimetype or "").lower()
-    if content_type not in ACCEPTED_TYPES:
-        raise JSONInputError(
-            Issue.error(
-                "not-fhir",
-                f"Content-Type must be one of {', '.join(ACCEPTED_TYPES)}, not {content_type or 'empty'}",
-            )
-        )
+    check_media_type(request.mimetype)
     svc = services()
     if data is None:
         data = request.get_data()  # kept: a Bundle without a Patient is read again (resources_response)
@@ -207,12 +201,13 @@ def transaction_response(
             issues = [*issues, *(i for i in packet.issues if i.target == "output"), *_not_stored(packet, index)]
         else:
             is_patient_entry = packet.entry_indexes and packet.entry_indexes[0] == index
-            response["status"] = "201 Created" if packet.saved.created and is_patient_entry else "200 OK"
             change = kept_at.get(index)
-            if change is not None:
+            if change is not None:  # the entry's resource as kept: 201 when it was created (http.html#transaction)
+                response["status"] = "201 Created" if change.status == "created" else "200 OK"
                 response["location"] = change.location
                 response["etag"] = f'W/"{change.version}"'
             else:  # an entry not kept as a resource: the phenopacket is what was made of it
+                response["status"] = "201 Created" if packet.saved.created and is_patient_entry else "200 OK"
                 response["location"] = f"phenopackets/{packet.saved.id}"
             if is_patient_entry:
                 where = f"phenopackets/{packet.saved.id}"
@@ -259,6 +254,42 @@ def resources_response(doc: dict, dataset: str, refused: dict[int, Refusal] | No
     return fhir_response({"resourceType": "Bundle", "type": kind, "entry": entries})
 
 
+VALIDATE = {"name": "validate", "definition": "http://hl7.org/fhir/OperationDefinition/Resource-validate"}
+# What GET /fhir/{type} searches by (fhir_rest.search), each type alike; the result parameters _count, _offset,
+# _summary=count and _total are common to every search (search.html#return) and not listed per type.
+SEARCH_PARAMS = [
+    *(
+        {
+            "name": n,
+            "type": "reference",
+            "documentation": "the Patient the resource is about: Patient/{id}, an id, "
+            "or Patient?identifier=system|value",
+        }
+        for n in ("patient", "subject")
+    ),
+    {
+        "name": "identifier",
+        "type": "token",
+        "documentation": "a business identifier: system|value, value (any system), |value (no system), system|; "
+        "what a conditional update or delete matches",
+    },
+]
+
+
+# Kept types about no patient (R4 Medication has neither subject nor patient): ?patient= and ?subject= never match.
+ABOUT_NO_PATIENT = frozenset({"Medication"})
+
+
+def _search_params(resource_type: str) -> list[dict]:
+    """The search parameters that can match a kept resource of the type."""
+    return [
+        p
+        for p in SEARCH_PARAMS
+        if not (p["name"] == "identifier" and resource_type in SINGLE_IDENTIFIER_TYPES)
+        and not (p["name"] in ("patient", "subject") and resource_type in ABOUT_NO_PATIENT)
+    ]
+
+
 def capability_statement() -> dict:
     cfg = services().config
     return {
@@ -283,15 +314,11 @@ def capability_statement() -> dict:
                 ),
                 "security": {"description": "Writing needs an operator bearer token."},
                 "interaction": [{"code": "transaction"}, {"code": "batch"}],
+                "operation": [VALIDATE],  # POST /fhir/$validate (system level)
                 "resource": [
                     {
                         "type": "Bundle",
-                        "operation": [
-                            {
-                                "name": "validate",
-                                "definition": "http://hl7.org/fhir/OperationDefinition/Resource-validate",
-                            }
-                        ],
+                        "operation": [VALIDATE],
                     },
                     *(
                         {
@@ -303,16 +330,17 @@ def capability_statement() -> dict:
                             "interaction": [
                                 {"code": c} for c in ("create", "update", "delete", "read", "vread", "search-type")
                             ],
-                            "searchParam": [
-                                {"name": n, "type": "reference", "documentation": "the Patient the resource is about"}
-                                for n in ("patient", "subject")
-                            ],
+                            "searchParam": _search_params(t),
+                            "operation": [VALIDATE],
                             "versioning": "versioned-update",
                             "readHistory": False,
                             "updateCreate": True,
-                            "conditionalCreate": True,  # If-None-Exist: identifier=token
-                            "conditionalUpdate": True,  # PUT {type}?identifier=token
-                            "conditionalDelete": "single",  # DELETE {type}?identifier=token; several matches: 412
+                            # by identifier=token: If-None-Exist, PUT and DELETE {type}?identifier= (several: 412)
+                            **(
+                                {"conditionalCreate": True, "conditionalUpdate": True, "conditionalDelete": "single"}
+                                if t not in SINGLE_IDENTIFIER_TYPES
+                                else {}
+                            ),
                         }
                         for t in supported_types()
                     ),
@@ -320,6 +348,19 @@ def capability_statement() -> dict:
             }
         ],
     }
+
+
+def _accepts_json(accepts: Iterable[tuple[str, float]]) -> bool:
+    """Whether an Accept header takes a JSON media type of FHIR R4 (or any type): its `fhirVersion` parameter
+    (http.html#version-parameter), when given, must name R4 (4.0, or 4.0.1)."""
+    for value, quality in accepts:
+        media_type, *parameters = (part.strip().lower() for part in value.split(";"))
+        if quality <= 0 or media_type not in (*JSON_MEDIA_TYPES, "*/*", "application/*"):
+            continue
+        versions = [p.partition("=")[2].strip().strip('"') for p in parameters if p.startswith("fhirversion=")]
+        if all(v in ("4.0", "4.0.1") for v in versions):
+            return True
+    return False
 
 
 def fhir_blueprint() -> Blueprint:
@@ -338,7 +379,7 @@ def fhir_blueprint() -> Blueprint:
             message = f"_format={asked[:40]!r}: this server speaks JSON only ({', '.join(sorted(JSON_FORMATS))})"
             return outcome_response([Issue.error("not-supported", message)], 406)
         accepts = request.accept_mimetypes
-        if accepts and accepts.best_match(JSON_MEDIA_TYPES) is None:
+        if accepts and not _accepts_json(accepts):
             message = f"Accept {request.headers.get('Accept', '')[:80]!r}: this server answers {FHIR_JSON} only"
             return outcome_response([Issue.error("not-supported", message)], 406)
         return None

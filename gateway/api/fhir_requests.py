@@ -44,6 +44,26 @@ class TooManyEntries(GatewayError):
     code = "too-costly"
 
 
+# The JSON media types of FHIR R4 (http.html#mime-type), including the older DSTU2 spelling still sent.
+ACCEPTED_TYPES = ("application/fhir+json", "application/json+fhir", "application/json")
+
+
+class UnsupportedMediaType(BadInput):
+    """A body whose Content-Type is none of ACCEPTED_TYPES (RFC 9110 15.5.16): 415, not read."""
+
+    status = 415
+    code = "not-fhir"
+
+
+def check_media_type(mimetype: str | None) -> None:
+    """UnsupportedMediaType unless `mimetype` (the Content-Type without its parameters, e.g. fhirVersion) is a
+    JSON media type of FHIR."""
+    content_type = (mimetype or "").lower()
+    if content_type not in ACCEPTED_TYPES:
+        message = f"Content-Type must be one of {', '.join(ACCEPTED_TYPES)}, not {content_type[:80] or 'empty'}"
+        raise UnsupportedMediaType(message, issues=[Issue.error("not-fhir", message)])
+
+
 def _entries(doc: Any) -> list[tuple[int, dict[str, Any]]]:
     if not isinstance(doc, dict) or doc.get("resourceType") != "Bundle" or not isinstance(doc.get("entry"), list):
         return []

@@ -15,12 +15,13 @@ from flask import Blueprint, Response, request
 
 from gateway.api.auth import require_operator
 from gateway.api.context import services
-from gateway.api.fhir_requests import check_patient_links
+from gateway.api.fhir_requests import check_media_type, check_patient_links
 from gateway.api.hooks import audit_notes
+from gateway.api.public_url import public_base_url
 from gateway.api.render import json_response
 from gateway.errors import BadInput, NotFound
 from gateway.issues import Issue, to_operation_outcome
-from gateway.jsonio import JSONInputError, loads_strict
+from gateway.jsonio import loads_strict
 from gateway.services.fhir_resources import (
     EntryResult,
     ResourceChange,
@@ -33,15 +34,17 @@ from gateway.services.fhir_resources import (
     create_resource,
     parse_if_match,
     pending_resources,
+    pseudonymous_reference,
     purge_pending,
     read_resource,
     search_by_identifier,
     search_by_patient,
 )
 from gateway.store.fhir_resources import StoredResource
+from translators.fhir.tokens import parse_token
 
 FHIR_JSON = "application/fhir+json"
-ACCEPTED_TYPES = ("application/fhir+json", "application/json+fhir", "application/json")
+PATIENT = "Patient"
 # Parameters of every interaction (FHIR http.html#parameters; `_format` is checked by the blueprint) and the
 # gateway's own: never part of a search.
 NOT_SEARCHED = frozenset({"_format", "_pretty", "dataset", "profile"})
@@ -61,10 +64,7 @@ def _dataset() -> str:
 
 
 def _body() -> Any:
-    content_type = (request.mimetype or "").lower()
-    if content_type not in ACCEPTED_TYPES:
-        message = f"Content-Type must be one of {', '.join(ACCEPTED_TYPES)}, not {content_type or 'empty'}"
-        raise JSONInputError(Issue.error("not-fhir", message))
+    check_media_type(request.mimetype)
     return loads_strict(request.get_data(cache=False), max_depth=services().config.max_json_depth)
 
 
@@ -87,32 +87,48 @@ def change_issues(change: ResourceChange) -> list[Issue]:
 
 
 def _write_response(change: ResourceChange, stored: StoredResource | None) -> Response:
-    """The answer to a write: by default an OperationOutcome of what happened; `Prefer:
-    return=representation` asks for the stored resource (with meta.versionId and lastUpdated) instead."""
+    """The answer to a write (FHIR http.html#ops): `Prefer: return=representation`, or no preference, answers the
+    stored resource (with meta.versionId and lastUpdated; "in the absence of the header ... not the
+    OperationOutcome; that should only be returned if explicitly requested"), `return=OperationOutcome` what
+    happened and what is worth knowing (pending, warnings), `return=minimal` no body. A delete has no resource:
+    its OperationOutcome unless minimal."""
     status = 201 if change.status == "created" else 200
-    if stored is not None and _prefers() == "representation":
+    prefers = _prefers()
+    if stored is not None and prefers == "representation":
         response = json_response(stored_resource(stored), status, mimetype=FHIR_JSON)
-    elif _prefers() == "minimal":
-        response = Response(status=status)
+    elif prefers == "minimal":
+        response = Response(status=status, mimetype=None)
+        response.headers.pop("Content-Type", None)
     else:
         body = to_operation_outcome(change_issues(change), root=change.resource_type)
         response = json_response(body, status, mimetype=FHIR_JSON)
     if change.status in ("created", "updated", "unchanged", "exists"):
-        response.headers["Location"] = change.location
+        response.headers["Location"] = f"{public_base_url()}/fhir/{change.location}"
         response.headers["ETag"] = f'W/"{change.version}"'
     if stored is not None:
         response.last_modified = stored.updated_at
     return response
 
 
+RETURN_PREFERENCES = ("representation", "minimal", "OperationOutcome")
+
+
 def _prefers() -> str:
-    """The `return` preference of a Prefer header (RFC 7240, FHIR http.html#ops): representation,
-    minimal or OperationOutcome (the default here)."""
-    for part in (request.headers.get("Prefer") or "").split(";"):
-        name, _, value = part.strip().partition("=")
-        if name.strip().lower() == "return":
-            return value.strip().strip('"')
-    return "OperationOutcome"
+    """The `return` preference (FHIR http.html#ops): representation (also when none is given), minimal or
+    OperationOutcome."""
+    value = _preference("return")
+    return value if value in RETURN_PREFERENCES else "representation"
+
+
+def _preference(name: str) -> str | None:
+    """The value of one preference of the Prefer headers (RFC 7240: preferences separated by commas, their
+    parameters by semicolons), None when it is not given."""
+    for header in request.headers.getlist("Prefer"):
+        for preference in header.split(","):
+            key, _, value = preference.split(";")[0].strip().partition("=")
+            if key.strip().lower() == name:
+                return value.strip().strip('"')
+    return None
 
 
 def entry_response(result: EntryResult, refused: str | None = None) -> dict[str, Any]:
@@ -166,6 +182,13 @@ def add_rest_routes(bp: Blueprint) -> None:
     @known_type
     @require_operator
     def create(resource_type: str):
+        searched = sorted(set(request.args) - NOT_SEARCHED)
+        if searched:  # a conditional create is If-None-Exist (http.html#ccreate); a query would be ignored
+            raise BadInput(
+                f"POST /fhir/{resource_type} takes no search ({', '.join(searched)[:80]}): a conditional create "
+                "sends it as the If-None-Exist header, identifier=token",
+                code="not-supported",
+            )
         resource = _body()
         if isinstance(resource, dict) and isinstance(resource.get("id"), str):
             check_id(resource["id"])  # the URL names none: the body's id is the one kept
@@ -258,10 +281,15 @@ def add_read_routes(bp: Blueprint) -> None:
     @require_operator
     def search(resource_type: str):
         """`?patient=` or `?subject=`: a searchset of the type's resources about that stored Patient;
-        `?identifier=token`: those the token matches (what a conditional update would match)."""
+        `?identifier=token`: those the token matches (what a conditional update would match). Result parameters
+        (search.html#count, #summary): `_count` (a page's size, 0: the total alone), `_summary=count`, `_total`;
+        pages follow `link` next (`_offset`). An unknown parameter is 400 unless `Prefer: handling=lenient`
+        (search.html#errors), when it is ignored and left out of the `self` link, which names what was used."""
         svc = services()
-        named = [n for n in ("patient", "subject", "identifier") if n in request.args]
-        unknown = sorted(set(request.args) - {"patient", "subject", "identifier"} - NOT_SEARCHED)
+        named = [n for n in SEARCH_PARAMETERS if n in request.args]
+        unknown = sorted(set(request.args) - set(SEARCH_PARAMETERS) - set(RESULT_PARAMETERS) - NOT_SEARCHED)
+        if unknown and _preference("handling") == "lenient":
+            unknown = []
         repeated = len(named) == 1 and len(request.args.getlist(named[0])) > 1  # FHIR: AND, which one Patient never is
         if len(named) != 1 or unknown or repeated:
             raise BadInput(
@@ -269,23 +297,98 @@ def add_read_routes(bp: Blueprint) -> None:
                 + (f"; not supported: {', '.join(unknown)}" if unknown else ""),
                 code="not-supported",
             )
+        count, offset, summary = _result_parameters()
         if named == ["identifier"]:
             search = conditional_search(resource_type, urlencode([("identifier", request.args["identifier"])]))
             found = search_by_identifier(svc.store, _dataset(), resource_type, search, svc.key)
         else:
             found = search_by_patient(svc.store, _dataset(), resource_type, request.args[named[0]], svc.key)
-        return json_response(_searchset(found), 200, mimetype=FHIR_JSON)
+        used = [
+            (n, _as_kept(resource_type, n, v, svc.key))
+            for n, v in request.args.items(multi=True)
+            if n in (*named, *NOT_SEARCHED) and n != "_pretty"
+        ]
+        if summary == "count":
+            count = 0
+        page = found[offset : offset + count] if count is not None else found[offset:]
+        body = _searchset(page, total=len(found), base=public_base_url())
+        links = [_link("self", resource_type, used, count, offset, summary)]
+        if count and offset + count < len(found):
+            links.append(_link("next", resource_type, used, count, offset + count, summary))
+        if offset and count:
+            links.append(_link("previous", resource_type, used, count, max(0, offset - count), summary))
+        return json_response({**body, "link": links}, 200, mimetype=FHIR_JSON)
 
 
-def _searchset(found, more=lambda resource: {}) -> dict:
-    """A searchset Bundle of kept resources (each entry a match, plus what `more` adds to it)."""
+SEARCH_PARAMETERS = ("patient", "subject", "identifier")
+
+
+def _as_kept(resource_type: str, name: str, value: str, key: bytes) -> str:
+    """A search parameter as the `self` link shows it: a patient identifier with a system as its pseudonym (as the
+    Patients in the searchset show it, services.fhir_resources.at_rest), which searches the same. A value without
+    system matches it in every system, which no single pseudonym does: shown as sent."""
+    if name == "identifier" and resource_type == PATIENT:
+        reference = f"{PATIENT}?identifier={value}"
+    elif name in ("patient", "subject") and value.startswith(f"{PATIENT}?identifier="):
+        reference = value
+    else:
+        return value
+    token = parse_token(reference.partition("=")[2])
+    if token is None or token.system is None:
+        return value
+    kept = pseudonymous_reference(reference, key)
+    return kept.partition("=")[2] if name == "identifier" else kept
+
+
+# Result parameters (search.html#return) read here: `_total` is accepted (the total is always given).
+RESULT_PARAMETERS = ("_count", "_offset", "_summary", "_total")
+
+
+def _result_parameters() -> tuple[int | None, int, str | None]:
+    """(_count, _offset, _summary) of a search, checked: 400 for what they cannot be."""
+
+    def number(name: str) -> int | None:
+        value = request.args.get(name)
+        if value is None:
+            return None
+        if not value.isdigit() or len(value) > 9:
+            raise BadInput(f"{name} must be a whole number >= 0, not {value[:40]!r}", code="fhir-value")
+        return int(value)
+
+    summary = request.args.get("_summary")
+    if summary not in (None, "count", "false"):
+        message = f"_summary={summary[:40]!r} is not supported here: count or false (the whole resources)"
+        raise BadInput(message, code="not-supported")
+    total = request.args.get("_total")
+    if total not in (None, "none", "estimate", "accurate"):
+        raise BadInput(f"_total must be none, estimate or accurate, not {total[:40]!r}", code="fhir-value")
+    return number("_count"), number("_offset") or 0, summary
+
+
+def _link(relation: str, resource_type: str, used: list[tuple[str, str]], count, offset: int, summary) -> dict:
+    """A searchset link: the search as it was performed (the parameters used, search.html#self), at `offset`."""
+    query = list(used)
+    if summary == "count":
+        query.append(("_summary", "count"))
+    elif count is not None:
+        query.append(("_count", str(count)))
+    if offset:
+        query.append(("_offset", str(offset)))
+    return {"relation": relation, "url": f"{public_base_url()}/fhir/{resource_type}?{urlencode(query)}"}
+
+
+def _searchset(found, more=lambda resource: {}, total: int | None = None, base: str | None = None) -> dict:
+    """A searchset Bundle of kept resources (each entry a match, plus what `more` adds to it); `total`: the number
+    of matches when `found` is one page of them; `base`: what the fullUrls start with (a search's are absolute,
+    Bundle.entry.fullUrl, the operator's $pending list names `Type/id`)."""
+    base = "" if base is None else base + "/fhir/"
     return {
         "resourceType": "Bundle",
         "type": "searchset",
-        "total": len(found),
+        "total": len(found) if total is None else total,
         "entry": [
             {
-                "fullUrl": f"{r.resource_type}/{r.resource_id}",
+                "fullUrl": f"{base}{r.resource_type}/{r.resource_id}",
                 "resource": stored_resource(r),
                 "search": {"mode": "match"},
                 **more(r),

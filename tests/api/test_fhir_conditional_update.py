@@ -14,7 +14,7 @@ import pytest
 
 from tests.api.test_fhir_attacks import PATIENT_ID, _condition, _stored, _transaction
 from tests.api.test_fhir_conventions import MII_SYSTEM, MRN, _kept_ids, _outcome_codes, _packet_json
-from tests.api.test_fhir_rest import MARFAN, _resource, _send
+from tests.api.test_fhir_rest import BASE, MARFAN, _resource, _send
 
 BY_MRN = f"identifier={MII_SYSTEM}|{MRN}"
 
@@ -66,12 +66,12 @@ def test_put_by_identifier_creates_then_updates_the_match(client, app, operator,
     del patient["id"]
     created = _send(client, "PUT", f"/fhir/Patient?{BY_MRN}", operator, patient)
     assert created.status_code == 201, created.get_data(as_text=True)
-    patient_id = created.headers["Location"].split("/")[1]
+    patient_id = created.headers["Location"].removeprefix(BASE).split("/")[1]
 
     patient["gender"] = "female" if patient.get("gender") != "female" else "male"
     updated = _send(client, "PUT", f"/fhir/Patient?{BY_MRN}", operator, patient)
     assert updated.status_code == 200, updated.get_data(as_text=True)
-    assert updated.headers["Location"] == f"Patient/{patient_id}/_history/2"
+    assert updated.headers["Location"] == BASE + f"Patient/{patient_id}/_history/2"
     read = client.get(f"/fhir/Patient/{patient_id}", headers=operator).get_json()
     assert read["gender"] == patient["gender"]
 
@@ -93,7 +93,7 @@ def test_put_by_identifier_of_a_condition_updates_the_one_match(client, app, ope
     changed["code"]["coding"][0]["code"] = "H25.9"
     search = "identifier=http://hospital.example/problem|P-1"
     answered = _send(client, "PUT", f"/fhir/Condition?{search}", operator, changed)
-    assert answered.status_code == 200 and answered.headers["Location"] == "Condition/c-first/_history/2"
+    assert answered.status_code == 200 and answered.headers["Location"] == BASE + "Condition/c-first/_history/2"
     assert [rid for _, kind, rid in _kept_ids(app) if kind == "Condition"] == ["c-first"]
     assert "H25.9" in _packet_json(app)
 
@@ -199,6 +199,9 @@ def test_search_by_identifier_finds_what_a_conditional_update_would_match(client
     assert body["type"] == "searchset" and body["total"] == 1
     assert body["entry"][0]["resource"]["id"] == PATIENT_ID
     assert MRN not in found.get_data(as_text=True)  # the identifier is shown as kept: its pseudonym
+    (self_link,) = [link["url"] for link in body["link"] if link["relation"] == "self"]
+    again = client.get(self_link.removeprefix("http://localhost"), headers=operator).get_json()  # the same search
+    assert again["total"] == 1 and again["entry"][0]["resource"]["id"] == PATIENT_ID
     assert client.get(f"/fhir/Patient?identifier={MRN}", headers=operator).get_json()["total"] == 1  # any system
     assert client.get("/fhir/Patient?identifier=no-such-mrn", headers=operator).get_json()["total"] == 0
     assert client.get("/fhir/Patient?identifier=", headers=operator).status_code == 400

@@ -10,7 +10,7 @@ import json
 import pytest
 
 from tests.api.test_fhir_attacks import PATIENT_ID, _condition, _put_entry, _stored, _transaction
-from tests.api.test_fhir_rest import MARFAN, _resource, _send
+from tests.api.test_fhir_rest import BASE, MARFAN, _resource, _send
 
 
 @pytest.fixture
@@ -138,7 +138,7 @@ def test_a_batch_with_patients_refuses_only_the_patient_of_a_malformed_entry(cli
     ]
     responses = _responses(_send(client, "POST", "/fhir", operator, _transaction(*entries, kind="batch")))
     statuses = [r["status"] for r in responses]
-    assert statuses == ["201 Created", "200 OK", "422 Unprocessable Entity", "400 Bad Request"]
+    assert statuses == ["201 Created", "201 Created", "422 Unprocessable Entity", "400 Bad Request"]
     assert "invalid" in _outcome_codes(responses[3])
     assert "not-stored" in _outcome_codes(responses[2])
     (packet,) = app.extensions["gateway"].store.list_phenopackets()[0]
@@ -159,7 +159,7 @@ def test_a_delete_beside_patients_in_a_batch_is_that_entry_s_422(client, app, op
         {"request": {"method": "DELETE", "url": "Condition/c-later"}},
     ]
     responses = _responses(_send(client, "POST", "/fhir", operator, _transaction(*entries, kind="batch")))
-    assert [r["status"] for r in responses] == ["200 OK", "200 OK", "422 Unprocessable Entity"]
+    assert [r["status"] for r in responses] == ["200 OK", "201 Created", "422 Unprocessable Entity"]
     assert "not-supported" in _outcome_codes(responses[2])
     assert ("default", "Condition", "c-later") in _kept_ids(app)
     assert ("default", "Condition", "c-first") in _kept_ids(app)
@@ -196,7 +196,7 @@ def test_an_identifier_without_system_matches_that_value_in_any_system(client, a
     (packet,) = app.extensions["gateway"].store.list_phenopackets()[0]
     assert packet.document["diseases"]
     found = client.get("/fhir/Condition", query_string={"patient": f"Patient?identifier={MRN}"}, headers=operator)
-    assert [e["fullUrl"] for e in found.get_json()["entry"]] == ["Condition/c-token"]
+    assert [e["fullUrl"] for e in found.get_json()["entry"]] == [BASE + "Condition/c-token"]
     kept_reference = client.get("/fhir/Condition/c-token", headers=operator).get_json()["subject"]["reference"]
     assert kept_reference.startswith(f"Patient?identifier={MII_SYSTEM}|pid-")  # the identifier it matched, no MRN
 
@@ -297,7 +297,7 @@ def test_a_resource_posted_again_under_a_new_id_is_the_kept_one(client, app, ope
     again["meta"] = {"lastUpdated": "2026-01-01T00:00:00Z"}
     answered = _send(client, "POST", "/fhir/Condition", operator, again)
     assert answered.status_code == 200, answered.get_data(as_text=True)
-    assert answered.headers["Location"].startswith("Condition/c-kept/_history/")
+    assert answered.headers["Location"].startswith(BASE + "Condition/c-kept/_history/")
     codes = _outcome_codes({"outcome": answered.get_json()})
     assert "same-resource" in codes
     assert [rid for _, kind, rid in _kept_ids(app) if kind == "Condition"] == ["c-kept"]
@@ -310,7 +310,7 @@ def test_a_resource_posted_with_other_content_is_created(client, app, operator, 
     other["id"] = "c-other"
     other["note"] = [{"text": "another diagnosis date"}]
     answered = _send(client, "POST", "/fhir/Condition", operator, other)
-    assert answered.status_code == 201 and answered.headers["Location"] == "Condition/c-other/_history/1"
+    assert answered.status_code == 201 and answered.headers["Location"] == BASE + "Condition/c-other/_history/1"
     assert "same-resource" not in _outcome_codes({"outcome": answered.get_json()})
 
 
@@ -320,12 +320,12 @@ def test_if_none_exist_creates_once(client, app, operator, marfan, stored_patien
     condition["identifier"] = [{"system": "http://hospital.example/problem", "value": "P|1"}]
     header = {**operator, "If-None-Exist": "identifier=http://hospital.example/problem|P\\|1"}
     first = _send(client, "POST", "/fhir/Condition", header, condition)
-    assert first.status_code == 201 and first.headers["Location"] == "Condition/c-first/_history/1"
+    assert first.status_code == 201 and first.headers["Location"] == BASE + "Condition/c-first/_history/1"
     changed = copy.deepcopy(condition)
     changed["id"] = "c-second"
     changed["note"] = [{"text": "would be a second resource"}]
     second = _send(client, "POST", "/fhir/Condition", header, changed)
-    assert second.status_code == 200 and second.headers["Location"] == "Condition/c-first/_history/1"
+    assert second.status_code == 200 and second.headers["Location"] == BASE + "Condition/c-first/_history/1"
     assert "exists" in _outcome_codes({"outcome": second.get_json()})
     assert [rid for _, kind, rid in _kept_ids(app) if kind == "Condition"] == ["c-first"]
     read = client.get("/fhir/Condition/c-first", headers=operator).get_json()
@@ -346,7 +346,7 @@ def test_if_none_exist_on_a_patient_matches_its_pseudonymised_identifier(client,
     again["id"] = "patient-sent-again"
     header = {**operator, "If-None-Exist": f"identifier={MII_SYSTEM}|{MRN}"}
     answered = _send(client, "POST", "/fhir/Patient", header, again)
-    assert answered.status_code == 200 and answered.headers["Location"] == f"Patient/{PATIENT_ID}/_history/1"
+    assert answered.status_code == 200 and answered.headers["Location"] == BASE + f"Patient/{PATIENT_ID}/_history/1"
     assert [rid for _, kind, rid in _kept_ids(app) if kind == "Patient"] == [PATIENT_ID]
 
 
@@ -420,7 +420,8 @@ def test_if_none_exist_beside_a_patient(client, app, operator, marfan, stored_pa
     answered = _send(client, "POST", "/fhir", operator, _transaction(*entries, kind=kind))
     assert answered.status_code == 200, answered.get_data(as_text=True)
     responses = [e["response"] for e in answered.get_json()["entry"]]
-    assert [r["status"] for r in responses] == ["200 OK"] * 4, responses
+    # the Patient as stored, c-again matched (not created): 200; c-new and c-citing created: 201
+    assert [r["status"] for r in responses] == ["200 OK", "200 OK", "201 Created", "201 Created"], responses
     assert responses[1]["location"] == "Condition/c-first/_history/1" and "exists" in _outcome_codes(responses[1])
     assert responses[2]["location"] == "Condition/c-new/_history/1"
     kept = {rid: version for _, kind_, rid, version, _ in _stored(app)[0] if kind_ == "Condition"}

@@ -12,6 +12,7 @@ import sqlalchemy as sa
 from gateway.store.tables import fhir_resources
 
 FHIR = "application/fhir+json"
+BASE = "http://localhost/fhir/"  # the test node's base_url: a Location header is absolute ([base]/Type/id/_history/v)
 MARFAN = "mii-seltene-erkrankungen/Bundle-bundle-marfan-complete.json"
 
 
@@ -25,8 +26,10 @@ def _resource(bundle, resource_id):
 
 
 def _send(client, method, path, headers, body=None):
+    """A write asking for the OperationOutcome of what happened (the default answer is the stored resource)."""
     data = None if body is None else json.dumps(body)
-    return client.open(path, method=method, data=data, headers={**headers, "Content-Type": FHIR})
+    headers = {"Prefer": "return=OperationOutcome", **headers, "Content-Type": FHIR}
+    return client.open(path, method=method, data=data, headers=headers)
 
 
 def _packets(app):
@@ -41,13 +44,13 @@ def test_put_creates_then_unchanged_then_updated(client, app, operator, marfan):
     patient = _resource(marfan, "patient-marfan-001")
     first = _send(client, "PUT", "/fhir/Patient/patient-marfan-001", operator, patient)
     assert first.status_code == 201, first.get_data(as_text=True)
-    assert first.headers["Location"] == "Patient/patient-marfan-001/_history/1"
+    assert first.headers["Location"] == BASE + "Patient/patient-marfan-001/_history/1"
     assert first.get_json()["resourceType"] == "OperationOutcome"
     assert len(_packets(app)) == 1
 
     again = _send(client, "PUT", "/fhir/Patient/patient-marfan-001", operator, patient)
     assert again.status_code == 200 and "unchanged" in _codes(again.get_json())
-    assert again.headers["Location"] == "Patient/patient-marfan-001/_history/1"
+    assert again.headers["Location"] == BASE + "Patient/patient-marfan-001/_history/1"
 
     patient["gender"] = "female" if patient.get("gender") == "male" else "male"
     changed = _send(client, "PUT", "/fhir/Patient/patient-marfan-001", operator, patient)
@@ -60,7 +63,7 @@ def test_post_before_the_patient_is_pending_then_applied(client, app, operator, 
     condition = _resource(marfan, "condition-marfan-genetic")
     created = _send(client, "POST", "/fhir/Condition", operator, condition)
     assert created.status_code == 201
-    assert created.headers["Location"] == "Condition/condition-marfan-genetic/_history/1"
+    assert created.headers["Location"] == BASE + "Condition/condition-marfan-genetic/_history/1"
     assert "pending" in _codes(created.get_json())
     assert _packets(app) == []
 

@@ -229,7 +229,7 @@ def test_key_rotation_carries_the_kept_fhir_resources_forward(node):
     resp = node.test_client().post(
         "/fhir/Condition?dataset=mii",
         data=json.dumps(condition),
-        headers={**OPERATOR, "Content-Type": "application/fhir+json"},
+        headers={**OPERATOR, "Content-Type": "application/fhir+json", "Prefer": "return=OperationOutcome"},
     )
     assert resp.status_code == 201, resp.get_data(as_text=True)
     codes = [i["details"]["coding"][0]["code"] for i in resp.get_json()["issue"]]

@@ -261,7 +261,11 @@ def _pending_condition(ui_node, token: str) -> str:
         ui_node.base + "/fhir/Condition/ui-waiting-condition",
         data=json.dumps(condition).encode(),
         method="PUT",
-        headers={"Content-Type": "application/fhir+json", "Authorization": f"Bearer {token}"},
+        headers={
+            "Content-Type": "application/fhir+json",
+            "Authorization": f"Bearer {token}",
+            "Prefer": "return=OperationOutcome",  # (the default answer is the stored resource)
+        },
     )
     with urllib.request.urlopen(request, timeout=30) as response:
         outcome = json.loads(response.read())
