@@ -150,8 +150,11 @@ def test_a_patient_and_its_resources_created_searched_updated_and_deleted(smart,
     assert Condition(answer.json()).id == condition.id and answer.json()["meta"]["versionId"] == "2"
 
     condition.delete(smart)
-    with pytest.raises(FHIRNotFoundException):
+    with pytest.raises(requests.exceptions.HTTPError) as gone:
         Condition.read(condition.id, smart)
+    assert gone.value.response.status_code == 410  # deleted: Gone
+    with pytest.raises(FHIRNotFoundException):  # an id never kept: 404
+        Condition.read("never-kept", smart)
     assert _first_page(Condition.where(struct={"patient": reference}), smart).total == 0
     packets = live_fhir.app.extensions["gateway"].store.list_phenopackets()[0]
     assert len(packets) == 1 and not packets[0].document.get("diseases")
