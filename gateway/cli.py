@@ -207,7 +207,11 @@ def cmd_ingest_fhir(args: argparse.Namespace) -> int:
             matched=frozenset(creates.existing),
         )
         outcome = process_fhir(creates.doc, key=key, dataset_id=dataset, profile=profile)
+        # what the translator said of a stand-in for another patient's match is not the sender's business;
+        # what the matches were is (as POST /fhir answers them)
+        outcome.report.issues = [*creates.sender_issues(outcome.report), *creates.match_issues()]
         for packet in outcome.packets:  # a batch's entry refused: its patient is not stored (as POST /fhir)
+            packet.issues = creates.sender_issues(packet.issues)
             packet.issues.extend(i for n in packet.entry_indexes for i in refused.get(n, []))
         outcome = store_fhir_outcome(outcome, store=store, dataset_id=dataset, source=source_identity(doc), also=keep)
         if about_stored_patients(outcome.report):  # Patients, and references to Patients stored before

@@ -1563,6 +1563,10 @@ class ConditionalCreates:
     refused: dict[int, list[Issue]]  # entry -> why it cannot be done (multiple-matches: 412; not-supported: 400)
     elsewhere: set[int] = field(default_factory=set)  # entries that matched another patient's resource
 
+    def match_issues(self) -> list[Issue]:
+        """What each matched entry came to (`exists`, or `another-patient`), located at its ifNoneExist."""
+        return [i for change in self.existing.values() for i in change.issues]
+
     def sender_issues(self, issues: Iterable[Issue]) -> list[Issue]:
         """`issues` of the Bundle processed as `doc`, but what was said of an `elsewhere` entry's stand-in."""
         hidden = tuple(f"/entry/{n}/resource" for n in self.elsewhere)

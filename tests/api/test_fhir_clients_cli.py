@@ -91,6 +91,43 @@ def test_ingest_honours_if_none_exist_beside_a_patient(env, tmp_path, capsys, ki
     assert "summary" in out
 
 
+def test_ingest_adds_nothing_of_another_patient_s_match(env, tmp_path, capsys):
+    """An ifNoneExist beside patient two that matches patient one's Condition: not created, said, and patient
+    two's phenopacket gets nothing of it (as POST /fhir; before: the other person's disease stood in)."""
+    from gateway.config import load_config
+    from gateway.store import MetadataStore
+
+    first = _bundle(
+        tmp_path,
+        "first.json",
+        "transaction",
+        {"resource": _patient(), "request": {"method": "PUT", "url": "Patient/pat-1"}},
+        {"resource": _condition("c-first", "first"), "request": {"method": "PUT", "url": "Condition/c-first"}},
+    )
+    assert main(["ingest", "fhir", first]) == 0, capsys.readouterr()
+    two = {**_patient(), "id": "pat-2", "identifier": [{"system": MRN, "value": "MRN-2"}]}
+    again = {**_condition("c-again", "sent again"), "subject": {"reference": "Patient/pat-2"}}
+    conditional = {"method": "POST", "url": "Condition", "ifNoneExist": f"identifier={PROBLEM}|P-1"}
+    second = _bundle(
+        tmp_path,
+        "second.json",
+        "transaction",
+        {"resource": two, "request": {"method": "PUT", "url": "Patient/pat-2"}},
+        {"resource": again, "request": conditional},
+    )
+    capsys.readouterr()
+    assert main(["ingest", "fhir", second]) == 0
+    said = capsys.readouterr()
+    assert "another-patient" in said.out + said.err and "Basic" not in said.out + said.err
+    store = MetadataStore.open(load_config().resolved_database_url)
+    try:
+        packets = store.list_phenopackets()[0]
+    finally:
+        store.close()
+    assert sorted(bool(p.document.get("diseases")) for p in packets) == [False, True]
+    assert [k for k in _kept(env) if k[0] == "Condition"] == [("Condition", "c-first", 1)]
+
+
 @pytest.mark.parametrize("kind", ["transaction", "batch"])
 def test_ingest_refuses_an_if_none_exist_matching_several(env, tmp_path, capsys, kind):
     """Several kept resources match an ifNoneExist: a transaction is refused whole, a batch's patient of that entry
