@@ -1,7 +1,8 @@
 """Condition -> diseases, or a phenotypicFeature when its chosen coding is HPO.
 
 Every Condition is its own Disease (the same diagnosis recorded twice, e.g. clinically and genetically
-confirmed, is one Disease; different ones are never merged): its term is the coding the profile's
+confirmed, is one Disease; different ones are never merged, nor are two episodes of a disease that recurs:
+see `disease_key`): its term is the coding the profile's
 disease priority list ranks best, and its other codings (ICD-10-GM beside ORPHA, say) stay with it as alternate codings in
 `metaData.externalReferences` (see mappings/alternate_codings.py), which the Beacon index reads as
 disease terms of the same individual, so a filter on any of them finds the patient.
@@ -21,6 +22,7 @@ Condition's diagnosis from them.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 
 from mappings.alternate_codings import alternate_reference
@@ -38,6 +40,19 @@ class Disease:
     record: dict
     codes: set[str] = field(default_factory=set)
     conditions: list[int] = field(default_factory=list)  # positions of the Conditions that made it, in order
+
+
+def disease_key(record: dict) -> tuple:
+    """What makes two disease records of one patient the same Disease: the term, both excluded or not, and,
+    for an episode that ended (a resolution), the same onset and resolution. A disease that recurs (viral
+    sinusitis at 40 and again at 41, each resolved) is two Diseases: one record would keep the dates of
+    whichever episode came first, and which one that is depends on the order the resources arrive in.
+    An unresolved record (a chronic diagnosis recorded twice) stays one Disease. translators.fhir.merge
+    groups by the same key, so that the parts of a patient merge as one translation would."""
+    episode = (
+        json.dumps([record.get("onset"), record["resolution"]], sort_keys=True) if "resolution" in record else None
+    )
+    return (record["term"]["id"], bool(record.get("excluded")), episode)
 
 
 @dataclass(frozen=True)
@@ -121,14 +136,8 @@ class Conditions:
         if resolution:
             record["resolution"] = resolution
         self.details(cond, base, record)
-        same = next(
-            (
-                d
-                for d in self.diseases
-                if d.record["term"]["id"] == term["id"] and d.record.get("excluded") == record.get("excluded")
-            ),
-            None,
-        )
+        key = disease_key(record)
+        same = next((d for d in self.diseases if disease_key(d.record) == key), None)
         if same is not None:  # the same diagnosis recorded twice (clinical and genetic): one Disease
             for key, value in record.items():
                 same.record.setdefault(key, value)
