@@ -1,0 +1,70 @@
+"""Shapes of real FHIR the project had not seen (US Core 4.0.0, mCODE 2.1.0, Synthea, MII Onkologie examples),
+each rebuilt here as a small fixture of its own: what was refused, dropped or distorted, and is not any more."""
+
+from tests.translators.test_fhir_clinical import LOINC, UCUM, bundle, cc, translate, warnings
+
+
+def observation(code: str, **value) -> dict:
+    return {"resourceType": "Observation", "status": "final", "code": cc(LOINC, code), **value}
+
+
+# --- units --------------------------------------------------------------------------------------------
+
+
+def test_a_ucum_annotation_with_spaces_is_the_unity_not_an_invalid_phenopacket():
+    """US Core's urine specific gravity: code '{urine specific gravity}' made 'UCUM:{urine specific gravity}',
+    which the output schema refuses: the whole patient was refused (422) for one lab value."""
+    quantity = {"value": 1.02, "unit": "{urine specific gravity}", "system": UCUM, "code": "{urine specific gravity}"}
+    packet = translate(bundle(observation("2965-2", valueQuantity=quantity)))  # validates the phenopacket
+    (measurement,) = packet.phenopacket["measurements"]
+    value = measurement["value"]["quantity"]
+    assert value["value"] == 1.02
+    assert value["unit"] == {"id": "UCUM:1", "label": "{urine specific gravity}"}
+
+
+def test_a_ucum_code_with_spaces_that_is_no_annotation_is_warned_not_emitted():
+    quantity = {"value": 3, "system": UCUM, "code": "mg / dL"}
+    packet = translate(bundle(observation("2345-7", valueQuantity=quantity)))
+    assert not packet.phenopacket.get("measurements")
+    assert ("unmapped-code", "/entry/1/resource/valueQuantity/code") in warnings(packet)
+
+
+def test_cell_counts_per_microlitre_written_as_unit_text_are_kept():
+    """US Core's erythrocytes: unit '10*6/uL' with the UCUM system but no code was 'not a UCUM unit'."""
+    quantity = {"value": 4.58, "unit": "10*6/uL", "system": UCUM}
+    packet = translate(bundle(observation("789-8", valueQuantity=quantity)))
+    (measurement,) = packet.phenopacket["measurements"]
+    assert measurement["value"]["quantity"]["unit"]["id"] == "UCUM:10*6/uL"
+    assert not warnings(packet)
+
+
+# --- a disease that recurs ------------------------------------------------------------------------------
+
+SINUSITIS = {"coding": [{"system": "http://snomed.info/sct", "code": "444814009", "display": "Viral sinusitis"}]}
+
+
+def condition(code: dict, onset: str, abatement: str | None = None) -> dict:
+    out = {"resourceType": "Condition", "code": code, "onsetDateTime": onset}
+    return {**out, "abatementDateTime": abatement} if abatement else out
+
+
+def test_two_episodes_of_a_recurring_disease_are_two_diseases():
+    """Synthea: viral sinusitis at 40 (resolved) and again at 41 (resolved) became one disease with the dates
+    of whichever came first: the other episode was lost, and which one depended on the order of arrival."""
+    first = condition(SINUSITIS, "2020-03-01", "2020-03-20")
+    second = condition(SINUSITIS, "2021-05-01", "2021-05-15")
+    for order in ((first, second), (second, first)):
+        packet = translate(bundle(*order))
+        episodes = sorted(
+            (d["onset"]["age"]["iso8601duration"], d["resolution"]["age"]["iso8601duration"])
+            for d in packet.phenopacket["diseases"]
+        )
+        assert episodes == [("P40Y", "P40Y"), ("P41Y", "P41Y")]
+
+
+def test_a_diagnosis_recorded_twice_without_an_end_is_still_one_disease():
+    chronic = {"coding": [{"system": "http://snomed.info/sct", "code": "15777000", "display": "Prediabetes"}]}
+    packet = translate(bundle(condition(chronic, "2020-03-01"), condition(chronic, "2020-03-01")))
+    assert len(packet.phenopacket["diseases"]) == 1
+    repeated = condition(SINUSITIS, "2020-03-01", "2020-03-20")
+    assert len(translate(bundle(repeated, dict(repeated))).phenopacket["diseases"]) == 1
