@@ -7,7 +7,7 @@ HPO-coded components of other Observations; and (through `add_feature`) Conditio
 
 from __future__ import annotations
 
-from translators.fhir.common import as_list, codings, value_key
+from translators.fhir.common import as_list, value_key
 from translators.fhir.context import PatientContext
 
 
@@ -63,11 +63,10 @@ class Phenotypes:
         if mapped:
             ctx.note("unmapped-element", "only the HPO-coded components of this Observation are mapped", base + "/code")
         elif self.value_in_unknown_system(obs):
-            value = obs["valueCodeableConcept"]
-            systems = sorted({str(c.get("system")) for c in codings(value) if isinstance(c, dict)})
             ctx.warn(
                 "unmapped-code",
-                f"the Observation's value is in no code system the gateway maps ({', '.join(systems) or 'no codings'})",
+                "the Observation's value is in no code system the gateway maps "
+                f"({ctx.codings_described(obs['valueCodeableConcept'])})",
                 base + "/valueCodeableConcept",
             )
         elif value_key(obs) is None and "dataAbsentReason" in obs and not as_list(obs.get("component")):
