@@ -68,3 +68,88 @@ def test_a_diagnosis_recorded_twice_without_an_end_is_still_one_disease():
     assert len(packet.phenopacket["diseases"]) == 1
     repeated = condition(SINUSITIS, "2020-03-01", "2020-03-20")
     assert len(translate(bundle(repeated, dict(repeated))).phenopacket["diseases"]) == 1
+
+
+# --- variants ---------------------------------------------------------------------------------------------
+
+HGNC = "http://www.genenames.org"
+
+
+def gene_component(code: str, symbol: str) -> dict:
+    return {"code": cc(LOINC, "48018-6"), "valueCodeableConcept": cc(HGNC, code, symbol)}
+
+
+def test_a_fusions_second_gene_is_warned_where_it_is():
+    """mCODE's BCR::ABL1 fusion names two genes studied: the second one (ABL1) vanished without a word."""
+    variant = observation(
+        "69548-6",
+        valueCodeableConcept=cc(LOINC, "LA9633-4", "Present"),
+        component=[gene_component("HGNC:1014", "BCR"), gene_component("HGNC:76", "ABL1")],
+    )
+    packet = translate(bundle(variant))
+    (interpretation,) = packet.phenopacket["interpretations"]
+    (genomic,) = interpretation["diagnosis"]["genomicInterpretations"]
+    assert genomic["variantInterpretation"]["variationDescriptor"]["geneContext"]["symbol"] == "BCR"
+    assert ("unmapped-element", "/entry/1/resource/component/1") in warnings(packet)
+
+
+def test_a_component_repeated_with_the_same_value_is_no_warning():
+    variant = observation(
+        "69548-6",
+        valueCodeableConcept=cc(LOINC, "LA9633-4", "Present"),
+        component=[gene_component("HGNC:1100", "BRCA1"), gene_component("HGNC:1100", "BRCA1")],
+    )
+    assert not warnings(translate(bundle(variant)))
+
+
+# --- warnings that say what happened --------------------------------------------------------------------
+
+RXNORM = "http://www.nlm.nih.gov/research/umls/rxnorm"
+
+
+def test_a_timing_with_bounds_only_is_warned_without_none():
+    """mCODE's anastrozole order: a timing with only boundsPeriod.start gave "timing '1/NoneNone' is in no
+    schedule table row" and claimed no dosage had a boundsPeriod."""
+    order = {
+        "resourceType": "MedicationRequest",
+        "status": "active",
+        "intent": "order",
+        "authoredOn": "2018-09-30",
+        "medicationCodeableConcept": cc(RXNORM, "84857", "anastrozole"),
+        "dosageInstruction": [
+            {
+                "text": "1mg orally once daily",
+                "timing": {"repeat": {"boundsPeriod": {"start": "2018-09-30"}}},
+                "doseAndRate": [{"doseQuantity": {"value": 1, "unit": "mg", "system": UCUM, "code": "mg"}}],
+            }
+        ],
+    }
+    packet = translate(bundle(order))
+    assert packet.phenopacket["medicalActions"][0]["treatment"]["agent"]["id"] == "RXNORM:84857"
+    assert not [i.message for i in packet.issues if "None" in i.message]
+    timing = [i for i in packet.issues if i.location == "/entry/1/resource/dosageInstruction/0/timing"]
+    assert [i.severity.value for i in timing] == ["warning"] and "period" in timing[0].message
+    (order_date,) = [i for i in packet.issues if i.location.endswith("/authoredOn")]
+    assert "start and an end" in order_date.message
+
+
+def test_a_value_coding_without_a_system_is_named_so():
+    """MII Onkologie's study participation: a value coding {code: 'J'} without a system was '(None)'."""
+    obs = observation("8302-2", valueCodeableConcept={"coding": [{"code": "J"}]})
+    obs["code"] = cc("http://snomed.info/sct", "70709491003", "Study participation")
+    packet = translate(bundle(obs))
+    (found,) = [i for i in packet.issues if i.location == "/entry/1/resource/valueCodeableConcept"]
+    assert "None" not in found.message and "without a system" in found.message
+
+
+def test_a_malformed_code_of_a_known_system_is_said_to_be_malformed():
+    """MII Onkologie's doxorubicin coded ATC '01DB01' (L01DB01): 'no coding is in a code system this profile
+    maps (…bfarm/atc)' though ATC is mapped."""
+    statement = {
+        "resourceType": "MedicationStatement",
+        "status": "completed",
+        "medicationCodeableConcept": cc("http://fhir.de/CodeSystem/bfarm/atc", "01DB01", "Doxorubicin"),
+    }
+    packet = translate(bundle(statement))
+    (found,) = [i for i in packet.issues if i.location == "/entry/1/resource/medicationCodeableConcept"]
+    assert "'01DB01' is not a well-formed code" in found.message
