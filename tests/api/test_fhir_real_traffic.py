@@ -87,7 +87,9 @@ def test_a_report_with_contained_variants_sent_after_its_patient_is_kept(client,
     (packet,) = _packets(app)
     (variant,) = _variants(packet)
     assert variant["vcfRecord"]["pos"] == "26" and variant["allelicState"]["label"] == "heterozygous"
-    assert packet.document["subject"]["timeAtLastEncounter"] == {"age": {"iso8601duration": "P41Y"}}  # the report's date
+    assert packet.document["subject"]["timeAtLastEncounter"] == {
+        "age": {"iso8601duration": "P41Y"}
+    }  # the report's date
 
     gone = _send(client, "DELETE", "/fhir/DiagnosticReport/r1", operator)
     assert gone.status_code == 200
