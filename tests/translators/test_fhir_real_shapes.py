@@ -153,3 +153,25 @@ def test_a_malformed_code_of_a_known_system_is_said_to_be_malformed():
     packet = translate(bundle(statement))
     (found,) = [i for i in packet.issues if i.location == "/entry/1/resource/medicationCodeableConcept"]
     assert "'01DB01' is not a well-formed code" in found.message
+
+
+def test_a_lab_value_no_measurement_can_hold_is_warned_at_the_value():
+    """US Core urine cells and MII Labor examples (valueRange, valueRatio), an IPS lab document ('< 3.0' as
+    valueString): the warning said the Observation was 'neither ... a measurement', at its code."""
+    cells = {
+        "low": {"value": 1, "system": UCUM, "code": "/[HPF]"},
+        "high": {"value": 5, "system": UCUM, "code": "/[HPF]"},
+    }
+    packet = translate(bundle(observation("5787-7", valueRange=cells), observation("1988-5", valueString="< 3.0")))
+    found = {(i.code, i.location): i.message for i in packet.issues if i.severity.value == "warning"}
+    assert set(found) == {
+        ("no-phenopacket-target", "/entry/1/resource/valueRange"),
+        ("no-phenopacket-target", "/entry/2/resource/valueString"),
+    }
+    assert not [m for m in found.values() if "neither" in m]
+
+
+def test_a_quantity_warned_at_its_comparator_is_not_warned_again():
+    quantity = {"value": 3, "comparator": "<", "unit": "mg/L", "system": UCUM, "code": "mg/L"}
+    packet = translate(bundle(observation("1988-5", valueQuantity=quantity)))
+    assert warnings(packet) == {("unmapped-element", "/entry/1/resource/valueQuantity/comparator")}
