@@ -175,3 +175,40 @@ def test_a_quantity_warned_at_its_comparator_is_not_warned_again():
     quantity = {"value": 3, "comparator": "<", "unit": "mg/L", "system": UCUM, "code": "mg/L"}
     packet = translate(bundle(observation("1988-5", valueQuantity=quantity)))
     assert warnings(packet) == {("unmapped-element", "/entry/1/resource/valueQuantity/comparator")}
+
+
+# --- specimens ---------------------------------------------------------------------------------------------
+
+V2_0487 = "http://terminology.hl7.org/CodeSystem/v2-0487"
+LEFT_BREAST = cc("http://snomed.info/sct", "80248007", "Left breast structure")
+
+
+def specimen(type_code: str, site: dict | None = None) -> dict:
+    out: dict = {"resourceType": "Specimen", "type": cc(V2_0487, type_code, type_code)}
+    if site:
+        out["collection"] = {"bodySite": site}
+    return out
+
+
+def test_a_snomed_collection_site_is_the_sampled_tissue():
+    """mCODE's breast specimens: type TISS with a SNOMED CT collection site; the site was dropped and the
+    warning pointed at the type."""
+    packet = translate(bundle(specimen("TISS", LEFT_BREAST)))
+    (sample,) = packet.phenopacket["biosamples"]
+    assert sample["sampledTissue"] == {"id": "SNOMEDCT:80248007", "label": "Left breast structure"}
+    assert not [w for w in warnings(packet) if w[1].startswith("/entry/1/")]
+
+
+def test_a_collection_site_beside_a_tissue_from_the_type_is_warned_where_it_is():
+    packet = translate(bundle(specimen("BLD", LEFT_BREAST)))
+    (sample,) = packet.phenopacket["biosamples"]
+    assert sample["sampledTissue"]["id"] == "UBERON:0000178"
+    assert ("unmapped-element", "/entry/1/resource/collection/bodySite") in warnings(packet)
+
+
+def test_a_disease_code_sent_as_collection_site_is_not_a_tissue():
+    """Genomics Reporting's oncology example codes the site with ICD-10-CM C16.0 (a disease): warned at the site."""
+    packet = translate(bundle(specimen("TISS", cc("http://hl7.org/fhir/sid/icd-10-cm", "C16.0", "cardia"))))
+    (sample,) = packet.phenopacket["biosamples"]
+    assert "sampledTissue" not in sample
+    assert ("unmapped-code", "/entry/1/resource/collection/bodySite") in warnings(packet)
