@@ -22,6 +22,14 @@ def test_a_ucum_annotation_with_spaces_is_the_unity_not_an_invalid_phenopacket()
     assert value["unit"] == {"id": "UCUM:1", "label": "{urine specific gravity}"}
 
 
+def test_a_ucum_annotation_with_spaces_beside_a_unit_is_that_unit():
+    """IPS's alcohol use: '{wine glasses}/d' (was a CURIE with a space, hence an invalid phenopacket)."""
+    quantity = {"value": 2, "system": UCUM, "code": "{wine glasses}/d"}
+    packet = translate(bundle(observation("74013-4", valueQuantity=quantity)))
+    (measurement,) = packet.phenopacket["measurements"]
+    assert measurement["value"]["quantity"]["unit"] == {"id": "UCUM:/d", "label": "{wine glasses}/d"}
+
+
 def test_a_ucum_code_with_spaces_that_is_no_annotation_is_warned_not_emitted():
     quantity = {"value": 3, "system": UCUM, "code": "mg / dL"}
     packet = translate(bundle(observation("2345-7", valueQuantity=quantity)))
