@@ -186,3 +186,29 @@ def test_a_recurring_disease_sent_resource_by_resource_equals_the_complete_bundl
 
     assert len(by_parts.document["diseases"]) == 2
     assert episodes(by_parts) == episodes(complete)
+
+
+def test_a_cause_of_death_observation_sent_alone_sets_and_unsets_the_cause(client, app, operator):
+    """Synthea's cause of death (LOINC 69453-9) arrives as an Observation of its own."""
+    dead = {**PATIENT, "deceasedDateTime": "2021-03-01"}
+    cause = {
+        "resourceType": "Observation",
+        "id": "cod",
+        "status": "final",
+        "code": {"coding": [{"system": LOINC, "code": "69453-9"}]},
+        "subject": {"reference": "Patient/p1"},
+        "valueCodeableConcept": {
+            "coding": [{"system": "http://snomed.info/sct", "code": "22298006", "display": "Myocardial Infarction"}]
+        },
+    }
+    assert _send(client, "PUT", "/fhir/Patient/p1", operator, dead).status_code == 201
+    assert _send(client, "PUT", "/fhir/Observation/cod", operator, cause).status_code == 201
+    (packet,) = _packets(app)
+    assert packet.document["subject"]["vitalStatus"]["causeOfDeath"]["id"] == "SNOMEDCT:22298006"
+    assert not packet.document.get("measurements")
+    assert _send(client, "DELETE", "/fhir/Observation/cod", operator).status_code == 200
+    (packet,) = _packets(app)
+    assert packet.document["subject"]["vitalStatus"] == {
+        "status": "DECEASED",
+        "timeOfDeath": {"age": {"iso8601duration": "P41Y"}},
+    }

@@ -220,3 +220,24 @@ def test_a_disease_code_sent_as_collection_site_is_not_a_tissue():
     (sample,) = packet.phenopacket["biosamples"]
     assert "sampledTissue" not in sample
     assert ("unmapped-code", "/entry/1/resource/collection/bodySite") in warnings(packet)
+
+
+# --- cause of death ---------------------------------------------------------------------------------------
+
+
+def test_a_cause_of_death_observation_is_the_cause_of_death():
+    """Synthea writes the cause as an Observation (LOINC 69453-9) valued 'Myocardial Infarction': it became a
+    measurement, and vitalStatus.causeOfDeath stayed empty."""
+    cause = observation(
+        "69453-9", valueCodeableConcept=cc("http://snomed.info/sct", "22298006", "Myocardial Infarction")
+    )
+    dead = {"resourceType": "Patient", "id": "p1", "gender": "male", "birthDate": "1963-10-05"}
+    source = bundle(cause)
+    source["entry"][0]["resource"] = {**dead, "deceasedDateTime": "2008-12-14T03:11:33+00:00"}
+    packet = translate(source)
+    vital = packet.phenopacket["subject"]["vitalStatus"]
+    assert vital["status"] == "DECEASED"
+    assert vital["causeOfDeath"] == {"id": "SNOMEDCT:22298006", "label": "Myocardial Infarction"}
+    assert vital["timeOfDeath"] == {"age": {"iso8601duration": "P45Y"}}
+    assert not packet.phenopacket.get("measurements")
+    assert not warnings(packet)

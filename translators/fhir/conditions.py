@@ -230,6 +230,29 @@ class Conditions:
         self.ctx.used.add("HP")
         return True
 
+    def cause_of_death_observation(self, i: int, obs: dict) -> None:
+        """An Observation whose coded value names the cause of death (Synthea's LOINC 69453-9): the subject's
+        vitalStatus.causeOfDeath. A cause-of-death Condition (read first) wins; another cause is warned."""
+        ctx, base = self.ctx, self.ctx.source.pointer(i)
+        value = obs.get("valueCodeableConcept")
+        if not isinstance(value, dict):
+            ctx.warn("unmapped-element", "a cause-of-death Observation without a coded value: no cause carried", base)
+            return
+        where = base + "/valueCodeableConcept"
+        picked = ctx.pick(value, ctx.profile.disease_coding_priority, where, "the cause of death")
+        if picked is None:
+            return
+        term = picked[0]
+        ctx.consumed.add(i)
+        if self.cause_of_death is None:
+            self.cause_of_death = term
+        elif self.cause_of_death["id"] != term["id"]:
+            ctx.warn(
+                "unmapped-element",
+                f"another cause of death ({term['id']}): vitalStatus holds one, {self.cause_of_death['id']} is kept",
+                where,
+            )
+
     def is_cause_of_death(self, cond: dict) -> bool:
         wanted = self.ctx.profile.cause_of_death_categories
         return any(
