@@ -241,3 +241,29 @@ def test_a_cause_of_death_observation_is_the_cause_of_death():
     assert vital["timeOfDeath"] == {"age": {"iso8601duration": "P45Y"}}
     assert not packet.phenopacket.get("measurements")
     assert not warnings(packet)
+
+
+def test_an_onset_range_of_ages_is_an_age_range():
+    """An IPS document (AU connectathon): onsetRange 35-40 years was 'no phenopacket equivalent: skipped'."""
+    years = {"system": UCUM, "code": "a", "unit": "years"}
+    onset = {"low": {"value": 35, **years}, "high": {"value": 40, **years}}
+    asthma = {"resourceType": "Condition", "code": SINUSITIS, "onsetRange": onset}
+    packet = translate(bundle(asthma))
+    (disease,) = packet.phenopacket["diseases"]
+    assert disease["onset"] == {"ageRange": {"start": {"iso8601duration": "P35Y"}, "end": {"iso8601duration": "P40Y"}}}
+    open_ended = {"resourceType": "Condition", "code": SINUSITIS, "onsetRange": {"low": onset["low"]}}
+    packet = translate(bundle(open_ended))
+    assert "onset" not in packet.phenopacket["diseases"][0]
+    assert ("unmapped-element", "/entry/1/resource/onsetRange") in warnings(packet)
+
+
+def test_an_age_range_onset_is_written_back_as_an_onset_range():
+    from translators.phenopacket_to_fhir import translate_phenopacket
+
+    years = {"system": UCUM, "code": "a", "unit": "years"}
+    onset = {"low": {"value": 35, **years}, "high": {"value": 40, **years}}
+    packet = translate(bundle({"resourceType": "Condition", "code": SINUSITIS, "onsetRange": onset}))
+    written, issues = translate_phenopacket(packet.phenopacket)
+    (condition,) = [e["resource"] for e in written["entry"] if e["resource"]["resourceType"] == "Condition"]
+    assert not [i for i in issues if "/onset" in i.location]
+    assert [condition["onsetRange"][k]["value"] for k in ("low", "high")] == [35, 40]

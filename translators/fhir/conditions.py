@@ -279,10 +279,23 @@ class Conditions:
             start = period.get("start") if isinstance(period, dict) else None
             if start is not None:
                 return ctx.age_at(start, f"{base}/{stem}Period/start")
-        for name in (f"{stem}String", f"{stem}Range", f"{stem}Boolean"):
+        if f"{stem}Range" in cond:
+            return self.age_range(cond[f"{stem}Range"], f"{base}/{stem}Range")
+        for name in (f"{stem}String", f"{stem}Boolean"):
             if name in cond:
                 ctx.warn("unmapped-element", f"{name} has no phenopacket equivalent: skipped", f"{base}/{name}")
         return None
+
+    def age_range(self, bounds: object, location: str) -> dict | None:
+        """onsetRange / abatementRange (a Range of ages: "between 35 and 40 years", IPS) -> TimeElement.ageRange;
+        a range open at one end, or not in ages, is warned (no bound is invented)."""
+        ends = [fhir_age_to_iso(bounds.get(k)) if isinstance(bounds, dict) else None for k in ("low", "high")]
+        if ends[0] is None or ends[1] is None:
+            self.ctx.warn(
+                "unmapped-element", "an age range needs a low and a high age in years, months, weeks or days", location
+            )
+            return None
+        return {"ageRange": {"start": {"iso8601duration": ends[0]}, "end": {"iso8601duration": ends[1]}}}
 
     def evidence_variants(self, i: int, cond: dict, base: str) -> list[int]:
         found = []
