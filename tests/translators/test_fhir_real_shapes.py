@@ -267,3 +267,24 @@ def test_an_age_range_onset_is_written_back_as_an_onset_range():
     (condition,) = [e["resource"] for e in written["entry"] if e["resource"]["resourceType"] == "Condition"]
     assert not [i for i in issues if "/onset" in i.location]
     assert [condition["onsetRange"][k]["value"] for k in ("low", "high")] == [35, 40]
+
+
+def test_a_c_hgvs_given_as_the_genomic_change_is_carried_as_hgvs_c():
+    """mCODE's fusion gives 'NM_005157.6(ABL1):c.1076T>G' under 81290-9 (genomic DNA change): it was only a
+    warning 'is not g.HGVS', and the variant kept no expression at all."""
+    change = {
+        "code": cc(LOINC, "81290-9"),
+        "valueCodeableConcept": cc("http://varnomen.hgvs.org", "NM_005157.6(ABL1):c.1076T>G"),
+    }
+    variant = observation(
+        "69548-6",
+        valueCodeableConcept=cc(LOINC, "LA9633-4", "Present"),
+        component=[gene_component("HGNC:76", "ABL1"), change],
+    )
+    packet = translate(bundle(variant))
+    (interpretation,) = packet.phenopacket["interpretations"]
+    descriptor = interpretation["diagnosis"]["genomicInterpretations"][0]["variantInterpretation"][
+        "variationDescriptor"
+    ]
+    assert descriptor["expressions"] == [{"syntax": "hgvs.c", "value": "NM_005157.6(ABL1):c.1076T>G"}]
+    assert not warnings(packet)

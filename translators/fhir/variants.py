@@ -318,6 +318,14 @@ class Variants:
         if genomic:
             if GENOMIC_RE.search(genomic):
                 out.append({"syntax": "hgvs.g", "value": genomic})
+            elif CDNA_RE.search(genomic) and ":" in genomic and not any(e["syntax"] == "hgvs.c" for e in out):
+                k = components.first(GENOMIC_HGVS)[0]
+                out.append({"syntax": "hgvs.c", "value": genomic})  # mCODE's fusion: a c.HGVS under 81290-9
+                self.ctx.note(
+                    "unmapped-element",
+                    f"the genomic change {genomic!r} is a c.HGVS expression: carried as hgvs.c",
+                    f"{base}/component/{k}",
+                )
             else:
                 k = components.first(GENOMIC_HGVS)[0]
                 self.ctx.warn("unmapped-element", f"genomic change {genomic!r} is not g.HGVS", f"{base}/component/{k}")
