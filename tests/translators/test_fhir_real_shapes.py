@@ -288,3 +288,25 @@ def test_a_c_hgvs_given_as_the_genomic_change_is_carried_as_hgvs_c():
     ]
     assert descriptor["expressions"] == [{"syntax": "hgvs.c", "value": "NM_005157.6(ABL1):c.1076T>G"}]
     assert not warnings(packet)
+
+
+# --- family history ---------------------------------------------------------------------------------------
+
+
+def test_a_relatives_sex_is_read_from_a_relationship_that_says_it():
+    """mCODE's family histories name a maternal aunt and a paternal uncle without FamilyMemberHistory.sex:
+    the relatives and their pedigree entries had no sex."""
+    role = "http://terminology.hl7.org/CodeSystem/v3-RoleCode"
+    aunt = {
+        "resourceType": "FamilyMemberHistory",
+        "status": "completed",
+        "relationship": cc(role, "MAUNT", "maternal aunt"),
+    }
+    uncle = {"resourceType": "FamilyMemberHistory", "status": "completed", "relationship": cc(role, "PUNCLE", "uncle")}
+    cousin = {"resourceType": "FamilyMemberHistory", "status": "completed", "relationship": cc(role, "COUSN", "cousin")}
+    stated = {**uncle, "sex": {"coding": [{"system": "http://hl7.org/fhir/administrative-gender", "code": "female"}]}}
+    packet = translate(bundle(aunt, uncle, cousin, stated))
+    sexes = [r["subject"].get("sex") for r in packet.family["relatives"]]
+    assert sexes == ["FEMALE", "MALE", None, "FEMALE"]  # a stated sex wins; a cousin says none
+    persons = packet.family["pedigree"]["persons"][1:]
+    assert [p.get("sex", "UNKNOWN_SEX") for p in persons] == ["FEMALE", "MALE", "UNKNOWN_SEX", "FEMALE"]
