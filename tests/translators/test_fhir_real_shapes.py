@@ -310,3 +310,17 @@ def test_a_relatives_sex_is_read_from_a_relationship_that_says_it():
     assert sexes == ["FEMALE", "MALE", None, "FEMALE"]  # a stated sex wins; a cousin says none
     persons = packet.family["pedigree"]["persons"][1:]
     assert [p.get("sex", "UNKNOWN_SEX") for p in persons] == ["FEMALE", "MALE", "UNKNOWN_SEX", "FEMALE"]
+
+
+def test_a_cpt_coded_procedure_is_a_procedure():
+    """US Core's rehab Procedure is coded in CPT only: it was 'in no code system this profile maps', and dropped."""
+    rehab = {
+        "resourceType": "Procedure",
+        "status": "completed",
+        "code": cc("http://www.ama-assn.org/go/cpt", "97763", "Orthotic mgmt and training"),
+        "performedDateTime": "2021-01-01",
+    }
+    packet = translate(bundle(rehab))
+    (action,) = packet.phenopacket["medicalActions"]
+    assert action["procedure"]["code"]["id"] == "CPT:97763"
+    assert "CPT" in {r["namespacePrefix"] for r in packet.phenopacket["metaData"]["resources"]}
