@@ -204,7 +204,7 @@ def test_a_snomed_collection_site_is_the_sampled_tissue():
     packet = translate(bundle(specimen("TISS", LEFT_BREAST)))
     (sample,) = packet.phenopacket["biosamples"]
     assert sample["sampledTissue"] == {"id": "SNOMEDCT:80248007", "label": "Left breast structure"}
-    assert not [w for w in warnings(packet) if w[1].startswith("/entry/1/")]
+    assert not [w for w in warnings(packet) if w[1].startswith("/entry/1/resource/collection")]
 
 
 def test_a_collection_site_beside_a_tissue_from_the_type_is_warned_where_it_is():
@@ -324,3 +324,11 @@ def test_a_cpt_coded_procedure_is_a_procedure():
     (action,) = packet.phenopacket["medicalActions"]
     assert action["procedure"]["code"]["id"] == "CPT:97763"
     assert "CPT" in {r["namespacePrefix"] for r in packet.phenopacket["metaData"]["resources"]}
+
+
+def test_a_specimen_type_nothing_carries_is_warned_at_the_type():
+    """mCODE's tumour specimens: Specimen.type v2-0487 TUMOR (no CURIE system) vanished without a word."""
+    packet = translate(bundle(specimen("TUMOR", LEFT_BREAST)))
+    (sample,) = packet.phenopacket["biosamples"]
+    assert sample["sampledTissue"]["id"] == "SNOMEDCT:80248007"
+    assert ("unmapped-code", "/entry/1/resource/type") in warnings(packet)

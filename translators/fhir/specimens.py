@@ -24,6 +24,7 @@ def biosample(ctx: PatientContext, i: int, spec: dict) -> dict:
             if tissue:
                 break
     collection = spec.get("collection") if isinstance(spec.get("collection"), dict) else {}
+    tissue_warned_at_type = False
     site_at = base + "/collection/bodySite"
     body_site = ctx.ontology(collection.get("bodySite"), ("UBERON",), site_at)
     if body_site is not None:
@@ -40,9 +41,16 @@ def biosample(ctx: PatientContext, i: int, spec: dict) -> dict:
     else:
         where = base + "/type" if "type" in spec else base
         ctx.warn("unmapped-code", "sampled tissue unknown (no mapped Specimen.type or body site)", where)
+        tissue_warned_at_type = "type" in spec
     sample_type = ctx.ontology(spec_type, None, base + "/type")
     if sample_type is not None:
         sample["sampleType"] = sample_type
+    elif tissue is None and codings(spec_type) and not tissue_warned_at_type:  # said, and nothing carries it
+        ctx.warn(
+            "unmapped-code",
+            f"the specimen type is in no code system the gateway maps ({ctx.codings_described(spec_type)})",
+            base + "/type",
+        )
     if "collectedDateTime" in collection:
         when = ctx.age_at(collection["collectedDateTime"], base + "/collection/collectedDateTime")
         if when:
