@@ -212,3 +212,21 @@ def test_a_cause_of_death_observation_sent_alone_sets_and_unsets_the_cause(clien
         "status": "DECEASED",
         "timeOfDeath": {"age": {"iso8601duration": "P41Y"}},
     }
+
+
+def test_a_patient_without_identifiers_is_one_person_whatever_the_full_url(client, app, operator):
+    """MII MTB / CHUGA patients carry no identifier. The same PUT Patient/x, once in a transaction with an
+    https fullUrl and later with a urn:uuid one, made two phenopackets for one person (the id came from the
+    fullUrl when it was absolute)."""
+    bare = {"resourceType": "Patient", "id": "mtb-1", "gender": "female", "birthDate": "1970-01-01"}
+    for full_url in ("https://hospital.example/fhir/Patient/mtb-1", "urn:uuid:8c4b4f3e-0f0e-4a35-9a57-2d0f3c0f0a11"):
+        body = {
+            "resourceType": "Bundle",
+            "type": "transaction",
+            "entry": [{"fullUrl": full_url, "resource": bare, "request": {"method": "PUT", "url": "Patient/mtb-1"}}],
+        }
+        sent = client.post("/fhir", data=json.dumps(body), headers={**operator, "Content-Type": FHIR})
+        assert sent.status_code == 200, sent.get_data(as_text=True)
+    assert _send(client, "PUT", "/fhir/Patient/mtb-1", operator, {**bare, "gender": "male"}).status_code == 200
+    (packet,) = _packets(app)
+    assert packet.document["subject"]["sex"] == "MALE"
