@@ -332,3 +332,25 @@ def test_a_specimen_type_nothing_carries_is_warned_at_the_type():
     (sample,) = packet.phenopacket["biosamples"]
     assert sample["sampledTissue"]["id"] == "SNOMEDCT:80248007"
     assert ("unmapped-code", "/entry/1/resource/type") in warnings(packet)
+
+
+# --- cancer staging -----------------------------------------------------------------------------------------
+
+AJCC = "http://cancerstaging.org"
+
+
+def test_ajcc_stage_and_tnm_values_are_carried():
+    """mCODE codes stage groups and TNM categories in AJCC (http://cancerstaging.org): the Condition's stage
+    and every TNM Observation were 'in no code system the gateway maps' and left out."""
+    cancer = {
+        "resourceType": "Condition",
+        "code": cc("http://snomed.info/sct", "353431000119107", "Primary malignant neoplasm of female left breast"),
+        "stage": [{"summary": {"coding": [{"system": AJCC, "code": "3C"}]}}],
+    }
+    tumour = observation("21905-5", valueCodeableConcept={"coding": [{"system": AJCC, "code": "cT3"}]})
+    packet = translate(bundle(cancer, tumour))
+    (disease,) = packet.phenopacket["diseases"]
+    assert disease["diseaseStage"] == [{"id": "AJCC:3C", "label": "AJCC:3C"}]
+    (measurement,) = packet.phenopacket["measurements"]
+    assert measurement["value"]["ontologyClass"]["id"] == "AJCC:cT3"
+    assert not [w for w in warnings(packet) if w[0] != "label-missing"]
