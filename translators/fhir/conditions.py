@@ -74,6 +74,7 @@ class Conditions:
         self.cause_of_death: dict | None = None
         self.unconfirmed: list[Disease] = []  # diagnoses under consideration: their codings are kept too
         self.by_entry: dict[int, Disease] = {}  # Condition position -> the Disease it became
+        self.by_key: dict[tuple, Disease] = {}  # disease_key -> the Disease (a key never changes: see disease_key)
 
     def condition(self, i: int, cond: dict) -> None:
         ctx, base = self.ctx, self.ctx.source.pointer(i)
@@ -137,7 +138,7 @@ class Conditions:
             record["resolution"] = resolution
         self.details(cond, base, record)
         key = disease_key(record)
-        same = next((d for d in self.diseases if disease_key(d.record) == key), None)
+        same = self.by_key.get(key)
         if same is not None:  # the same diagnosis recorded twice (clinical and genetic): one Disease
             for key, value in record.items():
                 same.record.setdefault(key, value)
@@ -147,6 +148,7 @@ class Conditions:
             ctx.note("duplicate", f"{term['id']} already recorded for this patient: merged", base + "/code")
             return
         self.diseases.append(Disease(record, codes, [i]))
+        self.by_key[key] = self.diseases[-1]
         self.by_entry[i] = self.diseases[-1]
 
     def tnm_finding(self, i: int, obs: dict) -> None:
