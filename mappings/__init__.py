@@ -236,6 +236,7 @@ PROFILE_LIST_KEYS = (
     "transcript_reference_prefixes",
     "implementation_guides",
     "cause_of_death_categories",
+    "cause_of_death_observation_codes",
     "not_measurement_codes",
     "absence_code_systems",
     "procedure_code_extensions",
@@ -265,6 +266,7 @@ class Profile:
     transcript_reference_prefixes: tuple[str, ...] = ()
     implementation_guides: tuple[str, ...] = ()
     cause_of_death_categories: frozenset[str] = frozenset()
+    cause_of_death_observation_codes: frozenset[str] = frozenset()  # "PREFIX:code" whose coded value is the cause
     not_measurement_codes: frozenset[str] = frozenset()
     absence_code_systems: frozenset[str] = frozenset()  # systems whose codes say "none known" / "no information"
     procedure_code_extensions: tuple[str, ...] = ()  # extension URLs naming what an uncoded Procedure did
@@ -329,6 +331,7 @@ def load_profile(name: str) -> Profile:
         transcript_reference_prefixes=tuple(lists["transcript_reference_prefixes"]),
         implementation_guides=tuple(lists["implementation_guides"]),
         cause_of_death_categories=frozenset(lists["cause_of_death_categories"]),
+        cause_of_death_observation_codes=frozenset(lists["cause_of_death_observation_codes"]),
         not_measurement_codes=frozenset(lists["not_measurement_codes"]),
         absence_code_systems=frozenset(lists["absence_code_systems"]),
         procedure_code_extensions=tuple(lists["procedure_code_extensions"]),

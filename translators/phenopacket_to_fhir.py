@@ -543,6 +543,14 @@ class PacketWriter:
         elif "timestamp" in element:
             cond[f"{stem}DateTime"] = element["timestamp"]
             return
+        elif "ageRange" in element:
+            ends = [
+                iso_to_fhir_age(_dict(_dict(element["ageRange"]).get(k)).get("iso8601duration"))
+                for k in ("start", "end")
+            ]
+            if ends[0] is not None and ends[1] is not None:
+                cond[f"{stem}Range"] = {"low": ends[0], "high": ends[1]}
+                return
         elif "ontologyClass" in element or "gestationalAge" in element:
             cond[f"{stem}String"] = self.time_text(element)
             self.w.note("unmapped-element", f"{stem} written as text (FHIR has no coded {stem})", location)

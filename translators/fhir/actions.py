@@ -101,8 +101,9 @@ def medication(ctx: PatientContext, i: int, resource: dict) -> dict | None:
     if "authoredOn" in resource and "doseIntervals" not in treatment:
         ctx.warn(
             "unmapped-element",
-            "authoredOn is the date the order was written, not a treatment period, and no dosage has a "
-            "Timing.repeat.boundsPeriod: no dose interval is carried (none is invented from the order date)",
+            "authoredOn is the date the order was written, not a treatment period, and no dosage has a dose "
+            "with a schedule and a Timing.repeat.boundsPeriod with a start and an end: no dose interval is carried "
+            "(none is invented from the order date)",
             base + "/authoredOn",
         )
     if drug_type:
@@ -231,10 +232,20 @@ def schedule_frequency(ctx: PatientContext, dosing: Dosing) -> dict | None:
     if (repeat.get("count") == 1 and "frequency" not in repeat) or (not repeat and single_event(timing)):
         keys.append("once")
     frequency, period = (whole(repeat.get(k, 1 if k == "frequency" else None)) for k in ("frequency", "period"))
-    keys.append(f"{frequency}/{period}{repeat.get('periodUnit')}")
+    unit = repeat.get("periodUnit")
+    if period is not None and unit is not None:
+        keys.append(f"{frequency}/{period}{unit}")
     for key in keys:
         if key in table:
             return term(ctx, table[key])
+    if period is None or unit is None:
+        ctx.warn(
+            "unmapped-element",
+            "the timing states no period (Timing.repeat.period and periodUnit) nor a code of the schedule table: "
+            "no schedule is carried",
+            location + "/timing",
+        )
+        return None
     ctx.warn("unmapped-code", f"timing {keys[-1]!r} is in no schedule table row: not carried", location + "/timing")
     return None
 

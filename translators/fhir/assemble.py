@@ -231,6 +231,9 @@ class PatientBuilder:
         if curies & ctx.profile.vital_status_observation_codes:
             self.vital_statuses.append(patient.vital_status_observation(ctx, i, obs))
             return False
+        if curies & ctx.profile.cause_of_death_observation_codes:
+            self.conditions.cause_of_death_observation(i, obs)
+            return False
         if self.phenotypes.phenotype_coding(code) is None and self.measurements.observation(i, obs):
             self.phenotypes.hpo_components(i, obs)  # a measured height may carry "Tall stature" beside it
             self.conditions.tnm_finding(i, obs)

@@ -1,7 +1,8 @@
 """Condition -> diseases, or a phenotypicFeature when its chosen coding is HPO.
 
 Every Condition is its own Disease (the same diagnosis recorded twice, e.g. clinically and genetically
-confirmed, is one Disease; different ones are never merged): its term is the coding the profile's
+confirmed, is one Disease; different ones are never merged, nor are two episodes of a disease that recurs:
+see `disease_key`): its term is the coding the profile's
 disease priority list ranks best, and its other codings (ICD-10-GM beside ORPHA, say) stay with it as alternate codings in
 `metaData.externalReferences` (see mappings/alternate_codings.py), which the Beacon index reads as
 disease terms of the same individual, so a filter on any of them finds the patient.
@@ -21,6 +22,7 @@ Condition's diagnosis from them.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 
 from mappings.alternate_codings import alternate_reference
@@ -38,6 +40,19 @@ class Disease:
     record: dict
     codes: set[str] = field(default_factory=set)
     conditions: list[int] = field(default_factory=list)  # positions of the Conditions that made it, in order
+
+
+def disease_key(record: dict) -> tuple:
+    """What makes two disease records of one patient the same Disease: the term, both excluded or not, and,
+    for an episode that ended (a resolution), the same onset and resolution. A disease that recurs (viral
+    sinusitis at 40 and again at 41, each resolved) is two Diseases: one record would keep the dates of
+    whichever episode came first, and which one that is depends on the order the resources arrive in.
+    An unresolved record (a chronic diagnosis recorded twice) stays one Disease. translators.fhir.merge
+    groups by the same key, so that the parts of a patient merge as one translation would."""
+    episode = (
+        json.dumps([record.get("onset"), record["resolution"]], sort_keys=True) if "resolution" in record else None
+    )
+    return (record["term"]["id"], bool(record.get("excluded")), episode)
 
 
 @dataclass(frozen=True)
@@ -59,6 +74,7 @@ class Conditions:
         self.cause_of_death: dict | None = None
         self.unconfirmed: list[Disease] = []  # diagnoses under consideration: their codings are kept too
         self.by_entry: dict[int, Disease] = {}  # Condition position -> the Disease it became
+        self.by_key: dict[tuple, Disease] = {}  # disease_key -> the Disease (a key never changes: see disease_key)
 
     def condition(self, i: int, cond: dict) -> None:
         ctx, base = self.ctx, self.ctx.source.pointer(i)
@@ -121,14 +137,8 @@ class Conditions:
         if resolution:
             record["resolution"] = resolution
         self.details(cond, base, record)
-        same = next(
-            (
-                d
-                for d in self.diseases
-                if d.record["term"]["id"] == term["id"] and d.record.get("excluded") == record.get("excluded")
-            ),
-            None,
-        )
+        key = disease_key(record)
+        same = self.by_key.get(key)
         if same is not None:  # the same diagnosis recorded twice (clinical and genetic): one Disease
             for key, value in record.items():
                 same.record.setdefault(key, value)
@@ -138,6 +148,7 @@ class Conditions:
             ctx.note("duplicate", f"{term['id']} already recorded for this patient: merged", base + "/code")
             return
         self.diseases.append(Disease(record, codes, [i]))
+        self.by_key[key] = self.diseases[-1]
         self.by_entry[i] = self.diseases[-1]
 
     def tnm_finding(self, i: int, obs: dict) -> None:
@@ -221,6 +232,29 @@ class Conditions:
         self.ctx.used.add("HP")
         return True
 
+    def cause_of_death_observation(self, i: int, obs: dict) -> None:
+        """An Observation whose coded value names the cause of death (Synthea's LOINC 69453-9): the subject's
+        vitalStatus.causeOfDeath. A cause-of-death Condition (read first) wins; another cause is warned."""
+        ctx, base = self.ctx, self.ctx.source.pointer(i)
+        value = obs.get("valueCodeableConcept")
+        if not isinstance(value, dict):
+            ctx.warn("unmapped-element", "a cause-of-death Observation without a coded value: no cause carried", base)
+            return
+        where = base + "/valueCodeableConcept"
+        picked = ctx.pick(value, ctx.profile.disease_coding_priority, where, "the cause of death")
+        if picked is None:
+            return
+        term = picked[0]
+        ctx.consumed.add(i)
+        if self.cause_of_death is None:
+            self.cause_of_death = term
+        elif self.cause_of_death["id"] != term["id"]:
+            ctx.warn(
+                "unmapped-element",
+                f"another cause of death ({term['id']}): vitalStatus holds one, {self.cause_of_death['id']} is kept",
+                where,
+            )
+
     def is_cause_of_death(self, cond: dict) -> bool:
         wanted = self.ctx.profile.cause_of_death_categories
         return any(
@@ -247,10 +281,23 @@ class Conditions:
             start = period.get("start") if isinstance(period, dict) else None
             if start is not None:
                 return ctx.age_at(start, f"{base}/{stem}Period/start")
-        for name in (f"{stem}String", f"{stem}Range", f"{stem}Boolean"):
+        if f"{stem}Range" in cond:
+            return self.age_range(cond[f"{stem}Range"], f"{base}/{stem}Range")
+        for name in (f"{stem}String", f"{stem}Boolean"):
             if name in cond:
                 ctx.warn("unmapped-element", f"{name} has no phenopacket equivalent: skipped", f"{base}/{name}")
         return None
+
+    def age_range(self, bounds: object, location: str) -> dict | None:
+        """onsetRange / abatementRange (a Range of ages: "between 35 and 40 years", IPS) -> TimeElement.ageRange;
+        a range open at one end, or not in ages, is warned (no bound is invented)."""
+        ends = [fhir_age_to_iso(bounds.get(k)) if isinstance(bounds, dict) else None for k in ("low", "high")]
+        if ends[0] is None or ends[1] is None:
+            self.ctx.warn(
+                "unmapped-element", "an age range needs a low and a high age in years, months, weeks or days", location
+            )
+            return None
+        return {"ageRange": {"start": {"iso8601duration": ends[0]}, "end": {"iso8601duration": ends[1]}}}
 
     def evidence_variants(self, i: int, cond: dict, base: str) -> list[int]:
         found = []

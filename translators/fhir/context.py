@@ -172,6 +172,25 @@ class PatientContext:
             self.warn("label-missing", f"{curie} has no display; its label is the code itself", location)
         return {"id": curie, "label": label}
 
+    def codings_described(self, concept: object) -> str:
+        """The codings of a concept that was not taken, for a warning: each one's system, and why a coding of a
+        system the gateway knows was not read (no 'None' for a coding without a system)."""
+        known = {j for j, *_ in self.known_codings(concept)}
+        said = []
+        for j, coding in enumerate(codings(concept)):
+            if not isinstance(coding, dict):
+                continue
+            system, code = coding.get("system"), coding.get("code")
+            if not isinstance(system, str) or not system:
+                said.append(f"a coding without a system (code {code!r})")
+            elif j in known:
+                said.append(f"{system}, not in this profile's list")
+            elif self.source.registry.prefix_for(system) is not None:
+                said.append(f"{system}, whose code {code!r} is not a well-formed code of it")
+            else:
+                said.append(system)
+        return ", ".join(sorted(set(said))) or "no codings"
+
     def known_codings(self, concept: object) -> Iterator[tuple[int, dict, str, str]]:
         """(index, coding, curie, prefix) for every coding of a known system with a well-formed code."""
         terms = _terms_of(self.source.registry)
@@ -202,10 +221,9 @@ class PatientContext:
                 if best is None or rank < best[0]:
                     best = (rank, j, coding, curie, prefix)
         if best is None:
-            systems = sorted({c.get("system", "?") for c in codings(concept) if isinstance(c, dict)})
             self.warn(
                 "unmapped-code",
-                f"no coding of {what} is in a code system this profile maps ({', '.join(systems) or 'no codings'})",
+                f"no coding of {what} is in a code system this profile maps ({self.codings_described(concept)})",
                 location,
             )
             return None

@@ -30,6 +30,13 @@ def parent_codes() -> dict[str, frozenset[str]]:
     return {role: frozenset(table[role]) for role in ("mother", "father")}
 
 
+@cache
+def sex_codes() -> dict[str, frozenset[str]]:
+    """ "FEMALE" / "MALE" -> the relationships whose definition says the relative's sex (an aunt, a son)."""
+    table = load_table("translators/family_relationships")
+    return {"FEMALE": frozenset(table["female"]), "MALE": frozenset(table["male"])}
+
+
 class FamilyHistory:
     def __init__(self, ctx: PatientContext):
         self.ctx = ctx
@@ -50,6 +57,11 @@ class FamilyHistory:
             if sex:
                 subject["sex"] = sex
                 break
+        if "sex" not in subject:  # none stated: the relationship may say it (mCODE's maternal aunt)
+            keys = self.relationship_keys(history)
+            sex = next((s for s, codes in sex_codes().items() if keys & codes), None)
+            if sex:
+                subject["sex"] = sex
         if isinstance(history.get("deceasedBoolean"), bool):
             subject["vitalStatus"] = {"status": "DECEASED" if history["deceasedBoolean"] else "ALIVE"}
         elif any(name in history for name in ("deceasedAge", "deceasedDate", "deceasedString", "deceasedRange")):
@@ -99,7 +111,8 @@ class FamilyHistory:
                 cause_of_death = disease["term"]
         return out, cause_of_death
 
-    def parent_role(self, history: dict, base: str) -> str | None:
+    def relationship_keys(self, history: dict) -> set[str]:
+        """The relationship's codings as "system|code" and as CURIEs (the keys of the relationship table)."""
         relationship = history.get("relationship")
         codings = (
             [c for c in as_list(relationship.get("coding")) if isinstance(c, dict)]
@@ -107,7 +120,16 @@ class FamilyHistory:
             else []
         )
         keys = {f"{c.get('system')}|{c.get('code')}" for c in codings}
-        keys |= {curie for _, _, curie, _ in self.ctx.known_codings(relationship)}
+        return keys | {curie for _, _, curie, _ in self.ctx.known_codings(relationship)}
+
+    def parent_role(self, history: dict, base: str) -> str | None:
+        relationship = history.get("relationship")
+        codings = (
+            [c for c in as_list(relationship.get("coding")) if isinstance(c, dict)]
+            if isinstance(relationship, dict)
+            else []
+        )
+        keys = self.relationship_keys(history)
         for role, codes in parent_codes().items():
             if keys & codes:
                 return role

@@ -12,7 +12,8 @@ What the families share across parts, and how:
 - subject: the same in every part but `timeAtLastEncounter`, the latest of the parts' (each part's
   is the age at its latest dated event, capped by death), and `vitalStatus`, which one part may set
   (a vital-status Observation, a cause of death; two parts that do → Join);
-- phenotypicFeatures by (term, excluded) and diseases by (term, excluded): the first recorded wins
+- phenotypicFeatures by (term, excluded) and diseases by conditions.disease_key (term, excluded, and the dates
+  of an episode that ended: a recurring disease's episodes stay apart): the first recorded wins
   (a disease takes the later ones' missing elements, as Conditions.condition does, and every TNM
   finding their Observations add). "First" is the translator's order: Conditions before Observations,
   then by Type/id. A disease knows the Conditions it was made from (`Part.diseases_from`), so parts of
@@ -44,6 +45,7 @@ from itertools import pairwise
 
 from mappings import load_registry
 from translators.fhir.assemble import PHASE, REPORT_TYPES
+from translators.fhir.conditions import disease_key
 from translators.fhir.links import followed_references
 from translators.fhir.phenotypes import covers
 
@@ -186,7 +188,7 @@ def _merge(base: dict, parts: list[Part], base_named: frozenset[str] | None) -> 
         return None
     subject = _subject(base["subject"], parts)
     features = _keyed(parts, "phenotypicFeatures", _feature_key, FEATURE_SOURCES, False)
-    diseases = _keyed(parts, "diseases", _disease_key, DISEASE_SOURCES, True)
+    diseases = _keyed(parts, "diseases", disease_key, DISEASE_SOURCES, True)
     interpretations = _interpretations(parts)
     resources = _resources(base, parts, base_named)
     if subject is None or features is None or diseases is None or interpretations is None or resources is None:
@@ -246,10 +248,6 @@ def _years(time_element: dict) -> int | None:
 
 def _feature_key(feature: dict) -> tuple:
     return (feature["type"]["id"], bool(feature.get("excluded")))
-
-
-def _disease_key(disease: dict) -> tuple:
-    return (disease["term"]["id"], bool(disease.get("excluded")))
 
 
 def _keyed(parts: list[Part], name: str, key, sources: frozenset[str], fill_missing: bool) -> list[dict] | None:

@@ -1,7 +1,8 @@
 """Patient -> Phenopacket subject (Individual).
 
 The subject id is the caller's pseudonym of the first identifier in the profile's identifier-system
-priority list, else of the entry's absolute fullUrl or `Patient/<id>`. Sex comes from administrative
+priority list, else of `Patient/<id>` (what names the Patient in its dataset, however the Bundle that
+carried it spelled its fullUrl), else of the entry's fullUrl. Sex comes from administrative
 gender, refined by profile extensions (gender-amtlich-de). Dates become ages: `timeAtLastEncounter`
 is the age in whole years at the latest dated event of the patient's resources (never after death);
 `vitalStatus` from deceased[x], with the cause of death from a cause-of-death Condition.
@@ -36,9 +37,7 @@ def subject_id(ctx: PatientContext) -> str | None:
     full_url = ctx.source.full_urls[ctx.index]
     rid = patient.get("id")
     location = f"/entry/{ctx.index}/resource"
-    if full_url and full_url.startswith(("http://", "https://")):
-        source = full_url
-    elif isinstance(rid, str) and rid:
+    if isinstance(rid, str) and rid:
         source = f"Patient/{rid}"
     elif full_url:
         source = full_url

@@ -7,7 +7,7 @@ HPO-coded components of other Observations; and (through `add_feature`) Conditio
 
 from __future__ import annotations
 
-from translators.fhir.common import as_list, codings, value_key
+from translators.fhir.common import as_list, value_key
 from translators.fhir.context import PatientContext
 
 
@@ -63,21 +63,40 @@ class Phenotypes:
         if mapped:
             ctx.note("unmapped-element", "only the HPO-coded components of this Observation are mapped", base + "/code")
         elif self.value_in_unknown_system(obs):
-            value = obs["valueCodeableConcept"]
-            systems = sorted({str(c.get("system")) for c in codings(value) if isinstance(c, dict)})
             ctx.warn(
                 "unmapped-code",
-                f"the Observation's value is in no code system the gateway maps ({', '.join(systems) or 'no codings'})",
+                "the Observation's value is in no code system the gateway maps "
+                f"({ctx.codings_described(obs['valueCodeableConcept'])})",
                 base + "/valueCodeableConcept",
             )
         elif value_key(obs) is None and "dataAbsentReason" in obs and not as_list(obs.get("component")):
             ctx.note("unmapped-element", "Observation without a value (dataAbsentReason): nothing to carry", base)
         else:
+            self.not_carried(obs, base)
+
+    def not_carried(self, obs: dict, base: str) -> None:
+        """The warning of an Observation nothing took, where it belongs: a coded assay whose value no
+        measurement can hold is warned at that value (a range, a ratio, a string: US Core, MII Labor, IPS
+        lab documents); a quantity the measurement could not take was warned at its unit or comparator
+        already; only an Observation without a known code is warned at its code."""
+        ctx = self.ctx
+        name = value_key(obs)
+        taken = name in ("valueCodeableConcept", "valueInteger")  # a measurement's kind of value: the code decided
+        if name is not None and not taken and any(True for _ in ctx.known_codings(obs.get("code"))):
+            where = f"{base}/{name}"
+            if name == "valueQuantity" and any(i.location.startswith(where) for i in ctx.issues):
+                return  # said where it is (the unit, the comparator)
             ctx.warn(
                 "no-phenopacket-target",
-                "Observation is neither an HPO finding, a measurement nor a variant",
-                base + "/code",
+                f"{name} has no phenopacket home: a measurement value is a quantity or an ontology class",
+                where,
             )
+            return
+        ctx.warn(
+            "no-phenopacket-target",
+            "Observation is neither an HPO finding, a measurement nor a variant",
+            base + "/code",
+        )
 
     def hpo_components(self, i: int, obs: dict) -> bool:
         """The HPO-coded components of an Observation that is no finding itself; True when any was mapped."""

@@ -3,13 +3,20 @@
 A UCUM `system` + `code` is taken as it is; a Quantity that gives only a unit text (`%`, `mmHg`) takes
 its UCUM code from mappings/translators/ucum_units.yaml; any other unit is never guessed (a warning).
 A comparator (`<`, `>=`) has no place in a Phenopacket Quantity, so such a value is left out.
+A UCUM code holds no white space (UCUM uses ASCII 33-126 only); a code that does is no CURIE either. White
+space inside annotations (`{urine specific gravity}`, `{wine glasses}/d`: US Core, IPS) is read as UCUM reads
+annotations, as nothing: the unit without them (`UCUM:1`, `UCUM:/d`), labelled with the code as sent; any
+other such code is not taken (a warning).
 """
 
 from __future__ import annotations
 
+import re
+
 from translators.fhir.context import PatientContext
 
 UCUM_SYSTEM = "http://unitsofmeasure.org"
+ANNOTATION = re.compile(r"\{[^{}]*\}")  # UCUM 2.1 section 12: annotations do not change what a unit means
 
 
 def ucum_unit(ctx: PatientContext, quantity: dict, location: str) -> dict | None:
@@ -17,8 +24,20 @@ def ucum_unit(ctx: PatientContext, quantity: dict, location: str) -> dict | None
     code, label = quantity.get("code"), quantity.get("unit")
     label = label.strip() if isinstance(label, str) and label.strip() else None
     if quantity.get("system") == UCUM_SYSTEM and isinstance(code, str) and code.strip():
-        ctx.used.add("UCUM")
-        return {"id": f"UCUM:{code.strip()}", "label": label or code.strip()}
+        code = code.strip()
+        if not any(c.isspace() for c in code):
+            ctx.used.add("UCUM")
+            return {"id": f"UCUM:{code}", "label": label or code}
+        bare = ANNOTATION.sub("", code)
+        if not any(c.isspace() for c in bare):
+            ctx.used.add("UCUM")
+            return {"id": f"UCUM:{bare or '1'}", "label": label or code}  # "{rbc}" alone is the unity
+        ctx.warn(
+            "unmapped-code",
+            f"UCUM code {code!r} holds white space: not a UCUM code, the value is left out",
+            location + "/code",
+        )
+        return None
     table = ctx.tables.ucum_units
     found = table.get(label) if label else None
     if label and found is None:

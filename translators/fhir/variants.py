@@ -92,6 +92,11 @@ def drop_restated_phenotype(descriptor: dict, disease_id: str) -> None:
         descriptor.pop("extensions", None)
 
 
+def value_of(component: dict) -> dict:
+    """A component's value[x], for comparing repeated components."""
+    return {k: v for k, v in component.items() if k.startswith("value")}
+
+
 class Components:
     """The components of one variant Observation by LOINC code (the first of each code counts)."""
 
@@ -257,7 +262,22 @@ class Variants:
                 self.ctx.note("unmapped-element", f"{what} has no value", f"{base}/component/{k}")
             else:
                 self.ctx.warn("unmapped-element", f"{what} has no phenopacket target", f"{base}/component/{k}")
+        self.repeated(by_code, base)
         return Components(by_code), listed
+
+    def repeated(self, by_code: dict[str, list[tuple[int, dict]]], base: str) -> None:
+        """A core component given again with another value (a fusion's second gene, mCODE) is read once only
+        (`Components` takes the first): each other value is a warning where it is, never dropped unsaid."""
+        for loinc, items in by_code.items():
+            if loinc == DISCRETE_VARIANT:
+                continue  # every ClinVar / dbSNP id is read (xrefs)
+            first = value_of(items[0][1])
+            for k, component in items[1:]:
+                if value_of(component) == first:
+                    continue
+                what = "a second gene studied" if loinc == GENE_STUDIED else f"a second {loinc} component"
+                home = "geneContext holds one gene" if loinc == GENE_STUDIED else "only the first is read"
+                self.ctx.warn("unmapped-element", f"{what} has no phenopacket target ({home})", f"{base}/component/{k}")
 
     def gene(self, components: Components, base: str, descriptor: dict) -> None:
         gene = components.concept(GENE_STUDIED)
@@ -298,6 +318,14 @@ class Variants:
         if genomic:
             if GENOMIC_RE.search(genomic):
                 out.append({"syntax": "hgvs.g", "value": genomic})
+            elif CDNA_RE.search(genomic) and ":" in genomic and not any(e["syntax"] == "hgvs.c" for e in out):
+                k = components.first(GENOMIC_HGVS)[0]
+                out.append({"syntax": "hgvs.c", "value": genomic})  # mCODE's fusion: a c.HGVS under 81290-9
+                self.ctx.note(
+                    "unmapped-element",
+                    f"the genomic change {genomic!r} is a c.HGVS expression: carried as hgvs.c",
+                    f"{base}/component/{k}",
+                )
             else:
                 k = components.first(GENOMIC_HGVS)[0]
                 self.ctx.warn("unmapped-element", f"genomic change {genomic!r} is not g.HGVS", f"{base}/component/{k}")
