@@ -100,6 +100,7 @@ def _minimal(resource_type, n):
             "title": "t",
         },
         "Condition": {"subject": about, "code": code},
+        "DiagnosticReport": {"status": "final", "code": code, "subject": about},
         "FamilyMemberHistory": {
             "status": "completed",
             "patient": about,
