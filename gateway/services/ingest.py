@@ -403,39 +403,31 @@ def ingest_phenopackets(
     store,
     key: bytes,
     dataset_id: str,
-    source: str = "",
     locations: list[str] | None = None,
     skip_invalid: bool = False,
 ) -> tuple[list[SaveResult], list[Report]]:
-    """Store phenopackets all or nothing: any invalid document rejects the whole request (`skip_invalid`:
-    the documents whose report has no error are stored, the results are theirs, in order).
+    """Store phenopackets all or nothing (`ingest_phenopacket_stream` over documents in memory: POST
+    /phenopackets): any invalid document rejects the whole request (`skip_invalid`: the documents whose report
+    has no error are stored, the results are theirs, in order); (results, a report per document).
 
     The same document `id` twice in one request: as the same document, it is stored once and said so on
     both (a warning with the other's location: `locations`, else the document's position); with other
     content, it is an error on both (which of the two is that person is not for the gateway to guess).
     `store=None` only checks.
     """
-    check_dataset_id(dataset_id)
-    renamed: list[dict[str, str]] = [{} for _ in docs]  # per document: raw value -> what replaced it
-    prepared = [_prepare(d, key=key, dataset_id=dataset_id, renamed=r) for d, r in zip(docs, renamed, strict=True)]
-    reports = [r for *_, r in prepared]
-    _report_duplicates(docs, prepared, locations or [f"document {n}" for n in range(len(docs))])
-    if store is None or not (skip_invalid or all(r.ok for r in reports)):
-        return [], reports
-    records = [
-        PhenopacketRecord(
-            id=packet["id"],
-            dataset_id=dataset_id,
-            subject_id=subject_id,
-            document=packet,
-            source=source or f"{'Family' if family else 'Phenopacket'}/{packet['id']}",
-            issues=stored_issues(report, names),  # the labels are gone from the row as from the document
-            family=family,
-        )
-        for (packet, family, subject_id, report), names in zip(prepared, renamed, strict=True)
-        if packet is not None and report.ok
-    ]
-    return (_save_creating_dataset(store, dataset_id, records) if records else []), reports
+    where = locations or [f"document {n}" for n in range(len(docs))]
+    position = {location: n for n, location in enumerate(where)}
+    if len(position) != len(docs):
+        raise ValueError("each document needs a location of its own")
+    reports = [Report() for _ in docs]
+
+    def say(location: str, issues: list[Issue]) -> None:
+        reports[position[location]].extend(issues)
+
+    streamed = ingest_phenopacket_stream(
+        zip(where, docs, strict=True), store=store, key=key, dataset_id=dataset_id, say=say, skip_invalid=skip_invalid
+    )
+    return [result for _, result, _ in streamed.stored], reports
 
 
 @dataclass
@@ -516,8 +508,9 @@ def ingest_phenopacket_stream(
 
 
 def _say_duplicates(seen: list[_Seen], say: Callable[[str, list[Issue]], None]) -> dict[int, int]:
-    """`_report_duplicates` over what pass one kept: {a later copy of a document: its first}; another document
-    under a taken id makes every one of them an error."""
+    """One document id more than once, said on each with the others' locations: a warning when it is the same
+    document every time (stored once; {a later copy: its first}), else an error on each (one id cannot name
+    two people)."""
     groups: dict[str, list[int]] = defaultdict(list)
     for n, s in enumerate(seen):
         if s.subject_id is not None:
@@ -605,28 +598,3 @@ def _spooled(item: dict) -> bytes:
         return orjson.dumps(item)
     except TypeError:
         return json.dumps(item, separators=(",", ":")).encode()
-
-
-def _report_duplicates(docs: list[dict], prepared: list, where: list[str]) -> None:
-    """One document id more than once in a request, said on each with the others' locations: a warning when
-    it is the same document every time (stored once), else an error (one id cannot name two people)."""
-    groups: dict[str, list[int]] = defaultdict(list)
-    for n, (packet, _, subject_id, _) in enumerate(prepared):
-        if packet is not None:
-            groups[subject_id].append(n)
-    for indexes in groups.values():
-        if len(indexes) < 2:
-            continue
-        same = all(docs[n] == docs[indexes[0]] for n in indexes)
-        for n in indexes:
-            family = "proband" in docs[n]
-            named = (docs[n].get("proband") or {}).get("id") if family else docs[n].get("id")
-            others = [where[m] for m in indexes if m != n]
-            listed = ", ".join(others[:5]) + (f" and {len(others) - 5} more" if len(others) > 5 else "")
-            pointer = "/proband/id" if family else "/id"
-            if same:
-                message = f"phenopacket id {named!r} is also at {listed}, the same document: stored once"
-                prepared[n][3].add(Issue.warning("duplicate", message, pointer))
-            else:
-                message = f"phenopacket id {named!r} is also at {listed} with other content: one id cannot name two documents (nothing is stored)"
-                prepared[n][3].add(Issue.error("duplicate", message, pointer))
