@@ -10,7 +10,7 @@ import argparse
 import json
 import os
 import sys
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -352,46 +352,50 @@ def _json_files(paths: Sequence[str]) -> list[str]:
 
 
 def cmd_ingest_phenopacket(args: argparse.Namespace) -> int:
-    from gateway.services.ingest import ingest_phenopackets, phenopacket_documents
+    from gateway.services.ingest import ingest_phenopacket_stream, phenopacket_documents
 
     cfg = load_config()
     dataset = check_dataset_id(args.dataset or cfg.default_dataset)
     services = _services(cfg)
     key, store = services.key, services.store
-    docs: list[tuple[str, dict]] = []
     unread = 0  # files that are not (an array of) phenopackets
-    for path in _json_files(args.files):  # a phenopacket, a Family, a Cohort or a JSON array of them
-        try:
-            found, notes = phenopacket_documents(_read_json(path, cfg.max_json_depth))
-        except OSError as exc:
-            found, notes = [], [Issue.error("io", f"cannot read: {exc.strerror}")]
-        except JSONInputError as exc:
-            found, notes = [], [exc.issue]
-        _print_issues(path, notes)
-        unread += any(i.is_error for i in notes)
-        docs.extend((f"{path}#{pointer}" if pointer else path, d) for pointer, d in found)
-    results, reports = ingest_phenopackets(
-        [d for _, d in docs],
-        store=None if unread and not args.skip_invalid else store,  # else the others are still checked
+
+    def documents() -> Iterator[tuple[str, dict]]:
+        """Each file read when its turn comes (a collection of any size is never in memory at once)."""
+        nonlocal unread
+        for path in _json_files(args.files):  # a phenopacket, a Family, a Cohort or a JSON array of them
+            try:
+                found, notes = phenopacket_documents(_read_json(path, cfg.max_json_depth))
+            except OSError as exc:
+                found, notes = [], [Issue.error("io", f"cannot read: {exc.strerror}")]
+            except JSONInputError as exc:
+                found, notes = [], [exc.issue]
+            _print_issues(path, notes)
+            unread += any(i.is_error for i in notes)
+            yield from ((f"{path}#{pointer}" if pointer else path, d) for pointer, d in found)
+
+    # the documents are all checked before anything is stored; a file not read stores nothing (but with
+    # --skip-invalid), and the others are still checked
+    checked = ingest_phenopacket_stream(
+        documents(),
+        store=store,
         key=key,
         dataset_id=dataset,
-        locations=[p for p, _ in docs],
+        say=_print_issues,
         skip_invalid=args.skip_invalid,
+        unreadable=lambda: unread > 0,
     )
-    for (path, _), report in zip(docs, reports, strict=True):
-        _print_issues(path, report)
     store.close()
-    refused = [path for (path, _), report in zip(docs, reports, strict=True) if not report.ok]
-    if not results:
+    if not checked.stored:
         _err("rejected; nothing stored")
         return EXIT_REJECTED
-    kept = [(path, doc) for (path, doc), report in zip(docs, reports, strict=True) if report.ok]
-    for (path, doc), result in zip(kept, results, strict=True):
-        print(_stored_line(path, result, dataset, doc if "proband" in doc else None))
-    if unread or refused:  # --skip-invalid: the rest is stored, and the exit status says not everything was
-        new = sum(1 for r in results if r.created)
-        counts = f"{len(results)} stored ({new} new, {len(results) - new} updated)"
-        _err(f"summary: {counts}; left out: {len(refused)} document(s) with errors, {unread} file(s) not read")
+    for path, result, relatives in checked.stored:
+        print(_stored_line(path, result, dataset, None if relatives is None else {"relatives": [None] * relatives}))
+    if unread or checked.refused:  # --skip-invalid: the rest is stored, and the exit status says not everything was
+        new = sum(1 for _, r, _ in checked.stored if r.created)
+        stored = len(checked.stored)
+        counts = f"{stored} stored ({new} new, {stored - new} updated)"
+        _err(f"summary: {counts}; left out: {checked.refused} document(s) with errors, {unread} file(s) not read")
         return EXIT_REJECTED
     return EXIT_OK
 

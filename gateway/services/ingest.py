@@ -9,11 +9,14 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+import tempfile
 from collections import defaultdict
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
+
+import orjson
 
 import mappings
 from gateway.ids import check_dataset_id
@@ -400,61 +403,198 @@ def ingest_phenopackets(
     store,
     key: bytes,
     dataset_id: str,
-    source: str = "",
     locations: list[str] | None = None,
     skip_invalid: bool = False,
 ) -> tuple[list[SaveResult], list[Report]]:
-    """Store phenopackets all or nothing: any invalid document rejects the whole request (`skip_invalid`:
-    the documents whose report has no error are stored, the results are theirs, in order).
+    """Store phenopackets all or nothing (`ingest_phenopacket_stream` over documents in memory: POST
+    /phenopackets): any invalid document rejects the whole request (`skip_invalid`: the documents whose report
+    has no error are stored, the results are theirs, in order); (results, a report per document).
 
     The same document `id` twice in one request: as the same document, it is stored once and said so on
     both (a warning with the other's location: `locations`, else the document's position); with other
     content, it is an error on both (which of the two is that person is not for the gateway to guess).
     `store=None` only checks.
     """
+    where = locations or [f"document {n}" for n in range(len(docs))]
+    position = {location: n for n, location in enumerate(where)}
+    if len(position) != len(docs):
+        raise ValueError("each document needs a location of its own")
+    reports = [Report() for _ in docs]
+
+    def say(location: str, issues: list[Issue]) -> None:
+        reports[position[location]].extend(issues)
+
+    streamed = ingest_phenopacket_stream(
+        zip(where, docs, strict=True), store=store, key=key, dataset_id=dataset_id, say=say, skip_invalid=skip_invalid
+    )
+    return [result for _, result, _ in streamed.stored], reports
+
+
+@dataclass
+class _Seen:
+    """What a streamed ingest keeps of one document between its passes (the document itself is spooled)."""
+
+    location: str
+    subject_id: str | None  # None: nothing to store (not a phenopacket)
+    digest: str  # of the document as sent: the same document twice is stored once
+    ok: bool
+    relatives: int | None  # a Family's relatives; None: a phenopacket
+    pointer: str  # where its id is
+    named: Any  # its id as sent
+
+
+@dataclass
+class StreamedIngest:
+    stored: list[tuple[str, SaveResult, int | None]]  # (location, result, a Family's relatives), in order
+    refused: int  # documents with errors (not stored)
+    checked: int  # documents read
+
+
+def ingest_phenopacket_stream(
+    documents: Iterable[tuple[str, dict]],
+    *,
+    store: Any,
+    key: bytes,
+    dataset_id: str,
+    say: Callable[[str, list[Issue]], None],
+    skip_invalid: bool = False,
+    unreadable: Callable[[], bool] = lambda: False,
+    batch: int = 500,
+) -> StreamedIngest:
+    """`ingest_phenopackets` for collections of any size (`gateway ingest phenopacket`): the same checks, the
+    same all-or-nothing (`skip_invalid`: the valid ones), with memory bounded by `batch` documents, not by the
+    collection. Pass one checks and pseudonymises each document as it is read, says its issues (`say`) and
+    spools the prepared one to a temporary file; the repeated ids are said when all are seen; pass two stores
+    the spooled documents in one transaction, `batch` at a time. `store=None` only checks. `unreadable()`,
+    asked after pass one: whether a source could not be read (then, as for a refused document, nothing is
+    stored unless `skip_invalid`)."""
     check_dataset_id(dataset_id)
-    renamed: list[dict[str, str]] = [{} for _ in docs]  # per document: raw value -> what replaced it
-    prepared = [_prepare(d, key=key, dataset_id=dataset_id, renamed=r) for d, r in zip(docs, renamed, strict=True)]
-    reports = [r for *_, r in prepared]
-    _report_duplicates(docs, prepared, locations or [f"document {n}" for n in range(len(docs))])
-    if store is None or not (skip_invalid or all(r.ok for r in reports)):
-        return [], reports
-    records = [
-        PhenopacketRecord(
-            id=packet["id"],
-            dataset_id=dataset_id,
-            subject_id=subject_id,
-            document=packet,
-            source=source or f"{'Family' if family else 'Phenopacket'}/{packet['id']}",
-            issues=stored_issues(report, names),  # the labels are gone from the row as from the document
-            family=family,
+    seen: list[_Seen] = []
+    with tempfile.TemporaryFile() as spool:
+        for location, doc in documents:
+            renamed: dict[str, str] = {}
+            packet, family, subject_id, report = _prepare(doc, key=key, dataset_id=dataset_id, renamed=renamed)
+            is_family = "proband" in doc
+            relatives = family.get("relatives") if family is not None else None
+            seen.append(
+                _Seen(
+                    location,
+                    subject_id if packet is not None else None,
+                    _digest(doc),
+                    report.ok,
+                    (len(relatives) if isinstance(relatives, list) else 0) if is_family else None,
+                    "/proband/id" if is_family else "/id",
+                    (doc.get("proband") or {}).get("id") if is_family else doc.get("id"),
+                )
+            )
+            say(location, list(report))
+            if packet is not None:
+                kept = {"n": len(seen) - 1, "packet": packet, "family": family, "subject": subject_id}
+                spool.write(_spooled({**kept, "issues": stored_issues(report, renamed)}) + b"\n")
+        first_of = _say_duplicates(seen, say)
+        refused = sum(not s.ok for s in seen)
+        if store is None or not seen or ((refused or unreadable()) and not skip_invalid):
+            return StreamedIngest([], refused, len(seen))
+        spool.seek(0)
+        by_index = store.in_transaction(
+            lambda connection: _store_spooled(store, connection, spool, seen, first_of, dataset_id, batch)
         )
-        for (packet, family, subject_id, report), names in zip(prepared, renamed, strict=True)
-        if packet is not None and report.ok
+    stored = [
+        (s.location, by_index[first_of.get(n, n)], s.relatives)
+        for n, s in enumerate(seen)
+        if s.ok and first_of.get(n, n) in by_index
     ]
-    return (_save_creating_dataset(store, dataset_id, records) if records else []), reports
+    return StreamedIngest(stored, refused, len(seen))
 
 
-def _report_duplicates(docs: list[dict], prepared: list, where: list[str]) -> None:
-    """One document id more than once in a request, said on each with the others' locations: a warning when
-    it is the same document every time (stored once), else an error (one id cannot name two people)."""
+def _say_duplicates(seen: list[_Seen], say: Callable[[str, list[Issue]], None]) -> dict[int, int]:
+    """One document id more than once, said on each with the others' locations: a warning when it is the same
+    document every time (stored once; {a later copy: its first}), else an error on each (one id cannot name
+    two people)."""
     groups: dict[str, list[int]] = defaultdict(list)
-    for n, (packet, _, subject_id, _) in enumerate(prepared):
-        if packet is not None:
-            groups[subject_id].append(n)
+    for n, s in enumerate(seen):
+        if s.subject_id is not None:
+            groups[s.subject_id].append(n)
+    first_of: dict[int, int] = {}
     for indexes in groups.values():
         if len(indexes) < 2:
             continue
-        same = all(docs[n] == docs[indexes[0]] for n in indexes)
+        same = len({seen[n].digest for n in indexes}) == 1
         for n in indexes:
-            family = "proband" in docs[n]
-            named = (docs[n].get("proband") or {}).get("id") if family else docs[n].get("id")
-            others = [where[m] for m in indexes if m != n]
+            others = [seen[m].location for m in indexes if m != n]
             listed = ", ".join(others[:5]) + (f" and {len(others) - 5} more" if len(others) > 5 else "")
-            pointer = "/proband/id" if family else "/id"
+            named = seen[n].named
             if same:
                 message = f"phenopacket id {named!r} is also at {listed}, the same document: stored once"
-                prepared[n][3].add(Issue.warning("duplicate", message, pointer))
+                issue = Issue.warning("duplicate", message, seen[n].pointer)
+                if n != indexes[0]:
+                    first_of[n] = indexes[0]
             else:
                 message = f"phenopacket id {named!r} is also at {listed} with other content: one id cannot name two documents (nothing is stored)"
-                prepared[n][3].add(Issue.error("duplicate", message, pointer))
+                issue = Issue.error("duplicate", message, seen[n].pointer)
+                seen[n].ok = False
+            say(seen[n].location, [issue])
+    return first_of
+
+
+def _store_spooled(
+    store: Any,
+    connection: Any,
+    spool: Any,
+    seen: list[_Seen],
+    first_of: dict[int, int],
+    dataset_id: str,
+    batch: int,
+) -> dict[int, SaveResult]:
+    store.ensure_dataset_in(connection, dataset_id)
+    saved: dict[int, SaveResult] = {}
+    pending: list[tuple[int, PhenopacketRecord]] = []
+
+    def flush() -> None:
+        results = store.save_phenopackets_in(connection, [r for _, r in pending], dataset_checked=True)
+        saved.update((n, result) for (n, _), result in zip(pending, results, strict=True))
+        pending.clear()
+
+    copies = set(first_of.values())
+    for line in spool:
+        item = orjson.loads(line)
+        n = item["n"]
+        if not seen[n].ok or n in first_of:
+            continue
+        issues = tuple(item["issues"]) + (_STORED_ONCE if n in copies else ())
+        packet, family = item["packet"], item["family"]
+        source = f"{'Family' if family else 'Phenopacket'}/{packet['id']}"
+        record = PhenopacketRecord(
+            id=packet["id"],
+            dataset_id=dataset_id,
+            subject_id=item["subject"],
+            document=packet,
+            source=source,
+            issues=issues,
+            family=family,
+        )
+        pending.append((n, record))
+        if len(pending) >= batch:
+            flush()
+    if pending:
+        flush()
+    return saved
+
+
+# the note a stored document keeps of its copies in the request (their locations are the sender's, not the row's)
+_STORED_ONCE = stored_issues(Report([Issue.warning("duplicate", "copies", "/id")]), {})
+
+
+def _digest(doc: dict) -> str:
+    try:
+        text = orjson.dumps(doc, option=orjson.OPT_SORT_KEYS)
+    except TypeError:  # integers past 64 bits
+        text = json.dumps(doc, sort_keys=True).encode()
+    return hashlib.sha256(text).hexdigest()
+
+
+def _spooled(item: dict) -> bytes:
+    try:
+        return orjson.dumps(item)
+    except TypeError:
+        return json.dumps(item, separators=(",", ":")).encode()
