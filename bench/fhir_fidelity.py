@@ -19,7 +19,8 @@ Fact classes and how each side is read:
   alternate codings) or, for unconfirmed ones, interpretation diagnoses
 - variants: variant Observations (LOINC 69548-6, also contained) -> variationDescriptors
 - specimens, procedures, medications, measurements: one fact per resource -> biosamples,
-  medicalActions procedures / treatments, measurements
+  medicalActions procedures / treatments, measurements (a MedicationRequest that recommends, intent
+  proposal or option, records no medication of the patient)
 - a resource coded in the IPS "absent and unknown" system (no-medication-info, no-known-problems) states
   that there is nothing, and is no fact of any class
 - family history: FamilyMemberHistory -> the relatives of the patient's Phenopacket Family
@@ -171,7 +172,9 @@ def input_facts(patient: dict, resources: list[dict]) -> dict[str, Counter]:
         elif kind == "Procedure" and resource.get("status") in ("completed", "in-progress"):
             facts["procedures"]["procedure"] += 1
         elif kind in MEDICATIONS and resource.get("status") not in NOT_A_MEDICATION:
-            facts["medications"]["medication"] += 1
+            # a recommendation (intent proposal / option) records no medication of the patient
+            if resource.get("intent") not in ("proposal", "option"):
+                facts["medications"]["medication"] += 1
         elif kind == "FamilyMemberHistory":
             facts["family history"]["relative"] += 1
     return facts

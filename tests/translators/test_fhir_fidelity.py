@@ -131,7 +131,9 @@ def test_medication_statements_and_requests_are_treatments_and_medications_used_
     requests = [
         e
         for e in bundle["entry"]
-        if e["resource"]["resourceType"] == "MedicationRequest" and e["resource"]["status"] != "cancelled"
+        if e["resource"]["resourceType"] == "MedicationRequest"
+        and e["resource"]["status"] != "cancelled"
+        and e["resource"]["intent"] not in ("proposal", "option")  # a recommendation is no treatment
     ]
     assert sum(t.get("drugType") == "PRESCRIPTION" for t in treatments) == len(requests)
     assert not [i for i in result.issues if "not used by any mapped resource" in i.message]

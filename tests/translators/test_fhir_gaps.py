@@ -42,19 +42,30 @@ def test_an_order_with_a_bounded_timing_has_its_interval_and_no_order_date_warni
     assert not [w for w in warnings(packet) if w[1].endswith("/authoredOn")]
 
 
-def test_real_mii_orders_warn_at_their_order_date():
-    """MII therapy recommendations (onkologie) carry authoredOn and no dosage: the date is warned, not dropped."""
-    source = as_bundle(read_fhir("mii-testdata/Bundle-mii-exa-test-data-bundle-onkologie-1.json"))
-    packet = translate(source)
-    orders = [
-        n
-        for n, e in enumerate(source["entry"])
-        if e["resource"]["resourceType"] == "MedicationRequest" and "authoredOn" in e["resource"]
-    ]
-    assert orders
-    found = warnings(packet)
-    for n in orders:
-        assert ("unmapped-element", f"/entry/{n}/resource/authoredOn") in found
+def test_real_mii_orders_warn_at_their_order_date_and_recommendations_are_no_treatment():
+    """MII orders carry authoredOn and no dosage: the date is warned, not dropped. The onkologie tumour board's
+    therapy recommendations (intent proposal / option) were carried as PRESCRIPTION treatments, so a Beacon
+    query for the drug counted a patient who never got it: now no treatment, a warning at the intent."""
+    for name in ("onkologie-1", "pat-1"):
+        source = as_bundle(read_fhir(f"mii-testdata/Bundle-mii-exa-test-data-bundle-{name}.json"))
+        packet = translate(source)
+        requests = {
+            n: e["resource"]
+            for n, e in enumerate(source["entry"])
+            if e["resource"]["resourceType"] == "MedicationRequest" and e["resource"]["status"] != "cancelled"
+        }
+        found = warnings(packet)
+        recommended = [n for n, r in requests.items() if r["intent"] in ("proposal", "option")]
+        assert recommended
+        for n, request in requests.items():
+            if n in recommended:
+                assert ("no-phenopacket-target", f"/entry/{n}/resource/intent") in found
+            elif "authoredOn" in request and "dosageInstruction" not in request:
+                assert ("unmapped-element", f"/entry/{n}/resource/authoredOn") in found
+        prescriptions = [
+            a for a in packet.phenopacket.get("medicalActions", ()) if a.get("treatment", {}).get("drugType")
+        ]
+        assert len(prescriptions) == len(requests) - len(recommended)
 
 
 # --- Condition.severity ------------------------------------------------------------------------------

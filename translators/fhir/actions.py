@@ -67,6 +67,10 @@ MEDICATION_KINDS = {
 }
 
 
+# MedicationRequest.intent values that recommend rather than order (FHIR R4 medicationrequest-intent)
+RECOMMENDATION_INTENTS = frozenset({"proposal", "option"})
+
+
 def medication(ctx: PatientContext, i: int, resource: dict) -> dict | None:
     """MedicationStatement / MedicationRequest / MedicationAdministration -> a treatment."""
     base, rtype = ctx.source.pointer(i), resource["resourceType"]
@@ -74,6 +78,17 @@ def medication(ctx: PatientContext, i: int, resource: dict) -> dict | None:
     status = resource.get("status")
     if status in skipped:
         ctx.note("unmapped-element", f"{rtype} with status {status!r} skipped", base + "/status")
+        return None
+    intent = resource.get("intent") if rtype == "MedicationRequest" else None
+    if intent in RECOMMENDATION_INTENTS:
+        # A recommendation (a tumour board's therapy proposal) is no treatment the patient got, and a phenopacket
+        # has no place for one: carried as a PRESCRIPTION, Beacon would count it as a drug given.
+        message = (
+            f"MedicationRequest with intent {intent!r} recommends a treatment, it does not record one: "
+            "no phenopacket target (a treatment is what the patient was prescribed or took)"
+        )
+        ctx.warn("no-phenopacket-target", message, base + "/intent")
+        ctx.consumed.add(i)
         return None
     concept, location = resource.get("medicationCodeableConcept"), base + "/medicationCodeableConcept"
     if concept is None:
