@@ -13,7 +13,8 @@ patient is not in the folder are counted under "no patient" and not scored.
 
 Fact classes and how each side is read:
 - sex, age, vital status: Patient.gender / birthDate / deceased[x] (or a vital-status Observation,
-  LOINC 67162-8) -> subject.sex / timeAtLastEncounter / vitalStatus (one fact per patient each)
+  LOINC 67162-8, or a cause-of-death one, 69453-9 / 79378-6) -> subject.sex / timeAtLastEncounter / vitalStatus
+  (one fact per patient each)
 - phenotypes: HPO codes (with presence) of Observations and Conditions -> phenotypicFeatures
 - diseases: disease codes of non-HPO Conditions that are not entered-in-error -> diseases (term and
   alternate codings) or, for unconfirmed ones, interpretation diagnoses
@@ -78,6 +79,7 @@ MEDICATIONS = {"MedicationStatement", "MedicationRequest", "MedicationAdministra
 NOT_A_MEDICATION = {"entered-in-error", "not-taken", "cancelled", "draft", "not-done"}
 SEVERITY = "HP:0012824"
 VITAL_STATUS = "67162-8"  # LOINC "Vital status": a vital status fact, not a measurement
+CAUSE_OF_DEATH = {"69453-9", "79378-6"}  # LOINC cause of death: the person died (vital status), not a measurement
 ABSENCE = "hl7.org/fhir/uv/ips/codesystem/absent-unknown-uv-ips"  # "no known ...": a statement of no fact
 GENOMIC_CODES = {"69548-6", "51968-6", "84413-4", "84414-2", "53041-0", "82120-7", "55233-1"}
 
@@ -143,7 +145,8 @@ def input_facts(patient: dict, resources: list[dict]) -> dict[str, Counter]:
     if patient.get("birthDate"):
         facts["age"]["age"] += 1
     vital_observed = any(
-        r.get("resourceType") == "Observation" and VITAL_STATUS in loinc(r.get("code")) for r in resources
+        r.get("resourceType") == "Observation" and loinc(r.get("code")) & ({VITAL_STATUS} | CAUSE_OF_DEATH)
+        for r in resources
     )
     if any(k.startswith("deceased") for k in patient) or vital_observed:
         facts["vital status"]["vital"] += 1  # one per patient, however many sources say it
@@ -194,7 +197,7 @@ def observation_facts(obs: dict, facts: dict[str, Counter]) -> None:
         present = [c.get("code") for c in (obs.get("valueCodeableConcept") or {}).get("coding", [])]
         if "LA9634-2" not in present:  # "absent"
             facts["variants"]["variant"] += 1
-    elif not (loinc(code) & (GENOMIC_CODES | {VITAL_STATUS})) and assay(code):
+    elif not (loinc(code) & (GENOMIC_CODES | {VITAL_STATUS} | CAUSE_OF_DEATH)) and assay(code):
         valued = [obs, *(c for c in obs.get("component") or () if assay(c.get("code")))]
         facts["measurements"]["measurement"] += sum(
             1 for v in valued if {"valueQuantity", "valueCodeableConcept", "valueInteger"} & set(v)
