@@ -34,6 +34,7 @@ HANDLED_TYPES = frozenset(
 REPORT_TYPES = frozenset({"DiagnosticReport", "Composition"})
 # Resources that only serve others inside the bundle (no target of their own, no warning).
 SUPPORTING_TYPES = frozenset({"Medication"})
+TRANSLATED_TYPES = HANDLED_TYPES | REPORT_TYPES | SUPPORTING_TYPES
 # The order `finish` translates resources in: phase, then entry order (the merge of parts relies on it).
 PHASES = (
     "Condition",
@@ -185,7 +186,14 @@ class PatientBuilder:
 
     def subject(self) -> dict:
         """The Individual, completed with what the other resources tell: last encounter, cause of death."""
-        resources = [r for i in self.entries[1:] if (r := self.ctx.source.resources[i]) is not None]
+        # Only the types a phenopacket is made of date the last encounter: they are what the REST surface keeps,
+        # so a patient sent resource by resource has the age its complete Bundle gives (an Immunization or an
+        # Encounter, neither translated nor kept, would make the two differ: Epic's IPS 35 against 31 years)
+        resources = [
+            r
+            for i in self.entries[1:]
+            if (r := self.ctx.source.resources[i]) is not None and r["resourceType"] in TRANSLATED_TYPES
+        ]
         subject = {"id": self.individual["id"]}
         last = patient.time_at_last_encounter(self.ctx, resources)
         if last:
