@@ -230,3 +230,47 @@ def test_a_patient_without_identifiers_is_one_person_whatever_the_full_url(clien
     assert _send(client, "PUT", "/fhir/Patient/mtb-1", operator, {**bare, "gender": "male"}).status_code == 200
     (packet,) = _packets(app)
     assert packet.document["subject"]["sex"] == "MALE"
+
+
+def test_an_unkept_type_dates_no_age_so_both_channels_agree(client, app, operator, gateway_config):
+    """An IPS document whose latest dated event is an Immunization (Epic's IPS: 35 years from the complete Bundle,
+    31 resource by resource, as the REST surface keeps no Immunization). Now only the types a phenopacket is made
+    of date the last encounter, on both channels."""
+    condition = {
+        "resourceType": "Condition",
+        "id": "c1",
+        "subject": {"reference": "Patient/p1"},
+        "code": {"coding": [{"system": "http://snomed.info/sct", "code": "38341003", "display": "Hypertension"}]},
+        "onsetDateTime": "2011-03-01",
+    }
+    immunization = {
+        "resourceType": "Immunization",
+        "id": "i1",
+        "status": "completed",
+        "vaccineCode": {"coding": [{"system": "http://snomed.info/sct", "code": "871751006"}]},
+        "patient": {"reference": "Patient/p1"},
+        "occurrenceDateTime": "2021-05-01",
+    }
+    whole = client.post(
+        "/fhir",
+        data=json.dumps(_transaction(PATIENT, condition, immunization)),
+        headers={**operator, "Content-Type": FHIR},
+    )
+    assert whole.status_code == 200, whole.get_data(as_text=True)
+    (complete,) = _packets(app)
+
+    from app import create_app
+
+    other = create_app({**gateway_config, "data_dir": gateway_config["data_dir"].parent / "by-parts"})
+    try:
+        parts = other.test_client()
+        for resource in (PATIENT, condition):
+            kind = resource["resourceType"]
+            sent = _send(parts, "PUT", f"/fhir/{kind}/{resource['id']}", operator, resource)
+            assert sent.status_code == 201, sent.get_data(as_text=True)
+        assert _send(parts, "PUT", "/fhir/Immunization/i1", operator, immunization).status_code == 404  # not kept
+        (by_parts,) = _packets(other)
+    finally:
+        other.extensions["gateway"].store.close()
+    assert complete.document["subject"]["timeAtLastEncounter"] == {"age": {"iso8601duration": "P31Y"}}
+    assert by_parts.document["subject"] == complete.document["subject"]

@@ -34,6 +34,7 @@ HANDLED_TYPES = frozenset(
 REPORT_TYPES = frozenset({"DiagnosticReport", "Composition"})
 # Resources that only serve others inside the bundle (no target of their own, no warning).
 SUPPORTING_TYPES = frozenset({"Medication"})
+TRANSLATED_TYPES = HANDLED_TYPES | REPORT_TYPES | SUPPORTING_TYPES
 # The order `finish` translates resources in: phase, then entry order (the merge of parts relies on it).
 PHASES = (
     "Condition",
@@ -185,9 +186,15 @@ class PatientBuilder:
 
     def subject(self) -> dict:
         """The Individual, completed with what the other resources tell: last encounter, cause of death."""
+        # The types a phenopacket is made of date the last encounter: they are what the REST surface keeps, so a
+        # patient sent resource by resource has the age its complete Bundle gives (an Immunization or an
+        # Encounter, neither translated nor kept, made the two differ: Epic's IPS 35 against 31 years). Only when
+        # none of them is dated do the others' dates stand in (an age rather than none; the REST surface has none)
         resources = [r for i in self.entries[1:] if (r := self.ctx.source.resources[i]) is not None]
+        translated = [r for r in resources if r["resourceType"] in TRANSLATED_TYPES]
+        dated = any(patient.event_dates(r) for r in translated)
         subject = {"id": self.individual["id"]}
-        last = patient.time_at_last_encounter(self.ctx, resources)
+        last = patient.time_at_last_encounter(self.ctx, translated if dated else resources)
         if last:
             subject["timeAtLastEncounter"] = last
         subject.update((k, v) for k, v in self.individual.items() if k != "id")
