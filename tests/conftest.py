@@ -34,6 +34,17 @@ def gateway_config(tmp_path):
 
 
 @pytest.fixture
+def env(tmp_path, monkeypatch):
+    """The `gateway` command's environment (run in-process through gateway.cli.main): a private data dir and a
+    known key, no config file, the embedded store."""
+    monkeypatch.setenv("GATEWAY_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.setenv("GATEWAY_SECRET_KEY", TEST_KEY_HEX)
+    monkeypatch.delenv("GATEWAY_CONFIG", raising=False)
+    monkeypatch.delenv("GATEWAY_DATABASE_URL", raising=False)
+    return tmp_path
+
+
+@pytest.fixture
 def app(gateway_config):
     from app import create_app
 

@@ -8,17 +8,6 @@ import pytest
 
 from gateway.cli import main
 
-TEST_KEY_HEX = "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff"
-
-
-@pytest.fixture
-def env(tmp_path, monkeypatch):
-    monkeypatch.setenv("GATEWAY_DATA_DIR", str(tmp_path / "data"))
-    monkeypatch.setenv("GATEWAY_SECRET_KEY", TEST_KEY_HEX)
-    monkeypatch.delenv("GATEWAY_CONFIG", raising=False)
-    monkeypatch.delenv("GATEWAY_DATABASE_URL", raising=False)
-    return tmp_path
-
 
 @pytest.fixture
 def marfan_path(reference_dir):

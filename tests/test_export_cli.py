@@ -8,7 +8,6 @@ import pytest
 
 from gateway.cli import main
 from gateway.validation.fhir import validate_fhir
-from tests.test_cli import env  # noqa: F401  (the fixture: private data dir and key)
 from translators.phenopacket_to_beacon import individual_record
 
 
@@ -20,7 +19,7 @@ def _types(bundle) -> list[str]:
     return [e["resource"]["resourceType"] for e in bundle.get("entry", [])]
 
 
-def test_phenopackets_become_one_valid_bundle(env, reference_dir, capsys):  # noqa: F811
+def test_phenopackets_become_one_valid_bundle(env, reference_dir, capsys):
     files = _packets(reference_dir, 2)
     assert main(["convert", "phenopacket", *map(str, files), "--to", "fhir"]) == 0
     out = capsys.readouterr()
@@ -32,7 +31,7 @@ def test_phenopackets_become_one_valid_bundle(env, reference_dir, capsys):  # no
     assert not (env / "data" / "gateway.sqlite").exists()  # nothing stored
 
 
-def test_profile_picks_the_national_flavour(env, reference_dir, capsys):  # noqa: F811
+def test_profile_picks_the_national_flavour(env, reference_dir, capsys):
     path = reference_dir / "phenopackets" / "PAX3" / "PMID_12949970_proposita.json"
     assert main(["convert", "phenopacket", str(path), "--to", "fhir", "--profile", "mii"]) == 0
     assert "medizininformatik-initiative.de" in capsys.readouterr().out
@@ -40,7 +39,7 @@ def test_profile_picks_the_national_flavour(env, reference_dir, capsys):  # noqa
     assert "profile-unknown" in capsys.readouterr().err
 
 
-def test_not_a_phenopacket_exits_1_and_prints_nothing_of_it(env, tmp_path, reference_dir, capsys):  # noqa: F811
+def test_not_a_phenopacket_exits_1_and_prints_nothing_of_it(env, tmp_path, reference_dir, capsys):
     bad = tmp_path / "bad.json"
     bad.write_text(json.dumps({"id": "no subject"}))
     good = _packets(reference_dir, 1)[0]
@@ -50,13 +49,13 @@ def test_not_a_phenopacket_exits_1_and_prints_nothing_of_it(env, tmp_path, refer
     assert _types(json.loads(out.out)).count("Patient") == 1
 
 
-def test_to_is_required(env, reference_dir):  # noqa: F811
+def test_to_is_required(env, reference_dir):
     with pytest.raises(SystemExit) as exc:
         main(["convert", "phenopacket", str(_packets(reference_dir, 1)[0])])
     assert exc.value.code == 2
 
 
-def test_beacon_response_file(env, reference_dir, tmp_path, capsys):  # noqa: F811
+def test_beacon_response_file(env, reference_dir, tmp_path, capsys):
     packets = [json.loads(p.read_text()) for p in _packets(reference_dir, 3)]
     response = {
         "meta": {"returnedSchemas": [{"entityType": "individual"}]},
@@ -71,7 +70,7 @@ def test_beacon_response_file(env, reference_dir, tmp_path, capsys):  # noqa: F8
     assert validate_fhir(bundle).ok and _types(bundle).count("Patient") == 3
 
 
-def test_export_stored_phenopacket_with_its_family(env, reference_dir, capsys):  # noqa: F811
+def test_export_stored_phenopacket_with_its_family(env, reference_dir, capsys):
     """Issue 11: the family made from FamilyMemberHistory leaves the node with the phenopacket."""
     from gateway.validation.phenopacket import validate_family
 
@@ -94,7 +93,7 @@ def test_export_stored_phenopacket_with_its_family(env, reference_dir, capsys): 
     assert validate_fhir(exported).ok and _types(exported).count("FamilyMemberHistory") == 2
 
 
-def test_export_names_what_is_missing_and_exits_1(env, reference_dir, capsys):  # noqa: F811
+def test_export_names_what_is_missing_and_exits_1(env, reference_dir, capsys):
     files = _packets(reference_dir, 1)
     assert main(["ingest", "phenopacket", str(files[0])]) == 0
     packet_id = capsys.readouterr().out.split("stored phenopacket ")[1].split()[0]
@@ -108,7 +107,7 @@ def test_export_names_what_is_missing_and_exits_1(env, reference_dir, capsys):  
     assert "no phenopacket stored with id 'nope'" in out.err
 
 
-def test_export_is_audited_like_ingest(env, reference_dir, capsys):  # noqa: F811
+def test_export_is_audited_like_ingest(env, reference_dir, capsys):
     from gateway.security.audit import AuditLog
 
     files = _packets(reference_dir, 1)

@@ -13,20 +13,8 @@ from __future__ import annotations
 import copy
 import json
 
-import pytest
-
 from gateway.cli import main
-from tests.conftest import TEST_KEY_HEX
 from tests.store.test_phenopacket_real_identifiers import _packet
-
-
-@pytest.fixture
-def env(tmp_path, monkeypatch):
-    monkeypatch.setenv("GATEWAY_DATA_DIR", str(tmp_path / "data"))
-    monkeypatch.setenv("GATEWAY_SECRET_KEY", TEST_KEY_HEX)
-    monkeypatch.delenv("GATEWAY_DATABASE_URL", raising=False)
-    monkeypatch.delenv("GATEWAY_CONFIG", raising=False)
-    return tmp_path
 
 
 def _cohort(*members: dict) -> dict:

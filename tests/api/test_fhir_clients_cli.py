@@ -11,19 +11,9 @@ import sqlalchemy as sa
 
 from gateway.cli import main
 from gateway.store.tables import fhir_resources
-from tests.test_cli import TEST_KEY_HEX
 
 PROBLEM = "http://hospital.example/problem"
 MRN = "http://hospital.example/mrn"
-
-
-@pytest.fixture
-def env(tmp_path, monkeypatch):
-    monkeypatch.setenv("GATEWAY_DATA_DIR", str(tmp_path / "data"))
-    monkeypatch.setenv("GATEWAY_SECRET_KEY", TEST_KEY_HEX)
-    monkeypatch.delenv("GATEWAY_CONFIG", raising=False)
-    monkeypatch.delenv("GATEWAY_DATABASE_URL", raising=False)
-    return tmp_path
 
 
 def _patient():
