@@ -495,7 +495,6 @@ def ingest_phenopacket_stream(
         refused = sum(not s.ok for s in seen)
         if store is None or not seen or ((refused or unreadable()) and not skip_invalid):
             return StreamedIngest([], refused, len(seen))
-        spool.seek(0)
         by_index = store.in_transaction(
             lambda connection: _store_spooled(store, connection, spool, seen, first_of, dataset_id, batch)
         )
@@ -547,6 +546,7 @@ def _store_spooled(
     batch: int,
 ) -> dict[int, SaveResult]:
     store.ensure_dataset_in(connection, dataset_id)
+    spool.seek(0)  # from the start on every attempt (a deadlock retry runs this again)
     saved: dict[int, SaveResult] = {}
     pending: list[tuple[int, PhenopacketRecord]] = []
 

@@ -109,3 +109,29 @@ def test_repeated_ids_across_the_stream_are_said_with_every_location(store, same
     else:  # one id, two people: nothing stored
         assert result.stored == [] and all(i.is_error for i in duplicates["one.json"])
         assert store.list_phenopackets(dataset_id="ds")[1] == 0
+
+
+def test_a_retried_transaction_reads_the_spool_from_its_start(store):
+    """PostgreSQL retries a transaction that lost a deadlock (MetadataStore.in_transaction): the second attempt
+    must store every document again, not find the spool read to its end."""
+    attempts = []
+    real = store.in_transaction
+
+    def twice(work):
+        def first_attempt_fails(connection):
+            attempts.append(len(attempts))
+            result = work(connection)
+            if len(attempts) == 1:
+                raise RuntimeError("lost a deadlock")  # rolled back, then run again
+            return result
+
+        try:
+            return real(first_attempt_fails)
+        except RuntimeError:
+            return real(first_attempt_fails)
+
+    store.in_transaction = twice  # type: ignore[method-assign]
+    docs = [(f"doc-{n}.json", _packet(f"PMID_{n}_doc", "proband")) for n in range(7)]
+    result = ingest_phenopacket_stream(iter(docs), store=store, key=KEY, dataset_id="ds", say=lambda *_: None, batch=3)
+    assert attempts == [0, 1]
+    assert len(result.stored) == 7 and store.list_phenopackets(dataset_id="ds")[1] == 7
