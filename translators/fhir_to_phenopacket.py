@@ -22,6 +22,7 @@ from datetime import datetime
 
 from mappings import Profile
 from translators.fhir.assemble import (
+    DATING_TYPES,
     HANDLED_TYPES,
     REPORT_TYPES,
     SUPPORTING_TYPES,
@@ -66,5 +67,5 @@ def translate_bundle(
 def translated_resource_types() -> list[str]:
     """Resource types that reach a phenopacket (for the CapabilityStatement, and what the REST surface keeps).
     Reports count: a DiagnosticReport's contained variants and its date reach the phenopacket, so one sent on
-    its own after its Patient must be kept like one sent beside it."""
-    return sorted({"Patient", *HANDLED_TYPES, *SUPPORTING_TYPES, *REPORT_TYPES})
+    its own after its Patient must be kept like one sent beside it; so do the dates of DATING_TYPES."""
+    return sorted({"Patient", *HANDLED_TYPES, *SUPPORTING_TYPES, *REPORT_TYPES, *DATING_TYPES})

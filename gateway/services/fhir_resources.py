@@ -56,7 +56,9 @@ from gateway.store.metadata import MetadataStore, UnknownDatasetError
 from gateway.store.records import PhenopacketRecord
 from gateway.validation.fhir import r4_resource_types, validate_fhir
 from gateway.validation.phenopacket import validate_phenopacket
+from translators.fhir.assemble import DATING_TYPES
 from translators.fhir.common import IdFunctions, reference_of
+from translators.fhir.patient import EVENT_DATE_ELEMENTS
 from translators.fhir.references import RELATIVE_REF, BundleIndex
 from translators.fhir.tokens import Token, parse_token
 from translators.fhir_to_phenopacket import BundleTranslation, translate_bundle, translated_resource_types
@@ -65,6 +67,13 @@ from translators.fhir_to_phenopacket import BundleTranslation, translate_bundle,
 PATIENT_LINKS = ("subject", "patient")
 # Patient elements the translator never reads: dropped before a Patient is kept (data minimisation).
 UNKEPT_PATIENT_ELEMENTS = frozenset({"text", "name", "telecom", "address", "photo", "contact"})
+# What is kept of an Encounter, Immunization or AllergyIntolerance: who it is about and when (it dates the
+# patient's last encounter; nothing else of it reaches a phenopacket), and what R4 requires of it so that it
+# reads back as valid FHIR (Encounter.class, Immunization.vaccineCode). `identifier`: conditional writes find it.
+DATE_TRACE_ELEMENTS = frozenset(
+    {"resourceType", "id", "meta", "identifier", "status", "class", "vaccineCode", *PATIENT_LINKS}
+    | set(EVENT_DATE_ELEMENTS)
+)
 PATIENT_LINK_POINTER = re.compile(r"/entry/(\d+)/resource/(subject|patient)/reference")
 DEFAULT_PENDING_DAYS = 30.0  # Config.fhir_pending_days
 FHIR_ID = re.compile(r"[A-Za-z0-9\-.]{1,64}")  # FHIR R4 datatypes.html#id
@@ -807,6 +816,8 @@ def at_rest(resource: dict[str, Any], key: bytes) -> dict[str, Any]:
     pseudonym of the profile's identifier (translate with `at_rest_ids`).
     """
     kept = dict(resource)
+    if kept.get("resourceType") in DATING_TYPES:  # only its date counts: the rest is not kept (data minimisation)
+        kept = {k: v for k, v in kept.items() if k in DATE_TRACE_ELEMENTS}
     if kept.get("resourceType") == PATIENT:
         kept = {k: v for k, v in kept.items() if k not in UNKEPT_PATIENT_ELEMENTS}
         if isinstance(kept.get("identifier"), list):

@@ -101,6 +101,19 @@ def _minimal(resource_type, n):
         },
         "Condition": {"subject": about, "code": code},
         "DiagnosticReport": {"status": "final", "code": code, "subject": about},
+        "Encounter": {
+            "status": "finished",
+            "class": {"system": "http://terminology.hl7.org/CodeSystem/v3-ActCode", "code": "AMB"},
+            "subject": about,
+            "period": {"start": "2024-01-02"},
+        },
+        "Immunization": {
+            "status": "completed",
+            "vaccineCode": code,
+            "patient": about,
+            "occurrenceDateTime": "2024-01-02",
+        },
+        "AllergyIntolerance": {"patient": about, "code": code, "recordedDate": "2024-01-02"},
         "FamilyMemberHistory": {
             "status": "completed",
             "patient": about,

@@ -232,10 +232,12 @@ def test_a_patient_without_identifiers_is_one_person_whatever_the_full_url(clien
     assert packet.document["subject"]["sex"] == "MALE"
 
 
-def test_an_unkept_type_dates_no_age_so_both_channels_agree(client, app, operator, gateway_config):
+def test_an_immunization_dates_the_age_on_both_channels_and_only_its_date_is_kept(
+    client, app, operator, gateway_config
+):
     """An IPS document whose latest dated event is an Immunization (Epic's IPS: 35 years from the complete Bundle,
-    31 resource by resource, as the REST surface keeps no Immunization). Now only the types a phenopacket is made
-    of date the last encounter, on both channels."""
+    31 resource by resource, as the REST surface answered 404 for an Immunization and kept nothing of it). Now
+    the REST surface keeps its date-only trace, and both channels give the age at the vaccination."""
     condition = {
         "resourceType": "Condition",
         "id": "c1",
@@ -250,6 +252,9 @@ def test_an_unkept_type_dates_no_age_so_both_channels_agree(client, app, operato
         "vaccineCode": {"coding": [{"system": "http://snomed.info/sct", "code": "871751006"}]},
         "patient": {"reference": "Patient/p1"},
         "occurrenceDateTime": "2021-05-01",
+        "performer": [{"actor": {"reference": "Practitioner/dr-who"}}],
+        "lotNumber": "AB1234",
+        "note": [{"text": "given in the left arm by Dr Who"}],
     }
     whole = client.post(
         "/fhir",
@@ -264,13 +269,15 @@ def test_an_unkept_type_dates_no_age_so_both_channels_agree(client, app, operato
     other = create_app({**gateway_config, "data_dir": gateway_config["data_dir"].parent / "by-parts"})
     try:
         parts = other.test_client()
-        for resource in (PATIENT, condition):
+        for resource in (PATIENT, condition, immunization):
             kind = resource["resourceType"]
             sent = _send(parts, "PUT", f"/fhir/{kind}/{resource['id']}", operator, resource)
             assert sent.status_code == 201, sent.get_data(as_text=True)
-        assert _send(parts, "PUT", "/fhir/Immunization/i1", operator, immunization).status_code == 404  # not kept
         (by_parts,) = _packets(other)
+        kept = parts.get("/fhir/Immunization/i1", headers=operator).get_json()
     finally:
         other.extensions["gateway"].store.close()
-    assert complete.document["subject"]["timeAtLastEncounter"] == {"age": {"iso8601duration": "P31Y"}}
+    assert complete.document["subject"]["timeAtLastEncounter"] == {"age": {"iso8601duration": "P41Y"}}
     assert by_parts.document["subject"] == complete.document["subject"]
+    assert kept["occurrenceDateTime"] == "2021-05-01" and kept["vaccineCode"] == immunization["vaccineCode"]
+    assert not {"performer", "lotNumber", "note"} & set(kept)  # only who and when (data minimisation)

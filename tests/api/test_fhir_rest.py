@@ -109,7 +109,7 @@ def test_a_transaction_referencing_a_stored_patient_is_applied(client, app, oper
     body = resp.get_json()
     assert body["type"] == "transaction-response" and len(body["entry"]) == len(transaction["entry"])
     statuses = {e["response"]["status"] for e in body["entry"]}
-    assert statuses == {"201 Created", "200 OK"}  # mapped types created, Encounter & co. not kept
+    assert statuses == {"201 Created", "200 OK"}  # kept types created (Encounters as date traces), the rest not
     kept = [e for e in body["entry"] if e["response"]["status"] == "201 Created"]
     assert all("/_history/1" in e["response"]["location"] for e in kept)
     (packet,) = _packets(app)
@@ -126,7 +126,8 @@ def test_errors_are_operation_outcomes_and_change_nothing(client, app, operator,
     assert _send(client, "PUT", "/fhir/Patient/patient-marfan-001", {}, patient).status_code == 401
     wrong_id = _send(client, "PUT", "/fhir/Patient/other", operator, patient)
     assert wrong_id.status_code == 400 and wrong_id.get_json()["resourceType"] == "OperationOutcome"
-    unsupported = _send(client, "POST", "/fhir/Encounter", operator, _resource(marfan, "encounter-cardiology"))
+    impression = _resource(marfan, "clinical-impression-seltene-assessment")
+    unsupported = _send(client, "POST", "/fhir/ClinicalImpression", operator, impression)
     assert unsupported.status_code == 404
     assert _codes(unsupported.get_json()) == ["unknown-resource-type"]
     assert unsupported.get_json()["issue"][0]["code"] == "not-supported"
@@ -146,7 +147,8 @@ def test_capability_statement_lists_the_interactions(client):
     resources = {r["type"]: r for r in statement["rest"][0]["resource"]}
     interactions = {i["code"] for i in resources["Condition"]["interaction"]}
     assert interactions == {"create", "update", "delete", "read", "vread", "search-type"}
-    assert "Encounter" not in resources
+    assert "ClinicalImpression" not in resources  # no phenopacket target, nothing dated: not kept
+    assert "Encounter" in resources  # kept as a date-only trace: it dates the last encounter
 
 
 MARFAN_ID = ("https://www.medizininformatik-initiative.de/fhir/sid/patient-id", "MRF-2024-001")

@@ -241,12 +241,14 @@ def test_age_sex_and_vital_status():
         "performedDateTime": "2019-06-14",
     }
     assert packet(bundle(procedure))["subject"]["timeAtLastEncounter"] == {"age": {"iso8601duration": "P28Y"}}
-    # an Encounter is neither translated nor kept by the REST surface: its date would make a patient's age from
-    # the complete Bundle differ from the one resource by resource
+    # an Encounter dates the age (the REST surface keeps its date-only trace); a CarePlan, neither translated nor
+    # kept, does not while a kept resource is dated: both channels give one age
     encounter = {"resourceType": "Encounter", "status": "finished", "period": {"start": "2021-06-14"}}
     assert packet(bundle(procedure, encounter))["subject"]["timeAtLastEncounter"] == {
-        "age": {"iso8601duration": "P28Y"}
+        "age": {"iso8601duration": "P30Y"}
     }
+    plan = {"resourceType": "CarePlan", "status": "active", "intent": "plan", "period": {"start": "2023-06-14"}}
+    assert packet(bundle(procedure, plan))["subject"]["timeAtLastEncounter"] == {"age": {"iso8601duration": "P28Y"}}
     later = {**procedure, "performedDateTime": "2024-01-01"}
     after_death = packet(bundle(later, patient=patient), "mii")
     assert after_death["subject"]["timeAtLastEncounter"] == {"age": {"iso8601duration": "P29Y"}}  # never past death

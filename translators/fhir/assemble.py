@@ -34,7 +34,10 @@ HANDLED_TYPES = frozenset(
 REPORT_TYPES = frozenset({"DiagnosticReport", "Composition"})
 # Resources that only serve others inside the bundle (no target of their own, no warning).
 SUPPORTING_TYPES = frozenset({"Medication"})
-TRANSLATED_TYPES = HANDLED_TYPES | REPORT_TYPES | SUPPORTING_TYPES
+# Clinical events with no phenopacket target whose date still dates the patient's last encounter (a warning says
+# the rest is not carried); the REST surface keeps a date-only trace of them, so both channels give one age.
+DATING_TYPES = frozenset({"Encounter", "Immunization", "AllergyIntolerance"})
+TRANSLATED_TYPES = HANDLED_TYPES | REPORT_TYPES | SUPPORTING_TYPES | DATING_TYPES
 # The order `finish` translates resources in: phase, then entry order (the merge of parts relies on it).
 PHASES = (
     "Condition",
@@ -186,10 +189,10 @@ class PatientBuilder:
 
     def subject(self) -> dict:
         """The Individual, completed with what the other resources tell: last encounter, cause of death."""
-        # The types a phenopacket is made of date the last encounter: they are what the REST surface keeps, so a
-        # patient sent resource by resource has the age its complete Bundle gives (an Immunization or an
-        # Encounter, neither translated nor kept, made the two differ: Epic's IPS 35 against 31 years). Only when
-        # none of them is dated do the others' dates stand in (an age rather than none; the REST surface has none)
+        # The types the REST surface keeps date the last encounter (translated ones, and the date-only traces of
+        # DATING_TYPES), so a patient sent resource by resource has the age its complete Bundle gives (an
+        # Immunization, not kept, made the two differ: Epic's IPS 35 against 31 years). Only when none of them is
+        # dated do the others' dates stand in (an age rather than none; the REST surface has none)
         resources = [r for i in self.entries[1:] if (r := self.ctx.source.resources[i]) is not None]
         translated = [r for r in resources if r["resourceType"] in TRANSLATED_TYPES]
         dated = any(patient.event_dates(r) for r in translated)
