@@ -1,14 +1,33 @@
-"""A live FHIR endpoint for the third-party clients (fhirclient, fhirpy) that speak HTTP only."""
+"""Fixtures of the FHIR tests: the real MII Marfan Bundle and its Patient stored, and a live FHIR endpoint for
+the third-party clients (fhirclient, fhirpy) that speak HTTP only."""
 
 from __future__ import annotations
 
+import json
 import threading
 from dataclasses import dataclass
 
 import pytest
 from werkzeug.serving import make_server
 
+from tests.api.test_fhir_rest import MARFAN, _resource, _send
 from tests.conftest import OPERATOR_TOKEN
+
+PATIENT_ID = "patient-marfan-001"
+
+
+@pytest.fixture
+def marfan(reference_dir):
+    """The real MII rare-disease Marfan Bundle (../shared/reference)."""
+    return json.loads((reference_dir / "fhir" / MARFAN).read_text())
+
+
+@pytest.fixture
+def stored_patient(client, operator, marfan):
+    """Its Patient, stored by PUT before the test."""
+    patient = _resource(marfan, PATIENT_ID)
+    assert _send(client, "PUT", f"/fhir/Patient/{PATIENT_ID}", operator, patient).status_code == 201
+    return patient
 
 
 @dataclass(frozen=True)

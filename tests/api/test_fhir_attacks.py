@@ -11,14 +11,8 @@ import pytest
 import sqlalchemy as sa
 
 from gateway.store.tables import fhir_resources
-from tests.api.test_fhir_rest import FHIR, MARFAN, _resource, _send
-
-PATIENT_ID = "patient-marfan-001"
-
-
-@pytest.fixture
-def marfan(reference_dir):
-    return json.loads((reference_dir / "fhir" / MARFAN).read_text())
+from tests.api.conftest import PATIENT_ID
+from tests.api.test_fhir_rest import FHIR, _resource, _send
 
 
 def _codes(response):
@@ -42,13 +36,6 @@ def _condition(marfan, resource_id, reference):
     condition["id"] = resource_id
     condition["subject"] = {"reference": reference}
     return condition
-
-
-@pytest.fixture
-def stored_patient(client, operator, marfan):
-    patient = _resource(marfan, PATIENT_ID)
-    assert _send(client, "PUT", f"/fhir/Patient/{PATIENT_ID}", operator, patient).status_code == 201
-    return patient
 
 
 def _transaction(*entries, kind="transaction"):

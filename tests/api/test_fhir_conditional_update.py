@@ -14,16 +14,9 @@ import pytest
 
 from tests.api.test_fhir_attacks import PATIENT_ID, _condition, _stored, _transaction
 from tests.api.test_fhir_conventions import MII_SYSTEM, MRN, _kept_ids, _outcome_codes, _packet_json
-from tests.api.test_fhir_rest import BASE, MARFAN, _resource, _send
+from tests.api.test_fhir_rest import BASE, _resource, _send
 
 BY_MRN = f"identifier={MII_SYSTEM}|{MRN}"
-
-
-@pytest.fixture
-def marfan(reference_dir):
-    import json
-
-    return json.loads((reference_dir / "fhir" / MARFAN).read_text())
 
 
 def _urn() -> str:

@@ -10,19 +10,7 @@ import json
 import pytest
 
 from tests.api.test_fhir_attacks import PATIENT_ID, _condition, _put_entry, _stored, _transaction
-from tests.api.test_fhir_rest import BASE, MARFAN, _resource, _send
-
-
-@pytest.fixture
-def marfan(reference_dir):
-    return json.loads((reference_dir / "fhir" / MARFAN).read_text())
-
-
-@pytest.fixture
-def stored_patient(client, operator, marfan):
-    patient = _resource(marfan, PATIENT_ID)
-    assert _send(client, "PUT", f"/fhir/Patient/{PATIENT_ID}", operator, patient).status_code == 201
-    return patient
+from tests.api.test_fhir_rest import BASE, _resource, _send
 
 
 def _responses(answer):

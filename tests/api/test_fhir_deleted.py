@@ -11,12 +11,7 @@ import sqlalchemy as sa
 
 from gateway.store.tables import fhir_deleted
 from tests.api.test_fhir_attacks import PATIENT_ID, _condition
-from tests.api.test_fhir_rest import MARFAN, _resource, _send
-
-
-@pytest.fixture
-def marfan(reference_dir):
-    return json.loads((reference_dir / "fhir" / MARFAN).read_text())
+from tests.api.test_fhir_rest import _send
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
@@ -34,13 +29,6 @@ def app(request, gateway_config):
         application = create_app({**gateway_config, "database_url": url})
         yield application
         application.extensions["gateway"].store.close()
-
-
-@pytest.fixture
-def stored_patient(client, operator, marfan):
-    patient = _resource(marfan, PATIENT_ID)
-    assert _send(client, "PUT", f"/fhir/Patient/{PATIENT_ID}", operator, patient).status_code == 201
-    return patient
 
 
 def _tombstones(app):

@@ -16,11 +16,6 @@ BASE = "http://localhost/fhir/"  # the test node's base_url: a Location header i
 MARFAN = "mii-seltene-erkrankungen/Bundle-bundle-marfan-complete.json"
 
 
-@pytest.fixture
-def marfan(reference_dir):
-    return json.loads((reference_dir / "fhir" / MARFAN).read_text())
-
-
 def _resource(bundle, resource_id):
     return copy.deepcopy(next(e["resource"] for e in bundle["entry"] if e["resource"]["id"] == resource_id))
 
