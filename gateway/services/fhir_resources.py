@@ -1717,6 +1717,7 @@ def keep_bundle(
     def keep(own: sa.Connection) -> list[ResourceChange]:
         renamed, adopted = _as_stored_patients(own, kept, key, dataset_id)
         renamed, same = _as_stored_resources(own, renamed, key, dataset_id)
+        renamed = _urns_named_as_kept(renamed)
         changes = apply_writes(
             renamed,
             store=store,
@@ -1760,6 +1761,22 @@ def keep_bundle(
     if connection is not None:
         return keep(connection)
     return store.in_transaction(keep)
+
+
+def _urns_named_as_kept(writes: list[ResourceWrite]) -> list[ResourceWrite]:
+    """A Bundle's kept writes with every reference to one of their `urn:` fullUrls naming that resource as kept,
+    `Type/id` (http.html#trules; `_placeholders_resolved` does the same for a Bundle without Patient), so that a
+    client reading one back can follow it. The rows keep their fullUrl: a later message may still cite it."""
+    kept_as = {
+        w.full_url: f"{w.resource_type}/{w.resource_id or w.resource.get('id') or _id_from_full_url(w.full_url)}"
+        for w in writes
+        if w.full_url and w.full_url.startswith("urn:") and w.resource is not None and w.conditional is None
+    }
+    if not kept_as:
+        return writes
+    return [
+        replace(w, resource=references_renamed(w.resource, kept_as)) if w.resource is not None else w for w in writes
+    ]
 
 
 def _as_stored_patients(

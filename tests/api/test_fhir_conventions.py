@@ -561,3 +561,41 @@ def test_references_to_an_entry_s_urn_name_the_resource_as_kept(client, app, ope
     again = _send(client, "POST", "/fhir", operator, _transaction(*entries))
     assert [e["response"]["status"] for e in again.get_json()["entry"]] == ["200 OK", "200 OK"]
     assert all("unchanged" in _outcome_codes(e["response"]) for e in again.get_json()["entry"])
+
+
+def test_references_to_urns_in_a_bundle_with_its_patient_name_the_resources_as_kept(client, app, operator, marfan):
+    """http.html#trules, for a Bundle that carries its Patient (translated whole, then kept for the REST channel).
+    Before: the kept Condition said `urn:uuid:…` for its subject and evidence, which a client reading it back
+    cannot follow. Now `Type/id`; the phenopacket is the Bundle's, and the same Bundle again changes nothing."""
+    patient_urn, variant_urn = (f"urn:uuid:5e0c0a0a-0000-4000-8000-00000000000{n}" for n in (1, 2))
+    patient = _resource(marfan, PATIENT_ID)
+    variant = _resource(marfan, "variant-fbn1-001")
+    variant["subject"] = {"reference": patient_urn}
+    citing = _condition(marfan, "c-citing", patient_urn)
+    citing["evidence"] = [{"detail": [{"reference": variant_urn}]}]
+    entries = [
+        {"fullUrl": patient_urn, "resource": patient, "request": {"method": "PUT", "url": f"Patient/{PATIENT_ID}"}},
+        {
+            "fullUrl": variant_urn,
+            "resource": variant,
+            "request": {"method": "PUT", "url": f"Observation/{variant['id']}"},
+        },
+        {**_put_entry(citing), "fullUrl": "urn:uuid:5e0c0a0a-0000-4000-8000-000000000003"},
+    ]
+    answered = _send(client, "POST", "/fhir", operator, _transaction(*entries))
+    assert answered.status_code == 200, answered.get_data(as_text=True)
+    read = client.get("/fhir/Condition/c-citing", headers=operator).get_json()
+    assert read["subject"]["reference"] == f"Patient/{PATIENT_ID}"
+    assert read["evidence"][0]["detail"][0]["reference"] == f"Observation/{variant['id']}"
+    kept_variant = client.get(f"/fhir/Observation/{variant['id']}", headers=operator).get_json()
+    assert kept_variant["subject"]["reference"] == f"Patient/{PATIENT_ID}"
+    (packet,) = app.extensions["gateway"].store.list_phenopackets()[0]
+    assert packet.document["interpretations"] and packet.document["diseases"]
+    again = _send(client, "POST", "/fhir", operator, _transaction(*entries))
+    assert again.status_code == 200, again.get_data(as_text=True)
+    (same,) = app.extensions["gateway"].store.list_phenopackets()[0]
+    assert {k: v for k, v in same.document.items() if k != "metaData"} == {
+        k: v for k, v in packet.document.items() if k != "metaData"
+    }
+    versions = {(t, rid): v for _, t, rid, v, _ in _stored(app)[0]}
+    assert versions[("Condition", "c-citing")] == 1 and versions[("Observation", variant["id"])] == 1
