@@ -1,7 +1,7 @@
 """FHIR ingest benchmark: floor vs translate+validate vs full POST /fhir, in one run.
 
     python bench/fhir_ingest.py [--seconds 3] [--clients 4] [--workers 2]
-    python bench/fhir_ingest.py --resource-by-resource [--pairs 3] [--modes in-memory,incremental,whole]
+    python bench/fhir_ingest.py --resource-by-resource [--pairs 3] [--modes in-memory,bare-keep,incremental,whole]
         [--database-url postgresql+psycopg://user@host/db] [--prefill N] [--leave-out DiagnosticReport]
     python bench/fhir_ingest.py --bundle-keep-cost [--pairs 3]
 
@@ -24,7 +24,9 @@ check of the resource — R4B parse, references, bindings —, assembly, transla
 the changed part, merge; see `in_memory`), `no-phenopacket-write` (through the store, but the
 phenopacket's own write left out), `incremental` (all of it, through the SQLite store: what
 `gateway serve` does after the HTTP layer's check of the resource), `whole` (no fragment cache:
-every write translates the whole patient, the design before). `--database-url`: the store modes run
+every write translates the whole patient, the design before), `bare-keep` (a second floor: the parse
+and one INSERT of the resource's JSON with its own COMMIT, through the store's engine — what any
+design that keeps each resource durably as it arrives costs at least; see `bare_keep`). `--database-url`: the store modes run
 on that PostgreSQL database instead (a fresh schema per run, dropped after), so that both backends are
 reported; `statements_per_write` counts the SQL statements the store modes executed (BEGIN, COMMIT aside).
 `--prefill N`: the store modes write every patient into one dataset that holds N copies of the corpus
@@ -373,6 +375,36 @@ def one_by_one(
     return elapsed, counters
 
 
+def bare_keep(sequences: list[list[tuple[dict, str | None]]], database_url: str | None = None) -> tuple[float, dict]:
+    """The floor of any design that keeps each resource durably as it arrives: per resource, the R4B parse
+    (the floor) and one INSERT of its JSON in a transaction of its own, through the store's engine (same
+    SQLite pragmas, or the same PostgreSQL database) into a table of two columns. No translation, no
+    index, no phenopacket."""
+    import sqlalchemy as sa
+    from fhir.resources.R4B import get_fhir_model_class
+
+    from gateway.store.engine import create_store_engine
+
+    with fresh_store_url(database_url) as url:
+        engine = create_store_engine(url)
+        table = sa.Table(
+            "bare_keep", sa.MetaData(), sa.Column("pk", sa.Integer, primary_key=True), sa.Column("doc", sa.Text)
+        )
+        table.create(engine)
+        insert = table.insert()
+        try:
+            start, cpu = time.perf_counter(), time.process_time()
+            for resources in sequences:
+                for resource, _ in resources:
+                    get_fhir_model_class(resource["resourceType"]).model_validate(resource)
+                    with engine.begin() as connection:
+                        connection.execute(insert, {"doc": json.dumps(resource)})
+            elapsed, cpu = time.perf_counter() - start, time.process_time() - cpu
+        finally:
+            engine.dispose()
+    return elapsed, {"cpu_seconds": cpu}
+
+
 def resource_by_resource(
     pairs: int, modes: list[str], database_url: str | None = None, prefill: int = 0, leave_out: frozenset = frozenset()
 ) -> dict:
@@ -391,11 +423,12 @@ def resource_by_resource(
             start, cpu = time.perf_counter(), time.process_time()
             floor_parse_resources(sequences)
             floor, floor_cpu = time.perf_counter() - start, time.process_time() - cpu
-            run = (
-                in_memory(sequences, key)
-                if mode == "in-memory"
-                else one_by_one(sequences, key, mode, database_url, prefill)
-            )
+            if mode == "in-memory":
+                run = in_memory(sequences, key)
+            elif mode == "bare-keep":
+                run = bare_keep(sequences, database_url)
+            else:
+                run = one_by_one(sequences, key, mode, database_url, prefill)
             elapsed, counters[mode] = run
             ratios[mode].append(elapsed / floor)
             cpu_ratios[mode].append(counters[mode].pop("cpu_seconds") / floor_cpu)
@@ -409,7 +442,7 @@ def resource_by_resource(
         # CPU time of this process (time.process_time): steadier on a shared machine, but without the time
         # a PostgreSQL server spends or the client waits for it.
         "cpu_ratio_to_floor": {m: round(statistics.median(r), 2) for m, r in cpu_ratios.items()},
-        "cache_counters": counters,
+        "cache_counters": {m: c for m, c in counters.items() if c},
         "pairs": pairs,
         "prefilled_corpus_copies": prefill,
         "load_average": [round(x, 2) for x in os.getloadavg()],
@@ -459,7 +492,7 @@ def main() -> int:
     parser.add_argument("--pairs", type=int, default=7, help="alternating floor/pipeline measurements")
     parser.add_argument("--resource-by-resource", action="store_true", help="the REST path, one resource at a time")
     parser.add_argument(
-        "--modes", default="in-memory,incremental,whole", help="with --resource-by-resource: which paths"
+        "--modes", default="in-memory,bare-keep,incremental,whole", help="with --resource-by-resource: which paths"
     )
     parser.add_argument(
         "--database-url", help="with --resource-by-resource: run the store modes on this PostgreSQL database"
