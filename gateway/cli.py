@@ -10,7 +10,7 @@ import argparse
 import json
 import os
 import sys
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -26,6 +26,7 @@ if TYPE_CHECKING:
     from gateway.services.fhir_resources import ConditionalCreates
 
 EXIT_OK, EXIT_REJECTED, EXIT_USAGE = 0, 1, 2
+Located = Callable[[Iterable[Issue]], list[Issue]]  # a file's issues as it places them (NDJSON: by line)
 
 
 def _err(text: str) -> None:
@@ -90,17 +91,32 @@ def cmd_serve(args: argparse.Namespace) -> int:
 # --- ingest / convert: FHIR ---------------------------------------------------------------
 
 
-def _fhir_documents(paths: Sequence[str], max_depth: int):
+def _fhir_documents(paths: Sequence[str], max_depth: int) -> Iterator[tuple[str, dict | None, list[Issue], Located]]:
+    """(path, its document — None: refused —, the issues that refused it, what places an issue in the file).
+
+    A FHIR Bulk Data file (`.ndjson`, `.ndjson.gz`: a resource per line) is read as a transaction Bundle of its
+    resources (gateway.services.fhir_ndjson); its issues then name the file's lines."""
+    from gateway.services.fhir_ndjson import is_ndjson, read_ndjson
+    from gateway.services.fhir_resources import supported_types
+
     for path in paths:
         try:
+            if is_ndjson(path):
+                found = read_ndjson(path, supported_types(), max_depth=max_depth)
+                errors = [i for i in found.issues if i.is_error]
+                notes = [i for i in found.issues if not i.is_error]
+                if notes:
+                    _print_issues(path, notes)
+                yield path, None if errors else found.bundle, errors, found.located
+                continue
             doc = _read_json(path, max_depth)
             if not isinstance(doc, dict):
                 raise JSONInputError(Issue.error("json-syntax", "a FHIR document must be a JSON object"))
-            yield path, doc, None
-        except OSError as exc:
-            yield path, None, Issue.error("io", f"cannot read: {exc.strerror}")
+            yield path, doc, [], list
+        except (OSError, EOFError) as exc:
+            yield path, None, [Issue.error("io", f"cannot read: {getattr(exc, 'strerror', None) or exc}")], list
         except JSONInputError as exc:
-            yield path, None, exc.issue
+            yield path, None, [exc.issue], list
 
 
 def cmd_convert_fhir(args: argparse.Namespace) -> int:
@@ -112,13 +128,13 @@ def cmd_convert_fhir(args: argparse.Namespace) -> int:
     key = secret_key(cfg)
     packets: list[dict] = []
     rejected = False
-    for path, doc, issue in _fhir_documents(args.files, cfg.max_json_depth):
-        if issue:
-            _print_issues(path, [issue])
+    for path, doc, refusal, located in _fhir_documents(args.files, cfg.max_json_depth):
+        if doc is None:
+            _print_issues(path, refusal)
             rejected = True
             continue
         outcome = process_fhir(doc, key=key, dataset_id=dataset, profile=args.profile or cfg.profile)
-        _print_issues(path, outcome.report)
+        _print_issues(path, located(outcome.report))
         if not outcome.report.ok:
             rejected = True
             continue
@@ -177,9 +193,10 @@ def cmd_ingest_fhir(args: argparse.Namespace) -> int:
     key, store = services.key, services.store
     profile = args.profile or cfg.profile
     rejected = False
-    for path, doc, issue in _fhir_documents(args.files, cfg.max_json_depth):
-        if issue:
-            _print_issues(path, [issue])
+    for path, doc, refusal, located in _fhir_documents(args.files, cfg.max_json_depth):
+        if doc is None:
+            _print_issues(path, refusal)
+            _err(f"{path}: rejected; nothing stored")
             rejected = True
             continue
         # What the entries ask must be doable before anything is stored, as for POST /fhir: a transaction is
@@ -187,13 +204,13 @@ def cmd_ingest_fhir(args: argparse.Namespace) -> int:
         try:
             refused, creates = _refused_entries(doc, store, key, dataset)
         except GatewayError as refusal:
-            _print_issues(path, refusal.issues or [Issue.error(refusal.code, refusal.message)])
+            _print_issues(path, located(refusal.issues or [Issue.error(refusal.code, refusal.message)]))
             _err(f"{path}: rejected; nothing stored")
             rejected = True
             continue
         rejected = rejected or bool(refused)
         if creates is None or keeps_resources(doc):  # no Patient inside: kept resource by resource
-            kept = _ingest_resources(path, doc, services, dataset, profile, refused)
+            kept = _ingest_resources(path, doc, services, dataset, profile, refused, located)
             rejected = not kept or rejected
             continue
         # ifNoneExist (conditional create): a matched entry is not created, the kept resource stands in its place
@@ -215,9 +232,9 @@ def cmd_ingest_fhir(args: argparse.Namespace) -> int:
             packet.issues.extend(i for n in packet.entry_indexes for i in refused.get(n, []))
         outcome = store_fhir_outcome(outcome, store=store, dataset_id=dataset, source=source_identity(doc), also=keep)
         if about_stored_patients(outcome.report):  # Patients, and references to Patients stored before
-            rejected = not _ingest_resources(path, doc, services, dataset, profile, refused) or rejected
+            rejected = not _ingest_resources(path, doc, services, dataset, profile, refused, located) or rejected
             continue
-        _print_issues(path, [*(i for found in refused.values() for i in found), *outcome.report])
+        _print_issues(path, located([*(i for found in refused.values() for i in found), *outcome.report]))
         saved = [p.saved for p in outcome.packets if p.saved]
         if outcome.rejected or not outcome.report.ok:
             rejected = True
@@ -269,10 +286,16 @@ def _stored_line(path: str, result, dataset: str, family: dict | None) -> str:
 
 
 def _ingest_resources(
-    path: str, doc: dict, services: Services, dataset: str, profile: str, refused: dict[int, list[Issue]]
+    path: str,
+    doc: dict,
+    services: Services,
+    dataset: str,
+    profile: str,
+    refused: dict[int, list[Issue]],
+    located: Located = list,
 ) -> bool:
     """Keep a file's resources (services.fhir_resources); one line per entry; False when refused. `refused`: a
-    batch's entries refused before (printed already), not processed."""
+    batch's entries refused before (printed already), not processed. `located`: issues as the file places them."""
     from gateway.services.fhir_resources import ResourceRejected, apply_document
 
     try:
@@ -287,11 +310,11 @@ def _ingest_resources(
             set_aside=refused,
         )
     except ResourceRejected as rejection:
-        _print_issues(path, rejection.issues)
+        _print_issues(path, located(rejection.issues))
         _err(f"{path}: rejected; nothing stored")
         return False
     for result in results:
-        _print_issues(path, result.issues)
+        _print_issues(path, located(result.issues))
         change = result.change
         if change is None:
             continue
@@ -490,7 +513,9 @@ def build_parser() -> argparse.ArgumentParser:
     ingest = sub.add_parser("ingest", help="validate, translate and store documents").add_subparsers(
         dest="kind", required=True
     )
-    fhir = ingest.add_parser("fhir", help="FHIR R4 Bundles or resources (JSON)")
+    fhir = ingest.add_parser(
+        "fhir", help="FHIR R4 Bundles or resources (JSON), or FHIR Bulk Data files (.ndjson, .ndjson.gz)"
+    )
     fhir.add_argument("files", nargs="+", metavar="FILE")
     fhir.add_argument("--dataset")
     fhir.add_argument("--profile", help="national profile (default: detected)")

@@ -25,6 +25,7 @@ PHENOPACKET_KINDS = ("phenopacket", "family", "cohort")
 VCF_SUFFIXES = (".vcf", ".vcf.gz", ".vcf.bgz", ".bcf")
 _VCF_MAGIC = (b"##fileformat=VCF", b"BCF\x02", b"\x1f\x8b")  # plain, BCF, gzip/BGZF
 YAML_SUFFIXES = (".yaml", ".yml")
+NDJSON_SUFFIXES = (".ndjson", ".ndjson.gz")  # FHIR Bulk Data: a resource per line (gateway.services.fhir_ndjson)
 PROTOBUF_SUFFIXES = (".pb", ".bin", ".binpb", ".pbf")
 
 
@@ -206,6 +207,8 @@ def _parse_text(data: bytes, name: str, options: Options) -> Any:
 
 def validate_bytes(data: bytes, name: str, options: Options = Options()) -> FileResult:
     """Validate the content of one input (`name` is only used to guess the format and to label issues)."""
+    if options.kind != "vcf" and name.lower().endswith(NDJSON_SUFFIXES):
+        return _validate_lines(data, name, options)
     if options.kind == "vcf" or (options.kind is None and looks_like_vcf(name, data[:16])):
         suffix = ".bcf" if data.startswith(_VCF_MAGIC[1]) else ".vcf.gz" if data.startswith(_VCF_MAGIC[2]) else ".vcf"
         with tempfile.TemporaryDirectory(prefix="gateway-validate-") as tmp:
@@ -241,6 +244,37 @@ def _validate_list(docs: list, name: str, options: Options) -> FileResult:
         kinds.add(kind)
         report.extend(i.at(f"/{index}") for i in sub)
     return FileResult(name, kinds.pop() if len(kinds) == 1 else "mixed", report)
+
+
+def _validate_lines(data: bytes, name: str, options: Options) -> FileResult:
+    """An NDJSON file (gzip-compressed when it ends .gz): each line one document, its issues located by line."""
+    if name.lower().endswith(".gz"):
+        import gzip
+        import zlib
+
+        try:
+            data = gzip.decompress(data)
+        except (OSError, EOFError, zlib.error) as exc:
+            return FileResult(name, options.kind or "unknown", Report([Issue.error("io", f"not gzip data: {exc}")]))
+    kinds, report = set(), Report()
+    for number, line in enumerate(data.splitlines(), start=1):
+        if not line.strip():
+            continue
+        place = f"line {number}"
+        try:
+            doc = loads_strict(line, max_depth=options.max_depth, require_object=False)
+        except JSONInputError as exc:
+            report.add(Issue(exc.issue.severity, exc.issue.code, exc.issue.message, place, exc.issue.target))
+            continue
+        kind, sub = validate_document(doc, options)
+        kinds.add(kind)
+        report.extend(
+            Issue(i.severity, i.code, i.message, f"{place}, {i.location}" if i.location else place, i.target)
+            for i in sub
+        )
+    if not kinds and report.ok:
+        report.add(Issue.error("wrong-type", "an NDJSON file without any line"))
+    return FileResult(name, kinds.pop() if len(kinds) == 1 else "mixed" if kinds else options.kind or "unknown", report)
 
 
 def _is_binary(data: bytes) -> bool:
@@ -282,6 +316,6 @@ def validate_path(path: str, options: Options = Options()) -> FileResult:
         return FileResult(
             name, options.kind or "unknown", Report([Issue.error("io", f"cannot read: {exc.strerror or exc}")])
         )
-    if options.kind is None and looks_like_vcf(name, data[:16]):
+    if options.kind is None and looks_like_vcf(name, data[:16]) and not name.lower().endswith(NDJSON_SUFFIXES):
         return _vcf_result(Path(name), name)
     return validate_bytes(data, name, options)
