@@ -1875,15 +1875,22 @@ def _unresolved_patients(
     return unresolved
 
 
+_INSIDE_ENTRY = re.compile(r"/entry/(\d+)/")  # a pointer into an entry (not the entry itself)
+
+
 def _entry_writes(doc: dict[str, Any], warnings: list[Issue]) -> tuple[list[EntryResult], list[ResourceWrite | None]]:
     """One write per entry (None: not kept), honouring entry.request (PUT Type/id, POST, DELETE Type/id)."""
     entries = (doc.get("entry") or []) if doc.get("resourceType") == "Bundle" else [{"resource": doc}]
     prefix = "/entry/" if doc.get("resourceType") == "Bundle" else None
     results: list[EntryResult] = []
     writes: list[ResourceWrite | None] = []
+    by_entry: dict[int | None, list[Issue]] = {}  # each entry's warnings, found once (not a scan per entry)
+    for issue in warnings:
+        inside = _INSIDE_ENTRY.match(issue.location)
+        by_entry.setdefault(int(inside.group(1)) if inside else None, []).append(issue)
     for index, entry in enumerate(entries):
         where = f"{prefix}{index}" if prefix else ""
-        result = EntryResult(index, None, [i for i in warnings if prefix is None or i.location.startswith(where + "/")])
+        result = EntryResult(index, None, list(warnings) if prefix is None else by_entry.get(index, []))
         results.append(result)
         request = entry.get("request") if isinstance(entry.get("request"), dict) else {}
         method = str(request.get("method") or "PUT").upper()
