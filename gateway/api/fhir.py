@@ -273,6 +273,7 @@ SEARCH_PARAMS = [
         "documentation": "a business identifier: system|value, value (any system), |value (no system), system|; "
         "what a conditional update or delete matches",
     },
+    {"name": "_id", "type": "token", "documentation": "the resource kept under that id (none: an empty searchset)"},
 ]
 
 

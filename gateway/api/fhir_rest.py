@@ -12,10 +12,11 @@ from typing import Any
 from urllib.parse import urlencode
 
 from flask import Blueprint, Response, request
+from werkzeug.datastructures import CombinedMultiDict, MultiDict
 
 from gateway.api.auth import require_operator
 from gateway.api.context import services
-from gateway.api.fhir_requests import check_media_type, check_patient_links
+from gateway.api.fhir_requests import UnsupportedMediaType, check_media_type, check_patient_links
 from gateway.api.hooks import audit_notes
 from gateway.api.public_url import public_base_url
 from gateway.api.render import json_response
@@ -23,6 +24,7 @@ from gateway.errors import BadInput, NotFound
 from gateway.issues import Issue, to_operation_outcome
 from gateway.jsonio import loads_strict
 from gateway.services.fhir_resources import (
+    FHIR_ID,
     EntryResult,
     ResourceChange,
     ResourceWrite,
@@ -281,31 +283,48 @@ def add_read_routes(bp: Blueprint) -> None:
     @require_operator
     def search(resource_type: str):
         """`?patient=` or `?subject=`: a searchset of the type's resources about that stored Patient;
-        `?identifier=token`: those the token matches (what a conditional update would match). Result parameters
+        `?identifier=token`: those the token matches (what a conditional update would match); `?_id=`: the one
+        kept under that id. Result parameters
         (search.html#count, #summary): `_count` (a page's size, 0: the total alone), `_summary=count`, `_total`;
         pages follow `link` next (`_offset`). An unknown parameter is 400 unless `Prefer: handling=lenient`
         (search.html#errors), when it is ignored and left out of the `self` link, which names what was used."""
+        return _search(resource_type, request.args)
+
+    @bp.post("/<resource_type>/_search")
+    @known_type
+    @require_operator
+    def search_by_post(resource_type: str):
+        """http.html#search: a server that searches SHALL take the search by POST too, its parameters in an
+        `application/x-www-form-urlencoded` body (with those of the URL). Answered as the GET."""
+        if request.mimetype != "application/x-www-form-urlencoded":
+            message = f"a search by POST sends application/x-www-form-urlencoded, not {request.mimetype or 'nothing'!r}"
+            raise UnsupportedMediaType(message, issues=[Issue.error("not-fhir", message)])
+        return _search(resource_type, CombinedMultiDict([request.args, request.form]))
+
+    def _search(resource_type: str, args: MultiDict) -> Response:
         svc = services()
-        named = [n for n in SEARCH_PARAMETERS if n in request.args]
-        unknown = sorted(set(request.args) - set(SEARCH_PARAMETERS) - set(RESULT_PARAMETERS) - NOT_SEARCHED)
+        named = [n for n in SEARCH_PARAMETERS if n in args]
+        unknown = sorted(set(args) - set(SEARCH_PARAMETERS) - set(RESULT_PARAMETERS) - NOT_SEARCHED)
         if unknown and _preference("handling") == "lenient":
             unknown = []
-        repeated = len(named) == 1 and len(request.args.getlist(named[0])) > 1  # FHIR: AND, which one Patient never is
+        repeated = len(named) == 1 and len(args.getlist(named[0])) > 1  # FHIR: AND, which one Patient never is
         if len(named) != 1 or unknown or repeated:
             raise BadInput(
-                "search by exactly one of patient=, subject= or identifier= (with dataset=)"
+                "search by exactly one of patient=, subject=, identifier= or _id= (with dataset=)"
                 + (f"; not supported: {', '.join(unknown)}" if unknown else ""),
                 code="not-supported",
             )
-        count, offset, summary = _result_parameters()
+        count, offset, summary = _result_parameters(args)
         if named == ["identifier"]:
-            search = conditional_search(resource_type, urlencode([("identifier", request.args["identifier"])]))
+            search = conditional_search(resource_type, urlencode([("identifier", args["identifier"])]))
             found = search_by_identifier(svc.store, _dataset(), resource_type, search, svc.key)
+        elif named == ["_id"]:
+            found = _kept_or_none(resource_type, args["_id"])
         else:
-            found = search_by_patient(svc.store, _dataset(), resource_type, request.args[named[0]], svc.key)
+            found = search_by_patient(svc.store, _dataset(), resource_type, args[named[0]], svc.key)
         used = [
             (n, _as_kept(resource_type, n, v, svc.key))
-            for n, v in request.args.items(multi=True)
+            for n, v in args.items(multi=True)
             if n in (*named, *NOT_SEARCHED) and n != "_pretty"
         ]
         if summary == "count":
@@ -319,8 +338,17 @@ def add_read_routes(bp: Blueprint) -> None:
             links.append(_link("previous", resource_type, used, count, max(0, offset - count), summary))
         return json_response({**body, "link": links}, 200, mimetype=FHIR_JSON)
 
+    def _kept_or_none(resource_type: str, resource_id: str) -> list[StoredResource]:
+        """`_id`: the resource kept under that id, or none (a search finds nothing rather than 404 or 410)."""
+        if not FHIR_ID.fullmatch(resource_id):
+            return []
+        try:
+            return [read_resource(services().store, _dataset(), resource_type, resource_id)]
+        except NotFound:  # Gone too
+            return []
 
-SEARCH_PARAMETERS = ("patient", "subject", "identifier")
+
+SEARCH_PARAMETERS = ("patient", "subject", "identifier", "_id")
 
 
 def _as_kept(resource_type: str, name: str, value: str, key: bytes) -> str:
@@ -344,22 +372,22 @@ def _as_kept(resource_type: str, name: str, value: str, key: bytes) -> str:
 RESULT_PARAMETERS = ("_count", "_offset", "_summary", "_total")
 
 
-def _result_parameters() -> tuple[int | None, int, str | None]:
+def _result_parameters(args: MultiDict) -> tuple[int | None, int, str | None]:
     """(_count, _offset, _summary) of a search, checked: 400 for what they cannot be."""
 
     def number(name: str) -> int | None:
-        value = request.args.get(name)
+        value = args.get(name)
         if value is None:
             return None
         if not value.isdigit() or len(value) > 9:
             raise BadInput(f"{name} must be a whole number >= 0, not {value[:40]!r}", code="fhir-value")
         return int(value)
 
-    summary = request.args.get("_summary")
+    summary = args.get("_summary")
     if summary not in (None, "count", "false"):
         message = f"_summary={summary[:40]!r} is not supported here: count or false (the whole resources)"
         raise BadInput(message, code="not-supported")
-    total = request.args.get("_total")
+    total = args.get("_total")
     if total not in (None, "none", "estimate", "accurate"):
         raise BadInput(f"_total must be none, estimate or accurate, not {total[:40]!r}", code="fhir-value")
     return number("_count"), number("_offset") or 0, summary

@@ -185,7 +185,7 @@ def test_the_capability_statement_advertises_exactly_what_works(client, operator
         done["history-instance"] = client.get(f"{base}/{rid}/_history", headers=operator).status_code == 200
         done["history-type"] = client.get(f"{base}/_history", headers=operator).status_code == 200
         for param in advertised["searchParam"]:
-            value = token if param["name"] == "identifier" else "Patient/p-1"
+            value = {"identifier": token, "_id": rid}.get(param["name"], "Patient/p-1")
             found = client.get(base, query_string={param["name"]: value}, headers=operator)
             assert found.status_code == 200 and found.get_json()["total"] >= 1, (resource_type, param, found.get_json())
         done["search-type"] = True

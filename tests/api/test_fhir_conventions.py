@@ -599,3 +599,29 @@ def test_references_to_urns_in_a_bundle_with_its_patient_name_the_resources_as_k
     }
     versions = {(t, rid): v for _, t, rid, v, _ in _stored(app)[0]}
     assert versions[("Condition", "c-citing")] == 1 and versions[("Observation", variant["id"])] == 1
+
+
+def test_search_by_post_and_by_id_answer_as_the_get(client, operator, marfan, stored_patient):
+    """http.html#search: a server that searches SHALL take POST {type}/_search with a form body too (was 405);
+    `_id` finds the resource kept under that id (was 400 not-supported), an unknown one none."""
+    condition = _condition(marfan, "c-searched", f"Patient/{PATIENT_ID}")
+    assert _send(client, "PUT", "/fhir/Condition/c-searched", operator, condition).status_code == 201
+    by_get = client.get(f"/fhir/Condition?patient={PATIENT_ID}", headers=operator)
+    form = {**operator, "Content-Type": "application/x-www-form-urlencoded"}
+    by_post = client.post("/fhir/Condition/_search", data=f"patient={PATIENT_ID}", headers=form)
+    assert by_post.status_code == 200, by_post.get_data(as_text=True)
+    assert by_post.get_json()["entry"] == by_get.get_json()["entry"] and by_get.get_json()["total"] == 1
+    assert by_post.get_json()["link"][0]["url"].endswith(f"/fhir/Condition?patient={PATIENT_ID}")
+    by_id = client.post("/fhir/Condition/_search?_id=c-searched", data="", headers=form).get_json()
+    assert [e["resource"]["id"] for e in by_id["entry"]] == ["c-searched"]
+    assert client.get("/fhir/Condition?_id=nothing-here", headers=operator).get_json()["total"] == 0
+    assert client.delete("/fhir/Condition/c-searched", headers=operator).status_code in (200, 204)
+    assert client.get("/fhir/Condition?_id=c-searched", headers=operator).get_json()["total"] == 0
+    wrong = client.post("/fhir/Condition/_search", json={"patient": PATIENT_ID}, headers=operator)
+    assert wrong.status_code == 415 and wrong.get_json()["resourceType"] == "OperationOutcome"
+    assert (
+        client.post(
+            "/fhir/Condition/_search", data="patient=x", headers={"Content-Type": form["Content-Type"]}
+        ).status_code
+        == 401
+    )
