@@ -91,7 +91,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
 # --- ingest / convert: FHIR ---------------------------------------------------------------
 
 
-def _fhir_documents(paths: Sequence[str], max_depth: int) -> Iterator[tuple[str, dict | None, list[Issue], Located]]:
+def _fhir_documents(
+    paths: Sequence[str], max_depth: int, max_ndjson_bytes: int
+) -> Iterator[tuple[str, dict | None, list[Issue], Located]]:
     """(path, its document — None: refused —, the issues that refused it, what places an issue in the file).
 
     A FHIR Bulk Data file (`.ndjson`, `.ndjson.gz`: a resource per line) is read as a transaction Bundle of its
@@ -102,7 +104,7 @@ def _fhir_documents(paths: Sequence[str], max_depth: int) -> Iterator[tuple[str,
     for path in paths:
         try:
             if is_ndjson(path):
-                found = read_ndjson(path, supported_types(), max_depth=max_depth)
+                found = read_ndjson(path, supported_types(), max_depth=max_depth, max_bytes=max_ndjson_bytes)
                 errors = [i for i in found.issues if i.is_error]
                 notes = [i for i in found.issues if not i.is_error]
                 if notes:
@@ -128,7 +130,7 @@ def cmd_convert_fhir(args: argparse.Namespace) -> int:
     key = secret_key(cfg)
     packets: list[dict] = []
     rejected = False
-    for path, doc, refusal, located in _fhir_documents(args.files, cfg.max_json_depth):
+    for path, doc, refusal, located in _fhir_documents(args.files, cfg.max_json_depth, cfg.max_ndjson_bytes):
         if doc is None:
             _print_issues(path, refusal)
             rejected = True
@@ -193,7 +195,7 @@ def cmd_ingest_fhir(args: argparse.Namespace) -> int:
     key, store = services.key, services.store
     profile = args.profile or cfg.profile
     rejected = False
-    for path, doc, refusal, located in _fhir_documents(args.files, cfg.max_json_depth):
+    for path, doc, refusal, located in _fhir_documents(args.files, cfg.max_json_depth, cfg.max_ndjson_bytes):
         if doc is None:
             _print_issues(path, refusal)
             _err(f"{path}: rejected; nothing stored")

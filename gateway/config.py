@@ -86,6 +86,8 @@ class Config:
     datasets: tuple[DatasetConfig, ...] = ()
     max_body_bytes: int = 32 * 1024 * 1024
     max_json_depth: int = 64
+    # A FHIR Bulk Data file (NDJSON) is one transaction, read whole: refused past this size (decompressed).
+    max_ndjson_bytes: int = 256 * 1024 * 1024  # (gateway.jsonio.NDJSON_MAX_BYTES, what `gateway validate` reads)
     # Each validation or translation of a request body runs in a child with these limits (gateway.bounded):
     # below gunicorn's 30 s worker timeout, so a costly document costs one answer (413), never a worker.
     work_seconds: float = 20.0
@@ -132,6 +134,7 @@ _SIMPLE_KEYS = {  # YAML key / env suffix → (Config field, converter)
     "default_dataset": ("default_dataset", str),
     "max_body_bytes": ("max_body_bytes", int),
     "max_json_depth": ("max_json_depth", int),
+    "max_ndjson_bytes": ("max_ndjson_bytes", int),
     "work_seconds": ("work_seconds", float),
     "work_memory_mb": ("work_memory_mb", int),
     "work_inline_bytes": ("work_inline_bytes", int),

@@ -64,6 +64,12 @@ def _deeper_than(node: Any, limit: int) -> bool:
     return any(_deeper_than(child, limit - 1) for child in children if isinstance(child, (dict, list)))
 
 
+# NDJSON (a document per line: FHIR Bulk Data) is read whole into one transaction or report: bounded, decompressed,
+# so that a large export or a gzip bomb is a clear refusal rather than the machine's memory (≈ 8 bytes of Python
+# objects per byte of JSON). `max_ndjson_bytes` in the configuration for the ingest.
+NDJSON_MAX_BYTES = 256 * 1024 * 1024
+
+
 def loads_strict(data: bytes | str, *, max_depth: int = 64, require_object: bool = True) -> Any:
     """Parse JSON strictly or raise JSONInputError carrying one Issue."""
     if isinstance(data, bytes):

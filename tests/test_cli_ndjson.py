@@ -133,3 +133,26 @@ def test_validate_checks_every_line_and_names_the_line(env, reference_dir, tmp_p
     out = capsys.readouterr()
     text = out.out + out.err
     assert "line 2, /onsetDateTime" in text and "line 3" in text, text
+
+
+def test_a_file_past_the_bound_is_refused_without_being_read_whole(env, tmp_path, capsys, monkeypatch):
+    """A gzip bomb (or an export that should have been split) is a clear refusal at the bound, never the machine's
+    memory: reading stops there, for ingest (max_ndjson_bytes) and for validate."""
+    bomb = tmp_path / "Observation.ndjson.gz"
+    line = json.dumps({"resourceType": "Basic", "id": "b", "code": {"text": "x" * 1000}}) + "\n"
+    bomb.write_bytes(gzip.compress(line.encode() * 2000, compresslevel=9))  # ≈ 2 MB decompressed
+    monkeypatch.setenv("GATEWAY_MAX_NDJSON_BYTES", str(200_000))
+    assert main(["ingest", "fhir", str(bomb)]) == 1
+    err = capsys.readouterr().err
+    assert "ERROR [too-costly] at line 1" in err and "split the file" in err
+    assert f"{bomb}: rejected; nothing stored" in err
+    single = tmp_path / "Condition.ndjson"
+    single.write_bytes(b'{"resourceType": "Condition", "note": "' + b"y" * 300_000 + b'"}')  # one line past it
+    assert main(["ingest", "fhir", str(single)]) == 1
+    assert "ERROR [too-costly] at line 1" in capsys.readouterr().err
+    import gateway.validation.engine as engine
+
+    monkeypatch.setattr(engine, "NDJSON_MAX_BYTES", 200_000)
+    assert main(["validate", str(bomb)]) == 1
+    out = capsys.readouterr()
+    assert "too-costly" in out.out + out.err

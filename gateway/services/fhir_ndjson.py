@@ -19,23 +19,26 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 
 from gateway.issues import Issue
-from gateway.jsonio import JSONInputError, loads_strict
+from gateway.jsonio import NDJSON_MAX_BYTES, JSONInputError, loads_strict
 
 SUFFIXES = (".ndjson", ".ndjson.gz")
 _ENTRY = re.compile(r"/entry/(\d+)(?:/resource)?(.*)")
 _LISTED_LINES = 10  # lines named in a note about the lines of a type left out
 _MAX_ERRORS = 100  # lines refused one by one; past them, one issue counts the rest
+DEFAULT_MAX_BYTES = NDJSON_MAX_BYTES
 
 
 def is_ndjson(path: str) -> bool:
     return path.lower().endswith(SUFFIXES)
 
 
-def read_lines(path: str) -> Iterator[bytes]:
-    """The file's lines (a `.gz` one decompressed as it is read)."""
+def read_lines(path: str, max_bytes: int = DEFAULT_MAX_BYTES) -> Iterator[bytes]:
+    """The file's lines (a `.gz` one decompressed as it is read), none longer than `max_bytes` + 1: a caller
+    counting bytes stops at its bound without ever holding more."""
     opened = gzip.open(path, "rb") if path.lower().endswith(".gz") else open(path, "rb")  # noqa: SIM115
     with opened as handle:
-        yield from handle
+        while line := handle.readline(max_bytes + 1):
+            yield line
 
 
 @dataclass
@@ -65,9 +68,12 @@ class NdjsonDocument:
         return replace(issue, location=f"line {self.lines[int(match.group(1))]}" + (f", {inside}" if inside else ""))
 
 
-def ndjson_document(lines: Iterable[bytes], kept_types: Sequence[str], *, max_depth: int) -> NdjsonDocument:
+def ndjson_document(
+    lines: Iterable[bytes], kept_types: Sequence[str], *, max_depth: int, max_bytes: int = DEFAULT_MAX_BYTES
+) -> NdjsonDocument:
     """The transaction Bundle of an NDJSON file's lines; a line that is not a JSON object with a resourceType is
-    an error at that line (the whole file is then refused by the caller: ingest is all or nothing)."""
+    an error at that line (the whole file is then refused by the caller: ingest is all or nothing). Past
+    `max_bytes` of lines, reading stops with an error."""
     kept = frozenset(kept_types)
     entries: list[dict] = []
     numbers: list[int] = []
@@ -81,7 +87,19 @@ def ndjson_document(lines: Iterable[bytes], kept_types: Sequence[str], *, max_de
         if refused <= _MAX_ERRORS:
             issues.append(issue)
 
+    read = 0
     for number, raw in enumerate(lines, start=1):
+        read += len(raw)
+        if read > max_bytes:
+            issues.append(
+                Issue.error(
+                    "too-costly",
+                    f"more than {max_bytes // 2**20} MiB of NDJSON (decompressed) by line {number}: split the file "
+                    "(e.g. `split -l 100000`; bulk exports split their output the same way) or raise max_ndjson_bytes",
+                    f"line {number}",
+                )
+            )
+            break
         if not raw.strip():
             continue  # a trailing newline, or a blank line between resources
         try:
@@ -125,6 +143,8 @@ def _skipped_note(resource_type: str, lines: list[int]) -> Issue:
     )
 
 
-def read_ndjson(path: str, kept_types: Sequence[str], *, max_depth: int) -> NdjsonDocument:
+def read_ndjson(
+    path: str, kept_types: Sequence[str], *, max_depth: int, max_bytes: int = DEFAULT_MAX_BYTES
+) -> NdjsonDocument:
     """`ndjson_document` of the file at `path`."""
-    return ndjson_document(read_lines(path), kept_types, max_depth=max_depth)
+    return ndjson_document(read_lines(path, max_bytes), kept_types, max_depth=max_depth, max_bytes=max_bytes)

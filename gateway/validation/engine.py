@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from gateway.issues import Issue, Report
-from gateway.jsonio import JSONInputError, loads_strict
+from gateway.jsonio import NDJSON_MAX_BYTES, JSONInputError, loads_strict
 from gateway.yamlio import load_bounded
 
 KINDS = ("fhir", "phenopacket", "family", "cohort", "beacon-request", "beacon-response", "vcf")
@@ -248,16 +248,28 @@ def _validate_list(docs: list, name: str, options: Options) -> FileResult:
 
 def _validate_lines(data: bytes, name: str, options: Options) -> FileResult:
     """An NDJSON file (gzip-compressed when it ends .gz): each line one document, its issues located by line."""
-    if name.lower().endswith(".gz"):
-        import gzip
-        import zlib
+    import gzip
+    import io
+    import zlib
 
-        try:
-            data = gzip.decompress(data)
-        except (OSError, EOFError, zlib.error) as exc:
-            return FileResult(name, options.kind or "unknown", Report([Issue.error("io", f"not gzip data: {exc}")]))
+    raw = io.BytesIO(data)
+    handle = gzip.GzipFile(fileobj=raw) if name.lower().endswith(".gz") else raw
     kinds, report = set(), Report()
-    for number, line in enumerate(data.splitlines(), start=1):
+    read, number = 0, 0
+    while True:
+        try:  # decompressed as read, never more than the bound (a gzip bomb stops there)
+            line = handle.readline(NDJSON_MAX_BYTES + 1)
+        except (OSError, EOFError, zlib.error) as exc:
+            report.add(Issue.error("io", f"not gzip data: {exc}", f"line {number + 1}"))
+            break
+        if not line:
+            break
+        number += 1
+        read += len(line)
+        if read > NDJSON_MAX_BYTES:
+            message = f"more than {NDJSON_MAX_BYTES // 2**20} MiB of NDJSON (decompressed): the rest is not read"
+            report.add(Issue.error("too-costly", message, f"line {number}"))
+            break
         if not line.strip():
             continue
         place = f"line {number}"
