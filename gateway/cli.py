@@ -296,8 +296,12 @@ def _ingest_resources(
     refused: dict[int, list[Issue]],
     located: Located = list,
 ) -> bool:
-    """Keep a file's resources (services.fhir_resources); one line per entry; False when refused. `refused`: a
-    batch's entries refused before (printed already), not processed. `located`: issues as the file places them."""
+    """Keep a file's resources (services.fhir_resources); one line per entry (a bulk NDJSON file: one summary
+    line); False when refused. `refused`: a batch's entries refused before (printed already), not processed.
+    `located`: issues as the file places them."""
+    from gateway.services.fhir_ndjson import is_ndjson
+
+    line_each = not is_ndjson(path)
     from gateway.services.fhir_resources import ResourceRejected, apply_document
 
     try:
@@ -318,7 +322,7 @@ def _ingest_resources(
     for result in results:
         _print_issues(path, located(result.issues))
         change = result.change
-        if change is None:
+        if change is None or not line_each:
             continue
         line = f"{path}: {change.resource_type}/{change.resource_id} {change.status} (version {change.version})"
         if change.pending:
@@ -326,7 +330,23 @@ def _ingest_resources(
         elif change.phenopacket_id:
             line += f", phenopacket {change.phenopacket_id}"
         print(line)
+    if not line_each:
+        print(_resources_summary(path, [r.change for r in results if r.change is not None], dataset))
     return not any(i.is_error for r in results for i in r.issues)
+
+
+def _resources_summary(path: str, changes: list, dataset: str) -> str:
+    """One line for a bulk file's kept resources: how many of each status, how many wait, how many phenopackets."""
+    statuses: dict[str, int] = {}
+    for change in changes:
+        statuses[change.status] = statuses.get(change.status, 0) + 1
+    counted = ", ".join(f"{n} {status}" for status, n in sorted(statuses.items())) or "none"
+    pending = sum(1 for c in changes if c.pending)
+    packets = len({c.phenopacket_id for c in changes if c.phenopacket_id})
+    line = f"{path}: summary: {len(changes)} resource(s) kept ({counted}), into {packets} phenopacket(s)"
+    if pending:
+        line += f"; {pending} pending: their Patient is not in dataset {dataset} yet (gateway fhir pending)"
+    return line
 
 
 def cmd_fhir_pending(args: argparse.Namespace) -> int:

@@ -78,9 +78,14 @@ def test_a_bulk_export_in_either_order_makes_the_phenopacket_its_bundle_makes(
     assert main(["ingest", "fhir", *ordered, "--dataset", "rd"]) == 0, capsys.readouterr().err
     out = capsys.readouterr().out
     assert ("pending" in out) is not patient_first
+    conditions = files["Condition"]
+    kept = "4 resource(s) kept (4 created), into 1 phenopacket(s)"
+    pending = "4 resource(s) kept (4 created), into 0 phenopacket(s); 4 pending: their Patient is not in dataset rd yet"
+    assert f"{conditions}: summary: {kept if patient_first else pending}" in out, out
+    assert "Condition/" not in out  # a line per file, not per resource
     assert _documents("rd") == expected
     assert main(["ingest", "fhir", *ordered, "--dataset", "rd"]) == 0  # sent again: the same record
-    assert " unchanged " in capsys.readouterr().out
+    assert f"{conditions}: summary: 4 resource(s) kept (4 unchanged)" in capsys.readouterr().out
     assert _documents("rd") == expected
 
 
