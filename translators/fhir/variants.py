@@ -57,6 +57,21 @@ SYMBOLIC_RE = re.compile(r"^NC_\d+\.\d+:\d+:[ACGTN]+:(<[A-Z][A-Z0-9:_]*>)+$")
 SYMBOLIC_ALLELE_RE = re.compile(r"<[A-Z][A-Z0-9:_]*>")
 CDNA_RE = re.compile(r"(^|:)[cnmr]\.")
 GENOMIC_RE = re.compile(r"(^|:)g\.")
+PROTEIN_RE = re.compile(r"(^|:)p\.")
+HGVS_SYSTEM = "http://varnomen.hgvs.org"
+
+
+def hgvs_syntax(code: object) -> str | None:
+    """The phenopacket Expression syntax of an HGVS (or SPDI) string, None when it is neither."""
+    if not isinstance(code, str) or not code.strip() or any(c.isspace() for c in code.strip()):
+        return None
+    code = code.strip()
+    if SPDI_RE.match(code):
+        return "spdi"
+    for pattern, syntax in ((GENOMIC_RE, "hgvs.g"), (CDNA_RE, "hgvs.c"), (PROTEIN_RE, "hgvs.p")):
+        if pattern.search(code):
+            return syntax
+    return None
 
 
 @dataclass
@@ -159,9 +174,9 @@ class Variants:
         if transcript is None and reference_seq and reference_seq.startswith(ctx.profile.transcript_reference_prefixes):
             transcript = reference_seq  # the profile's senders put the transcript under 48013-7
         expressions = self.expressions(components, base, transcript)
+        rs_id = self.xrefs(components, base, descriptor, expressions)
         if expressions:
             descriptor["expressions"] = expressions
-        rs_id = self.xrefs(components, descriptor)
         spdi = next((e["value"] for e in expressions if e["syntax"] == "spdi"), None)
         cdna = components.text(CDNA_HGVS)
         if spdi is None and cdna and SYMBOLIC_RE.match(cdna):
@@ -334,17 +349,34 @@ class Variants:
             out.append({"syntax": "hgvs.p", "value": protein})
         return out
 
-    def xrefs(self, components: Components, descriptor: dict) -> str | None:
-        """ClinVar / dbSNP ids of the variant into `descriptor`; returns the rs id for the VCF record."""
+    def xrefs(self, components: Components, base: str, descriptor: dict, expressions: list[dict]) -> str | None:
+        """The variation codes (81252-9) of the variant: ids of known systems (ClinVar, dbSNP...) into
+        `descriptor`'s xrefs, HGVS / SPDI codings (Genomics Reporting STU3 names a variant so) into `expressions`
+        unless already there; any other coding is warned where it is. Returns the rs id for the VCF record."""
         rs_id = None
         xrefs = []
-        for _k, component in components.by_code.get(DISCRETE_VARIANT, []):
-            for _, coding, curie, prefix in self.ctx.known_codings(component.get("valueCodeableConcept")):
-                if prefix in ("ClinVar", "dbSNP"):
+        for k, component in components.by_code.get(DISCRETE_VARIANT, []):
+            concept = component.get("valueCodeableConcept")
+            known = {j: (coding, curie, prefix) for j, coding, curie, prefix in self.ctx.known_codings(concept)}
+            for j, coding in enumerate(codings(concept)):
+                where = f"{base}/component/{k}/valueCodeableConcept/coding/{j}"
+                if j in known:
+                    coding, curie, prefix = known[j]
                     self.ctx.used.add(prefix)
                     xrefs.append(curie)
                     if prefix == "dbSNP":
                         rs_id = coding["code"]
+                    continue
+                code = coding.get("code") if isinstance(coding, dict) else None
+                syntax = hgvs_syntax(code) if isinstance(coding, dict) and coding.get("system") == HGVS_SYSTEM else None
+                if syntax is None:
+                    self.ctx.warn(
+                        "unmapped-code",
+                        "variation code in no system the gateway maps (ClinVar, dbSNP, HGVS...): not carried",
+                        where,
+                    )
+                elif not any(e["value"] == code.strip() for e in expressions):
+                    expressions.append({"syntax": syntax, "value": code.strip()})
         if xrefs:
             descriptor["xrefs"] = xrefs
         return rs_id
