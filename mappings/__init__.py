@@ -277,6 +277,8 @@ class Profile:
     vital_status_values: dict[str, str] = field(default_factory=dict)  # "system|code" -> VitalStatus.Status
     # FamilyMemberHistory extension url -> {"system|code": PED AffectedStatus}
     family_affected_extensions: dict[str, dict[str, str]] = field(default_factory=dict)
+    # "<system>|<code>" of Observations about the variants they derive from -> the extension name they carry as
+    variant_annotation_codes: dict[str, str] = field(default_factory=dict)
 
     def identifier_rank(self, system: str) -> int | None:
         """Position of an identifier system in the priority list (lower is better), None if not listed."""
@@ -343,6 +345,7 @@ def load_profile(name: str) -> Profile:
         family_affected_extensions={
             url: dict(values) for url, values in (raw.get("family_affected_extensions") or {}).items()
         },
+        variant_annotation_codes=dict(raw.get("variant_annotation_codes") or {}),
     )
 
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from mappings import load_profile
 from tests.translators.conftest import NOW, TEST_IDS
-from tests.translators.test_fhir_variants import collection, descriptors, resolves
+from tests.translators.test_fhir_variants import collection, descriptors, extensions, resolves
 from translators.fhir_to_phenopacket import translate_bundle
 
 LOINC = "http://loinc.org"
@@ -108,3 +108,60 @@ def test_a_cosmic_variation_code_is_a_cross_reference():
     (descriptor,) = descriptors(packet)
     assert descriptor["xrefs"] == ["COSMIC:COSM476"]
     assert not [i for i in packet.issues if i.severity.value == "warning"], packet.issues
+
+
+def derived(code: str, *components: dict, **extra) -> dict:
+    return {
+        "resourceType": "Observation",
+        "id": code,
+        "status": "final",
+        "code": concept(TBD, code),
+        "subject": {"reference": "Patient/p1"},
+        "derivedFrom": [{"reference": "Observation/v1"}],
+        "component": list(components),
+        **extra,
+    }
+
+
+def test_a_molecular_consequence_observation_is_carried_on_the_variant_it_derives_from():
+    """STU3 moved the molecular consequence out of the variant into an Observation of its own (derivedFrom the
+    variant): was 'Observation is neither an HPO finding, a measurement nor a variant', its facts lost."""
+    consequence = derived(
+        "molecular-consequence",
+        component("51958-7", valueCodeableConcept=concept("http://www.ncbi.nlm.nih.gov/refseq", "NM_001395525.1")),
+        {
+            "code": concept(TBD, "feature-consequence"),
+            "valueCodeableConcept": concept(SO, "SO:0001575", "splice_donor_variant"),
+        },
+        interpretation=[concept("http://example.org/snpeff-impact", "HIGH", "High")],
+    )
+    _, packet = run(
+        variant(component("81290-9", valueCodeableConcept=concept(HGVS, "NC_000001.10:g.86852621A>G"))),
+        consequence,
+    )
+    (descriptor,) = descriptors(packet)
+    found = extensions(descriptor)
+    assert found["molecular-consequence feature-consequence"] == ["SO:0001575 splice_donor_variant"]
+    assert found["molecular-consequence 51958-7"] == ["http://www.ncbi.nlm.nih.gov/refseq|NM_001395525.1"]
+    assert found["molecular-consequence interpretation"] == ["http://example.org/snpeff-impact|HIGH High"]
+    assert not [i for i in packet.issues if i.severity.value == "warning"], packet.issues
+    assert 2 in packet.entry_indexes  # the consequence is one of the packet's sources (provenance, deletes)
+
+
+def test_a_therapeutic_implication_is_carried_on_its_variants_and_an_orphan_one_is_warned():
+    implication = derived(
+        "therapeutic-implication",
+        component("51963-7", valueCodeableConcept={"text": "nusinersen (antisense oligonucleotide)"}),
+    )
+    _, packet = run(
+        variant(component("48018-6", valueCodeableConcept=concept("http://www.genenames.org/geneId", "HGNC:11117"))),
+        implication,
+    )
+    (descriptor,) = descriptors(packet)
+    assert extensions(descriptor)["therapeutic-implication 51963-7"] == ["nusinersen (antisense oligonucleotide)"]
+
+    orphan = {**implication, "derivedFrom": [{"reference": "Observation/elsewhere"}]}
+    _, packet = run(orphan)
+    assert [(i.severity.value, i.location) for i in packet.issues if "names no mapped variant" in i.message] == [
+        ("warning", "/entry/1/resource")
+    ]

@@ -222,7 +222,8 @@ class PatientBuilder:
         return meta
 
     def observation(self, i: int, obs: dict) -> bool:
-        """Route one Observation to its family; True when it is a diagnostic implication (handled last)."""
+        """Route one Observation to its family; True when it is a diagnostic implication or another finding about
+        variants (handled last)."""
         ctx, base = self.ctx, self.ctx.source.pointer(i)
         status = obs.get("status")
         if status in SKIPPED_STATUSES:
@@ -234,9 +235,8 @@ class PatientBuilder:
             self.variants.variant(i, obs, self.phenotypes.presence(obs.get("valueCodeableConcept")))
             return False
         for coding in codings(code):
-            if isinstance(coding, dict) and f"{coding.get('system')}|{coding.get('code')}" in (
-                ctx.profile.diagnostic_implication_codes
-            ):
+            key = f"{coding.get('system')}|{coding.get('code')}" if isinstance(coding, dict) else ""
+            if key in ctx.profile.diagnostic_implication_codes or key in ctx.profile.variant_annotation_codes:
                 return True
         if curies & ctx.profile.vital_status_observation_codes:
             self.vital_statuses.append(patient.vital_status_observation(ctx, i, obs))
