@@ -30,6 +30,25 @@ def test_a_ucum_annotation_with_spaces_beside_a_unit_is_that_unit():
     assert measurement["value"]["quantity"]["unit"] == {"id": "UCUM:/d", "label": "{wine glasses}/d"}
 
 
+def test_a_unit_text_that_is_only_a_ucum_annotation_is_the_unity():
+    """MII Mikrobiologie's PCR cycle threshold: unit '{Ct_value}' with no system was 'not a UCUM unit', the
+    value left out. Braces are UCUM's annotation syntax (an annotation alone is the unity), nothing else's."""
+    quantity = {"value": 30, "unit": "{Ct_value}"}
+    packet = translate(bundle(observation("94500-6", valueQuantity=quantity)))
+    (measurement,) = packet.phenopacket["measurements"]
+    assert measurement["value"]["quantity"] == {"unit": {"id": "UCUM:{Ct_value}", "label": "{Ct_value}"}, "value": 30}
+    spaced = {"value": 2, "unit": "{cycle threshold}"}
+    (measurement,) = translate(bundle(observation("94500-6", valueQuantity=spaced))).phenopacket["measurements"]
+    assert measurement["value"]["quantity"]["unit"] == {"id": "UCUM:1", "label": "{cycle threshold}"}
+
+
+def test_a_unit_text_with_an_annotation_beside_an_unknown_unit_is_not_guessed():
+    quantity = {"value": 2, "unit": "{Ct_value} cycles"}
+    packet = translate(bundle(observation("94500-6", valueQuantity=quantity)))
+    assert not packet.phenopacket.get("measurements")
+    assert ("unmapped-code", "/entry/1/resource/valueQuantity/unit") in warnings(packet)
+
+
 def test_a_ucum_code_with_spaces_that_is_no_annotation_is_warned_not_emitted():
     quantity = {"value": 3, "system": UCUM, "code": "mg / dL"}
     packet = translate(bundle(observation("2345-7", valueQuantity=quantity)))

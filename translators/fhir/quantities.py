@@ -3,6 +3,7 @@
 A UCUM `system` + `code` is taken as it is; a Quantity that gives only a unit text (`%`, `mmHg`) takes
 its UCUM code from mappings/translators/ucum_units.yaml; any other unit is never guessed (a warning).
 A comparator (`<`, `>=`) has no place in a Phenopacket Quantity, so such a value is left out.
+A unit text that is a single annotation (`{Ct_value}`, MII Mikrobiologie) can only be UCUM: the unity.
 A UCUM code holds no white space (UCUM uses ASCII 33-126 only); a code that does is no CURIE either. White
 space inside annotations (`{urine specific gravity}`, `{wine glasses}/d`: US Core, IPS) is read as UCUM reads
 annotations, as nothing: the unit without them (`UCUM:1`, `UCUM:/d`), labelled with the code as sent; any
@@ -42,6 +43,9 @@ def ucum_unit(ctx: PatientContext, quantity: dict, location: str) -> dict | None
     found = table.get(label) if label else None
     if label and found is None:
         found = next((v for k, v in table.items() if k.lower() == label.lower()), None)
+    if found is None and label and ANNOTATION.fullmatch(label):
+        # braces are UCUM's annotation syntax only: a unit text that is one annotation is UCUM's unity
+        found = "UCUM:1" if any(c.isspace() for c in label) else f"UCUM:{label}"
     if found is not None:
         ctx.used.add("UCUM")
         return {"id": found, "label": label}
