@@ -165,3 +165,19 @@ def test_a_therapeutic_implication_is_carried_on_its_variants_and_an_orphan_one_
     assert [(i.severity.value, i.location) for i in packet.issues if "names no mapped variant" in i.message] == [
         ("warning", "/entry/1/resource")
     ]
+
+
+def test_a_repeat_expansion_keeps_its_motif_and_number_of_repeats():
+    """STU3 repeat expansions (PABPN1 GCN repeat): 'repeat-motif' and 'repeat-number' had no phenopacket target."""
+    _, packet = run(
+        variant(
+            component("48018-6", valueCodeableConcept=concept("http://www.genenames.org/geneId", "HGNC:8565")),
+            component("48004-6", valueCodeableConcept=concept(HGVS, "NM_004643.3:c.3GGC[14]")),
+            {"code": concept(TBD, "repeat-motif"), "valueString": "GGC"},
+            {"code": concept(TBD, "repeat-number"), "valueQuantity": {"value": 14}},
+        )
+    )
+    (descriptor,) = descriptors(packet)
+    assert extensions(descriptor)["repeat-motif"] == ["GGC"]
+    assert extensions(descriptor)["repeat-number"] == ["14"]
+    assert not [i for i in packet.issues if i.severity.value == "warning"], packet.issues
