@@ -1,7 +1,11 @@
-"""Shapes of real FHIR the project had not seen (US Core 4.0.0, mCODE 2.1.0, Synthea, MII Onkologie examples),
-each rebuilt here as a small fixture of its own: what was refused, dropped or distorted, and is not any more."""
+"""Shapes of real FHIR the project had not seen (US Core 4.0.0, mCODE 2.1.0, Synthea, MII Onkologie, MII
+Mikrobiologie, CH Core examples), each rebuilt here as a small fixture of its own: what was refused, dropped or
+distorted, and is not any more."""
 
-from tests.translators.test_fhir_clinical import LOINC, UCUM, bundle, cc, translate, warnings
+from mappings import load_profile
+from tests.translators.conftest import NOW, TEST_IDS
+from tests.translators.test_fhir_clinical import LOINC, SCT, UCUM, bundle, cc, translate, warnings
+from translators.fhir_to_phenopacket import translate_bundle
 
 
 def observation(code: str, **value) -> dict:
@@ -373,3 +377,58 @@ def test_ajcc_stage_and_tnm_values_are_carried():
     (measurement,) = packet.phenopacket["measurements"]
     assert measurement["value"]["ontologyClass"]["id"] == "AJCC:cT3"
     assert not [w for w in warnings(packet) if w[0] != "label-missing"]
+
+
+# --- medications coded by a national product code ---------------------------------------------------------
+
+GTIN = "urn:oid:2.51.1.1"  # CH Core: the Swiss article number (GTIN) of the packaged product
+
+
+def product(gtin: str, *ingredients: tuple[str, str]) -> dict:
+    return {
+        "resourceType": "Medication",
+        "id": "med",
+        "code": {"coding": [{"system": GTIN, "code": gtin, "display": "TRIATEC Tabl 2.5 mg"}]},
+        "ingredient": [{"itemCodeableConcept": cc(SCT, code, name)} for code, name in ingredients],
+    }
+
+
+def statement(medication: dict) -> dict:
+    return {
+        "resourceType": "MedicationStatement",
+        "status": "active",
+        "contained": [medication],
+        "medicationReference": {"reference": "#med"},
+    }
+
+
+def test_a_product_coded_in_a_national_system_is_its_one_ingredient():
+    """CH Core's medications are coded by GTIN (no mapped system) with their substance as a SNOMED CT ingredient:
+    every MedicationStatement, Request and Administration was dropped ('no coding of the medication')."""
+    packet = translate(bundle(statement(product("7680538751228", ("386872004", "Ramipril (substance)")))))
+    (action,) = packet.phenopacket["medicalActions"]
+    assert action["treatment"]["agent"] == {"id": "SNOMEDCT:386872004", "label": "Ramipril (substance)"}
+    assert not warnings(packet)
+    (note,) = [i for i in packet.issues if "ingredient" in i.message]
+    assert note.severity.value == "information"
+    assert note.location == "/entry/1/resource/contained/0/code"
+
+
+def test_a_combination_product_in_a_national_system_is_not_reduced_to_one_ingredient():
+    combination = product("7680000000000", ("386872004", "Ramipril"), ("387525002", "Hydrochlorothiazide"))
+    packet = translate(bundle(statement(combination)))
+    assert not packet.phenopacket.get("medicalActions")
+    assert ("unmapped-code", "/entry/1/resource/contained/0/code") in warnings(packet)
+
+
+def test_a_contained_medication_that_was_used_is_not_warned_and_an_unused_one_is():
+    """Was: 'Medication has no phenopacket target' at every contained Medication, also those its statement
+    had just made the treatment's agent of (CH Core contains each product in its statement)."""
+    atc = {"resourceType": "Medication", "id": "med", "code": cc("http://www.whocc.no/atc", "C09AA05", "ramipril")}
+    packet = translate(bundle(statement(atc)))
+    assert packet.phenopacket["medicalActions"][0]["treatment"]["agent"]["id"] == "ATC:C09AA05"
+    assert not warnings(packet)
+    unused = {**statement(atc), "contained": [atc, {**atc, "id": "other"}]}
+    result = translate_bundle(bundle(unused), profile=load_profile("generic"), ids=TEST_IDS, now=NOW)
+    found = [(i.code, i.location) for i in [*result.issues, *result.packets[0].issues] if i.severity.value == "warning"]
+    assert found == [("no-phenopacket-target", "/entry/1/resource/contained/1")]

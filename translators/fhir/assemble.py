@@ -101,6 +101,8 @@ class PatientBuilder:
             self.pending[rtype].append((i, resource))
         elif rtype in REPORT_TYPES:
             self.reports.append((i, resource))
+        elif rtype in SUPPORTING_TYPES:
+            pass  # a contained Medication: whether its statement used it is judged at the end (report_leftovers)
         elif self.ctx.states_absence(resource.get("code"), self.ctx.source.pointer(i) + "/code"):
             self.ctx.consumed.add(i)  # 'no known allergies': nothing to carry, a note (as for other types)
         else:
