@@ -432,3 +432,11 @@ def test_a_contained_medication_that_was_used_is_not_warned_and_an_unused_one_is
     result = translate_bundle(bundle(unused), profile=load_profile("generic"), ids=TEST_IDS, now=NOW)
     found = [(i.code, i.location) for i in [*result.issues, *result.packets[0].issues] if i.severity.value == "warning"]
     assert found == [("no-phenopacket-target", "/entry/1/resource/contained/1")]
+
+
+def test_a_route_coded_with_the_edqm_oid_is_the_edqm_term():
+    """CH Core codes routes in EDQM Standard Terms by OID: was 'route of administration is in no known code system'."""
+    oral = {"coding": [{"system": "urn:oid:0.4.0.127.0.16.1.1.2.1", "code": "20053000", "display": "Oral use"}]}
+    taken = {**statement(product("7680538751228", ("386872004", "Ramipril"))), "dosage": [{"route": oral}]}
+    (action,) = translate(bundle(taken)).phenopacket["medicalActions"]
+    assert action["treatment"]["routeOfAdministration"] == {"id": "EDQM:20053000", "label": "Oral use"}
