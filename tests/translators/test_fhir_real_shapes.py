@@ -440,3 +440,23 @@ def test_a_route_coded_with_the_edqm_oid_is_the_edqm_term():
     taken = {**statement(product("7680538751228", ("386872004", "Ramipril"))), "dosage": [{"route": oral}]}
     (action,) = translate(bundle(taken)).phenopacket["medicalActions"]
     assert action["treatment"]["routeOfAdministration"] == {"id": "EDQM:20053000", "label": "Oral use"}
+
+
+def test_a_dose_in_a_snomed_unit_of_presentation_is_carried():
+    """CH Core doses are counted in SNOMED CT units of presentation (1 ampoule, 0.5 tablet): the dose was
+    'not a UCUM unit' and left out, and with it the dose interval of an administration."""
+    ampoule = {"value": 1, "system": SCT, "code": "732978007", "unit": "Ampule (unit of presentation)"}
+    given = {
+        "resourceType": "MedicationAdministration",
+        "status": "completed",
+        "contained": [product("7680539870027", ("373492002", "Fentanyl (substance)"))],
+        "medicationReference": {"reference": "#med"},
+        "effectiveDateTime": "2020-02-03T14:32:00+01:00",
+        "dosage": {"dose": ampoule},
+    }
+    (action,) = translate(bundle(given)).phenopacket["medicalActions"]
+    (interval,) = action["treatment"]["doseIntervals"]
+    assert interval["quantity"] == {
+        "unit": {"id": "SNOMEDCT:732978007", "label": "Ampule (unit of presentation)"},
+        "value": 1,
+    }

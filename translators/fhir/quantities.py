@@ -1,6 +1,7 @@
 """FHIR Quantities -> Phenopacket Quantities (a value and a unit that is an ontology class, UCUM here).
 
-A UCUM `system` + `code` is taken as it is; a Quantity that gives only a unit text (`%`, `mmHg`) takes
+A UCUM `system` + `code` is taken as it is, and so is a unit coded in another known code system (a dose
+in SNOMED CT "units of presentation"); a Quantity that gives only a unit text (`%`, `mmHg`) takes
 its UCUM code from mappings/translators/ucum_units.yaml; any other unit is never guessed (a warning).
 A comparator (`<`, `>=`) has no place in a Phenopacket Quantity, so such a value is left out.
 A unit text that is a single annotation (`{Ct_value}`, MII Mikrobiologie) can only be UCUM: the unity.
@@ -39,6 +40,14 @@ def ucum_unit(ctx: PatientContext, quantity: dict, location: str) -> dict | None
             location + "/code",
         )
         return None
+    system = quantity.get("system")
+    if system != UCUM_SYSTEM and isinstance(system, str) and isinstance(code, str) and code.strip():
+        # a unit coded in another known terminology (CH Core / IPS doses: SNOMED CT "Tablet (unit of
+        # presentation)"): a phenopacket unit is any OntologyClass
+        term = next(ctx.known_codings({"coding": [{"system": system, "code": code.strip()}]}), None)
+        if term is not None:
+            ctx.used.add(term[3])
+            return {"id": term[2], "label": label or code.strip()}
     table = ctx.tables.ucum_units
     found = table.get(label) if label else None
     if label and found is None:
