@@ -460,3 +460,15 @@ def test_a_dose_in_a_snomed_unit_of_presentation_is_carried():
         "unit": {"id": "SNOMEDCT:732978007", "label": "Ampule (unit of presentation)"},
         "value": 1,
     }
+
+
+def test_a_medication_coded_in_nhs_dmd_is_its_snomed_ct_concept():
+    """UK Core codes medications in dm+d (https://dmd.nhs.uk), whose ids are SNOMED CT ids: every such
+    medication was dropped ('no coding of the medication is in a code system this profile maps')."""
+    dmd = {"coding": [{"system": "https://dmd.nhs.uk", "code": "39687811000001107", "display": "Ciprofloxacin 500mg"}]}
+    packet = translate(
+        bundle({"resourceType": "MedicationStatement", "status": "active", "medicationCodeableConcept": dmd})
+    )
+    (action,) = packet.phenopacket["medicalActions"]
+    assert action["treatment"]["agent"] == {"id": "SNOMEDCT:39687811000001107", "label": "Ciprofloxacin 500mg"}
+    assert not warnings(packet)
