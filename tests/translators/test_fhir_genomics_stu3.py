@@ -181,3 +181,25 @@ def test_a_repeat_expansion_keeps_its_motif_and_number_of_repeats():
     assert extensions(descriptor)["repeat-motif"] == ["GGC"]
     assert extensions(descriptor)["repeat-number"] == ["14"]
     assert not [i for i in packet.issues if i.severity.value == "warning"], packet.issues
+
+
+def test_the_stu3_variant_slices_have_a_home():
+    """Slices of the STU3 Variant profile had none: ISCN nomenclature (81291-7), variant inheritance (94186-4) and
+    its basis (82309-6), population allele frequency (92821-8), protein reference sequence."""
+    _, packet = run(
+        variant(
+            component("81291-7", valueCodeableConcept={"text": "seq[GRCh37] del(1)(p36.33p36.32)"}),
+            component("94186-4", valueCodeableConcept=concept(LOINC, "LA26757-7", "Maternal")),
+            component("82309-6", valueCodeableConcept=concept(LOINC, "LA26753-6", "Family history")),
+            component("92821-8", valueQuantity={"value": 0.327, "system": "http://unitsofmeasure.org", "code": "1"}),
+            {"code": concept(TBD, "protein-ref-seq"), "valueCodeableConcept": {"text": "NP_000035.2"}},
+        )
+    )
+    (descriptor,) = descriptors(packet)  # the ISCN alone describes the variant
+    found = extensions(descriptor)
+    assert found["cytogenomic-nomenclature"] == ["seq[GRCh37] del(1)(p36.33p36.32)"]
+    assert found["variant-inheritance"] == ["LOINC:LA26757-7 Maternal"]
+    assert found["variant-inheritance-basis"] == ["LOINC:LA26753-6 Family history"]
+    assert found["population-allele-frequency"] == ["0.327"]
+    assert found["protein-reference-sequence"] == ["NP_000035.2"]
+    assert not [i for i in packet.issues if i.severity.value == "warning"], packet.issues
