@@ -242,6 +242,7 @@ PROFILE_LIST_KEYS = (
     "procedure_code_extensions",
     "tnm_finding_prefixes",
     "variant_absent_interpretations",
+    "specimen_source_extensions",
 )
 
 
@@ -272,6 +273,7 @@ class Profile:
     procedure_code_extensions: tuple[str, ...] = ()  # extension URLs naming what an uncoded Procedure did
     tnm_finding_prefixes: frozenset[str] = frozenset()  # CURIE prefixes of TNM category values
     variant_absent_interpretations: frozenset[str] = frozenset()  # "<system>|<code>"
+    specimen_source_extensions: frozenset[str] = frozenset()  # Specimen extension urls: taken from another
     detect_composition_types: frozenset[str] = frozenset()
     vital_status_observation_codes: frozenset[str] = frozenset()
     vital_status_values: dict[str, str] = field(default_factory=dict)  # "system|code" -> VitalStatus.Status
@@ -339,6 +341,7 @@ def load_profile(name: str) -> Profile:
         procedure_code_extensions=tuple(lists["procedure_code_extensions"]),
         tnm_finding_prefixes=frozenset(lists["tnm_finding_prefixes"]),
         variant_absent_interpretations=frozenset(lists["variant_absent_interpretations"]),
+        specimen_source_extensions=frozenset(lists["specimen_source_extensions"]),
         detect_composition_types=frozenset(lists["detect_composition_types"]),
         vital_status_observation_codes=frozenset(lists["vital_status_observation_codes"]),
         vital_status_values=dict(raw.get("vital_status_values") or {}),

@@ -117,7 +117,11 @@ class PatientBuilder:
         ]
         for i, resource in self.each("implication", implications):
             self.variants.implication(i, resource)
-        biosamples = [specimens.biosample(ctx, i, r) for i, r in self.each("Specimen", self.pending["Specimen"])]
+        biosamples = [
+            sample
+            for i, r in self.each("Specimen", self.pending["Specimen"])
+            if (sample := specimens.biosample(ctx, i, r)) is not None
+        ]
         medical_actions = [actions.procedure(ctx, i, r) for i, r in self.each("Procedure", self.pending["Procedure"])]
         for rtype in MEDICATION_TYPES:
             medical_actions += [actions.medication(ctx, i, r) for i, r in self.each(rtype, self.pending[rtype])]
