@@ -78,3 +78,34 @@ def test_a_specimen_taken_from_something_else_than_the_patient_is_no_biosample_o
     packet = run(patient(), blood(extension=[focus]))
     assert not packet.phenopacket.get("biosamples")
     assert ("no-phenopacket-target", "/entry/1/resource/extension/0") in warnings(packet)
+
+
+def albumin(ratio: dict) -> dict:
+    return {
+        "resourceType": "Observation",
+        "id": "o1",
+        "status": "final",
+        "code": {"coding": [{"system": "http://loinc.org", "code": "1755-8", "display": "Albumin 24 hour Urine"}]},
+        "subject": {"reference": "Patient/p1"},
+        "effectiveDateTime": "2023-03-27T11:24:26+01:00",
+        "valueRatio": ratio,
+    }
+
+
+def ucum(value, code: str) -> dict:
+    return {"value": value, "unit": code, "system": "http://unitsofmeasure.org", "code": code}
+
+
+def test_a_ratio_of_two_ucum_quantities_is_one_quantity():
+    """The EU laboratory ratio example (albumin 15 mg / 24 h) was 'valueRatio has no phenopacket home'."""
+    packet = run(patient(), albumin({"numerator": ucum(15, "mg"), "denominator": ucum(24, "h")}))
+    (measurement,) = packet.phenopacket["measurements"]
+    assert measurement["value"]["quantity"] == {"unit": {"id": "UCUM:mg/(24.h)", "label": "mg/(24.h)"}, "value": 15}
+    assert not warnings(packet)
+
+
+def test_a_ratio_without_units_stays_warned():
+    titer = {"numerator": {"value": 1}, "denominator": {"value": 64}}
+    packet = run(patient(), albumin(titer))
+    assert not packet.phenopacket.get("measurements")
+    assert any(location == "/entry/1/resource/valueRatio" for _, location in warnings(packet))
