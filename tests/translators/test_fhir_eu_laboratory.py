@@ -109,3 +109,20 @@ def test_a_ratio_without_units_stays_warned():
     packet = run(patient(), albumin(titer))
     assert not packet.phenopacket.get("measurements")
     assert any(location == "/entry/1/resource/valueRatio" for _, location in warnings(packet))
+
+
+def test_an_npu_coded_laboratory_result_is_a_measurement():
+    """Nordic laboratories code results in NPU (http://npu-terminology.org) only: was 'neither an HPO finding, a
+    measurement nor a variant'."""
+    insulin = {
+        "resourceType": "Observation",
+        "id": "o1",
+        "status": "final",
+        "code": {"coding": [{"system": "http://npu-terminology.org", "code": "NPU02496", "display": "P-Insulin"}]},
+        "subject": {"reference": "Patient/p1"},
+        "valueQuantity": ucum(50, "m[iU]/L"),
+    }
+    packet = run(patient(), insulin)
+    (measurement,) = packet.phenopacket["measurements"]
+    assert measurement["assay"] == {"id": "NPU:NPU02496", "label": "P-Insulin"}
+    assert not warnings(packet)
