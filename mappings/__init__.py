@@ -243,6 +243,8 @@ PROFILE_LIST_KEYS = (
     "tnm_finding_prefixes",
     "variant_absent_interpretations",
     "specimen_source_extensions",
+    "modifier_component_codes",
+    "onset_component_codes",
 )
 
 
@@ -274,6 +276,8 @@ class Profile:
     tnm_finding_prefixes: frozenset[str] = frozenset()  # CURIE prefixes of TNM category values
     variant_absent_interpretations: frozenset[str] = frozenset()  # "<system>|<code>"
     specimen_source_extensions: frozenset[str] = frozenset()  # Specimen extension urls: taken from another
+    modifier_component_codes: frozenset[str] = frozenset()  # "PREFIX:code": component value = a clinical modifier
+    onset_component_codes: frozenset[str] = frozenset()  # "PREFIX:code": component value = the onset (an HPO term)
     detect_composition_types: frozenset[str] = frozenset()
     vital_status_observation_codes: frozenset[str] = frozenset()
     vital_status_values: dict[str, str] = field(default_factory=dict)  # "system|code" -> VitalStatus.Status
@@ -342,6 +346,8 @@ def load_profile(name: str) -> Profile:
         tnm_finding_prefixes=frozenset(lists["tnm_finding_prefixes"]),
         variant_absent_interpretations=frozenset(lists["variant_absent_interpretations"]),
         specimen_source_extensions=frozenset(lists["specimen_source_extensions"]),
+        modifier_component_codes=frozenset(lists["modifier_component_codes"]),
+        onset_component_codes=frozenset(lists["onset_component_codes"]),
         detect_composition_types=frozenset(lists["detect_composition_types"]),
         vital_status_observation_codes=frozenset(lists["vital_status_observation_codes"]),
         vital_status_values=dict(raw.get("vital_status_values") or {}),
