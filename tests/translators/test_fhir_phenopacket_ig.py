@@ -58,3 +58,44 @@ def test_a_component_of_a_finding_with_no_home_is_a_warning_not_a_note():
         ("unmapped-code", "/entry/1/resource/component/0"),
         ("unmapped-element", "/entry/1/resource/component/1"),
     } <= warnings(packet)
+
+
+# --- a Condition's status in SNOMED CT ---------------------------------------------------------------------
+
+SCT = "http://snomed.info/sct"
+
+
+def condition(**status) -> dict:
+    code = {"coding": [{"system": SCT, "code": "87628006", "display": "Bacterial infectious disease"}]}
+    return {"resourceType": "Condition", "code": code, **status}
+
+
+def sct(code: str, label: str) -> dict:
+    return {"coding": [{"system": SCT, "code": code, "display": label}]}
+
+
+def test_a_disorder_excluded_status_in_snomed_is_an_excluded_disease():
+    """The Phenopacket FHIR IG's excluded disease says so with clinicalStatus SNOMED CT 315215002 'Disorder
+    excluded': it became a present disease, silently."""
+    packet = translate(bundle(condition(clinicalStatus=sct("315215002", "Disorder excluded (situation)"))))
+    (disease,) = packet.phenopacket["diseases"]
+    assert disease["excluded"] is True
+
+
+def test_a_suspected_diagnosis_in_snomed_is_never_a_confirmed_disease():
+    """A verificationStatus coded in SNOMED CT (415684004 Suspected, as zib-based profiles send it) was read as no
+    status, hence confirmed."""
+    packet = translate(bundle(condition(verificationStatus=sct("415684004", "Suspected"))))
+    assert not packet.phenopacket.get("diseases")
+    (interpretation,) = packet.phenopacket["interpretations"]
+    assert interpretation["progressStatus"] == "IN_PROGRESS"
+    known_absent = translate(bundle(condition(verificationStatus=sct("410516002", "Known absent"))))
+    assert known_absent.phenopacket["diseases"][0]["excluded"] is True
+
+
+def test_a_verification_status_nobody_understands_is_not_read_as_confirmed():
+    status = {"coding": [{"system": "http://example.org/status", "code": "vielleicht"}]}
+    packet = translate(bundle(condition(verificationStatus=status)))
+    assert not packet.phenopacket.get("diseases")
+    assert packet.phenopacket["interpretations"][0]["progressStatus"] == "IN_PROGRESS"
+    assert ("unmapped-code", "/entry/1/resource/verificationStatus") in warnings(packet)
