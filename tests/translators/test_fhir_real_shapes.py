@@ -472,3 +472,18 @@ def test_a_medication_coded_in_nhs_dmd_is_its_snomed_ct_concept():
     (action,) = packet.phenopacket["medicalActions"]
     assert action["treatment"]["agent"] == {"id": "SNOMEDCT:39687811000001107", "label": "Ciprofloxacin 500mg"}
     assert not warnings(packet)
+
+
+# --- Dutch diagnoses ----------------------------------------------------------------------------------------
+
+
+def test_dutch_icd_10_and_icpc_diagnoses_are_diseases():
+    """nl-core (zib) Conditions coded only in ICD-10-NL or in the GP classification ICPC-1-NL were dropped ('no
+    coding of the Condition is in a code system this profile maps')."""
+    for system, code, curie in (
+        ("http://hl7.org/fhir/sid/icd-10-nl", "G35", "ICD10NL:G35"),
+        ("http://hl7.org/fhir/sid/icpc-1-nl", "T90.02", "ICPC1NL:T90.02"),
+    ):
+        packet = translate(bundle({"resourceType": "Condition", "code": cc(system, code, "x")}))
+        assert [d["term"]["id"] for d in packet.phenopacket["diseases"]] == [curie]
+        assert not warnings(packet)
