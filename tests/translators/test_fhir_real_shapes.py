@@ -487,3 +487,20 @@ def test_dutch_icd_10_and_icpc_diagnoses_are_diseases():
         packet = translate(bundle({"resourceType": "Condition", "code": cc(system, code, "x")}))
         assert [d["term"]["id"] for d in packet.phenopacket["diseases"]] == [curie]
         assert not warnings(packet)
+
+
+def test_a_laterality_extension_on_the_body_site_is_the_disease_laterality():
+    """nl-core writes the side as an extension of Condition.bodySite (ext-AnatomicalLocation.Laterality): it was
+    dropped without a word."""
+    side = {
+        "url": "http://nictiz.nl/fhir/StructureDefinition/ext-AnatomicalLocation.Laterality",
+        "valueCodeableConcept": cc(SCT, "7771000", "Links"),
+    }
+    oedema = {
+        "resourceType": "Condition",
+        "code": cc(SCT, "267038008", "Oedeem"),
+        "bodySite": [{"extension": [side], "coding": [{"system": SCT, "code": "344001", "display": "Ankle"}]}],
+    }
+    (disease,) = translate(bundle(oedema)).phenopacket["diseases"]
+    assert disease["primarySite"] == {"id": "SNOMEDCT:344001", "label": "Ankle"}
+    assert disease["laterality"] == {"id": "HP:0012835", "label": "Left"}

@@ -241,6 +241,12 @@ class Conditions:
                 ctx.warn("unmapped-element", "Condition.bodySite not kept: a Disease has one primary site", location)
             elif any(anatomy) or not codings(site):
                 ctx.warn("unmapped-code", "Condition.bodySite is in no code system the gateway maps", location)
+            # a side given as an extension of the site (nl-core's AnatomicalLocation.Laterality)
+            for e, ext in enumerate(as_list(site.get("extension")) if isinstance(site, dict) else ()):
+                value = ext.get("valueCodeableConcept") if isinstance(ext, dict) else None
+                for j, coding in enumerate(codings(value)):
+                    if isinstance(coding, dict):
+                        self.side(coding, record, f"{location}/extension/{e}/valueCodeableConcept/coding/{j}")
         for j, coding in enumerate(codings(cond.get("code"))):
             for e, ext in enumerate(as_list(coding.get("extension")) if isinstance(coding, dict) else ()):
                 value = ext.get("valueCoding") if isinstance(ext, dict) else None
