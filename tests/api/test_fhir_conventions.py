@@ -561,3 +561,19 @@ def test_references_to_an_entry_s_urn_name_the_resource_as_kept(client, app, ope
     again = _send(client, "POST", "/fhir", operator, _transaction(*entries))
     assert [e["response"]["status"] for e in again.get_json()["entry"]] == ["200 OK", "200 OK"]
     assert all("unchanged" in _outcome_codes(e["response"]) for e in again.get_json()["entry"])
+
+
+# --- a collection Bundle whose fullUrls are relative ---------------------------------------------------------
+
+
+def test_a_collection_with_relative_full_urls_naming_its_resources_is_stored(client, app, operator, marfan):
+    """UK Core NEWS2 shape: fullUrl `Type/id` on every entry. Was 422 for the whole Bundle, nothing stored."""
+    bundle = copy.deepcopy(marfan)
+    bundle["type"] = "collection"
+    for entry in bundle["entry"]:
+        entry.pop("request", None)
+        entry["fullUrl"] = f"{entry['resource']['resourceType']}/{entry['resource']['id']}"
+    answer = _send(client, "POST", BASE, operator, bundle)
+    assert answer.status_code == 200, answer.get_data(as_text=True)
+    packets, _ = app.extensions["gateway"].store.list_phenopackets()
+    assert len(packets) == 1 and packets[0].document["diseases"]
