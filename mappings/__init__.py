@@ -638,6 +638,8 @@ class ExportProfile:
     presence_component: str  # "PREFIX:code": first of presence_component_codes
     severity_component: str  # "PREFIX:code": first of severity_component_codes
     profile: Profile
+    modifier_component: str | None = None  # "PREFIX:code": first of modifier_component_codes
+    onset_component: str | None = None  # "PREFIX:code": first of onset_component_codes
 
     def system_uri(self, system: CodeSystem, curie: str | None = None) -> str:
         """The system URI written for `system` (for a namespace family: the member `curie` names)."""
@@ -668,6 +670,8 @@ def load_export_profile(name: str) -> ExportProfile:
         presence_component=raw["presence_component_codes"][0],
         severity_component=raw["severity_component_codes"][0],
         profile=load_profile(name),
+        modifier_component=(raw.get("modifier_component_codes") or [None])[0],
+        onset_component=(raw.get("onset_component_codes") or [None])[0],
     )
 
 

@@ -5,6 +5,7 @@ Small hand-written inputs with the facts of the IG's `phenotypic-abnormality-val
 from __future__ import annotations
 
 from tests.translators.test_fhir_clinical import bundle, translate, warnings
+from translators.phenopacket_to_fhir import translate_phenopacket
 
 HP = "http://human-phenotype-ontology.org"
 
@@ -99,3 +100,20 @@ def test_a_verification_status_nobody_understands_is_not_read_as_confirmed():
     assert not packet.phenopacket.get("diseases")
     assert packet.phenopacket["interpretations"][0]["progressStatus"] == "IN_PROGRESS"
     assert ("unmapped-code", "/entry/1/resource/verificationStatus") in warnings(packet)
+
+
+def test_modifiers_and_an_onset_term_go_back_to_fhir_as_those_components():
+    """The reverse direction warned them 'not exported'; it now writes the components the forward one reads."""
+    packet = translate(
+        bundle(
+            finding(
+                {"code": hp("HP:0012823", "Clinical modifier"), "valueCodeableConcept": hp("HP:0031375", "Refractory")},
+                {"code": hp("HP:0003674", "Onset"), "valueCodeableConcept": hp("HP:0003577", "Congenital onset")},
+            )
+        )
+    )
+    fhir, issues = translate_phenopacket(packet.phenopacket, profile="generic")
+    assert not [i for i in issues if "modifiers" in i.location or "onset" in i.location]
+    (again,) = translate(fhir).phenopacket["phenotypicFeatures"]
+    (feature,) = packet.phenopacket["phenotypicFeatures"]
+    assert again["modifiers"] == feature["modifiers"] and again["onset"] == feature["onset"]
