@@ -515,7 +515,9 @@ class Variants:
 
     def implication(self, i: int, obs: dict) -> None:
         """A diagnostic implication: its clinical significance becomes the ACMG class of the variants it
-        derives from; its other components (conclusion, evidence level, phenotype...) their extensions."""
+        derives from; its other components (conclusion, evidence level, phenotype...) their extensions. Another
+        finding about variants (profile `variant_annotation_codes`: a molecular consequence, a therapeutic
+        implication) gives all its components and its interpretation as extensions named after it."""
         ctx, base = self.ctx, self.ctx.source.pointer(i)
         annotation = self.annotation_name(obs)
         what = annotation.replace("-", " ") if annotation else "diagnostic implication"
