@@ -242,6 +242,9 @@ PROFILE_LIST_KEYS = (
     "procedure_code_extensions",
     "tnm_finding_prefixes",
     "variant_absent_interpretations",
+    "specimen_source_extensions",
+    "modifier_component_codes",
+    "onset_component_codes",
 )
 
 
@@ -272,11 +275,16 @@ class Profile:
     procedure_code_extensions: tuple[str, ...] = ()  # extension URLs naming what an uncoded Procedure did
     tnm_finding_prefixes: frozenset[str] = frozenset()  # CURIE prefixes of TNM category values
     variant_absent_interpretations: frozenset[str] = frozenset()  # "<system>|<code>"
+    specimen_source_extensions: frozenset[str] = frozenset()  # Specimen extension urls: taken from another
+    modifier_component_codes: frozenset[str] = frozenset()  # "PREFIX:code": component value = a clinical modifier
+    onset_component_codes: frozenset[str] = frozenset()  # "PREFIX:code": component value = the onset (an HPO term)
     detect_composition_types: frozenset[str] = frozenset()
     vital_status_observation_codes: frozenset[str] = frozenset()
     vital_status_values: dict[str, str] = field(default_factory=dict)  # "system|code" -> VitalStatus.Status
     # FamilyMemberHistory extension url -> {"system|code": PED AffectedStatus}
     family_affected_extensions: dict[str, dict[str, str]] = field(default_factory=dict)
+    # "<system>|<code>" of Observations about the variants they derive from -> the extension name they carry as
+    variant_annotation_codes: dict[str, str] = field(default_factory=dict)
 
     def identifier_rank(self, system: str) -> int | None:
         """Position of an identifier system in the priority list (lower is better), None if not listed."""
@@ -337,12 +345,16 @@ def load_profile(name: str) -> Profile:
         procedure_code_extensions=tuple(lists["procedure_code_extensions"]),
         tnm_finding_prefixes=frozenset(lists["tnm_finding_prefixes"]),
         variant_absent_interpretations=frozenset(lists["variant_absent_interpretations"]),
+        specimen_source_extensions=frozenset(lists["specimen_source_extensions"]),
+        modifier_component_codes=frozenset(lists["modifier_component_codes"]),
+        onset_component_codes=frozenset(lists["onset_component_codes"]),
         detect_composition_types=frozenset(lists["detect_composition_types"]),
         vital_status_observation_codes=frozenset(lists["vital_status_observation_codes"]),
         vital_status_values=dict(raw.get("vital_status_values") or {}),
         family_affected_extensions={
             url: dict(values) for url, values in (raw.get("family_affected_extensions") or {}).items()
         },
+        variant_annotation_codes=dict(raw.get("variant_annotation_codes") or {}),
     )
 
 
@@ -626,6 +638,8 @@ class ExportProfile:
     presence_component: str  # "PREFIX:code": first of presence_component_codes
     severity_component: str  # "PREFIX:code": first of severity_component_codes
     profile: Profile
+    modifier_component: str | None = None  # "PREFIX:code": first of modifier_component_codes
+    onset_component: str | None = None  # "PREFIX:code": first of onset_component_codes
 
     def system_uri(self, system: CodeSystem, curie: str | None = None) -> str:
         """The system URI written for `system` (for a namespace family: the member `curie` names)."""
@@ -656,6 +670,8 @@ def load_export_profile(name: str) -> ExportProfile:
         presence_component=raw["presence_component_codes"][0],
         severity_component=raw["severity_component_codes"][0],
         profile=load_profile(name),
+        modifier_component=(raw.get("modifier_component_codes") or [None])[0],
+        onset_component=(raw.get("onset_component_codes") or [None])[0],
     )
 
 

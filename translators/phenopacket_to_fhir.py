@@ -488,13 +488,28 @@ class PacketWriter:
                     "valueCodeableConcept": w.concept(feature["severity"], location + "/severity", "severity"),
                 }
             )
+        # modifiers and an onset term as the components the forward direction reads (profile data)
+        written = set()
+        modifiers = feature.get("modifiers") if isinstance(feature.get("modifiers"), list) else []
+        if modifiers and w.export.modifier_component:
+            code = self.component_code(w.export.modifier_component, "Clinical modifier")
+            for k, modifier in enumerate(modifiers):
+                value = w.concept(modifier, f"{location}/modifiers/{k}", "modifier")
+                components.append({"code": code, "valueCodeableConcept": value})
+            written.add("modifiers")
+        onset_term = _dict(feature.get("onset")).get("ontologyClass")
+        if onset_term and w.export.onset_component:
+            code = self.component_code(w.export.onset_component, "Onset")
+            value = w.concept(onset_term, location + "/onset/ontologyClass", "onset")
+            components.append({"code": code, "valueCodeableConcept": value})
+            written.add("onset")
         if components:
             obs["component"] = components
         notes = []
         if isinstance(feature.get("description"), str) and feature["description"]:
             notes.append(feature["description"])
         onset = feature.get("onset")
-        if onset:
+        if onset and "onset" not in written:
             notes.append(f"onset: {self.time_text(onset)}")
             w.warn(
                 "unmapped-element",
@@ -502,11 +517,20 @@ class PacketWriter:
                 location + "/onset",
             )
         for key in ("modifiers", "resolution", "evidence"):
-            if feature.get(key):
+            if feature.get(key) and key not in written:
                 w.warn("unmapped-element", f"phenotypicFeature.{key} is not exported", f"{location}/{key}")
         if notes:
             obs["note"] = [{"text": n} for n in notes]
         w.add(obs, "phenotype", location)
+
+    def component_code(self, curie: str, display: str) -> dict:
+        """The CodeableConcept of a component code given as a CURIE of the profile's data."""
+        w = self.w
+        prefix = curie.partition(":")[0]
+        system = w.registry.system_for_prefix(prefix)
+        return {
+            "coding": [{"system": w.export.system_uri(system), "code": system.fhir_code(curie), "display": display}]
+        }
 
     @staticmethod
     def time_text(element: Any) -> str:

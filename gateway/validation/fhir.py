@@ -266,6 +266,12 @@ def _check_bundle(doc: dict, check: FhirCheck, bundle_types: frozenset[str], mod
     report.extend(_reference_issues(resources, index, bundle=True))
 
 
+def _type_and_id(resource: object) -> str | None:
+    if isinstance(resource, dict) and isinstance(resource.get("resourceType"), str) and resource.get("id"):
+        return f"{resource['resourceType']}/{resource['id']}"
+    return None
+
+
 def _entry_rules(entry: dict, where: str, bundle_type: str | None) -> list[Issue]:
     issues = []
     full_url = entry.get("fullUrl")
@@ -274,6 +280,12 @@ def _entry_rules(entry: dict, where: str, bundle_type: str | None) -> list[Issue
             issues.append(Issue.error("fhir-value", f"{full_url!r} is not a well-formed urn:uuid", where + "/fullUrl"))
         elif full_url.startswith("urn:oid:") and not OID_URN.fullmatch(full_url):
             issues.append(Issue.error("fhir-value", f"{full_url!r} is not a well-formed urn:oid", where + "/fullUrl"))
+        elif not ABSOLUTE_URL.fullmatch(full_url) and full_url == _type_and_id(entry.get("resource")):
+            # UK Core's published NEWS2 Bundle names its entries so: unambiguous, read as the resource's Type/id
+            message = (
+                f"fullUrl {full_url!r} is relative (FHIR asks for an absolute URL): read as the resource's Type/id"
+            )
+            issues.append(Issue.warning("fhir-value", message, where + "/fullUrl"))
         elif not ABSOLUTE_URL.fullmatch(full_url):
             issues.append(
                 Issue.error("fhir-value", f"fullUrl {full_url!r} must be an absolute URI", where + "/fullUrl")

@@ -625,3 +625,19 @@ def test_search_by_post_and_by_id_answer_as_the_get(client, operator, marfan, st
         ).status_code
         == 401
     )
+
+
+# --- a collection Bundle whose fullUrls are relative ---------------------------------------------------------
+
+
+def test_a_collection_with_relative_full_urls_naming_its_resources_is_stored(client, app, operator, marfan):
+    """UK Core NEWS2 shape: fullUrl `Type/id` on every entry. Was 422 for the whole Bundle, nothing stored."""
+    bundle = copy.deepcopy(marfan)
+    bundle["type"] = "collection"
+    for entry in bundle["entry"]:
+        entry.pop("request", None)
+        entry["fullUrl"] = f"{entry['resource']['resourceType']}/{entry['resource']['id']}"
+    answer = _send(client, "POST", BASE, operator, bundle)
+    assert answer.status_code == 200, answer.get_data(as_text=True)
+    packets, _ = app.extensions["gateway"].store.list_phenopackets()
+    assert len(packets) == 1 and packets[0].document["diseases"]

@@ -1,7 +1,11 @@
-"""Shapes of real FHIR the project had not seen (US Core 4.0.0, mCODE 2.1.0, Synthea, MII Onkologie examples),
-each rebuilt here as a small fixture of its own: what was refused, dropped or distorted, and is not any more."""
+"""Shapes of real FHIR the project had not seen (US Core 4.0.0, mCODE 2.1.0, Synthea, MII Onkologie, MII
+Mikrobiologie, CH Core examples), each rebuilt here as a small fixture of its own: what was refused, dropped or
+distorted, and is not any more."""
 
-from tests.translators.test_fhir_clinical import LOINC, UCUM, bundle, cc, translate, warnings
+from mappings import load_profile
+from tests.translators.conftest import NOW, TEST_IDS
+from tests.translators.test_fhir_clinical import LOINC, SCT, UCUM, bundle, cc, translate, warnings
+from translators.fhir_to_phenopacket import translate_bundle
 
 
 def observation(code: str, **value) -> dict:
@@ -28,6 +32,25 @@ def test_a_ucum_annotation_with_spaces_beside_a_unit_is_that_unit():
     packet = translate(bundle(observation("74013-4", valueQuantity=quantity)))
     (measurement,) = packet.phenopacket["measurements"]
     assert measurement["value"]["quantity"]["unit"] == {"id": "UCUM:/d", "label": "{wine glasses}/d"}
+
+
+def test_a_unit_text_that_is_only_a_ucum_annotation_is_the_unity():
+    """MII Mikrobiologie's PCR cycle threshold: unit '{Ct_value}' with no system was 'not a UCUM unit', the
+    value left out. Braces are UCUM's annotation syntax (an annotation alone is the unity), nothing else's."""
+    quantity = {"value": 30, "unit": "{Ct_value}"}
+    packet = translate(bundle(observation("94500-6", valueQuantity=quantity)))
+    (measurement,) = packet.phenopacket["measurements"]
+    assert measurement["value"]["quantity"] == {"unit": {"id": "UCUM:{Ct_value}", "label": "{Ct_value}"}, "value": 30}
+    spaced = {"value": 2, "unit": "{cycle threshold}"}
+    (measurement,) = translate(bundle(observation("94500-6", valueQuantity=spaced))).phenopacket["measurements"]
+    assert measurement["value"]["quantity"]["unit"] == {"id": "UCUM:1", "label": "{cycle threshold}"}
+
+
+def test_a_unit_text_with_an_annotation_beside_an_unknown_unit_is_not_guessed():
+    quantity = {"value": 2, "unit": "{Ct_value} cycles"}
+    packet = translate(bundle(observation("94500-6", valueQuantity=quantity)))
+    assert not packet.phenopacket.get("measurements")
+    assert ("unmapped-code", "/entry/1/resource/valueQuantity/unit") in warnings(packet)
 
 
 def test_a_ucum_code_with_spaces_that_is_no_annotation_is_warned_not_emitted():
@@ -354,3 +377,130 @@ def test_ajcc_stage_and_tnm_values_are_carried():
     (measurement,) = packet.phenopacket["measurements"]
     assert measurement["value"]["ontologyClass"]["id"] == "AJCC:cT3"
     assert not [w for w in warnings(packet) if w[0] != "label-missing"]
+
+
+# --- medications coded by a national product code ---------------------------------------------------------
+
+GTIN = "urn:oid:2.51.1.1"  # CH Core: the Swiss article number (GTIN) of the packaged product
+
+
+def product(gtin: str, *ingredients: tuple[str, str]) -> dict:
+    return {
+        "resourceType": "Medication",
+        "id": "med",
+        "code": {"coding": [{"system": GTIN, "code": gtin, "display": "TRIATEC Tabl 2.5 mg"}]},
+        "ingredient": [{"itemCodeableConcept": cc(SCT, code, name)} for code, name in ingredients],
+    }
+
+
+def statement(medication: dict) -> dict:
+    return {
+        "resourceType": "MedicationStatement",
+        "status": "active",
+        "contained": [medication],
+        "medicationReference": {"reference": "#med"},
+    }
+
+
+def test_a_product_coded_in_a_national_system_is_its_one_ingredient():
+    """CH Core's medications are coded by GTIN (no mapped system) with their substance as a SNOMED CT ingredient:
+    every MedicationStatement, Request and Administration was dropped ('no coding of the medication')."""
+    packet = translate(bundle(statement(product("7680538751228", ("386872004", "Ramipril (substance)")))))
+    (action,) = packet.phenopacket["medicalActions"]
+    assert action["treatment"]["agent"] == {"id": "SNOMEDCT:386872004", "label": "Ramipril (substance)"}
+    assert not warnings(packet)
+    (note,) = [i for i in packet.issues if "ingredient" in i.message]
+    assert note.severity.value == "information"
+    assert note.location == "/entry/1/resource/contained/0/code"
+
+
+def test_a_combination_product_in_a_national_system_is_not_reduced_to_one_ingredient():
+    combination = product("7680000000000", ("386872004", "Ramipril"), ("387525002", "Hydrochlorothiazide"))
+    packet = translate(bundle(statement(combination)))
+    assert not packet.phenopacket.get("medicalActions")
+    assert ("unmapped-code", "/entry/1/resource/contained/0/code") in warnings(packet)
+
+
+def test_a_contained_medication_that_was_used_is_not_warned_and_an_unused_one_is():
+    """Was: 'Medication has no phenopacket target' at every contained Medication, also those its statement
+    had just made the treatment's agent of (CH Core contains each product in its statement)."""
+    atc = {"resourceType": "Medication", "id": "med", "code": cc("http://www.whocc.no/atc", "C09AA05", "ramipril")}
+    packet = translate(bundle(statement(atc)))
+    assert packet.phenopacket["medicalActions"][0]["treatment"]["agent"]["id"] == "ATC:C09AA05"
+    assert not warnings(packet)
+    unused = {**statement(atc), "contained": [atc, {**atc, "id": "other"}]}
+    result = translate_bundle(bundle(unused), profile=load_profile("generic"), ids=TEST_IDS, now=NOW)
+    found = [(i.code, i.location) for i in [*result.issues, *result.packets[0].issues] if i.severity.value == "warning"]
+    assert found == [("no-phenopacket-target", "/entry/1/resource/contained/1")]
+
+
+def test_a_route_coded_with_the_edqm_oid_is_the_edqm_term():
+    """CH Core codes routes in EDQM Standard Terms by OID: was 'route of administration is in no known code system'."""
+    oral = {"coding": [{"system": "urn:oid:0.4.0.127.0.16.1.1.2.1", "code": "20053000", "display": "Oral use"}]}
+    taken = {**statement(product("7680538751228", ("386872004", "Ramipril"))), "dosage": [{"route": oral}]}
+    (action,) = translate(bundle(taken)).phenopacket["medicalActions"]
+    assert action["treatment"]["routeOfAdministration"] == {"id": "EDQM:20053000", "label": "Oral use"}
+
+
+def test_a_dose_in_a_snomed_unit_of_presentation_is_carried():
+    """CH Core doses are counted in SNOMED CT units of presentation (1 ampoule, 0.5 tablet): the dose was
+    'not a UCUM unit' and left out, and with it the dose interval of an administration."""
+    ampoule = {"value": 1, "system": SCT, "code": "732978007", "unit": "Ampule (unit of presentation)"}
+    given = {
+        "resourceType": "MedicationAdministration",
+        "status": "completed",
+        "contained": [product("7680539870027", ("373492002", "Fentanyl (substance)"))],
+        "medicationReference": {"reference": "#med"},
+        "effectiveDateTime": "2020-02-03T14:32:00+01:00",
+        "dosage": {"dose": ampoule},
+    }
+    (action,) = translate(bundle(given)).phenopacket["medicalActions"]
+    (interval,) = action["treatment"]["doseIntervals"]
+    assert interval["quantity"] == {
+        "unit": {"id": "SNOMEDCT:732978007", "label": "Ampule (unit of presentation)"},
+        "value": 1,
+    }
+
+
+def test_a_medication_coded_in_nhs_dmd_is_its_snomed_ct_concept():
+    """UK Core codes medications in dm+d (https://dmd.nhs.uk), whose ids are SNOMED CT ids: every such
+    medication was dropped ('no coding of the medication is in a code system this profile maps')."""
+    dmd = {"coding": [{"system": "https://dmd.nhs.uk", "code": "39687811000001107", "display": "Ciprofloxacin 500mg"}]}
+    packet = translate(
+        bundle({"resourceType": "MedicationStatement", "status": "active", "medicationCodeableConcept": dmd})
+    )
+    (action,) = packet.phenopacket["medicalActions"]
+    assert action["treatment"]["agent"] == {"id": "SNOMEDCT:39687811000001107", "label": "Ciprofloxacin 500mg"}
+    assert not warnings(packet)
+
+
+# --- Dutch diagnoses ----------------------------------------------------------------------------------------
+
+
+def test_dutch_icd_10_and_icpc_diagnoses_are_diseases():
+    """nl-core (zib) Conditions coded only in ICD-10-NL or in the GP classification ICPC-1-NL were dropped ('no
+    coding of the Condition is in a code system this profile maps')."""
+    for system, code, curie in (
+        ("http://hl7.org/fhir/sid/icd-10-nl", "G35", "ICD10NL:G35"),
+        ("http://hl7.org/fhir/sid/icpc-1-nl", "T90.02", "ICPC1NL:T90.02"),
+    ):
+        packet = translate(bundle({"resourceType": "Condition", "code": cc(system, code, "x")}))
+        assert [d["term"]["id"] for d in packet.phenopacket["diseases"]] == [curie]
+        assert not warnings(packet)
+
+
+def test_a_laterality_extension_on_the_body_site_is_the_disease_laterality():
+    """nl-core writes the side as an extension of Condition.bodySite (ext-AnatomicalLocation.Laterality): it was
+    dropped without a word."""
+    side = {
+        "url": "http://nictiz.nl/fhir/StructureDefinition/ext-AnatomicalLocation.Laterality",
+        "valueCodeableConcept": cc(SCT, "7771000", "Links"),
+    }
+    oedema = {
+        "resourceType": "Condition",
+        "code": cc(SCT, "267038008", "Oedeem"),
+        "bodySite": [{"extension": [side], "coding": [{"system": SCT, "code": "344001", "display": "Ankle"}]}],
+    }
+    (disease,) = translate(bundle(oedema)).phenopacket["diseases"]
+    assert disease["primarySite"] == {"id": "SNOMEDCT:344001", "label": "Ankle"}
+    assert disease["laterality"] == {"id": "HP:0012835", "label": "Left"}

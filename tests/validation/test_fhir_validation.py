@@ -240,3 +240,15 @@ def test_required_code_bindings(marfan):
         ("fhir-value", "/entry/1/resource/verificationStatus/coding/0/code"),
     }
     assert "Patient.gender" in report.to_text()
+
+
+def test_a_relative_full_url_naming_the_resource_itself_is_a_warning(marfan):
+    """UK Core's published NEWS2 Bundle names each entry `Observation/<its id>`: the whole Bundle was refused (422)
+    for it. Unambiguous, so a warning; any other relative fullUrl stays an error (test_full_urls)."""
+    resource = marfan["entry"][3]["resource"]
+    marfan["entry"][3]["fullUrl"] = f"{resource['resourceType']}/{resource['id']}"
+    report = validate_fhir(marfan)
+    assert not report.errors
+    assert [(i.severity.value, i.code, i.location) for i in report if i.location == "/entry/3/fullUrl"] == [
+        ("warning", "fhir-value", "/entry/3/fullUrl")
+    ]

@@ -99,6 +99,7 @@ def medication(ctx: PatientContext, i: int, resource: dict) -> dict | None:
             return None
         ctx.consumed.add(target)
         concept, location = found.get("code"), ctx.source.pointer(target) + "/code"
+        concept = sole_ingredient(ctx, found, concept, location)
     if ctx.states_absence(concept, location):
         ctx.consumed.add(i)
         return None
@@ -125,6 +126,28 @@ def medication(ctx: PatientContext, i: int, resource: dict) -> dict | None:
         treatment["drugType"] = drug_type
     ctx.consumed.add(i)
     return {"treatment": treatment}
+
+
+def sole_ingredient(ctx: PatientContext, medication: dict, code: object, location: str) -> object:
+    """The concept naming a Medication's agent: its code, or — when no coding of the code is in a system the
+    profile maps (a national product number: the Swiss GTIN, a German PZN) — its one ingredient's substance
+    (CH Core codes it in SNOMED CT). A product of several ingredients has no one agent: its code stays (warned)."""
+    priority = ctx.profile.medication_coding_priority
+    if any(prefix in priority for _, _, _, prefix in ctx.known_codings(code)):
+        return code
+    ingredients = [x for x in as_list(medication.get("ingredient")) if isinstance(x, dict)]
+    if len(ingredients) != 1:
+        return code
+    substance = ingredients[0].get("itemCodeableConcept")
+    if not any(prefix in priority for _, _, _, prefix in ctx.known_codings(substance)):
+        return code
+    ctx.note(
+        "unmapped-element",
+        f"the product code is in no system this profile maps ({ctx.codings_described(code)}): the agent is the "
+        "substance of its one ingredient",
+        location,
+    )
+    return substance
 
 
 @dataclass(frozen=True)

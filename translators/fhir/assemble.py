@@ -101,6 +101,8 @@ class PatientBuilder:
             self.pending[rtype].append((i, resource))
         elif rtype in REPORT_TYPES:
             self.reports.append((i, resource))
+        elif rtype in SUPPORTING_TYPES:
+            pass  # a contained Medication: whether its statement used it is judged at the end (report_leftovers)
         elif self.ctx.states_absence(resource.get("code"), self.ctx.source.pointer(i) + "/code"):
             self.ctx.consumed.add(i)  # 'no known allergies': nothing to carry, a note (as for other types)
         else:
@@ -115,7 +117,11 @@ class PatientBuilder:
         ]
         for i, resource in self.each("implication", implications):
             self.variants.implication(i, resource)
-        biosamples = [specimens.biosample(ctx, i, r) for i, r in self.each("Specimen", self.pending["Specimen"])]
+        biosamples = [
+            sample
+            for i, r in self.each("Specimen", self.pending["Specimen"])
+            if (sample := specimens.biosample(ctx, i, r)) is not None
+        ]
         medical_actions = [actions.procedure(ctx, i, r) for i, r in self.each("Procedure", self.pending["Procedure"])]
         for rtype in MEDICATION_TYPES:
             medical_actions += [actions.medication(ctx, i, r) for i, r in self.each(rtype, self.pending[rtype])]
@@ -222,7 +228,8 @@ class PatientBuilder:
         return meta
 
     def observation(self, i: int, obs: dict) -> bool:
-        """Route one Observation to its family; True when it is a diagnostic implication (handled last)."""
+        """Route one Observation to its family; True when it is a diagnostic implication or another finding about
+        variants (handled last)."""
         ctx, base = self.ctx, self.ctx.source.pointer(i)
         status = obs.get("status")
         if status in SKIPPED_STATUSES:
@@ -234,9 +241,8 @@ class PatientBuilder:
             self.variants.variant(i, obs, self.phenotypes.presence(obs.get("valueCodeableConcept")))
             return False
         for coding in codings(code):
-            if isinstance(coding, dict) and f"{coding.get('system')}|{coding.get('code')}" in (
-                ctx.profile.diagnostic_implication_codes
-            ):
+            key = f"{coding.get('system')}|{coding.get('code')}" if isinstance(coding, dict) else ""
+            if key in ctx.profile.diagnostic_implication_codes or key in ctx.profile.variant_annotation_codes:
                 return True
         if curies & ctx.profile.vital_status_observation_codes:
             self.vital_statuses.append(patient.vital_status_observation(ctx, i, obs))

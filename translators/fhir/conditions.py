@@ -32,7 +32,36 @@ from translators.fhir.context import PatientContext
 from translators.fhir.phenotypes import Phenotypes
 
 VERIFICATION_SYSTEM = "http://terminology.hl7.org/CodeSystem/condition-ver-status"
+CLINICAL_SYSTEM = "http://terminology.hl7.org/CodeSystem/condition-clinical"
 UNCONFIRMED = frozenset({"unconfirmed", "provisional", "differential"})
+
+
+def verification_status(ctx: PatientContext, cond: dict, base: str) -> str | None:
+    """The Condition's condition-ver-status code. One coded in another system (SNOMED CT 415684004 Suspected,
+    410516002 Known absent: zib-based profiles) is read through the `condition_status` answer list; one nothing
+    reads is taken as unconfirmed (warned), never as confirmed. A clinicalStatus outside condition-clinical
+    that states the disorder is excluded (SNOMED CT 315215002: the GA4GH Phenopacket FHIR IG) refutes it."""
+    table = ctx.tables.answers["condition_status"]
+    concept = cond.get("verificationStatus")
+    if concept is not None:
+        standard = first_code(concept, VERIFICATION_SYSTEM)
+        if standard is not None:
+            return standard
+        found = next((table[c] for _, _, c, _ in ctx.known_codings(concept) if c in table), None)
+        if found is not None:
+            return found
+        ctx.warn(
+            "unmapped-code",
+            "verificationStatus in no code system the gateway reads: the diagnosis is taken as unconfirmed "
+            "(never as confirmed)",
+            base + "/verificationStatus",
+        )
+        return "unconfirmed"
+    clinical = cond.get("clinicalStatus")
+    excluded = clinical is not None and first_code(clinical, CLINICAL_SYSTEM) is None
+    if excluded and any(table.get(c) == "refuted" for _, _, c, _ in ctx.known_codings(clinical)):
+        return "refuted"
+    return None
 
 
 @dataclass
@@ -79,7 +108,7 @@ class Conditions:
     def condition(self, i: int, cond: dict) -> None:
         ctx, base = self.ctx, self.ctx.source.pointer(i)
         profile = ctx.profile
-        verification = first_code(cond.get("verificationStatus"), VERIFICATION_SYSTEM)
+        verification = verification_status(ctx, cond, base)
         if verification == "entered-in-error":
             ctx.note("unmapped-element", "Condition entered in error: skipped", base + "/verificationStatus")
             return
@@ -212,6 +241,12 @@ class Conditions:
                 ctx.warn("unmapped-element", "Condition.bodySite not kept: a Disease has one primary site", location)
             elif any(anatomy) or not codings(site):
                 ctx.warn("unmapped-code", "Condition.bodySite is in no code system the gateway maps", location)
+            # a side given as an extension of the site (nl-core's AnatomicalLocation.Laterality)
+            for e, ext in enumerate(as_list(site.get("extension")) if isinstance(site, dict) else ()):
+                value = ext.get("valueCodeableConcept") if isinstance(ext, dict) else None
+                for j, coding in enumerate(codings(value)):
+                    if isinstance(coding, dict):
+                        self.side(coding, record, f"{location}/extension/{e}/valueCodeableConcept/coding/{j}")
         for j, coding in enumerate(codings(cond.get("code"))):
             for e, ext in enumerate(as_list(coding.get("extension")) if isinstance(coding, dict) else ()):
                 value = ext.get("valueCoding") if isinstance(ext, dict) else None

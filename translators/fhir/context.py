@@ -115,6 +115,7 @@ class PatientContext:
         self.subject_id: str | None = None
         self.birth: date | None = None
         self.death: date | None = None
+        self.taxonomy: dict | None = None  # the subject's species (patient.individual), its biosamples' too
         self.issues: list[Issue] = []
         self.consumed: set[int] = set()  # entries whose content reached the phenopacket
         self.used: set[str] = set()  # CURIE prefixes used

@@ -2,12 +2,15 @@
 
 The assay is the Observation's code (LOINC first, else any known coding); a `valueQuantity` becomes a
 Quantity whose unit is a UCUM OntologyClass (`UCUM:mg/dL`), with the first reference range; a `valueInteger`
-(a count, a score) a dimensionless Quantity (`UCUM:1`); a coded value
+(a count, a score) a dimensionless Quantity (`UCUM:1`); a `valueRatio` of two UCUM quantities the quantity it is
+(`15 mg / 24 h` -> 15 `UCUM:mg/(24.h)`); a coded value
 becomes an OntologyClass value; `effective[x]` becomes `timeObserved` as an age. Components with their own
 code and value (blood pressure) are measurements of their own. What has no home is a warning.
 """
 
 from __future__ import annotations
+
+import re
 
 from translators.fhir.common import as_list, value_key
 from translators.fhir.context import PatientContext
@@ -15,6 +18,31 @@ from translators.fhir.quantities import phenopacket_quantity
 
 # UCUM's unit of a pure number (counts, scores): what a FHIR valueInteger is.
 DIMENSIONLESS = {"id": "UCUM:1", "label": "1 (dimensionless)"}
+
+
+UCUM = "http://unitsofmeasure.org"
+UCUM_TERM = re.compile(r"^[A-Za-z0-9\[\]{}_%*'^]+$")  # one UCUM unit term: no operator, no white space
+
+
+def ratio_quantity(ratio: object) -> dict | None:
+    """A Ratio of two UCUM quantities (HL7 Europe laboratory: albumin 15 mg / 24 h) as the one quantity it is,
+    15 mg/(24.h) (UCUM writes a number times a unit so); None for any other ratio (a titer 1:64 has no unit)."""
+    if not isinstance(ratio, dict):
+        return None
+    numerator, denominator = ratio.get("numerator"), ratio.get("denominator")
+    if not isinstance(numerator, dict) or not isinstance(denominator, dict):
+        return None
+    value, per = numerator.get("value"), denominator.get("value")
+    codes = numerator.get("code"), denominator.get("code")
+    if not all(isinstance(n, int | float) and not isinstance(n, bool) for n in (value, per)) or per <= 0:
+        return None
+    if numerator.get("system") != UCUM or denominator.get("system") != UCUM or "comparator" in numerator:
+        return None
+    if not all(isinstance(c, str) and UCUM_TERM.match(c) for c in codes) or not float(per).is_integer():
+        return None
+    count = int(per)
+    code = f"{codes[0]}/{codes[1]}" if count == 1 else f"{codes[0]}/({count}.{codes[1]})"
+    return {"value": value, "system": UCUM, "code": code}
 
 
 class Measurements:
@@ -30,6 +58,8 @@ class Measurements:
             return True
         if isinstance(holder.get("valueInteger"), int) and not isinstance(holder["valueInteger"], bool):
             return True  # a count or a score: a dimensionless quantity
+        if ratio_quantity(holder.get("valueRatio")) is not None:
+            return True  # 15 mg / 24 h: a quantity in the UCUM unit mg/(24.h)
         return isinstance(holder.get("valueCodeableConcept"), dict) and any(
             True for _ in self.ctx.known_codings(holder["valueCodeableConcept"])
         )
@@ -123,7 +153,10 @@ class Measurements:
         if "valueInteger" in holder:
             self.ctx.used.add("UCUM")
             return {"quantity": {"unit": dict(DIMENSIONLESS), "value": holder["valueInteger"]}}
-        out = phenopacket_quantity(self.ctx, holder["valueQuantity"], f"{location}/valueQuantity")
+        if "valueQuantity" in holder:
+            out = phenopacket_quantity(self.ctx, holder["valueQuantity"], f"{location}/valueQuantity")
+        else:
+            out = phenopacket_quantity(self.ctx, ratio_quantity(holder.get("valueRatio")), f"{location}/valueRatio")
         if out is None:
             return None
         ranges = as_list(holder.get("referenceRange"))

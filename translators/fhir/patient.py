@@ -18,6 +18,8 @@ from translators.ages import age_element, parse_fhir_date, whole_years
 from translators.fhir.common import HOMO_SAPIENS, as_list
 from translators.fhir.context import PatientContext
 
+PATIENT_ANIMAL = "http://hl7.org/fhir/StructureDefinition/patient-animal"  # FHIR R4 core; "|version" may follow
+
 
 def subject_id(ctx: PatientContext) -> str | None:
     """The subject's pseudonym, or None (with an error issue) when nothing names the patient."""
@@ -83,9 +85,29 @@ def individual(ctx: PatientContext) -> dict:
     found = sex(ctx, base)
     if found:
         result["sex"] = found
-    result["taxonomy"] = dict(HOMO_SAPIENS)
-    ctx.used.add("NCBITaxon")
+    ctx.taxonomy = taxonomy(ctx, base)
+    if ctx.taxonomy is not None:
+        result["taxonomy"] = dict(ctx.taxonomy)
     return result
+
+
+def taxonomy(ctx: PatientContext, base: str) -> dict | None:
+    """Homo sapiens, unless the Patient is an animal (the core patient-animal extension, HL7 Europe laboratory
+    reports on animals): its species, or none (warned) when the species is in no known code system."""
+    for k, ext in enumerate(as_list(ctx.patient.get("extension"))):
+        if not isinstance(ext, dict) or str(ext.get("url", "")).split("|", 1)[0] != PATIENT_ANIMAL:
+            continue
+        for n, part in enumerate(as_list(ext.get("extension"))):
+            if isinstance(part, dict) and part.get("url") == "species":
+                where = f"{base}/extension/{k}/extension/{n}/valueCodeableConcept"
+                species = ctx.ontology(part.get("valueCodeableConcept"), None, where)
+                if species is None:
+                    ctx.warn("unmapped-code", "the animal's species is in no known code system: no taxonomy", where)
+                return species
+        ctx.warn("fhir-value", "an animal Patient without a species: no taxonomy", f"{base}/extension/{k}")
+        return None
+    ctx.used.add("NCBITaxon")
+    return dict(HOMO_SAPIENS)
 
 
 def sex(ctx: PatientContext, base: str) -> str | None:

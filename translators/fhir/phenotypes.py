@@ -148,6 +148,8 @@ class Phenotypes:
             return
         excluded: bool | None = None
         severity = None
+        modifiers: list[dict] = []
+        onset: dict | None = None
         for k, component in enumerate(as_list(obs.get("component"))):
             if not isinstance(component, dict):
                 continue
@@ -166,13 +168,38 @@ class Phenotypes:
                 )
                 if severity is None:
                     ctx.warn("unmapped-code", "severity is not an HPO term", location + "/valueCodeableConcept")
+            elif self.component_code_in(component, profile.modifier_component_codes):
+                modifier = self.hpo_value(component, location, "clinical modifier")
+                if modifier is not None:
+                    modifiers.append(modifier)
+            elif self.component_code_in(component, profile.onset_component_codes):
+                onset_term = self.hpo_value(component, location, "onset")
+                if onset_term is not None and onset is None:
+                    onset = {"ontologyClass": onset_term}
+                elif onset_term is not None:
+                    ctx.warn("unmapped-element", "a feature has one onset: a second one is not carried", location)
+            elif value_key(component) is None:
+                ctx.note("unmapped-element", "component without a value: nothing to carry", location)
             else:
-                ctx.note("unmapped-element", "component has no phenopacket target", location)
+                ctx.warn("unmapped-element", "component of an HPO finding has no phenopacket target", location)
         if excluded is None:
             excluded = self.excluded_by_value(obs, base)
         self.add_feature(
-            ctx.term_of(coding, curie, prefix, obs.get("code"), base + "/code"), excluded, base, severity=severity
+            ctx.term_of(coding, curie, prefix, obs.get("code"), base + "/code"),
+            excluded,
+            base,
+            severity=severity,
+            modifiers=modifiers,
+            onset=onset,
         )
+
+    def hpo_value(self, component: dict, location: str, what: str) -> dict | None:
+        """The HPO term a component's valueCodeableConcept gives (a clinical modifier, an onset), else a warning."""
+        where = location + ("/valueCodeableConcept" if "valueCodeableConcept" in component else "")
+        term = self.ctx.ontology(component.get("valueCodeableConcept"), self.ctx.profile.phenotype_prefixes, where)
+        if term is None:
+            self.ctx.warn("unmapped-code", f"the {what} is not an HPO term: not carried", where)
+        return term
 
 
 def covers(kept: dict, later: dict) -> bool:

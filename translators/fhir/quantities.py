@@ -1,8 +1,10 @@
 """FHIR Quantities -> Phenopacket Quantities (a value and a unit that is an ontology class, UCUM here).
 
-A UCUM `system` + `code` is taken as it is; a Quantity that gives only a unit text (`%`, `mmHg`) takes
+A UCUM `system` + `code` is taken as it is, and so is a unit coded in another known code system (a dose
+in SNOMED CT "units of presentation"); a Quantity that gives only a unit text (`%`, `mmHg`) takes
 its UCUM code from mappings/translators/ucum_units.yaml; any other unit is never guessed (a warning).
 A comparator (`<`, `>=`) has no place in a Phenopacket Quantity, so such a value is left out.
+A unit text that is a single annotation (`{Ct_value}`, MII Mikrobiologie) can only be UCUM: the unity.
 A UCUM code holds no white space (UCUM uses ASCII 33-126 only); a code that does is no CURIE either. White
 space inside annotations (`{urine specific gravity}`, `{wine glasses}/d`: US Core, IPS) is read as UCUM reads
 annotations, as nothing: the unit without them (`UCUM:1`, `UCUM:/d`), labelled with the code as sent; any
@@ -38,10 +40,21 @@ def ucum_unit(ctx: PatientContext, quantity: dict, location: str) -> dict | None
             location + "/code",
         )
         return None
+    system = quantity.get("system")
+    if system != UCUM_SYSTEM and isinstance(system, str) and isinstance(code, str) and code.strip():
+        # a unit coded in another known terminology (CH Core / IPS doses: SNOMED CT "Tablet (unit of
+        # presentation)"): a phenopacket unit is any OntologyClass
+        term = next(ctx.known_codings({"coding": [{"system": system, "code": code.strip()}]}), None)
+        if term is not None:
+            ctx.used.add(term[3])
+            return {"id": term[2], "label": label or code.strip()}
     table = ctx.tables.ucum_units
     found = table.get(label) if label else None
     if label and found is None:
         found = next((v for k, v in table.items() if k.lower() == label.lower()), None)
+    if found is None and label and ANNOTATION.fullmatch(label):
+        # braces are UCUM's annotation syntax only: a unit text that is one annotation is UCUM's unity
+        found = "UCUM:1" if any(c.isspace() for c in label) else f"UCUM:{label}"
     if found is not None:
         ctx.used.add("UCUM")
         return {"id": found, "label": label}

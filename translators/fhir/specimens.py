@@ -6,14 +6,22 @@ or an ICD-O-3 topography). A site in any other system (a disease code sent as a 
 
 from __future__ import annotations
 
-from translators.fhir.common import HOMO_SAPIENS, codings
+from translators.fhir.common import as_list, codings
 from translators.fhir.context import PatientContext
 
 BODY_SITE_PREFIXES = ("SNOMEDCT", "ICDO")  # systems whose codes can name a sampled tissue besides UBERON
 
 
-def biosample(ctx: PatientContext, i: int, spec: dict) -> dict:
+def biosample(ctx: PatientContext, i: int, spec: dict) -> dict | None:
     base = ctx.source.pointer(i)
+    for k, ext in enumerate(as_list(spec.get("extension"))):
+        if isinstance(ext, dict) and str(ext.get("url", "")).split("|", 1)[0] in ctx.profile.specimen_source_extensions:
+            # taken from another than the subject of record (the patient's animal, a device): no biosample of
+            # the individual
+            message = "the specimen was taken from another than the patient: no biosample of the patient"
+            ctx.warn("no-phenopacket-target", message, f"{base}/extension/{k}")
+            ctx.consumed.add(i)
+            return None
     ctx.consumed.add(i)
     sample: dict = {"id": ctx.derived_id("biosample", ctx.source.entry_key(i)), "individualId": ctx.subject_id}
     spec_type = spec.get("type")
@@ -55,5 +63,6 @@ def biosample(ctx: PatientContext, i: int, spec: dict) -> dict:
         when = ctx.age_at(collection["collectedDateTime"], base + "/collection/collectedDateTime")
         if when:
             sample["timeOfCollection"] = when
-    sample["taxonomy"] = dict(HOMO_SAPIENS)
+    if ctx.taxonomy is not None:
+        sample["taxonomy"] = dict(ctx.taxonomy)
     return sample

@@ -57,6 +57,21 @@ SYMBOLIC_RE = re.compile(r"^NC_\d+\.\d+:\d+:[ACGTN]+:(<[A-Z][A-Z0-9:_]*>)+$")
 SYMBOLIC_ALLELE_RE = re.compile(r"<[A-Z][A-Z0-9:_]*>")
 CDNA_RE = re.compile(r"(^|:)[cnmr]\.")
 GENOMIC_RE = re.compile(r"(^|:)g\.")
+PROTEIN_RE = re.compile(r"(^|:)p\.")
+HGVS_SYSTEM = "http://varnomen.hgvs.org"
+
+
+def hgvs_syntax(code: object) -> str | None:
+    """The phenopacket Expression syntax of an HGVS (or SPDI) string, None when it is neither."""
+    if not isinstance(code, str) or not code.strip() or any(c.isspace() for c in code.strip()):
+        return None
+    code = code.strip()
+    if SPDI_RE.match(code):
+        return "spdi"
+    for pattern, syntax in ((GENOMIC_RE, "hgvs.g"), (CDNA_RE, "hgvs.c"), (PROTEIN_RE, "hgvs.p")):
+        if pattern.search(code):
+            return syntax
+    return None
 
 
 @dataclass
@@ -159,9 +174,11 @@ class Variants:
         if transcript is None and reference_seq and reference_seq.startswith(ctx.profile.transcript_reference_prefixes):
             transcript = reference_seq  # the profile's senders put the transcript under 48013-7
         expressions = self.expressions(components, base, transcript)
+        rs_id, xrefs = self.xrefs(components, base, expressions)
         if expressions:
             descriptor["expressions"] = expressions
-        rs_id = self.xrefs(components, descriptor)
+        if xrefs:
+            descriptor["xrefs"] = xrefs
         spdi = next((e["value"] for e in expressions if e["syntax"] == "spdi"), None)
         cdna = components.text(CDNA_HGVS)
         if spdi is None and cdna and SYMBOLIC_RE.match(cdna):
@@ -334,20 +351,35 @@ class Variants:
             out.append({"syntax": "hgvs.p", "value": protein})
         return out
 
-    def xrefs(self, components: Components, descriptor: dict) -> str | None:
-        """ClinVar / dbSNP ids of the variant into `descriptor`; returns the rs id for the VCF record."""
+    def xrefs(self, components: Components, base: str, expressions: list[dict]) -> tuple[str | None, list[str]]:
+        """The variation codes (81252-9) of the variant: HGVS / SPDI codings (Genomics Reporting STU3 names a
+        variant so) go into `expressions` unless already there, any other coding is warned where it is.
+        Returns the rs id for the VCF record and the ids of known systems (ClinVar, dbSNP...) as xrefs."""
         rs_id = None
         xrefs = []
-        for _k, component in components.by_code.get(DISCRETE_VARIANT, []):
-            for _, coding, curie, prefix in self.ctx.known_codings(component.get("valueCodeableConcept")):
-                if prefix in ("ClinVar", "dbSNP"):
+        for k, component in components.by_code.get(DISCRETE_VARIANT, []):
+            concept = component.get("valueCodeableConcept")
+            known = {j: (coding, curie, prefix) for j, coding, curie, prefix in self.ctx.known_codings(concept)}
+            for j, coding in enumerate(codings(concept)):
+                where = f"{base}/component/{k}/valueCodeableConcept/coding/{j}"
+                if j in known:
+                    coding, curie, prefix = known[j]
                     self.ctx.used.add(prefix)
                     xrefs.append(curie)
                     if prefix == "dbSNP":
                         rs_id = coding["code"]
-        if xrefs:
-            descriptor["xrefs"] = xrefs
-        return rs_id
+                    continue
+                code = coding.get("code") if isinstance(coding, dict) else None
+                syntax = hgvs_syntax(code) if isinstance(coding, dict) and coding.get("system") == HGVS_SYSTEM else None
+                if syntax is None:
+                    self.ctx.warn(
+                        "unmapped-code",
+                        "variation code in no system the gateway maps (ClinVar, dbSNP, HGVS...): not carried",
+                        where,
+                    )
+                elif not any(e["value"] == code.strip() for e in expressions):
+                    expressions.append({"syntax": syntax, "value": code.strip()})
+        return rs_id, xrefs
 
     def allelic_state(self, components: Components, base: str, descriptor: dict) -> None:
         state = components.concept(ALLELIC_STATE)
@@ -483,8 +515,12 @@ class Variants:
 
     def implication(self, i: int, obs: dict) -> None:
         """A diagnostic implication: its clinical significance becomes the ACMG class of the variants it
-        derives from; its other components (conclusion, evidence level, phenotype...) their extensions."""
+        derives from; its other components (conclusion, evidence level, phenotype...) their extensions. Another
+        finding about variants (profile `variant_annotation_codes`: a molecular consequence, a therapeutic
+        implication) gives all its components and its interpretation as extensions named after it."""
         ctx, base = self.ctx, self.ctx.source.pointer(i)
+        annotation = self.annotation_name(obs)
+        what = annotation.replace("-", " ") if annotation else "diagnostic implication"
         targets = []
         for d, ref in enumerate(as_list(obs.get("derivedFrom"))):
             target = ctx.source.resolve(reference_of(ref), i)
@@ -493,23 +529,29 @@ class Variants:
             else:
                 ctx.note("unmapped-element", "derivedFrom does not name a mapped variant", f"{base}/derivedFrom/{d}")
         if not targets:
-            ctx.warn("no-phenopacket-target", "diagnostic implication names no mapped variant (derivedFrom)", base)
+            ctx.warn("no-phenopacket-target", f"{what} names no mapped variant (derivedFrom)", base)
             return
         acmg = None
         carried = []
+        name = annotation or "diagnostic-implication"
         for k, component in enumerate(as_list(obs.get("component"))):
             if not isinstance(component, dict):
                 continue
-            if first_code(component.get("code"), LOINC) == CLINICAL_SIGNIFICANCE:
+            if annotation is None and first_code(component.get("code"), LOINC) == CLINICAL_SIGNIFICANCE:
                 acmg = self.acmg(component.get("valueCodeableConcept") or {}, f"{base}/component/{k}")
                 continue
             value = parts.value_text(ctx, component)
             if value is None:
-                ctx.note("unmapped-element", "diagnostic implication component has no value", f"{base}/component/{k}")
+                ctx.note("unmapped-element", f"{what} component has no value", f"{base}/component/{k}")
             else:
-                carried.append(
-                    {"name": f"diagnostic-implication {parts.code_name(component.get('code'))}", "value": value}
-                )
+                carried.append({"name": f"{name} {parts.code_name(component.get('code'))}", "value": value})
+        if annotation is not None:  # an implication's interpretation is read by its components; these have one
+            for n, concept in enumerate(as_list(obs.get("interpretation"))):
+                text = parts.concept_text(ctx, concept)
+                if text:
+                    carried.append({"name": f"{name} interpretation", "value": text})
+                else:
+                    ctx.note("unmapped-element", f"{what} interpretation has no text", f"{base}/interpretation/{n}")
         ctx.consumed.add(i)
         for target in targets:
             variant = self.found[target]
@@ -518,6 +560,15 @@ class Variants:
                 ctx.warn("conflict", f"clinical significance {acmg} contradicts {variant.acmg} on the variant", base)
             elif acmg is not None:
                 variant.acmg = acmg
+
+    def annotation_name(self, obs: dict) -> str | None:
+        """The extension name of a finding about variants other than a diagnostic implication (profile)."""
+        for coding in codings(obs.get("code")):
+            if isinstance(coding, dict):
+                name = self.ctx.profile.variant_annotation_codes.get(f"{coding.get('system')}|{coding.get('code')}")
+                if name:
+                    return name
+        return None
 
     def interpretations(self, links: list[DiagnosisLink]) -> list[dict]:
         ctx, out = self.ctx, []
