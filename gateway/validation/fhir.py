@@ -207,6 +207,22 @@ def _clean(message: str) -> str:
 # --- Bundles ---------------------------------------------------------------------------------------------------
 
 
+def _later_pages(doc: dict) -> list[Issue]:
+    """A searchset submitted as a record (`Patient/$everything`) that is one page of a longer answer: what the
+    other pages hold is not in it, which the sender may not know (a client follows `next` on its own)."""
+    links = doc.get("link") if isinstance(doc.get("link"), list) else []
+    return [
+        Issue.warning(
+            "incomplete",
+            "this searchset is one page of a longer answer (link next): only its own entries are read; send every "
+            "page, or the whole record",
+            f"/link/{n}",
+        )
+        for n, link in enumerate(links)
+        if isinstance(link, dict) and link.get("relation") == "next"
+    ]
+
+
 def _check_bundle(doc: dict, check: FhirCheck, bundle_types: frozenset[str], models: bool) -> None:
     report = check.report
     bundle_type = doc.get("type")
@@ -253,6 +269,8 @@ def _check_bundle(doc: dict, check: FhirCheck, bundle_types: frozenset[str], mod
             if isinstance(entry["resource"], dict):
                 resources.append((entry["resource"], where + "/resource", i))
 
+    if check.bundle_type == "searchset" and bundle_types is INGEST_BUNDLE_TYPES:
+        report.extend(_later_pages(doc))
     if check.bundle_type == "document":
         first = entries[0].get("resource") if entries and isinstance(entries[0], dict) else None
         if not isinstance(first, dict) or first.get("resourceType") != "Composition":

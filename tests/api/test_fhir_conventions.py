@@ -641,3 +641,43 @@ def test_a_collection_with_relative_full_urls_naming_its_resources_is_stored(cli
     assert answer.status_code == 200, answer.get_data(as_text=True)
     packets, _ = app.extensions["gateway"].store.list_phenopackets()
     assert len(packets) == 1 and packets[0].document["diseases"]
+
+
+# --- a patient's record as a server exports it: Patient/$everything, a searchset ---------------------------------
+
+
+def _everything(marfan, *, next_page: bool = False) -> dict:
+    """The Marfan record as `GET Patient/{id}/$everything` answers it: a searchset, absolute fullUrls, each entry's
+    search mode, an OperationOutcome entry (mode outcome), paging links."""
+    entries = [
+        {
+            "fullUrl": f"https://ehr.example.org/fhir/{e['resource']['resourceType']}/{e['resource']['id']}",
+            "resource": e["resource"],
+            "search": {"mode": "match" if e["resource"]["resourceType"] == "Patient" else "include"},
+        }
+        for e in marfan["entry"]
+    ]
+    outcome = {"resourceType": "OperationOutcome", "issue": [{"severity": "information", "code": "informational"}]}
+    entries.append({"resource": outcome, "search": {"mode": "outcome"}})
+    links = [{"relation": "self", "url": f"https://ehr.example.org/fhir/Patient/{PATIENT_ID}/$everything"}]
+    if next_page:
+        links.append({"relation": "next", "url": "https://ehr.example.org/fhir?_getpages=x&_offset=50"})
+    return {"resourceType": "Bundle", "type": "searchset", "total": len(entries) - 1, "link": links, "entry": entries}
+
+
+def test_a_patient_s_record_exported_by_everything_is_stored_as_its_bundle(client, app, operator, marfan):
+    """Before: 422 "Bundle type 'searchset' is not accepted", although `Patient/$everything` is how an EHR exports
+    one patient's record. Now read as a collection: the phenopacket the Bundle makes; a page of a longer export
+    (link `next`) is stored with a warning that the rest was not sent."""
+    answered = _send(client, "POST", BASE, operator, _everything(marfan))
+    assert answered.status_code == 200, answered.get_data(as_text=True)
+    (packet,) = app.extensions["gateway"].store.list_phenopackets()[0]
+    assert packet.document["diseases"] and packet.document["phenotypicFeatures"]
+    paged = _send(client, "POST", BASE, operator, _everything(marfan, next_page=True))
+    assert paged.status_code == 200, paged.get_data(as_text=True)
+    said = [i for e in paged.get_json()["entry"] for i in e["response"].get("outcome", {}).get("issue", [])]
+    incomplete = [i for i in said if i["details"]["coding"][0]["code"] == "incomplete"]
+    assert len(incomplete) == 1 and incomplete[0]["severity"] == "warning", said
+    assert incomplete[0]["expression"] == ["Bundle.link[1]"] and "next" in incomplete[0]["details"]["text"]
+    (again,) = app.extensions["gateway"].store.list_phenopackets()[0]  # the same record: no second phenopacket
+    assert again.id == packet.id

@@ -281,7 +281,7 @@ def test_absolute_reference_and_dangling_reference():
     "document",
     [
         {"resourceType": "Patient"},
-        {"resourceType": "Bundle", "type": "searchset", "entry": []},
+        {"resourceType": "Bundle", "type": "history", "entry": []},
         {"resourceType": "Bundle", "type": "collection", "entry": "nope"},
         {"resourceType": "Bundle", "type": "collection", "entry": [None, {"resource": 3}]},
     ],

@@ -332,7 +332,7 @@ class BundleTranslator:
             self.issues.append(
                 Issue.error(
                     "unsupported-bundle-type",
-                    f"Bundle type {bundle_type!r} is not accepted (use transaction, batch, collection or document)",
+                    f"Bundle type {bundle_type!r} is not accepted (use transaction, batch, collection, document or searchset)",
                     "/type",
                 )
             )

@@ -20,8 +20,9 @@ from urllib.parse import parse_qsl
 
 from translators.fhir.tokens import parse_token
 
-# Bundle types a submission may have: read results (searchset, history) describe a server's state.
-ACCEPTED_BUNDLE_TYPES = frozenset({"transaction", "batch", "collection", "document"})
+# Bundle types a submission may have. A searchset is read as a collection: `Patient/$everything` is how an EHR
+# exports one patient's record. A history (versions, deletions) describes a server's changes, not a record.
+ACCEPTED_BUNDLE_TYPES = frozenset({"transaction", "batch", "collection", "document", "searchset"})
 ALL_BUNDLE_TYPES = frozenset(
     {
         "document",
