@@ -171,7 +171,7 @@ class FanOut:
         headers.setdefault("Accept", "application/json")
         headers.setdefault("Connection", "keep-alive")
         for attempt in (0, 1):
-            conn, reused = self._connection(origin, job)
+            conn, reused = self._connection(origin, job, fresh=attempt > 0)
             job.attach(conn)
             try:
                 conn.request(call.method, target, body=call.body, headers=headers)
@@ -179,7 +179,10 @@ class FanOut:
             except (http.client.RemoteDisconnected, BrokenPipeError, ConnectionResetError):
                 conn.close()
                 if reused and attempt == 0 and not job.cancelled:
-                    continue  # the peer closed an idle kept-alive connection: one fresh try
+                    # The peer closed an idle kept-alive connection (its keep-alive timeout): the others it kept
+                    # idle as long are as likely closed, so they are dropped, and the one retry opens a new one.
+                    self._drop_idle(origin)
+                    continue
                 raise
             body = self._read_capped(response, job)
             if response.will_close:
@@ -214,13 +217,16 @@ class FanOut:
         if job.conn is not None and job.conn.sock is not None:
             job.conn.sock.settimeout(left)
 
-    def _connection(self, origin, job: _Job) -> tuple[http.client.HTTPConnection, bool]:
+    def _connection(self, origin, job: _Job, fresh: bool = False) -> tuple[http.client.HTTPConnection, bool]:
+        """An idle kept-alive connection to `origin` (reused: True), else a new one; `fresh`: always a new one."""
         left = job.deadline - time.monotonic()
         if left <= 0:
             raise TimeoutError("deadline passed")
-        with self._idle_lock:
-            idle = self._idle.get(origin)
-            conn = idle.pop() if idle else None
+        conn = None
+        if not fresh:
+            with self._idle_lock:
+                idle = self._idle.get(origin)
+                conn = idle.pop() if idle else None
         if conn is not None:
             conn.timeout = left
             if conn.sock is not None:
@@ -230,6 +236,12 @@ class FanOut:
         if scheme == "https":
             return http.client.HTTPSConnection(host, port, timeout=left, context=self._ssl), False
         return http.client.HTTPConnection(host, port, timeout=left), False
+
+    def _drop_idle(self, origin) -> None:
+        with self._idle_lock:
+            dropped = self._idle.pop(origin, [])
+        for conn in dropped:
+            conn.close()
 
     def _release(self, origin, conn: http.client.HTTPConnection) -> None:
         with self._idle_lock:

@@ -118,3 +118,41 @@ def test_kept_alive_connections_are_reused_and_a_closed_one_is_retried():
             assert reply.status == "ok"
     finally:
         fanout.close()
+
+
+def test_when_a_peer_drops_every_idle_connection_the_retry_uses_a_new_one():
+    """A peer (gunicorn's keep-alive timeout, a proxy) closes every idle kept-alive connection at once. Before: the
+    one retry took the next idle connection of the pool, as dead as the first, and the call failed
+    (`RemoteDisconnected`): a network node's page that asked the peer several things at once got 502s."""
+    import http.server
+    import threading
+
+    class DropsAfterEachAnswer(http.server.BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"  # keep-alive, said and then not kept
+
+        def do_GET(self):
+            body = b'{"ok": true}'
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+            self.close_connection = True  # closed silently once answered, as an idle timeout does
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), DropsAfterEachAnswer)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    base = f"http://127.0.0.1:{server.server_address[1]}"
+    fanout = FanOut(max_workers=4)
+    try:
+        calls = [Call(f"c{n}", "GET", f"{base}/info", timeout=2) for n in range(4)]
+        assert [r.status for r in fanout.run(calls, budget=3)] == ["ok"] * 4  # four connections now idle (dead)
+        time.sleep(0.1)
+        for _ in range(3):
+            replies = fanout.run(calls, budget=3)
+            assert [r.status for r in replies] == ["ok"] * 4, [r.reason for r in replies]
+    finally:
+        fanout.close()
+        server.shutdown()
