@@ -77,6 +77,11 @@ def cmd_serve(args: argparse.Namespace) -> int:
             # Threads per worker (gthread): a request waiting on the database does not hold up the next one.
             self.cfg.set("threads", args.threads)
             self.cfg.set("accesslog", "-")
+            # gunicorn >= 25.1 opens a control socket at one path per user ($HOME/.gunicorn/gunicorn.ctl): two
+            # nodes on one host (a national node and its network node) would share it, and `gunicornc` could
+            # stop or resize the wrong one. The gateway does not use it.
+            if "control_socket_disable" in self.cfg.settings:
+                self.cfg.set("control_socket_disable", True)
 
         def load(self):
             from app import create_app
