@@ -43,6 +43,15 @@ def _read_json(path: str, max_depth: int) -> dict | list:
     return loads_strict(data, max_depth=max_depth, require_object=False)
 
 
+def _read_phenopacket_file(path: str, max_depth: int) -> object:
+    """JSON, or YAML for a file named *.yaml / *.yml (the form phenopacket-tools also reads and writes)."""
+    if path.lower().endswith((".yaml", ".yml")):
+        from gateway.yamlio import load_bounded
+
+        return load_bounded(Path(path).read_bytes(), path, max_depth=max_depth)  # no aliases, bounded depth
+    return _read_json(path, max_depth)
+
+
 def _services(cfg: Config) -> Services:
     """The node's services, wired exactly as `gateway serve` wires them (app.build_services)."""
     from app import build_services
@@ -365,7 +374,7 @@ def cmd_ingest_phenopacket(args: argparse.Namespace) -> int:
         nonlocal unread
         for path in _json_files(args.files):  # a phenopacket, a Family, a Cohort or a JSON array of them
             try:
-                found, notes = phenopacket_documents(_read_json(path, cfg.max_json_depth))
+                found, notes = phenopacket_documents(_read_phenopacket_file(path, cfg.max_json_depth))
             except OSError as exc:
                 found, notes = [], [Issue.error("io", f"cannot read: {exc.strerror}")]
             except JSONInputError as exc:
@@ -512,8 +521,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     rekey.add_argument("--batch", type=int, default=500, help="rows per transaction (default 500)")
     rekey.set_defaults(func=cmd_fhir_rekey_identifiers)
-    pxf = ingest.add_parser("phenopacket", help="GA4GH Phenopacket v2 JSON files")
-    pxf.add_argument("files", nargs="+", metavar="FILE", help="JSON files; a directory: every *.json file under it")
+    pxf = ingest.add_parser("phenopacket", help="GA4GH Phenopacket v2 JSON (or YAML) files")
+    pxf.add_argument(
+        "files",
+        nargs="+",
+        metavar="FILE",
+        help="JSON files (*.yaml, *.yml: YAML); a directory: every *.json file under it",
+    )
     pxf.add_argument("--dataset")
     pxf.add_argument(
         "--skip-invalid",

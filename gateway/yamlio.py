@@ -63,6 +63,16 @@ class _BoundedLoader(yaml.SafeLoader):
         return value
 
 
+# A date or timestamp stays the text it is (`created: 2021-05-14T10:35:00Z` unquoted), as in JSON and as
+# other YAML readers of phenopackets and FHIR take it: YAML 1.1 would make it a datetime, which no JSON
+# document holds (the validators crashed on it).
+_BoundedLoader.yaml_implicit_resolvers = {
+    first: [(tag, regexp) for tag, regexp in resolvers if tag != "tag:yaml.org,2002:timestamp"]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+_BoundedLoader.add_constructor("tag:yaml.org,2002:timestamp", yaml.SafeLoader.construct_yaml_str)
+
+
 def load_bounded(text: str | bytes, name: str = "input", *, max_depth: int = DEFAULT_MAX_DEPTH) -> Any:
     """Parse one YAML document with the limits above; raise JSONInputError carrying one Issue."""
     if isinstance(text, bytes):
