@@ -79,7 +79,16 @@ def detect_kind(doc: Any) -> str | None:
         return "beacon-response"
     if is_beacon_request(doc):
         return "beacon-request"
-    if doc.keys() & {"metaData", "phenotypicFeatures", "subject", "proband", "members", "pedigree"}:
+    if doc.keys() & {
+        "metaData",
+        "meta_data",
+        "phenotypicFeatures",
+        "phenotypic_features",
+        "subject",
+        "proband",
+        "members",
+        "pedigree",
+    }:
         return phenopacket_kind(doc)
     return None
 

@@ -1,0 +1,164 @@
+"""Protobuf's other JSON spellings of a phenopacket, read as the canonical one.
+
+The proto3 JSON mapping lets a parser accept each field under its lowerCamelCase JSON name *or* its
+original proto name (`meta_data`, `phenotypic_features`), and each enum value by name *or* by number
+(`"sex": 2`). Tools that print with `preserving_proto_field_name` (Python's json_format, some
+pipelines) write the first; numbers appear where enums were written by hand. The gateway's schema and
+store speak the canonical spelling (camelCase names, enum names), so such a document is respelled
+before anything else looks at it: same content, canonical names. A document that gives one field
+under both names is left as it is, and `twice` says where (Python's protobuf parser takes it,
+one of the two silently lost; validation refuses it).
+
+`respell` walks the protobuf descriptors; map keys (`individualToFileIdentifiers`, `fileAttributes`)
+and the well-known types (Timestamp) are values, never respelled.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from functools import cache
+from typing import Any
+
+import orjson
+from google.protobuf.descriptor import Descriptor, FieldDescriptor
+
+
+@dataclass
+class Respelled:
+    """A document in the canonical spelling and, for each respelled key, its path there → the key as sent."""
+
+    document: Any
+    renamed: dict[tuple, str] = field(default_factory=dict)  # canonical path (of the member) → original key
+    enums: list[tuple] = field(default_factory=list)  # canonical paths of enum numbers made names
+    twice: list[tuple] = field(default_factory=list)  # paths of proto-named members whose field is also camelCase
+
+    @property
+    def changed(self) -> bool:
+        return bool(self.renamed or self.enums)
+
+    def original_pointer(self, location: str) -> str:
+        """A JSON pointer into the canonical document, as a pointer into the document as sent."""
+        if not self.renamed or not location.startswith("/"):
+            return location
+        parts = location[1:].split("/")
+        path: list = []
+        out = []
+        for part in parts:
+            step = int(part) if part.isdigit() else part
+            path.append(step)
+            out.append(self.renamed.get(tuple(path), part))
+        return "/" + "/".join(out)
+
+
+@dataclass(frozen=True)
+class _Spec:
+    json_name: str
+    message: str | None  # a message to walk into (not map entries, not google.protobuf types)
+    repeated: bool
+    enum: dict[int, str] | None  # number → name
+
+
+_DESCRIPTORS: dict[str, Descriptor] = {}
+
+
+@cache
+def _fields(message_name: str) -> dict[str, _Spec]:
+    """Both spellings of each field of one message → its spec."""
+    out: dict[str, _Spec] = {}
+    for f in _DESCRIPTORS[message_name].fields:
+        message = None
+        if f.type == FieldDescriptor.TYPE_MESSAGE:
+            child = f.message_type
+            if not child.GetOptions().map_entry and not child.full_name.startswith("google.protobuf."):
+                message = child.full_name
+                _DESCRIPTORS.setdefault(message, child)
+        enum = None
+        if f.type == FieldDescriptor.TYPE_ENUM:
+            enum = {v.number: v.name for v in f.enum_type.values}
+        spec = _Spec(f.json_name, message, f.is_repeated, enum)
+        out[f.json_name] = spec
+        out[f.name] = spec
+    return out
+
+
+@cache
+def _enum_names(message_name: str) -> frozenset[str]:
+    """Both spellings of every enum field reachable from one message."""
+    names: set[str] = set()
+    seen: set[str] = set()
+    stack = [message_name]
+    while stack:
+        name = stack.pop()
+        if name in seen:
+            continue
+        seen.add(name)
+        for key, spec in _fields(name).items():
+            if spec.enum is not None:
+                names.add(key)
+            if spec.message is not None:
+                stack.append(spec.message)
+    return frozenset(names)
+
+
+@cache
+def _maybe_other_spelling(message_name: str) -> re.Pattern[bytes]:
+    """In compact JSON: a member name with an underscore, or an enum member given a number."""
+    enums = "|".join(re.escape(n) for n in sorted(_enum_names(message_name)))
+    return re.compile(rb'"[^"\\]*_[^"\\]*":|"(?:' + enums.encode() + rb')":-?[0-9]')
+
+
+def respell(doc: Any, descriptor: Descriptor) -> Respelled:
+    """`doc` in the canonical spelling (the same object when it already is)."""
+    _DESCRIPTORS.setdefault(descriptor.full_name, descriptor)
+    try:  # nearly every document is canonical already: a text search says so faster than the walk
+        if not _maybe_other_spelling(descriptor.full_name).search(orjson.dumps(doc)):
+            return Respelled(doc)
+    except TypeError:  # not plain JSON data (integers past 64 bits...): walk
+        pass
+    found = Respelled(doc)
+    try:
+        found.document = _message(doc, descriptor.full_name, (), found)
+    except RecursionError:  # deeper than anything valid: validation will say what is wrong with it
+        return Respelled(doc)
+    return found
+
+
+def _message(doc: Any, name: str, path: tuple, found: Respelled) -> Any:
+    if not isinstance(doc, dict):
+        return doc
+    fields = _fields(name)
+    members = []  # in the order sent
+    changed = False
+    for key, value in doc.items():
+        spec = fields.get(key) if isinstance(key, str) else None
+        if spec is None:  # unknown: validation reports it where it is
+            members.append((key, value))
+            continue
+        new_key = key
+        if key != spec.json_name:
+            if spec.json_name in doc:
+                found.twice.append((*path, key))
+            else:
+                new_key = spec.json_name
+                found.renamed[(*path, new_key)] = key
+        new_value = _value(value, spec, (*path, new_key), found)
+        changed = changed or new_key != key or new_value is not value
+        members.append((new_key, new_value))
+    return dict(members) if changed else doc
+
+
+def _value(value: Any, spec: _Spec, path: tuple, found: Respelled) -> Any:
+    if spec.repeated and isinstance(value, list):
+        items = [_one(item, spec, (*path, n), found) for n, item in enumerate(value)]
+        return value if all(a is b for a, b in zip(items, value, strict=True)) else items
+    return _one(value, spec, path, found)
+
+
+def _one(value: Any, spec: _Spec, path: tuple, found: Respelled) -> Any:
+    if spec.message is not None:
+        return _message(value, spec.message, path, found)
+    if spec.enum is not None and type(value) is int and value in spec.enum:
+        found.enums.append(path)
+        return spec.enum[value]
+    return value

@@ -1,0 +1,227 @@
+"""Phenopackets in the other forms real tools write them in, through validation, `gateway ingest phenopacket`
+and POST /phenopackets.
+
+Seen on real material (pyphetools/phenopacket-tools/LIRICAL examples, protobuf printers):
+- protobuf's JSON mapping lets a parser read each field by its proto name (`meta_data`) and each enum by number;
+  Python's json_format writes them so with `preserving_proto_field_name` / `use_integers_for_enums`. The gateway
+  refused such a document with "`metaData` is missing".
+- Phenopacket v1 documents (phenopacket-tools io tests, LIRICAL's v1 examples, the v1 `genes`/`variants`/
+  `ageAtCollection` without a version) got a dozen unknown/missing-field errors, none saying "v1".
+- A YAML phenopacket with an unquoted timestamp (`created: 2021-05-14T10:35:00Z`) crashed `gateway validate`
+  with a traceback (YAML 1.1 made it a datetime); `gateway ingest phenopacket` did not read YAML at all.
+Fixtures are our own, in those shapes.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+
+import phenopackets
+from google.protobuf import json_format
+
+from gateway.cli import main
+from gateway.validation import validate_family, validate_phenopacket
+from tests.store.test_phenopacket_real_identifiers import _packet
+
+
+def _proto_spelled(doc: dict) -> dict:
+    """What Python's protobuf printer writes with proto field names and enum numbers."""
+    message = json_format.ParseDict(doc, phenopackets.Phenopacket())
+    return json_format.MessageToDict(message, preserving_proto_field_name=True, use_integers_for_enums=True)
+
+
+def _canonical(doc: dict) -> dict:
+    return json_format.MessageToDict(json_format.ParseDict(doc, phenopackets.Phenopacket()))
+
+
+# --- protobuf's other JSON spellings ---------------------------------------------------------------------------
+
+
+def test_proto_field_names_and_enum_numbers_validate_with_a_note():
+    spelled = _proto_spelled(_packet("PMID_1_a", "a"))
+    assert "meta_data" in spelled and spelled["subject"]["sex"] == 1
+    report = validate_phenopacket(spelled, target="input")
+    assert report.ok, report.to_text()
+    notes = [i for i in report if i.code == "proto-spelling"]
+    assert len(notes) == 1 and "snake_case" in notes[0].message and "by number" in notes[0].message
+
+
+def test_an_error_in_a_proto_spelled_document_is_located_as_sent():
+    spelled = _proto_spelled(_packet("PMID_2_b", "b"))
+    spelled["phenotypic_features"][0]["type"]["id"] = "HP:12"
+    spelled["meta_data"]["resources"][0]["namespace_prefix"] = "H P"
+    locations = {i.location for i in validate_phenopacket(spelled, target="input").errors}
+    assert "/phenotypic_features/0/type/id" in locations
+    assert "/meta_data/resources/0/namespace_prefix" in locations
+
+
+def test_one_field_under_both_names_is_still_refused():
+    doc = _packet("PMID_3_c", "c")
+    doc["phenotypic_features"] = copy.deepcopy(doc["phenotypicFeatures"])
+    report = validate_phenopacket(doc, target="input")  # Python's protobuf parser takes it, losing one of the two
+    assert [(i.code, i.location) for i in report.errors] == [("duplicate-field", "/phenotypic_features")]
+
+
+def test_post_stores_a_proto_spelled_packet_in_the_canonical_spelling(client, operator):
+    doc = _packet("PMID_4_d", "d")
+    answer = client.post("/phenopackets?dataset=reg", json=_proto_spelled(doc), headers=operator)
+    assert answer.status_code == 201, answer.json
+    stored = client.get(f"/phenopackets/{answer.json['stored'][0]['id']}", headers=operator).json
+    expected = _canonical(doc)
+    assert stored["subject"]["sex"] == "FEMALE" and stored["metaData"] == expected["metaData"]
+    assert stored["phenotypicFeatures"] == expected["phenotypicFeatures"]
+    descriptor = stored["interpretations"][0]["diagnosis"]["genomicInterpretations"][0]["variantInterpretation"]
+    assert (
+        descriptor == expected["interpretations"][0]["diagnosis"]["genomicInterpretations"][0]["variantInterpretation"]
+    )
+    assert not any("_" in key for key in _keys(stored) - _map_keys(stored))
+    # the Beacon finds it by what it says
+    found = client.post(
+        "/api/individuals",
+        json={"meta": {"apiVersion": "v2.0"}, "query": {"filters": [{"id": "HP:0001250"}]}},
+        headers=operator,
+    ).json
+    assert found["responseSummary"]["exists"] is True
+
+
+def test_a_proto_spelled_family_is_stored_in_the_canonical_spelling(client, operator):
+    proband = _packet("PMID_5_e", "e")
+    family = {
+        "id": "fam-5",
+        "proband": proband,
+        "pedigree": {"persons": [{"family_id": "fam-5", "individual_id": "e", "sex": 1, "affected_status": 2}]},
+        "meta_data": copy.deepcopy(proband["metaData"]),
+    }
+    assert validate_family(family, target="input").ok
+    answer = client.post("/phenopackets?dataset=reg", json=family, headers=operator)
+    assert answer.status_code == 201, answer.json
+    stored = client.get(f"/phenopackets/{answer.json['stored'][0]['id']}/family", headers=operator).json
+    person = stored["pedigree"]["persons"][0]
+    assert person["sex"] == "FEMALE" and person["affectedStatus"] == "AFFECTED"
+    assert person["individualId"] == stored["proband"]["subject"]["id"] != "e"
+    assert "metaData" in stored and "meta_data" not in stored
+
+
+def _keys(value) -> set[str]:
+    if isinstance(value, dict):
+        return set(value) | {k for v in value.values() for k in _keys(v)}
+    if isinstance(value, list):
+        return {k for v in value for k in _keys(v)}
+    return set()
+
+
+def _map_keys(value) -> set[str]:
+    """Keys of the map fields (their keys are data, not field names)."""
+    out: set[str] = set()
+    if isinstance(value, dict):
+        for key, child in value.items():
+            if key in ("individualToFileIdentifiers", "fileAttributes") and isinstance(child, dict):
+                out |= set(child)
+            out |= _map_keys(child)
+    elif isinstance(value, list):
+        for child in value:
+            out |= _map_keys(child)
+    return out
+
+
+# --- Phenopacket v1 --------------------------------------------------------------------------------------------
+
+
+def _v1(version: str | None = "1.0.0") -> dict:
+    doc = {
+        "id": "v1-case",
+        "subject": {"id": "proband", "ageAtCollection": {"age": "P3Y"}, "sex": "MALE"},
+        "phenotypicFeatures": [{"type": {"id": "HP:0001250", "label": "Seizure"}, "negated": True}],
+        "genes": [{"id": "HGNC:2600", "symbol": "CYP21A2"}],
+        "metaData": {"createdBy": "someone", "resources": []},
+    }
+    if version:
+        doc["metaData"]["phenopacketSchemaVersion"] = version
+    return doc
+
+
+def test_a_v1_document_without_a_version_is_recognised_by_its_v1_members():
+    report = validate_phenopacket(_v1(None), target="input")
+    assert [(i.code, i.location) for i in report] == [("phenopacket-v1", "/genes")]
+    assert "v2: interpretations" in report.errors[0].message
+
+
+def test_a_document_that_says_it_is_v2_is_judged_as_v2():
+    doc = _v1("2.0")
+    codes = {i.code for i in validate_phenopacket(doc, target="input")}
+    assert "phenopacket-v1" not in codes and "unknown-field" in codes
+
+
+def test_a_v1_family_and_cohort_say_v1(client, operator):
+    member = _v1()
+    family = {"id": "f", "proband": member, "pedigree": {"persons": []}, "metaData": member["metaData"]}
+    answer = client.post("/phenopackets?dataset=reg", json=family, headers=operator)
+    assert answer.status_code == 422
+    assert [i["code"] for i in answer.json["error"]["issues"]] == ["phenopacket-v1"]
+    cohort = {"id": "c", "members": [_v1(None)], "metaData": {"phenopacketSchemaVersion": "1.0"}}
+    answer = client.post("/phenopackets?dataset=reg", json=cohort, headers=operator)
+    assert answer.status_code == 422
+    issue = answer.json["error"]["issues"][0]
+    assert issue["code"] == "phenopacket-v1" and issue["location"] == "/members/0/genes"
+    assert client.get("/phenopackets?dataset=reg", headers=operator).json["total"] == 0
+
+
+def test_cli_ingest_of_a_v1_file_says_v1_and_stores_nothing(env, capsys):
+    path = env / "v1.json"
+    path.write_text(json.dumps(_v1()), encoding="utf-8")
+    assert main(["ingest", "phenopacket", str(path)]) == 1
+    err = capsys.readouterr().err
+    assert f"{path}: ERROR [phenopacket-v1] at /metaData/phenopacketSchemaVersion" in err
+    assert "'1.0.0'" in err and "nothing stored" in err
+
+
+# --- YAML ------------------------------------------------------------------------------------------------------
+
+
+def _yaml_packet(doc_id: str) -> str:
+    """A phenopacket in YAML as a person writes it: unquoted timestamps and dates."""
+    return f"""
+id: {doc_id}
+subject:
+  id: patient 1
+  sex: MALE
+  timeAtLastEncounter:
+    age:
+      iso8601duration: P4Y
+phenotypicFeatures:
+  - type:
+      id: HP:0001250
+      label: Seizure
+    onset:
+      timestamp: 2020-03-01T08:00:00+01:00
+metaData:
+  created: 2021-05-14T10:35:00Z
+  createdBy: a curator
+  resources:
+    - id: hp
+      name: human phenotype ontology
+      url: http://purl.obolibrary.org/obo/hp.owl
+      version: 2024-04-26
+      namespacePrefix: HP
+      iriPrefix: http://purl.obolibrary.org/obo/HP_
+  phenopacketSchemaVersion: "2.0"
+"""
+
+
+def test_validate_reads_unquoted_yaml_timestamps_as_text(env, capsys):
+    path = env / "case.yaml"
+    path.write_text(_yaml_packet("yaml-1"), encoding="utf-8")
+    assert main(["validate", "--no-hpo", str(path)]) == 0
+    assert f"{path} (phenopacket): valid" in capsys.readouterr().out
+
+
+def test_cli_ingests_a_yaml_phenopacket(env, capsys):
+    path = env / "case.yml"
+    path.write_text(_yaml_packet("yaml-2"), encoding="utf-8")
+    assert main(["ingest", "phenopacket", str(path), "--dataset", "reg"]) == 0
+    assert f"{path}: stored phenopacket" in capsys.readouterr().out
+    broken = env / "broken.yaml"
+    broken.write_text("id: x\nsubject: [unclosed\n", encoding="utf-8")
+    assert main(["ingest", "phenopacket", str(broken)]) == 1
+    assert f"{broken}: ERROR [yaml-syntax]" in capsys.readouterr().err
