@@ -13,7 +13,8 @@ The same engine serves emitted packets (`target="output"`) and packets posted by
 
 Issue codes (stable): missing-field, invalid-enum, invalid-format, wrong-type, invalid-choice, invalid-value,
 unknown-field, protobuf-parse (layers 1-2); undeclared-prefix, malformed-hpo-id, duplicate-id (errors) and
-duplicate-resource, duplicate-feature, conflicting-feature, unknown-reference (warnings) (layer 3).
+duplicate-resource, duplicate-feature, conflicting-feature, unknown-reference, not-curie (warnings) (layer 3);
+phenopacket-v1, duplicate-field (before the layers: the document is not judged as v2 in the canonical spelling).
 """
 
 from __future__ import annotations
@@ -431,6 +432,7 @@ def _packet_rules(rules: _Rules, packet: dict, path: tuple, declared: set[str]) 
         if prefix == "HP" and not HPO_ID.fullmatch(term):
             issues.append(rules.error("malformed-hpo-id", f"{term!r} is not a well-formed HPO id (HP:nnnnnnn)", where))
 
+    issues += _gene_id_rules(rules, packet, path)
     issues += _feature_rules(rules, _list(packet.get("phenotypicFeatures")), (*path, "phenotypicFeatures"))
     biosample_ids = _unique_ids(rules, _list(packet.get("biosamples")), (*path, "biosamples"), "biosample", issues)
     _unique_ids(rules, _list(packet.get("interpretations")), (*path, "interpretations"), "interpretation", issues)
@@ -462,6 +464,39 @@ def _packet_rules(rules: _Rules, packet: dict, path: tuple, declared: set[str]) 
                         where,
                     )
                 )
+    return issues
+
+
+def _gene_id_rules(rules: _Rules, packet: dict, path: tuple) -> list[Issue]:
+    """A gene's ids that are not CURIEs (`ENSG00000196839`, `2200`): the spec says they SHOULD be (HGNC:3477),
+    and collections (PhEval's corpora) give bare Ensembl ids, so a warning, not a refusal."""
+    issues = []
+    for i, interpretation in enumerate(_list(packet.get("interpretations"))):
+        diagnosis = interpretation.get("diagnosis") if isinstance(interpretation, dict) else None
+        calls = _list(diagnosis.get("genomicInterpretations")) if isinstance(diagnosis, dict) else []
+        for j, call in enumerate(calls):
+            if not isinstance(call, dict):
+                continue
+            where = (*path, "interpretations", i, "diagnosis", "genomicInterpretations", j)
+            variant = call.get("variantInterpretation")
+            descriptor = variant.get("variationDescriptor") if isinstance(variant, dict) else None
+            genes = [(("gene",), call.get("gene"))]
+            if isinstance(descriptor, dict):
+                genes.append(
+                    (("variantInterpretation", "variationDescriptor", "geneContext"), descriptor.get("geneContext"))
+                )
+            for at, gene in genes:
+                if not isinstance(gene, dict):
+                    continue
+                named = [("valueId", gene.get("valueId"))]
+                named += [
+                    ((name, n), v) for name in ("alternateIds", "xrefs") for n, v in enumerate(_list(gene.get(name)))
+                ]
+                for key, value in named:
+                    if isinstance(value, str) and value.strip() and not CURIE.fullmatch(value):
+                        keys = key if isinstance(key, tuple) else (key,)
+                        message = f"gene id {value!r} is not a CURIE (prefix:id, e.g. HGNC:3477), as the spec says it should be"
+                        issues.append(rules.warning("not-curie", message, (*where, *at, *keys)))
     return issues
 
 
