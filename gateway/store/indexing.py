@@ -23,6 +23,7 @@ from gateway.store.tables import (
     SAMPLED_TISSUE,
 )
 from mappings.alternate_codings import alternates_by_term
+from mappings.diagnoses import solved_diagnoses
 
 # ISO 8601 duration as phenopackets use it (PnYnMnWnD with an optional time part).
 _DURATION = re.compile(
@@ -88,6 +89,8 @@ def _terms(document: dict[str, Any]) -> Iterator[tuple[str, str, str | None]]:
         yield from _term(kind, disease.get("term"))
         for code in alternates.get(_term_id(disease.get("term")) or "", ()):
             yield kind, code, None
+    for term in solved_diagnoses(document):  # a solved case's diagnosis is a disease of the subject
+        yield from _term(DISEASE, term)
     for measurement in _dicts(document.get("measurements")):
         yield from _term(MEASUREMENT, measurement.get("assay"))
     for action in _dicts(document.get("medicalActions")):

@@ -1,0 +1,115 @@
+"""Beacon answers on phenopackets in the shapes other real collections give them.
+
+Seen on PhEval's corpora (monarch-initiative/pheval, 853 phenopackets made for benchmarking Exomiser,
+LIRICAL and Phen2Gene), counted independently from the input files:
+- 666 documents name genes by a bare Ensembl id (`geneContext.valueId: "ENSG00000196839"`); the spec says
+  the id SHOULD be a CURIE, and the gateway refused every one of them (an error, not a warning).
+- 381 documents give their disease only as the diagnosis of a SOLVED interpretation (no `diseases`):
+  a filter on that OMIM id found none of them (OMIM:616900: 19 expected, 0 found).
+- 317 documents have no `subject.sex` (proto3's UNKNOWN_SEX, omitted in JSON): their Beacon records say
+  sex NCIT:C17998 and filtering_terms lists it, but a filter on it (or on sex = UNKNOWN_SEX) found 0.
+Fixtures are our own, in those shapes.
+"""
+
+from __future__ import annotations
+
+import copy
+
+from gateway.validation import validate_phenopacket
+from tests.store.test_phenopacket_real_identifiers import _packet
+
+
+def _individuals(client, operator, filters: list[dict], granularity: str = "count") -> dict:
+    body = {"meta": {"apiVersion": "v2.0"}, "query": {"filters": filters, "requestedGranularity": granularity}}
+    answer = client.post("/api/individuals", json=body, headers=operator)
+    assert answer.status_code == 200, answer.json
+    return answer.json
+
+
+def _count(client, operator, filters: list[dict]) -> int:
+    return _individuals(client, operator, filters)["responseSummary"]["numTotalResults"]
+
+
+def _store(client, operator, *docs: dict) -> None:
+    answer = client.post("/phenopackets", json=list(docs), headers=operator)
+    assert answer.status_code == 201, answer.json
+
+
+def _bare_gene(doc_id: str) -> dict:
+    doc = _packet(doc_id, "Patient")
+    call = doc["interpretations"][0]["diagnosis"]["genomicInterpretations"][0]
+    call["variantInterpretation"]["variationDescriptor"]["geneContext"] = {
+        "valueId": "ENSG00000231852",
+        "symbol": "CYP21A2",
+    }
+    return doc
+
+
+def test_a_bare_gene_id_is_a_warning_not_a_refusal(client, operator):
+    report = validate_phenopacket(_bare_gene("PMID_1_a"), target="input")
+    assert report.ok, report.to_text()
+    warned = [(i.code, i.location) for i in report if i.code == "not-curie"]
+    where = "/interpretations/0/diagnosis/genomicInterpretations/0/variantInterpretation/variationDescriptor"
+    assert warned == [("not-curie", f"{where}/geneContext/valueId")]
+    _store(client, operator, _bare_gene("PMID_1_a"))
+    listed = client.get("/phenopackets", headers=operator).json["phenopackets"]
+    stored = listed[0]["interpretations"][0]["diagnosis"]["genomicInterpretations"][0]
+    assert stored["variantInterpretation"]["variationDescriptor"]["geneContext"]["valueId"] == "ENSG00000231852"
+
+
+def test_an_empty_gene_id_is_still_refused():
+    doc = _bare_gene("PMID_2_b")
+    call = doc["interpretations"][0]["diagnosis"]["genomicInterpretations"][0]
+    call["variantInterpretation"]["variationDescriptor"]["geneContext"]["valueId"] = " "
+    assert not validate_phenopacket(doc, target="input").ok
+
+
+def _diagnosed_only(doc_id: str, progress: str, disease: str) -> dict:
+    doc = _packet(doc_id, "proband")
+    doc["interpretations"][0]["progressStatus"] = progress
+    doc["interpretations"][0]["diagnosis"]["disease"] = {"id": disease, "label": "a disease"}
+    doc.pop("diseases", None)
+    return doc
+
+
+def test_the_diagnosis_of_a_solved_case_is_found_as_a_disease(client, operator):
+    _store(
+        client,
+        operator,
+        _diagnosed_only("PMID_3_c", "SOLVED", "OMIM:616900"),
+        _diagnosed_only("PMID_4_d", "SOLVED", "OMIM:616900"),
+        _diagnosed_only("PMID_5_e", "IN_PROGRESS", "OMIM:616900"),  # a hypothesis, not the subject's disease
+        _diagnosed_only("PMID_6_f", "UNSOLVED", "OMIM:616975"),
+    )
+    assert _count(client, operator, [{"id": "OMIM:616900"}]) == 2
+    assert _count(client, operator, [{"id": "OMIM:616975"}]) == 0
+    records = _individuals(client, operator, [{"id": "OMIM:616900"}], "record")["response"]["resultSets"]
+    results = [r for s in records for r in s["results"]]
+    assert len(results) == 2
+    assert all([d["diseaseCode"]["id"] for d in r["diseases"]] == ["OMIM:616900"] for r in results)
+
+
+def test_a_disease_named_both_ways_is_counted_once(client, operator):
+    doc = _diagnosed_only("PMID_7_g", "SOLVED", "OMIM:616900")
+    doc["diseases"] = [{"term": {"id": "OMIM:616900", "label": "a disease"}}]
+    _store(client, operator, doc)
+    assert _count(client, operator, [{"id": "OMIM:616900"}]) == 1
+    records = _individuals(client, operator, [], "record")["response"]["resultSets"][0]["results"]
+    assert [d["diseaseCode"]["id"] for d in records[0]["diseases"]] == ["OMIM:616900"]
+
+
+def test_a_subject_without_sex_is_found_as_unknown_sex(client, operator):
+    female = _packet("PMID_8_h", "h")
+    unsaid = copy.deepcopy(_packet("PMID_9_i", "i"))
+    del unsaid["subject"]["sex"]
+    said = _packet("PMID_10_j", "j")
+    said["subject"]["sex"] = "UNKNOWN_SEX"
+    _store(client, operator, female, unsaid, said)
+    assert _count(client, operator, [{"id": "NCIT:C17998"}]) == 2
+    assert _count(client, operator, [{"id": "sex", "operator": "=", "value": "UNKNOWN_SEX"}]) == 2
+    assert _count(client, operator, [{"id": "sex", "operator": "!", "value": "UNKNOWN_SEX"}]) == 1
+    assert _count(client, operator, [{"id": "sex", "operator": "!", "value": "FEMALE"}]) == 2
+    assert _count(client, operator, [{"id": "NCIT:C16576"}]) == 1
+    assert _count(client, operator, [{"id": "NCIT:C17998"}, {"id": "HP:0001250"}]) == 2
+    listed = client.get("/api/filtering_terms", headers=operator).json["response"]["filteringTerms"]
+    assert "NCIT:C17998" in {t["id"] for t in listed}
