@@ -225,3 +225,28 @@ def test_cli_ingests_a_yaml_phenopacket(env, capsys):
     broken.write_text("id: x\nsubject: [unclosed\n", encoding="utf-8")
     assert main(["ingest", "phenopacket", str(broken)]) == 1
     assert f"{broken}: ERROR [yaml-syntax]" in capsys.readouterr().err
+
+
+# --- proto3 defaults left out ----------------------------------------------------------------------------------
+
+
+def test_an_enum_at_its_proto3_default_may_be_left_out(client, operator, env, capsys):
+    """protobuf's printers omit UNKNOWN_PROGRESS and UNKNOWN_STATUS; the gateway said "progressStatus is missing"
+    for a packet printed so, and for every binary (.pb) packet of unknown progress."""
+    doc = _packet("PMID_11_k", "k")
+    doc["interpretations"][0]["progressStatus"] = "UNKNOWN_PROGRESS"
+    doc["subject"]["vitalStatus"] = {"status": "UNKNOWN_STATUS", "causeOfDeath": {"id": "OMIM:201910", "label": "x"}}
+    message = json_format.ParseDict(doc, phenopackets.Phenopacket())
+    printed = json_format.MessageToDict(message)
+    assert "progressStatus" not in printed["interpretations"][0] and "status" not in printed["subject"]["vitalStatus"]
+    assert validate_phenopacket(printed, target="input").ok
+    binary = env / "case.pb"
+    binary.write_bytes(message.SerializeToString())
+    assert main(["validate", "--no-hpo", str(binary)]) == 0, capsys.readouterr().out
+    answer = client.post("/phenopackets?dataset=reg", json=printed, headers=operator)
+    assert answer.status_code == 201, answer.json
+    stored = client.get(f"/phenopackets/{answer.json['stored'][0]['id']}", headers=operator).json
+    assert "progressStatus" not in stored["interpretations"][0]  # as sent: absent is UNKNOWN_PROGRESS
+    bad = copy.deepcopy(printed)
+    bad["interpretations"][0]["progressStatus"] = "HALF_DONE"
+    assert not validate_phenopacket(bad, target="input").ok
