@@ -44,11 +44,20 @@ def _read_json(path: str, max_depth: int) -> dict | list:
 
 
 def _read_phenopacket_file(path: str, max_depth: int) -> object:
-    """JSON, or YAML for a file named *.yaml / *.yml (the form phenopacket-tools also reads and writes)."""
+    """JSON; YAML for a file named *.yaml / *.yml, protobuf's binary form for *.pb (the forms phenopacket-tools
+    also reads and writes)."""
+    from gateway.validation.engine import PROTOBUF_SUFFIXES, protobuf_document
+
     if path.lower().endswith((".yaml", ".yml")):
         from gateway.yamlio import load_bounded
 
         return load_bounded(Path(path).read_bytes(), path, max_depth=max_depth)  # no aliases, bounded depth
+    if path.lower().endswith(PROTOBUF_SUFFIXES):
+        decoded = protobuf_document(Path(path).read_bytes())
+        if decoded is None:
+            message = "binary input is not a protobuf Phenopacket, Family or Cohort"
+            raise JSONInputError(Issue.error("protobuf-parse", message))
+        return decoded[1]
     return _read_json(path, max_depth)
 
 
@@ -526,7 +535,7 @@ def build_parser() -> argparse.ArgumentParser:
         "files",
         nargs="+",
         metavar="FILE",
-        help="JSON files (*.yaml, *.yml: YAML); a directory: every *.json file under it",
+        help="JSON files (*.yaml, *.yml: YAML; *.pb: protobuf binary); a directory: every *.json file under it",
     )
     pxf.add_argument("--dataset")
     pxf.add_argument(

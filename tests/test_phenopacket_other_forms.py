@@ -250,3 +250,17 @@ def test_an_enum_at_its_proto3_default_may_be_left_out(client, operator, env, ca
     bad = copy.deepcopy(printed)
     bad["interpretations"][0]["progressStatus"] = "HALF_DONE"
     assert not validate_phenopacket(bad, target="input").ok
+
+
+def test_cli_ingests_a_binary_phenopacket(env, capsys):
+    """phenopacket-tools writes protobuf's binary form too; `gateway validate` read it, ingest did not."""
+    doc = _packet("PMID_12_l", "l")
+    doc["interpretations"][0]["progressStatus"] = "UNKNOWN_PROGRESS"  # left out of the binary form
+    path = env / "case.pb"
+    path.write_bytes(json_format.ParseDict(doc, phenopackets.Phenopacket()).SerializeToString())
+    assert main(["ingest", "phenopacket", str(path), "--dataset", "reg"]) == 0
+    assert f"{path}: stored phenopacket" in capsys.readouterr().out
+    junk = env / "junk.pb"
+    junk.write_bytes(b"\xff\xfe not protobuf")
+    assert main(["ingest", "phenopacket", str(junk)]) == 1
+    assert f"{junk}: ERROR [protobuf-parse]" in capsys.readouterr().err

@@ -186,7 +186,7 @@ def validate_document(doc: Any, options: Options = Options(), kind: str | None =
 # --- reading -------------------------------------------------------------------------------------------------
 
 
-def _protobuf_document(data: bytes, kind: str | None) -> tuple[str, dict] | None:
+def protobuf_document(data: bytes, kind: str | None = None) -> tuple[str, dict] | None:
     """Decode a binary phenopacket / family / cohort into its JSON form; None if no kind fits."""
     import phenopackets
     from google.protobuf import json_format
@@ -223,7 +223,7 @@ def validate_bytes(data: bytes, name: str, options: Options = Options()) -> File
             return _vcf_result(path, name)
     binary = name.lower().endswith(PROTOBUF_SUFFIXES) or _is_binary(data)
     if binary and (options.kind in (None, *PHENOPACKET_KINDS)):
-        decoded = _protobuf_document(data, options.kind)
+        decoded = protobuf_document(data, options.kind)
         if decoded is None:
             issue = Issue.error("protobuf-parse", "binary input is not a protobuf Phenopacket, Family or Cohort")
             return FileResult(name, options.kind or "unknown", Report([issue]))
