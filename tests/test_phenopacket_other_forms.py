@@ -167,6 +167,20 @@ def test_a_v1_family_and_cohort_say_v1(client, operator):
     assert client.get("/phenopackets?dataset=reg", headers=operator).json["total"] == 0
 
 
+def test_a_v1_family_in_yaml_says_v1(env, capsys):
+    """Exomiser's v1 family example: htsFiles on the Family itself, `phenopacketSchemaVersion: 1.0` unquoted."""
+    path = env / "family.yml"
+    path.write_text(
+        "id: fam\nproband:\n  subject:\n    id: p1\npedigree:\n  persons: []\n"
+        "htsFiles:\n  - uri: trio.vcf.gz\n    htsFormat: VCF\nmetaData:\n  phenopacketSchemaVersion: 1.0\n",
+        encoding="utf-8",
+    )
+    assert main(["validate", "--no-hpo", str(path)]) == 1
+    out = capsys.readouterr().out
+    assert "ERROR [phenopacket-v1] at /metaData/phenopacketSchemaVersion" in out and "htsFiles" in out
+    assert out.count("ERROR") == 1
+
+
 def test_cli_ingest_of_a_v1_file_says_v1_and_stores_nothing(env, capsys):
     path = env / "v1.json"
     path.write_text(json.dumps(_v1()), encoding="utf-8")

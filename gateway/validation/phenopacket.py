@@ -170,12 +170,17 @@ def v1_issue(doc: dict, kind: str, *, target: str = "input") -> Issue | None:
             if isinstance(meta, dict)
             else None
         )
+        if isinstance(version, int | float) and not isinstance(version, bool):
+            version = str(version)  # YAML reads an unquoted 1.0 as a number
         if isinstance(version, str) and version.strip():
             if not version.strip().startswith("1"):
                 return None  # a document that says it is v2 (or later) is judged as one
             said = said or ((*path, "metaData", "phenopacketSchemaVersion"), version)
     evidence = None
-    for path, packet in packets:
+    if kind != "phenopacket":  # a v1 Family or Cohort has its own htsFiles too
+        found = next((name for name in ("htsFiles", "hts_files") if name in doc), None)
+        evidence = ((found,), "files") if found else None
+    for path, packet in packets if evidence is None else ():
         found = _v1_member(packet) if isinstance(packet, dict) else None
         if found is not None:
             evidence = ((*path, *found[0]), found[1])
