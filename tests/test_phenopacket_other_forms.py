@@ -47,6 +47,47 @@ def test_proto_field_names_and_enum_numbers_validate_with_a_note():
     assert len(notes) == 1 and "snake_case" in notes[0].message and "by number" in notes[0].message
 
 
+def test_numbers_as_text_and_nulls_are_read_as_protobuf_reads_them(client, operator):
+    """proto3 JSON: a 32-bit integer or a double may be a string, and null is the field's default (left out);
+    the gateway refused `"fractions": "30"` and `"karyotypicSex": null` (wrong-type, invalid-enum)."""
+    doc = _packet("PMID_13_m", "m")
+    doc["subject"]["karyotypicSex"] = None
+    doc["subject"]["vitalStatus"] = {"status": "DECEASED", "survivalTimeInDays": "120"}
+    doc["measurements"] = [
+        {
+            "assay": {"id": "HP:0001250", "label": "Seizure"},
+            "value": {"quantity": {"unit": {"id": "HP:0001250", "label": "u"}, "value": "1200.5"}},
+        }
+    ]
+    doc["medicalActions"] = [
+        {
+            "radiationTherapy": {
+                "modality": {"id": "HP:0001250", "label": "x"},
+                "bodySite": {"id": "UBERON:0000178", "label": "blood"},
+                "dosage": "60",
+                "fractions": "30",
+            }
+        }
+    ]
+    report = validate_phenopacket(doc, target="input")
+    assert report.ok, report.to_text()
+    assert [i.code for i in report if i.code == "proto-spelling"] == ["proto-spelling"]
+    answer = client.post("/phenopackets?dataset=reg", json=doc, headers=operator)
+    assert answer.status_code == 201, answer.json
+    stored = client.get(f"/phenopackets/{answer.json['stored'][0]['id']}", headers=operator).json
+    assert stored["subject"]["vitalStatus"]["survivalTimeInDays"] == 120 and "karyotypicSex" not in stored["subject"]
+    assert stored["measurements"][0]["value"]["quantity"]["value"] == 1200.5
+    assert stored["medicalActions"][0]["radiationTherapy"] == {
+        **doc["medicalActions"][0]["radiationTherapy"],
+        "dosage": 60,
+        "fractions": 30,
+    }
+    doc["medicalActions"][0]["radiationTherapy"]["fractions"] = "thirty"
+    assert [i.location for i in validate_phenopacket(doc, target="input").errors] == [
+        "/medicalActions/0/radiationTherapy/fractions"
+    ]
+
+
 def test_an_error_in_a_proto_spelled_document_is_located_as_sent():
     spelled = _proto_spelled(_packet("PMID_2_b", "b"))
     spelled["phenotypic_features"][0]["type"]["id"] = "HP:12"

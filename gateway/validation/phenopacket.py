@@ -108,10 +108,13 @@ def _respelled_note(respelled: Respelled, target: str) -> Issue:
         said.append(f"{len(respelled.renamed)} field name(s) in protobuf's proto spelling (snake_case)")
     if respelled.enums:
         said.append(f"{len(respelled.enums)} enum value(s) given by number")
-    first = min(
-        ["/" + "/".join(map(str, p)) for p in [*respelled.renamed, *respelled.enums]], key=lambda p: (len(p), p)
-    )
-    message = f"read {' and '.join(said)} as protobuf's JSON mapping allows; kept in the canonical spelling"
+    if respelled.numbers:
+        said.append(f"{len(respelled.numbers)} number(s) given as text")
+    if respelled.nulls:
+        said.append(f"{len(respelled.nulls)} null member(s) (left out)")
+    paths = [*respelled.renamed, *respelled.enums, *respelled.numbers, *respelled.nulls]
+    first = min(("/" + "/".join(map(str, p)) for p in paths), key=lambda p: (len(p), p))
+    message = f"read {', '.join(said)} as protobuf's JSON mapping allows; kept in the canonical form"
     return Issue.info("proto-spelling", message, respelled.original_pointer(first), target)
 
 

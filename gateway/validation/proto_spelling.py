@@ -2,10 +2,13 @@
 
 The proto3 JSON mapping lets a parser accept each field under its lowerCamelCase JSON name *or* its
 original proto name (`meta_data`, `phenotypic_features`), and each enum value by name *or* by number
-(`"sex": 2`). Tools that print with `preserving_proto_field_name` (Python's json_format, some
-pipelines) write the first; numbers appear where enums were written by hand. The gateway's schema and
-store speak the canonical spelling (camelCase names, enum names), so such a document is respelled
-before anything else looks at it: same content, canonical names. A document that gives one field
+(`"sex": 2`), each 32-bit integer and double as a number *or* a string of one (`"fractions": "30"`), and
+`null` for any field as its default (left out). Tools that print with `preserving_proto_field_name`
+(Python's json_format, some pipelines) write the first; numbers appear where enums were written by hand.
+The gateway's schema and store speak the canonical spelling (camelCase names, enum names, numbers as
+numbers, no nulls), so such a document is respelled before anything else looks at it: same content,
+canonical form. 64-bit integers stay as sent (canonical JSON writes them as strings; both are accepted);
+"NaN" and "Infinity" stay strings (JSON has no such number; validation refuses them). A document that gives one field
 under both names is left as it is, and `twice` says where (Python's protobuf parser takes it,
 one of the two silently lost; validation refuses it).
 
@@ -32,10 +35,12 @@ class Respelled:
     renamed: dict[tuple, str] = field(default_factory=dict)  # canonical path (of the member) → original key
     enums: list[tuple] = field(default_factory=list)  # canonical paths of enum numbers made names
     twice: list[tuple] = field(default_factory=list)  # paths of proto-named members whose field is also camelCase
+    numbers: list[tuple] = field(default_factory=list)  # canonical paths of numbers given as strings
+    nulls: list[tuple] = field(default_factory=list)  # canonical paths of members given as null (left out)
 
     @property
     def changed(self) -> bool:
-        return bool(self.renamed or self.enums)
+        return bool(self.renamed or self.enums or self.numbers or self.nulls)
 
     def original_pointer(self, location: str) -> str:
         """A JSON pointer into the canonical document, as a pointer into the document as sent."""
@@ -57,9 +62,26 @@ class _Spec:
     message: str | None  # a message to walk into (not map entries, not google.protobuf types)
     repeated: bool
     enum: dict[int, str] | None  # number → name
+    number: type | None = None  # int or float: a 32-bit integer or a double/float field
 
 
 _DESCRIPTORS: dict[str, Descriptor] = {}
+_NUMBER_TYPES: dict[int, type] = {
+    **dict.fromkeys(
+        (
+            FieldDescriptor.TYPE_INT32,
+            FieldDescriptor.TYPE_SINT32,
+            FieldDescriptor.TYPE_SFIXED32,
+            FieldDescriptor.TYPE_UINT32,
+            FieldDescriptor.TYPE_FIXED32,
+        ),
+        int,
+    ),
+    FieldDescriptor.TYPE_DOUBLE: float,
+    FieldDescriptor.TYPE_FLOAT: float,
+}
+_INTEGER = re.compile(r"-?[0-9]{1,10}")
+_DECIMAL = re.compile(r"-?[0-9]{1,300}(\.[0-9]{1,300})?([eE][+-]?[0-9]{1,3})?")
 
 
 @cache
@@ -76,16 +98,18 @@ def _fields(message_name: str) -> dict[str, _Spec]:
         enum = None
         if f.type == FieldDescriptor.TYPE_ENUM:
             enum = {v.number: v.name for v in f.enum_type.values}
-        spec = _Spec(f.json_name, message, f.is_repeated, enum)
+        spec = _Spec(f.json_name, message, f.is_repeated, enum, _NUMBER_TYPES.get(f.type))
         out[f.json_name] = spec
         out[f.name] = spec
     return out
 
 
 @cache
-def _enum_names(message_name: str) -> frozenset[str]:
-    """Both spellings of every enum field reachable from one message."""
-    names: set[str] = set()
+def _field_names(message_name: str) -> tuple[frozenset[str], frozenset[str]]:
+    """Both spellings of every enum field, and of every 32-bit integer or double field, reachable from one
+    message."""
+    enums: set[str] = set()
+    numbers: set[str] = set()
     seen: set[str] = set()
     stack = [message_name]
     while stack:
@@ -95,24 +119,40 @@ def _enum_names(message_name: str) -> frozenset[str]:
         seen.add(name)
         for key, spec in _fields(name).items():
             if spec.enum is not None:
-                names.add(key)
+                enums.add(key)
+            if spec.number is not None:
+                numbers.add(key)
             if spec.message is not None:
                 stack.append(spec.message)
-    return frozenset(names)
+    return frozenset(enums), frozenset(numbers)
 
 
-@cache
-def _maybe_other_spelling(message_name: str) -> re.Pattern[bytes]:
-    """In compact JSON: a member name with an underscore, or an enum member given a number."""
-    enums = "|".join(re.escape(n) for n in sorted(_enum_names(message_name)))
-    return re.compile(rb'"[^"\\]*_[^"\\]*":|"(?:' + enums.encode() + rb')":-?[0-9]')
+_UNDERSCORED_NAME = re.compile(rb'_[^"\\]*":')  # the end of a member name with an underscore
+# after a member name: a number, a string holding only a number, or null (the name is read back from there:
+# a pattern that starts at every name is five times slower)
+_NUMBER_OR_NULL = re.compile(rb'":(?:(-?[0-9])|"-?[0-9]+(?:\.[0-9]+)?(?:[eE][+-]?[0-9]+)?"[,}]|null)')
+
+
+def _maybe_other_spelling(text: bytes, message_name: str) -> bool:
+    """In compact JSON: a member name with an underscore, an enum member given a number, a number member given
+    a string, or a null."""
+    if _UNDERSCORED_NAME.search(text):
+        return True
+    enums, numbers = _field_names(message_name)
+    for found in _NUMBER_OR_NULL.finditer(text):
+        if text[found.start() + 2 : found.start() + 3] == b"n":
+            return True
+        name = text[text.rfind(b'"', 0, found.start()) + 1 : found.start()].decode(errors="replace")
+        if name in (enums if found.group(1) is not None else numbers):
+            return True
+    return False
 
 
 def respell(doc: Any, descriptor: Descriptor) -> Respelled:
     """`doc` in the canonical spelling (the same object when it already is)."""
     _DESCRIPTORS.setdefault(descriptor.full_name, descriptor)
     try:  # nearly every document is canonical already: a text search says so faster than the walk
-        if not _maybe_other_spelling(descriptor.full_name).search(orjson.dumps(doc)):
+        if not _maybe_other_spelling(orjson.dumps(doc), descriptor.full_name):
             return Respelled(doc)
     except TypeError:  # not plain JSON data (integers past 64 bits...): walk
         pass
@@ -134,6 +174,10 @@ def _message(doc: Any, name: str, path: tuple, found: Respelled) -> Any:
         spec = fields.get(key) if isinstance(key, str) else None
         if spec is None:  # unknown: validation reports it where it is
             members.append((key, value))
+            continue
+        if value is None:  # protobuf reads null as the field's default: as if it were left out
+            found.nulls.append((*path, spec.json_name))
+            changed = True
             continue
         new_key = key
         if key != spec.json_name:
@@ -161,4 +205,13 @@ def _one(value: Any, spec: _Spec, path: tuple, found: Respelled) -> Any:
     if spec.enum is not None and type(value) is int and value in spec.enum:
         found.enums.append(path)
         return spec.enum[value]
+    if spec.number is not None and isinstance(value, str):
+        if spec.number is int and _INTEGER.fullmatch(value):
+            found.numbers.append(path)
+            return int(value)
+        if spec.number is float and _DECIMAL.fullmatch(value):
+            number = float(value)
+            if abs(number) < 1e308:
+                found.numbers.append(path)
+                return int(number) if number.is_integer() and _INTEGER.fullmatch(value) else number
     return value
