@@ -33,6 +33,7 @@ from gateway.issues import Issue
 from gateway.store.indexing import duration_days
 from gateway.store.tables import (
     BIOSAMPLE_PHENOTYPE,
+    BIOSAMPLE_TERM,
     DISEASE,
     EXCLUDED_DISEASE,
     EXCLUDED_PHENOTYPE,
@@ -46,7 +47,7 @@ from gateway.store.tables import (
 from gateway.store.values import in_values
 from translators.phenopacket_to_beacon import sex_terms
 
-PRESENT_KINDS = (PHENOTYPE, DISEASE, BIOSAMPLE_PHENOTYPE, SAMPLED_TISSUE, MEASUREMENT, MEDICAL_ACTION)
+PRESENT_KINDS = (PHENOTYPE, DISEASE, BIOSAMPLE_PHENOTYPE, SAMPLED_TISSUE, BIOSAMPLE_TERM, MEASUREMENT, MEDICAL_ACTION)
 EXCLUDED_KINDS = (EXCLUDED_PHENOTYPE, EXCLUDED_DISEASE)
 EXCLUDED_PREFIX = "excluded:"
 AGE_IDS = ("age", "ageAtLastEncounter", "NCIT:C25150")  # NCIT:C25150 Age

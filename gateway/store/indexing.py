@@ -14,6 +14,7 @@ from typing import Any
 
 from gateway.store.tables import (
     BIOSAMPLE_PHENOTYPE,
+    BIOSAMPLE_TERM,
     DISEASE,
     EXCLUDED_DISEASE,
     EXCLUDED_PHENOTYPE,
@@ -29,6 +30,19 @@ from mappings.diagnoses import solved_diagnoses
 _DURATION = re.compile(
     r"^P(?!$)(?:(?P<y>\d+(?:\.\d+)?)Y)?(?:(?P<mo>\d+(?:\.\d+)?)M)?(?:(?P<w>\d+(?:\.\d+)?)W)?(?:(?P<d>\d+(?:\.\d+)?)D)?"
     r"(?:T(?=\d)(?:(?P<h>\d+(?:\.\d+)?)H)?(?:(?P<mi>\d+(?:\.\d+)?)M)?(?:(?P<s>\d+(?:\.\d+)?)S)?)?$"
+)
+# A biosample's descriptive terms (each an OntologyClass or a list of them), beside its tissue.
+_BIOSAMPLE_TERMS = (
+    "histologicalDiagnosis",
+    "tumorProgression",
+    "tumorGrade",
+    "pathologicalStage",
+    "pathologicalTnmFinding",
+    "diagnosticMarkers",
+    "sampleType",
+    "materialSample",
+    "sampleProcessing",
+    "sampleStorage",
 )
 # Mean Gregorian year and month, so that P1Y and P12M compare equal.
 _DAYS_PER = {"y": 365.2425, "mo": 365.2425 / 12, "w": 7.0, "d": 1.0, "h": 1 / 24, "mi": 1 / 1440, "s": 1 / 86400}
@@ -100,6 +114,10 @@ def _terms(document: dict[str, Any]) -> Iterator[tuple[str, str, str | None]]:
         yield from _term(MEDICAL_ACTION, _dict(action.get("therapeuticRegimen")).get("ontologyClass"))
     for biosample in _dicts(document.get("biosamples")):
         yield from _term(SAMPLED_TISSUE, biosample.get("sampledTissue"))
+        for name in _BIOSAMPLE_TERMS:  # what its Beacon record shows, a filter finds
+            value = biosample.get(name)
+            for term in value if isinstance(value, list) else [value]:
+                yield from _term(BIOSAMPLE_TERM, term)
         for feature in _dicts(biosample.get("phenotypicFeatures")):
             if feature.get("excluded") is not True:
                 yield from _term(BIOSAMPLE_PHENOTYPE, feature.get("type"))

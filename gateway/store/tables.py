@@ -23,6 +23,7 @@ DISEASE = "disease"
 EXCLUDED_DISEASE = "excluded_disease"
 BIOSAMPLE_PHENOTYPE = "biosample_phenotype"
 SAMPLED_TISSUE = "sampled_tissue"
+BIOSAMPLE_TERM = "biosample_term"  # histology, tumour grade/stage/TNM, markers, sample type and status
 MEASUREMENT = "measurement"
 MEDICAL_ACTION = "medical_action"
 TERM_KINDS = (
@@ -32,6 +33,7 @@ TERM_KINDS = (
     EXCLUDED_DISEASE,
     BIOSAMPLE_PHENOTYPE,
     SAMPLED_TISSUE,
+    BIOSAMPLE_TERM,
     MEASUREMENT,
     MEDICAL_ACTION,
 )

@@ -8,6 +8,9 @@ LIRICAL and Phen2Gene), counted independently from the input files:
   a filter on that OMIM id found none of them (OMIM:616900: 19 expected, 0 found).
 - 317 documents have no `subject.sex` (proto3's UNKNOWN_SEX, omitted in JSON): their Beacon records say
   sex NCIT:C17998 and filtering_terms lists it, but a filter on it (or on sex = UNKNOWN_SEX) found 0.
+A hand-made cancer phenopacket using the v2 biosample elements phenopacket-store never has
+(histologicalDiagnosis, tumorGrade, pathologicalStage, pathologicalTnmFinding, diagnosticMarkers,
+materialSample): its Beacon biosample record showed them, but a filter on any of them found nothing.
 Fixtures are our own, in those shapes.
 """
 
@@ -113,3 +116,50 @@ def test_a_subject_without_sex_is_found_as_unknown_sex(client, operator):
     assert _count(client, operator, [{"id": "NCIT:C17998"}, {"id": "HP:0001250"}]) == 2
     listed = client.get("/api/filtering_terms", headers=operator).json["response"]["filteringTerms"]
     assert "NCIT:C17998" in {t["id"] for t in listed}
+
+
+def _tumour(doc_id: str, histology: str) -> dict:
+    doc = _packet(doc_id, "patient")
+    doc["metaData"]["resources"].append(
+        {
+            "id": "ncit",
+            "name": "NCI Thesaurus",
+            "url": "http://purl.obolibrary.org/obo/ncit.owl",
+            "version": "24.01d",
+            "namespacePrefix": "NCIT",
+            "iriPrefix": "http://purl.obolibrary.org/obo/NCIT_",
+        }
+    )
+    doc["biosamples"] = [
+        {
+            "id": "tumour-1",
+            "individualId": "patient",
+            "sampledTissue": {"id": "UBERON:0002048", "label": "lung"},
+            "histologicalDiagnosis": {"id": histology, "label": "a histology"},
+            "tumorGrade": {"id": "NCIT:C28080", "label": "Grade 3a"},
+            "pathologicalTnmFinding": [{"id": "NCIT:C48725", "label": "T2a"}, {"id": "NCIT:C48706", "label": "N1"}],
+            "diagnosticMarkers": [{"id": "NCIT:C131711", "label": "marker"}],
+        }
+    ]
+    return doc
+
+
+def test_a_biosamples_histology_grade_tnm_and_markers_are_filters(client, operator):
+    _store(client, operator, _tumour("PMID_20_t", "NCIT:C3512"), _tumour("PMID_21_u", "NCIT:C4917"))
+    for term, expected in (
+        ("NCIT:C3512", 1),
+        ("NCIT:C4917", 1),
+        ("NCIT:C28080", 2),
+        ("NCIT:C48706", 2),
+        ("NCIT:C131711", 2),
+    ):
+        body = {"meta": {"apiVersion": "v2.0"}, "query": {"filters": [{"id": term}], "requestedGranularity": "record"}}
+        answer = client.post("/api/biosamples", json=body, headers=operator).json
+        assert answer["responseSummary"]["numTotalResults"] == expected, (term, answer.get("info"))
+        for record in (r for s in answer["response"]["resultSets"] for r in s["results"]):
+            shown = {record["histologicalDiagnosis"]["id"], record["tumorGrade"]["id"]}
+            shown |= {t["id"] for t in record["pathologicalTnmFinding"] + record["diagnosticMarkers"]}
+            assert term in shown
+    listed = client.get("/api/filtering_terms", headers=operator).json["response"]["filteringTerms"]
+    scopes = {t["id"]: set(t.get("scopes", ())) for t in listed}
+    assert "biosamples" in scopes["NCIT:C3512"]
