@@ -11,6 +11,7 @@ with one `Issue` carrying `name:line`, as for JSON.
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import yaml
@@ -18,6 +19,8 @@ import yaml
 from gateway.errors import BadInput
 from gateway.issues import Issue
 from gateway.jsonio import JSONInputError
+
+_SURROGATE = re.compile("[\ud800-\udfff]")
 
 DEFAULT_MAX_DEPTH = 64
 
@@ -60,7 +63,20 @@ class _BoundedLoader(yaml.SafeLoader):
         value = super().construct_scalar(node)
         if isinstance(value, str) and "\x00" in value:
             raise _Refused("yaml-nul", "NUL characters are not accepted in YAML text", node.start_mark)
+        if isinstance(value, str) and _SURROGATE.search(value):
+            raise _Refused("yaml-text", "an unpaired surrogate (\\ud800-\\udfff) is no text", node.start_mark)
         return value
+
+    def construct_mapping(self, node, deep=False):
+        # JSON-shaped documents only: a key YAML reads as a number, a boolean or null (`1:`, `yes:`, `null:`)
+        # has no JSON form, and the validators crashed on it
+        mapping = super().construct_mapping(node, deep=deep)
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if not isinstance(key, str):
+                message = f"a mapping key must be text; {key_node.value!r} is read as {type(key).__name__}: quote it"
+                raise _Refused("yaml-key", message, key_node.start_mark)
+        return mapping
 
 
 # A date or timestamp stays the text it is (`created: 2021-05-14T10:35:00Z` unquoted), as in JSON and as

@@ -319,3 +319,14 @@ def test_cli_ingests_a_binary_phenopacket(env, capsys):
     junk.write_bytes(b"\xff\xfe not protobuf")
     assert main(["ingest", "phenopacket", str(junk)]) == 1
     assert f"{junk}: ERROR [protobuf-parse]" in capsys.readouterr().err
+
+
+def test_yaml_keys_that_are_not_text_are_refused_with_their_line(env, capsys):
+    """`1:` or `yes:` as a key (YAML reads a number, a boolean) has no JSON form: the validators crashed on it."""
+    path = env / "keys.yaml"
+    path.write_text(_yaml_packet("yaml-3") + "extensions:\n  yes: 1\n", encoding="utf-8")
+    assert main(["validate", "--no-hpo", str(path)]) == 1
+    assert "ERROR [yaml-key]" in capsys.readouterr().out
+    assert main(["ingest", "phenopacket", str(path)]) == 1
+    err = capsys.readouterr().err
+    assert f"{path}: ERROR [yaml-key]" in err and f"{path}:27" in err and "'yes' is read as bool" in err
