@@ -37,6 +37,7 @@ from gateway.store.tables import (
     DISEASE,
     EXCLUDED_DISEASE,
     EXCLUDED_PHENOTYPE,
+    GENE,
     MEASUREMENT,
     MEDICAL_ACTION,
     PHENOTYPE,
@@ -47,7 +48,16 @@ from gateway.store.tables import (
 from gateway.store.values import in_values
 from translators.phenopacket_to_beacon import sex_terms
 
-PRESENT_KINDS = (PHENOTYPE, DISEASE, BIOSAMPLE_PHENOTYPE, SAMPLED_TISSUE, BIOSAMPLE_TERM, MEASUREMENT, MEDICAL_ACTION)
+PRESENT_KINDS = (
+    PHENOTYPE,
+    DISEASE,
+    BIOSAMPLE_PHENOTYPE,
+    SAMPLED_TISSUE,
+    BIOSAMPLE_TERM,
+    MEASUREMENT,
+    MEDICAL_ACTION,
+    GENE,
+)
 EXCLUDED_KINDS = (EXCLUDED_PHENOTYPE, EXCLUDED_DISEASE)
 EXCLUDED_PREFIX = "excluded:"
 AGE_IDS = ("age", "ageAtLastEncounter", "NCIT:C25150")  # NCIT:C25150 Age

@@ -18,6 +18,7 @@ from gateway.store.tables import (
     DISEASE,
     EXCLUDED_DISEASE,
     EXCLUDED_PHENOTYPE,
+    GENE,
     MEASUREMENT,
     MEDICAL_ACTION,
     PHENOTYPE,
@@ -31,6 +32,7 @@ _DURATION = re.compile(
     r"^P(?!$)(?:(?P<y>\d+(?:\.\d+)?)Y)?(?:(?P<mo>\d+(?:\.\d+)?)M)?(?:(?P<w>\d+(?:\.\d+)?)W)?(?:(?P<d>\d+(?:\.\d+)?)D)?"
     r"(?:T(?=\d)(?:(?P<h>\d+(?:\.\d+)?)H)?(?:(?P<mi>\d+(?:\.\d+)?)M)?(?:(?P<s>\d+(?:\.\d+)?)S)?)?$"
 )
+_CURIE = re.compile(r"[A-Za-z][A-Za-z0-9_.-]*:\S+")
 # A biosample's descriptive terms (each an OntologyClass or a list of them), beside its tissue.
 _BIOSAMPLE_TERMS = (
     "histologicalDiagnosis",
@@ -105,6 +107,8 @@ def _terms(document: dict[str, Any]) -> Iterator[tuple[str, str, str | None]]:
             yield kind, code, None
     for term in solved_diagnoses(document):  # a solved case's diagnosis is a disease of the subject
         yield from _term(DISEASE, term)
+    for gene, symbol in _genes(document):
+        yield GENE, gene, symbol
     for measurement in _dicts(document.get("measurements")):
         yield from _term(MEASUREMENT, measurement.get("assay"))
     for action in _dicts(document.get("medicalActions")):
@@ -124,6 +128,21 @@ def _terms(document: dict[str, Any]) -> Iterator[tuple[str, str, str | None]]:
         for measurement in _dicts(biosample.get("measurements")):
             yield from _term(MEASUREMENT, measurement.get("assay"))
         yield from _term(MEDICAL_ACTION, _dict(biosample.get("procedure")).get("code"))
+
+
+def _genes(document: dict[str, Any]) -> Iterator[tuple[str, str | None]]:
+    """The genes of the genomic interpretations that were not REJECTED: the gene studied, or the gene of the
+    variant found (the subject carries it, whatever its part in the disease). CURIEs only (a bare Ensembl id
+    is no filter id)."""
+    for interpretation in _dicts(document.get("interpretations")):
+        for call in _dicts(_dict(interpretation.get("diagnosis")).get("genomicInterpretations")):
+            if call.get("interpretationStatus") == "REJECTED":
+                continue
+            descriptor = _dict(_dict(call.get("variantInterpretation")).get("variationDescriptor"))
+            for gene in (_dict(call.get("gene")), _dict(descriptor.get("geneContext"))):
+                value, symbol = gene.get("valueId"), gene.get("symbol")
+                if isinstance(value, str) and _CURIE.fullmatch(value):
+                    yield value, symbol if isinstance(symbol, str) and symbol else None
 
 
 def _term(kind: str, ontology_class: Any) -> Iterator[tuple[str, str, str | None]]:

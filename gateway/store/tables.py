@@ -26,6 +26,7 @@ SAMPLED_TISSUE = "sampled_tissue"
 BIOSAMPLE_TERM = "biosample_term"  # histology, tumour grade/stage/TNM, markers, sample type and status
 MEASUREMENT = "measurement"
 MEDICAL_ACTION = "medical_action"
+GENE = "gene"  # a gene of a genomic interpretation not REJECTED (its CURIE, e.g. HGNC:3603)
 TERM_KINDS = (
     PHENOTYPE,
     EXCLUDED_PHENOTYPE,
@@ -36,6 +37,7 @@ TERM_KINDS = (
     BIOSAMPLE_TERM,
     MEASUREMENT,
     MEDICAL_ACTION,
+    GENE,
 )
 
 # JSONB on PostgreSQL (indexable, compact); JSON text elsewhere.

@@ -163,3 +163,24 @@ def test_a_biosamples_histology_grade_tnm_and_markers_are_filters(client, operat
     listed = client.get("/api/filtering_terms", headers=operator).json["response"]["filteringTerms"]
     scopes = {t["id"]: set(t.get("scopes", ())) for t in listed}
     assert "biosamples" in scopes["NCIT:C3512"]
+
+
+def test_a_gene_of_a_genomic_interpretation_is_a_filter(client, operator):
+    """ "Individuals with a variant in CYP21A2" had no answer: genes were not indexed at all."""
+    carrier = _packet("PMID_30_v", "v")  # a CAUSATIVE variant in HGNC:2600
+    studied = _packet("PMID_31_w", "w")
+    studied["interpretations"][0]["diagnosis"]["genomicInterpretations"] = [
+        {
+            "subjectOrBiosampleId": "w",
+            "interpretationStatus": "CANDIDATE",
+            "gene": {"valueId": "HGNC:2600", "symbol": "CYP21A2"},
+        }
+    ]
+    rejected = _packet("PMID_32_x", "x")
+    rejected["interpretations"][0]["diagnosis"]["genomicInterpretations"][0]["interpretationStatus"] = "REJECTED"
+    _store(client, operator, carrier, studied, rejected, _bare_gene("PMID_33_y"))
+    assert _count(client, operator, [{"id": "HGNC:2600"}]) == 2
+    assert _count(client, operator, [{"id": "HGNC:2600"}, {"id": "NCIT:C16576"}]) == 2  # both FEMALE
+    listed = client.get("/api/filtering_terms", headers=operator).json["response"]["filteringTerms"]
+    gene = next(t for t in listed if t["id"] == "HGNC:2600")
+    assert gene.get("label") == "CYP21A2" and "individuals" in gene["scopes"]
