@@ -24,13 +24,15 @@ def solved_diagnoses(document: dict[str, Any]) -> list[dict[str, Any]]:
         for disease in _dicts(document.get("diseases"))
         if isinstance(disease.get("term"), dict)
     }
-    out = []
+    out: list[dict[str, Any]] = []
     for interpretation in _dicts(document.get("interpretations")):
         if interpretation.get("progressStatus") != SOLVED:
             continue
         diagnosis = interpretation.get("diagnosis")
         term = diagnosis.get("disease") if isinstance(diagnosis, dict) else None
-        term_id = term.get("id") if isinstance(term, dict) else None
+        if not isinstance(term, dict):
+            continue
+        term_id = term.get("id")
         if isinstance(term_id, str) and term_id and term_id not in named:
             named.add(term_id)
             out.append(term)

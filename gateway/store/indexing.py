@@ -120,8 +120,8 @@ def _terms(document: dict[str, Any]) -> Iterator[tuple[str, str, str | None]]:
         yield from _term(SAMPLED_TISSUE, biosample.get("sampledTissue"))
         for name in _BIOSAMPLE_TERMS:  # what its Beacon record shows, a filter finds
             value = biosample.get(name)
-            for term in value if isinstance(value, list) else [value]:
-                yield from _term(BIOSAMPLE_TERM, term)
+            for item in value if isinstance(value, list) else [value]:
+                yield from _term(BIOSAMPLE_TERM, item)
         for feature in _dicts(biosample.get("phenotypicFeatures")):
             if feature.get("excluded") is not True:
                 yield from _term(BIOSAMPLE_PHENOTYPE, feature.get("type"))
