@@ -330,3 +330,14 @@ def test_yaml_keys_that_are_not_text_are_refused_with_their_line(env, capsys):
     assert main(["ingest", "phenopacket", str(path)]) == 1
     err = capsys.readouterr().err
     assert f"{path}: ERROR [yaml-key]" in err and f"{path}:27" in err and "'yes' is read as bool" in err
+
+
+def test_post_takes_a_yaml_body(client, operator):
+    """POST /validate read YAML, POST /phenopackets refused the same body as "not valid JSON"."""
+    yaml_type = {**operator, "Content-Type": "application/yaml"}
+    answer = client.post("/phenopackets?dataset=reg", data=_yaml_packet("yaml-4"), headers=yaml_type)
+    assert answer.status_code == 201, answer.json
+    stored = client.get(f"/phenopackets/{answer.json['stored'][0]['id']}", headers=operator).json
+    assert stored["metaData"]["created"] == "2021-05-14T10:35:00Z"
+    broken = client.post("/phenopackets?dataset=reg", data="id: [x\n", headers=yaml_type)
+    assert broken.status_code == 400 and broken.json["error"]["issues"][0]["code"] == "yaml-syntax"
