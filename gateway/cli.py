@@ -51,7 +51,8 @@ def _read_phenopacket_file(path: str, max_depth: int) -> object:
     if path.lower().endswith((".yaml", ".yml")):
         from gateway.yamlio import load_bounded
 
-        return load_bounded(Path(path).read_bytes(), path, max_depth=max_depth)  # no aliases, bounded depth
+        # no aliases, bounded depth; a number stays its text where a field wants text (version: 2.0)
+        return load_bounded(Path(path).read_bytes(), path, max_depth=max_depth, number_text=True)
     if path.lower().endswith(PROTOBUF_SUFFIXES):
         decoded = protobuf_document(Path(path).read_bytes())
         if decoded is None:

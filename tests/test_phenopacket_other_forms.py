@@ -341,3 +341,29 @@ def test_post_takes_a_yaml_body(client, operator):
     assert stored["metaData"]["created"] == "2021-05-14T10:35:00Z"
     broken = client.post("/phenopackets?dataset=reg", data="id: [x\n", headers=yaml_type)
     assert broken.status_code == 400 and broken.json["error"]["issues"][0]["code"] == "yaml-syntax"
+
+
+def test_yaml_numbers_are_text_where_the_field_wants_text(env, capsys, client, operator):
+    """Hand-written YAML (Exomiser's examples) leaves `phenopacketSchemaVersion: 1.0` unquoted: YAML reads a
+    number, which a string field refused (wrong-type); `version: 1.10` would even become 1.1."""
+    text = _yaml_packet("yaml-5").replace('phenopacketSchemaVersion: "2.0"', "phenopacketSchemaVersion: 2.0")
+    text = text.replace("version: 2024-04-26", "version: 1.10").replace("id: patient 1", "id: 1200")
+    text += "measurements:\n  - assay: {id: HP:0001250, label: x}\n    value:\n      quantity:\n"
+    text += "        unit: {id: HP:0001250, label: u}\n        value: .5\n"
+    path = env / "numbers.yaml"
+    path.write_text(text, encoding="utf-8")
+    assert main(["validate", "--no-hpo", str(path)]) == 0, capsys.readouterr().out
+    answer = client.post(
+        "/phenopackets?dataset=reg", data=text, headers={**operator, "Content-Type": "application/yaml"}
+    )
+    assert answer.status_code == 201, answer.json
+    stored = client.get(f"/phenopackets/{answer.json['stored'][0]['id']}", headers=operator).json
+    assert stored["metaData"]["phenopacketSchemaVersion"] == "2.0"
+    assert stored["metaData"]["resources"][0]["version"] == "1.10"
+    assert stored["measurements"][0]["value"]["quantity"]["value"] == 0.5
+    assert main(["ingest", "phenopacket", str(path), "--dataset", "reg"]) == 0  # the same document: updated
+    assert "(updated)" in capsys.readouterr().out
+    # elsewhere a YAML number stays a number: a FHIR resource's integer is still checked as one
+    fhir = env / "patient.yaml"
+    fhir.write_text("resourceType: Patient\nid: p1\nmultipleBirthInteger: 2\n", encoding="utf-8")
+    assert main(["validate", str(fhir)]) == 0, capsys.readouterr().out

@@ -134,7 +134,7 @@ def phenopackets_blueprint() -> Blueprint:
         svc = services()
         body = request.get_data(cache=False)
         if request.mimetype in YAML_TYPES:  # phenopacket-tools' other text form; bounded as JSON is
-            doc = load_bounded(body, "body", max_depth=svc.config.max_json_depth)
+            doc = load_bounded(body, "body", max_depth=svc.config.max_json_depth, number_text=True)
         else:
             doc = loads_strict(body, max_depth=svc.config.max_json_depth, require_object=False)
         found, notes = phenopacket_documents(doc)

@@ -18,7 +18,7 @@ from typing import Any
 
 from gateway.issues import Issue, Report
 from gateway.jsonio import JSONInputError, loads_strict
-from gateway.yamlio import load_bounded
+from gateway.yamlio import load_bounded, plain_numbers
 
 KINDS = ("fhir", "phenopacket", "family", "cohort", "beacon-request", "beacon-response", "vcf")
 PHENOPACKET_KINDS = ("phenopacket", "family", "cohort")
@@ -149,9 +149,12 @@ def _profile_issues(doc: dict, profile_name: str) -> list[Issue]:
 
 
 def _phenopacket_issues(doc: dict, kind: str, options: Options) -> list[Issue]:
+    from gateway.validation.phenopacket import KINDS as MESSAGES
     from gateway.validation.phenopacket import validate_document
+    from gateway.validation.proto_spelling import respell
 
     issues = list(validate_document(doc, kind, target="input"))
+    doc = plain_numbers(respell(doc, MESSAGES[kind][0].DESCRIPTOR).document)  # the others see what is stored
     if options.hpo or options.organ_systems:
         from gateway.validation.hpo import document_hpo_issues, load_ontology
 
@@ -172,6 +175,8 @@ def validate_document(doc: Any, options: Options = Options(), kind: str | None =
         return kind, Report([Issue.error("wrong-type", "a VCF is a file, not a JSON document")])
     if not isinstance(doc, dict):
         return kind, Report([Issue.error("wrong-type", f"a {kind} document must be a JSON object")])
+    if kind not in PHENOPACKET_KINDS:
+        doc = plain_numbers(doc)  # a YAML number is its text only where a phenopacket field wants text
     if kind == "fhir":
         return kind, Report(_fhir_issues(doc, options))
     if kind in PHENOPACKET_KINDS:
@@ -209,7 +214,7 @@ def _parse_text(data: bytes, name: str, options: Options) -> Any:
     """JSON (strict: no NaN, no duplicate keys, bounded depth), or YAML for .yaml/.yml and non-JSON text."""
     stripped = data.lstrip()
     if name.lower().endswith(YAML_SUFFIXES) or stripped[:1] not in (b"{", b"["):
-        return load_bounded(data, name, max_depth=options.max_depth)  # no aliases, bounded depth
+        return load_bounded(data, name, max_depth=options.max_depth, number_text=True)  # no aliases, bounded depth
     return loads_strict(data, max_depth=options.max_depth, require_object=False)
 
 

@@ -91,7 +91,8 @@ def validate_document(doc: dict, kind: str, *, target: str = "output") -> Report
             for i in _validate_canonical(respelled.document, kind, target=target)
         ]
     )
-    report.add(_respelled_note(respelled, target))
+    if respelled.renamed or respelled.enums or respelled.numbers or respelled.nulls:  # YAML's numbers: no note
+        report.add(_respelled_note(respelled, target))
     return report
 
 

@@ -26,6 +26,8 @@ from typing import Any
 import orjson
 from google.protobuf.descriptor import Descriptor, FieldDescriptor
 
+from gateway.yamlio import NumberText
+
 
 @dataclass
 class Respelled:
@@ -37,10 +39,11 @@ class Respelled:
     twice: list[tuple] = field(default_factory=list)  # paths of proto-named members whose field is also camelCase
     numbers: list[tuple] = field(default_factory=list)  # canonical paths of numbers given as strings
     nulls: list[tuple] = field(default_factory=list)  # canonical paths of members given as null (left out)
+    yaml_numbers: list[tuple] = field(default_factory=list)  # YAML numbers made the field's type (no note)
 
     @property
     def changed(self) -> bool:
-        return bool(self.renamed or self.enums or self.numbers or self.nulls)
+        return bool(self.renamed or self.enums or self.numbers or self.nulls or self.yaml_numbers)
 
     def original_pointer(self, location: str) -> str:
         """A JSON pointer into the canonical document, as a pointer into the document as sent."""
@@ -63,6 +66,7 @@ class _Spec:
     repeated: bool
     enum: dict[int, str] | None  # number → name
     number: type | None = None  # int or float: a 32-bit integer or a double/float field
+    text: bool = False  # a string or 64-bit integer field: a YAML number there is the text it is written as
 
 
 _DESCRIPTORS: dict[str, Descriptor] = {}
@@ -80,6 +84,16 @@ _NUMBER_TYPES: dict[int, type] = {
     FieldDescriptor.TYPE_DOUBLE: float,
     FieldDescriptor.TYPE_FLOAT: float,
 }
+_TEXT_TYPES = frozenset(
+    {
+        FieldDescriptor.TYPE_STRING,
+        FieldDescriptor.TYPE_INT64,
+        FieldDescriptor.TYPE_UINT64,
+        FieldDescriptor.TYPE_SINT64,
+        FieldDescriptor.TYPE_FIXED64,
+        FieldDescriptor.TYPE_SFIXED64,
+    }
+)
 _INTEGER = re.compile(r"-?[0-9]{1,10}")
 _DECIMAL = re.compile(r"-?[0-9]{1,300}(\.[0-9]{1,300})?([eE][+-]?[0-9]{1,3})?")
 
@@ -98,7 +112,8 @@ def _fields(message_name: str) -> dict[str, _Spec]:
         enum = None
         if f.type == FieldDescriptor.TYPE_ENUM:
             enum = {v.number: v.name for v in f.enum_type.values}
-        spec = _Spec(f.json_name, message, f.is_repeated, enum, _NUMBER_TYPES.get(f.type))
+        text = f.type in _TEXT_TYPES
+        spec = _Spec(f.json_name, message, f.is_repeated, enum, _NUMBER_TYPES.get(f.type), text)
         out[f.json_name] = spec
         out[f.name] = spec
     return out
@@ -143,7 +158,7 @@ def _maybe_other_spelling(text: bytes, message_name: str) -> bool:
         if text[found.start() + 2 : found.start() + 3] == b"n":
             return True
         name = text[text.rfind(b'"', 0, found.start()) + 1 : found.start()].decode(errors="replace")
-        if name in (enums if found.group(1) is not None else numbers):
+        if name in enums or (found.group(1) is None and name in numbers):  # (a YAML number is text here)
             return True
     return False
 
@@ -152,9 +167,9 @@ def respell(doc: Any, descriptor: Descriptor) -> Respelled:
     """`doc` in the canonical spelling (the same object when it already is)."""
     _DESCRIPTORS.setdefault(descriptor.full_name, descriptor)
     try:  # nearly every document is canonical already: a text search says so faster than the walk
-        if not _maybe_other_spelling(orjson.dumps(doc), descriptor.full_name):
+        if not _maybe_other_spelling(orjson.dumps(doc, option=orjson.OPT_PASSTHROUGH_SUBCLASS), descriptor.full_name):
             return Respelled(doc)
-    except TypeError:  # not plain JSON data (integers past 64 bits...): walk
+    except TypeError:  # not plain JSON data (YAML's NumberText, integers past 64 bits...): walk
         pass
     found = Respelled(doc)
     try:
@@ -200,6 +215,11 @@ def _value(value: Any, spec: _Spec, path: tuple, found: Respelled) -> Any:
 
 
 def _one(value: Any, spec: _Spec, path: tuple, found: Respelled) -> Any:
+    if isinstance(value, NumberText):  # YAML: the text where the field wants text, else the number
+        found.yaml_numbers.append(path)
+        if spec.text:
+            return str(value)
+        value = value.number
     if spec.message is not None:
         return _message(value, spec.message, path, found)
     if spec.enum is not None and type(value) is int and value in spec.enum:
