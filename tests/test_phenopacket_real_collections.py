@@ -167,3 +167,17 @@ def test_two_different_families_around_one_phenopacket_are_refused(env, capsys):
     assert main(["ingest", "phenopacket", *paths]) == 1
     err = capsys.readouterr().err
     assert "ERROR [duplicate]" in err and "nothing stored" in err
+
+
+def test_a_phenopacket_sent_again_alone_says_that_its_stored_family_goes(client, operator):
+    """Re-sending a person's phenopacket without its Family removed the stored Family, reported as a plain update."""
+    packet = _packet("PMID_42_r", "proband")
+    assert client.post("/phenopackets?dataset=reg", json=_with_family(packet), headers=operator).status_code == 201
+    packet["phenotypicFeatures"].append({"type": {"id": "HP:0001263", "label": "Global developmental delay"}})
+    answer = client.post("/phenopackets?dataset=reg", json=packet, headers=operator)
+    assert answer.status_code == 200
+    assert [(i["code"], i["location"]) for i in answer.json["issues"]] == [("family-removed", "/id")]
+    stored_id = answer.json["stored"][0]["id"]
+    assert client.get(f"/phenopackets/{stored_id}/family", headers=operator).status_code == 404
+    again = client.post("/phenopackets?dataset=reg", json=packet, headers=operator)  # no family now: nothing to say
+    assert again.json["issues"] == []

@@ -442,6 +442,7 @@ class _Seen:
     pointer: str  # where its id is
     named: Any  # its id as sent
     family_digest: str | None = None  # of a Family as sent
+    stored_id: str | None = None  # the phenopacket id it is stored under
 
 
 @dataclass
@@ -487,6 +488,7 @@ def ingest_phenopacket_stream(
                     "/proband/id" if is_family else "/id",
                     (doc.get("proband") or {}).get("id") if is_family else doc.get("id"),
                     _digest(doc) if is_family else None,
+                    packet["id"] if packet is not None else None,
                 )
             )
             say(location, list(report))
@@ -497,6 +499,7 @@ def ingest_phenopacket_stream(
         refused = sum(not s.ok for s in seen)
         if store is None or not seen or ((refused or unreadable()) and not skip_invalid):
             return StreamedIngest([], refused, len(seen))
+        _say_families_removed(store, seen, first_of, say)
         by_index = store.in_transaction(
             lambda connection: _store_spooled(store, connection, spool, seen, first_of, dataset_id, batch)
         )
@@ -506,6 +509,25 @@ def ingest_phenopacket_stream(
         if s.ok and first_of.get(n, n) in by_index
     ]
     return StreamedIngest(stored, refused, len(seen))
+
+
+def _say_families_removed(
+    store: Any, seen: list[_Seen], first_of: dict[int, int], say: Callable[[str, list[Issue]], None]
+) -> None:
+    """A phenopacket sent alone replaces the one stored, and with it the Family stored around it: said, never
+    silent (send the Family to keep it)."""
+    alone = {
+        s.stored_id: n
+        for n, s in enumerate(seen)
+        if s.ok and s.stored_id and s.family_digest is None and first_of.get(n, n) == n
+    }
+    if not alone:
+        return
+    for stored_id in sorted(store.with_family(list(alone))):
+        message = (
+            "the Family stored around this phenopacket is removed: this document has none (send its Family to keep it)"
+        )
+        say(seen[alone[stored_id]].location, [Issue.warning("family-removed", message, seen[alone[stored_id]].pointer)])
 
 
 def _say_duplicates(seen: list[_Seen], say: Callable[[str, list[Issue]], None]) -> dict[int, int]:
