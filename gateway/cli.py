@@ -44,6 +44,25 @@ def _read_json(path: str, max_depth: int) -> dict | list:
     return loads_strict(data, max_depth=max_depth, require_object=False)
 
 
+def _read_phenopacket_file(path: str, max_depth: int) -> object:
+    """JSON; YAML for a file named *.yaml / *.yml, protobuf's binary form for *.pb (the forms phenopacket-tools
+    also reads and writes)."""
+    from gateway.validation.engine import PROTOBUF_SUFFIXES, protobuf_document
+
+    if path.lower().endswith((".yaml", ".yml")):
+        from gateway.yamlio import load_bounded
+
+        # no aliases, bounded depth; a number stays its text where a field wants text (version: 2.0)
+        return load_bounded(Path(path).read_bytes(), path, max_depth=max_depth, number_text=True)
+    if path.lower().endswith(PROTOBUF_SUFFIXES):
+        decoded = protobuf_document(Path(path).read_bytes())
+        if decoded is None:
+            message = "binary input is not a protobuf Phenopacket, Family or Cohort"
+            raise JSONInputError(Issue.error("protobuf-parse", message))
+        return decoded[1]
+    return _read_json(path, max_depth)
+
+
 def _services(cfg: Config) -> Services:
     """The node's services, wired exactly as `gateway serve` wires them (app.build_services)."""
     from app import build_services
@@ -415,7 +434,7 @@ def cmd_ingest_phenopacket(args: argparse.Namespace) -> int:
         nonlocal unread
         for path in _json_files(args.files):  # a phenopacket, a Family, a Cohort or a JSON array of them
             try:
-                found, notes = phenopacket_documents(_read_json(path, cfg.max_json_depth))
+                found, notes = phenopacket_documents(_read_phenopacket_file(path, cfg.max_json_depth))
             except OSError as exc:
                 found, notes = [], [Issue.error("io", f"cannot read: {exc.strerror}")]
             except JSONInputError as exc:
@@ -564,8 +583,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     rekey.add_argument("--batch", type=int, default=500, help="rows per transaction (default 500)")
     rekey.set_defaults(func=cmd_fhir_rekey_identifiers)
-    pxf = ingest.add_parser("phenopacket", help="GA4GH Phenopacket v2 JSON files")
-    pxf.add_argument("files", nargs="+", metavar="FILE", help="JSON files; a directory: every *.json file under it")
+    pxf = ingest.add_parser("phenopacket", help="GA4GH Phenopacket v2 JSON (or YAML) files")
+    pxf.add_argument(
+        "files",
+        nargs="+",
+        metavar="FILE",
+        help="JSON files (*.yaml, *.yml: YAML; *.pb: protobuf binary); a directory: every *.json file under it",
+    )
     pxf.add_argument("--dataset")
     pxf.add_argument(
         "--skip-invalid",

@@ -11,6 +11,7 @@ with one `Issue` carrying `name:line`, as for JSON.
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import yaml
@@ -18,6 +19,8 @@ import yaml
 from gateway.errors import BadInput
 from gateway.issues import Issue
 from gateway.jsonio import JSONInputError
+
+_SURROGATE = re.compile("[\ud800-\udfff]")
 
 DEFAULT_MAX_DEPTH = 64
 
@@ -60,17 +63,84 @@ class _BoundedLoader(yaml.SafeLoader):
         value = super().construct_scalar(node)
         if isinstance(value, str) and "\x00" in value:
             raise _Refused("yaml-nul", "NUL characters are not accepted in YAML text", node.start_mark)
+        if isinstance(value, str) and _SURROGATE.search(value):
+            raise _Refused("yaml-text", "an unpaired surrogate (\\ud800-\\udfff) is no text", node.start_mark)
         return value
 
+    def construct_mapping(self, node, deep=False):
+        # JSON-shaped documents only: a key YAML reads as a number, a boolean or null (`1:`, `yes:`, `null:`)
+        # has no JSON form, and the validators crashed on it
+        mapping = super().construct_mapping(node, deep=deep)
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if not isinstance(key, str):
+                message = f"a mapping key must be text; {key_node.value!r} is read as {type(key).__name__}: quote it"
+                raise _Refused("yaml-key", message, key_node.start_mark)
+        return mapping
 
-def load_bounded(text: str | bytes, name: str = "input", *, max_depth: int = DEFAULT_MAX_DEPTH) -> Any:
-    """Parse one YAML document with the limits above; raise JSONInputError carrying one Issue."""
+
+# A date or timestamp stays the text it is (`created: 2021-05-14T10:35:00Z` unquoted), as in JSON and as
+# other YAML readers of phenopackets and FHIR take it: YAML 1.1 would make it a datetime, which no JSON
+# document holds (the validators crashed on it).
+_BoundedLoader.yaml_implicit_resolvers = {
+    first: [(tag, regexp) for tag, regexp in resolvers if tag != "tag:yaml.org,2002:timestamp"]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+_BoundedLoader.add_constructor("tag:yaml.org,2002:timestamp", yaml.SafeLoader.construct_yaml_str)
+
+
+class NumberText(str):
+    """A plain YAML scalar YAML reads as a number (`2.0`, `1.10`, `30`), kept as the text it is written as, with
+    `number` the number YAML makes of it. Which one the document means depends on the field: a reader that knows
+    the fields (gateway.validation.proto_spelling for phenopackets) takes the text where a field wants text
+    (`phenopacketSchemaVersion: 2.0`, `version: 1.10`: YAML would make 2.0 and 1.1 of them) and the number
+    elsewhere; `plain_numbers` makes every one its number (what YAML alone would have read)."""
+
+    number: int | float
+
+
+def _number_text(construct):
+    def build(loader, node):
+        text = NumberText(node.value)
+        text.number = construct(loader, node)
+        return text
+
+    return build
+
+
+class _NumberTextLoader(_BoundedLoader):
+    pass
+
+
+_NumberTextLoader.add_constructor("tag:yaml.org,2002:int", _number_text(yaml.SafeLoader.construct_yaml_int))
+_NumberTextLoader.add_constructor("tag:yaml.org,2002:float", _number_text(yaml.SafeLoader.construct_yaml_float))
+
+
+def plain_numbers(value: Any) -> Any:
+    """`value` with every NumberText its number (the same object when there is none)."""
+    if isinstance(value, NumberText):
+        return value.number
+    if isinstance(value, dict):
+        items = {k: plain_numbers(v) for k, v in value.items()}
+        return value if all(items[k] is v for k, v in value.items()) else items
+    if isinstance(value, list):
+        listed = [plain_numbers(v) for v in value]
+        return value if all(a is b for a, b in zip(listed, value, strict=True)) else listed
+    return value
+
+
+def load_bounded(
+    text: str | bytes, name: str = "input", *, max_depth: int = DEFAULT_MAX_DEPTH, number_text: bool = False
+) -> Any:
+    """Parse one YAML document with the limits above; raise JSONInputError carrying one Issue.
+
+    `number_text`: numbers come as NumberText (see there)."""
     if isinstance(text, bytes):
         try:
             text = text.decode("utf-8")
         except UnicodeDecodeError as exc:
             raise JSONInputError(Issue.error("yaml-syntax", f"not UTF-8 text (byte {exc.start})", name)) from None
-    loader = _BoundedLoader(text)
+    loader = (_NumberTextLoader if number_text else _BoundedLoader)(text)
     loader.max_depth = max_depth
     try:
         return loader.get_single_data()

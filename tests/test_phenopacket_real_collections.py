@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import copy
 import json
+import re
 
 from gateway.cli import main
 from tests.store.test_phenopacket_real_identifiers import _packet
@@ -117,3 +118,66 @@ def test_cli_skip_invalid_stores_the_valid_documents_and_lists_the_rest(env, cap
     assert "bad.json: ERROR [invalid-format]" in err and "broken.json: ERROR [json-syntax]" in err
     assert "pair.json#/0: ERROR [duplicate]" in err and "pair.json#/1: ERROR [duplicate]" in err
     assert "summary: 2 stored (2 new, 0 updated); left out: 3 document(s) with errors, 1 file(s) not read" in err
+
+
+def _with_family(packet: dict) -> dict:
+    label = packet["subject"]["id"]
+    return {
+        "id": f"family-of-{packet['id']}",
+        "proband": copy.deepcopy(packet),
+        "relatives": [{"id": "rel-1", "subject": {"id": "mother", "sex": "FEMALE"}}],
+        "pedigree": {
+            "persons": [
+                {
+                    "familyId": "f",
+                    "individualId": label,
+                    "maternalId": "mother",
+                    "sex": "FEMALE",
+                    "affectedStatus": "AFFECTED",
+                },
+                {"familyId": "f", "individualId": "mother", "sex": "FEMALE", "affectedStatus": "UNAFFECTED"},
+            ]
+        },
+        "metaData": copy.deepcopy(packet["metaData"]),
+    }
+
+
+def test_a_phenopacket_sent_alone_and_as_a_familys_proband_is_stored_once_with_its_family(env, capsys):
+    """Collections publish each person's phenopacket and, beside it, the Family around the same phenopacket: the
+    two were refused as "one id cannot name two documents" and nothing was stored."""
+    packet = _packet("PMID_40_p", "proband")
+    alone = _write(env / "p.json", packet)
+    family = _write(env / "p.family.json", _with_family(packet))
+    assert main(["ingest", "phenopacket", alone, family, "--dataset", "reg"]) == 0
+    out, err = capsys.readouterr()
+    ids = re.findall(r"stored phenopacket (\S+)", out)
+    assert len(ids) == 2 and len(set(ids)) == 1 and "with its family (1 relatives)" in out
+    assert f"{alone}: WARNING [duplicate]" in err and f"with its Family ({family})" in err
+    stored_id = ids[0]
+    assert main(["export", "phenopacket", stored_id, "--family"]) == 0
+    exported = json.loads(capsys.readouterr().out)
+    assert len(exported) == 1 and len(exported[0]["relatives"]) == 1
+
+
+def test_two_different_families_around_one_phenopacket_are_refused(env, capsys):
+    packet = _packet("PMID_41_q", "proband")
+    other = _with_family(packet)
+    other["relatives"][0]["subject"]["sex"] = "MALE"
+    paths = [_write(env / "a.json", _with_family(packet)), _write(env / "b.json", other)]
+    assert main(["ingest", "phenopacket", *paths]) == 1
+    err = capsys.readouterr().err
+    assert "ERROR [duplicate]" in err and "nothing stored" in err
+
+
+def test_a_phenopacket_sent_again_alone_says_that_its_stored_family_goes(client, operator):
+    """Re-sending a person's phenopacket without its Family removed the stored Family, reported as a plain update."""
+    packet = _packet("PMID_42_r", "proband")
+    assert client.post("/phenopackets?dataset=reg", json=_with_family(packet), headers=operator).status_code == 201
+    packet["phenotypicFeatures"].append({"type": {"id": "HP:0001263", "label": "Global developmental delay"}})
+    answer = client.post("/phenopackets?dataset=reg", json=packet, headers=operator)
+    assert answer.status_code == 200
+    assert [(i["code"], i["location"]) for i in answer.json["issues"]] == [("family-removed", "/id")]
+    stored_id = answer.json["stored"][0]["id"]
+    assert client.get(f"/phenopackets/{stored_id}/family", headers=operator).status_code == 404
+    again = client.post("/phenopackets?dataset=reg", json=packet, headers=operator)  # no family now: nothing to say
+    assert again.json["issues"] == []

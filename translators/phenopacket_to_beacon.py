@@ -15,6 +15,7 @@ from functools import cache
 from typing import Any
 
 from mappings import load_table
+from mappings.diagnoses import solved_diagnoses
 
 
 @cache
@@ -241,6 +242,7 @@ def individual_record(document: dict, *, individual_id: str | None = None) -> di
     features = [phenotypic_feature(f) for f in _list(document.get("phenotypicFeatures"))]
     _put(record, "phenotypicFeatures", [f for f in features if f])
     diseases = [disease(d) for d in _list(document.get("diseases"))]
+    diseases += [{"diseaseCode": code} for code in _terms(solved_diagnoses(document))]  # mappings/diagnoses.py
     _put(record, "diseases", [d for d in diseases if d])
     procedures, treatments = _medical_actions(document)
     _put(record, "interventionsOrProcedures", procedures)

@@ -7,7 +7,8 @@ family history, the Bundle carries it too (one FamilyMemberHistory per relative)
 GET /phenopackets/{id}/family returns the Phenopacket v2 Family around it (proband = the phenopacket as
 stored, relatives, pedigree), under the same rule as the phenopacket; GET /phenopackets/{id} names it in
 a `Link: <…/family>; rel="related"` header when there is one. POST /phenopackets accepts Family
-documents too: the proband is stored as its phenopacket, the family around it.
+documents too: the proband is stored as its phenopacket, the family around it; a YAML body
+(`Content-Type: application/yaml`) as well as JSON.
 
 Phenopackets are individual-level data: listing and loading them is an operator's act; one phenopacket
 (`/phenopackets/{id}`, the target of the Beacon individual handover) may also be read by a caller CONTROLLED
@@ -31,8 +32,10 @@ from gateway.security.tokens import TokenError
 from gateway.services.fhir_export import export_phenopacket
 from gateway.services.ingest import ingest_phenopackets, phenopacket_documents
 from gateway.store.records import StoredPhenopacket
+from gateway.yamlio import load_bounded
 
 MAX_PAGE = 1000
+YAML_TYPES = frozenset({"application/yaml", "application/x-yaml", "text/yaml", "text/x-yaml"})
 
 
 def _int_arg(name: str, default: int, low: int, high: int) -> int:
@@ -129,7 +132,11 @@ def phenopackets_blueprint() -> Blueprint:
     @require_operator
     def load_packets():
         svc = services()
-        doc = loads_strict(request.get_data(cache=False), max_depth=svc.config.max_json_depth, require_object=False)
+        body = request.get_data(cache=False)
+        if request.mimetype in YAML_TYPES:  # phenopacket-tools' other text form; bounded as JSON is
+            doc = load_bounded(body, "body", max_depth=svc.config.max_json_depth, number_text=True)
+        else:
+            doc = loads_strict(body, max_depth=svc.config.max_json_depth, require_object=False)
         found, notes = phenopacket_documents(doc)
         if any(i.is_error for i in notes):
             message = 'send a phenopacket or a Family, a JSON array of them, {"phenopackets": [...]} or a Cohort'

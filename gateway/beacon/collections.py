@@ -20,7 +20,15 @@ from gateway.beacon.registry import EntryType
 from gateway.beacon.request import BeaconRequest
 from gateway.beacon.response import EntryAnswer, ResultSet
 from gateway.security.policy import Granularity
-from gateway.store.tables import BIOSAMPLE_PHENOTYPE, DISEASE, SAMPLED_TISSUE, datasets, phenopacket_terms, phenopackets
+from gateway.store.tables import (
+    BIOSAMPLE_PHENOTYPE,
+    BIOSAMPLE_TERM,
+    DISEASE,
+    SAMPLED_TISSUE,
+    datasets,
+    phenopacket_terms,
+    phenopackets,
+)
 from mappings import load_table
 from translators.phenopacket_to_beacon import sex_term
 
@@ -293,7 +301,9 @@ def filtering_terms(ctx, dataset_ids: tuple[str, ...], scope: str | None = None)
         for kind, term, label in rows:
             if kind in PRESENT_KINDS:
                 entry = terms.setdefault(term, {"type": "ontology", "id": term, "scopes": set()})
-                entry["scopes"].add("biosamples" if kind in (BIOSAMPLE_PHENOTYPE, SAMPLED_TISSUE) else "individuals")
+                entry["scopes"].add(
+                    "biosamples" if kind in (BIOSAMPLE_PHENOTYPE, SAMPLED_TISSUE, BIOSAMPLE_TERM) else "individuals"
+                )
                 entry["scopes"].add("individuals")
                 label = label or (ontology.hpo_label(term) if term.startswith("HP:") else None)
                 if label and "label" not in entry:

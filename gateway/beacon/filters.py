@@ -33,9 +33,11 @@ from gateway.issues import Issue
 from gateway.store.indexing import duration_days
 from gateway.store.tables import (
     BIOSAMPLE_PHENOTYPE,
+    BIOSAMPLE_TERM,
     DISEASE,
     EXCLUDED_DISEASE,
     EXCLUDED_PHENOTYPE,
+    GENE,
     MEASUREMENT,
     MEDICAL_ACTION,
     PHENOTYPE,
@@ -46,7 +48,16 @@ from gateway.store.tables import (
 from gateway.store.values import in_values
 from translators.phenopacket_to_beacon import sex_terms
 
-PRESENT_KINDS = (PHENOTYPE, DISEASE, BIOSAMPLE_PHENOTYPE, SAMPLED_TISSUE, MEASUREMENT, MEDICAL_ACTION)
+PRESENT_KINDS = (
+    PHENOTYPE,
+    DISEASE,
+    BIOSAMPLE_PHENOTYPE,
+    SAMPLED_TISSUE,
+    BIOSAMPLE_TERM,
+    MEASUREMENT,
+    MEDICAL_ACTION,
+    GENE,
+)
 EXCLUDED_KINDS = (EXCLUDED_PHENOTYPE, EXCLUDED_DISEASE)
 EXCLUDED_PREFIX = "excluded:"
 AGE_IDS = ("age", "ageAtLastEncounter", "NCIT:C25150")  # NCIT:C25150 Age
@@ -71,7 +82,7 @@ class FilterPlan:
     echo: list[str] = field(default_factory=list)
     # The same conditions for the in-memory index (term_index.py): sex groups and term sets of PRESENT_KINDS.
     # `indexable` turns False when a filter has no index form (age, vital status, excluded terms).
-    sexes: list[tuple[str, ...]] = field(default_factory=list)
+    sexes: list[tuple[str | None, ...]] = field(default_factory=list)
     term_sets: list[frozenset[str]] = field(default_factory=list)
     indexable: bool = True
     # SQLAlchemy conditions are built only when the SQL path needs them (binding thousands of terms costs ~1 ms).
@@ -100,17 +111,42 @@ def _fail(message: str, where: str) -> BeaconRequestError:
     return BeaconRequestError([Issue.error("beacon-request", message, where)])
 
 
-def _sex_values_for(term: str) -> tuple[str, ...] | None:
+UNKNOWN_SEX = "UNKNOWN_SEX"
+
+
+def _sex_values_for(term: str) -> tuple[str | None, ...] | None:
     """Phenopacket Sex values whose NCIT term is `term` (None when `term` is no sex term)."""
     values = tuple(k for k, v in sex_terms().items() if v["id"] == term)
-    return values or None
+    return _with_absent(values) or None
 
 
-def _sex_value(raw: str) -> tuple[str, ...] | None:
+def _sex_value(raw: str) -> tuple[str | None, ...] | None:
     text = raw.strip()
     if text.upper() in sex_terms():
-        return (text.upper(),)
+        return _with_absent((text.upper(),))
     return _sex_values_for(text)
+
+
+def _with_absent(values: tuple[str, ...]) -> tuple[str | None, ...]:
+    """A subject without `sex` has UNKNOWN_SEX (proto3's default, omitted in JSON), as its Beacon record says
+    (NCIT:C17998) and filtering_terms lists: the indexed column holds NULL for it."""
+    return (*values, None) if UNKNOWN_SEX in values else values
+
+
+def _sex_in(values: tuple[str | None, ...]):
+    column = phenopackets.c.sex
+    named = [v for v in values if v is not None]
+    return sa.or_(column.in_(named), column.is_(None)) if None in values else column.in_(named)
+
+
+def _sex_not_in(values: tuple[str | None, ...]):
+    column = phenopackets.c.sex
+    named = [v for v in values if v is not None]
+    return (
+        sa.and_(column.is_not(None), ~column.in_(named))
+        if None in values
+        else sa.or_(column.is_(None), ~column.in_(named))
+    )
 
 
 def _term_condition(kinds: tuple[str, ...], terms: frozenset[str] | tuple[str, ...], datasets: tuple[str, ...]):
@@ -204,7 +240,7 @@ def plan_filters(
         elif is_curie(fid):
             sexes = _sex_values_for(fid)
             if sexes is not None:
-                plan.add(lambda sexes=sexes: phenopackets.c.sex.in_(sexes))
+                plan.add(lambda sexes=sexes: _sex_in(sexes))
                 plan.sexes.append(sexes)
                 continue
             terms = bounded(_expand(plan, item, fid, where), where)
@@ -263,14 +299,15 @@ def _alphanumeric(plan: FilterPlan, item: dict, fid: str, where: str) -> None:
         if operator not in ("=", "!"):
             raise _fail(f"{fid} takes the operators = and !", f"{where}/operator")
         if fid == SEX_ID:
-            values = _sex_value(str(value))
-            if values is None:
+            sexes = _sex_value(str(value))
+            if sexes is None:
                 raise _fail(f"sex value {value!r} is neither an NCIT sex term nor a phenopacket Sex", f"{where}/value")
-            column = phenopackets.c.sex
-        else:
-            if str(value).upper() not in VITAL_VALUES:
-                raise _fail(f"vitalStatus value must be one of {', '.join(VITAL_VALUES)}", f"{where}/value")
-            values, column = (str(value).upper(),), phenopackets.c.vital_status
+            # a subject without sex is UNKNOWN_SEX: `! MALE` finds it, `! UNKNOWN_SEX` does not
+            plan.add(lambda: _sex_in(sexes) if operator == "=" else _sex_not_in(sexes))
+            return
+        if str(value).upper() not in VITAL_VALUES:
+            raise _fail(f"vitalStatus value must be one of {', '.join(VITAL_VALUES)}", f"{where}/value")
+        values, column = (str(value).upper(),), phenopackets.c.vital_status
         plan.add(lambda: column.in_(values) if operator == "=" else sa.and_(column.is_not(None), ~column.in_(values)))
         return
     plan.unanswerable = True

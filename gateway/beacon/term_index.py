@@ -103,7 +103,7 @@ class Snapshot:
         codes = [self.dataset_code[d] for d in datasets if d in self.dataset_code]
         return self._cached(("datasets", tuple(codes)), lambda: np.isin(self.dataset_codes, codes))
 
-    def sex_mask(self, sexes: Iterable[str]) -> np.ndarray:
+    def sex_mask(self, sexes: Iterable[str | None]) -> np.ndarray:
         codes = [self.sex_code[s] for s in sexes if s in self.sex_code]
         return self._cached(("sex", tuple(codes)), lambda: np.isin(self.sex_codes, codes))
 
@@ -166,7 +166,7 @@ class Snapshot:
         with self._mask_lock:
             return [(key, buffer) for key, (buffer, _) in self._masks.items()]
 
-    def select(self, datasets: tuple[str, ...], sexes: list[tuple[str, ...]], term_sets: list[frozenset[str]]):
+    def select(self, datasets: tuple[str, ...], sexes: list[tuple[str | None, ...]], term_sets: list[frozenset[str]]):
         """The mask of individuals in `datasets` with one of each `sexes` and a term of each `term_sets`."""
         mask = self.dataset_mask(datasets)
         for group in sexes:

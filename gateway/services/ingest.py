@@ -436,11 +436,13 @@ class _Seen:
 
     location: str
     subject_id: str | None  # None: nothing to store (not a phenopacket)
-    digest: str  # of the document as sent: the same document twice is stored once
+    digest: str  # of the phenopacket as sent (a Family's proband): the same one twice is stored once
     ok: bool
     relatives: int | None  # a Family's relatives; None: a phenopacket
     pointer: str  # where its id is
     named: Any  # its id as sent
+    family_digest: str | None = None  # of a Family as sent
+    stored_id: str | None = None  # the phenopacket id it is stored under
 
 
 @dataclass
@@ -480,11 +482,13 @@ def ingest_phenopacket_stream(
                 _Seen(
                     location,
                     subject_id if packet is not None else None,
-                    _digest(doc),
+                    _digest(doc["proband"] if is_family and isinstance(doc["proband"], dict) else doc),
                     report.ok,
                     (len(relatives) if isinstance(relatives, list) else 0) if is_family else None,
                     "/proband/id" if is_family else "/id",
                     (doc.get("proband") or {}).get("id") if is_family else doc.get("id"),
+                    _digest(doc) if is_family else None,
+                    packet["id"] if packet is not None else None,
                 )
             )
             say(location, list(report))
@@ -495,6 +499,7 @@ def ingest_phenopacket_stream(
         refused = sum(not s.ok for s in seen)
         if store is None or not seen or ((refused or unreadable()) and not skip_invalid):
             return StreamedIngest([], refused, len(seen))
+        _say_families_removed(store, seen, first_of, say)
         by_index = store.in_transaction(
             lambda connection: _store_spooled(store, connection, spool, seen, first_of, dataset_id, batch)
         )
@@ -506,10 +511,30 @@ def ingest_phenopacket_stream(
     return StreamedIngest(stored, refused, len(seen))
 
 
+def _say_families_removed(
+    store: Any, seen: list[_Seen], first_of: dict[int, int], say: Callable[[str, list[Issue]], None]
+) -> None:
+    """A phenopacket sent alone replaces the one stored, and with it the Family stored around it: said, never
+    silent (send the Family to keep it)."""
+    alone = {
+        s.stored_id: n
+        for n, s in enumerate(seen)
+        if s.ok and s.stored_id and s.family_digest is None and first_of.get(n, n) == n
+    }
+    if not alone:
+        return
+    for stored_id in sorted(store.with_family(list(alone))):
+        message = (
+            "the Family stored around this phenopacket is removed: this document has none (send its Family to keep it)"
+        )
+        say(seen[alone[stored_id]].location, [Issue.warning("family-removed", message, seen[alone[stored_id]].pointer)])
+
+
 def _say_duplicates(seen: list[_Seen], say: Callable[[str, list[Issue]], None]) -> dict[int, int]:
     """One document id more than once, said on each with the others' locations: a warning when it is the same
-    document every time (stored once; {a later copy: its first}), else an error on each (one id cannot name
-    two people)."""
+    phenopacket every time (stored once; {a copy: the one stored}), else an error on each (one id cannot name
+    two people). A phenopacket sent alone and as the proband of a Family (collections publish both) is the same
+    one: the Family is what is stored, with it; two different Families around it are an error."""
     groups: dict[str, list[int]] = defaultdict(list)
     for n, s in enumerate(seen):
         if s.subject_id is not None:
@@ -518,16 +543,22 @@ def _say_duplicates(seen: list[_Seen], say: Callable[[str, list[Issue]], None]) 
     for indexes in groups.values():
         if len(indexes) < 2:
             continue
-        same = len({seen[n].digest for n in indexes}) == 1
+        families = [n for n in indexes if seen[n].family_digest is not None]
+        same = len({seen[n].digest for n in indexes}) == 1 and len({seen[n].family_digest for n in families}) <= 1
+        # stored: the Family (it holds the proband), a valid one first (--skip-invalid stores the valid ones)
+        ranked = sorted(indexes, key=lambda n: (not seen[n].ok, seen[n].family_digest is None, n))
+        kept = ranked[0]
         for n in indexes:
             others = [seen[m].location for m in indexes if m != n]
             listed = ", ".join(others[:5]) + (f" and {len(others) - 5} more" if len(others) > 5 else "")
             named = seen[n].named
             if same:
                 message = f"phenopacket id {named!r} is also at {listed}, the same document: stored once"
+                if families and n != kept:
+                    message += f", with its Family ({seen[kept].location})"
                 issue = Issue.warning("duplicate", message, seen[n].pointer)
-                if n != indexes[0]:
-                    first_of[n] = indexes[0]
+                if n != kept:
+                    first_of[n] = kept
             else:
                 message = f"phenopacket id {named!r} is also at {listed} with other content: one id cannot name two documents (nothing is stored)"
                 issue = Issue.error("duplicate", message, seen[n].pointer)

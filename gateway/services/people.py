@@ -21,9 +21,12 @@ import json
 import re
 from typing import Any
 
+import phenopackets
+
 from gateway.issues import Issue, Report
 from gateway.security.pseudonym import derived_id, pseudonymise
 from gateway.validation.phenopacket import validate_family, validate_phenopacket
+from gateway.validation.proto_spelling import Respelled, respell
 from translators.ages import parse_fhir_date, whole_years
 
 PED_UNKNOWN = "0"  # PED's "no parent in the pedigree": a marker, not a person
@@ -174,11 +177,21 @@ def prepare_packet(
     report.extend(validate_phenopacket(doc, target="input"))
     if not report.ok:
         return None, "", report
-    packet = json.loads(json.dumps(doc))  # our own copy: the caller's document stays untouched
+    respelled = respell(doc, phenopackets.Phenopacket.DESCRIPTOR)  # what is stored is in the canonical spelling
+    packet = json.loads(json.dumps(respelled.document))  # our own copy: the caller's document stays untouched
     person = PersonIds(key, packet, renamed=renamed)
-    pseudonymise_packet(packet, person, person.subject_id, report, "")
+    notes = Report()
+    pseudonymise_packet(packet, person, person.subject_id, notes, "")
+    report.extend(_as_sent(notes, respelled))
     packet["id"] = person.rename(packet.get("id") or "", derived_id(key, "phenopacket", dataset_id, person.subject_id))
     return packet, person.subject_id, report
+
+
+def _as_sent(report: Report, respelled: Respelled) -> list[Issue]:
+    """Issues located in the canonical document, located in the document as sent."""
+    if not respelled.changed:
+        return list(report)
+    return [Issue(i.severity, i.code, i.message, respelled.original_pointer(i.location), i.target) for i in report]
 
 
 def prepare_family(
@@ -193,17 +206,19 @@ def prepare_family(
     report.extend(validate_family(doc, target="input"))
     if not report.ok:
         return None, None, "", report
-    family = json.loads(json.dumps(doc))
+    respelled = respell(doc, phenopackets.Family.DESCRIPTOR)
+    family = json.loads(json.dumps(respelled.document))
+    notes = Report()  # located in the canonical document
     proband = family["proband"]  # required by the Family schema (validated above)
     members = [proband, *_dicts(family.get("relatives"))]
     person = PersonIds(key, proband, {i for member in members for i in _biosample_ids(member)}, renamed)
     subject_id = person.subject_id
-    pseudonymise_packet(proband, person, subject_id, report, "/proband")
+    pseudonymise_packet(proband, person, subject_id, notes, "/proband")
     proband["id"] = person.rename(proband.get("id") or "", derived_id(key, "phenopacket", dataset_id, subject_id))
     for n, relative in enumerate(_dicts(family.get("relatives"))):
         subject = _dict(relative.get("subject"))
         relative_id = person(subject.get("id") or relative.get("id") or f"relative {n}")
-        pseudonymise_packet(relative, person, relative_id, report, f"/relatives/{n}")
+        pseudonymise_packet(relative, person, relative_id, notes, f"/relatives/{n}")
         relative["id"] = derived_id(key, "relative-phenopacket", dataset_id, subject_id, relative_id)
     family["id"] = person.rename(family.get("id") or "", derived_id(key, "family", dataset_id, subject_id))
     pedigree = family.get("pedigree")
@@ -214,7 +229,8 @@ def prepare_family(
                 member[name] = person(member[name])
     _pseudonymise_files(family, person)
     # The labels are gone: what is stored must still be a valid Family (links between people intact).
-    report.extend(validate_family(family, target="output"))
+    notes.extend(validate_family(family, target="output"))
+    report.extend(_as_sent(notes, respelled))
     if not report.ok:
         return None, None, "", report
     return proband, family, subject_id, report

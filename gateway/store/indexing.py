@@ -14,20 +14,37 @@ from typing import Any
 
 from gateway.store.tables import (
     BIOSAMPLE_PHENOTYPE,
+    BIOSAMPLE_TERM,
     DISEASE,
     EXCLUDED_DISEASE,
     EXCLUDED_PHENOTYPE,
+    GENE,
     MEASUREMENT,
     MEDICAL_ACTION,
     PHENOTYPE,
     SAMPLED_TISSUE,
 )
 from mappings.alternate_codings import alternates_by_term
+from mappings.diagnoses import solved_diagnoses
 
 # ISO 8601 duration as phenopackets use it (PnYnMnWnD with an optional time part).
 _DURATION = re.compile(
     r"^P(?!$)(?:(?P<y>\d+(?:\.\d+)?)Y)?(?:(?P<mo>\d+(?:\.\d+)?)M)?(?:(?P<w>\d+(?:\.\d+)?)W)?(?:(?P<d>\d+(?:\.\d+)?)D)?"
     r"(?:T(?=\d)(?:(?P<h>\d+(?:\.\d+)?)H)?(?:(?P<mi>\d+(?:\.\d+)?)M)?(?:(?P<s>\d+(?:\.\d+)?)S)?)?$"
+)
+_CURIE = re.compile(r"[A-Za-z][A-Za-z0-9_.-]*:\S+")
+# A biosample's descriptive terms (each an OntologyClass or a list of them), beside its tissue.
+_BIOSAMPLE_TERMS = (
+    "histologicalDiagnosis",
+    "tumorProgression",
+    "tumorGrade",
+    "pathologicalStage",
+    "pathologicalTnmFinding",
+    "diagnosticMarkers",
+    "sampleType",
+    "materialSample",
+    "sampleProcessing",
+    "sampleStorage",
 )
 # Mean Gregorian year and month, so that P1Y and P12M compare equal.
 _DAYS_PER = {"y": 365.2425, "mo": 365.2425 / 12, "w": 7.0, "d": 1.0, "h": 1 / 24, "mi": 1 / 1440, "s": 1 / 86400}
@@ -88,6 +105,10 @@ def _terms(document: dict[str, Any]) -> Iterator[tuple[str, str, str | None]]:
         yield from _term(kind, disease.get("term"))
         for code in alternates.get(_term_id(disease.get("term")) or "", ()):
             yield kind, code, None
+    for term in solved_diagnoses(document):  # a solved case's diagnosis is a disease of the subject
+        yield from _term(DISEASE, term)
+    for gene, symbol in _genes(document):
+        yield GENE, gene, symbol
     for measurement in _dicts(document.get("measurements")):
         yield from _term(MEASUREMENT, measurement.get("assay"))
     for action in _dicts(document.get("medicalActions")):
@@ -97,12 +118,31 @@ def _terms(document: dict[str, Any]) -> Iterator[tuple[str, str, str | None]]:
         yield from _term(MEDICAL_ACTION, _dict(action.get("therapeuticRegimen")).get("ontologyClass"))
     for biosample in _dicts(document.get("biosamples")):
         yield from _term(SAMPLED_TISSUE, biosample.get("sampledTissue"))
+        for name in _BIOSAMPLE_TERMS:  # what its Beacon record shows, a filter finds
+            value = biosample.get(name)
+            for item in value if isinstance(value, list) else [value]:
+                yield from _term(BIOSAMPLE_TERM, item)
         for feature in _dicts(biosample.get("phenotypicFeatures")):
             if feature.get("excluded") is not True:
                 yield from _term(BIOSAMPLE_PHENOTYPE, feature.get("type"))
         for measurement in _dicts(biosample.get("measurements")):
             yield from _term(MEASUREMENT, measurement.get("assay"))
         yield from _term(MEDICAL_ACTION, _dict(biosample.get("procedure")).get("code"))
+
+
+def _genes(document: dict[str, Any]) -> Iterator[tuple[str, str | None]]:
+    """The genes of the genomic interpretations that were not REJECTED: the gene studied, or the gene of the
+    variant found (the subject carries it, whatever its part in the disease). CURIEs only (a bare Ensembl id
+    is no filter id)."""
+    for interpretation in _dicts(document.get("interpretations")):
+        for call in _dicts(_dict(interpretation.get("diagnosis")).get("genomicInterpretations")):
+            if call.get("interpretationStatus") == "REJECTED":
+                continue
+            descriptor = _dict(_dict(call.get("variantInterpretation")).get("variationDescriptor"))
+            for gene in (_dict(call.get("gene")), _dict(descriptor.get("geneContext"))):
+                value, symbol = gene.get("valueId"), gene.get("symbol")
+                if isinstance(value, str) and _CURIE.fullmatch(value):
+                    yield value, symbol if isinstance(symbol, str) and symbol else None
 
 
 def _term(kind: str, ontology_class: Any) -> Iterator[tuple[str, str, str | None]]:

@@ -23,8 +23,10 @@ DISEASE = "disease"
 EXCLUDED_DISEASE = "excluded_disease"
 BIOSAMPLE_PHENOTYPE = "biosample_phenotype"
 SAMPLED_TISSUE = "sampled_tissue"
+BIOSAMPLE_TERM = "biosample_term"  # histology, tumour grade/stage/TNM, markers, sample type and status
 MEASUREMENT = "measurement"
 MEDICAL_ACTION = "medical_action"
+GENE = "gene"  # a gene of a genomic interpretation not REJECTED (its CURIE, e.g. HGNC:3603)
 TERM_KINDS = (
     PHENOTYPE,
     EXCLUDED_PHENOTYPE,
@@ -32,8 +34,10 @@ TERM_KINDS = (
     EXCLUDED_DISEASE,
     BIOSAMPLE_PHENOTYPE,
     SAMPLED_TISSUE,
+    BIOSAMPLE_TERM,
     MEASUREMENT,
     MEDICAL_ACTION,
+    GENE,
 )
 
 # JSONB on PostgreSQL (indexable, compact); JSON text elsewhere.

@@ -18,7 +18,7 @@ from typing import Any
 
 from gateway.issues import Issue, Report
 from gateway.jsonio import NDJSON_MAX_BYTES, JSONInputError, loads_strict
-from gateway.yamlio import load_bounded
+from gateway.yamlio import load_bounded, plain_numbers
 
 KINDS = ("fhir", "phenopacket", "family", "cohort", "beacon-request", "beacon-response", "vcf")
 PHENOPACKET_KINDS = ("phenopacket", "family", "cohort")
@@ -80,7 +80,16 @@ def detect_kind(doc: Any) -> str | None:
         return "beacon-response"
     if is_beacon_request(doc):
         return "beacon-request"
-    if doc.keys() & {"metaData", "phenotypicFeatures", "subject", "proband", "members", "pedigree"}:
+    if doc.keys() & {
+        "metaData",
+        "meta_data",
+        "phenotypicFeatures",
+        "phenotypic_features",
+        "subject",
+        "proband",
+        "members",
+        "pedigree",
+    }:
         return phenopacket_kind(doc)
     return None
 
@@ -141,9 +150,12 @@ def _profile_issues(doc: dict, profile_name: str) -> list[Issue]:
 
 
 def _phenopacket_issues(doc: dict, kind: str, options: Options) -> list[Issue]:
+    from gateway.validation.phenopacket import KINDS as MESSAGES
     from gateway.validation.phenopacket import validate_document
+    from gateway.validation.proto_spelling import respell
 
     issues = list(validate_document(doc, kind, target="input"))
+    doc = plain_numbers(respell(doc, MESSAGES[kind][0].DESCRIPTOR).document)  # the others see what is stored
     if options.hpo or options.organ_systems:
         from gateway.validation.hpo import document_hpo_issues, load_ontology
 
@@ -164,6 +176,8 @@ def validate_document(doc: Any, options: Options = Options(), kind: str | None =
         return kind, Report([Issue.error("wrong-type", "a VCF is a file, not a JSON document")])
     if not isinstance(doc, dict):
         return kind, Report([Issue.error("wrong-type", f"a {kind} document must be a JSON object")])
+    if kind not in PHENOPACKET_KINDS:
+        doc = plain_numbers(doc)  # a YAML number is its text only where a phenopacket field wants text
     if kind == "fhir":
         return kind, Report(_fhir_issues(doc, options))
     if kind in PHENOPACKET_KINDS:
@@ -178,7 +192,7 @@ def validate_document(doc: Any, options: Options = Options(), kind: str | None =
 # --- reading -------------------------------------------------------------------------------------------------
 
 
-def _protobuf_document(data: bytes, kind: str | None) -> tuple[str, dict] | None:
+def protobuf_document(data: bytes, kind: str | None = None) -> tuple[str, dict] | None:
     """Decode a binary phenopacket / family / cohort into its JSON form; None if no kind fits."""
     import phenopackets
     from google.protobuf import json_format
@@ -201,7 +215,7 @@ def _parse_text(data: bytes, name: str, options: Options) -> Any:
     """JSON (strict: no NaN, no duplicate keys, bounded depth), or YAML for .yaml/.yml and non-JSON text."""
     stripped = data.lstrip()
     if name.lower().endswith(YAML_SUFFIXES) or stripped[:1] not in (b"{", b"["):
-        return load_bounded(data, name, max_depth=options.max_depth)  # no aliases, bounded depth
+        return load_bounded(data, name, max_depth=options.max_depth, number_text=True)  # no aliases, bounded depth
     return loads_strict(data, max_depth=options.max_depth, require_object=False)
 
 
@@ -217,7 +231,7 @@ def validate_bytes(data: bytes, name: str, options: Options = Options()) -> File
             return _vcf_result(path, name)
     binary = name.lower().endswith(PROTOBUF_SUFFIXES) or _is_binary(data)
     if binary and (options.kind in (None, *PHENOPACKET_KINDS)):
-        decoded = _protobuf_document(data, options.kind)
+        decoded = protobuf_document(data, options.kind)
         if decoded is None:
             issue = Issue.error("protobuf-parse", "binary input is not a protobuf Phenopacket, Family or Cohort")
             return FileResult(name, options.kind or "unknown", Report([issue]))

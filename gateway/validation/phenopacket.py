@@ -13,7 +13,8 @@ The same engine serves emitted packets (`target="output"`) and packets posted by
 
 Issue codes (stable): missing-field, invalid-enum, invalid-format, wrong-type, invalid-choice, invalid-value,
 unknown-field, protobuf-parse (layers 1-2); undeclared-prefix, malformed-hpo-id, duplicate-id (errors) and
-duplicate-resource, duplicate-feature, conflicting-feature, unknown-reference (warnings) (layer 3).
+duplicate-resource, duplicate-feature, conflicting-feature, unknown-reference, not-curie (warnings) (layer 3);
+phenopacket-v1, duplicate-field (before the layers: the document is not judged as v2 in the canonical spelling).
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from google.protobuf import json_format
 from google.protobuf.descriptor import Descriptor
 
 from gateway.issues import Issue, Report
+from gateway.validation.proto_spelling import Respelled, respell
 from gateway.validation.protobuf_shape import plainly_parses
 from schemas import dotted, pointer, schema_issues
 
@@ -68,11 +70,146 @@ def validate_cohort(doc: dict, *, target: str = "input") -> Report:
 
 
 def validate_document(doc: dict, kind: str, *, target: str = "output") -> Report:
-    """Protobuf round trip + JSON Schema + semantic rules for a `kind` in KINDS."""
-    report = Report()
+    """Protobuf round trip + JSON Schema + semantic rules for a `kind` in KINDS.
+
+    A document in protobuf's other JSON spelling (proto field names, enum numbers) is judged in the
+    canonical one (`proto_spelling.respell`), its issues located in the document as sent. A Phenopacket v1
+    document gets one error saying so, not the dozens a v2 reading of it would give."""
     if not isinstance(doc, dict):
-        report.add(Issue.error("wrong-type", f"a {kind} must be a JSON object", "", target))
-        return report
+        return Report([Issue.error("wrong-type", f"a {kind} must be a JSON object", "", target)])
+    v1 = v1_issue(doc, kind, target=target)
+    if v1 is not None:
+        return Report([v1])
+    respelled = respell(doc, KINDS[kind][0].DESCRIPTOR)
+    if respelled.twice:
+        return Report([_twice_issue(path, target) for path in respelled.twice])
+    if not respelled.changed:
+        return _validate_canonical(doc, kind, target=target)
+    report = Report(
+        [
+            Issue(i.severity, i.code, i.message, respelled.original_pointer(i.location), i.target)
+            for i in _validate_canonical(respelled.document, kind, target=target)
+        ]
+    )
+    if respelled.renamed or respelled.enums or respelled.numbers or respelled.nulls:  # YAML's numbers: no note
+        report.add(_respelled_note(respelled, target))
+    return report
+
+
+def _twice_issue(path: tuple, target: str) -> Issue:
+    name = path[-1]
+    camel = re.sub(r"_([a-z0-9])", lambda m: m.group(1).upper(), name)
+    message = f"{dotted(list(path))}: the field is given twice, as {name!r} and as {camel!r}: keep one"
+    return Issue.error("duplicate-field", message, pointer(list(path)), target)
+
+
+def _respelled_note(respelled: Respelled, target: str) -> Issue:
+    said = []
+    if respelled.renamed:
+        said.append(f"{len(respelled.renamed)} field name(s) in protobuf's proto spelling (snake_case)")
+    if respelled.enums:
+        said.append(f"{len(respelled.enums)} enum value(s) given by number")
+    if respelled.numbers:
+        said.append(f"{len(respelled.numbers)} number(s) given as text")
+    if respelled.nulls:
+        said.append(f"{len(respelled.nulls)} null member(s) (left out)")
+    paths = [*respelled.renamed, *respelled.enums, *respelled.numbers, *respelled.nulls]
+    first = min(("/" + "/".join(map(str, p)) for p in paths), key=lambda p: (len(p), p))
+    message = f"read {', '.join(said)} as protobuf's JSON mapping allows; kept in the canonical form"
+    return Issue.info("proto-spelling", message, respelled.original_pointer(first), target)
+
+
+# A Phenopacket v1 document: its schema version, or members v2 removed (v1 name → where v2 puts it).
+_V1_MEMBERS = {
+    "phenopacket": {"genes": "interpretations", "variants": "interpretations", "htsFiles": "files"},
+    "subject": {"ageAtCollection": "timeAtLastEncounter"},
+    "phenotypicFeatures": {"negated": "excluded", "classOfOnset": "onset", "ageOfOnset": "onset"},
+    "diseases": {"classOfOnset": "onset", "ageOfOnset": "onset", "tumorStage": "diseaseStage"},
+    "biosamples": {"individualAgeAtCollection": "timeOfCollection", "tumorStage": "pathologicalStage"},
+}
+
+
+def _snake(name: str) -> str:
+    return re.sub(r"([A-Z])", lambda m: "_" + m.group(1).lower(), name)
+
+
+def _v1_member(packet: dict) -> tuple[tuple, str] | None:
+    """The first member of `packet` only Phenopacket v1 has: (its path, the v2 member that replaced it)."""
+    for part, members in _V1_MEMBERS.items():
+        if part == "phenopacket":
+            holders: list[tuple[tuple, object]] = [((), packet)]
+        elif part == "subject":
+            holders = [(("subject",), packet.get("subject"))]
+        else:
+            holders = [((part, n), item) for n, item in enumerate(_list(packet.get(part)))]
+        for path, holder in holders:
+            if not isinstance(holder, dict):
+                continue
+            for v1_name, v2_name in members.items():
+                for spelled in (v1_name, _snake(v1_name)):
+                    if spelled in holder:
+                        return (*path, spelled), v2_name
+    return None
+
+
+def v1_issue(doc: dict, kind: str, *, target: str = "input") -> Issue | None:
+    """One error for a Phenopacket v1 document (Phenopacket, Family or Cohort), None for any other.
+
+    v1 is recognised by `metaData.phenopacketSchemaVersion` 1.x, or, when no version says 2, by a member
+    v2 removed. The gateway reads v2 only: a v1 document is refused whole, with what to do about it,
+    rather than converted by guesses (v1 genes and variants have no v2 home without a diagnosis)."""
+    packets: list[tuple[tuple, object]] = [((), doc)]
+    if kind == "family":
+        packets = [
+            (("proband",), doc.get("proband")),
+            *((("relatives", n), r) for n, r in enumerate(_list(doc.get("relatives")))),
+        ]
+    elif kind == "cohort":
+        packets = [(("members", n), m) for n, m in enumerate(_list(doc.get("members")))]
+    versions = [((), doc.get("metaData") or doc.get("meta_data"))] + [(p, _meta(m)) for p, m in packets]
+    said = None
+    for path, meta in versions:
+        version = (
+            meta.get("phenopacketSchemaVersion", meta.get("phenopacket_schema_version"))
+            if isinstance(meta, dict)
+            else None
+        )
+        if isinstance(version, int | float) and not isinstance(version, bool):
+            version = str(version)  # YAML reads an unquoted 1.0 as a number
+        if isinstance(version, str) and version.strip():
+            if not version.strip().startswith("1"):
+                return None  # a document that says it is v2 (or later) is judged as one
+            said = said or ((*path, "metaData", "phenopacketSchemaVersion"), version)
+    evidence = None
+    if kind != "phenopacket":  # a v1 Family or Cohort has its own htsFiles too
+        found = next((name for name in ("htsFiles", "hts_files") if name in doc), None)
+        evidence = ((found,), "files") if found else None
+    for path, packet in packets if evidence is None else ():
+        found = _v1_member(packet) if isinstance(packet, dict) else None
+        if found is not None:
+            evidence = ((*path, *found[0]), found[1])
+            break
+    if said is None and evidence is None:
+        return None
+    reasons = []
+    if said is not None:
+        reasons.append(f"metaData.phenopacketSchemaVersion is {said[1]!r}")
+    if evidence is not None:
+        reasons.append(f"{dotted(list(evidence[0]))} is a v1 member (v2: {evidence[1]})")
+    message = (
+        f"a Phenopacket v1 document ({'; '.join(reasons)}): the gateway reads Phenopacket v2 only. "
+        "Convert it to v2 first, e.g. with phenopacket-tools: pxf convert -i FILE"
+    )
+    where = said[0] if said is not None else evidence[0] if evidence is not None else ()
+    return Issue.error("phenopacket-v1", message, pointer(list(where)), target)
+
+
+def _meta(packet: object) -> object:
+    return (packet.get("metaData") or packet.get("meta_data")) if isinstance(packet, dict) else None
+
+
+def _validate_canonical(doc: dict, kind: str, *, target: str) -> Report:
+    report = Report()
     message_class, schema_name = KINDS[kind]
     structural = schema_issues(schema_name, doc, target=target)
     parse_issue = protobuf_issue(doc, message_class, target=target)
@@ -304,6 +441,7 @@ def _packet_rules(rules: _Rules, packet: dict, path: tuple, declared: set[str]) 
         if prefix == "HP" and not HPO_ID.fullmatch(term):
             issues.append(rules.error("malformed-hpo-id", f"{term!r} is not a well-formed HPO id (HP:nnnnnnn)", where))
 
+    issues += _gene_id_rules(rules, packet, path)
     issues += _feature_rules(rules, _list(packet.get("phenotypicFeatures")), (*path, "phenotypicFeatures"))
     biosample_ids = _unique_ids(rules, _list(packet.get("biosamples")), (*path, "biosamples"), "biosample", issues)
     _unique_ids(rules, _list(packet.get("interpretations")), (*path, "interpretations"), "interpretation", issues)
@@ -335,6 +473,39 @@ def _packet_rules(rules: _Rules, packet: dict, path: tuple, declared: set[str]) 
                         where,
                     )
                 )
+    return issues
+
+
+def _gene_id_rules(rules: _Rules, packet: dict, path: tuple) -> list[Issue]:
+    """A gene's ids that are not CURIEs (`ENSG00000196839`, `2200`): the spec says they SHOULD be (HGNC:3477),
+    and collections (PhEval's corpora) give bare Ensembl ids, so a warning, not a refusal."""
+    issues = []
+    for i, interpretation in enumerate(_list(packet.get("interpretations"))):
+        diagnosis = interpretation.get("diagnosis") if isinstance(interpretation, dict) else None
+        calls = _list(diagnosis.get("genomicInterpretations")) if isinstance(diagnosis, dict) else []
+        for j, call in enumerate(calls):
+            if not isinstance(call, dict):
+                continue
+            where = (*path, "interpretations", i, "diagnosis", "genomicInterpretations", j)
+            variant = call.get("variantInterpretation")
+            descriptor = variant.get("variationDescriptor") if isinstance(variant, dict) else None
+            genes = [(("gene",), call.get("gene"))]
+            if isinstance(descriptor, dict):
+                genes.append(
+                    (("variantInterpretation", "variationDescriptor", "geneContext"), descriptor.get("geneContext"))
+                )
+            for at, gene in genes:
+                if not isinstance(gene, dict):
+                    continue
+                named = [("valueId", gene.get("valueId"))]
+                named += [
+                    ((name, n), v) for name in ("alternateIds", "xrefs") for n, v in enumerate(_list(gene.get(name)))
+                ]
+                for key, value in named:
+                    if isinstance(value, str) and value.strip() and not CURIE.fullmatch(value):
+                        keys = key if isinstance(key, tuple) else (key,)
+                        message = f"gene id {value!r} is not a CURIE (prefix:id, e.g. HGNC:3477), as the spec says it should be"
+                        issues.append(rules.warning("not-curie", message, (*where, *at, *keys)))
     return issues
 
 

@@ -10,7 +10,7 @@ from gateway.store.indexing import duration_days
 from tests.beacon.real_node import PXF_DATASET
 from tests.beacon.test_beacon_api import real_app  # noqa: F401  (the session node over the reference phenopackets)
 
-SEX = {"NCIT:C16576": "FEMALE", "NCIT:C20197": "MALE"}
+SEX = {"NCIT:C16576": "FEMALE", "NCIT:C20197": "MALE", "NCIT:C17998": "UNKNOWN_SEX"}
 
 
 @pytest.fixture(scope="module")
@@ -34,12 +34,22 @@ def _present_terms(doc: dict) -> set[str]:
     terms = {f["type"]["id"] for f in doc.get("phenotypicFeatures", []) if not f.get("excluded")}
     terms |= {d["term"]["id"] for d in doc.get("diseases", []) if not d.get("excluded")}
     terms |= {m["assay"]["id"] for m in doc.get("measurements", []) if "assay" in m}
+    for interpretation in doc.get("interpretations", []):
+        diagnosis = interpretation.get("diagnosis", {})
+        if interpretation.get("progressStatus") == "SOLVED" and "disease" in diagnosis:
+            terms.add(diagnosis["disease"]["id"])  # a solved case's diagnosis is the subject's disease
+        for call in diagnosis.get("genomicInterpretations", []):
+            if call.get("interpretationStatus") != "REJECTED":  # the genes studied or carrying a variant
+                descriptor = call.get("variantInterpretation", {}).get("variationDescriptor", {})
+                for gene in (call.get("gene", {}), descriptor.get("geneContext", {})):
+                    if ":" in gene.get("valueId", ""):
+                        terms.add(gene["valueId"])
     return terms
 
 
 def matches(doc: dict, term: str, descendants: bool = True) -> bool:
-    if term in SEX:
-        return doc.get("subject", {}).get("sex") == SEX[term]
+    if term in SEX:  # no sex is UNKNOWN_SEX (proto3's default)
+        return doc.get("subject", {}).get("sex", "UNKNOWN_SEX") == SEX[term]
     annotated = _present_terms(doc)
     if not descendants or not term.startswith("HP:"):
         return term in annotated
