@@ -395,6 +395,20 @@ def cmd_fhir_pending(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_index_rebuild(args: argparse.Namespace) -> int:
+    services = _services(load_config())
+
+    def progress(changed: int, last: int) -> None:  # each batch is committed: an interrupted run resumes
+        print(f"... {changed} rebuilt so far (rows up to {last} done)", file=sys.stderr, flush=True)
+
+    changed = services.store.rebuild_index(
+        dataset_id=check_dataset_id(args.dataset) if args.dataset else None, batch=args.batch, progress=progress
+    )
+    print(f"{changed} stored phenopacket(s) indexed again (the others' index was already current)")
+    services.store.close()
+    return EXIT_OK
+
+
 def cmd_fhir_rekey_identifiers(args: argparse.Namespace) -> int:
     from gateway.services.fhir_resources import rekey_identifiers
 
@@ -583,6 +597,16 @@ def build_parser() -> argparse.ArgumentParser:
     )
     rekey.add_argument("--batch", type=int, default=500, help="rows per transaction (default 500)")
     rekey.set_defaults(func=cmd_fhir_rekey_identifiers)
+    index = sub.add_parser("index", help="the index Beacon filters read").add_subparsers(
+        dest="index_command", required=True
+    )
+    rebuild = index.add_parser(
+        "rebuild",
+        help="index every stored phenopacket again from its document (after an upgrade that indexes more)",
+    )
+    rebuild.add_argument("--dataset", help="only this dataset (default: every dataset)")
+    rebuild.add_argument("--batch", type=int, default=500, help="phenopackets per transaction")
+    rebuild.set_defaults(func=cmd_index_rebuild)
     pxf = ingest.add_parser("phenopacket", help="GA4GH Phenopacket v2 JSON (or YAML) files")
     pxf.add_argument(
         "files",

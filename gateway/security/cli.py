@@ -192,7 +192,7 @@ def add_security_parsers(sub: argparse._SubParsersAction, open_node: OpenNode) -
 
 def audit_cli_command(args: argparse.Namespace, status: int | None) -> None:
     """Audit a CLI command that changes or exports stored data (ingest, export, fhir pending --purge,
-    fhir rekey-identifiers, variants compact; erase and keys audit themselves).
+    fhir rekey-identifiers, index rebuild, variants compact; erase and keys audit themselves).
 
     Called twice: with `status=None` before the command (the intent, fsynced: an OSError refuses the
     command before it changes anything) and with its exit status after (the outcome).
@@ -200,7 +200,7 @@ def audit_cli_command(args: argparse.Namespace, status: int | None) -> None:
     command = getattr(args, "command", None)
     purge = command == "fhir" and getattr(args, "purge", False)
     rekey = command == "fhir" and getattr(args, "fhir_command", None) == "rekey-identifiers"
-    if command not in ("ingest", "export", "variants") and not purge and not rekey:
+    if command not in ("ingest", "export", "variants", "index") and not purge and not rekey:
         return
     cfg = load_config()
     dataset = getattr(args, "dataset", None) or (cfg.default_dataset if command == "ingest" else None)
@@ -212,8 +212,10 @@ def audit_cli_command(args: argparse.Namespace, status: int | None) -> None:
         if purge
         else "cli fhir rekey-identifiers"
         if rekey
+        else "cli index rebuild"
+        if command == "index"
         else f"cli {command} {getattr(args, 'kind', '')}".strip(),
-        datasets=[dataset] if dataset else (["*"] if purge or rekey else []),
+        datasets=[dataset] if dataset else (["*"] if purge or rekey or command == "index" else []),
         status=status,
         **_who(),
     )

@@ -309,6 +309,68 @@ class MetadataStore:
             connection.execute(_INSERT[phenopacket_families.name], family_rows)
         return created
 
+    def rebuild_index(
+        self, *, dataset_id: str | None = None, batch: int = 500, progress: Callable[[int, int], None] | None = None
+    ) -> int:
+        """Make every stored phenopacket's index (its term and biosample rows, and the row's sex, age and vital
+        status) again from its document, as `index_fields` makes it now; how many changed.
+
+        Why: a new version may index more of a document (a new term kind, another reading of it); rows stored
+        before keep the old index until they are written again, and a Beacon filter would miss them silently.
+        Batches of `batch` phenopackets in storage order, each its own transaction (an interrupted run is resumed
+        by running again: an unchanged row costs a read). A changed row has its `revision` raised in the same
+        transaction, so that the term indexes of running nodes patch themselves (the change log, migration 0008).
+        `progress(changed so far, last pk done)` after each batch."""
+        if dataset_id is not None:
+            check_dataset_id(dataset_id)
+        table = phenopackets.c
+        derived = ("sex", "age_iso", "age_days", "vital_status")
+        last, changed = 0, 0
+        while True:
+            with self.transaction() as connection:
+                query = sa.select(table.pk, table.dataset_id, table.document, *(table[c] for c in derived))
+                query = query.where(table.pk > last).order_by(table.pk).limit(batch)
+                if dataset_id is not None:
+                    query = query.where(table.dataset_id == dataset_id)
+                found = connection.execute(query).all()
+                if not found:
+                    return changed
+                before = IndexRows.read(connection, [row.pk for row in found])
+                after, columns = IndexRows(), {}
+                for row in found:
+                    indexed = index_fields(row.document)
+                    for kind, term, label in indexed["terms"]:
+                        after.terms[row.pk, kind, term] = label
+                    for sample in indexed["biosamples"]:
+                        after.biosamples[row.pk, sample["id"]] = sample["sampled_tissue"]
+                    stored = {c: getattr(row, c) for c in derived}
+                    if {c: indexed[c] for c in derived} != stored:
+                        columns[row.pk] = {c: indexed[c] for c in derived}
+                differs = sorted(
+                    {pk for pk, *_ in before.terms.keys() ^ after.terms.keys()}
+                    | {pk for pk, *_ in before.biosamples.keys() ^ after.biosamples.keys()}
+                    | {
+                        key[0]
+                        for key in before.terms.keys() & after.terms.keys()
+                        if before.terms[key] != after.terms[key]
+                    }
+                    | {
+                        k[0]
+                        for k in before.biosamples.keys() & after.biosamples.keys()
+                        if before.biosamples[k] != after.biosamples[k]
+                    }
+                    | set(columns)
+                )
+                if differs:
+                    self._write_index_diff(connection, before, after, {row.pk: row.dataset_id for row in found})
+                    for pk in differs:
+                        values = {"revision": table.revision + 1, **columns.get(pk, {})}
+                        connection.execute(sa.update(phenopackets).where(table.pk == pk).values(**values))
+                changed += len(differs)
+                last = found[-1].pk
+            if progress is not None:
+                progress(changed, last)
+
     def _write_index_diff(
         self, connection: sa.Connection, before: IndexRows, after: IndexRows, dataset_of: dict[int, str]
     ) -> None:
