@@ -148,7 +148,10 @@ def phenopackets_blueprint() -> Blueprint:
         )
         issues = [*notes, *(i.at(p) for p, r in zip(pointers, reports, strict=True) for i in r)]
         if not results:
-            return problem(422, "phenopacket rejected; nothing was stored", [i for i in issues if i.is_error] or issues)
+            errors = [i for i in issues if i.is_error]
+            # a document id stored about another person: the request conflicts with what is stored (RFC 9110 15.5.10)
+            status = 409 if errors and all(i.code == "another-person" for i in errors) else 422
+            return problem(status, "phenopacket rejected; nothing was stored", errors or issues)
         return json_response(
             {
                 "dataset": dataset,

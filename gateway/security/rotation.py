@@ -60,12 +60,18 @@ def rotate_metadata(store: Any, new_key: bytes) -> int:
     rotated_at = datetime.now(UTC)
     with store.transaction() as conn:
         rows = conn.execute(
-            sa.select(phenopackets.c.pk, phenopackets.c.id, phenopackets.c.subject_id, phenopackets.c.document)
+            sa.select(
+                phenopackets.c.pk,
+                phenopackets.c.id,
+                phenopackets.c.subject_id,
+                phenopackets.c.document,
+                phenopackets.c.subject_label,
+            )
         ).all()
         # Two passes: ids are unique, so park them on temporary values first (no transient clash).
         for pk, *_ in rows:
             conn.execute(sa.update(phenopackets).where(phenopackets.c.pk == pk).values(id=f"rotating-{pk}"))
-        for pk, pid, subject, document in rows:
+        for pk, pid, subject, document, label in rows:
             conn.execute(
                 sa.update(phenopackets)
                 .where(phenopackets.c.pk == pk)
@@ -73,6 +79,7 @@ def rotate_metadata(store: Any, new_key: bytes) -> int:
                     id=_step(new_key, pid),
                     subject_id=_step(new_key, subject),
                     document=_step_ids(document, new_key),
+                    subject_label=_step(new_key, label),
                     revision=phenopackets.c.revision + 1,  # a replacement: what the term index's patches look for
                     updated_at=rotated_at,
                 )

@@ -22,7 +22,7 @@ import mappings
 from gateway.ids import check_dataset_id
 from gateway.issues import Issue, Report
 from gateway.security.pseudonym import id_functions
-from gateway.services.people import prepare_family, prepare_packet, stored_issues
+from gateway.services.people import prepare_family, prepare_packet, stored_issues, subject_label
 from gateway.store.fhir_resources import lock_dataset
 from gateway.store.metadata import UnknownDatasetError
 from gateway.store.records import PhenopacketRecord, SaveResult
@@ -443,6 +443,7 @@ class _Seen:
     named: Any  # its id as sent
     family_digest: str | None = None  # of a Family as sent
     stored_id: str | None = None  # the phenopacket id it is stored under
+    label: str | None = None  # the pseudonym of its subject's label (people.subject_label)
 
 
 @dataclass
@@ -489,13 +490,17 @@ def ingest_phenopacket_stream(
                     (doc.get("proband") or {}).get("id") if is_family else doc.get("id"),
                     _digest(doc) if is_family else None,
                     packet["id"] if packet is not None else None,
+                    subject_label(key, doc) if packet is not None else None,
                 )
             )
             say(location, list(report))
             if packet is not None:
                 kept = {"n": len(seen) - 1, "packet": packet, "family": family, "subject": subject_id}
+                kept["label"] = seen[-1].label
                 spool.write(_spooled({**kept, "issues": stored_issues(report, renamed)}) + b"\n")
         first_of = _say_duplicates(seen, say)
+        if store is not None:
+            _say_other_people(store, dataset_id, seen, say)
         refused = sum(not s.ok for s in seen)
         if store is None or not seen or ((refused or unreadable()) and not skip_invalid):
             return StreamedIngest([], refused, len(seen))
@@ -509,6 +514,31 @@ def ingest_phenopacket_stream(
         if s.ok and first_of.get(n, n) in by_index
     ]
     return StreamedIngest(stored, refused, len(seen))
+
+
+def _say_other_people(store: Any, dataset_id: str, seen: list[_Seen], say: Callable[[str, list[Issue]], None]) -> None:
+    """A document whose id is stored in the dataset about another subject (the stored row's subject label differs)
+    is an error: one id names one person, and taking it as an update would replace that person's record. Rows with
+    no label (made from FHIR, or stored before migration 0015) are not compared."""
+    asked = [s for s in seen if s.ok and s.subject_id is not None and s.label is not None]
+    if not asked:
+        return
+    try:
+        with store.engine.connect() as connection:
+            stored = store.subject_labels_in(connection, dataset_id, [s.subject_id for s in asked])
+    except UnknownDatasetError:
+        return
+    for s in asked:
+        label = stored.get(s.subject_id)
+        if label is not None and label != s.label:
+            holder = "/proband" if s.pointer.startswith("/proband") else ""
+            message = (
+                f"phenopacket id {s.named!r} is stored in dataset {dataset_id!r} about another subject than this "
+                "document's (its subject.id differs): one id names one person, and an update would replace that "
+                "person's record. Erase the stored one first (gateway erase), or give this document an id of its own"
+            )
+            say(s.location, [Issue.error("another-person", message, f"{holder}/subject/id")])
+            s.ok = False
 
 
 def _say_families_removed(
@@ -603,6 +633,7 @@ def _store_spooled(
             source=source,
             issues=issues,
             family=family,
+            subject_label=item.get("label"),
         )
         pending.append((n, record))
         if len(pending) >= batch:

@@ -236,6 +236,14 @@ def prepare_family(
     return proband, family, subject_id, report
 
 
+def subject_label(key: bytes, doc: dict[str, Any]) -> str | None:
+    """The keyed pseudonym of the label the sender gave the subject (a Family's: its proband's), or None when it
+    gives none: what tells another person under a stored document id from an update (store migration 0015)."""
+    holder = _dict(doc.get("proband")) if "proband" in doc else doc
+    raw = _dict(holder.get("subject")).get("id")
+    return pseudonymise(key, raw, "subject-label") if isinstance(raw, str) and raw else None
+
+
 def stored_issues(report: Report, renamed: dict[str, str]) -> tuple[dict, ...]:
     """The issues kept with a stored document: a raw label the validator quoted (`'proband A'`) becomes
     what replaced it in the document, so the labels are gone from the row as from the document; a

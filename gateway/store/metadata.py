@@ -309,6 +309,19 @@ class MetadataStore:
             connection.execute(_INSERT[phenopacket_families.name], family_rows)
         return created
 
+    def subject_labels_in(
+        self, connection: sa.Connection, dataset_id: str, subject_ids: Sequence[str]
+    ) -> dict[str, str | None]:
+        """The stored subject label pseudonyms of these subjects' phenopackets in a dataset (absent: none stored)."""
+        table = phenopackets.c
+        found: dict[str, str | None] = {}
+        for chunk in _chunks(sorted(set(subject_ids))):
+            query = sa.select(table.subject_id, table.subject_label).where(
+                table.dataset_id == dataset_id, table.subject_id.in_(chunk)
+            )
+            found.update((subject, label) for subject, label in connection.execute(query))
+        return found
+
     def rebuild_index(
         self, *, dataset_id: str | None = None, batch: int = 500, progress: Callable[[int, int], None] | None = None
     ) -> int:
@@ -532,7 +545,10 @@ class MetadataStore:
     def _upsert_statement(self) -> sa.Insert:
         table = phenopackets.c
         statement = self._insert(phenopackets)
-        replaced = ("id", "sex", "age_iso", "age_days", "vital_status", "document", "source", "issues", "updated_at")
+        replaced = (
+            *("id", "sex", "age_iso", "age_days", "vital_status", "document", "source", "subject_label", "issues"),
+            "updated_at",
+        )
         return statement.on_conflict_do_update(
             index_elements=["dataset_id", "subject_id"],
             set_={**{name: statement.excluded[name] for name in replaced}, "revision": table.revision + 1},
@@ -665,6 +681,7 @@ def _phenopacket_row(record: PhenopacketRecord, indexed: dict[str, Any], now: da
         "vital_status": indexed["vital_status"],
         "document": record.document,
         "source": record.source,
+        "subject_label": record.subject_label,
         "issues": list(record.issues),
         "revision": 1,
         "created_at": now,

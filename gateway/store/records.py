@@ -24,6 +24,9 @@ class PhenopacketRecord:
     # The validated Phenopacket Family around this phenopacket (relatives, pedigree), or None: none.
     # Its `proband` is not kept (the proband is `document`); saving without one removes an earlier family.
     family: dict[str, Any] | None = None
+    # The keyed pseudonym of the label the sender gave the subject (a submitted phenopacket's; None: made from
+    # FHIR): one document id about another person is refused, not taken as an update (services.ingest).
+    subject_label: str | None = None
 
 
 @dataclass(frozen=True)

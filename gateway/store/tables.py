@@ -78,6 +78,8 @@ phenopackets = sa.Table(
     sa.Column("vital_status", sa.String(32), nullable=True),
     sa.Column("document", Document, nullable=False),
     sa.Column("source", sa.String(1024), nullable=False, server_default=""),
+    # The keyed pseudonym of the subject label a submitted phenopacket gave (migration 0015); NULL: made from FHIR.
+    sa.Column("subject_label", sa.String(64), nullable=True),
     sa.Column("issues", Document, nullable=False),
     sa.Column("revision", sa.Integer(), nullable=False),  # 1 on insert, +1 on every replacement
     sa.Column("created_at", Timestamp, nullable=False),
