@@ -9,6 +9,7 @@ import json
 import pytest
 
 from gateway.cli import main
+from tests.store.test_fhir_resources import _canonical  # lists as sets: parts merge in (type, id) order
 
 MII = ("fhir", "mii-seltene-erkrankungen", "Bundle-bundle-marfan-complete.json")
 IPS = ("fhir", "ips-1.1.0", "Bundle-IPS-examples-Bundle-01.json")
@@ -35,15 +36,6 @@ def _export(bundle: dict, folder, *, gz: bool = False) -> dict[str, str]:
         path.write_bytes(gzip.compress(data) if gz else data)
         files[resource_type] = str(path)
     return files
-
-
-def _canonical(value):
-    """Lists as sets: a patient's parts merge in (type, id) order, a Bundle's in entry order."""
-    if isinstance(value, dict):
-        return {k: _canonical(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return sorted((_canonical(v) for v in value), key=lambda v: json.dumps(v, sort_keys=True))
-    return value
 
 
 def _documents(dataset: str) -> list[dict]:
