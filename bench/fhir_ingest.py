@@ -1,7 +1,7 @@
 """FHIR ingest benchmark: floor vs translate+validate vs full POST /fhir, in one run.
 
     python bench/fhir_ingest.py [--seconds 3] [--clients 4] [--workers 2]
-    python bench/fhir_ingest.py --resource-by-resource [--pairs 3] [--modes in-memory,bare-keep,incremental,whole]
+    python bench/fhir_ingest.py --resource-by-resource [--pairs 3] [--modes in-memory,bare-keep,keep-only,incremental,whole]
         [--database-url postgresql+psycopg://user@host/db] [--prefill N] [--leave-out DiagnosticReport]
     python bench/fhir_ingest.py --bundle-keep-cost [--pairs 3]
 
@@ -22,7 +22,9 @@ Per write: keep the resource, assemble its patient, translate and validate the p
 merge the parts, write the phenopacket. Modes: `in-memory` (the service path without the store: the
 check of the resource — R4B parse, references, bindings —, assembly, translation and validation of
 the changed part, merge; see `in_memory`), `no-phenopacket-write` (through the store, but the
-phenopacket's own write left out), `incremental` (all of it, through the SQLite store: what
+phenopacket's own write left out), `keep-only` (through the store, no phenopacket at all: each write's
+check of references, pseudonymised keep, heads, reference keys and identifiers, pending bookkeeping — what a
+design that deferred every phenopacket rebuild would still pay per write), `incremental` (all of it, through the SQLite store: what
 `gateway serve` does after the HTTP layer's check of the resource), `whole` (no fragment cache:
 every write translates the whole patient, the design before), `bare-keep` (a second floor: the parse
 and one INSERT of the resource's JSON with its own COMMIT, through the store's engine — what any
@@ -323,12 +325,13 @@ def one_by_one(
 
     mode "incremental": with the FragmentCache (what `gateway serve` does); "no-phenopacket-write": the
     same, with the phenopacket's own write left out (the resource rows are still kept: they are the
-    source of truth); "whole": without a cache, each write translates all the patient's resources.
+    source of truth); "keep-only": the resource rows kept, no patient rebuilt (no translation either); "whole": without a cache, each write translates all the patient's resources.
     `prefill` > 0: every patient goes into one dataset that already holds `prefill` copies of the corpus
     (written first, not timed): what a write costs in a hospital's dataset rather than in an empty one.
     """
     import sqlalchemy as sa
 
+    from gateway.services import fhir_resources
     from gateway.services.fhir_incremental import FragmentCache
     from gateway.services.fhir_resources import ResourceWrite, apply_writes
     from gateway.store import MetadataStore
@@ -344,6 +347,9 @@ def one_by_one(
         store = MetadataStore.open(url)
         if mode == "no-phenopacket-write":
             store.save_phenopackets_in = lambda connection, records, **_: []  # type: ignore[method-assign]
+        rebuild = fhir_resources._rebuild
+        if mode == "keep-only":
+            fhir_resources._rebuild = lambda *_args, **_kw: None
         try:
             datasets = ["bench"] * len(sequences) if prefill else [f"bench{n}" for n in range(len(sequences))]
             if prefill:
@@ -368,6 +374,7 @@ def one_by_one(
             cpu = time.process_time() - cpu
             sa.event.remove(store.engine, "before_cursor_execute", count)
         finally:
+            fhir_resources._rebuild = rebuild
             store.close()
     counters = {"translated": cache.translated, "merged": cache.merged, "whole": cache.whole} if cache else {}
     counters["statements_per_write"] = round(statements[0] / sum(len(r) for r in sequences), 2)

@@ -169,15 +169,32 @@ def test_two_different_families_around_one_phenopacket_are_refused(env, capsys):
     assert "ERROR [duplicate]" in err and "nothing stored" in err
 
 
-def test_a_phenopacket_sent_again_alone_says_that_its_stored_family_goes(client, operator):
-    """Re-sending a person's phenopacket without its Family removed the stored Family, reported as a plain update."""
+def test_a_phenopacket_sent_again_alone_keeps_its_stored_family(client, operator):
+    """Re-sending a person's phenopacket without its Family removed the stored Family (relatives, pedigree): the
+    Family is another document of the phenopacket schema, and a registry that updates a proband's phenotypes
+    sends the packet alone. The Family stays, its proband the new packet, and the sender is told."""
     packet = _packet("PMID_42_r", "proband")
-    assert client.post("/phenopackets?dataset=reg", json=_with_family(packet), headers=operator).status_code == 201
+    first = client.post("/phenopackets?dataset=reg", json=_with_family(packet), headers=operator)
+    assert first.status_code == 201
+    stored_id = first.json["stored"][0]["id"]
+    family_before = client.get(f"/phenopackets/{stored_id}/family", headers=operator).json
     packet["phenotypicFeatures"].append({"type": {"id": "HP:0001263", "label": "Global developmental delay"}})
     answer = client.post("/phenopackets?dataset=reg", json=packet, headers=operator)
     assert answer.status_code == 200
-    assert [(i["code"], i["location"]) for i in answer.json["issues"]] == [("family-removed", "/id")]
-    stored_id = answer.json["stored"][0]["id"]
-    assert client.get(f"/phenopackets/{stored_id}/family", headers=operator).status_code == 404
-    again = client.post("/phenopackets?dataset=reg", json=packet, headers=operator)  # no family now: nothing to say
-    assert again.json["issues"] == []
+    assert [(i["severity"], i["code"], i["location"]) for i in answer.json["issues"]] == [
+        ("information", "family-kept", "/id")
+    ]
+    assert answer.json["stored"][0]["id"] == stored_id
+    family = client.get(f"/phenopackets/{stored_id}/family", headers=operator)
+    assert family.status_code == 200
+    assert family.json["relatives"] == family_before["relatives"]
+    assert family.json["pedigree"] == family_before["pedigree"]
+    # the proband is the packet as sent now: the new phenotype is there
+    assert "HP:0001263" in {f["type"]["id"] for f in family.json["proband"]["phenotypicFeatures"]}
+    # the Family sent again without its relative replaces the stored one: the way to drop relatives
+    without = _with_family(packet)
+    without["relatives"] = []
+    without["pedigree"]["persons"] = [{k: v for k, v in without["pedigree"]["persons"][0].items() if k != "maternalId"}]
+    assert client.post("/phenopackets?dataset=reg", json=without, headers=operator).status_code == 200
+    dropped = client.get(f"/phenopackets/{stored_id}/family", headers=operator)
+    assert (dropped.status_code, dropped.json["relatives"]) == (200, [])

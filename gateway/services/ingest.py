@@ -504,7 +504,7 @@ def ingest_phenopacket_stream(
         refused = sum(not s.ok for s in seen)
         if store is None or not seen or ((refused or unreadable()) and not skip_invalid):
             return StreamedIngest([], refused, len(seen))
-        _say_families_removed(store, seen, first_of, say)
+        _say_families_kept(store, seen, first_of, say)
         by_index = store.in_transaction(
             lambda connection: _store_spooled(store, connection, spool, seen, first_of, dataset_id, batch)
         )
@@ -541,11 +541,12 @@ def _say_other_people(store: Any, dataset_id: str, seen: list[_Seen], say: Calla
             s.ok = False
 
 
-def _say_families_removed(
+def _say_families_kept(
     store: Any, seen: list[_Seen], first_of: dict[int, int], say: Callable[[str, list[Issue]], None]
 ) -> None:
-    """A phenopacket sent alone replaces the one stored, and with it the Family stored around it: said, never
-    silent (send the Family to keep it)."""
+    """A phenopacket sent alone replaces the one stored; the Family stored around it is another document (the
+    phenopacket schema's Family) and stays, its proband now this one: said, so that a sender who meant to drop
+    the relatives knows how (send the Family without them)."""
     alone = {
         s.stored_id: n
         for n, s in enumerate(seen)
@@ -555,9 +556,11 @@ def _say_families_removed(
         return
     for stored_id in sorted(store.with_family(list(alone))):
         message = (
-            "the Family stored around this phenopacket is removed: this document has none (send its Family to keep it)"
+            "the Family stored around this phenopacket is kept, with this document as its proband (send the Family "
+            "to change its relatives or pedigree)"
         )
-        say(seen[alone[stored_id]].location, [Issue.warning("family-removed", message, seen[alone[stored_id]].pointer)])
+        note = Issue.info("family-kept", message, seen[alone[stored_id]].pointer)
+        say(seen[alone[stored_id]].location, [note])
 
 
 def _say_duplicates(seen: list[_Seen], say: Callable[[str, list[Issue]], None]) -> dict[int, int]:
@@ -633,6 +636,7 @@ def _store_spooled(
             source=source,
             issues=issues,
             family=family,
+            keep_family=family is None,  # a phenopacket sent alone: the Family stored around it is another document
             subject_label=item.get("label"),
         )
         pending.append((n, record))

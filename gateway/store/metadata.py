@@ -227,7 +227,8 @@ class MetadataStore:
         fields = {key: index_fields(latest[key].document) for key in keys}
         rows = [_phenopacket_row(latest[key], fields[key], now) for key in keys]
         families = {key: latest[key].family for key in keys}
-        stored = self._retry_deadlocks(lambda: self._save_rows(rows, fields, families))
+        kept = _families_kept(latest)
+        stored = self._retry_deadlocks(lambda: self._save_rows(rows, fields, families, kept))
         return _results(records, latest, stored)
 
     def save_phenopackets_in(
@@ -249,7 +250,10 @@ class MetadataStore:
         fields = {key: index_fields(latest[key].document) for key in sorted(latest)}
         rows = [_phenopacket_row(latest[key], fields[key], now) for key in sorted(latest)]
         families = {key: record.family for key, record in latest.items()}
-        stored = self._save_rows_in(connection, rows, fields, families, dataset_checked, read_ahead) if rows else {}
+        kept = _families_kept(latest)
+        stored = (
+            self._save_rows_in(connection, rows, fields, families, dataset_checked, read_ahead, kept) if rows else {}
+        )
         return _results(records, latest, stored)
 
     def _save_rows(
@@ -257,9 +261,10 @@ class MetadataStore:
         rows: list[dict[str, Any]],
         fields: dict[tuple[str, str], dict[str, Any]],
         families: dict[tuple[str, str], dict[str, Any] | None],
+        kept: frozenset[tuple[str, str]] = frozenset(),
     ) -> dict[tuple[str, str], bool]:
         with self.transaction() as connection:
-            return self._save_rows_in(connection, rows, fields, families)
+            return self._save_rows_in(connection, rows, fields, families, kept=kept)
 
     def _save_rows_in(
         self,
@@ -269,7 +274,9 @@ class MetadataStore:
         families: dict[tuple[str, str], dict[str, Any] | None],
         dataset_checked: bool = False,
         read_ahead: ReadAhead | None = None,
+        kept: frozenset[tuple[str, str]] = frozenset(),
     ) -> dict[tuple[str, str], bool]:
+        """`kept`: the keys whose stored Family stays as it is (PhenopacketRecord.keep_family)."""
         if not dataset_checked:
             wanted = {row["dataset_id"] for row in rows}
             known = set(connection.execute(sa.select(datasets.c.id).where(datasets.c.id.in_(wanted))).scalars())
@@ -303,7 +310,8 @@ class MetadataStore:
             for key, family in families.items()
             if family is not None and key in pk_of
         ]
-        for chunk in _chunks(sorted(before.families)):  # rare (family history): replaced whole
+        staying = {pk_of[key] for key in kept if key in pk_of}
+        for chunk in _chunks(sorted(before.families - staying)):  # rare (family history): replaced whole
             connection.execute(_DELETE_FAMILIES, {"pks": chunk})
         if family_rows:  # a JSON column: a plain executemany
             connection.execute(_INSERT[phenopacket_families.name], family_rows)
@@ -687,6 +695,10 @@ def _phenopacket_row(record: PhenopacketRecord, indexed: dict[str, Any], now: da
         "created_at": now,
         "updated_at": now,
     }
+
+
+def _families_kept(latest: dict[tuple[str, str], PhenopacketRecord]) -> frozenset[tuple[str, str]]:
+    return frozenset(key for key, record in latest.items() if record.keep_family and record.family is None)
 
 
 def _family_row(phenopacket_pk: int, dataset_id: str, family: dict[str, Any], now: datetime) -> dict[str, Any]:

@@ -22,8 +22,12 @@ class PhenopacketRecord:
     source: str = ""  # identity of the source document, e.g. "Bundle/<id>" or "sha256:<digest>"
     issues: tuple[dict[str, Any], ...] = ()  # Issue.to_dict() of the warnings met on the way in
     # The validated Phenopacket Family around this phenopacket (relatives, pedigree), or None: none.
-    # Its `proband` is not kept (the proband is `document`); saving without one removes an earlier family.
+    # Its `proband` is not kept (the proband is `document`); saving without one removes an earlier family,
+    # unless `keep_family`: a submitted phenopacket sent alone is the proband's own document, and the Family
+    # around it is another (phenopacket schema), kept as stored. FHIR rebuilds never keep one: a Family made
+    # from FamilyMemberHistory goes when they do.
     family: dict[str, Any] | None = None
+    keep_family: bool = False
     # The keyed pseudonym of the label the sender gave the subject (a submitted phenopacket's; None: made from
     # FHIR): one document id about another person is refused, not taken as an update (services.ingest).
     subject_label: str | None = None

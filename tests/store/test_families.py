@@ -367,8 +367,13 @@ def test_a_family_document_updates_the_probands_own_phenopacket(store, reference
     with_family, _ = ingest_phenopackets([_family_of(proband, mother)], store=store, key=KEY, dataset_id="ds1")
     assert with_family[0].id == alone[0].id and not with_family[0].created  # the same person, now with family
     assert store.get_family(alone[0].id) is not None
-    ingest_phenopackets([proband], store=store, key=KEY, dataset_id="ds1")  # sent again without: replaced
-    assert store.get_family(alone[0].id) is None
+    kept_before = store.get_family(alone[0].id).document
+    changed = {**proband, "phenotypicFeatures": proband.get("phenotypicFeatures", [])[:1]}
+    _, reports = ingest_phenopackets([changed], store=store, key=KEY, dataset_id="ds1")  # sent again without
+    assert [i.code for i in reports[0]] == ["family-kept"]
+    kept = store.get_family(alone[0].id).document  # another document of the schema: it stays around the new one
+    assert kept["relatives"] == kept_before["relatives"] and kept["pedigree"] == kept_before["pedigree"]
+    assert kept["proband"] == store.get_phenopacket(alone[0].id).document
 
 
 def test_a_family_exported_by_the_gateway_can_be_ingested_elsewhere(store, reference_dir):
