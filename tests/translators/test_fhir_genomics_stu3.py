@@ -203,3 +203,40 @@ def test_the_stu3_variant_slices_have_a_home():
     assert found["population-allele-frequency"] == ["0.327"]
     assert found["protein-reference-sequence"] == ["NP_000035.2"]
     assert not [i for i in packet.issues if i.severity.value == "warning"], packet.issues
+
+
+def _placement_warnings(packet) -> list[str]:
+    return [i.location for i in packet.issues if "no genomic placement" in i.message]
+
+
+def test_a_variant_placed_only_on_a_transcript_is_warned_at_each_placement_component():
+    """A variant given by its gene, a transcript (NM_), a position on it and the reference allele, with no HGVS,
+    SPDI or genomic placement, came out as "some CFTR variant" with no word: the position and alleles were gone."""
+    gene = component("48018-6", valueCodeableConcept=concept("http://www.genenames.org/geneId", "HGNC:1884", "CFTR"))
+    transcript = component("48013-7", valueCodeableConcept=concept("http://www.ncbi.nlm.nih.gov/refseq", "NM_000492.4"))
+    position = component("81254-5", valueRange={"low": {"value": 1521}, "high": {"value": 1523}})
+    reference = component("69547-8", valueString="CTT")
+    _, packet = run(variant(gene, transcript, position, reference))
+    (descriptor,) = descriptors(packet)
+    assert "vcfRecord" not in descriptor and "expressions" not in descriptor
+    assert _placement_warnings(packet) == [f"/entry/1/resource/component/{k}" for k in (1, 2, 3)]
+    assert all(i.severity.value == "warning" for i in packet.issues if "no genomic placement" in i.message)
+
+
+def test_placement_components_beside_an_expression_or_a_vcf_record_are_not_warned():
+    gene = component("48018-6", valueCodeableConcept=concept("http://www.genenames.org/geneId", "HGNC:1884", "CFTR"))
+    reference = component("69547-8", valueString="CTT")
+    cdna = component("48004-6", valueCodeableConcept=concept(HGVS, "NM_000492.4:c.1521_1523del"))
+    _, packet = run(variant(gene, cdna, reference))
+    assert _placement_warnings(packet) == []  # the expression says the change; the allele only restates it
+    placed = variant(
+        gene,
+        component("48013-7", valueCodeableConcept=concept("http://www.ncbi.nlm.nih.gov/refseq", "NC_000007.14")),
+        component("92822-6", valueCodeableConcept=concept(LOINC, "LA30102-0", "1-based character counting")),
+        component("81254-5", valueRange={"low": {"value": 117559590}}),
+        component("69547-8", valueString="ATCT"),
+        component("69551-0", valueString="A"),
+    )
+    _, packet = run(placed)
+    (descriptor,) = descriptors(packet)
+    assert descriptor["vcfRecord"]["pos"] == "117559590" and _placement_warnings(packet) == []

@@ -59,6 +59,15 @@ CDNA_RE = re.compile(r"(^|:)[cnmr]\.")
 GENOMIC_RE = re.compile(r"(^|:)g\.")
 PROTEIN_RE = re.compile(r"(^|:)p\.")
 HGVS_SYSTEM = "http://varnomen.hgvs.org"
+# what places a variant on a sequence: lost, and said, when no VCF record or copy-number placement is made of it
+PLACEMENT_COMPONENTS = {
+    ASSEMBLY: "the genome assembly",
+    GENOMIC_REF_SEQ: "the reference sequence",
+    ALLELE_START_END: "the position",
+    COORDINATE_SYSTEM: "the coordinate system",
+    REF_ALLELE: "the reference allele",
+    ALT_ALLELE: "the alternate allele",
+}
 
 
 def hgvs_syntax(code: object) -> str | None:
@@ -197,6 +206,8 @@ class Variants:
         if not (expressions or vcf or "geneContext" in descriptor or "label" in descriptor or extras.describes):
             ctx.warn("unmapped-element", "variant Observation describes no variant (no gene, HGVS or position)", base)
             return
+        if not (vcf or expressions or "variation" in descriptor):
+            self.unplaced(components, base)
         descriptor["moleculeContext"] = "genomic"
         self.allelic_state(components, base, descriptor)
         acmg = None
@@ -443,6 +454,19 @@ class Variants:
         if rs_id:
             record["id"] = rs_id
         return record
+
+    def unplaced(self, components: Components, base: str) -> None:
+        """The placement components of a variant described by nothing else (no VCF record, HGVS or SPDI: a
+        position on a transcript, alleles without a position): each one warned where it is, so that the
+        change itself is not lost unsaid. With an expression carried, they only restate it."""
+        for code, what in PLACEMENT_COMPONENTS.items():
+            for k, _component in components.by_code.get(code, []):
+                self.ctx.warn(
+                    "unmapped-element",
+                    f"{what} not carried: the variant has no genomic placement (a VCF record needs an assembly or a "
+                    "versioned NC_ accession, a position and both alleles; a transcript position has no place)",
+                    f"{base}/component/{k}",
+                )
 
     def assembly(self, components: Components, base: str) -> str | None:
         """The assembly named by 62374-4 (LOINC answer, or GRCh37/GRCh38 as text)."""
