@@ -9,7 +9,8 @@ in two unrelated documents names two different people.
 
 Biosample ids ("biosample.1", a laboratory's sample number) become derived ids in the same scope,
 wherever they recur (biosample id, derivedFromId, subjectOrBiosampleId, file keys): two people's
-"biosample.1" stay two samples. Interpretation ids are derived too (collections often give the
+"biosample.1" stay two samples — in one Family too, where a relative's id that another member also uses is
+derived with the relative's label (the proband's stay what they are when its packet is sent alone). Interpretation ids are derived too (collections often give the
 interpretation the subject's own label). `subject.alternateIds` (the person's other record numbers)
 become keyed pseudonyms outside any document's scope, so a record number shared by two documents
 still links them. Derived ids and pseudonyms are what a key rotation carries forward.
@@ -17,8 +18,10 @@ still links them. Derived ids and pseudonyms are what a key rotation carries for
 
 from __future__ import annotations
 
+import copy
 import json
 import re
+from collections import Counter
 from typing import Any
 
 import phenopackets
@@ -50,6 +53,17 @@ class PersonIds:
         self.subject_id = pseudonymise(key, self.scope, "phenopacket")
         # The document's biosample ids (in a Family: every member's), as sent.
         self.biosample_ids = biosample_ids if biosample_ids is not None else _biosample_ids(packet)
+        # In a Family: the biosample ids more than one member uses ("biosample.1" for each), and the member
+        # whose packet is being read (None: the proband). A relative's such id is derived with the relative's
+        # label too, so two people's samples stay two; the proband's stay as they are alone.
+        self.shared_biosamples: frozenset[str] = frozenset()
+        self.member: str | None = None
+
+    def for_member(self, label: str) -> PersonIds:
+        """The same pseudonyms, reading the packet of the relative labelled `label`."""
+        member = copy.copy(self)
+        member.member = label
+        return member
 
     def __call__(self, value: Any) -> Any:
         """A person label's pseudonym."""
@@ -66,6 +80,8 @@ class PersonIds:
     def biosample(self, value: Any) -> Any:
         if not isinstance(value, str) or not value:
             return value
+        if self.member is not None and value in self.shared_biosamples:
+            return self.rename(value, derived_id(self.key, "biosample", self.scope, self.member, value))
         return self.rename(value, derived_id(self.key, "biosample", self.scope, value))
 
     def interpretation(self, value: Any, person_id: str) -> Any:
@@ -212,13 +228,16 @@ def prepare_family(
     proband = family["proband"]  # required by the Family schema (validated above)
     members = [proband, *_dicts(family.get("relatives"))]
     person = PersonIds(key, proband, {i for member in members for i in _biosample_ids(member)}, renamed)
+    used = Counter(i for member in members for i in _biosample_ids(member))
+    person.shared_biosamples = frozenset(i for i, times in used.items() if times > 1)
     subject_id = person.subject_id
     pseudonymise_packet(proband, person, subject_id, notes, "/proband")
     proband["id"] = person.rename(proband.get("id") or "", derived_id(key, "phenopacket", dataset_id, subject_id))
     for n, relative in enumerate(_dicts(family.get("relatives"))):
         subject = _dict(relative.get("subject"))
-        relative_id = person(subject.get("id") or relative.get("id") or f"relative {n}")
-        pseudonymise_packet(relative, person, relative_id, notes, f"/relatives/{n}")
+        label = subject.get("id") or relative.get("id") or f"relative {n}"
+        relative_id = person(label)
+        pseudonymise_packet(relative, person.for_member(str(label)), relative_id, notes, f"/relatives/{n}")
         relative["id"] = derived_id(key, "relative-phenopacket", dataset_id, subject_id, relative_id)
     family["id"] = person.rename(family.get("id") or "", derived_id(key, "family", dataset_id, subject_id))
     pedigree = family.get("pedigree")
@@ -227,6 +246,11 @@ def prepare_family(
         for name in ("individualId", "paternalId", "maternalId"):
             if member.get(name) not in (None, "", PED_UNKNOWN):
                 member[name] = person(member[name])
+    for k, file in enumerate(_dicts(family.get("files"))):
+        mapping = file.get("individualToFileIdentifiers")
+        for named in sorted(set(mapping) & person.shared_biosamples if isinstance(mapping, dict) else ()):
+            message = f"{named!r} is a biosample id of several members: this file key is read as the proband's"
+            notes.add(Issue.warning("ambiguous-biosample", message, f"/files/{k}/individualToFileIdentifiers"))
     _pseudonymise_files(family, person)
     # The labels are gone: what is stored must still be a valid Family (links between people intact).
     notes.extend(validate_family(family, target="output"))

@@ -395,3 +395,45 @@ def test_an_invalid_family_document_is_refused_with_pointers_and_stores_nothing(
     assert any(i.location == "/relatives/0/id" for i in errors)
     assert any(i.location.startswith("/pedigree/persons/0") for i in errors)
     assert store.list_phenopackets(dataset_id="ds1")[1] == 0 and _family_rows(store) == 0
+
+
+def test_two_members_samples_with_one_label_stay_two_samples(store, reference_dir):
+    """A registry numbers each person's samples from 1: the proband's and the mother's "biosample.1" got one
+    pseudonymised id in the stored Family, so the two samples read as one (pheno-real-2's open item)."""
+    proband, mother = (copy.deepcopy(p) for p in _real_packets(reference_dir, 2))
+    for member in (proband, mother):
+        member["biosamples"] = [{"id": "biosample.1", "individualId": member["subject"]["id"]}]
+        member["biosamples"].append({"id": "biosample.2", "derivedFromId": "biosample.1"})
+        genomic = member["interpretations"][0]["diagnosis"]["genomicInterpretations"][0]
+        genomic["subjectOrBiosampleId"] = "biosample.2"
+    alone, _ = ingest_phenopackets([copy.deepcopy(proband)], store=store, key=KEY, dataset_id="ds1")
+    alone_ids = [b["id"] for b in store.get_phenopacket(alone[0].id).document["biosamples"]]
+    doc = _family_of(proband, mother)
+    results, reports = ingest_phenopackets([doc], store=store, key=KEY, dataset_id="ds1")
+    assert all(r.ok for r in reports), [str(i) for r in reports for i in r]
+    family = store.get_family(results[0].id).document
+    own = [b["id"] for b in family["proband"]["biosamples"]]
+    theirs = [b["id"] for b in family["relatives"][0]["biosamples"]]
+    assert own == alone_ids  # the proband's ids are those its packet has alone
+    assert not set(own) & set(theirs) and len(set(theirs)) == 2
+    # inside each member's packet the links follow that member's own samples
+    assert family["relatives"][0]["biosamples"][1]["derivedFromId"] == theirs[0]
+    relative_genomic = family["relatives"][0]["interpretations"][0]["diagnosis"]["genomicInterpretations"][0]
+    assert relative_genomic["subjectOrBiosampleId"] == theirs[1]
+    proband_genomic = family["proband"]["interpretations"][0]["diagnosis"]["genomicInterpretations"][0]
+    assert proband_genomic["subjectOrBiosampleId"] == own[1]
+
+
+def test_a_family_file_key_naming_a_shared_sample_label_is_warned(reference_dir):
+    from gateway.services.people import prepare_family
+
+    proband, mother = (copy.deepcopy(p) for p in _real_packets(reference_dir, 2))
+    for member in (proband, mother):
+        member["biosamples"] = [{"id": "biosample.1", "individualId": member["subject"]["id"]}]
+    doc = _family_of(proband, mother)
+    doc["files"][0]["individualToFileIdentifiers"] = {"biosample.1": "S1"}
+    _, family, _, report = prepare_family(doc, key=KEY, dataset_id="ds1")
+    assert [(i.code, i.location) for i in report if i.code == "ambiguous-biosample"] == [
+        ("ambiguous-biosample", "/files/0/individualToFileIdentifiers")
+    ]
+    assert list(family["files"][0]["individualToFileIdentifiers"]) == [family["proband"]["biosamples"][0]["id"]]
