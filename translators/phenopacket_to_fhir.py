@@ -197,6 +197,33 @@ def translate_family(
 # --- small helpers ------------------------------------------------------------------------------
 
 
+IMPLICATION_KIND = "diagnostic-implication"  # the forward direction's name for an implication's other parts
+TBD_WORD = re.compile(r"[a-z][a-z0-9]*(?:-[a-z0-9]+)*")  # a Genomics Reporting tbd code, e.g. feature-consequence
+LOINC_CODE = re.compile(r"\d{1,8}-\d")
+
+
+def annotation_codes(profile: Any) -> dict[str, str]:
+    """Name of a finding about variants (profile `variant_annotation_codes`) -> the first "<system>|<code>" of it."""
+    out: dict[str, str] = {}
+    for key, name in profile.variant_annotation_codes.items():
+        out.setdefault(name, key)
+    return out
+
+
+def _annotation_component(part: str, value: str, system: str) -> dict | None:
+    """A component from an extension "<kind> <part>": `part` is the code name the forward direction gave it
+    (a LOINC code, a code of the finding's own code system, or the code's text); its value as text."""
+    if part == "interpretation":
+        return None  # the Observation's interpretation, not a component
+    if LOINC_CODE.fullmatch(part):
+        code: dict = {"coding": [{"system": LOINC, "code": part}]}
+    elif TBD_WORD.fullmatch(part):
+        code = {"coding": [{"system": system, "code": part}]}
+    else:
+        code = {"text": part}
+    return {"code": code, "valueString": value}
+
+
 def _list(value: Any) -> list:
     return value if isinstance(value, list) else []
 
@@ -364,6 +391,8 @@ class PacketWriter:
         self.disease_conditions: dict[tuple[str, str], dict] = {}  # (term id, verification) -> Condition
         self.condition_urls: dict[int, str] = {}  # id() of a Condition written -> its fullUrl
         self.tnm_focus: dict[str, list[tuple[str, str]]] = {}  # TNM finding id -> [(Condition fullUrl, pointer)]
+        # variant fullUrl -> its findings' extensions by kind, in order ([(part, value)]), and its descriptor's pointer
+        self.findings: dict[str, tuple[dict[str, list[tuple[str, str]]], str]] = {}
 
     def ref(self, full_url: str) -> dict:
         return {"reference": full_url}
@@ -660,7 +689,7 @@ class PacketWriter:
             variant_ref = self.variant(variant, where + "/variantInterpretation", item.get("subjectOrBiosampleId"))
             if variant_ref is None:
                 continue
-            self.implication(variant, variant_ref, disease, where + "/variantInterpretation")
+            self.variant_findings(variant, variant_ref, disease, where + "/variantInterpretation")
             status = item.get("interpretationStatus", "UNKNOWN_STATUS")
             if disease.get("id") == UNSPECIFIED_DISEASE and status == "UNKNOWN_STATUS":
                 continue  # the forward direction's "no disease given": the variant stays unlinked
@@ -726,7 +755,8 @@ class PacketWriter:
         if vd.get("structuralType"):
             change = w.concept(vd["structuralType"], base + "/structuralType", "structural type")
             components.append(self.component(DNA_CHANGE_TYPE, valueCodeableConcept=change))
-        components.extend(self.extension_components(vd, base, extras := {}))
+        annotations: dict[str, list[tuple[str, str]]] = {}
+        components.extend(self.extension_components(vd, base, extras := {}, annotations))
         if isinstance(vd.get("label"), str) and vd["label"]:
             notes.append(vd["label"])  # the forward direction reads the first note back as the label
             if isinstance(vd.get("description"), str) and vd["description"]:
@@ -759,16 +789,58 @@ class PacketWriter:
         obs.update(extras)
         full_url = w.add(obs, "variant", location)
         self.report_results.append(full_url)
+        self.findings[full_url] = (annotations, base)
         return full_url
 
-    def extension_components(self, vd: dict, base: str, extras: dict) -> list[dict]:
+    def variant_findings(self, variant: dict, variant_ref: str, disease: dict, location: str) -> None:
+        """The Observations derived from a variant, in the order their extensions came (so that reading them
+        back gives the same descriptor): the diagnostic implication and the other findings about it."""
+        annotations, base = self.findings.pop(variant_ref, ({}, location))
+        if IMPLICATION_KIND not in annotations:
+            self.implication(variant, variant_ref, disease, location, [])
+        for kind, carried in annotations.items():
+            if kind == IMPLICATION_KIND:
+                self.implication(variant, variant_ref, disease, location, carried)
+            else:
+                self.annotation(kind, carried, variant_ref, base)
+
+    def annotation(self, kind: str, carried: list[tuple[str, str]], variant_ref: str, base: str) -> None:
+        """A finding about the variant the forward direction read from an Observation of its own (profile
+        `variant_annotation_codes`: a molecular consequence, a therapeutic implication), written back as one,
+        derived from the variant; its components and interpretation from the extensions named after it."""
+        w = self.w
+        system, _, code = annotation_codes(w.export.profile)[kind].partition("|")
+        obs: dict = {
+            "resourceType": "Observation",
+            "status": "final",
+            "category": [{"coding": [{"system": OBSERVATION_CATEGORY, "code": "laboratory"}]}],
+            "code": {"coding": [{"system": system, "code": code}]},
+            "subject": self.subject_ref(),
+            "derivedFrom": [self.ref(variant_ref)],
+        }
+        components = [c for part, value in carried if (c := _annotation_component(part, value, system)) is not None]
+        interpretations = [{"text": value} for part, value in carried if part == "interpretation"]
+        if components:
+            obs["component"] = components
+        if interpretations:
+            obs["interpretation"] = interpretations
+        w.add(obs, kind.replace("-", "_"), f"{base}/extensions/{kind}")  # the key of its id: one per kind
+
+    def extension_components(
+        self, vd: dict, base: str, extras: dict, annotations: dict[str, list[tuple[str, str]]]
+    ) -> list[dict]:
         """Descriptor extensions and alternate labels back into the components (or Observation elements)
-        the forward direction made them from (mappings/variants/variant_components.yaml); values as text."""
+        the forward direction made them from (mappings/variants/variant_components.yaml); values as text.
+        Extensions named "<kind> <part>" after a finding of its own (`annotation_codes`) go to `annotations`."""
         codes = extension_codes()
+        kinds = annotation_codes(self.w.export.profile)
         out = []
         for e, ext in enumerate(_list(vd.get("extensions"))):
             name, value = _text(_dict(ext).get("name")), _text(_dict(ext).get("value"))
-            if name in OBSERVATION_EXTENSIONS and value:
+            kind, _, part = (name or "").partition(" ")
+            if value and part and (kind in kinds or kind == IMPLICATION_KIND) and name not in codes:
+                annotations.setdefault(kind, []).append((part, value))
+            elif name in OBSERVATION_EXTENSIONS and value:
                 element = OBSERVATION_EXTENSIONS[name]
                 if element == "method":
                     extras["method"] = {"text": value}
@@ -850,7 +922,11 @@ class PacketWriter:
                 w.note("unmapped-element", f"vcfRecord.{key} is not exported", f"{base}/{key}")
         return out
 
-    def implication(self, variant: dict, variant_ref: str, disease: dict, location: str) -> None:
+    def implication(
+        self, variant: dict, variant_ref: str, disease: dict, location: str, parts: list[tuple[str, str]]
+    ) -> None:
+        """The diagnostic implication Observation: the ACMG class and the disease, with the implication's other
+        components the forward direction carried as "diagnostic-implication <code>" extensions."""
         w = self.w
         acmg = variant.get("acmgPathogenicityClassification")
         actionability = variant.get("therapeuticActionability")
@@ -858,18 +934,20 @@ class PacketWriter:
             w.warn(
                 "unmapped-element", "therapeuticActionability is not exported", location + "/therapeuticActionability"
             )
-        if acmg in (None, "NOT_PROVIDED"):
-            return
-        answer = w.answer("clinical_significance", acmg, str(acmg).replace("_", " ").capitalize())
-        if answer is None:
-            w.warn(
-                "unmapped-code",
-                f"ACMG class {acmg!r} has no LOINC answer",
-                location + "/acmgPathogenicityClassification",
-            )
-            return
         system, _, code = w.export.implication_code.partition("|")
-        components = [self.component(CLINICAL_SIGNIFICANCE, valueCodeableConcept=answer)]
+        components = [c for part, value in parts if (c := _annotation_component(part, value, system)) is not None]
+        if acmg not in (None, "NOT_PROVIDED"):
+            answer = w.answer("clinical_significance", acmg, str(acmg).replace("_", " ").capitalize())
+            if answer is None:
+                w.warn(
+                    "unmapped-code",
+                    f"ACMG class {acmg!r} has no LOINC answer",
+                    location + "/acmgPathogenicityClassification",
+                )
+            else:
+                components.insert(0, self.component(CLINICAL_SIGNIFICANCE, valueCodeableConcept=answer))
+        if not components:
+            return
         if disease.get("id") and disease.get("id") != UNSPECIFIED_DISEASE:
             phenotype = w.concept(disease, location, "disease")
             components.append(self.component(ASSOCIATED_PHENOTYPE, valueCodeableConcept=phenotype))

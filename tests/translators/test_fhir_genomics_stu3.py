@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from mappings import load_profile
 from tests.translators.conftest import NOW, TEST_IDS
-from tests.translators.test_fhir_variants import collection, descriptors, extensions, resolves
+from tests.translators.test_fhir_variants import collection, descriptors, extensions, genomic, resolves
 from translators.fhir_to_phenopacket import translate_bundle
 
 LOINC = "http://loinc.org"
@@ -240,3 +240,70 @@ def test_placement_components_beside_an_expression_or_a_vcf_record_are_not_warne
     _, packet = run(placed)
     (descriptor,) = descriptors(packet)
     assert descriptor["vcfRecord"]["pos"] == "117559590" and _placement_warnings(packet) == []
+
+
+def _round_trip(packet):
+    from translators.phenopacket_to_fhir import translate_phenopacket
+
+    exported = translate_phenopacket(packet.phenopacket)
+    back = translate_bundle(exported.bundle, profile=load_profile("generic"), ids=TEST_IDS, now=NOW)
+    (again,) = back.packets
+    return exported, again
+
+
+def test_findings_about_a_variant_go_back_to_fhir_as_observations_derived_from_it():
+    """The FHIR export warned "extension 'molecular-consequence 51958-7' is not exported" for every fact of a
+    molecular consequence or therapeutic implication: they were read, kept, and lost on the way back."""
+    consequence = derived(
+        "molecular-consequence",
+        component("51958-7", valueCodeableConcept=concept("http://www.ncbi.nlm.nih.gov/refseq", "NM_001395525.1")),
+        {
+            "code": concept(TBD, "feature-consequence"),
+            "valueCodeableConcept": concept(SO, "SO:0001575", "splice_donor_variant"),
+        },
+        interpretation=[concept("http://example.org/snpeff-impact", "HIGH", "High")],
+    )
+    implication = derived("therapeutic-implication", component("51963-7", valueCodeableConcept={"text": "nusinersen"}))
+    implication["id"] = "t1"
+    _, packet = run(
+        variant(component("81290-9", valueCodeableConcept=concept(HGVS, "NC_000001.10:g.86852621A>G"))),
+        consequence,
+        implication,
+    )
+    exported, again = _round_trip(packet)
+    assert not [i for i in exported.issues if "not exported" in i.message], exported.issues
+    derived_codes = sorted(
+        e["resource"]["code"]["coding"][0]["code"]
+        for e in exported.bundle["entry"]
+        if e["resource"]["resourceType"] == "Observation" and e["resource"].get("derivedFrom")
+    )
+    assert derived_codes == ["molecular-consequence", "therapeutic-implication"]
+    (before,), (after,) = descriptors(packet), descriptors(again)
+    assert extensions(after) == extensions(before)
+    assert not [i for i in again.issues if i.severity.value == "warning"], again.issues
+
+
+def test_a_diagnostic_implications_other_components_go_back_with_it():
+    evidence = {"code": concept(LOINC, "93044-6", "Level of evidence"), "valueCodeableConcept": {"text": "Level A"}}
+    implication = {
+        "resourceType": "Observation",
+        "id": "di1",
+        "status": "final",
+        "code": concept(TBD, "diagnostic-implication"),
+        "subject": {"reference": "Patient/p1"},
+        "derivedFrom": [{"reference": "Observation/v1"}],
+        "component": [
+            component("53037-8", valueCodeableConcept=concept(LOINC, "LA6668-3", "Pathogenic")),
+            evidence,
+        ],
+    }
+    _, packet = run(
+        variant(component("81290-9", valueCodeableConcept=concept(HGVS, "NC_000001.10:g.86852621A>G"))), implication
+    )
+    (before,) = descriptors(packet)
+    assert extensions(before) == {"diagnostic-implication 93044-6": ["Level A"]}
+    exported, again = _round_trip(packet)
+    assert not [i for i in exported.issues if "not exported" in i.message], exported.issues
+    (after,) = descriptors(again)
+    assert extensions(after) == extensions(before)
+    assert genomic(again)[0]["variantInterpretation"]["acmgPathogenicityClassification"] == "PATHOGENIC"
