@@ -59,7 +59,7 @@ from gateway.validation.phenopacket import validate_phenopacket
 from translators.fhir.assemble import DATING_TYPES
 from translators.fhir.common import IdFunctions, reference_of
 from translators.fhir.patient import EVENT_DATE_ELEMENTS
-from translators.fhir.references import RELATIVE_REF, BundleIndex
+from translators.fhir.references import RELATIVE_REF, BundleIndex, with_identified_patient_links
 from translators.fhir.tokens import Token, parse_token
 from translators.fhir_to_phenopacket import BundleTranslation, translate_bundle, translated_resource_types
 
@@ -646,7 +646,8 @@ def _put(
 ) -> ResourceChange:
     assert write.resource is not None
     resource_id = write.resource_id or write.resource.get("id") or _id_from_full_url(write.full_url)
-    resource = at_rest(_any_system_matched(connection, dataset_id, {**write.resource, "id": resource_id}, key), key)
+    sent = with_identified_patient_links({**write.resource, "id": resource_id})
+    resource = at_rest(_any_system_matched(connection, dataset_id, sent, key), key)
     patient_ref = None if write.resource_type == PATIENT else patient_reference(resource)
     existing = known.existing(connection, dataset_id, write.resource_type, resource_id, patient_ref)
     _check_version(write, existing)
@@ -827,6 +828,8 @@ def at_rest(resource: dict[str, Any], key: bytes) -> dict[str, Any]:
         reference = reference_of(target)
         if isinstance(target, dict) and reference is not None:
             kept[link] = {**target, "reference": pseudonymous_reference(reference, key)}
+        if isinstance(target, dict) and isinstance(target.get("identifier"), dict):  # a logical reference's too
+            kept[link] = {**kept[link], "identifier": _pseudonymous_identifier(target["identifier"], key)}
     return kept
 
 

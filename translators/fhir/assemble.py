@@ -21,7 +21,7 @@ from translators.fhir.context import BundleSource, PatientContext
 from translators.fhir.family import FamilyHistory
 from translators.fhir.measurements import Measurements
 from translators.fhir.phenotypes import Phenotypes
-from translators.fhir.references import ACCEPTED_BUNDLE_TYPES, BundleIndex
+from translators.fhir.references import ACCEPTED_BUNDLE_TYPES, BundleIndex, with_identified_patient_links
 from translators.fhir.variants import Variants
 
 SCHEMA_VERSION = "2.0.2"
@@ -279,7 +279,7 @@ class BundleTranslator:
                 source.full_urls.append(None)
                 self.issues.append(Issue.warning("fhir-structure", "entry without a resource", f"/entry/{i}"))
                 continue
-            source.resources.append(resource)
+            source.resources.append(with_identified_patient_links(resource))
             source.full_urls.append(full_url if isinstance(full_url, str) else None)
         source.index = BundleIndex.build(entries)
         self.add_contained()

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from urllib.parse import parse_qsl
 
-from translators.fhir.tokens import parse_token
+from translators.fhir.tokens import Token, parse_token
 
 # Bundle types a submission may have. A searchset is read as a collection: `Patient/$everything` is how an EHR
 # exports one patient's record. A history (versions, deletions) describes a server's changes, not a record.
@@ -159,3 +159,29 @@ def _add(index: dict, key: tuple, entry: int) -> None:
     found = index.setdefault(key, [])
     if not found or found[-1] != entry:
         found.append(entry)
+
+
+PATIENT_LINK_ELEMENTS = ("subject", "patient")
+
+
+def with_identified_patient_links(resource: dict) -> dict:
+    """`resource` with a patient link given only by the Patient's identifier (a logical reference,
+    `Reference.identifier`: what a sender writes that knows the patient's record number but not the
+    receiver's resource id) also given as the conditional reference `Patient?identifier=system|value`, so
+    that it resolves as one, in a Bundle and against the Patients stored (FHIR http.html#trules). A link
+    with a `reference`, or typed as something other than a Patient, stays as it is. The same object when
+    nothing changes."""
+    changed = None
+    for name in PATIENT_LINK_ELEMENTS:
+        link = resource.get(name)
+        if not isinstance(link, dict) or "reference" in link or link.get("type", "Patient") != "Patient":
+            continue
+        identifier = link.get("identifier")
+        value = identifier.get("value") if isinstance(identifier, dict) else None
+        if not isinstance(value, str) or not value.strip():
+            continue
+        system = identifier.get("system")
+        token = Token(system if isinstance(system, str) and system else None, value)
+        changed = changed or dict(resource)
+        changed[name] = {"reference": f"Patient?identifier={token.written()}", **link}
+    return changed or resource
