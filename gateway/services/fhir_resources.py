@@ -58,15 +58,23 @@ from gateway.validation.fhir import r4_resource_types, validate_fhir
 from gateway.validation.phenopacket import validate_phenopacket
 from translators.fhir.assemble import DATING_TYPES
 from translators.fhir.common import IdFunctions, reference_of
-from translators.fhir.patient import EVENT_DATE_ELEMENTS
+from translators.fhir.patient import EVENT_DATE_ELEMENTS, PATIENT_ANIMAL
 from translators.fhir.references import RELATIVE_REF, BundleIndex, with_identified_patient_links
 from translators.fhir.tokens import Token, parse_token
 from translators.fhir_to_phenopacket import BundleTranslation, translate_bundle, translated_resource_types
 
 # The links by which a resource names the patient it is about (the translator reads the same two).
 PATIENT_LINKS = ("subject", "patient")
-# Patient elements the translator never reads: dropped before a Patient is kept (data minimisation).
-UNKEPT_PATIENT_ELEMENTS = frozenset({"text", "name", "telecom", "address", "photo", "contact"})
+# What is kept of a Patient (data minimisation): what the translator reads — its identifiers, sex, birth and
+# death (with their primitive extensions), the patient-animal extension — and what FHIR needs to read it back
+# (id, meta, modifier extensions, whose meaning a reader must not miss). Names, contacts, addresses, narrative,
+# contained resources, other extensions (birth place, mother's maiden name, nationality…), marital status,
+# languages, practitioners, links to other records: dropped before it is kept.
+KEPT_PATIENT_ELEMENTS = frozenset(
+    {"resourceType", "id", "meta", "implicitRules", "language", "modifierExtension", "identifier", "active"}
+    | {"gender", "_gender", "birthDate", "_birthDate", "deceasedBoolean", "deceasedDateTime"}
+    | {"_deceasedBoolean", "_deceasedDateTime", "extension"}
+)
 # What is kept of an Encounter, Immunization or AllergyIntolerance: who it is about and when (it dates the
 # patient's last encounter; nothing else of it reaches a phenopacket), and what R4 requires of it so that it
 # reads back as valid FHIR (Encounter.class, Immunization.vaccineCode). `identifier`: conditional writes find it.
@@ -810,7 +818,7 @@ def _touch(connection: sa.Connection, dataset_id: str, patient_id: str, touched:
 def at_rest(resource: dict[str, Any], key: bytes) -> dict[str, Any]:
     """The form a resource is kept in: no hospital identifier in clear (data minimisation).
 
-    A Patient loses what no phenopacket needs (names, contact, narrative) and its identifier values
+    A Patient keeps only what a phenopacket needs (KEPT_PATIENT_ELEMENTS) and its identifier values
     become their keyed pseudonyms, the same ones a Bundle's subject is named by; a conditional
     patient reference (`Patient?identifier=system|value`) names the pseudonym too. So the rows hold
     no record number, and a patient sent as a Bundle and one sent resource by resource meet by the
@@ -820,7 +828,11 @@ def at_rest(resource: dict[str, Any], key: bytes) -> dict[str, Any]:
     if kept.get("resourceType") in DATING_TYPES:  # only its date counts: the rest is not kept (data minimisation)
         kept = {k: v for k, v in kept.items() if k in DATE_TRACE_ELEMENTS}
     if kept.get("resourceType") == PATIENT:
-        kept = {k: v for k, v in kept.items() if k not in UNKEPT_PATIENT_ELEMENTS}
+        kept = {k: v for k, v in kept.items() if k in KEPT_PATIENT_ELEMENTS}
+        if isinstance(kept.get("extension"), list):
+            kept["extension"] = [e for e in kept["extension"] if _read_patient_extension(e)]
+            if not kept["extension"]:
+                del kept["extension"]
         if isinstance(kept.get("identifier"), list):
             kept["identifier"] = [_pseudonymous_identifier(i, key) for i in kept["identifier"]]
     for link in PATIENT_LINKS:
@@ -831,6 +843,12 @@ def at_rest(resource: dict[str, Any], key: bytes) -> dict[str, Any]:
         if isinstance(target, dict) and isinstance(target.get("identifier"), dict):  # a logical reference's too
             kept[link] = {**kept[link], "identifier": _pseudonymous_identifier(target["identifier"], key)}
     return kept
+
+
+def _read_patient_extension(extension: Any) -> bool:
+    """A Patient extension the translator reads (the animal one: a species is not a human's phenopacket)."""
+    url = extension.get("url") if isinstance(extension, dict) else None
+    return isinstance(url, str) and url.split("|", 1)[0] == PATIENT_ANIMAL
 
 
 def rekey_identifiers(

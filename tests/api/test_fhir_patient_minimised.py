@@ -1,0 +1,79 @@
+"""What is kept of a Patient: only what a phenopacket is made of (data minimisation).
+
+Before, a kept Patient lost its names, contacts, addresses and narrative only: the mother's maiden name, the
+birth place, nationality, marital status, the twins' birth order and the GP stayed in the row in clear, though
+nothing reads them. Real MII Patient, with the extensions of FHIR core and US Core that hospitals send."""
+
+from __future__ import annotations
+
+import json
+
+import sqlalchemy as sa
+
+from gateway.store.tables import fhir_resources
+from tests.api.test_fhir_rest import _packets, _resource, _send
+
+PATIENT_ID = "patient-marfan-001"
+EXT = "http://hl7.org/fhir/StructureDefinition/"
+
+
+def _identifying(patient: dict) -> dict:
+    return {
+        **patient,
+        "extension": [
+            {"url": EXT + "patient-mothersMaidenName", "valueString": "Schwarzwälder"},
+            {"url": EXT + "patient-birthPlace", "valueAddress": {"city": "Kleinkleckersdorf"}},
+            {
+                "url": EXT + "patient-nationality",
+                "extension": [{"url": "code", "valueCodeableConcept": {"text": "DE"}}],
+            },
+        ],
+        "maritalStatus": {"text": "verwitwet"},
+        "multipleBirthInteger": 2,
+        "communication": [{"language": {"text": "Plattdeutsch"}}],
+        "generalPractitioner": [{"display": "Dr. Hausarzt"}],
+        "contained": [{"resourceType": "Organization", "id": "o", "name": "Praxis Hausarzt"}],
+        "link": [{"other": {"display": "Zwilling"}, "type": "seealso"}],
+    }
+
+
+def test_a_kept_patient_holds_only_what_its_phenopacket_is_made_of(client, app, operator, marfan):
+    patient = _identifying(_resource(marfan, PATIENT_ID))
+    assert _send(client, "PUT", f"/fhir/Patient/{PATIENT_ID}", operator, patient).status_code == 201
+    with app.extensions["gateway"].store.engine.connect() as connection:
+        (row,) = connection.execute(sa.select(fhir_resources.c.resource)).scalars()
+    text = json.dumps(row, ensure_ascii=False)
+    for word in ("Schwarzwälder", "Kleinkleckersdorf", "verwitwet", "Plattdeutsch", "Hausarzt", "Zwilling", '"DE"'):
+        assert word not in text, word
+    assert set(row) <= {"resourceType", "id", "meta", "identifier", "gender", "birthDate", "deceasedBoolean"} | {
+        "deceasedDateTime",
+        "active",
+    }
+    read = client.get(f"/fhir/Patient/{PATIENT_ID}", headers=operator).get_json()
+    assert read["gender"] == patient["gender"] and read["birthDate"] == patient["birthDate"]
+    (packet,) = _packets(app)
+    plain = _resource(marfan, PATIENT_ID)  # the same Patient without them makes the same phenopacket
+    assert _send(client, "PUT", f"/fhir/Patient/{PATIENT_ID}", operator, plain).status_code == 200
+    (again,) = _packets(app)
+    assert again.document["subject"] == packet.document["subject"]
+
+
+def test_the_animal_extension_a_translation_reads_is_kept(client, app, operator, marfan):
+    patient = _resource(marfan, PATIENT_ID)
+    species = {
+        "url": "species",
+        "valueCodeableConcept": {
+            "coding": [{"system": "http://snomed.info/sct", "code": "448771007", "display": "Canis lupus familiaris"}]
+        },
+    }
+    patient["extension"] = [
+        {"url": EXT + "patient-animal", "extension": [species]},
+        {"url": EXT + "patient-mothersMaidenName", "valueString": "Schwarzwälder"},
+    ]
+    assert _send(client, "PUT", f"/fhir/Patient/{PATIENT_ID}", operator, patient).status_code == 201
+    with app.extensions["gateway"].store.engine.connect() as connection:
+        rows = list(connection.execute(sa.select(fhir_resources.c.resource)).scalars())
+    (row,) = rows
+    assert [e["url"] for e in row.get("extension", ())] == [EXT + "patient-animal"]
+    (packet,) = _packets(app)
+    assert packet.document["subject"]["taxonomy"]["id"] != "NCBITaxon:9606"  # still read from what is kept
