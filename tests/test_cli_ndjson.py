@@ -153,3 +153,16 @@ def test_a_file_past_the_bound_is_refused_without_being_read_whole(env, tmp_path
     assert main(["validate", str(bomb)]) == 1
     out = capsys.readouterr()
     assert "too-costly" in out.out + out.err
+
+
+def test_one_resource_twice_in_a_file_is_refused_naming_both_lines(env, reference_dir, tmp_path, capsys):
+    """A transaction changes a resource once; the refusal named "entry 0" and the pointer "/request/url" of the
+    request the gateway makes of each line — neither is in the file."""
+    _export(json.loads(reference_dir.joinpath(*MII).read_text()), tmp_path)
+    conditions = tmp_path / "Condition.ndjson"
+    lines = conditions.read_text().splitlines()
+    conditions.write_text("\n".join([lines[0], *lines[1:], lines[0]]) + "\r\n")  # CRLF, as Windows writes it
+    assert main(["ingest", "fhir", str(conditions), "--dataset", "rd"]) == 1
+    err = capsys.readouterr().err
+    assert f"{conditions}: ERROR [duplicate] at line {len(lines) + 1}: " in err
+    assert "is named by line 1 too" in err and "entry" not in err

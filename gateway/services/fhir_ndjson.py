@@ -23,6 +23,7 @@ from gateway.jsonio import NDJSON_MAX_BYTES, JSONInputError, loads_strict
 
 SUFFIXES = (".ndjson", ".ndjson.gz")
 _ENTRY = re.compile(r"/entry/(\d+)(?:/resource)?(.*)")
+_ENTRY_NAMED = re.compile(r"\bentry (\d+)\b")
 _LISTED_LINES = 10  # lines named in a note about the lines of a type left out
 _MAX_ERRORS = 100  # lines refused one by one; past them, one issue counts the rest
 DEFAULT_MAX_BYTES = NDJSON_MAX_BYTES
@@ -61,11 +62,20 @@ class NdjsonDocument:
         return [self._located(i) for i in issues if i.is_error or i.code != "reference-dangling"]
 
     def _located(self, issue: Issue) -> Issue:
+        # "… is named by entry 3 too": the entry a message names is a line of the file as well
+        message = _ENTRY_NAMED.sub(self._line_of, issue.message)
+        issue = replace(issue, message=message) if message != issue.message else issue
         match = _ENTRY.fullmatch(issue.location or "")
         if match is None or int(match.group(1)) >= len(self.lines):
             return issue
         inside = match.group(2) or ""
+        if inside.startswith("/request"):  # the entry's request is the gateway's (PUT Type/id), not in the file
+            inside = ""
         return replace(issue, location=f"line {self.lines[int(match.group(1))]}" + (f", {inside}" if inside else ""))
+
+    def _line_of(self, match: re.Match[str]) -> str:
+        n = int(match.group(1))
+        return f"line {self.lines[n]}" if n < len(self.lines) else match.group(0)
 
 
 def ndjson_document(
