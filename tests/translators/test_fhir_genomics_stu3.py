@@ -123,10 +123,9 @@ def derived(code: str, *components: dict, **extra) -> dict:
     }
 
 
-def test_a_molecular_consequence_observation_is_carried_on_the_variant_it_derives_from():
-    """STU3 moved the molecular consequence out of the variant into an Observation of its own (derivedFrom the
-    variant): was 'Observation is neither an HPO finding, a measurement nor a variant', its facts lost."""
-    consequence = derived(
+def splice_donor_consequence() -> dict:
+    """An STU3 molecular-consequence Observation (transcript, SO feature consequence, SnpEff impact) of variant v1."""
+    return derived(
         "molecular-consequence",
         component("51958-7", valueCodeableConcept=concept("http://www.ncbi.nlm.nih.gov/refseq", "NM_001395525.1")),
         {
@@ -135,6 +134,12 @@ def test_a_molecular_consequence_observation_is_carried_on_the_variant_it_derive
         },
         interpretation=[concept("http://example.org/snpeff-impact", "HIGH", "High")],
     )
+
+
+def test_a_molecular_consequence_observation_is_carried_on_the_variant_it_derives_from():
+    """STU3 moved the molecular consequence out of the variant into an Observation of its own (derivedFrom the
+    variant): was 'Observation is neither an HPO finding, a measurement nor a variant', its facts lost."""
+    consequence = splice_donor_consequence()
     _, packet = run(
         variant(component("81290-9", valueCodeableConcept=concept(HGVS, "NC_000001.10:g.86852621A>G"))),
         consequence,
@@ -254,15 +259,7 @@ def _round_trip(packet):
 def test_findings_about_a_variant_go_back_to_fhir_as_observations_derived_from_it():
     """The FHIR export warned "extension 'molecular-consequence 51958-7' is not exported" for every fact of a
     molecular consequence or therapeutic implication: they were read, kept, and lost on the way back."""
-    consequence = derived(
-        "molecular-consequence",
-        component("51958-7", valueCodeableConcept=concept("http://www.ncbi.nlm.nih.gov/refseq", "NM_001395525.1")),
-        {
-            "code": concept(TBD, "feature-consequence"),
-            "valueCodeableConcept": concept(SO, "SO:0001575", "splice_donor_variant"),
-        },
-        interpretation=[concept("http://example.org/snpeff-impact", "HIGH", "High")],
-    )
+    consequence = splice_donor_consequence()
     implication = derived("therapeutic-implication", component("51963-7", valueCodeableConcept={"text": "nusinersen"}))
     implication["id"] = "t1"
     _, packet = run(
