@@ -59,7 +59,7 @@ from gateway.validation.phenopacket import validate_phenopacket
 from translators.fhir.assemble import DATING_TYPES
 from translators.fhir.common import IdFunctions, reference_of
 from translators.fhir.patient import EVENT_DATE_ELEMENTS
-from translators.fhir.references import RELATIVE_REF, BundleIndex
+from translators.fhir.references import MESSAGE_HEADER_NOTE, RELATIVE_REF, BundleIndex
 from translators.fhir.tokens import Token, parse_token
 from translators.fhir_to_phenopacket import BundleTranslation, translate_bundle, translated_resource_types
 
@@ -1900,7 +1900,10 @@ def _entry_writes(doc: dict[str, Any], warnings: list[Issue]) -> tuple[list[Entr
         resource_type = str(resource.get("resourceType")) if resource else url_type
         # PUT/DELETE Type?identifier=token: a conditional update or delete (fhir_requests refused other searches)
         conditional = f"{resource_type}?{query}" if query and not url_id and method in ("PUT", "DELETE") else None
-        if resource_type not in supported_types():
+        if index == 0 and resource_type == "MessageHeader" and doc.get("type") == "message":
+            result.issues.append(MESSAGE_HEADER_NOTE)  # the envelope of a message, processed (messaging.html)
+            writes.append(None)
+        elif resource_type not in supported_types():
             result.issues.append(
                 Issue.info(
                     "not-kept", f"{resource_type or 'the entry'} is not mapped to a phenopacket: not kept", where

@@ -21,7 +21,7 @@ from translators.fhir.context import BundleSource, PatientContext
 from translators.fhir.family import FamilyHistory
 from translators.fhir.measurements import Measurements
 from translators.fhir.phenotypes import Phenotypes
-from translators.fhir.references import ACCEPTED_BUNDLE_TYPES, BundleIndex
+from translators.fhir.references import ACCEPTED_BUNDLE_TYPES, MESSAGE_HEADER_NOTE, BundleIndex
 from translators.fhir.variants import Variants
 
 SCHEMA_VERSION = "2.0.2"
@@ -294,6 +294,8 @@ class BundleTranslator:
                     self.issues.extend(builder.ctx.issues)
         self.check_one_record_per_person(builders)
         consumed = self.distribute(builders)
+        if self.bundle.get("type") == "message":
+            consumed |= self.message_header()
         packets = [builder.finish() for builder in builders.values()]
         self.report_leftovers(builders, consumed)  # after finish: a Medication used by a statement is consumed
         return BundleTranslation(packets, self.issues)
@@ -310,6 +312,22 @@ class BundleTranslator:
                     "records (send one Patient, or state the link with Patient.link)"
                 )
                 self.issues.append(Issue.error("duplicate", message, f"/entry/{i}/resource/identifier"))
+
+    def message_header(self) -> set[int]:
+        """A message's MessageHeader (entry 0, the validator checks it) is read, not carried: the message is
+        processed and not kept as a Bundle (messaging.html). A message none of whose resources a phenopacket is
+        made of would be answered as done with nothing done: an error naming what it carries."""
+        resources = self.source.resources
+        header = resources[0] if resources else None
+        if header is None or header["resourceType"] != "MessageHeader":
+            return set()
+        self.issues.append(MESSAGE_HEADER_NOTE)
+        carried = [r["resourceType"] for r in resources[1:] if r is not None]
+        if not any(t == "Patient" or t in TRANSLATED_TYPES for t in carried):
+            named = ", ".join(sorted(set(carried))) or "no resource"
+            message = f"this message carries nothing a phenopacket is made of ({named}): nothing would be kept"
+            self.issues.append(Issue.error("nothing-kept", message, ""))
+        return {0}
 
     def add_contained(self) -> None:
         """Contained resources the translator maps (vcf2fhir puts every variant inside its report)."""
@@ -332,7 +350,8 @@ class BundleTranslator:
             self.issues.append(
                 Issue.error(
                     "unsupported-bundle-type",
-                    f"Bundle type {bundle_type!r} is not accepted (use transaction, batch, collection, document or searchset)",
+                    f"Bundle type {bundle_type!r} is not accepted "
+                    "(use transaction, batch, collection, document, searchset or message)",
                     "/type",
                 )
             )
