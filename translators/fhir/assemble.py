@@ -195,15 +195,14 @@ class PatientBuilder:
 
     def subject(self) -> dict:
         """The Individual, completed with what the other resources tell: last encounter, cause of death."""
-        # The types the REST surface keeps date the last encounter (translated ones, and the date-only traces of
-        # DATING_TYPES), so a patient sent resource by resource has the age its complete Bundle gives (an
-        # Immunization, not kept, made the two differ: Epic's IPS 35 against 31 years). Only when none of them is
-        # dated do the others' dates stand in (an age rather than none; the REST surface has none)
+        # Only the types the REST surface keeps date the last encounter (translated ones, and the date-only traces
+        # of DATING_TYPES), so a patient sent resource by resource has the age its complete Bundle gives (an
+        # Immunization, not kept then, made the two differ: Epic's IPS 35 against 31 years). Another type's date
+        # never stands in, not even when nothing kept is dated: that channel would have no age (one note says so).
         resources = [r for i in self.entries[1:] if (r := self.ctx.source.resources[i]) is not None]
         translated = [r for r in resources if r["resourceType"] in TRANSLATED_TYPES]
-        dated = any(patient.event_dates(r) for r in translated)
         subject = {"id": self.individual["id"]}
-        last = patient.time_at_last_encounter(self.ctx, translated if dated else resources)
+        last = patient.time_at_last_encounter(self.ctx, translated)
         if last:
             subject["timeAtLastEncounter"] = last
         subject.update((k, v) for k, v in self.individual.items() if k != "id")
