@@ -16,7 +16,7 @@ against `schemas/fhir-r4-bindings.schema.json`, since the models check a code's 
 
 Every issue carries a JSON pointer into the input document. Issue codes (stable): not-fhir, unknown-resource-type,
 unsupported-bundle-type, fhir-structure, fhir-required, fhir-value, duplicate (fullUrl), reference-dangling (an error
-for `subject`/`patient`, a warning elsewhere), message-focus (a message's focus not in it), fhir-not-checked
+for `subject`/`patient` of a type the translator places, a warning elsewhere), message-focus (a message's focus not in it), fhir-not-checked
 (warning: an R4 type without an R4B model).
 """
 
@@ -35,6 +35,7 @@ from gateway.issues import Issue, Report, pointer_to_fhirpath
 from gateway.validation.fhir_codes import unbound_codes
 from gateway.validation.fhir_shape import plainly_valid
 from schemas import load_schema, pointer, schema_issues
+from translators.fhir.assemble import TRANSLATED_TYPES
 from translators.fhir.references import ACCEPTED_BUNDLE_TYPES, ALL_BUNDLE_TYPES, BundleIndex
 
 INGEST_BUNDLE_TYPES = ACCEPTED_BUNDLE_TYPES  # the translator's rule: one home, translators/fhir/references.py
@@ -42,7 +43,9 @@ REQUEST_BUNDLE_TYPES = frozenset({"transaction", "batch", "history"})  # bdl-3: 
 RESPONSE_BUNDLE_TYPES = frozenset({"transaction-response", "batch-response", "history"})  # bdl-4
 HTTP_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "DELETE", "PATCH"})
 
-# References the translator needs to attach data to a patient: dangling ones are errors, the others warnings.
+# References the translator needs to attach data to a patient: dangling ones are errors, the others warnings. Only
+# in a resource of a type it places in a phenopacket: another (a Device, a DeviceUseStatement) is left out anyway,
+# with a warning, and must not make its Bundle refused.
 PATIENT_LINKS = frozenset({"subject", "patient"})
 
 UUID_URN = re.compile(r"urn:uuid:[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
@@ -394,7 +397,7 @@ def _reference_issues(
                 continue
             if resolved:
                 continue
-            if len(path) == 2 and path[0] in PATIENT_LINKS:
+            if len(path) == 2 and path[0] in PATIENT_LINKS and str(resource.get("resourceType")) in TRANSLATED_TYPES:
                 message = f"{path[0]} reference {ref!r} does not resolve to an entry of the Bundle"
                 issues.append(Issue.error("reference-dangling", message, location))
             else:

@@ -425,9 +425,15 @@ class BundleTranslator:
             target = self.source.resolve(reference, i)
             location = f"/entry/{i}/resource/{field_name}/reference"
             if target is None:
-                self.issues.append(
-                    Issue.warning("reference-dangling", f"reference {reference!r} is not in this bundle", location)
-                )
+                rtype = resource["resourceType"]
+                if rtype in TRANSLATED_TYPES:
+                    message = f"reference {reference!r} is not in this bundle"
+                    self.issues.append(Issue.warning("reference-dangling", message, location))
+                else:  # left out for its type, whoever it is about
+                    message = (
+                        f"{rtype} has no phenopacket target (it names its patient {reference!r}, not in this bundle)"
+                    )
+                    self.issues.append(Issue.warning("no-phenopacket-target", message, f"/entry/{i}/resource"))
                 return None
             if target in builders:
                 return builders[target]
