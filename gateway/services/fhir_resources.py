@@ -339,8 +339,9 @@ def create_resource(
     return _in_dataset_transaction(store, dataset_id, create)
 
 
-# Kept types whose R4 `identifier` is one Identifier (0..1), not a list: the identifier index (the triggers of store
-# migration 0013, translators' BundleIndex) reads lists only, so no identifier search could ever match one of them.
+# Kept types whose R4 `identifier` is one Identifier (0..1), not a list: the store's identifier index (the triggers of
+# migration 0013) reads lists only, so no identifier search could ever match one of them (translators' BundleIndex,
+# which `_matching` applies to what the index names, reads both).
 SINGLE_IDENTIFIER_TYPES = frozenset({"Composition"})
 
 

@@ -79,8 +79,8 @@ class BundleIndex:
             resource_type, resource_id = resource.get("resourceType"), resource.get("id")
             if isinstance(resource_type, str) and isinstance(resource_id, str):
                 index.by_type_id.setdefault(f"{resource_type}/{resource_id}", i)
-            identifiers = resource.get("identifier")
-            for ident in identifiers if isinstance(identifiers, list) else ():
+            identifiers = resource.get("identifier")  # a list, or one Identifier (R4 Composition.identifier 0..1)
+            for ident in identifiers if isinstance(identifiers, list) else (identifiers,):
                 if isinstance(ident, dict) and isinstance(ident.get("value"), str) and ident["value"]:
                     kind, system, value = str(resource_type), str(ident.get("system", "")), ident["value"]
                     _add(index.by_identifier, (kind, system, value), i)
