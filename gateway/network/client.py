@@ -88,8 +88,11 @@ class _Job:
             conn.close()
 
 
-class FanOutClosed(RuntimeError):
+class FanOutClosed(GatewayError):
     """The pool was closed (the node shut down) or the interpreter is exiting: no more calls go out."""
+
+    status = 503
+    code = "shutting-down"
 
 
 class FanOut:
