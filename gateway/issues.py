@@ -127,6 +127,8 @@ FHIR_ISSUE_TYPE = {
     "unknown-resource-type": "not-supported",
     "unsupported-bundle-type": "not-supported",
     "reference-dangling": "not-found",
+    "message-focus": "not-found",
+    "nothing-kept": "business-rule",
     "no-phenopacket-target": "not-supported",
     "unmapped-code": "code-invalid",
     "unmapped-element": "not-supported",

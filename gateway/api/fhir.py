@@ -307,8 +307,8 @@ def capability_statement() -> dict:
             {
                 "mode": "server",
                 "documentation": (
-                    "POST a Bundle (transaction, batch, collection or document) to the base: each Patient becomes "
-                    "a GA4GH Phenopacket v2. Single resources are created, updated and deleted at /{type}[/{id}]; "
+                    "POST a Bundle (transaction, batch, collection, document, searchset or message) to the base: "
+                    "each Patient becomes a GA4GH Phenopacket v2. Single resources are created, updated and deleted at /{type}[/{id}]; "
                     "a Bundle without a Patient is applied to Patients stored before (Patient/{id} or "
                     "Patient?identifier=system|value). Resources whose Patient is not stored yet are pending "
                     f"until it arrives (GET /$pending). Profiles: {', '.join(mappings.profile_names())}."

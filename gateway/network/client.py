@@ -88,11 +88,19 @@ class _Job:
             conn.close()
 
 
+class FanOutClosed(GatewayError):
+    """The pool was closed (the node shut down) or the interpreter is exiting: no more calls go out."""
+
+    status = 503
+    code = "shutting-down"
+
+
 class FanOut:
     """A pool of threads and kept-alive connections shared by every fan-out of one node."""
 
     def __init__(self, max_workers: int = 32, max_response_bytes: int = 10 * 1024 * 1024):
         self.max_response_bytes = max_response_bytes
+        self.closed = False
         self._executor = ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="fanout")
         self._idle: dict[tuple[str, str, int], list[http.client.HTTPConnection]] = {}
         self._idle_lock = threading.Lock()
@@ -102,7 +110,16 @@ class FanOut:
         """Perform `calls` concurrently; return one Reply per call, in order, within `budget` seconds."""
         start = time.monotonic()
         jobs = [_Job(c, deadline=start + max(0.0, min(c.timeout, budget)), started=start) for c in calls]
-        futures: dict[Future, int] = {self._executor.submit(self._perform, job): i for i, job in enumerate(jobs)}
+        futures: dict[Future, int] = {}
+        try:
+            for i, job in enumerate(jobs):
+                futures[self._executor.submit(self._perform, job)] = i
+        except RuntimeError as exc:  # the executor's "cannot schedule new futures after [interpreter] shutdown"
+            for future in futures:
+                future.cancel()
+            if self.closed or "shutdown" in str(exc):
+                raise FanOutClosed(str(exc)) from exc
+            raise
         replies: list[Reply | None] = [None] * len(jobs)
         pending = set(futures)
         while pending:
@@ -111,6 +128,8 @@ class FanOut:
                 pending, timeout=max(0.0, next_deadline - time.monotonic()), return_when=FIRST_COMPLETED
             )
             for f in done:
+                if f.cancelled():  # close() cancelled what had not started (the node shut down mid-run)
+                    raise FanOutClosed("the fan-out was closed while its calls waited")
                 index = futures[f]
                 replies[index] = f.result() if replies[index] is None else replies[index]
             now = time.monotonic()
@@ -129,6 +148,7 @@ class FanOut:
         return [r for r in replies if r is not None]
 
     def close(self) -> None:
+        self.closed = True  # first: a background refresh racing the shutdown sees it (PeerDirectory)
         self._executor.shutdown(wait=False, cancel_futures=True)
         with self._idle_lock:
             for conns in self._idle.values():

@@ -16,7 +16,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from gateway.network.checks import check_reply
-from gateway.network.client import Call, FanOut
+from gateway.network.client import Call, FanOut, FanOutClosed
 from gateway.network.merge import PeerAnswer
 from gateway.network.peers import Peer
 
@@ -100,9 +100,17 @@ class PeerDirectory:
             never = any(not m.fetched_at for m in self._snapshot.values())
         return self.refresh() if wait and never else self.snapshot()
 
+    @property
+    def closed(self) -> bool:
+        """The node's fan-out pool is closed: nothing refreshes any more."""
+        return self._fanout.closed
+
     def _refresh_in_background(self) -> None:
         try:
-            self.refresh()
+            if not self.closed:
+                self.refresh()
+        except FanOutClosed:  # the node shut down (or the interpreter exits) while this ran: nothing to report
+            log.debug("network metadata refresh stopped: the node is shutting down")
         except Exception:  # a refresh failure must never kill the node; the next one retries
             log.exception("network metadata refresh failed")
         finally:
@@ -120,7 +128,7 @@ class PeerDirectory:
             while True:
                 time.sleep(interval)
                 directory = ref()
-                if directory is None:
+                if directory is None or directory.closed:  # discarded, or shut down: the timer ends
                     return
                 directory._refresh_in_background()
                 del directory

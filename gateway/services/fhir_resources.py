@@ -59,7 +59,7 @@ from gateway.validation.phenopacket import validate_phenopacket
 from translators.fhir.assemble import DATING_TYPES
 from translators.fhir.common import IdFunctions, reference_of
 from translators.fhir.patient import EVENT_DATE_ELEMENTS, PATIENT_ANIMAL
-from translators.fhir.references import RELATIVE_REF, BundleIndex, with_identified_patient_links
+from translators.fhir.references import MESSAGE_HEADER_NOTE, RELATIVE_REF, BundleIndex, with_identified_patient_links
 from translators.fhir.tokens import Token, parse_token
 from translators.fhir_to_phenopacket import BundleTranslation, translate_bundle, translated_resource_types
 
@@ -347,8 +347,9 @@ def create_resource(
     return _in_dataset_transaction(store, dataset_id, create)
 
 
-# Kept types whose R4 `identifier` is one Identifier (0..1), not a list: the identifier index (the triggers of store
-# migration 0013, translators' BundleIndex) reads lists only, so no identifier search could ever match one of them.
+# Kept types whose R4 `identifier` is one Identifier (0..1), not a list: the store's identifier index (the triggers of
+# migration 0013) reads lists only, so no identifier search could ever match one of them (translators' BundleIndex,
+# which `_matching` applies to what the index names, reads both).
 SINGLE_IDENTIFIER_TYPES = frozenset({"Composition"})
 
 
@@ -1921,7 +1922,10 @@ def _entry_writes(doc: dict[str, Any], warnings: list[Issue]) -> tuple[list[Entr
         resource_type = str(resource.get("resourceType")) if resource else url_type
         # PUT/DELETE Type?identifier=token: a conditional update or delete (fhir_requests refused other searches)
         conditional = f"{resource_type}?{query}" if query and not url_id and method in ("PUT", "DELETE") else None
-        if resource_type not in supported_types():
+        if index == 0 and resource_type == "MessageHeader" and doc.get("type") == "message":
+            result.issues.append(MESSAGE_HEADER_NOTE)  # the envelope of a message, processed (messaging.html)
+            writes.append(None)
+        elif resource_type not in supported_types():
             result.issues.append(
                 Issue.info(
                     "not-kept", f"{resource_type or 'the entry'} is not mapped to a phenopacket: not kept", where

@@ -31,7 +31,7 @@ from gateway.validation.phenopacket import detect_kind, validate_family, validat
 from translators.fhir_to_phenopacket import as_bundle, translate_bundle
 
 # Bundle types whose entries stand or fall together; a batch is judged patient by patient.
-ATOMIC_BUNDLE_TYPES = {"transaction", "collection", "document"}
+ATOMIC_BUNDLE_TYPES = {"transaction", "collection", "document", "message"}  # a message is processed whole
 _ENTRY_POINTER = re.compile(r"^/entry/(\d+)(?:/|$)")
 
 

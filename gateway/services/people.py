@@ -28,6 +28,7 @@ import phenopackets
 
 from gateway.issues import Issue, Report
 from gateway.security.pseudonym import derived_id, pseudonymise
+from gateway.validation.hpo import hpo_findings
 from gateway.validation.phenopacket import validate_family, validate_phenopacket
 from gateway.validation.proto_spelling import Respelled, respell
 from translators.ages import parse_fhir_date, whole_years
@@ -191,6 +192,7 @@ def prepare_packet(
     `renamed` receives every raw value replaced and its replacement (see `stored_issues`)."""
     report = Report()
     report.extend(validate_phenopacket(doc, target="input"))
+    report.extend(hpo_findings(doc, "phenopacket"))  # the rule of `gateway validate`: one verdict
     if not report.ok:
         return None, "", report
     respelled = respell(doc, phenopackets.Phenopacket.DESCRIPTOR)  # what is stored is in the canonical spelling
@@ -220,6 +222,7 @@ def prepare_family(
     """
     report = Report()
     report.extend(validate_family(doc, target="input"))
+    report.extend(hpo_findings(doc, "family"))
     if not report.ok:
         return None, None, "", report
     respelled = respell(doc, phenopackets.Family.DESCRIPTOR)

@@ -155,12 +155,13 @@ def _phenopacket_issues(doc: dict, kind: str, options: Options) -> list[Issue]:
     from gateway.validation.proto_spelling import respell
 
     issues = list(validate_document(doc, kind, target="input"))
-    doc = plain_numbers(respell(doc, MESSAGES[kind][0].DESCRIPTOR).document)  # the others see what is stored
     if options.hpo or options.organ_systems:
-        from gateway.validation.hpo import document_hpo_issues, load_ontology
+        from gateway.validation.hpo import hpo_findings, load_ontology
 
+        # the rule ingest applies too (gateway.services.people), located as sent
         ontology = load_ontology(options.hpo_file)
-        issues += document_hpo_issues(doc, kind, ontology, organ_systems=options.organ_systems)
+        issues += hpo_findings(doc, kind, ontology=ontology, organ_systems=options.organ_systems)
+    doc = plain_numbers(respell(doc, MESSAGES[kind][0].DESCRIPTOR).document)  # the others see what is stored
     if options.require:
         issues += _require_issues(doc, options.require)
     return issues

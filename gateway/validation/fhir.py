@@ -5,16 +5,19 @@ for the resources the gateway reads). Each resource is parsed exactly once, and 
 (`check_fhir`) so that the translator need not parse again. On top of the models, this module checks what they
 leave out: the Bundle's own rules (type, fullUrl, request), and references that must resolve inside the Bundle.
 
-Bundle types: transaction, batch, collection and document are accepted for ingest. searchset and history are
-rejected by default: they are read results describing a server's state (search matches and includes, past versions
-and deletions), not a submission of one patient's record. `gateway validate` passes `bundle_types=ALL_BUNDLE_TYPES`.
+Bundle types: transaction, batch, collection, document, searchset (read as a collection) and message (the resources
+it carries; R4 messaging.html) are accepted for ingest. history and the responses are rejected by default: they
+describe a server's changes or answers, not a submission of one patient's record. `gateway validate` passes
+`bundle_types=ALL_BUNDLE_TYPES`. A document must start with a Composition (bdl-11), a message with a MessageHeader
+(bdl-12) whose `focus` names entries of the message.
 
 Required code bindings of the elements the translator reads (status codes, gender, Condition statuses) are checked
 against `schemas/fhir-r4-bindings.schema.json`, since the models check a code's shape but not its value set.
 
 Every issue carries a JSON pointer into the input document. Issue codes (stable): not-fhir, unknown-resource-type,
 unsupported-bundle-type, fhir-structure, fhir-required, fhir-value, duplicate (fullUrl), reference-dangling (an error
-for `subject`/`patient`, a warning elsewhere), fhir-not-checked (warning: an R4 type without an R4B model).
+for `subject`/`patient` of a type the translator places, a warning elsewhere), message-focus (a message's focus not in it), fhir-not-checked
+(warning: an R4 type without an R4B model).
 """
 
 from __future__ import annotations
@@ -32,6 +35,7 @@ from gateway.issues import Issue, Report, pointer_to_fhirpath
 from gateway.validation.fhir_codes import unbound_codes
 from gateway.validation.fhir_shape import plainly_valid
 from schemas import load_schema, pointer, schema_issues
+from translators.fhir.assemble import TRANSLATED_TYPES
 from translators.fhir.references import ACCEPTED_BUNDLE_TYPES, ALL_BUNDLE_TYPES, BundleIndex
 
 INGEST_BUNDLE_TYPES = ACCEPTED_BUNDLE_TYPES  # the translator's rule: one home, translators/fhir/references.py
@@ -39,7 +43,9 @@ REQUEST_BUNDLE_TYPES = frozenset({"transaction", "batch", "history"})  # bdl-3: 
 RESPONSE_BUNDLE_TYPES = frozenset({"transaction-response", "batch-response", "history"})  # bdl-4
 HTTP_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "DELETE", "PATCH"})
 
-# References the translator needs to attach data to a patient: dangling ones are errors, the others warnings.
+# References the translator needs to attach data to a patient: dangling ones are errors, the others warnings. Only
+# in a resource of a type it places in a phenopacket: another (a Device, a DeviceUseStatement) is left out anyway,
+# with a warning, and must not make its Bundle refused.
 PATIENT_LINKS = frozenset({"subject", "patient"})
 
 UUID_URN = re.compile(r"urn:uuid:[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
@@ -271,17 +277,36 @@ def _check_bundle(doc: dict, check: FhirCheck, bundle_types: frozenset[str], mod
 
     if check.bundle_type == "searchset" and bundle_types is INGEST_BUNDLE_TYPES:
         report.extend(_later_pages(doc))
-    if check.bundle_type == "document":
-        first = entries[0].get("resource") if entries and isinstance(entries[0], dict) else None
-        if not isinstance(first, dict) or first.get("resourceType") != "Composition":
-            report.add(Issue.error("fhir-structure", "a document Bundle must start with a Composition", "/entry/0"))
+    first = entries[0].get("resource") if entries and isinstance(entries[0], dict) else None
+    opening = {"document": "Composition", "message": "MessageHeader"}.get(str(check.bundle_type))  # bdl-11, bdl-12
+    if opening is not None and (not isinstance(first, dict) or first.get("resourceType") != opening):
+        message = f"a {check.bundle_type} Bundle must start with a {opening}"
+        report.add(Issue.error("fhir-structure", message, "/entry/0"))
 
     index = BundleIndex.build(entries)
     if check.bundle_type != "history":  # a history may list one resource's versions under one fullUrl
         for i, first in index.duplicates:
             message = f"fullUrl {index.full_urls[i]!r} is also used by entry {first}"
             report.add(Issue.error("duplicate", message, f"/entry/{i}/fullUrl"))
-    report.extend(_reference_issues(resources, index, bundle=True))
+    references = _reference_issues(resources, index, bundle=True)
+    if check.bundle_type == "message" and isinstance(first, dict) and first.get("resourceType") == "MessageHeader":
+        focus = _missing_focus(first, index)  # an error, not the warning another dangling reference is
+        said = {i.location for i in focus}
+        references = [i for i in references if i.location not in said] + focus
+    report.extend(references)
+
+
+def _missing_focus(header: dict, index: BundleIndex) -> list[Issue]:
+    """MessageHeader.focus names the message's data, which "is always included in the bundle that is the full
+    message" (R4 MessageHeader.focus): a focus that names no entry means the message came incomplete."""
+    focus = header.get("focus")
+    issues = []
+    for n, item in enumerate(focus if isinstance(focus, list) else ()):
+        ref = item.get("reference") if isinstance(item, dict) else None
+        if isinstance(ref, str) and not ref.startswith("#") and index.resolve(ref, 0) is None:
+            message = f"the message's focus {ref!r} is not in the message: its data must be sent with it"
+            issues.append(Issue.error("message-focus", message, f"/entry/0/resource/focus/{n}/reference"))
+    return issues
 
 
 def _type_and_id(resource: object) -> str | None:
@@ -372,7 +397,7 @@ def _reference_issues(
                 continue
             if resolved:
                 continue
-            if len(path) == 2 and path[0] in PATIENT_LINKS:
+            if len(path) == 2 and path[0] in PATIENT_LINKS and str(resource.get("resourceType")) in TRANSLATED_TYPES:
                 message = f"{path[0]} reference {ref!r} does not resolve to an entry of the Bundle"
                 issues.append(Issue.error("reference-dangling", message, location))
             else:

@@ -13,12 +13,17 @@ takes), loaded by gateway.ontology.hpo. Rules, per phenopacket (and per member o
   each requested organ-system term.
 
 Duplicate and conflicting features are reported by the structural validator (gateway.validation.phenopacket).
+
+`hpo_findings` is the one rule `gateway validate` and ingest (POST /phenopackets, `gateway ingest phenopacket`)
+both apply to a submitted document: what one refuses, the other refuses (before, ingest read no ontology and
+stored what the validator refused).
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Any
 
 from gateway.issues import Issue
 
@@ -122,6 +127,31 @@ def hpo_issues(
                 )
             )
     return issues
+
+
+def hpo_findings(
+    doc: Any,
+    kind: str,
+    *,
+    ontology: Ontology | None = None,
+    organ_systems: Iterable[str] = (),
+    target: str = "input",
+) -> list[Issue]:
+    """The HPO findings about a submitted Phenopacket, Family or Cohort as sent: judged in protobuf's canonical
+    JSON spelling (proto field names and enum numbers read), located in the document as sent. `ontology`: the
+    bundled HPO unless given."""
+    from gateway.validation.phenopacket import KINDS
+    from gateway.validation.proto_spelling import respell
+    from gateway.yamlio import plain_numbers
+
+    if not isinstance(doc, dict):
+        return []
+    respelled = respell(doc, KINDS[kind][0].DESCRIPTOR)
+    canonical = plain_numbers(respelled.document)  # what is stored
+    found = document_hpo_issues(
+        canonical, kind, ontology or load_ontology(), organ_systems=organ_systems, target=target
+    )
+    return [Issue(i.severity, i.code, i.message, respelled.original_pointer(i.location), i.target) for i in found]
 
 
 def document_hpo_issues(

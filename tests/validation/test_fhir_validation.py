@@ -73,7 +73,7 @@ def test_r4_type_without_r4b_model_is_accepted_with_a_warning():
     assert report.ok and [(i.severity, i.code) for i in report] == [(Severity.WARNING, "fhir-not-checked")]
 
 
-@pytest.mark.parametrize("bundle_type", ["history", "message", "transaction-response"])
+@pytest.mark.parametrize("bundle_type", ["history", "batch-response", "transaction-response"])
 def test_bundle_types_outside_ingest_are_unsupported(bundle_type):
     doc = {"resourceType": "Bundle", "type": bundle_type}
     assert codes_at(validate_fhir(doc)) == [("unsupported-bundle-type", "/type")]

@@ -21,7 +21,12 @@ from translators.fhir.context import BundleSource, PatientContext
 from translators.fhir.family import FamilyHistory
 from translators.fhir.measurements import Measurements
 from translators.fhir.phenotypes import Phenotypes
-from translators.fhir.references import ACCEPTED_BUNDLE_TYPES, BundleIndex, with_identified_patient_links
+from translators.fhir.references import (
+    ACCEPTED_BUNDLE_TYPES,
+    MESSAGE_HEADER_NOTE,
+    BundleIndex,
+    with_identified_patient_links,
+)
 from translators.fhir.variants import Variants
 
 SCHEMA_VERSION = "2.0.2"
@@ -195,15 +200,14 @@ class PatientBuilder:
 
     def subject(self) -> dict:
         """The Individual, completed with what the other resources tell: last encounter, cause of death."""
-        # The types the REST surface keeps date the last encounter (translated ones, and the date-only traces of
-        # DATING_TYPES), so a patient sent resource by resource has the age its complete Bundle gives (an
-        # Immunization, not kept, made the two differ: Epic's IPS 35 against 31 years). Only when none of them is
-        # dated do the others' dates stand in (an age rather than none; the REST surface has none)
+        # Only the types the REST surface keeps date the last encounter (translated ones, and the date-only traces
+        # of DATING_TYPES), so a patient sent resource by resource has the age its complete Bundle gives (an
+        # Immunization, not kept then, made the two differ: Epic's IPS 35 against 31 years). Another type's date
+        # never stands in, not even when nothing kept is dated: that channel would have no age (one note says so).
         resources = [r for i in self.entries[1:] if (r := self.ctx.source.resources[i]) is not None]
         translated = [r for r in resources if r["resourceType"] in TRANSLATED_TYPES]
-        dated = any(patient.event_dates(r) for r in translated)
         subject = {"id": self.individual["id"]}
-        last = patient.time_at_last_encounter(self.ctx, translated if dated else resources)
+        last = patient.time_at_last_encounter(self.ctx, translated)
         if last:
             subject["timeAtLastEncounter"] = last
         subject.update((k, v) for k, v in self.individual.items() if k != "id")
@@ -294,6 +298,8 @@ class BundleTranslator:
                     self.issues.extend(builder.ctx.issues)
         self.check_one_record_per_person(builders)
         consumed = self.distribute(builders)
+        if self.bundle.get("type") == "message":
+            consumed |= self.message_header()
         packets = [builder.finish() for builder in builders.values()]
         self.report_leftovers(builders, consumed)  # after finish: a Medication used by a statement is consumed
         return BundleTranslation(packets, self.issues)
@@ -310,6 +316,22 @@ class BundleTranslator:
                     "records (send one Patient, or state the link with Patient.link)"
                 )
                 self.issues.append(Issue.error("duplicate", message, f"/entry/{i}/resource/identifier"))
+
+    def message_header(self) -> set[int]:
+        """A message's MessageHeader (entry 0, the validator checks it) is read, not carried: the message is
+        processed and not kept as a Bundle (messaging.html). A message none of whose resources a phenopacket is
+        made of would be answered as done with nothing done: an error naming what it carries."""
+        resources = self.source.resources
+        header = resources[0] if resources else None
+        if header is None or header["resourceType"] != "MessageHeader":
+            return set()
+        self.issues.append(MESSAGE_HEADER_NOTE)
+        carried = [r["resourceType"] for r in resources[1:] if r is not None]
+        if not any(t == "Patient" or t in TRANSLATED_TYPES for t in carried):
+            named = ", ".join(sorted(set(carried))) or "no resource"
+            message = f"this message carries nothing a phenopacket is made of ({named}): nothing would be kept"
+            self.issues.append(Issue.error("nothing-kept", message, ""))
+        return {0}
 
     def add_contained(self) -> None:
         """Contained resources the translator maps (vcf2fhir puts every variant inside its report)."""
@@ -332,7 +354,8 @@ class BundleTranslator:
             self.issues.append(
                 Issue.error(
                     "unsupported-bundle-type",
-                    f"Bundle type {bundle_type!r} is not accepted (use transaction, batch, collection, document or searchset)",
+                    f"Bundle type {bundle_type!r} is not accepted "
+                    "(use transaction, batch, collection, document, searchset or message)",
                     "/type",
                 )
             )
@@ -407,9 +430,15 @@ class BundleTranslator:
             target = self.source.resolve(reference, i)
             location = f"/entry/{i}/resource/{field_name}/reference"
             if target is None:
-                self.issues.append(
-                    Issue.warning("reference-dangling", f"reference {reference!r} is not in this bundle", location)
-                )
+                rtype = resource["resourceType"]
+                if rtype in TRANSLATED_TYPES:
+                    message = f"reference {reference!r} is not in this bundle"
+                    self.issues.append(Issue.warning("reference-dangling", message, location))
+                else:  # left out for its type, whoever it is about
+                    message = (
+                        f"{rtype} has no phenopacket target (it names its patient {reference!r}, not in this bundle)"
+                    )
+                    self.issues.append(Issue.warning("no-phenopacket-target", message, f"/entry/{i}/resource"))
                 return None
             if target in builders:
                 return builders[target]

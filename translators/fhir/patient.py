@@ -179,7 +179,8 @@ def time_at_last_encounter(ctx: PatientContext, resources: list[dict]) -> dict |
     if not dates:
         ctx.note(
             "unmapped-element",
-            "no dated event of the patient: timeAtLastEncounter is left out",
+            "no dated event of the patient among the resources a phenopacket is made of (others' dates are not "
+            "read: sent one by one they are not kept): timeAtLastEncounter is left out",
             f"/entry/{ctx.index}/resource",
         )
         return None

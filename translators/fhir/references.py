@@ -18,11 +18,14 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from urllib.parse import parse_qsl
 
+from gateway.issues import Issue
 from translators.fhir.tokens import Token, parse_token
 
 # Bundle types a submission may have. A searchset is read as a collection: `Patient/$everything` is how an EHR
-# exports one patient's record. A history (versions, deletions) describes a server's changes, not a record.
-ACCEPTED_BUNDLE_TYPES = frozenset({"transaction", "batch", "collection", "document", "searchset"})
+# exports one patient's record. So is a message (messaging.html: the receiver processes it, it does not keep the
+# Bundle): the resources it carries, its MessageHeader (first entry, bdl-12) not kept. A history (versions,
+# deletions) describes a server's changes, not a record.
+ACCEPTED_BUNDLE_TYPES = frozenset({"transaction", "batch", "collection", "document", "searchset", "message"})
 ALL_BUNDLE_TYPES = frozenset(
     {
         "document",
@@ -35,6 +38,12 @@ ALL_BUNDLE_TYPES = frozenset(
         "searchset",
         "collection",
     }
+)
+# Said of a message's MessageHeader on both channels (the translator, and the resources kept one by one).
+MESSAGE_HEADER_NOTE = Issue.info(
+    "message-header",
+    "the MessageHeader is the message's envelope: its resources are read, the header is not kept",
+    "/entry/0/resource",
 )
 
 RELATIVE_REF = re.compile(r"([A-Z][A-Za-z]+)/([A-Za-z0-9\-.]{1,64})(/_history/[A-Za-z0-9\-.]{1,64})?")
@@ -70,8 +79,8 @@ class BundleIndex:
             resource_type, resource_id = resource.get("resourceType"), resource.get("id")
             if isinstance(resource_type, str) and isinstance(resource_id, str):
                 index.by_type_id.setdefault(f"{resource_type}/{resource_id}", i)
-            identifiers = resource.get("identifier")
-            for ident in identifiers if isinstance(identifiers, list) else ():
+            identifiers = resource.get("identifier")  # a list, or one Identifier (R4 Composition.identifier 0..1)
+            for ident in identifiers if isinstance(identifiers, list) else (identifiers,):
                 if isinstance(ident, dict) and isinstance(ident.get("value"), str) and ident["value"]:
                     kind, system, value = str(resource_type), str(ident.get("system", "")), ident["value"]
                     _add(index.by_identifier, (kind, system, value), i)
