@@ -37,7 +37,6 @@ from gateway.errors import NotFound
 from gateway.issues import Issue, to_operation_outcome
 from gateway.jsonio import JSONInputError, loads_strict
 from gateway.services.fhir_resources import (
-    SINGLE_IDENTIFIER_TYPES,
     ResourceChange,
     about_stored_patients,
     apply_document,
@@ -283,12 +282,7 @@ ABOUT_NO_PATIENT = frozenset({"Medication"})
 
 def _search_params(resource_type: str) -> list[dict]:
     """The search parameters that can match a kept resource of the type."""
-    return [
-        p
-        for p in SEARCH_PARAMS
-        if not (p["name"] == "identifier" and resource_type in SINGLE_IDENTIFIER_TYPES)
-        and not (p["name"] in ("patient", "subject") and resource_type in ABOUT_NO_PATIENT)
-    ]
+    return [p for p in SEARCH_PARAMS if not (p["name"] in ("patient", "subject") and resource_type in ABOUT_NO_PATIENT)]
 
 
 def capability_statement() -> dict:
@@ -337,11 +331,9 @@ def capability_statement() -> dict:
                             "readHistory": False,
                             "updateCreate": True,
                             # by identifier=token: If-None-Exist, PUT and DELETE {type}?identifier= (several: 412)
-                            **(
-                                {"conditionalCreate": True, "conditionalUpdate": True, "conditionalDelete": "single"}
-                                if t not in SINGLE_IDENTIFIER_TYPES
-                                else {}
-                            ),
+                            "conditionalCreate": True,
+                            "conditionalUpdate": True,
+                            "conditionalDelete": "single",
                         }
                         for t in supported_types()
                     ),

@@ -347,21 +347,9 @@ def create_resource(
     return _in_dataset_transaction(store, dataset_id, create)
 
 
-# Kept types whose R4 `identifier` is one Identifier (0..1), not a list: the store's identifier index (the triggers of
-# migration 0013) reads lists only, so no identifier search could ever match one of them (translators' BundleIndex,
-# which `_matching` applies to what the index names, reads both).
-SINGLE_IDENTIFIER_TYPES = frozenset({"Composition"})
-
-
 def _identifier_search(resource_type: str, query: str, asked_by: str = "If-None-Exist") -> str:
-    """The conditional reference a conditional request's query names (`identifier=token`); BadInput for another,
-    and for a type whose identifier is not indexed (it would match nothing: a second copy, silently)."""
-    if resource_type in SINGLE_IDENTIFIER_TYPES:
-        raise BadInput(
-            f"{asked_by} by identifier is not supported for {resource_type} (its one identifier is not indexed): "
-            f"name the {resource_type} by id",
-            code="not-supported",
-        )
+    """The conditional reference a conditional request's query names (`identifier=token`); BadInput for another
+    (a list or one Identifier, R4 Composition's, is indexed alike: store migration 0016)."""
     params = parse_qsl(query.strip().lstrip("?"), keep_blank_values=True)
     if len(params) != 1 or params[0][0] != "identifier" or parse_token(params[0][1]) is None:
         raise BadInput(

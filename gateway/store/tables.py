@@ -240,7 +240,8 @@ fhir_resource_references = sa.Table(
 
 # Each kept resource's identifiers (system, '' for none; value as kept: a Patient's as its pseudonym), so a
 # conditional reference, create, update or delete (`Type?identifier=token`) finds its match by index. Filled from
-# fhir_resources.resource by triggers on insert and update, emptied with its row (ON DELETE CASCADE): migration 0013.
+# fhir_resources.resource by triggers on insert and update, emptied with its row (ON DELETE CASCADE): migration 0013
+# (a list of Identifiers), 0016 (one Identifier, R4 Composition's).
 fhir_identifiers = sa.Table(
     "fhir_identifiers",
     metadata,

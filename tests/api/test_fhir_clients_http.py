@@ -224,27 +224,29 @@ def test_the_capability_statement_advertises_exactly_what_works(client, operator
     assert client.get("/fhir/_history", headers=operator).status_code >= 400  # history-system: not advertised
 
 
-def test_a_composition_is_not_matched_by_identifier_it_is_refused(client, app, operator, patient):
-    """R4's Composition.identifier is one Identifier, not a list, and the identifier index reads lists only: a
-    conditional create or update of a Composition matched nothing and kept a second copy each time, a search
-    found nothing. Now refused (400 not-supported), so a client learns to name it by id."""
-    composition = _minimal("Composition", 1)
-    assert _write(client, "POST", "/fhir/Composition", operator, composition).status_code == 201
+def test_a_composition_is_matched_by_its_one_identifier(client, app, operator, patient):
+    """R4's Composition.identifier is one Identifier, not a list, and the identifier index read lists only: a
+    conditional create or update of a Composition matched nothing and kept a second copy each time (then refused,
+    400). Now indexed (store migration 0016): matched like any other type's, one row kept."""
+    first = _write(client, "POST", "/fhir/Composition", operator, _minimal("Composition", 1))
+    assert first.status_code == 201
+    composition = first.get_json()  # as kept, with the id it was given
     token = f"identifier={LINK}|Composition-1"
-    answers = [
-        _write(client, "POST", "/fhir/Composition", operator, composition, **{"If-None-Exist": token}),
-        _write(client, "PUT", f"/fhir/Composition?{token}", operator, composition),
-        client.delete(f"/fhir/Composition?{token}", headers=operator),
-        client.get(f"/fhir/Composition?{token}", headers=operator),
-    ]
-    for answer in answers:
-        assert answer.status_code == 400, answer.get_data(as_text=True)
-        assert answer.get_json()["issue"][0]["details"]["coding"][0]["code"] == "not-supported"
+    again = {**_minimal("Composition", 1), "id": "another-id"}
+    created = _write(client, "POST", "/fhir/Composition", operator, again, **{"If-None-Exist": token})
+    assert created.status_code == 200, created.get_data(as_text=True)  # exists: nothing written
+    found = client.get(f"/fhir/Composition?{token}", headers=operator).get_json()
+    assert found["total"] == 1 and found["entry"][0]["resource"]["id"] == composition["id"]
+    changed = {k: v for k, v in composition.items() if k != "meta"} | {"title": "again"}
+    updated = _write(client, "PUT", f"/fhir/Composition?{token}", operator, changed)
+    assert updated.status_code == 200, updated.get_data(as_text=True)
     with app.extensions["gateway"].store.engine.connect() as connection:
         rows = connection.execute(
             sa.select(sa.func.count()).where(fhir_resources.c.resource_type == "Composition")
         ).scalar_one()
     assert rows == 1
+    assert client.delete(f"/fhir/Composition?{token}", headers=operator).status_code == 200
+    assert client.get(f"/fhir/Composition/{composition['id']}", headers=operator).status_code == 410
 
 
 def test_every_answer_is_a_valid_r4_resource(client, operator, patient):

@@ -151,3 +151,33 @@ def test_migration_0013_back_fills_the_rows_kept_before(store_url):
         assert _indexed(store) == [("Condition", "http://h.example/problem", "P-1"), ("Patient", MRN, "pid-kept")]
     finally:
         store.close()
+
+
+def test_migration_0016_indexes_one_identifier_and_back_fills_it(store_url, reference_dir):
+    """R4's Composition.identifier is one Identifier: the real IPS document's Composition, kept before 0016, is
+    indexed by the back-fill, and one kept after it by the triggers (insert and update)."""
+    import json
+
+    bundle = json.loads((reference_dir / "fhir" / "ips-1.1.0" / "Bundle-IPS-examples-Bundle-01.json").read_text())
+    composition = bundle["entry"][0]["resource"]
+    one = composition["identifier"]
+    store = MetadataStore.open(store_url, migrate=False)
+    try:
+        kept = (
+            ("Composition", "doc-1", {**composition, "id": "doc-1"}, None),
+            ("Composition", "doc-2", {**composition, "id": "doc-2", "identifier": {"value": ""}}, None),  # empty
+        )
+        keep_at_revision(store.engine, "0015_phenopacket_subject_label", kept, NOW)
+        migrations.upgrade(store.engine)
+        assert _indexed(store) == [("Composition", one["system"], one["value"])]
+        store.ensure_dataset("ds1")
+        later = {**composition, "id": "doc-3", "identifier": {"system": one["system"], "value": "later"}}
+        _put(store, later)
+        assert ("Composition", one["system"], "later") in _indexed(store)
+        _put(store, {**later, "identifier": {"system": one["system"], "value": "changed"}})
+        assert ("Composition", one["system"], "changed") in _indexed(store)
+        assert ("Composition", one["system"], "later") not in _indexed(store)
+        migrations.downgrade(store.engine, "0015_phenopacket_subject_label")
+        assert _indexed(store) == []
+    finally:
+        store.close()

@@ -36,9 +36,7 @@ def test_migrates_an_empty_database_to_head(store_url):
 
         store.migrate()
         assert store.migrations_current()
-        assert (
-            migrations.current_revision(store.engine) == migrations.head_revision() == "0015_phenopacket_subject_label"
-        )
+        assert migrations.current_revision(store.engine) == migrations.head_revision() == "0016_fhir_identifiers_one"
         assert _tables(store) >= TABLES
 
         store.migrate()  # at head already: a no-op, not an error
