@@ -807,13 +807,16 @@ def _touch(connection: sa.Connection, dataset_id: str, patient_id: str, touched:
 def at_rest(resource: dict[str, Any], key: bytes) -> dict[str, Any]:
     """The form a resource is kept in: no hospital identifier in clear (data minimisation).
 
-    A Patient keeps only what a phenopacket needs (KEPT_PATIENT_ELEMENTS) and its identifier values
+    No resource keeps its narrative, nor a patient link its `display` (the patient's name). A Patient keeps
+    only what a phenopacket needs (KEPT_PATIENT_ELEMENTS) and its identifier values
     become their keyed pseudonyms, the same ones a Bundle's subject is named by; a conditional
     patient reference (`Patient?identifier=system|value`) names the pseudonym too. So the rows hold
     no record number, and a patient sent as a Bundle and one sent resource by resource meet by the
     pseudonym of the profile's identifier (translate with `at_rest_ids`).
     """
     kept = dict(resource)
+    # the narrative is generated HTML that repeats the patient's name and record number; nothing reads it
+    kept.pop("text", None)
     if kept.get("resourceType") in DATING_TYPES:  # only its date counts: the rest is not kept (data minimisation)
         kept = {k: v for k, v in kept.items() if k in DATE_TRACE_ELEMENTS}
     if kept.get("resourceType") == PATIENT:
@@ -827,6 +830,9 @@ def at_rest(resource: dict[str, Any], key: bytes) -> dict[str, Any]:
     for link in PATIENT_LINKS:
         target = kept.get(link)
         reference = reference_of(target)
+        if isinstance(target, dict) and "display" in target:  # the patient's name, as the sender shows it
+            target = {k: v for k, v in target.items() if k != "display"}
+            kept[link] = target
         if isinstance(target, dict) and reference is not None:
             kept[link] = {**target, "reference": pseudonymous_reference(reference, key)}
         if isinstance(target, dict) and isinstance(target.get("identifier"), dict):  # a logical reference's too

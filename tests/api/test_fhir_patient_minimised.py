@@ -77,3 +77,24 @@ def test_the_animal_extension_a_translation_reads_is_kept(client, app, operator,
     assert [e["url"] for e in row.get("extension", ())] == [EXT + "patient-animal"]
     (packet,) = _packets(app)
     assert packet.document["subject"]["taxonomy"]["id"] != "NCBITaxon:9606"  # still read from what is kept
+
+
+def test_no_kept_resource_holds_the_patients_name_in_its_narrative_or_its_link(client, app, operator, marfan):
+    """FHIR's own examples name the patient in every resource: the generated narrative and `subject.display`
+    ("Peter James Chalmers"). Both were kept in the rows in clear; nothing reads them."""
+    patient = _resource(marfan, PATIENT_ID)
+    assert _send(client, "PUT", f"/fhir/Patient/{PATIENT_ID}", operator, patient).status_code == 201
+    condition = _resource(marfan, "condition-marfan-genetic")
+    condition["subject"]["display"] = "Peter James Chalmers"
+    condition["text"] = {
+        "status": "generated",
+        "div": '<div xmlns="http://www.w3.org/1999/xhtml">Marfan syndrome of Peter James Chalmers (MRF-2024-001)</div>',
+    }
+    assert _send(client, "PUT", "/fhir/Condition/condition-marfan-genetic", operator, condition).status_code == 201
+    with app.extensions["gateway"].store.engine.connect() as connection:
+        text = json.dumps(list(connection.execute(sa.select(fhir_resources.c.resource)).scalars()))
+    assert "Chalmers" not in text and "MRF-2024-001" not in text
+    read = client.get("/fhir/Condition/condition-marfan-genetic", headers=operator).get_json()
+    assert read["subject"] == {"reference": f"Patient/{PATIENT_ID}"} and "text" not in read
+    (packet,) = _packets(app)
+    assert packet.document["diseases"]  # what the phenopacket is made of is all there
