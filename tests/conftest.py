@@ -14,6 +14,30 @@ OPERATOR_TOKEN = "test-operator-token"
 TEST_KEY_HEX = "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff"
 
 
+@pytest.hookimpl(tryfirst=True)  # before pytest-xdist reads the marks
+def pytest_collection_modifyitems(config, items):
+    """README's test command runs the suite on pytest-xdist workers (`-n auto --dist loadgroup
+    --no-loadscope-reorder`). A test module goes to one worker whole, so its module-scoped fixtures (servers,
+    ingested nodes) are built once, not once per worker; tests/ui shares one gateway process and one Chromium across
+    its modules, so it is one group. The groups holding a test marked `slow` are handed out first, then the others,
+    largest first: the run does not end on one worker still busy with a long module while the other waits."""
+    groups: dict[str, list] = {}
+    for item in items:
+        marker = item.get_closest_marker("xdist_group")
+        if marker is None:
+            module = Path(str(item.path)).relative_to(REPO).as_posix()
+            decorator = pytest.mark.xdist_group("tests/ui" if module.startswith("tests/ui/") else module)
+            item.add_marker(decorator)
+            marker = decorator.mark
+        groups.setdefault(str(marker.args[0] if marker.args else marker.kwargs.get("name")), []).append(item)
+    # on a worker, pytest-xdist has set `dist` to "no" and `loadgroup` to whether the controller's was "loadgroup"
+    if getattr(config.option, "loadgroup", False):
+        ordered = sorted(
+            groups.values(), key=lambda tests: (not any(t.get_closest_marker("slow") for t in tests), -len(tests))
+        )
+        items[:] = [item for tests in ordered for item in tests]
+
+
 @pytest.fixture(scope="session")
 def reference_dir() -> Path:
     if not REFERENCE.is_dir():  # a user's fresh clone without ../shared; CI always has it
