@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import time
 from pathlib import Path
 
@@ -12,6 +13,30 @@ REPO = Path(__file__).resolve().parents[1]
 REFERENCE = (REPO / ".." / "shared" / "reference").resolve()
 OPERATOR_TOKEN = "test-operator-token"
 TEST_KEY_HEX = "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff"
+
+
+@pytest.hookimpl(tryfirst=True)  # before pytest-xdist reads the marks
+def pytest_collection_modifyitems(config, items):
+    """README's test command runs the suite on pytest-xdist workers (`-n auto --dist loadgroup
+    --no-loadscope-reorder`). A test module goes to one worker whole, so its module-scoped fixtures (servers,
+    ingested nodes) are built once, not once per worker; tests/ui shares one gateway process and one Chromium across
+    its modules, so it is one group. The groups holding a test marked `slow` are handed out first, then the others,
+    largest first: the run does not end on one worker still busy with a long module while the other waits."""
+    groups: dict[str, list] = {}
+    for item in items:
+        marker = item.get_closest_marker("xdist_group")
+        if marker is None:
+            module = Path(str(item.path)).relative_to(REPO).as_posix()
+            decorator = pytest.mark.xdist_group("tests/ui" if module.startswith("tests/ui/") else module)
+            item.add_marker(decorator)
+            marker = decorator.mark
+        groups.setdefault(str(marker.args[0] if marker.args else marker.kwargs.get("name")), []).append(item)
+    # on a worker, pytest-xdist has set `dist` to "no" and `loadgroup` to whether the controller's was "loadgroup"
+    if getattr(config.option, "loadgroup", False):
+        ordered = sorted(
+            groups.values(), key=lambda tests: (not any(t.get_closest_marker("slow") for t in tests), -len(tests))
+        )
+        items[:] = [item for tests in ordered for item in tests]
 
 
 @pytest.fixture(scope="session")
@@ -44,10 +69,37 @@ def env(tmp_path, monkeypatch):
     return tmp_path
 
 
-@pytest.fixture
-def app(gateway_config):
-    from app import create_app
+@pytest.fixture(scope="session")
+def migrated_sqlite(tmp_path_factory) -> Path:
+    """An embedded store's file migrated to head once per session (per pytest-xdist worker). The `app` and `store`
+    fixtures start from a copy of it rather than running every migration again for each test (≈ 0.1 s each); what
+    migrating an empty file does is tested on its own (tests/store/test_store_migrations.py), and every other node
+    the tests build still migrates its own."""
+    from gateway.store import MetadataStore
 
+    path = tmp_path_factory.mktemp("migrated-sqlite") / "gateway.sqlite"
+    MetadataStore.open(f"sqlite:///{path}").close()  # closed: checkpointed, no -wal file beside it
+    return path
+
+
+def place_migrated(template: Path, database_url: str) -> None:
+    """Put a copy of the migrated template where the SQLite URL `database_url` points, private as the node's own."""
+    from sqlalchemy.engine import make_url
+
+    target = Path(str(make_url(database_url).database))
+    target.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    shutil.copyfile(template, target)
+    target.chmod(0o600)
+
+
+@pytest.fixture
+def app(gateway_config, migrated_sqlite):
+    from app import create_app
+    from gateway.config import load_config
+
+    database_url = load_config(overrides=gateway_config).resolved_database_url  # as create_app reads it
+    if database_url.startswith("sqlite"):
+        place_migrated(migrated_sqlite, database_url)
     application = create_app(gateway_config)
     yield application
     application.extensions["gateway"].store.close()

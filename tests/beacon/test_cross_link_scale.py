@@ -19,6 +19,8 @@ from tests.beacon.fake_store import FakeVariantStore, hit
 from tests.pg_schema import empty_database, fresh_schema
 from tests.store.store_workers import document
 
+pytestmark = pytest.mark.slow  # several seconds: pytest-xdist starts it first (tests/conftest.py)
+
 CARRIERS = 70_000  # above PostgreSQL's 65,535 bind parameters per statement
 STORED = ("P00007", "P35000", "P69999", "P70500")  # the last carries nothing
 

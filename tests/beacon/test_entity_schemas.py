@@ -19,6 +19,8 @@ from tests.beacon.official_schemas import MODELS, RECORD_SCHEMAS, check_response
 from tests.beacon.real_node import PXF_DATASET
 from tests.beacon.test_beacon_api import real_app  # noqa: F401  (the session node over the reference phenopackets)
 
+pytestmark = pytest.mark.slow  # several seconds: pytest-xdist starts it first (tests/conftest.py)
+
 ENTRIES = {
     "individuals": "individual",
     "biosamples": "biosample",

@@ -13,6 +13,8 @@ schemathesis = pytest.importorskip(
 from hypothesis import HealthCheck, Phase, settings  # noqa: E402
 from schemathesis.checks import not_a_server_error  # noqa: E402
 
+pytestmark = pytest.mark.slow  # several seconds: pytest-xdist starts it first (tests/conftest.py)
+
 EXAMPLES_PER_OPERATION = 2
 
 

@@ -29,6 +29,8 @@ from tests.beacon.real_node import reference_phenopackets
 from tests.beacon.test_term_index import BROAD, _both, _context, _summary
 from tests.pg_schema import fresh_schema
 
+pytestmark = pytest.mark.slow  # several seconds: pytest-xdist starts it first (tests/conftest.py)
+
 DATASETS = [
     {"id": "d1", "security_level": "PUBLIC", "policy": {"profile": "open"}},
     {"id": "d2", "security_level": "PUBLIC", "policy": {"profile": "open"}},

@@ -22,6 +22,8 @@ import pytest
 
 from tests.network.conftest import free_port
 
+pytestmark = pytest.mark.slow  # several seconds: pytest-xdist starts it first (tests/conftest.py)
+
 REPO = Path(__file__).resolve().parents[2]
 REFERENCE = (REPO / ".." / "shared" / "reference").resolve()
 MII_BUNDLES = [

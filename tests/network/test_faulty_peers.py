@@ -12,6 +12,8 @@ import pytest
 from gateway.network.client import Call, FanOut
 from tests.network.conftest import faulty_peer, free_port, network_app
 
+pytestmark = pytest.mark.slow  # several seconds: pytest-xdist starts it first (tests/conftest.py)
+
 QUERY = {"referenceName": "17", "start": "43045711", "alternateBases": "A", "requestedGranularity": "count"}
 # behaviour -> (expected status, words in the reason)
 FAULTS = {

@@ -9,6 +9,8 @@ import pytest
 from tests.beacon.official_schemas import FRAMEWORK, errors_against
 from tests.network.conftest import faulty_peer, network_app, peer_app, serve
 
+pytestmark = pytest.mark.slow  # several seconds: pytest-xdist starts it first (tests/conftest.py)
+
 BRCA1 = {"referenceName": "17", "start": "43045711", "alternateBases": "A"}
 CHR22 = {"referenceName": "22", "start": "0", "end": "100000"}
 

@@ -27,6 +27,8 @@ from tests.network.conftest import free_port
 from tests.network.test_e2e_processes import VARIANT, _generated_cohort, _wait_ready
 from tests.pg_schema import fresh_schema
 
+pytestmark = pytest.mark.slow  # several seconds: pytest-xdist starts it first (tests/conftest.py)
+
 REPO = Path(__file__).resolve().parents[2]
 TOKEN = "two-gateways-operator-token"
 BROAD = "HP:0000118"  # Phenotypic abnormality, descendants included

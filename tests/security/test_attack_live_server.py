@@ -19,6 +19,8 @@ import pytest
 
 from tests.conftest import OPERATOR_TOKEN
 
+pytestmark = pytest.mark.slow  # several seconds: pytest-xdist starts it first (tests/conftest.py)
+
 ROOT = Path(__file__).resolve().parents[2]
 ALIAS_BOMB = (
     b'a: &a ["lol","lol","lol","lol","lol","lol","lol","lol","lol"]\n'

@@ -13,6 +13,8 @@ import pytest
 from tests.conftest import OPERATOR_TOKEN, wait_for_job
 from tests.variants.vcfgen import header, write_vcf
 
+pytestmark = pytest.mark.slow  # several seconds: pytest-xdist starts it first (tests/conftest.py)
+
 OPERATOR = {"Authorization": f"Bearer {OPERATOR_TOKEN}"}
 MB = 2**20
 

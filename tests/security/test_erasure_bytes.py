@@ -20,6 +20,8 @@ from gateway.variants.store import VariantStore
 from tests.security.sechelpers import OPERATOR_TOKEN, bearer, make_node
 from tests.variants.vcfgen import split_by_samples, write_vcf
 
+pytestmark = pytest.mark.slow  # several seconds: pytest-xdist starts it first (tests/conftest.py)
+
 SAMPLE = "ZQXJSAMPLE7731"
 INDIVIDUAL = "pid-QWPVINDIVIDUAL4420"
 BIOSAMPLE = "bs-KRMTBIOSAMPLE9054"

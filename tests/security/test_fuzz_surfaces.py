@@ -22,6 +22,8 @@ from hypothesis import strategies as st
 
 from tests.conftest import OPERATOR_TOKEN
 
+pytestmark = pytest.mark.slow  # several seconds: pytest-xdist starts it first (tests/conftest.py)
+
 OPERATOR = {"Authorization": f"Bearer {OPERATOR_TOKEN}"}
 LIMIT_S = 25.0  # the work limit (20 s) plus the request's own overhead
 STATS = {"requests": 0, "server_errors": 0, "longest_s": 0.0, "cli_runs": 0, "cli_crashes": 0}

@@ -10,6 +10,7 @@ from __future__ import annotations
 import pytest
 
 from gateway.store import MetadataStore
+from tests.conftest import place_migrated
 from tests.pg_schema import empty_database
 
 
@@ -21,8 +22,10 @@ def store_url(request, tmp_path):
 
 
 @pytest.fixture
-def store(store_url):
-    """A migrated store with one dataset, `ds1`, declared."""
+def store(store_url, request):
+    """A migrated store with one dataset, `ds1`, declared (on SQLite, from a copy of a file migrated once)."""
+    if store_url.startswith("sqlite"):
+        place_migrated(request.getfixturevalue("migrated_sqlite"), store_url)
     opened = MetadataStore.open(store_url)
     opened.ensure_dataset("ds1", name="Dataset one")
     yield opened

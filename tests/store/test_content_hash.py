@@ -16,6 +16,8 @@ from gateway.store.fhir_resources import content_hash
 
 from ..validation.test_fhir_shape import _real
 
+pytestmark = pytest.mark.slow  # several seconds: pytest-xdist starts it first (tests/conftest.py)
+
 
 def _reference_hash(resource: dict) -> str:
     content = {k: v for k, v in resource.items() if k != "meta"}

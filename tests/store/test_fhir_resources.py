@@ -29,6 +29,8 @@ from gateway.services.ingest import process_fhir
 from gateway.store.indexing import index_fields
 from gateway.store.tables import biosamples, phenopacket_terms
 
+pytestmark = pytest.mark.slow  # several seconds: pytest-xdist starts it first (tests/conftest.py)
+
 KEY = bytes(range(32))
 NOW = datetime(2026, 11, 30, 12, 0, tzinfo=UTC)
 MARFAN = "mii-seltene-erkrankungen/Bundle-bundle-marfan-complete.json"

@@ -17,6 +17,8 @@ from gateway.services.fhir_resources import HeldResources, incremental_record, m
 
 from .conftest import FHIR
 
+pytestmark = pytest.mark.slow  # several seconds: pytest-xdist starts it first (tests/conftest.py)
+
 KEY = bytes(range(32))
 NOW = datetime(2026, 11, 30, 12, 0, tzinfo=UTC)
 

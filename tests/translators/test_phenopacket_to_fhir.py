@@ -27,6 +27,8 @@ from translators.fhir_to_phenopacket import translate_bundle
 from translators.phenopacket_facts import FACT_CLASSES, fact_pointers, facts
 from translators.phenopacket_to_fhir import PSEUDONYM_SYSTEM, translate_family, translate_phenopacket
 
+pytestmark = pytest.mark.slow  # several seconds: pytest-xdist starts it first (tests/conftest.py)
+
 GOLDEN_FHIR = Path(__file__).resolve().parent / "golden_fhir"
 UPDATE = os.environ.get("GATEWAY_UPDATE_GOLDEN") == "1"
 PHENOPACKETS = REFERENCE / "phenopackets"

@@ -19,6 +19,8 @@ from gateway.validation.fhir_shape import plainly_valid
 
 from .json_places import holder, places
 
+pytestmark = pytest.mark.slow  # several seconds: pytest-xdist starts it first (tests/conftest.py)
+
 
 def _model_accepts(resource) -> bool:
     try:

@@ -38,6 +38,8 @@ from .test_truth import (  # noqa: F401  (collected again here, over the compact
     test_range_queries,
 )
 
+pytestmark = pytest.mark.slow  # several seconds: pytest-xdist starts it first (tests/conftest.py)
+
 
 def _manifest(ds_dir) -> tuple[list, list]:
     conn = sqlite3.connect(ds_dir / (ds_dir / "CURRENT").read_text().strip())

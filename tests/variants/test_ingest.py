@@ -22,6 +22,8 @@ from gateway.variants.store import VariantStore
 from .conftest import pysam_truth
 from .vcfgen import header, records, write_vcf
 
+pytestmark = pytest.mark.slow  # several seconds: pytest-xdist starts it first (tests/conftest.py)
+
 ROOT = Path(__file__).resolve().parents[2]
 
 

@@ -17,6 +17,8 @@ from tests.beacon.test_g_variants_truth import SAMPLES, _write_vcf
 
 from .conftest import cli_on
 
+pytestmark = pytest.mark.slow  # several seconds: pytest-xdist starts it first (tests/conftest.py)
+
 SAMPLE_MAP = {name: f"P{i}" for i, name in enumerate(SAMPLES)}
 
 

@@ -28,6 +28,8 @@ from .test_truth import (  # noqa: F401  (collected again here, over the batched
 )
 from .vcfgen import split_by_samples, write_vcf
 
+pytestmark = pytest.mark.slow  # several seconds: pytest-xdist starts it first (tests/conftest.py)
+
 # S03 and S08 are one person sequenced twice, in different batches
 SAMPLE_MAP = {name: f"P{i}" for i, name in enumerate(SAMPLES)} | {"S08": "P3"}
 
