@@ -46,7 +46,9 @@ def test_a_faulty_peer_is_flagged_and_the_network_still_answers(behaviour, tmp_p
         elapsed = time.monotonic() - started
     body = response.get_json()
     assert response.status_code == 200 and official(body) == []
-    assert elapsed < 1.2 + 0.5, f"answered after {elapsed:.2f} s"
+    # within the budget: far less than the slow peer (6 s) or the hung one (30 s) would have cost, with room for a
+    # machine busy with other work (the bound is what a missing budget would break, not a speed figure)
+    assert elapsed < 1.2 + 2.5, f"answered after {elapsed:.2f} s"
     healthy_line, bad_line = body["info"]["network"]["peers"]
     assert healthy_line["status"] == "ok" and healthy_line["beaconId"] == "org.example.healthy"
     status, words = FAULTS[behaviour]
@@ -67,7 +69,8 @@ def test_all_faults_at_once_with_the_default_timeout(tmp_path, official):
         elapsed = time.monotonic() - started
     body = response.get_json()
     assert response.status_code == 200 and official(body) == []
-    assert 4.9 < elapsed < 5.0 + 0.6, f"answered after {elapsed:.2f} s"  # the black-holed peers cost the timeout
+    # the black-holed peers cost the 5 s timeout, not the 30 s they would hang (room for a busy machine)
+    assert 4.9 < elapsed < 5.0 + 3.0, f"answered after {elapsed:.2f} s"
     lines = body["info"]["network"]["peers"]
     assert [line["status"] for line in lines] == ["ok"] + [FAULTS[b][0] for b in sorted(FAULTS)]
     assert body["info"]["network"]["peersAnswered"] == 1
@@ -99,11 +102,11 @@ def test_a_trickling_peer_is_really_cancelled():
         with faulty_peer("trickle") as trickle, faulty_peer("ok") as ok:
             started = time.monotonic()
             (reply,) = fanout.run([Call("t", "GET", trickle + "/g_variants", timeout=0.5)], budget=5)
-            assert reply.status == "timeout" and time.monotonic() - started < 0.8
+            assert reply.status == "timeout" and time.monotonic() - started < 3  # the trickle lasts 50 s
             started = time.monotonic()
             (reply,) = fanout.run([Call("o", "GET", ok + "/g_variants", timeout=1)], budget=5)
             assert reply.status == "ok" and reply.http_status == 200, reply
-            assert time.monotonic() - started < 0.3
+            assert time.monotonic() - started < 3  # a pool thread still reading the trickle: 1 s timeout, then 50 s
     finally:
         fanout.close()
 
