@@ -430,7 +430,9 @@ def fhir_blueprint() -> Blueprint:
                 connection=connection,
             )
             # what keeping says of the Bundle itself (a Patient taken as the stored one) goes to its sender
-            stored.report.extend(i for c in changes for i in c.issues if i.code in ("same-person", "same-resource"))
+            stored.report.extend(
+                i for c in changes for i in c.issues if i.code in ("same-person", "same-resource", "id-is-identifier")
+            )
             kept.extend(changes)
             for n, change in creates.existing.items():  # answered with the kept resource's location
                 change.entry = n

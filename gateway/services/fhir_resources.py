@@ -696,6 +696,8 @@ def _put(
             _touch(connection, dataset_id, referrer, touched, known)
     change = ResourceChange(write.resource_type, resource_id, version, "created" if existing is None else "updated")
     change.patient_id = patient_id
+    if write.resource_type == PATIENT and _id_is_a_record_number(write.resource, resource_id):
+        change.issues.append(ID_IS_RECORD_NUMBER)
     if patient_ref is not None and patient_id is None:
         change.pending = True
         change.issues.append(
@@ -707,6 +709,22 @@ def _put(
             )
         )
     return change
+
+
+# Resource ids are the sender's and kept as sent (a client reads and updates by them): a Patient whose id is its
+# record number carries that number into every row and reference. Said, so that the sender can choose opaque ids.
+ID_IS_RECORD_NUMBER = Issue.warning(
+    "id-is-identifier",
+    "the Patient's id is one of its identifier values (a record number): ids are kept as sent, so the number is "
+    "stored in clear in every resource that references the Patient — give Patients opaque ids (FHIR ids carry no "
+    "meaning); its identifiers are kept as pseudonyms",
+    "/id",
+)
+
+
+def _id_is_a_record_number(patient: dict[str, Any], resource_id: str) -> bool:
+    values = {i.get("value") for i in patient.get("identifier") or () if isinstance(i, dict)}
+    return resource_id in values
 
 
 def _any_system_matched(
@@ -1749,6 +1767,11 @@ def keep_bundle(
         )
         for n, change in enumerate(changes):  # one change per write, in order (apply_writes)
             change.entry = kept_entries[n]
+            # a change's own issues are located in its resource: in the Bundle, in its entry
+            change.issues = [
+                i.at(f"/entry/{kept_entries[n]}/resource") if i.code == ID_IS_RECORD_NUMBER.code else i
+                for i in change.issues
+            ]
             if n in same:
                 sent = same[n].sent_id
                 change.issues.append(

@@ -98,3 +98,30 @@ def test_no_kept_resource_holds_the_patients_name_in_its_narrative_or_its_link(c
     assert read["subject"] == {"reference": f"Patient/{PATIENT_ID}"} and "text" not in read
     (packet,) = _packets(app)
     assert packet.document["diseases"]  # what the phenopacket is made of is all there
+
+
+def test_a_patient_whose_id_is_its_record_number_is_told(client, app, operator, reference_dir):
+    """The real IPS Bundle `bundle-no-info-required-sections` names its Patient `AAA1234`, its identifier's value:
+    ids are kept as sent (clients read and update by them), so the number lands in every row that references it.
+    The sender is told, on both channels; the identifier itself is kept as a pseudonym."""
+    bundle = json.loads(
+        (reference_dir / "fhir" / "ips-1.1.0" / "Bundle-bundle-no-info-required-sections.json").read_text()
+    )
+    answer = client.post("/fhir?dataset=ips", json=bundle, headers=operator)
+    assert answer.status_code in (200, 201), answer.get_data(as_text=True)
+    told = [
+        (e["response"]["location"], i["expression"])
+        for e in answer.get_json()["entry"]
+        for i in (e["response"].get("outcome") or {}).get("issue", ())
+        if i["details"]["coding"][0]["code"] == "id-is-identifier"
+    ]
+    patient_entry = next(n for n, e in enumerate(bundle["entry"]) if e["resource"]["resourceType"] == "Patient")
+    assert told == [("Patient/AAA1234/_history/1", [f"Bundle.entry[{patient_entry}].resource.id"])]
+    patient = next(e["resource"] for e in bundle["entry"] if e["resource"]["resourceType"] == "Patient")
+    alone = _send(client, "PUT", f"/fhir/Patient/{patient['id']}?dataset=rest", operator, patient)
+    assert alone.status_code == 201
+    issues = [i for i in alone.get_json()["issue"] if i["details"]["coding"][0]["code"] == "id-is-identifier"]
+    assert len(issues) == 1 and issues[0]["severity"] == "warning"
+    other = {**patient, "id": "opaque-1"}
+    quiet = _send(client, "PUT", "/fhir/Patient/opaque-1?dataset=rest2", operator, other)
+    assert "id-is-identifier" not in quiet.get_data(as_text=True)
