@@ -32,6 +32,9 @@ class Ontology:
     """The little the checks need from an ontology: look a term up, list its ancestors."""
 
     version: str = ""
+    # Whether a term it does not know is wrong rather than newer than it: true of an ontology the caller chose as
+    # the reference (`--hpo hp.json`, as pxf takes); the HPO bundled with hpo3 is a release that data may postdate.
+    authoritative: bool = False
 
     def term(self, term_id: str) -> Term | None:
         raise NotImplementedError
@@ -104,6 +107,7 @@ class OboGraphOntology(Ontology):
         graph = doc["graphs"][0]
         meta = graph.get("meta") or {}
         self.version = f"{Path(path).name} {meta.get('version', '')}".strip()
+        self.authoritative = True
         self._terms: dict[str, Term] = {}
         self._parents: dict[str, set[str]] = {}
         for node in graph.get("nodes", []):

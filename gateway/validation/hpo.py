@@ -3,7 +3,8 @@
 The ontology is the HPO bundled with `hpo3` (no network), or an obographs JSON file (`--hpo hp.json`, as pxf
 takes), loaded by gateway.ontology.hpo. Rules, per phenopacket (and per member of a Family or Cohort):
 
-- unknown-hpo-term (error): an `HP:` id that the ontology does not know;
+- unknown-hpo-term: an `HP:` id that the ontology does not know — an error against an ontology the caller gave
+  (`--hpo`), a warning against the bundled release, which a real, valid file may postdate (as obsolete-term);
 - obsolete-term (warning): an obsolete or alternative id, with its current primary id. A warning, not an error: a
   real, valid file may predate the bundled HPO release, and the term it uses was valid when it was written;
 - annotation-propagation-rule (error): a term together with an observed ancestor (the ancestor is implied), an
@@ -73,11 +74,16 @@ def hpo_issues(
     for feature in _features(packet):
         term = ontology.term(feature.id)
         if term is None:
-            issues.append(
-                Issue.error(
-                    "unknown-hpo-term", f"{feature.id} is not a term of {ontology.version}", where(feature), target
+            if ontology.authoritative:
+                message = f"{feature.id} is not a term of {ontology.version}"
+                issues.append(Issue.error("unknown-hpo-term", message, where(feature), target))
+            else:  # the bundled release: the document may be newer than it (a term added since) — or mistyped
+                message = (
+                    f"{feature.id} is not a term of {ontology.version}, this node's HPO: a term added since, or no HPO "
+                    "term; kept as sent (filters on its ancestors do not reach it). Check it against a current HPO "
+                    "(gateway validate --hpo hp.json)"
                 )
-            )
+                issues.append(Issue.warning("unknown-hpo-term", message, where(feature), target))
             continue
         if term.obsolete:
             replacement = f" instead of current primary id ({term.replaced_by})" if term.replaced_by else ""

@@ -221,14 +221,14 @@ def test_variant_query_shows_records_to_a_controlled_caller_and_only_yes_no_with
 
 
 def _broken_phenopacket(tmp_path: Path) -> tuple[Path, bytes]:
-    """A real reference phenopacket with one HPO id made unknown."""
+    """A real reference phenopacket with one HPO id malformed (seven digits, not five)."""
     source = next(
         p
         for p in sorted((REFERENCE / "phenopackets").rglob("*.json"))
         if json.loads(p.read_text()).get("phenotypicFeatures")
     )
     packet = copy.deepcopy(json.loads(source.read_text()))
-    packet["phenotypicFeatures"][0]["type"]["id"] = "HP:9999999"
+    packet["phenotypicFeatures"][0]["type"]["id"] = "HP:99999"
     path = tmp_path / "broken-phenopacket.json"
     path.write_text(json.dumps(packet, indent=2))
     return path, path.read_bytes()
@@ -318,7 +318,7 @@ def test_operator_page_shows_the_node_and_an_uploaded_files_issues_at_their_loca
     located = [r for r in rows if r.find_element(By.CSS_SELECTOR, "td.location").text == expected["location"]]
     assert located, [r.text for r in rows]
     assert expected["message"] in located[0].text
-    assert '"HP:9999999"' in located[0].text  # the value found at that location in the uploaded file
+    assert '"HP:99999"' in located[0].text  # the value found at that location in the uploaded file
     assert "not valid" in _text(browser, "validation-verdict")
 
     browser.find_element(By.ID, "verify-start").click()
