@@ -846,15 +846,20 @@ def at_rest(resource: dict[str, Any], key: bytes) -> dict[str, Any]:
         if isinstance(kept.get("identifier"), list):
             kept["identifier"] = [_pseudonymous_identifier(i, key) for i in kept["identifier"]]
     for link in PATIENT_LINKS:
-        target = kept.get(link)
-        reference = reference_of(target)
-        if isinstance(target, dict) and "display" in target:  # the patient's name, as the sender shows it
-            target = {k: v for k, v in target.items() if k != "display"}
-            kept[link] = target
-        if isinstance(target, dict) and reference is not None:
-            kept[link] = {**target, "reference": pseudonymous_reference(reference, key)}
-        if isinstance(target, dict) and isinstance(target.get("identifier"), dict):  # a logical reference's too
-            kept[link] = {**kept[link], "identifier": _pseudonymous_identifier(target["identifier"], key)}
+        if isinstance(kept.get(link), dict):
+            kept[link] = _patient_link_at_rest(kept[link], key)
+    return kept
+
+
+def _patient_link_at_rest(link: dict[str, Any], key: bytes) -> dict[str, Any]:
+    """A patient link as kept: without its `display` (the patient's name, as the sender shows it), a conditional
+    reference's and a logical reference's identifier value as their pseudonyms."""
+    kept = {k: v for k, v in link.items() if k != "display"}
+    reference = reference_of(kept)
+    if reference is not None:
+        kept["reference"] = pseudonymous_reference(reference, key)
+    if isinstance(kept.get("identifier"), dict):
+        kept["identifier"] = _pseudonymous_identifier(kept["identifier"], key)
     return kept
 
 
