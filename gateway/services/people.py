@@ -10,8 +10,8 @@ in two unrelated documents names two different people.
 Biosample ids ("biosample.1", a laboratory's sample number) become derived ids in the same scope,
 wherever they recur (biosample id, derivedFromId, subjectOrBiosampleId, file keys): two people's
 "biosample.1" stay two samples — in one Family too, where a relative's id that another member also uses is
-derived with the relative's label (the proband's stay what they are when its packet is sent alone). Interpretation ids are derived too (collections often give the
-interpretation the subject's own label). `subject.alternateIds` (the person's other record numbers)
+derived with the relative's label (the proband's stay what they are when its packet is sent alone).
+Interpretation ids are derived too (collections often give the interpretation the subject's own label). `subject.alternateIds` (the person's other record numbers)
 become keyed pseudonyms outside any document's scope, so a record number shared by two documents
 still links them. Derived ids and pseudonyms are what a key rotation carries forward.
 """
