@@ -62,7 +62,7 @@ def error_body(
     return problem(status, message, issues)
 
 
-def _gateway_error(exc: GatewayError) -> Response:
+def gateway_error_response(exc: GatewayError) -> Response:
     code = exc.code
     if isinstance(exc, Unauthorised) and request.path.startswith("/fhir"):
         code = "login" if exc.status == 401 else "forbidden"  # the FHIR IssueType codes
@@ -75,7 +75,7 @@ def _gateway_error(exc: GatewayError) -> Response:
 def install_error_handlers(app: Flask) -> None:
     @app.errorhandler(GatewayError)
     def gateway_error(exc: GatewayError) -> Response:
-        return _gateway_error(exc)
+        return gateway_error_response(exc)
 
     @app.errorhandler(HTTPException)
     def http_error(exc: HTTPException) -> Response:

@@ -18,6 +18,8 @@ from flask import Blueprint, Response, g, request
 import mappings
 from gateway.api.auth import require_operator
 from gateway.api.context import services
+from gateway.api.errors import gateway_error_response
+from gateway.api.fhir_messaging import is_message, response_message
 from gateway.api.fhir_requests import (
     Refusal,
     check_conditional_creates,
@@ -33,7 +35,7 @@ from gateway.api.public_url import public_base_url
 from gateway.api.render import json_response
 from gateway.api.validate import over_budget
 from gateway.bounded import WorkLimitExceeded, limits_of, run_bounded
-from gateway.errors import NotFound
+from gateway.errors import BadInput, GatewayError, NotFound
 from gateway.issues import Issue, to_operation_outcome
 from gateway.jsonio import JSONInputError, loads_strict
 from gateway.services.fhir_resources import (
@@ -254,6 +256,10 @@ def resources_response(doc: dict, dataset: str, refused: dict[int, Refusal] | No
 
 
 VALIDATE = {"name": "validate", "definition": "http://hl7.org/fhir/OperationDefinition/Resource-validate"}
+PROCESS_MESSAGE = {
+    "name": "process-message",
+    "definition": "http://hl7.org/fhir/OperationDefinition/MessageHeader-process-message",
+}
 # What GET /fhir/{type} searches by (fhir_rest.search), each type alike; the result parameters _count, _offset,
 # _summary=count and _total are common to every search (search.html#return) and not listed per type.
 SEARCH_PARAMS = [
@@ -309,7 +315,8 @@ def capability_statement() -> dict:
                 ),
                 "security": {"description": "Writing needs an operator bearer token."},
                 "interaction": [{"code": "transaction"}, {"code": "batch"}],
-                "operation": [VALIDATE],  # POST /fhir/$validate (system level)
+                # POST /fhir/$validate, /fhir/$process-message (system level; messages synchronously)
+                "operation": [VALIDATE, PROCESS_MESSAGE],
                 "resource": [
                     {
                         "type": "Bundle",
@@ -468,6 +475,25 @@ def fhir_blueprint() -> Blueprint:
             if mismatch:
                 return outcome_response(mismatch, 400, body)
         return outcome_response(list(outcome.report), 200, body)
+
+    @bp.post("/$process-message")
+    @require_operator
+    def process_message() -> Response:
+        """A FHIR message processed as the base processes it, answered with a response message (fhir_messaging)."""
+        if request.args.get("async", "").lower() == "true":
+            raise BadInput(
+                "asynchronous messaging is not offered: send without async=true and read the response message",
+                code="not-supported",
+            )
+        check_media_type(request.mimetype)
+        message = loads_strict(request.get_data(), max_depth=services().config.max_json_depth)
+        if not is_message(message):
+            raise BadInput("$process-message takes a Bundle of type message (the base takes other Bundles)")
+        try:
+            answer = ingest()
+        except GatewayError as exc:  # refused whole (a transaction's rules): said in the response message
+            answer = gateway_error_response(exc)
+        return fhir_response(response_message(message, answer, public_base_url() + "/fhir"), 200)
 
     add_rest_routes(bp)  # /{type}[/{id}] last: the fixed paths above come first
     return bp

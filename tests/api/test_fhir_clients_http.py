@@ -218,8 +218,9 @@ def test_the_capability_statement_advertises_exactly_what_works(client, operator
             assert _write(client, "PUT", "/fhir/Patient/p-1", operator, patient).status_code in (200, 201)
     system = {i["code"] for i in rest["interaction"]}
     assert system == {"transaction", "batch"}
-    for operation in rest["operation"]:  # system level: any resource
-        assert _write(client, "POST", f"/fhir/${operation['name']}", operator, patient).status_code == 200
+    for operation in rest["operation"]:  # system level: any resource (a message carrying it, for messaging)
+        body = _carried_in_a_message(patient) if operation["name"] == "process-message" else patient
+        assert _write(client, "POST", f"/fhir/${operation['name']}", operator, body).status_code == 200
     assert client.get("/fhir", headers=operator).status_code >= 400  # search-system: not advertised
     assert client.get("/fhir/_history", headers=operator).status_code >= 400  # history-system: not advertised
 
@@ -278,3 +279,25 @@ def test_every_answer_is_a_valid_r4_resource(client, operator, patient):
         body = answer.get_json()
         get_fhir_model_class(body["resourceType"]).model_validate(body)  # raises on an invalid answer
     assert [a.get_json()["resourceType"] for a in answers].count("OperationOutcome") == 4
+
+
+def _carried_in_a_message(resource: dict) -> dict:
+    header = {
+        "resourceType": "MessageHeader",
+        "id": "m-1",
+        "eventUri": "http://example.org/fhir/message-events/record-update",
+        "source": {"endpoint": "https://his.example.org/fhir"},
+        "focus": [{"reference": f"{resource['resourceType']}/{resource['id']}"}],
+    }
+    return {
+        "resourceType": "Bundle",
+        "type": "message",
+        "timestamp": "2026-12-01T10:00:00Z",
+        "entry": [
+            {"fullUrl": "urn:uuid:0c3a2f5e-9d1b-4c1e-8a51-2f0e4f7b9a12", "resource": header},
+            {
+                "fullUrl": f"https://his.example.org/fhir/{resource['resourceType']}/{resource['id']}",
+                "resource": resource,
+            },
+        ],
+    }
