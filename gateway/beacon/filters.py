@@ -32,33 +32,17 @@ from gateway.beacon.request import BeaconRequestError, is_curie
 from gateway.issues import Issue
 from gateway.store.indexing import duration_days
 from gateway.store.tables import (
-    BIOSAMPLE_PHENOTYPE,
-    BIOSAMPLE_TERM,
-    DISEASE,
     EXCLUDED_DISEASE,
     EXCLUDED_PHENOTYPE,
-    GENE,
-    MEASUREMENT,
-    MEDICAL_ACTION,
-    PHENOTYPE,
-    SAMPLED_TISSUE,
+    TERM_KINDS,
     phenopacket_terms,
     phenopackets,
 )
 from gateway.store.values import in_values
 from translators.phenopacket_to_beacon import sex_terms
 
-PRESENT_KINDS = (
-    PHENOTYPE,
-    DISEASE,
-    BIOSAMPLE_PHENOTYPE,
-    SAMPLED_TISSUE,
-    BIOSAMPLE_TERM,
-    MEASUREMENT,
-    MEDICAL_ACTION,
-    GENE,
-)
 EXCLUDED_KINDS = (EXCLUDED_PHENOTYPE, EXCLUDED_DISEASE)
+PRESENT_KINDS = tuple(kind for kind in TERM_KINDS if kind not in EXCLUDED_KINDS)  # every other kind the store indexes
 EXCLUDED_PREFIX = "excluded:"
 AGE_IDS = ("age", "ageAtLastEncounter", "NCIT:C25150")  # NCIT:C25150 Age
 SEX_ID = "sex"

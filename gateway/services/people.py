@@ -192,10 +192,10 @@ def prepare_packet(
     `renamed` receives every raw value replaced and its replacement (see `stored_issues`)."""
     report = Report()
     report.extend(validate_phenopacket(doc, target="input"))
-    report.extend(hpo_findings(doc, "phenopacket"))  # the rule of `gateway validate`: one verdict
+    respelled = respell(doc, phenopackets.Phenopacket.DESCRIPTOR)  # what is stored is in the canonical spelling
+    report.extend(hpo_findings(doc, "phenopacket", respelled=respelled))  # `gateway validate`'s rule: one verdict
     if not report.ok:
         return None, "", report
-    respelled = respell(doc, phenopackets.Phenopacket.DESCRIPTOR)  # what is stored is in the canonical spelling
     packet = json.loads(json.dumps(respelled.document))  # our own copy: the caller's document stays untouched
     person = PersonIds(key, packet, renamed=renamed)
     notes = Report()
@@ -222,10 +222,10 @@ def prepare_family(
     """
     report = Report()
     report.extend(validate_family(doc, target="input"))
-    report.extend(hpo_findings(doc, "family"))
+    respelled = respell(doc, phenopackets.Family.DESCRIPTOR)
+    report.extend(hpo_findings(doc, "family", respelled=respelled))
     if not report.ok:
         return None, None, "", report
-    respelled = respell(doc, phenopackets.Family.DESCRIPTOR)
     family = json.loads(json.dumps(respelled.document))
     notes = Report()  # located in the canonical document
     proband = family["proband"]  # required by the Family schema (validated above)

@@ -24,13 +24,16 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from gateway.issues import Issue
 
 # The loader and the Ontology interface live in gateway.ontology.hpo (shared with the Beacon filters).
 from gateway.ontology.hpo import HPO_PREFIX, Hpo3Ontology, OboGraphOntology, Ontology, Term, load_ontology  # noqa: F401
 from schemas import pointer
+
+if TYPE_CHECKING:  # imported where used: proto_spelling reads the phenopacket validator's kinds
+    from gateway.validation.proto_spelling import Respelled
 
 # --- the checks --------------------------------------------------------------------------------------------------
 
@@ -142,17 +145,18 @@ def hpo_findings(
     ontology: Ontology | None = None,
     organ_systems: Iterable[str] = (),
     target: str = "input",
+    respelled: Respelled | None = None,
 ) -> list[Issue]:
     """The HPO findings about a submitted Phenopacket, Family or Cohort as sent: judged in protobuf's canonical
     JSON spelling (proto field names and enum numbers read), located in the document as sent. `ontology`: the
-    bundled HPO unless given."""
+    bundled HPO unless given; `respelled`: `doc` in that spelling, when the caller made it already."""
     from gateway.validation.phenopacket import KINDS
     from gateway.validation.proto_spelling import respell
     from gateway.yamlio import plain_numbers
 
     if not isinstance(doc, dict):
         return []
-    respelled = respell(doc, KINDS[kind][0].DESCRIPTOR)
+    respelled = respelled or respell(doc, KINDS[kind][0].DESCRIPTOR)
     canonical = plain_numbers(respelled.document)  # what is stored
     found = document_hpo_issues(
         canonical, kind, ontology or load_ontology(), organ_systems=organ_systems, target=target
